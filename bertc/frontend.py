@@ -1,0 +1,471 @@
+"""Model loading and import: MODEL path or object -> torch.export -> torch dialect (torch-mlir).
+
+Steps:
+1. ``load_model``: a transformers model object, a Hugging Face folder, a ``.pt2`` torch.export
+   program, a TorchScript archive, or a ``.pt`` state dict saved with its config. Pickled whole
+   modules run code when loaded, so they are refused unless ``trust_pickle``.
+2. ``export_model``: torch.export with fixed (batch, seq_len) and inputs named
+   input_ids / attention_mask / token_type_ids.
+3. ``canonicalize_inputs``: the graph a transformers model exports builds its attention mask
+   and position ids from dozens of small integer ops (arange, index, __and__, where, cumsum).
+   Each sub-graph that depends only on one model input (or on nothing) is evaluated with
+   several random inputs and, when it equals a known form, replaced by one op
+   (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``) or by its constant
+   value. A sub-graph that matches no form is left alone, and raise-torch names its ops.
+4. ``import_torch``: torch-mlir's FX importer with an empty decomposition table, so linear,
+   layer_norm, gelu, softmax, sdpa and embedding arrive whole. Parameters are not copied
+   into the IR: each becomes ``bertc.weight {name}`` and its data stays in a ``WeightStore``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+
+from .errors import BertcError
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+# --------------------------------------------------------------------------- custom ops
+# Stand-ins for recognised sub-graphs. They have real eager implementations, so a
+# canonicalized program still runs in PyTorch (the tests compare it with the original).
+
+
+@torch.library.custom_op("bertc::mask_bias", mutates_args=())
+def mask_bias(mask: torch.Tensor, shape: list[int], fill: float) -> torch.Tensor:
+    keep = mask[:, None, None, :].bool()
+    out = torch.where(keep, torch.zeros((), dtype=torch.float32), torch.tensor(fill, dtype=torch.float32))
+    return out.expand(shape).clone()
+
+
+@mask_bias.register_fake
+def _(mask, shape, fill):
+    return mask.new_empty(shape, dtype=torch.float32)
+
+
+@torch.library.custom_op("bertc::keep_mask", mutates_args=())
+def keep_mask(mask: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    return mask[:, None, None, :].bool().expand(shape).clone()
+
+
+@keep_mask.register_fake
+def _(mask, shape):
+    return mask.new_empty(shape, dtype=torch.bool)
+
+
+@torch.library.custom_op("bertc::position_ids", mutates_args=())
+def position_ids(ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    keep = ids.ne(padding_idx).long()
+    return torch.cumsum(keep, dim=1) * keep + padding_idx
+
+
+@position_ids.register_fake
+def _(ids, padding_idx):
+    return torch.empty_like(ids)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class LoadedModel:
+    """What the frontend hands to the compiler."""
+
+    program: torch.export.ExportedProgram
+    input_names: list[str]
+    output_names: list[str]
+    config: dict[str, Any]
+    vocab_size: int
+    max_token_type: int
+    tokenizer_dir: Path | None = None
+    source: str = ""
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or n.endswith("code/__torch__.py") or "/code/" in n for n in z.namelist())
+
+
+def load_model(model: Any, *, trust_pickle: bool = False, config: str | Path | None = None):
+    """Return (module_or_exported_program, hf_config_or_None, tokenizer_dir_or_None, description)."""
+    import transformers
+
+    if isinstance(model, transformers.PreTrainedModel):
+        return model.eval(), model.config, None, type(model).__name__
+    if isinstance(model, (torch.nn.Module, torch.export.ExportedProgram)):
+        return model, getattr(model, "config", None), None, type(model).__name__
+    path = Path(model)
+    if not path.exists():
+        raise BertcError(f"model path '{path}' does not exist; pass a Hugging Face model folder, a .pt2, "
+                         "a TorchScript archive or a .pt state dict")
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise BertcError(f"'{path}' is a folder but has no config.json; a Hugging Face model folder "
+                             "needs config.json and its weights (model.safetensors or pytorch_model.bin)")
+        try:
+            m = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
+        except Exception as e:  # transformers raises many types; the message is what matters
+            raise BertcError(f"could not load the Hugging Face model in '{path}': {e}") from e
+        tok = path if any((path / n).exists() for n in ("tokenizer.json", "vocab.txt")) else None
+        return m.eval(), m.config, tok, f"{type(m).__name__} from {path}"
+    if path.suffix == ".pt2":
+        try:
+            return torch.export.load(str(path)), _sidecar_config(path, config), None, f"torch.export program {path}"
+        except Exception as e:
+            raise BertcError(f"could not read the torch.export program '{path}': {e}") from e
+    if _is_torchscript(path):
+        try:
+            m = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:
+            raise BertcError(f"could not read the TorchScript archive '{path}': {e}") from e
+        return m.eval(), _sidecar_config(path, config), None, f"TorchScript archive {path}"
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        if not trust_pickle:
+            raise BertcError(
+                f"'{path}' is not a plain state dict (it holds pickled Python objects, which run code when "
+                "loaded). Save `{'config': model.config.to_dict(), 'state_dict': model.state_dict()}` instead, "
+                "or pass --trust-pickle if you trust where this file came from") from e
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    if isinstance(obj, torch.nn.Module):
+        return obj.eval(), getattr(obj, "config", None), None, f"pickled module {path}"
+    if not isinstance(obj, dict):
+        raise BertcError(f"'{path}' holds a {type(obj).__name__}, not a state dict or a module")
+    cfg_dict = obj.get("config")
+    state = obj.get("state_dict", obj)
+    if cfg_dict is None:
+        sidecar = _sidecar_config(path, config)
+        cfg_dict = sidecar.to_dict() if sidecar is not None else None
+    if cfg_dict is None:
+        raise BertcError(f"the state dict '{path}' has no config: save it as "
+                         "{'config': model.config.to_dict(), 'state_dict': model.state_dict()}, "
+                         "or put config.json beside it, or pass --config")
+    cfg = transformers.AutoConfig.for_model(**cfg_dict)
+    m = transformers.AutoModel.from_config(cfg)
+    missing, unexpected = m.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise BertcError(f"the state dict '{path}' does not fit a {type(m).__name__}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return m.eval(), m.config, None, f"{type(m).__name__} state dict {path}"
+
+
+def _sidecar_config(path: Path, config: str | Path | None):
+    import transformers
+
+    cfg_path = Path(config) if config else path.parent / "config.json"
+    if not cfg_path.exists():
+        return None
+    return transformers.AutoConfig.for_model(**json.loads(cfg_path.read_text()))
+
+
+# --------------------------------------------------------------------------- export
+
+
+class _Signature(torch.nn.Module):
+    """Gives every model the same positional inputs and tuple-of-tensors outputs."""
+
+    def __init__(self, model: torch.nn.Module, takes: list[str], outputs: list[str]):
+        super().__init__()
+        self.model, self.takes, self.outputs = model, takes, outputs
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        given = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        out = self.model(**{k: given[k] for k in self.takes})
+        if isinstance(out, torch.Tensor):
+            return (out,)
+        if isinstance(out, (tuple, list)):
+            return tuple(out)
+        return tuple(out[k] for k in self.outputs)
+
+
+def _make_buffers_persistent(module: torch.nn.Module) -> None:
+    # transformers registers position_ids as non-persistent; torch-mlir's frozen import
+    # then cannot find it in the state dict ("Could not find state mapping for buffer").
+    for m in module.modules():
+        m._non_persistent_buffers_set.clear()
+
+
+def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle: bool = False,
+                 config: str | Path | None = None) -> LoadedModel:
+    if batch < 1 or not 1 <= seq_len <= 8192:
+        raise BertcError(f"--batch {batch} / --seq-len {seq_len} out of range (batch >= 1, 1 <= seq-len <= 8192)")
+    obj, hf_config, tok_dir, desc = load_model(model, trust_pickle=trust_pickle, config=config)
+    cfg = hf_config.to_dict() if hf_config is not None else {}
+    max_pos = cfg.get("max_position_embeddings")
+    if max_pos is not None and seq_len > max_pos - (2 if cfg.get("model_type") == "roberta" else 0):
+        raise BertcError(f"--seq-len {seq_len} is longer than the model's max_position_embeddings ({max_pos})")
+    example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
+               torch.zeros(batch, seq_len, dtype=torch.long))
+    if isinstance(obj, torch.export.ExportedProgram):
+        ep = obj
+        names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+        input_names = [_canonical_input_name(n, i) for i, n in enumerate(names)]
+        output_names = [f"output_{i}" for i in range(len(ep.graph_signature.user_outputs))]
+        output_names[0:1] = ["last_hidden_state"]
+    else:
+        module = obj
+        if isinstance(module, torch.jit.ScriptModule):
+            ep = _export_torchscript(module, example)
+            input_names = list(INPUT_NAMES[: len([s for s in ep.graph_signature.input_specs
+                                                  if s.kind.name == "USER_INPUT"])])
+            output_names = ["last_hidden_state"] + [f"output_{i}" for i in range(1, len(ep.graph_signature.user_outputs))]
+        else:
+            _make_buffers_persistent(module)
+            params = inspect.signature(module.forward).parameters
+            takes = [n for n in INPUT_NAMES if n in params]
+            if "input_ids" not in takes:
+                raise BertcError(f"{desc} has no input_ids argument; bertc compiles BERT-family encoders")
+            with torch.inference_mode(False), torch.no_grad():
+                probe = module(**{n: t for n, t in zip(INPUT_NAMES, example) if n in takes})
+            outputs = ["last_hidden_state"]
+            if not isinstance(probe, (torch.Tensor, tuple, list)) and probe.get("pooler_output") is not None:
+                outputs.append("pooler_output")
+            wrapper = _Signature(module, takes, outputs).eval()
+            try:
+                ep = torch.export.export(wrapper, example, strict=False)
+            except Exception as e:
+                raise BertcError(f"torch.export could not trace {desc}: {e}") from e
+            input_names, output_names = list(INPUT_NAMES), outputs
+    canonicalize_inputs(ep, input_names)
+    vocab = cfg.get("vocab_size") or _infer_vocab(ep)
+    return LoadedModel(program=ep, input_names=input_names, output_names=output_names, config=cfg,
+                       vocab_size=int(vocab), max_token_type=int(cfg.get("type_vocab_size") or 0),
+                       tokenizer_dir=tok_dir, source=desc)
+
+
+def _canonical_input_name(name: str, index: int) -> str:
+    for canon, keys in (("input_ids", ("input_ids", "ids")), ("attention_mask", ("mask",)),
+                        ("token_type_ids", ("token_type", "type"))):
+        if any(k in name for k in keys):
+            return canon
+    return INPUT_NAMES[index] if index < len(INPUT_NAMES) else name
+
+
+def _infer_vocab(ep: torch.export.ExportedProgram) -> int:
+    for n in ep.graph.nodes:
+        if n.op == "call_function" and n.target == torch.ops.aten.embedding.default:
+            return int(n.args[0].meta["val"].shape[0])
+    raise BertcError("could not find the word embedding to learn the vocabulary size; pass a config")
+
+
+def _export_torchscript(module: torch.jit.ScriptModule, example) -> torch.export.ExportedProgram:
+    from torch._export.converter import TS2EPConverter
+
+    n_inputs = len(list(module.graph.inputs())) - 1
+    try:
+        return TS2EPConverter(module, example[:n_inputs]).convert()
+    except Exception as e:
+        raise BertcError(f"could not convert the TorchScript archive to a torch.export program: {e}; "
+                         "export the model with torch.export and pass the .pt2 instead") from e
+
+
+# --------------------------------------------------------------------------- canonicalization
+
+
+def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.random.Generator, trial: int):
+    out = []
+    for name, shp, dt in zip(input_names, shapes, dtypes):
+        b, s = shp
+        if name == "attention_mask":
+            lens = rng.integers(1, s + 1, size=b) if trial else np.full(b, s)
+            v = (np.arange(s)[None, :] < lens[:, None]).astype(np.int64)
+            if trial == 2:  # holes, not only right padding
+                v = (rng.random((b, s)) < 0.6).astype(np.int64)
+                v[:, 0] = 1
+        elif name == "input_ids":
+            v = rng.integers(0, 3, size=(b, s)) if trial == 2 else rng.integers(0, 50, size=(b, s))
+        else:
+            v = rng.integers(0, 2, size=(b, s))
+        out.append(torch.from_numpy(v).to(dt))
+    return out
+
+
+def _evaluate_all(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tensor]) -> dict:
+    values: dict[fx.Node, Any] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            r = super().run_node(n)
+            values[n] = r
+            return r
+
+    args, k = [], 0
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind.name == "USER_INPUT":
+            args.append(user_inputs[k])
+            k += 1
+        elif spec.kind.name == "CONSTANT_TENSOR":
+            args.append(ep.constants[spec.target])
+        else:
+            args.append(ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target])
+    with torch.no_grad():
+        Recorder(ep.graph_module).run(*args)
+    return values
+
+
+def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]) -> None:
+    """Replace input-only and constant sub-graphs by recognised ops or constants (in place)."""
+    g = ep.graph
+    for n in list(g.nodes):
+        if n.op == "call_function" and n.target == torch.ops.aten._assert_tensor_metadata.default:
+            g.erase_node(n)
+    placeholders = [n for n in g.nodes if n.op == "placeholder"]
+    kinds = {p: s for p, s in zip(placeholders, ep.graph_signature.input_specs)}
+    user = [p for p in placeholders if kinds[p].kind.name == "USER_INPUT"]
+    role = {p: input_names[i] for i, p in enumerate(user)}
+    # deps: the model inputs a node depends on; "param" marks a dependence on learned weights.
+    deps: dict[fx.Node, frozenset] = {}
+    for n in g.nodes:
+        if n.op == "placeholder":
+            kind = kinds[n].kind.name
+            deps[n] = frozenset([role[n]]) if n in role else frozenset(["param"] if kind == "PARAMETER" else [])
+        else:
+            deps[n] = frozenset().union(*[deps[a] for a in n.all_input_nodes]) if n.all_input_nodes else frozenset()
+
+    def group(n):  # the single input (or "const") a node is a pure function of, else None
+        d = deps[n]
+        if n.op in ("placeholder", "output") or "param" in d or len(d) > 1:
+            return None
+        return next(iter(d)) if d else "const"
+
+    frontier = [n for n in g.nodes if group(n) is not None and n.op == "call_function"
+                and any(group(u) != group(n) for u in n.users)]
+    if not frontier:
+        return
+    shapes = [tuple(p.meta["val"].shape) for p in user]
+    dtypes = [p.meta["val"].dtype for p in user]
+    rng = np.random.default_rng(0)
+    trials = []
+    for t in range(3):
+        ins = _random_inputs(input_names, shapes, dtypes, rng, t)
+        trials.append((dict(zip(input_names, ins)), _evaluate_all(ep, ins)))
+    placeholder_of = {v: k for k, v in role.items()}
+    for n in frontier:
+        kind = group(n)
+        vals = [vals_[n] for _, vals_ in trials]
+        if not all(isinstance(v, torch.Tensor) for v in vals):
+            continue
+        replacement = None
+        if kind == "const":
+            if all(torch.equal(vals[0], v) for v in vals[1:]):
+                replacement = vals[0].clone()
+        elif kind == "attention_mask":
+            replacement = _match_mask(n, vals, [ins["attention_mask"] for ins, _ in trials],
+                                      placeholder_of["attention_mask"], g)
+        elif kind == "input_ids":
+            replacement = _match_position_ids(n, vals, [ins["input_ids"] for ins, _ in trials],
+                                              placeholder_of["input_ids"], g)
+        if replacement is None:
+            continue
+        for u in list(n.users):
+            u.args = fx.node.map_arg(u.args, lambda a: replacement if a is n else a)
+            u.kwargs = fx.node.map_arg(u.kwargs, lambda a: replacement if a is n else a)
+    g.eliminate_dead_code()
+    g.lint()
+
+
+def _new_node(g: fx.Graph, after: fx.Node, target, args, like: fx.Node) -> fx.Node:
+    with g.inserting_after(after):
+        node = g.call_function(target, args)
+    node.meta["val"] = like.meta["val"]
+    return node
+
+
+def _match_mask(n, vals, masks, mask_node, g):
+    v0 = vals[0]
+    if v0.dim() != 4 or v0.shape[0] != masks[0].shape[0] or v0.shape[3] != masks[0].shape[1]:
+        return None
+    shape = list(v0.shape)
+    if v0.dtype == torch.bool:
+        if all(torch.equal(v, keep_mask(m, shape)) for v, m in zip(vals, masks)):
+            return _new_node(g, mask_node, torch.ops.bertc.keep_mask.default, (mask_node, shape), n)
+        return None
+    if v0.dtype != torch.float32:
+        return None
+    fill = float(vals[1].min())
+    if fill == 0.0:
+        return None
+    if all(torch.equal(v, mask_bias(m, shape, fill)) for v, m in zip(vals, masks)):
+        return _new_node(g, mask_node, torch.ops.bertc.mask_bias.default, (mask_node, shape, fill), n)
+    return None
+
+
+def _match_position_ids(n, vals, ids, ids_node, g):
+    if vals[0].shape != ids[0].shape or vals[0].dtype != torch.long:
+        return None
+    for pad in {int(a) for u in _ancestors(n) for a in u.args if isinstance(a, int)}:
+        if all(torch.equal(v, position_ids(i, pad)) for v, i in zip(vals, ids)):
+            return _new_node(g, ids_node, torch.ops.bertc.position_ids.default, (ids_node, pad), n)
+    return None
+
+
+def _ancestors(n: fx.Node) -> list[fx.Node]:
+    seen, stack = [], [n]
+    while stack:
+        x = stack.pop()
+        if x not in seen and x.op == "call_function":
+            seen.append(x)
+            stack.extend(x.all_input_nodes)
+    return seen
+
+
+# --------------------------------------------------------------------------- import
+
+
+@dataclass
+class WeightStore:
+    """Parameter data by name; the IR refers to it with ``bertc.weight {name}``."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, name: str, array: np.ndarray) -> str:
+        self.arrays[name] = np.ascontiguousarray(array)
+        return name
+
+
+def import_torch(loaded: LoadedModel, context):
+    """torch-mlir FX import into the torch dialect; returns (module, WeightStore)."""
+    from torch_mlir import ir
+    from torch_mlir.dialects import torch as torch_d
+    from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks
+
+    ep = loaded.program
+    store = WeightStore()
+    names: dict[int, str] = {}
+    for k, v in list(ep.state_dict.items()) + list(getattr(ep, "constants", {}).items()):
+        if isinstance(v, torch.Tensor):
+            names.setdefault(v.data_ptr(), k.removeprefix("model."))
+
+    class KeepWeightsOutOfIR(FxImporterHooks):
+        def resolve_literal(self, gni, literal, info):
+            if not isinstance(literal, torch.Tensor):
+                return None
+            name = names.get(literal.data_ptr()) if literal.numel() else None
+            if name is None or name not in store.arrays:
+                name = name or f"constant.{len(store.arrays)}"
+                store.add(name, literal.detach().cpu().numpy())
+            vtype = gni._cc.tensor_to_vtensor_type(literal)
+            return ir.Operation.create("bertc.weight", results=[vtype],
+                                       attributes={"name": ir.StringAttr.get(name)}).result
+
+    torch_d.register_dialect(context)
+    importer = FxImporter(context=context, hooks=KeepWeightsOutOfIR())
+    with context:
+        try:
+            importer.import_frozen_program(ep, func_name="main")
+        except Exception as e:
+            raise BertcError(f"torch-mlir could not import the exported program: {e}") from e
+    return importer.module, store

@@ -1,0 +1,86 @@
+"""Pass pipelines per target, and the driver that runs them with verification and repro dumps.
+
+Each pass runs as a Python pass in an MLIR PassManager (``PassManager.add``); the IR is verified
+after every pass. When a pass fails, the IR it was given is written to a file and the
+``bertc-opt`` command that reproduces the failure is part of the error message.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from torch_mlir import ir
+from torch_mlir.passmanager import PassManager
+
+from .errors import BertcError
+from .passes import PASSES, PassContext
+
+PIPELINES: dict[str, list[str]] = {
+    "host": [
+        "raise-torch",  # torch ops -> bertc ops; unsupported ops are named here
+        "fuse-attention",  # one kernel per attention block; Q/K/V become one GEMM
+        "fuse-epilogues",  # GELU and residual adds ride on the GEMM that produces them
+        "plan-memory",  # one arena, offsets by liveness; peak bytes into the report
+        "emit-c",  # C calling the runtime's kernels
+    ],
+}
+
+
+def split_flag(flag: str) -> tuple[str, dict[str, str]]:
+    """'prune-patterns{density=0.5}' -> ('prune-patterns', {'density': '0.5'})."""
+    from .passes.common import parse_options
+
+    if "{" in flag:
+        name, rest = flag.split("{", 1)
+        return name, parse_options(rest.rstrip("}"))
+    return flag, {}
+
+
+def run_pass(module: ir.Module, flag: str, ctx: PassContext) -> None:
+    name, options = split_flag(flag)
+    if name not in PASSES:
+        raise BertcError(f"unknown pass '--{name}'; known passes: {', '.join('--' + p for p in PASSES)}")
+    ctx.options[name] = options
+    fn = PASSES[name]
+
+    def run(op, pass_):
+        try:
+            fn(op, ctx)
+        except BertcError as e:
+            ctx.error = e
+            pass_.signal_pass_failure()
+
+    pm = PassManager(context=module.context)
+    pm.add(run, name=name.replace("-", "_"), argument=name)
+    ctx.error = None
+    try:
+        pm.run(module.operation)
+    except Exception as e:  # MLIR reports a failed pass as a generic error
+        raise ctx.error or BertcError(f"--{name} failed: {e}") from None
+    if ctx.error:
+        raise ctx.error
+    if not module.operation.verify():
+        raise BertcError(f"IR does not verify after --{name}")
+
+
+def run_pipeline(module: ir.Module, flags: list[str], ctx: PassContext, dump_dir: Path | None = None,
+                 progress=None) -> None:
+    if dump_dir:
+        dump_dir.mkdir(parents=True, exist_ok=True)
+        (dump_dir / "00-torch.mlir").write_text(str(module))
+    for i, flag in enumerate(flags, 1):
+        before = str(module) if flag != "emit-c" else None
+        if progress:
+            progress(flag)
+        try:
+            run_pass(module, flag, ctx)
+        except BertcError as e:
+            if before is None:
+                raise
+            repro = Path(tempfile.mkdtemp(prefix="bertc-repro-")) / f"before-{flag.split('{')[0]}.mlir"
+            repro.write_text(before)
+            raise BertcError(f"{e}\n  the IR before --{flag} is in {repro}\n"
+                             f"  reproduce with: bertc-opt {repro} --{flag}") from None
+        if dump_dir:
+            (dump_dir / f"{i:02d}-{flag.split('{')[0].replace('-', '_')}.mlir").write_text(str(module))

@@ -1,0 +1,1 @@
+"""MLIR dialects defined in Python (imported as ``bertc.dialects``)."""

@@ -1,0 +1,316 @@
+"""The ``bertc`` dialect: value-semantics ops on ranked tensors, each with a verifier.
+
+Defined with the upstream Python bindings (``dialects.ext``, IRDL underneath), so the ops
+parse and print in MLIR's generic form, e.g.::
+
+    %qkv = "bertc.linear"(%x, %w, %b) {activation = "none",
+             operandSegmentSizes = array<i32: 1, 1, 1, 0>}
+             : (tensor<1x8x32xf32>, tensor<96x32xf32>, tensor<96xf32>) -> tensor<1x8x96xf32>
+    %ctx = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, scale = 0.25 : f32}
+             : (tensor<1x8x96xf32>, tensor<1x8xi64>) -> tensor<1x8x32xf32>
+
+Nothing but op definitions lives here; passes are in ``passes/``.
+"""
+
+
+from typing import Any, Optional, Sequence
+
+from torch_mlir import ir
+from torch_mlir.dialects.ext import Dialect, Operand, Result
+
+
+class Bertc(Dialect, name="bertc"):
+    pass
+
+
+ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu")
+
+
+def shape(value: ir.Value) -> list[int]:
+    return list(ir.RankedTensorType(value.type).shape)
+
+
+def _fail(op, message: str) -> bool:
+    op.location.emit_error(f"'{op.OPERATION_NAME}' {message}")
+    return False
+
+
+def _same_shape(op, a: ir.Value, b: ir.Value, what: str) -> bool:
+    if shape(a) != shape(b):
+        return _fail(op, f"{what}: shapes {shape(a)} and {shape(b)} differ")
+    return True
+
+
+def _broadcastable(a: list[int], b: list[int]) -> list[int] | None:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(max(x, y))
+    return out[::-1]
+
+
+class WeightOp(Bertc.Operation, name="weight"):
+    """A model parameter, looked up by name in the compilation's weight store."""
+
+    name: ir.StringAttr
+    out: Result[Any]
+
+
+class ConstantOp(Bertc.Operation, name="constant"):
+    """A small literal (scalars of elementwise expressions, folded index tensors)."""
+
+    value: Any  # a DenseElementsAttr (IRDL has no named constraint for it)
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        if not isinstance(self.value, ir.DenseElementsAttr) or self.value.type != self.out.type:
+            return _fail(self, "value must be a dense elements attribute of the result type")
+        return True
+
+
+class ConcatOp(Bertc.Operation, name="concat"):
+    """Concatenation of weights; folded at emit time (merged Q/K/V projections)."""
+
+    inputs: Sequence[Operand[Any]]
+    dim: ir.IntegerAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        d = self.dim.value
+        shapes = [shape(v) for v in self.inputs]
+        total = sum(s[d] for s in shapes)
+        expect = list(shapes[0])
+        expect[d] = total
+        if any(len(s) != len(expect) for s in shapes) or shape(self.out) != expect:
+            return _fail(self, f"result shape {shape(self.out)} is not the concat {expect}")
+        return True
+
+
+class EmbeddingOp(Bertc.Operation, name="embedding"):
+    """out[..., :] = table[ids[...], :]"""
+
+    table: Operand[Any]
+    ids: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        t = shape(self.table)
+        if len(t) != 2 or shape(self.out) != shape(self.ids) + [t[1]]:
+            return _fail(self, f"table {t} and ids {shape(self.ids)} do not give {shape(self.out)}")
+        return True
+
+
+class LinearOp(Bertc.Operation, name="linear"):
+    """out = act(input @ weight^T + bias) + residual; weight is [N, K] as in torch."""
+
+    input: Operand[Any]
+    weight: Operand[Any]
+    activation: ir.StringAttr
+    out: Result[Any]
+    bias: Optional[Operand[Any]] = None
+    residual: Optional[Operand[Any]] = None
+
+    def verify_invariants(self) -> bool:
+        x, w, o = shape(self.input), shape(self.weight), shape(self.out)
+        if len(w) != 2 or x[-1] != w[1]:
+            return _fail(self, f"input {x} does not match weight {w} (expects [..., {w[-1]}])")
+        if o != x[:-1] + [w[0]]:
+            return _fail(self, f"result {o} should be {x[:-1] + [w[0]]}")
+        if self.bias is not None and shape(self.bias) != [w[0]]:
+            return _fail(self, f"bias {shape(self.bias)} should be [{w[0]}]")
+        if self.residual is not None and shape(self.residual) != o:
+            return _fail(self, f"residual {shape(self.residual)} should be {o}")
+        if self.activation.value not in ACTIVATIONS:
+            return _fail(self, f"unknown activation '{self.activation.value}'")
+        return True
+
+
+class AttentionOp(Bertc.Operation, name="attention"):
+    """Multi-head self-attention on merged Q|K|V rows [B, S, 3H] with a [B, S] padding mask.
+
+    out[b, s, h*D:(h+1)*D] = softmax(q k^T * scale + bias(mask)) v, per head h.
+    """
+
+    qkv: Operand[Any]
+    mask: Operand[Any]
+    num_heads: ir.IntegerAttr
+    scale: ir.FloatAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        q, m, o = shape(self.qkv), shape(self.mask), shape(self.out)
+        heads = self.num_heads.value
+        if len(q) != 3 or q[2] % 3 != 0:
+            return _fail(self, f"qkv {q} is not [B, S, 3*H]")
+        if heads <= 0 or (q[2] // 3) % heads != 0:
+            return _fail(self, f"hidden size {q[2] // 3} is not divisible by {heads} heads")
+        if m != q[:2]:
+            return _fail(self, f"mask {m} should be {q[:2]}")
+        if o != [q[0], q[1], q[2] // 3]:
+            return _fail(self, f"result {o} should be {[q[0], q[1], q[2] // 3]}")
+        return True
+
+
+class MaskBiasOp(Bertc.Operation, name="mask_bias"):
+    """Additive attention bias from a [B, S] padding mask: 0 where kept, `fill` where masked."""
+
+    mask: Operand[Any]
+    fill: ir.FloatAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        m, o = shape(self.mask), shape(self.out)
+        if len(m) != 2 or len(o) != 4 or o[0] != m[0] or o[3] != m[1] or o[1] != 1:
+            return _fail(self, f"result {o} should be [{m[0]}, 1, Q, {m[1]}]")
+        return True
+
+
+class PositionIdsOp(Bertc.Operation, name="position_ids"):
+    """RoBERTa position ids: cumsum(ids != pad) * (ids != pad) + pad, per row."""
+
+    ids: Operand[Any]
+    padding_idx: ir.IntegerAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        return _same_shape(self, self.ids, self.out, "result")
+
+
+class LayerNormOp(Bertc.Operation, name="layer_norm"):
+    """out = layer_norm(input + residual) over the last dimension."""
+
+    input: Operand[Any]
+    gamma: Operand[Any]
+    beta: Operand[Any]
+    eps: ir.FloatAttr
+    out: Result[Any]
+    residual: Optional[Operand[Any]] = None
+
+    def verify_invariants(self) -> bool:
+        x = shape(self.input)
+        if shape(self.gamma) != x[-1:] or shape(self.beta) != x[-1:]:
+            return _fail(self, f"gamma/beta must be [{x[-1]}]")
+        if self.residual is not None and not _same_shape(self, self.input, self.residual, "residual"):
+            return False
+        return _same_shape(self, self.input, self.out, "result")
+
+
+class _Unary(Bertc.Operation):
+    input: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        return _same_shape(self, self.input, self.out, "result")
+
+
+class GeluOp(_Unary, name="gelu"):
+    approximate: ir.StringAttr
+
+
+class TanhOp(_Unary, name="tanh"):
+    pass
+
+
+class SoftmaxOp(_Unary, name="softmax"):
+    """Softmax over the last dimension."""
+
+
+class PowOp(_Unary, name="pow"):
+    exponent: ir.FloatAttr
+
+
+class _Binary(Bertc.Operation):
+    lhs: Operand[Any]
+    rhs: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        b = _broadcastable(shape(self.lhs), shape(self.rhs))
+        if b is None or b != shape(self.out):
+            return _fail(self, f"{shape(self.lhs)} and {shape(self.rhs)} do not broadcast to {shape(self.out)}")
+        return True
+
+
+class AddOp(_Binary, name="add"):
+    pass
+
+
+class SubOp(_Binary, name="sub"):
+    pass
+
+
+class MulOp(_Binary, name="mul"):
+    pass
+
+
+class DivOp(_Binary, name="div"):
+    pass
+
+
+class MatmulOp(Bertc.Operation, name="matmul"):
+    """Batched matmul [..., M, K] x [..., K, N] with broadcast batch dimensions."""
+
+    lhs: Operand[Any]
+    rhs: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        a, b, o = shape(self.lhs), shape(self.rhs), shape(self.out)
+        if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
+            return _fail(self, f"cannot multiply {a} by {b}")
+        batch = _broadcastable(a[:-2], b[:-2])
+        if batch is None or o != batch + [a[-2], b[-1]]:
+            return _fail(self, f"result {o} does not match {a} x {b}")
+        return True
+
+
+class ReshapeOp(Bertc.Operation, name="reshape"):
+    """Same elements, new shape (a view: no data moves)."""
+
+    input: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        n = lambda s: __import__("math").prod(s)  # noqa: E731
+        if n(shape(self.input)) != n(shape(self.out)):
+            return _fail(self, f"cannot reshape {shape(self.input)} to {shape(self.out)}")
+        return True
+
+
+class TransposeOp(Bertc.Operation, name="transpose"):
+    """out = input.permute(perm)"""
+
+    input: Operand[Any]
+    perm: Any  # a DenseI64ArrayAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, p = shape(self.input), list(ir.DenseI64ArrayAttr(self.perm))
+        if sorted(p) != list(range(len(x))) or shape(self.out) != [x[i] for i in p]:
+            return _fail(self, f"perm {p} does not map {x} to {shape(self.out)}")
+        return True
+
+
+class SliceOp(Bertc.Operation, name="slice"):
+    """out = input[..., start:start+size, ...] along `dim` (size from the result type)."""
+
+    input: Operand[Any]
+    dim: ir.IntegerAttr
+    start: ir.IntegerAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, o, d = shape(self.input), shape(self.out), self.dim.value
+        if len(x) != len(o) or not 0 <= d < len(x) or not 0 <= self.start.value <= x[d] - o[d]:
+            return _fail(self, f"slice of {x} at dim {d} start {self.start.value} cannot give {o}")
+        return True
+
+
+def load(context: ir.Context | None = None) -> None:
+    """Load the dialect into the current (or given) context, once."""
+    with context or ir.Context.current:
+        if not ir.Context.current.is_dialect_loaded("bertc"):
+            Bertc.load()

@@ -1,0 +1,22 @@
+"""The pass registry: flag -> entry point, one line per pass (file = flag with - for _)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .common import PassContext
+from .emit_c import emit_c
+from .fuse_attention import fuse_attention
+from .fuse_epilogues import fuse_epilogues
+from .plan_memory import plan_memory
+from .raise_torch import raise_torch
+
+PASSES: dict[str, Callable[..., None]] = {
+    "raise-torch": raise_torch,  # torch dialect -> bertc ops
+    "fuse-attention": fuse_attention,  # eager/sdpa attention + Q/K/V linears -> bertc.attention
+    "fuse-epilogues": fuse_epilogues,  # bias+GELU, residual add into linear
+    "plan-memory": plan_memory,  # liveness-based arena offsets
+    "emit-c": emit_c,  # C source calling the runtime's kernels
+}
+
+__all__ = ["PASSES", "PassContext"]

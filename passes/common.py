@@ -1,0 +1,88 @@
+"""Small IR helpers the passes share: tensor types, op walking, replacement, dead-code removal."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from torch_mlir import ir
+
+from bertc.errors import BertcError
+
+DTYPES = {"f32": np.float32, "i64": np.int64, "i32": np.int32, "i1": np.bool_}
+
+
+@dataclass
+class PassContext:
+    """What a pass may need beyond the IR: weight data, options, and side outputs (emitted C)."""
+
+    weights: Any = None  # bertc.frontend.WeightStore, absent for hand-written IR
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: BertcError | None = None
+
+
+def tensor_type(shape: list[int], dtype: str = "f32") -> ir.RankedTensorType:
+    elem = {"f32": ir.F32Type.get(), "i64": ir.IntegerType.get_signless(64),
+            "i32": ir.IntegerType.get_signless(32), "i1": ir.IntegerType.get_signless(1)}[dtype]
+    return ir.RankedTensorType.get(list(shape), elem)
+
+
+def shape_of(value: ir.Value) -> list[int]:
+    return list(ir.RankedTensorType(value.type).shape)
+
+
+def dtype_of(value: ir.Value) -> str:
+    return str(ir.RankedTensorType(value.type).element_type)
+
+
+def func_ops(module: ir.Operation) -> Iterator[ir.Operation]:
+    """The ops of every func body in the module, in order (a snapshot: safe to mutate)."""
+    for f in module.regions[0].blocks[0].operations:
+        if f.operation.name == "func.func":
+            yield from list(f.regions[0].blocks[0].operations)
+
+
+def producer(value: ir.Value) -> ir.OpView | None:
+    """The op defining ``value`` (None for block arguments)."""
+    owner = value.owner
+    return owner.opview if isinstance(owner, ir.Operation) else (owner if isinstance(owner, ir.OpView) else None)
+
+
+def is_op(value: ir.Value, name: str) -> bool:
+    p = producer(value)
+    return p is not None and p.operation.name == name
+
+
+def users(value: ir.Value) -> list[ir.OpView]:
+    return [u.owner.opview if isinstance(u.owner, ir.Operation) else u.owner for u in value.uses]
+
+
+def erase_dead(module: ir.Operation, pure: Callable[[str], bool] = lambda n: n.startswith("bertc.")) -> None:
+    """Erase pure ops whose results are unused, to a fixed point."""
+    changed = True
+    while changed:
+        changed = False
+        for op in reversed(list(func_ops(module))):
+            if pure(op.operation.name) and op.results and all(not list(r.uses) for r in op.results):
+                op.operation.erase()
+                changed = True
+
+
+def source_location(op) -> str:
+    loc = str(op.location)
+    m = re.findall(r'"([^"]+)":(\d+)', loc)
+    return f"{m[-1][0]}:{m[-1][1]}" if m else loc
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """'key=value key2=value2' (xDSL / mlir-opt style) -> dict."""
+    out = {}
+    for item in text.replace(",", " ").split():
+        if "=" not in item:
+            raise BertcError(f"pass option '{item}' is not key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out

@@ -1,0 +1,2 @@
+def emit_c(module, ctx):
+    pass

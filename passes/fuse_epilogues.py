@@ -1,0 +1,2 @@
+def fuse_epilogues(module, ctx):
+    pass

@@ -1,0 +1,365 @@
+"""--raise-torch: torch dialect (from torch-mlir's FX importer) to bertc ops on builtin tensors.
+
+Before::
+
+    %w = "bertc.weight"() {name = "encoder.layer.0.attention.self.query.weight"} : () -> !torch.vtensor<[32,32],f32>
+    %q = torch.aten.linear %x, %w, %b : ... -> !torch.vtensor<[1,8,32],f32>
+    %r = torch.aten.view %q, %shape : ... -> !torch.vtensor<[1,8,2,16],f32>
+
+After::
+
+    %w = "bertc.weight"() {name = "encoder.layer.0.attention.self.query.weight"} : () -> tensor<32x32xf32>
+    %q = "bertc.linear"(%x, %w, %b) {activation = "none", ...} : (...) -> tensor<1x8x32xf32>
+    %r = "bertc.reshape"(%q) : (tensor<1x8x32xf32>) -> tensor<1x8x2x16xf32>
+
+The function is rebuilt op by op; each torch op has one small handler in ``HANDLERS``. An op
+without a handler is an error naming the op and the model source line it came from.
+scaled_dot_product_attention is raised to its eager form (matmul, scale, bias, softmax,
+matmul), so that fuse-attention has one form to recognise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import func
+
+from bertc.dialects import bertc as B
+from bertc.errors import BertcError
+
+from .common import PassContext, erase_dead, shape_of, source_location, tensor_type
+
+_TORCH_DTYPES = {"f32": "f32", "si64": "i64", "i64": "i64", "si32": "i32", "i1": "i1", "ui8": "i1"}
+
+
+def convert_type(t: ir.Type) -> ir.Type:
+    s = str(t)
+    m = re.fullmatch(r"!torch\.vtensor<\[([-\d,]*)\],(\w+)>", s)
+    if not m:
+        if s.startswith("tensor<"):
+            return t
+        raise BertcError(f"cannot raise type {s}: bertc needs tensors of static shape")
+    dims = [int(d) for d in m.group(1).split(",") if d]
+    if any(d < 0 for d in dims):
+        raise BertcError(f"dynamic shape {s}: compile with a fixed --batch and --seq-len")
+    if m.group(2) not in _TORCH_DTYPES:
+        raise BertcError(f"element type {m.group(2)} is not supported (bertc compiles fp32 models)")
+    return tensor_type(dims, _TORCH_DTYPES[m.group(2)])
+
+
+class Raiser:
+    """Walks one torch-dialect function and builds its bertc twin."""
+
+    def __init__(self) -> None:
+        self.values: dict[Any, Any] = {}  # old ir.Value -> new ir.Value or Python constant
+
+    # -- helpers used by the handlers
+    def get(self, v: ir.Value) -> Any:
+        return self.values[v]
+
+    def const(self, value: float, like: ir.Value | None = None) -> ir.Value:
+        dtype = "f32" if like is None else str(ir.RankedTensorType(like.type).element_type)
+        np_dtype = {"f32": np.float32, "i64": np.int64, "i1": np.bool_}.get(dtype, np.float32)
+        attr = ir.DenseElementsAttr.get(np.array(value, dtype=np_dtype), type=tensor_type([], dtype).element_type)
+        return B.ConstantOp(attr, tensor_type([], dtype)).out
+
+    def operand(self, v: Any, like: ir.Value) -> ir.Value:
+        return v if isinstance(v, ir.Value) else self.const(v, like)
+
+    def run(self, old: func.FuncOp) -> func.FuncOp:
+        arg_types = [convert_type(a.type) for a in old.arguments]
+        res_types = [convert_type(t) for t in old.type.results]
+        new = func.FuncOp(old.name.value, (arg_types, res_types))
+        new.attributes["sym_visibility"] = ir.StringAttr.get("public")
+        block = new.add_entry_block()
+        for a, b in zip(old.arguments, block.arguments):
+            self.values[a] = b
+        with ir.InsertionPoint(block):
+            for op in old.entry_block.operations:
+                name = op.operation.name
+                handler = HANDLERS.get(name)
+                if name == "torch.operator":
+                    handler = HANDLERS.get("torch.operator:" + op.attributes["name"].value)
+                if handler is None:
+                    shown = name if name != "torch.operator" else op.attributes["name"].value
+                    raise BertcError(f"unsupported op '{shown}' at {source_location(op)}: bertc has no lowering "
+                                     "for it yet; please report it with the model you compiled")
+                with op.location:
+                    out = handler(self, op)
+                if name == "func.return":
+                    continue
+                if len(op.results) == 1:
+                    self.values[op.results[0]] = out
+        return new
+
+
+def _result_type(op) -> ir.Type:
+    return convert_type(op.results[0].type)
+
+
+def _constant(r: Raiser, op):
+    if "value" not in op.attributes:
+        return None
+    a = op.attributes["value"]
+    if isinstance(a, ir.IntegerAttr):
+        return a.value
+    if isinstance(a, ir.FloatAttr):
+        return a.value
+    if isinstance(a, ir.BoolAttr):
+        return a.value
+    if isinstance(a, ir.StringAttr):
+        return a.value
+    return str(a)
+
+
+def _literal(r: Raiser, op):
+    attr = op.attributes["value"]
+    return B.ConstantOp(ir.DenseElementsAttr(attr), _result_type(op)).out
+
+
+def _weight(r: Raiser, op):
+    return B.WeightOp(op.attributes["name"], _result_type(op)).out
+
+
+def _list(r: Raiser, op):
+    return [r.get(v) for v in op.operands]
+
+
+def _identity(r: Raiser, op):
+    return r.get(op.operands[0])
+
+
+def _dropout(r: Raiser, op):
+    if r.get(op.operands[2]):
+        raise BertcError("dropout in training mode: call model.eval() before compiling")
+    return r.get(op.operands[0])
+
+
+def _to_dtype(r: Raiser, op):
+    x = r.get(op.operands[0])
+    if x.type != _result_type(op):
+        raise BertcError(f"dtype conversion {x.type} -> {_result_type(op)} at {source_location(op)} is not supported")
+    return x
+
+
+def _embedding(r: Raiser, op):
+    return B.EmbeddingOp(r.get(op.operands[0]), r.get(op.operands[1]), _result_type(op)).out
+
+
+def _binary(kind: type, scalar_alpha: bool = True) -> Callable:
+    def handler(r: Raiser, op):
+        a, b = r.get(op.operands[0]), r.get(op.operands[1])
+        if scalar_alpha and len(op.operands) > 2 and r.get(op.operands[2]) not in (1, 1.0, None):
+            raise BertcError(f"{op.operation.name} with alpha != 1 at {source_location(op)} is not supported")
+        like = a if isinstance(a, ir.Value) else b
+        return kind(r.operand(a, like), r.operand(b, like), _result_type(op)).out
+
+    return handler
+
+
+def _rsub(r: Raiser, op):
+    a, b = r.get(op.operands[0]), r.get(op.operands[1])
+    return B.SubOp(r.operand(b, a), a, _result_type(op)).out
+
+
+def _linear(r: Raiser, op):
+    x, w = r.get(op.operands[0]), r.get(op.operands[1])
+    b = r.get(op.operands[2]) if len(op.operands) > 2 else None
+    return B.LinearOp(x, w, ir.StringAttr.get("none"), _result_type(op), bias=b if isinstance(b, ir.Value) else None).out
+
+
+def _layer_norm(r: Raiser, op):
+    x, norm_shape, g, b, eps = (r.get(v) for v in op.operands[:5])
+    n = shape_of(x)[-1]
+    if list(norm_shape) != [n]:
+        raise BertcError(f"layer_norm over {norm_shape} at {source_location(op)}: only the last dimension is supported")
+    g = g if isinstance(g, ir.Value) else B.ConstantOp(ir.DenseElementsAttr.get(np.ones(n, np.float32)), tensor_type([n])).out
+    b = b if isinstance(b, ir.Value) else B.ConstantOp(ir.DenseElementsAttr.get(np.zeros(n, np.float32)), tensor_type([n])).out
+    return B.LayerNormOp(x, g, b, ir.FloatAttr.get_f32(eps), _result_type(op)).out
+
+
+def _reshape(r: Raiser, op):
+    return B.ReshapeOp(r.get(op.operands[0]), _result_type(op)).out
+
+
+def _transpose(r: Raiser, op):
+    x = r.get(op.operands[0])
+    rank = len(shape_of(x))
+    d0, d1 = (r.get(v) % rank for v in op.operands[1:3])
+    perm = list(range(rank))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return B.TransposeOp(x, ir.DenseI64ArrayAttr.get(perm), _result_type(op)).out
+
+
+def _permute(r: Raiser, op):
+    x = r.get(op.operands[0])
+    perm = [d % len(shape_of(x)) for d in r.get(op.operands[1])]
+    return B.TransposeOp(x, ir.DenseI64ArrayAttr.get(perm), _result_type(op)).out
+
+
+def _matmul(r: Raiser, op):
+    return B.MatmulOp(r.get(op.operands[0]), r.get(op.operands[1]), _result_type(op)).out
+
+
+def _softmax(r: Raiser, op):
+    x = r.get(op.operands[0])
+    dim = r.get(op.operands[1])
+    if dim % len(shape_of(x)) != len(shape_of(x)) - 1:
+        raise BertcError(f"softmax over dim {dim} at {source_location(op)}: only the last dimension is supported")
+    return B.SoftmaxOp(x, _result_type(op)).out
+
+
+def _gelu(r: Raiser, op):
+    approx = r.get(op.operands[1]) if len(op.operands) > 1 else "none"
+    return B.GeluOp(input=r.get(op.operands[0]), approximate=ir.StringAttr.get(approx), out=_result_type(op)).out
+
+
+def _tanh(r: Raiser, op):
+    return B.TanhOp(r.get(op.operands[0]), _result_type(op)).out
+
+
+def _pow(r: Raiser, op):
+    return B.PowOp(input=r.get(op.operands[0]), exponent=ir.FloatAttr.get_f32(float(r.get(op.operands[1]))),
+                   out=_result_type(op)).out
+
+
+def _slice(r: Raiser, op):
+    x = r.get(op.operands[0])
+    dim, start, end, step = (r.get(v) for v in op.operands[1:5])
+    rank_shape = shape_of(x)
+    dim %= len(rank_shape)
+    start = 0 if start is None else (start + rank_shape[dim] if start < 0 else start)
+    if step not in (1, None):
+        raise BertcError(f"strided slice (step {step}) at {source_location(op)} is not supported")
+    return B.SliceOp(x, ir.IntegerAttr.get(ir.IntegerType.get_signless(64), dim),
+                     ir.IntegerAttr.get(ir.IntegerType.get_signless(64), min(start, rank_shape[dim])), _result_type(op)).out
+
+
+def _select(r: Raiser, op):
+    x = r.get(op.operands[0])
+    dim, index = r.get(op.operands[1]), r.get(op.operands[2])
+    s = shape_of(x)
+    dim %= len(s)
+    index %= s[dim]
+    kept = list(s)
+    kept[dim] = 1
+    i64 = ir.IntegerType.get_signless(64)
+    sl = B.SliceOp(x, ir.IntegerAttr.get(i64, dim), ir.IntegerAttr.get(i64, index), tensor_type(kept)).out
+    return B.ReshapeOp(sl, _result_type(op)).out
+
+
+def _expand(r: Raiser, op):
+    x = r.get(op.operands[0])
+    if x.type != _result_type(op):
+        raise BertcError(f"broadcasting expand {x.type} -> {_result_type(op)} at {source_location(op)} is not supported")
+    return x
+
+
+def _mask_bias(r: Raiser, op):
+    fill = r.get(op.operands[2])
+    return B.MaskBiasOp(r.get(op.operands[0]), ir.FloatAttr.get_f32(fill), _result_type(op)).out
+
+
+def _keep_mask(r: Raiser, op):
+    # A boolean keep-mask only ever feeds sdpa's attn_mask, which adds -inf where False.
+    t = convert_type(op.results[0].type)
+    return B.MaskBiasOp(r.get(op.operands[0]), ir.FloatAttr.get_f32(-math.inf), tensor_type(ir.RankedTensorType(t).shape)).out
+
+
+def _position_ids(r: Raiser, op):
+    pad = r.get(op.operands[1])
+    return B.PositionIdsOp(r.get(op.operands[0]), ir.IntegerAttr.get(ir.IntegerType.get_signless(64), pad), _result_type(op)).out
+
+
+def _sdpa(r: Raiser, op):
+    q, k, v, mask, dropout, causal, scale = (r.get(x) for x in op.operands[:7])
+    if causal:
+        raise BertcError(f"causal attention at {source_location(op)}: bertc compiles bidirectional encoders")
+    if dropout not in (0, 0.0, None):
+        raise BertcError("attention dropout is on: call model.eval() before compiling")
+    qs, ks = shape_of(q), shape_of(k)
+    if scale is None:
+        scale = 1.0 / math.sqrt(qs[-1])
+    perm = list(range(len(ks)))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    kt = B.TransposeOp(k, ir.DenseI64ArrayAttr.get(perm), tensor_type([ks[i] for i in perm])).out
+    scores_t = tensor_type(qs[:-1] + [ks[-2]])
+    s = B.MatmulOp(q, kt, scores_t).out
+    s = B.MulOp(s, r.const(scale), scores_t).out
+    if isinstance(mask, ir.Value):
+        if str(ir.RankedTensorType(mask.type).element_type) != "f32":
+            raise BertcError(f"sdpa with a {mask.type} mask at {source_location(op)} is not supported")
+        s = B.AddOp(s, mask, scores_t).out
+    p = B.SoftmaxOp(s, scores_t).out
+    return B.MatmulOp(p, v, _result_type(op)).out
+
+
+def _return(r: Raiser, op):
+    func.ReturnOp([r.get(v) for v in op.operands])
+
+
+HANDLERS: dict[str, Callable] = {
+    "torch.constant.int": _constant,
+    "torch.constant.float": _constant,
+    "torch.constant.bool": _constant,
+    "torch.constant.str": _constant,
+    "torch.constant.device": _constant,
+    "torch.constant.none": lambda r, op: None,
+    "torch.prim.ListConstruct": _list,
+    "torch.vtensor.literal": _literal,
+    "bertc.weight": _weight,
+    "torch.aten.embedding": _embedding,
+    "torch.aten.add.Tensor": _binary(B.AddOp),
+    "torch.aten.add.Scalar": _binary(B.AddOp),
+    "torch.aten.sub.Tensor": _binary(B.SubOp),
+    "torch.aten.sub.Scalar": _binary(B.SubOp),
+    "torch.aten.rsub.Scalar": _rsub,
+    "torch.aten.mul.Tensor": _binary(B.MulOp, False),
+    "torch.aten.mul.Scalar": _binary(B.MulOp, False),
+    "torch.aten.div.Tensor": _binary(B.DivOp, False),
+    "torch.aten.div.Scalar": _binary(B.DivOp, False),
+    "torch.aten.linear": _linear,
+    "torch.aten.layer_norm": _layer_norm,
+    "torch.aten.dropout": _dropout,
+    "torch.aten.view": _reshape,
+    "torch.aten.reshape": _reshape,
+    "torch.aten.unsqueeze": _reshape,
+    "torch.aten.squeeze.dim": _reshape,
+    "torch.aten.flatten.using_ints": _reshape,
+    "torch.aten.transpose.int": _transpose,
+    "torch.aten.permute": _permute,
+    "torch.aten.contiguous": _identity,
+    "torch.aten.clone": _identity,
+    "torch.aten.detach": _identity,
+    "torch.aten.alias": _identity,
+    "torch.aten.to.dtype": _to_dtype,
+    "torch.aten.type_as": _to_dtype,
+    "torch.aten.expand": _expand,
+    "torch.aten.matmul": _matmul,
+    "torch.aten.bmm": _matmul,
+    "torch.aten.softmax.int": _softmax,
+    "torch.aten._softmax": _softmax,
+    "torch.aten.gelu": _gelu,
+    "torch.aten.tanh": _tanh,
+    "torch.aten.pow.Tensor_Scalar": _pow,
+    "torch.aten.slice.Tensor": _slice,
+    "torch.aten.select.int": _select,
+    "torch.aten.scaled_dot_product_attention": _sdpa,
+    "torch.operator:torch.bertc.mask_bias": _mask_bias,
+    "torch.operator:torch.bertc.keep_mask": _keep_mask,
+    "torch.operator:torch.bertc.position_ids": _position_ids,
+    "func.return": _return,
+}
+
+
+def raise_torch(module: ir.Operation, ctx: PassContext) -> None:
+    block = module.regions[0].blocks[0]
+    for old in [op for op in block.operations if op.operation.name == "func.func"]:
+        with ir.InsertionPoint(old), old.location:
+            Raiser().run(old)
+        old.operation.erase()
+    erase_dead(module)

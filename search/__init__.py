@@ -1,0 +1,1 @@
+"""The compiler-aware architecture search (later issues)."""
