@@ -1,2 +1,371 @@
-def emit_c(module, ctx):
-    pass
+"""--emit-c: C that calls the runtime's kernels, one call per op, plus the weights image.
+
+Input (after plan-memory)::
+
+    %5 = "bertc.linear"(%4, %w, %b) {activation = "gelu", bertc.offset = 4096 : i64, ...}
+           : (tensor<1x8x32xf32>, tensor<64x32xf32>, tensor<64xf32>) -> tensor<1x8x64xf32>
+
+Output (C)::
+
+    /* %5 = bertc.linear */
+    bertc_linear(p, A(float, 1024), W(float, 0), W(float, 8192), NULL, A(float, 4096), 8, 64, 32, BERTC_ACT_GELU);
+
+Each op has one small emitter in ``EMITTERS``. Constants (weights, literals, their
+concatenations and the [K,N] transposes the GEMM reads) are folded in numpy and laid out in
+weights.bin, 64-byte aligned; its sha256 is compiled into the program so the runtime can
+refuse weights that are not the ones this code was built for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from torch_mlir import ir
+
+from bertc.errors import BertcError
+
+from .common import PassContext, dtype_of, func_ops, producer, shape_of, source_location
+from .plan_memory import CONSTANT_OPS, VIEW_OPS
+
+FORMAT_VERSION = 1
+C_TYPES = {"f32": "float", "i64": "int64_t"}
+ACT = {"none": "BERTC_ACT_NONE", "gelu": "BERTC_ACT_GELU", "gelu_tanh": "BERTC_ACT_GELU_TANH",
+       "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU"}
+
+
+@dataclass
+class EmittedC:
+    """What emit-c produces: the model's C source and the weights image it indexes."""
+
+    source: str
+    weights: bytes
+    weights_sha256: str
+    arena_bytes: int
+    kernels: list[str] = field(default_factory=list)
+    missing_weights: list[str] = field(default_factory=list)
+
+
+class WeightsImage:
+    """Folds constant values to numpy and packs them, 64-byte aligned, deduplicated."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.blob = bytearray()
+        self.offsets: dict = {}
+        self.missing: list[str] = []
+
+    def fold(self, value: ir.Value) -> np.ndarray:
+        op = producer(value)
+        name = op.operation.name
+        dt = {"f32": np.float32, "i64": np.int64}.get(dtype_of(value), np.float32)
+        if name == "bertc.weight":
+            key = op.attributes["name"].value
+            arrays = self.store.arrays if self.store is not None else {}
+            if key not in arrays:
+                self.missing.append(key)
+                return np.zeros(shape_of(value), dt)
+            return np.asarray(arrays[key], dtype=dt).reshape(shape_of(value))
+        if name == "bertc.constant":
+            attr = ir.DenseElementsAttr(op.attributes["value"])
+            if attr.is_splat:
+                return np.full(shape_of(value), np.array(attr.get_splat_value().value), dt)
+            return np.array(attr, dtype=dt).reshape(shape_of(value))
+        if name == "bertc.concat":
+            return np.concatenate([self.fold(v) for v in op.operands], axis=op.attributes["dim"].value)
+        if name in VIEW_OPS:
+            return self.fold(op.operands[0]).reshape(shape_of(value))
+        raise BertcError(f"{name} is not a constant")
+
+    def place(self, value: ir.Value, layout: str = "as-is") -> int:
+        key = (value, layout)
+        if key not in self.offsets:
+            arr = self.fold(value)
+            if layout == "kn":  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N
+                arr = arr.T
+            data = np.ascontiguousarray(arr).tobytes()
+            self.blob.extend(b"\0" * (-len(self.blob) % 64))
+            self.offsets[key] = len(self.blob)
+            self.blob.extend(data)
+        return self.offsets[key]
+
+
+class Emitter:
+    def __init__(self, ctx: PassContext) -> None:
+        self.image = WeightsImage(ctx.weights)
+        self.arena: dict = {}  # value -> arena offset
+        self.kernels: set[str] = set()
+
+    def ptr(self, value: ir.Value, layout: str = "as-is") -> str:
+        ctype = C_TYPES.get(dtype_of(value))
+        if ctype is None:
+            raise BertcError(f"tensors of {dtype_of(value)} are not supported by emit-c")
+        if value in self.arena:
+            return f"A({ctype}, {self.arena[value]})"
+        p = producer(value)
+        if p is not None and p.operation.name in VIEW_OPS:
+            return self.ptr(p.operands[0], layout)
+        if p is not None and p.operation.name in CONSTANT_OPS:
+            return f"W({ctype}, {self.image.place(value, layout)})"
+        raise BertcError(f"no storage for {value}: run --plan-memory before --emit-c")
+
+    def out(self, op) -> str:
+        return self.ptr(op.results[0])
+
+    def call(self, kernel: str, *args) -> str:
+        self.kernels.add(kernel)
+        return f"{kernel}({', '.join(str(a) for a in args)});"
+
+
+def _f(x: float) -> str:
+    if math.isinf(x):
+        return "-INFINITY" if x < 0 else "INFINITY"
+    return f"{x!r}f" if "e" in repr(x) or "." in repr(x) else f"{x!r}.0f"
+
+
+def _pad4(xs: list[int], fill: int) -> list[int]:
+    return [fill] * (4 - len(xs)) + list(xs)
+
+
+def _arr(xs: list[int]) -> str:
+    return "(const int64_t[4]){" + ", ".join(str(x) for x in xs) + "}"
+
+
+def _strides(shape: list[int]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def _broadcast_strides(shape: list[int], out_shape: list[int]) -> list[int]:
+    shape = [1] * (len(out_shape) - len(shape)) + shape
+    return [0 if s == 1 and o != 1 else st for s, o, st in zip(shape, out_shape, _strides(shape))]
+
+
+def emit_embedding(e: Emitter, op) -> str:
+    ids = shape_of(op.operands[1])
+    return e.call("bertc_embedding", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op),
+                  math.prod(ids), shape_of(op.operands[0])[1])
+
+
+def emit_linear(e: Emitter, op) -> str:
+    n, k = shape_of(op.operands[1])
+    m = math.prod(shape_of(op.operands[0])[:-1])
+    bias = e.ptr(op.bias) if op.bias is not None else "NULL"
+    res = e.ptr(op.residual) if op.residual is not None else "NULL"
+    return e.call("bertc_linear", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1], "kn"), bias, res, e.out(op),
+                  m, n, k, ACT[op.attributes["activation"].value])
+
+
+def emit_layer_norm(e: Emitter, op) -> str:
+    s = shape_of(op.results[0])
+    res = e.ptr(op.residual) if op.residual is not None else "NULL"
+    return e.call("bertc_layer_norm", "p", e.ptr(op.input), res, e.ptr(op.gamma), e.ptr(op.beta), e.out(op),
+                  math.prod(s[:-1]), s[-1], _f(op.attributes["eps"].value))
+
+
+def emit_attention(e: Emitter, op) -> str:
+    b, s, h3 = shape_of(op.operands[0])
+    return e.call("bertc_attention", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), b, s, h3 // 3,
+                  op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+
+
+def emit_mask_bias(e: Emitter, op) -> str:
+    b, _, q, k = shape_of(op.results[0])
+    return e.call("bertc_mask_bias", e.ptr(op.operands[0]), e.out(op), b, q, k, _f(op.attributes["fill"].value))
+
+
+def emit_position_ids(e: Emitter, op) -> str:
+    b, s = shape_of(op.results[0])
+    return e.call("bertc_position_ids", e.ptr(op.operands[0]), e.out(op), b, s, op.attributes["padding_idx"].value)
+
+
+def _binary(code: str) -> Callable:
+    def emit(e: Emitter, op) -> str:
+        out = shape_of(op.results[0])
+        if len(out) > 4:
+            raise BertcError(f"{op.operation.name} of rank {len(out)} (at most 4 supported)")
+        sa = _pad4(_broadcast_strides(shape_of(op.operands[0]), out), 0)
+        sb = _pad4(_broadcast_strides(shape_of(op.operands[1]), out), 0)
+        return e.call("bertc_binary", "p", code, e.ptr(op.operands[0]), _arr(sa), e.ptr(op.operands[1]), _arr(sb),
+                      e.out(op), _arr(_pad4(out, 1)))
+
+    return emit
+
+
+def _unary(act: str) -> Callable:
+    def emit(e: Emitter, op) -> str:
+        if op.operation.name == "bertc.gelu":
+            a = "gelu" if op.attributes["approximate"].value == "none" else "gelu_tanh"
+        else:
+            a = act
+        return e.call("bertc_unary", "p", ACT[a], e.ptr(op.operands[0]), e.out(op), math.prod(shape_of(op.results[0])))
+
+    return emit
+
+
+def emit_pow(e: Emitter, op) -> str:
+    return e.call("bertc_pow", e.ptr(op.operands[0]), e.out(op), math.prod(shape_of(op.results[0])),
+                  _f(op.attributes["exponent"].value))
+
+
+def emit_softmax(e: Emitter, op) -> str:
+    s = shape_of(op.results[0])
+    return e.call("bertc_softmax", "p", e.ptr(op.operands[0]), e.out(op), math.prod(s[:-1]), s[-1])
+
+
+def emit_transpose(e: Emitter, op) -> str:
+    x = shape_of(op.operands[0])
+    perm = list(ir.DenseI64ArrayAttr(op.attributes["perm"]))
+    if len(x) > 4:
+        raise BertcError("transpose of rank > 4 is not supported")
+    st = _strides(x)
+    return e.call("bertc_transpose", e.ptr(op.operands[0]), e.out(op), _arr(_pad4(shape_of(op.results[0]), 1)),
+                  _arr(_pad4([st[i] for i in perm], 0)))
+
+
+def emit_matmul(e: Emitter, op) -> str:
+    a, b, o = shape_of(op.operands[0]), shape_of(op.operands[1]), shape_of(op.results[0])
+    batch = math.prod(o[:-2])
+    m, k, n = a[-2], a[-1], b[-1]
+
+    def batch_stride(s: list[int]) -> int:
+        p = math.prod(s[:-2])
+        if p not in (1, batch):
+            raise BertcError(f"matmul with partly broadcast batch {s} x {o} is not supported")
+        return 0 if p == 1 and batch != 1 else s[-2] * s[-1]
+
+    return e.call("bertc_matmul", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), batch, m, n, k,
+                  batch_stride(a), batch_stride(b))
+
+
+def emit_slice(e: Emitter, op) -> str:
+    x, o = shape_of(op.operands[0]), shape_of(op.results[0])
+    d = op.attributes["dim"].value
+    elem = 8 if dtype_of(op.operands[0]) == "i64" else 4
+    return e.call("bertc_slice", e.ptr(op.operands[0]), e.out(op), math.prod(x[:d]), x[d], op.attributes["start"].value,
+                  o[d], math.prod(x[d + 1:]), elem)
+
+
+EMITTERS: dict[str, Callable[[Emitter, ir.OpView], str]] = {
+    "bertc.embedding": emit_embedding,
+    "bertc.linear": emit_linear,
+    "bertc.layer_norm": emit_layer_norm,
+    "bertc.attention": emit_attention,
+    "bertc.mask_bias": emit_mask_bias,
+    "bertc.position_ids": emit_position_ids,
+    "bertc.add": _binary("BERTC_ADD"),
+    "bertc.sub": _binary("BERTC_SUB"),
+    "bertc.mul": _binary("BERTC_MUL"),
+    "bertc.div": _binary("BERTC_DIV"),
+    "bertc.gelu": _unary("gelu"),
+    "bertc.tanh": _unary("tanh"),
+    "bertc.pow": emit_pow,
+    "bertc.softmax": emit_softmax,
+    "bertc.transpose": emit_transpose,
+    "bertc.matmul": emit_matmul,
+    "bertc.slice": emit_slice,
+}
+
+
+def _storage(value: ir.Value) -> ir.Value:
+    """The value that owns the arena slot behind a (possibly reshaped) value."""
+    p = producer(value)
+    return _storage(p.operands[0]) if p is not None and p.operation.name in VIEW_OPS else value
+
+
+def _names(f, key: str, default: list[str]) -> list[str]:
+    if key in f.attributes:
+        return [ir.StringAttr(a).value for a in ir.ArrayAttr(f.attributes[key])]
+    return default
+
+
+def _int_attr(op, key: str, default: int) -> int:
+    return ir.IntegerAttr(op.attributes[key]).value if key in op.attributes else default
+
+
+def emit_c(module: ir.Operation, ctx: PassContext) -> None:
+    funcs = [f for f in module.regions[0].blocks[0].operations if f.operation.name == "func.func"]
+    if len(funcs) != 1:
+        raise BertcError(f"emit-c expects one function, found {len(funcs)}")
+    f = funcs[0]
+    if "bertc.arena_bytes" not in module.attributes:
+        raise BertcError("emit-c needs --plan-memory first (no bertc.arena_bytes on the module)")
+    e = Emitter(ctx)
+    args = list(f.regions[0].blocks[0].arguments)
+    for a, off in zip(args, ir.DenseI64ArrayAttr(f.attributes["bertc.arg_offsets"])):
+        e.arena[a] = off
+    lines = []
+    for op in func_ops(module):
+        name = op.operation.name
+        if "bertc.offset" in op.attributes:
+            e.arena[op.results[0]] = op.attributes["bertc.offset"].value
+        if name in CONSTANT_OPS or name in VIEW_OPS or name == "func.return":
+            continue
+        emit = EMITTERS.get(name)
+        if emit is None:
+            raise BertcError(f"emit-c has no kernel for '{name}' at {source_location(op)}")
+        lines.append(f"  /* {name}{' ' + str(shape_of(op.results[0])) if op.results else ''} */")
+        lines.append("  " + emit(e, op))
+    ret = list(func_ops(module))[-1]
+    input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
+    output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
+    slots = []
+    for nm, v in zip(output_names, ret.operands):
+        if _storage(v) not in e.arena:
+            raise BertcError(f"output {nm} is a constant; nothing to compute")
+        s = shape_of(v)
+        dims = ", ".join(str(d) for d in s + [0] * (4 - len(s)))
+        slots.append(f'{{"{nm}", {e.arena[_storage(v)]}, {len(s)}, {{{dims}}}}}')
+    weights = bytes(e.image.blob)
+    sha = hashlib.sha256(weights).hexdigest()
+    offset = {n: e.arena[a] for n, a in zip(input_names, args)}
+    b, s = (shape_of(args[0]) + [1, 1])[:2] if args else (1, 1)
+    arena = module.attributes["bertc.arena_bytes"].value
+    seq_for_scratch = max([shape_of(op.operands[0])[1] for op in func_ops(module)
+                           if op.operation.name == "bertc.attention"] + [1])
+    source = "\n".join([
+        "/* Generated by bertc --emit-c. Do not edit: recompile the model instead. */",
+        "#include <math.h>",
+        "#include <stddef.h>",
+        '#include "kernels.h"',
+        '#include "program.h"',
+        "",
+        "#define A(T, off) ((T *)(x->arena + (off)))",
+        "#define W(T, off) ((const T *)(x->weights + (off)))",
+        "",
+        "static void model_run(const bertc_exec *x) {",
+        "  bertc_pool *p = x->pool;",
+        "  (void)p;",
+        *lines,
+        "}",
+        "",
+        "static const bertc_tensor_slot outputs[] = {",
+        *[f"    {s_},"for s_ in slots],
+        "};",
+        "",
+        "const bertc_program bertc_compiled_program = {",
+        f"    .format_version = {FORMAT_VERSION},",
+        f"    .arena_bytes = {arena},",
+        f"    .weights_bytes = {len(weights)},",
+        f'    .weights_sha256 = "{sha}",',
+        f"    .batch = {b},",
+        f"    .seq_len = {s},",
+        f"    .vocab_size = {_int_attr(f, 'bertc.vocab_size', 1 << 30)},",
+        f"    .type_vocab_size = {_int_attr(f, 'bertc.type_vocab_size', 0)},",
+        f"    .scratch_floats = {seq_for_scratch},",
+        f"    .ids_offset = {offset.get('input_ids', -1)},",
+        f"    .mask_offset = {offset.get('attention_mask', -1)},",
+        f"    .types_offset = {offset.get('token_type_ids', -1)},",
+        f"    .num_outputs = {len(slots)},",
+        "    .outputs = outputs,",
+        "    .run = model_run,",
+        "};",
+        "",
+    ])
+    ctx.outputs["emit-c"] = EmittedC(source, weights, sha, arena, sorted(e.kernels), sorted(set(e.image.missing)))

@@ -75,6 +75,10 @@ class Raiser:
         res_types = [convert_type(t) for t in old.type.results]
         new = func.FuncOp(old.name.value, (arg_types, res_types))
         new.attributes["sym_visibility"] = ir.StringAttr.get("public")
+        for i in range(len(old.attributes)):
+            named = old.attributes[i]
+            if named.name.startswith("bertc."):
+                new.attributes[named.name] = named.attr
         block = new.add_entry_block()
         for a, b in zip(old.arguments, block.arguments):
             self.values[a] = b

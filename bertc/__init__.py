@@ -1,0 +1,26 @@
+"""bertc: compile BERT-family models into small C artifacts for phones.
+
+    import bertc
+    art = bertc.compile("path/to/model", target="host", seq_len=128, out="model.bertc")
+    model = bertc.load("model.bertc", threads=2)
+    outputs = model(input_ids, attention_mask)   # dict of numpy arrays
+"""
+
+__version__ = "0.1.0"
+
+from .errors import BertcError  # noqa: E402
+
+
+def compile(*args, **kwargs):  # noqa: A001 - the documented name
+    from .api import compile as _compile
+
+    return _compile(*args, **kwargs)
+
+
+def load(*args, **kwargs):
+    from .api import load as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["BertcError", "compile", "load", "__version__"]

@@ -1,0 +1,176 @@
+"""Python API: ``bertc.compile(model, target="host", seq_len=128, out=PATH)`` and ``bertc.load``."""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch_mlir import ir
+
+from . import __version__
+from .artifact import read_manifest, staging, write_manifest
+from .errors import BertcError
+from .frontend import export_model, import_torch
+from .ir import make_context
+from .passes import PassContext
+from .pipeline import PIPELINES, run_pipeline
+from .runtime import CompiledModel
+from .toolchain import build, find_toolchain
+
+TARGETS = tuple(PIPELINES)
+
+
+@dataclass
+class Artifact:
+    path: Path
+    manifest: dict[str, Any]
+
+    def load(self, threads: int = 1) -> CompiledModel:
+        return CompiledModel(self.path, threads=threads)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads((self.path / "report.json").read_text())
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return lambda step: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=4 + len(PIPELINES["host"]), desc="bertc compile", unit="step", file=sys.stderr,
+               bar_format="{desc}: {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+        if name == "done":
+            bar.close()
+
+    return step
+
+
+def _annotate(module: ir.Module, loaded) -> None:
+    f = next(op for op in module.body.operations if op.operation.name == "func.func")
+    strs = lambda xs: ir.ArrayAttr.get([ir.StringAttr.get(x) for x in xs])  # noqa: E731
+    i64 = ir.IntegerType.get_signless(64)
+    f.attributes["bertc.input_names"] = strs(loaded.input_names)
+    f.attributes["bertc.output_names"] = strs(loaded.output_names)
+    f.attributes["bertc.vocab_size"] = ir.IntegerAttr.get(i64, loaded.vocab_size)
+    f.attributes["bertc.type_vocab_size"] = ir.IntegerAttr.get(i64, max(loaded.max_token_type, 1))
+
+
+def _report(module: ir.Module, emitted, timings: dict[str, float]) -> dict[str, Any]:
+    from .passes.common import func_ops, shape_of
+
+    ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
+    linears = [op for op in func_ops(module.operation) if op.operation.name == "bertc.linear"]
+    return {
+        "ops": dict(sorted(ops.items())),
+        "fusion": {
+            "attention": ops.get("bertc.attention", 0),
+            "linear_with_activation": sum(op.attributes["activation"].value != "none" for op in linears),
+            "linear_with_residual": sum(op.residual is not None for op in linears),
+            "unfused_matmul": ops.get("bertc.matmul", 0),
+        },
+        "gemm_flops": sum(2 * shape_of(op.operands[1])[0] * shape_of(op.operands[1])[1]
+                          * (lambda s: __import__("math").prod(s[:-1]))(shape_of(op.operands[0])) for op in linears),
+        "memory": {
+            "arena_bytes": module.operation.attributes["bertc.arena_bytes"].value,
+            "live_peak_bytes": module.operation.attributes["bertc.live_peak_bytes"].value,
+            "weights_bytes": len(emitted.weights),
+        },
+        "kernels": emitted.kernels,
+        "compile_seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Path | None = None, *, batch: int = 1,
+            trust_pickle: bool = False, config: str | Path | None = None, dump_dir: str | Path | None = None,
+            progress: bool = False) -> Artifact:
+    """Compile a model (transformers object or MODEL path) into an artifact folder."""
+    if target not in TARGETS:
+        raise BertcError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    if out is None:
+        stem = Path(str(model)).stem if isinstance(model, (str, Path)) else type(model).__name__.lower()
+        out = Path(f"{stem}.bertc")
+    out = Path(out)
+    step = _progress(progress)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    toolchain = find_toolchain(target)  # fail before the slow steps if there is no compiler
+    step("export")
+    loaded = export_model(model, batch=batch, seq_len=seq_len, trust_pickle=trust_pickle, config=config)
+    timings["export"] = time.perf_counter() - t
+    step("import")
+    t = time.perf_counter()
+    context = make_context()
+    module, weights = import_torch(loaded, context)
+    timings["import"] = time.perf_counter() - t
+    ctx = PassContext(weights=weights)
+    t = time.perf_counter()
+    with context, ir.Location.unknown():
+        _annotate(module, loaded)
+        run_pipeline(module, PIPELINES[target], ctx, Path(dump_dir) if dump_dir else None, progress=step)
+    timings["passes"] = time.perf_counter() - t
+    emitted = ctx.outputs["emit-c"]
+    if emitted.missing_weights:
+        raise BertcError(f"weights missing from the model: {emitted.missing_weights[:5]}")
+    step("build")
+    t = time.perf_counter()
+    with staging(out) as tmp:
+        (tmp / "src").mkdir()
+        (tmp / "src" / "model.c").write_text(emitted.source)
+        (tmp / "src" / "model.mlir").write_text(str(module))
+        (tmp / "weights.bin").write_bytes(emitted.weights)
+        lib_name = f"libbertc_model.{emitted.weights_sha256[:8]}{abs(hash(emitted.source)) % 10**8:08d}.so"
+        build(toolchain, tmp / "src" / "model.c", tmp, lib_name)
+        if loaded.tokenizer_dir is not None:
+            tok = tmp / "tokenizer"
+            tok.mkdir()
+            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+                         "merges.txt", "vocab.json"):
+                if (loaded.tokenizer_dir / name).exists():
+                    shutil.copy(loaded.tokenizer_dir / name, tok / name)
+        timings["build"] = time.perf_counter() - t
+        (tmp / "report.json").write_text(json.dumps(_report(module, emitted, timings), indent=2) + "\n")
+        b, s = batch, seq_len
+        manifest = write_manifest(tmp, {
+            "bertc_version": __version__,
+            "target": target,
+            "library": lib_name,
+            "tool": "bertc_run",
+            "batch": b,
+            "seq_len": s,
+            "vocab_size": loaded.vocab_size,
+            "inputs": [{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
+            "outputs": _output_specs(module, loaded.output_names),
+            "passes": PIPELINES[target],
+            "model": {"source": loaded.source, "config": loaded.config},
+            "tokenizer": "tokenizer" if loaded.tokenizer_dir is not None else None,
+        })
+    step("done")
+    return Artifact(out, manifest)
+
+
+def _output_specs(module: ir.Module, names: list[str]) -> list[dict[str, Any]]:
+    from .passes.common import shape_of
+
+    f = next(op for op in module.body.operations if op.operation.name == "func.func")
+    ret = list(f.regions[0].blocks[0].operations)[-1]
+    return [{"name": n, "shape": shape_of(v), "dtype": "float32"} for n, v in zip(names, ret.operands)]
+
+
+def load(path: str | Path, threads: int = 1) -> CompiledModel:
+    """Open a host artifact: a callable taking numpy int arrays, returning a dict of arrays."""
+    return CompiledModel(path, threads=threads)
+
+
+def open_artifact(path: str | Path) -> Artifact:
+    return Artifact(Path(path), read_manifest(Path(path)))

@@ -1,0 +1,56 @@
+/* bertc runtime: the public C API of a compiled bertc artifact.
+ *
+ *   bertc_model *m;
+ *   if (bertc_open("minilm.bertc", 2, &m) != BERTC_OK) { puts(bertc_open_error()); return 1; }
+ *   bertc_run(m, ids, mask, types, batch, seq);   // int64 [batch*seq]; mask/types may be NULL
+ *   const float *h = bertc_output(m, 0, shape, &rank);
+ *   bertc_close(m);
+ *
+ * One arena is allocated at open; bertc_run never calls malloc. Weights are mapped read-only.
+ * Every failure returns a status code and leaves a message in bertc_last_error(m).
+ */
+#ifndef BERTC_H
+#define BERTC_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  BERTC_OK = 0,
+  BERTC_ERR_IO = 1,       /* a file is missing or unreadable */
+  BERTC_ERR_FORMAT = 2,   /* manifest or file size does not match this library */
+  BERTC_ERR_CHECKSUM = 3, /* weights.bin differs from what was compiled */
+  BERTC_ERR_INPUT = 4,    /* token id, token type, mask value or shape out of range */
+  BERTC_ERR_MEMORY = 5,   /* allocation at open failed */
+  BERTC_ERR_ARGUMENT = 6  /* NULL model, bad thread count, bad output index */
+} bertc_status;
+
+typedef struct bertc_model bertc_model;
+
+bertc_status bertc_open(const char *artifact_dir, int threads, bertc_model **out);
+const char *bertc_open_error(void); /* message of the last failed bertc_open in this thread */
+
+/* input_ids, attention_mask, token_type_ids: int64 [batch * seq], row-major. seq may be
+ * shorter than the compiled length: the rest is padded and masked. NULL mask = all ones,
+ * NULL token types = zeros. */
+bertc_status bertc_run(bertc_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                       const int64_t *token_type_ids, int64_t batch, int64_t seq);
+
+int bertc_num_outputs(const bertc_model *m);
+const char *bertc_output_name(const bertc_model *m, int index);
+/* shape receives up to 4 dims; returns NULL for a bad index. Valid until the next run. */
+const float *bertc_output(const bertc_model *m, int index, int64_t shape[4], int *rank);
+
+int64_t bertc_batch(const bertc_model *m);
+int64_t bertc_seq_len(const bertc_model *m);
+int bertc_threads(const bertc_model *m);
+const char *bertc_last_error(const bertc_model *m);
+void bertc_close(bertc_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,50 @@
+/* Kernel signatures. kernels/ref/ holds the portable versions; ISA folders (avx2/, neon/)
+ * provide the same functions for their targets. Shapes are in the arguments; every kernel
+ * splits its rows over the pool and returns after the barrier. */
+#ifndef BERTC_KERNELS_H
+#define BERTC_KERNELS_H
+
+#include <stdint.h>
+
+#include "../src/pool.h"
+
+enum { BERTC_ACT_NONE = 0, BERTC_ACT_GELU = 1, BERTC_ACT_GELU_TANH = 2, BERTC_ACT_TANH = 3, BERTC_ACT_RELU = 4 };
+enum { BERTC_ADD = 0, BERTC_SUB = 1, BERTC_MUL = 2, BERTC_DIV = 3 };
+
+/* y[M,N] = act(x[M,K] @ w_kn[K,N] + bias[N]) + residual[M,N]; bias/residual may be NULL.
+ * Weights arrive transposed to [K,N] (written so by the compiler) so the inner loop is a
+ * contiguous multiply-add over N. */
+void bertc_linear(bertc_pool *p, const float *x, const float *w_kn, const float *bias, const float *residual,
+                  float *y, int64_t M, int64_t N, int64_t K, int act);
+
+/* out[n, :] = table[ids[n], :]; ids were range-checked by the caller (inputs) or compiler. */
+void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, float *out, int64_t n, int64_t dim);
+
+/* y = layer_norm(x + residual) over rows of length n. */
+void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma,
+                      const float *beta, float *y, int64_t rows, int64_t n, float eps);
+
+/* qkv[B,S,3H] (Q|K|V, heads contiguous inside each), mask[B,S] -> out[B,S,H]. Scores never
+ * leave a per-thread row of S floats. */
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale);
+
+void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill);
+void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad);
+
+/* out = a (op) b with broadcasting; shapes padded to rank 4 (strides 0 on broadcast dims). */
+void bertc_binary(bertc_pool *p, int op, const float *a, const int64_t a_strides[4], const float *b,
+                  const int64_t b_strides[4], float *out, const int64_t out_shape[4]);
+void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n);
+void bertc_pow(const float *x, float *y, int64_t n, float exponent);
+void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_t n);
+/* out = permute(x) for rank <= 4: in_strides are x's strides in out's dimension order. */
+void bertc_transpose(const float *x, float *out, const int64_t out_shape[4], const int64_t in_strides[4]);
+/* out[b] = a[b] @ bm[b]; a_batch_stride / b_batch_stride may be 0 (broadcast). */
+void bertc_matmul(bertc_pool *p, const float *a, const float *bm, float *out, int64_t batch, int64_t M, int64_t N,
+                  int64_t K, int64_t a_batch_stride, int64_t b_batch_stride);
+/* out = x[outer, start:start+count, inner] from x[outer, dim, inner]; elem bytes generic. */
+void bertc_slice(const void *x, void *out, int64_t outer, int64_t dim, int64_t start, int64_t count,
+                 int64_t inner, int64_t elem_bytes);
+
+#endif

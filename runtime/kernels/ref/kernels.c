@@ -1,0 +1,297 @@
+/* Portable reference kernels: plain C the compiler vectorises. Every ISA variant is tested
+ * against these. */
+#include "../kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+static float activate(float v, int act) {
+  switch (act) {
+    case BERTC_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case BERTC_ACT_GELU_TANH: {
+      float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
+      return 0.5f * v * (1.0f + tanhf(inner));
+    }
+    case BERTC_ACT_TANH: return tanhf(v);
+    case BERTC_ACT_RELU: return v > 0 ? v : 0;
+    default: return v;
+  }
+}
+
+/* ---- linear ------------------------------------------------------------------------ */
+typedef struct {
+  const float *x, *w, *bias, *res;
+  float *y;
+  int64_t N, K;
+  int act;
+} linear_args;
+
+#define LINEAR_ROWS 4
+static void linear_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const linear_args *a = raw;
+  const int64_t N = a->N, K = a->K;
+  for (int64_t m0 = lo; m0 < hi; m0 += LINEAR_ROWS) {
+    int64_t rows = hi - m0 < LINEAR_ROWS ? hi - m0 : LINEAR_ROWS;
+    for (int64_t r = 0; r < rows; r++) {
+      float *y = a->y + (m0 + r) * N;
+      if (a->bias) memcpy(y, a->bias, (size_t)N * sizeof(float));
+      else memset(y, 0, (size_t)N * sizeof(float));
+    }
+    if (rows == LINEAR_ROWS) {
+      float *y0 = a->y + m0 * N, *y1 = y0 + N, *y2 = y1 + N, *y3 = y2 + N;
+      const float *x0 = a->x + m0 * K, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+      for (int64_t k = 0; k < K; k++) {
+        const float *w = a->w + k * N;
+        const float c0 = x0[k], c1 = x1[k], c2 = x2[k], c3 = x3[k];
+        for (int64_t n = 0; n < N; n++) {
+          const float wv = w[n];
+          y0[n] += c0 * wv;
+          y1[n] += c1 * wv;
+          y2[n] += c2 * wv;
+          y3[n] += c3 * wv;
+        }
+      }
+    } else {
+      for (int64_t r = 0; r < rows; r++) {
+        float *y = a->y + (m0 + r) * N;
+        const float *x = a->x + (m0 + r) * K;
+        for (int64_t k = 0; k < K; k++) {
+          const float *w = a->w + k * N;
+          const float c = x[k];
+          for (int64_t n = 0; n < N; n++) y[n] += c * w[n];
+        }
+      }
+    }
+    for (int64_t r = 0; r < rows; r++) {
+      float *y = a->y + (m0 + r) * N;
+      const float *res = a->res ? a->res + (m0 + r) * N : NULL;
+      if (a->act != BERTC_ACT_NONE)
+        for (int64_t n = 0; n < N; n++) y[n] = activate(y[n], a->act);
+      if (res)
+        for (int64_t n = 0; n < N; n++) y[n] += res[n];
+    }
+  }
+}
+
+void bertc_linear(bertc_pool *p, const float *x, const float *w_kn, const float *bias, const float *residual,
+                  float *y, int64_t M, int64_t N, int64_t K, int act) {
+  linear_args a = {x, w_kn, bias, residual, y, N, K, act};
+  bertc_parallel_rows(p, M, linear_rows, &a);
+}
+
+/* ---- embedding ---------------------------------------------------------------------- */
+typedef struct { const float *table; const int64_t *ids; float *out; int64_t dim; } embed_args;
+static void embed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const embed_args *a = raw;
+  for (int64_t i = lo; i < hi; i++)
+    memcpy(a->out + i * a->dim, a->table + a->ids[i] * a->dim, (size_t)a->dim * sizeof(float));
+}
+void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, float *out, int64_t n, int64_t dim) {
+  embed_args a = {table, ids, out, dim};
+  bertc_parallel_rows(p, n, embed_rows, &a);
+}
+
+/* ---- layer norm --------------------------------------------------------------------- */
+typedef struct { const float *x, *res, *g, *b; float *y; int64_t n; float eps; } ln_args;
+static void ln_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const ln_args *a = raw;
+  const int64_t n = a->n;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * n;
+    const float *res = a->res ? a->res + r * n : NULL;
+    float *y = a->y + r * n;
+    double sum = 0, sq = 0; /* double: rows of 768+ values, errors must stay ~1e-6 */
+    for (int64_t i = 0; i < n; i++) {
+      float v = x[i] + (res ? res[i] : 0.0f);
+      y[i] = v;
+      sum += v;
+    }
+    double mean = sum / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+      double d = y[i] - mean;
+      sq += d * d;
+    }
+    float inv = (float)(1.0 / sqrt(sq / (double)n + a->eps));
+    float mf = (float)mean;
+    for (int64_t i = 0; i < n; i++) y[i] = (y[i] - mf) * inv * a->g[i] + a->b[i];
+  }
+}
+void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma,
+                      const float *beta, float *y, int64_t rows, int64_t n, float eps) {
+  ln_args a = {x, residual, gamma, beta, y, n, eps};
+  bertc_parallel_rows(p, rows, ln_rows, &a);
+}
+
+/* ---- attention ---------------------------------------------------------------------- */
+typedef struct {
+  const float *qkv;
+  const int64_t *mask;
+  float *out;
+  int64_t S, H, heads;
+  float scale;
+} attn_args;
+
+static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
+  const attn_args *a = raw;
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query) */
+    const int64_t i = t % S, h = (t / S) % a->heads, b = t / (S * a->heads);
+    const float *base = a->qkv + b * S * row;
+    const float *q = base + i * row + h * D;
+    const int64_t *mask = a->mask + b * S;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < S; j++) {
+      if (!mask[j]) { scores[j] = -INFINITY; continue; }
+      const float *k = base + j * row + H + h * D;
+      float s = 0;
+      for (int64_t d = 0; d < D; d++) s += q[d] * k[d];
+      s *= a->scale;
+      scores[j] = s;
+      if (s > mx) mx = s;
+    }
+    float *o = a->out + (b * S + i) * H + h * D;
+    memset(o, 0, (size_t)D * sizeof(float));
+    if (mx == -INFINITY) continue; /* every key masked: PyTorch gives NaN, we give zeros */
+    float sum = 0;
+    for (int64_t j = 0; j < S; j++) {
+      float e = mask[j] ? expf(scores[j] - mx) : 0.0f;
+      scores[j] = e;
+      sum += e;
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < S; j++) {
+      if (scores[j] == 0.0f) continue;
+      const float w = scores[j] * inv;
+      const float *v = base + j * row + 2 * H + h * D;
+      for (int64_t d = 0; d < D; d++) o[d] += w * v[d];
+    }
+  }
+}
+
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale) {
+  attn_args a = {qkv, mask, out, S, H, heads, scale};
+  bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
+}
+
+/* ---- small ops ---------------------------------------------------------------------- */
+void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t q = 0; q < Q; q++)
+      for (int64_t k = 0; k < K; k++) out[(b * Q + q) * K + k] = mask[b * K + k] ? 0.0f : fill;
+}
+
+void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad) {
+  for (int64_t b = 0; b < B; b++) {
+    int64_t count = 0;
+    for (int64_t s = 0; s < S; s++) {
+      int64_t keep = ids[b * S + s] != pad;
+      count += keep;
+      out[b * S + s] = count * keep + pad;
+    }
+  }
+}
+
+typedef struct {
+  int op;
+  const float *a, *b;
+  const int64_t *as, *bs, *shape;
+  float *out;
+} binary_args;
+
+static void binary_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const binary_args *r = raw;
+  const int64_t *sh = r->shape;
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates the first three dims */
+    int64_t i0 = t / (sh[1] * sh[2]), i1 = (t / sh[2]) % sh[1], i2 = t % sh[2];
+    const float *a = r->a + i0 * r->as[0] + i1 * r->as[1] + i2 * r->as[2];
+    const float *b = r->b + i0 * r->bs[0] + i1 * r->bs[1] + i2 * r->bs[2];
+    float *o = r->out + t * sh[3];
+    const int64_t sa = r->as[3], sb = r->bs[3];
+    for (int64_t i = 0; i < sh[3]; i++) {
+      float x = a[i * sa], y = b[i * sb];
+      o[i] = r->op == BERTC_ADD ? x + y : r->op == BERTC_SUB ? x - y : r->op == BERTC_MUL ? x * y : x / y;
+    }
+  }
+}
+
+void bertc_binary(bertc_pool *p, int op, const float *a, const int64_t a_strides[4], const float *b,
+                  const int64_t b_strides[4], float *out, const int64_t out_shape[4]) {
+  binary_args r = {op, a, b, a_strides, b_strides, out_shape, out};
+  bertc_parallel_rows(p, out_shape[0] * out_shape[1] * out_shape[2], binary_rows, &r);
+}
+
+typedef struct { const float *x; float *y; int act; } unary_args;
+static void unary_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const unary_args *a = raw;
+  for (int64_t i = lo; i < hi; i++) a->y[i] = activate(a->x[i], a->act);
+}
+void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
+  unary_args a = {x, y, act};
+  bertc_parallel_rows(p, n, unary_rows, &a);
+}
+
+void bertc_pow(const float *x, float *y, int64_t n, float exponent) {
+  for (int64_t i = 0; i < n; i++) y[i] = exponent == 3.0f ? x[i] * x[i] * x[i] : exponent == 2.0f ? x[i] * x[i] : powf(x[i], exponent);
+}
+
+typedef struct { const float *x; float *y; int64_t n; } softmax_args;
+static void softmax_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const softmax_args *a = raw;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * a->n;
+    float *y = a->y + r * a->n;
+    float mx = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < a->n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int64_t i = 0; i < a->n; i++) sum += (y[i] = expf(x[i] - mx));
+    for (int64_t i = 0; i < a->n; i++) y[i] /= sum;
+  }
+}
+void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_t n) {
+  softmax_args a = {x, y, n};
+  bertc_parallel_rows(p, rows, softmax_rows, &a);
+}
+
+void bertc_transpose(const float *x, float *out, const int64_t sh[4], const int64_t st[4]) {
+  for (int64_t a = 0; a < sh[0]; a++)
+    for (int64_t b = 0; b < sh[1]; b++)
+      for (int64_t c = 0; c < sh[2]; c++) {
+        const float *src = x + a * st[0] + b * st[1] + c * st[2];
+        for (int64_t d = 0; d < sh[3]; d++) *out++ = src[d * st[3]];
+      }
+}
+
+typedef struct { const float *a, *b; float *out; int64_t M, N, K, as, bs; } matmul_args;
+static void matmul_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const matmul_args *r = raw;
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, row) */
+    int64_t bi = t / r->M, m = t % r->M;
+    const float *a = r->a + bi * r->as + m * r->K;
+    const float *b = r->b + bi * r->bs;
+    float *o = r->out + t * r->N;
+    memset(o, 0, (size_t)r->N * sizeof(float));
+    for (int64_t k = 0; k < r->K; k++)
+      for (int64_t n = 0; n < r->N; n++) o[n] += a[k] * b[k * r->N + n];
+  }
+}
+void bertc_matmul(bertc_pool *p, const float *a, const float *bm, float *out, int64_t batch, int64_t M, int64_t N,
+                  int64_t K, int64_t a_batch_stride, int64_t b_batch_stride) {
+  matmul_args r = {a, bm, out, M, N, K, a_batch_stride, b_batch_stride};
+  bertc_parallel_rows(p, batch * M, matmul_rows, &r);
+}
+
+void bertc_slice(const void *x, void *out, int64_t outer, int64_t dim, int64_t start, int64_t count,
+                 int64_t inner, int64_t elem_bytes) {
+  const char *src = x;
+  char *dst = out;
+  size_t chunk = (size_t)(count * inner * elem_bytes);
+  for (int64_t o = 0; o < outer; o++)
+    memcpy(dst + o * chunk, src + ((o * dim + start) * inner) * elem_bytes, chunk);
+}

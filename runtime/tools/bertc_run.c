@@ -1,0 +1,131 @@
+/* bertc_run: the on-device tool. Runs an artifact on int64 input files, or benchmarks it,
+ * and prints JSON on stdout.
+ *
+ *   bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]
+ *             [--seq N] [--threads T] [--out DIR] [--bench RUNS] [--warmup N]
+ *
+ * Input files are raw little-endian int64, batch*seq values. --out writes NAME.bin (float32)
+ * per output. Exit status: 0 on success, else the bertc_status code. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "../include/bertc.h"
+
+static int64_t *read_ids(const char *path, int64_t *count) {
+  FILE *f = fopen(path, "rb");
+  if (!f) { fprintf(stderr, "bertc_run: cannot open %s\n", path); exit(1); }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  if (n <= 0 || n % 8) { fprintf(stderr, "bertc_run: %s is not int64 data (%ld bytes)\n", path, n); exit(1); }
+  int64_t *v = malloc((size_t)n);
+  if (!v || fread(v, 1, (size_t)n, f) != (size_t)n) { fprintf(stderr, "bertc_run: cannot read %s\n", path); exit(1); }
+  fclose(f);
+  *count = n / 8;
+  return v;
+}
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+  const char *art = NULL, *ids_path = NULL, *mask_path = NULL, *types_path = NULL, *out_dir = NULL;
+  int threads = 1, bench = 0, warmup = 5;
+  int64_t seq = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      puts("usage: bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]\n"
+           "                 [--seq N] [--threads T] [--out DIR] [--bench RUNS] [--warmup N]\n"
+           "Inputs are raw int64 files of batch*seq values; prints JSON.");
+      return 0;
+    }
+    if (a[0] == '-' && !v) { fprintf(stderr, "bertc_run: %s needs a value\n", a); return 6; }
+    if (!strcmp(a, "--input-ids")) ids_path = argv[++i];
+    else if (!strcmp(a, "--attention-mask")) mask_path = argv[++i];
+    else if (!strcmp(a, "--token-type-ids")) types_path = argv[++i];
+    else if (!strcmp(a, "--out")) out_dir = argv[++i];
+    else if (!strcmp(a, "--threads")) threads = atoi(argv[++i]);
+    else if (!strcmp(a, "--bench")) bench = atoi(argv[++i]);
+    else if (!strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
+    else if (!strcmp(a, "--seq")) seq = atoll(argv[++i]);
+    else if (a[0] != '-' && !art) art = a;
+    else { fprintf(stderr, "bertc_run: unknown argument %s (try --help)\n", a); return 6; }
+  }
+  if (!art || !ids_path) { fprintf(stderr, "bertc_run: need ART.bertc and --input-ids (try --help)\n"); return 6; }
+  double t0 = now_ms();
+  bertc_model *m;
+  bertc_status st = bertc_open(art, threads, &m);
+  if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_open_error()); return (int)st; }
+  double open_ms = now_ms() - t0;
+  int64_t n_ids, n_mask = 0, n_types = 0;
+  int64_t *ids = read_ids(ids_path, &n_ids);
+  int64_t *mask = mask_path ? read_ids(mask_path, &n_mask) : NULL;
+  int64_t *types = types_path ? read_ids(types_path, &n_types) : NULL;
+  int64_t batch = bertc_batch(m);
+  if (!seq) seq = n_ids / batch;
+  if (n_ids != batch * seq || (mask && n_mask != n_ids) || (types && n_types != n_ids)) {
+    fprintf(stderr, "bertc_run: inputs hold %lld/%lld/%lld values, expected batch %lld x seq %lld\n",
+            (long long)n_ids, (long long)n_mask, (long long)n_types, (long long)batch, (long long)seq);
+    return 4;
+  }
+  t0 = now_ms();
+  st = bertc_run(m, ids, mask, types, batch, seq);
+  double first_ms = now_ms() - t0;
+  if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_last_error(m)); return (int)st; }
+  printf("{\"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d", open_ms, first_ms, threads);
+  if (bench > 0) {
+    double *times = malloc(sizeof(double) * (size_t)bench);
+    for (int i = 0; i < warmup; i++) bertc_run(m, ids, mask, types, batch, seq);
+    for (int i = 0; i < bench; i++) {
+      t0 = now_ms();
+      bertc_run(m, ids, mask, types, batch, seq);
+      times[i] = now_ms() - t0;
+    }
+    qsort(times, (size_t)bench, sizeof(double), cmp_double);
+    printf(", \"runs\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"min_ms\": %.3f", bench, times[bench / 2],
+           times[(int)(bench * 0.9)], times[0]);
+    free(times);
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf(", \"peak_rss_kb\": %ld, \"outputs\": [", ru.ru_maxrss);
+  for (int i = 0; i < bertc_num_outputs(m); i++) {
+    int64_t shape[4];
+    int rank;
+    const float *data = bertc_output(m, i, shape, &rank);
+    int64_t n = 1;
+    printf("%s{\"name\": \"%s\", \"shape\": [", i ? ", " : "", bertc_output_name(m, i));
+    for (int d = 0; d < rank; d++) { printf("%s%lld", d ? ", " : "", (long long)shape[d]); n *= shape[d]; }
+    printf("]}");
+    if (out_dir) {
+      char path[4096];
+      snprintf(path, sizeof path, "%s/%s.bin", out_dir, bertc_output_name(m, i));
+      FILE *f = fopen(path, "wb");
+      if (!f || fwrite(data, sizeof(float), (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "bertc_run: cannot write %s\n", path);
+        return 1;
+      }
+      fclose(f);
+    }
+  }
+  printf("]}\n");
+  bertc_close(m);
+  free(ids);
+  free(mask);
+  free(types);
+  return 0;
+}
