@@ -1,2 +1,164 @@
-def fuse_attention(module, ctx):
-    pass
+"""--fuse-attention: the attention block becomes one ``bertc.attention`` on merged Q|K|V rows.
+
+Before (raise-torch gives this for both the eager and the sdpa spelling)::
+
+    %q  = "bertc.linear"(%x, %wq, %bq) ...            -> [B,S,H]
+    %qh = "bertc.transpose"("bertc.reshape"(%q)) {perm = [0,2,1,3]} -> [B,n,S,D]
+    %kh = ... the same for K, then {perm = [0,1,3,2]} -> [B,n,D,S]
+    %vh = ... the same for V                           -> [B,n,S,D]
+    %s  = "bertc.mul"("bertc.matmul"(%qh, %kh), %scale)
+    %p  = "bertc.softmax"("bertc.add"(%s, "bertc.mask_bias"(%mask)))
+    %o  = "bertc.reshape"("bertc.transpose"("bertc.matmul"(%p, %vh)) {perm = [0,2,1,3]}) -> [B,S,H]
+
+After::
+
+    %w   = "bertc.concat"(%wq, %wk, %wv) {dim = 0}
+    %b   = "bertc.concat"(%bq, %bk, %bv) {dim = 0}
+    %qkv = "bertc.linear"(%x, %w, %b) ...               -> [B,S,3H]
+    %o   = "bertc.attention"(%qkv, %mask) {num_heads = n, scale = s} -> [B,S,H]
+
+Any transpose chain that yields the same head layout matches (view+permute, transpose(1,2),
+transpose(-1,-2) on K); the scale may sit on the scores or on Q. Nothing fuses when Q, K and V
+are not projections of one input, the mask is not a padding mask, or a head layout differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch_mlir import ir
+
+from bertc.dialects import bertc as B
+
+from .common import PassContext, erase_dead, func_ops, is_op, producer, shape_of, tensor_type
+
+
+@dataclass(frozen=True)
+class Heads:
+    """A projection split into heads: linear output [B,S,H] -> reshape [B,S,n,D] -> permute."""
+
+    linear: ir.OpView
+    perm: tuple[int, ...]  # from [B,S,n,D] to the layout seen by the matmul
+    heads: int
+
+
+@dataclass(frozen=True)
+class AttentionMatch:
+    q: Heads
+    k: Heads
+    v: Heads
+    mask: ir.Value
+    scale: float
+    output: ir.OpView  # the final reshape back to [B,S,H]
+
+
+def splat_value(value: ir.Value) -> float | None:
+    p = producer(value)
+    if p is None or p.operation.name != "bertc.constant":
+        return None
+    attr = ir.DenseElementsAttr(p.attributes["value"])
+    if attr.is_splat:
+        return float(attr.get_splat_value().value)
+    arr = np.array(attr)
+    return float(arr.flat[0]) if arr.size and np.all(arr == arr.flat[0]) else None
+
+
+def match_heads(value: ir.Value) -> Heads | None:
+    perm = (0, 1, 2, 3)
+    while is_op(value, "bertc.transpose"):
+        t = producer(value)
+        p = list(ir.DenseI64ArrayAttr(t.attributes["perm"]))
+        if len(p) != 4:
+            return None
+        perm = tuple(p[i] for i in perm)  # out dim j reads input dim p[perm[j]]
+        value = t.operands[0]
+    if not is_op(value, "bertc.reshape"):
+        return None
+    r = producer(value)
+    src, split = shape_of(r.operands[0]), shape_of(r.results[0])
+    if len(src) != 3 or len(split) != 4 or split[:2] != src[:2] or split[2] * split[3] != src[2]:
+        return None
+    if not is_op(r.operands[0], "bertc.linear"):
+        return None
+    lin = producer(r.operands[0])
+    if lin.residual is not None or lin.activation.value != "none":
+        return None
+    return Heads(lin, perm, split[2])
+
+
+def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
+    """Strip a multiply (or divide) by a scalar constant."""
+    p = producer(value)
+    if p is not None and p.operation.name in ("bertc.mul", "bertc.div"):
+        c = splat_value(p.operands[1])
+        if c is not None and shape_of(p.operands[1]) in ([], [1]):
+            return p.operands[0], (c if p.operation.name == "bertc.mul" else 1.0 / c)
+    return value, 1.0
+
+
+def match_attention(output: ir.OpView) -> AttentionMatch | None:
+    """``output`` is a candidate final reshape [B,n,S,D]-ish -> [B,S,H]."""
+    if len(shape_of(output.results[0])) != 3:
+        return None
+    t = output.operands[0]
+    if not is_op(t, "bertc.transpose") or list(ir.DenseI64ArrayAttr(producer(t).attributes["perm"])) != [0, 2, 1, 3]:
+        return None
+    pv = producer(producer(t).operands[0])
+    if pv is None or pv.operation.name != "bertc.matmul":
+        return None
+    probs, v_side = pv.operands[0], pv.operands[1]
+    if not is_op(probs, "bertc.softmax"):
+        return None
+    scores = producer(probs).operands[0]
+    mask = None
+    if is_op(scores, "bertc.add") and is_op(producer(scores).operands[1], "bertc.mask_bias"):
+        mask = producer(producer(scores).operands[1]).operands[0]
+        scores = producer(scores).operands[0]
+    if mask is None:
+        return None
+    scores, scale = _scaled(scores)
+    if not is_op(scores, "bertc.matmul"):
+        return None
+    qk = producer(scores)
+    q_side, q_scale = _scaled(qk.operands[0])
+    q, k, v = match_heads(q_side), match_heads(qk.operands[1]), match_heads(v_side)
+    if not (q and k and v):
+        return None
+    if q.perm != (0, 2, 1, 3) or v.perm != (0, 2, 1, 3) or k.perm != (0, 2, 3, 1):
+        return None
+    if not (q.heads == k.heads == v.heads):
+        return None
+    same_input = q.linear.operands[0] == k.linear.operands[0] == v.linear.operands[0]
+    biases = [h.linear.bias is not None for h in (q, k, v)]
+    if not same_input or len(set(biases)) != 1:
+        return None
+    if shape_of(output.results[0]) != shape_of(q.linear.results[0]):
+        return None
+    return AttentionMatch(q, k, v, mask, scale * q_scale, output)
+
+
+def rewrite(m: AttentionMatch) -> None:
+    q, k, v = m.q.linear, m.k.linear, m.v.linear
+    n, kdim = shape_of(q.operands[1])
+    i64 = ir.IntegerType.get_signless(64)
+    with ir.InsertionPoint(m.output.operation), m.output.location:
+        w = B.ConcatOp([q.operands[1], k.operands[1], v.operands[1]], ir.IntegerAttr.get(i64, 0),
+                       tensor_type([3 * n, kdim])).out
+        b = None
+        if q.bias is not None:
+            b = B.ConcatOp([q.bias, k.bias, v.bias], ir.IntegerAttr.get(i64, 0), tensor_type([3 * n])).out
+        x = q.operands[0]
+        qkv = B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [3 * n]), bias=b).out
+        att = B.AttentionOp(qkv, m.mask, ir.IntegerAttr.get(i64, m.q.heads), ir.FloatAttr.get_f32(m.scale),
+                            m.output.results[0].type).out
+    m.output.results[0].replace_all_uses_with(att)
+
+
+def fuse_attention(module: ir.Operation, ctx: PassContext) -> None:
+    for op in func_ops(module):
+        if op.operation.name == "bertc.reshape":
+            m = match_attention(op)
+            if m is not None:
+                rewrite(m)
+    erase_dead(module)

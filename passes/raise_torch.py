@@ -187,7 +187,10 @@ def _layer_norm(r: Raiser, op):
 
 
 def _reshape(r: Raiser, op):
-    return B.ReshapeOp(r.get(op.operands[0]), _result_type(op)).out
+    x = r.get(op.operands[0])
+    if x.type == _result_type(op):  # sdpa's output arrives through a no-op reshape
+        return x
+    return B.ReshapeOp(x, _result_type(op)).out
 
 
 def _transpose(r: Raiser, op):
