@@ -74,7 +74,6 @@ class Raiser:
         arg_types = [convert_type(a.type) for a in old.arguments]
         res_types = [convert_type(t) for t in old.type.results]
         new = func.FuncOp(old.name.value, (arg_types, res_types))
-        new.attributes["sym_visibility"] = ir.StringAttr.get("public")
         for i in range(len(old.attributes)):
             named = old.attributes[i]
             if named.name.startswith("bertc."):

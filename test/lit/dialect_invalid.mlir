@@ -1,0 +1,33 @@
+// RUN: not bertc-opt %s --split-input-file 2>&1 | FileCheck %s
+
+// Every op verifies its shapes and attributes when parsed.
+// CHECK: 'bertc.linear' input [2, 5] does not match weight [3, 4] (expects [..., 4])
+func.func @linear_k(%x: tensor<2x5xf32>, %w: tensor<3x4xf32>) -> tensor<2x3xf32> {
+  %0 = "bertc.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<2x5xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.attention' hidden size 8 is not divisible by 3 heads
+func.func @heads(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.attention"(%qkv, %m) {num_heads = 3 : i64, scale = 1.0 : f32} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.linear' unknown activation 'swish'
+func.func @act(%x: tensor<2x4xf32>, %w: tensor<3x4xf32>) -> tensor<2x3xf32> {
+  %0 = "bertc.linear"(%x, %w) {activation = "swish", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// A missing attribute is rejected at parse time.
+// CHECK: error
+func.func @missing(%x: tensor<2x4xf32>) -> tensor<2x4xf32> {
+  %0 = "bertc.layer_norm"(%x, %x, %x) {operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  return %0 : tensor<2x4xf32>
+}

@@ -1,0 +1,24 @@
+// RUN: bertc-opt %s --plan-memory --emit-c | FileCheck %s
+
+// One kernel call per op with shapes in the arguments; linear weights are read as [K,N].
+// CHECK: #include "kernels.h"
+// CHECK: static void model_run(const bertc_exec *x) {
+// CHECK: bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), 4, 8, 4, BERTC_ACT_GELU);
+// CHECK: bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 8, 9.999999960041972e-13f);
+// CHECK: bertc_attention(p, A(float, {{[0-9]+}}), A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f);
+// CHECK: const bertc_program bertc_compiled_program = {
+// CHECK: .batch = 1,
+// CHECK: .seq_len = 4,
+// CHECK: .ids_offset = {{[0-9]+}},
+// CHECK: .scratch_floats = 4,
+func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4xf32>) -> tensor<1x4x8xf32> {
+  %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<8x4xf32>
+  %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<8xf32>
+  %b = "bertc.weight"() {name = "ln.bias"} : () -> tensor<8xf32>
+  %wqkv = "bertc.weight"() {name = "qkv.weight"} : () -> tensor<24x8xf32>
+  %h = "bertc.linear"(%x, %w) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x4xf32>, tensor<8x4xf32>) -> tensor<1x4x8xf32>
+  %n = "bertc.layer_norm"(%h, %g, %b, %h) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x4x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x8xf32>, tensor<24x8xf32>) -> tensor<1x4x24xf32>
+  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, scale = 5.000000e-01 : f32} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
+  return %a : tensor<1x4x8xf32>
+}

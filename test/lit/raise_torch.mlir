@@ -1,0 +1,43 @@
+// RUN: bertc-opt %s --split-input-file --raise-torch | FileCheck %s
+
+// Linear + GELU: torch ops become bertc ops on builtin tensors; weights keep their names.
+// CHECK-LABEL: func.func @mlp
+// CHECK-SAME: (%[[X:.*]]: tensor<1x8x32xf32>) -> tensor<1x8x64xf32>
+// CHECK: %[[W:.*]] = "bertc.weight"() {name = "fc.weight"} : () -> tensor<64x32xf32>
+// CHECK: %[[B:.*]] = "bertc.weight"() {name = "fc.bias"} : () -> tensor<64xf32>
+// CHECK: %[[L:.*]] = "bertc.linear"(%[[X]], %[[W]], %[[B]]) {activation = "none"
+// CHECK: "bertc.gelu"(%[[L]]) {approximate = "none"}
+// CHECK-NOT: torch.
+func.func @mlp(%arg0: !torch.vtensor<[1,8,32],f32>) -> !torch.vtensor<[1,8,64],f32> {
+  %w = "bertc.weight"() {name = "fc.weight"} : () -> !torch.vtensor<[64,32],f32>
+  %b = "bertc.weight"() {name = "fc.bias"} : () -> !torch.vtensor<[64],f32>
+  %0 = torch.aten.linear %arg0, %w, %b : !torch.vtensor<[1,8,32],f32>, !torch.vtensor<[64,32],f32>, !torch.vtensor<[64],f32> -> !torch.vtensor<[1,8,64],f32>
+  %false = torch.constant.bool false
+  %p = torch.constant.float 1.000000e-01
+  %1 = torch.aten.dropout %0, %p, %false : !torch.vtensor<[1,8,64],f32>, !torch.float, !torch.bool -> !torch.vtensor<[1,8,64],f32>
+  %str = torch.constant.str "none"
+  %2 = torch.aten.gelu %1, %str : !torch.vtensor<[1,8,64],f32>, !torch.str -> !torch.vtensor<[1,8,64],f32>
+  return %2 : !torch.vtensor<[1,8,64],f32>
+}
+
+// -----
+
+// sdpa is raised to its eager form, so fuse-attention has one pattern to match.
+// CHECK-LABEL: func.func @sdpa
+// CHECK: %[[BIAS:.*]] = "bertc.mask_bias"(%arg3) {fill = 0xFF800000 : f32}
+// CHECK: %[[KT:.*]] = "bertc.transpose"(%arg1) {perm = array<i64: 0, 1, 3, 2>}
+// CHECK: %[[S:.*]] = "bertc.matmul"(%arg0, %[[KT]])
+// CHECK: %[[C:.*]] = "bertc.constant"() {value = dense<2.500000e-01> : tensor<f32>}
+// CHECK: %[[SS:.*]] = "bertc.mul"(%[[S]], %[[C]])
+// CHECK: %[[SB:.*]] = "bertc.add"(%[[SS]], %[[BIAS]])
+// CHECK: %[[P:.*]] = "bertc.softmax"(%[[SB]])
+// CHECK: "bertc.matmul"(%[[P]], %arg2)
+func.func @sdpa(%q: !torch.vtensor<[1,2,4,16],f32>, %k: !torch.vtensor<[1,2,4,16],f32>, %v: !torch.vtensor<[1,2,4,16],f32>, %m: !torch.vtensor<[1,4],si64>) -> !torch.vtensor<[1,2,4,16],f32> {
+  %shape = torch.prim.ListConstruct : () -> !torch.list<int>
+  %keep = torch.operator "torch.bertc.keep_mask"(%m, %shape) : (!torch.vtensor<[1,4],si64>, !torch.list<int>) -> !torch.vtensor<[1,1,4,4],i1>
+  %f0 = torch.constant.float 0.000000e+00
+  %false = torch.constant.bool false
+  %none = torch.constant.none
+  %0 = torch.aten.scaled_dot_product_attention %q, %k, %v, %keep, %f0, %false, %none, %false : !torch.vtensor<[1,2,4,16],f32>, !torch.vtensor<[1,2,4,16],f32>, !torch.vtensor<[1,2,4,16],f32>, !torch.vtensor<[1,1,4,4],i1>, !torch.float, !torch.bool, !torch.none, !torch.bool -> !torch.vtensor<[1,2,4,16],f32>
+  return %0 : !torch.vtensor<[1,2,4,16],f32>
+}
