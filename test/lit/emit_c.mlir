@@ -9,8 +9,8 @@
 // CHECK: const bertc_program bertc_compiled_program = {
 // CHECK: .batch = 1,
 // CHECK: .seq_len = 4,
-// CHECK: .ids_offset = {{[0-9]+}},
 // CHECK: .scratch_floats = 4,
+// CHECK: .ids_offset = {{[0-9]+}},
 func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4xf32>) -> tensor<1x4x8xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<8x4xf32>
   %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<8xf32>
