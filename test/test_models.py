@@ -1,0 +1,117 @@
+"""Compiled models agree with PyTorch (fp32, max abs error <= 1e-4) on the real MiniLM and on
+every supported architecture, with eager and sdpa attention, padded inputs included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers as T
+
+import bertc
+from conftest import ARCHS, max_error, random_inputs, reference, tiny_model
+
+TOL = 1e-4
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_architecture_matches_pytorch(arch, impl, tmp_path):
+    model = tiny_model(arch, impl)
+    art = bertc.compile(model, seq_len=24, out=tmp_path / "m.bertc")
+    # Every attention block fused, every FFN GELU folded into its GEMM (ALBERT's tanh GELU
+    # arrives as pow/tanh/mul and stays elementwise).
+    assert art.report["fusion"]["attention"] == 2
+    assert art.report["fusion"]["unfused_matmul"] == 0
+    if arch != "albert":
+        assert art.report["fusion"]["linear_with_activation"] >= 2
+    compiled = art.load(threads=2)
+    for seq, pad_from in ((24, None), (24, 17), (9, 5)):
+        ids, mask, types = random_inputs(1, seq, 120, seed=seq + (pad_from or 0), pad_from=pad_from)
+        ours = compiled(ids, mask, types)
+        ref = reference(model, ids, mask, types)
+        assert ours["last_hidden_state"].shape == (1, seq, 32)
+        assert ("pooler_output" in ours) == ("pooler_output" in ref)
+        assert max_error(ours, ref, mask) <= TOL
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_real_minilm_matches_pytorch(minilm_path, impl, tmp_path):
+    model = T.AutoModel.from_pretrained(minilm_path, attn_implementation=impl).eval()
+    art = bertc.compile(model, seq_len=128, out=tmp_path / "minilm.bertc")
+    tok = T.AutoTokenizer.from_pretrained(minilm_path)
+    enc = tok(["a gripping, funny film", "the plot never comes together and the jokes fall flat"],
+              padding="max_length", max_length=128, return_tensors="np")
+    ids, mask, types = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+    for threads in (1, 2):
+        compiled = art.load(threads=threads)
+        for row in range(2):
+            ours = compiled(ids[row:row + 1], mask[row:row + 1], types[row:row + 1])
+            ref = reference(model, ids[row:row + 1], mask[row:row + 1], types[row:row + 1])
+            assert max_error(ours, ref, mask[row:row + 1]) <= TOL
+
+
+def test_batch_of_two(tmp_path):
+    model = tiny_model("bert")
+    compiled = bertc.compile(model, seq_len=16, batch=2, out=tmp_path / "b2.bertc").load()
+    ids, mask, types = random_inputs(2, 16, 120, seed=3)
+    mask[1, 10:] = 0
+    assert max_error(compiled(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL
+
+
+def test_short_inputs_are_padded_by_bertc(tmp_path):
+    model = tiny_model("bert")
+    compiled = bertc.compile(model, seq_len=32, out=tmp_path / "p.bertc").load()
+    ids, mask, types = random_inputs(1, 7, 120, seed=5)
+    ours = compiled(ids)  # no mask, no token types: all ones / zeros
+    assert ours["last_hidden_state"].shape == (1, 7, 32)
+    assert max_error(ours, reference(model, ids, mask, types), mask) <= TOL
+
+
+# ---------------------------------------------------------------- every MODEL form
+
+
+def _check_path(model, path, tmp_path, **kw):
+    compiled = bertc.compile(str(path), seq_len=16, out=tmp_path / "from_path.bertc", **kw).load()
+    ids, mask, types = random_inputs(1, 16, 120, seed=9, pad_from=12)
+    assert max_error(compiled(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL
+
+
+def test_hugging_face_folder(tmp_path):
+    model = tiny_model("roberta")
+    model.save_pretrained(tmp_path / "hf")
+    _check_path(model, tmp_path / "hf", tmp_path)
+
+
+def test_state_dict_with_config(tmp_path):
+    model = tiny_model("electra")
+    torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict()}, tmp_path / "sd.pt")
+    _check_path(model, tmp_path / "sd.pt", tmp_path)
+
+
+def test_torch_export_program(tmp_path):
+    model = tiny_model("bert", "sdpa")
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+    for mod in model.modules():
+        mod._non_persistent_buffers_set.clear()
+    example = tuple(torch.from_numpy(a) for a in random_inputs(1, 16, 120))
+    torch.export.save(torch.export.export(Encoder(model), example, strict=False), tmp_path / "m.pt2")
+    _check_path(model, tmp_path / "m.pt2", tmp_path)
+
+
+def test_pickled_module_needs_trust(tmp_path):
+    model = tiny_model("distilbert")
+    torch.save(model, tmp_path / "whole.pt")
+    with pytest.raises(bertc.BertcError, match="--trust-pickle"):
+        bertc.compile(str(tmp_path / "whole.pt"), seq_len=16, out=tmp_path / "x.bertc")
+    assert not (tmp_path / "x.bertc").exists()
+    _check_path(model, tmp_path / "whole.pt", tmp_path, trust_pickle=True)
