@@ -240,10 +240,24 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
                 raise BertcError(f"torch.export could not trace {desc}: {e}") from e
             input_names, output_names = list(INPUT_NAMES), outputs
     canonicalize_inputs(ep, input_names)
+    _record_module_paths(ep)
     vocab = cfg.get("vocab_size") or _infer_vocab(ep)
     return LoadedModel(program=ep, input_names=input_names, output_names=output_names, config=cfg,
                        vocab_size=int(vocab), max_token_type=int(cfg.get("type_vocab_size") or 0),
                        tokenizer_dir=tok_dir, source=desc)
+
+
+def _record_module_paths(ep: torch.export.ExportedProgram) -> None:
+    """Add the owning submodule to each node's stack trace, which torch-mlir turns into the op's
+    location, so errors can say where in the model an op came from."""
+    for n in ep.graph.nodes:
+        stack = n.meta.get("nn_module_stack")
+        if not stack:
+            continue
+        path, cls = list(stack.values())[-1]
+        path = path.replace("L['self'].", "").removeprefix("model.").replace("L__self___", "")
+        name = cls.__name__ if isinstance(cls, type) else str(cls).rsplit(".", 1)[-1].strip("'>")
+        n.meta["stack_trace"] = (n.meta.get("stack_trace") or "") + f'\n  File "module {path} ({name})", line 0, in forward'
 
 
 def _canonical_input_name(name: str, index: int) -> str:

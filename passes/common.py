@@ -72,9 +72,14 @@ def erase_dead(module: ir.Operation, pure: Callable[[str], bool] = lambda n: n.s
 
 
 def source_location(op) -> str:
-    loc = str(op.location)
-    m = re.findall(r'"([^"]+)":(\d+)', loc)
-    return f"{m[-1][0]}:{m[-1][1]}" if m else loc
+    """'module encoder.layer.0.attention (BertSelfAttention), modeling_bert.py:245' from an op's
+    location: the owning submodule (recorded by the frontend) and the innermost model-code line."""
+    frames = re.findall(r'"([^"]+)":(\d+)', str(op.location))
+    module = next((f for f, _ in frames if f.startswith("module ")), None)
+    code = [f"{f}:{n}" for f, n in frames
+            if not f.startswith("module ") and "/torch/" not in f and "bertc/frontend.py" not in f]
+    parts = ([module] if module else []) + code[-1:]
+    return ", ".join(parts) if parts else (f"{frames[-1][0]}:{frames[-1][1]}" if frames else "an unknown location")
 
 
 def parse_options(text: str) -> dict[str, str]:

@@ -1,0 +1,166 @@
+"""Bad input gets a clear error (BertcError in Python, a status code and message from C), never
+a crash, and a failed compile leaves nothing that looks like an artifact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import bertc
+from bertc.artifact import sha256_file
+from conftest import random_inputs, tiny_model
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    out = tmp_path_factory.mktemp("art") / "bert.bertc"
+    bertc.compile(tiny_model("bert"), seq_len=16, out=out)
+    return out
+
+
+def _copy(artifact, tmp_path):
+    dst = tmp_path / "copy.bertc"
+    shutil.copytree(artifact, dst)
+    return dst
+
+
+def test_truncated_weights(artifact, tmp_path):
+    art = _copy(artifact, tmp_path)
+    data = (art / "weights.bin").read_bytes()
+    (art / "weights.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(bertc.BertcError, match="truncated"):
+        bertc.load(art)
+
+
+def test_altered_weights_caught_by_python(artifact, tmp_path):
+    art = _copy(artifact, tmp_path)
+    data = bytearray((art / "weights.bin").read_bytes())
+    data[100] ^= 0xFF
+    (art / "weights.bin").write_bytes(bytes(data))
+    with pytest.raises(bertc.BertcError, match="sha256"):
+        bertc.load(art)
+
+
+def test_altered_weights_caught_by_c_runtime(artifact, tmp_path):
+    """Even with a manifest rewritten to match, the C loader refuses weights it was not built for."""
+    art = _copy(artifact, tmp_path)
+    data = bytearray((art / "weights.bin").read_bytes())
+    data[100] ^= 0xFF
+    (art / "weights.bin").write_bytes(bytes(data))
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["weights.bin"]["sha256"] = sha256_file(art / "weights.bin")
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(bertc.BertcError, match="names other weights"):
+        bertc.load(art)
+    ids = tmp_path / "ids.bin"
+    np.ones(16, np.int64).tofile(ids)
+    r = subprocess.run([str(art / "bertc_run"), str(art), "--input-ids", str(ids)], capture_output=True, text=True)
+    assert r.returncode == 2 and "names other weights" in r.stderr
+
+
+def test_corrupt_manifest(artifact, tmp_path):
+    art = _copy(artifact, tmp_path)
+    (art / "manifest.json").write_text("{ not json")
+    with pytest.raises(bertc.BertcError, match="corrupt"):
+        bertc.load(art)
+
+
+def test_missing_library(artifact, tmp_path):
+    art = _copy(artifact, tmp_path)
+    lib = json.loads((art / "manifest.json").read_text())["library"]
+    (art / lib).unlink()
+    with pytest.raises(bertc.BertcError, match="missing"):
+        bertc.load(art)
+
+
+def test_missing_artifact(tmp_path):
+    with pytest.raises(bertc.BertcError, match="does not exist"):
+        bertc.load(tmp_path / "nope.bertc")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda ids: ids + 1000, "outside the vocabulary|outside \\[0, 120\\)"),
+    (lambda ids: ids - 1000, "outside \\[0, 120\\)"),
+])
+def test_token_ids_out_of_range(artifact, bad, message):
+    model = bertc.load(artifact)
+    ids, mask, types = random_inputs(1, 16, 120)
+    with pytest.raises(bertc.BertcError, match=message):
+        model(bad(ids), mask, types)
+    # the model still works afterwards
+    assert model(ids, mask, types)["last_hidden_state"].shape == (1, 16, 32)
+
+
+def test_bad_token_types_and_mask(artifact):
+    model = bertc.load(artifact)
+    ids, mask, types = random_inputs(1, 16, 120)
+    with pytest.raises(bertc.BertcError, match="token type id 5"):
+        model(ids, mask, types + 5)
+    with pytest.raises(bertc.BertcError, match="attention mask value 3"):
+        model(ids, mask * 3, types)
+
+
+def test_wrong_shapes_and_dtypes(artifact):
+    model = bertc.load(artifact)
+    ids, mask, types = random_inputs(1, 16, 120)
+    with pytest.raises(bertc.BertcError, match="sequence length 40 is outside 1..16"):
+        model(np.zeros((1, 40), np.int64))
+    with pytest.raises(bertc.BertcError, match="batch 2 differs"):
+        model(np.zeros((2, 16), np.int64))
+    with pytest.raises(bertc.BertcError, match="must hold integers"):
+        model(ids.astype(np.float32))
+    with pytest.raises(bertc.BertcError, match="must be \\[batch, seq\\]"):
+        model(ids[None])
+    with pytest.raises(bertc.BertcError, match="attention_mask has shape"):
+        model(ids, mask[:, :5])
+
+
+def test_unknown_target(tmp_path):
+    with pytest.raises(bertc.BertcError, match="unknown target 'mars'"):
+        bertc.compile(tiny_model("bert"), target="mars", out=tmp_path / "x.bertc")
+
+
+def test_missing_model_path(tmp_path):
+    with pytest.raises(bertc.BertcError, match="does not exist"):
+        bertc.compile(str(tmp_path / "nothing"), out=tmp_path / "x.bertc")
+
+
+def test_unsupported_op_names_op_and_source(tmp_path):
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(50, 8)
+
+        def forward(self, input_ids, attention_mask=None):
+            return torch.sin(self.emb(input_ids))
+
+    with pytest.raises(bertc.BertcError) as e:
+        bertc.compile(Odd(), seq_len=8, out=tmp_path / "odd.bertc")
+    assert "unsupported op 'torch.aten.sin' at module" in str(e.value) and "(Odd)" in str(e.value)
+    assert "bertc-opt" in str(e.value)  # the repro command
+    assert not (tmp_path / "odd.bertc").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".odd.bertc")]
+
+
+def test_failed_recompile_keeps_previous_artifact(artifact, tmp_path):
+    art = _copy(artifact, tmp_path)
+    before = (art / "manifest.json").read_text()
+
+    class Odd(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None):
+            return torch.sin(input_ids.float())
+
+    with pytest.raises(bertc.BertcError):
+        bertc.compile(Odd(), seq_len=16, out=art)
+    assert (art / "manifest.json").read_text() == before
+    assert bertc.load(art)(np.ones((1, 16), np.int64))["last_hidden_state"].shape == (1, 16, 32)
+
+
+def test_seq_len_longer_than_model(tmp_path):
+    with pytest.raises(bertc.BertcError, match="max_position_embeddings"):
+        bertc.compile(tiny_model("bert", max_pos=64), seq_len=128, out=tmp_path / "x.bertc")
