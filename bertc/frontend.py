@@ -374,7 +374,9 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
             continue
         replacement = None
         if kind == "const":
-            if all(torch.equal(vals[0], v) for v in vals[1:]):
+            # torch-mlir imports a list argument only if all its items are graph values
+            in_list = any(isinstance(a, (list, tuple)) and n in a for u in n.users for a in u.args)
+            if not in_list and all(torch.equal(vals[0], v) for v in vals[1:]):
                 replacement = vals[0].clone()
         elif kind == "attention_mask":
             replacement = _match_mask(n, vals, [ins["attention_mask"] for ins, _ in trials],
@@ -409,11 +411,11 @@ def _match_mask(n, vals, masks, mask_node, g):
         return None
     if v0.dtype != torch.float32:
         return None
-    fill = float(vals[1].min())
-    if fill == 0.0:
-        return None
-    if all(torch.equal(v, mask_bias(m, shape, fill)) for v, m in zip(vals, masks)):
-        return _new_node(g, mask_node, torch.ops.bertc.mask_bias.default, (mask_node, shape, fill), n)
+    # The fill shows where some key was masked; with nothing ever masked (seq_len 1) any
+    # large negative fill gives the same values, so try the one transformers uses.
+    for fill in {float(v.min()) for v in vals} - {0.0} | {float(torch.finfo(torch.float32).min)}:
+        if all(torch.equal(v, mask_bias(m, shape, fill)) for v, m in zip(vals, masks)):
+            return _new_node(g, mask_node, torch.ops.bertc.mask_bias.default, (mask_node, shape, fill), n)
     return None
 
 
