@@ -37,21 +37,23 @@ def test_truncated_weights(artifact, tmp_path):
         bertc.load(art)
 
 
-def test_altered_weights_caught_by_python(artifact, tmp_path):
+def _flip_weight_byte(artifact, tmp_path):
     art = _copy(artifact, tmp_path)
     data = bytearray((art / "weights.bin").read_bytes())
     data[100] ^= 0xFF
     (art / "weights.bin").write_bytes(bytes(data))
+    return art
+
+
+def test_altered_weights_caught_by_python(artifact, tmp_path):
+    art = _flip_weight_byte(artifact, tmp_path)
     with pytest.raises(bertc.BertcError, match="sha256"):
         bertc.load(art)
 
 
 def test_altered_weights_caught_by_c_runtime(artifact, tmp_path):
     """Even with a manifest rewritten to match, the C loader refuses weights it was not built for."""
-    art = _copy(artifact, tmp_path)
-    data = bytearray((art / "weights.bin").read_bytes())
-    data[100] ^= 0xFF
-    (art / "weights.bin").write_bytes(bytes(data))
+    art = _flip_weight_byte(artifact, tmp_path)
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["files"]["weights.bin"]["sha256"] = sha256_file(art / "weights.bin")
     (art / "manifest.json").write_text(json.dumps(manifest))
