@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import json
 import shutil
 import sys
@@ -79,8 +80,8 @@ def _report(module: ir.Module, emitted, timings: dict[str, float]) -> dict[str, 
             "linear_with_residual": sum(op.residual is not None for op in linears),
             "unfused_matmul": ops.get("bertc.matmul", 0),
         },
-        "gemm_flops": sum(2 * shape_of(op.operands[1])[0] * shape_of(op.operands[1])[1]
-                          * (lambda s: __import__("math").prod(s[:-1]))(shape_of(op.operands[0])) for op in linears),
+        "gemm_flops": sum(2 * math.prod(shape_of(op.operands[1])) * math.prod(shape_of(op.operands[0])[:-1])
+                          for op in linears),
         "memory": {
             "arena_bytes": module.operation.attributes["bertc.arena_bytes"].value,
             "live_peak_bytes": module.operation.attributes["bertc.live_peak_bytes"].value,

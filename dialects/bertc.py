@@ -13,6 +13,7 @@ Nothing but op definitions lives here; passes are in ``passes/``.
 """
 
 
+import math
 from typing import Any, Optional, Sequence
 
 from torch_mlir import ir
@@ -274,8 +275,7 @@ class ReshapeOp(Bertc.Operation, name="reshape"):
     out: Result[Any]
 
     def verify_invariants(self) -> bool:
-        n = lambda s: __import__("math").prod(s)  # noqa: E731
-        if n(shape(self.input)) != n(shape(self.out)):
+        if math.prod(shape(self.input)) != math.prod(shape(self.out)):
             return _fail(self, f"cannot reshape {shape(self.input)} to {shape(self.out)}")
         return True
 
