@@ -8,10 +8,10 @@
 
 __version__ = "0.1.0"
 
-from .errors import BertcError  # noqa: E402
+from .errors import BertcError
 
 
-def compile(*args, **kwargs):  # noqa: A001 - the documented name
+def compile(*args, **kwargs):
     from .api import compile as _compile
 
     return _compile(*args, **kwargs)
@@ -23,4 +23,4 @@ def load(*args, **kwargs):
     return _load(*args, **kwargs)
 
 
-__all__ = ["BertcError", "compile", "load", "__version__"]
+__all__ = ["BertcError", "__version__", "compile", "load"]

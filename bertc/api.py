@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
-import math
 import json
+import math
 import shutil
 import sys
 import time
@@ -59,7 +59,7 @@ def _progress(enabled: bool):
 
 def _annotate(module: ir.Module, loaded) -> None:
     f = next(op for op in module.body.operations if op.operation.name == "func.func")
-    strs = lambda xs: ir.ArrayAttr.get([ir.StringAttr.get(x) for x in xs])  # noqa: E731
+    strs = lambda xs: ir.ArrayAttr.get([ir.StringAttr.get(x) for x in xs])
     i64 = ir.IntegerType.get_signless(64)
     f.attributes["bertc.input_names"] = strs(loaded.input_names)
     f.attributes["bertc.output_names"] = strs(loaded.output_names)

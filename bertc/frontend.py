@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +96,7 @@ def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as z:
-        return any(n.endswith("/constants.pkl") or n.endswith("code/__torch__.py") or "/code/" in n for n in z.namelist())
+        return any(n.endswith(("/constants.pkl", "code/__torch__.py")) or "/code/" in n for n in z.namelist())
 
 
 def load_model(model: Any, *, trust_pickle: bool = False, config: str | Path | None = None):
@@ -182,7 +184,7 @@ class _Signature(torch.nn.Module):
         self.model, self.takes, self.outputs = model, takes, outputs
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        given = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         out = self.model(**{k: given[k] for k in self.takes})
         if isinstance(out, torch.Tensor):
             return (out,)
@@ -213,15 +215,14 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         ep = obj
         names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
         input_names = [_canonical_input_name(n, i) for i, n in enumerate(names)]
-        output_names = [f"output_{i}" for i in range(len(ep.graph_signature.user_outputs))]
-        output_names[0:1] = ["last_hidden_state"]
+        output_names = _tuple_output_names(ep)
     else:
         module = obj
         if isinstance(module, torch.jit.ScriptModule):
             ep = _export_torchscript(module, example)
             input_names = list(INPUT_NAMES[: len([s for s in ep.graph_signature.input_specs
                                                   if s.kind.name == "USER_INPUT"])])
-            output_names = ["last_hidden_state"] + [f"output_{i}" for i in range(1, len(ep.graph_signature.user_outputs))]
+            output_names = _tuple_output_names(ep)
         else:
             _make_buffers_persistent(module)
             params = inspect.signature(module.forward).parameters
@@ -241,9 +242,12 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
             input_names, output_names = list(INPUT_NAMES), outputs
     canonicalize_inputs(ep, input_names)
     _record_module_paths(ep)
-    vocab = cfg.get("vocab_size") or _infer_vocab(ep)
+    vocab = cfg.get("vocab_size") or _table_rows(ep, input_names, "input_ids")
+    if vocab is None:
+        raise BertcError("could not find the word embedding to learn the vocabulary size; pass --config")
+    types = cfg.get("type_vocab_size") or _table_rows(ep, input_names, "token_type_ids") or 0
     return LoadedModel(program=ep, input_names=input_names, output_names=output_names, config=cfg,
-                       vocab_size=int(vocab), max_token_type=int(cfg.get("type_vocab_size") or 0),
+                       vocab_size=int(vocab), max_token_type=int(types),
                        tokenizer_dir=tok_dir, source=desc)
 
 
@@ -260,6 +264,20 @@ def _record_module_paths(ep: torch.export.ExportedProgram) -> None:
         n.meta["stack_trace"] = (n.meta.get("stack_trace") or "") + f'\n  File "module {path} ({name})", line 0, in forward'
 
 
+def _tuple_output_names(ep: torch.export.ExportedProgram) -> list[str]:
+    """Names for a program that returns a tuple, as transformers does with return_dict=False:
+    (last_hidden_state, pooler_output?, ...). The pooler is the [batch, hidden] second output."""
+    outs = [n for n in ep.graph.output_node().args[0]]
+    names = [f"output_{i}" for i in range(len(outs))]
+    names[0] = "last_hidden_state"
+    if len(outs) > 1:
+        first, second = (getattr(o, "meta", {}).get("val") for o in outs[:2])
+        if (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.dim() == 3
+                and tuple(second.shape) == (first.shape[0], first.shape[2])):
+            names[1] = "pooler_output"
+    return names
+
+
 def _canonical_input_name(name: str, index: int) -> str:
     for canon, keys in (("token_type_ids", ("token_type", "type")), ("attention_mask", ("mask",)),
                         ("input_ids", ("input_ids", "ids"))):
@@ -268,22 +286,74 @@ def _canonical_input_name(name: str, index: int) -> str:
     return INPUT_NAMES[index] if index < len(INPUT_NAMES) else name
 
 
-def _infer_vocab(ep: torch.export.ExportedProgram) -> int:
+def _table_rows(ep: torch.export.ExportedProgram, input_names: list[str], name: str) -> int | None:
+    """Rows of the embedding table that the model input ``name`` indexes (vocabulary size for
+    input_ids, type vocabulary for token_type_ids), for programs that come without a config."""
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    user = [p for p, spec in zip(placeholders, ep.graph_signature.input_specs) if spec.kind.name == "USER_INPUT"]
+    node = dict(zip(input_names, user)).get(name)
     for n in ep.graph.nodes:
-        if n.op == "call_function" and n.target == torch.ops.aten.embedding.default:
+        if n.op == "call_function" and n.target == torch.ops.aten.embedding.default and n.args[1] is node:
             return int(n.args[0].meta["val"].shape[0])
-    raise BertcError("could not find the word embedding to learn the vocabulary size; pass a config")
+    return None
 
 
 def _export_torchscript(module: torch.jit.ScriptModule, example) -> torch.export.ExportedProgram:
     from torch._export.converter import TS2EPConverter
 
     n_inputs = len(list(module.graph.inputs())) - 1
+    quiet = logging.getLogger("torch._export.non_strict_utils")  # "Dim.AUTO ... specialized", once per input
+    level = quiet.level
     try:
-        return TS2EPConverter(module, example[:n_inputs]).convert()
+        quiet.setLevel(logging.ERROR)
+        # The converter exports with every dimension dynamic (Dim.AUTO); bertc compiles one
+        # static shape, so the converted graph is exported again with the example's shapes.
+        with warnings.catch_warnings():  # unused buffers it copies anyway (token_type_ids)
+            warnings.filterwarnings("ignore", message="Manually populate")
+            converted = TS2EPConverter(module, example[:n_inputs]).convert()
+        gm = converted.module()
+        _fold_scalars(gm, example[:n_inputs])
+        return torch.export.export(gm, example[:n_inputs], strict=False)
     except Exception as e:
         raise BertcError(f"could not convert the TorchScript archive to a torch.export program: {e}; "
                          "export the model with torch.export and pass the .pt2 instead") from e
+    finally:
+        quiet.setLevel(level)
+
+
+def _fold_scalars(gm: fx.GraphModule, example) -> None:
+    """Replace every Python scalar the graph computes without reading input data by its value.
+
+    A traced TorchScript graph recomputes sizes at run time (``seq_len + past_length`` turned
+    into a tensor and back with ``.item()``); exported again, each becomes an unbacked symbol
+    and the shapes that use it turn dynamic. At one fixed input shape they are constants.
+    """
+    data_free = {}
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            data_free[n] = False
+        elif n.op == "call_function" and n.target in (torch.ops.aten.sym_size.int, torch.ops.aten.size.default):
+            data_free[n] = True  # a size reads the shape, which is fixed, not the data
+        else:
+            data_free[n] = all(data_free[a] for a in n.all_input_nodes)
+    values: dict[fx.Node, Any] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            values[n] = r = super().run_node(n)
+            return r
+
+    with torch.no_grad():
+        Recorder(gm).run(*example)
+    for n in list(gm.graph.nodes):
+        v = values.get(n)
+        if n.op == "call_function" and data_free[n] and isinstance(v, (bool, int, float)) and not isinstance(v, torch.SymInt):
+            _replace_uses(n, v)
+    for n in list(gm.graph.nodes):
+        if n.op == "call_function" and n.target == torch.ops.aten._assert_scalar.default and n.args[0] is True:
+            gm.graph.erase_node(n)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
 
 
 # --------------------------------------------------------------------------- canonicalization
@@ -338,6 +408,7 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
             g.erase_node(n)
     placeholders = [n for n in g.nodes if n.op == "placeholder"]
     kinds = {p: s for p, s in zip(placeholders, ep.graph_signature.input_specs)}
+    _narrow_double_scalars(ep, placeholders, kinds)
     user = [p for p in placeholders if kinds[p].kind.name == "USER_INPUT"]
     role = {p: input_names[i] for i, p in enumerate(user)}
     # deps: the model inputs a node depends on; "param" marks a dependence on learned weights.
@@ -345,7 +416,11 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
     for n in g.nodes:
         if n.op == "placeholder":
             kind = kinds[n].kind.name
-            deps[n] = frozenset([role[n]]) if n in role else frozenset(["param"] if kind == "PARAMETER" else [])
+            # Learned weights end a sub-graph. A TorchScript archive converted by torch.export
+            # holds them as buffers, so a floating-point buffer counts as a weight too; integer
+            # buffers (position_ids, token_type_ids) are constants.
+            learned = kind == "PARAMETER" or (kind == "BUFFER" and n.meta["val"].is_floating_point())
+            deps[n] = frozenset([role[n]]) if n in role else frozenset(["param"] if learned else [])
         else:
             deps[n] = frozenset().union(*[deps[a] for a in n.all_input_nodes]) if n.all_input_nodes else frozenset()
 
@@ -384,13 +459,44 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
         elif kind == "input_ids":
             replacement = _match_position_ids(n, vals, [ins["input_ids"] for ins, _ in trials],
                                               placeholder_of["input_ids"], g)
+        if replacement is None and kind != "const" and all(torch.equal(vals[0], v) for v in vals[1:]):
+            # Reads an input but gives the same value for every trial: in a traced TorchScript
+            # graph, token_type_ids gathered from a zero buffer at the position ids.
+            replacement = vals[0].clone()
         if replacement is None:
             continue
-        for u in list(n.users):
-            u.args = fx.node.map_arg(u.args, lambda a: replacement if a is n else a)
-            u.kwargs = fx.node.map_arg(u.kwargs, lambda a: replacement if a is n else a)
+        _replace_uses(n, replacement)
     g.eliminate_dead_code()
     g.lint()
+
+
+def _narrow_double_scalars(ep, placeholders, kinds) -> None:
+    """TorchScript keeps Python float constants (the 1/sqrt(head_dim) scale) as 0-d float64
+    tensors. Beside a float32 tensor a 0-d operand does not promote, so the op computes in
+    float32 either way; store them as float32 so that bertc sees one element type."""
+    for p in placeholders:
+        spec = kinds[p]
+        val = p.meta.get("val")
+        if (spec.kind.name != "CONSTANT_TENSOR" or not isinstance(val, torch.Tensor) or val.dtype != torch.float64
+                or val.dim() != 0 or not all(_result_dtype(u) == torch.float32 for u in p.users)):
+            continue
+        ep.constants[spec.target] = ep.constants[spec.target].float()
+        p.meta["val"] = val.float()
+
+
+def _result_dtype(n: fx.Node):
+    v = n.meta.get("val")
+    return v.dtype if isinstance(v, torch.Tensor) else None
+
+
+def _replace_uses(n: fx.Node, value: Any) -> None:
+    """Make every user of ``n`` take ``value`` (a node or a literal) instead."""
+    def swap(a):
+        return value if a is n else a
+
+    for u in list(n.users):
+        u.args = fx.node.map_arg(u.args, swap)
+        u.kwargs = fx.node.map_arg(u.kwargs, swap)
 
 
 def _new_node(g: fx.Graph, after: fx.Node, target, args, like: fx.Node) -> fx.Node:
@@ -469,6 +575,8 @@ def import_torch(loaded: LoadedModel, context):
         def resolve_literal(self, gni, literal, info):
             if not isinstance(literal, torch.Tensor):
                 return None
+            if literal.numel() == 1 and not isinstance(literal, torch.nn.Parameter):
+                return None  # a scalar stays in the IR (torch.vtensor.literal), where passes read it
             name = names.get(literal.data_ptr()) if literal.numel() else None
             if name is None or name not in store.arrays:
                 name = name or f"constant.{len(store.arrays)}"

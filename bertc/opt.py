@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from torch_mlir import ir
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rest.append(a)
     args = _parser().parse_args(rest)
-    text = sys.stdin.read() if args.input == "-" else open(args.input).read()
+    text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text()
     chunks = text.split("// -----") if args.split_input_file else [text]
     outputs, failed = [], False
     for chunk in chunks:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output == "-":
         sys.stdout.write(result + "\n")
     else:
-        open(args.output, "w").write(result + "\n")
+        Path(args.output).write_text(result + "\n")
     return 1 if failed else 0
 
 

@@ -56,7 +56,7 @@ def run_pass(module: ir.Module, flag: str, ctx: PassContext) -> None:
     ctx.error = None
     try:
         pm.run(module.operation)
-    except Exception as e:  # MLIR reports a failed pass as a generic error
+    except Exception as e:  # noqa: BLE001 - MLIR reports a failed pass as a generic error
         raise ctx.error or BertcError(f"--{name} failed: {e}") from None
     if ctx.error:
         raise ctx.error

@@ -74,7 +74,7 @@ class CompiledModel:
         mask = self._ids("attention_mask", attention_mask, ids.shape)
         types = self._ids("token_type_ids", token_type_ids, ids.shape)
         b, s = ids.shape
-        p = lambda a: None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))  # noqa: E731
+        p = lambda a: None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
         status = self.lib.bertc_run(self._h, p(ids), p(mask), p(types), b, s)
         if status != 0:
             raise BertcError(self.lib.bertc_last_error(self._h).decode())

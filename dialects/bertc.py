@@ -14,7 +14,8 @@ Nothing but op definitions lives here; passes are in ``passes/``.
 
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch_mlir import ir
 from torch_mlir.dialects.ext import Dialect, Operand, Result
@@ -111,8 +112,8 @@ class LinearOp(Bertc.Operation, name="linear"):
     weight: Operand[Any]
     activation: ir.StringAttr
     out: Result[Any]
-    bias: Optional[Operand[Any]] = None
-    residual: Optional[Operand[Any]] = None
+    bias: Operand[Any] | None = None
+    residual: Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
         x, w, o = shape(self.input), shape(self.weight), shape(self.out)
@@ -188,7 +189,7 @@ class LayerNormOp(Bertc.Operation, name="layer_norm"):
     beta: Operand[Any]
     eps: ir.FloatAttr
     out: Result[Any]
-    residual: Optional[Operand[Any]] = None
+    residual: Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
         x = shape(self.input)

@@ -27,9 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from torch_mlir import ir
-
 from bertc.dialects import bertc as B
+from torch_mlir import ir
 
 from .common import PassContext, erase_dead, func_ops, is_op, producer, shape_of, tensor_type
 

@@ -22,9 +22,8 @@ residual (the kernel applies the activation first).
 
 from __future__ import annotations
 
-from torch_mlir import ir
-
 from bertc.dialects import bertc as B
+from torch_mlir import ir
 
 from .common import PassContext, erase_dead, func_ops, producer, shape_of
 

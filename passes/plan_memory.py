@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from torch_mlir import ir
 
-from .common import PassContext, dtype_of, func_ops, shape_of
+from .common import PassContext, dtype_of, shape_of
 
 ALIGN = 64
 CONSTANT_OPS = ("bertc.weight", "bertc.constant", "bertc.concat")

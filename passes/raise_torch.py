@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from bertc.dialects import bertc as B
 from torch_mlir import ir
 from torch_mlir.dialects import func
 
-from bertc.dialects import bertc as B
 from bertc.errors import BertcError
 
 from .common import PassContext, erase_dead, shape_of, source_location, tensor_type
@@ -120,8 +121,11 @@ def _constant(r: Raiser, op):
 
 
 def _literal(r: Raiser, op):
-    attr = op.attributes["value"]
-    return B.ConstantOp(ir.DenseElementsAttr(attr), _result_type(op)).out
+    attr, rtype = ir.DenseElementsAttr(op.attributes["value"]), _result_type(op)
+    if attr.type != rtype:  # torch literals of integers are signed (si64); bertc's are signless
+        values = np.full(rtype.shape, attr.get_splat_value().value) if attr.is_splat else np.array(attr)
+        attr = ir.DenseElementsAttr.get(values.astype(np.int64 if "i64" in str(rtype) else values.dtype), type=rtype)
+    return B.ConstantOp(attr, rtype).out
 
 
 def _weight(r: Raiser, op):
@@ -235,7 +239,7 @@ def _pow(r: Raiser, op):
 
 def _slice(r: Raiser, op):
     x = r.get(op.operands[0])
-    dim, start, end, step = (r.get(v) for v in op.operands[1:5])
+    dim, start, _end, step = (r.get(v) for v in op.operands[1:5])
     rank_shape = shape_of(x)
     dim %= len(rank_shape)
     start = 0 if start is None else (start + rank_shape[dim] if start < 0 else start)

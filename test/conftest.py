@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
                 ffn: int = 64, vocab: int = 120, max_pos: int = 300):
-    common = dict(vocab_size=vocab, max_position_embeddings=max_pos, attn_implementation=impl)
+    common = {"vocab_size": vocab, "max_position_embeddings": max_pos, "attn_implementation": impl}
     if arch == "distilbert":
         return T.DistilBertConfig(dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=ffn, **common)
     kw = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn, **common)
@@ -44,8 +46,9 @@ def random_inputs(batch: int, seq: int, vocab: int, seed: int = 0, pad_from: int
 
 
 def reference(model, ids, mask, types=None) -> dict[str, np.ndarray]:
-    kw = dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
-    if types is not None and "token_type_ids" in model.forward.__code__.co_varnames:
+    kw = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    # inspect.signature sees through transformers' decorators (co_varnames would not)
+    if types is not None and "token_type_ids" in inspect.signature(model.forward).parameters:
         kw["token_type_ids"] = torch.from_numpy(types)
     with torch.no_grad():
         out = model(**kw)

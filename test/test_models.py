@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
+from conftest import ARCHS, max_error, random_inputs, reference, tiny_model
 
 import bertc
-from conftest import ARCHS, max_error, random_inputs, reference, tiny_model
 
 TOL = 1e-4
 
@@ -28,7 +28,8 @@ def test_architecture_matches_pytorch(arch, impl, tmp_path):
     compiled = art.load(threads=2)
     for seq, pad_from in ((24, None), (24, 17), (9, 5)):
         ids, mask, types = random_inputs(1, seq, 120, seed=seq + (pad_from or 0), pad_from=pad_from)
-        ours = compiled(ids, mask, types)
+        types[:, seq // 2:] = 1  # a second segment, where the model has token types
+        ours = compiled(ids, mask, types) if arch != "distilbert" else compiled(ids, mask)
         ref = reference(model, ids, mask, types)
         assert ours["last_hidden_state"].shape == (1, seq, 32)
         assert ("pooler_output" in ours) == ("pooler_output" in ref)
@@ -106,6 +107,30 @@ def test_torch_export_program(tmp_path):
     example = tuple(torch.from_numpy(a) for a in random_inputs(1, 16, 120))
     torch.export.save(torch.export.export(Encoder(model), example, strict=False), tmp_path / "m.pt2")
     _check_path(model, tmp_path / "m.pt2", tmp_path)
+
+
+@pytest.mark.parametrize("arch,impl,with_types", [(a, "eager", False) for a in ARCHS] + [("bert", "sdpa", True)])
+def test_torchscript_archive(arch, impl, with_types, tmp_path):
+    """A traced TorchScript archive (config.torchscript=True: tuple outputs) is converted by
+    torch.export, folded to static shapes and fused like the eager model."""
+    cfg = tiny_model(arch, impl).config
+    cfg.torchscript = True
+    torch.manual_seed(0)
+    model = T.AutoModel.from_config(cfg).eval()
+    ids, mask, types = random_inputs(1, 16, 120, seed=4, pad_from=11)
+    types[:, 5:11] = 1
+    example = tuple(torch.from_numpy(a) for a in ((ids, mask, types) if with_types else (ids, mask)))
+    torch.jit.trace(model, example, strict=False).save(str(tmp_path / "m.ts"))
+    # compiled for a longer sequence than it was traced with
+    art = bertc.compile(str(tmp_path / "m.ts"), seq_len=24, out=tmp_path / "ts.bertc")
+    ids, mask, types = random_inputs(1, 24, 120, seed=5, pad_from=19)
+    types[:, 7:19] = 1
+    assert art.report["fusion"]["attention"] == 2
+    ours = art.load()(ids, mask, types)
+    cfg.torchscript = False  # the reference returns a ModelOutput with named fields
+    ref = reference(model, ids, mask, types if with_types else np.zeros_like(types))
+    assert sorted(ours) == sorted(k for k in ref if k in ("last_hidden_state", "pooler_output"))
+    assert max_error(ours, ref, mask) <= TOL
 
 
 def test_pickled_module_needs_trust(tmp_path):

@@ -1,10 +1,9 @@
 """The arena planner is a pure function: buffers alive at the same time never overlap, and the
 arena is at least the bytes live at once."""
 
+from bertc.passes.plan_memory import ALIGN, Buffer, plan_arena
 from hypothesis import given
 from hypothesis import strategies as st
-
-from bertc.passes.plan_memory import ALIGN, Buffer, plan_arena
 
 buffers = st.lists(st.builds(lambda size, first, length: Buffer(size, first, first + length),
                              st.integers(1, 5000), st.integers(0, 30), st.integers(0, 10)), max_size=40)

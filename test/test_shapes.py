@@ -5,11 +5,11 @@ PyTorch within 1e-4."""
 from __future__ import annotations
 
 import numpy as np
+from conftest import ARCHS, max_error, reference, tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bertc
-from conftest import ARCHS, max_error, reference, tiny_model
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

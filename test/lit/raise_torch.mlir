@@ -41,3 +41,18 @@ func.func @sdpa(%q: !torch.vtensor<[1,2,4,16],f32>, %k: !torch.vtensor<[1,2,4,16
   %0 = torch.aten.scaled_dot_product_attention %q, %k, %v, %keep, %f0, %false, %none, %false : !torch.vtensor<[1,2,4,16],f32>, !torch.vtensor<[1,2,4,16],f32>, !torch.vtensor<[1,2,4,16],f32>, !torch.vtensor<[1,1,4,4],i1>, !torch.float, !torch.bool, !torch.none, !torch.bool -> !torch.vtensor<[1,2,4,16],f32>
   return %0 : !torch.vtensor<[1,2,4,16],f32>
 }
+
+// -----
+
+// Tensor literals become bertc.constant with signless element types (torch's are signed),
+// splat or not; a 0-d float literal keeps its value for the passes that read it.
+// CHECK-LABEL: func.func @literals
+// CHECK: "bertc.constant"() {value = dense<0> : tensor<1x1xi64>} : () -> tensor<1x1xi64>
+// CHECK: "bertc.constant"() {value = dense<{{\[\[}}0, 1, 2]]> : tensor<1x3xi64>} : () -> tensor<1x3xi64>
+// CHECK: "bertc.constant"() {value = dense<1.250000e-01> : tensor<f32>} : () -> tensor<f32>
+func.func @literals() -> (!torch.vtensor<[1,1],si64>, !torch.vtensor<[1,3],si64>, !torch.vtensor<[],f32>) {
+  %0 = torch.vtensor.literal(dense<0> : tensor<1x1xsi64>) : !torch.vtensor<[1,1],si64>
+  %1 = torch.vtensor.literal(dense<[[0, 1, 2]]> : tensor<1x3xsi64>) : !torch.vtensor<[1,3],si64>
+  %2 = torch.vtensor.literal(dense<1.250000e-01> : tensor<f32>) : !torch.vtensor<[],f32>
+  return %0, %1, %2 : !torch.vtensor<[1,1],si64>, !torch.vtensor<[1,3],si64>, !torch.vtensor<[],f32>
+}
