@@ -11,6 +11,8 @@ help: ## list the targets
 
 $(VENV)/.installed: pyproject.toml
 	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
+	# qemu-aarch64 runs the ARM64 artifacts in the tests (function only, not speed)
+	@command -v qemu-aarch64 >/dev/null || (apt-get update -qq && apt-get install -y -qq qemu-user)
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: the CPU build comes from this machine's wheel cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import math
 import shutil
@@ -20,11 +21,10 @@ from .errors import BertcError
 from .frontend import export_model, import_torch
 from .ir import make_context
 from .passes import PassContext
-from .pipeline import PIPELINES, run_pipeline
+from .pipeline import PIPELINE, run_pipeline
 from .runtime import CompiledModel
+from .targets import get_target
 from .toolchain import build, find_toolchain
-
-TARGETS = tuple(PIPELINES)
 
 
 @dataclass
@@ -32,8 +32,8 @@ class Artifact:
     path: Path
     manifest: dict[str, Any]
 
-    def load(self, threads: int = 1) -> CompiledModel:
-        return CompiledModel(self.path, threads=threads)
+    def load(self, threads: int = 1, device: str | None = None, cores: str | None = None):
+        return load(self.path, threads=threads, device=device, cores=cores)
 
     @property
     def report(self) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def _progress(enabled: bool):
         return lambda step: None
     from tqdm import tqdm
 
-    bar = tqdm(total=4 + len(PIPELINES["host"]), desc="bertc compile", unit="step", file=sys.stderr,
+    bar = tqdm(total=4 + len(PIPELINE), desc="bertc compile", unit="step", file=sys.stderr,
                bar_format="{desc}: {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
 
     def step(name: str) -> None:
@@ -96,8 +96,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
             trust_pickle: bool = False, config: str | Path | None = None, dump_dir: str | Path | None = None,
             progress: bool = False) -> Artifact:
     """Compile a model (transformers object or MODEL path) into an artifact folder."""
-    if target not in TARGETS:
-        raise BertcError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    tgt = get_target(target)  # names the supported targets when this one is unknown
     if out is None:
         stem = Path(str(model)).stem if isinstance(model, (str, Path)) else type(model).__name__.lower()
         out = Path(f"{stem}.bertc")
@@ -105,7 +104,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     step = _progress(progress)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    toolchain = find_toolchain(target)  # fail before the slow steps if there is no compiler
+    toolchain = find_toolchain(tgt)  # fail before the slow steps if there is no compiler
     step("export")
     loaded = export_model(model, batch=batch, seq_len=seq_len, trust_pickle=trust_pickle, config=config)
     timings["export"] = time.perf_counter() - t
@@ -118,7 +117,8 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     t = time.perf_counter()
     with context, ir.Location.unknown():
         _annotate(module, loaded)
-        run_pipeline(module, PIPELINES[target], ctx, Path(dump_dir) if dump_dir else None, progress=step)
+        module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
+        run_pipeline(module, PIPELINE, ctx, Path(dump_dir) if dump_dir else None, progress=step)
     timings["passes"] = time.perf_counter() - t
     emitted = ctx.outputs["emit-c"]
     if emitted.missing_weights:
@@ -130,8 +130,9 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
         (tmp / "src" / "model.c").write_text(emitted.source)
         (tmp / "src" / "model.mlir").write_text(str(module))
         (tmp / "weights.bin").write_bytes(emitted.weights)
-        lib_name = f"libbertc_model.{emitted.weights_sha256[:8]}{abs(hash(emitted.source)) % 10**8:08d}.so"
-        build(toolchain, tmp / "src" / "model.c", tmp, lib_name)
+        # a content-derived name: ctypes would reuse an already loaded library of the same name
+        lib_stem = f"libbertc_model.{hashlib.sha256(emitted.source.encode() + emitted.weights_sha256.encode()).hexdigest()[:16]}"
+        lib, _ = build(toolchain, tgt, tmp / "src" / "model.c", tmp, lib_stem)
         if loaded.tokenizer_dir is not None:
             tok = tmp / "tokenizer"
             tok.mkdir()
@@ -145,14 +146,17 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
         manifest = write_manifest(tmp, {
             "bertc_version": __version__,
             "target": target,
-            "library": lib_name,
+            "arch": tgt.arch,
+            "isa": tgt.isa,
+            "toolchain": toolchain.name,
+            "library": lib.name,
             "tool": "bertc_run",
             "batch": b,
             "seq_len": s,
             "vocab_size": loaded.vocab_size,
             "inputs": [{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
             "outputs": _output_specs(module, loaded.output_names),
-            "passes": PIPELINES[target],
+            "passes": PIPELINE,
             "model": {"source": loaded.source, "config": loaded.config},
             "tokenizer": "tokenizer" if loaded.tokenizer_dir is not None else None,
         })
@@ -168,9 +172,19 @@ def _output_specs(module: ir.Module, names: list[str]) -> list[dict[str, Any]]:
     return [{"name": n, "shape": shape_of(v), "dtype": "float32"} for n, v in zip(names, ret.operands)]
 
 
-def load(path: str | Path, threads: int = 1) -> CompiledModel:
-    """Open a host artifact: a callable taking numpy int arrays, returning a dict of arrays."""
-    return CompiledModel(path, threads=threads)
+def load(path: str | Path, threads: int = 1, device: str | None = None, cores: str | None = None):
+    """Open an artifact: a callable taking numpy int arrays, returning a dict of arrays.
+
+    A host artifact runs in this process (ctypes) unless a device is named; any other runs
+    through bertc_run on ``device``: "qemu" (the default for ARM64 artifacts here), "adb" or
+    "adb:SERIAL". ``cores`` ("4-7") pins bertc_run's threads.
+    """
+    manifest = read_manifest(Path(path))
+    if device is None and cores is None and manifest["target"] == "host":
+        return CompiledModel(path, threads=threads)
+    from .device import DeviceModel
+
+    return DeviceModel(path, device=device, threads=threads, cores=cores)
 
 
 def open_artifact(path: str | Path) -> Artifact:

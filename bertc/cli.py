@@ -3,6 +3,8 @@
     bertc compile MODEL --target host -o NAME.bertc [--seq-len 128] [--batch 1]
     bertc run NAME.bertc --text "a gripping, funny film"
     bertc run NAME.bertc --input-ids ids.npy [--attention-mask m.npy] [--token-type-ids t.npy] --output out.npz
+    bertc run|bench NAME.bertc --device qemu|adb[:SERIAL] [--threads N] [--cores 4-7]
+    bertc toolchains
 """
 
 from __future__ import annotations
@@ -48,14 +50,12 @@ def _load_ids(path: str | None, name: str) -> np.ndarray | None:
         return None
     try:
         return np.load(path)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise BertcError(f"cannot read {name} from '{path}': {e} (expected a .npy of integers)") from None
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .api import load
-
-    model = load(args.artifact, threads=args.threads)
+def _inputs(args: argparse.Namespace, seq_len: int):
+    """(ids, mask, types) from --text (the artifact's tokenizer) or from .npy files."""
     if args.text is not None:
         tok_dir = Path(args.artifact) / "tokenizer"
         if not tok_dir.is_dir():
@@ -64,26 +64,74 @@ def _run(args: argparse.Namespace) -> int:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
-        enc = tok(args.text, truncation=True, max_length=int(model.seq_len), return_tensors="np")
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        types = enc.get("token_type_ids")
-    elif args.input_ids is not None:
-        ids = _load_ids(args.input_ids, "--input-ids")
-        mask = _load_ids(args.attention_mask, "--attention-mask")
-        types = _load_ids(args.token_type_ids, "--token-type-ids")
-    else:
-        raise BertcError("give the input: --text \"...\" or --input-ids ids.npy")
+        enc = tok(args.text, truncation=True, max_length=int(seq_len), return_tensors="np")
+        return enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
+    if args.input_ids is not None:
+        return (_load_ids(args.input_ids, "--input-ids"), _load_ids(args.attention_mask, "--attention-mask"),
+                _load_ids(args.token_type_ids, "--token-type-ids"))
+    raise BertcError("give the input: --text \"...\" or --input-ids ids.npy")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .api import load
+
+    model = load(args.artifact, threads=args.threads, device=args.device, cores=args.cores)
+    ids, mask, types = _inputs(args, model.seq_len)
     t = time.perf_counter()
     out = model(ids, mask, types)
     ms = (time.perf_counter() - t) * 1e3
     if args.output:
         np.savez(args.output, **out)
-    print(f"ran {args.artifact} on {ids.shape[-1]} tokens with {args.threads} thread(s) in {ms:.2f} ms")
+    where = getattr(model, "device", None)
+    how = f" on {where.name}" if where is not None else ""
+    note = " (emulated: the time means nothing)" if where is not None and where.emulated else ""
+    print(f"ran {args.artifact}{how} on {ids.shape[-1]} tokens with {args.threads} thread(s) in {ms:.2f} ms{note}")
     for name, arr in out.items():
         print(f"  {name}: shape {list(arr.shape)}, first values {np.array2string(arr.reshape(-1)[:4], precision=4)}")
     if args.output:
         print(f"  saved to {args.output}")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .device import DeviceModel
+
+    model = DeviceModel(args.artifact, device=args.device, threads=args.threads, cores=args.cores)
+    if args.text is None and args.input_ids is None:
+        ids = np.full((model.manifest["batch"], args.seq or model.seq_len), 101, np.int64)  # any valid id
+        mask = types = None
+    else:
+        ids, mask, types = _inputs(args, model.seq_len)
+    report = model.bench(ids, mask, types, runs=args.runs, warmup=args.warmup)
+    report.pop("outputs", None)
+    if report["emulated"]:
+        report["note"] = "emulated CPU: these timings check that it runs, they say nothing about speed"
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _toolchains(args: argparse.Namespace) -> int:
+    from .toolchain import describe_toolchains
+
+    print(describe_toolchains())
+    return 0
+
+
+DEVICE_HELP = ("where bertc_run runs: host (this machine), qemu (qemu-aarch64, for ARM64 artifacts: checks "
+               "function only), adb or adb:SERIAL (a phone). Default: host for host artifacts, qemu for ARM64 ones")
+
+
+def _add_io(r: argparse.ArgumentParser) -> None:
+    r.add_argument("artifact", help="artifact folder from `bertc compile`")
+    r.add_argument("--text", help="a sentence, tokenized with the tokenizer saved in the artifact")
+    r.add_argument("--input-ids", help=".npy of int token ids, [batch, seq] or [seq]")
+    r.add_argument("--attention-mask", help=".npy of 0/1, same shape as the ids (default: all ones)")
+    r.add_argument("--token-type-ids", help=".npy of token types (default: zeros)")
+    r.add_argument("--threads", type=int, default=1, help="worker threads (default: 1)")
+    r.add_argument("--device", help=DEVICE_HELP)
+    r.add_argument("--cores", help="pin bertc_run to these cores, e.g. 4-7 (a phone's big cores) or 0,2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "holds manifest.json, weights.bin, the library, bertc_run, src/ and report.json.",
                        epilog=MODEL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", help="model folder, .pt2, TorchScript archive or .pt state dict (see below)")
-    c.add_argument("--target", default="host", help="where it will run (default: host; supported: host)")
+    c.add_argument("--target", default="host", help="where it will run: host (this machine), android-arm64 "
+                   "(a phone's CPU, NEON), linux-arm64 (default: host; `bertc toolchains` shows the compilers)")
     c.add_argument("-o", "--output", help="artifact folder to write (default: MODEL_NAME.bertc)")
     c.add_argument("--seq-len", type=int, default=128, help="compiled sequence length; shorter inputs are "
                    "padded and masked at run time (default: 128)")
@@ -110,19 +159,34 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_compile)
 
     r = sub.add_parser("run", help="run an artifact on text or token ids", description=
-                       "Run a host artifact. Inputs shorter than the compiled sequence length are padded and "
+                       "Run an artifact: a host one in this process, an ARM64 one under qemu-aarch64 or on a "
+                       "phone over adb. Inputs shorter than the compiled sequence length are padded and "
                        "masked by bertc.",
                        epilog="examples:\n  bertc run minilm.bertc --text \"a gripping, funny film\"\n"
                               "  bertc run minilm.bertc --input-ids ids.npy --attention-mask mask.npy "
-                              "--output out.npz", formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("artifact", help="artifact folder from `bertc compile`")
-    r.add_argument("--text", help="a sentence, tokenized with the tokenizer saved in the artifact")
-    r.add_argument("--input-ids", help=".npy of int token ids, [batch, seq] or [seq]")
-    r.add_argument("--attention-mask", help=".npy of 0/1, same shape as the ids (default: all ones)")
-    r.add_argument("--token-type-ids", help=".npy of token types (default: zeros)")
+                              "--output out.npz\n  bertc run minilm-arm64.bertc --device adb --threads 4 "
+                              "--cores 4-7 --text \"...\"", formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_io(r)
     r.add_argument("--output", help="write every output to this .npz")
-    r.add_argument("--threads", type=int, default=1, help="worker threads (default: 1)")
     r.set_defaults(func=_run)
+
+    b = sub.add_parser("bench", help="time an artifact with bertc_run: p50/p90, first run, peak RSS (JSON)",
+                       description="Benchmark an artifact with its bertc_run tool on a device and print JSON: "
+                       "p50/p90/min latency, first-run and open time, peak RSS, and the implementation of "
+                       "each kernel (ref, neon, avx2). Without --text / --input-ids it runs a full-length "
+                       "sequence.", epilog="examples:\n  bertc bench minilm.bertc --threads 2\n"
+                       "  bertc bench minilm-arm64.bertc --device adb:R58M123 --threads 4 --cores 4-7",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_io(b)
+    b.add_argument("--runs", type=int, default=30, help="timed runs (default: 30)")
+    b.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+    b.add_argument("--seq", type=int, help="sequence length of the synthetic input (default: the compiled one)")
+    b.set_defaults(func=_bench)
+
+    t = sub.add_parser("toolchains", help="list the C toolchains found and what each target uses",
+                       description="List the C toolchains bertc looks for (host cc, Android NDK, zig, "
+                       "aarch64-linux-gnu-gcc), whether each was found, and which one each target will use.")
+    t.set_defaults(func=_toolchains)
     return p
 
 

@@ -42,6 +42,9 @@ def process(text: str, flags: list[str], print_after_all: bool = False) -> str:
             module = ir.Module.parse(text)
         except ir.MLIRError as e:
             raise BertcError(f"parse error: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a Python verifier met a malformed op (e.g. no operandSegmentSizes)
+            raise BertcError(f"invalid op in the input ({type(e).__name__}: {e}); an op with a variadic operand "
+                             "needs operandSegmentSizes") from None
         ctx = PassContext()
         for flag in flags:
             run_pass(module, flag, ctx)

@@ -16,15 +16,16 @@ from torch_mlir.passmanager import PassManager
 from .errors import BertcError
 from .passes import PASSES, PassContext
 
-PIPELINES: dict[str, list[str]] = {
-    "host": [
-        "raise-torch",  # torch ops -> bertc ops; unsupported ops are named here
-        "fuse-attention",  # one kernel per attention block; Q/K/V become one GEMM
-        "fuse-epilogues",  # GELU and residual adds ride on the GEMM that produces them
-        "plan-memory",  # one arena, offsets by liveness; peak bytes into the report
-        "emit-c",  # C calling the runtime's kernels
-    ],
-}
+# Every CPU target runs the same passes; what differs (the ISA's kernels, the GEMM tile) is
+# read from the target named by the module's bertc.target attribute.
+PIPELINE: list[str] = [
+    "raise-torch",  # torch ops -> bertc ops; unsupported ops are named here
+    "fuse-attention",  # one kernel per attention block; Q/K/V become one GEMM
+    "fuse-epilogues",  # GELU and residual adds ride on the GEMM that produces them
+    "pack-weights",  # the target's GEMM tile; weights laid out as its micro-kernel reads them
+    "plan-memory",  # one arena, offsets by liveness; peak bytes into the report
+    "emit-c",  # C calling the runtime's kernels
+]
 
 
 def split_flag(flag: str) -> tuple[str, dict[str, str]]:

@@ -33,6 +33,22 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bertc_seq_len.restype = ctypes.c_int64
 
 
+def check_ids(name: str, a, shape=None) -> np.ndarray | None:
+    """An input as contiguous int64 [batch, seq] (a 1-D array is one row), or a clear error."""
+    if a is None:
+        return None
+    arr = np.asarray(a)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise BertcError(f"{name} must be [batch, seq] (got shape {list(arr.shape)})")
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        raise BertcError(f"{name} must hold integers (got {arr.dtype})")
+    if shape is not None and arr.shape != shape:
+        raise BertcError(f"{name} has shape {list(arr.shape)} but input_ids has {list(shape)}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
 class CompiledModel:
     """A loaded host artifact: ``model(input_ids, attention_mask=None, token_type_ids=None)``
     returns a dict of numpy arrays (``last_hidden_state``, and ``pooler_output`` when the model
@@ -43,7 +59,7 @@ class CompiledModel:
         self.manifest = read_manifest(self.path)
         if self.manifest["target"] != "host":
             raise BertcError(f"{self.path} was compiled for {self.manifest['target']}; only host artifacts run "
-                             "in this process")
+                             "in this process: load it with device='qemu' or device='adb'")
         self.lib = ctypes.CDLL(str(self.path / self.manifest["library"]))
         _bind(self.lib)
         handle = ctypes.c_void_p()
@@ -55,24 +71,10 @@ class CompiledModel:
         self.batch = self.lib.bertc_batch(handle)
         self.seq_len = self.lib.bertc_seq_len(handle)
 
-    def _ids(self, name: str, a, shape=None) -> np.ndarray | None:
-        if a is None:
-            return None
-        arr = np.asarray(a)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2:
-            raise BertcError(f"{name} must be [batch, seq] (got shape {list(arr.shape)})")
-        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-            raise BertcError(f"{name} must hold integers (got {arr.dtype})")
-        if shape is not None and arr.shape != shape:
-            raise BertcError(f"{name} has shape {list(arr.shape)} but input_ids has {list(shape)}")
-        return np.ascontiguousarray(arr, dtype=np.int64)
-
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None) -> dict[str, np.ndarray]:
-        ids = self._ids("input_ids", input_ids)
-        mask = self._ids("attention_mask", attention_mask, ids.shape)
-        types = self._ids("token_type_ids", token_type_ids, ids.shape)
+        ids = check_ids("input_ids", input_ids)
+        mask = check_ids("attention_mask", attention_mask, ids.shape)
+        types = check_ids("token_type_ids", token_type_ids, ids.shape)
         b, s = ids.shape
         p = lambda a: None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
         status = self.lib.bertc_run(self._h, p(ids), p(mask), p(types), b, s)

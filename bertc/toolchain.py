@@ -1,51 +1,145 @@
-"""Toolchains: find a C compiler for a target and build the runtime with the emitted model."""
+"""Toolchains: find a C compiler for a target and build the runtime with the emitted model.
+
+Preference per target (DESIGN.md, "Targets and toolchains"):
+
+    host            cc (or $CC): a shared library for ctypes, and bertc_run
+    android-arm64   the NDK's clang when ANDROID_NDK_HOME / ANDROID_NDK_ROOT is set (a bionic
+                    libbertc_model.so for apps, API 24+), else zig cc from the ziglang package
+                    (static musl: runs from `adb shell` on any ARM64 Android), else
+                    aarch64-linux-gnu-gcc -static
+    linux-arm64     zig cc (static musl), else aarch64-linux-gnu-gcc -static
+
+A static toolchain produces libbertc_model.a (runtime + model, to link into an app) and a static
+bertc_run; a shared one produces libbertc_model.so and bertc_run.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BertcError
+from .targets import Target
 
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
 RUNTIME_SOURCES = ["src/runtime.c", "src/pool.c", "src/sha256.c", "kernels/ref/kernels.c"]
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
+NDK_API = 24
 
 
 @dataclass(frozen=True)
 class Toolchain:
     name: str
     cc: list[str]
+    ar: list[str] | None  # set for static toolchains
     cflags: list[str]
+    detail: str  # where it was found, for `bertc toolchains`
+
+    @property
+    def static(self) -> bool:
+        return self.ar is not None
 
 
-def find_toolchain(target: str) -> Toolchain:
-    if target != "host":
-        raise BertcError(f"no toolchain for target '{target}' yet; supported targets: host")
+def _host() -> Toolchain | None:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
-        raise BertcError("no C compiler found for the host target: install one (Debian: apt-get install gcc) "
-                         "or set CC")
-    return Toolchain("host-cc", [cc], ["-std=gnu11", "-O3", "-march=native", "-fPIC", "-pthread"])
+        return None
+    return Toolchain("cc", [cc], None, ["-std=gnu11", "-O3", "-march=native", "-fPIC", "-pthread"], cc)
 
 
-def build(tc: Toolchain, model_c: Path, out_dir: Path, lib_name: str) -> tuple[Path, Path]:
-    """Compile runtime + model into a shared library (for ctypes) and the bertc_run tool."""
+def _ndk() -> Toolchain | None:
+    root = os.environ.get("ANDROID_NDK_HOME") or os.environ.get("ANDROID_NDK_ROOT")
+    if not root:
+        return None
+    tag = f"{platform.system().lower()}-x86_64"  # the NDK ships x86-64 host binaries (Rosetta on macOS)
+    clang = Path(root) / "toolchains" / "llvm" / "prebuilt" / tag / "bin" / f"aarch64-linux-android{NDK_API}-clang"
+    if not clang.exists():
+        return None
+    return Toolchain("ndk", [str(clang)], None, ["-std=gnu11", "-O3", "-fPIC", "-pthread"], str(clang))
+
+
+def _zig() -> Toolchain | None:
+    if importlib.util.find_spec("ziglang") is None:
+        return None
+    zig = [sys.executable, "-m", "ziglang"]
+    return Toolchain("zig", [*zig, "cc", "-target", "aarch64-linux-musl"], [*zig, "ar"],
+                     ["-std=gnu11", "-O3", "-static", "-pthread"], "python -m ziglang (PyPI ziglang)")
+
+
+def _gcc_cross() -> Toolchain | None:
+    gcc = shutil.which("aarch64-linux-gnu-gcc")
+    ar = shutil.which("aarch64-linux-gnu-ar")
+    if not gcc or not ar:
+        return None
+    return Toolchain("aarch64-linux-gnu-gcc", [gcc], [ar], ["-std=gnu11", "-O3", "-static", "-pthread"], gcc)
+
+
+FINDERS = {"cc": _host, "ndk": _ndk, "zig": _zig, "aarch64-linux-gnu-gcc": _gcc_cross}
+PREFERENCE = {
+    "host": ["cc"],
+    "android-arm64": ["ndk", "zig", "aarch64-linux-gnu-gcc"],
+    "linux-arm64": ["zig", "aarch64-linux-gnu-gcc"],
+}
+HOW_TO_GET = {
+    "cc": "apt-get install gcc (or set CC)",
+    "ndk": "install the Android NDK and set ANDROID_NDK_HOME",
+    "zig": "pip install ziglang==0.15.2",
+    "aarch64-linux-gnu-gcc": "apt-get install gcc-aarch64-linux-gnu",
+}
+
+
+def find_toolchain(target: Target) -> Toolchain:
+    for name in PREFERENCE[target.name]:
+        tc = FINDERS[name]()
+        if tc is not None:
+            return tc
+    ways = "; or ".join(HOW_TO_GET[n] for n in PREFERENCE[target.name])
+    raise BertcError(f"no C toolchain found for target '{target.name}': {ways}")
+
+
+def describe_toolchains() -> str:
+    """The text of `bertc toolchains`: what was found, and what each target will use."""
+    lines = ["toolchain               found  where / how to get it"]
+    for name, finder in FINDERS.items():
+        tc = finder()
+        lines.append(f"{name:<23} {'yes' if tc else 'no':<6} {tc.detail if tc else HOW_TO_GET[name]}")
+    lines += ["", "target          uses"]
+    for target, names in PREFERENCE.items():
+        used = next((n for n in names if FINDERS[n]() is not None), None)
+        lines.append(f"{target:<15} {used or 'NONE (install one of: ' + ', '.join(names) + ')'}")
+    return "\n".join(lines)
+
+
+def kernel_sources(target: Target) -> list[Path]:
+    sources = [RUNTIME / s for s in RUNTIME_SOURCES]
+    isa = RUNTIME / "kernels" / target.isa / "kernels.c"
+    return sources + [isa] if target.isa != "ref" and isa.exists() else sources
+
+
+def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem: str) -> tuple[Path, Path]:
+    """Compile runtime + model into the library (shared, or static for static toolchains) and bertc_run."""
     inc = [f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", f"-I{RUNTIME / 'kernels'}"]
-    objs = []
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
-    for src in [model_c] + [RUNTIME / s for s in RUNTIME_SOURCES]:
-        obj = obj_dir / (src.stem + ".o")
+    objs = []
+    for src in [model_c, *kernel_sources(target)]:
+        obj = obj_dir / f"{src.parent.name}_{src.stem}.o"
         _run(tc.cc + tc.cflags + WARNINGS + inc + ["-c", str(src), "-o", str(obj)])
         objs.append(str(obj))
-    lib = out_dir / lib_name
-    _run(tc.cc + tc.cflags + ["-shared", "-Wl,-Bsymbolic", "-o", str(lib)] + objs + ["-lm"])
+    if tc.static:
+        lib = out_dir / f"{lib_stem}.a"
+        _run(tc.ar + ["rcs", str(lib), *objs])
+    else:
+        lib = out_dir / f"{lib_stem}.so"
+        _run(tc.cc + tc.cflags + ["-shared", "-Wl,-Bsymbolic", "-o", str(lib), *objs, "-lm"])
     tool = out_dir / "bertc_run"
-    _run(tc.cc + tc.cflags + WARNINGS + inc + ["-o", str(tool), str(RUNTIME / "tools/bertc_run.c")] + objs + ["-lm"])
+    _run(tc.cc + tc.cflags + WARNINGS + inc + ["-o", str(tool), str(RUNTIME / "tools/bertc_run.c"), *objs, "-lm"])
     shutil.rmtree(obj_dir)
     return lib, tool
 

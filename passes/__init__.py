@@ -8,6 +8,7 @@ from .common import PassContext
 from .emit_c import emit_c
 from .fuse_attention import fuse_attention
 from .fuse_epilogues import fuse_epilogues
+from .pack_weights import pack_weights
 from .plan_memory import plan_memory
 from .raise_torch import raise_torch
 
@@ -15,6 +16,7 @@ PASSES: dict[str, Callable[..., None]] = {
     "raise-torch": raise_torch,  # torch dialect -> bertc ops
     "fuse-attention": fuse_attention,  # eager/sdpa attention + Q/K/V linears -> bertc.attention
     "fuse-epilogues": fuse_epilogues,  # bias+GELU, residual add into linear
+    "pack-weights": pack_weights,  # GEMM tile per linear; weights stored as panels
     "plan-memory": plan_memory,  # liveness-based arena offsets
     "emit-c": emit_c,  # C source calling the runtime's kernels
 }

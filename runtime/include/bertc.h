@@ -44,6 +44,10 @@ const char *bertc_output_name(const bertc_model *m, int index);
 /* shape receives up to 4 dims; returns NULL for a bad index. Valid until the next run. */
 const float *bertc_output(const bertc_model *m, int index, int64_t shape[4], int *rank);
 
+/* The kernels this program calls, and the implementation each resolved to at link time ("ref",
+ * "neon", "avx2"): index 0.. until NULL. */
+const char *bertc_kernel(const bertc_model *m, int index, const char **impl);
+
 int64_t bertc_batch(const bertc_model *m);
 int64_t bertc_seq_len(const bertc_model *m);
 int bertc_threads(const bertc_model *m);

@@ -17,6 +17,30 @@ enum { BERTC_ADD = 0, BERTC_SUB = 1, BERTC_MUL = 2, BERTC_DIV = 3 };
 void bertc_linear(bertc_pool *p, const float *x, const float *w_kn, const float *bias, const float *residual,
                   float *y, int64_t M, int64_t N, int64_t K, int act);
 
+/* Packed GEMM. --pack-weights stores a linear's weight W[N,K] as panels of `nr` output
+ * columns: element (k, n) of panel p = n / nr lives at
+ *     w_packed[p * K * nr + k * nr + (n % nr)],
+ * the last panel zero-padded past N. The tile (mr rows x nr columns per micro-kernel call, kc the
+ * K block) is chosen per target by the compiler (bertc/targets.py) and passed in; an ISA kernel
+ * handles the tiles its target profile can pick and falls back to the reference loop otherwise.
+ * y[M,N] = act(x[M,K] @ W^T + bias[N]) + residual[M,N]; bias/residual may be NULL. */
+typedef struct {
+  int32_t mr, nr, kc;
+} bertc_gemm_tile;
+void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
+                         const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                         const bertc_gemm_tile *tile);
+
+/* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
+ * maximum over the program's ops of these bounds; kernels may use up to this much. */
+#define BERTC_SCRATCH_LINEAR(K) (16 * (K) + 64)                 /* packing up to 16 rows of x */
+#define BERTC_SCRATCH_ATTENTION(S, D) ((S) + 2 * (S) * (D) + 64) /* a score row, K and V of a head */
+
+/* The implementation a kernel resolved to when the program was linked: "ref", or the ISA
+ * folder's name ("neon", "avx2") for the kernels that folder overrides. The reference
+ * definitions are weak symbols, so an ISA file that defines a kernel replaces it. */
+const char *bertc_kernel_impl(const char *kernel);
+
 /* out[n, :] = table[ids[n], :]; ids were range-checked by the caller (inputs) or compiler. */
 void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, float *out, int64_t n, int64_t dim);
 

@@ -30,6 +30,8 @@ typedef struct {
   int64_t ids_offset, mask_offset, types_offset; /* arena slots of the int64 inputs, -1 if unused */
   int num_outputs;
   const bertc_tensor_slot *outputs;
+  int num_kernels;
+  const char *const *kernels; /* the kernel functions model_run calls, for reports */
   void (*run)(const bertc_exec *x);
 } bertc_program;
 

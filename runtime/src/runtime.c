@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../include/bertc.h"
+#include "../kernels/kernels.h"
 #include "program.h"
 #include "sha256.h"
 
@@ -170,6 +171,12 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
 }
 
 int bertc_num_outputs(const bertc_model *m) { return m ? m->prog->num_outputs : 0; }
+
+const char *bertc_kernel(const bertc_model *m, int i, const char **impl) {
+  if (!m || i < 0 || i >= m->prog->num_kernels) return NULL;
+  if (impl) *impl = bertc_kernel_impl(m->prog->kernels[i]);
+  return m->prog->kernels[i];
+}
 
 const char *bertc_output_name(const bertc_model *m, int i) {
   return m && i >= 0 && i < m->prog->num_outputs ? m->prog->outputs[i].name : NULL;

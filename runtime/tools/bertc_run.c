@@ -2,14 +2,17 @@
  * and prints JSON on stdout.
  *
  *   bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]
- *             [--seq N] [--threads T] [--out DIR] [--bench RUNS] [--warmup N]
+ *             [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N]
  *
+ * --cores pins the process and its pool (e.g. 4-7, the big cores of many phones; or 0,2,4-5)
+ * with sched_setaffinity before the pool starts, since big.LITTLE placement decides latency.
  * Input files are raw little-endian int64, batch*seq values. --out writes NAME.bin (float32)
  * per output. Exit status: 0 on success, else the bertc_status code. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -29,6 +32,27 @@ static int64_t *read_ids(const char *path, int64_t *count) {
   return v;
 }
 
+/* "4-7" or "0,2,4-5" -> affinity mask; 0 when the list is malformed or names no core. */
+static int parse_cores(const char *list, cpu_set_t *set) {
+  CPU_ZERO(set);
+  const char *s = list;
+  while (*s) {
+    char *end;
+    long lo = strtol(s, &end, 10), hi = lo;
+    if (end == s || lo < 0) return 0;
+    if (*end == '-') {
+      s = end + 1;
+      hi = strtol(s, &end, 10);
+      if (end == s || hi < lo) return 0;
+    }
+    if (hi >= CPU_SETSIZE) return 0;
+    for (long c = lo; c <= hi; c++) CPU_SET((int)c, set);
+    if (*end != ',' && *end != '\0') return 0;
+    s = *end ? end + 1 : end;
+  }
+  return CPU_COUNT(set) > 0;
+}
+
 static double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -41,7 +65,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  const char *art = NULL, *ids_path = NULL, *mask_path = NULL, *types_path = NULL, *out_dir = NULL;
+  const char *art = NULL, *ids_path = NULL, *mask_path = NULL, *types_path = NULL, *out_dir = NULL, *cores = NULL;
   int threads = 1, bench = 0, warmup = 5;
   int64_t seq = 0;
   for (int i = 1; i < argc; i++) {
@@ -49,7 +73,7 @@ int main(int argc, char **argv) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       puts("usage: bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]\n"
-           "                 [--seq N] [--threads T] [--out DIR] [--bench RUNS] [--warmup N]\n"
+           "                 [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N]\n"
            "Inputs are raw int64 files of batch*seq values; prints JSON.");
       return 0;
     }
@@ -59,6 +83,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--token-type-ids")) types_path = argv[++i];
     else if (!strcmp(a, "--out")) out_dir = argv[++i];
     else if (!strcmp(a, "--threads")) threads = atoi(argv[++i]);
+    else if (!strcmp(a, "--cores")) cores = argv[++i];
     else if (!strcmp(a, "--bench")) bench = atoi(argv[++i]);
     else if (!strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
     else if (!strcmp(a, "--seq")) seq = atoll(argv[++i]);
@@ -66,6 +91,11 @@ int main(int argc, char **argv) {
     else { fprintf(stderr, "bertc_run: unknown argument %s (try --help)\n", a); return 6; }
   }
   if (!art || !ids_path) { fprintf(stderr, "bertc_run: need ART.bertc and --input-ids (try --help)\n"); return 6; }
+  if (cores) {
+    cpu_set_t set;
+    if (!parse_cores(cores, &set)) { fprintf(stderr, "bertc_run: --cores %s is not a core list like 4-7 or 0,2\n", cores); return 6; }
+    if (sched_setaffinity(0, sizeof set, &set) != 0) { perror("bertc_run: --cores"); return 6; }
+  }
   double t0 = now_ms();
   bertc_model *m;
   bertc_status st = bertc_open(art, threads, &m);
@@ -86,7 +116,8 @@ int main(int argc, char **argv) {
   st = bertc_run(m, ids, mask, types, batch, seq);
   double first_ms = now_ms() - t0;
   if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_last_error(m)); return (int)st; }
-  printf("{\"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d", open_ms, first_ms, threads);
+  printf("{\"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d, \"cores\": \"%s\"", open_ms, first_ms, threads,
+         cores ? cores : "all");
   if (bench > 0) {
     double *times = malloc(sizeof(double) * (size_t)bench);
     for (int i = 0; i < warmup; i++) bertc_run(m, ids, mask, types, batch, seq);
@@ -102,7 +133,10 @@ int main(int argc, char **argv) {
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf(", \"peak_rss_kb\": %ld, \"outputs\": [", ru.ru_maxrss);
+  printf(", \"peak_rss_kb\": %ld, \"kernels\": {", ru.ru_maxrss);
+  const char *impl, *kernel;
+  for (int i = 0; (kernel = bertc_kernel(m, i, &impl)); i++) printf("%s\"%s\": \"%s\"", i ? ", " : "", kernel, impl);
+  printf("}, \"outputs\": [");
   for (int i = 0; i < bertc_num_outputs(m); i++) {
     int64_t shape[4];
     int rank;

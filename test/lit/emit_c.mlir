@@ -1,4 +1,4 @@
-// RUN: bertc-opt %s --plan-memory --emit-c | FileCheck %s
+// RUN: bertc-opt %s --split-input-file --plan-memory --emit-c | FileCheck %s
 
 // One kernel call per op with shapes in the arguments; linear weights are read as [K,N].
 // CHECK: #include "kernels.h"
@@ -6,11 +6,14 @@
 // CHECK: bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), 4, 8, 4, BERTC_ACT_GELU);
 // CHECK: bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 8, 9.999999960041972e-13f);
 // CHECK: bertc_attention(p, A(float, {{[0-9]+}}), A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f);
+// CHECK: static const char *const kernels[] = {"bertc_attention", "bertc_layer_norm", "bertc_linear"};
 // CHECK: const bertc_program bertc_compiled_program = {
 // CHECK: .batch = 1,
 // CHECK: .seq_len = 4,
-// CHECK: .scratch_floats = 4,
+// Per-thread scratch: the largest kernels.h bound over the ops; the kernel names go in the program.
+// CHECK: .scratch_floats = MAX2(MAX2(MAX2(64, BERTC_SCRATCH_ATTENTION(4, 4)), BERTC_SCRATCH_LINEAR(4)), BERTC_SCRATCH_LINEAR(8)),
 // CHECK: .ids_offset = {{[0-9]+}},
+// CHECK: .num_kernels = 3,
 func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4xf32>) -> tensor<1x4x8xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<8x4xf32>
   %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<8xf32>
@@ -21,4 +24,18 @@ func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4x
   %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x8xf32>, tensor<24x8xf32>) -> tensor<1x4x24xf32>
   %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, scale = 5.000000e-01 : f32} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
   return %a : tensor<1x4x8xf32>
+}
+
+// -----
+
+// A linear with bertc.tile (from --pack-weights) calls the packed GEMM with that tile; its
+// weight goes to weights.bin as panels: ceil(10/4) = 3 panels of 6x4 floats, 288 bytes after the
+// bias (40 bytes, padded to 64), so 352 bytes in all.
+// CHECK: bertc_linear_packed(p, A(float, {{[0-9]+}}), W(float, 64), W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128});
+// CHECK: .weights_bytes = 352,
+func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
+  %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<10x6xf32>
+  %b = "bertc.weight"() {name = "fc.bias"} : () -> tensor<10xf32>
+  %y = "bertc.linear"(%x, %w, %b) {activation = "none", bertc.tile = array<i64: 2, 4, 128>, operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x2x6xf32>, tensor<10x6xf32>, tensor<10xf32>) -> tensor<1x2x10xf32>
+  return %y : tensor<1x2x10xf32>
 }

@@ -1,9 +1,17 @@
 /* Portable reference kernels: plain C the compiler vectorises. Every ISA variant is tested
- * against these. */
+ * against these. Each is a weak symbol, so an ISA folder's definition replaces it at link time
+ * (see bertc_kernel_impl). */
 #include "../kernels.h"
 
 #include <math.h>
 #include <string.h>
+
+#define BERTC_WEAK __attribute__((weak))
+
+BERTC_WEAK const char *bertc_kernel_impl(const char *kernel) {
+  (void)kernel;
+  return "ref";
+}
 
 static float activate(float v, int act) {
   switch (act) {
@@ -74,7 +82,7 @@ static void linear_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   }
 }
 
-void bertc_linear(bertc_pool *p, const float *x, const float *w_kn, const float *bias, const float *residual,
+BERTC_WEAK void bertc_linear(bertc_pool *p, const float *x, const float *w_kn, const float *bias, const float *residual,
                   float *y, int64_t M, int64_t N, int64_t K, int act) {
   linear_args a = {x, w_kn, bias, residual, y, N, K, act};
   bertc_parallel_rows(p, M, linear_rows, &a);
@@ -82,13 +90,52 @@ void bertc_linear(bertc_pool *p, const float *x, const float *w_kn, const float 
 
 /* ---- embedding ---------------------------------------------------------------------- */
 typedef struct { const float *table; const int64_t *ids; float *out; int64_t dim; } embed_args;
+/* ---- packed linear: any tile; the layout is the one kernels.h documents ---------------- */
+typedef struct {
+  const float *x, *w, *bias, *res;
+  float *y;
+  int64_t N, K;
+  int act, nr;
+} packed_args;
+
+static void packed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const packed_args *a = raw;
+  const int64_t N = a->N, K = a->K, nr = a->nr;
+  for (int64_t m = lo; m < hi; m++) {
+    const float *x = a->x + m * K;
+    float *y = a->y + m * N;
+    for (int64_t n0 = 0; n0 < N; n0 += nr) {
+      const float *panel = a->w + (n0 / nr) * K * nr;
+      const int64_t cols = N - n0 < nr ? N - n0 : nr;
+      for (int64_t j = 0; j < cols; j++) y[n0 + j] = a->bias ? a->bias[n0 + j] : 0.0f;
+      for (int64_t k = 0; k < K; k++) {
+        const float xv = x[k];
+        const float *w = panel + k * nr;
+        for (int64_t j = 0; j < cols; j++) y[n0 + j] += xv * w[j];
+      }
+    }
+    for (int64_t n = 0; n < N; n++) {
+      float v = activate(y[n], a->act);
+      y[n] = a->res ? v + a->res[m * N + n] : v;
+    }
+  }
+}
+
+BERTC_WEAK void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
+                                    const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                                    const bertc_gemm_tile *tile) {
+  packed_args a = {x, w_packed, bias, residual, y, N, K, act, tile->nr};
+  bertc_parallel_rows(p, M, packed_rows, &a);
+}
+
 static void embed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const embed_args *a = raw;
   for (int64_t i = lo; i < hi; i++)
     memcpy(a->out + i * a->dim, a->table + a->ids[i] * a->dim, (size_t)a->dim * sizeof(float));
 }
-void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, float *out, int64_t n, int64_t dim) {
+BERTC_WEAK void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, float *out, int64_t n, int64_t dim) {
   embed_args a = {table, ids, out, dim};
   bertc_parallel_rows(p, n, embed_rows, &a);
 }
@@ -119,7 +166,7 @@ static void ln_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     for (int64_t i = 0; i < n; i++) y[i] = (y[i] - mf) * inv * a->g[i] + a->b[i];
   }
 }
-void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma,
+BERTC_WEAK void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma,
                       const float *beta, float *y, int64_t rows, int64_t n, float eps) {
   ln_args a = {x, residual, gamma, beta, y, n, eps};
   bertc_parallel_rows(p, rows, ln_rows, &a);
@@ -171,20 +218,20 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
   }
 }
 
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
+BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
                      int64_t H, int64_t heads, float scale) {
   attn_args a = {qkv, mask, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 
 /* ---- small ops ---------------------------------------------------------------------- */
-void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill) {
+BERTC_WEAK void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill) {
   for (int64_t b = 0; b < B; b++)
     for (int64_t q = 0; q < Q; q++)
       for (int64_t k = 0; k < K; k++) out[(b * Q + q) * K + k] = mask[b * K + k] ? 0.0f : fill;
 }
 
-void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad) {
+BERTC_WEAK void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad) {
   for (int64_t b = 0; b < B; b++) {
     int64_t count = 0;
     for (int64_t s = 0; s < S; s++) {
@@ -219,7 +266,7 @@ static void binary_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   }
 }
 
-void bertc_binary(bertc_pool *p, int op, const float *a, const int64_t a_strides[4], const float *b,
+BERTC_WEAK void bertc_binary(bertc_pool *p, int op, const float *a, const int64_t a_strides[4], const float *b,
                   const int64_t b_strides[4], float *out, const int64_t out_shape[4]) {
   binary_args r = {op, a, b, a_strides, b_strides, out_shape, out};
   bertc_parallel_rows(p, out_shape[0] * out_shape[1] * out_shape[2], binary_rows, &r);
@@ -231,12 +278,12 @@ static void unary_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const unary_args *a = raw;
   for (int64_t i = lo; i < hi; i++) a->y[i] = activate(a->x[i], a->act);
 }
-void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
+BERTC_WEAK void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
   unary_args a = {x, y, act};
   bertc_parallel_rows(p, n, unary_rows, &a);
 }
 
-void bertc_pow(const float *x, float *y, int64_t n, float exponent) {
+BERTC_WEAK void bertc_pow(const float *x, float *y, int64_t n, float exponent) {
   for (int64_t i = 0; i < n; i++) y[i] = exponent == 3.0f ? x[i] * x[i] * x[i] : exponent == 2.0f ? x[i] * x[i] : powf(x[i], exponent);
 }
 
@@ -253,12 +300,12 @@ static void softmax_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     for (int64_t i = 0; i < a->n; i++) y[i] /= sum;
   }
 }
-void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_t n) {
+BERTC_WEAK void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_t n) {
   softmax_args a = {x, y, n};
   bertc_parallel_rows(p, rows, softmax_rows, &a);
 }
 
-void bertc_transpose(const float *x, float *out, const int64_t sh[4], const int64_t st[4]) {
+BERTC_WEAK void bertc_transpose(const float *x, float *out, const int64_t sh[4], const int64_t st[4]) {
   for (int64_t a = 0; a < sh[0]; a++)
     for (int64_t b = 0; b < sh[1]; b++)
       for (int64_t c = 0; c < sh[2]; c++) {
@@ -281,13 +328,13 @@ static void matmul_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
       for (int64_t n = 0; n < r->N; n++) o[n] += a[k] * b[k * r->N + n];
   }
 }
-void bertc_matmul(bertc_pool *p, const float *a, const float *bm, float *out, int64_t batch, int64_t M, int64_t N,
+BERTC_WEAK void bertc_matmul(bertc_pool *p, const float *a, const float *bm, float *out, int64_t batch, int64_t M, int64_t N,
                   int64_t K, int64_t a_batch_stride, int64_t b_batch_stride) {
   matmul_args r = {a, bm, out, M, N, K, a_batch_stride, b_batch_stride};
   bertc_parallel_rows(p, batch * M, matmul_rows, &r);
 }
 
-void bertc_slice(const void *x, void *out, int64_t outer, int64_t dim, int64_t start, int64_t count,
+BERTC_WEAK void bertc_slice(const void *x, void *out, int64_t outer, int64_t dim, int64_t start, int64_t count,
                  int64_t inner, int64_t elem_bytes) {
   const char *src = x;
   char *dst = out;

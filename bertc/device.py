@@ -1,0 +1,203 @@
+"""Running an artifact's bertc_run somewhere: on this machine, under qemu-aarch64, or on a phone.
+
+    device "host"          bertc_run natively (an artifact built for this machine)
+    device "qemu"          qemu-aarch64 bertc_run (Debian qemu-user): checks function only, the
+                           timings of an emulated CPU mean nothing and are reported as such
+    device "adb[:SERIAL]"  adb push the artifact to /data/local/tmp/bertc, adb shell bertc_run,
+                           adb pull the outputs
+
+``DeviceModel`` has the interface of ``CompiledModel`` (numpy in, dict of numpy out) and
+``bench`` returns bertc_run's JSON: p50/p90, first-run latency, peak RSS, the kernels used.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import read_manifest
+from .errors import BertcError
+from .runtime import check_ids
+
+REMOTE_ROOT = "/data/local/tmp/bertc"
+STATUS_TEXT = {1: "I/O error", 2: "format error", 3: "checksum error", 4: "input error", 5: "out of memory",
+               6: "bad argument"}
+
+
+class Device:
+    """Where bertc_run runs. Paths given to ``run`` are device paths."""
+
+    name = "host"
+    emulated = False
+
+    def stage(self, art: Path) -> str:
+        return str(art)
+
+    def put(self, local: Path) -> str:
+        return str(local)
+
+    def get(self, remote: str, local: Path) -> None:
+        if Path(remote) != local:
+            shutil.copy(remote, local)
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+        return _call(argv, timeout)
+
+
+class QemuDevice(Device):
+    name = "qemu"
+    emulated = True
+
+    def __init__(self) -> None:
+        self.qemu = shutil.which("qemu-aarch64")
+        if self.qemu is None:
+            raise BertcError("--device qemu needs qemu-aarch64: apt-get install qemu-user")
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+        return _call([self.qemu, *argv], timeout)
+
+
+class AdbDevice(Device):
+    """A phone over adb. Each call is one adb command, so a stand-in adb can replay them."""
+
+    def __init__(self, serial: str | None) -> None:
+        self.adb = shutil.which("adb")
+        if self.adb is None:
+            raise BertcError("--device adb needs adb on PATH: install Android platform-tools "
+                             "(Debian: apt-get install adb)")
+        self.prefix = [self.adb, *(["-s", serial] if serial else [])]
+        self.name = f"adb:{serial}" if serial else "adb"
+        self._n = 0
+
+    def _adb(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        r = _call([*self.prefix, *args], timeout)
+        if r.returncode != 0 and args[0] != "shell":
+            raise BertcError(f"adb {args[0]} failed: {(r.stderr or r.stdout).strip()[:2000]}")
+        return r
+
+    def stage(self, art: Path) -> str:
+        remote = f"{REMOTE_ROOT}/{art.name}"
+        self._adb("shell", f"rm -rf {shlex.quote(remote)} && mkdir -p {REMOTE_ROOT}")
+        self._adb("push", str(art), remote)
+        self._adb("shell", f"chmod 755 {shlex.quote(remote)}/bertc_run")
+        return remote
+
+    def put(self, local: Path) -> str:
+        self._n += 1
+        remote = f"{REMOTE_ROOT}/io/{self._n}_{local.name}"
+        self._adb("shell", f"mkdir -p {REMOTE_ROOT}/io")
+        self._adb("push", str(local), remote)
+        return remote
+
+    def get(self, remote: str, local: Path) -> None:
+        self._adb("pull", remote, str(local))
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+        return self._adb("shell", " ".join(shlex.quote(a) for a in argv), timeout=timeout)
+
+
+def _call(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise BertcError(f"'{' '.join(argv[:3])} ...' did not finish in {timeout:.0f} s") from e
+    except OSError as e:
+        raise BertcError(f"could not start {argv[0]}: {e}") from e
+
+
+def make_device(spec: str | None, manifest: dict[str, Any]) -> Device:
+    """'host' / 'qemu' / 'adb' / 'adb:SERIAL'; None picks host when the artifact's CPU is this one, else qemu."""
+    here = {"arm64": "aarch64"}.get(platform.machine(), platform.machine())
+    arch = manifest.get("arch", here)
+    if spec is None:
+        spec = "host" if arch == here else "qemu"
+    if spec == "host":
+        if arch != here:
+            raise BertcError(f"this artifact is for {arch} ({manifest['target']}) and this machine is {here}: "
+                             "use --device qemu to emulate it, or --device adb to run it on a phone")
+        return Device()
+    if spec == "qemu":
+        if arch != "aarch64":
+            raise BertcError(f"--device qemu runs ARM64 artifacts; this one is for {arch}")
+        return QemuDevice()
+    if spec == "adb" or spec.startswith("adb:"):
+        return AdbDevice(spec.partition(":")[2] or None)
+    raise BertcError(f"unknown device '{spec}': use host, qemu, adb or adb:SERIAL")
+
+
+class DeviceModel:
+    """An artifact run through bertc_run on a device; same call interface as CompiledModel."""
+
+    def __init__(self, path: str | Path, device: str | None = None, threads: int = 1, cores: str | None = None,
+                 timeout: float = 600):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.device = make_device(device, self.manifest)
+        self.threads, self.cores, self.timeout = threads, cores, timeout
+        self.seq_len = self.manifest["seq_len"]
+        self.remote = self.device.stage(self.path)
+
+    def _invoke(self, inputs: dict[str, np.ndarray], extra: list[str], out_dir: Path | None) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="bertc-io-") as tmp:
+            argv = [f"{self.remote}/bertc_run", self.remote, "--threads", str(self.threads)]
+            if self.cores:
+                argv += ["--cores", self.cores]
+            for name, arr in inputs.items():
+                local = Path(tmp) / f"{name}.bin"
+                arr.tofile(local)
+                argv += [f"--{name.replace('_', '-')}", self.device.put(local)]
+            seq = next(iter(inputs.values())).shape[1]
+            argv += ["--seq", str(seq), *extra]
+            remote_out = None
+            if out_dir is not None:
+                remote_out = str(out_dir) if not isinstance(self.device, AdbDevice) else f"{self.remote}/out"
+                if isinstance(self.device, AdbDevice):
+                    self.device.run(["mkdir", "-p", remote_out], self.timeout)
+                argv += ["--out", remote_out]
+            r = self.device.run(argv, self.timeout)
+            if r.returncode != 0:
+                what = STATUS_TEXT.get(r.returncode, f"exit status {r.returncode}")
+                raise BertcError(f"bertc_run on {self.device.name} failed ({what}): {r.stderr.strip()[:2000]}")
+            try:
+                report = json.loads(r.stdout.strip().splitlines()[-1])
+            except (json.JSONDecodeError, IndexError) as e:
+                raise BertcError(f"bertc_run on {self.device.name} printed no JSON: {r.stdout[:500]!r}") from e
+            if remote_out is not None and remote_out != str(out_dir):
+                for o in report["outputs"]:
+                    self.device.get(f"{remote_out}/{o['name']}.bin", out_dir / f"{o['name']}.bin")
+            report["device"] = self.device.name
+            report["emulated"] = self.device.emulated
+            return report
+
+    def _inputs(self, input_ids, attention_mask, token_type_ids) -> dict[str, np.ndarray]:
+        ids = check_ids("input_ids", input_ids)
+        named = {"input_ids": ids, "attention_mask": check_ids("attention_mask", attention_mask, ids.shape),
+                 "token_type_ids": check_ids("token_type_ids", token_type_ids, ids.shape)}
+        return {k: v for k, v in named.items() if v is not None}
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None) -> dict[str, np.ndarray]:
+        inputs = self._inputs(input_ids, attention_mask, token_type_ids)
+        seq = inputs["input_ids"].shape[1]
+        with tempfile.TemporaryDirectory(prefix="bertc-out-") as out:
+            report = self._invoke(inputs, [], Path(out))
+            result = {}
+            for o in report["outputs"]:
+                arr = np.fromfile(Path(out) / f"{o['name']}.bin", dtype=np.float32).reshape(o["shape"])
+                if arr.ndim >= 3 and arr.shape[1] == self.manifest["seq_len"] and seq < arr.shape[1]:
+                    arr = arr[:, :seq]  # per-token outputs: drop the padding bertc added
+                result[o["name"]] = arr
+        self.last_report = report
+        return result
+
+    def bench(self, input_ids, attention_mask=None, token_type_ids=None, runs: int = 30,
+              warmup: int = 5) -> dict[str, Any]:
+        inputs = self._inputs(input_ids, attention_mask, token_type_ids)
+        return self._invoke(inputs, ["--bench", str(runs), "--warmup", str(warmup)], None)

@@ -1,0 +1,78 @@
+"""Targets: what the compiler knows about the machine an artifact runs on.
+
+A target fixes the ISA whose kernels are linked (``runtime/kernels/<isa>/``), the GEMM tile that
+``--pack-weights`` lays the weights out for, and how bertc runs the result here (natively through
+ctypes, or ``bertc_run`` under qemu-aarch64 / on a phone over adb). The tile lives here, not in
+the C, so that a tuner and the cost model can read and change it per target.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from .errors import BertcError
+
+
+@dataclass(frozen=True)
+class Tile:
+    """mr rows x nr columns per micro-kernel call; kc is the K block kept in L1/L2."""
+
+    mr: int
+    nr: int
+    kc: int
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    arch: str  # "x86_64" or "aarch64", as ELF and uname name it
+    isa: str  # kernels folder: "avx2", "neon" or "ref"
+    tile: Tile
+    cross: bool  # built for another machine: run with bertc_run under qemu or over adb, not ctypes
+    description: str
+
+
+# Register budgets: NEON has 32 q-registers (8x12 -> 24 accumulators of 4 lanes, 3 for B, 2
+# for A); AVX2 has 16 ymm (6x16 -> 12 accumulators of 8 lanes, 2 for B, 1 broadcast).
+NEON_TILE = Tile(mr=8, nr=12, kc=256)
+AVX2_TILE = Tile(mr=6, nr=16, kc=256)
+REF_TILE = Tile(mr=4, nr=16, kc=256)
+
+CROSS = {
+    "android-arm64": "ARM64 Android phone (static bertc_run for adb shell, or a bionic .so with the NDK)",
+    "linux-arm64": "ARM64 Linux (static, musl or glibc)",
+}
+
+
+@cache
+def _host_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    return frozenset(line.split(":", 1)[-1].split())
+
+
+def host_target() -> Target:
+    arch = platform.machine()
+    if arch in ("aarch64", "arm64"):
+        return Target("host", "aarch64", "neon", NEON_TILE, False, "this machine (ARM64, NEON)")
+    if arch == "x86_64" and {"avx2", "fma"} <= _host_flags():
+        return Target("host", "x86_64", "avx2", AVX2_TILE, False, "this machine (x86-64, AVX2/FMA)")
+    return Target("host", arch, "ref", REF_TILE, False, f"this machine ({arch}, portable kernels)")
+
+
+def get_target(name: str) -> Target:
+    if name == "host":
+        return host_target()
+    if name in CROSS:
+        return Target(name, "aarch64", "neon", NEON_TILE, True, CROSS[name])
+    raise BertcError(f"unknown target '{name}'; supported targets: {', '.join(target_names())}")
+
+
+def target_names() -> list[str]:
+    return ["host", *CROSS]

@@ -1,0 +1,513 @@
+/* ARM64 NEON kernels (fp32). Strong definitions of the hot ops; everything else resolves to
+ * the weak reference kernels in ../ref/kernels.c. Tested against the reference by
+ * runtime/tests/kernel_check.c. */
+#include "../kernels.h"
+
+#include <arm_neon.h>
+#include <math.h>
+#include <string.h>
+
+static const char *const neon_kernels[] = {
+    "bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax", "bertc_unary",
+};
+
+const char *bertc_kernel_impl(const char *kernel) {
+  for (size_t i = 0; i < sizeof neon_kernels / sizeof *neon_kernels; i++)
+    if (strcmp(kernel, neon_kernels[i]) == 0) return "neon";
+  return "ref";
+}
+
+/* ---- vector math: each within a few ulp of libm, so the model stays within 1e-4 of PyTorch --- */
+
+/* Cephes expf: e^x = 2^n * e^r with |r| <= ln2/2, the degree-6 polynomial is good to ~1e-9
+ * relative. Inputs past the float range saturate to 0 / inf as libm does (softmax relies on
+ * exp(-inf) == 0 for masked scores). */
+static inline float32x4_t exp_f32x4(float32x4_t x) {
+  const float32x4_t hi = vdupq_n_f32(88.3762626647949f), lo = vdupq_n_f32(-87.3365447504f);
+  const float32x4_t xc = vminq_f32(vmaxq_f32(x, lo), hi);
+  const float32x4_t n = vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(1.44269504088896341f)));
+  float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0.693359375f)); /* ln2 split in two: exact n*hi */
+  r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+  float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+  p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+  float32x4_t e = vaddq_f32(vfmaq_f32(r, p, vmulq_f32(r, r)), vdupq_n_f32(1.0f));
+  const int32x4_t bits = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+  e = vmulq_f32(e, vreinterpretq_f32_s32(bits));
+  e = vbslq_f32(vcgtq_f32(x, hi), vdupq_n_f32(INFINITY), e);
+  return vbslq_f32(vcltq_f32(x, lo), vdupq_n_f32(0.0f), e);
+}
+
+/* Cephes tanhf: an odd polynomial below 0.625 (where (1-e)/(1+e) would lose relative accuracy),
+ * otherwise (1-e)/(1+e) with e = exp(-2|x|), which cannot overflow. */
+static inline float32x4_t tanh_f32x4(float32x4_t x) {
+  const float32x4_t ax = vabsq_f32(x);
+  const float32x4_t e = exp_f32x4(vmulq_f32(ax, vdupq_n_f32(-2.0f)));
+  const float32x4_t one = vdupq_n_f32(1.0f);
+  float32x4_t big = vdivq_f32(vsubq_f32(one, e), vaddq_f32(one, e));
+  big = vbslq_f32(vdupq_n_u32(0x80000000u), x, big); /* copy the sign of x */
+  const float32x4_t z = vmulq_f32(x, x);
+  float32x4_t p = vdupq_n_f32(-5.70498872745e-3f);
+  p = vfmaq_f32(vdupq_n_f32(2.06390887954e-2f), p, z);
+  p = vfmaq_f32(vdupq_n_f32(-5.37397155531e-2f), p, z);
+  p = vfmaq_f32(vdupq_n_f32(1.33314422036e-1f), p, z);
+  p = vfmaq_f32(vdupq_n_f32(-3.33332819422e-1f), p, z);
+  const float32x4_t small = vfmaq_f32(x, vmulq_f32(p, z), x);
+  return vbslq_f32(vcltq_f32(ax, vdupq_n_f32(0.625f)), small, big);
+}
+
+/* erf as Eigen's rational x*P(x^2)/Q(x^2) on [-4, 4] (max abs error ~7e-8); beyond 3.9 erff
+ * already rounds to +-1, so return that exactly and keep GELU's 1+erf exact for large -x. */
+static inline float32x4_t erf_f32x4(float32x4_t x) {
+  const float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-4.0f)), vdupq_n_f32(4.0f));
+  const float32x4_t x2 = vmulq_f32(xc, xc);
+  float32x4_t p = vdupq_n_f32(-2.72614225801306e-10f);
+  p = vfmaq_f32(vdupq_n_f32(2.77068142495902e-08f), p, x2);
+  p = vfmaq_f32(vdupq_n_f32(-2.10102402082508e-06f), p, x2);
+  p = vfmaq_f32(vdupq_n_f32(-5.69250639462346e-05f), p, x2);
+  p = vfmaq_f32(vdupq_n_f32(-7.34990630326855e-04f), p, x2);
+  p = vfmaq_f32(vdupq_n_f32(-2.95459980854025e-03f), p, x2);
+  p = vfmaq_f32(vdupq_n_f32(-1.60960333262415e-02f), p, x2);
+  float32x4_t q = vdupq_n_f32(-1.45660718464996e-05f);
+  q = vfmaq_f32(vdupq_n_f32(-2.13374055278905e-04f), q, x2);
+  q = vfmaq_f32(vdupq_n_f32(-1.68282697438203e-03f), q, x2);
+  q = vfmaq_f32(vdupq_n_f32(-7.37332916720468e-03f), q, x2);
+  q = vfmaq_f32(vdupq_n_f32(-1.42647390514189e-02f), q, x2);
+  const float32x4_t r = vdivq_f32(vmulq_f32(p, xc), q);
+  const float32x4_t sat = vbslq_f32(vdupq_n_u32(0x80000000u), x, vdupq_n_f32(1.0f));
+  return vbslq_f32(vcgtq_f32(vabsq_f32(x), vdupq_n_f32(3.9f)), sat, r);
+}
+
+static inline float32x4_t activate_f32x4(float32x4_t v, int act) {
+  const float32x4_t half_v = vmulq_f32(v, vdupq_n_f32(0.5f));
+  switch (act) {
+    case BERTC_ACT_GELU: {
+      const float32x4_t e = erf_f32x4(vmulq_f32(v, vdupq_n_f32(0.70710678118654752f)));
+      return vfmaq_f32(half_v, half_v, e);
+    }
+    case BERTC_ACT_GELU_TANH: {
+      const float32x4_t cube = vmulq_f32(vmulq_f32(v, v), v);
+      const float32x4_t inner = vmulq_f32(vfmaq_f32(v, cube, vdupq_n_f32(0.044715f)), vdupq_n_f32(0.79788456080286536f));
+      return vfmaq_f32(half_v, half_v, tanh_f32x4(inner));
+    }
+    case BERTC_ACT_TANH: return tanh_f32x4(v);
+    case BERTC_ACT_RELU: /* a select, not vmaxq: NaN gives 0 as in the reference */
+      return vbslq_f32(vcgtq_f32(v, vdupq_n_f32(0.0f)), v, vdupq_n_f32(0.0f));
+    default: return v;
+  }
+}
+
+/* Loads/stores of the last n < 4 floats of a row go through a padded copy, so tails take the
+ * same vector path (and the same rounding) as the body. */
+static inline float32x4_t load_tail(const float *p, int64_t n) {
+  float buf[4] = {0, 0, 0, 0};
+  memcpy(buf, p, (size_t)n * sizeof(float));
+  return vld1q_f32(buf);
+}
+static inline void store_tail(float *p, float32x4_t v, int64_t n) {
+  float buf[4];
+  vst1q_f32(buf, v);
+  memcpy(p, buf, (size_t)n * sizeof(float));
+}
+
+/* y[0:n] = act(y + bias) + res, for one row of a tile; bias/res may be NULL. */
+static void epilogue_row(float *y, const float *bias, const float *res, int64_t n, int act) {
+  for (int64_t i = 0; i < n; i += 4) {
+    const int64_t w = n - i < 4 ? n - i : 4;
+    float32x4_t v = w == 4 ? vld1q_f32(y + i) : load_tail(y + i, w);
+    if (bias) v = vaddq_f32(v, w == 4 ? vld1q_f32(bias + i) : load_tail(bias + i, w));
+    v = activate_f32x4(v, act);
+    if (res) v = vaddq_f32(v, w == 4 ? vld1q_f32(res + i) : load_tail(res + i, w));
+    if (w == 4) vst1q_f32(y + i, v);
+    else store_tail(y + i, v, w);
+  }
+}
+
+/* ---- packed linear -------------------------------------------------------------------- */
+typedef struct {
+  const float *x, *w, *bias, *res;
+  float *y;
+  int64_t M, N, K, kc;
+  int act, mr, nr;
+  int64_t panels, groups; /* work item t = (mr block t / groups, panel group t % groups) */
+} packed_args;
+
+/* The register tile: MR rows x NV q-registers of accumulators, over kc steps of the packed x
+ * block (xp[k * MR + r]) and weight panel (wp[k * NV * 4 + j]). C is the tile's top-left in a
+ * row-major buffer with stride ldc; `accumulate` adds to it (K blocks after the first). The
+ * constant MR/NV let the compiler keep acc[][] entirely in registers once inlined. */
+#define FMA_ROW(r, xv, lane) \
+  for (int v = 0; v < NV; v++) acc[r][v] = vfmaq_laneq_f32(acc[r][v], w[v], xv, lane)
+
+static inline __attribute__((always_inline)) void micro_tile(const int MR, const int NV, const float *xp,
+                                                             const float *wp, int64_t kc, float *c, int64_t ldc,
+                                                             int accumulate) {
+  float32x4_t acc[8][4];
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++) acc[r][v] = accumulate ? vld1q_f32(c + r * ldc + 4 * v) : vdupq_n_f32(0.0f);
+  for (int64_t k = 0; k < kc; k++, xp += MR, wp += 4 * NV) {
+    float32x4_t w[4];
+    for (int v = 0; v < NV; v++) w[v] = vld1q_f32(wp + 4 * v);
+    const float32x4_t x0 = vld1q_f32(xp);
+    FMA_ROW(0, x0, 0);
+    FMA_ROW(1, x0, 1);
+    FMA_ROW(2, x0, 2);
+    FMA_ROW(3, x0, 3);
+    if (MR == 8) {
+      const float32x4_t x1 = vld1q_f32(xp + 4);
+      FMA_ROW(4, x1, 0);
+      FMA_ROW(5, x1, 1);
+      FMA_ROW(6, x1, 2);
+      FMA_ROW(7, x1, 3);
+    }
+  }
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++) vst1q_f32(c + r * ldc + 4 * v, acc[r][v]);
+}
+#undef FMA_ROW
+
+typedef void (*micro_fn)(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate);
+static void micro_8x12(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+  micro_tile(8, 3, xp, wp, kc, c, ldc, accumulate);
+}
+static void micro_4x16(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+  micro_tile(4, 4, xp, wp, kc, c, ldc, accumulate);
+}
+static void micro_8x8(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+  micro_tile(8, 2, xp, wp, kc, c, ldc, accumulate);
+}
+
+static micro_fn micro_for(int mr, int nr) {
+  if (mr == 8 && nr == 12) return micro_8x12;
+  if (mr == 4 && nr == 16) return micro_4x16;
+  if (mr == 8 && nr == 8) return micro_8x8;
+  return NULL;
+}
+
+/* xp[k * mr + r] = x[m0 + r, k], rows past M zero: the micro-kernel reads mr rows per k. */
+static void pack_x_block(const float *x, float *xp, int64_t m0, int64_t rows, int mr, int64_t K) {
+  for (int64_t r = 0; r < mr; r++) {
+    const float *src = x + (m0 + r) * K;
+    for (int64_t k = 0; k < K; k++) xp[k * mr + r] = r < rows ? src[k] : 0.0f;
+  }
+}
+
+/* One tile of y (rows x cols at y0) over K block [k0, k0 + kc). Edge tiles run the same
+ * micro-kernel on a full-size staging tile, since the panel is zero-padded past N. */
+static void run_tile(micro_fn micro, const packed_args *a, const float *xp, const float *wp, float *y0,
+                     int64_t rows, int64_t cols, int64_t k0, int64_t kc) {
+  const int mr = a->mr, nr = a->nr;
+  if (rows == mr && cols == nr) {
+    micro(xp + k0 * mr, wp + k0 * nr, kc, y0, a->N, k0 > 0);
+    return;
+  }
+  float tile[8 * 16] = {0};
+  for (int64_t r = 0; r < rows && k0 > 0; r++) memcpy(tile + r * nr, y0 + r * a->N, (size_t)cols * sizeof(float));
+  micro(xp + k0 * mr, wp + k0 * nr, kc, tile, nr, k0 > 0);
+  for (int64_t r = 0; r < rows; r++) memcpy(y0 + r * a->N, tile + r * nr, (size_t)cols * sizeof(float));
+}
+
+/* K blocks outermost so an mr x kc slice of packed x stays in L1 across all panels. The
+ * epilogue runs per tile right after its last K block, while the tile is still in L1 (in
+ * registers it would spill: 24 accumulators leave too few for the erf polynomial). */
+static void packed_block(const packed_args *a, micro_fn micro, const float *xp, int64_t m0, int64_t p0, int64_t p1) {
+  const int64_t rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
+  for (int64_t k0 = 0; k0 < a->K; k0 += a->kc) {
+    const int64_t kc = a->K - k0 < a->kc ? a->K - k0 : a->kc;
+    const int last = k0 + kc == a->K;
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t n0 = p * a->nr, cols = a->N - n0 < a->nr ? a->N - n0 : a->nr;
+      float *y0 = a->y + m0 * a->N + n0;
+      run_tile(micro, a, xp, a->w + p * a->K * a->nr, y0, rows, cols, k0, kc);
+      for (int64_t r = 0; r < rows && last; r++)
+        epilogue_row(y0 + r * a->N, a->bias ? a->bias + n0 : NULL, a->res ? a->res + (m0 + r) * a->N + n0 : NULL,
+                     cols, a->act);
+    }
+  }
+}
+
+static void packed_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const packed_args *a = raw;
+  const micro_fn micro = micro_for(a->mr, a->nr);
+  const int64_t per_group = (a->panels + a->groups - 1) / a->groups;
+  int64_t packed = -1; /* consecutive items of one thread often share the mr block */
+  for (int64_t t = lo; t < hi; t++) {
+    const int64_t mb = t / a->groups, g = t % a->groups, m0 = mb * a->mr;
+    const int64_t p0 = g * per_group, p1 = p0 + per_group < a->panels ? p0 + per_group : a->panels;
+    if (mb != packed) pack_x_block(a->x, scratch, m0, a->M - m0 < a->mr ? a->M - m0 : a->mr, a->mr, a->K);
+    packed = mb;
+    if (p0 < p1) packed_block(a, micro, scratch, m0, p0, p1);
+  }
+}
+
+/* Any other tile: one row at a time, columns four at a time, same epilogue. */
+static void packed_rows_generic(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const packed_args *a = raw;
+  const int64_t N = a->N, K = a->K, nr = a->nr;
+  for (int64_t m = lo; m < hi; m++) {
+    const float *x = a->x + m * K;
+    float *y = a->y + m * N;
+    for (int64_t n0 = 0; n0 < N; n0 += nr) {
+      const float *panel = a->w + (n0 / nr) * K * nr;
+      const int64_t cols = N - n0 < nr ? N - n0 : nr;
+      int64_t j = 0;
+      for (; j + 4 <= cols; j += 4) {
+        float32x4_t acc = vdupq_n_f32(0.0f);
+        for (int64_t k = 0; k < K; k++) acc = vfmaq_n_f32(acc, vld1q_f32(panel + k * nr + j), x[k]);
+        vst1q_f32(y + n0 + j, acc);
+      }
+      for (; j < cols; j++) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < K; k++) acc += x[k] * panel[k * nr + j];
+        y[n0 + j] = acc;
+      }
+    }
+    epilogue_row(y, a->bias, a->res ? a->res + m * N : NULL, N, a->act);
+  }
+}
+
+void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
+                         const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                         const bertc_gemm_tile *tile) {
+  packed_args a = {x, w_packed, bias, residual, y, M, N, K, tile->kc > 0 ? tile->kc : K, act, tile->mr, tile->nr, 0, 1};
+  if (!micro_for(tile->mr, tile->nr)) {
+    bertc_parallel_rows(p, M, packed_rows_generic, &a);
+    return;
+  }
+  /* Whole mr blocks per thread; when there are fewer blocks than threads (short sequences),
+   * split the panels too so every thread has work. */
+  const int64_t blocks = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
+  a.panels = (N + a.nr - 1) / a.nr;
+  a.groups = blocks >= threads ? 1 : (threads + blocks - 1) / blocks;
+  if (a.groups > a.panels) a.groups = a.panels;
+  bertc_parallel_rows(p, blocks * a.groups, packed_items, &a);
+}
+
+/* ---- layer norm ------------------------------------------------------------------------ */
+typedef struct { const float *x, *res, *g, *b; float *y; int64_t n; float eps; } ln_args;
+
+/* Four vector accumulators (16 partial sums) keep the fp32 sums of 768+ values within ~1e-7
+ * relative, close enough to the reference's double sums. */
+static float sum_f32(const float *v, int64_t n) {
+  float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 4; j++) s[j] = vaddq_f32(s[j], vld1q_f32(v + i + 4 * j));
+  for (; i + 4 <= n; i += 4) s[0] = vaddq_f32(s[0], vld1q_f32(v + i));
+  if (i < n) s[1] = vaddq_f32(s[1], load_tail(v + i, n - i));
+  return vaddvq_f32(vaddq_f32(vaddq_f32(s[0], s[1]), vaddq_f32(s[2], s[3])));
+}
+
+static float sum_sq_dev_f32(const float *v, int64_t n, float mean) {
+  const float32x4_t m = vdupq_n_f32(mean);
+  float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 4; j++) {
+      const float32x4_t d = vsubq_f32(vld1q_f32(v + i + 4 * j), m);
+      s[j] = vfmaq_f32(s[j], d, d);
+    }
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t d = vsubq_f32(vld1q_f32(v + i), m);
+    s[0] = vfmaq_f32(s[0], d, d);
+  }
+  float tail = 0.0f;
+  for (; i < n; i++) tail += (v[i] - mean) * (v[i] - mean);
+  return vaddvq_f32(vaddq_f32(vaddq_f32(s[0], s[1]), vaddq_f32(s[2], s[3]))) + tail;
+}
+
+static void ln_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const ln_args *a = raw;
+  const int64_t n = a->n;
+  for (int64_t r = lo; r < hi; r++) {
+    float *y = a->y + r * n;
+    const float *x = a->x + r * n;
+    if (a->res) {
+      const float *res = a->res + r * n;
+      int64_t i = 0;
+      for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(x + i), vld1q_f32(res + i)));
+      for (; i < n; i++) y[i] = x[i] + res[i];
+      x = y;
+    }
+    const float mean = sum_f32(x, n) / (float)n;
+    const float inv = 1.0f / sqrtf(sum_sq_dev_f32(x, n, mean) / (float)n + a->eps);
+    const float32x4_t m = vdupq_n_f32(mean), s = vdupq_n_f32(inv);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const float32x4_t t = vmulq_f32(vmulq_f32(vsubq_f32(vld1q_f32(x + i), m), s), vld1q_f32(a->g + i));
+      vst1q_f32(y + i, vaddq_f32(t, vld1q_f32(a->b + i)));
+    }
+    for (; i < n; i++) y[i] = (x[i] - mean) * inv * a->g[i] + a->b[i];
+  }
+}
+
+void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma, const float *beta,
+                      float *y, int64_t rows, int64_t n, float eps) {
+  ln_args a = {x, residual, gamma, beta, y, n, eps};
+  bertc_parallel_rows(p, rows, ln_rows, &a);
+}
+
+/* ---- softmax --------------------------------------------------------------------------- */
+
+static float max_f32(const float *v, int64_t n) {
+  float32x4_t m = vdupq_n_f32(-INFINITY);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) m = vmaxq_f32(m, vld1q_f32(v + i));
+  float mx = vmaxvq_f32(m);
+  for (; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+  return mx;
+}
+
+/* y = exp(x - mx) over n values; returns their sum. */
+static float exp_shifted(const float *x, float *y, int64_t n, float mx) {
+  const float32x4_t m = vdupq_n_f32(mx);
+  float32x4_t s = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t e = exp_f32x4(vsubq_f32(vld1q_f32(x + i), m));
+    vst1q_f32(y + i, e);
+    s = vaddq_f32(s, e);
+  }
+  if (i < n) {
+    /* padding lanes hold 0 - mx; zero them so they add nothing */
+    const float32x4_t e = exp_f32x4(vsubq_f32(load_tail(x + i, n - i), m));
+    float buf[4] = {0, 0, 0, 0};
+    store_tail(buf, e, n - i);
+    store_tail(y + i, e, n - i);
+    s = vaddq_f32(s, vld1q_f32(buf));
+  }
+  return vaddvq_f32(s);
+}
+
+static void scale_f32(float *y, int64_t n, float c) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vmulq_n_f32(vld1q_f32(y + i), c));
+  for (; i < n; i++) y[i] *= c;
+}
+
+typedef struct { const float *x; float *y; int64_t n; } softmax_args;
+static void softmax_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const softmax_args *a = raw;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * a->n;
+    float *y = a->y + r * a->n;
+    const float sum = exp_shifted(x, y, a->n, max_f32(x, a->n));
+    scale_f32(y, a->n, 1.0f / sum);
+  }
+}
+
+void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_t n) {
+  softmax_args a = {x, y, n};
+  bertc_parallel_rows(p, rows, softmax_rows, &a);
+}
+
+/* ---- unary ----------------------------------------------------------------------------- */
+typedef struct { const float *x; float *y; int act; } unary_args;
+static void unary_span(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const unary_args *a = raw;
+  int64_t i = lo;
+  for (; i + 4 <= hi; i += 4) vst1q_f32(a->y + i, activate_f32x4(vld1q_f32(a->x + i), a->act));
+  if (i < hi) store_tail(a->y + i, activate_f32x4(load_tail(a->x + i, hi - i), a->act), hi - i);
+}
+
+void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
+  unary_args a = {x, y, act};
+  bertc_parallel_rows(p, n, unary_span, &a);
+}
+
+/* ---- attention ------------------------------------------------------------------------- */
+typedef struct {
+  const float *qkv;
+  const int64_t *mask;
+  float *out;
+  int64_t S, H, heads;
+  float scale;
+} attn_args;
+
+/* The unmasked keys and values of one (batch, head), packed densely: [n][D] each. */
+typedef struct { float *k, *v; int64_t n; } head_kv;
+
+static head_kv pack_head(const attn_args *a, int64_t b, int64_t h, float *scratch) {
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  head_kv kv = {scratch + S, scratch + S + S * D, 0};
+  const float *base = a->qkv + b * S * row + h * D;
+  for (int64_t j = 0; j < S; j++) {
+    if (!a->mask[b * S + j]) continue;
+    memcpy(kv.k + kv.n * D, base + j * row + H, (size_t)D * sizeof(float));
+    memcpy(kv.v + kv.n * D, base + j * row + 2 * H, (size_t)D * sizeof(float));
+    kv.n++;
+  }
+  return kv;
+}
+
+static float dot_f32(const float *a, const float *b, int64_t n) {
+  float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+    s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+  }
+  if (i + 4 <= n) {
+    s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+    i += 4;
+  }
+  float s = vaddvq_f32(vaddq_f32(s0, s1));
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+/* o[0:D] = sum_j p[j] * v[j][0:D], 16 columns at a time so the partial sums stay in registers. */
+static void weighted_sum(const float *p, const float *v, int64_t n, int64_t D, float *o) {
+  int64_t d = 0;
+  for (; d + 16 <= D; d += 16) {
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t j = 0; j < n; j++)
+      for (int c = 0; c < 4; c++) acc[c] = vfmaq_n_f32(acc[c], vld1q_f32(v + j * D + d + 4 * c), p[j]);
+    for (int c = 0; c < 4; c++) vst1q_f32(o + d + 4 * c, acc[c]);
+  }
+  for (; d + 4 <= D; d += 4) {
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (int64_t j = 0; j < n; j++) acc = vfmaq_n_f32(acc, vld1q_f32(v + j * D + d), p[j]);
+    vst1q_f32(o + d, acc);
+  }
+  for (; d < D; d++) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < n; j++) acc += p[j] * v[j * D + d];
+    o[d] = acc;
+  }
+}
+
+/* One query row against the packed keys: scores -> softmax -> weighted sum of values. */
+static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale, float *scores, float *o) {
+  if (kv->n == 0) { /* every key masked: PyTorch gives NaN, the reference gives zeros */
+    memset(o, 0, (size_t)D * sizeof(float));
+    return;
+  }
+  for (int64_t j = 0; j < kv->n; j++) scores[j] = dot_f32(q, kv->k + j * D, D) * scale;
+  const float sum = exp_shifted(scores, scores, kv->n, max_f32(scores, kv->n));
+  scale_f32(scores, kv->n, 1.0f / sum);
+  weighted_sum(scores, kv->v, kv->n, D, o);
+}
+
+static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const attn_args *a = raw;
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  head_kv kv = {0};
+  int64_t packed = -1; /* the (batch, head) whose keys are in scratch */
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query) */
+    const int64_t i = t % S, bh = t / S, h = bh % a->heads, b = bh / a->heads;
+    if (bh != packed) kv = pack_head(a, b, h, scratch);
+    packed = bh;
+    const float *q = a->qkv + (b * S + i) * row + h * D;
+    attend_row(q, &kv, D, a->scale, scratch, a->out + (b * S + i) * H + h * D);
+  }
+}
+
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale) {
+  attn_args a = {qkv, mask, out, S, H, heads, scale};
+  bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
+}

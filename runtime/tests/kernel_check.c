@@ -1,0 +1,351 @@
+/* kernel_check: every kernel the linked ISA file defines, against the reference kernels, on
+ * seeded random shapes that are not multiples of any tile (plus a few BERT-sized ones), with
+ * 1 and 3 threads. One line per kernel: the implementation that was linked, the worst error
+ * (max abs difference over max(1, max |reference|)); exit status 1 on any error over 1e-5.
+ *
+ * Build and run from the repository root. ISA is the kernels file under test (nothing checks
+ * the reference against itself); CC is the compiler for its target:
+ *
+ *   ISA=runtime/kernels/neon/kernels.c CC=".venv/bin/python -m ziglang cc -target aarch64-linux-musl -static" RUN=qemu-aarch64
+ *   ISA="runtime/kernels/avx2/kernels.c -mavx2 -mfma" CC=gcc RUN=
+ *   $CC -std=gnu11 -O3 -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime/include -Iruntime/src \
+ *     -Iruntime/kernels -o kernel_check runtime/tests/kernel_check.c runtime/tests/ref_renamed.c \
+ *     runtime/kernels/ref/kernels.c $ISA runtime/src/pool.c -lm -pthread && $RUN ./kernel_check
+ *
+ * Usage: kernel_check [-t THREADS] [MRxNR ...]
+ *   -t     one thread count instead of 1 and 3
+ *   MRxNR  packed-linear tiles to check instead of the default list (supported and fallback) */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The reference copies, renamed by ref_renamed.h and compiled in ref_renamed.c. */
+extern __typeof__(bertc_linear_packed) ref_bertc_linear_packed;
+extern __typeof__(bertc_linear) ref_bertc_linear;
+extern __typeof__(bertc_attention) ref_bertc_attention;
+extern __typeof__(bertc_layer_norm) ref_bertc_layer_norm;
+extern __typeof__(bertc_softmax) ref_bertc_softmax;
+extern __typeof__(bertc_unary) ref_bertc_unary;
+extern __typeof__(bertc_binary) ref_bertc_binary;
+extern __typeof__(bertc_matmul) ref_bertc_matmul;
+
+#define TOLERANCE 1e-5
+#define MAX_K 1536 /* the largest K below; sizes the pool's scratch */
+#define RANDOM_CASES 60
+
+/* ---- seeded inputs ---------------------------------------------------------------------- */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void) { /* xorshift64*: the same cases on every platform */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 0x2545F4914F6CDD1Dull;
+}
+static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(rng_next() % (uint64_t)(hi - lo + 1)); }
+static float rand_float(float lo, float hi) { return lo + (hi - lo) * (float)(rng_next() >> 40) / (float)(1 << 24); }
+
+static float *rand_array(int64_t n, float lo, float hi) {
+  float *a = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  for (int64_t i = 0; i < n; i++) a[i] = rand_float(lo, hi);
+  return a;
+}
+/* Outputs start as NaN, so an element a kernel forgot to write shows up as a failure. */
+static float *nan_array(int64_t n) {
+  float *a = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  for (int64_t i = 0; i < n; i++) a[i] = NAN;
+  return a;
+}
+
+/* ---- comparison ------------------------------------------------------------------------- */
+typedef struct {
+  char label[48];
+  double worst;
+  int cases, failed;
+  char first_failure[160];
+} result;
+
+/* Max abs error over max(1, max |want|): absolute for O(1) outputs, relative for large ones.
+ * NaN and inf must match exactly. */
+static double error_of(const float *got, const float *want, int64_t n) {
+  double scale = 1.0, err = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(got[i]) || isnan(want[i]) || isinf(got[i]) || isinf(want[i])) {
+      if (!(isnan(got[i]) && isnan(want[i])) && got[i] != want[i]) return INFINITY;
+      continue;
+    }
+    scale = fmax(scale, fabs(want[i]));
+    err = fmax(err, fabs((double)got[i] - want[i]));
+  }
+  return err / scale;
+}
+
+static void record(result *r, const float *got, const float *want, int64_t n, const char *shape) {
+  const double err = error_of(got, want, n);
+  r->cases++;
+  if (err > r->worst) r->worst = err;
+  if (err <= TOLERANCE) return;
+  if (!r->failed) snprintf(r->first_failure, sizeof r->first_failure, "%s: error %.3g", shape, err);
+  r->failed++;
+}
+
+static int report(const result *r, const char *kernel) {
+  printf("  %-26s impl %-5s worst %.2e over %3d cases  %s%s\n", r->label, bertc_kernel_impl(kernel), r->worst,
+         r->cases, r->failed ? "FAIL first at " : "ok", r->failed ? r->first_failure : "");
+  return r->failed != 0;
+}
+
+/* ---- packed linear ---------------------------------------------------------------------- */
+/* The layout kernels.h documents: element (k, n) of panel n / nr at [k * nr + n % nr]. */
+static float *pack_weights(const float *w, int64_t N, int64_t K, int nr) {
+  const int64_t panels = (N + nr - 1) / nr;
+  float *wp = calloc((size_t)(panels * K * nr), sizeof(float));
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t k = 0; k < K; k++) wp[(n / nr) * K * nr + k * nr + n % nr] = w[n * K + k];
+  return wp;
+}
+
+static void check_packed_case(bertc_pool *p, result *r, bertc_gemm_tile tile, int64_t M, int64_t N, int64_t K,
+                              int act) {
+  const int with_bias = rand_int(0, 2) > 0, with_res = rand_int(0, 1);
+  /* weights scaled by 1/sqrt(K) as in a trained model, so outputs stay O(1) for every K */
+  const float ws = 2.0f / sqrtf((float)K);
+  float *x = rand_array(M * K, -1, 1), *w = rand_array(N * K, -ws, ws), *bias = rand_array(N, -1, 1);
+  float *res = rand_array(M * N, -1, 1), *got = nan_array(M * N), *want = nan_array(M * N);
+  float *wp = pack_weights(w, N, K, tile.nr);
+  const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
+  bertc_linear_packed(p, x, wp, b, rs, got, M, N, K, act, &tile);
+  ref_bertc_linear_packed(p, x, wp, b, rs, want, M, N, K, act, &tile);
+  char shape[96];
+  snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld kc=%d act=%d bias=%d res=%d", (long long)M, (long long)N,
+           (long long)K, tile.kc, act, with_bias, with_res);
+  record(r, got, want, M * N, shape);
+  free(x), free(w), free(bias), free(res), free(got), free(want), free(wp);
+}
+
+static int check_linear_packed(bertc_pool *p, int mr, int nr) {
+  result r = {0};
+  snprintf(r.label, sizeof r.label, "bertc_linear_packed %dx%d", mr, nr);
+  for (int c = 0; c < RANDOM_CASES; c++) {
+    const int64_t M = rand_int(1, 37), N = rand_int(1, 70), K = rand_int(1, 90);
+    const int32_t kcs[] = {(int32_t)K, (int32_t)rand_int(1, K), 256, 7};
+    check_packed_case(p, &r, (bertc_gemm_tile){mr, nr, kcs[c % 4]}, M, N, K, c % 5);
+  }
+  static const int64_t bert[][4] = {{128, 384, 384, BERTC_ACT_NONE}, {16, 1152, 384, BERTC_ACT_NONE},
+                                    {13, 1536, 384, BERTC_ACT_GELU}, {24, 384, MAX_K, BERTC_ACT_NONE}};
+  for (size_t c = 0; c < sizeof bert / sizeof *bert; c++)
+    check_packed_case(p, &r, (bertc_gemm_tile){mr, nr, 256}, bert[c][0], bert[c][1], bert[c][2], (int)bert[c][3]);
+  return report(&r, "bertc_linear_packed");
+}
+
+/* ---- unpacked linear and matmul --------------------------------------------------------- */
+static int check_linear(bertc_pool *p) {
+  result r = {.label = "bertc_linear"};
+  for (int c = 0; c < RANDOM_CASES; c++) {
+    const int64_t M = rand_int(1, 37), N = rand_int(1, 70), K = rand_int(1, 90);
+    const int act = c % 5, with_bias = rand_int(0, 1), with_res = rand_int(0, 1);
+    const float ws = 2.0f / sqrtf((float)K);
+    float *x = rand_array(M * K, -1, 1), *w = rand_array(K * N, -ws, ws), *bias = rand_array(N, -1, 1);
+    float *res = rand_array(M * N, -1, 1), *got = nan_array(M * N), *want = nan_array(M * N);
+    bertc_linear(p, x, w, with_bias ? bias : NULL, with_res ? res : NULL, got, M, N, K, act);
+    ref_bertc_linear(p, x, w, with_bias ? bias : NULL, with_res ? res : NULL, want, M, N, K, act);
+    char shape[96];
+    snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld act=%d", (long long)M, (long long)N, (long long)K, act);
+    record(&r, got, want, M * N, shape);
+    free(x), free(w), free(bias), free(res), free(got), free(want);
+  }
+  return report(&r, "bertc_linear");
+}
+
+static int check_matmul(bertc_pool *p) {
+  result r = {.label = "bertc_matmul"};
+  for (int c = 0; c < RANDOM_CASES; c++) {
+    const int64_t batch = rand_int(1, 3), M = rand_int(1, 20), N = rand_int(1, 40), K = rand_int(1, 40);
+    const int64_t as = rand_int(0, 1) ? M * K : 0, bs = rand_int(0, 1) ? K * N : 0;
+    float *a = rand_array(batch * M * K, -1, 1), *b = rand_array(batch * K * N, -1, 1);
+    float *got = nan_array(batch * M * N), *want = nan_array(batch * M * N);
+    bertc_matmul(p, a, b, got, batch, M, N, K, as, bs);
+    ref_bertc_matmul(p, a, b, want, batch, M, N, K, as, bs);
+    char shape[96];
+    snprintf(shape, sizeof shape, "batch=%lld M=%lld N=%lld K=%lld", (long long)batch, (long long)M, (long long)N,
+             (long long)K);
+    record(&r, got, want, batch * M * N, shape);
+    free(a), free(b), free(got), free(want);
+  }
+  return report(&r, "bertc_matmul");
+}
+
+/* ---- attention -------------------------------------------------------------------------- */
+/* One batch row of the mask: all kept, all masked (the reference's zero rows), random, or a
+ * padding suffix as a tokenizer writes it. */
+static void fill_mask(int64_t *mask, int64_t S) {
+  const int mode = (int)rand_int(0, 3);
+  const int64_t keep = rand_int(1, S);
+  for (int64_t j = 0; j < S; j++)
+    mask[j] = mode == 0 ? 1 : mode == 1 ? 0 : mode == 2 ? rand_int(0, 9) < 7 : j < keep;
+}
+
+static void check_attention_case(bertc_pool *p, result *r, int64_t B, int64_t S, int64_t heads, int64_t D) {
+  const int64_t H = heads * D;
+  float *qkv = rand_array(B * S * 3 * H, -2, 2), *got = nan_array(B * S * H), *want = nan_array(B * S * H);
+  int64_t *mask = malloc((size_t)(B * S) * sizeof(int64_t));
+  for (int64_t b = 0; b < B; b++) fill_mask(mask + b * S, S);
+  const float scale = 1.0f / sqrtf((float)D);
+  bertc_attention(p, qkv, mask, got, B, S, H, heads, scale);
+  ref_bertc_attention(p, qkv, mask, want, B, S, H, heads, scale);
+  char shape[96];
+  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld", (long long)B, (long long)S, (long long)heads,
+           (long long)D);
+  record(r, got, want, B * S * H, shape);
+  free(qkv), free(got), free(want), free(mask);
+}
+
+static int check_attention(bertc_pool *p) {
+  result r = {.label = "bertc_attention"};
+  for (int c = 0; c < RANDOM_CASES; c++)
+    check_attention_case(p, &r, rand_int(1, 2), rand_int(1, 70), rand_int(1, 5), rand_int(1, 40));
+  check_attention_case(p, &r, 1, 128, 12, 64);
+  check_attention_case(p, &r, 2, 70, 4, 64);
+  return report(&r, "bertc_attention");
+}
+
+/* ---- row-wise ops ----------------------------------------------------------------------- */
+static int check_layer_norm(bertc_pool *p) {
+  result r = {.label = "bertc_layer_norm"};
+  for (int c = 0; c < RANDOM_CASES + 2; c++) {
+    const int64_t rows = rand_int(1, 9), n = c < RANDOM_CASES ? rand_int(1, 800) : c == RANDOM_CASES ? 768 : 384;
+    const float offset = rand_int(0, 1) ? 5.0f : 0.0f; /* a row mean far from 0 */
+    const float eps = rand_int(0, 1) ? 1e-12f : 1e-5f;
+    float *x = rand_array(rows * n, offset - 2, offset + 2), *res = rand_array(rows * n, -1, 1);
+    float *g = rand_array(n, 0.5f, 1.5f), *b = rand_array(n, -0.5f, 0.5f);
+    float *got = nan_array(rows * n), *want = nan_array(rows * n);
+    const float *rs = rand_int(0, 1) ? res : NULL;
+    bertc_layer_norm(p, x, rs, g, b, got, rows, n, eps);
+    ref_bertc_layer_norm(p, x, rs, g, b, want, rows, n, eps);
+    char shape[96];
+    snprintf(shape, sizeof shape, "rows=%lld n=%lld res=%d eps=%g", (long long)rows, (long long)n, rs != NULL, eps);
+    record(&r, got, want, rows * n, shape);
+    free(x), free(res), free(g), free(b), free(got), free(want);
+  }
+  return report(&r, "bertc_layer_norm");
+}
+
+static int check_softmax(bertc_pool *p) {
+  result r = {.label = "bertc_softmax"};
+  for (int c = 0; c < RANDOM_CASES; c++) {
+    const int64_t rows = rand_int(1, 9), n = rand_int(1, 300);
+    float *x = rand_array(rows * n, -20, 20), *got = nan_array(rows * n), *want = nan_array(rows * n);
+    for (int64_t i = 0; i < rows * n; i++) /* additive-mask values; element 0 of a row stays finite */
+      if (i % n && rand_int(0, 9) == 0) x[i] = rand_int(0, 1) ? -INFINITY : -1e9f;
+    bertc_softmax(p, x, got, rows, n);
+    ref_bertc_softmax(p, x, want, rows, n);
+    char shape[96];
+    snprintf(shape, sizeof shape, "rows=%lld n=%lld", (long long)rows, (long long)n);
+    record(&r, got, want, rows * n, shape);
+    free(x), free(got), free(want);
+  }
+  return report(&r, "bertc_softmax");
+}
+
+/* Random lengths, then a dense sweep over the range where erf/tanh bend, then special values. */
+static int check_unary(bertc_pool *p) {
+  static const char *const acts[] = {"none", "gelu", "gelu_tanh", "tanh", "relu"};
+  static const float specials[] = {0.0f, -0.0f, 1e-20f, -1e-20f, 40, -40, 100, -100, 1e10f, -1e10f, 1e30f, -1e30f,
+                                   INFINITY, -INFINITY, NAN};
+  int failed = 0;
+  for (int act = 0; act < 5; act++) {
+    result r = {0};
+    snprintf(r.label, sizeof r.label, "bertc_unary %s", acts[act]);
+    for (int c = 0; c <= RANDOM_CASES; c++) {
+      const int64_t n = c < RANDOM_CASES ? rand_int(1, 3000) : 30001 + (int64_t)(sizeof specials / sizeof *specials);
+      float *x = rand_array(n, -12, 12), *got = nan_array(n), *want = nan_array(n);
+      for (int64_t i = 0; c == RANDOM_CASES && i < n; i++)
+        x[i] = i < 30001 ? -15.0f + 1e-3f * (float)i : specials[i - 30001];
+      bertc_unary(p, act, x, got, n);
+      ref_bertc_unary(p, act, x, want, n);
+      char shape[96];
+      snprintf(shape, sizeof shape, "%s n=%lld", c < RANDOM_CASES ? "random" : "sweep", (long long)n);
+      record(&r, got, want, n, shape);
+      free(x), free(got), free(want);
+    }
+    failed |= report(&r, "bertc_unary");
+  }
+  return failed;
+}
+
+/* Rank-4 broadcasting: each dim of a and b is either full or broadcast (stride 0). */
+static int check_binary(bertc_pool *p) {
+  result r = {.label = "bertc_binary"};
+  for (int c = 0; c < RANDOM_CASES; c++) {
+    const int64_t shape[4] = {rand_int(1, 3), rand_int(1, 4), rand_int(1, 6), rand_int(1, 40)};
+    int64_t as[4], bs[4], an = 1, bn = 1;
+    for (int d = 3; d >= 0; d--) {
+      as[d] = rand_int(0, 2) ? an : 0;
+      bs[d] = rand_int(0, 2) ? bn : 0;
+      an *= as[d] ? shape[d] : 1;
+      bn *= bs[d] ? shape[d] : 1;
+    }
+    const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+    float *a = rand_array(an, -2, 2), *b = rand_array(bn, 0.5f, 2), *got = nan_array(n), *want = nan_array(n);
+    const int op = c % 4;
+    bertc_binary(p, op, a, as, b, bs, got, shape);
+    ref_bertc_binary(p, op, a, as, b, bs, want, shape);
+    char desc[96];
+    snprintf(desc, sizeof desc, "op=%d shape=%lldx%lldx%lldx%lld", op, (long long)shape[0], (long long)shape[1],
+             (long long)shape[2], (long long)shape[3]);
+    record(&r, got, want, n, desc);
+    free(a), free(b), free(got), free(want);
+  }
+  return report(&r, "bertc_binary");
+}
+
+/* ---- driver ----------------------------------------------------------------------------- */
+/* The tiles the targets pick (neon 8x12, 4x16, 8x8; avx2 6x16, 4x24, 6x8) and odd ones that
+ * must take an ISA file's fallback path. */
+static const int default_tiles[][2] = {{8, 12}, {4, 16}, {8, 8}, {6, 16}, {4, 24}, {6, 8}, {3, 5}, {1, 1}, {16, 16}};
+
+static int check_all(int threads, const int (*tiles)[2], int ntiles) {
+  bertc_pool *p = bertc_pool_create(threads, BERTC_SCRATCH_LINEAR(MAX_K));
+  if (!p) {
+    fprintf(stderr, "kernel_check: could not create a pool of %d threads\n", threads);
+    return 1;
+  }
+  rng_state = 0x9E3779B97F4A7C15ull; /* the same cases for every thread count */
+  printf("threads %d\n", threads);
+  int failed = 0;
+  for (int t = 0; t < ntiles; t++) failed |= check_linear_packed(p, tiles[t][0], tiles[t][1]);
+  failed |= check_linear(p);
+  failed |= check_matmul(p);
+  failed |= check_attention(p);
+  failed |= check_layer_norm(p);
+  failed |= check_softmax(p);
+  failed |= check_unary(p);
+  failed |= check_binary(p);
+  bertc_pool_destroy(p);
+  return failed;
+}
+
+int main(int argc, char **argv) {
+  int thread_counts[2] = {1, 3}, nthreads = 2, tiles[16][2], ntiles = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) {
+      thread_counts[0] = atoi(argv[++i]);
+      nthreads = 1;
+    } else if (ntiles < 16 && sscanf(argv[i], "%dx%d", &tiles[ntiles][0], &tiles[ntiles][1]) == 2 &&
+               tiles[ntiles][0] >= 1 && tiles[ntiles][0] <= 16 && tiles[ntiles][1] >= 1) {
+      ntiles++;
+    } else {
+      fprintf(stderr, "usage: kernel_check [-t THREADS] [MRxNR ...]  (mr 1..16: the scratch packs up to 16 rows)\n");
+      return 2;
+    }
+  }
+  const int (*use)[2] = ntiles ? (const int (*)[2])tiles : default_tiles;
+  const int nuse = ntiles ? ntiles : (int)(sizeof default_tiles / sizeof *default_tiles);
+  int failed = 0;
+  for (int t = 0; t < nthreads; t++) failed |= check_all(thread_counts[t], use, nuse);
+  puts(failed ? "kernel_check: FAILED" : "kernel_check: all kernels match the reference");
+  return failed;
+}

@@ -1,0 +1,25 @@
+// RUN: bertc-opt %s --split-input-file --pack-weights | FileCheck %s
+// RUN: bertc-opt %s --split-input-file "--pack-weights{mr=4 nr=16 kc=64}" | FileCheck %s --check-prefix=OPT
+// RUN: not bertc-opt %s --split-input-file "--pack-weights{nr=0}" 2>&1 | FileCheck %s --check-prefix=BAD
+
+// The tile comes from the module's target: android-arm64 is NEON, 8 rows x 12 columns.
+// Options override it. A linear whose weight is computed at run time keeps its layout.
+// CHECK-LABEL: func.func @mlp
+// CHECK: "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {activation = "gelu", bertc.tile = array<i64: 8, 12, 256>
+// CHECK: "bertc.linear"(%{{.*}}, %{{.*}}) {activation = "none", bertc.tile = array<i64: 8, 12, 256>
+// CHECK: "bertc.linear"(%arg0, %arg1) {activation = "none", operandSegmentSizes
+// OPT: bertc.tile = array<i64: 4, 16, 64>
+// BAD: --pack-weights nr=0: expected an integer in 1..4096
+module attributes {bertc.target = "android-arm64"} {
+  func.func @mlp(%x: tensor<1x8x32xf32>, %dyn: tensor<16x32xf32>) -> (tensor<1x8x32xf32>, tensor<1x8x16xf32>) {
+    %w1 = "bertc.weight"() {name = "fc1.weight"} : () -> tensor<64x32xf32>
+    %b1 = "bertc.weight"() {name = "fc1.bias"} : () -> tensor<64xf32>
+    %wa = "bertc.weight"() {name = "a.weight"} : () -> tensor<32x32xf32>
+    %wb = "bertc.weight"() {name = "b.weight"} : () -> tensor<32x32xf32>
+    %w2 = "bertc.concat"(%wa, %wb) {dim = 1 : i64, operandSegmentSizes = array<i32: 2>} : (tensor<32x32xf32>, tensor<32x32xf32>) -> tensor<32x64xf32>
+    %h = "bertc.linear"(%x, %w1, %b1) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x8x32xf32>, tensor<64x32xf32>, tensor<64xf32>) -> tensor<1x8x64xf32>
+    %y = "bertc.linear"(%h, %w2) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x8x64xf32>, tensor<32x64xf32>) -> tensor<1x8x32xf32>
+    %z = "bertc.linear"(%x, %dyn) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x8x32xf32>, tensor<16x32xf32>) -> tensor<1x8x16xf32>
+    return %y, %z : tensor<1x8x32xf32>, tensor<1x8x16xf32>
+  }
+}

@@ -1,0 +1,35 @@
+"""The ISA kernels against the reference kernels, op by op (runtime/tests/kernel_check.c): random
+shapes that are not multiples of the tiles, masks with fully masked rows, 1 and 3 threads."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from bertc.targets import get_target, host_target
+from bertc.toolchain import RUNTIME, WARNINGS, find_toolchain
+
+SOURCES = ["tests/kernel_check.c", "tests/ref_renamed.c", "kernels/ref/kernels.c", "src/pool.c"]
+ISAS = ["neon"] + ([host_target().isa] if host_target().isa not in ("ref", "neon") else [])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_isa_kernels_match_reference(isa, tmp_path):
+    target = get_target("android-arm64" if isa == "neon" else "host")
+    tc = find_toolchain(target)
+    isa_file = RUNTIME / "kernels" / isa / "kernels.c"
+    if not isa_file.exists():
+        pytest.skip(f"no {isa} kernels in this checkout")
+    exe = tmp_path / "kernel_check"
+    inc = [f"-I{RUNTIME / d}" for d in ("include", "src", "kernels")]
+    cmd = [*tc.cc, *tc.cflags, *WARNINGS, *inc, "-o", str(exe), *(str(RUNTIME / s) for s in SOURCES),
+           str(isa_file), "-lm"]
+    build = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert build.returncode == 0, build.stderr
+    run = [shutil.which("qemu-aarch64"), str(exe)] if target.cross else [str(exe)]
+    r = subprocess.run(run, capture_output=True, text=True, check=False, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    for kernel in ("bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax"):
+        assert any(kernel in line and f"impl {isa}" in line for line in r.stdout.splitlines()), r.stdout
