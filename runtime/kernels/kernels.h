@@ -1,6 +1,11 @@
 /* Kernel signatures. kernels/ref/ holds the portable versions; ISA folders (avx2/, neon/)
  * provide the same functions for their targets. Shapes are in the arguments; every kernel
- * splits its rows over the pool and returns after the barrier. */
+ * splits its rows over the pool and returns after the barrier.
+ *
+ * Rules every implementation keeps (runtime/tests/kernel_check.c holds them to the reference):
+ * - outputs never alias inputs (plan-memory gives each live value its own bytes);
+ * - attention gives zeros for a query whose keys are all masked (PyTorch would give NaN);
+ * - RELU maps NaN to 0, and a softmax row that is all -inf gives NaN. */
 #ifndef BERTC_KERNELS_H
 #define BERTC_KERNELS_H
 
@@ -25,7 +30,7 @@ void bertc_linear(bertc_pool *p, const float *x, const float *w_kn, const float 
  * handles the tiles its target profile can pick and falls back to the reference loop otherwise.
  * y[M,N] = act(x[M,K] @ W^T + bias[N]) + residual[M,N]; bias/residual may be NULL. */
 typedef struct {
-  int32_t mr, nr, kc;
+  int32_t mr, nr, kc; /* 1 <= mr <= 16 (BERTC_SCRATCH_LINEAR packs 16 rows), nr >= 1, kc >= 1 */
 } bertc_gemm_tile;
 void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
                          const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
