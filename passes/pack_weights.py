@@ -43,8 +43,9 @@ def _option_tile(ctx: PassContext, default: tuple[int, int, int]) -> tuple[int, 
     tile = []
     for key, value in zip(("mr", "nr", "kc"), default):
         v = opts.get(key, str(value))
-        if not v.isdigit() or not 1 <= int(v) <= 4096:
-            raise BertcError(f"--pack-weights {key}={v}: expected an integer in 1..4096")
+        top = 16 if key == "mr" else 4096  # kernels.h: the scratch packs at most 16 rows of x
+        if not v.isdigit() or not 1 <= int(v) <= top:
+            raise BertcError(f"--pack-weights {key}={v}: expected an integer in 1..{top}")
         tile.append(int(v))
     return tile[0], tile[1], tile[2]
 

@@ -1,6 +1,8 @@
 // RUN: bertc-opt %s --split-input-file --pack-weights | FileCheck %s
 // RUN: bertc-opt %s --split-input-file "--pack-weights{mr=4 nr=16 kc=64}" | FileCheck %s --check-prefix=OPT
 // RUN: not bertc-opt %s --split-input-file "--pack-weights{nr=0}" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: not bertc-opt %s --split-input-file "--pack-weights{mr=17}" 2>&1 | FileCheck %s --check-prefix=BIGMR
+// RUN: not bertc-opt %s --split-input-file "--pack-weights{tile=8}" 2>&1 | FileCheck %s --check-prefix=UNKNOWN
 
 // The tile comes from the module's target: android-arm64 is NEON, 8 rows x 12 columns.
 // Options override it. A linear whose weight is computed at run time keeps its layout.
@@ -10,6 +12,8 @@
 // CHECK: "bertc.linear"(%arg0, %arg1) {activation = "none", operandSegmentSizes
 // OPT: bertc.tile = array<i64: 4, 16, 64>
 // BAD: --pack-weights nr=0: expected an integer in 1..4096
+// BIGMR: --pack-weights mr=17: expected an integer in 1..16
+// UNKNOWN: --pack-weights has no option ['tile']; it takes mr, nr, kc
 module attributes {bertc.target = "android-arm64"} {
   func.func @mlp(%x: tensor<1x8x32xf32>, %dyn: tensor<16x32xf32>) -> (tensor<1x8x32xf32>, tensor<1x8x16xf32>) {
     %w1 = "bertc.weight"() {name = "fc1.weight"} : () -> tensor<64x32xf32>
