@@ -34,11 +34,19 @@ class Target:
     cross: bool  # built for another machine: run with bertc_run under qemu or over adb, not ctypes
     description: str
 
+    @property
+    def fp16_cflags(self) -> list[str] | None:
+        """Flags that enable FP16 vector arithmetic, or None where bertc has no fp16 kernels."""
+        return ["-march=armv8.2-a+fp16"] if self.isa == "neon" else None
+
 
 # Register budgets: NEON has 32 q-registers (8x12 -> 24 accumulators of 4 lanes, 3 for B, 2
 # for A); AVX2 has 16 ymm (6x16 -> 12 accumulators of 8 lanes, 2 for B, 1 broadcast).
 NEON_TILE = Tile(mr=8, nr=12, kc=256)
 AVX2_TILE = Tile(mr=6, nr=16, kc=256)
+# AVX-512 (same kernels file, 512-bit path under -march=native): 32 zmm, 12x32 -> 24 accumulators of
+# 16 lanes; nr=32 divides every BERT width (256 ... 3072), so no panel is padded.
+AVX512_TILE = Tile(mr=12, nr=32, kc=256)
 REF_TILE = Tile(mr=4, nr=16, kc=256)
 
 CROSS = {
@@ -61,6 +69,8 @@ def host_target() -> Target:
     arch = platform.machine()
     if arch in ("aarch64", "arm64"):
         return Target("host", "aarch64", "neon", NEON_TILE, False, "this machine (ARM64, NEON)")
+    if arch == "x86_64" and {"avx512f", "avx2", "fma"} <= _host_flags():
+        return Target("host", "x86_64", "avx2", AVX512_TILE, False, "this machine (x86-64, AVX-512 path of avx2/)")
     if arch == "x86_64" and {"avx2", "fma"} <= _host_flags():
         return Target("host", "x86_64", "avx2", AVX2_TILE, False, "this machine (x86-64, AVX2/FMA)")
     return Target("host", arch, "ref", REF_TILE, False, f"this machine ({arch}, portable kernels)")

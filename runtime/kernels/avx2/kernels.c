@@ -1,0 +1,621 @@
+/* AVX2/FMA kernels for x86-64. Strong definitions that replace the weak reference ones in
+ * ../ref/kernels.c; the functions not defined here stay "ref". Everything is 256-bit except
+ * one GEMM micro-kernel for the (12, 32) tile, compiled only when the build enables AVX-512
+ * (-march=native on such a host): there AVX2 tops out below the peers' GEMMs. */
+#if defined(__AVX2__) && defined(__FMA__)
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "../kernels.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Lanes [0, n) set, for the partial vector at the end of a row (0 < n < 8). */
+ALWAYS_INLINE __m256i tail_mask(int64_t n) {
+  static const int32_t ones_then_zeros[16] = {-1, -1, -1, -1, -1, -1, -1, -1};
+  return _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 8 - n));
+}
+
+/* ---- vector math ------------------------------------------------------------------- */
+static inline __m256 hsum_broadcast(__m256 v) {
+  v = _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1));
+  v = _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  return _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+static inline __m256 hmax_broadcast(__m256 v) {
+  v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1));
+  v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* Cephes expf: x = n ln2 + r with ln2 split in two so r is exact, e^r by a degree-7
+ * polynomial (relative error ~1e-7), 2^n built in the exponent bits. The clamp keeps n in
+ * the normal range; below it the result is 0 (expf gives a denormal there), so a -inf score
+ * gets exactly zero weight. x is the second operand of min/max so that NaN passes through. */
+static inline __m256 exp8(__m256 x) {
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), _mm256_max_ps(_mm256_set1_ps(-87.33654f), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/* Cephes tanhf: an odd polynomial below |x| = 0.625, where 1 - 2/(e^2x + 1) would cancel;
+ * above it that identity on |x|, with the sign put back. exp8's clamp makes large |x| give 1. */
+static inline __m256 tanh8(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 ax = _mm256_andnot_ps(sign, x);
+  const __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                                   _mm256_div_ps(_mm256_set1_ps(2.0f),
+                                                 _mm256_add_ps(exp8(_mm256_add_ps(ax, ax)), _mm256_set1_ps(1.0f))));
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  const __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
+  return _mm256_blendv_ps(_mm256_or_ps(big, _mm256_and_ps(sign, x)), small, is_small);
+}
+
+/* erf as x * p(x^2) / q(x^2) on x clamped to [-4, 4] (erf(4) rounds to 1 in float); the
+ * rational fit is XLA's and Eigen's float erf, ~1e-7 absolute error. */
+static inline __m256 erf8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-2.72614225801306e-10f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.77068142495902e-08f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-2.10102402082508e-06f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.69250639462346e-05f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-7.34990630326855e-04f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-2.95459980854025e-03f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-1.60960333262415e-02f));
+  __m256 q = _mm256_set1_ps(-1.45660718464996e-05f);
+  q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(-2.13374055278905e-04f));
+  q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(-1.68282697438203e-03f));
+  q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(-7.37332916720468e-03f));
+  q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(-1.42647390514189e-02f));
+  return _mm256_div_ps(_mm256_mul_ps(x, p), q);
+}
+
+static inline __m256 activate8(__m256 v, int act) {
+  const __m256 half_v = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
+  switch (act) {
+    case BERTC_ACT_GELU:
+      return _mm256_fmadd_ps(half_v, erf8(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f))), half_v);
+    case BERTC_ACT_GELU_TANH: {
+      const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+      const __m256 inner = _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f),
+                                         _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), v3, v));
+      return _mm256_fmadd_ps(half_v, tanh8(inner), half_v);
+    }
+    case BERTC_ACT_TANH: return tanh8(v);
+    case BERTC_ACT_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
+    default: return v;
+  }
+}
+
+/* y = act(x + bias) + res over n floats; bias/res may be NULL. In place (x == y) is fine. */
+static void activate_span(const float *x, const float *bias, const float *res, float *y, int64_t n, int act) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + i));
+    v = activate8(v, act);
+    if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + i));
+    _mm256_storeu_ps(y + i, v);
+  }
+  if (i == n) return;
+  const __m256i m = tail_mask(n - i);
+  __m256 v = _mm256_maskload_ps(x + i, m);
+  if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias + i, m));
+  v = activate8(v, act);
+  if (res) v = _mm256_add_ps(v, _mm256_maskload_ps(res + i, m));
+  _mm256_maskstore_ps(y + i, m, v);
+}
+
+/* ---- packed linear ------------------------------------------------------------------- */
+/* Work items are (row block, column panel) pairs, row-block major, so the pool's contiguous
+ * split hands each thread whole panels of one row block: the A rows are shared from L2, each
+ * panel's weights are read by exactly one thread. For each K block of kc, a panel's kc x nr
+ * weights (16 KB at 256 x 16) stay in L1 while every mr-row tile of the block sweeps over
+ * them; x is read in place (its kc-wide block, 128 KB at M = 128, sits in L2), so no packing
+ * of A and no use of the scratch. */
+#define GEMM_ROW_BLOCK 192 /* rows per work item: bounds the x block kept in L2 */
+
+typedef struct {
+  const float *x, *w, *bias, *res;
+  float *y;
+  int64_t M, N, K, panels, row_block;
+  int act, mr, nr, kc;
+} gemm_args;
+
+/* c[rows, 8 nv] (+)= a[rows, kc] @ b[kc, 8 nv]: rows * nv accumulators live in registers;
+ * a rows are lda apart, b rows ldb apart. Inlined with constant rows/nv, so the loops unroll
+ * into straight FMA code. */
+ALWAYS_INLINE void gemm_micro(const int rows, const int nv, int64_t kc, const float *a, int64_t lda, const float *b,
+                              int64_t ldb, float *c, int64_t ldc, int accumulate) {
+  __m256 acc[8][3];
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; r++)
+#pragma GCC unroll 3
+    for (int v = 0; v < nv; v++) acc[r][v] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8 * v) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    __m256 bv[3];
+#pragma GCC unroll 3
+    for (int v = 0; v < nv; v++) bv[v] = _mm256_loadu_ps(b + k * ldb + 8 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++) {
+      const __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+#pragma GCC unroll 3
+      for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; r++)
+#pragma GCC unroll 3
+    for (int v = 0; v < nv; v++) _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
+}
+
+/* One instantiation per (rows, nr) a supported tile can produce: rows < mr at the bottom edge. */
+#define GEMM_ROWS_CASE(R, NV) case R: gemm_micro(R, NV, kc, a, lda, b, nr, c, ldc, acc); return
+static void gemm_micro_16(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
+                          int64_t ldc, int acc) {
+  switch (rows) {
+    GEMM_ROWS_CASE(1, 2); GEMM_ROWS_CASE(2, 2); GEMM_ROWS_CASE(3, 2);
+    GEMM_ROWS_CASE(4, 2); GEMM_ROWS_CASE(5, 2); GEMM_ROWS_CASE(6, 2);
+  }
+}
+static void gemm_micro_24(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
+                          int64_t ldc, int acc) {
+  switch (rows) { GEMM_ROWS_CASE(1, 3); GEMM_ROWS_CASE(2, 3); GEMM_ROWS_CASE(3, 3); GEMM_ROWS_CASE(4, 3); }
+}
+static void gemm_micro_8(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
+                         int64_t ldc, int acc) {
+  switch (rows) {
+    GEMM_ROWS_CASE(1, 1); GEMM_ROWS_CASE(2, 1); GEMM_ROWS_CASE(3, 1); GEMM_ROWS_CASE(4, 1);
+    GEMM_ROWS_CASE(5, 1); GEMM_ROWS_CASE(6, 1); GEMM_ROWS_CASE(7, 1); GEMM_ROWS_CASE(8, 1);
+  }
+}
+#undef GEMM_ROWS_CASE
+
+#ifdef __AVX512F__
+/* The 512-bit twin of gemm_micro, for the (12, 32) tile: 24 zmm accumulators. A host with
+ * AVX-512 doubles the FMA width, and the peers (oneDNN, MKL, XNNPACK) use it. */
+ALWAYS_INLINE void gemm_micro512(const int rows, int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                                 int64_t ldc, int accumulate) {
+  __m512 acc[12][2];
+  /* Four base pointers, rows r = 3i + j at row3[i] + j * lda, so that the twelve addresses
+   * are base + index * {0, 1, 2} and fit in the GPRs without reloading offsets each step. */
+  const float *row3[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda};
+#pragma GCC unroll 12
+  for (int r = 0; r < rows; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) acc[r][v] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; k++) {
+    const __m512 b0 = _mm512_loadu_ps(b + k * 32), b1 = _mm512_loadu_ps(b + k * 32 + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++) {
+      const __m512 av = _mm512_set1_ps(row3[r / 3][k + (r % 3) * lda]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < rows; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+}
+
+#define GEMM_ROWS_CASE(R) case R: gemm_micro512(R, kc, a, lda, b, c, ldc, acc); return
+static void gemm_micro_32(int rows, int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc,
+                          int acc) {
+  switch (rows) {
+    GEMM_ROWS_CASE(1); GEMM_ROWS_CASE(2); GEMM_ROWS_CASE(3); GEMM_ROWS_CASE(4); GEMM_ROWS_CASE(5); GEMM_ROWS_CASE(6);
+    GEMM_ROWS_CASE(7); GEMM_ROWS_CASE(8); GEMM_ROWS_CASE(9); GEMM_ROWS_CASE(10); GEMM_ROWS_CASE(11); GEMM_ROWS_CASE(12);
+  }
+}
+#undef GEMM_ROWS_CASE
+#endif
+
+static void gemm_micro_any(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
+                           int64_t ldc, int acc) {
+  switch (nr) {
+#ifdef __AVX512F__
+    case 32: gemm_micro_32(rows, kc, a, lda, b, c, ldc, acc); return;
+#endif
+    case 16: gemm_micro_16(rows, kc, a, lda, b, nr, c, ldc, acc); return;
+    case 24: gemm_micro_24(rows, kc, a, lda, b, nr, c, ldc, acc); return;
+    default: gemm_micro_8(rows, kc, a, lda, b, nr, c, ldc, acc);
+  }
+}
+
+/* One rows x nr tile at (m, panel p) for K block [k0, k0 + kb). The last panel may be
+ * narrower than nr: its weights are zero-padded, so it is computed full width into a
+ * stack tile and only the valid columns are copied to y. */
+static void gemm_tile(const gemm_args *g, int64_t m, int rows, int64_t p, int64_t k0, int64_t kb) {
+  const int64_t nr = g->nr, n0 = p * nr, cols = min64(nr, g->N - n0);
+  const float *a = g->x + m * g->K + k0, *b = g->w + p * g->K * nr + k0 * nr;
+  float *y = g->y + m * g->N + n0;
+  const int first = k0 == 0, last = k0 + kb == g->K;
+  if (cols == nr) {
+    gemm_micro_any(rows, kb, a, g->K, b, nr, y, g->N, !first);
+  } else {
+    float tile[12 * 32];
+    for (int r = 0; r < rows && !first; r++) memcpy(tile + r * nr, y + r * g->N, (size_t)cols * sizeof(float));
+    gemm_micro_any(rows, kb, a, g->K, b, nr, tile, nr, !first);
+    for (int r = 0; r < rows; r++) memcpy(y + r * g->N, tile + r * nr, (size_t)cols * sizeof(float));
+  }
+  if (!last) return;
+  for (int r = 0; r < rows; r++)
+    activate_span(y + r * g->N, g->bias ? g->bias + n0 : NULL, g->res ? g->res + (m + r) * g->N + n0 : NULL,
+                  y + r * g->N, cols, g->act);
+}
+
+/* Rows per tile when `left` rows remain: a short remainder is merged with the last full tile and
+ * the two split evenly (128 = 20 x 6 + 4 + 4, not 21 x 6 + 2), because a tile of one or two rows
+ * has too few accumulators to hide the FMA latency. */
+static int gemm_tile_rows(int64_t left, int mr) { return (int)(left > mr && left < 2 * mr ? (left + 1) / 2 : min64(mr, left)); }
+
+/* Rows [m0, m1) x panels [p0, p1). Panel-major, then K blocks: the weights are read once, in
+ * memory order, each kc x nr slice (16 KB at 256 x 16) staying in L1 while every row tile
+ * sweeps over it; the panel's y columns stay in cache across its K blocks. */
+static void gemm_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  for (int64_t p = p0; p < p1; p++)
+    for (int64_t k0 = 0; k0 < g->K; k0 += g->kc) {
+      const int64_t kb = min64(g->kc, g->K - k0);
+      for (int64_t m = m0; m < m1;) {
+        const int rows = gemm_tile_rows(m1 - m, g->mr);
+        gemm_tile(g, m, rows, p, k0, kb);
+        m += rows;
+      }
+    }
+}
+
+static void gemm_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const gemm_args *g = raw;
+  for (int64_t t = lo; t < hi;) {
+    const int64_t rb = t / g->panels, p0 = t % g->panels, p1 = min64(g->panels, p0 + hi - t);
+    gemm_block(g, rb * g->row_block, min64(g->M, (rb + 1) * g->row_block), p0, p1);
+    t += p1 - p0;
+  }
+}
+
+/* Tiles outside the micro-kernel set: the reference loop, one row at a time. */
+static void gemm_generic_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const gemm_args *g = raw;
+  const int64_t N = g->N, K = g->K, nr = g->nr;
+  for (int64_t m = lo; m < hi; m++) {
+    float *y = g->y + m * N;
+    for (int64_t n0 = 0; n0 < N; n0 += nr) {
+      const float *panel = g->w + (n0 / nr) * K * nr;
+      const int64_t cols = min64(nr, N - n0);
+      memset(y + n0, 0, (size_t)cols * sizeof(float));
+      for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < cols; j++) y[n0 + j] += g->x[m * K + k] * panel[k * nr + j];
+    }
+    activate_span(y, g->bias, g->res ? g->res + m * N : NULL, y, N, g->act);
+  }
+}
+
+static int gemm_tile_supported(const bertc_gemm_tile *t) {
+#ifdef __AVX512F__
+  if (t->kc > 0 && t->mr == 12 && t->nr == 32) return 1;
+#endif
+  return t->kc > 0 && ((t->mr == 6 && t->nr == 16) || (t->mr == 4 && t->nr == 24) || (t->mr == 8 && t->nr == 8));
+}
+
+/* Row blocks of a multiple of mr rows; several per thread only when there are too few panels
+ * to share (a narrow output, e.g. a classifier head) or M is large. */
+static int64_t gemm_row_block(int64_t M, int64_t panels, int threads, int mr) {
+  int64_t blocks = (M + GEMM_ROW_BLOCK - 1) / GEMM_ROW_BLOCK;
+  if (panels < 4 * threads && blocks < threads) blocks = threads;
+  const int64_t rows = (M + blocks - 1) / blocks;
+  return (rows + mr - 1) / mr * mr;
+}
+
+void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
+                         const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                         const bertc_gemm_tile *tile) {
+  gemm_args g = {x, w_packed, bias, residual, y, M, N, K, (N + tile->nr - 1) / tile->nr, 0,
+                 act, tile->mr, tile->nr, tile->kc};
+  if (!gemm_tile_supported(tile)) {
+    bertc_parallel_rows(p, M, gemm_generic_rows, &g);
+    return;
+  }
+  g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), tile->mr);
+  bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, gemm_items, &g);
+}
+
+/* ---- layer norm ----------------------------------------------------------------------- */
+typedef struct {
+  const float *x, *res, *g, *b;
+  float *y;
+  int64_t n;
+  float eps;
+} ln_args;
+
+static double hsum_pd(__m256d v) {
+  const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+/* y = x + res, returning the row sum. Sums are in double, like the reference: rows of 768+
+ * values must keep the mean and variance to ~1e-7. */
+static double ln_sum(const float *x, const float *res, float *y, int64_t n) {
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + i));
+    _mm256_storeu_ps(y + i, v);
+    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+  }
+  double sum = hsum_pd(acc);
+  for (; i < n; i++) sum += y[i] = x[i] + (res ? res[i] : 0.0f);
+  return sum;
+}
+
+static double ln_centered_squares(const float *y, int64_t n, double mean) {
+  const __m256d m = _mm256_set1_pd(mean);
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(y + i);
+    const __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
+    const __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m);
+    acc = _mm256_fmadd_pd(lo, lo, _mm256_fmadd_pd(hi, hi, acc));
+  }
+  double sq = hsum_pd(acc);
+  for (; i < n; i++) sq += (y[i] - mean) * (y[i] - mean);
+  return sq;
+}
+
+static void ln_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const ln_args *a = raw;
+  const int64_t n = a->n;
+  for (int64_t r = lo; r < hi; r++) {
+    float *y = a->y + r * n;
+    const double mean = ln_sum(a->x + r * n, a->res ? a->res + r * n : NULL, y, n) / (double)n;
+    const float inv = (float)(1.0 / sqrt(ln_centered_squares(y, n, mean) / (double)n + a->eps));
+    const float mf = (float)mean;
+    const __m256 vm = _mm256_set1_ps(mf), vinv = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(y + i), vm), vinv);
+      _mm256_storeu_ps(y + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(a->g + i), _mm256_loadu_ps(a->b + i)));
+    }
+    for (; i < n; i++) y[i] = (y[i] - mf) * inv * a->g[i] + a->b[i];
+  }
+}
+
+void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma, const float *beta,
+                      float *y, int64_t rows, int64_t n, float eps) {
+  ln_args a = {x, residual, gamma, beta, y, n, eps};
+  bertc_parallel_rows(p, rows, ln_rows, &a);
+}
+
+/* ---- softmax ---------------------------------------------------------------------------- */
+/* The lanes past n (0 < n < 8) are `fill`, so a row tail can join max/sum reductions. */
+static inline __m256 load_tail(const float *x, int64_t n, float fill) {
+  const __m256i m = tail_mask(n);
+  return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(x, m), _mm256_castsi256_ps(m));
+}
+
+static float row_max(const float *x, int64_t n) {
+  __m256 mx = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + i));
+  if (i < n) mx = _mm256_max_ps(mx, load_tail(x + i, n - i, -INFINITY));
+  return _mm256_cvtss_f32(hmax_broadcast(mx));
+}
+
+/* y = exp(x - mx), returning the sum; the tail's fill of -inf adds zeros. */
+static float exp_shifted(const float *x, float *y, int64_t n, float mx) {
+  const __m256 vmx = _mm256_set1_ps(mx);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+    _mm256_storeu_ps(y + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  if (i < n) {
+    const __m256 e = exp8(_mm256_sub_ps(load_tail(x + i, n - i, -INFINITY), vmx));
+    _mm256_maskstore_ps(y + i, tail_mask(n - i), e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  return _mm256_cvtss_f32(hsum_broadcast(sum));
+}
+
+static void scale_span(float *y, int64_t n, float s) {
+  const __m256 vs = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), vs));
+  for (; i < n; i++) y[i] *= s;
+}
+
+typedef struct {
+  const float *x;
+  float *y;
+  int64_t n;
+} softmax_args;
+
+static void softmax_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const softmax_args *a = raw;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * a->n;
+    float *y = a->y + r * a->n;
+    scale_span(y, a->n, 1.0f / exp_shifted(x, y, a->n, row_max(x, a->n)));
+  }
+}
+
+void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_t n) {
+  softmax_args a = {x, y, n};
+  bertc_parallel_rows(p, rows, softmax_rows, &a);
+}
+
+/* ---- unary -------------------------------------------------------------------------------- */
+typedef struct {
+  const float *x;
+  float *y;
+  int act;
+} unary_args;
+
+static void unary_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const unary_args *a = raw;
+  activate_span(a->x + lo, NULL, NULL, a->y + lo, hi - lo, a->act);
+}
+
+void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
+  unary_args a = {x, y, act};
+  bertc_parallel_rows(p, n, unary_rows, &a);
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+/* Work is (batch, head, query) rows as in the reference. On entering a head a thread copies
+ * its K transposed to [D, S] in the scratch, so a query's scores are FMAs along contiguous
+ * keys; V is read in place, its rows being contiguous over D. Scratch: K^T (S*D), the score
+ * row (S), the key mask as lane masks (S) -- within BERTC_SCRATCH_ATTENTION. */
+typedef struct {
+  const float *qkv;
+  const int64_t *mask;
+  float *out;
+  int64_t S, H, heads;
+  float scale;
+} attn_args;
+
+typedef struct {
+  float *kt, *scores;
+  int32_t *keep; /* all ones where the key is attended to */
+} attn_scratch;
+
+static void attn_pack_head(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h) {
+  const int64_t S = a->S, D = a->H / a->heads, row = 3 * a->H;
+  const float *k = a->qkv + b * S * row + a->H + h * D;
+  for (int64_t j = 0; j < S; j++)
+    for (int64_t d = 0; d < D; d++) w->kt[d * S + j] = k[j * row + d];
+  for (int64_t j = 0; j < S; j++) w->keep[j] = a->mask[b * S + j] ? -1 : 0;
+}
+
+/* scores[j0, j0 + 8 nv) = masked(scale * q . K_j): nv independent accumulators over D. */
+ALWAYS_INLINE void attn_scores_block(const int nv, const float *q, const attn_scratch *w, int64_t S, int64_t D,
+                                     int64_t j0, float scale) {
+  __m256 acc[8];
+#pragma GCC unroll 8
+  for (int v = 0; v < nv; v++) acc[v] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < D; d++) {
+    const __m256 qd = _mm256_broadcast_ss(q + d);
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(w->kt + d * S + j0 + 8 * v), acc[v]);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < nv; v++) {
+    const __m256 keep = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(w->keep + j0 + 8 * v)));
+    const __m256 s = _mm256_mul_ps(acc[v], _mm256_set1_ps(scale));
+    _mm256_storeu_ps(w->scores + j0 + 8 * v, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, keep));
+  }
+}
+
+static void attn_scores(const float *q, const attn_scratch *w, int64_t S, int64_t D, float scale) {
+  int64_t j = 0;
+  for (; j + 64 <= S; j += 64) attn_scores_block(8, q, w, S, D, j, scale);
+  for (; j + 8 <= S; j += 8) attn_scores_block(1, q, w, S, D, j, scale);
+  for (; j < S; j++) {
+    float s = 0;
+    for (int64_t d = 0; d < D; d++) s += q[d] * w->kt[d * S + j];
+    w->scores[j] = w->keep[j] ? s * scale : -INFINITY;
+  }
+}
+
+/* o[d0, d0 + 8 nv) = sum_j p[j] V[j, d0 ...]: nv accumulators live across all S keys. */
+ALWAYS_INLINE void attn_values_block(const int nv, const float *p, const float *v, int64_t row, int64_t S, float *o,
+                                     int64_t d0) {
+  __m256 acc[8];
+#pragma GCC unroll 8
+  for (int c = 0; c < nv; c++) acc[c] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < S; j++) {
+    const __m256 pj = _mm256_broadcast_ss(p + j);
+#pragma GCC unroll 8
+    for (int c = 0; c < nv; c++) acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * row + d0 + 8 * c), acc[c]);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < nv; c++) _mm256_storeu_ps(o + d0 + 8 * c, acc[c]);
+}
+
+static void attn_values(const float *p, const float *v, int64_t row, int64_t S, int64_t D, float *o) {
+  int64_t d = 0;
+  for (; d + 64 <= D; d += 64) attn_values_block(8, p, v, row, S, o, d);
+  for (; d + 32 <= D; d += 32) attn_values_block(4, p, v, row, S, o, d);
+  for (; d + 8 <= D; d += 8) attn_values_block(1, p, v, row, S, o, d);
+  for (; d < D; d++) {
+    float s = 0;
+    for (int64_t j = 0; j < S; j++) s += p[j] * v[j * row + d];
+    o[d] = s;
+  }
+}
+
+static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i) {
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  const float *base = a->qkv + b * S * row;
+  float *o = a->out + (b * S + i) * H + h * D;
+  attn_scores(base + i * row + h * D, w, S, D, a->scale);
+  const float mx = row_max(w->scores, S);
+  if (mx == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
+    memset(o, 0, (size_t)D * sizeof(float));
+    return;
+  }
+  scale_span(w->scores, S, 1.0f / exp_shifted(w->scores, w->scores, S, mx));
+  attn_values(w->scores, base + 2 * H + h * D, row, S, D, o);
+}
+
+static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const attn_args *a = raw;
+  const int64_t S = a->S, D = a->H / a->heads;
+  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + S)};
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query) */
+    const int64_t i = t % S, h = (t / S) % a->heads, b = t / (S * a->heads);
+    if (t == lo || i == 0) attn_pack_head(a, &w, b, h);
+    attn_query(a, &w, b, h, i);
+  }
+}
+
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale) {
+  attn_args a = {qkv, mask, out, S, H, heads, scale};
+  bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
+}
+
+const char *bertc_kernel_impl(const char *kernel) {
+  static const char *const ours[] = {"bertc_linear_packed", "bertc_layer_norm", "bertc_softmax", "bertc_unary",
+                                     "bertc_attention"};
+  for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
+    if (strcmp(kernel, ours[i]) == 0) return "avx2";
+  return "ref";
+}
+
+#endif
