@@ -29,6 +29,9 @@ def test_isa_kernels_match_reference(isa, tmp_path):
     build = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stderr
     run = [shutil.which("qemu-aarch64"), str(exe)] if target.cross else [str(exe)]
+    tile = f"{target.tile.mr}x{target.tile.nr}"  # the tile this target compiles with, on top of the harness's list
+    r = subprocess.run(run + ["-t", "2", tile], capture_output=True, text=True, check=False, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     r = subprocess.run(run, capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     for kernel in ("bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax"):
