@@ -12,11 +12,13 @@ from bertc.targets import get_target, host_target
 from bertc.toolchain import RUNTIME, WARNINGS, find_toolchain
 
 SOURCES = ["tests/kernel_check.c", "tests/ref_renamed.c", "kernels/ref/kernels.c", "src/pool.c"]
-ISAS = ["neon"] + ([host_target().isa] if host_target().isa not in ("ref", "neon") else [])
+# neon-fp16: the NEON file built with ARMv8.2-A FP16 arithmetic, which adds the half-float-weight GEMM
+ISAS = ["neon", "neon-fp16"] + ([host_target().isa] if host_target().isa not in ("ref", "neon") else [])
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_isa_kernels_match_reference(isa, tmp_path):
+@pytest.mark.parametrize("variant", ISAS)
+def test_isa_kernels_match_reference(variant, tmp_path):
+    isa, fp16 = variant.removesuffix("-fp16"), variant.endswith("-fp16")
     target = get_target("android-arm64" if isa == "neon" else "host")
     tc = find_toolchain(target)
     isa_file = RUNTIME / "kernels" / isa / "kernels.c"
@@ -24,15 +26,17 @@ def test_isa_kernels_match_reference(isa, tmp_path):
         pytest.skip(f"no {isa} kernels in this checkout")
     exe = tmp_path / "kernel_check"
     inc = [f"-I{RUNTIME / d}" for d in ("include", "src", "kernels")]
-    cmd = [*tc.cc, *tc.cflags, *WARNINGS, *inc, "-o", str(exe), *(str(RUNTIME / s) for s in SOURCES),
+    cmd = [*tc.cc, *tc.cflags, *(tc.fp16_cflags if fp16 else ()), *WARNINGS, *inc, "-o", str(exe), *(str(RUNTIME / s) for s in SOURCES),
            str(isa_file), "-lm"]
     build = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stderr
     run = [shutil.which("qemu-aarch64"), str(exe)] if target.cross else [str(exe)]
-    tile = f"{target.tile.mr}x{target.tile.nr}"  # the tile this target compiles with, on top of the harness's list
+    tile = target.fp16_tile if fp16 else target.tile
+    tile = f"{tile.mr}x{tile.nr}"  # the tile this target compiles with, on top of the harness's list
     r = subprocess.run(run + ["-t", "2", tile], capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     r = subprocess.run(run, capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    for kernel in ("bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax"):
-        assert any(kernel in line and f"impl {isa}" in line for line in r.stdout.splitlines()), r.stdout
+    kernels = ["bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax"]
+    for kernel in kernels + (["bertc_linear_packed_f16"] if fp16 else []):
+        assert any(f"{kernel} " in line and f"impl {isa}" in line for line in r.stdout.splitlines()), r.stdout

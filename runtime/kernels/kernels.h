@@ -35,6 +35,12 @@ typedef struct {
 void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
                          const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                          const bertc_gemm_tile *tile);
+/* fp16 variant (--dtype fp16): the same panel layout, but w_packed holds IEEE binary16 values
+ * (uint16_t bits). x, bias, residual and y stay fp32; products and sums are formed in fp16
+ * where the target has FP16 arithmetic (ARMv8.2-A), else in fp32 from the widened weights. */
+void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_packed, const float *bias,
+                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                             const bertc_gemm_tile *tile);
 
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */

@@ -1,12 +1,15 @@
 /* kernel_check: every kernel the linked ISA file defines, against the reference kernels, on
  * seeded random shapes that are not multiples of any tile (plus a few BERT-sized ones), with
  * 1 and 3 threads. One line per kernel: the implementation that was linked, the worst error
- * (max abs difference over max(1, max |reference|)); exit status 1 on any error over 1e-5.
+ * (max abs difference over max(1, max |reference|)); exit status 1 on any error over 1e-5, or
+ * for bertc_linear_packed_f16 over the fp16 bound that check_linear_packed_f16 explains.
  *
  * Build and run from the repository root. ISA is the kernels file under test (nothing checks
  * the reference against itself); CC is the compiler for its target:
  *
  *   ISA=runtime/kernels/neon/kernels.c CC=".venv/bin/python -m ziglang cc -target aarch64-linux-musl -static" RUN=qemu-aarch64
+ *   ISA="runtime/kernels/neon/kernels.c -mcpu=generic+v8_2a+fullfp16" ...  (the fp16 kernel; zig's
+ *     spelling of gcc/clang's -march=armv8.2-a+fp16, which zig cc rejects; qemu's CPU has FP16)
  *   ISA="runtime/kernels/avx2/kernels.c -mavx2 -mfma" CC=gcc RUN=
  *   $CC -std=gnu11 -O3 -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime/include -Iruntime/src \
  *     -Iruntime/kernels -o kernel_check runtime/tests/kernel_check.c runtime/tests/ref_renamed.c \
@@ -24,6 +27,7 @@
 
 /* The reference copies, renamed by ref_renamed.h and compiled in ref_renamed.c. */
 extern __typeof__(bertc_linear_packed) ref_bertc_linear_packed;
+extern __typeof__(bertc_linear_packed_f16) ref_bertc_linear_packed_f16;
 extern __typeof__(bertc_linear) ref_bertc_linear;
 extern __typeof__(bertc_attention) ref_bertc_attention;
 extern __typeof__(bertc_layer_norm) ref_bertc_layer_norm;
@@ -33,7 +37,7 @@ extern __typeof__(bertc_binary) ref_bertc_binary;
 extern __typeof__(bertc_matmul) ref_bertc_matmul;
 
 #define TOLERANCE 1e-5
-#define MAX_K 1536 /* the largest K below; sizes the pool's scratch */
+#define MAX_K 3072 /* the largest K below (BERT-base's FFN down-projection); sizes the pool's scratch */
 #define RANDOM_CASES 60
 
 /* ---- seeded inputs ---------------------------------------------------------------------- */
@@ -83,17 +87,23 @@ static double error_of(const float *got, const float *want, int64_t n) {
   return err / scale;
 }
 
-static void record(result *r, const float *got, const float *want, int64_t n, const char *shape) {
+static void record_within(result *r, const float *got, const float *want, int64_t n, const char *shape,
+                          double tolerance) {
   const double err = error_of(got, want, n);
   r->cases++;
   if (err > r->worst) r->worst = err;
-  if (err <= TOLERANCE) return;
-  if (!r->failed) snprintf(r->first_failure, sizeof r->first_failure, "%s: error %.3g", shape, err);
+  if (err <= tolerance) return;
+  if (!r->failed)
+    snprintf(r->first_failure, sizeof r->first_failure, "%s: error %.3g > %.3g", shape, err, tolerance);
   r->failed++;
 }
 
+static void record(result *r, const float *got, const float *want, int64_t n, const char *shape) {
+  record_within(r, got, want, n, shape, TOLERANCE);
+}
+
 static int report(const result *r, const char *kernel) {
-  printf("  %-26s impl %-5s worst %.2e over %3d cases  %s%s\n", r->label, bertc_kernel_impl(kernel), r->worst,
+  printf("  %-31s impl %-5s worst %.2e over %3d cases  %s%s\n", r->label, bertc_kernel_impl(kernel), r->worst,
          r->cases, r->failed ? "FAIL first at " : "ok", r->failed ? r->first_failure : "");
   return r->failed != 0;
 }
@@ -135,10 +145,119 @@ static int check_linear_packed(bertc_pool *p, int mr, int nr) {
     check_packed_case(p, &r, (bertc_gemm_tile){mr, nr, kcs[c % 4]}, M, N, K, c % 5);
   }
   static const int64_t bert[][4] = {{128, 384, 384, BERTC_ACT_NONE}, {16, 1152, 384, BERTC_ACT_NONE},
-                                    {13, 1536, 384, BERTC_ACT_GELU}, {24, 384, MAX_K, BERTC_ACT_NONE}};
+                                    {13, 1536, 384, BERTC_ACT_GELU}, {24, 384, 1536, BERTC_ACT_NONE}};
   for (size_t c = 0; c < sizeof bert / sizeof *bert; c++)
     check_packed_case(p, &r, (bertc_gemm_tile){mr, nr, 256}, bert[c][0], bert[c][1], bert[c][2], (int)bert[c][3]);
   return report(&r, "bertc_linear_packed");
+}
+
+/* ---- packed linear with fp16 weights ----------------------------------------------------- */
+/* float -> binary16 bits, round to nearest even (what numpy's astype(float16) writes into
+ * weights.bin); the harness's own, so the reference's widening is checked against it. */
+static uint16_t float_to_half(float f) {
+  uint32_t b;
+  memcpy(&b, &f, sizeof b);
+  const uint16_t sign = (uint16_t)(b >> 16 & 0x8000u);
+  const uint32_t abs = b & 0x7fffffffu;
+  if (abs > 0x7f800000u) return sign | 0x7e00u; /* nan */
+  if (abs >= 0x477ff000u) return sign | 0x7c00u; /* rounds past 65504: inf */
+  if (abs < 0x38800000u) /* below 2^-14: a subnormal half, mant = round(|f| * 2^24) */
+    return sign | (uint16_t)lrintf(fabsf(f) * 16777216.0f);
+  const uint32_t m = abs + 0xfffu + (abs >> 13 & 1u); /* round the 13 dropped bits to nearest even */
+  return sign | (uint16_t)((m - 0x38000000u) >> 13);
+}
+
+static double half_value(uint16_t h) { /* the exact value, by arithmetic rather than bit moves */
+  const int exp = h >> 10 & 0x1f, mant = h & 0x3ff;
+  const double v = exp == 0x1f ? (mant ? NAN : INFINITY) : exp ? ldexp(1024 + mant, exp - 25) : ldexp(mant, -24);
+  return h & 0x8000u ? -v : v;
+}
+
+static uint16_t *pack_weights_f16(const float *w, int64_t N, int64_t K, int nr) {
+  const int64_t panels = (N + nr - 1) / nr;
+  uint16_t *wp = calloc((size_t)(panels * K * nr), sizeof(uint16_t));
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t k = 0; k < K; k++) wp[(n / nr) * K * nr + k * nr + n % nr] = float_to_half(w[n * K + k]);
+  return wp;
+}
+
+/* The bound for fp16 arithmetic. A running fp16 sum rounds with unit roundoff u = 2^-11 at the
+ * size of the sum; summed in spans of L <= 128 steps whose totals go on in fp32, K products of
+ * rms size s give a random-walk error of about u * s * sqrt(K * L / 6) ~ 4.6 u s sqrt(K), and
+ * s <= max|x| max|w|. Rounding x to fp16 adds ~u/2 per product, far less. So the error is
+ * about 5 u sqrt(K) max|x| max|w| at worst; 16x that leaves room for the tail of thousands of
+ * outputs and stays well below one missing product (max|x||w|, 1/sqrt(K) of the output). */
+static double f16_tolerance(int64_t K, float max_x, float max_w) {
+  return 16.0 * 0x1p-11 * sqrt((double)K) * max_x * max_w;
+}
+
+static void check_packed_f16_case(bertc_pool *p, result *r, result *vs32, bertc_gemm_tile tile, int64_t M,
+                                  int64_t N, int64_t K, int act) {
+  const int with_bias = rand_int(0, 2) > 0, with_res = rand_int(0, 1);
+  const float ws = 2.0f / sqrtf((float)K);
+  float *x = rand_array(M * K, -1, 1), *w = rand_array(N * K, -ws, ws), *bias = rand_array(N, -1, 1);
+  float *res = rand_array(M * N, -1, 1), *got = nan_array(M * N), *want = nan_array(M * N);
+  uint16_t *wp = pack_weights_f16(w, N, K, tile.nr);
+  const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
+  bertc_linear_packed_f16(p, x, wp, b, rs, got, M, N, K, act, &tile);
+  ref_bertc_linear_packed_f16(p, x, wp, b, rs, want, M, N, K, act, &tile);
+  char shape[96];
+  snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld kc=%d act=%d bias=%d res=%d", (long long)M, (long long)N,
+           (long long)K, tile.kc, act, with_bias, with_res);
+  record_within(r, got, want, M * N, shape, f16_tolerance(K, 1, ws));
+  if (vs32) { /* against the fp32 weights: the error --dtype fp16 adds to a model */
+    float *wp32 = pack_weights(w, N, K, tile.nr);
+    ref_bertc_linear_packed(p, x, wp32, b, rs, want, M, N, K, act, &tile);
+    record_within(vs32, got, want, M * N, shape, f16_tolerance(K, 1, ws));
+    free(wp32);
+  }
+  free(x), free(w), free(bias), free(res), free(got), free(want), free(wp);
+}
+
+static int check_linear_packed_f16(bertc_pool *p, int mr, int nr) {
+  result r = {0}, vs32 = {0};
+  snprintf(r.label, sizeof r.label, "bertc_linear_packed_f16 %dx%d", mr, nr);
+  snprintf(vs32.label, sizeof vs32.label, "  same vs fp32 weights");
+  for (int c = 0; c < RANDOM_CASES; c++) {
+    const int64_t M = rand_int(1, 37), N = rand_int(1, 70), K = rand_int(1, 90);
+    const int32_t kcs[] = {(int32_t)K, (int32_t)rand_int(1, K), 256, 7};
+    check_packed_f16_case(p, &r, NULL, (bertc_gemm_tile){mr, nr, kcs[c % 4]}, M, N, K, c % 5);
+  }
+  static const int64_t bert[][4] = {{128, 384, 384, BERTC_ACT_NONE}, {13, 1536, 384, BERTC_ACT_GELU},
+                                    {24, 384, 1536, BERTC_ACT_NONE}, {9, 384, MAX_K, BERTC_ACT_NONE}};
+  for (size_t c = 0; c < sizeof bert / sizeof *bert; c++)
+    check_packed_f16_case(p, &r, &vs32, (bertc_gemm_tile){mr, nr, 256}, bert[c][0], bert[c][1], bert[c][2],
+                          (int)bert[c][3]);
+  const int failed = report(&r, "bertc_linear_packed_f16");
+  return failed | report(&vs32, "bertc_linear_packed_f16");
+}
+
+/* Every binary16 value as a weight times x = 1: widening is exact, so the reference must give
+ * each value exactly (subnormals, inf and nan included), and so must the kernel, whose single
+ * fp16 product and sum are exact too. */
+static int check_f16_values(bertc_pool *p) {
+  result r = {.label = "bertc_linear_packed_f16 values"};
+  const int64_t N = 65536;
+  const bertc_gemm_tile tile = {8, 16, 256};
+  const float one = 1.0f;
+  uint16_t *wp = malloc((size_t)N * sizeof(uint16_t));
+  float *exact = malloc((size_t)N * sizeof(float)), *got = nan_array(N), *want = nan_array(N);
+  for (int64_t n = 0; n < N; n++) {
+    wp[n] = (uint16_t)n; /* K = 1: panel p holds columns 16p..16p+15 in order */
+    exact[n] = (float)half_value((uint16_t)n) + 0.0f; /* the +0 turns -0 into +0, as 0 + 1 * -0 does */
+  }
+  ref_bertc_linear_packed_f16(p, &one, wp, NULL, NULL, want, 1, N, 1, BERTC_ACT_NONE, &tile);
+  record_within(&r, want, exact, N, "reference vs exact", 0.0);
+  bertc_linear_packed_f16(p, &one, wp, NULL, NULL, got, 1, N, 1, BERTC_ACT_NONE, &tile);
+  record_within(&r, got, want, N, "kernel vs reference", 0.0);
+  for (int64_t n = 0; n < N; n++) /* error_of ignores the sign of zero and the nan payload */
+    if (float_to_half(exact[n]) != (uint16_t)n && !isnan(exact[n]) && n != 0x8000) {
+      if (!r.failed) snprintf(r.first_failure, sizeof r.first_failure, "float_to_half(%g) != 0x%04llx", exact[n],
+                              (long long)n);
+      r.failed++;
+    }
+  free(wp), free(exact), free(got), free(want);
+  return report(&r, "bertc_linear_packed_f16");
 }
 
 /* ---- unpacked linear and matmul --------------------------------------------------------- */
@@ -303,9 +422,10 @@ static int check_binary(bertc_pool *p) {
 }
 
 /* ---- driver ----------------------------------------------------------------------------- */
-/* The tiles the targets pick (neon 8x12, 4x16, 8x8; avx2 6x16, 4x24, 6x8) and odd ones that
- * must take an ISA file's fallback path. */
-static const int default_tiles[][2] = {{8, 12}, {4, 16}, {8, 8}, {6, 16}, {4, 24}, {6, 8}, {3, 5}, {1, 1}, {16, 16}};
+/* The tiles the targets pick (neon 8x12, 4x16, 8x8, and for fp16 weights 8x16, 8x24; avx2 6x16,
+ * 4x24, 6x8) and odd ones that must take an ISA file's fallback path. */
+static const int default_tiles[][2] = {{8, 12}, {4, 16}, {8, 8},  {8, 16}, {8, 24},
+                                       {6, 16}, {4, 24}, {6, 8},  {3, 5},  {1, 1},  {16, 16}};
 
 static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   bertc_pool *p = bertc_pool_create(threads, BERTC_SCRATCH_LINEAR(MAX_K));
@@ -324,6 +444,8 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   failed |= check_softmax(p);
   failed |= check_unary(p);
   failed |= check_binary(p);
+  for (int t = 0; t < ntiles; t++) failed |= check_linear_packed_f16(p, tiles[t][0], tiles[t][1]);
+  failed |= check_f16_values(p);
   bertc_pool_destroy(p);
   return failed;
 }

@@ -1,6 +1,6 @@
-/* ARM64 NEON kernels (fp32). Strong definitions of the hot ops; everything else resolves to
- * the weak reference kernels in ../ref/kernels.c. Tested against the reference by
- * runtime/tests/kernel_check.c. */
+/* ARM64 NEON kernels (fp32, plus the fp16-weight linear when built with FP16 arithmetic).
+ * Strong definitions of the hot ops; everything else resolves to the weak reference kernels in
+ * ../ref/kernels.c. Tested against the reference by runtime/tests/kernel_check.c. */
 #include "../kernels.h"
 
 #include <arm_neon.h>
@@ -9,6 +9,9 @@
 
 static const char *const neon_kernels[] = {
     "bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax", "bertc_unary",
+#if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC) /* built with -march=armv8.2-a+fp16 (--dtype fp16) */
+    "bertc_linear_packed_f16",
+#endif
 };
 
 const char *bertc_kernel_impl(const char *kernel) {
@@ -127,11 +130,20 @@ static void epilogue_row(float *y, const float *bias, const float *res, int64_t 
 }
 
 /* ---- packed linear -------------------------------------------------------------------- */
+/* The fp32 and fp16 kernels share the blocking below; only the element type of packed x and of
+ * the weight panels differs, so the micro-kernel and the x packer take untyped pointers. */
+typedef void (*micro_fn)(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate);
+typedef void (*pack_fn)(const float *x, void *xp, int64_t m0, int64_t rows, int mr, int64_t K);
+
 typedef struct {
-  const float *x, *w, *bias, *res;
+  const float *x, *bias, *res;
+  const void *w; /* panels of float, or of binary16 for bertc_linear_packed_f16 */
   float *y;
   int64_t M, N, K, kc;
   int act, mr, nr;
+  int64_t elem;   /* bytes per packed x and w element: sizeof(float) or sizeof(float16_t) */
+  micro_fn micro; /* NULL when no micro-kernel fits the tile: a row-at-a-time loop runs instead */
+  pack_fn pack;
   int64_t panels, groups; /* work item t = (mr block t / groups, panel group t % groups) */
 } packed_args;
 
@@ -169,14 +181,13 @@ static inline __attribute__((always_inline)) void micro_tile(const int MR, const
 }
 #undef FMA_ROW
 
-typedef void (*micro_fn)(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate);
-static void micro_8x12(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+static void micro_8x12(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
   micro_tile(8, 3, xp, wp, kc, c, ldc, accumulate);
 }
-static void micro_4x16(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+static void micro_4x16(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
   micro_tile(4, 4, xp, wp, kc, c, ldc, accumulate);
 }
-static void micro_8x8(const float *xp, const float *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+static void micro_8x8(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
   micro_tile(8, 2, xp, wp, kc, c, ldc, accumulate);
 }
 
@@ -188,7 +199,8 @@ static micro_fn micro_for(int mr, int nr) {
 }
 
 /* xp[k * mr + r] = x[m0 + r, k], rows past M zero: the micro-kernel reads mr rows per k. */
-static void pack_x_block(const float *x, float *xp, int64_t m0, int64_t rows, int mr, int64_t K) {
+static void pack_x_block(const float *x, void *xp_raw, int64_t m0, int64_t rows, int mr, int64_t K) {
+  float *xp = xp_raw;
   for (int64_t r = 0; r < mr; r++) {
     const float *src = x + (m0 + r) * K;
     for (int64_t k = 0; k < K; k++) xp[k * mr + r] = r < rows ? src[k] : 0.0f;
@@ -197,23 +209,24 @@ static void pack_x_block(const float *x, float *xp, int64_t m0, int64_t rows, in
 
 /* One tile of y (rows x cols at y0) over K block [k0, k0 + kc). Edge tiles run the same
  * micro-kernel on a full-size staging tile, since the panel is zero-padded past N. */
-static void run_tile(micro_fn micro, const packed_args *a, const float *xp, const float *wp, float *y0,
-                     int64_t rows, int64_t cols, int64_t k0, int64_t kc) {
+static void run_tile(const packed_args *a, const char *xp, const char *wp, float *y0, int64_t rows, int64_t cols,
+                     int64_t k0, int64_t kc) {
   const int mr = a->mr, nr = a->nr;
+  const char *xk = xp + k0 * mr * a->elem, *wk = wp + k0 * nr * a->elem;
   if (rows == mr && cols == nr) {
-    micro(xp + k0 * mr, wp + k0 * nr, kc, y0, a->N, k0 > 0);
+    a->micro(xk, wk, kc, y0, a->N, k0 > 0);
     return;
   }
-  float tile[8 * 16] = {0};
+  float tile[8 * 24] = {0}; /* the largest micro tile, fp16's 8x24 */
   for (int64_t r = 0; r < rows && k0 > 0; r++) memcpy(tile + r * nr, y0 + r * a->N, (size_t)cols * sizeof(float));
-  micro(xp + k0 * mr, wp + k0 * nr, kc, tile, nr, k0 > 0);
+  a->micro(xk, wk, kc, tile, nr, k0 > 0);
   for (int64_t r = 0; r < rows; r++) memcpy(y0 + r * a->N, tile + r * nr, (size_t)cols * sizeof(float));
 }
 
 /* K blocks outermost so an mr x kc slice of packed x stays in L1 across all panels. The
  * epilogue runs per tile right after its last K block, while the tile is still in L1 (in
  * registers it would spill: 24 accumulators leave too few for the erf polynomial). */
-static void packed_block(const packed_args *a, micro_fn micro, const float *xp, int64_t m0, int64_t p0, int64_t p1) {
+static void packed_block(const packed_args *a, const char *xp, int64_t m0, int64_t p0, int64_t p1) {
   const int64_t rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
   for (int64_t k0 = 0; k0 < a->K; k0 += a->kc) {
     const int64_t kc = a->K - k0 < a->kc ? a->K - k0 : a->kc;
@@ -221,7 +234,7 @@ static void packed_block(const packed_args *a, micro_fn micro, const float *xp, 
     for (int64_t p = p0; p < p1; p++) {
       const int64_t n0 = p * a->nr, cols = a->N - n0 < a->nr ? a->N - n0 : a->nr;
       float *y0 = a->y + m0 * a->N + n0;
-      run_tile(micro, a, xp, a->w + p * a->K * a->nr, y0, rows, cols, k0, kc);
+      run_tile(a, xp, (const char *)a->w + p * a->K * a->nr * a->elem, y0, rows, cols, k0, kc);
       for (int64_t r = 0; r < rows && last; r++)
         epilogue_row(y0 + r * a->N, a->bias ? a->bias + n0 : NULL, a->res ? a->res + (m0 + r) * a->N + n0 : NULL,
                      cols, a->act);
@@ -231,16 +244,29 @@ static void packed_block(const packed_args *a, micro_fn micro, const float *xp, 
 
 static void packed_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const packed_args *a = raw;
-  const micro_fn micro = micro_for(a->mr, a->nr);
   const int64_t per_group = (a->panels + a->groups - 1) / a->groups;
   int64_t packed = -1; /* consecutive items of one thread often share the mr block */
   for (int64_t t = lo; t < hi; t++) {
     const int64_t mb = t / a->groups, g = t % a->groups, m0 = mb * a->mr;
     const int64_t p0 = g * per_group, p1 = p0 + per_group < a->panels ? p0 + per_group : a->panels;
-    if (mb != packed) pack_x_block(a->x, scratch, m0, a->M - m0 < a->mr ? a->M - m0 : a->mr, a->mr, a->K);
+    if (mb != packed) a->pack(a->x, scratch, m0, a->M - m0 < a->mr ? a->M - m0 : a->mr, a->mr, a->K);
     packed = mb;
-    if (p0 < p1) packed_block(a, micro, scratch, m0, p0, p1);
+    if (p0 < p1) packed_block(a, (const char *)scratch, m0, p0, p1);
   }
+}
+
+/* Whole mr blocks per thread; when there are fewer blocks than threads (short sequences),
+ * split the panels too so every thread has work. Tiles without a micro-kernel go row by row. */
+static void packed_linear(bertc_pool *p, packed_args *a, bertc_rows_fn rows_generic) {
+  if (!a->micro) {
+    bertc_parallel_rows(p, a->M, rows_generic, a);
+    return;
+  }
+  const int64_t blocks = (a->M + a->mr - 1) / a->mr, threads = bertc_pool_threads(p);
+  a->panels = (a->N + a->nr - 1) / a->nr;
+  a->groups = blocks >= threads ? 1 : (threads + blocks - 1) / blocks;
+  if (a->groups > a->panels) a->groups = a->panels;
+  bertc_parallel_rows(p, blocks * a->groups, packed_items, a);
 }
 
 /* Any other tile: one row at a time, columns four at a time, same epilogue. */
@@ -251,7 +277,7 @@ static void packed_rows_generic(void *raw, int64_t lo, int64_t hi, float *scratc
     const float *x = a->x + m * K;
     float *y = a->y + m * N;
     for (int64_t n0 = 0; n0 < N; n0 += nr) {
-      const float *panel = a->w + (n0 / nr) * K * nr;
+      const float *panel = (const float *)a->w + (n0 / nr) * K * nr;
       const int64_t cols = N - n0 < nr ? N - n0 : nr;
       int64_t j = 0;
       for (; j + 4 <= cols; j += 4) {
@@ -272,19 +298,140 @@ static void packed_rows_generic(void *raw, int64_t lo, int64_t hi, float *scratc
 void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
                          const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                          const bertc_gemm_tile *tile) {
-  packed_args a = {x, w_packed, bias, residual, y, M, N, K, tile->kc > 0 ? tile->kc : K, act, tile->mr, tile->nr, 0, 1};
-  if (!micro_for(tile->mr, tile->nr)) {
-    bertc_parallel_rows(p, M, packed_rows_generic, &a);
-    return;
-  }
-  /* Whole mr blocks per thread; when there are fewer blocks than threads (short sequences),
-   * split the panels too so every thread has work. */
-  const int64_t blocks = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
-  a.panels = (N + a.nr - 1) / a.nr;
-  a.groups = blocks >= threads ? 1 : (threads + blocks - 1) / blocks;
-  if (a.groups > a.panels) a.groups = a.panels;
-  bertc_parallel_rows(p, blocks * a.groups, packed_items, &a);
+  packed_args a = {.x = x, .bias = bias, .res = residual, .w = w_packed, .y = y, .M = M, .N = N, .K = K,
+                   .kc = tile->kc > 0 ? tile->kc : K, .act = act, .mr = tile->mr, .nr = tile->nr,
+                   .elem = sizeof(float), .micro = micro_for(tile->mr, tile->nr), .pack = pack_x_block};
+  packed_linear(p, &a, packed_rows_generic);
 }
+
+#if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC)
+/* ---- packed linear, fp16 weights (ARMv8.2-A FP16 arithmetic) --------------------------- */
+/* x is rounded to fp16 as it is packed and the micro-kernel multiplies and adds in fp16: 8 lanes
+ * per register, twice fp32's. But fp16 keeps 11 significant bits, and a running sum rounds at the
+ * size of the sum: over K = 3072 steps that costs ~3 digits. So at most F16_SPAN steps are summed
+ * in fp16; each span's sums are then widened and added to the fp32 tile in memory, which adds
+ * one fp32 load/add/store per 16 halves of output per span (~5% of the FMAs at 128). Values
+ * past fp16's range (|x| or a partial sum > 65504) become inf: BERT activations stay far below. */
+#define F16_SPAN 128
+
+/* MR = 8 rows (one q-register of packed x holds a k step), NV q-registers of 8 columns plus, with
+ * HALF, one d-register of 4: 8x8, 8x12, 8x16 and 8x24 (8 * 3 + 3 + 1 = 28 registers). */
+#define FMA_ROW_F16(r)                                                                      \
+  do {                                                                                      \
+    for (int v = 0; v < NV; v++) acc[r][v] = vfmaq_laneq_f16(acc[r][v], w[v], xv, r);       \
+    if (HALF) acc4[r] = vfma_laneq_f16(acc4[r], w4, xv, r);                                 \
+  } while (0)
+
+static inline __attribute__((always_inline)) void micro_tile_f16(const int NV, const int HALF, const float16_t *xp,
+                                                                 const float16_t *wp, int64_t kc, float *c,
+                                                                 int64_t ldc, int accumulate) {
+  float16x8_t acc[8][3];
+  float16x4_t acc4[8];
+  for (int r = 0; r < 8; r++) {
+    for (int v = 0; v < NV; v++) acc[r][v] = vdupq_n_f16(0);
+    acc4[r] = vdup_n_f16(0);
+  }
+  for (int64_t k = 0; k < kc; k++, xp += 8, wp += 8 * NV + 4 * HALF) {
+    float16x8_t w[3];
+    for (int v = 0; v < NV; v++) w[v] = vld1q_f16(wp + 8 * v);
+    const float16x4_t w4 = HALF ? vld1_f16(wp + 8 * NV) : vdup_n_f16(0);
+    const float16x8_t xv = vld1q_f16(xp);
+    FMA_ROW_F16(0);
+    FMA_ROW_F16(1);
+    FMA_ROW_F16(2);
+    FMA_ROW_F16(3);
+    FMA_ROW_F16(4);
+    FMA_ROW_F16(5);
+    FMA_ROW_F16(6);
+    FMA_ROW_F16(7);
+  }
+  for (int r = 0; r < 8; r++) {
+    float *cr = c + r * ldc;
+    for (int v = 0; v < NV; v++) {
+      float32x4_t lo = vcvt_f32_f16(vget_low_f16(acc[r][v])), hi = vcvt_high_f32_f16(acc[r][v]);
+      if (accumulate) {
+        lo = vaddq_f32(lo, vld1q_f32(cr + 8 * v));
+        hi = vaddq_f32(hi, vld1q_f32(cr + 8 * v + 4));
+      }
+      vst1q_f32(cr + 8 * v, lo);
+      vst1q_f32(cr + 8 * v + 4, hi);
+    }
+    if (HALF) {
+      float32x4_t q = vcvt_f32_f16(acc4[r]);
+      if (accumulate) q = vaddq_f32(q, vld1q_f32(cr + 8 * NV));
+      vst1q_f32(cr + 8 * NV, q);
+    }
+  }
+}
+#undef FMA_ROW_F16
+
+static void micro_f16_8x8(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+  micro_tile_f16(1, 0, xp, wp, kc, c, ldc, accumulate);
+}
+static void micro_f16_8x12(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+  micro_tile_f16(1, 1, xp, wp, kc, c, ldc, accumulate);
+}
+static void micro_f16_8x16(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+  micro_tile_f16(2, 0, xp, wp, kc, c, ldc, accumulate);
+}
+static void micro_f16_8x24(const void *xp, const void *wp, int64_t kc, float *c, int64_t ldc, int accumulate) {
+  micro_tile_f16(3, 0, xp, wp, kc, c, ldc, accumulate);
+}
+
+static micro_fn micro_for_f16(int mr, int nr) {
+  if (mr != 8) return NULL;
+  if (nr == 8) return micro_f16_8x8;
+  if (nr == 12) return micro_f16_8x12;
+  if (nr == 16) return micro_f16_8x16;
+  if (nr == 24) return micro_f16_8x24;
+  return NULL;
+}
+
+/* pack_x_block, rounding x to fp16 (round to nearest even, as FPCR leaves it). */
+static void pack_x_block_f16(const float *x, void *xp_raw, int64_t m0, int64_t rows, int mr, int64_t K) {
+  float16_t *xp = xp_raw;
+  for (int64_t r = 0; r < mr; r++) {
+    const float *src = x + (m0 + r) * K;
+    for (int64_t k = 0; k < K; k++) xp[k * mr + r] = r < rows ? (float16_t)src[k] : (float16_t)0.0f;
+  }
+}
+
+/* Any other tile: one row at a time from the widened weights in fp32, as the reference does. */
+static void packed_rows_generic_f16(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const packed_args *a = raw;
+  const int64_t N = a->N, K = a->K, nr = a->nr;
+  for (int64_t m = lo; m < hi; m++) {
+    const float *x = a->x + m * K;
+    float *y = a->y + m * N;
+    for (int64_t n0 = 0; n0 < N; n0 += nr) {
+      const float16_t *panel = (const float16_t *)a->w + (n0 / nr) * K * nr;
+      const int64_t cols = N - n0 < nr ? N - n0 : nr;
+      int64_t j = 0;
+      for (; j + 4 <= cols; j += 4) {
+        float32x4_t acc = vdupq_n_f32(0.0f);
+        for (int64_t k = 0; k < K; k++) acc = vfmaq_n_f32(acc, vcvt_f32_f16(vld1_f16(panel + k * nr + j)), x[k]);
+        vst1q_f32(y + n0 + j, acc);
+      }
+      for (; j < cols; j++) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < K; k++) acc += x[k] * (float)panel[k * nr + j];
+        y[n0 + j] = acc;
+      }
+    }
+    epilogue_row(y, a->bias, a->res ? a->res + m * N : NULL, N, a->act);
+  }
+}
+
+void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_packed, const float *bias,
+                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                             const bertc_gemm_tile *tile) {
+  const int64_t kc = tile->kc > 0 && tile->kc < F16_SPAN ? tile->kc : F16_SPAN;
+  packed_args a = {.x = x, .bias = bias, .res = residual, .w = w_packed, .y = y, .M = M, .N = N, .K = K,
+                   .kc = kc, .act = act, .mr = tile->mr, .nr = tile->nr, .elem = sizeof(float16_t),
+                   .micro = micro_for_f16(tile->mr, tile->nr), .pack = pack_x_block_f16};
+  packed_linear(p, &a, packed_rows_generic_f16);
+}
+#endif
 
 /* ---- layer norm ------------------------------------------------------------------------ */
 typedef struct { const float *x, *res, *g, *b; float *y; int64_t n; float eps; } ln_args;

@@ -93,26 +93,44 @@ typedef struct { const float *table; const int64_t *ids; float *out; int64_t dim
 /* ---- packed linear: any tile; the layout is the one kernels.h documents ---------------- */
 typedef struct {
   const float *x, *w, *bias, *res;
+  const uint16_t *w16; /* binary16 weights (bertc_linear_packed_f16), or NULL: w holds them */
   float *y;
   int64_t N, K;
   int act, nr;
 } packed_args;
 
-static void packed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
-  (void)scratch;
-  const packed_args *a = raw;
+/* IEEE binary16 bits -> float, exactly (every half is a float), without _Float16 so that any
+ * C compiler builds the reference. Selects rather than branches, so the loop below vectorises. */
+static inline float half_to_float(uint16_t h) {
+  const uint32_t em = h & 0x7fffu; /* exponent and mantissa */
+  /* normal: rebias the exponent 15 -> 127; inf and nan (exponent 31) go to 255, payload kept */
+  uint32_t bits = (em << 13) + (em >= 0x7c00u ? 224u << 23 : 112u << 23);
+  float v;
+  memcpy(&v, &bits, sizeof v);
+  v = em < 0x400u ? (float)em * 0x1p-24f : v; /* zero and subnormals: mant * 2^-24, exact */
+  memcpy(&bits, &v, sizeof bits);
+  bits |= (uint32_t)(h & 0x8000u) << 16;
+  memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+/* One loop for both weight types: `f16` is a constant in each caller, so the branch folds away. */
+static inline __attribute__((always_inline)) void packed_rows_of(const packed_args *a, int64_t lo, int64_t hi,
+                                                                 int f16) {
   const int64_t N = a->N, K = a->K, nr = a->nr;
+  const float *w32 = a->w;
+  const uint16_t *w16 = a->w16;
   for (int64_t m = lo; m < hi; m++) {
     const float *x = a->x + m * K;
     float *y = a->y + m * N;
     for (int64_t n0 = 0; n0 < N; n0 += nr) {
-      const float *panel = a->w + (n0 / nr) * K * nr;
+      const int64_t panel = (n0 / nr) * K * nr;
       const int64_t cols = N - n0 < nr ? N - n0 : nr;
       for (int64_t j = 0; j < cols; j++) y[n0 + j] = a->bias ? a->bias[n0 + j] : 0.0f;
       for (int64_t k = 0; k < K; k++) {
         const float xv = x[k];
-        const float *w = panel + k * nr;
-        for (int64_t j = 0; j < cols; j++) y[n0 + j] += xv * w[j];
+        const int64_t w = panel + k * nr;
+        for (int64_t j = 0; j < cols; j++) y[n0 + j] += xv * (f16 ? half_to_float(w16[w + j]) : w32[w + j]);
       }
     }
     for (int64_t n = 0; n < N; n++) {
@@ -122,11 +140,30 @@ static void packed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   }
 }
 
+static void packed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  packed_rows_of(raw, lo, hi, 0);
+}
+
+static void packed_rows_f16(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  packed_rows_of(raw, lo, hi, 1);
+}
+
 BERTC_WEAK void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, const float *bias,
                                     const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                                     const bertc_gemm_tile *tile) {
-  packed_args a = {x, w_packed, bias, residual, y, N, K, act, tile->nr};
+  packed_args a = {x, w_packed, bias, residual, NULL, y, N, K, act, tile->nr};
   bertc_parallel_rows(p, M, packed_rows, &a);
+}
+
+/* Widens each weight and sums in fp32: the expected values for an fp16 kernel, and what runs on
+ * targets without FP16 arithmetic. */
+BERTC_WEAK void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_packed, const float *bias,
+                                        const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                                        const bertc_gemm_tile *tile) {
+  packed_args a = {x, NULL, bias, residual, w_packed, y, N, K, act, tile->nr};
+  bertc_parallel_rows(p, M, packed_rows_f16, &a);
 }
 
 static void embed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
