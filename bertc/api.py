@@ -94,9 +94,18 @@ def _report(module: ir.Module, emitted, timings: dict[str, float]) -> dict[str, 
 
 def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Path | None = None, *, batch: int = 1,
             trust_pickle: bool = False, config: str | Path | None = None, dump_dir: str | Path | None = None,
-            progress: bool = False) -> Artifact:
-    """Compile a model (transformers object or MODEL path) into an artifact folder."""
+            progress: bool = False, dtype: str = "fp32") -> Artifact:
+    """Compile a model (transformers object or MODEL path) into an artifact folder.
+
+    ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
+    arithmetic (ARM64 targets); activations stay fp32.
+    """
     tgt = get_target(target)  # names the supported targets when this one is unknown
+    if dtype not in ("fp32", "fp16"):
+        raise BertcError(f"unknown dtype '{dtype}': use fp32 or fp16")
+    if dtype == "fp16" and tgt.fp16_tile is None:
+        raise BertcError(f"--dtype fp16 needs an ARM64 target (ARMv8.2-A FP16 arithmetic); target '{target}' "
+                         f"is {tgt.arch} with {tgt.isa} kernels: use --target android-arm64, or fp32")
     if out is None:
         stem = Path(str(model)).stem if isinstance(model, (str, Path)) else type(model).__name__.lower()
         out = Path(f"{stem}.bertc")
@@ -118,6 +127,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     with context, ir.Location.unknown():
         _annotate(module, loaded)
         module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
+        module.operation.attributes["bertc.dtype"] = ir.StringAttr.get("f16" if dtype == "fp16" else "f32")
         run_pipeline(module, PIPELINE, ctx, Path(dump_dir) if dump_dir else None, progress=step)
     timings["passes"] = time.perf_counter() - t
     emitted = ctx.outputs["emit-c"]
@@ -132,7 +142,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
         (tmp / "weights.bin").write_bytes(emitted.weights)
         # a content-derived name: ctypes would reuse an already loaded library of the same name
         lib_stem = f"libbertc_model.{hashlib.sha256(emitted.source.encode() + emitted.weights_sha256.encode()).hexdigest()[:16]}"
-        lib, _ = build(toolchain, tgt, tmp / "src" / "model.c", tmp, lib_stem)
+        lib, _ = build(toolchain, tgt, tmp / "src" / "model.c", tmp, lib_stem, fp16=dtype == "fp16")
         if loaded.tokenizer_dir is not None:
             tok = tmp / "tokenizer"
             tok.mkdir()
@@ -148,6 +158,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
             "target": target,
             "arch": tgt.arch,
             "isa": tgt.isa,
+            "dtype": dtype,
             "toolchain": toolchain.name,
             "library": lib.name,
             "tool": "bertc_run",

@@ -36,7 +36,7 @@ def _compile(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     art = compile_model(args.model, target=args.target, seq_len=args.seq_len, batch=args.batch, out=args.output,
                         trust_pickle=args.trust_pickle, config=args.config, dump_dir=args.dump_dir,
-                        progress=not args.quiet)
+                        progress=not args.quiet, dtype=args.dtype)
     rep = art.report
     mem = rep["memory"]
     print(f"wrote {art.path} in {time.perf_counter() - t:.1f} s: target {args.target}, batch {args.batch}, "
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seq-len", type=int, default=128, help="compiled sequence length; shorter inputs are "
                    "padded and masked at run time (default: 128)")
     c.add_argument("--batch", type=int, default=1, help="compiled batch size (default: 1)")
+    c.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="GEMM precision: fp16 stores the "
+                   "weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets only; "
+                   "activations stay fp32). Default: fp32")
     c.add_argument("--config", help="config.json for a state dict or .pt2 saved without one")
     c.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled whole module "
                    "(runs code from the file)")

@@ -35,14 +35,17 @@ class Target:
     description: str
 
     @property
-    def fp16_cflags(self) -> list[str] | None:
-        """Flags that enable FP16 vector arithmetic, or None where bertc has no fp16 kernels."""
-        return ["-march=armv8.2-a+fp16"] if self.isa == "neon" else None
+    def fp16_tile(self) -> Tile | None:
+        """The tile for half-float weights (--dtype fp16), or None where bertc has no fp16 kernels."""
+        return NEON_F16_TILE if self.isa == "neon" else None
 
 
 # Register budgets: NEON has 32 q-registers (8x12 -> 24 accumulators of 4 lanes, 3 for B, 2
 # for A); AVX2 has 16 ymm (6x16 -> 12 accumulators of 8 lanes, 2 for B, 1 broadcast).
 NEON_TILE = Tile(mr=8, nr=12, kc=256)
+# fp16 (ARMv8.2-A): 8 lanes per q-register, 8x24 -> 24 accumulators; kc = 128 is also the span the
+# kernel sums in fp16 before adding into the fp32 tile (runtime/kernels/neon/kernels.c, F16_SPAN).
+NEON_F16_TILE = Tile(mr=8, nr=24, kc=128)
 AVX2_TILE = Tile(mr=6, nr=16, kc=256)
 # AVX-512 (same kernels file, 512-bit path under -march=native): 32 zmm, 12x32 -> 24 accumulators of
 # 16 lanes; nr=32 divides every BERT width (256 ... 3072), so no panel is padded.

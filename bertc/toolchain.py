@@ -40,6 +40,7 @@ class Toolchain:
     ar: list[str] | None  # set for static toolchains
     cflags: list[str]
     detail: str  # where it was found, for `bertc toolchains`
+    fp16_cflags: tuple[str, ...] = ("-march=armv8.2-a+fp16",)  # ARMv8.2-A FP16 arithmetic (--dtype fp16)
 
     @property
     def static(self) -> bool:
@@ -69,7 +70,8 @@ def _zig() -> Toolchain | None:
         return None
     zig = [sys.executable, "-m", "ziglang"]
     return Toolchain("zig", [*zig, "cc", "-target", "aarch64-linux-musl"], [*zig, "ar"],
-                     ["-std=gnu11", "-O3", "-static", "-pthread"], "python -m ziglang (PyPI ziglang)")
+                     ["-std=gnu11", "-O3", "-static", "-pthread"], "python -m ziglang (PyPI ziglang)",
+                     ("-mcpu=generic+v8_2a+fullfp16",))  # zig cc refuses -march=armv8.2-a+fp16
 
 
 def _gcc_cross() -> Toolchain | None:
@@ -122,9 +124,14 @@ def kernel_sources(target: Target) -> list[Path]:
     return sources + [isa] if target.isa != "ref" and isa.exists() else sources
 
 
-def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem: str) -> tuple[Path, Path]:
-    """Compile runtime + model into the library (shared, or static for static toolchains) and bertc_run."""
+def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem: str,
+          fp16: bool = False) -> tuple[Path, Path]:
+    """Compile runtime + model into the library (shared, or static for static toolchains) and bertc_run.
+
+    ``fp16`` builds with FP16 arithmetic, which the half-float-weight kernels need."""
     inc = [f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", f"-I{RUNTIME / 'kernels'}"]
+    if fp16:
+        tc = Toolchain(tc.name, tc.cc, tc.ar, tc.cflags + list(tc.fp16_cflags), tc.detail, tc.fp16_cflags)
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     objs = []

@@ -87,11 +87,11 @@ class WeightsImage:
             if layout == "kn":  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N
                 arr = arr.T
             elif layout.startswith("panels"):  # kernels.h: [N, K] -> [ceil(N/nr), K, nr], zero-padded
-                nr = int(layout.split(":")[1])
+                _, nr, dtype = layout.split(":")
                 n, k = arr.shape
-                padded = np.zeros((-(-n // nr) * nr, k), arr.dtype)
+                padded = np.zeros((-(-n // int(nr)) * int(nr), k), np.float16 if dtype == "f16" else arr.dtype)
                 padded[:n] = arr
-                arr = padded.reshape(-1, nr, k).transpose(0, 2, 1)
+                arr = padded.reshape(-1, int(nr), k).transpose(0, 2, 1)
             data = np.ascontiguousarray(arr).tobytes()
             self.blob.extend(b"\0" * (-len(self.blob) % 64))
             self.offsets[key] = len(self.blob)
@@ -106,7 +106,7 @@ class Emitter:
         self.kernels: set[str] = set()
 
     def ptr(self, value: ir.Value, layout: str = "as-is") -> str:
-        ctype = C_TYPES.get(dtype_of(value))
+        ctype = "uint16_t" if layout.endswith(":f16") else C_TYPES.get(dtype_of(value))  # half-float bits
         if ctype is None:
             raise BertcError(f"tensors of {dtype_of(value)} are not supported by emit-c")
         if value in self.arena:
@@ -165,9 +165,11 @@ def emit_linear(e: Emitter, op) -> str:
     bias = e.ptr(op.bias) if op.bias is not None else "NULL"
     res = e.ptr(op.residual) if op.residual is not None else "NULL"
     act = ACT[op.attributes["activation"].value]
-    if "bertc.tile" in op.attributes:  # --pack-weights chose a tile
+    if "bertc.tile" in op.attributes:  # --pack-weights chose a tile (and maybe half-float weights)
         mr, nr, kc = ir.DenseI64ArrayAttr(op.attributes["bertc.tile"])
-        return e.call("bertc_linear_packed", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1], f"panels:{nr}"),
+        f16 = "bertc.weight_dtype" in op.attributes and op.attributes["bertc.weight_dtype"].value == "f16"
+        w = e.ptr(op.operands[1], f"panels:{nr}:{'f16' if f16 else 'f32'}")
+        return e.call("bertc_linear_packed_f16" if f16 else "bertc_linear_packed", "p", e.ptr(op.operands[0]), w,
                       bias, res, e.out(op), m, n, k, act, f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}")
     return e.call("bertc_linear", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1], "kn"), bias, res, e.out(op),
                   m, n, k, act)

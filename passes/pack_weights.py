@@ -13,7 +13,11 @@ weights.bin (panels of nr columns, K-major inside a panel, the last panel zero-p
 runtime/kernels/kernels.h) and which micro-kernel tile the call uses. Only a linear whose weight is
 a constant (weight, concat of weights) can be packed ahead of time; others are left alone.
 
-Options: ``pack-weights{mr=8 nr=12 kc=256}``; each defaults to the target's value.
+With ``dtype=f16`` (``bertc compile --dtype fp16``: the module's ``bertc.dtype``) the packed
+weights are stored as IEEE half floats, ``bertc.weight_dtype = "f16"``, and the GEMM runs on the
+target's FP16 arithmetic; activations, bias and residual stay fp32.
+
+Options: ``pack-weights{mr=8 nr=12 kc=256 dtype=f32}``; each defaults to the target's / module's value.
 """
 
 from __future__ import annotations
@@ -25,11 +29,15 @@ from .common import PassContext, func_ops, producer
 CONSTANT_OPS = ("bertc.weight", "bertc.constant", "bertc.concat")
 
 
-def _target_tile(module: ir.Operation) -> tuple[int, int, int]:
+def _target_tile(module: ir.Operation, dtype: str) -> tuple[int, int, int]:
+    from bertc.errors import BertcError
     from bertc.targets import get_target
 
     name = module.attributes["bertc.target"].value if "bertc.target" in module.attributes else "host"
-    t = get_target(name).tile
+    target = get_target(name)
+    t = target.tile if dtype == "f32" else target.fp16_tile
+    if t is None:
+        raise BertcError(f"--pack-weights dtype={dtype}: target '{name}' has no {dtype} kernels; use f32")
     return t.mr, t.nr, t.kc
 
 
@@ -37,9 +45,9 @@ def _option_tile(ctx: PassContext, default: tuple[int, int, int]) -> tuple[int, 
     from bertc.errors import BertcError
 
     opts = ctx.options.get("pack-weights", {})
-    unknown = set(opts) - {"mr", "nr", "kc"}
+    unknown = set(opts) - {"mr", "nr", "kc", "dtype"}
     if unknown:
-        raise BertcError(f"--pack-weights has no option {sorted(unknown)}; it takes mr, nr, kc")
+        raise BertcError(f"--pack-weights has no option {sorted(unknown)}; it takes mr, nr, kc, dtype")
     tile = []
     for key, value in zip(("mr", "nr", "kc"), default):
         v = opts.get(key, str(value))
@@ -50,8 +58,19 @@ def _option_tile(ctx: PassContext, default: tuple[int, int, int]) -> tuple[int, 
     return tile[0], tile[1], tile[2]
 
 
+def _weight_dtype(module: ir.Operation, ctx: PassContext) -> str:
+    from bertc.errors import BertcError
+
+    default = module.attributes["bertc.dtype"].value if "bertc.dtype" in module.attributes else "f32"
+    dtype = ctx.options.get("pack-weights", {}).get("dtype", default)
+    if dtype not in ("f32", "f16"):
+        raise BertcError(f"--pack-weights dtype={dtype}: expected f32 or f16")
+    return dtype
+
+
 def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
-    tile = _option_tile(ctx, _target_tile(module))
+    dtype = _weight_dtype(module, ctx)
+    tile = _option_tile(ctx, _target_tile(module, dtype))
     attr = ir.DenseI64ArrayAttr.get(list(tile))
     for op in func_ops(module):
         if op.operation.name != "bertc.linear":
@@ -59,3 +78,5 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
         w = producer(op.operands[1])
         if w is not None and w.operation.name in CONSTANT_OPS:
             op.attributes["bertc.tile"] = attr
+            if dtype == "f16":
+                op.attributes["bertc.weight_dtype"] = ir.StringAttr.get(dtype)

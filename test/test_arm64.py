@@ -115,3 +115,27 @@ def test_toolchains_command_lists_what_each_target_uses():
     assert r.returncode == 0
     assert "android-arm64   zig" in r.stdout and "host            cc" in r.stdout
     assert "ANDROID_NDK_HOME" in r.stdout  # how to get the NDK, which is not installed here
+
+
+def test_fp16_weights_on_neon_fp16_arithmetic(minilm_path, tmp_path):
+    """--dtype fp16: half-float GEMM weights and FP16 multiply-adds; its error against PyTorch's
+    fp32 is bounded and reported beside the fp32 artifact's."""
+    model = T.AutoModel.from_pretrained(minilm_path).eval()
+    ids, mask, types = random_inputs(1, 32, 30000, seed=8, pad_from=27)
+    ref = reference(model, ids, mask, types)
+    errors = {}
+    for dtype in ("fp32", "fp16"):
+        art = bertc.compile(minilm_path, target="android-arm64", seq_len=32, out=tmp_path / f"{dtype}.bertc",
+                            dtype=dtype)
+        assert art.manifest["dtype"] == dtype
+        phone = art.load(threads=2)
+        errors[dtype] = max_error(phone(ids, mask, types), ref, mask)
+        assert phone.last_report["kernels"].get("bertc_linear_packed_f16") == ("neon" if dtype == "fp16" else None)
+    print(f"max |bertc - torch fp32| on MiniLM: fp32 {errors['fp32']:.2e}, fp16 {errors['fp16']:.2e}")
+    assert errors["fp32"] <= TOL
+    assert errors["fp32"] < errors["fp16"] <= 5e-2  # half precision: about 3 decimal digits per weight
+
+
+def test_fp16_needs_an_arm64_target(tmp_path):
+    with pytest.raises(bertc.BertcError, match="--dtype fp16 needs an ARM64 target"):
+        bertc.compile(tiny_model("bert"), target="host", seq_len=8, out=tmp_path / "x.bertc", dtype="fp16")

@@ -3,6 +3,9 @@
 // RUN: not bertc-opt %s --split-input-file "--pack-weights{nr=0}" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not bertc-opt %s --split-input-file "--pack-weights{mr=17}" 2>&1 | FileCheck %s --check-prefix=BIGMR
 // RUN: not bertc-opt %s --split-input-file "--pack-weights{tile=8}" 2>&1 | FileCheck %s --check-prefix=UNKNOWN
+// RUN: bertc-opt %s --split-input-file "--pack-weights{dtype=f16}" | FileCheck %s --check-prefix=F16
+// RUN: not bertc-opt %s --split-input-file "--pack-weights{dtype=bf16}" 2>&1 | FileCheck %s --check-prefix=BADTYPE
+// RUN: sed 's/android-arm64/host/' %s | not bertc-opt - --split-input-file "--pack-weights{dtype=f16}" 2>&1 | FileCheck %s --check-prefix=HOSTF16
 
 // The tile comes from the module's target: android-arm64 is NEON, 8 rows x 12 columns.
 // Options override it. A linear whose weight is computed at run time keeps its layout.
@@ -13,7 +16,14 @@
 // OPT: bertc.tile = array<i64: 4, 16, 64>
 // BAD: --pack-weights nr=0: expected an integer in 1..4096
 // BIGMR: --pack-weights mr=17: expected an integer in 1..16
-// UNKNOWN: --pack-weights has no option ['tile']; it takes mr, nr, kc
+// UNKNOWN: --pack-weights has no option ['tile']; it takes mr, nr, kc, dtype
+// Half-float weights take the target's fp16 tile (NEON 8x24, K spans of 128) and say so; the
+// run-time weight stays fp32. Only targets with fp16 kernels accept them.
+// F16: "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {activation = "gelu", bertc.tile = array<i64: 8, 24, 128>, bertc.weight_dtype = "f16"
+// F16: "bertc.linear"(%{{.*}}, %{{.*}}) {activation = "none", bertc.tile = array<i64: 8, 24, 128>, bertc.weight_dtype = "f16"
+// F16: "bertc.linear"(%arg0, %arg1) {activation = "none", operandSegmentSizes
+// BADTYPE: --pack-weights dtype=bf16: expected f32 or f16
+// HOSTF16: --pack-weights dtype=f16: target 'host' has no f16 kernels; use f32
 module attributes {bertc.target = "android-arm64"} {
   func.func @mlp(%x: tensor<1x8x32xf32>, %dyn: tensor<16x32xf32>) -> (tensor<1x8x32xf32>, tensor<1x8x16xf32>) {
     %w1 = "bertc.weight"() {name = "fc1.weight"} : () -> tensor<64x32xf32>
