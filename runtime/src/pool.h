@@ -1,5 +1,8 @@
-/* A fixed thread pool: workers sleep on a condition variable between ops (no spinning that
- * would steal a core from the next runtime), and each parallel call ends in a barrier. */
+/* A fixed thread pool. Inside a model run (bertc_pool_begin .. bertc_pool_end) idle workers spin
+ * for the next op, briefly (BERTC_POOL_SPIN_US, then they sleep), because waking a sleeping
+ * thread costs tens of microseconds per op; outside a run they sleep on a condition variable at
+ * once, so a finished run never steals a core from whatever runs next. Each parallel call ends
+ * in a barrier. */
 #ifndef BERTC_POOL_H
 #define BERTC_POOL_H
 
@@ -10,9 +13,15 @@ typedef struct bertc_pool bertc_pool;
 /* fn(arg, lo, hi) handles rows [lo, hi); rows are split evenly over the threads. */
 typedef void (*bertc_rows_fn)(void *arg, int64_t lo, int64_t hi, float *scratch);
 
+/* How long an idle worker spins between the ops of one run before it sleeps. */
+#define BERTC_POOL_SPIN_US 2000
+
 bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats);
 void bertc_pool_destroy(bertc_pool *p);
 int bertc_pool_threads(const bertc_pool *p);
 void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *arg);
+/* Bracket one model run: between the two, idle workers spin for the next op instead of sleeping. */
+void bertc_pool_begin(bertc_pool *p);
+void bertc_pool_end(bertc_pool *p);
 
 #endif

@@ -165,7 +165,9 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
     st = check_and_copy(m, types, p->types_offset, batch, seq, p->type_vocab_size > 0 ? p->type_vocab_size : 1, 0,
                         "token type id", "");
   if (st != BERTC_OK) return st;
+  bertc_pool_begin(m->exec.pool); /* workers spin between this run's ops, and sleep after it */
   p->run(&m->exec);
+  bertc_pool_end(m->exec.pool);
   m->error[0] = 0;
   return BERTC_OK;
 }
