@@ -6,22 +6,35 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* Each parallel call gives every thread CHUNKS_PER_THREAD consecutive chunks of rows: thread t
+ * owns rows [t, t + 1) * rows / threads, as with a static split, so the rows an op writes on one
+ * core are the rows the next op reads there. A thread that runs out of its own chunks takes the
+ * others' that no one has started, so a worker that wakes late (an idle vCPU can take
+ * milliseconds to be scheduled again) leaves its share to the rest instead of stalling the call. */
+#define CHUNKS_PER_THREAD 4
+#define MAX_THREADS 256
+
 struct bertc_pool {
   int threads;
   pthread_t *workers;
   float **scratch; /* [threads][scratch_floats] */
   pthread_mutex_t lock;
   pthread_cond_t work;
-  /* The caller publishes fn/arg/rows, then bumps generation (release); a worker that sees the
-   * new generation (acquire) runs its share and decrements pending. */
-  _Atomic uint64_t generation;
-  _Atomic int pending;  /* workers still running the current call */
+  /* state = generation << 32 (the call being run). owned[t] = generation << 32 | thread t's
+   * chunks not yet claimed. The caller publishes fn/arg/rows/chunk, then owned[], then state (all
+   * sequentially consistent); a thread claims a chunk by decrementing owned[t]'s low half with a
+   * CAS that also checks the generation. While a chunk of generation g is unclaimed or running, g
+   * cannot finish, so fn/arg/... are g's when a claim succeeds. */
+  _Atomic uint64_t state;
+  _Atomic uint64_t owned[MAX_THREADS];
+  _Atomic int64_t done; /* chunks of the current call finished */
   _Atomic int sleepers; /* workers on the condition variable: the caller must wake them */
   _Atomic int active;   /* inside bertc_pool_begin .. end: idle workers spin */
+  _Atomic uint32_t runs; /* bertc_pool_begin calls: wakes sleeping workers to spin */
   _Atomic int stop;
   bertc_rows_fn fn;
   void *arg;
-  int64_t rows;
+  int64_t rows, chunk, chunks;
 };
 
 typedef struct { bertc_pool *p; int id; } worker_arg;
@@ -40,52 +53,75 @@ static int64_t now_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void run_share(bertc_pool *p, int id) {
-  int64_t chunk = (p->rows + p->threads - 1) / p->threads;
-  int64_t lo = chunk * id, hi = lo + chunk < p->rows ? lo + chunk : p->rows;
-  if (lo < hi) p->fn(p->arg, lo, hi, p->scratch[id]);
+static uint32_t generation_of(uint64_t state) { return (uint32_t)(state >> 32); }
+
+/* Claim and run the chunks of generation `gen` that thread `owner` owns, until none is left. */
+static void run_owned(bertc_pool *p, uint32_t gen, int owner, int id) {
+  _Atomic uint64_t *word = &p->owned[owner];
+  uint64_t s = atomic_load(word);
+  for (;;) {
+    if (generation_of(s) != gen || (uint32_t)s == 0) return;
+    if (!atomic_compare_exchange_weak(word, &s, s - 1)) continue; /* s reloaded */
+    const int64_t c = (int64_t)(owner + 1) * CHUNKS_PER_THREAD - (int64_t)(uint32_t)s; /* chunk c is ours */
+    const int64_t lo = c * p->chunk, hi = lo + p->chunk < p->rows ? lo + p->chunk : p->rows;
+    if (lo < hi) p->fn(p->arg, lo, hi, p->scratch[id]);
+    atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    s = atomic_load(word);
+  }
 }
 
-/* The next generation after `seen` (or any value once stop is set): spin while a run is active
- * and the spin budget lasts, then sleep. */
-static uint64_t next_generation(bertc_pool *p, uint64_t seen) {
-  int64_t start = -1;
-  for (uint32_t i = 0; atomic_load_explicit(&p->active, memory_order_relaxed); i++) {
-    const uint64_t g = atomic_load_explicit(&p->generation, memory_order_acquire);
-    if (g != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) return g;
-    cpu_relax();
-    if ((i & 1023) == 1023) {
-      if (start < 0) start = now_us();
-      else if (now_us() - start > BERTC_POOL_SPIN_US) break;
+/* This thread's own chunks first, then anyone's not yet started. */
+static void run_chunks(bertc_pool *p, uint32_t gen, int id) {
+  for (int t = 0; t < p->threads; t++) run_owned(p, gen, (id + t) % p->threads, id);
+}
+
+/* Wait for a generation other than `seen` (or stop): spin while a run is active and the spin
+ * budget lasts, then sleep until a call or the next bertc_pool_begin wakes this thread. */
+static uint32_t next_generation(bertc_pool *p, uint32_t seen) {
+  for (;;) {
+    const uint32_t run = atomic_load(&p->runs);
+    int64_t start = -1;
+    for (uint32_t i = 0; atomic_load_explicit(&p->active, memory_order_relaxed); i++) {
+      const uint32_t g = generation_of(atomic_load_explicit(&p->state, memory_order_acquire));
+      if (g != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) return g;
+      cpu_relax();
+      if ((i & 1023) == 1023) { /* and let a thread that shares this core run (see the wait below) */
+        sched_yield();
+        if (start < 0) start = now_us();
+        else if (now_us() - start > BERTC_POOL_SPIN_US) break;
+      }
     }
+    /* sleepers goes up before state and runs are read again, and the caller changes them before
+     * it reads sleepers (all sequentially consistent): either this thread sees the change, or the
+     * caller sees a sleeper and broadcasts under the lock this thread holds until it waits. */
+    pthread_mutex_lock(&p->lock);
+    atomic_fetch_add(&p->sleepers, 1);
+    uint32_t g;
+    while ((g = generation_of(atomic_load(&p->state))) == seen && !atomic_load(&p->stop) &&
+           atomic_load(&p->runs) == run)
+      pthread_cond_wait(&p->work, &p->lock);
+    atomic_fetch_sub(&p->sleepers, 1);
+    pthread_mutex_unlock(&p->lock);
+    if (g != seen || atomic_load(&p->stop)) return g;
+    /* else a run began (bertc_pool_begin): spin for its first op */
   }
-  /* sleepers goes up before generation is read again, and the caller bumps generation before it
-   * reads sleepers (both sequentially consistent): either this thread sees the new generation,
-   * or the caller sees a sleeper and broadcasts under the lock this thread holds until it waits. */
-  pthread_mutex_lock(&p->lock);
-  atomic_fetch_add(&p->sleepers, 1);
-  uint64_t g;
-  while ((g = atomic_load(&p->generation)) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->work, &p->lock);
-  atomic_fetch_sub(&p->sleepers, 1);
-  pthread_mutex_unlock(&p->lock);
-  return g;
 }
 
 static void *worker_main(void *raw) {
   worker_arg *w = raw;
   bertc_pool *p = w->p;
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
     seen = next_generation(p, seen);
     if (atomic_load(&p->stop)) break;
-    run_share(p, w->id);
-    atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+    run_chunks(p, seen, w->id);
   }
   free(w);
   return NULL;
 }
 
 bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats) {
+  if (threads < 1 || threads > MAX_THREADS) return NULL;
   bertc_pool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->threads = threads;
@@ -107,6 +143,13 @@ bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats) {
   return p;
 }
 
+static void wake_sleepers(bertc_pool *p) {
+  if (atomic_load(&p->sleepers) == 0) return;
+  pthread_mutex_lock(&p->lock);
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->lock);
+}
+
 void bertc_pool_destroy(bertc_pool *p) {
   if (!p) return;
   if (p->workers) {
@@ -126,7 +169,13 @@ void bertc_pool_destroy(bertc_pool *p) {
 
 int bertc_pool_threads(const bertc_pool *p) { return p->threads; }
 
-void bertc_pool_begin(bertc_pool *p) { atomic_store_explicit(&p->active, 1, memory_order_relaxed); }
+/* Wake the workers as the run starts, so they are spinning by the time the first parallel op
+ * (after the embedding) is published. */
+void bertc_pool_begin(bertc_pool *p) {
+  atomic_store(&p->active, 1);
+  atomic_fetch_add(&p->runs, 1);
+  if (p->threads > 1) wake_sleepers(p);
+}
 
 void bertc_pool_end(bertc_pool *p) { atomic_store_explicit(&p->active, 0, memory_order_relaxed); }
 
@@ -135,16 +184,19 @@ void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *ar
   p->fn = fn;
   p->arg = arg;
   p->rows = rows;
-  atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
-  atomic_fetch_add(&p->generation, 1); /* sequentially consistent: see next_generation */
-  if (atomic_load(&p->sleepers) > 0) {
-    pthread_mutex_lock(&p->lock);
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->lock);
-  }
-  run_share(p, 0);
-  for (uint32_t i = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
-    cpu_relax(); /* the others are running their shares: the wait is short unless a core is taken */
-    if ((i & 4095) == 4095) sched_yield();
+  p->chunks = (int64_t)p->threads * CHUNKS_PER_THREAD; /* chunks past the rows are empty */
+  p->chunk = (rows + p->chunks - 1) / p->chunks;
+  atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+  const uint32_t gen = generation_of(atomic_load(&p->state)) + 1;
+  for (int t = 0; t < p->threads; t++) atomic_store(&p->owned[t], (uint64_t)gen << 32 | CHUNKS_PER_THREAD);
+  atomic_store(&p->state, (uint64_t)gen << 32); /* sequentially consistent */
+  wake_sleepers(p);
+  run_chunks(p, gen, 0);
+  /* The last chunks are running on other threads. Yield often: just after a wake-up the scheduler
+   * may have put a worker on this very core, and spinning here would keep it off until the time
+   * slice ends (milliseconds). */
+  for (uint32_t i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < p->chunks; i++) {
+    cpu_relax();
+    if ((i & 63) == 63) sched_yield();
   }
 }

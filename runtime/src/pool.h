@@ -1,4 +1,4 @@
-/* A fixed thread pool. Inside a model run (bertc_pool_begin .. bertc_pool_end) idle workers spin
+/* A fixed thread pool. bertc_pool_begin wakes the workers; inside a model run (bertc_pool_begin .. bertc_pool_end) idle workers spin
  * for the next op, briefly (BERTC_POOL_SPIN_US, then they sleep), because waking a sleeping
  * thread costs tens of microseconds per op; outside a run they sleep on a condition variable at
  * once, so a finished run never steals a core from whatever runs next. Each parallel call ends
@@ -10,7 +10,8 @@
 
 typedef struct bertc_pool bertc_pool;
 
-/* fn(arg, lo, hi) handles rows [lo, hi); rows are split evenly over the threads. */
+/* fn(arg, lo, hi) handles rows [lo, hi). A call cuts its rows into a few chunks per thread, which
+ * the threads claim as they come, so fn sees several [lo, hi) per thread, in any order. */
 typedef void (*bertc_rows_fn)(void *arg, int64_t lo, int64_t hi, float *scratch);
 
 /* How long an idle worker spins between the ops of one run before it sleeps. */
