@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* sched_getcpu, CPU_SET */
 #include "pool.h"
 
 #include <pthread.h>
@@ -35,6 +36,12 @@ struct bertc_pool {
   bertc_rows_fn fn;
   void *arg;
   int64_t rows, chunk, chunks;
+  /* Placement. The scheduler tends to wake a worker on the waking thread's core, where it then
+   * competes with the caller until the load balancer moves it (and half the run is lost). So each
+   * run, the workers pin themselves to the CPUs the pool may use (the creating thread's affinity:
+   * bertc_run --cores, taskset) other than the one the caller is on. */
+  int cpus[MAX_THREADS], ncpus; /* the allowed CPUs, or ncpus = 0: placement left to the OS */
+  _Atomic int caller_cpu;       /* sched_getcpu() of the caller at bertc_pool_begin */
 };
 
 typedef struct { bertc_pool *p; int id; } worker_arg;
@@ -107,13 +114,31 @@ static uint32_t next_generation(bertc_pool *p, uint32_t seen) {
   }
 }
 
+/* Pin worker `id` to the (id - 1)-th allowed CPU, skipping the caller's. */
+static void pin_worker(const bertc_pool *p, int id, int caller) {
+  int others[MAX_THREADS], n = 0;
+  for (int i = 0; i < p->ncpus; i++)
+    if (p->cpus[i] != caller) others[n++] = p->cpus[i];
+  if (n == 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(others[(id - 1) % n], &set);
+  sched_setaffinity(0, sizeof set, &set); /* 0: this thread. A failure leaves placement to the OS */
+}
+
 static void *worker_main(void *raw) {
   worker_arg *w = raw;
   bertc_pool *p = w->p;
   uint32_t seen = 0;
+  int pinned_for = -1;
   for (;;) {
     seen = next_generation(p, seen);
     if (atomic_load(&p->stop)) break;
+    const int caller = atomic_load_explicit(&p->caller_cpu, memory_order_relaxed);
+    if (p->ncpus > 0 && caller != pinned_for) {
+      pin_worker(p, w->id, caller);
+      pinned_for = caller;
+    }
     run_chunks(p, seen, w->id);
   }
   free(w);
@@ -134,6 +159,11 @@ bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats) {
   }
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->work, NULL);
+  cpu_set_t allowed;
+  if (threads > 1 && sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) >= threads)
+    for (int c = 0; c < CPU_SETSIZE && p->ncpus < MAX_THREADS; c++)
+      if (CPU_ISSET(c, &allowed)) p->cpus[p->ncpus++] = c;
+  atomic_store(&p->caller_cpu, -1);
   for (int i = 1; i < threads; i++) { /* thread 0 is the caller */
     worker_arg *w = malloc(sizeof *w);
     w->p = p;
@@ -172,6 +202,7 @@ int bertc_pool_threads(const bertc_pool *p) { return p->threads; }
 /* Wake the workers as the run starts, so they are spinning by the time the first parallel op
  * (after the embedding) is published. */
 void bertc_pool_begin(bertc_pool *p) {
+  if (p->ncpus > 0) atomic_store_explicit(&p->caller_cpu, sched_getcpu(), memory_order_relaxed);
   atomic_store(&p->active, 1);
   atomic_fetch_add(&p->runs, 1);
   if (p->threads > 1) wake_sleepers(p);
