@@ -328,6 +328,9 @@ static int check_attention(bertc_pool *p) {
     check_attention_case(p, &r, rand_int(1, 2), rand_int(1, 70), rand_int(1, 5), rand_int(1, 40));
   check_attention_case(p, &r, 1, 128, 12, 64);
   check_attention_case(p, &r, 2, 70, 4, 64);
+  check_attention_case(p, &r, 1, 128, 12, 32); /* MiniLM's heads */
+  check_attention_case(p, &r, 1, 37, 2, 80);   /* heads wider than 64, not a multiple of 16 */
+  check_attention_case(p, &r, 2, 19, 3, 128);
   return report(&r, "bertc_attention");
 }
 

@@ -279,11 +279,22 @@ static int gemm_tile_rows(int64_t left, int mr) { return (int)(left > mr && left
  * memory order, each kc x nr slice (16 KB at 256 x 16) staying in L1 while every row tile
  * sweeps over it; the panel's y columns stay in cache across its K blocks. */
 static void gemm_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  /* The weights come from DRAM (a model's are far larger than the caches) and the first row tile
+   * of each kc x nr slice would wait for them: ~15% of the GEMM. The panels are contiguous, so the
+   * next slice is the next kc * nr floats; each row tile prefetches its share of it into L2. */
+  const char *w_end = (const char *)(g->w + g->panels * g->K * g->nr);
+  const int64_t tiles = (m1 - m0 + g->mr - 1) / g->mr;
   for (int64_t p = p0; p < p1; p++)
     for (int64_t k0 = 0; k0 < g->K; k0 += g->kc) {
       const int64_t kb = min64(g->kc, g->K - k0);
+      const char *next = (const char *)(g->w + p * g->K * g->nr + (k0 + kb) * g->nr);
+      const int64_t next_bytes = min64(g->kc * g->nr * (int64_t)sizeof(float), w_end - next);
+      const int64_t share = (next_bytes / 64 + tiles - 1) / tiles * 64;
+      int64_t ahead = 0;
       for (int64_t m = m0; m < m1;) {
         const int rows = gemm_tile_rows(m1 - m, g->mr);
+        for (int64_t end = min64(ahead + share, next_bytes); ahead < end; ahead += 64)
+          _mm_prefetch(next + ahead, _MM_HINT_T0);
         gemm_tile(g, m, rows, p, k0, kb);
         m += rows;
       }
@@ -604,9 +615,154 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   }
 }
 
+#ifdef __AVX512F__
+/* ---- attention, AVX-512: QB queries at a time --------------------------------------------- */
+/* One query at a time, a score costs a K^T load per FMA; QB = 8 queries share each load, so the
+ * two products run as register-blocked GEMMs: scores [QB, S] = Q_blk K^T (8 x 32 per step: 16 zmm
+ * accumulators, 2 K^T loads, 8 broadcasts of q) and out [QB, D] = P V (8 x 32 per step likewise).
+ * The softmax's 1/sum is applied to the QB x D output rather than to the QB x S probabilities.
+ * Scratch: K^T (S*D), the probabilities (QB*S), the key mask (S); used when it fits
+ * BERTC_SCRATCH_ATTENTION, i.e. for head sizes of 8 and up. */
+#define ATTN_QB 8
+
+/* exp8's Cephes expf on 16 lanes; the same clamps and underflow to exactly 0. */
+static inline __m512 exp16(__m512 x) {
+  const __mmask16 underflow = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
+  x = _mm512_min_ps(_mm512_set1_ps(88.3762626647949f), _mm512_max_ps(_mm512_set1_ps(-87.33654f), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 q = _mm512_set1_ps(1.9875691500e-4f);
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.3981999507e-3f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.3334519073e-3f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.1665795894e-2f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.6666665459e-1f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(5.0000001201e-1f));
+  q = _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_maskz_mul_ps((__mmask16)~underflow, q, _mm512_castsi512_ps(e));
+}
+
+ALWAYS_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* scores[r, j0 .. j0 + 32) for the QB query rows q[r] (masked past S). */
+ALWAYS_INLINE void attn_scores_qb(const float *const q[ATTN_QB], const float *kt, int64_t S, int64_t D, int64_t j0,
+                                  float *scores) {
+  const __mmask16 m0 = lanes(S - j0), m1 = lanes(S - j0 - 16 > 0 ? S - j0 - 16 : 0);
+  __m512 acc[ATTN_QB][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < ATTN_QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < D; d++) {
+    const __m512 k0 = _mm512_maskz_loadu_ps(m0, kt + d * S + j0), k1 = _mm512_maskz_loadu_ps(m1, kt + d * S + j0 + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < ATTN_QB; r++) {
+      const __m512 qv = _mm512_set1_ps(q[r][d]);
+      acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < ATTN_QB; r++) {
+    _mm512_mask_storeu_ps(scores + r * S + j0, m0, acc[r][0]);
+    _mm512_mask_storeu_ps(scores + r * S + j0 + 16, m1, acc[r][1]);
+  }
+}
+
+/* out[r, d0 .. d0 + 32) = sum_j p[r, j] V[j, d0 ..] * inv[r] (masked past D). */
+ALWAYS_INLINE void attn_values_qb(const float *p, const float *v, int64_t row, int64_t S, int64_t D, int64_t d0,
+                                  float *const o[ATTN_QB], const float inv[ATTN_QB]) {
+  const __mmask16 m0 = lanes(D - d0), m1 = lanes(D - d0 - 16 > 0 ? D - d0 - 16 : 0);
+  __m512 acc[ATTN_QB][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < ATTN_QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < S; j++) {
+    const __m512 v0 = _mm512_maskz_loadu_ps(m0, v + j * row + d0), v1 = _mm512_maskz_loadu_ps(m1, v + j * row + d0 + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < ATTN_QB; r++) {
+      const __m512 pv = _mm512_set1_ps(p[r * S + j]);
+      acc[r][0] = _mm512_fmadd_ps(pv, v0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(pv, v1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < ATTN_QB; r++) {
+    const __m512 s = _mm512_set1_ps(inv[r]);
+    _mm512_mask_storeu_ps(o[r] + d0, m0, _mm512_mul_ps(acc[r][0], s));
+    _mm512_mask_storeu_ps(o[r] + d0 + 16, m1, _mm512_mul_ps(acc[r][1], s));
+  }
+}
+
+/* Queries [i0, i0 + rows) of head h: a short last block repeats its first query in the spare
+ * rows and drops their results. */
+static void attn_query_block(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
+                             int64_t rows) {
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  const float *base = a->qkv + b * S * row;
+  const float *q[ATTN_QB];
+  float *o[ATTN_QB], spare[ATTN_QB][64], inv[ATTN_QB];
+  for (int r = 0; r < ATTN_QB; r++) q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
+  for (int64_t j0 = 0; j0 < S; j0 += 32) attn_scores_qb(q, w->kt, S, D, j0, w->scores);
+  for (int r = 0; r < ATTN_QB; r++) {
+    float *sr = w->scores + r * S;
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < S; j += 16) { /* scale and mask; masked keys and lanes past S: -inf */
+      const __mmask16 m = lanes(S - j);
+      const __mmask16 keep = _mm512_mask_cmpneq_epi32_mask(m, _mm512_maskz_loadu_epi32(m, w->keep + j),
+                                                            _mm512_setzero_si512());
+      const __m512 sv = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), keep, _mm512_maskz_loadu_ps(m, sr + j),
+                                           _mm512_set1_ps(a->scale));
+      _mm512_mask_storeu_ps(sr + j, m, sv);
+      mx = _mm512_max_ps(mx, sv);
+    }
+    const float rmax = _mm512_reduce_max_ps(mx);
+    o[r] = r < rows ? a->out + (b * S + i0 + r) * H + h * D : spare[r];
+    if (rmax == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
+      memset(sr, 0, (size_t)S * sizeof(float));
+      inv[r] = 0.0f;
+      continue;
+    }
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < S; j += 16) {
+      const __mmask16 m = lanes(S - j);
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, sr + j),
+                                           _mm512_set1_ps(rmax)));
+      _mm512_mask_storeu_ps(sr + j, m, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
+  }
+  const float *v = base + 2 * H + h * D;
+  for (int64_t d0 = 0; d0 < D; d0 += 32)
+    if (D <= 64 || d0 + 32 <= 64) attn_values_qb(w->scores, v, row, S, D, d0, o, inv);
+  if (D > 64) { /* spare rows are 64 wide: the columns past 64 of real rows only */
+    for (int r = rows; r < ATTN_QB; r++) o[r] = o[0], inv[r] = inv[0];
+    for (int64_t d0 = 64; d0 < D; d0 += 32) attn_values_qb(w->scores, v, row, S, D, d0, o, inv);
+  }
+}
+
+static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const attn_args *a = raw;
+  const int64_t S = a->S, D = a->H / a->heads, blocks = (S + ATTN_QB - 1) / ATTN_QB;
+  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + ATTN_QB * S)};
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query block) */
+    const int64_t qb = t % blocks, h = (t / blocks) % a->heads, b = t / (blocks * a->heads);
+    if (t == lo || qb == 0) attn_pack_head(a, &w, b, h);
+    attn_query_block(a, &w, b, h, qb * ATTN_QB, S - qb * ATTN_QB < ATTN_QB ? S - qb * ATTN_QB : ATTN_QB);
+  }
+}
+#endif
+
 void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
                      int64_t H, int64_t heads, float scale) {
   attn_args a = {qkv, mask, out, S, H, heads, scale};
+#ifdef __AVX512F__
+  const int64_t D = H / heads;
+  if (S * D + (ATTN_QB + 1) * S <= BERTC_SCRATCH_ATTENTION(S, D)) {
+    bertc_parallel_rows(p, B * heads * ((S + ATTN_QB - 1) / ATTN_QB), attn_blocks, &a);
+    return;
+  }
+#endif
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 
