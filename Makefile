@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lit pytest lint runtime clean
+.PHONY: help setup demo test lit pytest lint runtime bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,7 +36,15 @@ pytest: setup ## models against PyTorch, hypothesis shapes, bad inputs
 test: lit pytest ## everything CI runs
 
 lint: setup ## ruff
-	$(VENV)/bin/ruff check bertc passes dialects test
+	$(VENV)/bin/ruff check bertc passes dialects test benchmarks
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	# the peers, pinned in pyproject's bench extra; they leave torch, numpy and transformers as they are
+	$(PIP) install -q -e '.[bench]'
+	touch $@
+
+bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtime, OpenVINO, LiteRT (benchmarks/compare.py)
+	$(PY) benchmarks/compare.py
 
 clean: ## remove build outputs
 	rm -rf test/lit/Output .pytest_cache .hypothesis

