@@ -23,6 +23,6 @@ def test_every_pass_has_file_docstring_and_lit_test():
 def test_line_budgets():
     for folder, budget in BUDGETS.items():
         lines = sum(len(p.read_text().splitlines()) for p in (ROOT / folder).rglob("*")
-                    if p.suffix in (".py", ".c", ".h") and "Output" not in p.parts)
+                    if p.suffix in (".py", ".c", ".h") and not {"Output", ".cache"} & set(p.parts))
         print(f"{folder:10s} {lines:6d} / {budget}")
         assert lines <= budget, f"{folder} has {lines} lines, over its budget of {budget}: raise it in one visible line"
