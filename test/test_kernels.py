@@ -8,17 +8,20 @@ import subprocess
 
 import pytest
 
-from bertc.targets import get_target, host_target
+from bertc.targets import AVX2_TILE, get_target, host_target
 from bertc.toolchain import RUNTIME, WARNINGS, find_toolchain
 
 SOURCES = ["tests/kernel_check.c", "tests/ref_renamed.c", "kernels/ref/kernels.c", "src/pool.c"]
-# neon-fp16: the NEON file built with ARMv8.2-A FP16 arithmetic, which adds the half-float-weight GEMM
-ISAS = ["neon", "neon-fp16"] + ([host_target().isa] if host_target().isa not in ("ref", "neon") else [])
+# neon-fp16: the NEON file built with ARMv8.2-A FP16 arithmetic, which adds the half-float-weight GEMM;
+# avx2-256: the x86 file without its AVX-512 paths, as an AVX2-only host builds it
+HOST_ISA = host_target().isa
+ISAS = ["neon", "neon-fp16"] + ([HOST_ISA] if HOST_ISA not in ("ref", "neon") else [])
+ISAS += ["avx2-256"] if HOST_ISA == "avx2" and host_target().tile.nr == 32 else []
 
 
 @pytest.mark.parametrize("variant", ISAS)
 def test_isa_kernels_match_reference(variant, tmp_path):
-    isa, fp16 = variant.removesuffix("-fp16"), variant.endswith("-fp16")
+    isa, fp16, ymm_only = variant.split("-")[0], variant.endswith("-fp16"), variant.endswith("-256")
     target = get_target("android-arm64" if isa == "neon" else "host")
     tc = find_toolchain(target)
     isa_file = RUNTIME / "kernels" / isa / "kernels.c"
@@ -26,12 +29,13 @@ def test_isa_kernels_match_reference(variant, tmp_path):
         pytest.skip(f"no {isa} kernels in this checkout")
     exe = tmp_path / "kernel_check"
     inc = [f"-I{RUNTIME / d}" for d in ("include", "src", "kernels")]
-    cmd = [*tc.cc, *tc.cflags, *(tc.fp16_cflags if fp16 else ()), *WARNINGS, *inc, "-o", str(exe), *(str(RUNTIME / s) for s in SOURCES),
+    flags = [*tc.cflags, *(tc.fp16_cflags if fp16 else ()), *(["-mno-avx512f"] if ymm_only else [])]
+    cmd = [*tc.cc, *flags, *WARNINGS, *inc, "-o", str(exe), *(str(RUNTIME / s) for s in SOURCES),
            str(isa_file), "-lm"]
     build = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stderr
     run = [shutil.which("qemu-aarch64"), str(exe)] if target.cross else [str(exe)]
-    tile = target.fp16_tile if fp16 else target.tile
+    tile = target.fp16_tile if fp16 else AVX2_TILE if ymm_only else target.tile
     tile = f"{tile.mr}x{tile.nr}"  # the tile this target compiles with, on top of the harness's list
     r = subprocess.run(run + ["-t", "2", tile], capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
