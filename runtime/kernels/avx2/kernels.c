@@ -128,7 +128,10 @@ static inline __m512 erf16(__m512 x) {
   q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(-1.68282697438203e-03f));
   q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(-7.37332916720468e-03f));
   q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(-1.42647390514189e-02f));
-  return _mm512_div_ps(_mm512_mul_ps(x, p), q);
+  /* x p / q with q's reciprocal from rcp14 and one Newton step (~2^-28 relative): a division
+   * would hold the divider for most of the epilogue's time */
+  const __m512 r = _mm512_rcp14_ps(q);
+  return _mm512_mul_ps(_mm512_mul_ps(x, p), _mm512_fnmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, r)));
 }
 #endif
 
@@ -411,6 +414,18 @@ static double hsum_pd(__m256d v) {
 static double ln_sum(const float *x, const float *res, float *y, int64_t n) {
   __m256d acc = _mm256_setzero_pd();
   int64_t i = 0;
+#ifdef __AVX512F__ /* 16 at a time into two independent double accumulators */
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + i));
+    _mm512_storeu_ps(y + i, v);
+    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+  }
+  const __m512d a01 = _mm512_add_pd(a0, a1);
+  acc = _mm256_add_pd(_mm512_castpd512_pd256(a01), _mm512_extractf64x4_pd(a01, 1));
+#endif
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_loadu_ps(x + i);
     if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + i));
@@ -427,6 +442,20 @@ static double ln_centered_squares(const float *y, int64_t n, double mean) {
   const __m256d m = _mm256_set1_pd(mean);
   __m256d acc = _mm256_setzero_pd();
   int64_t i = 0;
+#ifdef __AVX512F__
+  const __m512d m8 = _mm512_set1_pd(mean);
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(y + i);
+    const __m512d lo = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), m8);
+    const __m512d hi =
+        _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), m8);
+    a0 = _mm512_fmadd_pd(lo, lo, a0);
+    a1 = _mm512_fmadd_pd(hi, hi, a1);
+  }
+  const __m512d a01 = _mm512_add_pd(a0, a1);
+  acc = _mm256_add_pd(_mm512_castpd512_pd256(a01), _mm512_extractf64x4_pd(a01, 1));
+#endif
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(y + i);
     const __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
@@ -449,6 +478,12 @@ static void ln_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     const float mf = (float)mean;
     const __m256 vm = _mm256_set1_ps(mf), vinv = _mm256_set1_ps(inv);
     int64_t i = 0;
+#ifdef __AVX512F__
+    for (; i + 16 <= n; i += 16) {
+      const __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(y + i), _mm512_set1_ps(mf)), _mm512_set1_ps(inv));
+      _mm512_storeu_ps(y + i, _mm512_fmadd_ps(t, _mm512_loadu_ps(a->g + i), _mm512_loadu_ps(a->b + i)));
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
       const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(y + i), vm), vinv);
       _mm256_storeu_ps(y + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(a->g + i), _mm256_loadu_ps(a->b + i)));
