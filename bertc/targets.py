@@ -33,6 +33,12 @@ class Target:
     tile: Tile
     cross: bool  # built for another machine: run with bertc_run under qemu or over adb, not ctypes
     description: str
+    # The threading split: each parallel op gives every thread this many consecutive chunks of its
+    # rows, and a thread done with its own takes others' unstarted ones (runtime/src/pool.c). More
+    # chunks balance better when a core is slow to wake or shared; fewer keep more rows on the core
+    # that wrote them. On the 2-core host (bert-tiny4, MiniLM; 1, 2, 4, 8 tried, 2 threads, hot and
+    # after 30 ms idle) the spread was within 4% and 2 was best or next to best in every case.
+    chunks_per_thread: int = 2
 
     @property
     def fp16_tile(self) -> Tile | None:

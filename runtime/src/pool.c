@@ -7,12 +7,11 @@
 #include <stdlib.h>
 #include <time.h>
 
-/* Each parallel call gives every thread CHUNKS_PER_THREAD consecutive chunks of rows: thread t
+/* Each parallel call gives every thread chunks_per_thread consecutive chunks of rows: thread t
  * owns rows [t, t + 1) * rows / threads, as with a static split, so the rows an op writes on one
  * core are the rows the next op reads there. A thread that runs out of its own chunks takes the
  * others' that no one has started, so a worker that wakes late (an idle vCPU can take
  * milliseconds to be scheduled again) leaves its share to the rest instead of stalling the call. */
-#define CHUNKS_PER_THREAD 4
 #define MAX_THREADS 256
 
 struct bertc_pool {
@@ -36,6 +35,7 @@ struct bertc_pool {
   bertc_rows_fn fn;
   void *arg;
   int64_t rows, chunk, chunks;
+  int chunks_per_thread; /* the target's threading split, from the program */
   /* Placement. The scheduler tends to wake a worker on the waking thread's core, where it then
    * competes with the caller until the load balancer moves it (and half the run is lost). So each
    * run, the workers pin themselves to the CPUs the pool may use (the creating thread's affinity:
@@ -69,7 +69,7 @@ static void run_owned(bertc_pool *p, uint32_t gen, int owner, int id) {
   for (;;) {
     if (generation_of(s) != gen || (uint32_t)s == 0) return;
     if (!atomic_compare_exchange_weak(word, &s, s - 1)) continue; /* s reloaded */
-    const int64_t c = (int64_t)(owner + 1) * CHUNKS_PER_THREAD - (int64_t)(uint32_t)s; /* chunk c is ours */
+    const int64_t c = (int64_t)(owner + 1) * p->chunks_per_thread - (int64_t)(uint32_t)s; /* chunk c is ours */
     const int64_t lo = c * p->chunk, hi = lo + p->chunk < p->rows ? lo + p->chunk : p->rows;
     if (lo < hi) p->fn(p->arg, lo, hi, p->scratch[id]);
     atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
@@ -145,11 +145,12 @@ static void *worker_main(void *raw) {
   return NULL;
 }
 
-bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats) {
-  if (threads < 1 || threads > MAX_THREADS) return NULL;
+bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats, int chunks_per_thread) {
+  if (threads < 1 || threads > MAX_THREADS || chunks_per_thread < 1 || chunks_per_thread > 64) return NULL;
   bertc_pool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->threads = threads;
+  p->chunks_per_thread = chunks_per_thread;
   p->workers = calloc((size_t)threads, sizeof *p->workers);
   p->scratch = calloc((size_t)threads, sizeof *p->scratch);
   if (!p->workers || !p->scratch) { bertc_pool_destroy(p); return NULL; }
@@ -215,11 +216,11 @@ void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *ar
   p->fn = fn;
   p->arg = arg;
   p->rows = rows;
-  p->chunks = (int64_t)p->threads * CHUNKS_PER_THREAD; /* chunks past the rows are empty */
+  p->chunks = (int64_t)p->threads * p->chunks_per_thread; /* chunks past the rows are empty */
   p->chunk = (rows + p->chunks - 1) / p->chunks;
   atomic_store_explicit(&p->done, 0, memory_order_relaxed);
   const uint32_t gen = generation_of(atomic_load(&p->state)) + 1;
-  for (int t = 0; t < p->threads; t++) atomic_store(&p->owned[t], (uint64_t)gen << 32 | CHUNKS_PER_THREAD);
+  for (int t = 0; t < p->threads; t++) atomic_store(&p->owned[t], (uint64_t)gen << 32 | (uint64_t)p->chunks_per_thread);
   atomic_store(&p->state, (uint64_t)gen << 32); /* sequentially consistent */
   wake_sleepers(p);
   run_chunks(p, gen, 0);

@@ -10,14 +10,15 @@
 
 typedef struct bertc_pool bertc_pool;
 
-/* fn(arg, lo, hi) handles rows [lo, hi). A call cuts its rows into a few chunks per thread, which
- * the threads claim as they come, so fn sees several [lo, hi) per thread, in any order. */
+/* fn(arg, lo, hi) handles rows [lo, hi). A call cuts its rows into chunks_per_thread chunks per
+ * thread, which the threads claim as they come, so fn sees several [lo, hi) per thread, in any order. */
 typedef void (*bertc_rows_fn)(void *arg, int64_t lo, int64_t hi, float *scratch);
 
 /* How long an idle worker spins between the ops of one run before it sleeps. */
 #define BERTC_POOL_SPIN_US 2000
 
-bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats);
+/* chunks_per_thread: 1..64, the compiler's choice per target (bertc_program.chunks_per_thread). */
+bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats, int chunks_per_thread);
 void bertc_pool_destroy(bertc_pool *p);
 int bertc_pool_threads(const bertc_pool *p);
 void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *arg);
