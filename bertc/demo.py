@@ -45,9 +45,14 @@ def main() -> int:
         err = float(np.abs(ours - ref)[mask.astype(bool)].max())
         times = {"bertc": [], "torch": []}
         for i in range(23):  # interleaved; the first 3 are warm-up
+            # a pause before each call: PyTorch's OpenMP workers keep spinning for a while after a
+            # call and would take the core bertc's second thread needs (benchmarks/compare.py waits
+            # for an idle machine instead)
+            time.sleep(0.05)
             t = time.perf_counter()
             compiled(ids, mask, types)
             b = time.perf_counter() - t
+            time.sleep(0.05)
             t = time.perf_counter()
             with torch.inference_mode():
                 model(**args)
