@@ -39,6 +39,10 @@ class Target:
     # that wrote them. On the 2-core host (bert-tiny4, MiniLM; 1, 2, 4, 8 tried, 2 threads, hot and
     # after 30 ms idle) the spread was within 4% and 2 was best or next to best in every case.
     chunks_per_thread: int = 2
+    # Queries per fused-attention block (AVX-512; 4 or 8): 8 shares each K/V load over 8 FMAs.
+    attention_block: int = 8
+    # Rows of x per GEMM work item on x86: bounds the x block kept in L2 (192 x 3072 floats = 2.3 MB).
+    gemm_row_block: int = 192
 
     @property
     def fp16_tile(self) -> Tile | None:

@@ -389,7 +389,7 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         f"    .vocab_size = {_int_attr(f, 'bertc.vocab_size', 1 << 30)},",
         f"    .type_vocab_size = {_int_attr(f, 'bertc.type_vocab_size', 0)},",
         f"    .scratch_floats = {scratch},",
-        f"    .chunks_per_thread = {_target(module).chunks_per_thread},",
+        "    .tuning = {{{0.chunks_per_thread}, {0.attention_block}, {0.gemm_row_block}}},".format(_target(module)),
         f"    .ids_offset = {offset.get('input_ids', -1)},",
         f"    .mask_offset = {offset.get('attention_mask', -1)},",
         f"    .types_offset = {offset.get('token_type_ids', -1)},",

@@ -35,7 +35,7 @@ struct bertc_pool {
   bertc_rows_fn fn;
   void *arg;
   int64_t rows, chunk, chunks;
-  int chunks_per_thread; /* the target's threading split, from the program */
+  bertc_tuning tuning; /* the target's parameters, from the program */
   /* Placement. The scheduler tends to wake a worker on the waking thread's core, where it then
    * competes with the caller until the load balancer moves it (and half the run is lost). So each
    * run, the workers pin themselves to the CPUs the pool may use (the creating thread's affinity:
@@ -69,7 +69,7 @@ static void run_owned(bertc_pool *p, uint32_t gen, int owner, int id) {
   for (;;) {
     if (generation_of(s) != gen || (uint32_t)s == 0) return;
     if (!atomic_compare_exchange_weak(word, &s, s - 1)) continue; /* s reloaded */
-    const int64_t c = (int64_t)(owner + 1) * p->chunks_per_thread - (int64_t)(uint32_t)s; /* chunk c is ours */
+    const int64_t c = (int64_t)(owner + 1) * p->tuning.chunks_per_thread - (int64_t)(uint32_t)s; /* chunk c is ours */
     const int64_t lo = c * p->chunk, hi = lo + p->chunk < p->rows ? lo + p->chunk : p->rows;
     if (lo < hi) p->fn(p->arg, lo, hi, p->scratch[id]);
     atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
@@ -145,12 +145,15 @@ static void *worker_main(void *raw) {
   return NULL;
 }
 
-bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats, int chunks_per_thread) {
-  if (threads < 1 || threads > MAX_THREADS || chunks_per_thread < 1 || chunks_per_thread > 64) return NULL;
+bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats, const bertc_tuning *tuning) {
+  const bertc_tuning t = tuning ? *tuning : (bertc_tuning)BERTC_TUNING_DEFAULT;
+  if (threads < 1 || threads > MAX_THREADS || t.chunks_per_thread < 1 || t.chunks_per_thread > 64 ||
+      (t.attention_block != 4 && t.attention_block != 8) || t.gemm_row_block < 1)
+    return NULL;
   bertc_pool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->threads = threads;
-  p->chunks_per_thread = chunks_per_thread;
+  p->tuning = t;
   p->workers = calloc((size_t)threads, sizeof *p->workers);
   p->scratch = calloc((size_t)threads, sizeof *p->scratch);
   if (!p->workers || !p->scratch) { bertc_pool_destroy(p); return NULL; }
@@ -200,6 +203,8 @@ void bertc_pool_destroy(bertc_pool *p) {
 
 int bertc_pool_threads(const bertc_pool *p) { return p->threads; }
 
+const bertc_tuning *bertc_pool_tuning(const bertc_pool *p) { return &p->tuning; }
+
 /* Wake the workers as the run starts, so they are spinning by the time the first parallel op
  * (after the embedding) is published. */
 void bertc_pool_begin(bertc_pool *p) {
@@ -216,11 +221,11 @@ void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *ar
   p->fn = fn;
   p->arg = arg;
   p->rows = rows;
-  p->chunks = (int64_t)p->threads * p->chunks_per_thread; /* chunks past the rows are empty */
+  p->chunks = (int64_t)p->threads * p->tuning.chunks_per_thread; /* chunks past the rows are empty */
   p->chunk = (rows + p->chunks - 1) / p->chunks;
   atomic_store_explicit(&p->done, 0, memory_order_relaxed);
   const uint32_t gen = generation_of(atomic_load(&p->state)) + 1;
-  for (int t = 0; t < p->threads; t++) atomic_store(&p->owned[t], (uint64_t)gen << 32 | (uint64_t)p->chunks_per_thread);
+  for (int t = 0; t < p->threads; t++) atomic_store(&p->owned[t], (uint64_t)gen << 32 | (uint64_t)p->tuning.chunks_per_thread);
   atomic_store(&p->state, (uint64_t)gen << 32); /* sequentially consistent */
   wake_sleepers(p);
   run_chunks(p, gen, 0);

@@ -17,8 +17,18 @@ typedef void (*bertc_rows_fn)(void *arg, int64_t lo, int64_t hi, float *scratch)
 /* How long an idle worker spins between the ops of one run before it sleeps. */
 #define BERTC_POOL_SPIN_US 2000
 
-/* chunks_per_thread: 1..64, the compiler's choice per target (bertc_program.chunks_per_thread). */
-bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats, int chunks_per_thread);
+/* Parameters the compiler chooses per target (bertc/targets.py, emitted into the program) that the
+ * pool and the kernels read at run time; a later tuner and the cost model read the same values. */
+typedef struct {
+  int32_t chunks_per_thread; /* the threading split: 1..64 chunks of each op's rows per thread */
+  int32_t attention_block;   /* queries per fused-attention block where the kernel blocks them: 4 or 8 */
+  int32_t gemm_row_block;    /* rows of x per GEMM work item where the kernel splits M (x86): >= 1 */
+} bertc_tuning;
+#define BERTC_TUNING_DEFAULT {2, 8, 192}
+
+/* tuning: NULL for BERTC_TUNING_DEFAULT. NULL on out-of-range values. */
+bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats, const bertc_tuning *tuning);
+const bertc_tuning *bertc_pool_tuning(const bertc_pool *p);
 void bertc_pool_destroy(bertc_pool *p);
 int bertc_pool_threads(const bertc_pool *p);
 void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *arg);

@@ -27,7 +27,7 @@ typedef struct {
   int64_t batch, seq_len;
   int64_t vocab_size, type_vocab_size;
   int64_t scratch_floats;      /* per-thread scratch the kernels need (attention rows) */
-  int chunks_per_thread;       /* the target's threading split (bertc/targets.py), for the pool */
+  bertc_tuning tuning;         /* the target's threading split and kernel blocking (bertc/targets.py) */
   int64_t ids_offset, mask_offset, types_offset; /* arena slots of the int64 inputs, -1 if unused */
   int num_outputs;
   const bertc_tensor_slot *outputs;

@@ -121,7 +121,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   m->threads = threads;
   m->exec.weights = map;
   m->exec.arena = aligned_alloc(64, (size_t)((prog->arena_bytes + 63) / 64 * 64 + 64));
-  m->exec.pool = bertc_pool_create(threads, prog->scratch_floats, prog->chunks_per_thread);
+  m->exec.pool = bertc_pool_create(threads, prog->scratch_floats, &prog->tuning);
   if (!m->exec.arena || !m->exec.pool) {
     bertc_close(m);
     return fail(open_error, BERTC_ERR_MEMORY, "cannot allocate the %lld-byte arena", (long long)prog->arena_bytes);

@@ -431,7 +431,10 @@ static const int default_tiles[][2] = {{8, 12}, {4, 16}, {8, 8},  {8, 16}, {8, 2
                                        {6, 16}, {4, 24}, {6, 8},  {3, 5},  {1, 1},  {16, 16}};
 
 static int check_all(int threads, const int (*tiles)[2], int ntiles) {
-  bertc_pool *p = bertc_pool_create(threads, BERTC_SCRATCH_LINEAR(MAX_K), 4);
+  /* the default tuning, and with more than 2 threads other legal values (small attention blocks,
+   * GEMM row blocks that are not multiples of any tile) */
+  const bertc_tuning tuning = threads > 2 ? (bertc_tuning){3, 4, 40} : (bertc_tuning)BERTC_TUNING_DEFAULT;
+  bertc_pool *p = bertc_pool_create(threads, BERTC_SCRATCH_LINEAR(MAX_K), &tuning);
   if (!p) {
     fprintf(stderr, "kernel_check: could not create a pool of %d threads\n", threads);
     return 1;

@@ -12,8 +12,8 @@
 // CHECK: .seq_len = 4,
 // Per-thread scratch: the largest kernels.h bound over the ops; the kernel names go in the program.
 // CHECK: .scratch_floats = MAX2(MAX2(MAX2(64, BERTC_SCRATCH_ATTENTION(4, 4)), BERTC_SCRATCH_LINEAR(4)), BERTC_SCRATCH_LINEAR(8)),
-// The threading split is the target's (bertc/targets.py).
-// CHECK: .chunks_per_thread = 2,
+// The threading split and kernel blocking are the target's (bertc/targets.py).
+// CHECK: .tuning = {2, 8, 192},
 // CHECK: .ids_offset = {{[0-9]+}},
 // CHECK: .num_kernels = 3,
 func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4xf32>) -> tensor<1x4x8xf32> {

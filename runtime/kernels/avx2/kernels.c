@@ -163,7 +163,7 @@ static void activate_span(const float *x, const float *bias, const float *res, f
  * weights (16 KB at 256 x 16) stay in L1 while every mr-row tile of the block sweeps over
  * them; x is read in place (its kc-wide block, 128 KB at M = 128, sits in L2), so no packing
  * of A and no use of the scratch. */
-#define GEMM_ROW_BLOCK 192 /* rows per work item: bounds the x block kept in L2 */
+/* Rows per work item: bertc_tuning.gemm_row_block, the target's choice (bounds the x block in L2). */
 
 typedef struct {
   const float *x, *w, *bias, *res;
@@ -364,8 +364,8 @@ static int gemm_tile_supported(const bertc_gemm_tile *t) {
 
 /* Row blocks of a multiple of mr rows; several per thread only when there are too few panels
  * to share (a narrow output, e.g. a classifier head) or M is large. */
-static int64_t gemm_row_block(int64_t M, int64_t panels, int threads, int mr) {
-  int64_t blocks = (M + GEMM_ROW_BLOCK - 1) / GEMM_ROW_BLOCK;
+static int64_t gemm_row_block(int64_t M, int64_t panels, int threads, int mr, int64_t row_block) {
+  int64_t blocks = (M + row_block - 1) / row_block;
   if (panels < 4 * threads && blocks < threads) blocks = threads;
   const int64_t rows = (M + blocks - 1) / blocks;
   return (rows + mr - 1) / mr * mr;
@@ -380,7 +380,7 @@ void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, c
     bertc_parallel_rows(p, M, gemm_generic_rows, &g);
     return;
   }
-  g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), tile->mr);
+  g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), tile->mr, bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, gemm_items, &g);
 }
 
@@ -576,6 +576,7 @@ typedef struct {
   float *out;
   int64_t S, H, heads;
   float scale;
+  int64_t qb; /* queries per block, for the AVX-512 path */
 } attn_args;
 
 typedef struct {
@@ -675,13 +676,14 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
 
 #ifdef __AVX512F__
 /* ---- attention, AVX-512: QB queries at a time --------------------------------------------- */
-/* One query at a time, a score costs a K^T load per FMA; QB = 8 queries share each load, so the
+/* One query at a time, a score costs a K^T load per FMA; QB queries share each load (QB is
+ * bertc_tuning.attention_block, 4 or 8: each is a separate instantiation), so the
  * two products run as register-blocked GEMMs: scores [QB, S] = Q_blk K^T (8 x 32 per step: 16 zmm
  * accumulators, 2 K^T loads, 8 broadcasts of q) and out [QB, D] = P V (8 x 32 per step likewise).
  * The softmax's 1/sum is applied to the QB x D output rather than to the QB x S probabilities.
  * Scratch: K^T (S*D), the probabilities (QB*S), the key mask (S); used when it fits
  * BERTC_SCRATCH_ATTENTION, i.e. for head sizes of 8 and up. */
-#define ATTN_QB 8
+#define ATTN_QB 8 /* the largest QB: sizes the arrays */
 
 /* exp8's Cephes expf on 16 lanes; the same clamps and underflow to exactly 0. */
 static inline __m512 exp16(__m512 x) {
@@ -701,46 +703,46 @@ static inline __m512 exp16(__m512 x) {
 ALWAYS_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
 /* scores[r, j0 .. j0 + 32) for the QB query rows q[r] (masked past S). */
-ALWAYS_INLINE void attn_scores_qb(const float *const q[ATTN_QB], const float *kt, int64_t S, int64_t D, int64_t j0,
-                                  float *scores) {
+ALWAYS_INLINE void attn_scores_qb(const int QB, const float *const q[ATTN_QB], const float *kt, int64_t S,
+                                  int64_t D, int64_t j0, float *scores) {
   const __mmask16 m0 = lanes(S - j0), m1 = lanes(S - j0 - 16 > 0 ? S - j0 - 16 : 0);
   __m512 acc[ATTN_QB][2];
 #pragma GCC unroll 8
-  for (int r = 0; r < ATTN_QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t d = 0; d < D; d++) {
     const __m512 k0 = _mm512_maskz_loadu_ps(m0, kt + d * S + j0), k1 = _mm512_maskz_loadu_ps(m1, kt + d * S + j0 + 16);
 #pragma GCC unroll 8
-    for (int r = 0; r < ATTN_QB; r++) {
+    for (int r = 0; r < QB; r++) {
       const __m512 qv = _mm512_set1_ps(q[r][d]);
       acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < ATTN_QB; r++) {
+  for (int r = 0; r < QB; r++) {
     _mm512_mask_storeu_ps(scores + r * S + j0, m0, acc[r][0]);
     _mm512_mask_storeu_ps(scores + r * S + j0 + 16, m1, acc[r][1]);
   }
 }
 
 /* out[r, d0 .. d0 + 32) = sum_j p[r, j] V[j, d0 ..] * inv[r] (masked past D). */
-ALWAYS_INLINE void attn_values_qb(const float *p, const float *v, int64_t row, int64_t S, int64_t D, int64_t d0,
-                                  float *const o[ATTN_QB], const float inv[ATTN_QB]) {
+ALWAYS_INLINE void attn_values_qb(const int QB, const float *p, const float *v, int64_t row, int64_t S, int64_t D,
+                                  int64_t d0, float *const o[ATTN_QB], const float inv[ATTN_QB]) {
   const __mmask16 m0 = lanes(D - d0), m1 = lanes(D - d0 - 16 > 0 ? D - d0 - 16 : 0);
   __m512 acc[ATTN_QB][2];
 #pragma GCC unroll 8
-  for (int r = 0; r < ATTN_QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t j = 0; j < S; j++) {
     const __m512 v0 = _mm512_maskz_loadu_ps(m0, v + j * row + d0), v1 = _mm512_maskz_loadu_ps(m1, v + j * row + d0 + 16);
 #pragma GCC unroll 8
-    for (int r = 0; r < ATTN_QB; r++) {
+    for (int r = 0; r < QB; r++) {
       const __m512 pv = _mm512_set1_ps(p[r * S + j]);
       acc[r][0] = _mm512_fmadd_ps(pv, v0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(pv, v1, acc[r][1]);
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < ATTN_QB; r++) {
+  for (int r = 0; r < QB; r++) {
     const __m512 s = _mm512_set1_ps(inv[r]);
     _mm512_mask_storeu_ps(o[r] + d0, m0, _mm512_mul_ps(acc[r][0], s));
     _mm512_mask_storeu_ps(o[r] + d0 + 16, m1, _mm512_mul_ps(acc[r][1], s));
@@ -749,15 +751,15 @@ ALWAYS_INLINE void attn_values_qb(const float *p, const float *v, int64_t row, i
 
 /* Queries [i0, i0 + rows) of head h: a short last block repeats its first query in the spare
  * rows and drops their results. */
-static void attn_query_block(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
-                             int64_t rows) {
+ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
+                                    int64_t i0, int64_t rows) {
   const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
   const float *base = a->qkv + b * S * row;
   const float *q[ATTN_QB];
   float *o[ATTN_QB], spare[ATTN_QB][64], inv[ATTN_QB];
-  for (int r = 0; r < ATTN_QB; r++) q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
-  for (int64_t j0 = 0; j0 < S; j0 += 32) attn_scores_qb(q, w->kt, S, D, j0, w->scores);
-  for (int r = 0; r < ATTN_QB; r++) {
+  for (int r = 0; r < QB; r++) q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
+  for (int64_t j0 = 0; j0 < S; j0 += 32) attn_scores_qb(QB, q, w->kt, S, D, j0, w->scores);
+  for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < S; j += 16) { /* scale and mask; masked keys and lanes past S: -inf */
@@ -788,32 +790,44 @@ static void attn_query_block(const attn_args *a, const attn_scratch *w, int64_t 
   }
   const float *v = base + 2 * H + h * D;
   for (int64_t d0 = 0; d0 < D; d0 += 32)
-    if (D <= 64 || d0 + 32 <= 64) attn_values_qb(w->scores, v, row, S, D, d0, o, inv);
+    if (D <= 64 || d0 + 32 <= 64) attn_values_qb(QB, w->scores, v, row, S, D, d0, o, inv);
   if (D > 64) { /* spare rows are 64 wide: the columns past 64 of real rows only */
-    for (int r = rows; r < ATTN_QB; r++) o[r] = o[0], inv[r] = inv[0];
-    for (int64_t d0 = 64; d0 < D; d0 += 32) attn_values_qb(w->scores, v, row, S, D, d0, o, inv);
+    for (int r = rows; r < QB; r++) o[r] = o[0], inv[r] = inv[0];
+    for (int64_t d0 = 64; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, row, S, D, d0, o, inv);
   }
+}
+
+static void attn_query_block4(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
+                              int64_t rows) {
+  attn_query_block(4, a, w, b, h, i0, rows);
+}
+static void attn_query_block8(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
+                              int64_t rows) {
+  attn_query_block(8, a, w, b, h, i0, rows);
 }
 
 static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const attn_args *a = raw;
-  const int64_t S = a->S, D = a->H / a->heads, blocks = (S + ATTN_QB - 1) / ATTN_QB;
-  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + ATTN_QB * S)};
+  const int64_t S = a->S, D = a->H / a->heads, qb = a->qb, blocks = (S + qb - 1) / qb;
+  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + qb * S)};
   for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query block) */
-    const int64_t qb = t % blocks, h = (t / blocks) % a->heads, b = t / (blocks * a->heads);
-    if (t == lo || qb == 0) attn_pack_head(a, &w, b, h);
-    attn_query_block(a, &w, b, h, qb * ATTN_QB, S - qb * ATTN_QB < ATTN_QB ? S - qb * ATTN_QB : ATTN_QB);
+    const int64_t blk = t % blocks, h = (t / blocks) % a->heads, b = t / (blocks * a->heads);
+    if (t == lo || blk == 0) attn_pack_head(a, &w, b, h);
+    const int64_t i0 = blk * qb, rows = S - i0 < qb ? S - i0 : qb;
+    if (qb == 4) attn_query_block4(a, &w, b, h, i0, rows);
+    else attn_query_block8(a, &w, b, h, i0, rows);
   }
 }
 #endif
 
 void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
                      int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, out, S, H, heads, scale};
+  attn_args a = {qkv, mask, out, S, H, heads, scale, 1};
 #ifdef __AVX512F__
   const int64_t D = H / heads;
-  if (S * D + (ATTN_QB + 1) * S <= BERTC_SCRATCH_ATTENTION(S, D)) {
-    bertc_parallel_rows(p, B * heads * ((S + ATTN_QB - 1) / ATTN_QB), attn_blocks, &a);
+  a.qb = bertc_pool_tuning(p)->attention_block == 4 ? 4 : ATTN_QB;
+  if (S * D + (a.qb + 1) * S <= BERTC_SCRATCH_ATTENTION(S, D)) {
+    bertc_parallel_rows(p, B * heads * ((S + a.qb - 1) / a.qb), attn_blocks, &a);
     return;
   }
 #endif
