@@ -15,6 +15,7 @@ bertc_run; a shared one produces libbertc_model.so and bertc_run.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import platform
@@ -131,7 +132,7 @@ def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem:
     ``fp16`` builds with FP16 arithmetic, which the half-float-weight kernels need."""
     inc = [f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", f"-I{RUNTIME / 'kernels'}"]
     if fp16:
-        tc = Toolchain(tc.name, tc.cc, tc.ar, tc.cflags + list(tc.fp16_cflags), tc.detail, tc.fp16_cflags)
+        tc = dataclasses.replace(tc, cflags=tc.cflags + list(tc.fp16_cflags))
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     objs = []

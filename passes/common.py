@@ -39,6 +39,13 @@ def dtype_of(value: ir.Value) -> str:
     return str(ir.RankedTensorType(value.type).element_type)
 
 
+def module_target(module: ir.Operation):
+    """The bertc.targets.Target named by the module's ``bertc.target`` (default: host)."""
+    from bertc.targets import get_target
+
+    return get_target(module.attributes["bertc.target"].value if "bertc.target" in module.attributes else "host")
+
+
 def func_ops(module: ir.Operation) -> Iterator[ir.Operation]:
     """The ops of every func body in the module, in order (a snapshot: safe to mutate)."""
     for f in module.regions[0].blocks[0].operations:

@@ -28,7 +28,7 @@ from torch_mlir import ir
 
 from bertc.errors import BertcError
 
-from .common import PassContext, dtype_of, func_ops, producer, shape_of, source_location
+from .common import PassContext, dtype_of, func_ops, module_target, producer, shape_of, source_location
 from .plan_memory import CONSTANT_OPS, VIEW_OPS
 
 FORMAT_VERSION = 1
@@ -302,12 +302,6 @@ def _int_attr(op, key: str, default: int) -> int:
     return ir.IntegerAttr(op.attributes[key]).value if key in op.attributes else default
 
 
-def _target(module: ir.Operation):
-    from bertc.targets import get_target
-
-    return get_target(module.attributes["bertc.target"].value if "bertc.target" in module.attributes else "host")
-
-
 def emit_c(module: ir.Operation, ctx: PassContext) -> None:
     funcs = [f for f in module.regions[0].blocks[0].operations if f.operation.name == "func.func"]
     if len(funcs) != 1:
@@ -389,7 +383,7 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         f"    .vocab_size = {_int_attr(f, 'bertc.vocab_size', 1 << 30)},",
         f"    .type_vocab_size = {_int_attr(f, 'bertc.type_vocab_size', 0)},",
         f"    .scratch_floats = {scratch},",
-        "    .tuning = {{{0.chunks_per_thread}, {0.attention_block}, {0.gemm_row_block}}},".format(_target(module)),
+        "    .tuning = {{{0.chunks_per_thread}, {0.attention_block}, {0.gemm_row_block}}},".format(module_target(module)),
         f"    .ids_offset = {offset.get('input_ids', -1)},",
         f"    .mask_offset = {offset.get('attention_mask', -1)},",
         f"    .types_offset = {offset.get('token_type_ids', -1)},",

@@ -24,20 +24,18 @@ from __future__ import annotations
 
 from torch_mlir import ir
 
-from .common import PassContext, func_ops, producer
+from .common import PassContext, func_ops, module_target, producer
 
 CONSTANT_OPS = ("bertc.weight", "bertc.constant", "bertc.concat")
 
 
 def _target_tile(module: ir.Operation, dtype: str) -> tuple[int, int, int]:
     from bertc.errors import BertcError
-    from bertc.targets import get_target
 
-    name = module.attributes["bertc.target"].value if "bertc.target" in module.attributes else "host"
-    target = get_target(name)
+    target = module_target(module)
     t = target.tile if dtype == "f32" else target.fp16_tile
     if t is None:
-        raise BertcError(f"--pack-weights dtype={dtype}: target '{name}' has no {dtype} kernels; use f32")
+        raise BertcError(f"--pack-weights dtype={dtype}: target '{target.name}' has no {dtype} kernels; use f32")
     return t.mr, t.nr, t.kc
 
 

@@ -20,12 +20,12 @@ struct bertc_pool {
   float **scratch; /* [threads][scratch_floats] */
   pthread_mutex_t lock;
   pthread_cond_t work;
-  /* state = generation << 32 (the call being run). owned[t] = generation << 32 | thread t's
-   * chunks not yet claimed. The caller publishes fn/arg/rows/chunk, then owned[], then state (all
+  /* generation: the call being run. owned[t] = generation << 32 | thread t's chunks not yet
+   * claimed. The caller publishes fn/arg/rows/chunk, then owned[], then generation (all
    * sequentially consistent); a thread claims a chunk by decrementing owned[t]'s low half with a
    * CAS that also checks the generation. While a chunk of generation g is unclaimed or running, g
    * cannot finish, so fn/arg/... are g's when a claim succeeds. */
-  _Atomic uint64_t state;
+  _Atomic uint32_t generation;
   _Atomic uint64_t owned[MAX_THREADS];
   _Atomic int64_t done; /* chunks of the current call finished */
   _Atomic int sleepers; /* workers on the condition variable: the caller must wake them */
@@ -60,7 +60,7 @@ static int64_t now_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static uint32_t generation_of(uint64_t state) { return (uint32_t)(state >> 32); }
+static uint32_t generation_of(uint64_t owned) { return (uint32_t)(owned >> 32); }
 
 /* Claim and run the chunks of generation `gen` that thread `owner` owns, until none is left. */
 static void run_owned(bertc_pool *p, uint32_t gen, int owner, int id) {
@@ -69,7 +69,8 @@ static void run_owned(bertc_pool *p, uint32_t gen, int owner, int id) {
   for (;;) {
     if (generation_of(s) != gen || (uint32_t)s == 0) return;
     if (!atomic_compare_exchange_weak(word, &s, s - 1)) continue; /* s reloaded */
-    const int64_t c = (int64_t)(owner + 1) * p->tuning.chunks_per_thread - (int64_t)(uint32_t)s; /* chunk c is ours */
+    /* claimed: chunk c */
+    const int64_t c = (int64_t)(owner + 1) * p->tuning.chunks_per_thread - (int64_t)(uint32_t)s;
     const int64_t lo = c * p->chunk, hi = lo + p->chunk < p->rows ? lo + p->chunk : p->rows;
     if (lo < hi) p->fn(p->arg, lo, hi, p->scratch[id]);
     atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
@@ -89,7 +90,7 @@ static uint32_t next_generation(bertc_pool *p, uint32_t seen) {
     const uint32_t run = atomic_load(&p->runs);
     int64_t start = -1;
     for (uint32_t i = 0; atomic_load_explicit(&p->active, memory_order_relaxed); i++) {
-      const uint32_t g = generation_of(atomic_load_explicit(&p->state, memory_order_acquire));
+      const uint32_t g = atomic_load_explicit(&p->generation, memory_order_acquire);
       if (g != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) return g;
       cpu_relax();
       if ((i & 1023) == 1023) { /* and let a thread that shares this core run (see the wait below) */
@@ -98,13 +99,13 @@ static uint32_t next_generation(bertc_pool *p, uint32_t seen) {
         else if (now_us() - start > BERTC_POOL_SPIN_US) break;
       }
     }
-    /* sleepers goes up before state and runs are read again, and the caller changes them before
+    /* sleepers goes up before generation and runs are read again, and the caller changes them before
      * it reads sleepers (all sequentially consistent): either this thread sees the change, or the
      * caller sees a sleeper and broadcasts under the lock this thread holds until it waits. */
     pthread_mutex_lock(&p->lock);
     atomic_fetch_add(&p->sleepers, 1);
     uint32_t g;
-    while ((g = generation_of(atomic_load(&p->state))) == seen && !atomic_load(&p->stop) &&
+    while ((g = atomic_load(&p->generation)) == seen && !atomic_load(&p->stop) &&
            atomic_load(&p->runs) == run)
       pthread_cond_wait(&p->work, &p->lock);
     atomic_fetch_sub(&p->sleepers, 1);
@@ -224,9 +225,10 @@ void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *ar
   p->chunks = (int64_t)p->threads * p->tuning.chunks_per_thread; /* chunks past the rows are empty */
   p->chunk = (rows + p->chunks - 1) / p->chunks;
   atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-  const uint32_t gen = generation_of(atomic_load(&p->state)) + 1;
-  for (int t = 0; t < p->threads; t++) atomic_store(&p->owned[t], (uint64_t)gen << 32 | (uint64_t)p->tuning.chunks_per_thread);
-  atomic_store(&p->state, (uint64_t)gen << 32); /* sequentially consistent */
+  const uint32_t gen = atomic_load(&p->generation) + 1;
+  for (int t = 0; t < p->threads; t++)
+    atomic_store(&p->owned[t], (uint64_t)gen << 32 | (uint64_t)p->tuning.chunks_per_thread);
+  atomic_store(&p->generation, gen); /* sequentially consistent */
   wake_sleepers(p);
   run_chunks(p, gen, 0);
   /* The last chunks are running on other threads. Yield often: just after a wake-up the scheduler

@@ -74,8 +74,8 @@ static inline __m256 tanh8(__m256 x) {
 }
 
 /* erf as x * p(x^2) / q(x^2) on x clamped to [-4, 4] (erf(4) rounds to 1 in float); the
- * rational fit is XLA's and Eigen's float erf, ~1e-7 absolute error. */
-/* erf's rational fit, shared by the 8- and 16-lane versions: P from x^12 down, Q from x^8 down. */
+ * rational fit is XLA's and Eigen's float erf, ~1e-7 absolute error. The coefficients, shared by
+ * the 8- and 16-lane versions: P from x^12 down, Q from x^8 down. */
 static const float ERF_P[7] = {-2.72614225801306e-10f, 2.77068142495902e-08f, -2.10102402082508e-06f,
                                -5.69250639462346e-05f, -7.34990630326855e-04f, -2.95459980854025e-03f,
                                -1.60960333262415e-02f};
@@ -307,7 +307,7 @@ static int gemm_tile_rows(int64_t left, int mr) { return (int)(left > mr && left
 static void gemm_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   /* The weights come from DRAM (a model's are far larger than the caches) and the first row tile
    * of each kc x nr slice would wait for them: ~15% of the GEMM. The panels are contiguous, so the
-   * next slice is the next kc * nr floats; each row tile prefetches its share of it into L2. */
+   * next slice is the next kc * nr floats; each row tile prefetches its share of it (into L1). */
   const char *w_end = (const char *)(g->w + g->panels * g->K * g->nr);
   const int64_t tiles = (m1 - m0 + g->mr - 1) / g->mr;
   for (int64_t p = p0; p < p1; p++)
@@ -749,15 +749,18 @@ ALWAYS_INLINE void attn_values_qb(const int QB, const float *p, const float *v, 
   }
 }
 
-/* Queries [i0, i0 + rows) of head h: a short last block repeats its first query in the spare
- * rows and drops their results. */
+/* Queries [i0, i0 + rows) of head h. A short last block repeats its first query in the spare
+ * rows, which compute that query's output bit for bit again and write it to the same place. */
 ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
                                     int64_t i0, int64_t rows) {
   const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
   const float *base = a->qkv + b * S * row;
   const float *q[ATTN_QB];
-  float *o[ATTN_QB], spare[ATTN_QB][64], inv[ATTN_QB];
-  for (int r = 0; r < QB; r++) q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
+  float *o[ATTN_QB], inv[ATTN_QB];
+  for (int r = 0; r < QB; r++) {
+    q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
+    o[r] = a->out + (b * S + i0 + (r < rows ? r : 0)) * H + h * D;
+  }
   for (int64_t j0 = 0; j0 < S; j0 += 32) attn_scores_qb(QB, q, w->kt, S, D, j0, w->scores);
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
@@ -772,7 +775,6 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
       mx = _mm512_max_ps(mx, sv);
     }
     const float rmax = _mm512_reduce_max_ps(mx);
-    o[r] = r < rows ? a->out + (b * S + i0 + r) * H + h * D : spare[r];
     if (rmax == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
       memset(sr, 0, (size_t)S * sizeof(float));
       inv[r] = 0.0f;
@@ -789,12 +791,7 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
     inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
   }
   const float *v = base + 2 * H + h * D;
-  for (int64_t d0 = 0; d0 < D; d0 += 32)
-    if (D <= 64 || d0 + 32 <= 64) attn_values_qb(QB, w->scores, v, row, S, D, d0, o, inv);
-  if (D > 64) { /* spare rows are 64 wide: the columns past 64 of real rows only */
-    for (int r = rows; r < QB; r++) o[r] = o[0], inv[r] = inv[0];
-    for (int64_t d0 = 64; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, row, S, D, d0, o, inv);
-  }
+  for (int64_t d0 = 0; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, row, S, D, d0, o, inv);
 }
 
 static void attn_query_block4(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
