@@ -1,5 +1,6 @@
 """The ISA kernels against the reference kernels, op by op (runtime/tests/kernel_check.c): random
-shapes that are not multiples of the tiles, masks with fully masked rows, 1 and 3 threads."""
+shapes that are not multiples of the tiles, masks with fully masked rows, block-sparse weights of
+every block shape and density (and the sparse reference against the dense product), 1 and 3 threads."""
 
 from __future__ import annotations
 
@@ -41,6 +42,6 @@ def test_isa_kernels_match_reference(variant, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     r = subprocess.run(run, capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    kernels = ["bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax"]
+    kernels = ["bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_softmax"]
     for kernel in kernels + (["bertc_linear_packed_f16"] if fp16 else []):
         assert any(f"{kernel} " in line and f"impl {isa}" in line for line in r.stdout.splitlines()), r.stdout

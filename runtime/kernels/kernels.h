@@ -42,10 +42,27 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
                              const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                              const bertc_gemm_tile *tile);
 
+/* Block-sparse weights (--prune-patterns). W[N,K] is cut into r x c blocks (r output features, c inputs);
+ * only the kept blocks are stored, in block-row order: */
+typedef struct {
+  int32_t r, c;            /* block shape: r rows of W (outputs, N) x c columns (inputs, K) */
+  int32_t block_rows;      /* ceil(N / r) */
+  const int32_t *offsets;  /* [block_rows + 1]: block row i holds blocks offsets[i] .. offsets[i+1]-1 */
+  const int32_t *index;    /* [blocks]: first input column of each block, a multiple of c, ascending within a row */
+  const float *values;     /* [blocks][c][r]: W[i*r + j, index[b] + l] at values[(b*c + l)*r + j];
+                              zero where i*r + j >= N or index[b] + l >= K */
+} bertc_block_sparse;
+/* y[M,N] = act(x[M,K] @ W^T + bias[N]) + residual[M,N]; bias/residual may be NULL. The arrays are
+ * 64-byte aligned at their start; a block inside values is only 4 * r bytes aligned. */
+void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse *w, const float *bias,
+                         const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act);
+
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */
 #define BERTC_SCRATCH_LINEAR(K) (16 * (K) + 64)                 /* packing up to 16 rows of x */
 #define BERTC_SCRATCH_ATTENTION(S, D) ((S) + 2 * (S) * (D) + 64) /* a score row, K and V of a head */
+/* up to 32 rows of x over K rounded up to the block's c, plus a 32-row x 16-column output tile */
+#define BERTC_SCRATCH_SPARSE(K, C) (32 * ((K) + (C)) + 32 * 16 + 64)
 
 /* The implementation a kernel resolved to when the program was linked: "ref", or the ISA
  * folder's name ("neon", "avx2") for the kernels that folder overrides. The reference

@@ -28,6 +28,7 @@
 /* The reference copies, renamed by ref_renamed.h and compiled in ref_renamed.c. */
 extern __typeof__(bertc_linear_packed) ref_bertc_linear_packed;
 extern __typeof__(bertc_linear_packed_f16) ref_bertc_linear_packed_f16;
+extern __typeof__(bertc_linear_sparse) ref_bertc_linear_sparse;
 extern __typeof__(bertc_linear) ref_bertc_linear;
 extern __typeof__(bertc_attention) ref_bertc_attention;
 extern __typeof__(bertc_layer_norm) ref_bertc_layer_norm;
@@ -38,6 +39,8 @@ extern __typeof__(bertc_matmul) ref_bertc_matmul;
 
 #define TOLERANCE 1e-5
 #define MAX_K 3072 /* the largest K below (BERT-base's FFN down-projection); sizes the pool's scratch */
+#define MAX_SPARSE_K 1536 /* and the largest K and block width of the sparse cases */
+#define MAX_SPARSE_C 8
 #define RANDOM_CASES 60
 
 /* ---- seeded inputs ---------------------------------------------------------------------- */
@@ -260,6 +263,105 @@ static int check_f16_values(bertc_pool *p) {
   return report(&r, "bertc_linear_packed_f16");
 }
 
+/* ---- block-sparse linear ---------------------------------------------------------------- */
+typedef struct {
+  bertc_block_sparse w;
+  int32_t *offsets, *index;
+  float *values;
+} sparse_weights;
+
+/* Keeps each r x c block of W[N,K] with probability `density` and zeroes the others in W, so that
+ * W stays the dense equivalent; the kept blocks are compressed to the format kernels.h documents. */
+static sparse_weights compress_blocks(float *w, int64_t N, int64_t K, int r, int c, double density) {
+  const int64_t rows = (N + r - 1) / r, cols = (K + c - 1) / c;
+  sparse_weights s = {{r, c, (int32_t)rows, NULL, NULL, NULL}, calloc((size_t)rows + 1, sizeof(int32_t)),
+                      malloc((size_t)(rows * cols + 1) * sizeof(int32_t)),
+                      calloc((size_t)(rows * cols * r * c + 1), sizeof(float))};
+  int32_t blocks = 0;
+  for (int64_t i = 0; i < rows; i++) {
+    s.offsets[i] = blocks;
+    for (int64_t kb = 0; kb < cols; kb++) {
+      const int keep = rand_float(0, 1) < density;
+      if (keep) s.index[blocks] = (int32_t)(kb * c);
+      for (int64_t l = 0; l < c; l++)
+        for (int64_t j = 0; j < r; j++) {
+          const int64_t n = i * r + j, k = kb * c + l;
+          if (n >= N || k >= K) continue; /* the padding stays zero */
+          if (keep) s.values[(blocks * c + l) * r + j] = w[n * K + k];
+          else w[n * K + k] = 0.0f;
+        }
+      blocks += keep;
+    }
+  }
+  s.offsets[rows] = blocks;
+  s.w.offsets = s.offsets, s.w.index = s.index, s.w.values = s.values;
+  return s;
+}
+
+/* NaN into the scratch of (most likely) every thread, so that a kernel which reads scratch it has
+ * not written (say, the zero padding of packed x) fails. */
+static void poison_scratch(void *n, int64_t lo, int64_t hi, float *scratch) {
+  for (int64_t i = 0; i < *(const int64_t *)n; i++) scratch[i] = NAN;
+}
+
+/* The ISA kernel against the reference, and the reference against the definition: x @ W^T from
+ * the dense W in double, then act(. + bias) + residual. */
+static void check_sparse_case(bertc_pool *p, result *r, result *vs_dense, int br, int bc, double density, int64_t M,
+                              int64_t N, int64_t K, int act) {
+  const int with_bias = rand_int(0, 2) > 0, with_res = rand_int(0, 1);
+  const float ws = 2.0f / sqrtf((float)K);
+  float *x = rand_array(M * K, -1, 1), *w = rand_array(N * K, -ws, ws), *bias = rand_array(N, -1, 1);
+  float *res = rand_array(M * N, -1, 1), *got = nan_array(M * N), *want = nan_array(M * N), *dense = nan_array(M * N);
+  sparse_weights s = compress_blocks(w, N, K, br, bc, density);
+  const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
+  int64_t scratch = BERTC_SCRATCH_SPARSE(K, bc);
+  bertc_parallel_rows(p, 64, poison_scratch, &scratch);
+  bertc_linear_sparse(p, x, &s.w, b, rs, got, M, N, K, act);
+  ref_bertc_linear_sparse(p, x, &s.w, b, rs, want, M, N, K, act);
+  char shape[96];
+  snprintf(shape, sizeof shape, "%dx%d d=%.2f M=%lld N=%lld K=%lld act=%d bias=%d res=%d", br, bc, density,
+           (long long)M, (long long)N, (long long)K, act, with_bias, with_res);
+  record(r, got, want, M * N, shape);
+  if (vs_dense) {
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < K; k++) acc += (double)x[m * K + k] * w[n * K + k];
+        dense[m * N + n] = (float)acc + (b ? b[n] : 0.0f);
+      }
+    ref_bertc_unary(p, act, dense, dense, M * N);
+    for (int64_t i = 0; rs && i < M * N; i++) dense[i] += rs[i];
+    record(vs_dense, want, dense, M * N, shape);
+  }
+  free(x), free(w), free(bias), free(res), free(got), free(want), free(dense);
+  free(s.offsets), free(s.index), free(s.values);
+}
+
+/* Block shapes of every kernel path (by columns, by rows, scalar), densities from empty to full,
+ * shapes that divide neither the block nor any tile. */
+static int check_linear_sparse(bertc_pool *p) {
+  result r = {.label = "bertc_linear_sparse"}, vs_dense = {.label = "  reference vs dense W"};
+  static const int blocks[][2] = {{1, 1}, {1, 4}, {1, 8}, {4, 1}, {8, 1}, {16, 1}, {2, 2},
+                                  {4, 4}, {3, 5}, {32, 1}, {8, 2}, {16, 4}, {2, 1}, {4, 2}};
+  static const double densities[] = {0.0, 0.1, 0.5, 1.0};
+  for (size_t sh = 0; sh < sizeof blocks / sizeof *blocks; sh++)
+    for (int c = 0; c < 16; c++) { /* cases 5, 6, 7: M, N, K = 1 (densities 0.1, 0.5, 1) */
+      const int64_t M = c == 5 ? 1 : rand_int(1, 70), N = c == 6 ? 1 : rand_int(1, 70);
+      const int64_t K = c == 7 ? 1 : rand_int(1, 90);
+      check_sparse_case(p, &r, &vs_dense, blocks[sh][0], blocks[sh][1], densities[c % 4], M, N, K, c % 5);
+    }
+  /* BERT-sized: MiniLM's FFN projections at 128 tokens, its QKV projection at 37, a 4x1 one at 9 (fewer
+   * rows than a tile: the block rows are split between threads). The reference is the loop checked
+   * above, so only the kernel is compared. */
+  check_sparse_case(p, &r, NULL, 16, 1, 0.25, 128, 1536, 384, BERTC_ACT_GELU);
+  check_sparse_case(p, &r, NULL, 16, 1, 0.1, 128, 384, MAX_SPARSE_K, BERTC_ACT_NONE);
+  check_sparse_case(p, &r, NULL, 8, 1, 0.5, 37, 1152, 384, BERTC_ACT_NONE);
+  check_sparse_case(p, &r, NULL, 1, MAX_SPARSE_C, 0.25, 128, 384, 384, BERTC_ACT_NONE);
+  check_sparse_case(p, &r, NULL, 4, 1, 0.25, 9, 384, 384, BERTC_ACT_NONE);
+  const int failed = report(&r, "bertc_linear_sparse");
+  return failed | report(&vs_dense, "bertc_linear_sparse");
+}
+
 /* ---- unpacked linear and matmul --------------------------------------------------------- */
 static int check_linear(bertc_pool *p) {
   result r = {.label = "bertc_linear"};
@@ -434,7 +536,10 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   /* the default tuning, and with more than 2 threads other legal values (small attention blocks,
    * GEMM row blocks that are not multiples of any tile) */
   const bertc_tuning tuning = threads > 2 ? (bertc_tuning){3, 4, 40} : (bertc_tuning)BERTC_TUNING_DEFAULT;
-  bertc_pool *p = bertc_pool_create(threads, BERTC_SCRATCH_LINEAR(MAX_K), &tuning);
+  const int64_t scratch = BERTC_SCRATCH_LINEAR(MAX_K) > BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C)
+                              ? BERTC_SCRATCH_LINEAR(MAX_K)
+                              : BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C);
+  bertc_pool *p = bertc_pool_create(threads, scratch, &tuning);
   if (!p) {
     fprintf(stderr, "kernel_check: could not create a pool of %d threads\n", threads);
     return 1;
@@ -443,6 +548,7 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   printf("threads %d\n", threads);
   int failed = 0;
   for (int t = 0; t < ntiles; t++) failed |= check_linear_packed(p, tiles[t][0], tiles[t][1]);
+  failed |= check_linear_sparse(p);
   failed |= check_linear(p);
   failed |= check_matmul(p);
   failed |= check_attention(p);

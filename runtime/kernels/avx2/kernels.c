@@ -384,6 +384,19 @@ void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, c
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, gemm_items, &g);
 }
 
+/* ---- block-sparse linear: ../sparse_gemm.h on 32 zmm (AVX-512) or 16 ymm registers -------- */
+#ifdef __AVX512F__
+#define SPARSE_VREG_BYTES 64
+#define SPARSE_VREGS 32
+#else
+#define SPARSE_VREG_BYTES 32
+#define SPARSE_VREGS 16
+#endif
+static void sparse_epilogue(float *y, const float *bias, const float *res, int64_t n, int act) {
+  activate_span(y, bias, res, y, n, act);
+}
+#include "../sparse_gemm.h"
+
 /* ---- layer norm ----------------------------------------------------------------------- */
 typedef struct {
   const float *x, *res, *g, *b;
@@ -832,8 +845,8 @@ void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float
 }
 
 const char *bertc_kernel_impl(const char *kernel) {
-  static const char *const ours[] = {"bertc_linear_packed", "bertc_layer_norm", "bertc_softmax", "bertc_unary",
-                                     "bertc_attention"};
+  static const char *const ours[] = {"bertc_linear_packed", "bertc_linear_sparse", "bertc_layer_norm",
+                                     "bertc_softmax", "bertc_unary", "bertc_attention"};
   for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
     if (strcmp(kernel, ours[i]) == 0) return "avx2";
   return "ref";

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const char *const neon_kernels[] = {
-    "bertc_linear_packed", "bertc_attention", "bertc_layer_norm", "bertc_softmax", "bertc_unary",
+    "bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_softmax",
+    "bertc_unary",
 #if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC) /* built with -march=armv8.2-a+fp16 (--dtype fp16) */
     "bertc_linear_packed_f16",
 #endif
@@ -432,6 +433,15 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
   packed_linear(p, &a, packed_rows_generic_f16);
 }
 #endif
+
+/* ---- block-sparse linear: ../sparse_gemm.h on 32 q registers -------------------------------- */
+#define SPARSE_VREG_BYTES 16
+#define SPARSE_VREGS 32
+#define SPARSE_CHAINS 16 /* big cores have four 128-bit FMA pipes of latency 4 */
+static void sparse_epilogue(float *y, const float *bias, const float *res, int64_t n, int act) {
+  epilogue_row(y, bias, res, n, act);
+}
+#include "../sparse_gemm.h"
 
 /* ---- layer norm ------------------------------------------------------------------------ */
 typedef struct { const float *x, *res, *g, *b; float *y; int64_t n; float eps; } ln_args;

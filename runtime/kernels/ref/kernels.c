@@ -166,6 +166,46 @@ BERTC_WEAK void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uin
   bertc_parallel_rows(p, M, packed_rows_f16, &a);
 }
 
+/* ---- block-sparse linear: the format kernels.h documents ------------------------------ */
+typedef struct {
+  const float *x, *bias, *res;
+  const bertc_block_sparse *w;
+  float *y;
+  int64_t N, K;
+  int act;
+} sparse_args;
+
+/* One row of y at a time: zero it, add each kept block's products (skipping the padding past N
+ * and K, so x is never read out of bounds), then the epilogue. */
+static void sparse_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const sparse_args *a = raw;
+  const bertc_block_sparse *w = a->w;
+  const int64_t N = a->N, K = a->K, r = w->r, c = w->c;
+  for (int64_t m = lo; m < hi; m++) {
+    const float *x = a->x + m * K;
+    float *y = a->y + m * N;
+    memset(y, 0, (size_t)N * sizeof(float));
+    for (int64_t i = 0; i < w->block_rows; i++)
+      for (int64_t b = w->offsets[i]; b < w->offsets[i + 1]; b++)
+        for (int64_t l = 0; l < c && w->index[b] + l < K; l++) {
+          const float xv = x[w->index[b] + l];
+          const float *v = w->values + (b * c + l) * r;
+          for (int64_t j = 0; j < r && i * r + j < N; j++) y[i * r + j] += xv * v[j];
+        }
+    for (int64_t n = 0; n < N; n++) {
+      const float v = activate(y[n] + (a->bias ? a->bias[n] : 0.0f), a->act);
+      y[n] = a->res ? v + a->res[m * N + n] : v;
+    }
+  }
+}
+
+BERTC_WEAK void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse *w, const float *bias,
+                                    const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act) {
+  sparse_args a = {x, bias, residual, w, y, N, K, act};
+  bertc_parallel_rows(p, M, sparse_rows, &a);
+}
+
 static void embed_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const embed_args *a = raw;

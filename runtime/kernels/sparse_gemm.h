@@ -1,0 +1,392 @@
+/* Block-sparse linear (bertc_linear_sparse; the format is in kernels.h), one implementation for
+ * every SIMD ISA, written with GCC/Clang generic vectors. The ISA file that includes it defines
+ *   SPARSE_VREG_BYTES  bytes of one vector register: 16 (NEON), 32 (AVX2), 64 (AVX-512)
+ *   SPARSE_VREGS       how many the ISA has: 16 (AVX2), 32 (AVX-512, NEON)
+ *   sparse_epilogue(y, bias, res, n, act)  y[0:n] = act(y + bias) + res in place (bias/res may be NULL)
+ *   SPARSE_CHAINS      optionally, the independent FMA chains that keep its FMA pipes busy (8)
+ * and gets a strong bertc_linear_sparse (its bertc_kernel_impl lists it).
+ *
+ * Two register tiles, by the block's r against the L = SPARSE_VREG_BYTES / 4 lanes of a register:
+ * - r = L, 2L or 4L (4, 8, 16 on NEON; 8, 16 on AVX2; 16, 32 on AVX-512): vectorised over
+ *   N. MR rows x r columns of accumulators; each block column is r / L vector loads of weights and MR
+ *   broadcasts of x, one per row, each feeding r / L FMAs.
+ * - r = 1, 2, 4, 8 below L: vectorised over M. r columns x MR = V * L rows of accumulators; each
+ *   block column is V vector loads of x (MR rows at one k) and r broadcast weights, each feeding V
+ *   FMAs. The tile of y comes out transposed ([column][row]) and goes to y 16 columns at a time
+ *   through L x L register transposes. When r * V accumulators are too few to hide the FMA latency, S sets of them take
+ *   alternate blocks and are summed at the end.
+ * - any other r: a scalar loop (correct, not fast).
+ * Both vector tiles read x from a packed copy of the row tile, xp[k * MR + row] (rows past M and
+ * columns past K zero, so the padding of a block reads zeros, never another row or past the end),
+ * so a block's MR values of x are adjacent and its address is one multiply away from index[b].
+ * Rows past M are computed into the padding and not stored.
+ *
+ * Threads: a work item is (row tile, chunk of block rows), the chunks cut at equal shares of the
+ * blocks (plus one per block row, for its stores and epilogue) by the offsets prefix sums, so a
+ * thread's share of the FMAs is even when the density differs between block rows. A thread packs a
+ * row tile once for all its consecutive items of that tile, then sweeps their block rows. The
+ * weights are not blocked for the cache: each 4r-byte weight vector feeds MR FMAs, so streaming them
+ * from L2 or L3 keeps up with the FMAs once the next block row's are prefetched.
+ *
+ * Speed against the dense packed GEMM (12x32 tile), 1 thread, M = 128, MiniLM's (K, N), Zen 5 with
+ * AVX-512: 16x1 blocks at density 0.25 run 3.1-3.5x faster, at 0.1 6.6-7.5x; 8x1 3.2-3.3x and 6.2-6.7x;
+ * 4x1 2.7x and 5.5-5.8x; 1x4 2.0x and 3.8x (r = 1 loads x once per FMA), 1.4x and 3.6x at K = 1536,
+ * where its packed x no longer fits L1. */
+#ifndef BERTC_SPARSE_GEMM_H
+#define BERTC_SPARSE_GEMM_H
+
+#include <string.h>
+
+#include "kernels.h"
+
+#define SPARSE_INLINE static inline __attribute__((always_inline))
+#define SPARSE_L (SPARSE_VREG_BYTES / 4)
+#define SPARSE_MR_MAX 32 /* rows of packed x; BERTC_SCRATCH_SPARSE holds 32 x (K + c) */
+#define SPARSE_ACC_MAX 32 /* accumulator registers, an upper bound for the arrays below */
+#define SPARSE_T_COLS 16  /* columns of the transposed y tile of the by-rows kernel */
+
+/* A native register of floats; aligned(4) because a block inside values is only 4r-byte aligned. */
+typedef float sparse_vec __attribute__((vector_size(SPARSE_VREG_BYTES), aligned(4)));
+
+#define SPARSE_MIN(a, b) ((a) < (b) ? (a) : (b))
+/* Rows of the by-columns tile with NV = r / L registers per row: what the registers leave after NV
+ * weight vectors, a broadcast and one spare, at most 16 (AVX-512 16; AVX2 12, 5; NEON 16, 13, 6). */
+#define SPARSE_MR_COLS(NV) SPARSE_MIN((SPARSE_VREGS - (NV) - 3) / (NV), 16)
+/* Row registers V of the by-rows tile for r < L: r * V accumulators + V x vectors + a weight. */
+#define SPARSE_V_ROWS(R) SPARSE_MIN((SPARSE_VREGS - 4) / ((R) + 1), SPARSE_MR_MAX / SPARSE_L)
+/* Accumulator sets: at least SPARSE_CHAINS independent FMA chains (FMA latency x FMA pipes). */
+#ifndef SPARSE_CHAINS
+#define SPARSE_CHAINS 8
+#endif
+#define SPARSE_SETS(R) \
+  ((R) * SPARSE_V_ROWS(R) >= SPARSE_CHAINS ? 1 : SPARSE_CHAINS / ((R) * SPARSE_V_ROWS(R)))
+
+typedef struct sparse_args sparse_args;
+/* Rows [m0, m0 + rows) x block rows [i0, i1), epilogue included. */
+typedef void (*sparse_tile_fn)(const sparse_args *a, float *scratch, int64_t m0, int64_t rows, int64_t i0, int64_t i1);
+
+struct sparse_args {
+  const float *x, *bias, *res;
+  const bertc_block_sparse *w;
+  float *y;
+  int64_t M, N, K, kpad; /* kpad: K rounded up to c, the packed columns */
+  int act, mr;           /* mr: rows per tile */
+  int64_t chunks;        /* block-row chunks per row tile */
+  sparse_tile_fn tile;
+};
+
+SPARSE_INLINE sparse_vec sparse_load(const float *p) { return *(const sparse_vec *)p; }
+SPARSE_INLINE void sparse_store(float *p, sparse_vec v) { *(sparse_vec *)p = v; }
+
+/* Two-source shuffles interleaving the low (high) halves of a and b: NEON's zip1/zip2, AVX-512's
+ * vpermt2ps. */
+#if SPARSE_L == 4
+#define SPARSE_ZIP_LO 0, 4, 1, 5
+#define SPARSE_ZIP_HI 2, 6, 3, 7
+#elif SPARSE_L == 8
+#define SPARSE_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
+#define SPARSE_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
+#else
+#define SPARSE_ZIP_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define SPARSE_ZIP_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#endif
+
+/* v[i][j] -> v[j][i] for an L x L block: log2(L) rounds that zip row i with row i + L/2 into rows
+ * 2i and 2i + 1 (a perfect shuffle of the rows, which after log2(L) rounds is the transpose). */
+SPARSE_INLINE void sparse_transpose(sparse_vec *v) {
+#pragma GCC unroll 4
+  for (int round = 1; round < SPARSE_L; round *= 2) {
+    sparse_vec t[SPARSE_L];
+#pragma GCC unroll 8
+    for (int i = 0; i < SPARSE_L / 2; i++) {
+      t[2 * i] = __builtin_shufflevector(v[i], v[i + SPARSE_L / 2], SPARSE_ZIP_LO);
+      t[2 * i + 1] = __builtin_shufflevector(v[i], v[i + SPARSE_L / 2], SPARSE_ZIP_HI);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < SPARSE_L; i++) v[i] = t[i];
+  }
+}
+
+/* xp[k * mr + m] = x[m0 + m, k]; zero for m >= rows or k >= K. L x L blocks go through registers
+ * (a strided scalar copy costs more than the FMAs at low density); the rows and columns left over
+ * are copied one by one. */
+static void sparse_pack_x(const sparse_args *a, float *xp, int64_t m0, int64_t rows) {
+  const int64_t mr = a->mr, K = a->K, full = rows / SPARSE_L * SPARSE_L;
+  const float *x = a->x + m0 * K;
+  int64_t k0 = 0;
+  for (; k0 + SPARSE_L <= K; k0 += SPARSE_L) {
+    for (int64_t m = 0; m < full; m += SPARSE_L) {
+      sparse_vec v[SPARSE_L];
+#pragma GCC unroll 16
+      for (int i = 0; i < SPARSE_L; i++) v[i] = sparse_load(x + (m + i) * K + k0);
+      sparse_transpose(v);
+#pragma GCC unroll 16
+      for (int j = 0; j < SPARSE_L; j++) sparse_store(xp + (k0 + j) * mr + m, v[j]);
+    }
+    for (int64_t m = full; m < mr; m++)
+      for (int64_t j = 0; j < SPARSE_L; j++) xp[(k0 + j) * mr + m] = m < rows ? x[m * K + k0 + j] : 0.0f;
+  }
+  for (; k0 < a->kpad; k0++)
+    for (int64_t m = 0; m < mr; m++) xp[k0 * mr + m] = m < rows && k0 < K ? x[m * K + k0] : 0.0f;
+}
+
+static void sparse_epilogue_rows(const sparse_args *a, int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
+  const int64_t r = a->w->r, n0 = i0 * r, n1 = i1 * r < a->N ? i1 * r : a->N;
+  for (int64_t m = m0; m < m0 + rows; m++)
+    sparse_epilogue(a->y + m * a->N + n0, a->bias ? a->bias + n0 : NULL, a->res ? a->res + m * a->N + n0 : NULL,
+                    n1 - n0, a->act);
+}
+
+/* ---- by columns: r = NV * L --------------------------------------------------------------- */
+/* Block row i for rows [m0, m0 + rows): y[., i r .. i r + r), the columns below N. C is the block's
+ * c when it is a compile-time constant, else 0 and w->c is read. */
+SPARSE_INLINE void sparse_block_row_cols(const int MR, const int NV, const int C, const sparse_args *a,
+                                         const float *xp, int64_t m0, int64_t rows, int64_t i) {
+  const bertc_block_sparse *w = a->w;
+  const int64_t R = NV * SPARSE_L, c = C ? C : w->c, b0 = w->offsets[i], nb = w->offsets[i + 1] - b0;
+  const int32_t *idx = w->index + b0;
+  const float *wv = w->values + b0 * c * R;
+  sparse_vec acc[SPARSE_ACC_MAX];
+#pragma GCC unroll 32
+  for (int t = 0; t < MR * NV; t++) acc[t] = (sparse_vec){0};
+  /* The x address of block b + 1 is formed during block b: with each broadcast's address waiting
+   * on that block's index load, the loads queue behind it and the FMAs run ~25% slower (Zen 5).
+   * The next block row's weights are prefetched as this one's are read, so that the first row
+   * tile, which brings them from L3 or memory, does not wait for them. */
+  const float *xnext = nb > 0 ? xp + (int64_t)idx[0] * MR : xp;
+  for (int64_t b = 0; b < nb; b++) {
+    const float *xk = xnext;
+    xnext = xp + (int64_t)idx[b + 1 < nb ? b + 1 : b] * MR;
+    for (int64_t l = 0; l < c; l++, xk += MR, wv += R) {
+      __builtin_prefetch(wv + nb * c * R); /* the same place in the next block row, about */
+      sparse_vec wr[4];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) wr[v] = sparse_load(wv + v * SPARSE_L);
+#pragma GCC unroll 32
+      for (int m = 0; m < MR; m++) {
+        const float xs = xk[m];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[m * NV + v] += wr[v] * xs;
+      }
+    }
+  }
+  const int64_t cols = a->N - i * R < R ? a->N - i * R : R;
+  float *y = a->y + m0 * a->N + i * R;
+#pragma GCC unroll 32
+  for (int m = 0; m < MR; m++) {
+    if (m >= rows) break;
+    if (cols == R) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) sparse_store(y + m * a->N + v * SPARSE_L, acc[m * NV + v]);
+    } else { /* the last block row, past N */
+      float part[4 * SPARSE_L];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) sparse_store(part + v * SPARSE_L, acc[m * NV + v]);
+      memcpy(y + m * a->N, part, (size_t)cols * sizeof(float));
+    }
+  }
+}
+
+SPARSE_INLINE void sparse_tile_cols(const int NV, const int C, const sparse_args *a, float *xp, int64_t m0,
+                                    int64_t rows, int64_t i0, int64_t i1) {
+  sparse_pack_x(a, xp, m0, rows);
+  for (int64_t i = i0; i < i1; i++) sparse_block_row_cols(SPARSE_MR_COLS(NV), NV, C, a, xp, m0, rows, i);
+  sparse_epilogue_rows(a, m0, rows, i0, i1);
+}
+
+/* ---- by rows: r < L ----------------------------------------------------------------------- */
+/* acc[j * V + v] += the block's c columns: x rows at xk (MR per column), weights at wb (R per column). */
+SPARSE_INLINE void sparse_block_rows(const int R, const int V, const int C, int64_t c, const float *xk,
+                                     const float *wb, sparse_vec *acc) {
+  const int MR = V * SPARSE_L;
+  for (int64_t l = 0; l < (C ? C : c); l++, xk += MR, wb += R) {
+    sparse_vec xv[SPARSE_MR_MAX / SPARSE_L];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; v++) xv[v] = sparse_load(xk + v * SPARSE_L);
+#pragma GCC unroll 8
+    for (int j = 0; j < R; j++) {
+      const float ws = wb[j];
+#pragma GCC unroll 8
+      for (int v = 0; v < V; v++) acc[j * V + v] += xv[v] * ws;
+    }
+  }
+}
+
+/* The blocks of block row i into t[j * MR + m] (column j of the block row, row m of the tile).
+ * Blocks go round-robin to S accumulator sets; the x addresses are formed S blocks ahead and the
+ * next block row's weights prefetched, as in sparse_block_row_cols. */
+SPARSE_INLINE void sparse_block_row_rows(const int R, const int V, const int S, const int C, const sparse_args *a,
+                                         const float *xp, int64_t i, float *t) {
+  const int MR = V * SPARSE_L;
+  const bertc_block_sparse *w = a->w;
+  const int64_t c = C ? C : w->c, b0 = w->offsets[i], nb = w->offsets[i + 1] - b0;
+  const int32_t *idx = w->index + b0;
+  const float *wv = w->values + b0 * c * R;
+  sparse_vec acc[SPARSE_ACC_MAX]; /* acc[(s * R + j) * V + v] */
+#pragma GCC unroll 32
+  for (int q = 0; q < S * R * V; q++) acc[q] = (sparse_vec){0};
+  int64_t b = 0;
+  if (nb >= S) {
+    const float *xs[SPARSE_ACC_MAX];
+#pragma GCC unroll 8
+    for (int s = 0; s < S; s++) xs[s] = xp + (int64_t)idx[s] * MR;
+    for (; b + S <= nb; b += S) {
+#pragma GCC unroll 8
+      for (int s = 0; s < S; s++) {
+        const float *xk = xs[s];
+        xs[s] = xp + (int64_t)idx[b + s + S < nb ? b + s + S : nb - 1] * MR;
+        __builtin_prefetch(wv + (b + s + nb) * c * R);
+        sparse_block_rows(R, V, C, c, xk, wv + (b + s) * c * R, acc + s * R * V);
+      }
+    }
+  }
+  for (; b < nb; b++) sparse_block_rows(R, V, C, c, xp + (int64_t)idx[b] * MR, wv + b * c * R, acc);
+#pragma GCC unroll 8
+  for (int s = 1; s < S; s++)
+#pragma GCC unroll 32
+    for (int q = 0; q < R * V; q++) acc[q] += acc[s * R * V + q];
+#pragma GCC unroll 8
+  for (int j = 0; j < R; j++)
+#pragma GCC unroll 8
+    for (int v = 0; v < V; v++) sparse_store(t + j * MR + v * SPARSE_L, acc[j * V + v]);
+}
+
+/* y[m, j] = t[j * mr + m] for m < rows, j < cols: L x L blocks through registers, the ragged
+ * edges one by one. */
+static void sparse_store_transposed(const float *t, int64_t mr, float *y, int64_t ldy, int64_t rows, int64_t cols) {
+  const int64_t full_rows = rows / SPARSE_L * SPARSE_L, full_cols = cols / SPARSE_L * SPARSE_L;
+  for (int64_t j0 = 0; j0 < full_cols; j0 += SPARSE_L)
+    for (int64_t m0 = 0; m0 < full_rows; m0 += SPARSE_L) {
+      sparse_vec v[SPARSE_L];
+#pragma GCC unroll 16
+      for (int j = 0; j < SPARSE_L; j++) v[j] = sparse_load(t + (j0 + j) * mr + m0);
+      sparse_transpose(v);
+#pragma GCC unroll 16
+      for (int m = 0; m < SPARSE_L; m++) sparse_store(y + (m0 + m) * ldy + j0, v[m]);
+    }
+  for (int64_t m = 0; m < rows; m++)
+    for (int64_t j = m < full_rows ? full_cols : 0; j < cols; j++) y[m * ldy + j] = t[j * mr + m];
+}
+
+SPARSE_INLINE void sparse_tile_rows(const int R, const int C, const sparse_args *a, float *scratch, int64_t m0,
+                                    int64_t rows, int64_t i0, int64_t i1) {
+  const int V = SPARSE_V_ROWS(R), MR = V * SPARSE_L, G = SPARSE_T_COLS / R; /* G block rows per t */
+  float *xp = scratch, *t = scratch + SPARSE_MR_MAX * (a->K + a->w->c);
+  sparse_pack_x(a, xp, m0, rows);
+  for (int64_t g = i0; g < i1; g += G) {
+    const int64_t gn = i1 - g < G ? i1 - g : G;
+    for (int64_t i = g; i < g + gn; i++)
+      sparse_block_row_rows(R, V, SPARSE_SETS(R), C, a, xp, i, t + (i - g) * R * MR);
+    const int64_t n0 = g * R, cols = a->N - n0 < gn * R ? a->N - n0 : gn * R;
+    sparse_store_transposed(t, MR, a->y + m0 * a->N + n0, a->N, rows, cols);
+  }
+  sparse_epilogue_rows(a, m0, rows, i0, i1);
+}
+
+/* ---- any other block: scalar ---------------------------------------------------------------- */
+static void sparse_tile_generic(const sparse_args *a, float *scratch, int64_t m0, int64_t rows, int64_t i0,
+                                int64_t i1) {
+  const bertc_block_sparse *w = a->w;
+  const int64_t r = w->r, c = w->c, N = a->N, K = a->K;
+  for (int64_t m = m0; m < m0 + rows; m++) {
+    const float *x = a->x + m * K;
+    float *y = a->y + m * N;
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t cols = N - i * r < r ? N - i * r : r;
+      for (int64_t j = 0; j < cols; j++) y[i * r + j] = 0.0f;
+      for (int64_t b = w->offsets[i]; b < w->offsets[i + 1]; b++)
+        for (int64_t l = 0; l < c && w->index[b] + l < K; l++) {
+          const float xv = x[w->index[b] + l], *v = w->values + (b * c + l) * r;
+          for (int64_t j = 0; j < cols; j++) y[i * r + j] += xv * v[j];
+        }
+    }
+  }
+  sparse_epilogue_rows(a, m0, rows, i0, i1);
+}
+
+/* ---- instantiations and dispatch ------------------------------------------------------------ */
+#define SPARSE_COLS_FN(NV, C)                                                                       \
+  static void sparse_cols_##NV##_##C(const sparse_args *a, float *s, int64_t m0, int64_t rows, int64_t i0, \
+                                     int64_t i1) {                                                  \
+    sparse_tile_cols(NV, C, a, s, m0, rows, i0, i1);                                                \
+  }
+#define SPARSE_ROWS_FN(R, C)                                                                        \
+  static void sparse_rows_##R##_##C(const sparse_args *a, float *s, int64_t m0, int64_t rows, int64_t i0, \
+                                    int64_t i1) {                                                   \
+    sparse_tile_rows(R, C, a, s, m0, rows, i0, i1);                                                 \
+  }
+SPARSE_COLS_FN(1, 1) SPARSE_COLS_FN(1, 0) SPARSE_COLS_FN(2, 1) SPARSE_COLS_FN(2, 0)
+SPARSE_COLS_FN(4, 1) SPARSE_COLS_FN(4, 0)
+SPARSE_ROWS_FN(1, 1) SPARSE_ROWS_FN(1, 4) SPARSE_ROWS_FN(1, 0) SPARSE_ROWS_FN(2, 1) SPARSE_ROWS_FN(2, 0)
+#if SPARSE_L > 4
+SPARSE_ROWS_FN(4, 1) SPARSE_ROWS_FN(4, 0)
+#endif
+#if SPARSE_L > 8
+SPARSE_ROWS_FN(8, 1) SPARSE_ROWS_FN(8, 0)
+#endif
+#undef SPARSE_COLS_FN
+#undef SPARSE_ROWS_FN
+
+/* The tile function for an r x c block, and its rows per tile. */
+static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr) {
+  const int c1 = c == 1;
+  if (r == SPARSE_L || r == 2 * SPARSE_L || (r == 4 * SPARSE_L && r <= 16)) {
+    const int nv = (int)(r / SPARSE_L);
+    *mr = nv == 1 ? SPARSE_MR_COLS(1) : nv == 2 ? SPARSE_MR_COLS(2) : SPARSE_MR_COLS(4);
+    if (nv == 1) return c1 ? sparse_cols_1_1 : sparse_cols_1_0;
+    if (nv == 2) return c1 ? sparse_cols_2_1 : sparse_cols_2_0;
+    return c1 ? sparse_cols_4_1 : sparse_cols_4_0;
+  }
+  switch (r) {
+    case 1: *mr = SPARSE_V_ROWS(1) * SPARSE_L; return c1 ? sparse_rows_1_1 : c == 4 ? sparse_rows_1_4 : sparse_rows_1_0;
+    case 2: *mr = SPARSE_V_ROWS(2) * SPARSE_L; return c1 ? sparse_rows_2_1 : sparse_rows_2_0;
+#if SPARSE_L > 4
+    case 4: *mr = SPARSE_V_ROWS(4) * SPARSE_L; return c1 ? sparse_rows_4_1 : sparse_rows_4_0;
+#endif
+#if SPARSE_L > 8
+    case 8: *mr = SPARSE_V_ROWS(8) * SPARSE_L; return c1 ? sparse_rows_8_1 : sparse_rows_8_0;
+#endif
+    default: *mr = 16; return sparse_tile_generic;
+  }
+}
+
+/* First block row of chunk g of `chunks`: the cost of block row i is its blocks plus one. */
+static int64_t sparse_chunk_start(const bertc_block_sparse *w, int64_t g, int64_t chunks) {
+  if (g >= chunks) return w->block_rows;
+  const int64_t target = ((int64_t)w->offsets[w->block_rows] + w->block_rows) * g / chunks;
+  int64_t lo = 0, hi = w->block_rows; /* smallest i with offsets[i] + i >= target */
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (w->offsets[mid] + mid >= target) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const sparse_args *a = raw;
+  for (int64_t t = lo; t < hi;) { /* t enumerates (row tile, chunk); a tile's consecutive chunks run as one */
+    const int64_t tile = t / a->chunks, g0 = t % a->chunks, g1 = g0 + hi - t < a->chunks ? g0 + hi - t : a->chunks;
+    const int64_t m0 = tile * a->mr, rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
+    const int64_t i0 = sparse_chunk_start(a->w, g0, a->chunks), i1 = sparse_chunk_start(a->w, g1, a->chunks);
+    if (i0 < i1) a->tile(a, scratch, m0, rows, i0, i1);
+    t += g1 - g0;
+  }
+}
+
+void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse *w, const float *bias,
+                         const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act) {
+  sparse_args a = {.x = x, .bias = bias, .res = residual, .w = w, .y = y, .M = M, .N = N, .K = K,
+                   .kpad = (K + w->c - 1) / w->c * w->c, .act = act};
+  a.tile = sparse_tile_for(w->r, w->c, &a.mr);
+  /* Whole row tiles per item while there are enough of them; else (short inputs) split the block
+   * rows too. Four items per pool chunk keep the threads even when the tiles do not divide. */
+  const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
+  const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
+  a.chunks = (want + tiles - 1) / (tiles > 0 ? tiles : 1);
+  if (a.chunks > w->block_rows) a.chunks = w->block_rows;
+  if (a.chunks < 1) a.chunks = 1;
+  bertc_parallel_rows(p, tiles * a.chunks, sparse_items, &a);
+}
+
+#endif
