@@ -23,6 +23,7 @@ from .ir import make_context
 from .passes import PassContext
 from .pipeline import PIPELINE, run_pipeline
 from .runtime import CompiledModel
+from .sparsity import parse_spec
 from .targets import get_target
 from .toolchain import build, find_toolchain
 
@@ -40,12 +41,12 @@ class Artifact:
         return json.loads((self.path / "report.json").read_text())
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool, passes: int):
     if not enabled:
         return lambda step: None
     from tqdm import tqdm
 
-    bar = tqdm(total=4 + len(PIPELINE), desc="bertc compile", unit="step", file=sys.stderr,
+    bar = tqdm(total=4 + passes, desc="bertc compile", unit="step", file=sys.stderr,
                bar_format="{desc}: {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
 
     def step(name: str) -> None:
@@ -67,7 +68,40 @@ def _annotate(module: ir.Module, loaded) -> None:
     f.attributes["bertc.type_vocab_size"] = ir.IntegerAttr.get(i64, max(loaded.max_token_type, 1))
 
 
-def _report(module: ir.Module, emitted, timings: dict[str, float]) -> dict[str, Any]:
+def _weight_names(value) -> list[str]:
+    from .passes.common import producer
+
+    op = producer(value)
+    if op is None:
+        return []
+    if op.operation.name == "bertc.weight":
+        return [op.attributes["name"].value]
+    return [n for v in op.operands for n in _weight_names(v)] if op.operation.name == "bertc.concat" else []
+
+
+def _sparsity_report(linears, target) -> dict[str, Any] | None:
+    """--prune-patterns' choice per matrix: the pattern, the kept fraction, sparse or dense, the gain."""
+    from .passes.common import shape_of, sparsity
+
+    rows = []
+    for op in linears:
+        sp = sparsity(op)
+        if sp is not None:
+            rows.append({"weights": _weight_names(op.operands[1]), "shape": shape_of(op.operands[1]),
+                         "pattern": sp["pattern"], "density": sp["density"], "format": sp["format"],
+                         "expected_gain": sp.get("gain")})
+    if not rows:
+        return None
+    total = sum(math.prod(r["shape"]) for r in rows)
+    return {
+        "matrices": rows,
+        "pruned_fraction": round(1 - sum(r["density"] * math.prod(r["shape"]) for r in rows) / total, 4),
+        "sparse_matrices": sum(r["format"] == "sparse" for r in rows),
+        "rates": target.sparse_gain_source,
+    }
+
+
+def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) -> dict[str, Any]:
     from .passes.common import func_ops, shape_of
 
     ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
@@ -87,6 +121,7 @@ def _report(module: ir.Module, emitted, timings: dict[str, float]) -> dict[str, 
             "live_peak_bytes": module.operation.attributes["bertc.live_peak_bytes"].value,
             "weights_bytes": len(emitted.weights),
         },
+        "sparsity": _sparsity_report(linears, target) if target is not None else None,
         "kernels": emitted.kernels,
         "compile_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -94,11 +129,14 @@ def _report(module: ir.Module, emitted, timings: dict[str, float]) -> dict[str, 
 
 def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Path | None = None, *, batch: int = 1,
             trust_pickle: bool = False, config: str | Path | None = None, dump_dir: str | Path | None = None,
-            progress: bool = False, dtype: str = "fp32") -> Artifact:
+            progress: bool = False, dtype: str = "fp32", prune: str | None = None,
+            force_sparse: bool = False) -> Artifact:
     """Compile a model (transformers object or MODEL path) into an artifact folder.
 
     ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
-    arithmetic (ARM64 targets); activations stay fp32.
+    arithmetic (ARM64 targets); activations stay fp32. ``prune`` is a --prune-patterns SPEC
+    (bertc/sparsity.py): the linears it names are pruned by block magnitude and stored sparse where
+    the target's sparse kernel is faster (everywhere with ``force_sparse``).
     """
     tgt = get_target(target)  # names the supported targets when this one is unknown
     if dtype not in ("fp32", "fp16"):
@@ -106,11 +144,21 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     if dtype == "fp16" and tgt.fp16_tile is None:
         raise BertcError(f"--dtype fp16 needs an ARM64 target (ARMv8.2-A FP16 arithmetic); target '{target}' "
                          f"is {tgt.arch} with {tgt.isa} kernels: use --target android-arm64, or fp32")
+    passes = list(PIPELINE)
+    if prune is not None:
+        parse_spec(prune)  # a bad SPEC fails here, before the slow steps
+        if dtype != "fp32":
+            raise BertcError("--prune-patterns: the sparse kernels are fp32; compile with --dtype fp32 "
+                             "(or leave out --prune-patterns)")
+        flag = f"prune-patterns{{force=1}}={prune}" if force_sparse else f"prune-patterns={prune}"
+        passes.insert(passes.index("fuse-epilogues") + 1, flag)
+    elif force_sparse:
+        raise BertcError("--force applies to --prune-patterns; give a SPEC too, e.g. --prune-patterns 16x1@0.25")
     if out is None:
         stem = Path(str(model)).stem if isinstance(model, (str, Path)) else type(model).__name__.lower()
         out = Path(f"{stem}.bertc")
     out = Path(out)
-    step = _progress(progress)
+    step = _progress(progress, len(passes))
     timings: dict[str, float] = {}
     t = time.perf_counter()
     toolchain = find_toolchain(tgt)  # fail before the slow steps if there is no compiler
@@ -128,7 +176,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
         _annotate(module, loaded)
         module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
         module.operation.attributes["bertc.dtype"] = ir.StringAttr.get("f16" if dtype == "fp16" else "f32")
-        run_pipeline(module, PIPELINE, ctx, Path(dump_dir) if dump_dir else None, progress=step)
+        run_pipeline(module, passes, ctx, Path(dump_dir) if dump_dir else None, progress=step)
     timings["passes"] = time.perf_counter() - t
     emitted = ctx.outputs["emit-c"]
     if emitted.missing_weights:
@@ -151,7 +199,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
                 if (loaded.tokenizer_dir / name).exists():
                     shutil.copy(loaded.tokenizer_dir / name, tok / name)
         timings["build"] = time.perf_counter() - t
-        (tmp / "report.json").write_text(json.dumps(_report(module, emitted, timings), indent=2) + "\n")
+        (tmp / "report.json").write_text(json.dumps(_report(module, emitted, timings, tgt), indent=2) + "\n")
         b, s = batch, seq_len
         manifest = write_manifest(tmp, {
             "bertc_version": __version__,
@@ -167,7 +215,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
             "vocab_size": loaded.vocab_size,
             "inputs": [{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
             "outputs": _output_specs(module, loaded.output_names),
-            "passes": PIPELINE,
+            "passes": passes,
             "model": {"source": loaded.source, "config": loaded.config},
             "tokenizer": "tokenizer" if loaded.tokenizer_dir is not None else None,
         })

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import BertcError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the program lists its ops and times each one (per-op timing)
 MANIFEST = "manifest.json"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BertcError
+from .sparsity import SPEC_HELP
 
 MODEL_HELP = """MODEL is one of:
   a Hugging Face model folder   (config.json + model.safetensors / pytorch_model.bin; its
@@ -36,12 +37,21 @@ def _compile(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     art = compile_model(args.model, target=args.target, seq_len=args.seq_len, batch=args.batch, out=args.output,
                         trust_pickle=args.trust_pickle, config=args.config, dump_dir=args.dump_dir,
-                        progress=not args.quiet, dtype=args.dtype)
+                        progress=not args.quiet, dtype=args.dtype, prune=args.prune_patterns,
+                        force_sparse=args.force)
     rep = art.report
     mem = rep["memory"]
     print(f"wrote {art.path} in {time.perf_counter() - t:.1f} s: target {args.target}, batch {args.batch}, "
           f"seq {args.seq_len}; weights {mem['weights_bytes'] / 2**20:.1f} MiB, arena {mem['arena_bytes'] / 2**20:.2f} MiB; "
           f"{rep['fusion']['attention']} fused attention blocks")
+    sp = rep.get("sparsity")
+    if sp:
+        print(f"pruned {sp['pruned_fraction']:.0%} of the pruned linears' weights; "
+              f"{sp['sparse_matrices']} of {len(sp['matrices'])} matrices stored sparse (rates: {sp['rates']}):")
+        for row in sp["matrices"]:
+            gain = f"expected {row['expected_gain']:.2f}x" if row["expected_gain"] else "no measured rate"
+            print(f"  {'+'.join(row['weights']) or 'constant'} {row['shape']}: {row['pattern']} keeps "
+                  f"{row['density']:.0%}, {row['format']} ({gain})")
     return 0
 
 
@@ -96,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from .device import DeviceModel
+    from .device import DeviceModel, format_op_table
 
     model = DeviceModel(args.artifact, device=args.device, threads=args.threads, cores=args.cores)
     if args.text is None and args.input_ids is None:
@@ -109,6 +119,8 @@ def _bench(args: argparse.Namespace) -> int:
     if report["emulated"]:
         report["note"] = "emulated CPU: these timings check that it runs, they say nothing about speed"
     print(json.dumps(report, indent=2))
+    if args.top:
+        print(format_op_table(report, args.top), file=sys.stderr)
     return 0
 
 
@@ -154,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="GEMM precision: fp16 stores the "
                    "weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets only; "
                    "activations stay fp32). Default: fp32")
+    c.add_argument("--prune-patterns", metavar="SPEC", help="prune the encoder's linear weights in blocks by "
+                   "magnitude and store them sparse where the target's sparse kernel beats dense at that density "
+                   "(report.json lists each matrix's choice and expected gain). " + SPEC_HELP.replace("%", "%%")
+                   + ". `bertc prune` recovers the accuracy first")
+    c.add_argument("--force", action="store_true", help="with --prune-patterns: store every pruned matrix "
+                   "sparse, even where dense is faster")
     c.add_argument("--config", help="config.json for a state dict or .pt2 saved without one")
     c.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled whole module "
                    "(runs code from the file)")
@@ -175,15 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time an artifact with bertc_run: p50/p90, first run, peak RSS (JSON)",
                        description="Benchmark an artifact with its bertc_run tool on a device and print JSON: "
-                       "p50/p90/min latency, first-run and open time, peak RSS, and the implementation of "
-                       "each kernel (ref, neon, avx2). Without --text / --input-ids it runs a full-length "
-                       "sequence.", epilog="examples:\n  bertc bench minilm.bertc --threads 2\n"
+                       "p50/p90/min latency, first-run and open time, peak RSS, the implementation of "
+                       "each kernel (ref, neon, avx2), and per-op times: \"ops\" lists every op in execution "
+                       "order (name and result shape, kernel, ms and p50_ms: mean and median over the timed runs), "
+                       "\"by_kernel\" sums them per kernel. Without --text / --input-ids it runs a full-length sequence.",
+                       epilog="examples:\n  bertc bench minilm.bertc --threads 2\n"
+                       "  bertc bench minilm.bertc --top 10 2>ops.txt    # JSON on stdout, op table on stderr\n"
                        "  bertc bench minilm-arm64.bertc --device adb:R58M123 --threads 4 --cores 4-7",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_io(b)
     b.add_argument("--runs", type=int, default=30, help="timed runs (default: 30)")
     b.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
     b.add_argument("--seq", type=int, help="sequence length of the synthetic input (default: the compiled one)")
+    b.add_argument("--top", type=int, metavar="N", help="also print a table of the N most expensive ops and the "
+                   "time per kernel on stderr (stdout stays JSON)")
     b.set_defaults(func=_bench)
 
     t = sub.add_parser("toolchains", help="list the C toolchains found and what each target uses",

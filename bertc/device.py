@@ -7,7 +7,8 @@
                            adb pull the outputs
 
 ``DeviceModel`` has the interface of ``CompiledModel`` (numpy in, dict of numpy out) and
-``bench`` returns bertc_run's JSON: p50/p90, first-run latency, peak RSS, the kernels used.
+``bench`` returns bertc_run's JSON: p50/p90, first-run latency, peak RSS, the kernels used, and
+each op's mean time ("ops": name, kernel, ms, in execution order) with a per-kernel summary.
 """
 
 from __future__ import annotations
@@ -200,4 +201,47 @@ class DeviceModel:
     def bench(self, input_ids, attention_mask=None, token_type_ids=None, runs: int = 30,
               warmup: int = 5) -> dict[str, Any]:
         inputs = self._inputs(input_ids, attention_mask, token_type_ids)
-        return self._invoke(inputs, ["--bench", str(runs), "--warmup", str(warmup)], None)
+        report = self._invoke(inputs, ["--bench", str(runs), "--warmup", str(warmup)], None)
+        ops = report.get("ops", [])
+        report["ops_ms"] = round(sum(o["ms"] for o in ops), 5)  # compare with mean_ms
+        report["ops_p50_ms"] = round(sum(o.get("p50_ms", o["ms"]) for o in ops), 5)  # compare with p50_ms
+        report["by_kernel"] = kernel_summary(ops)
+        return report
+
+
+def kernel_summary(ops: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per kernel, most expensive first: calls, the sums of its ops' mean and median ms, and its share of
+    the medians (a median is not moved by a run the OS preempted; a mean is)."""
+    by: dict[str, dict[str, float]] = {}
+    for o in ops:
+        k = by.setdefault(o["kernel"], {"calls": 0, "ms": 0.0, "p50_ms": 0.0})
+        k["calls"] += 1
+        k["ms"] += o["ms"]
+        k["p50_ms"] += o.get("p50_ms", o["ms"])
+    total = sum(k["p50_ms"] for k in by.values()) or 1.0
+    return {name: {"calls": k["calls"], "ms": round(k["ms"], 5), "p50_ms": round(k["p50_ms"], 5),
+                   "share": round(k["p50_ms"] / total, 4)}
+            for name, k in sorted(by.items(), key=lambda kv: -kv[1]["p50_ms"])}
+
+
+def format_op_table(report: dict[str, Any], top: int) -> str:
+    """The table `bertc bench --top N` prints: the N most expensive ops by median, then time per kernel."""
+    ops = [{**o, "p50_ms": o.get("p50_ms", o["ms"])} for o in report.get("ops", [])]
+    total = sum(o["p50_ms"] for o in ops) or 1.0
+    rows = sorted(enumerate(ops), key=lambda io: -io[1]["p50_ms"])[:top]
+    lines = [f"{'#':>3}  {'op':<36} {'kernel':<24} {'p50 ms':>9} {'mean ms':>9} {'share':>6}"]
+    lines += [f"{i:>3}  {o['name'][:36]:<36} {o['kernel']:<24} {o['p50_ms']:>9.4f} {o['ms']:>9.4f} "
+              f"{o['p50_ms'] / total:>6.1%}" for i, o in rows]
+    if len(ops) > len(rows):
+        lines.append(f"     ... {len(ops) - len(rows)} more ops, {total - sum(o['p50_ms'] for _, o in rows):.3f} ms")
+    lines += ["", f"{'kernel':<24} {'calls':>5} {'p50 ms':>9} {'mean ms':>9} {'share':>6}"]
+    lines += [f"{k:<24} {v['calls']:>5} {v['p50_ms']:>9.4f} {v['ms']:>9.4f} {v['share']:>6.1%}"
+              for k, v in kernel_summary(ops).items()]
+    if "mean_ms" in report:  # means add up (medians do not): mean run = sum of op means + time outside the ops
+        means = sum(o["ms"] for o in ops)
+        lines.append(f"\nper run over {report['runs']} runs: mean {report['mean_ms']:.3f} ms = ops {means:.3f} ms + "
+                     f"{report['mean_ms'] - means:.3f} ms outside them (input checks, pool wake-up); p50 "
+                     f"{report['p50_ms']:.3f} ms")
+    if report.get("emulated"):
+        lines.append("note: emulated CPU: these timings check that it runs, they say nothing about speed")
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ PIPELINE: list[str] = [
     "raise-torch",  # torch ops -> bertc ops; unsupported ops are named here
     "fuse-attention",  # one kernel per attention block; Q/K/V become one GEMM
     "fuse-epilogues",  # GELU and residual adds ride on the GEMM that produces them
+    # (--prune-patterns=SPEC goes here when asked for: block sparsity, stored sparse where faster)
     "pack-weights",  # the target's GEMM tile; weights laid out as its micro-kernel reads them
     "plan-memory",  # one arena, offsets by liveness; peak bytes into the report
     "emit-c",  # C calling the runtime's kernels
@@ -29,12 +30,23 @@ PIPELINE: list[str] = [
 
 
 def split_flag(flag: str) -> tuple[str, dict[str, str]]:
-    """'prune-patterns{density=0.5}' -> ('prune-patterns', {'density': '0.5'})."""
+    """'pack-weights{mr=4 nr=16}' -> ('pack-weights', {'mr': '4', 'nr': '16'});
+    'prune-patterns{force=1}=16x1@0.25,L0=0.5' -> ('prune-patterns', {'force': '1', 'spec': '16x1@0.25,L0=0.5'}):
+    the text after '=' is the pass's SPEC, taken whole."""
     from .passes.common import parse_options
 
-    if "{" in flag:
-        name, rest = flag.split("{", 1)
-        return name, parse_options(rest.rstrip("}"))
+    brace, eq = flag.find("{"), flag.find("=")
+    if eq != -1 and (brace == -1 or eq < brace):
+        return flag[:eq], {"spec": flag[eq + 1:]}
+    if brace != -1:
+        name, rest = flag[:brace], flag[brace + 1:]
+        opts_text, close, tail = rest.partition("}")
+        options = parse_options(opts_text)
+        if close and tail.startswith("="):
+            options["spec"] = tail[1:]
+        elif tail:
+            raise BertcError(f"cannot read the pass flag '--{flag}': expected --{name}{{...}} or --{name}{{...}}=SPEC")
+        return name, options
     return flag, {}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,14 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bertc_batch.restype = ctypes.c_int64
     lib.bertc_seq_len.argtypes = [ctypes.c_void_p]
     lib.bertc_seq_len.restype = ctypes.c_int64
+    lib.bertc_num_ops.argtypes = [ctypes.c_void_p]
+    for fn, restype in [("bertc_op_name", ctypes.c_char_p), ("bertc_op_kernel", ctypes.c_char_p),
+                        ("bertc_op_seconds", ctypes.c_double)]:
+        getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_int]
+        getattr(lib, fn).restype = restype
+    lib.bertc_timed_runs.argtypes = [ctypes.c_void_p]
+    lib.bertc_timed_runs.restype = ctypes.c_int64
+    lib.bertc_reset_op_times.argtypes = [ctypes.c_void_p]
 
 
 def check_ids(name: str, a, shape=None) -> np.ndarray | None:
@@ -91,6 +100,23 @@ class CompiledModel:
                 arr = arr[:, :s]  # per-token outputs [B, S, ...]: drop the padding bertc added
             out[self.lib.bertc_output_name(self._h, i).decode()] = arr
         return out
+
+    def op_times(self) -> list[dict[str, Any]]:
+        """Each op's time over the runs since loading or ``reset_op_times()``, in execution order, as
+        bertc_run --bench reports it: name (op and result shape), kernel, ms (mean per run), plus
+        total_ms and runs."""
+        runs = self.lib.bertc_timed_runs(self._h)
+        ops = []
+        for i in range(self.lib.bertc_num_ops(self._h)):
+            total = self.lib.bertc_op_seconds(self._h, i) * 1e3
+            ops.append({"name": self.lib.bertc_op_name(self._h, i).decode(),
+                        "kernel": self.lib.bertc_op_kernel(self._h, i).decode(),
+                        "ms": total / runs if runs else 0.0, "total_ms": total, "runs": runs})
+        return ops
+
+    def reset_op_times(self) -> None:
+        """Zero the per-op timers, e.g. after warm-up runs."""
+        self.lib.bertc_reset_op_times(self._h)
 
     def close(self) -> None:
         if getattr(self, "_h", None):

@@ -8,6 +8,8 @@ the C, so that a tuner and the cost model can read and change it per target.
 
 from __future__ import annotations
 
+import itertools
+import json
 import platform
 from dataclasses import dataclass
 from functools import cache
@@ -44,6 +46,27 @@ class Target:
     # Rows of x per GEMM work item on x86: bounds the x block kept in L2 (192 x 3072 floats = 2.3 MB).
     gemm_row_block: int = 192
 
+    def sparse_gain(self, pattern, density: float, m: int, n: int, k: int) -> float | None:
+        """Dense time over sparse time for a linear of this pattern and density (kept fraction) on this
+        target, interpolated in density from RATES_FILE; None where bertc has no rate for the
+        pattern (the pattern stays dense unless forced). m, n, k are the GEMM's shape: the rates
+        were measured on MiniLM's shapes and are used as they are for others, until the cost model
+        (issue 7) says better."""
+        table = _gains(self.isa).get(str(pattern))
+        if not table:
+            return None
+        points = sorted(table.items())
+        if density <= points[0][0]:
+            return points[0][1]
+        for (d0, g0), (d1, g1) in itertools.pairwise(points):
+            if density <= d1:
+                return g0 + (g1 - g0) * (density - d0) / (d1 - d0)
+        return points[-1][1]
+
+    @property
+    def sparse_gain_source(self) -> str:
+        return _sparse_rates().get(self.isa, {}).get("source", f"no sparse kernel rates for {self.isa}")
+
     @property
     def fp16_tile(self) -> Tile | None:
         """The tile for half-float weights (--dtype fp16), or None where bertc has no fp16 kernels."""
@@ -63,6 +86,25 @@ AVX2_TILE = Tile(mr=6, nr=16, kc=256)
 # DRAM keeps up (bert-base 1 thread, interleaved bertc_run: 91-94 ms against 96-98 at kc=256).
 AVX512_TILE = Tile(mr=12, nr=32, kc=128)
 REF_TILE = Tile(mr=4, nr=16, kc=256)
+
+# Sparse kernels against dense (bertc_linear_sparse over bertc_linear_packed): dense time / sparse time
+# by ISA, pattern and kept fraction, with where each number came from. --prune-patterns keeps a matrix
+# sparse where this is above 1. `python benchmarks/sparse.py --part kernels --save` measures this host's.
+RATES_FILE = Path(__file__).parent / "data" / "sparse_rates.json"
+
+
+@cache
+def _sparse_rates() -> dict:
+    try:
+        return json.loads(RATES_FILE.read_text())
+    except (OSError, ValueError) as e:
+        raise BertcError(f"cannot read the sparse kernel rates {RATES_FILE}: {e}; restore it from git, or "
+                         "re-measure with benchmarks/sparse.py --part kernels --save") from None
+
+
+def _gains(isa: str) -> dict[str, dict[float, float]]:
+    entry = _sparse_rates().get(isa, {})
+    return {p: {float(d): float(g) for d, g in t.items()} for p, t in entry.get("gains", {}).items()}
 
 CROSS = {
     "android-arm64": "ARM64 Android phone (static bertc_run for adb shell, or a bionic .so with the NDK)",

@@ -106,7 +106,10 @@ class EmbeddingOp(Bertc.Operation, name="embedding"):
 
 
 class LinearOp(Bertc.Operation, name="linear"):
-    """out = act(input @ weight^T + bias) + residual; weight is [N, K] as in torch."""
+    """out = act(input @ weight^T + bias) + residual; weight is [N, K] as in torch.
+
+    Later passes attach ``bertc.tile`` (pack-weights) and ``bertc.sparsity`` (prune-patterns:
+    {pattern, density, format = "sparse" | "dense", gain?}), which the verifier checks too."""
 
     input: Operand[Any]
     weight: Operand[Any]
@@ -127,6 +130,25 @@ class LinearOp(Bertc.Operation, name="linear"):
             return _fail(self, f"residual {shape(self.residual)} should be {o}")
         if self.activation.value not in ACTIVATIONS:
             return _fail(self, f"unknown activation '{self.activation.value}'")
+        if "bertc.sparsity" in self.operation.attributes:
+            return self._verify_sparsity(ir.DictAttr(self.operation.attributes["bertc.sparsity"]))
+        return True
+
+    def _verify_sparsity(self, d: ir.DictAttr) -> bool:
+        from bertc.errors import BertcError
+        from bertc.sparsity import parse_pattern
+
+        missing = [k for k in ("pattern", "density", "format") if k not in d]
+        if missing:
+            return _fail(self, f"bertc.sparsity lacks {missing} (it holds pattern, density, format and maybe gain)")
+        try:
+            parse_pattern(ir.StringAttr(d["pattern"]).value)
+        except BertcError as e:
+            return _fail(self, f"bertc.sparsity: {str(e).split('. SPEC is')[0]}")
+        if not 0.0 < ir.FloatAttr(d["density"]).value <= 1.0:
+            return _fail(self, f"bertc.sparsity density {ir.FloatAttr(d['density']).value} is not in (0, 1]")
+        if ir.StringAttr(d["format"]).value not in ("sparse", "dense"):
+            return _fail(self, f"bertc.sparsity format '{ir.StringAttr(d['format']).value}' is not sparse or dense")
         return True
 
 

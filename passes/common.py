@@ -46,6 +46,14 @@ def module_target(module: ir.Operation):
     return get_target(module.attributes["bertc.target"].value if "bertc.target" in module.attributes else "host")
 
 
+def sparsity(op) -> dict[str, Any] | None:
+    """A linear's ``bertc.sparsity`` (from --prune-patterns) as a dict, or None."""
+    if "bertc.sparsity" not in op.attributes:
+        return None
+    d = ir.DictAttr(op.attributes["bertc.sparsity"])
+    return {k: d[k].value for k in ("pattern", "density", "format", "gain") if k in d}
+
+
 def func_ops(module: ir.Operation) -> Iterator[ir.Operation]:
     """The ops of every func body in the module, in order (a snapshot: safe to mutate)."""
     for f in module.regions[0].blocks[0].operations:

@@ -7,10 +7,13 @@ Input (after plan-memory)::
 
 Output (C)::
 
-    /* %5 = bertc.linear */
-    bertc_linear(p, A(float, 1024), W(float, 0), W(float, 8192), NULL, A(float, 4096), 8, 64, 32, BERTC_ACT_GELU);
+    /* bertc.linear [1, 8, 64] */
+    BERTC_TIMED(3, bertc_linear(p, A(float, 1024), W(float, 0), W(float, 8192), NULL, A(float, 4096), 8, 64, 32,
+                                BERTC_ACT_GELU));
 
-Each op has one small emitter in ``EMITTERS``. Constants (weights, literals, their
+Each op has one small emitter in ``EMITTERS``. BERTC_TIMED (runtime/src/program.h) adds the call's
+time into op_seconds[3]; the program lists each op's name and kernel (``ops[]``) for bertc_run's
+per-op report, which the cost model is calibrated from. Constants (weights, literals, their
 concatenations and the [K,N] transposes the GEMM reads) are folded in numpy and laid out in
 weights.bin, 64-byte aligned; its sha256 is compiled into the program so the runtime can
 refuse weights that are not the ones this code was built for.
@@ -26,12 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch_mlir import ir
 
+from bertc.artifact import FORMAT_VERSION  # the runtime refuses a manifest of any other version
 from bertc.errors import BertcError
+from bertc.sparsity import compress, parse_pattern
 
-from .common import PassContext, dtype_of, func_ops, module_target, producer, shape_of, source_location
+from .common import PassContext, dtype_of, func_ops, module_target, producer, shape_of, source_location, sparsity
 from .plan_memory import CONSTANT_OPS, VIEW_OPS
 
-FORMAT_VERSION = 1
 C_TYPES = {"f32": "float", "i64": "int64_t"}
 ACT = {"none": "BERTC_ACT_NONE", "gelu": "BERTC_ACT_GELU", "gelu_tanh": "BERTC_ACT_GELU_TANH",
        "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU"}
@@ -92,10 +96,23 @@ class WeightsImage:
                 padded = np.zeros((-(-n // int(nr)) * int(nr), k), np.float16 if dtype == "f16" else arr.dtype)
                 padded[:n] = arr
                 arr = padded.reshape(-1, int(nr), k).transpose(0, 2, 1)
-            data = np.ascontiguousarray(arr).tobytes()
-            self.blob.extend(b"\0" * (-len(self.blob) % 64))
-            self.offsets[key] = len(self.blob)
-            self.blob.extend(data)
+            self.offsets[key] = self.append(arr)
+        return self.offsets[key]
+
+    def append(self, arr: np.ndarray) -> int:
+        self.blob.extend(b"\0" * (-len(self.blob) % 64))
+        offset = len(self.blob)
+        self.blob.extend(np.ascontiguousarray(arr).tobytes())
+        return offset
+
+    def place_sparse(self, value: ir.Value, r: int, c: int) -> tuple:
+        """A pruned weight as kernels.h's bertc_block_sparse: (r, c, block rows, and the image offsets of
+        the block offsets, the indices and the values)."""
+        key = (value, f"sparse:{r}:{c}")
+        if key not in self.offsets:
+            s = compress(self.fold(value), r, c)
+            self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
+                                 self.append(s.values))
         return self.offsets[key]
 
 
@@ -123,7 +140,7 @@ class Emitter:
 
     def call(self, kernel: str, *args) -> str:
         self.kernels.add(kernel)
-        return f"{kernel}({', '.join(str(a) for a in args)});"
+        return f"{kernel}({', '.join(str(a) for a in args)})"
 
 
 def _f(x: float) -> str:
@@ -165,6 +182,13 @@ def emit_linear(e: Emitter, op) -> str:
     bias = e.ptr(op.bias) if op.bias is not None else "NULL"
     res = e.ptr(op.residual) if op.residual is not None else "NULL"
     act = ACT[op.attributes["activation"].value]
+    sp = sparsity(op)
+    if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
+        pattern = parse_pattern(sp["pattern"])
+        r, c, rows, o_off, o_idx, o_val = e.image.place_sparse(op.operands[1], pattern.r, pattern.c)
+        w = (f"&(const bertc_block_sparse){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
+             f"W(float, {o_val})}}")
+        return e.call("bertc_linear_sparse", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act)
     if "bertc.tile" in op.attributes:  # --pack-weights chose a tile (and maybe half-float weights)
         mr, nr, kc = ir.DenseI64ArrayAttr(op.attributes["bertc.tile"])
         f16 = "bertc.weight_dtype" in op.attributes and op.attributes["bertc.weight_dtype"].value == "f16"
@@ -313,7 +337,7 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
     args = list(f.regions[0].blocks[0].arguments)
     for a, off in zip(args, ir.DenseI64ArrayAttr(f.attributes["bertc.arg_offsets"])):
         e.arena[a] = off
-    lines = []
+    lines, ops = [], []  # ops: (name and result shape, kernel) of each timed call
     for op in func_ops(module):
         name = op.operation.name
         if "bertc.offset" in op.attributes:
@@ -323,8 +347,10 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         emit = EMITTERS.get(name)
         if emit is None:
             raise BertcError(f"emit-c has no kernel for '{name}' at {source_location(op)}")
-        lines.append(f"  /* {name}{' ' + str(shape_of(op.results[0])) if op.results else ''} */")
-        lines.append("  " + emit(e, op))
+        label = f"{name}{' ' + str(shape_of(op.results[0])) if op.results else ''}"
+        call = emit(e, op)
+        lines += [f"  /* {label} */", f"  BERTC_TIMED({len(ops)}, {call});"]
+        ops.append((label, call.partition("(")[0]))
     ret = list(func_ops(module))[-1]
     input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
     output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
@@ -346,7 +372,11 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
             _, seq, width = shape_of(op.operands[0])
             bounds.add(f"BERTC_SCRATCH_ATTENTION({seq}, {width // 3 // op.attributes['num_heads'].value})")
         elif op.operation.name == "bertc.linear":
-            bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")
+            sp = sparsity(op)
+            if sp is not None and sp["format"] == "sparse":
+                bounds.add(f"BERTC_SCRATCH_SPARSE({shape_of(op.operands[1])[1]}, {parse_pattern(sp['pattern']).c})")
+            else:
+                bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")
     scratch = "64"
     for bound in sorted(bounds):
         scratch = f"MAX2({scratch}, {bound})"
@@ -373,6 +403,10 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         "",
         "static const char *const kernels[] = {" + ", ".join(f'"{k}"' for k in sorted(e.kernels)) + "};",
         "",
+        "static const bertc_op_info ops[] = {",
+        *[f'    {{"{label}", "{kernel}"}},' for label, kernel in ops],
+        "};",
+        "",
         "const bertc_program bertc_compiled_program = {",
         f"    .format_version = {FORMAT_VERSION},",
         f"    .arena_bytes = {arena},",
@@ -391,6 +425,8 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         "    .outputs = outputs,",
         f"    .num_kernels = {len(e.kernels)},",
         "    .kernels = kernels,",
+        f"    .num_ops = {len(ops)},",
+        "    .ops = ops,",
         "    .run = model_run,",
         "};",
         "",

@@ -11,7 +11,8 @@ After (options, else the tile of the module's ``bertc.target``)::
 The weight keeps its logical [N, K] type: ``bertc.tile`` says how emit-c lays it out in
 weights.bin (panels of nr columns, K-major inside a panel, the last panel zero-padded; see
 runtime/kernels/kernels.h) and which micro-kernel tile the call uses. Only a linear whose weight is
-a constant (weight, concat of weights) can be packed ahead of time; others are left alone.
+a constant (weight, concat of weights) can be packed ahead of time; others are left alone, and so
+is a linear that --prune-patterns made sparse (emit-c stores its kept blocks instead).
 
 With ``dtype=f16`` (``bertc compile --dtype fp16``: the module's ``bertc.dtype``) the packed
 weights are stored as IEEE half floats, ``bertc.weight_dtype = "f16"``, and the GEMM runs on the
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from torch_mlir import ir
 
-from .common import PassContext, func_ops, module_target, producer
+from .common import PassContext, func_ops, module_target, producer, sparsity
 
 CONSTANT_OPS = ("bertc.weight", "bertc.constant", "bertc.concat")
 
@@ -71,8 +72,8 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
     tile = _option_tile(ctx, _target_tile(module, dtype))
     attr = ir.DenseI64ArrayAttr.get(list(tile))
     for op in func_ops(module):
-        if op.operation.name != "bertc.linear":
-            continue
+        if op.operation.name != "bertc.linear" or (sparsity(op) or {}).get("format") == "sparse":
+            continue  # a sparse weight is laid out by emit-c as blocks (--prune-patterns)
         w = producer(op.operands[1])
         if w is not None and w.operation.name in CONSTANT_OPS:
             op.attributes["bertc.tile"] = attr

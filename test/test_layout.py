@@ -6,7 +6,9 @@ from pathlib import Path
 from bertc.passes import PASSES
 
 ROOT = Path(__file__).resolve().parent.parent
-BUDGETS = {"bertc": 2100, "dialects": 400, "passes": 1500, "runtime": 3600, "test": 1200, "benchmarks": 900}
+# raised for issues 6 and 7 (sparsity, bertc prune, the cost model, calibration, per-op timing, the sparse kernel)
+BUDGETS = {"bertc": 3700, "dialects": 400, "passes": 1650, "runtime": 4100, "test": 2000, "benchmarks": 1100,
+           "search": 800}
 
 
 def test_every_pass_has_file_docstring_and_lit_test():

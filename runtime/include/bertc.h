@@ -48,6 +48,16 @@ const float *bertc_output(const bertc_model *m, int index, int64_t shape[4], int
  * "neon", "avx2"): index 0.. until NULL. */
 const char *bertc_kernel(const bertc_model *m, int index, const char **impl);
 
+/* Per-op times: every kernel call of a run is timed (a monotonic clock around the call, all threads
+ * included), summed since open or the last bertc_reset_op_times, over bertc_timed_runs(m) runs.
+ * Op index 0..bertc_num_ops(m)-1 in execution order; a bad index gives NULL or -1. */
+int bertc_num_ops(const bertc_model *m);
+const char *bertc_op_name(const bertc_model *m, int index);   /* op and result shape: "bertc.linear [1, 128, 1536]" */
+const char *bertc_op_kernel(const bertc_model *m, int index); /* the kernel it calls: "bertc_linear_packed" */
+double bertc_op_seconds(const bertc_model *m, int index);
+int64_t bertc_timed_runs(const bertc_model *m);
+void bertc_reset_op_times(bertc_model *m);
+
 int64_t bertc_batch(const bertc_model *m);
 int64_t bertc_seq_len(const bertc_model *m);
 int bertc_threads(const bertc_model *m);

@@ -3,6 +3,7 @@
 #define BERTC_PROGRAM_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "pool.h"
 
@@ -10,7 +11,28 @@ typedef struct {
   char *arena;          /* [arena_bytes], 64-byte aligned */
   const char *weights;  /* weights.bin, mapped */
   bertc_pool *pool;
+  double *op_seconds;   /* [num_ops], the model's own: time spent in each op, summed over runs */
 } bertc_exec;
+
+/* model_run wraps every kernel call in BERTC_TIMED. CLOCK_MONOTONIC is a vDSO read (tens of ns),
+ * against microseconds for the smallest op; the caller's clock covers the whole op, all threads
+ * included, because every parallel call ends in the pool's barrier. */
+static inline double bertc_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+#define BERTC_TIMED(i, ...)                      \
+  do {                                           \
+    double bertc_t0_ = bertc_now();              \
+    __VA_ARGS__;                                 \
+    x->op_seconds[i] += bertc_now() - bertc_t0_; \
+  } while (0)
+
+typedef struct {
+  const char *name;    /* the op and its result shape: "bertc.linear [1, 128, 1536]" */
+  const char *kernel;  /* the kernel function it calls: "bertc_linear_packed" */
+} bertc_op_info;
 
 typedef struct {
   const char *name;
@@ -33,6 +55,8 @@ typedef struct {
   const bertc_tensor_slot *outputs;
   int num_kernels;
   const char *const *kernels; /* the kernel functions model_run calls, for reports */
+  int num_ops;
+  const bertc_op_info *ops;   /* [num_ops], in model_run's order: op i is timed into op_seconds[i] */
   void (*run)(const bertc_exec *x);
 } bertc_program;
 

@@ -21,6 +21,7 @@ struct bertc_model {
   void *weights_map;   /* mmap of weights.bin */
   size_t weights_len;
   int threads;
+  int64_t timed_runs;  /* runs summed into exec.op_seconds since open or bertc_reset_op_times */
   char error[512];
 };
 
@@ -122,7 +123,8 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   m->exec.weights = map;
   m->exec.arena = aligned_alloc(64, (size_t)((prog->arena_bytes + 63) / 64 * 64 + 64));
   m->exec.pool = bertc_pool_create(threads, prog->scratch_floats, &prog->tuning);
-  if (!m->exec.arena || !m->exec.pool) {
+  m->exec.op_seconds = calloc((size_t)prog->num_ops + 1, sizeof(double)); /* + 1: calloc(0) may be NULL */
+  if (!m->exec.arena || !m->exec.pool || !m->exec.op_seconds) {
     bertc_close(m);
     return fail(open_error, BERTC_ERR_MEMORY, "cannot allocate the %lld-byte arena", (long long)prog->arena_bytes);
   }
@@ -168,6 +170,7 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
   bertc_pool_begin(m->exec.pool); /* workers spin between this run's ops, and sleep after it */
   p->run(&m->exec);
   bertc_pool_end(m->exec.pool);
+  m->timed_runs++;
   m->error[0] = 0;
   return BERTC_OK;
 }
@@ -192,6 +195,28 @@ const float *bertc_output(const bertc_model *m, int i, int64_t shape[4], int *ra
   return (const float *)(m->exec.arena + s->offset);
 }
 
+int bertc_num_ops(const bertc_model *m) { return m ? m->prog->num_ops : 0; }
+
+const char *bertc_op_name(const bertc_model *m, int i) {
+  return m && i >= 0 && i < m->prog->num_ops ? m->prog->ops[i].name : NULL;
+}
+
+const char *bertc_op_kernel(const bertc_model *m, int i) {
+  return m && i >= 0 && i < m->prog->num_ops ? m->prog->ops[i].kernel : NULL;
+}
+
+double bertc_op_seconds(const bertc_model *m, int i) {
+  return m && i >= 0 && i < m->prog->num_ops ? m->exec.op_seconds[i] : -1.0;
+}
+
+int64_t bertc_timed_runs(const bertc_model *m) { return m ? m->timed_runs : 0; }
+
+void bertc_reset_op_times(bertc_model *m) {
+  if (!m) return;
+  memset(m->exec.op_seconds, 0, sizeof(double) * (size_t)m->prog->num_ops);
+  m->timed_runs = 0;
+}
+
 int64_t bertc_batch(const bertc_model *m) { return m ? m->prog->batch : 0; }
 int64_t bertc_seq_len(const bertc_model *m) { return m ? m->prog->seq_len : 0; }
 int bertc_threads(const bertc_model *m) { return m ? m->threads : 0; }
@@ -201,6 +226,7 @@ void bertc_close(bertc_model *m) {
   if (!m) return;
   bertc_pool_destroy(m->exec.pool);
   free(m->exec.arena);
+  free(m->exec.op_seconds);
   if (m->weights_map) munmap(m->weights_map, m->weights_len);
   free(m);
 }

@@ -2,12 +2,14 @@
  * and prints JSON on stdout.
  *
  *   bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]
- *             [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N]
+ *             [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]
  *
  * --cores pins the process and its pool (e.g. 4-7, the big cores of many phones; or 0,2,4-5)
  * with sched_setaffinity before the pool starts, since big.LITTLE placement decides latency.
  * Input files are raw little-endian int64, batch*seq values. --out writes NAME.bin (float32)
- * per output. Exit status: 0 on success, else the bertc_status code. */
+ * per output. --bench also reports "ops": each op's name, kernel, mean and median ms over the timed
+ * runs (warm-up excluded), which `bertc calibrate` fits the cost model to; --ops adds them to a plain
+ * run (the first run's times). Exit status: 0 on success, else the bertc_status code. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,17 +68,19 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   const char *art = NULL, *ids_path = NULL, *mask_path = NULL, *types_path = NULL, *out_dir = NULL, *cores = NULL;
-  int threads = 1, bench = 0, warmup = 5;
+  int threads = 1, bench = 0, warmup = 5, ops = 0;
   int64_t seq = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       puts("usage: bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]\n"
-           "                 [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N]\n"
-           "Inputs are raw int64 files of batch*seq values; prints JSON.");
+           "                 [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]\n"
+           "Inputs are raw int64 files of batch*seq values; prints JSON. --bench reports per-op mean times\n"
+           "(\"ops\") too; --ops reports them for a single run.");
       return 0;
     }
+    if (!strcmp(a, "--ops")) { ops = 1; continue; }
     if (a[0] == '-' && !v) { fprintf(stderr, "bertc_run: %s needs a value\n", a); return 6; }
     if (!strcmp(a, "--input-ids")) ids_path = argv[++i];
     else if (!strcmp(a, "--attention-mask")) mask_path = argv[++i];
@@ -118,25 +122,46 @@ int main(int argc, char **argv) {
   if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_last_error(m)); return (int)st; }
   printf("{\"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d, \"cores\": \"%s\"", open_ms, first_ms, threads,
          cores ? cores : "all");
+  int n_ops = bertc_num_ops(m), timed = bench > 0 ? bench : 1;
+  double *op_ms = malloc(sizeof(double) * ((size_t)n_ops * (size_t)timed + 1)); /* [op][timed run] */
+  if (!op_ms) { fprintf(stderr, "bertc_run: out of memory\n"); return 5; }
+  for (int k = 0; k < n_ops; k++) op_ms[k] = bertc_op_seconds(m, k) * 1e3; /* the first run, for --ops */
   if (bench > 0) {
-    double *times = malloc(sizeof(double) * (size_t)bench);
+    double *times = malloc(sizeof(double) * (size_t)bench), sum = 0;
     for (int i = 0; i < warmup; i++) bertc_run(m, ids, mask, types, batch, seq);
     for (int i = 0; i < bench; i++) {
+      bertc_reset_op_times(m);
       t0 = now_ms();
       bertc_run(m, ids, mask, types, batch, seq);
       times[i] = now_ms() - t0;
+      sum += times[i];
+      for (int k = 0; k < n_ops; k++) op_ms[k * bench + i] = bertc_op_seconds(m, k) * 1e3;
     }
     qsort(times, (size_t)bench, sizeof(double), cmp_double);
-    printf(", \"runs\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"min_ms\": %.3f", bench, times[bench / 2],
-           times[(int)(bench * 0.9)], times[0]);
+    printf(", \"runs\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"min_ms\": %.3f, \"mean_ms\": %.3f", bench,
+           times[bench / 2], times[(int)(bench * 0.9)], times[0], sum / bench);
     free(times);
+    ops = 1;
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf(", \"peak_rss_kb\": %ld, \"kernels\": {", ru.ru_maxrss);
   const char *impl, *kernel;
   for (int i = 0; (kernel = bertc_kernel(m, i, &impl)); i++) printf("%s\"%s\": \"%s\"", i ? ", " : "", kernel, impl);
-  printf("}, \"outputs\": [");
+  printf("}");
+  if (ops) { /* per op: the mean over the timed runs, and the median, which a preempted run does not move */
+    printf(", \"ops\": [");
+    for (int k = 0; k < n_ops; k++) {
+      double *row = op_ms + (size_t)k * (size_t)timed, mean = 0;
+      for (int i = 0; i < timed; i++) mean += row[i] / timed;
+      qsort(row, (size_t)timed, sizeof(double), cmp_double);
+      printf("%s{\"name\": \"%s\", \"kernel\": \"%s\", \"ms\": %.5f, \"p50_ms\": %.5f}", k ? ", " : "",
+             bertc_op_name(m, k), bertc_op_kernel(m, k), mean, row[timed / 2]);
+    }
+    printf("]");
+  }
+  free(op_ms);
+  printf(", \"outputs\": [");
   for (int i = 0; i < bertc_num_outputs(m); i++) {
     int64_t shape[4];
     int rank;

@@ -31,3 +31,28 @@ func.func @missing(%x: tensor<2x4xf32>) -> tensor<2x4xf32> {
   %0 = "bertc.layer_norm"(%x, %x, %x) {operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
   return %0 : tensor<2x4xf32>
 }
+
+// -----
+
+// A sparsity attribute (from --prune-patterns) is checked too.
+// CHECK: 'bertc.linear' bertc.sparsity format 'csr' is not sparse or dense
+func.func @sparsity_format(%x: tensor<2x4xf32>, %w: tensor<3x4xf32>) -> tensor<2x3xf32> {
+  %0 = "bertc.linear"(%x, %w) {activation = "none", bertc.sparsity = {density = 0.5 : f64, format = "csr", pattern = "4x1"}, operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.linear' bertc.sparsity: bad prune SPEC '4y1': unknown pattern '4y1'
+func.func @sparsity_pattern(%x: tensor<2x4xf32>, %w: tensor<3x4xf32>) -> tensor<2x3xf32> {
+  %0 = "bertc.linear"(%x, %w) {activation = "none", bertc.sparsity = {density = 0.5 : f64, format = "sparse", pattern = "4y1"}, operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.linear' bertc.sparsity density 0.0 is not in (0, 1]
+func.func @sparsity_density(%x: tensor<2x4xf32>, %w: tensor<3x4xf32>) -> tensor<2x3xf32> {
+  %0 = "bertc.linear"(%x, %w) {activation = "none", bertc.sparsity = {density = 0.0 : f64, format = "sparse", pattern = "4x1"}, operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}

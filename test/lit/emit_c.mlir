@@ -1,13 +1,23 @@
 // RUN: bertc-opt %s --split-input-file --plan-memory --emit-c | FileCheck %s
 
-// One kernel call per op with shapes in the arguments; linear weights are read as [K,N].
+// One kernel call per op with shapes in the arguments; linear weights are read as [K,N]. Each call
+// is timed into op_seconds[i], i counting the ops in order; the ops table names op i and its kernel.
 // CHECK: #include "kernels.h"
 // CHECK: static void model_run(const bertc_exec *x) {
-// CHECK: bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), 4, 8, 4, BERTC_ACT_GELU);
-// CHECK: bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 8, 9.999999960041972e-13f);
-// CHECK: bertc_attention(p, A(float, {{[0-9]+}}), A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f);
+// CHECK: /* bertc.linear [1, 4, 8] */
+// CHECK-NEXT: BERTC_TIMED(0, bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), 4, 8, 4, BERTC_ACT_GELU));
+// CHECK: BERTC_TIMED(1, bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 8, 9.999999960041972e-13f));
+// CHECK: BERTC_TIMED(2, bertc_linear(
+// CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, {{[0-9]+}}), A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f));
 // CHECK: static const char *const kernels[] = {"bertc_attention", "bertc_layer_norm", "bertc_linear"};
+// CHECK: static const bertc_op_info ops[] = {
+// CHECK-NEXT: {"bertc.linear [1, 4, 8]", "bertc_linear"},
+// CHECK-NEXT: {"bertc.layer_norm [1, 4, 8]", "bertc_layer_norm"},
+// CHECK-NEXT: {"bertc.linear [1, 4, 24]", "bertc_linear"},
+// CHECK-NEXT: {"bertc.attention [1, 4, 8]", "bertc_attention"},
+// CHECK-NEXT: };
 // CHECK: const bertc_program bertc_compiled_program = {
+// CHECK-NEXT: .format_version = {{[0-9]+}},
 // CHECK: .batch = 1,
 // CHECK: .seq_len = 4,
 // Per-thread scratch: the largest kernels.h bound over the ops; the kernel names go in the program.
@@ -16,6 +26,8 @@
 // CHECK: .tuning = {2, 8, 192},
 // CHECK: .ids_offset = {{[0-9]+}},
 // CHECK: .num_kernels = 3,
+// CHECK: .num_ops = 4,
+// CHECK-NEXT: .ops = ops,
 func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4xf32>) -> tensor<1x4x8xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<8x4xf32>
   %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<8xf32>
@@ -33,7 +45,8 @@ func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4x
 // A linear with bertc.tile (from --pack-weights) calls the packed GEMM with that tile; its
 // weight goes to weights.bin as panels: ceil(10/4) = 3 panels of 6x4 floats, 288 bytes after the
 // bias (40 bytes, padded to 64), so 352 bytes in all.
-// CHECK: bertc_linear_packed(p, A(float, {{[0-9]+}}), W(float, 64), W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128});
+// CHECK: BERTC_TIMED(0, bertc_linear_packed(p, A(float, {{[0-9]+}}), W(float, 64), W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}));
+// CHECK: {"bertc.linear [1, 2, 10]", "bertc_linear_packed"},
 // CHECK: .weights_bytes = 352,
 func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<10x6xf32>

