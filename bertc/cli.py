@@ -124,6 +124,32 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from .cost import estimate, format_table
+
+    est = estimate(args.model, target=args.target, threads=args.threads, seq_len=args.seq_len, batch=args.batch,
+                   prune=args.prune_patterns, profile=args.profile)
+    print(json.dumps(est.to_json(), indent=2) if args.json else format_table(est, top=args.top))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate, format_quality
+
+    try:
+        threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        raise BertcError(f"--threads {args.threads}: expected a comma-separated list such as 1,2") from None
+    out = args.output or f"bertc-profile-{args.target}-{(args.device or 'host').replace(':', '-')}.json"
+    _profile, q = calibrate(args.target, args.device, threads, args.grid, args.holdout, out, runs=args.runs,
+                           seed=args.seed, progress=not args.quiet)
+    print(format_quality(q))
+    print(f"\nwrote {out}: use it with `bertc estimate ... --profile {out}` (or keep it as your device's profile)")
+    return 0
+
+
 def _toolchains(args: argparse.Namespace) -> int:
     from .toolchain import describe_toolchains
 
@@ -213,6 +239,52 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List the C toolchains bertc looks for (host cc, Android NDK, zig, "
                        "aarch64-linux-gnu-gcc), whether each was found, and which one each target will use.")
     t.set_defaults(func=_toolchains)
+
+    e = sub.add_parser("estimate", help="the cost model: latency per op and in total, peak memory (no build)",
+                       description="Estimate MODEL's latency on a target without generating code: the compiler "
+                       "runs up to memory planning (fusion, packing, sparsity included) and a target profile prices "
+                       "every op. CONFIG (a config.json of a BERT model) takes the fast path: no weights, about "
+                       "0.2 s for a BERT-base-sized candidate.",
+                       epilog="examples:\n  bertc estimate config.json --target host --threads 2\n"
+                              "  bertc estimate minilm/ --target android-arm64 --threads 4 --prune-patterns 16x1@0.25\n"
+                              "  bertc estimate config.json --profile my-phone.json --json\n\nprofiles: host "
+                              "(calibrated on the development host), cortex-a76 (an ARM64 phone big core, from "
+                              "public specs), vulkan-mobile (an Adreno 640-class GPU, from public specs); "
+                              "`bertc calibrate` measures your own",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("model", metavar="MODEL|CONFIG", help="a config.json, or any MODEL `bertc compile` takes")
+    e.add_argument("--target", default="host", help="host, android-arm64 or linux-arm64 (default: host)")
+    e.add_argument("--threads", type=int, default=1, help="threads the artifact will run with (default: 1)")
+    e.add_argument("--seq-len", type=int, default=128, help="sequence length (default: 128)")
+    e.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
+    e.add_argument("--prune-patterns", metavar="SPEC", help="price the model pruned with this SPEC (see "
+                   "`bertc compile --help`)")
+    e.add_argument("--profile", help="a profile file from `bertc calibrate`, or a built-in name (default: the "
+                   "target's built-in profile)")
+    e.add_argument("--top", type=int, help="show only the N most expensive ops")
+    e.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
+    e.set_defaults(func=_estimate)
+
+    k = sub.add_parser("calibrate", help="measure the kernels on a device and fit the cost model's profile",
+                       description="Compile a grid of one-layer BERT encoders (dense and sparse), time every op "
+                       "with bertc_run on the device, fit the cost of each kind of kernel per thread count, then "
+                       "check the fit on random held-out configurations (layers 1-12, hidden 128-768, sequence "
+                       "32-256, half of them pruned): prints Spearman rank correlation and the mean absolute "
+                       "percentage error, and writes the profile.",
+                       epilog="examples:\n  bertc calibrate --target host                      # ~5 min here\n"
+                              "  bertc calibrate --target android-arm64 --device adb --threads 1,4 -o phone.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("--target", default="host", help="host, android-arm64 or linux-arm64 (default: host)")
+    k.add_argument("--device", help="host (default) or adb / adb:SERIAL; qemu is refused: it emulates")
+    k.add_argument("--threads", default="1,2", help="thread counts to calibrate, comma-separated (default: 1,2)")
+    k.add_argument("--grid", choices=["small", "full"], default="full", help="the measured grid (default: full)")
+    k.add_argument("--holdout", type=int, default=30, help="held-out random configurations (default: 30)")
+    k.add_argument("--runs", type=int, default=10, help="timed runs per grid model (default: 10)")
+    k.add_argument("--seed", type=int, default=7, help="seed of the held-out configurations (default: 7)")
+    k.add_argument("-o", "--output", help="profile file to write (default: bertc-profile-TARGET-DEVICE.json)")
+    k.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    k.set_defaults(func=_calibrate)
+
     return p
 
 

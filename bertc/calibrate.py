@@ -1,0 +1,251 @@
+"""``bertc calibrate``: measure every kernel on the device, fit the cost model, report its quality.
+
+1. **Grid.** BERT encoders of one layer over a grid of shapes (hidden 128-768, FFN 2x and 4x, sequence
+   32-256; plus the sparse patterns at several densities) are compiled with random weights and run
+   with bertc_run on the device at each thread count. Every artifact times each of its ops
+   (``bertc_run --bench`` reports each op's median), so one run yields a sample per kernel call, in the
+   context the kernel really runs in (caches warmed by the op before, the pool's barriers).
+2. **Fit.** Per kind of kernel and thread count, non-negative coefficients over its shape features
+   (bertc/cost.py FEATURES) minimising relative error; the per-run overhead is the median over the
+   grid of a run's mean time minus the sum of its ops' mean times.
+3. **Quality.** Held-out random configurations (seeded; layers 1-12, hidden 128-768, heads, FFN 2-4x,
+   sequence 32-256, threads 1-2, half of them pruned) are compiled and timed end to end, and the
+   fitted model predicts each from its config alone (the search's fast path). Spearman rank
+   correlation and mean absolute percentage error are printed and kept in the profile.
+
+    bertc calibrate --target host                       # ~5 minutes on the 2-core host
+    bertc calibrate --target android-arm64 --device adb --threads 1,4 -o pixel7.json
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from .cost import FEATURES, Profile, estimate, fit_kind, load_profile, module_ops, quality
+from .errors import BertcError
+
+PATTERNS = ["16x1", "8x1", "4x1", "1x4", "2:4"]
+VOCAB = 4096  # small tables: the gather's cost does not depend on the vocabulary
+
+
+@dataclass
+class Case:
+    config: dict[str, Any]
+    seq: int
+    threads: int
+    prune: str | None = None
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        sizes = c.get("intermediate_sizes") or [c["intermediate_size"]]
+        return (f"L{c['num_hidden_layers']} H{c['hidden_size']} A{c['num_attention_heads']} F{sizes[0]} S{self.seq} "
+                f"T{self.threads}" + (f" {self.prune}" if self.prune else ""))
+
+
+def bert_config(layers: int, hidden: int, heads: int, ffn: int) -> dict[str, Any]:
+    return {"model_type": "bert", "num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": heads,
+            "intermediate_size": ffn, "vocab_size": VOCAB, "max_position_embeddings": 512, "type_vocab_size": 2}
+
+
+def _heads(hidden: int, rng: random.Random | None = None) -> int:
+    options = [h for h in (2, 3, 4, 6, 8, 12, 16) if hidden % h == 0 and 16 <= hidden // h <= 128]
+    return rng.choice(options) if rng else options[len(options) // 2]
+
+
+def grid(size: str, threads: list[int]) -> list[Case]:
+    """The calibration cases: one-layer encoders that together cover the shapes a search meets."""
+    if size == "small":  # for tests: seconds, not minutes
+        shapes = [(64, 2, 32), (128, 4, 64)]
+        sparse = [(128, 64, "16x1@0.3"), (128, 64, "1x4@0.5")]
+    elif size == "full":
+        shapes = [(h, m, s) for h in (128, 256, 384, 512, 768) for m in (2, 4) for s in (32, 128, 256)]
+        sparse = [(h, 128, f"{p}@{d}" if ":" not in p else p) for h in (256, 512) for p in PATTERNS
+                  for d in ((0.15, 0.4) if ":" not in p else (None,))]
+    else:
+        raise BertcError(f"unknown grid '{size}': small or full")
+    cases = []
+    for t in threads:
+        cases += [Case(bert_config(1, h, _heads(h), h * m), s, t) for h, m, s in shapes]
+        cases += [Case(bert_config(1, h, _heads(h), h * 4), s, t, spec) for h, s, spec in sparse]
+    return cases
+
+
+def holdout(n: int, threads: list[int], seed: int = 7, max_layers: int = 12, max_hidden: int = 768,
+            max_seq: int = 256) -> list[Case]:
+    """Random configurations the fit never saw: half dense, half pruned."""
+    rng = random.Random(seed)
+    cases = []
+    for i in range(n):
+        hidden = rng.choice([h for h in range(128, max_hidden + 1, 64)]) if max_hidden >= 128 else max_hidden
+        ffn = rng.choice([2, 3, 4]) * hidden
+        seq = rng.randint(min(32, max_seq), max_seq)
+        prune = None
+        if i % 2:
+            p = rng.choice(PATTERNS)
+            prune = p if ":" in p else f"{p}@{rng.choice([0.1, 0.2, 0.3, 0.5])}"
+        cases.append(Case(bert_config(rng.randint(1, max_layers), hidden, _heads(hidden, rng), ffn), seq,
+                          rng.choice(threads), prune))
+    return cases
+
+
+def _compile(case: Case, target: str, work: Path, i: int):
+    import torch
+    import transformers as T
+
+    from .api import compile as compile_model
+
+    torch.manual_seed(i)
+    model = T.BertModel(T.BertConfig(**case.config)).eval()
+    return compile_model(model, target=target, seq_len=case.seq, out=work / f"case{i}.bertc", prune=case.prune)
+
+
+def _bench(art, case: Case, device: str | None, runs: int) -> dict[str, Any]:
+    import numpy as np
+
+    from .device import DeviceModel
+
+    model = DeviceModel(art.path, device=device, threads=case.threads)
+    if model.device.emulated:
+        raise BertcError(f"{model.device.name} emulates the CPU: its timings say nothing about speed. Calibrate on "
+                         "the host (--device host) or on a phone (--device adb)")
+    ids = np.full((1, case.seq), 7, np.int64)
+    return model.bench(ids, runs=runs, warmup=2)
+
+
+def _samples(case: Case, report: dict[str, Any], target: str) -> list[tuple[str, dict[str, float], float]]:
+    """(kind, features, measured ms) per op of the artifact, matched to the cost model's ops by position."""
+    from torch_mlir import ir
+
+    from .cost import PASSES
+    from .ir import make_context
+    from .passes import PassContext
+    from .pipeline import run_pass
+    from .synth import bert_ir
+    from .targets import get_target
+
+    with make_context(), ir.Location.unknown():
+        module = ir.Module.parse(bert_ir(case.config, seq_len=case.seq, target=target))
+        ctx = PassContext()
+        passes = list(PASSES)
+        if case.prune:
+            passes.insert(2, f"prune-patterns={case.prune}")
+        for flag in passes:
+            run_pass(module, flag, ctx)
+        ops = module_ops(module, get_target(target))
+    measured = report.get("ops")
+    if measured is None:
+        raise BertcError("bertc_run reported no per-op times (an artifact from an older bertc?); recompile it")
+    if len(measured) != len(ops):
+        raise BertcError(f"{case.label}: the artifact ran {len(measured)} ops, the cost model sees {len(ops)}")
+    out = []
+    for o, m in zip(ops, measured):
+        if m["name"].split(" ")[0] != o.op.split(" ")[0]:
+            raise BertcError(f"{case.label}: op {o.index} is {m['name']} in the artifact, {o.op} in the cost model")
+        out.append((o.kind, o.features, float(m.get("p50_ms", m["ms"]))))
+    return out
+
+
+def calibrate(target: str = "host", device: str | None = None, threads: list[int] | None = None, size: str = "full",
+              holdout_n: int = 30, out: str | Path | None = None, runs: int = 10, seed: int = 7,
+              progress: bool = True, holdout_limits: dict[str, int] | None = None) -> tuple[Profile, dict[str, Any]]:
+    """Measure, fit, check; returns the new profile (also written to ``out``) and the quality report."""
+    from tqdm import tqdm
+
+    base = load_profile(None, target)
+    threads = threads or [1, 2]
+    if max(threads) > base.data["cores"] and device in (None, "host"):
+        raise BertcError(f"--threads {max(threads)} is more than this machine's {base.data['cores']} cores")
+    cases = grid(size, threads)
+    checks = holdout(holdout_n, threads, seed, **(holdout_limits or {}))
+    bar = tqdm(total=len(cases) + len(checks), desc="bertc calibrate", unit="model", file=sys.stderr,
+               disable=not progress)
+    t0 = time.perf_counter()
+    samples: dict[tuple[int, str], list] = {}
+    overhead: dict[int, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bertc-calibrate-") as tmp:
+        work = Path(tmp)
+        for i, case in enumerate(cases):
+            bar.set_postfix_str(f"grid {case.label}")
+            art = _compile(case, target, work, i)
+            report = _bench(art, case, device, runs)
+            ops = _samples(case, report, target)
+            for kind, feats, ms in ops:
+                samples.setdefault((case.threads, kind), []).append((feats, ms))
+            # means add up (medians do not): what a run spends outside its ops
+            overhead.setdefault(case.threads, []).append(report["mean_ms"] - report["ops_ms"])
+            _cleanup(art.path)
+            bar.update(1)
+        data = json.loads(json.dumps(base.data))
+        data["fitted"] = {str(t): {} for t in threads}
+        fit_error: dict[str, dict[str, float]] = {}
+        for (t, kind), rows in sorted(samples.items()):
+            coef = fit_kind(kind, rows)
+            data["fitted"][str(t)][kind] = coef
+            errs = [abs(sum(c * f.get(n, 0.0) for n, c in zip(FEATURES[kind], coef)) - ms) / ms for f, ms in rows]
+            fit_error.setdefault(str(t), {})[kind] = round(statistics.fmean(errs), 4)
+        data["run_overhead_ms"] = {str(t): round(max(0.0, statistics.median(v)), 4) for t, v in overhead.items()}
+        profile = Profile(data["name"], data)
+        rows = []
+        for j, case in enumerate(checks):
+            bar.set_postfix_str(f"held out {case.label}")
+            art = _compile(case, target, work, 1000 + j)
+            measured = _bench(art, case, device, max(3, runs // 2))["p50_ms"]
+            predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile).total_ms
+            rows.append({"config": case.label, "measured_ms": round(measured, 4), "predicted_ms": round(predicted, 4),
+                         "error": round((predicted - measured) / measured, 4)})
+            _cleanup(art.path)
+            bar.update(1)
+    bar.close()
+    q = quality([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]) if len(rows) >= 2 else {}
+    where = device or "host"
+    data["sources"] = {**data.get("sources", {}),
+                       "fitted": f"bertc calibrate --target {target} --device {where} on {date.today().isoformat()}: "
+                                 f"{len(cases)} one-layer grid models, per-op times from bertc_run --bench "
+                                 f"({runs} runs), non-negative least squares on relative error",
+                       "run_overhead_ms": "median over the grid of a run's mean time minus the sum of its ops' means"}
+    data["quality"] = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in q.items()},
+                       "holdout_seed": seed, "fit_mape_by_kind": fit_error, "measured": rows,
+                       "seconds": round(time.perf_counter() - t0, 1)}
+    data["calibrated"] = {"device": where, "date": date.today().isoformat()}
+    peak = _best_gflops(samples)
+    if peak:
+        data["roofline"]["peak_gflops_per_core"] = round(peak, 1)
+        data["sources"]["peak_gflops_per_core"] = "measured: the fastest packed GEMM op of the 1-thread grid"
+    profile = Profile(data["name"], data)
+    if out is not None:
+        Path(out).write_text(json.dumps(data, indent=1) + "\n")
+        profile.path = Path(out)
+    return profile, data["quality"]
+
+
+def _best_gflops(samples) -> float | None:
+    rows = samples.get((1, "linear"), [])
+    return max((f["flops"] / (ms * 1e6) for f, ms in rows if ms > 0), default=None)
+
+
+def _cleanup(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def format_quality(q: dict[str, Any]) -> str:
+    lines = [f"{'held-out configuration':<44} {'measured ms':>12} {'predicted ms':>13} {'error':>8}"]
+    for r in q.get("measured", []):
+        lines.append(f"{r['config']:<44} {r['measured_ms']:>12.3f} {r['predicted_ms']:>13.3f} {r['error']:>+8.1%}")
+    if "spearman" in q:
+        lines.append(f"\nSpearman {q['spearman']:.3f}, MAPE {q['mape']:.1%} (worst {q['max_ape']:.1%}) over "
+                     f"{q['configs']} held-out configurations; fit error by kind (MAPE over the grid's ops): "
+                     + "; ".join(f"{t} thread(s): " + ", ".join(f"{k} {v:.1%}" for k, v in kinds.items())
+                                 for t, kinds in q["fit_mape_by_kind"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,412 @@
+"""The cost model: latency per op and in total, from the compiler's own IR and a target profile.
+
+``estimate`` runs the pipeline up to --plan-memory (no code generation), so what it prices is what
+bertc would ship: fused attention, epilogues riding on GEMMs, packed tiles, sparse matrices where
+--prune-patterns keeps them, and the arena plan's peak memory. A transformers config goes through
+bertc/synth.py (the raised IR written from the config, no weights: ~0.2 s for BERT-base); a model
+folder / .pt2 / module goes through torch.export and the importer like ``bertc compile``.
+
+Each op that runs a kernel has a *kind* and a vector of shape features (FLOPs, output elements,
+weight elements, ...). A profile (bertc/data/profiles/*.json, or a file ``bertc calibrate`` wrote)
+prices a kind at a thread count in one of two ways:
+
+- fitted: ``ms = coef . features``, coefficients fitted by ``bertc calibrate`` (non-negative least
+  squares on relative error) from per-op times measured inside real compiled models on the device;
+  ``flops / (coef . features)`` against the peak is the kernel's efficiency at that shape;
+- roofline: ``ms = dispatch + max(flops / (peak x efficiency), bytes / bandwidth)`` from the
+  profile's hardware numbers, for devices nobody has calibrated yet (the built-in phone profiles).
+
+A whole run adds the profile's per-run overhead (pool wake-up, input copy) to the sum over ops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BertcError
+
+PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
+BUILTIN = {"host": "host", "android-arm64": "cortex-a76", "linux-arm64": "cortex-a76"}
+PASSES = ["fuse-attention", "fuse-epilogues", "pack-weights", "plan-memory"]
+SKIP = ("bertc.weight", "bertc.constant", "bertc.concat", "bertc.reshape", "func.return")
+ELEMENTWISE = {"bertc.add": "bertc_binary", "bertc.sub": "bertc_binary", "bertc.mul": "bertc_binary",
+               "bertc.div": "bertc_binary", "bertc.gelu": "bertc_unary", "bertc.tanh": "bertc_unary",
+               "bertc.pow": "bertc_pow", "bertc.softmax": "bertc_softmax", "bertc.transpose": "bertc_transpose",
+               "bertc.slice": "bertc_slice", "bertc.mask_bias": "bertc_mask_bias",
+               "bertc.position_ids": "bertc_position_ids"}
+# The features of each kind, in the order of a fitted profile's coefficients.
+FEATURES = {
+    "linear": ["dispatch", "flops", "outputs", "gelu_outputs", "weights"],
+    # one FLOP rate per block height: the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M
+    "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
+                      "gelu_outputs", "blocks_x_m"],
+    "attention": ["dispatch", "flops", "scores", "values"],
+    "layer_norm": ["dispatch", "elements"],
+    "embedding": ["dispatch", "elements"],
+    "elementwise": ["dispatch", "elements"],
+    "matmul": ["dispatch", "flops"],
+}
+
+
+@dataclass
+class OpCost:
+    index: int  # position among the ops that run a kernel (bertc_run's per-op order)
+    op: str  # e.g. "bertc.linear [1, 128, 1536]"
+    kernel: str
+    kind: str
+    features: dict[str, float]
+    flops: float
+    bytes: float
+    ms: float = 0.0
+    detail: str = ""  # "gelu", "16x1 sparse 25%", ...
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / (self.ms * 1e6) if self.ms > 0 else 0.0
+
+
+@dataclass
+class Estimate:
+    target: str
+    profile: str
+    threads: int
+    seq_len: int
+    batch: int
+    ops: list[OpCost]
+    overhead_ms: float
+    arena_bytes: int
+    weights_bytes: int
+    seconds: float = 0.0  # time the estimate itself took
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_ms(self) -> float:
+        return self.overhead_ms + sum(o.ms for o in self.ops)
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return self.arena_bytes + self.weights_bytes
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for o in self.ops:
+            out[o.kind] = out.get(o.kind, 0.0) + o.ms
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "profile": self.profile, "threads": self.threads, "seq_len": self.seq_len,
+                "batch": self.batch, "total_ms": round(self.total_ms, 4), "overhead_ms": round(self.overhead_ms, 4),
+                "by_kind_ms": {k: round(v, 4) for k, v in self.by_kind().items()},
+                "memory": {"arena_bytes": self.arena_bytes, "weights_bytes": self.weights_bytes,
+                           "peak_bytes": self.peak_memory_bytes},
+                "estimate_seconds": round(self.seconds, 3), "notes": self.notes,
+                "ops": [{**{k: v for k, v in asdict(o).items() if k != "features"}, "ms": round(o.ms, 5),
+                         "features": o.features} for o in self.ops]}
+
+
+# --------------------------------------------------------------------------- features from the IR
+
+
+def _shape(v) -> list[int]:
+    from .passes.common import shape_of
+
+    return shape_of(v)
+
+
+def op_features(op, index: int, target) -> OpCost | None:
+    """The kind, kernel, features, FLOPs and bytes of one op after --plan-memory; None for ops that
+    run no kernel (weights, constants, views)."""
+    from .passes.common import sparsity
+    from .sparsity import parse_pattern
+
+    name = op.operation.name
+    if name in SKIP:
+        return None
+    out = _shape(op.results[0])
+    label = f"{name} {out}"
+    if name == "bertc.linear":
+        n, k = _shape(op.operands[1])
+        m = math.prod(_shape(op.operands[0])[:-1])
+        act = op.attributes["activation"].value
+        gelu = m * n if act in ("gelu", "gelu_tanh") else 0
+        sp = sparsity(op)
+        if sp is not None and sp["format"] == "sparse":
+            p = parse_pattern(sp["pattern"])
+            rows, cols = -(-n // p.r), -(-k // p.c)
+            blocks = max(1, round(sp["density"] * rows * cols))
+            kept = blocks * p.r * p.c
+            klass = f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"
+            f = {"dispatch": 1, klass: 2.0 * m * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks}
+            return OpCost(index, label, "bertc_linear_sparse", "linear_sparse", f, 2.0 * m * kept,
+                          4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} sparse "
+                          f"{sp['density']:.0%}")
+        tile = target.tile
+        mp, np_ = -(-m // tile.mr) * tile.mr, -(-n // tile.nr) * tile.nr  # the micro-kernel computes whole tiles
+        f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, "weights": n * k}
+        detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
+        return OpCost(index, label, "bertc_linear_packed", "linear", f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
+                      detail=detail)
+    if name == "bertc.attention":
+        b, s, h3 = _shape(op.operands[0])
+        h, heads = h3 // 3, op.attributes["num_heads"].value
+        f = {"dispatch": 1, "flops": 4.0 * b * s * s * h, "scores": b * heads * s * s, "values": b * s * h}
+        return OpCost(index, label, "bertc_attention", "attention", f, 4.0 * b * s * s * h, 4.0 * (b * s * h3 + b * s * h),
+                      detail=f"{heads} heads")
+    if name == "bertc.layer_norm":
+        e = math.prod(out)
+        return OpCost(index, label, "bertc_layer_norm", "layer_norm", {"dispatch": 1, "elements": e}, 8.0 * e,
+                      4.0 * (3 if op.residual is not None else 2) * e)
+    if name == "bertc.embedding":
+        e = math.prod(out)
+        return OpCost(index, label, "bertc_embedding", "embedding", {"dispatch": 1, "elements": e}, 0.0, 8.0 * e)
+    if name == "bertc.matmul":
+        a, bm = _shape(op.operands[0]), _shape(op.operands[1])
+        fl = 2.0 * math.prod(out) * a[-1]
+        return OpCost(index, label, "bertc_matmul", "matmul", {"dispatch": 1, "flops": fl}, fl,
+                      4.0 * (math.prod(a) + math.prod(bm) + math.prod(out)))
+    e = math.prod(out)
+    kernel = ELEMENTWISE.get(name)
+    if kernel is None:
+        raise BertcError(f"the cost model has no cost function for '{name}'")
+    return OpCost(index, label, kernel, "elementwise", {"dispatch": 1, "elements": e}, float(e), 12.0 * e)
+
+
+def module_ops(module, target) -> list[OpCost]:
+    from .passes.common import func_ops
+
+    ops, i = [], 0
+    for op in func_ops(module.operation):
+        c = op_features(op, i, target)
+        if c is not None:
+            ops.append(c)
+            i += 1
+    return ops
+
+
+def _weights_bytes(module) -> int:
+    """Bytes of weights.bin-to-be: constant tensors, sparse matrices by their kept blocks."""
+    from .passes.common import func_ops, sparsity
+
+    total = 0
+    sparse_weights = {}
+    for op in func_ops(module.operation):
+        if op.operation.name == "bertc.linear":
+            sp = sparsity(op)
+            if sp is not None and sp["format"] == "sparse":
+                sparse_weights[op.operands[1]] = sp["density"]
+    for op in func_ops(module.operation):
+        if op.operation.name in ("bertc.weight", "bertc.constant") and op.results:
+            v = op.results[0]
+            n = math.prod(_shape(v)) * (8 if "i64" in str(v.type) else 4)
+            total += n
+    for v, density in sparse_weights.items():
+        total -= int(math.prod(_shape(v)) * 4 * (1 - density))
+    return total
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@dataclass
+class Profile:
+    name: str
+    data: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def threads(self) -> list[int]:
+        return sorted(int(t) for t in self.data.get("fitted", {})) or list(range(1, self.data["cores"] + 1))
+
+    def op_ms(self, op: OpCost, threads: int) -> float:
+        fitted = self.data.get("fitted", {}).get(str(threads), {}).get(op.kind)
+        if fitted is not None:
+            return float(sum(c * op.features.get(f, 0.0) for f, c in zip(FEATURES[op.kind], fitted)))
+        roof = self.data["roofline"]
+        peak = roof["peak_gflops_per_core"] * threads * roof.get("parallel_efficiency", {}).get(str(threads), 1.0)
+        eff = roof["efficiency"].get(op.kind, roof["efficiency"]["elementwise"])
+        compute = op.flops / (peak * eff * 1e6) if op.flops else 0.0
+        memory = op.bytes / (roof["bandwidth_gbs"] * 1e6)
+        return roof["dispatch_us"] / 1e3 + max(compute, memory)
+
+    def overhead_ms(self, threads: int) -> float:
+        return float(self.data.get("run_overhead_ms", {}).get(str(threads), self.data["roofline"].get("run_overhead_ms", 0.0)))
+
+
+def _check_profile(data: Any, where: str) -> None:
+    def bad(what: str) -> BertcError:
+        return BertcError(f"bad profile {where}: {what}. A profile is the JSON `bertc calibrate` writes (or one of "
+                          f"{sorted(p.stem for p in PROFILES_DIR.glob('*.json'))}); re-run `bertc calibrate` to "
+                          "make a fresh one")
+
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    for key in ("name", "target", "isa", "cores", "roofline", "sources"):
+        if key not in data:
+            raise bad(f"no '{key}'")
+    roof = data["roofline"]
+    for key in ("peak_gflops_per_core", "bandwidth_gbs", "dispatch_us", "efficiency"):
+        if not isinstance(roof, dict) or key not in roof:
+            raise bad(f"roofline has no '{key}'")
+    for key in ("peak_gflops_per_core", "bandwidth_gbs"):
+        if not isinstance(roof[key], (int, float)) or roof[key] <= 0:
+            raise bad(f"roofline.{key} must be a positive number, got {roof[key]!r}")
+    if "elementwise" not in roof["efficiency"]:
+        raise bad("roofline.efficiency needs an 'elementwise' entry (the default for kinds it does not list)")
+    for threads, kinds in data.get("fitted", {}).items():
+        if not str(threads).isdigit():
+            raise bad(f"fitted thread count '{threads}' is not an integer")
+        for kind, coef in kinds.items():
+            if kind not in FEATURES:
+                raise bad(f"fitted kind '{kind}' is not one of {sorted(FEATURES)}")
+            if not isinstance(coef, list) or len(coef) != len(FEATURES[kind]):
+                raise bad(f"fitted[{threads}][{kind}] needs {len(FEATURES[kind])} coefficients "
+                          f"({', '.join(FEATURES[kind])})")
+
+
+def load_profile(spec: str | Path | None, target: str = "host") -> Profile:
+    """A profile by file path, by built-in name (host, cortex-a76, vulkan-mobile), or the target's default."""
+    from .targets import get_target
+
+    get_target(target)  # an unknown target is named here
+    if spec is None:
+        spec = BUILTIN.get(target)
+        if spec is None:
+            raise BertcError(f"no built-in profile for target '{target}'; pass --profile FILE (from bertc calibrate)")
+    path = Path(spec)
+    if not path.suffix and not path.exists():
+        path = PROFILES_DIR / f"{spec}.json"
+        if not path.exists():
+            raise BertcError(f"unknown profile '{spec}': give a profile file, or one of "
+                             f"{sorted(p.stem for p in PROFILES_DIR.glob('*.json'))}")
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise BertcError(f"cannot read profile {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise BertcError(f"bad profile {path}: not JSON ({e}); re-run `bertc calibrate` to make a fresh one") from None
+    _check_profile(data, str(path))
+    return Profile(data["name"], data, path)
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+def _is_config(model: Any) -> bool:
+    if isinstance(model, dict) or hasattr(model, "to_dict") and not hasattr(model, "forward"):
+        return True
+    return isinstance(model, (str, Path)) and str(model).endswith(".json") and Path(model).is_file()
+
+
+def _config_module(model: Any, target: str, seq_len: int, batch: int):
+    from torch_mlir import ir
+
+    from .synth import bert_ir
+
+    if isinstance(model, (str, Path)):
+        try:
+            model = json.loads(Path(model).read_text())
+        except ValueError as e:
+            raise BertcError(f"{model} is not a JSON config: {e}") from None
+    return ir.Module.parse(bert_ir(model, seq_len=seq_len, batch=batch, target=target)), None
+
+
+def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 128, batch: int = 1, *,
+             prune: str | None = None, profile: str | Path | Profile | None = None) -> Estimate:
+    """Estimate the latency of ``model`` (a transformers config or its dict or config.json: fast path; or
+    any MODEL ``bertc compile`` takes) compiled for ``target`` and run with ``threads``."""
+    import time
+
+    from torch_mlir import ir
+
+    from .ir import make_context
+    from .passes import PassContext
+    from .pipeline import run_pass
+    from .sparsity import parse_spec
+    from .targets import get_target
+
+    t0 = time.perf_counter()
+    tgt = get_target(target)
+    prof = profile if isinstance(profile, Profile) else load_profile(profile, target)
+    if threads < 1:
+        raise BertcError(f"--threads {threads}: must be at least 1")
+    if prune is not None:
+        parse_spec(prune)
+    passes = list(PASSES)
+    if prune is not None:
+        passes.insert(2, f"prune-patterns={prune}")
+    context = make_context()
+    with context, ir.Location.unknown():
+        if _is_config(model):
+            module, weights = _config_module(model, target, seq_len, batch)
+        else:
+            from .api import _annotate
+            from .frontend import export_model, import_torch
+
+            loaded = export_model(model, batch=batch, seq_len=seq_len)
+            module, weights = import_torch(loaded, context)
+            _annotate(module, loaded)
+            module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
+            passes.insert(0, "raise-torch")
+        ctx = PassContext(weights=weights)
+        for flag in passes:
+            run_pass(module, flag, ctx)
+        ops = module_ops(module, tgt)
+        for o in ops:
+            o.ms = prof.op_ms(o, threads)
+        arena = module.operation.attributes["bertc.arena_bytes"].value
+        weights_bytes = _weights_bytes(module)
+    notes = []
+    if str(threads) not in prof.data.get("fitted", {}):
+        notes.append(f"profile '{prof.name}' has no calibrated costs at {threads} thread(s): roofline estimate")
+    return Estimate(target, prof.name, threads, seq_len, batch, ops, prof.overhead_ms(threads), arena, weights_bytes,
+                    time.perf_counter() - t0, notes)
+
+
+def format_table(est: Estimate, top: int | None = None) -> str:
+    """The per-op table `bertc estimate` prints."""
+    rows = sorted(est.ops, key=lambda o: -o.ms)[:top] if top else est.ops
+    lines = [(f"{'#':>3}  {'op':<36} {'kernel':<20} {'detail':<26} {'GFLOP':>7} {'est ms':>8} {'share':>6} "
+             f"{'GFLOP/s':>8}")]
+    for o in rows:
+        lines.append(f"{o.index:>3}  {o.op[:36]:<36} {o.kernel:<20} {o.detail[:26]:<26} {o.flops / 1e9:>7.3f} "
+                     f"{o.ms:>8.4f} {o.ms / est.total_ms:>6.1%} {o.gflops:>8.1f}")
+    if top and len(est.ops) > top:
+        lines.append(f"     ... {len(est.ops) - top} more ops, {sum(o.ms for o in est.ops) - sum(o.ms for o in rows):.3f} ms")
+    lines.append("")
+    lines.append("by kind: " + ", ".join(f"{k} {v:.3f} ms ({v / est.total_ms:.0%})" for k, v in est.by_kind().items()))
+    lines.append(f"total: {est.total_ms:.3f} ms on {est.target} with {est.threads} thread(s) (profile "
+                 f"{est.profile}; {est.overhead_ms:.3f} ms per-run overhead included); peak memory "
+                 f"{est.peak_memory_bytes / 2**20:.1f} MiB (weights {est.weights_bytes / 2**20:.1f} MiB, arena "
+                 f"{est.arena_bytes / 2**20:.2f} MiB); estimated in {est.seconds:.2f} s")
+    lines += [f"note: {n}" for n in est.notes]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- fitting and quality
+
+
+def fit_kind(kind: str, samples: list[tuple[dict[str, float], float]]) -> list[float]:
+    """Non-negative coefficients for FEATURES[kind] minimising the relative error over (features, ms) samples."""
+    from scipy.optimize import nnls
+
+    names = FEATURES[kind]
+    a = np.array([[f.get(n, 0.0) for n in names] for f, _ in samples], np.float64)
+    y = np.array([ms for _, ms in samples], np.float64)
+    w = 1.0 / np.maximum(y, 1e-6)  # relative error: every op counts, small ones too
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-30)  # columns to O(1) so nnls is well conditioned
+    coef, _ = nnls(a / scale * w[:, None], y * w, maxiter=50 * len(names))
+    return [float(c) for c in coef / scale]
+
+
+def quality(predicted: list[float], measured: list[float]) -> dict[str, float]:
+    from scipy.stats import spearmanr
+
+    p, m = np.asarray(predicted), np.asarray(measured)
+    return {"spearman": float(spearmanr(p, m).statistic), "mape": float(np.mean(np.abs(p - m) / m)),
+            "max_ape": float(np.max(np.abs(p - m) / m)), "configs": len(m)}

@@ -1,0 +1,172 @@
+"""The cost model: the config path builds the same IR as the real pipeline, the arithmetic on cases
+checked by hand, calibration end to end on a small grid, and clear errors for bad profiles,
+configs and targets."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+
+import pytest
+import torch
+import transformers as T
+
+import bertc
+from bertc.calibrate import calibrate
+from bertc.cli import main as cli
+from bertc.cost import FEATURES, Profile, estimate, load_profile, quality
+from bertc.errors import BertcError
+from bertc.synth import bert_ir
+
+SMALL = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 128,
+         "vocab_size": 100, "max_position_embeddings": 64}
+
+
+def _normalized(text: str) -> list[str]:
+    text = re.sub(r'name = "[^"]*"', "name = _", text)  # the position ids constant is named by the exporter
+    return [re.sub(r" loc\(.*\)$", "", line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_config_path_builds_the_ir_the_real_pipeline_builds(impl, tmp_path):
+    from torch_mlir import ir
+
+    from bertc.cost import PASSES
+    from bertc.ir import make_context
+    from bertc.passes import PassContext
+    from bertc.pipeline import run_pass
+
+    cfg = T.BertConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=80,
+                       vocab_size=120, max_position_embeddings=64, hidden_act="gelu", attn_implementation=impl)
+    torch.manual_seed(0)
+    bertc.compile(T.BertModel(cfg).eval(), seq_len=16, out=tmp_path / "m.bertc", dump_dir=tmp_path / "ir")
+    real = (tmp_path / "ir" / "05-plan_memory.mlir").read_text()
+    with make_context(), ir.Location.unknown():
+        module = ir.Module.parse(bert_ir(cfg, seq_len=16))
+        for flag in PASSES:
+            run_pass(module, flag, PassContext())
+        ours = str(module)
+    assert _normalized(ours) == _normalized(real)
+
+
+def _profile(**fitted) -> Profile:
+    data = json.loads(load_profile("cortex-a76").path.read_text())
+    if fitted:
+        data["fitted"] = {"1": fitted}
+    return Profile("test", data)
+
+
+def test_roofline_arithmetic_by_hand():
+    est = estimate(SMALL, target="android-arm64", threads=1, seq_len=8, profile=_profile())
+    kinds = [o.kind for o in est.ops]
+    assert kinds.count("linear") == 5 and kinds.count("attention") == 1 and kinds.count("layer_norm") == 3
+    qkv = next(o for o in est.ops if o.kind == "linear")
+    assert qkv.op == "bertc.linear [1, 8, 192]"
+    # NEON's 8 x 12 tile divides M = 8 and N = 192, so nothing is padded
+    assert qkv.features["flops"] == qkv.flops == 2 * 8 * 192 * 64
+    roof = _profile().data["roofline"]
+    compute = qkv.flops / (roof["peak_gflops_per_core"] * roof["efficiency"]["linear"] * 1e6)
+    memory = 4 * (8 * 64 + 192 * 64 + 8 * 192) / (roof["bandwidth_gbs"] * 1e6)
+    assert qkv.ms == pytest.approx(roof["dispatch_us"] / 1e3 + max(compute, memory))
+    attn = next(o for o in est.ops if o.kind == "attention")
+    assert attn.flops == 4 * 8 * 8 * 64 and attn.features["scores"] == 2 * 8 * 8
+    assert est.total_ms == pytest.approx(roof["run_overhead_ms"] + sum(o.ms for o in est.ops))
+    assert est.arena_bytes > 0 and est.weights_bytes >= 4 * (100 * 64 + 64 * 64 * 4 + 2 * 64 * 128)
+
+
+def test_fitted_arithmetic_and_sparse_forms_by_hand():
+    coef = {k: [0.0] * len(v) for k, v in FEATURES.items()}
+    coef["linear"] = [0.5, 1e-6, 0.0, 0.0, 0.0]
+    coef["linear_sparse"] = [0.25, 2e-6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    prof = _profile(**coef)
+    dense = estimate(SMALL, target="android-arm64", seq_len=8, profile=prof)
+    up = [o for o in dense.ops if o.op == "bertc.linear [1, 8, 128]"][0]
+    assert up.detail == "gelu" and up.ms == pytest.approx(0.5 + 1e-6 * 2 * 8 * 132 * 64)  # N padded to 11 x 12
+    sparse = estimate(SMALL, target="android-arm64", seq_len=8, profile=prof, prune="4x1@0.25")
+    # android-arm64 has no measured sparse rates: pruned but dense, so the same price
+    assert [o.kind for o in sparse.ops] == [o.kind for o in dense.ops]
+    forced = estimate(SMALL, target="host", seq_len=8, profile=prof, prune="16x1@0.25")
+    kinds = {o.kind for o in forced.ops}
+    if "linear_sparse" in kinds:  # the host's measured rates keep 16x1 at 25% sparse
+        sp = next(o for o in forced.ops if o.kind == "linear_sparse" and o.op == "bertc.linear [1, 8, 128]")
+        blocks = round(0.25 * (128 // 16) * 64)
+        assert sp.flops == 2 * 8 * blocks * 16 and sp.ms == pytest.approx(0.25 + 2e-6 * sp.flops)
+        assert forced.weights_bytes < dense.weights_bytes
+
+
+def test_estimate_of_a_bert_base_sized_candidate_is_well_under_a_second():
+    estimate(T.BertConfig(), threads=2)  # warm: parsing machinery and the dialect load once
+    t = time.perf_counter()
+    est = estimate(T.BertConfig(), threads=2)
+    assert time.perf_counter() - t < 0.8
+    assert sum(o.kind == "linear" for o in est.ops) == 4 * 12 + 1 and est.total_ms > 0
+
+
+def test_model_folder_and_its_config_give_the_same_estimate(tmp_path):
+    cfg = T.BertConfig(**SMALL)
+    torch.manual_seed(0)
+    T.BertModel(cfg).save_pretrained(tmp_path / "m")
+    a = estimate(tmp_path / "m", seq_len=16)
+    b = estimate(tmp_path / "m" / "config.json", seq_len=16)
+    assert [o.op for o in a.ops] == [o.op for o in b.ops]
+    assert a.total_ms == pytest.approx(b.total_ms) and a.arena_bytes == b.arena_bytes
+
+
+def test_quality_metrics():
+    q = quality([1.0, 2.0, 3.0, 5.0], [1.0, 2.0, 4.0, 4.0])
+    assert q["spearman"] == pytest.approx(0.9486832980505138)
+    assert q["mape"] == pytest.approx((0 + 0 + 0.25 + 0.25) / 4) and q["max_ape"] == pytest.approx(0.25)
+
+
+def test_calibration_end_to_end_on_a_small_grid(tmp_path):
+    out = tmp_path / "p.json"
+    profile, q = calibrate("host", None, [1], "small", holdout_n=3, out=out, runs=3, progress=False,
+                           holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 48})
+    saved = load_profile(out)
+    assert set(saved.data["fitted"]["1"]) >= {"linear", "attention", "layer_norm", "embedding"}
+    assert all(c >= 0 for coef in saved.data["fitted"]["1"].values() for c in coef)
+    assert q["configs"] == 3 and -1 <= q["spearman"] <= 1 and math.isfinite(q["mape"])
+    assert len(q["measured"]) == 3 and all(r["measured_ms"] > 0 for r in q["measured"])
+    est = estimate(SMALL, seq_len=32, profile=out)
+    assert est.profile == "host" and not est.notes and est.total_ms > 0
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.pop("roofline"), "no 'roofline'"),
+    (lambda d: d["roofline"].update(bandwidth_gbs=0), "roofline.bandwidth_gbs must be a positive number"),
+    (lambda d: d.update(fitted={"1": {"linear": [1.0]}}), "fitted[1][linear] needs 5 coefficients"),
+    (lambda d: d.update(fitted={"1": {"conv": [1.0]}}), "fitted kind 'conv' is not one of"),
+    (lambda d: d.update(fitted={"one": {}}), "fitted thread count 'one' is not an integer"),
+])
+def test_bad_profiles_say_what_is_wrong(edit, message, tmp_path):
+    data = json.loads(load_profile("host").path.read_text())
+    edit(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BertcError) as e:
+        load_profile(path)
+    assert message in str(e.value) and "bertc calibrate" in str(e.value)
+
+
+def test_bad_inputs_say_what_is_wrong(tmp_path, capsys):
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(BertcError, match="not JSON"):
+        load_profile(tmp_path / "x.json")
+    with pytest.raises(BertcError, match="unknown profile 'nokia'"):
+        load_profile("nokia")
+    with pytest.raises(BertcError, match="unknown target 'riscv'"):
+        estimate(SMALL, target="riscv")
+    with pytest.raises(BertcError, match="hidden_size 64 is not divisible by num_attention_heads 3"):
+        estimate({**SMALL, "num_attention_heads": 3})
+    with pytest.raises(BertcError, match="intermediate_sizes must hold 1 positive integers"):
+        estimate({**SMALL, "intermediate_sizes": [64, 64]})
+    with pytest.raises(BertcError, match="model_type 'gpt2'"):
+        estimate({**SMALL, "model_type": "gpt2"})
+    (tmp_path / "cfg.json").write_text(json.dumps(SMALL))
+    assert cli(["estimate", str(tmp_path / "cfg.json"), "--json", "--seq-len", "16"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    assert est["total_ms"] > 0 and len(est["ops"]) > 10 and est["memory"]["peak_bytes"] > 0
+    assert cli(["estimate", str(tmp_path / "cfg.json"), "--profile", "nokia"]) == 2
+    assert "unknown profile 'nokia'" in capsys.readouterr().err
