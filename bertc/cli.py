@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=_calibrate)
 
+    from .prune import add_parser as add_prune  # bertc prune: SPEC, recovery by distillation
+    add_prune(sub)
     return p
 
 

@@ -31,11 +31,11 @@ def _normalized(text: str) -> list[str]:
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_config_path_builds_the_ir_the_real_pipeline_builds(impl, tmp_path):
+    from bertc.passes import PassContext
     from torch_mlir import ir
 
     from bertc.cost import PASSES
     from bertc.ir import make_context
-    from bertc.passes import PassContext
     from bertc.pipeline import run_pass
 
     cfg = T.BertConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=80,
@@ -82,7 +82,7 @@ def test_fitted_arithmetic_and_sparse_forms_by_hand():
     coef["linear_sparse"] = [0.25, 2e-6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     prof = _profile(**coef)
     dense = estimate(SMALL, target="android-arm64", seq_len=8, profile=prof)
-    up = [o for o in dense.ops if o.op == "bertc.linear [1, 8, 128]"][0]
+    up = next(o for o in dense.ops if o.op == "bertc.linear [1, 8, 128]")
     assert up.detail == "gelu" and up.ms == pytest.approx(0.5 + 1e-6 * 2 * 8 * 132 * 64)  # N padded to 11 x 12
     sparse = estimate(SMALL, target="android-arm64", seq_len=8, profile=prof, prune="4x1@0.25")
     # android-arm64 has no measured sparse rates: pruned but dense, so the same price
@@ -125,6 +125,7 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     profile, q = calibrate("host", None, [1], "small", holdout_n=3, out=out, runs=3, progress=False,
                            holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 48})
     saved = load_profile(out)
+    assert saved.data["fitted"] == profile.data["fitted"]  # what was written is what was fitted
     assert set(saved.data["fitted"]["1"]) >= {"linear", "attention", "layer_norm", "embedding"}
     assert all(c >= 0 for coef in saved.data["fitted"]["1"].values() for c in coef)
     assert q["configs"] == 3 and -1 <= q["spearman"] <= 1 and math.isfinite(q["mape"])

@@ -1,0 +1,221 @@
+"""Training a sequence classifier on a task: plain fine-tuning, or distillation from a teacher, with an
+optional sparsity mask held fixed.
+
+    enc = encode(tokenizer, task.dev, task.max_length)
+    acc = accuracy(predict_logits(model, enc), enc.labels)
+    history = train(student, tokenizer, task, TrainConfig(epochs=3), teacher=teacher, masks=masks)
+
+Distillation follows Hinton et al.: ``soft_weight x T^2 x KL(teacher/T || student/T) + (1 - soft_weight)
+x CE(student, label)``, plus ``hidden_weight x`` the mean squared error between the student's and the
+teacher's hidden states (same shapes: the student is a masked copy of the teacher). Without hidden
+states the teacher's logits are computed once, before the first epoch (the teacher runs in eval mode,
+so they do not change), which makes a distillation epoch cost what a fine-tuning epoch costs.
+The model is evaluated on dev after every epoch and the best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .tasks import Example, Task
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 3
+    lr: float = 5e-5
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # fraction of the steps with a linearly rising learning rate; then linear decay to 0
+    max_train: int | None = None  # train on the first N training examples only (a quick check)
+    seed: int = 0
+    temperature: float = 2.0  # distillation only
+    soft_weight: float = 0.5  # distillation only: weight of the teacher's soft labels against the hard ones
+    hidden_weight: float = 0.0  # distillation only: weight of the hidden-state MSE
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+def use_all_cores() -> int:
+    """Give torch every core this process may run on (its default counts physical cores only), unless
+    OMP_NUM_THREADS says otherwise: on a machine shared with other jobs, fewer threads waste less time
+    waiting at barriers for a thread that is not running."""
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    return torch.get_num_threads()
+
+
+@dataclass
+class Encoded:
+    ids: list[np.ndarray]  # token ids per example, unpadded, at most max_length
+    labels: np.ndarray  # int64 [examples]
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode(tokenizer, examples: Sequence[Example], max_length: int) -> Encoded:
+    enc = tokenizer([t for t, _ in examples], truncation=True, max_length=max_length)
+    return Encoded([np.asarray(i, np.int64) for i in enc["input_ids"]], np.asarray([y for _, y in examples], np.int64),
+                   tokenizer.pad_token_id or 0)
+
+
+def _batch(enc: Encoded, idx: np.ndarray) -> dict[str, torch.Tensor]:
+    seq = max(len(enc.ids[i]) for i in idx)
+    ids = np.full((len(idx), seq), enc.pad_id, np.int64)
+    mask = np.zeros((len(idx), seq), np.int64)
+    for row, i in enumerate(idx):
+        ids[row, :len(enc.ids[i])] = enc.ids[i]
+        mask[row, :len(enc.ids[i])] = 1
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+            "token_type_ids": torch.zeros_like(torch.from_numpy(ids))}
+
+
+def batch_order(enc: Encoded, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Batches of example indices. Shuffled (rng given): random pools of 50 batches, each pool sorted by
+    length so that a batch pads little, and the batches shuffled again. In order: by length."""
+    lengths = np.asarray([len(i) for i in enc.ids])
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    perm, pool, out = rng.permutation(len(enc)), 50 * batch_size, []
+    for p0 in range(0, len(perm), pool):
+        chunk = perm[p0:p0 + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def _batches(enc: Encoded, batch_size: int, rng=None) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    for idx in batch_order(enc, batch_size, rng):
+        yield idx, _batch(enc, idx)
+
+
+@torch.inference_mode()
+def predict_logits(model, enc: Encoded, batch_size: int = 128, progress: bool = False, desc: str = "eval") -> np.ndarray:
+    """[examples, labels] logits, in the order of ``enc`` (the model is put in eval mode)."""
+    model.eval()
+    out = None
+    for idx, batch in tqdm(_batches(enc, batch_size), total=-(-len(enc) // batch_size), desc=desc,
+                           disable=not progress, leave=False):
+        logits = model(**batch).logits.float().numpy()
+        if out is None:
+            out = np.zeros((len(enc), logits.shape[1]), np.float32)
+        out[idx] = logits
+    return out if out is not None else np.zeros((0, 2), np.float32)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose largest logit is the label (ties go to the lower label)."""
+    labels = np.asarray(labels)
+    return float((np.asarray(logits).argmax(axis=1) == labels).mean()) if labels.size else float("nan")
+
+
+def evaluate(model, tokenizer, examples: Sequence[Example], max_length: int, progress: bool = False) -> float:
+    enc = encode(tokenizer, examples, max_length)
+    return accuracy(predict_logits(model, enc, progress=progress), enc.labels)
+
+
+class MaskHold:
+    """Keeps pruned weights at exactly zero: ``apply()`` after every optimizer step (AdamW's moments and
+    weight decay would otherwise move them). Gradients are zeroed too, so the moments stay zero."""
+
+    def __init__(self, model, masks: dict[str, np.ndarray]):
+        params = dict(model.named_parameters())
+        self.pairs = [(params[n], torch.from_numpy(~m)) for n, m in masks.items()]
+
+    def zero_grads(self) -> None:
+        for p, pruned in self.pairs:
+            if p.grad is not None:
+                p.grad.masked_fill_(pruned, 0.0)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for p, pruned in self.pairs:
+            p.masked_fill_(pruned, 0.0)
+
+
+def _loss(model, batch, labels, config: TrainConfig, teacher, teacher_logits):
+    out = model(**batch, output_hidden_states=config.hidden_weight > 0)
+    if teacher is None:
+        return F.cross_entropy(out.logits, labels)
+    t_hidden = None
+    if teacher_logits is None:
+        with torch.no_grad():
+            t_out = teacher(**batch, output_hidden_states=config.hidden_weight > 0)
+        teacher_logits, t_hidden = t_out.logits, t_out.hidden_states
+    temp = config.temperature
+    soft = F.kl_div(F.log_softmax(out.logits / temp, -1), F.log_softmax(teacher_logits / temp, -1),
+                    log_target=True, reduction="batchmean") * temp * temp
+    loss = config.soft_weight * soft + (1 - config.soft_weight) * F.cross_entropy(out.logits, labels)
+    if config.hidden_weight > 0:
+        keep = batch["attention_mask"].unsqueeze(-1).float()
+        mse = sum(((s - t) ** 2 * keep).sum() / (keep.sum() * s.shape[-1]) for s, t in zip(out.hidden_states, t_hidden))
+        loss = loss + config.hidden_weight * mse / len(t_hidden)
+    return loss
+
+
+def train(model, tokenizer, task: Task, config: TrainConfig, *, teacher=None, masks: dict[str, np.ndarray] | None = None,
+          progress: bool = True, desc: str = "train") -> dict:
+    """Train ``model`` on ``task.train`` (distilling from ``teacher`` when given, holding ``masks`` fixed);
+    keep the weights of the epoch with the best dev accuracy. Returns the history and the time taken."""
+    use_all_cores()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    examples = task.train[:config.max_train] if config.max_train else task.train
+    enc, dev = encode(tokenizer, examples, task.max_length), encode(tokenizer, task.dev, task.max_length)
+    hold = MaskHold(model, masks or {})
+    hold.apply()
+    t0 = time.perf_counter()
+    teacher_logits = None
+    if teacher is not None:
+        teacher.eval()
+        if config.hidden_weight == 0:
+            teacher_logits = torch.from_numpy(predict_logits(teacher, enc, progress=progress, desc="teacher logits"))
+    steps = config.epochs * -(-len(enc) // config.batch_size)
+    warm = max(1, int(config.warmup * steps))
+    decay = {n for n, p in model.named_parameters() if p.ndim >= 2}  # no decay on biases and LayerNorm
+    groups = [{"params": [p for n, p in model.named_parameters() if n in decay], "weight_decay": config.weight_decay},
+              {"params": [p for n, p in model.named_parameters() if n not in decay], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm + 1))))
+    best, best_state, history = -1.0, None, []
+    for epoch in range(config.epochs):
+        model.train()
+        bar = tqdm(_batches(enc, config.batch_size, rng), total=-(-len(enc) // config.batch_size),
+                   desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        total = 0.0
+        for n, (idx, batch) in enumerate(bar, 1):
+            labels = torch.from_numpy(enc.labels[idx])
+            loss = _loss(model, batch, labels, config, teacher, None if teacher_logits is None else teacher_logits[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            hold.zero_grads()
+            opt.step()
+            sched.step()
+            hold.apply()
+            total += loss.detach().item()
+            if n % 20 == 0:
+                bar.set_postfix(loss=f"{total / n:.4f}")
+        dev_acc = accuracy(predict_logits(model, dev), dev.labels)
+        history.append({"epoch": epoch + 1, "train_loss": total / max(1, n), "dev_accuracy": dev_acc})
+        if progress:
+            tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: loss {total / max(1, n):.4f}, dev accuracy {dev_acc:.4f}")
+        if dev_acc > best:
+            best, best_state = dev_acc, copy.deepcopy(model.state_dict()) if epoch + 1 < config.epochs else None
+    if best_state is not None:  # a better epoch than the last: go back to it
+        model.load_state_dict(best_state)
+    model.eval()
+    return {"config": config.asdict(), "train_examples": len(enc), "steps": steps, "history": history,
+            "best_dev_accuracy": best, "seconds": round(time.perf_counter() - t0, 1)}
