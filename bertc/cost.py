@@ -42,10 +42,12 @@ ELEMENTWISE = {"bertc.add": "bertc_binary", "bertc.sub": "bertc_binary", "bertc.
                "bertc.position_ids": "bertc_position_ids"}
 # The features of each kind, in the order of a fitted profile's coefficients.
 FEATURES = {
-    "linear": ["dispatch", "flops", "outputs", "gelu_outputs", "weights"],
+    # weights_dram instead of weights when the model's GEMM weights outgrow the last-level cache: every run
+    # then streams them from memory (a one-layer model's stay cached from run to run)
+    "linear": ["dispatch", "flops", "outputs", "gelu_outputs", "weights", "weights_dram"],
     # one FLOP rate per block height: the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M
     "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
-                      "gelu_outputs", "blocks_x_m"],
+                      "gelu_outputs", "blocks_x_m", "weights", "weights_dram"],
     "attention": ["dispatch", "flops", "scores", "values"],
     "layer_norm": ["dispatch", "elements"],
     "embedding": ["dispatch", "elements"],
@@ -119,9 +121,9 @@ def _shape(v) -> list[int]:
     return shape_of(v)
 
 
-def op_features(op, index: int, target) -> OpCost | None:
+def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | None:
     """The kind, kernel, features, FLOPs and bytes of one op after --plan-memory; None for ops that
-    run no kernel (weights, constants, views)."""
+    run no kernel (weights, constants, views). ``from_dram``: the GEMM weights do not stay cached."""
     from .passes.common import sparsity
     from .sparsity import parse_pattern
 
@@ -135,6 +137,7 @@ def op_features(op, index: int, target) -> OpCost | None:
         m = math.prod(_shape(op.operands[0])[:-1])
         act = op.attributes["activation"].value
         gelu = m * n if act in ("gelu", "gelu_tanh") else 0
+        wkey = "weights_dram" if from_dram else "weights"
         sp = sparsity(op)
         if sp is not None and sp["format"] == "sparse":
             p = parse_pattern(sp["pattern"])
@@ -142,13 +145,14 @@ def op_features(op, index: int, target) -> OpCost | None:
             blocks = max(1, round(sp["density"] * rows * cols))
             kept = blocks * p.r * p.c
             klass = f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"
-            f = {"dispatch": 1, klass: 2.0 * m * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks}
+            f = {"dispatch": 1, klass: 2.0 * m * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks,
+                 wkey: kept}
             return OpCost(index, label, "bertc_linear_sparse", "linear_sparse", f, 2.0 * m * kept,
                           4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} sparse "
                           f"{sp['density']:.0%}")
         tile = target.tile
         mp, np_ = -(-m // tile.mr) * tile.mr, -(-n // tile.nr) * tile.nr  # the micro-kernel computes whole tiles
-        f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, "weights": n * k}
+        f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, wkey: n * k}
         detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
         return OpCost(index, label, "bertc_linear_packed", "linear", f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
                       detail=detail)
@@ -177,12 +181,27 @@ def op_features(op, index: int, target) -> OpCost | None:
     return OpCost(index, label, kernel, "elementwise", {"dispatch": 1, "elements": e}, float(e), 12.0 * e)
 
 
-def module_ops(module, target) -> list[OpCost]:
+def gemm_weight_bytes(module) -> int:
+    """Bytes of GEMM weights one run reads: dense matrices whole, sparse ones by their kept blocks."""
+    from .passes.common import func_ops, sparsity
+
+    total = 0
+    for op in func_ops(module.operation):
+        if op.operation.name == "bertc.linear":
+            sp = sparsity(op)
+            dense = math.prod(_shape(op.operands[1])) * 4
+            total += int(dense * sp["density"]) if sp is not None and sp["format"] == "sparse" else dense
+    return total
+
+
+def module_ops(module, target, cache_bytes: int | None = None) -> list[OpCost]:
+    """The priced ops of a module after --plan-memory; ``cache_bytes`` is the device's last-level cache."""
     from .passes.common import func_ops
 
+    from_dram = cache_bytes is not None and gemm_weight_bytes(module) > cache_bytes
     ops, i = [], 0
     for op in func_ops(module.operation):
-        c = op_features(op, i, target)
+        c = op_features(op, i, target, from_dram)
         if c is not None:
             ops.append(c)
             i += 1
@@ -226,13 +245,19 @@ class Profile:
     def op_ms(self, op: OpCost, threads: int) -> float:
         fitted = self.data.get("fitted", {}).get(str(threads), {}).get(op.kind)
         if fitted is not None:
-            return float(sum(c * op.features.get(f, 0.0) for f, c in zip(FEATURES[op.kind], fitted)))
+            scale = self.data.get("run_scale", {}).get(str(threads), 1.0)  # bertc/calibrate.py _run_scale
+            return scale * float(sum(c * op.features.get(f, 0.0) for f, c in zip(FEATURES[op.kind], fitted)))
         roof = self.data["roofline"]
         peak = roof["peak_gflops_per_core"] * threads * roof.get("parallel_efficiency", {}).get(str(threads), 1.0)
         eff = roof["efficiency"].get(op.kind, roof["efficiency"]["elementwise"])
         compute = op.flops / (peak * eff * 1e6) if op.flops else 0.0
         memory = op.bytes / (roof["bandwidth_gbs"] * 1e6)
         return roof["dispatch_us"] / 1e3 + max(compute, memory)
+
+    @property
+    def cache_bytes(self) -> int | None:
+        """The last-level cache: GEMM weights beyond it are streamed from memory on every run."""
+        return max(self.data.get("caches", {}).values(), default=None)
 
     def overhead_ms(self, threads: int) -> float:
         return float(self.data.get("run_overhead_ms", {}).get(str(threads), self.data["roofline"].get("run_overhead_ms", 0.0)))
@@ -356,7 +381,7 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         ctx = PassContext(weights=weights)
         for flag in passes:
             run_pass(module, flag, ctx)
-        ops = module_ops(module, tgt)
+        ops = module_ops(module, tgt, prof.cache_bytes)
         for o in ops:
             o.ms = prof.op_ms(o, threads)
         arena = module.operation.attributes["bertc.arena_bytes"].value

@@ -78,8 +78,8 @@ def test_roofline_arithmetic_by_hand():
 
 def test_fitted_arithmetic_and_sparse_forms_by_hand():
     coef = {k: [0.0] * len(v) for k, v in FEATURES.items()}
-    coef["linear"] = [0.5, 1e-6, 0.0, 0.0, 0.0]
-    coef["linear_sparse"] = [0.25, 2e-6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    coef["linear"] = [0.5, 1e-6, 0.0, 0.0, 0.0, 0.0]
+    coef["linear_sparse"] = [0.25, 2e-6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     prof = _profile(**coef)
     dense = estimate(SMALL, target="android-arm64", seq_len=8, profile=prof)
     up = next(o for o in dense.ops if o.op == "bertc.linear [1, 8, 128]")
@@ -137,7 +137,7 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d.pop("roofline"), "no 'roofline'"),
     (lambda d: d["roofline"].update(bandwidth_gbs=0), "roofline.bandwidth_gbs must be a positive number"),
-    (lambda d: d.update(fitted={"1": {"linear": [1.0]}}), "fitted[1][linear] needs 5 coefficients"),
+    (lambda d: d.update(fitted={"1": {"linear": [1.0]}}), "fitted[1][linear] needs 6 coefficients"),
     (lambda d: d.update(fitted={"1": {"conv": [1.0]}}), "fitted kind 'conv' is not one of"),
     (lambda d: d.update(fitted={"one": {}}), "fitted thread count 'one' is not an integer"),
 ])
