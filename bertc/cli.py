@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "check the fit on random held-out configurations (layers 1-12, hidden 128-768, sequence "
                        "32-256, half of them pruned): prints Spearman rank correlation and the mean absolute "
                        "percentage error, and writes the profile.",
-                       epilog="examples:\n  bertc calibrate --target host                      # ~5 min here\n"
+                       epilog="examples:\n  bertc calibrate --target host                      # ~9 min here\n"
                               "  bertc calibrate --target android-arm64 --device adb --threads 1,4 -o phone.json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     k.add_argument("--target", default="host", help="host, android-arm64 or linux-arm64 (default: host)")

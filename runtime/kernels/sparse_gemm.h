@@ -107,6 +107,16 @@ SPARSE_INLINE void sparse_transpose(sparse_vec *v) {
   }
 }
 
+/* dst[j * dst_stride + i] = src[i * src_stride + j] for i, j < L: an L x L transpose through registers. */
+SPARSE_INLINE void sparse_transpose_copy(const float *src, int64_t src_stride, float *dst, int64_t dst_stride) {
+  sparse_vec v[SPARSE_L];
+#pragma GCC unroll 16
+  for (int i = 0; i < SPARSE_L; i++) v[i] = sparse_load(src + i * src_stride);
+  sparse_transpose(v);
+#pragma GCC unroll 16
+  for (int j = 0; j < SPARSE_L; j++) sparse_store(dst + j * dst_stride, v[j]);
+}
+
 /* xp[k * mr + m] = x[m0 + m, k]; zero for m >= rows or k >= K. L x L blocks go through registers
  * (a strided scalar copy costs more than the FMAs at low density); the rows and columns left over
  * are copied one by one. */
@@ -115,14 +125,7 @@ static void sparse_pack_x(const sparse_args *a, float *xp, int64_t m0, int64_t r
   const float *x = a->x + m0 * K;
   int64_t k0 = 0;
   for (; k0 + SPARSE_L <= K; k0 += SPARSE_L) {
-    for (int64_t m = 0; m < full; m += SPARSE_L) {
-      sparse_vec v[SPARSE_L];
-#pragma GCC unroll 16
-      for (int i = 0; i < SPARSE_L; i++) v[i] = sparse_load(x + (m + i) * K + k0);
-      sparse_transpose(v);
-#pragma GCC unroll 16
-      for (int j = 0; j < SPARSE_L; j++) sparse_store(xp + (k0 + j) * mr + m, v[j]);
-    }
+    for (int64_t m = 0; m < full; m += SPARSE_L) sparse_transpose_copy(x + m * K + k0, K, xp + k0 * mr + m, mr);
     for (int64_t m = full; m < mr; m++)
       for (int64_t j = 0; j < SPARSE_L; j++) xp[(k0 + j) * mr + m] = m < rows ? x[m * K + k0 + j] : 0.0f;
   }
@@ -256,14 +259,7 @@ SPARSE_INLINE void sparse_block_row_rows(const int R, const int V, const int S, 
 static void sparse_store_transposed(const float *t, int64_t mr, float *y, int64_t ldy, int64_t rows, int64_t cols) {
   const int64_t full_rows = rows / SPARSE_L * SPARSE_L, full_cols = cols / SPARSE_L * SPARSE_L;
   for (int64_t j0 = 0; j0 < full_cols; j0 += SPARSE_L)
-    for (int64_t m0 = 0; m0 < full_rows; m0 += SPARSE_L) {
-      sparse_vec v[SPARSE_L];
-#pragma GCC unroll 16
-      for (int j = 0; j < SPARSE_L; j++) v[j] = sparse_load(t + (j0 + j) * mr + m0);
-      sparse_transpose(v);
-#pragma GCC unroll 16
-      for (int m = 0; m < SPARSE_L; m++) sparse_store(y + (m0 + m) * ldy + j0, v[m]);
-    }
+    for (int64_t m0 = 0; m0 < full_rows; m0 += SPARSE_L) sparse_transpose_copy(t + j0 * mr + m0, mr, y + m0 * ldy + j0, ldy);
   for (int64_t m = 0; m < rows; m++)
     for (int64_t j = m < full_rows ? full_cols : 0; j < cols; j++) y[m * ldy + j] = t[j * mr + m];
 }
