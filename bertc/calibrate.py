@@ -30,7 +30,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .cost import FEATURES, Profile, estimate, fit_kind, load_profile, module_ops, quality
+from .cost import FEATURES, Profile, config_ops, estimate, fit_kind, load_profile, quality
 from .errors import BertcError
 
 PATTERNS = ["16x1", "8x1", "4x1", "1x4", "2:4"]
@@ -76,13 +76,12 @@ def grid(size: str, threads: list[int]) -> list[Case]:
                 (12, 768, 4, 96, "8x1@0.4"), (12, 768, 3, 48, "2:4")]
     else:
         raise BertcError(f"unknown grid '{size}': small or full")
-    cases = []
-    for t in threads:
-        cases += [Case(bert_config(1, h, _heads(h), h * m), s, t) for h, m, s in shapes]
-        cases += [Case(bert_config(1, h, _heads(h), h * 4), s, t, spec) for h, s, spec in sparse]
-        # deep enough that the GEMM weights (28-85 MB) outgrow a server's last-level cache, as real models' do
-        cases += [Case(bert_config(layers, h, _heads(h), h * m), s, t, spec) for layers, h, m, s, spec in deep]
-    return cases
+    models = [(bert_config(1, h, _heads(h), h * m), s, None) for h, m, s in shapes]
+    models += [(bert_config(1, h, _heads(h), h * 4), s, spec) for h, s, spec in sparse]
+    # deep enough that the GEMM weights (28-85 MB) outgrow a server's last-level cache, as real models' do
+    models += [(bert_config(layers, h, _heads(h), h * m), s, spec) for layers, h, m, s, spec in deep]
+    # the thread counts of one model side by side: calibrate compiles it once and times it at each
+    return [Case(config, s, t, spec) for config, s, spec in models for t in threads]
 
 
 def holdout(n: int, threads: list[int], seed: int = 7, max_layers: int = 12, max_hidden: int = 768,
@@ -127,27 +126,8 @@ def _bench(art, case: Case, device: str | None, runs: int) -> dict[str, Any]:
     return model.bench(ids, runs=runs, warmup=3)
 
 
-def _samples(case: Case, report: dict[str, Any], target: str,
-             cache_bytes: int | None) -> list[tuple[str, dict[str, float], float]]:
+def _samples(case: Case, report: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float]]:
     """(kind, features, measured ms) per op of the artifact, matched to the cost model's ops by position."""
-    from torch_mlir import ir
-
-    from .cost import PASSES
-    from .ir import make_context
-    from .passes import PassContext
-    from .pipeline import run_pass
-    from .synth import bert_ir
-    from .targets import get_target
-
-    with make_context(), ir.Location.unknown():
-        module = ir.Module.parse(bert_ir(case.config, seq_len=case.seq, target=target))
-        ctx = PassContext()
-        passes = list(PASSES)
-        if case.prune:
-            passes.insert(2, f"prune-patterns={case.prune}")
-        for flag in passes:
-            run_pass(module, flag, ctx)
-        ops = module_ops(module, get_target(target), cache_bytes)
     measured = report.get("ops")
     if measured is None:
         raise BertcError("bertc_run reported no per-op times (an artifact from an older bertc?); recompile it")
@@ -181,18 +161,25 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     runs_seen: list[tuple[Case, list, float]] = []  # (case, its op samples, its end-to-end p50)
     with tempfile.TemporaryDirectory(prefix="bertc-calibrate-") as tmp:
         work = Path(tmp)
+        art, key = None, None
         for i, case in enumerate(cases):
             bar.set_postfix_str(f"grid {case.label}")
-            art = _compile(case, target, work, i)
+            if key != (case.config, case.seq, case.prune):  # a new model: the same one at another thread count
+                if art is not None:  # is compiled (and lowered by the cost model) once
+                    _cleanup(art.path)
+                key = (case.config, case.seq, case.prune)
+                art = _compile(case, target, work, i)
+                priced = config_ops(case.config, target, case.seq, case.prune, base.cache_bytes)
             report = _bench(art, case, device, runs)
-            ops = _samples(case, report, target, base.cache_bytes)
+            ops = _samples(case, report, priced)
             for kind, feats, ms in ops:
                 samples.setdefault((case.threads, kind), []).append((feats, ms))
             # means add up (medians do not): what a run spends outside its ops
             overhead.setdefault(case.threads, []).append(report["mean_ms"] - report["ops_ms"])
             runs_seen.append((case, ops, report["p50_ms"]))
-            _cleanup(art.path)
             bar.update(1)
+        if art is not None:
+            _cleanup(art.path)
         data = json.loads(json.dumps(base.data))
         data["fitted"] = {str(t): {} for t in threads}
         fit_error: dict[str, dict[str, float]] = {}

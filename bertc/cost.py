@@ -181,8 +181,9 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
     return OpCost(index, label, kernel, "elementwise", {"dispatch": 1, "elements": e}, float(e), 12.0 * e)
 
 
-def gemm_weight_bytes(module) -> int:
-    """Bytes of GEMM weights one run reads: dense matrices whole, sparse ones by their kept blocks."""
+def gemm_weight_bytes(module, as_stored: bool = True) -> int:
+    """Bytes of GEMM weights one run reads: dense matrices whole, sparse ones by their kept blocks
+    (``as_stored=False``: every matrix whole, as the weights ops hold them)."""
     from .passes.common import func_ops, sparsity
 
     total = 0
@@ -190,7 +191,8 @@ def gemm_weight_bytes(module) -> int:
         if op.operation.name == "bertc.linear":
             sp = sparsity(op)
             dense = math.prod(_shape(op.operands[1])) * 4
-            total += int(dense * sp["density"]) if sp is not None and sp["format"] == "sparse" else dense
+            sparse = as_stored and sp is not None and sp["format"] == "sparse"
+            total += int(dense * sp["density"]) if sparse else dense
     return total
 
 
@@ -210,23 +212,11 @@ def module_ops(module, target, cache_bytes: int | None = None) -> list[OpCost]:
 
 def _weights_bytes(module) -> int:
     """Bytes of weights.bin-to-be: constant tensors, sparse matrices by their kept blocks."""
-    from .passes.common import func_ops, sparsity
+    from .passes.common import func_ops
 
-    total = 0
-    sparse_weights = {}
-    for op in func_ops(module.operation):
-        if op.operation.name == "bertc.linear":
-            sp = sparsity(op)
-            if sp is not None and sp["format"] == "sparse":
-                sparse_weights[op.operands[1]] = sp["density"]
-    for op in func_ops(module.operation):
-        if op.operation.name in ("bertc.weight", "bertc.constant") and op.results:
-            v = op.results[0]
-            n = math.prod(_shape(v)) * (8 if "i64" in str(v.type) else 4)
-            total += n
-    for v, density in sparse_weights.items():
-        total -= int(math.prod(_shape(v)) * 4 * (1 - density))
-    return total
+    total = sum(math.prod(_shape(op.results[0])) * (8 if "i64" in str(op.results[0].type) else 4)
+                for op in func_ops(module.operation) if op.operation.name in ("bertc.weight", "bertc.constant"))
+    return total - gemm_weight_bytes(module, as_stored=False) + gemm_weight_bytes(module)
 
 
 # --------------------------------------------------------------------------- profiles
@@ -341,6 +331,32 @@ def _config_module(model: Any, target: str, seq_len: int, batch: int):
     return ir.Module.parse(bert_ir(model, seq_len=seq_len, batch=batch, target=target)), None
 
 
+def lowering(prune: str | None = None) -> list[str]:
+    """The passes the cost model runs after the raised IR: PASSES, with --prune-patterns where compile puts it."""
+    passes = list(PASSES)
+    if prune is not None:
+        passes.insert(passes.index("fuse-epilogues") + 1, f"prune-patterns={prune}")
+    return passes
+
+
+def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
+               cache_bytes: int | None = None) -> list[OpCost]:
+    """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py."""
+    from torch_mlir import ir
+
+    from .ir import make_context
+    from .passes import PassContext
+    from .pipeline import run_pass
+    from .targets import get_target
+
+    with make_context(), ir.Location.unknown():
+        module, _ = _config_module(config, target, seq_len, 1)
+        ctx = PassContext()
+        for flag in lowering(prune):
+            run_pass(module, flag, ctx)
+        return module_ops(module, get_target(target), cache_bytes)
+
+
 def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 128, batch: int = 1, *,
              prune: str | None = None, profile: str | Path | Profile | None = None) -> Estimate:
     """Estimate the latency of ``model`` (a transformers config or its dict or config.json: fast path; or
@@ -362,9 +378,7 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         raise BertcError(f"--threads {threads}: must be at least 1")
     if prune is not None:
         parse_spec(prune)
-    passes = list(PASSES)
-    if prune is not None:
-        passes.insert(2, f"prune-patterns={prune}")
+    passes = lowering(prune)
     context = make_context()
     with context, ir.Location.unknown():
         if _is_config(model):

@@ -46,12 +46,11 @@ class Target:
     # Rows of x per GEMM work item on x86: bounds the x block kept in L2 (192 x 3072 floats = 2.3 MB).
     gemm_row_block: int = 192
 
-    def sparse_gain(self, pattern, density: float, m: int, n: int, k: int) -> float | None:
+    def sparse_gain(self, pattern, density: float) -> float | None:
         """Dense time over sparse time for a linear of this pattern and density (kept fraction) on this
         target, interpolated in density from RATES_FILE; None where bertc has no rate for the
-        pattern (the pattern stays dense unless forced). m, n, k are the GEMM's shape: the rates
-        were measured on MiniLM's shapes and are used as they are for others, until the cost model
-        (issue 7) says better."""
+        pattern (the pattern stays dense unless forced). The rates were measured on MiniLM's shapes
+        and are used as they are for every GEMM shape."""
         table = _gains(self.isa).get(str(pattern))
         if not table:
             return None

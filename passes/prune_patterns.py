@@ -110,9 +110,7 @@ def prune_patterns(module: ir.Operation, ctx: PassContext) -> None:
             continue
         sizes = [int(np.prod(shape_of(p.results[0]))) for p in parts]  # an unpruned part keeps everything
         density = sum(c[0] if c else s for c, s in zip(counts, sizes)) / sum(sizes)
-        n, k = shape_of(op.operands[1])
-        m = int(np.prod(shape_of(op.operands[0])[:-1]))
-        gain = target.sparse_gain(spec.pattern, density, m, n, k)
+        gain = target.sparse_gain(spec.pattern, density)
         sparse = force or (gain is not None and gain > 1.0)
         attrs = {
             "pattern": ir.StringAttr.get(str(spec.pattern)),
