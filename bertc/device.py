@@ -236,7 +236,7 @@ def format_op_table(report: dict[str, Any], top: int) -> str:
         lines.append(f"     ... {len(ops) - len(rows)} more ops, {total - sum(o['p50_ms'] for _, o in rows):.3f} ms")
     lines += ["", f"{'kernel':<24} {'calls':>5} {'p50 ms':>9} {'mean ms':>9} {'share':>6}"]
     lines += [f"{k:<24} {v['calls']:>5} {v['p50_ms']:>9.4f} {v['ms']:>9.4f} {v['share']:>6.1%}"
-              for k, v in kernel_summary(ops).items()]
+              for k, v in (report.get("by_kernel") or kernel_summary(ops)).items()]  # bench() summed them already
     if "mean_ms" in report:  # means add up (medians do not): mean run = sum of op means + time outside the ops
         means = sum(o["ms"] for o in ops)
         lines.append(f"\nper run over {report['runs']} runs: mean {report['mean_ms']:.3f} ms = ops {means:.3f} ms + "
