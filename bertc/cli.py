@@ -5,6 +5,8 @@
     bertc run NAME.bertc --input-ids ids.npy [--attention-mask m.npy] [--token-type-ids t.npy] --output out.npz
     bertc run|bench NAME.bertc --device qemu|adb[:SERIAL] [--threads N] [--cores 4-7]
     bertc toolchains
+    bertc prune MODEL --task rt-sentiment SPEC -o OUT
+    bertc search -o OUT [--teacher MODEL] [--latency-budget 1/3] [--resume]
 """
 
 from __future__ import annotations
@@ -287,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .prune import add_parser as add_prune  # bertc prune: SPEC, recovery by distillation
     add_prune(sub)
+    from .search.driver import add_parser as add_search  # bertc search: the architecture search
+    add_search(sub)
     return p
 
 

@@ -115,8 +115,13 @@ def load_model(model: Any, *, trust_pickle: bool = False, config: str | Path | N
         if not (path / "config.json").exists():
             raise BertcError(f"'{path}' is a folder but has no config.json; a Hugging Face model folder "
                              "needs config.json and its weights (model.safetensors or pytorch_model.bin)")
-        try:
-            m = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
+        from .search.inherit import is_student, load_student
+
+        try:  # a `bertc search` student: per-layer heads and FFN widths that transformers cannot build itself
+            m = load_student(path).bert if is_student(path) else \
+                transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
+        except BertcError:
+            raise
         except Exception as e:  # transformers raises many types; the message is what matters
             raise BertcError(f"could not load the Hugging Face model in '{path}': {e}") from e
         tok = path if any((path / n).exists() for n in ("tokenizer.json", "vocab.txt")) else None

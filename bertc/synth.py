@@ -8,8 +8,10 @@ the IR the real pipeline gives for the same config, op by op.
     text = bert_ir({"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
                     "intermediate_size": 1536}, seq_len=128)
 
-A config is a transformers BertConfig (or its dict). Beyond BertConfig, ``intermediate_sizes``
-(one FFN width per layer) describes students whose layers differ.
+A config is a transformers BertConfig (or its dict). Beyond BertConfig, three fields describe search
+students whose layers differ (bertc/search/inherit.py makes them): ``intermediate_sizes`` (the FFN
+width of each layer), ``attention_heads`` (the heads each layer keeps) and ``attention_head_size``
+(the width of one head, kept from the teacher, so heads x head size need not be hidden_size).
 """
 
 from __future__ import annotations
@@ -43,8 +45,13 @@ def normalize(config: Any) -> dict[str, Any]:
         if not isinstance(out.get(key), int) or out[key] < 1:
             raise BertcError(f"config field '{key}' must be a positive integer, got {out.get(key)!r}")
     h, heads, layers = out["hidden_size"], out["num_attention_heads"], out["num_hidden_layers"]
-    if h % heads:
+    if h % heads and not out.get("attention_head_size"):
         raise BertcError(f"hidden_size {h} is not divisible by num_attention_heads {heads}")
+    out["attention_head_size"] = out.get("attention_head_size") or h // heads
+    per_layer = out.get("attention_heads") or [heads] * layers
+    if len(per_layer) != layers or not all(isinstance(a, int) and a >= 1 for a in per_layer):
+        raise BertcError(f"attention_heads must hold {layers} positive integers (one per layer), got {per_layer}")
+    out["attention_heads"] = list(per_layer)
     sizes = out.get("intermediate_sizes") or [out["intermediate_size"] or 4 * h] * layers
     if len(sizes) != layers or not all(isinstance(s, int) and s >= 1 for s in sizes):
         raise BertcError(f"intermediate_sizes must hold {layers} positive integers (one per layer), got {sizes}")
@@ -59,8 +66,7 @@ def bert_ir(config: Any, seq_len: int = 128, batch: int = 1, target: str = "host
     c = normalize(config)
     if not 1 <= seq_len <= c["max_position_embeddings"]:
         raise BertcError(f"seq_len {seq_len} is outside 1..max_position_embeddings ({c['max_position_embeddings']})")
-    b, s, h, heads = batch, seq_len, c["hidden_size"], c["num_attention_heads"]
-    d = h // heads
+    b, s, h, d = batch, seq_len, c["hidden_size"], c["attention_head_size"]
     f32 = lambda *dims: "tensor<" + "x".join(str(x) for x in dims) + "xf32>"
     i64 = f"tensor<{b}x{s}xi64>"
     act = f32(b, s, h)
@@ -89,8 +95,8 @@ def bert_ir(config: Any, seq_len: int = 128, batch: int = 1, target: str = "host
     def binary(kind: str, a: str, a_ty: str, b_: str, b_ty: str, out_ty: str) -> str:
         return op(f'"bertc.{kind}"({a}, {b_}) : ({a_ty}, {b_ty}) -> {out_ty}')
 
-    def heads_view(x: str) -> str:
-        r = op(f'"bertc.reshape"({x}) : ({act}) -> {f32(b, s, heads, d)}')
+    def heads_view(x: str, heads: int) -> str:
+        r = op(f'"bertc.reshape"({x}) : ({f32(b, s, heads * d)}) -> {f32(b, s, heads, d)}')
         return op(f'"bertc.transpose"({r}) {{perm = array<i64: 0, 2, 1, 3>}} : ({f32(b, s, heads, d)}) -> '
                   f"{f32(b, heads, s, d)}")
 
@@ -105,10 +111,10 @@ def bert_ir(config: Any, seq_len: int = 128, batch: int = 1, target: str = "host
     p = op(f'"bertc.embedding"({pos_table}, {pos_ids}) : ({f32(c["max_position_embeddings"], h)}, '
            f"tensor<1x{s}xi64>) -> {act}")
     x = layer_norm(binary("add", x, act, p, act, act), "embeddings.LayerNorm")
-    scores = f32(b, heads, s, s)
-    for i, ffn in enumerate(c["intermediate_sizes"]):
-        pre = f"encoder.layer.{i}"
-        q, k, v = (heads_view(linear(x, act, f"{pre}.attention.self.{m}", h, h, act)) for m in ("query", "key", "value"))
+    for i, (ffn, heads) in enumerate(zip(c["intermediate_sizes"], c["attention_heads"])):
+        pre, scores, hd = f"encoder.layer.{i}", f32(b, heads, s, s), f32(b, s, heads * d)
+        q, k, v = (heads_view(linear(x, act, f"{pre}.attention.self.{m}", heads * d, h, hd), heads)
+                   for m in ("query", "key", "value"))
         kt = op(f'"bertc.transpose"({k}) {{perm = array<i64: 0, 1, 3, 2>}} : ({f32(b, heads, s, d)}) -> '
                 f"{f32(b, heads, d, s)}")
         qk = op(f'"bertc.matmul"({q}, {kt}) : ({f32(b, heads, s, d)}, {f32(b, heads, d, s)}) -> {scores}')
@@ -119,8 +125,8 @@ def bert_ir(config: Any, seq_len: int = 128, batch: int = 1, target: str = "host
         ctx = op(f'"bertc.matmul"({probs}, {v}) : ({scores}, {f32(b, heads, s, d)}) -> {f32(b, heads, s, d)}')
         ctx = op(f'"bertc.transpose"({ctx}) {{perm = array<i64: 0, 2, 1, 3>}} : ({f32(b, heads, s, d)}) -> '
                  f"{f32(b, s, heads, d)}")
-        ctx = op(f'"bertc.reshape"({ctx}) : ({f32(b, s, heads, d)}) -> {act}')
-        o = linear(ctx, act, f"{pre}.attention.output.dense", h, h, act)
+        ctx = op(f'"bertc.reshape"({ctx}) : ({f32(b, s, heads, d)}) -> {hd}')
+        o = linear(ctx, hd, f"{pre}.attention.output.dense", h, heads * d, act)
         x = layer_norm(binary("add", o, act, x, act, act), f"{pre}.attention.output.LayerNorm")
         up = linear(x, act, f"{pre}.intermediate.dense", ffn, h, f32(b, s, ffn))
         if c["hidden_act"] == "gelu":

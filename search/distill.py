@@ -7,7 +7,9 @@ optional sparsity mask held fixed.
 
 Distillation follows Hinton et al.: ``soft_weight x T^2 x KL(teacher/T || student/T) + (1 - soft_weight)
 x CE(student, label)``, plus ``hidden_weight x`` the mean squared error between the student's and the
-teacher's hidden states (same shapes: the student is a masked copy of the teacher). Without hidden
+teacher's hidden states (a student cut from the teacher compares each of its hidden states with the
+teacher layer it came from, on the hidden channels it kept: a HiddenMap). Unlabelled texts (label -1,
+e.g. from ``augment``) add soft-label examples: the teacher's logits are their only target. Without hidden
 states the teacher's logits are computed once, before the first epoch (the teacher runs in eval mode,
 so they do not change), which makes a distillation epoch cost what a fine-tuning epoch costs.
 The model is evaluated on dev after every epoch and the best epoch's weights are kept.
@@ -25,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+
+from bertc.errors import BertcError
 
 from .tasks import Example, Task
 
@@ -44,6 +48,44 @@ class TrainConfig:
 
     def asdict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class HiddenMap:
+    """Student hidden state i (0 = embeddings) is compared with teacher hidden state ``layers[i]`` on
+    the teacher's hidden channels ``channels``."""
+
+    layers: list[int]
+    channels: torch.Tensor
+
+
+def augment(texts: Sequence[str], copies: int, seed: int = 0) -> list[str]:
+    """``copies`` perturbed variants of every text, for distillation on the teacher's soft labels (in the
+    spirit of TinyBERT's augmentation, without a masked LM): each drops 15% of the words, replaces 15%
+    with words drawn from the corpus, keeps a random 50-90% span, or joins its first half to another
+    text's second half."""
+    rng = np.random.default_rng(seed)
+    words = [t.split() for t in texts]
+    pool = [w for ws in words for w in ws]
+    out = []
+    for i, ws in enumerate(words):
+        for _ in range(copies):
+            kind, n = rng.integers(4), len(ws)
+            if n < 4:
+                new = ws + [pool[rng.integers(len(pool))]]
+            elif kind == 0:
+                new = [w for w in ws if rng.random() > 0.15]
+            elif kind == 1:
+                new = [pool[rng.integers(len(pool))] if rng.random() < 0.15 else w for w in ws]
+            elif kind == 2:
+                span = max(2, int(n * rng.uniform(0.5, 0.9)))
+                start = rng.integers(0, n - span + 1)
+                new = ws[start:start + span]
+            else:
+                other = words[rng.integers(len(words))]
+                new = ws[:n // 2] + other[len(other) // 2:]
+            out.append(" ".join(new or ws))
+    return out
 
 
 def use_all_cores() -> int:
@@ -146,10 +188,15 @@ class MaskHold:
             p.masked_fill_(pruned, 0.0)
 
 
-def _loss(model, batch, labels, config: TrainConfig, teacher, teacher_logits):
+def _hard(logits, labels):
+    """Cross entropy over the labelled rows (label -1: unlabelled, soft target only)."""
+    return F.cross_entropy(logits, labels, ignore_index=-1) if bool((labels >= 0).any()) else logits.sum() * 0.0
+
+
+def _loss(model, batch, labels, config: TrainConfig, teacher, teacher_logits, hidden_map: HiddenMap | None):
     out = model(**batch, output_hidden_states=config.hidden_weight > 0)
     if teacher is None:
-        return F.cross_entropy(out.logits, labels)
+        return _hard(out.logits, labels)
     t_hidden = None
     if teacher_logits is None:
         with torch.no_grad():
@@ -158,31 +205,42 @@ def _loss(model, batch, labels, config: TrainConfig, teacher, teacher_logits):
     temp = config.temperature
     soft = F.kl_div(F.log_softmax(out.logits / temp, -1), F.log_softmax(teacher_logits / temp, -1),
                     log_target=True, reduction="batchmean") * temp * temp
-    loss = config.soft_weight * soft + (1 - config.soft_weight) * F.cross_entropy(out.logits, labels)
+    loss = config.soft_weight * soft + (1 - config.soft_weight) * _hard(out.logits, labels)
     if config.hidden_weight > 0:
         keep = batch["attention_mask"].unsqueeze(-1).float()
+        if hidden_map is not None:
+            t_hidden = [t_hidden[j][..., hidden_map.channels] for j in hidden_map.layers]
         mse = sum(((s - t) ** 2 * keep).sum() / (keep.sum() * s.shape[-1]) for s, t in zip(out.hidden_states, t_hidden))
         loss = loss + config.hidden_weight * mse / len(t_hidden)
     return loss
 
 
 def train(model, tokenizer, task: Task, config: TrainConfig, *, teacher=None, masks: dict[str, np.ndarray] | None = None,
+          hidden_map: HiddenMap | None = None, unlabelled: Sequence[str] = (), teacher_logits=None,
           progress: bool = True, desc: str = "train") -> dict:
-    """Train ``model`` on ``task.train`` (distilling from ``teacher`` when given, holding ``masks`` fixed);
-    keep the weights of the epoch with the best dev accuracy. Returns the history and the time taken."""
+    """Train ``model`` on ``task.train`` (distilling from ``teacher`` when given, holding ``masks`` fixed;
+    ``unlabelled`` texts are added with the teacher's logits as their only target); keep the weights of
+    the epoch with the best dev accuracy. ``teacher_logits`` ([train (max_train) + unlabelled, labels])
+    saves computing them again when many students share one teacher. Returns the history and time taken."""
     use_all_cores()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    examples = task.train[:config.max_train] if config.max_train else task.train
+    examples = list(task.train[:config.max_train] if config.max_train else task.train)
+    examples += [(t, -1) for t in unlabelled]
+    if unlabelled and teacher is None:
+        raise BertcError("unlabelled texts need a teacher to label them")
     enc, dev = encode(tokenizer, examples, task.max_length), encode(tokenizer, task.dev, task.max_length)
     hold = MaskHold(model, masks or {})
     hold.apply()
     t0 = time.perf_counter()
-    teacher_logits = None
     if teacher is not None:
         teacher.eval()
-        if config.hidden_weight == 0:
-            teacher_logits = torch.from_numpy(predict_logits(teacher, enc, progress=progress, desc="teacher logits"))
+        if config.hidden_weight > 0:
+            teacher_logits = None  # the teacher runs at every step for its hidden states anyway
+        elif teacher_logits is None:
+            teacher_logits = predict_logits(teacher, enc, progress=progress, desc="teacher logits")
+        if teacher_logits is not None:
+            teacher_logits = torch.as_tensor(np.asarray(teacher_logits))
     steps = config.epochs * -(-len(enc) // config.batch_size)
     warm = max(1, int(config.warmup * steps))
     decay = {n for n, p in model.named_parameters() if p.ndim >= 2}  # no decay on biases and LayerNorm
@@ -198,7 +256,8 @@ def train(model, tokenizer, task: Task, config: TrainConfig, *, teacher=None, ma
         total = 0.0
         for n, (idx, batch) in enumerate(bar, 1):
             labels = torch.from_numpy(enc.labels[idx])
-            loss = _loss(model, batch, labels, config, teacher, None if teacher_logits is None else teacher_logits[idx])
+            loss = _loss(model, batch, labels, config, teacher, None if teacher_logits is None else teacher_logits[idx],
+                         hidden_map)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             hold.zero_grads()

@@ -6,9 +6,10 @@ from pathlib import Path
 from bertc.passes import PASSES
 
 ROOT = Path(__file__).resolve().parent.parent
-# raised for issues 6 and 7 (sparsity, bertc prune, the cost model, calibration, per-op timing, the sparse kernel)
+# raised for issues 6 and 7 (sparsity, bertc prune, the cost model, calibration, per-op timing, the sparse kernel);
+# search for issue 8 (bertc search: space, inheritance, the study driver, the report)
 BUDGETS = {"bertc": 3700, "dialects": 400, "passes": 1650, "runtime": 4100, "test": 2000, "benchmarks": 1100,
-           "search": 800}
+           "search": 1900}
 
 
 def test_every_pass_has_file_docstring_and_lit_test():

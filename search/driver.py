@@ -1,0 +1,802 @@
+"""``bertc search``: the student architecture with the best accuracy under a latency budget.
+
+    bertc search --task rt-sentiment --target host -o minilm.search          # the packaged MiniLM teacher
+    bertc search --resume -o minilm.search                                    # after a crash or Ctrl-C
+    bertc compile minilm.search/student --target host -o student.bertc
+
+One study, in rounds:
+
+1. **Setup, once.** The teacher is fine-tuned on the task (cached, search/teacher.py), compiled for the
+   target and timed: the budget is a fraction of that (default 1/3) unless given in ms. The teacher's
+   Taylor importance (search/inherit.py) and its logits on the train split are computed and kept in
+   the study folder.
+2. **Screen.** Optuna samples candidates from the space (search/space.py); the cost model
+   (bertc/cost.py, with the study's re-calibrated profile) predicts each one's latency in
+   milliseconds. Those predicted over budget are recorded as pruned trials (stage ``screened-out``)
+   and never trained; sampling goes on until a round has ``--round-size`` candidates under budget.
+3. **Score.** Each is cut from the teacher and briefly distilled (logits, ``--epochs`` over the train
+   split); its score is dev accuracy (stage ``trained``). With ``--workers N`` or ``--ray ADDRESS``
+   the round's candidates train in parallel as Ray tasks.
+4. **Time.** The round's best ``--timed-per-round`` by dev accuracy are compiled and timed for real
+   with bertc_run (stage ``timed``), after the training, so nothing competes with them for cores.
+   Predicted and measured ms are kept on the trial; the profile's run scale is re-fitted from the
+   ratios measured / predicted of every timed trial so far (``profile.json``, the next round's screen).
+5. **Tell.** Every trial is told to Optuna: dev accuracy, and a latency (measured when timed, else
+   predicted) that is the constraint (``--objective constrained``) or a second objective (``pareto``).
+6. **End.** The best timed candidate whose measured latency meets the budget is distilled longer
+   (``--final-epochs``, logits and hidden states, plus ``--augment`` perturbed copies of the train
+   split labelled by the teacher), scored on dev and test (in PyTorch and with the compiled
+   artifact), timed again and saved in ``OUT/student`` for ``bertc compile``; the Pareto front is
+   printed and written as CSV, PNG and HTML; everything is in ``OUT/search_report.json``.
+
+The study lives in ``OUT/study.log`` (Optuna's journal file: every finished trial is appended, so a
+killed search resumes with nothing lost; trials that were running are run again) or in a database
+(``--storage sqlite:///... / postgresql://...``) that many machines can share.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertc.errors import BertcError
+
+from .space import Candidate, Space, load_space, parse_space
+
+FORMAT = 1
+
+
+@dataclass
+class Settings:
+    """What a study was started with (search.json); ``--resume`` reads them back."""
+
+    teacher: str | None
+    task: str
+    target: str
+    space: dict
+    budget_ms: float | None  # None: budget_fraction x the teacher's measured latency
+    budget_fraction: float = 1 / 3
+    objective: str = "constrained"
+    epochs: float = 1.0
+    max_train: int | None = None
+    round_size: int = 4
+    timed_per_round: int = 2
+    final_epochs: int = 3
+    augment: int = 4
+    hidden_weight: float = 1.0
+    seed: int = 0
+    device: str | None = None
+    storage: str | None = None
+    runs: int = 30
+    format: int = FORMAT
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- scoring one candidate
+
+
+class Scorer:
+    """Everything a trial needs, loaded once per process (the driver, or a Ray worker)."""
+
+    def __init__(self, teacher_dir: str, task: str, study_dir: str, settings: dict):
+        from .inherit import Importance
+        from .tasks import load_task
+        from .teacher import load_classifier
+
+        self.task = load_task(task)
+        self.teacher, self.tokenizer = load_classifier(teacher_dir, self.task)
+        self.importance = Importance.load(Path(study_dir) / "importance.npz")
+        self.logits = np.load(Path(study_dir) / "teacher_logits.npy")
+        self.settings = settings
+
+    def score(self, cand: dict, number: int, threads: int | None = None) -> dict:
+        """Cut, distill briefly, score on dev. Returns the accuracy, time and the student's weights."""
+        import torch
+
+        from bertc.sparsity import apply_masks, model_masks, parse_spec
+
+        from .distill import TrainConfig, accuracy, encode, predict_logits, train
+        from .inherit import build_student
+
+        if threads:
+            torch.set_num_threads(threads)
+        c = Candidate.from_dict(cand)
+        t0 = time.perf_counter()
+        student, _ = build_student(self.teacher, self.importance, c.layers, c.hidden, [c.heads] * c.layers, list(c.ffn))
+        masks = None
+        if c.sparsity:
+            masks = model_masks(student, parse_spec(c.sparsity))
+            apply_masks(student, masks)
+        s = self.settings
+        epochs = max(1, math.ceil(s["epochs"]))
+        n_train = len(self.task.train[:s["max_train"]] if s["max_train"] else self.task.train)
+        # a fraction of an epoch: train on that share of the examples (the teacher's logits come along)
+        max_train = n_train if s["epochs"] >= 1 else max(1, int(n_train * s["epochs"]))
+        config = TrainConfig(epochs=epochs, lr=1e-4, max_train=max_train, seed=s["seed"] + number)
+        train(student, self.tokenizer, self.task, config, teacher=self.teacher, masks=masks,
+                        teacher_logits=self.logits[:max_train], progress=False)
+        dev = encode(self.tokenizer, self.task.dev, self.task.max_length)
+        acc = accuracy(predict_logits(student, dev), dev.labels)
+        state = {k: v.detach().numpy().copy() for k, v in student.state_dict().items()}
+        return {"dev_accuracy": acc, "train_seconds": round(time.perf_counter() - t0, 1), "state": state,
+                "config": student.config.to_dict()}
+
+
+_SCORERS: dict[tuple, Scorer] = {}
+
+
+def _score(args: tuple, cand: dict, number: int, threads: int | None) -> dict:
+    if args not in _SCORERS:  # a Ray worker process keeps its Scorer between tasks
+        _SCORERS.clear()
+        _SCORERS[args] = Scorer(*args[:3], json.loads(args[3]))
+    return _SCORERS[args].score(cand, number, threads)
+
+
+def save_student(folder: Path, result: dict, tokenizer_dir: str | Path) -> None:
+    """A scored student's weights and config as a model folder ``bertc compile`` takes."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: torch.from_numpy(v) for k, v in result["state"].items() if not k.endswith("position_ids")},
+              str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(result["config"], indent=2) + "\n")
+    AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True).save_pretrained(str(folder))
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_artifact(path: Path, threads: int, seq_len: int, device: str | None, runs: int) -> float:
+    """Median ms of ``runs`` runs of the artifact with bertc_run (after warm-up)."""
+    from bertc.device import DeviceModel
+
+    model = DeviceModel(path, device=device, threads=threads)
+    if model.device.emulated:
+        raise BertcError(f"{model.device.name} emulates the CPU: it cannot time a search's candidates; "
+                         "search with --device host or --device adb[:SERIAL]")
+    report = model.bench(np.full((1, seq_len), 7, np.int64), runs=runs, warmup=5)
+    return float(report["p50_ms"])
+
+
+def compile_and_time(model_dir: Path, out: Path, target: str, seq_len: int, threads: int, prune: str | None,
+                     device: str | None, runs: int) -> float:
+    from bertc.api import compile as compile_model
+
+    from .teacher import quiet_transformers
+
+    with quiet_transformers():  # a classifier folder loads as its encoder: transformers reports the unused head
+        art = compile_model(str(model_dir), target=target, seq_len=seq_len, out=out, prune=prune)
+    return time_artifact(art.path, threads, seq_len, device, runs)
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def _sampler(settings: Settings, budget_ms: float):
+    import optuna
+
+    if settings.objective == "pareto":
+        return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, n_startup_trials=8), \
+            {"name": "TPESampler", "multivariate": True, "n_startup_trials": 8, "objectives": ["dev accuracy", "latency ms"]}
+    constraint = lambda t: (t.user_attrs.get("latency_ms", math.inf) - budget_ms,)
+    return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, n_startup_trials=8,
+                                      constraints_func=constraint), \
+        {"name": "TPESampler", "multivariate": True, "n_startup_trials": 8,
+         "constraint": f"latency_ms <= {budget_ms:.4f}"}
+
+
+def _storage(study_dir: Path, url: str | None):
+    if url:
+        return url
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(study_dir / "study.log")))
+
+
+class Study:
+    """A study folder: settings, teacher facts, caches, the Optuna study and the re-calibrated profile."""
+
+    def __init__(self, out: Path, settings: Settings, progress: bool):
+        self.out, self.settings, self.progress = out, settings, progress
+        self.space: Space = parse_space(settings.space)
+        self.state: dict[str, Any] = {}
+
+    def log(self, msg: str) -> None:
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+
+    def write_state(self) -> None:
+        tmp = self.out / ".search.json.tmp"
+        tmp.write_text(json.dumps({"settings": self.settings.__dict__, **self.state}, indent=2) + "\n")
+        tmp.replace(self.out / "search.json")
+
+    # ---- setup (once; kept in the folder)
+
+    def setup(self) -> None:
+        from .distill import encode, predict_logits
+        from .inherit import importance
+        from .tasks import load_task
+        from .teacher import finetuned_teacher, is_classifier, load_classifier
+
+        s = self.settings
+        task = load_task(s.task)
+        if "teacher_dir" not in self.state:
+            src = Path(s.teacher) if s.teacher else None
+            self.state["teacher_dir"] = str(src if src is not None and is_classifier(src)
+                                            else finetuned_teacher(src, s.task, progress=self.progress))
+        teacher, tokenizer = load_classifier(self.state["teacher_dir"], task)
+        self.space.check_teacher(teacher.config)
+        if not (self.out / "importance.npz").is_file():
+            self.log("teacher: Taylor importance of heads, FFN neurons and hidden channels")
+            importance(teacher, tokenizer, task).save(self.out / "importance.npz")
+        if not (self.out / "teacher_logits.npy").is_file():
+            examples = task.train[:s.max_train] if s.max_train else task.train
+            enc = encode(tokenizer, examples, task.max_length)
+            np.save(self.out / ".teacher_logits.npy", predict_logits(teacher, enc, progress=self.progress,
+                                                                     desc="teacher logits"))
+            os.replace(self.out / ".teacher_logits.npy", self.out / "teacher_logits.npy")
+        if "teacher" not in self.state:
+            self.state["teacher"] = self._teacher_facts(teacher, tokenizer, task)
+        t = self.state["teacher"]
+        self.budget_ms = s.budget_ms or s.budget_fraction * t["latency_ms"]
+        self.state["budget_ms"] = round(self.budget_ms, 4)
+        self.write_state()
+
+    def _teacher_facts(self, teacher, tokenizer, task) -> dict:
+        from .teacher import split_accuracy
+
+        threads = max(self.space.threads)
+        self.log(f"teacher: compiling for {self.settings.target} and timing it at {threads} threads")
+        work = self.out / "teacher.bertc"
+        ms = compile_and_time(Path(self.state["teacher_dir"]), work, self.settings.target, self.space.seq_len,
+                              threads, None, self.settings.device, self.settings.runs)
+        shutil.rmtree(work, ignore_errors=True)
+        return {"latency_ms": round(ms, 4), "threads": threads, "dev_accuracy": split_accuracy(teacher, tokenizer, task, "dev"),
+                "test_accuracy": split_accuracy(teacher, tokenizer, task, "test"),
+                "config": {k: teacher.config.to_dict()[k] for k in ("num_hidden_layers", "hidden_size",
+                                                                    "num_attention_heads", "intermediate_size")}}
+
+    # ---- the cost model, re-calibrated from the timed trials
+
+    def profile(self):
+        from bertc.cost import Profile, load_profile
+
+        path = self.out / "profile.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return Profile(data["name"], data, path)
+        return load_profile(None, self.settings.target)
+
+    def predict(self, cand: Candidate, teacher_config, profile) -> float:
+        from bertc.cost import estimate
+
+        return estimate(cand.config(teacher_config).to_dict(), self.settings.target, cand.threads, self.space.seq_len,
+                        prune=cand.sparsity, profile=profile).total_ms
+
+    def recalibrate(self, timed: list[dict]) -> dict[str, float]:
+        """Scale the profile's per-thread run scale by the median measured / predicted of the timed trials.
+        Predictions are recomputed with the base profile, so the fit does not chase its own corrections."""
+        from bertc.cost import load_profile
+
+        base = load_profile(None, self.settings.target)
+        data = json.loads(json.dumps(base.data))
+        scales = {}
+        for t in sorted({r["threads"] for r in timed}):
+            ratios = [r["measured_ms"] / r["base_predicted_ms"] for r in timed if r["threads"] == t]
+            scale = statistics.median(ratios)
+            data.setdefault("run_scale", {})[str(t)] = round(base.data.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
+            scales[str(t)] = round(scale, 4)
+        data.setdefault("sources", {})["search"] = (f"run_scale re-fitted by bertc search from {len(timed)} timed "
+                                                    f"candidates (median measured / predicted per thread count)")
+        tmp = self.out / ".profile.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(self.out / "profile.json")
+        return scales
+
+    # ---- rounds
+
+    def run(self, trials: int, timeout_min: float | None, workers: int, ray_address: str | None) -> None:
+        import optuna
+        from tqdm import tqdm
+
+        from .tasks import load_task
+        from .teacher import load_classifier
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = self.settings
+        sampler, self.state["sampler"] = _sampler(s, self.budget_ms)
+        directions = ["maximize", "minimize"] if s.objective == "pareto" else ["maximize"]
+        study = optuna.create_study(study_name="bertc-search", storage=_storage(self.out, s.storage), sampler=sampler,
+                                    directions=directions, load_if_exists=True)
+        rerun = _requeue_interrupted(study)
+        if rerun:
+            self.log(f"resuming: {rerun} trial(s) that were running when the search stopped will run again")
+        self.write_state()
+        teacher_config = load_classifier(self.state["teacher_dir"], load_task(s.task))[0].config
+        pool = _Pool(self, workers, ray_address)
+        deadline = time.monotonic() + 60 * timeout_min if timeout_min else math.inf
+        bar = tqdm(total=trials, initial=min(trials, len(_scored(study))), desc="search", unit="trial",
+                   disable=not self.progress)
+        self._postfix(bar, study)
+        predictions: dict[Candidate, tuple[float, float]] = {}
+        while len(_scored(study)) < trials and time.monotonic() < deadline:
+            profile, base = self.profile(), None
+            batch, asked = [], 0
+            want = min(s.round_size, trials - len(_scored(study)))
+            while len(batch) < want and asked < MAX_ASKS:
+                trial = study.ask()
+                cand = self.space.sample(trial)
+                asked += 1
+                if cand not in predictions:
+                    if base is None:
+                        from bertc.cost import load_profile
+
+                        base = load_profile(None, s.target)
+                    predictions[cand] = (self.predict(cand, teacher_config, profile), self.predict(cand, teacher_config, base))
+                pred, base_pred = predictions[cand]
+                for k, v in {"candidate": cand.asdict(), "describe": cand.describe(), "predicted_ms": round(pred, 4),
+                             "base_predicted_ms": round(base_pred, 4), "threads": cand.threads}.items():
+                    trial.set_user_attr(k, v)
+                if pred > SCREEN_SLACK * self.budget_ms:
+                    trial.set_user_attr("stage", "screened-out")
+                    trial.set_user_attr("latency_ms", round(pred, 4))
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    continue
+                if cand in [c for _, c in batch]:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # drawn twice in one round
+                    continue
+                batch.append((trial, cand))
+            if not batch:
+                raise BertcError(f"the cost model screened out {asked} sampled candidates in a row as over the "
+                                 f"{self.budget_ms:.3f} ms budget: the space has (almost) nothing under it. Add "
+                                 "smaller choices (fewer layers, narrower FFN, sparsity) or raise the budget")
+            self.log(f"round: {len(batch)} candidate(s) under budget after screening {asked} sampled: "
+                     + ", ".join(c.describe() for _, c in batch))
+            results = pool.score([(t.number, c) for t, c in batch])
+            order = sorted(range(len(batch)), key=lambda i: -results[i]["dev_accuracy"])
+            for rank, i in enumerate(order):
+                trial, cand = batch[i]
+                r = results[i]
+                trial.set_user_attr("dev_accuracy", round(r["dev_accuracy"], 4))
+                trial.set_user_attr("train_seconds", r["train_seconds"])
+                latency, stage = trial.user_attrs["predicted_ms"], "trained"
+                if rank < s.timed_per_round:
+                    folder = self.out / "trials" / f"{trial.number:04d}"
+                    save_student(folder / "student", r, self.state["teacher_dir"])
+                    measured = pool.time(folder, cand)
+                    latency, stage = measured, "timed"
+                    trial.set_user_attr("measured_ms", round(measured, 4))
+                    trial.set_user_attr("student", str(folder / "student"))
+                    self.log(f"  timed #{trial.number} {cand.describe()}: dev {r['dev_accuracy']:.4f}, predicted "
+                             f"{trial.user_attrs['predicted_ms']:.3f} ms, measured {measured:.3f} ms")
+                trial.set_user_attr("stage", stage)
+                trial.set_user_attr("latency_ms", round(latency, 4))
+                study.tell(trial, [r["dev_accuracy"], latency] if s.objective == "pareto" else r["dev_accuracy"])
+            timed = [_record(t) for t in study.get_trials(deepcopy=False) if t.user_attrs.get("stage") == "timed"]
+            scales = self.recalibrate(timed)
+            self.state.setdefault("recalibrations", []).append({"timed": len(timed), "scale": scales})
+            self.write_state()
+            bar.update(min(len(batch), bar.total - bar.n))
+            self._postfix(bar, study)
+        bar.close()
+        pool.close()
+        self.study = study
+
+    def _postfix(self, bar, study) -> None:
+        best = self.best(study)
+        if best is not None:
+            bar.set_postfix_str(f"best {best['dev_accuracy']:.4f} dev at {best['measured_ms']:.2f} ms "
+                                f"({best['describe']})")
+
+    def best(self, study) -> dict | None:
+        ok = [r for r in map(_record, study.get_trials(deepcopy=False))
+              if r["stage"] == "timed" and r["measured_ms"] <= self.budget_ms]
+        return max(ok, key=lambda r: (r["dev_accuracy"], -r["measured_ms"]), default=None)
+
+
+MAX_ASKS = 400  # samples screened for one round before the space is declared (almost) empty under budget
+SCREEN_SLACK = 1.10  # train candidates predicted up to 10% over budget: the cost model's error is about that
+
+
+def _record(t) -> dict:
+    a = t.user_attrs
+    return {"number": t.number, "state": t.state.name, "stage": a.get("stage"), "describe": a.get("describe"),
+            "candidate": a.get("candidate"), "threads": a.get("threads"), "predicted_ms": a.get("predicted_ms"),
+            "base_predicted_ms": a.get("base_predicted_ms"), "measured_ms": a.get("measured_ms"),
+            "latency_ms": a.get("latency_ms"), "dev_accuracy": a.get("dev_accuracy"),
+            "train_seconds": a.get("train_seconds"), "student": a.get("student")}
+
+
+def _scored(study) -> list:
+    import optuna
+
+    return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+
+
+def _requeue_interrupted(study) -> int:
+    """Trials left RUNNING by a killed search: marked failed, and their parameters queued to run again."""
+    import optuna
+
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number}, skip_if_exists=False)
+        n += 1
+    return n
+
+
+class _Pool:
+    """Scores candidates in this process, or as tasks on a local (``--workers N``) or remote Ray."""
+
+    def __init__(self, study: Study, workers: int, address: str | None):
+        self.study, self.ray = study, None
+        s = study.settings
+        self.args = (study.state["teacher_dir"], s.task, str(study.out),
+                     json.dumps({"epochs": s.epochs, "max_train": s.max_train, "seed": s.seed}))
+        self.workers = workers
+        if workers > 1 or address:
+            import ray
+
+            if address:
+                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+            self.ray = ray
+            cores = len(os.sched_getaffinity(0))
+            self.threads = max(1, cores // workers) if not address else None
+            self.remote_score = ray.remote(num_cpus=1)(_score)
+            # a trial that needs a phone is timed on the node that has it (`ray start --resources '{"phone": 1}'`)
+            phone = (s.device or "").startswith("adb") and address
+            self.remote_time = ray.remote(num_cpus=1, **({"resources": {"phone": 1}} if phone else {}))(compile_and_time)
+
+    def score(self, jobs: list[tuple[int, Candidate]]) -> list[dict]:
+        if self.ray is None:
+            return [_score(self.args, c.asdict(), n, None) for n, c in jobs]
+        return self.ray.get([self.remote_score.remote(self.args, c.asdict(), n, self.threads) for n, c in jobs])
+
+    def time(self, folder: Path, cand: Candidate) -> float:
+        s, space = self.study.settings, self.study.space
+        args = (folder / "student", folder / "student.bertc", s.target, space.seq_len, cand.threads, cand.sparsity,
+                s.device, s.runs)
+        try:
+            if self.ray is not None and s.device and s.device.startswith("adb"):
+                return self.ray.get(self.remote_time.remote(*args))
+            return compile_and_time(*args)
+        finally:
+            shutil.rmtree(folder / "student.bertc", ignore_errors=True)  # the student folder is what is kept
+
+    def close(self) -> None:
+        if self.ray is not None:
+            self.ray.shutdown()
+
+
+# --------------------------------------------------------------------------- the end: final student, front, report
+
+
+def torch_ms(model, seq_len: int, threads: int, runs: int = 30) -> float:
+    """Median ms of PyTorch eager on one sequence (the peer the teacher would otherwise run on)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    ids = torch.full((1, seq_len), 7, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    times = []
+    with torch.inference_mode():
+        for i in range(runs + 3):
+            t0 = time.perf_counter()
+            model(input_ids=ids, attention_mask=mask)
+            if i >= 3:
+                times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def compiled_accuracy(art_path: Path, classifier, tokenizer, examples, threads: int) -> float:
+    """Accuracy of the compiled encoder (bertc's runtime) + the student's classifier head on ``examples``."""
+    from bertc.api import load
+
+    model = load(art_path, threads=threads)
+    w, b = classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
+    seq, right = model.seq_len, 0
+    for text, label in examples:
+        ids = np.asarray([tokenizer(text, truncation=True, max_length=seq)["input_ids"]], np.int64)
+        pooled = model(ids, np.ones_like(ids), np.zeros_like(ids))["pooler_output"]
+        right += int(np.argmax(pooled[0] @ w.T + b) == label)
+    return right / len(examples)
+
+
+def finish(st: Study) -> dict:
+    from .report import format_table, pareto_front, write_csv, write_plots
+
+    records = [_record(t) for t in st.study.get_trials(deepcopy=False)]
+    scored = [r for r in records if r["stage"] in ("trained", "timed")]
+    chosen = st.best(st.study)
+    t = st.state["teacher"]
+    front = pareto_front(scored)
+    write_csv(sorted(scored, key=lambda r: r["number"]), st.out / "trials.csv")
+    write_csv(front, st.out / "pareto.csv")
+    plots = write_plots(scored, front, st.out / "pareto", st.budget_ms, t,
+                        None if chosen is None else {**chosen, "latency_ms": chosen["measured_ms"]})
+    timed = [r for r in records if r["stage"] == "timed"]
+    errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in timed]
+    stages = {k: sum(r["stage"] == k for r in records) for k in ("screened-out", "trained", "timed")}
+    report = {"settings": st.settings.__dict__, **st.state, "trials": records, "stages": stages,
+              "pareto_front": front, "chosen": chosen,
+              "cost_model_on_timed": {"candidates": len(timed),
+                                      "mape": round(statistics.mean(errors), 4) if errors else None,
+                                      "max_relative_error": round(max(errors), 4) if errors else None},
+              "plots": [str(p) for p in plots]}
+    st.log(f"\n{stages['screened-out']} candidates screened out by the cost model, {stages['trained']} trained "
+           f"and scored only, {stages['timed']} also compiled and timed; cost model on the timed: mean |error| "
+           f"{report['cost_model_on_timed']['mape'] or 0:.1%}")
+    st.log(f"Pareto front (budget {st.budget_ms:.3f} ms = {st.budget_ms / t['latency_ms']:.2f} x the teacher's "
+           f"{t['latency_ms']:.3f} ms):\n" + format_table(front, st.budget_ms))
+    if chosen is None:
+        st.state["final"] = None
+        _write_report(st, report)
+        raise BertcError(f"no timed candidate met the {st.budget_ms:.3f} ms budget after {len(scored)} scored "
+                         f"trials; run more (`bertc search --resume -o {st.out} --trials N`), add smaller choices "
+                         "to the space, or raise the budget")
+    report["final"] = final_student(st, chosen)
+    _write_report(st, report)
+    return report
+
+
+def _write_report(st: Study, report: dict) -> None:
+    tmp = st.out / ".search_report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    tmp.replace(st.out / "search_report.json")
+
+
+def final_student(st: Study, chosen: dict) -> dict:
+    """Distill the chosen student longer, score it on dev and test, compile and time it, save it."""
+    import torch
+
+    from bertc.sparsity import model_masks, parse_spec
+
+    from .distill import HiddenMap, TrainConfig, augment, train
+    from .inherit import Importance, load_student, plan_cut
+    from .tasks import load_task
+    from .teacher import load_classifier, quiet_transformers, split_accuracy
+
+    s, cand = st.settings, Candidate.from_dict(chosen["candidate"])
+    task = load_task(s.task)
+    teacher, tokenizer = load_classifier(st.state["teacher_dir"], task)
+    student = load_student(chosen["student"])
+    out: dict[str, Any] = {"trial": chosen["number"], "describe": cand.describe(), "candidate": cand.asdict(),
+                           "search_dev_accuracy": chosen["dev_accuracy"]}
+    if s.final_epochs > 0:
+        masks = model_masks(student, parse_spec(cand.sparsity)) if cand.sparsity else None
+        cut = plan_cut(Importance.load(st.out / "importance.npz"), cand.layers, cand.hidden, [cand.heads] * cand.layers,
+                       list(cand.ffn))
+        hidden_map = HiddenMap([0] + [i + 1 for i in cut.layers], torch.from_numpy(cut.hidden))
+        unlabelled = augment([x for x, _ in (task.train[:s.max_train] if s.max_train else task.train)], s.augment, s.seed)
+        st.log(f"final: distilling {cand.describe()} for {s.final_epochs} epoch(s) on "
+               f"{len(task.train[:s.max_train] if s.max_train else task.train)} + "
+               f"{len(unlabelled)} augmented examples (logits{' and hidden states' if s.hidden_weight else ''})")
+        out["final_training"] = train(student, tokenizer, task, TrainConfig(
+            epochs=s.final_epochs, lr=1e-4, max_train=s.max_train, seed=s.seed, hidden_weight=s.hidden_weight),
+            teacher=teacher, masks=masks, hidden_map=hidden_map, unlabelled=unlabelled, progress=st.progress,
+            desc="final")
+    out["dev_accuracy"] = split_accuracy(student, tokenizer, task, "dev")
+    out["test_accuracy"] = split_accuracy(student, tokenizer, task, "test")
+    folder, staging = st.out / "student", st.out / ".student.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    with quiet_transformers():
+        student.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+    (staging / "student_report.json").write_text(json.dumps(out, indent=2) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    from bertc.api import compile as compile_model
+
+    with quiet_transformers():
+        art = compile_model(str(folder), target=s.target, seq_len=st.space.seq_len, out=st.out / "student.bertc",
+                        prune=cand.sparsity)
+    out["artifact"] = str(art.path)
+    out["latency_ms"] = round(time_artifact(art.path, cand.threads, st.space.seq_len, s.device, s.runs), 4)
+    if not s.device or s.device == "host":
+        out["compiled_test_accuracy"] = compiled_accuracy(art.path, student.classifier, tokenizer, task.test,
+                                                          cand.threads)
+    t = st.state["teacher"]
+    out["torch_ms"] = {"teacher": round(torch_ms(teacher.bert, st.space.seq_len, t["threads"]), 4),
+                       "student": round(torch_ms(student.bert, st.space.seq_len, cand.threads), 4)}
+    out["speedup_vs_teacher"] = round(t["latency_ms"] / out["latency_ms"], 3)
+    out["accuracy_kept"] = round(out["test_accuracy"] / t["test_accuracy"], 4)
+    (folder / "student_report.json").write_text(json.dumps(out, indent=2) + "\n")
+    st.log(f"chosen: {cand.describe()} (trial {chosen['number']}): test accuracy {out['test_accuracy']:.4f} "
+           f"({out['accuracy_kept']:.1%} of the teacher's {t['test_accuracy']:.4f}), {out['latency_ms']:.3f} ms with "
+           f"bertc at {cand.threads} thread(s) ({out['speedup_vs_teacher']:.2f}x faster than the compiled teacher's "
+           f"{t['latency_ms']:.3f} ms; PyTorch runs the teacher in {out['torch_ms']['teacher']:.3f} ms)\n"
+           f"saved {folder}: `bertc compile {folder} --target {s.target}`")
+    return out
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_budget(text: str) -> tuple[float | None, float]:
+    """'2.5ms' -> (2.5, _); '1/3' or '0.33x' -> (None, fraction of the teacher's compiled latency)."""
+    t = text.strip().lower().replace(" ", "")
+    try:
+        if t.endswith("ms"):
+            ms = float(t[:-2])
+            if ms > 0:
+                return ms, 1 / 3
+        else:
+            num, _, den = t.rstrip("x").partition("/")
+            frac = float(num) / float(den or 1)
+            if 0 < frac <= 1:
+                return None, frac
+    except ValueError:
+        pass
+    raise BertcError(f"--latency-budget '{text}': give milliseconds ('2.5ms') or a fraction of the teacher's "
+                     "compiled latency in (0, 1] ('1/3', '0.25x')")
+
+
+def search(out: str | Path, settings: Settings | None = None, *, trials: int = 16, timeout_min: float | None = None,
+           workers: int = 1, ray_address: str | None = None, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or, with ``resume``, continue) the study in folder ``out``; returns search_report.json's content."""
+    out = Path(out)
+    saved = out / "search.json"
+    if resume:
+        if not saved.is_file():
+            raise BertcError(f"--resume: '{out}' holds no search (no search.json); start one without --resume")
+        data = json.loads(saved.read_text())
+        settings = Settings(**data["settings"])
+        if settings.format != FORMAT:
+            raise BertcError(f"'{out}' was made by another version of bertc search (format {settings.format}); "
+                             "start a new search in another folder")
+        st = Study(out, settings, progress)
+        st.state = {k: v for k, v in data.items() if k != "settings"}
+    else:
+        if saved.is_file():
+            raise BertcError(f"'{out}' already holds a search: continue it with --resume, or choose another -o")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise BertcError(f"'{out}' exists and is not a search folder; choose another -o or remove it")
+        if settings is None:
+            raise BertcError("a new search needs its settings")
+        if workers < 1 or trials < 1:
+            raise BertcError("--trials and --workers must be at least 1")
+        parse_space(settings.space)  # a bad space fails before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        st = Study(out, settings, progress)
+    t0 = time.perf_counter()
+    st.setup()
+    try:
+        st.run(trials, timeout_min, workers, ray_address)
+    except KeyboardInterrupt:
+        raise BertcError(f"interrupted: every finished trial is kept in {out}; continue with "
+                         f"`bertc search --resume -o {out}`") from None
+    report = finish(st)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    _write_report(st, report)
+    return report
+
+
+HELP = """how it works (details: search/driver.py):
+  setup   the teacher is fine-tuned on the task (cached), compiled for --target and timed; the
+          budget is --latency-budget (default 1/3 of that); its Taylor importance (heads, FFN
+          neurons, hidden channels) and its logits on the train split are kept in OUT
+  screen  Optuna samples students from the space; the cost model predicts each one's latency
+          (ms each); those over budget are pruned trials (stage screened-out), never trained
+  score   each candidate is cut from the teacher (top heads/neurons/channels, evenly spaced
+          layers) and distilled briefly (--epochs); its score is dev accuracy
+  time    the best --timed-per-round of each round are compiled and timed with bertc_run;
+          predicted and measured ms are kept, and OUT/profile.json is re-fitted from them
+  end     the best timed student under budget is distilled longer (--final-epochs, logits and
+          hidden states, with --augment perturbed copies of the train texts), scored on dev and
+          test, compiled, timed and saved in OUT/student; the Pareto front is printed and
+          written to OUT/pareto.{csv,png,html}; everything is in OUT/search_report.json
+
+the space (--space FILE, YAML or JSON; every key optional):
+  seq_len: 64              layers: [1, 2, 3, 4]          hidden: [256, 320, 384]
+  heads: [4, 6, 8, 10, 12] ffn: [384, 512, 768, 1024, 1536]   ffn_per_layer: false
+  sparsity: [none, 16x1@0.5, 16x1@0.25]                  threads: [1, 2]
+  the teacher's latency (and so a relative budget) is measured at the largest thread count
+
+resuming and sharing: the study is OUT/study.log (an Optuna journal); a killed search loses no
+  finished trial: `bertc search --resume -o OUT [--trials N]` continues it. --storage URL
+  (sqlite:///s.db, postgresql://...) keeps the study in a database many machines can share.
+
+parallel: --workers N trains N candidates at once on a local Ray; --ray ADDRESS runs them on a
+  Ray cluster (the study folder and teacher must be on a shared filesystem); with --device adb
+  the timing runs on the node started with `ray start --resources '{"phone": 1}'`.
+
+examples:
+  bertc search -o minilm.search                                  # MiniLM, rt-sentiment, host, 1/3
+  bertc search -o s2 --latency-budget 2ms --space space.yaml --trials 24 --timeout 50
+  bertc search -o s3 --target android-arm64 --device adb:SERIAL --latency-budget 15ms
+  bertc search --resume -o minilm.search --trials 24
+  bertc compile minilm.search/student --target android-arm64 -o student.bertc"""
+
+
+SETTING_FLAGS = ("teacher", "task", "target", "space", "latency_budget", "objective", "epochs", "max_train",
+                 "round_size", "timed_per_round", "final_epochs", "augment", "hidden_weight", "seed", "device",
+                 "storage", "runs")
+
+
+def _run(args) -> int:
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in SETTING_FLAGS if getattr(args, k) is not None]
+        if given:
+            raise BertcError(f"--resume continues the study with the settings it was started with; leave out "
+                             f"{', '.join(given)}")
+        settings = None
+    else:
+        budget_ms, fraction = parse_budget(args.latency_budget or "1/3")
+        space = load_space(args.space)
+        pick = lambda name, default: default if getattr(args, name) is None else getattr(args, name)
+        settings = Settings(teacher=args.teacher, task=pick("task", "rt-sentiment"), target=pick("target", "host"),
+                            space={**space.asdict()}, budget_ms=budget_ms, budget_fraction=fraction,
+                            objective=pick("objective", "constrained"), epochs=pick("epochs", 1.0),
+                            max_train=args.max_train, round_size=pick("round_size", 4),
+                            timed_per_round=pick("timed_per_round", 2), final_epochs=pick("final_epochs", 3),
+                            augment=pick("augment", 4), hidden_weight=pick("hidden_weight", 1.0), seed=pick("seed", 0),
+                            device=args.device, storage=args.storage, runs=pick("runs", 30),
+                            extra={"space_file": space.source})
+        for name, value in (("--epochs", settings.epochs), ("--round-size", settings.round_size),
+                            ("--runs", settings.runs)):
+            if value <= 0:
+                raise BertcError(f"{name} must be positive (got {value})")
+    search(args.output, settings, trials=args.trials, timeout_min=args.timeout, workers=args.workers,
+           ray_address=args.ray, resume=args.resume, progress=not args.quiet)
+    return 0
+
+
+def add_parser(sub):
+    """Register ``bertc search`` on the CLI's subparsers."""
+    import argparse
+
+    p = sub.add_parser("search", help="find the student architecture with the best accuracy under a latency budget",
+                       description="Search student architectures cut from a fine-tuned teacher: the cost model screens "
+                       "every sample, the best are distilled and timed on the real compiled code, and the best one "
+                       "under the latency budget is saved for `bertc compile`.", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the study folder (created; --resume continues it)")
+    p.add_argument("--resume", action="store_true", help="continue the study in OUT with its own settings")
+    p.add_argument("--teacher", metavar="MODEL", help="a Hugging Face folder: an encoder (fine-tuned on the task "
+                   "first, cached) or a sequence classifier (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--task", help="the task: rt-sentiment (default)")
+    p.add_argument("--target", help="the target the students are compiled and timed for (default: host)")
+    p.add_argument("--device", help="where timing runs: host (default) or adb[:SERIAL] (a phone; qemu cannot time)")
+    p.add_argument("--space", metavar="FILE", help="the search space, YAML or JSON (default: see below)")
+    p.add_argument("--latency-budget", metavar="B", help="'2.5ms', or a fraction of the teacher's compiled latency "
+                   "such as '1/3' (default)")
+    p.add_argument("--objective", choices=("constrained", "pareto"), help="constrained: best dev accuracy with "
+                   "latency <= budget (default); pareto: accuracy and latency as two objectives")
+    p.add_argument("--trials", type=int, default=16, metavar="N", help="candidates to train in all, counting those "
+                   "of earlier runs of this study; screened-out samples do not count (default: 16)")
+    p.add_argument("--timeout", type=float, metavar="MIN", help="start no round after MIN minutes (the final student "
+                   "is still trained)")
+    p.add_argument("--round-size", type=int, metavar="N", help="candidates under budget per round (default: 4)")
+    p.add_argument("--timed-per-round", type=int, metavar="N", help="of each round, the N best by dev accuracy are "
+                   "compiled and timed (default: 2)")
+    p.add_argument("--epochs", type=float, metavar="E", help="distillation epochs per candidate; below 1, that "
+                   "fraction of the train split (default: 1)")
+    p.add_argument("--max-train", type=int, metavar="N", help="use the first N training examples only (quick runs)")
+    p.add_argument("--final-epochs", type=int, metavar="E", help="epochs for the chosen student (default: 3; 0: none)")
+    p.add_argument("--augment", type=int, metavar="K", help="final training: K perturbed copies of each train text, "
+                   "labelled by the teacher (default: 4)")
+    p.add_argument("--hidden-weight", type=float, metavar="W", help="final training: weight of the hidden-state "
+                   "loss (default: 1; 0: logits only)")
+    p.add_argument("--seed", type=int, help="sampler and training seed (default: 0)")
+    p.add_argument("--runs", type=int, metavar="N", help="timed runs per candidate (default: 30)")
+    p.add_argument("--storage", metavar="URL", help="an Optuna database URL instead of OUT/study.log")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="train N candidates at once on a local Ray")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the trials on this Ray cluster (e.g. ray://head:10001)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log")
+    p.set_defaults(func=_run)
+    return p

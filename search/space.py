@@ -1,0 +1,171 @@
+"""The search space: which student architectures a study may sample, read from YAML or JSON.
+
+    space = load_space("space.yaml")         # or DEFAULT_SPACE
+    cand = space.sample(trial)               # an Optuna trial -> a Candidate
+    cand.config(teacher.config)              # the student's transformers config (per-layer fields)
+
+A space file (every key optional; the defaults are DEFAULT_SPACE's)::
+
+    seq_len: 64                   # fixed for the study: the sequence length students are compiled for
+    layers: [2, 3, 4]             # encoder layers, cut from the teacher's (evenly spaced, last kept)
+    hidden: [256, 320, 384]       # hidden size: a multiple of the teacher's head size
+    heads: [4, 6, 8, 12]          # attention heads per layer (each keeps the teacher's head size)
+    ffn: [512, 768, 1024, 1536]   # FFN width
+    ffn_per_layer: false          # true: one FFN width per layer, each drawn from `ffn`
+    sparsity: [none, 16x1@0.5]    # `none` or a --prune-patterns SPEC (pattern@kept fraction)
+    threads: [1, 2]               # runtime threads the student is timed and shipped with
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertc.errors import BertcError
+
+DEFAULT_SPACE: dict[str, Any] = {
+    "seq_len": 64,
+    "layers": [1, 2, 3, 4],
+    "hidden": [256, 320, 384],
+    "heads": [4, 6, 8, 10, 12],
+    "ffn": [384, 512, 768, 1024, 1536],
+    "ffn_per_layer": False,
+    "sparsity": ["none", "16x1@0.5", "16x1@0.25"],
+    "threads": [1, 2],
+}
+LISTS = ("layers", "hidden", "heads", "ffn", "threads")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One student architecture, as the study samples it."""
+
+    layers: int
+    hidden: int
+    heads: int
+    ffn: tuple[int, ...]  # one width per layer
+    sparsity: str | None  # a --prune-patterns SPEC, or None for dense
+    threads: int
+
+    def config(self, teacher_config):
+        from .inherit import student_config
+
+        return student_config(teacher_config, self.layers, self.hidden, [self.heads] * self.layers, list(self.ffn))
+
+    def describe(self) -> str:
+        ffn = str(self.ffn[0]) if len(set(self.ffn)) == 1 else "/".join(map(str, self.ffn))
+        return (f"L{self.layers} H{self.hidden} A{self.heads} F{ffn}" + (f" {self.sparsity}" if self.sparsity else "")
+                + f" t{self.threads}")
+
+    def asdict(self) -> dict:
+        return {**asdict(self), "ffn": list(self.ffn)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Candidate:
+        return cls(d["layers"], d["hidden"], d["heads"], tuple(d["ffn"]), d["sparsity"], d["threads"])
+
+
+@dataclass(frozen=True)
+class Space:
+    seq_len: int
+    layers: list[int]
+    hidden: list[int]
+    heads: list[int]
+    ffn: list[int]
+    ffn_per_layer: bool
+    sparsity: list[str | None]
+    threads: list[int]
+    source: str = field(default="built-in default", compare=False)
+
+    def sample(self, trial) -> Candidate:
+        """Draw a candidate with Optuna's suggest_* calls (the parameter names are the study's columns)."""
+        layers = trial.suggest_categorical("layers", self.layers)
+        if self.ffn_per_layer:  # every layer up to the most is drawn, so the parameters never change shape
+            ffn = tuple(trial.suggest_categorical(f"ffn_{i}", self.ffn) for i in range(max(self.layers)))[:layers]
+        else:
+            ffn = (trial.suggest_categorical("ffn", self.ffn),) * layers
+        sparsity = trial.suggest_categorical("sparsity", [s or "none" for s in self.sparsity])
+        return Candidate(layers, trial.suggest_categorical("hidden", self.hidden),
+                         trial.suggest_categorical("heads", self.heads), ffn,
+                         None if sparsity == "none" else sparsity, trial.suggest_categorical("threads", self.threads))
+
+    def check_teacher(self, config) -> None:
+        """Errors for dimensions this teacher cannot supply (a student is cut out of it)."""
+        d = config.hidden_size // config.num_attention_heads
+        problems = []
+        if max(self.layers) > config.num_hidden_layers:
+            problems.append(f"layers up to {max(self.layers)}, but the teacher has {config.num_hidden_layers}")
+        if max(self.hidden) > config.hidden_size or any(h % d for h in self.hidden):
+            problems.append(f"hidden sizes {self.hidden} must be multiples of the teacher's head size {d} "
+                            f"and at most its hidden size {config.hidden_size}")
+        if max(self.heads) > config.num_attention_heads:
+            problems.append(f"heads up to {max(self.heads)}, but the teacher has {config.num_attention_heads}")
+        if max(self.ffn) > config.intermediate_size:
+            problems.append(f"FFN up to {max(self.ffn)}, but the teacher's is {config.intermediate_size}")
+        if self.seq_len > config.max_position_embeddings:
+            problems.append(f"seq_len {self.seq_len} is over the teacher's {config.max_position_embeddings} positions")
+        if problems:
+            raise BertcError(f"the search space ({self.source}) does not fit the teacher: " + "; ".join(problems)
+                             + ". Edit the space file to stay within the teacher's shape.")
+
+    def asdict(self) -> dict:
+        d = asdict(self)
+        d.pop("source")
+        d["sparsity"] = [s or "none" for s in self.sparsity]
+        return d
+
+
+def parse_space(data: Any, source: str = "built-in default") -> Space:
+    """A Space from a parsed YAML/JSON mapping; every error names the key and what is allowed."""
+    from bertc.sparsity import parse_spec
+
+    if not isinstance(data, dict):
+        raise BertcError(f"the search space in {source} must be a mapping of keys to lists (see `bertc search --help`)")
+    unknown = set(data) - set(DEFAULT_SPACE)
+    if unknown:
+        raise BertcError(f"unknown key(s) {sorted(unknown)} in the search space {source}; known: {', '.join(DEFAULT_SPACE)}")
+    d = {**DEFAULT_SPACE, **data}
+    for key in LISTS:
+        v = d[key]
+        if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
+            raise BertcError(f"'{key}' in the search space {source} must be a non-empty list of positive integers, got {v!r}")
+    if not isinstance(d["seq_len"], int) or d["seq_len"] < 1:
+        raise BertcError(f"'seq_len' in the search space {source} must be a positive integer, got {d['seq_len']!r}")
+    if not isinstance(d["ffn_per_layer"], bool):
+        raise BertcError(f"'ffn_per_layer' in the search space {source} must be true or false, got {d['ffn_per_layer']!r}")
+    sp = d["sparsity"]
+    if not isinstance(sp, list) or not sp:
+        raise BertcError(f"'sparsity' in the search space {source} must be a non-empty list of `none` or SPECs, got {sp!r}")
+    sparsity = []
+    for s in sp:
+        if s in (None, "none", "dense"):
+            sparsity.append(None)
+            continue
+        try:
+            sparsity.append(parse_spec(str(s)).text)
+        except BertcError as e:
+            raise BertcError(f"sparsity entry {s!r} in the search space {source}: {e}") from None
+    return Space(d["seq_len"], *(sorted(set(d[k])) for k in ("layers", "hidden", "heads", "ffn")), d["ffn_per_layer"],
+                 list(dict.fromkeys(sparsity)), sorted(set(d["threads"])), source)
+
+
+def load_space(path: str | Path | None) -> Space:
+    """The space in a .yaml/.yml/.json file, or the default when ``path`` is None."""
+    if path is None:
+        return parse_space({})
+    path = Path(path)
+    if not path.is_file():
+        raise BertcError(f"search space file '{path}' does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # json and yaml raise their own types; the message says where
+        raise BertcError(f"could not parse the search space file '{path}': {e}") from e
+    return parse_space(data if data is not None else {}, str(path))

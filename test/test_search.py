@@ -1,0 +1,237 @@
+"""bertc search: the space file, students cut from a teacher (PyTorch, the compiler and the cost model
+agree on them), and the whole study end to end on a tiny teacher: screened, trained, timed, resumed
+after a kill, and run on a local Ray."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import transformers as T
+from bertc.search.inherit import build_student, importance, load_student, select_layers
+from bertc.search.space import Candidate, load_space, parse_space
+from bertc.search.tasks import load_task
+from test_cost import _normalized
+
+import bertc
+from bertc.errors import BertcError
+
+SPACE = {"seq_len": 32, "layers": [1, 2, 4], "hidden": [32, 64], "heads": [2, 4], "ffn": [64, 128],
+         "sparsity": ["none", "16x1@0.5"], "threads": [1]}
+BERTC = [sys.executable, "-m", "bertc.cli"]
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A 4-layer, 64-wide BERT classifier (random weights) with MiniLM's tokenizer."""
+    from bertc.search.teacher import packaged_minilm
+
+    folder = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    cfg = T.BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                       intermediate_size=128, max_position_embeddings=64, id2label={0: "rotten", 1: "fresh"},
+                       label2id={"rotten": 0, "fresh": 1}, architectures=["BertForSequenceClassification"])
+    T.BertForSequenceClassification(cfg).save_pretrained(str(folder))
+    T.AutoTokenizer.from_pretrained(str(packaged_minilm())).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def teacher_and_importance(tiny_teacher):
+    from bertc.search.teacher import load_classifier
+
+    task = load_task("rt-sentiment")
+    teacher, tok = load_classifier(tiny_teacher, task)
+    return teacher, tok, importance(teacher, tok, task, max_examples=64)
+
+
+# --------------------------------------------------------------------------- the space
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"layer": [1]}, "unknown key(s) ['layer']"),
+    ({"heads": []}, "'heads' in the search space x.yaml must be a non-empty list"),
+    ({"ffn": [512, "big"]}, "'ffn'"),
+    ({"sparsity": ["16x1@2"]}, "sparsity entry '16x1@2'"),
+    ({"ffn_per_layer": "yes"}, "'ffn_per_layer'"),
+    ([1, 2], "must be a mapping"),
+])
+def test_bad_space_files_say_what_is_wrong(data, message):
+    with pytest.raises(BertcError, match=None) as e:
+        parse_space(data, "x.yaml")
+    assert message in str(e.value)
+
+
+def test_space_file_yaml_and_sampling(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("layers: [2, 3]\nffn: [256, 512]\nffn_per_layer: true\nsparsity: [none, 8x1@0.5]\n")
+    space = load_space(path)
+    assert space.layers == [2, 3] and space.hidden == [256, 320, 384] and space.sparsity == [None, "8x1@0.5"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    cands = [space.sample(study.ask()) for _ in range(20)]
+    assert all(len(c.ffn) == c.layers and set(c.ffn) <= {256, 512} for c in cands)
+    assert any(len(set(c.ffn)) > 1 for c in cands)  # per-layer widths really differ
+    assert Candidate.from_dict(cands[0].asdict()) == cands[0]
+    cfg = cands[0].config(T.BertConfig(hidden_size=384, num_attention_heads=12, intermediate_size=1536))
+    assert cfg.intermediate_sizes == list(cands[0].ffn) and cfg.attention_head_size == 32
+    with pytest.raises(BertcError, match="does not fit the teacher: layers up to 3, but the teacher has 2"):
+        space.check_teacher(T.BertConfig(hidden_size=384, num_attention_heads=12, num_hidden_layers=2))
+
+
+# --------------------------------------------------------------------------- students
+
+
+def test_select_layers():
+    assert select_layers(6, 3) == [1, 3, 5] and select_layers(6, 6) == list(range(6)) and select_layers(4, 1) == [3]
+    with pytest.raises(BertcError):
+        select_layers(4, 5)
+
+
+def test_a_full_cut_is_the_teacher(teacher_and_importance):
+    teacher, tok, imp = teacher_and_importance
+    assert imp.heads.shape == (4, 4) and len(imp.neurons) == 4 and imp.hidden.shape == (64,) and (imp.heads >= 0).all()
+    student, _ = build_student(teacher, imp, 4, 64, [4] * 4, [128] * 4)
+    batch = tok(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(student(**batch).logits, teacher(**batch).logits, atol=1e-5)
+
+
+def test_a_cut_student_compiles_and_the_cost_model_sees_its_shape(teacher_and_importance, tmp_path):
+    from bertc.passes import PassContext
+    from torch_mlir import ir
+
+    from bertc.cost import PASSES
+    from bertc.ir import make_context
+    from bertc.pipeline import run_pass
+    from bertc.synth import bert_ir
+
+    teacher, tok, imp = teacher_and_importance
+    student, cut = build_student(teacher, imp, 2, 48, [3, 3], [96, 96])
+    student.config.intermediate_sizes = [96, 40]  # per-layer FFN: narrow layer 1 further by hand
+    layer = student.bert.encoder.layer[1]
+    layer.intermediate.dense = torch.nn.Linear(48, 40)
+    layer.output.dense = torch.nn.Linear(40, 48)
+    assert cut.layers == [1, 3] and list(cut.heads[0]) == sorted(cut.heads[0])
+    student.save_pretrained(str(tmp_path / "student"))
+    tok.save_pretrained(str(tmp_path / "student"))
+    reloaded = load_student(tmp_path / "student")
+    ids = torch.randint(0, 30522, (1, 12))
+    mask = torch.ones_like(ids)
+    mask[0, 9:] = 0
+    with torch.no_grad():
+        ref = reloaded.bert(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
+        assert np.allclose(ref, student.bert(input_ids=ids, attention_mask=mask).last_hidden_state.numpy())
+    art = bertc.compile(tmp_path / "student", seq_len=12, out=tmp_path / "s.bertc", dump_dir=tmp_path / "ir")
+    out = bertc.load(art.path)(ids.numpy(), mask.numpy(), np.zeros_like(ids.numpy()))["last_hidden_state"]
+    assert np.abs(out[0, :9] - ref[0, :9]).max() < 1e-4
+    with make_context(), ir.Location.unknown():
+        module = ir.Module.parse(bert_ir(reloaded.config, seq_len=12))
+        for flag in PASSES:
+            run_pass(module, flag, PassContext())
+        assert _normalized(str(module)) == _normalized((tmp_path / "ir" / "05-plan_memory.mlir").read_text())
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def _search(out: Path, teacher: Path, *extra: str, trials: int = 4) -> list[str]:
+    space = out.parent / "space.json"
+    space.write_text(json.dumps(SPACE))
+    return [*BERTC, "search", "-o", str(out), "--teacher", str(teacher), "--space", str(space),
+            "--latency-budget", "0.6x", "--trials", str(trials), "--round-size", "2", "--timed-per-round", "1",
+            "--max-train", "200", "--final-epochs", "1", "--augment", "1", "--runs", "5", *extra]
+
+
+def _trials(out: Path):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(out / "study.log")))
+    return optuna.load_study(study_name="bertc-search", storage=storage).get_trials(deepcopy=False)
+
+
+def test_search_end_to_end_screened_then_timed(tiny_teacher, tmp_path):
+    out = tmp_path / "s"
+    run = subprocess.run(_search(out, tiny_teacher), capture_output=True, text=True, check=False, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((out / "search_report.json").read_text())
+    trials = _trials(out)
+    stages = [t.user_attrs.get("stage") for t in trials]
+    # the 4-layer choices are over 0.6x the teacher: the cost model screens them out, untrained
+    assert "screened-out" in stages
+    for t in trials:
+        a = t.user_attrs
+        if a.get("stage") == "screened-out":
+            assert t.state.name == "PRUNED" and "dev_accuracy" not in a and a["predicted_ms"] > report["budget_ms"]
+        elif a.get("stage") in ("trained", "timed"):
+            assert t.state.name == "COMPLETE" and 0 <= a["dev_accuracy"] <= 1 and a["predicted_ms"] > 0
+    timed = [t for t in trials if t.user_attrs.get("stage") == "timed"]
+    assert len(timed) == 2 and all(t.user_attrs["measured_ms"] > 0 for t in timed)  # one per round
+    assert stages.count("trained") == 2
+    assert report["cost_model_on_timed"]["candidates"] == 2
+    assert json.loads((out / "profile.json").read_text())["sources"]["search"].startswith("run_scale re-fitted")
+    final = report["final"]
+    assert final["latency_ms"] <= report["budget_ms"] * 1.5 and 0 <= final["test_accuracy"] <= 1
+    assert final["compiled_test_accuracy"] == pytest.approx(final["test_accuracy"], abs=0.01)
+    assert (out / "pareto.png").stat().st_size > 10_000 and "plotly" in (out / "pareto.html").read_text()[:100_000]
+    assert "Pareto front" in run.stderr + run.stdout
+    # the saved student is what `bertc compile` takes
+    art = bertc.compile(out / "student", seq_len=16, out=tmp_path / "student.bertc")
+    assert art.manifest["seq_len"] == 16
+
+
+def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
+    out = tmp_path / "s"
+    proc = subprocess.Popen(_search(out, tiny_teacher, "--final-epochs", "0", trials=6), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 400
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "study.log").exists() and sum(t.state.name == "COMPLETE" for t in _trials(out)) >= 2:
+                break
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = {t.number: (t.values, t.user_attrs.get("stage")) for t in _trials(out) if t.state.name == "COMPLETE"}
+    assert len(before) >= 2, "the search did not get two trials done before the kill"
+    again = subprocess.run([*BERTC, "search", "-o", str(out), "--resume", "--teacher", str(tiny_teacher)],
+                           capture_output=True, text=True, check=False, timeout=600)
+    assert again.returncode == 2 and "--resume continues the study with the settings" in again.stderr
+    resumed = subprocess.run([*BERTC, "search", "-o", str(out), "--resume", "--trials", "6"],
+                             capture_output=True, text=True, check=False, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = _trials(out)
+    assert sum(t.state.name == "COMPLETE" for t in after) == 6
+    for t in after:  # what was finished before the kill is still there, unchanged
+        if t.number in before:
+            assert (t.values, t.user_attrs.get("stage")) == before[t.number]
+    assert json.loads((out / "search_report.json").read_text())["final"]["trial"] is not None
+
+
+def test_search_on_a_local_ray(tiny_teacher, tmp_path):
+    out = tmp_path / "s"
+    run = subprocess.run(_search(out, tiny_teacher, "--workers", "2", "--final-epochs", "0", trials=2),
+                         capture_output=True, text=True, check=False, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    done = [t for t in _trials(out) if t.state.name == "COMPLETE"]
+    assert len(done) == 2 and all("dev_accuracy" in t.user_attrs for t in done)
+
+
+def test_search_refuses_bad_input(tiny_teacher, tmp_path):
+    bad = subprocess.run([*BERTC, "search", "-o", str(tmp_path / "x"), "--latency-budget", "3"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--latency-budget '3'" in bad.stderr
+    none = subprocess.run([*BERTC, "search", "-o", str(tmp_path / "y"), "--resume"], capture_output=True, text=True, check=False)
+    assert none.returncode == 2 and "holds no search" in none.stderr
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "keep.txt").write_text("mine")
+    busy = subprocess.run(_search(tmp_path / "z", tiny_teacher), capture_output=True, text=True, check=False)
+    assert busy.returncode == 2 and "not a search folder" in busy.stderr
+    assert (tmp_path / "z" / "keep.txt").read_text() == "mine"
