@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
 	# qemu-aarch64 runs the ARM64 artifacts in the tests (function only, not speed)
 	@command -v qemu-aarch64 >/dev/null || (apt-get update -qq && apt-get install -y -qq qemu-user)
+	# the vulkan target: glslangValidator compiles the shaders, the Vulkan headers build the executor, and
+	# Mesa's lavapipe (a CPU Vulkan device) runs them in the tests
+	@(command -v glslangValidator >/dev/null && test -f /usr/include/vulkan/vulkan_core.h && ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1) || \
+		(apt-get update -qq && apt-get install -y -qq mesa-vulkan-drivers libvulkan-dev glslang-tools)
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: the CPU build comes from this machine's wheel cache
@@ -35,7 +39,7 @@ lit: setup ## lit + FileCheck suites for every pass
 pytest: setup ## models against PyTorch, hypothesis shapes, bad inputs
 	$(PY) -m pytest -q test
 
-test: lit pytest ## everything CI runs
+test: lit pytest ## everything CI runs (the Vulkan tests on Mesa lavapipe)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check bertc passes dialects search test benchmarks

@@ -16,3 +16,6 @@ config.substitutions.append(("FileCheck", os.path.join(bindir, "filecheck")))
 config.substitutions.append(("bertc-opt", os.path.join(bindir, "bertc-opt")))
 if shutil.which("qemu-aarch64"):
     config.available_features.add("qemu-aarch64")
+if shutil.which("glslangValidator"):  # the shaders compile to SPIR-V (Debian glslang-tools)
+    config.available_features.add("vulkan")
+config.substitutions.append(("%shaders", os.path.join(os.path.dirname(__file__), "runtime", "vulkan", "shaders")))

@@ -9,23 +9,24 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch_mlir import ir
 
 from . import __version__
 from .artifact import read_manifest, staging, write_manifest
-from .errors import BertcError
+from .errors import BertcError, DeviceUnavailable
 from .frontend import export_model, import_torch
 from .ir import make_context
 from .passes import PassContext
-from .pipeline import PIPELINE, run_pipeline
+from .pipeline import pipeline_for, run_pipeline
 from .runtime import CompiledModel
 from .sparsity import parse_spec
 from .targets import get_target
-from .toolchain import build, find_toolchain
+from .toolchain import SHADER_DIR, build, compile_shaders, find_glslang, find_toolchain
 
 
 @dataclass
@@ -33,8 +34,9 @@ class Artifact:
     path: Path
     manifest: dict[str, Any]
 
-    def load(self, threads: int = 1, device: str | None = None, cores: str | None = None):
-        return load(self.path, threads=threads, device=device, cores=cores)
+    def load(self, threads: int = 1, device: str | None = None, cores: str | None = None,
+             fallback: str | None = None):
+        return load(self.path, threads=threads, device=device, cores=cores, fallback=fallback)
 
     @property
     def report(self) -> dict[str, Any]:
@@ -130,23 +132,33 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
 def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Path | None = None, *, batch: int = 1,
             trust_pickle: bool = False, config: str | Path | None = None, dump_dir: str | Path | None = None,
             progress: bool = False, dtype: str = "fp32", prune: str | None = None,
-            force_sparse: bool = False) -> Artifact:
+            force_sparse: bool = False, fallback: str | None = None) -> Artifact:
     """Compile a model (transformers object or MODEL path) into an artifact folder.
 
     ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
-    arithmetic (ARM64 targets); activations stay fp32. ``prune`` is a --prune-patterns SPEC
-    (bertc/sparsity.py): the linears it names are pruned by block magnitude and stored sparse where
-    the target's sparse kernel is faster (everywhere with ``force_sparse``).
+    arithmetic (ARM64 targets) or on the GPU's shaderFloat16 (GPU targets); activations stay fp32.
+    ``prune`` is a --prune-patterns SPEC (bertc/sparsity.py): the linears it names are pruned by block
+    magnitude and stored sparse where the target's sparse kernel is faster (everywhere with
+    ``force_sparse``). GPU targets (vulkan, android-vulkan) also store golden inputs and PyTorch's
+    outputs for ``bertc run --verify``; ``fallback="cpu"`` adds the CPU build of the same model in
+    ``cpu/``, which ``load(..., fallback="cpu")`` runs when the device cannot.
     """
     tgt = get_target(target)  # names the supported targets when this one is unknown
     if dtype not in ("fp32", "fp16"):
         raise BertcError(f"unknown dtype '{dtype}': use fp32 or fp16")
-    if dtype == "fp16" and tgt.fp16_tile is None:
-        raise BertcError(f"--dtype fp16 needs an ARM64 target (ARMv8.2-A FP16 arithmetic); target '{target}' "
-                         f"is {tgt.arch} with {tgt.isa} kernels: use --target android-arm64, or fp32")
-    passes = list(PIPELINE)
+    if dtype == "fp16" and tgt.fp16_tile is None and not tgt.is_gpu:
+        raise BertcError(f"--dtype fp16 needs an ARM64 target (ARMv8.2-A FP16 arithmetic) or a GPU target; target "
+                         f"'{target}' is {tgt.arch} with {tgt.isa} kernels: use --target android-arm64 or vulkan, or fp32")
+    if fallback not in (None, "cpu"):
+        raise BertcError(f"--fallback {fallback}: the only fallback is cpu")
+    if fallback and not tgt.is_gpu:
+        raise BertcError(f"--fallback cpu is for GPU targets (vulkan, android-vulkan); '{target}' already runs on the CPU")
+    passes = pipeline_for(tgt)
     if prune is not None:
         parse_spec(prune)  # a bad SPEC fails here, before the slow steps
+        if tgt.is_gpu:
+            raise BertcError(f"--prune-patterns: target '{target}' has no sparse GEMM shader; compile for a CPU "
+                             "target, or without --prune-patterns")
         if dtype != "fp32":
             raise BertcError("--prune-patterns: the sparse kernels are fp32; compile with --dtype fp32 "
                              "(or leave out --prune-patterns)")
@@ -162,65 +174,180 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     timings: dict[str, float] = {}
     t = time.perf_counter()
     toolchain = find_toolchain(tgt)  # fail before the slow steps if there is no compiler
+    if tgt.is_gpu:
+        find_glslang()  # ... or no shader compiler
     step("export")
     loaded = export_model(model, batch=batch, seq_len=seq_len, trust_pickle=trust_pickle, config=config)
     timings["export"] = time.perf_counter() - t
+    golden = _golden(loaded, batch, seq_len) if tgt.is_gpu else None  # before the import changes the program
+    with staging(out) as tmp:
+        manifest = _build_into(tmp, loaded, tgt, toolchain, dtype, passes, timings, step, dump_dir, batch, seq_len)
+        if golden is not None:
+            _store_golden(tmp, golden, dtype, manifest)
+        if fallback:
+            cpu = get_target(tgt.cpu)
+            fields = _build_into(tmp / "cpu", loaded, cpu, find_toolchain(cpu), dtype if cpu.fp16_tile else "fp32",
+                                 pipeline_for(cpu), {}, lambda name: None, None, batch, seq_len)
+            write_manifest(tmp / "cpu", fields)  # an artifact of its own
+            manifest["fallback"] = {"cpu": "cpu", "target": cpu.name}
+        manifest = write_manifest(tmp, manifest)
+    step("done")
+    return Artifact(out, manifest)
+
+
+def _build_into(folder: Path, loaded, tgt, toolchain, dtype: str, passes: list[str], timings: dict[str, float],
+                step, dump_dir, batch: int, seq_len: int) -> dict[str, Any]:
+    """Import, run the passes and build one target's artifact files into ``folder`` (report.json
+    included); return the manifest's fields (write_manifest adds the file list)."""
     step("import")
     t = time.perf_counter()
     context = make_context()
-    module, weights = import_torch(loaded, context)
+    if isinstance(loaded, IRProgram):
+        module, weights = ir.Module.parse(loaded.text, context), loaded
+    else:
+        module, weights = import_torch(loaded, context)
     timings["import"] = time.perf_counter() - t
     ctx = PassContext(weights=weights)
     t = time.perf_counter()
     with context, ir.Location.unknown():
         _annotate(module, loaded)
-        module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
+        module.operation.attributes["bertc.target"] = ir.StringAttr.get(tgt.name)
         module.operation.attributes["bertc.dtype"] = ir.StringAttr.get("f16" if dtype == "fp16" else "f32")
         run_pipeline(module, passes, ctx, Path(dump_dir) if dump_dir else None, progress=step)
     timings["passes"] = time.perf_counter() - t
-    emitted = ctx.outputs["emit-c"]
+    emitted = ctx.outputs["emit-vulkan" if tgt.is_gpu else "emit-c"]
     if emitted.missing_weights:
         raise BertcError(f"weights missing from the model: {emitted.missing_weights[:5]}")
     step("build")
     t = time.perf_counter()
-    with staging(out) as tmp:
-        (tmp / "src").mkdir()
-        (tmp / "src" / "model.c").write_text(emitted.source)
-        (tmp / "src" / "model.mlir").write_text(str(module))
-        (tmp / "weights.bin").write_bytes(emitted.weights)
-        # a content-derived name: ctypes would reuse an already loaded library of the same name
-        lib_stem = f"libbertc_model.{hashlib.sha256(emitted.source.encode() + emitted.weights_sha256.encode()).hexdigest()[:16]}"
-        lib, _ = build(toolchain, tgt, tmp / "src" / "model.c", tmp, lib_stem, fp16=dtype == "fp16")
-        if loaded.tokenizer_dir is not None:
-            tok = tmp / "tokenizer"
-            tok.mkdir()
-            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
-                         "merges.txt", "vocab.json"):
-                if (loaded.tokenizer_dir / name).exists():
-                    shutil.copy(loaded.tokenizer_dir / name, tok / name)
-        timings["build"] = time.perf_counter() - t
-        (tmp / "report.json").write_text(json.dumps(_report(module, emitted, timings, tgt), indent=2) + "\n")
-        b, s = batch, seq_len
-        manifest = write_manifest(tmp, {
-            "bertc_version": __version__,
-            "target": target,
-            "arch": tgt.arch,
-            "isa": tgt.isa,
-            "dtype": dtype,
-            "toolchain": toolchain.name,
-            "library": lib.name,
-            "tool": "bertc_run",
-            "batch": b,
-            "seq_len": s,
-            "vocab_size": loaded.vocab_size,
-            "inputs": [{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
-            "outputs": _output_specs(module, loaded.output_names),
-            "passes": passes,
-            "model": {"source": loaded.source, "config": loaded.config},
-            "tokenizer": "tokenizer" if loaded.tokenizer_dir is not None else None,
-        })
-    step("done")
-    return Artifact(out, manifest)
+    folder.mkdir(exist_ok=True)
+    (folder / "src").mkdir()
+    model_c = folder / "src" / ("model_vulkan.c" if tgt.is_gpu else "model.c")
+    model_c.write_text(emitted.source)
+    (folder / "src" / "model.mlir").write_text(str(module))
+    (folder / "weights.bin").write_bytes(emitted.weights)
+    spirv = None
+    if tgt.is_gpu:  # SPIR-V into shaders/, the GLSL beside the C for reading
+        spirv = compile_shaders(emitted.shaders, folder / "shaders")
+        for source in {src for src, _ in emitted.shaders.values()} | {"common.glsl"}:
+            shutil.copy(SHADER_DIR / source, folder / "src" / source)
+    # a content-derived name (shaders included): ctypes would reuse an already loaded library of the same name
+    content = emitted.source + emitted.weights_sha256 + json.dumps(spirv)
+    lib_stem = f"libbertc_model.{hashlib.sha256(content.encode()).hexdigest()[:16]}"
+    lib, _ = build(toolchain, tgt, model_c, folder, lib_stem, fp16=dtype == "fp16", spirv=spirv)
+    if loaded.tokenizer_dir is not None:
+        tok = folder / "tokenizer"
+        tok.mkdir()
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+                     "merges.txt", "vocab.json"):
+            if (loaded.tokenizer_dir / name).exists():
+                shutil.copy(loaded.tokenizer_dir / name, tok / name)
+    timings["build"] = time.perf_counter() - t
+    report = _report(module, emitted, timings, tgt)
+    if tgt.is_gpu:
+        report["dispatches"] = [{"op": d.label, "shader": d.shader, "spec": list(d.spec), "groups": list(d.groups)}
+                                for d in emitted.dispatches]
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    b, s = batch, seq_len
+    fields = {
+        "bertc_version": __version__,
+        "target": tgt.name,
+        "arch": tgt.arch,
+        "isa": tgt.isa,
+        "dtype": dtype,
+        "toolchain": toolchain.name,
+        "library": lib.name,
+        "tool": "bertc_run",
+        "batch": b,
+        "seq_len": s,
+        "vocab_size": loaded.vocab_size,
+        "inputs": [{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
+        "outputs": _output_specs(module, loaded.output_names),
+        "passes": passes,
+        "model": {"source": loaded.source, "config": loaded.config},
+        "tokenizer": "tokenizer" if loaded.tokenizer_dir is not None else None,
+    }
+    if tgt.is_gpu:
+        fields["shaders"] = sorted(emitted.shaders)
+    return fields
+
+
+@dataclass
+class IRProgram:
+    """Hand-written bertc IR in place of an exported model: one function of int64 inputs (``input_names``)
+    whose constants are ``bertc.weight`` ops named in ``arrays``. The kernel tests compile one op per
+    shader this way, for a GPU and for the C reference kernels."""
+
+    text: str
+    arrays: dict[str, np.ndarray]
+    input_names: list[str]
+    output_names: list[str]
+    vocab_size: int = 1 << 20
+    max_token_type: int = 0
+    tokenizer_dir: Path | None = None
+    source: str = "bertc IR"
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def compile_ir(program: IRProgram, target, out: str | Path, batch: int, seq_len: int) -> Artifact:
+    """Compile an IRProgram for ``target`` (a name or a Target: a CPU target with isa="ref" builds the
+    reference kernels): the target's pipeline from --plan-memory on (the IR is already bertc ops)."""
+    tgt = get_target(target) if isinstance(target, str) else target
+    passes = [p for p in pipeline_for(tgt) if p in ("pack-weights", "plan-memory") or p.startswith("emit-")]
+    with staging(Path(out)) as tmp:
+        fields = _build_into(tmp, program, tgt, find_toolchain(tgt), "fp32", passes, {}, lambda name: None, None,
+                             batch, seq_len)
+        manifest = write_manifest(tmp, fields)
+    return Artifact(Path(out), manifest)
+
+
+# Max |error| against the golden outputs that `bertc run --verify` accepts: fp32 shaders agree with
+# PyTorch to ~2e-6 on lavapipe, a wrong driver is off by far more; fp16 GEMMs cost ~4e-3 on MiniLM (README).
+VERIFY_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
+
+
+def golden_inputs(loaded, b: int, s: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded token ids in [3, vocab), the last quarter of each row padded and masked, two segments."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, max(4, loaded.vocab_size), size=(b, s)).astype(np.int64)
+    mask = np.ones((b, s), np.int64)
+    keep = max(1, s - s // 4)
+    mask[:, keep:] = 0
+    ids[:, keep:] = 0
+    types = np.zeros((b, s), np.int64)
+    if loaded.max_token_type > 1:
+        types[:, keep // 2:keep] = 1
+    named = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    return {n: named[n] for n in loaded.input_names}
+
+
+def _golden(loaded, batch: int, seq_len: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Golden inputs and PyTorch's outputs for them (the exported program, run before it is imported)."""
+    import torch
+
+    inputs = golden_inputs(loaded, batch, seq_len)
+    # node by node: the program's generated forward() cannot print the tensor literals the frontend folded in
+    with torch.no_grad():
+        result = torch.fx.Interpreter(loaded.program.module()).run(*(torch.from_numpy(inputs[n])
+                                                                     for n in loaded.input_names))
+    if isinstance(result, torch.Tensor):
+        result = [result]
+    elif isinstance(result, dict):
+        result = list(result.values())
+    return inputs, [t.detach().to(torch.float32).contiguous().numpy() for t in result]
+
+
+def _store_golden(folder: Path, golden, dtype: str, manifest: dict[str, Any]) -> None:
+    """golden/: the inputs and PyTorch's outputs, raw little-endian (int64, float32)."""
+    inputs, outputs = golden
+    gold = folder / "golden"
+    gold.mkdir()
+    for n, arr in inputs.items():
+        arr.tofile(gold / f"{n}.bin")
+    for spec, arr in zip(manifest["outputs"], outputs):
+        arr.tofile(gold / f"{spec['name']}.bin")
+    manifest["golden"] = {"folder": "golden", "inputs": list(inputs), "outputs": [o["name"] for o in manifest["outputs"]],
+                          "tolerance": VERIFY_TOLERANCE[dtype], "reference": "PyTorch (the exported program)"}
 
 
 def _output_specs(module: ir.Module, names: list[str]) -> list[dict[str, Any]]:
@@ -231,19 +358,66 @@ def _output_specs(module: ir.Module, names: list[str]) -> list[dict[str, Any]]:
     return [{"name": n, "shape": shape_of(v), "dtype": "float32"} for n, v in zip(names, ret.operands)]
 
 
-def load(path: str | Path, threads: int = 1, device: str | None = None, cores: str | None = None):
+def load(path: str | Path, threads: int = 1, device: str | None = None, cores: str | None = None,
+         fallback: str | None = None):
     """Open an artifact: a callable taking numpy int arrays, returning a dict of arrays.
 
-    A host artifact runs in this process (ctypes) unless a device is named; any other runs
+    A host or vulkan artifact runs in this process (ctypes) unless a device is named; any other runs
     through bertc_run on ``device``: "qemu" (the default for ARM64 artifacts here), "adb" or
-    "adb:SERIAL". ``cores`` ("4-7") pins bertc_run's threads.
+    "adb:SERIAL". ``cores`` ("4-7") pins bertc_run's threads. ``fallback="cpu"``: when a GPU
+    artifact finds no usable Vulkan device, run the CPU build it carries (compiled with --fallback cpu).
     """
-    manifest = read_manifest(Path(path))
-    if device is None and cores is None and manifest["target"] == "host":
-        return CompiledModel(path, threads=threads)
-    from .device import DeviceModel
+    path = Path(path)
+    manifest = read_manifest(path)
+    if fallback not in (None, "cpu"):
+        raise BertcError(f"--fallback {fallback}: the only fallback is cpu")
+    try:
+        if device is None and cores is None and manifest["target"] in ("host", "vulkan"):
+            return CompiledModel(path, threads=threads)
+        from .device import DeviceModel
 
-    return DeviceModel(path, device=device, threads=threads, cores=cores)
+        model = DeviceModel(path, device=device, threads=threads, cores=cores)
+        if fallback and "fallback" in manifest:  # bertc_run opens the device on each call: try it once now
+            model(np.zeros((manifest["batch"], 1), np.int64))
+        return model
+    except DeviceUnavailable as e:
+        return load(cpu_fallback(path, manifest, e, fallback), threads=threads, device=device, cores=cores)
+
+
+def cpu_fallback(path: Path, manifest: dict[str, Any], error: DeviceUnavailable, fallback: str | None) -> Path:
+    """The CPU build to run instead of a GPU artifact that found no device, or ``error`` with the way out."""
+    if fallback != "cpu":
+        raise error
+    if "fallback" not in manifest:
+        raise BertcError(f"{error}\n{path} carries no CPU build to fall back to: recompile it with --fallback cpu") from None
+    print(f"bertc: {error}\nbertc: running the CPU build ({manifest['fallback']['target']}) instead", file=sys.stderr)
+    return path / manifest["fallback"]["cpu"]
+
+
+def verify(model, manifest: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Run the golden inputs stored at compile time and compare with the stored PyTorch outputs (on
+    the unpadded tokens): max |error| per output against the artifact's tolerance. Raises when above."""
+    gold = manifest.get("golden")
+    if gold is None:
+        raise BertcError(f"{path} has no golden inputs/outputs (only GPU artifacts carry them): nothing to verify")
+    folder = path / gold["folder"]
+    b, s = manifest["batch"], manifest["seq_len"]
+    inputs = {n: np.fromfile(folder / f"{n}.bin", dtype=np.int64).reshape(b, s) for n in gold["inputs"]}
+    ours = model(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"))
+    keep = inputs.get("attention_mask", np.ones((b, s), np.int64)).astype(bool)
+    errors = {}
+    for spec in manifest["outputs"]:
+        ref = np.fromfile(folder / f"{spec['name']}.bin", dtype=np.float32).reshape(spec["shape"])
+        diff = np.abs(ours[spec["name"]] - ref)
+        errors[spec["name"]] = float(diff[keep].max() if diff.shape[:2] == (b, s) else diff.max())
+    worst = max(errors.values())
+    result = {"max_abs_error": errors, "tolerance": gold["tolerance"], "passed": worst <= gold["tolerance"],
+              "reference": gold["reference"]}
+    if not result["passed"]:
+        raise BertcError(f"--verify failed: max |error| {worst:.3g} against the golden outputs is above the tolerance "
+                         f"{gold['tolerance']:g} ({errors}); this device/driver computes this model wrongly: use the "
+                         "CPU build (--fallback cpu) on it")
+    return result
 
 
 def open_artifact(path: str | Path) -> Artifact:

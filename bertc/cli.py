@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BertcError
+from .errors import BertcError, DeviceUnavailable
 from .sparsity import SPEC_HELP
 
 MODEL_HELP = """MODEL is one of:
@@ -40,7 +40,7 @@ def _compile(args: argparse.Namespace) -> int:
     art = compile_model(args.model, target=args.target, seq_len=args.seq_len, batch=args.batch, out=args.output,
                         trust_pickle=args.trust_pickle, config=args.config, dump_dir=args.dump_dir,
                         progress=not args.quiet, dtype=args.dtype, prune=args.prune_patterns,
-                        force_sparse=args.force)
+                        force_sparse=args.force, fallback=args.fallback)
     rep = art.report
     mem = rep["memory"]
     print(f"wrote {art.path} in {time.perf_counter() - t:.1f} s: target {args.target}, batch {args.batch}, "
@@ -87,7 +87,17 @@ def _inputs(args: argparse.Namespace, seq_len: int):
 def _run(args: argparse.Namespace) -> int:
     from .api import load
 
-    model = load(args.artifact, threads=args.threads, device=args.device, cores=args.cores)
+    model = load(args.artifact, threads=args.threads, device=args.device, cores=args.cores, fallback=args.fallback)
+    if args.verify:
+        import json
+
+        from .api import open_artifact, verify
+
+        art = open_artifact(args.artifact)  # its golden files, whether the device or the CPU build ran them
+        result = verify(model, art.manifest, art.path)
+        where = getattr(model, "device_name", None) or getattr(getattr(model, "device", None), "name", "")
+        print(json.dumps({"artifact": str(art.path), "device": where, **result}, indent=2))
+        return 0
     ids, mask, types = _inputs(args, model.seq_len)
     t = time.perf_counter()
     out = model(ids, mask, types)
@@ -116,7 +126,14 @@ def _bench(args: argparse.Namespace) -> int:
         mask = types = None
     else:
         ids, mask, types = _inputs(args, model.seq_len)
-    report = model.bench(ids, mask, types, runs=args.runs, warmup=args.warmup)
+    try:
+        report = model.bench(ids, mask, types, runs=args.runs, warmup=args.warmup)
+    except DeviceUnavailable as e:  # a GPU artifact on a machine without the device: its CPU build, if asked
+        from .api import cpu_fallback
+
+        cpu = cpu_fallback(Path(args.artifact), model.manifest, e, args.fallback)
+        model = DeviceModel(cpu, device=args.device, threads=args.threads, cores=args.cores)
+        report = model.bench(ids, mask, types, runs=args.runs, warmup=args.warmup)
     report.pop("outputs", None)
     if report["emulated"]:
         report["note"] = "emulated CPU: these timings check that it runs, they say nothing about speed"
@@ -172,6 +189,8 @@ def _add_io(r: argparse.ArgumentParser) -> None:
     r.add_argument("--threads", type=int, default=1, help="worker threads (default: 1)")
     r.add_argument("--device", help=DEVICE_HELP)
     r.add_argument("--cores", help="pin bertc_run to these cores, e.g. 4-7 (a phone's big cores) or 0,2")
+    r.add_argument("--fallback", choices=["cpu"], help="GPU artifacts: when there is no usable Vulkan device, run "
+                   "the CPU build the artifact carries (compiled with --fallback cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,18 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=MODEL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", help="model folder, .pt2, TorchScript archive or .pt state dict (see below)")
     c.add_argument("--target", default="host", help="where it will run: host (this machine), android-arm64 "
-                   "(a phone's CPU, NEON), linux-arm64 (default: host; `bertc toolchains` shows the compilers)")
+                   "(a phone's CPU, NEON), linux-arm64, vulkan (a Linux Vulkan device, e.g. a GPU or lavapipe), "
+                   "android-vulkan (a phone's GPU) (default: host; `bertc toolchains` shows the compilers)")
     c.add_argument("-o", "--output", help="artifact folder to write (default: MODEL_NAME.bertc)")
     c.add_argument("--seq-len", type=int, default=128, help="compiled sequence length; shorter inputs are "
                    "padded and masked at run time (default: 128)")
     c.add_argument("--batch", type=int, default=1, help="compiled batch size (default: 1)")
     c.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="GEMM precision: fp16 stores the "
-                   "weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets only; "
-                   "activations stay fp32). Default: fp32")
+                   "weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets) or on the "
+                   "GPU's shaderFloat16 (GPU targets); activations stay fp32. Default: fp32")
     c.add_argument("--prune-patterns", metavar="SPEC", help="prune the encoder's linear weights in blocks by "
                    "magnitude and store them sparse where the target's sparse kernel beats dense at that density "
                    "(report.json lists each matrix's choice and expected gain). " + SPEC_HELP.replace("%", "%%")
                    + ". `bertc prune` recovers the accuracy first")
+    c.add_argument("--fallback", choices=["cpu"], help="GPU targets: also build the CPU code (host for vulkan, "
+                   "android-arm64 for android-vulkan) into cpu/, for `bertc run --fallback cpu` on a machine "
+                   "without a usable Vulkan device")
     c.add_argument("--force", action="store_true", help="with --prune-patterns: store every pruned matrix "
                    "sparse, even where dense is faster")
     c.add_argument("--config", help="config.json for a state dict or .pt2 saved without one")
@@ -217,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "--cores 4-7 --text \"...\"", formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_io(r)
     r.add_argument("--output", help="write every output to this .npz")
+    r.add_argument("--verify", action="store_true", help="GPU artifacts: run the golden inputs stored at compile "
+                   "time on this device and compare with PyTorch's outputs; fails when the max error is above the "
+                   "artifact's tolerance (mobile GPU drivers do compute wrong results)")
     r.set_defaults(func=_run)
 
     b = sub.add_parser("bench", help="time an artifact with bertc_run: p50/p90, first run, peak RSS (JSON)",

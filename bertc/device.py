@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from .artifact import read_manifest
-from .errors import BertcError
+from .errors import BertcError, DeviceUnavailable
 from .runtime import check_ids
 
 REMOTE_ROOT = "/data/local/tmp/bertc"
 STATUS_TEXT = {1: "I/O error", 2: "format error", 3: "checksum error", 4: "input error", 5: "out of memory",
-               6: "bad argument"}
+               6: "bad argument", 7: "no usable device"}
 
 
 class Device:
@@ -166,7 +166,7 @@ class DeviceModel:
             r = self.device.run(argv, self.timeout)
             if r.returncode != 0:
                 what = STATUS_TEXT.get(r.returncode, f"exit status {r.returncode}")
-                raise BertcError(f"bertc_run on {self.device.name} failed ({what}): {r.stderr.strip()[:2000]}")
+                raise (DeviceUnavailable if r.returncode == 7 else BertcError)(f"bertc_run on {self.device.name} failed ({what}): {r.stderr.strip()[:2000]}")
             try:
                 report = json.loads(r.stdout.strip().splitlines()[-1])
             except (json.JSONDecodeError, IndexError) as e:
@@ -239,8 +239,10 @@ def format_op_table(report: dict[str, Any], top: int) -> str:
               for k, v in (report.get("by_kernel") or kernel_summary(ops)).items()]  # bench() summed them already
     if "mean_ms" in report:  # means add up (medians do not): mean run = sum of op means + time outside the ops
         means = sum(o["ms"] for o in ops)
+        gpu = str(report.get("device_name", "")).startswith("vulkan")  # ops timed by GPU timestamps
+        outside = "input checks and copies, submit and wait" if gpu else "input checks, pool wake-up"
         lines.append(f"\nper run over {report['runs']} runs: mean {report['mean_ms']:.3f} ms = ops {means:.3f} ms + "
-                     f"{report['mean_ms'] - means:.3f} ms outside them (input checks, pool wake-up); p50 "
+                     f"{report['mean_ms'] - means:.3f} ms outside them ({outside}); p50 "
                      f"{report['p50_ms']:.3f} ms")
     if report.get("emulated"):
         lines.append("note: emulated CPU: these timings check that it runs, they say nothing about speed")

@@ -4,6 +4,7 @@ cannot see Python-defined ops or passes).
     bertc-opt in.mlir --raise-torch --fuse-attention
     bertc-opt in.mlir --split-input-file --fuse-epilogues | FileCheck in.mlir
     bertc-opt in.mlir --plan-memory --emit-c             # prints the C source
+    bertc-opt in.mlir --plan-memory --emit-vulkan        # prints the Vulkan dispatch list (C)
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def process(text: str, flags: list[str], print_after_all: bool = False) -> str:
             run_pass(module, flag, ctx)
             if print_after_all:
                 print(f"// -----// IR Dump After {flag} //----- //\n{module}", file=sys.stderr)
-        if "emit-c" in ctx.outputs:
-            return ctx.outputs["emit-c"].source
+        for emitter in ("emit-c", "emit-vulkan"):
+            if emitter in ctx.outputs:
+                return ctx.outputs[emitter].source
         return str(module)
 
 

@@ -28,6 +28,21 @@ PIPELINE: list[str] = [
     "emit-c",  # C calling the runtime's kernels
 ]
 
+# GPU targets (vulkan, android-vulkan): no CPU weight packing; the GEMM shader reads [K, N] weights and
+# tiles them itself in shared memory, with workgroup and tile sizes from the target's GpuParams.
+VULKAN_PIPELINE: list[str] = [
+    "raise-torch",  # torch ops -> bertc ops; unsupported ops are named here
+    "fuse-attention",  # one shader per attention block; Q/K/V become one GEMM
+    "fuse-epilogues",  # bias, GELU and residual adds ride on the GEMM shader
+    "plan-memory",  # one arena in the device buffer, offsets by liveness
+    "emit-vulkan",  # the dispatch list and the GLSL shaders it uses
+]
+
+
+def pipeline_for(target) -> list[str]:
+    """The pass list of a bertc.targets.Target."""
+    return list(VULKAN_PIPELINE if target.is_gpu else PIPELINE)
+
 
 def split_flag(flag: str) -> tuple[str, dict[str, str]]:
     """'pack-weights{mr=4 nr=16}' -> ('pack-weights', {'mr': '4', 'nr': '16'});
@@ -83,7 +98,7 @@ def run_pipeline(module: ir.Module, flags: list[str], ctx: PassContext, dump_dir
         dump_dir.mkdir(parents=True, exist_ok=True)
         (dump_dir / "00-torch.mlir").write_text(str(module))
     for i, flag in enumerate(flags, 1):
-        before = str(module) if flag != "emit-c" else None
+        before = str(module) if not flag.startswith("emit-") else None
         if progress:
             progress(flag)
         try:

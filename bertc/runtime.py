@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from .artifact import read_manifest
-from .errors import BertcError
+from .errors import BertcError, DeviceUnavailable
 
 _STATUS = {1: "I/O error", 2: "format error", 3: "checksum error", 4: "input error", 5: "out of memory",
-           6: "bad argument"}
+           6: "bad argument", 7: "no usable device"}
+DEVICE_STATUS = 7  # BERTC_ERR_DEVICE
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -40,6 +41,8 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bertc_timed_runs.argtypes = [ctypes.c_void_p]
     lib.bertc_timed_runs.restype = ctypes.c_int64
     lib.bertc_reset_op_times.argtypes = [ctypes.c_void_p]
+    lib.bertc_device.argtypes = [ctypes.c_void_p]
+    lib.bertc_device.restype = ctypes.c_char_p
 
 
 def check_ids(name: str, a, shape=None) -> np.ndarray | None:
@@ -66,16 +69,19 @@ class CompiledModel:
     def __init__(self, path: str | Path, threads: int = 1):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
-        if self.manifest["target"] != "host":
-            raise BertcError(f"{self.path} was compiled for {self.manifest['target']}; only host artifacts run "
-                             "in this process: load it with device='qemu' or device='adb'")
+        if self.manifest["target"] not in ("host", "vulkan"):
+            raise BertcError(f"{self.path} was compiled for {self.manifest['target']}; only host artifacts run in this "
+                             "process (and vulkan ones, on this machine's Vulkan device): load it with device='qemu' "
+                             "or device='adb'")
         self.lib = ctypes.CDLL(str(self.path / self.manifest["library"]))
         _bind(self.lib)
         handle = ctypes.c_void_p()
         status = self.lib.bertc_open(str(self.path).encode(), int(threads), ctypes.byref(handle))
         if status != 0:
-            raise BertcError(f"{_STATUS.get(status, status)}: {self.lib.bertc_open_error().decode()}")
+            error = DeviceUnavailable if status == DEVICE_STATUS else BertcError
+            raise error(f"{_STATUS.get(status, status)}: {self.lib.bertc_open_error().decode()}")
         self._h = handle
+        self.device_name = self.lib.bertc_device(handle).decode()  # "cpu", or "vulkan: DEVICE NAME"
         self.threads = threads
         self.batch = self.lib.bertc_batch(handle)
         self.seq_len = self.lib.bertc_seq_len(handle)

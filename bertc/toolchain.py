@@ -88,6 +88,8 @@ PREFERENCE = {
     "host": ["cc"],
     "android-arm64": ["ndk", "zig", "aarch64-linux-gnu-gcc"],
     "linux-arm64": ["zig", "aarch64-linux-gnu-gcc"],
+    "vulkan": ["cc"],  # the Vulkan executor and the dispatch list; libvulkan is loaded at run time
+    "android-vulkan": ["ndk", "zig", "aarch64-linux-gnu-gcc"],  # only the NDK's (dynamic) one can dlopen it
 }
 HOW_TO_GET = {
     "cc": "apt-get install gcc (or set CC)",
@@ -112,6 +114,8 @@ def describe_toolchains() -> str:
     for name, finder in FINDERS.items():
         tc = finder()
         lines.append(f"{name:<23} {'yes' if tc else 'no':<6} {tc.detail if tc else HOW_TO_GET[name]}")
+    glslang = shutil.which(os.environ.get("GLSLANG_VALIDATOR") or "glslangValidator")
+    lines.append(f"{'glslangValidator':<23} {'yes' if glslang else 'no':<6} {glslang or GLSLANG_HOW} (GPU targets' shaders)")
     lines += ["", "target          uses"]
     for target, names in PREFERENCE.items():
         used = next((n for n in names if FINDERS[n]() is not None), None)
@@ -126,17 +130,24 @@ def kernel_sources(target: Target) -> list[Path]:
 
 
 def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem: str,
-          fp16: bool = False) -> tuple[Path, Path]:
+          fp16: bool = False, spirv: dict[str, str] | None = None) -> tuple[Path, Path]:
     """Compile runtime + model into the library (shared, or static for static toolchains) and bertc_run.
 
-    ``fp16`` builds with FP16 arithmetic, which the half-float-weight kernels need."""
+    ``fp16`` builds with FP16 arithmetic, which the half-float-weight kernels need. For a GPU target
+    the runtime is the Vulkan executor, and ``spirv`` (shader name -> sha256 of its .spv) is compiled in."""
     inc = [f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", f"-I{RUNTIME / 'kernels'}"]
-    if fp16:
+    if fp16 and not target.is_gpu:
         tc = dataclasses.replace(tc, cflags=tc.cflags + list(tc.fp16_cflags))
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
+    sources, libs = kernel_sources(target), ["-lm"]
+    if target.is_gpu:
+        sources = [RUNTIME / s for s in VULKAN_SOURCES]
+        inc += [f"-I{RUNTIME / 'vulkan'}", f"-I{_vulkan_headers(obj_dir)}"]
+        inc += [f'-DBERTC_SPV_SHA256_{name}="{sha}"' for name, sha in (spirv or {}).items()]
+        libs += [] if tc.static else ["-ldl"]  # dlopen: in libc since glibc 2.34 and in musl
     objs = []
-    for src in [model_c, *kernel_sources(target)]:
+    for src in [model_c, *sources]:
         obj = obj_dir / f"{src.parent.name}_{src.stem}.o"
         _run(tc.cc + tc.cflags + WARNINGS + inc + ["-c", str(src), "-o", str(obj)])
         objs.append(str(obj))
@@ -145,11 +156,58 @@ def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem:
         _run(tc.ar + ["rcs", str(lib), *objs])
     else:
         lib = out_dir / f"{lib_stem}.so"
-        _run(tc.cc + tc.cflags + ["-shared", "-Wl,-Bsymbolic", "-o", str(lib), *objs, "-lm"])
+        _run(tc.cc + tc.cflags + ["-shared", "-Wl,-Bsymbolic", "-o", str(lib), *objs, *libs])
     tool = out_dir / "bertc_run"
-    _run(tc.cc + tc.cflags + WARNINGS + inc + ["-o", str(tool), str(RUNTIME / "tools/bertc_run.c"), *objs, "-lm"])
+    _run(tc.cc + tc.cflags + WARNINGS + inc + ["-o", str(tool), str(RUNTIME / "tools/bertc_run.c"), *objs, *libs])
     shutil.rmtree(obj_dir)
     return lib, tool
+
+
+VULKAN_SOURCES = ["vulkan/vulkan.c", "src/sha256.c"]
+SHADER_DIR = RUNTIME / "vulkan" / "shaders"
+GLSLANG_HOW = "apt-get install glslang-tools (or set GLSLANG_VALIDATOR to its path)"
+
+
+def _vulkan_headers(scratch: Path) -> Path:
+    """A folder holding only vulkan/ and vk_video/ (from $VULKAN_SDK/include or /usr/include), so that
+    a cross compiler sees the Vulkan headers and none of this machine's libc headers."""
+    sdk = [Path(os.environ["VULKAN_SDK"]) / "include"] if "VULKAN_SDK" in os.environ else []
+    for root in [*sdk, Path("/usr/include")]:
+        if (root / "vulkan" / "vulkan_core.h").exists():
+            inc = scratch / "vulkan-headers"
+            inc.mkdir(exist_ok=True)
+            for sub in ("vulkan", "vk_video"):
+                if (root / sub).is_dir() and not (inc / sub).exists():
+                    (inc / sub).symlink_to(root / sub)
+            return inc
+    raise BertcError("the Vulkan headers (vulkan/vulkan_core.h) were not found: apt-get install libvulkan-dev, "
+                     "or set VULKAN_SDK")
+
+
+def find_glslang() -> str:
+    exe = shutil.which(os.environ.get("GLSLANG_VALIDATOR") or "glslangValidator")
+    if not exe:
+        raise BertcError(f"GPU targets compile their shaders with glslangValidator, which was not found: {GLSLANG_HOW}")
+    return exe
+
+
+def compile_shaders(shaders: dict[str, tuple[str, tuple[str, ...]]], out_dir: Path) -> dict[str, str]:
+    """GLSL (runtime/vulkan/shaders/FILE with -D defines) -> out_dir/NAME.spv for each shader; returns
+    name -> sha256 of the SPIR-V."""
+    from .artifact import sha256_file
+
+    glslang = find_glslang()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for name, (source, defines) in sorted(shaders.items()):
+        spv = out_dir / f"{name}.spv"
+        cmd = [glslang, "-V", "--target-env", "vulkan1.1", *(f"-D{d}" for d in defines), "-o", str(spv),
+               str(SHADER_DIR / source)]
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            raise BertcError(f"glslangValidator could not compile {source} ({name}):\n{(r.stdout + r.stderr).strip()[:4000]}")
+        hashes[name] = sha256_file(spv)
+    return hashes
 
 
 def _run(cmd: list[str]) -> None:

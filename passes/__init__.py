@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .common import PassContext
 from .emit_c import emit_c
+from .emit_vulkan import emit_vulkan
 from .fuse_attention import fuse_attention
 from .fuse_epilogues import fuse_epilogues
 from .pack_weights import pack_weights
@@ -21,6 +22,7 @@ PASSES: dict[str, Callable[..., None]] = {
     "pack-weights": pack_weights,  # GEMM tile per linear; weights stored as panels
     "plan-memory": plan_memory,  # liveness-based arena offsets
     "emit-c": emit_c,  # C source calling the runtime's kernels
+    "emit-vulkan": emit_vulkan,  # GLSL compute dispatch list for the Vulkan executor
 }
 
 __all__ = ["PASSES", "PassContext"]

@@ -88,8 +88,8 @@ class WeightsImage:
         key = (value, layout)
         if key not in self.offsets:
             arr = self.fold(value)
-            if layout == "kn":  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N
-                arr = arr.T
+            if layout in ("kn", "kn:f16"):  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N
+                arr = arr.T.astype(np.float16) if layout == "kn:f16" else arr.T  # (half floats: emit-vulkan)
             elif layout.startswith("panels"):  # kernels.h: [N, K] -> [ceil(N/nr), K, nr], zero-padded
                 _, nr, dtype = layout.split(":")
                 n, k = arr.shape

@@ -25,7 +25,8 @@ typedef enum {
   BERTC_ERR_CHECKSUM = 3, /* weights.bin differs from what was compiled */
   BERTC_ERR_INPUT = 4,    /* token id, token type, mask value or shape out of range */
   BERTC_ERR_MEMORY = 5,   /* allocation at open failed */
-  BERTC_ERR_ARGUMENT = 6  /* NULL model, bad thread count, bad output index */
+  BERTC_ERR_ARGUMENT = 6, /* NULL model, bad thread count, bad output index */
+  BERTC_ERR_DEVICE = 7    /* Vulkan artifacts: no libvulkan, no device, or the device lacks a feature */
 } bertc_status;
 
 typedef struct bertc_model bertc_model;
@@ -57,6 +58,9 @@ const char *bertc_op_kernel(const bertc_model *m, int index); /* the kernel it c
 double bertc_op_seconds(const bertc_model *m, int index);
 int64_t bertc_timed_runs(const bertc_model *m);
 void bertc_reset_op_times(bertc_model *m);
+
+/* Where the program runs: "cpu", or "vulkan: DEVICE NAME" for a Vulkan artifact. */
+const char *bertc_device(const bertc_model *m);
 
 int64_t bertc_batch(const bertc_model *m);
 int64_t bertc_seq_len(const bertc_model *m);

@@ -120,8 +120,8 @@ int main(int argc, char **argv) {
   st = bertc_run(m, ids, mask, types, batch, seq);
   double first_ms = now_ms() - t0;
   if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_last_error(m)); return (int)st; }
-  printf("{\"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d, \"cores\": \"%s\"", open_ms, first_ms, threads,
-         cores ? cores : "all");
+  printf("{\"device_name\": \"%s\", \"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d, \"cores\": \"%s\"",
+         bertc_device(m), open_ms, first_ms, threads, cores ? cores : "all");
   int n_ops = bertc_num_ops(m), timed = bench > 0 ? bench : 1;
   double *op_ms = malloc(sizeof(double) * ((size_t)n_ops * (size_t)timed + 1)); /* [op][timed run] */
   if (!op_ms) { fprintf(stderr, "bertc_run: out of memory\n"); return 5; }

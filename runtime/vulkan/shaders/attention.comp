@@ -1,0 +1,81 @@
+#version 450
+// Fused attention, one workgroup per (query, head, batch): qkv [B,S,3H] (Q|K|V, heads contiguous
+// inside each), mask [B,S] int64 -> out [B,S,H]. The query and its S scores stay in shared memory
+// (S and the head width D are specialization constants, so the arrays are sized per model); a
+// query whose keys are all masked gives zeros, as the C kernels do.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(constant_id = 2) const uint S = 128;  // the compiled sequence length
+layout(constant_id = 3) const uint D = 64;   // head width
+
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale; } p;
+
+shared float q[D];
+shared float sc[S];
+shared float red[WG_X];
+
+float reduce_max(float v, uint tid) {
+  red[tid] = v;
+  SYNC();
+  for (uint s = WG_X / 2; s > 0; s >>= 1) {
+    if (tid < s) red[tid] = max(red[tid], red[tid + s]);
+    SYNC();
+  }
+  float r = red[0];
+  SYNC();
+  return r;
+}
+
+float reduce_sum(float v, uint tid) {
+  red[tid] = v;
+  SYNC();
+  for (uint s = WG_X / 2; s > 0; s >>= 1) {
+    if (tid < s) red[tid] += red[tid + s];
+    SYNC();
+  }
+  float r = red[0];
+  SYNC();
+  return r;
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint i = gl_WorkGroupID.x, hd = gl_WorkGroupID.y, b = gl_WorkGroupID.z;
+  const uint row = 3 * p.H, base = p.qkv + b * S * row;
+  const float scale = uintBitsToFloat(p.scale);
+  for (uint d = tid; d < D; d += WG_X) q[d] = LD(base + i * row + hd * D + d);
+  SYNC();
+  float mx = -1.0 / 0.0;
+  for (uint j = tid; j < S; j += WG_X) {
+    float s = -1.0 / 0.0;
+    if (LD_I64(p.mask, b * S + j) != 0) {
+      uint k = base + j * row + p.H + hd * D;
+      s = 0.0;
+      for (uint d = 0; d < D; d++) s += q[d] * LD(k + d);
+      s *= scale;
+    }
+    sc[j] = s;
+    mx = max(mx, s);
+  }
+  mx = reduce_max(mx, tid);
+  const uint o = p.out_ + (b * S + i) * p.H + hd * D;
+  if (isinf(mx)) {  // every key masked
+    for (uint d = tid; d < D; d += WG_X) ST(o + d, 0.0);
+    return;
+  }
+  float sum = 0.0;
+  for (uint j = tid; j < S; j += WG_X) {
+    float e = isinf(sc[j]) ? 0.0 : exp(sc[j] - mx);
+    sc[j] = e;
+    sum += e;
+  }
+  const float inv = 1.0 / reduce_sum(sum, tid);  // its barriers also publish sc[]
+  for (uint d = tid; d < D; d += WG_X) {
+    float acc = 0.0;
+    uint v = base + 2 * p.H + hd * D + d;
+    for (uint j = 0; j < S; j++)
+      if (sc[j] != 0.0) acc += sc[j] * LD(v + j * row);
+    ST(o + d, acc * inv);
+  }
+}

@@ -1,0 +1,66 @@
+// RUN: bertc-opt %s --split-input-file --plan-memory --emit-vulkan | FileCheck %s
+
+// One dispatch per op. Workgroup and tile sizes are specialization constants chosen by the target
+// (bertc/targets.py, GpuParams), never constants in the shader text: for vulkan the GEMM runs
+// 8x8 invocations of 8x8 outputs (64x64 tiles, K slices of 32); attention, one workgroup of 64
+// per (query, head, batch) with the sequence length (5) and head width (4) sizing its shared arrays.
+// CHECK: Target vulkan; shaders (runtime/vulkan/shaders/): attention (attention.comp), gemm (gemm.comp), layer_norm (layer_norm.comp).
+// CHECK: static const bertc_vk_shader shaders[] = {
+// CHECK-NEXT: {"attention", BERTC_SPV_SHA256_attention},
+// CHECK-NEXT: {"gemm", BERTC_SPV_SHA256_gemm},
+// CHECK-NEXT: {"layer_norm", BERTC_SPV_SHA256_layer_norm},
+// CHECK: static const bertc_vk_pipeline pipelines[] = {
+// CHECK-NEXT: /* 0 */ {0, 4, {64, 1, 5, 4}},  /* attention */
+// CHECK-NEXT: /* 1 */ {1, 5, {8, 8, 8, 8, 32}},  /* gemm */
+// CHECK-NEXT: /* 2 */ {2, 2, {64, 1}},  /* layer_norm */
+// Push constants: M, N, K, then word offsets (x, [K,N] weights, bias, residual, y), the activation
+// (1: GELU) and three batch strides; NONE marks an absent bias or residual. Workgroups: ceil(N/64) x
+// ceil(M/64); a layer norm gets one workgroup per row, attention (S, heads, B).
+// CHECK: static const bertc_vk_dispatch dispatches[] = {
+// CHECK-NEXT: /* 0: bertc.linear [1, 5, 8] */ {1, {1, 1, 1}, 12, {5, 8, 6, [[X:[0-9]+]], [[W:[0-9]+]], [[B:[0-9]+]], NONE, [[H:[0-9]+]], 1, 0, 0, 0}},
+// CHECK-NEXT: /* 1: bertc.layer_norm [1, 5, 8] */ {2, {5, 1, 1}, 8, {[[H]], [[H]], {{[0-9]+}}, {{[0-9]+}}, [[N:[0-9]+]], 5, 8, 730643660}},
+// CHECK-NEXT: /* 2: bertc.linear [1, 5, 24] */ {1, {1, 1, 1}, 12, {5, 24, 8, [[N]], {{[0-9]+}}, NONE, NONE, [[QKV:[0-9]+]], 0, 0, 0, 0}},
+// CHECK-NEXT: /* 3: bertc.attention [1, 5, 8] */ {0, {5, 2, 1}, 6, {[[QKV]], {{[0-9]+}}, {{[0-9]+}}, 8, 2, 1056964608}},
+// CHECK: static const bertc_op_info ops[] = {
+// CHECK-NEXT: {"bertc.linear [1, 5, 8]", "gemm"},
+// CHECK-NEXT: {"bertc.layer_norm [1, 5, 8]", "layer_norm"},
+// The arena comes first in the device buffer, weights.bin after it (64-byte aligned).
+// CHECK: .arena_bytes = [[ARENA:[0-9]+]],
+// CHECK-NEXT: .weights_offset = [[ARENA]],
+// CHECK: .num_ops = 4,
+// CHECK: .needs = 0,
+// CHECK-NEXT: .shared_bytes = 16384,
+// CHECK-NEXT: .max_invocations = 64,
+module attributes {bertc.target = "vulkan"} {
+func.func @main(%ids: tensor<1x5xi64>, %mask: tensor<1x5xi64>, %x: tensor<1x5x6xf32>) -> tensor<1x5x8xf32> {
+  %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<8x6xf32>
+  %b = "bertc.weight"() {name = "fc.bias"} : () -> tensor<8xf32>
+  %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<8xf32>
+  %be = "bertc.weight"() {name = "ln.bias"} : () -> tensor<8xf32>
+  %wqkv = "bertc.weight"() {name = "qkv.weight"} : () -> tensor<24x8xf32>
+  %h = "bertc.linear"(%x, %w, %b) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x5x6xf32>, tensor<8x6xf32>, tensor<8xf32>) -> tensor<1x5x8xf32>
+  %n = "bertc.layer_norm"(%h, %g, %be, %h) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x5x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<1x5x8xf32>) -> tensor<1x5x8xf32>
+  %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x5x8xf32>, tensor<24x8xf32>) -> tensor<1x5x24xf32>
+  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, scale = 5.000000e-01 : f32} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
+  return %a : tensor<1x5x8xf32>
+}
+}
+
+// -----
+
+// android-vulkan: 8x8-invocation GEMM workgroups (32x32 tiles) within the 128 invocations and 16 KiB
+// that every Vulkan device has. fp16 (bertc.dtype = "f16"): the gemm_f16 shader (gemm.comp built
+// with -DWEIGHT_F16); its weight offset counts halves, and the program needs the device's fp16 features.
+// CHECK: Target android-vulkan; shaders (runtime/vulkan/shaders/): gemm_f16 (gemm.comp -DWEIGHT_F16).
+// CHECK: /* 0 */ {0, 5, {8, 8, 4, 4, 16}},  /* gemm_f16 */
+// CHECK: /* 0: bertc.linear [1, 40, 70] */ {0, {3, 2, 1}, 12, {40, 70, 6, {{[0-9]+}}, {{[0-9]+}}, NONE, NONE, {{[0-9]+}}, 0, 0, 0, 0}},
+// CHECK: .needs = BERTC_VK_NEEDS_F16,
+// CHECK-NEXT: .shared_bytes = 2048,
+// CHECK-NEXT: .max_invocations = 64,
+module attributes {bertc.target = "android-vulkan", bertc.dtype = "f16"} {
+func.func @main(%ids: tensor<1x40xi64>, %x: tensor<1x40x6xf32>) -> tensor<1x40x70xf32> {
+  %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<70x6xf32>
+  %y = "bertc.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x40x6xf32>, tensor<70x6xf32>) -> tensor<1x40x70xf32>
+  return %y : tensor<1x40x70xf32>
+}
+}

@@ -1,0 +1,21 @@
+// REQUIRES: vulkan
+// Every shader --emit-vulkan can name compiles to SPIR-V for Vulkan 1.1 (glslangValidator prints the
+// file name of each shader it compiled); gemm.comp also with -DWEIGHT_F16, the fp16 variant.
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/gemm.comp | FileCheck %s --check-prefix=GEMM
+// RUN: glslangValidator -V --target-env vulkan1.1 -DWEIGHT_F16 -o %t.spv %shaders/gemm.comp | FileCheck %s --check-prefix=GEMM
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/layer_norm.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/softmax.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/embedding.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/binary.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/unary.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/transpose.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/slice.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/mask_bias.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/position_ids.comp | FileCheck %s --check-prefix=REST
+// GEMM: gemm.comp
+// GEMM-NOT: ERROR
+// ATTN: attention.comp
+// ATTN-NOT: ERROR
+// REST: {{[a-z_]+}}.comp
+// REST-NOT: ERROR

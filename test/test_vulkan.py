@@ -1,0 +1,262 @@
+"""The Vulkan target on Mesa's lavapipe (a CPU Vulkan device; `make setup` installs it): every model of
+the host suite agrees with PyTorch within 1e-4; every shader agrees with the C reference kernel on random
+shapes that do not divide the workgroup tiles; fp16 accuracy; --verify, --fallback cpu, per-dispatch GPU
+times; and the errors for a missing library, device or feature."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import transformers as T
+from conftest import ARCHS, max_error, random_inputs, reference, tiny_model
+
+import bertc
+from bertc.api import IRProgram, compile_ir, load, verify
+from bertc.errors import BertcError, DeviceUnavailable
+from bertc.targets import get_target
+
+LAVAPIPE = sorted(glob.glob("/usr/share/vulkan/icd.d/lvp_icd*.json"))
+pytestmark = pytest.mark.skipif(not LAVAPIPE or not shutil.which("glslangValidator"),
+                                reason="needs Mesa lavapipe and glslangValidator: apt-get install mesa-vulkan-drivers "
+                                       "libvulkan-dev glslang-tools (make setup does)")
+if LAVAPIPE:  # run on lavapipe even where a GPU is present: the numbers below are lavapipe's
+    os.environ["VK_ICD_FILENAMES"] = os.environ["VK_DRIVER_FILES"] = LAVAPIPE[0]
+TOL = 1e-4
+NO_DEVICE = {"VK_ICD_FILENAMES": "/nonexistent/icd.json", "VK_DRIVER_FILES": "/nonexistent/icd.json"}
+
+
+@pytest.fixture(scope="module")
+def bert_vk(tmp_path_factory):
+    """A tiny BERT for vulkan, carrying its CPU build (--fallback cpu)."""
+    model = tiny_model("bert")
+    art = bertc.compile(model, target="vulkan", seq_len=24, out=tmp_path_factory.mktemp("vk") / "b.bertc",
+                        fallback="cpu")
+    return model, art
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_architecture_matches_pytorch_on_lavapipe(arch, impl, tmp_path):
+    model = tiny_model(arch, impl)
+    art = bertc.compile(model, target="vulkan", seq_len=24, out=tmp_path / "m.bertc")
+    assert art.report["fusion"]["attention"] == 2 and art.manifest["shaders"]
+    compiled = art.load()
+    assert compiled.device_name.startswith("vulkan: llvmpipe")
+    for seq, pad_from in ((24, None), (24, 17), (9, 5)):
+        ids, mask, types = random_inputs(1, seq, 120, seed=seq + (pad_from or 0), pad_from=pad_from)
+        types[:, seq // 2:] = 1
+        ours = compiled(ids, mask, types) if arch != "distilbert" else compiled(ids, mask)
+        err = max_error(ours, reference(model, ids, mask, types), mask)
+        print(f"{arch}-{impl} seq {seq}: max |error| {err:.2e}")
+        assert err <= TOL
+
+
+def test_real_minilm_and_batch_of_two_on_lavapipe(minilm_path, tmp_path):
+    model = T.AutoModel.from_pretrained(minilm_path, attn_implementation="sdpa").eval()
+    art = bertc.compile(model, target="vulkan", seq_len=128, batch=2, out=tmp_path / "minilm.bertc")
+    tok = T.AutoTokenizer.from_pretrained(minilm_path)
+    enc = tok(["a gripping, funny film", "the plot never comes together and the jokes fall flat"],
+              padding="max_length", max_length=128, return_tensors="np")
+    ids, mask, types = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+    err = max_error(art.load()(ids, mask, types), reference(model, ids, mask, types), mask)
+    print(f"MiniLM (seq 128, batch 2) on lavapipe: max |error| {err:.2e}")
+    assert err <= TOL
+
+
+def test_fp16_accuracy_and_missing_feature(tmp_path, monkeypatch):
+    model = tiny_model("bert", hidden=64, heads=4, ffn=256)
+    art = bertc.compile(model, target="vulkan", seq_len=32, dtype="fp16", out=tmp_path / "h.bertc")
+    fp32 = bertc.compile(model, target="vulkan", seq_len=32, out=tmp_path / "f.bertc")
+    assert "gemm_f16" in art.manifest["shaders"] and "gemm" not in art.manifest["shaders"]
+    ids, mask, types = random_inputs(1, 32, 120, seed=2, pad_from=27)
+    ref = reference(model, ids, mask, types)
+    err16 = max_error(art.load()(ids, mask, types), ref, mask)
+    err32 = max_error(fp32.load()(ids, mask, types), ref, mask)
+    print(f"fp16 weights and GEMM sums on lavapipe: max |error| {err16:.2e} (fp32: {err32:.2e}); weights "
+          f"{art.report['memory']['weights_bytes']} vs {fp32.report['memory']['weights_bytes']} bytes")
+    assert err32 <= TOL and err16 <= 5e-3
+    assert art.report["memory"]["weights_bytes"] < fp32.report["memory"]["weights_bytes"]
+    # a device without shaderFloat16 (BERTC_VULKAN_DISABLE makes lavapipe pretend): a clear error
+    for feature in ("shaderFloat16", "storageBuffer16BitAccess"):
+        monkeypatch.setenv("BERTC_VULKAN_DISABLE", feature)
+        with pytest.raises(DeviceUnavailable, match=f"lacks {feature}.*--dtype fp32"):
+            art.load()
+    fp32.load()  # fp32 needs neither
+
+
+# ---------------------------------------------------------------- each shader against the C reference kernel
+
+
+def _kernel_program(rng) -> tuple[IRProgram, int, int]:
+    """One module with every shader, on random shapes that do not divide the 64x64 GEMM tile, the
+    128-invocation rows or the 256-invocation elementwise groups; inputs are weights (random data) and
+    the ids / mask arguments (a second batch row fully masked)."""
+    B, S = 2, int(rng.integers(17, 40))
+    m, k, n = (int(x) for x in rng.integers(33, 150, size=3))
+    heads, d = int(rng.integers(2, 4)), int(rng.choice([8, 16, 24]))
+    h = heads * d
+    ln = int(rng.integers(20, 300))
+    arrays = {}
+
+    def w(name: str, *shape: int) -> str:
+        arrays[name] = rng.standard_normal(shape).astype(np.float32)
+        return f'%{name} = "bertc.weight"() {{name = "{name}"}} : () -> {t(*shape)}'
+
+    def t(*shape: int, dt: str = "f32") -> str:
+        return f"tensor<{'x'.join(map(str, shape))}x{dt}>"
+
+    ops = [w("x", 1, m, k), w("wt", n, k), w("bias", n), w("res", 1, m, n),
+           w("qkv", B, S, 3 * h), w("lnx", 1, S, ln), w("lnr", 1, S, ln), w("g", ln), w("b", ln),
+           w("sm", B, 3, 5, S), w("table", 130, 20), w("ea", B, 5, 7), w("eb", 7), w("ec", B, 1, 7), w("ed", B, 5, 1),
+           w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11)]
+    ops += [
+        (f'%lin = "bertc.linear"(%x, %wt, %bias, %res) {{activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
+         f" : ({t(1, m, k)}, {t(n, k)}, {t(n)}, {t(1, m, n)}) -> {t(1, m, n)}"),
+        (f'%lin2 = "bertc.linear"(%x, %wt) {{activation = "tanh", operandSegmentSizes = array<i32: 1, 1, 0, 0>}}'
+         f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
+        (f'%att = "bertc.attention"(%qkv, %mask) {{num_heads = {heads} : i64, scale = {d ** -0.5} : f32}}'
+         f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}) -> {t(B, S, h)}"),
+        (f'%ln = "bertc.layer_norm"(%lnx, %g, %b, %lnr) {{eps = 1.0e-5 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
+         f" : ({t(1, S, ln)}, {t(ln)}, {t(ln)}, {t(1, S, ln)}) -> {t(1, S, ln)}"),
+        f'%smx = "bertc.softmax"(%sm) : ({t(B, 3, 5, S)}) -> {t(B, 3, 5, S)}',
+        f'%pos = "bertc.position_ids"(%ids) {{padding_idx = 1 : i64}} : ({t(B, S, dt="i64")}) -> {t(B, S, dt="i64")}',
+        f'%emb = "bertc.embedding"(%table, %pos) : ({t(130, 20)}, {t(B, S, dt="i64")}) -> {t(B, S, 20)}',
+        f'%ids3 = "bertc.slice"(%ids) {{dim = 1 : i64, start = 3 : i64}} : ({t(B, S, dt="i64")}) -> {t(B, 10, dt="i64")}',
+        f'%emb2 = "bertc.embedding"(%table, %ids3) : ({t(130, 20)}, {t(B, 10, dt="i64")}) -> {t(B, 10, 20)}',
+        f'%sl = "bertc.slice"(%emb) {{dim = 1 : i64, start = 2 : i64}} : ({t(B, S, 20)}) -> {t(B, 7, 20)}',
+        f'%add = "bertc.add"(%ea, %eb) : ({t(B, 5, 7)}, {t(7)}) -> {t(B, 5, 7)}',
+        f'%mul = "bertc.mul"(%ec, %ed) : ({t(B, 1, 7)}, {t(B, 5, 1)}) -> {t(B, 5, 7)}',
+        f'%sub = "bertc.sub"(%ea, %ed) : ({t(B, 5, 7)}, {t(B, 5, 1)}) -> {t(B, 5, 7)}',
+        f'%div = "bertc.div"(%ea, %ec) : ({t(B, 5, 7)}, {t(B, 1, 7)}) -> {t(B, 5, 7)}',
+        f'%gelu = "bertc.gelu"(%u) {{approximate = "none"}} : ({t(B, S, 11)}) -> {t(B, S, 11)}',
+        f'%gelut = "bertc.gelu"(%u) {{approximate = "tanh"}} : ({t(B, S, 11)}) -> {t(B, S, 11)}',
+        f'%tanh = "bertc.tanh"(%u) : ({t(B, S, 11)}) -> {t(B, S, 11)}',
+        f'%pow = "bertc.pow"(%u) {{exponent = 3.0 : f32}} : ({t(B, S, 11)}) -> {t(B, S, 11)}',
+        f'%tp = "bertc.transpose"(%tr) {{perm = array<i64: 2, 0, 1>}} : ({t(3, 4, 5)}) -> {t(5, 3, 4)}',
+        f'%mm = "bertc.matmul"(%ma, %mb) : ({t(3, 17, 9)}, {t(3, 9, 21)}) -> {t(3, 17, 21)}',
+        f'%mbias = "bertc.mask_bias"(%mask) {{fill = -1.0e4 : f32}} : ({t(B, S, dt="i64")}) -> {t(B, 1, S, S)}',
+    ]
+    outs = ["lin", "lin2", "att", "ln", "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut",
+            "tanh", "pow", "tp", "mm", "mbias"]
+    types = []
+    for line in ops:
+        name = line.split(" = ", 1)[0][1:]
+        if name in outs:
+            types.append(line.rsplit("-> ", 1)[1])
+    text = (f"func.func @main(%ids: {t(B, S, dt='i64')}, %mask: {t(B, S, dt='i64')}) -> ({', '.join(types)}) {{\n  "
+            + "\n  ".join(ops) + f"\n  return {', '.join('%' + o for o in outs)} : {', '.join(types)}\n}}\n")
+    return IRProgram(text, arrays, ["input_ids", "attention_mask"], outs, vocab_size=130), B, S
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_shader_matches_the_reference_kernel(seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    program, B, S = _kernel_program(rng)
+    ref_target = replace(get_target("host"), isa="ref")  # the portable C kernels, runtime/kernels/ref
+    gpu = compile_ir(program, "vulkan", tmp_path / "gpu.bertc", B, S).load()
+    cpu = compile_ir(program, ref_target, tmp_path / "ref.bertc", B, S).load()
+    ids = rng.integers(0, 130, size=(B, S)).astype(np.int64)
+    ids[0, -3:] = 1  # padding for position_ids
+    mask = np.ones((B, S), np.int64)
+    mask[0, S // 2:] = 0
+    mask[1, :] = 0  # every key masked: attention gives zeros
+    ours, want = gpu(ids, mask), cpu(ids, mask)
+    assert sorted(ours) == sorted(program.output_names)
+    for name in program.output_names:
+        err = float(np.abs(ours[name] - want[name]).max() / max(1.0, float(np.abs(want[name]).max())))
+        assert ours[name].shape == want[name].shape
+        assert err <= 2e-5, f"{name}: relative error {err:.2e}"  # fp32 sums in another order
+
+
+# ---------------------------------------------------------------- verify, fallback, bench, errors
+
+
+def test_verify_runs_the_golden_inputs(bert_vk, tmp_path):
+    _, art = bert_vk
+    gold = art.manifest["golden"]
+    assert gold["tolerance"] == 1e-3 and (art.path / "golden" / "input_ids.bin").exists()
+    result = verify(art.load(), art.manifest, art.path)
+    assert result["passed"] and max(result["max_abs_error"].values()) <= TOL
+    strict = {**art.manifest, "golden": {**gold, "tolerance": 1e-12}}  # as a device that computes it wrong would be
+    with pytest.raises(BertcError, match="--verify failed.*--fallback cpu"):
+        verify(art.load(), strict, art.path)
+    r = subprocess.run([sys.executable, "-m", "bertc.cli", "run", str(art.path), "--verify"], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["device"].startswith("vulkan: llvmpipe")
+
+
+def test_missing_device_library_and_fallback(bert_vk, monkeypatch):
+    model, art = bert_vk
+    tool = [str(art.path / "bertc_run"), str(art.path)]
+    ids = art.path / "golden" / "input_ids.bin"
+    r = subprocess.run(tool + ["--input-ids", str(ids)], capture_output=True, text=True, check=False,
+                       env={**os.environ, **NO_DEVICE})
+    assert r.returncode == 7 and "apt-get install mesa-vulkan-drivers" in r.stderr and "--fallback cpu" in r.stderr
+    r = subprocess.run(tool + ["--input-ids", str(ids)], capture_output=True, text=True, check=False,
+                       env={**os.environ, "BERTC_VULKAN_LIBRARY": "/nonexistent/libvulkan.so.1"})
+    assert r.returncode == 7 and "cannot load the Vulkan loader /nonexistent/libvulkan.so.1" in r.stderr
+    for key, value in NO_DEVICE.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(DeviceUnavailable, match="no Vulkan"):
+        load(art.path, device="host")(*random_inputs(1, 24, 120)[:2])
+    ids, mask, types = random_inputs(1, 24, 120, seed=4, pad_from=20)
+    cpu = load(art.path, fallback="cpu")  # the CPU build it carries
+    assert cpu.device_name == "cpu"
+    assert max_error(cpu(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL
+    bare = bertc.compile(model, target="vulkan", seq_len=8, out=art.path.parent / "bare.bertc")
+    with pytest.raises(BertcError, match="no CPU build to fall back to: recompile it with --fallback cpu"):
+        load(bare.path, fallback="cpu")
+
+
+def test_bench_reports_per_dispatch_gpu_times(bert_vk):
+    _, art = bert_vk
+    rep = load(art.path, device="host").bench(np.full((1, 24), 101, np.int64), runs=3, warmup=1)
+    assert rep["device_name"].startswith("vulkan: llvmpipe") and rep["kernels"]["gemm"] == "vulkan"
+    assert [o["kernel"] for o in rep["ops"]].count("gemm") == 9 and all(o["ms"] > 0 for o in rep["ops"])
+    assert 0 < rep["ops_ms"] <= rep["mean_ms"] * 1.05  # GPU time inside the end-to-end latency
+    assert next(iter(rep["by_kernel"])) in ("gemm", "attention", "layer_norm")
+
+
+def test_gpu_target_errors(tmp_path, monkeypatch):
+    model = tiny_model("bert")
+    with pytest.raises(BertcError, match="no sparse GEMM shader"):
+        bertc.compile(model, target="vulkan", prune="16x1@0.5", out=tmp_path / "x.bertc")
+    with pytest.raises(BertcError, match="--fallback cpu is for GPU targets"):
+        bertc.compile(model, target="host", fallback="cpu", out=tmp_path / "x.bertc")
+    S = 4096  # attention keeps a row of S scores in shared memory: more than the 16 KiB a phone is sure to have
+    qkv = f"tensor<1x{S}x48xf32>"
+    text = (f'func.func @main(%ids: tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32> {{\n  %q = "bertc.weight"() {{name = "q"}} '
+            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, scale = 1.0 : f32}} : ({qkv}, '
+            f"tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32>\n  return %a : tensor<1x{S}x16xf32>\n}}\n")
+    program = IRProgram(text, {"q": np.zeros((1, S, 48), np.float32)}, ["input_ids"], ["out"])
+    with pytest.raises(BertcError, match="16704 bytes of shared memory.*'android-vulkan' allows \\(16384\\).*shorter --seq-len"):
+        compile_ir(program, "android-vulkan", tmp_path / "x.bertc", 1, S)
+    monkeypatch.setenv("GLSLANG_VALIDATOR", "/nonexistent/glslangValidator")
+    with pytest.raises(BertcError, match="apt-get install glslang-tools"):
+        bertc.compile(model, target="vulkan", out=tmp_path / "x.bertc")
+    assert not (tmp_path / "x.bertc").exists()
+
+
+def test_android_vulkan_builds(tmp_path):
+    """Cross-built with the android-arm64 toolchain; zig's static bertc_run cannot dlopen the phone's
+    libvulkan, and says so (the NDK's dynamic build can)."""
+    art = bertc.compile(tiny_model("bert"), target="android-vulkan", seq_len=16, out=tmp_path / "a.bertc",
+                        fallback="cpu")
+    assert art.manifest["arch"] == "aarch64" and (art.path / "shaders" / "gemm.spv").exists()
+    assert art.manifest["fallback"]["target"] == "android-arm64"
+    head = (art.path / "bertc_run").read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and head[18] == 183  # EM_AARCH64
+    if art.manifest["toolchain"] == "zig" and shutil.which("qemu-aarch64"):
+        with pytest.raises(DeviceUnavailable, match="statically linked bertc_run cannot load it"):
+            load(art.path, device="qemu")(np.full((1, 16), 101, np.int64))
+        out = load(art.path, device="qemu", fallback="cpu")(np.full((1, 16), 101, np.int64))
+        assert out["last_hidden_state"].shape == (1, 16, 32)
