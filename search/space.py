@@ -27,12 +27,12 @@ from bertc.errors import BertcError
 
 DEFAULT_SPACE: dict[str, Any] = {
     "seq_len": 64,
-    "layers": [1, 2, 3, 4],
+    "layers": [2, 3, 4, 5],
     "hidden": [256, 320, 384],
-    "heads": [4, 6, 8, 10, 12],
-    "ffn": [384, 512, 768, 1024, 1536],
+    "heads": [4, 6, 8, 12],
+    "ffn": [512, 768, 1024, 1536],
     "ffn_per_layer": False,
-    "sparsity": ["none", "16x1@0.5", "16x1@0.25"],
+    "sparsity": ["none", "16x1@0.5"],
     "threads": [1, 2],
 }
 LISTS = ("layers", "hidden", "heads", "ffn", "threads")
