@@ -322,6 +322,24 @@ def _names(f, key: str, default: list[str]) -> list[str]:
     return default
 
 
+def program_io(module, f, args, arena: dict) -> tuple[list[str], dict[str, int], tuple[int, int]]:
+    """What both emitters write about a program's inputs and outputs: one C initialiser per output
+    ({"name", arena offset, rank, {dims}}), each named input's arena offset, and (batch, seq)."""
+    ret = list(func_ops(module))[-1]
+    input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
+    output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
+    slots = []
+    for nm, v in zip(output_names, ret.operands):
+        if _storage(v) not in arena:
+            raise BertcError(f"output {nm} is a constant; nothing to compute")
+        s = shape_of(v)
+        dims = ", ".join(str(d) for d in s + [0] * (4 - len(s)))
+        slots.append(f'{{"{nm}", {arena[_storage(v)]}, {len(s)}, {{{dims}}}}}')
+    offsets = {n: arena[a] for n, a in zip(input_names, args)}
+    b, s = (shape_of(args[0]) + [1, 1])[:2] if args else (1, 1)
+    return slots, offsets, (b, s)
+
+
 def _int_attr(op, key: str, default: int) -> int:
     return ir.IntegerAttr(op.attributes[key]).value if key in op.attributes else default
 
@@ -351,20 +369,9 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         call = emit(e, op)
         lines += [f"  /* {label} */", f"  BERTC_TIMED({len(ops)}, {call});"]
         ops.append((label, call.partition("(")[0]))
-    ret = list(func_ops(module))[-1]
-    input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
-    output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
-    slots = []
-    for nm, v in zip(output_names, ret.operands):
-        if _storage(v) not in e.arena:
-            raise BertcError(f"output {nm} is a constant; nothing to compute")
-        s = shape_of(v)
-        dims = ", ".join(str(d) for d in s + [0] * (4 - len(s)))
-        slots.append(f'{{"{nm}", {e.arena[_storage(v)]}, {len(s)}, {{{dims}}}}}')
+    slots, offset, (b, s) = program_io(module, f, args, e.arena)
     weights = bytes(e.image.blob)
     sha = hashlib.sha256(weights).hexdigest()
-    offset = {n: e.arena[a] for n, a in zip(input_names, args)}
-    b, s = (shape_of(args[0]) + [1, 1])[:2] if args else (1, 1)
     arena = module.attributes["bertc.arena_bytes"].value
     bounds = set()  # per-thread scratch floats: the largest bound of kernels.h over the program's ops
     for op in func_ops(module):
