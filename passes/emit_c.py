@@ -222,13 +222,19 @@ def emit_position_ids(e: Emitter, op) -> str:
     return e.call("bertc_position_ids", e.ptr(op.operands[0]), e.out(op), b, s, op.attributes["padding_idx"].value)
 
 
+def binary_strides(op) -> tuple[list[int], list[int], list[int]]:
+    """(out shape, a's strides, b's strides) of a broadcasting binary op, each padded to rank 4 (strides
+    of broadcast dimensions 0): what both emitters' binary kernels take."""
+    out = shape_of(op.results[0])
+    if len(out) > 4:
+        raise BertcError(f"{op.operation.name} of rank {len(out)} (at most 4 supported)")
+    return (out, _pad4(_broadcast_strides(shape_of(op.operands[0]), out), 0),
+            _pad4(_broadcast_strides(shape_of(op.operands[1]), out), 0))
+
+
 def _binary(code: str) -> Callable:
     def emit(e: Emitter, op) -> str:
-        out = shape_of(op.results[0])
-        if len(out) > 4:
-            raise BertcError(f"{op.operation.name} of rank {len(out)} (at most 4 supported)")
-        sa = _pad4(_broadcast_strides(shape_of(op.operands[0]), out), 0)
-        sb = _pad4(_broadcast_strides(shape_of(op.operands[1]), out), 0)
+        out, sa, sb = binary_strides(op)
         return e.call("bertc_binary", "p", code, e.ptr(op.operands[0]), _arr(sa), e.ptr(op.operands[1]), _arr(sb),
                       e.out(op), _arr(_pad4(out, 1)))
 
@@ -266,10 +272,11 @@ def emit_transpose(e: Emitter, op) -> str:
                   _arr(_pad4([st[i] for i in perm], 0)))
 
 
-def emit_matmul(e: Emitter, op) -> str:
+def matmul_dims(op) -> tuple[int, int, int, int, int, int]:
+    """(batch, m, n, k, batch stride of a, of b) of a bertc.matmul: a stride is 0 where that operand is
+    broadcast over the batch. Both emitters' matmul kernels take these."""
     a, b, o = shape_of(op.operands[0]), shape_of(op.operands[1]), shape_of(op.results[0])
     batch = math.prod(o[:-2])
-    m, k, n = a[-2], a[-1], b[-1]
 
     def batch_stride(s: list[int]) -> int:
         p = math.prod(s[:-2])
@@ -277,8 +284,12 @@ def emit_matmul(e: Emitter, op) -> str:
             raise BertcError(f"matmul with partly broadcast batch {s} x {o} is not supported")
         return 0 if p == 1 and batch != 1 else s[-2] * s[-1]
 
-    return e.call("bertc_matmul", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), batch, m, n, k,
-                  batch_stride(a), batch_stride(b))
+    return batch, a[-2], b[-1], a[-1], batch_stride(a), batch_stride(b)
+
+
+def emit_matmul(e: Emitter, op) -> str:
+    batch, m, n, k, sa, sb = matmul_dims(op)
+    return e.call("bertc_matmul", "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), batch, m, n, k, sa, sb)
 
 
 def emit_slice(e: Emitter, op) -> str:

@@ -41,7 +41,7 @@ from bertc.artifact import FORMAT_VERSION
 from bertc.errors import BertcError
 
 from .common import PassContext, dtype_of, func_ops, module_target, producer, shape_of, source_location, sparsity
-from .emit_c import WeightsImage, _broadcast_strides, _int_attr, _pad4, _strides, program_io
+from .emit_c import WeightsImage, _int_attr, _pad4, _strides, binary_strides, matmul_dims, program_io
 from .plan_memory import CONSTANT_OPS, VIEW_OPS
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)
@@ -157,18 +157,9 @@ def emit_linear(e: VkEmitter, op) -> Dispatch:
 
 
 def emit_matmul(e: VkEmitter, op) -> Dispatch:
-    a, b, o = shape_of(op.operands[0]), shape_of(op.operands[1]), shape_of(op.results[0])
-    batch = math.prod(o[:-2])
-    m, k, n = a[-2], a[-1], b[-1]
-
-    def batch_stride(s: list[int]) -> int:
-        p = math.prod(s[:-2])
-        if p not in (1, batch):
-            raise BertcError(f"matmul with partly broadcast batch {s} x {o} is not supported")
-        return 0 if p == 1 and batch != 1 else s[-2] * s[-1]
-
+    batch, m, n, k, sa, sb = matmul_dims(op)
     push = (m, n, k, e.word(op.operands[0]), e.word(op.operands[1]), NONE, NONE, e.word(op.results[0]), ACT["none"],
-            batch_stride(a), batch_stride(b), m * n)
+            sa, sb, m * n)
     return e.gemm(op, False, m, n, k, batch, push)
 
 
@@ -204,11 +195,7 @@ def emit_embedding(e: VkEmitter, op) -> Dispatch:
 
 
 def emit_binary(e: VkEmitter, op) -> Dispatch:
-    out = shape_of(op.results[0])
-    if len(out) > 4:
-        raise BertcError(f"{op.operation.name} of rank {len(out)} (at most 4 supported)")
-    sa = _pad4(_broadcast_strides(shape_of(op.operands[0]), out), 0)
-    sb = _pad4(_broadcast_strides(shape_of(op.operands[1]), out), 0)
+    out, sa, sb = binary_strides(op)
     return e.elementwise(op, "binary", math.prod(out), BINARY[op.operation.name], e.word(op.operands[0]),
                          e.word(op.operands[1]), e.word(op.results[0]), *_pad4(out, 1), *sa, *sb)
 
