@@ -43,9 +43,16 @@ def staging(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    publish(tmp, final)
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``final``; an earlier ``final`` is moved aside first and
+    removed only once the new one is in place, so there is never a moment with neither."""
     old = None
     if final.exists():
         old = final.parent / f".{final.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
     if old:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact import publish
 from .errors import BertcError
 from .sparsity import SPEC_HELP, apply_masks, model_masks, parse_spec
 
@@ -47,17 +48,6 @@ def _staging(out: Path) -> Path:
     _check_output(out)  # again: something may have appeared there during training
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Rename the finished folder into place; an earlier result is replaced only once the new one is whole."""
-    staging.chmod(0o755)
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def prune(model: str | Path, task: str, spec: str, out: str | Path, *, epochs: int = 3, max_train: int | None = None,
@@ -115,7 +105,8 @@ def prune(model: str | Path, task: str, spec: str, out: str | Path, *, epochs: i
             student.save_pretrained(str(staging))
             tokenizer.save_pretrained(str(staging))
         (staging / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        _publish(staging, out)
+        staging.chmod(0o755)  # mkdtemp made it private
+        publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if progress:

@@ -88,6 +88,7 @@ class Scorer:
     """Everything a trial needs, loaded once per process (the driver, or a Ray worker)."""
 
     def __init__(self, teacher_dir: str, task: str, study_dir: str, settings: dict):
+        from .distill import encode
         from .inherit import Importance
         from .tasks import load_task
         from .teacher import load_classifier
@@ -97,6 +98,7 @@ class Scorer:
         self.importance = Importance.load(Path(study_dir) / "importance.npz")
         self.logits = np.load(Path(study_dir) / "teacher_logits.npy")
         self.settings = settings
+        self.dev = encode(self.tokenizer, self.task.dev, self.task.max_length)  # scored after every candidate
 
     def score(self, cand: dict, number: int, threads: int | None = None) -> dict:
         """Cut, distill briefly, score on dev. Returns the accuracy, time and the student's weights."""
@@ -104,7 +106,7 @@ class Scorer:
 
         from bertc.sparsity import apply_masks, model_masks, parse_spec
 
-        from .distill import TrainConfig, accuracy, encode, predict_logits, train
+        from .distill import TrainConfig, accuracy, predict_logits, train
         from .inherit import build_student
 
         if threads:
@@ -118,17 +120,21 @@ class Scorer:
             apply_masks(student, masks)
         s = self.settings
         epochs = max(1, math.ceil(s["epochs"]))
-        n_train = len(self.task.train[:s["max_train"]] if s["max_train"] else self.task.train)
+        n_train = len(train_examples(self.task, s["max_train"]))
         # a fraction of an epoch: train on that share of the examples (the teacher's logits come along)
         max_train = n_train if s["epochs"] >= 1 else max(1, int(n_train * s["epochs"]))
         config = TrainConfig(epochs=epochs, lr=1e-4, max_train=max_train, seed=s["seed"] + number)
         train(student, self.tokenizer, self.task, config, teacher=self.teacher, masks=masks,
-                        teacher_logits=self.logits[:max_train], progress=False)
-        dev = encode(self.tokenizer, self.task.dev, self.task.max_length)
-        acc = accuracy(predict_logits(student, dev), dev.labels)
+              teacher_logits=self.logits[:max_train], progress=False)
+        acc = accuracy(predict_logits(student, self.dev), self.dev.labels)
         state = {k: v.detach().numpy().copy() for k, v in student.state_dict().items()}
         return {"dev_accuracy": acc, "train_seconds": round(time.perf_counter() - t0, 1), "state": state,
                 "config": student.config.to_dict()}
+
+
+def train_examples(task, max_train: int | None):
+    """The train split, or its first ``max_train`` examples (what the teacher's cached logits cover)."""
+    return task.train[:max_train] if max_train else task.train
 
 
 _SCORERS: dict[tuple, Scorer] = {}
@@ -212,6 +218,7 @@ class Study:
         self.out, self.settings, self.progress = out, settings, progress
         self.space: Space = parse_space(settings.space)
         self.state: dict[str, Any] = {}
+        self._ops: dict[Candidate, list] = {}  # the cost model's ops per candidate, priced each round
 
     def log(self, msg: str) -> None:
         if self.progress:
@@ -244,8 +251,7 @@ class Study:
             self.log("teacher: Taylor importance of heads, FFN neurons and hidden channels")
             importance(teacher, tokenizer, task).save(self.out / "importance.npz")
         if not (self.out / "teacher_logits.npy").is_file():
-            examples = task.train[:s.max_train] if s.max_train else task.train
-            enc = encode(tokenizer, examples, task.max_length)
+            enc = encode(tokenizer, train_examples(task, s.max_train), task.max_length)
             np.save(self.out / ".teacher_logits.npy", predict_logits(teacher, enc, progress=self.progress,
                                                                      desc="teacher logits"))
             os.replace(self.out / ".teacher_logits.npy", self.out / "teacher_logits.npy")
@@ -281,11 +287,17 @@ class Study:
             return Profile(data["name"], data, path)
         return load_profile(None, self.settings.target)
 
-    def predict(self, cand: Candidate, teacher_config, profile) -> float:
-        from bertc.cost import estimate
+    def predict(self, cand: Candidate, teacher_config, profiles) -> list[float]:
+        """Milliseconds for ``cand`` under each profile. The passes run once per candidate (its ops do not
+        depend on the profile); each round prices them with that round's re-fitted profile."""
+        from bertc.cost import config_ops
 
-        return estimate(cand.config(teacher_config).to_dict(), self.settings.target, cand.threads, self.space.seq_len,
-                        prune=cand.sparsity, profile=profile).total_ms
+        ops = self._ops.get(cand)
+        if ops is None:
+            ops = self._ops[cand] = config_ops(cand.config(teacher_config).to_dict(), self.settings.target,
+                                               self.space.seq_len, prune=cand.sparsity,
+                                               cache_bytes=profiles[0].cache_bytes)
+        return [p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops) for p in profiles]
 
     def recalibrate(self, timed: list[dict]) -> dict[str, float]:
         """Scale the profile's per-thread run scale by the median measured / predicted of the timed trials.
@@ -332,22 +344,17 @@ class Study:
         bar = tqdm(total=trials, initial=min(trials, len(_scored(study))), desc="search", unit="trial",
                    disable=not self.progress)
         self._postfix(bar, study)
-        predictions: dict[Candidate, tuple[float, float]] = {}
         while len(_scored(study)) < trials and time.monotonic() < deadline:
-            profile, base = self.profile(), None
+            from bertc.cost import load_profile
+
+            profiles = (self.profile(), load_profile(None, s.target))  # the study's re-fitted one, the built-in one
             batch, asked = [], 0
             want = min(s.round_size, trials - len(_scored(study)))
             while len(batch) < want and asked < MAX_ASKS:
                 trial = study.ask()
                 cand = self.space.sample(trial)
                 asked += 1
-                if cand not in predictions:
-                    if base is None:
-                        from bertc.cost import load_profile
-
-                        base = load_profile(None, s.target)
-                    predictions[cand] = (self.predict(cand, teacher_config, profile), self.predict(cand, teacher_config, base))
-                pred, base_pred = predictions[cand]
+                pred, base_pred = self.predict(cand, teacher_config, profiles)
                 for k, v in {"owner": _owner(), "candidate": cand.asdict(), "describe": cand.describe(),
                              "predicted_ms": round(pred, 4),
                              "base_predicted_ms": round(base_pred, 4), "threads": cand.threads}.items():
@@ -610,6 +617,7 @@ def final_student(st: Study, chosen: dict) -> dict:
     """Distill the chosen student longer, score it on dev and test, compile and time it, save it."""
     import torch
 
+    from bertc.artifact import publish
     from bertc.sparsity import model_masks, parse_spec
 
     from .distill import HiddenMap, TrainConfig, augment, train
@@ -628,9 +636,9 @@ def final_student(st: Study, chosen: dict) -> dict:
         cut = plan_cut(Importance.load(st.out / "importance.npz"), cand.layers, cand.hidden, [cand.heads] * cand.layers,
                        list(cand.ffn))
         hidden_map = HiddenMap([0] + [i + 1 for i in cut.layers], torch.from_numpy(cut.hidden))
-        unlabelled = augment([x for x, _ in (task.train[:s.max_train] if s.max_train else task.train)], s.augment, s.seed)
-        st.log(f"final: distilling {cand.describe()} for {s.final_epochs} epoch(s) on "
-               f"{len(task.train[:s.max_train] if s.max_train else task.train)} + "
+        texts = [x for x, _ in train_examples(task, s.max_train)]
+        unlabelled = augment(texts, s.augment, s.seed)
+        st.log(f"final: distilling {cand.describe()} for {s.final_epochs} epoch(s) on {len(texts)} + "
                f"{len(unlabelled)} augmented examples (logits{' and hidden states' if s.hidden_weight else ''})")
         out["final_training"] = train(student, tokenizer, task, TrainConfig(
             epochs=s.final_epochs, lr=1e-4, max_train=s.max_train, seed=s.seed, hidden_weight=s.hidden_weight),
@@ -644,8 +652,7 @@ def final_student(st: Study, chosen: dict) -> dict:
         student.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
     (staging / "student_report.json").write_text(json.dumps(out, indent=2) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    publish(staging, folder)
     from bertc.api import compile as compile_model
 
     with quiet_transformers():
