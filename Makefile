@@ -59,7 +59,7 @@ calibrate: setup ## re-fit the built-in host cost profile here; prints Spearman 
 	$(VENV)/bin/bertc calibrate --target host -o bertc/data/profiles/host.json
 
 search: setup ## bertc search: the best MiniLM student on rt-sentiment under 1/3 of the teacher's host latency (~1 h)
-	$(VENV)/bin/bertc search -o minilm.search --space search/spaces/host-1thread.yaml --trials 40 --timeout 30
+	$(VENV)/bin/bertc search -o minilm.search --space search/spaces/host-1thread.yaml --trials 60 --timeout 28
 
 clean: ## remove build outputs
 	rm -rf test/lit/Output .pytest_cache .hypothesis

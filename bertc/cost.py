@@ -234,15 +234,17 @@ class Profile:
 
     def op_ms(self, op: OpCost, threads: int) -> float:
         fitted = self.data.get("fitted", {}).get(str(threads), {}).get(op.kind)
+        # kind_scale: a per-kind correction on top, e.g. bertc search's re-fit of sparse GEMMs from timed candidates
+        kind = self.data.get("kind_scale", {}).get(str(threads), {}).get(op.kind, 1.0)
         if fitted is not None:
             scale = self.data.get("run_scale", {}).get(str(threads), 1.0)  # bertc/calibrate.py _run_scale
-            return scale * float(sum(c * op.features.get(f, 0.0) for f, c in zip(FEATURES[op.kind], fitted)))
+            return kind * scale * float(sum(c * op.features.get(f, 0.0) for f, c in zip(FEATURES[op.kind], fitted)))
         roof = self.data["roofline"]
         peak = roof["peak_gflops_per_core"] * threads * roof.get("parallel_efficiency", {}).get(str(threads), 1.0)
         eff = roof["efficiency"].get(op.kind, roof["efficiency"]["elementwise"])
         compute = op.flops / (peak * eff * 1e6) if op.flops else 0.0
         memory = op.bytes / (roof["bandwidth_gbs"] * 1e6)
-        return roof["dispatch_us"] / 1e3 + max(compute, memory)
+        return kind * (roof["dispatch_us"] / 1e3 + max(compute, memory))
 
     @property
     def cache_bytes(self) -> int | None:
@@ -282,6 +284,10 @@ def _check_profile(data: Any, where: str) -> None:
             if not isinstance(coef, list) or len(coef) != len(FEATURES[kind]):
                 raise bad(f"fitted[{threads}][{kind}] needs {len(FEATURES[kind])} coefficients "
                           f"({', '.join(FEATURES[kind])})")
+    for threads, kinds in data.get("kind_scale", {}).items():
+        for kind, scale in kinds.items():
+            if kind not in FEATURES or not isinstance(scale, (int, float)) or scale <= 0:
+                raise bad(f"kind_scale[{threads}][{kind}] must be a positive number for one of {sorted(FEATURES)}")
 
 
 def load_profile(spec: str | Path | None, target: str = "host") -> Profile:

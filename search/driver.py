@@ -20,7 +20,8 @@ One study, in rounds:
 4. **Time.** The round's best ``--timed-per-round`` by dev accuracy are compiled and timed for real
    with bertc_run (stage ``timed``), after the training, so nothing competes with them for cores.
    Predicted and measured ms are kept on the trial; the profile's run scale is re-fitted from the
-   ratios measured / predicted of every timed trial so far (``profile.json``, the next round's screen).
+   ratios measured / predicted of every timed trial so far, the sparse GEMMs with a scale of their own
+   (``profile.json``, the next round's screen; see ``refit_profile``).
 5. **Tell.** Every trial is told to Optuna: dev accuracy, and a latency (measured when timed, else
    predicted) that is the constraint (``--objective constrained``) or a second objective (``pareto``).
 6. **End.** The best timed candidate whose measured latency meets the budget is distilled longer
@@ -70,8 +71,8 @@ class Settings:
     max_train: int | None = None
     round_size: int = 4
     timed_per_round: int = 2
-    final_epochs: int = 2
-    augment: int = 2
+    final_epochs: int = 3
+    augment: int = 4
     hidden_weight: float = 0.0
     seed: int = 0
     device: str | None = None
@@ -290,30 +291,28 @@ class Study:
     def predict(self, cand: Candidate, teacher_config, profiles) -> list[float]:
         """Milliseconds for ``cand`` under each profile. The passes run once per candidate (its ops do not
         depend on the profile); each round prices them with that round's re-fitted profile."""
+        ops = self._ops_of(cand, teacher_config, profiles[0].cache_bytes)
+        return [p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops) for p in profiles]
+
+    def _ops_of(self, cand: Candidate, teacher_config, cache_bytes):
         from bertc.cost import config_ops
 
         ops = self._ops.get(cand)
         if ops is None:
             ops = self._ops[cand] = config_ops(cand.config(teacher_config).to_dict(), self.settings.target,
-                                               self.space.seq_len, prune=cand.sparsity,
-                                               cache_bytes=profiles[0].cache_bytes)
-        return [p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops) for p in profiles]
+                                               self.space.seq_len, prune=cand.sparsity, cache_bytes=cache_bytes)
+        return ops
+
+    def sparse_ms(self, cand: Candidate, teacher_config, profile) -> float:
+        """The part of ``cand``'s prediction under ``profile`` spent in sparse GEMMs (0 for a dense one)."""
+        ops = self._ops_of(cand, teacher_config, profile.cache_bytes)
+        return sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == "linear_sparse")
 
     def recalibrate(self, timed: list[dict]) -> dict[str, float]:
-        """Scale the profile's per-thread run scale by the median measured / predicted of the timed trials.
-        Predictions are recomputed with the base profile, so the fit does not chase its own corrections."""
+        """Re-fit the study's profile from the timed trials (see refit_profile) and save it."""
         from bertc.cost import load_profile
 
-        base = load_profile(None, self.settings.target)
-        data = json.loads(json.dumps(base.data))
-        scales = {}
-        for t in sorted({r["threads"] for r in timed}):
-            ratios = [r["measured_ms"] / r["base_predicted_ms"] for r in timed if r["threads"] == t]
-            scale = statistics.median(ratios)
-            data.setdefault("run_scale", {})[str(t)] = round(base.data.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
-            scales[str(t)] = round(scale, 4)
-        data.setdefault("sources", {})["search"] = (f"run_scale re-fitted by bertc search from {len(timed)} timed "
-                                                    f"candidates (median measured / predicted per thread count)")
+        data, scales = refit_profile(load_profile(None, self.settings.target).data, timed)
         tmp = self.out / ".profile.json.tmp"
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         tmp.replace(self.out / "profile.json")
@@ -356,8 +355,9 @@ class Study:
                 asked += 1
                 pred, base_pred = self.predict(cand, teacher_config, profiles)
                 for k, v in {"owner": _owner(), "candidate": cand.asdict(), "describe": cand.describe(),
-                             "predicted_ms": round(pred, 4),
-                             "base_predicted_ms": round(base_pred, 4), "threads": cand.threads}.items():
+                             "predicted_ms": round(pred, 4), "base_predicted_ms": round(base_pred, 4),
+                             "base_sparse_ms": round(self.sparse_ms(cand, teacher_config, profiles[1]), 4),
+                             "threads": cand.threads}.items():
                     trial.set_user_attr(k, v)
                 if pred > SCREEN_SLACK * self.budget_ms:
                     trial.set_user_attr("stage", "screened-out")
@@ -432,6 +432,35 @@ class Study:
         return max(ok, key=lambda r: (r["dev_accuracy"], -r["measured_ms"]), default=None)
 
 
+def refit_profile(base: dict, timed: list[dict]) -> tuple[dict, dict[str, float]]:
+    """A copy of the profile ``base`` re-fitted from timed trials, per thread count, and the scales applied.
+
+    The run scale is multiplied by the median measured / predicted of the dense candidates (of all, while
+    none is dense). The sparse GEMMs get their own scale (``kind_scale``): the median k that makes each
+    sparse candidate's ``scale x (dense part + k x sparse part)`` equal its measurement; the sparse kernels'
+    rates are fitted on fewer shapes and were the cost model's largest error. Predictions are the base
+    profile's (``base_predicted_ms``, ``base_sparse_ms``), so the fit does not chase its own corrections."""
+    data = json.loads(json.dumps(base))
+    scales = {}
+    for t in sorted({r["threads"] for r in timed}):
+        mine = [r for r in timed if r["threads"] == t]
+        dense = [r for r in mine if not r.get("base_sparse_ms")] or mine
+        scale = statistics.median(r["measured_ms"] / r["base_predicted_ms"] for r in dense)
+        data.setdefault("run_scale", {})[str(t)] = round(base.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
+        scales[str(t)] = round(scale, 4)
+        sparse = [r for r in mine if r.get("base_sparse_ms")]
+        if sparse and len(dense) < len(mine):
+            k = statistics.median((r["measured_ms"] / scale - (r["base_predicted_ms"] - r["base_sparse_ms"]))
+                                  / r["base_sparse_ms"] for r in sparse)
+            k = min(4.0, max(0.25, k))  # a wild measurement must not zero or explode the sparse kernels' cost
+            data.setdefault("kind_scale", {}).setdefault(str(t), {})["linear_sparse"] = round(k, 4)
+            scales[f"{t}:linear_sparse"] = round(k, 4)
+    data.setdefault("sources", {})["search"] = (
+        f"run_scale and kind_scale re-fitted by bertc search from {len(timed)} timed candidates (median "
+        "measured / predicted of the dense ones per thread count; the sparse GEMMs' scale from the sparse ones)")
+    return data, scales
+
+
 STARTUP = 4  # random trials before TPE models the space: a search trains tens of candidates, not hundreds
 MAX_ASKS = 400  # samples screened for one round before the space is declared (almost) empty under budget
 SCREEN_SLACK = 1.10  # train candidates predicted up to 10% over budget: the cost model's error is about that
@@ -441,7 +470,8 @@ def _record(t) -> dict:
     a = t.user_attrs
     return {"number": t.number, "state": t.state.name, "stage": a.get("stage"), "describe": a.get("describe"),
             "candidate": a.get("candidate"), "threads": a.get("threads"), "predicted_ms": a.get("predicted_ms"),
-            "base_predicted_ms": a.get("base_predicted_ms"), "measured_ms": a.get("measured_ms"),
+            "base_predicted_ms": a.get("base_predicted_ms"), "base_sparse_ms": a.get("base_sparse_ms"),
+            "measured_ms": a.get("measured_ms"),
             "latency_ms": a.get("latency_ms"), "dev_accuracy": a.get("dev_accuracy"),
             "train_seconds": a.get("train_seconds"), "student": a.get("student")}
 
@@ -801,8 +831,8 @@ def _run(args) -> int:
                             space={**space.asdict()}, budget_ms=budget_ms, budget_fraction=fraction,
                             objective=pick("objective", "constrained"), epochs=pick("epochs", 0.5),
                             max_train=args.max_train, round_size=pick("round_size", 4),
-                            timed_per_round=pick("timed_per_round", 2), final_epochs=pick("final_epochs", 2),
-                            augment=pick("augment", 2), hidden_weight=pick("hidden_weight", 0.0), seed=pick("seed", 0),
+                            timed_per_round=pick("timed_per_round", 2), final_epochs=pick("final_epochs", 3),
+                            augment=pick("augment", 4), hidden_weight=pick("hidden_weight", 0.0), seed=pick("seed", 0),
                             device=args.device, storage=args.storage, runs=pick("runs", 30),
                             extra={"space_file": space.source})
         for name, value in (("--epochs", settings.epochs), ("--round-size", settings.round_size),
@@ -845,9 +875,9 @@ def add_parser(sub):
     p.add_argument("--epochs", type=float, metavar="E", help="distillation epochs per candidate; below 1, that "
                    "fraction of the train split (default: 0.5)")
     p.add_argument("--max-train", type=int, metavar="N", help="use the first N training examples only (quick runs)")
-    p.add_argument("--final-epochs", type=int, metavar="E", help="epochs for the chosen student (default: 2; 0: none)")
+    p.add_argument("--final-epochs", type=int, metavar="E", help="epochs for the chosen student (default: 3; 0: none)")
     p.add_argument("--augment", type=int, metavar="K", help="final training: K perturbed copies of each train text, "
-                   "labelled by the teacher (default: 2)")
+                   "labelled by the teacher (default: 4)")
     p.add_argument("--hidden-weight", type=float, metavar="W", help="final training: weight of the hidden-state "
                    "loss (default: 0, logits only: the teacher then runs once per text, not at every step)")
     p.add_argument("--seed", type=int, help="sampler and training seed (default: 0)")

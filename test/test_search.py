@@ -156,6 +156,37 @@ def _trials(out: Path, storage=None):
     return optuna.load_study(study_name="bertc-search", storage=storage).get_trials(deepcopy=False)
 
 
+def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measurements():
+    """Timings made 10% slower than predicted for dense ops and 30% faster for sparse GEMMs: the re-fitted
+    profile must predict every timed candidate through the cost model's own op_ms."""
+    from bertc.search.driver import refit_profile
+
+    from bertc.cost import Profile, config_ops, load_profile
+
+    base = load_profile(None, "host")
+    config = T.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=256, max_position_embeddings=64)
+    timed = []
+    for ffn, prune in [(256, None), (128, None), (256, "16x1@0.5"), (128, "4x1@0.5")]:
+        config.intermediate_size = ffn
+        ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache_bytes=base.cache_bytes)
+        total = base.overhead_ms(1) + sum(base.op_ms(o, 1) for o in ops)
+        sparse = sum(base.op_ms(o, 1) for o in ops if o.kind == "linear_sparse")
+        assert (sparse > 0) == (prune is not None)
+        timed.append({"threads": 1, "ops": ops, "base_predicted_ms": total, "base_sparse_ms": sparse,
+                      "measured_ms": 1.1 * (total - sparse + 0.7 * sparse)})
+    data, scales = refit_profile(base.data, timed)
+    assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_sparse": pytest.approx(0.7, rel=1e-3)}
+    refit = Profile("refit", data)
+    for r in timed:
+        predicted = refit.overhead_ms(1) + sum(refit.op_ms(o, 1) for o in r["ops"])
+        # the overhead is not scaled, so the dense scale is fitted through it: within a few per cent
+        assert predicted == pytest.approx(r["measured_ms"], rel=0.02)
+    # with no dense candidate timed yet, every candidate fits the run scale and no sparse scale is guessed
+    data, scales = refit_profile(base.data, timed[2:])
+    assert set(scales) == {"1"} and "kind_scale" not in data
+
+
 def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_path):
     """The whole flow, with trials trained by two Ray workers and the study in a database."""
     out, db = tmp_path / "s", f"sqlite:///{tmp_path / 'study.db'}"
@@ -178,7 +209,7 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     assert len(timed) == 2 and all(t.user_attrs["measured_ms"] > 0 for t in timed)  # one per round
     assert stages.count("trained") == 2
     assert report["cost_model_on_timed"]["candidates"] == 2
-    assert json.loads((out / "profile.json").read_text())["sources"]["search"].startswith("run_scale re-fitted")
+    assert json.loads((out / "profile.json").read_text())["sources"]["search"].startswith("run_scale and kind_scale re-fitted")
     final = report["final"]
     assert final["latency_ms"] <= report["budget_ms"] * 1.5 and 0 <= final["test_accuracy"] <= 1
     assert final["compiled_test_accuracy"] == pytest.approx(final["test_accuracy"], abs=0.01)
