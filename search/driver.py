@@ -10,7 +10,9 @@ One study, in rounds:
    target and timed: the budget is a fraction of that (default 1/3) unless given in ms. The teacher's
    Taylor importance (search/inherit.py) and its logits on the train split are computed and kept in
    the study folder.
-2. **Screen.** Optuna samples candidates from the space (search/space.py); the cost model
+2. **Screen.** A new study starts with a warm start (``--no-warm-start``: none): for each layer and
+   thread count, the dense student the cost model prices closest under the budget, the largest of that
+   depth that fits, is enqueued as a trial. Then Optuna samples candidates from the space (search/space.py); the cost model
    (bertc/cost.py, with the study's re-calibrated profile) predicts each one's latency in
    milliseconds. Those predicted over budget are recorded as pruned trials (stage ``screened-out``)
    and never trained; sampling goes on until a round has ``--round-size`` candidates under budget.
@@ -74,6 +76,7 @@ class Settings:
     final_epochs: int = 3
     augment: int = 4
     hidden_weight: float = 0.0
+    warm_start: bool = True  # seed the study with the cost model's largest dense student per depth under budget
     seed: int = 0
     device: str | None = None
     storage: str | None = None
@@ -308,6 +311,31 @@ class Study:
         ops = self._ops_of(cand, teacher_config, profile.cache_bytes)
         return sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == "linear_sparse")
 
+    def seed_frontier(self, study) -> None:
+        """The compiler-aware warm start: before the sampler's first (random) trials, enqueue, for every
+        layer count and thread count, the dense student the cost model prices closest under the budget:
+        the largest of each depth that fits. Accuracy mostly grows with size, so these are the likely
+        winners, and random sampling can take tens of trials to land near the budget line."""
+        from bertc.cost import load_profile
+
+        from .tasks import load_task
+        from .teacher import load_classifier
+
+        teacher_config = load_classifier(self.state["teacher_dir"], load_task(self.settings.task))[0].config
+        profile = load_profile(None, self.settings.target)
+        best: dict[tuple[int, int], tuple[float, Candidate]] = {}
+        for cand in self.space.dense_uniform():
+            ms = self.predict(cand, teacher_config, (profile,))[0]
+            key = (cand.layers, cand.threads)
+            if ms <= self.budget_ms and ms > best.get(key, (0.0, None))[0]:
+                best[key] = (ms, cand)
+        for key in sorted(best):
+            study.enqueue_trial(self.space.params(best[key][1]), user_attrs={"warm_start": True})
+        self.state["warm_start"] = [f"{c.describe()} ({ms:.3f} ms predicted)" for ms, c in
+                                    (best[k] for k in sorted(best))]
+        self.log("warm start: the largest dense student of each depth under budget, by the cost model: "
+                 + ", ".join(self.state["warm_start"]))
+
     def recalibrate(self, timed: list[dict]) -> dict[str, float]:
         """Re-fit the study's profile from the timed trials (see refit_profile) and save it."""
         from bertc.cost import load_profile
@@ -333,6 +361,8 @@ class Study:
         directions = ["maximize", "minimize"] if s.objective == "pareto" else ["maximize"]
         study = optuna.create_study(study_name="bertc-search", storage=_storage(self.out, s.storage), sampler=sampler,
                                     directions=directions, load_if_exists=True)
+        if not study.trials and s.warm_start:
+            self.seed_frontier(study)
         rerun = _requeue_interrupted(study)
         if rerun:
             self.log(f"resuming: {rerun} trial(s) that were running when the search stopped will run again")
@@ -809,7 +839,7 @@ examples:
 
 
 SETTING_FLAGS = ("teacher", "task", "target", "space", "latency_budget", "objective", "epochs", "max_train",
-                 "round_size", "timed_per_round", "seed", "device", "storage", "runs")
+                 "round_size", "timed_per_round", "warm_start", "seed", "device", "storage", "runs")
 FINAL_FLAGS = ("final_epochs", "augment", "hidden_weight")  # the final training only: --resume may change them
 
 
@@ -832,7 +862,8 @@ def _run(args) -> int:
                             objective=pick("objective", "constrained"), epochs=pick("epochs", 0.5),
                             max_train=args.max_train, round_size=pick("round_size", 4),
                             timed_per_round=pick("timed_per_round", 2), final_epochs=pick("final_epochs", 3),
-                            augment=pick("augment", 4), hidden_weight=pick("hidden_weight", 0.0), seed=pick("seed", 0),
+                            augment=pick("augment", 4), hidden_weight=pick("hidden_weight", 0.0),
+                            warm_start=pick("warm_start", True), seed=pick("seed", 0),
                             device=args.device, storage=args.storage, runs=pick("runs", 30),
                             extra={"space_file": space.source})
         for name, value in (("--epochs", settings.epochs), ("--round-size", settings.round_size),
@@ -880,6 +911,9 @@ def add_parser(sub):
                    "labelled by the teacher (default: 4)")
     p.add_argument("--hidden-weight", type=float, metavar="W", help="final training: weight of the hidden-state "
                    "loss (default: 0, logits only: the teacher then runs once per text, not at every step)")
+    p.add_argument("--no-warm-start", dest="warm_start", action="store_false", default=None,
+                   help="start with the sampler's random trials only, not the cost model's largest dense student "
+                   "of each depth under budget")
     p.add_argument("--seed", type=int, help="sampler and training seed (default: 0)")
     p.add_argument("--runs", type=int, metavar="N", help="timed runs per candidate (default: 30)")
     p.add_argument("--storage", metavar="URL", help="an Optuna database URL instead of OUT/study.log")

@@ -91,6 +91,23 @@ class Space:
                          trial.suggest_categorical("heads", self.heads), ffn,
                          None if sparsity == "none" else sparsity, trial.suggest_categorical("threads", self.threads))
 
+    def params(self, cand: Candidate) -> dict:
+        """The Optuna parameters that make ``sample`` return ``cand`` (for Study.enqueue_trial)."""
+        p = {"layers": cand.layers, "sparsity": cand.sparsity or "none", "hidden": cand.hidden, "heads": cand.heads,
+             "threads": cand.threads}
+        if self.ffn_per_layer:  # the layers past cand's are drawn but unused: give them its last width
+            p.update({f"ffn_{i}": cand.ffn[min(i, cand.layers - 1)] for i in range(max(self.layers))})
+        else:
+            p["ffn"] = cand.ffn[0]
+        return p
+
+    def dense_uniform(self) -> list[Candidate]:
+        """Every dense candidate with one FFN width for all layers (the space's sparsity allowing dense)."""
+        if None not in self.sparsity:
+            return []
+        return [Candidate(n, h, a, (f,) * n, None, t) for n in self.layers for h in self.hidden for a in self.heads
+                for f in self.ffn for t in self.threads]
+
     def check_teacher(self, config) -> None:
         """Errors for dimensions this teacher cannot supply (a student is cut out of it)."""
         d = config.hidden_size // config.num_attention_heads

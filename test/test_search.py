@@ -197,6 +197,26 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     report = json.loads((out / "search_report.json").read_text())
     trials = _trials(out, db)
     stages = [t.user_attrs.get("stage") for t in trials]
+    # the warm start: the first trials are the cost model's largest dense student of each depth under budget
+    seeds = [t for t in trials if t.user_attrs.get("warm_start")]
+    assert [t.number for t in seeds] == list(range(len(seeds))) and len(seeds) == len(report["warm_start"]) >= 1
+    for t in seeds:
+        c = t.user_attrs["candidate"]
+        assert c["sparsity"] is None and t.user_attrs["predicted_ms"] <= report["budget_ms"] * 1.05
+    from bertc.cost import config_ops, load_profile
+
+    profile, teacher_config = load_profile(None, "host"), T.AutoConfig.from_pretrained(tiny_teacher)
+
+    def predicted(c: Candidate) -> float:
+        ops = config_ops(c.config(teacher_config).to_dict(), "host", SPACE["seq_len"], cache_bytes=profile.cache_bytes)
+        return profile.overhead_ms(1) + sum(profile.op_ms(o, 1) for o in ops)
+
+    for n in SPACE["layers"]:
+        fits = [predicted(Candidate(n, h, a, (f,) * n, None, 1)) for h in SPACE["hidden"] for a in SPACE["heads"]
+                for f in SPACE["ffn"]]
+        fits = [ms for ms in fits if ms <= report["budget_ms"]]
+        mine = [t.user_attrs["base_predicted_ms"] for t in seeds if t.user_attrs["candidate"]["layers"] == n]
+        assert mine == ([pytest.approx(max(fits), rel=1e-3, abs=1e-4)] if fits else []), n  # rounded to 0.1 us
     # the 4-layer choices are over 0.6x the teacher: the cost model screens them out, untrained
     assert "screened-out" in stages
     for t in trials:
