@@ -26,7 +26,8 @@ One study, in rounds:
    (``profile.json``, the next round's screen; see ``refit_profile``).
 5. **Tell.** Every trial is told to Optuna: dev accuracy, and a latency (measured when timed, else
    predicted) that is the constraint (``--objective constrained``) or a second objective (``pareto``).
-6. **End.** The best timed candidate whose measured latency meets the budget is distilled longer
+6. **End.** The best timed candidate whose measured latency is under the budget by more than the timing
+   noise (2%, ``BUDGET_MARGIN``) is distilled longer
    (``--final-epochs``, on the train split plus ``--augment`` perturbed copies of it labelled by the
    teacher; ``--hidden-weight`` adds the hidden states), scored on dev and test (in PyTorch and with the compiled
    artifact), timed again and saved in ``OUT/student`` for ``bertc compile``; the Pareto front is
@@ -177,6 +178,27 @@ def time_artifact(path: Path, threads: int, seq_len: int, device: str | None, ru
                          "search with --device host or --device adb[:SERIAL]")
     report = model.bench(np.full((1, seq_len), 7, np.int64), runs=runs, warmup=5)
     return float(report["p50_ms"])
+
+
+def interleaved_ratio(st, student_art: Path, threads: int) -> dict:
+    """The teacher and the student timed alternately (INTERLEAVED_ROUNDS pairs of --runs runs each), so that
+    both see the same machine: their medians and the median, min and max of teacher / student per pair."""
+    from bertc.api import compile as compile_model
+
+    from .teacher import quiet_transformers
+
+    s, t = st.settings, st.state["teacher"]
+    work = st.out / ".teacher.bertc"
+    with quiet_transformers():
+        teacher_art = compile_model(st.state["teacher_dir"], target=s.target, seq_len=st.space.seq_len, out=work)
+    pairs = [(time_artifact(teacher_art.path, t["threads"], st.space.seq_len, s.device, s.runs),
+              time_artifact(student_art, threads, st.space.seq_len, s.device, s.runs)) for _ in range(INTERLEAVED_ROUNDS)]
+    shutil.rmtree(work, ignore_errors=True)
+    ratios = [a / b for a, b in pairs]
+    return {"teacher_ms": round(statistics.median(a for a, _ in pairs), 4),
+            "student_ms": round(statistics.median(b for _, b in pairs), 4),
+            "speedup": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3),
+            "budget_fraction": s.budget_fraction if s.budget_ms is None else None}
 
 
 def compile_and_time(model_dir: Path, out: Path, target: str, seq_len: int, threads: int, prune: str | None,
@@ -457,8 +479,10 @@ class Study:
                                 f"({best['describe']})")
 
     def best(self, study) -> dict | None:
+        """The timed candidate with the best dev accuracy whose measured latency is under the budget by
+        more than the timing noise (BUDGET_MARGIN): the one the search ships."""
         ok = [r for r in map(_record, study.get_trials(deepcopy=False))
-              if r["stage"] == "timed" and r["measured_ms"] <= self.budget_ms]
+              if r["stage"] == "timed" and r["measured_ms"] <= self.budget_ms * (1 - BUDGET_MARGIN)]
         return max(ok, key=lambda r: (r["dev_accuracy"], -r["measured_ms"]), default=None)
 
 
@@ -494,6 +518,10 @@ def refit_profile(base: dict, timed: list[dict]) -> tuple[dict, dict[str, float]
 STARTUP = 4  # random trials before TPE models the space: a search trains tens of candidates, not hundreds
 MAX_ASKS = 400  # samples screened for one round before the space is declared (almost) empty under budget
 SCREEN_SLACK = 1.10  # train candidates predicted up to 10% over budget: the cost model's error is about that
+# The p50 of 30 runs moves by up to 2% from one timing to the next here (ten alternate timings of the same
+# student: 2.108-2.195 ms), so a candidate measured within 2% of the budget is not reliably under it.
+BUDGET_MARGIN = 0.02
+INTERLEAVED_ROUNDS = 10  # final check: the teacher and the student timed alternately, this many times each
 
 
 def _record(t) -> dict:
@@ -727,12 +755,15 @@ def final_student(st: Study, chosen: dict) -> dict:
     out["torch_ms"] = {"teacher": round(torch_ms(teacher.bert, st.space.seq_len, t["threads"]), 4),
                        "student": round(torch_ms(student.bert, st.space.seq_len, cand.threads), 4)}
     out["speedup_vs_teacher"] = round(t["latency_ms"] / out["latency_ms"], 3)
+    out["interleaved"] = interleaved_ratio(st, art.path, cand.threads)
     out["accuracy_kept"] = round(out["test_accuracy"] / t["test_accuracy"], 4)
     (folder / "student_report.json").write_text(json.dumps(out, indent=2) + "\n")
     st.log(f"chosen: {cand.describe()} (trial {chosen['number']}): test accuracy {out['test_accuracy']:.4f} "
            f"({out['accuracy_kept']:.1%} of the teacher's {t['test_accuracy']:.4f}), {out['latency_ms']:.3f} ms with "
            f"bertc at {cand.threads} thread(s) ({out['speedup_vs_teacher']:.2f}x faster than the compiled teacher's "
-           f"{t['latency_ms']:.3f} ms; PyTorch runs the teacher in {out['torch_ms']['teacher']:.3f} ms)\n"
+           f"{t['latency_ms']:.3f} ms; PyTorch runs the teacher in {out['torch_ms']['teacher']:.3f} ms); timed "
+           f"alternately with the teacher, {out['interleaved']['speedup']:.2f}x (range "
+           f"{out['interleaved']['min']:.2f}-{out['interleaved']['max']:.2f}x over {INTERLEAVED_ROUNDS} pairs)\n"
            f"saved {folder}: `bertc compile {folder} --target {s.target}`")
     return out
 

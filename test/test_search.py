@@ -233,6 +233,9 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     final = report["final"]
     assert final["latency_ms"] <= report["budget_ms"] * 1.5 and 0 <= final["test_accuracy"] <= 1
     assert final["compiled_test_accuracy"] == pytest.approx(final["test_accuracy"], abs=0.01)
+    both = final["interleaved"]  # the teacher and the student timed alternately
+    assert both["min"] <= both["speedup"] <= both["max"] and both["teacher_ms"] > 0 and both["student_ms"] > 0
+    assert report["chosen"]["measured_ms"] <= report["budget_ms"] * 0.98  # under by more than the timing noise
     assert (out / "pareto.png").stat().st_size > 10_000 and "plotly" in (out / "pareto.html").read_text()[:100_000]
     assert "Pareto front" in run.stderr + run.stdout
     # the saved student is what `bertc compile` takes
