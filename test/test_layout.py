@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = {"bertc": 3700, "dialects": 400, "passes": 1650, "runtime": 4100, "test": 2000, "benchmarks": 1100,
            "search": 1900}
 BUDGETS.update({"bertc": 4000, "passes": 2000, "runtime": 4800})  # raised for issue 5 (Vulkan): emit_vulkan, runtime/vulkan
+BUDGETS.update({"search": 2100})  # raised for issue 8: the warm start, the sparse re-fit, the interleaved final timing
 
 
 def test_every_pass_has_file_docstring_and_lit_test():
