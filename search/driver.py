@@ -183,32 +183,31 @@ def time_artifact(path: Path, threads: int, seq_len: int, device: str | None, ru
 def interleaved_ratio(st, student_art: Path, threads: int) -> dict:
     """The teacher and the student timed alternately (INTERLEAVED_ROUNDS pairs of --runs runs each), so that
     both see the same machine: their medians and the median, min and max of teacher / student per pair."""
-    from bertc.api import compile as compile_model
-
-    from .teacher import quiet_transformers
-
     s, t = st.settings, st.state["teacher"]
     work = st.out / ".teacher.bertc"
-    with quiet_transformers():
-        teacher_art = compile_model(st.state["teacher_dir"], target=s.target, seq_len=st.space.seq_len, out=work)
+    teacher_art = compile_quiet(Path(st.state["teacher_dir"]), work, s.target, st.space.seq_len, None)
     pairs = [(time_artifact(teacher_art.path, t["threads"], st.space.seq_len, s.device, s.runs),
               time_artifact(student_art, threads, st.space.seq_len, s.device, s.runs)) for _ in range(INTERLEAVED_ROUNDS)]
     shutil.rmtree(work, ignore_errors=True)
     ratios = [a / b for a, b in pairs]
     return {"teacher_ms": round(statistics.median(a for a, _ in pairs), 4),
             "student_ms": round(statistics.median(b for _, b in pairs), 4),
-            "speedup": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3),
-            "budget_fraction": s.budget_fraction if s.budget_ms is None else None}
+            "speedup": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
 
 
-def compile_and_time(model_dir: Path, out: Path, target: str, seq_len: int, threads: int, prune: str | None,
-                     device: str | None, runs: int) -> float:
+def compile_quiet(model_dir: Path, out: Path, target: str, seq_len: int, prune: str | None):
+    """bertc.compile, without transformers' report of the unused head (a classifier loads as its encoder)."""
     from bertc.api import compile as compile_model
 
     from .teacher import quiet_transformers
 
-    with quiet_transformers():  # a classifier folder loads as its encoder: transformers reports the unused head
-        art = compile_model(str(model_dir), target=target, seq_len=seq_len, out=out, prune=prune)
+    with quiet_transformers():
+        return compile_model(str(model_dir), target=target, seq_len=seq_len, out=out, prune=prune)
+
+
+def compile_and_time(model_dir: Path, out: Path, target: str, seq_len: int, threads: int, prune: str | None,
+                     device: str | None, runs: int) -> float:
+    art = compile_quiet(model_dir, out, target, seq_len, prune)
     return time_artifact(art.path, threads, seq_len, device, runs)
 
 
@@ -333,17 +332,13 @@ class Study:
         ops = self._ops_of(cand, teacher_config, profile.cache_bytes)
         return sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == "linear_sparse")
 
-    def seed_frontier(self, study) -> None:
+    def seed_frontier(self, study, teacher_config) -> None:
         """The compiler-aware warm start: before the sampler's first (random) trials, enqueue, for every
         layer count and thread count, the dense student the cost model prices closest under the budget:
         the largest of each depth that fits. Accuracy mostly grows with size, so these are the likely
         winners, and random sampling can take tens of trials to land near the budget line."""
         from bertc.cost import load_profile
 
-        from .tasks import load_task
-        from .teacher import load_classifier
-
-        teacher_config = load_classifier(self.state["teacher_dir"], load_task(self.settings.task))[0].config
         profile = load_profile(None, self.settings.target)
         best: dict[tuple[int, int], tuple[float, Candidate]] = {}
         for cand in self.space.dense_uniform():
@@ -383,13 +378,13 @@ class Study:
         directions = ["maximize", "minimize"] if s.objective == "pareto" else ["maximize"]
         study = optuna.create_study(study_name="bertc-search", storage=_storage(self.out, s.storage), sampler=sampler,
                                     directions=directions, load_if_exists=True)
+        teacher_config = load_classifier(self.state["teacher_dir"], load_task(s.task))[0].config
         if not study.trials and s.warm_start:
-            self.seed_frontier(study)
+            self.seed_frontier(study, teacher_config)
         rerun = _requeue_interrupted(study)
         if rerun:
             self.log(f"resuming: {rerun} trial(s) that were running when the search stopped will run again")
         self.write_state()
-        teacher_config = load_classifier(self.state["teacher_dir"], load_task(s.task))[0].config
         pool = _Pool(self, workers, ray_address)
         deadline = time.monotonic() + 60 * timeout_min if timeout_min else math.inf
         bar = tqdm(total=trials, initial=min(trials, len(_scored(study))), desc="search", unit="trial",
@@ -741,11 +736,7 @@ def final_student(st: Study, chosen: dict) -> dict:
         tokenizer.save_pretrained(str(staging))
     (staging / "student_report.json").write_text(json.dumps(out, indent=2) + "\n")
     publish(staging, folder)
-    from bertc.api import compile as compile_model
-
-    with quiet_transformers():
-        art = compile_model(str(folder), target=s.target, seq_len=st.space.seq_len, out=st.out / "student.bertc",
-                        prune=cand.sparsity)
+    art = compile_quiet(folder, st.out / "student.bertc", s.target, st.space.seq_len, cand.sparsity)
     out["artifact"] = str(art.path)
     out["latency_ms"] = round(time_artifact(art.path, cand.threads, st.space.seq_len, s.device, s.runs), 4)
     if not s.device or s.device == "host":
