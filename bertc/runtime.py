@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,12 @@ def _bind(lib: ctypes.CDLL) -> None:
 
 
 def check_ids(name: str, a, shape=None) -> np.ndarray | None:
-    """An input as contiguous int64 [batch, seq] (a 1-D array is one row), or a clear error."""
+    """An input as contiguous int64 [batch, seq] (a 1-D array is one row), or a clear error. Only the
+    optional inputs (attention_mask, token_type_ids) may be None."""
     if a is None:
+        if name == "input_ids":
+            raise BertcError("input_ids is None; pass the token ids as an int array [batch, seq] (a tokenizer's "
+                             "input_ids, e.g. tok(text, return_tensors='np')['input_ids'])")
         return None
     arr = np.asarray(a)
     if arr.ndim == 1:
@@ -64,9 +69,15 @@ def check_ids(name: str, a, shape=None) -> np.ndarray | None:
 class CompiledModel:
     """A loaded host artifact: ``model(input_ids, attention_mask=None, token_type_ids=None)``
     returns a dict of numpy arrays (``last_hidden_state``, and ``pooler_output`` when the model
-    has a pooler). Inputs shorter than the compiled sequence length are padded and masked."""
+    has a pooler). Inputs shorter than the compiled sequence length are padded and masked.
+
+    Safe from any number of threads: the C model runs one call at a time and its outputs live in its
+    arena until the next run (bertc.h), so one lock covers bertc_run and the copy of the outputs, and
+    ``close()`` takes it too: it waits for a call in progress, and a call after it is a BertcError."""
 
     def __init__(self, path: str | Path, threads: int = 1):
+        self._h: ctypes.c_void_p | None = None
+        self._lock = threading.Lock()
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         if self.manifest["target"] not in ("host", "vulkan"):
@@ -90,44 +101,63 @@ class CompiledModel:
         ids = check_ids("input_ids", input_ids)
         mask = check_ids("attention_mask", attention_mask, ids.shape)
         types = check_ids("token_type_ids", token_type_ids, ids.shape)
+        with self._lock:
+            return self._run(self._handle(), ids, mask, types)
+
+    def _handle(self) -> ctypes.c_void_p:
+        """The open C model; call with the lock held."""
+        if self._h is None:
+            raise BertcError(f"the model loaded from {self.path} is closed; load it again (bertc.load)")
+        return self._h
+
+    def _run(self, h: ctypes.c_void_p, ids: np.ndarray, mask, types) -> dict[str, np.ndarray]:
         b, s = ids.shape
         p = lambda a: None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
-        status = self.lib.bertc_run(self._h, p(ids), p(mask), p(types), b, s)
+        status = self.lib.bertc_run(h, p(ids), p(mask), p(types), b, s)
         if status != 0:
-            raise BertcError(self.lib.bertc_last_error(self._h).decode())
+            raise BertcError(self.lib.bertc_last_error(h).decode())
         out = {}
-        for i in range(self.lib.bertc_num_outputs(self._h)):
+        for i in range(self.lib.bertc_num_outputs(h)):
             shape = (ctypes.c_int64 * 4)()
             rank = ctypes.c_int()
-            ptr = self.lib.bertc_output(self._h, i, shape, ctypes.byref(rank))
+            ptr = self.lib.bertc_output(h, i, shape, ctypes.byref(rank))
             dims = list(shape)[: rank.value]
             arr = np.ctypeslib.as_array(ptr, shape=tuple(dims)).copy()
             if len(dims) >= 3 and dims[1] == self.seq_len and s < self.seq_len:
                 arr = arr[:, :s]  # per-token outputs [B, S, ...]: drop the padding bertc added
-            out[self.lib.bertc_output_name(self._h, i).decode()] = arr
+            out[self.lib.bertc_output_name(h, i).decode()] = arr
         return out
 
     def op_times(self) -> list[dict[str, Any]]:
         """Each op's time over the runs since loading or ``reset_op_times()``, in execution order, as
         bertc_run --bench reports it: name (op and result shape), kernel, ms (mean per run), plus
         total_ms and runs."""
-        runs = self.lib.bertc_timed_runs(self._h)
-        ops = []
-        for i in range(self.lib.bertc_num_ops(self._h)):
-            total = self.lib.bertc_op_seconds(self._h, i) * 1e3
-            ops.append({"name": self.lib.bertc_op_name(self._h, i).decode(),
-                        "kernel": self.lib.bertc_op_kernel(self._h, i).decode(),
-                        "ms": total / runs if runs else 0.0, "total_ms": total, "runs": runs})
+        with self._lock:
+            h = self._handle()
+            runs = self.lib.bertc_timed_runs(h)
+            ops = []
+            for i in range(self.lib.bertc_num_ops(h)):
+                total = self.lib.bertc_op_seconds(h, i) * 1e3
+                ops.append({"name": self.lib.bertc_op_name(h, i).decode(),
+                            "kernel": self.lib.bertc_op_kernel(h, i).decode(),
+                            "ms": total / runs if runs else 0.0, "total_ms": total, "runs": runs})
         return ops
 
     def reset_op_times(self) -> None:
         """Zero the per-op timers, e.g. after warm-up runs."""
-        self.lib.bertc_reset_op_times(self._h)
+        with self._lock:
+            self.lib.bertc_reset_op_times(self._handle())
 
     def close(self) -> None:
-        if getattr(self, "_h", None):
-            self.lib.bertc_close(self._h)
-            self._h = None
+        """Free the C model. A call in progress on another thread finishes first; a call afterwards
+        raises BertcError."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ failed before there was anything to free
+            return
+        with lock:
+            if self._h is not None:
+                self.lib.bertc_close(self._h)
+                self._h = None
 
     def __del__(self):
         self.close()

@@ -8,6 +8,18 @@
  *
  * One arena is allocated at open; bertc_run never calls malloc. Weights are mapped read-only.
  * Every failure returns a status code and leaves a message in bertc_last_error(m).
+ *
+ * Threads. A bertc_model runs one call at a time: its runs share one arena (and one thread pool, or
+ * one Vulkan command buffer), so bertc_run holds a per-model mutex, and concurrent bertc_run calls on
+ * one model wait for each other instead of overwriting each other's activations. What a run leaves
+ * behind (bertc_output's data, bertc_last_error, the op timers) belongs to the model, not to the
+ * caller, and the next run on any thread replaces it: callers that share a model across threads hold
+ * their own lock across bertc_run and the reads of its outputs, or open one model per thread (the
+ * weights are mapped, so a second model costs its arena and pool, not another copy of the weights).
+ * Different models are independent: any number of threads may each run their own. bertc_close waits
+ * for a run already inside bertc_run to finish, but must not race any other call on the same model:
+ * a call that starts during or after bertc_close uses freed memory. bertc_open and
+ * bertc_open_error are safe from any thread (the open error is per thread).
  */
 #ifndef BERTC_H
 #define BERTC_H
@@ -42,7 +54,8 @@ bertc_status bertc_run(bertc_model *m, const int64_t *input_ids, const int64_t *
 
 int bertc_num_outputs(const bertc_model *m);
 const char *bertc_output_name(const bertc_model *m, int index);
-/* shape receives up to 4 dims; returns NULL for a bad index. Valid until the next run. */
+/* shape receives up to 4 dims; returns NULL for a bad index. The data stays valid until the next
+ * bertc_run on this model from any thread, or bertc_close: read it under the lock that guards the run. */
 const float *bertc_output(const bertc_model *m, int index, int64_t shape[4], int *rank);
 
 /* The kernels this program calls, and the implementation each resolved to at link time ("ref",
@@ -66,6 +79,7 @@ int64_t bertc_batch(const bertc_model *m);
 int64_t bertc_seq_len(const bertc_model *m);
 int bertc_threads(const bertc_model *m);
 const char *bertc_last_error(const bertc_model *m);
+/* Waits for a run in progress, then frees the model. No other call on m may start during or after it. */
 void bertc_close(bertc_model *m);
 
 #ifdef __cplusplus

@@ -1,5 +1,7 @@
 /* Loader and executor: checks the artifact, maps the weights, owns the arena and the pool. */
 #define _GNU_SOURCE
+#include <pthread.h>
+
 #include "../include/bertc.h"
 #include "../kernels/kernels.h"
 #include "loader.h"
@@ -13,6 +15,7 @@ struct bertc_model {
   int threads;
   int64_t timed_runs;  /* runs summed into exec.op_seconds since open or bertc_reset_op_times */
   char error[512];
+  pthread_mutex_t run_lock; /* one run at a time: the runs share the arena and the pool (bertc.h) */
 };
 
 static _Thread_local char open_error[512];
@@ -37,6 +40,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   m->weights_map = map;
   m->weights_len = len;
   m->threads = threads;
+  pthread_mutex_init(&m->run_lock, NULL);
   m->exec.weights = map;
   m->exec.arena = aligned_alloc(64, (size_t)((prog->arena_bytes + 63) / 64 * 64 + 64));
   m->exec.pool = bertc_pool_create(threads, prog->scratch_floats, &prog->tuning);
@@ -53,15 +57,18 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
                        int64_t seq) {
   if (!m) return BERTC_ERR_ARGUMENT;
   const bertc_program *p = m->prog;
+  pthread_mutex_lock(&m->run_lock);
   bertc_status st = check_inputs(m->error, m->exec.arena, p->batch, p->seq_len, p->vocab_size, p->type_vocab_size,
                                  p->ids_offset, p->mask_offset, p->types_offset, ids, mask, types, batch, seq);
-  if (st != BERTC_OK) return st;
-  bertc_pool_begin(m->exec.pool); /* workers spin between this run's ops, and sleep after it */
-  p->run(&m->exec);
-  bertc_pool_end(m->exec.pool);
-  m->timed_runs++;
-  m->error[0] = 0;
-  return BERTC_OK;
+  if (st == BERTC_OK) {
+    bertc_pool_begin(m->exec.pool); /* workers spin between this run's ops, and sleep after it */
+    p->run(&m->exec);
+    bertc_pool_end(m->exec.pool);
+    m->timed_runs++;
+    m->error[0] = 0;
+  }
+  pthread_mutex_unlock(&m->run_lock);
+  return st;
 }
 
 int bertc_num_outputs(const bertc_model *m) { return m ? m->prog->num_outputs : 0; }
@@ -102,8 +109,10 @@ int64_t bertc_timed_runs(const bertc_model *m) { return m ? m->timed_runs : 0; }
 
 void bertc_reset_op_times(bertc_model *m) {
   if (!m) return;
+  pthread_mutex_lock(&m->run_lock); /* not halfway through a run's timers */
   memset(m->exec.op_seconds, 0, sizeof(double) * (size_t)m->prog->num_ops);
   m->timed_runs = 0;
+  pthread_mutex_unlock(&m->run_lock);
 }
 
 const char *bertc_device(const bertc_model *m) { return m ? "cpu" : NULL; }
@@ -114,6 +123,10 @@ const char *bertc_last_error(const bertc_model *m) { return m ? m->error : "NULL
 
 void bertc_close(bertc_model *m) {
   if (!m) return;
+  /* A run already inside bertc_run finishes first; a call that starts after this is the caller's bug (bertc.h). */
+  pthread_mutex_lock(&m->run_lock);
+  pthread_mutex_unlock(&m->run_lock);
+  pthread_mutex_destroy(&m->run_lock);
   bertc_pool_destroy(m->exec.pool);
   free(m->exec.arena);
   free(m->exec.op_seconds);

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #define VK_NO_PROTOTYPES
 #include <dlfcn.h>
+#include <pthread.h>
 #include <vulkan/vulkan.h>
 
 #include "../src/loader.h"
@@ -78,6 +79,7 @@ struct bertc_model {
   double ts_period_ns;
   uint64_t *ts;                 /* [num_ops + 1] */
   double *op_seconds;           /* [num_ops] */
+  pthread_mutex_t run_lock;     /* one run at a time (bertc.h) */
   int64_t timed_runs;
   int threads;
   char device[300];
@@ -504,6 +506,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   }
   m->prog = prog;
   m->threads = threads;
+  pthread_mutex_init(&m->run_lock, NULL);
   snprintf(m->device, sizeof m->device, "vulkan");
   m->ts = calloc((size_t)prog->num_ops + 1, sizeof *m->ts);
   m->op_seconds = calloc((size_t)prog->num_ops + 1, sizeof *m->op_seconds);
@@ -518,9 +521,9 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   return BERTC_OK;
 }
 
-bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types, int64_t batch,
-                       int64_t seq) {
-  if (!m) return BERTC_ERR_ARGUMENT;
+/* bertc_run under the model's lock. */
+static bertc_status run_locked(bertc_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types,
+                               int64_t batch, int64_t seq) {
   const bertc_vk_program *p = m->prog;
   /* the inputs go to their io slots; the command buffer copies them to the arena */
   char *io = m->io.map;
@@ -540,6 +543,15 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
   m->timed_runs++;
   m->error[0] = 0;
   return BERTC_OK;
+}
+
+bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types, int64_t batch,
+                       int64_t seq) {
+  if (!m) return BERTC_ERR_ARGUMENT;
+  pthread_mutex_lock(&m->run_lock); /* one run at a time: the runs share the io buffer and the command buffer */
+  bertc_status st = run_locked(m, ids, mask, types, batch, seq);
+  pthread_mutex_unlock(&m->run_lock);
+  return st;
 }
 
 int bertc_num_outputs(const bertc_model *m) { return m ? m->prog->num_outputs : 0; }
@@ -582,8 +594,10 @@ int64_t bertc_timed_runs(const bertc_model *m) { return m ? m->timed_runs : 0; }
 
 void bertc_reset_op_times(bertc_model *m) {
   if (!m) return;
+  pthread_mutex_lock(&m->run_lock); /* not halfway through a run's timers */
   memset(m->op_seconds, 0, sizeof(double) * (size_t)m->prog->num_ops);
   m->timed_runs = 0;
+  pthread_mutex_unlock(&m->run_lock);
 }
 
 const char *bertc_device(const bertc_model *m) { return m ? m->device : NULL; }
@@ -594,6 +608,10 @@ const char *bertc_last_error(const bertc_model *m) { return m ? m->error : "NULL
 
 void bertc_close(bertc_model *m) {
   if (!m) return;
+  /* A run already inside bertc_run finishes first; a call that starts after this is the caller's bug (bertc.h). */
+  pthread_mutex_lock(&m->run_lock);
+  pthread_mutex_unlock(&m->run_lock);
+  pthread_mutex_destroy(&m->run_lock);
   if (m->dev && m->vk.vkDeviceWaitIdle) { /* every device function was loaded */
     m->vk.vkDeviceWaitIdle(m->dev);
     if (m->queries) m->vk.vkDestroyQueryPool(m->dev, m->queries, NULL);
