@@ -1,6 +1,10 @@
 /* What both executors (the CPU one in runtime.c, the Vulkan one in ../vulkan/vulkan.c) do the same
  * way when opening and running an artifact: read the manifest's format version and weights sha256,
- * map and check weights.bin, and range-check the int64 inputs. Internal; static functions. */
+ * map and check weights.bin, and range-check the int64 inputs. Internal; static functions.
+ *
+ * Everything read from disk goes through a function that takes a buffer (parse_manifest,
+ * check_manifest, check_weights, check_inputs), so that runtime/tests/fuzz_loader.c fuzzes exactly
+ * what a loaded artifact runs. */
 #ifndef BERTC_LOADER_H
 #define BERTC_LOADER_H
 
@@ -26,62 +30,247 @@ static bertc_status fail(char *buf, bertc_status code, const char *fmt, ...) {
   return code;
 }
 
-static char *read_text(const char *path, size_t limit) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = malloc(limit + 1);
-  size_t n = buf ? fread(buf, 1, limit, f) : 0;
-  fclose(f);
-  if (buf) buf[n] = 0;
-  return buf;
+/* ---- manifest.json ---------------------------------------------------------------------------
+ * The loader needs two facts from the manifest: the top-level "format_version" (an integer) and
+ * "files" -> "weights.bin" -> "sha256" (a string). The manifest also carries the model's config,
+ * which may be large (60,000 labels make 3.6 MB) and may hold any string, so it is parsed as JSON
+ * (jsmn, vendored) and walked by key, never searched as text. */
+#define JSMN_STATIC
+#define JSMN_STRICT       /* primitives are numbers, true, false, null; no object as a key */
+#define JSMN_PARENT_LINKS /* linear time: without them jsmn rescans its tokens at every comma */
+#include "third_party/jsmn.h"
+
+#define BERTC_MANIFEST_MAX_BYTES ((int64_t)64 << 20) /* bertc writes a few KB; 60,000 labels are 3.6 MB */
+#define BERTC_MANIFEST_MAX_TOKENS (1 << 22)           /* JSON values: 20 bytes each, so at most 80 MB */
+
+typedef struct {
+  int format_version;
+  char weights_sha256[65]; /* lowercase hex */
+} bertc_manifest_facts;
+
+/* The token after token i and everything inside it: tokens are in document order, so its subtree
+ * is every following token that starts before it ends. */
+static int json_next(const jsmntok_t *t, int n, int i) {
+  int j = i + 1;
+  while (j < n && t[j].start < t[i].end) j++;
+  return j;
 }
 
-/* The manifest is JSON written by bertc; the loader needs two facts from it and finds them
- * by key rather than pulling in a JSON parser. */
-static int manifest_field(const char *json, const char *scope, const char *key, char *out, size_t cap) {
-  const char *s = scope ? strstr(json, scope) : json;
-  if (!s) return 0;
-  const char *k = strstr(s, key);
-  if (!k) return 0;
-  k = strchr(k + strlen(key), ':');
-  if (!k) return 0;
-  k++;
-  while (*k == ' ' || *k == '"') k++;
-  size_t n = 0;
-  while (k[n] && k[n] != '"' && k[n] != ',' && k[n] != '}' && k[n] != '\n' && n + 1 < cap) n++;
-  memcpy(out, k, n);
-  out[n] = 0;
-  return 1;
+static int json_is(const char *js, const jsmntok_t *t, const char *text) {
+  size_t len = strlen(text);
+  return (size_t)(t->end - t->start) == len && memcmp(js + t->start, text, len) == 0;
+}
+
+/* jsmn builds the tree without checking that it is JSON's: every key of an object must have one
+ * value (a missing colon or comma in an object leaves a key with none, or two), and a string
+ * outside an object or a number has none. The index of the first token that breaks this, or -1.
+ * (Separators inside arrays, as in [1 2] or [1,,2], jsmn does not record; the facts the loader
+ * takes are read correctly around them, and bertc's own json.loads refuses such a file.) */
+static int json_misplaced(const jsmntok_t *t, int n) {
+  for (int i = 0; i < n; i++) {
+    const int p = t[i].parent;
+    if (i > 0 && p < 0) return i;
+    const int is_key = p >= 0 && t[p].type == JSMN_OBJECT;
+    if (is_key ? t[i].type != JSMN_STRING || t[i].size != 1 : t[i].type != JSMN_OBJECT && t[i].type != JSMN_ARRAY && t[i].size != 0)
+      return i;
+  }
+  return -1;
+}
+
+/* The value of `key` in object token `obj`: its token index, -1 when absent. A malformed object
+ * (a key without a value, a missing comma: jsmn leaves such structure unchecked) or a repeated key
+ * is an error; json.loads would take the last of two keys, and the loader takes no guesses. */
+static bertc_status json_member(const char *js, const jsmntok_t *t, int n, int obj, const char *key, int *value,
+                                const char *path, char *err) {
+  *value = -1;
+  for (int k = obj + 1; k < n && t[k].start < t[obj].end; k = json_next(t, n, k + 1)) {
+    if (t[k].parent != obj || t[k].type != JSMN_STRING || t[k].size != 1 || k + 1 >= n || t[k + 1].parent != k)
+      return fail(err, BERTC_ERR_FORMAT, "%s is not valid JSON (a key without a value, or a missing comma, near byte %d); "
+                  "the artifact is corrupt: recompile it", path, t[k].start);
+    if (!json_is(js, &t[k], key)) continue;
+    if (*value >= 0)
+      return fail(err, BERTC_ERR_FORMAT, "%s has the key \"%s\" twice; the artifact is corrupt: recompile it", path, key);
+    *value = k + 1;
+  }
+  return BERTC_OK;
+}
+
+/* The member `key` of object `obj`, which must be there and have type `type`. */
+static bertc_status json_require(const char *js, const jsmntok_t *t, int n, int obj, const char *key, jsmntype_t type,
+                                 const char *where, int *value, const char *path, char *err) {
+  bertc_status st = json_member(js, t, n, obj, key, value, path, err);
+  if (st != BERTC_OK) return st;
+  const char *kind = type == JSMN_OBJECT ? "an object" : type == JSMN_STRING ? "a string" : "a number";
+  if (*value < 0)
+    return fail(err, BERTC_ERR_FORMAT, "%s has no %s%s; not a bertc manifest, or corrupt: recompile the artifact", path,
+                where, key);
+  if (t[*value].type != type)
+    return fail(err, BERTC_ERR_FORMAT, "%s: %s%s is not %s; the artifact is corrupt: recompile it", path, where, key,
+                kind);
+  return BERTC_OK;
+}
+
+/* Parse a manifest (json[0..len), not NUL-terminated) and take the loader's two facts from it.
+ * path names the file in messages. */
+static bertc_status parse_manifest(const char *json, size_t len, const char *path, bertc_manifest_facts *out,
+                                   char *err) {
+  if ((int64_t)len > BERTC_MANIFEST_MAX_BYTES)
+    return fail(err, BERTC_ERR_FORMAT, "%s is %lld bytes, more than the %lld MiB a manifest may hold; is it the one bertc "
+                "wrote? recompile the artifact", path, (long long)len, (long long)(BERTC_MANIFEST_MAX_BYTES >> 20));
+  const char *nul = memchr(json, 0, len);
+  if (nul)
+    return fail(err, BERTC_ERR_FORMAT, "%s holds a NUL byte at byte %lld, which JSON cannot; the artifact is corrupt: "
+                "recompile it", path, (long long)(nul - json));
+  jsmn_parser parser;
+  jsmn_init(&parser);
+  int n = jsmn_parse(&parser, json, len, NULL, 0); /* a first pass counts the tokens */
+  if (n > BERTC_MANIFEST_MAX_TOKENS)
+    return fail(err, BERTC_ERR_FORMAT, "%s holds %d JSON values, more than the %d the loader reads; is it the one bertc "
+                "wrote? recompile the artifact", path, n, BERTC_MANIFEST_MAX_TOKENS);
+  jsmntok_t *t = n > 0 ? malloc(sizeof *t * (size_t)n) : NULL;
+  if (n > 0 && !t) return fail(err, BERTC_ERR_MEMORY, "out of memory reading %s (%d JSON values)", path, n);
+  if (n > 0) {
+    jsmn_init(&parser);
+    n = jsmn_parse(&parser, json, len, t, (unsigned)n);
+  }
+  bertc_status st = BERTC_OK;
+  int version = -1, files = -1, weights = -1, sha = -1;
+  int misplaced = n >= 1 ? json_misplaced(t, n) : -1;
+  if (n < 1 || t[0].type != JSMN_OBJECT || json_next(t, n, 0) != n || misplaced >= 0) {
+    const char *why = n == JSMN_ERROR_PART ? "it ends early: truncated?"
+                      : n == JSMN_ERROR_INVAL || n == JSMN_ERROR_NOMEM ? "a character out of place"
+                      : n < 1 ? "it is empty"
+                      : t[0].type != JSMN_OBJECT || json_next(t, n, 0) != n ? "it is not one JSON object"
+                      : "a key without a value, or a missing colon or comma";
+    unsigned at = misplaced >= 0 ? (unsigned)t[misplaced].start : parser.pos;
+    st = fail(err, BERTC_ERR_FORMAT, "%s is not valid JSON (%s, near byte %u); the artifact is corrupt: recompile it",
+              path, why, at);
+  }
+  if (st == BERTC_OK) st = json_require(json, t, n, 0, "format_version", JSMN_PRIMITIVE, "", &version, path, err);
+  if (st == BERTC_OK) st = json_require(json, t, n, 0, "files", JSMN_OBJECT, "", &files, path, err);
+  if (st == BERTC_OK)
+    st = json_require(json, t, n, files, "weights.bin", JSMN_OBJECT, "files -> ", &weights, path, err);
+  if (st == BERTC_OK)
+    st = json_require(json, t, n, weights, "sha256", JSMN_STRING, "files -> weights.bin -> ", &sha, path, err);
+  if (st == BERTC_OK) {
+    /* an integer of at most 9 digits: a float, a bool or 1e3 is not a format version */
+    const char *v = json + t[version].start;
+    int digits = t[version].end - t[version].start, ok = digits >= 1 && digits <= 9;
+    for (int i = 0; ok && i < digits; i++) ok = v[i] >= '0' && v[i] <= '9';
+    if (!ok)
+      st = fail(err, BERTC_ERR_FORMAT, "%s: format_version is %.*s, not a whole number; the artifact is corrupt: "
+                "recompile it", path, digits > 40 ? 40 : digits, v);
+    else
+      out->format_version = atoi(v);
+  }
+  if (st == BERTC_OK) {
+    const char *h = json + t[sha].start;
+    int digits = t[sha].end - t[sha].start, ok = digits == 64;
+    for (int i = 0; ok && i < 64; i++) ok = (h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f');
+    if (!ok)
+      st = fail(err, BERTC_ERR_FORMAT, "%s: files -> weights.bin -> sha256 is not 64 lowercase hex digits; the artifact "
+                "is corrupt: recompile it", path);
+    else {
+      memcpy(out->weights_sha256, h, 64);
+      out->weights_sha256[64] = 0;
+    }
+  }
+  free(t);
+  return st;
+}
+
+/* parse_manifest, then the facts against what this library was compiled with. */
+static bertc_status check_manifest(const char *json, size_t len, const char *path, int format_version, const char *sha,
+                                   char *err) {
+  bertc_manifest_facts facts;
+  bertc_status st = parse_manifest(json, len, path, &facts, err);
+  if (st != BERTC_OK) return st;
+  if (facts.format_version != format_version)
+    return fail(err, BERTC_ERR_FORMAT, "%s: format_version is not %d but %d (made by another bertc); recompile the "
+                "artifact with this one", path, format_version, facts.format_version);
+  if (strcmp(facts.weights_sha256, sha) != 0)
+    return fail(err, BERTC_ERR_FORMAT, "%s names other weights than this library was compiled with; recompile the "
+                "artifact", path);
+  return BERTC_OK;
+}
+
+/* weights.bin's bytes against the compiled size and sha256. */
+static bertc_status check_weights(const void *data, size_t len, const char *path, int64_t expected_bytes,
+                                  const char *sha, char *err) {
+  if ((int64_t)len != expected_bytes)
+    return fail(err, BERTC_ERR_FORMAT, "%s is %lld bytes, expected %lld (truncated or replaced?); recompile the artifact",
+                path, (long long)len, (long long)expected_bytes);
+  char digest[65];
+  bertc_sha256_hex(data, (uint64_t)len, digest);
+  if (strcmp(digest, sha) != 0)
+    return fail(err, BERTC_ERR_CHECKSUM, "%s: sha256 %s does not match the compiled %s (altered weights); recompile "
+                "the artifact", path, digest, sha);
+  return BERTC_OK;
+}
+
+/* The whole of a regular file of at most `limit` bytes, NUL-terminated (*len excludes the NUL). */
+static bertc_status read_file(const char *path, int64_t limit, char **out, size_t *len, char *err) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return fail(err, BERTC_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return fail(err, BERTC_ERR_IO, "%s is not a regular file; the artifact is corrupt: recompile it", path);
+  }
+  if (st.st_size > limit) {
+    close(fd);
+    return fail(err, BERTC_ERR_FORMAT, "%s is %lld bytes, more than the %lld MiB it may hold; is it the one bertc "
+                "wrote? recompile the artifact", path, (long long)st.st_size, (long long)(limit >> 20));
+  }
+  size_t size = (size_t)st.st_size, n = 0;
+  char *buf = malloc(size + 1);
+  if (!buf) {
+    close(fd);
+    return fail(err, BERTC_ERR_MEMORY, "out of memory reading %s (%lld bytes)", path, (long long)size);
+  }
+  while (n < size) {
+    ssize_t r = read(fd, buf + n, size - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  if (n != size) {
+    free(buf);
+    return fail(err, BERTC_ERR_IO, "cannot read all of %s (%lld of %lld bytes; did it change while being read?)", path,
+                (long long)n, (long long)size);
+  }
+  buf[n] = 0;
+  *out = buf;
+  *len = n;
+  return BERTC_OK;
 }
 
 /* Check dir/manifest.json against the compiled format version and weights sha256, then map
  * dir/weights.bin (expected_bytes long, hashing to sha) read-only into *map / *len. */
 static bertc_status open_weights(const char *dir, int format_version, const char *sha, int64_t expected_bytes,
                                  void **map_out, size_t *len_out, char *err) {
-  char path[4096], value[128];
+  char path[4096];
   snprintf(path, sizeof path, "%s/manifest.json", dir);
-  char *manifest = read_text(path, 1 << 20);
-  if (!manifest) return fail(err, BERTC_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-  int version_ok = manifest_field(manifest, NULL, "\"format_version\"", value, sizeof value) &&
-                   atoi(value) == format_version;
-  int sha_ok = manifest_field(manifest, "\"weights.bin\"", "\"sha256\"", value, sizeof value) &&
-               strcmp(value, sha) == 0;
+  char *manifest = NULL;
+  size_t manifest_len = 0;
+  bertc_status status = read_file(path, BERTC_MANIFEST_MAX_BYTES, &manifest, &manifest_len, err);
+  if (status != BERTC_OK) return status;
+  status = check_manifest(manifest, manifest_len, path, format_version, sha, err);
   free(manifest);
-  if (!version_ok)
-    return fail(err, BERTC_ERR_FORMAT, "%s: format_version is not %d (corrupt, or made by another bertc)", path,
-                format_version);
-  if (!sha_ok)
-    return fail(err, BERTC_ERR_FORMAT, "%s names other weights than this library was compiled with; recompile the artifact",
-                path);
+  if (status != BERTC_OK) return status;
 
   snprintf(path, sizeof path, "%s/weights.bin", dir);
   int fd = open(path, O_RDONLY);
   if (fd < 0) return fail(err, BERTC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size != expected_bytes) {
+  if (fstat(fd, &st) != 0) {
     close(fd);
-    return fail(err, BERTC_ERR_FORMAT, "%s is %lld bytes, expected %lld (truncated or replaced?)", path,
-                (long long)st.st_size, (long long)expected_bytes);
+    return fail(err, BERTC_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+  }
+  if (st.st_size != expected_bytes) { /* refused by its size before a byte is read */
+    close(fd);
+    return check_weights(NULL, (size_t)st.st_size, path, expected_bytes, sha, err);
   }
   void *map = NULL;
   if (st.st_size > 0) {
@@ -92,12 +281,10 @@ static bertc_status open_weights(const char *dir, int format_version, const char
     }
   }
   close(fd);
-  char digest[65];
-  bertc_sha256_hex(map, (uint64_t)st.st_size, digest);
-  if (strcmp(digest, sha) != 0) {
+  status = check_weights(map, (size_t)st.st_size, path, expected_bytes, sha, err);
+  if (status != BERTC_OK) {
     if (map) munmap(map, (size_t)st.st_size);
-    return fail(err, BERTC_ERR_CHECKSUM, "%s: sha256 %s does not match the compiled %s (altered weights)", path,
-                digest, sha);
+    return status;
   }
   *map_out = map;
   *len_out = (size_t)st.st_size;

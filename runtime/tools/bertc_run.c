@@ -11,6 +11,7 @@
  * runs (warm-up excluded), which `bertc calibrate` fits the cost model to; --ops adds them to a plain
  * run (the first run's times). Exit status: 0 on success, else the bertc_status code. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,20 @@ static int64_t *read_ids(const char *path, int64_t *count) {
   return v;
 }
 
+/* The value of `flag` as a whole number in lo..hi, all of `text` (atoi read "2x" as 2 and wrapped
+ * 3000000000 round); 0 with a message naming the flag, the value and the range otherwise. */
+static int parse_int(const char *flag, const char *text, long long lo, long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (end == text || *end != '\0' || errno == ERANGE || v < lo || v > hi) {
+    fprintf(stderr, "bertc_run: %s %s is not a whole number in %lld..%lld\n", flag, text, lo, hi);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
 /* "4-7" or "0,2,4-5" -> affinity mask; 0 when the list is malformed or names no core. */
 static int parse_cores(const char *list, cpu_set_t *set) {
   CPU_ZERO(set);
@@ -55,6 +70,8 @@ static int parse_cores(const char *list, cpu_set_t *set) {
   return CPU_COUNT(set) > 0;
 }
 
+#define MAX_RUNS 100000 /* --bench, --warmup: a timed run keeps a time per op */
+
 static double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -70,6 +87,7 @@ int main(int argc, char **argv) {
   const char *art = NULL, *ids_path = NULL, *mask_path = NULL, *types_path = NULL, *out_dir = NULL, *cores = NULL;
   int threads = 1, bench = 0, warmup = 5, ops = 0;
   int64_t seq = 0;
+  long long n;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -86,11 +104,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--attention-mask")) mask_path = argv[++i];
     else if (!strcmp(a, "--token-type-ids")) types_path = argv[++i];
     else if (!strcmp(a, "--out")) out_dir = argv[++i];
-    else if (!strcmp(a, "--threads")) threads = atoi(argv[++i]);
     else if (!strcmp(a, "--cores")) cores = argv[++i];
-    else if (!strcmp(a, "--bench")) bench = atoi(argv[++i]);
-    else if (!strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
-    else if (!strcmp(a, "--seq")) seq = atoll(argv[++i]);
+    /* --threads: the range bertc_open takes; --seq: bertc_run checks it against the compiled length */
+    else if (!strcmp(a, "--threads")) { if (!parse_int(a, argv[++i], 1, 256, &n)) return 6; threads = (int)n; }
+    else if (!strcmp(a, "--bench")) { if (!parse_int(a, argv[++i], 0, MAX_RUNS, &n)) return 6; bench = (int)n; }
+    else if (!strcmp(a, "--warmup")) { if (!parse_int(a, argv[++i], 0, MAX_RUNS, &n)) return 6; warmup = (int)n; }
+    else if (!strcmp(a, "--seq")) { if (!parse_int(a, argv[++i], 1, INT32_MAX, &n)) return 6; seq = n; }
     else if (a[0] != '-' && !art) art = a;
     else { fprintf(stderr, "bertc_run: unknown argument %s (try --help)\n", a); return 6; }
   }
@@ -128,6 +147,7 @@ int main(int argc, char **argv) {
   for (int k = 0; k < n_ops; k++) op_ms[k] = bertc_op_seconds(m, k) * 1e3; /* the first run, for --ops */
   if (bench > 0) {
     double *times = malloc(sizeof(double) * (size_t)bench), sum = 0;
+    if (!times) { fprintf(stderr, "bertc_run: out of memory for %d run times\n", bench); return 5; }
     for (int i = 0; i < warmup; i++) bertc_run(m, ids, mask, types, batch, seq);
     for (int i = 0; i < bench; i++) {
       bertc_reset_op_times(m);
