@@ -17,7 +17,7 @@ import numpy as np
 from torch_mlir import ir
 
 from . import __version__
-from .artifact import read_manifest, staging, write_manifest
+from .artifact import check_output, read_manifest, staging, write_manifest
 from .errors import BertcError, DeviceUnavailable
 from .frontend import export_model, import_torch
 from .ir import make_context
@@ -170,6 +170,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
         stem = Path(str(model)).stem if isinstance(model, (str, Path)) else type(model).__name__.lower()
         out = Path(f"{stem}.bertc")
     out = Path(out)
+    check_output(out)  # an -o bertc may not replace, or cannot write, fails now rather than after the export
     step = _progress(progress, len(passes))
     timings: dict[str, float] = {}
     t = time.perf_counter()
