@@ -228,7 +228,7 @@ def _inside(folder: Path, name: Any, what: str, where: Path) -> Path:
 
 
 def _check_manifest(folder: Path, manifest: Any) -> dict[str, Any]:
-    """The manifest's shape and names, checked before anything uses them; errors say what is wrong."""
+    """The manifest's shape, then its names, checked before anything uses them; errors say what is wrong."""
     where = folder / MANIFEST
     if not isinstance(manifest, dict):
         raise BertcError(f"{where} holds {_kind(manifest)}, not a bertc manifest (an object); recompile the artifact")
@@ -247,28 +247,45 @@ def _check_manifest(folder: Path, manifest: Any) -> dict[str, Any]:
         if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
             raise BertcError(f"{where}: '{key}' is {_kind(value)}, not {expected}; it was altered: recompile it")
     for rel, meta in manifest["files"].items():
-        _inside(folder, rel, "the file", where)
         if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and type(meta.get("bytes")) is int):
             raise BertcError(f"{where}: the entry for {rel} needs a sha256 (string) and bytes (number); recompile it")
+    for key, fields in (("golden", {"folder": str, "inputs": list, "outputs": list, "tolerance": (int, float)}),
+                        ("fallback", {"cpu": str, "target": str})):
+        value = manifest.get(key)
+        if value is not None and not (isinstance(value, dict)
+                                      and all(isinstance(value.get(f), t) for f, t in fields.items())):
+            raise BertcError(f"{where}: '{key}' needs {', '.join(fields)}; it was altered: recompile it")
+    outputs = manifest.get("outputs", [])
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("shape"), list) and
+                                                all(type(d) is int and d >= 0 for d in o["shape"]) for o in outputs):
+        raise BertcError(f"{where}: 'outputs' must list each output's name and shape; it was altered: recompile it")
+    _check_names(folder, manifest, where)
+    return manifest
+
+
+def _check_names(folder: Path, manifest: dict[str, Any], where: Path) -> None:
+    """Every name the manifest holds stays inside ``folder``; the code bertc loads or runs is a hashed file."""
+    for rel in manifest["files"]:
+        _inside(folder, rel, "the file", where)
     files = {str(PurePosixPath(n)) for n in manifest["files"]}
     for key in ("library", "tool"):
         name = manifest.get(key)
         if name is not None and (not isinstance(name, str) or str(PurePosixPath(name)) not in files):
             raise BertcError(f"{where} names the {key} {name!r}, which is not among its hashed files; the artifact was "
                              "altered: recompile it")
-        if name is not None:
-            _inside(folder, name, f"the {key}", where)
-    for key, name in (("tokenizer", manifest.get("tokenizer")),
+    for key, name in (("library", manifest["library"]), ("tool", manifest.get("tool")),
+                      ("tokenizer", manifest.get("tokenizer")),
                       ("golden folder", (manifest.get("golden") or {}).get("folder")),
                       ("CPU build", (manifest.get("fallback") or {}).get("cpu"))):
         if name is not None:
             _inside(folder, name, f"the {key}", where)
-    names = [o.get("name") if isinstance(o, dict) else o for o in manifest.get("outputs", []) or []]
-    names += list((manifest.get("golden") or {}).get("inputs", []) or []) + list(manifest.get("shaders", []) or [])
+    shaders = manifest.get("shaders", [])
+    names = [o.get("name") for o in manifest.get("outputs", [])] + (manifest.get("golden") or {}).get("inputs", []) \
+        + (shaders if isinstance(shaders, list) else [shaders])
     for name in names:  # each becomes part of a file name (golden/NAME.bin, shaders/NAME.spv)
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
-            raise BertcError(f"{where} names an input, output or shader {name!r}, which is not a plain name; recompile it")
-    return manifest
+            raise BertcError(f"{where} names an input, output or shader {name!r}, which is not a plain name; "
+                             "recompile it")
 
 
 def read_manifest(folder: Path, verify: bool = True) -> dict[str, Any]:

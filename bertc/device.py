@@ -39,7 +39,7 @@ class Device:
     name = "host"
     emulated = False
 
-    def stage(self, art: Path) -> str:
+    def stage(self, art: Path, tool: str) -> str:
         return str(art)
 
     def put(self, local: Path) -> str:
@@ -84,11 +84,11 @@ class AdbDevice(Device):
             raise BertcError(f"adb {args[0]} failed: {(r.stderr or r.stdout).strip()[:2000]}")
         return r
 
-    def stage(self, art: Path) -> str:
+    def stage(self, art: Path, tool: str) -> str:
         remote = f"{REMOTE_ROOT}/{art.name}"
         self._adb("shell", f"rm -rf {shlex.quote(remote)} && mkdir -p {REMOTE_ROOT}")
         self._adb("push", str(art), remote)
-        self._adb("shell", f"chmod 755 {shlex.quote(remote)}/bertc_run")
+        self._adb("shell", f"chmod 755 {shlex.quote(f'{remote}/{tool}')}")
         return remote
 
     def put(self, local: Path) -> str:
@@ -141,14 +141,18 @@ class DeviceModel:
                  timeout: float = 600):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
+        # the program run is the manifest's tool, which read_manifest keeps among the hashed files in the folder
+        self.tool = self.manifest.get("tool")
+        if self.tool is None:
+            raise BertcError(f"{self.path}'s manifest names no tool (bertc_run) among its hashed files; recompile it")
         self.device = make_device(device, self.manifest)
         self.threads, self.cores, self.timeout = threads, cores, timeout
         self.seq_len = self.manifest["seq_len"]
-        self.remote = self.device.stage(self.path)
+        self.remote = self.device.stage(self.path, self.tool)
 
     def _invoke(self, inputs: dict[str, np.ndarray], extra: list[str], out_dir: Path | None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="bertc-io-") as tmp:
-            argv = [f"{self.remote}/bertc_run", self.remote, "--threads", str(self.threads)]
+            argv = [f"{self.remote}/{self.tool}", self.remote, "--threads", str(self.threads)]
             if self.cores:
                 argv += ["--cores", self.cores]
             for name, arr in inputs.items():

@@ -16,7 +16,7 @@ import pytest
 from conftest import tiny_model
 
 import bertc
-from bertc import artifact, budget
+from bertc import artifact
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,8 @@ def test_next_compile_removes_staging_folders_whose_owner_is_gone(tmp_path):
 
 
 def test_absurd_sizes_are_refused_before_anything_is_built(tmp_path, monkeypatch, minilm_path):
+    from bertc import budget
+
     monkeypatch.setattr(budget, "available_bytes", lambda: 16 * 2**30)  # the same answer on any machine
     folder = tmp_path / "deep"
     folder.mkdir()
@@ -146,6 +148,8 @@ def test_absurd_sizes_are_refused_before_anything_is_built(tmp_path, monkeypatch
 
 
 def test_compile_need_comes_from_the_cost_model(minilm_path):
+    from bertc import budget
+
     cfg = json.loads((Path(minilm_path) / "config.json").read_text())
     six = budget.compile_need(cfg, batch=1, seq_len=128)
     from bertc.cost import estimate

@@ -74,22 +74,27 @@ def _pickled(obj) -> bytes:
     return buf.getvalue()
 
 
-def _weight_marked_pickled(marker: Path):
+def _weight_pickled(payload: bytes) -> dict:
+    """Archive edits: the word embedding stored as a pickle (use_pickle), ``payload`` in its place."""
     def config(data: bytes) -> bytes:
         cfg = json.loads(data)
         cfg["config"]["m.embeddings.word_embeddings.weight"]["use_pickle"] = True
         return json.dumps(cfg).encode()
 
-    return {"model_weights_config.json": config, "data/weights/weight_0": lambda _: _pickled(CreatesFile(marker))}
+    return {"model_weights_config.json": config, "data/weights/weight_0": lambda _: payload}
 
 
 def test_pt2_pickled_weight_runs_no_code_without_trust_pickle(plain_pt2, tmp_path):
     marker = tmp_path / "created-by-the-archive"
-    evil = _rewrite(plain_pt2, tmp_path / "evil.pt2", _weight_marked_pickled(marker))
+    evil = _rewrite(plain_pt2, tmp_path / "evil.pt2", _weight_pickled(_pickled(CreatesFile(marker))))
     with pytest.raises(bertc.BertcError, match="unpickling runs code.*--trust-pickle"):
         bertc.compile(str(evil), seq_len=16, out=tmp_path / "x.bertc")
     assert not marker.exists()
     assert not (tmp_path / "x.bertc").exists()
+    # a weight pickled as a plain tensor (torch.export.save does that for some) is read with weights_only=True
+    weight = torch.export.load(plain_pt2).state_dict["m.embeddings.word_embeddings.weight"]
+    loaded, *_ = load_model(str(_rewrite(plain_pt2, tmp_path / "pickled.pt2", _weight_pickled(_pickled(weight)))))
+    assert torch.equal(loaded.state_dict["m.embeddings.word_embeddings.weight"], weight)
 
 
 def test_pt2_sample_inputs_are_never_unpickled(plain_pt2, tmp_path):
@@ -105,20 +110,6 @@ def test_pt2_sample_inputs_are_never_unpickled(plain_pt2, tmp_path):
                           plain.load()(ids, mask, types)["last_hidden_state"])
 
 
-def test_pt2_pickled_plain_tensor_is_read_safely(plain_pt2, tmp_path):
-    """A weight torch.save'd as a plain tensor (use_pickle) is read with weights_only=True: no refusal needed."""
-    def config(data: bytes) -> bytes:
-        cfg = json.loads(data)
-        cfg["config"]["m.embeddings.word_embeddings.weight"]["use_pickle"] = True
-        return json.dumps(cfg).encode()
-
-    weight = torch.export.load(plain_pt2).state_dict["m.embeddings.word_embeddings.weight"]
-    pt2 = _rewrite(plain_pt2, tmp_path / "pickled.pt2", {"model_weights_config.json": config,
-                                                         "data/weights/weight_0": lambda _: _pickled(weight.detach())})
-    loaded, *_ = load_model(str(pt2))
-    assert torch.equal(loaded.state_dict["m.embeddings.word_embeddings.weight"], weight)
-
-
 # --------------------------------------------------------------------------- checkpoints (defect 5)
 
 
@@ -130,7 +121,8 @@ def _hf_folder(tmp_path: Path, model, **config_changes) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("layers, message", [(3, r"missing encoder\.layer\.2\."), (1, r"unexpected encoder\.layer\.1\.")])
+@pytest.mark.parametrize("layers, message", [(3, r"missing encoder\.layer\.2\."),
+                                             (1, r"unexpected encoder\.layer\.1\.")])
 def test_checkpoint_that_does_not_fit_its_config_is_refused(tmp_path, layers, message):
     folder = _hf_folder(tmp_path, tiny_model("bert"), num_hidden_layers=layers)  # the weights hold 2 layers
     with pytest.raises(bertc.BertcError, match=message + ".*num_hidden_layers"):
@@ -138,9 +130,12 @@ def test_checkpoint_that_does_not_fit_its_config_is_refused(tmp_path, layers, me
     assert not (tmp_path / "x.bertc").exists()
 
 
-def test_checkpoint_with_a_head_and_no_pooler_compiles_without_a_random_pooler(tmp_path):
+def test_checkpoint_with_a_head_and_no_pooler_compiles_without_a_random_pooler(tmp_path, minilm_path):
     """A masked-LM checkpoint: its head is not the encoder's (left out), and it has no pooler, so the
-    artifact has no pooler_output rather than one computed from random weights."""
+    artifact has no pooler_output rather than one computed from random weights. The packaged MiniLM
+    (a pooler, position_ids saved as a weight) still loads whole."""
+    model, config, _, _ = load_model(minilm_path)
+    assert config.num_hidden_layers == 6 and model.pooler is not None
     torch.manual_seed(0)
     lm = T.BertForMaskedLM(tiny_model("bert").config).eval()
     folder = _hf_folder(tmp_path, lm)
@@ -151,10 +146,6 @@ def test_checkpoint_with_a_head_and_no_pooler_compiles_without_a_random_pooler(t
     ref = reference(lm.bert, ids, mask, types)["last_hidden_state"]
     assert np.abs(ours["last_hidden_state"] - ref)[mask.astype(bool)].max() < 1e-4
 
-
-def test_packaged_minilm_fits_its_config(minilm_path):
-    model, config, _, _ = load_model(minilm_path)
-    assert config.num_hidden_layers == 6 and model.pooler is not None
 
 
 # --------------------------------------------------------------------------- config numbers (defect 9)
@@ -216,6 +207,28 @@ def test_library_outside_the_hashed_files_is_never_loaded(artifact, tmp_path, wh
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("drop, message", [("files", "tool 'bertc_run', which is not among its hashed files"),
+                                           ("tool", "names no tool")])
+def test_bertc_run_that_is_not_hashed_is_never_run(artifact, tmp_path, drop, message):
+    """bertc_run runs on a device (host, qemu, a phone) only as the manifest's hashed tool."""
+    from bertc.device import DeviceModel
+
+    marker = tmp_path / "tool-ran"
+
+    def edit(m, art):
+        if drop == "files":
+            (art / "bertc_run").write_text(f"#!/bin/sh\ntouch {marker}\n")  # copytree kept it executable
+            del m["files"]["bertc_run"]
+        else:
+            del m["tool"]
+        return m
+
+    art = _edited(artifact, tmp_path, edit)
+    with pytest.raises(bertc.BertcError, match=message):
+        DeviceModel(art, device="host")(np.ones((1, 16), np.int64))
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("name, message", [("../../etc/hostname", r"leaves the artifact folder"),
                                            ("/etc/hostname", "not a path inside"),
                                            ("outside", "leads out of the artifact folder")])
@@ -241,8 +254,10 @@ def test_file_names_stay_inside_the_artifact(artifact, tmp_path, name, message):
     (lambda m: {**m, "files": {k: {"bytes": v["bytes"]} for k, v in m["files"].items()}}, "needs a sha256"),
     (lambda m: {**m, "format_version": str(m["format_version"])}, r"format_version '2' \(a string, not a number\)"),
     (lambda m: {**m, "seq_len": "16"}, "'seq_len' is a string"),
-    (lambda m: {**m, "golden": {"folder": "../elsewhere"}}, "golden folder"),
-    (lambda m: {**m, "outputs": [{"name": "../../x"}]}, "not a plain name"),
+    (lambda m: {**m, "golden": {"folder": "../x", "inputs": [], "outputs": [], "tolerance": 1}}, "golden folder"),
+    (lambda m: {**m, "golden": {"folder": "golden"}}, "'golden' needs folder, inputs, outputs, tolerance"),
+    (lambda m: {**m, "outputs": [{"name": "../../x", "shape": [1]}]}, "not a plain name"),
+    (lambda m: {**m, "outputs": [{"name": "x", "shape": "1"}]}, "each output.s name and shape"),
 ])
 def test_malformed_manifest_is_a_clear_error(artifact, tmp_path, edit, message):
     art = _edited(artifact, tmp_path, lambda m, _: edit(m))
