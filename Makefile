@@ -4,13 +4,18 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lit pytest lint runtime bench bench-sparse calibrate search clean
+.PHONY: help setup demo test lit pytest lint runtime runtime-debug test-sanitize fuzz fuzz-smoke bench bench-sparse \
+	calibrate search clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+# clang: libFuzzer (-fsanitize=fuzzer) for `make fuzz`; gcc has no fuzzing engine
+NEED_CLANG = @command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
+
 $(VENV)/.installed: pyproject.toml
 	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
+	$(NEED_CLANG)
 	# qemu-aarch64 runs the ARM64 artifacts in the tests (function only, not speed)
 	@command -v qemu-aarch64 >/dev/null || (apt-get update -qq && apt-get install -y -qq qemu-user)
 	# the vulkan target: glslangValidator compiles the shaders, the Vulkan headers build the executor, and
@@ -39,10 +44,76 @@ lit: setup ## lit + FileCheck suites for every pass
 pytest: setup ## models against PyTorch, hypothesis shapes, bad inputs
 	$(PY) -m pytest -q test
 
-test: lit pytest ## everything CI runs (the Vulkan tests on Mesa lavapipe)
+test: lit pytest test-sanitize fuzz-smoke ## everything CI runs (the Vulkan tests on Mesa lavapipe, sanitizers, a short fuzz)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check bertc passes dialects search test benchmarks
+
+# ---- the C runtime on its own: runtime/ built with the host's flags (bertc/toolchain.py's), or with
+# the sanitizers, into build/; kernel_check is every ISA kernel against the reference (test_kernels.py)
+ARCH := $(shell uname -m)
+ISA := $(if $(filter x86_64,$(ARCH)),avx2,$(if $(filter aarch64 arm64,$(ARCH)),neon))
+ISA_SRC := $(if $(ISA),runtime/kernels/$(ISA)/kernels.c)
+RT_SRC := runtime/src/runtime.c runtime/src/pool.c runtime/src/sha256.c runtime/kernels/ref/kernels.c $(ISA_SRC)
+KC_SRC := runtime/tests/kernel_check.c runtime/tests/ref_renamed.c runtime/src/pool.c runtime/kernels/ref/kernels.c \
+	$(ISA_SRC)
+RT_HEADERS := $(wildcard runtime/include/*.h runtime/src/*.h runtime/src/third_party/*.h runtime/kernels/*.h \
+	runtime/tests/*.h runtime/vulkan/*.h)
+C_FLAGS := -std=gnu11 -march=native -fPIC -pthread -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Iruntime/include -Iruntime/src -Iruntime/kernels -Iruntime/vulkan
+# -O1: the sanitizers' build of the kernels takes a third of -O3's time, and kernel_check runs as fast
+SANITIZE := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+VULKAN_OBJ = $(if $(wildcard /usr/include/vulkan/vulkan_core.h),$(1)/vulkan/vulkan.o)
+objs = $(patsubst runtime/%.c,$(1)/%.o,$(2))
+.SECONDEXPANSION: # the archive and kernel_check below name their objects after the folder they are built in
+.PRECIOUS: build/runtime/%.o build/runtime-debug/%.o # kept, so that a second make rebuilds only what changed
+
+build/runtime/%.o: runtime/%.c $(RT_HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(C_FLAGS) -O3 -c $< -o $@
+build/runtime-debug/%.o: runtime/%.c $(RT_HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(C_FLAGS) $(SANITIZE) -c $< -o $@
+build/%/libbertc_runtime.a: $$(call objs,build/$$*,$(RT_SRC))
+	ar rcs $@ $^
+build/%/kernel_check: $$(call objs,build/$$*,$(KC_SRC))
+	$(CC) $(C_FLAGS) $(if $(findstring debug,$*),$(SANITIZE)) -o $@ $^ -lm
+
+runtime: build/runtime/libbertc_runtime.a build/runtime/kernel_check $(call VULKAN_OBJ,build/runtime) ## the C runtime alone (build/runtime: libbertc_runtime.a, kernel_check)
+runtime-debug: build/runtime-debug/libbertc_runtime.a build/runtime-debug/kernel_check $(call VULKAN_OBJ,build/runtime-debug) ## the same with ASan + UBSan (build/runtime-debug)
+
+# The standing checks of runtime/ (issue 15), about 2 minutes on 2 cores: kernel_check and tiny models
+# (edge inputs, one model from many threads, close() racing calls) under ASan + UBSan, and the thread pool
+# under TSan. Python runs the models with the ASan runtime preloaded, since python itself is not built with it.
+test-sanitize: setup runtime-debug ## kernel_check, models on edge inputs and from many threads under ASan+UBSan; the pool under TSan
+	build/runtime-debug/kernel_check -t 3 > build/runtime-debug/kernel_check.log || (cat build/runtime-debug/kernel_check.log; exit 1)
+	tail -1 build/runtime-debug/kernel_check.log
+	@mkdir -p build/tsan
+	$(CC) $(C_FLAGS) -O1 -g -fsanitize=thread -o build/tsan/pool_check runtime/tests/pool_check.c runtime/src/pool.c
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/pool_check
+	rm -rf build/sanitize && mkdir -p build/sanitize
+	BERTC_EXTRA_CFLAGS="$(SANITIZE)" $(PY) runtime/tests/sanitize_models.py build build/sanitize
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+		$(PY) runtime/tests/sanitize_models.py run build/sanitize
+
+# The loader's libFuzzer target (runtime/tests/fuzz_loader.c): manifest, weights and inputs, from the seeds in
+# runtime/tests/fuzz_corpus; what it finds goes to build/fuzz/corpus, a crash to build/fuzz/crash-*.
+FUZZ_SECONDS ?= 600
+FUZZ_FLAGS = -dict=runtime/tests/fuzz_loader.dict -max_len=8192 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	-max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus runtime/tests/fuzz_corpus
+
+build/fuzz/fuzz_loader: runtime/tests/fuzz_loader.c runtime/src/sha256.c $(RT_HEADERS)
+	$(NEED_CLANG)
+	@mkdir -p $(@D)
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
+		-Wno-unused-parameter -Iruntime/include -Iruntime/src -o $@ runtime/tests/fuzz_loader.c runtime/src/sha256.c
+
+fuzz: build/fuzz/fuzz_loader ## fuzz the loader: manifest, weights, inputs (FUZZ_SECONDS=600)
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_loader $(FUZZ_FLAGS)
+
+fuzz-smoke: FUZZ_SECONDS = 25
+fuzz-smoke: fuzz ## CI's short fuzzing run (25 s)
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	# the peers, pinned in pyproject's bench extra; they leave torch, numpy and transformers as they are

@@ -32,6 +32,7 @@ RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
 RUNTIME_SOURCES = ["src/runtime.c", "src/pool.c", "src/sha256.c", "kernels/ref/kernels.c"]
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
 NDK_API = 24
+EXTRA_CFLAGS = "BERTC_EXTRA_CFLAGS"  # the environment variable build() appends to the toolchain's flags
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,11 @@ def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem:
     """Compile runtime + model into the library (shared, or static for static toolchains) and bertc_run.
 
     ``fp16`` builds with FP16 arithmetic, which the half-float-weight kernels need. For a GPU target
-    the runtime is the Vulkan executor, and ``spirv`` (shader name -> sha256 of its .spv) is compiled in."""
+    the runtime is the Vulkan executor, and ``spirv`` (shader name -> sha256 of its .spv) is compiled in.
+    $BERTC_EXTRA_CFLAGS adds flags to every compile and link (sanitizers, -g)."""
     inc = [f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", f"-I{RUNTIME / 'kernels'}"]
+    if os.environ.get(EXTRA_CFLAGS):  # e.g. `make test-sanitize`'s -fsanitize=address,undefined
+        tc = dataclasses.replace(tc, cflags=tc.cflags + os.environ[EXTRA_CFLAGS].split())
     if fp16 and not target.is_gpu:
         tc = dataclasses.replace(tc, cflags=tc.cflags + list(tc.fp16_cflags))
     obj_dir = out_dir / "obj"
