@@ -162,13 +162,19 @@ def _not_replaceable(folder: Path) -> str | None:
     return None
 
 
+def staging_folder(final: Path) -> Path:
+    """A new private folder beside ``final`` (.NAME.partial-OWNER-XXXX) to build it in, once the stale ones
+    a killed process left there are removed. Anything written then renamed into place can use it."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final.parent)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{_owner()}-", dir=final.parent))
+
+
 @contextmanager
 def staging(final: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``final``; on success it replaces ``final`` atomically."""
     final = check_output(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(final.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{_owner()}-", dir=final.parent))
+    tmp = staging_folder(final)
     try:
         yield tmp
         tmp.chmod(0o777 & ~_umask())  # mkdtemp made it private; an artifact gets the mode any new folder would

@@ -225,7 +225,8 @@ def check_config_numbers(cfg: dict[str, Any], where: str) -> None:
             raise BertcError(f"{where}: config field '{key}' is {value!r}; it must be a number above 0 "
                              "(BERT uses 1e-12): fix the config")
         if key in SIZE_FIELDS and value is not None and not (isinstance(value, int) and is_number and value >= 1):
-            raise BertcError(f"{where}: config field '{key}' is {value!r}; it must be a positive integer: fix the config")
+            raise BertcError(f"{where}: config field '{key}' is {value!r}; it must be a positive integer: "
+                             "fix the config")
 
 
 def _check_checkpoint(model, info: dict[str, Any], path: Path) -> None:
@@ -304,8 +305,9 @@ def load_pt2_without_pickle(path: Path) -> torch.export.ExportedProgram:
                 raise refuse(f"a constant '{fqn}' that is a Python object ({prefix})")
             else:
                 t = meta.tensor_meta
-                view = torch.as_strided(flat[meta.path_name], pt2.deserialize_size(t.sizes),
-                                        pt2.deserialize_stride(t.strides), pt2.deserialize_storage_offset(t.storage_offset))
+                size, stride = pt2.deserialize_size(t.sizes), pt2.deserialize_stride(t.strides)
+                view = torch.as_strided(flat[meta.path_name], size, stride,
+                                        pt2.deserialize_storage_offset(t.storage_offset))
                 out[fqn] = torch.nn.Parameter(view, requires_grad=t.requires_grad) if meta.is_param else view
         return out
 
