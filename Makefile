@@ -84,7 +84,8 @@ runtime-debug: build/runtime-debug/libbertc_runtime.a build/runtime-debug/kernel
 
 # The standing checks of runtime/ (issue 15), about 2 minutes on 2 cores: kernel_check and tiny models
 # (edge inputs, one model from many threads, close() racing calls) under ASan + UBSan, and the thread pool
-# under TSan. Python runs the models with the ASan runtime preloaded, since python itself is not built with it.
+# under TSan, alone and running a model from several threads. Python runs the models with the ASan runtime
+# preloaded, since python itself is not built with it.
 test-sanitize: setup runtime-debug ## kernel_check, models on edge inputs and from many threads under ASan+UBSan; the pool under TSan
 	build/runtime-debug/kernel_check -t 3 > build/runtime-debug/kernel_check.log || (cat build/runtime-debug/kernel_check.log; exit 1)
 	tail -1 build/runtime-debug/kernel_check.log
@@ -95,6 +96,9 @@ test-sanitize: setup runtime-debug ## kernel_check, models on edge inputs and fr
 	BERTC_EXTRA_CFLAGS="$(SANITIZE)" $(PY) runtime/tests/sanitize_models.py build build/sanitize
 	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
 		$(PY) runtime/tests/sanitize_models.py run build/sanitize
+	$(CC) $(C_FLAGS) -O1 -g -fsanitize=thread -o build/tsan/model_threads runtime/tests/model_threads.c \
+		build/sanitize/bert2.bertc/src/model.c $(RT_SRC) -lm
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/model_threads build/sanitize/bert2.bertc
 
 # The loader's libFuzzer target (runtime/tests/fuzz_loader.c): manifest, weights and inputs, from the seeds in
 # runtime/tests/fuzz_corpus; what it finds goes to build/fuzz/corpus, a crash to build/fuzz/crash-*.
