@@ -101,6 +101,10 @@ def _priced(one_layer: str, two_layers: str, seq_len: int) -> tuple[int, int, in
     return one.weights_bytes, two.weights_bytes - one.weights_bytes, max(one.arena_bytes, two.arena_bytes)
 
 
+def _size(n: float) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / 2**20:.1f} MiB"
+
+
 def check_compile_fits(config: dict[str, Any], batch: int, seq_len: int, where: str) -> None:
     """Refuse a compile that cannot fit in this machine's available memory, naming the figures and the way out."""
     need = compile_need(config, batch, seq_len)
@@ -108,10 +112,12 @@ def check_compile_fits(config: dict[str, Any], batch: int, seq_len: int, where: 
     if need is None or free is None or need.compile_bytes <= free:
         return
     layers = config.get("num_hidden_layers", config.get("n_layers"))
+    weights, activations = need.weights_bytes * WEIGHT_COPIES, need.arena_bytes * ACTIVATION_FACTOR
+    fix = ("a smaller model (fewer layers, a narrower hidden size)" if weights >= activations else
+           f"a smaller --batch or --seq-len (memory grows with batch x seq-len; --batch {batch} --seq-len {seq_len} "
+           "now)")
     raise BertcError(
-        f"{where}: compiling this model at --batch {batch} --seq-len {seq_len} needs about "
-        f"{need.compile_bytes / GIB:.1f} GiB (weights {need.weights_bytes / GIB:.2f} GiB for {layers} layers, held "
-        f"{WEIGHT_COPIES} times while compiling; activations {need.arena_bytes / GIB:.2f} GiB in the artifact, more "
-        f"while PyTorch runs the model), and this machine has {free / GIB:.1f} GiB available "
-        f"(the artifact alone would need {need.artifact_bytes / GIB:.1f} GiB to run). Use a smaller --batch or "
-        "--seq-len, or a smaller model (fewer layers, a narrower hidden size)")
+        f"{where}: compiling this model at --batch {batch} --seq-len {seq_len} needs about {_size(need.compile_bytes)} "
+        f"(weights {_size(need.weights_bytes)} for {layers} layers, held about {WEIGHT_COPIES} times; activations "
+        f"{_size(need.arena_bytes)} in the artifact, about {ACTIVATION_FACTOR} times that while PyTorch runs the "
+        f"model), and this machine has {_size(free)} available. Use {fix}")
