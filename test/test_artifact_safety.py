@@ -55,6 +55,12 @@ def test_artifact_holding_files_it_does_not_list_is_never_replaced(compiled, tmp
     with pytest.raises(bertc.BertcError, match="holds notes.txt, which its manifest.json does not list"):
         bertc.compile(tiny_model("bert"), seq_len=16, out=art)
     assert _snapshot(art) == before
+    # a GPU artifact's CPU build (--fallback cpu) has a manifest of its own, which the outer one does not list
+    (art / "notes.txt").unlink()
+    shutil.copytree(compiled, art / "cpu")
+    fields = json.loads((art / "manifest.json").read_text())
+    artifact.write_manifest(art, {**fields, "fallback": {"cpu": "cpu", "target": "host"}})
+    assert artifact.check_output(art) == art.resolve()
 
 
 @pytest.mark.parametrize("out", [".", "..", "sub/.."])
