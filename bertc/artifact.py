@@ -107,6 +107,11 @@ def _umask() -> int:
     return mask
 
 
+def give_umask_mode(folder: Path) -> None:
+    """Give a folder from mkdtemp (always 0700) the mode mkdir would have: 0777 less the umask."""
+    folder.chmod(0o777 & ~_umask())
+
+
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -177,7 +182,7 @@ def staging(final: Path) -> Iterator[Path]:
     tmp = staging_folder(final)
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp made it private; an artifact gets the mode any new folder would
+        give_umask_mode(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
