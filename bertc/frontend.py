@@ -3,7 +3,9 @@
 Steps:
 1. ``load_model``: a transformers model object, a Hugging Face folder, a ``.pt2`` torch.export
    program, a TorchScript archive, or a ``.pt`` state dict saved with its config. Pickled whole
-   modules run code when loaded, so they are refused unless ``trust_pickle``.
+   modules run code when loaded, so they are refused unless ``trust_pickle``, and a ``.pt2`` is read
+   without unpickling anything in it. A config is checked before a model is built from it (numbers
+   the compiler uses, the memory the compile needs), and a checkpoint against its config.
 2. ``export_model``: torch.export with fixed (batch, seq_len) and inputs named
    input_ids / attention_mask / token_type_ids.
 3. ``canonicalize_inputs``: the graph a transformers model exports builds its attention mask
@@ -132,8 +134,9 @@ def load_model(model: Any, *, trust_pickle: bool = False, config: str | Path | N
         checked(_read_config(path / "config.json"), str(path / "config.json"))  # before a model of its size is built
         from .search.inherit import is_student, load_student
 
+        student = is_student(path)
         try:  # a `bertc search` student: per-layer heads and FFN widths that transformers cannot build itself
-            if is_student(path):
+            if student:
                 m = load_student(path).bert  # checks its weights against its config itself
             else:
                 m, info = transformers.AutoModel.from_pretrained(str(path), local_files_only=True,
@@ -142,7 +145,7 @@ def load_model(model: Any, *, trust_pickle: bool = False, config: str | Path | N
             raise
         except Exception as e:  # transformers raises many types; the message is what matters
             raise BertcError(f"could not load the Hugging Face model in '{path}': {e}") from e
-        if not is_student(path):
+        if not student:
             _check_checkpoint(m, info, path)
         tok = path if any((path / n).exists() for n in ("tokenizer.json", "vocab.txt")) else None
         return m.eval(), m.config, tok, f"{type(m).__name__} from {path}"
