@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +30,11 @@ from .errors import BertcError
 FORMAT_VERSION = 2  # 2: the program lists its ops and times each one (per-op timing)
 MANIFEST = "manifest.json"
 # Staging (.NAME.partial-OWNER-XXXX) and replaced (.NAME.old-OWNER) folders beside an artifact carry
-# their owner: "PID.START", START the process's start time in clock ticks after boot (/proc/PID/stat),
-# so that a PID the kernel has reused since does not keep a dead compile's folder alive.
-_OWNED = re.compile(r"^\..+\.(?:partial|old)-(\d+)\.(\d+)(?:-.*)?$")
+# their owner: "PID.START.HOST", START the process's start time in clock ticks after boot (/proc/PID/stat),
+# so that a PID the kernel has reused since does not keep a dead compile's folder alive, and HOST a hash of
+# the machine's name, so that a compile on another machine sharing the folder (NFS) is never judged here.
+_OWNED = re.compile(r"^\..+\.(?:partial|old)-(\d+)\.(\d+)\.([0-9a-f]{8})(?:-.*)?$")
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def sha256_file(path: Path) -> str:
@@ -66,14 +69,19 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def owner_token(pid: int, start: int) -> str:
+    """The owner part of a staging folder's name, for process ``pid`` of this machine started at ``start``."""
+    return f"{pid}.{start}.{_HOST}"
+
+
 def _owner() -> str:
-    return f"{os.getpid()}.{_start_ticks(os.getpid()) or 0}"
+    return owner_token(os.getpid(), _start_ticks(os.getpid()) or 0)
 
 
 def _owner_gone(name: str) -> bool:
     m = _OWNED.match(name)
-    if m is None:
-        return False  # not named by this bertc: not ours to judge
+    if m is None or m.group(3) != _HOST:
+        return False  # not named by this bertc, or by a process on another machine: not ours to judge
     started, now = int(m.group(2)), _start_ticks(int(m.group(1)))
     if now is None:
         return True  # no such process

@@ -122,11 +122,13 @@ def _dead_pid() -> int:
 
 
 def test_next_compile_removes_staging_folders_whose_owner_is_gone(tmp_path):
-    me = f"{os.getpid()}.{artifact._start_ticks(os.getpid())}"
-    stale = [tmp_path / f".x.bertc.partial-{_dead_pid()}.123-abcd1234",  # its compile was killed
-             tmp_path / f".y.bertc.partial-{os.getpid()}.1-abcd1234",  # its PID now belongs to another process
-             tmp_path / f".x.bertc.old-{_dead_pid()}.456"]
-    live = [tmp_path / f".z.bertc.partial-{me}-abcd1234",  # a compile still running
+    owner = artifact.owner_token
+    dead, me = _dead_pid(), os.getpid()
+    stale = [tmp_path / f".x.bertc.partial-{owner(dead, 123)}-abcd1234",  # its compile was killed
+             tmp_path / f".y.bertc.partial-{owner(me, 1)}-abcd1234",  # its PID now belongs to another process
+             tmp_path / f".x.bertc.old-{owner(dead, 456)}"]
+    live = [tmp_path / f".z.bertc.partial-{owner(me, artifact._start_ticks(me))}-abcd1234",  # a compile running
+            tmp_path / f".v.bertc.partial-{dead}.123.0badc0de-abcd1234",  # another machine's, on a shared folder
             tmp_path / ".w.bertc.partial-k3j4h5g6",  # an older bertc's: its owner cannot be told
             tmp_path / "unrelated.partial-1-2"]
     for p in stale + live:
