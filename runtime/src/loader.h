@@ -71,22 +71,19 @@ static int json_misplaced(const jsmntok_t *t, int n) {
     const int p = t[i].parent;
     if (i > 0 && p < 0) return i;
     const int is_key = p >= 0 && t[p].type == JSMN_OBJECT;
-    if (is_key ? t[i].type != JSMN_STRING || t[i].size != 1 : t[i].type != JSMN_OBJECT && t[i].type != JSMN_ARRAY && t[i].size != 0)
-      return i;
+    const int is_container = t[i].type == JSMN_OBJECT || t[i].type == JSMN_ARRAY;
+    if (is_key ? t[i].type != JSMN_STRING || t[i].size != 1 : !is_container && t[i].size != 0) return i;
   }
   return -1;
 }
 
-/* The value of `key` in object token `obj`: its token index, -1 when absent. A malformed object
- * (a key without a value, a missing comma: jsmn leaves such structure unchecked) or a repeated key
- * is an error; json.loads would take the last of two keys, and the loader takes no guesses. */
+/* The value of `key` in object token `obj`: its token index, -1 when absent. json_misplaced has
+ * checked that each key k of the object is a string whose one value is token k + 1. A repeated key
+ * is an error: json.loads would take the last of two, and the loader takes no guesses. */
 static bertc_status json_member(const char *js, const jsmntok_t *t, int n, int obj, const char *key, int *value,
                                 const char *path, char *err) {
   *value = -1;
-  for (int k = obj + 1; k < n && t[k].start < t[obj].end; k = json_next(t, n, k + 1)) {
-    if (t[k].parent != obj || t[k].type != JSMN_STRING || t[k].size != 1 || k + 1 >= n || t[k + 1].parent != k)
-      return fail(err, BERTC_ERR_FORMAT, "%s is not valid JSON (a key without a value, or a missing comma, near byte %d); "
-                  "the artifact is corrupt: recompile it", path, t[k].start);
+  for (int k = obj + 1; k + 1 < n && t[k].start < t[obj].end; k = json_next(t, n, k + 1)) {
     if (!json_is(js, &t[k], key)) continue;
     if (*value >= 0)
       return fail(err, BERTC_ERR_FORMAT, "%s has the key \"%s\" twice; the artifact is corrupt: recompile it", path, key);
@@ -156,12 +153,14 @@ static bertc_status parse_manifest(const char *json, size_t len, const char *pat
     /* an integer of at most 9 digits: a float, a bool or 1e3 is not a format version */
     const char *v = json + t[version].start;
     int digits = t[version].end - t[version].start, ok = digits >= 1 && digits <= 9;
-    for (int i = 0; ok && i < digits; i++) ok = v[i] >= '0' && v[i] <= '9';
+    out->format_version = 0;
+    for (int i = 0; ok && i < digits; i++) {
+      ok = v[i] >= '0' && v[i] <= '9';
+      out->format_version = out->format_version * 10 + (v[i] - '0');
+    }
     if (!ok)
       st = fail(err, BERTC_ERR_FORMAT, "%s: format_version is %.*s, not a whole number; the artifact is corrupt: "
                 "recompile it", path, digits > 40 ? 40 : digits, v);
-    else
-      out->format_version = atoi(v);
   }
   if (st == BERTC_OK) {
     const char *h = json + t[sha].start;

@@ -51,13 +51,22 @@ static void *caller(void *arg) {
 
 int main(int argc, char **argv) {
   if (argc != 2) { fprintf(stderr, "usage: model_threads ART.bertc\n"); return 2; }
-  if (bertc_open(argv[1], 2, &model) != BERTC_OK) { fprintf(stderr, "model_threads: %s\n", bertc_open_error()); return 1; }
+  if (bertc_open(argv[1], 2, &model) != BERTC_OK) {
+    fprintf(stderr, "model_threads: %s\n", bertc_open_error());
+    return 1;
+  }
   const int64_t batch = bertc_batch(model), seq = bertc_seq_len(model);
-  if (batch * seq > MAX_TOKENS) { fprintf(stderr, "model_threads: the artifact is larger than %d tokens\n", MAX_TOKENS); return 2; }
+  if (batch * seq > MAX_TOKENS) {
+    fprintf(stderr, "model_threads: the artifact takes more than %d tokens\n", MAX_TOKENS);
+    return 2;
+  }
   out_len = output_len();
   for (int t = 0; t < THREADS; t++) {
     for (int64_t i = 0; i < batch * seq; i++) ids[t][i] = (t * 31 + i * 7) % 100;
-    if (bertc_run(model, ids[t], NULL, NULL, batch, seq) != BERTC_OK) { fprintf(stderr, "model_threads: %s\n", bertc_last_error(model)); return 1; }
+    if (bertc_run(model, ids[t], NULL, NULL, batch, seq) != BERTC_OK) {
+      fprintf(stderr, "model_threads: %s\n", bertc_last_error(model));
+      return 1;
+    }
     alone[t] = malloc(out_len * sizeof(float));
     memcpy(alone[t], bertc_output(model, 0, NULL, NULL), out_len * sizeof(float));
   }
