@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +34,40 @@ MODEL_HELP = """MODEL is one of:
   a .pt state dict with config  (torch.save({'config': cfg.to_dict(), 'state_dict': sd}, PATH),
                                  or a plain state dict with config.json beside it / --config)
 A pickled whole module runs code when loaded and is refused unless --trust-pickle is given."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one `bertc: error:` line like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"bertc: error: {message}; see `{self.prog} --help`\n")
+
+
+def at_least(low: int, kind=int):
+    """An argparse type: a number (int or float) of at least ``low``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {'an integer' if kind is int else 'a number'}") from None
+        if not low <= value < float("inf"):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"{text} must be at least {low}" + (" and finite" if kind is float else ""))
+        return value
+
+    parse.__name__ = f"{kind.__name__} >= {low}"
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -66,27 +103,78 @@ def _load_ids(path: str | None, name: str) -> np.ndarray | None:
         raise BertcError(f"cannot read {name} from '{path}': {e} (expected a .npy of integers)") from None
 
 
+def _utf8_text(text: str) -> str:
+    """--text as the user typed it; argv bytes that are not UTF-8 arrive as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(text[e.start]) - 0xDC00 if 0xDC80 <= ord(text[e.start]) <= 0xDCFF else None
+        what = f"byte 0x{byte:02x}" if byte is not None else f"character U+{ord(text[e.start]):04X}"
+        raise BertcError(f"--text is not valid UTF-8 ({what} at position {e.start}); pass the text in UTF-8 "
+                         "(e.g. convert it with `iconv -t UTF-8`), or token ids with --input-ids") from None
+    return text
+
+
+def _tokenize(args: argparse.Namespace, seq_len: int):
+    """--text with the artifact's tokenizer, cut to the compiled length with a warning when longer."""
+    text = _utf8_text(args.text)
+    tok_dir = Path(args.artifact) / "tokenizer"
+    if not tok_dir.is_dir():
+        raise BertcError(f"{args.artifact} has no tokenizer (the model was not compiled from a folder with one); "
+                         "pass --input-ids instead")
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its "longer than the maximum" note: ours below says what happens
+    try:
+        n = len(tok(text)["input_ids"])
+    finally:
+        transformers.logging.set_verbosity(level)
+    if n > seq_len:
+        print(f"bertc: warning: --text is {n} tokens, cut to the first {seq_len} ({args.artifact} was compiled with "
+              f"--seq-len {seq_len}); compile with a larger --seq-len to use more of it", file=sys.stderr)
+    enc = tok(text, truncation=True, max_length=int(seq_len), return_tensors="np")
+    return enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
+
+
 def _inputs(args: argparse.Namespace, seq_len: int):
     """(ids, mask, types) from --text (the artifact's tokenizer) or from .npy files."""
     if args.text is not None:
-        tok_dir = Path(args.artifact) / "tokenizer"
-        if not tok_dir.is_dir():
-            raise BertcError(f"{args.artifact} has no tokenizer (the model was not compiled from a folder with one); "
-                             "pass --input-ids instead")
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
-        enc = tok(args.text, truncation=True, max_length=int(seq_len), return_tensors="np")
-        return enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
+        if args.input_ids is not None:
+            raise BertcError("give either --text or --input-ids, not both (--text is tokenized with the artifact's "
+                             "tokenizer; --input-ids are ids tokenized already)")
+        extra = [f for f, v in (("--attention-mask", args.attention_mask), ("--token-type-ids", args.token_type_ids))
+                 if v is not None]
+        if extra:
+            raise BertcError(f"{' and '.join(extra)} {'go' if len(extra) > 1 else 'goes'} with --input-ids; --text makes "
+                             "its own from the tokenizer: "
+                             f"leave out {' and '.join(extra)}")
+        return _tokenize(args, seq_len)
     if args.input_ids is not None:
         return (_load_ids(args.input_ids, "--input-ids"), _load_ids(args.attention_mask, "--attention-mask"),
                 _load_ids(args.token_type_ids, "--token-type-ids"))
     raise BertcError("give the input: --text \"...\" or --input-ids ids.npy")
 
 
+def _output_path(name: str) -> Path:
+    """The .npz that --output NAME will write (np.savez adds .npz), checked before anything runs."""
+    path = Path(name if name.endswith(".npz") else name + ".npz")
+    folder = path.parent
+    if Path(name).is_dir() or path.is_dir():
+        raise BertcError(f"--output {name}: '{name}' is a folder; give a file name such as {Path(name) / 'out.npz'}")
+    if not folder.is_dir():
+        raise BertcError(f"--output {name}: the folder '{folder}' does not exist; create it first or write elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise BertcError(f"--output {name}: cannot write '{path}' (permission denied); choose a folder you can "
+                         "write to")
+    return path
+
+
 def _run(args: argparse.Namespace) -> int:
     from .api import load
 
+    output = _output_path(args.output) if args.output else None
     model = load(args.artifact, threads=args.threads, device=args.device, cores=args.cores, fallback=args.fallback)
     if args.verify:
         import json
@@ -102,16 +190,19 @@ def _run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     out = model(ids, mask, types)
     ms = (time.perf_counter() - t) * 1e3
-    if args.output:
-        np.savez(args.output, **out)
+    if output is not None:
+        try:
+            np.savez(output, **out)
+        except OSError as e:
+            raise BertcError(f"--output {args.output}: cannot write '{output}': {e.strerror or e}") from None
     where = getattr(model, "device", None)
     how = f" on {where.name}" if where is not None else ""
     note = " (emulated: the time means nothing)" if where is not None and where.emulated else ""
     print(f"ran {args.artifact}{how} on {ids.shape[-1]} tokens with {args.threads} thread(s) in {ms:.2f} ms{note}")
     for name, arr in out.items():
         print(f"  {name}: shape {list(arr.shape)}, first values {np.array2string(arr.reshape(-1)[:4], precision=4)}")
-    if args.output:
-        print(f"  saved to {args.output}")
+    if output is not None:
+        print(f"  saved to {output}")
     return 0
 
 
@@ -121,6 +212,9 @@ def _bench(args: argparse.Namespace) -> int:
     from .device import DeviceModel, format_op_table
 
     model = DeviceModel(args.artifact, device=args.device, threads=args.threads, cores=args.cores)
+    if args.seq is not None and (args.text is not None or args.input_ids is not None):
+        raise BertcError("--seq sets the length of the synthetic input; with --text or --input-ids the input has "
+                         "its own length: leave out --seq")
     if args.text is None and args.input_ids is None:
         ids = np.full((model.manifest["batch"], args.seq or model.seq_len), 101, np.int64)  # any valid id
         mask = types = None
@@ -160,7 +254,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     try:
         threads = [int(t) for t in args.threads.split(",")]
     except ValueError:
-        raise BertcError(f"--threads {args.threads}: expected a comma-separated list such as 1,2") from None
+        threads = []
+    if not threads or min(threads) < 1:
+        raise BertcError(f"--threads {args.threads}: expected a comma-separated list of thread counts of at least 1, "
+                         "such as 1,2")
     out = args.output or f"bertc-profile-{args.target}-{(args.device or 'host').replace(':', '-')}.json"
     _profile, q = calibrate(args.target, args.device, threads, args.grid, args.holdout, out, runs=args.runs,
                            seed=args.seed, progress=not args.quiet)
@@ -182,11 +279,12 @@ DEVICE_HELP = ("where bertc_run runs: host (this machine), qemu (qemu-aarch64, f
 
 def _add_io(r: argparse.ArgumentParser) -> None:
     r.add_argument("artifact", help="artifact folder from `bertc compile`")
-    r.add_argument("--text", help="a sentence, tokenized with the tokenizer saved in the artifact")
-    r.add_argument("--input-ids", help=".npy of int token ids, [batch, seq] or [seq]")
+    r.add_argument("--text", help="a sentence (UTF-8), tokenized with the tokenizer saved in the artifact; a longer "
+                   "one is cut to the compiled --seq-len, with a warning")
+    r.add_argument("--input-ids", help=".npy of int token ids, [batch, seq] or [seq] (instead of --text)")
     r.add_argument("--attention-mask", help=".npy of 0/1, same shape as the ids (default: all ones)")
     r.add_argument("--token-type-ids", help=".npy of token types (default: zeros)")
-    r.add_argument("--threads", type=int, default=1, help="worker threads (default: 1)")
+    r.add_argument("--threads", type=at_least(1), default=1, help="worker threads (default: 1)")
     r.add_argument("--device", help=DEVICE_HELP)
     r.add_argument("--cores", help="pin bertc_run to these cores, e.g. 4-7 (a phone's big cores) or 0,2")
     r.add_argument("--fallback", choices=["cpu"], help="GPU artifacts: when there is no usable Vulkan device, run "
@@ -194,7 +292,7 @@ def _add_io(r: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bertc", description="Compile BERT-family models into small C artifacts "
+    p = Parser(prog="bertc", description="Compile BERT-family models into small C artifacts "
                                 "and run them.", formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Run `bertc COMMAND --help` for each command's options.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -208,9 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a phone's CPU, NEON), linux-arm64, vulkan (a Linux Vulkan device, e.g. a GPU or lavapipe), "
                    "android-vulkan (a phone's GPU) (default: host; `bertc toolchains` shows the compilers)")
     c.add_argument("-o", "--output", help="artifact folder to write (default: MODEL_NAME.bertc)")
-    c.add_argument("--seq-len", type=int, default=128, help="compiled sequence length; shorter inputs are "
+    c.add_argument("--seq-len", type=at_least(1), default=128, help="compiled sequence length; shorter inputs are "
                    "padded and masked at run time (default: 128)")
-    c.add_argument("--batch", type=int, default=1, help="compiled batch size (default: 1)")
+    c.add_argument("--batch", type=at_least(1), default=1, help="compiled batch size (default: 1)")
     c.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="GEMM precision: fp16 stores the "
                    "weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets) or on the "
                    "GPU's shaderFloat16 (GPU targets); activations stay fp32. Default: fp32")
@@ -239,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "--output out.npz\n  bertc run minilm-arm64.bertc --device adb --threads 4 "
                               "--cores 4-7 --text \"...\"", formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_io(r)
-    r.add_argument("--output", help="write every output to this .npz")
+    r.add_argument("--output", metavar="FILE.npz", help="write every output to this .npz (.npz is added to a name "
+                   "without it, as numpy does; the folder must exist); checked before the run")
     r.add_argument("--verify", action="store_true", help="GPU artifacts: run the golden inputs stored at compile "
                    "time on this device and compare with PyTorch's outputs; fails when the max error is above the "
                    "artifact's tolerance (mobile GPU drivers do compute wrong results)")
@@ -256,10 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "  bertc bench minilm-arm64.bertc --device adb:R58M123 --threads 4 --cores 4-7",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_io(b)
-    b.add_argument("--runs", type=int, default=30, help="timed runs (default: 30)")
-    b.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
-    b.add_argument("--seq", type=int, help="sequence length of the synthetic input (default: the compiled one)")
-    b.add_argument("--top", type=int, metavar="N", help="also print a table of the N most expensive ops and the "
+    b.add_argument("--runs", type=at_least(1), default=30, help="timed runs (default: 30)")
+    b.add_argument("--warmup", type=at_least(0), default=5, help="untimed runs first (default: 5)")
+    b.add_argument("--seq", type=at_least(1), help="sequence length of the synthetic input (default: the compiled one)")
+    b.add_argument("--top", type=at_least(1), metavar="N", help="also print a table of the N most expensive ops and the "
                    "time per kernel on stderr (stdout stays JSON)")
     b.set_defaults(func=_bench)
 
@@ -282,14 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("model", metavar="MODEL|CONFIG", help="a config.json, or any MODEL `bertc compile` takes")
     e.add_argument("--target", default="host", help="host, android-arm64 or linux-arm64 (default: host)")
-    e.add_argument("--threads", type=int, default=1, help="threads the artifact will run with (default: 1)")
-    e.add_argument("--seq-len", type=int, default=128, help="sequence length (default: 128)")
-    e.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
+    e.add_argument("--threads", type=at_least(1), default=1, help="threads the artifact will run with (default: 1)")
+    e.add_argument("--seq-len", type=at_least(1), default=128, help="sequence length (default: 128)")
+    e.add_argument("--batch", type=at_least(1), default=1, help="batch size (default: 1)")
     e.add_argument("--prune-patterns", metavar="SPEC", help="price the model pruned with this SPEC (see "
                    "`bertc compile --help`)")
     e.add_argument("--profile", help="a profile file from `bertc calibrate`, or a built-in name (default: the "
                    "target's built-in profile)")
-    e.add_argument("--top", type=int, help="show only the N most expensive ops")
+    e.add_argument("--top", type=at_least(1), help="show only the N most expensive ops")
     e.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
     e.set_defaults(func=_estimate)
 
@@ -306,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--device", help="host (default) or adb / adb:SERIAL; qemu is refused: it emulates")
     k.add_argument("--threads", default="1,2", help="thread counts to calibrate, comma-separated (default: 1,2)")
     k.add_argument("--grid", choices=["small", "full"], default="full", help="the measured grid (default: full)")
-    k.add_argument("--holdout", type=int, default=30, help="held-out random configurations (default: 30)")
-    k.add_argument("--runs", type=int, default=10, help="timed runs per grid model (default: 10)")
+    k.add_argument("--holdout", type=at_least(1), default=30, help="held-out random configurations (default: 30)")
+    k.add_argument("--runs", type=at_least(1), default=10, help="timed runs per grid model (default: 10)")
     k.add_argument("--seed", type=int, default=7, help="seed of the held-out configurations (default: 7)")
     k.add_argument("-o", "--output", help="profile file to write (default: bertc-profile-TARGET-DEVICE.json)")
     k.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -320,16 +419,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C: every ``finally`` and staging
+    folder is cleaned up, and a search is left for ``--resume``."""
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once; the next run cleans up
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         return args.func(args)
     except BertcError as e:
         print(f"bertc: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bertc: interrupted; nothing was left half-written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"bertc: {how}; nothing was left half-written", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

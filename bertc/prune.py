@@ -149,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``bertc prune`` on the CLI's subparsers."""
+    from .cli import at_least
     p = sub.add_parser("prune", help="prune to a sparsity pattern and recover accuracy by distillation on a task",
                        description="Prune MODEL to the sparsity pattern SPEC and recover its accuracy on TASK by "
                        "distillation from the dense, fine-tuned teacher, holding the pruned weights at zero.",
@@ -157,11 +158,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="the sparsity pattern and density, e.g. 16x1@0.25 (see below)")
     p.add_argument("--task", required=True, metavar="TASK", help="the task to recover on: rt-sentiment")
     p.add_argument("-o", "--output", metavar="OUT", help="folder to write (default: MODEL_NAME-pruned; replaced only by a finished result)")
-    p.add_argument("--epochs", type=int, default=3, metavar="N", help="recovery epochs over the train split (default: 3)")
-    p.add_argument("--max-train", type=int, metavar="N", help="recover on the first N training examples only (default: all); "
+    p.add_argument("--epochs", type=at_least(1), default=3, metavar="N", help="recovery epochs over the train split (default: 3)")
+    p.add_argument("--max-train", type=at_least(1), metavar="N", help="recover on the first N training examples only (default: all); "
                    "the teacher is always fine-tuned on the whole train split")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="recovery's data order and dropout seed (default: 0)")
-    p.add_argument("--hidden-weight", type=float, default=0.0, metavar="W", help="add the hidden states' mean squared error "
+    p.add_argument("--hidden-weight", type=at_least(0, float), default=0.0, metavar="W", help="add the hidden states' mean squared error "
                    "to the distillation loss with this weight (default: 0, logits only; > 0 runs the teacher "
                    "at every step, which is slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

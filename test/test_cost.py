@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 
 import pytest
 import torch
@@ -96,12 +95,22 @@ def test_fitted_arithmetic_and_sparse_forms_by_hand():
         assert forced.weights_bytes < dense.weights_bytes
 
 
-def test_estimate_of_a_bert_base_sized_candidate_is_well_under_a_second():
-    estimate(T.BertConfig(), threads=2)  # warm: parsing machinery and the dialect load once
-    t = time.perf_counter()
+def test_a_config_is_priced_without_a_model_weights_or_the_exporter(monkeypatch):
+    """What makes the config path fast (what the search screens thousands of candidates with): the IR is
+    written from the config; no model is built, no weights made, nothing exported or imported. Asserted on
+    the work done, not on the clock, so a busy machine cannot fail it."""
+    import bertc.frontend
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the config path must not build, export or import a model")
+
+    for name in ("export_model", "import_torch"):
+        monkeypatch.setattr(bertc.frontend, name, refuse)
+    monkeypatch.setattr(torch.export, "export", refuse)
+    monkeypatch.setattr(torch.nn.Module, "__init__", refuse)  # no BertModel, no weight tensors
     est = estimate(T.BertConfig(), threads=2)
-    assert time.perf_counter() - t < 0.8
     assert sum(o.kind == "linear" for o in est.ops) == 4 * 12 + 1 and est.total_ms > 0
+    assert est.weights_bytes > 4 * 85_000_000  # BERT-base's weights are priced from their shapes alone
 
 
 def test_model_folder_and_its_config_give_the_same_estimate(tmp_path):
