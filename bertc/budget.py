@@ -120,4 +120,5 @@ def check_compile_fits(config: dict[str, Any], batch: int, seq_len: int, where: 
         f"{where}: compiling this model at --batch {batch} --seq-len {seq_len} needs about {_size(need.compile_bytes)} "
         f"(weights {_size(need.weights_bytes)} for {layers} layers, held about {WEIGHT_COPIES} times; activations "
         f"{_size(need.arena_bytes)} in the artifact, about {ACTIVATION_FACTOR} times that while PyTorch runs the "
-        f"model), and this machine has {_size(free)} available. Use {fix}")
+        f"model; the artifact needs {_size(need.artifact_bytes)} to run), and this machine has {_size(free)} "
+        f"available. Use {fix}")
