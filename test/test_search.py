@@ -15,6 +15,7 @@ import optuna
 import pytest
 import torch
 import transformers as T
+from bertc.search.driver import BUDGET_MARGIN, SCREEN_SLACK
 from bertc.search.inherit import build_student, importance, load_student, select_layers
 from bertc.search.space import Candidate, load_space, parse_space
 from bertc.search.tasks import load_task
@@ -142,11 +143,37 @@ def test_a_cut_student_compiles_and_the_cost_model_sees_its_shape(teacher_and_im
 
 
 def _search(out: Path, teacher: Path, *extra: str, trials: int = 4) -> list[str]:
+    # budget: the teacher's own measured latency. Every student is smaller, so one is shipped unless the machine
+    # slows down by more than the student's margin between the teacher's timing and its own (see _shipped)
     space = out.parent / "space.json"
     space.write_text(json.dumps(SPACE))
     return [*BERTC, "search", "-o", str(out), "--teacher", str(teacher), "--space", str(space),
-            "--latency-budget", "0.6x", "--trials", str(trials), "--round-size", "2", "--timed-per-round", "1",
+            "--latency-budget", "1x", "--trials", str(trials), "--round-size", "2", "--timed-per-round", "1",
             "--max-train", "200", "--final-epochs", "1", "--augment", "1", "--runs", "5", *extra]
+
+
+def _shipped(run: subprocess.CompletedProcess, out: Path, trials: list) -> bool:
+    """Whether the search shipped a student. Timings are measured, so a loaded machine can leave no timed
+    candidate under budget; the search must then say so, and only when the measurements say so too."""
+    if run.returncode == 0:
+        return True
+    assert run.returncode == 2 and "bertc: error: no timed candidate met the" in run.stderr, run.stderr[-3000:]
+    budget = json.loads((out / "search_report.json").read_text())["budget_ms"]
+    measured = [t.user_attrs["measured_ms"] for t in trials if t.user_attrs.get("stage") == "timed"]
+    assert measured and all(ms > budget * (1 - BUDGET_MARGIN) - 1e-3 for ms in measured)
+    return False
+
+
+def _screened_by_their_prediction(trials, budget_ms: float) -> None:
+    """The screen's rule on its own inputs, whatever was measured: a candidate is trained if and only if the
+    cost model (the study's re-fitted profile) predicted it within SCREEN_SLACK of the budget."""
+    line = SCREEN_SLACK * budget_ms
+    for t in trials:
+        a = t.user_attrs
+        if a.get("stage") == "screened-out":
+            assert t.state.name == "PRUNED" and "dev_accuracy" not in a and a["predicted_ms"] > line - 1e-3
+        elif a.get("stage") in ("trained", "timed"):
+            assert t.state.name == "COMPLETE" and 0 <= a["dev_accuracy"] <= 1 and 0 < a["predicted_ms"] <= line + 1e-3
 
 
 def _trials(out: Path, storage=None):
@@ -187,15 +214,59 @@ def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measureme
     assert set(scales) == {"1"} and "kind_scale" not in data
 
 
+def test_the_screen_never_trains_a_candidate_the_cost_model_puts_over_budget(tiny_teacher, tmp_path, monkeypatch):
+    """Screening, on the cost model's predictions alone: a budget set from the cost model's own price of the
+    teacher-sized student, that student enqueued first, and training and timing stubbed (no clock involved)."""
+    from bertc.search import driver
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from bertc.cost import load_profile
+
+    teacher_config = T.AutoConfig.from_pretrained(tiny_teacher)
+    settings = driver.Settings(teacher=str(tiny_teacher), task="rt-sentiment", target="host", space=SPACE,
+                               budget_ms=None, round_size=2, timed_per_round=1, warm_start=False)
+    st = driver.Study(tmp_path, settings, progress=False)
+    big = Candidate(4, 64, 4, (128,) * 4, None, 1)  # the teacher's own shape
+    st.budget_ms = st.predict(big, teacher_config, (load_profile(None, "host"),))[0] / 1.5
+    st.state = {"teacher_dir": str(tiny_teacher), "budget_ms": st.budget_ms}
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.log")))
+    optuna.create_study(study_name="bertc-search", storage=storage).enqueue_trial(st.space.params(big))
+    trained = []
+
+    class Pool:  # scores and times without training or compiling: the screen is what is under test
+        def __init__(self, study, workers, address):
+            pass
+
+        def score(self, jobs):
+            trained.extend(c for _, c in jobs)
+            return [{"dev_accuracy": 0.5, "train_seconds": 0.0} for _ in jobs]
+
+        def time(self, folder, cand):
+            return st.budget_ms / 2
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(driver, "_Pool", Pool)
+    monkeypatch.setattr(driver, "save_student", lambda *args: None)
+    st.run(4, None, 1, None)
+    trials = _trials(tmp_path)
+    first = trials[0].user_attrs
+    assert first["candidate"] == big.asdict() and first["stage"] == "screened-out" and trials[0].state.name == "PRUNED"
+    assert big not in trained and len(trained) == 4
+    _screened_by_their_prediction(trials, st.budget_ms)
+
+
 def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_path):
-    """The whole flow, with trials trained by two Ray workers and the study in a database."""
+    """The whole flow, with trials trained by two Ray workers and the study in a database. Every assertion
+    holds whatever the timings are: the budget and the screen depend on measured times."""
     out, db = tmp_path / "s", f"sqlite:///{tmp_path / 'study.db'}"
     run = subprocess.run(_search(out, tiny_teacher, "--workers", "2", "--storage", db), capture_output=True,
                          text=True, check=False, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
     assert not (out / "study.log").exists()
-    report = json.loads((out / "search_report.json").read_text())
     trials = _trials(out, db)
+    shipped = _shipped(run, out, trials)
+    report = json.loads((out / "search_report.json").read_text())
     stages = [t.user_attrs.get("stage") for t in trials]
     # the warm start: the first trials are the cost model's largest dense student of each depth under budget
     seeds = [t for t in trials if t.user_attrs.get("warm_start")]
@@ -217,21 +288,18 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
         fits = [ms for ms in fits if ms <= report["budget_ms"]]
         mine = [t.user_attrs["base_predicted_ms"] for t in seeds if t.user_attrs["candidate"]["layers"] == n]
         assert mine == ([pytest.approx(max(fits), rel=1e-3, abs=1e-4)] if fits else []), n  # rounded to 0.1 us
-    # the 4-layer choices are over 0.6x the teacher: the cost model screens them out, untrained
-    assert "screened-out" in stages
-    for t in trials:
-        a = t.user_attrs
-        if a.get("stage") == "screened-out":
-            assert t.state.name == "PRUNED" and "dev_accuracy" not in a and a["predicted_ms"] > report["budget_ms"]
-        elif a.get("stage") in ("trained", "timed"):
-            assert t.state.name == "COMPLETE" and 0 <= a["dev_accuracy"] <= 1 and a["predicted_ms"] > 0
+    # which candidates are over budget depends on the teacher's measured latency: the screen is checked on its
+    # inputs here, and on a budget the test sets in test_the_screen_never_trains_a_candidate_the_cost_model_puts_...
+    _screened_by_their_prediction(trials, report["budget_ms"])
     timed = [t for t in trials if t.user_attrs.get("stage") == "timed"]
     assert len(timed) == 2 and all(t.user_attrs["measured_ms"] > 0 for t in timed)  # one per round
     assert stages.count("trained") == 2
     assert report["cost_model_on_timed"]["candidates"] == 2
     assert json.loads((out / "profile.json").read_text())["sources"]["search"].startswith("run_scale and kind_scale re-fitted")
+    if not shipped:
+        return
     final = report["final"]
-    assert final["latency_ms"] <= report["budget_ms"] * 1.5 and 0 <= final["test_accuracy"] <= 1
+    assert final["latency_ms"] > 0 and 0 <= final["test_accuracy"] <= 1
     assert final["compiled_test_accuracy"] == pytest.approx(final["test_accuracy"], abs=0.01)
     both = final["interleaved"]  # the teacher and the student timed alternately
     assert both["min"] <= both["speedup"] <= both["max"] and both["teacher_ms"] > 0 and both["student_ms"] > 0
@@ -247,7 +315,7 @@ def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
     out = tmp_path / "s"
     proc = subprocess.Popen(_search(out, tiny_teacher, "--final-epochs", "0", trials=6), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 400
+    deadline = time.monotonic() + 1200  # a guard against a hung search only: how fast it runs is not asserted
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if (out / "study.log").exists() and sum(t.state.name == "COMPLETE" for t in _trials(out)) >= 2:
@@ -264,14 +332,15 @@ def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
     # the final training's settings may change on a resume (it was started with --final-epochs 0)
     resumed = subprocess.run([*BERTC, "search", "-o", str(out), "--resume", "--trials", "6", "--final-epochs", "1"],
                              capture_output=True, text=True, check=False, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = _trials(out)
+    shipped = _shipped(resumed, out, after)
     assert sum(t.user_attrs.get("stage") in ("trained", "timed") for t in after) == 6
     for t in after:  # what was finished before the kill is still there, unchanged
         if t.number in before:
             assert (t.values, t.user_attrs.get("stage")) == before[t.number]
-    final = json.loads((out / "search_report.json").read_text())["final"]
-    assert final["trial"] is not None and len(final["final_training"]["history"]) == 1
+    if shipped:
+        final = json.loads((out / "search_report.json").read_text())["final"]
+        assert final["trial"] is not None and len(final["final_training"]["history"]) == 1
 
 
 def test_search_refuses_bad_input(tiny_teacher, tmp_path):
