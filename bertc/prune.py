@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .artifact import publish
+from .artifact import give_umask_mode, publish, staging_folder
 from .errors import BertcError
 from .sparsity import SPEC_HELP, apply_masks, model_masks, parse_spec
 
@@ -46,8 +45,7 @@ def _check_output(out: Path) -> None:
 
 def _staging(out: Path) -> Path:
     _check_output(out)  # again: something may have appeared there during training
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    return staging_folder(out)  # named for its owner: a killed prune's folder is removed by the next one
 
 
 def prune(model: str | Path, task: str, spec: str, out: str | Path, *, epochs: int = 3, max_train: int | None = None,
@@ -105,7 +103,7 @@ def prune(model: str | Path, task: str, spec: str, out: str | Path, *, epochs: i
             student.save_pretrained(str(staging))
             tokenizer.save_pretrained(str(staging))
         (staging / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        staging.chmod(0o755)  # mkdtemp made it private
+        give_umask_mode(staging)  # mkdtemp made it private
         publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
