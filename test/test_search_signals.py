@@ -65,6 +65,32 @@ def test_training_continues_from_its_checkpoint_as_if_never_stopped(tmp_path, mo
     assert "resumed_after_epoch" not in other
 
 
+def test_a_killed_fine_tunings_staging_folder_is_removed_by_the_next(tmp_path, monkeypatch):
+    from bertc.search import teacher
+
+    from bertc.artifact import owner_token
+
+    encoder = tmp_path / "encoder"
+    T.BertModel(_tiny_config(architectures=["BertModel"])).save_pretrained(str(encoder))
+    T.AutoTokenizer.from_pretrained(str(packaged_minilm())).save_pretrained(str(encoder))
+    monkeypatch.setenv("BERTC_CACHE", str(tmp_path / "cache"))
+    config = TrainConfig(epochs=1, max_train=32)
+    name = f"rt-sentiment-{teacher.teacher_key(encoder, load_task('rt-sentiment'), config)}"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    teachers = tmp_path / "cache" / "teachers"
+    stale = teachers / f".{name}.partial-{owner_token(gone.pid, 1)}-x1y2z3"  # SIGKILLed mid fine-tuning
+    (stale / "sub").mkdir(parents=True)
+    (teachers / ".notes").mkdir()  # not a staging folder: left alone
+
+    def finetune(model_dir, task, out, config, progress, checkpoint=None):  # no training: the folders are tested
+        (Path(out) / "teacher_report.json").write_text("{}")
+
+    monkeypatch.setattr(teacher, "finetune", finetune)
+    folder = teacher.finetuned_teacher(encoder, config=config, progress=False)
+    assert sorted(p.name for p in teachers.iterdir()) == [".notes", name] and folder == teachers / name
+
+
 def _wait_for(what, proc: subprocess.Popen, log: Path, limit: float = 600):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
