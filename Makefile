@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 	calibrate search clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # clang: libFuzzer (-fsanitize=fuzzer) for `make fuzz`; gcc has no fuzzing engine
 NEED_CLANG = @command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
@@ -137,4 +137,4 @@ search: setup ## bertc search: the best MiniLM student on rt-sentiment under 1/3
 	$(VENV)/bin/bertc search -o minilm.search --space search/spaces/host-1thread.yaml --trials 60 --timeout 28
 
 clean: ## remove build outputs
-	rm -rf test/lit/Output .pytest_cache .hypothesis
+	rm -rf test/lit/Output .pytest_cache .hypothesis build

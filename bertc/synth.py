@@ -108,9 +108,10 @@ def bert_ir(config: Any, seq_len: int = 128, batch: int = 1, target: str = "host
     x = binary("add", x, act, t, act, act)
     pos_table = weight("embeddings.position_embeddings.weight", f32(c["max_position_embeddings"], h))
     pos_ids = op(f'"bertc.weight"() {{name = "embeddings.position_ids"}} : () -> tensor<1x{s}xi64>')
+    # one row of positions for the whole batch, broadcast by the add (as transformers' position_ids buffer is)
     p = op(f'"bertc.embedding"({pos_table}, {pos_ids}) : ({f32(c["max_position_embeddings"], h)}, '
-           f"tensor<1x{s}xi64>) -> {act}")
-    x = layer_norm(binary("add", x, act, p, act, act), "embeddings.LayerNorm")
+           f"tensor<1x{s}xi64>) -> {f32(1, s, h)}")
+    x = layer_norm(binary("add", x, act, p, f32(1, s, h), act), "embeddings.LayerNorm")
     for i, (ffn, heads) in enumerate(zip(c["intermediate_sizes"], c["attention_heads"])):
         pre, scores, hd = f"encoder.layer.{i}", f32(b, heads, s, s), f32(b, s, heads * d)
         q, k, v = (heads_view(linear(x, act, f"{pre}.attention.self.{m}", heads * d, h, hd), heads)
