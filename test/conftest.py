@@ -45,6 +45,27 @@ def random_inputs(batch: int, seq: int, vocab: int, seed: int = 0, pad_from: int
     return ids, mask, types
 
 
+class _Encoder(torch.nn.Module):
+    """A transformers encoder with the three inputs positional and last_hidden_state out, as torch.export saves it."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                      token_type_ids=token_type_ids).last_hidden_state
+
+
+def save_pt2(model, path, seq: int = 16, vocab: int = 120):
+    """torch.export.save a transformers encoder, its non-persistent buffers (position_ids) made persistent."""
+    for mod in model.modules():
+        mod._non_persistent_buffers_set.clear()
+    example = tuple(torch.from_numpy(a) for a in random_inputs(1, seq, vocab))
+    torch.export.save(torch.export.export(_Encoder(model), example, strict=False), path)
+    return path
+
+
 def reference(model, ids, mask, types=None) -> dict[str, np.ndarray]:
     kw = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
     # inspect.signature sees through transformers' decorators (co_varnames would not)

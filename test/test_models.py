@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import ARCHS, max_error, random_inputs, reference, tiny_model
+from conftest import ARCHS, max_error, random_inputs, reference, save_pt2, tiny_model
 
 import bertc
 
@@ -92,20 +92,7 @@ def test_state_dict_with_config(tmp_path):
 
 def test_torch_export_program(tmp_path):
     model = tiny_model("bert", "sdpa")
-
-    class Encoder(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
-
-    for mod in model.modules():
-        mod._non_persistent_buffers_set.clear()
-    example = tuple(torch.from_numpy(a) for a in random_inputs(1, 16, 120))
-    torch.export.save(torch.export.export(Encoder(model), example, strict=False), tmp_path / "m.pt2")
+    save_pt2(model, tmp_path / "m.pt2")
     _check_path(model, tmp_path / "m.pt2", tmp_path)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import random_inputs, reference, tiny_model
+from conftest import random_inputs, reference, save_pt2, tiny_model
 
 import bertc
 from bertc.artifact import read_manifest, sha256_file
@@ -37,22 +37,8 @@ class CreatesFile:
 
 @pytest.fixture(scope="module")
 def plain_pt2(tmp_path_factory) -> Path:
-    model = tiny_model("bert", "sdpa")
-
-    class Encoder(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
-
-    for mod in model.modules():
-        mod._non_persistent_buffers_set.clear()
     path = tmp_path_factory.mktemp("pt2") / "m.pt2"
-    example = tuple(torch.from_numpy(a) for a in random_inputs(1, 16, 120))
-    torch.export.save(torch.export.export(Encoder(model), example, strict=False), path)
+    save_pt2(tiny_model("bert", "sdpa"), path)
     return path
 
 
