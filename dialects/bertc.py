@@ -15,6 +15,7 @@ Nothing but op definitions lives here; passes are in ``passes/``.
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch_mlir import ir
@@ -23,6 +24,36 @@ from torch_mlir.dialects.ext import Dialect, Operand, Result
 
 class Bertc(Dialect, name="bertc"):
     pass
+
+
+@dataclass(frozen=True)
+class OpTraits:
+    """What the rest of bertc needs to know about an op, said once beside its definition.
+
+    ``category``: "constant" (folded into weights.bin at emit time: no kernel, no arena buffer),
+    "view" (the same bytes under a new shape: aliases its input), or "kernel" (one runtime call on the
+    CPU, one shader dispatch on the GPU). A "kernel" op names its C kernel family in
+    ``runtime/kernels/kernels.h`` (``kernel``), its shader in ``runtime/vulkan/shaders/`` (``shader``)
+    and its kind in the cost model (``cost``: a key of ``bertc.cost.FEATURES``).
+    test_layout.py::test_every_kernel_op_is_whole checks that each piece named here exists.
+    """
+
+    category: str
+    kernel: str | None = None
+    shader: str | None = None
+    cost: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.category in ("constant", "view", "kernel"), self.category
+        assert (self.category == "kernel") == all((self.kernel, self.shader, self.cost)), self
+
+
+CONSTANT = OpTraits("constant")
+VIEW = OpTraits("view")
+
+
+def _elementwise(kernel: str, shader: str) -> OpTraits:
+    return OpTraits("kernel", kernel, shader, "elementwise")
 
 
 ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu")
@@ -57,12 +88,16 @@ def _broadcastable(a: list[int], b: list[int]) -> list[int] | None:
 class WeightOp(Bertc.Operation, name="weight"):
     """A model parameter, looked up by name in the compilation's weight store."""
 
+    traits = CONSTANT
+
     name: ir.StringAttr
     out: Result[Any]
 
 
 class ConstantOp(Bertc.Operation, name="constant"):
     """A small literal (scalars of elementwise expressions, folded index tensors)."""
+
+    traits = CONSTANT
 
     value: Any  # a DenseElementsAttr (IRDL has no named constraint for it)
     out: Result[Any]
@@ -75,6 +110,8 @@ class ConstantOp(Bertc.Operation, name="constant"):
 
 class ConcatOp(Bertc.Operation, name="concat"):
     """Concatenation of weights; folded at emit time (merged Q/K/V projections)."""
+
+    traits = CONSTANT
 
     inputs: Sequence[Operand[Any]]
     dim: ir.IntegerAttr
@@ -94,6 +131,8 @@ class ConcatOp(Bertc.Operation, name="concat"):
 class EmbeddingOp(Bertc.Operation, name="embedding"):
     """out[..., :] = table[ids[...], :]"""
 
+    traits = OpTraits("kernel", "bertc_embedding", "embedding", "embedding")
+
     table: Operand[Any]
     ids: Operand[Any]
     out: Result[Any]
@@ -110,6 +149,8 @@ class LinearOp(Bertc.Operation, name="linear"):
 
     Later passes attach ``bertc.tile`` (pack-weights) and ``bertc.sparsity`` (prune-patterns:
     {pattern, density, format = "sparse" | "dense", gain?}), which the verifier checks too."""
+
+    traits = OpTraits("kernel", "bertc_linear", "gemm", "linear")
 
     input: Operand[Any]
     weight: Operand[Any]
@@ -158,6 +199,8 @@ class AttentionOp(Bertc.Operation, name="attention"):
     out[b, s, h*D:(h+1)*D] = softmax(q k^T * scale + bias(mask)) v, per head h.
     """
 
+    traits = OpTraits("kernel", "bertc_attention", "attention", "attention")
+
     qkv: Operand[Any]
     mask: Operand[Any]
     num_heads: ir.IntegerAttr
@@ -181,6 +224,8 @@ class AttentionOp(Bertc.Operation, name="attention"):
 class MaskBiasOp(Bertc.Operation, name="mask_bias"):
     """Additive attention bias from a [B, S] padding mask: 0 where kept, `fill` where masked."""
 
+    traits = _elementwise("bertc_mask_bias", "mask_bias")
+
     mask: Operand[Any]
     fill: ir.FloatAttr
     out: Result[Any]
@@ -195,6 +240,8 @@ class MaskBiasOp(Bertc.Operation, name="mask_bias"):
 class PositionIdsOp(Bertc.Operation, name="position_ids"):
     """RoBERTa position ids: cumsum(ids != pad) * (ids != pad) + pad, per row."""
 
+    traits = _elementwise("bertc_position_ids", "position_ids")
+
     ids: Operand[Any]
     padding_idx: ir.IntegerAttr
     out: Result[Any]
@@ -205,6 +252,8 @@ class PositionIdsOp(Bertc.Operation, name="position_ids"):
 
 class LayerNormOp(Bertc.Operation, name="layer_norm"):
     """out = layer_norm(input + residual) over the last dimension."""
+
+    traits = OpTraits("kernel", "bertc_layer_norm", "layer_norm", "layer_norm")
 
     input: Operand[Any]
     gamma: Operand[Any]
@@ -231,18 +280,24 @@ class _Unary(Bertc.Operation):
 
 
 class GeluOp(_Unary, name="gelu"):
+    traits = _elementwise("bertc_unary", "unary")
+
     approximate: ir.StringAttr
 
 
 class TanhOp(_Unary, name="tanh"):
-    pass
+    traits = _elementwise("bertc_unary", "unary")
 
 
 class SoftmaxOp(_Unary, name="softmax"):
     """Softmax over the last dimension."""
 
+    traits = _elementwise("bertc_softmax", "softmax")
+
 
 class PowOp(_Unary, name="pow"):
+    traits = _elementwise("bertc_pow", "unary")
+
     exponent: ir.FloatAttr
 
 
@@ -259,23 +314,25 @@ class _Binary(Bertc.Operation):
 
 
 class AddOp(_Binary, name="add"):
-    pass
+    traits = _elementwise("bertc_binary", "binary")
 
 
 class SubOp(_Binary, name="sub"):
-    pass
+    traits = _elementwise("bertc_binary", "binary")
 
 
 class MulOp(_Binary, name="mul"):
-    pass
+    traits = _elementwise("bertc_binary", "binary")
 
 
 class DivOp(_Binary, name="div"):
-    pass
+    traits = _elementwise("bertc_binary", "binary")
 
 
 class MatmulOp(Bertc.Operation, name="matmul"):
     """Batched matmul [..., M, K] x [..., K, N] with broadcast batch dimensions."""
+
+    traits = OpTraits("kernel", "bertc_matmul", "gemm", "matmul")
 
     lhs: Operand[Any]
     rhs: Operand[Any]
@@ -294,6 +351,8 @@ class MatmulOp(Bertc.Operation, name="matmul"):
 class ReshapeOp(Bertc.Operation, name="reshape"):
     """Same elements, new shape (a view: no data moves)."""
 
+    traits = VIEW
+
     input: Operand[Any]
     out: Result[Any]
 
@@ -305,6 +364,8 @@ class ReshapeOp(Bertc.Operation, name="reshape"):
 
 class TransposeOp(Bertc.Operation, name="transpose"):
     """out = input.permute(perm)"""
+
+    traits = _elementwise("bertc_transpose", "transpose")
 
     input: Operand[Any]
     perm: Any  # a DenseI64ArrayAttr
@@ -320,6 +381,8 @@ class TransposeOp(Bertc.Operation, name="transpose"):
 class SliceOp(Bertc.Operation, name="slice"):
     """out = input[..., start:start+size, ...] along `dim` (size from the result type)."""
 
+    traits = _elementwise("bertc_slice", "slice")
+
     input: Operand[Any]
     dim: ir.IntegerAttr
     start: ir.IntegerAttr
@@ -330,6 +393,32 @@ class SliceOp(Bertc.Operation, name="slice"):
         if len(x) != len(o) or not 0 <= d < len(x) or not 0 <= self.start.value <= x[d] - o[d]:
             return _fail(self, f"slice of {x} at dim {d} start {self.start.value} cannot give {o}")
         return True
+
+
+def _op_classes() -> dict[str, type]:
+    found, todo = {}, [Bertc.Operation]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if getattr(sub, "OPERATION_NAME", None):
+                found[sub.OPERATION_NAME] = sub
+    return dict(sorted(found.items()))
+
+
+OPS: dict[str, type] = _op_classes()  # "bertc.linear" -> LinearOp, every op of the dialect
+
+
+def traits_of(op_or_name) -> OpTraits | None:
+    """The OpTraits of a bertc op (an op, an OpView or its name); None for ops of other dialects
+    (func.return)."""
+    name = op_or_name if isinstance(op_or_name, str) else op_or_name.operation.name
+    cls = OPS.get(name)
+    return cls.traits if cls is not None else None
+
+
+def names_in(category: str) -> tuple[str, ...]:
+    """The op names of one category: names_in("constant") == ("bertc.concat", "bertc.constant", "bertc.weight")."""
+    return tuple(n for n, cls in OPS.items() if cls.traits.category == category)
 
 
 def load(context: ir.Context | None = None) -> None:
