@@ -22,9 +22,11 @@ import platform
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artifact import sha256_file
 from .errors import BertcError
 from .targets import Target
 
@@ -150,11 +152,13 @@ def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem:
         inc += [f"-I{RUNTIME / 'vulkan'}", f"-I{_vulkan_headers(obj_dir)}"]
         inc += [f'-DBERTC_SPV_SHA256_{name}="{sha}"' for name, sha in (spirv or {}).items()]
         libs += [] if tc.static else ["-ldl"]  # dlopen: in libc since glibc 2.34 and in musl
-    objs = []
-    for src in [model_c, *sources]:
-        obj = obj_dir / f"{src.parent.name}_{src.stem}.o"
-        _run(tc.cc + tc.cflags + WARNINGS + inc + ["-c", str(src), "-o", str(obj)])
-        objs.append(str(obj))
+    srcs = [model_c, *sources]
+    objs = [str(obj_dir / f"{src.parent.name}_{src.stem}.o") for src in srcs]
+    compiles = [tc.cc + tc.cflags + WARNINGS + inc + ["-c", str(src), "-o", obj] for src, obj in zip(srcs, objs)]
+    # One compiler per core, the ISA kernels (last, most of a build's time) started first: the rest fits
+    # beside them. The objects, and so the library, are the same as one at a time.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(_run, compiles[::-1]))
     if tc.static:
         lib = out_dir / f"{lib_stem}.a"
         _run(tc.ar + ["rcs", str(lib), *objs])
@@ -198,8 +202,6 @@ def find_glslang() -> str:
 def compile_shaders(shaders: dict[str, tuple[str, tuple[str, ...]]], out_dir: Path) -> dict[str, str]:
     """GLSL (runtime/vulkan/shaders/FILE with -D defines) -> out_dir/NAME.spv for each shader; returns
     name -> sha256 of the SPIR-V."""
-    from .artifact import sha256_file
-
     glslang = find_glslang()
     out_dir.mkdir(parents=True, exist_ok=True)
     hashes = {}
