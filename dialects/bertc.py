@@ -21,6 +21,9 @@ from typing import Any
 from torch_mlir import ir
 from torch_mlir.dialects.ext import Dialect, Operand, Result
 
+from bertc.errors import BertcError
+from bertc.sparsity import parse_pattern
+
 
 class Bertc(Dialect, name="bertc"):
     pass
@@ -35,7 +38,8 @@ class OpTraits:
     CPU, one shader dispatch on the GPU). A "kernel" op names its C kernel family in
     ``runtime/kernels/kernels.h`` (``kernel``), its shader in ``runtime/vulkan/shaders/`` (``shader``)
     and its kind in the cost model (``cost``: a key of ``bertc.cost.FEATURES``).
-    test_layout.py::test_every_kernel_op_is_whole checks that each piece named here exists.
+    test/test_dialect.py checks that each piece named here exists, and that an op of the other two
+    categories has no emitter.
     """
 
     category: str
@@ -176,9 +180,6 @@ class LinearOp(Bertc.Operation, name="linear"):
         return True
 
     def _verify_sparsity(self, d: ir.DictAttr) -> bool:
-        from bertc.errors import BertcError
-        from bertc.sparsity import parse_pattern
-
         missing = [k for k in ("pattern", "density", "format") if k not in d]
         if missing:
             return _fail(self, f"bertc.sparsity lacks {missing} (it holds pattern, density, format and maybe gain)")
@@ -414,6 +415,13 @@ def traits_of(op_or_name) -> OpTraits | None:
     name = op_or_name if isinstance(op_or_name, str) else op_or_name.operation.name
     cls = OPS.get(name)
     return cls.traits if cls is not None else None
+
+
+def category_of(op_or_name) -> str | None:
+    """"constant", "view" or "kernel" for a bertc op (an op, an OpView or its name); None for ops of
+    other dialects, so ``category_of(op) == "view"`` reads as a match in a pass."""
+    traits = traits_of(op_or_name)
+    return traits.category if traits is not None else None
 
 
 def names_in(category: str) -> tuple[str, ...]:

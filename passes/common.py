@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from bertc.dialects import bertc as B
 from torch_mlir import ir
 
 from bertc.errors import BertcError
+from bertc.targets import get_target
 
 DTYPES = {"f32": np.float32, "i64": np.int64, "i32": np.int32, "i1": np.bool_}
 
@@ -41,8 +43,6 @@ def dtype_of(value: ir.Value) -> str:
 
 def module_target(module: ir.Operation):
     """The bertc.targets.Target named by the module's ``bertc.target`` (default: host)."""
-    from bertc.targets import get_target
-
     return get_target(module.attributes["bertc.target"].value if "bertc.target" in module.attributes else "host")
 
 
@@ -67,22 +67,23 @@ def producer(value: ir.Value) -> ir.OpView | None:
     return owner.opview if isinstance(owner, ir.Operation) else (owner if isinstance(owner, ir.OpView) else None)
 
 
-def is_op(value: ir.Value, name: str) -> bool:
-    p = producer(value)
-    return p is not None and p.operation.name == name
+def is_op(value: ir.Value, kind: type | tuple[type, ...]) -> bool:
+    """Whether ``value`` is a result of an op of class ``kind`` (e.g. ``B.LinearOp``)."""
+    return isinstance(producer(value), kind)
 
 
 def users(value: ir.Value) -> list[ir.OpView]:
     return [u.owner.opview if isinstance(u.owner, ir.Operation) else u.owner for u in value.uses]
 
 
-def erase_dead(module: ir.Operation, pure: Callable[[str], bool] = lambda n: n.startswith("bertc.")) -> None:
-    """Erase pure ops whose results are unused, to a fixed point."""
+def erase_dead(module: ir.Operation) -> None:
+    """Erase bertc ops whose results are unused, to a fixed point (every bertc op is pure: value
+    semantics; func.return and other dialects' ops stay)."""
     changed = True
     while changed:
         changed = False
         for op in reversed(list(func_ops(module))):
-            if pure(op.operation.name) and op.results and all(not list(r.uses) for r in op.results):
+            if B.traits_of(op) is not None and op.results and all(not list(r.uses) for r in op.results):
                 op.operation.erase()
                 changed = True
 

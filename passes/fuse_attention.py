@@ -54,7 +54,7 @@ class AttentionMatch:
 
 def splat_value(value: ir.Value) -> float | None:
     p = producer(value)
-    if p is None or p.operation.name != "bertc.constant":
+    if not isinstance(p, B.ConstantOp):
         return None
     attr = ir.DenseElementsAttr(p.attributes["value"])
     if attr.is_splat:
@@ -65,20 +65,20 @@ def splat_value(value: ir.Value) -> float | None:
 
 def match_heads(value: ir.Value) -> Heads | None:
     perm = (0, 1, 2, 3)
-    while is_op(value, "bertc.transpose"):
+    while is_op(value, B.TransposeOp):
         t = producer(value)
         p = list(ir.DenseI64ArrayAttr(t.attributes["perm"]))
         if len(p) != 4:
             return None
         perm = tuple(p[i] for i in perm)  # out dim j reads input dim p[perm[j]]
         value = t.operands[0]
-    if not is_op(value, "bertc.reshape"):
+    if not is_op(value, B.ReshapeOp):
         return None
     r = producer(value)
     src, split = shape_of(r.operands[0]), shape_of(r.results[0])
     if len(src) != 3 or len(split) != 4 or split[:2] != src[:2] or split[2] * split[3] != src[2]:
         return None
-    if not is_op(r.operands[0], "bertc.linear"):
+    if not is_op(r.operands[0], B.LinearOp):
         return None
     lin = producer(r.operands[0])
     if lin.residual is not None or lin.activation.value != "none":
@@ -89,10 +89,10 @@ def match_heads(value: ir.Value) -> Heads | None:
 def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
     """Strip a multiply (or divide) by a scalar constant."""
     p = producer(value)
-    if p is not None and p.operation.name in ("bertc.mul", "bertc.div"):
+    if isinstance(p, (B.MulOp, B.DivOp)):
         c = splat_value(p.operands[1])
         if c is not None and shape_of(p.operands[1]) in ([], [1]):
-            return p.operands[0], (c if p.operation.name == "bertc.mul" else 1.0 / c)
+            return p.operands[0], (c if isinstance(p, B.MulOp) else 1.0 / c)
     return value, 1.0
 
 
@@ -101,23 +101,23 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
     if len(shape_of(output.results[0])) != 3:
         return None
     t = output.operands[0]
-    if not is_op(t, "bertc.transpose") or list(ir.DenseI64ArrayAttr(producer(t).attributes["perm"])) != [0, 2, 1, 3]:
+    if not is_op(t, B.TransposeOp) or list(ir.DenseI64ArrayAttr(producer(t).attributes["perm"])) != [0, 2, 1, 3]:
         return None
     pv = producer(producer(t).operands[0])
-    if pv is None or pv.operation.name != "bertc.matmul":
+    if not isinstance(pv, B.MatmulOp):
         return None
     probs, v_side = pv.operands[0], pv.operands[1]
-    if not is_op(probs, "bertc.softmax"):
+    if not is_op(probs, B.SoftmaxOp):
         return None
     scores = producer(probs).operands[0]
     mask = None
-    if is_op(scores, "bertc.add") and is_op(producer(scores).operands[1], "bertc.mask_bias"):
+    if is_op(scores, B.AddOp) and is_op(producer(scores).operands[1], B.MaskBiasOp):
         mask = producer(producer(scores).operands[1]).operands[0]
         scores = producer(scores).operands[0]
     if mask is None:
         return None
     scores, scale = _scaled(scores)
-    if not is_op(scores, "bertc.matmul"):
+    if not is_op(scores, B.MatmulOp):
         return None
     qk = producer(scores)
     q_side, q_scale = _scaled(qk.operands[0])
@@ -156,7 +156,7 @@ def rewrite(m: AttentionMatch) -> None:
 
 def fuse_attention(module: ir.Operation, ctx: PassContext) -> None:
     for op in func_ops(module):
-        if op.operation.name == "bertc.reshape":
+        if isinstance(op, B.ReshapeOp):
             m = match_attention(op)
             if m is not None:
                 rewrite(m)

@@ -43,11 +43,11 @@ def _rebuild_linear(lin, *, activation: str | None = None, residual: ir.Value | 
 
 def fuse_activation(op) -> bool:
     lin = producer(op.operands[0])
-    if lin is None or lin.operation.name != "bertc.linear" or not _sole_user(lin.results[0]):
+    if not isinstance(lin, B.LinearOp) or not _sole_user(lin.results[0]):
         return False
     if lin.activation.value != "none" or lin.residual is not None:
         return False
-    act = GELU.get(op.attributes["approximate"].value) if op.operation.name == "bertc.gelu" else "tanh"
+    act = GELU.get(op.approximate.value) if isinstance(op, B.GeluOp) else "tanh"
     if act is None:
         return False
     op.results[0].replace_all_uses_with(_rebuild_linear(lin, activation=act, at=op.operation))
@@ -60,8 +60,7 @@ def fuse_residual(op) -> bool:
         return False
     for lin_value, other in ((a, b), (b, a)):
         lin = producer(lin_value)
-        if (lin is not None and lin.operation.name == "bertc.linear" and lin.residual is None
-                and _sole_user(lin_value)):
+        if isinstance(lin, B.LinearOp) and lin.residual is None and _sole_user(lin_value):
             op.results[0].replace_all_uses_with(_rebuild_linear(lin, residual=other, at=op.operation))
             return True
     return False
@@ -69,7 +68,7 @@ def fuse_residual(op) -> bool:
 
 def fuse_add_into_layer_norm(op) -> bool:
     add = producer(op.input)
-    if add is None or add.operation.name != "bertc.add" or op.residual is not None or not _sole_user(op.input):
+    if not isinstance(add, B.AddOp) or op.residual is not None or not _sole_user(op.input):
         return False
     a, b = add.operands[0], add.operands[1]
     if shape_of(a) != shape_of(b):
@@ -82,14 +81,14 @@ def fuse_add_into_layer_norm(op) -> bool:
 
 def fuse_epilogues(module: ir.Operation, ctx: PassContext) -> None:
     for op in func_ops(module):
-        if op.operation.name in ("bertc.gelu", "bertc.tanh"):
+        if isinstance(op, (B.GeluOp, B.TanhOp)):
             fuse_activation(op)
     erase_dead(module)
     for op in func_ops(module):
-        if op.operation.name == "bertc.add":
+        if isinstance(op, B.AddOp):
             fuse_residual(op)
     erase_dead(module)
     for op in func_ops(module):
-        if op.operation.name == "bertc.layer_norm":
+        if isinstance(op, B.LayerNormOp):
             fuse_add_into_layer_norm(op)
     erase_dead(module)

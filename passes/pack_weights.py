@@ -23,16 +23,15 @@ Options: ``pack-weights{mr=8 nr=12 kc=256 dtype=f32}``; each defaults to the tar
 
 from __future__ import annotations
 
+from bertc.dialects import bertc as B
 from torch_mlir import ir
+
+from bertc.errors import BertcError
 
 from .common import PassContext, func_ops, module_target, producer, sparsity
 
-CONSTANT_OPS = ("bertc.weight", "bertc.constant", "bertc.concat")
-
 
 def _target_tile(module: ir.Operation, dtype: str) -> tuple[int, int, int]:
-    from bertc.errors import BertcError
-
     target = module_target(module)
     t = target.tile if dtype == "f32" else target.fp16_tile
     if t is None:
@@ -41,8 +40,6 @@ def _target_tile(module: ir.Operation, dtype: str) -> tuple[int, int, int]:
 
 
 def _option_tile(ctx: PassContext, default: tuple[int, int, int]) -> tuple[int, int, int]:
-    from bertc.errors import BertcError
-
     opts = ctx.options.get("pack-weights", {})
     unknown = set(opts) - {"mr", "nr", "kc", "dtype"}
     if unknown:
@@ -58,8 +55,6 @@ def _option_tile(ctx: PassContext, default: tuple[int, int, int]) -> tuple[int, 
 
 
 def _weight_dtype(module: ir.Operation, ctx: PassContext) -> str:
-    from bertc.errors import BertcError
-
     default = module.attributes["bertc.dtype"].value if "bertc.dtype" in module.attributes else "f32"
     dtype = ctx.options.get("pack-weights", {}).get("dtype", default)
     if dtype not in ("f32", "f16"):
@@ -72,10 +67,10 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
     tile = _option_tile(ctx, _target_tile(module, dtype))
     attr = ir.DenseI64ArrayAttr.get(list(tile))
     for op in func_ops(module):
-        if op.operation.name != "bertc.linear" or (sparsity(op) or {}).get("format") == "sparse":
+        if not isinstance(op, B.LinearOp) or (sparsity(op) or {}).get("format") == "sparse":
             continue  # a sparse weight is laid out by emit-c as blocks (--prune-patterns)
         w = producer(op.operands[1])
-        if w is not None and w.operation.name in CONSTANT_OPS:
+        if w is not None and B.category_of(w) == "constant":
             op.attributes["bertc.tile"] = attr
             if dtype == "f16":
                 op.attributes["bertc.weight_dtype"] = ir.StringAttr.get(dtype)

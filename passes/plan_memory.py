@@ -12,9 +12,9 @@ After (offsets in bytes; the function carries the input slots, the module the ar
     func.func @main(...) attributes {bertc.arg_offsets = array<i64: 0, 64>}
     module attributes {bertc.arena_bytes = 4224 : i64, bertc.live_peak_bytes = 4224 : i64}
 
-Weights, constants and their concatenations live in weights.bin, not the arena; a reshape is
-a view of its input and extends that buffer's life. The planner itself (``plan_arena``) is a
-pure function of sizes and lifetimes.
+Ops of the dialect's "constant" category (weights, constants and their concatenations) live in
+weights.bin, not the arena; a "view" op (reshape) aliases its input and extends that buffer's
+life. The planner itself (``plan_arena``) is a pure function of sizes and lifetimes.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bertc.dialects import bertc as B
 from torch_mlir import ir
 
 from .common import PassContext, dtype_of, shape_of
 
 ALIGN = 64
-CONSTANT_OPS = ("bertc.weight", "bertc.constant", "bertc.concat")
-VIEW_OPS = ("bertc.reshape",)
+# emit_c and emit_vulkan still import these two; they go once those files read the dialect's categories
+CONSTANT_OPS = B.names_in("constant")
+VIEW_OPS = B.names_in("view")
 ELEM_BYTES = {"f32": 4, "i64": 8, "i32": 4, "i1": 1}
 
 
@@ -96,12 +98,12 @@ def plan_memory(module: ir.Operation, ctx: PassContext) -> None:
             for v in op.operands:
                 if v in root:
                     last[root[v]] = max(last.get(root[v], 0), i)
-            name = op.operation.name
-            if name in CONSTANT_OPS or (name in VIEW_OPS and op.operands[0] in consts):
+            category = B.category_of(op)
+            if category == "constant" or (category == "view" and op.operands[0] in consts):
                 consts.update(op.results)
                 continue
             for r in op.results:
-                if op.operation.name in VIEW_OPS and op.operands[0] in root:
+                if category == "view" and op.operands[0] in root:
                     root[r] = root[op.operands[0]]
                 else:
                     root[r] = r

@@ -28,6 +28,7 @@ Options: ``--prune-patterns=SPEC`` or ``--prune-patterns{spec=SPEC force=1}`` (`
 from __future__ import annotations
 
 import numpy as np
+from bertc.dialects import bertc as B
 from torch_mlir import ir
 
 from bertc.errors import BertcError
@@ -35,25 +36,24 @@ from bertc.sparsity import SPEC_HELP, PruneSpec, block_mask, parse_spec
 
 from .common import PassContext, func_ops, module_target, producer, shape_of
 
+DATA_OPS = (B.WeightOp, B.ConstantOp)  # the constant ops that hold the numbers (a concat only joins them)
+
 
 def _components(w: ir.Value) -> list[ir.OpView] | None:
     """The bertc.weight / bertc.constant ops a linear's weight is made of (rows concatenated), or
     None when it is computed at run time."""
     op = producer(w)
-    if op is None:
-        return None
-    name = op.operation.name
-    if name in ("bertc.weight", "bertc.constant"):
+    if isinstance(op, DATA_OPS):
         return [op]
-    if name == "bertc.concat" and op.attributes["dim"].value == 0:
+    if isinstance(op, B.ConcatOp) and op.dim.value == 0:
         parts = [producer(v) for v in op.operands]
-        if all(p is not None and p.operation.name in ("bertc.weight", "bertc.constant") for p in parts):
+        if all(isinstance(p, DATA_OPS) for p in parts):
             return parts
     return None
 
 
 def _weight_name(op: ir.OpView) -> str:
-    return op.attributes["name"].value if op.operation.name == "bertc.weight" else "constant"
+    return op.name.value if isinstance(op, B.WeightOp) else "constant"
 
 
 def _prune_component(op: ir.OpView, spec: PruneSpec, ctx: PassContext) -> tuple[float, int] | None:
@@ -62,7 +62,7 @@ def _prune_component(op: ir.OpView, spec: PruneSpec, ctx: PassContext) -> tuple[
     shape = shape_of(op.results[0])
     if density is None:
         return None
-    if op.operation.name == "bertc.constant":
+    if isinstance(op, B.ConstantOp):
         attr = ir.DenseElementsAttr(op.attributes["value"])
         w = (np.full(shape, attr.get_splat_value().value, np.float32) if attr.is_splat
              else np.array(attr, dtype=np.float32).reshape(shape))
@@ -100,7 +100,7 @@ def prune_patterns(module: ir.Operation, ctx: PassContext) -> None:
                          "(or leave out --prune-patterns)")
     target = module_target(module)
     for op in func_ops(module):
-        if op.operation.name != "bertc.linear":
+        if not isinstance(op, B.LinearOp):
             continue
         parts = _components(op.operands[1])
         if parts is None:

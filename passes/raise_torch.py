@@ -321,7 +321,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.constant.none": lambda r, op: None,
     "torch.prim.ListConstruct": _list,
     "torch.vtensor.literal": _literal,
-    "bertc.weight": _weight,
+    B.WeightOp.OPERATION_NAME: _weight,  # the frontend puts parameters in as bertc.weight already
     "torch.aten.embedding": _embedding,
     "torch.aten.add.Tensor": _binary(B.AddOp),
     "torch.aten.add.Scalar": _binary(B.AddOp),
