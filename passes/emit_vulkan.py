@@ -40,8 +40,10 @@ from torch_mlir import ir
 from bertc.artifact import FORMAT_VERSION
 from bertc.errors import BertcError
 
+from .codegen import WeightsImage, _int_attr, binary_strides, matmul_dims, program_io
+from .codegen import pad4 as _pad4
+from .codegen import strides as _strides
 from .common import PassContext, dtype_of, func_ops, module_target, producer, shape_of, source_location, sparsity
-from .emit_c import WeightsImage, _int_attr, _pad4, _strides, binary_strides, matmul_dims, program_io
 from .plan_memory import CONSTANT_OPS, VIEW_OPS
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)

@@ -1,0 +1,313 @@
+"""What the backends (--emit-c, --emit-vulkan) share: the op walk, the weights image, the program's
+inputs and outputs, and the shape arithmetic their kernels take.
+
+A backend is a table and a render step (one renderer per backend, as in tinygrad)::
+
+    EMITTERS = {"bertc.softmax": emit_softmax, ...}  # op name -> small function (backend, op) -> its code
+    e = CEmitter(module, ctx)                          # a Codegen: arena offsets and the weights image
+    for op, call in e.walk(EMITTERS, "kernel"): ...    # the kernel ops in order (constants and views have none)
+    header = e.header(num_ops)                         # weights.bin, its sha256, the input and output slots
+    program_header_fields(header, after={...})         # the fields every program struct starts with
+
+Constants (weights, literals, their concatenations, and the layouts the kernels read them in) are
+folded in numpy into weights.bin, 64-byte aligned; its sha256 is compiled into the program so the
+runtime refuses weights that are not the ones the code was built for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from bertc.dialects import bertc as B
+from torch_mlir import ir
+
+from bertc.artifact import FORMAT_VERSION  # the runtime refuses a program of any other version
+from bertc.errors import BertcError
+from bertc.sparsity import compress
+
+from .common import PassContext, dtype_of, func_ops, producer, shape_of, source_location
+
+
+def category(op) -> str | None:
+    """The dialect's category of ``op`` ("constant", "view", "kernel"); None for a block argument or
+    an op of another dialect."""
+    traits = B.traits_of(op) if op is not None else None
+    return traits.category if traits is not None else None
+
+
+def op_label(op) -> str:
+    """'bertc.linear [1, 8, 64]': how the program names an op in its per-op report."""
+    return f"{op.operation.name}{' ' + str(shape_of(op.results[0])) if op.results else ''}"
+
+
+class WeightsImage:
+    """Folds constant values to numpy and packs them, 64-byte aligned, deduplicated."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.blob = bytearray()
+        self.offsets: dict = {}
+        self.missing: list[str] = []
+
+    def fold(self, value: ir.Value) -> np.ndarray:
+        op = producer(value)
+        name = op.operation.name
+        dt = {"f32": np.float32, "i64": np.int64}.get(dtype_of(value), np.float32)
+        if name == "bertc.weight":
+            key = op.attributes["name"].value
+            arrays = self.store.arrays if self.store is not None else {}
+            if key not in arrays:
+                self.missing.append(key)
+                return np.zeros(shape_of(value), dt)
+            return np.asarray(arrays[key], dtype=dt).reshape(shape_of(value))
+        if name == "bertc.constant":
+            attr = ir.DenseElementsAttr(op.attributes["value"])
+            if attr.is_splat:
+                return np.full(shape_of(value), np.array(attr.get_splat_value().value), dt)
+            return np.array(attr, dtype=dt).reshape(shape_of(value))
+        if name == "bertc.concat":
+            return np.concatenate([self.fold(v) for v in op.operands], axis=op.attributes["dim"].value)
+        if category(op) == "view":
+            return self.fold(op.operands[0]).reshape(shape_of(value))
+        raise BertcError(f"{name} is not a constant")
+
+    def place(self, value: ir.Value, layout: str = "as-is") -> int:
+        key = (value, layout)
+        if key not in self.offsets:
+            arr = self.fold(value)
+            if layout in ("kn", "kn:f16"):  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N
+                arr = arr.T.astype(np.float16) if layout == "kn:f16" else arr.T  # (half floats: emit-vulkan)
+            elif layout.startswith("panels"):  # kernels.h: [N, K] -> [ceil(N/nr), K, nr], zero-padded
+                _, nr, dtype = layout.split(":")
+                n, k = arr.shape
+                padded = np.zeros((-(-n // int(nr)) * int(nr), k), np.float16 if dtype == "f16" else arr.dtype)
+                padded[:n] = arr
+                arr = padded.reshape(-1, int(nr), k).transpose(0, 2, 1)
+            self.offsets[key] = self.append(arr)
+        return self.offsets[key]
+
+    def append(self, arr: np.ndarray) -> int:
+        self.blob.extend(b"\0" * (-len(self.blob) % 64))
+        offset = len(self.blob)
+        self.blob.extend(np.ascontiguousarray(arr).tobytes())
+        return offset
+
+    def place_sparse(self, value: ir.Value, r: int, c: int) -> tuple:
+        """A pruned weight as kernels.h's bertc_block_sparse: (r, c, block rows, and the image offsets of
+        the block offsets, the indices and the values)."""
+        key = (value, f"sparse:{r}:{c}")
+        if key not in self.offsets:
+            s = compress(self.fold(value), r, c)
+            self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
+                                 self.append(s.values))
+        return self.offsets[key]
+
+
+@dataclass(frozen=True)
+class ProgramHeader:
+    """What every backend's program struct starts with (runtime/src/program.h): the arena, the weights
+    image, the shapes, where the inputs go and where the outputs are read."""
+
+    arena_bytes: int
+    weights: bytes  # weights.bin
+    weights_sha256: str
+    batch: int
+    seq_len: int
+    vocab_size: int
+    type_vocab_size: int
+    input_offsets: dict[str, int]  # input name -> arena offset
+    outputs: list[str]  # one bertc_tensor_slot initialiser per output: {"name", arena offset, rank, {dims}}
+    num_ops: int
+
+
+class Codegen:
+    """A backend's state while it walks the one function of a planned module: where each value's bytes
+    are (the arena offsets --plan-memory chose, or the weights image) and the image itself. Backends
+    subclass it with how they name an operand (a C pointer, a word offset in the device buffer)."""
+
+    def __init__(self, module: ir.Operation, ctx: PassContext, pass_name: str) -> None:
+        funcs = [f for f in module.regions[0].blocks[0].operations if f.operation.name == "func.func"]
+        if len(funcs) != 1:
+            raise BertcError(f"{pass_name} expects one function, found {len(funcs)}")
+        if "bertc.arena_bytes" not in module.attributes:
+            raise BertcError(f"{pass_name} needs --plan-memory first (no bertc.arena_bytes on the module)")
+        self.module, self.func, self.pass_name = module, funcs[0], pass_name
+        self.args = list(self.func.regions[0].blocks[0].arguments)
+        self.arena: dict = dict(zip(self.args, ir.DenseI64ArrayAttr(self.func.attributes["bertc.arg_offsets"])))
+        self.arena_bytes = module.attributes["bertc.arena_bytes"].value
+        self.image = WeightsImage(ctx.weights)
+
+    def locate(self, value: ir.Value, layout: str = "as-is") -> tuple[str, int]:
+        """("arena", byte offset) or ("weights", byte offset in weights.bin): a view's bytes are its
+        input's, and a constant is folded into the image, in ``layout``, the first time it is asked for."""
+        if value in self.arena:
+            return "arena", self.arena[value]
+        p = producer(value)
+        if category(p) == "view":
+            return self.locate(p.operands[0], layout)
+        if category(p) == "constant":
+            return "weights", self.image.place(value, layout)
+        raise BertcError(f"no storage for {value}: run --plan-memory before --{self.pass_name}")
+
+    def walk(self, table: dict[str, Callable[[Any, ir.OpView], Any]], what: str) -> Iterator[tuple[ir.OpView, Any]]:
+        """Each kernel op in program order, with what its function in ``table`` made of it. Constants live
+        in weights.bin and views alias their input, so neither has code of its own; an op missing from
+        the table is named with its place in the model's source (``what`` the backend would have run)."""
+        for op in func_ops(self.module):
+            name = op.operation.name
+            if "bertc.offset" in op.attributes:
+                self.arena[op.results[0]] = op.attributes["bertc.offset"].value
+            if name == "func.return" or category(op) in ("constant", "view"):
+                continue
+            emit = table.get(name)
+            if emit is None:
+                raise BertcError(f"{self.pass_name} has no {what} for '{name}' at {source_location(op)}")
+            yield op, emit(self, op)
+
+    def header(self, num_ops: int) -> ProgramHeader:
+        """The program header, once the walk has placed every weight."""
+        outputs, offsets, (b, s) = program_io(self.module, self.func, self.args, self.arena)
+        weights = bytes(self.image.blob)
+        return ProgramHeader(self.arena_bytes, weights, hashlib.sha256(weights).hexdigest(), b, s,
+                             _int_attr(self.func, "bertc.vocab_size", 1 << 30),
+                             _int_attr(self.func, "bertc.type_vocab_size", 0), offsets, outputs, num_ops)
+
+    def missing_weights(self) -> list[str]:
+        return sorted(set(self.image.missing))
+
+
+def program_header_fields(h: ProgramHeader, after: dict[str, list[str]] | None = None) -> list[str]:
+    """The designated initialisers of the fields both program structs share, one line each; a backend's
+    own fields go ``after`` the shared field they follow (``{"arena_bytes": ["    .weights_offset = 128,"]}``)."""
+    fields = [("format_version", FORMAT_VERSION), ("arena_bytes", h.arena_bytes), ("weights_bytes", len(h.weights)),
+              ("weights_sha256", f'"{h.weights_sha256}"'), ("batch", h.batch), ("seq_len", h.seq_len),
+              ("vocab_size", h.vocab_size), ("type_vocab_size", h.type_vocab_size),
+              ("ids_offset", h.input_offsets.get("input_ids", -1)),
+              ("mask_offset", h.input_offsets.get("attention_mask", -1)),
+              ("types_offset", h.input_offsets.get("token_type_ids", -1)),
+              ("num_outputs", len(h.outputs)), ("outputs", "outputs"), ("num_ops", h.num_ops), ("ops", "ops")]
+    after = after or {}
+    assert set(after) <= {name for name, _ in fields}, f"no shared field {sorted(set(after))} to follow"
+    lines = []
+    for name, value in fields:
+        lines += [f"    .{name} = {value},", *after.get(name, [])]
+    return lines
+
+
+def outputs_table(h: ProgramHeader) -> list[str]:
+    return ["static const bertc_tensor_slot outputs[] = {", *[f"    {slot}," for slot in h.outputs], "};"]
+
+
+def ops_table(ops: list[tuple[str, str]]) -> list[str]:
+    """bertc_op_info ops[]: each op's label and what ran it (a C kernel, a shader), for the per-op report."""
+    return ["static const bertc_op_info ops[] = {", *[f'    {{"{label}", "{runner}"}},' for label, runner in ops],
+            "};"]
+
+
+def _storage(value: ir.Value) -> ir.Value:
+    """The value that owns the arena slot behind a (possibly reshaped) value."""
+    p = producer(value)
+    return _storage(p.operands[0]) if category(p) == "view" else value
+
+
+def _names(f, key: str, default: list[str]) -> list[str]:
+    if key in f.attributes:
+        return [ir.StringAttr(a).value for a in ir.ArrayAttr(f.attributes[key])]
+    return default
+
+
+def _int_attr(op, key: str, default: int) -> int:
+    return ir.IntegerAttr(op.attributes[key]).value if key in op.attributes else default
+
+
+def program_io(module, f, args, arena: dict) -> tuple[list[str], dict[str, int], tuple[int, int]]:
+    """A program's inputs and outputs: one C initialiser per output ({"name", arena offset, rank,
+    {dims}}), each named input's arena offset, and (batch, seq)."""
+    ret = list(func_ops(module))[-1]
+    input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
+    output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
+    slots = []
+    for nm, v in zip(output_names, ret.operands):
+        if _storage(v) not in arena:
+            raise BertcError(f"output {nm} is a constant; nothing to compute")
+        s = shape_of(v)
+        dims = ", ".join(str(d) for d in s + [0] * (4 - len(s)))
+        slots.append(f'{{"{nm}", {arena[_storage(v)]}, {len(s)}, {{{dims}}}}}')
+    offsets = {n: arena[a] for n, a in zip(input_names, args)}
+    b, s = (shape_of(args[0]) + [1, 1])[:2] if args else (1, 1)
+    return slots, offsets, (b, s)
+
+
+# ---------------------------------------------------------------- the shapes both backends' kernels take
+
+
+def pad4(xs: list[int], fill: int) -> list[int]:
+    return [fill] * (4 - len(xs)) + list(xs)
+
+
+def strides(shape: list[int]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def broadcast_strides(shape: list[int], out_shape: list[int]) -> list[int]:
+    shape = [1] * (len(out_shape) - len(shape)) + shape
+    return [0 if s == 1 and o != 1 else st for s, o, st in zip(shape, out_shape, strides(shape))]
+
+
+def binary_strides(op) -> tuple[list[int], list[int], list[int]]:
+    """(out shape, a's strides, b's strides) of a broadcasting binary op, each padded to rank 4 (strides
+    of broadcast dimensions 0): what both emitters' binary kernels take."""
+    out = shape_of(op.results[0])
+    if len(out) > 4:
+        raise BertcError(f"{op.operation.name} of rank {len(out)} (at most 4 supported)")
+    return (out, pad4(broadcast_strides(shape_of(op.operands[0]), out), 0),
+            pad4(broadcast_strides(shape_of(op.operands[1]), out), 0))
+
+
+def transpose_strides(op) -> tuple[list[int], list[int]]:
+    """(out shape padded to rank 4 with 1s, the input's strides in the output's order padded with 0s)
+    of a bertc.transpose: out[i] = in[sum(index_i * stride_i)]."""
+    x = shape_of(op.operands[0])
+    if len(x) > 4:
+        raise BertcError("transpose of rank > 4 is not supported")
+    st = strides(x)
+    return pad4(shape_of(op.results[0]), 1), pad4([st[i] for i in ir.DenseI64ArrayAttr(op.attributes["perm"])], 0)
+
+
+def matmul_dims(op) -> tuple[int, int, int, int, int, int]:
+    """(batch, m, n, k, batch stride of a, of b) of a bertc.matmul: a stride is 0 where that operand is
+    broadcast over the batch. Both emitters' matmul kernels take these."""
+    a, b, o = shape_of(op.operands[0]), shape_of(op.operands[1]), shape_of(op.results[0])
+    batch = math.prod(o[:-2])
+
+    def batch_stride(s: list[int]) -> int:
+        p = math.prod(s[:-2])
+        if p not in (1, batch):
+            raise BertcError(f"matmul with partly broadcast batch {s} x {o} is not supported")
+        return 0 if p == 1 and batch != 1 else s[-2] * s[-1]
+
+    return batch, a[-2], b[-1], a[-1], batch_stride(a), batch_stride(b)
+
+
+def slice_dims(op) -> tuple[int, int, int, int, int]:
+    """(outer, the sliced dimension's size, start, kept count, inner elements) of a bertc.slice: the
+    input seen as [outer, dim, inner], out[o, i, :] = in[o, start + i, :]."""
+    x, o = shape_of(op.operands[0]), shape_of(op.results[0])
+    d = op.attributes["dim"].value
+    return math.prod(x[:d]), x[d], op.attributes["start"].value, o[d], math.prod(x[d + 1:])
+
+
+def unary_activation(op) -> str:
+    """The activation a bertc.gelu or bertc.tanh computes (gelu's ``approximate`` picks erf or tanh)."""
+    if op.operation.name == B.GeluOp.OPERATION_NAME:
+        return "gelu" if op.attributes["approximate"].value == "none" else "gelu_tanh"
+    return "tanh"
