@@ -33,13 +33,6 @@ from bertc.sparsity import compress
 from .common import PassContext, dtype_of, func_ops, producer, shape_of, source_location
 
 
-def category(op) -> str | None:
-    """The dialect's category of ``op`` ("constant", "view", "kernel"); None for a block argument or
-    an op of another dialect."""
-    traits = B.traits_of(op) if op is not None else None
-    return traits.category if traits is not None else None
-
-
 def op_label(op) -> str:
     """'bertc.linear [1, 8, 64]': how the program names an op in its per-op report."""
     return f"{op.operation.name}{' ' + str(shape_of(op.results[0])) if op.results else ''}"
@@ -72,7 +65,7 @@ class WeightsImage:
             return np.array(attr, dtype=dt).reshape(shape_of(value))
         if name == "bertc.concat":
             return np.concatenate([self.fold(v) for v in op.operands], axis=op.attributes["dim"].value)
-        if category(op) == "view":
+        if B.category_of(op) == "view":
             return self.fold(op.operands[0]).reshape(shape_of(value))
         raise BertcError(f"{name} is not a constant")
 
@@ -148,9 +141,10 @@ class Codegen:
         if value in self.arena:
             return "arena", self.arena[value]
         p = producer(value)
-        if category(p) == "view":
+        kind = B.category_of(p) if p is not None else None
+        if kind == "view":
             return self.locate(p.operands[0], layout)
-        if category(p) == "constant":
+        if kind == "constant":
             return "weights", self.image.place(value, layout)
         raise BertcError(f"no storage for {value}: run --plan-memory before --{self.pass_name}")
 
@@ -162,7 +156,7 @@ class Codegen:
             name = op.operation.name
             if "bertc.offset" in op.attributes:
                 self.arena[op.results[0]] = op.attributes["bertc.offset"].value
-            if name == "func.return" or category(op) in ("constant", "view"):
+            if name == "func.return" or B.category_of(op) in ("constant", "view"):
                 continue
             emit = table.get(name)
             if emit is None:
@@ -212,7 +206,7 @@ def ops_table(ops: list[tuple[str, str]]) -> list[str]:
 def _storage(value: ir.Value) -> ir.Value:
     """The value that owns the arena slot behind a (possibly reshaped) value."""
     p = producer(value)
-    return _storage(p.operands[0]) if category(p) == "view" else value
+    return _storage(p.operands[0]) if p is not None and B.category_of(p) == "view" else value
 
 
 def _names(f, key: str, default: list[str]) -> list[str]:
@@ -308,6 +302,6 @@ def slice_dims(op) -> tuple[int, int, int, int, int]:
 
 def unary_activation(op) -> str:
     """The activation a bertc.gelu or bertc.tanh computes (gelu's ``approximate`` picks erf or tanh)."""
-    if op.operation.name == B.GeluOp.OPERATION_NAME:
+    if isinstance(op, B.GeluOp):
         return "gelu" if op.attributes["approximate"].value == "none" else "gelu_tanh"
     return "tanh"

@@ -156,9 +156,8 @@ def emit_position_ids(e: CEmitter, op) -> str:
 
 def emit_binary(e: CEmitter, op) -> str:
     out, sa, sb = binary_strides(op)
-    code = next(c for cls, c in BINARY.items() if op.operation.name == cls.OPERATION_NAME)
-    return e.kernel(op, "p", code, e.ptr(op.operands[0]), _arr(sa), e.ptr(op.operands[1]), _arr(sb), e.out(op),
-                    _arr(pad4(out, 1)))
+    return e.kernel(op, "p", BINARY[type(op)], e.ptr(op.operands[0]), _arr(sa), e.ptr(op.operands[1]), _arr(sb),
+                    e.out(op), _arr(pad4(out, 1)))
 
 
 def emit_unary(e: CEmitter, op) -> str:
@@ -213,10 +212,10 @@ def scratch_floats(module: ir.Operation) -> str:
     """Per-thread scratch floats: the largest of kernels.h's bounds over the program's ops."""
     bounds = set()
     for op in func_ops(module):
-        if op.operation.name == B.AttentionOp.OPERATION_NAME:
+        if isinstance(op, B.AttentionOp):
             _, seq, width = shape_of(op.operands[0])
             bounds.add(f"BERTC_SCRATCH_ATTENTION({seq}, {width // 3 // op.attributes['num_heads'].value})")
-        elif op.operation.name == B.LinearOp.OPERATION_NAME:
+        elif isinstance(op, B.LinearOp):
             sp = sparsity(op)
             if sp is not None and sp["format"] == "sparse":
                 bounds.add(f"BERTC_SCRATCH_SPARSE({shape_of(op.operands[1])[1]}, {parse_pattern(sp['pattern']).c})")

@@ -14,14 +14,15 @@ Output (C, compiled with runtime/vulkan/vulkan.c into the artifact's library)::
         /* 3: bertc.linear [1, 8, 64] */ {0, {1, 1, 1}, 12, {8, 64, 32, 1024, 1152, 1088, NONE, 1536, 1, 0, 0, 0}},
     };
 
-Each op becomes one dispatch of a GLSL compute shader (runtime/vulkan/shaders/NAME.comp), built by
-one small function in ``EMITTERS``: which shader, its specialization constants (workgroup and tile
-sizes from the target's ``GpuParams``, bertc/targets.py; never constants in the shader text), the
-push constants (shapes, and the operands as word offsets into the one device buffer: the arena
-first, then weights.bin from ``weights_offset``), and the workgroup counts. A pipeline is a
-(shader, specialization constants) pair. The build compiles each used shader to SPIR-V with
-glslangValidator (bertc/toolchain.py) and compiles its sha256 into the program
-(``BERTC_SPV_SHA256_<shader>``), so the runtime refuses SPIR-V it was not built with.
+Each op becomes one dispatch of a GLSL compute shader (runtime/vulkan/shaders/NAME.comp, NAME being
+the op's ``traits.shader`` in the dialect), built by one small function in ``EMITTERS``; the walk,
+the weights image and the program's inputs and outputs are passes/codegen.py's, shared with --emit-c.
+A dispatch has its specialization constants (workgroup and tile sizes from the target's ``GpuParams``,
+bertc/targets.py; never constants in the shader text), the push constants (shapes, and the operands as
+word offsets into the one device buffer: the arena first, then weights.bin from ``weights_offset``),
+and the workgroup counts. A pipeline is a (shader, specialization constants) pair. The build compiles
+each used shader to SPIR-V with glslangValidator (bertc/toolchain.py) and compiles its sha256 into the
+program (``BERTC_SPV_SHA256_<shader>``), so the runtime refuses SPIR-V it was not built with.
 
 Linear weights are stored [K, N] (half floats with ``bertc.dtype = "f16"``: the ``gemm_f16``
 shader, which needs the device's storageBuffer16BitAccess and shaderFloat16).
@@ -29,32 +30,39 @@ shader, which needs the device's storageBuffer16BitAccess and shaderFloat16).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bertc.dialects import bertc as B
 from torch_mlir import ir
 
-from bertc.artifact import FORMAT_VERSION
 from bertc.errors import BertcError
 
-from .codegen import WeightsImage, _int_attr, binary_strides, matmul_dims, program_io
-from .codegen import pad4 as _pad4
-from .codegen import strides as _strides
-from .common import PassContext, dtype_of, func_ops, module_target, producer, shape_of, source_location, sparsity
-from .plan_memory import CONSTANT_OPS, VIEW_OPS
+from .codegen import (
+    Codegen,
+    binary_strides,
+    matmul_dims,
+    op_label,
+    ops_table,
+    outputs_table,
+    pad4,
+    program_header_fields,
+    slice_dims,
+    transpose_strides,
+    unary_activation,
+)
+from .common import PassContext, dtype_of, module_target, producer, shape_of, sparsity
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)
 ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4}
 POW = 100  # unary.comp: y = x ^ exponent
-BINARY = {"bertc.add": 0, "bertc.sub": 1, "bertc.mul": 2, "bertc.div": 3}
+BINARY = {B.AddOp: 0, B.SubOp: 1, B.MulOp: 2, B.DivOp: 3}
 MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwise shaders loop past it
-# shader name -> (source in runtime/vulkan/shaders/, glslangValidator -D defines)
-SHADERS = {name: (f"{name}.comp", ()) for name in (
-    "gemm", "attention", "layer_norm", "softmax", "embedding", "binary", "unary", "transpose", "slice", "mask_bias",
-    "position_ids")}
+# shader name -> (source in runtime/vulkan/shaders/, glslangValidator -D defines): each kernel op's shader,
+# and gemm.comp's variant for half-float weights
+SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in B.names_in("kernel")}
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
 
 
@@ -92,11 +100,11 @@ def _groups(n: int, per: int) -> int:
     return max(1, min(-(-n // per), MAX_GROUPS))
 
 
-class VkEmitter:
-    def __init__(self, ctx: PassContext, module: ir.Operation) -> None:
-        self.image = WeightsImage(ctx.weights)
-        self.arena: dict = {}  # value -> arena byte offset
-        self.arena_bytes = module.attributes["bertc.arena_bytes"].value
+class VkEmitter(Codegen):
+    """Operands as word offsets into the one device buffer: the arena, then weights.bin."""
+
+    def __init__(self, module: ir.Operation, ctx: PassContext) -> None:
+        super().__init__(module, ctx, "emit-vulkan")
         self.weights_offset = -(-self.arena_bytes // 64) * 64  # weights.bin's place in the device buffer
         self.target = module_target(module)
         if self.target.gpu is None:
@@ -107,14 +115,8 @@ class VkEmitter:
 
     def byte(self, value: ir.Value, layout: str = "as-is") -> int:
         """The operand's byte offset in the device buffer."""
-        if value in self.arena:
-            return self.arena[value]
-        p = producer(value)
-        if p is not None and p.operation.name in VIEW_OPS:
-            return self.byte(p.operands[0], layout)
-        if p is not None and p.operation.name in CONSTANT_OPS:
-            return self.weights_offset + self.image.place(value, layout)
-        raise BertcError(f"no storage for {value}: run --plan-memory before --emit-vulkan")
+        where, offset = self.locate(value, layout)
+        return offset if where == "arena" else self.weights_offset + offset
 
     def word(self, value: ir.Value, layout: str = "as-is") -> int:
         if dtype_of(value) not in ("f32", "i64"):
@@ -124,25 +126,26 @@ class VkEmitter:
     def opt(self, value) -> int:
         return NONE if value is None else self.word(value)
 
-    def elementwise(self, op, shader: str, n: int, *push: int) -> Dispatch:
-        wg = self.gpu.elementwise_wg
-        return Dispatch(_label(op), shader, (wg, 1), tuple(push), (_groups(n, wg), 1, 1))
+    def dispatch(self, op, spec: tuple[int, ...], push: tuple[int, ...], groups: tuple[int, int, int],
+                 shared_bytes: int = 0) -> Dispatch:
+        """One dispatch of the op's own shader (its ``traits.shader`` in the dialect)."""
+        return Dispatch(op_label(op), B.traits_of(op).shader, spec, push, groups, shared_bytes)
 
-    def rows(self, op, shader: str, rows: int, *push: int) -> Dispatch:
+    def elementwise(self, op, n: int, *push: int) -> Dispatch:
+        wg = self.gpu.elementwise_wg
+        return self.dispatch(op, (wg, 1), tuple(push), (_groups(n, wg), 1, 1))
+
+    def rows(self, op, rows: int, *push: int) -> Dispatch:
         wg = self.gpu.row_wg
-        return Dispatch(_label(op), shader, (wg, 1), tuple(push), (min(rows, MAX_GROUPS), 1, 1), 4 * wg)
+        return self.dispatch(op, (wg, 1), tuple(push), (min(rows, MAX_GROUPS), 1, 1), 4 * wg)
 
     def gemm(self, op, f16: bool, m: int, n: int, k: int, batch: int, push: tuple[int, ...]) -> Dispatch:
         g = self.gpu
         (wx, wy), tm, tn, bk = g.gemm_wg, g.gemm_tm, g.gemm_tn, g.gemm_bk
         bm, bn = wy * tm, wx * tn
         shared = bk * (bm + bn) * (2 if f16 else 4)
-        return Dispatch(_label(op), "gemm_f16" if f16 else "gemm", (wx, wy, tm, tn, bk), push,
+        return Dispatch(op_label(op), "gemm_f16" if f16 else B.traits_of(op).shader, (wx, wy, tm, tn, bk), push,
                         (-(-n // bn), -(-m // bm), batch), shared)
-
-
-def _label(op) -> str:
-    return f"{op.operation.name}{' ' + str(shape_of(op.results[0])) if op.results else ''}"
 
 
 def emit_linear(e: VkEmitter, op) -> Dispatch:
@@ -151,7 +154,7 @@ def emit_linear(e: VkEmitter, op) -> Dispatch:
     n, k = shape_of(op.operands[1])
     m = math.prod(shape_of(op.operands[0])[:-1])
     w = producer(op.operands[1])
-    f16 = e.f16 and w is not None and w.operation.name in CONSTANT_OPS
+    f16 = e.f16 and w is not None and B.category_of(w) == "constant"
     wkn = e.byte(op.operands[1], "kn:f16") // 2 if f16 else e.word(op.operands[1], "kn")
     push = (m, n, k, e.word(op.operands[0]), wkn, e.opt(op.bias), e.opt(op.residual), e.word(op.results[0]),
             ACT[op.attributes["activation"].value], 0, 0, 0)
@@ -172,99 +175,90 @@ def emit_attention(e: VkEmitter, op) -> Dispatch:
     wg = e.gpu.row_wg
     push = (e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), h3 // 3, heads,
             _bits(op.attributes["scale"].value))
-    return Dispatch(_label(op), "attention", (wg, 1, s, d), push, (s, heads, b), 4 * (d + s + wg))
+    return e.dispatch(op, (wg, 1, s, d), push, (s, heads, b), 4 * (d + s + wg))
 
 
 def emit_layer_norm(e: VkEmitter, op) -> Dispatch:
     s = shape_of(op.results[0])
     rows = math.prod(s[:-1])
-    return e.rows(op, "layer_norm", rows, e.word(op.input), e.opt(op.residual), e.word(op.gamma), e.word(op.beta),
+    return e.rows(op, rows, e.word(op.input), e.opt(op.residual), e.word(op.gamma), e.word(op.beta),
                   e.word(op.results[0]), rows, s[-1], _bits(op.attributes["eps"].value))
 
 
 def emit_softmax(e: VkEmitter, op) -> Dispatch:
     s = shape_of(op.results[0])
     rows = math.prod(s[:-1])
-    return e.rows(op, "softmax", rows, e.word(op.operands[0]), e.word(op.results[0]), rows, s[-1])
+    return e.rows(op, rows, e.word(op.operands[0]), e.word(op.results[0]), rows, s[-1])
 
 
 def emit_embedding(e: VkEmitter, op) -> Dispatch:
     n, dim = math.prod(shape_of(op.operands[1])), shape_of(op.operands[0])[1]
     if dtype_of(op.operands[1]) != "i64":
         raise BertcError(f"bertc.embedding with {dtype_of(op.operands[1])} ids: emit-vulkan reads int64 ids")
-    return e.elementwise(op, "embedding", n * dim, e.word(op.operands[0]), e.word(op.operands[1]),
-                         e.word(op.results[0]), n, dim)
+    return e.elementwise(op, n * dim, e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), n, dim)
 
 
 def emit_binary(e: VkEmitter, op) -> Dispatch:
     out, sa, sb = binary_strides(op)
-    return e.elementwise(op, "binary", math.prod(out), BINARY[op.operation.name], e.word(op.operands[0]),
-                         e.word(op.operands[1]), e.word(op.results[0]), *_pad4(out, 1), *sa, *sb)
+    return e.elementwise(op, math.prod(out), BINARY[type(op)], e.word(op.operands[0]), e.word(op.operands[1]),
+                         e.word(op.results[0]), *pad4(out, 1), *sa, *sb)
+
+
+def _unary(e: VkEmitter, op, act: int, exponent: int) -> Dispatch:
+    n = math.prod(shape_of(op.results[0]))
+    return e.elementwise(op, n, act, e.word(op.operands[0]), e.word(op.results[0]), n, exponent)
 
 
 def emit_unary(e: VkEmitter, op) -> Dispatch:
-    name = op.operation.name
-    if name == "bertc.gelu":
-        act = ACT["gelu" if op.attributes["approximate"].value == "none" else "gelu_tanh"]
-    else:
-        act = {"bertc.tanh": ACT["tanh"], "bertc.pow": POW}[name]
-    exponent = _bits(op.attributes["exponent"].value) if name == "bertc.pow" else 0
-    n = math.prod(shape_of(op.results[0]))
-    return e.elementwise(op, "unary", n, act, e.word(op.operands[0]), e.word(op.results[0]), n, exponent)
+    return _unary(e, op, ACT[unary_activation(op)], 0)
+
+
+def emit_pow(e: VkEmitter, op) -> Dispatch:
+    return _unary(e, op, POW, _bits(op.attributes["exponent"].value))
 
 
 def emit_transpose(e: VkEmitter, op) -> Dispatch:
-    x = shape_of(op.operands[0])
-    if len(x) > 4:
-        raise BertcError("transpose of rank > 4 is not supported")
-    perm = list(ir.DenseI64ArrayAttr(op.attributes["perm"]))
-    st = _strides(x)
-    out = shape_of(op.results[0])
-    return e.elementwise(op, "transpose", math.prod(out), e.word(op.operands[0]), e.word(op.results[0]), 0, 0,
-                         *_pad4(out, 1), *_pad4([st[i] for i in perm], 0))
+    out, st = transpose_strides(op)
+    return e.elementwise(op, math.prod(out), e.word(op.operands[0]), e.word(op.results[0]), 0, 0, *out, *st)
 
 
 def emit_slice(e: VkEmitter, op) -> Dispatch:
-    x, o = shape_of(op.operands[0]), shape_of(op.results[0])
-    d = op.attributes["dim"].value
-    words = (2 if dtype_of(op.operands[0]) == "i64" else 1) * math.prod(x[d + 1:])
-    return e.elementwise(op, "slice", math.prod(x[:d]) * o[d] * words, e.word(op.operands[0]),
-                         e.word(op.results[0]), math.prod(x[:d]), x[d], op.attributes["start"].value, o[d], words)
+    outer, size, start, count, inner = slice_dims(op)
+    words = (2 if dtype_of(op.operands[0]) == "i64" else 1) * inner
+    return e.elementwise(op, outer * count * words, e.word(op.operands[0]), e.word(op.results[0]), outer, size,
+                         start, count, words)
 
 
 def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
     b, _, q, k = shape_of(op.results[0])
-    return e.elementwise(op, "mask_bias", b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
+    return e.elementwise(op, b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
                          _bits(op.attributes["fill"].value))
 
 
 def emit_position_ids(e: VkEmitter, op) -> Dispatch:
     b, s = shape_of(op.results[0])
     pad = op.attributes["padding_idx"].value
-    return Dispatch(_label(op), "position_ids", (e.gpu.elementwise_wg, 1),
-                    (e.word(op.operands[0]), e.word(op.results[0]), b, s, pad & 0xFFFFFFFF),
-                    (_groups(b, e.gpu.elementwise_wg), 1, 1))
+    wg = e.gpu.elementwise_wg
+    return e.dispatch(op, (wg, 1), (e.word(op.operands[0]), e.word(op.results[0]), b, s, pad & 0xFFFFFFFF),
+                      (_groups(b, wg), 1, 1))
 
 
-EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {
-    "bertc.linear": emit_linear,
-    "bertc.matmul": emit_matmul,
-    "bertc.attention": emit_attention,
-    "bertc.layer_norm": emit_layer_norm,
-    "bertc.softmax": emit_softmax,
-    "bertc.embedding": emit_embedding,
-    "bertc.add": emit_binary,
-    "bertc.sub": emit_binary,
-    "bertc.mul": emit_binary,
-    "bertc.div": emit_binary,
-    "bertc.gelu": emit_unary,
-    "bertc.tanh": emit_unary,
-    "bertc.pow": emit_unary,
-    "bertc.transpose": emit_transpose,
-    "bertc.slice": emit_slice,
-    "bertc.mask_bias": emit_mask_bias,
-    "bertc.position_ids": emit_position_ids,
-}
+EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION_NAME: fn for cls, fn in {
+    B.LinearOp: emit_linear,
+    B.MatmulOp: emit_matmul,
+    B.AttentionOp: emit_attention,
+    B.LayerNormOp: emit_layer_norm,
+    B.SoftmaxOp: emit_softmax,
+    B.EmbeddingOp: emit_embedding,
+    **{cls: emit_binary for cls in BINARY},
+    B.GeluOp: emit_unary,
+    B.TanhOp: emit_unary,
+    B.PowOp: emit_pow,
+    B.TransposeOp: emit_transpose,
+    B.SliceOp: emit_slice,
+    B.MaskBiasOp: emit_mask_bias,
+    B.PositionIdsOp: emit_position_ids,
+}.items()}
 
 
 def _c_list(xs) -> str:
@@ -272,36 +266,16 @@ def _c_list(xs) -> str:
 
 
 def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
-    funcs = [f for f in module.regions[0].blocks[0].operations if f.operation.name == "func.func"]
-    if len(funcs) != 1:
-        raise BertcError(f"emit-vulkan expects one function, found {len(funcs)}")
-    f = funcs[0]
-    if "bertc.arena_bytes" not in module.attributes:
-        raise BertcError("emit-vulkan needs --plan-memory first (no bertc.arena_bytes on the module)")
-    e = VkEmitter(ctx, module)
-    args = list(f.regions[0].blocks[0].arguments)
-    for a, off in zip(args, ir.DenseI64ArrayAttr(f.attributes["bertc.arg_offsets"])):
-        e.arena[a] = off
+    e = VkEmitter(module, ctx)
     dispatches: list[Dispatch] = []
-    for op in func_ops(module):
-        name = op.operation.name
-        if "bertc.offset" in op.attributes:
-            e.arena[op.results[0]] = op.attributes["bertc.offset"].value
-        if name in CONSTANT_OPS or name in VIEW_OPS or name == "func.return":
-            continue
-        emit = EMITTERS.get(name)
-        if emit is None:
-            raise BertcError(f"emit-vulkan has no shader for '{name}' at {source_location(op)}")
-        d = emit(e, op)
+    for _, d in e.walk(EMITTERS, "shader"):
         if d.shared_bytes > e.gpu.max_shared_bytes:
             raise BertcError(f"{d.label} needs {d.shared_bytes} bytes of shared memory, more than target "
                              f"'{e.target.name}' allows ({e.gpu.max_shared_bytes}): compile with a shorter --seq-len")
         dispatches.append(d)
     shaders = sorted({d.shader for d in dispatches})
     pipelines = sorted({(d.shader, d.spec) for d in dispatches})
-    slots, offset, (b, s) = program_io(module, f, args, e.arena)
-    weights = bytes(e.image.blob)
-    sha = hashlib.sha256(weights).hexdigest()
+    h = e.header(len(dispatches))
     needs_f16 = "gemm_f16" in shaders
     lines = [
         "/* Generated by bertc --emit-vulkan. Do not edit: recompile the model instead.",
@@ -327,42 +301,22 @@ def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
           f"{_c_list(d.push)}}}," for i, d in enumerate(dispatches)],
         "};",
         "",
-        "static const bertc_op_info ops[] = {",
-        *[f'    {{"{d.label}", "{d.shader}"}},' for d in dispatches],
-        "};",
+        *ops_table([(d.label, d.shader) for d in dispatches]),
         "",
-        "static const bertc_tensor_slot outputs[] = {",
-        *[f"    {s_}," for s_ in slots],
-        "};",
+        *outputs_table(h),
         "",
         "const bertc_vk_program bertc_vk_compiled_program = {",
-        f"    .format_version = {FORMAT_VERSION},",
-        f"    .arena_bytes = {e.arena_bytes},",
-        f"    .weights_offset = {e.weights_offset},",
-        f"    .weights_bytes = {len(weights)},",
-        f'    .weights_sha256 = "{sha}",',
-        f"    .batch = {b},",
-        f"    .seq_len = {s},",
-        f"    .vocab_size = {_int_attr(f, 'bertc.vocab_size', 1 << 30)},",
-        f"    .type_vocab_size = {_int_attr(f, 'bertc.type_vocab_size', 0)},",
-        f"    .ids_offset = {offset.get('input_ids', -1)},",
-        f"    .mask_offset = {offset.get('attention_mask', -1)},",
-        f"    .types_offset = {offset.get('token_type_ids', -1)},",
-        f"    .num_outputs = {len(slots)},",
-        "    .outputs = outputs,",
-        f"    .num_shaders = {len(shaders)},",
-        "    .shaders = shaders,",
-        f"    .num_pipelines = {len(pipelines)},",
-        "    .pipelines = pipelines,",
-        f"    .num_ops = {len(dispatches)},",
-        "    .ops = ops,",
-        "    .dispatches = dispatches,",
-        f"    .needs = {'BERTC_VK_NEEDS_F16' if needs_f16 else 0},",
-        f"    .shared_bytes = {max((d.shared_bytes for d in dispatches), default=0)},",
-        f"    .max_invocations = {max((d.spec[0] * d.spec[1] for d in dispatches), default=1)},",
+        *program_header_fields(h, after={
+            "arena_bytes": [f"    .weights_offset = {e.weights_offset},"],
+            "outputs": [f"    .num_shaders = {len(shaders)},", "    .shaders = shaders,",
+                        f"    .num_pipelines = {len(pipelines)},", "    .pipelines = pipelines,"],
+            "ops": ["    .dispatches = dispatches,",
+                    f"    .needs = {'BERTC_VK_NEEDS_F16' if needs_f16 else 0},",
+                    f"    .shared_bytes = {max((d.shared_bytes for d in dispatches), default=0)},",
+                    f"    .max_invocations = {max((d.spec[0] * d.spec[1] for d in dispatches), default=1)},"]}),
         "};",
         "",
     ]
-    ctx.outputs["emit-vulkan"] = EmittedVulkan("\n".join(lines), {n: SHADERS[n] for n in shaders}, weights, sha,
-                                               e.arena_bytes, dispatches, shaders, sorted(set(e.image.missing)),
-                                               needs_f16)
+    ctx.outputs["emit-vulkan"] = EmittedVulkan("\n".join(lines), {n: SHADERS[n] for n in shaders}, h.weights,
+                                               h.weights_sha256, h.arena_bytes, dispatches, shaders,
+                                               e.missing_weights(), needs_f16)
