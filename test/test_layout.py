@@ -16,6 +16,7 @@ BUDGETS.update({"search": 2100})  # raised for issue 8: the warm start, the spar
 # runtime's JSON parser (vendored jsmn, 474 lines), the fuzzer and the sanitizer drivers; the tests of every defect
 BUDGETS.update({"bertc": 4700, "runtime": 6100, "test": 2900})
 BUDGETS.update({"dialects": 450})  # raised for issue 16: each op carries its OpTraits (category, kernel, shader, cost)
+BUDGETS.update({"test": 3000})  # raised for issue 16: test_dialect.py checks that the pieces an op's traits name exist
 
 
 def test_every_pass_has_file_docstring_and_lit_test():
