@@ -28,9 +28,6 @@ from torch_mlir import ir
 from .common import PassContext, dtype_of, shape_of
 
 ALIGN = 64
-# emit_c and emit_vulkan still import these two; they go once those files read the dialect's categories
-CONSTANT_OPS = B.names_in("constant")
-VIEW_OPS = B.names_in("view")
 ELEM_BYTES = {"f32": 4, "i64": 8, "i32": 4, "i1": 1}
 
 
