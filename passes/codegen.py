@@ -49,25 +49,24 @@ class WeightsImage:
 
     def fold(self, value: ir.Value) -> np.ndarray:
         op = producer(value)
-        name = op.operation.name
         dt = {"f32": np.float32, "i64": np.int64}.get(dtype_of(value), np.float32)
-        if name == "bertc.weight":
+        if isinstance(op, B.WeightOp):
             key = op.attributes["name"].value
             arrays = self.store.arrays if self.store is not None else {}
             if key not in arrays:
                 self.missing.append(key)
                 return np.zeros(shape_of(value), dt)
             return np.asarray(arrays[key], dtype=dt).reshape(shape_of(value))
-        if name == "bertc.constant":
+        if isinstance(op, B.ConstantOp):
             attr = ir.DenseElementsAttr(op.attributes["value"])
             if attr.is_splat:
                 return np.full(shape_of(value), np.array(attr.get_splat_value().value), dt)
             return np.array(attr, dtype=dt).reshape(shape_of(value))
-        if name == "bertc.concat":
+        if isinstance(op, B.ConcatOp):
             return np.concatenate([self.fold(v) for v in op.operands], axis=op.attributes["dim"].value)
         if B.category_of(op) == "view":
             return self.fold(op.operands[0]).reshape(shape_of(value))
-        raise BertcError(f"{name} is not a constant")
+        raise BertcError(f"{op.operation.name} is not a constant")
 
     def place(self, value: ir.Value, layout: str = "as-is") -> int:
         key = (value, layout)
@@ -164,12 +163,23 @@ class Codegen:
             yield op, emit(self, op)
 
     def header(self, num_ops: int) -> ProgramHeader:
-        """The program header, once the walk has placed every weight."""
-        outputs, offsets, (b, s) = program_io(self.module, self.func, self.args, self.arena)
+        """The program header, once the walk has placed every weight and given every op its offset."""
+        f, args = self.func, self.args
+        ret = list(func_ops(self.module))[-1]
+        input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
+        output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
+        slots = []
+        for nm, v in zip(output_names, ret.operands):
+            if _storage(v) not in self.arena:
+                raise BertcError(f"output {nm} is a constant; nothing to compute")
+            s = shape_of(v)
+            dims = ", ".join(str(d) for d in s + [0] * (4 - len(s)))
+            slots.append(f'{{"{nm}", {self.arena[_storage(v)]}, {len(s)}, {{{dims}}}}}')
+        b, s = (shape_of(args[0]) + [1, 1])[:2] if args else (1, 1)
         weights = bytes(self.image.blob)
         return ProgramHeader(self.arena_bytes, weights, hashlib.sha256(weights).hexdigest(), b, s,
-                             _int_attr(self.func, "bertc.vocab_size", 1 << 30),
-                             _int_attr(self.func, "bertc.type_vocab_size", 0), offsets, outputs, num_ops)
+                             _int_attr(f, "bertc.vocab_size", 1 << 30), _int_attr(f, "bertc.type_vocab_size", 0),
+                             {n: self.arena[a] for n, a in zip(input_names, args)}, slots, num_ops)
 
     def missing_weights(self) -> list[str]:
         return sorted(set(self.image.missing))
@@ -186,7 +196,7 @@ def program_header_fields(h: ProgramHeader, after: dict[str, list[str]] | None =
               ("types_offset", h.input_offsets.get("token_type_ids", -1)),
               ("num_outputs", len(h.outputs)), ("outputs", "outputs"), ("num_ops", h.num_ops), ("ops", "ops")]
     after = after or {}
-    assert set(after) <= {name for name, _ in fields}, f"no shared field {sorted(set(after))} to follow"
+    assert not set(after) - {name for name, _ in fields}, f"no shared field {set(after) - dict(fields).keys()}"
     lines = []
     for name, value in fields:
         lines += [f"    .{name} = {value},", *after.get(name, [])]
@@ -219,24 +229,6 @@ def _int_attr(op, key: str, default: int) -> int:
     return ir.IntegerAttr(op.attributes[key]).value if key in op.attributes else default
 
 
-def program_io(module, f, args, arena: dict) -> tuple[list[str], dict[str, int], tuple[int, int]]:
-    """A program's inputs and outputs: one C initialiser per output ({"name", arena offset, rank,
-    {dims}}), each named input's arena offset, and (batch, seq)."""
-    ret = list(func_ops(module))[-1]
-    input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
-    output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
-    slots = []
-    for nm, v in zip(output_names, ret.operands):
-        if _storage(v) not in arena:
-            raise BertcError(f"output {nm} is a constant; nothing to compute")
-        s = shape_of(v)
-        dims = ", ".join(str(d) for d in s + [0] * (4 - len(s)))
-        slots.append(f'{{"{nm}", {arena[_storage(v)]}, {len(s)}, {{{dims}}}}}')
-    offsets = {n: arena[a] for n, a in zip(input_names, args)}
-    b, s = (shape_of(args[0]) + [1, 1])[:2] if args else (1, 1)
-    return slots, offsets, (b, s)
-
-
 # ---------------------------------------------------------------- the shapes both backends' kernels take
 
 
@@ -258,12 +250,12 @@ def broadcast_strides(shape: list[int], out_shape: list[int]) -> list[int]:
 
 
 def binary_strides(op) -> tuple[list[int], list[int], list[int]]:
-    """(out shape, a's strides, b's strides) of a broadcasting binary op, each padded to rank 4 (strides
-    of broadcast dimensions 0): what both emitters' binary kernels take."""
+    """(out shape, a's strides, b's strides) of a broadcasting binary op, each padded to rank 4 (the shape
+    with 1s, strides with 0s, as are those of broadcast dimensions): what both emitters' binary kernels take."""
     out = shape_of(op.results[0])
     if len(out) > 4:
         raise BertcError(f"{op.operation.name} of rank {len(out)} (at most 4 supported)")
-    return (out, pad4(broadcast_strides(shape_of(op.operands[0]), out), 0),
+    return (pad4(out, 1), pad4(broadcast_strides(shape_of(op.operands[0]), out), 0),
             pad4(broadcast_strides(shape_of(op.operands[1]), out), 0))
 
 

@@ -39,7 +39,6 @@ from .codegen import (
     op_label,
     ops_table,
     outputs_table,
-    pad4,
     program_header_fields,
     slice_dims,
     transpose_strides,
@@ -157,7 +156,7 @@ def emit_position_ids(e: CEmitter, op) -> str:
 def emit_binary(e: CEmitter, op) -> str:
     out, sa, sb = binary_strides(op)
     return e.kernel(op, "p", BINARY[type(op)], e.ptr(op.operands[0]), _arr(sa), e.ptr(op.operands[1]), _arr(sb),
-                    e.out(op), _arr(pad4(out, 1)))
+                    e.out(op), _arr(out))
 
 
 def emit_unary(e: CEmitter, op) -> str:

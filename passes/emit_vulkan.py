@@ -47,7 +47,6 @@ from .codegen import (
     op_label,
     ops_table,
     outputs_table,
-    pad4,
     program_header_fields,
     slice_dims,
     transpose_strides,
@@ -201,7 +200,7 @@ def emit_embedding(e: VkEmitter, op) -> Dispatch:
 def emit_binary(e: VkEmitter, op) -> Dispatch:
     out, sa, sb = binary_strides(op)
     return e.elementwise(op, math.prod(out), BINARY[type(op)], e.word(op.operands[0]), e.word(op.operands[1]),
-                         e.word(op.results[0]), *pad4(out, 1), *sa, *sb)
+                         e.word(op.results[0]), *out, *sa, *sb)
 
 
 def _unary(e: VkEmitter, op, act: int, exponent: int) -> Dispatch:
