@@ -412,9 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=_calibrate)
 
-    from .prune import add_parser as add_prune  # bertc prune: SPEC, recovery by distillation
+    from .search.cli import add_prune, add_search  # bertc prune and bertc search: the search side's commands
     add_prune(sub)
-    from .search.driver import add_parser as add_search  # bertc search: the architecture search
     add_search(sub)
     return p
 

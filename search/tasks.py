@@ -103,3 +103,9 @@ def load_task(name: str) -> Task:
     if name not in TASKS:
         raise BertcError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
     return TASKS[name]()
+
+
+def train_examples(task: Task, max_train: int | None) -> tuple[Example, ...]:
+    """The train split, or its first ``max_train`` examples: what a search trains candidates on, and what the
+    teacher's cached logits cover, so both must cut it the same way."""
+    return task.train[:max_train] if max_train else task.train

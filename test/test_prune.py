@@ -10,11 +10,11 @@ import torch
 import transformers as T
 from bertc.search import distill, tasks, teacher
 from bertc.search.distill import TrainConfig
+from bertc.search.prune import prune
 from conftest import max_error, random_inputs, reference
 
 import bertc
 from bertc.cli import main
-from bertc.prune import prune
 from bertc.sparsity import apply_masks, model_masks, parse_spec
 
 

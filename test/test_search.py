@@ -15,9 +15,9 @@ import optuna
 import pytest
 import torch
 import transformers as T
-from bertc.search.driver import BUDGET_MARGIN, SCREEN_SLACK
 from bertc.search.inherit import build_student, importance, load_student, select_layers
 from bertc.search.space import Candidate, load_space, parse_space
+from bertc.search.study import BUDGET_MARGIN, SCREEN_SLACK
 from bertc.search.tasks import load_task
 from test_cost import _normalized
 
@@ -186,29 +186,31 @@ def _trials(out: Path, storage=None):
 def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measurements():
     """Timings made 10% slower than predicted for dense ops and 30% faster for sparse GEMMs: the re-fitted
     profile must predict every timed candidate through the cost model's own op_ms."""
-    from bertc.search.driver import refit_profile
+    from bertc.search.recalibrate import refit_profile
+    from bertc.search.trials import TrialRecord
 
     from bertc.cost import Profile, config_ops, load_profile
 
     base = load_profile(None, "host")
     config = T.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                           intermediate_size=256, max_position_embeddings=64)
-    timed = []
+    timed, ops_of = [], {}
     for ffn, prune in [(256, None), (128, None), (256, "16x1@0.5"), (128, "4x1@0.5")]:
         config.intermediate_size = ffn
         ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache_bytes=base.cache_bytes)
         total = base.overhead_ms(1) + sum(base.op_ms(o, 1) for o in ops)
         sparse = sum(base.op_ms(o, 1) for o in ops if o.kind == "linear_sparse")
         assert (sparse > 0) == (prune is not None)
-        timed.append({"threads": 1, "ops": ops, "base_predicted_ms": total, "base_sparse_ms": sparse,
-                      "measured_ms": 1.1 * (total - sparse + 0.7 * sparse)})
+        ops_of[len(timed)] = ops
+        timed.append(TrialRecord(len(timed), "COMPLETE", "timed", threads=1, base_predicted_ms=total,
+                                 base_sparse_ms=sparse, measured_ms=1.1 * (total - sparse + 0.7 * sparse)))
     data, scales = refit_profile(base.data, timed)
     assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_sparse": pytest.approx(0.7, rel=1e-3)}
     refit = Profile("refit", data)
     for r in timed:
-        predicted = refit.overhead_ms(1) + sum(refit.op_ms(o, 1) for o in r["ops"])
+        predicted = refit.overhead_ms(1) + sum(refit.op_ms(o, 1) for o in ops_of[r.number])
         # the overhead is not scaled, so the dense scale is fitted through it: within a few per cent
-        assert predicted == pytest.approx(r["measured_ms"], rel=0.02)
+        assert predicted == pytest.approx(r.measured_ms, rel=0.02)
     # with no dense candidate timed yet, every candidate fits the run scale and no sparse scale is guessed
     data, scales = refit_profile(base.data, timed[2:])
     assert set(scales) == {"1"} and "kind_scale" not in data
@@ -217,15 +219,16 @@ def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measureme
 def test_the_screen_never_trains_a_candidate_the_cost_model_puts_over_budget(tiny_teacher, tmp_path, monkeypatch):
     """Screening, on the cost model's predictions alone: a budget set from the cost model's own price of the
     teacher-sized student, that student enqueued first, and training and timing stubbed (no clock involved)."""
-    from bertc.search import driver
+    from bertc.search import study
+    from bertc.search.settings import Settings
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     from bertc.cost import load_profile
 
     teacher_config = T.AutoConfig.from_pretrained(tiny_teacher)
-    settings = driver.Settings(teacher=str(tiny_teacher), task="rt-sentiment", target="host", space=SPACE,
-                               budget_ms=None, round_size=2, timed_per_round=1, warm_start=False)
-    st = driver.Study(tmp_path, settings, progress=False)
+    settings = Settings(teacher=str(tiny_teacher), task="rt-sentiment", target="host", space=SPACE,
+                        budget_ms=None, round_size=2, timed_per_round=1, warm_start=False)
+    st = study.Study(tmp_path, settings, progress=False)
     big = Candidate(4, 64, 4, (128,) * 4, None, 1)  # the teacher's own shape
     st.budget_ms = st.predict(big, teacher_config, (load_profile(None, "host"),))[0] / 1.5
     st.state = {"teacher_dir": str(tiny_teacher), "budget_ms": st.budget_ms}
@@ -234,7 +237,7 @@ def test_the_screen_never_trains_a_candidate_the_cost_model_puts_over_budget(tin
     trained = []
 
     class Pool:  # scores and times without training or compiling: the screen is what is under test
-        def __init__(self, study, workers, address):
+        def __init__(self, *args):
             pass
 
         def score(self, jobs):
@@ -247,8 +250,8 @@ def test_the_screen_never_trains_a_candidate_the_cost_model_puts_over_budget(tin
         def close(self):
             pass
 
-    monkeypatch.setattr(driver, "_Pool", Pool)
-    monkeypatch.setattr(driver, "save_student", lambda *args: None)
+    monkeypatch.setattr(study, "Pool", Pool)
+    monkeypatch.setattr(study, "save_student", lambda *args: None)
     st.run(4, None, 1, None)
     trials = _trials(tmp_path)
     first = trials[0].user_attrs

@@ -1,0 +1,66 @@
+"""The study's cost model, re-fitted from its own timed candidates after every round.
+
+    profile = study_profile(out, "host")          # OUT/profile.json if a round wrote one, else the built-in
+    scales = recalibrate(out, "host", timed)      # re-fit from the timed TrialRecords, write OUT/profile.json
+
+The screen of the next round prices candidates with this profile; the fit always starts from the built-in
+profile and its predictions (``base_predicted_ms``), so it never chases its own corrections.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from bertc.cost import Profile, load_profile
+
+from .trials import TrialRecord
+
+
+def refit_profile(base: dict, timed: list[TrialRecord]) -> tuple[dict, dict[str, float]]:
+    """A copy of the profile ``base`` re-fitted from timed trials, per thread count, and the scales applied.
+
+    The run scale is multiplied by the median measured / predicted of the dense candidates (of all, while
+    none is dense). The sparse GEMMs get their own scale (``kind_scale``): the median k that makes each
+    sparse candidate's ``scale x (dense part + k x sparse part)`` equal its measurement; the sparse kernels'
+    rates are fitted on fewer shapes and were the cost model's largest error. Predictions are the base
+    profile's (``base_predicted_ms``, ``base_sparse_ms``), so the fit does not chase its own corrections."""
+    data = json.loads(json.dumps(base))
+    scales = {}
+    for t in sorted({r.threads for r in timed}):
+        mine = [r for r in timed if r.threads == t]
+        dense = [r for r in mine if not r.base_sparse_ms] or mine
+        scale = statistics.median(r.measured_ms / r.base_predicted_ms for r in dense)
+        data.setdefault("run_scale", {})[str(t)] = round(base.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
+        scales[str(t)] = round(scale, 4)
+        sparse = [r for r in mine if r.base_sparse_ms]
+        if sparse and len(dense) < len(mine):
+            k = statistics.median((r.measured_ms / scale - (r.base_predicted_ms - r.base_sparse_ms))
+                                  / r.base_sparse_ms for r in sparse)
+            k = min(4.0, max(0.25, k))  # a wild measurement must not zero or explode the sparse kernels' cost
+            data.setdefault("kind_scale", {}).setdefault(str(t), {})["linear_sparse"] = round(k, 4)
+            scales[f"{t}:linear_sparse"] = round(k, 4)
+    data.setdefault("sources", {})["search"] = (
+        f"run_scale and kind_scale re-fitted by bertc search from {len(timed)} timed candidates (median "
+        "measured / predicted of the dense ones per thread count; the sparse GEMMs' scale from the sparse ones)")
+    return data, scales
+
+
+def study_profile(study_dir: Path, target: str) -> Profile:
+    """The study's re-fitted profile (``study_dir/profile.json``), or the target's built-in one before any re-fit."""
+    path = study_dir / "profile.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return Profile(data["name"], data, path)
+    return load_profile(None, target)
+
+
+def recalibrate(study_dir: Path, target: str, timed: list[TrialRecord]) -> dict[str, float]:
+    """Re-fit the target's built-in profile from the timed trials (see refit_profile) and save it as the
+    study's ``profile.json``; returns the scales applied."""
+    data, scales = refit_profile(load_profile(None, target).data, timed)
+    tmp = study_dir / ".profile.json.tmp"
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(study_dir / "profile.json")
+    return scales

@@ -1,0 +1,303 @@
+"""A study folder and its rounds: the setup (teacher, importance, logits, budget), then rounds of screen,
+score, time and re-fit, told to Optuna. What each step does for the user: ``bertc search --help``.
+
+    st = Study(out, settings, progress=True)
+    st.check(); st.setup()                     # fails fast, then the setup steps not yet done in ``out``
+    st.run(trials=16, timeout_min=None, workers=1, ray_address=None)
+    st.best(st.study)                          # the TrialRecord the search ships, or None
+
+``st.state`` is what search.json keeps besides the settings: ``teacher_dir``, ``teacher`` (its latency,
+threads, accuracies and shape), ``budget_ms``, ``sampler``, ``warm_start`` and ``recalibrations``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from tqdm import tqdm
+from transformers import AutoConfig
+
+from bertc.cost import config_ops, load_profile
+from bertc.errors import BertcError
+
+from .distill import encode, predict_logits
+from .inherit import importance
+from .pool import Pool, save_student
+from .recalibrate import recalibrate, study_profile
+from .settings import Settings
+from .space import Candidate, Space, parse_space
+from .tasks import load_task, train_examples
+from .teacher import (
+    TEACHER_CONFIG,
+    check_folder,
+    finetuned_teacher,
+    is_classifier,
+    load_classifier,
+    packaged_minilm,
+    split_accuracy,
+)
+from .timing import compile_and_time
+from .trials import TrialRecord, owner, requeue_interrupted, sampler, scored_trials, storage, trial_records
+
+STARTUP = 4  # random trials before TPE models the space: a search trains tens of candidates, not hundreds
+MAX_ASKS = 400  # samples screened for one round before the space is declared (almost) empty under budget
+SCREEN_SLACK = 1.10  # train candidates predicted up to 10% over budget: the cost model's error is about that
+# The p50 of 30 runs moves by up to 2% from one timing to the next here (ten alternate timings of the same
+# student: 2.108-2.195 ms), so a candidate measured within 2% of the budget is not reliably under it.
+BUDGET_MARGIN = 0.02
+
+
+class Study:
+    """A study folder: settings, teacher facts, caches, the Optuna study and the re-calibrated profile."""
+
+    def __init__(self, out: Path, settings: Settings, progress: bool):
+        self.out, self.settings, self.progress = out, settings, progress
+        self.space: Space = parse_space(settings.space)
+        self.state: dict[str, Any] = {}
+        self._ops: dict[Candidate, list] = {}  # the cost model's ops per candidate, priced each round
+
+    def log(self, msg: str) -> None:
+        if self.progress:
+            tqdm.write(msg)
+
+    def write_state(self) -> None:
+        tmp = self.out / ".search.json.tmp"
+        tmp.write_text(json.dumps({"settings": self.settings.__dict__, **self.state}, indent=2) + "\n")
+        tmp.replace(self.out / "search.json")
+
+    # ---- setup (once; kept in the folder)
+
+    def check(self) -> None:
+        """What can fail fast, before search.json is written: the task and the teacher's dimensions."""
+        load_task(self.settings.task)
+        src = Path(self.settings.teacher) if self.settings.teacher else packaged_minilm()
+        check_folder(src)
+        self.space.check_teacher(AutoConfig.from_pretrained(str(src), local_files_only=True))
+
+    def setup(self) -> None:
+        """The teacher (fine-tuned, or continued from its checkpoint), its importance, logits and timing;
+        each step is skipped when an earlier run of this study finished it."""
+        s = self.settings
+        task = load_task(s.task)
+        if "teacher_dir" not in self.state:
+            src = Path(s.teacher) if s.teacher else None
+            # --max-train makes a quick run quick: the teacher's fine-tuning too (cached apart from a full one)
+            config = replace(TEACHER_CONFIG, max_train=s.max_train) if s.max_train else TEACHER_CONFIG
+            self.state["teacher_dir"] = str(src if src is not None and is_classifier(src)
+                                            else finetuned_teacher(src, s.task, config, progress=self.progress))
+            self.write_state()
+        teacher, tokenizer = load_classifier(self.state["teacher_dir"], task)
+        self.space.check_teacher(teacher.config)
+        if not (self.out / "importance.npz").is_file():
+            self.log("teacher: Taylor importance of heads, FFN neurons and hidden channels")
+            importance(teacher, tokenizer, task).save(self.out / ".importance.npz")
+            os.replace(self.out / ".importance.npz", self.out / "importance.npz")
+        if not (self.out / "teacher_logits.npy").is_file():
+            enc = encode(tokenizer, train_examples(task, s.max_train), task.max_length)
+            np.save(self.out / ".teacher_logits.npy", predict_logits(teacher, enc, progress=self.progress,
+                                                                     desc="teacher logits"))
+            os.replace(self.out / ".teacher_logits.npy", self.out / "teacher_logits.npy")
+        if "teacher" not in self.state:
+            self.state["teacher"] = self._teacher_facts(teacher, tokenizer, task)
+        t = self.state["teacher"]
+        self.budget_ms = s.budget_ms or s.budget_fraction * t["latency_ms"]
+        self.state["budget_ms"] = round(self.budget_ms, 4)
+        self.write_state()
+
+    def _teacher_facts(self, teacher, tokenizer, task) -> dict:
+        threads = max(self.space.threads)
+        self.log(f"teacher: compiling for {self.settings.target} and timing it at {threads} threads")
+        work = self.out / "teacher.bertc"
+        ms = compile_and_time(Path(self.state["teacher_dir"]), work, self.settings.target, self.space.seq_len,
+                              threads, None, self.settings.device, self.settings.runs)
+        shutil.rmtree(work, ignore_errors=True)
+        return {"latency_ms": round(ms, 4), "threads": threads, "dev_accuracy": split_accuracy(teacher, tokenizer, task, "dev"),
+                "test_accuracy": split_accuracy(teacher, tokenizer, task, "test"),
+                "config": {k: teacher.config.to_dict()[k] for k in ("num_hidden_layers", "hidden_size",
+                                                                    "num_attention_heads", "intermediate_size")}}
+
+    # ---- the cost model's price of a candidate
+
+    def predict(self, cand: Candidate, teacher_config, profiles) -> list[float]:
+        """Milliseconds for ``cand`` under each profile. The passes run once per candidate (its ops do not
+        depend on the profile); each round prices them with that round's re-fitted profile."""
+        ops = self._ops_of(cand, teacher_config, profiles[0].cache_bytes)
+        return [p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops) for p in profiles]
+
+    def _ops_of(self, cand: Candidate, teacher_config, cache_bytes):
+        ops = self._ops.get(cand)
+        if ops is None:
+            ops = self._ops[cand] = config_ops(cand.config(teacher_config).to_dict(), self.settings.target,
+                                               self.space.seq_len, prune=cand.sparsity, cache_bytes=cache_bytes)
+        return ops
+
+    def sparse_ms(self, cand: Candidate, teacher_config, profile) -> float:
+        """The part of ``cand``'s prediction under ``profile`` spent in sparse GEMMs (0 for a dense one)."""
+        ops = self._ops_of(cand, teacher_config, profile.cache_bytes)
+        return sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == "linear_sparse")
+
+    def seed_frontier(self, study, teacher_config) -> None:
+        """The compiler-aware warm start: before the sampler's first (random) trials, enqueue, for every
+        layer count and thread count, the dense student the cost model prices closest under the budget:
+        the largest of each depth that fits. Accuracy mostly grows with size, so these are the likely
+        winners, and random sampling can take tens of trials to land near the budget line."""
+        profile = load_profile(None, self.settings.target)
+        best: dict[tuple[int, int], tuple[float, Candidate]] = {}
+        for cand in self.space.dense_uniform():
+            ms = self.predict(cand, teacher_config, (profile,))[0]
+            key = (cand.layers, cand.threads)
+            if ms <= self.budget_ms and ms > best.get(key, (0.0, None))[0]:
+                best[key] = (ms, cand)
+        for key in sorted(best):
+            study.enqueue_trial(self.space.params(best[key][1]), user_attrs={"warm_start": True})
+        self.state["warm_start"] = [f"{c.describe()} ({ms:.3f} ms predicted)" for ms, c in
+                                    (best[k] for k in sorted(best))]
+        self.log("warm start: the largest dense student of each depth under budget, by the cost model: "
+                 + ", ".join(self.state["warm_start"]))
+
+    # ---- rounds
+
+    def run(self, trials: int, timeout_min: float | None, workers: int, ray_address: str | None) -> None:
+        """Rounds until ``trials`` candidates are scored (those of earlier runs of this study count) or
+        ``timeout_min`` has passed; the Optuna study is left in ``self.study``."""
+        s = self.settings
+        study = self._open_optuna()
+        teacher_config = load_classifier(self.state["teacher_dir"], load_task(s.task))[0].config
+        if not study.trials and s.warm_start:
+            self.seed_frontier(study, teacher_config)
+        rerun = requeue_interrupted(study)
+        if rerun:
+            self.log(f"resuming: {rerun} trial(s) that were running when the search stopped will run again")
+        self.write_state()
+        pool = Pool(self.state["teacher_dir"], self.out, s, self.space.seq_len, workers, ray_address)
+        deadline = time.monotonic() + 60 * timeout_min if timeout_min else math.inf
+        bar = tqdm(total=trials, initial=min(trials, len(scored_trials(study))), desc="search", unit="trial",
+                   disable=not self.progress)
+        self._postfix(bar, study)
+        while len(scored_trials(study)) < trials and time.monotonic() < deadline:
+            batch = self._screen_round(study, teacher_config, min(s.round_size, trials - len(scored_trials(study))))
+            self._score_round(study, pool, batch)
+            self._refit(study)
+            bar.update(min(len(batch), bar.total - bar.n))
+            self._postfix(bar, study)
+        bar.close()
+        pool.close()
+        self.study = study
+
+    def _open_optuna(self):
+        """The study's Optuna study, created or loaded from its storage, with the sampler described in state."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = self.settings
+        tpe, self.state["sampler"] = sampler(s.seed, s.objective, self.budget_ms, STARTUP)
+        directions = ["maximize", "minimize"] if s.objective == "pareto" else ["maximize"]
+        return optuna.create_study(study_name="bertc-search", storage=storage(self.out, s.storage), sampler=tpe,
+                                   directions=directions, load_if_exists=True)
+
+    def _screen_round(self, study, teacher_config, want: int) -> list[tuple[Any, Candidate]]:
+        """Ask Optuna until ``want`` candidates pass the screen (or MAX_ASKS were asked); each one priced with
+        the study's re-fitted profile and the built-in one."""
+        profiles = (study_profile(self.out, self.settings.target), load_profile(None, self.settings.target))
+        batch: list[tuple[Any, Candidate]] = []
+        asked = 0
+        while len(batch) < want and asked < MAX_ASKS:
+            trial = study.ask()
+            cand = self.space.sample(trial)
+            asked += 1
+            if self._screen(study, trial, cand, teacher_config, profiles, [c for _, c in batch]):
+                batch.append((trial, cand))
+        if not batch:
+            raise BertcError(f"the cost model screened out {asked} sampled candidates in a row as over the "
+                             f"{self.budget_ms:.3f} ms budget: the space has (almost) nothing under it. Add "
+                             "smaller choices (fewer layers, narrower FFN, sparsity) or raise the budget")
+        self.log(f"round: {len(batch)} candidate(s) under budget after screening {asked} sampled: "
+                 + ", ".join(c.describe() for _, c in batch))
+        return batch
+
+    def _screen(self, study, trial, cand: Candidate, teacher_config, profiles, taken: list[Candidate]) -> bool:
+        """Record the cost model's prediction on ``trial``; True if it is to be trained. Otherwise it is told
+        here: over budget (screened-out), drawn twice in this round, or a repeat of a scored candidate."""
+        pred, base_pred = self.predict(cand, teacher_config, profiles)
+        for k, v in {"owner": owner(), "candidate": cand.asdict(), "describe": cand.describe(),
+                     "predicted_ms": round(pred, 4), "base_predicted_ms": round(base_pred, 4),
+                     "base_sparse_ms": round(self.sparse_ms(cand, teacher_config, profiles[1]), 4),
+                     "threads": cand.threads}.items():
+            trial.set_user_attr(k, v)
+        if pred > SCREEN_SLACK * self.budget_ms:
+            trial.set_user_attr("stage", "screened-out")
+            trial.set_user_attr("latency_ms", round(pred, 4))
+            self._constrain(trial, pred)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return False
+        if cand in taken:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # drawn twice in one round
+            return False
+        earlier = next((t for t in scored_trials(study) if t.user_attrs.get("candidate") == cand.asdict()), None)
+        if earlier is not None:  # drawn again: the sampler learns the same value, nothing is retrained
+            known = TrialRecord.from_trial(earlier)
+            for k in ("dev_accuracy", "latency_ms", "measured_ms"):
+                if getattr(known, k) is not None:
+                    trial.set_user_attr(k, getattr(known, k))
+            trial.set_user_attr("stage", "duplicate")
+            trial.set_user_attr("same_as", earlier.number)
+            self._constrain(trial, known.latency_ms)
+            study.tell(trial, earlier.values)
+            return False
+        return True
+
+    def _score_round(self, study, pool: Pool, batch: list[tuple[Any, Candidate]]) -> None:
+        """Train and score the round's candidates, compile and time its best ``timed_per_round`` by dev accuracy
+        (after the training, so nothing competes with them for cores), and tell Optuna every result."""
+        s = self.settings
+        results = pool.score([(t.number, c) for t, c in batch])
+        order = sorted(range(len(batch)), key=lambda i: -results[i]["dev_accuracy"])
+        for rank, i in enumerate(order):
+            trial, cand = batch[i]
+            r = results[i]
+            trial.set_user_attr("dev_accuracy", round(r["dev_accuracy"], 4))
+            trial.set_user_attr("train_seconds", r["train_seconds"])
+            latency, stage = trial.user_attrs["predicted_ms"], "trained"
+            if rank < s.timed_per_round:
+                folder = self.out / "trials" / f"{trial.number:04d}"
+                save_student(folder / "student", r, self.state["teacher_dir"])
+                measured = pool.time(folder, cand)
+                latency, stage = measured, "timed"
+                trial.set_user_attr("measured_ms", round(measured, 4))
+                trial.set_user_attr("student", str(folder / "student"))
+                self.log(f"  timed #{trial.number} {cand.describe()}: dev {r['dev_accuracy']:.4f}, predicted "
+                         f"{trial.user_attrs['predicted_ms']:.3f} ms, measured {measured:.3f} ms")
+            trial.set_user_attr("stage", stage)
+            trial.set_user_attr("latency_ms", round(latency, 4))
+            self._constrain(trial, latency)
+            study.tell(trial, [r["dev_accuracy"], latency] if s.objective == "pareto" else r["dev_accuracy"])
+
+    def _refit(self, study) -> None:
+        """Re-fit the study's profile from every timed trial so far (the next round's screen uses it)."""
+        timed = [r for r in trial_records(study) if r.stage == "timed"]
+        scales = recalibrate(self.out, self.settings.target, timed)
+        self.state.setdefault("recalibrations", []).append({"timed": len(timed), "scale": scales})
+        self.write_state()
+
+    def _constrain(self, trial, latency_ms: float) -> None:
+        if self.settings.objective == "constrained":
+            trial.set_constraint("latency_ms", latency_ms - self.budget_ms)
+
+    def _postfix(self, bar, study) -> None:
+        best = self.best(study)
+        if best is not None:
+            bar.set_postfix_str(f"best {best.dev_accuracy:.4f} dev at {best.measured_ms:.2f} ms ({best.describe})")
+
+    def best(self, study) -> TrialRecord | None:
+        """The timed candidate with the best dev accuracy whose measured latency is under the budget by
+        more than the timing noise (BUDGET_MARGIN): the one the search ships."""
+        ok = [r for r in trial_records(study)
+              if r.stage == "timed" and r.measured_ms <= self.budget_ms * (1 - BUDGET_MARGIN)]
+        return max(ok, key=lambda r: (r.dev_accuracy, -r.measured_ms), default=None)
