@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bertc.errors import BertcError
+from bertc.sparsity import parse_spec
 
 DEFAULT_SPACE: dict[str, Any] = {
     "seq_len": 64,
@@ -50,6 +51,7 @@ class Candidate:
     threads: int
 
     def config(self, teacher_config):
+        # inherit brings torch; space.py is read by `bertc search`'s flags, which must not pay for it
         from .inherit import student_config
 
         return student_config(teacher_config, self.layers, self.hidden, [self.heads] * self.layers, list(self.ffn))
@@ -136,8 +138,6 @@ class Space:
 
 def parse_space(data: Any, source: str = "built-in default") -> Space:
     """A Space from a parsed YAML/JSON mapping; every error names the key and what is allowed."""
-    from bertc.sparsity import parse_spec
-
     if not isinstance(data, dict):
         raise BertcError(f"the search space in {source} must be a mapping of keys to lists (see `bertc search --help`)")
     unknown = set(data) - set(DEFAULT_SPACE)
