@@ -23,23 +23,28 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch_mlir import ir
 
+from .dialects import bertc as B
 from .errors import BertcError
+from .ir import annotate, make_context
+from .passes import PassContext
+from .passes.common import func_ops, shape_of, sparsity
+from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
+from .sparsity import parse_pattern, parse_spec
+from .synth import bert_ir
+from .targets import get_target
 
 PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
 BUILTIN = {"host": "host", "android-arm64": "cortex-a76", "linux-arm64": "cortex-a76"}
-PASSES = ["fuse-attention", "fuse-epilogues", "pack-weights", "plan-memory"]
-SKIP = ("bertc.weight", "bertc.constant", "bertc.concat", "bertc.reshape", "func.return")
-ELEMENTWISE = {"bertc.add": "bertc_binary", "bertc.sub": "bertc_binary", "bertc.mul": "bertc_binary",
-               "bertc.div": "bertc_binary", "bertc.gelu": "bertc_unary", "bertc.tanh": "bertc_unary",
-               "bertc.pow": "bertc_pow", "bertc.softmax": "bertc_softmax", "bertc.transpose": "bertc_transpose",
-               "bertc.slice": "bertc_slice", "bertc.mask_bias": "bertc_mask_bias",
-               "bertc.position_ids": "bertc_position_ids"}
+# The passes a CPU target runs on raised IR (after raise-torch, before emit-c): what ``estimate`` prices
+PASSES = lowering(PIPELINE)
 # The features of each kind, in the order of a fitted profile's coefficients.
 FEATURES = {
     # weights_dram instead of weights when the model's GEMM weights outgrow the last-level cache: every run
@@ -115,24 +120,24 @@ class Estimate:
 # --------------------------------------------------------------------------- features from the IR
 
 
-def _shape(v) -> list[int]:
-    from .passes.common import shape_of
-
-    return shape_of(v)
+_shape = shape_of
 
 
 def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | None:
     """The kind, kernel, features, FLOPs and bytes of one op after --plan-memory; None for ops that
-    run no kernel (weights, constants, views). ``from_dram``: the GEMM weights do not stay cached."""
-    from .passes.common import sparsity
-    from .sparsity import parse_pattern
-
+    run no kernel (the dialect's constant and view ops, func.return). ``from_dram``: the GEMM weights
+    do not stay cached. The kind and kernel are the op's OpTraits (dialects/bertc.py); a linear runs
+    the packed or the sparse variant of its kernel (runtime/kernels/kernels.h)."""
     name = op.operation.name
-    if name in SKIP:
+    traits = B.traits_of(name)
+    if traits is None and name != "func.return":
+        raise BertcError(f"the cost model has no cost function for '{name}'")
+    if traits is None or traits.category != "kernel":
         return None
     out = _shape(op.results[0])
     label = f"{name} {out}"
-    if name == "bertc.linear":
+    kind = traits.cost
+    if kind == "linear":
         n, k = _shape(op.operands[1])
         m = math.prod(_shape(op.operands[0])[:-1])
         act = op.attributes["activation"].value
@@ -147,45 +152,42 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
             klass = f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"
             f = {"dispatch": 1, klass: 2.0 * m * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks,
                  wkey: kept}
-            return OpCost(index, label, "bertc_linear_sparse", "linear_sparse", f, 2.0 * m * kept,
+            return OpCost(index, label, f"{traits.kernel}_sparse", "linear_sparse", f, 2.0 * m * kept,
                           4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} sparse "
                           f"{sp['density']:.0%}")
         tile = target.tile
         mp, np_ = -(-m // tile.mr) * tile.mr, -(-n // tile.nr) * tile.nr  # the micro-kernel computes whole tiles
         f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, wkey: n * k}
         detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
-        return OpCost(index, label, "bertc_linear_packed", "linear", f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
+        return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
                       detail=detail)
-    if name == "bertc.attention":
+    if kind == "attention":
         b, s, h3 = _shape(op.operands[0])
         h, heads = h3 // 3, op.attributes["num_heads"].value
         f = {"dispatch": 1, "flops": 4.0 * b * s * s * h, "scores": b * heads * s * s, "values": b * s * h}
-        return OpCost(index, label, "bertc_attention", "attention", f, 4.0 * b * s * s * h, 4.0 * (b * s * h3 + b * s * h),
+        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * s * h, 4.0 * (b * s * h3 + b * s * h),
                       detail=f"{heads} heads")
-    if name == "bertc.layer_norm":
+    if kind == "layer_norm":
         e = math.prod(out)
-        return OpCost(index, label, "bertc_layer_norm", "layer_norm", {"dispatch": 1, "elements": e}, 8.0 * e,
+        return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 8.0 * e,
                       4.0 * (3 if op.residual is not None else 2) * e)
-    if name == "bertc.embedding":
+    if kind == "embedding":
         e = math.prod(out)
-        return OpCost(index, label, "bertc_embedding", "embedding", {"dispatch": 1, "elements": e}, 0.0, 8.0 * e)
-    if name == "bertc.matmul":
+        return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 0.0, 8.0 * e)
+    if kind == "matmul":
         a, bm = _shape(op.operands[0]), _shape(op.operands[1])
         fl = 2.0 * math.prod(out) * a[-1]
-        return OpCost(index, label, "bertc_matmul", "matmul", {"dispatch": 1, "flops": fl}, fl,
+        return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "flops": fl}, fl,
                       4.0 * (math.prod(a) + math.prod(bm) + math.prod(out)))
+    if kind != "elementwise":
+        raise BertcError(f"the cost model has no cost function for '{name}' (cost kind '{kind}')")
     e = math.prod(out)
-    kernel = ELEMENTWISE.get(name)
-    if kernel is None:
-        raise BertcError(f"the cost model has no cost function for '{name}'")
-    return OpCost(index, label, kernel, "elementwise", {"dispatch": 1, "elements": e}, float(e), 12.0 * e)
+    return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, float(e), 12.0 * e)
 
 
 def gemm_weight_bytes(module, as_stored: bool = True) -> int:
     """Bytes of GEMM weights one run reads: dense matrices whole, sparse ones by their kept blocks
     (``as_stored=False``: every matrix whole, as the weights ops hold them)."""
-    from .passes.common import func_ops, sparsity
-
     total = 0
     for op in func_ops(module.operation):
         if op.operation.name == "bertc.linear":
@@ -198,8 +200,6 @@ def gemm_weight_bytes(module, as_stored: bool = True) -> int:
 
 def module_ops(module, target, cache_bytes: int | None = None) -> list[OpCost]:
     """The priced ops of a module after --plan-memory; ``cache_bytes`` is the device's last-level cache."""
-    from .passes.common import func_ops
-
     from_dram = cache_bytes is not None and gemm_weight_bytes(module) > cache_bytes
     ops, i = [], 0
     for op in func_ops(module.operation):
@@ -212,8 +212,6 @@ def module_ops(module, target, cache_bytes: int | None = None) -> list[OpCost]:
 
 def _weights_bytes(module) -> int:
     """Bytes of weights.bin-to-be: constant tensors, sparse matrices by their kept blocks."""
-    from .passes.common import func_ops
-
     total = sum(math.prod(_shape(op.results[0])) * (8 if "i64" in str(op.results[0].type) else 4)
                 for op in func_ops(module.operation) if op.operation.name in ("bertc.weight", "bertc.constant"))
     return total - gemm_weight_bytes(module, as_stored=False) + gemm_weight_bytes(module)
@@ -292,8 +290,6 @@ def _check_profile(data: Any, where: str) -> None:
 
 def load_profile(spec: str | Path | None, target: str = "host") -> Profile:
     """A profile by file path, by built-in name (host, cortex-a76, vulkan-mobile), or the target's default."""
-    from .targets import get_target
-
     get_target(target)  # an unknown target is named here
     if spec is None:
         spec = BUILTIN.get(target)
@@ -325,10 +321,6 @@ def _is_config(model: Any) -> bool:
 
 
 def _config_module(model: Any, target: str, seq_len: int, batch: int):
-    from torch_mlir import ir
-
-    from .synth import bert_ir
-
     if isinstance(model, (str, Path)):
         try:
             model = json.loads(Path(model).read_text())
@@ -337,28 +329,18 @@ def _config_module(model: Any, target: str, seq_len: int, batch: int):
     return ir.Module.parse(bert_ir(model, seq_len=seq_len, batch=batch, target=target)), None
 
 
-def lowering(prune: str | None = None) -> list[str]:
-    """The passes the cost model runs after the raised IR: PASSES, with --prune-patterns where compile puts it."""
-    passes = list(PASSES)
-    if prune is not None:
-        passes.insert(passes.index("fuse-epilogues") + 1, f"prune-patterns={prune}")
-    return passes
+def _pipeline(target: str, prune: str | None) -> list[str]:
+    """What ``bertc compile --target TARGET [--prune-patterns SPEC]`` runs, up to (not including) its emitter."""
+    return [f for f in pipeline_for(get_target(target), CompileOptions(target=target, prune=prune)) if not is_emitter(f)]
 
 
 def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
                cache_bytes: int | None = None) -> list[OpCost]:
     """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py."""
-    from torch_mlir import ir
-
-    from .ir import make_context
-    from .passes import PassContext
-    from .pipeline import run_pass
-    from .targets import get_target
-
     with make_context(), ir.Location.unknown():
         module, _ = _config_module(config, target, seq_len, 1)
         ctx = PassContext()
-        for flag in lowering(prune):
+        for flag in lowering(_pipeline(target, prune)):
             run_pass(module, flag, ctx)
         return module_ops(module, get_target(target), cache_bytes)
 
@@ -367,16 +349,6 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
              prune: str | None = None, profile: str | Path | Profile | None = None) -> Estimate:
     """Estimate the latency of ``model`` (a transformers config or its dict or config.json: fast path; or
     any MODEL ``bertc compile`` takes) compiled for ``target`` and run with ``threads``."""
-    import time
-
-    from torch_mlir import ir
-
-    from .ir import make_context
-    from .passes import PassContext
-    from .pipeline import run_pass
-    from .sparsity import parse_spec
-    from .targets import get_target
-
     t0 = time.perf_counter()
     tgt = get_target(target)
     prof = profile if isinstance(profile, Profile) else load_profile(profile, target)
@@ -384,20 +356,18 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         raise BertcError(f"--threads {threads}: must be at least 1")
     if prune is not None:
         parse_spec(prune)
-    passes = lowering(prune)
+    passes = _pipeline(target, prune)
     context = make_context()
     with context, ir.Location.unknown():
         if _is_config(model):
             module, weights = _config_module(model, target, seq_len, batch)
+            passes = lowering(passes)  # synth.py writes the raised IR
         else:
-            from .api import _annotate
-            from .frontend import export_model, import_torch
+            from .frontend import export_model, import_torch  # torch: only for a model, not a config
 
             loaded = export_model(model, batch=batch, seq_len=seq_len)
             module, weights = import_torch(loaded, context)
-            _annotate(module, loaded)
-            module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
-            passes.insert(0, "raise-torch")
+            annotate(module, loaded, target)
         ctx = PassContext(weights=weights)
         for flag in passes:
             run_pass(module, flag, ctx)

@@ -1,18 +1,38 @@
-"""MLIR context set-up shared by the driver, bertc-opt and the tests."""
+"""MLIR context set-up and the module attributes the passes read, shared by the driver, the cost
+model, bertc-opt and the tests."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch_mlir import ir
+from torch_mlir.dialects import torch as torch_d
+
+from .dialects import bertc as bertc_d
 
 
 def make_context() -> ir.Context:
     """A context with the torch and bertc dialects loaded."""
-    from torch_mlir.dialects import torch as torch_d
-
-    from .dialects import bertc as bertc_d
-
     ctx = ir.Context()
     torch_d.register_dialect(ctx)
     with ctx:
         bertc_d.load()
     return ctx
+
+
+def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = None) -> None:
+    """Stamp an imported program with what the passes read besides its ops: on the function, the
+    program's input and output names and vocabulary sizes (from the frontend's LoadedModel or an
+    IRProgram); on the module, the target (``bertc.target``: the ISA and tile) and, when given, the
+    GEMM weights' dtype ("fp32" | "fp16"; pack-weights reads f32 when it is absent). Call inside the
+    module's context."""
+    f = next(op for op in module.body.operations if op.operation.name == "func.func")
+    strs = lambda xs: ir.ArrayAttr.get([ir.StringAttr.get(x) for x in xs])
+    i64 = ir.IntegerType.get_signless(64)
+    f.attributes["bertc.input_names"] = strs(loaded.input_names)
+    f.attributes["bertc.output_names"] = strs(loaded.output_names)
+    f.attributes["bertc.vocab_size"] = ir.IntegerAttr.get(i64, loaded.vocab_size)
+    f.attributes["bertc.type_vocab_size"] = ir.IntegerAttr.get(i64, max(loaded.max_token_type, 1))
+    module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
+    if dtype is not None:
+        module.operation.attributes["bertc.dtype"] = ir.StringAttr.get("f16" if dtype == "fp16" else "f32")

@@ -11,13 +11,18 @@ import re
 import pytest
 import torch
 import transformers as T
+from bertc.passes import PassContext
+from torch_mlir import ir
 
 import bertc
 from bertc.calibrate import calibrate
 from bertc.cli import main as cli
 from bertc.cost import FEATURES, Profile, estimate, load_profile, quality
 from bertc.errors import BertcError
+from bertc.ir import make_context
+from bertc.pipeline import CompileOptions, lowering, pipeline_for, run_pass
 from bertc.synth import bert_ir
+from bertc.targets import get_target
 
 SMALL = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 128,
          "vocab_size": 100, "max_position_embeddings": 64}
@@ -30,13 +35,6 @@ def _normalized(text: str) -> list[str]:
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_config_path_builds_the_ir_the_real_pipeline_builds(impl, tmp_path):
-    from bertc.passes import PassContext
-    from torch_mlir import ir
-
-    from bertc.cost import PASSES
-    from bertc.ir import make_context
-    from bertc.pipeline import run_pass
-
     cfg = T.BertConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=80,
                        vocab_size=120, max_position_embeddings=64, hidden_act="gelu", attn_implementation=impl)
     torch.manual_seed(0)
@@ -44,10 +42,22 @@ def test_config_path_builds_the_ir_the_real_pipeline_builds(impl, tmp_path):
     real = (tmp_path / "ir" / "05-plan_memory.mlir").read_text()
     with make_context(), ir.Location.unknown():
         module = ir.Module.parse(bert_ir(cfg, seq_len=16))
-        for flag in PASSES:
+        for flag in lowering(pipeline_for(get_target("host"))):
             run_pass(module, flag, PassContext())
         ours = str(module)
     assert _normalized(ours) == _normalized(real)
+
+
+@pytest.mark.parametrize("target", ["host", "android-arm64", "vulkan"])
+def test_the_cost_model_prices_a_slice_of_the_compile_pipeline(target):
+    """One pass list: --prune-patterns goes after the fusions, and what the cost model runs on raised IR is
+    that list without raise-torch and the emitter."""
+    tgt = get_target(target)
+    passes = pipeline_for(tgt, CompileOptions(target=target, prune="16x1@0.25", force_sparse=True))
+    assert passes[:4] == ["raise-torch", "fuse-attention", "fuse-epilogues", "prune-patterns{force=1}=16x1@0.25"]
+    assert passes[-1] == ("emit-vulkan" if tgt.is_gpu else "emit-c")
+    assert lowering(passes) == passes[1:-1]
+    assert pipeline_for(tgt) == [p for p in passes if not p.startswith("prune-patterns")]
 
 
 def _profile(**fitted) -> Profile:
