@@ -343,9 +343,9 @@ def open_bertc(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]
     def run() -> np.ndarray:
         return model(ids, mask, types)["last_hidden_state"]
 
-    manifest = json.loads((path / "manifest.json").read_text())
-    return run, {"threads": threads, "target": manifest["target"], "isa": manifest["isa"],
-                 "toolchain": manifest["toolchain"], "artifact": str(path)}
+    manifest = model.manifest  # bertc.artifact.Manifest, as bertc.load read and hashed it
+    return run, {"threads": threads, "target": manifest.target, "isa": manifest.isa,
+                 "toolchain": manifest.toolchain, "artifact": str(path)}
 
 
 @dataclass(frozen=True)

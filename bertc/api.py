@@ -9,7 +9,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +17,23 @@ import numpy as np
 from torch_mlir import ir
 
 from . import __version__
-from .artifact import check_output, read_manifest, staging, write_manifest
+from .artifact import Fallback, Golden, Manifest, check_output, read_manifest, staging, write_manifest
+from .device import DeviceModel
 from .errors import BertcError, DeviceUnavailable
 from .frontend import export_model, import_torch
-from .ir import make_context
+from .ir import annotate, make_context
 from .passes import PassContext
-from .pipeline import pipeline_for, run_pipeline
+from .passes.common import func_ops, producer, shape_of, sparsity
+from .pipeline import CompileOptions, passes_after, pipeline_for, run_pipeline
 from .runtime import CompiledModel
-from .sparsity import parse_spec
-from .targets import get_target
+from .targets import Target, get_target
 from .toolchain import SHADER_DIR, build, compile_shaders, find_glslang, find_toolchain
 
 
 @dataclass
 class Artifact:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     def load(self, threads: int = 1, device: str | None = None, cores: str | None = None,
              fallback: str | None = None):
@@ -60,19 +61,7 @@ def _progress(enabled: bool, passes: int):
     return step
 
 
-def _annotate(module: ir.Module, loaded) -> None:
-    f = next(op for op in module.body.operations if op.operation.name == "func.func")
-    strs = lambda xs: ir.ArrayAttr.get([ir.StringAttr.get(x) for x in xs])
-    i64 = ir.IntegerType.get_signless(64)
-    f.attributes["bertc.input_names"] = strs(loaded.input_names)
-    f.attributes["bertc.output_names"] = strs(loaded.output_names)
-    f.attributes["bertc.vocab_size"] = ir.IntegerAttr.get(i64, loaded.vocab_size)
-    f.attributes["bertc.type_vocab_size"] = ir.IntegerAttr.get(i64, max(loaded.max_token_type, 1))
-
-
 def _weight_names(value) -> list[str]:
-    from .passes.common import producer
-
     op = producer(value)
     if op is None:
         return []
@@ -83,8 +72,6 @@ def _weight_names(value) -> list[str]:
 
 def _sparsity_report(linears, target) -> dict[str, Any] | None:
     """--prune-patterns' choice per matrix: the pattern, the kept fraction, sparse or dense, the gain."""
-    from .passes.common import shape_of, sparsity
-
     rows = []
     for op in linears:
         sp = sparsity(op)
@@ -104,8 +91,6 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
 
 
 def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) -> dict[str, Any]:
-    from .passes.common import func_ops, shape_of
-
     ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
     linears = [op for op in func_ops(module.operation) if op.operation.name == "bertc.linear"]
     return {
@@ -143,63 +128,51 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     outputs for ``bertc run --verify``; ``fallback="cpu"`` adds the CPU build of the same model in
     ``cpu/``, which ``load(..., fallback="cpu")`` runs when the device cannot.
     """
-    tgt = get_target(target)  # names the supported targets when this one is unknown
-    if dtype not in ("fp32", "fp16"):
-        raise BertcError(f"unknown dtype '{dtype}': use fp32 or fp16")
-    if dtype == "fp16" and tgt.fp16_tile is None and not tgt.is_gpu:
-        raise BertcError(f"--dtype fp16 needs an ARM64 target (ARMv8.2-A FP16 arithmetic) or a GPU target; target "
-                         f"'{target}' is {tgt.arch} with {tgt.isa} kernels: use --target android-arm64 or vulkan, or fp32")
-    if fallback not in (None, "cpu"):
-        raise BertcError(f"--fallback {fallback}: the only fallback is cpu")
-    if fallback and not tgt.is_gpu:
-        raise BertcError(f"--fallback cpu is for GPU targets (vulkan, android-vulkan); '{target}' already runs on the CPU")
-    passes = pipeline_for(tgt)
-    if prune is not None:
-        parse_spec(prune)  # a bad SPEC fails here, before the slow steps
-        if tgt.is_gpu:
-            raise BertcError(f"--prune-patterns: target '{target}' has no sparse GEMM shader; compile for a CPU "
-                             "target, or without --prune-patterns")
-        if dtype != "fp32":
-            raise BertcError("--prune-patterns: the sparse kernels are fp32; compile with --dtype fp32 "
-                             "(or leave out --prune-patterns)")
-        flag = f"prune-patterns{{force=1}}={prune}" if force_sparse else f"prune-patterns={prune}"
-        passes.insert(passes.index("fuse-epilogues") + 1, flag)
-    elif force_sparse:
-        raise BertcError("--force applies to --prune-patterns; give a SPEC too, e.g. --prune-patterns 16x1@0.25")
+    options = CompileOptions(target=target, seq_len=seq_len, batch=batch, dtype=dtype, prune=prune,
+                             force_sparse=force_sparse, fallback=fallback, trust_pickle=trust_pickle, config=config,
+                             dump_dir=dump_dir, progress=progress)
+    tgt = options.check()
+    passes = pipeline_for(tgt, options)
     if out is None:
         stem = Path(str(model)).stem if isinstance(model, (str, Path)) else type(model).__name__.lower()
         out = Path(f"{stem}.bertc")
     out = Path(out)
     check_output(out)  # an -o bertc may not replace, or cannot write, fails now rather than after the export
-    step = _progress(progress, len(passes))
+    step = _progress(options.progress, len(passes))
     timings: dict[str, float] = {}
     t = time.perf_counter()
     toolchain = find_toolchain(tgt)  # fail before the slow steps if there is no compiler
     if tgt.is_gpu:
         find_glslang()  # ... or no shader compiler
     step("export")
-    loaded = export_model(model, batch=batch, seq_len=seq_len, trust_pickle=trust_pickle, config=config)
+    loaded = export_model(model, batch=options.batch, seq_len=options.seq_len, trust_pickle=options.trust_pickle,
+                          config=options.config)
     timings["export"] = time.perf_counter() - t
-    golden = _golden(loaded, batch, seq_len) if tgt.is_gpu else None  # before the import changes the program
+    golden = _golden(loaded, options.batch, options.seq_len) if tgt.is_gpu else None  # before the import changes it
     with staging(out) as tmp:
-        manifest = _build_into(tmp, loaded, tgt, toolchain, dtype, passes, timings, step, dump_dir, batch, seq_len)
+        manifest = _build_into(tmp, loaded, tgt, toolchain, options, passes, timings, step)
         if golden is not None:
-            _store_golden(tmp, golden, dtype, manifest)
-        if fallback:
+            manifest = replace(manifest, golden=_store_golden(tmp, golden, options.dtype, manifest))
+        if options.fallback:
             cpu = get_target(tgt.cpu)
-            fields = _build_into(tmp / "cpu", loaded, cpu, find_toolchain(cpu), dtype if cpu.fp16_tile else "fp32",
-                                 pipeline_for(cpu), {}, lambda name: None, None, batch, seq_len)
-            write_manifest(tmp / "cpu", fields)  # an artifact of its own
-            manifest["fallback"] = {"cpu": "cpu", "target": cpu.name}
+            cpu_options = replace(options, target=cpu.name, dtype=options.dtype if cpu.fp16_tile else "fp32",
+                                  fallback=None, dump_dir=None)
+            cpu_manifest = _build_into(tmp / "cpu", loaded, cpu, find_toolchain(cpu), cpu_options,
+                                       pipeline_for(cpu, cpu_options))
+            write_manifest(tmp / "cpu", cpu_manifest)  # an artifact of its own
+            manifest = replace(manifest, fallback=Fallback(cpu="cpu", target=cpu.name))
         manifest = write_manifest(tmp, manifest)
     step("done")
     return Artifact(out, manifest)
 
 
-def _build_into(folder: Path, loaded, tgt, toolchain, dtype: str, passes: list[str], timings: dict[str, float],
-                step, dump_dir, batch: int, seq_len: int) -> dict[str, Any]:
-    """Import, run the passes and build one target's artifact files into ``folder`` (report.json
-    included); return the manifest's fields (write_manifest adds the file list)."""
+def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOptions, passes: list[str],
+                timings: dict[str, float] | None = None, step=lambda name: None) -> Manifest:
+    """Import, run ``passes`` and build one target's artifact files into ``folder`` (report.json
+    included); return its manifest without the file list (write_manifest adds it). ``tgt`` is
+    ``options.target`` resolved, or a Target of compile_ir's own (the reference kernels)."""
+    timings = {} if timings is None else timings
+    dtype, dump_dir = options.dtype, options.dump_dir
     step("import")
     t = time.perf_counter()
     context = make_context()
@@ -211,9 +184,7 @@ def _build_into(folder: Path, loaded, tgt, toolchain, dtype: str, passes: list[s
     ctx = PassContext(weights=weights)
     t = time.perf_counter()
     with context, ir.Location.unknown():
-        _annotate(module, loaded)
-        module.operation.attributes["bertc.target"] = ir.StringAttr.get(tgt.name)
-        module.operation.attributes["bertc.dtype"] = ir.StringAttr.get("f16" if dtype == "fp16" else "f32")
+        annotate(module, loaded, tgt.name, dtype)
         run_pipeline(module, passes, ctx, Path(dump_dir) if dump_dir else None, progress=step)
     timings["passes"] = time.perf_counter() - t
     emitted = ctx.outputs["emit-vulkan" if tgt.is_gpu else "emit-c"]
@@ -249,28 +220,17 @@ def _build_into(folder: Path, loaded, tgt, toolchain, dtype: str, passes: list[s
         report["dispatches"] = [{"op": d.label, "shader": d.shader, "spec": list(d.spec), "groups": list(d.groups)}
                                 for d in emitted.dispatches]
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    b, s = batch, seq_len
-    fields = {
-        "bertc_version": __version__,
-        "target": tgt.name,
-        "arch": tgt.arch,
-        "isa": tgt.isa,
-        "dtype": dtype,
-        "toolchain": toolchain.name,
-        "library": lib.name,
-        "tool": "bertc_run",
-        "batch": b,
-        "seq_len": s,
-        "vocab_size": loaded.vocab_size,
-        "inputs": [{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
-        "outputs": _output_specs(module, loaded.output_names),
-        "passes": passes,
-        "model": {"source": loaded.source, "config": loaded.config},
-        "tokenizer": "tokenizer" if loaded.tokenizer_dir is not None else None,
-    }
-    if tgt.is_gpu:
-        fields["shaders"] = sorted(emitted.shaders)
-    return fields
+    b, s = options.batch, options.seq_len
+    return Manifest(
+        bertc_version=__version__, target=tgt.name, arch=tgt.arch, isa=tgt.isa, dtype=dtype,
+        toolchain=toolchain.name, library=lib.name, tool="bertc_run", batch=b, seq_len=s,
+        vocab_size=loaded.vocab_size,
+        inputs=[{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
+        outputs=_output_specs(module, loaded.output_names), passes=passes,
+        model={"source": loaded.source, "config": loaded.config},
+        tokenizer="tokenizer" if loaded.tokenizer_dir is not None else None,
+        shaders=sorted(emitted.shaders) if tgt.is_gpu else None,
+    )
 
 
 @dataclass
@@ -292,13 +252,12 @@ class IRProgram:
 
 def compile_ir(program: IRProgram, target, out: str | Path, batch: int, seq_len: int) -> Artifact:
     """Compile an IRProgram for ``target`` (a name or a Target: a CPU target with isa="ref" builds the
-    reference kernels): the target's pipeline from --plan-memory on (the IR is already bertc ops)."""
+    reference kernels): the target's pipeline after the fusions (the IR is already the bertc ops to run)."""
     tgt = get_target(target) if isinstance(target, str) else target
-    passes = [p for p in pipeline_for(tgt) if p in ("pack-weights", "plan-memory") or p.startswith("emit-")]
+    options = CompileOptions(target=tgt.name, seq_len=seq_len, batch=batch)
+    passes = passes_after(pipeline_for(tgt, options), "fuse-epilogues")
     with staging(Path(out)) as tmp:
-        fields = _build_into(tmp, program, tgt, find_toolchain(tgt), "fp32", passes, {}, lambda name: None, None,
-                             batch, seq_len)
-        manifest = write_manifest(tmp, fields)
+        manifest = write_manifest(tmp, _build_into(tmp, program, tgt, find_toolchain(tgt), options, passes))
     return Artifact(Path(out), manifest)
 
 
@@ -338,22 +297,20 @@ def _golden(loaded, batch: int, seq_len: int) -> tuple[dict[str, np.ndarray], li
     return inputs, [t.detach().to(torch.float32).contiguous().numpy() for t in result]
 
 
-def _store_golden(folder: Path, golden, dtype: str, manifest: dict[str, Any]) -> None:
-    """golden/: the inputs and PyTorch's outputs, raw little-endian (int64, float32)."""
+def _store_golden(folder: Path, golden, dtype: str, manifest: Manifest) -> Golden:
+    """golden/: the inputs and PyTorch's outputs, raw little-endian (int64, float32); returns its manifest entry."""
     inputs, outputs = golden
     gold = folder / "golden"
     gold.mkdir()
     for n, arr in inputs.items():
         arr.tofile(gold / f"{n}.bin")
-    for spec, arr in zip(manifest["outputs"], outputs):
+    for spec, arr in zip(manifest.outputs, outputs):
         arr.tofile(gold / f"{spec['name']}.bin")
-    manifest["golden"] = {"folder": "golden", "inputs": list(inputs), "outputs": [o["name"] for o in manifest["outputs"]],
-                          "tolerance": VERIFY_TOLERANCE[dtype], "reference": "PyTorch (the exported program)"}
+    return Golden(folder="golden", inputs=list(inputs), outputs=[o["name"] for o in manifest.outputs],
+                  tolerance=VERIFY_TOLERANCE[dtype], reference="PyTorch (the exported program)")
 
 
 def _output_specs(module: ir.Module, names: list[str]) -> list[dict[str, Any]]:
-    from .passes.common import shape_of
-
     f = next(op for op in module.body.operations if op.operation.name == "func.func")
     ret = list(f.regions[0].blocks[0].operations)[-1]
     return [{"name": n, "shape": shape_of(v), "dtype": "float32"} for n, v in zip(names, ret.operands)]
@@ -369,54 +326,52 @@ def load(path: str | Path, threads: int = 1, device: str | None = None, cores: s
     artifact finds no usable Vulkan device, run the CPU build it carries (compiled with --fallback cpu).
     """
     path = Path(path)
-    manifest = read_manifest(path)
+    manifest = read_manifest(path)  # hashed once here; the model is handed the checked manifest
     if fallback not in (None, "cpu"):
         raise BertcError(f"--fallback {fallback}: the only fallback is cpu")
     try:
-        if device is None and cores is None and manifest["target"] in ("host", "vulkan"):
-            return CompiledModel(path, threads=threads)
-        from .device import DeviceModel
-
-        model = DeviceModel(path, device=device, threads=threads, cores=cores)
-        if fallback and "fallback" in manifest:  # bertc_run opens the device on each call: try it once now
-            model(np.zeros((manifest["batch"], 1), np.int64))
+        if device is None and cores is None and manifest.target in ("host", "vulkan"):
+            return CompiledModel(path, threads=threads, manifest=manifest)
+        model = DeviceModel(path, device=device, threads=threads, cores=cores, manifest=manifest)
+        if fallback and manifest.fallback:  # bertc_run opens the device on each call: try it once now
+            model(np.zeros((manifest.batch, 1), np.int64))
         return model
     except DeviceUnavailable as e:
         return load(cpu_fallback(path, manifest, e, fallback), threads=threads, device=device, cores=cores)
 
 
-def cpu_fallback(path: Path, manifest: dict[str, Any], error: DeviceUnavailable, fallback: str | None) -> Path:
+def cpu_fallback(path: Path, manifest: Manifest, error: DeviceUnavailable, fallback: str | None) -> Path:
     """The CPU build to run instead of a GPU artifact that found no device, or ``error`` with the way out."""
     if fallback != "cpu":
         raise error
-    if "fallback" not in manifest:
+    if manifest.fallback is None:
         raise BertcError(f"{error}\n{path} carries no CPU build to fall back to: recompile it with --fallback cpu") from None
-    print(f"bertc: {error}\nbertc: running the CPU build ({manifest['fallback']['target']}) instead", file=sys.stderr)
-    return path / manifest["fallback"]["cpu"]
+    print(f"bertc: {error}\nbertc: running the CPU build ({manifest.fallback.target}) instead", file=sys.stderr)
+    return path / manifest.fallback.cpu
 
 
-def verify(model, manifest: dict[str, Any], path: Path) -> dict[str, Any]:
+def verify(model, manifest: Manifest, path: Path) -> dict[str, Any]:
     """Run the golden inputs stored at compile time and compare with the stored PyTorch outputs (on
     the unpadded tokens): max |error| per output against the artifact's tolerance. Raises when above."""
-    gold = manifest.get("golden")
+    gold = manifest.golden
     if gold is None:
         raise BertcError(f"{path} has no golden inputs/outputs (only GPU artifacts carry them): nothing to verify")
-    folder = path / gold["folder"]
-    b, s = manifest["batch"], manifest["seq_len"]
-    inputs = {n: np.fromfile(folder / f"{n}.bin", dtype=np.int64).reshape(b, s) for n in gold["inputs"]}
+    folder = path / gold.folder
+    b, s = manifest.batch, manifest.seq_len
+    inputs = {n: np.fromfile(folder / f"{n}.bin", dtype=np.int64).reshape(b, s) for n in gold.inputs}
     ours = model(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"))
     keep = inputs.get("attention_mask", np.ones((b, s), np.int64)).astype(bool)
     errors = {}
-    for spec in manifest["outputs"]:
+    for spec in manifest.outputs:
         ref = np.fromfile(folder / f"{spec['name']}.bin", dtype=np.float32).reshape(spec["shape"])
         diff = np.abs(ours[spec["name"]] - ref)
         errors[spec["name"]] = float(diff[keep].max() if diff.shape[:2] == (b, s) else diff.max())
     worst = max(errors.values())
-    result = {"max_abs_error": errors, "tolerance": gold["tolerance"], "passed": worst <= gold["tolerance"],
-              "reference": gold["reference"]}
+    result = {"max_abs_error": errors, "tolerance": gold.tolerance, "passed": worst <= gold.tolerance,
+              "reference": gold.reference}
     if not result["passed"]:
         raise BertcError(f"--verify failed: max |error| {worst:.3g} against the golden outputs is above the tolerance "
-                         f"{gold['tolerance']:g} ({errors}); this device/driver computes this model wrongly: use the "
+                         f"{gold.tolerance:g} ({errors}); this device/driver computes this model wrongly: use the "
                          "CPU build (--fallback cpu) on it")
     return result
 

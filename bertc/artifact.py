@@ -6,9 +6,11 @@ compile never leaves something that looks complete and never destroys the previo
 way leaves a staging folder named for its owner process, which the next compile beside it removes
 (``remove_stale_staging``).
 
-A manifest is data from a file someone may have edited: ``read_manifest`` checks its shape and that
-every name in it (the files, the library, the tool, the tokenizer, golden and fallback folders)
-stays inside the artifact folder, before anything opens, hashes or dlopens what it names.
+``Manifest`` is manifest.json as a record, read and written only here (the C loader,
+runtime/src/loader.h, reads the same JSON). A manifest is data from a file someone may have edited:
+``read_manifest`` checks its shape and that every name in it (the files, the library, the tool, the
+tokenizer, golden and fallback folders) stays inside the artifact folder, before anything opens,
+hashes or dlopens what it names.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -43,6 +46,82 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A GPU artifact's CPU build (--fallback cpu): its folder inside the artifact and its target."""
+
+    cpu: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Golden:
+    """GPU artifacts: golden inputs and PyTorch's outputs for them (raw little-endian int64 / float32
+    files NAME.bin in ``folder``), and the max |error| ``bertc run --verify`` accepts."""
+
+    folder: str
+    inputs: list[str]
+    outputs: list[str]
+    tolerance: float
+    reference: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    """manifest.json. The fields are in the file's key order; ``to_dict`` writes them all, but leaves out
+    shaders, golden and fallback when an artifact has none. ``inputs`` and ``outputs`` list each tensor
+    as {"name", "shape", "dtype"}, the form the C loader reads; ``files`` maps each file's path to its
+    sha256 and bytes (``write_manifest`` fills it in)."""
+
+    format_version: int = FORMAT_VERSION
+    bertc_version: str | None = None
+    target: str
+    arch: str | None = None  # "x86_64", "aarch64": where bertc_run runs natively
+    isa: str | None = None  # the kernels linked: avx2, neon, ref, vulkan
+    dtype: str | None = None  # GEMM weights: fp32 or fp16
+    toolchain: str | None = None
+    library: str
+    tool: str | None = None  # bertc_run, the program run on a device
+    batch: int
+    seq_len: int
+    vocab_size: int | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    passes: list[str] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)  # {"source", "config"}
+    tokenizer: str | None = None  # the tokenizer's folder, for bertc run --text
+    shaders: list[str] | None = None  # GPU artifacts: shaders/NAME.spv
+    golden: Golden | None = None
+    fallback: Fallback | None = None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    _OPTIONAL = ("shaders", "golden", "fallback")  # keys a manifest holds only when it has them
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: asdict(v) if isinstance(v := getattr(self, f.name), (Golden, Fallback)) else v
+                for f in fields(self) if not (f.name in self._OPTIONAL and getattr(self, f.name) is None)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """The record of a manifest ``_check_manifest`` accepted; keys this bertc does not know are dropped."""
+        known = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for key, record in (("golden", Golden), ("fallback", Fallback)):
+            if known.get(key) is not None:
+                known[key] = record(**{f.name: known[key][f.name] for f in fields(record) if f.name in known[key]})
+        return cls(**known)
+
+    def __getitem__(self, key: str) -> Any:
+        """manifest["batch"]: the JSON form, for readers not yet moved to the fields (issue 16)."""
+        return self.to_dict()[key]
+
+    def keys(self):
+        """With __getitem__, lets ``{**manifest}`` give the JSON form (issue 16: a shim until every reader moves)."""
+        return self.to_dict().keys()
 
 
 # --------------------------------------------------------------------------- writing
@@ -210,13 +289,14 @@ def publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_manifest(folder: Path, fields: dict[str, Any]) -> dict[str, Any]:
+def write_manifest(folder: Path, manifest: Manifest) -> Manifest:
+    """Write ``folder``'s manifest.json: ``manifest`` with every file now in the folder hashed into ``files``."""
     files = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != MANIFEST:
             files[p.relative_to(folder).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    manifest = {"format_version": FORMAT_VERSION, **fields, "files": files}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = replace(manifest, format_version=FORMAT_VERSION, files=files)
+    (folder / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
     return manifest
 
 
@@ -268,12 +348,12 @@ def _check_manifest(folder: Path, manifest: Any) -> dict[str, Any]:
     for rel, meta in manifest["files"].items():
         if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and type(meta.get("bytes")) is int):
             raise BertcError(f"{where}: the entry for {rel} needs a sha256 (string) and bytes (number); recompile it")
-    for key, fields in (("golden", {"folder": str, "inputs": list, "outputs": list, "tolerance": (int, float)}),
-                        ("fallback", {"cpu": str, "target": str})):
+    for key, needs in (("golden", {"folder": str, "inputs": list, "outputs": list, "tolerance": (int, float)}),
+                       ("fallback", {"cpu": str, "target": str})):
         value = manifest.get(key)
         if value is not None and not (isinstance(value, dict)
-                                      and all(isinstance(value.get(f), t) for f, t in fields.items())):
-            raise BertcError(f"{where}: '{key}' needs {', '.join(fields)}; it was altered: recompile it")
+                                      and all(isinstance(value.get(f), t) for f, t in needs.items())):
+            raise BertcError(f"{where}: '{key}' needs {', '.join(needs)}; it was altered: recompile it")
     outputs = manifest.get("outputs", [])
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("shape"), list) and
                                                 all(type(d) is int and d >= 0 for d in o["shape"]) for o in outputs):
@@ -307,7 +387,8 @@ def _check_names(folder: Path, manifest: dict[str, Any], where: Path) -> None:
                              "recompile it")
 
 
-def read_manifest(folder: Path, verify: bool = True) -> dict[str, Any]:
+def read_manifest(folder: Path, verify: bool = True) -> Manifest:
+    """``folder``'s manifest, checked (and with ``verify``, every file it lists hashed against it)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BertcError(f"artifact '{folder}' does not exist (compile one with `bertc compile MODEL -o {folder}`)")
@@ -327,4 +408,4 @@ def read_manifest(folder: Path, verify: bool = True) -> dict[str, Any]:
                 raise BertcError(f"{p} is {p.stat().st_size} bytes, the manifest says {meta['bytes']} (truncated?)")
             if sha256_file(p) != meta["sha256"]:
                 raise BertcError(f"{p} does not match its sha256 in the manifest (altered or corrupt); recompile")
-    return manifest
+    return Manifest.from_dict(manifest)

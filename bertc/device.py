@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import read_manifest
+from .artifact import Manifest, read_manifest
 from .errors import BertcError, DeviceUnavailable
 from .runtime import check_ids
 
@@ -114,15 +114,15 @@ def _call(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
         raise BertcError(f"could not start {argv[0]}: {e}") from e
 
 
-def make_device(spec: str | None, manifest: dict[str, Any]) -> Device:
+def make_device(spec: str | None, manifest: Manifest) -> Device:
     """'host' / 'qemu' / 'adb' / 'adb:SERIAL'; None picks host when the artifact's CPU is this one, else qemu."""
     here = {"arm64": "aarch64"}.get(platform.machine(), platform.machine())
-    arch = manifest.get("arch", here)
+    arch = manifest.arch if manifest.arch is not None else here
     if spec is None:
         spec = "host" if arch == here else "qemu"
     if spec == "host":
         if arch != here:
-            raise BertcError(f"this artifact is for {arch} ({manifest['target']}) and this machine is {here}: "
+            raise BertcError(f"this artifact is for {arch} ({manifest.target}) and this machine is {here}: "
                              "use --device qemu to emulate it, or --device adb to run it on a phone")
         return Device()
     if spec == "qemu":
@@ -138,16 +138,17 @@ class DeviceModel:
     """An artifact run through bertc_run on a device; same call interface as CompiledModel."""
 
     def __init__(self, path: str | Path, device: str | None = None, threads: int = 1, cores: str | None = None,
-                 timeout: float = 600):
+                 timeout: float = 600, manifest: Manifest | None = None):
+        """``manifest``: the folder's, already read (and hashed) by read_manifest; read here when None."""
         self.path = Path(path)
-        self.manifest = read_manifest(self.path)
+        self.manifest = manifest if manifest is not None else read_manifest(self.path)
         # the program run is the manifest's tool, which read_manifest keeps among the hashed files in the folder
-        self.tool = self.manifest.get("tool")
+        self.tool = self.manifest.tool
         if self.tool is None:
             raise BertcError(f"{self.path}'s manifest names no tool (bertc_run) among its hashed files; recompile it")
         self.device = make_device(device, self.manifest)
         self.threads, self.cores, self.timeout = threads, cores, timeout
-        self.seq_len = self.manifest["seq_len"]
+        self.seq_len = self.manifest.seq_len
         self.remote = self.device.stage(self.path, self.tool)
 
     def _invoke(self, inputs: dict[str, np.ndarray], extra: list[str], out_dir: Path | None) -> dict[str, Any]:
@@ -196,7 +197,7 @@ class DeviceModel:
             result = {}
             for o in report["outputs"]:
                 arr = np.fromfile(Path(out) / f"{o['name']}.bin", dtype=np.float32).reshape(o["shape"])
-                if arr.ndim >= 3 and arr.shape[1] == self.manifest["seq_len"] and seq < arr.shape[1]:
+                if arr.ndim >= 3 and arr.shape[1] == self.manifest.seq_len and seq < arr.shape[1]:
                     arr = arr[:, :seq]  # per-token outputs: drop the padding bertc added
                 result[o["name"]] = arr
         self.last_report = report

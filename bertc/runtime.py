@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import read_manifest
+from .artifact import Manifest, read_manifest
 from .errors import BertcError, DeviceUnavailable
 
 _STATUS = {1: "I/O error", 2: "format error", 3: "checksum error", 4: "input error", 5: "out of memory",
@@ -75,16 +75,17 @@ class CompiledModel:
     arena until the next run (bertc.h), so one lock covers bertc_run and the copy of the outputs, and
     ``close()`` takes it too: it waits for a call in progress, and a call after it is a BertcError."""
 
-    def __init__(self, path: str | Path, threads: int = 1):
+    def __init__(self, path: str | Path, threads: int = 1, manifest: Manifest | None = None):
+        """``manifest``: the folder's, already read (and hashed) by read_manifest; read here when None."""
         self._h: ctypes.c_void_p | None = None
         self._lock = threading.Lock()
         self.path = Path(path)
-        self.manifest = read_manifest(self.path)
-        if self.manifest["target"] not in ("host", "vulkan"):
-            raise BertcError(f"{self.path} was compiled for {self.manifest['target']}; only host artifacts run in this "
+        self.manifest = manifest if manifest is not None else read_manifest(self.path)
+        if self.manifest.target not in ("host", "vulkan"):
+            raise BertcError(f"{self.path} was compiled for {self.manifest.target}; only host artifacts run in this "
                              "process (and vulkan ones, on this machine's Vulkan device): load it with device='qemu' "
                              "or device='adb'")
-        self.lib = ctypes.CDLL(str(self.path / self.manifest["library"]))
+        self.lib = ctypes.CDLL(str(self.path / self.manifest.library))
         _bind(self.lib)
         handle = ctypes.c_void_p()
         status = self.lib.bertc_open(str(self.path).encode(), int(threads), ctypes.byref(handle))

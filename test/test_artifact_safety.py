@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,8 @@ def test_artifact_holding_files_it_does_not_list_is_never_replaced(compiled, tmp
     # a GPU artifact's CPU build (--fallback cpu) has a manifest of its own, which the outer one does not list
     (art / "notes.txt").unlink()
     shutil.copytree(compiled, art / "cpu")
-    fields = json.loads((art / "manifest.json").read_text())
-    artifact.write_manifest(art, {**fields, "fallback": {"cpu": "cpu", "target": "host"}})
+    manifest = artifact.read_manifest(art)
+    artifact.write_manifest(art, replace(manifest, fallback=artifact.Fallback(cpu="cpu", target="host")))
     assert artifact.check_output(art) == art.resolve()
 
 
@@ -102,6 +103,14 @@ def test_unwritable_output_fails_before_the_export(tmp_path, monkeypatch):
         bertc.compile(tiny_model("bert"), seq_len=16, out=blocker / "x.bertc")
 
 
+def test_the_manifest_record_writes_the_json_it_was_read_from(compiled):
+    """read_manifest's Manifest gives back manifest.json byte for byte: the C loader and older tools read that JSON."""
+    text = (compiled / "manifest.json").read_text()
+    manifest = artifact.read_manifest(compiled)
+    assert json.dumps(manifest.to_dict(), indent=2) + "\n" == text
+    assert (manifest.batch, manifest.seq_len, manifest.target, manifest.tool) == (1, 16, "host", "bertc_run")
+
+
 def test_recompiling_over_an_artifact_replaces_it_with_the_umask_mode(compiled, tmp_path):
     art = tmp_path / "art.bertc"
     shutil.copytree(compiled, art)
@@ -111,7 +120,7 @@ def test_recompiling_over_an_artifact_replaces_it_with_the_umask_mode(compiled, 
     finally:
         os.umask(old)
     assert art.stat().st_mode & 0o777 == 0o755  # mkdtemp's 0700 before
-    assert artifact.read_manifest(art)["files"]["weights.bin"] != json.loads(
+    assert artifact.read_manifest(art).files["weights.bin"] != json.loads(
         (compiled / "manifest.json").read_text())["files"]["weights.bin"]
 
 

@@ -13,7 +13,7 @@ import torch
 from conftest import random_inputs, tiny_model
 
 import bertc
-from bertc.artifact import sha256_file
+from bertc.artifact import read_manifest, sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_corrupt_manifest(artifact, tmp_path):
 
 def test_missing_library(artifact, tmp_path):
     art = _copy(artifact, tmp_path)
-    lib = json.loads((art / "manifest.json").read_text())["library"]
+    lib = read_manifest(art).library
     (art / lib).unlink()
     with pytest.raises(bertc.BertcError, match="missing"):
         bertc.load(art)

@@ -181,11 +181,11 @@ def test_every_shader_matches_the_reference_kernel(seed, tmp_path):
 
 def test_verify_runs_the_golden_inputs(bert_vk, tmp_path):
     _, art = bert_vk
-    gold = art.manifest["golden"]
-    assert gold["tolerance"] == 1e-3 and (art.path / "golden" / "input_ids.bin").exists()
+    gold = art.manifest.golden
+    assert gold.tolerance == 1e-3 and (art.path / "golden" / "input_ids.bin").exists()
     result = verify(art.load(), art.manifest, art.path)
     assert result["passed"] and max(result["max_abs_error"].values()) <= TOL
-    strict = {**art.manifest, "golden": {**gold, "tolerance": 1e-12}}  # as a device that computes it wrong would be
+    strict = replace(art.manifest, golden=replace(gold, tolerance=1e-12))  # as a device that computes it wrong would be
     with pytest.raises(BertcError, match="--verify failed.*--fallback cpu"):
         verify(art.load(), strict, art.path)
     r = subprocess.run([sys.executable, "-m", "bertc.cli", "run", str(art.path), "--verify"], capture_output=True,
