@@ -216,7 +216,7 @@ def _bench(args: argparse.Namespace) -> int:
         raise BertcError("--seq sets the length of the synthetic input; with --text or --input-ids the input has "
                          "its own length: leave out --seq")
     if args.text is None and args.input_ids is None:
-        ids = np.full((model.manifest["batch"], args.seq or model.seq_len), 101, np.int64)  # any valid id
+        ids = np.full((model.manifest.batch, args.seq or model.seq_len), 101, np.int64)  # any valid id
         mask = types = None
     else:
         ids, mask, types = _inputs(args, model.seq_len)
