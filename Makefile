@@ -59,7 +59,7 @@ lint: setup ## ruff
 ARCH := $(shell uname -m)
 ISA := $(if $(filter x86_64,$(ARCH)),avx2,$(if $(filter aarch64 arm64,$(ARCH)),neon))
 ISA_SRC := $(if $(ISA),runtime/kernels/$(ISA)/kernels.c)
-RT_SRC := runtime/src/runtime.c runtime/src/pool.c runtime/src/sha256.c runtime/kernels/ref/kernels.c $(ISA_SRC)
+RT_SRC := runtime/src/api.c runtime/src/runtime.c runtime/src/pool.c runtime/src/sha256.c runtime/kernels/ref/kernels.c $(ISA_SRC)
 KC_SRC := runtime/tests/kernel_check.c runtime/tests/ref_renamed.c runtime/src/pool.c runtime/kernels/ref/kernels.c \
 	$(ISA_SRC)
 RT_HEADERS := $(wildcard runtime/include/*.h runtime/src/*.h runtime/src/third_party/*.h runtime/kernels/*.h \

@@ -31,7 +31,7 @@ from .errors import BertcError
 from .targets import Target
 
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
-RUNTIME_SOURCES = ["src/runtime.c", "src/pool.c", "src/sha256.c", "kernels/ref/kernels.c"]
+RUNTIME_SOURCES = ["src/api.c", "src/runtime.c", "src/pool.c", "src/sha256.c", "kernels/ref/kernels.c"]
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
 NDK_API = 24
 EXTRA_CFLAGS = "BERTC_EXTRA_CFLAGS"  # the environment variable build() appends to the toolchain's flags
@@ -171,7 +171,7 @@ def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem:
     return lib, tool
 
 
-VULKAN_SOURCES = ["vulkan/vulkan.c", "src/sha256.c"]
+VULKAN_SOURCES = ["src/api.c", "vulkan/vulkan.c", "src/sha256.c"]
 SHADER_DIR = RUNTIME / "vulkan" / "shaders"
 GLSLANG_HOW = "apt-get install glslang-tools (or set GLSLANG_VALIDATOR to its path)"
 

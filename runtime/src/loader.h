@@ -1,6 +1,6 @@
-/* What both executors (the CPU one in runtime.c, the Vulkan one in ../vulkan/vulkan.c) do the same
- * way when opening and running an artifact: read the manifest's format version and weights sha256,
- * map and check weights.bin, and range-check the int64 inputs. Internal; static functions.
+/* What bertc_open and bertc_run (api.c) do the same way whichever backend runs the program: read the
+ * manifest's format version and weights sha256, map and check weights.bin, and range-check the int64
+ * inputs. Internal; static functions.
  *
  * Everything read from disk goes through a function that takes a buffer (parse_manifest,
  * check_manifest, check_weights, check_inputs), so that runtime/tests/fuzz_loader.c fuzzes exactly
@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +19,7 @@
 
 #include "../include/bertc.h"
 #include "sha256.h"
-
-static bertc_status fail(char *buf, bertc_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bertc_status fail(char *buf, bertc_status code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, 512, fmt, ap);
-  va_end(ap);
-  return code;
-}
+#include "status.h"
 
 /* ---- manifest.json ---------------------------------------------------------------------------
  * The loader needs two facts from the manifest: the top-level "format_version" (an integer) and

@@ -41,6 +41,23 @@ typedef struct {
   int64_t shape[4];
 } bertc_tensor_slot;
 
+/* What every program says about itself, whichever backend runs it: what bertc_open checks the artifact
+ * against, the input shapes and slots bertc_run checks and fills, and the outputs and ops the accessors
+ * of bertc.h name. api.c reads only this (backend.h). */
+typedef struct {
+  int format_version;
+  int64_t arena_bytes;
+  int64_t weights_bytes;
+  const char *weights_sha256;  /* hex */
+  int64_t batch, seq_len;
+  int64_t vocab_size, type_vocab_size;
+  int64_t ids_offset, mask_offset, types_offset; /* arena slots of the int64 inputs, -1 if unused */
+  int num_outputs;
+  const bertc_tensor_slot *outputs;
+  int num_ops;
+  const bertc_op_info *ops;    /* [num_ops], in run order: op i is timed into op_seconds[i] */
+} bertc_program_header;
+
 typedef struct {
   int format_version;
   int64_t arena_bytes;

@@ -1,15 +1,15 @@
-/* The Vulkan executor: the C API of include/bertc.h on a GPU, for artifacts of --target vulkan /
- * android-vulkan. libvulkan is loaded with dlopen (no link-time dependency); a missing library,
- * no device, or a device without a feature the program needs is BERTC_ERR_DEVICE with a message
- * that says what is missing and how to get it.
+/* The Vulkan backend (../src/backend.h), for artifacts of --target vulkan / android-vulkan: the model of
+ * include/bertc.h (implemented once in ../src/api.c) on a GPU. libvulkan is loaded with dlopen (no
+ * link-time dependency); a missing library, no device, or a device without a feature the program
+ * needs is BERTC_ERR_DEVICE with a message that says what is missing and how to get it.
  *
  * At open: pick a device (BERTC_VULKAN_DEVICE=i picks the i-th, else discrete > integrated >
  * virtual > CPU), check its features and limits, upload the weights once into the one device
  * buffer (the arena first, then the weights), load and check the shaders/ SPIR-V, build one
  * pipeline per (shader, specialization constants) and record one command buffer: copy the inputs
- * in, every dispatch with a barrier after it and a timestamp, copy the outputs out. A run fills
- * the inputs, submits that command buffer, waits, and adds each dispatch's GPU time into the
- * per-op timers (bertc_op_seconds).
+ * in, every dispatch with a barrier after it and a timestamp, copy the outputs out. A run (api.c
+ * has put the inputs in their io slots) submits that command buffer, waits, and adds each dispatch's
+ * GPU time into the per-op timers (bertc_op_seconds).
  *
  * BERTC_VULKAN_LIBRARY=PATH loads another Vulkan loader; BERTC_VULKAN_DISABLE=shaderFloat16,...
  * makes the executor treat the device as lacking those features (to test what users of such a
@@ -17,10 +17,13 @@
 #define _GNU_SOURCE
 #define VK_NO_PROTOTYPES
 #include <dlfcn.h>
-#include <pthread.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <vulkan/vulkan.h>
 
-#include "../src/loader.h"
+#include "../src/backend.h"
+#include "../src/sha256.h"
 #include "vk_program.h"
 
 #define VK_FUNCS(X)                                                                                           \
@@ -55,7 +58,9 @@ typedef struct {
   void *map; /* host-visible buffers only */
 } vk_buffer;
 
-struct bertc_model {
+typedef struct bertc_backend_state vk_model;
+
+struct bertc_backend_state {
   const bertc_vk_program *prog;
   vk_api vk;
   VkInstance instance;
@@ -78,22 +83,16 @@ struct bertc_model {
   uint64_t ts_mask;
   double ts_period_ns;
   uint64_t *ts;                 /* [num_ops + 1] */
-  double *op_seconds;           /* [num_ops] */
-  pthread_mutex_t run_lock;     /* one run at a time (bertc.h) */
-  int64_t timed_runs;
-  int threads;
+  double *op_seconds;           /* [num_ops], the model's (api.c) */
   char device[300];
-  char error[512];
+  char *error;                  /* the model's message buffer (api.c) */
 };
-
-static _Thread_local char open_error[512];
-const char *bertc_open_error(void) { return open_error; }
 
 #define HOW_TO_GET_A_DEVICE                                                                               \
   "install the GPU's Vulkan driver, or Mesa's CPU device lavapipe (Debian: apt-get install mesa-vulkan-drivers); " \
   "or run the artifact's CPU build (compile with --fallback cpu, run with --fallback cpu)"
 
-static bertc_status vk_fail(bertc_model *m, VkResult r, const char *what) {
+static bertc_status vk_fail(vk_model *m, VkResult r, const char *what) {
   return fail(m->error, r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? BERTC_ERR_MEMORY
                                                                                                   : BERTC_ERR_DEVICE,
               "Vulkan: %s failed (VkResult %d) on %s", what, (int)r, m->device);
@@ -104,7 +103,7 @@ static bertc_status vk_fail(bertc_model *m, VkResult r, const char *what) {
     if (r_ != VK_SUCCESS) return vk_fail(m, r_, what); \
   } while (0)
 
-static bertc_status load_library(bertc_model *m) {
+static bertc_status load_library(vk_model *m) {
   const char *env = getenv("BERTC_VULKAN_LIBRARY");
   const char *names[] = {env, "libvulkan.so.1", "libvulkan.so"};
   for (int i = env ? 0 : 1; i < (env ? 1 : 3) && !m->vk.lib; i++) m->vk.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
@@ -119,7 +118,7 @@ static bertc_status load_library(bertc_model *m) {
   return BERTC_OK;
 }
 
-static bertc_status create_instance(bertc_model *m) {
+static bertc_status create_instance(vk_model *m) {
   PFN_vkCreateInstance create = (PFN_vkCreateInstance)m->vk.vkGetInstanceProcAddr(NULL, "vkCreateInstance");
   if (!create) return fail(m->error, BERTC_ERR_DEVICE, "the Vulkan loader has no vkCreateInstance");
   VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "bertc",
@@ -152,7 +151,7 @@ static int type_rank(VkPhysicalDeviceType t) {
 }
 
 /* Choose the device and its compute queue; check what the program needs. */
-static bertc_status select_device(bertc_model *m, int *use_f16_ext) {
+static bertc_status select_device(vk_model *m, int *use_f16_ext) {
   uint32_t n = 0;
   VkResult r = m->vk.vkEnumeratePhysicalDevices(m->instance, &n, NULL);
   if (r != VK_SUCCESS || n == 0)
@@ -225,7 +224,7 @@ static bertc_status select_device(bertc_model *m, int *use_f16_ext) {
   return BERTC_OK;
 }
 
-static bertc_status create_device(bertc_model *m, int f16_ext) {
+static bertc_status create_device(vk_model *m, int f16_ext) {
   float priority = 1.0f;
   VkDeviceQueueCreateInfo q = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                .queueFamilyIndex = m->queue_family, .queueCount = 1, .pQueuePriorities = &priority};
@@ -249,7 +248,7 @@ static bertc_status create_device(bertc_model *m, int f16_ext) {
 }
 
 /* A buffer in memory with `want` properties (and, if possible, `prefer` too). */
-static bertc_status buffer_create(bertc_model *m, vk_buffer *b, VkDeviceSize size, VkBufferUsageFlags usage,
+static bertc_status buffer_create(vk_model *m, vk_buffer *b, VkDeviceSize size, VkBufferUsageFlags usage,
                                   VkMemoryPropertyFlags want, VkMemoryPropertyFlags prefer) {
   VkBufferCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = size ? size : 4, .usage = usage,
                            .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
@@ -274,21 +273,21 @@ static bertc_status buffer_create(bertc_model *m, vk_buffer *b, VkDeviceSize siz
   return BERTC_OK;
 }
 
-static void buffer_destroy(bertc_model *m, vk_buffer *b) {
+static void buffer_destroy(vk_model *m, vk_buffer *b) {
   if (b->map) m->vk.vkUnmapMemory(m->dev, b->mem);
   if (b->buf) m->vk.vkDestroyBuffer(m->dev, b->buf, NULL);
   if (b->mem) m->vk.vkFreeMemory(m->dev, b->mem, NULL);
   memset(b, 0, sizeof *b);
 }
 
-static void barrier(bertc_model *m, VkCommandBuffer cb, VkPipelineStageFlags src, VkAccessFlags src_access,
+static void barrier(vk_model *m, VkCommandBuffer cb, VkPipelineStageFlags src, VkAccessFlags src_access,
                     VkPipelineStageFlags dst, VkAccessFlags dst_access) {
   VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = src_access,
                         .dstAccessMask = dst_access};
   m->vk.vkCmdPipelineBarrier(cb, src, dst, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
-static bertc_status submit_and_wait(bertc_model *m, VkCommandBuffer cb) {
+static bertc_status submit_and_wait(vk_model *m, VkCommandBuffer cb) {
   VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cb};
   VK_TRY(m->vk.vkQueueSubmit(m->queue, 1, &si, m->fence), "vkQueueSubmit");
   VK_TRY(m->vk.vkWaitForFences(m->dev, 1, &m->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
@@ -297,7 +296,7 @@ static bertc_status submit_and_wait(bertc_model *m, VkCommandBuffer cb) {
 }
 
 /* Weights go up once, through a staging buffer freed afterwards. */
-static bertc_status upload_weights(bertc_model *m, const void *weights) {
+static bertc_status upload_weights(vk_model *m, const void *weights) {
   const bertc_vk_program *p = m->prog;
   if (p->weights_bytes == 0) return BERTC_OK;
   vk_buffer staging = {0};
@@ -327,7 +326,7 @@ static bertc_status upload_weights(bertc_model *m, const void *weights) {
   return st;
 }
 
-static bertc_status load_shader(bertc_model *m, const char *dir, const bertc_vk_shader *s, VkShaderModule *out) {
+static bertc_status load_shader(vk_model *m, const char *dir, const bertc_vk_shader *s, VkShaderModule *out) {
   char path[4096];
   snprintf(path, sizeof path, "%s/shaders/%s.spv", dir, s->name);
   FILE *f = fopen(path, "rb");
@@ -352,7 +351,7 @@ static bertc_status load_shader(bertc_model *m, const char *dir, const bertc_vk_
   return r == VK_SUCCESS ? BERTC_OK : vk_fail(m, r, "vkCreateShaderModule");
 }
 
-static bertc_status create_pipelines(bertc_model *m, const char *dir) {
+static bertc_status create_pipelines(vk_model *m, const char *dir) {
   const bertc_vk_program *p = m->prog;
   m->modules = calloc((size_t)p->num_shaders + 1, sizeof *m->modules);
   m->pipelines = calloc((size_t)p->num_pipelines + 1, sizeof *m->pipelines);
@@ -404,7 +403,7 @@ static int64_t slot_bytes(const bertc_tensor_slot *s) {
 }
 
 /* The one command buffer every run submits: inputs in, the dispatches, outputs out. */
-static bertc_status record(bertc_model *m) {
+static bertc_status record(vk_model *m) {
   const bertc_vk_program *p = m->prog;
   VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                     .commandPool = m->cmd_pool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
@@ -451,7 +450,7 @@ static bertc_status record(bertc_model *m) {
   return BERTC_OK;
 }
 
-static bertc_status open_device(bertc_model *m, const char *dir, const void *weights) {
+static bertc_status open_device(vk_model *m, const char *dir, const void *weights) {
   const bertc_vk_program *p = m->prog;
   int f16_ext = 0;
   bertc_status st = load_library(m);
@@ -488,130 +487,7 @@ static bertc_status open_device(bertc_model *m, const char *dir, const void *wei
   return record(m);
 }
 
-bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
-  const bertc_vk_program *prog = &bertc_vk_compiled_program;
-  if (!out || !dir) return fail(open_error, BERTC_ERR_ARGUMENT, "bertc_open: NULL argument");
-  *out = NULL;
-  if (threads < 1 || threads > 256)
-    return fail(open_error, BERTC_ERR_ARGUMENT, "threads must be between 1 and 256 (got %d)", threads);
-  void *map = NULL;
-  size_t len = 0;
-  bertc_status st = open_weights(dir, prog->format_version, prog->weights_sha256, prog->weights_bytes, &map, &len,
-                                 open_error);
-  if (st != BERTC_OK) return st;
-  bertc_model *m = calloc(1, sizeof *m);
-  if (!m) {
-    if (map) munmap(map, len);
-    return fail(open_error, BERTC_ERR_MEMORY, "out of memory");
-  }
-  m->prog = prog;
-  m->threads = threads;
-  pthread_mutex_init(&m->run_lock, NULL);
-  snprintf(m->device, sizeof m->device, "vulkan");
-  m->ts = calloc((size_t)prog->num_ops + 1, sizeof *m->ts);
-  m->op_seconds = calloc((size_t)prog->num_ops + 1, sizeof *m->op_seconds);
-  st = m->ts && m->op_seconds ? open_device(m, dir, map) : fail(m->error, BERTC_ERR_MEMORY, "out of memory");
-  if (map) munmap(map, len); /* the weights now live on the device */
-  if (st != BERTC_OK) {
-    memcpy(open_error, m->error, sizeof open_error);
-    bertc_close(m);
-    return st;
-  }
-  *out = m;
-  return BERTC_OK;
-}
-
-/* bertc_run under the model's lock. */
-static bertc_status run_locked(bertc_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types,
-                               int64_t batch, int64_t seq) {
-  const bertc_vk_program *p = m->prog;
-  /* the inputs go to their io slots; the command buffer copies them to the arena */
-  char *io = m->io.map;
-  bertc_status st = check_inputs(m->error, io, p->batch, p->seq_len, p->vocab_size, p->type_vocab_size, m->io_in[0],
-                                 m->io_in[1], m->io_in[2], ids, mask, types, batch, seq);
-  if (st != BERTC_OK) return st;
-  st = submit_and_wait(m, m->cmd);
-  if (st != BERTC_OK) return st;
-  if (m->queries) {
-    VkResult r = m->vk.vkGetQueryPoolResults(m->dev, m->queries, 0, (uint32_t)p->num_ops + 1,
-                                             sizeof(uint64_t) * ((size_t)p->num_ops + 1), m->ts, sizeof(uint64_t),
-                                             VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
-    if (r != VK_SUCCESS) return vk_fail(m, r, "vkGetQueryPoolResults");
-    for (int i = 0; i < p->num_ops; i++)
-      m->op_seconds[i] += (double)((m->ts[i + 1] - m->ts[i]) & m->ts_mask) * m->ts_period_ns * 1e-9;
-  }
-  m->timed_runs++;
-  m->error[0] = 0;
-  return BERTC_OK;
-}
-
-bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types, int64_t batch,
-                       int64_t seq) {
-  if (!m) return BERTC_ERR_ARGUMENT;
-  pthread_mutex_lock(&m->run_lock); /* one run at a time: the runs share the io buffer and the command buffer */
-  bertc_status st = run_locked(m, ids, mask, types, batch, seq);
-  pthread_mutex_unlock(&m->run_lock);
-  return st;
-}
-
-int bertc_num_outputs(const bertc_model *m) { return m ? m->prog->num_outputs : 0; }
-
-const char *bertc_kernel(const bertc_model *m, int i, const char **impl) {
-  if (!m || i < 0 || i >= m->prog->num_shaders) return NULL;
-  if (impl) *impl = "vulkan";
-  return m->prog->shaders[i].name;
-}
-
-const char *bertc_output_name(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog->num_outputs ? m->prog->outputs[i].name : NULL;
-}
-
-const float *bertc_output(const bertc_model *m, int i, int64_t shape[4], int *rank) {
-  if (!m || i < 0 || i >= m->prog->num_outputs) return NULL;
-  const bertc_tensor_slot *s = &m->prog->outputs[i];
-  if (rank) *rank = s->rank;
-  if (shape) memcpy(shape, s->shape, sizeof s->shape);
-  int64_t off = m->io_out_base;
-  for (int j = 0; j < i; j++) off += (slot_bytes(&m->prog->outputs[j]) + 63) / 64 * 64;
-  return (const float *)((const char *)m->io.map + off);
-}
-
-int bertc_num_ops(const bertc_model *m) { return m ? m->prog->num_ops : 0; }
-
-const char *bertc_op_name(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog->num_ops ? m->prog->ops[i].name : NULL;
-}
-
-const char *bertc_op_kernel(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog->num_ops ? m->prog->ops[i].kernel : NULL;
-}
-
-double bertc_op_seconds(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog->num_ops ? m->op_seconds[i] : -1.0;
-}
-
-int64_t bertc_timed_runs(const bertc_model *m) { return m ? m->timed_runs : 0; }
-
-void bertc_reset_op_times(bertc_model *m) {
-  if (!m) return;
-  pthread_mutex_lock(&m->run_lock); /* not halfway through a run's timers */
-  memset(m->op_seconds, 0, sizeof(double) * (size_t)m->prog->num_ops);
-  m->timed_runs = 0;
-  pthread_mutex_unlock(&m->run_lock);
-}
-
-const char *bertc_device(const bertc_model *m) { return m ? m->device : NULL; }
-int64_t bertc_batch(const bertc_model *m) { return m ? m->prog->batch : 0; }
-int64_t bertc_seq_len(const bertc_model *m) { return m ? m->prog->seq_len : 0; }
-int bertc_threads(const bertc_model *m) { return m ? m->threads : 0; }
-const char *bertc_last_error(const bertc_model *m) { return m ? m->error : "NULL model"; }
-
-void bertc_close(bertc_model *m) {
-  if (!m) return;
-  /* A run already inside bertc_run finishes first; a call that starts after this is the caller's bug (bertc.h). */
-  pthread_mutex_lock(&m->run_lock);
-  pthread_mutex_unlock(&m->run_lock);
-  pthread_mutex_destroy(&m->run_lock);
+static void vk_close(vk_model *m) {
   if (m->dev && m->vk.vkDeviceWaitIdle) { /* every device function was loaded */
     m->vk.vkDeviceWaitIdle(m->dev);
     if (m->queries) m->vk.vkDestroyQueryPool(m->dev, m->queries, NULL);
@@ -633,6 +509,70 @@ void bertc_close(bertc_model *m) {
   free(m->modules);
   free(m->pipelines);
   free(m->ts);
-  free(m->op_seconds);
   free(m);
 }
+
+static bertc_status vk_open(const bertc_backend_args *a, vk_model **out) {
+  vk_model *m = calloc(1, sizeof *m);
+  if (!m) return fail(a->error, BERTC_ERR_MEMORY, "out of memory");
+  m->prog = &bertc_vk_compiled_program;
+  m->op_seconds = a->op_seconds;
+  m->error = a->error;
+  snprintf(m->device, sizeof m->device, "vulkan");
+  m->ts = calloc((size_t)m->prog->num_ops + 1, sizeof *m->ts);
+  bertc_status st = m->ts ? open_device(m, a->dir, a->weights) : fail(m->error, BERTC_ERR_MEMORY, "out of memory");
+  if (st != BERTC_OK) {
+    vk_close(m);
+    return st;
+  }
+  *out = m;
+  return BERTC_OK;
+}
+
+static void vk_describe(bertc_program_header *h) {
+  const bertc_vk_program *p = &bertc_vk_compiled_program;
+  *h = (bertc_program_header){p->format_version, p->arena_bytes, p->weights_bytes, p->weights_sha256, p->batch,
+                              p->seq_len, p->vocab_size, p->type_vocab_size, p->ids_offset, p->mask_offset,
+                              p->types_offset, p->num_outputs, p->outputs, p->num_ops, p->ops};
+}
+
+/* the inputs go to their io slots; the command buffer copies them to the arena */
+static char *vk_inputs(vk_model *m, int64_t offsets[3]) {
+  memcpy(offsets, m->io_in, sizeof m->io_in);
+  return m->io.map;
+}
+
+static bertc_status vk_run(vk_model *m) {
+  const bertc_vk_program *p = m->prog;
+  bertc_status st = submit_and_wait(m, m->cmd);
+  if (st != BERTC_OK) return st;
+  if (m->queries) {
+    VkResult r = m->vk.vkGetQueryPoolResults(m->dev, m->queries, 0, (uint32_t)p->num_ops + 1,
+                                             sizeof(uint64_t) * ((size_t)p->num_ops + 1), m->ts, sizeof(uint64_t),
+                                             VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+    if (r != VK_SUCCESS) return vk_fail(m, r, "vkGetQueryPoolResults");
+    for (int i = 0; i < p->num_ops; i++)
+      m->op_seconds[i] += (double)((m->ts[i + 1] - m->ts[i]) & m->ts_mask) * m->ts_period_ns * 1e-9;
+  }
+  return BERTC_OK;
+}
+
+static const float *vk_output(const vk_model *m, int i) {
+  int64_t off = m->io_out_base;
+  for (int j = 0; j < i; j++) off += (slot_bytes(&m->prog->outputs[j]) + 63) / 64 * 64;
+  return (const float *)((const char *)m->io.map + off);
+}
+
+static const char *vk_kernel(int i, const char **impl) {
+  if (i >= bertc_vk_compiled_program.num_shaders) return NULL;
+  if (impl) *impl = "vulkan";
+  return bertc_vk_compiled_program.shaders[i].name;
+}
+
+static const char *vk_device(const vk_model *m) { return m->device; }
+
+static const bertc_backend vulkan = {.describe = vk_describe, .keeps_weights = 0, .open = vk_open,
+                                     .inputs = vk_inputs, .run = vk_run, .output = vk_output,
+                                     .kernel = vk_kernel, .device = vk_device, .close = vk_close};
+
+const bertc_backend *bertc_backend_of_program(void) { return &vulkan; }

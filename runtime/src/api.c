@@ -1,0 +1,144 @@
+/* The public C API (include/bertc.h), once for every backend (backend.h): bertc_open checks the
+ * arguments and the artifact and maps the weights before the backend opens; bertc_run checks and
+ * copies the inputs into the backend's slots under the model's lock; the accessors read the
+ * program's header. */
+#define _GNU_SOURCE
+#include <pthread.h>
+
+#include "backend.h"
+#include "loader.h"
+
+struct bertc_model {
+  const bertc_backend *backend;
+  bertc_backend_state *state;
+  bertc_program_header prog;
+  void *weights_map;  /* weights.bin's mapping while the backend reads it (keeps_weights), else NULL */
+  size_t weights_len;
+  double *op_seconds; /* [prog.num_ops]: each op's time, summed over timed_runs runs */
+  int64_t timed_runs; /* since open or bertc_reset_op_times */
+  int threads;
+  char error[BERTC_ERROR_BYTES];
+  pthread_mutex_t run_lock; /* one run at a time: the runs share the backend's arena or buffers (bertc.h) */
+};
+
+static _Thread_local char open_error[BERTC_ERROR_BYTES];
+
+const char *bertc_open_error(void) { return open_error; }
+
+bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
+  if (!out || !dir) return fail(open_error, BERTC_ERR_ARGUMENT, "bertc_open: NULL argument");
+  *out = NULL;
+  if (threads < 1 || threads > 256)
+    return fail(open_error, BERTC_ERR_ARGUMENT, "threads must be between 1 and 256 (got %d)", threads);
+  const bertc_backend *backend = bertc_backend_of_program();
+  bertc_program_header prog;
+  backend->describe(&prog);
+  void *map = NULL;
+  size_t len = 0;
+  bertc_status st = open_weights(dir, prog.format_version, prog.weights_sha256, prog.weights_bytes, &map, &len,
+                                 open_error);
+  if (st != BERTC_OK) return st;
+  bertc_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    if (map) munmap(map, len);
+    return fail(open_error, BERTC_ERR_MEMORY, "out of memory");
+  }
+  m->backend = backend;
+  m->prog = prog;
+  m->weights_map = map;
+  m->weights_len = len;
+  m->threads = threads;
+  pthread_mutex_init(&m->run_lock, NULL);
+  m->op_seconds = calloc((size_t)prog.num_ops + 1, sizeof *m->op_seconds); /* + 1: calloc(0) may be NULL */
+  const bertc_backend_args args = {dir, threads, map, m->op_seconds, m->error};
+  st = m->op_seconds ? backend->open(&args, &m->state) : fail(m->error, BERTC_ERR_MEMORY, "out of memory");
+  if (!backend->keeps_weights && map) { /* the backend made its own copy */
+    munmap(map, len);
+    m->weights_map = NULL;
+  }
+  if (st != BERTC_OK) {
+    memcpy(open_error, m->error, sizeof open_error);
+    bertc_close(m);
+    return st;
+  }
+  *out = m;
+  return BERTC_OK;
+}
+
+bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types, int64_t batch,
+                       int64_t seq) {
+  if (!m) return BERTC_ERR_ARGUMENT;
+  const bertc_program_header *p = &m->prog;
+  pthread_mutex_lock(&m->run_lock);
+  int64_t slots[3];
+  char *base = m->backend->inputs(m->state, slots);
+  bertc_status st = check_inputs(m->error, base, p->batch, p->seq_len, p->vocab_size, p->type_vocab_size, slots[0],
+                                 slots[1], slots[2], ids, mask, types, batch, seq);
+  if (st == BERTC_OK) st = m->backend->run(m->state);
+  if (st == BERTC_OK) {
+    m->timed_runs++;
+    m->error[0] = 0;
+  }
+  pthread_mutex_unlock(&m->run_lock);
+  return st;
+}
+
+int bertc_num_outputs(const bertc_model *m) { return m ? m->prog.num_outputs : 0; }
+
+const char *bertc_output_name(const bertc_model *m, int i) {
+  return m && i >= 0 && i < m->prog.num_outputs ? m->prog.outputs[i].name : NULL;
+}
+
+const float *bertc_output(const bertc_model *m, int i, int64_t shape[4], int *rank) {
+  if (!m || i < 0 || i >= m->prog.num_outputs) return NULL;
+  const bertc_tensor_slot *s = &m->prog.outputs[i];
+  if (rank) *rank = s->rank;
+  if (shape) memcpy(shape, s->shape, sizeof s->shape);
+  return m->backend->output(m->state, i);
+}
+
+const char *bertc_kernel(const bertc_model *m, int i, const char **impl) {
+  return m && i >= 0 ? m->backend->kernel(i, impl) : NULL;
+}
+
+int bertc_num_ops(const bertc_model *m) { return m ? m->prog.num_ops : 0; }
+
+const char *bertc_op_name(const bertc_model *m, int i) {
+  return m && i >= 0 && i < m->prog.num_ops ? m->prog.ops[i].name : NULL;
+}
+
+const char *bertc_op_kernel(const bertc_model *m, int i) {
+  return m && i >= 0 && i < m->prog.num_ops ? m->prog.ops[i].kernel : NULL;
+}
+
+double bertc_op_seconds(const bertc_model *m, int i) {
+  return m && i >= 0 && i < m->prog.num_ops ? m->op_seconds[i] : -1.0;
+}
+
+int64_t bertc_timed_runs(const bertc_model *m) { return m ? m->timed_runs : 0; }
+
+void bertc_reset_op_times(bertc_model *m) {
+  if (!m) return;
+  pthread_mutex_lock(&m->run_lock); /* not halfway through a run's timers */
+  memset(m->op_seconds, 0, sizeof(double) * (size_t)m->prog.num_ops);
+  m->timed_runs = 0;
+  pthread_mutex_unlock(&m->run_lock);
+}
+
+const char *bertc_device(const bertc_model *m) { return m ? m->backend->device(m->state) : NULL; }
+int64_t bertc_batch(const bertc_model *m) { return m ? m->prog.batch : 0; }
+int64_t bertc_seq_len(const bertc_model *m) { return m ? m->prog.seq_len : 0; }
+int bertc_threads(const bertc_model *m) { return m ? m->threads : 0; }
+const char *bertc_last_error(const bertc_model *m) { return m ? m->error : "NULL model"; }
+
+void bertc_close(bertc_model *m) {
+  if (!m) return;
+  /* A run already inside bertc_run finishes first; a call that starts after this is the caller's bug (bertc.h). */
+  pthread_mutex_lock(&m->run_lock);
+  pthread_mutex_unlock(&m->run_lock);
+  pthread_mutex_destroy(&m->run_lock);
+  if (m->state) m->backend->close(m->state);
+  free(m->op_seconds);
+  if (m->weights_map) munmap(m->weights_map, m->weights_len);
+  free(m);
+}
