@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cost import estimate
 from .errors import BertcError
 
 # The compile holds the weights several times at once: the PyTorch model's parameters, the packed copy
@@ -95,8 +96,6 @@ def compile_need(config: dict[str, Any], batch: int, seq_len: int) -> CompileNee
 def _priced(one_layer: str, two_layers: str, seq_len: int) -> tuple[int, int, int]:
     """(weights of one layer's encoder, weights each further layer adds, arena at batch 1) from the cost model;
     remembered, since the tests compile the same few configs many times."""
-    from .cost import estimate
-
     one, two = (estimate(json.loads(c), seq_len=seq_len) for c in (one_layer, two_layers))
     return one.weights_bytes, two.weights_bytes - one.weights_bytes, max(one.arena_bytes, two.arena_bytes)
 

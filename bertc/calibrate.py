@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -30,7 +31,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .api import compile as compile_model
 from .cost import FEATURES, Profile, config_ops, estimate, fit_kind, load_profile, quality
+from .device import DeviceModel
 from .errors import BertcError
 
 PATTERNS = ["16x1", "8x1", "4x1", "1x4", "2:4"]
@@ -106,18 +111,12 @@ def _compile(case: Case, target: str, work: Path, i: int):
     import torch
     import transformers as T
 
-    from .api import compile as compile_model
-
     torch.manual_seed(i)
     model = T.BertModel(T.BertConfig(**case.config)).eval()
     return compile_model(model, target=target, seq_len=case.seq, out=work / f"case{i}.bertc", prune=case.prune)
 
 
 def _bench(art, case: Case, device: str | None, runs: int) -> dict[str, Any]:
-    import numpy as np
-
-    from .device import DeviceModel
-
     model = DeviceModel(art.path, device=device, threads=case.threads)
     if model.device.emulated:
         raise BertcError(f"{model.device.name} emulates the CPU: its timings say nothing about speed. Calibrate on "
@@ -249,8 +248,6 @@ def _best_gflops(samples) -> float | None:
 
 
 def _cleanup(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
