@@ -199,7 +199,7 @@ def program_header_fields(h: ProgramHeader, after: dict[str, list[str]] | None =
     assert not set(after) - {name for name, _ in fields}, f"no shared field {set(after) - dict(fields).keys()}"
     lines = []
     for name, value in fields:
-        lines += [f"    .{name} = {value},", *after.get(name, [])]
+        lines += [f"    .header.{name} = {value},", *after.get(name, [])]
     return lines
 
 

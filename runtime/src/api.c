@@ -11,10 +11,10 @@
 struct bertc_model {
   const bertc_backend *backend;
   bertc_backend_state *state;
-  bertc_program_header prog;
+  const bertc_program_header *prog;
   void *weights_map;  /* weights.bin's mapping while the backend reads it (keeps_weights), else NULL */
   size_t weights_len;
-  double *op_seconds; /* [prog.num_ops]: each op's time, summed over timed_runs runs */
+  double *op_seconds; /* [prog->num_ops]: each op's time, summed over timed_runs runs */
   int64_t timed_runs; /* since open or bertc_reset_op_times */
   int threads;
   char error[BERTC_ERROR_BYTES];
@@ -31,11 +31,10 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   if (threads < 1 || threads > 256)
     return fail(open_error, BERTC_ERR_ARGUMENT, "threads must be between 1 and 256 (got %d)", threads);
   const bertc_backend *backend = bertc_backend_of_program();
-  bertc_program_header prog;
-  backend->describe(&prog);
+  const bertc_program_header *prog = backend->program;
   void *map = NULL;
   size_t len = 0;
-  bertc_status st = open_weights(dir, prog.format_version, prog.weights_sha256, prog.weights_bytes, &map, &len,
+  bertc_status st = open_weights(dir, prog->format_version, prog->weights_sha256, prog->weights_bytes, &map, &len,
                                  open_error);
   if (st != BERTC_OK) return st;
   bertc_model *m = calloc(1, sizeof *m);
@@ -49,7 +48,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   m->weights_len = len;
   m->threads = threads;
   pthread_mutex_init(&m->run_lock, NULL);
-  m->op_seconds = calloc((size_t)prog.num_ops + 1, sizeof *m->op_seconds); /* + 1: calloc(0) may be NULL */
+  m->op_seconds = calloc((size_t)prog->num_ops + 1, sizeof *m->op_seconds); /* + 1: calloc(0) may be NULL */
   const bertc_backend_args args = {dir, threads, map, m->op_seconds, m->error};
   st = m->op_seconds ? backend->open(&args, &m->state) : fail(m->error, BERTC_ERR_MEMORY, "out of memory");
   if (!backend->keeps_weights && map) { /* the backend made its own copy */
@@ -68,7 +67,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
 bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types, int64_t batch,
                        int64_t seq) {
   if (!m) return BERTC_ERR_ARGUMENT;
-  const bertc_program_header *p = &m->prog;
+  const bertc_program_header *p = m->prog;
   pthread_mutex_lock(&m->run_lock);
   int64_t slots[3];
   char *base = m->backend->inputs(m->state, slots);
@@ -83,15 +82,15 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
   return st;
 }
 
-int bertc_num_outputs(const bertc_model *m) { return m ? m->prog.num_outputs : 0; }
+int bertc_num_outputs(const bertc_model *m) { return m ? m->prog->num_outputs : 0; }
 
 const char *bertc_output_name(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog.num_outputs ? m->prog.outputs[i].name : NULL;
+  return m && i >= 0 && i < m->prog->num_outputs ? m->prog->outputs[i].name : NULL;
 }
 
 const float *bertc_output(const bertc_model *m, int i, int64_t shape[4], int *rank) {
-  if (!m || i < 0 || i >= m->prog.num_outputs) return NULL;
-  const bertc_tensor_slot *s = &m->prog.outputs[i];
+  if (!m || i < 0 || i >= m->prog->num_outputs) return NULL;
+  const bertc_tensor_slot *s = &m->prog->outputs[i];
   if (rank) *rank = s->rank;
   if (shape) memcpy(shape, s->shape, sizeof s->shape);
   return m->backend->output(m->state, i);
@@ -101,18 +100,18 @@ const char *bertc_kernel(const bertc_model *m, int i, const char **impl) {
   return m && i >= 0 ? m->backend->kernel(i, impl) : NULL;
 }
 
-int bertc_num_ops(const bertc_model *m) { return m ? m->prog.num_ops : 0; }
+int bertc_num_ops(const bertc_model *m) { return m ? m->prog->num_ops : 0; }
 
 const char *bertc_op_name(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog.num_ops ? m->prog.ops[i].name : NULL;
+  return m && i >= 0 && i < m->prog->num_ops ? m->prog->ops[i].name : NULL;
 }
 
 const char *bertc_op_kernel(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog.num_ops ? m->prog.ops[i].kernel : NULL;
+  return m && i >= 0 && i < m->prog->num_ops ? m->prog->ops[i].kernel : NULL;
 }
 
 double bertc_op_seconds(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog.num_ops ? m->op_seconds[i] : -1.0;
+  return m && i >= 0 && i < m->prog->num_ops ? m->op_seconds[i] : -1.0;
 }
 
 int64_t bertc_timed_runs(const bertc_model *m) { return m ? m->timed_runs : 0; }
@@ -120,14 +119,14 @@ int64_t bertc_timed_runs(const bertc_model *m) { return m ? m->timed_runs : 0; }
 void bertc_reset_op_times(bertc_model *m) {
   if (!m) return;
   pthread_mutex_lock(&m->run_lock); /* not halfway through a run's timers */
-  memset(m->op_seconds, 0, sizeof(double) * (size_t)m->prog.num_ops);
+  memset(m->op_seconds, 0, sizeof(double) * (size_t)m->prog->num_ops);
   m->timed_runs = 0;
   pthread_mutex_unlock(&m->run_lock);
 }
 
 const char *bertc_device(const bertc_model *m) { return m ? m->backend->device(m->state) : NULL; }
-int64_t bertc_batch(const bertc_model *m) { return m ? m->prog.batch : 0; }
-int64_t bertc_seq_len(const bertc_model *m) { return m ? m->prog.seq_len : 0; }
+int64_t bertc_batch(const bertc_model *m) { return m ? m->prog->batch : 0; }
+int64_t bertc_seq_len(const bertc_model *m) { return m ? m->prog->seq_len : 0; }
 int bertc_threads(const bertc_model *m) { return m ? m->threads : 0; }
 const char *bertc_last_error(const bertc_model *m) { return m ? m->error : "NULL model"; }
 

@@ -27,8 +27,7 @@ typedef struct {
 } bertc_backend_args;
 
 typedef struct bertc_backend {
-  /* The program's own description. Filled once by bertc_open. */
-  void (*describe)(bertc_program_header *out);
+  const bertc_program_header *program; /* the compiled program's header, which its struct starts with */
   /* 1: run reads the weights in place, so the mapping stays until close (CPU); 0: open copies them
    * (to the device), and api.c unmaps them as soon as open returns. */
   int keeps_weights;

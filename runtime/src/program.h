@@ -43,7 +43,8 @@ typedef struct {
 
 /* What every program says about itself, whichever backend runs it: what bertc_open checks the artifact
  * against, the input shapes and slots bertc_run checks and fills, and the outputs and ops the accessors
- * of bertc.h name. api.c reads only this (backend.h). */
+ * of bertc.h name. Both program structs (bertc_program below, bertc_vk_program in
+ * ../vulkan/vk_program.h) start with it, and api.c reads only this (backend.h). */
 typedef struct {
   int format_version;
   int64_t arena_bytes;
@@ -59,21 +60,11 @@ typedef struct {
 } bertc_program_header;
 
 typedef struct {
-  int format_version;
-  int64_t arena_bytes;
-  int64_t weights_bytes;
-  const char *weights_sha256;  /* hex */
-  int64_t batch, seq_len;
-  int64_t vocab_size, type_vocab_size;
+  bertc_program_header header;
   int64_t scratch_floats;      /* per-thread scratch the kernels need (attention rows) */
   bertc_tuning tuning;         /* the target's threading split and kernel blocking (bertc/targets.py) */
-  int64_t ids_offset, mask_offset, types_offset; /* arena slots of the int64 inputs, -1 if unused */
-  int num_outputs;
-  const bertc_tensor_slot *outputs;
   int num_kernels;
   const char *const *kernels; /* the kernel functions model_run calls, for reports */
-  int num_ops;
-  const bertc_op_info *ops;   /* [num_ops], in model_run's order: op i is timed into op_seconds[i] */
   void (*run)(const bertc_exec *x);
 } bertc_program;
 

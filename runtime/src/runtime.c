@@ -11,13 +11,6 @@ struct bertc_backend_state {
 
 static const bertc_program *const prog = &bertc_compiled_program;
 
-static void cpu_describe(bertc_program_header *h) {
-  *h = (bertc_program_header){prog->format_version, prog->arena_bytes, prog->weights_bytes, prog->weights_sha256,
-                              prog->batch, prog->seq_len, prog->vocab_size, prog->type_vocab_size,
-                              prog->ids_offset, prog->mask_offset, prog->types_offset, prog->num_outputs,
-                              prog->outputs, prog->num_ops, prog->ops};
-}
-
 static void cpu_close(bertc_backend_state *s) {
   bertc_pool_destroy(s->exec.pool);
   free(s->exec.arena);
@@ -29,21 +22,21 @@ static bertc_status cpu_open(const bertc_backend_args *a, bertc_backend_state **
   if (s) {
     s->exec.weights = a->weights;
     s->exec.op_seconds = a->op_seconds;
-    s->exec.arena = aligned_alloc(64, (size_t)((prog->arena_bytes + 63) / 64 * 64 + 64));
+    s->exec.arena = aligned_alloc(64, (size_t)((prog->header.arena_bytes + 63) / 64 * 64 + 64));
     s->exec.pool = bertc_pool_create(a->threads, prog->scratch_floats, &prog->tuning);
   }
   if (!s || !s->exec.arena || !s->exec.pool) {
     if (s) cpu_close(s);
-    return fail(a->error, BERTC_ERR_MEMORY, "cannot allocate the %lld-byte arena", (long long)prog->arena_bytes);
+    return fail(a->error, BERTC_ERR_MEMORY, "cannot allocate the %lld-byte arena", (long long)prog->header.arena_bytes);
   }
   *out = s;
   return BERTC_OK;
 }
 
 static char *cpu_inputs(bertc_backend_state *s, int64_t offsets[3]) {
-  offsets[0] = prog->ids_offset;
-  offsets[1] = prog->mask_offset;
-  offsets[2] = prog->types_offset;
+  offsets[0] = prog->header.ids_offset;
+  offsets[1] = prog->header.mask_offset;
+  offsets[2] = prog->header.types_offset;
   return s->exec.arena;
 }
 
@@ -55,7 +48,7 @@ static bertc_status cpu_run(bertc_backend_state *s) {
 }
 
 static const float *cpu_output(const bertc_backend_state *s, int i) {
-  return (const float *)(s->exec.arena + prog->outputs[i].offset);
+  return (const float *)(s->exec.arena + prog->header.outputs[i].offset);
 }
 
 static const char *cpu_kernel(int i, const char **impl) {
@@ -66,7 +59,7 @@ static const char *cpu_kernel(int i, const char **impl) {
 
 static const char *cpu_device(const bertc_backend_state *s) { return "cpu"; }
 
-static const bertc_backend cpu = {.describe = cpu_describe, .keeps_weights = 1, .open = cpu_open,
+static const bertc_backend cpu = {.program = &bertc_compiled_program.header, .keeps_weights = 1, .open = cpu_open,
                                   .inputs = cpu_inputs, .run = cpu_run, .output = cpu_output,
                                   .kernel = cpu_kernel, .device = cpu_device, .close = cpu_close};
 

@@ -11,7 +11,8 @@
 
 #define BERTC_ERROR_BYTES 512
 
-static inline bertc_status fail(char *buf, bertc_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline bertc_status fail(char *buf, bertc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static inline bertc_status fail(char *buf, bertc_status code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

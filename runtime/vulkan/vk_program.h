@@ -35,23 +35,13 @@ typedef struct {
 } bertc_vk_dispatch;
 
 typedef struct {
-  int format_version;
-  int64_t arena_bytes;
-  int64_t weights_offset;      /* bytes into the device buffer: arena_bytes rounded up to 64 */
-  int64_t weights_bytes;
-  const char *weights_sha256;  /* hex */
-  int64_t batch, seq_len;
-  int64_t vocab_size, type_vocab_size;
-  int64_t ids_offset, mask_offset, types_offset; /* arena slots of the int64 inputs, -1 if unused */
-  int num_outputs;
-  const bertc_tensor_slot *outputs;
+  bertc_program_header header;
+  int64_t weights_offset;      /* bytes into the device buffer: header.arena_bytes rounded up to 64 */
   int num_shaders;
   const bertc_vk_shader *shaders;
   int num_pipelines;
   const bertc_vk_pipeline *pipelines;
-  int num_ops;
-  const bertc_op_info *ops;             /* [num_ops] */
-  const bertc_vk_dispatch *dispatches;  /* [num_ops]: op i is dispatch i, timed by timestamps i and i + 1 */
+  const bertc_vk_dispatch *dispatches;  /* [header.num_ops]: op i is dispatch i, timed by timestamps i and i + 1 */
   uint32_t needs;                       /* BERTC_VK_NEEDS_* */
   uint32_t shared_bytes;                /* the most shared memory one workgroup uses */
   uint32_t max_invocations;             /* the largest workgroup */

@@ -188,7 +188,7 @@ static bertc_status select_device(vk_model *m, int *use_f16_ext) {
   m->ts_period_ns = props.limits.timestampPeriod;
 
   const bertc_vk_program *prog = m->prog;
-  const VkDeviceSize buffer_bytes = (VkDeviceSize)(prog->weights_offset + prog->weights_bytes);
+  const VkDeviceSize buffer_bytes = (VkDeviceSize)(prog->weights_offset + prog->header.weights_bytes);
   if (buffer_bytes > props.limits.maxStorageBufferRange)
     return fail(m->error, BERTC_ERR_DEVICE,
                 "%s binds at most %u bytes as one storage buffer (maxStorageBufferRange); this model needs %llu "
@@ -298,12 +298,12 @@ static bertc_status submit_and_wait(vk_model *m, VkCommandBuffer cb) {
 /* Weights go up once, through a staging buffer freed afterwards. */
 static bertc_status upload_weights(vk_model *m, const void *weights) {
   const bertc_vk_program *p = m->prog;
-  if (p->weights_bytes == 0) return BERTC_OK;
+  if (p->header.weights_bytes == 0) return BERTC_OK;
   vk_buffer staging = {0};
-  bertc_status st = buffer_create(m, &staging, (VkDeviceSize)p->weights_bytes, VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+  bertc_status st = buffer_create(m, &staging, (VkDeviceSize)p->header.weights_bytes, VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
                                   VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
   if (st == BERTC_OK) {
-    memcpy(staging.map, weights, (size_t)p->weights_bytes);
+    memcpy(staging.map, weights, (size_t)p->header.weights_bytes);
     VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                       .commandPool = m->cmd_pool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
                                       .commandBufferCount = 1};
@@ -314,7 +314,7 @@ static bertc_status upload_weights(vk_model *m, const void *weights) {
       VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                      .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
       m->vk.vkBeginCommandBuffer(cb, &bi);
-      VkBufferCopy region = {0, (VkDeviceSize)p->weights_offset, (VkDeviceSize)p->weights_bytes};
+      VkBufferCopy region = {0, (VkDeviceSize)p->weights_offset, (VkDeviceSize)p->header.weights_bytes};
       m->vk.vkCmdCopyBuffer(cb, staging.buf, m->main.buf, 1, &region);
       barrier(m, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
               VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
@@ -412,9 +412,9 @@ static bertc_status record(vk_model *m) {
   VkCommandBuffer cb = m->cmd;
   VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   VK_TRY(m->vk.vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
-  if (m->queries) m->vk.vkCmdResetQueryPool(cb, m->queries, 0, (uint32_t)p->num_ops + 1);
-  const int64_t in_offsets[3] = {p->ids_offset, p->mask_offset, p->types_offset};
-  const VkDeviceSize in_bytes = (VkDeviceSize)(p->batch * p->seq_len * 8);
+  if (m->queries) m->vk.vkCmdResetQueryPool(cb, m->queries, 0, (uint32_t)p->header.num_ops + 1);
+  const int64_t in_offsets[3] = {p->header.ids_offset, p->header.mask_offset, p->header.types_offset};
+  const VkDeviceSize in_bytes = (VkDeviceSize)(p->header.batch * p->header.seq_len * 8);
   for (int i = 0; i < 3; i++)
     if (in_offsets[i] >= 0) {
       VkBufferCopy c = {(VkDeviceSize)m->io_in[i], (VkDeviceSize)in_offsets[i], in_bytes};
@@ -425,7 +425,7 @@ static bertc_status record(vk_model *m) {
   m->vk.vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, m->layout, 0, 1, &m->set, 0, NULL);
   if (m->queries) m->vk.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, m->queries, 0);
   int bound = -1;
-  for (int i = 0; i < p->num_ops; i++) {
+  for (int i = 0; i < p->header.num_ops; i++) {
     const bertc_vk_dispatch *d = &p->dispatches[i];
     if (d->pipeline != bound)
       m->vk.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, m->pipelines[bound = d->pipeline]);
@@ -439,10 +439,11 @@ static bertc_status record(vk_model *m) {
     if (m->queries) m->vk.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, m->queries, (uint32_t)i + 1);
   }
   int64_t off = m->io_out_base;
-  for (int i = 0; i < p->num_outputs; i++) {
-    VkBufferCopy c = {(VkDeviceSize)p->outputs[i].offset, (VkDeviceSize)off, (VkDeviceSize)slot_bytes(&p->outputs[i])};
+  for (int i = 0; i < p->header.num_outputs; i++) {
+    const bertc_tensor_slot *s = &p->header.outputs[i];
+    VkBufferCopy c = {(VkDeviceSize)s->offset, (VkDeviceSize)off, (VkDeviceSize)slot_bytes(s)};
     m->vk.vkCmdCopyBuffer(cb, m->main.buf, m->io.buf, 1, &c);
-    off += (slot_bytes(&p->outputs[i]) + 63) / 64 * 64;
+    off += (slot_bytes(s) + 63) / 64 * 64;
   }
   barrier(m, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
           VK_ACCESS_HOST_READ_BIT);
@@ -463,16 +464,16 @@ static bertc_status open_device(vk_model *m, const char *dir, const void *weight
   VK_TRY(m->vk.vkCreateCommandPool(m->dev, &cp, NULL, &m->cmd_pool), "vkCreateCommandPool");
   VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   VK_TRY(m->vk.vkCreateFence(m->dev, &fi, NULL, &m->fence), "vkCreateFence");
-  st = buffer_create(m, &m->main, (VkDeviceSize)(p->weights_offset + p->weights_bytes),
+  st = buffer_create(m, &m->main, (VkDeviceSize)(p->weights_offset + p->header.weights_bytes),
                      VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
                          VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
                      VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
   if (st != BERTC_OK) return st;
-  int64_t io = 0, in_bytes = (p->batch * p->seq_len * 8 + 63) / 64 * 64;
-  const int64_t in_offsets[3] = {p->ids_offset, p->mask_offset, p->types_offset};
+  int64_t io = 0, in_bytes = (p->header.batch * p->header.seq_len * 8 + 63) / 64 * 64;
+  const int64_t in_offsets[3] = {p->header.ids_offset, p->header.mask_offset, p->header.types_offset};
   for (int i = 0; i < 3; i++) m->io_in[i] = in_offsets[i] >= 0 ? (io += in_bytes) - in_bytes : -1;
   m->io_out_base = io;
-  for (int i = 0; i < p->num_outputs; i++) io += (slot_bytes(&p->outputs[i]) + 63) / 64 * 64;
+  for (int i = 0; i < p->header.num_outputs; i++) io += (slot_bytes(&p->header.outputs[i]) + 63) / 64 * 64;
   st = buffer_create(m, &m->io, (VkDeviceSize)io, VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
                      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
                      VK_MEMORY_PROPERTY_HOST_CACHED_BIT); /* outputs are read back by the CPU */
@@ -481,7 +482,7 @@ static bertc_status open_device(vk_model *m, const char *dir, const void *weight
   if (st != BERTC_OK) return st;
   if (m->ts_mask) {
     VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP,
-                                .queryCount = (uint32_t)p->num_ops + 1};
+                                .queryCount = (uint32_t)p->header.num_ops + 1};
     VK_TRY(m->vk.vkCreateQueryPool(m->dev, &qi, NULL, &m->queries), "vkCreateQueryPool");
   }
   return record(m);
@@ -519,7 +520,7 @@ static bertc_status vk_open(const bertc_backend_args *a, vk_model **out) {
   m->op_seconds = a->op_seconds;
   m->error = a->error;
   snprintf(m->device, sizeof m->device, "vulkan");
-  m->ts = calloc((size_t)m->prog->num_ops + 1, sizeof *m->ts);
+  m->ts = calloc((size_t)m->prog->header.num_ops + 1, sizeof *m->ts);
   bertc_status st = m->ts ? open_device(m, a->dir, a->weights) : fail(m->error, BERTC_ERR_MEMORY, "out of memory");
   if (st != BERTC_OK) {
     vk_close(m);
@@ -527,13 +528,6 @@ static bertc_status vk_open(const bertc_backend_args *a, vk_model **out) {
   }
   *out = m;
   return BERTC_OK;
-}
-
-static void vk_describe(bertc_program_header *h) {
-  const bertc_vk_program *p = &bertc_vk_compiled_program;
-  *h = (bertc_program_header){p->format_version, p->arena_bytes, p->weights_bytes, p->weights_sha256, p->batch,
-                              p->seq_len, p->vocab_size, p->type_vocab_size, p->ids_offset, p->mask_offset,
-                              p->types_offset, p->num_outputs, p->outputs, p->num_ops, p->ops};
 }
 
 /* the inputs go to their io slots; the command buffer copies them to the arena */
@@ -547,11 +541,11 @@ static bertc_status vk_run(vk_model *m) {
   bertc_status st = submit_and_wait(m, m->cmd);
   if (st != BERTC_OK) return st;
   if (m->queries) {
-    VkResult r = m->vk.vkGetQueryPoolResults(m->dev, m->queries, 0, (uint32_t)p->num_ops + 1,
-                                             sizeof(uint64_t) * ((size_t)p->num_ops + 1), m->ts, sizeof(uint64_t),
+    const uint32_t n = (uint32_t)p->header.num_ops + 1;
+    VkResult r = m->vk.vkGetQueryPoolResults(m->dev, m->queries, 0, n, sizeof(uint64_t) * n, m->ts, sizeof(uint64_t),
                                              VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
     if (r != VK_SUCCESS) return vk_fail(m, r, "vkGetQueryPoolResults");
-    for (int i = 0; i < p->num_ops; i++)
+    for (int i = 0; i < p->header.num_ops; i++)
       m->op_seconds[i] += (double)((m->ts[i + 1] - m->ts[i]) & m->ts_mask) * m->ts_period_ns * 1e-9;
   }
   return BERTC_OK;
@@ -559,7 +553,7 @@ static bertc_status vk_run(vk_model *m) {
 
 static const float *vk_output(const vk_model *m, int i) {
   int64_t off = m->io_out_base;
-  for (int j = 0; j < i; j++) off += (slot_bytes(&m->prog->outputs[j]) + 63) / 64 * 64;
+  for (int j = 0; j < i; j++) off += (slot_bytes(&m->prog->header.outputs[j]) + 63) / 64 * 64;
   return (const float *)((const char *)m->io.map + off);
 }
 
@@ -571,7 +565,7 @@ static const char *vk_kernel(int i, const char **impl) {
 
 static const char *vk_device(const vk_model *m) { return m->device; }
 
-static const bertc_backend vulkan = {.describe = vk_describe, .keeps_weights = 0, .open = vk_open,
+static const bertc_backend vulkan = {.program = &bertc_vk_compiled_program.header, .keeps_weights = 0, .open = vk_open,
                                      .inputs = vk_inputs, .run = vk_run, .output = vk_output,
                                      .kernel = vk_kernel, .device = vk_device, .close = vk_close};
 

@@ -17,17 +17,17 @@
 // CHECK-NEXT: {"bertc.attention [1, 4, 8]", "bertc_attention"},
 // CHECK-NEXT: };
 // CHECK: const bertc_program bertc_compiled_program = {
-// CHECK-NEXT: .format_version = {{[0-9]+}},
-// CHECK: .batch = 1,
-// CHECK: .seq_len = 4,
+// CHECK-NEXT: .header.format_version = {{[0-9]+}},
+// CHECK: .header.batch = 1,
+// CHECK: .header.seq_len = 4,
 // Per-thread scratch: the largest kernels.h bound over the ops; the kernel names go in the program.
 // CHECK: .scratch_floats = MAX2(MAX2(MAX2(64, BERTC_SCRATCH_ATTENTION(4, 4)), BERTC_SCRATCH_LINEAR(4)), BERTC_SCRATCH_LINEAR(8)),
 // The threading split and kernel blocking are the target's (bertc/targets.py).
 // CHECK: .tuning = {2, 8, 192},
-// CHECK: .ids_offset = {{[0-9]+}},
+// CHECK: .header.ids_offset = {{[0-9]+}},
 // CHECK: .num_kernels = 3,
-// CHECK: .num_ops = 4,
-// CHECK-NEXT: .ops = ops,
+// CHECK: .header.num_ops = 4,
+// CHECK-NEXT: .header.ops = ops,
 func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4xf32>) -> tensor<1x4x8xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<8x4xf32>
   %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<8xf32>
@@ -47,7 +47,7 @@ func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4x
 // bias (40 bytes, padded to 64), so 352 bytes in all.
 // CHECK: BERTC_TIMED(0, bertc_linear_packed(p, A(float, {{[0-9]+}}), W(float, 64), W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}));
 // CHECK: {"bertc.linear [1, 2, 10]", "bertc_linear_packed"},
-// CHECK: .weights_bytes = 352,
+// CHECK: .header.weights_bytes = 352,
 func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<10x6xf32>
   %b = "bertc.weight"() {name = "fc.bias"} : () -> tensor<10xf32>

@@ -25,9 +25,9 @@
 // CHECK-NEXT: {"bertc.linear [1, 5, 8]", "gemm"},
 // CHECK-NEXT: {"bertc.layer_norm [1, 5, 8]", "layer_norm"},
 // The arena comes first in the device buffer, weights.bin after it (64-byte aligned).
-// CHECK: .arena_bytes = [[ARENA:[0-9]+]],
+// CHECK: .header.arena_bytes = [[ARENA:[0-9]+]],
 // CHECK-NEXT: .weights_offset = [[ARENA]],
-// CHECK: .num_ops = 4,
+// CHECK: .header.num_ops = 4,
 // CHECK: .needs = 0,
 // CHECK-NEXT: .shared_bytes = 16384,
 // CHECK-NEXT: .max_invocations = 64,
