@@ -1,9 +1,11 @@
 """Students cut out of the teacher: the layers, heads, FFN neurons and hidden channels that matter most.
 
-    imp = importance(teacher, tokenizer, task)            # once per study
-    student = build_student(teacher, arch, imp)           # a BertForSequenceClassification, weights sliced
-    save_student(student, tokenizer, arch, "out/")        # `bertc compile out/` takes it
-    model = load_student("out/")
+    task = load_task("rt-sentiment")                           # search/tasks.py
+    teacher, tokenizer = load_classifier(teacher_dir, task)    # search/teacher.py
+    imp = importance(teacher, tokenizer, task)                 # once per study
+    student, cut = build_student(teacher, imp, 2, 48, [3, 3], [96, 96])  # layers, hidden, heads and FFN per layer
+    student.save_pretrained("out/")                            # `bertc compile out/` takes it
+    model = load_student("out/")                               # bertc/student.py reads it back
 
 Importance is the first-order Taylor estimate of how much the teacher's loss changes when a unit is
 removed (Michel et al. 2019 for heads, Molchanov et al. 2019 for neurons): per example,
@@ -15,12 +17,12 @@ Layers are selected evenly and always include the last (``select_layers(6, 3) ==
 last layer feeds the pooler and classifier the student keeps. Heads keep the teacher's head size, so a
 layer of 8 heads in a 384-wide model has 256-wide Q, K and V (transformers' attention reshapes with
 -1 heads); config.json then records ``attention_heads``, ``intermediate_sizes`` and
-``attention_head_size`` per layer, which bertc/synth.py (the cost model) and the frontend read.
+``attention_head_size`` per layer, which bertc/synth.py (the cost model) and bertc/student.py (the
+frontend's reader of students) read.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,9 @@ import numpy as np
 import torch
 
 from bertc.errors import BertcError
+
+# reading a student is the compiler's (bertc/student.py); the search's callers find it here too
+from bertc.student import is_student, load_student, shape_layers  # noqa: F401
 
 from .distill import _batches, encode
 
@@ -94,7 +99,11 @@ def importance(teacher, tokenizer, task, max_examples: int = 2048, batch_size: i
 
 
 def select_layers(teacher_layers: int, layers: int) -> list[int]:
-    """Evenly spaced teacher layers, the last always among them."""
+    """Evenly spaced teacher layers, the last always among them.
+
+    >>> select_layers(6, 3)
+    [1, 3, 5]
+    """
     if not 1 <= layers <= teacher_layers:
         raise BertcError(f"a student of {layers} layers cannot be cut from a teacher of {teacher_layers}")
     return [round((i + 1) * teacher_layers / layers) - 1 for i in range(layers)]
@@ -134,19 +143,6 @@ def student_config(teacher_config, layers: int, hidden: int, heads: list[int], f
     return cfg
 
 
-def shape_layers(model) -> None:
-    """Resize each layer's linears to config.attention_heads / intermediate_sizes (fresh weights)."""
-    cfg, lin = model.config, torch.nn.Linear
-    d, h = cfg.attention_head_size, cfg.hidden_size
-    for layer, a, f in zip(model.bert.encoder.layer, cfg.attention_heads, cfg.intermediate_sizes):
-        att = layer.attention.self
-        att.query, att.key, att.value = lin(h, a * d), lin(h, a * d), lin(h, a * d)
-        att.attention_head_size, att.num_attention_heads, att.all_head_size = d, a, a * d
-        att.scaling = d ** -0.5
-        layer.attention.output.dense = lin(a * d, h)
-        layer.intermediate.dense, layer.output.dense = lin(h, f), lin(f, h)
-
-
 def _sliced_state(teacher, cut: Cut, d: int) -> dict[str, torch.Tensor]:
     hc = torch.from_numpy(cut.hidden)
     sd, out = teacher.state_dict(), {}
@@ -184,27 +180,3 @@ def build_student(teacher, imp: Importance, layers: int, hidden: int, heads: lis
     shape_layers(student)
     student.load_state_dict(_sliced_state(teacher, cut, cfg.attention_head_size))
     return student.eval(), cut
-
-
-def is_student(folder: str | Path) -> bool:
-    cfg = Path(folder) / "config.json"
-    return cfg.is_file() and "attention_heads" in json.loads(cfg.read_text())
-
-
-def load_student(folder: str | Path):
-    """A saved student (config.json with attention_heads / intermediate_sizes) as a classifier."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, BertForSequenceClassification
-
-    folder = Path(folder)
-    cfg = AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    model = BertForSequenceClassification(cfg)
-    shape_layers(model)
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise BertcError(f"'{folder}' has a student's config.json but no model.safetensors beside it")
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise BertcError(f"the weights in '{folder}' do not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.eval()
