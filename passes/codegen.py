@@ -6,7 +6,7 @@ A backend is a table and a render step (one renderer per backend, as in tinygrad
     EMITTERS = {"bertc.softmax": emit_softmax, ...}  # op name -> small function (backend, op) -> its code
     e = CEmitter(module, ctx)                          # a Codegen: arena offsets and the weights image
     for op, call in e.walk(EMITTERS, "kernel"): ...    # the kernel ops in order (constants and views have none)
-    header = e.header(num_ops)                         # weights.bin, its sha256, the input and output slots
+    header = e.header(ops)                             # weights.bin, its sha256, the input and output slots
     program_header_fields(header, after={...})         # the fields every program struct starts with
 
 Constants (weights, literals, their concatenations, and the layouts the kernels read them in) are
@@ -114,7 +114,7 @@ class ProgramHeader:
     type_vocab_size: int
     input_offsets: dict[str, int]  # input name -> arena offset
     outputs: list[str]  # one bertc_tensor_slot initialiser per output: {"name", arena offset, rank, {dims}}
-    num_ops: int
+    ops: list[tuple[str, str]]  # each op's label and what runs it (a C kernel, a shader), for the per-op report
 
 
 class Codegen:
@@ -162,7 +162,7 @@ class Codegen:
                 raise BertcError(f"{self.pass_name} has no {what} for '{name}' at {source_location(op)}")
             yield op, emit(self, op)
 
-    def header(self, num_ops: int) -> ProgramHeader:
+    def header(self, ops: list[tuple[str, str]]) -> ProgramHeader:
         """The program header, once the walk has placed every weight and given every op its offset."""
         f, args = self.func, self.args
         ret = list(func_ops(self.module))[-1]
@@ -179,7 +179,7 @@ class Codegen:
         weights = bytes(self.image.blob)
         return ProgramHeader(self.arena_bytes, weights, hashlib.sha256(weights).hexdigest(), b, s,
                              _int_attr(f, "bertc.vocab_size", 1 << 30), _int_attr(f, "bertc.type_vocab_size", 0),
-                             {n: self.arena[a] for n, a in zip(input_names, args)}, slots, num_ops)
+                             {n: self.arena[a] for n, a in zip(input_names, args)}, slots, ops)
 
     def missing_weights(self) -> list[str]:
         return sorted(set(self.image.missing))
@@ -194,7 +194,7 @@ def program_header_fields(h: ProgramHeader, after: dict[str, list[str]] | None =
               ("ids_offset", h.input_offsets.get("input_ids", -1)),
               ("mask_offset", h.input_offsets.get("attention_mask", -1)),
               ("types_offset", h.input_offsets.get("token_type_ids", -1)),
-              ("num_outputs", len(h.outputs)), ("outputs", "outputs"), ("num_ops", h.num_ops), ("ops", "ops")]
+              ("num_outputs", len(h.outputs)), ("outputs", "outputs"), ("num_ops", len(h.ops)), ("ops", "ops")]
     after = after or {}
     assert not set(after) - {name for name, _ in fields}, f"no shared field {set(after) - dict(fields).keys()}"
     lines = []
@@ -207,10 +207,8 @@ def outputs_table(h: ProgramHeader) -> list[str]:
     return ["static const bertc_tensor_slot outputs[] = {", *[f"    {slot}," for slot in h.outputs], "};"]
 
 
-def ops_table(ops: list[tuple[str, str]]) -> list[str]:
-    """bertc_op_info ops[]: each op's label and what ran it (a C kernel, a shader), for the per-op report."""
-    return ["static const bertc_op_info ops[] = {", *[f'    {{"{label}", "{runner}"}},' for label, runner in ops],
-            "};"]
+def ops_table(h: ProgramHeader) -> list[str]:
+    return ["static const bertc_op_info ops[] = {", *[f'    {{"{label}", "{runner}"}},' for label, runner in h.ops], "};"]
 
 
 def _storage(value: ir.Value) -> ir.Value:

@@ -232,7 +232,7 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
     for op, call in e.walk(EMITTERS, "kernel"):
         lines += [f"  /* {op_label(op)} */", f"  BERTC_TIMED({len(ops)}, {call});"]
         ops.append((op_label(op), call.partition("(")[0]))
-    h = e.header(len(ops))
+    h = e.header(ops)
     tuning = "    .tuning = {{{0.chunks_per_thread}, {0.attention_block}, {0.gemm_row_block}}},".format(
         module_target(module))
     source = "\n".join([
@@ -256,7 +256,7 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         "",
         "static const char *const kernels[] = {" + ", ".join(f'"{k}"' for k in sorted(e.kernels)) + "};",
         "",
-        *ops_table(ops),
+        *ops_table(h),
         "",
         "const bertc_program bertc_compiled_program = {",
         *program_header_fields(h, after={
