@@ -51,5 +51,6 @@ def load_student(folder: str | Path):
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise BertcError(f"the weights in '{folder}' do not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise BertcError(f"the weights in '{folder}' do not fit its config: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
     return model.eval()

@@ -94,7 +94,7 @@ def source_location(op) -> str:
     frames = re.findall(r'"([^"]+)":(\d+)', str(op.location))
     module = next((f for f, _ in frames if f.startswith("module ")), None)
     code = [f"{f}:{n}" for f, n in frames
-            if not f.startswith("module ") and "/torch/" not in f and "bertc/frontend.py" not in f]
+            if not f.startswith("module ") and "/torch/" not in f and "bertc/export.py" not in f]
     parts = ([module] if module else []) + code[-1:]
     return ", ".join(parts) if parts else (f"{frames[-1][0]}:{frames[-1][1]}" if frames else "an unknown location")
 

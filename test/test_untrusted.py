@@ -20,7 +20,7 @@ from conftest import random_inputs, reference, save_pt2, tiny_model
 
 import bertc
 from bertc.artifact import read_manifest, sha256_file
-from bertc.frontend import load_model
+from bertc.formats import load_model
 
 # --------------------------------------------------------------------------- .pt2 archives (defect 2)
 

@@ -1,0 +1,187 @@
+"""torch.export of whatever bertc/formats.py loaded, at one fixed (batch, seq_len), into one signature.
+
+Every program leaves here with the positional inputs input_ids / attention_mask / token_type_ids (those
+the model takes) and a tuple of tensors out (last_hidden_state, then pooler_output when the model has
+one), whatever the model's own signature was:
+
+- a module (transformers or plain torch) is wrapped in ``_Signature`` and exported;
+- a TorchScript archive is converted by torch.export's TS2EPConverter, its run-time size arithmetic
+  folded to constants (``_fold_scalars``), and exported again at the static shape;
+- an ExportedProgram is taken as it is, its inputs and outputs named from what they look like.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from typing import Any
+
+import torch
+from torch import fx
+
+from .errors import BertcError
+from .passes.canonicalize_inputs import replace_uses
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...]
+                   ) -> tuple[torch.export.ExportedProgram, list[str], list[str]]:
+    """(program, input names, output names) for a module, a TorchScript module or an ExportedProgram.
+    ``example`` holds the three inputs at the compiled shape; ``desc`` names the model in errors."""
+    if isinstance(obj, torch.export.ExportedProgram):
+        names = [s.arg.name for s in obj.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+        return obj, [_canonical_input_name(n, i) for i, n in enumerate(names)], _tuple_output_names(obj)
+    if isinstance(obj, torch.jit.ScriptModule):
+        ep = _export_torchscript(obj, example)
+        users = len([s for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"])
+        return ep, list(INPUT_NAMES[:users]), _tuple_output_names(ep)
+    module = obj
+    _make_buffers_persistent(module)
+    params = inspect.signature(module.forward).parameters
+    takes = [n for n in INPUT_NAMES if n in params]
+    if "input_ids" not in takes:
+        raise BertcError(f"{desc} has no input_ids argument; bertc compiles BERT-family encoders")
+    with torch.inference_mode(False), torch.no_grad():
+        probe = module(**{n: t for n, t in zip(INPUT_NAMES, example) if n in takes})
+    outputs = ["last_hidden_state"]
+    if not isinstance(probe, (torch.Tensor, tuple, list)) and probe.get("pooler_output") is not None:
+        outputs.append("pooler_output")
+    wrapper = _Signature(module, takes, outputs).eval()
+    try:
+        ep = torch.export.export(wrapper, example, strict=False)
+    except Exception as e:
+        raise BertcError(f"torch.export could not trace {desc}: {e}") from e
+    return ep, list(INPUT_NAMES), outputs
+
+
+class _Signature(torch.nn.Module):
+    """Gives every model the same positional inputs and tuple-of-tensors outputs."""
+
+    def __init__(self, model: torch.nn.Module, takes: list[str], outputs: list[str]):
+        super().__init__()
+        self.model, self.takes, self.outputs = model, takes, outputs
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        out = self.model(**{k: given[k] for k in self.takes})
+        if isinstance(out, torch.Tensor):
+            return (out,)
+        if isinstance(out, (tuple, list)):
+            return tuple(out)
+        return tuple(out[k] for k in self.outputs)
+
+
+def _make_buffers_persistent(module: torch.nn.Module) -> None:
+    # transformers registers position_ids as non-persistent; torch-mlir's frozen import
+    # then cannot find it in the state dict ("Could not find state mapping for buffer").
+    for m in module.modules():
+        m._non_persistent_buffers_set.clear()
+
+
+def record_module_paths(ep: torch.export.ExportedProgram) -> None:
+    """Add the owning submodule to each node's stack trace, which torch-mlir turns into the op's
+    location, so errors can say where in the model an op came from."""
+    for n in ep.graph.nodes:
+        stack = n.meta.get("nn_module_stack")
+        if not stack:
+            continue
+        path, cls = list(stack.values())[-1]
+        path = path.replace("L['self'].", "").removeprefix("model.").replace("L__self___", "")
+        name = cls.__name__ if isinstance(cls, type) else str(cls).rsplit(".", 1)[-1].strip("'>")
+        frame = f'\n  File "module {path} ({name})", line 0, in forward'
+        n.meta["stack_trace"] = (n.meta.get("stack_trace") or "") + frame
+
+
+def _tuple_output_names(ep: torch.export.ExportedProgram) -> list[str]:
+    """Names for a program that returns a tuple, as transformers does with return_dict=False:
+    (last_hidden_state, pooler_output?, ...). The pooler is the [batch, hidden] second output."""
+    outs = [n for n in ep.graph.output_node().args[0]]
+    names = [f"output_{i}" for i in range(len(outs))]
+    names[0] = "last_hidden_state"
+    if len(outs) > 1:
+        first, second = (getattr(o, "meta", {}).get("val") for o in outs[:2])
+        if (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.dim() == 3
+                and tuple(second.shape) == (first.shape[0], first.shape[2])):
+            names[1] = "pooler_output"
+    return names
+
+
+def _canonical_input_name(name: str, index: int) -> str:
+    for canon, keys in (("token_type_ids", ("token_type", "type")), ("attention_mask", ("mask",)),
+                        ("input_ids", ("input_ids", "ids"))):
+        if any(k in name for k in keys):
+            return canon
+    return INPUT_NAMES[index] if index < len(INPUT_NAMES) else name
+
+
+def table_rows(ep: torch.export.ExportedProgram, input_names: list[str], name: str) -> int | None:
+    """Rows of the embedding table that the model input ``name`` indexes (vocabulary size for
+    input_ids, type vocabulary for token_type_ids), for programs that come without a config."""
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    user = [p for p, spec in zip(placeholders, ep.graph_signature.input_specs) if spec.kind.name == "USER_INPUT"]
+    node = dict(zip(input_names, user)).get(name)
+    for n in ep.graph.nodes:
+        if n.op == "call_function" and n.target == torch.ops.aten.embedding.default and n.args[1] is node:
+            return int(n.args[0].meta["val"].shape[0])
+    return None
+
+
+def _export_torchscript(module: torch.jit.ScriptModule, example) -> torch.export.ExportedProgram:
+    from torch._export.converter import TS2EPConverter  # seconds to import, and only TorchScript needs it
+
+    n_inputs = len(list(module.graph.inputs())) - 1
+    quiet = logging.getLogger("torch._export.non_strict_utils")  # "Dim.AUTO ... specialized", once per input
+    level = quiet.level
+    try:
+        quiet.setLevel(logging.ERROR)
+        # The converter exports with every dimension dynamic (Dim.AUTO); bertc compiles one
+        # static shape, so the converted graph is exported again with the example's shapes.
+        with warnings.catch_warnings():  # unused buffers it copies anyway (token_type_ids)
+            warnings.filterwarnings("ignore", message="Manually populate")
+            converted = TS2EPConverter(module, example[:n_inputs]).convert()
+        gm = converted.module()
+        _fold_scalars(gm, example[:n_inputs])
+        return torch.export.export(gm, example[:n_inputs], strict=False)
+    except Exception as e:
+        raise BertcError(f"could not convert the TorchScript archive to a torch.export program: {e}; "
+                         "export the model with torch.export and pass the .pt2 instead") from e
+    finally:
+        quiet.setLevel(level)
+
+
+def _fold_scalars(gm: fx.GraphModule, example) -> None:
+    """Replace every Python scalar the graph computes without reading input data by its value.
+
+    A traced TorchScript graph recomputes sizes at run time (``seq_len + past_length`` turned
+    into a tensor and back with ``.item()``); exported again, each becomes an unbacked symbol
+    and the shapes that use it turn dynamic. At one fixed input shape they are constants.
+    """
+    data_free = {}
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            data_free[n] = False
+        elif n.op == "call_function" and n.target in (torch.ops.aten.sym_size.int, torch.ops.aten.size.default):
+            data_free[n] = True  # a size reads the shape, which is fixed, not the data
+        else:
+            data_free[n] = all(data_free[a] for a in n.all_input_nodes)
+    values: dict[fx.Node, Any] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            values[n] = r = super().run_node(n)
+            return r
+
+    with torch.no_grad():
+        Recorder(gm).run(*example)
+    for n in list(gm.graph.nodes):
+        v = values.get(n)
+        scalar = isinstance(v, (bool, int, float)) and not isinstance(v, torch.SymInt)
+        if n.op == "call_function" and data_free[n] and scalar:
+            replace_uses(n, v)
+    for n in list(gm.graph.nodes):
+        if n.op == "call_function" and n.target == torch.ops.aten._assert_scalar.default and n.args[0] is True:
+            gm.graph.erase_node(n)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()

@@ -1,0 +1,299 @@
+"""canonicalize-inputs: the attention mask's and the position ids' arithmetic -> one op each (an FX pass).
+
+The graph a transformers model exports builds its attention mask and position ids from dozens of small
+integer ops (arange, unsqueeze, index, __and__, where, cumsum), which bertc has no kernels for and
+should not have: at run time they are one broadcast and one scan. This pass rewrites the torch.export
+program (a torch FX graph, before the torch-mlir import: it is not an MLIR pass and is not in the
+registry of ``passes/__init__.py``); bertc/frontend.py runs it on every program it exports.
+
+Each sub-graph that depends on one model input only (or on nothing) is evaluated with three sets of
+random inputs (all ones, right padding, holes) and, when it equals a known form for all of them,
+replaced by one op (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``, defined below
+with eager implementations, so a rewritten program still runs in PyTorch) or by its constant value.
+Recognising by value rather than by op pattern is what makes it hold across transformers versions and
+attention implementations. A sub-graph that matches no form is left alone, and raise-torch names its ops.
+
+Before (RoBERTa, seq_len 8, abridged)::
+
+    ne = aten.ne.Scalar(input_ids, 1)
+    to = aten.to.dtype(ne, torch.int32)
+    cumsum = aten.cumsum.default(to, 1)
+    ...
+    add_1 = aten.add.Tensor(to_1, 1)
+    embedding_2 = aten.embedding.default(p_position_embeddings_weight, add_1, 1)
+    to_2 = aten.to.device(attention_mask, cpu, torch.bool)
+    arange = aten.arange.default(1)
+    ...                                       # 20 unsqueeze / index / __and__ / expand nodes
+    where = aten.where.ScalarOther(expand, zeros, -3.4028234663852886e+38)
+    add_6 = aten.add.Tensor(mul_1, where)
+
+After::
+
+    position_ids_default = bertc.position_ids.default(input_ids, 1)
+    mask_bias_default = bertc.mask_bias.default(attention_mask, [1, 1, 8, 8], -3.4028234663852886e+38)
+    embedding_2 = aten.embedding.default(p_position_embeddings_weight, position_ids_default, 1)
+    add_6 = aten.add.Tensor(mul_1, mask_bias_default)
+
+A boolean mask (sdpa attention) becomes ``bertc.keep_mask.default(attention_mask, shape)``; BERT's
+``arange`` position ids, which read no input, become a constant tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+
+# --------------------------------------------------------------------------- the stand-in ops
+# raise-torch lowers each to the bertc op of the same name.
+
+
+@torch.library.custom_op("bertc::mask_bias", mutates_args=())
+def mask_bias(mask: torch.Tensor, shape: list[int], fill: float) -> torch.Tensor:
+    keep = mask[:, None, None, :].bool()
+    out = torch.where(keep, torch.zeros((), dtype=torch.float32), torch.tensor(fill, dtype=torch.float32))
+    return out.expand(shape).clone()
+
+
+@mask_bias.register_fake
+def _(mask, shape, fill):
+    return mask.new_empty(shape, dtype=torch.float32)
+
+
+@torch.library.custom_op("bertc::keep_mask", mutates_args=())
+def keep_mask(mask: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    return mask[:, None, None, :].bool().expand(shape).clone()
+
+
+@keep_mask.register_fake
+def _(mask, shape):
+    return mask.new_empty(shape, dtype=torch.bool)
+
+
+@torch.library.custom_op("bertc::position_ids", mutates_args=())
+def position_ids(ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    keep = ids.ne(padding_idx).long()
+    return torch.cumsum(keep, dim=1) * keep + padding_idx
+
+
+@position_ids.register_fake
+def _(ids, padding_idx):
+    return torch.empty_like(ids)
+
+
+# --------------------------------------------------------------------------- the pass
+
+
+def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]) -> None:
+    """Replace input-only and constant sub-graphs by recognised ops or constants (in place).
+    ``input_names`` names the program's user inputs in order (input_ids, attention_mask, token_type_ids)."""
+    g = ep.graph
+    for n in list(g.nodes):
+        if n.op == "call_function" and n.target == torch.ops.aten._assert_tensor_metadata.default:
+            g.erase_node(n)
+    placeholders = [n for n in g.nodes if n.op == "placeholder"]
+    kinds = {p: s for p, s in zip(placeholders, ep.graph_signature.input_specs)}
+    _narrow_double_scalars(ep, placeholders, kinds)
+    user = [p for p in placeholders if kinds[p].kind.name == "USER_INPUT"]
+    role = {p: input_names[i] for i, p in enumerate(user)}
+    group = _input_groups(g, kinds, role)
+    frontier = [n for n in g.nodes if group(n) is not None and n.op == "call_function"
+                and any(group(u) != group(n) for u in n.users)]
+    if not frontier:
+        return
+    shapes = [tuple(p.meta["val"].shape) for p in user]
+    dtypes = [p.meta["val"].dtype for p in user]
+    rng = np.random.default_rng(0)
+    trials = []
+    for t in range(3):
+        ins = _random_inputs(input_names, shapes, dtypes, rng, t)
+        trials.append((dict(zip(input_names, ins)), _evaluate_all(ep, ins, set(frontier))))
+    placeholder_of = {v: k for k, v in role.items()}
+    for n in frontier:
+        kind = group(n)
+        vals = [vals_[n] for _, vals_ in trials]
+        if not all(isinstance(v, torch.Tensor) for v in vals):
+            continue
+        replacement = None
+        if kind == "const":
+            # torch-mlir imports a list argument only if all its items are graph values
+            in_list = any(isinstance(a, (list, tuple)) and n in a for u in n.users for a in u.args)
+            if not in_list and all(torch.equal(vals[0], v) for v in vals[1:]):
+                replacement = vals[0].clone()
+        elif kind in ("attention_mask", "input_ids"):
+            match = _match_mask if kind == "attention_mask" else _match_position_ids
+            op = match(n, vals, [ins[kind] for ins, _ in trials])
+            if op is not None:
+                replacement = _new_node(g, placeholder_of[kind], op, n)
+        if replacement is None and kind != "const" and all(torch.equal(vals[0], v) for v in vals[1:]):
+            # Reads an input but gives the same value for every trial: in a traced TorchScript
+            # graph, token_type_ids gathered from a zero buffer at the position ids.
+            replacement = vals[0].clone()
+        if replacement is None:
+            continue
+        replace_uses(n, replacement)
+    g.eliminate_dead_code()
+    g.lint()
+
+
+def _input_groups(g: fx.Graph, kinds: dict, role: dict):
+    """``group(node)``: the single model input (or "const") a node is a pure function of, else None.
+    A dependence on learned weights ends a sub-graph."""
+    deps: dict[fx.Node, frozenset] = {}  # the model inputs a node depends on; "param": learned weights
+    for n in g.nodes:
+        if n.op == "placeholder":
+            kind = kinds[n].kind.name
+            # A TorchScript archive converted by torch.export holds its weights as buffers, so a
+            # floating-point buffer counts as a weight too; integer buffers (position_ids,
+            # token_type_ids) are constants.
+            learned = kind == "PARAMETER" or (kind == "BUFFER" and n.meta["val"].is_floating_point())
+            deps[n] = frozenset([role[n]]) if n in role else frozenset(["param"] if learned else [])
+        else:
+            deps[n] = frozenset().union(*[deps[a] for a in n.all_input_nodes]) if n.all_input_nodes else frozenset()
+
+    def group(n):
+        d = deps[n]
+        if n.op in ("placeholder", "output") or "param" in d or len(d) > 1:
+            return None
+        return next(iter(d)) if d else "const"
+
+    return group
+
+
+def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.random.Generator, trial: int):
+    """Trial 0: no padding; 1: right padding of random length; 2: holes in the mask and input ids
+    drawn from {0, 1, 2}, so that a padding id (RoBERTa's 1) occurs inside the sequence."""
+    out = []
+    for name, shp, dt in zip(input_names, shapes, dtypes):
+        b, s = shp
+        if name == "attention_mask":
+            lens = rng.integers(1, s + 1, size=b) if trial else np.full(b, s)
+            v = (np.arange(s)[None, :] < lens[:, None]).astype(np.int64)
+            if trial == 2:  # holes, not only right padding
+                v = (rng.random((b, s)) < 0.6).astype(np.int64)
+                v[:, 0] = 1
+        elif name == "input_ids":
+            v = rng.integers(0, 3, size=(b, s)) if trial == 2 else rng.integers(0, 50, size=(b, s))
+        else:
+            v = rng.integers(0, 2, size=(b, s))
+        out.append(torch.from_numpy(v).to(dt))
+    return out
+
+
+def _evaluate_all(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tensor], keep: set[fx.Node]) -> dict:
+    """The values of the nodes in ``keep`` for these inputs. Only those are held: the interpreter frees every
+    other value after its last use, so memory stays that of one eager forward, not of every layer's."""
+    values: dict[fx.Node, Any] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            r = super().run_node(n)
+            if n in keep:
+                values[n] = r
+            return r
+
+    args, k = [], 0
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind.name == "USER_INPUT":
+            args.append(user_inputs[k])
+            k += 1
+        elif spec.kind.name == "CONSTANT_TENSOR":
+            args.append(ep.constants[spec.target])
+        else:
+            args.append(ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target])
+    with torch.no_grad():
+        Recorder(ep.graph_module).run(*args)
+    return values
+
+
+def _narrow_double_scalars(ep, placeholders, kinds) -> None:
+    """TorchScript keeps Python float constants (the 1/sqrt(head_dim) scale) as 0-d float64
+    tensors. Beside a float32 tensor a 0-d operand does not promote, so the op computes in
+    float32 either way; store them as float32 so that bertc sees one element type."""
+    for p in placeholders:
+        spec = kinds[p]
+        val = p.meta.get("val")
+        if (spec.kind.name != "CONSTANT_TENSOR" or not isinstance(val, torch.Tensor) or val.dtype != torch.float64
+                or val.dim() != 0 or not all(_result_dtype(u) == torch.float32 for u in p.users)):
+            continue
+        ep.constants[spec.target] = ep.constants[spec.target].float()
+        p.meta["val"] = val.float()
+
+
+def _result_dtype(n: fx.Node):
+    v = n.meta.get("val")
+    return v.dtype if isinstance(v, torch.Tensor) else None
+
+
+# --------------------------------------------------------------------------- the forms it recognises
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """A recognised sub-graph: the op that replaces it and the arguments after the model input."""
+
+    op: Any  # torch.ops.bertc.<name>.default
+    args: tuple
+
+
+def _match_mask(n: fx.Node, vals: list[torch.Tensor], masks: list[torch.Tensor]) -> StandIn | None:
+    v0 = vals[0]
+    if v0.dim() != 4 or v0.shape[0] != masks[0].shape[0] or v0.shape[3] != masks[0].shape[1]:
+        return None
+    shape = list(v0.shape)
+    if v0.dtype == torch.bool:
+        if all(torch.equal(v, keep_mask(m, shape)) for v, m in zip(vals, masks)):
+            return StandIn(torch.ops.bertc.keep_mask.default, (shape,))
+        return None
+    if v0.dtype != torch.float32:
+        return None
+    # The fill shows where some key was masked; with nothing ever masked (seq_len 1) any
+    # large negative fill gives the same values, so try the one transformers uses.
+    for fill in {float(v.min()) for v in vals} - {0.0} | {float(torch.finfo(torch.float32).min)}:
+        if all(torch.equal(v, mask_bias(m, shape, fill)) for v, m in zip(vals, masks)):
+            return StandIn(torch.ops.bertc.mask_bias.default, (shape, fill))
+    return None
+
+
+def _match_position_ids(n: fx.Node, vals: list[torch.Tensor], ids: list[torch.Tensor]) -> StandIn | None:
+    if vals[0].shape != ids[0].shape or vals[0].dtype != torch.long:
+        return None
+    # the padding id is one of the integers the sub-graph's ops take (RoBERTa's ne(input_ids, 1), add 1)
+    for pad in {int(a) for u in _ancestors(n) for a in u.args if isinstance(a, int)}:
+        if all(torch.equal(v, position_ids(i, pad)) for v, i in zip(vals, ids)):
+            return StandIn(torch.ops.bertc.position_ids.default, (pad,))
+    return None
+
+
+def _ancestors(n: fx.Node) -> list[fx.Node]:
+    seen, stack = [], [n]
+    while stack:
+        x = stack.pop()
+        if x not in seen and x.op == "call_function":
+            seen.append(x)
+            stack.extend(x.all_input_nodes)
+    return seen
+
+
+# --------------------------------------------------------------------------- graph edits
+
+
+def _new_node(g: fx.Graph, model_input: fx.Node, stand_in: StandIn, like: fx.Node) -> fx.Node:
+    """The stand-in op on ``model_input``, placed right after it, with ``like``'s value metadata."""
+    with g.inserting_after(model_input):
+        node = g.call_function(stand_in.op, (model_input, *stand_in.args))
+    node.meta["val"] = like.meta["val"]
+    return node
+
+
+def replace_uses(n: fx.Node, value: Any) -> None:
+    """Make every user of ``n`` take ``value`` (a node or a literal) instead."""
+    def swap(a):
+        return value if a is n else a
+
+    for u in list(n.users):
+        u.args = fx.node.map_arg(u.args, swap)
+        u.kwargs = fx.node.map_arg(u.kwargs, swap)
