@@ -22,9 +22,10 @@ from bertc.api import load
 from bertc.artifact import publish
 from bertc.errors import BertcError
 from bertc.sparsity import model_masks, parse_spec
+from bertc.student import load_student
 
 from .distill import HiddenMap, TrainConfig, augment, train
-from .inherit import Importance, load_student, plan_cut
+from .inherit import Importance, plan_cut
 from .report import format_table, pareto_front, write_csv, write_plots
 from .space import Candidate
 from .study import Study
