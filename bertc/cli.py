@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import at_least
 from .errors import BertcError, DeviceUnavailable
 from .sparsity import SPEC_HELP
 
@@ -41,33 +42,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"bertc: error: {message}; see `{self.prog} --help`\n")
-
-
-def at_least(low: int, kind=int):
-    """An argparse type: a number (int or float) of at least ``low``."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not {'an integer' if kind is int else 'a number'}") from None
-        if not low <= value < float("inf"):  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"{text} must be at least {low}" + (" and finite" if kind is float else ""))
-        return value
-
-    parse.__name__ = f"{kind.__name__} >= {low}"
-    return parse
-
-
-def positive(text: str) -> float:
-    """An argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
 
 
 def _compile(args: argparse.Namespace) -> int:

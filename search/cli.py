@@ -15,6 +15,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from bertc.argtypes import at_least, positive
 from bertc.errors import BertcError
 from bertc.sparsity import SPEC_HELP
 
@@ -131,7 +132,6 @@ def _run_search(args: argparse.Namespace) -> int:
 
 def add_search(sub) -> argparse.ArgumentParser:
     """Register ``bertc search`` on the CLI's subparsers."""
-    from bertc.cli import at_least, positive  # bertc.cli imports this module: at the top it would be circular
 
     p = sub.add_parser("search", help="find the student architecture with the best accuracy under a latency budget",
                        description="Search student architectures cut from a fine-tuned teacher: the cost model screens "
@@ -219,7 +219,6 @@ def _run_prune(args: argparse.Namespace) -> int:
 
 def add_prune(sub) -> argparse.ArgumentParser:
     """Register ``bertc prune`` on the CLI's subparsers."""
-    from bertc.cli import at_least  # bertc.cli imports this module: at the top it would be circular
 
     p = sub.add_parser("prune", help="prune to a sparsity pattern and recover accuracy by distillation on a task",
                        description="Prune MODEL to the sparsity pattern SPEC and recover its accuracy on TASK by "
