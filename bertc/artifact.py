@@ -115,14 +115,6 @@ class Manifest:
                 known[key] = record(**{f.name: known[key][f.name] for f in fields(record) if f.name in known[key]})
         return cls(**known)
 
-    def __getitem__(self, key: str) -> Any:
-        """manifest["batch"]: the JSON form, for readers not yet moved to the fields (issue 16)."""
-        return self.to_dict()[key]
-
-    def keys(self):
-        """With __getitem__, lets ``{**manifest}`` give the JSON form (issue 16: a shim until every reader moves)."""
-        return self.to_dict().keys()
-
 
 # --------------------------------------------------------------------------- writing
 

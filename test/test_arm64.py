@@ -40,7 +40,7 @@ def test_architecture_under_qemu(arch, impl, tmp_path):
     model = tiny_model(arch, impl)
     art = bertc.compile(model, target="android-arm64", seq_len=24, out=tmp_path / "m.bertc")
     assert elf_machine(art.path / "bertc_run") == 183  # EM_AARCH64
-    assert art.manifest["arch"] == "aarch64" and art.manifest["isa"] == "neon"
+    assert art.manifest.arch == "aarch64" and art.manifest.isa == "neon"
     compiled = art.load(threads=2)  # an ARM64 artifact on this x86-64 machine: qemu by default
     for seq, pad_from in ((24, 17), (9, 5)):
         ids, mask, types = random_inputs(1, seq, 120, seed=seq, pad_from=pad_from)
@@ -131,7 +131,7 @@ def test_fp16_weights_on_neon_fp16_arithmetic(minilm_path, tmp_path):
     for dtype in ("fp32", "fp16"):
         art = bertc.compile(minilm_path, target="android-arm64", seq_len=32, out=tmp_path / f"{dtype}.bertc",
                             dtype=dtype)
-        assert art.manifest["dtype"] == dtype
+        assert art.manifest.dtype == dtype
         phone = art.load(threads=2)
         errors[dtype] = max_error(phone(ids, mask, types), ref, mask)
         assert phone.last_report["kernels"].get("bertc_linear_packed_f16") == ("neon" if dtype == "fp16" else None)

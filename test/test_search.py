@@ -311,7 +311,7 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     assert "Pareto front" in run.stderr + run.stdout
     # the saved student is what `bertc compile` takes
     art = bertc.compile(out / "student", seq_len=16, out=tmp_path / "student.bertc")
-    assert art.manifest["seq_len"] == 16
+    assert art.manifest.seq_len == 16
 
 
 def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):

@@ -47,7 +47,7 @@ def bert_vk(tmp_path_factory):
 def test_architecture_matches_pytorch_on_lavapipe(arch, impl, tmp_path):
     model = tiny_model(arch, impl)
     art = bertc.compile(model, target="vulkan", seq_len=24, out=tmp_path / "m.bertc")
-    assert art.report["fusion"]["attention"] == 2 and art.manifest["shaders"]
+    assert art.report["fusion"]["attention"] == 2 and art.manifest.shaders
     compiled = art.load()
     assert compiled.device_name.startswith("vulkan: llvmpipe")
     for seq, pad_from in ((24, None), (24, 17), (9, 5)):
@@ -75,7 +75,7 @@ def test_fp16_accuracy_and_missing_feature(tmp_path, monkeypatch):
     model = tiny_model("bert", hidden=64, heads=4, ffn=256)
     art = bertc.compile(model, target="vulkan", seq_len=32, dtype="fp16", out=tmp_path / "h.bertc")
     fp32 = bertc.compile(model, target="vulkan", seq_len=32, out=tmp_path / "f.bertc")
-    assert "gemm_f16" in art.manifest["shaders"] and "gemm" not in art.manifest["shaders"]
+    assert "gemm_f16" in art.manifest.shaders and "gemm" not in art.manifest.shaders
     ids, mask, types = random_inputs(1, 32, 120, seed=2, pad_from=27)
     ref = reference(model, ids, mask, types)
     err16 = max_error(art.load()(ids, mask, types), ref, mask)
@@ -251,11 +251,11 @@ def test_android_vulkan_builds(tmp_path):
     libvulkan, and says so (the NDK's dynamic build can)."""
     art = bertc.compile(tiny_model("bert"), target="android-vulkan", seq_len=16, out=tmp_path / "a.bertc",
                         fallback="cpu")
-    assert art.manifest["arch"] == "aarch64" and (art.path / "shaders" / "gemm.spv").exists()
-    assert art.manifest["fallback"]["target"] == "android-arm64"
+    assert art.manifest.arch == "aarch64" and (art.path / "shaders" / "gemm.spv").exists()
+    assert art.manifest.fallback.target == "android-arm64"
     head = (art.path / "bertc_run").read_bytes()[:20]
     assert head[:4] == b"\x7fELF" and head[18] == 183  # EM_AARCH64
-    if art.manifest["toolchain"] == "zig" and shutil.which("qemu-aarch64"):
+    if art.manifest.toolchain == "zig" and shutil.which("qemu-aarch64"):
         with pytest.raises(DeviceUnavailable, match="statically linked bertc_run cannot load it"):
             load(art.path, device="qemu")(np.full((1, 16), 101, np.int64))
         out = load(art.path, device="qemu", fallback="cpu")(np.full((1, 16), 101, np.int64))

@@ -28,7 +28,7 @@ from bertc.runtime import CompiledModel
 def distinct_inputs(model: CompiledModel, count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """(ids, mask) pairs of every length 1..seq_len, some with padded tails and fully masked rows."""
     rng = np.random.default_rng(seed)
-    vocab = int(model.manifest["vocab_size"])
+    vocab = int(model.manifest.vocab_size)
     pairs = []
     for i in range(count):
         seq = 1 + i % int(model.seq_len)
