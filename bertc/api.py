@@ -19,6 +19,7 @@ from torch_mlir import ir
 from . import __version__
 from .artifact import Fallback, Golden, Manifest, check_output, read_manifest, staging, write_manifest
 from .device import DeviceModel
+from .dialects import bertc as B
 from .errors import BertcError, DeviceUnavailable
 from .frontend import export_model, import_torch
 from .ir import annotate, make_context
@@ -65,9 +66,9 @@ def _weight_names(value) -> list[str]:
     op = producer(value)
     if op is None:
         return []
-    if op.operation.name == "bertc.weight":
+    if isinstance(op, B.WeightOp):
         return [op.attributes["name"].value]
-    return [n for v in op.operands for n in _weight_names(v)] if op.operation.name == "bertc.concat" else []
+    return [n for v in op.operands for n in _weight_names(v)] if isinstance(op, B.ConcatOp) else []
 
 
 def _sparsity_report(linears, target) -> dict[str, Any] | None:
@@ -92,14 +93,14 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
 
 def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) -> dict[str, Any]:
     ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
-    linears = [op for op in func_ops(module.operation) if op.operation.name == "bertc.linear"]
+    linears = [op for op in func_ops(module.operation) if isinstance(op, B.LinearOp)]
     return {
         "ops": dict(sorted(ops.items())),
         "fusion": {
-            "attention": ops.get("bertc.attention", 0),
+            "attention": ops.get(B.AttentionOp.OPERATION_NAME, 0),
             "linear_with_activation": sum(op.attributes["activation"].value != "none" for op in linears),
             "linear_with_residual": sum(op.residual is not None for op in linears),
-            "unfused_matmul": ops.get("bertc.matmul", 0),
+            "unfused_matmul": ops.get(B.MatmulOp.OPERATION_NAME, 0),
         },
         "gemm_flops": sum(2 * math.prod(shape_of(op.operands[1])) * math.prod(shape_of(op.operands[0])[:-1])
                           for op in linears),

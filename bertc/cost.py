@@ -190,7 +190,7 @@ def gemm_weight_bytes(module, as_stored: bool = True) -> int:
     (``as_stored=False``: every matrix whole, as the weights ops hold them)."""
     total = 0
     for op in func_ops(module.operation):
-        if op.operation.name == "bertc.linear":
+        if isinstance(op, B.LinearOp):
             sp = sparsity(op)
             dense = math.prod(_shape(op.operands[1])) * 4
             sparse = as_stored and sp is not None and sp["format"] == "sparse"
@@ -213,7 +213,7 @@ def module_ops(module, target, cache_bytes: int | None = None) -> list[OpCost]:
 def _weights_bytes(module) -> int:
     """Bytes of weights.bin-to-be: constant tensors, sparse matrices by their kept blocks."""
     total = sum(math.prod(_shape(op.results[0])) * (8 if "i64" in str(op.results[0].type) else 4)
-                for op in func_ops(module.operation) if op.operation.name in ("bertc.weight", "bertc.constant"))
+                for op in func_ops(module.operation) if isinstance(op, (B.WeightOp, B.ConstantOp)))
     return total - gemm_weight_bytes(module, as_stored=False) + gemm_weight_bytes(module)
 
 
