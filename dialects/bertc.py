@@ -9,6 +9,10 @@ parse and print in MLIR's generic form, e.g.::
     %ctx = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, scale = 0.25 : f32}
              : (tensor<1x8x96xf32>, tensor<1x8xi64>) -> tensor<1x8x32xf32>
 
+A dimension may be dynamic (``?``, ``tensor<1x?x32xf32>``): the sequence length of a model compiled
+for any length up to a bound. Verifiers read ``?`` on both sides as the same unknown length (the one
+sequence length of the run), so ``[1, ?, 32]`` matches ``[1, ?, 32]`` but not ``[1, 8, 32]``.
+
 Nothing but op definitions lives here; passes are in ``passes/``.
 """
 
@@ -63,12 +67,17 @@ def _elementwise(kernel: str, shader: str) -> OpTraits:
 ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu")
 
 
+DYNAMIC = ir.ShapedType.get_dynamic_size()  # a ``?`` dimension as ``shape`` lists it
+
+
 def shape(value: ir.Value) -> list[int]:
+    """The dimensions of a ranked tensor value, ``DYNAMIC`` for a ``?``."""
     return list(ir.RankedTensorType(value.type).shape)
 
 
 def _fail(op, message: str) -> bool:
-    op.location.emit_error(f"'{op.OPERATION_NAME}' {message}")
+    # shapes in messages show a dynamic dimension as MLIR writes it
+    op.location.emit_error(f"'{op.OPERATION_NAME}' {message}".replace(str(DYNAMIC), "?"))
     return False
 
 
@@ -83,9 +92,9 @@ def _broadcastable(a: list[int], b: list[int]) -> list[int] | None:
     for i in range(1, max(len(a), len(b)) + 1):
         x = a[-i] if i <= len(a) else 1
         y = b[-i] if i <= len(b) else 1
-        if x != y and 1 not in (x, y):
+        if x != y and 1 not in (x, y):  # ? against a static size is a mismatch too
             return None
-        out.append(max(x, y))
+        out.append(y if x == 1 else x)
     return out[::-1]
 
 
@@ -124,7 +133,7 @@ class ConcatOp(Bertc.Operation, name="concat"):
     def verify_invariants(self) -> bool:
         d = self.dim.value
         shapes = [shape(v) for v in self.inputs]
-        total = sum(s[d] for s in shapes)
+        total = DYNAMIC if any(s[d] == DYNAMIC for s in shapes) else sum(s[d] for s in shapes)
         expect = list(shapes[0])
         expect[d] = total
         if any(len(s) != len(expect) for s in shapes) or shape(self.out) != expect:
@@ -358,9 +367,15 @@ class ReshapeOp(Bertc.Operation, name="reshape"):
     out: Result[Any]
 
     def verify_invariants(self) -> bool:
-        if math.prod(shape(self.input)) != math.prod(shape(self.out)):
-            return _fail(self, f"cannot reshape {shape(self.input)} to {shape(self.out)}")
+        x, o = shape(self.input), shape(self.out)
+        # the one unknown length must survive as one ``?``: [1, ?, 32] -> [1, ?, 2, 16] or [?, 32]
+        if x.count(DYNAMIC) != o.count(DYNAMIC) or _static_size(x) != _static_size(o):
+            return _fail(self, f"cannot reshape {x} to {o}")
         return True
+
+
+def _static_size(dims: list[int]) -> int:
+    return math.prod(d for d in dims if d != DYNAMIC)
 
 
 class TransposeOp(Bertc.Operation, name="transpose"):
@@ -391,9 +406,22 @@ class SliceOp(Bertc.Operation, name="slice"):
 
     def verify_invariants(self) -> bool:
         x, o, d = shape(self.input), shape(self.out), self.dim.value
-        if len(x) != len(o) or not 0 <= d < len(x) or not 0 <= self.start.value <= x[d] - o[d]:
+        if len(x) != len(o) or not 0 <= d < len(x) or not _slice_fits(x[d], o[d], self.start.value):
             return _fail(self, f"slice of {x} at dim {d} start {self.start.value} cannot give {o}")
         return True
+
+
+def _slice_fits(size: int, taken: int, start: int) -> bool:
+    """Whether ``taken`` elements from ``start`` fit in ``size``. A dynamic result takes the run's length
+    (position ids: the first L of a table); a static slice of a dynamic dimension (the [CLS] row) is
+    checked against the length at run time; ``?`` from ``?`` is the whole dimension."""
+    if size == DYNAMIC and taken == DYNAMIC:
+        return start == 0
+    if taken == DYNAMIC:
+        return 0 <= start < size
+    if size == DYNAMIC:
+        return start >= 0
+    return 0 <= start <= size - taken
 
 
 def _op_classes() -> dict[str, type]:
