@@ -16,6 +16,11 @@ The function is rebuilt op by op; each torch op has one small handler in ``HANDL
 without a handler is an error naming the op and the model source line it came from.
 scaled_dot_product_attention is raised to its eager form (matmul, scale, bias, softmax,
 matmul), so that fuse-attention has one form to recognise.
+
+A dynamic dimension (a model exported with a ``torch.export.Dim`` on the sequence) stays dynamic:
+``!torch.vtensor<[1,?],si64>`` becomes ``tensor<1x?xi64>``, and ``torch.aten.size.int`` of it is a
+``RunTimeSize`` that only shape arguments may take (the position ids' ``slice(table, 1, 0, L)``
+becomes ``"bertc.slice"(%table) {start = 0} -> tensor<1x?xi64>``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,17 +45,24 @@ _TORCH_DTYPES = {"f32": "f32", "si64": "i64", "i64": "i64", "si32": "i32", "i1":
 
 def convert_type(t: ir.Type) -> ir.Type:
     s = str(t)
-    m = re.fullmatch(r"!torch\.vtensor<\[([-\d,]*)\],(\w+)>", s)
+    m = re.fullmatch(r"!torch\.vtensor<\[([-\d,?]*)\],(\w+)>", s)
     if not m:
         if s.startswith("tensor<"):
             return t
-        raise BertcError(f"cannot raise type {s}: bertc needs tensors of static shape")
-    dims = [int(d) for d in m.group(1).split(",") if d]
-    if any(d < 0 for d in dims):
-        raise BertcError(f"dynamic shape {s}: compile with a fixed --batch and --seq-len")
+        raise BertcError(f"cannot raise type {s}: bertc needs ranked tensors (torch.export gives them)")
+    dims = [B.DYNAMIC if d == "?" else int(d) for d in m.group(1).split(",") if d]
     if m.group(2) not in _TORCH_DTYPES:
         raise BertcError(f"element type {m.group(2)} is not supported (bertc compiles fp32 models)")
     return tensor_type(dims, _TORCH_DTYPES[m.group(2)])
+
+
+@dataclass(frozen=True)
+class RunTimeSize:
+    """``torch.aten.size.int`` of a dynamic dimension: known only at run time, so only handlers that
+    read sizes from result types (slice's end, view's shape list) may take it."""
+
+    of: ir.Value
+    dim: int
 
 
 class Raiser:
@@ -130,6 +143,13 @@ def _literal(r: Raiser, op):
 
 def _weight(r: Raiser, op):
     return B.WeightOp(op.attributes["name"], _result_type(op)).out
+
+
+def _size(r: Raiser, op):
+    x, dim = r.get(op.operands[0]), r.get(op.operands[1])
+    s = shape_of(x)
+    dim %= len(s)
+    return RunTimeSize(x, dim) if s[dim] == B.DYNAMIC else s[dim]
 
 
 def _list(r: Raiser, op):
@@ -242,11 +262,15 @@ def _slice(r: Raiser, op):
     dim, start, _end, step = (r.get(v) for v in op.operands[1:5])
     rank_shape = shape_of(x)
     dim %= len(rank_shape)
+    if isinstance(start, RunTimeSize) or (rank_shape[dim] == B.DYNAMIC and start is not None and start < 0):
+        raise BertcError(f"slice from the end of the run-time length at {source_location(op)} is not supported")
     start = 0 if start is None else (start + rank_shape[dim] if start < 0 else start)
     if step not in (1, None):
         raise BertcError(f"strided slice (step {step}) at {source_location(op)} is not supported")
     return B.SliceOp(x, ir.IntegerAttr.get(ir.IntegerType.get_signless(64), dim),
-                     ir.IntegerAttr.get(ir.IntegerType.get_signless(64), min(start, rank_shape[dim])), _result_type(op)).out
+                     ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
+                                        start if rank_shape[dim] == B.DYNAMIC else min(start, rank_shape[dim])),
+                     _result_type(op)).out
 
 
 def _select(r: Raiser, op):
@@ -254,7 +278,10 @@ def _select(r: Raiser, op):
     dim, index = r.get(op.operands[1]), r.get(op.operands[2])
     s = shape_of(x)
     dim %= len(s)
-    index %= s[dim]
+    if s[dim] != B.DYNAMIC:
+        index %= s[dim]
+    elif index < 0:
+        raise BertcError(f"select from the end of the run-time length at {source_location(op)} is not supported")
     kept = list(s)
     kept[dim] = 1
     i64 = ir.IntegerType.get_signless(64)
@@ -320,6 +347,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.constant.device": _constant,
     "torch.constant.none": lambda r, op: None,
     "torch.prim.ListConstruct": _list,
+    "torch.aten.size.int": _size,
     "torch.vtensor.literal": _literal,
     B.WeightOp.OPERATION_NAME: _weight,  # the frontend puts parameters in as bertc.weight already
     "torch.aten.embedding": _embedding,

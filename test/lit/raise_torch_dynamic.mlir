@@ -1,0 +1,54 @@
+// RUN: bertc-opt %s --split-input-file --raise-torch | FileCheck %s
+
+// A dynamic sequence length (torch.export with a Dim) stays ?: the position ids are the first L of
+// their buffer (the run-time size only feeds the slice's end), the mask stand-in's shape list holds
+// the size too, and the result keeps ?.
+// CHECK-LABEL: func.func @embeddings
+// CHECK-SAME: (%[[IDS:.*]]: tensor<1x?xi64>, %[[M:.*]]: tensor<1x?xi64>) -> (tensor<1x?x32xf32>, tensor<1x1x?x?xf32>)
+// CHECK: "bertc.mask_bias"(%[[M]]) {{.*}} : (tensor<1x?xi64>) -> tensor<1x1x?x?xf32>
+// CHECK: %[[POS:.*]] = "bertc.slice"(%{{.*}}) {dim = 1 : i64, start = 0 : i64} : (tensor<1x300xi64>) -> tensor<1x?xi64>
+// CHECK: "bertc.embedding"(%{{.*}}, %[[IDS]]) : (tensor<120x32xf32>, tensor<1x?xi64>) -> tensor<1x?x32xf32>
+// CHECK: "bertc.embedding"(%{{.*}}, %[[POS]]) : (tensor<300x32xf32>, tensor<1x?xi64>) -> tensor<1x?x32xf32>
+// CHECK: "bertc.add"({{.*}}) : (tensor<1x?x32xf32>, tensor<1x?x32xf32>) -> tensor<1x?x32xf32>
+// CHECK-NOT: torch.
+func.func @embeddings(%arg0: !torch.vtensor<[1,?],si64>, %arg1: !torch.vtensor<[1,?],si64>) -> (!torch.vtensor<[1,?,32],f32>, !torch.vtensor<[1,1,?,?],f32>) {
+  %int1 = torch.constant.int 1
+  %int0 = torch.constant.int 0
+  %len = torch.aten.size.int %arg1, %int1 : !torch.vtensor<[1,?],si64>, !torch.int -> !torch.int
+  %shape = torch.prim.ListConstruct %int1, %int1, %len, %len : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %fill = torch.constant.float -3.4028234663852886E+38
+  %bias = torch.operator "torch.bertc.mask_bias"(%arg1, %shape, %fill) : (!torch.vtensor<[1,?],si64>, !torch.list<int>, !torch.float) -> !torch.vtensor<[1,1,?,?],f32>
+  %table = "bertc.weight"() {name = "embeddings.position_ids"} : () -> !torch.vtensor<[1,300],si64>
+  %pos = torch.aten.slice.Tensor %table, %int1, %int0, %len, %int1 : !torch.vtensor<[1,300],si64>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[1,?],si64>
+  %ww = "bertc.weight"() {name = "embeddings.word_embeddings.weight"} : () -> !torch.vtensor<[120,32],f32>
+  %wp = "bertc.weight"() {name = "embeddings.position_embeddings.weight"} : () -> !torch.vtensor<[300,32],f32>
+  %intm1 = torch.constant.int -1
+  %false = torch.constant.bool false
+  %e0 = torch.aten.embedding %ww, %arg0, %int0, %false, %false : !torch.vtensor<[120,32],f32>, !torch.vtensor<[1,?],si64>, !torch.int, !torch.bool, !torch.bool -> !torch.vtensor<[1,?,32],f32>
+  %e1 = torch.aten.embedding %wp, %pos, %intm1, %false, %false : !torch.vtensor<[300,32],f32>, !torch.vtensor<[1,?],si64>, !torch.int, !torch.bool, !torch.bool -> !torch.vtensor<[1,?,32],f32>
+  %e = torch.aten.add.Tensor %e0, %e1, %int1 : !torch.vtensor<[1,?,32],f32>, !torch.vtensor<[1,?,32],f32>, !torch.int -> !torch.vtensor<[1,?,32],f32>
+  return %e, %bias : !torch.vtensor<[1,?,32],f32>, !torch.vtensor<[1,1,?,?],f32>
+}
+
+// -----
+
+// Heads split with the run-time size in the view's shape list; the pooler's [CLS] row is a static
+// slice of the dynamic dimension.
+// CHECK-LABEL: func.func @heads_and_pooler
+// CHECK: "bertc.reshape"(%{{.*}}) : (tensor<1x?x32xf32>) -> tensor<1x?x2x16xf32>
+// CHECK: "bertc.transpose"(%{{.*}}) {perm = array<i64: 0, 2, 1, 3>} : (tensor<1x?x2x16xf32>) -> tensor<1x2x?x16xf32>
+// CHECK: "bertc.slice"(%{{.*}}) {dim = 1 : i64, start = 0 : i64} : (tensor<1x?x32xf32>) -> tensor<1x1x32xf32>
+// CHECK: "bertc.reshape"(%{{.*}}) : (tensor<1x1x32xf32>) -> tensor<1x32xf32>
+func.func @heads_and_pooler(%arg0: !torch.vtensor<[1,?,32],f32>) -> (!torch.vtensor<[1,2,?,16],f32>, !torch.vtensor<[1,32],f32>) {
+  %int0 = torch.constant.int 0
+  %int1 = torch.constant.int 1
+  %int2 = torch.constant.int 2
+  %intm1 = torch.constant.int -1
+  %int16 = torch.constant.int 16
+  %len = torch.aten.size.int %arg0, %int1 : !torch.vtensor<[1,?,32],f32>, !torch.int -> !torch.int
+  %shape = torch.prim.ListConstruct %int1, %len, %intm1, %int16 : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %v = torch.aten.view %arg0, %shape : !torch.vtensor<[1,?,32],f32>, !torch.list<int> -> !torch.vtensor<[1,?,2,16],f32>
+  %t = torch.aten.transpose.int %v, %int1, %int2 : !torch.vtensor<[1,?,2,16],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,2,?,16],f32>
+  %cls = torch.aten.select.int %arg0, %int1, %int0 : !torch.vtensor<[1,?,32],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,32],f32>
+  return %t, %cls : !torch.vtensor<[1,2,?,16],f32>, !torch.vtensor<[1,32],f32>
+}
