@@ -1,5 +1,9 @@
 """torch.export of whatever bertc/formats.py loaded, at one fixed (batch, seq_len), into one signature.
 
+With ``max_seq_len`` a module is exported with the sequence axis dynamic instead
+(``torch.export.Dim("seq", max=max_seq_len)`` on axis 1 of every input), so the program, and the IR
+imported from it, holds ``?`` for the length (issue 17); the batch stays fixed.
+
 Every program leaves here with the positional inputs input_ids / attention_mask / token_type_ids (those
 the model takes) and a tuple of tensors out (last_hidden_state, then pooler_output when the model has
 one), whatever the model's own signature was:
@@ -26,10 +30,15 @@ from .passes.canonicalize_inputs import replace_uses
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...]
+def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...], max_seq_len: int | None = None
                    ) -> tuple[torch.export.ExportedProgram, list[str], list[str]]:
     """(program, input names, output names) for a module, a TorchScript module or an ExportedProgram.
-    ``example`` holds the three inputs at the compiled shape; ``desc`` names the model in errors."""
+    ``example`` holds the three inputs at the compiled shape; ``desc`` names the model in errors.
+    ``max_seq_len``: export a module for every sequence length up to it (the example's length is one
+    of them); an ExportedProgram keeps the shapes it was exported with."""
+    if max_seq_len is not None and isinstance(obj, torch.jit.ScriptModule):
+        raise BertcError(f"{desc} is a TorchScript archive, which bertc exports at one length only; compile it "
+                         "with a fixed --seq-len, or export the model with torch.export and a Dim on the sequence")
     if isinstance(obj, torch.export.ExportedProgram):
         names = [s.arg.name for s in obj.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
         return obj, [_canonical_input_name(n, i) for i, n in enumerate(names)], _tuple_output_names(obj)
@@ -49,10 +58,16 @@ def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...]
     if not isinstance(probe, (torch.Tensor, tuple, list)) and probe.get("pooler_output") is not None:
         outputs.append("pooler_output")
     wrapper = _Signature(module, takes, outputs).eval()
+    dynamic = None
+    if max_seq_len is not None:
+        seq = torch.export.Dim("seq", min=1, max=max_seq_len)
+        dynamic = tuple({1: seq} for _ in example)
     try:
-        ep = torch.export.export(wrapper, example, strict=False)
+        ep = torch.export.export(wrapper, example, dynamic_shapes=dynamic, strict=False)
     except Exception as e:
-        raise BertcError(f"torch.export could not trace {desc}: {e}") from e
+        fix = "; compile it with a fixed --seq-len" if dynamic else ""
+        raise BertcError(f"torch.export could not trace {desc}{' for a dynamic length' if dynamic else ''}: {e}{fix}"
+                         ) from e
     return ep, list(INPUT_NAMES), outputs
 
 

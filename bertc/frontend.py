@@ -6,7 +6,8 @@
    search`` student among them: bertc/student.py), a ``.pt2`` torch.export program, a TorchScript
    archive, or a ``.pt`` state dict saved with its config; configs and checkpoints checked first.
 2. bertc/export.py ``export_program``: torch.export with fixed (batch, seq_len) and inputs named
-   input_ids / attention_mask / token_type_ids.
+   input_ids / attention_mask / token_type_ids; with ``max_seq_len`` the length is dynamic up to it
+   (the imported IR then reads ``!torch.vtensor<[1,?],si64>``).
 3. passes/canonicalize_inputs.py: the attention mask's and position ids' arithmetic replaced by
    one op each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by
    running the sub-graphs on random inputs; constant sub-graphs replaced by their value.
@@ -50,19 +51,27 @@ class LoadedModel:
 
 
 def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle: bool = False,
-                 config: str | Path | None = None) -> LoadedModel:
-    """Load ``model`` (any form bertc/formats.py reads) and export it at ``batch`` x ``seq_len``."""
+                 config: str | Path | None = None, max_seq_len: int | None = None) -> LoadedModel:
+    """Load ``model`` (any form bertc/formats.py reads) and export it at ``batch`` x ``seq_len``, or,
+    with ``max_seq_len``, for every length from 1 to it (traced at ``seq_len``, clamped to 2..max:
+    torch.export would fix a length traced at 1)."""
     if batch < 1 or not 1 <= seq_len <= 8192:
         raise BertcError(f"--batch {batch} / --seq-len {seq_len} out of range (batch >= 1, 1 <= seq-len <= 8192)")
+    if max_seq_len is not None:
+        if not 2 <= max_seq_len <= 8192:
+            raise BertcError(f"--max-seq-len {max_seq_len} out of range (2 <= max-seq-len <= 8192)")
+        seq_len = max(2, min(seq_len, max_seq_len))
     obj, hf_config, tok_dir, desc = load_model(model, trust_pickle=trust_pickle, config=config, batch=batch,
                                                seq_len=seq_len)
     cfg = hf_config.to_dict() if hf_config is not None else {}
     max_pos = cfg.get("max_position_embeddings")
-    if max_pos is not None and seq_len > max_pos - (2 if cfg.get("model_type") == "roberta" else 0):
-        raise BertcError(f"--seq-len {seq_len} is longer than the model's max_position_embeddings ({max_pos})")
+    longest = max_seq_len or seq_len
+    if max_pos is not None and longest > max_pos - (2 if cfg.get("model_type") == "roberta" else 0):
+        flag = "--max-seq-len" if max_seq_len else "--seq-len"
+        raise BertcError(f"{flag} {longest} is longer than the model's max_position_embeddings ({max_pos})")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
-    ep, input_names, output_names = export_program(obj, desc, example)
+    ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)
     canonicalize_inputs(ep, input_names)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")

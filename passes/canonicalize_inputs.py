@@ -36,6 +36,12 @@ After::
 
 A boolean mask (sdpa attention) becomes ``bertc.keep_mask.default(attention_mask, shape)``; BERT's
 ``arange`` position ids, which read no input, become a constant tensor.
+
+A program exported with a dynamic sequence length (``torch.export.Dim`` on the inputs' axis 1) is
+evaluated at one length inside the Dim's range. A size read from an input (``sym_size``) counts as
+reading no data, since every input has the same length; a stand-in's shape keeps the length as
+``sym_size(attention_mask, 1)``; and a sub-graph whose value has the run-time length (BERT's position
+ids, ``slice(position_ids, 1, 0, L)``) is left alone rather than frozen at the trial's length.
 """
 
 from __future__ import annotations
@@ -104,7 +110,8 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
                 and any(group(u) != group(n) for u in n.users)]
     if not frontier:
         return
-    shapes = [tuple(p.meta["val"].shape) for p in user]
+    length = _trial_length(ep)
+    shapes = [tuple(d if isinstance(d, int) else length for d in p.meta["val"].shape) for p in user]
     dtypes = [p.meta["val"].dtype for p in user]
     rng = np.random.default_rng(0)
     trials = []
@@ -117,18 +124,20 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
         vals = [vals_[n] for _, vals_ in trials]
         if not all(isinstance(v, torch.Tensor) for v in vals):
             continue
+        # a value as long as the run's input cannot be frozen at the trial's length
+        frozen_ok = not _has_run_time_length(n)
         replacement = None
         if kind == "const":
             # torch-mlir imports a list argument only if all its items are graph values
             in_list = any(isinstance(a, (list, tuple)) and n in a for u in n.users for a in u.args)
-            if not in_list and all(torch.equal(vals[0], v) for v in vals[1:]):
+            if frozen_ok and not in_list and all(torch.equal(vals[0], v) for v in vals[1:]):
                 replacement = vals[0].clone()
         elif kind in ("attention_mask", "input_ids"):
             match = _match_mask if kind == "attention_mask" else _match_position_ids
             op = match(n, vals, [ins[kind] for ins, _ in trials])
             if op is not None:
                 replacement = _new_node(g, placeholder_of[kind], op, n)
-        if replacement is None and kind != "const" and all(torch.equal(vals[0], v) for v in vals[1:]):
+        if replacement is None and kind != "const" and frozen_ok and all(torch.equal(vals[0], v) for v in vals[1:]):
             # Reads an input but gives the same value for every trial: in a traced TorchScript
             # graph, token_type_ids gathered from a zero buffer at the position ids.
             replacement = vals[0].clone()
@@ -151,6 +160,8 @@ def _input_groups(g: fx.Graph, kinds: dict, role: dict):
             # token_type_ids) are constants.
             learned = kind == "PARAMETER" or (kind == "BUFFER" and n.meta["val"].is_floating_point())
             deps[n] = frozenset([role[n]]) if n in role else frozenset(["param"] if learned else [])
+        elif n.target is torch.ops.aten.sym_size.int:
+            deps[n] = frozenset()  # the run-time length, which every input shares: no input's data
         else:
             deps[n] = frozenset().union(*[deps[a] for a in n.all_input_nodes]) if n.all_input_nodes else frozenset()
 
@@ -161,6 +172,21 @@ def _input_groups(g: fx.Graph, kinds: dict, role: dict):
         return next(iter(d)) if d else "const"
 
     return group
+
+
+def _has_run_time_length(n: fx.Node) -> bool:
+    val = n.meta.get("val")
+    return isinstance(val, torch.Tensor) and any(not isinstance(d, int) for d in val.shape)
+
+
+def _trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
+    """The sequence length the trials run at: ``preferred``, moved inside every dynamic dimension's
+    range (a static program has none and ignores it)."""
+    length = preferred
+    for bounds in ep.range_constraints.values():
+        upper = int(bounds.upper) if bounds.upper.is_finite else length
+        length = max(int(bounds.lower), min(upper, length))
+    return length
 
 
 def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.random.Generator, trial: int):
@@ -281,10 +307,22 @@ def _ancestors(n: fx.Node) -> list[fx.Node]:
 # --------------------------------------------------------------------------- graph edits
 
 
-def _new_node(g: fx.Graph, model_input: fx.Node, stand_in: StandIn, like: fx.Node) -> fx.Node:
-    """The stand-in op on ``model_input``, placed right after it, with ``like``'s value metadata."""
-    with g.inserting_after(model_input):
-        node = g.call_function(stand_in.op, (model_input, *stand_in.args))
+def _new_node(g: fx.Graph, model_input: fx.Node, stand_in: StandIn, like: fx.Node) -> fx.Node | None:
+    """The stand-in op on ``model_input``, placed right after it, with ``like``'s value metadata.
+    A shape argument measured at the trial length takes the run-time length where ``like``'s is
+    dynamic: ``sym_size(model_input, 1)`` (None when a dimension is some other symbol)."""
+    args, anchor = list(stand_in.args), model_input
+    dims = like.meta["val"].shape
+    if args and isinstance(args[0], list) and any(not isinstance(d, int) for d in dims):
+        length = model_input.meta["val"].shape[1]
+        if any(not isinstance(d, int) and str(d) != str(length) for d in dims):
+            return None
+        with g.inserting_after(model_input):
+            anchor = g.call_function(torch.ops.aten.sym_size.int, (model_input, 1))
+        anchor.meta["val"] = length
+        args[0] = [d if isinstance(d, int) else anchor for d in dims]
+    with g.inserting_after(anchor):
+        node = g.call_function(stand_in.op, (model_input, *args))
     node.meta["val"] = like.meta["val"]
     return node
 
