@@ -109,6 +109,13 @@ def record_module_paths(ep: torch.export.ExportedProgram) -> None:
         n.meta["stack_trace"] = (n.meta.get("stack_trace") or "") + frame
 
 
+def has_dynamic_inputs(ep: torch.export.ExportedProgram) -> bool:
+    """Whether a user input of ``ep`` has a symbolic dimension (exported with ``dynamic_shapes``)."""
+    users = [p for p, spec in zip(ep.graph.find_nodes(op="placeholder"), ep.graph_signature.input_specs)
+             if spec.kind.name == "USER_INPUT"]
+    return any(not isinstance(d, int) for p in users for d in p.meta["val"].shape)
+
+
 def _tuple_output_names(ep: torch.export.ExportedProgram) -> list[str]:
     """Names for a program that returns a tuple, as transformers does with return_dict=False:
     (last_hidden_state, pooler_output?, ...). The pooler is the [batch, hidden] second output."""

@@ -31,7 +31,7 @@ from torch_mlir.dialects import torch as torch_d
 from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks
 
 from .errors import BertcError
-from .export import export_program, record_module_paths, table_rows
+from .export import export_program, has_dynamic_inputs, record_module_paths, table_rows
 from .formats import load_model
 from .passes.canonicalize_inputs import canonicalize_inputs
 
@@ -72,6 +72,10 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)
+    if max_seq_len is None and has_dynamic_inputs(ep):
+        # the passes after fuse-epilogues (plan-memory, the emitters) still need one static length
+        raise BertcError(f"{desc} was exported with a dynamic input shape, and bertc compiles one --seq-len so far: "
+                         "export it again without dynamic_shapes, or give bertc the model itself")
     canonicalize_inputs(ep, input_names)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")

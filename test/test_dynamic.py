@@ -8,11 +8,13 @@ import re
 from collections import Counter
 
 import pytest
+import torch
 from bertc.dialects import bertc as B
 from bertc.passes import PassContext
-from conftest import tiny_model
+from conftest import _Encoder, random_inputs, tiny_model
 from torch_mlir import ir
 
+from bertc.errors import BertcError
 from bertc.frontend import LoadedModel, export_model, import_torch
 from bertc.ir import make_context
 from bertc.pipeline import run_pass
@@ -54,5 +56,20 @@ def test_dynamic_length_through_fusion(arch, impl):
 
 
 def test_length_beyond_the_positions_is_refused():
-    with pytest.raises(Exception, match="max_position_embeddings"):
+    with pytest.raises(BertcError, match="max_position_embeddings"):
         export_model(tiny_model("bert", max_pos=32), seq_len=8, max_seq_len=64)
+
+
+def test_dynamic_program_needs_max_seq_len(tmp_path):
+    """A .pt2 exported with a Dim is refused by a static compile (the later passes need one length),
+    with the way out, and taken with max_seq_len."""
+    model = tiny_model("bert")
+    for mod in model.modules():
+        mod._non_persistent_buffers_set.clear()
+    example = tuple(torch.from_numpy(a) for a in random_inputs(1, 8, 120))
+    seq = torch.export.Dim("seq", max=64)
+    program = torch.export.export(_Encoder(model), example, dynamic_shapes=({1: seq},) * 3, strict=False)
+    torch.export.save(program, tmp_path / "m.pt2")
+    with pytest.raises(BertcError, match="dynamic input shape.*export it again without dynamic_shapes"):
+        export_model(tmp_path / "m.pt2", seq_len=8)
+    assert export_model(tmp_path / "m.pt2", seq_len=8, max_seq_len=64).input_names[0] == "input_ids"
