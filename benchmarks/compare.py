@@ -7,9 +7,10 @@ peers list of --help), on one of two workloads (--workload):
 - fixed (the default): sequence 128, attention mask all ones so that every runtime does the same work;
 - real-text: the first --sentences rt-sentiment test snippets, each at its own length (27 tokens at the
   median), as a user's text arrives. Every runtime that takes any length gets exactly the sentence (ONNX
-  Runtime and OpenVINO with a dynamic sequence axis, PyTorch eager, LiteRT resized per input); bertc is
-  static today, so it runs once per --bertc-lengths entry (columns bertc@64, bertc@128 ...), each sentence
-  padded to that length (longer ones cut to it, counted in the table). Sentence i visits every runtime in
+  Runtime and OpenVINO with a dynamic sequence axis, PyTorch eager; LiteRT would be resized per input, but
+  neither a dynamic export nor a resize of the fixed one works with litert_torch 0.10.0, so it is padded,
+  see convert_litert); bertc is static today, so it runs once per --bertc-lengths entry (columns bertc@64,
+  bertc@128 ...), each sentence padded to that length (longer ones cut to it, counted in the table). Sentence i visits every runtime in
   turn, starting one further along each sentence; the table has the per-sentence median, mean and p90.
 
 For each model and thread count the script
@@ -256,6 +257,16 @@ def _feed(names: list[str], inputs: Inputs) -> list[str]:
     return list(inputs)
 
 
+def pad_to(inputs: Inputs, length: int) -> Inputs:
+    """inputs padded (id 0, mask 0) or cut to `length` tokens: how a static artifact takes a sentence."""
+    have = inputs["input_ids"].shape[1]
+    if have == length:
+        return inputs
+    if have > length:
+        return {k: np.ascontiguousarray(v[:, :length]) for k, v in inputs.items()}
+    return {k: np.pad(v, ((0, 0), (0, length - have))) for k, v in inputs.items()}
+
+
 def open_ort(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any]]:
     import onnxruntime as ort
 
@@ -364,7 +375,12 @@ def open_openvino(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, 
 
 def convert_litert(b: Bundle, rebuild: bool, dynamic: bool = False) -> Path:
     """A .tflite; dynamic: one whose signature has a dynamic sequence dimension when litert_torch can
-    export that, else the fixed-length one, which open_litert then resizes per input."""
+    export that, else the fixed-length one, which open_litert then pads each input to.
+
+    litert_torch 0.10.0 cannot export BERT with a dynamic sequence dimension (its int64 -> int32 pass
+    compares an arange's symbolic end with an int: TypeError), and the fixed-length model cannot be
+    resized either (its RESHAPEs keep the exported length: "num_input_elements != num_output_elements"),
+    so LiteRT gets the padded treatment bertc gets, and the table's notes say so."""
     import litert_torch
 
     path = b.cache / f"litert-{_length_suffix(dynamic)}.tflite"
@@ -378,7 +394,7 @@ def convert_litert(b: Bundle, rebuild: bool, dynamic: bool = False) -> Path:
             litert_torch.convert(module, args, dynamic_shapes=tuple({1: seq} for _ in args)).export(str(path))
         except Exception as e:  # noqa: BLE001 - then the fixed-length model, resized per input
             print(f"[{b.spec.name}] litert_torch.convert(dynamic_shapes) failed ({_reason(e)}); "
-                  "resizing the fixed-length .tflite per input instead")
+                  "padding every input to the fixed-length .tflite's length instead")
             return convert_litert(b, rebuild, dynamic=False)
     return path
 
@@ -402,10 +418,12 @@ def open_litert(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, An
     shape = list(details[0]["shape"])
 
     def bind(inputs: Inputs) -> Run:
+        if signature[1] != -1:  # a fixed-length model: padded (see convert_litert)
+            inputs = pad_to(inputs, signature[1])
         length = inputs["input_ids"].shape[1]
         if shape[1] != length:  # a new length: resize every input and re-plan the tensors (LiteRT's way)
             for d in details:
-                interpreter.resize_tensor_input(d["index"], [1, length], strict=signature[1] == -1)
+                interpreter.resize_tensor_input(d["index"], [1, length], strict=True)
             interpreter.allocate_tensors()
             shape[1] = length
         # enable_x64=False (litert_torch's default) made the int64 inputs int32
@@ -420,7 +438,8 @@ def open_litert(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, An
         return run
 
     how = "signature's dynamic dimension, resized per input" if signature[1] == -1 else \
-        "fixed-length model; resize_tensor_input per input of another length"
+        f"static: no dynamic export or resize works (see convert_litert), each sentence padded to {signature[1]} " \
+        "(mask 0), longer ones cut"
     return bind, {"num_threads": threads, "op_resolver": "AUTO (= BUILTIN: default delegates applied)",
                   "xnnpack_delegate_nodes": ops.count("DELEGATE"),
                   "input_dtypes": [d["dtype"].__name__ for d in details],
@@ -446,16 +465,6 @@ def convert_bertc(b: Bundle, rebuild: bool, dynamic: bool = False, seq_len: int 
     if _fresh(path, rebuild):
         bertc.compile(b.folder, target="host", seq_len=seq_len, out=path, progress=True)
     return path
-
-
-def pad_to(inputs: Inputs, length: int) -> Inputs:
-    """inputs padded (id 0, mask 0) or cut to `length` tokens: how a static artifact takes a sentence."""
-    have = inputs["input_ids"].shape[1]
-    if have == length:
-        return inputs
-    if have > length:
-        return {k: np.ascontiguousarray(v[:, :length]) for k, v in inputs.items()}
-    return {k: np.pad(v, ((0, 0), (0, length - have))) for k, v in inputs.items()}
 
 
 def open_bertc(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any]]:
@@ -1133,7 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = ", ".join(f for f, on in env["cpu_flags"].items() if on)
     print(f"# bertc vs peers: {env['cpu']} ({env['cpus_available']} CPUs; {flags})")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
-    if args.runs < 30 or args.warmup < 5:
+    if args.workload == "fixed" and (args.runs < 30 or args.warmup < 5):
         print(f"note: {args.warmup} warm-up and {args.runs} timed rounds; the standard is at least 5 and 30")
     if any(t > env["cpus_available"] for t in args.threads):
         print(f"note: more threads than the {env['cpus_available']} CPUs available: oversubscribed")
