@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks/gemm_rows.py", description=__doc__.split("\n\n    ")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=15, help="round-robin rounds; the median is kept (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=15, help="round-robin rounds; --stat picks one per M (default: %(default)s)")
     p.add_argument("--batch-ms", type=float, default=2.0,
                    help="least time of one visit's batch of calls, ms (default: %(default)s)")
     p.add_argument("--stat", choices=("best", "median"), default="best",
