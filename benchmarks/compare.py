@@ -5,13 +5,13 @@ Every runtime runs the same BERT encoder, fp32, batch 1, with its own documented
 peers list of --help), on one of two workloads (--workload):
 
 - fixed (the default): sequence 128, attention mask all ones so that every runtime does the same work;
-- real-text: the first --sentences rt-sentiment test snippets, each at its own length (27 tokens at the
-  median), as a user's text arrives. Every runtime that takes any length gets exactly the sentence (ONNX
-  Runtime and OpenVINO with a dynamic sequence axis, PyTorch eager; LiteRT would be resized per input, but
-  neither a dynamic export nor a resize of the fixed one works with litert_torch 0.10.0, so it is padded,
-  see convert_litert); bertc is static today, so it runs once per --bertc-lengths entry (columns bertc@64,
-  bertc@128 ...), each sentence padded to that length (longer ones cut to it, counted in the table). Sentence i visits every runtime in
-  turn, starting one further along each sentence; the table has the per-sentence median, mean and p90.
+- real-text: the first --sentences rt-sentiment test snippets, each at its own length (about 27 tokens at
+  the median), as a user's text arrives. Every runtime that takes any length gets exactly the sentence
+  (ONNX Runtime and OpenVINO with a dynamic sequence axis, PyTorch eager; LiteRT would be resized per
+  input, but neither a dynamic export nor a resize of the fixed one works with litert_torch 0.10.0, so it
+  is padded, see convert_litert); bertc is static today, so it runs once per --bertc-lengths entry
+  (columns bertc@64, bertc@128 ...), each sentence padded to that length (longer ones cut to it, counted
+  in the table). Sentence i visits every runtime in turn, starting one further along each sentence.
 
 For each model and thread count the script
 
@@ -23,7 +23,7 @@ For each model and thread count the script
    round; a visit waits (up to --idle-cap seconds) for the machine to go idle, so that one peer's
    spinning worker threads do not slow down the next, then times two calls in a row: "after-idle"
    (workers asleep) and "back-to-back" (workers awake); with real text round i is sentence i, and a call
-   includes what the runtime needs per input (LiteRT's resize, bertc's padding),
+   includes what the runtime needs per input (the feed, LiteRT's and bertc's padding),
 4. prints a markdown table (median, min, ratio to the fastest median, GFLOP/s, % of this machine's
    measured fp32 GEMM rate at that thread count, max |error|, the other call's median) and a verdict
    (is bertc at or ahead of every peer), and writes everything to --json; with real text the table has
@@ -187,7 +187,7 @@ def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
 
 Inputs = dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 [1, L]
 # Bind: an input -> the call that runs it. Binding does what a user does per input before calling (the
-# feed dict; LiteRT's resize; bertc's padding to its compiled length), so the fixed workload binds once
+# feed dict; LiteRT's resize or padding; bertc's padding to its compiled length), so the fixed workload binds once
 # and times the Run alone, while the real-text workload times bind and run together, per sentence.
 Bind = Callable[[Inputs], Run]
 
@@ -724,7 +724,8 @@ def markdown_table(rows: dict[str, dict[str, Any]], mode: str) -> str:
     return "\n".join(lines)
 
 
-def bertc_verdict(rows: dict[str, dict[str, Any]], mode: str, tie: float, column: str = "bertc") -> dict[str, Any] | None:
+def bertc_verdict(rows: dict[str, dict[str, Any]], mode: str, tie: float,
+                  column: str = "bertc") -> dict[str, Any] | None:
     """Per peer: bertc median / peer median, and whether bertc is at (within `tie`) or ahead of every peer.
     `column` is the bertc row judged (the real-text workload has one per compiled length: bertc@64 ...);
     the other bertc rows are not its peers."""
@@ -865,7 +866,8 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
         print("\n" + verdict_line(f"{label}, {args.measure}", verdicts[args.measure]))
         other = next(m for m in MODES if m != args.measure)
         print(verdict_line(f"{label}, {other}", verdicts[other]) + "\n", flush=True)
-        results.append({"model": spec.name, "about": spec.about, "workload": "fixed", "threads": threads, "batch": BATCH,
+        results.append({"model": spec.name, "about": spec.about, "workload": "fixed", "threads": threads,
+                        "batch": BATCH,
                         "seq_len": SEQ_LEN, "model_gflop": flops / 1e9, "gemm_peak_gflops": peak,
                         "runtimes": rows, "settings": settings, "bertc_verdict": verdicts})
         del runs  # free the sessions before the next thread count opens its own
@@ -886,7 +888,8 @@ def load_sentences(count: int, vocab_size: int) -> list[Inputs]:
         enc = tokenizer(text, return_tensors="np", truncation=True, max_length=512)
         x = {k: np.ascontiguousarray(enc[k], np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
         if int(x["input_ids"].max()) >= vocab_size:
-            raise RuntimeError(f"token id {int(x['input_ids'].max())} is outside the model's vocabulary ({vocab_size}); "
+            top = int(x["input_ids"].max())
+            raise RuntimeError(f"token id {top} is outside the model's vocabulary ({vocab_size}); "
                                "the real-text workload tokenizes with BERT uncased: use a model of that vocabulary")
         sentences.append(x)
     return sentences
@@ -904,7 +907,7 @@ def time_per_sentence(binds: dict[str, Bind], sentences: list[Inputs], reference
                       idle: IdleWaiter, label: str) -> SentenceTimings:
     """Sentence i visits every runtime once, starting at runtime i mod k; a visit waits for the machine to go
     idle, then times bind + run twice in a row (see MODES): binding is per input work a user pays too
-    (LiteRT's resize, bertc's padding). The first `warmup` sentences are run once on every runtime first,
+    (LiteRT's resize or padding, bertc's padding). The first `warmup` sentences are run once on every runtime first,
     untimed. The first call's output is checked against PyTorch's on the sentence's real tokens."""
     names = list(binds)
     ms: dict[str, dict[str, list[float]]] = {mode: {n: [] for n in names} for mode in MODES}
@@ -982,7 +985,8 @@ def sentence_notes(settings: dict[str, dict[str, Any]]) -> list[str]:
             notes.append(f"{name}: static, each sentence padded to {s['seq_len']} (mask 0 on the padding), "
                          f"longer ones cut to {s['seq_len']}; error over the real tokens of the whole ones")
         elif "input_shapes" in s:
-            notes.append(f"{name}: input shapes {s['input_shapes']}" + (f", fused {s['fused_ops']}" if "fused_ops" in s else ""))
+            fused = f", fused {s['fused_ops']}" if "fused_ops" in s else ""
+            notes.append(f"{name}: input shapes {s['input_shapes']}{fused}")
         elif name == "torch":
             notes.append("torch: eager, each sentence at its own length")
     return notes
@@ -1101,7 +1105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bertc counts as 'at' a peer when its median is within this fraction (default: %(default)s)")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    args.json = args.json or ROOT / "benchmarks" / ("results.json" if args.workload == "fixed" else "results_real_text.json")
+    default_json = "results.json" if args.workload == "fixed" else "results_real_text.json"
+    args.json = args.json or ROOT / "benchmarks" / default_json
     for item in args.model:
         name, _, folder = item.partition("=")
         if not name or not folder or not Path(folder).is_dir():

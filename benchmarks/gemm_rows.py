@@ -70,7 +70,8 @@ def run_harness(exe: Path, target: Target, threads: list[int], rows: list[int], 
         flop = 2 * m * k * n
         results.append({"threads": int(th), "shape": name[(k, n)], "K": k, "N": n, "M": m,
                         "median_ms": float(med), "min_ms": float(best),
-                        "gflops_median": flop / (float(med) * 1e-3) / 1e9, "gflops_best": flop / (float(best) * 1e-3) / 1e9,
+                        "gflops_median": flop / (float(med) * 1e-3) / 1e9,
+                        "gflops_best": flop / (float(best) * 1e-3) / 1e9,
                         "max_rel_err": float(err)})
         results[-1]["gflops"] = results[-1][f"gflops_{stat}"]
     return results
@@ -106,7 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks/gemm_rows.py", description=__doc__.split("\n\n    ")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=15, help="round-robin rounds; --stat picks one per M (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=15,
+                   help="round-robin rounds; --stat picks one per M (default: %(default)s)")
     p.add_argument("--batch-ms", type=float, default=2.0,
                    help="least time of one visit's batch of calls, ms (default: %(default)s)")
     p.add_argument("--stat", choices=("best", "median"), default="best",
