@@ -17,7 +17,6 @@ runtime refuses weights that are not the ones the code was built for.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from bertc.errors import BertcError
 from bertc.sparsity import compress
 
 from .common import PassContext, dtype_of, func_ops, producer, shape_of, source_location
+from .seqlen import Size, dims_of, prod
 
 
 def op_label(op) -> str:
@@ -228,13 +228,15 @@ def _int_attr(op, key: str, default: int) -> int:
 
 
 # ---------------------------------------------------------------- the shapes both backends' kernels take
+# Each size is an int, or in a module with a dynamic length a passes/seqlen.py Len (a polynomial in the run's
+# length L) that the backend renders: C as an expression in L, Vulkan as coefficients the executor evaluates.
 
 
-def pad4(xs: list[int], fill: int) -> list[int]:
+def pad4(xs: list[Size], fill: int) -> list[Size]:
     return [fill] * (4 - len(xs)) + list(xs)
 
 
-def strides(shape: list[int]) -> list[int]:
+def strides(shape: list[Size]) -> list[Size]:
     out, acc = [], 1
     for d in reversed(shape):
         out.append(acc)
@@ -242,39 +244,39 @@ def strides(shape: list[int]) -> list[int]:
     return out[::-1]
 
 
-def broadcast_strides(shape: list[int], out_shape: list[int]) -> list[int]:
+def broadcast_strides(shape: list[Size], out_shape: list[Size]) -> list[Size]:
     shape = [1] * (len(out_shape) - len(shape)) + shape
     return [0 if s == 1 and o != 1 else st for s, o, st in zip(shape, out_shape, strides(shape))]
 
 
-def binary_strides(op) -> tuple[list[int], list[int], list[int]]:
+def binary_strides(op) -> tuple[list[Size], list[Size], list[Size]]:
     """(out shape, a's strides, b's strides) of a broadcasting binary op, each padded to rank 4 (the shape
     with 1s, strides with 0s, as are those of broadcast dimensions): what both emitters' binary kernels take."""
-    out = shape_of(op.results[0])
+    out = dims_of(op.results[0])
     if len(out) > 4:
         raise BertcError(f"{op.operation.name} of rank {len(out)} (at most 4 supported)")
-    return (pad4(out, 1), pad4(broadcast_strides(shape_of(op.operands[0]), out), 0),
-            pad4(broadcast_strides(shape_of(op.operands[1]), out), 0))
+    return (pad4(out, 1), pad4(broadcast_strides(dims_of(op.operands[0]), out), 0),
+            pad4(broadcast_strides(dims_of(op.operands[1]), out), 0))
 
 
-def transpose_strides(op) -> tuple[list[int], list[int]]:
+def transpose_strides(op) -> tuple[list[Size], list[Size]]:
     """(out shape padded to rank 4 with 1s, the input's strides in the output's order padded with 0s)
     of a bertc.transpose: out[i] = in[sum(index_i * stride_i)]."""
-    x = shape_of(op.operands[0])
+    x = dims_of(op.operands[0])
     if len(x) > 4:
         raise BertcError("transpose of rank > 4 is not supported")
     st = strides(x)
-    return pad4(shape_of(op.results[0]), 1), pad4([st[i] for i in ir.DenseI64ArrayAttr(op.attributes["perm"])], 0)
+    return pad4(dims_of(op.results[0]), 1), pad4([st[i] for i in ir.DenseI64ArrayAttr(op.attributes["perm"])], 0)
 
 
-def matmul_dims(op) -> tuple[int, int, int, int, int, int]:
+def matmul_dims(op) -> tuple[Size, Size, Size, Size, Size, Size]:
     """(batch, m, n, k, batch stride of a, of b) of a bertc.matmul: a stride is 0 where that operand is
     broadcast over the batch. Both emitters' matmul kernels take these."""
-    a, b, o = shape_of(op.operands[0]), shape_of(op.operands[1]), shape_of(op.results[0])
-    batch = math.prod(o[:-2])
+    a, b, o = dims_of(op.operands[0]), dims_of(op.operands[1]), dims_of(op.results[0])
+    batch = prod(o[:-2])
 
     def batch_stride(s: list[int]) -> int:
-        p = math.prod(s[:-2])
+        p = prod(s[:-2])
         if p not in (1, batch):
             raise BertcError(f"matmul with partly broadcast batch {s} x {o} is not supported")
         return 0 if p == 1 and batch != 1 else s[-2] * s[-1]
@@ -282,12 +284,12 @@ def matmul_dims(op) -> tuple[int, int, int, int, int, int]:
     return batch, a[-2], b[-1], a[-1], batch_stride(a), batch_stride(b)
 
 
-def slice_dims(op) -> tuple[int, int, int, int, int]:
+def slice_dims(op) -> tuple[Size, Size, int, Size, Size]:
     """(outer, the sliced dimension's size, start, kept count, inner elements) of a bertc.slice: the
     input seen as [outer, dim, inner], out[o, i, :] = in[o, start + i, :]."""
-    x, o = shape_of(op.operands[0]), shape_of(op.results[0])
+    x, o = dims_of(op.operands[0]), dims_of(op.results[0])
     d = op.attributes["dim"].value
-    return math.prod(x[:d]), x[d], op.attributes["start"].value, o[d], math.prod(x[d + 1:])
+    return prod(x[:d]), x[d], op.attributes["start"].value, o[d], prod(x[d + 1:])
 
 
 def unary_activation(op) -> str:
