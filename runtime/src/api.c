@@ -73,7 +73,7 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
   char *base = m->backend->inputs(m->state, slots);
   bertc_status st = check_inputs(m->error, base, p->batch, p->seq_len, p->vocab_size, p->type_vocab_size, slots[0],
                                  slots[1], slots[2], ids, mask, types, batch, seq);
-  if (st == BERTC_OK) st = m->backend->run(m->state);
+  if (st == BERTC_OK) st = m->backend->run(m->state, p->seq_len); /* shorter inputs were padded to it */
   if (st == BERTC_OK) {
     m->timed_runs++;
     m->error[0] = 0;

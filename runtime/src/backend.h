@@ -35,8 +35,9 @@ typedef struct bertc_backend {
   bertc_status (*open)(const bertc_backend_args *args, bertc_backend_state **out);
   /* Where run reads its int64 inputs: base + offsets[i] for ids, mask, types; -1: the program has none. */
   char *(*inputs)(bertc_backend_state *s, int64_t offsets[3]);
-  /* One run on the inputs just written; adds into op_seconds. */
-  bertc_status (*run)(bertc_backend_state *s);
+  /* One run on the inputs just written, at the run's sequence length seq (1..header.seq_len; the
+   * compiled length itself unless the program is dynamic); adds into op_seconds. */
+  bertc_status (*run)(bertc_backend_state *s, int64_t seq);
   /* Output i's data (0 <= i < num_outputs), valid until the next run. */
   const float *(*output)(const bertc_backend_state *s, int i);
   /* The i-th kernel (or shader) the program calls and its implementation, NULL past the last (i >= 0). */

@@ -12,6 +12,7 @@ typedef struct {
   const char *weights;  /* weights.bin, mapped */
   bertc_pool *pool;
   double *op_seconds;   /* [num_ops], the model's own: time spent in each op, summed over runs */
+  int64_t seq;          /* this run's sequence length: the sizes of a dynamic program are expressions in it */
 } bertc_exec;
 
 /* model_run wraps every kernel call in BERTC_TIMED. CLOCK_MONOTONIC is a vDSO read (tens of ns),

@@ -40,7 +40,8 @@ static char *cpu_inputs(bertc_backend_state *s, int64_t offsets[3]) {
   return s->exec.arena;
 }
 
-static bertc_status cpu_run(bertc_backend_state *s) {
+static bertc_status cpu_run(bertc_backend_state *s, int64_t seq) {
+  s->exec.seq = seq;
   bertc_pool_begin(s->exec.pool); /* workers spin between this run's ops, and sleep after it */
   prog->run(&s->exec);
   bertc_pool_end(s->exec.pool);

@@ -536,7 +536,8 @@ static char *vk_inputs(vk_model *m, int64_t offsets[3]) {
   return m->io.map;
 }
 
-static bertc_status vk_run(vk_model *m) {
+static bertc_status vk_run(vk_model *m, int64_t seq) {
+  (void)seq; /* a Vulkan program has one length so far */
   const bertc_vk_program *p = m->prog;
   bertc_status st = submit_and_wait(m, m->cmd);
   if (st != BERTC_OK) return st;
