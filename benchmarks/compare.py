@@ -705,23 +705,37 @@ def timing_stats(ms: dict[str, list[float]], flops: int, peak: float) -> dict[st
     return stats
 
 
-def markdown_table(rows: dict[str, dict[str, Any]], mode: str) -> str:
+def runtimes_table(rows: dict[str, dict[str, Any]], mode: str, columns: dict[str, Any]) -> str:
+    """One row per runtime: its name (bold when fastest), ``columns`` (title -> fn(row, timing) -> cell,
+    "x fastest" and "max abs err" among them by name) and the other mode's median; a failed runtime's
+    row says why in the error column."""
     other = next(m for m in MODES if m != mode)
     ok = {n: r["timing"][mode] for n, r in rows.items() if mode in r.get("timing", {})}
     fastest = min(ok, key=lambda n: ok[n]["median_ms"]) if ok else None
-    lines = [f"| runtime | median ms | min ms | x fastest | GFLOP/s | % GEMM peak | max abs err | {other} median ms |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    cells = {**columns,
+             "x fastest": lambda r, t, n: f"{t['ratio_to_fastest']:.2f}" + (" **fastest**" if n == fastest else ""),
+             "max abs err": lambda r, t, n: f"{r['max_abs_err']:.1e}" + (
+                 f" **> {ERROR_LIMIT:g}**" if r["error_flagged"] else "")}
+    order = list(columns)  # "x fastest" and "max abs err" stand where the caller put them (as None)
+    titles = ["runtime", *order, f"{other} median ms"]
+    lines = ["| " + " | ".join(titles) + " |", "| --- |" + " ---: |" * (len(titles) - 1)]
     for name, r in rows.items():
         if name not in ok:
-            lines.append(f"| {name} | - | - | - | - | - | failed: {r['failure'][:100]} | - |")
+            lines.append(f"| {name} | " + " | ".join(f"failed: {r['failure'][:100]}" if c == "max abs err" else "-"
+                                                     for c in order) + " | - |")
             continue
         t = ok[name]
-        ratio = f"{t['ratio_to_fastest']:.2f}" + (" **fastest**" if name == fastest else "")
-        err = f"{r['max_abs_err']:.1e}" + (f" **> {ERROR_LIMIT:g}**" if r["error_flagged"] else "")
         label = f"**{name}**" if name == fastest else name
-        lines.append(f"| {label} | {t['median_ms']:.2f} | {t['min_ms']:.2f} | {ratio} | {t['gflops']:.1f} | "
-                     f"{t['pct_gemm_peak']:.0f}% | {err} | {r['timing'][other]['median_ms']:.2f} |")
+        row = [cells[c](r, t, name) for c in order]
+        lines.append(f"| {label} | " + " | ".join(row) + f" | {r['timing'][other]['median_ms']:.2f} |")
     return "\n".join(lines)
+
+
+def markdown_table(rows: dict[str, dict[str, Any]], mode: str) -> str:
+    return runtimes_table(rows, mode, {
+        "median ms": lambda r, t, n: f"{t['median_ms']:.2f}", "min ms": lambda r, t, n: f"{t['min_ms']:.2f}",
+        "x fastest": None, "GFLOP/s": lambda r, t, n: f"{t['gflops']:.1f}",
+        "% GEMM peak": lambda r, t, n: f"{t['pct_gemm_peak']:.0f}%", "max abs err": None})
 
 
 def bertc_verdict(rows: dict[str, dict[str, Any]], mode: str, tie: float,
@@ -956,23 +970,10 @@ def sentence_stats(ms: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
 
 
 def sentence_table(rows: dict[str, dict[str, Any]], mode: str, sentences: int) -> str:
-    other = next(m for m in MODES if m != mode)
-    ok = {n: r["timing"][mode] for n, r in rows.items() if mode in r.get("timing", {})}
-    fastest = min(ok, key=lambda n: ok[n]["median_ms"]) if ok else None
-    lines = [f"| runtime | median ms | mean ms | p90 ms | x fastest | max abs err | cut to fit | {other} median ms |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, r in rows.items():
-        if name not in ok:
-            lines.append(f"| {name} | - | - | - | - | failed: {r['failure'][:100]} | - | - |")
-            continue
-        t = ok[name]
-        ratio = f"{t['ratio_to_fastest']:.2f}" + (" **fastest**" if name == fastest else "")
-        err = f"{r['max_abs_err']:.1e}" + (f" **> {ERROR_LIMIT:g}**" if r["error_flagged"] else "")
-        label = f"**{name}**" if name == fastest else name
-        cut = f"{r['truncated']} of {sentences}" if r["truncated"] else "-"
-        lines.append(f"| {label} | {t['median_ms']:.2f} | {t['mean_ms']:.2f} | {t['p90_ms']:.2f} | {ratio} | {err} | "
-                     f"{cut} | {r['timing'][other]['median_ms']:.2f} |")
-    return "\n".join(lines)
+    return runtimes_table(rows, mode, {
+        "median ms": lambda r, t, n: f"{t['median_ms']:.2f}", "mean ms": lambda r, t, n: f"{t['mean_ms']:.2f}",
+        "p90 ms": lambda r, t, n: f"{t['p90_ms']:.2f}", "x fastest": None, "max abs err": None,
+        "cut to fit": lambda r, t, n: f"{r['truncated']} of {sentences}" if r["truncated"] else "-"})
 
 
 def sentence_notes(settings: dict[str, dict[str, Any]]) -> list[str]:
