@@ -24,8 +24,9 @@ def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = No
     """Stamp an imported program with what the passes read besides its ops: on the function, the
     program's input and output names and vocabulary sizes (from the frontend's LoadedModel or an
     IRProgram); on the module, the target (``bertc.target``: the ISA and tile) and, when given, the
-    GEMM weights' dtype ("fp32" | "fp16"; pack-weights reads f32 when it is absent). Call inside the
-    module's context."""
+    GEMM weights' dtype ("fp32" | "fp16"; pack-weights reads f32 when it is absent) and, for a program
+    whose length is dynamic (``loaded.max_seq_len``), its bound ``bertc.max_seq_len``: what --plan-memory
+    lays the arena out for and the longest run the program takes. Call inside the module's context."""
     f = next(op for op in module.body.operations if op.operation.name == "func.func")
     strs = lambda xs: ir.ArrayAttr.get([ir.StringAttr.get(x) for x in xs])
     i64 = ir.IntegerType.get_signless(64)
@@ -36,3 +37,5 @@ def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = No
     module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
     if dtype is not None:
         module.operation.attributes["bertc.dtype"] = ir.StringAttr.get("f16" if dtype == "fp16" else "f32")
+    if getattr(loaded, "max_seq_len", None) is not None:
+        module.operation.attributes["bertc.max_seq_len"] = ir.IntegerAttr.get(i64, loaded.max_seq_len)

@@ -15,17 +15,22 @@ After (offsets in bytes; the function carries the input slots, the module the ar
 Ops of the dialect's "constant" category (weights, constants and their concatenations) live in
 weights.bin, not the arena; a "view" op (reshape) aliases its input and extends that buffer's
 life. The planner itself (``plan_arena``) is a pure function of sizes and lifetimes.
+
+A module whose length is dynamic (``tensor<1x?x32xf32>``, with ``bertc.max_seq_len = N`` on the module)
+is laid out once, for N: each buffer's slot holds its size at the longest run. A run of L <= N tokens
+uses the start of each slot (every size is a polynomial in L with non-negative coefficients, so it
+grows with L), and two buffers that do not overlap at N do not overlap at L: one arena, every length.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from bertc.dialects import bertc as B
 from torch_mlir import ir
 
-from .common import PassContext, dtype_of, shape_of
+from .common import PassContext, dtype_of
+from .seqlen import bound, dims_of, prod
 
 ALIGN = 64
 ELEM_BYTES = {"f32": 4, "i64": 8, "i32": 4, "i1": 1}
@@ -72,8 +77,9 @@ def plan_arena(buffers: list[Buffer], align: int = ALIGN) -> ArenaPlan:
     return ArenaPlan(offsets, end, peak)
 
 
-def nbytes(value: ir.Value) -> int:
-    return math.prod(shape_of(value)) * ELEM_BYTES[dtype_of(value)]
+def nbytes(value: ir.Value, module: ir.Operation) -> int:
+    """The value's bytes, at the module's bound when its shape has the run-time length."""
+    return bound(prod(dims_of(value)) * ELEM_BYTES[dtype_of(value)], module)
 
 
 def plan_memory(module: ir.Operation, ctx: PassContext) -> None:
@@ -110,7 +116,7 @@ def plan_memory(module: ir.Operation, ctx: PassContext) -> None:
         for v in ops[-1].operands:  # returned values stay alive to the end
             if v in root:
                 last[root[v]] = end
-        buffers = [Buffer(nbytes(v), first[v], max(last.get(v, first[v]), first[v])) for v in values]
+        buffers = [Buffer(nbytes(v, module), first[v], max(last.get(v, first[v]), first[v])) for v in values]
         plan = plan_arena(buffers)
         i64 = ir.IntegerType.get_signless(64)
         offset_of = dict(zip(values, plan.offsets))
