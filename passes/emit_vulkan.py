@@ -26,11 +26,25 @@ program (``BERTC_SPV_SHA256_<shader>``), so the runtime refuses SPIR-V it was no
 
 Linear weights are stored [K, N] (half floats with ``bertc.dtype = "f16"``: the ``gemm_f16``
 shader, which needs the device's storageBuffer16BitAccess and shaderFloat16).
+
+A module whose length is dynamic (``tensor<1x?x32xf32>``, ``bertc.max_seq_len = N``) gets the same
+tables, their values at N, and one more: each push constant or workgroup count that depends on the
+run's length L (a passes/seqlen.py ``Len``), as the coefficients of its polynomial, which the executor
+evaluates at each run's L (a workgroup count as ceil(value / per), so GEMM rows and attention queries
+cover L, never N). Attention takes L in a seventh push constant (``attention_seq``: attention.comp with
+-DSEQ_FROM_PUSH; its shared score row keeps the bound N as its size)::
+
+    static const bertc_vk_seq_size seq_sizes[] = {
+        /* 6: bertc.linear push[0] = (L) */ {6, BERTC_VK_PUSH, 0, {0, 1, 0}, 1},
+        /* 6: bertc.linear groups.y = ceil((L) / 64) */ {6, BERTC_VK_GROUPS, 1, {0, 1, 0}, 64},
+        /* 7: bertc.attention push[6] = (L) */ {7, BERTC_VK_PUSH, 6, {0, 1, 0}, 1},
+    };
+
+A static module's program has no such table and is what it was before dynamic lengths.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +66,8 @@ from .codegen import (
     transpose_strides,
     unary_activation,
 )
-from .common import PassContext, dtype_of, module_target, producer, shape_of, sparsity
+from .common import PassContext, dtype_of, module_target, producer, sparsity
+from .seqlen import Len, Size, bound, dims_of, max_seq_len, prod
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)
 ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4}
@@ -63,6 +78,23 @@ MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwis
 # and gemm.comp's variant for half-float weights
 SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in B.names_in("kernel")}
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
+SHADERS["attention_seq"] = ("attention.comp", ("SEQ_FROM_PUSH",))  # the run's length L in a push constant
+MAX_DEGREE = 2  # vk_program.h's bertc_vk_seq_size holds coefficients of 1, L and L*L (attention scores: L*L)
+
+
+@dataclass(frozen=True)
+class LenGroups:
+    """ceil(count / per) workgroups, 1..MAX_GROUPS, where count depends on the run's length: what the
+    executor computes at each run (a static count is an int, computed here)."""
+
+    count: Len
+    per: int
+
+    def at(self, length: int) -> int:
+        return max(1, min(-(-self.count.at(length) // self.per), MAX_GROUPS))
+
+
+Groups = int | LenGroups
 
 
 @dataclass(frozen=True)
@@ -70,9 +102,47 @@ class Dispatch:
     label: str  # the op and its result shape
     shader: str
     spec: tuple[int, ...]  # specialization constants: workgroup x, y, then the shader's own
-    push: tuple[int, ...]
-    groups: tuple[int, int, int]
+    push: tuple[Size, ...]  # each an int, or a Len in a module with a dynamic length
+    groups: tuple[Groups, Groups, Groups]
     shared_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SeqSize:
+    """A push constant or workgroup count of one dispatch that follows the run's length: the
+    executor sets dispatches[dispatch].push[index] (or .groups[index]) to value.at(L) (ceil(value.at(L) / per))."""
+
+    dispatch: int
+    label: str
+    kind: str  # "push" | "groups"
+    index: int
+    value: Len
+    per: int = 1
+
+    def c_initializer(self) -> str:
+        coef = dict(self.value.terms)
+        if max(coef) > MAX_DEGREE:
+            raise BertcError(f"{self.label}: {self.kind}[{self.index}] = {self.value} has a power of L above "
+                             f"{MAX_DEGREE}, more than the Vulkan executor evaluates (vk_program.h)")
+        what = (f"groups.{'xyz'[self.index]} = ceil({self.value} / {self.per})" if self.kind == "groups"
+                else f"push[{self.index}] = {self.value}")
+        kind = "BERTC_VK_GROUPS" if self.kind == "groups" else "BERTC_VK_PUSH"
+        return (f"/* {self.dispatch}: {self.label.split()[0]} {what} */ {{{self.dispatch}, {kind}, {self.index}, "
+                f"{_c_list(coef.get(p, 0) for p in range(MAX_DEGREE + 1))}, {self.per}}},")
+
+
+def at_bound(d: Dispatch, module: ir.Operation) -> Dispatch:
+    """The dispatch at the module's longest length (what its row of the dispatch table holds)."""
+    return Dispatch(d.label, d.shader, d.spec, tuple(bound(x, module) for x in d.push),
+                    tuple(g.at(max_seq_len(module)) if isinstance(g, LenGroups) else g for g in d.groups),
+                    d.shared_bytes)
+
+
+def seq_sizes(i: int, d: Dispatch) -> list[SeqSize]:
+    """Dispatch i's push constants and workgroup counts that depend on the run's length."""
+    return ([SeqSize(i, d.label, "push", j, x) for j, x in enumerate(d.push) if isinstance(x, Len)]
+            + [SeqSize(i, d.label, "groups", j, g.count, g.per) for j, g in enumerate(d.groups)
+               if isinstance(g, LenGroups)])
 
 
 @dataclass
@@ -95,8 +165,14 @@ def _bits(x: float) -> int:
     return struct.unpack("<I", struct.pack("<f", x))[0]
 
 
-def _groups(n: int, per: int) -> int:
-    return max(1, min(-(-n // per), MAX_GROUPS))
+def _groups(n: Size, per: int) -> Groups:
+    """Workgroups of ``per`` items each over n items (the elementwise shaders loop past MAX_GROUPS)."""
+    return LenGroups(n, per) if isinstance(n, Len) else max(1, min(-(-n // per), MAX_GROUPS))
+
+
+def _ceil(n: Size, per: int) -> Groups:
+    """ceil(n / per) workgroups: GEMM tiles."""
+    return LenGroups(n, per) if isinstance(n, Len) else -(-n // per)
 
 
 class VkEmitter(Codegen):
@@ -125,33 +201,34 @@ class VkEmitter(Codegen):
     def opt(self, value) -> int:
         return NONE if value is None else self.word(value)
 
-    def dispatch(self, op, spec: tuple[int, ...], push: tuple[int, ...], groups: tuple[int, int, int],
-                 shared_bytes: int = 0) -> Dispatch:
-        """One dispatch of the op's own shader (its ``traits.shader`` in the dialect)."""
-        return Dispatch(op_label(op), B.traits_of(op).shader, spec, push, groups, shared_bytes)
+    def dispatch(self, op, spec: tuple[int, ...], push: tuple[Size, ...], groups: tuple[Groups, Groups, Groups],
+                 shared_bytes: int = 0, shader: str | None = None) -> Dispatch:
+        """One dispatch of the op's own shader (its ``traits.shader`` in the dialect) or a variant of it."""
+        return Dispatch(op_label(op), shader or B.traits_of(op).shader, spec, push, groups, shared_bytes)
 
-    def elementwise(self, op, n: int, *push: int) -> Dispatch:
+    def elementwise(self, op, n: Size, *push: Size) -> Dispatch:
         wg = self.gpu.elementwise_wg
         return self.dispatch(op, (wg, 1), tuple(push), (_groups(n, wg), 1, 1))
 
-    def rows(self, op, rows: int, *push: int) -> Dispatch:
+    def rows(self, op, rows: Size, *push: Size) -> Dispatch:
         wg = self.gpu.row_wg
-        return self.dispatch(op, (wg, 1), tuple(push), (min(rows, MAX_GROUPS), 1, 1), 4 * wg)
+        groups = LenGroups(rows, 1) if isinstance(rows, Len) else min(rows, MAX_GROUPS)
+        return self.dispatch(op, (wg, 1), tuple(push), (groups, 1, 1), 4 * wg)
 
-    def gemm(self, op, f16: bool, m: int, n: int, k: int, batch: int, push: tuple[int, ...]) -> Dispatch:
+    def gemm(self, op, f16: bool, m: Size, n: Size, k: Size, batch: int, push: tuple[Size, ...]) -> Dispatch:
         g = self.gpu
         (wx, wy), tm, tn, bk = g.gemm_wg, g.gemm_tm, g.gemm_tn, g.gemm_bk
         bm, bn = wy * tm, wx * tn
         shared = bk * (bm + bn) * (2 if f16 else 4)
         return Dispatch(op_label(op), "gemm_f16" if f16 else B.traits_of(op).shader, (wx, wy, tm, tn, bk), push,
-                        (-(-n // bn), -(-m // bm), batch), shared)
+                        (_ceil(n, bn), _ceil(m, bm), batch), shared)
 
 
 def emit_linear(e: VkEmitter, op) -> Dispatch:
     if (sparsity(op) or {}).get("format") == "sparse":
         raise BertcError("--emit-vulkan has no sparse GEMM: compile without --prune-patterns for a GPU target")
-    n, k = shape_of(op.operands[1])
-    m = math.prod(shape_of(op.operands[0])[:-1])
+    n, k = dims_of(op.operands[1])
+    m = prod(dims_of(op.operands[0])[:-1])
     w = producer(op.operands[1])
     f16 = e.f16 and w is not None and B.category_of(w) == "constant"
     wkn = e.byte(op.operands[1], "kn:f16") // 2 if f16 else e.word(op.operands[1], "kn")
@@ -168,30 +245,34 @@ def emit_matmul(e: VkEmitter, op) -> Dispatch:
 
 
 def emit_attention(e: VkEmitter, op) -> Dispatch:
-    b, s, h3 = shape_of(op.operands[0])
+    b, s, h3 = dims_of(op.operands[0])
     heads = op.attributes["num_heads"].value
     d = h3 // 3 // heads
     wg = e.gpu.row_wg
     push = (e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), h3 // 3, heads,
             _bits(op.attributes["scale"].value))
+    if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
+        n = bound(s, e.module)
+        return e.dispatch(op, (wg, 1, n, d), (*push, s), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
+                          "attention_seq")
     return e.dispatch(op, (wg, 1, s, d), push, (s, heads, b), 4 * (d + s + wg))
 
 
 def emit_layer_norm(e: VkEmitter, op) -> Dispatch:
-    s = shape_of(op.results[0])
-    rows = math.prod(s[:-1])
+    s = dims_of(op.results[0])
+    rows = prod(s[:-1])
     return e.rows(op, rows, e.word(op.input), e.opt(op.residual), e.word(op.gamma), e.word(op.beta),
                   e.word(op.results[0]), rows, s[-1], _bits(op.attributes["eps"].value))
 
 
 def emit_softmax(e: VkEmitter, op) -> Dispatch:
-    s = shape_of(op.results[0])
-    rows = math.prod(s[:-1])
+    s = dims_of(op.results[0])
+    rows = prod(s[:-1])
     return e.rows(op, rows, e.word(op.operands[0]), e.word(op.results[0]), rows, s[-1])
 
 
 def emit_embedding(e: VkEmitter, op) -> Dispatch:
-    n, dim = math.prod(shape_of(op.operands[1])), shape_of(op.operands[0])[1]
+    n, dim = prod(dims_of(op.operands[1])), dims_of(op.operands[0])[1]
     if dtype_of(op.operands[1]) != "i64":
         raise BertcError(f"bertc.embedding with {dtype_of(op.operands[1])} ids: emit-vulkan reads int64 ids")
     return e.elementwise(op, n * dim, e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), n, dim)
@@ -199,12 +280,12 @@ def emit_embedding(e: VkEmitter, op) -> Dispatch:
 
 def emit_binary(e: VkEmitter, op) -> Dispatch:
     out, sa, sb = binary_strides(op)
-    return e.elementwise(op, math.prod(out), BINARY[type(op)], e.word(op.operands[0]), e.word(op.operands[1]),
+    return e.elementwise(op, prod(out), BINARY[type(op)], e.word(op.operands[0]), e.word(op.operands[1]),
                          e.word(op.results[0]), *out, *sa, *sb)
 
 
 def _unary(e: VkEmitter, op, act: int, exponent: int) -> Dispatch:
-    n = math.prod(shape_of(op.results[0]))
+    n = prod(dims_of(op.results[0]))
     return e.elementwise(op, n, act, e.word(op.operands[0]), e.word(op.results[0]), n, exponent)
 
 
@@ -218,7 +299,7 @@ def emit_pow(e: VkEmitter, op) -> Dispatch:
 
 def emit_transpose(e: VkEmitter, op) -> Dispatch:
     out, st = transpose_strides(op)
-    return e.elementwise(op, math.prod(out), e.word(op.operands[0]), e.word(op.results[0]), 0, 0, *out, *st)
+    return e.elementwise(op, prod(out), e.word(op.operands[0]), e.word(op.results[0]), 0, 0, *out, *st)
 
 
 def emit_slice(e: VkEmitter, op) -> Dispatch:
@@ -229,13 +310,13 @@ def emit_slice(e: VkEmitter, op) -> Dispatch:
 
 
 def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
-    b, _, q, k = shape_of(op.results[0])
+    b, _, q, k = dims_of(op.results[0])
     return e.elementwise(op, b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
                          _bits(op.attributes["fill"].value))
 
 
 def emit_position_ids(e: VkEmitter, op) -> Dispatch:
-    b, s = shape_of(op.results[0])
+    b, s = dims_of(op.results[0])
     pad = op.attributes["padding_idx"].value
     wg = e.gpu.elementwise_wg
     return e.dispatch(op, (wg, 1), (e.word(op.operands[0]), e.word(op.results[0]), b, s, pad & 0xFFFFFFFF),
@@ -264,14 +345,23 @@ def _c_list(xs) -> str:
     return "{" + ", ".join("NONE" if x == NONE else str(x) for x in xs) + "}"
 
 
+def _seq_sizes_table(sizes: list[SeqSize]) -> list[str]:
+    return ["/* What follows the run's length L (1..header.seq_len), set before each run: {dispatch, what, index,",
+            " * {c0, c1, c2}: the value c0 + c1*L + c2*L*L, per: workgroups are ceil(value / per), 1..65535} */",
+            "static const bertc_vk_seq_size seq_sizes[] = {", *[f"    {x.c_initializer()}" for x in sizes], "};", ""]
+
+
 def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
     e = VkEmitter(module, ctx)
     dispatches: list[Dispatch] = []
     for _, d in e.walk(EMITTERS, "shader"):
         if d.shared_bytes > e.gpu.max_shared_bytes:
             raise BertcError(f"{d.label} needs {d.shared_bytes} bytes of shared memory, more than target "
-                             f"'{e.target.name}' allows ({e.gpu.max_shared_bytes}): compile with a shorter --seq-len")
+                             f"'{e.target.name}' allows ({e.gpu.max_shared_bytes}): compile with a shorter "
+                             f"{'--max-seq-len' if max_seq_len(module) else '--seq-len'}")
         dispatches.append(d)
+    sizes = [x for i, d in enumerate(dispatches) for x in seq_sizes(i, d)]
+    dispatches = [at_bound(d, module) for d in dispatches]
     shaders = sorted({d.shader for d in dispatches})
     pipelines = sorted({(d.shader, d.spec) for d in dispatches})
     h = e.header([(d.label, d.shader) for d in dispatches])
@@ -300,6 +390,7 @@ def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
           f"{_c_list(d.push)}}}," for i, d in enumerate(dispatches)],
         "};",
         "",
+        *(_seq_sizes_table(sizes) if sizes else []),
         *ops_table(h),
         "",
         *outputs_table(h),
@@ -310,6 +401,7 @@ def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
             "outputs": [f"    .num_shaders = {len(shaders)},", "    .shaders = shaders,",
                         f"    .num_pipelines = {len(pipelines)},", "    .pipelines = pipelines,"],
             "ops": ["    .dispatches = dispatches,",
+                    *([f"    .num_seq_sizes = {len(sizes)},", "    .seq_sizes = seq_sizes,"] if sizes else []),
                     f"    .needs = {'BERTC_VK_NEEDS_F16' if needs_f16 else 0},",
                     f"    .shared_bytes = {max((d.shared_bytes for d in dispatches), default=0)},",
                     f"    .max_invocations = {max((d.spec[0] * d.spec[1] for d in dispatches), default=1)},"]}),

@@ -1,9 +1,11 @@
 // REQUIRES: vulkan
 // Every shader --emit-vulkan can name compiles to SPIR-V for Vulkan 1.1 (glslangValidator prints the
-// file name of each shader it compiled); gemm.comp also with -DWEIGHT_F16, the fp16 variant.
+// file name of each shader it compiled); gemm.comp also with -DWEIGHT_F16, the fp16 variant, and
+// attention.comp with -DSEQ_FROM_PUSH, the variant of a dynamic length.
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/gemm.comp | FileCheck %s --check-prefix=GEMM
 // RUN: glslangValidator -V --target-env vulkan1.1 -DWEIGHT_F16 -o %t.spv %shaders/gemm.comp | FileCheck %s --check-prefix=GEMM
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/layer_norm.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/softmax.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/embedding.comp | FileCheck %s --check-prefix=REST

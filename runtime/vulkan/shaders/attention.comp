@@ -3,13 +3,21 @@
 // inside each), mask [B,S] int64 -> out [B,S,H]. The query and its S scores stay in shared memory
 // (S and the head width D are specialization constants, so the arrays are sized per model); a
 // query whose keys are all masked gives zeros, as the C kernels do.
+// With SEQ_FROM_PUSH (a program of dynamic length, shader attention_seq) S is the bound, sizing the
+// score row, and the run's length SEQ <= S comes in a seventh push constant.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
 layout(constant_id = 2) const uint S = 128;  // the compiled sequence length
 layout(constant_id = 3) const uint D = 64;   // head width
 
+#ifdef SEQ_FROM_PUSH
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq; } p;
+#define SEQ p.seq
+#else
 layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale; } p;
+#define SEQ S
+#endif
 
 shared float q[D];
 shared float sc[S];
@@ -42,14 +50,14 @@ float reduce_sum(float v, uint tid) {
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint i = gl_WorkGroupID.x, hd = gl_WorkGroupID.y, b = gl_WorkGroupID.z;
-  const uint row = 3 * p.H, base = p.qkv + b * S * row;
+  const uint row = 3 * p.H, base = p.qkv + b * SEQ * row;
   const float scale = uintBitsToFloat(p.scale);
   for (uint d = tid; d < D; d += WG_X) q[d] = LD(base + i * row + hd * D + d);
   SYNC();
   float mx = -1.0 / 0.0;
-  for (uint j = tid; j < S; j += WG_X) {
+  for (uint j = tid; j < SEQ; j += WG_X) {
     float s = -1.0 / 0.0;
-    if (LD_I64(p.mask, b * S + j) != 0) {
+    if (LD_I64(p.mask, b * SEQ + j) != 0) {
       uint k = base + j * row + p.H + hd * D;
       s = 0.0;
       for (uint d = 0; d < D; d++) s += q[d] * LD(k + d);
@@ -59,13 +67,13 @@ void main() {
     mx = max(mx, s);
   }
   mx = reduce_max(mx, tid);
-  const uint o = p.out_ + (b * S + i) * p.H + hd * D;
+  const uint o = p.out_ + (b * SEQ + i) * p.H + hd * D;
   if (isinf(mx)) {  // every key masked
     for (uint d = tid; d < D; d += WG_X) ST(o + d, 0.0);
     return;
   }
   float sum = 0.0;
-  for (uint j = tid; j < S; j += WG_X) {
+  for (uint j = tid; j < SEQ; j += WG_X) {
     float e = isinf(sc[j]) ? 0.0 : exp(sc[j] - mx);
     sc[j] = e;
     sum += e;
@@ -74,7 +82,7 @@ void main() {
   for (uint d = tid; d < D; d += WG_X) {
     float acc = 0.0;
     uint v = base + 2 * p.H + hd * D + d;
-    for (uint j = 0; j < S; j++)
+    for (uint j = 0; j < SEQ; j++)
       if (sc[j] != 0.0) acc += sc[j] * LD(v + j * row);
     ST(o + d, acc * inv);
   }
