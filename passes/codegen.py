@@ -30,12 +30,16 @@ from bertc.errors import BertcError
 from bertc.sparsity import compress
 
 from .common import PassContext, dtype_of, func_ops, producer, shape_of, source_location
-from .seqlen import Size, dims_of, prod
+from .seqlen import Len, Size, bound, dims_of, max_seq_len, prod
 
 
 def op_label(op) -> str:
-    """'bertc.linear [1, 8, 64]': how the program names an op in its per-op report."""
-    return f"{op.operation.name}{' ' + str(shape_of(op.results[0])) if op.results else ''}"
+    """'bertc.linear [1, 8, 64]': how the program names an op in its per-op report ('[1, ?, 64]' where
+    the size is the run's length)."""
+    if not op.results:
+        return op.operation.name
+    dims = ", ".join("?" if isinstance(d, Len) else str(d) for d in dims_of(op.results[0]))
+    return f"{op.operation.name} [{dims}]"
 
 
 class WeightsImage:
@@ -109,12 +113,15 @@ class ProgramHeader:
     weights: bytes  # weights.bin
     weights_sha256: str
     batch: int
-    seq_len: int
+    seq_len: int  # the compiled length; of a dynamic program, its bound N (it runs every length 1..N)
     vocab_size: int
     type_vocab_size: int
     input_offsets: dict[str, int]  # input name -> arena offset
-    outputs: list[str]  # one bertc_tensor_slot initialiser per output: {"name", arena offset, rank, {dims}}
+    # one bertc_tensor_slot initialiser per output: {"name", arena offset, rank, {dims}}, and of a dynamic
+    # program the dimension that is the run's length: {"name", offset, rank, {dims at the bound}, seq_dim}
+    outputs: list[str]
     ops: list[tuple[str, str]]  # each op's label and what runs it (a C kernel, a shader), for the per-op report
+    dynamic: bool = False  # sizes are expressions in the run's length L (1 <= L <= seq_len): --max-seq-len
 
 
 class Codegen:
@@ -168,18 +175,21 @@ class Codegen:
         ret = list(func_ops(self.module))[-1]
         input_names = _names(f, "bertc.input_names", ["input_ids", "attention_mask", "token_type_ids"][: len(args)])
         output_names = _names(f, "bertc.output_names", [f"output_{i}" for i in range(len(ret.operands))])
+        dynamic = max_seq_len(self.module) is not None
         slots = []
         for nm, v in zip(output_names, ret.operands):
             if _storage(v) not in self.arena:
                 raise BertcError(f"output {nm} is a constant; nothing to compute")
-            s = shape_of(v)
-            dims = ", ".join(str(d) for d in s + [0] * (4 - len(s)))
-            slots.append(f'{{"{nm}", {self.arena[_storage(v)]}, {len(s)}, {{{dims}}}}}')
-        b, s = (shape_of(args[0]) + [1, 1])[:2] if args else (1, 1)
+            s = dims_of(v)
+            dims = ", ".join(str(bound(d, self.module)) for d in s + [0] * (4 - len(s)))
+            seq_dim = f", {_seq_dim(nm, s)}" if dynamic else ""
+            slots.append(f'{{"{nm}", {self.arena[_storage(v)]}, {len(s)}, {{{dims}}}{seq_dim}}}')
+        b, s = (dims_of(args[0]) + [1, 1])[:2] if args else (1, 1)
         weights = bytes(self.image.blob)
-        return ProgramHeader(self.arena_bytes, weights, hashlib.sha256(weights).hexdigest(), b, s,
-                             _int_attr(f, "bertc.vocab_size", 1 << 30), _int_attr(f, "bertc.type_vocab_size", 0),
-                             {n: self.arena[a] for n, a in zip(input_names, args)}, slots, ops)
+        return ProgramHeader(self.arena_bytes, weights, hashlib.sha256(weights).hexdigest(), b,
+                             bound(s, self.module), _int_attr(f, "bertc.vocab_size", 1 << 30),
+                             _int_attr(f, "bertc.type_vocab_size", 0),
+                             {n: self.arena[a] for n, a in zip(input_names, args)}, slots, ops, dynamic)
 
     def missing_weights(self) -> list[str]:
         return sorted(set(self.image.missing))
@@ -195,6 +205,8 @@ def program_header_fields(h: ProgramHeader, after: dict[str, list[str]] | None =
               ("mask_offset", h.input_offsets.get("attention_mask", -1)),
               ("types_offset", h.input_offsets.get("token_type_ids", -1)),
               ("num_outputs", len(h.outputs)), ("outputs", "outputs"), ("num_ops", len(h.ops)), ("ops", "ops")]
+    if h.dynamic:  # a static program leaves it 0, and its source as it was before dynamic lengths
+        fields.insert(fields.index(("seq_len", h.seq_len)) + 1, ("dynamic", 1))
     after = after or {}
     assert not set(after) - {name for name, _ in fields}, f"no shared field {set(after) - dict(fields).keys()}"
     lines = []
@@ -209,6 +221,16 @@ def outputs_table(h: ProgramHeader) -> list[str]:
 
 def ops_table(h: ProgramHeader) -> list[str]:
     return ["static const bertc_op_info ops[] = {", *[f'    {{"{label}", "{runner}"}},' for label, runner in h.ops], "};"]
+
+
+def _seq_dim(name: str, dims: list[Size]) -> int:
+    """The dimension of a dynamic program's output that is the run's length (bertc_tensor_slot.seq_dim,
+    which the runtime fills in at each run), 0 when none is: dimension 0 is the batch, never the length."""
+    at_l = [i for i, d in enumerate(dims) if isinstance(d, Len)]
+    if len(at_l) > 1 or (at_l and (dims[at_l[0]] != Len.L or at_l[0] == 0)):
+        raise BertcError(f"output {name} has shape {dims}; a dynamic-length output must have the run's length L as "
+                         "one dimension after the batch (as [batch, L, hidden]): compile without --max-seq-len")
+    return at_l[0] if at_l else 0
 
 
 def _storage(value: ir.Value) -> ir.Value:

@@ -11,6 +11,11 @@ Output (C)::
     BERTC_TIMED(3, bertc_linear(p, A(float, 1024), W(float, 0), W(float, 8192), NULL, A(float, 4096), 8, 64, 32,
                                 BERTC_ACT_GELU));
 
+In a module with a dynamic length (``tensor<1x?x32xf32>``, ``bertc.max_seq_len = N``) every size that
+has the run's length is a C expression in ``L``, which model_run reads first (``const int64_t L =
+x->seq;``): ``bertc_linear(..., (L), 64, 32, ...)`` does L rows, attention attends over L keys. The
+arena and scratch are sized for N; a static module's C is what it was before dynamic lengths.
+
 Each op has one small emitter in ``EMITTERS``; the walk, the weights image and the program's inputs
 and outputs are passes/codegen.py's, shared with --emit-vulkan. BERTC_TIMED (runtime/src/program.h)
 adds the call's time into op_seconds[3]; the program lists each op's name and kernel (``ops[]``) for
@@ -45,6 +50,7 @@ from .codegen import (
     unary_activation,
 )
 from .common import PassContext, dtype_of, func_ops, module_target, shape_of, sparsity
+from .seqlen import bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
 ACT = {"none": "BERTC_ACT_NONE", "gelu": "BERTC_ACT_GELU", "gelu_tanh": "BERTC_ACT_GELU_TANH",
@@ -104,14 +110,14 @@ def _arr(xs: list[int]) -> str:
 
 
 def emit_embedding(e: CEmitter, op) -> str:
-    ids = shape_of(op.operands[1])
-    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), math.prod(ids),
+    ids = dims_of(op.operands[1])
+    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), prod(ids),
                     shape_of(op.operands[0])[1])
 
 
 def emit_linear(e: CEmitter, op) -> str:
     n, k = shape_of(op.operands[1])
-    m = math.prod(shape_of(op.operands[0])[:-1])
+    m = prod(dims_of(op.operands[0])[:-1])
     bias, res = e.opt(op.bias), e.opt(op.residual)
     act = ACT[op.attributes["activation"].value]
     sp = sparsity(op)
@@ -131,25 +137,25 @@ def emit_linear(e: CEmitter, op) -> str:
 
 
 def emit_layer_norm(e: CEmitter, op) -> str:
-    s = shape_of(op.results[0])
+    s = dims_of(op.results[0])
     res = e.opt(op.residual)  # placed first: the weights image's order is the emitted order
-    return e.kernel(op, "p", e.ptr(op.input), res, e.ptr(op.gamma), e.ptr(op.beta), e.out(op), math.prod(s[:-1]),
+    return e.kernel(op, "p", e.ptr(op.input), res, e.ptr(op.gamma), e.ptr(op.beta), e.out(op), prod(s[:-1]),
                     s[-1], _f(op.attributes["eps"].value))
 
 
 def emit_attention(e: CEmitter, op) -> str:
-    b, s, h3 = shape_of(op.operands[0])
+    b, s, h3 = dims_of(op.operands[0])
     return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), b, s, h3 // 3,
                     op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
 
 
 def emit_mask_bias(e: CEmitter, op) -> str:
-    b, _, q, k = shape_of(op.results[0])
+    b, _, q, k = dims_of(op.results[0])
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, q, k, _f(op.attributes["fill"].value))
 
 
 def emit_position_ids(e: CEmitter, op) -> str:
-    b, s = shape_of(op.results[0])
+    b, s = dims_of(op.results[0])
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, s, op.attributes["padding_idx"].value)
 
 
@@ -161,17 +167,17 @@ def emit_binary(e: CEmitter, op) -> str:
 
 def emit_unary(e: CEmitter, op) -> str:
     return e.kernel(op, "p", ACT[unary_activation(op)], e.ptr(op.operands[0]), e.out(op),
-                    math.prod(shape_of(op.results[0])))
+                    prod(dims_of(op.results[0])))
 
 
 def emit_pow(e: CEmitter, op) -> str:
-    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), math.prod(shape_of(op.results[0])),
+    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), prod(dims_of(op.results[0])),
                     _f(op.attributes["exponent"].value))
 
 
 def emit_softmax(e: CEmitter, op) -> str:
-    s = shape_of(op.results[0])
-    return e.kernel(op, "p", e.ptr(op.operands[0]), e.out(op), math.prod(s[:-1]), s[-1])
+    s = dims_of(op.results[0])
+    return e.kernel(op, "p", e.ptr(op.operands[0]), e.out(op), prod(s[:-1]), s[-1])
 
 
 def emit_transpose(e: CEmitter, op) -> str:
@@ -208,12 +214,14 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
 
 
 def scratch_floats(module: ir.Operation) -> str:
-    """Per-thread scratch floats: the largest of kernels.h's bounds over the program's ops."""
+    """Per-thread scratch floats: the largest of kernels.h's bounds over the program's ops (attention's at
+    the longest length a dynamic program runs)."""
     bounds = set()
     for op in func_ops(module):
         if isinstance(op, B.AttentionOp):
-            _, seq, width = shape_of(op.operands[0])
-            bounds.add(f"BERTC_SCRATCH_ATTENTION({seq}, {width // 3 // op.attributes['num_heads'].value})")
+            _, seq, width = dims_of(op.operands[0])
+            head = width // 3 // op.attributes["num_heads"].value
+            bounds.add(f"BERTC_SCRATCH_ATTENTION({bound(seq, module)}, {head})")
         elif isinstance(op, B.LinearOp):
             sp = sparsity(op)
             if sp is not None and sp["format"] == "sparse":
@@ -221,8 +229,8 @@ def scratch_floats(module: ir.Operation) -> str:
             else:
                 bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")
     scratch = "64"
-    for bound in sorted(bounds):
-        scratch = f"MAX2({scratch}, {bound})"
+    for each in sorted(bounds):
+        scratch = f"MAX2({scratch}, {each})"
     return scratch
 
 
@@ -249,6 +257,8 @@ def emit_c(module: ir.Operation, ctx: PassContext) -> None:
         "static void model_run(const bertc_exec *x) {",
         "  bertc_pool *p = x->pool;",
         "  (void)p;",
+        *(["  const int64_t L = x->seq; /* this run's length: the sizes below are expressions in it */",
+           "  (void)L;"] if max_seq_len(module) is not None else []),
         *lines,
         "}",
         "",

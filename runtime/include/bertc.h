@@ -46,16 +46,19 @@ typedef struct bertc_model bertc_model;
 bertc_status bertc_open(const char *artifact_dir, int threads, bertc_model **out);
 const char *bertc_open_error(void); /* message of the last failed bertc_open in this thread */
 
-/* input_ids, attention_mask, token_type_ids: int64 [batch * seq], row-major. seq may be
- * shorter than the compiled length: the rest is padded and masked. NULL mask = all ones,
- * NULL token types = zeros. */
+/* input_ids, attention_mask, token_type_ids: int64 [batch * seq], row-major, 1 <= seq <=
+ * bertc_seq_len(m). An artifact compiled with --max-seq-len runs at seq itself, every op sized for it
+ * (no padded work), and its per-token outputs have seq rows; one compiled with --seq-len pads a shorter
+ * input to its length and masks the rest. NULL mask = all ones, NULL token types = zeros. */
 bertc_status bertc_run(bertc_model *m, const int64_t *input_ids, const int64_t *attention_mask,
                        const int64_t *token_type_ids, int64_t batch, int64_t seq);
 
 int bertc_num_outputs(const bertc_model *m);
 const char *bertc_output_name(const bertc_model *m, int index);
 /* shape receives up to 4 dims; returns NULL for a bad index. The data stays valid until the next
- * bertc_run on this model from any thread, or bertc_close: read it under the lock that guards the run. */
+ * bertc_run on this model from any thread, or bertc_close: read it under the lock that guards the run.
+ * A --max-seq-len artifact's per-token output is [batch, seq, ...] at the last run's seq (contiguous);
+ * a --seq-len artifact's is at the compiled length whatever the input's. */
 const float *bertc_output(const bertc_model *m, int index, int64_t shape[4], int *rank);
 
 /* The kernels this program calls, and the implementation each resolved to at link time ("ref",
@@ -76,6 +79,8 @@ void bertc_reset_op_times(bertc_model *m);
 const char *bertc_device(const bertc_model *m);
 
 int64_t bertc_batch(const bertc_model *m);
+/* The compiled length: of a --seq-len artifact the one length it runs (shorter inputs padded to it), of
+ * a --max-seq-len artifact the longest input it takes (each runs at its own length). */
 int64_t bertc_seq_len(const bertc_model *m);
 int bertc_threads(const bertc_model *m);
 const char *bertc_last_error(const bertc_model *m);

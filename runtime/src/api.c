@@ -17,6 +17,7 @@ struct bertc_model {
   double *op_seconds; /* [prog->num_ops]: each op's time, summed over timed_runs runs */
   int64_t timed_runs; /* since open or bertc_reset_op_times */
   int threads;
+  int64_t last_seq; /* the length of the last run: a dynamic program's outputs have it (bertc_output) */
   char error[BERTC_ERROR_BYTES];
   pthread_mutex_t run_lock; /* one run at a time: the runs share the backend's arena or buffers (bertc.h) */
 };
@@ -47,6 +48,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   m->weights_map = map;
   m->weights_len = len;
   m->threads = threads;
+  m->last_seq = prog->seq_len;
   pthread_mutex_init(&m->run_lock, NULL);
   m->op_seconds = calloc((size_t)prog->num_ops + 1, sizeof *m->op_seconds); /* + 1: calloc(0) may be NULL */
   const bertc_backend_args args = {dir, threads, map, m->op_seconds, m->error};
@@ -71,10 +73,13 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
   pthread_mutex_lock(&m->run_lock);
   int64_t slots[3];
   char *base = m->backend->inputs(m->state, slots);
-  bertc_status st = check_inputs(m->error, base, p->batch, p->seq_len, p->vocab_size, p->type_vocab_size, slots[0],
-                                 slots[1], slots[2], ids, mask, types, batch, seq);
-  if (st == BERTC_OK) st = m->backend->run(m->state, p->seq_len); /* shorter inputs were padded to it */
+  bertc_status st = check_inputs(m->error, base, p->batch, p->seq_len, p->dynamic, p->vocab_size,
+                                 p->type_vocab_size, slots[0], slots[1], slots[2], ids, mask, types, batch, seq);
+  /* a dynamic program runs at the input's length; a static one at its own, shorter inputs padded to it */
+  const int64_t run_seq = p->dynamic ? seq : p->seq_len;
+  if (st == BERTC_OK) st = m->backend->run(m->state, run_seq);
   if (st == BERTC_OK) {
+    m->last_seq = run_seq;
     m->timed_runs++;
     m->error[0] = 0;
   }
@@ -92,7 +97,10 @@ const float *bertc_output(const bertc_model *m, int i, int64_t shape[4], int *ra
   if (!m || i < 0 || i >= m->prog->num_outputs) return NULL;
   const bertc_tensor_slot *s = &m->prog->outputs[i];
   if (rank) *rank = s->rank;
-  if (shape) memcpy(shape, s->shape, sizeof s->shape);
+  if (shape) {
+    memcpy(shape, s->shape, sizeof s->shape);
+    if (m->prog->dynamic && s->seq_dim > 0) shape[s->seq_dim] = m->last_seq;
+  }
   return m->backend->output(m->state, i);
 }
 

@@ -281,8 +281,8 @@ static bertc_status open_weights(const char *dir, int format_version, const char
   return BERTC_OK;
 }
 
-/* Copy one int64 input [batch, seq] into dst [B, S] (the compiled shape), padding with `fill` inside
- * the given rows and 0 outside, and reject any value outside [0, limit). */
+/* Copy one int64 input [batch, seq] into dst [B, S] (S: the compiled length, or seq itself for a dynamic
+ * program), padding with `fill` inside the given rows and 0 outside, and reject any value outside [0, limit). */
 static bertc_status check_and_copy(char *err, int64_t *dst, const int64_t *src, int64_t B, int64_t S, int64_t batch,
                                    int64_t seq, int64_t limit, int64_t fill, const char *what, const char *hint) {
   for (int64_t b = 0; b < B; b++)
@@ -297,24 +297,28 @@ static bertc_status check_and_copy(char *err, int64_t *dst, const int64_t *src, 
 }
 
 /* The shape checks of bertc_run and the copy of the three inputs into their slots (base + offset;
- * an offset of -1 means the program has no such input). */
-static bertc_status check_inputs(char *err, char *base, int64_t B, int64_t S, int64_t vocab, int64_t type_vocab,
-                                 int64_t ids_off, int64_t mask_off, int64_t types_off, const int64_t *ids,
-                                 const int64_t *mask, const int64_t *types, int64_t batch, int64_t seq) {
+ * an offset of -1 means the program has no such input). A static program (dynamic 0) reads [B, S]:
+ * a shorter input is padded to S. A dynamic one runs at the input's own length, so the slots hold
+ * [B, seq], contiguous and unpadded, for any seq in 1..S (its bound). */
+static bertc_status check_inputs(char *err, char *base, int64_t B, int64_t S, int dynamic, int64_t vocab,
+                                 int64_t type_vocab, int64_t ids_off, int64_t mask_off, int64_t types_off,
+                                 const int64_t *ids, const int64_t *mask, const int64_t *types, int64_t batch,
+                                 int64_t seq) {
   if (!ids) return fail(err, BERTC_ERR_ARGUMENT, "input_ids is NULL");
   if (batch != B)
     return fail(err, BERTC_ERR_INPUT, "batch %lld differs from the compiled batch %lld; recompile with --batch",
                 (long long)batch, (long long)B);
   if (seq < 1 || seq > S)
-    return fail(err, BERTC_ERR_INPUT, "sequence length %lld is outside 1..%lld (the compiled --seq-len); truncate or recompile",
-                (long long)seq, (long long)S);
-  bertc_status st = check_and_copy(err, (int64_t *)(base + ids_off), ids, B, S, batch, seq, vocab, 0, "token id",
+    return fail(err, BERTC_ERR_INPUT, "sequence length %lld is outside 1..%lld (%s); truncate or recompile",
+                (long long)seq, (long long)S, dynamic ? "the compiled --max-seq-len" : "the compiled --seq-len");
+  const int64_t row = dynamic ? seq : S;
+  bertc_status st = check_and_copy(err, (int64_t *)(base + ids_off), ids, B, row, batch, seq, vocab, 0, "token id",
                                    "; was the artifact compiled from a different tokenizer?");
   if (st == BERTC_OK && mask_off >= 0)
-    st = check_and_copy(err, (int64_t *)(base + mask_off), mask, B, S, batch, seq, 2, 1, "attention mask value",
+    st = check_and_copy(err, (int64_t *)(base + mask_off), mask, B, row, batch, seq, 2, 1, "attention mask value",
                         " (expected 0 or 1)");
   if (st == BERTC_OK && types_off >= 0)
-    st = check_and_copy(err, (int64_t *)(base + types_off), types, B, S, batch, seq, type_vocab > 0 ? type_vocab : 1,
+    st = check_and_copy(err, (int64_t *)(base + types_off), types, B, row, batch, seq, type_vocab > 0 ? type_vocab : 1,
                         0, "token type id", "");
   return st;
 }

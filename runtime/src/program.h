@@ -39,8 +39,14 @@ typedef struct {
   const char *name;
   int64_t offset;  /* bytes into the arena */
   int rank;
-  int64_t shape[4];
+  int64_t shape[4]; /* of a dynamic program, at its bound (header.seq_len) in dimension seq_dim */
+  /* The dimension that is the run's length in a dynamic program ([batch, L, hidden]: 1), which
+   * bertc_output reports at the last run's length; 0: none (dimension 0 is the batch, never the length). */
+  int seq_dim;
 } bertc_tensor_slot;
+/* A static program's slot initialisers ({"name", offset, rank, {dims}}) leave seq_dim out, so 0, and its
+ * emitted source stays what it was before dynamic lengths; -Wextra would call that a missing initialiser. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 /* What every program says about itself, whichever backend runs it: what bertc_open checks the artifact
  * against, the input shapes and slots bertc_run checks and fills, and the outputs and ops the accessors
@@ -52,6 +58,10 @@ typedef struct {
   int64_t weights_bytes;
   const char *weights_sha256;  /* hex */
   int64_t batch, seq_len;
+  /* 1: any length 1..seq_len runs at its own cost (compiled with --max-seq-len seq_len): the inputs are
+   * [batch, seq] unpadded and run(state, seq) sizes every op for seq; 0: seq_len is the one length run,
+   * shorter inputs are padded to it. */
+  int dynamic;
   int64_t vocab_size, type_vocab_size;
   int64_t ids_offset, mask_offset, types_offset; /* arena slots of the int64 inputs, -1 if unused */
   int num_outputs;

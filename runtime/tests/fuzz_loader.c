@@ -4,7 +4,8 @@
  *   '0' (0 mod 3)  manifest.json: parse_manifest and check_manifest
  *   '1' (1 mod 3)  weights.bin: check_weights (size, then sha256 over any length)
  *   '2' (2 mod 3)  bertc_run's int64 inputs: check_inputs, with a header byte each for the compiled
- *                  batch and length, the call's batch and length, vocab, type vocab and which inputs exist
+ *                  batch and length, the call's batch and length, vocab, type vocab, which inputs exist
+ *                  and whether the program is dynamic (unpadded [batch, seq] slots)
  *
  * Besides what ASan and UBSan catch, it aborts when a result breaks the contract: a refusal whose
  * message does not name the file, facts that are not what the parse promised, or an accepted input
@@ -101,14 +102,17 @@ static void fuzz_inputs(const uint8_t *data, size_t size) {
   int64_t *mask = input_values(&data, &size, n, !(flags & 8), wide);
   int64_t *types = input_values(&data, &size, n, !(flags & 16), wide);
   char err[512] = "";
-  bertc_status st = check_inputs(err, arena, B, S, vocab, type_vocab, 0, mask_off, types_off, ids, mask, types, batch, seq);
+  const int dynamic = (flags & 32) != 0;
+  bertc_status st = check_inputs(err, arena, B, S, dynamic, vocab, type_vocab, 0, mask_off, types_off, ids, mask, types,
+                                 batch, seq);
   if (st == BERTC_OK) {
-    const int64_t *dst = (const int64_t *)arena;
-    for (int64_t i = 0; i < B * S; i++) expect(dst[i] >= 0 && dst[i] < vocab, "an accepted token id out of range");
+    const int64_t *dst = (const int64_t *)arena, n_copied = B * (dynamic ? seq : S);
+    expect(seq >= 1 && seq <= S, "an accepted length outside 1..S");
+    for (int64_t i = 0; i < n_copied; i++) expect(dst[i] >= 0 && dst[i] < vocab, "an accepted token id out of range");
     if (mask_off >= 0)
-      for (int64_t i = 0; i < B * S; i++) expect(dst[slot / 8 + i] == 0 || dst[slot / 8 + i] == 1, "an accepted mask value");
+      for (int64_t i = 0; i < n_copied; i++) expect(dst[slot / 8 + i] == 0 || dst[slot / 8 + i] == 1, "an accepted mask value");
     if (types_off >= 0)
-      for (int64_t i = 0; i < B * S; i++)
+      for (int64_t i = 0; i < n_copied; i++)
         expect(dst[2 * slot / 8 + i] >= 0 && dst[2 * slot / 8 + i] < (type_vocab > 0 ? type_vocab : 1),
                "an accepted token type out of range");
   } else {

@@ -1,0 +1,36 @@
+// RUN: bertc-opt %s --split-input-file --plan-memory --emit-c | FileCheck %s
+
+// A run-time length (tensor<1x?x..>, bounded by bertc.max_seq_len = 16): model_run reads the run's
+// length L, and every size that has it is a C expression in L, so a run of L tokens does L rows of
+// each GEMM and attends over L keys. The arena, the attention scratch and the header's seq_len are
+// at the bound; the header says the program is dynamic, and the output slot's last field names the
+// dimension that is L (bertc_output reports the run's length there). The ops table shows ? for L.
+// CHECK: static void model_run(const bertc_exec *x) {
+// CHECK: const int64_t L = x->seq;
+// CHECK-NEXT: (void)L;
+// CHECK: /* bertc.linear [1, ?, 8] */
+// CHECK-NEXT: BERTC_TIMED(0, bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), (L), 8, 4, BERTC_ACT_GELU));
+// CHECK: BERTC_TIMED(1, bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (L), 8, 9.999999960041972e-13f));
+// CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, {{[0-9]+}}), A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 1, (L), 8, 2, 0.5f));
+// Scores [1, 2, L, L]: a softmax over 2*L rows of L each.
+// CHECK: BERTC_TIMED(4, bertc_softmax(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (2*L), (L)));
+// CHECK: static const bertc_tensor_slot outputs[] = {
+// CHECK-NEXT: {"output_0", {{[0-9]+}}, 3, {1, 16, 8, 0}, 1},
+// CHECK: {"bertc.linear [1, ?, 8]", "bertc_linear"},
+// CHECK: .header.seq_len = 16,
+// CHECK-NEXT: .header.dynamic = 1,
+// CHECK: .scratch_floats = MAX2(MAX2(MAX2(64, BERTC_SCRATCH_ATTENTION(16, 4)), BERTC_SCRATCH_LINEAR(4)), BERTC_SCRATCH_LINEAR(8)),
+module attributes {bertc.max_seq_len = 16 : i64} {
+  func.func @main(%ids: tensor<1x?xi64>, %mask: tensor<1x?xi64>, %x: tensor<1x?x4xf32>, %s: tensor<1x2x?x?xf32>) -> tensor<1x?x8xf32> {
+    %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<8x4xf32>
+    %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<8xf32>
+    %b = "bertc.weight"() {name = "ln.bias"} : () -> tensor<8xf32>
+    %wqkv = "bertc.weight"() {name = "qkv.weight"} : () -> tensor<24x8xf32>
+    %h = "bertc.linear"(%x, %w) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x?x4xf32>, tensor<8x4xf32>) -> tensor<1x?x8xf32>
+    %n = "bertc.layer_norm"(%h, %g, %b, %h) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x?x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
+    %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x?x8xf32>, tensor<24x8xf32>) -> tensor<1x?x24xf32>
+    %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, scale = 5.000000e-01 : f32} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
+    %p = "bertc.softmax"(%s) : (tensor<1x2x?x?xf32>) -> tensor<1x2x?x?xf32>
+    return %a : tensor<1x?x8xf32>
+  }
+}
