@@ -25,6 +25,7 @@ from .frontend import export_model, import_torch
 from .ir import annotate, make_context
 from .passes import PassContext
 from .passes.common import func_ops, producer, shape_of, sparsity
+from .passes.seqlen import bound, dims_of, prod
 from .pipeline import CompileOptions, passes_after, pipeline_for, run_pipeline
 from .runtime import CompiledModel
 from .targets import Target, get_target
@@ -102,8 +103,9 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
             "linear_with_residual": sum(op.residual is not None for op in linears),
             "unfused_matmul": ops.get(B.MatmulOp.OPERATION_NAME, 0),
         },
-        "gemm_flops": sum(2 * math.prod(shape_of(op.operands[1])) * math.prod(shape_of(op.operands[0])[:-1])
-                          for op in linears),
+        # at the bound's length for a dynamic program (a run of L tokens does L rows of it)
+        "gemm_flops": sum(2 * math.prod(shape_of(op.operands[1])) * bound(prod(dims_of(op.operands[0])[:-1]),
+                                                                          module.operation) for op in linears),
         "memory": {
             "arena_bytes": module.operation.attributes["bertc.arena_bytes"].value,
             "live_peak_bytes": module.operation.attributes["bertc.live_peak_bytes"].value,
@@ -118,8 +120,13 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
 def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Path | None = None, *, batch: int = 1,
             trust_pickle: bool = False, config: str | Path | None = None, dump_dir: str | Path | None = None,
             progress: bool = False, dtype: str = "fp32", prune: str | None = None,
-            force_sparse: bool = False, fallback: str | None = None) -> Artifact:
+            force_sparse: bool = False, fallback: str | None = None, max_seq_len: int | None = None) -> Artifact:
     """Compile a model (transformers object or MODEL path) into an artifact folder.
+
+    ``max_seq_len=N``: one artifact runs every length from 1 to N, each at the cost of its own length
+    (the GEMMs on the input's rows, attention over its keys; the arena laid out for N); ``seq_len`` is
+    then only the length traced at. Without it the artifact runs ``seq_len`` tokens, shorter inputs
+    padded to it.
 
     ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
     arithmetic (ARM64 targets) or on the GPU's shaderFloat16 (GPU targets); activations stay fp32.
@@ -129,7 +136,8 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     outputs for ``bertc run --verify``; ``fallback="cpu"`` adds the CPU build of the same model in
     ``cpu/``, which ``load(..., fallback="cpu")`` runs when the device cannot.
     """
-    options = CompileOptions(target=target, seq_len=seq_len, batch=batch, dtype=dtype, prune=prune,
+    options = CompileOptions(target=target, seq_len=seq_len, max_seq_len=max_seq_len, batch=batch, dtype=dtype,
+                             prune=prune,
                              force_sparse=force_sparse, fallback=fallback, trust_pickle=trust_pickle, config=config,
                              dump_dir=dump_dir, progress=progress)
     tgt = options.check()
@@ -147,9 +155,10 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
         find_glslang()  # ... or no shader compiler
     step("export")
     loaded = export_model(model, batch=options.batch, seq_len=options.seq_len, trust_pickle=options.trust_pickle,
-                          config=options.config)
+                          config=options.config, max_seq_len=options.max_seq_len)
     timings["export"] = time.perf_counter() - t
-    golden = _golden(loaded, options.batch, options.seq_len) if tgt.is_gpu else None  # before the import changes it
+    # before the import changes it; a dynamic program's at the length it was traced at
+    golden = _golden(loaded, options.batch, loaded.seq_len) if tgt.is_gpu else None
     with staging(out) as tmp:
         manifest = _build_into(tmp, loaded, tgt, toolchain, options, passes, timings, step)
         if golden is not None:
@@ -221,11 +230,11 @@ def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOp
         report["dispatches"] = [{"op": d.label, "shader": d.shader, "spec": list(d.spec), "groups": list(d.groups)}
                                 for d in emitted.dispatches]
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    b, s = options.batch, options.seq_len
+    b, s = options.batch, options.max_seq_len or options.seq_len
     return Manifest(
         bertc_version=__version__, target=tgt.name, arch=tgt.arch, isa=tgt.isa, dtype=dtype,
         toolchain=toolchain.name, library=lib.name, tool="bertc_run", batch=b, seq_len=s,
-        vocab_size=loaded.vocab_size,
+        max_seq_len=options.max_seq_len, vocab_size=loaded.vocab_size,
         inputs=[{"name": n, "shape": [b, s], "dtype": "int64"} for n in loaded.input_names],
         outputs=_output_specs(module, loaded.output_names), passes=passes,
         model={"source": loaded.source, "config": loaded.config},
@@ -249,13 +258,14 @@ class IRProgram:
     tokenizer_dir: Path | None = None
     source: str = "bertc IR"
     config: dict[str, Any] = field(default_factory=dict)
+    max_seq_len: int | None = None  # the bound of the inputs' ? length (then seq_len is ignored)
 
 
 def compile_ir(program: IRProgram, target, out: str | Path, batch: int, seq_len: int) -> Artifact:
     """Compile an IRProgram for ``target`` (a name or a Target: a CPU target with isa="ref" builds the
     reference kernels): the target's pipeline after the fusions (the IR is already the bertc ops to run)."""
     tgt = get_target(target) if isinstance(target, str) else target
-    options = CompileOptions(target=tgt.name, seq_len=seq_len, batch=batch)
+    options = CompileOptions(target=tgt.name, seq_len=seq_len, batch=batch, max_seq_len=program.max_seq_len)
     passes = passes_after(pipeline_for(tgt, options), "fuse-epilogues")
     with staging(Path(out)) as tmp:
         manifest = write_manifest(tmp, _build_into(tmp, program, tgt, find_toolchain(tgt), options, passes))
@@ -314,7 +324,9 @@ def _store_golden(folder: Path, golden, dtype: str, manifest: Manifest) -> Golde
 def _output_specs(module: ir.Module, names: list[str]) -> list[dict[str, Any]]:
     f = next(op for op in module.body.operations if op.operation.name == "func.func")
     ret = list(f.regions[0].blocks[0].operations)[-1]
-    return [{"name": n, "shape": shape_of(v), "dtype": "float32"} for n, v in zip(names, ret.operands)]
+    # a dynamic program's at its bound (its outputs have the run's length in that dimension)
+    return [{"name": n, "shape": [bound(d, module.operation) for d in dims_of(v)], "dtype": "float32"}
+            for n, v in zip(names, ret.operands)]
 
 
 def load(path: str | Path, threads: int = 1, device: str | None = None, cores: str | None = None,
@@ -358,13 +370,15 @@ def verify(model, manifest: Manifest, path: Path) -> dict[str, Any]:
     if gold is None:
         raise BertcError(f"{path} has no golden inputs/outputs (only GPU artifacts carry them): nothing to verify")
     folder = path / gold.folder
-    b, s = manifest.batch, manifest.seq_len
-    inputs = {n: np.fromfile(folder / f"{n}.bin", dtype=np.int64).reshape(b, s) for n in gold.inputs}
+    b = manifest.batch  # the golden length: the compiled one, or the length a dynamic artifact was traced at
+    inputs = {n: np.fromfile(folder / f"{n}.bin", dtype=np.int64).reshape(b, -1) for n in gold.inputs}
+    s = inputs["input_ids"].shape[1]
     ours = model(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"))
     keep = inputs.get("attention_mask", np.ones((b, s), np.int64)).astype(bool)
     errors = {}
     for spec in manifest.outputs:
-        ref = np.fromfile(folder / f"{spec['name']}.bin", dtype=np.float32).reshape(spec["shape"])
+        shape = ours[spec["name"]].shape if manifest.dynamic else spec["shape"]
+        ref = np.fromfile(folder / f"{spec['name']}.bin", dtype=np.float32).reshape(shape)
         diff = np.abs(ours[spec["name"]] - ref)
         errors[spec["name"]] = float(diff[keep].max() if diff.shape[:2] == (b, s) else diff.max())
     worst = max(errors.values())

@@ -88,7 +88,8 @@ class Manifest:
     library: str
     tool: str | None = None  # bertc_run, the program run on a device
     batch: int
-    seq_len: int
+    seq_len: int  # the compiled length: the one run (shorter inputs padded), or a dynamic artifact's bound
+    max_seq_len: int | None = None  # present (= seq_len) when every length 1..seq_len runs at its own cost
     vocab_size: int | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
@@ -100,11 +101,16 @@ class Manifest:
     fallback: Fallback | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    _OPTIONAL = ("shaders", "golden", "fallback")  # keys a manifest holds only when it has them
+    _OPTIONAL = ("max_seq_len", "shaders", "golden", "fallback")  # keys a manifest holds only when it has them
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: asdict(v) if isinstance(v := getattr(self, f.name), (Golden, Fallback)) else v
                 for f in fields(self) if not (f.name in self._OPTIONAL and getattr(self, f.name) is None)}
+
+    @property
+    def dynamic(self) -> bool:
+        """Compiled with --max-seq-len: an input of any length up to seq_len runs at that length."""
+        return self.max_seq_len is not None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -337,6 +343,9 @@ def _check_manifest(folder: Path, manifest: Any) -> dict[str, Any]:
         value = manifest[key]
         if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
             raise BertcError(f"{where}: '{key}' is {_kind(value)}, not {expected}; it was altered: recompile it")
+    if "max_seq_len" in manifest and manifest["max_seq_len"] != manifest["seq_len"]:
+        raise BertcError(f"{where}: 'max_seq_len' is {manifest['max_seq_len']!r}, not the seq_len "
+                         f"{manifest['seq_len']} it must equal; it was altered: recompile it")
     for rel, meta in manifest["files"].items():
         if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and type(meta.get("bytes")) is int):
             raise BertcError(f"{where}: the entry for {rel} needs a sha256 (string) and bytes (number); recompile it")

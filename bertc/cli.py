@@ -1,6 +1,6 @@
 """The ``bertc`` command line.
 
-    bertc compile MODEL --target host -o NAME.bertc [--seq-len 128] [--batch 1]
+    bertc compile MODEL --target host -o NAME.bertc [--seq-len 128 | --max-seq-len 512] [--batch 1]
     bertc run NAME.bertc --text "a gripping, funny film"
     bertc run NAME.bertc --input-ids ids.npy [--attention-mask m.npy] [--token-type-ids t.npy] --output out.npz
     bertc run|bench NAME.bertc --device qemu|adb[:SERIAL] [--threads N] [--cores 4-7]
@@ -47,15 +47,20 @@ class Parser(argparse.ArgumentParser):
 def _compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_model
 
+    if args.seq_len is not None and args.max_seq_len is not None:
+        raise BertcError(f"give --seq-len (one length, shorter inputs padded to it) or --max-seq-len (every length "
+                         f"up to it, each at its own cost), not both: --max-seq-len {args.max_seq_len} alone")
+    seq_len = args.seq_len or 128
     t = time.perf_counter()
-    art = compile_model(args.model, target=args.target, seq_len=args.seq_len, batch=args.batch, out=args.output,
+    art = compile_model(args.model, target=args.target, seq_len=seq_len, max_seq_len=args.max_seq_len,
+                        batch=args.batch, out=args.output,
                         trust_pickle=args.trust_pickle, config=args.config, dump_dir=args.dump_dir,
                         progress=not args.quiet, dtype=args.dtype, prune=args.prune_patterns,
                         force_sparse=args.force, fallback=args.fallback)
     rep = art.report
     mem = rep["memory"]
     print(f"wrote {art.path} in {time.perf_counter() - t:.1f} s: target {args.target}, batch {args.batch}, "
-          f"seq {args.seq_len}; weights {mem['weights_bytes'] / 2**20:.1f} MiB, arena {mem['arena_bytes'] / 2**20:.2f} MiB; "
+          f"{f'lengths 1..{args.max_seq_len}' if args.max_seq_len else f'seq {seq_len}'}; weights {mem['weights_bytes'] / 2**20:.1f} MiB, arena {mem['arena_bytes'] / 2**20:.2f} MiB; "
           f"{rep['fusion']['attention']} fused attention blocks")
     sp = rep.get("sparsity")
     if sp:
@@ -89,8 +94,9 @@ def _utf8_text(text: str) -> str:
     return text
 
 
-def _tokenize(args: argparse.Namespace, seq_len: int):
-    """--text with the artifact's tokenizer, cut to the compiled length with a warning when longer."""
+def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len"):
+    """--text with the artifact's tokenizer, cut to the compiled length (``flag``'s) with a warning when longer;
+    not padded (a --seq-len artifact pads it, a --max-seq-len one runs it at its own length)."""
     text = _utf8_text(args.text)
     tok_dir = Path(args.artifact) / "tokenizer"
     if not tok_dir.is_dir():
@@ -107,12 +113,12 @@ def _tokenize(args: argparse.Namespace, seq_len: int):
         transformers.logging.set_verbosity(level)
     if n > seq_len:
         print(f"bertc: warning: --text is {n} tokens, cut to the first {seq_len} ({args.artifact} was compiled with "
-              f"--seq-len {seq_len}); compile with a larger --seq-len to use more of it", file=sys.stderr)
+              f"{flag} {seq_len}); compile with a larger {flag} to use more of it", file=sys.stderr)
     enc = tok(text, truncation=True, max_length=int(seq_len), return_tensors="np")
     return enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
 
 
-def _inputs(args: argparse.Namespace, seq_len: int):
+def _inputs(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len"):
     """(ids, mask, types) from --text (the artifact's tokenizer) or from .npy files."""
     if args.text is not None:
         if args.input_ids is not None:
@@ -124,7 +130,7 @@ def _inputs(args: argparse.Namespace, seq_len: int):
             raise BertcError(f"{' and '.join(extra)} {'go' if len(extra) > 1 else 'goes'} with --input-ids; --text makes "
                              "its own from the tokenizer: "
                              f"leave out {' and '.join(extra)}")
-        return _tokenize(args, seq_len)
+        return _tokenize(args, seq_len, flag)
     if args.input_ids is not None:
         return (_load_ids(args.input_ids, "--input-ids"), _load_ids(args.attention_mask, "--attention-mask"),
                 _load_ids(args.token_type_ids, "--token-type-ids"))
@@ -160,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         where = getattr(model, "device_name", None) or getattr(getattr(model, "device", None), "name", "")
         print(json.dumps({"artifact": str(art.path), "device": where, **result}, indent=2))
         return 0
-    ids, mask, types = _inputs(args, model.seq_len)
+    ids, mask, types = _inputs(args, model.seq_len, "--max-seq-len" if model.manifest.dynamic else "--seq-len")
     t = time.perf_counter()
     out = model(ids, mask, types)
     ms = (time.perf_counter() - t) * 1e3
@@ -280,8 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a phone's CPU, NEON), linux-arm64, vulkan (a Linux Vulkan device, e.g. a GPU or lavapipe), "
                    "android-vulkan (a phone's GPU) (default: host; `bertc toolchains` shows the compilers)")
     c.add_argument("-o", "--output", help="artifact folder to write (default: MODEL_NAME.bertc)")
-    c.add_argument("--seq-len", type=at_least(1), default=128, help="compiled sequence length; shorter inputs are "
-                   "padded and masked at run time (default: 128)")
+    c.add_argument("--seq-len", type=at_least(1), help="one compiled sequence length: every input runs at "
+                   "this cost, shorter ones padded and masked (default: 128)")
+    c.add_argument("--max-seq-len", type=at_least(2), metavar="N", help="compile for every length from 1 to N "
+                   "instead of one: each input runs at the cost of its own length (the GEMMs on its rows, attention "
+                   "over its tokens; no padding to N), and its outputs have its length. N only bounds the input and "
+                   "sizes the memory. Not with --seq-len")
     c.add_argument("--batch", type=at_least(1), default=1, help="compiled batch size (default: 1)")
     c.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="GEMM precision: fp16 stores the "
                    "weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets) or on the "

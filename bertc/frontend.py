@@ -49,6 +49,7 @@ class LoadedModel:
     tokenizer_dir: Path | None = None
     source: str = ""
     max_seq_len: int | None = None  # the bound of a dynamic length (export_model's max_seq_len); None: static
+    seq_len: int = 0  # the length the program was traced at (of a static one, the length it runs)
 
 
 def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle: bool = False,
@@ -85,7 +86,8 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     types = cfg.get("type_vocab_size") or table_rows(ep, input_names, "token_type_ids") or 0
     return LoadedModel(program=ep, input_names=input_names, output_names=output_names, config=cfg,
                        vocab_size=int(vocab), max_token_type=int(types),
-                       tokenizer_dir=tok_dir, source=desc, max_seq_len=max_seq_len)
+                       tokenizer_dir=tok_dir, source=desc, max_seq_len=max_seq_len,
+                       seq_len=seq_len)
 
 
 @dataclass

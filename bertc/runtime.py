@@ -69,7 +69,10 @@ def check_ids(name: str, a, shape=None) -> np.ndarray | None:
 class CompiledModel:
     """A loaded host artifact: ``model(input_ids, attention_mask=None, token_type_ids=None)``
     returns a dict of numpy arrays (``last_hidden_state``, and ``pooler_output`` when the model
-    has a pooler). Inputs shorter than the compiled sequence length are padded and masked.
+    has a pooler). An artifact compiled with --max-seq-len runs an input of any length up to its bound
+    at that length (a batch of sentences: padded to the longest of them, with the mask), and its
+    per-token outputs have the input's length; one compiled with --seq-len pads shorter inputs to its
+    length and cuts the padding off the outputs.
 
     Safe from any number of threads: the C model runs one call at a time and its outputs live in its
     arena until the next run (bertc.h), so one lock covers bertc_run and the copy of the outputs, and
@@ -96,7 +99,8 @@ class CompiledModel:
         self.device_name = self.lib.bertc_device(handle).decode()  # "cpu", or "vulkan: DEVICE NAME"
         self.threads = threads
         self.batch = self.lib.bertc_batch(handle)
-        self.seq_len = self.lib.bertc_seq_len(handle)
+        self.seq_len = self.lib.bertc_seq_len(handle)  # the compiled length, or a dynamic artifact's bound
+        self.dynamic = self.manifest.dynamic
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None) -> dict[str, np.ndarray]:
         ids = check_ids("input_ids", input_ids)
@@ -124,8 +128,9 @@ class CompiledModel:
             ptr = self.lib.bertc_output(h, i, shape, ctypes.byref(rank))
             dims = list(shape)[: rank.value]
             arr = np.ctypeslib.as_array(ptr, shape=tuple(dims)).copy()
-            if len(dims) >= 3 and dims[1] == self.seq_len and s < self.seq_len:
-                arr = arr[:, :s]  # per-token outputs [B, S, ...]: drop the padding bertc added
+            if not self.dynamic and len(dims) >= 3 and dims[1] == self.seq_len and s < self.seq_len:
+                arr = arr[:, :s]  # per-token outputs [B, S, ...]: drop the padding bertc added (a dynamic
+                # artifact's already have the run's length)
             out[self.lib.bertc_output_name(h, i).decode()] = arr
         return out
 

@@ -1,19 +1,27 @@
-"""Dynamic sequence length (issue 17), first step: a model exported with a ``torch.export.Dim`` on the
-sequence keeps ``?`` for the length from the import through --raise-torch, --fuse-attention and
---fuse-epilogues, and fuses exactly as the static compile of the same model does."""
+"""Dynamic sequence length (issue 17): a model exported with a ``torch.export.Dim`` on the sequence keeps
+``?`` for the length from the import through --raise-torch, --fuse-attention and --fuse-epilogues, and fuses
+exactly as the static compile of the same model does; compiled with max_seq_len=N, one artifact runs every
+length 1..N at that length and matches PyTorch there, on host and on ARM64 (qemu), while a static compile
+is what it was."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from bertc.dialects import bertc as B
 from bertc.passes import PassContext
-from conftest import _Encoder, random_inputs, tiny_model
+from conftest import _Encoder, max_error, random_inputs, reference, tiny_model
 from torch_mlir import ir
 
+import bertc
+from bertc import cli
 from bertc.errors import BertcError
 from bertc.frontend import LoadedModel, export_model, import_torch
 from bertc.ir import make_context
@@ -73,3 +81,105 @@ def test_dynamic_program_needs_max_seq_len(tmp_path):
     with pytest.raises(BertcError, match="dynamic input shape.*export it again without dynamic_shapes"):
         export_model(tmp_path / "m.pt2", seq_len=8)
     assert export_model(tmp_path / "m.pt2", seq_len=8, max_seq_len=64).input_names[0] == "input_ids"
+
+
+# ------------------------------------------------------------------ compiled and run at the input's length
+# One artifact per model for every length up to its bound; each length is compared with PyTorch eager at
+# that same length (no padding on either side), batch 2 so that two sentences of different lengths run
+# together, padded to the longer.
+
+TOL = 1e-4
+BOUND = 64
+
+
+@pytest.fixture(scope="module")
+def bert_dynamic(tmp_path_factory):
+    model = tiny_model("bert")
+    art = bertc.compile(model, target="host", seq_len=8, max_seq_len=BOUND, batch=2,
+                        out=tmp_path_factory.mktemp("dyn") / "bert.bertc")
+    return model, art, art.load()
+
+
+@pytest.mark.parametrize("length", [1, 7, 27, BOUND])
+def test_every_length_matches_pytorch_at_that_length(bert_dynamic, length):
+    model, _, compiled = bert_dynamic
+    # at 27: the second sentence is 20 tokens, padded to the first's 27 with the mask
+    ids, mask, types = random_inputs(2, length, 120, seed=length)
+    if length == 27:
+        ids[1, 20:], mask[1, 20:] = 0, 0
+    types[:, length // 2:] = 1
+    ours = compiled(ids, mask, types)
+    assert ours["last_hidden_state"].shape == (2, length, 32) and ours["pooler_output"].shape == (2, 32)
+    assert max_error(ours, reference(model, ids, mask, types), mask) <= TOL
+
+
+def test_the_artifact_says_it_is_dynamic(bert_dynamic):
+    _, art, compiled = bert_dynamic
+    assert art.manifest.dynamic and art.manifest.max_seq_len == art.manifest.seq_len == BOUND
+    assert compiled.seq_len == BOUND and compiled.dynamic
+    source = (art.path / "src" / "model.c").read_text()
+    assert "const int64_t L = x->seq;" in source and ".header.dynamic = 1," in source
+    assert "bertc.linear [2, ?, 96]" in source  # the per-op report names the run's length ?
+    # the GEMMs take the run's rows: batch 2 x L
+    assert re.search(r"bertc_linear_packed\(p, [^;]*\(2\*L\), 96, 32,", source), source
+
+
+def test_a_length_beyond_the_bound_is_refused(bert_dynamic, tmp_path):
+    _, art, compiled = bert_dynamic
+    ids = np.full((2, BOUND + 1), 5, np.int64)
+    with pytest.raises(BertcError, match=rf"sequence length {BOUND + 1} is outside 1..{BOUND} \(the compiled "
+                                         r"--max-seq-len\)"):
+        compiled(ids)
+    ids.tofile(tmp_path / "ids.bin")  # the C tool, bertc_run, refuses it the same way
+    r = subprocess.run([str(art.path / "bertc_run"), str(art.path), "--input-ids", str(tmp_path / "ids.bin"),
+                        "--seq", str(BOUND + 1)], capture_output=True, text=True, check=False)
+    assert r.returncode == 4 and f"outside 1..{BOUND} (the compiled --max-seq-len)" in r.stderr, r.stderr
+
+
+def test_bertc_run_returns_the_input_length(bert_dynamic, tmp_path, capsys):
+    _, art, _ = bert_dynamic
+    np.save(tmp_path / "ids.npy", np.full((2, 5), 7, np.int64))
+    assert cli.main(["run", str(art.path), "--input-ids", str(tmp_path / "ids.npy")]) == 0
+    assert "last_hidden_state: shape [2, 5, 32]" in capsys.readouterr().out
+
+
+def test_roberta_positions_from_the_ids_at_a_run_length(tmp_path):
+    model = tiny_model("roberta", "sdpa")
+    compiled = bertc.compile(model, target="host", seq_len=8, max_seq_len=32, out=tmp_path / "r.bertc").load()
+    ids, mask, _ = random_inputs(1, 13, 120, seed=3, pad_from=10)
+    ours = compiled(ids, mask)
+    assert ours["last_hidden_state"].shape == (1, 13, 32)
+    assert max_error(ours, reference(model, ids, mask), mask) <= TOL
+
+
+def test_static_compile_is_untouched(tmp_path):
+    """Without --max-seq-len the emitted C is what it was before dynamic lengths (no L, no dynamic flag, output
+    slots without seq_dim), and shorter inputs are still padded to the compiled length."""
+    model = tiny_model("bert")
+    art = bertc.compile(model, target="host", seq_len=16, out=tmp_path / "s.bertc")
+    source = (art.path / "src" / "model.c").read_text()
+    assert "x->seq" not in source and "dynamic" not in source and ", ?" not in source
+    assert '{"last_hidden_state", ' in source and re.search(r'\{"last_hidden_state", \d+, 3, \{1, 16, 32, 0\}\},',
+                                                            source)
+    assert not art.manifest.dynamic and "max_seq_len" not in json.loads((art.path / "manifest.json").read_text())
+    ids, mask, types = random_inputs(1, 9, 120, seed=1)
+    assert max_error(art.load()(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL
+
+
+def test_max_seq_len_and_seq_len_are_one_or_the_other(capsys):
+    assert cli.main(["compile", "m", "--seq-len", "64", "--max-seq-len", "128"]) == 2
+    assert "give --seq-len (one length, shorter inputs padded to it) or --max-seq-len" in capsys.readouterr().err
+
+
+def test_fp16_arm64_under_qemu_at_a_run_length(tmp_path):
+    """The same emitted C on ARM64 (the NEON kernels, fp16 weight panels), run by bertc_run under qemu."""
+    if shutil.which("qemu-aarch64") is None:
+        pytest.skip("no qemu-aarch64")
+    model = tiny_model("bert")
+    art = bertc.compile(model, target="linux-arm64", seq_len=8, max_seq_len=32, dtype="fp16",
+                        out=tmp_path / "a.bertc")
+    compiled = art.load()
+    ids, mask, types = random_inputs(1, 11, 120, seed=11, pad_from=9)
+    ours = compiled(ids, mask, types)
+    assert ours["last_hidden_state"].shape == (1, 11, 32)
+    assert max_error(ours, reference(model, ids, mask, types), mask) <= 5e-2  # fp16 GEMM weights
