@@ -5,7 +5,8 @@ come first: LD_PRELOAD) and the build step needs torch, which is better left out
     BERTC_EXTRA_CFLAGS="-fsanitize=address,undefined ..." python runtime/tests/sanitize_models.py build DIR
     LD_PRELOAD=$(cc -print-file-name=libasan.so) python runtime/tests/sanitize_models.py run DIR
 
-build compiles bert.bertc (batch 1) and bert2.bertc (batch 2), seq 16, and writes PyTorch's outputs
+build compiles bert.bertc (batch 1) and bert2.bertc (batch 2), seq 16, and bert2dyn.bertc (batch 2, every
+length up to 16: --max-seq-len, run at the input's own length), and writes PyTorch's outputs
 for each edge case to DIR/reference.npz; run checks the artifacts against them (the real tokens of
 every row; a fully masked row only has to be finite) and then runs threads_check.py's three checks.
 """
@@ -43,6 +44,10 @@ def edge_cases() -> dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
         "batch 2": ("bert2.bertc", ids(2, SEQ), ones(2, SEQ), np.zeros((2, SEQ), np.int64)),
         "batch 2, second row fully masked": ("bert2.bertc", ids(2, SEQ), second_masked, np.zeros((2, SEQ), np.int64)),
         "batch 2, seq 1": ("bert2.bertc", ids(2, 1), ones(2, 1), np.zeros((2, 1), np.int64)),
+        "dynamic, seq 1": ("bert2dyn.bertc", ids(2, 1), ones(2, 1), np.zeros((2, 1), np.int64)),
+        "dynamic, seq 7, second row fully masked": ("bert2dyn.bertc", ids(2, 7), second_masked[:, :7],
+                                                    np.zeros((2, 7), np.int64)),
+        "dynamic, at the bound": ("bert2dyn.bertc", ids(2, SEQ), ones(2, SEQ), ones(2, SEQ)),
     }
 
 
@@ -58,6 +63,7 @@ def build(out: Path) -> None:
     model = transformers.BertModel(config).eval()
     bertc.compile(model, seq_len=SEQ, out=out / "bert.bertc")
     bertc.compile(model, seq_len=SEQ, batch=2, out=out / "bert2.bertc")
+    bertc.compile(model, seq_len=8, max_seq_len=SEQ, batch=2, out=out / "bert2dyn.bertc")
     refs = {}
     for name, (_, ids, mask, types) in edge_cases().items():
         with torch.no_grad():
@@ -66,7 +72,7 @@ def build(out: Path) -> None:
         refs[f"{name}/last_hidden_state"] = r.last_hidden_state.numpy()
         refs[f"{name}/pooler_output"] = r.pooler_output.numpy()
     np.savez(out / "reference.npz", **refs)
-    print(f"sanitize_models: built {out / 'bert.bertc'} and {out / 'bert2.bertc'}")
+    print(f"sanitize_models: built bert.bertc, bert2.bertc and bert2dyn.bertc in {out}")
 
 
 def run(out: Path) -> int:
@@ -74,7 +80,7 @@ def run(out: Path) -> int:
 
     refs = np.load(out / "reference.npz")
     problems = []
-    models = {name: CompiledModel(out / name, threads=2) for name in ("bert.bertc", "bert2.bertc")}
+    models = {name: CompiledModel(out / name, threads=2) for name in ("bert.bertc", "bert2.bertc", "bert2dyn.bertc")}
     for name, (art, ids, mask, types) in edge_cases().items():
         got = models[art](ids, mask, types)
         if not all(np.isfinite(v).all() for v in got.values()):
