@@ -11,6 +11,13 @@
  * has put the inputs in their io slots) submits that command buffer, waits, and adds each dispatch's
  * GPU time into the per-op timers (bertc_op_seconds).
  *
+ * A dynamic-length program (header.dynamic) runs each length L at L's cost: its seq_sizes table gives
+ * the push constants and workgroup counts that follow L, and a run of another length than the last
+ * one re-records the command buffer for L (inputs [batch, L], the dispatches sized for L, outputs with
+ * L rows). One command buffer, re-recorded, rather than one per length seen: recording ~100 dispatches
+ * costs microseconds of CPU against the run's milliseconds, and a cache of up to N buffers would hold
+ * driver memory for lengths that may never come back.
+ *
  * BERTC_VULKAN_LIBRARY=PATH loads another Vulkan loader; BERTC_VULKAN_DISABLE=shaderFloat16,...
  * makes the executor treat the device as lacking those features (to test what users of such a
  * device see). */
@@ -78,6 +85,7 @@ struct bertc_backend_state {
   VkDescriptorSet set;
   VkCommandPool cmd_pool;
   VkCommandBuffer cmd;
+  int64_t recorded_seq;         /* the length cmd was recorded for */
   VkFence fence;
   VkQueryPool queries;          /* VK_NULL_HANDLE when the queue has no timestamps */
   uint64_t ts_mask;
@@ -396,25 +404,51 @@ static bertc_status create_pipelines(vk_model *m, const char *dir) {
   return BERTC_OK;
 }
 
-static int64_t slot_bytes(const bertc_tensor_slot *s) {
+/* Output slot s's bytes in a run of seq tokens (a dynamic program's output has seq rows in s->seq_dim). */
+static int64_t slot_bytes(const bertc_program_header *h, const bertc_tensor_slot *s, int64_t seq) {
   int64_t n = 4;
-  for (int d = 0; d < s->rank; d++) n *= s->shape[d];
+  for (int d = 0; d < s->rank; d++) n *= h->dynamic && s->seq_dim > 0 && d == s->seq_dim ? seq : s->shape[d];
   return n;
 }
 
-/* The one command buffer every run submits: inputs in, the dispatches, outputs out. */
-static bertc_status record(vk_model *m) {
+/* Output slot s's room in the io buffer: its bytes at the bound, 64-byte aligned. */
+static int64_t io_slot_bytes(const bertc_program_header *h, const bertc_tensor_slot *s) {
+  return (slot_bytes(h, s, h->seq_len) + 63) / 64 * 64;
+}
+
+/* Dispatch i as it runs at length seq: the table's values (those at the bound), with its seq_sizes
+ * (the next ones from *next on, which are in dispatch order) evaluated at seq. */
+static bertc_vk_dispatch dispatch_at(const bertc_vk_program *p, int i, int64_t seq, int *next) {
+  bertc_vk_dispatch d = p->dispatches[i];
+  for (; *next < p->num_seq_sizes && p->seq_sizes[*next].dispatch == i; ++*next) {
+    const bertc_vk_seq_size *z = &p->seq_sizes[*next];
+    int64_t v = z->coef[0] + z->coef[1] * seq + z->coef[2] * seq * seq;
+    if (z->what == BERTC_VK_GROUPS) {
+      v = (v + z->per - 1) / z->per;
+      d.groups[z->index] = (uint32_t)(v < 1 ? 1 : v > 65535 ? 65535 : v); /* the elementwise shaders loop past it */
+    } else {
+      d.push[z->index] = (uint32_t)v;
+    }
+  }
+  return d;
+}
+
+/* The command buffer a run of seq tokens submits: inputs in, the dispatches, outputs out. */
+static bertc_status record(vk_model *m, int64_t seq) {
   const bertc_vk_program *p = m->prog;
-  VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-                                    .commandPool = m->cmd_pool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                                    .commandBufferCount = 1};
-  VK_TRY(m->vk.vkAllocateCommandBuffers(m->dev, &ai, &m->cmd), "vkAllocateCommandBuffers");
+  if (!m->cmd) {
+    VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                      .commandPool = m->cmd_pool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                      .commandBufferCount = 1};
+    VK_TRY(m->vk.vkAllocateCommandBuffers(m->dev, &ai, &m->cmd), "vkAllocateCommandBuffers");
+  }
+  m->recorded_seq = 0; /* until it is recorded in full */
   VkCommandBuffer cb = m->cmd;
   VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-  VK_TRY(m->vk.vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
+  VK_TRY(m->vk.vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer"); /* resets it: the pool allows that */
   if (m->queries) m->vk.vkCmdResetQueryPool(cb, m->queries, 0, (uint32_t)p->header.num_ops + 1);
   const int64_t in_offsets[3] = {p->header.ids_offset, p->header.mask_offset, p->header.types_offset};
-  const VkDeviceSize in_bytes = (VkDeviceSize)(p->header.batch * p->header.seq_len * 8);
+  const VkDeviceSize in_bytes = (VkDeviceSize)(p->header.batch * seq * 8);
   for (int i = 0; i < 3; i++)
     if (in_offsets[i] >= 0) {
       VkBufferCopy c = {(VkDeviceSize)m->io_in[i], (VkDeviceSize)in_offsets[i], in_bytes};
@@ -424,14 +458,14 @@ static bertc_status record(vk_model *m) {
           VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
   m->vk.vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, m->layout, 0, 1, &m->set, 0, NULL);
   if (m->queries) m->vk.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, m->queries, 0);
-  int bound = -1;
+  int bound = -1, next = 0;
   for (int i = 0; i < p->header.num_ops; i++) {
-    const bertc_vk_dispatch *d = &p->dispatches[i];
-    if (d->pipeline != bound)
-      m->vk.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, m->pipelines[bound = d->pipeline]);
-    if (d->num_push)
-      m->vk.vkCmdPushConstants(cb, m->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, 4u * (uint32_t)d->num_push, d->push);
-    m->vk.vkCmdDispatch(cb, d->groups[0], d->groups[1], d->groups[2]);
+    const bertc_vk_dispatch d = dispatch_at(p, i, seq, &next);
+    if (d.pipeline != bound)
+      m->vk.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, m->pipelines[bound = d.pipeline]);
+    if (d.num_push)
+      m->vk.vkCmdPushConstants(cb, m->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, 4u * (uint32_t)d.num_push, d.push);
+    m->vk.vkCmdDispatch(cb, d.groups[0], d.groups[1], d.groups[2]);
     /* every op reads what an earlier one wrote, or writes bytes an earlier one read (the arena is reused) */
     barrier(m, cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
             VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
@@ -441,13 +475,14 @@ static bertc_status record(vk_model *m) {
   int64_t off = m->io_out_base;
   for (int i = 0; i < p->header.num_outputs; i++) {
     const bertc_tensor_slot *s = &p->header.outputs[i];
-    VkBufferCopy c = {(VkDeviceSize)s->offset, (VkDeviceSize)off, (VkDeviceSize)slot_bytes(s)};
+    VkBufferCopy c = {(VkDeviceSize)s->offset, (VkDeviceSize)off, (VkDeviceSize)slot_bytes(&p->header, s, seq)};
     m->vk.vkCmdCopyBuffer(cb, m->main.buf, m->io.buf, 1, &c);
-    off += (slot_bytes(s) + 63) / 64 * 64;
+    off += io_slot_bytes(&p->header, s);
   }
   barrier(m, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
           VK_ACCESS_HOST_READ_BIT);
   VK_TRY(m->vk.vkEndCommandBuffer(cb), "vkEndCommandBuffer");
+  m->recorded_seq = seq;
   return BERTC_OK;
 }
 
@@ -460,6 +495,7 @@ static bertc_status open_device(vk_model *m, const char *dir, const void *weight
   if (st == BERTC_OK) st = create_device(m, f16_ext);
   if (st != BERTC_OK) return st;
   VkCommandPoolCreateInfo cp = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, /* record() again */
                                 .queueFamilyIndex = m->queue_family};
   VK_TRY(m->vk.vkCreateCommandPool(m->dev, &cp, NULL, &m->cmd_pool), "vkCreateCommandPool");
   VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
@@ -473,7 +509,7 @@ static bertc_status open_device(vk_model *m, const char *dir, const void *weight
   const int64_t in_offsets[3] = {p->header.ids_offset, p->header.mask_offset, p->header.types_offset};
   for (int i = 0; i < 3; i++) m->io_in[i] = in_offsets[i] >= 0 ? (io += in_bytes) - in_bytes : -1;
   m->io_out_base = io;
-  for (int i = 0; i < p->header.num_outputs; i++) io += (slot_bytes(&p->header.outputs[i]) + 63) / 64 * 64;
+  for (int i = 0; i < p->header.num_outputs; i++) io += io_slot_bytes(&p->header, &p->header.outputs[i]);
   st = buffer_create(m, &m->io, (VkDeviceSize)io, VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
                      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
                      VK_MEMORY_PROPERTY_HOST_CACHED_BIT); /* outputs are read back by the CPU */
@@ -485,7 +521,7 @@ static bertc_status open_device(vk_model *m, const char *dir, const void *weight
                                 .queryCount = (uint32_t)p->header.num_ops + 1};
     VK_TRY(m->vk.vkCreateQueryPool(m->dev, &qi, NULL, &m->queries), "vkCreateQueryPool");
   }
-  return record(m);
+  return record(m, p->header.seq_len);
 }
 
 static void vk_close(vk_model *m) {
@@ -537,9 +573,9 @@ static char *vk_inputs(vk_model *m, int64_t offsets[3]) {
 }
 
 static bertc_status vk_run(vk_model *m, int64_t seq) {
-  (void)seq; /* a Vulkan program has one length so far */
   const bertc_vk_program *p = m->prog;
-  bertc_status st = submit_and_wait(m, m->cmd);
+  bertc_status st = seq == m->recorded_seq ? BERTC_OK : record(m, seq); /* a dynamic program's other length */
+  if (st == BERTC_OK) st = submit_and_wait(m, m->cmd);
   if (st != BERTC_OK) return st;
   if (m->queries) {
     const uint32_t n = (uint32_t)p->header.num_ops + 1;
@@ -554,7 +590,7 @@ static bertc_status vk_run(vk_model *m, int64_t seq) {
 
 static const float *vk_output(const vk_model *m, int i) {
   int64_t off = m->io_out_base;
-  for (int j = 0; j < i; j++) off += (slot_bytes(&m->prog->header.outputs[j]) + 63) / 64 * 64;
+  for (int j = 0; j < i; j++) off += io_slot_bytes(&m->prog->header, &m->prog->header.outputs[j]);
   return (const float *)((const char *)m->io.map + off);
 }
 
