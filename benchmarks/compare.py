@@ -9,9 +9,11 @@ peers list of --help), on one of two workloads (--workload):
   the median), as a user's text arrives. Every runtime that takes any length gets exactly the sentence
   (ONNX Runtime and OpenVINO with a dynamic sequence axis, PyTorch eager; LiteRT would be resized per
   input, but neither a dynamic export nor a resize of the fixed one works with litert_torch 0.10.0, so it
-  is padded, see convert_litert); bertc is static today, so it runs once per --bertc-lengths entry
-  (columns bertc@64, bertc@128 ...), each sentence padded to that length (longer ones cut to it, counted
-  in the table). Sentence i visits every runtime in turn, starting one further along each sentence.
+  is padded, see convert_litert); bertc is compiled dynamic (--max-seq-len: the model's position table,
+  at most 512) and runs each sentence at its own length too. --bertc-lengths 64,128 adds static compiles
+  beside it (columns bertc@64, bertc@128 ...), each sentence padded to that length (longer ones cut to
+  it, counted in the table): what bertc cost before issue 17. Sentence i visits every runtime in turn,
+  starting one further along each sentence.
 
 For each model and thread count the script
 
@@ -23,7 +25,7 @@ For each model and thread count the script
    round; a visit waits (up to --idle-cap seconds) for the machine to go idle, so that one peer's
    spinning worker threads do not slow down the next, then times two calls in a row: "after-idle"
    (workers asleep) and "back-to-back" (workers awake); with real text round i is sentence i, and a call
-   includes what the runtime needs per input (the feed, LiteRT's and bertc's padding),
+   includes what the runtime needs per input (the feed, LiteRT's and a static bertc's padding),
 4. prints a markdown table (median, min, ratio to the fastest median, GFLOP/s, % of this machine's
    measured fp32 GEMM rate at that thread count, max |error|, the other call's median) and a verdict
    (is bertc at or ahead of every peer), and writes everything to --json; with real text the table has
@@ -72,6 +74,7 @@ BATCH = 1
 SEQ_LEN = 128
 REAL_TOKENS = 100  # [CLS] + 98 random ids + [SEP]; the rest is pad id 0, still attended (mask all ones)
 ERROR_LIMIT = 1e-3
+MAX_DYNAMIC = 512  # real text: bertc's --max-seq-len, or the model's position table where that is shorter
 # the FFN-up GEMM of BERT-base at sequence 128, a square-ish large one, and a cube: the best of them is
 # the machine's fp32 GEMM rate that each runtime's GFLOP/s is set against
 GEMM_SHAPES = ((128, 768, 3072), (768, 768, 3072), (1024, 1024, 1024))
@@ -187,7 +190,7 @@ def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
 
 Inputs = dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 [1, L]
 # Bind: an input -> the call that runs it. Binding does what a user does per input before calling (the
-# feed dict; LiteRT's resize or padding; bertc's padding to its compiled length), so the fixed workload binds once
+# feed dict; LiteRT's resize or padding; a static bertc's padding to its length), so the fixed workload binds once
 # and times the Run alone, while the real-text workload times bind and run together, per sentence.
 Bind = Callable[[Inputs], Run]
 
@@ -446,7 +449,7 @@ def open_litert(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, An
                   "shape_signature": signature, "sequence_length": how}
 
 
-def _bertc_sources_digest() -> str:
+def bertc_sources_digest() -> str:
     """The compiler and runtime sources, so that a cached artifact is rebuilt after any change to them."""
     h = hashlib.sha256()
     for folder in ("bertc", "passes", "dialects", "runtime"):
@@ -458,10 +461,17 @@ def _bertc_sources_digest() -> str:
 
 
 def convert_bertc(b: Bundle, rebuild: bool, dynamic: bool = False, seq_len: int | None = None) -> Path:
-    """An artifact compiled at seq_len (default --seq-len): bertc is static today, so `dynamic` changes
-    nothing; the real-text workload compiles one per --bertc-lengths entry."""
+    """dynamic (real text): one artifact for every length up to the --max-seq-len a user would pick (the
+    position table, at most MAX_DYNAMIC), run at each input's own length; else (or with seq_len: the
+    --bertc-lengths columns) static at seq_len (default --seq-len)."""
+    if dynamic and seq_len is None:
+        bound = min(MAX_DYNAMIC, b.config.max_position_embeddings)
+        path = b.cache / f"bertc-dyn{bound}-{bertc_sources_digest()}.bertc"
+        if _fresh(path, rebuild):
+            bertc.compile(b.folder, target="host", max_seq_len=bound, out=path, progress=True)
+        return path
     seq_len = seq_len or SEQ_LEN
-    path = b.cache / f"bertc-s{seq_len}-{_bertc_sources_digest()}.bertc"
+    path = b.cache / f"bertc-s{seq_len}-{bertc_sources_digest()}.bertc"
     if _fresh(path, rebuild):
         bertc.compile(b.folder, target="host", seq_len=seq_len, out=path, progress=True)
     return path
@@ -472,12 +482,15 @@ def open_bertc(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any
     manifest = model.manifest  # bertc.artifact.Manifest, as bertc.load read and hashed it
 
     def bind(inputs: Inputs) -> Run:
-        x = pad_to(inputs, manifest.seq_len)
+        # static: padded to the compiled length; dynamic: as it is (cut only past the bound)
+        length = min(inputs["input_ids"].shape[1], manifest.seq_len) if manifest.dynamic else manifest.seq_len
+        x = pad_to(inputs, length)
         ids, mask, types = x["input_ids"], x["attention_mask"], x["token_type_ids"]
         return lambda: model(ids, mask, types)["last_hidden_state"]
 
     return bind, {"threads": threads, "target": manifest.target, "isa": manifest.isa,
-                  "toolchain": manifest.toolchain, "artifact": str(path), "seq_len": manifest.seq_len}
+                  "toolchain": manifest.toolchain, "artifact": str(path), "seq_len": manifest.seq_len,
+                  **({"max_seq_len": manifest.max_seq_len} if manifest.dynamic else {})}
 
 
 @dataclass(frozen=True)
@@ -501,7 +514,9 @@ PEERS = {p.name: p for p in (
          "PERFORMANCE_HINT=LATENCY, INFERENCE_PRECISION_HINT=f32", convert_openvino, open_openvino),
     Peer("litert", "LiteRT: litert_torch.convert(module, sample_args).export(), "
          "ai_edge_litert Interpreter(num_threads=N), default XNNPACK delegate", convert_litert, open_litert),
-    Peer("bertc", "bertc.compile(folder, target='host', seq_len=128), load(threads=N)", convert_bertc, open_bertc),
+    Peer("bertc", "bertc.compile(folder, target='host', seq_len=128), load(threads=N); real text: "
+         f"max_seq_len=min({MAX_DYNAMIC}, max_position_embeddings), each sentence at its own length",
+         convert_bertc, open_bertc),
 )}
 
 
@@ -627,7 +642,8 @@ def measure_gemm_peak(threads: int, idle: IdleWaiter, repeats: int = 10) -> dict
 
 WORKLOADS = {
     "fixed": "one input of --seq-len tokens (100 real), timed --runs times per runtime",
-    "real-text": "rt-sentiment test snippets, each at its own length, one per visit (--sentences, --bertc-lengths)",
+    "real-text": "rt-sentiment test snippets, each at its own length, one per visit (--sentences; "
+                 "--bertc-lengths adds padded static bertc columns)",
 }
 
 # Each round times two calls of a runtime: the first right after the idle wait, the second right after the
@@ -741,7 +757,7 @@ def markdown_table(rows: dict[str, dict[str, Any]], mode: str) -> str:
 def bertc_verdict(rows: dict[str, dict[str, Any]], mode: str, tie: float,
                   column: str = "bertc") -> dict[str, Any] | None:
     """Per peer: bertc median / peer median, and whether bertc is at (within `tie`) or ahead of every peer.
-    `column` is the bertc row judged (the real-text workload has one per compiled length: bertc@64 ...);
+    `column` is the bertc row judged (the real-text workload may add static ones: bertc@64 ...);
     the other bertc rows are not its peers."""
     medians = {n: r["timing"][mode]["median_ms"] for n, r in rows.items() if mode in r.get("timing", {})}
     if column not in medians:
@@ -786,7 +802,7 @@ def environment() -> dict[str, Any]:
         "versions": versions,
         "bertc_commit": git("rev-parse", "HEAD"),
         "bertc_dirty": bool(git("status", "--porcelain", "--", "bertc", "passes", "dialects", "runtime")),
-        "bertc_sources_digest": _bertc_sources_digest(),
+        "bertc_sources_digest": bertc_sources_digest(),
     }
 
 
@@ -921,8 +937,8 @@ def time_per_sentence(binds: dict[str, Bind], sentences: list[Inputs], reference
                       idle: IdleWaiter, label: str) -> SentenceTimings:
     """Sentence i visits every runtime once, starting at runtime i mod k; a visit waits for the machine to go
     idle, then times bind + run twice in a row (see MODES): binding is per input work a user pays too
-    (LiteRT's resize or padding, bertc's padding). The first `warmup` sentences are run once on every runtime first,
-    untimed. The first call's output is checked against PyTorch's on the sentence's real tokens."""
+    (LiteRT's resize or padding, a static bertc's padding). The first `warmup` sentences are run once on every
+    runtime first, untimed. The first call's output is checked against PyTorch's on the sentence's real tokens."""
     names = list(binds)
     ms: dict[str, dict[str, list[float]]] = {mode: {n: [] for n in names} for mode in MODES}
     err = dict.fromkeys(names, 0.0)
@@ -982,6 +998,9 @@ def sentence_notes(settings: dict[str, dict[str, Any]]) -> list[str]:
     for name, s in settings.items():
         if "sequence_length" in s:
             notes.append(f"{name}: {s['sequence_length']} (shape signature {s['shape_signature']})")
+        elif "max_seq_len" in s:
+            notes.append(f"{name}: dynamic (compiled with --max-seq-len {s['max_seq_len']}), each sentence at its "
+                         "own length")
         elif "seq_len" in s:
             notes.append(f"{name}: static, each sentence padded to {s['seq_len']} (mask 0 on the padding), "
                          f"longer ones cut to {s['seq_len']}; error over the real tokens of the whole ones")
@@ -1085,8 +1104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sentences", type=int, default=300,
                    help="real-text: the first N rt-sentiment test snippets (default: %(default)s)")
     p.add_argument("--bertc-lengths", default=None, metavar="N,N",
-                   help="real-text: compile bertc at each length, one column each (bertc@N); every sentence is "
-                        "padded to N, longer ones cut to N (default: --seq-len)")
+                   help="real-text: also compile bertc statically at each length, one column each (bertc@N) "
+                        "beside the dynamic bertc; every sentence is padded to N, longer ones cut to N (default: "
+                        "none: the dynamic artifact is what a user runs)")
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default: %(default)s)")
     p.add_argument("--peers", default=",".join(PEERS), help="comma list of runtimes (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed round-robin rounds first (default: %(default)s)")
@@ -1123,7 +1143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if unknown:
             p.error(f"unknown {what} {unknown}: choose from {', '.join(known)}")
     try:
-        args.bertc_lengths = [int(n) for n in (args.bertc_lengths or str(SEQ_LEN)).split(",")]
+        args.bertc_lengths = [int(n) for n in args.bertc_lengths.split(",")] if args.bertc_lengths else []
     except ValueError:
         p.error(f"--bertc-lengths takes a comma list of integers, like 64,128 (got {args.bertc_lengths!r})")
     if any(n < 2 for n in args.bertc_lengths) or args.sentences < 1:
@@ -1160,8 +1180,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fp32 GEMM peak at {_threads(t)}: {peaks[t]['gflops']:.0f} GFLOP/s "
               f"({peaks[t]['best_of']}; best per library: {rates})")
     peers = [PEERS[n] for n in args.peers]
-    if args.workload == "real-text":  # bertc is static: one column per compiled length
-        peers = [q for p in peers for q in ([bertc_at(n) for n in args.bertc_lengths] if p.name == "bertc" else [p])]
+    if args.workload == "real-text":  # the dynamic bertc, then a padded static column per --bertc-lengths entry
+        peers = [q for p in peers for q in ([p, *map(bertc_at, args.bertc_lengths)] if p.name == "bertc" else [p])]
     failures: list[dict[str, Any]] = []
     results = []
     for name in args.models:
@@ -1195,7 +1215,8 @@ def main(argv: list[str] | None = None) -> int:
                      "input": f"[CLS] + {REAL_TOKENS - 2} random ids (seed 0) + [SEP] + pad id 0 to {SEQ_LEN}; "
                               "attention_mask all ones; token_type_ids zeros" if args.workload == "fixed" else
                               f"the first {args.sentences} rt-sentiment test snippets, each tokenized at its own "
-                              "length (MiniLM's BERT-uncased tokenizer); bertc@N padded to N (mask 0), longer cut",
+                              "length (MiniLM's BERT-uncased tokenizer); bertc dynamic at that length; bertc@N padded "
+                              "to N (mask 0), longer cut",
                      "error_limit": ERROR_LIMIT, "peers": {p.name: p.settings for p in peers},
                      "gemm_shapes_mnk": [list(s) for s in GEMM_SHAPES]},
         "gemm_peak": {str(t): v for t, v in peaks.items()},
