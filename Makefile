@@ -5,10 +5,10 @@ PIP := $(PY) -m pip
 
 .DEFAULT_GOAL := help
 .PHONY: help setup smoke demo test lit pytest lint runtime runtime-debug test-sanitize fuzz fuzz-smoke bench bench-sparse \
-	calibrate search clean
+	bench-real-text bench-lengths bench-gemm calibrate search clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # clang: libFuzzer (-fsanitize=fuzzer) for `make fuzz`; gcc has no fuzzing engine
 NEED_CLANG = @command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
@@ -131,6 +131,15 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 
 bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtime, OpenVINO, LiteRT (benchmarks/compare.py)
 	$(PY) benchmarks/compare.py
+
+bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 300 rt-sentiment snippets at their own lengths, bertc dynamic (MiniLM)
+	$(PY) benchmarks/compare.py --workload real-text --models minilm
+
+bench-lengths: setup ## MiniLM compiled for 1..512 vs compiled at exactly L (1, 7, 27, 64, 128): within 10%?
+	$(PY) benchmarks/lengths.py
+
+bench-gemm: setup ## bertc's packed GEMM GFLOP/s per row count M (1..512) on MiniLM's shapes
+	$(PY) benchmarks/gemm_rows.py
 
 bench-sparse: setup ## sparse kernels against dense per block shape and density; a pruned MiniLM beside the dense one
 	$(PY) benchmarks/sparse.py
