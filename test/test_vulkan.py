@@ -1,7 +1,8 @@
 """The Vulkan target on Mesa's lavapipe (a CPU Vulkan device; `make setup` installs it): every model of
 the host suite agrees with PyTorch within 1e-4; every shader agrees with the C reference kernel on random
-shapes that do not divide the workgroup tiles; fp16 accuracy; --verify, --fallback cpu, per-dispatch GPU
-times; and the errors for a missing library, device or feature."""
+shapes that do not divide the workgroup tiles; fp16 accuracy; an artifact of dynamic length (--max-seq-len)
+at several lengths of one run after another; --verify, --fallback cpu, per-dispatch GPU times; and the
+errors for a missing library, device or feature."""
 
 from __future__ import annotations
 
@@ -90,6 +91,63 @@ def test_fp16_accuracy_and_missing_feature(tmp_path, monkeypatch):
         with pytest.raises(DeviceUnavailable, match=f"lacks {feature}.*--dtype fp32"):
             art.load()
     fp32.load()  # fp32 needs neither
+
+
+# ---------------------------------------------------------------- dynamic length (--max-seq-len, issue 17)
+DYNAMIC_BOUND = 72  # past the vulkan target's 64-row GEMM tile: a run of 72 tokens has two row tiles, of 7 one
+
+
+@pytest.fixture(scope="module")
+def bert_vk_dynamic(tmp_path_factory):
+    """A tiny BERT for vulkan that runs every length 1..DYNAMIC_BOUND at its own length."""
+    model = tiny_model("bert")
+    out = tmp_path_factory.mktemp("vkd") / "d.bertc"
+    return model, bertc.compile(model, target="vulkan", max_seq_len=DYNAMIC_BOUND, out=out)
+
+
+def test_dynamic_length_matches_pytorch_at_each_length(bert_vk_dynamic):
+    """One artifact, lengths one after another (each change of length re-records the command buffer with
+    that length's push constants and workgroup counts); the outputs have the input's length."""
+    model, art = bert_vk_dynamic
+    assert art.manifest.dynamic and "attention_seq" in art.manifest.shaders and "attention" not in art.manifest.shaders
+    compiled = art.load()
+    for seq, pad_from in ((7, None), (1, None), (DYNAMIC_BOUND, None), (7, 5), (32, 27), (7, None)):
+        ids, mask, types = random_inputs(1, seq, 120, seed=seq + (pad_from or 0), pad_from=pad_from)
+        types[:, seq // 2:] = 1
+        ours = compiled(ids, mask, types)
+        assert ours["last_hidden_state"].shape == (1, seq, 32)
+        err = max_error(ours, reference(model, ids, mask, types), mask)
+        print(f"dynamic bert (bound {DYNAMIC_BOUND}) at seq {seq}, pad from {pad_from}: max |error| {err:.2e}")
+        assert err <= TOL
+
+
+# roberta with sdpa: position ids from input_ids (the position_ids shader over L) and the boolean keep-mask,
+# in a batch of two sentences of different lengths (the second padded to the first's; each batch row L apart);
+# distilbert: no token types, its own mask form
+@pytest.mark.parametrize("arch, impl, batch", [("roberta", "sdpa", 2), ("distilbert", "eager", 1)])
+def test_dynamic_length_other_families(arch, impl, batch, tmp_path):
+    model = tiny_model(arch, impl)
+    compiled = bertc.compile(model, target="vulkan", max_seq_len=24, batch=batch, out=tmp_path / "m.bertc").load()
+    for seq, pad_from in ((9, 6), (1, None), (24, None)):
+        ids, mask, types = random_inputs(batch, seq, 120, seed=seq, pad_from=pad_from)
+        if batch == 2:  # the second sentence is half as long: padded to the first's with roberta's pad id, masked
+            ids[1, (seq + 1) // 2:], mask[1, (seq + 1) // 2:] = 1, 0
+        ours = compiled(ids, mask, types) if arch != "distilbert" else compiled(ids, mask)
+        err = max_error(ours, reference(model, ids, mask, types), mask)
+        print(f"dynamic {arch}-{impl} (batch {batch}) at seq {seq}: max |error| {err:.2e}")
+        assert ours["last_hidden_state"].shape == (batch, seq, 32) and err <= TOL
+
+
+def test_dynamic_length_fp16(tmp_path):
+    model = tiny_model("bert", hidden=64, heads=4, ffn=256)
+    art = bertc.compile(model, target="vulkan", max_seq_len=40, dtype="fp16", out=tmp_path / "h.bertc")
+    assert "gemm_f16" in art.manifest.shaders
+    ids, mask, types = random_inputs(1, 27, 120, seed=3, pad_from=24)
+    ours = art.load()(ids, mask, types)
+    assert ours["last_hidden_state"].shape == (1, 27, 64)
+    err = max_error(ours, reference(model, ids, mask, types), mask)
+    print(f"dynamic fp16 (bound 40) at seq 27: max |error| {err:.2e}")
+    assert err <= 5e-3  # as test_fp16_accuracy_and_missing_feature
 
 
 # ---------------------------------------------------------------- each shader against the C reference kernel
