@@ -195,6 +195,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.seq is not None and (args.text is not None or args.input_ids is not None):
         raise BertcError("--seq sets the length of the synthetic input; with --text or --input-ids the input has "
                          "its own length: leave out --seq")
+    if args.lengths is not None:
+        return _bench_lengths(model, args)
     if args.text is None and args.input_ids is None:
         ids = np.full((model.manifest.batch, args.seq or model.seq_len), 101, np.int64)  # any valid id
         mask = types = None
@@ -214,6 +216,35 @@ def _bench(args: argparse.Namespace) -> int:
     print(json.dumps(report, indent=2))
     if args.top:
         print(format_op_table(report, args.top), file=sys.stderr)
+    return 0
+
+
+def _bench_lengths(model, args: argparse.Namespace) -> int:
+    """bertc bench --lengths: the latency of a synthetic input at each length, JSON on stdout, a table on
+    stderr. A --max-seq-len artifact runs each at its own cost; a --seq-len one pads each to its length."""
+    import json
+
+    if args.seq is not None or args.text is not None or args.input_ids is not None:
+        raise BertcError("--lengths times synthetic inputs of each length: leave out --seq, --text and --input-ids")
+    try:
+        lengths = [int(x) for x in args.lengths.split(",")]
+    except ValueError:
+        raise BertcError(f"--lengths {args.lengths}: expected whole numbers separated by commas, e.g. 8,16,27,64") \
+            from None
+    longest = model.manifest.seq_len
+    if not all(1 <= n <= longest for n in lengths):
+        raise BertcError(f"--lengths {args.lengths}: every length must be in 1..{longest}, the longest "
+                         f"{args.artifact} takes; recompile with a larger --max-seq-len for longer ones")
+    rows = []
+    for n in lengths:
+        r = model.bench(np.full((model.manifest.batch, n), 101, np.int64), runs=args.runs, warmup=args.warmup)
+        rows.append({"length": n, **{k: r[k] for k in ("p50_ms", "p90_ms", "min_ms", "mean_ms")}})
+    print(json.dumps({"artifact": args.artifact, "dynamic": model.manifest.dynamic, "threads": args.threads,
+                      "device": r["device"], "lengths": rows}, indent=2))
+    how = "each at its own length" if model.manifest.dynamic else f"each padded to the compiled {longest}"
+    print(f"{'length':>8} {'p50 ms':>9}   ({how})", file=sys.stderr)
+    for row in rows:
+        print(f"{row['length']:>8} {row['p50_ms']:>9.3f}", file=sys.stderr)
     return 0
 
 
@@ -342,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=at_least(1), default=30, help="timed runs (default: 30)")
     b.add_argument("--warmup", type=at_least(0), default=5, help="untimed runs first (default: 5)")
     b.add_argument("--seq", type=at_least(1), help="sequence length of the synthetic input (default: the compiled one)")
+    b.add_argument("--lengths", metavar="L1,L2,..", help="time a synthetic input at each of these lengths, e.g. "
+                   "8,16,27,64,128, and print the latency per length (an artifact compiled with --max-seq-len runs "
+                   "each at its own cost; one compiled with --seq-len pads each to its length)")
     b.add_argument("--top", type=at_least(1), metavar="N", help="also print a table of the N most expensive ops and the "
                    "time per kernel on stderr (stdout stays JSON)")
     b.set_defaults(func=_bench)

@@ -143,6 +143,15 @@ def test_bertc_run_returns_the_input_length(bert_dynamic, tmp_path, capsys):
     assert "last_hidden_state: shape [2, 5, 32]" in capsys.readouterr().out
 
 
+def test_bench_prices_each_length(bert_dynamic, capsys):
+    _, art, _ = bert_dynamic
+    assert cli.main(["bench", str(art.path), "--lengths", "1,7", "--runs", "2", "--warmup", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dynamic"] and [row["length"] for row in report["lengths"]] == [1, 7]
+    assert cli.main(["bench", str(art.path), "--lengths", f"1,{BOUND + 1}"]) == 2
+    assert f"every length must be in 1..{BOUND}" in capsys.readouterr().err
+
+
 def test_roberta_positions_from_the_ids_at_a_run_length(tmp_path):
     model = tiny_model("roberta", "sdpa")
     compiled = bertc.compile(model, target="host", seq_len=8, max_seq_len=32, out=tmp_path / "r.bertc").load()
