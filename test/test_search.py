@@ -276,7 +276,8 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     assert [t.number for t in seeds] == list(range(len(seeds))) and len(seeds) == len(report["warm_start"]) >= 1
     for t in seeds:
         c = t.user_attrs["candidate"]
-        assert c["sparsity"] is None and t.user_attrs["predicted_ms"] <= report["budget_ms"] * 1.05
+        # priced with the built-in profile (the refit of later rounds may move predicted_ms past the budget)
+        assert c["sparsity"] is None and t.user_attrs["base_predicted_ms"] <= report["budget_ms"]
     from bertc.cost import config_ops, load_profile
 
     profile, teacher_config = load_profile(None, "host"), T.AutoConfig.from_pretrained(tiny_teacher)
@@ -316,7 +317,7 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
 
 def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
     out = tmp_path / "s"
-    proc = subprocess.Popen(_search(out, tiny_teacher, "--final-epochs", "0", trials=6), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_search(out, tiny_teacher, "--final-epochs", "0", trials=4), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 1200  # a guard against a hung search only: how fast it runs is not asserted
     try:
@@ -333,11 +334,11 @@ def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
                            capture_output=True, text=True, check=False, timeout=600)
     assert again.returncode == 2 and "--resume continues the study with the settings" in again.stderr
     # the final training's settings may change on a resume (it was started with --final-epochs 0)
-    resumed = subprocess.run([*BERTC, "search", "-o", str(out), "--resume", "--trials", "6", "--final-epochs", "1"],
+    resumed = subprocess.run([*BERTC, "search", "-o", str(out), "--resume", "--trials", "4", "--final-epochs", "1"],
                              capture_output=True, text=True, check=False, timeout=600)
     after = _trials(out)
     shipped = _shipped(resumed, out, after)
-    assert sum(t.user_attrs.get("stage") in ("trained", "timed") for t in after) == 6
+    assert sum(t.user_attrs.get("stage") in ("trained", "timed") for t in after) == 4
     for t in after:  # what was finished before the kill is still there, unchanged
         if t.number in before:
             assert (t.values, t.user_attrs.get("stage")) == before[t.number]
