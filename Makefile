@@ -46,8 +46,12 @@ demo: setup ## compile the real MiniLM for the host, run it, compare with PyTorc
 lit: setup ## lit + FileCheck suites for every pass
 	$(VENV)/bin/lit -sv test/lit
 
-pytest: setup ## models against PyTorch, hypothesis shapes, bad inputs
-	$(PY) -m pytest -q test
+# one pytest worker per CPU (pytest-xdist): most tests wait on one single-threaded compiler, qemu or lavapipe;
+# worksteal, because a few tests (the search, the qemu kernel checks) take minutes and the rest seconds.
+# PYTEST_WORKERS=0 runs them in this process, one at a time.
+PYTEST_WORKERS ?= auto
+pytest: setup ## models against PyTorch, hypothesis shapes, bad inputs (one worker per CPU)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal test
 
 test: lit pytest test-sanitize fuzz-smoke ## everything CI runs (the Vulkan tests on Mesa lavapipe, sanitizers, a short fuzz)
 
@@ -132,8 +136,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtime, OpenVINO, LiteRT (benchmarks/compare.py)
 	$(PY) benchmarks/compare.py
 
-bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 300 rt-sentiment snippets at their own lengths, bertc dynamic (MiniLM)
-	$(PY) benchmarks/compare.py --workload real-text --models minilm
+bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 200 rt-sentiment snippets at their own lengths, bertc dynamic (MiniLM)
+	$(PY) benchmarks/compare.py --workload real-text --sentences 200 --models minilm --threads 1,2
 
 bench-lengths: setup ## MiniLM compiled for 1..512 vs compiled at exactly L (1, 7, 27, 64, 128): within 10%?
 	$(PY) benchmarks/lengths.py
