@@ -94,10 +94,14 @@ def _utf8_text(text: str) -> str:
     return text
 
 
-def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len"):
-    """--text with the artifact's tokenizer, cut to the compiled length (``flag``'s) with a warning when longer;
-    not padded (a --seq-len artifact pads it, a --max-seq-len one runs it at its own length)."""
-    text = _utf8_text(args.text)
+def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len", batch: int = 1):
+    """--text (once per sentence of the batch) with the artifact's tokenizer, each cut to the compiled length
+    (``flag``'s) with a warning when longer; padded only to the longest of them (a --seq-len artifact pads
+    that to its length, a --max-seq-len one runs it at that length)."""
+    texts = [_utf8_text(t) for t in args.text]
+    if len(texts) != batch:
+        raise BertcError(f"--text was given {len(texts)} time(s), but {args.artifact} was compiled for a batch of "
+                         f"{batch}: give --text once per sentence ({batch}), or recompile with --batch {len(texts)}")
     tok_dir = Path(args.artifact) / "tokenizer"
     if not tok_dir.is_dir():
         raise BertcError(f"{args.artifact} has no tokenizer (the model was not compiled from a folder with one); "
@@ -108,17 +112,19 @@ def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len"):
     level = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # its "longer than the maximum" note: ours below says what happens
     try:
-        n = len(tok(text)["input_ids"])
+        counts = [len(ids) for ids in tok(texts)["input_ids"]]
     finally:
         transformers.logging.set_verbosity(level)
-    if n > seq_len:
-        print(f"bertc: warning: --text is {n} tokens, cut to the first {seq_len} ({args.artifact} was compiled with "
-              f"{flag} {seq_len}); compile with a larger {flag} to use more of it", file=sys.stderr)
-    enc = tok(text, truncation=True, max_length=int(seq_len), return_tensors="np")
+    for i, n in enumerate(counts):
+        if n > seq_len:
+            which = f"--text #{i + 1}" if len(texts) > 1 else "--text"
+            print(f"bertc: warning: {which} is {n} tokens, cut to the first {seq_len} ({args.artifact} was compiled "
+                  f"with {flag} {seq_len}); compile with a larger {flag} to use more of it", file=sys.stderr)
+    enc = tok(texts, padding="longest", truncation=True, max_length=int(seq_len), return_tensors="np")
     return enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
 
 
-def _inputs(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len"):
+def _inputs(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len", batch: int = 1):
     """(ids, mask, types) from --text (the artifact's tokenizer) or from .npy files."""
     if args.text is not None:
         if args.input_ids is not None:
@@ -130,7 +136,7 @@ def _inputs(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len"):
             raise BertcError(f"{' and '.join(extra)} {'go' if len(extra) > 1 else 'goes'} with --input-ids; --text makes "
                              "its own from the tokenizer: "
                              f"leave out {' and '.join(extra)}")
-        return _tokenize(args, seq_len, flag)
+        return _tokenize(args, seq_len, flag, batch)
     if args.input_ids is not None:
         return (_load_ids(args.input_ids, "--input-ids"), _load_ids(args.attention_mask, "--attention-mask"),
                 _load_ids(args.token_type_ids, "--token-type-ids"))
@@ -166,7 +172,8 @@ def _run(args: argparse.Namespace) -> int:
         where = getattr(model, "device_name", None) or getattr(getattr(model, "device", None), "name", "")
         print(json.dumps({"artifact": str(art.path), "device": where, **result}, indent=2))
         return 0
-    ids, mask, types = _inputs(args, model.seq_len, "--max-seq-len" if model.manifest.dynamic else "--seq-len")
+    ids, mask, types = _inputs(args, model.seq_len, "--max-seq-len" if model.manifest.dynamic else "--seq-len",
+                               model.manifest.batch)
     t = time.perf_counter()
     out = model(ids, mask, types)
     ms = (time.perf_counter() - t) * 1e3
@@ -178,7 +185,9 @@ def _run(args: argparse.Namespace) -> int:
     where = getattr(model, "device", None)
     how = f" on {where.name}" if where is not None else ""
     note = " (emulated: the time means nothing)" if where is not None and where.emulated else ""
-    print(f"ran {args.artifact}{how} on {ids.shape[-1]} tokens with {args.threads} thread(s) in {ms:.2f} ms{note}")
+    tokens = f"{ids.shape[0]} sentences of {ids.shape[-1]} tokens" if ids.ndim == 2 and ids.shape[0] > 1 \
+        else f"{ids.shape[-1]} tokens"
+    print(f"ran {args.artifact}{how} on {tokens} with {args.threads} thread(s) in {ms:.2f} ms{note}")
     for name, arr in out.items():
         print(f"  {name}: shape {list(arr.shape)}, first values {np.array2string(arr.reshape(-1)[:4], precision=4)}")
     if output is not None:
@@ -201,7 +210,7 @@ def _bench(args: argparse.Namespace) -> int:
         ids = np.full((model.manifest.batch, args.seq or model.seq_len), 101, np.int64)  # any valid id
         mask = types = None
     else:
-        ids, mask, types = _inputs(args, model.seq_len)
+        ids, mask, types = _inputs(args, model.seq_len, batch=model.manifest.batch)
     try:
         report = model.bench(ids, mask, types, runs=args.runs, warmup=args.warmup)
     except DeviceUnavailable as e:  # a GPU artifact on a machine without the device: its CPU build, if asked
@@ -290,8 +299,10 @@ DEVICE_HELP = ("where bertc_run runs: host (this machine), qemu (qemu-aarch64, f
 
 def _add_io(r: argparse.ArgumentParser) -> None:
     r.add_argument("artifact", help="artifact folder from `bertc compile`")
-    r.add_argument("--text", help="a sentence (UTF-8), tokenized with the tokenizer saved in the artifact; a longer "
-                   "one is cut to the compiled --seq-len, with a warning")
+    r.add_argument("--text", action="append", help="a sentence (UTF-8), tokenized with the tokenizer saved in the "
+                   "artifact; a longer one is cut to the compiled length, with a warning. An artifact compiled with "
+                   "--batch B takes it B times: the sentences are padded to the longest of them (masked), and a "
+                   "--max-seq-len artifact runs them at that length")
     r.add_argument("--input-ids", help=".npy of int token ids, [batch, seq] or [seq] (instead of --text)")
     r.add_argument("--attention-mask", help=".npy of 0/1, same shape as the ids (default: all ones)")
     r.add_argument("--token-type-ids", help=".npy of token types (default: zeros)")

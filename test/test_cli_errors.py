@@ -19,8 +19,8 @@ BERTC = [sys.executable, "-m", "bertc.cli"]
 
 
 @pytest.fixture(scope="module")
-def art(tmp_path_factory) -> Path:
-    """A one-layer BERT with MiniLM's tokenizer, compiled at seq 16 (so `bertc run --text` works)."""
+def folder(tmp_path_factory) -> Path:
+    """A one-layer BERT with MiniLM's tokenizer, saved as a model folder."""
     from bertc.search.teacher import packaged_minilm
 
     folder = tmp_path_factory.mktemp("model")
@@ -29,6 +29,12 @@ def art(tmp_path_factory) -> Path:
                        intermediate_size=64, max_position_embeddings=64)
     T.BertModel(cfg).save_pretrained(str(folder))
     T.AutoTokenizer.from_pretrained(str(packaged_minilm())).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def art(folder, tmp_path_factory) -> Path:
+    """That BERT compiled at seq 16 (so `bertc run --text` works)."""
     return bertc.compile(folder, seq_len=16, out=tmp_path_factory.mktemp("art") / "m.bertc", progress=False).path
 
 
@@ -63,6 +69,28 @@ def test_a_long_text_is_cut_with_a_warning(art, capsys):
     assert err.strip().splitlines() == [warning]
     rc, out, err = _cli(["run", str(art), "--text", "a short one"], capsys)
     assert rc == 0 and err == ""  # nothing to say when it fits
+
+
+def test_a_batch_of_sentences_runs_at_the_longest_of_them(folder, tmp_path, capsys):
+    """--text once per sentence of a --batch 2 --max-seq-len artifact: padded to the longer one (not to the
+    bound) and masked; each sentence's outputs are PyTorch's on that sentence alone."""
+    art = bertc.compile(folder, max_seq_len=48, batch=2, out=tmp_path / "b.bertc", progress=False).path
+    texts = ["a gripping, funny film with a heart", "dull"]
+    tok, model = T.AutoTokenizer.from_pretrained(str(folder)), T.BertModel.from_pretrained(str(folder)).eval()
+    capsys.readouterr()  # transformers' loading bar
+    rc, out, err = _cli(["run", str(art), "--text", texts[0], "--text", texts[1], "--output", str(tmp_path / "o.npz")],
+                        capsys)
+    lengths = [len(tok(t)["input_ids"]) for t in texts]
+    assert rc == 0 and f"on 2 sentences of {lengths[0]} tokens" in out and lengths[1] < lengths[0], out + err
+    ours = np.load(tmp_path / "o.npz")["last_hidden_state"]
+    assert ours.shape == (2, lengths[0], 32)
+    for i, text in enumerate(texts):
+        with torch.no_grad():
+            want = model(**tok(text, return_tensors="pt")).last_hidden_state[0].numpy()
+        assert np.abs(ours[i, :lengths[i]] - want).max() <= 1e-4, i
+    rc, out, err = _cli(["run", str(art), "--text", texts[0]], capsys)
+    assert rc == 2
+    _one_error(err, "--text was given 1 time(s), but", "batch of 2: give --text once per sentence (2)")
 
 
 def test_text_and_token_ids_are_one_or_the_other(art, tmp_path, capsys):
