@@ -260,12 +260,82 @@ def _bench_lengths(model, args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     import json
 
-    from .cost import estimate, format_table
+    from .cost import estimate, estimate_lengths, format_lengths, format_table
 
-    est = estimate(args.model, target=args.target, threads=args.threads, seq_len=args.seq_len, batch=args.batch,
-                   prune=args.prune_patterns, profile=args.profile)
-    print(json.dumps(est.to_json(), indent=2) if args.json else format_table(est, top=args.top))
+    given = [f for f, v in (("--seq-len", args.seq_len), ("--lengths", args.lengths),
+                            ("--lengths-from", args.lengths_from)) if v is not None]
+    if len(given) > 1:
+        raise BertcError(f"{' and '.join(given)}: give one (--seq-len prices one length, --lengths a list of them, "
+                         "--lengths-from the lengths of real sentences)")
+    if args.tokenizer is not None and args.lengths_from is None:
+        raise BertcError("--tokenizer tokenizes the sentences of --lengths-from; without it leave --tokenizer out")
+    if args.lengths is None and args.lengths_from is None:
+        est = estimate(args.model, target=args.target, threads=args.threads, seq_len=args.seq_len or 128,
+                       batch=args.batch, prune=args.prune_patterns, profile=args.profile)
+        print(json.dumps(est.to_json(), indent=2) if args.json else format_table(est, top=args.top))
+        return 0
+    if args.lengths is not None:
+        lengths, source = _length_list(args.lengths, "--lengths"), "--lengths"
+    else:
+        lengths, source = _lengths_from(args)
+    le = estimate_lengths(args.model, lengths, source, target=args.target, threads=args.threads, batch=args.batch,
+                          prune=args.prune_patterns, profile=args.profile, progress=sys.stderr.isatty())
+    print(json.dumps(le.to_json(), indent=2) if args.json else format_lengths(le))
     return 0
+
+
+def _length_list(text: str, flag: str) -> list[int]:
+    """N,N,... as whole numbers of at least 1, or a clear error."""
+    try:
+        lengths = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise BertcError(f"{flag} {text}: expected whole numbers separated by commas, e.g. 8,16,27,64") from None
+    if min(lengths) < 1:
+        raise BertcError(f"{flag} {text}: every length must be at least 1 token")
+    return lengths
+
+
+def _tokenizer_of(model: str) -> Path | None:
+    """MODEL's folder (or a config.json's) when it holds a tokenizer."""
+    folder = Path(model) if Path(model).is_dir() else Path(model).parent
+    files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+    return folder if any((folder / f).is_file() for f in files) else None
+
+
+def _lengths_from(args: argparse.Namespace) -> tuple[list[int], str]:
+    """The token count of each sentence of --lengths-from (task:NAME's dev split, or a UTF-8 text file with one
+    input per line), tokenized with --tokenizer or the tokenizer beside MODEL."""
+    spec = args.lengths_from
+    tok_dir = Path(args.tokenizer) if args.tokenizer else _tokenizer_of(args.model)
+    if tok_dir is None:
+        raise BertcError(f"--lengths-from tokenizes its sentences, and {args.model} has no tokenizer beside it: pass "
+                         "--tokenizer FOLDER (a model folder with tokenizer files)")
+    if spec.startswith("task:"):
+        from .search.tasks import load_task
+
+        task = load_task(spec[len("task:"):])
+        texts, source = [text for text, _ in task.dev], f"the {task.name} dev split"
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise BertcError(f"--lengths-from {spec}: no such file; give task:rt-sentiment (a task's dev split) or "
+                             "a UTF-8 text file with one input per line")
+        try:
+            texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as e:
+            raise BertcError(f"--lengths-from {spec}: not UTF-8 text (byte {e.start}); convert it, e.g. with "
+                             "`iconv -t UTF-8`") from None
+        if not texts:
+            raise BertcError(f"--lengths-from {spec}: the file has no non-empty line; put one input per line")
+        source = str(path)
+    import transformers
+
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise BertcError(f"--tokenizer {tok_dir}: cannot load a tokenizer from it ({e})") from None
+    lengths = [len(ids) for ids in tok(texts, truncation=True)["input_ids"]]
+    return lengths, f"{source} ({len(texts)} inputs, tokenized with {tok_dir})"
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -403,7 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "0.2 s for a BERT-base-sized candidate.",
                        epilog="examples:\n  bertc estimate config.json --target host --threads 2\n"
                               "  bertc estimate minilm/ --target android-arm64 --threads 4 --prune-patterns 16x1@0.25\n"
-                              "  bertc estimate config.json --profile my-phone.json --json\n\nprofiles: host "
+                              "  bertc estimate config.json --profile my-phone.json --json\n"
+                              "  bertc estimate minilm/config.json --lengths 1,8,27,64,128\n"
+                              "  bertc estimate minilm/config.json --lengths-from task:rt-sentiment --threads 2\n"
+                              "\nprofiles: host "
                               "(calibrated on the development host), cortex-a76 (an ARM64 phone big core, from "
                               "public specs), vulkan-mobile (an Adreno 640-class GPU, from public specs); "
                               "`bertc calibrate` measures your own",
@@ -411,7 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", metavar="MODEL|CONFIG", help="a config.json, or any MODEL `bertc compile` takes")
     e.add_argument("--target", default="host", help="host, android-arm64 or linux-arm64 (default: host)")
     e.add_argument("--threads", type=at_least(1), default=1, help="threads the artifact will run with (default: 1)")
-    e.add_argument("--seq-len", type=at_least(1), default=128, help="sequence length (default: 128)")
+    e.add_argument("--seq-len", type=at_least(1), help="sequence length (default: 128)")
+    e.add_argument("--lengths", metavar="N,N", help="price each of these lengths (what a --max-seq-len artifact "
+                   "costs at each), e.g. 8,27,128")
+    e.add_argument("--lengths-from", metavar="task:NAME|FILE", help="price real inputs, each at its own length: "
+                   "task:rt-sentiment (its dev split) or a UTF-8 text file with one input per line; prints the "
+                   "cost per length and the mean, p50 and p90 per input")
+    e.add_argument("--tokenizer", metavar="FOLDER", help="tokenizer for --lengths-from (default: the one in MODEL's "
+                   "folder, or beside its config.json)")
     e.add_argument("--batch", type=at_least(1), default=1, help="batch size (default: 1)")
     e.add_argument("--prune-patterns", metavar="SPEC", help="price the model pruned with this SPEC (see "
                    "`bertc compile --help`)")

@@ -21,6 +21,7 @@ A whole run adds the profile's per-run overhead (pool wake-up, input copy) to th
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import time
@@ -381,6 +382,73 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         notes.append(f"profile '{prof.name}' has no calibrated costs at {threads} thread(s): roofline estimate")
     return Estimate(target, prof.name, threads, seq_len, batch, ops, prof.overhead_ms(threads), arena, weights_bytes,
                     time.perf_counter() - t0, notes)
+
+
+@dataclass
+class LengthsEstimate:
+    """The cost model over a distribution of input lengths: what each input costs an artifact compiled with
+    --max-seq-len, which runs every input at its own length. Each distinct length is priced once."""
+    source: str  # where the lengths came from
+    counts: dict[int, int]  # inputs per length, ascending
+    estimates: dict[int, Estimate]  # the estimate at each of those lengths
+
+    def per_input_ms(self) -> np.ndarray:
+        return np.repeat([self.estimates[n].total_ms for n in self.counts], list(self.counts.values()))
+
+    @property
+    def mean_ms(self) -> float:
+        return float(self.per_input_ms().mean())
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.per_input_ms(), q))
+
+    def to_json(self) -> dict[str, Any]:
+        first = next(iter(self.estimates.values()))
+        return {"target": first.target, "profile": first.profile, "threads": first.threads, "batch": first.batch,
+                "source": self.source, "inputs": int(sum(self.counts.values())),
+                "mean_ms": round(self.mean_ms, 4), "p50_ms": round(self.percentile_ms(50), 4),
+                "p90_ms": round(self.percentile_ms(90), 4),
+                "lengths": [{"length": n, "inputs": c, "total_ms": round(self.estimates[n].total_ms, 4),
+                             "by_kind_ms": {k: round(v, 4) for k, v in self.estimates[n].by_kind().items()},
+                             "arena_bytes": self.estimates[n].arena_bytes} for n, c in self.counts.items()],
+                "notes": first.notes}
+
+
+def estimate_lengths(model: Any, lengths: list[int], source: str, target: str = "host", threads: int = 1,
+                     batch: int = 1, *, prune: str | None = None, profile: str | Path | Profile | None = None,
+                     progress: bool = False) -> LengthsEstimate:
+    """``estimate`` at each distinct length of ``lengths`` (one entry per input, e.g. a task's sentences
+    tokenized), weighted by how many inputs have it. A config takes the fast path (~0.2 s a length); any
+    other MODEL is exported once per distinct length."""
+    if not lengths or min(lengths) < 1:
+        raise BertcError(f"lengths from {source}: need at least one input, each at least 1 token long")
+    prof = profile if isinstance(profile, Profile) else load_profile(profile, target)
+    counts = dict(sorted(collections.Counter(int(n) for n in lengths).items()))
+    from tqdm import tqdm  # only a distribution of lengths shows a bar
+
+    estimates = {n: estimate(model, target, threads, n, batch, prune=prune, profile=prof)
+                 for n in tqdm(counts, desc="pricing lengths", unit="length", disable=not progress, leave=False)}
+    return LengthsEstimate(source, counts, estimates)
+
+
+def format_lengths(le: LengthsEstimate) -> str:
+    """The per-length table `bertc estimate --lengths/--lengths-from` prints, then the distribution."""
+    first = next(iter(le.estimates.values()))
+    n_inputs = sum(le.counts.values())
+    lines = [(f"{first.target}, {first.threads} thread(s), batch {first.batch}, profile {first.profile}: "
+              f"{n_inputs} input(s) at {len(le.counts)} distinct length(s), from {le.source}"),
+             f"{'length':>7} {'inputs':>7} {'est ms':>9}  {'GEMM ms':>8} {'attention ms':>12}"]
+    for n, c in le.counts.items():
+        e = le.estimates[n]
+        kinds = e.by_kind()
+        gemm = sum(v for k, v in kinds.items() if k.startswith("linear"))
+        lines.append(f"{n:>7} {c:>7} {e.total_ms:>9.3f}  {gemm:>8.3f} {kinds.get('attention', 0.0):>12.3f}")
+    longest = max(le.counts)
+    lines.append(f"per input, each at its own length (--max-seq-len): mean {le.mean_ms:.3f} ms, p50 "
+                 f"{le.percentile_ms(50):.3f}, p90 {le.percentile_ms(90):.3f}; padded to the longest ({longest}, "
+                 f"a --seq-len {longest} artifact) every input would cost {le.estimates[longest].total_ms:.3f} ms")
+    lines += [f"note: {n}" for n in first.notes]
+    return "\n".join(lines)
 
 
 def format_table(est: Estimate, top: int | None = None) -> str:

@@ -190,3 +190,54 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, capsys):
     assert est["total_ms"] > 0 and len(est["ops"]) > 10 and est["memory"]["peak_bytes"] > 0
     assert cli(["estimate", str(tmp_path / "cfg.json"), "--profile", "nokia"]) == 2
     assert "unknown profile 'nokia'" in capsys.readouterr().err
+
+
+def test_a_distribution_of_lengths_is_priced_at_each_length(tmp_path, capsys):
+    """bertc estimate --lengths / --lengths-from: each distinct length priced as --seq-len prices it, and the
+    per-input mean, p50 and p90 weighted by how many inputs have each length (issue 17)."""
+    from bertc.search.teacher import packaged_minilm
+
+    config = {**SMALL, "max_position_embeddings": 512}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    tok = T.AutoTokenizer.from_pretrained(str(packaged_minilm()))
+    tok.save_pretrained(str(tmp_path))  # beside the config: --lengths-from finds it there
+    lines = ["a", "a gripping, funny film", "a gripping, funny film", "dull, and far too long for what it says"]
+    (tmp_path / "s.txt").write_text("\n".join(lines) + "\n\n")
+    cfg = str(tmp_path / "config.json")
+    assert cli(["estimate", cfg, "--lengths-from", str(tmp_path / "s.txt"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    want = [len(ids) for ids in tok(lines)["input_ids"]]
+    assert report["inputs"] == 4 and [r["length"] for r in report["lengths"]] == sorted(set(want))
+    ms = {n: estimate(config, seq_len=n).total_ms for n in set(want)}
+    for row in report["lengths"]:
+        assert row["inputs"] == want.count(row["length"]) and row["total_ms"] == pytest.approx(ms[row["length"]],
+                                                                                               abs=1e-4)
+    assert report["mean_ms"] == pytest.approx(sum(ms[n] for n in want) / 4, abs=1e-4)
+    assert report["p50_ms"] == pytest.approx(ms[want[1]], abs=1e-4)  # two of the four are that sentence
+    assert cli(["estimate", cfg, "--lengths", "1,8"]) == 0
+    table = capsys.readouterr().out
+    assert "2 input(s) at 2 distinct length(s), from --lengths" in table and "each at its own length" in table
+    rows = [line.split() for line in table.splitlines() if line.split() and line.split()[0] in ("1", "8")]
+    assert [float(r[2]) for r in rows] == [pytest.approx(estimate(config, seq_len=n).total_ms, abs=1e-3) for n in (1, 8)]
+    # a task's dev split, tokenized: every sentence counted once
+    assert cli(["estimate", cfg, "--lengths-from", "task:rt-sentiment", "--json"]) == 0
+    task = json.loads(capsys.readouterr().out)
+    assert task["inputs"] == 1275 and sum(r["inputs"] for r in task["lengths"]) == 1275
+    lo, hi = task["lengths"][0]["total_ms"], task["lengths"][-1]["total_ms"]
+    assert lo <= task["p50_ms"] <= task["p90_ms"] <= hi and lo <= task["mean_ms"] <= hi
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--lengths", "8,27", "--seq-len", "16"], "--seq-len and --lengths: give one"),
+    (["--lengths", "0,3"], "--lengths 0,3: every length must be at least 1 token"),
+    (["--lengths", "8,x"], "--lengths 8,x: expected whole numbers separated by commas"),
+    (["--tokenizer", "t"], "--tokenizer tokenizes the sentences of --lengths-from"),
+    (["--lengths-from", "nothere.txt"], "has no tokenizer beside it: pass --tokenizer FOLDER"),
+    (["--lengths-from", "nothere.txt", "--tokenizer", "."], "--lengths-from nothere.txt: no such file"),
+    (["--lengths-from", "task:imdb", "--tokenizer", "."], "unknown task 'imdb'"),
+])
+def test_bad_length_options_say_what_is_wrong(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(SMALL))
+    assert cli(["estimate", "config.json", *argv]) == 2
+    assert message in capsys.readouterr().err
