@@ -1,7 +1,8 @@
 """``bertc calibrate``: measure every kernel on the device, fit the cost model, report its quality.
 
 1. **Grid.** BERT encoders of one layer over a grid of shapes (hidden 128-768, FFN 2x and 4x, sequence
-   32-256; plus the sparse patterns at several densities) are compiled with random weights and run
+   4-256, since a --max-seq-len artifact runs real text at a few tokens; plus the sparse patterns at
+   several densities) are compiled with random weights and run
    with bertc_run on the device at each thread count. Every artifact times each of its ops
    (``bertc_run --bench`` reports each op's median), so one run yields a sample per kernel call, in the
    context the kernel really runs in (caches warmed by the op before, the pool's barriers).
@@ -9,9 +10,10 @@
    (bertc/cost.py FEATURES) minimising relative error; the per-run overhead is the median over the
    grid of a run's mean time minus the sum of its ops' mean times.
 3. **Quality.** Held-out random configurations (seeded; layers 1-12, hidden 128-768, heads, FFN 2-4x,
-   sequence 32-256, threads 1-2, half of them pruned) are compiled and timed end to end, and the
-   fitted model predicts each from its config alone (the search's fast path). Spearman rank
-   correlation and mean absolute percentage error are printed and kept in the profile.
+   sequence 1-256 drawn log-uniformly, threads 1-2, half of them pruned) are compiled and timed end
+   to end, and the fitted model predicts each from its config alone (the search's fast path).
+   Spearman rank correlation and mean absolute percentage error are printed and kept in the profile,
+   over all of them and per band of sequence length (LENGTH_BANDS).
 
     bertc calibrate --target host                       # ~5 minutes on the 2-core host
     bertc calibrate --target android-arm64 --device adb --threads 1,4 -o pixel7.json
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import statistics
@@ -74,10 +77,10 @@ def grid(size: str, threads: list[int]) -> list[Case]:
         sparse = [(128, 64, "16x1@0.3"), (128, 64, "1x4@0.5")]
         deep = []
     elif size == "full":
-        shapes = [(h, m, s) for h in (128, 256, 384, 512, 768) for m in (2, 4) for s in (32, 128, 256)]
+        shapes = [(h, m, s) for h in (128, 256, 384, 512, 768) for m in (2, 4) for s in (4, 32, 128, 256)]
         sparse = [(h, 128, f"{p}@{d}" if ":" not in p else p) for h in (256, 512) for p in PATTERNS
                   for d in ((0.15, 0.4) if ":" not in p else (None,))]
-        deep = [(6, 768, 4, 32, None), (6, 768, 4, 128, None), (12, 512, 3, 64, None), (8, 640, 2, 200, None),
+        deep = [(6, 768, 4, 8, None), (6, 768, 4, 32, None), (6, 768, 4, 128, None), (12, 512, 3, 64, None), (8, 640, 2, 200, None),
                 (12, 768, 4, 96, "8x1@0.4"), (12, 768, 3, 48, "2:4")]
     else:
         raise BertcError(f"unknown grid '{size}': small or full")
@@ -97,7 +100,7 @@ def holdout(n: int, threads: list[int], seed: int = 7, max_layers: int = 12, max
     for i in range(n):
         hidden = rng.choice([h for h in range(128, max_hidden + 1, 64)]) if max_hidden >= 128 else max_hidden
         ffn = rng.choice([2, 3, 4]) * hidden
-        seq = rng.randint(min(32, max_seq), max_seq)
+        seq = min(max_seq, round(math.exp(rng.uniform(0.0, math.log(max_seq)))))  # log-uniform: short text too
         prune = None
         if i % 2:
             p = rng.choice(PATTERNS)
@@ -196,12 +199,13 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
             art = _compile(case, target, work, 1000 + j)
             measured = _bench(art, case, device, runs)["p50_ms"]
             predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile).total_ms
-            rows.append({"config": case.label, "measured_ms": round(measured, 4), "predicted_ms": round(predicted, 4),
-                         "error": round((predicted - measured) / measured, 4)})
+            rows.append({"config": case.label, "seq": case.seq, "measured_ms": round(measured, 4),
+                         "predicted_ms": round(predicted, 4), "error": round((predicted - measured) / measured, 4)})
             _cleanup(art.path)
             bar.update(1)
     bar.close()
     q = quality([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]) if len(rows) >= 2 else {}
+    q["by_length"] = quality_by_length(rows)
     where = device or "host"
     data["sources"] = {**data.get("sources", {}),
                        "fitted": f"bertc calibrate --target {target} --device {where} on {date.today().isoformat()}: "
@@ -251,6 +255,21 @@ def _cleanup(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+LENGTH_BANDS = ((1, 16), (17, 64), (65, 512))  # real text's few tokens, a paragraph's, the fixed-length benchmark's
+
+
+def quality_by_length(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``quality`` over the held-out rows whose sequence length falls in each of LENGTH_BANDS (bands with
+    fewer than two rows have no rank correlation and are left out)."""
+    out = {}
+    for lo, hi in LENGTH_BANDS:
+        band = [r for r in rows if lo <= r["seq"] <= hi]
+        if len(band) >= 2:
+            out[f"{lo}-{hi}"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in
+                                 quality([r["predicted_ms"] for r in band], [r["measured_ms"] for r in band]).items()}
+    return out
+
+
 def format_quality(q: dict[str, Any]) -> str:
     lines = [f"{'held-out configuration':<44} {'measured ms':>12} {'predicted ms':>13} {'error':>8}"]
     for r in q.get("measured", []):
@@ -260,4 +279,7 @@ def format_quality(q: dict[str, Any]) -> str:
                      f"{q['configs']} held-out configurations; fit error by kind (MAPE over the grid's ops): "
                      + "; ".join(f"{t} thread(s): " + ", ".join(f"{k} {v:.1%}" for k, v in kinds.items())
                                  for t, kinds in q["fit_mape_by_kind"].items()))
+    for band, b in q.get("by_length", {}).items():
+        lines.append(f"  sequence length {band:>7}: Spearman {b['spearman']:.3f}, MAPE {b['mape']:.1%} (worst "
+                     f"{b['max_ape']:.1%}) over {b['configs']} held-out configurations")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from bertc.passes import PassContext
 from torch_mlir import ir
 
 import bertc
-from bertc.calibrate import calibrate
+from bertc.calibrate import calibrate, format_quality, quality_by_length
 from bertc.cli import main as cli
 from bertc.cost import FEATURES, Profile, estimate, load_profile, quality
 from bertc.errors import BertcError
@@ -139,6 +139,17 @@ def test_quality_metrics():
     assert q["mape"] == pytest.approx((0 + 0 + 0.25 + 0.25) / 4) and q["max_ape"] == pytest.approx(0.25)
 
 
+def test_quality_per_length_band():
+    rows = [{"seq": s, "predicted_ms": p, "measured_ms": m}
+            for s, p, m in [(1, 1.0, 1.0), (8, 2.0, 2.5), (30, 3.0, 3.0), (40, 4.0, 5.0), (200, 9.0, 9.0)]]
+    by = quality_by_length(rows)
+    assert list(by) == ["1-16", "17-64"]  # a band of one row has no rank correlation: left out
+    assert by["1-16"]["configs"] == 2 and by["1-16"]["mape"] == pytest.approx((0 + 0.2) / 2)
+    assert by["17-64"]["mape"] == pytest.approx((0 + 0.2) / 2) and by["17-64"]["spearman"] == pytest.approx(1.0)
+    text = format_quality({"by_length": by})
+    assert "sequence length    1-16: Spearman" in text and "MAPE 10.0%" in text
+
+
 def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     out = tmp_path / "p.json"
     profile, q = calibrate("host", None, [1], "small", holdout_n=3, out=out, runs=3, progress=False,
@@ -148,7 +159,8 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     assert set(saved.data["fitted"]["1"]) >= {"linear", "attention", "layer_norm", "embedding"}
     assert all(c >= 0 for coef in saved.data["fitted"]["1"].values() for c in coef)
     assert q["configs"] == 3 and -1 <= q["spearman"] <= 1 and math.isfinite(q["mape"])
-    assert len(q["measured"]) == 3 and all(r["measured_ms"] > 0 for r in q["measured"])
+    assert len(q["measured"]) == 3 and all(r["measured_ms"] > 0 and 1 <= r["seq"] <= 48 for r in q["measured"])
+    assert set(q["by_length"]) <= {"1-16", "17-64", "65-512"}
     est = estimate(SMALL, seq_len=32, profile=out)
     assert est.profile == "host" and not est.notes and est.total_ms > 0
 

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # 5-8 (Vulkan, sparsity, the cost model, bertc search), issue 15 (hardening: vendored jsmn, the fuzzer, the
 # sanitizer drivers, a test per defect), issue 16 (op traits on the dialect, the FX canonicalisation moved into
 # passes/, search/driver.py split by concern, bertc/prune.py moved to search/, the import-direction test).
-BUDGETS = {"bertc": 4500, "dialects": 470, "passes": 2650, "runtime": 6150, "test": 3700, "benchmarks": 2000,
+BUDGETS = {"bertc": 4700, "dialects": 470, "passes": 2650, "runtime": 6150, "test": 3700, "benchmarks": 2000,
            "search": 2450}
 
 
