@@ -842,6 +842,37 @@ def convert_peers(bundle: Bundle, peers: list[Peer], rebuild: bool, dynamic: boo
     return converted, convert_failed
 
 
+def open_peers(bundle: Bundle, peers: list[Peer], converted: dict[str, Any], threads: int, inputs: Inputs,
+               check: Callable[[np.ndarray], Any], rows: dict[str, dict[str, Any]], fail: Fail):
+    """Open each converted peer at ``threads``, run it once on ``inputs`` and ``check`` its output; a peer that
+    cannot open, run or be checked is left out, its failure in ``rows``. Returns (binds, runs bound to
+    ``inputs``, check results, settings), each by peer name."""
+    binds: dict[str, Bind] = {}
+    runs: dict[str, Run] = {}
+    checks: dict[str, Any] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for peer in peers:
+        if peer.name not in converted:
+            continue
+        try:
+            bind, settings[peer.name] = peer.open(bundle, converted[peer.name], threads)
+            run = bind(inputs)
+            checks[peer.name] = check(run())
+        except Exception as e:  # noqa: BLE001 - a peer that cannot open or run is left out
+            rows[peer.name] = {"failure": fail(peer.name, "open/run", e, threads)}
+            continue
+        binds[peer.name], runs[peer.name] = bind, run
+    torch.set_num_threads(threads)  # opening the peers may have run torch code at another count
+    return binds, runs, checks, settings
+
+
+def record_timing_failures(timings, rows: dict[str, dict[str, Any]], failures: list[dict[str, Any]], model: str,
+                           threads: int) -> None:
+    for name, reason in timings.failed.items():
+        rows[name] = {"failure": reason}
+        failures.append({"model": model, "threads": threads, "peer": name, "stage": "timing", "reason": reason})
+
+
 def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], peaks: dict[int, dict[str, Any]],
                 idle: IdleWaiter, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The fixed workload: one input of --seq-len tokens, timed round-robin (time_round_robin)."""
@@ -861,28 +892,14 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
     for threads in args.threads:
         label = f"{spec.name}, {_threads(threads)}"
         rows: dict[str, dict[str, Any]] = {n: {"failure": r} for n, r in convert_failed.items()}
-        runs: dict[str, Run] = {}
-        settings: dict[str, dict[str, Any]] = {}
-        for peer in peers:
-            if peer.name not in converted:
-                continue
-            try:
-                bind, settings[peer.name] = peer.open(bundle, converted[peer.name], threads)
-                run = bind(bundle.inputs)
-                err = max_error(run(), reference, mask)
-            except Exception as e:  # noqa: BLE001 - a peer that cannot open or run is left out
-                rows[peer.name] = {"failure": fail(peer.name, "open/run", e, threads)}
-                continue
-            runs[peer.name] = run
-            rows[peer.name] = {"max_abs_err": err, "error_flagged": err > ERROR_LIMIT}
+        _, runs, errors, settings = open_peers(bundle, peers, converted, threads, bundle.inputs,
+                                               lambda out: max_error(out, reference, mask), rows, fail)
+        for name, err in errors.items():
+            rows[name] = {"max_abs_err": err, "error_flagged": err > ERROR_LIMIT}
             flag = f"  (over {ERROR_LIMIT:g}: flagged)" if err > ERROR_LIMIT else ""
-            print(f"[{label}] {peer.name}: max |error| vs PyTorch {err:.2e}{flag}")
-        torch.set_num_threads(threads)  # opening the peers may have run torch code at another count
+            print(f"[{label}] {name}: max |error| vs PyTorch {err:.2e}{flag}")
         timings = time_round_robin(runs, args.warmup, args.runs, idle, label)
-        for name, reason in timings.failed.items():
-            rows[name] = {"failure": reason}
-            failures.append({"model": spec.name, "threads": threads, "peer": name, "stage": "timing",
-                             "reason": reason})
+        record_timing_failures(timings, rows, failures, spec.name, threads)
         peak = peaks[threads]["gflops"]
         for mode, ms in timings.ms.items():
             for name, stats in timing_stats(ms, flops, peak).items():
@@ -1033,23 +1050,10 @@ def bench_real_text(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer]
     for threads in args.threads:
         label = f"{spec.name}, real text, {_threads(threads)}"
         rows: dict[str, dict[str, Any]] = {n: {"failure": r} for n, r in convert_failed.items()}
-        binds: dict[str, Bind] = {}
-        settings: dict[str, dict[str, Any]] = {}
-        for peer in peers:
-            if peer.name not in converted:
-                continue
-            try:
-                binds[peer.name], settings[peer.name] = peer.open(bundle, converted[peer.name], threads)
-                binds[peer.name](sentences[0])()
-            except Exception as e:  # noqa: BLE001 - a peer that cannot open or run is left out
-                rows[peer.name] = {"failure": fail(peer.name, "open/run", e, threads)}
-                binds.pop(peer.name, None)
-        torch.set_num_threads(threads)  # opening the peers may have run torch code at another count
+        binds, _, _, settings = open_peers(bundle, peers, converted, threads, sentences[0], lambda out: None, rows,
+                                           fail)
         timings = time_per_sentence(binds, sentences, references, args.warmup, idle, label)
-        for name, reason in timings.failed.items():
-            rows[name] = {"failure": reason}
-            failures.append({"model": spec.name, "threads": threads, "peer": name, "stage": "timing",
-                             "reason": reason})
+        record_timing_failures(timings, rows, failures, spec.name, threads)
         for name in binds:
             if name not in timings.failed:
                 err = timings.max_abs_err[name]
