@@ -26,7 +26,7 @@ from .ir import annotate, make_context
 from .passes import PassContext
 from .passes.common import func_ops, producer, shape_of, sparsity
 from .passes.seqlen import bound, dims_of, prod
-from .pipeline import CompileOptions, passes_after, pipeline_for, run_pipeline
+from .pipeline import AUTO, CompileOptions, passes_after, pipeline_for, run_pipeline
 from .runtime import CompiledModel
 from .targets import Target, get_target
 from .toolchain import SHADER_DIR, build, compile_shaders, find_glslang, find_toolchain
@@ -117,16 +117,18 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
     }
 
 
-def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Path | None = None, *, batch: int = 1,
-            trust_pickle: bool = False, config: str | Path | None = None, dump_dir: str | Path | None = None,
-            progress: bool = False, dtype: str = "fp32", prune: str | None = None,
+def compile(model: Any, target: str = "host", seq_len: int | None = None, out: str | Path | None = None, *,
+            batch: int = 1, trust_pickle: bool = False, config: str | Path | None = None,
+            dump_dir: str | Path | None = None, progress: bool = False, dtype: str = "fp32", prune: str | None = None,
             force_sparse: bool = False, fallback: str | None = None, max_seq_len: int | None = None) -> Artifact:
     """Compile a model (transformers object or MODEL path) into an artifact folder.
 
     ``max_seq_len=N``: one artifact runs every length from 1 to N, each at the cost of its own length
     (the GEMMs on the input's rows, attention over its keys; the arena laid out for N); ``seq_len`` is
-    then only the length traced at. Without it the artifact runs ``seq_len`` tokens, shorter inputs
-    padded to it.
+    then only the length traced at. ``seq_len=S`` alone: the artifact runs S tokens, shorter inputs
+    padded to it. Neither: every length up to the model's max_position_embeddings (at most 512), since
+    that costs nothing at a given length; a TorchScript archive or a torch.export program, whose shapes
+    were fixed when saved, gets one length, 128.
 
     ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
     arithmetic (ARM64 targets) or on the GPU's shaderFloat16 (GPU targets); activations stay fp32.
@@ -136,7 +138,9 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     outputs for ``bertc run --verify``; ``fallback="cpu"`` adds the CPU build of the same model in
     ``cpu/``, which ``load(..., fallback="cpu")`` runs when the device cannot.
     """
-    options = CompileOptions(target=target, seq_len=seq_len, max_seq_len=max_seq_len, batch=batch, dtype=dtype,
+    if max_seq_len is None and seq_len is None:
+        max_seq_len = AUTO
+    options = CompileOptions(target=target, seq_len=seq_len or 128, max_seq_len=max_seq_len, batch=batch, dtype=dtype,
                              prune=prune,
                              force_sparse=force_sparse, fallback=fallback, trust_pickle=trust_pickle, config=config,
                              dump_dir=dump_dir, progress=progress)
@@ -157,6 +161,7 @@ def compile(model: Any, target: str = "host", seq_len: int = 128, out: str | Pat
     loaded = export_model(model, batch=options.batch, seq_len=options.seq_len, trust_pickle=options.trust_pickle,
                           config=options.config, max_seq_len=options.max_seq_len)
     timings["export"] = time.perf_counter() - t
+    options = replace(options, max_seq_len=loaded.max_seq_len, seq_len=loaded.seq_len)  # AUTO resolved
     # before the import changes it; a dynamic program's at the length it was traced at
     golden = _golden(loaded, options.batch, loaded.seq_len) if tgt.is_gpu else None
     with staging(out) as tmp:

@@ -50,9 +50,8 @@ def _compile(args: argparse.Namespace) -> int:
     if args.seq_len is not None and args.max_seq_len is not None:
         raise BertcError(f"give --seq-len (one length, shorter inputs padded to it) or --max-seq-len (every length "
                          f"up to it, each at its own cost), not both: --max-seq-len {args.max_seq_len} alone")
-    seq_len = args.seq_len or 128
     t = time.perf_counter()
-    art = compile_model(args.model, target=args.target, seq_len=seq_len, max_seq_len=args.max_seq_len,
+    art = compile_model(args.model, target=args.target, seq_len=args.seq_len, max_seq_len=args.max_seq_len,
                         batch=args.batch, out=args.output,
                         trust_pickle=args.trust_pickle, config=args.config, dump_dir=args.dump_dir,
                         progress=not args.quiet, dtype=args.dtype, prune=args.prune_patterns,
@@ -60,7 +59,7 @@ def _compile(args: argparse.Namespace) -> int:
     rep = art.report
     mem = rep["memory"]
     print(f"wrote {art.path} in {time.perf_counter() - t:.1f} s: target {args.target}, batch {args.batch}, "
-          f"{f'lengths 1..{args.max_seq_len}' if args.max_seq_len else f'seq {seq_len}'}; weights {mem['weights_bytes'] / 2**20:.1f} MiB, arena {mem['arena_bytes'] / 2**20:.2f} MiB; "
+          f"{f'lengths 1..{art.manifest.max_seq_len}' if art.manifest.dynamic else f'seq {art.manifest.seq_len}'}; weights {mem['weights_bytes'] / 2**20:.1f} MiB, arena {mem['arena_bytes'] / 2**20:.2f} MiB; "
           f"{rep['fusion']['attention']} fused attention blocks")
     sp = rep.get("sparsity")
     if sp:
@@ -207,7 +206,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.lengths is not None:
         return _bench_lengths(model, args)
     if args.text is None and args.input_ids is None:
-        ids = np.full((model.manifest.batch, args.seq or model.seq_len), 101, np.int64)  # any valid id
+        seq = args.seq or (min(128, model.seq_len) if model.manifest.dynamic else model.seq_len)
+        ids = np.full((model.manifest.batch, seq), 101, np.int64)  # any valid id
         mask = types = None
     else:
         ids, mask, types = _inputs(args, model.seq_len, batch=model.manifest.batch)
@@ -399,11 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "android-vulkan (a phone's GPU) (default: host; `bertc toolchains` shows the compilers)")
     c.add_argument("-o", "--output", help="artifact folder to write (default: MODEL_NAME.bertc)")
     c.add_argument("--seq-len", type=at_least(1), help="one compiled sequence length: every input runs at "
-                   "this cost, shorter ones padded and masked (default: 128)")
+                   "this cost, shorter ones padded and masked. Default: neither flag compiles every length up to "
+                   "the model's max_position_embeddings (at most 512), as --max-seq-len does; a TorchScript archive "
+                   "or a .pt2, whose shapes were fixed when saved, gets --seq-len 128")
     c.add_argument("--max-seq-len", type=at_least(2), metavar="N", help="compile for every length from 1 to N "
                    "instead of one: each input runs at the cost of its own length (the GEMMs on its rows, attention "
                    "over its tokens; no padding to N), and its outputs have its length. N only bounds the input and "
-                   "sizes the memory. Not with --seq-len")
+                   "sizes the memory. Not with --seq-len. Default (neither flag): N = the model's max_position_embeddings, "
+                   "at most 512")
     c.add_argument("--batch", type=at_least(1), default=1, help="compiled batch size (default: 1)")
     c.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="GEMM precision: fp16 stores the "
                    "weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets) or on the "
@@ -453,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_io(b)
     b.add_argument("--runs", type=at_least(1), default=30, help="timed runs (default: 30)")
     b.add_argument("--warmup", type=at_least(0), default=5, help="untimed runs first (default: 5)")
-    b.add_argument("--seq", type=at_least(1), help="sequence length of the synthetic input (default: the compiled one)")
+    b.add_argument("--seq", type=at_least(1), help="sequence length of the synthetic input (default: a --seq-len "
+                   "artifact's length; for one that runs every length up to N, 128, or N if smaller)")
     b.add_argument("--lengths", metavar="L1,L2,..", help="time a synthetic input at each of these lengths, e.g. "
                    "8,16,27,64,128, and print the latency per length (an artifact compiled with --max-seq-len runs "
                    "each at its own cost; one compiled with --seq-len pads each to its length)")

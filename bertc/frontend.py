@@ -34,6 +34,7 @@ from .errors import BertcError
 from .export import export_program, has_dynamic_inputs, record_module_paths, table_rows
 from .formats import load_model
 from .passes.canonicalize_inputs import canonicalize_inputs
+from .pipeline import AUTO
 
 
 @dataclass
@@ -52,20 +53,38 @@ class LoadedModel:
     seq_len: int = 0  # the length the program was traced at (of a static one, the length it runs)
 
 
+MAX_DEFAULT_SEQ_LEN = 512  # the default bound: what BERT-family encoders are trained to
+
+
+def default_max_seq_len(obj: Any, cfg: dict[str, Any]) -> int | None:
+    """The bound a compile without --seq-len or --max-seq-len takes: the model's usable positions (RoBERTa's
+    start after its padding id), at most MAX_DEFAULT_SEQ_LEN; None (one fixed length) for the forms that fix
+    their shapes when saved: a TorchScript archive, a torch.export program."""
+    if isinstance(obj, (torch.jit.ScriptModule, torch.export.ExportedProgram)):
+        return None
+    max_pos = cfg.get("max_position_embeddings")
+    usable = max_pos - (2 if cfg.get("model_type") == "roberta" else 0) if max_pos else MAX_DEFAULT_SEQ_LEN
+    return max(2, min(MAX_DEFAULT_SEQ_LEN, usable))
+
+
 def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle: bool = False,
-                 config: str | Path | None = None, max_seq_len: int | None = None) -> LoadedModel:
+                 config: str | Path | None = None, max_seq_len: int | str | None = None) -> LoadedModel:
     """Load ``model`` (any form bertc/formats.py reads) and export it at ``batch`` x ``seq_len``, or,
     with ``max_seq_len``, for every length from 1 to it (traced at ``seq_len``, clamped to 2..max:
-    torch.export would fix a length traced at 1)."""
+    torch.export would fix a length traced at 1); ``max_seq_len=AUTO``: ``default_max_seq_len``'s."""
     if batch < 1 or not 1 <= seq_len <= 8192:
         raise BertcError(f"--batch {batch} / --seq-len {seq_len} out of range (batch >= 1, 1 <= seq-len <= 8192)")
-    if max_seq_len is not None:
+    if max_seq_len not in (None, AUTO):
         if not 2 <= max_seq_len <= 8192:
             raise BertcError(f"--max-seq-len {max_seq_len} out of range (2 <= max-seq-len <= 8192)")
         seq_len = max(2, min(seq_len, max_seq_len))
     obj, hf_config, tok_dir, desc = load_model(model, trust_pickle=trust_pickle, config=config, batch=batch,
                                                seq_len=seq_len)
     cfg = hf_config.to_dict() if hf_config is not None else {}
+    if max_seq_len == AUTO:
+        max_seq_len = default_max_seq_len(obj, cfg)
+        if max_seq_len is not None:
+            seq_len = max(2, min(seq_len, max_seq_len))
     max_pos = cfg.get("max_position_embeddings")
     longest = max_seq_len or seq_len
     if max_pos is not None and longest > max_pos - (2 if cfg.get("model_type") == "roberta" else 0):

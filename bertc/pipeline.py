@@ -45,6 +45,10 @@ VULKAN_PIPELINE: list[str] = [
 ]
 
 
+AUTO = "auto"  # CompileOptions.max_seq_len: every length up to the model's positions, or one length where the
+# model form fixes it (frontend.default_max_seq_len)
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """What ``bertc compile`` / ``bertc.compile`` take besides the model and the output folder.
@@ -55,7 +59,9 @@ class CompileOptions:
 
     target: str = "host"
     seq_len: int = 128  # the one length run (inputs padded to it); with max_seq_len, the length traced at
-    max_seq_len: int | None = None  # every length 1..N runs at its own cost (issue 17); None: static, seq_len
+    # every length 1..N runs at its own cost (issue 17); None: static, seq_len; AUTO: the model's own bound
+    # (frontend.default_max_seq_len), resolved when the model is loaded
+    max_seq_len: int | str | None = None
     batch: int = 1
     dtype: str = "fp32"  # GEMM weights: fp32, or fp16 on ARM64 and GPU targets
     prune: str | None = None  # a --prune-patterns SPEC (bertc/sparsity.py)
@@ -69,7 +75,7 @@ class CompileOptions:
     def check(self) -> Target:
         """The target, once every option is known to fit it; each error names the fix."""
         tgt = get_target(self.target)  # names the supported targets when this one is unknown
-        if self.max_seq_len is not None and not 2 <= self.max_seq_len <= 8192:
+        if self.max_seq_len not in (None, AUTO) and not 2 <= self.max_seq_len <= 8192:
             raise BertcError(f"--max-seq-len {self.max_seq_len} out of range (2 <= max-seq-len <= 8192; for inputs "
                              "of one token only, compile with --seq-len 1)")
         if self.dtype not in ("fp32", "fp16"):

@@ -238,3 +238,23 @@ def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, mo
         assert err <= TOL, (length, err)
         worst = max(worst, err)
     print(f"{arch} on {target}, lengths {FAMILY_LENGTHS} in batches of two: max |error| {worst:.2e}")
+
+
+def test_the_default_is_every_length_up_to_the_positions(tmp_path):
+    """Neither --seq-len nor --max-seq-len: every length up to the model's usable positions (RoBERTa's start
+    after its padding id), at most 512, since a dynamic program costs nothing at a given length; a
+    TorchScript archive, traced at one length, keeps one length (128)."""
+    bert = bertc.compile(tiny_model("bert"), target="host", out=tmp_path / "b.bertc")
+    assert bert.manifest.dynamic and bert.manifest.max_seq_len == 300  # tiny_config's max_position_embeddings
+    roberta = tiny_model("roberta", max_pos=600)
+    art = bertc.compile(roberta, target="host", out=tmp_path / "r.bertc")
+    assert art.manifest.max_seq_len == 512  # capped
+    ids, mask, _ = random_inputs(1, 9, 120, seed=4)
+    assert max_error(art.load()(ids, mask), reference(roberta, ids, mask), mask) <= TOL
+    assert bertc.compile(tiny_model("roberta", max_pos=40), out=tmp_path / "r40.bertc").manifest.max_seq_len == 38
+    model = tiny_model("bert")
+    example = tuple(torch.from_numpy(a) for a in random_inputs(1, 16, 120)[:2])
+    torch.jit.trace(model, example, strict=False).save(str(tmp_path / "ts.pt"))
+    ts = bertc.compile(str(tmp_path / "ts.pt"), out=tmp_path / "ts.bertc")
+    assert not ts.manifest.dynamic and ts.manifest.seq_len == 128
+    assert cli.main(["compile", str(tmp_path / "ts.pt"), "-q", "-o", str(tmp_path / "ts2.bertc")]) == 0
