@@ -235,13 +235,9 @@ def _bench_lengths(model, args: argparse.Namespace) -> int:
 
     if args.seq is not None or args.text is not None or args.input_ids is not None:
         raise BertcError("--lengths times synthetic inputs of each length: leave out --seq, --text and --input-ids")
-    try:
-        lengths = [int(x) for x in args.lengths.split(",")]
-    except ValueError:
-        raise BertcError(f"--lengths {args.lengths}: expected whole numbers separated by commas, e.g. 8,16,27,64") \
-            from None
+    lengths = _length_list(args.lengths, "--lengths")
     longest = model.manifest.seq_len
-    if not all(1 <= n <= longest for n in lengths):
+    if max(lengths) > longest:
         raise BertcError(f"--lengths {args.lengths}: every length must be in 1..{longest}, the longest "
                          f"{args.artifact} takes; recompile with a larger --max-seq-len for longer ones")
     rows = []

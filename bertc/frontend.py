@@ -62,9 +62,15 @@ def default_max_seq_len(obj: Any, cfg: dict[str, Any]) -> int | None:
     their shapes when saved: a TorchScript archive, a torch.export program."""
     if isinstance(obj, (torch.jit.ScriptModule, torch.export.ExportedProgram)):
         return None
+    usable = usable_positions(cfg)
+    return max(2, min(MAX_DEFAULT_SEQ_LEN, usable if usable is not None else MAX_DEFAULT_SEQ_LEN))
+
+
+def usable_positions(cfg: dict[str, Any]) -> int | None:
+    """The longest input the config's position table takes (RoBERTa's positions start after its padding
+    id, so two fewer), or None when the config does not say."""
     max_pos = cfg.get("max_position_embeddings")
-    usable = max_pos - (2 if cfg.get("model_type") == "roberta" else 0) if max_pos else MAX_DEFAULT_SEQ_LEN
-    return max(2, min(MAX_DEFAULT_SEQ_LEN, usable))
+    return None if max_pos is None else max_pos - (2 if cfg.get("model_type") == "roberta" else 0)
 
 
 def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle: bool = False,
@@ -85,9 +91,9 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         max_seq_len = default_max_seq_len(obj, cfg)
         if max_seq_len is not None:
             seq_len = max(2, min(seq_len, max_seq_len))
-    max_pos = cfg.get("max_position_embeddings")
+    max_pos, usable = cfg.get("max_position_embeddings"), usable_positions(cfg)
     longest = max_seq_len or seq_len
-    if max_pos is not None and longest > max_pos - (2 if cfg.get("model_type") == "roberta" else 0):
+    if usable is not None and longest > usable:
         flag = "--max-seq-len" if max_seq_len else "--seq-len"
         raise BertcError(f"{flag} {longest} is longer than the model's max_position_embeddings ({max_pos})")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
