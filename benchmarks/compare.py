@@ -67,6 +67,7 @@ from bertc.search.teacher import folder_digest
 from tqdm import tqdm
 
 import bertc
+from bertc.frontend import default_max_seq_len
 from bertc.student import is_student, load_student
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,6 @@ BATCH = 1
 SEQ_LEN = 128
 REAL_TOKENS = 100  # [CLS] + 98 random ids + [SEP]; the rest is pad id 0, still attended (mask all ones)
 ERROR_LIMIT = 1e-3
-MAX_DYNAMIC = 512  # real text: bertc's --max-seq-len, or the model's position table where that is shorter
 # the FFN-up GEMM of BERT-base at sequence 128, a square-ish large one, and a cube: the best of them is
 # the machine's fp32 GEMM rate that each runtime's GFLOP/s is set against
 GEMM_SHAPES = ((128, 768, 3072), (768, 768, 3072), (1024, 1024, 1024))
@@ -461,14 +461,14 @@ def bertc_sources_digest() -> str:
 
 
 def convert_bertc(b: Bundle, rebuild: bool, dynamic: bool = False, seq_len: int | None = None) -> Path:
-    """dynamic (real text): one artifact for every length up to the --max-seq-len a user would pick (the
-    position table, at most MAX_DYNAMIC), run at each input's own length; else (or with seq_len: the
-    --bertc-lengths columns) static at seq_len (default --seq-len)."""
+    """dynamic (real text): bertc's default compile, one artifact for every length up to the model's
+    position table (at most 512: frontend.default_max_seq_len), run at each input's own length; else (or
+    with seq_len: the --bertc-lengths columns) static at seq_len (default --seq-len)."""
     if dynamic and seq_len is None:
-        bound = min(MAX_DYNAMIC, b.config.max_position_embeddings)
+        bound = default_max_seq_len(None, b.config.to_dict())
         path = b.cache / f"bertc-dyn{bound}-{bertc_sources_digest()}.bertc"
         if _fresh(path, rebuild):
-            bertc.compile(b.folder, target="host", max_seq_len=bound, out=path, progress=True)
+            bertc.compile(b.folder, target="host", out=path, progress=True)
         return path
     seq_len = seq_len or SEQ_LEN
     path = b.cache / f"bertc-s{seq_len}-{bertc_sources_digest()}.bertc"
@@ -515,7 +515,8 @@ PEERS = {p.name: p for p in (
     Peer("litert", "LiteRT: litert_torch.convert(module, sample_args).export(), "
          "ai_edge_litert Interpreter(num_threads=N), default XNNPACK delegate", convert_litert, open_litert),
     Peer("bertc", "bertc.compile(folder, target='host', seq_len=128), load(threads=N); real text: "
-         f"max_seq_len=min({MAX_DYNAMIC}, max_position_embeddings), each sentence at its own length",
+         "the default compile (every length up to max_position_embeddings, at most 512), each sentence at its "
+         "own length",
          convert_bertc, open_bertc),
 )}
 
