@@ -142,8 +142,8 @@ bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 200 rt-sent
 bench-lengths: setup ## MiniLM compiled for 1..512 vs compiled at exactly L (1, 7, 27, 64, 128): within 10%?
 	$(PY) benchmarks/lengths.py
 
-bench-gemm: setup ## bertc's packed GEMM GFLOP/s per row count M (1..512) on MiniLM's shapes
-	$(PY) benchmarks/gemm_rows.py
+bench-gemm: setup ## bertc's packed GEMM GFLOP/s per row count M (1..512) on MiniLM's shapes, weights from DRAM
+	$(PY) benchmarks/gemm_rows.py --cold
 
 bench-sparse: setup ## sparse kernels against dense per block shape and density; a pruned MiniLM beside the dense one
 	$(PY) benchmarks/sparse.py

@@ -5,7 +5,10 @@
  * Why per M: with dynamic sequence length (issue 17) a GEMM runs on a sentence's real rows, 27 at the
  * median, which is not a multiple of any tile; this shows where the micro-kernel's rate drops.
  *
- * Usage: gemm_rows MR NR KC CHUNKS ROW_BLOCK ROUNDS BATCH_MS -t T[,T...] -s KxN[,KxN...] -m M[,M...]
+ * Usage: gemm_rows MR NR KC CHUNKS ROW_BLOCK ROUNDS BATCH_MS COPIES -t T[,T...] -s KxN[,KxN...] -m M[,M...]
+ * COPIES > 1 keeps that many packed copies of each weight and cycles through them, one per call, so
+ * that (with enough copies to outgrow the last-level cache) every call reads its weights from DRAM,
+ * as a model's linears do; COPIES = 1 times the kernel on weights that stay in cache.
  * Prints one line per (threads, K, N, M): "T K N M ms_per_call_median ms_per_call_min max_rel_err". */
 #include "kernels.h"
 
@@ -71,17 +74,18 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 14) {
-    fprintf(stderr, "usage: gemm_rows MR NR KC CHUNKS ROW_BLOCK ROUNDS BATCH_MS -t T,.. -s KxN,.. -m M,..\n");
+  if (argc != 15) {
+    fprintf(stderr, "usage: gemm_rows MR NR KC CHUNKS ROW_BLOCK ROUNDS BATCH_MS COPIES -t T,.. -s KxN,.. -m M,..\n");
     return 2;
   }
   const bertc_gemm_tile tile = {atoi(argv[1]), atoi(argv[2]), atoi(argv[3])};
   const bertc_tuning tuning = {atoi(argv[4]), 8, atoi(argv[5])};
   const int rounds = atoi(argv[6]);
   const double batch_ms = atof(argv[7]);
+  const int copies = atoi(argv[8]) > 0 ? atoi(argv[8]) : 1;
   int64_t threads[8], shapes[32], ms[512];
-  const int nt = parse_list(argv[9], threads, 8), ns = parse_list(argv[11], shapes, 32) / 2,
-            nm = parse_list(argv[13], ms, 512);
+  const int nt = parse_list(argv[10], threads, 8), ns = parse_list(argv[12], shapes, 32) / 2,
+            nm = parse_list(argv[14], ms, 512);
   int64_t max_k = 0, max_n = 0, max_m = 0;
   for (int s = 0; s < ns; s++) {
     max_k = shapes[2 * s] > max_k ? shapes[2 * s] : max_k;
@@ -101,13 +105,15 @@ int main(int argc, char **argv) {
   float *x = alloc_floats(max_m * max_k), *y = alloc_floats(max_m * max_n), *bias = alloc_floats(max_n);
   for (int64_t i = 0; i < max_m * max_k; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
   for (int64_t i = 0; i < max_n; i++) bias[i] = (float)rand() / RAND_MAX - 0.5f;
-  float *w[32], *wp[32];
+  float *w[32], **wp[32];
   for (int s = 0; s < ns; s++) {
     const int64_t K = shapes[2 * s], N = shapes[2 * s + 1];
     w[s] = alloc_floats(N * K);
     for (int64_t i = 0; i < N * K; i++) w[s][i] = (float)rand() / RAND_MAX - 0.5f;
-    wp[s] = pack_weight(w[s], N, K, tile.nr);
+    wp[s] = calloc((size_t)copies, sizeof(float *));
+    for (int c = 0; c < copies; c++) wp[s][c] = pack_weight(w[s], N, K, tile.nr);
   }
+  int copy = 0; /* the weight copy the next call reads */
 
   static item items[MAX_ITEMS];
   int n_items = 0;
@@ -117,7 +123,7 @@ int main(int argc, char **argv) {
         item *it = &items[n_items++];
         *it = (item){(int)threads[t], s, shapes[2 * s], shapes[2 * s + 1], ms[i], calloc(rounds, sizeof(double)), 0};
         /* the result against a plain double-precision loop, so a wrong tile cannot report a fast rate */
-        bertc_linear_packed(pools[t], x, wp[s], bias, NULL, y, it->M, it->N, it->K, BERTC_ACT_NONE, &tile);
+        bertc_linear_packed(pools[t], x, wp[s][0], bias, NULL, y, it->M, it->N, it->K, BERTC_ACT_NONE, &tile);
         float worst = 0, scale = 1;
         for (int64_t m = 0; m < it->M; m += (it->M > 8 ? it->M / 8 : 1))
           for (int64_t n = 0; n < it->N; n++) {
@@ -140,12 +146,14 @@ int main(int argc, char **argv) {
       for (int t = 0; t < nt; t++)
         if (threads[t] == it->threads) p = pools[t];
       bertc_pool_begin(p);
-      bertc_linear_packed(p, x, wp[it->shape], bias, NULL, y, it->M, it->N, it->K, BERTC_ACT_NONE, &tile);
+      bertc_linear_packed(p, x, wp[it->shape][copy], bias, NULL, y, it->M, it->N, it->K, BERTC_ACT_NONE, &tile);
+      copy = (copy + 1) % copies;
       int calls = 0;
       const double t0 = now_s();
       double t1 = t0;
       while (calls < 1 || (t1 - t0) * 1e3 < batch_ms) {
-        bertc_linear_packed(p, x, wp[it->shape], bias, NULL, y, it->M, it->N, it->K, BERTC_ACT_NONE, &tile);
+        bertc_linear_packed(p, x, wp[it->shape][copy], bias, NULL, y, it->M, it->N, it->K, BERTC_ACT_NONE, &tile);
+        copy = (copy + 1) % copies;
         calls++;
         t1 = now_s();
       }
@@ -164,6 +172,7 @@ int main(int argc, char **argv) {
   for (int t = 0; t < nt; t++) bertc_pool_destroy(pools[t]);
   for (int s = 0; s < ns; s++) {
     free(w[s]);
+    for (int c = 0; c < copies; c++) free(wp[s][c]);
     free(wp[s]);
   }
   free(x);
