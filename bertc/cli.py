@@ -505,8 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile a grid of one-layer BERT encoders (dense and sparse), time every op "
                        "with bertc_run on the device, fit the cost of each kind of kernel per thread count, then "
                        "check the fit on random held-out configurations (layers 1-12, hidden 128-768, sequence "
-                       "32-256, half of them pruned): prints Spearman rank correlation and the mean absolute "
-                       "percentage error, and writes the profile.",
+                       "1-256 log-uniform, so short text is as present as long, half of them pruned): prints "
+                       "Spearman rank correlation and the mean absolute percentage error, overall and per length "
+                       "band, and writes the profile.",
                        epilog="examples:\n  bertc calibrate --target host                      # ~9 min here\n"
                               "  bertc calibrate --target android-arm64 --device adb --threads 1,4 -o phone.json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -157,7 +157,7 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
                           4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} sparse "
                           f"{sp['density']:.0%}")
         tile = target.tile
-        mp, np_ = -(-m // tile.mr) * tile.mr, -(-n // tile.nr) * tile.nr  # the micro-kernel computes whole tiles
+        mp, np_ = gemm_rows(m, tile.mr, target.isa), -(-n // tile.nr) * tile.nr  # whole panels of nr columns
         f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, wkey: n * k}
         detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
         return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
@@ -184,6 +184,26 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         raise BertcError(f"the cost model has no cost function for '{name}' (cost kind '{kind}')")
     e = math.prod(out)
     return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, float(e), 12.0 * e)
+
+
+# A row tile of fewer rows than this costs as much time per k step as one of this many: its accumulators
+# (rows x 2 vectors on the x86 tiles) are too few chains to hide the FMA latency (4 cycles on 2 pipes:
+# 8 chains). benchmarks/gemm_rows.py: MiniLM's linears at M = 4 and M = 1 differ by DRAM time, not FMAs.
+MIN_TILE_ROWS = 4
+
+
+def gemm_rows(m: int, mr: int, isa: str) -> int:
+    """The rows of an m-row GEMM's FMA work, as the micro-kernel's tiles cost them. The x86 kernel
+    (runtime/kernels/avx2, gemm_tile_rows) merges a short remainder with the last full tile and splits
+    the two evenly (7 rows at mr = 6: 4 + 3); the others take whole tiles of mr and one remainder. Each
+    tile counts at least MIN_TILE_ROWS rows. Padding every input to whole tiles instead put a step of
+    mr rows into the price of a length (7 tokens priced as 12), which no kernel has."""
+    rows, left = 0, m
+    while left > 0:
+        t = (left + 1) // 2 if isa == "avx2" and mr < left < 2 * mr else min(mr, left)
+        rows += max(t, min(MIN_TILE_ROWS, mr))
+        left -= t
+    return rows
 
 
 def gemm_weight_bytes(module, as_stored: bool = True) -> int:

@@ -85,6 +85,17 @@ def test_roofline_arithmetic_by_hand():
     assert est.arena_bytes > 0 and est.weights_bytes >= 4 * (100 * 64 + 64 * 64 * 4 + 2 * 64 * 128)
 
 
+def test_gemm_rows_follow_the_kernels_tiles():
+    """The FMA rows a GEMM is priced at: the x86 kernel merges a short remainder with the last full tile and
+    splits the two (gemm_tile_rows), NEON takes whole tiles and one remainder; no tile counts under 4 rows."""
+    from bertc.cost import gemm_rows
+
+    # 7 = 4 + 3 -> 4 + 4; 13 = 6 + 4 + 3 -> 6 + 4 + 4; 27 = 6 + 6 + 6 + 5 + 4; 128 = 20 x 6 + 4 + 4
+    assert [gemm_rows(m, 6, "avx2") for m in (1, 4, 6, 7, 8, 12, 13, 27, 128)] == [4, 4, 6, 8, 8, 12, 14, 27, 128]
+    assert [gemm_rows(m, 8, "neon") for m in (1, 8, 9, 12, 27)] == [4, 8, 12, 12, 28]  # 27 = 3 x 8 + 3 -> + 4
+    assert [gemm_rows(m, 12, "avx2") for m in (3, 13, 27)] == [4, 13, 27]  # the AVX-512 path's 12-row tile
+
+
 def test_fitted_arithmetic_and_sparse_forms_by_hand():
     coef = {k: [0.0] * len(v) for k, v in FEATURES.items()}
     coef["linear"] = [0.5, 1e-6, 0.0, 0.0, 0.0, 0.0]
