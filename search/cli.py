@@ -30,6 +30,12 @@ SEARCH_HELP = """how it works:
           is taken as it is), compiled for --target and timed at the space's largest thread count;
           the budget is --latency-budget (default 1/3 of that); the teacher's Taylor importance
           (heads, FFN neurons, hidden channels) and its logits on the train split are kept in OUT
+  latency every latency (the teacher's, each prediction and timing, the budget) is in the terms of
+          the space's `lengths`: by default the mean ms per sentence over the task's dev split,
+          each sentence at its own length, as a --max-seq-len artifact runs it (priced and timed
+          at the mean lengths of 4 equal groups of the sorted dev lengths); `p90` (any pNN): the
+          ms of a sentence at that percentile of the dev lengths; a number N: every input padded
+          to N (students compiled with --seq-len N)
   warm    a new study first tries, for each depth and thread count, the largest dense student the
           cost model prices under the budget (--no-warm-start: none)
   screen  Optuna's TPE sampler proposes students from the space; the cost model, with the study's
@@ -54,9 +60,10 @@ SEARCH_HELP = """how it works:
           printed and written to OUT/pareto.{csv,png,html}; everything is in OUT/search_report.json
 
 the space (--space FILE, YAML or JSON; every key optional):
-  seq_len: 64           layers: [2, 3, 4, 5]          hidden: [256, 320, 384]
+  lengths: mean         layers: [2, 3, 4, 5]          hidden: [256, 320, 384]
   heads: [4, 6, 8, 12]  ffn: [512, 768, 1024, 1536]   ffn_per_layer: false
   sparsity: [none, 16x1@0.5]                          threads: [1, 2]
+  lengths: mean, pNN (p50, p90, p99) or N (see latency above; `seq_len: N` is read as N)
   the teacher's latency (and so a relative budget) is measured at the largest thread count
 
 resuming and sharing: the study is OUT/study.log (an Optuna journal); a killed search loses no
@@ -73,7 +80,8 @@ examples:
   bertc search -o s2 --latency-budget 2ms --space space.yaml --trials 24 --timeout 50
   bertc search -o s3 --target android-arm64 --device adb:SERIAL --latency-budget 15ms
   bertc search --resume -o minilm.search --trials 24
-  bertc compile minilm.search/student --target android-arm64 -o student.bertc"""
+  bertc compile minilm.search/student --target android-arm64 --max-seq-len 64 -o student.bertc
+                        # the length bound the search timed at: the search prints the command"""
 
 
 SETTING_FLAGS = ("teacher", "task", "target", "space", "latency_budget", "objective", "epochs", "max_train",
@@ -148,7 +156,7 @@ def add_search(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", help="where timing runs: host (default) or adb[:SERIAL] (a phone; qemu cannot time)")
     p.add_argument("--space", metavar="FILE", help="the search space, YAML or JSON (default: see below)")
     p.add_argument("--latency-budget", metavar="B", help="'2.5ms', or a fraction of the teacher's compiled latency "
-                   "such as '1/3' (default)")
+                   "such as '1/3' (default); in the space's `lengths` terms: by default mean ms per dev sentence")
     p.add_argument("--objective", choices=("constrained", "pareto"), help="constrained: best dev accuracy with "
                    "latency <= budget (default); pareto: accuracy and latency as two objectives")
     p.add_argument("--trials", type=at_least(1), default=16, metavar="N", help="candidates to train in all, counting those "

@@ -46,7 +46,8 @@ def finish(st: Study) -> dict:
     write_csv(sorted(scored, key=lambda r: r.number), st.out / "trials.csv")
     write_csv(front, st.out / "pareto.csv")
     plots = write_plots(scored, front, st.out / "pareto", st.budget_ms, t,
-                        None if chosen is None else replace(chosen, latency_ms=chosen.measured_ms))
+                        None if chosen is None else replace(chosen, latency_ms=chosen.measured_ms),
+                        latency=st.lengths.short())
     timed = [r for r in records if r.stage == "timed"]
     errors = [abs(r.predicted_ms - r.measured_ms) / r.measured_ms for r in timed]
     stages = {k: sum(r.stage == k for r in records) for k in ("screened-out", "trained", "timed")}
@@ -60,7 +61,7 @@ def finish(st: Study) -> dict:
            f"and scored only, {stages['timed']} also compiled and timed; cost model on the timed: mean |error| "
            f"{report['cost_model_on_timed']['mape'] or 0:.1%}")
     st.log(f"Pareto front (budget {st.budget_ms:.3f} ms = {st.budget_ms / t['latency_ms']:.2f} x the teacher's "
-           f"{t['latency_ms']:.3f} ms):\n" + format_table(front, st.budget_ms))
+           f"{t['latency_ms']:.3f} ms; {st.lengths.describe()}):\n" + format_table(front, st.budget_ms))
     if chosen is None:
         st.state["final"] = None
         write_report(st, report)
@@ -100,7 +101,8 @@ def final_student(st: Study, chosen: TrialRecord) -> dict:
            f"{t['latency_ms']:.3f} ms; PyTorch runs the teacher in {out['torch_ms']['teacher']:.3f} ms); timed "
            f"alternately with the teacher, {out['interleaved']['speedup']:.2f}x (range "
            f"{out['interleaved']['min']:.2f}-{out['interleaved']['max']:.2f}x over {INTERLEAVED_ROUNDS} pairs)\n"
-           f"saved {folder}: `bertc compile {folder} --target {s.target}`")
+           f"saved {folder}: `bertc compile {folder} --target {s.target} {st.lengths.compile_flags()}` makes the "
+           "artifact these times are of")
     return out
 
 
@@ -137,26 +139,29 @@ def _save(st: Study, student, tokenizer, out: dict) -> Path:
 def _measure(st: Study, cand: Candidate, folder: Path, student, teacher, tokenizer, task: Task, out: dict) -> None:
     """The saved student compiled and timed again, its compiled accuracy (on the host), PyTorch's times and the
     teacher/student pairs timed alternately, added to ``out``."""
-    s, seq_len, t = st.settings, st.space.seq_len, st.state["teacher"]
-    art = compile_quiet(folder, st.out / "student.bertc", s.target, seq_len, cand.sparsity)
+    s, lengths, t = st.settings, st.lengths, st.state["teacher"]
+    art = compile_quiet(folder, st.out / "student.bertc", s.target, lengths, cand.sparsity)
     out["artifact"] = str(art.path)
-    out["latency_ms"] = round(time_artifact(art.path, cand.threads, seq_len, s.device, s.runs), 4)
+    out["compile_command"] = f"bertc compile {folder} --target {s.target} {lengths.compile_flags()}"
+    out["latency"] = lengths.describe()
+    out["latency_ms"] = round(time_artifact(art.path, cand.threads, lengths, s.device, s.runs), 4)
     if not s.device or s.device == "host":
         out["compiled_test_accuracy"] = compiled_accuracy(art.path, student.classifier, tokenizer, task.test,
                                                           cand.threads)
-    out["torch_ms"] = {"teacher": round(torch_ms(teacher.bert, seq_len, t["threads"]), 4),
-                       "student": round(torch_ms(student.bert, seq_len, cand.threads), 4)}
+    out["torch_ms"] = {"teacher": round(torch_ms(teacher.bert, lengths, t["threads"]), 4),
+                       "student": round(torch_ms(student.bert, lengths, cand.threads), 4)}
     out["speedup_vs_teacher"] = round(t["latency_ms"] / out["latency_ms"], 3)
     work = st.out / ".teacher.bertc"
-    teacher_art = compile_quiet(Path(st.state["teacher_dir"]), work, s.target, seq_len, None)
+    teacher_art = compile_quiet(Path(st.state["teacher_dir"]), work, s.target, lengths, None)
     out["interleaved"] = interleaved_ratio(teacher_art.path, t["threads"], art.path, cand.threads,
-                                           seq_len=seq_len, device=s.device, runs=s.runs)
+                                           lengths=lengths, device=s.device, runs=s.runs)
     shutil.rmtree(work, ignore_errors=True)
     out["accuracy_kept"] = round(out["test_accuracy"] / t["test_accuracy"], 4)
 
 
 def compiled_accuracy(art_path: Path, classifier, tokenizer, examples, threads: int) -> float:
-    """Accuracy of the compiled encoder (bertc's runtime) + the student's classifier head on ``examples``."""
+    """Accuracy of the compiled encoder (bertc's runtime) + the student's classifier head on ``examples``, each
+    at its own length (a --max-seq-len artifact) or padded to the artifact's one length."""
     model = load(art_path, threads=threads)
     w, b = classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
     seq, right = model.seq_len, 0

@@ -1,7 +1,7 @@
 """Scoring a round's candidates: each is cut from the teacher, distilled briefly and scored on dev accuracy,
 in this process or as Ray tasks (``--workers N`` on a local Ray, ``--ray ADDRESS`` on a cluster).
 
-    pool = Pool(teacher_dir, study_dir, settings, seq_len, workers=2, address=None)
+    pool = Pool(teacher_dir, study_dir, settings, lengths, workers=2, address=None)
     results = pool.score([(trial_number, candidate), ...])   # dev_accuracy, train_seconds, state, config
     ms = pool.time(trial_folder, candidate)                  # compiled and timed (on the phone's node with adb)
 
@@ -27,6 +27,7 @@ from bertc.sparsity import apply_masks, model_masks, parse_spec
 
 from .distill import TrainConfig, accuracy, encode, predict_logits, train
 from .inherit import Importance, build_student
+from .lengths import Lengths
 from .settings import Settings
 from .space import Candidate
 from .tasks import load_task, train_examples
@@ -92,9 +93,9 @@ def save_student(folder: Path, result: dict, tokenizer_dir: str | Path) -> None:
 class Pool:
     """Scores candidates in this process, or as tasks on a local (``workers`` > 1) or remote Ray."""
 
-    def __init__(self, teacher_dir: str, study_dir: Path, settings: Settings, seq_len: int, workers: int,
+    def __init__(self, teacher_dir: str, study_dir: Path, settings: Settings, lengths: Lengths, workers: int,
                  address: str | None):
-        self.settings, self.seq_len, self.ray = settings, seq_len, None
+        self.settings, self.lengths, self.ray = settings, lengths, None
         s = settings
         # a Scorer's key: plain values, so that a Ray task carries them and a worker keeps one Scorer per study
         self.args = (teacher_dir, s.task, str(study_dir),
@@ -123,7 +124,7 @@ class Pool:
     def time(self, folder: Path, cand: Candidate) -> float:
         """Compile and time the student saved in ``folder/student``; only the student folder is kept."""
         s = self.settings
-        args = (folder / "student", folder / "student.bertc", s.target, self.seq_len, cand.threads, cand.sparsity,
+        args = (folder / "student", folder / "student.bertc", s.target, self.lengths, cand.threads, cand.sparsity,
                 s.device, s.runs)
         try:
             if self.ray is not None and s.device and s.device.startswith("adb"):

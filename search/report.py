@@ -46,10 +46,12 @@ def write_csv(rows: list[TrialRecord], path: Path) -> None:
 
 
 def write_plots(rows: list[TrialRecord], front: list[TrialRecord], stem: Path, budget_ms: float, teacher: dict,
-                chosen: TrialRecord | None) -> list[Path]:
+                chosen: TrialRecord | None, latency: str = "") -> list[Path]:
     """``stem``.png (matplotlib) and ``stem``.html (plotly, hover for the architecture): dev accuracy
     against latency for every scored candidate, the front, the budget, the teacher (its latency_ms and
-    dev_accuracy) and the choice (placed at its ``latency_ms``)."""
+    dev_accuracy) and the choice (placed at its ``latency_ms``). ``latency`` says what a latency is
+    (search/lengths.py's Lengths.short), on the x axis."""
+    xlabel = f"latency (ms, bertc{', ' + latency if latency else ''})"
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,7 +72,7 @@ def write_plots(rows: list[TrialRecord], front: list[TrialRecord], stem: Path, b
     if chosen is not None:
         ax.scatter([chosen.latency_ms], [chosen.dev_accuracy], marker="*", c="tab:orange", s=160, zorder=5,
                    label=f"chosen: {chosen.describe}")
-    ax.set_xlabel("latency (ms, bertc)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("dev accuracy")
     ax.set_title("bertc search: accuracy against latency")
     ax.grid(alpha=0.3)
@@ -96,7 +98,7 @@ def write_plots(rows: list[TrialRecord], front: list[TrialRecord], stem: Path, b
                                marker={"symbol": "star", "size": 14, "color": "orange"}, text=hover([chosen]),
                                hoverinfo="text"))
     f.add_vline(x=budget_ms, line_dash="dash", line_color="red", annotation_text=f"budget {budget_ms:.2f} ms")
-    f.update_layout(title="bertc search: accuracy against latency", xaxis_title="latency (ms, bertc)",
+    f.update_layout(title="bertc search: accuracy against latency", xaxis_title=xlabel,
                     yaxis_title="dev accuracy")
     html = stem.with_suffix(".html")
     f.write_html(str(html), include_plotlyjs=True)

@@ -6,7 +6,8 @@
 
 A space file (every key optional; the defaults are DEFAULT_SPACE's)::
 
-    seq_len: 64                   # fixed for the study: the sequence length students are compiled for
+    lengths: mean                 # what a latency is measured on (search/lengths.py): `mean` over the dev
+                                  # split's sentences at their own lengths, `p90` (any pNN), or N: padded to N
     layers: [2, 3, 4]             # encoder layers, cut from the teacher's (evenly spaced, last kept)
     hidden: [256, 320, 384]       # hidden size: a multiple of the teacher's head size
     heads: [4, 6, 8, 12]          # attention heads per layer (each keeps the teacher's head size)
@@ -26,8 +27,10 @@ from typing import Any
 from bertc.errors import BertcError
 from bertc.sparsity import parse_spec
 
+from .lengths import parse_measure
+
 DEFAULT_SPACE: dict[str, Any] = {
-    "seq_len": 64,
+    "lengths": "mean",
     "layers": [2, 3, 4, 5],
     "hidden": [256, 320, 384],
     "heads": [4, 6, 8, 12],
@@ -71,7 +74,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Space:
-    seq_len: int
+    lengths: str | int  # "mean", "pNN" or a fixed length: see search/lengths.py
     layers: list[int]
     hidden: list[int]
     heads: list[int]
@@ -123,8 +126,8 @@ class Space:
             problems.append(f"heads up to {max(self.heads)}, but the teacher has {config.num_attention_heads}")
         if max(self.ffn) > config.intermediate_size:
             problems.append(f"FFN up to {max(self.ffn)}, but the teacher's is {config.intermediate_size}")
-        if self.seq_len > config.max_position_embeddings:
-            problems.append(f"seq_len {self.seq_len} is over the teacher's {config.max_position_embeddings} positions")
+        if isinstance(self.lengths, int) and self.lengths > config.max_position_embeddings:
+            problems.append(f"lengths {self.lengths} is over the teacher's {config.max_position_embeddings} positions")
         if problems:
             raise BertcError(f"the search space ({self.source}) does not fit the teacher: " + "; ".join(problems)
                              + ". Edit the space file to stay within the teacher's shape.")
@@ -140,6 +143,12 @@ def parse_space(data: Any, source: str = "built-in default") -> Space:
     """A Space from a parsed YAML/JSON mapping; every error names the key and what is allowed."""
     if not isinstance(data, dict):
         raise BertcError(f"the search space in {source} must be a mapping of keys to lists (see `bertc search --help`)")
+    data = dict(data)
+    if "seq_len" in data:  # a space written before dynamic lengths (or an older study's search.json)
+        if "lengths" in data:
+            raise BertcError(f"the search space {source} has both 'seq_len' and 'lengths': keep 'lengths' "
+                             "('seq_len: N' is the older spelling of 'lengths: N')")
+        data["lengths"] = data.pop("seq_len")
     unknown = set(data) - set(DEFAULT_SPACE)
     if unknown:
         raise BertcError(f"unknown key(s) {sorted(unknown)} in the search space {source}; known: {', '.join(DEFAULT_SPACE)}")
@@ -148,8 +157,7 @@ def parse_space(data: Any, source: str = "built-in default") -> Space:
         v = d[key]
         if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
             raise BertcError(f"'{key}' in the search space {source} must be a non-empty list of positive integers, got {v!r}")
-    if not isinstance(d["seq_len"], int) or d["seq_len"] < 1:
-        raise BertcError(f"'seq_len' in the search space {source} must be a positive integer, got {d['seq_len']!r}")
+    lengths = parse_measure(d["lengths"], source)
     if not isinstance(d["ffn_per_layer"], bool):
         raise BertcError(f"'ffn_per_layer' in the search space {source} must be true or false, got {d['ffn_per_layer']!r}")
     sp = d["sparsity"]
@@ -164,7 +172,7 @@ def parse_space(data: Any, source: str = "built-in default") -> Space:
             sparsity.append(parse_spec(str(s)).text)
         except BertcError as e:
             raise BertcError(f"sparsity entry {s!r} in the search space {source}: {e}") from None
-    return Space(d["seq_len"], *(sorted(set(d[k])) for k in ("layers", "hidden", "heads", "ffn")), d["ffn_per_layer"],
+    return Space(lengths, *(sorted(set(d[k])) for k in ("layers", "hidden", "heads", "ffn")), d["ffn_per_layer"],
                  list(dict.fromkeys(sparsity)), sorted(set(d["threads"])), source)
 
 

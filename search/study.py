@@ -6,8 +6,9 @@ score, time and re-fit, told to Optuna. What each step does for the user: ``bert
     st.run(trials=16, timeout_min=None, workers=1, ray_address=None)
     st.best(st.study)                          # the TrialRecord the search ships, or None
 
-``st.state`` is what search.json keeps besides the settings: ``teacher_dir``, ``teacher`` (its latency,
-threads, accuracies and shape), ``budget_ms``, ``sampler``, ``warm_start`` and ``recalibrations``.
+``st.state`` is what search.json keeps besides the settings: ``teacher_dir``, ``lengths`` (what a latency
+is measured on: search/lengths.py), ``teacher`` (its latency, threads, accuracies and shape), ``budget_ms``,
+``sampler``, ``warm_start`` and ``recalibrations``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bertc.errors import BertcError
 
 from .distill import encode, predict_logits
 from .inherit import importance
+from .lengths import Lengths, dev_lengths, study_lengths
 from .pool import Pool, save_student
 from .recalibrate import recalibrate, study_profile
 from .settings import Settings
@@ -63,7 +65,8 @@ class Study:
         self.out, self.settings, self.progress = out, settings, progress
         self.space: Space = parse_space(settings.space)
         self.state: dict[str, Any] = {}
-        self._ops: dict[Candidate, list] = {}  # the cost model's ops per candidate, priced each round
+        self.lengths: Lengths | None = None  # set by setup (kept in state, so a resumed study keeps them)
+        self._ops: dict[Candidate, list[list]] = {}  # the cost model's ops per candidate and length, priced each round
 
     def log(self, msg: str) -> None:
         if self.progress:
@@ -97,6 +100,14 @@ class Study:
             self.write_state()
         teacher, tokenizer = load_classifier(self.state["teacher_dir"], task)
         self.space.check_teacher(teacher.config)
+        if "lengths" not in self.state:
+            bound = min(task.max_length, teacher.config.max_position_embeddings)
+            self.state["lengths"] = study_lengths(
+                self.space.lengths, dev_lengths(tokenizer, [t for t, _ in task.dev], bound), bound,
+                f"the {task.name} dev split").to_json()
+            self.write_state()
+        self.lengths = Lengths.from_json(self.state["lengths"])
+        self.log(f"latency: {self.lengths.describe()}")
         if not (self.out / "importance.npz").is_file():
             self.log("teacher: Taylor importance of heads, FFN neurons and hidden channels")
             importance(teacher, tokenizer, task).save(self.out / ".importance.npz")
@@ -117,7 +128,7 @@ class Study:
         threads = max(self.space.threads)
         self.log(f"teacher: compiling for {self.settings.target} and timing it at {threads} threads")
         work = self.out / "teacher.bertc"
-        ms = compile_and_time(Path(self.state["teacher_dir"]), work, self.settings.target, self.space.seq_len,
+        ms = compile_and_time(Path(self.state["teacher_dir"]), work, self.settings.target, self.lengths,
                               threads, None, self.settings.device, self.settings.runs)
         shutil.rmtree(work, ignore_errors=True)
         return {"latency_ms": round(ms, 4), "threads": threads, "dev_accuracy": split_accuracy(teacher, tokenizer, task, "dev"),
@@ -128,22 +139,26 @@ class Study:
     # ---- the cost model's price of a candidate
 
     def predict(self, cand: Candidate, teacher_config, profiles) -> list[float]:
-        """Milliseconds for ``cand`` under each profile. The passes run once per candidate (its ops do not
-        depend on the profile); each round prices them with that round's re-fitted profile."""
-        ops = self._ops_of(cand, teacher_config, profiles[0].cache_bytes)
-        return [p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops) for p in profiles]
+        """Milliseconds for ``cand`` under each profile, in the study's terms (its lengths' points, combined).
+        The passes run once per candidate and length (the ops do not depend on the profile); each round prices
+        them with that round's re-fitted profile."""
+        per_length = self._ops_of(cand, teacher_config, profiles[0].cache_bytes)
+        return [self.lengths.combine([p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops)
+                                      for ops in per_length]) for p in profiles]
 
-    def _ops_of(self, cand: Candidate, teacher_config, cache_bytes):
+    def _ops_of(self, cand: Candidate, teacher_config, cache_bytes) -> list[list]:
         ops = self._ops.get(cand)
         if ops is None:
-            ops = self._ops[cand] = config_ops(cand.config(teacher_config).to_dict(), self.settings.target,
-                                               self.space.seq_len, prune=cand.sparsity, cache_bytes=cache_bytes)
+            config = cand.config(teacher_config).to_dict()
+            ops = self._ops[cand] = [config_ops(config, self.settings.target, n, prune=cand.sparsity,
+                                                cache_bytes=cache_bytes) for n in self.lengths.points]
         return ops
 
     def sparse_ms(self, cand: Candidate, teacher_config, profile) -> float:
         """The part of ``cand``'s prediction under ``profile`` spent in sparse GEMMs (0 for a dense one)."""
-        ops = self._ops_of(cand, teacher_config, profile.cache_bytes)
-        return sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == "linear_sparse")
+        per_length = self._ops_of(cand, teacher_config, profile.cache_bytes)
+        return self.lengths.combine([sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == "linear_sparse")
+                                     for ops in per_length])
 
     def seed_frontier(self, study, teacher_config) -> None:
         """The compiler-aware warm start: before the sampler's first (random) trials, enqueue, for every
@@ -178,7 +193,7 @@ class Study:
         if rerun:
             self.log(f"resuming: {rerun} trial(s) that were running when the search stopped will run again")
         self.write_state()
-        pool = Pool(self.state["teacher_dir"], self.out, s, self.space.seq_len, workers, ray_address)
+        pool = Pool(self.state["teacher_dir"], self.out, s, self.lengths, workers, ray_address)
         deadline = time.monotonic() + 60 * timeout_min if timeout_min else math.inf
         bar = tqdm(total=trials, initial=min(trials, len(scored_trials(study))), desc="search", unit="trial",
                    disable=not self.progress)

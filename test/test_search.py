@@ -16,6 +16,7 @@ import pytest
 import torch
 import transformers as T
 from bertc.search.inherit import build_student, importance, load_student, select_layers
+from bertc.search.lengths import Lengths, study_lengths
 from bertc.search.space import Candidate, load_space, parse_space
 from bertc.search.study import BUDGET_MARGIN, SCREEN_SLACK
 from bertc.search.tasks import load_task
@@ -24,8 +25,11 @@ from test_cost import _normalized
 import bertc
 from bertc.errors import BertcError
 
-SPACE = {"seq_len": 32, "layers": [1, 2, 4], "hidden": [32, 64], "heads": [2, 4], "ffn": [64, 128],
+# lengths: the mean over rt-sentiment's dev lengths, each at its own length (students compiled with --max-seq-len);
+# the resume test runs the older fixed length (FIXED)
+SPACE = {"lengths": "mean", "layers": [1, 2, 4], "hidden": [32, 64], "heads": [2, 4], "ffn": [64, 128],
          "sparsity": ["none", "16x1@0.5"], "threads": [1]}
+FIXED = {**{k: v for k, v in SPACE.items() if k != "lengths"}, "seq_len": 32}
 BERTC = [sys.executable, "-m", "bertc.cli"]
 
 
@@ -63,6 +67,10 @@ def teacher_and_importance(tiny_teacher):
     ({"sparsity": ["16x1@2"]}, "sparsity entry '16x1@2'"),
     ({"ffn_per_layer": "yes"}, "'ffn_per_layer'"),
     ([1, 2], "must be a mapping"),
+    ({"lengths": "median"}, "'lengths' in the search space x.yaml must be `mean`, a percentile such as `p90`"),
+    ({"lengths": "p0"}, "'lengths'"),
+    ({"lengths": 0}, "'lengths'"),
+    ({"seq_len": 32, "lengths": "mean"}, "has both 'seq_len' and 'lengths'"),
 ])
 def test_bad_space_files_say_what_is_wrong(data, message):
     with pytest.raises(BertcError, match=None) as e:
@@ -84,6 +92,41 @@ def test_space_file_yaml_and_sampling(tmp_path):
     assert cfg.intermediate_sizes == list(cands[0].ffn) and cfg.attention_head_size == 32
     with pytest.raises(BertcError, match="does not fit the teacher: layers up to 3, but the teacher has 2"):
         space.check_teacher(T.BertConfig(hidden_size=384, num_attention_heads=12, num_hidden_layers=2))
+
+
+def test_study_lengths_mean_percentile_and_fixed():
+    from bertc.search.lengths import study_lengths
+
+    lat = study_lengths("mean", [3, 5, 9, 10, 12, 20, 30, 90], bound=64, source="x")
+    # cut at the bound (90 -> 64), four groups of two at their mean lengths, each a quarter of the inputs
+    assert lat.points == (4, 10, 16, 47) and lat.weights == (0.25,) * 4 and lat.bound == 64 and lat.dynamic
+    assert lat.combine([1, 2, 3, 4]) == pytest.approx(2.5) and lat.compile_flags() == "--max-seq-len 64"
+    assert study_lengths("p90", list(range(1, 101)), 64, "x").points == (64,)  # the 90th percentile, cut at 64
+    assert study_lengths("p50", list(range(1, 101)), 128, "x").points == (51,)
+    assert study_lengths("mean", [7, 7, 7], 64, "x").points == (7,)  # one group per distinct length
+    fixed = study_lengths(32, [5, 6], 64, "x")
+    assert (fixed.points, fixed.bound, fixed.dynamic, fixed.compile_flags()) == ((32,), 32, False, "--seq-len 32")
+    assert parse_space({"seq_len": 48}).lengths == 48  # an older space (or study) reads as a fixed length
+
+
+def test_four_length_groups_price_the_dev_split_as_every_length_does(tiny_teacher):
+    """The study prices a candidate at BINS points; on rt-sentiment's real dev lengths that must agree with
+    the cost model's mean over every sentence at its own length (each distinct length priced)."""
+    from bertc.search.lengths import dev_lengths, study_lengths
+
+    from bertc.cost import config_ops, load_profile
+
+    task, tok = load_task("rt-sentiment"), T.AutoTokenizer.from_pretrained(str(tiny_teacher))
+    lengths = dev_lengths(tok, [t for t, _ in task.dev], task.max_length)
+    lat = study_lengths("mean", lengths, task.max_length, "dev")
+    assert len(lat.points) == 4 and lat.points[0] < int(np.median(lengths)) < lat.points[-1]
+    profile = load_profile(None, "host")
+    config = T.BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=2, num_attention_heads=6,
+                          intermediate_size=1536, max_position_embeddings=64).to_dict()
+    price = {n: profile.overhead_ms(1) + sum(profile.op_ms(o, 1) for o in config_ops(config, "host", n))
+             for n in sorted(set(lengths) | set(lat.points))}
+    every = float(np.mean([price[n] for n in lengths]))
+    assert lat.combine([price[n] for n in lat.points]) == pytest.approx(every, rel=0.02)
 
 
 # --------------------------------------------------------------------------- students
@@ -142,11 +185,11 @@ def test_a_cut_student_compiles_and_the_cost_model_sees_its_shape(teacher_and_im
 # --------------------------------------------------------------------------- the study
 
 
-def _search(out: Path, teacher: Path, *extra: str, trials: int = 4) -> list[str]:
+def _search(out: Path, teacher: Path, *extra: str, trials: int = 4, space_dict: dict = SPACE) -> list[str]:
     # budget: the teacher's own measured latency. Every student is smaller, so one is shipped unless the machine
     # slows down by more than the student's margin between the teacher's timing and its own (see _shipped)
     space = out.parent / "space.json"
-    space.write_text(json.dumps(SPACE))
+    space.write_text(json.dumps(space_dict))
     return [*BERTC, "search", "-o", str(out), "--teacher", str(teacher), "--space", str(space),
             "--latency-budget", "1x", "--trials", str(trials), "--round-size", "2", "--timed-per-round", "1",
             "--max-train", "200", "--final-epochs", "1", "--augment", "1", "--runs", "5", *extra]
@@ -229,6 +272,7 @@ def test_the_screen_never_trains_a_candidate_the_cost_model_puts_over_budget(tin
     settings = Settings(teacher=str(tiny_teacher), task="rt-sentiment", target="host", space=SPACE,
                         budget_ms=None, round_size=2, timed_per_round=1, warm_start=False)
     st = study.Study(tmp_path, settings, progress=False)
+    st.lengths = study_lengths("mean", [5, 9, 12, 20, 31, 40], 64, "a few lengths")  # priced at four of them
     big = Candidate(4, 64, 4, (128,) * 4, None, 1)  # the teacher's own shape
     st.budget_ms = st.predict(big, teacher_config, (load_profile(None, "host"),))[0] / 1.5
     st.state = {"teacher_dir": str(tiny_teacher), "budget_ms": st.budget_ms}
@@ -281,10 +325,15 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     from bertc.cost import config_ops, load_profile
 
     profile, teacher_config = load_profile(None, "host"), T.AutoConfig.from_pretrained(tiny_teacher)
+    # every latency is the mean over the dev split's lengths: priced and timed at four of them, up to the
+    # task's 64 tokens (the tiny teacher's positions too)
+    lat = Lengths.from_json(report["lengths"])
+    assert lat.measure == "mean" and len(lat.points) == 4 and lat.bound == 64 and "rt-sentiment dev" in lat.source
 
     def predicted(c: Candidate) -> float:
-        ops = config_ops(c.config(teacher_config).to_dict(), "host", SPACE["seq_len"], cache_bytes=profile.cache_bytes)
-        return profile.overhead_ms(1) + sum(profile.op_ms(o, 1) for o in ops)
+        config = c.config(teacher_config).to_dict()
+        return lat.combine([profile.overhead_ms(1) + sum(profile.op_ms(o, 1) for o in config_ops(
+            config, "host", n, cache_bytes=profile.cache_bytes)) for n in lat.points])
 
     for n in SPACE["layers"]:
         fits = [predicted(Candidate(n, h, a, (f,) * n, None, 1)) for h in SPACE["hidden"] for a in SPACE["heads"]
@@ -310,6 +359,12 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     assert report["chosen"]["measured_ms"] <= report["budget_ms"] * 0.98  # under by more than the timing noise
     assert (out / "pareto.png").stat().st_size > 10_000 and "plotly" in (out / "pareto.html").read_text()[:100_000]
     assert "Pareto front" in run.stderr + run.stdout
+    # the student was timed as a --max-seq-len 64 artifact, and the command printed makes that artifact
+    assert final["compile_command"].endswith("--target host --max-seq-len 64")
+    assert final["compile_command"] in run.stderr + run.stdout
+    from bertc.artifact import read_manifest
+
+    assert read_manifest(Path(final["artifact"])).max_seq_len == 64
     # the saved student is what `bertc compile` takes
     art = bertc.compile(out / "student", seq_len=16, out=tmp_path / "student.bertc")
     assert art.manifest.seq_len == 16
@@ -317,7 +372,8 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
 
 def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
     out = tmp_path / "s"
-    proc = subprocess.Popen(_search(out, tiny_teacher, "--final-epochs", "0", trials=4), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_search(out, tiny_teacher, "--final-epochs", "0", trials=4, space_dict=FIXED),
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 1200  # a guard against a hung search only: how fast it runs is not asserted
     try:
