@@ -9,9 +9,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Raised in one visible line when a change needs more; lowered when a split makes a folder smaller. History: issues
 # 5-8 (Vulkan, sparsity, the cost model, bertc search), issue 15 (hardening: vendored jsmn, the fuzzer, the
 # sanitizer drivers, a test per defect), issue 16 (op traits on the dialect, the FX canonicalisation moved into
-# passes/, search/driver.py split by concern, bertc/prune.py moved to search/, the import-direction test).
-BUDGETS = {"bertc": 4700, "dialects": 470, "passes": 2650, "runtime": 6150, "test": 3700, "benchmarks": 2000,
-           "search": 2450}
+# passes/, search/driver.py split by concern, bertc/prune.py moved to search/, the import-direction test), issue 17
+# (the search on the dev lengths: search/lengths.py; the cost model's tile rows; gemm_rows --cold; their tests).
+BUDGETS = {"bertc": 4750, "dialects": 470, "passes": 2650, "runtime": 6150, "test": 3800, "benchmarks": 2050,
+           "search": 2650}
 
 
 def test_every_pass_has_file_docstring_and_lit_test():
