@@ -79,13 +79,14 @@ examples:
   bertc search -o minilm.search                                  # MiniLM, rt-sentiment, host, 1/3
   bertc search -o s2 --latency-budget 2ms --space space.yaml --trials 24 --timeout 50
   bertc search -o s3 --target android-arm64 --device adb:SERIAL --latency-budget 15ms
+  bertc calibrate -o here.json && bertc search -o s4 --profile here.json   # priced right from round 1
   bertc search --resume -o minilm.search --trials 24
   bertc compile minilm.search/student --target android-arm64 --max-seq-len 64 -o student.bertc
                         # the length bound the search timed at: the search prints the command"""
 
 
 SETTING_FLAGS = ("teacher", "task", "target", "space", "latency_budget", "objective", "epochs", "max_train",
-                 "round_size", "timed_per_round", "warm_start", "seed", "device", "storage", "runs")
+                 "round_size", "timed_per_round", "warm_start", "seed", "device", "storage", "runs", "profile")
 FINAL_FLAGS = ("final_epochs", "augment", "hidden_weight")  # the final training only: --resume may change them
 
 
@@ -130,6 +131,7 @@ def _run_search(args: argparse.Namespace) -> int:
                             augment=pick("augment", 4), hidden_weight=pick("hidden_weight", 0.0),
                             warm_start=pick("warm_start", True), seed=pick("seed", 0),
                             device=args.device, storage=args.storage, runs=pick("runs", 30),
+                            profile=str(Path(args.profile).resolve()) if args.profile else None,
                             extra={"space_file": space.source})
     from .driver import search  # torch, Optuna and the compiler: only when a search runs
 
@@ -154,6 +156,9 @@ def add_search(sub) -> argparse.ArgumentParser:
     p.add_argument("--task", help="the task: rt-sentiment (default)")
     p.add_argument("--target", help="the target the students are compiled and timed for (default: host)")
     p.add_argument("--device", help="where timing runs: host (default) or adb[:SERIAL] (a phone; qemu cannot time)")
+    p.add_argument("--profile", metavar="FILE", help="the cost model's profile for this machine or phone, from "
+                   "`bertc calibrate` (default: the target's built-in one, fitted on another CPU: its level can be "
+                   "several times off until the first round's timings re-fit it)")
     p.add_argument("--space", metavar="FILE", help="the search space, YAML or JSON (default: see below)")
     p.add_argument("--latency-budget", metavar="B", help="'2.5ms', or a fraction of the teacher's compiled latency "
                    "such as '1/3' (default); in the space's `lengths` terms: by default mean ms per dev sentence")

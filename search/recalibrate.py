@@ -1,10 +1,11 @@
 """The study's cost model, re-fitted from its own timed candidates after every round.
 
-    profile = study_profile(out, "host")          # OUT/profile.json if a round wrote one, else the built-in
-    scales = recalibrate(out, "host", timed)      # re-fit from the timed TrialRecords, write OUT/profile.json
+    profile = study_profile(out, "host", None)    # OUT/profile.json if a round wrote one, else the base
+    scales = recalibrate(out, "host", None, timed)  # re-fit from the timed TrialRecords, write OUT/profile.json
 
-The screen of the next round prices candidates with this profile; the fit always starts from the built-in
-profile and its predictions (``base_predicted_ms``), so it never chases its own corrections.
+The base profile is --profile's file (`bertc calibrate` on this machine), else the target's built-in one.
+The screen of the next round prices candidates with the re-fitted profile; the fit always starts from the
+base profile and its predictions (``base_predicted_ms``), so it never chases its own corrections.
 """
 
 from __future__ import annotations
@@ -47,19 +48,20 @@ def refit_profile(base: dict, timed: list[TrialRecord]) -> tuple[dict, dict[str,
     return data, scales
 
 
-def study_profile(study_dir: Path, target: str) -> Profile:
-    """The study's re-fitted profile (``study_dir/profile.json``), or the target's built-in one before any re-fit."""
+def study_profile(study_dir: Path, target: str, base: str | None) -> Profile:
+    """The study's re-fitted profile (``study_dir/profile.json``), or the base one (``base``: a profile file,
+    None: the target's built-in) before any re-fit."""
     path = study_dir / "profile.json"
     if path.is_file():
         data = json.loads(path.read_text())
         return Profile(data["name"], data, path)
-    return load_profile(None, target)
+    return load_profile(base, target)
 
 
-def recalibrate(study_dir: Path, target: str, timed: list[TrialRecord]) -> dict[str, float]:
-    """Re-fit the target's built-in profile from the timed trials (see refit_profile) and save it as the
-    study's ``profile.json``; returns the scales applied."""
-    data, scales = refit_profile(load_profile(None, target).data, timed)
+def recalibrate(study_dir: Path, target: str, base: str | None, timed: list[TrialRecord]) -> dict[str, float]:
+    """Re-fit the base profile from the timed trials (see refit_profile) and save it as the study's
+    ``profile.json``; returns the scales applied."""
+    data, scales = refit_profile(load_profile(base, target).data, timed)
     tmp = study_dir / ".profile.json.tmp"
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(study_dir / "profile.json")

@@ -32,6 +32,7 @@ class Settings:
     warm_start: bool = True  # seed the study with the cost model's largest dense student per depth under budget
     seed: int = 0
     device: str | None = None
+    profile: str | None = None  # the cost model's starting profile (a `bertc calibrate` file); None: the built-in
     storage: str | None = None
     runs: int = 30
     format: int = FORMAT

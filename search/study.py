@@ -82,6 +82,7 @@ class Study:
     def check(self) -> None:
         """What can fail fast, before search.json is written: the task and the teacher's dimensions."""
         load_task(self.settings.task)
+        load_profile(self.settings.profile, self.settings.target)  # a missing or bad --profile file fails here
         src = Path(self.settings.teacher) if self.settings.teacher else packaged_minilm()
         check_folder(src)
         self.space.check_teacher(AutoConfig.from_pretrained(str(src), local_files_only=True))
@@ -165,7 +166,7 @@ class Study:
         layer count and thread count, the dense student the cost model prices closest under the budget:
         the largest of each depth that fits. Accuracy mostly grows with size, so these are the likely
         winners, and random sampling can take tens of trials to land near the budget line."""
-        profile = load_profile(None, self.settings.target)
+        profile = load_profile(self.settings.profile, self.settings.target)
         best: dict[tuple[int, int], tuple[float, Candidate]] = {}
         for cand in self.space.dense_uniform():
             ms = self.predict(cand, teacher_config, (profile,))[0]
@@ -219,8 +220,9 @@ class Study:
 
     def _screen_round(self, study, teacher_config, want: int) -> list[tuple[Any, Candidate]]:
         """Ask Optuna until ``want`` candidates pass the screen (or MAX_ASKS were asked); each one priced with
-        the study's re-fitted profile and the built-in one."""
-        profiles = (study_profile(self.out, self.settings.target), load_profile(None, self.settings.target))
+        the study's re-fitted profile and the base one (--profile, or the built-in)."""
+        s = self.settings
+        profiles = (study_profile(self.out, s.target, s.profile), load_profile(s.profile, s.target))
         batch: list[tuple[Any, Candidate]] = []
         asked = 0
         while len(batch) < want and asked < MAX_ASKS:
@@ -297,7 +299,7 @@ class Study:
     def _refit(self, study) -> None:
         """Re-fit the study's profile from every timed trial so far (the next round's screen uses it)."""
         timed = [r for r in trial_records(study) if r.stage == "timed"]
-        scales = recalibrate(self.out, self.settings.target, timed)
+        scales = recalibrate(self.out, self.settings.target, self.settings.profile, timed)
         self.state.setdefault("recalibrations", []).append({"timed": len(timed), "scale": scales})
         self.write_state()
 

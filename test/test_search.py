@@ -259,6 +259,28 @@ def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measureme
     assert set(scales) == {"1"} and "kind_scale" not in data
 
 
+def test_a_calibrated_profile_is_the_base_of_the_screen_and_the_refit(tmp_path):
+    """--profile FILE: the study prices with it until a round re-fits, and re-fits from it, not the built-in."""
+    from bertc.search.recalibrate import recalibrate, study_profile
+    from bertc.search.trials import TrialRecord
+
+    from bertc.cost import load_profile
+
+    data = load_profile(None, "host").data
+    data["run_scale"] = {t: 3.0 * v for t, v in data["run_scale"].items()}  # a machine 3x slower than the built-in's
+    mine = tmp_path / "here.json"
+    mine.write_text(json.dumps(data))
+    assert study_profile(tmp_path, "host", str(mine)).path == mine
+    timed = [TrialRecord(0, "COMPLETE", "timed", threads=1, base_predicted_ms=1.0, base_sparse_ms=0.0, measured_ms=1.5)]
+    assert recalibrate(tmp_path, "host", str(mine), timed) == {"1": 1.5}
+    refit = study_profile(tmp_path, "host", str(mine)).data["run_scale"]["1"]
+    assert refit == pytest.approx(1.5 * data["run_scale"]["1"], rel=1e-3)  # scaled from the file, not the built-in
+    out = tmp_path / "s"
+    run = subprocess.run([*BERTC, "search", "-o", str(out), "--profile", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 2 and "cannot read profile" in run.stderr and not out.exists()
+
+
 def test_the_screen_never_trains_a_candidate_the_cost_model_puts_over_budget(tiny_teacher, tmp_path, monkeypatch):
     """Screening, on the cost model's predictions alone: a budget set from the cost model's own price of the
     teacher-sized student, that student enqueued first, and training and timing stubbed (no clock involved)."""
