@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import AutoConfig
 
 from bertc.api import load
 from bertc.artifact import publish
@@ -26,6 +27,7 @@ from bertc.student import load_student
 
 from .distill import HiddenMap, TrainConfig, augment, train
 from .inherit import Importance, plan_cut
+from .recalibrate import study_profile
 from .report import format_table, pareto_front, write_csv, write_plots
 from .space import Candidate
 from .study import Study
@@ -39,7 +41,7 @@ def finish(st: Study) -> dict:
     """The front and the report of a study whose rounds are done, and its final student (or the error that
     none met the budget, after the report is written)."""
     records = trial_records(st.study)
-    scored = [r for r in records if r.stage in SCORED_STAGES]
+    scored = _repriced(st, [r for r in records if r.stage in SCORED_STAGES])
     chosen = st.best(st.study)
     t = st.state["teacher"]
     front = pareto_front(scored)
@@ -71,6 +73,18 @@ def finish(st: Study) -> dict:
     report["final"] = final_student(st, chosen)
     write_report(st, report)
     return report
+
+
+def _repriced(st: Study, rows: list[TrialRecord]) -> list[TrialRecord]:
+    """The untimed rows at the price of the study's last re-fitted profile. The latency the sampler was told
+    came from the profile of the trial's round, and the first rounds' timings can move that far: the
+    built-in profile, fitted on another CPU, priced a MiniLM-sized student 6x under its measured time, and a
+    front drawn with such prices puts never-timed students ahead of every timed one."""
+    profile = study_profile(st.out, st.settings.target, st.settings.profile)
+    config = AutoConfig.from_pretrained(st.state["teacher_dir"], local_files_only=True)
+    return [r if r.measured_ms is not None else
+            replace(r, latency_ms=round(st.predict(Candidate.from_dict(r.candidate), config, (profile,))[0], 4))
+            for r in rows]
 
 
 def write_report(st: Study, report: dict) -> None:

@@ -4,8 +4,8 @@
     print(format_table(front, budget_ms=2.3))
     write_plots(rows, front, "out/pareto", budget_ms=2.3, teacher=..., chosen=...)
 
-A row's latency is the measured one when the candidate was timed, else the cost model's prediction
-(the table and the plots say which).
+A row's latency is the measured one when the candidate was timed, else the cost model's prediction with
+the study's last re-fitted profile (search/final.py re-prices them; the table and the plots say which).
 """
 
 from __future__ import annotations
