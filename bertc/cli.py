@@ -330,7 +330,9 @@ def _lengths_from(args: argparse.Namespace) -> tuple[list[int], str]:
         tok = transformers.AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
     except (OSError, ValueError) as e:
         raise BertcError(f"--tokenizer {tok_dir}: cannot load a tokenizer from it ({e})") from None
-    lengths = [len(ids) for ids in tok(texts, truncation=True)["input_ids"]]
+    from .search.lengths import token_counts
+
+    lengths = token_counts(tok, texts)
     return lengths, f"{source} ({len(texts)} inputs, tokenized with {tok_dir})"
 
 

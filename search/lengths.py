@@ -1,6 +1,6 @@
 """What a study's latencies are measured on: the task's own sentence lengths, not one padded length.
 
-    lat = study_lengths("mean", dev_lengths, bound=64, source="the rt-sentiment dev split")
+    lat = study_lengths("mean", token_counts(tok, dev_texts, 64), bound=64, source="the rt-sentiment dev split")
     lat.points, lat.weights            # the lengths each candidate is priced and timed at, and their weights
     lat.combine([ms at each point])    # its latency, in the terms the budget is stated in
 
@@ -116,14 +116,10 @@ def study_lengths(measure: str | int, lengths: list[int], bound: int, source: st
     return Lengths(measure, (max(1, point),), (1.0,), bound, described)
 
 
-def dev_lengths(tokenizer, texts: list[str], max_length: int) -> list[int]:
-    """Tokens per text as the task is encoded for training and evaluation (special tokens counted, cut at
-    ``max_length``)."""
+def token_counts(tokenizer, texts: list[str], max_length: int | None = None) -> list[int]:
+    """Tokens per text as the model sees it (special tokens counted), cut at ``max_length`` (None: the
+    tokenizer's own limit): a task's encoding for training and evaluation, and `bertc estimate
+    --lengths-from`."""
     enc = tokenizer(texts, truncation=True, max_length=max_length)
     return [len(ids) for ids in enc["input_ids"]]
-
-
-def points_label(lat: Lengths) -> str:
-    """'at 12/20/28/41 tokens' for a log line."""
-    return f"at {'/'.join(map(str, lat.points))} token{'s' * (lat.points != (1,))}"
 

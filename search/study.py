@@ -32,7 +32,7 @@ from bertc.errors import BertcError
 
 from .distill import encode, predict_logits
 from .inherit import importance
-from .lengths import Lengths, dev_lengths, study_lengths
+from .lengths import Lengths, study_lengths, token_counts
 from .pool import Pool, save_student
 from .recalibrate import recalibrate, study_profile
 from .settings import Settings
@@ -104,7 +104,7 @@ class Study:
         if "lengths" not in self.state:
             bound = min(task.max_length, teacher.config.max_position_embeddings)
             self.state["lengths"] = study_lengths(
-                self.space.lengths, dev_lengths(tokenizer, [t for t, _ in task.dev], bound), bound,
+                self.space.lengths, token_counts(tokenizer, [t for t, _ in task.dev], bound), bound,
                 f"the {task.name} dev split").to_json()
             self.write_state()
         self.lengths = Lengths.from_json(self.state["lengths"])

@@ -112,12 +112,12 @@ def test_study_lengths_mean_percentile_and_fixed():
 def test_four_length_groups_price_the_dev_split_as_every_length_does(tiny_teacher):
     """The study prices a candidate at BINS points; on rt-sentiment's real dev lengths that must agree with
     the cost model's mean over every sentence at its own length (each distinct length priced)."""
-    from bertc.search.lengths import dev_lengths, study_lengths
+    from bertc.search.lengths import study_lengths, token_counts
 
     from bertc.cost import config_ops, load_profile
 
     task, tok = load_task("rt-sentiment"), T.AutoTokenizer.from_pretrained(str(tiny_teacher))
-    lengths = dev_lengths(tok, [t for t, _ in task.dev], task.max_length)
+    lengths = token_counts(tok, [t for t, _ in task.dev], task.max_length)
     lat = study_lengths("mean", lengths, task.max_length, "dev")
     assert len(lat.points) == 4 and lat.points[0] < int(np.median(lengths)) < lat.points[-1]
     profile = load_profile(None, "host")
