@@ -337,7 +337,7 @@ def _lengths_from(args: argparse.Namespace) -> tuple[list[int], str]:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate, format_quality
+    from .calibrate import calibrate, check_profile, format_quality, measurements_path
 
     try:
         threads = [int(t) for t in args.threads.split(",")]
@@ -346,11 +346,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not threads or min(threads) < 1:
         raise BertcError(f"--threads {args.threads}: expected a comma-separated list of thread counts of at least 1, "
                          "such as 1,2")
+    if args.check:
+        q = check_profile(args.check, args.target, args.device, threads, args.holdout, args.runs, args.seed,
+                          progress=not args.quiet)
+        print(format_quality(q))
+        return 0 if not q["goal_misses"] else 1
     out = args.output or f"bertc-profile-{args.target}-{(args.device or 'host').replace(':', '-')}.json"
     _profile, q = calibrate(args.target, args.device, threads, args.grid, args.holdout, out, runs=args.runs,
-                           seed=args.seed, progress=not args.quiet)
+                            seed=args.seed, progress=not args.quiet, refit=args.refit)
     print(format_quality(q))
-    print(f"\nwrote {out}: use it with `bertc estimate ... --profile {out}` (or keep it as your device's profile)")
+    kept = "" if args.refit else f" (and its measurements, {measurements_path(out)}, for --refit)"
+    print(f"\nwrote {out}{kept}: use it with `bertc estimate ... --profile {out}` and "
+          f"`bertc search ... --profile {out}`")
     return 0
 
 
@@ -504,22 +511,34 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_estimate)
 
     k = sub.add_parser("calibrate", help="measure the kernels on a device and fit the cost model's profile",
-                       description="Compile a grid of one-layer BERT encoders (dense and sparse), time every op "
-                       "with bertc_run on the device, fit the cost of each kind of kernel per thread count, then "
-                       "check the fit on random held-out configurations (layers 1-12, hidden 128-768, sequence "
-                       "1-256 log-uniform, so short text is as present as long, half of them pruned): prints "
-                       "Spearman rank correlation and the mean absolute percentage error, overall and per length "
-                       "band, and writes the profile.",
-                       epilog="examples:\n  bertc calibrate --target host                      # ~9 min here\n"
+                       description="Compile a grid of BERT encoders (1-10 layers, dense and pruned), time every op "
+                       "with bertc_run on the device at lengths 1-256 and each thread count, fit the cost of each "
+                       "kind of kernel per thread count, then check the fit on random held-out configurations "
+                       "(layers 1-12, hidden 128-768, sequence 1-256 log-uniform, so short text is as present as "
+                       "long, half of them pruned), each compiled and timed end to end. Prints the share predicted "
+                       "within 10%, Spearman rank correlation and the mean absolute percentage error, per thread "
+                       "count, dense and sparse, and per length band, and says whether the goal (90% within 10%, "
+                       "Spearman 0.97) was met. The profile records this CPU (model, features, caches): `bertc "
+                       "estimate` and `bertc search` warn when a profile is used on another.",
+                       epilog="examples:\n  bertc calibrate --target host -o here.json          # ~15 min on 2 cores\n"
+                              "  bertc estimate config.json --profile here.json\n"
+                              "  bertc calibrate --check here.json                   # does it still hold? (~4 min)\n"
+                              "  bertc calibrate --refit here.measurements.json -o again.json   # fit again, no grid\n"
                               "  bertc calibrate --target android-arm64 --device adb --threads 1,4 -o phone.json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     k.add_argument("--target", default="host", help="host, android-arm64 or linux-arm64 (default: host)")
     k.add_argument("--device", help="host (default) or adb / adb:SERIAL; qemu is refused: it emulates")
     k.add_argument("--threads", default="1,2", help="thread counts to calibrate, comma-separated (default: 1,2)")
-    k.add_argument("--grid", choices=["small", "full"], default="full", help="the measured grid (default: full)")
+    k.add_argument("--grid", choices=["small", "full"], default="full", help="the measured grid (default: full; "
+                   "small is for tests: it fits nothing you should trust)")
     k.add_argument("--holdout", type=at_least(1), default=30, help="held-out random configurations (default: 30)")
-    k.add_argument("--runs", type=at_least(1), default=10, help="timed runs per grid model (default: 10)")
+    k.add_argument("--runs", type=at_least(1), default=5, help="timed runs per measurement, more for a short model "
+                   "(default: 5)")
     k.add_argument("--seed", type=int, default=7, help="seed of the held-out configurations (default: 7)")
+    k.add_argument("--check", metavar="PROFILE", help="measure nothing but the held-out set, and report how "
+                   "PROFILE (a file or a built-in name) predicts it here; exit status 1 if it misses the goal")
+    k.add_argument("--refit", metavar="MEASUREMENTS", help="fit from the measurements an earlier calibration kept "
+                   "(PROFILE.measurements.json) instead of timing the grid again; the held-out set is timed")
     k.add_argument("-o", "--output", help="profile file to write (default: bertc-profile-TARGET-DEVICE.json)")
     k.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=_calibrate)

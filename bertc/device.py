@@ -52,6 +52,13 @@ class Device:
     def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
         return _call(argv, timeout)
 
+    def read(self, path: str) -> str | None:
+        """A system file's text (bertc/cpu.py reads /proc/cpuinfo and the cache sizes), None if missing."""
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+
 
 class QemuDevice(Device):
     name = "qemu"
@@ -64,6 +71,9 @@ class QemuDevice(Device):
 
     def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
         return _call([self.qemu, *argv], timeout)
+
+    def read(self, path: str) -> str | None:
+        return None  # the emulated CPU has no caches worth a profile
 
 
 class AdbDevice(Device):
@@ -103,6 +113,10 @@ class AdbDevice(Device):
 
     def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
         return self._adb("shell", " ".join(shlex.quote(a) for a in argv), timeout=timeout)
+
+    def read(self, path: str) -> str | None:
+        r = self._adb("shell", f"cat {shlex.quote(path)}", timeout=30)
+        return r.stdout if r.returncode == 0 else None
 
 
 def _call(argv: list[str], timeout: float) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ import optuna
 from tqdm import tqdm
 from transformers import AutoConfig
 
-from bertc.cost import config_ops, load_profile
+from bertc.cost import config_ops, load_profile, profile_cpu_note
 from bertc.errors import BertcError
 
 from .distill import encode, predict_logits
@@ -109,6 +110,10 @@ class Study:
             self.write_state()
         self.lengths = Lengths.from_json(self.state["lengths"])
         self.log(f"latency: {self.lengths.describe()}")
+        note = profile_cpu_note(load_profile(s.profile, s.target), s.target, s.device)
+        if note:  # the first round screens with it; the re-fits after each round correct its scale only
+            self.log(f"warning: {note}")
+            self.state["profile_warning"] = note
         if not (self.out / "importance.npz").is_file():
             self.log("teacher: Taylor importance of heads, FFN neurons and hidden channels")
             importance(teacher, tokenizer, task).save(self.out / ".importance.npz")
@@ -202,7 +207,7 @@ class Study:
         while len(scored_trials(study)) < trials and time.monotonic() < deadline:
             batch = self._screen_round(study, teacher_config, min(s.round_size, trials - len(scored_trials(study))))
             self._score_round(study, pool, batch)
-            self._refit(study)
+            self._refit(study, {t.number for t, _ in batch})
             bar.update(min(len(batch), bar.total - bar.n))
             self._postfix(bar, study)
         bar.close()
@@ -296,11 +301,21 @@ class Study:
             self._constrain(trial, latency)
             study.tell(trial, [r["dev_accuracy"], latency] if s.objective == "pareto" else r["dev_accuracy"])
 
-    def _refit(self, study) -> None:
-        """Re-fit the study's profile from every timed trial so far (the next round's screen uses it)."""
+    def _refit(self, study, round_trials: set[int]) -> None:
+        """Say how far the cost model was off on this round's timed candidates, then re-fit the study's profile
+        from every timed trial so far (the next round's screen uses it)."""
         timed = [r for r in trial_records(study) if r.stage == "timed"]
-        scales = recalibrate(self.out, self.settings.target, self.settings.profile, timed)
-        self.state.setdefault("recalibrations", []).append({"timed": len(timed), "scale": scales})
+        entry: dict[str, Any] = {"timed": len(timed), "scale": recalibrate(self.out, self.settings.target,
+                                                                          self.settings.profile, timed)}
+        errors = [(r.predicted_ms - r.measured_ms) / r.measured_ms for r in timed if r.number in round_trials]
+        if errors:
+            entry["round_error"] = {"timed": len(errors), "mape": round(statistics.fmean(map(abs, errors)), 4),
+                                    "within_10pct": round(sum(abs(e) <= 0.1 for e in errors) / len(errors), 4),
+                                    "worst": round(max(errors, key=abs), 4)}
+            self.log(f"cost model this round: {sum(abs(e) <= 0.1 for e in errors)} of {len(errors)} timed "
+                     f"candidate(s) predicted within 10%, mean error {entry['round_error']['mape']:.1%} (worst "
+                     f"{entry['round_error']['worst']:+.1%}); re-fitted from {len(timed)} timed: {entry['scale']}")
+        self.state.setdefault("recalibrations", []).append(entry)
         self.write_state()
 
     def _constrain(self, trial, latency_ms: float) -> None:

@@ -15,9 +15,10 @@ from bertc.passes import PassContext
 from torch_mlir import ir
 
 import bertc
-from bertc.calibrate import calibrate, format_quality, quality_by_length
+from bertc.calibrate import calibrate, format_quality, measurements_path, report
 from bertc.cli import main as cli
-from bertc.cost import FEATURES, Profile, estimate, load_profile, quality
+from bertc.cost import COST_MODEL, FEATURES, Profile, estimate, load_profile, quality
+from bertc.cpu import parse_cpuinfo, read_cpu
 from bertc.errors import BertcError
 from bertc.ir import make_context
 from bertc.pipeline import CompileOptions, lowering, pipeline_for, run_pass
@@ -63,7 +64,7 @@ def test_the_cost_model_prices_a_slice_of_the_compile_pipeline(target):
 def _profile(**fitted) -> Profile:
     data = json.loads(load_profile("cortex-a76").path.read_text())
     if fitted:
-        data["fitted"] = {"1": fitted}
+        data["fitted"], data["cost_model"] = {"1": fitted}, COST_MODEL
     return Profile("test", data)
 
 
@@ -98,8 +99,8 @@ def test_gemm_rows_follow_the_kernels_tiles():
 
 def test_fitted_arithmetic_and_sparse_forms_by_hand():
     coef = {k: [0.0] * len(v) for k, v in FEATURES.items()}
-    coef["linear"] = [0.5, 1e-6, 0.0, 0.0, 0.0, 0.0]
-    coef["linear_sparse"] = [0.25, 2e-6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    coef["linear"][:2] = [0.5, 1e-6]  # dispatch and FLOPs only
+    coef["linear_sparse"][:2] = [0.25, 2e-6]
     prof = _profile(**coef)
     dense = estimate(SMALL, target="android-arm64", seq_len=8, profile=prof)
     up = next(o for o in dense.ops if o.op == "bertc.linear [1, 8, 128]")
@@ -150,15 +151,44 @@ def test_quality_metrics():
     assert q["mape"] == pytest.approx((0 + 0 + 0.25 + 0.25) / 4) and q["max_ape"] == pytest.approx(0.25)
 
 
-def test_quality_per_length_band():
-    rows = [{"seq": s, "predicted_ms": p, "measured_ms": m}
-            for s, p, m in [(1, 1.0, 1.0), (8, 2.0, 2.5), (30, 3.0, 3.0), (40, 4.0, 5.0), (200, 9.0, 9.0)]]
-    by = quality_by_length(rows)
-    assert list(by) == ["1-16", "17-64"]  # a band of one row has no rank correlation: left out
-    assert by["1-16"]["configs"] == 2 and by["1-16"]["mape"] == pytest.approx((0 + 0.2) / 2)
-    assert by["17-64"]["mape"] == pytest.approx((0 + 0.2) / 2) and by["17-64"]["spearman"] == pytest.approx(1.0)
-    text = format_quality({"by_length": by})
-    assert "sequence length    1-16: Spearman" in text and "MAPE 10.0%" in text
+def _rows(errors: list[tuple[int, bool, int, float]]) -> list[dict]:
+    return [{"config": f"c{i}", "threads": t, "sparse": sp, "seq": seq, "measured_ms": 1.0 + i,
+             "predicted_ms": (1.0 + i) * (1 + e), "error": e} for i, (t, sp, seq, e) in enumerate(errors)]
+
+
+def test_the_report_counts_within_10_percent_per_group_and_says_when_the_goal_is_missed():
+    good = _rows([(1, False, 4, 0.02), (1, True, 30, -0.05), (1, False, 200, 0.0), (2, True, 8, 0.08),
+                  (2, False, 50, -0.03), (2, True, 100, 0.01)])
+    q = report(good)
+    assert q["within_10pct"] == 1.0 and q["groups"]["1 thread"]["configs"] == 3 and q["groups"]["sparse"]["configs"] == 3
+    assert q["groups"]["length 1-16"]["configs"] == 2 and q["groups"]["length 65-512"]["configs"] == 2
+    assert q["goal_misses"] == [] and "goal met" in format_quality(q)
+    # two configurations off by 30%, and two sparse ones priced in the wrong order: 2 of 6 within 10%
+    bad = _rows([(1, False, 4, 0.3), (1, True, 30, -0.3), (1, False, 200, 0.0), (2, True, 8, 0.0),
+                 (2, False, 50, 0.0), (2, True, 100, 0.0)])
+    bad[3]["predicted_ms"], bad[5]["predicted_ms"] = 9.0, 2.0
+    q = report(bad)
+    assert q["groups"]["all"]["within_10pct"] == pytest.approx(2 / 6, abs=1e-4)
+    assert any("33% of the held-out configurations within 10% (goal 90%)" in m for m in q["goal_misses"])
+    assert any(m.startswith("Spearman") and "sparse" in m for m in q["goal_misses"])
+    assert "GOAL MISSED" in format_quality(q) and "+30.0%  > 10%" in format_quality(q)
+
+
+def test_a_deliberately_wrong_profile_is_reported_as_wrong(tmp_path):
+    """bertc calibrate --check PROFILE times the held-out set and reports PROFILE's predictions of it: a profile
+    that prices everything 100 times what the built-in one does misses the goal on any machine that is not
+    100 times slower than the built-in profile's (no assertion on how good a real fit is)."""
+    from bertc.calibrate import check_profile
+
+    data = load_profile("host").data
+    data["run_scale"] = {t: 100.0 * v for t, v in data["run_scale"].items()}
+    data["run_overhead_ms"] = {t: 100.0 * v for t, v in data["run_overhead_ms"].items()}
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(data))
+    q = check_profile(wrong, threads=[1], holdout_n=3, runs=2, progress=False,
+                      holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 32})
+    assert q["configs"] == 3 and all(r["error"] > 1 for r in q["measured"])
+    assert q["within_10pct"] == 0 and q["goal_misses"] and "GOAL MISSED" in format_quality(q)
 
 
 def test_calibration_end_to_end_on_a_small_grid(tmp_path):
@@ -167,19 +197,56 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
                            holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 48})
     saved = load_profile(out)
     assert saved.data["fitted"] == profile.data["fitted"]  # what was written is what was fitted
-    assert set(saved.data["fitted"]["1"]) >= {"linear", "attention", "layer_norm", "embedding"}
+    assert set(saved.data["fitted"]["1"]) >= {"linear", "linear_sparse", "attention", "layer_norm", "embedding"}
     assert all(c >= 0 for coef in saved.data["fitted"]["1"].values() for c in coef)
-    assert q["configs"] == 3 and -1 <= q["spearman"] <= 1 and math.isfinite(q["mape"])
+    # the profile records this CPU, and its caches are this CPU's, not the built-in profile's
+    here = read_cpu()
+    assert saved.data["cpu"]["features"] == here["features"] and saved.data["caches"] == here["caches"]
+    assert q["configs"] == 3 and 0 <= q["within_10pct"] <= 1 and math.isfinite(q["mape"])
     assert len(q["measured"]) == 3 and all(r["measured_ms"] > 0 and 1 <= r["seq"] <= 48 for r in q["measured"])
-    assert set(q["by_length"]) <= {"1-16", "17-64", "65-512"}
+    assert set(q["groups"]) >= {"all", "1 thread"} and isinstance(q["goal_misses"], list)
     est = estimate(SMALL, seq_len=32, profile=out)
-    assert est.profile == "host" and not est.notes and est.total_ms > 0
+    assert est.profile == "host" and not est.notes and est.total_ms > 0  # fitted here: no warning
+    # the measurements are kept: --refit fits the same coefficients from them without timing the grid
+    kept = json.loads(measurements_path(out).read_text())
+    assert kept["cpu"] == saved.data["cpu"] and all(r["p50_ms"] > 0 and r["ops"] for r in kept["records"])
+    again, _ = calibrate("host", None, [1], holdout_n=1, out=tmp_path / "again.json", progress=False,
+                         refit=measurements_path(out), holdout_limits={"max_layers": 1, "max_hidden": 128, "max_seq": 8})
+    assert again.data["fitted"] == saved.data["fitted"]
+    with pytest.raises(BertcError, match="--refit .*not the measurements file"):
+        calibrate("host", None, [1], refit=out, progress=False)
+
+
+def test_a_profile_from_another_cpu_is_named_in_the_estimate(tmp_path):
+    """bertc/cpu.py reads the CPU's model, kernel features and caches; a profile recorded on another CPU (or on
+    none) makes `bertc estimate` say so and how to calibrate this one."""
+    text = "processor : 0\nmodel name : AMD EPYC\nflags : fpu sse avx2 fma avx512f\nprocessor : 1\n"
+    assert parse_cpuinfo(text) == {"model": "AMD EPYC", "features": ["avx2", "avx512f", "fma"], "cores": 2}
+    arm = "processor : 0\nFeatures : fp asimd asimddp\nCPU implementer : 0x41\nCPU part : 0xd0b\n"
+    assert parse_cpuinfo(arm) == {"model": "0x41:0xd0b", "features": ["asimd", "asimddp"], "cores": 1}
+    files = {"/proc/cpuinfo": text, **{f"/sys/devices/system/cpu/cpu1/cache/index{i}/{k}": v for i, row in enumerate(
+        [("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "1024K"), ("3", "Unified", "32768K")])
+        for k, v in zip(("level", "type", "size"), row)}}
+    other = read_cpu(files.get)
+    assert other["caches"] == {"l1d_bytes": 48 << 10, "l2_bytes": 1 << 20, "l3_bytes": 32 << 20}
+    data = load_profile("host").data
+    data["cpu"] = {**other, "features": ["avx2", "avx512f", "fma", "sve"]}
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    note = " ".join(estimate(SMALL, seq_len=8, profile=tmp_path / "p.json").notes)
+    assert "was not fitted on this CPU" in note and "bertc calibrate --target host" in note and "sve only there" in note
+    data["cpu"] = read_cpu()
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    assert not estimate(SMALL, seq_len=8, profile=tmp_path / "p.json").notes
+    data.pop("cpu")
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    assert "records no CPU" in " ".join(estimate(SMALL, seq_len=8, profile=tmp_path / "p.json").notes)
 
 
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d.pop("roofline"), "no 'roofline'"),
     (lambda d: d["roofline"].update(bandwidth_gbs=0), "roofline.bandwidth_gbs must be a positive number"),
-    (lambda d: d.update(fitted={"1": {"linear": [1.0]}}), "fitted[1][linear] needs 6 coefficients"),
+    (lambda d: d.update(fitted={"1": {"linear": [1.0]}}), f"fitted[1][linear] needs {len(FEATURES['linear'])} coefficients"),
+    (lambda d: d.pop("cost_model"), "fitted for cost model version 1, this bertc's is 2"),
     (lambda d: d.update(fitted={"1": {"conv": [1.0]}}), "fitted kind 'conv' is not one of"),
     (lambda d: d.update(fitted={"one": {}}), "fitted thread count 'one' is not an integer"),
 ])

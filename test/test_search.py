@@ -375,6 +375,9 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     assert len(timed) == 2 and all(t.user_attrs["measured_ms"] > 0 for t in timed)  # one per round
     assert stages.count("trained") == 2
     assert report["cost_model_on_timed"]["candidates"] == 2
+    # each round says how far the cost model was off on its timed candidate, before re-fitting from it
+    rounds = json.loads((out / "search.json").read_text())["recalibrations"]
+    assert [r["round_error"]["timed"] for r in rounds] == [1, 1] and all(r["round_error"]["mape"] >= 0 for r in rounds)
     assert json.loads((out / "profile.json").read_text())["sources"]["search"].startswith("run_scale and kind_scale re-fitted")
     if not shipped:
         return
