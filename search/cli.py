@@ -28,8 +28,10 @@ from .space import load_space
 SEARCH_HELP = """how it works:
   setup   the teacher (--teacher) is fine-tuned on the task (once, cached; a sequence classifier
           is taken as it is), compiled for --target and timed at the space's largest thread count;
-          the budget is --latency-budget (default 1/3 of that); the teacher's Taylor importance
-          (heads, FFN neurons, hidden channels) and its logits on the train split are kept in OUT
+          the budget is --latency-budget (default 1/3 of that); the cost model's profile is scaled
+          by the teacher's measured / predicted time (OUT/profile.json) before the first round; the
+          teacher's Taylor importance (heads, FFN neurons, hidden channels) and its logits on the
+          train split are kept in OUT
   latency every latency (the teacher's, each prediction and timing, the budget) is in the terms of
           the space's `lengths`: by default the mean ms per sentence over the task's dev split,
           each sentence at its own length, as a --max-seq-len artifact runs it (priced and timed
@@ -42,14 +44,16 @@ SEARCH_HELP = """how it works:
           re-fitted profile, predicts each one's latency (ms each); those more than 10% over budget
           (about the model's error) are pruned trials (stage screened-out), never trained, and a
           repeat of a scored student is told its earlier result; sampling goes on until a round
-          has --round-size candidates
+          has --round-size candidates; the search ends early when every sample is a repeat (a
+          small space, all scored)
   score   each candidate is cut from the teacher (evenly spaced layers, the last kept; the most
           important heads/neurons/channels) and distilled briefly from the teacher's logits
           (--epochs); its score is dev accuracy (stage trained)
   time    the best --timed-per-round of each round by dev accuracy are compiled and timed with
           bertc_run after the training, so nothing competes for cores (stage timed); predicted and
           measured ms are kept on the trial, and OUT/profile.json, the next round's screen, is
-          re-fitted from measured / predicted of every timed trial (sparse GEMMs scaled apart)
+          re-fitted from measured / predicted of every timed trial and the teacher (sparse GEMMs
+          scaled apart); each round logs the cost model's error on its timed trials first
   tell    every trial is told to Optuna: dev accuracy, and a latency (measured when timed, else
           predicted) that is a constraint (--objective constrained) or a second objective (pareto)
   end     the best timed student under the budget by more than the timing noise (2%) is distilled
@@ -157,8 +161,8 @@ def add_search(sub) -> argparse.ArgumentParser:
     p.add_argument("--target", help="the target the students are compiled and timed for (default: host)")
     p.add_argument("--device", help="where timing runs: host (default) or adb[:SERIAL] (a phone; qemu cannot time)")
     p.add_argument("--profile", metavar="FILE", help="the cost model's profile for this machine or phone, from "
-                   "`bertc calibrate` (default: the target's built-in one, fitted on another CPU: its level can be "
-                   "several times off until the first round's timings re-fit it)")
+                   "`bertc calibrate` (default: the target's built-in one, fitted on another CPU: the teacher's timing "
+                   "corrects its level before the first round, not its shape)")
     p.add_argument("--space", metavar="FILE", help="the search space, YAML or JSON (default: see below)")
     p.add_argument("--latency-budget", metavar="B", help="'2.5ms', or a fraction of the teacher's compiled latency "
                    "such as '1/3' (default); in the space's `lengths` terms: by default mean ms per dev sentence")

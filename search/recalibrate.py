@@ -1,9 +1,11 @@
 """The study's cost model, re-fitted from its own timed candidates after every round.
 
-    profile = study_profile(out, "host", None)    # OUT/profile.json if a round wrote one, else the base
+    profile = study_profile(out, "host", None)    # OUT/profile.json once written, else the base
     scales = recalibrate(out, "host", None, timed)  # re-fit from the timed TrialRecords, write OUT/profile.json
 
 The base profile is --profile's file (`bertc calibrate` on this machine), else the target's built-in one.
+The teacher, timed during the setup, is the first measurement: it sets the scale before the first round (a
+profile fitted on another CPU was 6.8x off), and counts beside the timed students in every re-fit.
 The screen of the next round prices candidates with the re-fitted profile; the fit always starts from the
 base profile and its predictions (``base_predicted_ms``), so it never chases its own corrections.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
 
 from bertc.cost import Profile, load_profile
@@ -19,8 +22,10 @@ from bertc.cost import Profile, load_profile
 from .trials import TrialRecord
 
 
-def refit_profile(base: dict, timed: list[TrialRecord]) -> tuple[dict, dict[str, float]]:
+def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] = ()) -> tuple[dict, dict[str, float]]:
     """A copy of the profile ``base`` re-fitted from timed trials, per thread count, and the scales applied.
+    A thread count in ``threads`` with nothing timed at it takes the run scale of the nearest one timed (the
+    teacher, timed at the space's most threads, sets the 1-thread scale too until a 1-thread student is timed).
 
     The run scale is multiplied by the median measured / predicted of the dense candidates (of all, while
     none is dense). The sparse GEMMs get their own scale (``kind_scale``): the median k that makes each
@@ -42,6 +47,13 @@ def refit_profile(base: dict, timed: list[TrialRecord]) -> tuple[dict, dict[str,
             k = min(4.0, max(0.25, k))  # a wild measurement must not zero or explode the sparse kernels' cost
             data.setdefault("kind_scale", {}).setdefault(str(t), {})["linear_sparse"] = round(k, 4)
             scales[f"{t}:linear_sparse"] = round(k, 4)
+    fitted = sorted(int(t) for t in scales if ":" not in t)
+    for t in sorted(set(threads) - set(fitted)):
+        if fitted:
+            near = str(min(fitted, key=lambda f: (abs(f - t), f)))
+            data.setdefault("run_scale", {})[str(t)] = round(base.get("run_scale", {}).get(str(t), 1.0)
+                                                             * scales[near], 4)
+            scales[str(t)] = scales[near]
     data.setdefault("sources", {})["search"] = (
         f"run_scale and kind_scale re-fitted by bertc search from {len(timed)} timed candidates (median "
         "measured / predicted of the dense ones per thread count; the sparse GEMMs' scale from the sparse ones)")
@@ -58,10 +70,11 @@ def study_profile(study_dir: Path, target: str, base: str | None) -> Profile:
     return load_profile(base, target)
 
 
-def recalibrate(study_dir: Path, target: str, base: str | None, timed: list[TrialRecord]) -> dict[str, float]:
+def recalibrate(study_dir: Path, target: str, base: str | None, timed: list[TrialRecord],
+                threads: Iterable[int] = ()) -> dict[str, float]:
     """Re-fit the base profile from the timed trials (see refit_profile) and save it as the study's
     ``profile.json``; returns the scales applied."""
-    data, scales = refit_profile(load_profile(base, target).data, timed)
+    data, scales = refit_profile(load_profile(base, target).data, timed, threads)
     tmp = study_dir / ".profile.json.tmp"
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(study_dir / "profile.json")

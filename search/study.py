@@ -8,7 +8,8 @@ score, time and re-fit, told to Optuna. What each step does for the user: ``bert
 
 ``st.state`` is what search.json keeps besides the settings: ``teacher_dir``, ``lengths`` (what a latency
 is measured on: search/lengths.py), ``teacher`` (its latency, threads, accuracies and shape), ``budget_ms``,
-``sampler``, ``warm_start`` and ``recalibrations``.
+``teacher_anchor`` (the profile scaled by the teacher's measured / predicted time before the first round),
+``sampler``, ``warm_start`` and ``recalibrations`` (one per round: its error, then the re-fit).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class Study:
         self.lengths = Lengths.from_json(self.state["lengths"])
         self.log(f"latency: {self.lengths.describe()}")
         note = profile_cpu_note(load_profile(s.profile, s.target), s.target, s.device)
-        if note:  # the first round screens with it; the re-fits after each round correct its scale only
+        if note:  # the teacher's timing corrects its scale before the first round; not its shape
             self.log(f"warning: {note}")
             self.state["profile_warning"] = note
         if not (self.out / "importance.npz").is_file():
@@ -126,9 +127,29 @@ class Study:
         if "teacher" not in self.state:
             self.state["teacher"] = self._teacher_facts(teacher, tokenizer, task)
         t = self.state["teacher"]
+        if "base_predicted_ms" not in t:
+            t["base_predicted_ms"] = round(self._price(teacher.config.to_dict(), t["threads"],
+                                                       load_profile(s.profile, s.target)), 4)
         self.budget_ms = s.budget_ms or s.budget_fraction * t["latency_ms"]
         self.state["budget_ms"] = round(self.budget_ms, 4)
+        if "teacher_anchor" not in self.state:  # the first re-fit, before the first round's screen
+            scale = recalibrate(self.out, s.target, s.profile, [self.teacher_record()], self.space.threads)
+            self.state["teacher_anchor"] = {"measured_ms": t["latency_ms"], "base_predicted_ms": t["base_predicted_ms"],
+                                            "scale": scale}
+            self.log(f"cost model: the teacher measured {t['latency_ms']:.3f} ms, predicted "
+                     f"{t['base_predicted_ms']:.3f} ms; the first round screens with the profile scaled by {scale}")
         self.write_state()
+
+    def teacher_record(self) -> TrialRecord:
+        """The teacher's timing as a timed dense trial: a measurement every re-fit of the profile counts."""
+        t = self.state["teacher"]
+        return TrialRecord(-1, "COMPLETE", "timed", describe="teacher", threads=t["threads"],
+                           base_predicted_ms=t["base_predicted_ms"], base_sparse_ms=0.0, measured_ms=t["latency_ms"])
+
+    def _price(self, config: dict, threads: int, profile) -> float:
+        """Milliseconds for the dense model of ``config`` under ``profile``, at the study's lengths, combined."""
+        return self.lengths.combine([profile.overhead_ms(threads) + sum(profile.op_ms(o, threads) for o in config_ops(
+            config, self.settings.target, n, cache_bytes=profile.cache_bytes)) for n in self.lengths.points])
 
     def _teacher_facts(self, teacher, tokenizer, task) -> dict:
         threads = max(self.space.threads)
@@ -171,7 +192,7 @@ class Study:
         layer count and thread count, the dense student the cost model prices closest under the budget:
         the largest of each depth that fits. Accuracy mostly grows with size, so these are the likely
         winners, and random sampling can take tens of trials to land near the budget line."""
-        profile = load_profile(self.settings.profile, self.settings.target)
+        profile = study_profile(self.out, self.settings.target, self.settings.profile)  # scaled by the teacher's time
         best: dict[tuple[int, int], tuple[float, Candidate]] = {}
         for cand in self.space.dense_uniform():
             ms = self.predict(cand, teacher_config, (profile,))[0]
@@ -206,6 +227,8 @@ class Study:
         self._postfix(bar, study)
         while len(scored_trials(study)) < trials and time.monotonic() < deadline:
             batch = self._screen_round(study, teacher_config, min(s.round_size, trials - len(scored_trials(study))))
+            if not batch:
+                break
             self._score_round(study, pool, batch)
             self._refit(study, {t.number for t, _ in batch})
             bar.update(min(len(batch), bar.total - bar.n))
@@ -229,24 +252,30 @@ class Study:
         s = self.settings
         profiles = (study_profile(self.out, s.target, s.profile), load_profile(s.profile, s.target))
         batch: list[tuple[Any, Candidate]] = []
-        asked = 0
+        asked = over = 0
         while len(batch) < want and asked < MAX_ASKS:
             trial = study.ask()
             cand = self.space.sample(trial)
             asked += 1
-            if self._screen(study, trial, cand, teacher_config, profiles, [c for _, c in batch]):
+            verdict = self._screen(study, trial, cand, teacher_config, profiles, [c for _, c in batch])
+            if verdict == "train":
                 batch.append((trial, cand))
+            over += verdict == "over"
+        if not batch and not over:  # a small space, every candidate of it scored: nothing new to try
+            self.log(f"the space is exhausted: the last {asked} sampled candidates were all scored before")
+            return []
         if not batch:
-            raise BertcError(f"the cost model screened out {asked} sampled candidates in a row as over the "
-                             f"{self.budget_ms:.3f} ms budget: the space has (almost) nothing under it. Add "
-                             "smaller choices (fewer layers, narrower FFN, sparsity) or raise the budget")
+            raise BertcError(f"the cost model screened out {over} of {asked} sampled candidates in a row as over "
+                             f"the {self.budget_ms:.3f} ms budget (the other {asked - over} were scored before): "
+                             "the space has (almost) nothing new under it. Add smaller choices (fewer layers, "
+                             "narrower FFN, sparsity) or raise the budget")
         self.log(f"round: {len(batch)} candidate(s) under budget after screening {asked} sampled: "
                  + ", ".join(c.describe() for _, c in batch))
         return batch
 
-    def _screen(self, study, trial, cand: Candidate, teacher_config, profiles, taken: list[Candidate]) -> bool:
-        """Record the cost model's prediction on ``trial``; True if it is to be trained. Otherwise it is told
-        here: over budget (screened-out), drawn twice in this round, or a repeat of a scored candidate."""
+    def _screen(self, study, trial, cand: Candidate, teacher_config, profiles, taken: list[Candidate]) -> str:
+        """Record the cost model's prediction on ``trial``; "train" if it is to be trained. Otherwise it is told
+        here: "over" budget (screened-out), or "repeat": drawn twice in this round, or a scored candidate."""
         pred, base_pred = self.predict(cand, teacher_config, profiles)
         for k, v in {"owner": owner(), "candidate": cand.asdict(), "describe": cand.describe(),
                      "predicted_ms": round(pred, 4), "base_predicted_ms": round(base_pred, 4),
@@ -258,10 +287,10 @@ class Study:
             trial.set_user_attr("latency_ms", round(pred, 4))
             self._constrain(trial, pred)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            return False
+            return "over"
         if cand in taken:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # drawn twice in one round
-            return False
+            return "repeat"
         earlier = next((t for t in scored_trials(study) if t.user_attrs.get("candidate") == cand.asdict()), None)
         if earlier is not None:  # drawn again: the sampler learns the same value, nothing is retrained
             known = TrialRecord.from_trial(earlier)
@@ -272,8 +301,8 @@ class Study:
             trial.set_user_attr("same_as", earlier.number)
             self._constrain(trial, known.latency_ms)
             study.tell(trial, earlier.values)
-            return False
-        return True
+            return "repeat"
+        return "train"
 
     def _score_round(self, study, pool: Pool, batch: list[tuple[Any, Candidate]]) -> None:
         """Train and score the round's candidates, compile and time its best ``timed_per_round`` by dev accuracy
@@ -305,8 +334,8 @@ class Study:
         """Say how far the cost model was off on this round's timed candidates, then re-fit the study's profile
         from every timed trial so far (the next round's screen uses it)."""
         timed = [r for r in trial_records(study) if r.stage == "timed"]
-        entry: dict[str, Any] = {"timed": len(timed), "scale": recalibrate(self.out, self.settings.target,
-                                                                          self.settings.profile, timed)}
+        entry: dict[str, Any] = {"timed": len(timed), "scale": recalibrate(
+            self.out, self.settings.target, self.settings.profile, [*timed, self.teacher_record()], self.space.threads)}
         errors = [(r.predicted_ms - r.measured_ms) / r.measured_ms for r in timed if r.number in round_trials]
         if errors:
             entry["round_error"] = {"timed": len(errors), "mape": round(statistics.fmean(map(abs, errors)), 4),
@@ -314,7 +343,8 @@ class Study:
                                     "worst": round(max(errors, key=abs), 4)}
             self.log(f"cost model this round: {sum(abs(e) <= 0.1 for e in errors)} of {len(errors)} timed "
                      f"candidate(s) predicted within 10%, mean error {entry['round_error']['mape']:.1%} (worst "
-                     f"{entry['round_error']['worst']:+.1%}); re-fitted from {len(timed)} timed: {entry['scale']}")
+                     f"{entry['round_error']['worst']:+.1%}); re-fitted from {len(timed)} timed and the teacher: "
+                     f"{entry['scale']}")
         self.state.setdefault("recalibrations", []).append(entry)
         self.write_state()
 

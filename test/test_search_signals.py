@@ -133,7 +133,8 @@ def test_sigterm_while_the_teacher_fine_tunes_leaves_a_study_that_resume_continu
     finally:
         proc.kill()
     text = log.read_text()
-    assert "Traceback" not in text and text.strip().splitlines()[-1] == (
+    assert "Traceback" not in text, text
+    assert text.strip().splitlines()[-1] == (
         f"bertc: error: interrupted: the settings and the finished setup steps are kept in {out}; continue with "
         f"`bertc search --resume -o {out}`")
     assert not list(teachers.glob("*/teacher_report.json")), "the stop came after the fine-tuning"
@@ -152,7 +153,7 @@ def test_sigterm_while_the_teacher_fine_tunes_leaves_a_study_that_resume_continu
     finally:
         proc.kill()
     text = log.read_text()
-    assert "Traceback" not in text and f"every finished trial is kept in {out}; continue with" in text
+    assert "Traceback" not in text and f"every finished trial is kept in {out}; continue with" in text, text
     teacher = list(teachers.iterdir())
     assert len(teacher) == 1 and teacher[0].is_dir()  # in place; its checkpoint removed, nothing else
     training = json.loads((teacher[0] / "teacher_report.json").read_text())["training"]
