@@ -15,6 +15,8 @@ NEED_CLANG = @command -v clang >/dev/null || (apt-get update -qq && apt-get inst
 
 $(VENV)/.installed: pyproject.toml
 	@command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
+	# ccache: every artifact links the same runtime; bertc/toolchain.py compiles it once per CPU through ccache
+	@command -v ccache >/dev/null || (apt-get update -qq && apt-get install -y -qq ccache)
 	$(NEED_CLANG)
 	# qemu-aarch64 runs the ARM64 artifacts in the tests (function only, not speed)
 	@command -v qemu-aarch64 >/dev/null || (apt-get update -qq && apt-get install -y -qq qemu-user)

@@ -16,6 +16,7 @@ bertc_run; a shared one produces libbertc_model.so and bertc_run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import os
 import platform
@@ -154,7 +155,9 @@ def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem:
         libs += [] if tc.static else ["-ldl"]  # dlopen: in libc since glibc 2.34 and in musl
     srcs = [model_c, *sources]
     objs = [str(obj_dir / f"{src.parent.name}_{src.stem}.o") for src in srcs]
-    compiles = [tc.cc + tc.cflags + WARNINGS + inc + ["-c", str(src), "-o", obj] for src, obj in zip(srcs, objs)]
+    cache = _ccache(tc)  # the runtime's sources are the same in every artifact: compiled once per machine
+    compiles = [(cache if src != model_c else []) + tc.cc + tc.cflags + WARNINGS + inc + ["-c", str(src), "-o", obj]
+                for src, obj in zip(srcs, objs)]
     # One compiler per core, the ISA kernels (last, most of a build's time) started first: the rest fits
     # beside them. The objects, and so the library, are the same as one at a time.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -214,6 +217,29 @@ def compile_shaders(shaders: dict[str, tuple[str, tuple[str, ...]]], out_dir: Pa
             raise BertcError(f"glslangValidator could not compile {source} ({name}):\n{(r.stdout + r.stderr).strip()[:4000]}")
         hashes[name] = sha256_file(spv)
     return hashes
+
+
+CCACHE = "BERTC_CCACHE"  # 0: compile the runtime afresh in every artifact, as before ccache was used
+
+
+def _ccache(tc: Toolchain) -> list[str]:
+    """ccache before the compiler, when it is installed and the compiler is a plain binary (zig has a cache of
+    its own). Its objects are kept per CPU: -march=native builds for the CPU it runs on, and ccache's direct
+    mode hashes the command line, not what -march=native means here."""
+    ccache = shutil.which("ccache")
+    if ccache is None or os.environ.get(CCACHE) == "0" or not Path(tc.cc[0]).is_absolute() or len(tc.cc) > 1:
+        return []
+    cpu = hashlib.sha256(" ".join(sorted(_cpu_flags())).encode()).hexdigest()[:12]
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bertc" / "ccache" / cpu
+    return ["env", f"CCACHE_DIR={cache_dir}", ccache]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {line.strip() for line in text.splitlines() if line.startswith(("flags", "Features", "model name", "CPU part"))}
 
 
 def _run(cmd: list[str]) -> None:

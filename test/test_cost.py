@@ -242,6 +242,18 @@ def test_a_profile_from_another_cpu_is_named_in_the_estimate(tmp_path):
     assert "records no CPU" in " ".join(estimate(SMALL, seq_len=8, profile=tmp_path / "p.json").notes)
 
 
+def test_the_runtime_is_compiled_once_per_cpu_through_ccache(monkeypatch):
+    from bertc.toolchain import Toolchain, _ccache
+
+    cc = Toolchain("cc", ["/usr/bin/cc"], None, [], "cc")
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    wrapper = _ccache(cc)
+    assert wrapper[0] == "env" and wrapper[-1] == "/usr/bin/ccache" and "/bertc/ccache/" in wrapper[1]
+    assert _ccache(Toolchain("zig", ["python", "-m", "ziglang", "cc"], ["ar"], [], "zig")) == []  # zig caches itself
+    monkeypatch.setenv("BERTC_CCACHE", "0")
+    assert _ccache(cc) == []
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d.pop("roofline"), "no 'roofline'"),
     (lambda d: d["roofline"].update(bandwidth_gbs=0), "roofline.bandwidth_gbs must be a positive number"),

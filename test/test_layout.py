@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # sanitizer drivers, a test per defect), issue 16 (op traits on the dialect, the FX canonicalisation moved into
 # passes/, search/driver.py split by concern, bertc/prune.py moved to search/, the import-direction test), issue 17
 # (the search on the dev lengths: search/lengths.py; the cost model's tile rows; gemm_rows --cold; their tests), issue
-# 21 (bertc/cpu.py, calibrate's grid of deep models, its report and --check/--refit; their tests).
+# 21 (bertc/cpu.py, calibrate's grid of deep models, its report and --check/--refit, ccache; their tests).
 BUDGETS = {"bertc": 5150, "dialects": 470, "passes": 2650, "runtime": 6150, "test": 3900, "benchmarks": 2050,
            "search": 2650}
 
