@@ -317,6 +317,8 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     data["quality"] = {**report(rows), "holdout_seed": seed, "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
                        "seconds": round(time.perf_counter() - t0, 1)}
     data["calibrated"] = {"device": where, "date": date.today().isoformat()}
+    if out is not None:
+        data["name"] = Path(out).stem  # what `bertc estimate` and the CPU note call it
     profile = Profile(data["name"], data)
     if out is not None:
         _write(Path(out), data)

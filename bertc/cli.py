@@ -505,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prune-patterns", metavar="SPEC", help="price the model pruned with this SPEC (see "
                    "`bertc compile --help`)")
     e.add_argument("--profile", help="a profile file from `bertc calibrate`, or a built-in name (default: the "
-                   "target's built-in profile)")
+                   "target's built-in profile; for host, the one of host-avx2 / host-avx512 fitted on the CPU most "
+                   "like this one)")
     e.add_argument("--top", type=at_least(1), help="show only the N most expensive ops")
     e.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
     e.set_defaults(func=_estimate)

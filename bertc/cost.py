@@ -301,8 +301,28 @@ class Profile:
 
 
 def builtin_profiles() -> list[str]:
-    """The built-in profiles' names (beside a calibrated one lie its measurements, which are not a profile)."""
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.json") if not p.name.endswith(".measurements.json"))
+    """The built-in profiles' names (beside a calibrated one lie its measurements, which are not a profile),
+    and ``host``: the one of the ``host-*`` profiles fitted on the CPU most like this one."""
+    files = {p.stem for p in PROFILES_DIR.glob("*.json") if not p.name.endswith(".measurements.json")}
+    return sorted(files | {"host"})
+
+
+def closest_builtin(family: str, here: dict[str, Any] | None) -> str:
+    """Of the built-in profiles named FAMILY-*, the one fitted on the CPU most like ``here`` (bertc/cpu.py's
+    record): fewest kernel features differing (they pick the kernels), then the nearest caches (the sum of
+    |log2 size ratio|); the first by name when ``here`` is unknown."""
+    names = sorted(p.stem for p in PROFILES_DIR.glob(f"{family}-*.json") if not p.name.endswith(".measurements.json"))
+    if not names:
+        raise BertcError(f"no built-in '{family}-*' profile in {PROFILES_DIR}")
+
+    def distance(name: str) -> tuple[int, float]:
+        there = json.loads((PROFILES_DIR / f"{name}.json").read_text()).get("cpu") or {}
+        features = len(set(there.get("features", [])) ^ set((here or {}).get("features", [])))
+        a, b = there.get("caches", {}), (here or {}).get("caches", {})
+        caches = sum(abs(math.log2(a[k] / b[k])) for k in a.keys() & b.keys() if a[k] and b[k])
+        return features, caches
+
+    return min(names, key=distance) if here else names[0]
 
 
 def _check_profile(data: Any, where: str) -> None:
@@ -353,6 +373,8 @@ def load_profile(spec: str | Path | None, target: str = "host") -> Profile:
             raise BertcError(f"no built-in profile for target '{target}'; pass --profile FILE (from bertc calibrate)")
     path = Path(spec)
     if not path.suffix and not path.exists():
+        if spec == "host":  # the built-in host profile fitted on the CPU most like this one
+            spec = closest_builtin("host", device_cpu("host"))
         path = PROFILES_DIR / f"{spec}.json"
         if not path.exists():
             raise BertcError(f"unknown profile '{spec}': give a profile file, or one of "

@@ -5,9 +5,11 @@ speed up kernels, caches, cores.
     phone = read_cpu(AdbDevice(None).read)   # a phone over adb: the same files through `adb shell cat`
     cpu_differences(profile.data["cpu"], here)  # ["caches: L2 1 MiB here 512 KiB", ...]; [] when alike
 
-A profile fitted on one CPU is no guide to another: the built-in host profile (an AVX-512 EPYC with a 32 MB
-L3) predicted this project's 2-core AVX2 EPYC 6.8x too fast at a few tokens, and an AVX-512 Xeon 36% too
-fast. ``bertc estimate`` and ``bertc search`` compare the two records and say so.
+A profile fitted on one CPU is no guide to another: one fitted on an AVX-512 EPYC with a 32 MB L3 predicted
+this project's 2-core AVX2 EPYC 6.8x too fast at a few tokens, and an AVX-512 Xeon 36% too fast. So bertc
+ships a host profile per CPU kind it was calibrated on (``host-avx2``, ``host-avx512``), ``host`` is the one
+fitted on the CPU most like this one (bertc/cost.py closest_builtin), and ``bertc estimate`` and
+``bertc search`` compare the two records and say when they differ.
 """
 
 from __future__ import annotations
@@ -113,5 +115,5 @@ def mismatch_note(profile_name: str, fitted: dict[str, Any] | None, here: dict[s
     if not diff:
         return None
     return (f"profile '{profile_name}' was not fitted on this CPU ({'; '.join(diff)}), so its predictions can be "
-            f"far off here (the built-in host profile was 6.8x too fast on an AVX2 EPYC). Fit one for this CPU "
+            f"far off here (one fitted on an AVX-512 EPYC was 6.8x too fast on an AVX2 one). Fit one for this CPU "
             f"in about 10 minutes: `bertc calibrate --target {target} -o my-cpu.json`, then pass --profile my-cpu.json")

@@ -206,7 +206,7 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     assert len(q["measured"]) == 3 and all(r["measured_ms"] > 0 and 1 <= r["seq"] <= 48 for r in q["measured"])
     assert set(q["groups"]) >= {"all", "1 thread"} and isinstance(q["goal_misses"], list)
     est = estimate(SMALL, seq_len=32, profile=out)
-    assert est.profile == "host" and not est.notes and est.total_ms > 0  # fitted here: no warning
+    assert est.profile == "p" and not est.notes and est.total_ms > 0  # named after its file; fitted here: no warning
     # the measurements are kept: --refit fits the same coefficients from them without timing the grid
     kept = json.loads(measurements_path(out).read_text())
     assert kept["cpu"] == saved.data["cpu"] and all(r["p50_ms"] > 0 and r["ops"] for r in kept["records"])
@@ -240,6 +240,32 @@ def test_a_profile_from_another_cpu_is_named_in_the_estimate(tmp_path):
     data.pop("cpu")
     (tmp_path / "p.json").write_text(json.dumps(data))
     assert "records no CPU" in " ".join(estimate(SMALL, seq_len=8, profile=tmp_path / "p.json").notes)
+
+
+def test_the_host_profile_is_the_built_in_one_fitted_on_the_most_similar_cpu(tmp_path, monkeypatch):
+    """`host` names the host-* profile whose CPU shares the most kernel features with this one, then the
+    nearest caches; every built-in host-* profile records its CPU and is a profile of its own name."""
+    from bertc import cost
+
+    for name in [n for n in cost.builtin_profiles() if n.startswith("host-")]:
+        assert load_profile(name).name == name and load_profile(name).data["cpu"]["features"]
+    assert load_profile("host").name in cost.builtin_profiles()
+    base = load_profile("host").data
+    cpus = {"host-a": {"features": ["avx2", "fma"], "caches": {"l2_bytes": 512 << 10, "l3_bytes": 8 << 20}},
+            "host-b": {"features": ["avx2", "avx512f", "fma"], "caches": {"l2_bytes": 1 << 20, "l3_bytes": 32 << 20}},
+            "host-c": {"features": ["avx2", "avx512f", "fma"], "caches": {"l2_bytes": 2 << 20, "l3_bytes": 96 << 20}}}
+    for name, cpu in cpus.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({**base, "name": name, "cpu": cpu}))
+    (tmp_path / "host-a.measurements.json").write_text("{}")  # not a profile
+    monkeypatch.setattr(cost, "PROFILES_DIR", tmp_path)
+    assert cost.closest_builtin("host", {"features": ["avx2", "fma"], "caches": {"l2_bytes": 1 << 20}}) == "host-a"
+    avx512 = {"features": ["avx2", "avx512f", "fma"], "caches": {"l2_bytes": 1 << 20, "l3_bytes": 32 << 20}}
+    assert cost.closest_builtin("host", avx512) == "host-b"
+    assert cost.closest_builtin("host", {**avx512, "caches": {"l2_bytes": 2 << 20, "l3_bytes": 64 << 20}}) == "host-c"
+    assert cost.closest_builtin("host", None) == "host-a"
+    monkeypatch.setattr(cost, "_HOST_CPU", avx512)
+    assert load_profile(None, "host").name == load_profile("host").name == "host-b"
+    assert cost.builtin_profiles() == ["host", "host-a", "host-b", "host-c"]
 
 
 def test_the_runtime_is_compiled_once_per_cpu_through_ccache(monkeypatch):
