@@ -11,10 +11,15 @@ MiniLM beside the dense one.
 2. End to end. The packaged MiniLM compiled dense and with ``--prune-patterns SPEC`` (default
    16x1@0.25: 75% of the encoder's linear weights pruned in blocks; with --pruned FOLDER, the output
    of ``bertc prune`` instead), timed the same way at 1 and 2 threads.
+3. Short inputs (``--part short``). A BERT-base-wide encoder (6 layers, hidden 768, FFN 3072, random
+   weights: its 170 MB of weights stream from memory as a phone's do) compiled with --max-seq-len 128, dense
+   and with each pattern at 50% kept (every matrix sparse), timed round-robin at 1-128 tokens: real text
+   is short, and there a block narrower than a register runs a different tile (sparse_gemm.h).
 
     .venv/bin/python benchmarks/sparse.py                       # both parts, prints markdown
     .venv/bin/python benchmarks/sparse.py --part kernels --save # re-measure the rates bertc uses
     .venv/bin/python benchmarks/sparse.py --part e2e --pruned minilm-16x1.pruned
+    .venv/bin/python benchmarks/sparse.py --part short --rounds 3   # dense / sparse per length and thread count
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ SEQ = 128
 SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, N)
 PATTERNS = ["16x1", "8x1", "4x1", "1x4", "2:4"]
 DENSITIES = [0.9, 0.75, 0.5, 0.25, 0.1]  # 50, 25, 10% for the table; 90 and 75% so the rates reach dense
+SHORT_LENGTHS = [1, 2, 4, 8, 16, 32, 128]
 
 
 class OneLinear(torch.nn.Module):
@@ -59,9 +65,10 @@ class OneLinear(torch.nn.Module):
         return self.encoder["layer"][0]["dense"](x) if len(self.encoder["layer"]) else x
 
 
-def timed_round_robin(models: dict[str, DeviceModel], rounds: int, runs: int, desc: str) -> dict[str, float]:
+def timed_round_robin(models: dict[str, DeviceModel], rounds: int, runs: int, desc: str,
+                      seq: int = SEQ) -> dict[str, float]:
     """Median over rounds of bertc_run's p50, visiting the models in a rotating order each round."""
-    ids = np.full((1, SEQ), 7, np.int64)
+    ids = np.full((1, seq), 7, np.int64)
     names = list(models)
     p50s: dict[str, list[float]] = {n: [] for n in names}
     for i in tqdm(range(rounds), desc=desc, leave=False, file=sys.stderr):
@@ -123,6 +130,33 @@ def e2e(args, work: Path) -> dict:
     return out
 
 
+def short(args, work: Path) -> dict:
+    import transformers as T
+
+    config = T.BertConfig(num_hidden_layers=6, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
+                          vocab_size=4096)
+    arts = {}
+    for spec in [None, *(p if ":" in p else f"{p}@0.5" for p in args.patterns)]:
+        torch.manual_seed(0)
+        arts[spec or "dense"] = bertc.compile(T.BertModel(config).eval(), max_seq_len=128, prune=spec, force_sparse=True,
+                                              out=work / f"short-{spec or 'dense'}.bertc".replace(":", "of"))
+    out = {}
+    for threads in args.e2e_threads:
+        models = {n: DeviceModel(a.path, device="host", threads=threads) for n, a in arts.items()}
+        for seq in SHORT_LENGTHS:
+            out[f"{threads}t {seq}"] = timed_round_robin(models, args.rounds, args.runs, f"{threads}t {seq} tokens", seq)
+    return out
+
+
+def print_short(res: dict) -> None:
+    names = [n for n in next(iter(res.values())) if n != "dense"]
+    print("\n### Hidden 768, 6 layers, 50% kept: dense time / sparse time at each length\n")
+    print("| threads | tokens | dense ms | " + " | ".join(names) + " |\n|---|---:|---:|" + "---:|" * len(names))
+    for key, t in res.items():
+        threads, seq = key.split()
+        print(f"| {threads[:-1]} | {seq} | {t['dense']:.2f} | " + " | ".join(f"{t['dense'] / t[n]:.2f}x" for n in names) + " |")
+
+
 def print_e2e(res: dict) -> None:
     rep = res["report"]
     print(f"\n### MiniLM (all-MiniLM-L6-v2), sequence {SEQ}: dense against pruned "
@@ -137,7 +171,8 @@ def print_e2e(res: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["kernels", "e2e", "all"], default="all")
+    p.add_argument("--part", choices=["kernels", "e2e", "all", "short"], default="all",
+                   help="all: kernels and e2e; short: the hidden-768 encoder at 1-128 tokens")
     p.add_argument("--patterns", nargs="+", default=PATTERNS)
     p.add_argument("--densities", nargs="+", type=float, default=DENSITIES)
     p.add_argument("--threads", type=int, default=1, help="threads for the kernel part (default: 1)")
@@ -147,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--save", action="store_true", help=f"write the kernel rates to {RATES_FILE.relative_to(ROOT)}")
-    p.add_argument("--json", default=str(ROOT / "benchmarks" / "sparse_results.json"))
+    p.add_argument("--json", help="where the results go (default: benchmarks/sparse_results.json, "
+                   "sparse_short.json for --part short)")
     args = p.parse_args(argv)
     results = {"machine": host_target().description, "date": date.today().isoformat()}
     with tempfile.TemporaryDirectory(prefix="bertc-sparse-bench-") as tmp:
@@ -168,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.part in ("e2e", "all"):
             results["e2e"] = e2e(args, Path(tmp))
             print_e2e(results["e2e"])
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        if args.part == "short":
+            results["short"] = short(args, Path(tmp))
+            print_short(results["short"])
+    default = "sparse_short.json" if args.part == "short" else "sparse_results.json"
+    Path(args.json or ROOT / "benchmarks" / default).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

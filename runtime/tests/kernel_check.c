@@ -350,6 +350,11 @@ static int check_linear_sparse(bertc_pool *p) {
       const int64_t K = c == 7 ? 1 : rand_int(1, 90);
       check_sparse_case(p, &r, &vs_dense, blocks[sh][0], blocks[sh][1], densities[c % 4], M, N, K, c % 5);
     }
+  /* every row count of 1-9 (real text's few tokens: the few-rows tile of r < L blocks, and the switch back) */
+  for (size_t sh = 0; sh < sizeof blocks / sizeof *blocks; sh++)
+    for (int M = 1; M <= 9; M++)
+      check_sparse_case(p, &r, &vs_dense, blocks[sh][0], blocks[sh][1], densities[1 + M % 3], M, rand_int(1, 70),
+                        rand_int(1, 90), M % 5);
   /* BERT-sized: MiniLM's FFN projections at 128 tokens, its QKV projection at 37, a 4x1 one at 9 (fewer
    * rows than a tile: the block rows are split between threads). The reference is the loop checked
    * above, so only the kernel is compared. */
