@@ -138,7 +138,8 @@ def short(args, work: Path) -> dict:
     arts = {}
     for spec in [None, *(p if ":" in p else f"{p}@0.5" for p in args.patterns)]:
         torch.manual_seed(0)
-        arts[spec or "dense"] = bertc.compile(T.BertModel(config).eval(), max_seq_len=128, prune=spec, force_sparse=True,
+        arts[spec or "dense"] = bertc.compile(T.BertModel(config).eval(), max_seq_len=128, prune=spec,
+                                              force_sparse=spec is not None,
                                               out=work / f"short-{spec or 'dense'}.bertc".replace(":", "of"))
     out = {}
     for threads in args.e2e_threads:
