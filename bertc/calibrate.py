@@ -19,7 +19,7 @@ The profile records the CPU it was fitted on (bertc/cpu.py); ``bertc estimate`` 
 when it is used on another. The measurements are kept beside it (PROFILE.measurements.json), so that
 ``--refit`` fits again without measuring; ``--check`` times the held-out set only, against a profile you have.
 
-    bertc calibrate --target host                       # ~15 minutes on the 2-core host
+    bertc calibrate --target host                       # 5-12 minutes on a 2-core host
     bertc calibrate --target android-arm64 --device adb --threads 1,4 -o pixel7.json
     bertc calibrate --check pixel7.json --device adb    # does it still hold?
 """

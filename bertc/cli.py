@@ -521,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "count, dense and sparse, and per length band, and says whether the goal (90% within 10%, "
                        "Spearman 0.97) was met. The profile records this CPU (model, features, caches): `bertc "
                        "estimate` and `bertc search` warn when a profile is used on another.",
-                       epilog="examples:\n  bertc calibrate --target host -o here.json          # ~15 min on 2 cores\n"
+                       epilog="examples:\n  bertc calibrate --target host -o here.json          # 5-12 min on 2 cores\n"
                               "  bertc estimate config.json --profile here.json\n"
                               "  bertc calibrate --check here.json                   # does it still hold? (~4 min)\n"
                               "  bertc calibrate --refit here.measurements.json -o again.json   # fit again, no grid\n"
