@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from .api import compile as compile_model
-from .cost import COST_MODEL, FEATURES, Profile, config_ops, device_cpu, estimate, fit_kind, load_profile, quality
+from .cost import COST_MODEL, Profile, config_ops, device_cpu, estimate, fit_kind, fitted_cost, load_profile, quality
 from .cpu import describe
 from .device import DeviceModel
 from .errors import BertcError
@@ -231,7 +231,7 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
     for (t, kind), rows in sorted(samples.items()):
         coef = fit_kind(kind, rows)
         data["fitted"][str(t)][kind] = coef
-        errs = [abs(_dot(coef, kind, f) - ms) / ms for f, ms in rows]
+        errs = [abs(fitted_cost(coef, kind, f) - ms) / ms for f, ms in rows]
         fit_error.setdefault(str(t), {})[kind] = round(statistics.fmean(errs), 4)
     # means add up (medians do not): what a run spends outside its ops
     data["run_overhead_ms"] = {str(t): round(max(0.0, statistics.median(r["mean_ms"] - r["ops_ms"] for r, _ in v)), 4)
@@ -240,7 +240,7 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
     for t, v in runs.items():
         fitted, over = data["fitted"][str(t)], data["run_overhead_ms"][str(t)]
         data["run_scale"][str(t)] = round(statistics.median(
-            (r["p50_ms"] - over) / sum(_dot(fitted[k], k, f) for k, f, _ in ops) for r, ops in v), 4)
+            (r["p50_ms"] - over) / sum(fitted_cost(fitted[k], k, f) for k, f, _ in ops) for r, ops in v), 4)
     data.pop("kind_scale", None)
     data["fit_mape_by_kind"] = fit_error
     peak = _best_gflops(samples)
@@ -248,10 +248,6 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
         data["roofline"]["peak_gflops_per_core"] = round(peak, 1)
         data.setdefault("sources", {})["peak_gflops_per_core"] = "measured: the fastest packed GEMM op of the 1-thread grid"
     return data
-
-
-def _dot(coef: list[float], kind: str, feats: dict[str, float]) -> float:
-    return float(sum(c * feats.get(n, 0.0) for n, c in zip(FEATURES[kind], coef)))
 
 
 def _best_gflops(samples) -> float | None:

@@ -81,6 +81,11 @@ FEATURES = {
 COST_MODEL = 2
 
 
+def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
+    """The ms a profile's fitted coefficients for ``kind`` give an op with these features (before scales)."""
+    return float(sum(c * features.get(n, 0.0) for n, c in zip(FEATURES[kind], coef)))
+
+
 def weight_stream(key: str, weights: float, m: int) -> dict[str, float]:
     """The weight features of a GEMM of ``m`` rows (see FEATURES)."""
     return {key: weights, **{f"{key}_h{h}": weights * max(0.0, 1.0 - m / h) for h in WEIGHT_HINGES}}
@@ -283,7 +288,7 @@ class Profile:
         kind = self.data.get("kind_scale", {}).get(str(threads), {}).get(op.kind, 1.0)
         if fitted is not None:
             scale = self.data.get("run_scale", {}).get(str(threads), 1.0)  # bertc/calibrate.py _run_scale
-            return kind * scale * float(sum(c * op.features.get(f, 0.0) for f, c in zip(FEATURES[op.kind], fitted)))
+            return kind * scale * fitted_cost(fitted, op.kind, op.features)
         roof = self.data["roofline"]
         peak = roof["peak_gflops_per_core"] * threads * roof.get("parallel_efficiency", {}).get(str(threads), 1.0)
         eff = roof["efficiency"].get(op.kind, roof["efficiency"]["elementwise"])

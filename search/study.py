@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +28,7 @@ import optuna
 from tqdm import tqdm
 from transformers import AutoConfig
 
-from bertc.cost import config_ops, load_profile, profile_cpu_note
+from bertc.cost import config_ops, load_profile, profile_cpu_note, quality
 from bertc.errors import BertcError
 
 from .distill import encode, predict_logits
@@ -127,9 +126,11 @@ class Study:
         if "teacher" not in self.state:
             self.state["teacher"] = self._teacher_facts(teacher, tokenizer, task)
         t = self.state["teacher"]
-        if "base_predicted_ms" not in t:
-            t["base_predicted_ms"] = round(self._price(teacher.config.to_dict(), t["threads"],
-                                                       load_profile(s.profile, s.target)), 4)
+        if "base_predicted_ms" not in t:  # the teacher priced as the candidate of its own shape
+            c = teacher.config
+            whole = Candidate(c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
+                              (c.intermediate_size,) * c.num_hidden_layers, None, t["threads"])
+            t["base_predicted_ms"] = round(self.predict(whole, c, (load_profile(s.profile, s.target),))[0], 4)
         self.budget_ms = s.budget_ms or s.budget_fraction * t["latency_ms"]
         self.state["budget_ms"] = round(self.budget_ms, 4)
         if "teacher_anchor" not in self.state:  # the first re-fit, before the first round's screen
@@ -145,11 +146,6 @@ class Study:
         t = self.state["teacher"]
         return TrialRecord(-1, "COMPLETE", "timed", describe="teacher", threads=t["threads"],
                            base_predicted_ms=t["base_predicted_ms"], base_sparse_ms=0.0, measured_ms=t["latency_ms"])
-
-    def _price(self, config: dict, threads: int, profile) -> float:
-        """Milliseconds for the dense model of ``config`` under ``profile``, at the study's lengths, combined."""
-        return self.lengths.combine([profile.overhead_ms(threads) + sum(profile.op_ms(o, threads) for o in config_ops(
-            config, self.settings.target, n, cache_bytes=profile.cache_bytes)) for n in self.lengths.points])
 
     def _teacher_facts(self, teacher, tokenizer, task) -> dict:
         threads = max(self.space.threads)
@@ -336,15 +332,15 @@ class Study:
         timed = [r for r in trial_records(study) if r.stage == "timed"]
         entry: dict[str, Any] = {"timed": len(timed), "scale": recalibrate(
             self.out, self.settings.target, self.settings.profile, [*timed, self.teacher_record()], self.space.threads)}
-        errors = [(r.predicted_ms - r.measured_ms) / r.measured_ms for r in timed if r.number in round_trials]
-        if errors:
-            entry["round_error"] = {"timed": len(errors), "mape": round(statistics.fmean(map(abs, errors)), 4),
-                                    "within_10pct": round(sum(abs(e) <= 0.1 for e in errors) / len(errors), 4),
-                                    "worst": round(max(errors, key=abs), 4)}
-            self.log(f"cost model this round: {sum(abs(e) <= 0.1 for e in errors)} of {len(errors)} timed "
-                     f"candidate(s) predicted within 10%, mean error {entry['round_error']['mape']:.1%} (worst "
-                     f"{entry['round_error']['worst']:+.1%}); re-fitted from {len(timed)} timed and the teacher: "
-                     f"{entry['scale']}")
+        mine = [r for r in timed if r.number in round_trials]
+        if mine:
+            q = quality([r.predicted_ms for r in mine], [r.measured_ms for r in mine])
+            worst = max(((r.predicted_ms - r.measured_ms) / r.measured_ms for r in mine), key=abs)  # with its sign
+            entry["round_error"] = {"timed": len(mine), "mape": round(q["mape"], 4),
+                                    "within_10pct": round(q["within_10pct"], 4), "worst": round(worst, 4)}
+            self.log(f"cost model this round: {round(q['within_10pct'] * len(mine))} of {len(mine)} timed "
+                     f"candidate(s) predicted within 10%, mean error {q['mape']:.1%} (worst {worst:+.1%}); "
+                     f"re-fitted from {len(timed)} timed and the teacher: {entry['scale']}")
         self.state.setdefault("recalibrations", []).append(entry)
         self.write_state()
 
