@@ -442,10 +442,11 @@ static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr) {
 }
 
 /* The few-rows tile for an r < L block at M <= SPARSE_FEW_MAX rows, where it does less work than the
- * by-rows tile: that one's FMAs are L lanes over MR rows, this one's r lanes over M rows, so break-even is
- * at M = MR r / L (r = 4, 8); for r = 1, 2, whose FMAs here are scalar, at half of that. NULL: by rows.
- * AVX-512, BERT-base-sized layers (6 x 768, FFN 3072), 1 thread, 1-4 tokens: 8x1 and 2:4 blocks 2.1-3.2x
- * faster than by rows, now faster than dense; 4x1 1.8-2.3x; 1x4 1.2x at 1 token. */
+ * by-rows tile: that one's FMAs are L lanes over MR rows, this one's r lanes (4 for 1x4 blocks) over M rows,
+ * so break-even is at M = MR r / L; for the other r = 1, 2 blocks, whose FMAs here are scalar, at half of
+ * that. NULL: by rows. AVX-512, BERT-base-sized layers (6 x 768, FFN 3072), 1 thread, 1-4 tokens: 8x1 and
+ * 2:4 blocks 2.1-3.4x faster than by rows, now faster than dense; 4x1 1.35-2.6x; 1x4 at 1 token 0.28x of
+ * dense's speed with scalar FMAs, 1.48x with the four 4-lane chains. */
 static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr) {
 #define SPARSE_FEW_ROW(R) \
   {sparse_few_##R##_1, sparse_few_##R##_2, sparse_few_##R##_3, sparse_few_##R##_4, sparse_few_##R##_5, \
@@ -455,7 +456,8 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr) {
 #undef SPARSE_FEW_ROW
   const int which = r == 1 ? 0 : r == 2 ? 1 : r == 4 ? 2 : r == 8 ? 3 : -1;
   if (which < 0 || r >= SPARSE_L || M < 1 || M > SPARSE_FEW_MAX) return NULL;
-  if ((r >= 4 || c == 4 ? 1 : 2) * M * SPARSE_L > (int64_t)mr * (r == 1 && c == 4 ? 4 : r)) return NULL;
+  const int lanes = r == 1 && c == 4 ? 4 : (int)r, vector = r >= 4 || lanes == 4;
+  if ((vector ? 1 : 2) * M * SPARSE_L > (int64_t)mr * lanes) return NULL;
   return few[which][M - 1];
 }
 
