@@ -92,6 +92,22 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
     }
 
 
+def _precision_report(ops: collections.Counter, linears) -> dict[str, Any]:
+    """What runs in which precision: the linears by weight type (--dtype) and the ops that stay fp32."""
+    weights = collections.Counter({"f32": "fp32", "f16": "fp16", "i8": "int8"}[
+        op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"] for op in linears)
+    fp32 = {name: n for name, n in ops.items() if name not in (B.LinearOp.OPERATION_NAME, "func.return")
+            and not any(k in name for k in ("weight", "constant", "reshape", "view", "concat"))}
+    if weights.get("fp32"):
+        fp32[B.LinearOp.OPERATION_NAME] = weights["fp32"]
+    return {
+        "linears": dict(sorted(weights.items())),
+        # int8 GEMMs quantize their input per row at run time (kernels.h bertc_linear_packed_i8)
+        "int8_activations": "dynamic, per row" if weights.get("int8") else None,
+        "fp32_ops": dict(sorted(fp32.items())),
+    }
+
+
 def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) -> dict[str, Any]:
     ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
     linears = [op for op in func_ops(module.operation) if isinstance(op, B.LinearOp)]
@@ -112,6 +128,7 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
             "weights_bytes": len(emitted.weights),
         },
         "sparsity": _sparsity_report(linears, target) if target is not None else None,
+        "precision": _precision_report(ops, linears),
         "kernels": emitted.kernels,
         "compile_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -279,7 +296,7 @@ def compile_ir(program: IRProgram, target, out: str | Path, batch: int, seq_len:
 
 # Max |error| against the golden outputs that `bertc run --verify` accepts: fp32 shaders agree with
 # PyTorch to ~2e-6 on lavapipe, a wrong driver is off by far more; fp16 GEMMs cost ~4e-3 on MiniLM (README).
-VERIFY_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
+VERIFY_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}  # (no GPU target takes int8)
 
 
 def golden_inputs(loaded, b: int, s: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -83,7 +83,7 @@ class Manifest:
     target: str
     arch: str | None = None  # "x86_64", "aarch64": where bertc_run runs natively
     isa: str | None = None  # the kernels linked: avx2, neon, ref, vulkan
-    dtype: str | None = None  # GEMM weights: fp32 or fp16
+    dtype: str | None = None  # GEMM weights: fp32, fp16 or int8
     toolchain: str | None = None
     library: str
     tool: str | None = None  # bertc_run, the program run on a device

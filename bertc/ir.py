@@ -30,7 +30,7 @@ def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = No
     """Stamp an imported program with what the passes read besides its ops: on the function, the
     program's input and output names and vocabulary sizes (from the frontend's LoadedModel or an
     IRProgram); on the module, the target (``bertc.target``: the ISA and tile) and, when given, the
-    GEMM weights' dtype ("fp32" | "fp16"; pack-weights reads f32 when it is absent) and, for a program
+    GEMM weights' dtype ("fp32" | "fp16" | "int8"; pack-weights reads f32 when it is absent) and, for a program
     whose length is dynamic (``loaded.max_seq_len``), its bound ``bertc.max_seq_len``: what --plan-memory
     lays the arena out for and the longest run the program takes. Call inside the module's context."""
     f = next(op for op in module.body.operations if op.operation.name == "func.func")
@@ -42,6 +42,6 @@ def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = No
     f.attributes["bertc.type_vocab_size"] = ir.IntegerAttr.get(i64, max(loaded.max_token_type, 1))
     module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
     if dtype is not None:
-        module.operation.attributes["bertc.dtype"] = ir.StringAttr.get("f16" if dtype == "fp16" else "f32")
+        module.operation.attributes["bertc.dtype"] = ir.StringAttr.get({"fp16": "f16", "int8": "i8"}.get(dtype, "f32"))
     if getattr(loaded, "max_seq_len", None) is not None:
         module.operation.attributes["bertc.max_seq_len"] = ir.IntegerAttr.get(i64, loaded.max_seq_len)

@@ -39,6 +39,8 @@ def _bind(lib: ctypes.CDLL) -> None:
                         ("bertc_op_seconds", ctypes.c_double)]:
         getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_int]
         getattr(lib, fn).restype = restype
+    lib.bertc_kernel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+    lib.bertc_kernel.restype = ctypes.c_char_p
     lib.bertc_timed_runs.argtypes = [ctypes.c_void_p]
     lib.bertc_timed_runs.restype = ctypes.c_int64
     lib.bertc_reset_op_times.argtypes = [ctypes.c_void_p]
@@ -148,6 +150,17 @@ class CompiledModel:
                             "kernel": self.lib.bertc_op_kernel(h, i).decode(),
                             "ms": total / runs if runs else 0.0, "total_ms": total, "runs": runs})
         return ops
+
+    def kernels(self) -> dict[str, str]:
+        """The program's kernels and the implementation each was linked to ("avx2", "neon", "ref"), as
+        bertc_run --bench's "kernels" reports them."""
+        with self._lock:
+            h, out, i = self._handle(), {}, 0
+            impl = ctypes.c_char_p()
+            while (name := self.lib.bertc_kernel(h, i, ctypes.byref(impl))) is not None:
+                out[name.decode()] = impl.value.decode()
+                i += 1
+        return out
 
     def reset_op_times(self) -> None:
         """Zero the per-op timers, e.g. after warm-up runs."""

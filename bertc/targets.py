@@ -89,6 +89,16 @@ class Target:
         return NEON_F16_TILE if self.isa == "neon" else None
 
     @property
+    def int8_tile(self) -> Tile | None:
+        """The tile for int8 weights (--dtype int8), or None where bertc has no int8 kernels (GPU targets).
+        The x86 kernels are built for the host's CPU (-march=native), so its features pick the tile."""
+        if self.is_gpu:
+            return None
+        if self.isa == "avx2":
+            return AVX512_I8_TILE if {"avx512_vnni", "avx512bw"} <= _host_flags() else AVX2_I8_TILE
+        return REF_I8_TILE
+
+    @property
     def is_gpu(self) -> bool:
         return self.gpu is not None
 
@@ -106,6 +116,12 @@ AVX2_TILE = Tile(mr=6, nr=16, kc=256)
 # DRAM keeps up (bert-base 1 thread, interleaved bertc_run: 91-94 ms against 96-98 at kc=256).
 AVX512_TILE = Tile(mr=12, nr=32, kc=128)
 REF_TILE = Tile(mr=4, nr=16, kc=256)
+# int8 (runtime/kernels/avx2/kernels.c, Q8_MR x Q8_NR): the int32 sums run over all of K in registers, so kc
+# is unused. AVX-512 VNNI: 12 x 32 -> 24 accumulators of 16 lanes; AVX2 (VPMADDUBSW): 4 x 16 -> 8 of 8 lanes.
+# ARM64 runs the reference kernel for now (any tile; SDOT / i8mm kernels are issue 19's next step).
+AVX512_I8_TILE = Tile(mr=12, nr=32, kc=256)
+AVX2_I8_TILE = Tile(mr=4, nr=16, kc=256)
+REF_I8_TILE = Tile(mr=4, nr=16, kc=256)
 
 # Sparse kernels against dense (bertc_linear_sparse over bertc_linear_packed): dense time / sparse time
 # by ISA, pattern and kept fraction, with where each number came from. --prune-patterns keeps a matrix

@@ -93,6 +93,21 @@ class WeightsImage:
         self.blob.extend(np.ascontiguousarray(arr).tobytes())
         return offset
 
+    def place_int8(self, value: ir.Value, nr: int) -> tuple[int, int, int]:
+        """A linear weight as kernels.h's bertc_qweight: the image offsets of the int8 panels, the scales and
+        the column sums."""
+        key = (value, f"int8:{nr}")
+        if key not in self.offsets:
+            q, scale = quantize_int8(self.fold(value))
+            n, k = q.shape
+            kq = -(-k // 4) * 4
+            panels = np.zeros((-(-n // nr) * nr, kq), np.int8)
+            panels[:n, :k] = q  # [p, nr, kq/4, 4] -> [p, kq/4, nr, 4]: K in groups of four inside each panel
+            panels = panels.reshape(-1, nr, kq // 4, 4).transpose(0, 2, 1, 3)
+            self.offsets[key] = (self.append(panels), self.append(scale),
+                                 self.append(q.sum(axis=1, dtype=np.int32)))
+        return self.offsets[key]
+
     def place_sparse(self, value: ir.Value, r: int, c: int) -> tuple:
         """A pruned weight as kernels.h's bertc_block_sparse: (r, c, block rows, and the image offsets of
         the block offsets, the indices and the values)."""
@@ -102,6 +117,15 @@ class WeightsImage:
             self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
                                  self.append(s.values))
         return self.offsets[key]
+
+
+def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """W[N, K] ~ scale[n] * q[n, k]: symmetric int8 per output feature (q in [-127, 127], rounded half to
+    even; a zero row has scale 0), as kernels.h's bertc_qweight holds it."""
+    amax = np.abs(w).max(axis=1).astype(np.float32)
+    inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
+    q = np.clip(np.rint(w.astype(np.float32) * inv[:, None]), -127, 127).astype(np.int8)
+    return q, (amax / np.float32(127)).astype(np.float32)
 
 
 @dataclass(frozen=True)

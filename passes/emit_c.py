@@ -129,10 +129,17 @@ def emit_linear(e: CEmitter, op) -> str:
         return e.call("bertc_linear_sparse", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act)
     if "bertc.tile" in op.attributes:  # --pack-weights chose a tile (and maybe half-float weights)
         mr, nr, kc = ir.DenseI64ArrayAttr(op.attributes["bertc.tile"])
-        f16 = "bertc.weight_dtype" in op.attributes and op.attributes["bertc.weight_dtype"].value == "f16"
+        wdtype = op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"
+        tile = f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}"
+        if wdtype == "i8":  # int8 panels, scales and column sums (kernels.h's bertc_qweight)
+            o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr)
+            w = f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c})}}"
+            return e.call("bertc_linear_packed_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
+                          tile)
+        f16 = wdtype == "f16"
         w = e.ptr(op.operands[1], f"panels:{nr}:{'f16' if f16 else 'f32'}")
         return e.call("bertc_linear_packed_f16" if f16 else "bertc_linear_packed", "p", e.ptr(op.operands[0]), w,
-                      bias, res, e.out(op), m, n, k, act, f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}")
+                      bias, res, e.out(op), m, n, k, act, tile)
     return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1], "kn"), bias, res, e.out(op), m, n, k, act)
 
 
@@ -226,6 +233,8 @@ def scratch_floats(module: ir.Operation) -> str:
             sp = sparsity(op)
             if sp is not None and sp["format"] == "sparse":
                 bounds.add(f"BERTC_SCRATCH_SPARSE({shape_of(op.operands[1])[1]}, {parse_pattern(sp['pattern']).c})")
+            elif "bertc.weight_dtype" in op.attributes and op.attributes["bertc.weight_dtype"].value == "i8":
+                bounds.add(f"BERTC_SCRATCH_LINEAR_I8({shape_of(op.operands[1])[1]})")
             else:
                 bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")
     scratch = "64"

@@ -16,9 +16,11 @@ is a linear that --prune-patterns made sparse (emit-c stores its kept blocks ins
 
 With ``dtype=f16`` (``bertc compile --dtype fp16``: the module's ``bertc.dtype``) the packed
 weights are stored as IEEE half floats, ``bertc.weight_dtype = "f16"``, and the GEMM runs on the
-target's FP16 arithmetic; activations, bias and residual stay fp32.
+target's FP16 arithmetic; activations, bias and residual stay fp32. With ``dtype=i8`` (``--dtype int8``)
+they are stored as int8 with a scale per output feature, ``bertc.weight_dtype = "i8"``, and the GEMM
+quantizes its input per row at run time (kernels.h, bertc_linear_packed_i8).
 
-Options: ``pack-weights{mr=8 nr=12 kc=256 dtype=f32}``; each defaults to the target's / module's value.
+Options: ``pack-weights{mr=8 nr=12 kc=256 dtype=f32}`` (dtype f32, f16 or i8); each defaults to the target's / module's value.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .common import PassContext, func_ops, module_target, producer, sparsity
 
 def _target_tile(module: ir.Operation, dtype: str) -> tuple[int, int, int]:
     target = module_target(module)
-    t = target.tile if dtype == "f32" else target.fp16_tile
+    t = {"f32": target.tile, "f16": target.fp16_tile, "i8": target.int8_tile}[dtype]
     if t is None:
         raise BertcError(f"--pack-weights dtype={dtype}: target '{target.name}' has no {dtype} kernels; use f32")
     return t.mr, t.nr, t.kc
@@ -57,8 +59,8 @@ def _option_tile(ctx: PassContext, default: tuple[int, int, int]) -> tuple[int, 
 def _weight_dtype(module: ir.Operation, ctx: PassContext) -> str:
     default = module.attributes["bertc.dtype"].value if "bertc.dtype" in module.attributes else "f32"
     dtype = ctx.options.get("pack-weights", {}).get("dtype", default)
-    if dtype not in ("f32", "f16"):
-        raise BertcError(f"--pack-weights dtype={dtype}: expected f32 or f16")
+    if dtype not in ("f32", "f16", "i8"):
+        raise BertcError(f"--pack-weights dtype={dtype}: expected f32, f16 or i8")
     return dtype
 
 
@@ -72,5 +74,5 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
         w = producer(op.operands[1])
         if w is not None and B.category_of(w) == "constant":
             op.attributes["bertc.tile"] = attr
-            if dtype == "f16":
+            if dtype != "f32":
                 op.attributes["bertc.weight_dtype"] = ir.StringAttr.get(dtype)

@@ -1,6 +1,7 @@
 """The ISA kernels against the reference kernels, op by op (runtime/tests/kernel_check.c): random
 shapes that are not multiples of the tiles, masks with fully masked rows, block-sparse weights of
-every block shape and density (and the sparse reference against the dense product), 1 and 3 threads."""
+every block shape and density (and the sparse reference against the dense product), int8 weights (bit for
+bit before the activation, and the reference against the formula in kernels.h), 1 and 3 threads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 
 import pytest
 
-from bertc.targets import AVX2_TILE, get_target, host_target
+from bertc.targets import AVX2_I8_TILE, AVX2_TILE, get_target, host_target
 from bertc.toolchain import RUNTIME, WARNINGS, find_toolchain
 
 SOURCES = ["tests/kernel_check.c", "tests/ref_renamed.c", "kernels/ref/kernels.c", "src/pool.c"]
@@ -36,9 +37,11 @@ def test_isa_kernels_match_reference(variant, tmp_path):
     build = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stderr
     run = [shutil.which("qemu-aarch64"), str(exe)] if target.cross else [str(exe)]
-    tile = target.fp16_tile if fp16 else AVX2_TILE if ymm_only else target.tile
-    tile = f"{tile.mr}x{tile.nr}"  # the tile this target compiles with, on top of the harness's list
-    r = subprocess.run(run + ["-t", "2", tile], capture_output=True, text=True, check=False, timeout=600)
+    tiles = [target.fp16_tile if fp16 else AVX2_TILE if ymm_only else target.tile,
+             AVX2_I8_TILE if ymm_only else target.int8_tile]
+    # the tiles this target compiles with (fp32 or fp16, and int8), on top of the harness's list
+    r = subprocess.run(run + ["-t", "2", *(f"{t.mr}x{t.nr}" for t in tiles)], capture_output=True, text=True,
+                       check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     # neon-fp16 adds the fp16 GEMM: its micro tiles (8x8, 8x12, 8x16, 8x24) and its generic path (3x5, 1x1);
     # the fp32 kernels of that build are the neon variant's, which checks them on every default tile
@@ -46,5 +49,6 @@ def test_isa_kernels_match_reference(variant, tmp_path):
                        text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     kernels = ["bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_softmax"]
-    for kernel in kernels + (["bertc_linear_packed_f16"] if fp16 else []):
+    for kernel in kernels + (["bertc_linear_packed_f16"] if fp16 else []) + (["bertc_linear_packed_i8"] if isa == "avx2"
+                                                                            else []):
         assert any(f"{kernel} " in line and f"impl {isa}" in line for line in r.stdout.splitlines()), r.stdout

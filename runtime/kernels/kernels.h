@@ -42,6 +42,26 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
                              const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                              const bertc_gemm_tile *tile);
 
+/* int8 weights (--dtype int8). W[N,K] is quantized per output feature, symmetrically:
+ * W[n,k] ~ scale[n] * q[n,k] with q in [-127, 127]. q is stored in panels of nr columns with K in groups of
+ * four (the bytes one SDOT / VPDPBUSD lane sums), K padded with zeros to Kq = K rounded up to 4:
+ *     q[n,k] at w[p * Kq * nr + (k / 4) * 4 * nr + (n % nr) * 4 + k % 4],  p = n / nr,
+ * the last panel zero-padded past N. colsum[n] = sum over k of q[n,k] (kernels that add 128 to the
+ * activations to use an unsigned-by-signed product take it back with it). */
+typedef struct {
+  const int8_t *w;
+  const float *scale;     /* [N] */
+  const int32_t *colsum;  /* [N] */
+} bertc_qweight;
+/* Activations are quantized per row at run time (dynamic): s = max|x[m,:]| / 127 (0 for a zero row),
+ * qx = round-half-even(x * (127 / max|x|)) in [-127, 127], and
+ *     y[m,n] = act(fma((float)sum_k qx[m,k] q[n,k], s * scale[n], bias[n])) + residual[m,n].
+ * The integer sums are exact, so every implementation gives the reference's bits before the activation
+ * (runtime/tests/kernel_check.c holds them to it); bias/residual may be NULL. */
+void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
+                            const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                            const bertc_gemm_tile *tile);
+
 /* Block-sparse weights (--prune-patterns). W[N,K] is cut into r x c blocks (r output features, c inputs);
  * only the kept blocks are stored, in block-row order: */
 typedef struct {
@@ -60,6 +80,9 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */
 #define BERTC_SCRATCH_LINEAR(K) (16 * (K) + 64)                 /* packing up to 16 rows of x */
+/* the quantized rows of x of one row block (at most BERTC_I8_ROWS rows of K rounded up to 4 bytes) and their scales */
+#define BERTC_I8_ROWS 192
+#define BERTC_SCRATCH_LINEAR_I8(K) (BERTC_I8_ROWS * (((K) + 3) / 4 + 1) + 64)
 #define BERTC_SCRATCH_ATTENTION(S, D) ((S) + 2 * (S) * (D) + 64) /* a score row, K and V of a head */
 /* up to 32 rows of x over K rounded up to the block's c, plus a 32-row x 16-column output tile */
 #define BERTC_SCRATCH_SPARSE(K, C) (32 * ((K) + (C)) + 32 * 16 + 64)

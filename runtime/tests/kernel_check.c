@@ -28,6 +28,7 @@
 /* The reference copies, renamed by ref_renamed.h and compiled in ref_renamed.c. */
 extern __typeof__(bertc_linear_packed) ref_bertc_linear_packed;
 extern __typeof__(bertc_linear_packed_f16) ref_bertc_linear_packed_f16;
+extern __typeof__(bertc_linear_packed_i8) ref_bertc_linear_packed_i8;
 extern __typeof__(bertc_linear_sparse) ref_bertc_linear_sparse;
 extern __typeof__(bertc_linear) ref_bertc_linear;
 extern __typeof__(bertc_attention) ref_bertc_attention;
@@ -105,6 +106,16 @@ static void record(result *r, const float *got, const float *want, int64_t n, co
   record_within(r, got, want, n, shape, TOLERANCE);
 }
 
+/* The same bits, or a failure that says so (error 0 with differing bits: a sign of zero or a NaN payload). */
+static void record_bits(result *r, const float *got, const float *want, int64_t n, const char *shape) {
+  const double err = error_of(got, want, n);
+  r->cases++;
+  if (err > r->worst) r->worst = err;
+  if (memcmp(got, want, (size_t)n * sizeof(float)) == 0) return;
+  if (!r->failed) snprintf(r->first_failure, sizeof r->first_failure, "%s: bits differ (error %.3g)", shape, err);
+  r->failed++;
+}
+
 static int report(const result *r, const char *kernel) {
   printf("  %-31s impl %-5s worst %.2e over %3d cases  %s%s\n", r->label, bertc_kernel_impl(kernel), r->worst,
          r->cases, r->failed ? "FAIL first at " : "ok", r->failed ? r->first_failure : "");
@@ -152,6 +163,98 @@ static int check_linear_packed(bertc_pool *p, int mr, int nr) {
   for (size_t c = 0; c < sizeof bert / sizeof *bert; c++)
     check_packed_case(p, &r, (bertc_gemm_tile){mr, nr, 256}, bert[c][0], bert[c][1], bert[c][2], (int)bert[c][3]);
   return report(&r, "bertc_linear_packed");
+}
+
+/* NaN into the scratch of (most likely) every thread, so that a kernel which reads scratch it has
+ * not written (say, the zero padding of packed x) fails. */
+static void poison_scratch(void *n, int64_t lo, int64_t hi, float *scratch) {
+  for (int64_t i = 0; i < *(const int64_t *)n; i++) scratch[i] = NAN;
+}
+
+/* ---- packed linear with int8 weights ----------------------------------------------------- */
+/* kernels.h's int8 format from float weights: per-row symmetric scales, K in groups of four. */
+typedef struct {
+  int8_t *w;
+  float *scale;
+  int32_t *colsum;
+  bertc_qweight q;
+} qweights;
+
+static qweights quantize_weights(const float *w, int64_t N, int64_t K, int nr) {
+  const int64_t Kq = (K + 3) / 4 * 4, panels = (N + nr - 1) / nr;
+  qweights q = {calloc((size_t)(panels * Kq * nr), 1), calloc((size_t)N, sizeof(float)),
+                calloc((size_t)N, sizeof(int32_t)), {0}};
+  for (int64_t n = 0; n < N; n++) {
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(w[n * K + k]));
+    q.scale[n] = amax / 127.0f;
+    for (int64_t k = 0; k < K; k++) {
+      const int8_t v = (int8_t)(amax > 0 ? nearbyintf(w[n * K + k] * 127.0f / amax) : 0);
+      q.w[(n / nr) * Kq * nr + (k / 4) * 4 * nr + (n % nr) * 4 + k % 4] = v;
+      q.colsum[n] += v;
+    }
+  }
+  q.q = (bertc_qweight){q.w, q.scale, q.colsum};
+  return q;
+}
+
+/* kernels.h's definition, computed here independently: x quantized per row, exact int64 sums. */
+static void q8_definition(bertc_pool *p, const float *x, const qweights *q, const float *bias, const float *res,
+                          float *y, int64_t M, int64_t N, int64_t K, int nr, int act) {
+  const int64_t Kq = (K + 3) / 4 * 4;
+  int8_t *qx = malloc((size_t)K);
+  for (int64_t m = 0; m < M; m++) {
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[m * K + k]));
+    for (int64_t k = 0; k < K; k++) qx[k] = (int8_t)(amax > 0 ? nearbyintf(x[m * K + k] * (127.0f / amax)) : 0);
+    for (int64_t n = 0; n < N; n++) {
+      int64_t acc = 0;
+      for (int64_t k = 0; k < K; k++) acc += qx[k] * q->w[(n / nr) * Kq * nr + (k / 4) * 4 * nr + (n % nr) * 4 + k % 4];
+      y[m * N + n] = (float)((double)acc * (amax / 127.0f) * q->scale[n] + (bias ? bias[n] : 0.0));
+    }
+  }
+  ref_bertc_unary(p, act, y, y, M * N);
+  for (int64_t i = 0; res && i < M * N; i++) y[i] += res[i];
+  free(qx);
+}
+
+static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_gemm_tile tile, int64_t M, int64_t N,
+                                 int64_t K, int act) {
+  const int with_bias = rand_int(0, 2) > 0, with_res = rand_int(0, 1);
+  const float ws = 2.0f / sqrtf((float)K);
+  float *x = rand_array(M * K, -1, 1), *w = rand_array(N * K, -ws, ws), *bias = rand_array(N, -1, 1);
+  float *res = rand_array(M * N, -1, 1), *got = nan_array(M * N), *want = nan_array(M * N);
+  float *exact = nan_array(M * N);
+  if (M > 2) memset(x + K, 0, (size_t)K * sizeof(float)); /* a zero row: scale 0 */
+  qweights q = quantize_weights(w, N, K, tile.nr);
+  const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
+  bertc_parallel_rows(p, 2 * bertc_pool_threads(p), poison_scratch, &(int64_t){BERTC_SCRATCH_LINEAR_I8(K)});
+  bertc_linear_packed_i8(p, x, &q.q, b, rs, got, M, N, K, act, &tile);
+  ref_bertc_linear_packed_i8(p, x, &q.q, b, rs, want, M, N, K, act, &tile);
+  q8_definition(p, x, &q, b, rs, exact, M, N, K, tile.nr, act);
+  char shape[96];
+  snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld act=%d bias=%d res=%d", (long long)M, (long long)N,
+           (long long)K, act, with_bias, with_res);
+  /* the integer sums are exact: without an activation the bits must be the reference's */
+  if (act == BERTC_ACT_NONE) record_bits(r, got, want, M * N, shape);
+  else record(r, got, want, M * N, shape);
+  if (def) record(def, want, exact, M * N, shape);
+  free(x), free(w), free(bias), free(res), free(got), free(want), free(exact), free(q.w), free(q.scale), free(q.colsum);
+}
+
+static int check_linear_packed_i8(bertc_pool *p, int mr, int nr, int with_definition) {
+  result r = {0}, def = {.label = "  reference vs formula"};
+  snprintf(r.label, sizeof r.label, "bertc_linear_packed_i8 %dx%d", mr, nr);
+  for (int c = 0; c < RANDOM_CASES; c++)
+    check_packed_i8_case(p, &r, with_definition ? &def : NULL, (bertc_gemm_tile){mr, nr, 256}, rand_int(1, 37),
+                         rand_int(1, 70), rand_int(1, 90), c % 5);
+  static const int64_t bert[][4] = {{128, 384, 384, BERTC_ACT_NONE}, {200, 96, 384, BERTC_ACT_NONE},
+                                    {13, 1536, 384, BERTC_ACT_GELU}, {24, 384, 1536, BERTC_ACT_NONE}};
+  for (size_t c = 0; c < sizeof bert / sizeof *bert; c++)
+    check_packed_i8_case(p, &r, with_definition ? &def : NULL, (bertc_gemm_tile){mr, nr, 256}, bert[c][0],
+                         bert[c][1], bert[c][2], (int)bert[c][3]);
+  const int failed = report(&r, "bertc_linear_packed_i8");
+  return with_definition ? failed | report(&def, "bertc_linear_packed_i8") : failed;
 }
 
 /* ---- packed linear with fp16 weights ----------------------------------------------------- */
@@ -296,12 +399,6 @@ static sparse_weights compress_blocks(float *w, int64_t N, int64_t K, int r, int
   s.offsets[rows] = blocks;
   s.w.offsets = s.offsets, s.w.index = s.index, s.w.values = s.values;
   return s;
-}
-
-/* NaN into the scratch of (most likely) every thread, so that a kernel which reads scratch it has
- * not written (say, the zero padding of packed x) fails. */
-static void poison_scratch(void *n, int64_t lo, int64_t hi, float *scratch) {
-  for (int64_t i = 0; i < *(const int64_t *)n; i++) scratch[i] = NAN;
 }
 
 /* The ISA kernel against the reference, and the reference against the definition: x @ W^T from
@@ -541,9 +638,10 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   /* the default tuning, and with more than 2 threads other legal values (small attention blocks,
    * GEMM row blocks that are not multiples of any tile) */
   const bertc_tuning tuning = threads > 2 ? (bertc_tuning){3, 4, 40} : (bertc_tuning)BERTC_TUNING_DEFAULT;
-  const int64_t scratch = BERTC_SCRATCH_LINEAR(MAX_K) > BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C)
-                              ? BERTC_SCRATCH_LINEAR(MAX_K)
-                              : BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C);
+  int64_t scratch = BERTC_SCRATCH_LINEAR(MAX_K) > BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C)
+                        ? BERTC_SCRATCH_LINEAR(MAX_K)
+                        : BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C);
+  if (BERTC_SCRATCH_LINEAR_I8(MAX_K) > scratch) scratch = BERTC_SCRATCH_LINEAR_I8(MAX_K);
   bertc_pool *p = bertc_pool_create(threads, scratch, &tuning);
   if (!p) {
     fprintf(stderr, "kernel_check: could not create a pool of %d threads\n", threads);
@@ -566,6 +664,10 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   const int f16_tiles = strcmp(bertc_kernel_impl("bertc_linear_packed_f16"), "ref") ? ntiles : 1;
   for (int t = 0; t < f16_tiles; t++) failed |= check_linear_packed_f16(p, tiles[t][0], tiles[t][1]);
   failed |= check_f16_values(p);
+  /* int8: every tile (the ISA file's own, and the others through its fallback; one where the reference is
+   * linked), and once the reference against kernels.h's formula */
+  const int i8_tiles = strcmp(bertc_kernel_impl("bertc_linear_packed_i8"), "ref") ? ntiles : 1;
+  for (int t = 0; t < i8_tiles; t++) failed |= check_linear_packed_i8(p, tiles[t][0], tiles[t][1], t == 0);
   bertc_pool_destroy(p);
   return failed;
 }

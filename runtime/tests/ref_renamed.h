@@ -6,6 +6,7 @@
 #define bertc_linear ref_bertc_linear
 #define bertc_linear_packed ref_bertc_linear_packed
 #define bertc_linear_packed_f16 ref_bertc_linear_packed_f16
+#define bertc_linear_packed_i8 ref_bertc_linear_packed_i8
 #define bertc_linear_sparse ref_bertc_linear_sparse
 #define bertc_embedding ref_bertc_embedding
 #define bertc_layer_norm ref_bertc_layer_norm

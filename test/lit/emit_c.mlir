@@ -54,3 +54,19 @@ func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
   %y = "bertc.linear"(%x, %w, %b) {activation = "none", bertc.tile = array<i64: 2, 4, 128>, operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x2x6xf32>, tensor<10x6xf32>, tensor<10xf32>) -> tensor<1x2x10xf32>
   return %y : tensor<1x2x10xf32>
 }
+
+// -----
+
+// With bertc.weight_dtype = "i8" (--dtype int8) the packed GEMM is the int8 one: its weight goes to
+// weights.bin as kernels.h's bertc_qweight, int8 panels with K in groups of four (3 panels x K = 6
+// padded to 8 x 4 columns: 96 bytes at 64), then the 10 scales (at 192) and column sums (at 256).
+// CHECK: BERTC_TIMED(0, bertc_linear_packed_i8(p, A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, 64), W(float, 192), W(int32_t, 256)}, W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}));
+// CHECK: {"bertc.linear [1, 2, 10]", "bertc_linear_packed_i8"},
+// CHECK: .header.weights_bytes = 296,
+// CHECK: .scratch_floats = MAX2(64, BERTC_SCRATCH_LINEAR_I8(6)),
+func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
+  %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<10x6xf32>
+  %b = "bertc.weight"() {name = "fc.bias"} : () -> tensor<10xf32>
+  %y = "bertc.linear"(%x, %w, %b) {activation = "none", bertc.tile = array<i64: 2, 4, 128>, bertc.weight_dtype = "i8", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x2x6xf32>, tensor<10x6xf32>, tensor<10xf32>) -> tensor<1x2x10xf32>
+  return %y : tensor<1x2x10xf32>
+}

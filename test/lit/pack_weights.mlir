@@ -4,6 +4,8 @@
 // RUN: not bertc-opt %s --split-input-file "--pack-weights{mr=17}" 2>&1 | FileCheck %s --check-prefix=BIGMR
 // RUN: not bertc-opt %s --split-input-file "--pack-weights{tile=8}" 2>&1 | FileCheck %s --check-prefix=UNKNOWN
 // RUN: bertc-opt %s --split-input-file "--pack-weights{dtype=f16}" | FileCheck %s --check-prefix=F16
+// RUN: bertc-opt %s --split-input-file "--pack-weights{dtype=i8}" | FileCheck %s --check-prefix=I8
+// RUN: sed 's/android-arm64/vulkan/' %s | not bertc-opt - --split-input-file "--pack-weights{dtype=i8}" 2>&1 | FileCheck %s --check-prefix=GPUI8
 // RUN: not bertc-opt %s --split-input-file "--pack-weights{dtype=bf16}" 2>&1 | FileCheck %s --check-prefix=BADTYPE
 // RUN: sed 's/android-arm64/host/' %s | not bertc-opt - --split-input-file "--pack-weights{dtype=f16}" 2>&1 | FileCheck %s --check-prefix=HOSTF16
 
@@ -22,7 +24,13 @@
 // F16: "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {activation = "gelu", bertc.tile = array<i64: 8, 24, 128>, bertc.weight_dtype = "f16"
 // F16: "bertc.linear"(%{{.*}}, %{{.*}}) {activation = "none", bertc.tile = array<i64: 8, 24, 128>, bertc.weight_dtype = "f16"
 // F16: "bertc.linear"(%arg0, %arg1) {activation = "none", operandSegmentSizes
-// BADTYPE: --pack-weights dtype=bf16: expected f32 or f16
+// int8 weights take the target's int8 tile (ARM64: the reference kernel's 4x16) and say so; GPU targets
+// have no int8 kernels.
+// I8: "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {activation = "gelu", bertc.tile = array<i64: 4, 16, 256>, bertc.weight_dtype = "i8"
+// I8: "bertc.linear"(%{{.*}}, %{{.*}}) {activation = "none", bertc.tile = array<i64: 4, 16, 256>, bertc.weight_dtype = "i8"
+// I8: "bertc.linear"(%arg0, %arg1) {activation = "none", operandSegmentSizes
+// GPUI8: --pack-weights dtype=i8: target 'vulkan' has no i8 kernels; use f32
+// BADTYPE: --pack-weights dtype=bf16: expected f32, f16 or i8
 // HOSTF16: --pack-weights dtype=f16: target 'host' has no f16 kernels; use f32
 module attributes {bertc.target = "android-arm64"} {
   func.func @mlp(%x: tensor<1x8x32xf32>, %dyn: tensor<16x32xf32>) -> (tensor<1x8x32xf32>, tensor<1x8x16xf32>) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../kernels.h"
+#include "../int8_gemm.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -391,6 +392,189 @@ void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, c
   }
   g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), tile->mr, bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, gemm_items, &g);
+}
+
+/* ---- int8 linear: kernels.h's format, ../int8_gemm.h's arithmetic --------------------------- */
+/* One micro-kernel, by what the CPU has:
+ * - AVX-512 VNNI, 12 x 32 (24 accumulators): VPDPBUSD sums four u8 x s8 products into each int32
+ *   lane, so x is stored with 128 added (q ^ 0x80) and 128 * colsum[n] is taken back at the end.
+ * - AVX2, 4 x 16 (8 accumulators): VPMADDUBSW of |q| with w carrying q's sign (|q|, |w| <= 127, so a
+ *   pair's sum, at most 2 * 127 * 127, never saturates int16), then VPMADDWD with ones.
+ * Work items are (row block, panel) pairs as in the fp32 GEMM. A thread quantizes the rows of a row
+ * block into its scratch once for all its panels of that block; each panel's weights (Kq x nr bytes)
+ * then serve every row tile of the block. The int32 sums run over the whole of K in registers. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define Q8_MR 12
+#define Q8_NR 32
+#else
+#define Q8_MR 4
+#define Q8_NR 16
+#endif
+
+typedef struct {
+  const float *x, *bias, *res;
+  const bertc_qweight *w;
+  float *y;
+  int64_t M, N, K, Kq, panels, row_block;
+  int act, nr;
+} qgemm_args;
+
+/* Rows [m0, m1) of x into the scratch with q8_quantize_row's bits (the VNNI kernel's with 128 added). */
+static void q8_quantize_block(const qgemm_args *g, int64_t m0, int64_t m1, float *scratch) {
+  const int64_t K = g->K;
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t m = m0; m < m1; m++) {
+    const float *x = g->x + m * K;
+    int8_t *q = q8_rows(scratch) + (m - m0) * g->Kq;
+    __m256 mx = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + k), absmask));
+    float amax = _mm256_cvtss_f32(hmax_broadcast(mx));
+    for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (k = 0; k + 8 <= K; k += 8) { /* cvtps rounds half to even, as nearbyintf does */
+      const __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv));
+      const __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      _mm_storel_epi64((__m128i *)(q + k), _mm_packs_epi16(h, h));
+    }
+    for (; k < K; k++) q[k] = (int8_t)nearbyintf(x[k] * inv);
+    for (; k < g->Kq; k++) q[k] = 0;
+#if Q8_MR == 12
+    for (k = 0; k < g->Kq; k++) q[k] = (int8_t)(q[k] ^ 0x80);
+#endif
+    q8_scales(scratch)[m - m0] = amax / 127.0f;
+  }
+}
+
+/* rows x Q8_NR of y at (m, panel p) from the quantized rows a (Kq apart) and their scales s. */
+ALWAYS_INLINE void q8_tile(const int rows, const qgemm_args *g, const int8_t *a, const float *s, int64_t m, int64_t p) {
+  const int64_t Kq = g->Kq, n0 = p * Q8_NR, cols = min64(Q8_NR, g->N - n0);
+  const int8_t *b = g->w->w + p * Kq * Q8_NR;
+  float *y = g->y + m * g->N + n0;
+#if Q8_MR == 12
+  __m512i acc[Q8_MR][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+  for (int64_t t = 0; t < Kq / 4; t++) {
+    const __m512i b0 = _mm512_loadu_si512(b + t * 128), b1 = _mm512_loadu_si512(b + t * 128 + 64);
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++) {
+      int32_t a4;
+      memcpy(&a4, a + r * Kq + 4 * t, 4);
+      const __m512i av = _mm512_set1_epi32(a4);
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+    }
+  }
+  /* through memory: an epilogue indexing acc by a variable v made GCC keep every accumulator on the stack */
+  int32_t sums[Q8_MR][Q8_NR];
+#pragma GCC unroll 12
+  for (int r = 0; r < rows; r++) {
+    _mm512_storeu_si512(sums[r], acc[r][0]);
+    _mm512_storeu_si512(sums[r] + 16, acc[r][1]);
+  }
+  for (int v = 0; v < 2 && 16 * v < cols; v++) {
+    const __mmask16 k = (__mmask16)(cols - 16 * v >= 16 ? 0xffff : (1u << (cols - 16 * v)) - 1);
+    const int64_t n = n0 + 16 * v;
+    const __m512 scale = _mm512_maskz_loadu_ps(k, g->w->scale + n);
+    const __m512i back = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(k, g->w->colsum + n), 7);
+    const __m512 bias = g->bias ? _mm512_maskz_loadu_ps(k, g->bias + n) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++) {
+      const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(sums[r] + 16 * v), back));
+      _mm512_mask_storeu_ps(y + r * g->N + 16 * v, k,
+                            _mm512_fmadd_ps(sum, _mm512_mul_ps(_mm512_set1_ps(s[r]), scale), bias));
+    }
+  }
+#else
+  __m256i acc[Q8_MR][2];
+  const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+  for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t t = 0; t < Kq / 4; t++) {
+    const __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + t * 64));
+    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + t * 64 + 32));
+#pragma GCC unroll 4
+    for (int r = 0; r < rows; r++) {
+      int32_t a4;
+      memcpy(&a4, a + r * Kq + 4 * t, 4);
+      const __m256i av = _mm256_set1_epi32(a4), mag = _mm256_sign_epi8(av, av);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(b0, av)), ones));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(b1, av)), ones));
+    }
+  }
+  int32_t sums[Q8_MR][Q8_NR]; /* through memory, as above */
+#pragma GCC unroll 4
+  for (int r = 0; r < rows; r++) {
+    _mm256_storeu_si256((__m256i *)sums[r], acc[r][0]);
+    _mm256_storeu_si256((__m256i *)(sums[r] + 8), acc[r][1]);
+  }
+  for (int v = 0; v < 2 && 8 * v < cols; v++) {
+    const int64_t n = n0 + 8 * v, lanes = min64(8, cols - 8 * v);
+    const __m256i k = lanes == 8 ? _mm256_set1_epi32(-1) : tail_mask(lanes);
+    const __m256 scale = _mm256_maskload_ps(g->w->scale + n, k);
+    const __m256 bias = g->bias ? _mm256_maskload_ps(g->bias + n, k) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int r = 0; r < rows; r++)
+      _mm256_maskstore_ps(y + r * g->N + 8 * v, k, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(sums[r] + 8 * v))),
+                                                                 _mm256_mul_ps(_mm256_set1_ps(s[r]), scale), bias));
+  }
+#endif
+  for (int r = 0; r < rows; r++)
+    activate_span(y + r * g->N, NULL, g->res ? g->res + (m + r) * g->N + n0 : NULL, y + r * g->N, cols, g->act);
+}
+
+#define Q8_CASE(R) case R: q8_tile(R, g, a, s, m, p); return
+static void q8_tile_any(int rows, const qgemm_args *g, const int8_t *a, const float *s, int64_t m, int64_t p) {
+  switch (rows) {
+    Q8_CASE(1); Q8_CASE(2); Q8_CASE(3); Q8_CASE(4);
+#if Q8_MR == 12
+    Q8_CASE(5); Q8_CASE(6); Q8_CASE(7); Q8_CASE(8); Q8_CASE(9); Q8_CASE(10); Q8_CASE(11); Q8_CASE(12);
+#endif
+    default: return;
+  }
+}
+#undef Q8_CASE
+
+static void q8_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const qgemm_args *g = raw;
+  for (int64_t t = lo; t < hi;) {
+    const int64_t rb = t / g->panels, p0 = t % g->panels, p1 = min64(g->panels, p0 + hi - t);
+    const int64_t m0 = rb * g->row_block, m1 = min64(g->M, m0 + g->row_block);
+    q8_quantize_block(g, m0, m1, scratch);
+    for (int64_t p = p0; p < p1; p++)
+      for (int64_t m = m0; m < m1;) {
+        const int rows = gemm_tile_rows(m1 - m, Q8_MR);
+        q8_tile_any(rows, g, q8_rows(scratch) + (m - m0) * g->Kq, q8_scales(scratch) + (m - m0), m, p);
+        m += rows;
+      }
+    t += p1 - p0;
+  }
+}
+
+/* Tiles other than Q8_MR x Q8_NR: int8_gemm.h's rows, one at a time. */
+static void q8_generic_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const qgemm_args *g = raw;
+  int8_t *q = q8_rows(scratch);
+  for (int64_t m = lo; m < hi; m++) {
+    float *y = g->y + m * g->N;
+    q8_dot_row(q, q8_quantize_row(g->x + m * g->K, g->K, q), g->w, g->bias, y, g->N, g->K, g->nr);
+    activate_span(y, NULL, g->res ? g->res + m * g->N : NULL, y, g->N, g->act);
+  }
+}
+
+void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
+                            const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                            const bertc_gemm_tile *tile) {
+  qgemm_args g = {x, bias, residual, w, y, M, N, K, q8_kq(K), (N + tile->nr - 1) / tile->nr, 0, act, tile->nr};
+  if (tile->mr != Q8_MR || tile->nr != Q8_NR) {
+    bertc_parallel_rows(p, M, q8_generic_rows, &g);
+    return;
+  }
+  g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), Q8_MR, bertc_pool_tuning(p)->gemm_row_block);
+  if (g.row_block > BERTC_I8_ROWS) g.row_block = BERTC_I8_ROWS; /* the scratch holds this many (a multiple of Q8_MR) */
+  bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
 }
 
 /* ---- block-sparse linear: ../sparse_gemm.h on 32 zmm (AVX-512) or 16 ymm registers -------- */
@@ -854,7 +1038,7 @@ void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float
 }
 
 const char *bertc_kernel_impl(const char *kernel) {
-  static const char *const ours[] = {"bertc_linear_packed", "bertc_linear_sparse", "bertc_layer_norm",
+  static const char *const ours[] = {"bertc_linear_packed", "bertc_linear_packed_i8", "bertc_linear_sparse", "bertc_layer_norm",
                                      "bertc_softmax", "bertc_unary", "bertc_attention"};
   for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
     if (strcmp(kernel, ours[i]) == 0) return "avx2";

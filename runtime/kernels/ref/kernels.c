@@ -2,6 +2,7 @@
  * against these. Each is a weak symbol, so an ISA folder's definition replaces it at link time
  * (see bertc_kernel_impl). */
 #include "../kernels.h"
+#include "../int8_gemm.h"
 
 #include <math.h>
 #include <string.h>
@@ -164,6 +165,36 @@ BERTC_WEAK void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uin
                                         const bertc_gemm_tile *tile) {
   packed_args a = {x, NULL, bias, residual, w_packed, y, N, K, act, tile->nr};
   bertc_parallel_rows(p, M, packed_rows_f16, &a);
+}
+
+/* ---- int8 linear: ../int8_gemm.h's row functions, one row at a time ------------------------ */
+typedef struct {
+  const float *x, *bias, *res;
+  const bertc_qweight *w;
+  float *y;
+  int64_t N, K;
+  int act, nr;
+} qlinear_args;
+
+static void qlinear_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const qlinear_args *a = raw;
+  const int64_t N = a->N, K = a->K;
+  int8_t *q = q8_rows(scratch);
+  for (int64_t m = lo; m < hi; m++) {
+    float *y = a->y + m * N;
+    q8_dot_row(q, q8_quantize_row(a->x + m * K, K, q), a->w, a->bias, y, N, K, a->nr);
+    for (int64_t n = 0; n < N; n++) {
+      const float v = activate(y[n], a->act);
+      y[n] = a->res ? v + a->res[m * N + n] : v;
+    }
+  }
+}
+
+BERTC_WEAK void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
+                                       const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                                       const bertc_gemm_tile *tile) {
+  qlinear_args a = {x, bias, residual, w, y, N, K, act, tile->nr};
+  bertc_parallel_rows(p, M, qlinear_rows, &a);
 }
 
 /* ---- block-sparse linear: the format kernels.h documents ------------------------------ */

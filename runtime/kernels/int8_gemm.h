@@ -1,0 +1,44 @@
+/* int8 linear (bertc_linear_packed_i8; the format is in kernels.h): the parts every implementation
+ * shares, in plain C. The reference kernel is built from them; an ISA kernel uses them for the tiles
+ * its micro-kernels do not cover, and must give the same bits as q8_quantize_row and q8_dot_row
+ * (runtime/tests/kernel_check.c compares them with the activation off).
+ *
+ * Scratch (BERTC_SCRATCH_LINEAR_I8): the scales of up to BERTC_I8_ROWS rows, then their quantized
+ * bytes, Kq apart. */
+#ifndef BERTC_INT8_GEMM_H
+#define BERTC_INT8_GEMM_H
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static inline int64_t q8_kq(int64_t K) { return (K + 3) / 4 * 4; }
+static inline float *q8_scales(float *scratch) { return scratch; }
+static inline int8_t *q8_rows(float *scratch) { return (int8_t *)(scratch + BERTC_I8_ROWS); }
+
+/* q[0, Kq) = round-half-even(x * 127 / max|x|), zero past K; returns the row's scale max|x| / 127. */
+static inline float q8_quantize_row(const float *x, int64_t K, int8_t *q) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (int64_t k = 0; k < K; k++) q[k] = (int8_t)nearbyintf(x[k] * inv);
+  for (int64_t k = K; k < q8_kq(K); k++) q[k] = 0;
+  return amax / 127.0f;
+}
+
+/* y[0, N) = fma(sum_k q[k] * w[n,k], s * scale[n], bias[n]): one quantized row against every column,
+ * before the activation. */
+static inline void q8_dot_row(const int8_t *q, float s, const bertc_qweight *w, const float *bias, float *y,
+                              int64_t N, int64_t K, int64_t nr) {
+  const int64_t Kq = q8_kq(K);
+  for (int64_t n = 0; n < N; n++) {
+    const int8_t *col = w->w + (n / nr) * Kq * nr + (n % nr) * 4;
+    int32_t acc = 0;
+    for (int64_t g = 0; g < Kq / 4; g++)
+      for (int64_t i = 0; i < 4; i++) acc += (int32_t)q[4 * g + i] * col[g * 4 * nr + i];
+    y[n] = fmaf((float)acc, s * w->scale[n], bias ? bias[n] : 0.0f);
+  }
+}
+
+#endif
