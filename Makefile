@@ -4,11 +4,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke demo test lit pytest lint runtime runtime-debug test-sanitize fuzz fuzz-smoke bench bench-sparse \
+.PHONY: help setup smoke demo test lit pytest lint runtime runtime-debug test-sanitize fuzz fuzz-smoke bench bench-int8 bench-sparse \
 	bench-real-text bench-lengths bench-gemm calibrate search clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # clang: libFuzzer (-fsanitize=fuzzer) for `make fuzz`; gcc has no fuzzing engine
 NEED_CLANG = @command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
@@ -140,6 +140,9 @@ bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtim
 
 bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 200 rt-sentiment snippets at their own lengths, bertc dynamic (MiniLM)
 	$(PY) benchmarks/compare.py --workload real-text --sentences 200 --models minilm --threads 1,2
+
+bench-int8: setup $(VENV)/.bench-installed ## bertc int8 vs fp32 vs ONNX Runtime int8: speed (MiniLM seq 128) and accuracy on rt-sentiment
+	$(PY) benchmarks/int8.py
 
 bench-lengths: setup ## MiniLM compiled for 1..512 vs compiled at exactly L (1, 7, 27, 64, 128): within 10%?
 	$(PY) benchmarks/lengths.py

@@ -238,7 +238,7 @@ def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOp
     # a content-derived name (shaders included): ctypes would reuse an already loaded library of the same name
     content = emitted.source + emitted.weights_sha256 + json.dumps(spirv)
     lib_stem = f"libbertc_model.{hashlib.sha256(content.encode()).hexdigest()[:16]}"
-    lib, _ = build(toolchain, tgt, model_c, folder, lib_stem, fp16=dtype == "fp16", spirv=spirv)
+    lib, _ = build(toolchain, tgt, model_c, folder, lib_stem, fp16=dtype == "fp16", int8=dtype == "int8", spirv=spirv)
     if loaded.tokenizer_dir is not None:
         tok = folder / "tokenizer"
         tok.mkdir()

@@ -1,8 +1,8 @@
 """`make demo`: compile the real all-MiniLM-L6-v2 for the host (every length up to 512, the default), run
 it on a sentence at the sentence's own length, and print its agreement with PyTorch and its latency
 beside PyTorch's on the same unpadded input (interleaved runs, same process). Then
-compile it for android-arm64 and run that under qemu-aarch64 (agreement only: emulated timings
-mean nothing), in fp32 and in fp16."""
+compile it with --dtype int8 and time it beside fp32. Then compile it for android-arm64 and run that under
+qemu-aarch64 (agreement only: emulated timings mean nothing), in fp32, fp16 and int8."""
 
 from __future__ import annotations
 
@@ -64,6 +64,20 @@ def main() -> int:
                 times["torch"].append(p * 1e3)
         mb, mt = statistics.median(times["bertc"]), statistics.median(times["torch"])
         print(f"{threads:7d} | {err:18.2e} | {mb:12.2f} | {mt:12.2f} | {mt / mb:10.2f}")
+    # int8 (issue 19): the same sentence, the same length, interleaved with the fp32 artifact above
+    art8 = bertc.compile(path, target="host", out=out.with_name(f"{out.stem}-int8.bertc"), dtype="int8")
+    fp32, int8 = art.load(threads=1), art8.load(threads=1)
+    a, r = int8(ids, mask, types)["last_hidden_state"][0].mean(0), ref[0].mean(0)
+    times = {"fp32": [], "int8": []}
+    for i in range(23):
+        for name, m in (("fp32", fp32), ("int8", int8)):
+            t = time.perf_counter()
+            m(ids, mask, types)
+            times[name].append((time.perf_counter() - t) * 1e3)
+    f, q = (statistics.median(times[k][3:]) for k in ("fp32", "int8"))
+    print(f"\n--dtype int8 (int8 weights, inputs quantized per row; {', '.join(sorted(set(int8.kernels().values())))} "
+          f"kernels), 1 thread: p50 {q:.2f} ms against fp32's {f:.2f} ({f / q:.2f}x); sentence cosine vs torch "
+          f"{float(a @ r / np.linalg.norm(a) / np.linalg.norm(r)):.5f}")
     enc = tok(SENTENCE, padding="max_length", max_length=128, return_tensors="np")  # the ARM64 builds: seq 128
     ids, mask, types = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
     with torch.inference_mode():
@@ -77,7 +91,7 @@ def main() -> int:
 
     print("dtype | max |bertc - torch| | sentence cosine | kernels used | artifact MiB")
     arms = {}
-    for dtype in ("fp32", "fp16"):
+    for dtype in ("fp32", "fp16", "int8"):
         arm = bertc.compile(path, target="android-arm64", seq_len=128, out=out.with_name(f"{out.stem}-arm64-{dtype}.bertc"),
                             dtype=dtype)
         phone = arm.load(threads=2)

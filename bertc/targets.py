@@ -96,6 +96,8 @@ class Target:
             return None
         if self.isa == "avx2":
             return AVX512_I8_TILE if {"avx512_vnni", "avx512bw"} <= _host_flags() else AVX2_I8_TILE
+        if self.isa == "neon":
+            return NEON_I8_TILE
         return REF_I8_TILE
 
     @property
@@ -118,9 +120,11 @@ AVX512_TILE = Tile(mr=12, nr=32, kc=128)
 REF_TILE = Tile(mr=4, nr=16, kc=256)
 # int8 (runtime/kernels/avx2/kernels.c, Q8_MR x Q8_NR): the int32 sums run over all of K in registers, so kc
 # is unused. AVX-512 VNNI: 12 x 32 -> 24 accumulators of 16 lanes; AVX2 (VPMADDUBSW): 4 x 16 -> 8 of 8 lanes.
-# ARM64 runs the reference kernel for now (any tile; SDOT / i8mm kernels are issue 19's next step).
+# ARM64 (neon/kernels.c, SDOT, built with the toolchain's int8_cflags): 8 x 12 -> 24 accumulators of 4 lanes,
+# 3 registers of weights and 2 of x (4 rows' K groups each, read by vdotq_laneq_s32): 29 of 32 q-registers.
 AVX512_I8_TILE = Tile(mr=12, nr=32, kc=256)
 AVX2_I8_TILE = Tile(mr=4, nr=16, kc=256)
+NEON_I8_TILE = Tile(mr=8, nr=12, kc=256)
 REF_I8_TILE = Tile(mr=4, nr=16, kc=256)
 
 # Sparse kernels against dense (bertc_linear_sparse over bertc_linear_packed): dense time / sparse time

@@ -46,6 +46,7 @@ class Toolchain:
     cflags: list[str]
     detail: str  # where it was found, for `bertc toolchains`
     fp16_cflags: tuple[str, ...] = ("-march=armv8.2-a+fp16",)  # ARMv8.2-A FP16 arithmetic (--dtype fp16)
+    int8_cflags: tuple[str, ...] = ("-march=armv8.2-a+dotprod",)  # ARMv8.2-A SDOT (--dtype int8 on ARM64)
 
     @property
     def static(self) -> bool:
@@ -76,7 +77,8 @@ def _zig() -> Toolchain | None:
     zig = [sys.executable, "-m", "ziglang"]
     return Toolchain("zig", [*zig, "cc", "-target", "aarch64-linux-musl"], [*zig, "ar"],
                      ["-std=gnu11", "-O3", "-static", "-pthread"], "python -m ziglang (PyPI ziglang)",
-                     ("-mcpu=generic+v8_2a+fullfp16",))  # zig cc refuses -march=armv8.2-a+fp16
+                     ("-mcpu=generic+v8_2a+fullfp16",),  # zig cc refuses -march=armv8.2-a+fp16
+                     ("-mcpu=generic+v8_2a+dotprod",))  # and -march=armv8.2-a+dotprod
 
 
 def _gcc_cross() -> Toolchain | None:
@@ -134,17 +136,21 @@ def kernel_sources(target: Target) -> list[Path]:
 
 
 def build(tc: Toolchain, target: Target, model_c: Path, out_dir: Path, lib_stem: str,
-          fp16: bool = False, spirv: dict[str, str] | None = None) -> tuple[Path, Path]:
+          fp16: bool = False, int8: bool = False, spirv: dict[str, str] | None = None) -> tuple[Path, Path]:
     """Compile runtime + model into the library (shared, or static for static toolchains) and bertc_run.
 
-    ``fp16`` builds with FP16 arithmetic, which the half-float-weight kernels need. For a GPU target
-    the runtime is the Vulkan executor, and ``spirv`` (shader name -> sha256 of its .spv) is compiled in.
+    ``fp16`` builds with FP16 arithmetic, which the half-float-weight kernels need; ``int8``, on ARM64, with
+    the dot product instructions (SDOT), which the NEON int8 kernel needs (x86 builds use -march=native). For
+    a GPU target the runtime is the Vulkan executor, and ``spirv`` (shader name -> sha256 of its .spv) is
+    compiled in.
     $BERTC_EXTRA_CFLAGS adds flags to every compile and link (sanitizers, -g)."""
     inc = [f"-I{RUNTIME / 'include'}", f"-I{RUNTIME / 'src'}", f"-I{RUNTIME / 'kernels'}"]
     if os.environ.get(EXTRA_CFLAGS):  # e.g. `make test-sanitize`'s -fsanitize=address,undefined
         tc = dataclasses.replace(tc, cflags=tc.cflags + os.environ[EXTRA_CFLAGS].split())
     if fp16 and not target.is_gpu:
         tc = dataclasses.replace(tc, cflags=tc.cflags + list(tc.fp16_cflags))
+    if int8 and not target.is_gpu and target.arch == "aarch64":
+        tc = dataclasses.replace(tc, cflags=tc.cflags + list(tc.int8_cflags))
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     sources, libs = kernel_sources(target), ["-lm"]

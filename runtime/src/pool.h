@@ -22,7 +22,7 @@ typedef void (*bertc_rows_fn)(void *arg, int64_t lo, int64_t hi, float *scratch)
 typedef struct {
   int32_t chunks_per_thread; /* the threading split: 1..64 chunks of each op's rows per thread */
   int32_t attention_block;   /* queries per fused-attention block where the kernel blocks them: 4 or 8 */
-  int32_t gemm_row_block;    /* rows of x per GEMM work item where the kernel splits M (x86): >= 1 */
+  int32_t gemm_row_block;    /* rows of x per GEMM work item where the kernel splits M (x86; int8 on ARM64): >= 1 */
 } bertc_tuning;
 #define BERTC_TUNING_DEFAULT {2, 8, 192}
 

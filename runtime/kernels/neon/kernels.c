@@ -1,6 +1,7 @@
-/* ARM64 NEON kernels (fp32, plus the fp16-weight linear when built with FP16 arithmetic).
+/* ARM64 NEON kernels (fp32; the fp16-weight linear when built with FP16 arithmetic, the int8 one with SDOT).
  * Strong definitions of the hot ops; everything else resolves to the weak reference kernels in
  * ../ref/kernels.c. Tested against the reference by runtime/tests/kernel_check.c. */
+#include "../int8_gemm.h"
 #include "../kernels.h"
 
 #include <arm_neon.h>
@@ -12,6 +13,9 @@ static const char *const neon_kernels[] = {
     "bertc_unary",
 #if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC) /* built with -march=armv8.2-a+fp16 (--dtype fp16) */
     "bertc_linear_packed_f16",
+#endif
+#if defined(__ARM_FEATURE_DOTPROD) /* built with -march=armv8.2-a+dotprod (--dtype int8) */
+    "bertc_linear_packed_i8",
 #endif
 };
 
@@ -431,6 +435,156 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
                    .kc = kc, .act = act, .mr = tile->mr, .nr = tile->nr, .elem = sizeof(float16_t),
                    .micro = micro_for_f16(tile->mr, tile->nr), .pack = pack_x_block_f16};
   packed_linear(p, &a, packed_rows_generic_f16);
+}
+#endif
+
+#if defined(__ARM_FEATURE_DOTPROD) /* built with -march=armv8.2-a+dotprod (--dtype int8) */
+/* ---- int8 linear (ARMv8.2-A SDOT): kernels.h's format, ../int8_gemm.h's arithmetic ---------- */
+/* SDOT multiplies signed by signed bytes (four products into each int32 lane), so x is used as quantized:
+ * no + 128, no colsum. vdotq_laneq_s32(acc, w, a, l) multiplies the K group of each of w's four columns by
+ * lane l of a, so x is repacked as it is quantized, in tiles of Q8_MR rows: row r's 4 bytes of K group g
+ * at tile + 32 g + 4 r, so that one q-register holds a group of rows 0-3 and the next of rows 4-7.
+ * 8 x 12: 24 accumulators + 3 of weights + 2 of x = 29 of the 32 q-registers (the fp32 kernel's tile),
+ * 5 loads per 24 SDOTs; 8 x 16 would need 32 accumulators, and 4 x 16 (x row-major) loads 5 per 16.
+ * Work items are (row block, panel) pairs as on x86: a thread quantizes a row block into its scratch once
+ * for all its panels; each panel's weights then serve every row tile of the block from L1. The int32
+ * sums run over the whole of K in registers. */
+#define Q8_MR 8
+#define Q8_NR 12
+#define Q8_NV (Q8_NR / 4)
+
+typedef struct {
+  const float *x, *bias, *res;
+  const bertc_qweight *w;
+  float *y;
+  int64_t M, N, K, Kq, panels, row_block;
+  int act, nr;
+} qgemm_args;
+
+/* Rows [m0, m1) of x into the scratch in Q8_MR-row tiles, with q8_quantize_row's bits: vmaxnm ignores
+ * NaN as fmaxf does, and vcvtnq rounds half to even as nearbyintf does. Rows past m1 in the last tile
+ * are left as they are: the micro-kernel for fewer rows never uses their lanes. */
+static void q8_pack_block(const qgemm_args *g, int64_t m0, int64_t m1, float *scratch) {
+  const int64_t K = g->K;
+  for (int64_t m = m0; m < m1; m++) {
+    const float *x = g->x + m * K;
+    /* row m's group 0: its tile, then 4 bytes per row before it (group i at q + 4 i * Q8_MR = q + k * Q8_MR) */
+    int8_t *q = q8_rows(scratch) + (m - m0) / Q8_MR * Q8_MR * g->Kq + (m - m0) % Q8_MR * 4;
+    float32x4_t mx = vdupq_n_f32(0.0f);
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) mx = vmaxnmq_f32(mx, vabsq_f32(vld1q_f32(x + k)));
+    float amax = vmaxnmvq_f32(mx);
+    for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (k = 0; k + 4 <= K; k += 4) {
+      const int16x4_t h = vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + k), inv)));
+      vst1_lane_s32((int32_t *)(q + k * Q8_MR), vreinterpret_s32_s8(vqmovn_s16(vcombine_s16(h, h))), 0);
+    }
+    int8_t tail[4] = {0, 0, 0, 0}; /* the last group, zero past K */
+    for (int64_t i = 0; k + i < K; i++) tail[i] = (int8_t)nearbyintf(x[k + i] * inv);
+    if (k < K) memcpy(q + k * Q8_MR, tail, 4);
+    q8_scales(scratch)[m - m0] = amax / 127.0f;
+  }
+}
+
+/* acc[r][v] += row r's current K group (lane r - r0 of xv) against columns 4v..4v+3, for the rows r0..r0+3
+ * of the tile; the lane must be a constant, hence macros. */
+#define SDOT_ROW(r, xv, l) \
+  if (rows > r)            \
+    for (int v = 0; v < Q8_NV; v++) acc[r][v] = vdotq_laneq_s32(acc[r][v], w[v], xv, l)
+#define SDOT_ROWS4(r0, xv) SDOT_ROW(r0, xv, 0); SDOT_ROW(r0 + 1, xv, 1); SDOT_ROW(r0 + 2, xv, 2); SDOT_ROW(r0 + 3, xv, 3)
+
+/* rows x Q8_NR of y at (m, panel p) from the packed tile a and its rows' scales s. */
+static inline __attribute__((always_inline)) void q8_tile(const int rows, const qgemm_args *g, const int8_t *a,
+                                                          const float *s, int64_t m, int64_t p) {
+  const int64_t N = g->N, n0 = p * Q8_NR, cols = N - n0 < Q8_NR ? N - n0 : Q8_NR;
+  const int8_t *b = g->w->w + p * g->Kq * Q8_NR;
+  int32x4_t acc[Q8_MR][Q8_NV];
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < Q8_NV; v++) acc[r][v] = vdupq_n_s32(0);
+  for (int64_t t = 0; t < g->Kq / 4; t++, a += 4 * Q8_MR, b += 4 * Q8_NR) {
+    int8x16_t w[Q8_NV];
+    for (int v = 0; v < Q8_NV; v++) w[v] = vld1q_s8(b + 16 * v);
+    const int8x16_t a0 = vld1q_s8(a), a1 = rows > 4 ? vld1q_s8(a + 16) : a0;
+    SDOT_ROWS4(0, a0);
+    SDOT_ROWS4(4, a1);
+  }
+  /* through memory, as in the x86 kernel: GCC kept every accumulator on the stack otherwise */
+  int32_t sums[Q8_MR][Q8_NR];
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < Q8_NV; v++) vst1q_s32(sums[r] + 4 * v, acc[r][v]);
+  float *y = g->y + m * N + n0;
+  for (int64_t j = 0; j < cols; j += 4) { /* the last panel's columns past N are not read or written */
+    const int64_t n = n0 + j, lanes = cols - j < 4 ? cols - j : 4;
+    const float32x4_t scale = lanes == 4 ? vld1q_f32(g->w->scale + n) : load_tail(g->w->scale + n, lanes);
+    const float32x4_t bias = !g->bias ? vdupq_n_f32(0.0f) : lanes == 4 ? vld1q_f32(g->bias + n)
+                                                                       : load_tail(g->bias + n, lanes);
+    for (int r = 0; r < rows; r++) {
+      /* kernels.h's fma((float)acc, s * scale[n], bias[n]), then act and the residual as epilogue_row */
+      float32x4_t v = vfmaq_f32(bias, vcvtq_f32_s32(vld1q_s32(sums[r] + j)), vmulq_n_f32(scale, s[r]));
+      v = activate_f32x4(v, g->act);
+      const float *res = g->res ? g->res + (m + r) * N + n : NULL;
+      if (res) v = vaddq_f32(v, lanes == 4 ? vld1q_f32(res) : load_tail(res, lanes));
+      if (lanes == 4) vst1q_f32(y + r * N + j, v);
+      else store_tail(y + r * N + j, v, lanes);
+    }
+  }
+}
+#undef SDOT_ROWS4
+#undef SDOT_ROW
+
+#define Q8_CASE(R) case R: q8_tile(R, g, a, s, m, p); return
+static void q8_tile_any(int rows, const qgemm_args *g, const int8_t *a, const float *s, int64_t m, int64_t p) {
+  switch (rows) {
+    Q8_CASE(1); Q8_CASE(2); Q8_CASE(3); Q8_CASE(4); Q8_CASE(5); Q8_CASE(6); Q8_CASE(7); Q8_CASE(8); default: return;
+  }
+}
+#undef Q8_CASE
+
+static void q8_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const qgemm_args *g = raw;
+  for (int64_t t = lo; t < hi;) {
+    const int64_t rb = t / g->panels, p0 = t % g->panels, p1 = p0 + hi - t < g->panels ? p0 + hi - t : g->panels;
+    const int64_t m0 = rb * g->row_block, m1 = m0 + g->row_block < g->M ? m0 + g->row_block : g->M;
+    q8_pack_block(g, m0, m1, scratch);
+    for (int64_t p = p0; p < p1; p++)
+      for (int64_t m = m0; m < m1; m += Q8_MR)
+        q8_tile_any(m1 - m < Q8_MR ? (int)(m1 - m) : Q8_MR, g, q8_rows(scratch) + (m - m0) * g->Kq,
+                    q8_scales(scratch) + (m - m0), m, p);
+    t += p1 - p0;
+  }
+}
+
+/* Rows per work item: the target's gemm_row_block, a multiple of Q8_MR (the packed tiles), at most
+ * BERTC_I8_ROWS (the scratch); a block per thread when there are too few panels to share (as on x86). */
+static int64_t q8_row_block(int64_t M, int64_t panels, int threads, int64_t row_block) {
+  int64_t blocks = (M + row_block - 1) / row_block;
+  if (panels < 4 * threads && blocks < threads) blocks = threads;
+  const int64_t rows = ((M + blocks - 1) / blocks + Q8_MR - 1) / Q8_MR * Q8_MR;
+  return rows < BERTC_I8_ROWS ? rows : BERTC_I8_ROWS; /* 192, a multiple of Q8_MR */
+}
+
+/* Tiles other than Q8_MR x Q8_NR: int8_gemm.h's rows, one at a time. */
+static void q8_generic_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  const qgemm_args *g = raw;
+  int8_t *q = q8_rows(scratch);
+  for (int64_t m = lo; m < hi; m++) {
+    float *y = g->y + m * g->N;
+    q8_dot_row(q, q8_quantize_row(g->x + m * g->K, g->K, q), g->w, g->bias, y, g->N, g->K, g->nr);
+    epilogue_row(y, NULL, g->res ? g->res + m * g->N : NULL, g->N, g->act);
+  }
+}
+
+void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
+                            const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                            const bertc_gemm_tile *tile) {
+  qgemm_args g = {x, bias, residual, w, y, M, N, K, q8_kq(K), (N + tile->nr - 1) / tile->nr, 0, act, tile->nr};
+  if (tile->mr != Q8_MR || tile->nr != Q8_NR) {
+    bertc_parallel_rows(p, M, q8_generic_rows, &g);
+    return;
+  }
+  g.row_block = q8_row_block(M, g.panels, bertc_pool_threads(p), bertc_pool_tuning(p)->gemm_row_block);
+  bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
 }
 #endif
 

@@ -1,0 +1,180 @@
+"""int8 beside fp32 and beside ONNX Runtime's int8, in one process, interleaved (issue 19).
+
+Runtimes (--peers):
+  bertc       bertc.compile(folder, target='host'), fp32 (compare.py's)
+  bertc-int8  the same with dtype='int8': int8 weights per output feature, inputs quantized per row at run time
+  ort-opt     ONNX Runtime after its transformer optimizer, fp32 (compare.py's)
+  ort-int8    that model after onnxruntime.quantization.quantize_dynamic(weight_type=QInt8), ORT's documented
+              recipe for BERT (default per_channel=False, reduce_range=False; DefaultTensorType float, which its
+              shape inference asks for after the optimizer); the same session settings
+  ort-int8-pc the same with per_channel=True: a scale per output feature, as bertc's weights have
+
+Accuracy (real weights only: MiniLM): each runtime's sentence embedding (the mean over the sentence's tokens,
+all-MiniLM-L6-v2's pooling) against PyTorch fp32's, as a cosine, on the first --sentences rt-sentiment test
+snippets, each at its own length (bertc compiled for every length, ONNX Runtime with a dynamic axis).
+
+Task accuracy: the fine-tuned rt-sentiment teacher's test accuracy through each runtime's encoder (task_accuracy).
+
+Speed: compare.py's fixed workload (sequence 128, mask all ones), round-robin with idle waits, --threads; the
+median of --runs after-idle calls per runtime, and each runtime's median over bertc-int8's.
+
+    .venv/bin/python benchmarks/int8.py                       # MiniLM, 1 and 2 threads, all 1275 test snippets
+    .venv/bin/python benchmarks/int8.py --models minilm,bert-base --sentences 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import compare as C  # the peers, bundles and round-robin timing of benchmarks/compare.py
+import numpy as np
+import torch
+import transformers as T
+
+import bertc
+
+PEERS = ("bertc", "bertc-int8", "ort-opt", "ort-int8", "ort-int8-pc")
+
+
+def convert_bertc(b: C.Bundle, rebuild: bool, dynamic: bool, dtype: str) -> Path:
+    suffix = "dyn" if dynamic else f"s{C.SEQ_LEN}"
+    path = b.cache / f"bertc-{dtype}-{suffix}-{C.bertc_sources_digest()}.bertc"
+    if C._fresh(path, rebuild):
+        bertc.compile(b.folder, target="host", out=path, dtype=dtype, **({} if dynamic else {"seq_len": C.SEQ_LEN}))
+    return path
+
+
+def convert_ort_int8(b: C.Bundle, rebuild: bool, per_channel: bool = False) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = C.convert_ort_opt(b, rebuild, True)
+    path = source.with_name(f"{source.stem}-int8{'-pc' * per_channel}.onnx")
+    if C._fresh(path, rebuild):
+        # shape inference stops at the optimizer's contrib ops; the fp32 default is the error's own advice
+        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return path
+
+
+def open_all(b: C.Bundle, peers: list[str], threads: int, rebuild: bool, dynamic: bool) -> dict[str, C.Bind]:
+    binds = {}
+    for name in peers:
+        if name.startswith("bertc"):
+            path = convert_bertc(b, rebuild, dynamic, "int8" if name == "bertc-int8" else "fp32")
+            binds[name] = C.open_bertc(b, path, threads)[0]
+        else:
+            path = (convert_ort_int8(b, rebuild, name.endswith("-pc")) if name.startswith("ort-int8")
+                    else C.convert_ort_opt(b, rebuild, True))
+            binds[name] = C.open_ort(b, path, threads)[0]
+    return binds
+
+
+def accuracy(b: C.Bundle, peers: list[str], sentences: int, rebuild: bool) -> dict[str, dict[str, float]]:
+    binds = open_all(b, peers, 2, rebuild, dynamic=True)
+    cos: dict[str, list[float]] = {n: [] for n in peers}
+    for x in C.load_sentences(sentences, b.config.vocab_size):
+        with torch.inference_mode():
+            ref = b.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()[0].mean(0)
+        for name, bind in binds.items():
+            e = np.asarray(bind(x)(), np.float32)[0].mean(0)
+            cos[name].append(float(e @ ref / np.linalg.norm(e) / np.linalg.norm(ref)))
+    return {n: {"mean": float(np.mean(c)), "min": float(np.min(c)), "p1": float(np.percentile(c, 1))}
+            for n, c in cos.items()}
+
+
+def task_accuracy(peers: list[str], sentences: int, args) -> dict[str, float]:
+    """rt-sentiment test accuracy of the fine-tuned teacher (search/teacher.py; fine-tuned once, ~8 min, then
+    cached) through each runtime's encoder: its [CLS] state, then the teacher's pooler and classifier in fp32
+    numpy, the same head for every runtime, so that the differences are the encoders' precision alone."""
+    from bertc.search.tasks import load_task
+    from bertc.search.teacher import finetuned_teacher, load_classifier
+
+    task = load_task("rt-sentiment")
+    folder = finetuned_teacher(task=task.name)
+    clf = load_classifier(folder, task)[0]
+    pw, pb = (t.detach().numpy() for t in (clf.bert.pooler.dense.weight, clf.bert.pooler.dense.bias))
+    cw, cb = (t.detach().numpy() for t in (clf.classifier.weight, clf.classifier.bias))
+    b = C.load_bundle(C.ModelSpec("teacher", "the fine-tuned MiniLM teacher", folder=str(folder)), args.cache,
+                      args.rebuild)
+    binds = open_all(b, peers, 2, args.rebuild, dynamic=True)
+    right = dict.fromkeys(["pytorch", *peers], 0)
+    labels = [label for _, label in task.test[:sentences]]
+    for x, label in zip(C.load_sentences(sentences, b.config.vocab_size), labels):
+        with torch.inference_mode():
+            cls = {"pytorch": b.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()}
+        cls.update({name: np.asarray(bind(x)(), np.float32) for name, bind in binds.items()})
+        for name, h in cls.items():
+            right[name] += int(np.argmax(np.tanh(h[0, 0] @ pw.T + pb) @ cw.T + cb) == label)
+    return {name: n / len(labels) for name, n in right.items()}
+
+
+def speed(b: C.Bundle, peers: list[str], threads: int, args, idle: C.IdleWaiter) -> dict[str, float]:
+    binds = open_all(b, peers, threads, args.rebuild, dynamic=False)
+    runs = {n: bind(b.inputs) for n, bind in binds.items()}
+    torch.set_num_threads(threads)
+    timings = C.time_round_robin(runs, args.warmup, args.runs, idle, f"{b.spec.name}, {C._threads(threads)}")
+    return {n: statistics.median(ms) for n, ms in timings.ms["after-idle"].items() if ms}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/int8.py", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="minilm", help="comma list of compare.py's models (default: %(default)s)")
+    p.add_argument("--peers", default=",".join(PEERS), help="default: %(default)s")
+    p.add_argument("--threads", default="1,2", help="comma list (default: %(default)s)")
+    p.add_argument("--sentences", type=int, default=1275, help="rt-sentiment test snippets (default: all 1275)")
+    p.add_argument("--no-task", dest="task", action="store_false",
+                   help="skip the fine-tuned teacher's rt-sentiment accuracy (fine-tuning it the first time takes ~8 min)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--cache", type=Path, default=C.ROOT / "benchmarks" / ".cache")
+    p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--json", type=Path, default=C.ROOT / "benchmarks" / "int8_results.json")
+    args = p.parse_args(argv)
+    peers = [x for x in args.peers.split(",") if x]
+    unknown = set(peers) - set(PEERS)
+    if unknown or not args.models or args.sentences < 1:
+        p.error(f"unknown peers {sorted(unknown)}" if unknown else "--models and --sentences must not be empty")
+    T.logging.disable_progress_bar()
+    idle, results, started = C.IdleWaiter(), [], time.perf_counter()
+    task = task_accuracy(peers, args.sentences, args) if args.task else {}
+    if task:
+        print(f"\n### rt-sentiment test accuracy of the fine-tuned teacher, {args.sentences} snippets\n")
+        print("| runtime | accuracy | vs PyTorch fp32 |\n|---|---|---|")
+        for name, acc in task.items():
+            print(f"| {name} | {acc:.4f} | {100 * (acc - task['pytorch']):+.2f} points |")
+    for model in args.models.split(","):
+        b = C.load_bundle(C.MODELS[model], args.cache, args.rebuild)
+        acc = accuracy(b, peers, args.sentences, args.rebuild) if C.MODELS[model].config is None else {}
+        rows = {t: speed(b, peers, t, args, idle) for t in (int(x) for x in args.threads.split(","))}
+        print(f"\n### {model}: sequence {C.SEQ_LEN}, median of {args.runs} after-idle calls; accuracy: sentence "
+              f"cosine vs PyTorch fp32 over {args.sentences} rt-sentiment test snippets\n")
+        cols = [f"{t} thr ms | x int8" for t in rows]
+        print("| runtime | " + " | ".join(cols) + " | cosine mean | cosine min |")
+        print("|---" * (len(cols) * 2 + 3) + "|")
+        for name in peers:
+            cells = []
+            for ms in rows.values():
+                base = ms.get("bertc-int8")
+                cells.append(f"{ms[name]:.2f} | {ms[name] / base:.2f}" if name in ms and base else "- | -")
+            a = acc.get(name)
+            tail = f"{a['mean']:.5f} | {a['min']:.5f}" if a else "- | -"
+            print(f"| {name} | " + " | ".join(cells) + f" | {tail} |")
+        results.append({"model": model, "seq_len": C.SEQ_LEN, "median_ms": rows, "cosine": acc})
+    out: dict[str, Any] = {"results": results, "teacher_test_accuracy": task, "environment": C.environment(), "idle_wait": idle.summary(),
+                           "command": "benchmarks/int8.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                           "seconds": round(time.perf_counter() - started, 1)}
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
