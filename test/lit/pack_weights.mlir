@@ -24,10 +24,10 @@
 // F16: "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {activation = "gelu", bertc.tile = array<i64: 8, 24, 128>, bertc.weight_dtype = "f16"
 // F16: "bertc.linear"(%{{.*}}, %{{.*}}) {activation = "none", bertc.tile = array<i64: 8, 24, 128>, bertc.weight_dtype = "f16"
 // F16: "bertc.linear"(%arg0, %arg1) {activation = "none", operandSegmentSizes
-// int8 weights take the target's int8 tile (ARM64: the reference kernel's 4x16) and say so; GPU targets
+// int8 weights take the target's int8 tile (ARM64: the SDOT kernel's 8x12) and say so; GPU targets
 // have no int8 kernels.
-// I8: "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {activation = "gelu", bertc.tile = array<i64: 4, 16, 256>, bertc.weight_dtype = "i8"
-// I8: "bertc.linear"(%{{.*}}, %{{.*}}) {activation = "none", bertc.tile = array<i64: 4, 16, 256>, bertc.weight_dtype = "i8"
+// I8: "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {activation = "gelu", bertc.tile = array<i64: 8, 12, 256>, bertc.weight_dtype = "i8"
+// I8: "bertc.linear"(%{{.*}}, %{{.*}}) {activation = "none", bertc.tile = array<i64: 8, 12, 256>, bertc.weight_dtype = "i8"
 // I8: "bertc.linear"(%arg0, %arg1) {activation = "none", operandSegmentSizes
 // GPUI8: --pack-weights dtype=i8: target 'vulkan' has no i8 kernels; use f32
 // BADTYPE: --pack-weights dtype=bf16: expected f32, f16 or i8
