@@ -15,8 +15,10 @@ snippets, each at its own length (bertc compiled for every length, ONNX Runtime 
 
 Task accuracy: the fine-tuned rt-sentiment teacher's test accuracy through each runtime's encoder (task_accuracy).
 
-Speed: compare.py's fixed workload (sequence 128, mask all ones), round-robin with idle waits, --threads; the
-median of --runs after-idle calls per runtime, and each runtime's median over bertc-int8's.
+Speed, per --threads: compare.py's fixed workload (sequence 128, mask all ones; static artifacts), round-robin with
+idle waits, the median of --runs after-idle calls; and its real-text workload (the first --timed-sentences snippets,
+each at its own length: bertc dynamic, ORT with its dynamic axis), the median over sentences. Each runtime's median
+is also given over bertc-int8's.
 
     .venv/bin/python benchmarks/int8.py                       # MiniLM, 1 and 2 threads, all 1275 test snippets
     .venv/bin/python benchmarks/int8.py --models minilm,bert-base --sentences 200
@@ -115,12 +117,21 @@ def task_accuracy(peers: list[str], sentences: int, args) -> dict[str, float]:
     return {name: n / len(labels) for name, n in right.items()}
 
 
-def speed(b: C.Bundle, peers: list[str], threads: int, args, idle: C.IdleWaiter) -> dict[str, float]:
-    binds = open_all(b, peers, threads, args.rebuild, dynamic=False)
-    runs = {n: bind(b.inputs) for n, bind in binds.items()}
+def speed(b: C.Bundle, peers: list[str], threads: int, args, idle: C.IdleWaiter) -> dict[str, dict[str, float]]:
+    """Median ms per runtime on the fixed workload (static artifacts, sequence 128) and on real text (the first
+    --timed-sentences snippets, each at its own length: dynamic artifacts, compare.py's time_per_sentence)."""
+    label = f"{b.spec.name}, {C._threads(threads)}"
+    runs = {n: bind(b.inputs) for n, bind in open_all(b, peers, threads, args.rebuild, dynamic=False).items()}
     torch.set_num_threads(threads)
-    timings = C.time_round_robin(runs, args.warmup, args.runs, idle, f"{b.spec.name}, {C._threads(threads)}")
-    return {n: statistics.median(ms) for n, ms in timings.ms["after-idle"].items() if ms}
+    fixed = C.time_round_robin(runs, args.warmup, args.runs, idle, label).ms["after-idle"]
+    del runs
+    sentences = C.load_sentences(args.timed_sentences, b.config.vocab_size)
+    refs = [np.zeros((1, x["input_ids"].shape[1], b.config.hidden_size), np.float32) for x in sentences]
+    binds = open_all(b, peers, threads, args.rebuild, dynamic=True)
+    torch.set_num_threads(threads)
+    text = C.time_per_sentence(binds, sentences, refs, args.warmup, idle, label + ", real text").ms["after-idle"]
+    return {"fixed": {n: statistics.median(ms) for n, ms in fixed.items() if ms},
+            "real-text": {n: statistics.median(ms) for n, ms in text.items() if ms}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sentences", type=int, default=1275, help="rt-sentiment test snippets (default: all 1275)")
     p.add_argument("--no-task", dest="task", action="store_false",
                    help="skip the fine-tuned teacher's rt-sentiment accuracy (fine-tuning it the first time takes ~8 min)")
+    p.add_argument("--timed-sentences", type=int, default=200, help="real-text timing: the first N snippets "
+                   "(default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--cache", type=Path, default=C.ROOT / "benchmarks" / ".cache")
@@ -140,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     peers = [x for x in args.peers.split(",") if x]
     unknown = set(peers) - set(PEERS)
-    if unknown or not args.models or args.sentences < 1:
+    if unknown or not args.models or min(args.sentences, args.timed_sentences) < 1:
         p.error(f"unknown peers {sorted(unknown)}" if unknown else "--models and --sentences must not be empty")
     T.logging.disable_progress_bar()
     idle, results, started = C.IdleWaiter(), [], time.perf_counter()
@@ -154,16 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         b = C.load_bundle(C.MODELS[model], args.cache, args.rebuild)
         acc = accuracy(b, peers, args.sentences, args.rebuild) if C.MODELS[model].config is None else {}
         rows = {t: speed(b, peers, t, args, idle) for t in (int(x) for x in args.threads.split(","))}
-        print(f"\n### {model}: sequence {C.SEQ_LEN}, median of {args.runs} after-idle calls; accuracy: sentence "
-              f"cosine vs PyTorch fp32 over {args.sentences} rt-sentiment test snippets\n")
-        cols = [f"{t} thr ms | x int8" for t in rows]
-        print("| runtime | " + " | ".join(cols) + " | cosine mean | cosine min |")
+        print(f"\n### {model}: median ms of after-idle calls (fixed: sequence 128, {args.runs} rounds; real text: "
+              f"{args.timed_sentences} rt-sentiment snippets at their own lengths) and the ratio to bertc-int8; "
+              f"sentence cosine vs PyTorch fp32 over {args.sentences} snippets\n")
+        cols = [(t, w) for t in rows for w in ("fixed", "real-text")]
+        print("| runtime | " + " | ".join(f"{w}, {t} thr | x" for t, w in cols) + " | cosine mean | cosine min |")
         print("|---" * (len(cols) * 2 + 3) + "|")
         for name in peers:
             cells = []
-            for ms in rows.values():
-                base = ms.get("bertc-int8")
-                cells.append(f"{ms[name]:.2f} | {ms[name] / base:.2f}" if name in ms and base else "- | -")
+            for t, w in cols:
+                ms, base = rows[t][w].get(name), rows[t][w].get("bertc-int8")
+                cells.append(f"{ms:.2f} | {ms / base:.2f}" if ms and base else "- | -")
             a = acc.get(name)
             tail = f"{a['mean']:.5f} | {a['min']:.5f}" if a else "- | -"
             print(f"| {name} | " + " | ".join(cells) + f" | {tail} |")
