@@ -123,7 +123,7 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
         "gemm_flops": sum(2 * math.prod(shape_of(op.operands[1])) * bound(prod(dims_of(op.operands[0])[:-1]),
                                                                           module.operation) for op in linears),
         "memory": {
-            "arena_bytes": module.operation.attributes["bertc.arena_bytes"].value,
+            "arena_bytes": emitted.arena_bytes,  # the planned values' (bertc.arena_bytes) and int8 work space
             "live_peak_bytes": module.operation.attributes["bertc.live_peak_bytes"].value,
             "weights_bytes": len(emitted.weights),
         },

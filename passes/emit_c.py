@@ -76,6 +76,13 @@ class CEmitter(Codegen):
     def __init__(self, module: ir.Operation, ctx: PassContext) -> None:
         super().__init__(module, ctx, "emit-c")
         self.kernels: set[str] = set()
+        # int8 linears quantize their input into a work buffer (kernels.h BERTC_I8_WORK): one region past the
+        # planned values, as large as the largest needs at the longest length; ops run one at a time
+        work = [_i8_work(bound(prod(dims_of(op.operands[0])[:-1]), module), shape_of(op.operands[1])[1])
+                for op in func_ops(module) if _weight_dtype(op) == "i8"]
+        self.i8_work = -(-self.arena_bytes // 64) * 64
+        if work:
+            self.arena_bytes = self.i8_work + max(work)
 
     def ptr(self, value: ir.Value, layout: str = "as-is") -> str:
         ctype = "uint16_t" if layout.endswith(":f16") else C_TYPES.get(dtype_of(value))  # half-float bits
@@ -115,6 +122,16 @@ def emit_embedding(e: CEmitter, op) -> str:
                     shape_of(op.operands[0])[1])
 
 
+def _i8_work(m: int, k: int) -> int:
+    """kernels.h's BERTC_I8_WORK(M, K): M rounded up to 16 rows of K rounded up to 4 bytes, and a scale each."""
+    return -(-m // 16) * 16 * (-(-k // 4) * 4 + 4)
+
+
+def _weight_dtype(op) -> str:
+    """A linear's packed weight type (--pack-weights): f32, f16 or i8."""
+    return op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"
+
+
 def emit_linear(e: CEmitter, op) -> str:
     n, k = shape_of(op.operands[1])
     m = prod(dims_of(op.operands[0])[:-1])
@@ -129,13 +146,13 @@ def emit_linear(e: CEmitter, op) -> str:
         return e.call("bertc_linear_sparse", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act)
     if "bertc.tile" in op.attributes:  # --pack-weights chose a tile (and maybe half-float weights)
         mr, nr, kc = ir.DenseI64ArrayAttr(op.attributes["bertc.tile"])
-        wdtype = op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"
+        wdtype = _weight_dtype(op)
         tile = f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}"
         if wdtype == "i8":  # int8 panels, scales and column sums (kernels.h's bertc_qweight)
             o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr)
             w = f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c})}}"
             return e.call("bertc_linear_packed_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
-                          tile)
+                          tile, f"A(int8_t, {e.i8_work})")
         f16 = wdtype == "f16"
         w = e.ptr(op.operands[1], f"panels:{nr}:{'f16' if f16 else 'f32'}")
         return e.call("bertc_linear_packed_f16" if f16 else "bertc_linear_packed", "p", e.ptr(op.operands[0]), w,
@@ -233,9 +250,7 @@ def scratch_floats(module: ir.Operation) -> str:
             sp = sparsity(op)
             if sp is not None and sp["format"] == "sparse":
                 bounds.add(f"BERTC_SCRATCH_SPARSE({shape_of(op.operands[1])[1]}, {parse_pattern(sp['pattern']).c})")
-            elif "bertc.weight_dtype" in op.attributes and op.attributes["bertc.weight_dtype"].value == "i8":
-                bounds.add(f"BERTC_SCRATCH_LINEAR_I8({shape_of(op.operands[1])[1]})")
-            else:
+            elif _weight_dtype(op) != "i8":  # (the int8 GEMM works in the arena: CEmitter.i8_work)
                 bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")
     scratch = "64"
     for each in sorted(bounds):

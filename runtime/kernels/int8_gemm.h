@@ -3,8 +3,10 @@
  * its micro-kernels do not cover, and must give the same bits as q8_quantize_row and q8_dot_row
  * (runtime/tests/kernel_check.c compares them with the activation off).
  *
- * Scratch (BERTC_SCRATCH_LINEAR_I8): the scales of up to BERTC_I8_ROWS rows, then their quantized
- * bytes, Kq apart. */
+ * The work buffer (BERTC_I8_WORK bytes): the quantized rows of x, M rounded up to 16 rows of Kq bytes,
+ * in the order the kernel's micro-tiles read them (row by row here and on x86, 8-row tiles on NEON), then
+ * one float scale per row. Every kernel runs in two passes over the pool: the rows are quantized once,
+ * then every thread's share of the GEMM reads them. */
 #ifndef BERTC_INT8_GEMM_H
 #define BERTC_INT8_GEMM_H
 
@@ -14,8 +16,10 @@
 #include "kernels.h"
 
 static inline int64_t q8_kq(int64_t K) { return (K + 3) / 4 * 4; }
-static inline float *q8_scales(float *scratch) { return scratch; }
-static inline int8_t *q8_rows(float *scratch) { return (int8_t *)(scratch + BERTC_I8_ROWS); }
+static inline int8_t *q8_rows(void *work) { return (int8_t *)work; }
+static inline float *q8_scales(void *work, int64_t M, int64_t K) {
+  return (float *)((int8_t *)work + (M + 15) / 16 * 16 * q8_kq(K));
+}
 
 /* q[0, Kq) = round-half-even(x * 127 / max|x|), zero past K; returns the row's scale max|x| / 127. */
 static inline float q8_quantize_row(const float *x, int64_t K, int8_t *q) {
@@ -39,6 +43,20 @@ static inline void q8_dot_row(const int8_t *q, float s, const bertc_qweight *w, 
       for (int64_t i = 0; i < 4; i++) acc += (int32_t)q[4 * g + i] * col[g * 4 * nr + i];
     y[n] = fmaf((float)acc, s * w->scale[n], bias ? bias[n] : 0.0f);
   }
+}
+
+/* The first pass for kernels that read x row by row: rows [lo, hi) of x into the work buffer. */
+typedef struct {
+  const float *x;
+  void *work;
+  int64_t M, K;
+} q8_quantize_args;
+
+static inline void q8_quantize_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const q8_quantize_args *a = raw;
+  for (int64_t m = lo; m < hi; m++)
+    q8_scales(a->work, a->M, a->K)[m] = q8_quantize_row(a->x + m * a->K, a->K, q8_rows(a->work) + m * q8_kq(a->K));
 }
 
 #endif

@@ -57,10 +57,13 @@ typedef struct {
  * qx = round-half-even(x * (127 / max|x|)) in [-127, 127], and
  *     y[m,n] = act(fma((float)sum_k qx[m,k] q[n,k], s * scale[n], bias[n])) + residual[m,n].
  * The integer sums are exact, so every implementation gives the reference's bits before the activation
- * (runtime/tests/kernel_check.c holds them to it); bias/residual may be NULL. */
+ * (runtime/tests/kernel_check.c holds them to it); bias/residual may be NULL.
+ * work: BERTC_I8_WORK(M, K) bytes the kernel quantizes x into, once, before the GEMM reads it from every
+ * thread (emit-c gives every int8 linear the same region past the end of the arena's planned values). */
+#define BERTC_I8_WORK(M, K) ((((M) + 15) / 16 * 16) * ((((K) + 3) / 4 * 4) + 4))
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
-                            const bertc_gemm_tile *tile);
+                            const bertc_gemm_tile *tile, void *work);
 
 /* Block-sparse weights (--prune-patterns). W[N,K] is cut into r x c blocks (r output features, c inputs);
  * only the kept blocks are stored, in block-row order: */
@@ -80,9 +83,6 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */
 #define BERTC_SCRATCH_LINEAR(K) (16 * (K) + 64)                 /* packing up to 16 rows of x */
-/* the quantized rows of x of one row block (at most BERTC_I8_ROWS rows of K rounded up to 4 bytes) and their scales */
-#define BERTC_I8_ROWS 192
-#define BERTC_SCRATCH_LINEAR_I8(K) (BERTC_I8_ROWS * (((K) + 3) / 4 + 1) + 64)
 #define BERTC_SCRATCH_ATTENTION(S, D) ((S) + 2 * (S) * (D) + 64) /* a score row, K and V of a head */
 /* up to 32 rows of x over K rounded up to the block's c, plus a 32-row x 16-column output tile */
 #define BERTC_SCRATCH_SPARSE(K, C) (32 * ((K) + (C)) + 32 * 16 + 64)

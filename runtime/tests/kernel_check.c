@@ -228,9 +228,12 @@ static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_ge
   if (M > 2) memset(x + K, 0, (size_t)K * sizeof(float)); /* a zero row: scale 0 */
   qweights q = quantize_weights(w, N, K, tile.nr);
   const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
-  bertc_parallel_rows(p, 2 * bertc_pool_threads(p), poison_scratch, &(int64_t){BERTC_SCRATCH_LINEAR_I8(K)});
-  bertc_linear_packed_i8(p, x, &q.q, b, rs, got, M, N, K, act, &tile);
-  ref_bertc_linear_packed_i8(p, x, &q.q, b, rs, want, M, N, K, act, &tile);
+  /* the work buffers start as garbage, so that reading a byte the first pass did not write shows */
+  void *work = malloc((size_t)BERTC_I8_WORK(M, K)), *ref_work = malloc((size_t)BERTC_I8_WORK(M, K));
+  memset(work, 0x5a, (size_t)BERTC_I8_WORK(M, K));
+  memset(ref_work, 0xa5, (size_t)BERTC_I8_WORK(M, K));
+  bertc_linear_packed_i8(p, x, &q.q, b, rs, got, M, N, K, act, &tile, work);
+  ref_bertc_linear_packed_i8(p, x, &q.q, b, rs, want, M, N, K, act, &tile, ref_work);
   q8_definition(p, x, &q, b, rs, exact, M, N, K, tile.nr, act);
   char shape[96];
   snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld act=%d bias=%d res=%d", (long long)M, (long long)N,
@@ -240,6 +243,7 @@ static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_ge
   else record(r, got, want, M * N, shape);
   if (def) record(def, want, exact, M * N, shape);
   free(x), free(w), free(bias), free(res), free(got), free(want), free(exact), free(q.w), free(q.scale), free(q.colsum);
+  free(work), free(ref_work);
 }
 
 static int check_linear_packed_i8(bertc_pool *p, int mr, int nr, int with_definition) {
@@ -638,10 +642,9 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   /* the default tuning, and with more than 2 threads other legal values (small attention blocks,
    * GEMM row blocks that are not multiples of any tile) */
   const bertc_tuning tuning = threads > 2 ? (bertc_tuning){3, 4, 40} : (bertc_tuning)BERTC_TUNING_DEFAULT;
-  int64_t scratch = BERTC_SCRATCH_LINEAR(MAX_K) > BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C)
-                        ? BERTC_SCRATCH_LINEAR(MAX_K)
-                        : BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C);
-  if (BERTC_SCRATCH_LINEAR_I8(MAX_K) > scratch) scratch = BERTC_SCRATCH_LINEAR_I8(MAX_K);
+  const int64_t scratch = BERTC_SCRATCH_LINEAR(MAX_K) > BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C)
+                              ? BERTC_SCRATCH_LINEAR(MAX_K)
+                              : BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C);
   bertc_pool *p = bertc_pool_create(threads, scratch, &tuning);
   if (!p) {
     fprintf(stderr, "kernel_check: could not create a pool of %d threads\n", threads);

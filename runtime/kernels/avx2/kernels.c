@@ -400,9 +400,11 @@ void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, c
  *   lane, so x is stored with 128 added (q ^ 0x80) and 128 * colsum[n] is taken back at the end.
  * - AVX2, 4 x 16 (8 accumulators): VPMADDUBSW of |q| with w carrying q's sign (|q|, |w| <= 127, so a
  *   pair's sum, at most 2 * 127 * 127, never saturates int16), then VPMADDWD with ones.
- * Work items are (row block, panel) pairs as in the fp32 GEMM. A thread quantizes the rows of a row
- * block into its scratch once for all its panels of that block; each panel's weights (Kq x nr bytes)
- * then serve every row tile of the block. The int32 sums run over the whole of K in registers. */
+ * Two passes over the pool: x's rows are quantized into the work buffer once (int8_gemm.h), then the work
+ * items, (row block, panel) pairs as in the fp32 GEMM, read them: each panel's weights (Kq x nr bytes)
+ * serve every row tile of its block. The int32 sums run over the whole of K in registers. (Quantizing
+ * inside each work item instead repeated it per item and per thread: at 2 threads, MiniLM's N = 384
+ * linears spent a quarter of their time there.) */
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define Q8_MR 12
 #define Q8_NR 32
@@ -415,17 +417,23 @@ typedef struct {
   const float *x, *bias, *res;
   const bertc_qweight *w;
   float *y;
+  int8_t *rows; /* the work buffer's quantized rows, Kq apart, and their scales */
+  float *scales;
   int64_t M, N, K, Kq, panels, row_block;
-  int act, nr;
+  int act, nr, flip; /* flip: the rows are stored with 128 added (the VNNI micro-kernel's form) */
 } qgemm_args;
 
-/* Rows [m0, m1) of x into the scratch with q8_quantize_row's bits (the VNNI kernel's with 128 added). */
-static void q8_quantize_block(const qgemm_args *g, int64_t m0, int64_t m1, float *scratch) {
-  const int64_t K = g->K;
+/* The first pass: rows [lo, hi) of x into the work buffer with q8_quantize_row's bits (with 128 added
+ * when g->flip). */
+static void q8_quantize_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const qgemm_args *g = raw;
+  const int64_t K = g->K, Kq = g->Kq;
+  const int flip = g->flip;
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  for (int64_t m = m0; m < m1; m++) {
+  for (int64_t m = lo; m < hi; m++) {
     const float *x = g->x + m * K;
-    int8_t *q = q8_rows(scratch) + (m - m0) * g->Kq;
+    int8_t *q = g->rows + m * Kq;
     __m256 mx = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + k), absmask));
@@ -439,11 +447,10 @@ static void q8_quantize_block(const qgemm_args *g, int64_t m0, int64_t m1, float
       _mm_storel_epi64((__m128i *)(q + k), _mm_packs_epi16(h, h));
     }
     for (; k < K; k++) q[k] = (int8_t)nearbyintf(x[k] * inv);
-    for (; k < g->Kq; k++) q[k] = 0;
-#if Q8_MR == 12
-    for (k = 0; k < g->Kq; k++) q[k] = (int8_t)(q[k] ^ 0x80);
-#endif
-    q8_scales(scratch)[m - m0] = amax / 127.0f;
+    for (; k < Kq; k++) q[k] = 0;
+    if (flip) /* (Kq and flip in locals: q may alias *g, which would keep this loop scalar) */
+      for (k = 0; k < Kq; k++) q[k] = (int8_t)(q[k] ^ 0x80);
+    g->scales[m] = amax / 127.0f;
   }
 }
 
@@ -538,15 +545,15 @@ static void q8_tile_any(int rows, const qgemm_args *g, const int8_t *a, const fl
 #undef Q8_CASE
 
 static void q8_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
   const qgemm_args *g = raw;
   for (int64_t t = lo; t < hi;) {
     const int64_t rb = t / g->panels, p0 = t % g->panels, p1 = min64(g->panels, p0 + hi - t);
     const int64_t m0 = rb * g->row_block, m1 = min64(g->M, m0 + g->row_block);
-    q8_quantize_block(g, m0, m1, scratch);
     for (int64_t p = p0; p < p1; p++)
       for (int64_t m = m0; m < m1;) {
         const int rows = gemm_tile_rows(m1 - m, Q8_MR);
-        q8_tile_any(rows, g, q8_rows(scratch) + (m - m0) * g->Kq, q8_scales(scratch) + (m - m0), m, p);
+        q8_tile_any(rows, g, g->rows + m * g->Kq, g->scales + m, m, p);
         m += rows;
       }
     t += p1 - p0;
@@ -555,25 +562,27 @@ static void q8_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
 
 /* Tiles other than Q8_MR x Q8_NR: int8_gemm.h's rows, one at a time. */
 static void q8_generic_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
   const qgemm_args *g = raw;
-  int8_t *q = q8_rows(scratch);
   for (int64_t m = lo; m < hi; m++) {
     float *y = g->y + m * g->N;
-    q8_dot_row(q, q8_quantize_row(g->x + m * g->K, g->K, q), g->w, g->bias, y, g->N, g->K, g->nr);
+    q8_dot_row(g->rows + m * g->Kq, g->scales[m], g->w, g->bias, y, g->N, g->K, g->nr);
     activate_span(y, NULL, g->res ? g->res + m * g->N : NULL, y, g->N, g->act);
   }
 }
 
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
-                            const bertc_gemm_tile *tile) {
-  qgemm_args g = {x, bias, residual, w, y, M, N, K, q8_kq(K), (N + tile->nr - 1) / tile->nr, 0, act, tile->nr};
-  if (tile->mr != Q8_MR || tile->nr != Q8_NR) {
+                            const bertc_gemm_tile *tile, void *work) {
+  const int ours = tile->mr == Q8_MR && tile->nr == Q8_NR;
+  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
+                  (N + tile->nr - 1) / tile->nr, 0, act, tile->nr, ours && Q8_MR == 12};
+  bertc_parallel_rows(p, M, q8_quantize_x, &g);
+  if (!ours) {
     bertc_parallel_rows(p, M, q8_generic_rows, &g);
     return;
   }
   g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), Q8_MR, bertc_pool_tuning(p)->gemm_row_block);
-  if (g.row_block > BERTC_I8_ROWS) g.row_block = BERTC_I8_ROWS; /* the scratch holds this many (a multiple of Q8_MR) */
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
 }
 

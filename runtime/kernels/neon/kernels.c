@@ -446,9 +446,9 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
  * at tile + 32 g + 4 r, so that one q-register holds a group of rows 0-3 and the next of rows 4-7.
  * 8 x 12: 24 accumulators + 3 of weights + 2 of x = 29 of the 32 q-registers (the fp32 kernel's tile),
  * 5 loads per 24 SDOTs; 8 x 16 would need 32 accumulators, and 4 x 16 (x row-major) loads 5 per 16.
- * Work items are (row block, panel) pairs as on x86: a thread quantizes a row block into its scratch once
- * for all its panels; each panel's weights then serve every row tile of the block from L1. The int32
- * sums run over the whole of K in registers. */
+ * Two passes over the pool, as on x86: x's rows are quantized into the work buffer once, in those tiles;
+ * then the work items, (row block, panel) pairs, read them: each panel's weights serve every row tile of
+ * its block from L1. The int32 sums run over the whole of K in registers. */
 #define Q8_MR 8
 #define Q8_NR 12
 #define Q8_NV (Q8_NR / 4)
@@ -457,19 +457,23 @@ typedef struct {
   const float *x, *bias, *res;
   const bertc_qweight *w;
   float *y;
+  int8_t *rows; /* the work buffer's quantized rows, in Q8_MR-row tiles, and their scales */
+  float *scales;
   int64_t M, N, K, Kq, panels, row_block;
   int act, nr;
 } qgemm_args;
 
-/* Rows [m0, m1) of x into the scratch in Q8_MR-row tiles, with q8_quantize_row's bits: vmaxnm ignores
- * NaN as fmaxf does, and vcvtnq rounds half to even as nearbyintf does. Rows past m1 in the last tile
- * are left as they are: the micro-kernel for fewer rows never uses their lanes. */
-static void q8_pack_block(const qgemm_args *g, int64_t m0, int64_t m1, float *scratch) {
+/* The first pass: rows [lo, hi) of x into the work buffer in Q8_MR-row tiles, with q8_quantize_row's bits:
+ * vmaxnm ignores NaN as fmaxf does, and vcvtnq rounds half to even as nearbyintf does. Rows past M in the
+ * last tile are left as they are: the micro-kernel for fewer rows never uses their lanes. */
+static void q8_pack_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const qgemm_args *g = raw;
   const int64_t K = g->K;
-  for (int64_t m = m0; m < m1; m++) {
+  for (int64_t m = lo; m < hi; m++) {
     const float *x = g->x + m * K;
     /* row m's group 0: its tile, then 4 bytes per row before it (group i at q + 4 i * Q8_MR = q + k * Q8_MR) */
-    int8_t *q = q8_rows(scratch) + (m - m0) / Q8_MR * Q8_MR * g->Kq + (m - m0) % Q8_MR * 4;
+    int8_t *q = g->rows + m / Q8_MR * Q8_MR * g->Kq + m % Q8_MR * 4;
     float32x4_t mx = vdupq_n_f32(0.0f);
     int64_t k = 0;
     for (; k + 4 <= K; k += 4) mx = vmaxnmq_f32(mx, vabsq_f32(vld1q_f32(x + k)));
@@ -483,7 +487,7 @@ static void q8_pack_block(const qgemm_args *g, int64_t m0, int64_t m1, float *sc
     int8_t tail[4] = {0, 0, 0, 0}; /* the last group, zero past K */
     for (int64_t i = 0; k + i < K; i++) tail[i] = (int8_t)nearbyintf(x[k + i] * inv);
     if (k < K) memcpy(q + k * Q8_MR, tail, 4);
-    q8_scales(scratch)[m - m0] = amax / 127.0f;
+    g->scales[m] = amax / 127.0f;
   }
 }
 
@@ -542,47 +546,49 @@ static void q8_tile_any(int rows, const qgemm_args *g, const int8_t *a, const fl
 #undef Q8_CASE
 
 static void q8_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
   const qgemm_args *g = raw;
   for (int64_t t = lo; t < hi;) {
     const int64_t rb = t / g->panels, p0 = t % g->panels, p1 = p0 + hi - t < g->panels ? p0 + hi - t : g->panels;
     const int64_t m0 = rb * g->row_block, m1 = m0 + g->row_block < g->M ? m0 + g->row_block : g->M;
-    q8_pack_block(g, m0, m1, scratch);
     for (int64_t p = p0; p < p1; p++)
       for (int64_t m = m0; m < m1; m += Q8_MR)
-        q8_tile_any(m1 - m < Q8_MR ? (int)(m1 - m) : Q8_MR, g, q8_rows(scratch) + (m - m0) * g->Kq,
-                    q8_scales(scratch) + (m - m0), m, p);
+        q8_tile_any(m1 - m < Q8_MR ? (int)(m1 - m) : Q8_MR, g, g->rows + m * g->Kq, g->scales + m, m, p);
     t += p1 - p0;
   }
 }
 
-/* Rows per work item: the target's gemm_row_block, a multiple of Q8_MR (the packed tiles), at most
- * BERTC_I8_ROWS (the scratch); a block per thread when there are too few panels to share (as on x86). */
+/* Rows per work item: the target's gemm_row_block rounded up to a multiple of Q8_MR (the packed tiles); a
+ * block per thread when there are too few panels to share (as on x86). */
 static int64_t q8_row_block(int64_t M, int64_t panels, int threads, int64_t row_block) {
   int64_t blocks = (M + row_block - 1) / row_block;
   if (panels < 4 * threads && blocks < threads) blocks = threads;
-  const int64_t rows = ((M + blocks - 1) / blocks + Q8_MR - 1) / Q8_MR * Q8_MR;
-  return rows < BERTC_I8_ROWS ? rows : BERTC_I8_ROWS; /* 192, a multiple of Q8_MR */
+  return ((M + blocks - 1) / blocks + Q8_MR - 1) / Q8_MR * Q8_MR;
 }
 
-/* Tiles other than Q8_MR x Q8_NR: int8_gemm.h's rows, one at a time. */
+/* Tiles other than Q8_MR x Q8_NR: int8_gemm.h's rows (quantized row by row), one at a time. */
 static void q8_generic_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
   const qgemm_args *g = raw;
-  int8_t *q = q8_rows(scratch);
   for (int64_t m = lo; m < hi; m++) {
     float *y = g->y + m * g->N;
-    q8_dot_row(q, q8_quantize_row(g->x + m * g->K, g->K, q), g->w, g->bias, y, g->N, g->K, g->nr);
+    q8_dot_row(g->rows + m * g->Kq, g->scales[m], g->w, g->bias, y, g->N, g->K, g->nr);
     epilogue_row(y, NULL, g->res ? g->res + m * g->N : NULL, g->N, g->act);
   }
 }
 
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
-                            const bertc_gemm_tile *tile) {
-  qgemm_args g = {x, bias, residual, w, y, M, N, K, q8_kq(K), (N + tile->nr - 1) / tile->nr, 0, act, tile->nr};
+                            const bertc_gemm_tile *tile, void *work) {
+  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
+                  (N + tile->nr - 1) / tile->nr, 0, act, tile->nr};
   if (tile->mr != Q8_MR || tile->nr != Q8_NR) {
+    q8_quantize_args q = {x, work, M, K};
+    bertc_parallel_rows(p, M, q8_quantize_rows, &q);
     bertc_parallel_rows(p, M, q8_generic_rows, &g);
     return;
   }
+  bertc_parallel_rows(p, M, q8_pack_x, &g);
   g.row_block = q8_row_block(M, g.panels, bertc_pool_threads(p), bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
 }
