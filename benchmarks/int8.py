@@ -8,6 +8,9 @@ Runtimes (--peers):
               recipe for BERT (default per_channel=False, reduce_range=False; DefaultTensorType float, which its
               shape inference asks for after the optimizer); the same session settings
   ort-int8-pc the same with per_channel=True: a scale per output feature, as bertc's weights have
+  ov-int8     OpenVINO (compare.py's conversion and session settings) after nncf.quantize(model_type=TRANSFORMER),
+              its documented post-training int8 for transformers: static activation scales, calibrated on the
+              first 300 rt-sentiment train snippets (each padded to 128 for the fixed-length model)
 
 Accuracy (real weights only: MiniLM): each runtime's sentence embedding (the mean over the sentence's tokens,
 all-MiniLM-L6-v2's pooling) against PyTorch fp32's, as a cosine, on the first --sentences rt-sentiment test
@@ -41,7 +44,8 @@ import transformers as T
 
 import bertc
 
-PEERS = ("bertc", "bertc-int8", "ort-opt", "ort-int8", "ort-int8-pc")
+PEERS = ("bertc", "bertc-int8", "ort-opt", "ort-int8", "ort-int8-pc", "ov-int8")
+CALIBRATION = 300  # rt-sentiment train snippets for OpenVINO's calibration
 
 
 def convert_bertc(b: C.Bundle, rebuild: bool, dynamic: bool, dtype: str) -> Path:
@@ -65,12 +69,38 @@ def convert_ort_int8(b: C.Bundle, rebuild: bool, per_channel: bool = False) -> P
     return path
 
 
+def convert_openvino_int8(b: C.Bundle, rebuild: bool, dynamic: bool) -> Path:
+    import nncf
+    import openvino as ov
+    from bertc.search.tasks import load_task
+
+    source = C.convert_openvino(b, rebuild, dynamic)
+    path = source.with_name(f"{source.stem}-int8.xml")
+    if C._fresh(path, rebuild):
+        model = ov.Core().read_model(str(source))
+        names = [p.get_any_name() for p in model.inputs]
+        order = C._feed(names, b.inputs)
+        tok = T.AutoTokenizer.from_pretrained(b.folder)
+        data = []
+        for text, _ in load_task("rt-sentiment").train[:CALIBRATION]:
+            enc = tok(text, return_tensors="np", truncation=True, max_length=C.SEQ_LEN)
+            x = {k: np.ascontiguousarray(enc[k], np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+            x = x if dynamic else C.pad_to(x, C.SEQ_LEN)
+            data.append({n: x[k] for n, k in zip(names, order)})
+        quantized = nncf.quantize(model, nncf.Dataset(data), model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=len(data))
+        ov.save_model(quantized, str(path), compress_to_fp16=False)
+    return path
+
+
 def open_all(b: C.Bundle, peers: list[str], threads: int, rebuild: bool, dynamic: bool) -> dict[str, C.Bind]:
     binds = {}
     for name in peers:
         if name.startswith("bertc"):
             path = convert_bertc(b, rebuild, dynamic, "int8" if name == "bertc-int8" else "fp32")
             binds[name] = C.open_bertc(b, path, threads)[0]
+        elif name == "ov-int8":
+            binds[name] = C.open_openvino(b, convert_openvino_int8(b, rebuild, dynamic), threads)[0]
         else:
             path = (convert_ort_int8(b, rebuild, name.endswith("-pc")) if name.startswith("ort-int8")
                     else C.convert_ort_opt(b, rebuild, True))
