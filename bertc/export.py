@@ -40,6 +40,7 @@ def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...], max_s
         raise BertcError(f"{desc} is a TorchScript archive, which bertc exports at one length only; compile it "
                          "with a fixed --seq-len, or export the model with torch.export and a Dim on the sequence")
     if isinstance(obj, torch.export.ExportedProgram):
+        _make_buffers_persistent(obj)
         names = [s.arg.name for s in obj.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
         return obj, [_canonical_input_name(n, i) for i, n in enumerate(names)], _tuple_output_names(obj)
     if isinstance(obj, torch.jit.ScriptModule):
@@ -88,11 +89,17 @@ class _Signature(torch.nn.Module):
         return tuple(out[k] for k in self.outputs)
 
 
-def _make_buffers_persistent(module: torch.nn.Module) -> None:
-    # transformers registers position_ids as non-persistent; torch-mlir's frozen import
-    # then cannot find it in the state dict ("Could not find state mapping for buffer").
-    for m in module.modules():
-        m._non_persistent_buffers_set.clear()
+def _make_buffers_persistent(obj: torch.nn.Module | torch.export.ExportedProgram) -> None:
+    # transformers registers position_ids as non-persistent; torch-mlir's frozen import looks buffers up in the
+    # state dict only ("Could not find state mapping for buffer"), and torch.export keeps these in its constants.
+    if isinstance(obj, torch.nn.Module):
+        for m in obj.modules():
+            m._non_persistent_buffers_set.clear()
+        return
+    for spec in obj.graph_signature.input_specs:
+        if spec.kind.name == "BUFFER" and not spec.persistent and spec.target in obj.constants:
+            obj.state_dict[spec.target] = obj.constants.pop(spec.target)
+            spec.persistent = True
 
 
 def record_module_paths(ep: torch.export.ExportedProgram) -> None:

@@ -2,7 +2,8 @@
 
 ``load_model`` takes a transformers model object (or any torch module / ExportedProgram), a Hugging
 Face folder (a ``bertc search`` student among them, bertc/student.py), a ``.pt2`` torch.export
-program, a TorchScript archive, or a ``.pt`` state dict saved with its config. Pickled whole modules
+program (known by its content, whatever the file is called), a TorchScript archive, or a ``.pt`` state
+dict saved with its config. Pickled whole modules
 run code when loaded, so they are refused unless ``trust_pickle``, and a ``.pt2`` is read without
 unpickling anything in it (``load_pt2_without_pickle``). A config is checked before a model is built
 from it (``check_config_numbers``: numbers the compiler uses; bertc/budget.py: the memory the compile
@@ -29,11 +30,20 @@ from .errors import BertcError
 from .student import is_student, load_student
 
 
-def _is_torchscript(path: Path) -> bool:
+def _zip_names(path: Path) -> list[str]:
     if not zipfile.is_zipfile(path):
-        return False
+        return []
     with zipfile.ZipFile(path) as z:
-        return any(n.endswith(("/constants.pkl", "code/__torch__.py")) or "/code/" in n for n in z.namelist())
+        return z.namelist()
+
+
+def _is_torchscript(path: Path) -> bool:
+    return any(n.endswith(("/constants.pkl", "code/__torch__.py")) or "/code/" in n for n in _zip_names(path))
+
+
+def _is_pt2(path: Path) -> bool:
+    """A torch.export archive, whatever the file is called: torch.export.save writes <root>/archive_format."""
+    return any(n.count("/") == 1 and n.endswith("/" + pt2_names.ARCHIVE_FORMAT_PATH) for n in _zip_names(path))
 
 
 def load_model(model: Any, *, trust_pickle: bool = False, config: str | Path | None = None, batch: int = 1,
@@ -79,7 +89,7 @@ def load_model(model: Any, *, trust_pickle: bool = False, config: str | Path | N
             _check_checkpoint(m, info, path)
         tok = path if any((path / n).exists() for n in ("tokenizer.json", "vocab.txt")) else None
         return m.eval(), m.config, tok, f"{type(m).__name__} from {path}"
-    if path.suffix == ".pt2":
+    if _is_pt2(path) or (path.suffix == ".pt2" and not _is_torchscript(path)):
         sidecar = checked(_sidecar_config(path, config), str(path))
         try:
             program = torch.export.load(str(path)) if trust_pickle else load_pt2_without_pickle(path)

@@ -66,11 +66,15 @@ def default_max_seq_len(obj: Any, cfg: dict[str, Any]) -> int | None:
     return max(2, min(MAX_DEFAULT_SEQ_LEN, usable if usable is not None else MAX_DEFAULT_SEQ_LEN))
 
 
+# Models whose position ids start after the padding id (1), as RoBERTa's do: two rows of the table are never a position.
+PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "data2vec-text")
+
+
 def usable_positions(cfg: dict[str, Any]) -> int | None:
-    """The longest input the config's position table takes (RoBERTa's positions start after its padding
-    id, so two fewer), or None when the config does not say."""
+    """The longest input the config's position table takes (two fewer in the RoBERTa family), or None
+    when the config does not say."""
     max_pos = cfg.get("max_position_embeddings")
-    return None if max_pos is None else max_pos - (2 if cfg.get("model_type") == "roberta" else 0)
+    return None if max_pos is None else max_pos - (2 if cfg.get("model_type") in PADDED_POSITIONS else 0)
 
 
 def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle: bool = False,
@@ -95,7 +99,8 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     longest = max_seq_len or seq_len
     if usable is not None and longest > usable:
         flag = "--max-seq-len" if max_seq_len else "--seq-len"
-        raise BertcError(f"{flag} {longest} is longer than the model's max_position_embeddings ({max_pos})")
+        raise BertcError(f"{flag} {longest} is longer than the model's {usable} positions (max_position_embeddings "
+                         f"{max_pos}); pass {flag} {usable} or less")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)
@@ -103,12 +108,12 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         # the passes after fuse-epilogues (plan-memory, the emitters) still need one static length
         raise BertcError(f"{desc} was exported with a dynamic input shape, and bertc compiles one --seq-len so far: "
                          "export it again without dynamic_shapes, or give bertc the model itself")
-    canonicalize_inputs(ep, input_names)
+    types = cfg.get("type_vocab_size") or table_rows(ep, input_names, "token_type_ids") or 0
+    canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")
     if vocab is None:
         raise BertcError("could not find the word embedding to learn the vocabulary size; pass --config")
-    types = cfg.get("type_vocab_size") or table_rows(ep, input_names, "token_type_ids") or 0
     return LoadedModel(program=ep, input_names=input_names, output_names=output_names, config=cfg,
                        vocab_size=int(vocab), max_token_type=int(types),
                        tokenizer_dir=tok_dir, source=desc, max_seq_len=max_seq_len,

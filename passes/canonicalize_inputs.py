@@ -93,9 +93,10 @@ def _(ids, padding_idx):
 # --------------------------------------------------------------------------- the pass
 
 
-def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]) -> None:
+def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str], type_vocab: int = 2) -> None:
     """Replace input-only and constant sub-graphs by recognised ops or constants (in place).
-    ``input_names`` names the program's user inputs in order (input_ids, attention_mask, token_type_ids)."""
+    ``input_names`` names the program's user inputs in order (input_ids, attention_mask, token_type_ids);
+    the trials draw token types below ``type_vocab`` (RoBERTa checkpoints ship with one: only 0 is valid)."""
     g = ep.graph
     for n in list(g.nodes):
         if n.op == "call_function" and n.target == torch.ops.aten._assert_tensor_metadata.default:
@@ -116,7 +117,7 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
     rng = np.random.default_rng(0)
     trials = []
     for t in range(3):
-        ins = _random_inputs(input_names, shapes, dtypes, rng, t)
+        ins = _random_inputs(input_names, shapes, dtypes, rng, t, type_vocab)
         trials.append((dict(zip(input_names, ins)), _evaluate_all(ep, ins, set(frontier))))
     placeholder_of = {v: k for k, v in role.items()}
     for n in frontier:
@@ -189,7 +190,8 @@ def _trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
     return length
 
 
-def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.random.Generator, trial: int):
+def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.random.Generator, trial: int,
+                   type_vocab: int = 2):
     """Trial 0: no padding; 1: right padding of random length; 2: holes in the mask and input ids
     drawn from {0, 1, 2}, so that a padding id (RoBERTa's 1) occurs inside the sequence."""
     out = []
@@ -204,7 +206,7 @@ def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.
         elif name == "input_ids":
             v = rng.integers(0, 3, size=(b, s)) if trial == 2 else rng.integers(0, 50, size=(b, s))
         else:
-            v = rng.integers(0, 2, size=(b, s))
+            v = rng.integers(0, max(1, type_vocab), size=(b, s))
         out.append(torch.from_numpy(v).to(dt))
     return out
 

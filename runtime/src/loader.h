@@ -312,6 +312,14 @@ static bertc_status check_inputs(char *err, char *base, int64_t B, int64_t S, in
     return fail(err, BERTC_ERR_INPUT, "sequence length %lld is outside 1..%lld (%s); truncate or recompile",
                 (long long)seq, (long long)S, dynamic ? "the compiled --max-seq-len" : "the compiled --seq-len");
   const int64_t row = dynamic ? seq : S;
+  if (mask_off < 0) { /* no mask in the program: padding, given or added here, would be attended */
+    int padded = !dynamic && seq < S;
+    for (int64_t i = 0; mask && i < batch * seq && !padded; i++) padded = mask[i] != 1;
+    if (padded)
+      return fail(err, BERTC_ERR_INPUT, "this model was compiled without an attention_mask input (traced or "
+                  "exported on input_ids alone), so padding would be attended; pass %lld unpadded tokens, or trace "
+                  "or export it again with (input_ids, attention_mask)", (long long)S);
+  }
   bertc_status st = check_and_copy(err, (int64_t *)(base + ids_off), ids, B, row, batch, seq, vocab, 0, "token id",
                                    "; was the artifact compiled from a different tokenizer?");
   if (st == BERTC_OK && mask_off >= 0)
@@ -319,7 +327,7 @@ static bertc_status check_inputs(char *err, char *base, int64_t B, int64_t S, in
                         " (expected 0 or 1)");
   if (st == BERTC_OK && types_off >= 0)
     st = check_and_copy(err, (int64_t *)(base + types_off), types, B, row, batch, seq, type_vocab > 0 ? type_vocab : 1,
-                        0, "token type id", "");
+                        0, "token type id", "; pass zeros or no token_type_ids (RoBERTa-family models have only type 0)");
   return st;
 }
 
