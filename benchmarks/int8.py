@@ -11,6 +11,9 @@ Runtimes (--peers):
   ov-int8     OpenVINO (compare.py's conversion and session settings) after nncf.quantize(model_type=TRANSFORMER),
               its documented post-training int8 for transformers: static activation scales, calibrated on the
               first 300 rt-sentiment train snippets (each padded to 128 for the fixed-length model)
+  litert-int8 LiteRT (compare.py's litert_torch conversion and XNNPACK interpreter) after ai_edge_quantizer's
+              dynamic_wi8_afp32 recipe: int8 weights per channel, activations quantized at run time; like
+              compare.py's LiteRT, every input padded to 128 (no dynamic export works)
 
 Accuracy (real weights only: MiniLM): each runtime's sentence embedding (the mean over the sentence's tokens,
 all-MiniLM-L6-v2's pooling) against PyTorch fp32's, as a cosine, on the first --sentences rt-sentiment test
@@ -44,7 +47,7 @@ import transformers as T
 
 import bertc
 
-PEERS = ("bertc", "bertc-int8", "ort-opt", "ort-int8", "ort-int8-pc", "ov-int8")
+PEERS = ("bertc", "bertc-int8", "ort-opt", "ort-int8", "ort-int8-pc", "ov-int8", "litert-int8")
 CALIBRATION = 300  # rt-sentiment train snippets for OpenVINO's calibration
 
 
@@ -93,12 +96,24 @@ def convert_openvino_int8(b: C.Bundle, rebuild: bool, dynamic: bool) -> Path:
     return path
 
 
+def convert_litert_int8(b: C.Bundle, rebuild: bool) -> Path:
+    from ai_edge_quantizer import quantizer, recipe
+
+    source = C.convert_litert(b, rebuild, False)
+    path = source.with_name(f"{source.stem}-int8.tflite")
+    if C._fresh(path, rebuild):
+        quantizer.Quantizer(str(source), recipe.dynamic_wi8_afp32()).quantize().export_model(path, overwrite=True)
+    return path
+
+
 def open_all(b: C.Bundle, peers: list[str], threads: int, rebuild: bool, dynamic: bool) -> dict[str, C.Bind]:
     binds = {}
     for name in peers:
         if name.startswith("bertc"):
             path = convert_bertc(b, rebuild, dynamic, "int8" if name == "bertc-int8" else "fp32")
             binds[name] = C.open_bertc(b, path, threads)[0]
+        elif name == "litert-int8":
+            binds[name] = C.open_litert(b, convert_litert_int8(b, rebuild), threads)[0]
         elif name == "ov-int8":
             binds[name] = C.open_openvino(b, convert_openvino_int8(b, rebuild, dynamic), threads)[0]
         else:
