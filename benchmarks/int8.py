@@ -130,7 +130,7 @@ def accuracy(b: C.Bundle, peers: list[str], sentences: int, rebuild: bool) -> di
         with torch.inference_mode():
             ref = b.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()[0].mean(0)
         for name, bind in binds.items():
-            e = np.asarray(bind(x)(), np.float32)[0].mean(0)
+            e = np.asarray(bind(x)(), np.float32)[0, :x["input_ids"].shape[1]].mean(0)  # LiteRT's is padded
             cos[name].append(float(e @ ref / np.linalg.norm(e) / np.linalg.norm(ref)))
     return {n: {"mean": float(np.mean(c)), "min": float(np.min(c)), "p1": float(np.percentile(c, 1))}
             for n, c in cos.items()}
