@@ -45,18 +45,43 @@ static inline void q8_dot_row(const int8_t *q, float s, const bertc_qweight *w, 
   }
 }
 
-/* The first pass for kernels that read x row by row: rows [lo, hi) of x into the work buffer. */
-typedef struct {
-  const float *x;
-  void *work;
-  int64_t M, K;
-} q8_quantize_args;
+/* y[0, n) = act(y) + res in place (res may be NULL): each implementation's own epilogue. */
+typedef void (*q8_epilogue)(float *y, const float *res, int64_t n, int act);
 
+/* The whole kernel one row at a time, for any tile: the reference, and an ISA kernel's tiles without a
+ * micro-kernel. */
+typedef struct {
+  const float *x, *bias, *res;
+  const bertc_qweight *w;
+  float *y;
+  void *work;
+  int64_t M, N, K, nr;
+  int act;
+  q8_epilogue epilogue;
+} q8_rows_args;
+
+/* The first pass: rows [lo, hi) of x into the work buffer, row by row. */
 static inline void q8_quantize_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
-  const q8_quantize_args *a = raw;
+  const q8_rows_args *a = raw;
   for (int64_t m = lo; m < hi; m++)
     q8_scales(a->work, a->M, a->K)[m] = q8_quantize_row(a->x + m * a->K, a->K, q8_rows(a->work) + m * q8_kq(a->K));
+}
+
+static inline void q8_dot_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const q8_rows_args *a = raw;
+  for (int64_t m = lo; m < hi; m++) {
+    float *y = a->y + m * a->N;
+    q8_dot_row(q8_rows(a->work) + m * q8_kq(a->K), q8_scales(a->work, a->M, a->K)[m], a->w, a->bias, y, a->N, a->K,
+               a->nr);
+    a->epilogue(y, a->res ? a->res + m * a->N : NULL, a->N, a->act);
+  }
+}
+
+static inline void q8_linear_rows(bertc_pool *p, q8_rows_args *a) {
+  bertc_parallel_rows(p, a->M, q8_quantize_rows, a);
+  bertc_parallel_rows(p, a->M, q8_dot_rows, a);
 }
 
 #endif

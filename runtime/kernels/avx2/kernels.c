@@ -420,16 +420,15 @@ typedef struct {
   int8_t *rows; /* the work buffer's quantized rows, Kq apart, and their scales */
   float *scales;
   int64_t M, N, K, Kq, panels, row_block;
-  int act, nr, flip; /* flip: the rows are stored with 128 added (the VNNI micro-kernel's form) */
+  int act;
 } qgemm_args;
 
-/* The first pass: rows [lo, hi) of x into the work buffer with q8_quantize_row's bits (with 128 added
- * when g->flip). */
+/* The first pass: rows [lo, hi) of x into the work buffer with q8_quantize_row's bits (VNNI: with 128
+ * added, the unsigned form VPDPBUSD reads). */
 static void q8_quantize_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const qgemm_args *g = raw;
-  const int64_t K = g->K, Kq = g->Kq;
-  const int flip = g->flip;
+  const int64_t K = g->K, Kq = g->Kq; /* (locals: q may alias *g, which would keep the loops below scalar) */
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t m = lo; m < hi; m++) {
     const float *x = g->x + m * K;
@@ -448,8 +447,9 @@ static void q8_quantize_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
     }
     for (; k < K; k++) q[k] = (int8_t)nearbyintf(x[k] * inv);
     for (; k < Kq; k++) q[k] = 0;
-    if (flip) /* (Kq and flip in locals: q may alias *g, which would keep this loop scalar) */
-      for (k = 0; k < Kq; k++) q[k] = (int8_t)(q[k] ^ 0x80);
+#if Q8_MR == 12
+    for (k = 0; k < Kq; k++) q[k] = (int8_t)(q[k] ^ 0x80);
+#endif
     g->scales[m] = amax / 127.0f;
   }
 }
@@ -560,28 +560,20 @@ static void q8_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
   }
 }
 
-/* Tiles other than Q8_MR x Q8_NR: int8_gemm.h's rows, one at a time. */
-static void q8_generic_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
-  (void)scratch;
-  const qgemm_args *g = raw;
-  for (int64_t m = lo; m < hi; m++) {
-    float *y = g->y + m * g->N;
-    q8_dot_row(g->rows + m * g->Kq, g->scales[m], g->w, g->bias, y, g->N, g->K, g->nr);
-    activate_span(y, NULL, g->res ? g->res + m * g->N : NULL, y, g->N, g->act);
-  }
-}
+/* Tiles other than Q8_MR x Q8_NR take int8_gemm.h's rows, one at a time, with this epilogue. */
+static void q8_epilogue_avx2(float *y, const float *res, int64_t n, int act) { activate_span(y, NULL, res, y, n, act); }
 
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                             const bertc_gemm_tile *tile, void *work) {
-  const int ours = tile->mr == Q8_MR && tile->nr == Q8_NR;
-  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
-                  (N + tile->nr - 1) / tile->nr, 0, act, tile->nr, ours && Q8_MR == 12};
-  bertc_parallel_rows(p, M, q8_quantize_x, &g);
-  if (!ours) {
-    bertc_parallel_rows(p, M, q8_generic_rows, &g);
+  if (tile->mr != Q8_MR || tile->nr != Q8_NR) {
+    q8_rows_args a = {x, bias, residual, w, y, work, M, N, K, tile->nr, act, q8_epilogue_avx2};
+    q8_linear_rows(p, &a);
     return;
   }
+  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
+                  (N + Q8_NR - 1) / Q8_NR, 0, act};
+  bertc_parallel_rows(p, M, q8_quantize_x, &g);
   g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), Q8_MR, bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
 }

@@ -460,7 +460,7 @@ typedef struct {
   int8_t *rows; /* the work buffer's quantized rows, in Q8_MR-row tiles, and their scales */
   float *scales;
   int64_t M, N, K, Kq, panels, row_block;
-  int act, nr;
+  int act;
 } qgemm_args;
 
 /* The first pass: rows [lo, hi) of x into the work buffer in Q8_MR-row tiles, with q8_quantize_row's bits:
@@ -566,28 +566,20 @@ static int64_t q8_row_block(int64_t M, int64_t panels, int threads, int64_t row_
   return ((M + blocks - 1) / blocks + Q8_MR - 1) / Q8_MR * Q8_MR;
 }
 
-/* Tiles other than Q8_MR x Q8_NR: int8_gemm.h's rows (quantized row by row), one at a time. */
-static void q8_generic_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
-  (void)scratch;
-  const qgemm_args *g = raw;
-  for (int64_t m = lo; m < hi; m++) {
-    float *y = g->y + m * g->N;
-    q8_dot_row(g->rows + m * g->Kq, g->scales[m], g->w, g->bias, y, g->N, g->K, g->nr);
-    epilogue_row(y, NULL, g->res ? g->res + m * g->N : NULL, g->N, g->act);
-  }
-}
+/* Tiles other than Q8_MR x Q8_NR take int8_gemm.h's rows (quantized row by row), one at a time, with this
+ * epilogue. */
+static void q8_epilogue_neon(float *y, const float *res, int64_t n, int act) { epilogue_row(y, NULL, res, n, act); }
 
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                             const bertc_gemm_tile *tile, void *work) {
-  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
-                  (N + tile->nr - 1) / tile->nr, 0, act, tile->nr};
   if (tile->mr != Q8_MR || tile->nr != Q8_NR) {
-    q8_quantize_args q = {x, work, M, K};
-    bertc_parallel_rows(p, M, q8_quantize_rows, &q);
-    bertc_parallel_rows(p, M, q8_generic_rows, &g);
+    q8_rows_args a = {x, bias, residual, w, y, work, M, N, K, tile->nr, act, q8_epilogue_neon};
+    q8_linear_rows(p, &a);
     return;
   }
+  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
+                  (N + Q8_NR - 1) / Q8_NR, 0, act};
   bertc_parallel_rows(p, M, q8_pack_x, &g);
   g.row_block = q8_row_block(M, g.panels, bertc_pool_threads(p), bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);

@@ -168,36 +168,18 @@ BERTC_WEAK void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uin
 }
 
 /* ---- int8 linear: ../int8_gemm.h's row functions, one row at a time ------------------------ */
-typedef struct {
-  const float *bias, *res;
-  const bertc_qweight *w;
-  float *y;
-  void *work;
-  int64_t M, N, K;
-  int act, nr;
-} qlinear_args;
-
-static void qlinear_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
-  (void)scratch;
-  const qlinear_args *a = raw;
-  const int64_t N = a->N, K = a->K;
-  for (int64_t m = lo; m < hi; m++) {
-    float *y = a->y + m * N;
-    q8_dot_row(q8_rows(a->work) + m * q8_kq(K), q8_scales(a->work, a->M, K)[m], a->w, a->bias, y, N, K, a->nr);
-    for (int64_t n = 0; n < N; n++) {
-      const float v = activate(y[n], a->act);
-      y[n] = a->res ? v + a->res[m * N + n] : v;
-    }
+static void q8_ref_epilogue(float *y, const float *res, int64_t n, int act) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = activate(y[i], act);
+    y[i] = res ? v + res[i] : v;
   }
 }
 
 BERTC_WEAK void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                                        const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                                        const bertc_gemm_tile *tile, void *work) {
-  q8_quantize_args q = {x, work, M, K};
-  bertc_parallel_rows(p, M, q8_quantize_rows, &q);
-  qlinear_args a = {bias, residual, w, y, work, M, N, K, act, tile->nr};
-  bertc_parallel_rows(p, M, qlinear_rows, &a);
+  q8_rows_args a = {x, bias, residual, w, y, work, M, N, K, tile->nr, act, q8_ref_epilogue};
+  q8_linear_rows(p, &a);
 }
 
 /* ---- block-sparse linear: the format kernels.h documents ------------------------------ */
