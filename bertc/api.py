@@ -24,7 +24,7 @@ from .errors import BertcError, DeviceUnavailable
 from .frontend import export_model, import_torch
 from .ir import annotate, make_context
 from .passes import PassContext
-from .passes.common import func_ops, producer, shape_of, sparsity
+from .passes.common import func_ops, producer, shape_of, sparsity, weight_dtype
 from .passes.seqlen import bound, dims_of, prod
 from .pipeline import AUTO, CompileOptions, passes_after, pipeline_for, run_pipeline
 from .runtime import CompiledModel
@@ -94,8 +94,7 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
 
 def _precision_report(ops: collections.Counter, linears) -> dict[str, Any]:
     """What runs in which precision: the linears by weight type (--dtype) and the ops that stay fp32."""
-    weights = collections.Counter({"f32": "fp32", "f16": "fp16", "i8": "int8"}[
-        op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"] for op in linears)
+    weights = collections.Counter({"f32": "fp32", "f16": "fp16", "i8": "int8"}[weight_dtype(op)] for op in linears)
     fp32 = {name: n for name, n in ops.items() if name not in (B.LinearOp.OPERATION_NAME, "func.return")
             and not any(k in name for k in ("weight", "constant", "reshape", "view", "concat"))}
     if weights.get("fp32"):

@@ -54,6 +54,11 @@ def sparsity(op) -> dict[str, Any] | None:
     return {k: d[k].value for k in ("pattern", "density", "format", "gain") if k in d}
 
 
+def weight_dtype(op) -> str:
+    """A linear's packed weight type (``bertc.weight_dtype`` from --pack-weights): f32, f16 or i8."""
+    return op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"
+
+
 def func_ops(module: ir.Operation) -> Iterator[ir.Operation]:
     """The ops of every func body in the module, in order (a snapshot: safe to mutate)."""
     for f in module.regions[0].blocks[0].operations:

@@ -49,7 +49,7 @@ from .codegen import (
     transpose_strides,
     unary_activation,
 )
-from .common import PassContext, dtype_of, func_ops, module_target, shape_of, sparsity
+from .common import PassContext, dtype_of, func_ops, module_target, shape_of, sparsity, weight_dtype
 from .seqlen import bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
@@ -79,7 +79,7 @@ class CEmitter(Codegen):
         # int8 linears quantize their input into a work buffer (kernels.h BERTC_I8_WORK): one region past the
         # planned values, as large as the largest needs at the longest length; ops run one at a time
         work = [_i8_work(bound(prod(dims_of(op.operands[0])[:-1]), module), shape_of(op.operands[1])[1])
-                for op in func_ops(module) if _weight_dtype(op) == "i8"]
+                for op in func_ops(module) if weight_dtype(op) == "i8"]
         self.i8_work = -(-self.arena_bytes // 64) * 64
         if work:
             self.arena_bytes = self.i8_work + max(work)
@@ -127,11 +127,6 @@ def _i8_work(m: int, k: int) -> int:
     return -(-m // 16) * 16 * (-(-k // 4) * 4 + 4)
 
 
-def _weight_dtype(op) -> str:
-    """A linear's packed weight type (--pack-weights): f32, f16 or i8."""
-    return op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"
-
-
 def emit_linear(e: CEmitter, op) -> str:
     n, k = shape_of(op.operands[1])
     m = prod(dims_of(op.operands[0])[:-1])
@@ -146,7 +141,7 @@ def emit_linear(e: CEmitter, op) -> str:
         return e.call("bertc_linear_sparse", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act)
     if "bertc.tile" in op.attributes:  # --pack-weights chose a tile (and maybe half-float weights)
         mr, nr, kc = ir.DenseI64ArrayAttr(op.attributes["bertc.tile"])
-        wdtype = _weight_dtype(op)
+        wdtype = weight_dtype(op)
         tile = f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}"
         if wdtype == "i8":  # int8 panels, scales and column sums (kernels.h's bertc_qweight)
             o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr)
@@ -250,7 +245,7 @@ def scratch_floats(module: ir.Operation) -> str:
             sp = sparsity(op)
             if sp is not None and sp["format"] == "sparse":
                 bounds.add(f"BERTC_SCRATCH_SPARSE({shape_of(op.operands[1])[1]}, {parse_pattern(sp['pattern']).c})")
-            elif _weight_dtype(op) != "i8":  # (the int8 GEMM works in the arena: CEmitter.i8_work)
+            elif weight_dtype(op) != "i8":  # (the int8 GEMM works in the arena: CEmitter.i8_work)
                 bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")
     scratch = "64"
     for each in sorted(bounds):
