@@ -29,6 +29,7 @@ from .passes.seqlen import bound, dims_of, prod
 from .pipeline import AUTO, CompileOptions, passes_after, pipeline_for, run_pipeline
 from .runtime import CompiledModel
 from .targets import Target, get_target
+from .tokenizer import Unsupported, write_tokenizer_bin
 from .toolchain import SHADER_DIR, build, compile_shaders, find_glslang, find_toolchain
 
 
@@ -105,6 +106,19 @@ def _precision_report(ops: collections.Counter, linears) -> dict[str, Any]:
         "int8_activations": "dynamic, per row" if weights.get("int8") else None,
         "fp32_ops": dict(sorted(fp32.items())),
     }
+
+
+def _tokenizer_bin(source: Path, folder: Path, max_length: int) -> dict[str, Any]:
+    """tokenizer.bin for the C runtime's text input, and what report.json says of it: its kind, or why the
+    tokenizer is of a kind not compiled yet (then text is tokenized by transformers, on the host only)."""
+    t = time.perf_counter()
+    try:
+        built = write_tokenizer_bin(source, folder / "tokenizer.bin", max_length)
+    except Unsupported as e:
+        return {"compiled": False, "why": str(e)}
+    return {"compiled": True, "file": "tokenizer.bin", "kind": built.kind, "vocab_size": built.vocab_size,
+            "bytes": built.bytes, "max_length": max_length, "unicode_from_tokenizers": built.overrides,
+            "seconds": round(time.perf_counter() - t, 3)}
 
 
 def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) -> dict[str, Any]:
@@ -247,6 +261,8 @@ def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOp
                 shutil.copy(loaded.tokenizer_dir / name, tok / name)
     timings["build"] = time.perf_counter() - t
     report = _report(module, emitted, timings, tgt)
+    if loaded.tokenizer_dir is not None:
+        report["tokenizer"] = _tokenizer_bin(loaded.tokenizer_dir, folder, options.max_seq_len or options.seq_len)
     if tgt.is_gpu:
         report["dispatches"] = [{"op": d.label, "shader": d.shader, "spec": list(d.spec), "groups": list(d.groups)}
                                 for d in emitted.dispatches]

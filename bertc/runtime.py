@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bertc_timed_runs.argtypes = [ctypes.c_void_p]
     lib.bertc_timed_runs.restype = ctypes.c_int64
     lib.bertc_reset_op_times.argtypes = [ctypes.c_void_p]
+    lib.bertc_has_tokenizer.argtypes = [ctypes.c_void_p]
+    lib.bertc_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64, i64p, i64p, i64p]
+    lib.bertc_text_error.restype = ctypes.c_char_p
     lib.bertc_device.argtypes = [ctypes.c_void_p]
     lib.bertc_device.restype = ctypes.c_char_p
 
@@ -135,6 +139,58 @@ class CompiledModel:
                 # artifact's already have the run's length)
             out[self.lib.bertc_output_name(h, i).decode()] = arr
         return out
+
+    @property
+    def has_tokenizer(self) -> bool:
+        """Whether the artifact carries tokenizer.bin (then ``tokenize`` and text input work without Python's
+        tokenizers)."""
+        with self._lock:
+            return bool(self.lib.bertc_has_tokenizer(self._handle()))
+
+    def tokenize(self, texts: str | list[str], max_tokens: int | None = None) -> dict[str, np.ndarray]:
+        """Texts to ``input_ids``, ``attention_mask`` and ``token_type_ids`` [len(texts), longest] by the C
+        tokenizer in the artifact (the ids of the Hugging Face tokenizer it was compiled from), each text cut
+        to ``max_tokens`` (default: the compiled length) and padded to the longest. Takes no lock: the
+        tokenizer is read-only, so other threads may run the model meanwhile."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        cap = self.seq_len if max_tokens is None else int(max_tokens)
+        h = self._handle()
+        if not self.lib.bertc_has_tokenizer(h):
+            raise BertcError(f"{self.path} has no tokenizer.bin: {self._why_no_tokenizer()}")
+        rows = []
+        ids, types, count = (ctypes.c_int64 * cap)(), (ctypes.c_int64 * cap)(), ctypes.c_int64()
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise BertcError(f"text {i} is {type(text).__name__}, not str")
+            data = text.encode("utf-8", "surrogatepass")
+            status = self.lib.bertc_tokenize(h, data, len(data), cap, ids, types, ctypes.byref(count))
+            if status != 0:
+                which = f"text {i}: " if len(texts) > 1 else ""
+                raise BertcError(which + self.lib.bertc_text_error().decode())
+            rows.append((list(ids[: count.value]), list(types[: count.value])))
+        longest = max(len(r[0]) for r in rows)
+        pad = self.tokenizer_pad_id
+        out = {"input_ids": np.full((len(rows), longest), pad, np.int64),
+               "attention_mask": np.zeros((len(rows), longest), np.int64),
+               "token_type_ids": np.zeros((len(rows), longest), np.int64)}
+        for r, (i, t) in enumerate(rows):
+            out["input_ids"][r, : len(i)] = i
+            out["attention_mask"][r, : len(i)] = 1
+            out["token_type_ids"][r, : len(t)] = t
+        return out
+
+    @property
+    def tokenizer_pad_id(self) -> int:
+        """The tokenizer's padding id (from tokenizer.bin's header)."""
+        data = (self.path / "tokenizer.bin").read_bytes()[64:68]
+        return int.from_bytes(data, "little", signed=True)
+
+    def _why_no_tokenizer(self) -> str:
+        try:
+            why = json.loads((self.path / "report.json").read_text()).get("tokenizer", {}).get("why")
+        except (OSError, ValueError):
+            why = None
+        return why or "its model folder had no tokenizer; pass token ids instead"
 
     def op_times(self) -> list[dict[str, Any]]:
         """Each op's time over the runs since loading or ``reset_op_times()``, in execution order, as

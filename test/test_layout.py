@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # passes/, search/driver.py split by concern, bertc/prune.py moved to search/, the import-direction test), issue 17
 # (the search on the dev lengths: search/lengths.py; the cost model's tile rows; gemm_rows --cold; their tests), issue
 # 21 (bertc/cpu.py, calibrate's grid of deep models, its report and --check/--refit, ccache; their tests), issue 19
-# (int8: the VNNI / AVX2 kernels and their reference, kernel_check's int8 cases, --dtype int8; their tests).
-BUDGETS = {"bertc": 5300, "dialects": 470, "passes": 2700, "runtime": 6900, "test": 4200, "benchmarks": 2350,
+# (int8: the VNNI / AVX2 kernels and their reference, kernel_check's int8 cases, --dtype int8; their tests), issue
+# 20 (text in: bertc/tokenizer.py, runtime/src/tokenizer.h, bertc_run --text, the task heads; their tests).
+BUDGETS = {"bertc": 6000, "dialects": 470, "passes": 2700, "runtime": 7700, "test": 4500, "benchmarks": 2350,
            "search": 2700}
 
 

@@ -53,6 +53,23 @@ const char *bertc_open_error(void); /* message of the last failed bertc_open in 
 bertc_status bertc_run(bertc_model *m, const int64_t *input_ids, const int64_t *attention_mask,
                        const int64_t *token_type_ids, int64_t batch, int64_t seq);
 
+/* Text in. An artifact compiled from a model folder with a tokenizer bertc reads (WordPiece so far; its
+ * report.json says) carries tokenizer.bin, and takes UTF-8 text, tokenized as the Hugging Face tokenizers
+ * pipeline it came from does, id for id.
+ *
+ * bertc_tokenize: text[0..len) (len < 0: up to its NUL) as [CLS] tokens [SEP] into ids and types, cut to
+ * fit max_tokens and the compiled length; *count gets the number written (at least 2). It reads only the
+ * tokenizer: any thread may call it at any time, during runs too. On failure (BERTC_ERR_INPUT: not UTF-8;
+ * BERTC_ERR_ARGUMENT: no tokenizer) the message is bertc_text_error() of the calling thread.
+ *
+ * bertc_run_text: bertc_run on n == bertc_batch(m) NUL-terminated texts, each tokenized, the batch padded to
+ * its longest. Errors as bertc_run's, in bertc_last_error(m). */
+int bertc_has_tokenizer(const bertc_model *m);
+bertc_status bertc_tokenize(const bertc_model *m, const char *utf8, int64_t len, int64_t max_tokens, int64_t *ids,
+                            int64_t *types, int64_t *count);
+const char *bertc_text_error(void);
+bertc_status bertc_run_text(bertc_model *m, const char *const *texts, int64_t n);
+
 int bertc_num_outputs(const bertc_model *m);
 const char *bertc_output_name(const bertc_model *m, int index);
 /* shape receives up to 4 dims; returns NULL for a bad index. The data stays valid until the next

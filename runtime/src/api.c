@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "loader.h"
+#include "tokenizer.h"
 
 struct bertc_model {
   const bertc_backend *backend;
@@ -18,13 +19,28 @@ struct bertc_model {
   int64_t timed_runs; /* since open or bertc_reset_op_times */
   int threads;
   int64_t last_seq; /* the length of the last run: a dynamic program's outputs have it (bertc_output) */
+  char *tokenizer_file; /* tokenizer.bin's bytes, which tokenizer points into; NULL: the artifact has none */
+  bertc_tokenizer tokenizer;
   char error[BERTC_ERROR_BYTES];
   pthread_mutex_t run_lock; /* one run at a time: the runs share the backend's arena or buffers (bertc.h) */
 };
 
 static _Thread_local char open_error[BERTC_ERROR_BYTES];
+static _Thread_local char text_error[BERTC_ERROR_BYTES];
 
 const char *bertc_open_error(void) { return open_error; }
+const char *bertc_text_error(void) { return text_error; }
+
+/* dir/tokenizer.bin, when the artifact has one (a model compiled with a tokenizer bertc reads) */
+static bertc_status open_tokenizer(bertc_model *m, const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
+  if (access(path, F_OK) != 0) return BERTC_OK;
+  size_t len = 0;
+  bertc_status st = read_file(path, TOK_MAX_BYTES, &m->tokenizer_file, &len, m->error);
+  if (st == BERTC_OK) st = tok_parse((const uint8_t *)m->tokenizer_file, len, path, &m->tokenizer, m->error);
+  return st;
+}
 
 bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   if (!out || !dir) return fail(open_error, BERTC_ERR_ARGUMENT, "bertc_open: NULL argument");
@@ -53,6 +69,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   m->op_seconds = calloc((size_t)prog->num_ops + 1, sizeof *m->op_seconds); /* + 1: calloc(0) may be NULL */
   const bertc_backend_args args = {dir, threads, map, m->op_seconds, m->error};
   st = m->op_seconds ? backend->open(&args, &m->state) : fail(m->error, BERTC_ERR_MEMORY, "out of memory");
+  if (st == BERTC_OK) st = open_tokenizer(m, dir);
   if (!backend->keeps_weights && map) { /* the backend made its own copy */
     munmap(map, len);
     m->weights_map = NULL;
@@ -84,6 +101,67 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
     m->error[0] = 0;
   }
   pthread_mutex_unlock(&m->run_lock);
+  return st;
+}
+
+static bertc_status no_tokenizer(char *err) {
+  return fail(err, BERTC_ERR_ARGUMENT, "this artifact has no tokenizer.bin: its model folder had no tokenizer, or one of a "
+              "kind bertc does not compile yet (its report.json says which); pass token ids to bertc_run instead");
+}
+
+int bertc_has_tokenizer(const bertc_model *m) { return m && m->tokenizer_file; }
+
+bertc_status bertc_tokenize(const bertc_model *m, const char *utf8, int64_t len, int64_t max_tokens, int64_t *ids,
+                            int64_t *types, int64_t *count) {
+  if (!m || !utf8 || !ids || !types || !count) return fail(text_error, BERTC_ERR_ARGUMENT, "bertc_tokenize: NULL argument");
+  if (!m->tokenizer_file) return no_tokenizer(text_error);
+  if (len < 0) len = (int64_t)strlen(utf8);
+  if (max_tokens > m->prog->seq_len) max_tokens = m->prog->seq_len;
+  return tok_encode(&m->tokenizer, utf8, len, ids, types, max_tokens, count, text_error);
+}
+
+bertc_status bertc_run_text(bertc_model *m, const char *const *texts, int64_t n) {
+  if (!m) return BERTC_ERR_ARGUMENT;
+  const int64_t B = m->prog->batch, S = m->prog->seq_len;
+  char err[BERTC_ERROR_BYTES] = "";
+  bertc_status st = BERTC_OK;
+  if (!texts) st = fail(err, BERTC_ERR_ARGUMENT, "bertc_run_text: NULL texts");
+  else if (!m->tokenizer_file) st = no_tokenizer(err);
+  else if (n != B)
+    st = fail(err, BERTC_ERR_INPUT, "%lld texts given, but the artifact was compiled for a batch of %lld: give %lld, or "
+              "recompile with --batch %lld", (long long)n, (long long)B, (long long)B, (long long)n);
+  int64_t *buf = st == BERTC_OK ? malloc(sizeof *buf * (size_t)(5 * B * S + B)) : NULL;
+  if (st == BERTC_OK && !buf) st = fail(err, BERTC_ERR_MEMORY, "out of memory for %lld token ids", (long long)(B * S));
+  int64_t seq = 1, *count = buf + 5 * B * S;
+  for (int64_t b = 0; st == BERTC_OK && b < B; b++) {
+    if (!texts[b]) st = fail(err, BERTC_ERR_ARGUMENT, "bertc_run_text: text %lld is NULL", (long long)b);
+    else st = tok_encode(&m->tokenizer, texts[b], (int64_t)strlen(texts[b]), buf + b * S, buf + (B + b) * S, S,
+                         &count[b], err);
+    if (st == BERTC_OK && count[b] > seq) seq = count[b];
+    else if (st != BERTC_OK && B > 1) {
+      char why[BERTC_ERROR_BYTES];
+      memcpy(why, err, sizeof why);
+      snprintf(err, sizeof err, "text %lld: %.480s", (long long)b, why);
+    }
+  }
+  if (st != BERTC_OK) {
+    free(buf);
+    pthread_mutex_lock(&m->run_lock);
+    memcpy(m->error, err, sizeof m->error);
+    pthread_mutex_unlock(&m->run_lock);
+    return st;
+  }
+  /* [B, seq]: each row's tokens, then padding that the mask hides */
+  int64_t *ids = buf + 2 * B * S, *types = ids + B * seq, *mask = types + B * seq;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t s = 0; s < seq; s++) {
+      const int in = s < count[b];
+      ids[b * seq + s] = in ? buf[b * S + s] : m->tokenizer.pad;
+      types[b * seq + s] = in ? buf[(B + b) * S + s] : 0;
+      mask[b * seq + s] = in;
+    }
+  st = bertc_run(m, ids, mask, types, B, seq);
+  free(buf);
   return st;
 }
 
@@ -147,5 +225,6 @@ void bertc_close(bertc_model *m) {
   if (m->state) m->backend->close(m->state);
   free(m->op_seconds);
   if (m->weights_map) munmap(m->weights_map, m->weights_len);
+  free(m->tokenizer_file);
   free(m);
 }

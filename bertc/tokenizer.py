@@ -1,0 +1,417 @@
+"""The model's tokenizer as tokenizer.bin, the compact file the C runtime tokenizes text with
+(runtime/src/tokenizer.c), so that an artifact takes text on a device with no Python.
+
+The source of truth is the Hugging Face ``tokenizers`` pipeline the model folder describes (its
+tokenizer.json, or the one transformers builds from vocab.txt): the C tokenizer must give exactly its ids.
+Kinds read so far: WordPiece (BERT, MiniLM, DistilBERT, ELECTRA) with the BertNormalizer and the
+BertPreTokenizer. Any other kind, normalizer or pre-tokenizer is named in ``Unsupported`` and the
+artifact is built without tokenizer.bin (``bertc run --text`` then tokenizes with transformers on the host).
+
+The C side normalizes in the order the BertNormalizer does:
+
+    text --map1--> clean text, pad CJK with spaces, NFD (when accents are stripped)
+         --canonical reordering by combining class (NFD's, when accents are stripped)
+         --map2--> drop nonspacing marks (when stripped), lowercase (when lowercasing)
+         --flags--> split on whitespace, isolate punctuation (BertPreTokenizer)
+         --> greedy longest-match WordPiece over the vocabulary, [CLS] ... [SEP], truncation
+
+Every per-character table is generated here from Python's ``unicodedata`` (Unicode 14 on Python 3.11),
+never written by hand. ``tokenizers`` was built with other Unicode versions (its categories are older,
+Rust's lowercase newer), so each table is then compared with what ``tokenizers`` itself does to every
+code point, and where the two disagree (about 450 code points: marks and format characters assigned
+since, case pairs added in Unicode 15 and 16) the table takes ``tokenizers``' answer: exact ids are the
+contract. ``Tables.overrides`` counts them; report.json shows the count.
+
+File layout (little-endian):
+
+    0   "BTOK", u32 version, u8[32] sha256 of bytes 40..end
+    40  u32 kind (1 WordPiece), u32 flags (1 clean text, 2 CJK, 4 strip accents, 8 lowercase)
+    48  u32 max_length, i32 unk, cls, sep, pad, u32 cls_type, seq_type, sep_type,
+        u32 max_input_chars_per_word, u32 longest map1 output, u32 longest map2 output
+    96  NSECT x (u32 offset, u32 count): the sections below, each 4-byte aligned
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BertcError
+
+MAGIC, VERSION = b"BTOK", 1
+WORDPIECE = 1
+CLEAN_TEXT, HANDLE_CJK, STRIP_ACCENTS, LOWERCASE = 1, 2, 4, 8
+# flags of a normalized character for the pre-tokenizer (the top byte of a run's info)
+WHITESPACE, PUNCTUATION = 1, 2
+SECTIONS = ("run_start", "run_info", "map", "pool", "ccc", "vocab_offsets", "vocab_bytes", "hash", "added",
+            "added_bytes", "prefix")
+HEADER_BYTES = 96 + 8 * len(SECTIONS)
+MAX_CODE_POINT = 0x110000
+_SEPARATOR = "\ua66e"  # CYRILLIC LETTER MULTIOCULAR O: no case, no decomposition, combining class 0, a letter
+
+
+class Unsupported(BertcError):
+    """The tokenizer is of a kind the C runtime does not read yet; the message names what."""
+
+
+# --------------------------------------------------------------------------- Unicode, per code point
+
+
+def _is_cjk(cp: int) -> bool:
+    """The ranges BERT calls Chinese characters (the BertNormalizer's own list, not a Unicode property)."""
+    return any(lo <= cp <= hi for lo, hi in ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF),
+                                              (0x2A700, 0x2B73F), (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF),
+                                              (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)))
+
+
+def _code_points() -> range:
+    return range(MAX_CODE_POINT)
+
+
+def _char(cp: int) -> str | None:
+    return None if 0xD800 <= cp <= 0xDFFF else chr(cp)  # surrogates are not text
+
+
+def _map1(c: str, flags: int) -> str:
+    """Clean text, CJK padding and NFD of one character, as unicodedata says."""
+    if flags & CLEAN_TEXT:
+        if c in "\0\ufffd" or (c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs")):
+            return ""
+        if c in "\t\n\r" or c.isspace():
+            return " "
+    if flags & HANDLE_CJK and _is_cjk(ord(c)):
+        return f" {c} "
+    return unicodedata.normalize("NFD", c) if flags & STRIP_ACCENTS else c
+
+
+def _hangul_jamo(cp: int) -> str | None:
+    """A precomposed Hangul syllable's canonical decomposition by Unicode's arithmetic (section 3.12), which
+    tokenizer.c repeats instead of storing 11,172 table entries; None for any other code point."""
+    s = cp - 0xAC00
+    if not 0 <= s < 11172:
+        return None
+    lead, vowel, tail = 0x1100 + s // 588, 0x1161 + s % 588 // 28, 0x11A7 + s % 28
+    return chr(lead) + chr(vowel) + (chr(tail) if tail != 0x11A7 else "")
+
+
+def _map2(c: str, flags: int) -> str:
+    """Dropping a nonspacing mark and lowercasing, one character at a time (not str.lower() of a
+    string, which would turn a final sigma into a different letter than the tokenizers library does)."""
+    if flags & STRIP_ACCENTS and unicodedata.category(c) == "Mn":
+        return ""
+    return c.lower() if flags & LOWERCASE else c
+
+
+def _pretokenizer_flags(c: str) -> int:
+    if c.isspace():
+        return WHITESPACE
+    if (c.isascii() and not c.isalnum() and c.isprintable() and c != " ") or unicodedata.category(c)[0] == "P":
+        return PUNCTUATION
+    return 0
+
+
+def _hf_per_char(normalizer, chars: list[str]) -> list[str]:
+    """What the tokenizers normalizer makes of each character alone, from one call: the characters joined
+    by a separator it leaves as it is (and the separator alone)."""
+    rest = [c for c in chars if c != _SEPARATOR]
+    out = normalizer.normalize_str(_SEPARATOR + _SEPARATOR.join(rest) + _SEPARATOR).split(_SEPARATOR)
+    if len(out) != len(rest) + 2:
+        raise BertcError("tokenizers changed the separator character while comparing Unicode tables; report this")
+    answers = dict(zip(rest, out[1:-1]))
+    return [answers[c] if c != _SEPARATOR else normalizer.normalize_str(c) for c in chars]
+
+
+def _hf_pretokenizer_flags(pre_tokenizer, chars: list[str]) -> list[int]:
+    """WHITESPACE for a character the pre-tokenizer drops, PUNCTUATION for one it splits off on its own."""
+    text = "a" + "a".join(chars) + "a"
+    pieces = pre_tokenizer.pre_tokenize_str(text)
+    flags = [WHITESPACE] * len(chars)  # a character no piece covers was dropped
+    for _, (start, end) in pieces:
+        for pos in range(start, end):
+            if pos % 2:  # characters sit at the odd positions
+                flags[pos // 2] = PUNCTUATION if (start, end) == (pos, pos + 1) else 0
+    return flags
+
+
+# A run's info: the character's flags in the top byte, the index of its map entry (0: none) below.
+DROP1, SPACE1, PAD1, DROP2, HANGUL = 4, 8, 16, 32, 64  # map1 gives nothing / a space / " c "; map2 nothing;
+# HANGUL: map1 is the syllable's decomposition into jamo, which the C side computes (Unicode's algorithm)
+_MAP1_FLAG = {"": DROP1, " ": SPACE1}
+
+
+@dataclass
+class Tables:
+    """The Unicode part of tokenizer.bin: code points in runs of equal info, the map entries (map1 and
+    map2 outputs as (offset, length) into the pool, length 0xFFFFFFFF for "the character itself"), the
+    nonzero canonical combining classes (cp << 8 | class), and how many code points follow tokenizers
+    where unicodedata says otherwise."""
+
+    run_start: list[int]
+    run_info: list[int]
+    maps: list[int]
+    pool: list[int]
+    ccc: list[int]
+    longest: tuple[int, int]
+    overrides: int
+
+
+def _build_tables(flags: int, normalizer, pre_tokenizer) -> Tables:
+    chars = [c for cp in _code_points() if (c := _char(cp)) is not None]
+    map1, map2 = {}, {}
+    for c in chars:
+        if (m := _map1(c, flags)) != c:
+            map1[ord(c)] = m
+        if (m := _map2(c, flags)) != c:
+            map2[ord(c)] = m
+    # the tokenizers library's own answers, for every character: where they differ, they win
+    overrides = 0
+    for c, want in zip(chars, _hf_per_char(normalizer, chars)):
+        cp = ord(c)
+        if "".join(map2.get(ord(x), x) for x in map1.get(cp, c)) != want:
+            overrides += 1
+            map1.pop(cp, None)
+            map2[cp] = want  # the character passes map1 as itself; map2 gives tokenizers' result
+    pre = [0] * MAX_CODE_POINT
+    for c, f in zip(chars, _hf_pretokenizer_flags(pre_tokenizer, chars)):
+        overrides += f != _pretokenizer_flags(c)
+        pre[ord(c)] = f
+    info = [f << 24 for f in pre]
+    pool: list[int] = []
+    maps = [0, 0xFFFFFFFF, 0, 0xFFFFFFFF]  # entry 0: itself, twice
+    for cp in sorted(set(map1) | set(map2)):
+        m1, m2 = map1.get(cp), map2.get(cp)
+        if m1 is not None and m1 in _MAP1_FLAG:
+            info[cp] |= _MAP1_FLAG[m1] << 24
+            m1 = None
+        elif m1 is not None and m1 == f" {chr(cp)} ":
+            info[cp] |= PAD1 << 24
+            m1 = None
+        elif m1 is not None and m1 == _hangul_jamo(cp):
+            info[cp] |= HANGUL << 24
+            m1 = None
+        if m2 == "":
+            info[cp] |= DROP2 << 24
+            m2 = None
+        if m1 is None and m2 is None:
+            continue
+        info[cp] |= len(maps) // 4
+        for m in (m1, m2):
+            maps += [0, 0xFFFFFFFF] if m is None else [len(pool), len(m)]
+            pool += [] if m is None else [ord(x) for x in m]
+    run_start, run_info = [], []
+    for cp, i in enumerate(info):
+        if not run_info or i != run_info[-1] or i & 0xFFFFFF:
+            run_start.append(cp)
+            run_info.append(i)
+    ccc = [ord(c) << 8 | k for c in chars if (k := unicodedata.combining(c))] if flags & STRIP_ACCENTS else []
+    longest = (max([len(m) for m in map1.values()] + [3]), max([len(m) for m in map2.values()] + [1]))
+    return Tables(run_start, run_info, maps, pool, ccc, longest, overrides)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("BERTC_CACHE") or Path.home() / ".cache" / "bertc") / "unicode"
+
+
+def unicode_tables(flags: int, normalizer, pre_tokenizer) -> Tables:
+    """The tables for normalizer flags ``flags``: built once per tokenizers version, Python Unicode version and
+    version of this file (building them looks at all 1.1 million code points, about 7 s), then read from
+    $BERTC_CACHE/unicode/ (a JSON file: data, never code)."""
+    import tokenizers
+
+    key = hashlib.sha256(f"{flags} {tokenizers.__version__} {unicodedata.unidata_version} "
+                         f"{Path(__file__).read_bytes().hex()}".encode()).hexdigest()[:16]
+    path = _cache_dir() / f"{key}.json"
+    try:
+        data = json.loads(path.read_text())
+        return Tables(**{**data, "longest": tuple(data["longest"])})
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    tables = _build_tables(flags, normalizer, pre_tokenizer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(tables)))
+        tmp.replace(path)  # atomic: a concurrent compile reads the whole file or none
+    except OSError:
+        pass  # a read-only home: build them again next time
+    return tables
+
+
+# --------------------------------------------------------------------------- the tokenizer.json
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What tokenizer.bin holds of a WordPiece tokenizer.json."""
+
+    flags: int
+    vocab: dict[str, int]
+    unk: int
+    cls: int
+    sep: int
+    pad: int
+    types: tuple[int, int, int]  # token type of [CLS], of the text, of [SEP]
+    prefix: str
+    max_input_chars_per_word: int
+    added: dict[str, int]  # special tokens matched in the raw text
+
+
+def backend_tokenizer(folder: Path):
+    """The tokenizers pipeline transformers uses for the model folder (tokenizer.json, or built from
+    vocab.txt and tokenizer_config.json)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds; the message is what matters
+        raise Unsupported(f"transformers cannot load the tokenizer in {folder}: {e}") from None
+    if not getattr(tok, "is_fast", False):
+        raise Unsupported(f"the tokenizer in {folder} has no tokenizers (fast) form ({type(tok).__name__})")
+    return tok.backend_tokenizer
+
+
+def read_spec(config: dict[str, Any]) -> Spec:
+    """The WordPiece tokenizer a tokenizer.json (as a dict) describes, or Unsupported naming what is not."""
+    model, norm, pre, post = (config.get(k) or {} for k in ("model", "normalizer", "pre_tokenizer",
+                                                             "post_processor"))
+    if model.get("type") != "WordPiece":
+        raise Unsupported(f"its model is {model.get('type')!r}; the C tokenizer reads WordPiece so far "
+                          "(byte-level BPE and Unigram are still to come)")
+    if norm.get("type") != "BertNormalizer":
+        raise Unsupported(f"its normalizer is {norm.get('type')!r}; the C tokenizer reads the BertNormalizer")
+    if pre.get("type") != "BertPreTokenizer":
+        raise Unsupported(f"its pre-tokenizer is {pre.get('type')!r}; the C tokenizer reads the BertPreTokenizer")
+    lowercase = bool(norm.get("lowercase"))
+    strip = norm.get("strip_accents")
+    flags = ((CLEAN_TEXT if norm.get("clean_text") else 0) | (HANDLE_CJK if norm.get("handle_chinese_chars") else 0)
+             | (STRIP_ACCENTS if (lowercase if strip is None else strip) else 0) | (LOWERCASE if lowercase else 0))
+    vocab = model["vocab"]
+    added = {}
+    for tok in config.get("added_tokens", []):
+        if any(tok.get(k) for k in ("lstrip", "rstrip", "single_word")) or tok.get("normalized"):
+            raise Unsupported(f"its added token {tok['content']!r} is matched with lstrip, rstrip, single_word or "
+                              "after normalization, which the C tokenizer does not do yet")
+        added[tok["content"]] = tok["id"]
+    cls, sep, types = _special_tokens(post, vocab)
+    unk = vocab.get(model.get("unk_token", ""))
+    if unk is None:
+        raise Unsupported(f"its unknown token {model.get('unk_token')!r} is not in the vocabulary")
+    pad = (config.get("padding") or {}).get("pad_id", vocab.get("[PAD]", 0))
+    return Spec(flags, vocab, unk, cls, sep, pad, types, model.get("continuing_subword_prefix", "##"),
+                int(model.get("max_input_chars_per_word", 100)), added)
+
+
+def _special_tokens(post: dict[str, Any], vocab: dict[str, int]) -> tuple[int, int, tuple[int, int, int]]:
+    """[CLS] and [SEP] of one text, and the token type of each part, from the post-processor."""
+    if post.get("type") == "BertProcessing":
+        return post["cls"][1], post["sep"][1], (0, 0, 0)
+    if post.get("type") != "TemplateProcessing":
+        raise Unsupported(f"its post-processor is {post.get('type')!r}; the C tokenizer reads BertProcessing and "
+                          "TemplateProcessing")
+    single = post["single"]
+    shape = ["SpecialToken" if "SpecialToken" in p else "Sequence" for p in single]
+    if shape != ["SpecialToken", "Sequence", "SpecialToken"]:
+        raise Unsupported(f"its template for one text is {shape}; the C tokenizer reads [CLS] $A [SEP]")
+    first, seq, last = single[0]["SpecialToken"], single[1]["Sequence"], single[2]["SpecialToken"]
+    ids = [post["special_tokens"][p["id"]]["ids"] for p in (first, last)]
+    if any(len(i) != 1 for i in ids):
+        raise Unsupported("its template adds more than one token at an end, which the C tokenizer does not do yet")
+    return ids[0][0], ids[1][0], (first.get("type_id", 0), seq.get("type_id", 0), last.get("type_id", 0))
+
+
+# --------------------------------------------------------------------------- tokenizer.bin
+
+
+def fnv1a(data: bytes) -> int:
+    """The vocabulary's hash (tokenizer.c computes the same)."""
+    h = 0x811C9DC5
+    for b in data:
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def _hash_table(tokens: list[bytes]) -> list[int]:
+    size = 1
+    while size < 2 * len(tokens):
+        size *= 2
+    slots = [0] * size
+    for i, t in enumerate(tokens):
+        if not t:
+            continue
+        h = fnv1a(t) & (size - 1)
+        while slots[h]:
+            h = (h + 1) & (size - 1)
+        slots[h] = i + 1
+    return slots
+
+
+def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
+    """tokenizer.bin's bytes."""
+    size = max(spec.vocab.values()) + 1
+    tokens = [b""] * size
+    for text, i in spec.vocab.items():
+        tokens[i] = text.encode()
+    offsets = [0]
+    for t in tokens:
+        offsets.append(offsets[-1] + len(t))
+    added, added_bytes = [], b""
+    for text, i in sorted(spec.added.items()):
+        added += [i, len(added_bytes), len(text.encode())]
+        added_bytes += text.encode()
+    slots = _hash_table(tokens)
+    sections = {
+        "run_start": struct.pack(f"<{len(tables.run_start)}I", *tables.run_start),
+        "run_info": struct.pack(f"<{len(tables.run_info)}I", *tables.run_info),
+        "map": struct.pack(f"<{len(tables.maps)}I", *tables.maps),
+        "pool": struct.pack(f"<{len(tables.pool)}I", *tables.pool),
+        "ccc": struct.pack(f"<{len(tables.ccc)}I", *tables.ccc),
+        "vocab_offsets": struct.pack(f"<{len(offsets)}I", *offsets),
+        "vocab_bytes": b"".join(tokens),
+        "hash": struct.pack(f"<{len(slots)}I", *slots),
+        "added": struct.pack(f"<{len(added)}I", *added),
+        "added_bytes": added_bytes,
+        "prefix": spec.prefix.encode(),
+    }
+    counts = {"run_start": len(tables.run_start), "run_info": len(tables.run_info), "map": len(tables.maps) // 4,
+              "pool": len(tables.pool), "ccc": len(tables.ccc), "vocab_offsets": len(offsets), "vocab_bytes": len(sections["vocab_bytes"]),
+              "hash": len(slots), "added": len(spec.added), "added_bytes": len(added_bytes), "prefix": len(sections["prefix"])}
+    body = bytearray(struct.pack("<2I", WORDPIECE, spec.flags))
+    body += struct.pack("<I4i3I3I", max_length, spec.unk, spec.cls, spec.sep, spec.pad, *spec.types,
+                        spec.max_input_chars_per_word, *tables.longest)
+    body += bytes(HEADER_BYTES - 8 * len(SECTIONS) - 40 - len(body))  # the section table starts at byte 96
+    table_at = len(body)
+    body += bytes(8 * len(SECTIONS))
+    for k, name in enumerate(SECTIONS):
+        body += bytes(-(len(body) + 40) % 4)
+        struct.pack_into("<2I", body, table_at + 8 * k, len(body) + 40, counts[name])
+        body += sections[name]
+    return MAGIC + struct.pack("<I", VERSION) + hashlib.sha256(body).digest() + bytes(body)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A tokenizer.bin written, with what report.json says of it."""
+
+    kind: str
+    vocab_size: int
+    bytes: int
+    overrides: int
+
+
+def write_tokenizer_bin(folder: Path, out: Path, max_length: int) -> Built:
+    """Compile the tokenizer in model ``folder`` into ``out``; Unsupported when it is of a kind not read yet."""
+    backend = backend_tokenizer(folder)
+    config = json.loads(backend.to_str())
+    spec = read_spec(config)
+    tables = unicode_tables(spec.flags, backend.normalizer, backend.pre_tokenizer)
+    data = encode(spec, tables, max_length)
+    out.write_bytes(data)
+    return Built("WordPiece", len(spec.vocab), len(data), tables.overrides)
+
+

@@ -1,0 +1,409 @@
+/* The artifact's tokenizer: tokenizer.bin (written by bertc/tokenizer.py, whose docstring has the layout)
+ * read and checked by tok_parse, then text -> token ids by tok_encode, exactly as the Hugging Face
+ * tokenizers pipeline it was compiled from:
+ *
+ *   UTF-8 --split out added tokens ([CLS], [MASK]... typed in the text)--> each other piece:
+ *         map1 (clean text, CJK padding, NFD) -> canonical reordering -> map2 (drop marks, lowercase)
+ *         -> split on whitespace, isolate punctuation -> greedy longest-match WordPiece
+ *   -> [CLS] tokens [SEP], the text's tokens cut so that the whole fits in `cap`
+ *
+ * Internal; static functions taking buffers, like loader.h, so that a fuzzer can drive tok_parse and
+ * tok_encode directly. A parsed tokenizer is read-only: any number of threads may encode with it. */
+#ifndef BERTC_TOKENIZER_H
+#define BERTC_TOKENIZER_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sha256.h"
+#include "status.h"
+
+enum { TOK_VERSION = 1, TOK_WORDPIECE = 1, TOK_HEADER = 96, TOK_SECTIONS = 11 };
+enum { TOK_CLEAN = 1, TOK_CJK = 2, TOK_STRIP = 4, TOK_LOWER = 8 };
+/* a code point's flags: the top byte of its run's info */
+enum { TOK_WS = 1, TOK_PUNCT = 2, TOK_DROP1 = 4, TOK_SPACE1 = 8, TOK_PAD1 = 16, TOK_DROP2 = 32, TOK_HANGUL = 64 };
+#define TOK_ITSELF 0xFFFFFFFFu   /* a map entry's length when the character maps to itself */
+#define TOK_MAX_CP 0x110000u
+#define TOK_MAX_BYTES ((int64_t)64 << 20) /* of text; tokenizer.bin itself may be as large */
+
+typedef struct {
+  uint32_t flags, max_length, max_word_chars, longest1, longest2, types[3];
+  int32_t unk, cls, sep, pad;
+  const uint32_t *run_start, *run_info, *maps, *pool, *ccc, *vocab_off, *hash, *added;
+  const uint8_t *vocab, *added_bytes, *prefix;
+  uint32_t n_runs, n_maps, n_pool, n_ccc, n_vocab, n_vocab_bytes, n_hash, n_added, n_added_bytes, prefix_len;
+  uint8_t added_first[32]; /* bit set: the first bytes of the added tokens, to skip most positions fast */
+} bertc_tokenizer;
+
+static uint32_t tok_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* Check tokenizer.bin's bytes (kept by the caller for as long as t is used) and point t into them.
+ * Every offset, count, index and code point is range-checked here, once, so that tok_encode need not. */
+static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, bertc_tokenizer *t, char *err) {
+  memset(t, 0, sizeof *t);
+  const size_t header = TOK_HEADER + 8 * TOK_SECTIONS;
+  if (len < header || memcmp(d, "BTOK", 4) != 0)
+    return fail(err, BERTC_ERR_FORMAT, "%s is not a bertc tokenizer file (%s); recompile the artifact", path,
+                len < header ? "too short" : "no BTOK magic");
+  if (tok_u32(d + 4) != TOK_VERSION)
+    return fail(err, BERTC_ERR_FORMAT, "%s is version %u of the tokenizer format, this runtime reads %d; recompile "
+                "the artifact with this bertc", path, tok_u32(d + 4), TOK_VERSION);
+  char want[65], got[65];
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 32; i++) {
+    want[2 * i] = hex[d[8 + i] >> 4];
+    want[2 * i + 1] = hex[d[8 + i] & 15];
+  }
+  want[64] = 0;
+  bertc_sha256_hex(d + 40, (uint64_t)(len - 40), got);
+  if (strcmp(want, got) != 0)
+    return fail(err, BERTC_ERR_CHECKSUM, "%s: sha256 of its contents does not match its header (damaged?); "
+                "recompile the artifact", path);
+  if (tok_u32(d + 40) != TOK_WORDPIECE)
+    return fail(err, BERTC_ERR_FORMAT, "%s holds a tokenizer of kind %u, which this runtime does not read; "
+                "recompile the artifact with this bertc", path, tok_u32(d + 40));
+  t->flags = tok_u32(d + 44);
+  t->max_length = tok_u32(d + 48);
+  t->unk = (int32_t)tok_u32(d + 52);
+  t->cls = (int32_t)tok_u32(d + 56);
+  t->sep = (int32_t)tok_u32(d + 60);
+  t->pad = (int32_t)tok_u32(d + 64);
+  for (int i = 0; i < 3; i++) t->types[i] = tok_u32(d + 68 + 4 * i);
+  t->max_word_chars = tok_u32(d + 80);
+  t->longest1 = tok_u32(d + 84);
+  t->longest2 = tok_u32(d + 88);
+  /* sections: offset and count; the element size of each */
+  static const uint32_t size[TOK_SECTIONS] = {4, 4, 16, 4, 4, 4, 1, 4, 12, 1, 1};
+  const uint8_t *sec[TOK_SECTIONS];
+  uint32_t count[TOK_SECTIONS];
+  for (int s = 0; s < TOK_SECTIONS; s++) {
+    uint32_t off = tok_u32(d + TOK_HEADER + 8 * s);
+    count[s] = tok_u32(d + TOK_HEADER + 8 * s + 4);
+    if (off < header || off % 4 || off > len || (uint64_t)count[s] * size[s] > len - off)
+      return fail(err, BERTC_ERR_FORMAT, "%s: section %d lies outside the file; recompile the artifact", path, s);
+    sec[s] = d + off;
+  }
+  t->run_start = (const uint32_t *)sec[0];
+  t->run_info = (const uint32_t *)sec[1];
+  t->maps = (const uint32_t *)sec[2];
+  t->pool = (const uint32_t *)sec[3];
+  t->ccc = (const uint32_t *)sec[4];
+  t->vocab_off = (const uint32_t *)sec[5];
+  t->vocab = sec[6];
+  t->hash = (const uint32_t *)sec[7];
+  t->added = (const uint32_t *)sec[8];
+  t->added_bytes = sec[9];
+  t->prefix = sec[10];
+  t->n_runs = count[0];
+  t->n_maps = count[2];
+  t->n_pool = count[3];
+  t->n_ccc = count[4];
+  t->n_vocab = count[5] ? count[5] - 1 : 0;
+  t->n_vocab_bytes = count[6];
+  t->n_hash = count[7];
+  t->n_added = count[8];
+  t->n_added_bytes = count[9];
+  t->prefix_len = count[10];
+  const char *bad = NULL;
+  if (count[1] != t->n_runs || t->n_runs == 0 || t->run_start[0] != 0) bad = "the code point runs";
+  for (uint32_t i = 1; !bad && i < t->n_runs; i++)
+    if (t->run_start[i] <= t->run_start[i - 1] || t->run_start[i] >= TOK_MAX_CP) bad = "the code point runs";
+  for (uint32_t i = 0; !bad && i < t->n_runs; i++)
+    if ((t->run_info[i] & 0xFFFFFF) >= t->n_maps) bad = "a run's map entry";
+  if (!bad && (t->longest1 < 3 || t->longest1 > 64 || t->longest2 < 1 || t->longest2 > 64)) bad = "the map lengths";
+  for (uint32_t i = 0; !bad && i < 2 * t->n_maps; i++) {
+    uint32_t off = t->maps[2 * i], n = t->maps[2 * i + 1];
+    if (n != TOK_ITSELF && (off > t->n_pool || n > t->n_pool - off || n > (i % 2 ? t->longest2 : t->longest1)))
+      bad = "a map entry";
+  }
+  for (uint32_t i = 0; !bad && i < t->n_pool; i++)
+    if (t->pool[i] >= TOK_MAX_CP || (t->pool[i] >= 0xD800 && t->pool[i] <= 0xDFFF)) bad = "a mapped code point";
+  for (uint32_t i = 1; !bad && i < t->n_ccc; i++)
+    if (t->ccc[i] <= t->ccc[i - 1]) bad = "the combining classes";
+  if (!bad && (t->n_vocab == 0 || t->vocab_off[0] != 0 || t->vocab_off[t->n_vocab] != t->n_vocab_bytes))
+    bad = "the vocabulary";
+  for (uint32_t i = 0; !bad && i < t->n_vocab; i++)
+    if (t->vocab_off[i + 1] < t->vocab_off[i]) bad = "the vocabulary";
+  if (!bad && (t->n_hash == 0 || (t->n_hash & (t->n_hash - 1)) || t->n_hash < t->n_vocab)) bad = "the hash table";
+  for (uint32_t i = 0; !bad && i < t->n_hash; i++)
+    if (t->hash[i] > t->n_vocab) bad = "the hash table";
+  for (uint32_t i = 0; !bad && i < t->n_added; i++) {
+    uint32_t off = t->added[3 * i + 1], n = t->added[3 * i + 2];
+    if (n == 0 || off > t->n_added_bytes || n > t->n_added_bytes - off || t->added[3 * i] > INT32_MAX) bad = "an added token";
+    else t->added_first[t->added_bytes[off] >> 3] |= (uint8_t)(1u << (t->added_bytes[off] & 7));
+  }
+  if (!bad && (t->unk < 0 || t->cls < 0 || t->sep < 0 || t->pad < 0 || t->max_length < 2 || t->max_word_chars == 0))
+    bad = "the special tokens or lengths";
+  if (bad) return fail(err, BERTC_ERR_FORMAT, "%s: %s are inconsistent (damaged?); recompile the artifact", path, bad);
+  return BERTC_OK;
+}
+
+/* ---- text -> code points -> normalized code points ------------------------------------------ */
+
+/* Decode UTF-8 (the shortest form, no surrogates, at most U+10FFFF, as Python and Rust require) into cp;
+ * the number of code points, or -1 - (offset of the first bad byte). */
+static int64_t tok_decode(const uint8_t *s, int64_t n, uint32_t *cp) {
+  int64_t i = 0, k = 0;
+  while (i < n) {
+    uint32_t c = s[i];
+    int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || i + len > n) return -1 - i;
+    if (len > 1) c &= 0x7F >> len;
+    for (int j = 1; j < len; j++) {
+      if ((s[i + j] & 0xC0) != 0x80) return -1 - i;
+      c = c << 6 | (s[i + j] & 0x3F);
+    }
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if ((len > 1 && c < least[len]) || c >= TOK_MAX_CP || (c >= 0xD800 && c <= 0xDFFF)) return -1 - i;
+    cp[k++] = c;
+    i += len;
+  }
+  return k;
+}
+
+static uint32_t tok_info(const bertc_tokenizer *t, uint32_t cp) {
+  uint32_t lo = 0, hi = t->n_runs; /* the last run starting at or before cp */
+  while (hi - lo > 1) {
+    uint32_t mid = (lo + hi) / 2;
+    if (t->run_start[mid] <= cp) lo = mid; else hi = mid;
+  }
+  return t->run_info[lo];
+}
+
+static uint32_t tok_ccc(const bertc_tokenizer *t, uint32_t cp) {
+  uint32_t lo = 0, hi = t->n_ccc, key = cp << 8;
+  while (lo < hi) {
+    uint32_t mid = (lo + hi) / 2;
+    if (t->ccc[mid] < key) lo = mid + 1; else hi = mid;
+  }
+  return lo < t->n_ccc && t->ccc[lo] >> 8 == cp ? (t->ccc[lo] & 0xFF) : 0;
+}
+
+/* map1 of cp into out (at most longest1 code points); returns how many */
+static int tok_map1(const bertc_tokenizer *t, uint32_t cp, uint32_t *out) {
+  uint32_t info = tok_info(t, cp), f = info >> 24;
+  if (f & TOK_DROP1) return 0;
+  if (f & TOK_SPACE1) { out[0] = ' '; return 1; }
+  if (f & TOK_PAD1) { out[0] = ' '; out[1] = cp; out[2] = ' '; return 3; }
+  if (f & TOK_HANGUL) { /* Unicode 3.12: the syllable's lead, vowel and (if any) trailing jamo */
+    uint32_t s = cp - 0xAC00, tail = 0x11A7 + s % 28;
+    out[0] = 0x1100 + s / 588;
+    out[1] = 0x1161 + s % 588 / 28;
+    if (tail != 0x11A7) out[2] = tail;
+    return tail != 0x11A7 ? 3 : 2;
+  }
+  const uint32_t *e = t->maps + 4 * (info & 0xFFFFFF);
+  if (e[1] == TOK_ITSELF) { out[0] = cp; return 1; }
+  memcpy(out, t->pool + e[0], sizeof *out * e[1]);
+  return (int)e[1];
+}
+
+static int tok_map2(const bertc_tokenizer *t, uint32_t cp, uint32_t *out) {
+  uint32_t info = tok_info(t, cp);
+  if ((info >> 24) & TOK_DROP2) return 0;
+  const uint32_t *e = t->maps + 4 * (info & 0xFFFFFF);
+  if (e[3] == TOK_ITSELF) { out[0] = cp; return 1; }
+  memcpy(out, t->pool + e[2], sizeof *out * e[3]);
+  return (int)e[3];
+}
+
+/* NFD's canonical ordering: within each run of characters with a nonzero combining class, a stable
+ * sort by class (insertion sort: such runs are a few characters long). */
+static void tok_reorder(const bertc_tokenizer *t, uint32_t *cp, int64_t n) {
+  for (int64_t i = 1; i < n; i++) {
+    uint32_t c = cp[i], k = tok_ccc(t, c);
+    if (!k) continue;
+    int64_t j = i;
+    while (j > 0) {
+      uint32_t kj = tok_ccc(t, cp[j - 1]);
+      if (kj <= k) break; /* a starter (0) ends the run */
+      cp[j] = cp[j - 1];
+      j--;
+    }
+    cp[j] = c;
+  }
+}
+
+/* ---- WordPiece ------------------------------------------------------------------------------- */
+
+/* The id of prefix + s[0..n) in the vocabulary, -1 if absent (FNV-1a, as tokenizer.py hashes). */
+static int64_t tok_lookup(const bertc_tokenizer *t, const uint8_t *s, uint32_t n, int with_prefix) {
+  uint32_t h = 0x811C9DC5u, pn = with_prefix ? t->prefix_len : 0;
+  for (uint32_t i = 0; i < pn; i++) h = (h ^ t->prefix[i]) * 0x01000193u;
+  for (uint32_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x01000193u;
+  for (uint32_t probe = 0, slot = h & (t->n_hash - 1); probe < t->n_hash; probe++, slot = (slot + 1) & (t->n_hash - 1)) {
+    uint32_t id1 = t->hash[slot];
+    if (!id1) return -1;
+    const uint8_t *v = t->vocab + t->vocab_off[id1 - 1];
+    uint32_t vn = t->vocab_off[id1] - t->vocab_off[id1 - 1];
+    if (vn == pn + n && memcmp(v, t->prefix, pn) == 0 && memcmp(v + pn, s, n) == 0) return id1 - 1;
+  }
+  return -1;
+}
+
+static int tok_utf8(uint32_t c, uint8_t *o) {
+  if (c < 0x80) { o[0] = (uint8_t)c; return 1; }
+  if (c < 0x800) { o[0] = (uint8_t)(0xC0 | c >> 6); o[1] = (uint8_t)(0x80 | (c & 0x3F)); return 2; }
+  if (c < 0x10000) {
+    o[0] = (uint8_t)(0xE0 | c >> 12); o[1] = (uint8_t)(0x80 | (c >> 6 & 0x3F)); o[2] = (uint8_t)(0x80 | (c & 0x3F));
+    return 3;
+  }
+  o[0] = (uint8_t)(0xF0 | c >> 18); o[1] = (uint8_t)(0x80 | (c >> 12 & 0x3F));
+  o[2] = (uint8_t)(0x80 | (c >> 6 & 0x3F)); o[3] = (uint8_t)(0x80 | (c & 0x3F));
+  return 4;
+}
+
+typedef struct {
+  int64_t *ids;
+  int64_t n, cap; /* tokens written, and room for the text's tokens */
+  uint8_t *bytes; /* scratch: one word as UTF-8 */
+  int64_t *at;    /* scratch: the byte offset of each of its characters, and its end */
+  int64_t *pieces;
+} tok_out;
+
+static void tok_push(tok_out *o, int64_t id) {
+  if (o->n < o->cap) o->ids[o->n++] = id;
+}
+
+/* One word (normalized code points) by greedy longest match: "un", "##aff", "##able"; the unknown token
+ * for a word longer than max_word_chars or with a part no vocabulary entry matches. */
+static void tok_word(const bertc_tokenizer *t, const uint32_t *w, int64_t n, tok_out *o) {
+  if (n > (int64_t)t->max_word_chars) { tok_push(o, t->unk); return; }
+  o->at[0] = 0;
+  for (int64_t i = 0; i < n; i++) o->at[i + 1] = o->at[i] + tok_utf8(w[i], o->bytes + o->at[i]);
+  int64_t k = 0;
+  for (int64_t start = 0; start < n;) {
+    int64_t end = n, id = -1;
+    for (; end > start; end--)
+      if ((id = tok_lookup(t, o->bytes + o->at[start], (uint32_t)(o->at[end] - o->at[start]), start > 0)) >= 0) break;
+    if (id < 0) { tok_push(o, t->unk); return; }
+    o->pieces[k++] = id;
+    start = end;
+  }
+  for (int64_t i = 0; i < k; i++) tok_push(o, o->pieces[i]);
+}
+
+/* Scratch for a chunk of text: map1's and map2's outputs, and the word being matched. Grown as needed. */
+typedef struct {
+  uint32_t *buf1, *buf2;
+  int64_t room; /* code points of text it has room for */
+} tok_scratch;
+
+static int tok_grow(const bertc_tokenizer *t, tok_scratch *w, tok_out *o, int64_t n) {
+  if (n <= w->room) return 1;
+  const int64_t n1 = n * t->longest1, n2 = n1 * t->longest2;
+  uint32_t *b1 = realloc(w->buf1, sizeof *b1 * (size_t)n1), *b2 = b1 ? realloc(w->buf2, sizeof *b2 * (size_t)n2) : NULL;
+  if (b1) w->buf1 = b1;
+  if (b2) w->buf2 = b2;
+  uint8_t *bytes = b2 ? realloc(o->bytes, (size_t)n2 * 4) : NULL;
+  if (bytes) o->bytes = bytes;
+  int64_t *at = bytes ? realloc(o->at, sizeof *at * (size_t)(2 * n2 + 1)) : NULL;
+  if (!at) return 0;
+  o->at = at;
+  o->pieces = at + n2 + 1;
+  w->room = n;
+  return 1;
+}
+
+/* A piece of text between added tokens is normalized in chunks of about this many code points, each
+ * ending after an ASCII space, tab or newline: every normalizer maps those to whitespace, where the
+ * pre-tokenizer splits (or after a CJK character, which gets a space on each side), so chunks tokenize as the whole would, in memory that does not grow with the text. */
+#define TOK_CHUNK 4096
+
+static int tok_is_break(const bertc_tokenizer *t, uint32_t c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || (c >= 0x80 && (tok_info(t, c) >> 24) & TOK_PAD1);
+}
+
+/* Normalize, pre-tokenize and WordPiece one piece of text (n code points); 0 when out of memory. */
+static int tok_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w, tok_out *o) {
+  for (int64_t a = 0; a < n && o->n < o->cap;) {
+    int64_t b = a + TOK_CHUNK < n ? a + TOK_CHUNK : n;
+    while (b < n && !tok_is_break(t, cp[b - 1])) b++;
+    if (!tok_grow(t, w, o, b - a)) return 0;
+    int64_t n1 = 0, n2 = 0;
+    for (int64_t i = a; i < b; i++) n1 += tok_map1(t, cp[i], w->buf1 + n1);
+    if (t->flags & TOK_STRIP) tok_reorder(t, w->buf1, n1);
+    for (int64_t i = 0; i < n1; i++) n2 += tok_map2(t, w->buf1[i], w->buf2 + n2);
+    int64_t word = 0;
+    for (int64_t i = 0; i <= n2 && o->n < o->cap; i++) {
+      uint32_t f = i < n2 ? tok_info(t, w->buf2[i]) >> 24 : TOK_WS;
+      if (!(f & (TOK_WS | TOK_PUNCT))) continue;
+      if (i > word) tok_word(t, w->buf2 + word, i - word, o);
+      if (f & TOK_PUNCT && o->n < o->cap) tok_word(t, w->buf2 + i, 1, o);
+      word = i + 1;
+    }
+    a = b;
+  }
+  return 1;
+}
+
+static int tok_len8(uint8_t lead) { return lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : 4; }
+
+/* The longest added token at s[0..n), or -1. */
+static int64_t tok_added_at(const bertc_tokenizer *t, const uint8_t *s, int64_t n, int64_t *len) {
+  if (!(t->added_first[s[0] >> 3] & (1u << (s[0] & 7)))) return -1;
+  int64_t best = -1;
+  *len = 0;
+  for (uint32_t a = 0; a < t->n_added; a++) {
+    uint32_t an = t->added[3 * a + 2];
+    if (an <= n && an > *len && memcmp(s, t->added_bytes + t->added[3 * a + 1], an) == 0) {
+      best = t->added[3 * a];
+      *len = an;
+    }
+  }
+  return best;
+}
+
+/* Tokenize UTF-8 text[0..n) into ids / types (room for cap >= 2 tokens): [CLS] tokens [SEP], the tokens
+ * cut to cap - 2 (and to the tokenizer's max_length). *count gets the number written. */
+static bertc_status tok_encode(const bertc_tokenizer *t, const char *text, int64_t n, int64_t *ids, int64_t *types,
+                               int64_t cap, int64_t *count, char *err) {
+  if (n < 0 || n > TOK_MAX_BYTES)
+    return fail(err, BERTC_ERR_INPUT, "the text is %lld bytes; the tokenizer takes 0 to %lld", (long long)n,
+                (long long)TOK_MAX_BYTES);
+  if (cap > (int64_t)t->max_length) cap = t->max_length;
+  if (cap < 2) return fail(err, BERTC_ERR_ARGUMENT, "room for %lld tokens: [CLS] and [SEP] need 2", (long long)cap);
+  const uint8_t *s = (const uint8_t *)text;
+  uint32_t *cp = malloc(sizeof *cp * (size_t)(n + 1));
+  if (!cp) return fail(err, BERTC_ERR_MEMORY, "out of memory tokenizing %lld bytes of text", (long long)n);
+  const int64_t ncp = tok_decode(s, n, cp);
+  if (ncp < 0) {
+    free(cp);
+    const int64_t bad = -1 - ncp;
+    return fail(err, BERTC_ERR_INPUT, "the text is not valid UTF-8: the byte 0x%02x at offset %lld begins no character "
+                "(or a cut, overlong or surrogate one); pass UTF-8 text", s[bad], (long long)bad);
+  }
+  tok_scratch w = {NULL, NULL, 0};
+  tok_out o = {ids + 1, 0, cap - 2, NULL, NULL, NULL};
+  int ok = 1;
+  /* Added tokens are found in the raw text, left to right, the longest at each place; the text between
+   * them is tokenized piece by piece. Code point k begins at byte pos. */
+  int64_t piece = 0, pos = 0, k = 0;
+  while (ok && o.n < o.cap) {
+    int64_t len = 0, id = k < ncp && t->n_added ? tok_added_at(t, s + pos, n - pos, &len) : -1;
+    if (k < ncp && id < 0) {
+      pos += tok_len8(s[pos]);
+      k++;
+      continue;
+    }
+    ok = tok_piece(t, cp + piece, k - piece, &w, &o);
+    if (k == ncp) break;
+    tok_push(&o, id);
+    for (const int64_t end = pos + len; pos < end; k++) pos += tok_len8(s[pos]);
+    piece = k;
+  }
+  free(cp);
+  free(w.buf1);
+  free(w.buf2);
+  free(o.bytes);
+  free(o.at);
+  if (!ok) return fail(err, BERTC_ERR_MEMORY, "out of memory tokenizing %lld bytes of text", (long long)n);
+  ids[0] = t->cls;
+  ids[o.n + 1] = t->sep;
+  for (int64_t i = 0; i < o.n + 2; i++) types[i] = t->types[i == 0 ? 0 : i == o.n + 1 ? 2 : 1];
+  *count = o.n + 2;
+  return BERTC_OK;
+}
+
+#endif

@@ -1,0 +1,186 @@
+"""The C tokenizer in the artifact (issue 20: tokenizer.bin, runtime/src/tokenizer.h) gives exactly the ids of
+the Hugging Face tokenizers pipeline it was compiled from: on every rt-sentiment snippet, on a stress set
+(accents, CJK, emoji, control and zero-width characters, long words, empty and whitespace-only text, a
+100,000-character text), on random Unicode strings, for the real MiniLM's uncased WordPiece and for cased and
+other normalizer settings; and it refuses invalid UTF-8 by name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_model
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, normalizers
+
+import bertc
+from bertc.errors import BertcError
+from bertc.tokenizer import backend_tokenizer
+from search.tasks import load_task
+
+MAX = 512
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok") / "minilm.bertc"
+    art = bertc.compile(minilm_path, "host", out=out, max_seq_len=MAX)
+    return bertc.load(art.path), reference(minilm_path)
+
+
+def reference(folder) -> Tokenizer:
+    tok = backend_tokenizer(folder)
+    tok.no_padding()
+    tok.enable_truncation(MAX)
+    return tok
+
+
+def assert_same(model, ref: Tokenizer, texts: list[str], cap: int = MAX) -> None:
+    ref.enable_truncation(cap)
+    ours = model.tokenize(texts, max_tokens=cap)
+    for i, (text, enc) in enumerate(zip(texts, ref.encode_batch(texts))):
+        n = int(ours["attention_mask"][i].sum())
+        assert ours["input_ids"][i, :n].tolist() == enc.ids, f"text {i}: {text[:200]!r}"
+        assert ours["token_type_ids"][i, :n].tolist() == enc.type_ids
+    ref.enable_truncation(MAX)
+
+
+STRESS = [
+    "", " ", "   \t\n  ", "\u3000\u00a0\u2028", "a", "Hello, World!",
+    "Crème brûlée à la française, naïve café, Ångström, Øresund, Straße, İstanbul, ΣΊΣΥΦΟΣ, ǅemal",
+    "e\u0301 a\u0300\u0316 q\u0323\u0307 \u1e0b\u0323 \u0041\u030a\u0327 stacked: a\u0305\u0332\u0305\u0332",
+    "我爱北京天安门。日本語のテキスト、한국어 텍스트 훈민정음; mixed中文English混合",
+    "emoji 😀🎉👍🏽👨‍👩‍👧‍👦 🏳️‍🌈 flags 🇫🇷🇯🇵 keycap 1️⃣ 🥰🤩🥳 and ☃ ❤️",
+    "control\x00\x01\x07\x1b\x7f\x85 chars\ufffd\ufeff and zero\u200bwidth\u200c\u200d\u2060joiners\u00ad",
+    "tabs\tand\nnewlines\r\nand\u000bvertical\u000cfeeds\u001c\u001d\u001e\u001f",
+    "x" * 99, "y" * 100, "z" * 101, "supercalifragilisticexpialidocious" * 4, "é" * 150,
+    "[CLS] [SEP] [MASK] [PAD] [UNK] inside[MASK]words and [mask] lower and [MASK[MASK]]",
+    "punctuation!!! ?¿ ¡hola! «quotes» “curly” ‘single’ — dashes – … ellipsis ・ 、 。 ， ！ ＂",
+    "full-width ＡＢＣ ａｂｃ １２３ and compatibility ﬁ ﬂ ㎏ ™ ℌ ½ ²",
+    "private use \ue000\U000f0000 unassigned \u0378\U0001fffe noncharacters \ufdd0\uffff",
+    "Hangul syllables 가각갂 and jamo \u1100\u1161\u11a8 and compatibility jamo ㄱㅏ",
+    "Greek final sigma: ΟΔΟΣ, Σ alone, ὈΔΥΣΣΕΎΣ; Turkish I: DİYARBAKIR ıi",
+    "Devanagari क्षत्रिय, Thai ภาษาไทย, Arabic العربية مَرْحَبًا, Hebrew עִבְרִית",
+    "math 𝐀𝐁𝐂 𝔸 ∑∫√∞ ≤≥ ≠ and arrows →⇒⟹",
+    "a" + "\u0301" * 60 + " b" + "\u20dd" * 5,
+    "musical \U0001d15e\U0001d165\U0001d16d\U0001d172 symbols",
+]
+
+
+def test_real_minilm_matches_on_every_rt_sentiment_snippet(minilm):
+    model, ref = minilm
+    task = load_task("rt-sentiment")
+    texts = [t for split in (task.train, task.dev, task.test) for t, _ in split]
+    assert len(texts) == 12752
+    for i in range(0, len(texts), 1000):
+        assert_same(model, ref, texts[i:i + 1000])
+
+
+def test_stress_set_matches(minilm):
+    model, ref = minilm
+    assert_same(model, ref, STRESS)
+    assert_same(model, ref, STRESS, cap=8)  # and cut to 8 tokens, [CLS] and [SEP] kept
+    long = " ".join(STRESS) * 70
+    assert len(long) > 100_000
+    assert_same(model, ref, [long, "中" * 100_000, "x" * 100_000])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=80))
+def test_random_unicode_matches(minilm, text):
+    model, ref = minilm
+    assert_same(model, ref, [text])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.sampled_from(list("aéÉ İı ,.![]中가\u0301\u0316\u0323\u200b\t\x00Σσ")) |
+                    st.characters(codec="utf-8"), max_size=60))
+def test_random_mixed_text_matches(minilm, text):
+    model, ref = minilm
+    assert_same(model, ref, [text, "[MASK]" + text + "[SEP]"])
+
+
+def test_invalid_utf8_is_refused_by_name(minilm):
+    model, _ = minilm
+    with pytest.raises(BertcError, match=r"not valid UTF-8: the byte 0xed at offset 3"):
+        model.tokenize(["abc\ud800"])  # a lone surrogate: encoded as ED A0 80, which UTF-8 forbids
+    with pytest.raises(BertcError, match=r"text 1: the text is not valid UTF-8"):
+        model.tokenize(["fine", "bad\udcff"])
+
+
+def test_artifact_without_a_readable_tokenizer_says_why(tmp_path):
+    folder = tmp_path / "m"
+    tiny_model("bert").save_pretrained(folder)
+    art = bertc.compile(str(folder), "host", out=tmp_path / "m.bertc", max_seq_len=16)
+    model = bertc.load(art.path)
+    assert not model.has_tokenizer
+    with pytest.raises(BertcError, match="no tokenizer.bin"):
+        model.tokenize("text")
+
+
+def _variant_folder(tmp_path, minilm_path, normalizer) -> str:
+    """A tiny BERT beside MiniLM's vocabulary with another BertNormalizer (cased models and the like)."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_file(f"{minilm_path}/tokenizer.json")
+    tok.normalizer = normalizer
+    tok.no_padding()
+    tok.no_truncation()
+    folder = tmp_path / "variant"
+    tiny_model("bert").save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("flags", [{"lowercase": False}, {"lowercase": True, "strip_accents": False},
+                                   {"clean_text": False, "handle_chinese_chars": False, "lowercase": False}],
+                         ids=["cased", "lowercase-keep-accents", "raw"])
+def test_other_normalizer_settings_match(tmp_path, minilm_path, flags):
+    folder = _variant_folder(tmp_path, minilm_path, normalizers.BertNormalizer(**flags))
+    art = bertc.compile(folder, "host", out=tmp_path / "v.bertc", max_seq_len=256)  # the tiny model's positions
+    report = json.loads((art.path / "report.json").read_text())["tokenizer"]
+    assert report["compiled"] and report["kind"] == "WordPiece"
+    model = bertc.load(art.path)
+    texts = STRESS + [t for t, _ in load_task("rt-sentiment").test[:300]]
+    assert_same(model, reference(folder), texts, cap=256)
+
+
+def test_a_tokenizer_of_another_kind_compiles_without_tokenizer_bin(tmp_path, minilm_path):
+    folder = _variant_folder(tmp_path, minilm_path, normalizers.BertNormalizer())
+    data = json.loads((tmp_path / "variant" / "tokenizer.json").read_text())
+    data["normalizer"] = json.loads(normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()]).__getstate__())
+    (tmp_path / "variant" / "tokenizer.json").write_text(json.dumps(data))
+    art = bertc.compile(folder, "host", out=tmp_path / "v.bertc", max_seq_len=16)
+    report = json.loads((art.path / "report.json").read_text())["tokenizer"]
+    assert not report["compiled"] and "normalizer is 'Sequence'" in report["why"]
+    assert not (art.path / "tokenizer.bin").exists()
+    with pytest.raises(BertcError, match="normalizer is 'Sequence'"):
+        bertc.load(art.path).tokenize("text")
+
+
+def test_damaged_tokenizer_bin_is_refused_at_load(minilm, tmp_path):
+    import shutil
+
+    model, _ = minilm
+    copy = tmp_path / "copy.bertc"
+    shutil.copytree(model.path, copy)
+    data = bytearray((copy / "tokenizer.bin").read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (copy / "tokenizer.bin").write_bytes(bytes(data))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["tokenizer.bin"]["sha256"] = bertc.artifact.sha256_file(copy / "tokenizer.bin")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BertcError, match="tokenizer.bin: sha256 of its contents does not match"):
+        bertc.load(copy)
+
+
+def test_tokenize_pads_a_batch_to_its_longest(minilm):
+    model, ref = minilm
+    out = model.tokenize(["a gripping film", "short"])
+    assert out["input_ids"].shape == (2, 5)
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert np.array_equal(out["input_ids"][1, 3:], [0, 0])  # [PAD]
+    assert out["input_ids"][0].tolist() == ref.encode("a gripping film").ids
