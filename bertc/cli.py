@@ -93,14 +93,44 @@ def _utf8_text(text: str) -> str:
     return text
 
 
-def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len", batch: int = 1):
-    """--text (once per sentence of the batch) with the artifact's tokenizer, each cut to the compiled length
-    (``flag``'s) with a warning when longer; padded only to the longest of them (a --seq-len artifact pads
-    that to its length, a --max-seq-len one runs it at that length)."""
+def _texts(args: argparse.Namespace, batch: int) -> list[str]:
     texts = [_utf8_text(t) for t in args.text]
     if len(texts) != batch:
         raise BertcError(f"--text was given {len(texts)} time(s), but {args.artifact} was compiled for a batch of "
                          f"{batch}: give --text once per sentence ({batch}), or recompile with --batch {len(texts)}")
+    return texts
+
+
+def _warn_cut(args: argparse.Namespace, counts: list[int | None], seq_len: int, flag: str) -> None:
+    """A warning per text longer than the compiled length; a count of None: longer, by how much not known (the
+    device said only that it cut the text)."""
+    for i, n in enumerate(counts):
+        if n is None or n > seq_len:
+            which = f"--text #{i + 1}" if len(counts) > 1 else "--text"
+            print(f"bertc: warning: {which} is {n if n is not None else f'more than {seq_len}'} "
+                  f"tokens, cut to the first {seq_len} ({args.artifact} was compiled with {flag} {seq_len}); compile "
+                  f"with a larger {flag} to use more of it", file=sys.stderr)
+
+
+def _run_text(model, args: argparse.Namespace, flag: str):
+    """--text through the artifact's own C tokenizer (tokenizer.bin): in this process for a host artifact, on
+    the device (bertc_run --text) for one run there. (outputs, ids of the batch as run, ms)."""
+    texts = _texts(args, model.manifest.batch)
+    t = time.perf_counter()
+    out, info = model.run_text(texts)
+    ms = (time.perf_counter() - t) * 1e3
+    _warn_cut(args, [row.get("tokens", len(row["ids"])) if not row["cut"] else row.get("tokens") for row in info],
+              model.seq_len, flag)
+    longest = max(len(row["ids"]) for row in info)
+    return out, np.array([row["ids"] + [0] * (longest - len(row["ids"])) for row in info]), ms
+
+
+def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len", batch: int = 1):
+    """--text (once per sentence of the batch) with the artifact's tokenizer folder and transformers, for an
+    artifact whose tokenizer is of a kind not compiled into tokenizer.bin yet: each cut to the compiled length
+    (``flag``'s) with a warning when longer; padded only to the longest of them (a --seq-len artifact pads
+    that to its length, a --max-seq-len one runs it at that length)."""
+    texts = _texts(args, batch)
     tok_dir = Path(args.artifact) / "tokenizer"
     if not tok_dir.is_dir():
         raise BertcError(f"{args.artifact} has no tokenizer (the model was not compiled from a folder with one); "
@@ -114,27 +144,26 @@ def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len", b
         counts = [len(ids) for ids in tok(texts)["input_ids"]]
     finally:
         transformers.logging.set_verbosity(level)
-    for i, n in enumerate(counts):
-        if n > seq_len:
-            which = f"--text #{i + 1}" if len(texts) > 1 else "--text"
-            print(f"bertc: warning: {which} is {n} tokens, cut to the first {seq_len} ({args.artifact} was compiled "
-                  f"with {flag} {seq_len}); compile with a larger {flag} to use more of it", file=sys.stderr)
+    _warn_cut(args, counts, seq_len, flag)
     enc = tok(texts, padding="longest", truncation=True, max_length=int(seq_len), return_tensors="np")
     return enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
+
+
+def _check_text_flags(args: argparse.Namespace) -> None:
+    if args.input_ids is not None:
+        raise BertcError("give either --text or --input-ids, not both (--text is tokenized with the artifact's "
+                         "tokenizer; --input-ids are ids tokenized already)")
+    extra = [f for f, v in (("--attention-mask", args.attention_mask), ("--token-type-ids", args.token_type_ids))
+             if v is not None]
+    if extra:
+        raise BertcError(f"{' and '.join(extra)} {'go' if len(extra) > 1 else 'goes'} with --input-ids; --text makes "
+                         f"its own from the tokenizer: leave out {' and '.join(extra)}")
 
 
 def _inputs(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len", batch: int = 1):
     """(ids, mask, types) from --text (the artifact's tokenizer) or from .npy files."""
     if args.text is not None:
-        if args.input_ids is not None:
-            raise BertcError("give either --text or --input-ids, not both (--text is tokenized with the artifact's "
-                             "tokenizer; --input-ids are ids tokenized already)")
-        extra = [f for f, v in (("--attention-mask", args.attention_mask), ("--token-type-ids", args.token_type_ids))
-                 if v is not None]
-        if extra:
-            raise BertcError(f"{' and '.join(extra)} {'go' if len(extra) > 1 else 'goes'} with --input-ids; --text makes "
-                             "its own from the tokenizer: "
-                             f"leave out {' and '.join(extra)}")
+        _check_text_flags(args)
         return _tokenize(args, seq_len, flag, batch)
     if args.input_ids is not None:
         return (_load_ids(args.input_ids, "--input-ids"), _load_ids(args.attention_mask, "--attention-mask"),
@@ -171,11 +200,15 @@ def _run(args: argparse.Namespace) -> int:
         where = getattr(model, "device_name", None) or getattr(getattr(model, "device", None), "name", "")
         print(json.dumps({"artifact": str(art.path), "device": where, **result}, indent=2))
         return 0
-    ids, mask, types = _inputs(args, model.seq_len, "--max-seq-len" if model.manifest.dynamic else "--seq-len",
-                               model.manifest.batch)
-    t = time.perf_counter()
-    out = model(ids, mask, types)
-    ms = (time.perf_counter() - t) * 1e3
+    flag = "--max-seq-len" if model.manifest.dynamic else "--seq-len"
+    if args.text is not None and (Path(args.artifact) / "tokenizer.bin").exists():
+        _check_text_flags(args)
+        out, ids, ms = _run_text(model, args, flag)
+    else:
+        ids, mask, types = _inputs(args, model.seq_len, flag, model.manifest.batch)
+        t = time.perf_counter()
+        out = model(ids, mask, types)
+        ms = (time.perf_counter() - t) * 1e3
     if output is not None:
         try:
             np.savez(output, **out)

@@ -174,8 +174,9 @@ class DeviceModel:
                 local = Path(tmp) / f"{name}.bin"
                 arr.tofile(local)
                 argv += [f"--{name.replace('_', '-')}", self.device.put(local)]
-            seq = next(iter(inputs.values())).shape[1]
-            argv += ["--seq", str(seq), *extra]
+            if inputs:
+                argv += ["--seq", str(next(iter(inputs.values())).shape[1])]
+            argv += extra
             remote_out = None
             if out_dir is not None:
                 remote_out = str(out_dir) if not isinstance(self.device, AdbDevice) else f"{self.remote}/out"
@@ -216,6 +217,23 @@ class DeviceModel:
                 result[o["name"]] = arr
         self.last_report = report
         return result
+
+    def run_text(self, texts: str | list[str]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        """bertc_run --text on the device: the text is tokenized there, by the artifact's tokenizer.bin, with
+        no Python. Outputs, and per text its ids and whether it was cut to the compiled length."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if any("\0" in t for t in texts):
+            raise BertcError("a text holds a NUL character, which a command line cannot carry to the device; remove it "
+                             "(the tokenizer drops it anyway) or pass token ids")
+        if not (self.path / "tokenizer.bin").exists():
+            raise BertcError(f"{self.path} has no tokenizer.bin, so the device cannot tokenize text; see its "
+                             "report.json (\"tokenizer\") for why, or pass token ids")
+        with tempfile.TemporaryDirectory(prefix="bertc-out-") as out:
+            report = self._invoke({}, [a for t in texts for a in ("--text", t)], Path(out))
+            result = {o["name"]: np.fromfile(Path(out) / f"{o['name']}.bin", dtype=np.float32).reshape(o["shape"])
+                      for o in report["outputs"]}
+        self.last_report = report
+        return result, report["texts"]
 
     def bench(self, input_ids, attention_mask=None, token_type_ids=None, runs: int = 30,
               warmup: int = 5) -> dict[str, Any]:

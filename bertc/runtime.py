@@ -179,6 +179,19 @@ class CompiledModel:
             out["token_type_ids"][r, : len(t)] = t
         return out
 
+    def run_text(self, texts: str | list[str]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        """Outputs for texts tokenized by the C tokenizer (a batch padded to its longest), and per text its
+        ids, whether it was cut to the compiled length, and its whole length in tokens."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        enc = self.tokenize(texts)
+        out = self(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+        # every token takes at least one byte of text: room for all of them, to say how many were cut
+        whole = [int(self.tokenize(t, max_tokens=len(t.encode("utf-8", "surrogatepass")) + 2)["attention_mask"].sum())
+                 for t in texts]
+        info = [{"cut": whole[i] > self.seq_len, "tokens": whole[i],
+                 "ids": enc["input_ids"][i, : int(enc["attention_mask"][i].sum())].tolist()} for i in range(len(texts))]
+        return out, info
+
     @property
     def tokenizer_pad_id(self) -> int:
         """The tokenizer's padding id (from tokenizer.bin's header)."""

@@ -184,3 +184,23 @@ def test_tokenize_pads_a_batch_to_its_longest(minilm):
     assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     assert np.array_equal(out["input_ids"][1, 3:], [0, 0])  # [PAD]
     assert out["input_ids"][0].tolist() == ref.encode("a gripping film").ids
+
+
+def test_text_runs_on_arm64_under_qemu_with_no_python_tokenizer(minilm_path, tmp_path):
+    """bertc_run --text on the device: the ids are tokenizers', the hidden states PyTorch's on those ids."""
+    import torch
+    import transformers
+
+    art = bertc.compile(minilm_path, "android-arm64", out=tmp_path / "arm.bertc", max_seq_len=32)
+    model = bertc.load(art.path, device="qemu")
+    ref = reference(minilm_path)
+    text = "Crème brûlée, 中文 and a gripping film! [MASK] 😀"
+    out, info = model.run_text([text])
+    assert info == [{"cut": False, "ids": ref.encode(text).ids}]
+    ids = torch.tensor([info[0]["ids"]])
+    with torch.inference_mode():
+        want = transformers.AutoModel.from_pretrained(minilm_path).eval()(input_ids=ids).last_hidden_state.numpy()
+    assert np.abs(out["last_hidden_state"] - want).max() < 1e-4
+    _, info = model.run_text(["word " * 100])
+    ref.enable_truncation(32)
+    assert info == [{"cut": True, "ids": ref.encode("word " * 100).ids}]

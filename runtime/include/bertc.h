@@ -57,8 +57,9 @@ bertc_status bertc_run(bertc_model *m, const int64_t *input_ids, const int64_t *
  * report.json says) carries tokenizer.bin, and takes UTF-8 text, tokenized as the Hugging Face tokenizers
  * pipeline it came from does, id for id.
  *
- * bertc_tokenize: text[0..len) (len < 0: up to its NUL) as [CLS] tokens [SEP] into ids and types, cut to
- * fit max_tokens and the compiled length; *count gets the number written (at least 2). It reads only the
+ * bertc_tokenize: text[0..len) (len < 0: up to its NUL) as [CLS] tokens [SEP] into ids and types (room for
+ * max_tokens >= 2 each), the text's tokens cut to fit; *count gets the number written (at least 2). To learn
+ * whether a text is longer than the compiled length, give bertc_seq_len(m) + 1 and compare. It reads only the
  * tokenizer: any thread may call it at any time, during runs too. On failure (BERTC_ERR_INPUT: not UTF-8;
  * BERTC_ERR_ARGUMENT: no tokenizer) the message is bertc_text_error() of the calling thread.
  *

@@ -116,7 +116,6 @@ bertc_status bertc_tokenize(const bertc_model *m, const char *utf8, int64_t len,
   if (!m || !utf8 || !ids || !types || !count) return fail(text_error, BERTC_ERR_ARGUMENT, "bertc_tokenize: NULL argument");
   if (!m->tokenizer_file) return no_tokenizer(text_error);
   if (len < 0) len = (int64_t)strlen(utf8);
-  if (max_tokens > m->prog->seq_len) max_tokens = m->prog->seq_len;
   return tok_encode(&m->tokenizer, utf8, len, ids, types, max_tokens, count, text_error);
 }
 

@@ -356,13 +356,13 @@ static int64_t tok_added_at(const bertc_tokenizer *t, const uint8_t *s, int64_t 
 }
 
 /* Tokenize UTF-8 text[0..n) into ids / types (room for cap >= 2 tokens): [CLS] tokens [SEP], the tokens
- * cut to cap - 2 (and to the tokenizer's max_length). *count gets the number written. */
+ * cut to cap - 2. *count gets the number written. (The header's max_length, the length the artifact was
+ * compiled for, is the caller's to apply.) */
 static bertc_status tok_encode(const bertc_tokenizer *t, const char *text, int64_t n, int64_t *ids, int64_t *types,
                                int64_t cap, int64_t *count, char *err) {
   if (n < 0 || n > TOK_MAX_BYTES)
     return fail(err, BERTC_ERR_INPUT, "the text is %lld bytes; the tokenizer takes 0 to %lld", (long long)n,
                 (long long)TOK_MAX_BYTES);
-  if (cap > (int64_t)t->max_length) cap = t->max_length;
   if (cap < 2) return fail(err, BERTC_ERR_ARGUMENT, "room for %lld tokens: [CLS] and [SEP] need 2", (long long)cap);
   const uint8_t *s = (const uint8_t *)text;
   uint32_t *cp = malloc(sizeof *cp * (size_t)(n + 1));

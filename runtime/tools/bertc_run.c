@@ -1,9 +1,13 @@
-/* bertc_run: the on-device tool. Runs an artifact on int64 input files, or benchmarks it,
+/* bertc_run: the on-device tool. Runs an artifact on text or on int64 input files, or benchmarks it,
  * and prints JSON on stdout.
  *
- *   bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]
- *             [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]
+ *   bertc_run ART.bertc --text "a gripping film" [--text ...]      (the artifact's tokenizer.bin)
+ *   bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin] [--seq N]
+ *             ... [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]
  *
+ * --text, once per row of the artifact's batch, is tokenized on the device (no Python anywhere); the JSON
+ * then has "texts": each one's token ids and whether it was cut to the compiled length, and --bench times
+ * text in to outputs out, with "tokenize_ms": the median time to tokenize all the texts alone.
  * --cores pins the process and its pool (e.g. 4-7, the big cores of many phones; or 0,2,4-5)
  * with sched_setaffinity before the pool starts, since big.LITTLE placement decides latency.
  * Input files are raw little-endian int64, batch*seq values. --out writes NAME.bin (float32)
@@ -83,19 +87,96 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* ", "outputs": [...]" (names and shapes), each written to DIR/NAME.bin with --out; 1 when a write fails */
+static int print_outputs(bertc_model *m, const char *out_dir) {
+  printf(", \"outputs\": [");
+  for (int i = 0; i < bertc_num_outputs(m); i++) {
+    int64_t shape[4];
+    int rank;
+    const float *data = bertc_output(m, i, shape, &rank);
+    int64_t n = 1;
+    printf("%s{\"name\": \"%s\", \"shape\": [", i ? ", " : "", bertc_output_name(m, i));
+    for (int d = 0; d < rank; d++) { printf("%s%lld", d ? ", " : "", (long long)shape[d]); n *= shape[d]; }
+    printf("]}");
+    if (out_dir) {
+      char path[4096];
+      snprintf(path, sizeof path, "%s/%s.bin", out_dir, bertc_output_name(m, i));
+      FILE *f = fopen(path, "wb");
+      if (!f || fwrite(data, sizeof(float), (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "bertc_run: cannot write %s\n", path);
+        return 1;
+      }
+      fclose(f);
+    }
+  }
+  printf("]");
+  return 0;
+}
+
+/* --text: tokenize and run on the device; --bench times text in to outputs out */
+static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench, int warmup, const char *out_dir,
+                     double open_ms, int threads, const char *cores) {
+  const int64_t S = bertc_seq_len(m);
+  int64_t *ids = malloc(sizeof *ids * (size_t)(S + 1)), *types = malloc(sizeof *types * (size_t)(S + 1)), count;
+  if (!ids || !types) { fprintf(stderr, "bertc_run: out of memory\n"); return 5; }
+  double t0 = now_ms();
+  bertc_status st = bertc_run_text(m, texts, n_texts);
+  double first_ms = now_ms() - t0;
+  if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_last_error(m)); return (int)st; }
+  printf("{\"device_name\": \"%s\", \"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d, \"cores\": \"%s\", "
+         "\"texts\": [", bertc_device(m), open_ms, first_ms, threads, cores ? cores : "all");
+  for (int b = 0; b < n_texts; b++) { /* one more than fits: a text cut to the compiled length says so */
+    bertc_tokenize(m, texts[b], -1, S + 1, ids, types, &count);
+    printf("%s{\"cut\": %s, \"ids\": [", b ? ", " : "", count > S ? "true" : "false");
+    for (int64_t i = 0; i < count && i < S; i++) printf("%s%lld", i ? ", " : "", (long long)(i == S - 1 ? ids[count - 1] : ids[i]));
+    printf("]}");
+  }
+  printf("]");
+  if (bench > 0) {
+    double *times = malloc(sizeof(double) * (size_t)bench * 2), sum = 0;
+    if (!times) { fprintf(stderr, "bertc_run: out of memory for %d run times\n", bench); return 5; }
+    for (int i = 0; i < warmup; i++) bertc_run_text(m, texts, n_texts);
+    for (int i = 0; i < bench; i++) {
+      t0 = now_ms();
+      bertc_run_text(m, texts, n_texts);
+      times[i] = now_ms() - t0;
+      sum += times[i];
+      t0 = now_ms();
+      for (int b = 0; b < n_texts; b++) bertc_tokenize(m, texts[b], -1, S, ids, types, &count);
+      times[bench + i] = now_ms() - t0;
+    }
+    qsort(times, (size_t)bench, sizeof(double), cmp_double);
+    qsort(times + bench, (size_t)bench, sizeof(double), cmp_double);
+    printf(", \"runs\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"min_ms\": %.3f, \"mean_ms\": %.3f, "
+           "\"tokenize_ms\": %.4f", bench, times[bench / 2], times[(int)(bench * 0.9)], times[0], sum / bench,
+           times[bench + bench / 2]);
+    free(times);
+  }
+  int failed = print_outputs(m, out_dir);
+  printf("}\n");
+  bertc_close(m);
+  free(ids);
+  free(types);
+  return failed;
+}
+
 int main(int argc, char **argv) {
   const char *art = NULL, *ids_path = NULL, *mask_path = NULL, *types_path = NULL, *out_dir = NULL, *cores = NULL;
   int threads = 1, bench = 0, warmup = 5, ops = 0;
   int64_t seq = 0;
   long long n;
+  const char *texts[256];
+  int n_texts = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      puts("usage: bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin]\n"
-           "                 [--seq N] [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]\n"
-           "Inputs are raw int64 files of batch*seq values; prints JSON. --bench reports per-op mean times\n"
-           "(\"ops\") too; --ops reports them for a single run.");
+      puts("usage: bertc_run ART.bertc --text \"a gripping film\" [--text ...]\n"
+           "       bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin] [--seq N]\n"
+           "                 ... [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]\n"
+           "--text (once per row of the batch) is tokenized by the artifact's tokenizer.bin; input files are raw\n"
+           "int64 files of batch*seq values. Prints JSON. --bench reports per-op mean times (\"ops\") too; --ops\n"
+           "reports them for a single run.");
       return 0;
     }
     if (!strcmp(a, "--ops")) { ops = 1; continue; }
@@ -104,6 +185,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--attention-mask")) mask_path = argv[++i];
     else if (!strcmp(a, "--token-type-ids")) types_path = argv[++i];
     else if (!strcmp(a, "--out")) out_dir = argv[++i];
+    else if (!strcmp(a, "--text")) {
+      if (n_texts == 256) { fprintf(stderr, "bertc_run: more than 256 --text\n"); return 6; }
+      texts[n_texts++] = argv[++i];
+    }
     else if (!strcmp(a, "--cores")) cores = argv[++i];
     /* --threads: the range bertc_open takes; --seq: bertc_run checks it against the compiled length */
     else if (!strcmp(a, "--threads")) { if (!parse_int(a, argv[++i], 1, 256, &n)) return 6; threads = (int)n; }
@@ -113,7 +198,14 @@ int main(int argc, char **argv) {
     else if (a[0] != '-' && !art) art = a;
     else { fprintf(stderr, "bertc_run: unknown argument %s (try --help)\n", a); return 6; }
   }
-  if (!art || !ids_path) { fprintf(stderr, "bertc_run: need ART.bertc and --input-ids (try --help)\n"); return 6; }
+  if (!art || (!ids_path) == (!n_texts)) {
+    fprintf(stderr, "bertc_run: need ART.bertc and either --text or --input-ids (try --help)\n");
+    return 6;
+  }
+  if (n_texts && (mask_path || types_path || seq)) {
+    fprintf(stderr, "bertc_run: --attention-mask, --token-type-ids and --seq go with --input-ids; --text makes its own\n");
+    return 6;
+  }
   if (cores) {
     cpu_set_t set;
     if (!parse_cores(cores, &set)) { fprintf(stderr, "bertc_run: --cores %s is not a core list like 4-7 or 0,2\n", cores); return 6; }
@@ -124,11 +216,12 @@ int main(int argc, char **argv) {
   bertc_status st = bertc_open(art, threads, &m);
   if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_open_error()); return (int)st; }
   double open_ms = now_ms() - t0;
-  int64_t n_ids, n_mask = 0, n_types = 0;
-  int64_t *ids = read_ids(ids_path, &n_ids);
-  int64_t *mask = mask_path ? read_ids(mask_path, &n_mask) : NULL;
-  int64_t *types = types_path ? read_ids(types_path, &n_types) : NULL;
-  int64_t batch = bertc_batch(m);
+  int64_t n_ids = 0, n_mask = 0, n_types = 0, batch = bertc_batch(m);
+  int64_t *ids = NULL, *mask = NULL, *types = NULL;
+  if (n_texts) return run_texts(m, texts, n_texts, bench, warmup, out_dir, open_ms, threads, cores);
+  ids = read_ids(ids_path, &n_ids);
+  mask = mask_path ? read_ids(mask_path, &n_mask) : NULL;
+  types = types_path ? read_ids(types_path, &n_types) : NULL;
   if (!seq) seq = n_ids / batch;
   if (n_ids != batch * seq || (mask && n_mask != n_ids) || (types && n_types != n_ids)) {
     fprintf(stderr, "bertc_run: inputs hold %lld/%lld/%lld values, expected batch %lld x seq %lld\n",
@@ -181,27 +274,8 @@ int main(int argc, char **argv) {
     printf("]");
   }
   free(op_ms);
-  printf(", \"outputs\": [");
-  for (int i = 0; i < bertc_num_outputs(m); i++) {
-    int64_t shape[4];
-    int rank;
-    const float *data = bertc_output(m, i, shape, &rank);
-    int64_t n = 1;
-    printf("%s{\"name\": \"%s\", \"shape\": [", i ? ", " : "", bertc_output_name(m, i));
-    for (int d = 0; d < rank; d++) { printf("%s%lld", d ? ", " : "", (long long)shape[d]); n *= shape[d]; }
-    printf("]}");
-    if (out_dir) {
-      char path[4096];
-      snprintf(path, sizeof path, "%s/%s.bin", out_dir, bertc_output_name(m, i));
-      FILE *f = fopen(path, "wb");
-      if (!f || fwrite(data, sizeof(float), (size_t)n, f) != (size_t)n) {
-        fprintf(stderr, "bertc_run: cannot write %s\n", path);
-        return 1;
-      }
-      fclose(f);
-    }
-  }
-  printf("]}\n");
+  if (print_outputs(m, out_dir)) return 1;
+  printf("}\n");
   bertc_close(m);
   free(ids);
   free(mask);
