@@ -22,6 +22,7 @@ from .device import DeviceModel
 from .dialects import bertc as B
 from .errors import BertcError, DeviceUnavailable
 from .frontend import export_model, import_torch
+from .heads import text_limit, write_head_bin
 from .ir import annotate, make_context
 from .passes import PassContext
 from .passes.common import func_ops, producer, shape_of, sparsity, weight_dtype
@@ -109,8 +110,9 @@ def _precision_report(ops: collections.Counter, linears) -> dict[str, Any]:
 
 
 def _tokenizer_bin(source: Path, folder: Path, max_length: int) -> dict[str, Any]:
-    """tokenizer.bin for the C runtime's text input, and what report.json says of it: its kind, or why the
-    tokenizer is of a kind not compiled yet (then text is tokenized by transformers, on the host only)."""
+    """tokenizer.bin for the C runtime's text input, texts cut to ``max_length`` tokens, and what report.json
+    says of it: its kind, or why the tokenizer is of a kind not compiled yet (then text is tokenized by
+    transformers, on the host only)."""
     t = time.perf_counter()
     try:
         built = write_tokenizer_bin(source, folder / "tokenizer.bin", max_length)
@@ -262,7 +264,12 @@ def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOp
     timings["build"] = time.perf_counter() - t
     report = _report(module, emitted, timings, tgt)
     if loaded.tokenizer_dir is not None:
-        report["tokenizer"] = _tokenizer_bin(loaded.tokenizer_dir, folder, options.max_seq_len or options.seq_len)
+        longest = options.max_seq_len or options.seq_len
+        limit = text_limit(getattr(loaded, "folder", None))  # a sentence-transformers model's max_seq_length
+        report["tokenizer"] = _tokenizer_bin(loaded.tokenizer_dir, folder, min(longest, limit or longest))
+    head = write_head_bin(getattr(loaded, "folder", None), loaded.config, folder / "head.bin", loaded.output_names)
+    if head is not None:
+        report["head"] = head
     if tgt.is_gpu:
         report["dispatches"] = [{"op": d.label, "shader": d.shader, "spec": list(d.spec), "groups": list(d.groups)}
                                 for d in emitted.dispatches]

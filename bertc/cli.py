@@ -101,15 +101,15 @@ def _texts(args: argparse.Namespace, batch: int) -> list[str]:
     return texts
 
 
-def _warn_cut(args: argparse.Namespace, counts: list[int | None], seq_len: int, flag: str) -> None:
+def _warn_cut(args: argparse.Namespace, counts: list[int | None], seq_len: int, flag: str, why: str = "") -> None:
     """A warning per text longer than the compiled length; a count of None: longer, by how much not known (the
     device said only that it cut the text)."""
     for i, n in enumerate(counts):
         if n is None or n > seq_len:
             which = f"--text #{i + 1}" if len(counts) > 1 else "--text"
-            print(f"bertc: warning: {which} is {n if n is not None else f'more than {seq_len}'} "
-                  f"tokens, cut to the first {seq_len} ({args.artifact} was compiled with {flag} {seq_len}); compile "
-                  f"with a larger {flag} to use more of it", file=sys.stderr)
+            print(f"bertc: warning: {which} is {n if n is not None else f'more than {seq_len}'} tokens, cut to the "
+                  f"first {seq_len} " + (why or f"({args.artifact} was compiled with {flag} {seq_len}); compile with "
+                                               f"a larger {flag} to use more of it"), file=sys.stderr)
 
 
 def _run_text(model, args: argparse.Namespace, flag: str):
@@ -119,8 +119,10 @@ def _run_text(model, args: argparse.Namespace, flag: str):
     t = time.perf_counter()
     out, info = model.run_text(texts)
     ms = (time.perf_counter() - t) * 1e3
+    cap = model.text_max_tokens
+    why = "" if cap == model.seq_len else "(its sentence-transformers max_seq_length, as sentence-transformers cuts it)"
     _warn_cut(args, [row.get("tokens", len(row["ids"])) if not row["cut"] else row.get("tokens") for row in info],
-              model.seq_len, flag)
+              cap, flag, why)
     longest = max(len(row["ids"]) for row in info)
     return out, np.array([row["ids"] + [0] * (longest - len(row["ids"])) for row in info]), ms
 
@@ -222,6 +224,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"ran {args.artifact}{how} on {tokens} with {args.threads} thread(s) in {ms:.2f} ms{note}")
     for name, arr in out.items():
         print(f"  {name}: shape {list(arr.shape)}, first values {np.array2string(arr.reshape(-1)[:4], precision=4)}")
+    labels = getattr(model, "labels", [])
+    for i, row in enumerate(out.get("probabilities", []) if labels else []):  # a classifier's answer
+        which = f" (--text #{i + 1})" if len(out["probabilities"]) > 1 else ""
+        print(f"  label{which}: {labels[int(np.argmax(row))]} with probability {float(np.max(row)):.4f}")
     if output is not None:
         print(f"  saved to {output}")
     return 0

@@ -26,7 +26,7 @@ import numpy as np
 
 from .artifact import Manifest, read_manifest
 from .errors import BertcError, DeviceUnavailable
-from .runtime import check_ids
+from .runtime import TextTasks, check_ids
 
 REMOTE_ROOT = "/data/local/tmp/bertc"
 STATUS_TEXT = {1: "I/O error", 2: "format error", 3: "checksum error", 4: "input error", 5: "out of memory",
@@ -148,7 +148,7 @@ def make_device(spec: str | None, manifest: Manifest) -> Device:
     raise BertcError(f"unknown device '{spec}': use host, qemu, adb or adb:SERIAL")
 
 
-class DeviceModel:
+class DeviceModel(TextTasks):
     """An artifact run through bertc_run on a device; same call interface as CompiledModel."""
 
     def __init__(self, path: str | Path, device: str | None = None, threads: int = 1, cores: str | None = None,
@@ -163,6 +163,7 @@ class DeviceModel:
         self.device = make_device(device, self.manifest)
         self.threads, self.cores, self.timeout = threads, cores, timeout
         self.seq_len = self.manifest.seq_len
+        self.batch = self.manifest.batch
         self.remote = self.device.stage(self.path, self.tool)
 
     def _invoke(self, inputs: dict[str, np.ndarray], extra: list[str], out_dir: Path | None) -> dict[str, Any]:
@@ -234,6 +235,21 @@ class DeviceModel:
                       for o in report["outputs"]}
         self.last_report = report
         return result, report["texts"]
+
+    @property
+    def text_max_tokens(self) -> int:
+        """As CompiledModel's: the compiled length, or a sentence-transformers model's max_seq_length."""
+        path = self.path / "tokenizer.bin"
+        return min(self.seq_len, int.from_bytes(path.read_bytes()[48:52], "little")) if path.exists() else self.seq_len
+
+    @property
+    def labels(self) -> list[str]:
+        """A classifier artifact's label names, as its report.json lists its head's."""
+        try:
+            head = json.loads((self.path / "report.json").read_text()).get("head") or {}
+        except (OSError, ValueError):
+            head = {}
+        return list(head.get("labels") or [])
 
     def bench(self, input_ids, attention_mask=None, token_type_ids=None, runs: int = 30,
               warmup: int = 5) -> dict[str, Any]:

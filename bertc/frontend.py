@@ -51,6 +51,7 @@ class LoadedModel:
     source: str = ""
     max_seq_len: int | None = None  # the bound of a dynamic length (export_model's max_seq_len); None: static
     seq_len: int = 0  # the length the program was traced at (of a static one, the length it runs)
+    folder: Path | None = None  # the model folder it came from (its task head, if any: bertc/heads.py)
 
 
 MAX_DEFAULT_SEQ_LEN = 512  # the default bound: what BERT-family encoders are trained to
@@ -117,7 +118,8 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     return LoadedModel(program=ep, input_names=input_names, output_names=output_names, config=cfg,
                        vocab_size=int(vocab), max_token_type=int(types),
                        tokenizer_dir=tok_dir, source=desc, max_seq_len=max_seq_len,
-                       seq_len=seq_len)
+                       seq_len=seq_len, folder=Path(model) if isinstance(model, (str, Path)) and Path(model).is_dir()
+                       else None)
 
 
 @dataclass

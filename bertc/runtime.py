@@ -48,6 +48,10 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bertc_has_tokenizer.argtypes = [ctypes.c_void_p]
     lib.bertc_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64, i64p, i64p, i64p]
     lib.bertc_text_error.restype = ctypes.c_char_p
+    lib.bertc_text_max_tokens.argtypes = [ctypes.c_void_p]
+    lib.bertc_text_max_tokens.restype = ctypes.c_int64
+    lib.bertc_label.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.bertc_label.restype = ctypes.c_char_p
     lib.bertc_device.argtypes = [ctypes.c_void_p]
     lib.bertc_device.restype = ctypes.c_char_p
 
@@ -72,7 +76,55 @@ def check_ids(name: str, a, shape=None) -> np.ndarray | None:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-class CompiledModel:
+class TextTasks:
+    """encode() and classify() over run_text(), for a model in this process and one on a device alike."""
+
+    path: Path
+    batch: int
+
+    def run_text(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    @property
+    def labels(self) -> list[str]:
+        raise NotImplementedError
+
+    def encode(self, texts: str | list[str]) -> np.ndarray:
+        """Sentence embeddings [len(texts), width] as sentence-transformers computes them (the artifact's
+        head.bin: its pooling, Dense layers and normalization), each text at its own length."""
+        return np.concatenate([out["sentence_embedding"] for out, n in self._head_runs(texts, "sentence_embedding")])
+
+    def classify(self, texts: str | list[str]) -> list[dict[str, Any]]:
+        """Per text: its label (the most probable), that probability, and every label's."""
+        labels = self.labels
+        rows = np.concatenate([out["probabilities"] for out, n in self._head_runs(texts, "probabilities")])
+        return [{"label": labels[int(np.argmax(p))], "probability": float(np.max(p)),
+                 "probabilities": dict(zip(labels, map(float, p)))} for p in rows]
+
+    def _head_runs(self, texts: str | list[str], output: str):
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        for start in range(0, len(texts), self.batch):
+            chunk = texts[start:start + self.batch]
+            out, _ = self.run_text(chunk + [""] * (self.batch - len(chunk)))  # a batch artifact takes full batches
+            if output not in out:
+                raise BertcError(f"{self.path} has no {output!r} output: {self._why_no_head()}")
+            yield {k: v[: len(chunk)] for k, v in out.items()}, len(chunk)
+
+    def _why_no_head(self) -> str:
+        try:
+            head = json.loads((self.path / "report.json").read_text()).get("head")
+        except (OSError, ValueError):
+            head = None
+        if head and not head.get("compiled"):
+            return head.get("why", "")
+        if head:
+            return f"its head is a {head['kind']} head (outputs {', '.join(head['outputs'])})"
+        return ("it was compiled from a plain encoder; compile a *ForSequenceClassification folder for classify(), a "
+                "sentence-transformers folder (modules.json) for encode()")
+
+
+
+class CompiledModel(TextTasks):
     """A loaded host artifact: ``model(input_ids, attention_mask=None, token_type_ids=None)``
     returns a dict of numpy arrays (``last_hidden_state``, and ``pooler_output`` when the model
     has a pooler). An artifact compiled with --max-seq-len runs an input of any length up to its bound
@@ -153,7 +205,7 @@ class CompiledModel:
         to ``max_tokens`` (default: the compiled length) and padded to the longest. Takes no lock: the
         tokenizer is read-only, so other threads may run the model meanwhile."""
         texts = [texts] if isinstance(texts, str) else list(texts)
-        cap = self.seq_len if max_tokens is None else int(max_tokens)
+        cap = self.text_max_tokens if max_tokens is None else int(max_tokens)
         h = self._handle()
         if not self.lib.bertc_has_tokenizer(h):
             raise BertcError(f"{self.path} has no tokenizer.bin: {self._why_no_tokenizer()}")
@@ -188,15 +240,30 @@ class CompiledModel:
         # every token takes at least one byte of text: room for all of them, to say how many were cut
         whole = [int(self.tokenize(t, max_tokens=len(t.encode("utf-8", "surrogatepass")) + 2)["attention_mask"].sum())
                  for t in texts]
-        info = [{"cut": whole[i] > self.seq_len, "tokens": whole[i],
+        info = [{"cut": whole[i] > self.text_max_tokens, "tokens": whole[i],
                  "ids": enc["input_ids"][i, : int(enc["attention_mask"][i].sum())].tolist()} for i in range(len(texts))]
         return out, info
 
     @property
+    def labels(self) -> list[str]:
+        """A classifier artifact's label names (its id2label), index by index; [] without a classifier head."""
+        with self._lock:
+            h, out = self._handle(), []
+            while (name := self.lib.bertc_label(h, len(out))) is not None:
+                out.append(name.decode())
+        return out
+
+    @property
     def tokenizer_pad_id(self) -> int:
         """The tokenizer's padding id (from tokenizer.bin's header)."""
-        data = (self.path / "tokenizer.bin").read_bytes()[64:68]
-        return int.from_bytes(data, "little", signed=True)
+        return int.from_bytes((self.path / "tokenizer.bin").read_bytes()[64:68], "little", signed=True)
+
+    @property
+    def text_max_tokens(self) -> int:
+        """The most tokens a text keeps: the compiled length, or a sentence-transformers model's max_seq_length
+        when shorter."""
+        with self._lock:
+            return int(self.lib.bertc_text_max_tokens(self._handle())) or self.seq_len
 
     def _why_no_tokenizer(self) -> str:
         try:

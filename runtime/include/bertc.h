@@ -59,17 +59,29 @@ bertc_status bertc_run(bertc_model *m, const int64_t *input_ids, const int64_t *
  *
  * bertc_tokenize: text[0..len) (len < 0: up to its NUL) as [CLS] tokens [SEP] into ids and types (room for
  * max_tokens >= 2 each), the text's tokens cut to fit; *count gets the number written (at least 2). To learn
- * whether a text is longer than the compiled length, give bertc_seq_len(m) + 1 and compare. It reads only the
+ * whether bertc_run_text would cut a text, give bertc_text_max_tokens(m) + 1 and compare. It reads only the
  * tokenizer: any thread may call it at any time, during runs too. On failure (BERTC_ERR_INPUT: not UTF-8;
  * BERTC_ERR_ARGUMENT: no tokenizer) the message is bertc_text_error() of the calling thread.
  *
- * bertc_run_text: bertc_run on n == bertc_batch(m) NUL-terminated texts, each tokenized, the batch padded to
+ * bertc_run_text: bertc_run on n == bertc_batch(m) NUL-terminated texts, each tokenized and cut to the
+ * compiled length (or to a sentence-transformers model's max_seq_length, when shorter), the batch padded to
  * its longest. Errors as bertc_run's, in bertc_last_error(m). */
 int bertc_has_tokenizer(const bertc_model *m);
+/* The most tokens bertc_run_text keeps of a text: the compiled length, or a sentence-transformers model's
+ * max_seq_length when shorter; 0 without a tokenizer. */
+int64_t bertc_text_max_tokens(const bertc_model *m);
 bertc_status bertc_tokenize(const bertc_model *m, const char *utf8, int64_t len, int64_t max_tokens, int64_t *ids,
                             int64_t *types, int64_t *count);
 const char *bertc_text_error(void);
 bertc_status bertc_run_text(bertc_model *m, const char *const *texts, int64_t n);
+
+/* Task heads. An artifact compiled from a sequence classifier or a sentence-transformers folder carries
+ * head.bin, and each run ends with the head, on the CPU: its outputs follow the encoder's, [batch, width]:
+ * "logits" and "probabilities" (softmax, or sigmoid for a multi-label model) of a classifier, whose label
+ * names bertc_label gives (index 0.., NULL past the last); "sentence_embedding" of a sentence-transformers
+ * model, pooled over the attention mask as its Pooling module does, through its Dense layers, L2-normalized
+ * when it has a Normalize module. */
+const char *bertc_label(const bertc_model *m, int index);
 
 int bertc_num_outputs(const bertc_model *m);
 const char *bertc_output_name(const bertc_model *m, int index);

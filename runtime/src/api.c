@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "loader.h"
+#include "head.h"
 #include "tokenizer.h"
 
 struct bertc_model {
@@ -21,6 +22,14 @@ struct bertc_model {
   int64_t last_seq; /* the length of the last run: a dynamic program's outputs have it (bertc_output) */
   char *tokenizer_file; /* tokenizer.bin's bytes, which tokenizer points into; NULL: the artifact has none */
   bertc_tokenizer tokenizer;
+  char *head_file; /* head.bin's bytes, which head points into; NULL: no task head */
+  bertc_head head;
+  int head_hidden, head_pooler; /* the outputs the head reads (-1: none) */
+  float *head_out;              /* [batch, out_width] for each head output: logits (or the embedding), probabilities */
+  int64_t *head_mask;           /* [batch, seq]: the positions the last run's pooling counts */
+  float *head_scratch;
+  char **labels;                /* the head's label names, NUL-terminated copies in label_text */
+  char *label_text;
   char error[BERTC_ERROR_BYTES];
   pthread_mutex_t run_lock; /* one run at a time: the runs share the backend's arena or buffers (bertc.h) */
 };
@@ -40,6 +49,65 @@ static bertc_status open_tokenizer(bertc_model *m, const char *dir) {
   bertc_status st = read_file(path, TOK_MAX_BYTES, &m->tokenizer_file, &len, m->error);
   if (st == BERTC_OK) st = tok_parse((const uint8_t *)m->tokenizer_file, len, path, &m->tokenizer, m->error);
   return st;
+}
+
+/* dir/head.bin, when the artifact has a task head (a classifier or a sentence-transformers folder) */
+static bertc_status open_head(bertc_model *m, const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/head.bin", dir);
+  m->head_hidden = m->head_pooler = -1;
+  if (access(path, F_OK) != 0) return BERTC_OK;
+  size_t len = 0;
+  bertc_status st = read_file(path, BERTC_MANIFEST_MAX_BYTES, &m->head_file, &len, m->error);
+  if (st == BERTC_OK) st = head_parse((const uint8_t *)m->head_file, len, path, &m->head, m->error);
+  if (st != BERTC_OK) return st;
+  const bertc_program_header *p = m->prog;
+  for (int i = 0; i < p->num_outputs; i++) {
+    const bertc_tensor_slot *o = &p->outputs[i];
+    if (!strcmp(o->name, "last_hidden_state") && o->rank == 3) m->head_hidden = i;
+    if (!strcmp(o->name, "pooler_output") && o->rank == 2) m->head_pooler = i;
+  }
+  const int reads = m->head.source == HEAD_POOLER ? m->head_pooler : m->head_hidden;
+  if (reads < 0 || p->outputs[reads].shape[p->outputs[reads].rank - 1] != m->head.width)
+    return fail(m->error, BERTC_ERR_FORMAT, "%s reads %s of width %u, which the program does not output; recompile "
+                "the artifact", path, m->head.source == HEAD_POOLER ? "pooler_output" : "last_hidden_state", m->head.width);
+  const size_t B = (size_t)p->batch, W = m->head.out_width;
+  m->head_out = calloc(2 * B * W, sizeof *m->head_out);
+  m->head_mask = calloc(B * (size_t)p->seq_len, sizeof *m->head_mask);
+  m->head_scratch = calloc(2 * (size_t)m->head.widest, sizeof *m->head_scratch);
+  size_t names = 0;
+  for (uint32_t i = 0; i < m->head.n_labels; i++) names += m->head.label_len[i] + 1;
+  m->labels = calloc(m->head.n_labels + 1, sizeof *m->labels);
+  char *text = m->label_text = m->labels ? malloc(names + 1) : NULL;
+  if (!m->head_out || !m->head_mask || !m->head_scratch || !m->labels || !text) {
+    return fail(m->error, BERTC_ERR_MEMORY, "out of memory for the task head");
+  }
+  for (uint32_t i = 0; i < m->head.n_labels; i++) {
+    memcpy(text, m->head.label[i], m->head.label_len[i]);
+    text[m->head.label_len[i]] = 0;
+    m->labels[i] = text;
+    text += m->head.label_len[i] + 1;
+  }
+  return BERTC_OK;
+}
+
+/* The head on the run just done: each row pooled over the positions its mask counts. */
+static void run_head(bertc_model *m, const int64_t *mask, int64_t batch, int64_t seq, int64_t run_seq) {
+  const int64_t B = m->prog->batch, W = m->head.out_width;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t s = 0; s < run_seq; s++)
+      m->head_mask[b * run_seq + s] = b < batch && s < seq ? (mask ? mask[b * seq + s] != 0 : 1) : 0;
+  const float *hidden = m->head_hidden >= 0 ? m->backend->output(m->state, m->head_hidden) : NULL;
+  const float *pooled = m->head_pooler >= 0 ? m->backend->output(m->state, m->head_pooler) : NULL;
+  for (int64_t b = 0; b < B; b++)
+    head_row(&m->head, hidden ? hidden + b * run_seq * m->head.width : NULL, pooled ? pooled + b * m->head.width : NULL,
+             m->head_mask + b * run_seq, run_seq, m->head_scratch, m->head_out + b * W, m->head_out + (B + b) * W);
+}
+
+static int head_outputs(const bertc_model *m) { return m->head_file ? (m->head.task == HEAD_CLASSIFY ? 2 : 1) : 0; }
+
+const char *bertc_label(const bertc_model *m, int i) {
+  return m && m->labels && i >= 0 && (uint32_t)i < m->head.n_labels ? m->labels[i] : NULL;
 }
 
 bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
@@ -70,6 +138,7 @@ bertc_status bertc_open(const char *dir, int threads, bertc_model **out) {
   const bertc_backend_args args = {dir, threads, map, m->op_seconds, m->error};
   st = m->op_seconds ? backend->open(&args, &m->state) : fail(m->error, BERTC_ERR_MEMORY, "out of memory");
   if (st == BERTC_OK) st = open_tokenizer(m, dir);
+  if (st == BERTC_OK) st = open_head(m, dir);
   if (!backend->keeps_weights && map) { /* the backend made its own copy */
     munmap(map, len);
     m->weights_map = NULL;
@@ -95,6 +164,7 @@ bertc_status bertc_run(bertc_model *m, const int64_t *ids, const int64_t *mask, 
   /* a dynamic program runs at the input's length; a static one at its own, shorter inputs padded to it */
   const int64_t run_seq = p->dynamic ? seq : p->seq_len;
   if (st == BERTC_OK) st = m->backend->run(m->state, run_seq);
+  if (st == BERTC_OK && m->head_file) run_head(m, mask, batch, seq, run_seq);
   if (st == BERTC_OK) {
     m->last_seq = run_seq;
     m->timed_runs++;
@@ -110,6 +180,11 @@ static bertc_status no_tokenizer(char *err) {
 }
 
 int bertc_has_tokenizer(const bertc_model *m) { return m && m->tokenizer_file; }
+
+int64_t bertc_text_max_tokens(const bertc_model *m) {
+  if (!m || !m->tokenizer_file) return 0;
+  return m->prog->seq_len < m->tokenizer.max_length ? m->prog->seq_len : m->tokenizer.max_length;
+}
 
 bertc_status bertc_tokenize(const bertc_model *m, const char *utf8, int64_t len, int64_t max_tokens, int64_t *ids,
                             int64_t *types, int64_t *count) {
@@ -134,8 +209,8 @@ bertc_status bertc_run_text(bertc_model *m, const char *const *texts, int64_t n)
   int64_t seq = 1, *count = buf + 5 * B * S;
   for (int64_t b = 0; st == BERTC_OK && b < B; b++) {
     if (!texts[b]) st = fail(err, BERTC_ERR_ARGUMENT, "bertc_run_text: text %lld is NULL", (long long)b);
-    else st = tok_encode(&m->tokenizer, texts[b], (int64_t)strlen(texts[b]), buf + b * S, buf + (B + b) * S, S,
-                         &count[b], err);
+    else st = tok_encode(&m->tokenizer, texts[b], (int64_t)strlen(texts[b]), buf + b * S, buf + (B + b) * S,
+                         bertc_text_max_tokens(m), &count[b], err);
     if (st == BERTC_OK && count[b] > seq) seq = count[b];
     else if (st != BERTC_OK && B > 1) {
       char why[BERTC_ERROR_BYTES];
@@ -164,14 +239,26 @@ bertc_status bertc_run_text(bertc_model *m, const char *const *texts, int64_t n)
   return st;
 }
 
-int bertc_num_outputs(const bertc_model *m) { return m ? m->prog->num_outputs : 0; }
+int bertc_num_outputs(const bertc_model *m) { return m ? m->prog->num_outputs + head_outputs(m) : 0; }
 
 const char *bertc_output_name(const bertc_model *m, int i) {
-  return m && i >= 0 && i < m->prog->num_outputs ? m->prog->outputs[i].name : NULL;
+  if (!m || i < 0 || i >= bertc_num_outputs(m)) return NULL;
+  if (i < m->prog->num_outputs) return m->prog->outputs[i].name;
+  return m->head.task == HEAD_EMBED ? "sentence_embedding" : i == m->prog->num_outputs ? "logits" : "probabilities";
 }
 
 const float *bertc_output(const bertc_model *m, int i, int64_t shape[4], int *rank) {
-  if (!m || i < 0 || i >= m->prog->num_outputs) return NULL;
+  if (!m || i < 0 || i >= bertc_num_outputs(m)) return NULL;
+  if (i >= m->prog->num_outputs) { /* the head's: [batch, width] */
+    const int64_t B = m->prog->batch, W = m->head.out_width;
+    if (rank) *rank = 2;
+    if (shape) {
+      shape[0] = B;
+      shape[1] = W;
+      shape[2] = shape[3] = 0;
+    }
+    return m->head_out + (i - m->prog->num_outputs) * B * W;
+  }
   const bertc_tensor_slot *s = &m->prog->outputs[i];
   if (rank) *rank = s->rank;
   if (shape) {
@@ -225,5 +312,11 @@ void bertc_close(bertc_model *m) {
   free(m->op_seconds);
   if (m->weights_map) munmap(m->weights_map, m->weights_len);
   free(m->tokenizer_file);
+  free(m->head_file);
+  free(m->head_out);
+  free(m->head_mask);
+  free(m->head_scratch);
+  free(m->labels);
+  free(m->label_text);
   free(m);
 }

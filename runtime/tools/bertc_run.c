@@ -116,7 +116,7 @@ static int print_outputs(bertc_model *m, const char *out_dir) {
 /* --text: tokenize and run on the device; --bench times text in to outputs out */
 static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench, int warmup, const char *out_dir,
                      double open_ms, int threads, const char *cores) {
-  const int64_t S = bertc_seq_len(m);
+  const int64_t S = bertc_text_max_tokens(m) ? bertc_text_max_tokens(m) : bertc_seq_len(m);
   int64_t *ids = malloc(sizeof *ids * (size_t)(S + 1)), *types = malloc(sizeof *types * (size_t)(S + 1)), count;
   if (!ids || !types) { fprintf(stderr, "bertc_run: out of memory\n"); return 5; }
   double t0 = now_ms();
@@ -151,6 +151,25 @@ static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench,
            "\"tokenize_ms\": %.4f", bench, times[bench / 2], times[(int)(bench * 0.9)], times[0], sum / bench,
            times[bench + bench / 2]);
     free(times);
+  }
+  if (bertc_label(m, 0)) { /* a classifier: each text's most probable label */
+    printf(", \"predictions\": [");
+    for (int i = 0; i < bertc_num_outputs(m); i++) {
+      if (strcmp(bertc_output_name(m, i), "probabilities")) continue;
+      int64_t shape[4];
+      const float *p = bertc_output(m, i, shape, NULL);
+      for (int64_t b = 0; b < n_texts; b++) {
+        int64_t top = 0;
+        for (int64_t j = 1; j < shape[1]; j++) if (p[b * shape[1] + j] > p[b * shape[1] + top]) top = j;
+        printf("%s{\"label\": \"", b ? ", " : "");
+        for (const char *c = bertc_label(m, (int)top); *c; c++) /* JSON-escaped: a label is any string */
+          if (*c == '"' || *c == '\\') printf("\\%c", *c);
+          else if ((unsigned char)*c < 0x20) printf("\\u%04x", *c);
+          else putchar(*c);
+        printf("\", \"index\": %lld, \"probability\": %.6f}", (long long)top, p[b * shape[1] + top]);
+      }
+    }
+    printf("]");
   }
   int failed = print_outputs(m, out_dir);
   printf("}\n");

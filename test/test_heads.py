@@ -1,0 +1,111 @@
+"""Task heads in the artifact (issue 20: head.bin, runtime/src/head.h): a sentence-transformers folder answers
+with sentence-transformers' own embedding, a *ForSequenceClassification folder with its labels and
+probabilities, in this process and on ARM64 under qemu, tokenized by the artifact's C tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import transformers as T
+from conftest import tiny_config
+
+import bertc
+from bertc.errors import BertcError
+from search.tasks import load_task
+
+SNIPPETS = [t for t, _ in load_task("rt-sentiment").test[:40]]
+
+
+def test_minilm_embeds_as_sentence_transformers_does(minilm_path, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    art = bertc.compile(minilm_path, "host", out=tmp_path / "st.bertc", max_seq_len=512)
+    head = json.loads((art.path / "report.json").read_text())["head"]
+    assert head["kind"] == "embed" and head["source"] == "mean" and head["last"] == "L2 normalize"
+    model = bertc.load(art.path)
+    long = " ".join(SNIPPETS)  # over 256 tokens: sentence-transformers cuts it at its max_seq_length, so must we
+    texts = [*SNIPPETS, long, "", "Crème brûlée, 中文 😀"]
+    ours = model.encode(texts)
+    want = SentenceTransformer(minilm_path, device="cpu").encode(texts, convert_to_numpy=True)
+    assert model.text_max_tokens == 256 and len(model.tokenize(long)["input_ids"][0]) == 256
+    assert ours.shape == want.shape == (len(texts), 384)
+    assert np.abs(ours - want).max() < 1e-5
+    assert (ours * want).sum(1).min() > 1 - 1e-5  # both are unit vectors: the cosine
+
+
+def _classifier_folder(tmp_path, minilm_path, arch: str, labels: int = 3, problem: str | None = None) -> str:
+    """A tiny random sequence classifier of ``arch`` beside MiniLM's tokenizer (its vocabulary size)."""
+    torch.manual_seed(0)
+    cfg = tiny_config(arch, vocab=30522)
+    cfg.num_labels, cfg.id2label = labels, {i: f"class-{i}" for i in range(labels)}
+    cfg.label2id = {v: k for k, v in cfg.id2label.items()}
+    cfg.problem_type = problem
+    model = T.AutoModelForSequenceClassification.from_config(cfg).eval()
+    folder = tmp_path / arch
+    model.save_pretrained(folder)
+    T.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    return str(folder)
+
+
+def _torch_probabilities(folder: str, texts: list[str], sigmoid: bool = False) -> np.ndarray:
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    model = T.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    rows = []
+    for text in texts:
+        enc = tok(text, return_tensors="pt", truncation=True, max_length=64)
+        enc.pop("token_type_ids") if model.config.model_type in ("distilbert", "roberta") else None
+        with torch.inference_mode():
+            logits = model(**enc).logits[0]
+        rows.append((logits.sigmoid() if sigmoid else logits.softmax(-1)).numpy())
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta", "electra", "albert"])
+def test_classifier_heads_answer_as_pytorch(tmp_path, minilm_path, arch):
+    folder = _classifier_folder(tmp_path, minilm_path, arch)
+    art = bertc.compile(folder, "host", out=tmp_path / "c.bertc", max_seq_len=64)
+    model = bertc.load(art.path)
+    assert model.labels == ["class-0", "class-1", "class-2"]
+    answers = model.classify(SNIPPETS[:8])
+    want = _torch_probabilities(folder, SNIPPETS[:8])
+    ours = np.array([[a["probabilities"][name] for name in model.labels] for a in answers])
+    assert np.abs(ours - want).max() < 1e-5
+    assert [a["label"] for a in answers] == [f"class-{i}" for i in want.argmax(1)]
+
+
+def test_multi_label_classifier_takes_the_sigmoid(tmp_path, minilm_path):
+    folder = _classifier_folder(tmp_path, minilm_path, "bert", labels=4, problem="multi_label_classification")
+    art = bertc.compile(folder, "host", out=tmp_path / "m.bertc", max_seq_len=64)
+    assert json.loads((art.path / "report.json").read_text())["head"]["last"] == "sigmoid"
+    out = bertc.load(art.path).run_text(SNIPPETS[0])[0]
+    assert np.abs(out["probabilities"][0] - _torch_probabilities(folder, SNIPPETS[:1], sigmoid=True)[0]).max() < 1e-5
+
+
+def test_classifier_answers_on_arm64_under_qemu(tmp_path, minilm_path, capsys):
+    folder = _classifier_folder(tmp_path, minilm_path, "bert")
+    art = bertc.compile(folder, "android-arm64", out=tmp_path / "arm.bertc", max_seq_len=64)
+    device = bertc.load(art.path, device="qemu")
+    answer = device.classify(SNIPPETS[0])[0]
+    want = _torch_probabilities(folder, SNIPPETS[:1])[0]
+    assert answer["label"] == f"class-{want.argmax()}" and abs(answer["probability"] - want.max()) < 1e-5
+    assert device.last_report["predictions"] == [{"label": answer["label"], "index": int(want.argmax()),
+                                                  "probability": pytest.approx(want.max(), abs=1e-5)}]
+    from bertc.cli import main
+
+    assert main(["run", str(art.path), "--device", "qemu", "--text", SNIPPETS[0]]) == 0
+    assert f"label: {answer['label']} with probability {answer['probability']:.4f}" in capsys.readouterr().out
+
+
+def test_an_encoder_without_a_head_says_how_to_get_one(minilm_path, tmp_path):
+    folder = tmp_path / "plain"
+    T.AutoModel.from_pretrained(minilm_path).save_pretrained(folder)
+    T.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    model = bertc.load(bertc.compile(str(folder), "host", out=tmp_path / "p.bertc", max_seq_len=32).path)
+    assert model.labels == [] and "sentence_embedding" not in model.run_text("text")[0]
+    with pytest.raises(BertcError, match="compiled from a plain encoder; compile a \\*ForSequenceClassification"):
+        model.classify("text")
+    with pytest.raises(BertcError, match="sentence-transformers folder"):
+        model.encode("text")
