@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke demo test lit pytest lint runtime runtime-debug test-sanitize fuzz fuzz-smoke bench bench-int8 bench-sparse \
+.PHONY: help setup smoke demo test lit pytest lint runtime runtime-debug test-sanitize fuzz fuzz-smoke bench bench-int8 bench-text bench-sparse \
 	bench-real-text bench-lengths bench-gemm calibrate search clean
 
 help: ## list the targets
@@ -143,6 +143,9 @@ bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 200 rt-sent
 
 bench-int8: setup $(VENV)/.bench-installed ## bertc int8 vs fp32 vs ONNX Runtime int8: speed (MiniLM seq 128) and accuracy on rt-sentiment
 	$(PY) benchmarks/int8.py
+
+bench-text: setup ## text in: the C tokenizer's time beside MiniLM's text-to-embedding time, per rt-sentiment snippet
+	$(PY) benchmarks/text.py
 
 bench-lengths: setup ## MiniLM compiled for 1..512 vs compiled at exactly L (1, 7, 27, 64, 128): within 10%?
 	$(PY) benchmarks/lengths.py

@@ -2,7 +2,8 @@
 it on a sentence at the sentence's own length, and print its agreement with PyTorch and its latency
 beside PyTorch's on the same unpadded input (interleaved runs, same process). Then
 compile it with --dtype int8 and time it beside fp32. Then compile it for android-arm64 and run that under
-qemu-aarch64 (agreement only: emulated timings mean nothing), in fp32, fp16 and int8."""
+qemu-aarch64 (agreement only: emulated timings mean nothing), in fp32, fp16 and int8. Last, text in: the
+artifact's own tokenizer and sentence-transformers head, on the host and on the device."""
 
 from __future__ import annotations
 
@@ -102,9 +103,37 @@ def main() -> int:
         size = sum(f.stat().st_size for f in arm.path.rglob("*") if f.is_file()) / 2**20
         print(f"{dtype:5s} | {err:18.2e} | {cosine:15.7f} | {'+'.join(kernels):12s} | {size:12.1f}")
         arms[dtype] = arm
+    text_in(path, art, arms["fp32"])
     print(f"\nrun it yourself: bertc run {art.path} --text \"{SENTENCE}\"")
     print(f"                 bertc run {arms['fp32'].path} --device qemu --text \"{SENTENCE}\"")
     return 0
+
+
+PAIRS = ["a gripping, funny film that never lets up", "an exciting and hilarious movie", "the soup was cold"]
+
+
+def text_in(path: str, art, arm) -> None:
+    """Issue 20: text in, embedding out, with the artifact's own C tokenizer and sentence-transformers head,
+    on the host and under qemu, beside sentence-transformers itself."""
+    from sentence_transformers import SentenceTransformer
+
+    want = SentenceTransformer(path, device="cpu").encode(PAIRS, convert_to_numpy=True)
+    host = art.load(threads=1)
+    ours = host.encode(PAIRS)
+    t = time.perf_counter()
+    for _ in range(100):
+        host.tokenize(PAIRS[0])
+    tok_us = (time.perf_counter() - t) / 100 * 1e6
+    print(f"\ntext in (tokenizer.bin + head.bin: no Python tokenizer, no pooling code of yours), host: "
+          f"model.encode(texts) vs sentence-transformers: max |diff| {np.abs(ours - want).max():.2e}; cosines "
+          f"{ours[0] @ ours[1]:.3f} (same meaning), {ours[0] @ ours[2]:.3f} (not); tokenizing one sentence "
+          f"{tok_us:.1f} us (from Python)")
+    phone = arm.load(device="qemu")
+    emb, info = phone.run_text(PAIRS[0])
+    same = info[0]["ids"] == T.AutoTokenizer.from_pretrained(path)(PAIRS[0])["input_ids"]
+    print(f"android-arm64 under qemu, bertc_run --text: ids {'=' if same else '!='} transformers' "
+          f"({len(info[0]['ids'])} tokens, tokenized on the device); embedding cosine vs sentence-transformers "
+          f"{float(emb['sentence_embedding'][0] @ want[0]):.7f}")
 
 
 if __name__ == "__main__":

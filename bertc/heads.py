@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BertcError
+from .student import is_student, load_student
 
 MAGIC, VERSION = b"BHED", 1
 CLASSIFY, EMBED = 1, 2
@@ -90,9 +91,7 @@ def _activation_name(fn) -> str:
 
 def classification_head(path: Path, config: dict) -> Head:
     """The head of a *ForSequenceClassification folder or a bertc search student, from its own weights."""
-    from transformers import AutoModelForSequenceClassification
-
-    from .student import is_student, load_student
+    from transformers import AutoModelForSequenceClassification  # seconds to import: only for a classifier
 
     try:
         model = load_student(path) if is_student(path) else AutoModelForSequenceClassification.from_pretrained(

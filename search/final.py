@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import AutoConfig
 
@@ -138,6 +137,21 @@ def _train_longer(st: Study, cand: Candidate, student, teacher, tokenizer, task:
         desc="final")
 
 
+STUDENT_README = """# A bertc search student
+
+A BERT sequence classifier cut from the teacher by `bertc search`, with its tokenizer.
+
+- Compiled: `{out}/student.bertc` is the artifact the search timed: encoder, classifier head and tokenizer.
+  `bertc run {out}/student.bertc --text "a gripping film"` prints the label and its probability (add
+  `--device qemu` or `--device adb` for a phone; no Python runs there).
+- Compile again: `bertc compile {folder} --target TARGET --max-seq-len N` (the search prints its own command).
+- PyTorch: `bertc.student.load_student("{folder}")` gives a `BertForSequenceClassification`. Plain
+  `transformers.AutoModelForSequenceClassification.from_pretrained` cannot load this folder when its layers
+  differ (config.json's `attention_heads` and `intermediate_sizes`, one per layer): transformers builds every
+  layer with one head count and one FFN width, and takes the head size as hidden / heads.
+"""
+
+
 def _save(st: Study, student, tokenizer, out: dict) -> Path:
     """The student (classifier, tokenizer, report so far) staged and published as ``OUT/student``."""
     folder, staging = st.out / "student", st.out / ".student.tmp"
@@ -146,6 +160,7 @@ def _save(st: Study, student, tokenizer, out: dict) -> Path:
         student.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
     (staging / "student_report.json").write_text(json.dumps(out, indent=2) + "\n")
+    (staging / "README.md").write_text(STUDENT_README.format(folder=folder, out=st.out))
     publish(staging, folder)
     return folder
 
@@ -160,8 +175,7 @@ def _measure(st: Study, cand: Candidate, folder: Path, student, teacher, tokeniz
     out["latency"] = lengths.describe()
     out["latency_ms"] = round(time_artifact(art.path, cand.threads, lengths, s.device, s.runs), 4)
     if not s.device or s.device == "host":
-        out["compiled_test_accuracy"] = compiled_accuracy(art.path, student.classifier, tokenizer, task.test,
-                                                          cand.threads)
+        out["compiled_test_accuracy"] = compiled_accuracy(art.path, task.test, cand.threads)
     out["torch_ms"] = {"teacher": round(torch_ms(teacher.bert, lengths, t["threads"]), 4),
                        "student": round(torch_ms(student.bert, lengths, cand.threads), 4)}
     out["speedup_vs_teacher"] = round(t["latency_ms"] / out["latency_ms"], 3)
@@ -173,14 +187,13 @@ def _measure(st: Study, cand: Candidate, folder: Path, student, teacher, tokeniz
     out["accuracy_kept"] = round(out["test_accuracy"] / t["test_accuracy"], 4)
 
 
-def compiled_accuracy(art_path: Path, classifier, tokenizer, examples, threads: int) -> float:
-    """Accuracy of the compiled encoder (bertc's runtime) + the student's classifier head on ``examples``, each
-    at its own length (a --max-seq-len artifact) or padded to the artifact's one length."""
+def compiled_accuracy(art_path: Path, examples, threads: int) -> float:
+    """Accuracy of the student's artifact on ``examples`` as a device would answer: its own C tokenizer and
+    classifier head (tokenizer.bin, head.bin), each text at its own length (a --max-seq-len artifact) or padded
+    to the artifact's one length."""
     model = load(art_path, threads=threads)
-    w, b = classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
-    seq, right = model.seq_len, 0
-    for text, label in examples:
-        ids = np.asarray([tokenizer(text, truncation=True, max_length=seq)["input_ids"]], np.int64)
-        pooled = model(ids, np.ones_like(ids), np.zeros_like(ids))["pooler_output"]
-        right += int(np.argmax(pooled[0] @ w.T + b) == label)
-    return right / len(examples)
+    labels = model.labels
+    if not labels:
+        raise BertcError(f"{art_path} has no classifier head: {json.loads((art_path / 'report.json').read_text())}")
+    answers = model.classify([text for text, _ in examples])
+    return sum(labels.index(a["label"]) == label for a, (_, label) in zip(answers, examples)) / len(examples)
