@@ -111,8 +111,8 @@ test-sanitize: setup runtime-debug ## kernel_check, models on edge inputs and fr
 		build/sanitize/bert2.bertc/src/model.c $(RT_SRC) -lm
 	TSAN_OPTIONS=halt_on_error=1 build/tsan/model_threads build/sanitize/bert2.bertc
 
-# The loader's libFuzzer target (runtime/tests/fuzz_loader.c): manifest, weights and inputs, from the seeds in
-# runtime/tests/fuzz_corpus; what it finds goes to build/fuzz/corpus, a crash to build/fuzz/crash-*.
+# The loader's libFuzzer target (runtime/tests/fuzz_loader.c): manifest, weights, inputs, tokenizer.bin and
+# head.bin, from the seeds in runtime/tests/fuzz_corpus; what it finds goes to build/fuzz/corpus, a crash to build/fuzz/crash-*.
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS = -dict=runtime/tests/fuzz_loader.dict -max_len=8192 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
 	-max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus runtime/tests/fuzz_corpus
@@ -121,7 +121,8 @@ build/fuzz/fuzz_loader: runtime/tests/fuzz_loader.c runtime/src/sha256.c $(RT_HE
 	$(NEED_CLANG)
 	@mkdir -p $(@D)
 	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
-		-Wno-unused-parameter -Iruntime/include -Iruntime/src -o $@ runtime/tests/fuzz_loader.c runtime/src/sha256.c
+		-Wno-unused-parameter -DBERTC_FUZZ -Iruntime/include -Iruntime/src -o $@ runtime/tests/fuzz_loader.c \
+		runtime/src/sha256.c -lm
 
 fuzz: build/fuzz/fuzz_loader ## fuzz the loader: manifest, weights, inputs (FUZZ_SECONDS=600)
 	@mkdir -p build/fuzz/corpus

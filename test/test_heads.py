@@ -109,3 +109,23 @@ def test_an_encoder_without_a_head_says_how_to_get_one(minilm_path, tmp_path):
         model.classify("text")
     with pytest.raises(BertcError, match="sentence-transformers folder"):
         model.encode("text")
+
+
+def test_a_damaged_head_bin_is_refused_at_load(tmp_path, minilm_path):
+    """A head.bin whose labels run past its end (checksum fixed up, as a crafted file would be): refused by
+    name, not read past the end (the fuzzer found that read; runtime/tests/fuzz_corpus/head-cut-labels)."""
+    import hashlib
+    import shutil
+
+    folder = _classifier_folder(tmp_path, minilm_path, "bert")
+    art = bertc.compile(folder, "host", out=tmp_path / "c.bertc", max_seq_len=16)
+    copy = tmp_path / "copy.bertc"
+    shutil.copytree(art.path, copy)
+    data = (copy / "head.bin").read_bytes()[:-5]
+    (copy / "head.bin").write_bytes(data[:8] + hashlib.sha256(data[40:]).digest() + data[40:])
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["head.bin"] = {"sha256": bertc.artifact.sha256_file(copy / "head.bin"),
+                                     "bytes": len(data)}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BertcError, match="head.bin: inconsistent labels"):
+        bertc.load(copy)

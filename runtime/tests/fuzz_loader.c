@@ -6,7 +6,12 @@
  *   '2' (2 mod 3)  bertc_run's int64 inputs: check_inputs, with a header byte each for the compiled
  *                  batch and length, the call's batch and length, vocab, type vocab, which inputs exist
  *                  and whether the program is dynamic (unpadded [batch, seq] slots)
+ *   't'            tokenizer.bin (src/tokenizer.h): a byte for the token room, two for the length of a text,
+ *                  the text, then the file: tok_parse, and tok_encode of that text and of fixed ones
+ *   'h'            head.bin (src/head.h): head_parse, then head_row on hidden states of the file's width
  *
+ * Built with -DBERTC_FUZZ, the tokenizer's and the head's own sha256 is computed but not compared: the fuzzer
+ * could never forge it, and what it guards is what the fuzzer is here to reach.
  * Besides what ASan and UBSan catch, it aborts when a result breaks the contract: a refusal whose
  * message does not name the file, facts that are not what the parse promised, or an accepted input
  * copied with a value outside its range. `make fuzz` builds and runs it from runtime/tests/fuzz_corpus
@@ -15,7 +20,9 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime/include -Iruntime/src \
  *     runtime/tests/fuzz_loader.c runtime/src/sha256.c -o fuzz_loader */
 #pragma GCC diagnostic ignored "-Wunused-function" /* the file-reading half of loader.h */
+#include "head.h"
 #include "loader.h"
+#include "tokenizer.h"
 
 #include <stdint.h>
 
@@ -124,8 +131,65 @@ static void fuzz_inputs(const uint8_t *data, size_t size) {
   free(arena);
 }
 
+static void fuzz_tokenizer(const uint8_t *data, size_t size) {
+  if (size < 3) return;
+  const int64_t cap = 2 + data[0] % 40;
+  size_t text_len = (size_t)data[1] | (size_t)data[2] << 8;
+  data += 3;
+  size -= 3;
+  if (text_len > size) text_len = size;
+  char *text = malloc(text_len ? text_len : 1);
+  memcpy(text, data, text_len);
+  const size_t len = size - text_len;
+  uint8_t *file = malloc(len ? len : 1); /* exactly the file's bytes (malloc: aligned as read_file's) */
+  memcpy(file, data + text_len, len);
+  bertc_tokenizer t;
+  char err[512] = "";
+  if (tok_parse(file, len, "tokenizer.bin", &t, err) == BERTC_OK) {
+    static const char *fixed[] = {"", " ", "Hello, World! [MASK] héllo 中文 가 \xf0\x9f\x98\x80", "\xff bad", "a\xcc\x81\xcc\x96\x62"};
+    int64_t ids[64], types[64], count = -1;
+    for (int k = -1; k < 5; k++) {
+      const char *s = k < 0 ? text : fixed[k];
+      const int64_t n = k < 0 ? (int64_t)text_len : (int64_t)strlen(s);
+      if (tok_encode(&t, s, n, ids, types, cap, &count, err) != BERTC_OK) {
+        expect(strstr(err, "UTF-8") != NULL || strstr(err, "memory") != NULL, "a tokenizer refusal that names no cause");
+        continue;
+      }
+      expect(count >= 2 && count <= cap, "tok_encode wrote outside the room it was given");
+      expect(ids[0] == t.cls && ids[count - 1] == t.sep, "tok_encode lost [CLS] or [SEP]");
+    }
+  } else {
+    expect(strstr(err, "tokenizer.bin") && strstr(err, "recompile"), "a tokenizer refusal without the file or the fix");
+  }
+  free(file);
+  free(text);
+}
+
+static void fuzz_head(const uint8_t *data, size_t size) {
+  uint8_t *file = malloc(size ? size : 1);
+  memcpy(file, data, size);
+  bertc_head *h = malloc(sizeof *h);
+  char err[512] = "";
+  if (head_parse(file, size, "head.bin", h, err) == BERTC_OK) {
+    const int64_t seq = 3, mask[3] = {1, 0, 1};
+    float *hidden = calloc((size_t)(seq * h->width), sizeof *hidden), *pooled = calloc(h->width, sizeof *pooled);
+    float *scratch = calloc(2 * (size_t)h->widest, sizeof *scratch), *out = calloc(2 * (size_t)h->out_width, sizeof *out);
+    for (int64_t i = 0; i < seq * (int64_t)h->width; i++) hidden[i] = (float)(i % 7) - 3;
+    head_row(h, hidden, pooled, mask, seq, scratch, out, out + h->out_width);
+    free(hidden); free(pooled); free(scratch); free(out);
+  } else {
+    expect(strstr(err, "head.bin") && strstr(err, "recompile"), "a head refusal without the file or the fix");
+  }
+  free(h);
+  free(file);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
+  if (data[0] == 't' || data[0] == 'h') {
+    (data[0] == 't' ? fuzz_tokenizer : fuzz_head)(data + 1, size - 1);
+    return 0;
+  }
   switch (data[0] % 3) {
     case 0: fuzz_manifest(data + 1, size - 1); break;
     case 1: fuzz_weights(data + 1, size - 1); break;
