@@ -4,7 +4,8 @@
 The source of truth is the Hugging Face ``tokenizers`` pipeline the model folder describes (its
 tokenizer.json, or the one transformers builds from vocab.txt): the C tokenizer must give exactly its ids.
 Kinds read so far: WordPiece (BERT, MiniLM, DistilBERT, ELECTRA) with the BertNormalizer and the
-BertPreTokenizer. Any other kind, normalizer or pre-tokenizer is named in ``Unsupported`` and the
+BertPreTokenizer; byte-level BPE (RoBERTa, and GPT-2's tokenizer in general) with no normalizer and the
+ByteLevel pre-tokenizer, its merges applied lowest rank first. Any other kind, normalizer or pre-tokenizer is named in ``Unsupported`` and the
 artifact is built without tokenizer.bin (``bertc run --text`` then tokenizes with transformers on the host).
 
 The C side normalizes in the order the BertNormalizer does:
@@ -14,6 +15,10 @@ The C side normalizes in the order the BertNormalizer does:
          --map2--> drop nonspacing marks (when stripped), lowercase (when lowercasing)
          --flags--> split on whitespace, isolate punctuation (BertPreTokenizer)
          --> greedy longest-match WordPiece over the vocabulary, [CLS] ... [SEP], truncation
+
+and byte-level BPE: split as GPT-2's pattern does ('s 't ... | ?letters | ?numbers | ?other | spaces), each
+piece's bytes merged pair by pair in the merges' order, <s> ... </s>. The vocabulary and merges are stored
+as raw bytes (GPT-2's byte-to-character alphabet undone here), so the C side never maps bytes.
 
 Every per-character table is generated here from Python's ``unicodedata`` (Unicode 14 on Python 3.11),
 never written by hand. ``tokenizers`` was built with other Unicode versions (its categories are older,
@@ -25,7 +30,8 @@ contract. ``Tables.overrides`` counts them; report.json shows the count.
 File layout (little-endian):
 
     0   "BTOK", u32 version, u8[32] sha256 of bytes 40..end
-    40  u32 kind (1 WordPiece), u32 flags (1 clean text, 2 CJK, 4 strip accents, 8 lowercase)
+    40  u32 kind (1 WordPiece, 2 byte-level BPE), u32 flags (1 clean text, 2 CJK, 4 strip accents, 8 lowercase;
+        16 add a prefix space, 32 a piece in the vocabulary is taken whole)
     48  u32 max_length, i32 unk, cls, sep, pad, u32 cls_type, seq_type, sep_type,
         u32 max_input_chars_per_word, u32 longest map1 output, u32 longest map2 output
     96  NSECT x (u32 offset, u32 count): the sections below, each 4-byte aligned
@@ -38,19 +44,22 @@ import json
 import os
 import struct
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BertcError
 
-MAGIC, VERSION = b"BTOK", 1
-WORDPIECE = 1
-CLEAN_TEXT, HANDLE_CJK, STRIP_ACCENTS, LOWERCASE = 1, 2, 4, 8
+MAGIC, VERSION = b"BTOK", 2  # 2: byte-level BPE (the kind, its merges)
+WORDPIECE, BYTE_BPE = 1, 2
+CLEAN_TEXT, HANDLE_CJK, STRIP_ACCENTS, LOWERCASE = 1, 2, 4, 8  # WordPiece: the BertNormalizer's settings
+ADD_PREFIX_SPACE, IGNORE_MERGES = 16, 32  # byte-level BPE: the ByteLevel pre-tokenizer's and the model's
+# a code point's class for byte-level BPE's split (GPT-2's pattern: letters, numbers, whitespace, the rest)
+LETTER, NUMBER = 2, 4
 # flags of a normalized character for the pre-tokenizer (the top byte of a run's info)
 WHITESPACE, PUNCTUATION = 1, 2
 SECTIONS = ("run_start", "run_info", "map", "pool", "ccc", "vocab_offsets", "vocab_bytes", "hash", "added",
-            "added_bytes", "prefix")
+            "added_bytes", "prefix", "merges", "merge_hash")
 HEADER_BYTES = 96 + 8 * len(SECTIONS)
 MAX_CODE_POINT = 0x110000
 _SEPARATOR = "\ua66e"  # CYRILLIC LETTER MULTIOCULAR O: no case, no decomposition, combining class 0, a letter
@@ -214,17 +223,48 @@ def _build_tables(flags: int, normalizer, pre_tokenizer) -> Tables:
     return Tables(run_start, run_info, maps, pool, ccc, longest, overrides)
 
 
+def _bpe_class(c: str) -> int:
+    """GPT-2's pattern's class of a character, as unicodedata says: \\p{L}, \\p{N}, \\s or none of them."""
+    cat = unicodedata.category(c)
+    return LETTER if cat[0] == "L" else NUMBER if cat[0] == "N" else WHITESPACE if c.isspace() else 0
+
+
+def _hf_bpe_class(pre_tokenizer, c: str) -> int:
+    """The class the ByteLevel pre-tokenizer's own regex gives c: what it joins after a letter, a digit, '!'."""
+    for probe, cls in (("a", LETTER), ("1", NUMBER), ("!", 0)):
+        if len(pre_tokenizer.pre_tokenize_str(probe + c)) == 1:
+            return cls
+    return WHITESPACE
+
+
+def _build_bpe_tables(pre_tokenizer) -> Tables:
+    """One class per code point for the split; no maps (byte-level BPE has no normalizer)."""
+    overrides, info = 0, [0] * MAX_CODE_POINT
+    for cp in _code_points():
+        if (c := _char(cp)) is None:
+            continue
+        ours, theirs = _bpe_class(c), _hf_bpe_class(pre_tokenizer, c)
+        overrides += ours != theirs
+        info[cp] = theirs << 24
+    run_start, run_info = [], []
+    for cp, i in enumerate(info):
+        if not run_info or i != run_info[-1]:
+            run_start.append(cp)
+            run_info.append(i)
+    return Tables(run_start, run_info, [0, 0xFFFFFFFF, 0, 0xFFFFFFFF], [], [], (3, 1), overrides)
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("BERTC_CACHE") or Path.home() / ".cache" / "bertc") / "unicode"
 
 
-def unicode_tables(flags: int, normalizer, pre_tokenizer) -> Tables:
-    """The tables for normalizer flags ``flags``: built once per tokenizers version, Python Unicode version and
-    version of this file (building them looks at all 1.1 million code points, about 7 s), then read from
-    $BERTC_CACHE/unicode/ (a JSON file: data, never code)."""
+def unicode_tables(kind: int, flags: int, normalizer, pre_tokenizer) -> Tables:
+    """The tables for a tokenizer of ``kind`` with normalizer flags ``flags``: built once per tokenizers version,
+    Python Unicode version and version of this file (building them looks at all 1.1 million code points, 7 s
+    for WordPiece, 10 s for byte-level BPE), then read from $BERTC_CACHE/unicode/ (JSON: data, never code)."""
     import tokenizers
 
-    key = hashlib.sha256(f"{flags} {tokenizers.__version__} {unicodedata.unidata_version} "
+    key = hashlib.sha256(f"{kind} {flags} {tokenizers.__version__} {unicodedata.unidata_version} "
                          f"{Path(__file__).read_bytes().hex()}".encode()).hexdigest()[:16]
     path = _cache_dir() / f"{key}.json"
     try:
@@ -232,7 +272,7 @@ def unicode_tables(flags: int, normalizer, pre_tokenizer) -> Tables:
         return Tables(**{**data, "longest": tuple(data["longest"])})
     except (OSError, ValueError, TypeError, KeyError):
         pass
-    tables = _build_tables(flags, normalizer, pre_tokenizer)
+    tables = _build_tables(flags, normalizer, pre_tokenizer) if kind == WORDPIECE else _build_bpe_tables(pre_tokenizer)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -259,7 +299,9 @@ class Spec:
     types: tuple[int, int, int]  # token type of [CLS], of the text, of [SEP]
     prefix: str
     max_input_chars_per_word: int
-    added: dict[str, int]  # special tokens matched in the raw text
+    added: dict[str, tuple[int, bool, bool]]  # special tokens matched in the raw text: id, lstrip, rstrip
+    kind: int = WORDPIECE
+    merges: list[tuple[int, int, int]] = field(default_factory=list)  # byte-level BPE, by rank: left, right, merged
 
 
 def backend_tokenizer(folder: Path):
@@ -277,12 +319,14 @@ def backend_tokenizer(folder: Path):
 
 
 def read_spec(config: dict[str, Any]) -> Spec:
-    """The WordPiece tokenizer a tokenizer.json (as a dict) describes, or Unsupported naming what is not."""
-    model, norm, pre, post = (config.get(k) or {} for k in ("model", "normalizer", "pre_tokenizer",
-                                                             "post_processor"))
+    """The tokenizer a tokenizer.json (as a dict) describes, or Unsupported naming what is not read yet."""
+    model = config.get("model") or {}
+    if model.get("type") == "BPE":
+        return _read_bpe(config)
     if model.get("type") != "WordPiece":
-        raise Unsupported(f"its model is {model.get('type')!r}; the C tokenizer reads WordPiece so far "
-                          "(byte-level BPE and Unigram are still to come)")
+        raise Unsupported(f"its model is {model.get('type')!r}; the C tokenizer reads WordPiece and byte-level BPE so "
+                          "far (SentencePiece Unigram is still to come)")
+    norm, pre, post = (config.get(k) or {} for k in ("normalizer", "pre_tokenizer", "post_processor"))
     if norm.get("type") != "BertNormalizer":
         raise Unsupported(f"its normalizer is {norm.get('type')!r}; the C tokenizer reads the BertNormalizer")
     if pre.get("type") != "BertPreTokenizer":
@@ -292,19 +336,74 @@ def read_spec(config: dict[str, Any]) -> Spec:
     flags = ((CLEAN_TEXT if norm.get("clean_text") else 0) | (HANDLE_CJK if norm.get("handle_chinese_chars") else 0)
              | (STRIP_ACCENTS if (lowercase if strip is None else strip) else 0) | (LOWERCASE if lowercase else 0))
     vocab = model["vocab"]
-    added = {}
-    for tok in config.get("added_tokens", []):
-        if any(tok.get(k) for k in ("lstrip", "rstrip", "single_word")) or tok.get("normalized"):
-            raise Unsupported(f"its added token {tok['content']!r} is matched with lstrip, rstrip, single_word or "
-                              "after normalization, which the C tokenizer does not do yet")
-        added[tok["content"]] = tok["id"]
     cls, sep, types = _special_tokens(post, vocab)
     unk = vocab.get(model.get("unk_token", ""))
     if unk is None:
         raise Unsupported(f"its unknown token {model.get('unk_token')!r} is not in the vocabulary")
     pad = (config.get("padding") or {}).get("pad_id", vocab.get("[PAD]", 0))
     return Spec(flags, vocab, unk, cls, sep, pad, types, model.get("continuing_subword_prefix", "##"),
-                int(model.get("max_input_chars_per_word", 100)), added)
+                int(model.get("max_input_chars_per_word", 100)), _added_tokens(config, normalized_ok=False))
+
+
+def _added_tokens(config: dict[str, Any], normalized_ok: bool) -> dict[str, tuple[int, bool, bool]]:
+    """The added tokens, matched in the raw text (a normalized one only where the tokenizer has no normalizer,
+    so that its normalized text is the raw text)."""
+    added = {}
+    for tok in config.get("added_tokens", []):
+        if tok.get("single_word") or (tok.get("normalized") and not normalized_ok):
+            raise Unsupported(f"its added token {tok['content']!r} is matched as a single word or after "
+                              "normalization, which the C tokenizer does not do yet")
+        added[tok["content"]] = (tok["id"], bool(tok.get("lstrip")), bool(tok.get("rstrip")))
+    return added
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-to-character alphabet (bytes_to_unicode), inverted: which byte each character of a byte-level
+    vocabulary stands for. (test_tokenizer.py checks it against tokenizers' ByteLevel.alphabet().)"""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
+    extra = [b for b in range(256) if b not in printable]
+    chars = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(extra)}
+    return {c: b for b, c in chars.items()}
+
+
+def _read_bpe(config: dict[str, Any]) -> Spec:
+    model, pre, post = (config.get(k) or {} for k in ("model", "pre_tokenizer", "post_processor"))
+    if config.get("normalizer"):
+        raise Unsupported(f"its BPE has a normalizer ({config['normalizer'].get('type')!r}); the C tokenizer reads "
+                          "byte-level BPE without one (RoBERTa's, GPT-2's)")
+    if pre.get("type") != "ByteLevel" or not pre.get("use_regex", True):
+        raise Unsupported(f"its BPE pre-tokenizer is {pre.get('type')!r}; the C tokenizer reads ByteLevel with "
+                          "GPT-2's split")
+    for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key):
+            raise Unsupported(f"its BPE sets {key}, which the C tokenizer does not do")
+    if model.get("byte_fallback") or model.get("fuse_unk"):
+        raise Unsupported("its BPE falls back to bytes or fuses unknown tokens, which byte-level BPE never needs")
+    alphabet = _byte_alphabet()
+    vocab = {}
+    for text, i in model["vocab"].items():
+        try:
+            vocab[bytes(alphabet[c] for c in text).decode("latin-1")] = i
+        except KeyError:
+            raise Unsupported(f"its vocabulary entry {text!r} is not in GPT-2's byte alphabet") from None
+    raw = {i: t for t, i in vocab.items()}
+    merges = []
+    for rank, m in enumerate(model.get("merges", [])):
+        left, right = m.split(" ", 1) if isinstance(m, str) else m
+        l, r = (bytes(alphabet[c] for c in x).decode("latin-1") for x in (left, right))
+        if l not in vocab or r not in vocab or l + r not in vocab:
+            raise Unsupported(f"its merge #{rank} ({left} {right}) names a token not in the vocabulary")
+        merges.append((vocab[l], vocab[r], vocab[l + r]))
+    assert len(raw) == len(vocab)
+    if post.get("type") == "RobertaProcessing":
+        cls, sep, types = post["cls"][1], post["sep"][1], (0, 0, 0)
+    else:
+        cls, sep, types = _special_tokens(post, model["vocab"])
+    pad = (config.get("padding") or {}).get("pad_id", model["vocab"].get("<pad>", 1))
+    flags = (ADD_PREFIX_SPACE if pre.get("add_prefix_space") else 0) | (IGNORE_MERGES if model.get("ignore_merges") else 0)
+    unk = model["vocab"].get(model.get("unk_token") or "", 0)
+    return Spec(flags, vocab, unk, cls, sep, pad, types, "", 0, _added_tokens(config, normalized_ok=True),
+                BYTE_BPE, merges)
 
 
 def _special_tokens(post: dict[str, Any], vocab: dict[str, int]) -> tuple[int, int, tuple[int, int, int]]:
@@ -351,18 +450,37 @@ def _hash_table(tokens: list[bytes]) -> list[int]:
     return slots
 
 
+def merge_key(left: int, right: int) -> int:
+    """The merges' hash of a pair of ids (tokenizer.c computes the same)."""
+    return ((left * 0x9E3779B1) ^ (right * 0x85EBCA77)) & 0xFFFFFFFF
+
+
+def _merge_hash(merges: list[tuple[int, int, int]]) -> list[int]:
+    """Open addressing: slot = rank + 1 of the pair hashed there, 0 empty; a power of two at least twice the merges."""
+    size = 1
+    while size < 2 * len(merges):
+        size *= 2
+    slots = [0] * size
+    for rank, (left, right, _) in enumerate(merges):
+        h = merge_key(left, right) & (size - 1)
+        while slots[h]:
+            h = (h + 1) & (size - 1)
+        slots[h] = rank + 1
+    return slots
+
+
 def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
     """tokenizer.bin's bytes."""
     size = max(spec.vocab.values()) + 1
     tokens = [b""] * size
-    for text, i in spec.vocab.items():
-        tokens[i] = text.encode()
+    for text, i in spec.vocab.items():  # byte-level BPE's entries are raw bytes, held as latin-1 text
+        tokens[i] = text.encode("latin-1" if spec.kind == BYTE_BPE else "utf-8")
     offsets = [0]
     for t in tokens:
         offsets.append(offsets[-1] + len(t))
     added, added_bytes = [], b""
-    for text, i in sorted(spec.added.items()):
-        added += [i, len(added_bytes), len(text.encode())]
+    for text, (i, lstrip, rstrip) in sorted(spec.added.items()):
+        added += [i | lstrip << 30 | rstrip << 31, len(added_bytes), len(text.encode())]
         added_bytes += text.encode()
     slots = _hash_table(tokens)
     sections = {
@@ -377,11 +495,14 @@ def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
         "added": struct.pack(f"<{len(added)}I", *added),
         "added_bytes": added_bytes,
         "prefix": spec.prefix.encode(),
+        "merges": b"".join(struct.pack("<3I", *m) for m in spec.merges),
+        "merge_hash": struct.pack(f"<{len(merge_slots := _merge_hash(spec.merges))}I", *merge_slots),
     }
     counts = {"run_start": len(tables.run_start), "run_info": len(tables.run_info), "map": len(tables.maps) // 4,
               "pool": len(tables.pool), "ccc": len(tables.ccc), "vocab_offsets": len(offsets), "vocab_bytes": len(sections["vocab_bytes"]),
-              "hash": len(slots), "added": len(spec.added), "added_bytes": len(added_bytes), "prefix": len(sections["prefix"])}
-    body = bytearray(struct.pack("<2I", WORDPIECE, spec.flags))
+              "hash": len(slots), "added": len(spec.added), "added_bytes": len(added_bytes), "prefix": len(sections["prefix"]),
+              "merges": len(spec.merges), "merge_hash": len(merge_slots)}
+    body = bytearray(struct.pack("<2I", spec.kind, spec.flags))
     body += struct.pack("<I4i3I3I", max_length, spec.unk, spec.cls, spec.sep, spec.pad, *spec.types,
                         spec.max_input_chars_per_word, *tables.longest)
     body += bytes(HEADER_BYTES - 8 * len(SECTIONS) - 40 - len(body))  # the section table starts at byte 96
@@ -409,9 +530,11 @@ def write_tokenizer_bin(folder: Path, out: Path, max_length: int) -> Built:
     backend = backend_tokenizer(folder)
     config = json.loads(backend.to_str())
     spec = read_spec(config)
-    tables = unicode_tables(spec.flags, backend.normalizer, backend.pre_tokenizer)
+    flags = spec.flags if spec.kind == WORDPIECE else 0  # byte-level BPE's classes do not depend on its flags
+    tables = unicode_tables(spec.kind, flags, backend.normalizer, backend.pre_tokenizer)
     data = encode(spec, tables, max_length)
     out.write_bytes(data)
-    return Built("WordPiece", len(spec.vocab), len(data), tables.overrides)
+    return Built("WordPiece" if spec.kind == WORDPIECE else "byte-level BPE", len(spec.vocab), len(data),
+                 tables.overrides)
 
 

@@ -1,8 +1,9 @@
 """The C tokenizer in the artifact (issue 20: tokenizer.bin, runtime/src/tokenizer.h) gives exactly the ids of
 the Hugging Face tokenizers pipeline it was compiled from: on every rt-sentiment snippet, on a stress set
 (accents, CJK, emoji, control and zero-width characters, long words, empty and whitespace-only text, a
-100,000-character text), on random Unicode strings, for the real MiniLM's uncased WordPiece and for cased and
-other normalizer settings; and it refuses invalid UTF-8 by name."""
+100,000-character text), on random Unicode strings, for the real MiniLM's uncased WordPiece, for cased and
+other normalizer settings, and for a RoBERTa-style byte-level BPE (trained here on rt-sentiment: no RoBERTa
+vocabulary ships in a package); and it refuses invalid UTF-8 by name."""
 
 from __future__ import annotations
 
@@ -204,3 +205,77 @@ def test_text_runs_on_arm64_under_qemu_with_no_python_tokenizer(minilm_path, tmp
     _, info = model.run_text(["word " * 100])
     ref.enable_truncation(32)
     assert info == [{"cut": True, "ids": ref.encode("word " * 100).ids}]
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory):
+    """A tiny RoBERTa with a byte-level BPE tokenizer laid out as roberta-base's tokenizer.json is (no
+    normalizer, ByteLevel, RobertaProcessing, <mask> with lstrip), its vocabulary trained on rt-sentiment."""
+    import torch
+    import transformers as T
+    from conftest import tiny_config
+    from tokenizers import ByteLevelBPETokenizer
+
+    task = load_task("rt-sentiment")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([t for t, _ in task.train], vocab_size=3000, min_frequency=2, show_progress=False,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    folder = tmp_path_factory.mktemp("roberta")
+    T.RobertaTokenizerFast(tokenizer_object=bpe._tokenizer).save_pretrained(folder)
+    data = json.loads((folder / "tokenizer.json").read_text())
+    data["post_processor"] = {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
+                              "trim_offsets": True, "add_prefix_space": False}
+    for tok in data["added_tokens"]:  # as roberta-base ships them
+        tok["normalized"], tok["lstrip"] = tok["content"] != "<mask>", tok["content"] == "<mask>"
+    (folder / "tokenizer.json").write_text(json.dumps(data))
+    torch.manual_seed(0)
+    T.AutoModel.from_config(tiny_config("roberta", vocab=3000)).save_pretrained(folder)
+    art = bertc.compile(str(folder), "host", out=folder / "r.bertc", max_seq_len=256)
+    return folder, bertc.load(art.path)
+
+
+BPE_STRESS = STRESS + ["it's  we'll  they're I'M 'd ''s", "a  b\n\nc \t d  ", "x <mask> y<mask>z  <mask>  w",
+                       "  leading", "trailing  ", "numbers 123 4.5 ½ ٣ Ⅻ", "<s></s><pad><unk>"]
+
+
+def test_byte_level_bpe_matches_on_every_snippet_and_the_stress_set(roberta):
+    folder, model = roberta
+    report = json.loads((model.path / "report.json").read_text())["tokenizer"]
+    assert report["kind"] == "byte-level BPE" and report["compiled"]
+    ref = reference(folder)
+    task = load_task("rt-sentiment")
+    texts = [t for split in (task.train, task.dev, task.test) for t, _ in split]
+    for i in range(0, len(texts), 1000):
+        assert_same(model, ref, texts[i:i + 1000], cap=256)
+    assert_same(model, ref, BPE_STRESS, cap=256)
+    assert_same(model, ref, BPE_STRESS, cap=6)
+    assert_same(model, ref, [" ".join(BPE_STRESS) * 60, "x" * 100_000, "😀" * 30_000], cap=256)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=80) | st.text(alphabet=st.sampled_from(list(" \t\n'sdtmlrevé1½!<mask>中😀")), max_size=40))
+def test_byte_level_bpe_matches_on_random_unicode(roberta, text):
+    folder, model = roberta
+    assert_same(model, reference(folder), [text, text + "<mask>" + text], cap=256)
+
+
+def test_byte_level_alphabet_is_tokenizers_own():
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    from bertc.tokenizer import _byte_alphabet
+
+    alphabet = _byte_alphabet()
+    assert sorted(alphabet.values()) == list(range(256)) and set(alphabet) == set(ByteLevel.alphabet())
+
+
+def test_byte_level_bpe_with_a_prefix_space(roberta, tmp_path):
+    import shutil
+
+    folder, _ = roberta
+    variant = tmp_path / "prefix"
+    shutil.copytree(folder, variant, ignore=shutil.ignore_patterns("*.bertc"))
+    data = json.loads((variant / "tokenizer.json").read_text())
+    data["pre_tokenizer"]["add_prefix_space"] = True
+    (variant / "tokenizer.json").write_text(json.dumps(data))
+    model = bertc.load(bertc.compile(str(variant), "host", out=tmp_path / "p.bertc", max_seq_len=256).path)
+    assert_same(model, reference(variant), BPE_STRESS + [t for t, _ in load_task("rt-sentiment").test[:300]], cap=256)

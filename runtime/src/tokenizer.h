@@ -19,24 +19,45 @@
 #include "sha256.h"
 #include "status.h"
 
-enum { TOK_VERSION = 1, TOK_WORDPIECE = 1, TOK_HEADER = 96, TOK_SECTIONS = 11 };
-enum { TOK_CLEAN = 1, TOK_CJK = 2, TOK_STRIP = 4, TOK_LOWER = 8 };
+enum { TOK_VERSION = 2, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_HEADER = 96, TOK_SECTIONS = 13 };
+enum { TOK_CLEAN = 1, TOK_CJK = 2, TOK_STRIP = 4, TOK_LOWER = 8, TOK_PREFIX_SPACE = 16, TOK_IGNORE_MERGES = 32 };
+/* byte-level BPE: a code point's class for GPT-2's split, in the same top byte (whitespace is TOK_WS) */
+enum { TOK_LETTER = 2, TOK_NUMBER = 4 };
 /* a code point's flags: the top byte of its run's info */
 enum { TOK_WS = 1, TOK_PUNCT = 2, TOK_DROP1 = 4, TOK_SPACE1 = 8, TOK_PAD1 = 16, TOK_DROP2 = 32, TOK_HANGUL = 64 };
 #define TOK_ITSELF 0xFFFFFFFFu   /* a map entry's length when the character maps to itself */
+#define TOK_ADDED_ID 0x3FFFFFFFu /* an added token's id; bit 30: lstrip, bit 31: rstrip (the whitespace beside it goes with it) */
 #define TOK_MAX_CP 0x110000u
 #define TOK_MAX_BYTES ((int64_t)64 << 20) /* of text; tokenizer.bin itself may be as large */
 
 typedef struct {
-  uint32_t flags, max_length, max_word_chars, longest1, longest2, types[3];
+  uint32_t kind, flags, max_length, max_word_chars, longest1, longest2, types[3];
   int32_t unk, cls, sep, pad;
   const uint32_t *run_start, *run_info, *maps, *pool, *ccc, *vocab_off, *hash, *added;
   const uint8_t *vocab, *added_bytes, *prefix;
+  const uint32_t *merges, *merge_hash; /* byte-level BPE: (left, right, merged) by rank; slot = rank + 1 */
   uint32_t n_runs, n_maps, n_pool, n_ccc, n_vocab, n_vocab_bytes, n_hash, n_added, n_added_bytes, prefix_len;
+  uint32_t n_merges, n_merge_hash;
+  int64_t byte_id[256]; /* byte-level BPE: each byte's own token */
   uint8_t added_first[32]; /* bit set: the first bytes of the added tokens, to skip most positions fast */
 } bertc_tokenizer;
 
 static uint32_t tok_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* The id of prefix + s[0..n) in the vocabulary, -1 if absent (FNV-1a, as tokenizer.py hashes). */
+static int64_t tok_lookup(const bertc_tokenizer *t, const uint8_t *s, uint32_t n, int with_prefix) {
+  uint32_t h = 0x811C9DC5u, pn = with_prefix ? t->prefix_len : 0;
+  for (uint32_t i = 0; i < pn; i++) h = (h ^ t->prefix[i]) * 0x01000193u;
+  for (uint32_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x01000193u;
+  for (uint32_t probe = 0, slot = h & (t->n_hash - 1); probe < t->n_hash; probe++, slot = (slot + 1) & (t->n_hash - 1)) {
+    uint32_t id1 = t->hash[slot];
+    if (!id1) return -1;
+    const uint8_t *v = t->vocab + t->vocab_off[id1 - 1];
+    uint32_t vn = t->vocab_off[id1] - t->vocab_off[id1 - 1];
+    if (vn == pn + n && memcmp(v, t->prefix, pn) == 0 && memcmp(v + pn, s, n) == 0) return id1 - 1;
+  }
+  return -1;
+}
 
 /* Check tokenizer.bin's bytes (kept by the caller for as long as t is used) and point t into them.
  * Every offset, count, index and code point is range-checked here, once, so that tok_encode need not. */
@@ -62,9 +83,10 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
     return fail(err, BERTC_ERR_CHECKSUM, "%s: sha256 of its contents does not match its header (damaged?); "
                 "recompile the artifact", path);
 #endif
-  if (tok_u32(d + 40) != TOK_WORDPIECE)
+  t->kind = tok_u32(d + 40);
+  if (t->kind != TOK_WORDPIECE && t->kind != TOK_BYTE_BPE)
     return fail(err, BERTC_ERR_FORMAT, "%s holds a tokenizer of kind %u, which this runtime does not read; "
-                "recompile the artifact with this bertc", path, tok_u32(d + 40));
+                "recompile the artifact with this bertc", path, t->kind);
   t->flags = tok_u32(d + 44);
   t->max_length = tok_u32(d + 48);
   t->unk = (int32_t)tok_u32(d + 52);
@@ -76,7 +98,7 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   t->longest1 = tok_u32(d + 84);
   t->longest2 = tok_u32(d + 88);
   /* sections: offset and count; the element size of each */
-  static const uint32_t size[TOK_SECTIONS] = {4, 4, 16, 4, 4, 4, 1, 4, 12, 1, 1};
+  static const uint32_t size[TOK_SECTIONS] = {4, 4, 16, 4, 4, 4, 1, 4, 12, 1, 1, 12, 4};
   const uint8_t *sec[TOK_SECTIONS];
   uint32_t count[TOK_SECTIONS];
   for (int s = 0; s < TOK_SECTIONS; s++) {
@@ -97,6 +119,10 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   t->added = (const uint32_t *)sec[8];
   t->added_bytes = sec[9];
   t->prefix = sec[10];
+  t->merges = (const uint32_t *)sec[11];
+  t->merge_hash = (const uint32_t *)sec[12];
+  t->n_merges = count[11];
+  t->n_merge_hash = count[12];
   t->n_runs = count[0];
   t->n_maps = count[2];
   t->n_pool = count[3];
@@ -132,12 +158,25 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
     if (t->hash[i] > t->n_vocab) bad = "hash table";
   for (uint32_t i = 0; !bad && i < t->n_added; i++) {
     uint32_t off = t->added[3 * i + 1], n = t->added[3 * i + 2];
-    if (n == 0 || off > t->n_added_bytes || n > t->n_added_bytes - off || t->added[3 * i] > INT32_MAX) bad = "added token";
+    if (n == 0 || off > t->n_added_bytes || n > t->n_added_bytes - off || (t->added[3 * i] & TOK_ADDED_ID) >= t->n_vocab)
+      bad = "added token";
     else t->added_first[t->added_bytes[off] >> 3] |= (uint8_t)(1u << (t->added_bytes[off] & 7));
   }
-  if (!bad && (t->unk < 0 || t->cls < 0 || t->sep < 0 || t->pad < 0 || t->max_length < 2 || t->max_word_chars == 0))
+  if (!bad && (t->unk < 0 || t->cls < 0 || t->sep < 0 || t->pad < 0 || t->max_length < 2 ||
+               (t->kind == TOK_WORDPIECE && t->max_word_chars == 0)))
     bad = "special tokens or lengths";
+  for (uint32_t i = 0; !bad && i < t->n_merges; i++)
+    if (t->merges[3 * i] >= t->n_vocab || t->merges[3 * i + 1] >= t->n_vocab || t->merges[3 * i + 2] >= t->n_vocab)
+      bad = "merges";
+  if (!bad && t->n_merges && (t->n_merge_hash == 0 || (t->n_merge_hash & (t->n_merge_hash - 1)))) bad = "merges";
+  for (uint32_t i = 0; !bad && i < t->n_merge_hash; i++)
+    if (t->merge_hash[i] > t->n_merges) bad = "merges";
   if (bad) return fail(err, BERTC_ERR_FORMAT, "%s: inconsistent %s (damaged?); recompile the artifact", path, bad);
+  for (int b = 0; b < 256; b++) {
+    const uint8_t byte = (uint8_t)b;
+    t->byte_id[b] = tok_lookup(t, &byte, 1, 0);
+    if (t->byte_id[b] < 0) t->byte_id[b] = t->unk;
+  }
   return BERTC_OK;
 }
 
@@ -229,21 +268,6 @@ static void tok_reorder(const bertc_tokenizer *t, uint32_t *cp, int64_t n) {
 
 /* ---- WordPiece ------------------------------------------------------------------------------- */
 
-/* The id of prefix + s[0..n) in the vocabulary, -1 if absent (FNV-1a, as tokenizer.py hashes). */
-static int64_t tok_lookup(const bertc_tokenizer *t, const uint8_t *s, uint32_t n, int with_prefix) {
-  uint32_t h = 0x811C9DC5u, pn = with_prefix ? t->prefix_len : 0;
-  for (uint32_t i = 0; i < pn; i++) h = (h ^ t->prefix[i]) * 0x01000193u;
-  for (uint32_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x01000193u;
-  for (uint32_t probe = 0, slot = h & (t->n_hash - 1); probe < t->n_hash; probe++, slot = (slot + 1) & (t->n_hash - 1)) {
-    uint32_t id1 = t->hash[slot];
-    if (!id1) return -1;
-    const uint8_t *v = t->vocab + t->vocab_off[id1 - 1];
-    uint32_t vn = t->vocab_off[id1] - t->vocab_off[id1 - 1];
-    if (vn == pn + n && memcmp(v, t->prefix, pn) == 0 && memcmp(v + pn, s, n) == 0) return id1 - 1;
-  }
-  return -1;
-}
-
 static int tok_utf8(uint32_t c, uint8_t *o) {
   if (c < 0x80) { o[0] = (uint8_t)c; return 1; }
   if (c < 0x800) { o[0] = (uint8_t)(0xC0 | c >> 6); o[1] = (uint8_t)(0x80 | (c & 0x3F)); return 2; }
@@ -290,6 +314,11 @@ static void tok_word(const bertc_tokenizer *t, const uint32_t *w, int64_t n, tok
 typedef struct {
   uint32_t *buf1, *buf2;
   int64_t room; /* code points of text it has room for */
+  /* byte-level BPE: one piece's bytes, its symbols (id, neighbours), the heap of candidate merges */
+  uint8_t *b;
+  int64_t *sym, *prev, *next, *heap_new;
+  uint64_t *heap; /* rank << 32 | position */
+  int64_t b_room, bpe_room;
 } tok_scratch;
 
 static int tok_grow(const bertc_tokenizer *t, tok_scratch *w, tok_out *o, int64_t n) {
@@ -317,8 +346,11 @@ static int tok_is_break(const bertc_tokenizer *t, uint32_t c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || (c >= 0x80 && (tok_info(t, c) >> 24) & TOK_PAD1);
 }
 
+static int tok_piece_bpe(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w, tok_out *o);
+
 /* Normalize, pre-tokenize and WordPiece one piece of text (n code points); 0 when out of memory. */
 static int tok_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w, tok_out *o) {
+  if (t->kind == TOK_BYTE_BPE) return tok_piece_bpe(t, cp, n, w, o);
   for (int64_t a = 0; a < n && o->n < o->cap;) {
     int64_t b = a + TOK_CHUNK < n ? a + TOK_CHUNK : n;
     while (b < n && !tok_is_break(t, cp[b - 1])) b++;
@@ -340,6 +372,154 @@ static int tok_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, to
   return 1;
 }
 
+/* ---- byte-level BPE ------------------------------------------------------------------------- */
+
+static int tok_class(const bertc_tokenizer *t, uint32_t c) { return (int)(tok_info(t, c) >> 24); }
+
+/* Where GPT-2's next piece, starting at i, ends: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
+ * ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ (the alternatives in order, each as the regex engine takes it). */
+static int64_t tok_gpt2_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t i, int64_t n) {
+  if (cp[i] == '\'' && i + 1 < n) {
+    const uint32_t a = cp[i + 1], b = i + 2 < n ? cp[i + 2] : 0;
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+  }
+  const int64_t j = cp[i] == ' ' && i + 1 < n ? i + 1 : i;
+  const int cls = tok_class(t, cp[j]);
+  if (cls != TOK_WS) { /* letters, numbers or the rest, after one optional space */
+    int64_t e = j + 1;
+    while (e < n && tok_class(t, cp[e]) == cls) e++;
+    return e;
+  }
+  int64_t e = i + 1; /* whitespace: all of it at the end; before anything else, all but its last character */
+  while (e < n && tok_class(t, cp[e]) == TOK_WS) e++;
+  return e == n || e - i == 1 ? e : e - 1;
+}
+
+static int64_t tok_merge(const bertc_tokenizer *t, int64_t left, int64_t right) {
+  if (!t->n_merges || left < 0 || right < 0) return -1;
+  const uint32_t mask = t->n_merge_hash - 1;
+  uint32_t h = ((uint32_t)left * 0x9E3779B1u) ^ ((uint32_t)right * 0x85EBCA77u);
+  for (uint32_t probe = 0, slot = h & mask; probe < t->n_merge_hash; probe++, slot = (slot + 1) & mask) {
+    const uint32_t r1 = t->merge_hash[slot];
+    if (!r1) return -1;
+    if (t->merges[3 * (r1 - 1)] == (uint32_t)left && t->merges[3 * (r1 - 1) + 1] == (uint32_t)right) return r1 - 1;
+  }
+  return -1;
+}
+
+static void tok_heap_push(tok_scratch *w, int64_t *size, uint64_t key, int64_t merged) {
+  int64_t i = (*size)++;
+  while (i > 0 && w->heap[(i - 1) / 2] > key) {
+    w->heap[i] = w->heap[(i - 1) / 2];
+    w->heap_new[i] = w->heap_new[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  w->heap[i] = key;
+  w->heap_new[i] = merged;
+}
+
+static void tok_heap_pop(tok_scratch *w, int64_t *size) {
+  const uint64_t key = w->heap[--*size];
+  const int64_t merged = w->heap_new[*size];
+  int64_t i = 0;
+  for (;;) {
+    int64_t c = 2 * i + 1;
+    if (c >= *size) break;
+    if (c + 1 < *size && w->heap[c + 1] < w->heap[c]) c++;
+    if (w->heap[c] >= key) break;
+    w->heap[i] = w->heap[c];
+    w->heap_new[i] = w->heap_new[c];
+    i = c;
+  }
+  w->heap[i] = key;
+  w->heap_new[i] = merged;
+}
+
+static void tok_heap_offer(const bertc_tokenizer *t, tok_scratch *w, int64_t *size, int64_t pos) {
+  const int64_t r = tok_merge(t, w->sym[pos], w->sym[w->next[pos]]);
+  if (r >= 0) tok_heap_push(w, size, (uint64_t)r << 32 | (uint64_t)pos, t->merges[3 * r + 2]);
+}
+
+/* One piece's m bytes as the tokenizers library's BPE merges them: the lowest-ranked pair first (the leftmost
+ * of equals), each merge offering the pairs it makes with its neighbours; an entry whose pair has changed
+ * since is dropped when it comes up, as the library drops it. */
+static int tok_bpe(const bertc_tokenizer *t, const uint8_t *b, int64_t m, tok_scratch *w, tok_out *o) {
+  if (m == 0) return 1;
+  if (t->flags & TOK_IGNORE_MERGES) {
+    const int64_t whole = m <= UINT32_MAX ? tok_lookup(t, b, (uint32_t)m, 0) : -1;
+    if (whole >= 0) { tok_push(o, whole); return 1; }
+  }
+  if (m > w->bpe_room) {
+    int64_t *p[4] = {w->sym, w->prev, w->next, w->heap_new};
+    for (int k = 0; k < 4; k++) {
+      int64_t *q = realloc(p[k], sizeof *q * (size_t)(k == 3 ? 3 * m : m));
+      if (!q) return 0;
+      p[k] = q;
+      if (k == 0) w->sym = q; else if (k == 1) w->prev = q; else if (k == 2) w->next = q; else w->heap_new = q;
+    }
+    uint64_t *h = realloc(w->heap, sizeof *h * (size_t)(3 * m));
+    if (!h) return 0;
+    w->heap = h;
+    w->bpe_room = m;
+  }
+  for (int64_t i = 0; i < m; i++) {
+    w->sym[i] = t->byte_id[b[i]];
+    w->prev[i] = i - 1;
+    w->next[i] = i + 1 < m ? i + 1 : -1;
+  }
+  int64_t size = 0;
+  for (int64_t i = 0; i + 1 < m; i++) tok_heap_offer(t, w, &size, i);
+  while (size > 0) {
+    const uint64_t key = w->heap[0];
+    const int64_t pos = (int64_t)(key & 0xFFFFFFFFu), merged = w->heap_new[0];
+    tok_heap_pop(w, &size);
+    const int64_t nx = w->sym[pos] >= 0 ? w->next[pos] : -1;
+    if (nx < 0) continue;
+    const int64_t r = tok_merge(t, w->sym[pos], w->sym[nx]);
+    if (r < 0 || t->merges[3 * r + 2] != merged) continue; /* the pair has changed since it was offered */
+    w->sym[pos] = merged;
+    w->sym[nx] = -1; /* gone */
+    w->next[pos] = w->next[nx];
+    if (w->next[nx] >= 0) w->prev[w->next[nx]] = pos;
+    if (w->prev[pos] >= 0) tok_heap_offer(t, w, &size, w->prev[pos]);
+    if (w->next[pos] >= 0) tok_heap_offer(t, w, &size, pos);
+  }
+  for (int64_t i = 0; i >= 0; i = w->next[i]) tok_push(o, w->sym[i]);
+  return 1;
+}
+
+/* Text split as GPT-2 splits it, each part's UTF-8 bytes through BPE; 0 when out of memory. */
+static int tok_split_bpe(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w, tok_out *o) {
+  for (int64_t i = 0; i < n && o->n < o->cap;) {
+    const int64_t e = tok_gpt2_piece(t, cp, i, n);
+    if (4 * (e - i) > w->b_room) {
+      uint8_t *b = realloc(w->b, (size_t)(4 * (e - i)));
+      if (!b) return 0;
+      w->b = b;
+      w->b_room = 4 * (e - i);
+    }
+    int64_t m = 0;
+    for (int64_t k = i; k < e; k++) m += tok_utf8(cp[k], w->b + m);
+    if (!tok_bpe(t, w->b, m, w, o)) return 0;
+    i = e;
+  }
+  return 1;
+}
+
+/* A piece of text between added tokens, with the space the ByteLevel pre-tokenizer's add_prefix_space puts
+ * before one that does not start with a space. */
+static int tok_piece_bpe(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w, tok_out *o) {
+  if (n == 0 || !(t->flags & TOK_PREFIX_SPACE) || cp[0] == ' ') return tok_split_bpe(t, cp, n, w, o);
+  uint32_t *with = malloc(sizeof *with * (size_t)(n + 1));
+  if (!with) return 0;
+  with[0] = ' ';
+  memcpy(with + 1, cp, sizeof *cp * (size_t)n);
+  const int ok = tok_split_bpe(t, with, n + 1, w, o);
+  free(with);
+  return ok;
+}
+
 static int tok_len8(uint8_t lead) { return lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : 4; }
 
 /* The longest added token at s[0..n), or -1. */
@@ -350,7 +530,7 @@ static int64_t tok_added_at(const bertc_tokenizer *t, const uint8_t *s, int64_t 
   for (uint32_t a = 0; a < t->n_added; a++) {
     uint32_t an = t->added[3 * a + 2];
     if (an <= n && an > *len && memcmp(s, t->added_bytes + t->added[3 * a + 1], an) == 0) {
-      best = t->added[3 * a];
+      best = t->added[3 * a]; /* with its lstrip / rstrip bits */
       *len = an;
     }
   }
@@ -376,11 +556,13 @@ static bertc_status tok_encode(const bertc_tokenizer *t, const char *text, int64
     return fail(err, BERTC_ERR_INPUT, "the text is not valid UTF-8: the byte 0x%02x at offset %lld begins no character "
                 "(or a cut, overlong or surrogate one); pass UTF-8 text", s[bad], (long long)bad);
   }
-  tok_scratch w = {NULL, NULL, 0};
+  tok_scratch w;
+  memset(&w, 0, sizeof w);
   tok_out o = {ids + 1, 0, cap - 2, NULL, NULL, NULL};
   int ok = 1;
   /* Added tokens are found in the raw text, left to right, the longest at each place; the text between
-   * them is tokenized piece by piece. Code point k begins at byte pos. */
+   * them is tokenized piece by piece. Code point k begins at byte pos. A token with lstrip / rstrip takes
+   * the whitespace before / after it along. */
   int64_t piece = 0, pos = 0, k = 0;
   while (ok && o.n < o.cap) {
     int64_t len = 0, id = k < ncp && t->n_added ? tok_added_at(t, s + pos, n - pos, &len) : -1;
@@ -389,15 +571,26 @@ static bertc_status tok_encode(const bertc_tokenizer *t, const char *text, int64
       k++;
       continue;
     }
-    ok = tok_piece(t, cp + piece, k - piece, &w, &o);
+    int64_t end = k;
+    if (id >= 0 && id & (1 << 30))
+      while (end > piece && tok_info(t, cp[end - 1]) >> 24 & TOK_WS) end--;
+    ok = tok_piece(t, cp + piece, end - piece, &w, &o);
     if (k == ncp) break;
-    tok_push(&o, id);
-    for (const int64_t end = pos + len; pos < end; k++) pos += tok_len8(s[pos]);
+    tok_push(&o, id & TOK_ADDED_ID);
+    for (const int64_t stop = pos + len; pos < stop; k++) pos += tok_len8(s[pos]);
+    if (id & (1u << 31))
+      for (; k < ncp && tok_info(t, cp[k]) >> 24 & TOK_WS; k++) pos += tok_len8(s[pos]);
     piece = k;
   }
   free(cp);
   free(w.buf1);
   free(w.buf2);
+  free(w.b);
+  free(w.sym);
+  free(w.prev);
+  free(w.next);
+  free(w.heap_new);
+  free(w.heap);
   free(o.bytes);
   free(o.at);
   if (!ok) return fail(err, BERTC_ERR_MEMORY, "out of memory tokenizing %lld bytes of text", (long long)n);
