@@ -124,7 +124,8 @@ def _run_text(model, args: argparse.Namespace, flag: str):
     _warn_cut(args, [row.get("tokens", len(row["ids"])) if not row["cut"] else row.get("tokens") for row in info],
               cap, flag, why)
     longest = max(len(row["ids"]) for row in info)
-    return out, np.array([row["ids"] + [0] * (longest - len(row["ids"])) for row in info]), ms
+    return out, np.array([row["ids"] + [0] * (longest - len(row["ids"])) for row in info]), ms, \
+        [len(row["ids"]) for row in info]
 
 
 def _tokenize(args: argparse.Namespace, seq_len: int, flag: str = "--seq-len", batch: int = 1):
@@ -205,12 +206,14 @@ def _run(args: argparse.Namespace) -> int:
     flag = "--max-seq-len" if model.manifest.dynamic else "--seq-len"
     if args.text is not None and (Path(args.artifact) / "tokenizer.bin").exists():
         _check_text_flags(args)
-        out, ids, ms = _run_text(model, args, flag)
+        out, ids, ms, lengths = _run_text(model, args, flag)
     else:
         ids, mask, types = _inputs(args, model.seq_len, flag, model.manifest.batch)
         t = time.perf_counter()
         out = model(ids, mask, types)
         ms = (time.perf_counter() - t) * 1e3
+        rows = np.asarray(ids).reshape(-1, np.asarray(ids).shape[-1])
+        lengths = list(np.asarray(mask).reshape(rows.shape).sum(1)) if mask is not None else [rows.shape[1]] * len(rows)
     if output is not None:
         try:
             np.savez(output, **out)
@@ -227,7 +230,10 @@ def _run(args: argparse.Namespace) -> int:
     labels = getattr(model, "labels", [])
     for i, row in enumerate(out.get("probabilities", []) if labels else []):  # a classifier's answer
         which = f" (--text #{i + 1})" if len(out["probabilities"]) > 1 else ""
-        print(f"  label{which}: {labels[int(np.argmax(row))]} with probability {float(np.max(row)):.4f}")
+        if row.ndim == 1:
+            print(f"  label{which}: {labels[int(np.argmax(row))]} with probability {float(np.max(row)):.4f}")
+        else:  # a token classifier: the label of each real token
+            print(f"  token labels{which}: " + " ".join(labels[int(np.argmax(q))] for q in row[: int(lengths[i])]))
     if output is not None:
         print(f"  saved to {output}")
     return 0

@@ -4,6 +4,8 @@
     a *ForSequenceClassification folder (or a `bertc search` student)
         -> "classify": the model's own head on [CLS] or the pooler, then softmax (or sigmoid for
            multi-label) -> outputs "logits" and "probabilities", and id2label's names
+    a *ForTokenClassification folder
+        -> "classify tokens": its classifier on every token -> "logits" and "probabilities" [batch, seq, labels]
     a sentence-transformers folder (modules.json: Transformer, Pooling, Dense..., Normalize)
         -> "embed": mean / CLS / max pooling over the attention mask, its Dense layers, and L2
            normalization when it has a Normalize module -> output "sentence_embedding"
@@ -12,7 +14,8 @@ A head is a source (the pooler output, the first token, or a masked mean / max /
 root of the length), dense layers each with an activation, and a last step. Any other head is named in
 ``Unsupported`` and the artifact is built without one (report.json says why).
 
-File layout (little-endian): "BHED", u32 version, u8[32] sha256 of bytes 40..end; u32 task, source, last,
+File layout (little-endian): "BHED", u32 version, u8[32] sha256 of bytes 40..end; u32 task (1 classify,
+2 embed, 3 classify tokens), source (0 pooler, 1 first token, 2 mean, 3 max, 4 mean / sqrt(length), 5 each), last,
 layers, labels, width (of the source); per layer u32 in, out, activation, then f32 weight [out][in] and
 bias [out]; per label u32 length and its UTF-8 bytes.
 """
@@ -31,8 +34,8 @@ from .errors import BertcError
 from .student import is_student, load_student
 
 MAGIC, VERSION = b"BHED", 1
-CLASSIFY, EMBED = 1, 2
-POOLER, FIRST, MEAN, MAX, MEAN_SQRT = 0, 1, 2, 3, 4
+CLASSIFY, EMBED, TOKENS = 1, 2, 3  # TOKENS: a label per token (named entities, parts of speech)
+POOLER, FIRST, MEAN, MAX, MEAN_SQRT, EACH = 0, 1, 2, 3, 4, 5  # EACH: every token's hidden state on its own
 NO_LAST, SOFTMAX, SIGMOID, NORMALIZE = 0, 1, 2, 3
 ACTIVATIONS = {"none": 0, "relu": 1, "tanh": 2, "gelu": 3}  # gelu: the erf form, transformers' "gelu"
 
@@ -52,10 +55,10 @@ class Head:
 
     @property
     def kind(self) -> str:
-        return "classify" if self.task == CLASSIFY else "embed"
+        return {CLASSIFY: "classify", EMBED: "embed", TOKENS: "classify tokens"}[self.task]
 
     def outputs(self) -> list[str]:
-        return ["logits", "probabilities"] if self.task == CLASSIFY else ["sentence_embedding"]
+        return ["sentence_embedding"] if self.task == EMBED else ["logits", "probabilities"]
 
 
 def encode(head: Head) -> bytes:
@@ -89,20 +92,26 @@ def _activation_name(fn) -> str:
     raise Unsupported(f"its activation {name!r} is not one the C head computes (relu, tanh, gelu)")
 
 
-def classification_head(path: Path, config: dict) -> Head:
-    """The head of a *ForSequenceClassification folder or a bertc search student, from its own weights."""
-    from transformers import AutoModelForSequenceClassification  # seconds to import: only for a classifier
+def classification_head(path: Path, config: dict, per_token: bool = False) -> Head:
+    """The head of a *ForSequenceClassification (or, ``per_token``, *ForTokenClassification) folder or a bertc
+    search student, from its own weights."""
+    import transformers  # seconds to import: only for a classifier
 
+    auto = transformers.AutoModelForTokenClassification if per_token else transformers.AutoModelForSequenceClassification
     try:
-        model = load_student(path) if is_student(path) else AutoModelForSequenceClassification.from_pretrained(
-            str(path), local_files_only=True)
+        model = load_student(path) if is_student(path) else auto.from_pretrained(str(path), local_files_only=True)
     except BertcError:
         raise
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds
-        raise Unsupported(f"transformers cannot load it as a sequence classifier: {e}") from None
+        raise Unsupported(f"transformers cannot load it as a {'token' if per_token else 'sequence'} classifier: "
+                          f"{e}") from None
     kind = type(model).__name__
     c = model.classifier if hasattr(model, "classifier") else None
-    if kind in ("BertForSequenceClassification", "AlbertForSequenceClassification"):
+    if per_token:
+        if not isinstance(c, __import__("torch").nn.Linear):
+            raise Unsupported(f"its token classifier ({kind}) is not one linear layer")
+        source, layers = EACH, [_linear(c)]
+    elif kind in ("BertForSequenceClassification", "AlbertForSequenceClassification"):
         source, layers = POOLER, [_linear(c)]
     elif kind == "DistilBertForSequenceClassification":
         source, layers = FIRST, [_linear(model.pre_classifier, "relu"), _linear(c)]
@@ -116,7 +125,7 @@ def classification_head(path: Path, config: dict) -> Head:
     if len(labels) > 4096:
         raise Unsupported(f"it has {len(labels)} labels; the C head takes at most 4096")
     last = SIGMOID if problem == "multi_label_classification" else NO_LAST if len(labels) == 1 else SOFTMAX
-    return Head(CLASSIFY, source, last, layers[0][0].shape[1], layers, labels)
+    return Head(TOKENS if per_token else CLASSIFY, source, last, layers[0][0].shape[1], layers, labels)
 
 
 def embedding_head(path: Path, hidden: int) -> Head:
@@ -185,6 +194,8 @@ def head_of(path: Path | None, config: dict) -> Head | None:
     archs = config.get("architectures") or []
     if any(a.endswith("ForSequenceClassification") for a in archs) or "attention_heads" in config:
         return classification_head(path, config)
+    if any(a.endswith("ForTokenClassification") for a in archs):
+        return classification_head(path, config, per_token=True)
     return None
 
 
@@ -202,6 +213,6 @@ def write_head_bin(path: Path | None, config: dict, out: Path, outputs: list[str
         return None
     out.write_bytes(encode(head))
     return {"compiled": True, "file": "head.bin", "kind": head.kind, "outputs": head.outputs(),
-            "source": ["pooler_output", "first token", "mean", "max", "mean / sqrt(length)"][head.source],
+            "source": ["pooler_output", "first token", "mean", "max", "mean / sqrt(length)", "every token"][head.source],
             "layers": [list(w.shape[::-1]) for w, _, _ in head.layers], "labels": head.labels,
             "last": ["none", "softmax", "sigmoid", "L2 normalize"][head.last]}

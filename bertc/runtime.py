@@ -92,23 +92,30 @@ class TextTasks:
     def encode(self, texts: str | list[str]) -> np.ndarray:
         """Sentence embeddings [len(texts), width] as sentence-transformers computes them (the artifact's
         head.bin: its pooling, Dense layers and normalization), each text at its own length."""
-        return np.concatenate([out["sentence_embedding"] for out, n in self._head_runs(texts, "sentence_embedding")])
+        return np.concatenate([out["sentence_embedding"] for out, _ in self._head_runs(texts, "sentence_embedding")])
 
     def classify(self, texts: str | list[str]) -> list[dict[str, Any]]:
-        """Per text: its label (the most probable), that probability, and every label's."""
-        labels = self.labels
-        rows = np.concatenate([out["probabilities"] for out, n in self._head_runs(texts, "probabilities")])
-        return [{"label": labels[int(np.argmax(p))], "probability": float(np.max(p)),
-                 "probabilities": dict(zip(labels, map(float, p)))} for p in rows]
+        """Per text: its label (the most probable), that probability, and every label's. A token classifier's
+        artifact gives per text the list of its tokens instead, each with its id, label and probability."""
+        labels, answers = self.labels, []
+        for out, info in self._head_runs(texts, "probabilities"):
+            for p, row in zip(out["probabilities"], info):
+                if p.ndim == 1:
+                    answers.append({"label": labels[int(np.argmax(p))], "probability": float(np.max(p)),
+                                    "probabilities": dict(zip(labels, map(float, p)))})
+                else:
+                    answers.append([{"id": i, "label": labels[int(np.argmax(q))], "probability": float(np.max(q))}
+                                    for i, q in zip(row["ids"], p)])
+        return answers
 
     def _head_runs(self, texts: str | list[str], output: str):
         texts = [texts] if isinstance(texts, str) else list(texts)
         for start in range(0, len(texts), self.batch):
             chunk = texts[start:start + self.batch]
-            out, _ = self.run_text(chunk + [""] * (self.batch - len(chunk)))  # a batch artifact takes full batches
+            out, info = self.run_text(chunk + [""] * (self.batch - len(chunk)))  # a batch artifact takes full batches
             if output not in out:
                 raise BertcError(f"{self.path} has no {output!r} output: {self._why_no_head()}")
-            yield {k: v[: len(chunk)] for k, v in out.items()}, len(chunk)
+            yield {k: v[: len(chunk)] for k, v in out.items()}, info[: len(chunk)]
 
     def _why_no_head(self) -> str:
         try:

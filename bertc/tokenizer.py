@@ -395,10 +395,7 @@ def _read_bpe(config: dict[str, Any]) -> Spec:
             raise Unsupported(f"its merge #{rank} ({left} {right}) names a token not in the vocabulary")
         merges.append((vocab[l], vocab[r], vocab[l + r]))
     assert len(raw) == len(vocab)
-    if post.get("type") == "RobertaProcessing":
-        cls, sep, types = post["cls"][1], post["sep"][1], (0, 0, 0)
-    else:
-        cls, sep, types = _special_tokens(post, model["vocab"])
+    cls, sep, types = _special_tokens(post, model["vocab"])
     pad = (config.get("padding") or {}).get("pad_id", model["vocab"].get("<pad>", 1))
     flags = (ADD_PREFIX_SPACE if pre.get("add_prefix_space") else 0) | (IGNORE_MERGES if model.get("ignore_merges") else 0)
     unk = model["vocab"].get(model.get("unk_token") or "", 0)
@@ -408,7 +405,7 @@ def _read_bpe(config: dict[str, Any]) -> Spec:
 
 def _special_tokens(post: dict[str, Any], vocab: dict[str, int]) -> tuple[int, int, tuple[int, int, int]]:
     """[CLS] and [SEP] of one text, and the token type of each part, from the post-processor."""
-    if post.get("type") == "BertProcessing":
+    if post.get("type") in ("BertProcessing", "RobertaProcessing"):  # [CLS] $A [SEP], <s> $A </s> (MPNet's)
         return post["cls"][1], post["sep"][1], (0, 0, 0)
     if post.get("type") != "TemplateProcessing":
         raise Unsupported(f"its post-processor is {post.get('type')!r}; the C tokenizer reads BertProcessing and "

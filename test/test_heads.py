@@ -129,3 +129,34 @@ def test_a_damaged_head_bin_is_refused_at_load(tmp_path, minilm_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BertcError, match="head.bin: inconsistent labels"):
         bertc.load(copy)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_token_classifier_labels_every_token_as_pytorch(tmp_path, minilm_path, arch, capsys):
+    torch.manual_seed(0)
+    cfg = tiny_config(arch, vocab=30522)
+    cfg.num_labels, cfg.id2label = 5, {i: f"tag-{i}" for i in range(5)}
+    cfg.label2id = {v: k for k, v in cfg.id2label.items()}
+    model = T.AutoModelForTokenClassification.from_config(cfg).eval()
+    folder = tmp_path / "ner"
+    model.save_pretrained(folder)
+    tok = T.AutoTokenizer.from_pretrained(minilm_path)
+    tok.save_pretrained(folder)
+    art = bertc.compile(str(folder), "host", out=tmp_path / "ner.bertc", max_seq_len=64)
+    assert json.loads((art.path / "report.json").read_text())["head"]["kind"] == "classify tokens"
+    compiled = bertc.load(art.path)
+    texts = SNIPPETS[:4]
+    answers = compiled.classify(texts)
+    for text, answer in zip(texts, answers):
+        enc = tok(text, return_tensors="pt", truncation=True, max_length=64)
+        enc.pop("token_type_ids") if arch == "roberta" else None
+        with torch.inference_mode():
+            want = model(**enc).logits[0].softmax(-1).numpy()
+        assert [a["id"] for a in answer] == enc["input_ids"][0].tolist()
+        assert [a["label"] for a in answer] == [f"tag-{i}" for i in want.argmax(1)]
+        assert max(abs(a["probability"] - p) for a, p in zip(answer, want.max(1))) < 1e-5
+    from bertc.cli import main
+
+    assert main(["run", str(art.path), "--text", texts[0]]) == 0
+    printed = capsys.readouterr().out
+    assert "token labels: " + " ".join(a["label"] for a in answers[0]) in printed

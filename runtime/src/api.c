@@ -71,8 +71,8 @@ static bertc_status open_head(bertc_model *m, const char *dir) {
   if (reads < 0 || p->outputs[reads].shape[p->outputs[reads].rank - 1] != m->head.width)
     return fail(m->error, BERTC_ERR_FORMAT, "%s reads %s of width %u, which the program does not output; recompile "
                 "the artifact", path, m->head.source == HEAD_POOLER ? "pooler_output" : "last_hidden_state", m->head.width);
-  const size_t B = (size_t)p->batch, W = m->head.out_width;
-  m->head_out = calloc(2 * B * W, sizeof *m->head_out);
+  const size_t B = (size_t)p->batch, W = m->head.out_width, rows = m->head.task == HEAD_TOKENS ? (size_t)p->seq_len : 1;
+  m->head_out = calloc(2 * B * rows * W, sizeof *m->head_out);
   m->head_mask = calloc(B * (size_t)p->seq_len, sizeof *m->head_mask);
   m->head_scratch = calloc(2 * (size_t)m->head.widest, sizeof *m->head_scratch);
   size_t names = 0;
@@ -99,12 +99,19 @@ static void run_head(bertc_model *m, const int64_t *mask, int64_t batch, int64_t
       m->head_mask[b * run_seq + s] = b < batch && s < seq ? (mask ? mask[b * seq + s] != 0 : 1) : 0;
   const float *hidden = m->head_hidden >= 0 ? m->backend->output(m->state, m->head_hidden) : NULL;
   const float *pooled = m->head_pooler >= 0 ? m->backend->output(m->state, m->head_pooler) : NULL;
+  if (m->head.task == HEAD_TOKENS) { /* [B, run_seq, W] twice: each token on its own */
+    const int64_t T = B * run_seq;
+    for (int64_t r = 0; r < T; r++)
+      head_row(&m->head, hidden + r * m->head.width, hidden + r * m->head.width, NULL, 1, m->head_scratch,
+               m->head_out + r * W, m->head_out + (T + r) * W);
+    return;
+  }
   for (int64_t b = 0; b < B; b++)
     head_row(&m->head, hidden ? hidden + b * run_seq * m->head.width : NULL, pooled ? pooled + b * m->head.width : NULL,
              m->head_mask + b * run_seq, run_seq, m->head_scratch, m->head_out + b * W, m->head_out + (B + b) * W);
 }
 
-static int head_outputs(const bertc_model *m) { return m->head_file ? (m->head.task == HEAD_CLASSIFY ? 2 : 1) : 0; }
+static int head_outputs(const bertc_model *m) { return m->head_file ? (m->head.task == HEAD_EMBED ? 1 : 2) : 0; }
 
 const char *bertc_label(const bertc_model *m, int i) {
   return m && m->labels && i >= 0 && (uint32_t)i < m->head.n_labels ? m->labels[i] : NULL;
@@ -249,15 +256,17 @@ const char *bertc_output_name(const bertc_model *m, int i) {
 
 const float *bertc_output(const bertc_model *m, int i, int64_t shape[4], int *rank) {
   if (!m || i < 0 || i >= bertc_num_outputs(m)) return NULL;
-  if (i >= m->prog->num_outputs) { /* the head's: [batch, width] */
-    const int64_t B = m->prog->batch, W = m->head.out_width;
-    if (rank) *rank = 2;
+  if (i >= m->prog->num_outputs) { /* the head's: [batch, width], or [batch, seq, width] per token */
+    const int tokens = m->head.task == HEAD_TOKENS;
+    const int64_t B = m->prog->batch, W = m->head.out_width, S = tokens ? m->last_seq : 1;
+    if (rank) *rank = tokens ? 3 : 2;
     if (shape) {
       shape[0] = B;
-      shape[1] = W;
-      shape[2] = shape[3] = 0;
+      shape[1] = tokens ? S : W;
+      shape[2] = tokens ? W : 0;
+      shape[3] = 0;
     }
-    return m->head_out + (i - m->prog->num_outputs) * B * W;
+    return m->head_out + (i - m->prog->num_outputs) * B * S * W;
   }
   const bertc_tensor_slot *s = &m->prog->outputs[i];
   if (rank) *rank = s->rank;

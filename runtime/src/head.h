@@ -1,7 +1,8 @@
 /* The artifact's task head: head.bin (written by bertc/heads.py, whose docstring has the layout) read and
  * checked by head_parse, then applied after each run by head_apply, in fp32 on the CPU whatever ran the
- * encoder: pool the hidden states over the attention mask (or take the pooler output), dense layers, then
- * softmax / sigmoid (classification: "logits" and "probabilities") or L2 normalization ("sentence_embedding").
+ * encoder: pool the hidden states over the attention mask (or take the pooler output, or each token's state),
+ * dense layers, then softmax / sigmoid (classification: "logits" and "probabilities", per text or per token)
+ * or L2 normalization ("sentence_embedding").
  * Internal; static functions taking buffers, like loader.h. */
 #ifndef BERTC_HEAD_H
 #define BERTC_HEAD_H
@@ -13,8 +14,8 @@
 #include "sha256.h"
 #include "status.h"
 
-enum { HEAD_VERSION = 1, HEAD_CLASSIFY = 1, HEAD_EMBED = 2, HEAD_MAX_LAYERS = 8, HEAD_MAX_WIDTH = 1 << 16 };
-enum { HEAD_POOLER, HEAD_FIRST, HEAD_MEAN, HEAD_MAX, HEAD_MEAN_SQRT };
+enum { HEAD_VERSION = 1, HEAD_CLASSIFY = 1, HEAD_EMBED = 2, HEAD_TOKENS = 3, HEAD_MAX_LAYERS = 8, HEAD_MAX_WIDTH = 1 << 16 };
+enum { HEAD_POOLER, HEAD_FIRST, HEAD_MEAN, HEAD_MAX, HEAD_MEAN_SQRT, HEAD_EACH };
 enum { HEAD_NO_LAST, HEAD_SOFTMAX, HEAD_SIGMOID, HEAD_NORMALIZE };
 enum { HEAD_ACT_NONE, HEAD_ACT_RELU, HEAD_ACT_TANH, HEAD_ACT_GELU };
 
@@ -57,7 +58,8 @@ static bertc_status head_parse(const uint8_t *d, size_t len, const char *path, b
   h->n_labels = head_u32(d + 56);
   h->width = head_u32(d + 60);
   const char *bad = NULL;
-  if ((h->task != HEAD_CLASSIFY && h->task != HEAD_EMBED) || h->source > HEAD_MEAN_SQRT || h->last > HEAD_NORMALIZE ||
+  if (h->task < HEAD_CLASSIFY || h->task > HEAD_TOKENS || h->source > HEAD_EACH ||
+      (h->task == HEAD_TOKENS) != (h->source == HEAD_EACH) || h->last > HEAD_NORMALIZE ||
       h->n_layers > HEAD_MAX_LAYERS || h->n_labels > (1 << 12) || h->width == 0 || h->width > HEAD_MAX_WIDTH)
     bad = "header";
   size_t at = 64;
@@ -79,7 +81,7 @@ static bertc_status head_parse(const uint8_t *d, size_t len, const char *path, b
     if (width > h->widest) h->widest = width;
   }
   h->out_width = width;
-  if (!bad && h->task == HEAD_CLASSIFY && h->n_labels != width) bad = "labels";
+  if (!bad && h->task != HEAD_EMBED && h->n_labels != width) bad = "labels";
   for (uint32_t i = 0; !bad && i < h->n_labels; i++) {
     if (len - at < 4 || head_u32(d + at) > len - at - 4) { bad = "labels"; break; }
     const uint32_t n = head_u32(d + at);
@@ -108,7 +110,7 @@ static void head_row(const bertc_head *h, const float *hidden, const float *pool
   const uint32_t H = h->width;
   float *x = scratch, *y = scratch + h->widest;
   if (h->source == HEAD_POOLER) memcpy(x, pooled, sizeof *x * H);
-  else if (h->source == HEAD_FIRST) memcpy(x, hidden, sizeof *x * H);
+  else if (h->source == HEAD_FIRST || h->source == HEAD_EACH) memcpy(x, hidden, sizeof *x * H);
   else {
     double n = 0;
     for (uint32_t j = 0; j < H; j++) x[j] = h->source == HEAD_MAX ? -1e9f : 0.0f; /* sentence-transformers' fill */
@@ -142,7 +144,7 @@ static void head_row(const bertc_head *h, const float *hidden, const float *pool
     float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
     for (uint32_t j = 0; j < width; j++) out[j] *= inv;
   }
-  if (h->task != HEAD_CLASSIFY) return;
+  if (h->task == HEAD_EMBED) return;
   float top = out[0];
   for (uint32_t j = 1; j < width; j++) top = fmaxf(top, out[j]);
   double sum = 0;

@@ -152,21 +152,31 @@ static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench,
            times[bench + bench / 2]);
     free(times);
   }
-  if (bertc_label(m, 0)) { /* a classifier: each text's most probable label */
+  if (bertc_label(m, 0)) { /* a classifier: each text's most probable label, or each token's */
     printf(", \"predictions\": [");
     for (int i = 0; i < bertc_num_outputs(m); i++) {
       if (strcmp(bertc_output_name(m, i), "probabilities")) continue;
       int64_t shape[4];
-      const float *p = bertc_output(m, i, shape, NULL);
+      int rank;
+      const float *p = bertc_output(m, i, shape, &rank);
+      const int64_t rows = rank == 3 ? shape[1] : 1, W = shape[rank - 1];
       for (int64_t b = 0; b < n_texts; b++) {
-        int64_t top = 0;
-        for (int64_t j = 1; j < shape[1]; j++) if (p[b * shape[1] + j] > p[b * shape[1] + top]) top = j;
-        printf("%s{\"label\": \"", b ? ", " : "");
-        for (const char *c = bertc_label(m, (int)top); *c; c++) /* JSON-escaped: a label is any string */
-          if (*c == '"' || *c == '\\') printf("\\%c", *c);
-          else if ((unsigned char)*c < 0x20) printf("\\u%04x", *c);
-          else putchar(*c);
-        printf("\", \"index\": %lld, \"probability\": %.6f}", (long long)top, p[b * shape[1] + top]);
+        printf("%s%s", b ? ", " : "", rank == 3 ? "[" : "");
+        bertc_tokenize(m, texts[b], -1, S, ids, types, &count); /* a token classifier: the text's own tokens */
+        for (int64_t r = 0; r < (rank == 3 ? count : rows); r++) {
+          const float *row = p + (b * rows + r) * W;
+          int64_t top = 0;
+          for (int64_t j = 1; j < W; j++) if (row[j] > row[top]) top = j;
+          printf("%s{", r ? ", " : "");
+          if (rank == 3) printf("\"id\": %lld, ", (long long)ids[r]);
+          printf("\"label\": \"");
+          for (const char *c = bertc_label(m, (int)top); *c; c++) /* JSON-escaped: a label is any string */
+            if (*c == '"' || *c == '\\') printf("\\%c", *c);
+            else if ((unsigned char)*c < 0x20) printf("\\u%04x", *c);
+            else putchar(*c);
+          printf("\", \"index\": %lld, \"probability\": %.6f}", (long long)top, row[top]);
+        }
+        printf("%s", rank == 3 ? "]" : "");
       }
     }
     printf("]");
