@@ -318,3 +318,13 @@ def test_android_vulkan_builds(tmp_path):
             load(art.path, device="qemu")(np.full((1, 16), 101, np.int64))
         out = load(art.path, device="qemu", fallback="cpu")(np.full((1, 16), 101, np.int64))
         assert out["last_hidden_state"].shape == (1, 16, 32)
+
+
+def test_text_in_and_the_embedding_head_on_the_gpu(minilm_path, tmp_path):
+    """tokenizer.bin and head.bin with a Vulkan artifact: the encoder on the GPU, the head on the CPU after it."""
+    from sentence_transformers import SentenceTransformer
+
+    model = bertc.load(bertc.compile(minilm_path, "vulkan", out=tmp_path / "vk.bertc", seq_len=64).path)
+    texts = ["a gripping, funny film", "Crème brûlée, 中文 😀", ""]
+    want = SentenceTransformer(minilm_path, device="cpu").encode(texts, convert_to_numpy=True)
+    assert np.abs(model.encode(texts) - want).max() < 1e-5
