@@ -279,3 +279,25 @@ def test_byte_level_bpe_with_a_prefix_space(roberta, tmp_path):
     (variant / "tokenizer.json").write_text(json.dumps(data))
     model = bertc.load(bertc.compile(str(variant), "host", out=tmp_path / "p.bertc", max_seq_len=256).path)
     assert_same(model, reference(variant), BPE_STRESS + [t for t, _ in load_task("rt-sentiment").test[:300]], cap=256)
+
+
+def test_tokenize_and_text_runs_from_many_threads(minilm):
+    """bertc_tokenize reads only the tokenizer (bertc.h): threads tokenizing while others run the model get the
+    ids and the embeddings each would alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, ref = minilm
+    texts = [t for t, _ in load_task("rt-sentiment").test[:12]]
+    want_ids = [ref.encode(t).ids for t in texts]
+    want = [model.encode(t)[0] for t in texts]
+
+    def worker(k: int) -> int:
+        wrong = 0
+        for i in range(24):
+            j = (k + i) % len(texts)
+            wrong += model.tokenize(texts[j])["input_ids"][0].tolist() != want_ids[j]
+            wrong += not np.array_equal(model.encode(texts[j])[0], want[j])
+        return wrong
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sum(pool.map(worker, range(6))) == 0
