@@ -420,7 +420,8 @@ DEVICE_HELP = ("where bertc_run runs: host (this machine), qemu (qemu-aarch64, f
 def _add_io(r: argparse.ArgumentParser) -> None:
     r.add_argument("artifact", help="artifact folder from `bertc compile`")
     r.add_argument("--text", action="append", help="a sentence (UTF-8), tokenized with the tokenizer saved in the "
-                   "artifact; a longer one is cut to the compiled length, with a warning. An artifact compiled with "
+                   "artifact (tokenizer.bin; transformers on the host for a kind not compiled yet); a longer one is "
+                   "cut to the compiled length, with a warning. An artifact compiled with "
                    "--batch B takes it B times: the sentences are padded to the longest of them (masked), and a "
                    "--max-seq-len artifact runs them at that length")
     r.add_argument("--input-ids", help=".npy of int token ids, [batch, seq] or [seq] (instead of --text)")
@@ -483,8 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an artifact on text or token ids", description=
                        "Run an artifact: a host one in this process, an ARM64 one under qemu-aarch64 or on a "
                        "phone over adb. Inputs shorter than the compiled sequence length are padded and "
-                       "masked by bertc.",
+                       "masked by bertc. --text is tokenized by the artifact's own C tokenizer (tokenizer.bin: "
+                       "WordPiece and byte-level BPE), on the device itself for a device run; an artifact compiled "
+                       "from a classifier prints its label and probability (or each token's label), one from a "
+                       "sentence-transformers folder outputs its sentence_embedding.",
                        epilog="examples:\n  bertc run minilm.bertc --text \"a gripping, funny film\"\n"
+                              "  bertc run my-classifier.bertc --text \"dull\"          # label: rotten with ...\n"
                               "  bertc run minilm.bertc --input-ids ids.npy --attention-mask mask.npy "
                               "--output out.npz\n  bertc run minilm-arm64.bertc --device adb --threads 4 "
                               "--cores 4-7 --text \"...\"", formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -120,14 +120,15 @@ def text_in(path: str, art, arm) -> None:
     want = SentenceTransformer(path, device="cpu").encode(PAIRS, convert_to_numpy=True)
     host = art.load(threads=1)
     ours = host.encode(PAIRS)
-    t = time.perf_counter()
-    for _ in range(100):
-        host.tokenize(PAIRS[0])
-    tok_us = (time.perf_counter() - t) / 100 * 1e6
+    import json
+    import subprocess
+
+    bench = json.loads(subprocess.run([str(art.path / "bertc_run"), str(art.path), "--text", PAIRS[0], "--bench", "30"],
+                                      capture_output=True, text=True, check=True).stdout)
     print(f"\ntext in (tokenizer.bin + head.bin: no Python tokenizer, no pooling code of yours), host: "
           f"model.encode(texts) vs sentence-transformers: max |diff| {np.abs(ours - want).max():.2e}; cosines "
-          f"{ours[0] @ ours[1]:.3f} (same meaning), {ours[0] @ ours[2]:.3f} (not); tokenizing one sentence "
-          f"{tok_us:.1f} us (from Python)")
+          f"{ours[0] @ ours[1]:.3f} (same meaning), {ours[0] @ ours[2]:.3f} (not); bertc_run --text, all in C: "
+          f"tokenizing {bench['tokenize_ms'] * 1e3:.1f} us of {bench['p50_ms']:.2f} ms from text to embedding")
     phone = arm.load(device="qemu")
     emb, info = phone.run_text(PAIRS[0])
     same = info[0]["ids"] == T.AutoTokenizer.from_pretrained(path)(PAIRS[0])["input_ids"]

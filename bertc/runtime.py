@@ -147,6 +147,8 @@ class CompiledModel(TextTasks):
         """``manifest``: the folder's, already read (and hashed) by read_manifest; read here when None."""
         self._h: ctypes.c_void_p | None = None
         self._lock = threading.Lock()
+        self._text_max: int | None = None
+        self._pad_id: int | None = None
         self.path = Path(path)
         self.manifest = manifest if manifest is not None else read_manifest(self.path)
         if self.manifest.target not in ("host", "vulkan"):
@@ -262,15 +264,20 @@ class CompiledModel(TextTasks):
 
     @property
     def tokenizer_pad_id(self) -> int:
-        """The tokenizer's padding id (from tokenizer.bin's header)."""
-        return int.from_bytes((self.path / "tokenizer.bin").read_bytes()[64:68], "little", signed=True)
+        """The tokenizer's padding id (from tokenizer.bin's header, read once)."""
+        if self._pad_id is None:
+            with open(self.path / "tokenizer.bin", "rb") as f:
+                self._pad_id = int.from_bytes(f.read(68)[64:68], "little", signed=True)
+        return self._pad_id
 
     @property
     def text_max_tokens(self) -> int:
         """The most tokens a text keeps: the compiled length, or a sentence-transformers model's max_seq_length
         when shorter."""
-        with self._lock:
-            return int(self.lib.bertc_text_max_tokens(self._handle())) or self.seq_len
+        if self._text_max is None:
+            with self._lock:
+                self._text_max = int(self.lib.bertc_text_max_tokens(self._handle())) or self.seq_len
+        return self._text_max
 
     def _why_no_tokenizer(self) -> str:
         try:
