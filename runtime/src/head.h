@@ -11,8 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "sha256.h"
-#include "status.h"
+#include "blob.h"
 
 enum { HEAD_VERSION = 1, HEAD_CLASSIFY = 1, HEAD_EMBED = 2, HEAD_TOKENS = 3, HEAD_MAX_LAYERS = 8, HEAD_MAX_WIDTH = 1 << 16 };
 enum { HEAD_POOLER, HEAD_FIRST, HEAD_MEAN, HEAD_MAX, HEAD_MEAN_SQRT, HEAD_EACH };
@@ -26,37 +25,17 @@ typedef struct {
   uint32_t label_len[1 << 12];
 } bertc_head;
 
-static uint32_t head_u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* Check head.bin's bytes (kept, 4-byte aligned, by the caller while h is used) and point h into them. */
 static bertc_status head_parse(const uint8_t *d, size_t len, const char *path, bertc_head *h, char *err) {
   memset(h, 0, sizeof *h);
-  if (len < 64 || memcmp(d, "BHED", 4) != 0)
-    return fail(err, BERTC_ERR_FORMAT, "%s is not a bertc head file; recompile the artifact", path);
-  if (head_u32(d + 4) != HEAD_VERSION)
-    return fail(err, BERTC_ERR_FORMAT, "%s is version %u of the head format, this runtime reads %d; recompile the "
-                "artifact with this bertc", path, head_u32(d + 4), HEAD_VERSION);
-  char want[65], got[65];
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 32; i++) {
-    want[2 * i] = hex[d[8 + i] >> 4];
-    want[2 * i + 1] = hex[d[8 + i] & 15];
-  }
-  want[64] = 0;
-  bertc_sha256_hex(d + 40, (uint64_t)(len - 40), got);
-#ifndef BERTC_FUZZ
-  if (strcmp(want, got) != 0)
-    return fail(err, BERTC_ERR_CHECKSUM, "%s: sha256 of its contents does not match its header (damaged?); "
-                "recompile the artifact", path);
-#endif
-  h->task = head_u32(d + 40);
-  h->source = head_u32(d + 44);
-  h->last = head_u32(d + 48);
-  h->n_layers = head_u32(d + 52);
-  h->n_labels = head_u32(d + 56);
-  h->width = head_u32(d + 60);
+  const bertc_status checked = blob_check(d, len, 64, "BHED", HEAD_VERSION, "head", path, err);
+  if (checked != BERTC_OK) return checked;
+  h->task = blob_u32(d + 40);
+  h->source = blob_u32(d + 44);
+  h->last = blob_u32(d + 48);
+  h->n_layers = blob_u32(d + 52);
+  h->n_labels = blob_u32(d + 56);
+  h->width = blob_u32(d + 60);
   const char *bad = NULL;
   if (h->task < HEAD_CLASSIFY || h->task > HEAD_TOKENS || h->source > HEAD_EACH ||
       (h->task == HEAD_TOKENS) != (h->source == HEAD_EACH) || h->last > HEAD_NORMALIZE ||
@@ -67,7 +46,7 @@ static bertc_status head_parse(const uint8_t *d, size_t len, const char *path, b
   h->widest = width;
   for (uint32_t i = 0; !bad && i < h->n_layers; i++) {
     if (len - at < 12) { bad = "layer"; break; }
-    uint32_t in = head_u32(d + at), out = head_u32(d + at + 4), act = head_u32(d + at + 8);
+    uint32_t in = blob_u32(d + at), out = blob_u32(d + at + 4), act = blob_u32(d + at + 8);
     at += 12;
     if (in != width || out == 0 || out > HEAD_MAX_WIDTH || act > HEAD_ACT_GELU ||
         ((uint64_t)in + 1) * out * 4 > len - at) { bad = "layer"; break; }
@@ -83,8 +62,8 @@ static bertc_status head_parse(const uint8_t *d, size_t len, const char *path, b
   h->out_width = width;
   if (!bad && h->task != HEAD_EMBED && h->n_labels != width) bad = "labels";
   for (uint32_t i = 0; !bad && i < h->n_labels; i++) {
-    if (len - at < 4 || head_u32(d + at) > len - at - 4) { bad = "labels"; break; }
-    const uint32_t n = head_u32(d + at);
+    if (len - at < 4 || blob_u32(d + at) > len - at - 4) { bad = "labels"; break; }
+    const uint32_t n = blob_u32(d + at);
     h->label[i] = (const char *)d + at + 4;
     h->label_len[i] = n;
     at += 4 + (size_t)n;

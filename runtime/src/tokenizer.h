@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sha256.h"
-#include "status.h"
+#include "blob.h"
 
 enum { TOK_VERSION = 2, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_HEADER = 96, TOK_SECTIONS = 13 };
 enum { TOK_CLEAN = 1, TOK_CJK = 2, TOK_STRIP = 4, TOK_LOWER = 8, TOK_PREFIX_SPACE = 16, TOK_IGNORE_MERGES = 32 };
@@ -42,8 +41,6 @@ typedef struct {
   uint8_t added_first[32]; /* bit set: the first bytes of the added tokens, to skip most positions fast */
 } bertc_tokenizer;
 
-static uint32_t tok_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-
 /* The id of prefix + s[0..n) in the vocabulary, -1 if absent (FNV-1a, as tokenizer.py hashes). */
 static int64_t tok_lookup(const bertc_tokenizer *t, const uint8_t *s, uint32_t n, int with_prefix) {
   uint32_t h = 0x811C9DC5u, pn = with_prefix ? t->prefix_len : 0;
@@ -64,46 +61,29 @@ static int64_t tok_lookup(const bertc_tokenizer *t, const uint8_t *s, uint32_t n
 static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, bertc_tokenizer *t, char *err) {
   memset(t, 0, sizeof *t);
   const size_t header = TOK_HEADER + 8 * TOK_SECTIONS;
-  if (len < header || memcmp(d, "BTOK", 4) != 0)
-    return fail(err, BERTC_ERR_FORMAT, "%s is not a bertc tokenizer file (%s); recompile the artifact", path,
-                len < header ? "too short" : "no BTOK magic");
-  if (tok_u32(d + 4) != TOK_VERSION)
-    return fail(err, BERTC_ERR_FORMAT, "%s is version %u of the tokenizer format, this runtime reads %d; recompile "
-                "the artifact with this bertc", path, tok_u32(d + 4), TOK_VERSION);
-  char want[65], got[65];
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 32; i++) {
-    want[2 * i] = hex[d[8 + i] >> 4];
-    want[2 * i + 1] = hex[d[8 + i] & 15];
-  }
-  want[64] = 0;
-  bertc_sha256_hex(d + 40, (uint64_t)(len - 40), got);
-#ifndef BERTC_FUZZ /* the fuzzer could never forge the sha256; everything after it is what it checks */
-  if (strcmp(want, got) != 0)
-    return fail(err, BERTC_ERR_CHECKSUM, "%s: sha256 of its contents does not match its header (damaged?); "
-                "recompile the artifact", path);
-#endif
-  t->kind = tok_u32(d + 40);
+  const bertc_status checked = blob_check(d, len, header, "BTOK", TOK_VERSION, "tokenizer", path, err);
+  if (checked != BERTC_OK) return checked;
+  t->kind = blob_u32(d + 40);
   if (t->kind != TOK_WORDPIECE && t->kind != TOK_BYTE_BPE)
     return fail(err, BERTC_ERR_FORMAT, "%s holds a tokenizer of kind %u, which this runtime does not read; "
                 "recompile the artifact with this bertc", path, t->kind);
-  t->flags = tok_u32(d + 44);
-  t->max_length = tok_u32(d + 48);
-  t->unk = (int32_t)tok_u32(d + 52);
-  t->cls = (int32_t)tok_u32(d + 56);
-  t->sep = (int32_t)tok_u32(d + 60);
-  t->pad = (int32_t)tok_u32(d + 64);
-  for (int i = 0; i < 3; i++) t->types[i] = tok_u32(d + 68 + 4 * i);
-  t->max_word_chars = tok_u32(d + 80);
-  t->longest1 = tok_u32(d + 84);
-  t->longest2 = tok_u32(d + 88);
+  t->flags = blob_u32(d + 44);
+  t->max_length = blob_u32(d + 48);
+  t->unk = (int32_t)blob_u32(d + 52);
+  t->cls = (int32_t)blob_u32(d + 56);
+  t->sep = (int32_t)blob_u32(d + 60);
+  t->pad = (int32_t)blob_u32(d + 64);
+  for (int i = 0; i < 3; i++) t->types[i] = blob_u32(d + 68 + 4 * i);
+  t->max_word_chars = blob_u32(d + 80);
+  t->longest1 = blob_u32(d + 84);
+  t->longest2 = blob_u32(d + 88);
   /* sections: offset and count; the element size of each */
   static const uint32_t size[TOK_SECTIONS] = {4, 4, 16, 4, 4, 4, 1, 4, 12, 1, 1, 12, 4};
   const uint8_t *sec[TOK_SECTIONS];
   uint32_t count[TOK_SECTIONS];
   for (int s = 0; s < TOK_SECTIONS; s++) {
-    uint32_t off = tok_u32(d + TOK_HEADER + 8 * s);
-    count[s] = tok_u32(d + TOK_HEADER + 8 * s + 4);
+    uint32_t off = blob_u32(d + TOK_HEADER + 8 * s);
+    count[s] = blob_u32(d + TOK_HEADER + 8 * s + 4);
     if (off < header || off % 4 || off > len || (uint64_t)count[s] * size[s] > len - off)
       return fail(err, BERTC_ERR_FORMAT, "%s: section %d lies outside the file; recompile the artifact", path, s);
     sec[s] = d + off;
