@@ -3,9 +3,11 @@
 
 The source of truth is the Hugging Face ``tokenizers`` pipeline the model folder describes (its
 tokenizer.json, or the one transformers builds from vocab.txt): the C tokenizer must give exactly its ids.
-Kinds read so far: WordPiece (BERT, MiniLM, DistilBERT, ELECTRA) with the BertNormalizer and the
+Kinds read: WordPiece (BERT, MiniLM, DistilBERT, ELECTRA, MPNet) with the BertNormalizer and the
 BertPreTokenizer; byte-level BPE (RoBERTa, and GPT-2's tokenizer in general) with no normalizer and the
-ByteLevel pre-tokenizer, its merges applied lowest rank first. Any other kind, normalizer or pre-tokenizer is named in ``Unsupported`` and the
+ByteLevel pre-tokenizer, its merges applied lowest rank first; SentencePiece Unigram (XLM-R, ALBERT-style)
+with the Precompiled normalizer (its charsmap decoded here: ``charsmap_entries``), WhitespaceSplit /
+Metaspace and the Viterbi over the pieces' scores. Any other kind, normalizer or pre-tokenizer is named in ``Unsupported`` and the
 artifact is built without tokenizer.bin (``bertc run --text`` then tokenizes with transformers on the host).
 
 The C side normalizes in the order the BertNormalizer does:
@@ -50,16 +52,23 @@ from typing import Any
 
 from .errors import BertcError
 
-MAGIC, VERSION = b"BTOK", 2  # 2: byte-level BPE (the kind, its merges)
-WORDPIECE, BYTE_BPE = 1, 2
+MAGIC, VERSION = b"BTOK", 3  # 2: byte-level BPE (the kind, its merges); 3: Unigram (scores, charsmap)
+WORDPIECE, BYTE_BPE, UNIGRAM = 1, 2, 3
 CLEAN_TEXT, HANDLE_CJK, STRIP_ACCENTS, LOWERCASE = 1, 2, 4, 8  # WordPiece: the BertNormalizer's settings
 ADD_PREFIX_SPACE, IGNORE_MERGES = 16, 32  # byte-level BPE: the ByteLevel pre-tokenizer's and the model's
 # a code point's class for byte-level BPE's split (GPT-2's pattern: letters, numbers, whitespace, the rest)
 LETTER, NUMBER = 2, 4
+# Unigram (SentencePiece): the normalizer and pre-tokenizer steps it has
+PRECOMPILED, COLLAPSE_SPACES, WHITESPACE_SPLIT, METASPACE_SPLIT, PREPEND_ALWAYS, PREPEND_FIRST = (
+    1 << 8, 1 << 9, 1 << 10, 1 << 11, 1 << 12, 1 << 13)
+# a code point's grapheme-cluster properties (UAX #29), the low bits of a Unigram run's info
+GCB = ["Other", "CR", "LF", "Control", "Extend", "ZWJ", "Regional_Indicator", "Prepend", "SpacingMark", "L", "V", "T",
+       "LV", "LVT"]
+EXT_PICT, INCB = 1 << 4, {"Consonant": 1 << 5, "Extend": 2 << 5, "Linker": 3 << 5}
 # flags of a normalized character for the pre-tokenizer (the top byte of a run's info)
 WHITESPACE, PUNCTUATION = 1, 2
 SECTIONS = ("run_start", "run_info", "map", "pool", "ccc", "vocab_offsets", "vocab_bytes", "hash", "added",
-            "added_bytes", "prefix", "merges", "merge_hash")
+            "added_bytes", "prefix", "merges", "merge_hash", "scores", "charsmap", "charsmap_bytes", "charsmap_hash")
 HEADER_BYTES = 96 + 8 * len(SECTIONS)
 MAX_CODE_POINT = 0x110000
 _SEPARATOR = "\ua66e"  # CYRILLIC LETTER MULTIOCULAR O: no case, no decomposition, combining class 0, a letter
@@ -254,6 +263,86 @@ def _build_bpe_tables(pre_tokenizer) -> Tables:
     return Tables(run_start, run_info, [0, 0xFFFFFFFF, 0, 0xFFFFFFFF], [], [], (3, 1), overrides)
 
 
+def _build_unigram_tables(pre_tokenizer) -> Tables:
+    """Whitespace (what WhitespaceSplit splits on: tokenizers' own answer, from a probe of each character) and the
+    grapheme-cluster properties the Precompiled normalizer's segmentation needs, from the regex module (it
+    carries Grapheme_Cluster_Break, Extended_Pictographic and Indic_Conjunct_Break, which unicodedata lacks)."""
+    import regex
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+
+    chars = [c for cp in _code_points() if (c := _char(cp)) is not None]
+    text = "".join(chars)
+    index = [ord(c) for c in chars]
+    info = [0] * MAX_CODE_POINT
+    for value, name in enumerate(GCB[1:], 1):
+        for m in regex.finditer(rf"\p{{GCB={name}}}+", text):
+            for k in range(m.start(), m.end()):
+                info[index[k]] |= value
+    for pattern, bit in [(r"\p{ExtPict}+", EXT_PICT), *((rf"\p{{InCB={n}}}+", b) for n, b in INCB.items())]:
+        for m in regex.finditer(pattern, text):
+            for k in range(m.start(), m.end()):
+                info[index[k]] |= bit
+    split, overrides = WhitespaceSplit(), 0
+    for c in chars:
+        theirs = WHITESPACE if len(split.pre_tokenize_str("a" + c + "a")) == 2 else 0
+        overrides += theirs != (WHITESPACE if c.isspace() else 0)
+        info[ord(c)] |= theirs << 24
+    run_start, run_info = [], []
+    for cp, i in enumerate(info):
+        if not run_info or i != run_info[-1]:
+            run_start.append(cp)
+            run_info.append(i)
+    return Tables(run_start, run_info, [0, 0xFFFFFFFF, 0, 0xFFFFFFFF], [], [], (3, 1), overrides)
+
+
+def charsmap_entries(charsmap: bytes) -> dict[bytes, bytes]:
+    """A SentencePiece precompiled charsmap (a Darts double-array trie of UTF-8 keys, then their replacements,
+    each ended by a NUL) as key -> replacement, every key the trie holds (depth-first over its bytes)."""
+    size = struct.unpack_from("<I", charsmap)[0]
+    units = struct.unpack_from(f"<{size // 4}I", charsmap, 4)
+    blob = charsmap[4 + size:]
+    offset = lambda u: (u >> 10) << ((u & (1 << 9)) >> 6)  # Darts' unit layout
+    out: dict[bytes, bytes] = {}
+    stack = [(offset(units[0]), b"")]
+    while stack:
+        node, key = stack.pop()
+        for c in range(1, 256):
+            pos = node ^ c
+            if pos >= len(units) or units[pos] & ((1 << 31) | 0xFF) != c:
+                continue
+            child = pos ^ offset(units[pos])
+            if (units[pos] >> 8) & 1:
+                start = units[child] & ((1 << 31) - 1)
+                out[key + bytes([c])] = blob[start:blob.index(b"\0", start)]
+            stack.append((child, key + bytes([c])))
+    return out
+
+
+def _cached_charsmap(charsmap: bytes) -> dict[bytes, bytes]:
+    """charsmap_entries, kept in $BERTC_CACHE/unicode/ by the charsmap's sha256 (decoding nmt_nfkc's 225,276 keys
+    takes 8 s): u8 key length, u16 replacement length, key, replacement, per entry; data, never code."""
+    path = _cache_dir() / f"charsmap-{hashlib.sha256(charsmap).hexdigest()[:16]}.bin"
+    try:
+        data, out, at = path.read_bytes(), {}, 0
+        while at < len(data):
+            klen, vlen = struct.unpack_from("<BH", data, at)
+            out[data[at + 3:at + 3 + klen]] = data[at + 3 + klen:at + 3 + klen + vlen]
+            at += 3 + klen + vlen
+        if at == len(data) and out:
+            return out
+    except (OSError, struct.error):
+        pass
+    out = charsmap_entries(charsmap)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(b"".join(struct.pack("<BH", len(k), len(v)) + k + v for k, v in out.items()))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return out
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("BERTC_CACHE") or Path.home() / ".cache" / "bertc") / "unicode"
 
@@ -272,7 +361,8 @@ def unicode_tables(kind: int, flags: int, normalizer, pre_tokenizer) -> Tables:
         return Tables(**{**data, "longest": tuple(data["longest"])})
     except (OSError, ValueError, TypeError, KeyError):
         pass
-    tables = _build_tables(flags, normalizer, pre_tokenizer) if kind == WORDPIECE else _build_bpe_tables(pre_tokenizer)
+    tables = (_build_tables(flags, normalizer, pre_tokenizer) if kind == WORDPIECE else
+              _build_bpe_tables(pre_tokenizer) if kind == BYTE_BPE else _build_unigram_tables(pre_tokenizer))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -302,6 +392,8 @@ class Spec:
     added: dict[str, tuple[int, bool, bool]]  # special tokens matched in the raw text: id, lstrip, rstrip
     kind: int = WORDPIECE
     merges: list[tuple[int, int, int]] = field(default_factory=list)  # byte-level BPE, by rank: left, right, merged
+    scores: list[float] = field(default_factory=list)  # Unigram: each piece's log probability
+    charsmap: dict[bytes, bytes] = field(default_factory=dict)  # Unigram: the Precompiled normalizer's
 
 
 def backend_tokenizer(folder: Path):
@@ -323,9 +415,11 @@ def read_spec(config: dict[str, Any]) -> Spec:
     model = config.get("model") or {}
     if model.get("type") == "BPE":
         return _read_bpe(config)
+    if model.get("type") == "Unigram":
+        return _read_unigram(config)
     if model.get("type") != "WordPiece":
-        raise Unsupported(f"its model is {model.get('type')!r}; the C tokenizer reads WordPiece and byte-level BPE so "
-                          "far (SentencePiece Unigram is still to come)")
+        raise Unsupported(f"its model is {model.get('type')!r}; the C tokenizer reads WordPiece, byte-level BPE and "
+                          "Unigram")
     norm, pre, post = (config.get(k) or {} for k in ("normalizer", "pre_tokenizer", "post_processor"))
     if norm.get("type") != "BertNormalizer":
         raise Unsupported(f"its normalizer is {norm.get('type')!r}; the C tokenizer reads the BertNormalizer")
@@ -403,6 +497,47 @@ def _read_bpe(config: dict[str, Any]) -> Spec:
                 BYTE_BPE, merges)
 
 
+def _read_unigram(config: dict[str, Any]) -> Spec:
+    """SentencePiece as tokenizers holds it: Precompiled (+ Replace of runs of spaces), [WhitespaceSplit,]
+    Metaspace, Unigram."""
+    import base64
+
+    model, norm, pre = (config.get(k) or {} for k in ("model", "normalizer", "pre_tokenizer"))
+    if model.get("byte_fallback"):
+        raise Unsupported("its Unigram falls back to bytes, which the C tokenizer does not do yet")
+    flags, charsmap = 0, {}
+    steps = norm.get("normalizers", [norm]) if norm.get("type") == "Sequence" else [norm] if norm else []
+    for k, step in enumerate(steps):
+        kind = step.get("type")
+        if kind == "Precompiled" and k == 0:
+            flags |= PRECOMPILED
+            charsmap = _cached_charsmap(base64.b64decode(step["precompiled_charsmap"]))
+        elif kind == "Replace" and step.get("pattern") == {"Regex": " {2,}"} and step.get("content") == " ":
+            flags |= COLLAPSE_SPACES
+        else:
+            raise Unsupported(f"its normalizer step {kind!r} is not one the C tokenizer does for Unigram "
+                              "(Precompiled, then Replace of ' {2,}')")
+    pres = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    if [p.get("type") for p in pres] not in (["Metaspace"], ["WhitespaceSplit", "Metaspace"]):
+        raise Unsupported(f"its pre-tokenizer {[p.get('type') for p in pres]} is not Metaspace (after WhitespaceSplit)")
+    meta = pres[-1]
+    scheme = meta.get("prepend_scheme", "always" if meta.get("add_prefix_space", True) else "never")
+    flags |= (WHITESPACE_SPLIT if len(pres) == 2 else 0) | (METASPACE_SPLIT if meta.get("split", True) else 0) | {
+        "always": PREPEND_ALWAYS, "first": PREPEND_FIRST, "never": 0}[scheme]
+    replacement = meta.get("replacement", "\u2581")
+    if len(replacement) != 1:
+        raise Unsupported(f"its Metaspace replacement {replacement!r} is not one character")
+    vocab = {}
+    for i, (piece, _) in enumerate(model["vocab"]):
+        vocab[piece] = i  # the last of equal pieces wins, as in tokenizers' token_to_ids
+    unk = model.get("unk_id")
+    cls, sep, types = _special_tokens(config.get("post_processor") or {}, vocab)
+    pad = (config.get("padding") or {}).get("pad_id", vocab.get("<pad>", 0))
+    return Spec(flags, vocab, unk if unk is not None else 0, cls, sep, pad, types, "", ord(replacement),
+                _added_tokens(config, normalized_ok=not norm), UNIGRAM,
+                scores=[float(score) for _, score in model["vocab"]], charsmap=charsmap)
+
+
 def _special_tokens(post: dict[str, Any], vocab: dict[str, int]) -> tuple[int, int, tuple[int, int, int]]:
     """[CLS] and [SEP] of one text, and the token type of each part, from the post-processor."""
     if post.get("type") in ("BertProcessing", "RobertaProcessing"):  # [CLS] $A [SEP], <s> $A </s> (MPNet's)
@@ -447,6 +582,25 @@ def _hash_table(tokens: list[bytes]) -> list[int]:
     return slots
 
 
+def _charsmap_entries(charsmap: dict[bytes, bytes]) -> tuple[list[tuple[int, int, int, int]], bytes, list[int]]:
+    """(key offset, key length, replacement offset, replacement length) per entry, their bytes, and a hash table of
+    the keys (FNV-1a, as the vocabulary's; slot = entry + 1)."""
+    entries, blob = [], bytearray()
+    for key, value in charsmap.items():
+        entries.append((len(blob), len(key), len(blob) + len(key), len(value)))
+        blob += key + value
+    size = 1
+    while size < 2 * len(entries):
+        size *= 2
+    slots = [0] * (size if entries else 0)
+    for i, key in enumerate(charsmap):
+        h = fnv1a(key) & (size - 1)
+        while slots[h]:
+            h = (h + 1) & (size - 1)
+        slots[h] = i + 1
+    return entries, bytes(blob), slots
+
+
 def merge_key(left: int, right: int) -> int:
     """The merges' hash of a pair of ids (tokenizer.c computes the same)."""
     return ((left * 0x9E3779B1) ^ (right * 0x85EBCA77)) & 0xFFFFFFFF
@@ -480,6 +634,7 @@ def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
         added += [i | lstrip << 30 | rstrip << 31, len(added_bytes), len(text.encode())]
         added_bytes += text.encode()
     slots = _hash_table(tokens)
+    cm = _charsmap_entries(spec.charsmap)
     sections = {
         "run_start": struct.pack(f"<{len(tables.run_start)}I", *tables.run_start),
         "run_info": struct.pack(f"<{len(tables.run_info)}I", *tables.run_info),
@@ -493,12 +648,17 @@ def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
         "added_bytes": added_bytes,
         "prefix": spec.prefix.encode(),
         "merges": b"".join(struct.pack("<3I", *m) for m in spec.merges),
+        "scores": struct.pack(f"<{len(spec.scores)}d", *spec.scores),
+        "charsmap": b"".join(struct.pack("<4I", *e) for e in cm[0]),
+        "charsmap_bytes": cm[1],
+        "charsmap_hash": struct.pack(f"<{len(cm[2])}I", *cm[2]),
         "merge_hash": struct.pack(f"<{len(merge_slots := _merge_hash(spec.merges))}I", *merge_slots),
     }
     counts = {"run_start": len(tables.run_start), "run_info": len(tables.run_info), "map": len(tables.maps) // 4,
               "pool": len(tables.pool), "ccc": len(tables.ccc), "vocab_offsets": len(offsets), "vocab_bytes": len(sections["vocab_bytes"]),
               "hash": len(slots), "added": len(spec.added), "added_bytes": len(added_bytes), "prefix": len(sections["prefix"]),
-              "merges": len(spec.merges), "merge_hash": len(merge_slots)}
+              "merges": len(spec.merges), "merge_hash": len(merge_slots), "scores": len(spec.scores),
+              "charsmap": len(cm[0]), "charsmap_bytes": len(cm[1]), "charsmap_hash": len(cm[2])}
     body = bytearray(struct.pack("<2I", spec.kind, spec.flags))
     body += struct.pack("<I4i3I3I", max_length, spec.unk, spec.cls, spec.sep, spec.pad, *spec.types,
                         spec.max_input_chars_per_word, *tables.longest)
@@ -527,11 +687,11 @@ def write_tokenizer_bin(folder: Path, out: Path, max_length: int) -> Built:
     backend = backend_tokenizer(folder)
     config = json.loads(backend.to_str())
     spec = read_spec(config)
-    flags = spec.flags if spec.kind == WORDPIECE else 0  # byte-level BPE's classes do not depend on its flags
+    flags = spec.flags if spec.kind == WORDPIECE else 0  # the other kinds' classes do not depend on their flags
     tables = unicode_tables(spec.kind, flags, backend.normalizer, backend.pre_tokenizer)
     data = encode(spec, tables, max_length)
     out.write_bytes(data)
-    return Built("WordPiece" if spec.kind == WORDPIECE else "byte-level BPE", len(spec.vocab), len(data),
-                 tables.overrides)
+    return Built({WORDPIECE: "WordPiece", BYTE_BPE: "byte-level BPE", UNIGRAM: "Unigram"}[spec.kind], len(spec.vocab),
+                 len(data), tables.overrides)
 
 

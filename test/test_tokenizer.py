@@ -2,8 +2,9 @@
 the Hugging Face tokenizers pipeline it was compiled from: on every rt-sentiment snippet, on a stress set
 (accents, CJK, emoji, control and zero-width characters, long words, empty and whitespace-only text, a
 100,000-character text), on random Unicode strings, for the real MiniLM's uncased WordPiece, for cased and
-other normalizer settings, and for a RoBERTa-style byte-level BPE (trained here on rt-sentiment: no RoBERTa
-vocabulary ships in a package); and it refuses invalid UTF-8 by name."""
+other normalizer settings, for a RoBERTa-style byte-level BPE and for an XLM-R-style SentencePiece Unigram (both
+trained here on rt-sentiment: no RoBERTa or XLM-R vocabulary ships in a package; the Unigram with sentencepiece's
+own nmt_nfkc normalization, so its Precompiled charsmap is the real one); and it refuses invalid UTF-8 by name."""
 
 from __future__ import annotations
 
@@ -301,3 +302,78 @@ def test_tokenize_and_text_runs_from_many_threads(minilm):
 
     with ThreadPoolExecutor(6) as pool:
         assert sum(pool.map(worker, range(6))) == 0
+
+
+@pytest.fixture(scope="module")
+def unigram(tmp_path_factory):
+    """A tiny XLM-R with a SentencePiece Unigram tokenizer: a sentencepiece model trained on rt-sentiment with its
+    nmt_nfkc normalization, converted by transformers as it converts XLM-R's (Precompiled charsmap,
+    WhitespaceSplit + Metaspace, Unigram, <s> $A </s>)."""
+    import io
+
+    import sentencepiece
+    import torch
+    import transformers as T
+    from conftest import tiny_config
+
+    folder = tmp_path_factory.mktemp("unigram")
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([t for t, _ in load_task("rt-sentiment").train]), model_writer=model, vocab_size=2000,
+        model_type="unigram", normalization_rule_name="nmt_nfkc", character_coverage=0.9995, minloglevel=2)
+    (folder / "sentencepiece.bpe.model").write_bytes(model.getvalue())
+    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "XLMRobertaTokenizer"}')
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    T.AutoModel.from_config(tiny_config("roberta", vocab=len(tok))).save_pretrained(folder)
+    return folder, bertc.load(bertc.compile(str(folder), "host", out=folder / "u.bertc", max_seq_len=256).path)
+
+
+UNIGRAM_STRESS = BPE_STRESS + ["Hello  wörld, ﬁne e\u0301!", "\u00a0\u3000 full-width ＡＢＣ １２３ ㎏ ½ ™",
+                               "a▁b ▁▁c ▁", "क्षत्रिय ि्", "🇫🇷🇯🇵🇺", "👨\u200d👩\u200d👧 👍🏽", "\r\n\r\n"]
+
+
+def test_unigram_matches_on_every_snippet_and_the_stress_set(unigram):
+    folder, model = unigram
+    report = json.loads((model.path / "report.json").read_text())["tokenizer"]
+    assert report["kind"] == "Unigram" and report["compiled"]
+    ref = reference(folder)
+    task = load_task("rt-sentiment")
+    texts = [t for split in (task.train, task.dev, task.test) for t, _ in split]
+    for i in range(0, len(texts), 1000):
+        assert_same(model, ref, texts[i:i + 1000], cap=256)
+    assert_same(model, ref, UNIGRAM_STRESS, cap=256)
+    assert_same(model, ref, UNIGRAM_STRESS, cap=6)
+    assert_same(model, ref, [" ".join(UNIGRAM_STRESS) * 50, "x" * 100_000, "😀" * 30_000], cap=256)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=80) | st.text(alphabet=st.sampled_from(
+    list(" \t\n\u00a0\u3000▁aé\u0301\u0316😀\u200d👍🏽🇫क्षﬁ가\u1100\u1161\u11a8\x01<mask>")), max_size=40))
+def test_unigram_matches_on_random_unicode(unigram, text):
+    folder, model = unigram
+    assert_same(model, reference(folder), [text, "<mask>" + text], cap=256)
+
+
+@pytest.mark.parametrize("layout", ["xlm-r as on the hub", "prepend first"])
+def test_unigram_other_layouts(unigram, tmp_path, layout):
+    """The layout XLM-R's tokenizer.json has on the hub (Precompiled then Replace(' {2,}', ' '), Metaspace alone),
+    and Metaspace's prepend_scheme "first"."""
+    import shutil
+
+    folder, _ = unigram
+    variant = tmp_path / "variant"
+    shutil.copytree(folder, variant, ignore=shutil.ignore_patterns("*.bertc"))
+    data = json.loads((variant / "tokenizer.json").read_text())
+    meta = data["pre_tokenizer"]["pretokenizers"][-1]
+    if layout == "prepend first":
+        meta["prepend_scheme"] = "first"
+    else:
+        data["normalizer"] = {"type": "Sequence", "normalizers": [
+            data["normalizer"], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+    data["pre_tokenizer"] = meta
+    (variant / "tokenizer.json").write_text(json.dumps(data))
+    model = bertc.load(bertc.compile(str(variant), "host", out=tmp_path / "v.bertc", max_seq_len=256).path)
+    assert_same(model, reference(variant), UNIGRAM_STRESS + [t for t, _ in load_task("rt-sentiment").test[:300]],
+                cap=256)

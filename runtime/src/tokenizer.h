@@ -18,10 +18,17 @@
 
 #include "blob.h"
 
-enum { TOK_VERSION = 2, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_HEADER = 96, TOK_SECTIONS = 13 };
+enum { TOK_VERSION = 3, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_UNIGRAM = 3, TOK_HEADER = 96, TOK_SECTIONS = 17 };
 enum { TOK_CLEAN = 1, TOK_CJK = 2, TOK_STRIP = 4, TOK_LOWER = 8, TOK_PREFIX_SPACE = 16, TOK_IGNORE_MERGES = 32 };
 /* byte-level BPE: a code point's class for GPT-2's split, in the same top byte (whitespace is TOK_WS) */
 enum { TOK_LETTER = 2, TOK_NUMBER = 4 };
+/* Unigram: its normalizer and pre-tokenizer steps (flags), and a code point's grapheme-cluster properties
+ * (UAX #29: the low bits of its run's info; whitespace is TOK_WS in the top byte) */
+enum { TOK_PRECOMPILED = 1 << 8, TOK_COLLAPSE = 1 << 9, TOK_WS_SPLIT = 1 << 10, TOK_META_SPLIT = 1 << 11,
+       TOK_PREPEND_ALWAYS = 1 << 12, TOK_PREPEND_FIRST = 1 << 13 };
+enum { GCB_OTHER, GCB_CR, GCB_LF, GCB_CONTROL, GCB_EXTEND, GCB_ZWJ, GCB_RI, GCB_PREPEND, GCB_SPACINGMARK, GCB_L, GCB_V,
+       GCB_T, GCB_LV, GCB_LVT };
+enum { TOK_EXT_PICT = 16, INCB_CONSONANT = 1, INCB_EXTEND = 2, INCB_LINKER = 3 };
 /* a code point's flags: the top byte of its run's info */
 enum { TOK_WS = 1, TOK_PUNCT = 2, TOK_DROP1 = 4, TOK_SPACE1 = 8, TOK_PAD1 = 16, TOK_DROP2 = 32, TOK_HANGUL = 64 };
 #define TOK_ITSELF 0xFFFFFFFFu   /* a map entry's length when the character maps to itself */
@@ -35,6 +42,11 @@ typedef struct {
   const uint32_t *run_start, *run_info, *maps, *pool, *ccc, *vocab_off, *hash, *added;
   const uint8_t *vocab, *added_bytes, *prefix;
   const uint32_t *merges, *merge_hash; /* byte-level BPE: (left, right, merged) by rank; slot = rank + 1 */
+  const uint8_t *scores;               /* Unigram: each piece's f64 log probability (read with memcpy) */
+  const uint32_t *cm, *cm_hash;        /* Unigram's charsmap: (key off, key len, value off, value len); slot = entry + 1 */
+  const uint8_t *cm_bytes;
+  uint32_t n_cm, n_cm_bytes, n_cm_hash, cm_longest, cm_longest_value, vocab_longest;
+  double min_score;
   uint32_t n_runs, n_maps, n_pool, n_ccc, n_vocab, n_vocab_bytes, n_hash, n_added, n_added_bytes, prefix_len;
   uint32_t n_merges, n_merge_hash;
   int64_t byte_id[256]; /* byte-level BPE: each byte's own token */
@@ -64,7 +76,7 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   const bertc_status checked = blob_check(d, len, header, "BTOK", TOK_VERSION, "tokenizer", path, err);
   if (checked != BERTC_OK) return checked;
   t->kind = blob_u32(d + 40);
-  if (t->kind != TOK_WORDPIECE && t->kind != TOK_BYTE_BPE)
+  if (t->kind < TOK_WORDPIECE || t->kind > TOK_UNIGRAM)
     return fail(err, BERTC_ERR_FORMAT, "%s holds a tokenizer of kind %u, which this runtime does not read; "
                 "recompile the artifact with this bertc", path, t->kind);
   t->flags = blob_u32(d + 44);
@@ -78,7 +90,7 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   t->longest1 = blob_u32(d + 84);
   t->longest2 = blob_u32(d + 88);
   /* sections: offset and count; the element size of each */
-  static const uint32_t size[TOK_SECTIONS] = {4, 4, 16, 4, 4, 4, 1, 4, 12, 1, 1, 12, 4};
+  static const uint32_t size[TOK_SECTIONS] = {4, 4, 16, 4, 4, 4, 1, 4, 12, 1, 1, 12, 4, 8, 16, 1, 4};
   const uint8_t *sec[TOK_SECTIONS];
   uint32_t count[TOK_SECTIONS];
   for (int s = 0; s < TOK_SECTIONS; s++) {
@@ -103,6 +115,13 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   t->merge_hash = (const uint32_t *)sec[12];
   t->n_merges = count[11];
   t->n_merge_hash = count[12];
+  t->scores = sec[13];
+  t->cm = (const uint32_t *)sec[14];
+  t->cm_bytes = sec[15];
+  t->cm_hash = (const uint32_t *)sec[16];
+  t->n_cm = count[14];
+  t->n_cm_bytes = count[15];
+  t->n_cm_hash = count[16];
   t->n_runs = count[0];
   t->n_maps = count[2];
   t->n_pool = count[3];
@@ -118,7 +137,7 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   for (uint32_t i = 1; !bad && i < t->n_runs; i++)
     if (t->run_start[i] <= t->run_start[i - 1] || t->run_start[i] >= TOK_MAX_CP) bad = "code point runs";
   for (uint32_t i = 0; !bad && i < t->n_runs; i++)
-    if ((t->run_info[i] & 0xFFFFFF) >= t->n_maps) bad = "map entry of a run";
+    if (t->kind == TOK_WORDPIECE && (t->run_info[i] & 0xFFFFFF) >= t->n_maps) bad = "map entry of a run";
   if (!bad && (t->longest1 < 3 || t->longest1 > 64 || t->longest2 < 1 || t->longest2 > 64)) bad = "map lengths";
   for (uint32_t i = 0; !bad && i < 2 * t->n_maps; i++) {
     uint32_t off = t->maps[2 * i], n = t->maps[2 * i + 1];
@@ -151,6 +170,28 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   if (!bad && t->n_merges && (t->n_merge_hash == 0 || (t->n_merge_hash & (t->n_merge_hash - 1)))) bad = "merges";
   for (uint32_t i = 0; !bad && i < t->n_merge_hash; i++)
     if (t->merge_hash[i] > t->n_merges) bad = "merges";
+  if (!bad && t->kind == TOK_UNIGRAM && (count[13] != t->n_vocab || t->max_word_chars >= TOK_MAX_CP)) bad = "scores";
+  t->min_score = 0;
+  for (uint32_t i = 0; !bad && i < count[13]; i++) {
+    double v;
+    memcpy(&v, t->scores + 8 * (size_t)i, 8);
+    if (v != v) bad = "scores";
+    else if (i == 0 || v < t->min_score) t->min_score = v;
+  }
+  for (uint32_t i = 0; !bad && i < t->n_cm; i++) {
+    const uint32_t *e = t->cm + 4 * i;
+    if (e[1] == 0 || e[1] > 64 || e[0] > t->n_cm_bytes || e[1] > t->n_cm_bytes - e[0] || e[2] > t->n_cm_bytes ||
+        e[3] > 256 || e[3] > t->n_cm_bytes - e[2]) bad = "charsmap";
+    else {
+      if (e[1] > t->cm_longest) t->cm_longest = e[1];
+      if (e[3] > t->cm_longest_value) t->cm_longest_value = e[3];
+    }
+  }
+  if (!bad && t->n_cm && (t->n_cm_hash == 0 || (t->n_cm_hash & (t->n_cm_hash - 1)))) bad = "charsmap";
+  for (uint32_t i = 0; !bad && i < t->n_cm_hash; i++)
+    if (t->cm_hash[i] > t->n_cm) bad = "charsmap";
+  for (uint32_t i = 0; !bad && i < t->n_vocab; i++)
+    if (t->vocab_off[i + 1] - t->vocab_off[i] > t->vocab_longest) t->vocab_longest = t->vocab_off[i + 1] - t->vocab_off[i];
   if (bad) return fail(err, BERTC_ERR_FORMAT, "%s: inconsistent %s (damaged?); recompile the artifact", path, bad);
   for (int b = 0; b < 256; b++) {
     const uint8_t byte = (uint8_t)b;
@@ -248,6 +289,8 @@ static void tok_reorder(const bertc_tokenizer *t, uint32_t *cp, int64_t n) {
 
 /* ---- WordPiece ------------------------------------------------------------------------------- */
 
+static int tok_len8(uint8_t lead) { return lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : 4; }
+
 static int tok_utf8(uint32_t c, uint8_t *o) {
   if (c < 0x80) { o[0] = (uint8_t)c; return 1; }
   if (c < 0x800) { o[0] = (uint8_t)(0xC0 | c >> 6); o[1] = (uint8_t)(0x80 | (c & 0x3F)); return 2; }
@@ -299,6 +342,11 @@ typedef struct {
   int64_t *sym, *prev, *next, *heap_new;
   uint64_t *heap; /* rank << 32 | position */
   int64_t b_room, bpe_room;
+  /* Unigram: the normalized piece (bytes, then code points), one part's bytes, and its best paths */
+  uint8_t *norm;
+  uint32_t *ncp;
+  double *score;
+  int64_t *start, *id, norm_len, norm_room, ncp_room, path_room;
 } tok_scratch;
 
 static int tok_grow(const bertc_tokenizer *t, tok_scratch *w, tok_out *o, int64_t n) {
@@ -327,10 +375,13 @@ static int tok_is_break(const bertc_tokenizer *t, uint32_t c) {
 }
 
 static int tok_piece_bpe(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w, tok_out *o);
+static int tok_piece_unigram(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, int first, tok_scratch *w,
+                             tok_out *o);
 
 /* Normalize, pre-tokenize and WordPiece one piece of text (n code points); 0 when out of memory. */
-static int tok_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w, tok_out *o) {
+static int tok_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, int first, tok_scratch *w, tok_out *o) {
   if (t->kind == TOK_BYTE_BPE) return tok_piece_bpe(t, cp, n, w, o);
+  if (t->kind == TOK_UNIGRAM) return tok_piece_unigram(t, cp, n, first, w, o);
   for (int64_t a = 0; a < n && o->n < o->cap;) {
     int64_t b = a + TOK_CHUNK < n ? a + TOK_CHUNK : n;
     while (b < n && !tok_is_break(t, cp[b - 1])) b++;
@@ -500,7 +551,220 @@ static int tok_piece_bpe(const bertc_tokenizer *t, const uint32_t *cp, int64_t n
   return ok;
 }
 
-static int tok_len8(uint8_t lead) { return lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : 4; }
+/* ---- Unigram (SentencePiece) ------------------------------------------------------------------ */
+
+/* Where the extended grapheme cluster starting at cp[i] ends (UAX #29's rules GB3-GB13, with GB9c's Indic
+ * conjuncts), as the unicode-segmentation crate the tokenizers library uses draws them. */
+static int64_t tok_grapheme_end(const bertc_tokenizer *t, const uint32_t *cp, int64_t i, int64_t n) {
+  uint32_t ia = tok_info(t, cp[i]);
+  int a = (int)(ia & 15), ri = a == GCB_RI, emoji = ia & TOK_EXT_PICT ? 1 : 0, incb = (ia >> 5 & 3) == INCB_CONSONANT;
+  for (int64_t j = i + 1; j < n; j++) {
+    const uint32_t ib = tok_info(t, cp[j]);
+    const int b = (int)(ib & 15), cb = (int)(ib >> 5 & 3);
+    int join;
+    if (a == GCB_CR && b == GCB_LF) join = 1;
+    else if (a == GCB_CR || a == GCB_LF || a == GCB_CONTROL || b == GCB_CR || b == GCB_LF || b == GCB_CONTROL) join = 0;
+    else if (a == GCB_L && (b == GCB_L || b == GCB_V || b == GCB_LV || b == GCB_LVT)) join = 1;
+    else if ((a == GCB_LV || a == GCB_V) && (b == GCB_V || b == GCB_T)) join = 1;
+    else if ((a == GCB_LVT || a == GCB_T) && b == GCB_T) join = 1;
+    else if (b == GCB_EXTEND || b == GCB_ZWJ || b == GCB_SPACINGMARK || a == GCB_PREPEND) join = 1;
+    else if (incb == 2 && cb == INCB_CONSONANT) join = 1;            /* GB9c */
+    else if (emoji == 2 && ib & TOK_EXT_PICT) join = 1;              /* GB11 */
+    else if (a == GCB_RI && b == GCB_RI) join = ri % 2 == 1;         /* GB12, GB13: flags in pairs */
+    else join = 0;
+    if (!join) return j;
+    ri = b == GCB_RI ? ri + 1 : 0;
+    emoji = ib & TOK_EXT_PICT ? 1 : emoji && b == GCB_EXTEND ? 1 : emoji == 1 && b == GCB_ZWJ ? 2 : 0;
+    incb = cb == INCB_CONSONANT ? 1 : incb && cb == INCB_LINKER ? 2 : incb && cb == INCB_EXTEND ? incb : 0;
+    a = b;
+  }
+  return n;
+}
+
+/* The charsmap's replacement for s[0..n): that of the shortest key that begins s (the trie's first common
+ * prefix, as tokenizers takes it), or NULL. */
+static const uint32_t *tok_charsmap(const bertc_tokenizer *t, const uint8_t *s, int64_t n) {
+  if (!t->n_cm) return NULL;
+  const uint32_t mask = t->n_cm_hash - 1;
+  uint32_t h = 0x811C9DC5u;
+  for (int64_t k = 0; k < n && k < (int64_t)t->cm_longest && s[k]; k++) {
+    h = (h ^ s[k]) * 0x01000193u;
+    for (uint32_t probe = 0, slot = h & mask; probe < t->n_cm_hash; probe++, slot = (slot + 1) & mask) {
+      const uint32_t e1 = t->cm_hash[slot];
+      if (!e1) break;
+      const uint32_t *e = t->cm + 4 * (e1 - 1);
+      if (e[1] == (uint32_t)(k + 1) && memcmp(t->cm_bytes + e[0], s, (size_t)(k + 1)) == 0) return e;
+    }
+  }
+  return NULL;
+}
+
+static int tok_norm_put(tok_scratch *w, const uint8_t *s, int64_t n) {
+  if (w->norm_len + n > w->norm_room) {
+    int64_t room = 2 * (w->norm_len + n) + 64;
+    uint8_t *b = realloc(w->norm, (size_t)room);
+    if (!b) return 0;
+    w->norm = b;
+    w->norm_room = room;
+  }
+  memcpy(w->norm + w->norm_len, s, (size_t)n);
+  w->norm_len += n;
+  return 1;
+}
+
+/* The Precompiled normalizer: a cluster shorter than 6 bytes whose start the charsmap knows is replaced whole;
+ * any other goes character by character, each replaced when the charsmap knows it. */
+static int tok_precompiled(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, tok_scratch *w) {
+  uint8_t g[64];
+  for (int64_t i = 0; i < n;) {
+    const int64_t e = tok_grapheme_end(t, cp, i, n);
+    int64_t len = 0;
+    for (int64_t k = i; k < e && len < 6; k++) len += tok_utf8(cp[k], g + len);
+    const uint32_t *r = len < 6 ? tok_charsmap(t, g, len) : NULL;
+    if (r) {
+      if (!tok_norm_put(w, t->cm_bytes + r[2], r[3])) return 0;
+    } else {
+      for (int64_t k = i; k < e; k++) {
+        const int m = tok_utf8(cp[k], g);
+        r = tok_charsmap(t, g, m);
+        if (!(r ? tok_norm_put(w, t->cm_bytes + r[2], r[3]) : tok_norm_put(w, g, m))) return 0;
+      }
+    }
+    i = e;
+  }
+  return 1;
+}
+
+/* One pre-token's best segmentation (Viterbi over the pieces' scores, as tokenizers' Unigram::encode: an
+ * unknown character costs the lowest score less 10, runs of unknown characters are one token). */
+static int tok_viterbi(const bertc_tokenizer *t, const uint8_t *b, int64_t m, tok_scratch *w, tok_out *o) {
+  if (m == 0) return 1;
+  if (m + 1 > w->path_room) {
+    double *sc = realloc(w->score, sizeof *sc * (size_t)(m + 1));
+    if (sc) w->score = sc;
+    int64_t *st = sc ? realloc(w->start, sizeof *st * (size_t)(m + 1)) : NULL;
+    if (st) w->start = st;
+    int64_t *id = st ? realloc(w->id, sizeof *id * (size_t)(2 * (m + 1))) : NULL;
+    if (!id) return 0;
+    w->id = id;
+    w->path_room = m + 1;
+  }
+  for (int64_t k = 0; k <= m; k++) w->start[k] = -1;
+  w->start[0] = 0;
+  w->score[0] = 0;
+  const double unk_score = t->min_score - 10.0;
+  for (int64_t s = 0; s < m;) {
+    const int64_t mblen = tok_len8(b[s]) < m - s ? tok_len8(b[s]) : m - s;
+    int single = 0;
+    for (int64_t len = 1; len <= m - s && len <= (int64_t)t->vocab_longest; len++) {
+      const int64_t id = tok_lookup(t, b + s, (uint32_t)len, 0);
+      if (id < 0) continue;
+      double piece;
+      memcpy(&piece, t->scores + 8 * (size_t)id, 8);
+      const double cand = piece + w->score[s];
+      if (w->start[s + len] < 0 || cand > w->score[s + len]) {
+        w->score[s + len] = cand;
+        w->start[s + len] = s;
+        w->id[s + len] = id;
+      }
+      single |= len == mblen;
+    }
+    if (!single) {
+      const double cand = unk_score + w->score[s];
+      if (w->start[s + mblen] < 0 || cand > w->score[s + mblen]) {
+        w->score[s + mblen] = cand;
+        w->start[s + mblen] = s;
+        w->id[s + mblen] = t->unk;
+      }
+    }
+    s += mblen;
+  }
+  int64_t *out = w->id + m + 1, k = 0, unk_end = -1, unk_start = 0;
+  for (int64_t e = m; e > 0; e = w->start[e]) {
+    const int64_t s = w->start[e];
+    if (w->id[e] == t->unk) { /* fused with the unknown ones after it */
+      if (unk_end < 0) unk_end = e;
+      unk_start = s;
+      continue;
+    }
+    if (unk_end >= 0) {
+      const int64_t fused = tok_lookup(t, b + unk_start, (uint32_t)(unk_end - unk_start), 0);
+      out[k++] = fused >= 0 ? fused : t->unk;
+      unk_end = -1;
+    }
+    out[k++] = w->id[e];
+  }
+  if (unk_end >= 0) {
+    const int64_t fused = tok_lookup(t, b + unk_start, (uint32_t)(unk_end - unk_start), 0);
+    out[k++] = fused >= 0 ? fused : t->unk;
+  }
+  while (k > 0) tok_push(o, out[--k]);
+  return 1;
+}
+
+/* Metaspace on one split (code points, spaces already the replacement's): the replacement before it, then
+ * parts that each start at a replacement, every part through the Viterbi. */
+static int tok_metaspace(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, int first, tok_scratch *w,
+                         tok_out *o) {
+  const uint32_t rep = t->max_word_chars;
+  const int prepend = (t->flags & TOK_PREPEND_ALWAYS || (t->flags & TOK_PREPEND_FIRST && first)) && (n == 0 || cp[0] != rep);
+  uint8_t *b = w->b;
+  if (4 * (n + 1) > w->b_room) {
+    b = realloc(w->b, (size_t)(4 * (n + 1)));
+    if (!b) return 0;
+    w->b = b;
+    w->b_room = 4 * (n + 1);
+  }
+  int64_t m = prepend ? tok_utf8(rep, b) : 0, part = 0;
+  for (int64_t k = 0; k < n && o->n < o->cap; k++) {
+    if (t->flags & TOK_META_SPLIT && cp[k] == rep && m > part) {
+      if (!tok_viterbi(t, b + part, m - part, w, o)) return 0;
+      part = m;
+    }
+    m += tok_utf8(cp[k], b + m);
+  }
+  return o->n < o->cap ? tok_viterbi(t, b + part, m - part, w, o) : 1;
+}
+
+/* A piece of text between added tokens: Precompiled, runs of spaces made one, [WhitespaceSplit,] Metaspace,
+ * Unigram. `first`: the piece begins the text (Metaspace's prepend_scheme "first"). */
+static int tok_piece_unigram(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, int first, tok_scratch *w,
+                             tok_out *o) {
+  if (n == 0) return 1;
+  w->norm_len = 0;
+  if (t->flags & TOK_PRECOMPILED) {
+    if (!tok_precompiled(t, cp, n, w)) return 0;
+  } else {
+    uint8_t g[4];
+    for (int64_t k = 0; k < n; k++)
+      if (!tok_norm_put(w, g, tok_utf8(cp[k], g))) return 0;
+  }
+  if (w->norm_len + 1 > w->ncp_room) {
+    uint32_t *c = realloc(w->ncp, sizeof *c * (size_t)(w->norm_len + 1));
+    if (!c) return 0;
+    w->ncp = c;
+    w->ncp_room = w->norm_len + 1;
+  }
+  int64_t nn = tok_decode(w->norm, w->norm_len, w->ncp);
+  if (nn < 0) return 1; /* the charsmap made bytes that are not UTF-8: a damaged file; nothing to tokenize */
+  uint32_t *c = w->ncp;
+  int64_t k = 0;
+  for (int64_t i = 0; i < nn; i++) /* Replace(" {2,}", " ") */
+    if (!(t->flags & TOK_COLLAPSE && c[i] == ' ' && i > 0 && c[i - 1] == ' ')) c[k++] = c[i];
+  if (!(t->flags & TOK_WS_SPLIT)) { /* Metaspace on the whole piece: every space the replacement */
+    for (int64_t i = 0; i < k; i++) c[i] = c[i] == ' ' ? t->max_word_chars : c[i];
+    return tok_metaspace(t, c, k, first, w, o);
+  }
+  for (int64_t i = 0; i < k && o->n < o->cap;) { /* WhitespaceSplit: words, whitespace dropped */
+    if (tok_info(t, c[i]) >> 24 & TOK_WS) { i++; continue; }
+    int64_t e = i + 1;
+    while (e < k && !(tok_info(t, c[e]) >> 24 & TOK_WS)) e++;
+    if (!tok_metaspace(t, c + i, e - i, first && i == 0, w, o)) return 0;
+    i = e;
+  }
+  return 1;
+}
+
 
 /* The longest added token at s[0..n), or -1. */
 static int64_t tok_added_at(const bertc_tokenizer *t, const uint8_t *s, int64_t n, int64_t *len) {
@@ -554,7 +818,7 @@ static bertc_status tok_encode(const bertc_tokenizer *t, const char *text, int64
     int64_t end = k;
     if (id >= 0 && id & (1 << 30))
       while (end > piece && tok_info(t, cp[end - 1]) >> 24 & TOK_WS) end--;
-    ok = tok_piece(t, cp + piece, end - piece, &w, &o);
+    ok = tok_piece(t, cp + piece, end - piece, piece == 0, &w, &o);
     if (k == ncp) break;
     tok_push(&o, id & TOK_ADDED_ID);
     for (const int64_t stop = pos + len; pos < stop; k++) pos += tok_len8(s[pos]);
@@ -571,6 +835,11 @@ static bertc_status tok_encode(const bertc_tokenizer *t, const char *text, int64
   free(w.next);
   free(w.heap_new);
   free(w.heap);
+  free(w.norm);
+  free(w.ncp);
+  free(w.score);
+  free(w.start);
+  free(w.id);
   free(o.bytes);
   free(o.at);
   if (!ok) return fail(err, BERTC_ERR_MEMORY, "out of memory tokenizing %lld bytes of text", (long long)n);
