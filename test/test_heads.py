@@ -160,3 +160,21 @@ def test_token_classifier_labels_every_token_as_pytorch(tmp_path, minilm_path, a
     assert main(["run", str(art.path), "--text", texts[0]]) == 0
     printed = capsys.readouterr().out
     assert "token labels: " + " ".join(a["label"] for a in answers[0]) in printed
+
+
+def test_classifier_answers_over_adb_with_text_the_shell_would_mangle(tmp_path, minilm_path, monkeypatch):
+    """--device adb: the text travels through `adb shell` (quoted) to bertc_run --text on the phone (the stand-in
+    adb runs it under qemu), and the answer is the host's."""
+    import os
+    from pathlib import Path
+
+    monkeypatch.setenv("PATH", f"{Path(__file__).resolve().parent / 'stand_in'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("BERTC_FAKE_ADB_ROOT", str(tmp_path / "phone"))
+    folder = _classifier_folder(tmp_path, minilm_path, "bert")
+    text = 'it\'s a "gripping" $HOME film; `ls` && ünïcode 😀 \\ back'
+    host = bertc.load(bertc.compile(folder, "host", out=tmp_path / "h.bertc", max_seq_len=64).path)
+    phone = bertc.load(bertc.compile(folder, "android-arm64", out=tmp_path / "a.bertc", max_seq_len=64).path,
+                       device="adb:FAKE1")
+    want, got = host.classify(text)[0], phone.classify(text)[0]
+    assert got["label"] == want["label"] and abs(got["probability"] - want["probability"]) < 1e-5
+    assert phone.last_report["texts"][0]["ids"] == host.tokenize(text)["input_ids"][0].tolist()
