@@ -246,6 +246,16 @@ def _hf_bpe_class(pre_tokenizer, c: str) -> int:
     return WHITESPACE
 
 
+def _runs(info: list[int]) -> tuple[list[int], list[int]]:
+    """Per-code-point info as runs: the code points where it changes, and its value from each on."""
+    run_start, run_info = [], []
+    for cp, i in enumerate(info):
+        if not run_info or i != run_info[-1]:
+            run_start.append(cp)
+            run_info.append(i)
+    return run_start, run_info
+
+
 def _build_bpe_tables(pre_tokenizer) -> Tables:
     """One class per code point for the split; no maps (byte-level BPE has no normalizer)."""
     overrides, info = 0, [0] * MAX_CODE_POINT
@@ -255,11 +265,7 @@ def _build_bpe_tables(pre_tokenizer) -> Tables:
         ours, theirs = _bpe_class(c), _hf_bpe_class(pre_tokenizer, c)
         overrides += ours != theirs
         info[cp] = theirs << 24
-    run_start, run_info = [], []
-    for cp, i in enumerate(info):
-        if not run_info or i != run_info[-1]:
-            run_start.append(cp)
-            run_info.append(i)
+    run_start, run_info = _runs(info)
     return Tables(run_start, run_info, [0, 0xFFFFFFFF, 0, 0xFFFFFFFF], [], [], (3, 1), overrides)
 
 
@@ -287,11 +293,7 @@ def _build_unigram_tables(pre_tokenizer) -> Tables:
         theirs = WHITESPACE if len(split.pre_tokenize_str("a" + c + "a")) == 2 else 0
         overrides += theirs != (WHITESPACE if c.isspace() else 0)
         info[ord(c)] |= theirs << 24
-    run_start, run_info = [], []
-    for cp, i in enumerate(info):
-        if not run_info or i != run_info[-1]:
-            run_start.append(cp)
-            run_info.append(i)
+    run_start, run_info = _runs(info)
     return Tables(run_start, run_info, [0, 0xFFFFFFFF, 0, 0xFFFFFFFF], [], [], (3, 1), overrides)
 
 

@@ -239,18 +239,22 @@ BPE_STRESS = STRESS + ["it's  we'll  they're I'M 'd ''s", "a  b\n\nc \t d  ", "x
                        "  leading", "trailing  ", "numbers 123 4.5 ½ ٣ Ⅻ", "<s></s><pad><unk>"]
 
 
-def test_byte_level_bpe_matches_on_every_snippet_and_the_stress_set(roberta):
-    folder, model = roberta
+def exact_everywhere(folder, model, kind: str, stress: list[str]) -> None:
+    """Every rt-sentiment snippet, the stress set whole and cut to 6 tokens, and 100,000-character texts."""
     report = json.loads((model.path / "report.json").read_text())["tokenizer"]
-    assert report["kind"] == "byte-level BPE" and report["compiled"]
+    assert report["kind"] == kind and report["compiled"]
     ref = reference(folder)
     task = load_task("rt-sentiment")
     texts = [t for split in (task.train, task.dev, task.test) for t, _ in split]
     for i in range(0, len(texts), 1000):
         assert_same(model, ref, texts[i:i + 1000], cap=256)
-    assert_same(model, ref, BPE_STRESS, cap=256)
-    assert_same(model, ref, BPE_STRESS, cap=6)
-    assert_same(model, ref, [" ".join(BPE_STRESS) * 60, "x" * 100_000, "😀" * 30_000], cap=256)
+    assert_same(model, ref, stress, cap=256)
+    assert_same(model, ref, stress, cap=6)
+    assert_same(model, ref, [" ".join(stress) * 50, "x" * 100_000, "😀" * 30_000], cap=256)
+
+
+def test_byte_level_bpe_matches_on_every_snippet_and_the_stress_set(roberta):
+    exact_everywhere(*roberta, "byte-level BPE", BPE_STRESS)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -335,17 +339,7 @@ UNIGRAM_STRESS = BPE_STRESS + ["Hello  wörld, ﬁne e\u0301!", "\u00a0\u3000 fu
 
 
 def test_unigram_matches_on_every_snippet_and_the_stress_set(unigram):
-    folder, model = unigram
-    report = json.loads((model.path / "report.json").read_text())["tokenizer"]
-    assert report["kind"] == "Unigram" and report["compiled"]
-    ref = reference(folder)
-    task = load_task("rt-sentiment")
-    texts = [t for split in (task.train, task.dev, task.test) for t, _ in split]
-    for i in range(0, len(texts), 1000):
-        assert_same(model, ref, texts[i:i + 1000], cap=256)
-    assert_same(model, ref, UNIGRAM_STRESS, cap=256)
-    assert_same(model, ref, UNIGRAM_STRESS, cap=6)
-    assert_same(model, ref, [" ".join(UNIGRAM_STRESS) * 50, "x" * 100_000, "😀" * 30_000], cap=256)
+    exact_everywhere(*unigram, "Unigram", UNIGRAM_STRESS)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -600,6 +600,7 @@ static const uint32_t *tok_charsmap(const bertc_tokenizer *t, const uint8_t *s, 
 }
 
 static int tok_norm_put(tok_scratch *w, const uint8_t *s, int64_t n) {
+  if (n == 0) return 1; /* an empty replacement: nothing to add (and w->norm may not exist yet) */
   if (w->norm_len + n > w->norm_room) {
     int64_t room = 2 * (w->norm_len + n) + 64;
     uint8_t *b = realloc(w->norm, (size_t)room);
