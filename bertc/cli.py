@@ -61,6 +61,15 @@ def _compile(args: argparse.Namespace) -> int:
     print(f"wrote {art.path} in {time.perf_counter() - t:.1f} s: target {args.target}, batch {args.batch}, "
           f"{f'lengths 1..{art.manifest.max_seq_len}' if art.manifest.dynamic else f'seq {art.manifest.seq_len}'}; weights {mem['weights_bytes'] / 2**20:.1f} MiB, arena {mem['arena_bytes'] / 2**20:.2f} MiB; "
           f"{rep['fusion']['attention']} fused attention blocks")
+    tok, head = rep.get("tokenizer"), rep.get("head")
+    if tok is not None:  # what the artifact does with text, so that nobody has to open report.json to learn it
+        text = (f"text in: {tok['kind']} tokenizer.bin ({tok['vocab_size']} tokens, texts cut to {tok['max_length']})"
+                if tok["compiled"] else f"text in on the host only (transformers): {tok['why']}")
+        answer = "" if head is None else (
+            f"; head: {head['kind']} -> {', '.join(head['outputs'])}" + (f" ({len(head['labels'])} labels)"
+                                                                        if head["labels"] else "")
+            if head["compiled"] else f"; no head: {head['why']}")
+        print(text + answer)
     sp = rep.get("sparsity")
     if sp:
         print(f"pruned {sp['pruned_fraction']:.0%} of the pruned linears' weights; "

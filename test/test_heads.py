@@ -76,11 +76,16 @@ def test_classifier_heads_answer_as_pytorch(tmp_path, minilm_path, arch):
     assert [a["label"] for a in answers] == [f"class-{i}" for i in want.argmax(1)]
 
 
-def test_multi_label_classifier_takes_the_sigmoid(tmp_path, minilm_path):
+def test_multi_label_classifier_takes_the_sigmoid(tmp_path, minilm_path, capsys):
+    from bertc.cli import main
+
     folder = _classifier_folder(tmp_path, minilm_path, "bert", labels=4, problem="multi_label_classification")
-    art = bertc.compile(folder, "host", out=tmp_path / "m.bertc", max_seq_len=64)
-    assert json.loads((art.path / "report.json").read_text())["head"]["last"] == "sigmoid"
-    out = bertc.load(art.path).run_text(SNIPPETS[0])[0]
+    assert main(["compile", folder, "-o", str(tmp_path / "m.bertc"), "--max-seq-len", "64", "-q"]) == 0
+    assert ("text in: WordPiece tokenizer.bin (30522 tokens, texts cut to 64); head: classify -> logits, "
+            "probabilities (4 labels)") in capsys.readouterr().out
+    art = tmp_path / "m.bertc"
+    assert json.loads((art / "report.json").read_text())["head"]["last"] == "sigmoid"
+    out = bertc.load(art).run_text(SNIPPETS[0])[0]
     assert np.abs(out["probabilities"][0] - _torch_probabilities(folder, SNIPPETS[:1], sigmoid=True)[0]).max() < 1e-5
 
 
