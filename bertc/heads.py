@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .errors import BertcError
 from .student import is_student, load_student
@@ -108,7 +109,7 @@ def classification_head(path: Path, config: dict, per_token: bool = False) -> He
     kind = type(model).__name__
     c = model.classifier if hasattr(model, "classifier") else None
     if per_token:
-        if not isinstance(c, __import__("torch").nn.Linear):
+        if not isinstance(c, torch.nn.Linear):
             raise Unsupported(f"its token classifier ({kind}) is not one linear layer")
         source, layers = EACH, [_linear(c)]
     elif kind in ("BertForSequenceClassification", "AlbertForSequenceClassification"):

@@ -432,7 +432,7 @@ def read_spec(config: dict[str, Any]) -> Spec:
     flags = ((CLEAN_TEXT if norm.get("clean_text") else 0) | (HANDLE_CJK if norm.get("handle_chinese_chars") else 0)
              | (STRIP_ACCENTS if (lowercase if strip is None else strip) else 0) | (LOWERCASE if lowercase else 0))
     vocab = model["vocab"]
-    cls, sep, types = _special_tokens(post, vocab)
+    cls, sep, types = _special_tokens(post)
     unk = vocab.get(model.get("unk_token", ""))
     if unk is None:
         raise Unsupported(f"its unknown token {model.get('unk_token')!r} is not in the vocabulary")
@@ -482,7 +482,6 @@ def _read_bpe(config: dict[str, Any]) -> Spec:
             vocab[bytes(alphabet[c] for c in text).decode("latin-1")] = i
         except KeyError:
             raise Unsupported(f"its vocabulary entry {text!r} is not in GPT-2's byte alphabet") from None
-    raw = {i: t for t, i in vocab.items()}
     merges = []
     for rank, m in enumerate(model.get("merges", [])):
         left, right = m.split(" ", 1) if isinstance(m, str) else m
@@ -490,8 +489,7 @@ def _read_bpe(config: dict[str, Any]) -> Spec:
         if l not in vocab or r not in vocab or l + r not in vocab:
             raise Unsupported(f"its merge #{rank} ({left} {right}) names a token not in the vocabulary")
         merges.append((vocab[l], vocab[r], vocab[l + r]))
-    assert len(raw) == len(vocab)
-    cls, sep, types = _special_tokens(post, model["vocab"])
+    cls, sep, types = _special_tokens(post)
     pad = (config.get("padding") or {}).get("pad_id", model["vocab"].get("<pad>", 1))
     flags = (ADD_PREFIX_SPACE if pre.get("add_prefix_space") else 0) | (IGNORE_MERGES if model.get("ignore_merges") else 0)
     unk = model["vocab"].get(model.get("unk_token") or "", 0)
@@ -533,14 +531,14 @@ def _read_unigram(config: dict[str, Any]) -> Spec:
     for i, (piece, _) in enumerate(model["vocab"]):
         vocab[piece] = i  # the last of equal pieces wins, as in tokenizers' token_to_ids
     unk = model.get("unk_id")
-    cls, sep, types = _special_tokens(config.get("post_processor") or {}, vocab)
+    cls, sep, types = _special_tokens(config.get("post_processor") or {})
     pad = (config.get("padding") or {}).get("pad_id", vocab.get("<pad>", 0))
     return Spec(flags, vocab, unk if unk is not None else 0, cls, sep, pad, types, "", ord(replacement),
                 _added_tokens(config, normalized_ok=not norm), UNIGRAM,
                 scores=[float(score) for _, score in model["vocab"]], charsmap=charsmap)
 
 
-def _special_tokens(post: dict[str, Any], vocab: dict[str, int]) -> tuple[int, int, tuple[int, int, int]]:
+def _special_tokens(post: dict[str, Any]) -> tuple[int, int, tuple[int, int, int]]:
     """[CLS] and [SEP] of one text, and the token type of each part, from the post-processor."""
     if post.get("type") in ("BertProcessing", "RobertaProcessing"):  # [CLS] $A [SEP], <s> $A </s> (MPNet's)
         return post["cls"][1], post["sep"][1], (0, 0, 0)
