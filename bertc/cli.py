@@ -130,8 +130,9 @@ def _run_text(model, args: argparse.Namespace, flag: str):
     ms = (time.perf_counter() - t) * 1e3
     cap = model.text_max_tokens
     why = "" if cap == model.seq_len else "(its sentence-transformers max_seq_length, as sentence-transformers cuts it)"
-    _warn_cut(args, [row.get("tokens", len(row["ids"])) if not row["cut"] else row.get("tokens") for row in info],
-              cap, flag, why)
+    count = getattr(model, "count_tokens", None)  # a device says only that it cut a text, not by how much
+    _warn_cut(args, [len(row["ids"]) if not row["cut"] else count(text) if count else None
+                     for text, row in zip(texts, info)], cap, flag, why)
     longest = max(len(row["ids"]) for row in info)
     return out, np.array([row["ids"] + [0] * (longest - len(row["ids"])) for row in info]), ms, \
         [len(row["ids"]) for row in info]

@@ -242,16 +242,24 @@ class CompiledModel(TextTasks):
 
     def run_text(self, texts: str | list[str]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
         """Outputs for texts tokenized by the C tokenizer (a batch padded to its longest), and per text its
-        ids, whether it was cut to the compiled length, and its whole length in tokens."""
+        ids and whether it was cut to the most tokens a text keeps (``text_max_tokens``)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
-        enc = self.tokenize(texts)
+        cap = self.text_max_tokens
+        enc = self.tokenize(texts, max_tokens=cap + 1)  # one more than fits: a row that fills it was cut
+        n = enc["attention_mask"].sum(1)
+        for r in np.flatnonzero(n > cap):  # cut as bertc_run_text cuts: the first tokens, then the row's [SEP]
+            for v in enc.values():
+                v[r, cap - 1] = v[r, n[r] - 1]
+        enc = {k: v[:, :cap] for k, v in enc.items()}
         out = self(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
-        # every token takes at least one byte of text: room for all of them, to say how many were cut
-        whole = [int(self.tokenize(t, max_tokens=len(t.encode("utf-8", "surrogatepass")) + 2)["attention_mask"].sum())
-                 for t in texts]
-        info = [{"cut": whole[i] > self.text_max_tokens, "tokens": whole[i],
-                 "ids": enc["input_ids"][i, : int(enc["attention_mask"][i].sum())].tolist()} for i in range(len(texts))]
-        return out, info
+        return out, [{"cut": bool(n[i] > cap), "ids": enc["input_ids"][i, : min(int(n[i]), cap)].tolist()}
+                     for i in range(len(texts))]
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` makes, uncut (every token takes at least one byte of text, so its bytes
+        + 2 are room for all of them and [CLS] and [SEP])."""
+        return int(self.tokenize(text, max_tokens=len(text.encode("utf-8", "surrogatepass")) + 2)
+                   ["attention_mask"].sum())
 
     @property
     def labels(self) -> list[str]:

@@ -186,6 +186,12 @@ def test_tokenize_pads_a_batch_to_its_longest(minilm):
     assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     assert np.array_equal(out["input_ids"][1, 3:], [0, 0])  # [PAD]
     assert out["input_ids"][0].tolist() == ref.encode("a gripping film").ids
+    # run_text cuts a long text as the tokenizer does at the length it keeps (MiniLM's max_seq_length, 256)
+    ref.enable_truncation(model.text_max_tokens)
+    assert model.run_text("word " * 600)[1] == [{"cut": True, "ids": ref.encode("word " * 600).ids}]
+    assert model.run_text("short")[1] == [{"cut": False, "ids": ref.encode("short").ids}]
+    assert model.count_tokens("word " * 600) == 602
+    ref.enable_truncation(MAX)
 
 
 def test_text_runs_on_arm64_under_qemu_with_no_python_tokenizer(minilm_path, tmp_path):
