@@ -48,6 +48,19 @@ static inline void q8_dot_row(const int8_t *q, float s, const bertc_qweight *w, 
 /* y[0, n) = act(y) + res in place (res may be NULL): each implementation's own epilogue. */
 typedef void (*q8_epilogue)(float *y, const float *res, int64_t n, int act);
 
+/* An ISA kernel's two passes over the pool (avx2/ and neon/ kernels.c): x quantized into the work buffer's
+ * rows (laid out as that kernel's micro-kernel reads them: Kq apart on x86, in row tiles on NEON) and
+ * scales, then (row block, panel) work items over them. */
+typedef struct {
+  const float *x, *bias, *res;
+  const bertc_qweight *w;
+  float *y;
+  int8_t *rows;
+  float *scales;
+  int64_t M, N, K, Kq, panels, row_block;
+  int act;
+} qgemm_args;
+
 /* The whole kernel one row at a time, for any tile: the reference, and an ISA kernel's tiles without a
  * micro-kernel. */
 typedef struct {

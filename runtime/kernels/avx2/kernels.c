@@ -413,16 +413,6 @@ void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, c
 #define Q8_NR 16
 #endif
 
-typedef struct {
-  const float *x, *bias, *res;
-  const bertc_qweight *w;
-  float *y;
-  int8_t *rows; /* the work buffer's quantized rows, Kq apart, and their scales */
-  float *scales;
-  int64_t M, N, K, Kq, panels, row_block;
-  int act;
-} qgemm_args;
-
 /* The first pass: rows [lo, hi) of x into the work buffer with q8_quantize_row's bits (VNNI: with 128
  * added, the unsigned form VPDPBUSD reads). */
 static void q8_quantize_x(void *raw, int64_t lo, int64_t hi, float *scratch) {

@@ -453,16 +453,6 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
 #define Q8_NR 12
 #define Q8_NV (Q8_NR / 4)
 
-typedef struct {
-  const float *x, *bias, *res;
-  const bertc_qweight *w;
-  float *y;
-  int8_t *rows; /* the work buffer's quantized rows, in Q8_MR-row tiles, and their scales */
-  float *scales;
-  int64_t M, N, K, Kq, panels, row_block;
-  int act;
-} qgemm_args;
-
 /* The first pass: rows [lo, hi) of x into the work buffer in Q8_MR-row tiles, with q8_quantize_row's bits:
  * vmaxnm ignores NaN as fmaxf does, and vcvtnq rounds half to even as nearbyintf does. Rows past M in the
  * last tile are left as they are: the micro-kernel for fewer rows never uses their lanes. */
