@@ -117,18 +117,28 @@ static int print_outputs(bertc_model *m, const char *out_dir) {
 static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench, int warmup, const char *out_dir,
                      double open_ms, int threads, const char *cores) {
   const int64_t S = bertc_text_max_tokens(m) ? bertc_text_max_tokens(m) : bertc_seq_len(m);
-  int64_t *ids = malloc(sizeof *ids * (size_t)(S + 1)), *types = malloc(sizeof *types * (size_t)(S + 1)), count;
-  if (!ids || !types) { fprintf(stderr, "bertc_run: out of memory\n"); return 5; }
+  /* each text's ids as it runs, [n_texts][S + 1], and their counts: one more than fits, so that a text cut to
+   * the length kept says so, then cut as bertc_run_text cuts (its first tokens, then its [SEP]); one more row
+   * for --bench's tokenizing */
+  int64_t *ids = malloc(sizeof *ids * (size_t)((n_texts + 1) * (S + 1))), *types = malloc(sizeof *types * (size_t)(S + 1));
+  int64_t *counts = malloc(sizeof *counts * (size_t)n_texts), count;
+  if (!ids || !types || !counts) { fprintf(stderr, "bertc_run: out of memory\n"); return 5; }
   double t0 = now_ms();
   bertc_status st = bertc_run_text(m, texts, n_texts);
   double first_ms = now_ms() - t0;
   if (st != BERTC_OK) { fprintf(stderr, "bertc_run: %s\n", bertc_last_error(m)); return (int)st; }
   printf("{\"device_name\": \"%s\", \"open_ms\": %.3f, \"first_run_ms\": %.3f, \"threads\": %d, \"cores\": \"%s\", "
          "\"texts\": [", bertc_device(m), open_ms, first_ms, threads, cores ? cores : "all");
-  for (int b = 0; b < n_texts; b++) { /* one more than fits: a text cut to the compiled length says so */
-    bertc_tokenize(m, texts[b], -1, S + 1, ids, types, &count);
-    printf("%s{\"cut\": %s, \"ids\": [", b ? ", " : "", count > S ? "true" : "false");
-    for (int64_t i = 0; i < count && i < S; i++) printf("%s%lld", i ? ", " : "", (long long)(i == S - 1 ? ids[count - 1] : ids[i]));
+  for (int b = 0; b < n_texts; b++) {
+    int64_t *row = ids + b * (S + 1);
+    bertc_tokenize(m, texts[b], -1, S + 1, row, types, &counts[b]);
+    const int cut = counts[b] > S;
+    if (cut) {
+      row[S - 1] = row[counts[b] - 1];
+      counts[b] = S;
+    }
+    printf("%s{\"cut\": %s, \"ids\": [", b ? ", " : "", cut ? "true" : "false");
+    for (int64_t i = 0; i < counts[b]; i++) printf("%s%lld", i ? ", " : "", (long long)row[i]);
     printf("]}");
   }
   printf("]");
@@ -142,7 +152,7 @@ static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench,
       times[i] = now_ms() - t0;
       sum += times[i];
       t0 = now_ms();
-      for (int b = 0; b < n_texts; b++) bertc_tokenize(m, texts[b], -1, S, ids, types, &count);
+      for (int b = 0; b < n_texts; b++) bertc_tokenize(m, texts[b], -1, S, ids + n_texts * (S + 1), types, &count);
       times[bench + i] = now_ms() - t0;
     }
     qsort(times, (size_t)bench, sizeof(double), cmp_double);
@@ -162,13 +172,12 @@ static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench,
       const int64_t rows = rank == 3 ? shape[1] : 1, W = shape[rank - 1];
       for (int64_t b = 0; b < n_texts; b++) {
         printf("%s%s", b ? ", " : "", rank == 3 ? "[" : "");
-        bertc_tokenize(m, texts[b], -1, S, ids, types, &count); /* a token classifier: the text's own tokens */
-        for (int64_t r = 0; r < (rank == 3 ? count : rows); r++) {
+        for (int64_t r = 0; r < (rank == 3 ? counts[b] : rows); r++) { /* a token classifier: the text's tokens */
           const float *row = p + (b * rows + r) * W;
           int64_t top = 0;
           for (int64_t j = 1; j < W; j++) if (row[j] > row[top]) top = j;
           printf("%s{", r ? ", " : "");
-          if (rank == 3) printf("\"id\": %lld, ", (long long)ids[r]);
+          if (rank == 3) printf("\"id\": %lld, ", (long long)ids[b * (S + 1) + r]);
           printf("\"label\": \"");
           for (const char *c = bertc_label(m, (int)top); *c; c++) /* JSON-escaped: a label is any string */
             if (*c == '"' || *c == '\\') printf("\\%c", *c);
@@ -186,6 +195,7 @@ static int run_texts(bertc_model *m, const char **texts, int n_texts, int bench,
   bertc_close(m);
   free(ids);
   free(types);
+  free(counts);
   return failed;
 }
 
