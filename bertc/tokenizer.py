@@ -35,7 +35,7 @@ File layout (little-endian):
     40  u32 kind (1 WordPiece, 2 byte-level BPE), u32 flags (1 clean text, 2 CJK, 4 strip accents, 8 lowercase;
         16 add a prefix space, 32 a piece in the vocabulary is taken whole)
     48  u32 max_length, i32 unk, cls, sep, pad, u32 cls_type, seq_type, sep_type,
-        u32 max_input_chars_per_word, u32 longest map1 output, u32 longest map2 output
+        u32 max_input_chars_per_word, u32 longest map1 output, u32 longest map2 output, u32 Metaspace's replacement
     96  NSECT x (u32 offset, u32 count): the sections below, each 4-byte aligned
 """
 
@@ -52,7 +52,7 @@ from typing import Any
 
 from .errors import BertcError
 
-MAGIC, VERSION = b"BTOK", 3  # 2: byte-level BPE (the kind, its merges); 3: Unigram (scores, charsmap)
+MAGIC, VERSION = b"BTOK", 4  # 2: byte-level BPE (its merges); 3: Unigram (scores, charsmap); 4: its replacement
 WORDPIECE, BYTE_BPE, UNIGRAM = 1, 2, 3
 CLEAN_TEXT, HANDLE_CJK, STRIP_ACCENTS, LOWERCASE = 1, 2, 4, 8  # WordPiece: the BertNormalizer's settings
 ADD_PREFIX_SPACE, IGNORE_MERGES = 16, 32  # byte-level BPE: the ByteLevel pre-tokenizer's and the model's
@@ -390,12 +390,13 @@ class Spec:
     pad: int
     types: tuple[int, int, int]  # token type of [CLS], of the text, of [SEP]
     prefix: str
-    max_input_chars_per_word: int
+    max_input_chars_per_word: int  # WordPiece's
     added: dict[str, tuple[int, bool, bool]]  # special tokens matched in the raw text: id, lstrip, rstrip
     kind: int = WORDPIECE
     merges: list[tuple[int, int, int]] = field(default_factory=list)  # byte-level BPE, by rank: left, right, merged
     scores: list[float] = field(default_factory=list)  # Unigram: each piece's log probability
     charsmap: dict[bytes, bytes] = field(default_factory=dict)  # Unigram: the Precompiled normalizer's
+    replacement: int = 0  # Unigram: the code point Metaspace writes for a space (U+2581)
 
 
 def backend_tokenizer(folder: Path):
@@ -533,9 +534,9 @@ def _read_unigram(config: dict[str, Any]) -> Spec:
     unk = model.get("unk_id")
     cls, sep, types = _special_tokens(config.get("post_processor") or {})
     pad = (config.get("padding") or {}).get("pad_id", vocab.get("<pad>", 0))
-    return Spec(flags, vocab, unk if unk is not None else 0, cls, sep, pad, types, "", ord(replacement),
+    return Spec(flags, vocab, unk if unk is not None else 0, cls, sep, pad, types, "", 0,
                 _added_tokens(config, normalized_ok=not norm), UNIGRAM,
-                scores=[float(score) for _, score in model["vocab"]], charsmap=charsmap)
+                scores=[float(score) for _, score in model["vocab"]], charsmap=charsmap, replacement=ord(replacement))
 
 
 def _special_tokens(post: dict[str, Any]) -> tuple[int, int, tuple[int, int, int]]:
@@ -660,8 +661,8 @@ def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
               "merges": len(spec.merges), "merge_hash": len(merge_slots), "scores": len(spec.scores),
               "charsmap": len(cm[0]), "charsmap_bytes": len(cm[1]), "charsmap_hash": len(cm[2])}
     body = bytearray(struct.pack("<2I", spec.kind, spec.flags))
-    body += struct.pack("<I4i3I3I", max_length, spec.unk, spec.cls, spec.sep, spec.pad, *spec.types,
-                        spec.max_input_chars_per_word, *tables.longest)
+    body += struct.pack("<I4i3I4I", max_length, spec.unk, spec.cls, spec.sep, spec.pad, *spec.types,
+                        spec.max_input_chars_per_word, *tables.longest, spec.replacement)
     body += bytes(HEADER_BYTES - 8 * len(SECTIONS) - 40 - len(body))  # the section table starts at byte 96
     table_at = len(body)
     body += bytes(8 * len(SECTIONS))

@@ -18,7 +18,7 @@
 
 #include "blob.h"
 
-enum { TOK_VERSION = 3, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_UNIGRAM = 3, TOK_HEADER = 96, TOK_SECTIONS = 17 };
+enum { TOK_VERSION = 4, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_UNIGRAM = 3, TOK_HEADER = 96, TOK_SECTIONS = 17 };
 enum { TOK_CLEAN = 1, TOK_CJK = 2, TOK_STRIP = 4, TOK_LOWER = 8, TOK_PREFIX_SPACE = 16, TOK_IGNORE_MERGES = 32 };
 /* byte-level BPE: a code point's class for GPT-2's split, in the same top byte (whitespace is TOK_WS) */
 enum { TOK_LETTER = 2, TOK_NUMBER = 4 };
@@ -38,6 +38,7 @@ enum { TOK_WS = 1, TOK_PUNCT = 2, TOK_DROP1 = 4, TOK_SPACE1 = 8, TOK_PAD1 = 16, 
 
 typedef struct {
   uint32_t kind, flags, max_length, max_word_chars, longest1, longest2, types[3];
+  uint32_t replacement; /* Unigram: the code point Metaspace writes for a space */
   int32_t unk, cls, sep, pad;
   const uint32_t *run_start, *run_info, *maps, *pool, *ccc, *vocab_off, *hash, *added;
   const uint8_t *vocab, *added_bytes, *prefix;
@@ -87,6 +88,7 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   t->pad = (int32_t)blob_u32(d + 64);
   for (int i = 0; i < 3; i++) t->types[i] = blob_u32(d + 68 + 4 * i);
   t->max_word_chars = blob_u32(d + 80);
+  t->replacement = blob_u32(d + 92);
   t->longest1 = blob_u32(d + 84);
   t->longest2 = blob_u32(d + 88);
   /* sections: offset and count; the element size of each */
@@ -170,7 +172,7 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
   if (!bad && t->n_merges && (t->n_merge_hash == 0 || (t->n_merge_hash & (t->n_merge_hash - 1)))) bad = "merges";
   for (uint32_t i = 0; !bad && i < t->n_merge_hash; i++)
     if (t->merge_hash[i] > t->n_merges) bad = "merges";
-  if (!bad && t->kind == TOK_UNIGRAM && (count[13] != t->n_vocab || t->max_word_chars >= TOK_MAX_CP)) bad = "scores";
+  if (!bad && t->kind == TOK_UNIGRAM && (count[13] != t->n_vocab || t->replacement >= TOK_MAX_CP)) bad = "scores";
   t->min_score = 0;
   for (uint32_t i = 0; !bad && i < count[13]; i++) {
     double v;
@@ -707,7 +709,7 @@ static int tok_viterbi(const bertc_tokenizer *t, const uint8_t *b, int64_t m, to
  * parts that each start at a replacement, every part through the Viterbi. */
 static int tok_metaspace(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, int first, tok_scratch *w,
                          tok_out *o) {
-  const uint32_t rep = t->max_word_chars;
+  const uint32_t rep = t->replacement;
   const int prepend = (t->flags & TOK_PREPEND_ALWAYS || (t->flags & TOK_PREPEND_FIRST && first)) && (n == 0 || cp[0] != rep);
   uint8_t *b = w->b;
   if (4 * (n + 1) > w->b_room) {
@@ -753,7 +755,7 @@ static int tok_piece_unigram(const bertc_tokenizer *t, const uint32_t *cp, int64
   for (int64_t i = 0; i < nn; i++) /* Replace(" {2,}", " ") */
     if (!(t->flags & TOK_COLLAPSE && c[i] == ' ' && i > 0 && c[i - 1] == ' ')) c[k++] = c[i];
   if (!(t->flags & TOK_WS_SPLIT)) { /* Metaspace on the whole piece: every space the replacement */
-    for (int64_t i = 0; i < k; i++) c[i] = c[i] == ' ' ? t->max_word_chars : c[i];
+    for (int64_t i = 0; i < k; i++) c[i] = c[i] == ' ' ? t->replacement : c[i];
     return tok_metaspace(t, c, k, first, w, o);
   }
   for (int64_t i = 0; i < k && o->n < o->cap;) { /* WhitespaceSplit: words, whitespace dropped */
