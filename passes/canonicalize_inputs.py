@@ -90,6 +90,20 @@ def _(ids, padding_idx):
     return torch.empty_like(ids)
 
 
+@torch.library.custom_op("bertc::relative_bias", mutates_args=())
+def relative_bias(x: torch.Tensor, shape: list[int], table: torch.Tensor) -> torch.Tensor:
+    """out[b, h, i, j] = table[h, j - i + N - 1] for a table [H, 2N - 1]: a bias that depends only on how
+    far key j is from query i (MPNet's and T5's bucketed relative positions), at the length of ``shape``."""
+    span = (table.shape[1] + 1) // 2
+    q, k = torch.arange(shape[2]), torch.arange(shape[3])
+    return table[:, k[None, :] - q[:, None] + span - 1].expand(shape).clone()
+
+
+@relative_bias.register_fake
+def _(x, shape, table):
+    return table.new_empty(shape)
+
+
 # --------------------------------------------------------------------------- the pass
 
 
@@ -106,8 +120,10 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
     _narrow_double_scalars(ep, placeholders, kinds)
     user = [p for p in placeholders if kinds[p].kind.name == "USER_INPUT"]
     role = {p: input_names[i] for i, p in enumerate(user)}
+    _relative_biases(ep, kinds, role)
     group = _input_groups(g, kinds, role)
     frontier = [n for n in g.nodes if group(n) is not None and n.op == "call_function"
+                and n.target is not torch.ops.bertc.relative_bias.default  # its table is the value
                 and any(group(u) != group(n) for u in n.users)]
     if not frontier:
         return
@@ -147,6 +163,84 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
         replace_uses(n, replacement)
     g.eliminate_dead_code()
     g.lint()
+
+
+def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> None:
+    """A [B, H, L, L] float value computed from learned weights and the run's length alone, read by a node
+    that reads the inputs (MPNet's bucketed relative positions gathered from an embedding and added to the
+    attention scores), becomes ``bertc::relative_bias`` when it depends on j - i alone: its diagonals at the
+    longest length N are the [H, 2N - 1] table, and at a shorter length it must be that table's corner."""
+    g = ep.graph
+    no_input: dict[fx.Node, bool] = {}  # reads no model input's data (weights and sizes only)
+    for n in g.nodes:
+        if n.op == "placeholder":
+            no_input[n] = n not in role
+        else:
+            no_input[n] = n.target is torch.ops.aten.sym_size.int or all(no_input[a] for a in n.all_input_nodes)
+    x = next(iter(role))
+    batch, length = x.meta["val"].shape[:2]
+    longest = length if isinstance(length, int) else _trial_length(ep, 1 << 30)
+    for n in list(g.nodes):
+        val = n.meta.get("val")
+        if (n.op != "call_function" or not no_input[n] or all(no_input[u] for u in n.users)
+                or not isinstance(val, torch.Tensor) or val.dim() != 4 or not val.is_floating_point()
+                or not str(val.shape[2]) == str(val.shape[3]) == str(length)):
+            continue
+        full = _evaluate_at(ep, kinds, n, batch, longest)
+        table = _diagonals(full)
+        if table is None:
+            continue
+        if not isinstance(length, int):  # the value at another length is the same table's corner
+            short = _evaluate_at(ep, kinds, n, batch, _trial_length(ep))
+            if not torch.equal(short, relative_bias(short, list(short.shape), table)):
+                continue
+        replace_uses(n, _new_node(g, x, StandIn(torch.ops.bertc.relative_bias.default, (list(full.shape), table)), n))
+        _erase_unused(g, n)
+
+
+def _erase_unused(g: fx.Graph, n: fx.Node) -> None:
+    """Erase ``n`` and whatever only it read; eliminate_dead_code would keep MPNet's in-place ``add_``."""
+    stack, erased = [n], set()
+    while stack:
+        n = stack.pop()
+        if n not in erased and n.op == "call_function" and not n.users:
+            stack.extend(n.all_input_nodes)
+            g.erase_node(n)
+            erased.add(n)
+
+
+def _diagonals(v: torch.Tensor) -> torch.Tensor | None:
+    """The [H, 2N - 1] table of a [B, H, N, N] value that is the same for every b and Toeplitz in its last two
+    dimensions (table[h, N - 1 + d] is every (i, i + d) entry), else None."""
+    if not torch.equal(v, v[:1].expand_as(v)):
+        return None
+    table = torch.cat([v[0, :, 1:, 0].flip(1), v[0, :, 0, :]], dim=1).contiguous()
+    return table if torch.equal(relative_bias(v, list(v.shape), table), v) else None
+
+
+def _evaluate_at(ep: torch.export.ExportedProgram, kinds: dict, target: fx.Node, batch: int, length: int
+                 ) -> torch.Tensor:
+    """``target``'s value at this sequence length; it reads no input's data, so the inputs are ones."""
+    needed, stack = set(), [target]
+    while stack:
+        n = stack.pop()
+        if n not in needed:
+            needed.add(n)
+            stack.extend(n.all_input_nodes)
+    env: dict[fx.Node, Any] = {}
+    with torch.no_grad():
+        for n in ep.graph.nodes:
+            if n not in needed:
+                continue
+            if n.op == "placeholder":
+                spec = kinds[n]
+                if spec.kind.name == "USER_INPUT":
+                    env[n] = torch.ones(batch, length, dtype=torch.long)
+                else:
+                    env[n] = ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]
+            else:
+                env[n] = n.target(*fx.node.map_arg(n.args, env.__getitem__), **fx.node.map_arg(n.kwargs, env.__getitem__))
+    return env[target]
 
 
 def _input_groups(g: fx.Graph, kinds: dict, role: dict):

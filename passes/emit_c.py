@@ -164,8 +164,15 @@ def emit_layer_norm(e: CEmitter, op) -> str:
 
 def emit_attention(e: CEmitter, op) -> str:
     b, s, h3 = dims_of(op.operands[0])
-    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), b, s, h3 // 3,
-                    op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+    rel = op.rel_bias  # MPNet's relative positions: a [heads, 2R - 1] table
+    span = 0 if rel is None else (shape_of(rel)[1] + 1) // 2
+    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.opt(rel), span, e.out(op), b, s,
+                    h3 // 3, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+
+
+def emit_relative_bias(e: CEmitter, op) -> str:
+    b, heads, s, _ = dims_of(op.results[0])
+    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, heads, s, (shape_of(op.operands[0])[1] + 1) // 2)
 
 
 def emit_mask_bias(e: CEmitter, op) -> str:
@@ -221,6 +228,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.AttentionOp: emit_attention,
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
+    B.RelativeBiasOp: emit_relative_bias,
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,

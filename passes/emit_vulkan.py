@@ -66,7 +66,7 @@ from .codegen import (
     transpose_strides,
     unary_activation,
 )
-from .common import PassContext, dtype_of, module_target, producer, sparsity
+from .common import PassContext, dtype_of, module_target, producer, shape_of, sparsity
 from .seqlen import Len, Size, bound, dims_of, max_seq_len, prod
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)
@@ -79,6 +79,8 @@ MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwis
 SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in B.names_in("kernel")}
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
 SHADERS["attention_seq"] = ("attention.comp", ("SEQ_FROM_PUSH",))  # the run's length L in a push constant
+SHADERS["attention_rel"] = ("attention.comp", ("REL_BIAS",))  # MPNet's relative-position bias: 2 more push constants
+SHADERS["attention_seq_rel"] = ("attention.comp", ("SEQ_FROM_PUSH", "REL_BIAS"))
 MAX_DEGREE = 2  # vk_program.h's bertc_vk_seq_size holds coefficients of 1, L and L*L (attention scores: L*L)
 
 
@@ -251,11 +253,15 @@ def emit_attention(e: VkEmitter, op) -> Dispatch:
     wg = e.gpu.row_wg
     push = (e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), h3 // 3, heads,
             _bits(op.attributes["scale"].value))
+    rel, suffix = (), ""
+    if op.rel_bias is not None:  # the table and R follow (after the run's length, which stays push[6])
+        rel, suffix = (e.word(op.rel_bias), (shape_of(op.rel_bias)[1] + 1) // 2), "_rel"
     if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
         n = bound(s, e.module)
-        return e.dispatch(op, (wg, 1, n, d), (*push, s), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
-                          "attention_seq")
-    return e.dispatch(op, (wg, 1, s, d), push, (s, heads, b), 4 * (d + s + wg))
+        return e.dispatch(op, (wg, 1, n, d), (*push, s, *rel), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
+                          "attention_seq" + suffix)
+    return e.dispatch(op, (wg, 1, s, d), (*push, *rel), (s, heads, b), 4 * (d + s + wg),
+                      "attention" + suffix if rel else None)
 
 
 def emit_layer_norm(e: VkEmitter, op) -> Dispatch:
@@ -315,6 +321,12 @@ def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
                          _bits(op.attributes["fill"].value))
 
 
+def emit_relative_bias(e: VkEmitter, op) -> Dispatch:
+    b, heads, s, _ = dims_of(op.results[0])
+    return e.elementwise(op, b * heads * s * s, e.word(op.operands[0]), e.word(op.results[0]), b, heads, s,
+                         (shape_of(op.operands[0])[1] + 1) // 2)
+
+
 def emit_position_ids(e: VkEmitter, op) -> Dispatch:
     b, s = dims_of(op.results[0])
     pad = op.attributes["padding_idx"].value
@@ -338,6 +350,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.SliceOp: emit_slice,
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
+    B.RelativeBiasOp: emit_relative_bias,
 }.items()}
 
 

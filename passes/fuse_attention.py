@@ -17,6 +17,11 @@ After::
     %qkv = "bertc.linear"(%x, %w, %b) ...               -> [B,S,3H]
     %o   = "bertc.attention"(%qkv, %mask) {num_heads = n, scale = s} -> [B,S,H]
 
+A relative-position bias added to the scores (MPNet: ``"bertc.add"(%s, "bertc.relative_bias"(%table))``
+before the mask) becomes the attention's third operand, the [n, 2N-1] table::
+
+    %o   = "bertc.attention"(%qkv, %mask, %table) {num_heads = n, scale = s, operandSegmentSizes = ...}
+
 Any transpose chain that yields the same head layout matches (view+permute, transpose(1,2),
 transpose(-1,-2) on K); the scale may sit on the scores or on Q. Nothing fuses when Q, K and V
 are not projections of one input, the mask is not a padding mask, or a head layout differs.
@@ -50,6 +55,7 @@ class AttentionMatch:
     mask: ir.Value
     scale: float
     output: ir.OpView  # the final reshape back to [B,S,H]
+    rel: ir.Value | None = None  # a bertc.relative_bias's [n, 2N-1] table, added to the scores (MPNet)
 
 
 def splat_value(value: ir.Value) -> float | None:
@@ -116,6 +122,10 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
         scores = producer(scores).operands[0]
     if mask is None:
         return None
+    rel = None
+    if is_op(scores, B.AddOp) and is_op(producer(scores).operands[1], B.RelativeBiasOp):
+        rel = producer(producer(scores).operands[1]).operands[0]
+        scores = producer(scores).operands[0]
     scores, scale = _scaled(scores)
     if not is_op(scores, B.MatmulOp):
         return None
@@ -126,7 +136,7 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
         return None
     if q.perm != (0, 2, 1, 3) or v.perm != (0, 2, 1, 3) or k.perm != (0, 2, 3, 1):
         return None
-    if not (q.heads == k.heads == v.heads):
+    if not (q.heads == k.heads == v.heads) or (rel is not None and shape_of(rel)[0] != q.heads):
         return None
     same_input = q.linear.operands[0] == k.linear.operands[0] == v.linear.operands[0]
     biases = [h.linear.bias is not None for h in (q, k, v)]
@@ -134,7 +144,7 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
         return None
     if shape_of(output.results[0]) != shape_of(q.linear.results[0]):
         return None
-    return AttentionMatch(q, k, v, mask, scale * q_scale, output)
+    return AttentionMatch(q, k, v, mask, scale * q_scale, output, rel)
 
 
 def rewrite(m: AttentionMatch) -> None:
@@ -150,7 +160,7 @@ def rewrite(m: AttentionMatch) -> None:
         x = q.operands[0]
         qkv = B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [3 * n]), bias=b).out
         att = B.AttentionOp(qkv, m.mask, ir.IntegerAttr.get(i64, m.q.heads), ir.FloatAttr.get_f32(m.scale),
-                            m.output.results[0].type).out
+                            m.output.results[0].type, rel_bias=m.rel).out
     m.output.results[0].replace_all_uses_with(att)
 
 

@@ -188,6 +188,13 @@ def _binary(kind: type, scalar_alpha: bool = True) -> Callable:
     return handler
 
 
+def _add_in_place(r: Raiser, op):
+    # MPNet's ``scores += bias``: an add, as long as nothing else reads the value it overwrites
+    if len(list(op.operands[0].uses)) > 1:
+        raise BertcError(f"an in-place add to a value that is read again at {source_location(op)} is not supported")
+    return _binary(B.AddOp)(r, op)
+
+
 def _rsub(r: Raiser, op):
     a, b = r.get(op.operands[0]), r.get(op.operands[1])
     return B.SubOp(r.operand(b, a), a, _result_type(op)).out
@@ -312,6 +319,10 @@ def _position_ids(r: Raiser, op):
     return B.PositionIdsOp(r.get(op.operands[0]), ir.IntegerAttr.get(ir.IntegerType.get_signless(64), pad), _result_type(op)).out
 
 
+def _relative_bias(r: Raiser, op):
+    return B.RelativeBiasOp(r.get(op.operands[2]), _result_type(op)).out
+
+
 def _sdpa(r: Raiser, op):
     q, k, v, mask, dropout, causal, scale = (r.get(x) for x in op.operands[:7])
     if causal:
@@ -353,6 +364,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.embedding": _embedding,
     "torch.aten.add.Tensor": _binary(B.AddOp),
     "torch.aten.add.Scalar": _binary(B.AddOp),
+    "torch.aten.add_.Tensor": _add_in_place,
     "torch.aten.sub.Tensor": _binary(B.SubOp),
     "torch.aten.sub.Scalar": _binary(B.SubOp),
     "torch.aten.rsub.Scalar": _rsub,
@@ -390,6 +402,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.operator:torch.bertc.mask_bias": _mask_bias,
     "torch.operator:torch.bertc.keep_mask": _keep_mask,
     "torch.operator:torch.bertc.position_ids": _position_ids,
+    "torch.operator:torch.bertc.relative_bias": _relative_bias,
     "func.return": _return,
 }
 

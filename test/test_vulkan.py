@@ -174,14 +174,18 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
     ops = [w("x", 1, m, k), w("wt", n, k), w("bias", n), w("res", 1, m, n),
            w("qkv", B, S, 3 * h), w("lnx", 1, S, ln), w("lnr", 1, S, ln), w("g", ln), w("b", ln),
            w("sm", B, 3, 5, S), w("table", 130, 20), w("ea", B, 5, 7), w("eb", 7), w("ec", B, 1, 7), w("ed", B, 5, 1),
-           w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11)]
+           w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11), w("rtab", heads, 2 * S + 5)]
+    seg = "operandSegmentSizes = array<i32"
     ops += [
         (f'%lin = "bertc.linear"(%x, %wt, %bias, %res) {{activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
          f" : ({t(1, m, k)}, {t(n, k)}, {t(n)}, {t(1, m, n)}) -> {t(1, m, n)}"),
         (f'%lin2 = "bertc.linear"(%x, %wt) {{activation = "tanh", operandSegmentSizes = array<i32: 1, 1, 0, 0>}}'
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
-        (f'%att = "bertc.attention"(%qkv, %mask) {{num_heads = {heads} : i64, scale = {d ** -0.5} : f32}}'
+        (f'%att = "bertc.attention"(%qkv, %mask) {{num_heads = {heads} : i64, {seg}: 1, 1, 0>, scale = {d ** -0.5} : f32}}'
          f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}) -> {t(B, S, h)}"),
+        (f'%attr = "bertc.attention"(%qkv, %mask, %rtab) {{num_heads = {heads} : i64, {seg}: 1, 1, 1>, scale = 0.5 : f32}}'
+         f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}, {t(heads, 2 * S + 5)}) -> {t(B, S, h)}"),
+        f'%rb = "bertc.relative_bias"(%rtab) : ({t(heads, 2 * S + 5)}) -> {t(B, heads, S, S)}',
         (f'%ln = "bertc.layer_norm"(%lnx, %g, %b, %lnr) {{eps = 1.0e-5 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
          f" : ({t(1, S, ln)}, {t(ln)}, {t(ln)}, {t(1, S, ln)}) -> {t(1, S, ln)}"),
         f'%smx = "bertc.softmax"(%sm) : ({t(B, 3, 5, S)}) -> {t(B, 3, 5, S)}',
@@ -202,7 +206,7 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%mm = "bertc.matmul"(%ma, %mb) : ({t(3, 17, 9)}, {t(3, 9, 21)}) -> {t(3, 17, 21)}',
         f'%mbias = "bertc.mask_bias"(%mask) {{fill = -1.0e4 : f32}} : ({t(B, S, dt="i64")}) -> {t(B, 1, S, S)}',
     ]
-    outs = ["lin", "lin2", "att", "ln", "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut",
+    outs = ["lin", "lin2", "att", "attr", "rb", "ln", "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut",
             "tanh", "pow", "tp", "mm", "mbias"]
     types = []
     for line in ops:
@@ -293,7 +297,7 @@ def test_gpu_target_errors(tmp_path, monkeypatch):
     S = 4096  # attention keeps a row of S scores in shared memory: more than the 16 KiB a phone is sure to have
     qkv = f"tensor<1x{S}x48xf32>"
     text = (f'func.func @main(%ids: tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32> {{\n  %q = "bertc.weight"() {{name = "q"}} '
-            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, scale = 1.0 : f32}} : ({qkv}, '
+            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0>, scale = 1.0 : f32}} : ({qkv}, '
             f"tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32>\n  return %a : tensor<1x{S}x16xf32>\n}}\n")
     program = IRProgram(text, {"q": np.zeros((1, S, 48), np.float32)}, ["input_ids"], ["out"])
     with pytest.raises(BertcError, match="16704 bytes of shared memory.*'android-vulkan' allows \\(16384\\).*shorter --seq-len"):

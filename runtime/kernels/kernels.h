@@ -83,7 +83,7 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */
 #define BERTC_SCRATCH_LINEAR(K) (16 * (K) + 64)                 /* packing up to 16 rows of x */
-#define BERTC_SCRATCH_ATTENTION(S, D) ((S) + 2 * (S) * (D) + 64) /* a score row, K and V of a head */
+#define BERTC_SCRATCH_ATTENTION(S, D) (2 * (S) + 2 * (S) * (D) + 64) /* scores, K and V of a head, key indices */
 /* up to 32 rows of x over K rounded up to the block's c, plus a 32-row x 16-column output tile */
 #define BERTC_SCRATCH_SPARSE(K, C) (32 * ((K) + (C)) + 32 * 16 + 64)
 
@@ -100,9 +100,11 @@ void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, cons
                       const float *beta, float *y, int64_t rows, int64_t n, float eps);
 
 /* qkv[B,S,3H] (Q|K|V, heads contiguous inside each), mask[B,S] -> out[B,S,H]. Scores never
- * leave a per-thread row of S floats. */
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale);
+ * leave a per-thread row of S floats. rel (NULL: none) is a relative-position bias [heads, 2 R - 1]
+ * (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. */
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R, float *out,
+                     int64_t B, int64_t S, int64_t H, int64_t heads, float scale);
+void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R);
 
 void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill);
 void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad);

@@ -521,13 +521,16 @@ static void check_attention_case(bertc_pool *p, result *r, int64_t B, int64_t S,
   int64_t *mask = malloc((size_t)(B * S) * sizeof(int64_t));
   for (int64_t b = 0; b < B; b++) fill_mask(mask + b * S, S);
   const float scale = 1.0f / sqrtf((float)D);
-  bertc_attention(p, qkv, mask, got, B, S, H, heads, scale);
-  ref_bertc_attention(p, qkv, mask, want, B, S, H, heads, scale);
-  char shape[96];
-  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld", (long long)B, (long long)S, (long long)heads,
-           (long long)D);
+  /* every other case with a relative-position bias (MPNet's), its table longer than S as a dynamic program's */
+  const int64_t R = rand_int(0, 1) ? S + rand_int(0, 9) : 0;
+  float *rel = R ? rand_array(heads * (2 * R - 1), -3, 3) : NULL;
+  bertc_attention(p, qkv, mask, rel, R, got, B, S, H, heads, scale);
+  ref_bertc_attention(p, qkv, mask, rel, R, want, B, S, H, heads, scale);
+  char shape[112];
+  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld R=%lld", (long long)B, (long long)S,
+           (long long)heads, (long long)D, (long long)R);
   record(r, got, want, B * S * H, shape);
-  free(qkv), free(got), free(want), free(mask);
+  free(qkv), free(got), free(want), free(mask), free(rel);
 }
 
 static int check_attention(bertc_pool *p) {

@@ -770,11 +770,18 @@ void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
 typedef struct {
   const float *qkv;
   const int64_t *mask;
+  const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
+  int64_t R;
   float *out;
   int64_t S, H, heads;
   float scale;
   int64_t qb; /* queries per block, for the AVX-512 path */
 } attn_args;
+
+/* Query i's row of the relative-position bias: element j is key j's (NULL without one). */
+static inline const float *attn_rel_row(const attn_args *a, int64_t h, int64_t i) {
+  return a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL;
+}
 
 typedef struct {
   float *kt, *scores;
@@ -851,6 +858,9 @@ static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int
   const float *base = a->qkv + b * S * row;
   float *o = a->out + (b * S + i) * H + h * D;
   attn_scores(base + i * row + h * D, w, S, D, a->scale);
+  const float *rel = attn_rel_row(a, h, i);
+  if (rel) /* a masked key stays -inf */
+    for (int64_t j = 0; j < S; j++) w->scores[j] += rel[j];
   const float mx = row_max(w->scores, S);
   if (mx == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
     memset(o, 0, (size_t)D * sizeof(float));
@@ -961,13 +971,15 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
   for (int64_t j0 = 0; j0 < S; j0 += 32) attn_scores_qb(QB, q, w->kt, S, D, j0, w->scores);
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
+    const float *rel = attn_rel_row(a, h, i0 + (r < rows ? r : 0));
     __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < S; j += 16) { /* scale and mask; masked keys and lanes past S: -inf */
+    for (int64_t j = 0; j < S; j += 16) { /* scale, bias and mask; masked keys and lanes past S: -inf */
       const __mmask16 m = lanes(S - j);
       const __mmask16 keep = _mm512_mask_cmpneq_epi32_mask(m, _mm512_maskz_loadu_epi32(m, w->keep + j),
                                                             _mm512_setzero_si512());
-      const __m512 sv = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), keep, _mm512_maskz_loadu_ps(m, sr + j),
-                                           _mm512_set1_ps(a->scale));
+      __m512 sv = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), keep, _mm512_maskz_loadu_ps(m, sr + j),
+                                     _mm512_set1_ps(a->scale));
+      if (rel) sv = _mm512_add_ps(sv, _mm512_maskz_loadu_ps(m, rel + j));
       _mm512_mask_storeu_ps(sr + j, m, sv);
       mx = _mm512_max_ps(mx, sv);
     }
@@ -1014,9 +1026,9 @@ static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
 }
 #endif
 
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, out, S, H, heads, scale, 1};
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R, float *out,
+                     int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qkv, mask, rel, R, out, S, H, heads, scale, 1};
 #ifdef __AVX512F__
   const int64_t D = H / heads;
   a.qb = bertc_pool_tuning(p)->attention_block == 4 ? 4 : ATTN_QB;

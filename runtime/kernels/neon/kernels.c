@@ -721,23 +721,26 @@ void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
 typedef struct {
   const float *qkv;
   const int64_t *mask;
+  const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
+  int64_t R;
   float *out;
   int64_t S, H, heads;
   float scale;
 } attn_args;
 
-/* The unmasked keys and values of one (batch, head), packed densely: [n][D] each. */
-typedef struct { float *k, *v; int64_t n; } head_kv;
+/* The unmasked keys and values of one (batch, head), packed densely: [n][D] each, and each one's
+ * position in the sequence (for the relative-position bias). */
+typedef struct { float *k, *v; int32_t *at; int64_t n; } head_kv;
 
 static head_kv pack_head(const attn_args *a, int64_t b, int64_t h, float *scratch) {
   const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
-  head_kv kv = {scratch + S, scratch + S + S * D, 0};
+  head_kv kv = {scratch + S, scratch + S + S * D, (int32_t *)(scratch + S + 2 * S * D), 0};
   const float *base = a->qkv + b * S * row + h * D;
   for (int64_t j = 0; j < S; j++) {
     if (!a->mask[b * S + j]) continue;
     memcpy(kv.k + kv.n * D, base + j * row + H, (size_t)D * sizeof(float));
     memcpy(kv.v + kv.n * D, base + j * row + 2 * H, (size_t)D * sizeof(float));
-    kv.n++;
+    kv.at[kv.n++] = (int32_t)j;
   }
   return kv;
 }
@@ -779,13 +782,16 @@ static void weighted_sum(const float *p, const float *v, int64_t n, int64_t D, f
   }
 }
 
-/* One query row against the packed keys: scores -> softmax -> weighted sum of values. */
-static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale, float *scores, float *o) {
+/* One query row against the packed keys: scores (+ rel[key position]) -> softmax -> weighted sum of values. */
+static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale, const float *rel, float *scores,
+                       float *o) {
   if (kv->n == 0) { /* every key masked: PyTorch gives NaN, the reference gives zeros */
     memset(o, 0, (size_t)D * sizeof(float));
     return;
   }
   for (int64_t j = 0; j < kv->n; j++) scores[j] = dot_f32(q, kv->k + j * D, D) * scale;
+  if (rel)
+    for (int64_t j = 0; j < kv->n; j++) scores[j] += rel[kv->at[j]];
   const float sum = exp_shifted(scores, scores, kv->n, max_f32(scores, kv->n));
   scale_f32(scores, kv->n, 1.0f / sum);
   weighted_sum(scores, kv->v, kv->n, D, o);
@@ -801,12 +807,13 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     if (bh != packed) kv = pack_head(a, b, h, scratch);
     packed = bh;
     const float *q = a->qkv + (b * S + i) * row + h * D;
-    attend_row(q, &kv, D, a->scale, scratch, a->out + (b * S + i) * H + h * D);
+    const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL;
+    attend_row(q, &kv, D, a->scale, rel, scratch, a->out + (b * S + i) * H + h * D);
   }
 }
 
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, out, S, H, heads, scale};
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R, float *out,
+                     int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qkv, mask, rel, R, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }

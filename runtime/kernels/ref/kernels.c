@@ -269,6 +269,8 @@ BERTC_WEAK void bertc_layer_norm(bertc_pool *p, const float *x, const float *res
 typedef struct {
   const float *qkv;
   const int64_t *mask;
+  const float *rel; /* [heads, 2R - 1] or NULL */
+  int64_t R;
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -282,6 +284,7 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
     const float *base = a->qkv + b * S * row;
     const float *q = base + i * row + h * D;
     const int64_t *mask = a->mask + b * S;
+    const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL; /* rel[j]: key j's bias */
     float mx = -INFINITY;
     for (int64_t j = 0; j < S; j++) {
       if (!mask[j]) { scores[j] = -INFINITY; continue; }
@@ -289,6 +292,7 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
       float s = 0;
       for (int64_t d = 0; d < D; d++) s += q[d] * k[d];
       s *= a->scale;
+      if (rel) s += rel[j];
       scores[j] = s;
       if (s > mx) mx = s;
     }
@@ -311,9 +315,9 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
   }
 }
 
-BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, out, S, H, heads, scale};
+BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R,
+                                float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qkv, mask, rel, R, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 
@@ -322,6 +326,13 @@ BERTC_WEAK void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int6
   for (int64_t b = 0; b < B; b++)
     for (int64_t q = 0; q < Q; q++)
       for (int64_t k = 0; k < K; k++) out[(b * Q + q) * K + k] = mask[b * K + k] ? 0.0f : fill;
+}
+
+BERTC_WEAK void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t i = 0; i < S; i++)
+        for (int64_t j = 0; j < S; j++) out[((b * heads + h) * S + i) * S + j] = table[h * (2 * R - 1) + R - 1 + j - i];
 }
 
 BERTC_WEAK void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad) {

@@ -5,17 +5,24 @@
 // query whose keys are all masked gives zeros, as the C kernels do.
 // With SEQ_FROM_PUSH (a program of dynamic length, shader attention_seq) S is the bound, sizing the
 // score row, and the run's length SEQ <= S comes in a seventh push constant.
+// With REL_BIAS (attention_rel, attention_seq_rel: MPNet) two more push constants give a relative-position
+// bias table [heads, 2R - 1] (a word offset) and R: the score of query i and key j gains rel[h, R - 1 + j - i].
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
 layout(constant_id = 2) const uint S = 128;  // the compiled sequence length
 layout(constant_id = 3) const uint D = 64;   // head width
 
+#ifdef REL_BIAS
+#define REL_FIELDS , rel, R
+#else
+#define REL_FIELDS
+#endif
 #ifdef SEQ_FROM_PUSH
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS; } p;
 #define SEQ p.seq
 #else
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS; } p;
 #define SEQ S
 #endif
 
@@ -62,6 +69,9 @@ void main() {
       s = 0.0;
       for (uint d = 0; d < D; d++) s += q[d] * LD(k + d);
       s *= scale;
+#ifdef REL_BIAS
+      s += LD(p.rel + hd * (2 * p.R - 1) + p.R - 1 + j - i);
+#endif
     }
     sc[j] = s;
     mx = max(mx, s);

@@ -1,0 +1,32 @@
+// RUN: not bertc-opt %s --split-input-file 2>&1 | FileCheck %s
+
+// The relative-position bias table is [heads, 2N - 1] with N at least the sequence length.
+// CHECK: 'bertc.attention' rel_bias [2, 5] should be [2, 2N - 1] with N >= the sequence length
+func.func @table_too_short(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %t: tensor<2x5xf32>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.attention"(%qkv, %m, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1>, scale = 1.0 : f32} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x5xf32>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.attention' rel_bias [3, 9] should be [2, 2N - 1] with N >= the sequence length
+func.func @table_of_other_heads(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %t: tensor<3x9xf32>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.attention"(%qkv, %m, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1>, scale = 1.0 : f32} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<3x9xf32>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.relative_bias' table [2, 8] and result [1, 2, 4, 4] are not [H, 2N - 1] and [B, H, L, L]
+func.func @even_table(%t: tensor<2x8xf32>) -> tensor<1x2x4x4xf32> {
+  %0 = "bertc.relative_bias"(%t) : (tensor<2x8xf32>) -> tensor<1x2x4x4xf32>
+  return %0 : tensor<1x2x4x4xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.relative_bias' table [2, 5] is too short for length 4
+func.func @short_table(%t: tensor<2x5xf32>) -> tensor<1x2x4x4xf32> {
+  %0 = "bertc.relative_bias"(%t) : (tensor<2x5xf32>) -> tensor<1x2x4x4xf32>
+  return %0 : tensor<1x2x4x4xf32>
+}
