@@ -42,6 +42,12 @@ evaluated at one length inside the Dim's range. A size read from an input (``sym
 reading no data, since every input has the same length; a stand-in's shape keeps the length as
 ``sym_size(attention_mask, 1)``; and a sub-graph whose value has the run-time length (BERT's position
 ids, ``slice(position_ids, 1, 0, L)``) is left alone rather than frozen at the trial's length.
+
+First, an in-place op on a tensor that no other value sees becomes its out-of-place twin (MegatronBERT's
+and BigBird's ``embeddings += position_embeddings``): ``add_ = aten.add_.Tensor(add, embedding_2)``, with
+``add`` a fresh sum read by nothing after it, is ``aten.add.Tensor(add, embedding_2)``. torch.export keeps
+such ops and torch-mlir imports them as ops on values; one that writes through a view, a weight or an
+input is left, and raise-torch refuses it by name.
 """
 
 from __future__ import annotations
@@ -101,6 +107,7 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
     for n in list(g.nodes):
         if n.op == "call_function" and n.target == torch.ops.aten._assert_tensor_metadata.default:
             g.erase_node(n)
+    _out_of_place(g)
     placeholders = [n for n in g.nodes if n.op == "placeholder"]
     kinds = {p: s for p, s in zip(placeholders, ep.graph_signature.input_specs)}
     _narrow_double_scalars(ep, placeholders, kinds)
@@ -235,6 +242,31 @@ def _evaluate_all(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tens
     with torch.no_grad():
         Recorder(ep.graph_module).run(*args)
     return values
+
+
+def _out_of_place(g: fx.Graph) -> None:
+    """Retarget each in-place op whose written tensor is fresh (made by an op whose result aliases nothing)
+    and read by nothing after it, nor through a view, to the out-of-place overload: its users already read
+    its result, which is then the only value the write was seen in."""
+    order = {n: i for i, n in enumerate(g.nodes)}
+    for n in g.nodes:
+        if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload) or not n.args:
+            continue
+        schema, target = n.target._schema, n.args[0]
+        alias = schema.arguments[0].alias_info if schema.arguments else None
+        if not (alias and alias.is_write and isinstance(target, fx.Node) and _is_fresh(target)) or any(
+                u is not n and (order[u] > order[n] or not _is_fresh(u)) for u in target.users):
+            continue
+        packet = getattr(torch.ops.aten, schema.name.removeprefix("aten::").removesuffix("_"), None)
+        functional = getattr(packet, schema.overload_name or "default", None)
+        if functional is not None and not functional._schema.is_mutable:
+            n.target = functional
+
+
+def _is_fresh(n: fx.Node) -> bool:
+    """Whether ``n`` is a new tensor: the result of an op that returns no alias of its inputs."""
+    return (n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
+            and not any(r.alias_info is not None for r in n.target._schema.returns))
 
 
 def _narrow_double_scalars(ep, placeholders, kinds) -> None:
