@@ -36,8 +36,8 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         return T.AlbertConfig(embedding_size=16, **kw)
     if arch == "electra":
         return T.ElectraConfig(embedding_size=16, **kw)
-    if arch == "ernie":
-        return T.ErnieConfig(**kw)
+    if arch == "ernie":  # task type ids as ERNIE 3.0 ships them: zeros of the input's length, added in the embeddings
+        return T.ErnieConfig(use_task_id=True, task_type_vocab_size=3, **kw)
     if arch == "megatron-bert":  # pre-LayerNorm: a norm before attention and before the FFN, and a final one
         return T.MegatronBertConfig(**kw)
     if arch == "big_bird":

@@ -145,3 +145,21 @@ def test_in_place_op_on_a_fresh_tensor_becomes_out_of_place():
     assert torch.ops.aten.add_.Tensor not in ops
     assert ops[torch.ops.aten.mul_.Tensor].args[0].target == torch.ops.aten.slice.Tensor
     assert torch.equal(run(ep), before)
+
+
+class ZeroPositions(Encoder):
+    def position_ids(self, input_ids):  # ERNIE's task type ids: zeros as long as the input, read from no data
+        return torch.zeros(input_ids.shape, dtype=torch.long)
+
+
+def test_a_fill_of_the_run_time_length_becomes_a_slice_of_it_at_the_bound():
+    seq = torch.export.Dim("seq", min=2, max=16)
+    ep = torch.export.export(ZeroPositions().eval(), inputs(), dynamic_shapes=({1: seq}, {1: seq}), strict=False)
+    with torch.no_grad():
+        before = ep.module()(*inputs())
+    canonicalize_inputs(ep, NAMES)
+    ops = calls(ep)
+    full, dim, start, end = ops[torch.ops.aten.slice.Tensor].args
+    assert torch.equal(full, torch.zeros(B, 16, dtype=torch.long)) and (dim, start) == (1, 0)
+    assert end.target == torch.ops.aten.sym_size.int and torch.ops.aten.zeros.default not in ops
+    assert torch.equal(run(ep), before)
