@@ -78,6 +78,11 @@ def usable_positions(cfg: dict[str, Any]) -> int | None:
     return None if max_pos is None else max_pos - (2 if cfg.get("model_type") in PADDED_POSITIONS else 0)
 
 
+def _full_attention_up_to(cfg: dict[str, Any]) -> int:
+    """The longest input a block_sparse BigBird attends to in full: its global, sliding and random blocks."""
+    return (5 + 2 * cfg.get("num_random_blocks", 3)) * cfg.get("block_size", 64)
+
+
 def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle: bool = False,
                  config: str | Path | None = None, max_seq_len: int | str | None = None) -> LoadedModel:
     """Load ``model`` (any form bertc/formats.py reads) and export it at ``batch`` x ``seq_len``, or,
@@ -102,6 +107,11 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         flag = "--max-seq-len" if max_seq_len else "--seq-len"
         raise BertcError(f"{flag} {longest} is longer than the model's {usable} positions (max_position_embeddings "
                          f"{max_pos}); pass {flag} {usable} or less")
+    if cfg.get("attention_type") == "block_sparse" and longest > (full := _full_attention_up_to(cfg)):
+        flag = "--max-seq-len" if max_seq_len else "--seq-len"
+        raise BertcError(f"BigBird's block_sparse attention, which transformers uses past {full} tokens, has no bertc "
+                         f"kernel: pass {flag} {full} or less (full attention, as transformers computes there), or "
+                         "load the model with attention_type='original_full'")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)

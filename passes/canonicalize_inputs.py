@@ -41,7 +41,15 @@ A program exported with a dynamic sequence length (``torch.export.Dim`` on the i
 evaluated at one length inside the Dim's range. A size read from an input (``sym_size``) counts as
 reading no data, since every input has the same length; a stand-in's shape keeps the length as
 ``sym_size(attention_mask, 1)``; and a sub-graph whose value has the run-time length (BERT's position
-ids, ``slice(position_ids, 1, 0, L)``) is left alone rather than frozen at the trial's length.
+ids, ``slice(position_ids, 1, 0, L)``) is left alone rather than frozen at the trial's length; one
+that reads no input and is one value throughout (ERNIE's ``torch.zeros(input_shape)`` task type ids)
+becomes that form: ``slice(zeros([1, N]), 1, 0, L)``, N the Dim's bound.
+
+First, an in-place op on a tensor that no other value sees becomes its out-of-place twin (MegatronBERT's
+and BigBird's ``embeddings += position_embeddings``): ``add_ = aten.add_.Tensor(add, embedding_2)``, with
+``add`` a fresh sum read by nothing after it, is ``aten.add.Tensor(add, embedding_2)``. torch.export keeps
+such ops and torch-mlir imports them as ops on values; one that writes through a view, a weight or an
+input is left, and raise-torch refuses it by name.
 """
 
 from __future__ import annotations
@@ -115,6 +123,7 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
     for n in list(g.nodes):
         if n.op == "call_function" and n.target == torch.ops.aten._assert_tensor_metadata.default:
             g.erase_node(n)
+    _out_of_place(g)
     placeholders = [n for n in g.nodes if n.op == "placeholder"]
     kinds = {p: s for p, s in zip(placeholders, ep.graph_signature.input_specs)}
     _narrow_double_scalars(ep, placeholders, kinds)
@@ -149,6 +158,8 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
             in_list = any(isinstance(a, (list, tuple)) and n in a for u in n.users for a in u.args)
             if frozen_ok and not in_list and all(torch.equal(vals[0], v) for v in vals[1:]):
                 replacement = vals[0].clone()
+            elif not in_list:
+                replacement = _fill_of_run_time_length(ep, n, vals, user[0])
         elif kind in ("attention_mask", "input_ids"):
             match = _match_mask if kind == "attention_mask" else _match_position_ids
             op = match(n, vals, [ins[kind] for ins, _ in trials])
@@ -274,6 +285,28 @@ def _has_run_time_length(n: fx.Node) -> bool:
     return isinstance(val, torch.Tensor) and any(not isinstance(d, int) for d in val.shape)
 
 
+def _fill_of_run_time_length(ep: torch.export.ExportedProgram, n: fx.Node, vals: list[torch.Tensor],
+                             model_input: fx.Node) -> fx.Node | None:
+    """A constant fill as long as the run (ERNIE's task type ids, ``torch.zeros(input_shape)``) as a slice
+    of the fill at the bound, ``slice(full, dim, 0, sym_size(model_input, 1))``, as BERT's position ids
+    slice their buffer; None for any other value."""
+    v, dims, length = vals[0], n.meta["val"].shape, model_input.meta["val"].shape[1]
+    dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
+    if (len(dynamic) != 1 or str(dims[dynamic[0]]) != str(length) or not v.numel()
+            or not all(torch.equal(v, x) for x in vals) or not bool((v == v.flatten()[0]).all())):
+        return None
+    shape = list(v.shape)
+    shape[dynamic[0]] = int(ep.range_constraints[length.node.expr].upper)
+    with n.graph.inserting_after(model_input):
+        size = n.graph.call_function(torch.ops.aten.sym_size.int, (model_input, 1))
+    size.meta["val"] = length
+    with n.graph.inserting_before(n):
+        full = torch.full(shape, v.flatten()[0].item(), dtype=v.dtype)
+        node = n.graph.call_function(torch.ops.aten.slice.Tensor, (full, dynamic[0], 0, size))
+    node.meta["val"] = n.meta["val"]
+    return node
+
+
 def _trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
     """The sequence length the trials run at: ``preferred``, moved inside every dynamic dimension's
     range (a static program has none and ignores it)."""
@@ -329,6 +362,31 @@ def _evaluate_all(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tens
     with torch.no_grad():
         Recorder(ep.graph_module).run(*args)
     return values
+
+
+def _out_of_place(g: fx.Graph) -> None:
+    """Retarget each in-place op whose written tensor is fresh (made by an op whose result aliases nothing)
+    and read by nothing after it, nor through a view, to the out-of-place overload: its users already read
+    its result, which is then the only value the write was seen in."""
+    order = {n: i for i, n in enumerate(g.nodes)}
+    for n in g.nodes:
+        if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload) or not n.args:
+            continue
+        schema, target = n.target._schema, n.args[0]
+        alias = schema.arguments[0].alias_info if schema.arguments else None
+        if not (alias and alias.is_write and isinstance(target, fx.Node) and _is_fresh(target)) or any(
+                u is not n and (order[u] > order[n] or not _is_fresh(u)) for u in target.users):
+            continue
+        packet = getattr(torch.ops.aten, schema.name.removeprefix("aten::").removesuffix("_"), None)
+        functional = getattr(packet, schema.overload_name or "default", None)
+        if functional is not None and not functional._schema.is_mutable:
+            n.target = functional
+
+
+def _is_fresh(n: fx.Node) -> bool:
+    """Whether ``n`` is a new tensor: the result of an op that returns no alias of its inputs."""
+    return (n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
+            and not any(r.alias_info is not None for r in n.target._schema.returns))
 
 
 def _narrow_double_scalars(ep, placeholders, kinds) -> None:

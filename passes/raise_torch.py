@@ -173,6 +173,15 @@ def _to_dtype(r: Raiser, op):
     return x
 
 
+def _to_dtype_layout(r: Raiser, op):
+    # ERNIE's ``inputs_embeds.to(device)``: dtype, layout, device, pin_memory, non_blocking, copy, memory_format
+    layout, memory_format = r.get(op.operands[2]), r.get(op.operands[7])
+    if layout not in (None, 0) or memory_format not in (None, 0, 1):  # strided; contiguous or preserve
+        raise BertcError(f"conversion to layout {layout} / memory format {memory_format} at {source_location(op)} "
+                         "is not supported: bertc tensors are dense and row-major")
+    return _to_dtype(r, op)
+
+
 def _embedding(r: Raiser, op):
     return B.EmbeddingOp(r.get(op.operands[0]), r.get(op.operands[1]), _result_type(op)).out
 
@@ -388,6 +397,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.alias": _identity,
     "torch.aten.to.dtype": _to_dtype,
     "torch.aten.type_as": _to_dtype,
+    "torch.aten.to.dtype_layout": _to_dtype_layout,
     "torch.aten.expand": _expand,
     "torch.aten.matmul": _matmul,
     "torch.aten.bmm": _matmul,

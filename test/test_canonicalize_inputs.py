@@ -127,3 +127,39 @@ def test_arithmetic_of_no_known_form_is_left_alone():
     assert list(calls(ep)) == kept
     assert not any(str(t).startswith("bertc.") for t in calls(ep))
     assert torch.equal(run(ep), before)
+
+
+class InPlaceSum(Encoder):
+    """MegatronBERT's embeddings: ``x += positions`` on the fresh sum, and an in-place write through a view."""
+
+    def forward(self, input_ids, attention_mask):
+        x = self.words(input_ids) + self.words(input_ids.flip(1))
+        x += self.positions(self.position_ids(input_ids))
+        x.view(-1)[:H].mul_(2.0)  # writes x through a view: must stay in place
+        return super().forward(input_ids, attention_mask) + x
+
+
+def test_in_place_op_on_a_fresh_tensor_becomes_out_of_place():
+    ep, before = canonicalized(InPlaceSum())
+    ops = calls(ep)
+    assert torch.ops.aten.add_.Tensor not in ops
+    assert ops[torch.ops.aten.mul_.Tensor].args[0].target == torch.ops.aten.slice.Tensor
+    assert torch.equal(run(ep), before)
+
+
+class ZeroPositions(Encoder):
+    def position_ids(self, input_ids):  # ERNIE's task type ids: zeros as long as the input, read from no data
+        return torch.zeros(input_ids.shape, dtype=torch.long)
+
+
+def test_a_fill_of_the_run_time_length_becomes_a_slice_of_it_at_the_bound():
+    seq = torch.export.Dim("seq", min=2, max=16)
+    ep = torch.export.export(ZeroPositions().eval(), inputs(), dynamic_shapes=({1: seq}, {1: seq}), strict=False)
+    with torch.no_grad():
+        before = ep.module()(*inputs())
+    canonicalize_inputs(ep, NAMES)
+    ops = calls(ep)
+    full, dim, start, end = ops[torch.ops.aten.slice.Tensor].args
+    assert torch.equal(full, torch.zeros(B, 16, dtype=torch.long)) and (dim, start) == (1, 0)
+    assert end.target == torch.ops.aten.sym_size.int and torch.ops.aten.zeros.default not in ops
+    assert torch.equal(run(ep), before)

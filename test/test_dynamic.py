@@ -18,7 +18,7 @@ import pytest
 import torch
 from bertc.dialects import bertc as B
 from bertc.passes import PassContext
-from conftest import ARCHS, _Encoder, max_error, random_inputs, reference, tiny_model
+from conftest import ARCHS, MORE_ARCHS, _Encoder, max_error, random_inputs, reference, tiny_model
 from torch_mlir import ir
 
 import bertc
@@ -215,7 +215,7 @@ def _target_missing(target: str) -> str | None:
 
 
 @pytest.mark.parametrize("target", ["host", "linux-arm64", "vulkan"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHS + list(MORE_ARCHS))
 def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, monkeypatch):
     if reason := _target_missing(target):
         pytest.skip(reason)
@@ -223,7 +223,8 @@ def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, mo
         lvp = min(glob.glob("/usr/share/vulkan/icd.d/lvp_icd*.json"))
         monkeypatch.setenv("VK_ICD_FILENAMES", lvp)
         monkeypatch.setenv("VK_DRIVER_FILES", lvp)
-    model = tiny_model(arch)
+    impl = MORE_ARCHS.get(arch, ("eager",))[-1]  # ERNIE in sdpa here: test_models.py runs its eager form on host
+    model = tiny_model(arch, impl)
     art = bertc.compile(model, target=target, max_seq_len=FAMILY_BOUND, batch=2, out=tmp_path / "m.bertc")
     compiled = art.load()
     worst = 0.0
@@ -237,7 +238,7 @@ def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, mo
         err = max_error(ours, reference(model, ids, mask, types), mask)
         assert err <= TOL, (length, err)
         worst = max(worst, err)
-    print(f"{arch} on {target}, lengths {FAMILY_LENGTHS} in batches of two: max |error| {worst:.2e}")
+    print(f"{arch}-{impl} on {target}, lengths {FAMILY_LENGTHS} in batches of two: max |error| {worst:.2e}")
 
 
 def test_the_default_is_every_length_up_to_the_positions(tmp_path):

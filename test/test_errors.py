@@ -167,3 +167,11 @@ def test_failed_recompile_keeps_previous_artifact(artifact, tmp_path):
 def test_seq_len_longer_than_model(tmp_path):
     with pytest.raises(bertc.BertcError, match="max_position_embeddings"):
         bertc.compile(tiny_model("bert", max_pos=64), seq_len=128, out=tmp_path / "x.bertc")
+
+
+def test_bigbird_block_sparse_past_its_full_attention_is_refused(tmp_path):
+    model = tiny_model("big_bird")
+    model.config.attention_type, model.config.block_size = "block_sparse", 8  # full up to (5 + 2 * 3 random) * 8
+    with pytest.raises(bertc.BertcError, match="block_sparse attention, which transformers uses past 88 tokens.*"
+                                               "--max-seq-len 88 or less"):
+        bertc.compile(model, max_seq_len=100, out=tmp_path / "x.bertc")

@@ -7,23 +7,23 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import ARCHS, max_error, random_inputs, reference, save_pt2, tiny_model
+from conftest import ARCHS, MORE_ARCHS, max_error, random_inputs, reference, save_pt2, tiny_model
 
 import bertc
 
 TOL = 1e-4
 
 
-@pytest.mark.parametrize("impl", ["eager", "sdpa"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch,impl", [(a, i) for a in ARCHS for i in ("eager", "sdpa")]
+                         + [(a, i) for a, impls in MORE_ARCHS.items() for i in impls])
 def test_architecture_matches_pytorch(arch, impl, tmp_path):
     model = tiny_model(arch, impl)
     art = bertc.compile(model, seq_len=24, out=tmp_path / "m.bertc")
-    # Every attention block fused, every FFN GELU folded into its GEMM (ALBERT's tanh GELU
-    # arrives as pow/tanh/mul and stays elementwise).
+    # Every attention block fused (MegatronBERT's behind its pre-LayerNorm too), every FFN GELU folded into
+    # its GEMM (ALBERT's and BigBird's tanh GELU arrives as pow/tanh/mul and stays elementwise).
     assert art.report["fusion"]["attention"] == 2
     assert art.report["fusion"]["unfused_matmul"] == 0
-    if arch != "albert":
+    if arch not in ("albert", "big_bird"):
         assert art.report["fusion"]["linear_with_activation"] >= 2
     compiled = art.load(threads=2)
     for seq, pad_from in ((24, None), (24, 17), (9, 5)):

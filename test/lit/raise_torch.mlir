@@ -56,3 +56,21 @@ func.func @literals() -> (!torch.vtensor<[1,1],si64>, !torch.vtensor<[1,3],si64>
   %2 = torch.vtensor.literal(dense<1.250000e-01> : tensor<f32>) : !torch.vtensor<[],f32>
   return %0, %1, %2 : !torch.vtensor<[1,1],si64>, !torch.vtensor<[1,3],si64>, !torch.vtensor<[],f32>
 }
+
+// -----
+
+// ERNIE's `inputs_embeds.to(device)` (to.dtype_layout: f32, strided, cpu) converts nothing: the add reads %arg0.
+// CHECK-LABEL: func.func @to_device
+// CHECK-NEXT: %[[S:.*]] = "bertc.add"(%arg0, %arg0)
+// CHECK-NEXT: return %[[S]]
+func.func @to_device(%arg0: !torch.vtensor<[1,8,32],f32>) -> !torch.vtensor<[1,8,32],f32> {
+  %int6 = torch.constant.int 6
+  %int0 = torch.constant.int 0
+  %cpu = torch.constant.device "cpu"
+  %none = torch.constant.none
+  %false = torch.constant.bool false
+  %0 = torch.aten.to.dtype_layout %arg0, %int6, %int0, %cpu, %none, %false, %false, %none : !torch.vtensor<[1,8,32],f32>, !torch.int, !torch.int, !torch.Device, !torch.none, !torch.bool, !torch.bool, !torch.none -> !torch.vtensor<[1,8,32],f32>
+  %int1 = torch.constant.int 1
+  %1 = torch.aten.add.Tensor %0, %arg0, %int1 : !torch.vtensor<[1,8,32],f32>, !torch.vtensor<[1,8,32],f32>, !torch.int -> !torch.vtensor<[1,8,32],f32>
+  return %1 : !torch.vtensor<[1,8,32],f32>
+}
