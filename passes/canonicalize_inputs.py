@@ -206,18 +206,7 @@ def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) 
             if not torch.equal(short, relative_bias(short, list(short.shape), table)):
                 continue
         replace_uses(n, _new_node(g, x, StandIn(torch.ops.bertc.relative_bias.default, (list(full.shape), table)), n))
-        _erase_unused(g, n)
-
-
-def _erase_unused(g: fx.Graph, n: fx.Node) -> None:
-    """Erase ``n`` and whatever only it read; eliminate_dead_code would keep MPNet's in-place ``add_``."""
-    stack, erased = [n], set()
-    while stack:
-        n = stack.pop()
-        if n not in erased and n.op == "call_function" and not n.users:
-            stack.extend(n.all_input_nodes)
-            g.erase_node(n)
-            erased.add(n)
+    g.eliminate_dead_code()  # the bucket arithmetic (after _out_of_place: MPNet's add_ is an add by now)
 
 
 def _diagonals(v: torch.Tensor) -> torch.Tensor | None:

@@ -197,13 +197,6 @@ def _binary(kind: type, scalar_alpha: bool = True) -> Callable:
     return handler
 
 
-def _add_in_place(r: Raiser, op):
-    # MPNet's ``scores += bias``: an add, as long as nothing else reads the value it overwrites
-    if len(list(op.operands[0].uses)) > 1:
-        raise BertcError(f"an in-place add to a value that is read again at {source_location(op)} is not supported")
-    return _binary(B.AddOp)(r, op)
-
-
 def _rsub(r: Raiser, op):
     a, b = r.get(op.operands[0]), r.get(op.operands[1])
     return B.SubOp(r.operand(b, a), a, _result_type(op)).out
@@ -373,7 +366,6 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.embedding": _embedding,
     "torch.aten.add.Tensor": _binary(B.AddOp),
     "torch.aten.add.Scalar": _binary(B.AddOp),
-    "torch.aten.add_.Tensor": _add_in_place,
     "torch.aten.sub.Tensor": _binary(B.SubOp),
     "torch.aten.sub.Scalar": _binary(B.SubOp),
     "torch.aten.rsub.Scalar": _rsub,
