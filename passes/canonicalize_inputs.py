@@ -111,14 +111,8 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
                 and any(group(u) != group(n) for u in n.users)]
     if not frontier:
         return
-    length = _trial_length(ep)
-    shapes = [tuple(d if isinstance(d, int) else length for d in p.meta["val"].shape) for p in user]
-    dtypes = [p.meta["val"].dtype for p in user]
-    rng = np.random.default_rng(0)
-    trials = []
-    for t in range(3):
-        ins = _random_inputs(input_names, shapes, dtypes, rng, t, type_vocab)
-        trials.append((dict(zip(input_names, ins)), _evaluate_all(ep, ins, set(frontier))))
+    trials = [(dict(zip(input_names, ins)), evaluate_nodes(ep, ins, set(frontier)))
+              for ins in trial_inputs(ep, input_names, trial_length(ep), type_vocab, trials=3)]
     placeholder_of = {v: k for k, v in role.items()}
     for n in frontier:
         kind = group(n)
@@ -180,7 +174,7 @@ def _has_run_time_length(n: fx.Node) -> bool:
     return isinstance(val, torch.Tensor) and any(not isinstance(d, int) for d in val.shape)
 
 
-def _trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
+def trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
     """The sequence length the trials run at: ``preferred``, moved inside every dynamic dimension's
     range (a static program has none and ignores it)."""
     length = preferred
@@ -188,6 +182,17 @@ def _trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
         upper = int(bounds.upper) if bounds.upper.is_finite else length
         length = max(int(bounds.lower), min(upper, length))
     return length
+
+
+def trial_inputs(ep: torch.export.ExportedProgram, input_names: list[str], length: int, type_vocab: int = 2,
+                 trials: int = 1) -> list[list[torch.Tensor]]:
+    """The user inputs of ``trials`` trials (``_random_inputs``) at ``length`` tokens, one list per trial."""
+    user = [p for p, spec in zip(ep.graph.find_nodes(op="placeholder"), ep.graph_signature.input_specs)
+            if spec.kind.name == "USER_INPUT"]
+    shapes = [tuple(d if isinstance(d, int) else length for d in p.meta["val"].shape) for p in user]
+    dtypes = [p.meta["val"].dtype for p in user]
+    rng = np.random.default_rng(0)
+    return [_random_inputs(input_names, shapes, dtypes, rng, t, type_vocab) for t in range(trials)]
 
 
 def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.random.Generator, trial: int,
@@ -211,7 +216,7 @@ def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.
     return out
 
 
-def _evaluate_all(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tensor], keep: set[fx.Node]) -> dict:
+def evaluate_nodes(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tensor], keep: set[fx.Node]) -> dict:
     """The values of the nodes in ``keep`` for these inputs. Only those are held: the interpreter frees every
     other value after its last use, so memory stays that of one eager forward, not of every layer's."""
     values: dict[fx.Node, Any] = {}
