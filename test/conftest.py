@@ -17,6 +17,7 @@ import torch
 import transformers as T
 
 ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
+ROTARY = ["roformer"]  # rotary position embeddings: tested once per target, beside ARCHS (eager attention only)
 
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
@@ -33,6 +34,8 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         return T.AlbertConfig(embedding_size=16, **kw)
     if arch == "electra":
         return T.ElectraConfig(embedding_size=16, **kw)
+    if arch == "roformer":
+        return T.RoFormerConfig(embedding_size=hidden, **kw)
     raise ValueError(arch)
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from bertc.dialects import bertc as B
 from bertc.passes import PassContext
-from conftest import ARCHS, _Encoder, max_error, random_inputs, reference, tiny_model
+from conftest import ARCHS, ROTARY, _Encoder, max_error, random_inputs, reference, tiny_model
 from torch_mlir import ir
 
 import bertc
@@ -215,7 +215,7 @@ def _target_missing(target: str) -> str | None:
 
 
 @pytest.mark.parametrize("target", ["host", "linux-arm64", "vulkan"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHS + ROTARY)
 def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, monkeypatch):
     if reason := _target_missing(target):
         pytest.skip(reason)
@@ -225,6 +225,7 @@ def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, mo
         monkeypatch.setenv("VK_DRIVER_FILES", lvp)
     model = tiny_model(arch)
     art = bertc.compile(model, target=target, max_seq_len=FAMILY_BOUND, batch=2, out=tmp_path / "m.bertc")
+    assert art.report["fusion"]["attention"] == 2  # rotary families too: one rotary op on the fused Q|K|V rows
     compiled = art.load()
     worst = 0.0
     for length in FAMILY_LENGTHS:
