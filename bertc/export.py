@@ -41,6 +41,7 @@ def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...], max_s
                          "with a fixed --seq-len, or export the model with torch.export and a Dim on the sequence")
     if isinstance(obj, torch.export.ExportedProgram):
         _make_buffers_persistent(obj)
+        inline_grad_mode_regions(obj)
         names = [s.arg.name for s in obj.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
         return obj, [_canonical_input_name(n, i) for i, n in enumerate(names)], _tuple_output_names(obj)
     if isinstance(obj, torch.jit.ScriptModule):
@@ -69,6 +70,7 @@ def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...], max_s
         fix = "; compile it with a fixed --seq-len" if dynamic else ""
         raise BertcError(f"torch.export could not trace {desc}{' for a dynamic length' if dynamic else ''}: {e}{fix}"
                          ) from e
+    inline_grad_mode_regions(ep)
     return ep, list(INPUT_NAMES), outputs
 
 
@@ -100,6 +102,35 @@ def _make_buffers_persistent(obj: torch.nn.Module | torch.export.ExportedProgram
         if spec.kind.name == "BUFFER" and not spec.persistent and spec.target in obj.constants:
             obj.state_dict[spec.target] = obj.constants.pop(spec.target)
             spec.persistent = True
+
+
+def inline_grad_mode_regions(ep: torch.export.ExportedProgram) -> None:
+    """Inline every ``wrap_with_set_grad_enabled`` region (a ``torch.no_grad()`` block or ``@torch.no_grad``
+    method inside the model: RoFormer's sinusoid table, ESM's rotary cos/sin) into the graph around it.
+    torch-mlir's importer has no lowering for that higher-order op, and a compiled forward computes no
+    gradients, so the grad mode it switches changes nothing."""
+    from torch._higher_order_ops.wrap import wrap_with_set_grad_enabled
+
+    gm, g = ep.graph_module, ep.graph
+    for node in [n for n in g.nodes if n.op == "call_function" and n.target is wrap_with_set_grad_enabled]:
+        region = getattr(gm, node.args[1].target)
+        env = dict(zip([p for p in region.graph.nodes if p.op == "placeholder"], node.args[2:]))
+        with g.inserting_before(node):
+            for inner in region.graph.nodes:
+                if inner.op == "output":
+                    outputs = fx.node.map_arg(inner.args[0], env.__getitem__)
+                elif inner.op != "placeholder":
+                    env[inner] = g.node_copy(inner, env.__getitem__)
+        for user in list(node.users):  # getitem(region, i)
+            user.replace_all_uses_with(outputs[user.args[1]])
+            g.erase_node(user)
+        attr = node.args[1]
+        g.erase_node(node)
+        if not attr.users:
+            g.erase_node(attr)
+            delattr(gm, attr.target)
+    g.lint()
+    gm.recompile()
 
 
 def record_module_paths(ep: torch.export.ExportedProgram) -> None:

@@ -65,6 +65,7 @@ def _elementwise(kernel: str, shader: str) -> OpTraits:
 
 
 ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu")
+ROTARY_STYLES = ("interleaved", "halves")  # which features a rotary embedding pairs (RotaryOp)
 
 
 DYNAMIC = ir.ShapedType.get_dynamic_size()  # a ``?`` dimension as ``shape`` lists it
@@ -254,6 +255,35 @@ class RelativeBiasOp(Bertc.Operation, name="relative_bias"):
         if o[2] != DYNAMIC and 2 * o[2] - 1 > t[1]:
             return _fail(self, f"table {t} is too short for length {o[2]}")
         return True
+
+
+class RotaryOp(Bertc.Operation, name="rotary"):
+    """Rotary position embedding of the first ``columns`` features of each row of x [B, S, C], in heads of
+    D (the tables' width); the rest are copied. Position s of head block j, features f and its partner g:
+    out[f] = x[f] * cos[s, f] + sign(f) * x[g] * sin[s, f], sign -1 for the first of a pair, +1 for the second.
+    ``style`` "interleaved": pairs (2i, 2i+1) (RoFormer); "halves": (i, i + D/2) (ESM, GPT-NeoX). The [T, D] tables
+    have a row per position, T >= S (a dynamic program's are as long as its bound)."""
+
+    traits = _elementwise("bertc_rotary", "rotary")
+
+    input: Operand[Any]
+    cos: Operand[Any]
+    sin: Operand[Any]
+    style: ir.StringAttr
+    columns: ir.IntegerAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, t, cols = shape(self.input), shape(self.cos), self.columns.value
+        if len(x) != 3 or len(t) != 2 or shape(self.sin) != t:
+            return _fail(self, f"input {x} and tables {t}, {shape(self.sin)} are not [B, S, C] and two [T, D]")
+        if t[1] % 2 or cols <= 0 or cols % t[1] or cols > x[2]:
+            return _fail(self, f"columns {cols} is not a multiple of the even head width {t[1]} within {x[2]}")
+        if self.style.value not in ROTARY_STYLES:
+            return _fail(self, f"style '{self.style.value}' is not one of {ROTARY_STYLES}")
+        if x[1] != DYNAMIC and t[0] < x[1]:
+            return _fail(self, f"tables of {t[0]} positions are shorter than the sequence ({x[1]})")
+        return _same_shape(self, self.input, self.out, "result")
 
 
 class MaskBiasOp(Bertc.Operation, name="mask_bias"):

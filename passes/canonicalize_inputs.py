@@ -136,14 +136,8 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
                 and any(group(u) != group(n) for u in n.users)]
     if not frontier:
         return
-    length = _trial_length(ep)
-    shapes = [tuple(d if isinstance(d, int) else length for d in p.meta["val"].shape) for p in user]
-    dtypes = [p.meta["val"].dtype for p in user]
-    rng = np.random.default_rng(0)
-    trials = []
-    for t in range(3):
-        ins = _random_inputs(input_names, shapes, dtypes, rng, t, type_vocab)
-        trials.append((dict(zip(input_names, ins)), _evaluate_all(ep, ins, set(frontier))))
+    trials = [(dict(zip(input_names, ins)), evaluate_nodes(ep, ins, set(frontier)))
+              for ins in trial_inputs(ep, input_names, trial_length(ep), type_vocab, trials=3)]
     placeholder_of = {v: k for k, v in role.items()}
     for n in frontier:
         kind = group(n)
@@ -190,7 +184,7 @@ def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) 
             no_input[n] = n.target is torch.ops.aten.sym_size.int or all(no_input[a] for a in n.all_input_nodes)
     x = next(iter(role))
     batch, length = x.meta["val"].shape[:2]
-    longest = length if isinstance(length, int) else _trial_length(ep, 1 << 30)
+    longest = length if isinstance(length, int) else trial_length(ep, 1 << 30)
     for n in list(g.nodes):
         val = n.meta.get("val")
         if (n.op != "call_function" or not no_input[n] or all(no_input[u] for u in n.users)
@@ -202,7 +196,7 @@ def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) 
         if table is None:
             continue
         if not isinstance(length, int):  # the value at another length is the same table's corner
-            short = _evaluate_at(ep, kinds, n, batch, _trial_length(ep))
+            short = _evaluate_at(ep, kinds, n, batch, trial_length(ep))
             if not torch.equal(short, relative_bias(short, list(short.shape), table)):
                 continue
         replace_uses(n, _new_node(g, x, StandIn(torch.ops.bertc.relative_bias.default, (list(full.shape), table)), n))
@@ -296,7 +290,7 @@ def _fill_of_run_time_length(ep: torch.export.ExportedProgram, n: fx.Node, vals:
     return node
 
 
-def _trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
+def trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
     """The sequence length the trials run at: ``preferred``, moved inside every dynamic dimension's
     range (a static program has none and ignores it)."""
     length = preferred
@@ -304,6 +298,17 @@ def _trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
         upper = int(bounds.upper) if bounds.upper.is_finite else length
         length = max(int(bounds.lower), min(upper, length))
     return length
+
+
+def trial_inputs(ep: torch.export.ExportedProgram, input_names: list[str], length: int, type_vocab: int = 2,
+                 trials: int = 1) -> list[list[torch.Tensor]]:
+    """The user inputs of ``trials`` trials (``_random_inputs``) at ``length`` tokens, one list per trial."""
+    user = [p for p, spec in zip(ep.graph.find_nodes(op="placeholder"), ep.graph_signature.input_specs)
+            if spec.kind.name == "USER_INPUT"]
+    shapes = [tuple(d if isinstance(d, int) else length for d in p.meta["val"].shape) for p in user]
+    dtypes = [p.meta["val"].dtype for p in user]
+    rng = np.random.default_rng(0)
+    return [_random_inputs(input_names, shapes, dtypes, rng, t, type_vocab) for t in range(trials)]
 
 
 def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.random.Generator, trial: int,
@@ -327,7 +332,7 @@ def _random_inputs(input_names: list[str], shapes: list[tuple], dtypes, rng: np.
     return out
 
 
-def _evaluate_all(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tensor], keep: set[fx.Node]) -> dict:
+def evaluate_nodes(ep: torch.export.ExportedProgram, user_inputs: list[torch.Tensor], keep: set[fx.Node]) -> dict:
     """The values of the nodes in ``keep`` for these inputs. Only those are held: the interpreter frees every
     other value after its last use, so memory stays that of one eager forward, not of every layer's."""
     values: dict[fx.Node, Any] = {}

@@ -73,7 +73,8 @@ class WeightsImage:
         raise BertcError(f"{op.operation.name} is not a constant")
 
     def place(self, value: ir.Value, layout: str = "as-is") -> int:
-        key = (value, layout)
+        op = producer(value)  # a weight read in several places (a rotary table in every layer) is stored once
+        key = (op.attributes["name"].value, str(value.type), layout) if isinstance(op, B.WeightOp) else (value, layout)
         if key not in self.offsets:
             arr = self.fold(value)
             if layout in ("kn", "kn:f16"):  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N

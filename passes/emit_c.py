@@ -216,6 +216,13 @@ def emit_matmul(e: CEmitter, op) -> str:
     return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), batch, m, n, k, sa, sb)
 
 
+def emit_rotary(e: CEmitter, op) -> str:
+    b, s, c = dims_of(op.operands[0])
+    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.ptr(op.operands[2]), e.out(op), b, s, c,
+                    shape_of(op.operands[1])[1], op.attributes["columns"].value,
+                    int(op.attributes["style"].value == "interleaved"))
+
+
 def emit_slice(e: CEmitter, op) -> str:
     elem = 8 if dtype_of(op.operands[0]) == "i64" else 4
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), *slice_dims(op), elem)
@@ -237,6 +244,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.TransposeOp: emit_transpose,
     B.MatmulOp: emit_matmul,
     B.SliceOp: emit_slice,
+    B.RotaryOp: emit_rotary,
 }.items()}
 
 

@@ -315,6 +315,13 @@ def emit_slice(e: VkEmitter, op) -> Dispatch:
                          start, count, words)
 
 
+def emit_rotary(e: VkEmitter, op) -> Dispatch:
+    b, s, c = dims_of(op.operands[0])
+    return e.elementwise(op, b * s * c, e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.operands[2]),
+                         e.word(op.results[0]), b * s, s, c, dims_of(op.operands[1])[1], op.attributes["columns"].value,
+                         int(op.attributes["style"].value == "interleaved"))
+
+
 def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
     b, _, q, k = dims_of(op.results[0])
     return e.elementwise(op, b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
@@ -351,6 +358,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
     B.RelativeBiasOp: emit_relative_bias,
+    B.RotaryOp: emit_rotary,
 }.items()}
 
 

@@ -22,6 +22,11 @@ before the mask) becomes the attention's third operand, the [n, 2N-1] table::
 
     %o   = "bertc.attention"(%qkv, %mask, %table) {num_heads = n, scale = s, operandSegmentSizes = ...}
 
+Rotary encoders (RoFormer, ESM) rotate Q and K between the projection and the split
+(``"bertc.rotary"(%q, %cos, %sin) {columns = H}``, from raise-torch); with the same tables on both,
+one rotary on the fused rows takes their place: ``"bertc.rotary"(%qkv, %cos, %sin) {columns = 2H}``
+before the attention (V's columns copied).
+
 Any transpose chain that yields the same head layout matches (view+permute, transpose(1,2),
 transpose(-1,-2) on K); the scale may sit on the scores or on Q. Nothing fuses when Q, K and V
 are not projections of one input, the mask is not a padding mask, or a head layout differs.
@@ -40,11 +45,12 @@ from .common import PassContext, erase_dead, func_ops, is_op, producer, shape_of
 
 @dataclass(frozen=True)
 class Heads:
-    """A projection split into heads: linear output [B,S,H] -> reshape [B,S,n,D] -> permute."""
+    """A projection split into heads: linear output [B,S,H] -> (rotary) -> reshape [B,S,n,D] -> permute."""
 
     linear: ir.OpView
     perm: tuple[int, ...]  # from [B,S,n,D] to the layout seen by the matmul
     heads: int
+    rotary: ir.OpView | None = None  # a bertc.rotary of all H columns between the linear and the split
 
 
 @dataclass(frozen=True)
@@ -84,12 +90,31 @@ def match_heads(value: ir.Value) -> Heads | None:
     src, split = shape_of(r.operands[0]), shape_of(r.results[0])
     if len(src) != 3 or len(split) != 4 or split[:2] != src[:2] or split[2] * split[3] != src[2]:
         return None
-    if not is_op(r.operands[0], B.LinearOp):
+    rows, rotary = r.operands[0], None
+    if is_op(rows, B.RotaryOp) and producer(rows).attributes["columns"].value == src[2]:
+        rotary = producer(rows)
+        rows = rotary.operands[0]
+    if not is_op(rows, B.LinearOp):
         return None
-    lin = producer(r.operands[0])
+    lin = producer(rows)
     if lin.residual is not None or lin.activation.value != "none":
         return None
-    return Heads(lin, perm, split[2])
+    return Heads(lin, perm, split[2], rotary)
+
+
+def same_rotation(a: ir.OpView | None, b: ir.OpView | None) -> bool:
+    """Whether Q and K are rotated alike (or neither is): one rotary on the Q|K columns of the fused rows."""
+    if a is None or b is None:
+        return a is b
+    return all(_same_table(x, y) for x, y in zip(a.operands[1:], b.operands[1:])) \
+        and a.attributes["style"] == b.attributes["style"]
+
+
+def _same_table(a: ir.Value, b: ir.Value) -> bool:
+    """One value, or the same named weight read twice (the importer reads a table once per use)."""
+    pa, pb = producer(a), producer(b)
+    return a == b or (isinstance(pa, B.WeightOp) and isinstance(pb, B.WeightOp) and a.type == b.type
+                      and pa.attributes["name"] == pb.attributes["name"])
 
 
 def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
@@ -136,7 +161,9 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
         return None
     if q.perm != (0, 2, 1, 3) or v.perm != (0, 2, 1, 3) or k.perm != (0, 2, 3, 1):
         return None
-    if not (q.heads == k.heads == v.heads) or (rel is not None and shape_of(rel)[0] != q.heads):
+    if not (q.heads == k.heads == v.heads) or v.rotary is not None or not same_rotation(q.rotary, k.rotary):
+        return None
+    if rel is not None and shape_of(rel)[0] != q.heads:
         return None
     same_input = q.linear.operands[0] == k.linear.operands[0] == v.linear.operands[0]
     biases = [h.linear.bias is not None for h in (q, k, v)]
@@ -159,6 +186,10 @@ def rewrite(m: AttentionMatch) -> None:
             b = B.ConcatOp([q.bias, k.bias, v.bias], ir.IntegerAttr.get(i64, 0), tensor_type([3 * n])).out
         x = q.operands[0]
         qkv = B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [3 * n]), bias=b).out
+        rot = m.q.rotary
+        if rot is not None:  # Q and K rotated in place of the fused rows, V copied
+            qkv = B.RotaryOp(qkv, rot.operands[1], rot.operands[2], rot.attributes["style"],
+                             ir.IntegerAttr.get(i64, 2 * n), qkv.type).out
         att = B.AttentionOp(qkv, m.mask, ir.IntegerAttr.get(i64, m.q.heads), ir.FloatAttr.get_f32(m.scale),
                             m.output.results[0].type, rel_bias=m.rel).out
     m.output.results[0].replace_all_uses_with(att)

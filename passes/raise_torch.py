@@ -38,7 +38,7 @@ from torch_mlir.dialects import func
 
 from bertc.errors import BertcError
 
-from .common import PassContext, erase_dead, shape_of, source_location, tensor_type
+from .common import PassContext, erase_dead, is_op, producer, shape_of, source_location, tensor_type
 
 _TORCH_DTYPES = {"f32": "f32", "si64": "i64", "i64": "i64", "si32": "i32", "i1": "i1", "ui8": "i1"}
 
@@ -323,6 +323,28 @@ def _position_ids(r: Raiser, op):
 
 def _relative_bias(r: Raiser, op):
     return B.RelativeBiasOp(r.get(op.operands[2]), _result_type(op)).out
+def _rotary(r: Raiser, op):
+    # bertc.rotary works on rows [B, S, n*D]: the heads [B, n, S, D] are usually a projection's rows split and
+    # transposed, which it takes back (fuse-attention then finds the projection); a scalar factor on the heads
+    # (ESM scales its queries first) moves past the rotation, which is linear.
+    x, cos, sin, interleaved = (r.get(v) for v in op.operands)
+    factor = None
+    if isinstance(producer(x), B.MulOp) and shape_of(producer(x).operands[1]) == []:
+        x, factor = producer(x).operands
+    b, n, s, d = shape_of(x)
+    t = producer(x)
+    if isinstance(t, B.TransposeOp) and list(ir.DenseI64ArrayAttr(t.attributes["perm"])) == [0, 2, 1, 3] \
+            and is_op(t.operands[0], B.ReshapeOp) and shape_of(producer(t.operands[0]).operands[0]) == [b, s, n * d]:
+        rows = producer(t.operands[0]).operands[0]
+    else:
+        perm = ir.DenseI64ArrayAttr.get([0, 2, 1, 3])
+        rows = B.ReshapeOp(B.TransposeOp(x, perm, tensor_type([b, s, n, d])).out, tensor_type([b, s, n * d])).out
+    i64 = ir.IntegerType.get_signless(64)
+    rotated = B.RotaryOp(rows, cos, sin, ir.StringAttr.get("interleaved" if interleaved else "halves"),
+                         ir.IntegerAttr.get(i64, n * d), rows.type).out
+    split = B.ReshapeOp(rotated, tensor_type([b, s, n, d])).out
+    heads = B.TransposeOp(split, ir.DenseI64ArrayAttr.get([0, 2, 1, 3]), tensor_type([b, n, s, d])).out
+    return heads if factor is None else B.MulOp(heads, factor, heads.type).out
 
 
 def _sdpa(r: Raiser, op):
@@ -405,6 +427,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.operator:torch.bertc.keep_mask": _keep_mask,
     "torch.operator:torch.bertc.position_ids": _position_ids,
     "torch.operator:torch.bertc.relative_bias": _relative_bias,
+    "torch.operator:torch.bertc.rotary": _rotary,
     "func.return": _return,
 }
 

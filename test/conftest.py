@@ -20,6 +20,7 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # Families tested once per target (issue 18) rather than in every test ARCHS is: each with the attention forms
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",)}
+ROTARY = ["roformer"]  # rotary position embeddings: tested once per target, beside ARCHS (eager attention only)
 
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
@@ -42,6 +43,8 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         return T.MegatronBertConfig(**kw)
     if arch == "big_bird":
         return T.BigBirdConfig(attention_type="original_full", **kw)
+    if arch == "roformer":
+        return T.RoFormerConfig(embedding_size=hidden, **kw)
     raise ValueError(arch)
 
 

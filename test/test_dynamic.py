@@ -18,7 +18,7 @@ import pytest
 import torch
 from bertc.dialects import bertc as B
 from bertc.passes import PassContext
-from conftest import ARCHS, MORE_ARCHS, _Encoder, max_error, random_inputs, reference, tiny_model
+from conftest import ARCHS, MORE_ARCHS, ROTARY, _Encoder, max_error, random_inputs, reference, tiny_model
 from torch_mlir import ir
 
 import bertc
@@ -215,7 +215,7 @@ def _target_missing(target: str) -> str | None:
 
 
 @pytest.mark.parametrize("target", ["host", "linux-arm64", "vulkan"])
-@pytest.mark.parametrize("arch", ARCHS + list(MORE_ARCHS))
+@pytest.mark.parametrize("arch", ARCHS + list(MORE_ARCHS) + ROTARY)
 def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, monkeypatch):
     if reason := _target_missing(target):
         pytest.skip(reason)
@@ -226,6 +226,7 @@ def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, mo
     impl = MORE_ARCHS.get(arch, ("eager",))[-1]  # ERNIE in sdpa here: test_models.py runs its eager form on host
     model = tiny_model(arch, impl)
     art = bertc.compile(model, target=target, max_seq_len=FAMILY_BOUND, batch=2, out=tmp_path / "m.bertc")
+    assert art.report["fusion"]["attention"] == 2  # rotary families too: one rotary op on the fused Q|K|V rows
     compiled = art.load()
     worst = 0.0
     for length in FAMILY_LENGTHS:

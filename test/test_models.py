@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import ARCHS, MORE_ARCHS, max_error, random_inputs, reference, save_pt2, tiny_model
+from conftest import ARCHS, MORE_ARCHS, ROTARY, max_error, random_inputs, reference, save_pt2, tiny_model
 
 import bertc
 
@@ -34,6 +34,20 @@ def test_architecture_matches_pytorch(arch, impl, tmp_path):
         assert ours["last_hidden_state"].shape == (1, seq, 32)
         assert ("pooler_output" in ours) == ("pooler_output" in ref)
         assert max_error(ours, ref, mask) <= TOL
+
+
+@pytest.mark.parametrize("arch", ROTARY)
+def test_rotary_family_matches_pytorch(arch, tmp_path):
+    """At one fixed length (test_dynamic.py runs them at every length on every target): the rotation is one op
+    on the fused Q|K|V rows, its tables constants of the compile, and attention still one kernel."""
+    model = tiny_model(arch)
+    art = bertc.compile(model, seq_len=24, out=tmp_path / "m.bertc")
+    assert art.report["fusion"]["attention"] == 2 and art.report["fusion"]["unfused_matmul"] == 0
+    assert art.report["ops"]["bertc.rotary"] == 2
+    compiled = art.load(threads=2)
+    for seq, pad_from in ((24, None), (24, 17), (9, 5)):
+        ids, mask, types = random_inputs(1, seq, 120, seed=seq + (pad_from or 0), pad_from=pad_from)
+        assert max_error(compiled(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])

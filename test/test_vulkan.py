@@ -174,7 +174,8 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
     ops = [w("x", 1, m, k), w("wt", n, k), w("bias", n), w("res", 1, m, n),
            w("qkv", B, S, 3 * h), w("lnx", 1, S, ln), w("lnr", 1, S, ln), w("g", ln), w("b", ln),
            w("sm", B, 3, 5, S), w("table", 130, 20), w("ea", B, 5, 7), w("eb", 7), w("ec", B, 1, 7), w("ed", B, 5, 1),
-           w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11), w("rtab", heads, 2 * S + 5)]
+           w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11), w("rtab", heads, 2 * S + 5),
+           w("cos", S + 3, d), w("sin", S + 3, d)]
     seg = "operandSegmentSizes = array<i32"
     ops += [
         (f'%lin = "bertc.linear"(%x, %wt, %bias, %res) {{activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
@@ -205,9 +206,12 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%tp = "bertc.transpose"(%tr) {{perm = array<i64: 2, 0, 1>}} : ({t(3, 4, 5)}) -> {t(5, 3, 4)}',
         f'%mm = "bertc.matmul"(%ma, %mb) : ({t(3, 17, 9)}, {t(3, 9, 21)}) -> {t(3, 17, 21)}',
         f'%mbias = "bertc.mask_bias"(%mask) {{fill = -1.0e4 : f32}} : ({t(B, S, dt="i64")}) -> {t(B, 1, S, S)}',
+        *(f'%{name} = "bertc.rotary"(%qkv, %cos, %sin) {{columns = {cols} : i64, style = "{style}"}}'
+          f" : ({t(B, S, 3 * h)}, {t(S + 3, d)}, {t(S + 3, d)}) -> {t(B, S, 3 * h)}"
+          for name, cols, style in (("rot", 2 * h, "interleaved"), ("roth", 3 * h, "halves"))),
     ]
-    outs = ["lin", "lin2", "att", "attr", "rb", "ln", "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut",
-            "tanh", "pow", "tp", "mm", "mbias"]
+    outs = ["lin", "lin2", "att", "attr", "rb", "ln", "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu",
+            "gelut", "tanh", "pow", "tp", "mm", "mbias", "rot", "roth"]
     types = []
     for line in ops:
         name = line.split(" = ", 1)[0][1:]

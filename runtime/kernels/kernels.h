@@ -115,6 +115,11 @@ void bertc_binary(bertc_pool *p, int op, const float *a, const int64_t a_strides
 void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n);
 void bertc_pow(const float *x, float *y, int64_t n, float exponent);
 void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_t n);
+/* Rotary position embedding on rows x[B,S,C] (bertc.rotary): the first `columns` features, in heads of D, with
+ * cos/sin rows [s, D] for position s (tables of at least S rows); f and its pair partner g (f^1 when interleaved,
+ * f -+ D/2 otherwise): out[f] = x[f] * cos[f] -+ x[g] * sin[f], minus for the first of the pair. The rest copied. */
+void bertc_rotary(bertc_pool *p, const float *x, const float *cos, const float *sin, float *out, int64_t B, int64_t S,
+                  int64_t C, int64_t D, int64_t columns, int interleaved);
 /* out = permute(x) for rank <= 4: in_strides are x's strides in out's dimension order. */
 void bertc_transpose(const float *x, float *out, const int64_t out_shape[4], const int64_t in_strides[4]);
 /* out[b] = a[b] @ bm[b]; a_batch_stride / b_batch_stride may be 0 (broadcast). */

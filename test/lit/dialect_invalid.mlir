@@ -56,3 +56,27 @@ func.func @sparsity_density(%x: tensor<2x4xf32>, %w: tensor<3x4xf32>) -> tensor<
   %0 = "bertc.linear"(%x, %w) {activation = "none", bertc.sparsity = {density = 0.0 : f64, format = "sparse", pattern = "4x1"}, operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<2x4xf32>, tensor<3x4xf32>) -> tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
 }
+
+// -----
+
+// CHECK: 'bertc.rotary' columns 12 is not a multiple of the even head width 8 within 24
+func.func @rotary_columns(%x: tensor<1x4x24xf32>, %t: tensor<4x8xf32>) -> tensor<1x4x24xf32> {
+  %0 = "bertc.rotary"(%x, %t, %t) {columns = 12 : i64, style = "interleaved"} : (tensor<1x4x24xf32>, tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<1x4x24xf32>
+  return %0 : tensor<1x4x24xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.rotary' tables of 3 positions are shorter than the sequence (4)
+func.func @rotary_short_tables(%x: tensor<1x4x24xf32>, %t: tensor<3x8xf32>) -> tensor<1x4x24xf32> {
+  %0 = "bertc.rotary"(%x, %t, %t) {columns = 16 : i64, style = "halves"} : (tensor<1x4x24xf32>, tensor<3x8xf32>, tensor<3x8xf32>) -> tensor<1x4x24xf32>
+  return %0 : tensor<1x4x24xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.rotary' style 'neox' is not one of ('interleaved', 'halves')
+func.func @rotary_style(%x: tensor<1x4x24xf32>, %t: tensor<4x8xf32>) -> tensor<1x4x24xf32> {
+  %0 = "bertc.rotary"(%x, %t, %t) {columns = 16 : i64, style = "neox"} : (tensor<1x4x24xf32>, tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<1x4x24xf32>
+  return %0 : tensor<1x4x24xf32>
+}

@@ -34,3 +34,23 @@ module attributes {bertc.max_seq_len = 16 : i64} {
     return %a : tensor<1x?x8xf32>
   }
 }
+
+// -----
+
+// A rotary of the fused Q|K rows (RoFormer's, after fuse-attention) takes its tables whole ([bound, D]: a run reads
+// their first L rows, and two reads of one table are stored once) and the run's length: B, L, C, D, columns, style.
+// CHECK: static void model_run
+// CHECK: /* bertc.rotary [1, ?, 24] */
+// CHECK-NEXT: BERTC_TIMED(0, bertc_rotary(p, A(float, {{[0-9]+}}), W(float, [[COS:[0-9]+]]), W(float, [[SIN:[0-9]+]]), A(float, {{[0-9]+}}), 1, (L), 24, 4, 16, 1));
+// CHECK: BERTC_TIMED(1, bertc_rotary(p, A(float, {{[0-9]+}}), W(float, [[COS]]), W(float, [[SIN]]), A(float, {{[0-9]+}}), 1, (L), 24, 4, 24, 0));
+module attributes {bertc.max_seq_len = 16 : i64} {
+  func.func @main(%ids: tensor<1x?xi64>, %mask: tensor<1x?xi64>, %qkv: tensor<1x?x24xf32>) -> tensor<1x?x24xf32> {
+    %cos = "bertc.weight"() {name = "constant.0"} : () -> tensor<16x4xf32>
+    %sin = "bertc.weight"() {name = "constant.1"} : () -> tensor<16x4xf32>
+    %r = "bertc.rotary"(%qkv, %cos, %sin) {columns = 16 : i64, style = "interleaved"} : (tensor<1x?x24xf32>, tensor<16x4xf32>, tensor<16x4xf32>) -> tensor<1x?x24xf32>
+    %cos2 = "bertc.weight"() {name = "constant.0"} : () -> tensor<16x4xf32>
+    %sin2 = "bertc.weight"() {name = "constant.1"} : () -> tensor<16x4xf32>
+    %h = "bertc.rotary"(%r, %cos2, %sin2) {columns = 24 : i64, style = "halves"} : (tensor<1x?x24xf32>, tensor<16x4xf32>, tensor<16x4xf32>) -> tensor<1x?x24xf32>
+    return %h : tensor<1x?x24xf32>
+  }
+}

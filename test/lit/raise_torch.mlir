@@ -73,4 +73,47 @@ func.func @to_device(%arg0: !torch.vtensor<[1,8,32],f32>) -> !torch.vtensor<[1,8
   %int1 = torch.constant.int 1
   %1 = torch.aten.add.Tensor %0, %arg0, %int1 : !torch.vtensor<[1,8,32],f32>, !torch.vtensor<[1,8,32],f32>, !torch.int -> !torch.vtensor<[1,8,32],f32>
   return %1 : !torch.vtensor<[1,8,32],f32>
+// A rotary embedding (canonicalize-rotary's bertc::rotary) on heads split from a projection's rows rotates the
+// rows themselves, the split and transpose rebuilt after it, so fuse-attention still sees the projection.
+// CHECK-LABEL: func.func @rotary_on_projection_rows
+// CHECK: %[[Q:.*]] = "bertc.linear"
+// CHECK: %[[R:.*]] = "bertc.rotary"(%[[Q]], %{{.*}}, %{{.*}}) {columns = 8 : i64, style = "interleaved"} : (tensor<1x4x8xf32>, tensor<4x4xf32>, tensor<4x4xf32>) -> tensor<1x4x8xf32>
+// CHECK: %[[S:.*]] = "bertc.reshape"(%[[R]]) : (tensor<1x4x8xf32>) -> tensor<1x4x2x4xf32>
+// CHECK: "bertc.transpose"(%[[S]]) {perm = array<i64: 0, 2, 1, 3>}
+func.func @rotary_on_projection_rows(%x: !torch.vtensor<[1,4,8],f32>) -> !torch.vtensor<[1,2,4,4],f32> {
+  %w = "bertc.weight"() {name = "q.weight"} : () -> !torch.vtensor<[8,8],f32>
+  %none = torch.constant.none
+  %q = torch.aten.linear %x, %w, %none : !torch.vtensor<[1,4,8],f32>, !torch.vtensor<[8,8],f32>, !torch.none -> !torch.vtensor<[1,4,8],f32>
+  %int1 = torch.constant.int 1
+  %int2 = torch.constant.int 2
+  %int4 = torch.constant.int 4
+  %intm1 = torch.constant.int -1
+  %shape = torch.prim.ListConstruct %int1, %int4, %intm1, %int4 : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %q4 = torch.aten.view %q, %shape : !torch.vtensor<[1,4,8],f32>, !torch.list<int> -> !torch.vtensor<[1,4,2,4],f32>
+  %qh = torch.aten.transpose.int %q4, %int1, %int2 : !torch.vtensor<[1,4,2,4],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,2,4,4],f32>
+  %cos = "bertc.weight"() {name = "constant.0"} : () -> !torch.vtensor<[4,4],f32>
+  %sin = "bertc.weight"() {name = "constant.1"} : () -> !torch.vtensor<[4,4],f32>
+  %true = torch.constant.bool true
+  %r = torch.operator "torch.bertc.rotary"(%qh, %cos, %sin, %true) : (!torch.vtensor<[1,2,4,4],f32>, !torch.vtensor<[4,4],f32>, !torch.vtensor<[4,4],f32>, !torch.bool) -> !torch.vtensor<[1,2,4,4],f32>
+  return %r : !torch.vtensor<[1,2,4,4],f32>
+}
+
+// -----
+
+// ESM scales its query heads before rotating them (halves): the scale moves past the rotation, and heads that
+// are not a projection's split rows are transposed into rows and back.
+// CHECK-LABEL: func.func @rotary_scaled_heads
+// CHECK: %[[T:.*]] = "bertc.transpose"(%arg0) {perm = array<i64: 0, 2, 1, 3>} : (tensor<1x2x4x4xf32>) -> tensor<1x4x2x4xf32>
+// CHECK: %[[ROWS:.*]] = "bertc.reshape"(%[[T]]) : (tensor<1x4x2x4xf32>) -> tensor<1x4x8xf32>
+// CHECK: "bertc.rotary"(%[[ROWS]], %{{.*}}, %{{.*}}) {columns = 8 : i64, style = "halves"}
+// CHECK: %[[H:.*]] = "bertc.transpose"
+// CHECK: "bertc.mul"(%[[H]], %{{.*}}) : (tensor<1x2x4x4xf32>, tensor<f32>) -> tensor<1x2x4x4xf32>
+func.func @rotary_scaled_heads(%qh: !torch.vtensor<[1,2,4,4],f32>) -> !torch.vtensor<[1,2,4,4],f32> {
+  %scale = torch.constant.float 5.000000e-01
+  %qs = torch.aten.mul.Scalar %qh, %scale : !torch.vtensor<[1,2,4,4],f32>, !torch.float -> !torch.vtensor<[1,2,4,4],f32>
+  %cos = "bertc.weight"() {name = "constant.0"} : () -> !torch.vtensor<[6,4],f32>
+  %sin = "bertc.weight"() {name = "constant.1"} : () -> !torch.vtensor<[6,4],f32>
+  %false = torch.constant.bool false
+  %r = torch.operator "torch.bertc.rotary"(%qs, %cos, %sin, %false) : (!torch.vtensor<[1,2,4,4],f32>, !torch.vtensor<[6,4],f32>, !torch.vtensor<[6,4],f32>, !torch.bool) -> !torch.vtensor<[1,2,4,4],f32>
+  return %r : !torch.vtensor<[1,2,4,4],f32>
 }

@@ -409,6 +409,31 @@ BERTC_WEAK void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t r
   bertc_parallel_rows(p, rows, softmax_rows, &a);
 }
 
+typedef struct { const float *x, *cos, *sin; float *out; int64_t S, C, D, columns; int interleaved; } rotary_args;
+static void rotary_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const rotary_args *a = raw;
+  const int64_t D = a->D, half = a->interleaved ? 1 : D / 2;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * a->C, *c = a->cos + (r % a->S) * D, *s = a->sin + (r % a->S) * D;
+    float *o = a->out + r * a->C;
+    for (int64_t h = 0; h < a->columns; h += D)
+      for (int64_t f = 0; f < D; f++) {
+        /* f's partner: the other of its pair (f ^ 1 interleaved; f +- D/2 in halves), subtracted by the first */
+        const int first = a->interleaved ? !(f & 1) : f < half;
+        const int64_t g = a->interleaved ? f ^ 1 : first ? f + half : f - half;
+        const float turned = first ? -x[h + g] : x[h + g];
+        o[h + f] = x[h + f] * c[f] + turned * s[f];
+      }
+    for (int64_t f = a->columns; f < a->C; f++) o[f] = x[f];
+  }
+}
+BERTC_WEAK void bertc_rotary(bertc_pool *p, const float *x, const float *cos, const float *sin, float *out, int64_t B,
+                             int64_t S, int64_t C, int64_t D, int64_t columns, int interleaved) {
+  rotary_args a = {x, cos, sin, out, S, C, D, columns, interleaved};
+  bertc_parallel_rows(p, B * S, rotary_rows, &a);
+}
+
 BERTC_WEAK void bertc_transpose(const float *x, float *out, const int64_t sh[4], const int64_t st[4]) {
   for (int64_t a = 0; a < sh[0]; a++)
     for (int64_t b = 0; b < sh[1]; b++)
