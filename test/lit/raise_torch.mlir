@@ -73,6 +73,10 @@ func.func @to_device(%arg0: !torch.vtensor<[1,8,32],f32>) -> !torch.vtensor<[1,8
   %int1 = torch.constant.int 1
   %1 = torch.aten.add.Tensor %0, %arg0, %int1 : !torch.vtensor<[1,8,32],f32>, !torch.vtensor<[1,8,32],f32>, !torch.int -> !torch.vtensor<[1,8,32],f32>
   return %1 : !torch.vtensor<[1,8,32],f32>
+}
+
+// -----
+
 // A rotary embedding (canonicalize-rotary's bertc::rotary) on heads split from a projection's rows rotates the
 // rows themselves, the split and transpose rebuilt after it, so fuse-attention still sees the projection.
 // CHECK-LABEL: func.func @rotary_on_projection_rows
