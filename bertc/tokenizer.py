@@ -623,7 +623,7 @@ def _merge_hash(merges: list[tuple[int, int, int]]) -> list[int]:
 
 def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
     """tokenizer.bin's bytes."""
-    size = max(spec.vocab.values()) + 1
+    size = max([*spec.vocab.values(), *(i for i, _, _ in spec.added.values())]) + 1  # added ones may lie past it
     tokens = [b""] * size
     for text, i in spec.vocab.items():  # byte-level BPE's entries are raw bytes, held as latin-1 text
         tokens[i] = text.encode("latin-1" if spec.kind == BYTE_BPE else "utf-8")
