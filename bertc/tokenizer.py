@@ -37,6 +37,10 @@ File layout (little-endian):
     48  u32 max_length, i32 unk, cls, sep, pad, u32 cls_type, seq_type, sep_type,
         u32 max_input_chars_per_word, u32 longest map1 output, u32 longest map2 output, u32 Metaspace's replacement
     96  NSECT x (u32 offset, u32 count): the sections below, each 4-byte aligned
+
+An added token is three u32 in "added" (id | 1 << 29 matched after normalization | 1 << 30 lstrip | 1 << 31 rstrip,
+then offset and length of its text in "added_bytes"): tokenizers' AddedVocabulary finds the others in the raw text,
+then a normalized one (its content normalized) in the normalized text of each piece between them.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ from typing import Any
 
 from .errors import BertcError
 
-MAGIC, VERSION = b"BTOK", 4  # 2: byte-level BPE (its merges); 3: Unigram (scores, charsmap); 4: its replacement
+MAGIC, VERSION = b"BTOK", 5  # 2: byte-level BPE (its merges); 3: Unigram (scores, charsmap); 4: its replacement;
+# 5: added tokens matched after normalization (bit 29 of an added token's id)
 WORDPIECE, BYTE_BPE, UNIGRAM = 1, 2, 3
 CLEAN_TEXT, HANDLE_CJK, STRIP_ACCENTS, LOWERCASE = 1, 2, 4, 8  # WordPiece: the BertNormalizer's settings
 ADD_PREFIX_SPACE, IGNORE_MERGES = 16, 32  # byte-level BPE: the ByteLevel pre-tokenizer's and the model's
@@ -379,6 +384,18 @@ def unicode_tables(kind: int, flags: int, normalizer, pre_tokenizer) -> Tables:
 
 
 @dataclass(frozen=True)
+class AddedToken:
+    """An added token as tokenizer.bin holds it: the text matched (of a normalized one, its content normalized, found
+    in the normalized text), its id, and whether the whitespace before / after it goes with it."""
+
+    text: str
+    id: int
+    lstrip: bool = False
+    rstrip: bool = False
+    normalized: bool = False
+
+
+@dataclass(frozen=True)
 class Spec:
     """What tokenizer.bin holds of a WordPiece tokenizer.json."""
 
@@ -391,7 +408,7 @@ class Spec:
     types: tuple[int, int, int]  # token type of [CLS], of the text, of [SEP]
     prefix: str
     max_input_chars_per_word: int  # WordPiece's
-    added: dict[str, tuple[int, bool, bool]]  # special tokens matched in the raw text: id, lstrip, rstrip
+    added: list[AddedToken]
     kind: int = WORDPIECE
     merges: list[tuple[int, int, int]] = field(default_factory=list)  # byte-level BPE, by rank: left, right, merged
     scores: list[float] = field(default_factory=list)  # Unigram: each piece's log probability
@@ -439,18 +456,35 @@ def read_spec(config: dict[str, Any]) -> Spec:
         raise Unsupported(f"its unknown token {model.get('unk_token')!r} is not in the vocabulary")
     pad = (config.get("padding") or {}).get("pad_id", vocab.get("[PAD]", 0))
     return Spec(flags, vocab, unk, cls, sep, pad, types, model.get("continuing_subword_prefix", "##"),
-                int(model.get("max_input_chars_per_word", 100)), _added_tokens(config, normalized_ok=False))
+                int(model.get("max_input_chars_per_word", 100)), _added_tokens(config, normalized_in_c=True))
 
 
-def _added_tokens(config: dict[str, Any], normalized_ok: bool) -> dict[str, tuple[int, bool, bool]]:
-    """The added tokens, matched in the raw text (a normalized one only where the tokenizer has no normalizer,
-    so that its normalized text is the raw text)."""
-    added = {}
+def _added_tokens(config: dict[str, Any], normalized_in_c: bool) -> list[AddedToken]:
+    """The added tokens. A normalized one is matched in the raw text where the tokenizer has no normalizer (its
+    normalized text is the raw text); else as its content normalized by tokenizers itself, in the normalized text
+    (``normalized_in_c``: WordPiece's tok_piece does that), refused for the kinds that do not."""
+    normalizer = None
+    if config.get("normalizer") and any(tok.get("normalized") for tok in config.get("added_tokens", [])):
+        from tokenizers import Tokenizer
+
+        normalizer = Tokenizer.from_str(json.dumps(config)).normalizer
+    added = []
     for tok in config.get("added_tokens", []):
-        if tok.get("single_word") or (tok.get("normalized") and not normalized_ok):
-            raise Unsupported(f"its added token {tok['content']!r} is matched as a single word or after "
-                              "normalization, which the C tokenizer does not do yet")
-        added[tok["content"]] = (tok["id"], bool(tok.get("lstrip")), bool(tok.get("rstrip")))
+        content, flags = tok["content"], (tok["id"], bool(tok.get("lstrip")), bool(tok.get("rstrip")))
+        if tok.get("single_word"):
+            raise Unsupported(f"its added token {content!r} is matched as a single word only, which the C tokenizer "
+                              "does not do yet")
+        if not tok.get("normalized") or normalizer is None:
+            added.append(AddedToken(content, *flags))
+            continue
+        if not normalized_in_c:
+            raise Unsupported(f"its added token {content!r} is matched after normalization, which the C tokenizer "
+                              "does for WordPiece only yet")
+        text = normalizer.normalize_str(content)
+        if not text or any(c.isspace() for c in text):  # tok_piece matches within chunks that end at whitespace
+            raise Unsupported(f"its added token {content!r} normalizes to {text!r}, which is empty or holds "
+                              "whitespace; the C tokenizer matches normalized added tokens without whitespace only")
+        added.append(AddedToken(text, *flags, normalized=True))
     return added
 
 
@@ -494,7 +528,7 @@ def _read_bpe(config: dict[str, Any]) -> Spec:
     pad = (config.get("padding") or {}).get("pad_id", model["vocab"].get("<pad>", 1))
     flags = (ADD_PREFIX_SPACE if pre.get("add_prefix_space") else 0) | (IGNORE_MERGES if model.get("ignore_merges") else 0)
     unk = model["vocab"].get(model.get("unk_token") or "", 0)
-    return Spec(flags, vocab, unk, cls, sep, pad, types, "", 0, _added_tokens(config, normalized_ok=True),
+    return Spec(flags, vocab, unk, cls, sep, pad, types, "", 0, _added_tokens(config, normalized_in_c=False),
                 BYTE_BPE, merges)
 
 
@@ -535,7 +569,7 @@ def _read_unigram(config: dict[str, Any]) -> Spec:
     cls, sep, types = _special_tokens(config.get("post_processor") or {})
     pad = (config.get("padding") or {}).get("pad_id", vocab.get("<pad>", 0))
     return Spec(flags, vocab, unk if unk is not None else 0, cls, sep, pad, types, "", 0,
-                _added_tokens(config, normalized_ok=not norm), UNIGRAM,
+                _added_tokens(config, normalized_in_c=False), UNIGRAM,
                 scores=[float(score) for _, score in model["vocab"]], charsmap=charsmap, replacement=ord(replacement))
 
 
@@ -623,7 +657,7 @@ def _merge_hash(merges: list[tuple[int, int, int]]) -> list[int]:
 
 def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
     """tokenizer.bin's bytes."""
-    size = max(spec.vocab.values()) + 1
+    size = max([*spec.vocab.values(), *(a.id for a in spec.added)]) + 1  # an added token may lie past the model's
     tokens = [b""] * size
     for text, i in spec.vocab.items():  # byte-level BPE's entries are raw bytes, held as latin-1 text
         tokens[i] = text.encode("latin-1" if spec.kind == BYTE_BPE else "utf-8")
@@ -631,9 +665,9 @@ def encode(spec: Spec, tables: Tables, max_length: int) -> bytes:
     for t in tokens:
         offsets.append(offsets[-1] + len(t))
     added, added_bytes = [], b""
-    for text, (i, lstrip, rstrip) in sorted(spec.added.items()):
-        added += [i | lstrip << 30 | rstrip << 31, len(added_bytes), len(text.encode())]
-        added_bytes += text.encode()
+    for a in sorted(spec.added, key=lambda a: (a.text, a.normalized)):
+        added += [a.id | a.normalized << 29 | a.lstrip << 30 | a.rstrip << 31, len(added_bytes), len(a.text.encode())]
+        added_bytes += a.text.encode()
     slots = _hash_table(tokens)
     cm = _charsmap_entries(spec.charsmap)
     sections = {

@@ -4,11 +4,15 @@ the Hugging Face tokenizers pipeline it was compiled from: on every rt-sentiment
 100,000-character text), on random Unicode strings, for the real MiniLM's uncased WordPiece, for cased and
 other normalizer settings, for a RoBERTa-style byte-level BPE and for an XLM-R-style SentencePiece Unigram (both
 trained here on rt-sentiment: no RoBERTa or XLM-R vocabulary ships in a package; the Unigram with sentencepiece's
-own nmt_nfkc normalization, so its Precompiled charsmap is the real one); and it refuses invalid UTF-8 by name."""
+own nmt_nfkc normalization, so its Precompiled charsmap is the real one), for all-mpnet-base-v2's, whose <unk> is an
+added token matched after normalization; and it refuses invalid UTF-8 by name."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +23,7 @@ from tokenizers import Tokenizer, normalizers
 
 import bertc
 from bertc.errors import BertcError
-from bertc.tokenizer import backend_tokenizer
+from bertc.tokenizer import Unsupported, backend_tokenizer, read_spec
 from search.tasks import load_task
 
 MAX = 512
@@ -377,3 +381,94 @@ def test_unigram_other_layouts(unigram, tmp_path, layout):
     model = bertc.load(bertc.compile(str(variant), "host", out=tmp_path / "v.bertc", max_seq_len=256).path)
     assert_same(model, reference(variant), UNIGRAM_STRESS + [t for t, _ in load_task("rt-sentiment").test[:300]],
                 cap=256)
+
+
+def _mpnet_source() -> Path | None:
+    """all-mpnet-base-v2's folder where its packages are installed (`make setup` installs them), or where an earlier
+    run unpacked it."""
+    try:
+        from bertc.packaged import all_mpnet_base_v2
+
+        return all_mpnet_base_v2()
+    except (ImportError, BertcError):
+        cache = Path(os.environ.get("BERTC_CACHE") or Path.home() / ".cache" / "bertc") / "models"
+        found = sorted(cache.glob("all-mpnet-base-v2-*/tokenizer.json"))
+        return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="module")
+def mpnet(tmp_path_factory):
+    """all-mpnet-base-v2's own tokenizer (WordPiece, BertNormalizer, <s> $A </s>; <unk> a special token matched after
+    normalization, <mask> with lstrip) beside a tiny BERT of its vocabulary size."""
+    source = _mpnet_source()
+    if source is None:
+        pytest.skip("all-mpnet-base-v2 is not installed: `make setup` installs its packages")
+    folder = tmp_path_factory.mktemp("mpnet")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(source / name, folder / name)
+    tiny_model("bert", vocab=30527).save_pretrained(folder)
+    return folder, bertc.load(bertc.compile(str(folder), "host", out=folder / "m.bertc", max_seq_len=256).path)
+
+
+MPNET_STRESS = STRESS + ["<unk>", "<UNK>", "<Unk>", "< unk >", "x<unk>y", "x <UNK>y", "<ùnk> <ＵＮＫ> <UNK", "<mask>",
+                         "a <mask> b", "a<mask>", "</s>", "</S> <S>", "<s><unk></s><pad>", "[UNK] [unk]",
+                         "<<unk>> <unk><unk> <unk>>", "Ünk <UNK>ä 中<unk>文 가<Unk>"]
+
+
+def test_mpnet_matches_on_every_snippet_and_its_added_tokens(mpnet):
+    exact_everywhere(*mpnet, "WordPiece", MPNET_STRESS)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(st.sampled_from(["<unk>", "<UNK>", "<mask>", "</s>", "<", ">", "u", "N", "k", " ", "é", "\u0301",
+                                      "中", "\t", "\x00"]), max_size=30).map("".join) | st.text(max_size=60))
+def test_mpnet_matches_on_random_text(mpnet, text):
+    folder, model = mpnet
+    assert_same(model, reference(folder), [text], cap=256)
+
+
+def _synthetic_folder(tmp_path, added) -> Path:
+    """A tiny BERT with a WordPiece of a few dozen pieces, BertNormalizer and ``added`` tokens."""
+    from tokenizers import AddedToken, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *letters, *(f"##{c}" for c in letters), *"<>/.,!", "tag", "un", "##k"]
+    tok = Tokenizer(models.WordPiece({v: i for i, v in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    tok.add_special_tokens([AddedToken(t, normalized=False) for t in vocab[:4]])
+    tok.add_tokens([AddedToken(content, **kw) for content, kw in added])
+    folder = tmp_path / "synthetic"
+    tiny_model("bert", vocab=tok.get_vocab_size()).save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]").save_pretrained(folder)
+    return folder
+
+
+def test_normalized_added_tokens_are_found_in_the_normalized_text(tmp_path):
+    """<Tag> and Ünïcode match as <tag> and unicode in the lowercased, accent-stripped text, also inside words and
+    beside punctuation; the raw-matched <tag (tried first, on the raw text) wins where both could match."""
+    folder = _synthetic_folder(tmp_path, [("<Tag>", {"normalized": True}), ("Ünïcode", {"normalized": True}),
+                                          ("ÀB", {"normalized": True, "lstrip": True, "rstrip": True}),
+                                          ("<tag", {"normalized": False})])
+    spec = read_spec(json.loads(backend_tokenizer(folder).to_str()))
+    assert {(a.text, a.normalized) for a in spec.added if a.id > 3} == {("<tag>", True), ("unicode", True),
+                                                                        ("ab", True), ("<tag", False)}
+    model = bertc.load(bertc.compile(str(folder), "host", out=tmp_path / "s.bertc", max_seq_len=64).path)
+    texts = ["<Tag>", "<TAG> x<tag>y <tag> <TaG", "UNICODE unïcode ÜNÏCODE! xunicodey", "about a b ÀB àb  AB  c",
+             "<<TAG>> <tag>>", "Ü\u0308nicode U\u0308\u0301nicode", "tag un unk", ""]
+    assert_same(model, reference(folder), texts, cap=64)
+    assert_same(model, reference(folder), texts, cap=4)
+
+
+@pytest.mark.parametrize("content, kw, why", [
+    ("<x y>", {"normalized": True}, "normalizes to '<x y>', which is empty or holds whitespace"),
+    ("中文", {"normalized": True}, "holds whitespace"),
+    ("<word>", {"single_word": True}, "matched as a single word only"),
+])
+def test_added_tokens_the_c_tokenizer_cannot_match_are_refused_with_why(tmp_path, content, kw, why):
+    folder = _synthetic_folder(tmp_path, [(content, kw)])
+    with pytest.raises(Unsupported, match=why):
+        read_spec(json.loads(backend_tokenizer(folder).to_str()))

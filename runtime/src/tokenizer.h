@@ -4,7 +4,8 @@
  *
  *   UTF-8 --split out added tokens ([CLS], [MASK]... typed in the text)--> each other piece:
  *         map1 (clean text, CJK padding, NFD) -> canonical reordering -> map2 (drop marks, lowercase)
- *         -> split on whitespace, isolate punctuation -> greedy longest-match WordPiece
+ *         --split out normalized added tokens (<unk> typed as <UNK>)--> each other piece:
+ *         split on whitespace, isolate punctuation -> greedy longest-match WordPiece
  *   -> [CLS] tokens [SEP], the text's tokens cut so that the whole fits in `cap`
  *
  * Internal; static functions taking buffers, like loader.h, so that a fuzzer can drive tok_parse and
@@ -18,7 +19,7 @@
 
 #include "blob.h"
 
-enum { TOK_VERSION = 4, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_UNIGRAM = 3, TOK_HEADER = 96, TOK_SECTIONS = 17 };
+enum { TOK_VERSION = 5, TOK_WORDPIECE = 1, TOK_BYTE_BPE = 2, TOK_UNIGRAM = 3, TOK_HEADER = 96, TOK_SECTIONS = 17 };
 enum { TOK_CLEAN = 1, TOK_CJK = 2, TOK_STRIP = 4, TOK_LOWER = 8, TOK_PREFIX_SPACE = 16, TOK_IGNORE_MERGES = 32 };
 /* byte-level BPE: a code point's class for GPT-2's split, in the same top byte (whitespace is TOK_WS) */
 enum { TOK_LETTER = 2, TOK_NUMBER = 4 };
@@ -32,7 +33,8 @@ enum { TOK_EXT_PICT = 16, INCB_CONSONANT = 1, INCB_EXTEND = 2, INCB_LINKER = 3 }
 /* a code point's flags: the top byte of its run's info */
 enum { TOK_WS = 1, TOK_PUNCT = 2, TOK_DROP1 = 4, TOK_SPACE1 = 8, TOK_PAD1 = 16, TOK_DROP2 = 32, TOK_HANGUL = 64 };
 #define TOK_ITSELF 0xFFFFFFFFu   /* a map entry's length when the character maps to itself */
-#define TOK_ADDED_ID 0x3FFFFFFFu /* an added token's id; bit 30: lstrip, bit 31: rstrip (the whitespace beside it goes with it) */
+#define TOK_ADDED_ID 0x1FFFFFFFu /* an added token's id; bit 30: lstrip, bit 31: rstrip (the whitespace beside it goes with it) */
+#define TOK_ADDED_NORMALIZED (1u << 29) /* its text is its content normalized, matched in normalized text (WordPiece) */
 #define TOK_MAX_CP 0x110000u
 #define TOK_MAX_BYTES ((int64_t)64 << 20) /* of text; tokenizer.bin itself may be as large */
 
@@ -51,7 +53,9 @@ typedef struct {
   uint32_t n_runs, n_maps, n_pool, n_ccc, n_vocab, n_vocab_bytes, n_hash, n_added, n_added_bytes, prefix_len;
   uint32_t n_merges, n_merge_hash;
   int64_t byte_id[256]; /* byte-level BPE: each byte's own token */
-  uint8_t added_first[32]; /* bit set: the first bytes of the added tokens, to skip most positions fast */
+  uint8_t added_first[32], normalized_first[32]; /* bit sets: the first bytes of the added tokens matched in the raw
+                                                    * text, and of those matched in normalized text */
+  uint32_t n_normalized; /* added tokens matched in normalized text */
 } bertc_tokenizer;
 
 /* The id of prefix + s[0..n) in the vocabulary, -1 if absent (FNV-1a, as tokenizer.py hashes). */
@@ -159,9 +163,15 @@ static bertc_status tok_parse(const uint8_t *d, size_t len, const char *path, be
     if (t->hash[i] > t->n_vocab) bad = "hash table";
   for (uint32_t i = 0; !bad && i < t->n_added; i++) {
     uint32_t off = t->added[3 * i + 1], n = t->added[3 * i + 2];
-    if (n == 0 || off > t->n_added_bytes || n > t->n_added_bytes - off || (t->added[3 * i] & TOK_ADDED_ID) >= t->n_vocab)
+    const int normalized = t->added[3 * i] & TOK_ADDED_NORMALIZED ? 1 : 0;
+    if (n == 0 || off > t->n_added_bytes || n > t->n_added_bytes - off || (t->added[3 * i] & TOK_ADDED_ID) >= t->n_vocab ||
+        (normalized && t->kind != TOK_WORDPIECE))
       bad = "added token";
-    else t->added_first[t->added_bytes[off] >> 3] |= (uint8_t)(1u << (t->added_bytes[off] & 7));
+    else {
+      uint8_t *first = normalized ? t->normalized_first : t->added_first;
+      first[t->added_bytes[off] >> 3] |= (uint8_t)(1u << (t->added_bytes[off] & 7));
+      t->n_normalized += (uint32_t)normalized;
+    }
   }
   if (!bad && (t->unk < 0 || t->cls < 0 || t->sep < 0 || t->pad < 0 || t->max_length < 2 ||
                (t->kind == TOK_WORDPIECE && t->max_word_chars == 0)))
@@ -380,7 +390,34 @@ static int tok_piece_bpe(const bertc_tokenizer *t, const uint32_t *cp, int64_t n
 static int tok_piece_unigram(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, int first, tok_scratch *w,
                              tok_out *o);
 
-/* Normalize, pre-tokenize and WordPiece one piece of text (n code points); 0 when out of memory. */
+/* The longest normalized added token at normalized code points w[0..n), or -1; *len gets its length in code points.
+ * Such a token never holds whitespace (tokenizer.py refuses it), so it lies within one chunk. */
+static int64_t tok_added_normalized_at(const bertc_tokenizer *t, const uint32_t *w, int64_t n, int64_t *len) {
+  uint8_t u[4];
+  tok_utf8(w[0], u);
+  if (!(t->normalized_first[u[0] >> 3] & (1u << (u[0] & 7)))) return -1;
+  int64_t best = -1;
+  *len = 0;
+  for (uint32_t a = 0; a < t->n_added; a++) {
+    if (!(t->added[3 * a] & TOK_ADDED_NORMALIZED)) continue;
+    const uint8_t *p = t->added_bytes + t->added[3 * a + 1];
+    const uint32_t an = t->added[3 * a + 2];
+    uint32_t b = 0;
+    int64_t k = 0;
+    for (int m; b < an && k < n; b += (uint32_t)m, k++) {
+      m = tok_utf8(w[k], u);
+      if ((uint32_t)m > an - b || memcmp(u, p + b, (size_t)m) != 0) break;
+    }
+    if (b == an && k > *len) {
+      best = t->added[3 * a];
+      *len = k;
+    }
+  }
+  return best;
+}
+
+/* Normalize, split out normalized added tokens, pre-tokenize and WordPiece one piece of text (n code points); 0
+ * when out of memory. */
 static int tok_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, int first, tok_scratch *w, tok_out *o) {
   if (t->kind == TOK_BYTE_BPE) return tok_piece_bpe(t, cp, n, w, o);
   if (t->kind == TOK_UNIGRAM) return tok_piece_unigram(t, cp, n, first, w, o);
@@ -392,11 +429,18 @@ static int tok_piece(const bertc_tokenizer *t, const uint32_t *cp, int64_t n, in
     for (int64_t i = a; i < b; i++) n1 += tok_map1(t, cp[i], w->buf1 + n1);
     if (t->flags & TOK_STRIP) tok_reorder(t, w->buf1, n1);
     for (int64_t i = 0; i < n1; i++) n2 += tok_map2(t, w->buf1[i], w->buf2 + n2);
-    int64_t word = 0;
+    int64_t word = 0, len = 0;
     for (int64_t i = 0; i <= n2 && o->n < o->cap; i++) {
+      const int64_t id = i < n2 && t->n_normalized ? tok_added_normalized_at(t, w->buf2 + i, n2 - i, &len) : -1;
       uint32_t f = i < n2 ? tok_info(t, w->buf2[i]) >> 24 : TOK_WS;
-      if (!(f & (TOK_WS | TOK_PUNCT))) continue;
+      if (id < 0 && !(f & (TOK_WS | TOK_PUNCT))) continue;
       if (i > word) tok_word(t, w->buf2 + word, i - word, o);
+      if (id >= 0) { /* its lstrip / rstrip would take whitespace, which the pre-tokenizer drops anyway */
+        tok_push(o, id & TOK_ADDED_ID);
+        word = i + len;
+        i += len - 1;
+        continue;
+      }
       if (f & TOK_PUNCT && o->n < o->cap) tok_word(t, w->buf2 + i, 1, o);
       word = i + 1;
     }
@@ -769,13 +813,14 @@ static int tok_piece_unigram(const bertc_tokenizer *t, const uint32_t *cp, int64
 }
 
 
-/* The longest added token at s[0..n), or -1. */
+/* The longest added token matched in the raw text at s[0..n), or -1. */
 static int64_t tok_added_at(const bertc_tokenizer *t, const uint8_t *s, int64_t n, int64_t *len) {
   if (!(t->added_first[s[0] >> 3] & (1u << (s[0] & 7)))) return -1;
   int64_t best = -1;
   *len = 0;
   for (uint32_t a = 0; a < t->n_added; a++) {
     uint32_t an = t->added[3 * a + 2];
+    if (t->added[3 * a] & TOK_ADDED_NORMALIZED) continue; /* found by tok_piece in the normalized text */
     if (an <= n && an > *len && memcmp(s, t->added_bytes + t->added[3 * a + 1], an) == 0) {
       best = t->added[3 * a]; /* with its lstrip / rstrip bits */
       *len = an;
@@ -812,7 +857,7 @@ static bertc_status tok_encode(const bertc_tokenizer *t, const char *text, int64
    * the whitespace before / after it along. */
   int64_t piece = 0, pos = 0, k = 0;
   while (ok && o.n < o.cap) {
-    int64_t len = 0, id = k < ncp && t->n_added ? tok_added_at(t, s + pos, n - pos, &len) : -1;
+    int64_t len = 0, id = k < ncp && t->n_added > t->n_normalized ? tok_added_at(t, s + pos, n - pos, &len) : -1;
     if (k < ncp && id < 0) {
       pos += tok_len8(s[pos]);
       k++;
