@@ -19,6 +19,7 @@ import torch
 import transformers as T
 
 import bertc
+from bertc.packaged import all_mpnet_base_v2
 
 SENTENCE = "a gripping, funny film that never lets up"
 
@@ -137,8 +138,6 @@ def mpnet(out: Path) -> None:
     attention kernel), from its five packages: text in, embedding out on the host against sentence-transformers,
     and its latency beside PyTorch's at the sentence's own length."""
     from sentence_transformers import SentenceTransformer
-
-    from bertc.packaged import all_mpnet_base_v2
 
     path = all_mpnet_base_v2()
     t = time.perf_counter()
