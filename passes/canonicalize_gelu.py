@@ -87,7 +87,7 @@ def _is_gelu(x: fx.Node, region: list[fx.Node], out: fx.Node) -> bool:
         with torch.no_grad():
             for n in region:
                 env[n] = n.target(*fx.node.map_arg(n.args, env.__getitem__), **fx.node.map_arg(n.kwargs, env.__getitem__))
-    except Exception:  # an op that needs x's real shape: not an elementwise GELU
+    except (RuntimeError, TypeError, IndexError, ValueError):  # an op that needs x's real shape: not elementwise
         return False
     v = env[out]
     return isinstance(v, torch.Tensor) and v.shape == _GRID.shape and torch.allclose(
