@@ -116,6 +116,10 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         raise BertcError(f"BigBird's block_sparse attention, which transformers uses past {full} tokens, has no bertc "
                          f"kernel: pass {flag} {full} or less (full attention, as transformers computes there), or "
                          "load the model with attention_type='original_full'")
+    if cfg.get("model_type") == "esm" and cfg.get("token_dropout"):  # eval mode too: EsmEmbeddings applies it always
+        raise BertcError("ESM with token_dropout (as the facebook/esm2 checkpoints ship it) zeroes <mask> tokens' embeddings"
+                         " and scales the rest by 0.88 / (1 - the share of <mask> tokens in the sequence), which bertc "
+                         "has no op for yet (a copy with config.token_dropout = False compiles, but computes other outputs)")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)
