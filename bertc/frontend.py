@@ -8,7 +8,8 @@
 2. bertc/export.py ``export_program``: torch.export with fixed (batch, seq_len) and inputs named
    input_ids / attention_mask / token_type_ids; with ``max_seq_len`` the length is dynamic up to it
    (the imported IR then reads ``!torch.vtensor<[1,?],si64>``).
-3. passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
+3. passes/canonicalize_gelu.py: a GELU written with erf (ESM's) becomes ``aten.gelu``;
+   passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
    (``bertc::rotary``) with constant cos / sin tables; then passes/canonicalize_inputs.py: the attention
    mask's and position ids' arithmetic replaced by one op each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by
    running the sub-graphs on random inputs; constant sub-graphs replaced by their value.
@@ -34,6 +35,7 @@ from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks
 from .errors import BertcError
 from .export import export_program, has_dynamic_inputs, record_module_paths, table_rows
 from .formats import load_model
+from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_inputs import canonicalize_inputs
 from .passes.canonicalize_rotary import canonicalize_rotary
 from .pipeline import AUTO
@@ -114,6 +116,10 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         raise BertcError(f"BigBird's block_sparse attention, which transformers uses past {full} tokens, has no bertc "
                          f"kernel: pass {flag} {full} or less (full attention, as transformers computes there), or "
                          "load the model with attention_type='original_full'")
+    if cfg.get("model_type") == "esm" and cfg.get("token_dropout"):  # eval mode too: EsmEmbeddings applies it always
+        raise BertcError("ESM with token_dropout (as the facebook/esm2 checkpoints ship it) zeroes <mask> tokens' embeddings"
+                         " and scales the rest by 0.88 / (1 - the share of <mask> tokens in the sequence), which bertc "
+                         "has no op for yet (a copy with config.token_dropout = False compiles, but computes other outputs)")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)
@@ -122,6 +128,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         raise BertcError(f"{desc} was exported with a dynamic input shape, and bertc compiles one --seq-len so far: "
                          "export it again without dynamic_shapes, or give bertc the model itself")
     types = cfg.get("type_vocab_size") or table_rows(ep, input_names, "token_type_ids") or 0
+    canonicalize_gelu(ep)  # an erf-written GELU (ESM's) as aten.gelu, which fuse-epilogues folds into its GEMM
     canonicalize_rotary(ep, input_names, max_seq_len)  # before the inputs' pass: its tables' sub-graphs die here
     canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)
     record_module_paths(ep)

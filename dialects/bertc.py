@@ -315,6 +315,22 @@ class PositionIdsOp(Bertc.Operation, name="position_ids"):
         return _same_shape(self, self.ids, self.out, "result")
 
 
+class CastOp(Bertc.Operation, name="cast"):
+    """An i64 tensor (a padding mask, ids) as f32: torch's promotion of an integer tensor beside a float one
+    (ESM multiplies its embeddings by the mask)."""
+
+    traits = _elementwise("bertc_cast", "cast")
+
+    input: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        types = (str(ir.RankedTensorType(v.type).element_type) for v in (self.input, self.out))
+        if tuple(types) != ("i64", "f32"):
+            return _fail(self, f"converts i64 to f32, not {self.input.type} to {self.out.type}")
+        return _same_shape(self, self.input, self.out, "result")
+
+
 class LayerNormOp(Bertc.Operation, name="layer_norm"):
     """out = layer_norm(input + residual) over the last dimension."""
 
@@ -375,6 +391,9 @@ class _Binary(Bertc.Operation):
         b = _broadcastable(shape(self.lhs), shape(self.rhs))
         if b is None or b != shape(self.out):
             return _fail(self, f"{shape(self.lhs)} and {shape(self.rhs)} do not broadcast to {shape(self.out)}")
+        types = {str(ir.RankedTensorType(v.type).element_type) for v in (self.lhs, self.rhs, self.out)}
+        if len(types) > 1:  # the kernels take one element type: an i64 operand of a float op needs a bertc.cast
+            return _fail(self, f"operands and result mix element types {sorted(types)}: cast to one first")
         return True
 
 

@@ -185,6 +185,10 @@ def emit_position_ids(e: CEmitter, op) -> str:
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, s, op.attributes["padding_idx"].value)
 
 
+def emit_cast(e: CEmitter, op) -> str:
+    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), prod(dims_of(op.results[0])))
+
+
 def emit_binary(e: CEmitter, op) -> str:
     out, sa, sb = binary_strides(op)
     return e.kernel(op, "p", BINARY[type(op)], e.ptr(op.operands[0]), _arr(sa), e.ptr(op.operands[1]), _arr(sb),
@@ -235,6 +239,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.AttentionOp: emit_attention,
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
+    B.CastOp: emit_cast,
     B.RelativeBiasOp: emit_relative_bias,
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,

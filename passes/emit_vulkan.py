@@ -334,6 +334,11 @@ def emit_relative_bias(e: VkEmitter, op) -> Dispatch:
                          (shape_of(op.operands[0])[1] + 1) // 2)
 
 
+def emit_cast(e: VkEmitter, op) -> Dispatch:
+    n = prod(dims_of(op.results[0]))
+    return e.elementwise(op, n, e.word(op.operands[0]), e.word(op.results[0]), n)
+
+
 def emit_position_ids(e: VkEmitter, op) -> Dispatch:
     b, s = dims_of(op.results[0])
     pad = op.attributes["padding_idx"].value
@@ -357,6 +362,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.SliceOp: emit_slice,
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
+    B.CastOp: emit_cast,
     B.RelativeBiasOp: emit_relative_bias,
     B.RotaryOp: emit_rotary,
 }.items()}

@@ -167,10 +167,18 @@ def _dropout(r: Raiser, op):
 
 
 def _to_dtype(r: Raiser, op):
-    x = r.get(op.operands[0])
-    if x.type != _result_type(op):
-        raise BertcError(f"dtype conversion {x.type} -> {_result_type(op)} at {source_location(op)} is not supported")
-    return x
+    return _converted(r.get(op.operands[0]), _result_type(op), op)
+
+
+def _converted(x: ir.Value, to: ir.Type, op) -> ir.Value:
+    """x in ``to``'s element type: as it is, or an i64 tensor (a mask, ids) as f32 through bertc.cast."""
+    have, want = (str(ir.RankedTensorType(t).element_type) for t in (x.type, to))
+    if have == want:
+        return x
+    if (have, want) != ("i64", "f32"):
+        raise BertcError(f"dtype conversion {x.type} -> {to} at {source_location(op)} is not supported (bertc "
+                         "converts i64 to f32 only: a mask or ids used as numbers)")
+    return B.CastOp(x, tensor_type(shape_of(x), "f32")).out
 
 
 def _to_dtype_layout(r: Raiser, op):
@@ -191,8 +199,10 @@ def _binary(kind: type, scalar_alpha: bool = True) -> Callable:
         a, b = r.get(op.operands[0]), r.get(op.operands[1])
         if scalar_alpha and len(op.operands) > 2 and r.get(op.operands[2]) not in (1, 1.0, None):
             raise BertcError(f"{op.operation.name} with alpha != 1 at {source_location(op)} is not supported")
+        out = _result_type(op)  # torch promotes an i64 tensor beside a float one (ESM's embeddings * mask)
+        a, b = (_converted(v, out, op) if isinstance(v, ir.Value) else v for v in (a, b))
         like = a if isinstance(a, ir.Value) else b
-        return kind(r.operand(a, like), r.operand(b, like), _result_type(op)).out
+        return kind(r.operand(a, like), r.operand(b, like), out).out
 
     return handler
 

@@ -20,7 +20,8 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # Families tested once per target (issue 18) rather than in every test ARCHS is: each with the attention forms
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",)}
-ROTARY = ["roformer"]  # rotary position embeddings: tested once per target, beside ARCHS (eager attention only)
+ROTARY = ["roformer", "esm"]  # rotary position embeddings: tested once per target, beside ARCHS (eager attention only)
+NO_TOKEN_TYPES = ("distilbert", "esm")  # families whose forward takes no token_type_ids
 
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
@@ -45,6 +46,8 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         return T.BigBirdConfig(attention_type="original_full", **kw)
     if arch == "roformer":
         return T.RoFormerConfig(embedding_size=hidden, **kw)
+    if arch == "esm":  # the protein encoder: rotary halves, an erf-written GELU, embeddings times the mask
+        return T.EsmConfig(position_embedding_type="rotary", pad_token_id=1, **kw)
     raise ValueError(arch)
 
 

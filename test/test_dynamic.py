@@ -18,7 +18,17 @@ import pytest
 import torch
 from bertc.dialects import bertc as B
 from bertc.passes import PassContext
-from conftest import ARCHS, MORE_ARCHS, ROTARY, _Encoder, max_error, random_inputs, reference, tiny_model
+from conftest import (
+    ARCHS,
+    MORE_ARCHS,
+    NO_TOKEN_TYPES,
+    ROTARY,
+    _Encoder,
+    max_error,
+    random_inputs,
+    reference,
+    tiny_model,
+)
 from torch_mlir import ir
 
 import bertc
@@ -202,7 +212,7 @@ def test_fp16_arm64_under_qemu_at_a_run_length(tmp_path):
 # id) and masked, so the program runs at the longer one's length.
 FAMILY_BOUND = 137
 FAMILY_LENGTHS = (1, 7, 27, 64, 129, FAMILY_BOUND)
-PAD_ID = {"roberta": 1}
+PAD_ID = {"roberta": 1, "esm": 1}
 
 
 def _target_missing(target: str) -> str | None:
@@ -233,8 +243,8 @@ def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, mo
         ids, mask, types = random_inputs(2, length, 120, seed=length)
         short = max(1, 2 * length // 3)
         ids[1, short:], mask[1, short:] = PAD_ID.get(arch, 0), 0
-        types[:, length // 2:] = 1 if arch != "distilbert" else 0
-        ours = compiled(ids, mask, types) if arch != "distilbert" else compiled(ids, mask)
+        types[:, length // 2:] = 1 if arch not in NO_TOKEN_TYPES else 0
+        ours = compiled(ids, mask, types) if arch not in NO_TOKEN_TYPES else compiled(ids, mask)
         assert ours["last_hidden_state"].shape == (2, length, 32), (length, ours["last_hidden_state"].shape)
         err = max_error(ours, reference(model, ids, mask, types), mask)
         assert err <= TOL, (length, err)

@@ -206,12 +206,13 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%tp = "bertc.transpose"(%tr) {{perm = array<i64: 2, 0, 1>}} : ({t(3, 4, 5)}) -> {t(5, 3, 4)}',
         f'%mm = "bertc.matmul"(%ma, %mb) : ({t(3, 17, 9)}, {t(3, 9, 21)}) -> {t(3, 17, 21)}',
         f'%mbias = "bertc.mask_bias"(%mask) {{fill = -1.0e4 : f32}} : ({t(B, S, dt="i64")}) -> {t(B, 1, S, S)}',
+        f'%cast = "bertc.cast"(%ids) : ({t(B, S, dt="i64")}) -> {t(B, S)}',
         *(f'%{name} = "bertc.rotary"(%qkv, %cos, %sin) {{columns = {cols} : i64, style = "{style}"}}'
           f" : ({t(B, S, 3 * h)}, {t(S + 3, d)}, {t(S + 3, d)}) -> {t(B, S, 3 * h)}"
           for name, cols, style in (("rot", 2 * h, "interleaved"), ("roth", 3 * h, "halves"))),
     ]
     outs = ["lin", "lin2", "att", "attr", "rb", "ln", "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu",
-            "gelut", "tanh", "pow", "tp", "mm", "mbias", "rot", "roth"]
+            "gelut", "tanh", "pow", "tp", "mm", "mbias", "cast", "rot", "roth"]
     types = []
     for line in ops:
         name = line.split(" = ", 1)[0][1:]

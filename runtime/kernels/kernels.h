@@ -108,6 +108,8 @@ void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t head
 
 void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill);
 void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad);
+/* y = (float)x (bertc.cast: an i64 mask or ids used as numbers, as ESM's embeddings * mask). */
+void bertc_cast(const int64_t *x, float *y, int64_t n);
 
 /* out = a (op) b with broadcasting; shapes padded to rank 4 (strides 0 on broadcast dims). */
 void bertc_binary(bertc_pool *p, int op, const float *a, const int64_t a_strides[4], const float *b,

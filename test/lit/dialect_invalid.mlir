@@ -80,3 +80,19 @@ func.func @rotary_style(%x: tensor<1x4x24xf32>, %t: tensor<4x8xf32>) -> tensor<1
   %0 = "bertc.rotary"(%x, %t, %t) {columns = 16 : i64, style = "neox"} : (tensor<1x4x24xf32>, tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<1x4x24xf32>
   return %0 : tensor<1x4x24xf32>
 }
+
+// -----
+
+// CHECK: 'bertc.cast' converts i64 to f32, not tensor<4xf32> to tensor<4xi64>
+func.func @cast_back(%x: tensor<4xf32>) -> tensor<4xi64> {
+  %0 = "bertc.cast"(%x) : (tensor<4xf32>) -> tensor<4xi64>
+  return %0 : tensor<4xi64>
+}
+
+// -----
+
+// CHECK: 'bertc.mul' operands and result mix element types ['f32', 'i64']: cast to one first
+func.func @mixed_mul(%x: tensor<1x4x8xf32>, %m: tensor<1x4x1xi64>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.mul"(%x, %m) : (tensor<1x4x8xf32>, tensor<1x4x1xi64>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}

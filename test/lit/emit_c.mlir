@@ -73,3 +73,15 @@ func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
   %y = "bertc.linear"(%x, %w, %b) {activation = "none", bertc.tile = array<i64: 2, 4, 128>, bertc.weight_dtype = "i8", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x2x6xf32>, tensor<10x6xf32>, tensor<10xf32>) -> tensor<1x2x10xf32>
   return %y : tensor<1x2x10xf32>
 }
+
+// -----
+
+// bertc.cast: the i64 mask as floats (one element per token), then the broadcasting mul reads them.
+// CHECK: BERTC_TIMED(0, bertc_cast(A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 4));
+// CHECK-NEXT: /* bertc.mul [1, 4, 8] */
+// CHECK-NEXT: BERTC_TIMED(1, bertc_binary(p, BERTC_MUL, A(float, {{[0-9]+}}), (const int64_t[4]){0, 32, 8, 1}, A(float, {{[0-9]+}}), (const int64_t[4]){0, 4, 1, 0}
+func.func @main(%x: tensor<1x4x8xf32>, %m: tensor<1x4x1xi64>) -> tensor<1x4x8xf32> {
+  %f = "bertc.cast"(%m) : (tensor<1x4x1xi64>) -> tensor<1x4x1xf32>
+  %0 = "bertc.mul"(%x, %f) : (tensor<1x4x8xf32>, tensor<1x4x1xf32>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}

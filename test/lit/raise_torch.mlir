@@ -121,3 +121,18 @@ func.func @rotary_scaled_heads(%qh: !torch.vtensor<[1,2,4,4],f32>) -> !torch.vte
   %r = torch.operator "torch.bertc.rotary"(%qs, %cos, %sin, %false) : (!torch.vtensor<[1,2,4,4],f32>, !torch.vtensor<[6,4],f32>, !torch.vtensor<[6,4],f32>, !torch.bool) -> !torch.vtensor<[1,2,4,4],f32>
   return %r : !torch.vtensor<[1,2,4,4],f32>
 }
+
+// -----
+
+// An i64 tensor beside a float one (ESM's embeddings * attention_mask.unsqueeze(-1)) is promoted as torch
+// promotes it: one bertc.cast to f32, and the mul is then all f32.
+// CHECK-LABEL: func.func @mask_times_embeddings
+// CHECK: %[[M:.*]] = "bertc.reshape"(%arg1) : (tensor<1x4xi64>) -> tensor<1x4x1xi64>
+// CHECK: %[[F:.*]] = "bertc.cast"(%[[M]]) : (tensor<1x4x1xi64>) -> tensor<1x4x1xf32>
+// CHECK: "bertc.mul"(%arg0, %[[F]]) : (tensor<1x4x8xf32>, tensor<1x4x1xf32>) -> tensor<1x4x8xf32>
+func.func @mask_times_embeddings(%arg0: !torch.vtensor<[1,4,8],f32>, %arg1: !torch.vtensor<[1,4],si64>) -> !torch.vtensor<[1,4,8],f32> {
+  %int-1 = torch.constant.int -1
+  %0 = torch.aten.unsqueeze %arg1, %int-1 : !torch.vtensor<[1,4],si64>, !torch.int -> !torch.vtensor<[1,4,1],si64>
+  %1 = torch.aten.mul.Tensor %arg0, %0 : !torch.vtensor<[1,4,8],f32>, !torch.vtensor<[1,4,1],si64> -> !torch.vtensor<[1,4,8],f32>
+  return %1 : !torch.vtensor<[1,4,8],f32>
+}

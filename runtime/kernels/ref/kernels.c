@@ -335,6 +335,10 @@ BERTC_WEAK void bertc_relative_bias(const float *table, float *out, int64_t B, i
         for (int64_t j = 0; j < S; j++) out[((b * heads + h) * S + i) * S + j] = table[h * (2 * R - 1) + R - 1 + j - i];
 }
 
+BERTC_WEAK void bertc_cast(const int64_t *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
+}
+
 BERTC_WEAK void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad) {
   for (int64_t b = 0; b < B; b++) {
     int64_t count = 0;
