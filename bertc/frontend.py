@@ -72,7 +72,7 @@ def default_max_seq_len(obj: Any, cfg: dict[str, Any]) -> int | None:
 
 
 # Models whose position ids start after the padding id (1), as RoBERTa's do: two rows of the table are never a position.
-PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "data2vec-text")
+PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "data2vec-text", "mpnet")
 
 
 def usable_positions(cfg: dict[str, Any]) -> int | None:

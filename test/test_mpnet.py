@@ -102,3 +102,9 @@ def test_real_all_mpnet_base_v2(mpnet_path, tmp_path):
         cos = float(got @ emb / np.linalg.norm(got) / np.linalg.norm(emb))
         print(f"all-mpnet-base-v2, {enc['input_ids'].shape[1]} tokens: max |error| {err:.2e}, cosine {cos:.7f}")
         assert err <= TOL and cos >= 0.99999
+
+
+def test_two_positions_are_padding(tmp_path):
+    """MPNet counts positions from padding_idx + 1, as RoBERTa does: 300 rows take 298 tokens."""
+    with pytest.raises(bertc.BertcError, match="--max-seq-len 299 is longer than the model's 298 positions"):
+        bertc.compile(tiny_mpnet(), target="host", out=tmp_path / "m.bertc", max_seq_len=299)
