@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # (int8: the VNNI / AVX2 kernels and their reference, kernel_check's int8 cases, --dtype int8; their tests), issue
 # 20 (text in: bertc/tokenizer.py, runtime/src/tokenizer.h, bertc_run --text, the task heads; their tests), issue 18
 # (ERNIE, MegatronBERT, BigBird: canonicalize-inputs' in-place ops and fills of the run's length; MPNet's relative
-# bias: its op, kernels and shader, bertc/packaged.py; RoFormer's rotary: canonicalize_rotary, its op and shader).
-BUDGETS = {"bertc": 6650, "dialects": 530, "passes": 3000, "runtime": 8500, "test": 5200, "benchmarks": 2450,
+# bias: its op, kernels and shader, bertc/packaged.py; RoFormer's rotary: canonicalize_rotary, its op and shader;
+# MobileBERT: canonicalize_trigram, the trigram and relu ops, export's retry for lengths 3.. (passes was 3075 before)).
+BUDGETS = {"bertc": 6675, "dialects": 545, "passes": 3190, "runtime": 8500, "test": 5200, "benchmarks": 2450,
            "search": 2700}
 
 

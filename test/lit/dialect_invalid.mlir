@@ -80,3 +80,11 @@ func.func @rotary_style(%x: tensor<1x4x24xf32>, %t: tensor<4x8xf32>) -> tensor<1
   %0 = "bertc.rotary"(%x, %t, %t) {columns = 16 : i64, style = "neox"} : (tensor<1x4x24xf32>, tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<1x4x24xf32>
   return %0 : tensor<1x4x24xf32>
 }
+
+// -----
+
+// CHECK: 'bertc.trigram' result [2, 4, 8] should be [B, S, 3E] for input [2, 4, 4] [B, S, E]
+func.func @trigram_width(%x: tensor<2x4x4xf32>) -> tensor<2x4x8xf32> {
+  %0 = "bertc.trigram"(%x) : (tensor<2x4x4xf32>) -> tensor<2x4x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}
