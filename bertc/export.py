@@ -60,18 +60,36 @@ def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...], max_s
     if not isinstance(probe, (torch.Tensor, tuple, list)) and probe.get("pooler_output") is not None:
         outputs.append("pooler_output")
     wrapper = _Signature(module, takes, outputs).eval()
-    dynamic = None
-    if max_seq_len is not None:
-        seq = torch.export.Dim("seq", min=1, max=max_seq_len)
-        dynamic = tuple({1: seq} for _ in example)
+    dynamic = max_seq_len is not None
     try:
-        ep = torch.export.export(wrapper, example, dynamic_shapes=dynamic, strict=False)
+        ep = _export_module(wrapper, example, max_seq_len)
     except Exception as e:
         fix = "; compile it with a fixed --seq-len" if dynamic else ""
         raise BertcError(f"torch.export could not trace {desc}{' for a dynamic length' if dynamic else ''}: {e}{fix}"
                          ) from e
     inline_grad_mode_regions(ep)
     return ep, list(INPUT_NAMES), outputs
+
+
+def _export_module(module: torch.nn.Module, example: tuple, max_seq_len: int | None) -> torch.export.ExportedProgram:
+    """torch.export of a module at the example's shape, or with ``max_seq_len`` for every length up to it.
+
+    Tracing may guard on a length only to reason about strides: MobileBERT's trigram pads ``emb[:, 1:]``,
+    of length L - 1, whose contiguity check asks whether L - 1 == 1, and torch.export refuses a range that
+    the guard cuts (L != 2). The graph is the same at every length, so such a program is exported for
+    lengths 3..N and runs at 1 and 2 as well (test_dynamic.py compares those lengths with PyTorch)."""
+    if max_seq_len is None:
+        return torch.export.export(module, example, strict=False)
+    def export(shortest: int) -> torch.export.ExportedProgram:
+        seq = torch.export.Dim("seq", min=shortest, max=max_seq_len)
+        return torch.export.export(module, example, dynamic_shapes=tuple({1: seq} for _ in example), strict=False)
+
+    try:
+        return export(1)
+    except Exception as e:
+        if "Constraints violated" not in str(e) or not 3 <= example[0].shape[1] <= max_seq_len:
+            raise
+    return export(3)
 
 
 class _Signature(torch.nn.Module):

@@ -10,7 +10,8 @@
    (the imported IR then reads ``!torch.vtensor<[1,?],si64>``).
 3. passes/canonicalize_gelu.py: a GELU written with erf (ESM's) becomes ``aten.gelu``;
    passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
-   (``bertc::rotary``) with constant cos / sin tables; then passes/canonicalize_inputs.py: the attention
+   (``bertc::rotary``) with constant cos / sin tables; passes/canonicalize_trigram.py: MobileBERT's
+   shifted embeddings (``bertc::trigram``); then passes/canonicalize_inputs.py: the attention
    mask's and position ids' arithmetic replaced by one op each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by
    running the sub-graphs on random inputs; constant sub-graphs replaced by their value.
 4. bertc/export.py ``record_module_paths``: each op's owning submodule, for error messages.
@@ -38,6 +39,7 @@ from .formats import load_model
 from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_inputs import canonicalize_inputs
 from .passes.canonicalize_rotary import canonicalize_rotary
+from .passes.canonicalize_trigram import canonicalize_trigram
 from .pipeline import AUTO
 
 
@@ -130,6 +132,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     types = cfg.get("type_vocab_size") or table_rows(ep, input_names, "token_type_ids") or 0
     canonicalize_gelu(ep)  # an erf-written GELU (ESM's) as aten.gelu, which fuse-epilogues folds into its GEMM
     canonicalize_rotary(ep, input_names, max_seq_len)  # before the inputs' pass: its tables' sub-graphs die here
+    canonicalize_trigram(ep)  # MobileBERT's shifted embeddings: one op, not pads of slices
     canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")

@@ -286,6 +286,22 @@ class RotaryOp(Bertc.Operation, name="rotary"):
         return _same_shape(self, self.input, self.out, "result")
 
 
+class TrigramOp(Bertc.Operation, name="trigram"):
+    """out[b, s] = x[b, s + 1] | x[b, s] | x[b, s - 1] for x [B, S, E] (zeros past the run's length and before
+    0): MobileBERT's token embeddings beside their neighbours', the input of its kernel-3 convolution."""
+
+    traits = _elementwise("bertc_trigram", "trigram")
+
+    input: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, o = shape(self.input), shape(self.out)
+        if len(x) != 3 or o != [x[0], x[1], 3 * x[2]]:
+            return _fail(self, f"result {o} should be [B, S, 3E] for input {x} [B, S, E]")
+        return True
+
+
 class MaskBiasOp(Bertc.Operation, name="mask_bias"):
     """Additive attention bias from a [B, S] padding mask: 0 where kept, `fill` where masked."""
 
@@ -367,6 +383,10 @@ class GeluOp(_Unary, name="gelu"):
 
 
 class TanhOp(_Unary, name="tanh"):
+    traits = _elementwise("bertc_unary", "unary")
+
+
+class ReluOp(_Unary, name="relu"):
     traits = _elementwise("bertc_unary", "unary")
 
 

@@ -340,7 +340,7 @@ def slice_dims(op) -> tuple[Size, Size, int, Size, Size]:
 
 
 def unary_activation(op) -> str:
-    """The activation a bertc.gelu or bertc.tanh computes (gelu's ``approximate`` picks erf or tanh)."""
+    """The activation a bertc.gelu, bertc.tanh or bertc.relu computes (gelu's ``approximate`` picks erf or tanh)."""
     if isinstance(op, B.GeluOp):
         return "gelu" if op.attributes["approximate"].value == "none" else "gelu_tanh"
-    return "tanh"
+    return "relu" if isinstance(op, B.ReluOp) else "tanh"

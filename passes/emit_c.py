@@ -227,6 +227,11 @@ def emit_rotary(e: CEmitter, op) -> str:
                     int(op.attributes["style"].value == "interleaved"))
 
 
+def emit_trigram(e: CEmitter, op) -> str:
+    b, s, dim = dims_of(op.operands[0])
+    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, s, dim)
+
+
 def emit_slice(e: CEmitter, op) -> str:
     elem = 8 if dtype_of(op.operands[0]) == "i64" else 4
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), *slice_dims(op), elem)
@@ -244,12 +249,14 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
+    B.ReluOp: emit_unary,
     B.PowOp: emit_pow,
     B.SoftmaxOp: emit_softmax,
     B.TransposeOp: emit_transpose,
     B.MatmulOp: emit_matmul,
     B.SliceOp: emit_slice,
     B.RotaryOp: emit_rotary,
+    B.TrigramOp: emit_trigram,
 }.items()}
 
 

@@ -322,6 +322,11 @@ def emit_rotary(e: VkEmitter, op) -> Dispatch:
                          int(op.attributes["style"].value == "interleaved"))
 
 
+def emit_trigram(e: VkEmitter, op) -> Dispatch:
+    b, s, dim = dims_of(op.operands[0])
+    return e.elementwise(op, b * s * 3 * dim, e.word(op.operands[0]), e.word(op.results[0]), b * s, s, dim)
+
+
 def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
     b, _, q, k = dims_of(op.results[0])
     return e.elementwise(op, b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
@@ -357,6 +362,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
+    B.ReluOp: emit_unary,
     B.PowOp: emit_pow,
     B.TransposeOp: emit_transpose,
     B.SliceOp: emit_slice,
@@ -365,6 +371,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.CastOp: emit_cast,
     B.RelativeBiasOp: emit_relative_bias,
     B.RotaryOp: emit_rotary,
+    B.TrigramOp: emit_trigram,
 }.items()}
 
 

@@ -28,6 +28,7 @@ from torch_mlir import ir
 from .common import PassContext, erase_dead, func_ops, producer, shape_of
 
 GELU = {"none": "gelu", "tanh": "gelu_tanh"}
+ACTIVATION = {B.TanhOp: "tanh", B.ReluOp: "relu"}  # the other activations a linear computes in its epilogue
 
 
 def _sole_user(value: ir.Value) -> bool:
@@ -47,7 +48,7 @@ def fuse_activation(op) -> bool:
         return False
     if lin.activation.value != "none" or lin.residual is not None:
         return False
-    act = GELU.get(op.approximate.value) if isinstance(op, B.GeluOp) else "tanh"
+    act = GELU.get(op.approximate.value) if isinstance(op, B.GeluOp) else ACTIVATION[type(op)]
     if act is None:
         return False
     op.results[0].replace_all_uses_with(_rebuild_linear(lin, activation=act, at=op.operation))
@@ -81,7 +82,7 @@ def fuse_add_into_layer_norm(op) -> bool:
 
 def fuse_epilogues(module: ir.Operation, ctx: PassContext) -> None:
     for op in func_ops(module):
-        if isinstance(op, (B.GeluOp, B.TanhOp)):
+        if isinstance(op, (B.GeluOp, *ACTIVATION)):
             fuse_activation(op)
     erase_dead(module)
     for op in func_ops(module):

@@ -271,6 +271,10 @@ def _tanh(r: Raiser, op):
     return B.TanhOp(r.get(op.operands[0]), _result_type(op)).out
 
 
+def _relu(r: Raiser, op):
+    return B.ReluOp(r.get(op.operands[0]), _result_type(op)).out
+
+
 def _pow(r: Raiser, op):
     return B.PowOp(input=r.get(op.operands[0]), exponent=ir.FloatAttr.get_f32(float(r.get(op.operands[1]))),
                    out=_result_type(op)).out
@@ -357,6 +361,10 @@ def _rotary(r: Raiser, op):
     return heads if factor is None else B.MulOp(heads, factor, heads.type).out
 
 
+def _trigram(r: Raiser, op):
+    return B.TrigramOp(r.get(op.operands[0]), _result_type(op)).out
+
+
 def _sdpa(r: Raiser, op):
     q, k, v, mask, dropout, causal, scale = (r.get(x) for x in op.operands[:7])
     if causal:
@@ -429,6 +437,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten._softmax": _softmax,
     "torch.aten.gelu": _gelu,
     "torch.aten.tanh": _tanh,
+    "torch.aten.relu": _relu,
     "torch.aten.pow.Tensor_Scalar": _pow,
     "torch.aten.slice.Tensor": _slice,
     "torch.aten.select.int": _select,
@@ -438,6 +447,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.operator:torch.bertc.position_ids": _position_ids,
     "torch.operator:torch.bertc.relative_bias": _relative_bias,
     "torch.operator:torch.bertc.rotary": _rotary,
+    "torch.operator:torch.bertc.trigram": _trigram,
     "func.return": _return,
 }
 

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # 20 (text in: bertc/tokenizer.py, runtime/src/tokenizer.h, bertc_run --text, the task heads; their tests), issue 18
 # (ERNIE, MegatronBERT, BigBird: canonicalize-inputs' in-place ops and fills of the run's length; MPNet's relative
 # bias: its op, kernels and shader, bertc/packaged.py; RoFormer's rotary: canonicalize_rotary, its op and shader;
-# ESM: canonicalize_gelu, bertc.cast with its kernel and shader).
-BUDGETS = {"bertc": 6700, "dialects": 550, "passes": 3200, "runtime": 8500, "test": 5200, "benchmarks": 2450,
+# ESM: canonicalize_gelu, bertc.cast with its kernel and shader; MobileBERT: canonicalize_trigram, the trigram and
+# relu ops, export's retry for lengths 3..).
+BUDGETS = {"bertc": 6750, "dialects": 600, "passes": 3400, "runtime": 8500, "test": 5300, "benchmarks": 2450,
            "search": 2700}
 
 

@@ -122,6 +122,8 @@ void bertc_softmax(bertc_pool *p, const float *x, float *y, int64_t rows, int64_
  * f -+ D/2 otherwise): out[f] = x[f] * cos[f] -+ x[g] * sin[f], minus for the first of the pair. The rest copied. */
 void bertc_rotary(bertc_pool *p, const float *x, const float *cos, const float *sin, float *out, int64_t B, int64_t S,
                   int64_t C, int64_t D, int64_t columns, int interleaved);
+/* out[b, s] = x[b, s + 1] | x[b, s] | x[b, s - 1] for x[B,S,E] (bertc.trigram), zeros past either end: [B,S,3E]. */
+void bertc_trigram(const float *x, float *out, int64_t B, int64_t S, int64_t E);
 /* out = permute(x) for rank <= 4: in_strides are x's strides in out's dimension order. */
 void bertc_transpose(const float *x, float *out, const int64_t out_shape[4], const int64_t in_strides[4]);
 /* out[b] = a[b] @ bm[b]; a_batch_stride / b_batch_stride may be 0 (broadcast). */

@@ -96,3 +96,11 @@ func.func @mixed_mul(%x: tensor<1x4x8xf32>, %m: tensor<1x4x1xi64>) -> tensor<1x4
   %0 = "bertc.mul"(%x, %m) : (tensor<1x4x8xf32>, tensor<1x4x1xi64>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
+
+// -----
+
+// CHECK: 'bertc.trigram' result [2, 4, 8] should be [B, S, 3E] for input [2, 4, 4] [B, S, E]
+func.func @trigram_width(%x: tensor<2x4x4xf32>) -> tensor<2x4x8xf32> {
+  %0 = "bertc.trigram"(%x) : (tensor<2x4x4xf32>) -> tensor<2x4x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}

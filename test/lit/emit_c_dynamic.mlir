@@ -54,3 +54,15 @@ module attributes {bertc.max_seq_len = 16 : i64} {
     return %h : tensor<1x?x24xf32>
   }
 }
+
+// -----
+
+// MobileBERT's trigram at the run's length: B, L, E (a row's last position takes zeros for its next).
+// CHECK: /* bertc.trigram [2, ?, 12] */
+// CHECK-NEXT: BERTC_TIMED(0, bertc_trigram(A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 2, (L), 4));
+module attributes {bertc.max_seq_len = 16 : i64} {
+  func.func @main(%ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>, %x: tensor<2x?x4xf32>) -> tensor<2x?x12xf32> {
+    %t = "bertc.trigram"(%x) : (tensor<2x?x4xf32>) -> tensor<2x?x12xf32>
+    return %t : tensor<2x?x12xf32>
+  }
+}

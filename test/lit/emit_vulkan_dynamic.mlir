@@ -74,3 +74,18 @@ func.func @main(%mask: tensor<1x5xi64>, %qkv: tensor<1x5x24xf32>) -> tensor<1x5x
   return %att : tensor<1x5x8xf32>
 }
 }
+
+// -----
+
+// MobileBERT's trigram: one invocation per output element, 2*L*12 of them in workgroups of 256 (rows 2*L, L, E pushed).
+// CHECK-LABEL: shaders (runtime/vulkan/shaders/): trigram (trigram.comp).
+// CHECK: /* 0: bertc.trigram [2, ?, 12] */ {0, {2, 1, 1}, 5, {{[{][0-9]+}}, {{[0-9]+}}, 32, 16, 4}},
+// CHECK: /* 0: bertc.trigram push[2] = (2*L) */ {0, BERTC_VK_PUSH, 2, {0, 2, 0}, 1},
+// CHECK-NEXT: /* 0: bertc.trigram push[3] = (L) */ {0, BERTC_VK_PUSH, 3, {0, 1, 0}, 1},
+// CHECK-NEXT: /* 0: bertc.trigram groups.x = ceil((24*L) / 256) */ {0, BERTC_VK_GROUPS, 0, {0, 24, 0}, 256},
+module attributes {bertc.target = "vulkan", bertc.max_seq_len = 16 : i64} {
+func.func @main(%ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>, %x: tensor<2x?x4xf32>) -> tensor<2x?x12xf32> {
+  %t = "bertc.trigram"(%x) : (tensor<2x?x4xf32>) -> tensor<2x?x12xf32>
+  return %t : tensor<2x?x12xf32>
+}
+}

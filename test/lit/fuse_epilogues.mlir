@@ -40,3 +40,16 @@ func.func @shared(%x: tensor<1x4x8xf32>, %y: tensor<1x4x8xf32>) -> (tensor<1x4x1
   %n = "bertc.layer_norm"(%s, %g, %b) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x4x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
   return %h, %a, %n : tensor<1x4x16xf32>, tensor<1x4x16xf32>, tensor<1x4x8xf32>
 }
+
+// -----
+
+// MobileBERT's FFN: ReLU into the GEMM as GELU is.
+// CHECK-LABEL: func.func @relu
+// CHECK: "bertc.linear"{{.*}}{activation = "relu"
+// CHECK-NOT: "bertc.relu"
+func.func @relu(%x: tensor<1x4x8xf32>) -> tensor<1x4x16xf32> {
+  %w1 = "bertc.weight"() {name = "fc1.weight"} : () -> tensor<16x8xf32>
+  %h = "bertc.linear"(%x, %w1) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x16xf32>
+  %a = "bertc.relu"(%h) : (tensor<1x4x16xf32>) -> tensor<1x4x16xf32>
+  return %a : tensor<1x4x16xf32>
+}

@@ -52,3 +52,16 @@ func.func @heads_and_pooler(%arg0: !torch.vtensor<[1,?,32],f32>) -> (!torch.vten
   %cls = torch.aten.select.int %arg0, %int1, %int0 : !torch.vtensor<[1,?,32],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,32],f32>
   return %t, %cls : !torch.vtensor<[1,2,?,16],f32>, !torch.vtensor<[1,32],f32>
 }
+
+// -----
+
+// MobileBERT's trigram (canonicalize-trigram's bertc::trigram: each embedding beside its neighbours') keeps the
+// run's length; its ReLU FFN is bertc.relu.
+// CHECK-LABEL: func.func @trigram_and_relu
+// CHECK: %[[T:.*]] = "bertc.trigram"(%arg0) : (tensor<2x?x4xf32>) -> tensor<2x?x12xf32>
+// CHECK: "bertc.relu"(%[[T]]) : (tensor<2x?x12xf32>) -> tensor<2x?x12xf32>
+func.func @trigram_and_relu(%x: !torch.vtensor<[2,?,4],f32>) -> !torch.vtensor<[2,?,12],f32> {
+  %t = torch.operator "torch.bertc.trigram"(%x) : (!torch.vtensor<[2,?,4],f32>) -> !torch.vtensor<[2,?,12],f32>
+  %r = torch.aten.relu %t : !torch.vtensor<[2,?,12],f32> -> !torch.vtensor<[2,?,12],f32>
+  return %r : !torch.vtensor<[2,?,12],f32>
+}

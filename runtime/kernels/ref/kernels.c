@@ -438,6 +438,16 @@ BERTC_WEAK void bertc_rotary(bertc_pool *p, const float *x, const float *cos, co
   bertc_parallel_rows(p, B * S, rotary_rows, &a);
 }
 
+BERTC_WEAK void bertc_trigram(const float *x, float *out, int64_t B, int64_t S, int64_t E) {
+  const size_t row = (size_t)E * sizeof(float);
+  for (int64_t t = 0; t < B * S; t++, out += 3 * E) { /* t enumerates (batch, position) */
+    const int64_t s = t % S;
+    if (s + 1 < S) memcpy(out, x + (t + 1) * E, row); else memset(out, 0, row);
+    memcpy(out + E, x + t * E, row);
+    if (s > 0) memcpy(out + 2 * E, x + (t - 1) * E, row); else memset(out + 2 * E, 0, row);
+  }
+}
+
 BERTC_WEAK void bertc_transpose(const float *x, float *out, const int64_t sh[4], const int64_t st[4]) {
   for (int64_t a = 0; a < sh[0]; a++)
     for (int64_t b = 0; b < sh[1]; b++)
