@@ -64,7 +64,7 @@ def _elementwise(kernel: str, shader: str) -> OpTraits:
     return OpTraits("kernel", kernel, shader, "elementwise")
 
 
-ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu")
+ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu", "silu")
 ROTARY_STYLES = ("interleaved", "halves")  # which features a rotary embedding pairs (RotaryOp)
 
 
@@ -387,6 +387,13 @@ class TanhOp(_Unary, name="tanh"):
 
 
 class ReluOp(_Unary, name="relu"):
+    traits = _elementwise("bertc_unary", "unary")
+
+
+class SiluOp(_Unary, name="silu"):
+    """x * sigmoid(x): the gate of a SwiGLU FFN (NomicBERT, EuroBERT), whose product with the up projection
+    stays a bertc.mul."""
+
     traits = _elementwise("bertc_unary", "unary")
 
 

@@ -54,7 +54,7 @@ from .seqlen import bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
 ACT = {"none": "BERTC_ACT_NONE", "gelu": "BERTC_ACT_GELU", "gelu_tanh": "BERTC_ACT_GELU_TANH",
-       "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU"}
+       "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU", "silu": "BERTC_ACT_SILU"}
 BINARY = {B.AddOp: "BERTC_ADD", B.SubOp: "BERTC_SUB", B.MulOp: "BERTC_MUL", B.DivOp: "BERTC_DIV"}
 
 
@@ -250,6 +250,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
     B.ReluOp: emit_unary,
+    B.SiluOp: emit_unary,
     B.PowOp: emit_pow,
     B.SoftmaxOp: emit_softmax,
     B.TransposeOp: emit_transpose,

@@ -70,7 +70,7 @@ from .common import PassContext, dtype_of, module_target, producer, shape_of, sp
 from .seqlen import Len, Size, bound, dims_of, max_seq_len, prod
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)
-ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4}
+ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4, "silu": 5}
 POW = 100  # unary.comp: y = x ^ exponent
 BINARY = {B.AddOp: 0, B.SubOp: 1, B.MulOp: 2, B.DivOp: 3}
 MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwise shaders loop past it
@@ -363,6 +363,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
     B.ReluOp: emit_unary,
+    B.SiluOp: emit_unary,
     B.PowOp: emit_pow,
     B.TransposeOp: emit_transpose,
     B.SliceOp: emit_slice,

@@ -275,6 +275,10 @@ def _relu(r: Raiser, op):
     return B.ReluOp(r.get(op.operands[0]), _result_type(op)).out
 
 
+def _silu(r: Raiser, op):
+    return B.SiluOp(r.get(op.operands[0]), _result_type(op)).out
+
+
 def _pow(r: Raiser, op):
     return B.PowOp(input=r.get(op.operands[0]), exponent=ir.FloatAttr.get_f32(float(r.get(op.operands[1]))),
                    out=_result_type(op)).out
@@ -438,6 +442,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.gelu": _gelu,
     "torch.aten.tanh": _tanh,
     "torch.aten.relu": _relu,
+    "torch.aten.silu": _silu,
     "torch.aten.pow.Tensor_Scalar": _pow,
     "torch.aten.slice.Tensor": _slice,
     "torch.aten.select.int": _select,

@@ -13,7 +13,9 @@
 
 #include "../src/pool.h"
 
-enum { BERTC_ACT_NONE = 0, BERTC_ACT_GELU = 1, BERTC_ACT_GELU_TANH = 2, BERTC_ACT_TANH = 3, BERTC_ACT_RELU = 4 };
+/* SILU is x * sigmoid(x) (SwiGLU FFNs gate with it: NomicBERT, EuroBERT). */
+enum { BERTC_ACT_NONE = 0, BERTC_ACT_GELU = 1, BERTC_ACT_GELU_TANH = 2, BERTC_ACT_TANH = 3, BERTC_ACT_RELU = 4,
+       BERTC_ACT_SILU = 5 };
 enum { BERTC_ADD = 0, BERTC_SUB = 1, BERTC_MUL = 2, BERTC_DIV = 3 };
 
 /* y[M,N] = act(x[M,K] @ w_kn[K,N] + bias[N]) + residual[M,N]; bias/residual may be NULL.

@@ -65,3 +65,13 @@ func.func @trigram_and_relu(%x: !torch.vtensor<[2,?,4],f32>) -> !torch.vtensor<[
   %r = torch.aten.relu %t : !torch.vtensor<[2,?,12],f32> -> !torch.vtensor<[2,?,12],f32>
   return %r : !torch.vtensor<[2,?,12],f32>
 }
+
+// -----
+
+// A SwiGLU FFN's gate: aten.silu is bertc.silu.
+// CHECK-LABEL: func.func @silu
+// CHECK: "bertc.silu"(%arg0) : (tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
+func.func @silu(%x: !torch.vtensor<[1,?,8],f32>) -> !torch.vtensor<[1,?,8],f32> {
+  %s = torch.aten.silu %x : !torch.vtensor<[1,?,8],f32> -> !torch.vtensor<[1,?,8],f32>
+  return %s : !torch.vtensor<[1,?,8],f32>
+}

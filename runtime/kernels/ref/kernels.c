@@ -23,6 +23,7 @@ static float activate(float v, int act) {
     }
     case BERTC_ACT_TANH: return tanhf(v);
     case BERTC_ACT_RELU: return v > 0 ? v : 0;
+    case BERTC_ACT_SILU: return v / (1.0f + expf(-v));
     default: return v;
   }
 }
