@@ -368,6 +368,23 @@ class LayerNormOp(Bertc.Operation, name="layer_norm"):
         return _same_shape(self, self.input, self.out, "result")
 
 
+class RmsNormOp(Bertc.Operation, name="rms_norm"):
+    """out = input * rsqrt(mean(input^2) + eps) * gamma over the last dimension (EuroBERT's, Llama's RMSNorm)."""
+
+    traits = OpTraits("kernel", "bertc_rms_norm", "rms_norm", "layer_norm")
+
+    input: Operand[Any]
+    gamma: Operand[Any]
+    eps: ir.FloatAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x = shape(self.input)
+        if shape(self.gamma) != x[-1:]:
+            return _fail(self, f"gamma must be [{x[-1]}], the input's last dimension")
+        return _same_shape(self, self.input, self.out, "result")
+
+
 class _Unary(Bertc.Operation):
     input: Operand[Any]
     out: Result[Any]

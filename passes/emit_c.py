@@ -162,6 +162,12 @@ def emit_layer_norm(e: CEmitter, op) -> str:
                     s[-1], _f(op.attributes["eps"].value))
 
 
+def emit_rms_norm(e: CEmitter, op) -> str:
+    s = dims_of(op.results[0])
+    return e.kernel(op, "p", e.ptr(op.input), e.ptr(op.gamma), e.out(op), prod(s[:-1]), s[-1],
+                    _f(op.attributes["eps"].value))
+
+
 def emit_attention(e: CEmitter, op) -> str:
     b, s, h3 = dims_of(op.operands[0])
     rel = op.rel_bias  # MPNet's relative positions: a [heads, 2R - 1] table
@@ -241,6 +247,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.EmbeddingOp: emit_embedding,
     B.LinearOp: emit_linear,
     B.LayerNormOp: emit_layer_norm,
+    B.RmsNormOp: emit_rms_norm,
     B.AttentionOp: emit_attention,
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,

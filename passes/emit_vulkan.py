@@ -271,6 +271,13 @@ def emit_layer_norm(e: VkEmitter, op) -> Dispatch:
                   e.word(op.results[0]), rows, s[-1], _bits(op.attributes["eps"].value))
 
 
+def emit_rms_norm(e: VkEmitter, op) -> Dispatch:
+    s = dims_of(op.results[0])
+    rows = prod(s[:-1])
+    return e.rows(op, rows, e.word(op.input), e.word(op.gamma), e.word(op.results[0]), rows, s[-1],
+                  _bits(op.attributes["eps"].value))
+
+
 def emit_softmax(e: VkEmitter, op) -> Dispatch:
     s = dims_of(op.results[0])
     rows = prod(s[:-1])
@@ -357,6 +364,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.MatmulOp: emit_matmul,
     B.AttentionOp: emit_attention,
     B.LayerNormOp: emit_layer_norm,
+    B.RmsNormOp: emit_rms_norm,
     B.SoftmaxOp: emit_softmax,
     B.EmbeddingOp: emit_embedding,
     **{cls: emit_binary for cls in BINARY},

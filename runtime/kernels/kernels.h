@@ -101,6 +101,9 @@ void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, floa
 void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma,
                       const float *beta, float *y, int64_t rows, int64_t n, float eps);
 
+/* y = x * rsqrt(mean(x^2) + eps) * gamma over rows of length n (RMSNorm: no centring, no beta). */
+void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps);
+
 /* qkv[B,S,3H] (Q|K|V, heads contiguous inside each), mask[B,S] -> out[B,S,H]. Scores never
  * leave a per-thread row of S floats. rel (NULL: none) is a relative-position bias [heads, 2 R - 1]
  * (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. */
