@@ -205,7 +205,7 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
     if kind == "layer_norm":
         e = math.prod(out)
         return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 8.0 * e,
-                      4.0 * (3 if op.residual is not None else 2) * e)
+                      4.0 * (3 if getattr(op, "residual", None) is not None else 2) * e)  # rms_norm has none
     if kind == "embedding":
         e = math.prod(out)
         return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 0.0, 8.0 * e)

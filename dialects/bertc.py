@@ -64,7 +64,7 @@ def _elementwise(kernel: str, shader: str) -> OpTraits:
     return OpTraits("kernel", kernel, shader, "elementwise")
 
 
-ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu")
+ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu", "silu")
 ROTARY_STYLES = ("interleaved", "halves")  # which features a rotary embedding pairs (RotaryOp)
 
 
@@ -368,6 +368,23 @@ class LayerNormOp(Bertc.Operation, name="layer_norm"):
         return _same_shape(self, self.input, self.out, "result")
 
 
+class RmsNormOp(Bertc.Operation, name="rms_norm"):
+    """out = input * rsqrt(mean(input^2) + eps) * gamma over the last dimension (EuroBERT's, Llama's RMSNorm)."""
+
+    traits = OpTraits("kernel", "bertc_rms_norm", "rms_norm", "layer_norm")
+
+    input: Operand[Any]
+    gamma: Operand[Any]
+    eps: ir.FloatAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x = shape(self.input)
+        if shape(self.gamma) != x[-1:]:
+            return _fail(self, f"gamma must be [{x[-1]}], the input's last dimension")
+        return _same_shape(self, self.input, self.out, "result")
+
+
 class _Unary(Bertc.Operation):
     input: Operand[Any]
     out: Result[Any]
@@ -387,6 +404,13 @@ class TanhOp(_Unary, name="tanh"):
 
 
 class ReluOp(_Unary, name="relu"):
+    traits = _elementwise("bertc_unary", "unary")
+
+
+class SiluOp(_Unary, name="silu"):
+    """x * sigmoid(x): the gate of a SwiGLU FFN (NomicBERT, EuroBERT), whose product with the up projection
+    stays a bertc.mul."""
+
     traits = _elementwise("bertc_unary", "unary")
 
 

@@ -54,7 +54,7 @@ from .seqlen import bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
 ACT = {"none": "BERTC_ACT_NONE", "gelu": "BERTC_ACT_GELU", "gelu_tanh": "BERTC_ACT_GELU_TANH",
-       "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU"}
+       "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU", "silu": "BERTC_ACT_SILU"}
 BINARY = {B.AddOp: "BERTC_ADD", B.SubOp: "BERTC_SUB", B.MulOp: "BERTC_MUL", B.DivOp: "BERTC_DIV"}
 
 
@@ -162,6 +162,12 @@ def emit_layer_norm(e: CEmitter, op) -> str:
                     s[-1], _f(op.attributes["eps"].value))
 
 
+def emit_rms_norm(e: CEmitter, op) -> str:
+    s = dims_of(op.results[0])
+    return e.kernel(op, "p", e.ptr(op.input), e.ptr(op.gamma), e.out(op), prod(s[:-1]), s[-1],
+                    _f(op.attributes["eps"].value))
+
+
 def emit_attention(e: CEmitter, op) -> str:
     b, s, h3 = dims_of(op.operands[0])
     rel = op.rel_bias  # MPNet's relative positions: a [heads, 2R - 1] table
@@ -241,6 +247,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.EmbeddingOp: emit_embedding,
     B.LinearOp: emit_linear,
     B.LayerNormOp: emit_layer_norm,
+    B.RmsNormOp: emit_rms_norm,
     B.AttentionOp: emit_attention,
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
@@ -250,6 +257,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
     B.ReluOp: emit_unary,
+    B.SiluOp: emit_unary,
     B.PowOp: emit_pow,
     B.SoftmaxOp: emit_softmax,
     B.TransposeOp: emit_transpose,

@@ -70,7 +70,7 @@ from .common import PassContext, dtype_of, module_target, producer, shape_of, sp
 from .seqlen import Len, Size, bound, dims_of, max_seq_len, prod
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)
-ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4}
+ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4, "silu": 5}
 POW = 100  # unary.comp: y = x ^ exponent
 BINARY = {B.AddOp: 0, B.SubOp: 1, B.MulOp: 2, B.DivOp: 3}
 MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwise shaders loop past it
@@ -271,6 +271,13 @@ def emit_layer_norm(e: VkEmitter, op) -> Dispatch:
                   e.word(op.results[0]), rows, s[-1], _bits(op.attributes["eps"].value))
 
 
+def emit_rms_norm(e: VkEmitter, op) -> Dispatch:
+    s = dims_of(op.results[0])
+    rows = prod(s[:-1])
+    return e.rows(op, rows, e.word(op.input), e.word(op.gamma), e.word(op.results[0]), rows, s[-1],
+                  _bits(op.attributes["eps"].value))
+
+
 def emit_softmax(e: VkEmitter, op) -> Dispatch:
     s = dims_of(op.results[0])
     rows = prod(s[:-1])
@@ -357,12 +364,14 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.MatmulOp: emit_matmul,
     B.AttentionOp: emit_attention,
     B.LayerNormOp: emit_layer_norm,
+    B.RmsNormOp: emit_rms_norm,
     B.SoftmaxOp: emit_softmax,
     B.EmbeddingOp: emit_embedding,
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
     B.ReluOp: emit_unary,
+    B.SiluOp: emit_unary,
     B.PowOp: emit_pow,
     B.TransposeOp: emit_transpose,
     B.SliceOp: emit_slice,

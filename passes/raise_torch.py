@@ -228,6 +228,16 @@ def _layer_norm(r: Raiser, op):
     return B.LayerNormOp(x, g, b, ir.FloatAttr.get_f32(eps), _result_type(op)).out
 
 
+def _rms_norm(r: Raiser, op):
+    x, norm_shape, g, eps = (r.get(v) for v in op.operands[:4])
+    n = shape_of(x)[-1]
+    if list(norm_shape) != [n]:
+        raise BertcError(f"rms_norm over {norm_shape} at {source_location(op)}: only the last dimension is supported")
+    g = g if isinstance(g, ir.Value) else B.ConstantOp(ir.DenseElementsAttr.get(np.ones(n, np.float32)), tensor_type([n])).out
+    eps = float(np.finfo(np.float32).eps) if eps is None else eps  # torch's default for an f32 input
+    return B.RmsNormOp(x, g, ir.FloatAttr.get_f32(eps), _result_type(op)).out
+
+
 def _reshape(r: Raiser, op):
     x = r.get(op.operands[0])
     if x.type == _result_type(op):  # sdpa's output arrives through a no-op reshape
@@ -273,6 +283,10 @@ def _tanh(r: Raiser, op):
 
 def _relu(r: Raiser, op):
     return B.ReluOp(r.get(op.operands[0]), _result_type(op)).out
+
+
+def _silu(r: Raiser, op):
+    return B.SiluOp(r.get(op.operands[0]), _result_type(op)).out
 
 
 def _pow(r: Raiser, op):
@@ -415,6 +429,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.div.Scalar": _binary(B.DivOp, False),
     "torch.aten.linear": _linear,
     "torch.aten.layer_norm": _layer_norm,
+    "torch.aten.rms_norm": _rms_norm,
     "torch.aten.dropout": _dropout,
     "torch.aten.view": _reshape,
     "torch.aten.reshape": _reshape,
@@ -438,6 +453,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.gelu": _gelu,
     "torch.aten.tanh": _tanh,
     "torch.aten.relu": _relu,
+    "torch.aten.silu": _silu,
     "torch.aten.pow.Tensor_Scalar": _pow,
     "torch.aten.slice.Tensor": _slice,
     "torch.aten.select.int": _select,

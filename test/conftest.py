@@ -24,8 +24,10 @@ MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird
 # Attention blocks fuse-attention makes one kernel of, per tiny model: 2, but MobileBERT's queries and keys project
 # its shared bottleneck and its values the layer input, which bertc.attention's one Q|K|V input cannot take yet.
 FUSED_ATTENTION = {"mobilebert": 0}
-ROTARY = ["roformer", "esm"]  # rotary position embeddings: tested once per target, beside ARCHS (eager attention only)
-NO_TOKEN_TYPES = ("distilbert", "esm")  # families whose forward takes no token_type_ids
+# rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
+# with a SwiGLU FFN (SiLU folded into the gate's GEMM), EuroBERT pre-RMSNorm
+ROTARY = ["roformer", "esm", "nomic_bert", "eurobert"]
+NO_TOKEN_TYPES = ("distilbert", "esm", "eurobert")  # families whose forward takes no token_type_ids
 
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
@@ -52,6 +54,10 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         return T.RoFormerConfig(embedding_size=hidden, **kw)
     if arch == "esm":  # the protein encoder: rotary halves, an erf-written GELU, embeddings times the mask
         return T.EsmConfig(position_embedding_type="rotary", pad_token_id=1, **kw)
+    if arch == "nomic_bert":
+        return T.NomicBertConfig(pad_token_id=0, **kw)
+    if arch == "eurobert":  # ids 0..2 as pad, bos and eos, as the shipped tokenizer's special tokens are
+        return T.EuroBertConfig(pad_token_id=0, bos_token_id=1, eos_token_id=2, mask_token_id=3, **kw)
     if arch == "mobilebert":  # the defaults' trigram, bottlenecks (Q and K shared), NoNorm and ReLU, two FFNs a layer
         return T.MobileBertConfig(embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16,
                                   num_feedforward_networks=2, **kw)

@@ -59,6 +59,10 @@ def test_rotary_family_matches_pytorch(arch, tmp_path):
     assert art.report["ops"]["bertc.rotary"] == 2
     if arch == "esm":  # its erf-written GELU folded into the FFN GEMMs, its mask a cast and a mul
         assert art.report["fusion"]["linear_with_activation"] >= 2 and art.report["ops"]["bertc.cast"] == 1
+    if arch in ("nomic_bert", "eurobert"):  # SwiGLU: SiLU folded into each gate's GEMM, the product a mul
+        assert art.report["fusion"]["linear_with_activation"] == 2 and art.report["ops"]["bertc.mul"] == 2
+    if arch == "eurobert":  # pre-RMSNorm: two a layer and a final one, each one op with its weight
+        assert art.report["ops"]["bertc.rms_norm"] == 5 and "bertc.constant" not in art.report["ops"]
     compiled = art.load(threads=2)
     for seq, pad_from in ((24, None), (24, 17), (9, 5)):
         ids, mask, types = random_inputs(1, seq, 120, seed=seq + (pad_from or 0), pad_from=pad_from)

@@ -182,6 +182,8 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
          f" : ({t(1, m, k)}, {t(n, k)}, {t(n)}, {t(1, m, n)}) -> {t(1, m, n)}"),
         (f'%lin2 = "bertc.linear"(%x, %wt) {{activation = "tanh", operandSegmentSizes = array<i32: 1, 1, 0, 0>}}'
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
+        (f'%lin3 = "bertc.linear"(%x, %wt) {{activation = "silu", operandSegmentSizes = array<i32: 1, 1, 0, 0>}}'
+         f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
         (f'%att = "bertc.attention"(%qkv, %mask) {{num_heads = {heads} : i64, {seg}: 1, 1, 0>, scale = {d ** -0.5} : f32}}'
          f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}) -> {t(B, S, h)}"),
         (f'%attr = "bertc.attention"(%qkv, %mask, %rtab) {{num_heads = {heads} : i64, {seg}: 1, 1, 1>, scale = 0.5 : f32}}'
@@ -189,6 +191,7 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%rb = "bertc.relative_bias"(%rtab) : ({t(heads, 2 * S + 5)}) -> {t(B, heads, S, S)}',
         (f'%ln = "bertc.layer_norm"(%lnx, %g, %b, %lnr) {{eps = 1.0e-5 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
          f" : ({t(1, S, ln)}, {t(ln)}, {t(ln)}, {t(1, S, ln)}) -> {t(1, S, ln)}"),
+        f'%rms = "bertc.rms_norm"(%lnx, %g) {{eps = 1.0e-5 : f32}} : ({t(1, S, ln)}, {t(ln)}) -> {t(1, S, ln)}',
         f'%smx = "bertc.softmax"(%sm) : ({t(B, 3, 5, S)}) -> {t(B, 3, 5, S)}',
         f'%pos = "bertc.position_ids"(%ids) {{padding_idx = 1 : i64}} : ({t(B, S, dt="i64")}) -> {t(B, S, dt="i64")}',
         f'%emb = "bertc.embedding"(%table, %pos) : ({t(130, 20)}, {t(B, S, dt="i64")}) -> {t(B, S, 20)}',
@@ -202,6 +205,7 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%gelu = "bertc.gelu"(%u) {{approximate = "none"}} : ({t(B, S, 11)}) -> {t(B, S, 11)}',
         f'%gelut = "bertc.gelu"(%u) {{approximate = "tanh"}} : ({t(B, S, 11)}) -> {t(B, S, 11)}',
         f'%tanh = "bertc.tanh"(%u) : ({t(B, S, 11)}) -> {t(B, S, 11)}',
+        f'%silu = "bertc.silu"(%u) : ({t(B, S, 11)}) -> {t(B, S, 11)}',
         f'%pow = "bertc.pow"(%u) {{exponent = 3.0 : f32}} : ({t(B, S, 11)}) -> {t(B, S, 11)}',
         f'%tp = "bertc.transpose"(%tr) {{perm = array<i64: 2, 0, 1>}} : ({t(3, 4, 5)}) -> {t(5, 3, 4)}',
         f'%mm = "bertc.matmul"(%ma, %mb) : ({t(3, 17, 9)}, {t(3, 9, 21)}) -> {t(3, 17, 21)}',
@@ -211,8 +215,8 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
           f" : ({t(B, S, 3 * h)}, {t(S + 3, d)}, {t(S + 3, d)}) -> {t(B, S, 3 * h)}"
           for name, cols, style in (("rot", 2 * h, "interleaved"), ("roth", 3 * h, "halves"))),
     ]
-    outs = ["lin", "lin2", "att", "attr", "rb", "ln", "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu",
-            "gelut", "tanh", "pow", "tp", "mm", "mbias", "cast", "rot", "roth"]
+    outs = ["lin", "lin2", "lin3", "att", "attr", "rb", "ln", "rms", "smx", "emb", "emb2", "sl", "add", "mul", "sub",
+            "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm", "mbias", "cast", "rot", "roth"]
     types = []
     for line in ops:
         name = line.split(" = ", 1)[0][1:]

@@ -13,7 +13,9 @@
 
 #include "../src/pool.h"
 
-enum { BERTC_ACT_NONE = 0, BERTC_ACT_GELU = 1, BERTC_ACT_GELU_TANH = 2, BERTC_ACT_TANH = 3, BERTC_ACT_RELU = 4 };
+/* SILU is x * sigmoid(x) (SwiGLU FFNs gate with it: NomicBERT, EuroBERT). */
+enum { BERTC_ACT_NONE = 0, BERTC_ACT_GELU = 1, BERTC_ACT_GELU_TANH = 2, BERTC_ACT_TANH = 3, BERTC_ACT_RELU = 4,
+       BERTC_ACT_SILU = 5 };
 enum { BERTC_ADD = 0, BERTC_SUB = 1, BERTC_MUL = 2, BERTC_DIV = 3 };
 
 /* y[M,N] = act(x[M,K] @ w_kn[K,N] + bias[N]) + residual[M,N]; bias/residual may be NULL.
@@ -98,6 +100,9 @@ void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, floa
 /* y = layer_norm(x + residual) over rows of length n. */
 void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma,
                       const float *beta, float *y, int64_t rows, int64_t n, float eps);
+
+/* y = x * rsqrt(mean(x^2) + eps) * gamma over rows of length n (RMSNorm: no centring, no beta). */
+void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps);
 
 /* qkv[B,S,3H] (Q|K|V, heads contiguous inside each), mask[B,S] -> out[B,S,H]. Scores never
  * leave a per-thread row of S floats. rel (NULL: none) is a relative-position bias [heads, 2 R - 1]

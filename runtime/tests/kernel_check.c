@@ -585,11 +585,11 @@ static int check_softmax(bertc_pool *p) {
 
 /* Random lengths, then a dense sweep over the range where erf/tanh bend, then special values. */
 static int check_unary(bertc_pool *p) {
-  static const char *const acts[] = {"none", "gelu", "gelu_tanh", "tanh", "relu"};
+  static const char *const acts[] = {"none", "gelu", "gelu_tanh", "tanh", "relu", "silu"};
   static const float specials[] = {0.0f, -0.0f, 1e-20f, -1e-20f, 40, -40, 100, -100, 1e10f, -1e10f, 1e30f, -1e30f,
                                    INFINITY, -INFINITY, NAN};
   int failed = 0;
-  for (int act = 0; act < 5; act++) {
+  for (int act = 0; act < (int)(sizeof acts / sizeof *acts); act++) {
     result r = {0};
     snprintf(r.label, sizeof r.label, "bertc_unary %s", acts[act]);
     for (int c = 0; c <= RANDOM_CASES; c++) {

@@ -104,3 +104,11 @@ func.func @trigram_width(%x: tensor<2x4x4xf32>) -> tensor<2x4x8xf32> {
   %0 = "bertc.trigram"(%x) : (tensor<2x4x4xf32>) -> tensor<2x4x8xf32>
   return %0 : tensor<2x4x8xf32>
 }
+
+// -----
+
+// CHECK: 'bertc.rms_norm' gamma must be [8], the input's last dimension
+func.func @rms_norm_gamma(%x: tensor<1x4x8xf32>, %g: tensor<4xf32>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.rms_norm"(%x, %g) {eps = 1.0E-5 : f32} : (tensor<1x4x8xf32>, tensor<4xf32>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}

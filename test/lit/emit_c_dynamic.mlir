@@ -66,3 +66,16 @@ module attributes {bertc.max_seq_len = 16 : i64} {
     return %t : tensor<2x?x12xf32>
   }
 }
+
+// -----
+
+// EuroBERT's RMSNorm at the run's length: rows L, width 4, eps.
+// CHECK: /* bertc.rms_norm [1, ?, 4] */
+// CHECK-NEXT: BERTC_TIMED(0, bertc_rms_norm(p, A(float, {{[0-9]+}}), W(float, 0), A(float, {{[0-9]+}}), (L), 4, 9.999999747378752e-06f));
+module attributes {bertc.max_seq_len = 16 : i64} {
+  func.func @main(%ids: tensor<1x?xi64>, %mask: tensor<1x?xi64>, %x: tensor<1x?x4xf32>) -> tensor<1x?x4xf32> {
+    %g = "bertc.weight"() {name = "norm.weight"} : () -> tensor<4xf32>
+    %n = "bertc.rms_norm"(%x, %g) {eps = 1.0E-5 : f32} : (tensor<1x?x4xf32>, tensor<4xf32>) -> tensor<1x?x4xf32>
+    return %n : tensor<1x?x4xf32>
+  }
+}

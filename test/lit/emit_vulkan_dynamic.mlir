@@ -89,3 +89,17 @@ func.func @main(%ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>, %x: tensor<2x?x4x
   return %t : tensor<2x?x12xf32>
 }
 }
+
+// -----
+
+// EuroBERT's RMSNorm: one workgroup per row (rows L, width 4, eps's bits pushed).
+// CHECK-LABEL: shaders (runtime/vulkan/shaders/): rms_norm (rms_norm.comp).
+// CHECK: /* 0: bertc.rms_norm [1, ?, 4] */
+// CHECK: /* 0: bertc.rms_norm push[3] = (L) */
+module attributes {bertc.target = "vulkan", bertc.max_seq_len = 16 : i64} {
+func.func @main(%ids: tensor<1x?xi64>, %mask: tensor<1x?xi64>, %x: tensor<1x?x4xf32>) -> tensor<1x?x4xf32> {
+  %g = "bertc.weight"() {name = "norm.weight"} : () -> tensor<4xf32>
+  %n = "bertc.rms_norm"(%x, %g) {eps = 1.0E-5 : f32} : (tensor<1x?x4xf32>, tensor<4xf32>) -> tensor<1x?x4xf32>
+  return %n : tensor<1x?x4xf32>
+}
+}

@@ -105,6 +105,12 @@ static inline __m256 activate8(__m256 v, int act) {
     }
     case BERTC_ACT_TANH: return tanh8(v);
     case BERTC_ACT_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case BERTC_ACT_SILU: { /* v / (1 + e^-v); exp8 clamps e^-v at e^88, where expf gives inf: v * 0 there, as
+                              v / inf is (-0, and NaN for -inf) */
+      const __m256 s = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+      const __m256 huge = _mm256_cmp_ps(v, _mm256_set1_ps(-88.3762626647949f), _CMP_LT_OQ);
+      return _mm256_blendv_ps(s, _mm256_mul_ps(v, _mm256_setzero_ps()), huge);
+    }
     default: return v;
   }
 }

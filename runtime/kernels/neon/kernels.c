@@ -104,6 +104,8 @@ static inline float32x4_t activate_f32x4(float32x4_t v, int act) {
     case BERTC_ACT_TANH: return tanh_f32x4(v);
     case BERTC_ACT_RELU: /* a select, not vmaxq: NaN gives 0 as in the reference */
       return vbslq_f32(vcgtq_f32(v, vdupq_n_f32(0.0f)), v, vdupq_n_f32(0.0f));
+    case BERTC_ACT_SILU: /* v / (1 + e^-v); e^-v saturates to inf for v < -88, giving -0 as expf does */
+      return vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), exp_f32x4(vnegq_f32(v))));
     default: return v;
   }
 }

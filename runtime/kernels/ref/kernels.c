@@ -23,6 +23,7 @@ static float activate(float v, int act) {
     }
     case BERTC_ACT_TANH: return tanhf(v);
     case BERTC_ACT_RELU: return v > 0 ? v : 0;
+    case BERTC_ACT_SILU: return v / (1.0f + expf(-v));
     default: return v;
   }
 }
@@ -263,6 +264,26 @@ BERTC_WEAK void bertc_layer_norm(bertc_pool *p, const float *x, const float *res
                       const float *beta, float *y, int64_t rows, int64_t n, float eps) {
   ln_args a = {x, residual, gamma, beta, y, n, eps};
   bertc_parallel_rows(p, rows, ln_rows, &a);
+}
+
+typedef struct { const float *x, *g; float *y; int64_t n; float eps; } rms_args;
+static void rms_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const rms_args *a = raw;
+  const int64_t n = a->n;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * n;
+    float *y = a->y + r * n;
+    double sq = 0; /* double, as layer_norm's sums */
+    for (int64_t i = 0; i < n; i++) sq += (double)x[i] * x[i];
+    const float inv = (float)(1.0 / sqrt(sq / (double)n + a->eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * inv * a->g[i];
+  }
+}
+BERTC_WEAK void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n,
+                               float eps) {
+  rms_args a = {x, gamma, y, n, eps};
+  bertc_parallel_rows(p, rows, rms_rows, &a);
 }
 
 /* ---- attention ---------------------------------------------------------------------- */
