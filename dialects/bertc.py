@@ -257,6 +257,27 @@ class RelativeBiasOp(Bertc.Operation, name="relative_bias"):
         return True
 
 
+class RelativeGatherOp(Bertc.Operation, name="relative_gather"):
+    """out[b, i, j] = x[b, i, table[j - i + N - 1]] for x [B, L, W] and an i64 table [2N - 1] of columns of x:
+    DeBERTa's content-to-position and position-to-content scores, picked by relative position, for L <= N."""
+
+    traits = _elementwise("bertc_relative_gather", "relative_gather")
+
+    input: Operand[Any]
+    table: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, t, o = shape(self.input), shape(self.table), shape(self.out)
+        if len(x) != 3 or len(t) != 1 or t[0] % 2 != 1 or o != [x[0], x[1], x[1]]:
+            return _fail(self, f"input {x}, table {t} and result {o} are not [B, L, W], [2N - 1] and [B, L, L]")
+        if str(ir.RankedTensorType(self.table.type).element_type) != "i64":
+            return _fail(self, f"table {self.table.type} should hold i64 column indices")
+        if x[1] != DYNAMIC and 2 * x[1] - 1 > t[0]:
+            return _fail(self, f"table {t} is too short for length {x[1]}")
+        return True
+
+
 class RotaryOp(Bertc.Operation, name="rotary"):
     """Rotary position embedding of the first ``columns`` features of each row of x [B, S, C], in heads of
     D (the tables' width); the rest are copied. Position s of head block j, features f and its partner g:

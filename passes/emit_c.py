@@ -181,6 +181,12 @@ def emit_relative_bias(e: CEmitter, op) -> str:
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, heads, s, (shape_of(op.operands[0])[1] + 1) // 2)
 
 
+def emit_relative_gather(e: CEmitter, op) -> str:
+    b, s, w = dims_of(op.operands[0])
+    return e.kernel(op, e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), b, s, w,
+                    (shape_of(op.operands[1])[0] + 1) // 2)
+
+
 def emit_mask_bias(e: CEmitter, op) -> str:
     b, _, q, k = dims_of(op.results[0])
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, q, k, _f(op.attributes["fill"].value))
@@ -253,6 +259,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.PositionIdsOp: emit_position_ids,
     B.CastOp: emit_cast,
     B.RelativeBiasOp: emit_relative_bias,
+    B.RelativeGatherOp: emit_relative_gather,
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,

@@ -346,6 +346,12 @@ def emit_relative_bias(e: VkEmitter, op) -> Dispatch:
                          (shape_of(op.operands[0])[1] + 1) // 2)
 
 
+def emit_relative_gather(e: VkEmitter, op) -> Dispatch:
+    b, s, w = dims_of(op.operands[0])
+    return e.elementwise(op, b * s * s, e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), b, s, w,
+                         (shape_of(op.operands[1])[0] + 1) // 2)
+
+
 def emit_cast(e: VkEmitter, op) -> Dispatch:
     n = prod(dims_of(op.results[0]))
     return e.elementwise(op, n, e.word(op.operands[0]), e.word(op.results[0]), n)
@@ -379,6 +385,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.PositionIdsOp: emit_position_ids,
     B.CastOp: emit_cast,
     B.RelativeBiasOp: emit_relative_bias,
+    B.RelativeGatherOp: emit_relative_gather,
     B.RotaryOp: emit_rotary,
     B.TrigramOp: emit_trigram,
 }.items()}

@@ -351,6 +351,10 @@ def _position_ids(r: Raiser, op):
 
 def _relative_bias(r: Raiser, op):
     return B.RelativeBiasOp(r.get(op.operands[2]), _result_type(op)).out
+def _relative_gather(r: Raiser, op):
+    return B.RelativeGatherOp(r.get(op.operands[0]), r.get(op.operands[1]), _result_type(op)).out
+
+
 def _rotary(r: Raiser, op):
     # bertc.rotary works on rows [B, S, n*D]: the heads [B, n, S, D] are usually a projection's rows split and
     # transposed, which it takes back (fuse-attention then finds the projection); a scalar factor on the heads
@@ -462,6 +466,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.operator:torch.bertc.keep_mask": _keep_mask,
     "torch.operator:torch.bertc.position_ids": _position_ids,
     "torch.operator:torch.bertc.relative_bias": _relative_bias,
+    "torch.operator:torch.bertc.relative_gather": _relative_gather,
     "torch.operator:torch.bertc.rotary": _rotary,
     "torch.operator:torch.bertc.trigram": _trigram,
     "func.return": _return,

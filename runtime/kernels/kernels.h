@@ -110,6 +110,9 @@ void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y,
 void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R, float *out,
                      int64_t B, int64_t S, int64_t H, int64_t heads, float scale);
 void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R);
+/* out[b, i, j] = x[b, i, table[R - 1 + j - i]]: x [B, S, W], table [2R - 1] columns of x, out [B, S, S] */
+void bertc_relative_gather(const float *x, const int64_t *table, float *out, int64_t B, int64_t S, int64_t W,
+                           int64_t R);
 
 void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill);
 void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad);

@@ -30,3 +30,28 @@ func.func @short_table(%t: tensor<2x5xf32>) -> tensor<1x2x4x4xf32> {
   %0 = "bertc.relative_bias"(%t) : (tensor<2x5xf32>) -> tensor<1x2x4x4xf32>
   return %0 : tensor<1x2x4x4xf32>
 }
+
+// -----
+
+// DeBERTa's relative gather: x [B, L, W], a [2N - 1] table of columns, out [B, L, L].
+// CHECK: 'bertc.relative_gather' input [4, 6, 32], table [11] and result [4, 6, 32] are not [B, L, W], [2N - 1] and [B, L, L]
+func.func @gather_keeps_width(%x: tensor<4x6x32xf32>, %t: tensor<11xi64>) -> tensor<4x6x32xf32> {
+  %0 = "bertc.relative_gather"(%x, %t) : (tensor<4x6x32xf32>, tensor<11xi64>) -> tensor<4x6x32xf32>
+  return %0 : tensor<4x6x32xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.relative_gather' table [9] is too short for length 6
+func.func @gather_short_table(%x: tensor<4x6x32xf32>, %t: tensor<9xi64>) -> tensor<4x6x6xf32> {
+  %0 = "bertc.relative_gather"(%x, %t) : (tensor<4x6x32xf32>, tensor<9xi64>) -> tensor<4x6x6xf32>
+  return %0 : tensor<4x6x6xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.relative_gather' table tensor<11xf32> should hold i64 column indices
+func.func @gather_float_table(%x: tensor<4x6x32xf32>, %t: tensor<11xf32>) -> tensor<4x6x6xf32> {
+  %0 = "bertc.relative_gather"(%x, %t) : (tensor<4x6x32xf32>, tensor<11xf32>) -> tensor<4x6x6xf32>
+  return %0 : tensor<4x6x6xf32>
+}

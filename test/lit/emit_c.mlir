@@ -85,3 +85,13 @@ func.func @main(%x: tensor<1x4x8xf32>, %m: tensor<1x4x1xi64>) -> tensor<1x4x8xf3
   %0 = "bertc.mul"(%x, %f) : (tensor<1x4x8xf32>, tensor<1x4x1xf32>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
+
+// -----
+
+// bertc.relative_gather (DeBERTa's c2p scores): x [4, 6, 32], its [11]-entry table (R = 6), out [4, 6, 6].
+// CHECK: BERTC_TIMED(0, bertc_relative_gather(A(float, {{[0-9]+}}), W(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 6, 32, 6));
+func.func @main(%x: tensor<4x6x32xf32>) -> tensor<4x6x6xf32> {
+  %t = "bertc.weight"() {name = "c2p.table"} : () -> tensor<11xi64>
+  %0 = "bertc.relative_gather"(%x, %t) : (tensor<4x6x32xf32>, tensor<11xi64>) -> tensor<4x6x6xf32>
+  return %0 : tensor<4x6x6xf32>
+}

@@ -79,3 +79,17 @@ module attributes {bertc.max_seq_len = 16 : i64} {
     return %n : tensor<1x?x4xf32>
   }
 }
+
+// -----
+
+// DeBERTa's relative gather at a run-time length: L rows of L scores per batch-head, the table sized at the bound.
+// CHECK: static void model_run
+// CHECK: bertc_relative_gather(A(float, {{[0-9]+}}), W(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, (L), 32, 16));
+module attributes {bertc.max_seq_len = 16 : i64} {
+  func.func @main(%x: tensor<4x?x32xf32>) -> tensor<4x?x32xf32> {
+    %t = "bertc.weight"() {name = "c2p.table"} : () -> tensor<31xi64>
+    %0 = "bertc.relative_gather"(%x, %t) : (tensor<4x?x32xf32>, tensor<31xi64>) -> tensor<4x?x?xf32>
+    %1 = "bertc.matmul"(%0, %x) : (tensor<4x?x?xf32>, tensor<4x?x32xf32>) -> tensor<4x?x32xf32>
+    return %1 : tensor<4x?x32xf32>
+  }
+}

@@ -356,6 +356,12 @@ BERTC_WEAK void bertc_relative_bias(const float *table, float *out, int64_t B, i
         for (int64_t j = 0; j < S; j++) out[((b * heads + h) * S + i) * S + j] = table[h * (2 * R - 1) + R - 1 + j - i];
 }
 
+BERTC_WEAK void bertc_relative_gather(const float *x, const int64_t *table, float *out, int64_t B, int64_t S,
+                                      int64_t W, int64_t R) {
+  for (int64_t r = 0; r < B * S; r++)
+    for (int64_t j = 0; j < S; j++) out[r * S + j] = x[r * W + table[R - 1 + j - r % S]];
+}
+
 BERTC_WEAK void bertc_cast(const int64_t *x, float *y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
 }
