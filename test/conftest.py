@@ -21,9 +21,9 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",),
               "mobilebert": ("eager", "sdpa")}
-# Attention blocks fuse-attention makes one kernel of, per tiny model: 2, but MobileBERT's queries and keys project
-# its shared bottleneck and its values the layer input, which bertc.attention's one Q|K|V input cannot take yet.
-FUSED_ATTENTION = {"mobilebert": 0}
+# Attention blocks fuse-attention makes one kernel of, per tiny model where not 2 (every family's two are, MobileBERT's
+# too: its Q|K rows from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand).
+FUSED_ATTENTION: dict[str, int] = {}
 ROTARY = ["roformer", "esm"]  # rotary position embeddings: tested once per target, beside ARCHS (eager attention only)
 NO_TOKEN_TYPES = ("distilbert", "esm")  # families whose forward takes no token_type_ids
 
