@@ -193,14 +193,15 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
                       detail=detail)
     if kind == "attention":
-        b, s, h3 = _shape(op.operands[0])
-        h, heads = h3 // 3, op.attributes["num_heads"].value
+        # Q|K|V rows [B,S,3H], or Q|K rows and V's apart (MobileBERT): the same reads, FLOPs and features
+        b, s, h = _shape(op.results[0])
+        heads = op.attributes["num_heads"].value
         f = {"dispatch": 1, "flops": 4.0 * b * s * s * h, "scores": b * heads * s * s, "values": b * s * h,
              "heads": b * heads, "head_rows": b * heads * s}
         # MPNet's relative-position bias is one load and add per score, beside its D multiply-adds and its exp: the
         # scores feature prices it with them
         rel = ", rel-pos bias" if op.rel_bias is not None else ""
-        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * s * h, 4.0 * (b * s * h3 + b * s * h),
+        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * s * h, 4.0 * (b * s * 3 * h + b * s * h),
                       detail=f"{heads} heads{rel}")
     if kind == "layer_norm":
         e = math.prod(out)

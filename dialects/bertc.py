@@ -205,7 +205,8 @@ class LinearOp(Bertc.Operation, name="linear"):
 
 
 class AttentionOp(Bertc.Operation, name="attention"):
-    """Multi-head self-attention on merged Q|K|V rows [B, S, 3H] with a [B, S] padding mask.
+    """Multi-head self-attention on merged Q|K|V rows [B, S, 3H] with a [B, S] padding mask; with ``v`` (optional,
+    [B, S, H]: MobileBERT's values, projected from another input than its queries and keys) on Q|K rows [B, S, 2H].
 
     out[b, s, h*D:(h+1)*D] = softmax(q k^T * scale + rel + bias(mask)) v, per head h, where ``rel_bias``
     (optional, [heads, 2N - 1]: MPNet's relative positions) adds rel_bias[h, j - i + N - 1] to the score
@@ -220,18 +221,22 @@ class AttentionOp(Bertc.Operation, name="attention"):
     scale: ir.FloatAttr
     out: Result[Any]
     rel_bias: Operand[Any] | None = None
+    v: Operand[Any] | None = None
 
     def verify_invariants(self) -> bool:
         q, m, o = shape(self.qkv), shape(self.mask), shape(self.out)
-        heads = self.num_heads.value
-        if len(q) != 3 or q[2] % 3 != 0:
-            return _fail(self, f"qkv {q} is not [B, S, 3*H]")
-        if heads <= 0 or (q[2] // 3) % heads != 0:
-            return _fail(self, f"hidden size {q[2] // 3} is not divisible by {heads} heads")
+        heads, parts = self.num_heads.value, 3 if self.v is None else 2
+        if len(q) != 3 or q[2] % parts != 0:
+            return _fail(self, f"qkv {q} is not [B, S, {parts}*H]" + ("" if self.v is None else " (Q|K, V apart)"))
+        hidden = q[2] // parts
+        if heads <= 0 or hidden % heads != 0:
+            return _fail(self, f"hidden size {hidden} is not divisible by {heads} heads")
         if m != q[:2]:
             return _fail(self, f"mask {m} should be {q[:2]}")
-        if o != [q[0], q[1], q[2] // 3]:
-            return _fail(self, f"result {o} should be {[q[0], q[1], q[2] // 3]}")
+        if o != [q[0], q[1], hidden]:
+            return _fail(self, f"result {o} should be {[q[0], q[1], hidden]}")
+        if self.v is not None and shape(self.v) != o:
+            return _fail(self, f"v {shape(self.v)} should be {o}, the Q|K rows' [B, S, H]")
         if self.rel_bias is not None:
             r = shape(self.rel_bias)
             if len(r) != 2 or r[0] != heads or r[1] % 2 != 1 or (q[1] != DYNAMIC and r[1] < 2 * q[1] - 1):

@@ -169,11 +169,13 @@ def emit_rms_norm(e: CEmitter, op) -> str:
 
 
 def emit_attention(e: CEmitter, op) -> str:
-    b, s, h3 = dims_of(op.operands[0])
+    b, s, h = dims_of(op.results[0])
     rel = op.rel_bias  # MPNet's relative positions: a [heads, 2R - 1] table
     span = 0 if rel is None else (shape_of(rel)[1] + 1) // 2
-    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.opt(rel), span, e.out(op), b, s,
-                    h3 // 3, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+    qk = e.ptr(op.qkv)  # Q|K|V rows, V from column 2H; or Q|K rows and V's own (MobileBERT)
+    v, qk_row, v_row = (f"{qk} + {2 * h}", 3 * h, 3 * h) if op.v is None else (e.ptr(op.v), 2 * h, h)
+    return e.kernel(op, "p", qk, qk_row, v, v_row, e.ptr(op.mask), e.opt(rel), span, e.out(op), b, s, h,
+                    op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
 
 
 def emit_relative_bias(e: CEmitter, op) -> str:
@@ -281,8 +283,8 @@ def scratch_floats(module: ir.Operation) -> str:
     bounds = set()
     for op in func_ops(module):
         if isinstance(op, B.AttentionOp):
-            _, seq, width = dims_of(op.operands[0])
-            head = width // 3 // op.attributes["num_heads"].value
+            _, seq, width = dims_of(op.results[0])
+            head = width // op.attributes["num_heads"].value
             bounds.add(f"BERTC_SCRATCH_ATTENTION({bound(seq, module)}, {head})")
         elif isinstance(op, B.LinearOp):
             sp = sparsity(op)

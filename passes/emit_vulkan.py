@@ -48,6 +48,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import combinations
 
 from bertc.dialects import bertc as B
 from torch_mlir import ir
@@ -78,9 +79,11 @@ MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwis
 # and gemm.comp's variant for half-float weights
 SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in B.names_in("kernel")}
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
-SHADERS["attention_seq"] = ("attention.comp", ("SEQ_FROM_PUSH",))  # the run's length L in a push constant
-SHADERS["attention_rel"] = ("attention.comp", ("REL_BIAS",))  # MPNet's relative-position bias: 2 more push constants
-SHADERS["attention_seq_rel"] = ("attention.comp", ("SEQ_FROM_PUSH", "REL_BIAS"))
+# attention.comp's variants, each define a suffix: the run's length L in a push constant (a dynamic program); MPNet's
+# relative-position bias (2 more push constants); MobileBERT's V rows apart from Q|K (1 more)
+ATTENTION_VARIANTS = {"_seq": "SEQ_FROM_PUSH", "_rel": "REL_BIAS", "_v": "V_APART"}
+SHADERS.update({"attention" + "".join(chosen): ("attention.comp", tuple(ATTENTION_VARIANTS[c] for c in chosen))
+                for n in range(1, len(ATTENTION_VARIANTS) + 1) for chosen in combinations(ATTENTION_VARIANTS, n)})
 MAX_DEGREE = 2  # vk_program.h's bertc_vk_seq_size holds coefficients of 1, L and L*L (attention scores: L*L)
 
 
@@ -247,21 +250,22 @@ def emit_matmul(e: VkEmitter, op) -> Dispatch:
 
 
 def emit_attention(e: VkEmitter, op) -> Dispatch:
-    b, s, h3 = dims_of(op.operands[0])
+    b, s, h = dims_of(op.results[0])
     heads = op.attributes["num_heads"].value
-    d = h3 // 3 // heads
+    d = h // heads
     wg = e.gpu.row_wg
-    push = (e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), h3 // 3, heads,
-            _bits(op.attributes["scale"].value))
-    rel, suffix = (), ""
-    if op.rel_bias is not None:  # the table and R follow (after the run's length, which stays push[6])
-        rel, suffix = (e.word(op.rel_bias), (shape_of(op.rel_bias)[1] + 1) // 2), "_rel"
+    push = (e.word(op.qkv), e.word(op.mask), e.word(op.results[0]), h, heads, _bits(op.attributes["scale"].value))
+    extra, suffix = (), ""  # after the run's length, which stays push[6]
+    if op.rel_bias is not None:  # the table and R
+        extra, suffix = (e.word(op.rel_bias), (shape_of(op.rel_bias)[1] + 1) // 2), "_rel"
+    if op.v is not None:  # V's own rows (MobileBERT), Q|K rows in qkv
+        extra, suffix = (*extra, e.word(op.v)), suffix + "_v"
     if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
         n = bound(s, e.module)
-        return e.dispatch(op, (wg, 1, n, d), (*push, s, *rel), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
+        return e.dispatch(op, (wg, 1, n, d), (*push, s, *extra), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
                           "attention_seq" + suffix)
-    return e.dispatch(op, (wg, 1, s, d), (*push, *rel), (s, heads, b), 4 * (d + s + wg),
-                      "attention" + suffix if rel else None)
+    return e.dispatch(op, (wg, 1, s, d), (*push, *extra), (s, heads, b), 4 * (d + s + wg),
+                      "attention" + suffix if suffix else None)
 
 
 def emit_layer_norm(e: VkEmitter, op) -> Dispatch:

@@ -21,10 +21,10 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",),
               "mobilebert": ("eager", "sdpa"), "deberta-v2": ("eager",)}
-# Attention blocks fuse-attention makes one kernel of, per tiny model: 2, but MobileBERT's queries and keys project
-# its shared bottleneck and its values the layer input, which bertc.attention's one Q|K|V input cannot take yet.
-# DeBERTa's disentangled attention (c2p and p2c scores: two more matmuls a layer) is correct unfused, not fused yet.
-FUSED_ATTENTION = {"mobilebert": 0, "deberta-v2": 0}
+# Attention blocks fuse-attention makes one kernel of, per tiny model where not 2 (MobileBERT's two are: its Q|K rows
+# from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand). DeBERTa's
+# disentangled attention (c2p and p2c scores: two more matmuls a layer) is correct unfused, not fused yet.
+FUSED_ATTENTION = {"deberta-v2": 0}
 MATMULS_A_LAYER = {"deberta-v2": 4}  # unfused: Q K^T and P V, and DeBERTa's c2p and p2c scores
 # rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
 # with a SwiGLU FFN (SiLU folded into the gate's GEMM), EuroBERT pre-RMSNorm

@@ -31,7 +31,7 @@ TOL = 1e-4
 def test_architecture_matches_pytorch(arch, impl, tmp_path):
     model = tiny_model(arch, impl)
     art = bertc.compile(model, seq_len=24, out=tmp_path / "m.bertc")
-    # Every attention block fused (MegatronBERT's behind its pre-LayerNorm too; not yet MobileBERT's: conftest),
+    # Every attention block fused (MegatronBERT's behind its pre-LayerNorm too; MobileBERT's with V's rows apart),
     # every FFN GELU folded into its GEMM (ALBERT's and BigBird's tanh GELU arrives as pow/tanh/mul and stays
     # elementwise).
     fused = FUSED_ATTENTION.get(arch, 2)

@@ -175,6 +175,7 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
            w("qkv", B, S, 3 * h), w("lnx", 1, S, ln), w("lnr", 1, S, ln), w("g", ln), w("b", ln),
            w("sm", B, 3, 5, S), w("table", 130, 20), w("ea", B, 5, 7), w("eb", 7), w("ec", B, 1, 7), w("ed", B, 5, 1),
            w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11), w("rtab", heads, 2 * S + 5),
+           w("qk", B, S, 2 * h), w("vv", B, S, h),
            w("cos", S + 3, d), w("sin", S + 3, d)]
     seg = "operandSegmentSizes = array<i32"
     ops += [
@@ -184,10 +185,13 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
         (f'%lin3 = "bertc.linear"(%x, %wt) {{activation = "silu", operandSegmentSizes = array<i32: 1, 1, 0, 0>}}'
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
-        (f'%att = "bertc.attention"(%qkv, %mask) {{num_heads = {heads} : i64, {seg}: 1, 1, 0>, scale = {d ** -0.5} : f32}}'
+        (f'%att = "bertc.attention"(%qkv, %mask) {{num_heads = {heads} : i64, {seg}: 1, 1, 0, 0>, scale = {d ** -0.5} : f32}}'
          f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}) -> {t(B, S, h)}"),
-        (f'%attr = "bertc.attention"(%qkv, %mask, %rtab) {{num_heads = {heads} : i64, {seg}: 1, 1, 1>, scale = 0.5 : f32}}'
+        (f'%attr = "bertc.attention"(%qkv, %mask, %rtab) {{num_heads = {heads} : i64, {seg}: 1, 1, 1, 0>, scale = 0.5 : f32}}'
          f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}, {t(heads, 2 * S + 5)}) -> {t(B, S, h)}"),
+        *(f'%{name} = "bertc.attention"(%qk, %mask{rel}, %vv) {{num_heads = {heads} : i64, {seg}: 1, 1, {int(bool(rel))}, 1>, '
+          f"scale = 0.5 : f32}} : ({t(B, S, 2 * h)}, {t(B, S, dt='i64')}{rel and ', ' + t(heads, 2 * S + 5)}, {t(B, S, h)})"
+          f" -> {t(B, S, h)}" for name, rel in (("attv", ""), ("attrv", ", %rtab"))),  # V's rows apart (MobileBERT)
         f'%rb = "bertc.relative_bias"(%rtab) : ({t(heads, 2 * S + 5)}) -> {t(B, heads, S, S)}',
         (f'%ln = "bertc.layer_norm"(%lnx, %g, %b, %lnr) {{eps = 1.0e-5 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
          f" : ({t(1, S, ln)}, {t(ln)}, {t(ln)}, {t(1, S, ln)}) -> {t(1, S, ln)}"),
@@ -215,8 +219,8 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
           f" : ({t(B, S, 3 * h)}, {t(S + 3, d)}, {t(S + 3, d)}) -> {t(B, S, 3 * h)}"
           for name, cols, style in (("rot", 2 * h, "interleaved"), ("roth", 3 * h, "halves"))),
     ]
-    outs = ["lin", "lin2", "lin3", "att", "attr", "rb", "ln", "rms", "smx", "emb", "emb2", "sl", "add", "mul", "sub",
-            "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm", "mbias", "cast", "rot", "roth"]
+    outs = ["lin", "lin2", "lin3", "att", "attr", "attv", "attrv", "rb", "ln", "rms", "smx", "emb", "emb2", "sl", "add",
+            "mul", "sub", "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm", "mbias", "cast", "rot", "roth"]
     types = []
     for line in ops:
         name = line.split(" = ", 1)[0][1:]
@@ -306,7 +310,7 @@ def test_gpu_target_errors(tmp_path, monkeypatch):
     S = 4096  # attention keeps a row of S scores in shared memory: more than the 16 KiB a phone is sure to have
     qkv = f"tensor<1x{S}x48xf32>"
     text = (f'func.func @main(%ids: tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32> {{\n  %q = "bertc.weight"() {{name = "q"}} '
-            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0>, scale = 1.0 : f32}} : ({qkv}, '
+            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32}} : ({qkv}, '
             f"tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32>\n  return %a : tensor<1x{S}x16xf32>\n}}\n")
     program = IRProgram(text, {"q": np.zeros((1, S, 48), np.float32)}, ["input_ids"], ["out"])
     with pytest.raises(BertcError, match="16704 bytes of shared memory.*'android-vulkan' allows \\(16384\\).*shorter --seq-len"):

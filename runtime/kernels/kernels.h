@@ -104,11 +104,14 @@ void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, cons
 /* y = x * rsqrt(mean(x^2) + eps) * gamma over rows of length n (RMSNorm: no centring, no beta). */
 void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps);
 
-/* qkv[B,S,3H] (Q|K|V, heads contiguous inside each), mask[B,S] -> out[B,S,H]. Scores never
- * leave a per-thread row of S floats. rel (NULL: none) is a relative-position bias [heads, 2 R - 1]
- * (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. */
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R, float *out,
-                     int64_t B, int64_t S, int64_t H, int64_t heads, float scale);
+/* Q|K rows qk[B,S,qk_row] (Q in the first H columns, K in the next H, heads contiguous inside each), V rows
+ * v[B,S,v_row] (V in the first H), mask[B,S] -> out[B,S,H]. One Q|K|V input [B,S,3H] is qk = qkv, v = qkv + 2H,
+ * both rows 3H; MobileBERT's values, projected from another input than its queries and keys, are rows of their own
+ * (qk_row 2H, v_row H). Scores never leave a per-thread row of S floats. rel (NULL: none) is a relative-position
+ * bias [heads, 2 R - 1] (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. */
+void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
+                     const int64_t *mask, const float *rel, int64_t R, float *out, int64_t B, int64_t S, int64_t H,
+                     int64_t heads, float scale);
 void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R);
 /* out[b, i, j] = x[b, i, table[R - 1 + j - i]]: x [B, S, W], table [2R - 1] columns of x, out [B, S, S] */
 void bertc_relative_gather(const float *x, const int64_t *table, float *out, int64_t B, int64_t S, int64_t W,

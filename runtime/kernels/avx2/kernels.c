@@ -774,7 +774,8 @@ void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
  * keys; V is read in place, its rows being contiguous over D. Scratch: K^T (S*D), the score
  * row (S), the key mask as lane masks (S) -- within BERTC_SCRATCH_ATTENTION. */
 typedef struct {
-  const float *qkv;
+  const float *qk, *v; /* Q|K rows of qk_row floats, V rows of v_row floats (kernels.h) */
+  int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
   int64_t R;
@@ -795,8 +796,8 @@ typedef struct {
 } attn_scratch;
 
 static void attn_pack_head(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h) {
-  const int64_t S = a->S, D = a->H / a->heads, row = 3 * a->H;
-  const float *k = a->qkv + b * S * row + a->H + h * D;
+  const int64_t S = a->S, D = a->H / a->heads, row = a->qk_row;
+  const float *k = a->qk + b * S * row + a->H + h * D;
   for (int64_t j = 0; j < S; j++)
     for (int64_t d = 0; d < D; d++) w->kt[d * S + j] = k[j * row + d];
   for (int64_t j = 0; j < S; j++) w->keep[j] = a->mask[b * S + j] ? -1 : 0;
@@ -859,11 +860,15 @@ static void attn_values(const float *p, const float *v, int64_t row, int64_t S, 
   }
 }
 
+/* Head h's V rows of batch b: row j at attn_values_of(...) + j * a->v_row. */
+static inline const float *attn_values_of(const attn_args *a, int64_t b, int64_t h) {
+  return a->v + b * a->S * a->v_row + h * (a->H / a->heads);
+}
+
 static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i) {
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
-  const float *base = a->qkv + b * S * row;
+  const int64_t S = a->S, H = a->H, D = H / a->heads;
   float *o = a->out + (b * S + i) * H + h * D;
-  attn_scores(base + i * row + h * D, w, S, D, a->scale);
+  attn_scores(a->qk + (b * S + i) * a->qk_row + h * D, w, S, D, a->scale);
   const float *rel = attn_rel_row(a, h, i);
   if (rel) /* a masked key stays -inf */
     for (int64_t j = 0; j < S; j++) w->scores[j] += rel[j];
@@ -873,7 +878,7 @@ static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int
     return;
   }
   scale_span(w->scores, S, 1.0f / exp_shifted(w->scores, w->scores, S, mx));
-  attn_values(w->scores, base + 2 * H + h * D, row, S, D, o);
+  attn_values(w->scores, attn_values_of(a, b, h), a->v_row, S, D, o);
 }
 
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
@@ -966,8 +971,8 @@ ALWAYS_INLINE void attn_values_qb(const int QB, const float *p, const float *v, 
  * rows, which compute that query's output bit for bit again and write it to the same place. */
 ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
                                     int64_t i0, int64_t rows) {
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
-  const float *base = a->qkv + b * S * row;
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
+  const float *base = a->qk + b * S * row;
   const float *q[ATTN_QB];
   float *o[ATTN_QB], inv[ATTN_QB];
   for (int r = 0; r < QB; r++) {
@@ -1005,8 +1010,8 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
     }
     inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
   }
-  const float *v = base + 2 * H + h * D;
-  for (int64_t d0 = 0; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, row, S, D, d0, o, inv);
+  const float *v = attn_values_of(a, b, h);
+  for (int64_t d0 = 0; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, a->v_row, S, D, d0, o, inv);
 }
 
 static void attn_query_block4(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
@@ -1032,9 +1037,10 @@ static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
 }
 #endif
 
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R, float *out,
-                     int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, rel, R, out, S, H, heads, scale, 1};
+void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
+                     const int64_t *mask, const float *rel, int64_t R, float *out, int64_t B, int64_t S, int64_t H,
+                     int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, out, S, H, heads, scale, 1};
 #ifdef __AVX512F__
   const int64_t D = H / heads;
   a.qb = bertc_pool_tuning(p)->attention_block == 4 ? 4 : ATTN_QB;

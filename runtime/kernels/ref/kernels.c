@@ -288,7 +288,8 @@ BERTC_WEAK void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma
 
 /* ---- attention ---------------------------------------------------------------------- */
 typedef struct {
-  const float *qkv;
+  const float *qk, *v; /* Q|K rows of qk_row floats, V rows of v_row floats */
+  int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* [heads, 2R - 1] or NULL */
   int64_t R;
@@ -299,10 +300,10 @@ typedef struct {
 
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
   const attn_args *a = raw;
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
   for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query) */
     const int64_t i = t % S, h = (t / S) % a->heads, b = t / (S * a->heads);
-    const float *base = a->qkv + b * S * row;
+    const float *base = a->qk + b * S * row, *vbase = a->v + b * S * a->v_row + h * D;
     const float *q = base + i * row + h * D;
     const int64_t *mask = a->mask + b * S;
     const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL; /* rel[j]: key j's bias */
@@ -330,15 +331,16 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
     for (int64_t j = 0; j < S; j++) {
       if (scores[j] == 0.0f) continue;
       const float w = scores[j] * inv;
-      const float *v = base + j * row + 2 * H + h * D;
+      const float *v = vbase + j * a->v_row;
       for (int64_t d = 0; d < D; d++) o[d] += w * v[d];
     }
   }
 }
 
-BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R,
-                                float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, rel, R, out, S, H, heads, scale};
+BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
+                                const int64_t *mask, const float *rel, int64_t R, float *out, int64_t B, int64_t S,
+                                int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 
