@@ -202,10 +202,7 @@ def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) 
     attention scores), becomes ``bertc::relative_bias`` when it depends on j - i alone: its diagonals at the
     longest length N are the [H, 2N - 1] table, and at a shorter length it must be that table's corner."""
     g = ep.graph
-    no_input = _reads_no_input(g, role)
-    x = next(iter(role))
-    batch, length = x.meta["val"].shape[:2]
-    longest = length if isinstance(length, int) else trial_length(ep, 1 << 30)
+    no_input, x, batch, length, longest = _length_only_setting(ep, role)
     for n in list(g.nodes):
         val = n.meta.get("val")
         if (n.op != "call_function" or not no_input[n] or all(no_input[u] for u in n.users)
@@ -222,6 +219,15 @@ def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) 
                 continue
         replace_uses(n, _new_node(g, x, StandIn(torch.ops.bertc.relative_bias.default, (list(full.shape), table)), n))
     g.eliminate_dead_code()  # the bucket arithmetic (after _out_of_place: MPNet's add_ is an add by now)
+
+
+def _length_only_setting(ep: torch.export.ExportedProgram, role: dict) -> tuple:
+    """What a search for values of the length alone needs: which nodes read no input's data, the first input
+    (input_ids), the batch, the run's length (an int, or a symbol) and the longest length (the bound)."""
+    x = next(iter(role))
+    batch, length = x.meta["val"].shape[:2]
+    longest = length if isinstance(length, int) else trial_length(ep, 1 << 30)
+    return _reads_no_input(ep.graph, role), x, batch, length, longest
 
 
 def _reads_no_input(g: fx.Graph, role: dict) -> dict[fx.Node, bool]:
@@ -241,10 +247,7 @@ def _relative_gathers(ep: torch.export.ExportedProgram, kinds: dict, role: dict)
     ``bertc::relative_gather(x, table)`` when index[b, i, j] depends on j - i alone: the [2N - 1] table is its
     diagonals at the longest length N, and at a shorter length the index must be that table's corner."""
     g = ep.graph
-    no_input = _reads_no_input(g, role)
-    x = next(iter(role))
-    batch, length = x.meta["val"].shape[:2]
-    longest = length if isinstance(length, int) else trial_length(ep, 1 << 30)
+    no_input, _, batch, length, longest = _length_only_setting(ep, role)
     for n in list(g.nodes):
         if n.op != "call_function" or n.target is not torch.ops.aten.gather.default or len(n.args) != 3:
             continue
