@@ -40,6 +40,7 @@ from bertc.sparsity import parse_pattern
 from .codegen import (
     Codegen,
     binary_strides,
+    mask_bias_fill,
     matmul_dims,
     op_label,
     ops_table,
@@ -166,8 +167,8 @@ def emit_attention(e: CEmitter, op) -> str:
     b, s, h3 = dims_of(op.operands[0])
     rel = op.rel_bias  # MPNet's relative positions: a [heads, 2R - 1] table
     span = 0 if rel is None else (shape_of(rel)[1] + 1) // 2
-    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.opt(rel), span, e.out(op), b, s,
-                    h3 // 3, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.opt(rel), span, op.window.value,
+                    e.out(op), b, s, h3 // 3, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
 
 
 def emit_relative_bias(e: CEmitter, op) -> str:
@@ -177,7 +178,7 @@ def emit_relative_bias(e: CEmitter, op) -> str:
 
 def emit_mask_bias(e: CEmitter, op) -> str:
     b, _, q, k = dims_of(op.results[0])
-    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, q, k, _f(op.attributes["fill"].value))
+    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, q, k, _f(mask_bias_fill(op)))
 
 
 def emit_position_ids(e: CEmitter, op) -> str:

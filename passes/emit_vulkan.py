@@ -57,6 +57,7 @@ from bertc.errors import BertcError
 from .codegen import (
     Codegen,
     binary_strides,
+    mask_bias_fill,
     matmul_dims,
     op_label,
     ops_table,
@@ -81,6 +82,9 @@ SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
 SHADERS["attention_seq"] = ("attention.comp", ("SEQ_FROM_PUSH",))  # the run's length L in a push constant
 SHADERS["attention_rel"] = ("attention.comp", ("REL_BIAS",))  # MPNet's relative-position bias: 2 more push constants
 SHADERS["attention_seq_rel"] = ("attention.comp", ("SEQ_FROM_PUSH", "REL_BIAS"))
+# ModernBERT's local layers: the window in one more push constant, last (suffix _win on any of the above)
+SHADERS.update({f"{name}_win": (src, (*defines, "WINDOW")) for name, (src, defines) in list(SHADERS.items())
+                if name.startswith("attention")})
 MAX_DEGREE = 2  # vk_program.h's bertc_vk_seq_size holds coefficients of 1, L and L*L (attention scores: L*L)
 
 
@@ -256,6 +260,8 @@ def emit_attention(e: VkEmitter, op) -> Dispatch:
     rel, suffix = (), ""
     if op.rel_bias is not None:  # the table and R follow (after the run's length, which stays push[6])
         rel, suffix = (e.word(op.rel_bias), (shape_of(op.rel_bias)[1] + 1) // 2), "_rel"
+    if op.window.value:  # a local layer's window, after all the others
+        rel, suffix = (*rel, op.window.value), suffix + "_win"
     if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
         n = bound(s, e.module)
         return e.dispatch(op, (wg, 1, n, d), (*push, s, *rel), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
@@ -330,7 +336,7 @@ def emit_trigram(e: VkEmitter, op) -> Dispatch:
 def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
     b, _, q, k = dims_of(op.results[0])
     return e.elementwise(op, b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
-                         _bits(op.attributes["fill"].value))
+                         _bits(mask_bias_fill(op)))
 
 
 def emit_relative_bias(e: VkEmitter, op) -> Dispatch:

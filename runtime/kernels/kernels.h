@@ -101,9 +101,16 @@ void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, cons
 
 /* qkv[B,S,3H] (Q|K|V, heads contiguous inside each), mask[B,S] -> out[B,S,H]. Scores never
  * leave a per-thread row of S floats. rel (NULL: none) is a relative-position bias [heads, 2 R - 1]
- * (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. */
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R, float *out,
-                     int64_t B, int64_t S, int64_t H, int64_t heads, float scale);
+ * (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. A window > 0
+ * (ModernBERT's local layers) masks key j of query i where |i - j| > window / 2, as a padded key is;
+ * attention_span gives the keys [lo, hi) a query reaches, so a kernel need not look past them. */
+void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R,
+                     int64_t window, float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale);
+static inline void attention_span(int64_t i, int64_t S, int64_t window, int64_t *lo, int64_t *hi) {
+  const int64_t half = window / 2;
+  *lo = window > 0 && i > half ? i - half : 0;
+  *hi = window > 0 && i + half + 1 < S ? i + half + 1 : S;
+}
 void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R);
 
 void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill);

@@ -7,6 +7,8 @@
 // score row, and the run's length SEQ <= S comes in a seventh push constant.
 // With REL_BIAS (attention_rel, attention_seq_rel: MPNet) two more push constants give a relative-position
 // bias table [heads, 2R - 1] (a word offset) and R: the score of query i and key j gains rel[h, R - 1 + j - i].
+// With WINDOW (the _win variants: ModernBERT's local layers) a last push constant, the window: query i
+// attends only to keys j with |i - j| <= window / 2, so the loops run over those keys alone.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -18,11 +20,16 @@ layout(constant_id = 3) const uint D = 64;   // head width
 #else
 #define REL_FIELDS
 #endif
+#ifdef WINDOW
+#define WINDOW_FIELD , window
+#else
+#define WINDOW_FIELD
+#endif
 #ifdef SEQ_FROM_PUSH
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS WINDOW_FIELD; } p;
 #define SEQ p.seq
 #else
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS WINDOW_FIELD; } p;
 #define SEQ S
 #endif
 
@@ -60,9 +67,14 @@ void main() {
   const uint row = 3 * p.H, base = p.qkv + b * SEQ * row;
   const float scale = uintBitsToFloat(p.scale);
   for (uint d = tid; d < D; d += WG_X) q[d] = LD(base + i * row + hd * D + d);
+#ifdef WINDOW
+  const uint lo = i > p.window / 2 ? i - p.window / 2 : 0, hi = min(SEQ, i + p.window / 2 + 1);
+#else
+  const uint lo = 0, hi = SEQ;
+#endif
   SYNC();
   float mx = -1.0 / 0.0;
-  for (uint j = tid; j < SEQ; j += WG_X) {
+  for (uint j = lo + tid; j < hi; j += WG_X) {
     float s = -1.0 / 0.0;
     if (LD_I64(p.mask, b * SEQ + j) != 0) {
       uint k = base + j * row + p.H + hd * D;
@@ -83,7 +95,7 @@ void main() {
     return;
   }
   float sum = 0.0;
-  for (uint j = tid; j < SEQ; j += WG_X) {
+  for (uint j = lo + tid; j < hi; j += WG_X) {
     float e = isinf(sc[j]) ? 0.0 : exp(sc[j] - mx);
     sc[j] = e;
     sum += e;
@@ -92,7 +104,7 @@ void main() {
   for (uint d = tid; d < D; d += WG_X) {
     float acc = 0.0;
     uint v = base + 2 * p.H + hd * D + d;
-    for (uint j = 0; j < SEQ; j++)
+    for (uint j = lo; j < hi; j++)
       if (sc[j] != 0.0) acc += sc[j] * LD(v + j * row);
     ST(o + d, acc * inv);
   }
