@@ -20,12 +20,12 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # Families tested once per target (issue 18) rather than in every test ARCHS is: each with the attention forms
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",),
-              "mobilebert": ("eager", "sdpa")}
+              "mobilebert": ("eager", "sdpa"), "modernbert": ("eager", "sdpa")}
 # Attention blocks fuse-attention makes one kernel of, per tiny model: 2, but MobileBERT's queries and keys project
 # its shared bottleneck and its values the layer input, which bertc.attention's one Q|K|V input cannot take yet.
 FUSED_ATTENTION = {"mobilebert": 0}
 ROTARY = ["roformer", "esm"]  # rotary position embeddings: tested once per target, beside ARCHS (eager attention only)
-NO_TOKEN_TYPES = ("distilbert", "esm")  # families whose forward takes no token_type_ids
+NO_TOKEN_TYPES = ("distilbert", "esm", "modernbert")  # families whose forward takes no token_type_ids
 
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
@@ -55,6 +55,10 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
     if arch == "mobilebert":  # the defaults' trigram, bottlenecks (Q and K shared), NoNorm and ReLU, two FFNs a layer
         return T.MobileBertConfig(embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16,
                                   num_feedforward_networks=2, **kw)
+    if arch == "modernbert":  # fused Wqkv, rotary with a base per layer kind, GeGLU, no biases; layer 0 global,
+        # layer 1 local: a window of 8 (keys within 4 positions), narrow enough to matter at the tests' lengths
+        return T.ModernBertConfig(global_attn_every_n_layers=2, local_attention=8, pad_token_id=0, bos_token_id=1,
+                                  eos_token_id=2, cls_token_id=3, sep_token_id=4, **kw)
     raise ValueError(arch)
 
 
