@@ -29,8 +29,9 @@ MODEL_HELP = """MODEL is one of:
   a Hugging Face model folder   (config.json + model.safetensors / pytorch_model.bin; its
                                  tokenizer is kept in the artifact for `bertc run --text`)
   a torch.export program        (.pt2, from torch.export.save)
-  a TorchScript archive         (torch.jit.trace of a transformers model, saved with
-                                 torch.jit.save; its inputs in the order input_ids,
+  a TorchScript archive         (torch.jit.trace(model, (ids, mask), strict=False) of a
+                                 transformers model, saved with torch.jit.save; its
+                                 inputs in the order input_ids,
                                  attention_mask, token_type_ids; converted with torch.export)
   a .pt state dict with config  (torch.save({'config': cfg.to_dict(), 'state_dict': sd}, PATH),
                                  or a plain state dict with config.json beside it / --config)

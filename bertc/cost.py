@@ -193,19 +193,22 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
                       detail=detail)
     if kind == "attention":
-        b, s, h3 = _shape(op.operands[0])
-        h, heads = h3 // 3, op.attributes["num_heads"].value
-        f = {"dispatch": 1, "flops": 4.0 * b * s * s * h, "scores": b * heads * s * s, "values": b * s * h,
+        # Q|K|V rows [B,S,3H], or Q|K rows and V's apart (MobileBERT): the same reads, FLOPs and features
+        b, s, h = _shape(op.results[0])
+        heads, window = op.attributes["num_heads"].value, op.window.value
+        keys = min(s, window + 1) if window else s  # a local layer's query reaches window + 1 keys at most (ModernBERT)
+        f = {"dispatch": 1, "flops": 4.0 * b * s * keys * h, "scores": b * heads * s * keys, "values": b * s * h,
              "heads": b * heads, "head_rows": b * heads * s}
         # MPNet's relative-position bias is one load and add per score, beside its D multiply-adds and its exp: the
         # scores feature prices it with them
         rel = ", rel-pos bias" if op.rel_bias is not None else ""
-        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * s * h, 4.0 * (b * s * h3 + b * s * h),
+        rel += f", window {window}" if window else ""
+        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * keys * h, 4.0 * (b * s * 3 * h + b * s * h),
                       detail=f"{heads} heads{rel}")
     if kind == "layer_norm":
         e = math.prod(out)
         return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 8.0 * e,
-                      4.0 * (3 if op.residual is not None else 2) * e)
+                      4.0 * (3 if getattr(op, "residual", None) is not None else 2) * e)  # rms_norm has none
     if kind == "embedding":
         e = math.prod(out)
         return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 0.0, 8.0 * e)

@@ -64,7 +64,7 @@ def _elementwise(kernel: str, shader: str) -> OpTraits:
     return OpTraits("kernel", kernel, shader, "elementwise")
 
 
-ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu")
+ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu", "silu")
 ROTARY_STYLES = ("interleaved", "halves")  # which features a rotary embedding pairs (RotaryOp)
 
 
@@ -214,7 +214,8 @@ class LinearOp(Bertc.Operation, name="linear"):
 
 
 class AttentionOp(Bertc.Operation, name="attention"):
-    """Multi-head self-attention on merged Q|K|V rows [B, S, 3H] with a [B, S] padding mask.
+    """Multi-head self-attention on merged Q|K|V rows [B, S, 3H] with a [B, S] padding mask; with ``v`` (optional,
+    [B, S, H]: MobileBERT's values, projected from another input than its queries and keys) on Q|K rows [B, S, 2H].
 
     out[b, s, h*D:(h+1)*D] = softmax(q k^T * scale + rel + bias(mask)) v, per head h, where ``rel_bias``
     (optional, [heads, 2N - 1]: MPNet's relative positions) adds rel_bias[h, j - i + N - 1] to the score
@@ -230,21 +231,25 @@ class AttentionOp(Bertc.Operation, name="attention"):
     scale: ir.FloatAttr
     out: Result[Any]
     rel_bias: Operand[Any] | None = None
+    v: Operand[Any] | None = None
     window: ir.IntegerAttr = attribute(default_factory=_no_window)
 
     def verify_invariants(self) -> bool:
         q, m, o = shape(self.qkv), shape(self.mask), shape(self.out)
         if _bad_window(self):
             return False
-        heads = self.num_heads.value
-        if len(q) != 3 or q[2] % 3 != 0:
-            return _fail(self, f"qkv {q} is not [B, S, 3*H]")
-        if heads <= 0 or (q[2] // 3) % heads != 0:
-            return _fail(self, f"hidden size {q[2] // 3} is not divisible by {heads} heads")
+        heads, parts = self.num_heads.value, 3 if self.v is None else 2
+        if len(q) != 3 or q[2] % parts != 0:
+            return _fail(self, f"qkv {q} is not [B, S, {parts}*H]" + ("" if self.v is None else " (Q|K, V apart)"))
+        hidden = q[2] // parts
+        if heads <= 0 or hidden % heads != 0:
+            return _fail(self, f"hidden size {hidden} is not divisible by {heads} heads")
         if m != q[:2]:
             return _fail(self, f"mask {m} should be {q[:2]}")
-        if o != [q[0], q[1], q[2] // 3]:
-            return _fail(self, f"result {o} should be {[q[0], q[1], q[2] // 3]}")
+        if o != [q[0], q[1], hidden]:
+            return _fail(self, f"result {o} should be {[q[0], q[1], hidden]}")
+        if self.v is not None and shape(self.v) != o:
+            return _fail(self, f"v {shape(self.v)} should be {o}, the Q|K rows' [B, S, H]")
         if self.rel_bias is not None:
             r = shape(self.rel_bias)
             if len(r) != 2 or r[0] != heads or r[1] % 2 != 1 or (q[1] != DYNAMIC and r[1] < 2 * q[1] - 1):
@@ -267,6 +272,27 @@ class RelativeBiasOp(Bertc.Operation, name="relative_bias"):
             return _fail(self, f"table {t} and result {o} are not [H, 2N - 1] and [B, H, L, L]")
         if o[2] != DYNAMIC and 2 * o[2] - 1 > t[1]:
             return _fail(self, f"table {t} is too short for length {o[2]}")
+        return True
+
+
+class RelativeGatherOp(Bertc.Operation, name="relative_gather"):
+    """out[b, i, j] = x[b, i, table[j - i + N - 1]] for x [B, L, W] and an i64 table [2N - 1] of columns of x:
+    DeBERTa's content-to-position and position-to-content scores, picked by relative position, for L <= N."""
+
+    traits = _elementwise("bertc_relative_gather", "relative_gather")
+
+    input: Operand[Any]
+    table: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, t, o = shape(self.input), shape(self.table), shape(self.out)
+        if len(x) != 3 or len(t) != 1 or t[0] % 2 != 1 or o != [x[0], x[1], x[1]]:
+            return _fail(self, f"input {x}, table {t} and result {o} are not [B, L, W], [2N - 1] and [B, L, L]")
+        if str(ir.RankedTensorType(self.table.type).element_type) != "i64":
+            return _fail(self, f"table {self.table.type} should hold i64 column indices")
+        if x[1] != DYNAMIC and 2 * x[1] - 1 > t[0]:
+            return _fail(self, f"table {t} is too short for length {x[1]}")
         return True
 
 
@@ -386,6 +412,23 @@ class LayerNormOp(Bertc.Operation, name="layer_norm"):
         return _same_shape(self, self.input, self.out, "result")
 
 
+class RmsNormOp(Bertc.Operation, name="rms_norm"):
+    """out = input * rsqrt(mean(input^2) + eps) * gamma over the last dimension (EuroBERT's, Llama's RMSNorm)."""
+
+    traits = OpTraits("kernel", "bertc_rms_norm", "rms_norm", "layer_norm")
+
+    input: Operand[Any]
+    gamma: Operand[Any]
+    eps: ir.FloatAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x = shape(self.input)
+        if shape(self.gamma) != x[-1:]:
+            return _fail(self, f"gamma must be [{x[-1]}], the input's last dimension")
+        return _same_shape(self, self.input, self.out, "result")
+
+
 class _Unary(Bertc.Operation):
     input: Operand[Any]
     out: Result[Any]
@@ -405,6 +448,13 @@ class TanhOp(_Unary, name="tanh"):
 
 
 class ReluOp(_Unary, name="relu"):
+    traits = _elementwise("bertc_unary", "unary")
+
+
+class SiluOp(_Unary, name="silu"):
+    """x * sigmoid(x): the gate of a SwiGLU FFN (NomicBERT, EuroBERT), whose product with the up projection
+    stays a bertc.mul."""
+
     traits = _elementwise("bertc_unary", "unary")
 
 

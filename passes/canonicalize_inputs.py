@@ -45,6 +45,12 @@ ids, ``slice(position_ids, 1, 0, L)``) is left alone rather than frozen at the t
 that reads no input and is one value throughout (ERNIE's ``torch.zeros(input_shape)`` task type ids)
 becomes that form: ``slice(zeros([1, N]), 1, 0, L)``, N the Dim's bound.
 
+DeBERTa's disentangled attention: each ``gather(scores, -1, index)`` whose index comes from the length alone
+(log-bucketed relative positions) becomes ``bertc.relative_gather.default(scores, table)``, the index's [2N - 1]
+diagonals; the position keys and queries, computed from weights alone (LayerNorm(rel_embeddings) projected and
+repeated), become constants; and ``masked_fill(scores, ~(mask_i & mask_j), fill)`` becomes ``scores +
+mask_bias(mask, [B, 1, 1, L], fill)``, the same on every real query's row (padded queries' rows are read by no one).
+
 First, an in-place op on a tensor that no other value sees becomes its out-of-place twin (MegatronBERT's
 and BigBird's ``embeddings += position_embeddings``): ``add_ = aten.add_.Tensor(add, embedding_2)``, with
 ``add`` a fresh sum read by nothing after it, is ``aten.add.Tensor(add, embedding_2)``. torch.export keeps
@@ -55,6 +61,7 @@ input is left, and raise-torch refuses it by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -121,6 +128,20 @@ def _(x, shape, table):
     return table.new_empty(shape)
 
 
+@torch.library.custom_op("bertc::relative_gather", mutates_args=())
+def relative_gather(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """out[b, i, j] = x[b, i, table[j - i + N - 1]] for x [B, L, W] and a table [2N - 1] of column indices:
+    DeBERTa's content-to-position and position-to-content gathers, whose index depends on j - i alone."""
+    span, k = (table.shape[0] + 1) // 2, torch.arange(x.shape[1])
+    index = table[k[None, :] - k[:, None] + span - 1]
+    return torch.gather(x, -1, index.expand(x.shape[0], -1, -1))
+
+
+@relative_gather.register_fake
+def _(x, table):
+    return x.new_empty(x.shape[0], x.shape[1], x.shape[1])
+
+
 # --------------------------------------------------------------------------- the pass
 
 
@@ -139,9 +160,11 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
     user = [p for p in placeholders if kinds[p].kind.name == "USER_INPUT"]
     role = {p: input_names[i] for i, p in enumerate(user)}
     _relative_biases(ep, kinds, role)
+    _relative_gathers(ep, kinds, role)
+    _fold_weights(ep, kinds, role)
     group = _input_groups(g, kinds, role)
     frontier = [n for n in g.nodes if group(n) is not None and n.op == "call_function"
-                and n.target is not torch.ops.bertc.relative_bias.default  # its table is the value
+                and n.target not in (torch.ops.bertc.relative_bias.default, torch.ops.bertc.relative_gather.default)
                 and any(group(u) != group(n) for u in n.users)]
     if not frontier:
         return
@@ -170,6 +193,9 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
                 op = _match_position_ids(n, vals, [ins[kind] for ins, _ in trials])
             if op is not None:
                 replacement = _new_node(g, placeholder_of[kind], op, n)
+            elif kind == "attention_mask" and _fills_padding(n, vals, [ins[kind] for ins, _ in trials]):
+                _masked_fills_as_bias(g, n, placeholder_of[kind])
+                continue
         if replacement is None and kind != "const" and frozen_ok and all(torch.equal(vals[0], v) for v in vals[1:]):
             # Reads an input but gives the same value for every trial: in a traced TorchScript
             # graph, token_type_ids gathered from a zero buffer at the position ids.
@@ -187,12 +213,7 @@ def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) 
     attention scores), becomes ``bertc::relative_bias`` when it depends on j - i alone: its diagonals at the
     longest length N are the [H, 2N - 1] table, and at a shorter length it must be that table's corner."""
     g = ep.graph
-    no_input: dict[fx.Node, bool] = {}  # reads no model input's data (weights and sizes only)
-    for n in g.nodes:
-        if n.op == "placeholder":
-            no_input[n] = n not in role
-        else:
-            no_input[n] = n.target is torch.ops.aten.sym_size.int or all(no_input[a] for a in n.all_input_nodes)
+    no_input = _reads_no_input(g, role)
     x = next(iter(role))
     batch, length = x.meta["val"].shape[:2]
     longest = length if isinstance(length, int) else trial_length(ep, 1 << 30)
@@ -212,6 +233,111 @@ def _relative_biases(ep: torch.export.ExportedProgram, kinds: dict, role: dict) 
                 continue
         replace_uses(n, _new_node(g, x, StandIn(torch.ops.bertc.relative_bias.default, (list(full.shape), table)), n))
     g.eliminate_dead_code()  # the bucket arithmetic (after _out_of_place: MPNet's add_ is an add by now)
+
+
+def _reads_no_input(g: fx.Graph, role: dict) -> dict[fx.Node, bool]:
+    """Per node: whether it reads no model input's data (weights, constants and the run's length only)."""
+    no_input: dict[fx.Node, bool] = {}
+    for n in g.nodes:
+        if n.op == "placeholder":
+            no_input[n] = n not in role
+        else:
+            no_input[n] = n.target is torch.ops.aten.sym_size.int or all(no_input[a] for a in n.all_input_nodes)
+    return no_input
+
+
+def _relative_gathers(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> None:
+    """``gather(x, -1, index)`` with x [B, L, W] and an index computed from the run's length alone (DeBERTa's
+    log-bucketed relative positions, clamped into the 2k rows of its position embeddings) becomes
+    ``bertc::relative_gather(x, table)`` when index[b, i, j] depends on j - i alone: the [2N - 1] table is its
+    diagonals at the longest length N, and at a shorter length the index must be that table's corner."""
+    g = ep.graph
+    no_input = _reads_no_input(g, role)
+    x = next(iter(role))
+    batch, length = x.meta["val"].shape[:2]
+    longest = length if isinstance(length, int) else trial_length(ep, 1 << 30)
+    for n in list(g.nodes):
+        if n.op != "call_function" or n.target is not torch.ops.aten.gather.default or len(n.args) != 3:
+            continue
+        src, dim, index = n.args
+        val = src.meta["val"]
+        if (not no_input[index] or val.dim() != 3 or dim not in (-1, 2) or str(val.shape[1]) != str(length)
+                or not str(index.meta["val"].shape[1]) == str(index.meta["val"].shape[2]) == str(length)):
+            continue
+        table = _diagonals(_evaluate_at(ep, kinds, index, batch, longest)[None])
+        if table is None or not torch.equal(table, table[:1].expand_as(table)) or not (
+                0 <= int(table.min()) and int(table.max()) < val.shape[2]):
+            continue
+        table = table[0].clone()
+        if not isinstance(length, int):
+            short = _evaluate_at(ep, kinds, index, batch, trial_length(ep))
+            k = torch.arange(short.shape[1])
+            if not torch.equal(short, table[k[None, :] - k[:, None] + longest - 1].expand_as(short)):
+                continue
+        with g.inserting_before(n):
+            node = g.call_function(torch.ops.bertc.relative_gather.default, (src, table))
+        node.meta["val"] = n.meta["val"]
+        replace_uses(n, node)
+    g.eliminate_dead_code()
+
+
+_VIEWS = {getattr(torch.ops.aten, name).default for name in (
+    "view", "reshape", "permute", "unsqueeze", "expand", "contiguous", "clone", "alias", "detach", "t", "dropout")}
+_VIEWS |= {torch.ops.aten.transpose.int, torch.ops.aten.squeeze.dim}
+
+
+def _fold_weights(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> None:
+    """A float value computed from two or more weights alone (not a view or a lookup of one: BERT's position
+    embeddings stay an embedding) and read by a node that reads the inputs becomes a constant of the compile:
+    DeBERTa's position keys and queries, LayerNorm(rel_embeddings)'s projections split into heads and repeated
+    over the batch, which raise-torch would otherwise need a repeat for."""
+    g = ep.graph
+    no_input, computed, weights = _reads_no_input(g, role), set(), {}
+    for n in g.nodes:
+        learned = n.op == "placeholder" and (kinds[n].kind.name == "PARAMETER" or (
+            kinds[n].kind.name == "BUFFER" and n.meta["val"].is_floating_point()))  # not position_ids
+        weights[n] = {n} if learned else set().union(*[weights[a] for a in n.all_input_nodes])
+        if n.op == "call_function" and no_input[n] and len(weights[n]) > 1 and (n.target not in _VIEWS or any(
+                a in computed for a in n.all_input_nodes)):
+            computed.add(n)
+    x = next(iter(role))
+    for n in [n for n in g.nodes if n in computed]:
+        val = n.meta.get("val")
+        if (isinstance(val, torch.Tensor) and val.is_floating_point() and val.dim()
+                and all(isinstance(d, int) for d in val.shape) and any(not no_input[u] for u in n.users)
+                and not any(isinstance(a, (list, tuple)) and n in a for u in n.users for a in u.args)):
+            replace_uses(n, _evaluate_at(ep, kinds, n, *x.meta["val"].shape[:1], 2).clone())
+    g.eliminate_dead_code()
+
+
+def _fills_padding(n: fx.Node, vals: list[torch.Tensor], masks: list[torch.Tensor]) -> bool:
+    """Whether ``n`` is the "masked out" condition of ``masked_fill``s of attention scores, true at padded keys on
+    every row of a real query (DeBERTa masks padded queries' rows too: rows whose outputs nobody reads)."""
+    v0 = vals[0]
+    if v0.dtype != torch.bool or v0.dim() != 4 or v0.shape[0] != masks[0].shape[0] or v0.shape[3] != masks[0].shape[1]:
+        return False
+    if not n.users or any(u.target is not torch.ops.aten.masked_fill.Scalar or u.args[1] is not n for u in n.users):
+        return False
+    for v, m in zip(vals, masks):
+        real = m.bool()[:, None, :, None].expand_as(v)
+        if not torch.equal(v[real], (~keep_mask(m, list(v.shape)))[real]):
+            return False
+    return True
+
+
+def _masked_fills_as_bias(g: fx.Graph, n: fx.Node, mask: fx.Node) -> None:
+    """Each ``masked_fill(scores, n, fill)`` becomes ``scores + mask_bias(mask, [B, 1, 1, L], fill)``: the same
+    softmax on real queries' rows (fill is -3.4e38, where any score is lost), in the form fuse-attention knows."""
+    for u in list(n.users):
+        scores, _, fill = u.args
+        val = u.meta["val"]
+        like = SimpleNamespace(meta={"val": val[:, :1, :1, :]})
+        shape = [d if isinstance(d, int) else 0 for d in like.meta["val"].shape]  # _new_node puts L in a dynamic one
+        bias = _new_node(g, mask, StandIn(torch.ops.bertc.mask_bias.default, (shape, fill)), like)
+        with g.inserting_before(u):
+            add = g.call_function(torch.ops.aten.add.Tensor, (scores, bias))
+        add.meta["val"] = val
+        replace_uses(u, add)
 
 
 def _diagonals(v: torch.Tensor) -> torch.Tensor | None:

@@ -349,8 +349,11 @@ def mask_bias_fill(op) -> float:
     return op.attributes["fill"].value
 
 
+ACTIVATION = {B.TanhOp: "tanh", B.ReluOp: "relu", B.SiluOp: "silu"}  # bertc.gelu's depends on ``approximate``
+
+
 def unary_activation(op) -> str:
-    """The activation a bertc.gelu, bertc.tanh or bertc.relu computes (gelu's ``approximate`` picks erf or tanh)."""
+    """The activation a bertc.gelu, tanh, relu or silu computes (gelu's ``approximate`` picks erf or tanh)."""
     if isinstance(op, B.GeluOp):
         return "gelu" if op.attributes["approximate"].value == "none" else "gelu_tanh"
-    return "relu" if isinstance(op, B.ReluOp) else "tanh"
+    return ACTIVATION[type(op)]

@@ -55,7 +55,7 @@ from .seqlen import bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
 ACT = {"none": "BERTC_ACT_NONE", "gelu": "BERTC_ACT_GELU", "gelu_tanh": "BERTC_ACT_GELU_TANH",
-       "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU"}
+       "tanh": "BERTC_ACT_TANH", "relu": "BERTC_ACT_RELU", "silu": "BERTC_ACT_SILU"}
 BINARY = {B.AddOp: "BERTC_ADD", B.SubOp: "BERTC_SUB", B.MulOp: "BERTC_MUL", B.DivOp: "BERTC_DIV"}
 
 
@@ -163,17 +163,31 @@ def emit_layer_norm(e: CEmitter, op) -> str:
                     s[-1], _f(op.attributes["eps"].value))
 
 
+def emit_rms_norm(e: CEmitter, op) -> str:
+    s = dims_of(op.results[0])
+    return e.kernel(op, "p", e.ptr(op.input), e.ptr(op.gamma), e.out(op), prod(s[:-1]), s[-1],
+                    _f(op.attributes["eps"].value))
+
+
 def emit_attention(e: CEmitter, op) -> str:
-    b, s, h3 = dims_of(op.operands[0])
+    b, s, h = dims_of(op.results[0])
     rel = op.rel_bias  # MPNet's relative positions: a [heads, 2R - 1] table
     span = 0 if rel is None else (shape_of(rel)[1] + 1) // 2
-    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.opt(rel), span, op.window.value,
-                    e.out(op), b, s, h3 // 3, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+    qk = e.ptr(op.qkv)  # Q|K|V rows, V from column 2H; or Q|K rows and V's own (MobileBERT)
+    v, qk_row, v_row = (f"{qk} + {2 * h}", 3 * h, 3 * h) if op.v is None else (e.ptr(op.v), 2 * h, h)
+    return e.kernel(op, "p", qk, qk_row, v, v_row, e.ptr(op.mask), e.opt(rel), span, op.window.value, e.out(op), b,
+                    s, h, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
 
 
 def emit_relative_bias(e: CEmitter, op) -> str:
     b, heads, s, _ = dims_of(op.results[0])
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, heads, s, (shape_of(op.operands[0])[1] + 1) // 2)
+
+
+def emit_relative_gather(e: CEmitter, op) -> str:
+    b, s, w = dims_of(op.operands[0])
+    return e.kernel(op, e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), b, s, w,
+                    (shape_of(op.operands[1])[0] + 1) // 2)
 
 
 def emit_mask_bias(e: CEmitter, op) -> str:
@@ -242,15 +256,18 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.EmbeddingOp: emit_embedding,
     B.LinearOp: emit_linear,
     B.LayerNormOp: emit_layer_norm,
+    B.RmsNormOp: emit_rms_norm,
     B.AttentionOp: emit_attention,
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
     B.CastOp: emit_cast,
     B.RelativeBiasOp: emit_relative_bias,
+    B.RelativeGatherOp: emit_relative_gather,
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
     B.ReluOp: emit_unary,
+    B.SiluOp: emit_unary,
     B.PowOp: emit_pow,
     B.SoftmaxOp: emit_softmax,
     B.TransposeOp: emit_transpose,
@@ -267,8 +284,8 @@ def scratch_floats(module: ir.Operation) -> str:
     bounds = set()
     for op in func_ops(module):
         if isinstance(op, B.AttentionOp):
-            _, seq, width = dims_of(op.operands[0])
-            head = width // 3 // op.attributes["num_heads"].value
+            _, seq, width = dims_of(op.results[0])
+            head = width // op.attributes["num_heads"].value
             bounds.add(f"BERTC_SCRATCH_ATTENTION({bound(seq, module)}, {head})")
         elif isinstance(op, B.LinearOp):
             sp = sparsity(op)

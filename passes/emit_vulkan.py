@@ -48,6 +48,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import combinations
 
 from bertc.dialects import bertc as B
 from torch_mlir import ir
@@ -71,7 +72,7 @@ from .common import PassContext, dtype_of, module_target, producer, shape_of, sp
 from .seqlen import Len, Size, bound, dims_of, max_seq_len, prod
 
 NONE = 0xFFFFFFFF  # an absent operand (common.glsl)
-ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4}
+ACT = {"none": 0, "gelu": 1, "gelu_tanh": 2, "tanh": 3, "relu": 4, "silu": 5}
 POW = 100  # unary.comp: y = x ^ exponent
 BINARY = {B.AddOp: 0, B.SubOp: 1, B.MulOp: 2, B.DivOp: 3}
 MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwise shaders loop past it
@@ -79,12 +80,12 @@ MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwis
 # and gemm.comp's variant for half-float weights
 SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in B.names_in("kernel")}
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
-SHADERS["attention_seq"] = ("attention.comp", ("SEQ_FROM_PUSH",))  # the run's length L in a push constant
-SHADERS["attention_rel"] = ("attention.comp", ("REL_BIAS",))  # MPNet's relative-position bias: 2 more push constants
-SHADERS["attention_seq_rel"] = ("attention.comp", ("SEQ_FROM_PUSH", "REL_BIAS"))
-# ModernBERT's local layers: the window in one more push constant, last (suffix _win on any of the above)
-SHADERS.update({f"{name}_win": (src, (*defines, "WINDOW")) for name, (src, defines) in list(SHADERS.items())
-                if name.startswith("attention")})
+# attention.comp's variants, each define a suffix: the run's length L in a push constant (a dynamic program); MPNet's
+# relative-position bias (2 more push constants); MobileBERT's V rows apart from Q|K (1 more); ModernBERT's local
+# layers' window (1 more). The extra push constants follow push[6] (the run's length) in this order.
+ATTENTION_VARIANTS = {"_seq": "SEQ_FROM_PUSH", "_rel": "REL_BIAS", "_v": "V_APART", "_win": "WINDOW"}
+SHADERS.update({"attention" + "".join(chosen): ("attention.comp", tuple(ATTENTION_VARIANTS[c] for c in chosen))
+                for n in range(1, len(ATTENTION_VARIANTS) + 1) for chosen in combinations(ATTENTION_VARIANTS, n)})
 MAX_DEGREE = 2  # vk_program.h's bertc_vk_seq_size holds coefficients of 1, L and L*L (attention scores: L*L)
 
 
@@ -251,23 +252,24 @@ def emit_matmul(e: VkEmitter, op) -> Dispatch:
 
 
 def emit_attention(e: VkEmitter, op) -> Dispatch:
-    b, s, h3 = dims_of(op.operands[0])
+    b, s, h = dims_of(op.results[0])
     heads = op.attributes["num_heads"].value
-    d = h3 // 3 // heads
+    d = h // heads
     wg = e.gpu.row_wg
-    push = (e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), h3 // 3, heads,
-            _bits(op.attributes["scale"].value))
-    rel, suffix = (), ""
-    if op.rel_bias is not None:  # the table and R follow (after the run's length, which stays push[6])
-        rel, suffix = (e.word(op.rel_bias), (shape_of(op.rel_bias)[1] + 1) // 2), "_rel"
-    if op.window.value:  # a local layer's window, after all the others
-        rel, suffix = (*rel, op.window.value), suffix + "_win"
+    push = (e.word(op.qkv), e.word(op.mask), e.word(op.results[0]), h, heads, _bits(op.attributes["scale"].value))
+    extra, suffix = (), ""  # after the run's length, which stays push[6]
+    if op.rel_bias is not None:  # the table and R
+        extra, suffix = (e.word(op.rel_bias), (shape_of(op.rel_bias)[1] + 1) // 2), "_rel"
+    if op.v is not None:  # V's own rows (MobileBERT), Q|K rows in qkv
+        extra, suffix = (*extra, e.word(op.v)), suffix + "_v"
+    if op.window.value:  # a local layer's window (ModernBERT), after all the others
+        extra, suffix = (*extra, op.window.value), suffix + "_win"
     if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
         n = bound(s, e.module)
-        return e.dispatch(op, (wg, 1, n, d), (*push, s, *rel), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
+        return e.dispatch(op, (wg, 1, n, d), (*push, s, *extra), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
                           "attention_seq" + suffix)
-    return e.dispatch(op, (wg, 1, s, d), (*push, *rel), (s, heads, b), 4 * (d + s + wg),
-                      "attention" + suffix if rel else None)
+    return e.dispatch(op, (wg, 1, s, d), (*push, *extra), (s, heads, b), 4 * (d + s + wg),
+                      "attention" + suffix if suffix else None)
 
 
 def emit_layer_norm(e: VkEmitter, op) -> Dispatch:
@@ -275,6 +277,13 @@ def emit_layer_norm(e: VkEmitter, op) -> Dispatch:
     rows = prod(s[:-1])
     return e.rows(op, rows, e.word(op.input), e.opt(op.residual), e.word(op.gamma), e.word(op.beta),
                   e.word(op.results[0]), rows, s[-1], _bits(op.attributes["eps"].value))
+
+
+def emit_rms_norm(e: VkEmitter, op) -> Dispatch:
+    s = dims_of(op.results[0])
+    rows = prod(s[:-1])
+    return e.rows(op, rows, e.word(op.input), e.word(op.gamma), e.word(op.results[0]), rows, s[-1],
+                  _bits(op.attributes["eps"].value))
 
 
 def emit_softmax(e: VkEmitter, op) -> Dispatch:
@@ -345,6 +354,12 @@ def emit_relative_bias(e: VkEmitter, op) -> Dispatch:
                          (shape_of(op.operands[0])[1] + 1) // 2)
 
 
+def emit_relative_gather(e: VkEmitter, op) -> Dispatch:
+    b, s, w = dims_of(op.operands[0])
+    return e.elementwise(op, b * s * s, e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), b, s, w,
+                         (shape_of(op.operands[1])[0] + 1) // 2)
+
+
 def emit_cast(e: VkEmitter, op) -> Dispatch:
     n = prod(dims_of(op.results[0]))
     return e.elementwise(op, n, e.word(op.operands[0]), e.word(op.results[0]), n)
@@ -363,12 +378,14 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.MatmulOp: emit_matmul,
     B.AttentionOp: emit_attention,
     B.LayerNormOp: emit_layer_norm,
+    B.RmsNormOp: emit_rms_norm,
     B.SoftmaxOp: emit_softmax,
     B.EmbeddingOp: emit_embedding,
     **{cls: emit_binary for cls in BINARY},
     B.GeluOp: emit_unary,
     B.TanhOp: emit_unary,
     B.ReluOp: emit_unary,
+    B.SiluOp: emit_unary,
     B.PowOp: emit_pow,
     B.TransposeOp: emit_transpose,
     B.SliceOp: emit_slice,
@@ -376,6 +393,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.PositionIdsOp: emit_position_ids,
     B.CastOp: emit_cast,
     B.RelativeBiasOp: emit_relative_bias,
+    B.RelativeGatherOp: emit_relative_gather,
     B.RotaryOp: emit_rotary,
     B.TrigramOp: emit_trigram,
 }.items()}

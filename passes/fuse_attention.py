@@ -22,6 +22,12 @@ before the mask) becomes the attention's third operand, the [n, 2N-1] table::
 
     %o   = "bertc.attention"(%qkv, %mask, %table) {num_heads = n, scale = s, operandSegmentSizes = ...}
 
+MobileBERT's queries and keys project its shared bottleneck and its values the layer input: Q and K merge
+into one GEMM of Q|K rows [B,S,2H], V's linear stays, and the attention reads it as a fourth operand::
+
+    %qk  = "bertc.linear"(%x, "bertc.concat"(%wq, %wk), "bertc.concat"(%bq, %bk)) -> [B,S,2H]
+    %o   = "bertc.attention"(%qk, %mask, %v) {num_heads = n, scale = s, operandSegmentSizes = [1, 1, 0, 1]}
+
 Rotary encoders (RoFormer, ESM) rotate Q and K between the projection and the split
 (``"bertc.rotary"(%q, %cos, %sin) {columns = H}``, from raise-torch); with the same tables on both,
 one rotary on the fused rows takes their place: ``"bertc.rotary"(%qkv, %cos, %sin) {columns = 2H}``
@@ -33,8 +39,8 @@ attention's input as it is: no concat. A mask with a local window (``"bertc.mask
 ModernBERT's sliding layers) gives the attention its ``window = w``.
 
 Any transpose chain that yields the same head layout matches (view+permute, transpose(1,2),
-transpose(-1,-2) on K); the scale may sit on the scores or on Q. Nothing fuses when Q, K and V
-are not projections of one input, the mask is not a padding mask, or a head layout differs.
+transpose(-1,-2) on K); the scale may sit on the scores or on Q. Nothing fuses when Q and K are not
+projections of one input, the mask is not a padding mask, or a head layout differs.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class AttentionMatch:
     scale: float
     output: ir.OpView  # the final reshape back to [B,S,H]
     rel: ir.Value | None = None  # a bertc.relative_bias's [n, 2N-1] table, added to the scores (MPNet)
+    v_apart: bool = False  # V projects another input than Q and K (MobileBERT): its rows stay its own linear's
     window: int = 0  # the mask's local window (ModernBERT's sliding layers); 0: none
 
     @property
@@ -183,32 +190,34 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
         return None
     if rel is not None and shape_of(rel)[0] != q.heads:
         return None
-    m = AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, window)
     if any(h.start is not None for h in (q, k, v)):  # column blocks: of one projection, in Q|K|V order
+        m = AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, window=window)
         return m if m.fused_rows and shape_of(output.results[0])[-1] == q.width else None
-    same_input = q.linear.operands[0] == k.linear.operands[0] == v.linear.operands[0]
-    biases = [h.linear.bias is not None for h in (q, k, v)]
-    if not same_input or len(set(biases)) != 1:
+    v_apart = v.linear.operands[0] != q.linear.operands[0]
+    biases = [h.linear.bias is not None for h in ((q, k) if v_apart else (q, k, v))]
+    if q.linear.operands[0] != k.linear.operands[0] or len(set(biases)) != 1:
         return None
-    if shape_of(output.results[0]) != shape_of(q.linear.results[0]):
+    if not shape_of(output.results[0]) == shape_of(q.linear.results[0]) == shape_of(v.linear.results[0]):
         return None
-    return m
+    return AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, v_apart, window)
 
 
 def merged_rows(m: AttentionMatch) -> ir.Value:
-    """The [B,S,3H] Q|K|V rows: the one projection's, or a new GEMM on the three weights concatenated."""
+    """The Q|K|V rows [B,S,3H] (Q|K [B,S,2H] where V is apart): the one projection's, or a new GEMM on the
+    weights concatenated."""
     q, k, v = m.q.linear, m.k.linear, m.v.linear
     if m.fused_rows:
         return q.results[0]
+    merged = (q, k) if m.v_apart else (q, k, v)  # the projections of one input, one GEMM
     n, kdim = shape_of(q.operands[1])
+    cols = len(merged) * n
     i64 = ir.IntegerType.get_signless(64)
-    w = B.ConcatOp([q.operands[1], k.operands[1], v.operands[1]], ir.IntegerAttr.get(i64, 0),
-                   tensor_type([3 * n, kdim])).out
+    w = B.ConcatOp([p.operands[1] for p in merged], ir.IntegerAttr.get(i64, 0), tensor_type([cols, kdim])).out
     b = None
     if q.bias is not None:
-        b = B.ConcatOp([q.bias, k.bias, v.bias], ir.IntegerAttr.get(i64, 0), tensor_type([3 * n])).out
+        b = B.ConcatOp([p.bias for p in merged], ir.IntegerAttr.get(i64, 0), tensor_type([cols])).out
     x = q.operands[0]
-    return B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [3 * n]), bias=b).out
+    return B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [cols]), bias=b).out
 
 
 def rewrite(m: AttentionMatch) -> None:
@@ -217,11 +226,12 @@ def rewrite(m: AttentionMatch) -> None:
     with ir.InsertionPoint(m.output.operation), m.output.location:
         qkv = merged_rows(m)
         rot = m.q.rotary
-        if rot is not None:  # Q and K rotated in place of the fused rows, V copied
+        if rot is not None:  # Q and K rotated in place of the fused rows (V copied, where it is one of them)
             qkv = B.RotaryOp(qkv, rot.operands[1], rot.operands[2], rot.attributes["style"],
                              ir.IntegerAttr.get(i64, 2 * n), qkv.type).out
         att = B.AttentionOp(qkv, m.mask, ir.IntegerAttr.get(i64, m.q.heads), ir.FloatAttr.get_f32(m.scale),
-                            m.output.results[0].type, rel_bias=m.rel, window=ir.IntegerAttr.get(i64, m.window)).out
+                            m.output.results[0].type, rel_bias=m.rel, v=m.v.linear.results[0] if m.v_apart else None,
+                            window=ir.IntegerAttr.get(i64, m.window)).out
     m.output.results[0].replace_all_uses_with(att)
 
 

@@ -25,10 +25,8 @@ from __future__ import annotations
 from bertc.dialects import bertc as B
 from torch_mlir import ir
 
+from .codegen import ACTIVATION, unary_activation
 from .common import PassContext, erase_dead, func_ops, producer, shape_of
-
-GELU = {"none": "gelu", "tanh": "gelu_tanh"}
-ACTIVATION = {B.TanhOp: "tanh", B.ReluOp: "relu"}  # the other activations a linear computes in its epilogue
 
 
 def _sole_user(value: ir.Value) -> bool:
@@ -48,9 +46,7 @@ def fuse_activation(op) -> bool:
         return False
     if lin.activation.value != "none" or lin.residual is not None:
         return False
-    act = GELU.get(op.approximate.value) if isinstance(op, B.GeluOp) else ACTIVATION[type(op)]
-    if act is None:
-        return False
+    act = unary_activation(op)  # every one of them has a BERTC_ACT_* epilogue
     op.results[0].replace_all_uses_with(_rebuild_linear(lin, activation=act, at=op.operation))
     return True
 

@@ -230,6 +230,16 @@ def _layer_norm(r: Raiser, op):
     return B.LayerNormOp(x, g, b, ir.FloatAttr.get_f32(eps), _result_type(op)).out
 
 
+def _rms_norm(r: Raiser, op):
+    x, norm_shape, g, eps = (r.get(v) for v in op.operands[:4])
+    n = shape_of(x)[-1]
+    if list(norm_shape) != [n]:
+        raise BertcError(f"rms_norm over {norm_shape} at {source_location(op)}: only the last dimension is supported")
+    g = g if isinstance(g, ir.Value) else B.ConstantOp(ir.DenseElementsAttr.get(np.ones(n, np.float32)), tensor_type([n])).out
+    eps = float(np.finfo(np.float32).eps) if eps is None else eps  # torch's default for an f32 input
+    return B.RmsNormOp(x, g, ir.FloatAttr.get_f32(eps), _result_type(op)).out
+
+
 def _reshape(r: Raiser, op):
     x = r.get(op.operands[0])
     if x.type == _result_type(op):  # sdpa's output arrives through a no-op reshape
@@ -275,6 +285,10 @@ def _tanh(r: Raiser, op):
 
 def _relu(r: Raiser, op):
     return B.ReluOp(r.get(op.operands[0]), _result_type(op)).out
+
+
+def _silu(r: Raiser, op):
+    return B.SiluOp(r.get(op.operands[0]), _result_type(op)).out
 
 
 def _pow(r: Raiser, op):
@@ -394,6 +408,10 @@ def _position_ids(r: Raiser, op):
 
 def _relative_bias(r: Raiser, op):
     return B.RelativeBiasOp(r.get(op.operands[2]), _result_type(op)).out
+def _relative_gather(r: Raiser, op):
+    return B.RelativeGatherOp(r.get(op.operands[0]), r.get(op.operands[1]), _result_type(op)).out
+
+
 def _rotary(r: Raiser, op):
     # bertc.rotary works on rows [B, S, n*D]: the heads [B, n, S, D] are usually a projection's rows split and
     # transposed, which it takes back (fuse-attention then finds the projection); a scalar factor on the heads
@@ -472,6 +490,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.div.Scalar": _binary(B.DivOp, False),
     "torch.aten.linear": _linear,
     "torch.aten.layer_norm": _layer_norm,
+    "torch.aten.rms_norm": _rms_norm,
     "torch.aten.dropout": _dropout,
     "torch.aten.view": _reshape,
     "torch.aten.reshape": _reshape,
@@ -498,6 +517,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.gelu": _gelu,
     "torch.aten.tanh": _tanh,
     "torch.aten.relu": _relu,
+    "torch.aten.silu": _silu,
     "torch.aten.pow.Tensor_Scalar": _pow,
     "torch.aten.slice.Tensor": _slice,
     "torch.aten.select.int": _select,
@@ -506,6 +526,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.operator:torch.bertc.keep_mask": _keep_mask,
     "torch.operator:torch.bertc.position_ids": _position_ids,
     "torch.operator:torch.bertc.relative_bias": _relative_bias,
+    "torch.operator:torch.bertc.relative_gather": _relative_gather,
     "torch.operator:torch.bertc.rotary": _rotary,
     "torch.operator:torch.bertc.trigram": _trigram,
     "func.return": _return,

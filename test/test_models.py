@@ -10,6 +10,7 @@ import transformers as T
 from conftest import (
     ARCHS,
     FUSED_ATTENTION,
+    MATMULS_A_LAYER,
     MORE_ARCHS,
     NO_TOKEN_TYPES,
     ROTARY,
@@ -30,12 +31,12 @@ TOL = 1e-4
 def test_architecture_matches_pytorch(arch, impl, tmp_path):
     model = tiny_model(arch, impl)
     art = bertc.compile(model, seq_len=24, out=tmp_path / "m.bertc")
-    # Every attention block fused (MegatronBERT's behind its pre-LayerNorm too; not yet MobileBERT's: conftest),
+    # Every attention block fused (MegatronBERT's behind its pre-LayerNorm too; MobileBERT's with V's rows apart),
     # every FFN GELU folded into its GEMM (ALBERT's and BigBird's tanh GELU arrives as pow/tanh/mul and stays
     # elementwise).
     fused = FUSED_ATTENTION.get(arch, 2)
     assert art.report["fusion"]["attention"] == fused
-    assert art.report["fusion"]["unfused_matmul"] == 2 * (2 - fused)
+    assert art.report["fusion"]["unfused_matmul"] == MATMULS_A_LAYER.get(arch, 2) * (2 - fused)
     if arch not in ("albert", "big_bird", "modernbert"):  # ModernBERT: GeGLU's GELU of half the columns
         assert art.report["fusion"]["linear_with_activation"] >= 2
     compiled = art.load(threads=2)
@@ -59,6 +60,10 @@ def test_rotary_family_matches_pytorch(arch, tmp_path):
     assert art.report["ops"]["bertc.rotary"] == 2
     if arch == "esm":  # its erf-written GELU folded into the FFN GEMMs, its mask a cast and a mul
         assert art.report["fusion"]["linear_with_activation"] >= 2 and art.report["ops"]["bertc.cast"] == 1
+    if arch in ("nomic_bert", "eurobert"):  # SwiGLU: SiLU folded into each gate's GEMM, the product a mul
+        assert art.report["fusion"]["linear_with_activation"] == 2 and art.report["ops"]["bertc.mul"] == 2
+    if arch == "eurobert":  # pre-RMSNorm: two a layer and a final one, each one op with its weight
+        assert art.report["ops"]["bertc.rms_norm"] == 5 and "bertc.constant" not in art.report["ops"]
     compiled = art.load(threads=2)
     for seq, pad_from in ((24, None), (24, 17), (9, 5)):
         ids, mask, types = random_inputs(1, seq, 120, seed=seq + (pad_from or 0), pad_from=pad_from)

@@ -75,3 +75,13 @@ def test_torchscript_without_mask_refuses_padding(traced_on_ids):
         compiled(ids, mask, types)
     with pytest.raises(bertc.BertcError, match="without an attention_mask input"):
         compiled(ids[:, :11])  # shorter than compiled: bertc would pad it, unmasked
+
+
+def test_the_readmes_trace_line_as_written(tmp_path):
+    """README's `torch.jit.trace(model, (input_ids, attention_mask), strict=False).save(PATH)` on a transformers model
+    as it comes (dict outputs: without strict=False torch refuses to trace it), compiled and run padded."""
+    model = tiny_model("bert")
+    ids, mask, types = random_inputs(1, 16, 120, seed=6, pad_from=12)
+    torch.jit.trace(model, (torch.from_numpy(ids), torch.from_numpy(mask)), strict=False).save(str(tmp_path / "m.pt"))
+    compiled = bertc.compile(str(tmp_path / "m.pt"), target="host", seq_len=16, out=tmp_path / "m.bertc").load()
+    assert max_error(compiled(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL

@@ -13,7 +13,9 @@
 
 #include "../src/pool.h"
 
-enum { BERTC_ACT_NONE = 0, BERTC_ACT_GELU = 1, BERTC_ACT_GELU_TANH = 2, BERTC_ACT_TANH = 3, BERTC_ACT_RELU = 4 };
+/* SILU is x * sigmoid(x) (SwiGLU FFNs gate with it: NomicBERT, EuroBERT). */
+enum { BERTC_ACT_NONE = 0, BERTC_ACT_GELU = 1, BERTC_ACT_GELU_TANH = 2, BERTC_ACT_TANH = 3, BERTC_ACT_RELU = 4,
+       BERTC_ACT_SILU = 5 };
 enum { BERTC_ADD = 0, BERTC_SUB = 1, BERTC_MUL = 2, BERTC_DIV = 3 };
 
 /* y[M,N] = act(x[M,K] @ w_kn[K,N] + bias[N]) + residual[M,N]; bias/residual may be NULL.
@@ -99,19 +101,28 @@ void bertc_embedding(bertc_pool *p, const float *table, const int64_t *ids, floa
 void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, const float *gamma,
                       const float *beta, float *y, int64_t rows, int64_t n, float eps);
 
-/* qkv[B,S,3H] (Q|K|V, heads contiguous inside each), mask[B,S] -> out[B,S,H]. Scores never
- * leave a per-thread row of S floats. rel (NULL: none) is a relative-position bias [heads, 2 R - 1]
- * (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. A window > 0
- * (ModernBERT's local layers) masks key j of query i where |i - j| > window / 2, as a padded key is;
+/* y = x * rsqrt(mean(x^2) + eps) * gamma over rows of length n (RMSNorm: no centring, no beta). */
+void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps);
+
+/* Q|K rows qk[B,S,qk_row] (Q in the first H columns, K in the next H, heads contiguous inside each), V rows
+ * v[B,S,v_row] (V in the first H), mask[B,S] -> out[B,S,H]. One Q|K|V input [B,S,3H] is qk = qkv, v = qkv + 2H,
+ * both rows 3H; MobileBERT's values, projected from another input than its queries and keys, are rows of their own
+ * (qk_row 2H, v_row H). Scores never leave a per-thread row of S floats. rel (NULL: none) is a relative-position
+ * bias [heads, 2 R - 1] (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. A
+ * window > 0 (ModernBERT's local layers) masks key j of query i where |i - j| > window / 2, as a padded key is;
  * attention_span gives the keys [lo, hi) a query reaches, so a kernel need not look past them. */
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R,
-                     int64_t window, float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale);
+void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
+                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale);
 static inline void attention_span(int64_t i, int64_t S, int64_t window, int64_t *lo, int64_t *hi) {
   const int64_t half = window / 2;
   *lo = window > 0 && i > half ? i - half : 0;
   *hi = window > 0 && i + half + 1 < S ? i + half + 1 : S;
 }
 void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R);
+/* out[b, i, j] = x[b, i, table[R - 1 + j - i]]: x [B, S, W], table [2R - 1] columns of x, out [B, S, S] */
+void bertc_relative_gather(const float *x, const int64_t *table, float *out, int64_t B, int64_t S, int64_t W,
+                           int64_t R);
 
 void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int64_t K, float fill);
 void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad);

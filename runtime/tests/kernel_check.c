@@ -515,9 +515,12 @@ static void fill_mask(int64_t *mask, int64_t S) {
     mask[j] = mode == 0 ? 1 : mode == 1 ? 0 : mode == 2 ? rand_int(0, 9) < 7 : j < keep;
 }
 
-static void check_attention_case(bertc_pool *p, result *r, int64_t B, int64_t S, int64_t heads, int64_t D) {
-  const int64_t H = heads * D;
-  float *qkv = rand_array(B * S * 3 * H, -2, 2), *got = nan_array(B * S * H), *want = nan_array(B * S * H);
+/* separate_v: Q|K rows [B,S,2H] and V rows of their own (MobileBERT's), here wider than H (their row a stride) */
+static void check_attention_case(bertc_pool *p, result *r, int64_t B, int64_t S, int64_t heads, int64_t D,
+                                 int separate_v) {
+  const int64_t H = heads * D, qk_row = separate_v ? 2 * H : 3 * H, v_row = separate_v ? H + rand_int(0, 3) : 3 * H;
+  float *qk = rand_array(B * S * qk_row, -2, 2), *got = nan_array(B * S * H), *want = nan_array(B * S * H);
+  float *vs = separate_v ? rand_array(B * S * v_row, -2, 2) : NULL, *v = separate_v ? vs : qk + 2 * H;
   int64_t *mask = malloc((size_t)(B * S) * sizeof(int64_t));
   for (int64_t b = 0; b < B; b++) fill_mask(mask + b * S, S);
   const float scale = 1.0f / sqrtf((float)D);
@@ -526,24 +529,26 @@ static void check_attention_case(bertc_pool *p, result *r, int64_t B, int64_t S,
   float *rel = R ? rand_array(heads * (2 * R - 1), -3, 3) : NULL;
   /* every third case a local window (ModernBERT's), narrower or wider than S, odd or even */
   const int64_t window = rand_int(0, 2) == 0 ? rand_int(1, S + 4) : 0;
-  bertc_attention(p, qkv, mask, rel, R, window, got, B, S, H, heads, scale);
-  ref_bertc_attention(p, qkv, mask, rel, R, window, want, B, S, H, heads, scale);
+  bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, window, got, B, S, H, heads, scale);
+  ref_bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, window, want, B, S, H, heads, scale);
   char shape[128];
-  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld R=%lld window=%lld", (long long)B, (long long)S,
-           (long long)heads, (long long)D, (long long)R, (long long)window);
+  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld R=%lld v_row=%lld window=%lld", (long long)B,
+           (long long)S, (long long)heads, (long long)D, (long long)R, (long long)v_row, (long long)window);
   record(r, got, want, B * S * H, shape);
-  free(qkv), free(got), free(want), free(mask), free(rel);
+  free(qk), free(vs), free(got), free(want), free(mask), free(rel);
 }
 
 static int check_attention(bertc_pool *p) {
   result r = {.label = "bertc_attention"};
   for (int c = 0; c < RANDOM_CASES; c++)
-    check_attention_case(p, &r, rand_int(1, 2), rand_int(1, 70), rand_int(1, 5), rand_int(1, 40));
-  check_attention_case(p, &r, 1, 128, 12, 64);
-  check_attention_case(p, &r, 2, 70, 4, 64);
-  check_attention_case(p, &r, 1, 128, 12, 32); /* MiniLM's heads */
-  check_attention_case(p, &r, 1, 37, 2, 80);   /* heads wider than 64, not a multiple of 16 */
-  check_attention_case(p, &r, 2, 19, 3, 128);
+    check_attention_case(p, &r, rand_int(1, 2), rand_int(1, 70), rand_int(1, 5), rand_int(1, 40), c % 2);
+  check_attention_case(p, &r, 1, 128, 12, 64, 0);
+  check_attention_case(p, &r, 2, 70, 4, 64, 0);
+  check_attention_case(p, &r, 1, 128, 12, 32, 0); /* MiniLM's heads */
+  check_attention_case(p, &r, 1, 37, 2, 80, 0);   /* heads wider than 64, not a multiple of 16 */
+  check_attention_case(p, &r, 2, 19, 3, 128, 0);
+  check_attention_case(p, &r, 1, 128, 4, 32, 1);  /* MobileBERT's: 4 heads of its 128-wide bottleneck */
+  check_attention_case(p, &r, 2, 45, 3, 24, 1);
   return report(&r, "bertc_attention");
 }
 
@@ -587,11 +592,11 @@ static int check_softmax(bertc_pool *p) {
 
 /* Random lengths, then a dense sweep over the range where erf/tanh bend, then special values. */
 static int check_unary(bertc_pool *p) {
-  static const char *const acts[] = {"none", "gelu", "gelu_tanh", "tanh", "relu"};
+  static const char *const acts[] = {"none", "gelu", "gelu_tanh", "tanh", "relu", "silu"};
   static const float specials[] = {0.0f, -0.0f, 1e-20f, -1e-20f, 40, -40, 100, -100, 1e10f, -1e10f, 1e30f, -1e30f,
                                    INFINITY, -INFINITY, NAN};
   int failed = 0;
-  for (int act = 0; act < 5; act++) {
+  for (int act = 0; act < (int)(sizeof acts / sizeof *acts); act++) {
     result r = {0};
     snprintf(r.label, sizeof r.label, "bertc_unary %s", acts[act]);
     for (int c = 0; c <= RANDOM_CASES; c++) {

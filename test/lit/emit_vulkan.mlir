@@ -41,7 +41,7 @@ func.func @main(%ids: tensor<1x5xi64>, %mask: tensor<1x5xi64>, %x: tensor<1x5x6x
   %h = "bertc.linear"(%x, %w, %b) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x5x6xf32>, tensor<8x6xf32>, tensor<8xf32>) -> tensor<1x5x8xf32>
   %n = "bertc.layer_norm"(%h, %g, %be, %h) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x5x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<1x5x8xf32>) -> tensor<1x5x8xf32>
   %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x5x8xf32>, tensor<24x8xf32>) -> tensor<1x5x24xf32>
-  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
+  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
   return %a : tensor<1x5x8xf32>
 }
 }
@@ -62,5 +62,25 @@ func.func @main(%ids: tensor<1x40xi64>, %x: tensor<1x40x6xf32>) -> tensor<1x40x7
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<70x6xf32>
   %y = "bertc.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x40x6xf32>, tensor<70x6xf32>) -> tensor<1x40x70xf32>
   return %y : tensor<1x40x70xf32>
+}
+}
+
+// -----
+
+// V's rows apart from the Q|K rows (MobileBERT): the attention_v shader (attention.comp built with -DV_APART) reads
+// Q|K rows of 2H and takes V's word offset in a seventh push constant.
+// CHECK: Target vulkan; shaders (runtime/vulkan/shaders/): attention_v (attention.comp -DV_APART), gemm (gemm.comp).
+// CHECK: /* 0 */ {0, 4, {64, 1, 5, 4}},  /* attention_v */
+// CHECK: /* 0: bertc.linear [1, 5, 16] */ {1, {1, 1, 1}, 12, {5, 16, 8, {{[0-9]+}}, {{[0-9]+}}, NONE, NONE, [[QK:[0-9]+]], 0, 0, 0, 0}},
+// CHECK-NEXT: /* 1: bertc.linear [1, 5, 8] */ {1, {1, 1, 1}, 12, {5, 8, 6, {{[0-9]+}}, {{[0-9]+}}, NONE, NONE, [[V:[0-9]+]], 0, 0, 0, 0}},
+// CHECK-NEXT: /* 2: bertc.attention [1, 5, 8] */ {0, {5, 2, 1}, 7, {[[QK]], {{[0-9]+}}, {{[0-9]+}}, 8, 2, 1056964608, [[V]]}},
+module attributes {bertc.target = "vulkan"} {
+func.func @main(%mask: tensor<1x5xi64>, %x: tensor<1x5x8xf32>, %y: tensor<1x5x6xf32>) -> tensor<1x5x8xf32> {
+  %wqk = "bertc.weight"() {name = "qk.weight"} : () -> tensor<16x8xf32>
+  %wv = "bertc.weight"() {name = "v.weight"} : () -> tensor<8x6xf32>
+  %qk = "bertc.linear"(%x, %wqk) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x5x8xf32>, tensor<16x8xf32>) -> tensor<1x5x16xf32>
+  %v = "bertc.linear"(%y, %wv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x5x6xf32>, tensor<8x6xf32>) -> tensor<1x5x8xf32>
+  %a = "bertc.attention"(%qk, %mask, %v) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x16xf32>, tensor<1x5xi64>, tensor<1x5x8xf32>) -> tensor<1x5x8xf32>
+  return %a : tensor<1x5x8xf32>
 }
 }

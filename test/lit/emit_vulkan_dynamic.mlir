@@ -51,7 +51,7 @@ module attributes {bertc.target = "vulkan", bertc.max_seq_len = 16 : i64} {
 func.func @main(%mask: tensor<1x?xi64>, %x: tensor<1x?x8xf32>, %a: tensor<2x?x4xf32>, %b: tensor<2x4x?xf32>, %v: tensor<2x?x4xf32>) -> (tensor<1x?x8xf32>, tensor<2x?x4xf32>) {
   %wqkv = "bertc.weight"() {name = "qkv.weight"} : () -> tensor<24x8xf32>
   %qkv = "bertc.linear"(%x, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x?x8xf32>, tensor<24x8xf32>) -> tensor<1x?x24xf32>
-  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
+  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
   %s = "bertc.matmul"(%a, %b) : (tensor<2x?x4xf32>, tensor<2x4x?xf32>) -> tensor<2x?x?xf32>
   %p = "bertc.softmax"(%s) : (tensor<2x?x?xf32>) -> tensor<2x?x?xf32>
   %o = "bertc.matmul"(%p, %v) : (tensor<2x?x?xf32>, tensor<2x?x4xf32>) -> tensor<2x?x4xf32>
@@ -70,7 +70,7 @@ func.func @main(%mask: tensor<1x?xi64>, %x: tensor<1x?x8xf32>, %a: tensor<2x?x4x
 // CHECK: .max_invocations = 64,
 module attributes {bertc.target = "vulkan"} {
 func.func @main(%mask: tensor<1x5xi64>, %qkv: tensor<1x5x24xf32>) -> tensor<1x5x8xf32> {
-  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
+  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
   return %att : tensor<1x5x8xf32>
 }
 }
@@ -87,5 +87,19 @@ module attributes {bertc.target = "vulkan", bertc.max_seq_len = 16 : i64} {
 func.func @main(%ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>, %x: tensor<2x?x4xf32>) -> tensor<2x?x12xf32> {
   %t = "bertc.trigram"(%x) : (tensor<2x?x4xf32>) -> tensor<2x?x12xf32>
   return %t : tensor<2x?x12xf32>
+}
+}
+
+// -----
+
+// EuroBERT's RMSNorm: one workgroup per row (rows L, width 4, eps's bits pushed).
+// CHECK-LABEL: shaders (runtime/vulkan/shaders/): rms_norm (rms_norm.comp).
+// CHECK: /* 0: bertc.rms_norm [1, ?, 4] */
+// CHECK: /* 0: bertc.rms_norm push[3] = (L) */
+module attributes {bertc.target = "vulkan", bertc.max_seq_len = 16 : i64} {
+func.func @main(%ids: tensor<1x?xi64>, %mask: tensor<1x?xi64>, %x: tensor<1x?x4xf32>) -> tensor<1x?x4xf32> {
+  %g = "bertc.weight"() {name = "norm.weight"} : () -> tensor<4xf32>
+  %n = "bertc.rms_norm"(%x, %g) {eps = 1.0E-5 : f32} : (tensor<1x?x4xf32>, tensor<4xf32>) -> tensor<1x?x4xf32>
+  return %n : tensor<1x?x4xf32>
 }
 }

@@ -1,13 +1,17 @@
 // REQUIRES: vulkan
 // Every shader --emit-vulkan can name compiles to SPIR-V for Vulkan 1.1 (glslangValidator prints the
 // file name of each shader it compiled); gemm.comp also with -DWEIGHT_F16, the fp16 variant, and
-// attention.comp with -DSEQ_FROM_PUSH, the variant of a dynamic length.
+// attention.comp with -DSEQ_FROM_PUSH, the variant of a dynamic length, and -DV_APART (MobileBERT's V rows apart),
+// alone and with every other define.
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/gemm.comp | FileCheck %s --check-prefix=GEMM
 // RUN: glslangValidator -V --target-env vulkan1.1 -DWEIGHT_F16 -o %t.spv %shaders/gemm.comp | FileCheck %s --check-prefix=GEMM
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -DREL_BIAS -DWINDOW -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -DWINDOW -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -DV_APART -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -DREL_BIAS -DV_APART -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -DREL_BIAS -DV_APART -DWINDOW -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/layer_norm.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/softmax.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/embedding.comp | FileCheck %s --check-prefix=REST
@@ -18,6 +22,7 @@
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/mask_bias.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/position_ids.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/cast.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/relative_gather.comp | FileCheck %s --check-prefix=REST
 // GEMM: gemm.comp
 // GEMM-NOT: ERROR
 // ATTN: attention.comp

@@ -53,3 +53,21 @@ func.func @relu(%x: tensor<1x4x8xf32>) -> tensor<1x4x16xf32> {
   %a = "bertc.relu"(%h) : (tensor<1x4x16xf32>) -> tensor<1x4x16xf32>
   return %a : tensor<1x4x16xf32>
 }
+
+// -----
+
+// A SwiGLU FFN (NomicBERT, EuroBERT): SiLU into the gate's GEMM; its product with the up projection stays a mul.
+// CHECK-LABEL: func.func @swiglu
+// CHECK: %[[G:.*]] = "bertc.linear"{{.*}}{activation = "silu"
+// CHECK: %[[U:.*]] = "bertc.linear"{{.*}}{activation = "none"
+// CHECK-NOT: "bertc.silu"
+// CHECK: "bertc.mul"(%[[G]], %[[U]])
+func.func @swiglu(%x: tensor<1x4x8xf32>) -> tensor<1x4x16xf32> {
+  %wg = "bertc.weight"() {name = "gate_proj.weight"} : () -> tensor<16x8xf32>
+  %wu = "bertc.weight"() {name = "up_proj.weight"} : () -> tensor<16x8xf32>
+  %g = "bertc.linear"(%x, %wg) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x16xf32>
+  %s = "bertc.silu"(%g) : (tensor<1x4x16xf32>) -> tensor<1x4x16xf32>
+  %u = "bertc.linear"(%x, %wu) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x16xf32>
+  %m = "bertc.mul"(%s, %u) : (tensor<1x4x16xf32>, tensor<1x4x16xf32>) -> tensor<1x4x16xf32>
+  return %m : tensor<1x4x16xf32>
+}

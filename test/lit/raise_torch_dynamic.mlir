@@ -65,3 +65,30 @@ func.func @trigram_and_relu(%x: !torch.vtensor<[2,?,4],f32>) -> !torch.vtensor<[
   %r = torch.aten.relu %t : !torch.vtensor<[2,?,12],f32> -> !torch.vtensor<[2,?,12],f32>
   return %r : !torch.vtensor<[2,?,12],f32>
 }
+
+// -----
+
+// A SwiGLU FFN's gate: aten.silu is bertc.silu.
+// CHECK-LABEL: func.func @silu
+// CHECK: "bertc.silu"(%arg0) : (tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
+func.func @silu(%x: !torch.vtensor<[1,?,8],f32>) -> !torch.vtensor<[1,?,8],f32> {
+  %s = torch.aten.silu %x : !torch.vtensor<[1,?,8],f32> -> !torch.vtensor<[1,?,8],f32>
+  return %s : !torch.vtensor<[1,?,8],f32>
+}
+
+// -----
+
+// EuroBERT's RMSNorm (canonicalize-rms-norm's aten.rms_norm) is one bertc.rms_norm; without a weight, gamma is ones.
+// CHECK-LABEL: func.func @rms_norm
+// CHECK: "bertc.rms_norm"(%arg0, %{{.*}}) {eps = 9.99999974E-6 : f32} : (tensor<1x?x8xf32>, tensor<8xf32>) -> tensor<1x?x8xf32>
+// CHECK: %[[ONES:.*]] = "bertc.constant"() {value = dense<1.000000e+00> : tensor<8xf32>}
+// CHECK: "bertc.rms_norm"(%arg0, %[[ONES]]) {eps = 1.1920929E-7 : f32}
+func.func @rms_norm(%x: !torch.vtensor<[1,?,8],f32>, %w: !torch.vtensor<[8],f32>) -> (!torch.vtensor<[1,?,8],f32>, !torch.vtensor<[1,?,8],f32>) {
+  %int8 = torch.constant.int 8
+  %shape = torch.prim.ListConstruct %int8 : (!torch.int) -> !torch.list<int>
+  %eps = torch.constant.float 1.000000e-05
+  %none = torch.constant.none
+  %a = torch.aten.rms_norm %x, %shape, %w, %eps : !torch.vtensor<[1,?,8],f32>, !torch.list<int>, !torch.vtensor<[8],f32>, !torch.float -> !torch.vtensor<[1,?,8],f32>
+  %b = torch.aten.rms_norm %x, %shape, %none, %none : !torch.vtensor<[1,?,8],f32>, !torch.list<int>, !torch.none, !torch.none -> !torch.vtensor<[1,?,8],f32>
+  return %a, %b : !torch.vtensor<[1,?,8],f32>, !torch.vtensor<[1,?,8],f32>
+}

@@ -105,6 +105,12 @@ static inline __m256 activate8(__m256 v, int act) {
     }
     case BERTC_ACT_TANH: return tanh8(v);
     case BERTC_ACT_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case BERTC_ACT_SILU: { /* v / (1 + e^-v); exp8 clamps e^-v at e^88, where expf gives inf: v * 0 there, as
+                              v / inf is (-0, and NaN for -inf) */
+      const __m256 s = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+      const __m256 huge = _mm256_cmp_ps(v, _mm256_set1_ps(-88.3762626647949f), _CMP_LT_OQ);
+      return _mm256_blendv_ps(s, _mm256_mul_ps(v, _mm256_setzero_ps()), huge);
+    }
     default: return v;
   }
 }
@@ -768,7 +774,8 @@ void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
  * keys; V is read in place, its rows being contiguous over D. Scratch: K^T (S*D), the score
  * row (S), the key mask as lane masks (S) -- within BERTC_SCRATCH_ATTENTION. */
 typedef struct {
-  const float *qkv;
+  const float *qk, *v; /* Q|K rows of qk_row floats, V rows of v_row floats (kernels.h) */
+  int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
   int64_t R, window; /* window > 0: each query reaches the keys of attention_span only */
@@ -789,8 +796,8 @@ typedef struct {
 } attn_scratch;
 
 static void attn_pack_head(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h) {
-  const int64_t S = a->S, D = a->H / a->heads, row = 3 * a->H;
-  const float *k = a->qkv + b * S * row + a->H + h * D;
+  const int64_t S = a->S, D = a->H / a->heads, row = a->qk_row;
+  const float *k = a->qk + b * S * row + a->H + h * D;
   for (int64_t j = 0; j < S; j++)
     for (int64_t d = 0; d < D; d++) w->kt[d * S + j] = k[j * row + d];
   for (int64_t j = 0; j < S; j++) w->keep[j] = a->mask[b * S + j] ? -1 : 0;
@@ -855,13 +862,17 @@ static void attn_values(const float *p, const float *v, int64_t row, int64_t S, 
   }
 }
 
+/* Head h's V rows of batch b: row j at attn_values_of(...) + j * a->v_row. */
+static inline const float *attn_values_of(const attn_args *a, int64_t b, int64_t h) {
+  return a->v + b * a->S * a->v_row + h * (a->H / a->heads);
+}
+
 static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i) {
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
-  const float *base = a->qkv + b * S * row;
+  const int64_t S = a->S, H = a->H, D = H / a->heads;
   float *o = a->out + (b * S + i) * H + h * D;
   int64_t lo, hi;
   attention_span(i, S, a->window, &lo, &hi);
-  attn_scores(base + i * row + h * D, w, S, D, a->scale, lo, hi);
+  attn_scores(a->qk + (b * S + i) * a->qk_row + h * D, w, S, D, a->scale, lo, hi);
   float *p = w->scores + lo;
   const int64_t n = hi - lo;
   const float *rel = attn_rel_row(a, h, i);
@@ -873,7 +884,7 @@ static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int
     return;
   }
   scale_span(p, n, 1.0f / exp_shifted(p, p, n, mx));
-  attn_values(p, base + lo * row + 2 * H + h * D, row, n, D, o);
+  attn_values(p, attn_values_of(a, b, h) + lo * a->v_row, a->v_row, n, D, o);
 }
 
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
@@ -966,8 +977,8 @@ ALWAYS_INLINE void attn_values_qb(const int QB, const float *p, const float *v, 
  * rows, which compute that query's output bit for bit again and write it to the same place. */
 ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
                                     int64_t i0, int64_t rows) {
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
-  const float *base = a->qkv + b * S * row;
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
+  const float *base = a->qk + b * S * row;
   const float *q[ATTN_QB];
   float *o[ATTN_QB], inv[ATTN_QB];
   for (int r = 0; r < QB; r++) {
@@ -1005,8 +1016,8 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
     }
     inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
   }
-  const float *v = base + 2 * H + h * D;
-  for (int64_t d0 = 0; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, row, S, D, d0, o, inv);
+  const float *v = attn_values_of(a, b, h);
+  for (int64_t d0 = 0; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, a->v_row, S, D, d0, o, inv);
 }
 
 static void attn_query_block4(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
@@ -1032,9 +1043,10 @@ static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
 }
 #endif
 
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R,
-                     int64_t window, float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, rel, R, window, out, S, H, heads, scale, 1};
+void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
+                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale, 1};
 #ifdef __AVX512F__
   /* A query block shares its keys; a local layer's queries each reach a different window, which the
    * per-query path below computes alone (window + 1 keys, not S). */

@@ -104,6 +104,8 @@ static inline float32x4_t activate_f32x4(float32x4_t v, int act) {
     case BERTC_ACT_TANH: return tanh_f32x4(v);
     case BERTC_ACT_RELU: /* a select, not vmaxq: NaN gives 0 as in the reference */
       return vbslq_f32(vcgtq_f32(v, vdupq_n_f32(0.0f)), v, vdupq_n_f32(0.0f));
+    case BERTC_ACT_SILU: /* v / (1 + e^-v); e^-v saturates to inf for v < -88, giving -0 as expf does */
+      return vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), exp_f32x4(vnegq_f32(v))));
     default: return v;
   }
 }
@@ -719,7 +721,8 @@ void bertc_unary(bertc_pool *p, int act, const float *x, float *y, int64_t n) {
 
 /* ---- attention ------------------------------------------------------------------------- */
 typedef struct {
-  const float *qkv;
+  const float *qk, *v; /* Q|K rows of qk_row floats, V rows of v_row floats (kernels.h) */
+  int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
   int64_t R, window;
@@ -733,13 +736,13 @@ typedef struct {
 typedef struct { float *k, *v; int32_t *at; int64_t n; } head_kv;
 
 static head_kv pack_head(const attn_args *a, int64_t b, int64_t h, float *scratch) {
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  const int64_t S = a->S, H = a->H, D = H / a->heads;
   head_kv kv = {scratch + S, scratch + S + S * D, (int32_t *)(scratch + S + 2 * S * D), 0};
-  const float *base = a->qkv + b * S * row + h * D;
+  const float *k = a->qk + b * S * a->qk_row + H + h * D, *v = a->v + b * S * a->v_row + h * D;
   for (int64_t j = 0; j < S; j++) {
     if (!a->mask[b * S + j]) continue;
-    memcpy(kv.k + kv.n * D, base + j * row + H, (size_t)D * sizeof(float));
-    memcpy(kv.v + kv.n * D, base + j * row + 2 * H, (size_t)D * sizeof(float));
+    memcpy(kv.k + kv.n * D, k + j * a->qk_row, (size_t)D * sizeof(float));
+    memcpy(kv.v + kv.n * D, v + j * a->v_row, (size_t)D * sizeof(float));
     kv.at[kv.n++] = (int32_t)j;
   }
   return kv;
@@ -808,22 +811,23 @@ static head_kv window_of(const head_kv *kv, int64_t i, int64_t S, int64_t window
 
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const attn_args *a = raw;
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
   head_kv kv = {0};
   int64_t packed = -1; /* the (batch, head) whose keys are in scratch */
   for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query) */
     const int64_t i = t % S, bh = t / S, h = bh % a->heads, b = bh / a->heads;
     if (bh != packed) kv = pack_head(a, b, h, scratch);
     packed = bh;
-    const float *q = a->qkv + (b * S + i) * row + h * D;
+    const float *q = a->qk + (b * S + i) * row + h * D;
     const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL;
     const head_kv near = a->window ? window_of(&kv, i, S, a->window, D) : kv;
     attend_row(q, &near, D, a->scale, rel, scratch, a->out + (b * S + i) * H + h * D);
   }
 }
 
-void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R,
-                     int64_t window, float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
-  attn_args a = {qkv, mask, rel, R, window, out, S, H, heads, scale};
+void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
+                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }

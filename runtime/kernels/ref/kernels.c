@@ -23,6 +23,7 @@ static float activate(float v, int act) {
     }
     case BERTC_ACT_TANH: return tanhf(v);
     case BERTC_ACT_RELU: return v > 0 ? v : 0;
+    case BERTC_ACT_SILU: return v / (1.0f + expf(-v));
     default: return v;
   }
 }
@@ -265,9 +266,30 @@ BERTC_WEAK void bertc_layer_norm(bertc_pool *p, const float *x, const float *res
   bertc_parallel_rows(p, rows, ln_rows, &a);
 }
 
+typedef struct { const float *x, *g; float *y; int64_t n; float eps; } rms_args;
+static void rms_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const rms_args *a = raw;
+  const int64_t n = a->n;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * n;
+    float *y = a->y + r * n;
+    double sq = 0; /* double, as layer_norm's sums */
+    for (int64_t i = 0; i < n; i++) sq += (double)x[i] * x[i];
+    const float inv = (float)(1.0 / sqrt(sq / (double)n + a->eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * inv * a->g[i];
+  }
+}
+BERTC_WEAK void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n,
+                               float eps) {
+  rms_args a = {x, gamma, y, n, eps};
+  bertc_parallel_rows(p, rows, rms_rows, &a);
+}
+
 /* ---- attention ---------------------------------------------------------------------- */
 typedef struct {
-  const float *qkv;
+  const float *qk, *v; /* Q|K rows of qk_row floats, V rows of v_row floats */
+  int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* [heads, 2R - 1] or NULL */
   int64_t R, window;
@@ -278,10 +300,10 @@ typedef struct {
 
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
   const attn_args *a = raw;
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = 3 * H;
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
   for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query) */
     const int64_t i = t % S, h = (t / S) % a->heads, b = t / (S * a->heads);
-    const float *base = a->qkv + b * S * row;
+    const float *base = a->qk + b * S * row, *vbase = a->v + b * S * a->v_row + h * D;
     const float *q = base + i * row + h * D;
     const int64_t *mask = a->mask + b * S;
     const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL; /* rel[j]: key j's bias */
@@ -311,16 +333,16 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
     for (int64_t j = lo; j < hi; j++) {
       if (scores[j] == 0.0f) continue;
       const float w = scores[j] * inv;
-      const float *v = base + j * row + 2 * H + h * D;
+      const float *v = vbase + j * a->v_row;
       for (int64_t d = 0; d < D; d++) o[d] += w * v[d];
     }
   }
 }
 
-BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qkv, const int64_t *mask, const float *rel, int64_t R,
-                                int64_t window, float *out, int64_t B, int64_t S, int64_t H, int64_t heads,
-                                float scale) {
-  attn_args a = {qkv, mask, rel, R, window, out, S, H, heads, scale};
+BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
+                                const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B,
+                                int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 
@@ -336,6 +358,12 @@ BERTC_WEAK void bertc_relative_bias(const float *table, float *out, int64_t B, i
     for (int64_t h = 0; h < heads; h++)
       for (int64_t i = 0; i < S; i++)
         for (int64_t j = 0; j < S; j++) out[((b * heads + h) * S + i) * S + j] = table[h * (2 * R - 1) + R - 1 + j - i];
+}
+
+BERTC_WEAK void bertc_relative_gather(const float *x, const int64_t *table, float *out, int64_t B, int64_t S,
+                                      int64_t W, int64_t R) {
+  for (int64_t r = 0; r < B * S; r++)
+    for (int64_t j = 0; j < S; j++) out[r * S + j] = x[r * W + table[R - 1 + j - r % S]];
 }
 
 BERTC_WEAK void bertc_cast(const int64_t *x, float *y, int64_t n) {

@@ -7,6 +7,8 @@
 // score row, and the run's length SEQ <= S comes in a seventh push constant.
 // With REL_BIAS (attention_rel, attention_seq_rel: MPNet) two more push constants give a relative-position
 // bias table [heads, 2R - 1] (a word offset) and R: the score of query i and key j gains rel[h, R - 1 + j - i].
+// With V_APART (attention_v and its _seq/_rel forms: MobileBERT) qkv holds Q|K rows [B,S,2H] and one more push
+// constant gives the word offset of V's own rows [B,S,H].
 // With WINDOW (the _win variants: ModernBERT's local layers) a last push constant, the window: query i
 // attends only to keys j with |i - j| <= window / 2, so the loops run over those keys alone.
 #extension GL_GOOGLE_include_directive : require
@@ -20,16 +22,23 @@ layout(constant_id = 3) const uint D = 64;   // head width
 #else
 #define REL_FIELDS
 #endif
+#ifdef V_APART
+#define V_FIELDS , v
+#define QK_PARTS 2
+#else
+#define V_FIELDS
+#define QK_PARTS 3
+#endif
 #ifdef WINDOW
 #define WINDOW_FIELD , window
 #else
 #define WINDOW_FIELD
 #endif
 #ifdef SEQ_FROM_PUSH
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS WINDOW_FIELD; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS V_FIELDS WINDOW_FIELD; } p;
 #define SEQ p.seq
 #else
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS WINDOW_FIELD; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS V_FIELDS WINDOW_FIELD; } p;
 #define SEQ S
 #endif
 
@@ -64,7 +73,12 @@ float reduce_sum(float v, uint tid) {
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint i = gl_WorkGroupID.x, hd = gl_WorkGroupID.y, b = gl_WorkGroupID.z;
-  const uint row = 3 * p.H, base = p.qkv + b * SEQ * row;
+  const uint row = QK_PARTS * p.H, base = p.qkv + b * SEQ * row;
+#ifdef V_APART
+  const uint v_row = p.H, v_base = p.v + b * SEQ * v_row;
+#else
+  const uint v_row = row, v_base = base + 2 * p.H;
+#endif
   const float scale = uintBitsToFloat(p.scale);
   for (uint d = tid; d < D; d += WG_X) q[d] = LD(base + i * row + hd * D + d);
 #ifdef WINDOW
@@ -103,9 +117,9 @@ void main() {
   const float inv = 1.0 / reduce_sum(sum, tid);  // its barriers also publish sc[]
   for (uint d = tid; d < D; d += WG_X) {
     float acc = 0.0;
-    uint v = base + 2 * p.H + hd * D + d;
+    uint v = v_base + hd * D + d;
     for (uint j = lo; j < hi; j++)
-      if (sc[j] != 0.0) acc += sc[j] * LD(v + j * row);
+      if (sc[j] != 0.0) acc += sc[j] * LD(v + j * v_row);
     ST(o + d, acc * inv);
   }
 }

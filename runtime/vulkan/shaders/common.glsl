@@ -17,7 +17,7 @@ layout(std430, set = 0, binding = 0) buffer Words { uint w[]; };
 #define NONE 0xffffffffu             // an absent operand (no bias, no residual)
 #define SYNC() memoryBarrierShared(); barrier()
 
-const uint ACT_NONE = 0u, ACT_GELU = 1u, ACT_GELU_TANH = 2u, ACT_TANH = 3u, ACT_RELU = 4u;
+const uint ACT_NONE = 0u, ACT_GELU = 1u, ACT_GELU_TANH = 2u, ACT_TANH = 3u, ACT_RELU = 4u, ACT_SILU = 5u;
 
 // erf by Abramowitz & Stegun 7.1.26 refined with one more term (max abs error ~1.2e-7, as the
 // C library's erff to float precision); GLSL has no erf.
@@ -42,5 +42,6 @@ float activate(float v, uint act) {
   if (act == ACT_GELU_TANH) return 0.5 * v * (1.0 + bertc_tanh(0.79788456080286536 * (v + 0.044715 * v * v * v)));
   if (act == ACT_TANH) return bertc_tanh(v);
   if (act == ACT_RELU) return v > 0.0 ? v : 0.0;
+  if (act == ACT_SILU) return v / (1.0 + exp(-max(v, -80.0)));  // clamped: e^88 overflows float on some drivers
   return v;
 }

@@ -1,5 +1,5 @@
 #version 450
-// y = act(x) (GELU, tanh-GELU, tanh, ReLU) or, with act = POW, y = x ^ exponent; one invocation
+// y = act(x) (GELU, tanh-GELU, tanh, ReLU, SiLU) or, with act = POW, y = x ^ exponent; one invocation
 // per element (grid-stride).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
