@@ -195,13 +195,15 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
     if kind == "attention":
         # Q|K|V rows [B,S,3H], or Q|K rows and V's apart (MobileBERT): the same reads, FLOPs and features
         b, s, h = _shape(op.results[0])
-        heads = op.attributes["num_heads"].value
-        f = {"dispatch": 1, "flops": 4.0 * b * s * s * h, "scores": b * heads * s * s, "values": b * s * h,
+        heads, window = op.attributes["num_heads"].value, op.window.value
+        keys = min(s, window + 1) if window else s  # a local layer's query reaches window + 1 keys at most (ModernBERT)
+        f = {"dispatch": 1, "flops": 4.0 * b * s * keys * h, "scores": b * heads * s * keys, "values": b * s * h,
              "heads": b * heads, "head_rows": b * heads * s}
         # MPNet's relative-position bias is one load and add per score, beside its D multiply-adds and its exp: the
         # scores feature prices it with them
         rel = ", rel-pos bias" if op.rel_bias is not None else ""
-        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * s * h, 4.0 * (b * s * 3 * h + b * s * h),
+        rel += f", window {window}" if window else ""
+        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * keys * h, 4.0 * (b * s * 3 * h + b * s * h),
                       detail=f"{heads} heads{rel}")
     if kind == "layer_norm":
         e = math.prod(out)

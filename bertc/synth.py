@@ -100,7 +100,7 @@ def bert_ir(config: Any, seq_len: int = 128, batch: int = 1, target: str = "host
         return op(f'"bertc.transpose"({r}) {{perm = array<i64: 0, 2, 1, 3>}} : ({f32(b, s, heads, d)}) -> '
                   f"{f32(b, heads, s, d)}")
 
-    mask = op(f'"bertc.mask_bias"(%arg1) {{fill = {_f32(-math.inf)} : f32}} : ({i64}) -> {f32(b, 1, s, s)}')
+    mask = op(f'"bertc.mask_bias"(%arg1) {{fill = {_f32(-math.inf)} : f32, window = 0 : i64}} : ({i64}) -> {f32(b, 1, s, s)}')
     words = weight("embeddings.word_embeddings.weight", f32(c["vocab_size"], h))
     x = op(f'"bertc.embedding"({words}, %arg0) : ({f32(c["vocab_size"], h)}, {i64}) -> {act}')
     types = weight("embeddings.token_type_embeddings.weight", f32(c["type_vocab_size"], h))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torch_mlir import ir
-from torch_mlir.dialects.ext import Dialect, Operand, Result
+from torch_mlir.dialects.ext import Dialect, Operand, Result, attribute
 
 from bertc.errors import BertcError
 from bertc.sparsity import parse_pattern
@@ -66,6 +66,15 @@ def _elementwise(kernel: str, shader: str) -> OpTraits:
 
 ACTIVATIONS = ("none", "gelu", "gelu_tanh", "tanh", "relu", "silu")
 ROTARY_STYLES = ("interleaved", "halves")  # which features a rotary embedding pairs (RotaryOp)
+
+
+def _no_window() -> ir.IntegerAttr:
+    """``window = 0``: every key in reach of every query (a builder's default; the IR always spells it out)."""
+    return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 0)
+
+
+def _bad_window(op) -> bool:
+    return op.window.value < 0 and _fail(op, f"window {op.window.value} is negative (0: no local window)") is False
 
 
 DYNAMIC = ir.ShapedType.get_dynamic_size()  # a ``?`` dimension as ``shape`` lists it
@@ -210,7 +219,8 @@ class AttentionOp(Bertc.Operation, name="attention"):
 
     out[b, s, h*D:(h+1)*D] = softmax(q k^T * scale + rel + bias(mask)) v, per head h, where ``rel_bias``
     (optional, [heads, 2N - 1]: MPNet's relative positions) adds rel_bias[h, j - i + N - 1] to the score
-    of query i and key j.
+    of query i and key j. A ``window`` > 0 (ModernBERT's local layers) masks key j of query i where
+    |i - j| > window / 2, as a padded key is; 0 attends to every key.
     """
 
     traits = OpTraits("kernel", "bertc_attention", "attention", "attention")
@@ -222,9 +232,12 @@ class AttentionOp(Bertc.Operation, name="attention"):
     out: Result[Any]
     rel_bias: Operand[Any] | None = None
     v: Operand[Any] | None = None
+    window: ir.IntegerAttr = attribute(default_factory=_no_window)
 
     def verify_invariants(self) -> bool:
         q, m, o = shape(self.qkv), shape(self.mask), shape(self.out)
+        if _bad_window(self):
+            return False
         heads, parts = self.num_heads.value, 3 if self.v is None else 2
         if len(q) != 3 or q[2] % parts != 0:
             return _fail(self, f"qkv {q} is not [B, S, {parts}*H]" + ("" if self.v is None else " (Q|K, V apart)"))
@@ -329,16 +342,21 @@ class TrigramOp(Bertc.Operation, name="trigram"):
 
 
 class MaskBiasOp(Bertc.Operation, name="mask_bias"):
-    """Additive attention bias from a [B, S] padding mask: 0 where kept, `fill` where masked."""
+    """Additive attention bias from a [B, S] padding mask: 0 where kept, `fill` where masked, and with a
+    ``window`` > 0 also where |query - key| > window / 2 (a local layer; fuse-attention moves it onto the
+    ``bertc.attention``)."""
 
     traits = _elementwise("bertc_mask_bias", "mask_bias")
 
     mask: Operand[Any]
     fill: ir.FloatAttr
     out: Result[Any]
+    window: ir.IntegerAttr = attribute(default_factory=_no_window)
 
     def verify_invariants(self) -> bool:
         m, o = shape(self.mask), shape(self.out)
+        if _bad_window(self):
+            return False
         if len(m) != 2 or len(o) != 4 or o[0] != m[0] or o[3] != m[1] or o[1] != 1:
             return _fail(self, f"result {o} should be [{m[0]}, 1, Q, {m[1]}]")
         return True

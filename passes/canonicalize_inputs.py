@@ -72,25 +72,34 @@ from torch import fx
 # raise-torch lowers each to the bertc op of the same name.
 
 
+def _kept(mask: torch.Tensor, shape: list[int], window: int) -> torch.Tensor:
+    """Which keys each query attends to: the unpadded ones, and with a ``window`` (ModernBERT's local
+    attention) only those within window // 2 positions of the query."""
+    keep = mask[:, None, None, :].bool().expand(shape)
+    if window:
+        q, k = torch.arange(shape[2]), torch.arange(shape[3])
+        keep = keep & ((q[:, None] - k[None, :]).abs() <= window // 2)
+    return keep
+
+
 @torch.library.custom_op("bertc::mask_bias", mutates_args=())
-def mask_bias(mask: torch.Tensor, shape: list[int], fill: float) -> torch.Tensor:
-    keep = mask[:, None, None, :].bool()
-    out = torch.where(keep, torch.zeros((), dtype=torch.float32), torch.tensor(fill, dtype=torch.float32))
-    return out.expand(shape).clone()
+def mask_bias(mask: torch.Tensor, shape: list[int], fill: float, window: int = 0) -> torch.Tensor:
+    keep = _kept(mask, shape, window)
+    return torch.where(keep, torch.zeros((), dtype=torch.float32), torch.tensor(fill, dtype=torch.float32)).clone()
 
 
 @mask_bias.register_fake
-def _(mask, shape, fill):
+def _(mask, shape, fill, window=0):
     return mask.new_empty(shape, dtype=torch.float32)
 
 
 @torch.library.custom_op("bertc::keep_mask", mutates_args=())
-def keep_mask(mask: torch.Tensor, shape: list[int]) -> torch.Tensor:
-    return mask[:, None, None, :].bool().expand(shape).clone()
+def keep_mask(mask: torch.Tensor, shape: list[int], window: int = 0) -> torch.Tensor:
+    return _kept(mask, shape, window).clone()
 
 
 @keep_mask.register_fake
-def _(mask, shape):
+def _(mask, shape, window=0):
     return mask.new_empty(shape, dtype=torch.bool)
 
 
@@ -178,8 +187,10 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
             elif not in_list:
                 replacement = _fill_of_run_time_length(ep, n, vals, user[0])
         elif kind in ("attention_mask", "input_ids"):
-            match = _match_mask if kind == "attention_mask" else _match_position_ids
-            op = match(n, vals, [ins[kind] for ins, _ in trials])
+            if kind == "attention_mask":
+                op = _match_mask(n, vals, [ins[kind] for ins, _ in trials], _window(ep, kinds, n, vals[0]))
+            else:
+                op = _match_position_ids(n, vals, [ins[kind] for ins, _ in trials])
             if op is not None:
                 replacement = _new_node(g, placeholder_of[kind], op, n)
             elif kind == "attention_mask" and _fills_padding(n, vals, [ins[kind] for ins, _ in trials]):
@@ -542,23 +553,38 @@ class StandIn:
     args: tuple
 
 
-def _match_mask(n: fx.Node, vals: list[torch.Tensor], masks: list[torch.Tensor]) -> StandIn | None:
+def _match_mask(n: fx.Node, vals: list[torch.Tensor], masks: list[torch.Tensor], window: int = 0) -> StandIn | None:
     v0 = vals[0]
     if v0.dim() != 4 or v0.shape[0] != masks[0].shape[0] or v0.shape[3] != masks[0].shape[1]:
         return None
     shape = list(v0.shape)
     if v0.dtype == torch.bool:
-        if all(torch.equal(v, keep_mask(m, shape)) for v, m in zip(vals, masks)):
-            return StandIn(torch.ops.bertc.keep_mask.default, (shape,))
+        if all(torch.equal(v, keep_mask(m, shape, window)) for v, m in zip(vals, masks)):
+            return StandIn(torch.ops.bertc.keep_mask.default, (shape, window) if window else (shape,))
         return None
     if v0.dtype != torch.float32:
         return None
     # The fill shows where some key was masked; with nothing ever masked (seq_len 1) any
     # large negative fill gives the same values, so try the one transformers uses.
     for fill in {float(v.min()) for v in vals} - {0.0} | {float(torch.finfo(torch.float32).min)}:
-        if all(torch.equal(v, mask_bias(m, shape, fill)) for v, m in zip(vals, masks)):
-            return StandIn(torch.ops.bertc.mask_bias.default, (shape, fill))
+        if all(torch.equal(v, mask_bias(m, shape, fill, window)) for v, m in zip(vals, masks)):
+            return StandIn(torch.ops.bertc.mask_bias.default, (shape, fill, window) if window else (shape, fill))
     return None
+
+
+def _window(ep: torch.export.ExportedProgram, kinds: dict, n: fx.Node, trial: torch.Tensor) -> int:
+    """The local-attention window (ModernBERT's ``local_attention``) of a [B, 1, L, L] mask value: keys farther
+    than window // 2 from their query are masked even when the mask keeps every token. A window wider than the
+    trial length is invisible there, so a dynamic program's mask is read at its longest length, with no padding
+    (only the mask's own sub-graph runs). 0: no window (a padding mask)."""
+    if trial.dim() != 4 or trial.shape[2] != trial.shape[3]:
+        return 0
+    full = _evaluate_at(ep, kinds, n, trial.shape[0], trial_length(ep, 1 << 30)) if _has_run_time_length(n) else trial
+    kept = (full == 0) if full.is_floating_point() else full.bool()
+    half = int(kept[0, 0, 0].sum()) - 1  # query 0 of the all-kept trial sees keys 0 .. half
+    if half + 1 >= kept.shape[3]:
+        return 0
+    return 2 * half
 
 
 def _match_position_ids(n: fx.Node, vals: list[torch.Tensor], ids: list[torch.Tensor]) -> StandIn | None:

@@ -339,6 +339,16 @@ def slice_dims(op) -> tuple[Size, Size, int, Size, Size]:
     return prod(x[:d]), x[d], op.attributes["start"].value, o[d], prod(x[d + 1:])
 
 
+def mask_bias_fill(op) -> float:
+    """A bertc.mask_bias's fill. Its kernels and shader know padding only: a local window (ModernBERT's sliding
+    layers) runs inside the fused bertc.attention, so one left outside it is refused."""
+    if op.window.value:
+        raise BertcError(f"a sliding-window attention mask (window {op.window.value}) at {op_label(op)} was not fused "
+                         "into a bertc.attention, and only that kernel applies the window: fuse-attention did not "
+                         "recognise this attention block; please report it with the model you compiled")
+    return op.attributes["fill"].value
+
+
 ACTIVATION = {B.TanhOp: "tanh", B.ReluOp: "relu", B.SiluOp: "silu"}  # bertc.gelu's depends on ``approximate``
 
 

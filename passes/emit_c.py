@@ -40,6 +40,7 @@ from bertc.sparsity import parse_pattern
 from .codegen import (
     Codegen,
     binary_strides,
+    mask_bias_fill,
     matmul_dims,
     op_label,
     ops_table,
@@ -174,8 +175,8 @@ def emit_attention(e: CEmitter, op) -> str:
     span = 0 if rel is None else (shape_of(rel)[1] + 1) // 2
     qk = e.ptr(op.qkv)  # Q|K|V rows, V from column 2H; or Q|K rows and V's own (MobileBERT)
     v, qk_row, v_row = (f"{qk} + {2 * h}", 3 * h, 3 * h) if op.v is None else (e.ptr(op.v), 2 * h, h)
-    return e.kernel(op, "p", qk, qk_row, v, v_row, e.ptr(op.mask), e.opt(rel), span, e.out(op), b, s, h,
-                    op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+    return e.kernel(op, "p", qk, qk_row, v, v_row, e.ptr(op.mask), e.opt(rel), span, op.window.value, e.out(op), b,
+                    s, h, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
 
 
 def emit_relative_bias(e: CEmitter, op) -> str:
@@ -191,7 +192,7 @@ def emit_relative_gather(e: CEmitter, op) -> str:
 
 def emit_mask_bias(e: CEmitter, op) -> str:
     b, _, q, k = dims_of(op.results[0])
-    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, q, k, _f(op.attributes["fill"].value))
+    return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, q, k, _f(mask_bias_fill(op)))
 
 
 def emit_position_ids(e: CEmitter, op) -> str:

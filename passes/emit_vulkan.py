@@ -58,6 +58,7 @@ from bertc.errors import BertcError
 from .codegen import (
     Codegen,
     binary_strides,
+    mask_bias_fill,
     matmul_dims,
     op_label,
     ops_table,
@@ -80,8 +81,9 @@ MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwis
 SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in B.names_in("kernel")}
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
 # attention.comp's variants, each define a suffix: the run's length L in a push constant (a dynamic program); MPNet's
-# relative-position bias (2 more push constants); MobileBERT's V rows apart from Q|K (1 more)
-ATTENTION_VARIANTS = {"_seq": "SEQ_FROM_PUSH", "_rel": "REL_BIAS", "_v": "V_APART"}
+# relative-position bias (2 more push constants); MobileBERT's V rows apart from Q|K (1 more); ModernBERT's local
+# layers' window (1 more). The extra push constants follow push[6] (the run's length) in this order.
+ATTENTION_VARIANTS = {"_seq": "SEQ_FROM_PUSH", "_rel": "REL_BIAS", "_v": "V_APART", "_win": "WINDOW"}
 SHADERS.update({"attention" + "".join(chosen): ("attention.comp", tuple(ATTENTION_VARIANTS[c] for c in chosen))
                 for n in range(1, len(ATTENTION_VARIANTS) + 1) for chosen in combinations(ATTENTION_VARIANTS, n)})
 MAX_DEGREE = 2  # vk_program.h's bertc_vk_seq_size holds coefficients of 1, L and L*L (attention scores: L*L)
@@ -260,6 +262,8 @@ def emit_attention(e: VkEmitter, op) -> Dispatch:
         extra, suffix = (e.word(op.rel_bias), (shape_of(op.rel_bias)[1] + 1) // 2), "_rel"
     if op.v is not None:  # V's own rows (MobileBERT), Q|K rows in qkv
         extra, suffix = (*extra, e.word(op.v)), suffix + "_v"
+    if op.window.value:  # a local layer's window (ModernBERT), after all the others
+        extra, suffix = (*extra, op.window.value), suffix + "_win"
     if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
         n = bound(s, e.module)
         return e.dispatch(op, (wg, 1, n, d), (*push, s, *extra), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),
@@ -341,7 +345,7 @@ def emit_trigram(e: VkEmitter, op) -> Dispatch:
 def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
     b, _, q, k = dims_of(op.results[0])
     return e.elementwise(op, b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
-                         _bits(op.attributes["fill"].value))
+                         _bits(mask_bias_fill(op)))
 
 
 def emit_relative_bias(e: VkEmitter, op) -> Dispatch:

@@ -33,6 +33,11 @@ Rotary encoders (RoFormer, ESM) rotate Q and K between the projection and the sp
 one rotary on the fused rows takes their place: ``"bertc.rotary"(%qkv, %cos, %sin) {columns = 2H}``
 before the attention (V's columns copied).
 
+One projection already [B,S,3H] (ModernBERT's Wqkv, no bias) whose rows raise-torch sliced into Q, K and V
+(``"bertc.slice"(%qkv) {dim = 2, start = 0 | H | 2H}``, each then split into heads as above) is the
+attention's input as it is: no concat. A mask with a local window (``"bertc.mask_bias"(%mask) {window = w}``,
+ModernBERT's sliding layers) gives the attention its ``window = w``.
+
 Any transpose chain that yields the same head layout matches (view+permute, transpose(1,2),
 transpose(-1,-2) on K); the scale may sit on the scores or on Q. Nothing fuses when Q and K are not
 projections of one input, the mask is not a padding mask, or a head layout differs.
@@ -57,6 +62,8 @@ class Heads:
     perm: tuple[int, ...]  # from [B,S,n,D] to the layout seen by the matmul
     heads: int
     rotary: ir.OpView | None = None  # a bertc.rotary of all H columns between the linear and the split
+    start: int | None = None  # the first of the linear's columns read (a slice of fused Q|K|V rows); None: all
+    width: int = 0  # H: the columns split into heads
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,13 @@ class AttentionMatch:
     output: ir.OpView  # the final reshape back to [B,S,H]
     rel: ir.Value | None = None  # a bertc.relative_bias's [n, 2N-1] table, added to the scores (MPNet)
     v_apart: bool = False  # V projects another input than Q and K (MobileBERT): its rows stay its own linear's
+    window: int = 0  # the mask's local window (ModernBERT's sliding layers); 0: none
+
+    @property
+    def fused_rows(self) -> bool:
+        """Whether Q, K and V are the three column blocks of one projection (ModernBERT's Wqkv)."""
+        return self.q.linear == self.k.linear == self.v.linear and (self.q.start, self.k.start, self.v.start) \
+            == (0, self.q.width, 2 * self.q.width) and shape_of(self.q.linear.results[0])[-1] == 3 * self.q.width
 
 
 def splat_value(value: ir.Value) -> float | None:
@@ -101,12 +115,15 @@ def match_heads(value: ir.Value) -> Heads | None:
     if is_op(rows, B.RotaryOp) and producer(rows).attributes["columns"].value == src[2]:
         rotary = producer(rows)
         rows = rotary.operands[0]
+    start = None
+    if is_op(rows, B.SliceOp) and producer(rows).dim.value == 2:  # a column block of fused Q|K|V rows
+        start, rows = producer(rows).start.value, producer(rows).operands[0]
     if not is_op(rows, B.LinearOp):
         return None
     lin = producer(rows)
     if lin.residual is not None or lin.activation.value != "none":
         return None
-    return Heads(lin, perm, split[2], rotary)
+    return Heads(lin, perm, split[2], rotary, start, src[2])
 
 
 def same_rotation(a: ir.OpView | None, b: ir.OpView | None) -> bool:
@@ -148,9 +165,10 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
     if not is_op(probs, B.SoftmaxOp):
         return None
     scores = producer(probs).operands[0]
-    mask = None
+    mask, window = None, 0
     if is_op(scores, B.AddOp) and is_op(producer(scores).operands[1], B.MaskBiasOp):
-        mask = producer(producer(scores).operands[1]).operands[0]
+        bias = producer(producer(scores).operands[1])
+        mask, window = bias.operands[0], bias.window.value
         scores = producer(scores).operands[0]
     if mask is None:
         return None
@@ -172,34 +190,48 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
         return None
     if rel is not None and shape_of(rel)[0] != q.heads:
         return None
+    if any(h.start is not None for h in (q, k, v)):  # column blocks: of one projection, in Q|K|V order
+        m = AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, window=window)
+        return m if m.fused_rows and shape_of(output.results[0])[-1] == q.width else None
     v_apart = v.linear.operands[0] != q.linear.operands[0]
     biases = [h.linear.bias is not None for h in ((q, k) if v_apart else (q, k, v))]
     if q.linear.operands[0] != k.linear.operands[0] or len(set(biases)) != 1:
         return None
     if not shape_of(output.results[0]) == shape_of(q.linear.results[0]) == shape_of(v.linear.results[0]):
         return None
-    return AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, v_apart)
+    return AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, v_apart, window)
 
 
-def rewrite(m: AttentionMatch) -> None:
+def merged_rows(m: AttentionMatch) -> ir.Value:
+    """The Q|K|V rows [B,S,3H] (Q|K [B,S,2H] where V is apart): the one projection's, or a new GEMM on the
+    weights concatenated."""
     q, k, v = m.q.linear, m.k.linear, m.v.linear
+    if m.fused_rows:
+        return q.results[0]
     merged = (q, k) if m.v_apart else (q, k, v)  # the projections of one input, one GEMM
     n, kdim = shape_of(q.operands[1])
     cols = len(merged) * n
     i64 = ir.IntegerType.get_signless(64)
+    w = B.ConcatOp([p.operands[1] for p in merged], ir.IntegerAttr.get(i64, 0), tensor_type([cols, kdim])).out
+    b = None
+    if q.bias is not None:
+        b = B.ConcatOp([p.bias for p in merged], ir.IntegerAttr.get(i64, 0), tensor_type([cols])).out
+    x = q.operands[0]
+    return B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [cols]), bias=b).out
+
+
+def rewrite(m: AttentionMatch) -> None:
+    n = m.q.width
+    i64 = ir.IntegerType.get_signless(64)
     with ir.InsertionPoint(m.output.operation), m.output.location:
-        w = B.ConcatOp([p.operands[1] for p in merged], ir.IntegerAttr.get(i64, 0), tensor_type([cols, kdim])).out
-        b = None
-        if q.bias is not None:
-            b = B.ConcatOp([p.bias for p in merged], ir.IntegerAttr.get(i64, 0), tensor_type([cols])).out
-        x = q.operands[0]
-        qkv = B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [cols]), bias=b).out
+        qkv = merged_rows(m)
         rot = m.q.rotary
         if rot is not None:  # Q and K rotated in place of the fused rows (V copied, where it is one of them)
             qkv = B.RotaryOp(qkv, rot.operands[1], rot.operands[2], rot.attributes["style"],
                              ir.IntegerAttr.get(i64, 2 * n), qkv.type).out
         att = B.AttentionOp(qkv, m.mask, ir.IntegerAttr.get(i64, m.q.heads), ir.FloatAttr.get_f32(m.scale),
-                            m.output.results[0].type, rel_bias=m.rel, v=v.results[0] if m.v_apart else None).out
+                            m.output.results[0].type, rel_bias=m.rel, v=m.v.linear.results[0] if m.v_apart else None,
+                            window=ir.IntegerAttr.get(i64, m.window)).out
     m.output.results[0].replace_all_uses_with(att)
 
 

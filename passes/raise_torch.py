@@ -111,6 +111,8 @@ class Raiser:
                     continue
                 if len(op.results) == 1:
                     self.values[op.results[0]] = out
+                elif len(op.results) > 1:  # prim.ListUnpack: one value per result
+                    self.values.update(zip(op.results, out))
         return new
 
 
@@ -326,6 +328,54 @@ def _select(r: Raiser, op):
     return B.ReshapeOp(sl, _result_type(op)).out
 
 
+@dataclass(frozen=True)
+class Pieces:
+    """``unbind`` (``keep_dim`` False) or ``chunk`` of ``of`` along ``dim``: its parts are made when
+    ``prim.ListUnpack`` gives their types."""
+
+    of: ir.Value
+    dim: int
+    keep_dim: bool
+
+
+def _unbind(r: Raiser, op):
+    x = r.get(op.operands[0])
+    return Pieces(x, r.get(op.operands[1]) % len(shape_of(x)), False)
+
+
+def _chunk(r: Raiser, op):
+    x = r.get(op.operands[0])
+    return Pieces(x, r.get(op.operands[2]) % len(shape_of(x)), True)
+
+
+def _list_unpack(r: Raiser, op):
+    """Each part a ``bertc.slice``. An unbind of rows split by a view (ModernBERT's fused Wqkv: [B,S,3H] viewed
+    [B,S,3,n,D], unbound on dim 2) slices the rows themselves, [B,S,H] each, then splits them: the form of three
+    projections, which fuse-attention knows."""
+    pieces = r.get(op.operands[0])
+    if not isinstance(pieces, Pieces):
+        raise BertcError(f"prim.ListUnpack of {type(pieces).__name__} at {source_location(op)} is not supported")
+    x, dim, i64 = pieces.of, pieces.dim, ir.IntegerType.get_signless(64)
+    shp = shape_of(x)
+    src = producer(x).operands[0] if is_op(x, B.ReshapeOp) else None
+    rows = src is not None and not pieces.keep_dim and shape_of(src)[:dim] == shp[:dim] \
+        and len(shape_of(src)) == dim + 1 and math.prod(shp[dim:]) == shape_of(src)[dim]
+    out, start = [], 0
+    for res in op.results:
+        want = convert_type(res.type)
+        if rows:
+            width = shape_of(src)[dim] // shp[dim]
+            part = B.SliceOp(src, ir.IntegerAttr.get(i64, dim), ir.IntegerAttr.get(i64, start),
+                             tensor_type(shape_of(src)[:dim] + [width])).out
+        else:
+            width = ir.RankedTensorType(want).shape[dim] if pieces.keep_dim else 1
+            part = B.SliceOp(x, ir.IntegerAttr.get(i64, dim), ir.IntegerAttr.get(i64, start),
+                             tensor_type(shp[:dim] + [width] + shp[dim + 1:])).out
+        out.append(part if part.type == want else B.ReshapeOp(part, want).out)
+        start += width
+    return out
+
+
 def _expand(r: Raiser, op):
     x = r.get(op.operands[0])
     if x.type != _result_type(op):
@@ -333,15 +383,22 @@ def _expand(r: Raiser, op):
     return x
 
 
+def _window(r: Raiser, op, at: int) -> ir.IntegerAttr:
+    """The mask's local-attention window (canonicalize-inputs' last argument; 0 or absent: none)."""
+    window = r.get(op.operands[at]) if len(op.operands) > at else 0
+    return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), window or 0)
+
+
 def _mask_bias(r: Raiser, op):
     fill = r.get(op.operands[2])
-    return B.MaskBiasOp(r.get(op.operands[0]), ir.FloatAttr.get_f32(fill), _result_type(op)).out
+    return B.MaskBiasOp(r.get(op.operands[0]), ir.FloatAttr.get_f32(fill), _result_type(op), window=_window(r, op, 3)).out
 
 
 def _keep_mask(r: Raiser, op):
     # A boolean keep-mask only ever feeds sdpa's attn_mask, which adds -inf where False.
     t = convert_type(op.results[0].type)
-    return B.MaskBiasOp(r.get(op.operands[0]), ir.FloatAttr.get_f32(-math.inf), tensor_type(ir.RankedTensorType(t).shape)).out
+    return B.MaskBiasOp(r.get(op.operands[0]), ir.FloatAttr.get_f32(-math.inf), tensor_type(ir.RankedTensorType(t).shape),
+                        window=_window(r, op, 2)).out
 
 
 def _position_ids(r: Raiser, op):
@@ -450,6 +507,9 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.type_as": _to_dtype,
     "torch.aten.to.dtype_layout": _to_dtype_layout,
     "torch.aten.expand": _expand,
+    "torch.aten.unbind.int": _unbind,
+    "torch.aten.chunk": _chunk,
+    "torch.prim.ListUnpack": _list_unpack,
     "torch.aten.matmul": _matmul,
     "torch.aten.bmm": _matmul,
     "torch.aten.softmax.int": _softmax,

@@ -20,17 +20,18 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # Families tested once per target (issue 18) rather than in every test ARCHS is: each with the attention forms
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",),
-              "mobilebert": ("eager", "sdpa"), "deberta-v2": ("eager",)}
+              "mobilebert": ("eager", "sdpa"), "deberta-v2": ("eager",), "modernbert": ("eager", "sdpa")}
 # Attention blocks fuse-attention makes one kernel of, per tiny model where not 2 (MobileBERT's two are: its Q|K rows
-# from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand). DeBERTa's
-# disentangled attention (c2p and p2c scores: two more matmuls a layer) is correct unfused, not fused yet.
+# from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand; ModernBERT's are its
+# fused Wqkv rows, layer 1's with its local window). DeBERTa's disentangled attention (c2p and p2c scores: two more
+# matmuls a layer) is correct unfused, not fused yet.
 FUSED_ATTENTION = {"deberta-v2": 0}
 MATMULS_A_LAYER = {"deberta-v2": 4}  # unfused: Q K^T and P V, and DeBERTa's c2p and p2c scores
 # rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
 # with a SwiGLU FFN (SiLU folded into the gate's GEMM), EuroBERT pre-RMSNorm
 ROTARY = ["roformer", "esm", "nomic_bert", "eurobert"]
 # no token_type_ids in forward, or (DeBERTa-v3) no type table
-NO_TOKEN_TYPES = ("distilbert", "esm", "eurobert", "deberta-v2")
+NO_TOKEN_TYPES = ("distilbert", "esm", "eurobert", "deberta-v2", "modernbert")
 
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
@@ -68,6 +69,10 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         return T.DebertaV2Config(relative_attention=True, position_buckets=16, max_relative_positions=-1,
                                  norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],
                                  position_biased_input=False, type_vocab_size=0, **kw)
+    if arch == "modernbert":  # fused Wqkv, rotary with a base per layer kind, GeGLU, no biases; layer 0 global,
+        # layer 1 local: a window of 8 (keys within 4 positions), narrow enough to matter at the tests' lengths
+        return T.ModernBertConfig(global_attn_every_n_layers=2, local_attention=8, pad_token_id=0, bos_token_id=1,
+                                  eos_token_id=2, cls_token_id=3, sep_token_id=4, **kw)
     raise ValueError(arch)
 
 

@@ -49,6 +49,16 @@ class BooleanMask(Encoder):
         return torch.nn.functional.scaled_dot_product_attention(x, x, x, attn_mask=keep)
 
 
+class SlidingWindow(Encoder):
+    """ModernBERT's local layers: keys more than 2 positions from the query masked too (local_attention 4)."""
+
+    def bias(self, mask):
+        i = torch.arange(mask.shape[1])
+        near = (i[:, None] - i[None, :]).abs() <= 2
+        keep = mask.bool()[:, None, None, :] & near
+        return torch.where(keep, torch.tensor(0.0), torch.tensor(MIN))
+
+
 class NoKnownForm(Encoder):
     """Input-only arithmetic that is neither a mask bias nor position ids."""
 
@@ -115,6 +125,13 @@ def test_boolean_mask_becomes_keep_mask():
     ops = calls(ep)
     assert ops[torch.ops.bertc.keep_mask.default].args == (model_input(ep, "attention_mask"), [B, 1, S, S])
     assert torch.ops.aten.expand.default not in ops
+    assert torch.equal(run(ep), before)
+
+
+def test_sliding_window_mask_becomes_mask_bias_with_its_window():
+    ep, before = canonicalized(SlidingWindow())
+    assert calls(ep)[torch.ops.bertc.mask_bias.default].args == (model_input(ep, "attention_mask"), [B, 1, S, S],
+                                                                  MIN, 4)
     assert torch.equal(run(ep), before)
 
 

@@ -37,7 +37,7 @@ def test_architecture_matches_pytorch(arch, impl, tmp_path):
     fused = FUSED_ATTENTION.get(arch, 2)
     assert art.report["fusion"]["attention"] == fused
     assert art.report["fusion"]["unfused_matmul"] == MATMULS_A_LAYER.get(arch, 2) * (2 - fused)
-    if arch not in ("albert", "big_bird"):
+    if arch not in ("albert", "big_bird", "modernbert"):  # ModernBERT: GeGLU's GELU of half the columns
         assert art.report["fusion"]["linear_with_activation"] >= 2
     compiled = art.load(threads=2)
     for seq, pad_from in ((24, None), (24, 17), (9, 5)):

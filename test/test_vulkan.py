@@ -185,13 +185,16 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
         (f'%lin3 = "bertc.linear"(%x, %wt) {{activation = "silu", operandSegmentSizes = array<i32: 1, 1, 0, 0>}}'
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
-        (f'%att = "bertc.attention"(%qkv, %mask) {{num_heads = {heads} : i64, {seg}: 1, 1, 0, 0>, scale = {d ** -0.5} : f32}}'
-         f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}) -> {t(B, S, h)}"),
-        (f'%attr = "bertc.attention"(%qkv, %mask, %rtab) {{num_heads = {heads} : i64, {seg}: 1, 1, 1, 0>, scale = 0.5 : f32}}'
-         f" : ({t(B, S, 3 * h)}, {t(B, S, dt='i64')}, {t(heads, 2 * S + 5)}) -> {t(B, S, h)}"),
-        *(f'%{name} = "bertc.attention"(%qk, %mask{rel}, %vv) {{num_heads = {heads} : i64, {seg}: 1, 1, {int(bool(rel))}, 1>, '
-          f"scale = 0.5 : f32}} : ({t(B, S, 2 * h)}, {t(B, S, dt='i64')}{rel and ', ' + t(heads, 2 * S + 5)}, {t(B, S, h)})"
-          f" -> {t(B, S, h)}" for name, rel in (("attv", ""), ("attrv", ", %rtab"))),  # V's rows apart (MobileBERT)
+        # every attention.comp variant of a static length: MPNet's relative bias (r), MobileBERT's V rows apart (v),
+        # ModernBERT's local window (w: odd, even, narrower than S)
+        *(f'%{name} = "bertc.attention"({"%qk" if v else "%qkv"}, %mask{", %rtab" if rel else ""}{", %vv" if v else ""}) '
+          f"{{num_heads = {heads} : i64, {seg}: 1, 1, {int(rel)}, {int(v)}>, scale = {scale} : f32, window = {win} : i64}}"
+          f" : ({t(B, S, (2 if v else 3) * h)}, {t(B, S, dt='i64')}{', ' + t(heads, 2 * S + 5) if rel else ''}"
+          f"{', ' + t(B, S, h) if v else ''}) -> {t(B, S, h)}"
+          for name, rel, v, win, scale in (("att", False, False, 0, d ** -0.5), ("attr", True, False, 0, 0.5),
+                                           ("attv", False, True, 0, 0.5), ("attrv", True, True, 0, 0.5),
+                                           ("attw", False, False, 7, d ** -0.5), ("attrw", True, False, 8, 0.5),
+                                           ("attvw", False, True, 6, 0.5), ("attrvw", True, True, 5, 0.5))),
         f'%rb = "bertc.relative_bias"(%rtab) : ({t(heads, 2 * S + 5)}) -> {t(B, heads, S, S)}',
         (f'%ln = "bertc.layer_norm"(%lnx, %g, %b, %lnr) {{eps = 1.0e-5 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
          f" : ({t(1, S, ln)}, {t(ln)}, {t(ln)}, {t(1, S, ln)}) -> {t(1, S, ln)}"),
@@ -213,14 +216,15 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%pow = "bertc.pow"(%u) {{exponent = 3.0 : f32}} : ({t(B, S, 11)}) -> {t(B, S, 11)}',
         f'%tp = "bertc.transpose"(%tr) {{perm = array<i64: 2, 0, 1>}} : ({t(3, 4, 5)}) -> {t(5, 3, 4)}',
         f'%mm = "bertc.matmul"(%ma, %mb) : ({t(3, 17, 9)}, {t(3, 9, 21)}) -> {t(3, 17, 21)}',
-        f'%mbias = "bertc.mask_bias"(%mask) {{fill = -1.0e4 : f32}} : ({t(B, S, dt="i64")}) -> {t(B, 1, S, S)}',
+        f'%mbias = "bertc.mask_bias"(%mask) {{fill = -1.0e4 : f32, window = 0 : i64}} : ({t(B, S, dt="i64")}) -> {t(B, 1, S, S)}',
         f'%cast = "bertc.cast"(%ids) : ({t(B, S, dt="i64")}) -> {t(B, S)}',
         *(f'%{name} = "bertc.rotary"(%qkv, %cos, %sin) {{columns = {cols} : i64, style = "{style}"}}'
           f" : ({t(B, S, 3 * h)}, {t(S + 3, d)}, {t(S + 3, d)}) -> {t(B, S, 3 * h)}"
           for name, cols, style in (("rot", 2 * h, "interleaved"), ("roth", 3 * h, "halves"))),
     ]
-    outs = ["lin", "lin2", "lin3", "att", "attr", "attv", "attrv", "rb", "ln", "rms", "smx", "emb", "emb2", "sl", "add",
-            "mul", "sub", "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm", "mbias", "cast", "rot", "roth"]
+    outs = ["lin", "lin2", "lin3", "att", "attr", "attv", "attrv", "attw", "attrw", "attvw", "attrvw", "rb", "ln", "rms",
+            "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm",
+            "mbias", "cast", "rot", "roth"]
     types = []
     for line in ops:
         name = line.split(" = ", 1)[0][1:]
@@ -310,7 +314,7 @@ def test_gpu_target_errors(tmp_path, monkeypatch):
     S = 4096  # attention keeps a row of S scores in shared memory: more than the 16 KiB a phone is sure to have
     qkv = f"tensor<1x{S}x48xf32>"
     text = (f'func.func @main(%ids: tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32> {{\n  %q = "bertc.weight"() {{name = "q"}} '
-            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32}} : ({qkv}, '
+            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32, window = 0 : i64}} : ({qkv}, '
             f"tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32>\n  return %a : tensor<1x{S}x16xf32>\n}}\n")
     program = IRProgram(text, {"q": np.zeros((1, S, 48), np.float32)}, ["input_ids"], ["out"])
     with pytest.raises(BertcError, match="16704 bytes of shared memory.*'android-vulkan' allows \\(16384\\).*shorter --seq-len"):

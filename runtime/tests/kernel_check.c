@@ -527,11 +527,13 @@ static void check_attention_case(bertc_pool *p, result *r, int64_t B, int64_t S,
   /* every other case with a relative-position bias (MPNet's), its table longer than S as a dynamic program's */
   const int64_t R = rand_int(0, 1) ? S + rand_int(0, 9) : 0;
   float *rel = R ? rand_array(heads * (2 * R - 1), -3, 3) : NULL;
-  bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, got, B, S, H, heads, scale);
-  ref_bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, want, B, S, H, heads, scale);
+  /* every third case a local window (ModernBERT's), narrower or wider than S, odd or even */
+  const int64_t window = rand_int(0, 2) == 0 ? rand_int(1, S + 4) : 0;
+  bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, window, got, B, S, H, heads, scale);
+  ref_bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, window, want, B, S, H, heads, scale);
   char shape[128];
-  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld R=%lld v_row=%lld", (long long)B, (long long)S,
-           (long long)heads, (long long)D, (long long)R, (long long)v_row);
+  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld R=%lld v_row=%lld window=%lld", (long long)B,
+           (long long)S, (long long)heads, (long long)D, (long long)R, (long long)v_row, (long long)window);
   record(r, got, want, B * S * H, shape);
   free(qk), free(vs), free(got), free(want), free(mask), free(rel);
 }

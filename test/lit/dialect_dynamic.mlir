@@ -12,7 +12,7 @@ func.func @layer(%x: tensor<1x?x32xf32>, %mask: tensor<1x?xi64>) -> tensor<1x?x3
   %w = "bertc.weight"() {name = "qkv.weight"} : () -> tensor<96x32xf32>
   %b = "bertc.weight"() {name = "qkv.bias"} : () -> tensor<96xf32>
   %qkv = "bertc.linear"(%x, %w, %b) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x?x32xf32>, tensor<96x32xf32>, tensor<96xf32>) -> tensor<1x?x96xf32>
-  %ctx = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 2.500000e-01 : f32} : (tensor<1x?x96xf32>, tensor<1x?xi64>) -> tensor<1x?x32xf32>
+  %ctx = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 2.500000e-01 : f32, window = 0 : i64} : (tensor<1x?x96xf32>, tensor<1x?xi64>) -> tensor<1x?x32xf32>
   %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<32xf32>
   %be = "bertc.weight"() {name = "ln.bias"} : () -> tensor<32xf32>
   %n = "bertc.layer_norm"(%ctx, %g, %be, %x) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x?x32xf32>, tensor<32xf32>, tensor<32xf32>, tensor<1x?x32xf32>) -> tensor<1x?x32xf32>
@@ -40,7 +40,7 @@ func.func @eager(%q: tensor<1x?x32xf32>, %mask: tensor<1x?xi64>) -> tensor<1x2x?
   %qh = "bertc.transpose"(%q4) {perm = array<i64: 0, 2, 1, 3>} : (tensor<1x?x2x16xf32>) -> tensor<1x2x?x16xf32>
   %kt = "bertc.transpose"(%qh) {perm = array<i64: 0, 1, 3, 2>} : (tensor<1x2x?x16xf32>) -> tensor<1x2x16x?xf32>
   %s = "bertc.matmul"(%qh, %kt) : (tensor<1x2x?x16xf32>, tensor<1x2x16x?xf32>) -> tensor<1x2x?x?xf32>
-  %bias = "bertc.mask_bias"(%mask) {fill = -3.40282347E+38 : f32} : (tensor<1x?xi64>) -> tensor<1x1x?x?xf32>
+  %bias = "bertc.mask_bias"(%mask) {fill = -3.40282347E+38 : f32, window = 0 : i64} : (tensor<1x?xi64>) -> tensor<1x1x?x?xf32>
   %sb = "bertc.add"(%s, %bias) : (tensor<1x2x?x?xf32>, tensor<1x1x?x?xf32>) -> tensor<1x2x?x?xf32>
   %c = "bertc.constant"() {value = dense<2.500000e-01> : tensor<f32>} : () -> tensor<f32>
   %sc = "bertc.mul"(%sb, %c) : (tensor<1x2x?x?xf32>, tensor<f32>) -> tensor<1x2x?x?xf32>

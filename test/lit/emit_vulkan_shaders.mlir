@@ -7,8 +7,11 @@
 // RUN: glslangValidator -V --target-env vulkan1.1 -DWEIGHT_F16 -o %t.spv %shaders/gemm.comp | FileCheck %s --check-prefix=GEMM
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -DREL_BIAS -DWINDOW -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -DWINDOW -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -DV_APART -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -DREL_BIAS -DV_APART -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
+// RUN: glslangValidator -V --target-env vulkan1.1 -DSEQ_FROM_PUSH -DREL_BIAS -DV_APART -DWINDOW -o %t.spv %shaders/attention.comp | FileCheck %s --check-prefix=ATTN
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/layer_norm.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/softmax.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/embedding.comp | FileCheck %s --check-prefix=REST

@@ -24,7 +24,7 @@ func.func @mlp(%arg0: !torch.vtensor<[1,8,32],f32>) -> !torch.vtensor<[1,8,64],f
 
 // sdpa is raised to its eager form, so fuse-attention has one pattern to match.
 // CHECK-LABEL: func.func @sdpa
-// CHECK: %[[BIAS:.*]] = "bertc.mask_bias"(%arg3) {fill = 0xFF800000 : f32}
+// CHECK: %[[BIAS:.*]] = "bertc.mask_bias"(%arg3) {fill = 0xFF800000 : f32, window = 0 : i64}
 // CHECK: %[[KT:.*]] = "bertc.transpose"(%arg1) {perm = array<i64: 0, 1, 3, 2>}
 // CHECK: %[[S:.*]] = "bertc.matmul"(%arg0, %[[KT]])
 // CHECK: %[[C:.*]] = "bertc.constant"() {value = dense<2.500000e-01> : tensor<f32>}

@@ -778,7 +778,7 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
-  int64_t R;
+  int64_t R, window; /* window > 0: each query reaches the keys of attention_span only */
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -822,11 +822,13 @@ ALWAYS_INLINE void attn_scores_block(const int nv, const float *q, const attn_sc
   }
 }
 
-static void attn_scores(const float *q, const attn_scratch *w, int64_t S, int64_t D, float scale) {
-  int64_t j = 0;
-  for (; j + 64 <= S; j += 64) attn_scores_block(8, q, w, S, D, j, scale);
-  for (; j + 8 <= S; j += 8) attn_scores_block(1, q, w, S, D, j, scale);
-  for (; j < S; j++) {
+/* scores[lo, hi): the keys the query reaches (all S without a window). */
+static void attn_scores(const float *q, const attn_scratch *w, int64_t S, int64_t D, float scale, int64_t lo,
+                        int64_t hi) {
+  int64_t j = lo;
+  for (; j + 64 <= hi; j += 64) attn_scores_block(8, q, w, S, D, j, scale);
+  for (; j + 8 <= hi; j += 8) attn_scores_block(1, q, w, S, D, j, scale);
+  for (; j < hi; j++) {
     float s = 0;
     for (int64_t d = 0; d < D; d++) s += q[d] * w->kt[d * S + j];
     w->scores[j] = w->keep[j] ? s * scale : -INFINITY;
@@ -868,17 +870,21 @@ static inline const float *attn_values_of(const attn_args *a, int64_t b, int64_t
 static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i) {
   const int64_t S = a->S, H = a->H, D = H / a->heads;
   float *o = a->out + (b * S + i) * H + h * D;
-  attn_scores(a->qk + (b * S + i) * a->qk_row + h * D, w, S, D, a->scale);
+  int64_t lo, hi;
+  attention_span(i, S, a->window, &lo, &hi);
+  attn_scores(a->qk + (b * S + i) * a->qk_row + h * D, w, S, D, a->scale, lo, hi);
+  float *p = w->scores + lo;
+  const int64_t n = hi - lo;
   const float *rel = attn_rel_row(a, h, i);
   if (rel) /* a masked key stays -inf */
-    for (int64_t j = 0; j < S; j++) w->scores[j] += rel[j];
-  const float mx = row_max(w->scores, S);
+    for (int64_t j = lo; j < hi; j++) w->scores[j] += rel[j];
+  const float mx = row_max(p, n);
   if (mx == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
     memset(o, 0, (size_t)D * sizeof(float));
     return;
   }
-  scale_span(w->scores, S, 1.0f / exp_shifted(w->scores, w->scores, S, mx));
-  attn_values(w->scores, attn_values_of(a, b, h), a->v_row, S, D, o);
+  scale_span(p, n, 1.0f / exp_shifted(p, p, n, mx));
+  attn_values(p, attn_values_of(a, b, h) + lo * a->v_row, a->v_row, n, D, o);
 }
 
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
@@ -1038,13 +1044,15 @@ static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
 #endif
 
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                     const int64_t *mask, const float *rel, int64_t R, float *out, int64_t B, int64_t S, int64_t H,
-                     int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, out, S, H, heads, scale, 1};
+                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale, 1};
 #ifdef __AVX512F__
+  /* A query block shares its keys; a local layer's queries each reach a different window, which the
+   * per-query path below computes alone (window + 1 keys, not S). */
   const int64_t D = H / heads;
   a.qb = bertc_pool_tuning(p)->attention_block == 4 ? 4 : ATTN_QB;
-  if (S * D + (a.qb + 1) * S <= BERTC_SCRATCH_ATTENTION(S, D)) {
+  if (window == 0 && S * D + (a.qb + 1) * S <= BERTC_SCRATCH_ATTENTION(S, D)) {
     bertc_parallel_rows(p, B * heads * ((S + a.qb - 1) / a.qb), attn_blocks, &a);
     return;
   }

@@ -725,7 +725,7 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
-  int64_t R;
+  int64_t R, window;
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -800,6 +800,15 @@ static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale
   weighted_sum(scores, kv->v, kv->n, D, o);
 }
 
+/* The packed keys within query i's window (ModernBERT's local layers): those at positions [lo, hi). */
+static head_kv window_of(const head_kv *kv, int64_t i, int64_t S, int64_t window, int64_t D) {
+  int64_t lo, hi, first = 0, last;
+  attention_span(i, S, window, &lo, &hi);
+  while (first < kv->n && kv->at[first] < lo) first++;
+  for (last = first; last < kv->n && kv->at[last] < hi;) last++;
+  return (head_kv){kv->k + first * D, kv->v + first * D, kv->at + first, last - first};
+}
+
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const attn_args *a = raw;
   const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
@@ -811,13 +820,14 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     packed = bh;
     const float *q = a->qk + (b * S + i) * row + h * D;
     const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL;
-    attend_row(q, &kv, D, a->scale, rel, scratch, a->out + (b * S + i) * H + h * D);
+    const head_kv near = a->window ? window_of(&kv, i, S, a->window, D) : kv;
+    attend_row(q, &near, D, a->scale, rel, scratch, a->out + (b * S + i) * H + h * D);
   }
 }
 
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                     const int64_t *mask, const float *rel, int64_t R, float *out, int64_t B, int64_t S, int64_t H,
-                     int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, out, S, H, heads, scale};
+                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
+                     int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }

@@ -292,7 +292,7 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* [heads, 2R - 1] or NULL */
-  int64_t R;
+  int64_t R, window;
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -307,8 +307,10 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
     const float *q = base + i * row + h * D;
     const int64_t *mask = a->mask + b * S;
     const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL; /* rel[j]: key j's bias */
+    int64_t lo, hi; /* the keys in the query's window: the rest count as masked */
+    attention_span(i, S, a->window, &lo, &hi);
     float mx = -INFINITY;
-    for (int64_t j = 0; j < S; j++) {
+    for (int64_t j = lo; j < hi; j++) {
       if (!mask[j]) { scores[j] = -INFINITY; continue; }
       const float *k = base + j * row + H + h * D;
       float s = 0;
@@ -322,13 +324,13 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
     memset(o, 0, (size_t)D * sizeof(float));
     if (mx == -INFINITY) continue; /* every key masked: PyTorch gives NaN, we give zeros */
     float sum = 0;
-    for (int64_t j = 0; j < S; j++) {
+    for (int64_t j = lo; j < hi; j++) {
       float e = mask[j] ? expf(scores[j] - mx) : 0.0f;
       scores[j] = e;
       sum += e;
     }
     const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < S; j++) {
+    for (int64_t j = lo; j < hi; j++) {
       if (scores[j] == 0.0f) continue;
       const float w = scores[j] * inv;
       const float *v = vbase + j * a->v_row;
@@ -338,9 +340,9 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
 }
 
 BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                                const int64_t *mask, const float *rel, int64_t R, float *out, int64_t B, int64_t S,
-                                int64_t H, int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, out, S, H, heads, scale};
+                                const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B,
+                                int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 

@@ -7,8 +7,10 @@
 // score row, and the run's length SEQ <= S comes in a seventh push constant.
 // With REL_BIAS (attention_rel, attention_seq_rel: MPNet) two more push constants give a relative-position
 // bias table [heads, 2R - 1] (a word offset) and R: the score of query i and key j gains rel[h, R - 1 + j - i].
-// With V_APART (attention_v and its _seq/_rel forms: MobileBERT) qkv holds Q|K rows [B,S,2H] and a last push
+// With V_APART (attention_v and its _seq/_rel forms: MobileBERT) qkv holds Q|K rows [B,S,2H] and one more push
 // constant gives the word offset of V's own rows [B,S,H].
+// With WINDOW (the _win variants: ModernBERT's local layers) a last push constant, the window: query i
+// attends only to keys j with |i - j| <= window / 2, so the loops run over those keys alone.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -27,11 +29,16 @@ layout(constant_id = 3) const uint D = 64;   // head width
 #define V_FIELDS
 #define QK_PARTS 3
 #endif
+#ifdef WINDOW
+#define WINDOW_FIELD , window
+#else
+#define WINDOW_FIELD
+#endif
 #ifdef SEQ_FROM_PUSH
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS V_FIELDS; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS V_FIELDS WINDOW_FIELD; } p;
 #define SEQ p.seq
 #else
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS V_FIELDS; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS V_FIELDS WINDOW_FIELD; } p;
 #define SEQ S
 #endif
 
@@ -74,9 +81,14 @@ void main() {
 #endif
   const float scale = uintBitsToFloat(p.scale);
   for (uint d = tid; d < D; d += WG_X) q[d] = LD(base + i * row + hd * D + d);
+#ifdef WINDOW
+  const uint lo = i > p.window / 2 ? i - p.window / 2 : 0, hi = min(SEQ, i + p.window / 2 + 1);
+#else
+  const uint lo = 0, hi = SEQ;
+#endif
   SYNC();
   float mx = -1.0 / 0.0;
-  for (uint j = tid; j < SEQ; j += WG_X) {
+  for (uint j = lo + tid; j < hi; j += WG_X) {
     float s = -1.0 / 0.0;
     if (LD_I64(p.mask, b * SEQ + j) != 0) {
       uint k = base + j * row + p.H + hd * D;
@@ -97,7 +109,7 @@ void main() {
     return;
   }
   float sum = 0.0;
-  for (uint j = tid; j < SEQ; j += WG_X) {
+  for (uint j = lo + tid; j < hi; j += WG_X) {
     float e = isinf(sc[j]) ? 0.0 : exp(sc[j] - mx);
     sc[j] = e;
     sum += e;
@@ -106,7 +118,7 @@ void main() {
   for (uint d = tid; d < D; d += WG_X) {
     float acc = 0.0;
     uint v = v_base + hd * D + d;
-    for (uint j = 0; j < SEQ; j++)
+    for (uint j = lo; j < hi; j++)
       if (sc[j] != 0.0) acc += sc[j] * LD(v + j * v_row);
     ST(o + d, acc * inv);
   }
