@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch import fx
 
+from .fx_graph import REFUSALS, region, run, users_within
+
 _GRID = torch.linspace(-8.0, 8.0, 161)
 
 
@@ -53,42 +55,17 @@ def canonicalize_gelu(ep: torch.export.ExportedProgram) -> None:
 
 def _match(x: fx.Node, erf: fx.Node) -> fx.Node | None:
     """The node up to three users past ``erf`` whose value is gelu(x), computed from x and scalars alone."""
-    frontier, seen = [erf], []
-    for _ in range(3):
-        frontier = [u for n in frontier for u in n.users if u.op == "call_function"]
-        seen += frontier
-    for cand in seen:
-        region = _region(x, cand)
-        if region is not None and _is_gelu(x, region, cand):
+    for cand in users_within(erf):
+        nodes = region(x, cand)
+        if nodes is not None and _is_gelu(x, nodes, cand):
             return cand
     return None
 
 
-def _region(x: fx.Node, out: fx.Node) -> list[fx.Node] | None:
-    """The nodes between x and ``out`` in graph order, when they read only x, each other and scalars and
-    nothing outside reads them (``out`` excepted); else None."""
-    region, stack = set(), [out]
-    while stack:
-        n = stack.pop()
-        if n is x or n in region:
-            continue
-        if n.op != "call_function":
-            return None
-        region.add(n)
-        stack.extend(n.all_input_nodes)
-    if any(u not in region for n in region - {out} for u in n.users):
-        return None
-    return [n for n in out.graph.nodes if n in region]
-
-
-def _is_gelu(x: fx.Node, region: list[fx.Node], out: fx.Node) -> bool:
-    env = {x: _GRID}
+def _is_gelu(x: fx.Node, nodes: list[fx.Node], out: fx.Node) -> bool:
     try:
-        with torch.no_grad():
-            for n in region:
-                env[n] = n.target(*fx.node.map_arg(n.args, env.__getitem__), **fx.node.map_arg(n.kwargs, env.__getitem__))
-    except (RuntimeError, TypeError, IndexError, ValueError):  # an op that needs x's real shape: not elementwise
+        v = run(nodes, {x: _GRID})[out]
+    except REFUSALS:  # an op that needs x's real shape: not elementwise
         return False
-    v = env[out]
     return isinstance(v, torch.Tensor) and v.shape == _GRID.shape and torch.allclose(
         v, torch.nn.functional.gelu(_GRID), rtol=0, atol=1e-6)

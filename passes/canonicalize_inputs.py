@@ -68,6 +68,8 @@ import numpy as np
 import torch
 from torch import fx
 
+from .fx_graph import run
+
 # --------------------------------------------------------------------------- the stand-in ops
 # raise-torch lowers each to the bertc op of the same name.
 
@@ -238,15 +240,17 @@ def _length_only_setting(ep: torch.export.ExportedProgram, role: dict) -> tuple:
     x = next(iter(role))
     batch, length = x.meta["val"].shape[:2]
     longest = length if isinstance(length, int) else trial_length(ep, 1 << 30)
-    return _reads_no_input(ep.graph, role), x, batch, length, longest
+    return reads_no_input(ep.graph, role), x, batch, length, longest
 
 
-def _reads_no_input(g: fx.Graph, role: dict) -> dict[fx.Node, bool]:
-    """Per node: whether it reads no model input's data (weights, constants and the run's length only)."""
+def reads_no_input(g: fx.Graph, users) -> dict[fx.Node, bool]:
+    """Per node: whether it reads no model input's data (weights, constants and the run's length only: a size
+    read from an input counts as none, since every input has the run's length); ``users``: the placeholders of
+    the model's inputs."""
     no_input: dict[fx.Node, bool] = {}
     for n in g.nodes:
         if n.op == "placeholder":
-            no_input[n] = n not in role
+            no_input[n] = n not in users
         else:
             no_input[n] = n.target is torch.ops.aten.sym_size.int or all(no_input[a] for a in n.all_input_nodes)
     return no_input
@@ -295,7 +299,7 @@ def _fold_weights(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> 
     DeBERTa's position keys and queries, LayerNorm(rel_embeddings)'s projections split into heads and repeated
     over the batch, which raise-torch would otherwise need a repeat for."""
     g = ep.graph
-    no_input, computed, weights = _reads_no_input(g, role), set(), {}
+    no_input, computed, weights = reads_no_input(g, role), set(), {}
     for n in g.nodes:
         learned = n.op == "placeholder" and (kinds[n].kind.name == "PARAMETER" or (
             kinds[n].kind.name == "BUFFER" and n.meta["val"].is_floating_point()))  # not position_ids
@@ -361,20 +365,17 @@ def _evaluate_at(ep: torch.export.ExportedProgram, kinds: dict, target: fx.Node,
         if n not in needed:
             needed.add(n)
             stack.extend(n.all_input_nodes)
-    env: dict[fx.Node, Any] = {}
-    with torch.no_grad():
-        for n in ep.graph.nodes:
-            if n not in needed:
-                continue
-            if n.op == "placeholder":
-                spec = kinds[n]
-                if spec.kind.name == "USER_INPUT":
-                    env[n] = torch.ones(batch, length, dtype=torch.long)
-                else:
-                    env[n] = ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]
-            else:
-                env[n] = n.target(*fx.node.map_arg(n.args, env.__getitem__), **fx.node.map_arg(n.kwargs, env.__getitem__))
-    return env[target]
+    order = [n for n in ep.graph.nodes if n in needed]
+    env = {n: torch.ones(batch, length, dtype=torch.long) if kinds[n].kind.name == "USER_INPUT"
+           else _stored(ep, kinds[n]) for n in order if n.op == "placeholder"}
+    return run([n for n in order if n.op != "placeholder"], env)[target]
+
+
+def _stored(ep: torch.export.ExportedProgram, spec) -> torch.Tensor:
+    """A weight, buffer or constant of the program, by its input spec."""
+    if spec.kind.name == "CONSTANT_TENSOR":
+        return ep.constants[spec.target]
+    return ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]
 
 
 def _input_groups(g: fx.Graph, kinds: dict, role: dict):
@@ -489,10 +490,8 @@ def evaluate_nodes(ep: torch.export.ExportedProgram, user_inputs: list[torch.Ten
         if spec.kind.name == "USER_INPUT":
             args.append(user_inputs[k])
             k += 1
-        elif spec.kind.name == "CONSTANT_TENSOR":
-            args.append(ep.constants[spec.target])
         else:
-            args.append(ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target])
+            args.append(_stored(ep, spec))
     with torch.no_grad():
         Recorder(ep.graph_module).run(*args)
     return values

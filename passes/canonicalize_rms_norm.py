@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from .canonicalize_gelu import _region
+from .fx_graph import REFUSALS, region, run, users_within
 
 
 def canonicalize_rms_norm(ep: torch.export.ExportedProgram) -> None:
@@ -70,14 +70,10 @@ def _match(x: fx.Node, mean: fx.Node) -> tuple[fx.Node, float] | None:
     """(the node up to three users past ``mean`` whose value is x's RMSNorm, eps), or None."""
     if list(mean.args[1]) not in ([-1], [x.meta["val"].dim() - 1]) or not (len(mean.args) > 2 and mean.args[2]):
         return None
-    frontier, seen = [mean], []
-    for _ in range(3):
-        frontier = [u for n in frontier for u in n.users if u.op == "call_function"]
-        seen += frontier
-    for cand in reversed(seen):  # the furthest first
-        region = _region(x, cand)
-        eps = _eps(region or [])
-        if region is not None and eps is not None and _is_rms_norm(x, region, cand, eps):
+    for cand in reversed(users_within(mean)):  # the furthest first
+        nodes = region(x, cand)
+        eps = _eps(nodes or [])
+        if nodes is not None and eps is not None and _is_rms_norm(x, nodes, cand, eps):
             return cand, eps
     return None
 
@@ -87,16 +83,12 @@ def _eps(region: list[fx.Node]) -> float | None:
     return adds[0] if len(adds) == 1 else None
 
 
-def _is_rms_norm(x: fx.Node, region: list[fx.Node], out: fx.Node, eps: float) -> bool:
+def _is_rms_norm(x: fx.Node, nodes: list[fx.Node], out: fx.Node, eps: float) -> bool:
     rows = torch.randn(5, _width(x), generator=torch.Generator().manual_seed(0)) * 3
-    env = {x: rows}
     try:
-        with torch.no_grad():
-            for n in region:
-                env[n] = n.target(*fx.node.map_arg(n.args, env.__getitem__), **fx.node.map_arg(n.kwargs, env.__getitem__))
-    except (RuntimeError, TypeError, IndexError, ValueError):
+        v = run(nodes, {x: rows})[out]
+    except REFUSALS:
         return False
-    v = env[out]
     want = rows * torch.rsqrt(rows.pow(2).mean(-1, keepdim=True) + eps)
     return isinstance(v, torch.Tensor) and v.shape == rows.shape and torch.allclose(v, want, rtol=1e-5, atol=1e-6)
 

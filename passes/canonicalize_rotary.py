@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx
 
-from .canonicalize_inputs import evaluate_nodes, trial_inputs, trial_length
+from .canonicalize_inputs import evaluate_nodes, reads_no_input, trial_inputs, trial_length
 
 
 @torch.library.custom_op("bertc::rotary", mutates_args=())
@@ -75,7 +75,10 @@ class Candidate:
 def canonicalize_rotary(ep: torch.export.ExportedProgram, input_names: list[str], max_seq_len: int | None) -> None:
     """Replace every recognised rotary embedding by ``bertc::rotary`` (in place)."""
     g = ep.graph
-    found = _candidates(g, _reads_inputs(ep))
+    users = {p for p, spec in zip(g.find_nodes(op="placeholder"), ep.graph_signature.input_specs)
+             if spec.kind.name == "USER_INPUT"}
+    # the tables of a dynamic program have the run's length and still read no input
+    found = _candidates(g, {n for n, none in reads_no_input(g, users).items() if not none})
     if not found:
         return
     length = trial_length(ep)
@@ -112,18 +115,6 @@ def _table(tables: dict, node: fx.Node, trial: torch.Tensor, at_bound: torch.Ten
         known = [t for t in tables.values() if t is not None and t.shape == table.shape and torch.equal(t, table)]
         tables[node] = None if not same else known[0] if known else table.clone()
     return tables[node]
-
-
-def _reads_inputs(ep: torch.export.ExportedProgram) -> set[fx.Node]:
-    """The nodes whose value depends on a model input's data (a size read from one does not count: the
-    tables of a dynamic program have the run's length and are still position-only)."""
-    users = {p for p, spec in zip(ep.graph.find_nodes(op="placeholder"), ep.graph_signature.input_specs)
-             if spec.kind.name == "USER_INPUT"}
-    reads = set(users)
-    for n in ep.graph.nodes:
-        if n.op == "call_function" and n.target is not torch.ops.aten.sym_size.int and reads & set(n.all_input_nodes):
-            reads.add(n)
-    return reads
 
 
 def _candidates(g: fx.Graph, reads: set[fx.Node]) -> list[Candidate]:

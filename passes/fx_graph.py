@@ -1,0 +1,48 @@
+"""What the FX passes before the import share (canonicalize-inputs, canonicalize-gelu, canonicalize-rms-norm):
+the nodes a few users past one, the sub-graph between two nodes, and running a sub-graph on values the pass
+chooses. Not a pass: nothing in the registry of ``passes/__init__.py`` names it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx
+
+# what an op raises when the values a pass tries do not suit it (an op that needs the model's real shapes)
+REFUSALS = (RuntimeError, TypeError, IndexError, ValueError)
+
+
+def users_within(node: fx.Node, depth: int = 3) -> list[fx.Node]:
+    """The computed nodes up to ``depth`` users past ``node``, the nearest first."""
+    frontier, seen = [node], []
+    for _ in range(depth):
+        frontier = [u for n in frontier for u in n.users if u.op == "call_function"]
+        seen += frontier
+    return seen
+
+
+def region(x: fx.Node, out: fx.Node) -> list[fx.Node] | None:
+    """The nodes between x and ``out`` in graph order, when they read only x, each other and scalars and
+    nothing outside reads them (``out`` excepted); else None."""
+    found, stack = set(), [out]
+    while stack:
+        n = stack.pop()
+        if n is x or n in found:
+            continue
+        if n.op != "call_function":
+            return None
+        found.add(n)
+        stack.extend(n.all_input_nodes)
+    if any(u not in found for n in found - {out} for u in n.users):
+        return None
+    return [n for n in out.graph.nodes if n in found]
+
+
+def run(nodes: list[fx.Node], env: dict[fx.Node, Any]) -> dict[fx.Node, Any]:
+    """``env`` with the value of each of ``nodes`` (computed ones, in graph order), given the values of what
+    they read; an op that refuses the values raises one of REFUSALS."""
+    with torch.no_grad():
+        for n in nodes:
+            env[n] = n.target(*fx.node.map_arg(n.args, env.__getitem__), **fx.node.map_arg(n.kwargs, env.__getitem__))
+    return env
