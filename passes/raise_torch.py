@@ -279,16 +279,11 @@ def _gelu(r: Raiser, op):
     return B.GeluOp(input=r.get(op.operands[0]), approximate=ir.StringAttr.get(approx), out=_result_type(op)).out
 
 
-def _tanh(r: Raiser, op):
-    return B.TanhOp(r.get(op.operands[0]), _result_type(op)).out
+def _unary(kind: type) -> Callable:
+    def handler(r: Raiser, op):
+        return kind(r.get(op.operands[0]), _result_type(op)).out
 
-
-def _relu(r: Raiser, op):
-    return B.ReluOp(r.get(op.operands[0]), _result_type(op)).out
-
-
-def _silu(r: Raiser, op):
-    return B.SiluOp(r.get(op.operands[0]), _result_type(op)).out
+    return handler
 
 
 def _pow(r: Raiser, op):
@@ -515,9 +510,9 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.softmax.int": _softmax,
     "torch.aten._softmax": _softmax,
     "torch.aten.gelu": _gelu,
-    "torch.aten.tanh": _tanh,
-    "torch.aten.relu": _relu,
-    "torch.aten.silu": _silu,
+    "torch.aten.tanh": _unary(B.TanhOp),
+    "torch.aten.relu": _unary(B.ReluOp),
+    "torch.aten.silu": _unary(B.SiluOp),
     "torch.aten.pow.Tensor_Scalar": _pow,
     "torch.aten.slice.Tensor": _slice,
     "torch.aten.select.int": _select,

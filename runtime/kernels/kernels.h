@@ -9,6 +9,7 @@
 #ifndef BERTC_KERNELS_H
 #define BERTC_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../src/pool.h"
@@ -110,7 +111,8 @@ void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y,
  * (qk_row 2H, v_row H). Scores never leave a per-thread row of S floats. rel (NULL: none) is a relative-position
  * bias [heads, 2 R - 1] (R >= S, MPNet): the score of query i and key j gains rel[h (2R - 1) + R - 1 + j - i]. A
  * window > 0 (ModernBERT's local layers) masks key j of query i where |i - j| > window / 2, as a padded key is;
- * attention_span gives the keys [lo, hi) a query reaches, so a kernel need not look past them. */
+ * attention_span gives the keys [lo, hi) a query reaches, so a kernel need not look past them; attention_rel_row
+ * query i's row of the bias, element j key j's (NULL without one). */
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
                      const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
                      int64_t H, int64_t heads, float scale);
@@ -118,6 +120,9 @@ static inline void attention_span(int64_t i, int64_t S, int64_t window, int64_t 
   const int64_t half = window / 2;
   *lo = window > 0 && i > half ? i - half : 0;
   *hi = window > 0 && i + half + 1 < S ? i + half + 1 : S;
+}
+static inline const float *attention_rel_row(const float *rel, int64_t R, int64_t h, int64_t i) {
+  return rel ? rel + h * (2 * R - 1) + R - 1 - i : NULL;
 }
 void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R);
 /* out[b, i, j] = x[b, i, table[R - 1 + j - i]]: x [B, S, W], table [2R - 1] columns of x, out [B, S, S] */

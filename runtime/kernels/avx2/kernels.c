@@ -785,11 +785,6 @@ typedef struct {
   int64_t qb; /* queries per block, for the AVX-512 path */
 } attn_args;
 
-/* Query i's row of the relative-position bias: element j is key j's (NULL without one). */
-static inline const float *attn_rel_row(const attn_args *a, int64_t h, int64_t i) {
-  return a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL;
-}
-
 typedef struct {
   float *kt, *scores;
   int32_t *keep; /* all ones where the key is attended to */
@@ -875,7 +870,7 @@ static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int
   attn_scores(a->qk + (b * S + i) * a->qk_row + h * D, w, S, D, a->scale, lo, hi);
   float *p = w->scores + lo;
   const int64_t n = hi - lo;
-  const float *rel = attn_rel_row(a, h, i);
+  const float *rel = attention_rel_row(a->rel, a->R, h, i);
   if (rel) /* a masked key stays -inf */
     for (int64_t j = lo; j < hi; j++) w->scores[j] += rel[j];
   const float mx = row_max(p, n);
@@ -988,7 +983,7 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
   for (int64_t j0 = 0; j0 < S; j0 += 32) attn_scores_qb(QB, q, w->kt, S, D, j0, w->scores);
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
-    const float *rel = attn_rel_row(a, h, i0 + (r < rows ? r : 0));
+    const float *rel = attention_rel_row(a->rel, a->R, h, i0 + (r < rows ? r : 0));
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < S; j += 16) { /* scale, bias and mask; masked keys and lanes past S: -inf */
       const __mmask16 m = lanes(S - j);

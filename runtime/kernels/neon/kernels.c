@@ -819,7 +819,7 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     if (bh != packed) kv = pack_head(a, b, h, scratch);
     packed = bh;
     const float *q = a->qk + (b * S + i) * row + h * D;
-    const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL;
+    const float *rel = attention_rel_row(a->rel, a->R, h, i);
     const head_kv near = a->window ? window_of(&kv, i, S, a->window, D) : kv;
     attend_row(q, &near, D, a->scale, rel, scratch, a->out + (b * S + i) * H + h * D);
   }

@@ -306,7 +306,7 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
     const float *base = a->qk + b * S * row, *vbase = a->v + b * S * a->v_row + h * D;
     const float *q = base + i * row + h * D;
     const int64_t *mask = a->mask + b * S;
-    const float *rel = a->rel ? a->rel + h * (2 * a->R - 1) + a->R - 1 - i : NULL; /* rel[j]: key j's bias */
+    const float *rel = attention_rel_row(a->rel, a->R, h, i); /* rel[j]: key j's bias */
     int64_t lo, hi; /* the keys in the query's window: the rest count as masked */
     attention_span(i, S, a->window, &lo, &hi);
     float mx = -INFINITY;
