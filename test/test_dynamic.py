@@ -6,7 +6,6 @@ is what it was."""
 
 from __future__ import annotations
 
-import glob
 import json
 import re
 import shutil
@@ -27,6 +26,7 @@ from conftest import (
     ROTARY,
     _Encoder,
     max_error,
+    on_lavapipe,
     random_inputs,
     reference,
     tiny_model,
@@ -217,24 +217,15 @@ FAMILY_LENGTHS = (1, 2, 7, 27, 64, 129, FAMILY_BOUND)  # 2: MobileBERT is export
 PAD_ID = {"roberta": 1, "esm": 1, "nomic_bert": 0, "eurobert": 0}  # tiny_config's pad_token_id
 
 
-def _target_missing(target: str) -> str | None:
-    if target == "linux-arm64" and shutil.which("qemu-aarch64") is None:
-        return "no qemu-aarch64"
-    if target == "vulkan" and not (glob.glob("/usr/share/vulkan/icd.d/lvp_icd*.json")
-                                   and shutil.which("glslangValidator")):
-        return "needs Mesa lavapipe and glslangValidator (make setup installs them)"
-    return None
 
 
 @pytest.mark.parametrize("target", ["host", "linux-arm64", "vulkan"])
 @pytest.mark.parametrize("arch", ARCHS + list(MORE_ARCHS) + ROTARY)
 def test_every_family_at_every_length_on_every_target(arch, target, tmp_path, monkeypatch):
-    if reason := _target_missing(target):
-        pytest.skip(reason)
-    if target == "vulkan":  # lavapipe even where a GPU is present, as test_vulkan.py
-        lvp = min(glob.glob("/usr/share/vulkan/icd.d/lvp_icd*.json"))
-        monkeypatch.setenv("VK_ICD_FILENAMES", lvp)
-        monkeypatch.setenv("VK_DRIVER_FILES", lvp)
+    if target == "linux-arm64" and shutil.which("qemu-aarch64") is None:
+        pytest.skip("no qemu-aarch64")
+    if target == "vulkan":
+        on_lavapipe(monkeypatch)
     impl = MORE_ARCHS.get(arch, ("eager",))[-1]  # ERNIE in sdpa here: test_models.py runs its eager form on host
     model = tiny_model(arch, impl)
     started = time.perf_counter()  # printed for README's coverage table, never asserted

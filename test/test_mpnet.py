@@ -4,14 +4,11 @@ sentence-transformers."""
 
 from __future__ import annotations
 
-import glob
-import shutil
-
 import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import max_error, reference
+from conftest import max_error, on_lavapipe, reference
 
 import bertc
 
@@ -50,12 +47,8 @@ def test_the_bias_matters():
 @pytest.mark.parametrize("target, how", [("host", "dynamic"), ("host", "static"), ("linux-arm64", "dynamic"),
                                          ("vulkan", "dynamic"), ("vulkan", "static")])
 def test_mpnet_matches_pytorch(target, how, tmp_path, monkeypatch):
-    if target == "vulkan":  # on lavapipe, as test_vulkan.py
-        lvp = sorted(glob.glob("/usr/share/vulkan/icd.d/lvp_icd*.json"))
-        if not lvp or not shutil.which("glslangValidator"):
-            pytest.skip("needs Mesa lavapipe and glslangValidator (make setup installs them)")
-        monkeypatch.setenv("VK_ICD_FILENAMES", lvp[0])
-        monkeypatch.setenv("VK_DRIVER_FILES", lvp[0])
+    if target == "vulkan":
+        on_lavapipe(monkeypatch)
     model = tiny_mpnet()
     kw = {"max_seq_len": 40} if how == "dynamic" else {"seq_len": 23}
     art = bertc.compile(model, target=target, out=tmp_path / "m.bertc", batch=2, **kw)
