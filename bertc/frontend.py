@@ -11,7 +11,8 @@
 3. passes/canonicalize_gelu.py: a GELU written with erf (ESM's) becomes ``aten.gelu``;
    passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
    (``bertc::rotary``) with constant cos / sin tables; passes/canonicalize_trigram.py: MobileBERT's
-   shifted embeddings (``bertc::trigram``); then passes/canonicalize_inputs.py: the attention
+   shifted embeddings (``bertc::trigram``); passes/canonicalize_token_dropout.py: ESM-2's scaling of
+   its embeddings by the share of <mask> tokens (``bertc::token_dropout``); then passes/canonicalize_inputs.py: the attention
    mask's and position ids' arithmetic replaced by one op each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by
    running the sub-graphs on random inputs; constant sub-graphs replaced by their value.
 4. bertc/export.py ``record_module_paths``: each op's owning submodule, for error messages.
@@ -40,6 +41,7 @@ from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_inputs import canonicalize_inputs
 from .passes.canonicalize_rms_norm import canonicalize_rms_norm
 from .passes.canonicalize_rotary import canonicalize_rotary
+from .passes.canonicalize_token_dropout import canonicalize_token_dropout
 from .passes.canonicalize_trigram import canonicalize_trigram
 from .pipeline import AUTO
 
@@ -119,10 +121,6 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         raise BertcError(f"BigBird's block_sparse attention, which transformers uses past {full} tokens, has no bertc "
                          f"kernel: pass {flag} {full} or less (full attention, as transformers computes there), or "
                          "load the model with attention_type='original_full'")
-    if cfg.get("model_type") == "esm" and cfg.get("token_dropout"):  # eval mode too: EsmEmbeddings applies it always
-        raise BertcError("ESM with token_dropout (as the facebook/esm2 checkpoints ship it) zeroes <mask> tokens' embeddings"
-                         " and scales the rest by 0.88 / (1 - the share of <mask> tokens in the sequence), which bertc "
-                         "has no op for yet (a copy with config.token_dropout = False compiles, but computes other outputs)")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)
@@ -135,6 +133,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     canonicalize_rms_norm(ep)  # a written-out RMSNorm (EuroBERT's) as aten.rms_norm: one bertc.rms_norm
     canonicalize_rotary(ep, input_names, max_seq_len)  # before the inputs' pass: its tables' sub-graphs die here
     canonicalize_trigram(ep)  # MobileBERT's shifted embeddings: one op, not pads of slices
+    canonicalize_token_dropout(ep, input_names)  # ESM-2's <mask>-share scaling of its embeddings: one op
     canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")

@@ -375,6 +375,26 @@ class PositionIdsOp(Bertc.Operation, name="position_ids"):
         return _same_shape(self, self.ids, self.out, "result")
 
 
+class TokenDropoutOp(Bertc.Operation, name="token_dropout"):
+    """ESM's token dropout as a factor per token, [B, S, 1] f32 from ids and mask [B, S]: 0 where
+    ids[b, s] == token, else keep / (1 - count(ids[b] == token) / sum(mask[b])); the embeddings are multiplied
+    by it."""
+
+    traits = _elementwise("bertc_token_dropout", "token_dropout")
+
+    ids: Operand[Any]
+    mask: Operand[Any]
+    token: ir.IntegerAttr
+    keep: ir.FloatAttr
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        i, m, o = shape(self.ids), shape(self.mask), shape(self.out)
+        if len(i) != 2 or m != i or o != [*i, 1]:
+            return _fail(self, f"ids {i}, mask {m} and result {o} are not [B, S], [B, S] and [B, S, 1]")
+        return True
+
+
 class CastOp(Bertc.Operation, name="cast"):
     """An i64 tensor (a padding mask, ids) as f32: torch's promotion of an integer tensor beside a float one
     (ESM multiplies its embeddings by the mask)."""

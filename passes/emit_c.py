@@ -200,6 +200,12 @@ def emit_position_ids(e: CEmitter, op) -> str:
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, s, op.attributes["padding_idx"].value)
 
 
+def emit_token_dropout(e: CEmitter, op) -> str:
+    b, s, _ = dims_of(op.results[0])
+    return e.kernel(op, e.ptr(op.operands[0]), e.ptr(op.operands[1]), e.out(op), b, s, op.attributes["token"].value,
+                    _f(op.attributes["keep"].value))
+
+
 def emit_cast(e: CEmitter, op) -> str:
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), prod(dims_of(op.results[0])))
 
@@ -261,6 +267,7 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
     B.CastOp: emit_cast,
+    B.TokenDropoutOp: emit_token_dropout,
     B.RelativeBiasOp: emit_relative_bias,
     B.RelativeGatherOp: emit_relative_gather,
     **{cls: emit_binary for cls in BINARY},

@@ -365,6 +365,14 @@ def emit_cast(e: VkEmitter, op) -> Dispatch:
     return e.elementwise(op, n, e.word(op.operands[0]), e.word(op.results[0]), n)
 
 
+def emit_token_dropout(e: VkEmitter, op) -> Dispatch:
+    b, s, _ = dims_of(op.results[0])
+    wg = e.gpu.elementwise_wg
+    words = (e.word(op.operands[0]), e.word(op.operands[1]), e.word(op.results[0]), b, s,
+             op.attributes["token"].value & 0xFFFFFFFF, _bits(op.attributes["keep"].value))
+    return e.dispatch(op, (wg, 1), words, (_groups(b, wg), 1, 1))
+
+
 def emit_position_ids(e: VkEmitter, op) -> Dispatch:
     b, s = dims_of(op.results[0])
     pad = op.attributes["padding_idx"].value
@@ -392,6 +400,7 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.MaskBiasOp: emit_mask_bias,
     B.PositionIdsOp: emit_position_ids,
     B.CastOp: emit_cast,
+    B.TokenDropoutOp: emit_token_dropout,
     B.RelativeBiasOp: emit_relative_bias,
     B.RelativeGatherOp: emit_relative_gather,
     B.RotaryOp: emit_rotary,

@@ -401,6 +401,12 @@ def _position_ids(r: Raiser, op):
     return B.PositionIdsOp(r.get(op.operands[0]), ir.IntegerAttr.get(ir.IntegerType.get_signless(64), pad), _result_type(op)).out
 
 
+def _token_dropout(r: Raiser, op):
+    ids, mask, token, keep = (r.get(v) for v in op.operands)
+    return B.TokenDropoutOp(ids, mask, ir.IntegerAttr.get(ir.IntegerType.get_signless(64), token),
+                            ir.FloatAttr.get_f32(keep), _result_type(op)).out
+
+
 def _relative_bias(r: Raiser, op):
     return B.RelativeBiasOp(r.get(op.operands[2]), _result_type(op)).out
 def _relative_gather(r: Raiser, op):
@@ -524,6 +530,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.operator:torch.bertc.relative_gather": _relative_gather,
     "torch.operator:torch.bertc.rotary": _rotary,
     "torch.operator:torch.bertc.trigram": _trigram,
+    "torch.operator:torch.bertc.token_dropout": _token_dropout,
     "func.return": _return,
 }
 

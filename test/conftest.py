@@ -58,8 +58,9 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         return T.BigBirdConfig(attention_type="original_full", **kw)
     if arch == "roformer":
         return T.RoFormerConfig(embedding_size=hidden, **kw)
-    if arch == "esm":  # the protein encoder: rotary halves, an erf-written GELU, embeddings times the mask
-        return T.EsmConfig(position_embedding_type="rotary", pad_token_id=1, **kw)
+    if arch == "esm":  # the protein encoder: rotary halves, an erf-written GELU, embeddings times the mask, and
+        # token dropout (<mask> tokens' embeddings zeroed, the rest scaled by their share) as ESM-2 ships
+        return T.EsmConfig(position_embedding_type="rotary", pad_token_id=1, token_dropout=True, mask_token_id=2, **kw)
     if arch == "nomic_bert":
         return T.NomicBertConfig(pad_token_id=0, **kw)
     if arch == "eurobert":  # ids 0..2 as pad, bos and eos, as the shipped tokenizer's special tokens are

@@ -175,10 +175,3 @@ def test_bigbird_block_sparse_past_its_full_attention_is_refused(tmp_path):
     with pytest.raises(bertc.BertcError, match="block_sparse attention, which transformers uses past 88 tokens.*"
                                                "--max-seq-len 88 or less"):
         bertc.compile(model, max_seq_len=100, out=tmp_path / "x.bertc")
-
-
-def test_esm_token_dropout_is_refused_by_name(tmp_path):
-    model = tiny_model("esm")
-    model.config.token_dropout = True  # as the facebook/esm2 checkpoints ship: it scales embeddings in eval mode too
-    with pytest.raises(bertc.BertcError, match="ESM with token_dropout .* has no op for yet"):
-        bertc.compile(model, seq_len=8, out=tmp_path / "x.bertc")

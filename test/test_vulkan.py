@@ -218,13 +218,16 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%mm = "bertc.matmul"(%ma, %mb) : ({t(3, 17, 9)}, {t(3, 9, 21)}) -> {t(3, 17, 21)}',
         f'%mbias = "bertc.mask_bias"(%mask) {{fill = -1.0e4 : f32, window = 0 : i64}} : ({t(B, S, dt="i64")}) -> {t(B, 1, S, S)}',
         f'%cast = "bertc.cast"(%ids) : ({t(B, S, dt="i64")}) -> {t(B, S)}',
+        # the position ids as the "mask" it sums: never 0 (a row whose mask is all 0 divides 0 by 0); token 1 is the pad
+        (f'%tdrop = "bertc.token_dropout"(%ids, %pos) {{keep = 0.88 : f32, token = 1 : i64}}'
+         f' : ({t(B, S, dt="i64")}, {t(B, S, dt="i64")}) -> {t(B, S, 1)}'),
         *(f'%{name} = "bertc.rotary"(%qkv, %cos, %sin) {{columns = {cols} : i64, style = "{style}"}}'
           f" : ({t(B, S, 3 * h)}, {t(S + 3, d)}, {t(S + 3, d)}) -> {t(B, S, 3 * h)}"
           for name, cols, style in (("rot", 2 * h, "interleaved"), ("roth", 3 * h, "halves"))),
     ]
     outs = ["lin", "lin2", "lin3", "att", "attr", "attv", "attrv", "attw", "attrw", "attvw", "attrvw", "rb", "ln", "rms",
             "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm",
-            "mbias", "cast", "rot", "roth"]
+            "mbias", "cast", "tdrop", "rot", "roth"]
     types = []
     for line in ops:
         name = line.split(" = ", 1)[0][1:]

@@ -133,6 +133,10 @@ void bertc_mask_bias(const int64_t *mask, float *out, int64_t B, int64_t Q, int6
 void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad);
 /* y = (float)x (bertc.cast: an i64 mask or ids used as numbers, as ESM's embeddings * mask). */
 void bertc_cast(const int64_t *x, float *y, int64_t n);
+/* ESM's token dropout, a factor per token: out[b, s] = 0 where ids[b, s] == token, else
+ * keep / (1 - count(ids[b] == token) / sum(mask[b])). */
+void bertc_token_dropout(const int64_t *ids, const int64_t *mask, float *out, int64_t B, int64_t S, int64_t token,
+                         float keep);
 
 /* out = a (op) b with broadcasting; shapes padded to rank 4 (strides 0 on broadcast dims). */
 void bertc_binary(bertc_pool *p, int op, const float *a, const int64_t a_strides[4], const float *b,

@@ -137,3 +137,11 @@ func.func @rms_norm_gamma(%x: tensor<1x4x8xf32>, %g: tensor<4xf32>) -> tensor<1x
   %0 = "bertc.rms_norm"(%x, %g) {eps = 1.0E-5 : f32} : (tensor<1x4x8xf32>, tensor<4xf32>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
+
+// -----
+
+// CHECK: 'bertc.token_dropout' ids [2, 4], mask [2, 4] and result [2, 4] are not [B, S], [B, S] and [B, S, 1]
+func.func @token_dropout_rank(%ids: tensor<2x4xi64>, %m: tensor<2x4xi64>) -> tensor<2x4xf32> {
+  %0 = "bertc.token_dropout"(%ids, %m) {keep = 0.88 : f32, token = 32 : i64} : (tensor<2x4xi64>, tensor<2x4xi64>) -> tensor<2x4xf32>
+  return %0 : tensor<2x4xf32>
+}

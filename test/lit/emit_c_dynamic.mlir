@@ -93,3 +93,17 @@ module attributes {bertc.max_seq_len = 16 : i64} {
     return %1 : tensor<4x?x32xf32>
   }
 }
+
+// -----
+
+// ESM-2's token dropout at a run-time length: the kernel counts each row's <mask> tokens and real ones over
+// the run's L, and the embeddings take the factor by a broadcasting mul.
+// CHECK: BERTC_TIMED(0, bertc_token_dropout(A(int64_t, {{[0-9]+}}), A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 2, (L), 32, 0.8799999952316284f));
+// CHECK-NEXT: /* bertc.mul [2, ?, 8] */
+module attributes {bertc.max_seq_len = 16 : i64} {
+  func.func @main(%x: tensor<2x?x8xf32>, %ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>) -> tensor<2x?x8xf32> {
+    %f = "bertc.token_dropout"(%ids, %mask) {keep = 0.879999995 : f32, token = 32 : i64} : (tensor<2x?xi64>, tensor<2x?xi64>) -> tensor<2x?x1xf32>
+    %0 = "bertc.mul"(%x, %f) : (tensor<2x?x8xf32>, tensor<2x?x1xf32>) -> tensor<2x?x8xf32>
+    return %0 : tensor<2x?x8xf32>
+  }
+}

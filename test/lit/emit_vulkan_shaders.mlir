@@ -22,6 +22,7 @@
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/mask_bias.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/position_ids.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/cast.comp | FileCheck %s --check-prefix=REST
+// RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/token_dropout.comp | FileCheck %s --check-prefix=REST
 // RUN: glslangValidator -V --target-env vulkan1.1 -o %t.spv %shaders/relative_gather.comp | FileCheck %s --check-prefix=REST
 // GEMM: gemm.comp
 // GEMM-NOT: ERROR

@@ -136,3 +136,18 @@ func.func @mask_times_embeddings(%arg0: !torch.vtensor<[1,4,8],f32>, %arg1: !tor
   %1 = torch.aten.mul.Tensor %arg0, %0 : !torch.vtensor<[1,4,8],f32>, !torch.vtensor<[1,4,1],si64> -> !torch.vtensor<[1,4,8],f32>
   return %1 : !torch.vtensor<[1,4,8],f32>
 }
+
+// -----
+
+// ESM-2's token dropout (canonicalize-token-dropout's op): one factor per token, 0 at <mask> (id 32),
+// times the embeddings by a broadcasting mul.
+// CHECK-LABEL: func.func @token_dropout
+// CHECK: %[[F:.*]] = "bertc.token_dropout"(%arg1, %arg2) {keep = 0.879999995 : f32, token = 32 : i64} : (tensor<2x?xi64>, tensor<2x?xi64>) -> tensor<2x?x1xf32>
+// CHECK: "bertc.mul"(%arg0, %[[F]]) : (tensor<2x?x8xf32>, tensor<2x?x1xf32>) -> tensor<2x?x8xf32>
+func.func @token_dropout(%arg0: !torch.vtensor<[2,?,8],f32>, %arg1: !torch.vtensor<[2,?],si64>, %arg2: !torch.vtensor<[2,?],si64>) -> !torch.vtensor<[2,?,8],f32> {
+  %int32 = torch.constant.int 32
+  %keep = torch.constant.float 8.800000e-01
+  %0 = torch.operator "torch.bertc.token_dropout"(%arg1, %arg2, %int32, %keep) : (!torch.vtensor<[2,?],si64>, !torch.vtensor<[2,?],si64>, !torch.int, !torch.float) -> !torch.vtensor<[2,?,1],f32>
+  %1 = torch.aten.mul.Tensor %arg0, %0 : !torch.vtensor<[2,?,8],f32>, !torch.vtensor<[2,?,1],f32> -> !torch.vtensor<[2,?,8],f32>
+  return %1 : !torch.vtensor<[2,?,8],f32>
+}

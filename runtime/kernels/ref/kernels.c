@@ -370,6 +370,20 @@ BERTC_WEAK void bertc_cast(const int64_t *x, float *y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
 }
 
+BERTC_WEAK void bertc_token_dropout(const int64_t *ids, const int64_t *mask, float *out, int64_t B, int64_t S,
+                                    int64_t token, float keep) {
+  for (int64_t b = 0; b < B; b++) {
+    int64_t hits = 0, real = 0;
+    for (int64_t s = 0; s < S; s++) {
+      hits += ids[b * S + s] == token;
+      real += mask[b * S + s];
+    }
+    /* as torch: the share in float, 1 - share, then keep over it (a row of no real token divides 0 by 0, as there) */
+    const float factor = keep / (1.0f - (float)hits / (float)real);
+    for (int64_t s = 0; s < S; s++) out[b * S + s] = ids[b * S + s] == token ? 0.0f : factor;
+  }
+}
+
 BERTC_WEAK void bertc_position_ids(const int64_t *ids, int64_t *out, int64_t B, int64_t S, int64_t pad) {
   for (int64_t b = 0; b < B; b++) {
     int64_t count = 0;
