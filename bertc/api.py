@@ -26,6 +26,7 @@ from .heads import text_limit, write_head_bin
 from .ir import annotate, make_context
 from .passes import PassContext
 from .passes.common import func_ops, producer, shape_of, sparsity, weight_dtype
+from .passes.emit_vulkan import half_weights
 from .passes.seqlen import bound, dims_of, prod
 from .pipeline import AUTO, CompileOptions, passes_after, pipeline_for, run_pipeline
 from .runtime import CompiledModel
@@ -94,9 +95,11 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
     }
 
 
-def _precision_report(ops: collections.Counter, linears) -> dict[str, Any]:
-    """What runs in which precision: the linears by weight type (--dtype) and the ops that stay fp32."""
-    weights = collections.Counter({"f32": "fp32", "f16": "fp16", "i8": "int8"}[weight_dtype(op)] for op in linears)
+def _precision_report(ops: collections.Counter, linears, gpu_f16: bool = False) -> dict[str, Any]:
+    """What runs in which precision: the linears by weight type (--dtype: packed on a CPU, ``gpu_f16`` on a GPU)
+    and the ops that stay fp32."""
+    weights = collections.Counter("fp16" if half_weights(op, gpu_f16) else
+                                  {"f32": "fp32", "f16": "fp16", "i8": "int8"}[weight_dtype(op)] for op in linears)
     fp32 = {name: n for name, n in ops.items() if name not in (B.LinearOp.OPERATION_NAME, "func.return")
             and not any(k in name for k in ("weight", "constant", "reshape", "view", "concat"))}
     if weights.get("fp32"):
@@ -126,6 +129,8 @@ def _tokenizer_bin(source: Path, folder: Path, max_length: int) -> dict[str, Any
 def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) -> dict[str, Any]:
     ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
     linears = [op for op in func_ops(module.operation) if isinstance(op, B.LinearOp)]
+    attrs = module.operation.attributes
+    gpu_f16 = target is not None and target.is_gpu and "bertc.dtype" in attrs and attrs["bertc.dtype"].value == "f16"
     return {
         "ops": dict(sorted(ops.items())),
         "fusion": {
@@ -143,7 +148,7 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
             "weights_bytes": len(emitted.weights),
         },
         "sparsity": _sparsity_report(linears, target) if target is not None else None,
-        "precision": _precision_report(ops, linears),
+        "precision": _precision_report(ops, linears, gpu_f16),
         "kernels": emitted.kernels,
         "compile_seconds": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -231,13 +231,19 @@ class VkEmitter(Codegen):
                         (_ceil(n, bn), _ceil(m, bm), batch), shared)
 
 
+def half_weights(op, f16: bool) -> bool:
+    """Whether a linear's weights go to the GPU as half floats: in an f16 module (``f16``), a constant's are (a
+    weight computed at run time stays f32)."""
+    w = producer(op.operands[1])
+    return f16 and w is not None and B.category_of(w) == "constant"
+
+
 def emit_linear(e: VkEmitter, op) -> Dispatch:
     if (sparsity(op) or {}).get("format") == "sparse":
         raise BertcError("--emit-vulkan has no sparse GEMM: compile without --prune-patterns for a GPU target")
     n, k = dims_of(op.operands[1])
     m = prod(dims_of(op.operands[0])[:-1])
-    w = producer(op.operands[1])
-    f16 = e.f16 and w is not None and B.category_of(w) == "constant"
+    f16 = half_weights(op, e.f16)
     wkn = e.byte(op.operands[1], "kn:f16") // 2 if f16 else e.word(op.operands[1], "kn")
     push = (m, n, k, e.word(op.operands[0]), wkn, e.opt(op.bias), e.opt(op.residual), e.word(op.results[0]),
             ACT[op.attributes["activation"].value], 0, 0, 0)

@@ -270,3 +270,29 @@ def test_the_default_is_every_length_up_to_the_positions(tmp_path):
     ts = bertc.compile(str(tmp_path / "ts.pt"), out=tmp_path / "ts.bertc")
     assert not ts.manifest.dynamic and ts.manifest.seq_len == 128
     assert cli.main(["compile", str(tmp_path / "ts.pt"), "-q", "-o", str(tmp_path / "ts2.bertc")]) == 0
+
+
+# One family per op set the half-float GEMMs meet that BERT's do not: ReLU epilogues and separate V rows
+# (MobileBERT), unfused matmuls and gathers (DeBERTa-v2), fused Wqkv rows and GeGLU (ModernBERT), token dropout and
+# an erf GELU (ESM), SiLU gates and RMSNorm (EuroBERT); the rest share BERT's GEMMs and attention.
+FP16_FAMILIES = ["mobilebert", "deberta-v2", "modernbert", "esm", "eurobert"]
+
+
+@pytest.mark.parametrize("target", ["linux-arm64", "vulkan"])
+@pytest.mark.parametrize("arch", FP16_FAMILIES)
+def test_families_in_fp16(arch, target, tmp_path, monkeypatch):
+    if target == "linux-arm64" and shutil.which("qemu-aarch64") is None:
+        pytest.skip("no qemu-aarch64")
+    if target == "vulkan":
+        on_lavapipe(monkeypatch)
+    model = tiny_model(arch, MORE_ARCHS.get(arch, ("eager",))[-1])
+    art = bertc.compile(model, target=target, max_seq_len=40, batch=2, dtype="fp16", out=tmp_path / "h.bertc")
+    assert list(art.report["precision"]["linears"]) == ["fp16"]  # every GEMM's weights in half floats
+    ids, mask, types = random_inputs(2, 27, 120, seed=5)
+    ids[1, 18:], mask[1, 18:] = PAD_ID.get(arch, 0), 0
+    if arch in MASK_ID:
+        ids[:, 1:18:3] = MASK_ID[arch]
+    ours = art.load()(ids, mask, types) if arch not in NO_TOKEN_TYPES else art.load()(ids, mask)
+    err = max_error(ours, reference(model, ids, mask, types), mask)
+    print(f"{arch} fp16 on {target}: max |error| {err:.2e}")
+    assert err <= 5e-2  # half-float GEMM weights, as BERT's fp16 tests allow
