@@ -55,6 +55,10 @@ def _weight_features(prefix: str) -> list[str]:
     return [prefix, *(f"{prefix}_h{h}" for h in WEIGHT_HINGES)]
 
 
+# Epilogues that evaluate an exp, erf or tanh per output, which the "gelu_outputs" feature prices (named for the first
+# of them, as fitted profiles know it); ReLU's max is free beside the FMAs.
+TRANSCENDENTAL = ("gelu", "gelu_tanh", "tanh", "silu")
+
 # The features of each kind, in the order of a fitted profile's coefficients (cost model version COST_MODEL).
 FEATURES = {
     # weights: the weight stream's time where compute does not hide it. At a few rows a GEMM streams its
@@ -171,7 +175,7 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         n, k = _shape(op.operands[1])
         m = math.prod(_shape(op.operands[0])[:-1])
         act = op.attributes["activation"].value
-        gelu = m * n if act in ("gelu", "gelu_tanh") else 0
+        gelu = m * n if act in TRANSCENDENTAL else 0
         wkey = "weights_dram" if from_dram else "weights"
         sp = sparsity(op)
         if sp is not None and sp["format"] == "sparse":

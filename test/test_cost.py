@@ -117,6 +117,18 @@ def test_fitted_arithmetic_and_sparse_forms_by_hand():
         assert forced.weights_bytes < dense.weights_bytes
 
 
+def test_silu_and_tanh_epilogues_are_priced_as_gelu_is():
+    """SiLU (EuroBERT's SwiGLU gate) evaluates an exp per output as GELU does its erf: both count in gelu_outputs."""
+    from conftest import tiny_model
+
+    coef = {k: [0.0] * len(v) for k, v in FEATURES.items()}
+    coef["linear"][FEATURES["linear"].index("gelu_outputs")] = 1e-3
+    est = estimate(tiny_model("eurobert"), target="host", seq_len=8, profile=_profile(**coef))
+    gates = [o for o in est.ops if o.kind == "linear" and o.detail.startswith("silu")]
+    assert len(gates) == 2 and all(o.ms == pytest.approx(1e-3 * 8 * 64) for o in gates)  # [8 tokens, 64] each
+    assert all(o.ms == 0 for o in est.ops if o.kind == "linear" and o.detail.startswith("none"))
+
+
 def test_a_config_is_priced_without_a_model_weights_or_the_exporter(monkeypatch):
     """What makes the config path fast (what the search screens thousands of candidates with): the IR is
     written from the config; no model is built, no weights made, nothing exported or imported. Asserted on
