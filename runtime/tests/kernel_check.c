@@ -33,6 +33,7 @@ extern __typeof__(bertc_linear_sparse) ref_bertc_linear_sparse;
 extern __typeof__(bertc_linear) ref_bertc_linear;
 extern __typeof__(bertc_attention) ref_bertc_attention;
 extern __typeof__(bertc_layer_norm) ref_bertc_layer_norm;
+extern __typeof__(bertc_rms_norm) ref_bertc_rms_norm;
 extern __typeof__(bertc_softmax) ref_bertc_softmax;
 extern __typeof__(bertc_unary) ref_bertc_unary;
 extern __typeof__(bertc_binary) ref_bertc_binary;
@@ -573,6 +574,23 @@ static int check_layer_norm(bertc_pool *p) {
   return report(&r, "bertc_layer_norm");
 }
 
+static int check_rms_norm(bertc_pool *p) {
+  result r = {.label = "bertc_rms_norm"};
+  for (int c = 0; c < RANDOM_CASES + 1; c++) {
+    const int64_t rows = rand_int(1, 9), n = c < RANDOM_CASES ? rand_int(1, 800) : 768;
+    const float eps = rand_int(0, 1) ? 1e-6f : 1e-5f;
+    float *x = rand_array(rows * n, -3, 3), *g = rand_array(n, 0.5f, 1.5f);
+    float *got = nan_array(rows * n), *want = nan_array(rows * n);
+    bertc_rms_norm(p, x, g, got, rows, n, eps);
+    ref_bertc_rms_norm(p, x, g, want, rows, n, eps);
+    char shape[96];
+    snprintf(shape, sizeof shape, "rows=%lld n=%lld eps=%g", (long long)rows, (long long)n, eps);
+    record(&r, got, want, rows * n, shape);
+    free(x), free(g), free(got), free(want);
+  }
+  return report(&r, "bertc_rms_norm");
+}
+
 static int check_softmax(bertc_pool *p) {
   result r = {.label = "bertc_softmax"};
   for (int c = 0; c < RANDOM_CASES; c++) {
@@ -669,6 +687,7 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   failed |= check_matmul(p);
   failed |= check_attention(p);
   failed |= check_layer_norm(p);
+  failed |= check_rms_norm(p);
   failed |= check_softmax(p);
   failed |= check_unary(p);
   failed |= check_binary(p);

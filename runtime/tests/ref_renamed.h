@@ -10,6 +10,7 @@
 #define bertc_linear_sparse ref_bertc_linear_sparse
 #define bertc_embedding ref_bertc_embedding
 #define bertc_layer_norm ref_bertc_layer_norm
+#define bertc_rms_norm ref_bertc_rms_norm
 #define bertc_attention ref_bertc_attention
 #define bertc_mask_bias ref_bertc_mask_bias
 #define bertc_position_ids ref_bertc_position_ids

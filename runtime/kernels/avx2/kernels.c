@@ -689,6 +689,29 @@ void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, cons
   bertc_parallel_rows(p, rows, ln_rows, &a);
 }
 
+/* RMSNorm (EuroBERT's): y = x / sqrt(mean(x^2) + eps) * g, the squares summed in double as layer_norm's are. */
+typedef struct { const float *x, *g; float *y; int64_t n; float eps; } rms_args;
+static void rms_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const rms_args *a = raw;
+  const int64_t n = a->n;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * n;
+    float *y = a->y + r * n;
+    const float inv = (float)(1.0 / sqrt(ln_centered_squares(x, n, 0.0) / (double)n + a->eps));
+    const __m256 vinv = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv), _mm256_loadu_ps(a->g + i)));
+    for (; i < n; i++) y[i] = x[i] * inv * a->g[i];
+  }
+}
+
+void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps) {
+  rms_args a = {x, gamma, y, n, eps};
+  bertc_parallel_rows(p, rows, rms_rows, &a);
+}
+
 /* ---- softmax ---------------------------------------------------------------------------- */
 /* The lanes past n (0 < n < 8) are `fill`, so a row tail can join max/sum reductions. */
 static inline __m256 load_tail(const float *x, int64_t n, float fill) {
@@ -1057,7 +1080,7 @@ void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float
 
 const char *bertc_kernel_impl(const char *kernel) {
   static const char *const ours[] = {"bertc_linear_packed", "bertc_linear_packed_i8", "bertc_linear_sparse", "bertc_layer_norm",
-                                     "bertc_softmax", "bertc_unary", "bertc_attention"};
+                                     "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_attention"};
   for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
     if (strcmp(kernel, ours[i]) == 0) return "avx2";
   return "ref";

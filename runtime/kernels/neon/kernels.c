@@ -9,7 +9,7 @@
 #include <string.h>
 
 static const char *const neon_kernels[] = {
-    "bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_softmax",
+    "bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_rms_norm", "bertc_softmax",
     "bertc_unary",
 #if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC) /* built with -march=armv8.2-a+fp16 (--dtype fp16) */
     "bertc_linear_packed_f16",
@@ -649,6 +649,28 @@ void bertc_layer_norm(bertc_pool *p, const float *x, const float *residual, cons
                       float *y, int64_t rows, int64_t n, float eps) {
   ln_args a = {x, residual, gamma, beta, y, n, eps};
   bertc_parallel_rows(p, rows, ln_rows, &a);
+}
+
+/* RMSNorm (EuroBERT's): y = x / sqrt(mean(x^2) + eps) * g. */
+typedef struct { const float *x, *g; float *y; int64_t n; float eps; } rms_args;
+static void rms_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const rms_args *a = raw;
+  const int64_t n = a->n;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = a->x + r * n;
+    float *y = a->y + r * n;
+    const float inv = 1.0f / sqrtf(sum_sq_dev_f32(x, n, 0.0f) / (float)n + a->eps);
+    const float32x4_t s = vdupq_n_f32(inv);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vmulq_f32(vmulq_f32(vld1q_f32(x + i), s), vld1q_f32(a->g + i)));
+    for (; i < n; i++) y[i] = x[i] * inv * a->g[i];
+  }
+}
+
+void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y, int64_t rows, int64_t n, float eps) {
+  rms_args a = {x, gamma, y, n, eps};
+  bertc_parallel_rows(p, rows, rms_rows, &a);
 }
 
 /* ---- softmax --------------------------------------------------------------------------- */
