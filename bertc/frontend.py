@@ -11,7 +11,8 @@
 3. passes/canonicalize_gelu.py: a GELU written with erf (ESM's) becomes ``aten.gelu``;
    passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
    (``bertc::rotary``) with constant cos / sin tables; passes/canonicalize_trigram.py: MobileBERT's
-   shifted embeddings (``bertc::trigram``); then passes/canonicalize_inputs.py: the attention
+   shifted embeddings (``bertc::trigram``); passes/canonicalize_conv.py: ConvBERT's convolutions over the
+   sequence (``bertc::depthwise_conv1d``, ``bertc::span_conv``); then passes/canonicalize_inputs.py: the attention
    mask's and position ids' arithmetic replaced by one op each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by
    running the sub-graphs on random inputs; constant sub-graphs replaced by their value.
 4. bertc/export.py ``record_module_paths``: each op's owning submodule, for error messages.
@@ -37,6 +38,7 @@ from .errors import BertcError
 from .export import export_program, has_dynamic_inputs, record_module_paths, table_rows
 from .formats import load_model
 from .passes.canonicalize_gelu import canonicalize_gelu
+from .passes.canonicalize_conv import canonicalize_conv
 from .passes.canonicalize_inputs import canonicalize_inputs
 from .passes.canonicalize_rms_norm import canonicalize_rms_norm
 from .passes.canonicalize_rotary import canonicalize_rotary
@@ -135,6 +137,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     canonicalize_rms_norm(ep)  # a written-out RMSNorm (EuroBERT's) as aten.rms_norm: one bertc.rms_norm
     canonicalize_rotary(ep, input_names, max_seq_len)  # before the inputs' pass: its tables' sub-graphs die here
     canonicalize_trigram(ep)  # MobileBERT's shifted embeddings: one op, not pads of slices
+    canonicalize_conv(ep)  # ConvBERT's depthwise conv1d and span convolution (an unfold): one op each
     canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")
