@@ -37,8 +37,8 @@ from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks
 from .errors import BertcError
 from .export import export_program, has_dynamic_inputs, record_module_paths, table_rows
 from .formats import load_model
-from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_conv import canonicalize_conv
+from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_inputs import canonicalize_inputs
 from .passes.canonicalize_rms_norm import canonicalize_rms_norm
 from .passes.canonicalize_rotary import canonicalize_rotary
