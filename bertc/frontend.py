@@ -125,9 +125,6 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         raise BertcError("ESM with token_dropout (as the facebook/esm2 checkpoints ship it) zeroes <mask> tokens' embeddings"
                          " and scales the rest by 0.88 / (1 - the share of <mask> tokens in the sequence), which bertc "
                          "has no op for yet (a copy with config.token_dropout = False compiles, but computes other outputs)")
-    if cfg.get("model_type") == "convbert" and cfg.get("num_groups", 1) != 1:
-        raise BertcError(f"ConvBERT with num_groups {cfg['num_groups']} (a grouped FFN: a batched matmul per group of "
-                         "features) has no bertc lowering yet; configs with num_groups = 1 compile")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)

@@ -1,5 +1,5 @@
 """canonicalize-conv: ConvBERT's convolutions over the sequence -> ``bertc::depthwise_conv1d`` and
-``bertc::span_conv`` (an FX pass).
+``bertc::span_conv``, its head concatenation and grouped FFN -> linears (an FX pass).
 
 ConvBERT gives half its heads to a span-based dynamic convolution. Its key is a separable convolution
 of the hidden states (a depthwise conv1d of kernel k along the sequence, then a pointwise conv1d, a
@@ -33,11 +33,14 @@ After::
     reshape_5 = aten.reshape.default(span_conv, [2, -1, h, D])     # was reshape(reshape(matmul, [-1, A]), [2, -1, h, D])
 
 and the attention heads beside the convolution's, ``dense(view(cat([context, conv_out], 2), [2, L, 2A]))``, become
-two linears on the output projection's column blocks, added (fuse-epilogues makes the add a residual)::
+two linears on the output projection's column blocks, added (fuse-epilogues makes the add a residual); a grouped
+FFN (num_groups > 1: a batched matmul of feature groups between permutes) is one linear of block-diagonal weight::
 
     linear_default_2 = aten.linear.default(aten.reshape.default(permute, [2, -1, A]), _tensor_constant3, p_dense_bias)
     linear_default_3 = aten.linear.default(aten.reshape.default(reshape_5, [2, -1, A]), _tensor_constant4)
     linear_5 = aten.add.Tensor(linear_default_2, linear_default_3)
+    add_7 = aten.linear.default(layer_norm_1, _tensor_constant5, p_intermediate_dense_bias)  # [G*o, G*i], was
+    # reshape(permute(matmul(permute(reshape(layer_norm_1, [-1, G, i]), [1, 0, 2]), p_weight), [1, 0, 2]), [2, -1, G*o]) + bias
 
 Both convolutions see zeros past the run's length and before 0, as PyTorch's padding at that length: a
 padded position's neighbours are its row's other tokens, pad tokens included, as in the model.
@@ -243,6 +246,32 @@ def _split_concat(ep: torch.export.ExportedProgram, g: fx.Graph, cat: fx.Node) -
     return True
 
 
+def _grouped_linear(ep: torch.export.ExportedProgram, g: fx.Graph, matmul: fx.Node) -> bool:
+    """ConvBERT's grouped FFN (num_groups G > 1): ``reshape(permute(matmul(permute(reshape(x, [-1, G, i]), [1, 0, 2]),
+    W [G, i, o]), [1, 0, 2]), [B, -1, G*o]) + bias`` is one linear of x whose weight is block-diagonal (G times the
+    multiply-adds of the groups, in one GEMM kernel bertc has)."""
+    inner, weight = matmul.args[0], value_of(ep, matmul.args[1])
+    split = inner.args[0] if _is(inner, (_A.permute.default,)) and list(inner.args[1]) == [1, 0, 2] else None
+    outer = _sole_user(matmul)
+    rows = _sole_user(outer) if _is(outer, (_A.permute.default,)) and list(outer.args[1]) == [1, 0, 2] else None
+    if weight is None or weight.dim() != 3 or not _is(split, (_A.reshape.default, _A.view.default)) \
+            or not _is(rows, (_A.reshape.default, _A.view.default)):
+        return False
+    x, (groups, i, o) = split.args[0], weight.shape
+    if x.meta["val"].dim() != 3 or x.meta["val"].shape[2] != groups * i or rows.meta["val"].dim() != 3 \
+            or rows.meta["val"].shape[2] != groups * o or list(split.meta["val"].shape[1:]) != [groups, i]:
+        return False
+    full = torch.block_diag(*weight.detach().transpose(1, 2))  # [G*o, G*i]: group g's W[g]^T on the diagonal
+    add = _sole_user(rows)
+    bias = value_of(ep, add.args[1]) if _is(add, (_A.add.Tensor,)) and add.args[0] is rows else None
+    done = add if bias is not None and bias.shape == (groups * o,) else rows
+    with g.inserting_before(done):
+        lin = g.call_function(_A.linear.default, (x, full, *([bias.detach()] if done is add else [])))
+    _like(lin, matmul, done.meta["val"])
+    done.replace_all_uses_with(lin)
+    return True
+
+
 def canonicalize_conv(ep: torch.export.ExportedProgram) -> None:
     """Replace ConvBERT's separable conv1d and span convolution by bertc ops, and its concatenation of attention and
     convolution heads by the output projection's column blocks (in place)."""
@@ -251,7 +280,7 @@ def canonicalize_conv(ep: torch.export.ExportedProgram) -> None:
         if conv.users:  # the pointwise conv1d of a rewritten separable conv is dead
             _separable(ep, g, conv)
     for matmul in list(g.find_nodes(op="call_function", target=_A.matmul.default)):
-        _span(g, matmul)
+        _span(g, matmul) or _grouped_linear(ep, g, matmul)
     if any(n.target is torch.ops.bertc.span_conv.default for n in g.nodes):  # ConvBERT's heads, only there
         for cat in list(g.find_nodes(op="call_function", target=_A.cat.default)):
             _split_concat(ep, g, cat)
