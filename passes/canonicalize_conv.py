@@ -63,11 +63,6 @@ def depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv1d(x.transpose(1, 2), weight[:, None, :], padding=k // 2, groups=c).transpose(1, 2)
 
 
-@depthwise_conv1d.register_fake
-def _(x, weight):
-    return torch.empty_like(x)
-
-
 @torch.library.custom_op("bertc::span_conv", mutates_args=())
 def span_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """out[b, s, h*D + d] = sum_j w[b, s, h, j] * x[b, s + j - k // 2, h*D + d] for x [B, S, H*D], w [B, S, H, k]."""
@@ -76,9 +71,12 @@ def span_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (cols.reshape(b, s, heads, -1, k) * w[:, :, :, None, :]).sum(-1).reshape(x.shape)
 
 
-@span_conv.register_fake
-def _(x, w):
+def _shaped_like_input(x, _):
     return torch.empty_like(x)
+
+
+depthwise_conv1d.register_fake(_shaped_like_input)
+span_conv.register_fake(_shaped_like_input)
 
 
 def _arg(node: fx.Node, i: int, default):
@@ -101,7 +99,7 @@ def _untransposed(node) -> fx.Node | None:
 
 
 def _plain(conv: fx.Node, pad: int, groups: int) -> bool:
-    return (list(_arg(conv, 3, [1])) == [1] and list(_arg(conv, 4, [0])) in ([pad], [pad] * 1)
+    return (list(_arg(conv, 3, [1])) == [1] and list(_arg(conv, 4, [0])) == [pad]
             and list(_arg(conv, 5, [1])) == [1] and _arg(conv, 6, 1) == groups)
 
 
@@ -147,6 +145,8 @@ def _separable(ep: torch.export.ExportedProgram, g: fx.Graph, conv: fx.Node) -> 
             lin = g.call_function(_A.linear.default, (dw, pw_w.detach()[:, :, 0].clone(), bias.detach()[:, 0].clone()))
         _like(lin, pw, back.meta["val"])
         back.replace_all_uses_with(lin)
+        for dead in (back, add, pw, conv):  # the in-place add_ is not dead code to FX: take it out by hand
+            g.erase_node(dead)
         return True
     with g.inserting_before(conv):  # the depthwise conv alone: back to the [B, C, S] layout its users read
         t = g.call_function(_A.transpose.int, (dw, 1, 2))
