@@ -223,7 +223,8 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
                       4.0 * (math.prod(a) + math.prod(bm) + math.prod(out)))
     if kind != "elementwise":
         raise BertcError(f"the cost model has no cost function for '{name}' (cost kind '{kind}')")
-    e = math.prod(out)
+    # ConvBERT's convolutions over the sequence read k rows per output row: k elementwise passes
+    e = math.prod(out) * (_shape(op.operands[1])[-1] if isinstance(op, (B.DepthwiseConv1dOp, B.SpanConvOp)) else 1)
     return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, float(e), 12.0 * e)
 
 

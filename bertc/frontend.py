@@ -12,9 +12,11 @@
    passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
    (``bertc::rotary``) with constant cos / sin tables; passes/canonicalize_trigram.py: MobileBERT's
    shifted embeddings (``bertc::trigram``); passes/canonicalize_token_dropout.py: ESM-2's scaling of
-   its embeddings by the share of <mask> tokens (``bertc::token_dropout``); then passes/canonicalize_inputs.py: the attention
-   mask's and position ids' arithmetic replaced by one op each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by
-   running the sub-graphs on random inputs; constant sub-graphs replaced by their value.
+   its embeddings by the share of <mask> tokens (``bertc::token_dropout``); passes/canonicalize_conv.py:
+   ConvBERT's convolutions over the sequence (``bertc::depthwise_conv1d``, ``bertc::span_conv``); then
+   passes/canonicalize_inputs.py: the attention mask's and position ids' arithmetic replaced by one op
+   each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by running the
+   sub-graphs on random inputs; constant sub-graphs replaced by their value.
 4. bertc/export.py ``record_module_paths``: each op's owning submodule, for error messages.
 
 ``import_torch`` (here): torch-mlir's FX importer with an empty decomposition table, so linear,
@@ -37,6 +39,7 @@ from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks
 from .errors import BertcError
 from .export import export_program, has_dynamic_inputs, record_module_paths, table_rows
 from .formats import load_model
+from .passes.canonicalize_conv import canonicalize_conv
 from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_inputs import canonicalize_inputs
 from .passes.canonicalize_rms_norm import canonicalize_rms_norm
@@ -134,6 +137,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     canonicalize_rotary(ep, input_names, max_seq_len)  # before the inputs' pass: its tables' sub-graphs die here
     canonicalize_trigram(ep)  # MobileBERT's shifted embeddings: one op, not pads of slices
     canonicalize_token_dropout(ep, input_names)  # ESM-2's <mask>-share scaling of its embeddings: one op
+    canonicalize_conv(ep)  # ConvBERT's depthwise conv1d and span convolution (an unfold): one op each
     canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")

@@ -341,6 +341,44 @@ class TrigramOp(Bertc.Operation, name="trigram"):
         return True
 
 
+def _odd_taps(op, k: int) -> bool:
+    return k % 2 == 1 or _fail(op, f"kernel of {k} taps should be odd (k // 2 neighbours each side)")
+
+
+class DepthwiseConv1dOp(Bertc.Operation, name="depthwise_conv1d"):
+    """out[b, s, c] = sum_j weight[c, j] * x[b, s + j - k // 2, c] for x [B, S, C] and weight [C, k], zeros past the
+    run's length and before 0: ConvBERT's depthwise convolution over the sequence (its key's first half)."""
+
+    traits = OpTraits("kernel", "bertc_depthwise_conv1d", "seq_conv", "elementwise")
+
+    input: Operand[Any]
+    weight: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, w = shape(self.input), shape(self.weight)
+        if len(x) != 3 or len(w) != 2 or w[0] != x[2]:
+            return _fail(self, f"input {x} and weight {w} are not [B, S, C] and [C, k]")
+        return _odd_taps(self, w[1]) and _same_shape(self, self.input, self.out, "result")
+
+
+class SpanConvOp(Bertc.Operation, name="span_conv"):
+    """out[b, s, h*D + d] = sum_j w[b, s, h, j] * x[b, s + j - k // 2, h*D + d] for x [B, S, H*D] and per-position
+    kernels w [B, S, H, k], zeros past the run's length and before 0: ConvBERT's span-based dynamic convolution."""
+
+    traits = OpTraits("kernel", "bertc_span_conv", "seq_conv", "elementwise")
+
+    input: Operand[Any]
+    kernels: Operand[Any]
+    out: Result[Any]
+
+    def verify_invariants(self) -> bool:
+        x, w = shape(self.input), shape(self.kernels)
+        if len(x) != 3 or len(w) != 4 or w[:2] != x[:2] or w[2] <= 0 or x[2] % w[2]:
+            return _fail(self, f"input {x} and kernels {w} are not [B, S, H*D] and [B, S, H, k]")
+        return _odd_taps(self, w[3]) and _same_shape(self, self.input, self.out, "result")
+
+
 class MaskBiasOp(Bertc.Operation, name="mask_bias"):
     """Additive attention bias from a [B, S] padding mask: 0 where kept, `fill` where masked, and with a
     ``window`` > 0 also where |query - key| > window / 2 (a local layer; fuse-attention moves it onto the

@@ -253,6 +253,17 @@ def emit_trigram(e: CEmitter, op) -> str:
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), b, s, dim)
 
 
+def emit_depthwise_conv1d(e: CEmitter, op) -> str:
+    b, s, c = dims_of(op.input)
+    return e.kernel(op, "p", e.ptr(op.input), e.ptr(op.weight, "kn"), e.out(op), b, s, c, shape_of(op.weight)[1])
+
+
+def emit_span_conv(e: CEmitter, op) -> str:
+    b, s, c = dims_of(op.input)
+    _, _, heads, k = shape_of(op.kernels)
+    return e.kernel(op, "p", e.ptr(op.input), e.ptr(op.kernels), e.out(op), b, s, c, heads, k)
+
+
 def emit_slice(e: CEmitter, op) -> str:
     elem = 8 if dtype_of(op.operands[0]) == "i64" else 4
     return e.kernel(op, e.ptr(op.operands[0]), e.out(op), *slice_dims(op), elem)
@@ -282,6 +293,8 @@ EMITTERS: dict[str, Callable[[CEmitter, ir.OpView], str]] = {cls.OPERATION_NAME:
     B.SliceOp: emit_slice,
     B.RotaryOp: emit_rotary,
     B.TrigramOp: emit_trigram,
+    B.DepthwiseConv1dOp: emit_depthwise_conv1d,
+    B.SpanConvOp: emit_span_conv,
 }.items()}
 
 

@@ -348,6 +348,19 @@ def emit_trigram(e: VkEmitter, op) -> Dispatch:
     return e.elementwise(op, b * s * 3 * dim, e.word(op.operands[0]), e.word(op.results[0]), b * s, s, dim)
 
 
+def emit_depthwise_conv1d(e: VkEmitter, op) -> Dispatch:  # seq_conv.comp, beside span_conv (heads 0: per channel)
+    b, s, c = dims_of(op.input)
+    return e.elementwise(op, b * s * c, e.word(op.input), e.word(op.weight), e.word(op.results[0]), b * s, s, c,
+                         shape_of(op.weight)[1], 0)
+
+
+def emit_span_conv(e: VkEmitter, op) -> Dispatch:
+    b, s, c = dims_of(op.input)
+    _, _, heads, k = shape_of(op.kernels)
+    return e.elementwise(op, b * s * c, e.word(op.input), e.word(op.kernels), e.word(op.results[0]), b * s, s, c, k,
+                         heads)
+
+
 def emit_mask_bias(e: VkEmitter, op) -> Dispatch:
     b, _, q, k = dims_of(op.results[0])
     return e.elementwise(op, b * q * k, e.word(op.operands[0]), e.word(op.results[0]), b, q, k,
@@ -411,6 +424,8 @@ EMITTERS: dict[str, Callable[[VkEmitter, ir.OpView], Dispatch]] = {cls.OPERATION
     B.RelativeGatherOp: emit_relative_gather,
     B.RotaryOp: emit_rotary,
     B.TrigramOp: emit_trigram,
+    B.DepthwiseConv1dOp: emit_depthwise_conv1d,
+    B.SpanConvOp: emit_span_conv,
 }.items()}
 
 

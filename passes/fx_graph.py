@@ -1,6 +1,6 @@
-"""What the FX passes before the import share (canonicalize-inputs, canonicalize-gelu, canonicalize-rms-norm):
-the nodes a few users past one, the sub-graph between two nodes, and running a sub-graph on values the pass
-chooses. Not a pass: nothing in the registry of ``passes/__init__.py`` names it."""
+"""What the FX passes before the import share (canonicalize-inputs, canonicalize-gelu, canonicalize-rms-norm,
+canonicalize-conv): the nodes a few users past one, the sub-graph between two nodes, running a sub-graph on values
+the pass chooses, and the tensor a weight's placeholder holds. Not a pass: nothing in the registry of ``passes/__init__.py`` names it."""
 
 from __future__ import annotations
 
@@ -46,3 +46,13 @@ def run(nodes: list[fx.Node], env: dict[fx.Node, Any]) -> dict[fx.Node, Any]:
         for n in nodes:
             env[n] = n.target(*fx.node.map_arg(n.args, env.__getitem__), **fx.node.map_arg(n.kwargs, env.__getitem__))
     return env
+
+
+def value_of(ep: torch.export.ExportedProgram, node: Any) -> torch.Tensor | None:
+    """The tensor a placeholder of a weight, buffer or constant holds (a model input or a computed node: None)."""
+    if not isinstance(node, fx.Node) or node.op != "placeholder":
+        return None
+    spec = next(s for p, s in zip(node.graph.find_nodes(op="placeholder"), ep.graph_signature.input_specs) if p is node)
+    if spec.kind.name not in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
+        return None
+    return ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]

@@ -441,6 +441,14 @@ def _trigram(r: Raiser, op):
     return B.TrigramOp(r.get(op.operands[0]), _result_type(op)).out
 
 
+def _depthwise_conv1d(r: Raiser, op):
+    return B.DepthwiseConv1dOp(r.get(op.operands[0]), r.get(op.operands[1]), _result_type(op)).out
+
+
+def _span_conv(r: Raiser, op):
+    return B.SpanConvOp(r.get(op.operands[0]), r.get(op.operands[1]), _result_type(op)).out
+
+
 def _sdpa(r: Raiser, op):
     q, k, v, mask, dropout, causal, scale = (r.get(x) for x in op.operands[:7])
     if causal:
@@ -487,6 +495,7 @@ HANDLERS: dict[str, Callable] = {
     "torch.aten.rsub.Scalar": _rsub,
     "torch.aten.mul.Tensor": _binary(B.MulOp, False),
     "torch.aten.mul.Scalar": _binary(B.MulOp, False),
+    "torch.operator:torch.aten.multiply.Tensor": _binary(B.MulOp, False),  # ConvBERT spells it out
     "torch.aten.div.Tensor": _binary(B.DivOp, False),
     "torch.aten.div.Scalar": _binary(B.DivOp, False),
     "torch.aten.linear": _linear,
@@ -531,6 +540,8 @@ HANDLERS: dict[str, Callable] = {
     "torch.operator:torch.bertc.rotary": _rotary,
     "torch.operator:torch.bertc.trigram": _trigram,
     "torch.operator:torch.bertc.token_dropout": _token_dropout,
+    "torch.operator:torch.bertc.depthwise_conv1d": _depthwise_conv1d,
+    "torch.operator:torch.bertc.span_conv": _span_conv,
     "func.return": _return,
 }
 

@@ -22,11 +22,13 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # Families tested once per target (issue 18) rather than in every test ARCHS is: each with the attention forms
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",),
-              "mobilebert": ("eager", "sdpa"), "deberta-v2": ("eager",), "modernbert": ("eager", "sdpa")}
+              "mobilebert": ("eager", "sdpa"), "deberta-v2": ("eager",), "modernbert": ("eager", "sdpa"),
+              "convbert": ("eager",)}
 # Attention blocks fuse-attention makes one kernel of, per tiny model where not 2 (MobileBERT's two are: its Q|K rows
 # from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand; ModernBERT's are its
 # fused Wqkv rows, layer 1's with its local window). DeBERTa's disentangled attention (c2p and p2c scores: two more
-# matmuls a layer) is correct unfused, not fused yet.
+# matmuls a layer) is correct unfused, not fused yet. ConvBERT's are its attention half (head_ratio 2: one of the tiny
+# model's two heads), the other half its span convolution (bertc.span_conv), so 2 as well.
 FUSED_ATTENTION = {"deberta-v2": 0}
 MATMULS_A_LAYER = {"deberta-v2": 4}  # unfused: Q K^T and P V, and DeBERTa's c2p and p2c scores
 # rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
@@ -76,6 +78,8 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
         # layer 1 local: a window of 8 (keys within 4 positions), narrow enough to matter at the tests' lengths
         return T.ModernBertConfig(global_attn_every_n_layers=2, local_attention=8, pad_token_id=0, bos_token_id=1,
                                   eos_token_id=2, cls_token_id=3, sep_token_id=4, **kw)
+    if arch == "convbert":  # head_ratio 2 (half the heads a span convolution of 9 taps), one FFN group
+        return T.ConvBertConfig(embedding_size=hidden, **kw)
     raise ValueError(arch)
 
 

@@ -162,3 +162,19 @@ def test_pickled_module_needs_trust(tmp_path):
         bertc.compile(str(tmp_path / "whole.pt"), seq_len=16, out=tmp_path / "x.bertc")
     assert not (tmp_path / "x.bertc").exists()
     _check_path(model, tmp_path / "whole.pt", tmp_path, trust_pickle=True)
+
+
+def test_convbert_heads_groups_and_kernel(tmp_path):
+    """ConvBERT beyond tiny_config's: four heads (two attention, two span convolution heads of 8), a kernel of 5 taps,
+    a grouped FFN (num_groups 2: one linear of block-diagonal weight), embeddings narrower than the hidden size."""
+    torch.manual_seed(0)
+    cfg = T.ConvBertConfig(vocab_size=120, max_position_embeddings=300, embedding_size=16, hidden_size=32,
+                           num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_kernel_size=5,
+                           num_groups=2)
+    model = T.AutoModel.from_config(cfg).eval()
+    art = bertc.compile(model, max_seq_len=40, batch=2, out=tmp_path / "m.bertc")
+    assert art.report["fusion"]["attention"] == 2 and art.report["fusion"]["unfused_matmul"] == 0
+    compiled = art.load()
+    for length in (3, 40):
+        ids, mask, types = random_inputs(2, length, 120, seed=length, pad_from=length - 2)
+        assert max_error(compiled(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL

@@ -176,7 +176,7 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
            w("sm", B, 3, 5, S), w("table", 130, 20), w("ea", B, 5, 7), w("eb", 7), w("ec", B, 1, 7), w("ed", B, 5, 1),
            w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11), w("rtab", heads, 2 * S + 5),
            w("qk", B, S, 2 * h), w("vv", B, S, h),
-           w("cos", S + 3, d), w("sin", S + 3, d)]
+           w("cos", S + 3, d), w("sin", S + 3, d), w("dww", 20, 9), w("spk", B, S, 2, 9), w("cx", B, S, 20)]
     seg = "operandSegmentSizes = array<i32"
     ops += [
         (f'%lin = "bertc.linear"(%x, %wt, %bias, %res) {{activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
@@ -224,10 +224,13 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         *(f'%{name} = "bertc.rotary"(%qkv, %cos, %sin) {{columns = {cols} : i64, style = "{style}"}}'
           f" : ({t(B, S, 3 * h)}, {t(S + 3, d)}, {t(S + 3, d)}) -> {t(B, S, 3 * h)}"
           for name, cols, style in (("rot", 2 * h, "interleaved"), ("roth", 3 * h, "halves"))),
+        # ConvBERT's convolutions over the sequence: 9 taps, so that S - 4 .. S - 1 reach past the end
+        f'%dwc = "bertc.depthwise_conv1d"(%cx, %dww) : ({t(B, S, 20)}, {t(20, 9)}) -> {t(B, S, 20)}',
+        f'%span = "bertc.span_conv"(%cx, %spk) : ({t(B, S, 20)}, {t(B, S, 2, 9)}) -> {t(B, S, 20)}',
     ]
     outs = ["lin", "lin2", "lin3", "att", "attr", "attv", "attrv", "attw", "attrw", "attvw", "attrvw", "rb", "ln", "rms",
             "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm",
-            "mbias", "cast", "tdrop", "rot", "roth"]
+            "mbias", "cast", "tdrop", "rot", "roth", "dwc", "span"]
     types = []
     for line in ops:
         name = line.split(" = ", 1)[0][1:]

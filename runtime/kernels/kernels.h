@@ -151,6 +151,17 @@ void bertc_rotary(bertc_pool *p, const float *x, const float *cos, const float *
                   int64_t C, int64_t D, int64_t columns, int interleaved);
 /* out[b, s] = x[b, s + 1] | x[b, s] | x[b, s - 1] for x[B,S,E] (bertc.trigram), zeros past either end: [B,S,3E]. */
 void bertc_trigram(const float *x, float *out, int64_t B, int64_t S, int64_t E);
+/* ConvBERT's convolutions over the sequence, zeros past the run's length S and before 0 (k odd, taps at s - k/2 ..
+ * s + k/2). Plain loops over rows of C, contiguous in c, that the compiler vectorizes; no ISA folder overrides them:
+ * both together took 0.4% of a conv-bert-base-wide model's time at 128 tokens (bertc bench, AVX2 host, 1 thread).
+ * bertc.depthwise_conv1d: out[b,s,c] = sum_j w_kc[j,c] * x[b, s + j - k/2, c], x and out [B,S,C], the weight
+ * [C,k] stored transposed, [k,C]. */
+void bertc_depthwise_conv1d(bertc_pool *p, const float *x, const float *w_kc, float *out, int64_t B, int64_t S,
+                            int64_t C, int64_t k);
+/* bertc.span_conv: out[b,s,h*D+d] = sum_j w[b,s,h,j] * x[b, s + j - k/2, h*D+d], x and out [B,S,C = H*D], the
+ * per-position kernels w [B,S,H,k]. */
+void bertc_span_conv(bertc_pool *p, const float *x, const float *w, float *out, int64_t B, int64_t S, int64_t C,
+                     int64_t H, int64_t k);
 /* out = permute(x) for rank <= 4: in_strides are x's strides in out's dimension order. */
 void bertc_transpose(const float *x, float *out, const int64_t out_shape[4], const int64_t in_strides[4]);
 /* out[b] = a[b] @ bm[b]; a_batch_stride / b_batch_stride may be 0 (broadcast). */

@@ -132,6 +132,30 @@ func.func @trigram_width(%x: tensor<2x4x4xf32>) -> tensor<2x4x8xf32> {
 
 // -----
 
+// CHECK: 'bertc.depthwise_conv1d' input [2, 4, 8] and weight [4, 9] are not [B, S, C] and [C, k]
+func.func @depthwise_channels(%x: tensor<2x4x8xf32>, %w: tensor<4x9xf32>) -> tensor<2x4x8xf32> {
+  %0 = "bertc.depthwise_conv1d"(%x, %w) : (tensor<2x4x8xf32>, tensor<4x9xf32>) -> tensor<2x4x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.depthwise_conv1d' kernel of 8 taps should be odd (k // 2 neighbours each side)
+func.func @depthwise_even(%x: tensor<2x4x8xf32>, %w: tensor<8x8xf32>) -> tensor<2x4x8xf32> {
+  %0 = "bertc.depthwise_conv1d"(%x, %w) : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.span_conv' input [2, 4, 8] and kernels [2, 4, 3, 9] are not [B, S, H*D] and [B, S, H, k]
+func.func @span_heads(%x: tensor<2x4x8xf32>, %k: tensor<2x4x3x9xf32>) -> tensor<2x4x8xf32> {
+  %0 = "bertc.span_conv"(%x, %k) : (tensor<2x4x8xf32>, tensor<2x4x3x9xf32>) -> tensor<2x4x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
 // CHECK: 'bertc.rms_norm' gamma must be [8], the input's last dimension
 func.func @rms_norm_gamma(%x: tensor<1x4x8xf32>, %g: tensor<4xf32>) -> tensor<1x4x8xf32> {
   %0 = "bertc.rms_norm"(%x, %g) {eps = 1.0E-5 : f32} : (tensor<1x4x8xf32>, tensor<4xf32>) -> tensor<1x4x8xf32>

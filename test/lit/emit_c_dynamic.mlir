@@ -69,6 +69,23 @@ module attributes {bertc.max_seq_len = 16 : i64} {
 
 // -----
 
+// ConvBERT's convolutions over the sequence at the run's length: B, L, C, then k (the depthwise weight [C, k] stored
+// as [k, C], "kn", so that each tap reads a row of C), and the span convolution's heads and k.
+// CHECK: /* bertc.depthwise_conv1d [2, ?, 4] */
+// CHECK-NEXT: BERTC_TIMED(0, bertc_depthwise_conv1d(p, A(float, {{[0-9]+}}), W(float, 0), A(float, {{[0-9]+}}), 2, (L), 4, 9));
+// CHECK: /* bertc.span_conv [2, ?, 4] */
+// CHECK-NEXT: BERTC_TIMED(1, bertc_span_conv(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 2, (L), 4, 2, 9));
+module attributes {bertc.max_seq_len = 16 : i64} {
+  func.func @main(%ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>, %x: tensor<2x?x4xf32>, %k: tensor<2x?x2x9xf32>) -> tensor<2x?x4xf32> {
+    %w = "bertc.weight"() {name = "depthwise.weight"} : () -> tensor<4x9xf32>
+    %d = "bertc.depthwise_conv1d"(%x, %w) : (tensor<2x?x4xf32>, tensor<4x9xf32>) -> tensor<2x?x4xf32>
+    %s = "bertc.span_conv"(%d, %k) : (tensor<2x?x4xf32>, tensor<2x?x2x9xf32>) -> tensor<2x?x4xf32>
+    return %s : tensor<2x?x4xf32>
+  }
+}
+
+// -----
+
 // EuroBERT's RMSNorm at the run's length: rows L, width 4, eps.
 // CHECK: /* bertc.rms_norm [1, ?, 4] */
 // CHECK-NEXT: BERTC_TIMED(0, bertc_rms_norm(p, A(float, {{[0-9]+}}), W(float, 0), A(float, {{[0-9]+}}), (L), 4, 9.999999747378752e-06f));

@@ -92,6 +92,25 @@ func.func @main(%ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>, %x: tensor<2x?x4x
 
 // -----
 
+// ConvBERT's convolutions: seq_conv.comp, one invocation per output element, 2*L*4 of them (rows 2*L, L, C, k and
+// heads pushed: heads 0 is the depthwise conv's per-channel weight [C, k], as stored).
+// CHECK-LABEL: shaders (runtime/vulkan/shaders/): seq_conv (seq_conv.comp).
+// CHECK: /* 0: bertc.depthwise_conv1d [2, ?, 4] */ {0, {1, 1, 1}, 8, {{[{][0-9]+}}, {{[0-9]+}}, {{[0-9]+}}, 32, 16, 4, 9, 0}},
+// CHECK: /* 1: bertc.span_conv [2, ?, 4] */ {0, {1, 1, 1}, 8, {{[{][0-9]+}}, {{[0-9]+}}, {{[0-9]+}}, 32, 16, 4, 9, 2}},
+// CHECK: /* 0: bertc.depthwise_conv1d push[3] = (2*L) */ {0, BERTC_VK_PUSH, 3, {0, 2, 0}, 1},
+// CHECK-NEXT: /* 0: bertc.depthwise_conv1d push[4] = (L) */ {0, BERTC_VK_PUSH, 4, {0, 1, 0}, 1},
+// CHECK-NEXT: /* 0: bertc.depthwise_conv1d groups.x = ceil((8*L) / 256) */ {0, BERTC_VK_GROUPS, 0, {0, 8, 0}, 256},
+module attributes {bertc.target = "vulkan", bertc.max_seq_len = 16 : i64} {
+func.func @main(%ids: tensor<2x?xi64>, %mask: tensor<2x?xi64>, %x: tensor<2x?x4xf32>, %k: tensor<2x?x2x9xf32>) -> tensor<2x?x4xf32> {
+  %w = "bertc.weight"() {name = "depthwise.weight"} : () -> tensor<4x9xf32>
+  %d = "bertc.depthwise_conv1d"(%x, %w) : (tensor<2x?x4xf32>, tensor<4x9xf32>) -> tensor<2x?x4xf32>
+  %s = "bertc.span_conv"(%d, %k) : (tensor<2x?x4xf32>, tensor<2x?x2x9xf32>) -> tensor<2x?x4xf32>
+  return %s : tensor<2x?x4xf32>
+}
+}
+
+// -----
+
 // EuroBERT's RMSNorm: one workgroup per row (rows L, width 4, eps's bits pushed).
 // CHECK-LABEL: shaders (runtime/vulkan/shaders/): rms_norm (rms_norm.comp).
 // CHECK: /* 0: bertc.rms_norm [1, ?, 4] */

@@ -92,3 +92,20 @@ func.func @rms_norm(%x: !torch.vtensor<[1,?,8],f32>, %w: !torch.vtensor<[8],f32>
   %b = torch.aten.rms_norm %x, %shape, %none, %none : !torch.vtensor<[1,?,8],f32>, !torch.list<int>, !torch.none, !torch.none -> !torch.vtensor<[1,?,8],f32>
   return %a, %b : !torch.vtensor<[1,?,8],f32>, !torch.vtensor<[1,?,8],f32>
 }
+
+// -----
+
+// ConvBERT (canonicalize-conv's bertc::depthwise_conv1d and bertc::span_conv) keeps the run's length: the
+// depthwise conv of the hidden states by a [C, k] weight, and the span convolution of the conv rows by
+// per-position kernels [B, L, heads, k]; its aten.multiply is bertc.mul.
+// CHECK-LABEL: func.func @convbert_convolutions
+// CHECK: %[[D:.*]] = "bertc.depthwise_conv1d"(%arg0, %arg1) : (tensor<2x?x4xf32>, tensor<4x9xf32>) -> tensor<2x?x4xf32>
+// CHECK: %[[M:.*]] = "bertc.mul"(%[[D]], %arg0) : (tensor<2x?x4xf32>, tensor<2x?x4xf32>) -> tensor<2x?x4xf32>
+// CHECK: "bertc.span_conv"(%[[M]], %arg2) : (tensor<2x?x4xf32>, tensor<2x?x2x9xf32>) -> tensor<2x?x4xf32>
+func.func @convbert_convolutions(%x: !torch.vtensor<[2,?,4],f32>, %w: !torch.vtensor<[4,9],f32>,
+                                 %k: !torch.vtensor<[2,?,2,9],f32>) -> !torch.vtensor<[2,?,4],f32> {
+  %d = torch.operator "torch.bertc.depthwise_conv1d"(%x, %w) : (!torch.vtensor<[2,?,4],f32>, !torch.vtensor<[4,9],f32>) -> !torch.vtensor<[2,?,4],f32>
+  %m = torch.operator "torch.aten.multiply.Tensor"(%d, %x) : (!torch.vtensor<[2,?,4],f32>, !torch.vtensor<[2,?,4],f32>) -> !torch.vtensor<[2,?,4],f32>
+  %s = torch.operator "torch.bertc.span_conv"(%m, %k) : (!torch.vtensor<[2,?,4],f32>, !torch.vtensor<[2,?,2,9],f32>) -> !torch.vtensor<[2,?,4],f32>
+  return %s : !torch.vtensor<[2,?,4],f32>
+}

@@ -493,6 +493,46 @@ BERTC_WEAK void bertc_trigram(const float *x, float *out, int64_t B, int64_t S, 
   }
 }
 
+/* The rows (b, s) of the two sequence convolutions: out's row t is a sum of the k rows around it within its
+ * sequence, row s + j - k/2 weighted by column block h's factor wt(t, j, h) (the depthwise conv's per channel). */
+typedef struct { const float *x, *w; float *out; int64_t S, C, H, k; int span; } seqconv_args;
+static void seqconv_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const seqconv_args *a = raw;
+  const int64_t C = a->C, k = a->k, D = a->C / a->H;
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, position) */
+    float *o = a->out + t * C;
+    for (int64_t c = 0; c < C; c++) o[c] = 0.0f;
+    const int64_t s = t % a->S;
+    for (int64_t j = 0; j < k; j++) {
+      const int64_t from = s + j - k / 2;
+      if (from < 0 || from >= a->S) continue;
+      const float *xr = a->x + (t + j - k / 2) * C;
+      if (!a->span) { /* depthwise: the weight's row j, [k, C] */
+        const float *w = a->w + j * C;
+        for (int64_t c = 0; c < C; c++) o[c] += w[c] * xr[c];
+        continue;
+      }
+      for (int64_t h = 0; h < a->H; h++) {
+        const float wt = a->w[(t * a->H + h) * k + j];
+        for (int64_t d = h * D; d < (h + 1) * D; d++) o[d] += wt * xr[d];
+      }
+    }
+  }
+}
+
+BERTC_WEAK void bertc_depthwise_conv1d(bertc_pool *p, const float *x, const float *w_kc, float *out, int64_t B,
+                                       int64_t S, int64_t C, int64_t k) {
+  seqconv_args a = {x, w_kc, out, S, C, 1, k, 0};
+  bertc_parallel_rows(p, B * S, seqconv_rows, &a);
+}
+
+BERTC_WEAK void bertc_span_conv(bertc_pool *p, const float *x, const float *w, float *out, int64_t B, int64_t S,
+                                int64_t C, int64_t H, int64_t k) {
+  seqconv_args a = {x, w, out, S, C, H, k, 1};
+  bertc_parallel_rows(p, B * S, seqconv_rows, &a);
+}
+
 BERTC_WEAK void bertc_transpose(const float *x, float *out, const int64_t sh[4], const int64_t st[4]) {
   for (int64_t a = 0; a < sh[0]; a++)
     for (int64_t b = 0; b < sh[1]; b++)
