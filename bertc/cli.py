@@ -474,7 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets) or on the "
                    "GPU's shaderFloat16 (GPU targets); int8 (CPU targets) stores them as int8 with a scale per output "
                    "feature and quantizes each GEMM's input per row at run time (VNNI or AVX2 integer kernels on x86; "
-                   "SDOT on ARM64, which needs the ARMv8.2-A dot product: Cortex-A55/A75 and later); "
+                   "SDOT on ARM64, which needs the ARMv8.2-A dot product: Cortex-A55/A75 and later; SMMLA where the "
+                   "phone's CPU has ARMv8.6-A i8mm, chosen at run time); "
                    "embeddings, layer norm and attention stay fp32 (report.json's precision). Default: fp32")
     c.add_argument("--prune-patterns", metavar="SPEC", help="prune the encoder's linear weights in blocks by "
                    "magnitude and store them sparse where the target's sparse kernel beats dense at that density "

@@ -65,12 +65,18 @@ def test_minilm_int8_on_the_host(minilm_path, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="qemu-aarch64 is not installed")
-def test_minilm_int8_on_arm64_under_qemu(minilm_path, tmp_path):
+def test_minilm_int8_on_arm64_under_qemu(minilm_path, tmp_path, monkeypatch):
+    """One artifact, two CPUs: qemu's default CPU has i8mm (SMMLA), a Cortex-A76 only SDOT; the kernel is chosen at
+    run time, and the integer sums are exact, so both give the same bits."""
     art = bertc.compile(minilm_path, target="linux-arm64", seq_len=24, dtype="int8", out=tmp_path / "a.bertc")
     phone = art.load(threads=2)
     got = cosines(phone, minilm_path, snippets(2), pad_to=24)
-    assert phone.last_report["kernels"]["bertc_linear_packed_i8"] == "neon"  # SDOT (ARMv8.2-A dot product)
+    assert phone.last_report["kernels"]["bertc_linear_packed_i8"] == "neon-i8mm"  # SMMLA (ARMv8.6-A i8mm)
     assert min(got) >= MIN_COSINE, got
+    monkeypatch.setenv("QEMU_CPU", "cortex-a76")
+    a76 = art.load(threads=2)
+    assert cosines(a76, minilm_path, snippets(2), pad_to=24) == got
+    assert a76.last_report["kernels"]["bertc_linear_packed_i8"] == "neon"  # SDOT (ARMv8.2-A dot product)
 
 
 @pytest.mark.parametrize("target", ["vulkan", "android-vulkan"])

@@ -5,6 +5,7 @@ bit before the activation, and the reference against the formula in kernels.h), 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -56,7 +57,14 @@ def test_isa_kernels_match_reference(variant, tmp_path):
                "bertc_softmax"]
     for kernel in kernels + (["bertc_linear_packed_f16"] if fp16 else []):
         assert any(f"{kernel} " in line and f"impl {isa}" in line for line in r.stdout.splitlines()), r.stdout
-    # the int8 GEMM: the ISA file's where it has one (NEON only with SDOT), else the reference
-    i8_impl = isa if isa == "avx2" or dotprod else "ref"
+    # the int8 GEMM: the ISA file's where it has one (NEON only with SDOT: SMMLA where the CPU has i8mm, as
+    # qemu-aarch64's default CPU does), else the reference
+    i8_impl = isa if isa == "avx2" else "neon-i8mm" if dotprod else "ref"
     i8_lines = [line for line in r.stdout.splitlines() if "bertc_linear_packed_i8 " in line]
     assert i8_lines and all(f"impl {i8_impl} " in line for line in i8_lines), r.stdout
+    if dotprod:  # the same binary on a CPU with SDOT and no i8mm (a Cortex-A76) takes the SDOT micro-kernel
+        r = subprocess.run(run + ["-i8", *tiles], capture_output=True, text=True, check=False, timeout=600,
+                           env={**os.environ, "QEMU_CPU": "cortex-a76"})
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+        i8_lines = [line for line in r.stdout.splitlines() if "bertc_linear_packed_i8 " in line]
+        assert i8_lines and all("impl neon " in line for line in i8_lines), r.stdout

@@ -15,8 +15,9 @@
  *     -Iruntime/kernels -o kernel_check runtime/tests/kernel_check.c runtime/tests/ref_renamed.c \
  *     runtime/kernels/ref/kernels.c $ISA runtime/src/pool.c -lm -pthread && $RUN ./kernel_check
  *
- * Usage: kernel_check [-t THREADS] [MRxNR ...]
+ * Usage: kernel_check [-t THREADS] [-i8] [MRxNR ...]
  *   -t     one thread count instead of 1 and 3
+ *   -i8    the int8 GEMM alone (the same build run again on a CPU of other features: SDOT without i8mm)
  *   MRxNR  packed-linear tiles to check instead of the default list (supported and fallback) */
 #include "kernels.h"
 
@@ -666,20 +667,8 @@ static int check_binary(bertc_pool *p) {
 static const int default_tiles[][2] = {{8, 12}, {4, 16}, {8, 8},  {8, 16}, {8, 24},
                                        {6, 16}, {4, 24}, {6, 8},  {3, 5},  {1, 1},  {16, 16}};
 
-static int check_all(int threads, const int (*tiles)[2], int ntiles) {
-  /* the default tuning, and with more than 2 threads other legal values (small attention blocks,
-   * GEMM row blocks that are not multiples of any tile) */
-  const bertc_tuning tuning = threads > 2 ? (bertc_tuning){3, 4, 40} : (bertc_tuning)BERTC_TUNING_DEFAULT;
-  const int64_t scratch = BERTC_SCRATCH_LINEAR(MAX_K) > BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C)
-                              ? BERTC_SCRATCH_LINEAR(MAX_K)
-                              : BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C);
-  bertc_pool *p = bertc_pool_create(threads, scratch, &tuning);
-  if (!p) {
-    fprintf(stderr, "kernel_check: could not create a pool of %d threads\n", threads);
-    return 1;
-  }
-  rng_state = 0x9E3779B97F4A7C15ull; /* the same cases for every thread count */
-  printf("threads %d\n", threads);
+/* Every kernel but the int8 GEMM. */
+static int check_float_kernels(bertc_pool *p, const int (*tiles)[2], int ntiles) {
   int failed = 0;
   for (int t = 0; t < ntiles; t++) failed |= check_linear_packed(p, tiles[t][0], tiles[t][1]);
   failed |= check_linear_sparse(p);
@@ -696,6 +685,25 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
   const int f16_tiles = strcmp(bertc_kernel_impl("bertc_linear_packed_f16"), "ref") ? ntiles : 1;
   for (int t = 0; t < f16_tiles; t++) failed |= check_linear_packed_f16(p, tiles[t][0], tiles[t][1]);
   failed |= check_f16_values(p);
+  return failed;
+}
+
+static int check_all(int threads, const int (*tiles)[2], int ntiles, int int8_only) {
+  /* the default tuning, and with more than 2 threads other legal values (small attention blocks,
+   * GEMM row blocks that are not multiples of any tile) */
+  const bertc_tuning tuning = threads > 2 ? (bertc_tuning){3, 4, 40} : (bertc_tuning)BERTC_TUNING_DEFAULT;
+  const int64_t scratch = BERTC_SCRATCH_LINEAR(MAX_K) > BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C)
+                              ? BERTC_SCRATCH_LINEAR(MAX_K)
+                              : BERTC_SCRATCH_SPARSE(MAX_SPARSE_K, MAX_SPARSE_C);
+  bertc_pool *p = bertc_pool_create(threads, scratch, &tuning);
+  if (!p) {
+    fprintf(stderr, "kernel_check: could not create a pool of %d threads\n", threads);
+    return 1;
+  }
+  rng_state = 0x9E3779B97F4A7C15ull; /* the same cases for every thread count */
+  printf("threads %d\n", threads);
+  int failed = 0;
+  if (!int8_only) failed |= check_float_kernels(p, tiles, ntiles);
   /* int8: every tile (the ISA file's own, and the others through its fallback; one where the reference is
    * linked), and once the reference against kernels.h's formula */
   const int i8_tiles = strcmp(bertc_kernel_impl("bertc_linear_packed_i8"), "ref") ? ntiles : 1;
@@ -705,23 +713,25 @@ static int check_all(int threads, const int (*tiles)[2], int ntiles) {
 }
 
 int main(int argc, char **argv) {
-  int thread_counts[2] = {1, 3}, nthreads = 2, tiles[16][2], ntiles = 0;
+  int thread_counts[2] = {1, 3}, nthreads = 2, tiles[16][2], ntiles = 0, int8_only = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) {
       thread_counts[0] = atoi(argv[++i]);
       nthreads = 1;
+    } else if (strcmp(argv[i], "-i8") == 0) {
+      int8_only = 1;
     } else if (ntiles < 16 && sscanf(argv[i], "%dx%d", &tiles[ntiles][0], &tiles[ntiles][1]) == 2 &&
                tiles[ntiles][0] >= 1 && tiles[ntiles][0] <= 16 && tiles[ntiles][1] >= 1) {
       ntiles++;
     } else {
-      fprintf(stderr, "usage: kernel_check [-t THREADS] [MRxNR ...]  (mr 1..16: the scratch packs up to 16 rows)\n");
+      fprintf(stderr, "usage: kernel_check [-t THREADS] [-i8] [MRxNR ...]  (mr 1..16: the scratch packs up to 16 rows)\n");
       return 2;
     }
   }
   const int (*use)[2] = ntiles ? (const int (*)[2])tiles : default_tiles;
   const int nuse = ntiles ? ntiles : (int)(sizeof default_tiles / sizeof *default_tiles);
   int failed = 0;
-  for (int t = 0; t < nthreads; t++) failed |= check_all(thread_counts[t], use, nuse);
+  for (int t = 0; t < nthreads; t++) failed |= check_all(thread_counts[t], use, nuse, int8_only);
   puts(failed ? "kernel_check: FAILED" : "kernel_check: all kernels match the reference");
   return failed;
 }

@@ -19,7 +19,14 @@ static const char *const neon_kernels[] = {
 #endif
 };
 
+#if defined(__ARM_FEATURE_DOTPROD)
+static int cpu_has_i8mm(void);
+#endif
+
 const char *bertc_kernel_impl(const char *kernel) {
+#if defined(__ARM_FEATURE_DOTPROD)
+  if (strcmp(kernel, "bertc_linear_packed_i8") == 0) return cpu_has_i8mm() ? "neon-i8mm" : "neon";
+#endif
   for (size_t i = 0; i < sizeof neon_kernels / sizeof *neon_kernels; i++)
     if (strcmp(kernel, neon_kernels[i]) == 0) return "neon";
   return "ref";
@@ -483,6 +490,29 @@ static void q8_pack_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
   }
 }
 
+/* rows x Q8_NR of y at (m, panel p) from the tile's int32 sums: kernels.h's fma((float)acc, s * scale[n], bias[n]),
+ * then act and the residual as epilogue_row. Shared by the SDOT and SMMLA micro-kernels. */
+static inline __attribute__((always_inline)) void q8_store(const int rows, const qgemm_args *g,
+                                                           int32_t sums[Q8_MR][Q8_NR], const float *s, int64_t m,
+                                                           int64_t p) {
+  const int64_t N = g->N, n0 = p * Q8_NR, cols = N - n0 < Q8_NR ? N - n0 : Q8_NR;
+  float *y = g->y + m * N + n0;
+  for (int64_t j = 0; j < cols; j += 4) { /* the last panel's columns past N are not read or written */
+    const int64_t n = n0 + j, lanes = cols - j < 4 ? cols - j : 4;
+    const float32x4_t scale = lanes == 4 ? vld1q_f32(g->w->scale + n) : load_tail(g->w->scale + n, lanes);
+    const float32x4_t bias = !g->bias ? vdupq_n_f32(0.0f) : lanes == 4 ? vld1q_f32(g->bias + n)
+                                                                       : load_tail(g->bias + n, lanes);
+    for (int r = 0; r < rows; r++) {
+      float32x4_t v = vfmaq_f32(bias, vcvtq_f32_s32(vld1q_s32(sums[r] + j)), vmulq_n_f32(scale, s[r]));
+      v = activate_f32x4(v, g->act);
+      const float *res = g->res ? g->res + (m + r) * N + n : NULL;
+      if (res) v = vaddq_f32(v, lanes == 4 ? vld1q_f32(res) : load_tail(res, lanes));
+      if (lanes == 4) vst1q_f32(y + r * N + j, v);
+      else store_tail(y + r * N + j, v, lanes);
+    }
+  }
+}
+
 /* acc[r][v] += row r's current K group (lane r - r0 of xv) against columns 4v..4v+3, for the rows r0..r0+3
  * of the tile; the lane must be a constant, hence macros. */
 #define SDOT_ROW(r, xv, l) \
@@ -493,7 +523,6 @@ static void q8_pack_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
 /* rows x Q8_NR of y at (m, panel p) from the packed tile a and its rows' scales s. */
 static inline __attribute__((always_inline)) void q8_tile(const int rows, const qgemm_args *g, const int8_t *a,
                                                           const float *s, int64_t m, int64_t p) {
-  const int64_t N = g->N, n0 = p * Q8_NR, cols = N - n0 < Q8_NR ? N - n0 : Q8_NR;
   const int8_t *b = g->w->w + p * g->Kq * Q8_NR;
   int32x4_t acc[Q8_MR][Q8_NV];
   for (int r = 0; r < rows; r++)
@@ -509,22 +538,7 @@ static inline __attribute__((always_inline)) void q8_tile(const int rows, const 
   int32_t sums[Q8_MR][Q8_NR];
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < Q8_NV; v++) vst1q_s32(sums[r] + 4 * v, acc[r][v]);
-  float *y = g->y + m * N + n0;
-  for (int64_t j = 0; j < cols; j += 4) { /* the last panel's columns past N are not read or written */
-    const int64_t n = n0 + j, lanes = cols - j < 4 ? cols - j : 4;
-    const float32x4_t scale = lanes == 4 ? vld1q_f32(g->w->scale + n) : load_tail(g->w->scale + n, lanes);
-    const float32x4_t bias = !g->bias ? vdupq_n_f32(0.0f) : lanes == 4 ? vld1q_f32(g->bias + n)
-                                                                       : load_tail(g->bias + n, lanes);
-    for (int r = 0; r < rows; r++) {
-      /* kernels.h's fma((float)acc, s * scale[n], bias[n]), then act and the residual as epilogue_row */
-      float32x4_t v = vfmaq_f32(bias, vcvtq_f32_s32(vld1q_s32(sums[r] + j)), vmulq_n_f32(scale, s[r]));
-      v = activate_f32x4(v, g->act);
-      const float *res = g->res ? g->res + (m + r) * N + n : NULL;
-      if (res) v = vaddq_f32(v, lanes == 4 ? vld1q_f32(res) : load_tail(res, lanes));
-      if (lanes == 4) vst1q_f32(y + r * N + j, v);
-      else store_tail(y + r * N + j, v, lanes);
-    }
-  }
+  q8_store(rows, g, sums, s, m, p);
 }
 #undef SDOT_ROWS4
 #undef SDOT_ROW
@@ -537,18 +551,103 @@ static void q8_tile_any(int rows, const qgemm_args *g, const int8_t *a, const fl
 }
 #undef Q8_CASE
 
+/* Work items [lo, hi) of (row block, panel) pairs, each row tile of a block against one panel by TILE. */
+#define Q8_ITEMS(TILE)                                                                                                \
+  const qgemm_args *g = raw;                                                                                          \
+  for (int64_t t = lo; t < hi;) {                                                                                     \
+    const int64_t rb = t / g->panels, p0 = t % g->panels, p1 = p0 + hi - t < g->panels ? p0 + hi - t : g->panels;    \
+    const int64_t m0 = rb * g->row_block, m1 = m0 + g->row_block < g->M ? m0 + g->row_block : g->M;                  \
+    for (int64_t p = p0; p < p1; p++)                                                                                 \
+      for (int64_t m = m0; m < m1; m += Q8_MR)                                                                        \
+        TILE(m1 - m < Q8_MR ? (int)(m1 - m) : Q8_MR, g, g->rows + m * g->Kq, g->scales + m, m, p);                  \
+    t += p1 - p0;                                                                                                     \
+  }
+
 static void q8_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
-  const qgemm_args *g = raw;
-  for (int64_t t = lo; t < hi;) {
-    const int64_t rb = t / g->panels, p0 = t % g->panels, p1 = p0 + hi - t < g->panels ? p0 + hi - t : g->panels;
-    const int64_t m0 = rb * g->row_block, m1 = m0 + g->row_block < g->M ? m0 + g->row_block : g->M;
-    for (int64_t p = p0; p < p1; p++)
-      for (int64_t m = m0; m < m1; m += Q8_MR)
-        q8_tile_any(m1 - m < Q8_MR ? (int)(m1 - m) : Q8_MR, g, g->rows + m * g->Kq, g->scales + m, m, p);
-    t += p1 - p0;
+  Q8_ITEMS(q8_tile_any)
+}
+
+/* ---- the same GEMM on ARMv8.6-A SMMLA (i8mm), chosen at run time where the CPU has it ----------------------------
+ * vmmlaq_s32(acc, a, b) adds a [2 x 8] times b [2 x 8]^T to the 2 x 2 int32 block acc: two rows against two columns
+ * over 8 of K, 32 multiply-adds where SDOT does 16. The operands are the SDOT kernel's, two K groups at a time:
+ * zipping the 32-bit lanes of group t and group t + 1 puts each row's (or column's) 8 bytes side by side, so x's
+ * tiles and the weight panels keep their layout and one artifact runs on either kind of CPU. 8 x 12 as 4 row pairs
+ * by 6 column pairs: 24 accumulators, as the SDOT tile; the int32 sums are exact either way, so both give the
+ * reference's bits. */
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#if defined(__clang__)
+#define I8MM_TARGET __attribute__((target("i8mm")))
+#else
+#define I8MM_TARGET __attribute__((target("+i8mm")))
+#endif
+
+static int cpu_has_i8mm(void) {
+#if defined(__linux__) /* Linux and Android: the kernel's HWCAP2_I8MM */
+  return (getauxval(AT_HWCAP2) >> 13) & 1;
+#else
+  return 0;
+#endif
+}
+
+/* the K groups t and t + 1 (zeros past the last) of 4 rows or 4 columns, as two pairs of 8 bytes each */
+#define ZIP_GROUPS(lo, hi, g0, g1)                                                          \
+  const int32x4_t g0##_32 = vreinterpretq_s32_s8(g0), g1##_32 = vreinterpretq_s32_s8(g1); \
+  lo = vreinterpretq_s8_s32(vzip1q_s32(g0##_32, g1##_32));                                \
+  hi = vreinterpretq_s8_s32(vzip2q_s32(g0##_32, g1##_32))
+
+static inline __attribute__((always_inline)) I8MM_TARGET void q8_tile_mmla(const int rows, const qgemm_args *g,
+                                                                            const int8_t *a, const float *s,
+                                                                            int64_t m, int64_t p) {
+  const int8_t *b = g->w->w + p * g->Kq * Q8_NR;
+  const int pairs = (rows + 1) / 2;
+  int32x4_t acc[Q8_MR / 2][Q8_NR / 2];
+  for (int r = 0; r < pairs; r++)
+    for (int c = 0; c < Q8_NR / 2; c++) acc[r][c] = vdupq_n_s32(0);
+  const int64_t groups = g->Kq / 4;
+  const int8x16_t zero = vdupq_n_s8(0);
+  for (int64_t t = 0; t < groups; t += 2, a += 8 * Q8_MR, b += 8 * Q8_NR) {
+    const int odd = t + 1 == groups; /* the last group alone: its partner is zeros */
+    int8x16_t x[Q8_MR / 2], w[Q8_NR / 2];
+    const int8x16_t x00 = vld1q_s8(a), x01 = odd ? zero : vld1q_s8(a + 4 * Q8_MR);
+    ZIP_GROUPS(x[0], x[1], x00, x01);
+    if (rows > 4) {
+      const int8x16_t x10 = vld1q_s8(a + 16), x11 = odd ? zero : vld1q_s8(a + 4 * Q8_MR + 16);
+      ZIP_GROUPS(x[2], x[3], x10, x11);
+    }
+    for (int v = 0; v < Q8_NV; v++) {
+      const int8x16_t w0 = vld1q_s8(b + 16 * v), w1 = odd ? zero : vld1q_s8(b + 4 * Q8_NR + 16 * v);
+      ZIP_GROUPS(w[2 * v], w[2 * v + 1], w0, w1);
+    }
+    for (int r = 0; r < pairs; r++)
+      for (int c = 0; c < Q8_NR / 2; c++) acc[r][c] = vmmlaq_s32(acc[r][c], x[r], w[c]);
+  }
+  int32_t sums[Q8_MR][Q8_NR]; /* acc[r][c] is rows 2r, 2r + 1 by columns 2c, 2c + 1 */
+  for (int r = 0; r < pairs; r++)
+    for (int c = 0; c < Q8_NR / 2; c++) {
+      vst1_s32(sums[2 * r] + 2 * c, vget_low_s32(acc[r][c]));
+      if (2 * r + 1 < rows) vst1_s32(sums[2 * r + 1] + 2 * c, vget_high_s32(acc[r][c]));
+    }
+  q8_store(rows, g, sums, s, m, p);
+}
+#undef ZIP_GROUPS
+
+#define Q8_CASE(R) case R: q8_tile_mmla(R, g, a, s, m, p); return
+static I8MM_TARGET void q8_tile_mmla_any(int rows, const qgemm_args *g, const int8_t *a, const float *s, int64_t m,
+                                         int64_t p) {
+  switch (rows) {
+    Q8_CASE(1); Q8_CASE(2); Q8_CASE(3); Q8_CASE(4); Q8_CASE(5); Q8_CASE(6); Q8_CASE(7); Q8_CASE(8); default: return;
   }
 }
+#undef Q8_CASE
+
+static I8MM_TARGET void q8_items_mmla(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  Q8_ITEMS(q8_tile_mmla_any)
+}
+#undef Q8_ITEMS
 
 /* Rows per work item: the target's gemm_row_block rounded up to a multiple of Q8_MR (the packed tiles); a
  * block per thread when there are too few panels to share (as on x86). */
@@ -574,7 +673,8 @@ void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *
                   (N + Q8_NR - 1) / Q8_NR, 0, act};
   bertc_parallel_rows(p, M, q8_pack_x, &g);
   g.row_block = q8_row_block(M, g.panels, bertc_pool_threads(p), bertc_pool_tuning(p)->gemm_row_block);
-  bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
+  bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, cpu_has_i8mm() ? q8_items_mmla : q8_items,
+                      &g);
 }
 #endif
 
