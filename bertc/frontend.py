@@ -38,7 +38,7 @@ from .export import export_program, has_dynamic_inputs, record_module_paths, tab
 from .formats import load_model
 from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_inputs import canonicalize_inputs
-from .passes.canonicalize_rms_norm import canonicalize_rms_norm
+from .passes.canonicalize_norms import canonicalize_norms
 from .passes.canonicalize_rotary import canonicalize_rotary
 from .passes.canonicalize_trigram import canonicalize_trigram
 from .pipeline import AUTO
@@ -132,7 +132,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
                          "export it again without dynamic_shapes, or give bertc the model itself")
     types = cfg.get("type_vocab_size") or table_rows(ep, input_names, "token_type_ids") or 0
     canonicalize_gelu(ep)  # an erf-written GELU (ESM's) as aten.gelu, which fuse-epilogues folds into its GEMM
-    canonicalize_rms_norm(ep)  # a written-out RMSNorm (EuroBERT's) as aten.rms_norm: one bertc.rms_norm
+    canonicalize_norms(ep)  # a written-out RMSNorm (EuroBERT's) or LayerNorm (DeBERTa v1's): one bertc op
     canonicalize_rotary(ep, input_names, max_seq_len)  # before the inputs' pass: its tables' sub-graphs die here
     canonicalize_trigram(ep)  # MobileBERT's shifted embeddings: one op, not pads of slices
     canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)

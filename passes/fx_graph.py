@@ -1,4 +1,4 @@
-"""What the FX passes before the import share (canonicalize-inputs, canonicalize-gelu, canonicalize-rms-norm):
+"""What the FX passes before the import share (canonicalize-inputs, canonicalize-gelu, canonicalize-norms):
 the nodes a few users past one, the sub-graph between two nodes, and running a sub-graph on values the pass
 chooses. Not a pass: nothing in the registry of ``passes/__init__.py`` names it."""
 
