@@ -282,6 +282,12 @@ def _static_windows(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -
         # the gathers of products with what is computed from the window (not those of later layers, which read it too)
         computed = {m for m in _descendants(n) if no_input[m]} | {n}
         products = {u for m in computed for u in m.users} | computed
+        stack = list(products)
+        while stack:  # and their views
+            for v in stack.pop().users:
+                if v.target in _VIEWS and v not in products:
+                    products.add(v)
+                    stack.append(v)
         gathers = [u for u in _descendants(n) if u.target is torch.ops.aten.gather.default and u.args[0] in products]
         before = [_evaluate_at(ep, kinds, u, batch, short) for u in gathers]
         lo, hi = (int(_evaluate_at(ep, kinds, a, batch, longest)) for a in (start, end))
