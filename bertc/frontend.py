@@ -9,6 +9,7 @@
    input_ids / attention_mask / token_type_ids; with ``max_seq_len`` the length is dynamic up to it
    (the imported IR then reads ``!torch.vtensor<[1,?],si64>``).
 3. passes/canonicalize_gelu.py: a GELU written with erf (ESM's) becomes ``aten.gelu``;
+   passes/canonicalize_norms.py: a written-out RMSNorm (EuroBERT's) or LayerNorm (DeBERTa v1's) becomes aten's;
    passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
    (``bertc::rotary``) with constant cos / sin tables; passes/canonicalize_trigram.py: MobileBERT's
    shifted embeddings (``bertc::trigram``); then passes/canonicalize_inputs.py: the attention
