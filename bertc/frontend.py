@@ -9,6 +9,7 @@
    input_ids / attention_mask / token_type_ids; with ``max_seq_len`` the length is dynamic up to it
    (the imported IR then reads ``!torch.vtensor<[1,?],si64>``).
 3. passes/canonicalize_gelu.py: a GELU written with erf (ESM's) becomes ``aten.gelu``;
+   passes/canonicalize_norms.py: a written-out RMSNorm (EuroBERT's) or LayerNorm (DeBERTa v1's) becomes aten's;
    passes/canonicalize_rotary.py: each rotary position embedding (RoFormer, ESM) replaced by one op
    (``bertc::rotary``) with constant cos / sin tables; passes/canonicalize_trigram.py: MobileBERT's
    shifted embeddings (``bertc::trigram``); passes/canonicalize_token_dropout.py: ESM-2's scaling of
@@ -42,7 +43,7 @@ from .formats import load_model
 from .passes.canonicalize_conv import canonicalize_conv
 from .passes.canonicalize_gelu import canonicalize_gelu
 from .passes.canonicalize_inputs import canonicalize_inputs
-from .passes.canonicalize_rms_norm import canonicalize_rms_norm
+from .passes.canonicalize_norms import canonicalize_norms
 from .passes.canonicalize_rotary import canonicalize_rotary
 from .passes.canonicalize_token_dropout import canonicalize_token_dropout
 from .passes.canonicalize_trigram import canonicalize_trigram
@@ -133,7 +134,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
                          "export it again without dynamic_shapes, or give bertc the model itself")
     types = cfg.get("type_vocab_size") or table_rows(ep, input_names, "token_type_ids") or 0
     canonicalize_gelu(ep)  # an erf-written GELU (ESM's) as aten.gelu, which fuse-epilogues folds into its GEMM
-    canonicalize_rms_norm(ep)  # a written-out RMSNorm (EuroBERT's) as aten.rms_norm: one bertc.rms_norm
+    canonicalize_norms(ep)  # a written-out RMSNorm (EuroBERT's) or LayerNorm (DeBERTa v1's): one bertc op
     canonicalize_rotary(ep, input_names, max_seq_len)  # before the inputs' pass: its tables' sub-graphs die here
     canonicalize_trigram(ep)  # MobileBERT's shifted embeddings: one op, not pads of slices
     canonicalize_token_dropout(ep, input_names)  # ESM-2's <mask>-share scaling of its embeddings: one op

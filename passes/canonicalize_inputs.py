@@ -50,6 +50,10 @@ DeBERTa's disentangled attention: each ``gather(scores, -1, index)`` whose index
 diagonals; the position keys and queries, computed from weights alone (LayerNorm(rel_embeddings) projected and
 repeated), become constants; and ``masked_fill(scores, ~(mask_i & mask_j), fill)`` becomes ``scores +
 mask_bias(mask, [B, 1, 1, L], fill)``, the same on every real query's row (padded queries' rows are read by no one).
+DeBERTa v1 slices its relative embeddings to the run's span, ``rel_embeddings[M - span : M + span]`` with span =
+min(L, M) read by ``.item()`` (unbacked symbols): the slice becomes the window at the longest length, each gather of
+its products reads columns shifted by the difference (and must give the values it gave), and its heads [B, H, L, W]
+are gathered as [B * H, L, W] rows.
 
 First, an in-place op on a tensor that no other value sees becomes its out-of-place twin (MegatronBERT's
 and BigBird's ``embeddings += position_embeddings``): ``add_ = aten.add_.Tensor(add, embedding_2)``, with
@@ -60,13 +64,17 @@ input is left, and raise-torch refuses it by name.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import sympy
 import torch
 from torch import fx
+
+from bertc.errors import BertcError
 
 from .fx_graph import run
 
@@ -162,6 +170,7 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
     user = [p for p in placeholders if kinds[p].kind.name == "USER_INPUT"]
     role = {p: input_names[i] for i, p in enumerate(user)}
     _relative_biases(ep, kinds, role)
+    _static_windows(ep, kinds, role)
     _relative_gathers(ep, kinds, role)
     _fold_weights(ep, kinds, role)
     group = _input_groups(g, kinds, role)
@@ -205,7 +214,7 @@ def canonicalize_inputs(ep: torch.export.ExportedProgram, input_names: list[str]
         if replacement is None:
             continue
         replace_uses(n, replacement)
-    g.eliminate_dead_code()
+    _drop_unread_writes(g)
     g.lint()
 
 
@@ -256,11 +265,84 @@ def reads_no_input(g: fx.Graph, users) -> dict[fx.Node, bool]:
     return no_input
 
 
+def _static_windows(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> None:
+    """``slice(w, dim, item(start), item(end))`` of weights with bounds computed from the run's length (DeBERTa v1's
+    ``rel_embeddings[M - span : M + span]``, span = min(L, M)) becomes the window at the longest length N, which holds
+    every shorter one: what is computed from it (the position keys and queries) then has a static shape and folds. Each
+    gather of columns computed from the window reads them shifted by start(L) - start(N); the gathers must give the
+    values they gave before at a shorter length, else this refuses the model rather than compute another."""
+    g = ep.graph
+    no_input, _, batch, _, longest = _length_only_setting(ep, role)
+    short = trial_length(ep, 5)
+    for n in list(g.find_nodes(op="call_function", target=torch.ops.aten.slice.Tensor)):
+        if len(n.args) != 4 or not no_input[n] or not all(
+                isinstance(a, fx.Node) and a.target is torch.ops.aten.item.default for a in n.args[2:]):
+            continue
+        w, dim, start, end = n.args
+        # the gathers of products with what is computed from the window (not those of later layers, which read it too)
+        computed = {m for m in _descendants(n) if no_input[m]} | {n}
+        products = {u for m in computed for u in m.users} | computed
+        stack = list(products)
+        while stack:  # and their views
+            for v in stack.pop().users:
+                if v.target in _VIEWS and v not in products:
+                    products.add(v)
+                    stack.append(v)
+        gathers = [u for u in _descendants(n) if u.target is torch.ops.aten.gather.default and u.args[0] in products]
+        before = [_evaluate_at(ep, kinds, u, batch, short) for u in gathers]
+        lo, hi = (int(_evaluate_at(ep, kinds, a, batch, longest)) for a in (start, end))
+        with g.inserting_before(n):
+            window = g.call_function(torch.ops.aten.slice.Tensor, (w, dim, lo, hi))
+        n.replace_all_uses_with(window)
+        for u in gathers:
+            with g.inserting_before(u):
+                shift = g.call_function(operator.sub, (start, lo))
+                index = g.call_function(torch.ops.aten.add.Tensor, (u.args[2], shift))
+            shift.meta["val"], index.meta["val"] = start.meta["val"] - lo, u.args[2].meta["val"]
+            u.args = (*u.args[:2], index)
+        _propagate_shapes(g, window)
+        after = [_evaluate_at(ep, kinds, u, batch, short) for u in gathers]
+        if not all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(before, after)):
+            raise BertcError(f"{n.name} slices weights between bounds read from the sequence length, and the gathers of "
+                             "what is computed from it are not the same columns of the slice at the longest length: "
+                             "bertc has no op for a window that moves with the length")
+    g.eliminate_dead_code()
+
+
+def _descendants(n: fx.Node) -> list[fx.Node]:
+    seen, stack = set(), [n]
+    while stack:
+        for u in stack.pop().users:
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return [m for m in n.graph.nodes if m in seen]
+
+
+def _propagate_shapes(g: fx.Graph, changed: fx.Node) -> None:
+    """The value metadata of ``changed`` and of every node that reads it, again (torch.export's fake tensors, under
+    its symbolic shapes); an ``_assert_scalar`` on a size that is now a number holds, and goes."""
+    vals = [n.meta["val"] for n in g.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
+    seen, down = {changed}, {changed, *_descendants(changed)}
+    with torch._guards.detect_fake_mode(vals):
+        for n in [m for m in g.nodes if m in down]:
+            if n.op != "call_function" or not (n is changed or any(a in seen for a in n.all_input_nodes)):
+                continue
+            args, kwargs = fx.node.map_arg((n.args, n.kwargs), lambda a: a.meta["val"])
+            if n.target is torch.ops.aten._assert_scalar.default and args[0] is True:
+                g.erase_node(n)
+                continue
+            n.meta["val"] = n.target(*args, **kwargs)
+            n.meta.pop("tensor_meta", None)  # the importer would read the old shape there first
+            seen.add(n)
+
+
 def _relative_gathers(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> None:
     """``gather(x, -1, index)`` with x [B, L, W] and an index computed from the run's length alone (DeBERTa's
     log-bucketed relative positions, clamped into the 2k rows of its position embeddings) becomes
     ``bertc::relative_gather(x, table)`` when index[b, i, j] depends on j - i alone: the [2N - 1] table is its
-    diagonals at the longest length N, and at a shorter length the index must be that table's corner."""
+    diagonals at the longest length N, and at a shorter length the index must be that table's corner. An x of
+    heads [B, H, L, W] (DeBERTa v1's) is gathered as [B * H, L, W] rows."""
     g = ep.graph
     no_input, _, batch, length, longest = _length_only_setting(ep, role)
     for n in list(g.nodes):
@@ -268,24 +350,40 @@ def _relative_gathers(ep: torch.export.ExportedProgram, kinds: dict, role: dict)
             continue
         src, dim, index = n.args
         val = src.meta["val"]
-        if (not no_input[index] or val.dim() != 3 or dim not in (-1, 2) or str(val.shape[1]) != str(length)
-                or not str(index.meta["val"].shape[1]) == str(index.meta["val"].shape[2]) == str(length)):
+        if (not no_input[index] or val.dim() not in (3, 4) or dim not in (-1, val.dim() - 1)
+                or str(val.shape[-2]) != str(length) or not isinstance(val.shape[-1], int)
+                or not str(index.meta["val"].shape[-2]) == str(index.meta["val"].shape[-1]) == str(length)):
             continue
-        table = _diagonals(_evaluate_at(ep, kinds, index, batch, longest)[None])
+        table = _diagonals(_evaluate_at(ep, kinds, index, batch, longest).reshape(1, -1, longest, longest))
         if table is None or not torch.equal(table, table[:1].expand_as(table)) or not (
-                0 <= int(table.min()) and int(table.max()) < val.shape[2]):
+                0 <= int(table.min()) and int(table.max()) < val.shape[-1]):
             continue
         table = table[0].clone()
         if not isinstance(length, int):
             short = _evaluate_at(ep, kinds, index, batch, trial_length(ep))
-            k = torch.arange(short.shape[1])
+            k = torch.arange(short.shape[-1])
             if not torch.equal(short, table[k[None, :] - k[:, None] + longest - 1].expand_as(short)):
                 continue
         with g.inserting_before(n):
-            node = g.call_function(torch.ops.bertc.relative_gather.default, (src, table))
-        node.meta["val"] = n.meta["val"]
+            if val.dim() == 3:
+                node = _call(g, torch.ops.bertc.relative_gather.default, src, table)
+            else:
+                (b, h, _, w), rows = val.shape, _call(g, torch.ops.aten.sym_size.int, src, 2)
+                flat = _call(g, torch.ops.aten.view.default, src, [b * h, rows, w])
+                gathered = _call(g, torch.ops.bertc.relative_gather.default, flat, table)
+                node = _call(g, torch.ops.aten.view.default, gathered, [b, h, rows, rows])
         replace_uses(n, node)
     g.eliminate_dead_code()
+
+
+def _call(g: fx.Graph, target, *args) -> fx.Node:
+    """A new node (at the graph's insertion point) with its value metadata, computed on the fake values of its
+    arguments under torch.export's symbolic shapes."""
+    node = g.call_function(target, args)
+    vals = [n.meta["val"] for n in node.all_input_nodes if isinstance(n.meta.get("val"), torch.Tensor)]
+    with torch._guards.detect_fake_mode(vals):
+        node.meta["val"] = target(*fx.node.map_arg(args, lambda a: a.meta["val"]))
+    return node
 
 
 _VIEWS = {getattr(torch.ops.aten, name).default for name in (
@@ -297,7 +395,9 @@ def _fold_weights(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> 
     """A float value computed from two or more weights alone (not a view or a lookup of one: BERT's position
     embeddings stay an embedding) and read by a node that reads the inputs becomes a constant of the compile:
     DeBERTa's position keys and queries, LayerNorm(rel_embeddings)'s projections split into heads and repeated
-    over the batch, which raise-torch would otherwise need a repeat for."""
+    over the batch, which raise-torch would otherwise need a repeat for. A factor of a matmul whose batch is
+    partly broadcast (v1's keys [1, H, d, W] beside queries [B, H, L, d]) is repeated over the batch here, as v2
+    repeats its own: bertc's matmul strides a factor over all of the batch or none of it."""
     g = ep.graph
     no_input, computed, weights = reads_no_input(g, role), set(), {}
     for n in g.nodes:
@@ -313,7 +413,13 @@ def _fold_weights(ep: torch.export.ExportedProgram, kinds: dict, role: dict) -> 
         if (isinstance(val, torch.Tensor) and val.is_floating_point() and val.dim()
                 and all(isinstance(d, int) for d in val.shape) and any(not no_input[u] for u in n.users)
                 and not any(isinstance(a, (list, tuple)) and n in a for u in n.users for a in u.args)):
-            replace_uses(n, _evaluate_at(ep, kinds, n, *x.meta["val"].shape[:1], 2).clone())
+            value = _evaluate_at(ep, kinds, n, *x.meta["val"].shape[:1], 2).clone()
+            for u in n.users:
+                out = u.meta["val"].shape
+                if (u.target is torch.ops.aten.matmul.default and value.dim() == len(out) > 2
+                        and value.shape[:-2].numel() not in (1, out[:-2].numel())):
+                    value = value.expand(*out[:-2], *value.shape[-2:]).contiguous()
+            replace_uses(n, value)
     g.eliminate_dead_code()
 
 
@@ -432,12 +538,17 @@ def _fill_of_run_time_length(ep: torch.export.ExportedProgram, n: fx.Node, vals:
 
 
 def trial_length(ep: torch.export.ExportedProgram, preferred: int = 8) -> int:
-    """The sequence length the trials run at: ``preferred``, moved inside every dynamic dimension's
-    range (a static program has none and ignores it)."""
+    """The sequence length the trials run at: ``preferred``, moved inside the range of every dynamic dimension
+    of the inputs (a static program has none and ignores it). Other symbols are not lengths: DeBERTa's
+    ``rel_embeddings[M - span:]`` reads its bounds with ``.item()``, unbacked symbols ranging to infinity
+    (torch's ``int_oo``, which says it is finite: only a sympy Integer is taken as a bound)."""
+    dims = {d.node.expr for p, spec in zip(ep.graph.find_nodes(op="placeholder"), ep.graph_signature.input_specs)
+            if spec.kind.name == "USER_INPUT" for d in p.meta["val"].shape if isinstance(d, torch.SymInt)}
     length = preferred
-    for bounds in ep.range_constraints.values():
-        upper = int(bounds.upper) if bounds.upper.is_finite else length
-        length = max(int(bounds.lower), min(upper, length))
+    for symbol, bounds in ep.range_constraints.items():
+        if symbol in dims:
+            upper = int(bounds.upper) if isinstance(bounds.upper, sympy.Integer) else length
+            length = max(int(bounds.lower), min(upper, length))
     return length
 
 
@@ -514,6 +625,25 @@ def _out_of_place(g: fx.Graph) -> None:
         functional = getattr(packet, schema.overload_name or "default", None)
         if functional is not None and not functional._schema.is_mutable:
             n.target = functional
+
+
+def _drop_unread_writes(g: fx.Graph) -> None:
+    """Dead code, with the in-place ops whose write nobody can read: no user, and the written tensor a fresh one
+    seen only through the views leading to the op (DeBERTa v1's ``pos_query_layer /= scale``, once the position
+    queries are a constant, and ``torch.tensor(span).detach_()``), and an unread dropout (FX keeps both as impure)."""
+    g.eliminate_dead_code()
+    for n in reversed(list(g.nodes)):
+        if n.op == "call_function" and not n.users and n.target is torch.ops.aten.dropout.default:
+            g.erase_node(n)
+        if n.op != "call_function" or n.users or not isinstance(n.target, torch._ops.OpOverload) or not (
+                n.target._schema.is_mutable and n.args and isinstance(n.args[0], fx.Node)):
+            continue
+        x = n.args[0]
+        while len(x.users) == 1 and x.op == "call_function" and not _is_fresh(x) and isinstance(x.args[0], fx.Node):
+            x = x.args[0]  # through the views (and no-op casts) of the written tensor
+        if len(x.users) == 1 and _is_fresh(x):
+            g.erase_node(n)
+            g.eliminate_dead_code()
 
 
 def _is_fresh(n: fx.Node) -> bool:

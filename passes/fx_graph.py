@@ -1,6 +1,7 @@
-"""What the FX passes before the import share (canonicalize-inputs, canonicalize-gelu, canonicalize-rms-norm,
+"""What the FX passes before the import share (canonicalize-inputs, canonicalize-gelu, canonicalize-norms,
 canonicalize-conv): the nodes a few users past one, the sub-graph between two nodes, running a sub-graph on values
-the pass chooses, and the tensor a weight's placeholder holds. Not a pass: nothing in the registry of ``passes/__init__.py`` names it."""
+the pass chooses, and the tensor a weight's placeholder holds. Not a pass: nothing in the registry of
+``passes/__init__.py`` names it."""
 
 from __future__ import annotations
 

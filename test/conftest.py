@@ -22,20 +22,20 @@ ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
 # Families tested once per target (issue 18) rather than in every test ARCHS is: each with the attention forms
 # transformers gives it (MegatronBERT and BigBird have no sdpa); BigBird in its full attention, not block_sparse.
 MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird": ("eager",),
-              "mobilebert": ("eager", "sdpa"), "deberta-v2": ("eager",), "modernbert": ("eager", "sdpa"),
-              "convbert": ("eager",)}
+              "mobilebert": ("eager", "sdpa"), "deberta": ("eager",), "deberta-v2": ("eager",),
+              "modernbert": ("eager", "sdpa"), "convbert": ("eager",)}
 # Attention blocks fuse-attention makes one kernel of, per tiny model where not 2 (MobileBERT's two are: its Q|K rows
 # from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand; ModernBERT's are its
 # fused Wqkv rows, layer 1's with its local window). DeBERTa's disentangled attention (c2p and p2c scores: two more
 # matmuls a layer) is correct unfused, not fused yet. ConvBERT's are its attention half (head_ratio 2: one of the tiny
 # model's two heads), the other half its span convolution (bertc.span_conv), so 2 as well.
-FUSED_ATTENTION = {"deberta-v2": 0}
-MATMULS_A_LAYER = {"deberta-v2": 4}  # unfused: Q K^T and P V, and DeBERTa's c2p and p2c scores
+FUSED_ATTENTION = {"deberta": 0, "deberta-v2": 0}
+MATMULS_A_LAYER = {"deberta": 4, "deberta-v2": 4}  # unfused: Q K^T and P V, and DeBERTa's c2p and p2c scores
 # rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
 # with a SwiGLU FFN (SiLU folded into the gate's GEMM), EuroBERT pre-RMSNorm
 ROTARY = ["roformer", "esm", "nomic_bert", "eurobert"]
 # no token_type_ids in forward, or (DeBERTa-v3) no type table
-NO_TOKEN_TYPES = ("distilbert", "esm", "eurobert", "deberta-v2", "modernbert")
+NO_TOKEN_TYPES = ("distilbert", "esm", "eurobert", "deberta", "deberta-v2", "modernbert")
 
 
 def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2, layers: int = 2,
@@ -70,6 +70,10 @@ def tiny_config(arch: str, impl: str = "eager", hidden: int = 32, heads: int = 2
     if arch == "mobilebert":  # the defaults' trigram, bottlenecks (Q and K shared), NoNorm and ReLU, two FFNs a layer
         return T.MobileBertConfig(embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16,
                                   num_feedforward_networks=2, **kw)
+    if arch == "deberta":  # deberta-base's flags: c2p and p2c over all 2 * 300 relative positions, no absolute ones,
+        # no type table; its own LayerNorm (written out) and in_proj with separate q and v biases
+        return T.DebertaConfig(relative_attention=True, pos_att_type=["c2p", "p2c"], max_relative_positions=-1,
+                               position_biased_input=False, type_vocab_size=0, **kw)
     if arch == "deberta-v2":  # DeBERTa-v3-base's flags, with 16 log buckets so that lengths past 8 share buckets
         return T.DebertaV2Config(relative_attention=True, position_buckets=16, max_relative_positions=-1,
                                  norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],

@@ -180,3 +180,39 @@ def test_a_fill_of_the_run_time_length_becomes_a_slice_of_it_at_the_bound():
     assert torch.equal(full, torch.zeros(B, 16, dtype=torch.long)) and (dim, start) == (1, 0)
     assert end.target == torch.ops.aten.sym_size.int and torch.ops.aten.zeros.default not in ops
     assert torch.equal(run(ep), before)
+
+
+class MovingWindow(Encoder):
+    """DeBERTa v1's relative positions: the rows of its relative embeddings within the run's span of the middle (a
+    slice between bounds read by ``.item()``), projected to keys and scaled in place, and gathered from the
+    content-to-position scores at column i - j + span."""
+
+    M = 20
+
+    def __init__(self):
+        super().__init__()
+        self.rel = torch.nn.Parameter(torch.randn(2 * self.M, H))
+        self.proj = torch.nn.Linear(H, H, bias=False)
+
+    def forward(self, input_ids, attention_mask):
+        x, length = self.words(input_ids), input_ids.shape[1]
+        span = torch.tensor(min(length, self.M))
+        keys = self.proj(self.rel[self.M - span:self.M + span])[None]
+        keys /= 2.0
+        c2p = (x @ keys.transpose(-1, -2))[:, None]  # [B, 1, L, 2 span]
+        at = torch.arange(length)[:, None] - torch.arange(length)[None, :]
+        return torch.gather(c2p, -1, torch.clamp(at + span, 0, span * 2 - 1).expand(B, 1, length, length))
+
+
+def test_a_window_that_moves_with_the_length_becomes_the_longest_and_a_relative_gather():
+    seq = torch.export.Dim("seq", min=2, max=16)
+    ep = torch.export.export(MovingWindow().eval(), inputs(), dynamic_shapes=({1: seq}, {1: seq}), strict=False)
+    with torch.no_grad():
+        before = ep.module()(*inputs())
+    canonicalize_inputs(ep, NAMES)  # the .item() bounds range to int_oo: the trials' length must not read them
+    ops = calls(ep)
+    assert torch.ops.bertc.relative_gather.default in ops
+    assert not {torch.ops.aten.item.default, torch.ops.aten.gather.default, torch.ops.aten.div_.Tensor} & set(ops)
+    table = ops[torch.ops.bertc.relative_gather.default].args[1]
+    assert table.shape == (31,) and int(table[15]) == 16  # j = i: the middle of the 32-row window at length 16
+    torch.testing.assert_close(run(ep), before)

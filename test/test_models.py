@@ -71,6 +71,22 @@ def test_rotary_family_matches_pytorch(arch, tmp_path):
         assert max_error(ours, reference(model, ids, mask, types), mask) <= TOL
 
 
+def test_deberta_v1_with_the_config_defaults_matches_pytorch(tmp_path):
+    """DebertaConfig's defaults differ from deberta-base's (tiny_config's "deberta"): absolute positions added to
+    the embeddings, and here a type table too, beside c2p and p2c over 64 relative positions, fewer than the
+    length (the span stops growing at 64, and the gathers clamp); dynamic, at lengths either side of 64."""
+    torch.manual_seed(0)
+    config = T.DebertaConfig(vocab_size=120, max_position_embeddings=300, hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=64, relative_attention=True,
+                             pos_att_type=["c2p", "p2c"], max_relative_positions=64, type_vocab_size=2)
+    model = T.AutoModel.from_config(config).eval()
+    compiled = bertc.compile(model, max_seq_len=80, batch=2, out=tmp_path / "m.bertc").load(threads=2)
+    for seq, pad_from in ((80, None), (70, 50), (9, 5)):
+        ids, mask, types = random_inputs(2, seq, 120, seed=seq, pad_from=pad_from)
+        types[:, seq // 2:] = 1
+        assert max_error(compiled(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL
+
+
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
 def test_real_minilm_matches_pytorch(minilm_path, impl, tmp_path):
     model = T.AutoModel.from_pretrained(minilm_path, attn_implementation=impl).eval()

@@ -78,7 +78,7 @@ func.func @silu(%x: !torch.vtensor<[1,?,8],f32>) -> !torch.vtensor<[1,?,8],f32> 
 
 // -----
 
-// EuroBERT's RMSNorm (canonicalize-rms-norm's aten.rms_norm) is one bertc.rms_norm; without a weight, gamma is ones.
+// EuroBERT's RMSNorm (canonicalize-norms' aten.rms_norm) is one bertc.rms_norm; without a weight, gamma is ones.
 // CHECK-LABEL: func.func @rms_norm
 // CHECK: "bertc.rms_norm"(%arg0, %{{.*}}) {eps = 9.99999974E-6 : f32} : (tensor<1x?x8xf32>, tensor<8xf32>) -> tensor<1x?x8xf32>
 // CHECK: %[[ONES:.*]] = "bertc.constant"() {value = dense<1.000000e+00> : tensor<8xf32>}
