@@ -14,7 +14,8 @@
    (``bertc::rotary``) with constant cos / sin tables; passes/canonicalize_trigram.py: MobileBERT's
    shifted embeddings (``bertc::trigram``); passes/canonicalize_token_dropout.py: ESM-2's scaling of
    its embeddings by the share of <mask> tokens (``bertc::token_dropout``); passes/canonicalize_conv.py:
-   ConvBERT's convolutions over the sequence (``bertc::depthwise_conv1d``, ``bertc::span_conv``); then
+   ConvBERT's convolutions over the sequence (``bertc::depthwise_conv1d``, ``bertc::span_conv``);
+   passes/canonicalize_glu.py: ModernBERT's chunked GeGLU projection as two linears; then
    passes/canonicalize_inputs.py: the attention mask's and position ids' arithmetic replaced by one op
    each (``bertc::mask_bias``, ``bertc::keep_mask``, ``bertc::position_ids``), found by running the
    sub-graphs on random inputs; constant sub-graphs replaced by their value.
@@ -42,6 +43,7 @@ from .export import export_program, has_dynamic_inputs, record_module_paths, tab
 from .formats import load_model
 from .passes.canonicalize_conv import canonicalize_conv
 from .passes.canonicalize_gelu import canonicalize_gelu
+from .passes.canonicalize_glu import canonicalize_glu
 from .passes.canonicalize_inputs import canonicalize_inputs
 from .passes.canonicalize_norms import canonicalize_norms
 from .passes.canonicalize_rotary import canonicalize_rotary
@@ -139,6 +141,7 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
     canonicalize_trigram(ep)  # MobileBERT's shifted embeddings: one op, not pads of slices
     canonicalize_token_dropout(ep, input_names)  # ESM-2's <mask>-share scaling of its embeddings: one op
     canonicalize_conv(ep)  # ConvBERT's depthwise conv1d and span convolution (an unfold): one op each
+    canonicalize_glu(ep)  # ModernBERT's GeGLU: its one projection as two, the GELU then in the first's GEMM
     canonicalize_inputs(ep, input_names, types or 2)  # trial token types within the table (RoBERTa's has 1 row)
     record_module_paths(ep)
     vocab = cfg.get("vocab_size") or table_rows(ep, input_names, "input_ids")
