@@ -65,7 +65,9 @@ def export_program(obj: Any, desc: str, example: tuple[torch.Tensor, ...], max_s
         ep = _export_module(wrapper, example, max_seq_len)
     except Exception as e:
         fix = "; compile it with a fixed --seq-len" if dynamic else ""
-        raise BertcError(f"torch.export could not trace {desc}{' for a dynamic length' if dynamic else ''}: {e}{fix}"
+        # torch's first line says what failed; the rest is its traced graph and log hints (in the chained exception)
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise BertcError(f"torch.export could not trace {desc}{' for a dynamic length' if dynamic else ''}: {first}{fix}"
                          ) from e
     inline_grad_mode_regions(ep)
     return ep, list(INPUT_NAMES), outputs

@@ -127,6 +127,11 @@ def export_model(model: Any, *, batch: int = 1, seq_len: int = 128, trust_pickle
         raise BertcError(f"BigBird's block_sparse attention, which transformers uses past {full} tokens, has no bertc "
                          f"kernel: pass {flag} {full} or less (full attention, as transformers computes there), or "
                          "load the model with attention_type='original_full'")
+    if cfg.get("model_type") in ("longformer", "led"):
+        raise BertcError("Longformer's attention (a sliding window per layer, plus global tokens chosen from the "
+                         "input's global_attention_mask) has no bertc kernel: the global positions are data, not "
+                         "shapes. bertc compiles ModernBERT's sliding-window layers and BigBird's full attention; "
+                         "Longformer is not supported yet")
     example = (torch.ones(batch, seq_len, dtype=torch.long), torch.ones(batch, seq_len, dtype=torch.long),
                torch.zeros(batch, seq_len, dtype=torch.long))
     ep, input_names, output_names = export_program(obj, desc, example, max_seq_len)

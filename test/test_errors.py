@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+import transformers as T
 from conftest import random_inputs, tiny_model
 
 import bertc
@@ -175,3 +176,11 @@ def test_bigbird_block_sparse_past_its_full_attention_is_refused(tmp_path):
     with pytest.raises(bertc.BertcError, match="block_sparse attention, which transformers uses past 88 tokens.*"
                                                "--max-seq-len 88 or less"):
         bertc.compile(model, max_seq_len=100, out=tmp_path / "x.bertc")
+
+
+def test_longformer_is_refused_by_name(tmp_path):
+    model = T.AutoModel.from_config(T.LongformerConfig(vocab_size=120, max_position_embeddings=300, hidden_size=32,
+                                                       num_hidden_layers=1, num_attention_heads=2,
+                                                       intermediate_size=64, attention_window=8)).eval()
+    with pytest.raises(bertc.BertcError, match="Longformer's attention .* global tokens .* not supported yet"):
+        bertc.compile(model, max_seq_len=64, out=tmp_path / "x.bertc")
