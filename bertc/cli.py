@@ -35,7 +35,12 @@ MODEL_HELP = """MODEL is one of:
                                  attention_mask, token_type_ids; converted with torch.export)
   a .pt state dict with config  (torch.save({'config': cfg.to_dict(), 'state_dict': sd}, PATH),
                                  or a plain state dict with config.json beside it / --config)
-A pickled whole module runs code when loaded and is refused unless --trust-pickle is given."""
+A pickled whole module runs code when loaded and is refused unless --trust-pickle is given.
+
+Families (transformers' configs as the checkpoints ship them; the README's "Model families" table says what
+each fuses): BERT, RoBERTa (XLM-R, CamemBERT, Data2VecText), DistilBERT, ALBERT, ELECTRA, ERNIE, MegatronBERT,
+BigBird (full attention), MPNet, MobileBERT, DeBERTa v1 / v2 / v3, ModernBERT, RoFormer, ESM, NomicBERT, EuroBERT,
+ConvBERT. Another op is one error naming it, its module and source line."""
 
 
 class Parser(argparse.ArgumentParser):
