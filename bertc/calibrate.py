@@ -70,9 +70,9 @@ def _heads(hidden: int, rng: random.Random | None = None) -> int:
     return rng.choice(options) if rng else options[len(options) // 2]
 
 
-def _label(config: dict[str, Any], prune: str | None) -> str:
+def _label(config: dict[str, Any], prune: str | None, dtype: str = "fp32") -> str:
     return (f"L{config['num_hidden_layers']} H{config['hidden_size']} A{config['num_attention_heads']} "
-            f"F{config['intermediate_size']}" + (f" {prune}" if prune else ""))
+            f"F{config['intermediate_size']}" + (f" {prune}" if prune else "") + (f" {dtype}" if dtype != "fp32" else ""))
 
 
 @dataclass
@@ -82,10 +82,11 @@ class GridModel:
     config: dict[str, Any]
     prune: str | None
     lengths: tuple[int, ...]
+    dtype: str = "fp32"  # int8: its GEMMs are linear_i8 (bertc/cost.py)
 
     @property
     def label(self) -> str:
-        return _label(self.config, self.prune)
+        return _label(self.config, self.prune, self.dtype)
 
 
 @dataclass
@@ -96,19 +97,22 @@ class Case:
     seq: int
     threads: int
     prune: str | None = None
+    dtype: str = "fp32"
 
     @property
     def label(self) -> str:
-        return f"{_label(self.config, self.prune).replace(f' {self.prune}', '')} S{self.seq} T{self.threads}" + (
-            f" {self.prune}" if self.prune else "")
+        return f"{_label(self.config, None)} S{self.seq} T{self.threads}" + (f" {self.prune}" if self.prune else "") + (
+            f" {self.dtype}" if self.dtype != "fp32" else "")
 
 
-def grid(size: str) -> list[GridModel]:
-    """The calibration models: together they cover the shapes, depths and lengths a search meets."""
+def grid(size: str, int8: bool = False) -> list[GridModel]:
+    """The calibration models: together they cover the shapes, depths and lengths a search meets; with ``int8``,
+    some dense ones again at --dtype int8."""
     if size == "small":  # for tests: seconds, not minutes
         return [GridModel(bert_config(1, 64, 2, 128), None, (4, 32)),
                 GridModel(bert_config(2, 128, 4, 256), "16x1@0.3", (8, 48)),
-                GridModel(bert_config(1, 128, 4, 512), "1x4@0.5", (2, 16))]
+                GridModel(bert_config(1, 128, 4, 512), "1x4@0.5", (2, 16))] + (
+                    [GridModel(bert_config(1, 128, 2, 256), None, (4, 24), "int8")] if int8 else [])
     if size != "full":
         raise BertcError(f"unknown grid '{size}': small or full")
     # a few tokens in detail (tile remainders, the weight stream), then doublings; 256 only where it is cheap
@@ -119,13 +123,18 @@ def grid(size: str) -> list[GridModel]:
               (8, 320, 4, "4x1@0.5"), (4, 512, 4, "16x1@0.5"), (3, 640, 3, "4x1@0.15"), (5, 448, 2, "1x4@0.1"),
               (6, 192, 4, "8x1@0.2")]
     models = [(n, h, m, None) for n, h, m in dense] + sparse
-    return [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short)
+    fp32 = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short)
             for n, h, m, spec in models]
+    # int8 GEMMs' own fit: small and large rows, weights in and out of cache
+    quantized = [GridModel(bert_config(n, h, _heads(h), h * m), None, long if n * h <= 2000 else short, "int8")
+                 for n, h, m in [(4, 384, 4), (2, 448, 2), (6, 768, 4), (1, 128, 2), (8, 512, 3)]]
+    return fp32 + (quantized if int8 else [])
 
 
 def holdout(n: int, threads: list[int], seed: int = 7, max_layers: int = 12, max_hidden: int = 768,
-            max_seq: int = 256) -> list[Case]:
-    """Random configurations the fit never saw: half dense, half pruned."""
+            max_seq: int = 256, int8: bool = False) -> list[Case]:
+    """Random configurations the fit never saw: half dense, half pruned; with ``int8``, half the dense ones
+    at --dtype int8."""
     rng = random.Random(seed)
     cases = []
     for i in range(n):
@@ -137,17 +146,18 @@ def holdout(n: int, threads: list[int], seed: int = 7, max_layers: int = 12, max
             p = rng.choice(PATTERNS)
             prune = p if ":" in p else f"{p}@{rng.choice([0.1, 0.2, 0.3, 0.5])}"
         cases.append(Case(bert_config(rng.randint(1, max_layers), hidden, _heads(hidden, rng), ffn), seq,
-                          rng.choice(threads), prune))
+                          rng.choice(threads), prune, "int8" if int8 and i % 4 == 2 else "fp32"))
     return cases
 
 
-def _compile(config: dict[str, Any], prune: str | None, target: str, out: Path, seed: int, **shape):
+def _compile(config: dict[str, Any], prune: str | None, target: str, out: Path, seed: int, dtype: str = "fp32",
+             **shape):
     import torch
     import transformers as T
 
     torch.manual_seed(seed)
     model = T.BertModel(T.BertConfig(**config)).eval()
-    return compile_model(model, target=target, out=out, prune=prune, **shape)
+    return compile_model(model, target=target, out=out, prune=prune, dtype=dtype, **shape)
 
 
 def _bench(model: DeviceModel, seq: int, runs: int, expect_ms: float | None = None) -> dict[str, Any]:
@@ -173,14 +183,14 @@ def measure(models: list[GridModel], threads: list[int], target: str, device: st
     records = []
     for i, gm in enumerate(models):
         bar.set_postfix_str(f"grid {gm.label}: compiling")
-        art = _compile(gm.config, gm.prune, target, work / f"grid{i}.bertc", i, max_seq_len=max(gm.lengths))
+        art = _compile(gm.config, gm.prune, target, work / f"grid{i}.bertc", i, gm.dtype, max_seq_len=max(gm.lengths))
         for t in threads:
             model, last = DeviceModel(art.path, device=device, threads=t), None
             for seq in sorted(gm.lengths):
                 bar.set_postfix_str(f"grid {gm.label} S{seq} T{t}")
                 r = _bench(model, seq, runs, last)
                 last = r["p50_ms"]
-                records.append({"config": gm.config, "prune": gm.prune, "seq": seq, "threads": t,
+                records.append({"config": gm.config, "prune": gm.prune, "dtype": gm.dtype, "seq": seq, "threads": t,
                                 "p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"], "ops_ms": r["ops_ms"],
                                 "ops": [[o["name"], o.get("p50_ms", o["ms"])] for o in r["ops"]]})
                 bar.update(1)
@@ -194,7 +204,7 @@ def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, flo
     measured = record["ops"]
     if len(measured) == len(ops) + 1 and measured[0][0].startswith("bertc.slice"):
         measured = measured[1:]
-    where = f"{_label(record['config'], record['prune'])} S{record['seq']}"
+    where = f"{_label(record['config'], record['prune'], record.get('dtype', 'fp32'))} S{record['seq']}"
     if len(measured) != len(ops):
         raise BertcError(f"{where}: the artifact ran {len(measured)} ops, the cost model sees {len(ops)}")
     out = []
@@ -219,9 +229,10 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
     runs: dict[int, list[tuple[dict, list]]] = {}
     priced: dict[tuple, list] = {}
     for rec in records:
-        key = (json.dumps(rec["config"], sort_keys=True), rec["seq"], rec["prune"])
+        dtype = rec.get("dtype", "fp32")  # measurements from before int8 have none
+        key = (json.dumps(rec["config"], sort_keys=True), rec["seq"], rec["prune"], dtype)
         if key not in priced:  # the same model and length at another thread count
-            priced[key] = config_ops(rec["config"], target, rec["seq"], rec["prune"], cache_bytes)
+            priced[key] = config_ops(rec["config"], target, rec["seq"], rec["prune"], cache_bytes, dtype)
         ops = _samples(rec, priced[key])
         for kind, feats, ms in ops:
             samples.setdefault((rec["threads"], kind), []).append((feats, ms))
@@ -261,13 +272,15 @@ def check(profile: Profile, cases: list[Case], target: str, device: str | None, 
     rows = []
     for j, case in enumerate(cases):
         bar.set_postfix_str(f"held out {case.label}")
-        art = _compile(case.config, case.prune, target, work / f"case{j}.bertc", 1000 + j, seq_len=case.seq)
+        art = _compile(case.config, case.prune, target, work / f"case{j}.bertc", 1000 + j, case.dtype, seq_len=case.seq)
         model = DeviceModel(art.path, device=device, threads=case.threads)
         first = _bench(model, case.seq, runs)
         measured = min([first["p50_ms"]] + [_bench(model, case.seq, runs, first["p50_ms"])["p50_ms"]
                                             for _ in range(PASSES - 1)])
-        predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile).total_ms
+        predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
+                             dtype=case.dtype).total_ms
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
+                     "int8": case.dtype == "int8",
                      "measured_ms": round(measured, 4), "predicted_ms": round(predicted, 4),
                      "error": round((predicted - measured) / measured, 4)})
         shutil.rmtree(art.path, ignore_errors=True)
@@ -278,7 +291,7 @@ def check(profile: Profile, cases: list[Case], target: str, device: str | None, 
 def calibrate(target: str = "host", device: str | None = None, threads: list[int] | None = None, size: str = "full",
               holdout_n: int = 30, out: str | Path | None = None, runs: int = 5, seed: int = 7,
               progress: bool = True, holdout_limits: dict[str, int] | None = None,
-              refit: str | Path | None = None) -> tuple[Profile, dict[str, Any]]:
+              refit: str | Path | None = None, int8: bool = False) -> tuple[Profile, dict[str, Any]]:
     """Measure (or, with ``refit``, read earlier measurements), fit, check; returns the new profile (also
     written to ``out``, its measurements beside it) and the quality report."""
     from tqdm import tqdm
@@ -290,8 +303,8 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     if max(threads) > cores and device in (None, "host"):
         raise BertcError(f"--threads {max(threads)} is more than this machine's {cores} cores")
     records = _read_measurements(refit) if refit else None
-    models = [] if records else grid(size)
-    checks = holdout(holdout_n, threads, seed, **(holdout_limits or {}))
+    models = [] if records else grid(size, int8)
+    checks = holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
     bar = tqdm(total=sum(len(m.lengths) for m in models) * len(threads) + len(checks), desc="bertc calibrate",
                unit="run", file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
@@ -326,12 +339,12 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
 
 def check_profile(spec: str | Path, target: str = "host", device: str | None = None, threads: list[int] | None = None,
                   holdout_n: int = 30, runs: int = 5, seed: int = 7, progress: bool = True,
-                  holdout_limits: dict[str, int] | None = None) -> dict[str, Any]:
+                  holdout_limits: dict[str, int] | None = None, int8: bool = False) -> dict[str, Any]:
     """``bertc calibrate --check PROFILE``: time the held-out set and report how PROFILE predicts it."""
     from tqdm import tqdm
 
     profile = load_profile(spec, target)
-    checks = holdout(holdout_n, threads or [1, 2], seed, **(holdout_limits or {}))
+    checks = holdout(holdout_n, threads or [1, 2], seed, **(holdout_limits or {}), int8=int8)
     bar = tqdm(total=len(checks), desc="bertc calibrate --check", unit="run", file=sys.stderr, disable=not progress)
     with tempfile.TemporaryDirectory(prefix="bertc-check-") as tmp:
         rows = check(profile, checks, target, device, runs, Path(tmp), bar)
@@ -370,12 +383,13 @@ def _rounded(q: dict[str, Any]) -> dict[str, Any]:
 
 
 def quality_groups(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``quality`` over all held-out rows, per thread count, dense and sparse, and per band of length."""
+    """``quality`` over all held-out rows, per thread count, dense, sparse and int8, and per band of length."""
     groups: dict[str, list] = {"all": rows}
     for t in sorted({r["threads"] for r in rows}):
         groups[f"{t} thread{'s' if t > 1 else ''}"] = [r for r in rows if r["threads"] == t]
-    groups["dense"] = [r for r in rows if not r["sparse"]]
+    groups["dense"] = [r for r in rows if not r["sparse"] and not r.get("int8")]
     groups["sparse"] = [r for r in rows if r["sparse"]]
+    groups["int8"] = [r for r in rows if r.get("int8")]
     for lo, hi in LENGTH_BANDS:
         groups[f"length {lo}-{hi}"] = [r for r in rows if lo <= r["seq"] <= hi]
     return {name: _rounded(quality([r["predicted_ms"] for r in g], [r["measured_ms"] for r in g]))
@@ -384,14 +398,14 @@ def quality_groups(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def goal_misses(groups: dict[str, dict[str, Any]]) -> list[str]:
     """Where the held-out check falls short of GOAL: the share within 10% over all, and the rank correlation
-    at each thread count and for dense and sparse models (the groups the search compares within)."""
+    at each thread count and for dense, sparse and int8 models (the groups the search compares within)."""
     misses = []
     everything = groups.get("all")
     if everything and everything["within_10pct"] < GOAL["within_10pct"]:
         misses.append(f"{everything['within_10pct']:.0%} of the held-out configurations within 10% (goal "
                       f"{GOAL['within_10pct']:.0%})")
     for name, g in groups.items():
-        if (name.endswith(("thread", "threads")) or name in ("dense", "sparse")) and g["configs"] >= 3 and (
+        if (name.endswith(("thread", "threads")) or name in ("dense", "sparse", "int8")) and g["configs"] >= 3 and (
                 g["spearman"] is None or g["spearman"] < GOAL["spearman"]):
             rho = "undefined" if g["spearman"] is None else f"{g['spearman']:.3f}"
             misses.append(f"Spearman {rho} over the {name} configurations (goal {GOAL['spearman']})")

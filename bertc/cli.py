@@ -328,7 +328,7 @@ def _estimate(args: argparse.Namespace) -> int:
         raise BertcError("--tokenizer tokenizes the sentences of --lengths-from; without it leave --tokenizer out")
     if args.lengths is None and args.lengths_from is None:
         est = estimate(args.model, target=args.target, threads=args.threads, seq_len=args.seq_len or 128,
-                       batch=args.batch, prune=args.prune_patterns, profile=args.profile)
+                       batch=args.batch, prune=args.prune_patterns, profile=args.profile, dtype=args.dtype)
         print(json.dumps(est.to_json(), indent=2) if args.json else format_table(est, top=args.top))
         return 0
     if args.lengths is not None:
@@ -336,7 +336,8 @@ def _estimate(args: argparse.Namespace) -> int:
     else:
         lengths, source = _lengths_from(args)
     le = estimate_lengths(args.model, lengths, source, target=args.target, threads=args.threads, batch=args.batch,
-                          prune=args.prune_patterns, profile=args.profile, progress=sys.stderr.isatty())
+                          prune=args.prune_patterns, profile=args.profile, progress=sys.stderr.isatty(),
+                          dtype=args.dtype)
     print(json.dumps(le.to_json(), indent=2) if args.json else format_lengths(le))
     return 0
 
@@ -409,12 +410,12 @@ def _calibrate(args: argparse.Namespace) -> int:
                          "such as 1,2")
     if args.check:
         q = check_profile(args.check, args.target, args.device, threads, args.holdout, args.runs, args.seed,
-                          progress=not args.quiet)
+                          progress=not args.quiet, int8=args.int8)
         print(format_quality(q))
         return 0 if not q["goal_misses"] else 1
     out = args.output or f"bertc-profile-{args.target}-{(args.device or 'host').replace(':', '-')}.json"
     _profile, q = calibrate(args.target, args.device, threads, args.grid, args.holdout, out, runs=args.runs,
-                            seed=args.seed, progress=not args.quiet, refit=args.refit)
+                            seed=args.seed, progress=not args.quiet, refit=args.refit, int8=args.int8)
     print(format_quality(q))
     kept = "" if args.refit else f" (and its measurements, {measurements_path(out)}, for --refit)"
     print(f"\nwrote {out}{kept}: use it with `bertc estimate ... --profile {out}` and "
@@ -553,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  bertc estimate config.json --target host --threads 2\n"
                               "  bertc estimate minilm/ --target android-arm64 --threads 4 --prune-patterns 16x1@0.25\n"
                               "  bertc estimate config.json --profile my-phone.json --json\n"
+                              "  bertc estimate config.json --dtype int8 --threads 2\n"
                               "  bertc estimate minilm/config.json --lengths 1,8,27,64,128\n"
                               "  bertc estimate minilm/config.json --lengths-from task:rt-sentiment --threads 2\n"
                               "\nprofiles: host "
@@ -574,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch", type=at_least(1), default=1, help="batch size (default: 1)")
     e.add_argument("--prune-patterns", metavar="SPEC", help="price the model pruned with this SPEC (see "
                    "`bertc compile --help`)")
+    e.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32", help="GEMM weights as `bertc "
+                   "compile --dtype` stores them; int8 GEMMs are priced from a profile's int8 fit, or at twice the "
+                   "fp32 GEMMs' rate where it has none (default: fp32)")
     e.add_argument("--profile", help="a profile file from `bertc calibrate`, or a built-in name (default: the "
                    "target's built-in profile; for host, the one of host-avx2 / host-avx512 fitted on the CPU most "
                    "like this one)")
@@ -602,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--threads", default="1,2", help="thread counts to calibrate, comma-separated (default: 1,2)")
     k.add_argument("--grid", choices=["small", "full"], default="full", help="the measured grid (default: full; "
                    "small is for tests: it fits nothing you should trust)")
+    k.add_argument("--int8", action="store_true", help="also fit the int8 GEMMs (--dtype int8): five of the grid's "
+                   "dense models again in int8, and a quarter of the held-out set (reported as its own group); "
+                   "about a fifth more time")
     k.add_argument("--holdout", type=at_least(1), default=30, help="held-out random configurations (default: 30)")
     k.add_argument("--runs", type=at_least(1), default=5, help="timed runs per measurement, more for a short model "
                    "(default: 5)")

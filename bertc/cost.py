@@ -37,7 +37,7 @@ from .dialects import bertc as B
 from .errors import BertcError
 from .ir import annotate, make_context
 from .passes import PassContext
-from .passes.common import func_ops, shape_of, sparsity
+from .passes.common import func_ops, shape_of, sparsity, weight_dtype
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
 from .sparsity import parse_pattern, parse_spec
 from .synth import bert_ir
@@ -70,6 +70,10 @@ FEATURES = {
                *_weight_features("weights_dram")],
     # one FLOP rate per block height: the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M;
     # blocks: reading a block's index, whatever the rows
+    # int8 weights (--dtype int8): macs counts the kernel's whole tiles and K groups of 4; inputs, the pass that
+    # quantizes each row of x before the GEMM reads it; the weight stream is a byte a weight
+    "linear_i8": ["dispatch", "macs", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
+                  *_weight_features("weights_dram")],
     "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
                       "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
                       *_weight_features("weights_dram")],
@@ -80,6 +84,10 @@ FEATURES = {
     "elementwise": ["dispatch", "elements"],
     "matmul": ["dispatch", "flops"],
 }
+# A kind a profile has neither fitted nor a roofline efficiency for is priced as another kind, this many times
+# faster: int8 GEMMs at twice the fp32 ones' rate (VNNI and AVX2's maddubs multiply-add twice the lanes, SDOT
+# four times; bertc int8 measured 2.5-2.9x its fp32 on MiniLM, README), until `bertc calibrate` fits them.
+ROOFLINE_AS = {"linear_i8": ("linear", 2.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21). A profile fitted for another version
 # has coefficients for other features: bertc calibrate --refit fits it again from its measurements.
 COST_MODEL = 2
@@ -189,6 +197,13 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
             return OpCost(index, label, f"{traits.kernel}_sparse", "linear_sparse", f, 2.0 * m * kept,
                           4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} sparse "
                           f"{sp['density']:.0%}")
+        if weight_dtype(op) == "i8":
+            tile = target.int8_tile
+            mp, np_, kq = gemm_rows(m, tile.mr, "int8"), -(-n // tile.nr) * tile.nr, -(-k // 4) * 4
+            f = {"dispatch": 1, "macs": float(mp * np_ * kq), "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
+                 **weight_stream(wkey, n * k, m)}
+            return OpCost(index, label, f"{traits.kernel}_packed_i8", "linear_i8", f, 2.0 * m * n * k,
+                          4.0 * (m * k + m * n) + n * k, detail=f"{act}, int8")
         tile = target.tile
         mp, np_ = gemm_rows(m, tile.mr, target.isa), -(-n // tile.nr) * tile.nr  # whole panels of nr columns
         f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
@@ -248,6 +263,9 @@ def gemm_rows(m: int, mr: int, isa: str) -> int:
     return rows
 
 
+WEIGHT_BYTES = {"f32": 4, "f16": 2, "i8": 1}  # a packed weight's bytes by its --dtype
+
+
 def gemm_weight_bytes(module, as_stored: bool = True) -> int:
     """Bytes of GEMM weights one run reads: dense matrices whole, sparse ones by their kept blocks
     (``as_stored=False``: every matrix whole, as the weights ops hold them)."""
@@ -255,7 +273,7 @@ def gemm_weight_bytes(module, as_stored: bool = True) -> int:
     for op in func_ops(module.operation):
         if isinstance(op, B.LinearOp):
             sp = sparsity(op)
-            dense = math.prod(_shape(op.operands[1])) * 4
+            dense = math.prod(_shape(op.operands[1])) * (WEIGHT_BYTES[weight_dtype(op)] if as_stored else 4)
             sparse = as_stored and sp is not None and sp["format"] == "sparse"
             total += int(dense * sp["density"]) if sparse else dense
     return total
@@ -302,7 +320,8 @@ class Profile:
             return kind * scale * fitted_cost(fitted, op.kind, op.features)
         roof = self.data["roofline"]
         peak = roof["peak_gflops_per_core"] * threads * roof.get("parallel_efficiency", {}).get(str(threads), 1.0)
-        eff = roof["efficiency"].get(op.kind, roof["efficiency"]["elementwise"])
+        like, speedup = ROOFLINE_AS.get(op.kind, (op.kind, 1.0))
+        eff = roof["efficiency"].get(op.kind, roof["efficiency"].get(like, roof["efficiency"]["elementwise"]) * speedup)
         compute = op.flops / (peak * eff * 1e6) if op.flops else 0.0
         memory = op.bytes / (roof["bandwidth_gbs"] * 1e6)
         return kind * (roof["dispatch_us"] / 1e3 + max(compute, memory))
@@ -446,26 +465,35 @@ def _config_module(model: Any, target: str, seq_len: int, batch: int):
     return ir.Module.parse(bert_ir(model, seq_len=seq_len, batch=batch, target=target)), None
 
 
-def _pipeline(target: str, prune: str | None) -> list[str]:
-    """What ``bertc compile --target TARGET [--prune-patterns SPEC]`` runs, up to (not including) its emitter."""
-    return [f for f in pipeline_for(get_target(target), CompileOptions(target=target, prune=prune)) if not is_emitter(f)]
+def _pipeline(target: str, prune: str | None, dtype: str = "fp32") -> list[str]:
+    """What ``bertc compile --target TARGET [--prune-patterns SPEC] [--dtype D]`` runs, up to (not including) its
+    emitter."""
+    options = CompileOptions(target=target, prune=prune, dtype=dtype)
+    return [f for f in pipeline_for(get_target(target), options) if not is_emitter(f)]
+
+
+def _set_dtype(module, dtype: str) -> None:
+    """The module's GEMM weight type, as ``bertc compile --dtype`` stamps it (pack-weights reads it)."""
+    module.operation.attributes["bertc.dtype"] = ir.StringAttr.get({"fp16": "f16", "int8": "i8"}.get(dtype, "f32"))
 
 
 def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
-               cache_bytes: int | None = None) -> list[OpCost]:
+               cache_bytes: int | None = None, dtype: str = "fp32") -> list[OpCost]:
     """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py."""
     with make_context(), ir.Location.unknown():
         module, _ = _config_module(config, target, seq_len, 1)
+        _set_dtype(module, dtype)
         ctx = PassContext()
-        for flag in lowering(_pipeline(target, prune)):
+        for flag in lowering(_pipeline(target, prune, dtype)):
             run_pass(module, flag, ctx)
         return module_ops(module, get_target(target), cache_bytes)
 
 
 def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 128, batch: int = 1, *,
-             prune: str | None = None, profile: str | Path | Profile | None = None) -> Estimate:
+             prune: str | None = None, profile: str | Path | Profile | None = None, dtype: str = "fp32") -> Estimate:
     """Estimate the latency of ``model`` (a transformers config or its dict or config.json: fast path; or
-    any MODEL ``bertc compile`` takes) compiled for ``target`` and run with ``threads``."""
+    any MODEL ``bertc compile`` takes) compiled for ``target`` with ``dtype`` GEMM weights and run with
+    ``threads``."""
     t0 = time.perf_counter()
     tgt = get_target(target)
     prof = profile if isinstance(profile, Profile) else load_profile(profile, target)
@@ -473,18 +501,19 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         raise BertcError(f"--threads {threads}: must be at least 1")
     if prune is not None:
         parse_spec(prune)
-    passes = _pipeline(target, prune)
+    passes = _pipeline(target, prune, dtype)
     context = make_context()
     with context, ir.Location.unknown():
         if _is_config(model):
             module, weights = _config_module(model, target, seq_len, batch)
+            _set_dtype(module, dtype)
             passes = lowering(passes)  # synth.py writes the raised IR
         else:
             from .frontend import export_model, import_torch  # torch: only for a model, not a config
 
             loaded = export_model(model, batch=batch, seq_len=seq_len)
             module, weights = import_torch(loaded, context)
-            annotate(module, loaded, target)
+            annotate(module, loaded, target, dtype)
         ctx = PassContext(weights=weights)
         for flag in passes:
             run_pass(module, flag, ctx)
@@ -494,8 +523,13 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         arena = module.operation.attributes["bertc.arena_bytes"].value
         weights_bytes = _weights_bytes(module)
     notes = [n for n in [profile_cpu_note(prof, target)] if n]
-    if str(threads) not in prof.data.get("fitted", {}):
+    fitted = prof.data.get("fitted", {}).get(str(threads))
+    if fitted is None:
         notes.append(f"profile '{prof.name}' has no calibrated costs at {threads} thread(s): roofline estimate")
+    elif unfitted := sorted({o.kind for o in ops} - set(fitted)):
+        notes.append(f"profile '{prof.name}' has no fitted costs for {', '.join(unfitted)}: priced by its roofline "
+                     f"({', '.join(f'{k} as {ROOFLINE_AS[k][0]} x{ROOFLINE_AS[k][1]:g}' for k in unfitted if k in ROOFLINE_AS)}"
+                     f"); `bertc calibrate --int8` fits them on this machine")
     return Estimate(target, prof.name, threads, seq_len, batch, ops, prof.overhead_ms(threads), arena, weights_bytes,
                     time.perf_counter() - t0, notes)
 
@@ -532,7 +566,7 @@ class LengthsEstimate:
 
 def estimate_lengths(model: Any, lengths: list[int], source: str, target: str = "host", threads: int = 1,
                      batch: int = 1, *, prune: str | None = None, profile: str | Path | Profile | None = None,
-                     progress: bool = False) -> LengthsEstimate:
+                     progress: bool = False, dtype: str = "fp32") -> LengthsEstimate:
     """``estimate`` at each distinct length of ``lengths`` (one entry per input, e.g. a task's sentences
     tokenized), weighted by how many inputs have it. A config takes the fast path (~0.2 s a length); any
     other MODEL is exported once per distinct length."""
@@ -542,7 +576,7 @@ def estimate_lengths(model: Any, lengths: list[int], source: str, target: str = 
     counts = dict(sorted(collections.Counter(int(n) for n in lengths).items()))
     from tqdm import tqdm  # only a distribution of lengths shows a bar
 
-    estimates = {n: estimate(model, target, threads, n, batch, prune=prune, profile=prof)
+    estimates = {n: estimate(model, target, threads, n, batch, prune=prune, profile=prof, dtype=dtype)
                  for n in tqdm(counts, desc="pricing lengths", unit="length", disable=not progress, leave=False)}
     return LengthsEstimate(source, counts, estimates)
 

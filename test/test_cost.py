@@ -117,6 +117,22 @@ def test_fitted_arithmetic_and_sparse_forms_by_hand():
         assert forced.weights_bytes < dense.weights_bytes
 
 
+def test_int8_gemms_are_their_own_kind():
+    """--dtype int8: the GEMMs are linear_i8 (whole int8 tiles and K groups of 4, a byte a weight), priced at twice
+    the fp32 GEMMs' roofline rate by a profile that has no int8 fit, and the weights count a byte each."""
+    coef = {k: [0.0] * len(v) for k, v in FEATURES.items() if k != "linear_i8"}
+    prof = _profile(**coef)
+    fp32 = estimate(SMALL, target="host", seq_len=8, profile=prof)
+    int8 = estimate(SMALL, target="host", seq_len=8, profile=prof, dtype="int8")
+    up = next(o for o in int8.ops if o.op == "bertc.linear [1, 8, 128]")
+    tile = get_target("host").int8_tile
+    assert up.kind == "linear_i8" and up.kernel == "bertc_linear_packed_i8" and up.detail == "gelu, int8"
+    assert up.features["macs"] == max(8, -(-8 // tile.mr) * tile.mr) * -(-128 // tile.nr) * tile.nr * 64
+    assert {o.kind for o in fp32.ops} & {"linear_i8"} == set() and up.ms > 0
+    # 3 bytes fewer a GEMM weight: Q|K|V, O, the FFN's up and down, the pooler
+    assert fp32.weights_bytes - int8.weights_bytes == 3 * 64 * (3 * 64 + 64 + 128 + 128 + 64)
+
+
 def test_silu_and_tanh_epilogues_are_priced_as_gelu_is():
     """SiLU (EuroBERT's SwiGLU gate) evaluates an exp per output as GELU does its erf: both count in gelu_outputs."""
     from conftest import tiny_model
@@ -206,10 +222,12 @@ def test_a_deliberately_wrong_profile_is_reported_as_wrong(tmp_path):
 def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     out = tmp_path / "p.json"
     profile, q = calibrate("host", None, [1], "small", holdout_n=3, out=out, runs=3, progress=False,
-                           holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 48})
+                           holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 48}, int8=True)
     saved = load_profile(out)
     assert saved.data["fitted"] == profile.data["fitted"]  # what was written is what was fitted
-    assert set(saved.data["fitted"]["1"]) >= {"linear", "linear_sparse", "attention", "layer_norm", "embedding"}
+    assert set(saved.data["fitted"]["1"]) >= {"linear", "linear_i8", "linear_sparse", "attention", "layer_norm",
+                                              "embedding"}
+    assert q["groups"]["int8"]["configs"] == 1 and [r["int8"] for r in q["measured"]] == [False, False, True]
     assert all(c >= 0 for coef in saved.data["fitted"]["1"].values() for c in coef)
     # the profile records this CPU, and its caches are this CPU's, not the built-in profile's
     here = read_cpu()
@@ -219,6 +237,8 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     assert set(q["groups"]) >= {"all", "1 thread"} and isinstance(q["goal_misses"], list)
     est = estimate(SMALL, seq_len=32, profile=out)
     assert est.profile == "p" and not est.notes and est.total_ms > 0  # named after its file; fitted here: no warning
+    assert not estimate(SMALL, seq_len=32, profile=out, dtype="int8").notes  # int8 GEMMs fitted too
+    assert "no fitted costs for linear_i8" in " ".join(estimate(SMALL, seq_len=32, dtype="int8").notes)
     # the measurements are kept: --refit fits the same coefficients from them without timing the grid
     kept = json.loads(measurements_path(out).read_text())
     assert kept["cpu"] == saved.data["cpu"] and all(r["p50_ms"] > 0 and r["ops"] for r in kept["records"])
