@@ -25,10 +25,11 @@ MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird
               "mobilebert": ("eager", "sdpa"), "deberta-v2": ("eager",), "modernbert": ("eager", "sdpa")}
 # Attention blocks fuse-attention makes one kernel of, per tiny model where not 2 (MobileBERT's two are: its Q|K rows
 # from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand; ModernBERT's are its
-# fused Wqkv rows, layer 1's with its local window). DeBERTa's disentangled attention (c2p and p2c scores: two more
-# matmuls a layer) is correct unfused, not fused yet.
-FUSED_ATTENTION = {"deberta-v2": 0}
-MATMULS_A_LAYER = {"deberta-v2": 4}  # unfused: Q K^T and P V, and DeBERTa's c2p and p2c scores
+# fused Wqkv rows, layer 1's with its local window; DeBERTa's with its c2p and p2c scores as operands).
+FUSED_ATTENTION: dict[str, int] = {}
+# matmuls a layer left beside a fused attention: DeBERTa's c2p and p2c scores, GEMMs against its position keys and
+# queries whose columns the attention picks
+MATMULS_A_LAYER = {"deberta-v2": 2}
 # rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
 # with a SwiGLU FFN (SiLU folded into the gate's GEMM), EuroBERT pre-RMSNorm
 ROTARY = ["roformer", "esm", "nomic_bert", "eurobert"]

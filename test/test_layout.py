@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # ESM: canonicalize_gelu, bertc.cast with its kernel and shader; MobileBERT: canonicalize_trigram, the trigram and
 # relu ops, export's retry for lengths 3..; NomicBERT and EuroBERT: canonicalize_rms_norm, the silu and rms_norm ops;
 # DeBERTa: the relative gather's op, kernel and shader, folded weights; ModernBERT: unbind / chunk, fused Wqkv rows,
-# the local window).
-BUDGETS = {"bertc": 6750, "dialects": 700, "passes": 3800, "runtime": 8700, "test": 5500, "benchmarks": 2450,
+# the local window; DeBERTa's c2p / p2c scores read by the fused attention: their match in fuse-attention).
+BUDGETS = {"bertc": 6750, "dialects": 700, "passes": 3950, "runtime": 8700, "test": 5500, "benchmarks": 2450,
            "search": 2700}
 
 

@@ -188,7 +188,7 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         # every attention.comp variant of a static length: MPNet's relative bias (r), MobileBERT's V rows apart (v),
         # ModernBERT's local window (w: odd, even, narrower than S)
         *(f'%{name} = "bertc.attention"({"%qk" if v else "%qkv"}, %mask{", %rtab" if rel else ""}{", %vv" if v else ""}) '
-          f"{{num_heads = {heads} : i64, {seg}: 1, 1, {int(rel)}, {int(v)}>, scale = {scale} : f32, window = {win} : i64}}"
+          f"{{num_heads = {heads} : i64, {seg}: 1, 1, {int(rel)}, {int(v)}, 0, 0, 0, 0>, scale = {scale} : f32, window = {win} : i64}}"
           f" : ({t(B, S, (2 if v else 3) * h)}, {t(B, S, dt='i64')}{', ' + t(heads, 2 * S + 5) if rel else ''}"
           f"{', ' + t(B, S, h) if v else ''}) -> {t(B, S, h)}"
           for name, rel, v, win, scale in (("att", False, False, 0, d ** -0.5), ("attr", True, False, 0, 0.5),
@@ -314,7 +314,7 @@ def test_gpu_target_errors(tmp_path, monkeypatch):
     S = 4096  # attention keeps a row of S scores in shared memory: more than the 16 KiB a phone is sure to have
     qkv = f"tensor<1x{S}x48xf32>"
     text = (f'func.func @main(%ids: tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32> {{\n  %q = "bertc.weight"() {{name = "q"}} '
-            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32, window = 0 : i64}} : ({qkv}, '
+            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64}} : ({qkv}, '
             f"tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32>\n  return %a : tensor<1x{S}x16xf32>\n}}\n")
     program = IRProgram(text, {"q": np.zeros((1, S, 48), np.float32)}, ["input_ids"], ["out"])
     with pytest.raises(BertcError, match="16704 bytes of shared memory.*'android-vulkan' allows \\(16384\\).*shorter --seq-len"):

@@ -3,7 +3,7 @@
 // The relative-position bias table is [heads, 2N - 1] with N at least the sequence length.
 // CHECK: 'bertc.attention' rel_bias [2, 5] should be [2, 2N - 1] with N >= the sequence length
 func.func @table_too_short(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %t: tensor<2x5xf32>) -> tensor<1x4x8xf32> {
-  %0 = "bertc.attention"(%qkv, %m, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x5xf32>) -> tensor<1x4x8xf32>
+  %0 = "bertc.attention"(%qkv, %m, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x5xf32>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
 
@@ -11,7 +11,7 @@ func.func @table_too_short(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %t: te
 
 // CHECK: 'bertc.attention' rel_bias [3, 9] should be [2, 2N - 1] with N >= the sequence length
 func.func @table_of_other_heads(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %t: tensor<3x9xf32>) -> tensor<1x4x8xf32> {
-  %0 = "bertc.attention"(%qkv, %m, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<3x9xf32>) -> tensor<1x4x8xf32>
+  %0 = "bertc.attention"(%qkv, %m, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<3x9xf32>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
 

@@ -778,7 +778,9 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
-  int64_t R, window; /* window > 0: each query reaches the keys of attention_span only */
+  int64_t R;
+  const bertc_disentangled *pos; /* DeBERTa's c2p / p2c scores, or NULL */
+  int64_t window; /* window > 0: each query reaches the keys of attention_span only */
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -873,6 +875,7 @@ static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int
   const float *rel = attention_rel_row(a->rel, a->R, h, i);
   if (rel) /* a masked key stays -inf */
     for (int64_t j = lo; j < hi; j++) w->scores[j] += rel[j];
+  attention_position_row(a->pos, b * a->heads + h, S, i, lo, hi, a->scale, w->scores);
   const float mx = row_max(p, n);
   if (mx == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
     memset(o, 0, (size_t)D * sizeof(float));
@@ -984,6 +987,7 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
     const float *rel = attention_rel_row(a->rel, a->R, h, i0 + (r < rows ? r : 0));
+    attention_position_row(a->pos, b * a->heads + h, S, i0 + (r < rows ? r : 0), 0, S, 1.0f, sr); /* scaled below */
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < S; j += 16) { /* scale, bias and mask; masked keys and lanes past S: -inf */
       const __mmask16 m = lanes(S - j);
@@ -1039,9 +1043,9 @@ static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
 #endif
 
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale, 1};
+                     const int64_t *mask, const float *rel, int64_t R, const bertc_disentangled *pos, int64_t window,
+                     float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, pos, window, out, S, H, heads, scale, 1};
 #ifdef __AVX512F__
   /* A query block shares its keys; a local layer's queries each reach a different window, which the
    * per-query path below computes alone (window + 1 keys, not S). */

@@ -725,7 +725,9 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
-  int64_t R, window;
+  int64_t R;
+  const bertc_disentangled *pos; /* DeBERTa's c2p / p2c scores, or NULL */
+  int64_t window;
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -785,14 +787,17 @@ static void weighted_sum(const float *p, const float *v, int64_t n, int64_t D, f
   }
 }
 
-/* One query row against the packed keys: scores (+ rel[key position]) -> softmax -> weighted sum of values. */
-static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale, const float *rel, float *scores,
-                       float *o) {
+/* Query i of head bh (b * heads + h) against the packed keys: scores (+ rel[key position], + DeBERTa's position
+ * scores) -> softmax -> weighted sum of values. */
+static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale, const float *rel,
+                       const bertc_disentangled *pos, int64_t bh, int64_t S, int64_t i, float *scores, float *o) {
   if (kv->n == 0) { /* every key masked: PyTorch gives NaN, the reference gives zeros */
     memset(o, 0, (size_t)D * sizeof(float));
     return;
   }
   for (int64_t j = 0; j < kv->n; j++) scores[j] = dot_f32(q, kv->k + j * D, D) * scale;
+  if (pos)
+    for (int64_t j = 0; j < kv->n; j++) scores[j] += scale * attention_position_score(pos, bh, S, i, kv->at[j]);
   if (rel)
     for (int64_t j = 0; j < kv->n; j++) scores[j] += rel[kv->at[j]];
   const float sum = exp_shifted(scores, scores, kv->n, max_f32(scores, kv->n));
@@ -821,13 +826,13 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     const float *q = a->qk + (b * S + i) * row + h * D;
     const float *rel = attention_rel_row(a->rel, a->R, h, i);
     const head_kv near = a->window ? window_of(&kv, i, S, a->window, D) : kv;
-    attend_row(q, &near, D, a->scale, rel, scratch, a->out + (b * S + i) * H + h * D);
+    attend_row(q, &near, D, a->scale, rel, a->pos, bh, S, i, scratch, a->out + (b * S + i) * H + h * D);
   }
 }
 
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale};
+                     const int64_t *mask, const float *rel, int64_t R, const bertc_disentangled *pos, int64_t window,
+                     float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, pos, window, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
