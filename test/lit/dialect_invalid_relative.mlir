@@ -55,3 +55,29 @@ func.func @gather_float_table(%x: tensor<4x6x32xf32>, %t: tensor<11xf32>) -> ten
   %0 = "bertc.relative_gather"(%x, %t) : (tensor<4x6x32xf32>, tensor<11xf32>) -> tensor<4x6x6xf32>
   return %0 : tensor<4x6x6xf32>
 }
+
+// -----
+
+// DeBERTa's c2p scores come with their column table.
+// CHECK: 'bertc.attention' c2p and c2p_index come together
+func.func @c2p_without_table(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %c: tensor<2x4x6xf32>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.attention"(%qkv, %m, %c) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 1, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x4x6xf32>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}
+
+// -----
+
+// One row of scores per (batch, head, query): [B * heads, S, W].
+// CHECK: 'bertc.attention' p2c [1, 4, 6] should be [B * heads, S, W] = [1 * 2, 4, W]
+func.func @p2c_of_one_head(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %p: tensor<1x4x6xf32>, %t: tensor<7xi64>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.attention"(%qkv, %m, %p, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 1, 1>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<1x4x6xf32>, tensor<7xi64>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}
+
+// -----
+
+// CHECK: 'bertc.attention' c2p_index tensor<5xi64> should be i64 [2N - 1] with N >= the sequence length
+func.func @c2p_table_too_short(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>, %c: tensor<2x4x6xf32>, %t: tensor<5xi64>) -> tensor<1x4x8xf32> {
+  %0 = "bertc.attention"(%qkv, %m, %c, %t) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 1, 1, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x4x6xf32>, tensor<5xi64>) -> tensor<1x4x8xf32>
+  return %0 : tensor<1x4x8xf32>
+}

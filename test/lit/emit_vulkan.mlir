@@ -84,3 +84,17 @@ func.func @main(%mask: tensor<1x5xi64>, %x: tensor<1x5x8xf32>, %y: tensor<1x5x6x
   return %a : tensor<1x5x8xf32>
 }
 }
+
+// -----
+
+// DeBERTa's disentangled attention with its c2p term alone: attention.comp's POSITIONS variant, its six push
+// constants after the others: c2p's scores, NONE for the absent p2c (and its table), c2p's table, W = 6, R = 4.
+// CHECK: Target vulkan; shaders (runtime/vulkan/shaders/): attention_pos (attention.comp -DPOSITIONS).
+// CHECK: /* 0: bertc.attention [1, 4, 8] */ {0, {4, 2, 1}, 12, {[[QKV:[0-9]+]], {{[0-9]+}}, {{[0-9]+}}, 8, 2, 1051372203, [[QPOS:[0-9]+]], NONE, {{[0-9]+}}, NONE, 6, 4}},
+module attributes {bertc.target = "vulkan"} {
+func.func @main(%qkv: tensor<1x4x24xf32>, %mask: tensor<1x4xi64>, %c2p: tensor<2x4x6xf32>) -> tensor<1x4x8xf32> {
+  %ci = "bertc.weight"() {name = "c2p_index"} : () -> tensor<7xi64>
+  %a = "bertc.attention"(%qkv, %mask, %c2p, %ci) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 1, 1, 0, 0>, scale = 0.333333343 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x4x6xf32>, tensor<7xi64>) -> tensor<1x4x8xf32>
+  return %a : tensor<1x4x8xf32>
+}
+}
