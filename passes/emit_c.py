@@ -45,6 +45,7 @@ from .codegen import (
     op_label,
     ops_table,
     outputs_table,
+    position_terms,
     program_header_fields,
     slice_dims,
     transpose_strides,
@@ -182,11 +183,10 @@ def emit_attention(e: CEmitter, op) -> str:
 
 def disentangled(e: CEmitter, op) -> str:
     """DeBERTa's c2p / p2c scores and their column tables, kernels.h's bertc_disentangled (NULL: none)."""
-    scores = [x for x in (op.c2p, op.p2c) if x is not None]
-    if not scores:
+    dims = position_terms(op)
+    if dims is None:
         return "NULL"
-    width, span = shape_of(scores[0])[-1], (shape_of(op.c2p_index or op.p2c_index)[0] + 1) // 2
-    fields = (e.opt(op.c2p), e.opt(op.p2c), e.opt(op.c2p_index), e.opt(op.p2c_index), width, span)
+    fields = (e.opt(op.c2p), e.opt(op.p2c), e.opt(op.c2p_index), e.opt(op.p2c_index), *dims)
     return f"&(const bertc_disentangled){{{', '.join(map(str, fields))}}}"
 
 

@@ -63,6 +63,7 @@ from .codegen import (
     op_label,
     ops_table,
     outputs_table,
+    position_terms,
     program_header_fields,
     slice_dims,
     transpose_strides,
@@ -266,10 +267,8 @@ def emit_attention(e: VkEmitter, op) -> Dispatch:
         extra, suffix = (*extra, e.word(op.v)), suffix + "_v"
     if op.window.value:  # a local layer's window (ModernBERT), after all the others
         extra, suffix = (*extra, op.window.value), suffix + "_win"
-    if op.c2p is not None or op.p2c is not None:  # DeBERTa's position scores, their tables, W and R: after those
-        index = op.c2p_index or op.p2c_index
-        extra = (*extra, e.opt(op.c2p), e.opt(op.p2c), e.opt(op.c2p_index), e.opt(op.p2c_index),
-                 shape_of(op.c2p or op.p2c)[-1], (shape_of(index)[0] + 1) // 2)
+    if position_terms(op):  # DeBERTa's position scores, their tables, W and R: after all the others
+        extra = (*extra, e.opt(op.c2p), e.opt(op.p2c), e.opt(op.c2p_index), e.opt(op.p2c_index), *position_terms(op))
         suffix += "_pos"
     if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
         n = bound(s, e.module)
