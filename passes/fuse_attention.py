@@ -40,7 +40,8 @@ ModernBERT's sliding layers) gives the attention its ``window = w``.
 
 DeBERTa's disentangled attention adds content-to-position and position-to-content scores, each a GEMM of the
 heads merged [B*n,S,D] against position keys or queries [B*n,D,W] whose columns ``bertc.relative_gather`` picks by
-relative position (p2c's then transposed), every term divided by the same scale::
+relative position (p2c's then transposed), each term divided by the scale (a term scaled otherwise, as DeBERTa v1
+scales its position queries, has its heads multiplied by the ratio: the kernel scales all three alike)::
 
     %c  = "bertc.relative_gather"("bertc.matmul"(%qh, %pos_k), %ci)         -> [B*n,S,S]
     %p  = "bertc.transpose"("bertc.relative_gather"("bertc.matmul"(%kh, %pos_q), %pi)) {perm = [0,2,1]}
@@ -290,8 +291,8 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
     if not (q and k and v):
         return None
     scale *= q_scale * k_scale
-    for kind, heads in (("c2p", q), ("p2c", k)):  # each term on its own side's heads, scaled as Q K^T is
-        if kind in pos and not (_same_heads(pos[kind].heads, heads) and math.isclose(pos[kind].scale, scale, rel_tol=1e-6)):
+    for kind, heads in (("c2p", q), ("p2c", k)):  # each term on its own side's heads
+        if kind in pos and not _same_heads(pos[kind].heads, heads):
             return None
     if q.perm != (0, 2, 1, 3) or v.perm != (0, 2, 1, 3) or k.perm != (0, 2, 3, 1):
         return None
@@ -329,9 +330,10 @@ def merged_rows(m: AttentionMatch) -> ir.Value:
     return B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [cols]), bias=b).out
 
 
-def position_gemm(qkv: ir.Value, pos: PositionScores, start: int) -> ir.Value:
+def position_gemm(qkv: ir.Value, pos: PositionScores, start: int, scale: float) -> ir.Value:
     """c2p or p2c again, on the heads of the fused rows' columns [start, start + H) (Q's or K's): ``pos.positions``
-    [B*n,D,W] against them merged [B*n,S,D] -> [B*n,S,W], the rows the attention reads."""
+    [B*n,D,W] against them merged [B*n,S,D] -> [B*n,S,W], the rows the attention reads (which it multiplies by the
+    attention's ``scale``: a term scaled otherwise has its heads multiplied by the ratio first)."""
     b, s, _ = shape_of(qkv)
     n, h = pos.heads.heads, pos.heads.width
     i64 = ir.IntegerType.get_signless(64)
@@ -339,6 +341,9 @@ def position_gemm(qkv: ir.Value, pos: PositionScores, start: int) -> ir.Value:
     split = B.ReshapeOp(rows, tensor_type([b, s, n, h // n])).out
     heads = B.TransposeOp(split, ir.DenseI64ArrayAttr.get([0, 2, 1, 3]), tensor_type([b, n, s, h // n])).out
     merged = B.ReshapeOp(heads, tensor_type([b * n, s, h // n])).out
+    if not math.isclose(pos.scale, scale, rel_tol=1e-6):  # the kernel scales the term as Q K^T: the rest on its rows
+        ratio = B.ConstantOp(ir.DenseElementsAttr.get(np.array(pos.scale / scale, np.float32)), tensor_type([])).out
+        merged = B.MulOp(merged, ratio, merged.type).out
     return B.MatmulOp(merged, pos.positions, tensor_type([b * n, s, shape_of(pos.positions)[-1]])).out
 
 
@@ -354,7 +359,7 @@ def rewrite(m: AttentionMatch) -> None:
         pos = {}
         for kind, p, start in (("c2p", m.c2p, 0), ("p2c", m.p2c, n)):
             if p is not None:
-                pos |= {kind: position_gemm(qkv, p, start), f"{kind}_index": p.index}
+                pos |= {kind: position_gemm(qkv, p, start, m.scale), f"{kind}_index": p.index}
         att = B.AttentionOp(qkv, m.mask, ir.IntegerAttr.get(i64, m.q.heads), ir.FloatAttr.get_f32(m.scale),
                             m.output.results[0].type, rel_bias=m.rel, v=m.v.linear.results[0] if m.v_apart else None,
                             window=ir.IntegerAttr.get(i64, m.window), **pos).out

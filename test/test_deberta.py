@@ -76,3 +76,25 @@ def test_deberta_fuses_and_matches_pytorch(target, config, tmp_path, monkeypatch
         assert err <= TOL, (length, err)
         worst = max(worst, err)
     print(f"DeBERTa {config or 'v3'} on {target}: max |error| {worst:.2e}")  # for README, never asserted
+
+
+def test_a_term_scaled_apart_fuses(tmp_path, monkeypatch):
+    """p2c divided by another scale than Q K^T and c2p (as DeBERTa v1 scales its position queries): the kernel scales
+    all three alike, so K's heads are multiplied by the ratio before p2c's GEMM, and the model still matches."""
+    import transformers.models.deberta_v2.modeling_deberta_v2 as deberta
+
+    calls, scale = [0], deberta.scaled_size_sqrt
+
+    def p2c_apart(x, factor):  # called for Q K^T, c2p and p2c in each layer, in that order
+        calls[0] += 1
+        return scale(x, factor) * (0.7 if calls[0] % 3 == 0 else 1.0)
+
+    monkeypatch.setattr(deberta, "scaled_size_sqrt", p2c_apart)
+    model = tiny_deberta()
+    art = bertc.compile(model, target="host", out=tmp_path / "m.bertc", batch=2, max_seq_len=40)
+    assert art.report["fusion"]["attention"] == 2 and "bertc.relative_gather" not in art.report["ops"]
+    compiled = art.load()
+    for length, pad in ((23, 17), (7, 3)):
+        ids, mask = _inputs(length, pad, length)
+        calls[0] = 0
+        assert max_error(compiled(ids, mask), reference(model, ids, mask), mask) <= TOL

@@ -70,11 +70,16 @@ func.func @deberta(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) -> tensor<1x4x
 }
 // -----
 
-// p2c divided by another scale than Q K^T and c2p: the kernel scales all three alike, so nothing fuses.
+// p2c divided by another scale (2) than Q K^T and c2p (3): the kernel scales all three terms by 1/3, so K's heads
+// are multiplied by 3/2 before p2c's GEMM.
 // CHECK-LABEL: func.func @p2c_scaled_apart
-// CHECK: bertc.relative_gather
-// CHECK: bertc.softmax
-// CHECK-NOT: bertc.attention
+// CHECK: "bertc.slice"(%{{.*}}) {dim = 2 : i64, start = 8 : i64}
+// CHECK: %[[RATIO:.*]] = "bertc.constant"() {value = dense<1.500000e+00> : tensor<f32>}
+// CHECK: %[[KH:.*]] = "bertc.mul"(%{{.*}}, %[[RATIO]])
+// CHECK: %[[KPOS:.*]] = "bertc.matmul"(%[[KH]], %{{.*}})
+// CHECK: "bertc.attention"({{.*}}, %[[KPOS]], %{{.*}}) {{.*}} scale = 0.333333343 : f32
+// CHECK-NOT: bertc.relative_gather
+// CHECK-NOT: bertc.softmax
 func.func @p2c_scaled_apart(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
   %wq = "bertc.weight"() {name = "q.weight"} : () -> tensor<8x8xf32>
   %bq = "bertc.weight"() {name = "q.bias"} : () -> tensor<8xf32>
