@@ -216,14 +216,19 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         b, s, h = _shape(op.results[0])
         heads, window = op.attributes["num_heads"].value, op.window.value
         keys = min(s, window + 1) if window else s  # a local layer's query reaches window + 1 keys at most (ModernBERT)
-        f = {"dispatch": 1, "flops": 4.0 * b * s * keys * h, "scores": b * heads * s * keys, "values": b * s * h,
-             "heads": b * heads, "head_rows": b * heads * s}
+        # DeBERTa's c2p and p2c terms: each a table lookup and a load per score (p2c's a column of its [S, W] rows,
+        # away from the cache line of the last), about what a score's own exp and bookkeeping cost, so each counts
+        # as one more score; their [B*heads, S, W] inputs are read once
+        terms = [x for x in (op.c2p, op.p2c) if x is not None]
+        f = {"dispatch": 1, "flops": 4.0 * b * s * keys * h, "scores": b * heads * s * keys * (1 + len(terms)),
+             "values": b * s * h, "heads": b * heads, "head_rows": b * heads * s}
         # MPNet's relative-position bias is one load and add per score, beside its D multiply-adds and its exp: the
         # scores feature prices it with them
         rel = ", rel-pos bias" if op.rel_bias is not None else ""
         rel += f", window {window}" if window else ""
-        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * keys * h, 4.0 * (b * s * 3 * h + b * s * h),
-                      detail=f"{heads} heads{rel}")
+        rel += ", " + "+".join(k for k in ("c2p", "p2c") if getattr(op, k) is not None) if terms else ""
+        moved = 4.0 * (b * s * 3 * h + b * s * h + sum(math.prod(_shape(x)) for x in terms))
+        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * keys * h, moved, detail=f"{heads} heads{rel}")
     if kind == "layer_norm":
         e = math.prod(out)
         return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 8.0 * e,

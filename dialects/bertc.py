@@ -221,6 +221,12 @@ class AttentionOp(Bertc.Operation, name="attention"):
     (optional, [heads, 2N - 1]: MPNet's relative positions) adds rel_bias[h, j - i + N - 1] to the score
     of query i and key j. A ``window`` > 0 (ModernBERT's local layers) masks key j of query i where
     |i - j| > window / 2, as a padded key is; 0 attends to every key.
+
+    DeBERTa's disentangled attention: ``c2p`` (content to position: Q against the position keys) and ``p2c`` (K
+    against the position queries), each [B * heads, S, W] (rows of head h of batch b at b * heads + h) with its
+    i64 table of columns [2N - 1] (``c2p_index``, ``p2c_index``), add to the score before it is scaled:
+    score[i, j] = (q_i . k_j + c2p[i, c2p_index[j - i + N - 1]] + p2c[j, p2c_index[i - j + N - 1]]) * scale.
+    Either pair may be absent (a model with one of the two terms).
     """
 
     traits = OpTraits("kernel", "bertc_attention", "attention", "attention")
@@ -232,11 +238,15 @@ class AttentionOp(Bertc.Operation, name="attention"):
     out: Result[Any]
     rel_bias: Operand[Any] | None = None
     v: Operand[Any] | None = None
+    c2p: Operand[Any] | None = None
+    c2p_index: Operand[Any] | None = None
+    p2c: Operand[Any] | None = None
+    p2c_index: Operand[Any] | None = None
     window: ir.IntegerAttr = attribute(default_factory=_no_window)
 
     def verify_invariants(self) -> bool:
         q, m, o = shape(self.qkv), shape(self.mask), shape(self.out)
-        if _bad_window(self):
+        if _bad_window(self) or not _disentangled_ok(self, q):
             return False
         heads, parts = self.num_heads.value, 3 if self.v is None else 2
         if len(q) != 3 or q[2] % parts != 0:
@@ -255,6 +265,25 @@ class AttentionOp(Bertc.Operation, name="attention"):
             if len(r) != 2 or r[0] != heads or r[1] % 2 != 1 or (q[1] != DYNAMIC and r[1] < 2 * q[1] - 1):
                 return _fail(self, f"rel_bias {r} should be [{heads}, 2N - 1] with N >= the sequence length")
         return True
+
+
+def _disentangled_ok(op, q: list[int]) -> bool:
+    """DeBERTa's c2p / p2c scores [B * heads, S, W] and their i64 column tables [2N - 1], N >= S, in pairs."""
+    widths = set()
+    for name in ("c2p", "p2c"):
+        x, t = getattr(op, name), getattr(op, name + "_index")
+        if (x is None) != (t is None):
+            return _fail(op, f"{name} and {name}_index come together")
+        if x is None:
+            continue
+        s, n = shape(x), shape(t)
+        if len(s) != 3 or len(q) != 3 or (q[0] != DYNAMIC and s[0] != q[0] * op.num_heads.value) or s[1] != q[1]:
+            return _fail(op, f"{name} {s} should be [B * heads, S, W] = [{q[0]} * {op.num_heads.value}, {q[1]}, W]")
+        if str(ir.RankedTensorType(t.type).element_type) != "i64" or len(n) != 1 or n[0] % 2 != 1 or (
+                q[1] != DYNAMIC and n[0] < 2 * q[1] - 1):
+            return _fail(op, f"{name}_index {t.type} should be i64 [2N - 1] with N >= the sequence length")
+        widths.add(s[2])
+    return len(widths) <= 1 or _fail(op, f"c2p and p2c widths {sorted(widths)} differ")
 
 
 class RelativeBiasOp(Bertc.Operation, name="relative_bias"):

@@ -349,6 +349,13 @@ def mask_bias_fill(op) -> float:
     return op.attributes["fill"].value
 
 
+def position_terms(op) -> tuple[int, int] | None:
+    """A bertc.attention's DeBERTa c2p / p2c scores: (W, their positions; R, the span of their [2R - 1] column
+    tables), as kernels.h's bertc_disentangled and attention.comp's POSITIONS read them; None without either."""
+    scores, index = op.c2p or op.p2c, op.c2p_index or op.p2c_index
+    return None if scores is None else (shape_of(scores)[-1], (shape_of(index)[0] + 1) // 2)
+
+
 ACTIVATION = {B.TanhOp: "tanh", B.ReluOp: "relu", B.SiluOp: "silu"}  # bertc.gelu's depends on ``approximate``
 
 

@@ -45,6 +45,7 @@ from .codegen import (
     op_label,
     ops_table,
     outputs_table,
+    position_terms,
     program_header_fields,
     slice_dims,
     transpose_strides,
@@ -175,8 +176,18 @@ def emit_attention(e: CEmitter, op) -> str:
     span = 0 if rel is None else (shape_of(rel)[1] + 1) // 2
     qk = e.ptr(op.qkv)  # Q|K|V rows, V from column 2H; or Q|K rows and V's own (MobileBERT)
     v, qk_row, v_row = (f"{qk} + {2 * h}", 3 * h, 3 * h) if op.v is None else (e.ptr(op.v), 2 * h, h)
-    return e.kernel(op, "p", qk, qk_row, v, v_row, e.ptr(op.mask), e.opt(rel), span, op.window.value, e.out(op), b,
-                    s, h, op.attributes["num_heads"].value, _f(op.attributes["scale"].value))
+    return e.kernel(op, "p", qk, qk_row, v, v_row, e.ptr(op.mask), e.opt(rel), span, disentangled(e, op),
+                    op.window.value, e.out(op), b, s, h, op.attributes["num_heads"].value,
+                    _f(op.attributes["scale"].value))
+
+
+def disentangled(e: CEmitter, op) -> str:
+    """DeBERTa's c2p / p2c scores and their column tables, kernels.h's bertc_disentangled (NULL: none)."""
+    dims = position_terms(op)
+    if dims is None:
+        return "NULL"
+    fields = (e.opt(op.c2p), e.opt(op.p2c), e.opt(op.c2p_index), e.opt(op.p2c_index), *dims)
+    return f"&(const bertc_disentangled){{{', '.join(map(str, fields))}}}"
 
 
 def emit_relative_bias(e: CEmitter, op) -> str:

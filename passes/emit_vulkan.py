@@ -63,6 +63,7 @@ from .codegen import (
     op_label,
     ops_table,
     outputs_table,
+    position_terms,
     program_header_fields,
     slice_dims,
     transpose_strides,
@@ -82,8 +83,10 @@ SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
 # attention.comp's variants, each define a suffix: the run's length L in a push constant (a dynamic program); MPNet's
 # relative-position bias (2 more push constants); MobileBERT's V rows apart from Q|K (1 more); ModernBERT's local
-# layers' window (1 more). The extra push constants follow push[6] (the run's length) in this order.
-ATTENTION_VARIANTS = {"_seq": "SEQ_FROM_PUSH", "_rel": "REL_BIAS", "_v": "V_APART", "_win": "WINDOW"}
+# layers' window (1 more); DeBERTa's c2p and p2c scores (6 more). The extra push constants follow push[6] (the run's
+# length) in this order.
+ATTENTION_VARIANTS = {"_seq": "SEQ_FROM_PUSH", "_rel": "REL_BIAS", "_v": "V_APART", "_win": "WINDOW",
+                      "_pos": "POSITIONS"}
 SHADERS.update({"attention" + "".join(chosen): ("attention.comp", tuple(ATTENTION_VARIANTS[c] for c in chosen))
                 for n in range(1, len(ATTENTION_VARIANTS) + 1) for chosen in combinations(ATTENTION_VARIANTS, n)})
 MAX_DEGREE = 2  # vk_program.h's bertc_vk_seq_size holds coefficients of 1, L and L*L (attention scores: L*L)
@@ -270,6 +273,9 @@ def emit_attention(e: VkEmitter, op) -> Dispatch:
         extra, suffix = (*extra, e.word(op.v)), suffix + "_v"
     if op.window.value:  # a local layer's window (ModernBERT), after all the others
         extra, suffix = (*extra, op.window.value), suffix + "_win"
+    if position_terms(op):  # DeBERTa's position scores, their tables, W and R: after all the others
+        extra = (*extra, e.opt(op.c2p), e.opt(op.p2c), e.opt(op.c2p_index), e.opt(op.p2c_index), *position_terms(op))
+        suffix += "_pos"
     if isinstance(s, Len):  # the shared score row is sized for the bound; the run's length comes in a push constant
         n = bound(s, e.module)
         return e.dispatch(op, (wg, 1, n, d), (*push, s, *extra), (LenGroups(s, 1), heads, b), 4 * (d + n + wg),

@@ -38,6 +38,20 @@ One projection already [B,S,3H] (ModernBERT's Wqkv, no bias) whose rows raise-to
 attention's input as it is: no concat. A mask with a local window (``"bertc.mask_bias"(%mask) {window = w}``,
 ModernBERT's sliding layers) gives the attention its ``window = w``.
 
+DeBERTa's disentangled attention adds content-to-position and position-to-content scores, each a GEMM of the
+heads merged [B*n,S,D] against position keys or queries [B*n,D,W] whose columns ``bertc.relative_gather`` picks by
+relative position (p2c's then transposed), each term divided by the scale (a term scaled otherwise, as DeBERTa v1
+scales its position queries, has its heads multiplied by the ratio: the kernel scales all three alike)::
+
+    %c  = "bertc.relative_gather"("bertc.matmul"(%qh, %pos_k), %ci)         -> [B*n,S,S]
+    %p  = "bertc.transpose"("bertc.relative_gather"("bertc.matmul"(%kh, %pos_q), %pi)) {perm = [0,2,1]}
+    %s  = "bertc.add"("bertc.matmul"(%qh, %kh^T / s), "bertc.add"(%c / s, %p / s))
+
+The GEMMs stay (on Q and K sliced from the fused rows) and the attention picks the scores itself, so neither the
+gathered [B*n,S,S] terms nor the sum of them is ever written::
+
+    %o   = "bertc.attention"(%qkv, %mask, "bertc.matmul"(%qh', %pos_k), %ci, "bertc.matmul"(%kh', %pos_q), %pi)
+
 Any transpose chain that yields the same head layout matches (view+permute, transpose(1,2),
 transpose(-1,-2) on K); the scale may sit on the scores or on Q. Nothing fuses when Q and K are not
 projections of one input, the mask is not a padding mask, or a head layout differs.
@@ -45,6 +59,7 @@ projections of one input, the mask is not a padding mask, or a head layout diffe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +82,17 @@ class Heads:
 
 
 @dataclass(frozen=True)
+class PositionScores:
+    """One of DeBERTa's disentangled terms: ``relative_gather(matmul(heads, positions), index)``, on Q's heads
+    (c2p) or K's (p2c, read transposed)."""
+
+    heads: Heads  # whose rows the GEMM multiplies, merged [B*n,S,D]
+    positions: ir.Value  # the GEMM's other side [B*n,D,W]: position keys (c2p) or queries (p2c)
+    index: ir.Value  # the gather's i64 [2N-1] columns
+    scale: float
+
+
+@dataclass(frozen=True)
 class AttentionMatch:
     q: Heads
     k: Heads
@@ -75,6 +101,8 @@ class AttentionMatch:
     scale: float
     output: ir.OpView  # the final reshape back to [B,S,H]
     rel: ir.Value | None = None  # a bertc.relative_bias's [n, 2N-1] table, added to the scores (MPNet)
+    c2p: PositionScores | None = None  # DeBERTa's content-to-position scores (Q against the position keys)
+    p2c: PositionScores | None = None  # and position-to-content (K against the position queries)
     v_apart: bool = False  # V projects another input than Q and K (MobileBERT): its rows stay its own linear's
     window: int = 0  # the mask's local window (ModernBERT's sliding layers); 0: none
 
@@ -96,8 +124,31 @@ def splat_value(value: ir.Value) -> float | None:
     return float(arr.flat[0]) if arr.size and np.all(arr == arr.flat[0]) else None
 
 
+def perm_of(value: ir.Value) -> list[int] | None:
+    """The permutation of the transpose that makes ``value``; None where no transpose does."""
+    return list(ir.DenseI64ArrayAttr(producer(value).attributes["perm"])) if is_op(value, B.TransposeOp) else None
+
+
+def heads_merged(value: ir.Value, rank: int) -> ir.Value | None:
+    """The [B,n,S,X] value a [B*n,S,X] one reshapes (rank 4), or the [B*n,S,X] one a [B,n,S,X] reshapes (rank 3):
+    DeBERTa computes its attention on heads merged into the batch."""
+    if not is_op(value, B.ReshapeOp):
+        return None
+    src = producer(value).operands[0]
+    four, three = (shape_of(src), shape_of(value)) if rank == 4 else (shape_of(value), shape_of(src))
+    if len(four) == 4 and len(three) == 3 and four[2:] == three[1:] and four[0] * four[1] == three[0]:
+        return src
+    return None
+
+
 def match_heads(value: ir.Value) -> Heads | None:
     perm = (0, 1, 2, 3)
+    if len(shape_of(value)) == 3:  # heads merged [B*n,S,D], or [B*n,D,S] transposed
+        swapped = perm_of(value) == [0, 2, 1]
+        value = heads_merged(producer(value).operands[0] if swapped else value, 4)
+        if value is None:
+            return None
+        perm = (0, 1, 3, 2) if swapped else perm
     while is_op(value, B.TransposeOp):
         t = producer(value)
         p = list(ir.DenseI64ArrayAttr(t.attributes["perm"]))
@@ -151,17 +202,66 @@ def _scaled(value: ir.Value) -> tuple[ir.Value, float]:
     return value, 1.0
 
 
+def _score_terms(value: ir.Value) -> list[ir.Value]:
+    """The summands of a tree of same-shaped ``bertc.add``s (an add of a scalar 0 dropped): DeBERTa's scores."""
+    p = producer(value)
+    if isinstance(p, B.AddOp) and shape_of(p.operands[1]) in ([], [1]) and splat_value(p.operands[1]) == 0.0:
+        return _score_terms(p.operands[0])
+    if isinstance(p, B.AddOp) and shape_of(p.operands[0]) == shape_of(p.operands[1]) == shape_of(value):
+        return _score_terms(p.operands[0]) + _score_terms(p.operands[1])
+    return [value]
+
+
+def match_position_scores(term: ir.Value) -> tuple[str, PositionScores] | None:
+    """A disentangled term: ("c2p", ...) for ``gather(Q P_k^T) / s``, ("p2c", ...) for ``gather(K P_q^T)^T / s``."""
+    x, scale = _scaled(term)
+    kind = "c2p"
+    if perm_of(x) == [0, 2, 1]:
+        kind, x = "p2c", producer(x).operands[0]
+    if not is_op(x, B.RelativeGatherOp) or not is_op(producer(x).operands[0], B.MatmulOp):
+        return None
+    gemm = producer(producer(x).operands[0])
+    rows, row_scale = _scaled(gemm.operands[0])
+    heads = match_heads(rows)
+    if heads is None or heads.perm != (0, 2, 1, 3) or len(shape_of(rows)) != 3:
+        return None
+    return kind, PositionScores(heads, gemm.operands[1], producer(x).operands[1], scale * row_scale)
+
+
+def _same_heads(a: Heads, b: Heads) -> bool:
+    """One projection's heads, whatever their layout (K's are read transposed by Q K^T, as they are by p2c)."""
+    return (a.linear, a.start, a.width, a.heads) == (b.linear, b.start, b.width, b.heads) \
+        and same_rotation(a.rotary, b.rotary)
+
+
+def match_disentangled(terms: list[ir.Value]) -> tuple[ir.Value, dict[str, PositionScores]] | None:
+    """The Q K^T term of DeBERTa's scores and its c2p / p2c terms (at most one each), else None."""
+    found: dict[str, PositionScores] = {}
+    rest = []
+    for t in terms:
+        pos = match_position_scores(t)
+        if pos is None:
+            rest.append(t)
+        elif pos[0] in found:
+            return None
+        else:
+            found[pos[0]] = pos[1]
+    return (rest[0], found) if len(rest) == 1 else None
+
+
 def match_attention(output: ir.OpView) -> AttentionMatch | None:
     """``output`` is a candidate final reshape [B,n,S,D]-ish -> [B,S,H]."""
     if len(shape_of(output.results[0])) != 3:
         return None
     t = output.operands[0]
-    if not is_op(t, B.TransposeOp) or list(ir.DenseI64ArrayAttr(producer(t).attributes["perm"])) != [0, 2, 1, 3]:
+    if perm_of(t) != [0, 2, 1, 3]:
         return None
-    pv = producer(producer(t).operands[0])
+    pv_out = producer(t).operands[0]
+    pv = producer(heads_merged(pv_out, 3) or pv_out)
     if not isinstance(pv, B.MatmulOp):
         return None
     probs, v_side = pv.operands[0], pv.operands[1]
+    probs = heads_merged(probs, 4) or probs
     if not is_op(probs, B.SoftmaxOp):
         return None
     scores = producer(probs).operands[0]
@@ -176,14 +276,24 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
     if is_op(scores, B.AddOp) and is_op(producer(scores).operands[1], B.RelativeBiasOp):
         rel = producer(producer(scores).operands[1]).operands[0]
         scores = producer(scores).operands[0]
+    scores = heads_merged(scores, 3) or scores
+    split = match_disentangled(_score_terms(scores))
+    if split is None:
+        return None
+    scores, pos = split
     scores, scale = _scaled(scores)
     if not is_op(scores, B.MatmulOp):
         return None
     qk = producer(scores)
     q_side, q_scale = _scaled(qk.operands[0])
-    q, k, v = match_heads(q_side), match_heads(qk.operands[1]), match_heads(v_side)
+    k_side, k_scale = _scaled(qk.operands[1])
+    q, k, v = match_heads(q_side), match_heads(k_side), match_heads(v_side)
     if not (q and k and v):
         return None
+    scale *= q_scale * k_scale
+    for kind, heads in (("c2p", q), ("p2c", k)):  # each term on its own side's heads
+        if kind in pos and not _same_heads(pos[kind].heads, heads):
+            return None
     if q.perm != (0, 2, 1, 3) or v.perm != (0, 2, 1, 3) or k.perm != (0, 2, 3, 1):
         return None
     if not (q.heads == k.heads == v.heads) or v.rotary is not None or not same_rotation(q.rotary, k.rotary):
@@ -191,7 +301,7 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
     if rel is not None and shape_of(rel)[0] != q.heads:
         return None
     if any(h.start is not None for h in (q, k, v)):  # column blocks: of one projection, in Q|K|V order
-        m = AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, window=window)
+        m = AttentionMatch(q, k, v, mask, scale, output, rel, pos.get("c2p"), pos.get("p2c"), window=window)
         return m if m.fused_rows and shape_of(output.results[0])[-1] == q.width else None
     v_apart = v.linear.operands[0] != q.linear.operands[0]
     biases = [h.linear.bias is not None for h in ((q, k) if v_apart else (q, k, v))]
@@ -199,7 +309,7 @@ def match_attention(output: ir.OpView) -> AttentionMatch | None:
         return None
     if not shape_of(output.results[0]) == shape_of(q.linear.results[0]) == shape_of(v.linear.results[0]):
         return None
-    return AttentionMatch(q, k, v, mask, scale * q_scale, output, rel, v_apart, window)
+    return AttentionMatch(q, k, v, mask, scale, output, rel, pos.get("c2p"), pos.get("p2c"), v_apart, window)
 
 
 def merged_rows(m: AttentionMatch) -> ir.Value:
@@ -220,6 +330,23 @@ def merged_rows(m: AttentionMatch) -> ir.Value:
     return B.LinearOp(x, w, ir.StringAttr.get("none"), tensor_type(shape_of(x)[:-1] + [cols]), bias=b).out
 
 
+def position_gemm(qkv: ir.Value, pos: PositionScores, start: int, scale: float) -> ir.Value:
+    """c2p or p2c again, on the heads of the fused rows' columns [start, start + H) (Q's or K's): ``pos.positions``
+    [B*n,D,W] against them merged [B*n,S,D] -> [B*n,S,W], the rows the attention reads (which it multiplies by the
+    attention's ``scale``: a term scaled otherwise has its heads multiplied by the ratio first)."""
+    b, s, _ = shape_of(qkv)
+    n, h = pos.heads.heads, pos.heads.width
+    i64 = ir.IntegerType.get_signless(64)
+    rows = B.SliceOp(qkv, ir.IntegerAttr.get(i64, 2), ir.IntegerAttr.get(i64, start), tensor_type([b, s, h])).out
+    split = B.ReshapeOp(rows, tensor_type([b, s, n, h // n])).out
+    heads = B.TransposeOp(split, ir.DenseI64ArrayAttr.get([0, 2, 1, 3]), tensor_type([b, n, s, h // n])).out
+    merged = B.ReshapeOp(heads, tensor_type([b * n, s, h // n])).out
+    if not math.isclose(pos.scale, scale, rel_tol=1e-6):  # the kernel scales the term as Q K^T: the rest on its rows
+        ratio = B.ConstantOp(ir.DenseElementsAttr.get(np.array(pos.scale / scale, np.float32)), tensor_type([])).out
+        merged = B.MulOp(merged, ratio, merged.type).out
+    return B.MatmulOp(merged, pos.positions, tensor_type([b * n, s, shape_of(pos.positions)[-1]])).out
+
+
 def rewrite(m: AttentionMatch) -> None:
     n = m.q.width
     i64 = ir.IntegerType.get_signless(64)
@@ -229,9 +356,13 @@ def rewrite(m: AttentionMatch) -> None:
         if rot is not None:  # Q and K rotated in place of the fused rows (V copied, where it is one of them)
             qkv = B.RotaryOp(qkv, rot.operands[1], rot.operands[2], rot.attributes["style"],
                              ir.IntegerAttr.get(i64, 2 * n), qkv.type).out
+        pos = {}
+        for kind, p, start in (("c2p", m.c2p, 0), ("p2c", m.p2c, n)):
+            if p is not None:
+                pos |= {kind: position_gemm(qkv, p, start, m.scale), f"{kind}_index": p.index}
         att = B.AttentionOp(qkv, m.mask, ir.IntegerAttr.get(i64, m.q.heads), ir.FloatAttr.get_f32(m.scale),
                             m.output.results[0].type, rel_bias=m.rel, v=m.v.linear.results[0] if m.v_apart else None,
-                            window=ir.IntegerAttr.get(i64, m.window)).out
+                            window=ir.IntegerAttr.get(i64, m.window), **pos).out
     m.output.results[0].replace_all_uses_with(att)
 
 

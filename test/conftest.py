@@ -26,11 +26,13 @@ MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird
               "modernbert": ("eager", "sdpa"), "convbert": ("eager",)}
 # Attention blocks fuse-attention makes one kernel of, per tiny model where not 2 (MobileBERT's two are: its Q|K rows
 # from the shared bottleneck, its V rows from the layer input, bertc.attention's fourth operand; ModernBERT's are its
-# fused Wqkv rows, layer 1's with its local window). DeBERTa's disentangled attention (c2p and p2c scores: two more
-# matmuls a layer) is correct unfused, not fused yet. ConvBERT's are its attention half (head_ratio 2: one of the tiny
-# model's two heads), the other half its span convolution (bertc.span_conv), so 2 as well.
-FUSED_ATTENTION = {"deberta": 0, "deberta-v2": 0}
-MATMULS_A_LAYER = {"deberta": 4, "deberta-v2": 4}  # unfused: Q K^T and P V, and DeBERTa's c2p and p2c scores
+# fused Wqkv rows, layer 1's with its local window; DeBERTa-v2/v3's with its c2p and p2c scores as operands; ConvBERT's
+# are its attention half (head_ratio 2: one of the tiny model's two heads), the other half its span convolution).
+# DeBERTa v1's disentangled attention is correct unfused, not fused yet.
+FUSED_ATTENTION = {"deberta": 0}
+# matmuls a layer left beside a fused attention: DeBERTa-v2's c2p and p2c scores, GEMMs against its position keys and
+# queries whose columns the attention picks; unfused (v1): Q K^T and P V as well
+MATMULS_A_LAYER = {"deberta": 4, "deberta-v2": 2}
 # rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
 # with a SwiGLU FFN (SiLU folded into the gate's GEMM), EuroBERT pre-RMSNorm
 ROTARY = ["roformer", "esm", "nomic_bert", "eurobert"]

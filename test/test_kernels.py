@@ -54,7 +54,7 @@ def test_isa_kernels_match_reference(variant, tmp_path):
     r = subprocess.run(run + tiles, capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     kernels = ["bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_rms_norm",
-               "bertc_softmax"]
+               "bertc_softmax", "bertc_matmul"]
     for kernel in kernels + (["bertc_linear_packed_f16"] if fp16 else []):
         assert any(f"{kernel} " in line and f"impl {isa}" in line for line in r.stdout.splitlines()), r.stdout
     # the int8 GEMM: the ISA file's where it has one (NEON only with SDOT: SMMLA where the CPU has i8mm, as

@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # DeBERTa: the relative gather's op, kernel and shader, folded weights; ModernBERT: unbind / chunk, fused Wqkv rows,
 # the local window; ESM-2's token dropout: canonicalize_token_dropout and its op; ConvBERT: canonicalize_conv, the
 # depthwise_conv1d and span_conv ops; DeBERTa v1: canonicalize_norms' LayerNorm, canonicalize-inputs' moving window;
+# DeBERTa-v2's c2p / p2c scores read by the fused attention: their match in fuse-attention, the batched matmul kernels;
 # ModernBERT: canonicalize_glu; issue 19: the SMMLA int8 kernel, the cost model's int8 GEMMs and calibrate --int8;
 # the tests of all of these).
-BUDGETS = {"bertc": 6850, "dialects": 700, "passes": 4550, "runtime": 8850, "test": 5800, "benchmarks": 2450,
+BUDGETS = {"bertc": 6850, "dialects": 750, "passes": 4750, "runtime": 9100, "test": 6000, "benchmarks": 2450,
            "search": 2700}
 
 

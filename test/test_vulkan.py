@@ -175,9 +175,21 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
            w("qkv", B, S, 3 * h), w("lnx", 1, S, ln), w("lnr", 1, S, ln), w("g", ln), w("b", ln),
            w("sm", B, 3, 5, S), w("table", 130, 20), w("ea", B, 5, 7), w("eb", 7), w("ec", B, 1, 7), w("ed", B, 5, 1),
            w("tr", 3, 4, 5), w("ma", 3, 17, 9), w("mb", 3, 9, 21), w("u", B, S, 11), w("rtab", heads, 2 * S + 5),
-           w("qk", B, S, 2 * h), w("vv", B, S, h),
+           w("qk", B, S, 2 * h), w("vv", B, S, h), w("c2p", B * heads, S, 7), w("p2c", B * heads, S, 7),
            w("cos", S + 3, d), w("sin", S + 3, d), w("dww", 20, 9), w("spk", B, S, 2, 9), w("cx", B, S, 20)]
     seg = "operandSegmentSizes = array<i32"
+
+    def attention(name: str, rel: bool, v: bool, win: int, scale: float, pos: str) -> str:
+        operands = [("%qk", t(B, S, 2 * h)) if v else ("%qkv", t(B, S, 3 * h)), ("%mask", t(B, S, dt="i64"))]
+        operands += [("%rtab", t(heads, 2 * S + 5))] * rel + [("%vv", t(B, S, h))] * v
+        for kind in "cp":  # c2p, p2c: scores [B * heads, S, 7] and a column table
+            operands += [(f"%{kind}2{'pc'[kind == 'p']}", t(B * heads, S, 7)), (f"%{kind}at", t(2 * S + 5, dt="i64"))] \
+                * (kind in pos)
+        sizes = [1, 1, int(rel), int(v)] + [int("c" in pos)] * 2 + [int("p" in pos)] * 2
+        return (f'%{name} = "bertc.attention"({", ".join(o for o, _ in operands)}) {{num_heads = {heads} : i64, '
+                f"{seg}: {', '.join(map(str, sizes))}>, scale = {scale} : f32, window = {win} : i64}}"
+                f" : ({', '.join(ty for _, ty in operands)}) -> {t(B, S, h)}")
+
     ops += [
         (f'%lin = "bertc.linear"(%x, %wt, %bias, %res) {{activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
          f" : ({t(1, m, k)}, {t(n, k)}, {t(n)}, {t(1, m, n)}) -> {t(1, m, n)}"),
@@ -185,16 +197,16 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
         (f'%lin3 = "bertc.linear"(%x, %wt) {{activation = "silu", operandSegmentSizes = array<i32: 1, 1, 0, 0>}}'
          f" : ({t(1, m, k)}, {t(n, k)}) -> {t(1, m, n)}"),
+        f'%cat = "bertc.weight"() {{name = "cat"}} : () -> {t(2 * S + 5, dt="i64")}',
+        f'%pat = "bertc.weight"() {{name = "pat"}} : () -> {t(2 * S + 5, dt="i64")}',
         # every attention.comp variant of a static length: MPNet's relative bias (r), MobileBERT's V rows apart (v),
-        # ModernBERT's local window (w: odd, even, narrower than S)
-        *(f'%{name} = "bertc.attention"({"%qk" if v else "%qkv"}, %mask{", %rtab" if rel else ""}{", %vv" if v else ""}) '
-          f"{{num_heads = {heads} : i64, {seg}: 1, 1, {int(rel)}, {int(v)}>, scale = {scale} : f32, window = {win} : i64}}"
-          f" : ({t(B, S, (2 if v else 3) * h)}, {t(B, S, dt='i64')}{', ' + t(heads, 2 * S + 5) if rel else ''}"
-          f"{', ' + t(B, S, h) if v else ''}) -> {t(B, S, h)}"
-          for name, rel, v, win, scale in (("att", False, False, 0, d ** -0.5), ("attr", True, False, 0, 0.5),
-                                           ("attv", False, True, 0, 0.5), ("attrv", True, True, 0, 0.5),
-                                           ("attw", False, False, 7, d ** -0.5), ("attrw", True, False, 8, 0.5),
-                                           ("attvw", False, True, 6, 0.5), ("attrvw", True, True, 5, 0.5))),
+        # ModernBERT's local window (w: odd, even, narrower than S), DeBERTa's c2p and p2c scores (c, p: _pos)
+        *(attention(*case) for case in (
+            ("att", False, False, 0, d ** -0.5, ""), ("attr", True, False, 0, 0.5, ""),
+            ("attv", False, True, 0, 0.5, ""), ("attrv", True, True, 0, 0.5, ""),
+            ("attw", False, False, 7, d ** -0.5, ""), ("attrw", True, False, 8, 0.5, ""),
+            ("attvw", False, True, 6, 0.5, ""), ("attrvw", True, True, 5, 0.5, ""),
+            ("attcp", False, False, 0, 0.3, "cp"), ("attc", True, False, 6, 0.3, "c"), ("attp", False, True, 0, 0.3, "p"))),
         f'%rb = "bertc.relative_bias"(%rtab) : ({t(heads, 2 * S + 5)}) -> {t(B, heads, S, S)}',
         (f'%ln = "bertc.layer_norm"(%lnx, %g, %b, %lnr) {{eps = 1.0e-5 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>}}'
          f" : ({t(1, S, ln)}, {t(ln)}, {t(ln)}, {t(1, S, ln)}) -> {t(1, S, ln)}"),
@@ -228,7 +240,9 @@ def _kernel_program(rng) -> tuple[IRProgram, int, int]:
         f'%dwc = "bertc.depthwise_conv1d"(%cx, %dww) : ({t(B, S, 20)}, {t(20, 9)}) -> {t(B, S, 20)}',
         f'%span = "bertc.span_conv"(%cx, %spk) : ({t(B, S, 20)}, {t(B, S, 2, 9)}) -> {t(B, S, 20)}',
     ]
-    outs = ["lin", "lin2", "lin3", "att", "attr", "attv", "attrv", "attw", "attrw", "attvw", "attrvw", "rb", "ln", "rms",
+    arrays["cat"], arrays["pat"] = (rng.integers(0, 7, size=2 * S + 5) for _ in range(2))  # columns of c2p, p2c
+    outs = ["lin", "lin2", "lin3", "att", "attr", "attv", "attrv", "attw", "attrw", "attvw", "attrvw", "attcp", "attc",
+            "attp", "rb", "ln", "rms",
             "smx", "emb", "emb2", "sl", "add", "mul", "sub", "div", "gelu", "gelut", "tanh", "silu", "pow", "tp", "mm",
             "mbias", "cast", "tdrop", "rot", "roth", "dwc", "span"]
     types = []
@@ -320,7 +334,7 @@ def test_gpu_target_errors(tmp_path, monkeypatch):
     S = 4096  # attention keeps a row of S scores in shared memory: more than the 16 KiB a phone is sure to have
     qkv = f"tensor<1x{S}x48xf32>"
     text = (f'func.func @main(%ids: tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32> {{\n  %q = "bertc.weight"() {{name = "q"}} '
-            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32, window = 0 : i64}} : ({qkv}, '
+            f': () -> {qkv}\n  %a = "bertc.attention"(%q, %ids) {{num_heads = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64}} : ({qkv}, '
             f"tensor<1x{S}xi64>) -> tensor<1x{S}x16xf32>\n  return %a : tensor<1x{S}x16xf32>\n}}\n")
     program = IRProgram(text, {"q": np.zeros((1, S, 48), np.float32)}, ["input_ids"], ["out"])
     with pytest.raises(BertcError, match="16704 bytes of shared memory.*'android-vulkan' allows \\(16384\\).*shorter --seq-len"):

@@ -113,9 +113,19 @@ void bertc_rms_norm(bertc_pool *p, const float *x, const float *gamma, float *y,
  * window > 0 (ModernBERT's local layers) masks key j of query i where |i - j| > window / 2, as a padded key is;
  * attention_span gives the keys [lo, hi) a query reaches, so a kernel need not look past them; attention_rel_row
  * query i's row of the bias, element j key j's (NULL without one). */
+/* DeBERTa's disentangled attention (pos NULL: none): c2p and p2c are [B * heads, S, W] scores of head h's queries
+ * (c2p) and keys (p2c) of batch b, at rows (b * heads + h) * S, against W relative positions; i64 tables
+ * [2 R - 1] (R >= S) pick their columns. Either may be NULL. Before the scale, the score of query i and key j gains
+ * c2p[i, c2p_at[R - 1 + j - i]] + p2c[j, p2c_at[R - 1 + i - j]] (attention_position_score, or over a row of keys
+ * attention_position_row), so neither gathered [S, S] term is ever written. */
+typedef struct {
+  const float *c2p, *p2c;
+  const int64_t *c2p_at, *p2c_at;
+  int64_t W, R;
+} bertc_disentangled;
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale);
+                     const int64_t *mask, const float *rel, int64_t R, const bertc_disentangled *pos, int64_t window,
+                     float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale);
 static inline void attention_span(int64_t i, int64_t S, int64_t window, int64_t *lo, int64_t *hi) {
   const int64_t half = window / 2;
   *lo = window > 0 && i > half ? i - half : 0;
@@ -123,6 +133,25 @@ static inline void attention_span(int64_t i, int64_t S, int64_t window, int64_t 
 }
 static inline const float *attention_rel_row(const float *rel, int64_t R, int64_t h, int64_t i) {
   return rel ? rel + h * (2 * R - 1) + R - 1 - i : NULL;
+}
+static inline float attention_position_score(const bertc_disentangled *pos, int64_t bh, int64_t S, int64_t i,
+                                             int64_t j) {
+  float s = 0.0f;
+  if (pos->c2p) s += pos->c2p[(bh * S + i) * pos->W + pos->c2p_at[pos->R - 1 + j - i]];
+  if (pos->p2c) s += pos->p2c[(bh * S + j) * pos->W + pos->p2c_at[pos->R - 1 + i - j]];
+  return s;
+}
+/* scores[j] += factor * attention_position_score(j) for the keys [lo, hi) of query i (a masked key's -inf stays). */
+static inline void attention_position_row(const bertc_disentangled *pos, int64_t bh, int64_t S, int64_t i, int64_t lo,
+                                          int64_t hi, float factor, float *scores) {
+  if (!pos) return;
+  const float *c2p = pos->c2p ? pos->c2p + (bh * S + i) * pos->W : NULL;
+  const int64_t *c2p_at = pos->c2p_at + pos->R - 1 - i, *p2c_at = pos->p2c_at + pos->R - 1 + i;
+  for (int64_t j = lo; j < hi; j++) {
+    float s = c2p ? c2p[c2p_at[j]] : 0.0f;
+    if (pos->p2c) s += pos->p2c[(bh * S + j) * pos->W + p2c_at[-j]];
+    scores[j] += factor * s;
+  }
 }
 void bertc_relative_bias(const float *table, float *out, int64_t B, int64_t heads, int64_t S, int64_t R);
 /* out[b, i, j] = x[b, i, table[R - 1 + j - i]]: x [B, S, W], table [2R - 1] columns of x, out [B, S, S] */

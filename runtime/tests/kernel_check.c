@@ -491,8 +491,10 @@ static int check_linear(bertc_pool *p) {
 
 static int check_matmul(bertc_pool *p) {
   result r = {.label = "bertc_matmul"};
-  for (int c = 0; c < RANDOM_CASES; c++) {
-    const int64_t batch = rand_int(1, 3), M = rand_int(1, 20), N = rand_int(1, 40), K = rand_int(1, 40);
+  for (int c = 0; c <= RANDOM_CASES; c++) { /* the last: DeBERTa's c2p / p2c shape, [S, D] x [D, W] per head */
+    const int last = c == RANDOM_CASES;
+    const int64_t batch = last ? 6 : rand_int(1, 3), M = last ? 37 : rand_int(1, 20), N = last ? 70 : rand_int(1, 40),
+                  K = last ? 64 : rand_int(1, 40);
     const int64_t as = rand_int(0, 1) ? M * K : 0, bs = rand_int(0, 1) ? K * N : 0;
     float *a = rand_array(batch * M * K, -1, 1), *b = rand_array(batch * K * N, -1, 1);
     float *got = nan_array(batch * M * N), *want = nan_array(batch * M * N);
@@ -531,13 +533,21 @@ static void check_attention_case(bertc_pool *p, result *r, int64_t B, int64_t S,
   float *rel = R ? rand_array(heads * (2 * R - 1), -3, 3) : NULL;
   /* every third case a local window (ModernBERT's), narrower or wider than S, odd or even */
   const int64_t window = rand_int(0, 2) == 0 ? rand_int(1, S + 4) : 0;
-  bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, window, got, B, S, H, heads, scale);
-  ref_bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, window, want, B, S, H, heads, scale);
-  char shape[128];
-  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld R=%lld v_row=%lld window=%lld", (long long)B,
-           (long long)S, (long long)heads, (long long)D, (long long)R, (long long)v_row, (long long)window);
+  /* two cases in three DeBERTa's c2p and/or p2c scores, W positions, tables of 2P - 1 columns longer than S needs */
+  const int kinds = (int)rand_int(0, 5) & 3; /* bit 0: c2p, bit 1: p2c; 0: no disentangled terms */
+  const int64_t W = rand_int(1, 40), P = S + rand_int(0, 9), n = B * heads * S * W;
+  float *c2p = kinds & 1 ? rand_array(n, -3, 3) : NULL, *p2c = kinds & 2 ? rand_array(n, -3, 3) : NULL;
+  int64_t *at = malloc((size_t)(2 * (2 * P - 1)) * sizeof(int64_t));
+  for (int64_t t = 0; t < 2 * (2 * P - 1); t++) at[t] = rand_int(0, W - 1);
+  const bertc_disentangled dis = {c2p, p2c, at, at + 2 * P - 1, W, P}, *pos = kinds ? &dis : NULL;
+  bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, pos, window, got, B, S, H, heads, scale);
+  ref_bertc_attention(p, qk, qk_row, v, v_row, mask, rel, R, pos, window, want, B, S, H, heads, scale);
+  char shape[160];
+  snprintf(shape, sizeof shape, "B=%lld S=%lld heads=%lld D=%lld R=%lld v_row=%lld window=%lld c2p|p2c=%d",
+           (long long)B, (long long)S, (long long)heads, (long long)D, (long long)R, (long long)v_row, (long long)window,
+           kinds);
   record(r, got, want, B * S * H, shape);
-  free(qk), free(vs), free(got), free(want), free(mask), free(rel);
+  free(qk), free(vs), free(got), free(want), free(mask), free(rel), free(c2p), free(p2c), free(at);
 }
 
 static int check_attention(bertc_pool *p) {

@@ -12,7 +12,7 @@ func.func @layer(%x: tensor<1x?x32xf32>, %mask: tensor<1x?xi64>) -> tensor<1x?x3
   %w = "bertc.weight"() {name = "qkv.weight"} : () -> tensor<96x32xf32>
   %b = "bertc.weight"() {name = "qkv.bias"} : () -> tensor<96xf32>
   %qkv = "bertc.linear"(%x, %w, %b) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x?x32xf32>, tensor<96x32xf32>, tensor<96xf32>) -> tensor<1x?x96xf32>
-  %ctx = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 2.500000e-01 : f32, window = 0 : i64} : (tensor<1x?x96xf32>, tensor<1x?xi64>) -> tensor<1x?x32xf32>
+  %ctx = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 2.500000e-01 : f32, window = 0 : i64} : (tensor<1x?x96xf32>, tensor<1x?xi64>) -> tensor<1x?x32xf32>
   %g = "bertc.weight"() {name = "ln.weight"} : () -> tensor<32xf32>
   %be = "bertc.weight"() {name = "ln.bias"} : () -> tensor<32xf32>
   %n = "bertc.layer_norm"(%ctx, %g, %be, %x) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x?x32xf32>, tensor<32xf32>, tensor<32xf32>, tensor<1x?x32xf32>) -> tensor<1x?x32xf32>

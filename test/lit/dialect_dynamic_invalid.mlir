@@ -3,7 +3,7 @@
 // A dynamic length is only ever equal to itself: ? against a static size is a mismatch.
 // CHECK: 'bertc.attention' mask [1, 8] should be [1, ?]
 func.func @mask_static(%qkv: tensor<1x?x96xf32>, %m: tensor<1x8xi64>) -> tensor<1x?x32xf32> {
-  %0 = "bertc.attention"(%qkv, %m) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x?x96xf32>, tensor<1x8xi64>) -> tensor<1x?x32xf32>
+  %0 = "bertc.attention"(%qkv, %m) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x?x96xf32>, tensor<1x8xi64>) -> tensor<1x?x32xf32>
   return %0 : tensor<1x?x32xf32>
 }
 

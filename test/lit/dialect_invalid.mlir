@@ -11,7 +11,7 @@ func.func @linear_k(%x: tensor<2x5xf32>, %w: tensor<3x4xf32>) -> tensor<2x3xf32>
 
 // CHECK: 'bertc.attention' hidden size 8 is not divisible by 3 heads
 func.func @heads(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
-  %0 = "bertc.attention"(%qkv, %m) {num_heads = 3 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
+  %0 = "bertc.attention"(%qkv, %m) {num_heads = 3 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
 
@@ -19,7 +19,7 @@ func.func @heads(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>) -> tensor<1x4x8x
 
 // CHECK: 'bertc.attention' window -2 is negative (0: no local window)
 func.func @window(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
-  %0 = "bertc.attention"(%qkv, %m) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 1.0 : f32, window = -2 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
+  %0 = "bertc.attention"(%qkv, %m) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 1.0 : f32, window = -2 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
 
@@ -28,7 +28,7 @@ func.func @window(%qkv: tensor<1x4x24xf32>, %m: tensor<1x4xi64>) -> tensor<1x4x8
 // V's rows apart (MobileBERT's form): Q|K rows [B, S, 2H] and V rows [B, S, H].
 // CHECK: 'bertc.attention' v [1, 4, 12] should be [1, 4, 8], the Q|K rows' [B, S, H]
 func.func @values_apart(%qk: tensor<1x4x16xf32>, %m: tensor<1x4xi64>, %v: tensor<1x4x12xf32>) -> tensor<1x4x8xf32> {
-  %0 = "bertc.attention"(%qk, %m, %v) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x16xf32>, tensor<1x4xi64>, tensor<1x4x12xf32>) -> tensor<1x4x8xf32>
+  %0 = "bertc.attention"(%qk, %m, %v) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x16xf32>, tensor<1x4xi64>, tensor<1x4x12xf32>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
 
@@ -36,7 +36,7 @@ func.func @values_apart(%qk: tensor<1x4x16xf32>, %m: tensor<1x4xi64>, %v: tensor
 
 // CHECK: 'bertc.attention' qkv [1, 4, 15] is not [B, S, 2*H] (Q|K, V apart)
 func.func @values_apart_odd(%qk: tensor<1x4x15xf32>, %m: tensor<1x4xi64>, %v: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
-  %0 = "bertc.attention"(%qk, %m, %v) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x15xf32>, tensor<1x4xi64>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  %0 = "bertc.attention"(%qk, %m, %v) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 0, 0, 0>, scale = 1.0 : f32, window = 0 : i64} : (tensor<1x4x15xf32>, tensor<1x4xi64>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
   return %0 : tensor<1x4x8xf32>
 }
 

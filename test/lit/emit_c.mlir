@@ -8,7 +8,7 @@
 // CHECK-NEXT: BERTC_TIMED(0, bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), 4, 8, 4, BERTC_ACT_GELU));
 // CHECK: BERTC_TIMED(1, bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 8, 9.999999960041972e-13f));
 // CHECK: BERTC_TIMED(2, bertc_linear(
-// CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, 0, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f));
+// CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, NULL, 0, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f));
 // CHECK: static const char *const kernels[] = {"bertc_attention", "bertc_layer_norm", "bertc_linear"};
 // CHECK: static const bertc_op_info ops[] = {
 // CHECK-NEXT: {"bertc.linear [1, 4, 8]", "bertc_linear"},
@@ -36,7 +36,7 @@ func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4x
   %h = "bertc.linear"(%x, %w) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x4xf32>, tensor<8x4xf32>) -> tensor<1x4x8xf32>
   %n = "bertc.layer_norm"(%h, %g, %b, %h) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x4x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
   %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x8xf32>, tensor<24x8xf32>) -> tensor<1x4x24xf32>
-  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
+  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
   return %a : tensor<1x4x8xf32>
 }
 

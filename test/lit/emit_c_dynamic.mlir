@@ -11,7 +11,7 @@
 // CHECK: /* bertc.linear [1, ?, 8] */
 // CHECK-NEXT: BERTC_TIMED(0, bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), (L), 8, 4, BERTC_ACT_GELU));
 // CHECK: BERTC_TIMED(1, bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (L), 8, 9.999999960041972e-13f));
-// CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, 0, A(float, {{[0-9]+}}), 1, (L), 8, 2, 0.5f));
+// CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, NULL, 0, A(float, {{[0-9]+}}), 1, (L), 8, 2, 0.5f));
 // Scores [1, 2, L, L]: a softmax over 2*L rows of L each.
 // CHECK: BERTC_TIMED(4, bertc_softmax(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (2*L), (L)));
 // CHECK: static const bertc_tensor_slot outputs[] = {
@@ -29,7 +29,7 @@ module attributes {bertc.max_seq_len = 16 : i64} {
     %h = "bertc.linear"(%x, %w) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x?x4xf32>, tensor<8x4xf32>) -> tensor<1x?x8xf32>
     %n = "bertc.layer_norm"(%h, %g, %b, %h) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x?x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
     %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x?x8xf32>, tensor<24x8xf32>) -> tensor<1x?x24xf32>
-    %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
+    %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
     %p = "bertc.softmax"(%s) : (tensor<1x2x?x?xf32>) -> tensor<1x2x?x?xf32>
     return %a : tensor<1x?x8xf32>
   }

@@ -41,7 +41,7 @@ func.func @main(%ids: tensor<1x5xi64>, %mask: tensor<1x5xi64>, %x: tensor<1x5x6x
   %h = "bertc.linear"(%x, %w, %b) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x5x6xf32>, tensor<8x6xf32>, tensor<8xf32>) -> tensor<1x5x8xf32>
   %n = "bertc.layer_norm"(%h, %g, %be, %h) {eps = 9.99999996E-13 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 1>} : (tensor<1x5x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<1x5x8xf32>) -> tensor<1x5x8xf32>
   %qkv = "bertc.linear"(%n, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x5x8xf32>, tensor<24x8xf32>) -> tensor<1x5x24xf32>
-  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
+  %a = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
   return %a : tensor<1x5x8xf32>
 }
 }
@@ -80,7 +80,21 @@ func.func @main(%mask: tensor<1x5xi64>, %x: tensor<1x5x8xf32>, %y: tensor<1x5x6x
   %wv = "bertc.weight"() {name = "v.weight"} : () -> tensor<8x6xf32>
   %qk = "bertc.linear"(%x, %wqk) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x5x8xf32>, tensor<16x8xf32>) -> tensor<1x5x16xf32>
   %v = "bertc.linear"(%y, %wv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x5x6xf32>, tensor<8x6xf32>) -> tensor<1x5x8xf32>
-  %a = "bertc.attention"(%qk, %mask, %v) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x16xf32>, tensor<1x5xi64>, tensor<1x5x8xf32>) -> tensor<1x5x8xf32>
+  %a = "bertc.attention"(%qk, %mask, %v) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x16xf32>, tensor<1x5xi64>, tensor<1x5x8xf32>) -> tensor<1x5x8xf32>
   return %a : tensor<1x5x8xf32>
+}
+}
+
+// -----
+
+// DeBERTa's disentangled attention with its c2p term alone: attention.comp's POSITIONS variant, its six push
+// constants after the others: c2p's scores, NONE for the absent p2c (and its table), c2p's table, W = 6, R = 4.
+// CHECK: Target vulkan; shaders (runtime/vulkan/shaders/): attention_pos (attention.comp -DPOSITIONS).
+// CHECK: /* 0: bertc.attention [1, 4, 8] */ {0, {4, 2, 1}, 12, {[[QKV:[0-9]+]], {{[0-9]+}}, {{[0-9]+}}, 8, 2, 1051372203, [[QPOS:[0-9]+]], NONE, {{[0-9]+}}, NONE, 6, 4}},
+module attributes {bertc.target = "vulkan"} {
+func.func @main(%qkv: tensor<1x4x24xf32>, %mask: tensor<1x4xi64>, %c2p: tensor<2x4x6xf32>) -> tensor<1x4x8xf32> {
+  %ci = "bertc.weight"() {name = "c2p_index"} : () -> tensor<7xi64>
+  %a = "bertc.attention"(%qkv, %mask, %c2p, %ci) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 1, 1, 0, 0>, scale = 0.333333343 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x4x6xf32>, tensor<7xi64>) -> tensor<1x4x8xf32>
+  return %a : tensor<1x4x8xf32>
 }
 }

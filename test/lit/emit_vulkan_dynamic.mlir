@@ -51,7 +51,7 @@ module attributes {bertc.target = "vulkan", bertc.max_seq_len = 16 : i64} {
 func.func @main(%mask: tensor<1x?xi64>, %x: tensor<1x?x8xf32>, %a: tensor<2x?x4xf32>, %b: tensor<2x4x?xf32>, %v: tensor<2x?x4xf32>) -> (tensor<1x?x8xf32>, tensor<2x?x4xf32>) {
   %wqkv = "bertc.weight"() {name = "qkv.weight"} : () -> tensor<24x8xf32>
   %qkv = "bertc.linear"(%x, %wqkv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x?x8xf32>, tensor<24x8xf32>) -> tensor<1x?x24xf32>
-  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
+  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
   %s = "bertc.matmul"(%a, %b) : (tensor<2x?x4xf32>, tensor<2x4x?xf32>) -> tensor<2x?x?xf32>
   %p = "bertc.softmax"(%s) : (tensor<2x?x?xf32>) -> tensor<2x?x?xf32>
   %o = "bertc.matmul"(%p, %v) : (tensor<2x?x?xf32>, tensor<2x?x4xf32>) -> tensor<2x?x4xf32>
@@ -70,7 +70,7 @@ func.func @main(%mask: tensor<1x?xi64>, %x: tensor<1x?x8xf32>, %a: tensor<2x?x4x
 // CHECK: .max_invocations = 64,
 module attributes {bertc.target = "vulkan"} {
 func.func @main(%mask: tensor<1x5xi64>, %qkv: tensor<1x5x24xf32>) -> tensor<1x5x8xf32> {
-  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
+  %att = "bertc.attention"(%qkv, %mask) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x5x24xf32>, tensor<1x5xi64>) -> tensor<1x5x8xf32>
   return %att : tensor<1x5x8xf32>
 }
 }

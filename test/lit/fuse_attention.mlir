@@ -5,7 +5,7 @@
 // CHECK-DAG: %[[W:.*]] = "bertc.concat"(%{{.*}}, %{{.*}}, %{{.*}}) {dim = 0 : i64, operandSegmentSizes = array<i32: 3>} : (tensor<8x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>) -> tensor<24x8xf32>
 // CHECK-DAG: %[[B:.*]] = "bertc.concat"(%{{.*}}, %{{.*}}, %{{.*}}) {dim = 0 : i64, operandSegmentSizes = array<i32: 3>} : (tensor<8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<24xf32>
 // CHECK: %[[QKV:.*]] = "bertc.linear"(%arg0, %[[W]], %[[B]]) {{.*}} -> tensor<1x4x24xf32>
-// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
+// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
 // CHECK: return %[[A]]
 // CHECK-NOT: bertc.softmax
 // CHECK-NOT: bertc.matmul
@@ -113,7 +113,7 @@ func.func @no_mask(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) -> tensor<1x4x
 // CHECK-LABEL: func.func @rotary_fuses
 // CHECK: %[[QKV:.*]] = "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {{.*}} -> tensor<1x4x24xf32>
 // CHECK: %[[R:.*]] = "bertc.rotary"(%[[QKV]], %{{.*}}, %{{.*}}) {columns = 16 : i64, style = "interleaved"} : (tensor<1x4x24xf32>, tensor<6x4xf32>, tensor<6x4xf32>) -> tensor<1x4x24xf32>
-// CHECK: %[[A:.*]] = "bertc.attention"(%[[R]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64}
+// CHECK: %[[A:.*]] = "bertc.attention"(%[[R]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64}
 // CHECK: return %[[A]]
 // CHECK-NOT: columns = 8
 func.func @rotary_fuses(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) -> tensor<1x4x8xf32> {

@@ -4,7 +4,7 @@
 // the fused ops keep the ?.
 // CHECK-LABEL: func.func @fuses
 // CHECK: %[[QKV:.*]] = "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {{.*}} : (tensor<1x?x8xf32>, tensor<24x8xf32>, tensor<24xf32>) -> tensor<1x?x24xf32>
-// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
+// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x24xf32>, tensor<1x?xi64>) -> tensor<1x?x8xf32>
 // CHECK: return %[[A]]
 // CHECK-NOT: bertc.softmax
 // CHECK-NOT: bertc.matmul
@@ -44,7 +44,7 @@ func.func @fuses(%x: tensor<1x?x8xf32>, %mask: tensor<1x?xi64>) -> tensor<1x?x8x
 // CHECK-LABEL: func.func @two_inputs
 // CHECK-DAG: %[[QK:.*]] = "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {{.*}} -> tensor<1x?x16xf32>
 // CHECK-DAG: %[[V:.*]] = "bertc.linear"(%arg1, %{{.*}}, %{{.*}}) {{.*}} -> tensor<1x?x8xf32>
-// CHECK: "bertc.attention"(%[[QK]], %arg2, %[[V]]) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x16xf32>, tensor<1x?xi64>, tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
+// CHECK: "bertc.attention"(%[[QK]], %arg2, %[[V]]) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x?x16xf32>, tensor<1x?xi64>, tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
 // CHECK-NOT: bertc.softmax
 func.func @two_inputs(%x: tensor<1x?x8xf32>, %y: tensor<1x?x8xf32>, %mask: tensor<1x?xi64>) -> tensor<1x?x8xf32> {
   %wq = "bertc.weight"() {name = "q.weight"} : () -> tensor<8x8xf32>

@@ -7,11 +7,11 @@
 // CHECK-LABEL: func.func @fused_rows_window
 // CHECK: %[[QKV:.*]] = "bertc.linear"(%arg0, %{{.*}}) {{.*}} -> tensor<1x4x24xf32>
 // CHECK-NOT: bertc.concat
-// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0>, scale = 5.000000e-01 : f32, window = 2 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
+// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 2 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>) -> tensor<1x4x8xf32>
 // CHECK: return %[[A]]
 // CHECK-NOT: bertc.slice
 // CHECK-NOT: bertc.mask_bias
-// C: bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, 2, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f)
+// C: bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, NULL, 2, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f)
 func.func @fused_rows_window(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
   %w = "bertc.weight"() {name = "attn.Wqkv.weight"} : () -> tensor<24x8xf32>
   %qkv = "bertc.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x4x8xf32>, tensor<24x8xf32>) -> tensor<1x4x24xf32>

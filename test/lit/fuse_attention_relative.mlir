@@ -5,12 +5,12 @@
 // the fused attention's third operand, and the kernel reads it: no [B, heads, S, S] bias is ever made.
 // CHECK-LABEL: func.func @mpnet
 // CHECK: %[[QKV:.*]] = "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {{.*}} -> tensor<1x4x24xf32>
-// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1, %{{.*}}) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x9xf32>) -> tensor<1x4x8xf32>
+// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1, %{{.*}}) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x24xf32>, tensor<1x4xi64>, tensor<2x9xf32>) -> tensor<1x4x8xf32>
 // CHECK: return %[[A]]
 // CHECK-NOT: bertc.relative_bias
 // CHECK-NOT: bertc.softmax
 // The C kernel takes the table and its span R = 5 (2R - 1 = 9 columns).
-// C: bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), W(float, {{[0-9]+}}), 5, 0, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f)
+// C: bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), W(float, {{[0-9]+}}), 5, NULL, 0, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f)
 func.func @mpnet(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
   %wq = "bertc.weight"() {name = "q.weight"} : () -> tensor<8x8xf32>
   %table = "bertc.weight"() {name = "relative_bias.table"} : () -> tensor<2x9xf32>

@@ -8,12 +8,12 @@
 // CHECK-DAG: %[[B:.*]] = "bertc.concat"(%{{.*}}, %{{.*}}) {dim = 0 : i64, operandSegmentSizes = array<i32: 2>} : (tensor<8xf32>, tensor<8xf32>) -> tensor<16xf32>
 // CHECK-DAG: %[[QK:.*]] = "bertc.linear"(%arg0, %[[W]], %[[B]]) {{.*}} -> tensor<1x4x16xf32>
 // CHECK-DAG: %[[V:.*]] = "bertc.linear"(%arg1, %{{.*}}, %{{.*}}) {{.*}} : (tensor<1x4x12xf32>, tensor<8x12xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
-// CHECK: %[[A:.*]] = "bertc.attention"(%[[QK]], %arg2, %[[V]]) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x16xf32>, tensor<1x4xi64>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+// CHECK: %[[A:.*]] = "bertc.attention"(%[[QK]], %arg2, %[[V]]) {num_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 0, 0, 0>, scale = 5.000000e-01 : f32, window = 0 : i64} : (tensor<1x4x16xf32>, tensor<1x4xi64>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
 // CHECK: return %[[A]]
 // CHECK-NOT: bertc.softmax
 // CHECK-NOT: bertc.matmul
 // The kernel reads Q|K rows of 2H = 16 floats and V rows of H = 8, each from its own buffer.
-// C: bertc_attention(p, A(float, [[QK:[0-9]+]]), 16, A(float, [[V:[0-9]+]]), 8, A(int64_t, {{[0-9]+}}), NULL, 0, 0, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f)
+// C: bertc_attention(p, A(float, [[QK:[0-9]+]]), 16, A(float, [[V:[0-9]+]]), 8, A(int64_t, {{[0-9]+}}), NULL, 0, NULL, 0, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f)
 // C: .scratch_floats = {{.*}}BERTC_SCRATCH_ATTENTION(4, 4)
 func.func @mobilebert(%x: tensor<1x4x8xf32>, %y: tensor<1x4x12xf32>, %mask: tensor<1x4xi64>) -> tensor<1x4x8xf32> {
   %wq = "bertc.weight"() {name = "q.weight"} : () -> tensor<8x8xf32>

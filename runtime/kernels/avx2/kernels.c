@@ -801,7 +801,9 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
-  int64_t R, window; /* window > 0: each query reaches the keys of attention_span only */
+  int64_t R;
+  const bertc_disentangled *pos; /* DeBERTa's c2p / p2c scores, or NULL */
+  int64_t window; /* window > 0: each query reaches the keys of attention_span only */
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -896,6 +898,7 @@ static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int
   const float *rel = attention_rel_row(a->rel, a->R, h, i);
   if (rel) /* a masked key stays -inf */
     for (int64_t j = lo; j < hi; j++) w->scores[j] += rel[j];
+  attention_position_row(a->pos, b * a->heads + h, S, i, lo, hi, a->scale, w->scores);
   const float mx = row_max(p, n);
   if (mx == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
     memset(o, 0, (size_t)D * sizeof(float));
@@ -1007,6 +1010,7 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
     const float *rel = attention_rel_row(a->rel, a->R, h, i0 + (r < rows ? r : 0));
+    attention_position_row(a->pos, b * a->heads + h, S, i0 + (r < rows ? r : 0), 0, S, 1.0f, sr); /* scaled below */
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < S; j += 16) { /* scale, bias and mask; masked keys and lanes past S: -inf */
       const __mmask16 m = lanes(S - j);
@@ -1062,9 +1066,9 @@ static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
 #endif
 
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale, 1};
+                     const int64_t *mask, const float *rel, int64_t R, const bertc_disentangled *pos, int64_t window,
+                     float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, pos, window, out, S, H, heads, scale, 1};
 #ifdef __AVX512F__
   /* A query block shares its keys; a local layer's queries each reach a different window, which the
    * per-query path below computes alone (window + 1 keys, not S). */
@@ -1078,9 +1082,69 @@ void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 
+/* ---- batched matmul ------------------------------------------------------------------------ */
+/* out[b] = a[b] @ bm[b] for the matmuls left unfused (DeBERTa's c2p and p2c scores: Q or K heads [S, D] against
+ * W position keys or queries [D, W], per (batch, head)). Work is blocks of up to 4 rows of one batch entry; each
+ * keeps a 4 x 16 tile of outputs in 8 accumulators over all of K (a row of b read once per 4 rows, not per row). */
+typedef struct { const float *a, *b; float *out; int64_t M, N, K, as, bs; } mm_args;
+
+ALWAYS_INLINE void mm_tile(const int R, const int NV, const float *a, const float *b, float *o, int64_t N, int64_t K,
+                           int64_t n0) {
+  __m256 acc[4][2];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; k++) {
+    const __m256 b0 = _mm256_loadu_ps(b + k * N + n0), b1 = NV > 1 ? _mm256_loadu_ps(b + k * N + n0 + 8) : b0;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      const __m256 ar = _mm256_broadcast_ss(a + r * K + k);
+      acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+      if (NV > 1) acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) {
+    _mm256_storeu_ps(o + r * N + n0, acc[r][0]);
+    if (NV > 1) _mm256_storeu_ps(o + r * N + n0 + 8, acc[r][1]);
+  }
+}
+
+ALWAYS_INLINE void mm_rows(const int R, const float *a, const float *b, float *o, int64_t N, int64_t K) {
+  int64_t n = 0;
+  for (; n + 16 <= N; n += 16) mm_tile(R, 2, a, b, o, N, K, n);
+  for (; n + 8 <= N; n += 8) mm_tile(R, 1, a, b, o, N, K, n);
+  for (; n < N; n++)
+    for (int r = 0; r < R; r++) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < K; k++) s += a[r * K + k] * b[k * N + n];
+      o[r * N + n] = s;
+    }
+}
+
+static void mm_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const mm_args *m = raw;
+  const int64_t blocks = (m->M + 3) / 4;
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, block of 4 rows) */
+    const int64_t bi = t / blocks, m0 = (t % blocks) * 4, rows = m->M - m0 < 4 ? m->M - m0 : 4;
+    const float *a = m->a + bi * m->as + m0 * m->K, *b = m->b + bi * m->bs;
+    float *o = m->out + (bi * m->M + m0) * m->N;
+    if (rows == 4) mm_rows(4, a, b, o, m->N, m->K);
+    else if (rows == 3) mm_rows(3, a, b, o, m->N, m->K);
+    else if (rows == 2) mm_rows(2, a, b, o, m->N, m->K);
+    else mm_rows(1, a, b, o, m->N, m->K);
+  }
+}
+
+void bertc_matmul(bertc_pool *p, const float *a, const float *bm, float *out, int64_t batch, int64_t M, int64_t N,
+                  int64_t K, int64_t a_batch_stride, int64_t b_batch_stride) {
+  mm_args m = {a, bm, out, M, N, K, a_batch_stride, b_batch_stride};
+  bertc_parallel_rows(p, batch * ((M + 3) / 4), mm_blocks, &m);
+}
+
 const char *bertc_kernel_impl(const char *kernel) {
   static const char *const ours[] = {"bertc_linear_packed", "bertc_linear_packed_i8", "bertc_linear_sparse", "bertc_layer_norm",
-                                     "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_attention"};
+                                     "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_attention", "bertc_matmul"};
   for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
     if (strcmp(kernel, ours[i]) == 0) return "avx2";
   return "ref";

@@ -10,7 +10,7 @@
 
 static const char *const neon_kernels[] = {
     "bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_rms_norm", "bertc_softmax",
-    "bertc_unary",
+    "bertc_unary", "bertc_matmul",
 #if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC) /* built with -march=armv8.2-a+fp16 (--dtype fp16) */
     "bertc_linear_packed_f16",
 #endif
@@ -847,7 +847,9 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* relative-position bias [heads, 2R - 1], or NULL */
-  int64_t R, window;
+  int64_t R;
+  const bertc_disentangled *pos; /* DeBERTa's c2p / p2c scores, or NULL */
+  int64_t window;
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -907,14 +909,17 @@ static void weighted_sum(const float *p, const float *v, int64_t n, int64_t D, f
   }
 }
 
-/* One query row against the packed keys: scores (+ rel[key position]) -> softmax -> weighted sum of values. */
-static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale, const float *rel, float *scores,
-                       float *o) {
+/* Query i of head bh (b * heads + h) against the packed keys: scores (+ rel[key position], + DeBERTa's position
+ * scores) -> softmax -> weighted sum of values. */
+static void attend_row(const float *q, const head_kv *kv, int64_t D, float scale, const float *rel,
+                       const bertc_disentangled *pos, int64_t bh, int64_t S, int64_t i, float *scores, float *o) {
   if (kv->n == 0) { /* every key masked: PyTorch gives NaN, the reference gives zeros */
     memset(o, 0, (size_t)D * sizeof(float));
     return;
   }
   for (int64_t j = 0; j < kv->n; j++) scores[j] = dot_f32(q, kv->k + j * D, D) * scale;
+  if (pos)
+    for (int64_t j = 0; j < kv->n; j++) scores[j] += scale * attention_position_score(pos, bh, S, i, kv->at[j]);
   if (rel)
     for (int64_t j = 0; j < kv->n; j++) scores[j] += rel[kv->at[j]];
   const float sum = exp_shifted(scores, scores, kv->n, max_f32(scores, kv->n));
@@ -943,13 +948,67 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
     const float *q = a->qk + (b * S + i) * row + h * D;
     const float *rel = attention_rel_row(a->rel, a->R, h, i);
     const head_kv near = a->window ? window_of(&kv, i, S, a->window, D) : kv;
-    attend_row(q, &near, D, a->scale, rel, scratch, a->out + (b * S + i) * H + h * D);
+    attend_row(q, &near, D, a->scale, rel, a->pos, bh, S, i, scratch, a->out + (b * S + i) * H + h * D);
   }
 }
 
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                     const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B, int64_t S,
-                     int64_t H, int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale};
+                     const int64_t *mask, const float *rel, int64_t R, const bertc_disentangled *pos, int64_t window,
+                     float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, pos, window, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
+}
+
+/* ---- batched matmul --------------------------------------------------------------------------- */
+/* out[b] = a[b] @ bm[b] for the matmuls left unfused (DeBERTa's c2p and p2c scores), as the AVX2 file's: blocks of up
+ * to 4 rows keep a 4 x 16 tile of outputs in 16 accumulators over all of K, a row of b read once per 4 rows. */
+typedef struct { const float *a, *b; float *out; int64_t M, N, K, as, bs; } mm_args;
+
+static inline __attribute__((always_inline)) void mm_tile(const int R, const int NV, const float *a, const float *b,
+                                                          float *o, int64_t N, int64_t K, int64_t n0) {
+  float32x4_t acc[4][4];
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < NV; v++) acc[r][v] = vdupq_n_f32(0.0f);
+  for (int64_t k = 0; k < K; k++) {
+    float32x4_t bv[4];
+    for (int v = 0; v < NV; v++) bv[v] = vld1q_f32(b + k * N + n0 + 4 * v);
+    for (int r = 0; r < R; r++)
+      for (int v = 0; v < NV; v++) acc[r][v] = vfmaq_n_f32(acc[r][v], bv[v], a[r * K + k]);
+  }
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < NV; v++) vst1q_f32(o + r * N + n0 + 4 * v, acc[r][v]);
+}
+
+static inline __attribute__((always_inline)) void mm_rows(const int R, const float *a, const float *b, float *o,
+                                                          int64_t N, int64_t K) {
+  int64_t n = 0;
+  for (; n + 16 <= N; n += 16) mm_tile(R, 4, a, b, o, N, K, n);
+  for (; n + 4 <= N; n += 4) mm_tile(R, 1, a, b, o, N, K, n);
+  for (; n < N; n++)
+    for (int r = 0; r < R; r++) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < K; k++) acc += a[r * K + k] * b[k * N + n];
+      o[r * N + n] = acc;
+    }
+}
+
+static void mm_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const mm_args *m = raw;
+  const int64_t blocks = (m->M + 3) / 4;
+  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, block of 4 rows) */
+    const int64_t bi = t / blocks, m0 = (t % blocks) * 4, rows = m->M - m0 < 4 ? m->M - m0 : 4;
+    const float *a = m->a + bi * m->as + m0 * m->K, *b = m->b + bi * m->bs;
+    float *o = m->out + (bi * m->M + m0) * m->N;
+    if (rows == 4) mm_rows(4, a, b, o, m->N, m->K);
+    else if (rows == 3) mm_rows(3, a, b, o, m->N, m->K);
+    else if (rows == 2) mm_rows(2, a, b, o, m->N, m->K);
+    else mm_rows(1, a, b, o, m->N, m->K);
+  }
+}
+
+void bertc_matmul(bertc_pool *p, const float *a, const float *bm, float *out, int64_t batch, int64_t M, int64_t N,
+                  int64_t K, int64_t a_batch_stride, int64_t b_batch_stride) {
+  mm_args m = {a, bm, out, M, N, K, a_batch_stride, b_batch_stride};
+  bertc_parallel_rows(p, batch * ((M + 3) / 4), mm_blocks, &m);
 }

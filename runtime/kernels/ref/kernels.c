@@ -292,7 +292,9 @@ typedef struct {
   int64_t qk_row, v_row;
   const int64_t *mask;
   const float *rel; /* [heads, 2R - 1] or NULL */
-  int64_t R, window;
+  int64_t R;
+  const bertc_disentangled *pos; /* DeBERTa's c2p / p2c scores, or NULL */
+  int64_t window;
   float *out;
   int64_t S, H, heads;
   float scale;
@@ -315,6 +317,7 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
       const float *k = base + j * row + H + h * D;
       float s = 0;
       for (int64_t d = 0; d < D; d++) s += q[d] * k[d];
+      if (a->pos) s += attention_position_score(a->pos, b * a->heads + h, S, i, j);
       s *= a->scale;
       if (rel) s += rel[j];
       scores[j] = s;
@@ -340,9 +343,9 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scores) {
 }
 
 BERTC_WEAK void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
-                                const int64_t *mask, const float *rel, int64_t R, int64_t window, float *out, int64_t B,
-                                int64_t S, int64_t H, int64_t heads, float scale) {
-  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, window, out, S, H, heads, scale};
+                                const int64_t *mask, const float *rel, int64_t R, const bertc_disentangled *pos,
+                                int64_t window, float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
+  attn_args a = {qk, v, qk_row, v_row, mask, rel, R, pos, window, out, S, H, heads, scale};
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 

@@ -11,6 +11,10 @@
 // constant gives the word offset of V's own rows [B,S,H].
 // With WINDOW (the _win variants: ModernBERT's local layers) a last push constant, the window: query i
 // attends only to keys j with |i - j| <= window / 2, so the loops run over those keys alone.
+// With POSITIONS (the _pos variants: DeBERTa's disentangled attention) six more push constants, after all the
+// others: the c2p and p2c scores [B * heads, SEQ, W] (word offsets, NONE where absent), their i64 column tables
+// [2R - 1] (word offsets), W and R; before the scale, the score of query i and key j of head h gains
+// c2p[(b heads + h, i), c2p_at[R - 1 + j - i]] + p2c[(b heads + h, j), p2c_at[R - 1 + i - j]].
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -34,11 +38,18 @@ layout(constant_id = 3) const uint D = 64;   // head width
 #else
 #define WINDOW_FIELD
 #endif
+#ifdef POSITIONS
+#define POS_FIELDS , c2p, p2c, c2p_at, p2c_at, pos_w, pos_r
+#else
+#define POS_FIELDS
+#endif
 #ifdef SEQ_FROM_PUSH
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS V_FIELDS WINDOW_FIELD; } p;
+layout(push_constant) uniform P {
+  uint qkv, mask, out_, H, heads, scale, seq REL_FIELDS V_FIELDS WINDOW_FIELD POS_FIELDS;
+} p;
 #define SEQ p.seq
 #else
-layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS V_FIELDS WINDOW_FIELD; } p;
+layout(push_constant) uniform P { uint qkv, mask, out_, H, heads, scale REL_FIELDS V_FIELDS WINDOW_FIELD POS_FIELDS; } p;
 #define SEQ S
 #endif
 
@@ -94,6 +105,11 @@ void main() {
       uint k = base + j * row + p.H + hd * D;
       s = 0.0;
       for (uint d = 0; d < D; d++) s += q[d] * LD(k + d);
+#ifdef POSITIONS
+      const uint bh = b * p.heads + hd;
+      if (p.c2p != NONE) s += LD(p.c2p + (bh * SEQ + i) * p.pos_w + uint(LD_I64(p.c2p_at, p.pos_r - 1 + j - i)));
+      if (p.p2c != NONE) s += LD(p.p2c + (bh * SEQ + j) * p.pos_w + uint(LD_I64(p.p2c_at, p.pos_r - 1 + i - j)));
+#endif
       s *= scale;
 #ifdef REL_BIAS
       s += LD(p.rel + hd * (2 * p.R - 1) + p.R - 1 + j - i);
