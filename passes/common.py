@@ -81,13 +81,15 @@ def users(value: ir.Value) -> list[ir.OpView]:
     return [u.owner.opview if isinstance(u.owner, ir.Operation) else u.owner for u in value.uses]
 
 
-def erase_dead(module: ir.Operation) -> None:
+def erase_dead(module: ir.Operation, keep: frozenset = frozenset()) -> None:
     """Erase bertc ops whose results are unused, to a fixed point (every bertc op is pure: value
-    semantics; func.return and other dialects' ops stay)."""
+    semantics; func.return and other dialects' ops stay), but for the operations in ``keep``."""
     changed = True
     while changed:
         changed = False
         for op in reversed(list(func_ops(module))):
+            if op.operation in keep:
+                continue
             if B.traits_of(op) is not None and op.results and all(not list(r.uses) for r in op.results):
                 op.operation.erase()
                 changed = True

@@ -347,11 +347,23 @@ def position_gemm(qkv: ir.Value, pos: PositionScores, start: int, scale: float) 
     return B.MatmulOp(merged, pos.positions, tensor_type([b * n, s, shape_of(pos.positions)[-1]])).out
 
 
-def rewrite(m: AttentionMatch) -> None:
+@dataclass(frozen=True)
+class MergedRows:
+    """New Q|K|V rows and the projections merged into them, each with its first column: another reader of a
+    projection (ConvBERT's query feeds its span convolution too) takes its columns of the rows instead, once the
+    attention's own readers are gone."""
+
+    rows: ir.Value
+    projections: tuple[tuple[ir.OpView, int], ...]
+
+
+def rewrite(m: AttentionMatch) -> MergedRows | None:
     n = m.q.width
     i64 = ir.IntegerType.get_signless(64)
     with ir.InsertionPoint(m.output.operation), m.output.location:
         qkv = merged_rows(m)
+        projections = (m.q.linear, m.k.linear) if m.v_apart else (m.q.linear, m.k.linear, m.v.linear)
+        merged = None if m.fused_rows else MergedRows(qkv, tuple((p, i * n) for i, p in enumerate(projections)))
         rot = m.q.rotary
         if rot is not None:  # Q and K rotated in place of the fused rows (V copied, where it is one of them)
             qkv = B.RotaryOp(qkv, rot.operands[1], rot.operands[2], rot.attributes["style"],
@@ -364,12 +376,43 @@ def rewrite(m: AttentionMatch) -> None:
                             m.output.results[0].type, rel_bias=m.rel, v=m.v.linear.results[0] if m.v_apart else None,
                             window=ir.IntegerAttr.get(i64, m.window), **pos).out
     m.output.results[0].replace_all_uses_with(att)
+    return merged
+
+
+def read_from_rows(merged: MergedRows, order: dict) -> None:
+    """Each merged projection that something besides its attention still reads: that reader takes the projection's
+    columns of the merged rows (a slice: a copy of them) rather than a GEMM of its own. The rows were built where the
+    attention ends, and such a reader may come before it (ConvBERT's convolution branch): they move up to the last
+    projection first, with their concatenated weights. A reader before that keeps its projection's own GEMM."""
+    at = max((p for p, _ in merged.projections), key=lambda p: order[p.operation])
+    readers = [(p, start) for p, start in merged.projections if list(p.results[0].uses)]
+    if any(order.get(u.owner, -1) < order[at.operation] for p, _ in readers for u in p.results[0].uses):
+        return
+    if readers:
+        rows = producer(merged.rows)
+        for op in [producer(v) for v in rows.operands[1:] if isinstance(producer(v), B.ConcatOp)] + [rows]:
+            op.operation.move_after(at.operation)
+            at = op
+    for p in {p for p, _ in merged.projections} - {p for p, _ in readers}:
+        p.operation.erase()
+    i64 = ir.IntegerType.get_signless(64)
+    for p, start in readers:
+        with ir.InsertionPoint.after(rows.operation), p.location:
+            cols = B.SliceOp(merged.rows, ir.IntegerAttr.get(i64, len(shape_of(merged.rows)) - 1),
+                             ir.IntegerAttr.get(i64, start), p.results[0].type).out
+        p.results[0].replace_all_uses_with(cols)
 
 
 def fuse_attention(module: ir.Operation, ctx: PassContext) -> None:
+    merged = []
     for op in func_ops(module):
         if isinstance(op, B.ReshapeOp):
             m = match_attention(op)
-            if m is not None:
-                rewrite(m)
+            if m is not None and (rows := rewrite(m)) is not None:
+                merged.append(rows)
+    # the attention's own readers of each projection, not the projections: read_from_rows sees who else reads them
+    erase_dead(module, keep=frozenset(p.operation for rows in merged for p, _ in rows.projections))
+    order = {op.operation: i for i, op in enumerate(func_ops(module))}
+    for rows in merged:
+        read_from_rows(rows, order)
     erase_dead(module)

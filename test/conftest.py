@@ -30,9 +30,9 @@ MORE_ARCHS = {"ernie": ("eager", "sdpa"), "megatron-bert": ("eager",), "big_bird
 # are its attention half (head_ratio 2: one of the tiny model's two heads), the other half its span convolution).
 # DeBERTa v1's disentangled attention is correct unfused, not fused yet.
 FUSED_ATTENTION = {"deberta": 0}
-# matmuls a layer left beside a fused attention: DeBERTa-v2's c2p and p2c scores, GEMMs against its position keys and
-# queries whose columns the attention picks; unfused (v1): Q K^T and P V as well
-MATMULS_A_LAYER = {"deberta": 4, "deberta-v2": 2}
+# matmuls a layer besides the two of an unfused attention (Q K^T and P V): DeBERTa's c2p and p2c scores, GEMMs against
+# its position keys and queries (whose columns v2's fused attention picks; v1's stay unfused)
+MATMULS_A_LAYER = {"deberta": 2, "deberta-v2": 2}
 # rotary position embeddings: tested once per target, beside ARCHS (eager attention only); NomicBERT and EuroBERT
 # with a SwiGLU FFN (SiLU folded into the gate's GEMM), EuroBERT pre-RMSNorm
 ROTARY = ["roformer", "esm", "nomic_bert", "eurobert"]

@@ -227,3 +227,44 @@ func.func @rotary_other_tables(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) ->
   %r = "bertc.reshape"(%ot) : (tensor<1x4x2x4xf32>) -> tensor<1x4x8xf32>
   return %r : tensor<1x4x8xf32>
 }
+
+// -----
+
+// Q also read before the attention ends (ConvBERT: its query times the key convolution, after the three
+// projections): that reader takes Q's columns of the merged rows, which move up before it; no GEMM of Q alone remains.
+// CHECK-LABEL: func.func @query_read_twice
+// CHECK: %[[QKV:.*]] = "bertc.linear"(%arg0, %{{.*}}, %{{.*}}) {{.*}} -> tensor<1x4x24xf32>
+// CHECK-NEXT: %[[Q:.*]] = "bertc.slice"(%[[QKV]]) {dim = 2 : i64, start = 0 : i64} : (tensor<1x4x24xf32>) -> tensor<1x4x8xf32>
+// CHECK-NOT: "bertc.linear"
+// CHECK: %[[C:.*]] = "bertc.mul"(%arg0, %[[Q]])
+// CHECK: %[[A:.*]] = "bertc.attention"(%[[QKV]], %arg1)
+// CHECK: return %[[A]], %[[C]]
+func.func @query_read_twice(%x: tensor<1x4x8xf32>, %mask: tensor<1x4xi64>) -> (tensor<1x4x8xf32>, tensor<1x4x8xf32>) {
+  %wq = "bertc.weight"() {name = "q.weight"} : () -> tensor<8x8xf32>
+  %bq = "bertc.weight"() {name = "q.bias"} : () -> tensor<8xf32>
+  %wk = "bertc.weight"() {name = "k.weight"} : () -> tensor<8x8xf32>
+  %bk = "bertc.weight"() {name = "k.bias"} : () -> tensor<8xf32>
+  %wv = "bertc.weight"() {name = "v.weight"} : () -> tensor<8x8xf32>
+  %bv = "bertc.weight"() {name = "v.bias"} : () -> tensor<8xf32>
+  %q = "bertc.linear"(%x, %wq, %bq) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x4x8xf32>, tensor<8x8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
+  %q4 = "bertc.reshape"(%q) : (tensor<1x4x8xf32>) -> tensor<1x4x2x4xf32>
+  %qh = "bertc.transpose"(%q4) {perm = array<i64: 0, 2, 1, 3>} : (tensor<1x4x2x4xf32>) -> tensor<1x2x4x4xf32>
+  %k = "bertc.linear"(%x, %wk, %bk) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x4x8xf32>, tensor<8x8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
+  %k4 = "bertc.reshape"(%k) : (tensor<1x4x8xf32>) -> tensor<1x4x2x4xf32>
+  %kh = "bertc.transpose"(%k4) {perm = array<i64: 0, 2, 1, 3>} : (tensor<1x4x2x4xf32>) -> tensor<1x2x4x4xf32>
+  %kt = "bertc.transpose"(%kh) {perm = array<i64: 0, 1, 3, 2>} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  %v = "bertc.linear"(%x, %wv, %bv) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 1, 0>} : (tensor<1x4x8xf32>, tensor<8x8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
+  %v4 = "bertc.reshape"(%v) : (tensor<1x4x8xf32>) -> tensor<1x4x2x4xf32>
+  %conv = "bertc.mul"(%x, %q) : (tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  %vh = "bertc.transpose"(%v4) {perm = array<i64: 0, 2, 1, 3>} : (tensor<1x4x2x4xf32>) -> tensor<1x2x4x4xf32>
+  %s = "bertc.matmul"(%qh, %kt) : (tensor<1x2x4x4xf32>, tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  %c = "bertc.constant"() {value = dense<5.000000e-01> : tensor<f32>} : () -> tensor<f32>
+  %ss = "bertc.mul"(%s, %c) : (tensor<1x2x4x4xf32>, tensor<f32>) -> tensor<1x2x4x4xf32>
+  %bias = "bertc.mask_bias"(%mask) {fill = -3.40282347E+38 : f32, window = 0 : i64} : (tensor<1x4xi64>) -> tensor<1x1x4x4xf32>
+  %sb = "bertc.add"(%ss, %bias) : (tensor<1x2x4x4xf32>, tensor<1x1x4x4xf32>) -> tensor<1x2x4x4xf32>
+  %p = "bertc.softmax"(%sb) : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  %o = "bertc.matmul"(%p, %vh) : (tensor<1x2x4x4xf32>, tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  %ot = "bertc.transpose"(%o) {perm = array<i64: 0, 2, 1, 3>} : (tensor<1x2x4x4xf32>) -> tensor<1x4x2x4xf32>
+  %r = "bertc.reshape"(%ot) : (tensor<1x4x2x4xf32>) -> tensor<1x4x8xf32>
+  return %r, %conv : tensor<1x4x8xf32>, tensor<1x4x8xf32>
+}
