@@ -110,6 +110,16 @@ def random_inputs(batch: int, seq: int, vocab: int, seed: int = 0, pad_from: int
     return ids, mask, types
 
 
+def padded_pair(length: int, pad_from: int, seed: int, pad_id: int):
+    """Two sentences of ``length`` tokens (ids 3..119), the second padded with ``pad_id`` and masked from ``pad_from``."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, 120, size=(2, length)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, pad_from:] = 0
+    ids[1, pad_from:] = pad_id
+    return ids, mask
+
+
 class _Encoder(torch.nn.Module):
     """A transformers encoder with the three inputs positional and last_hidden_state out, as torch.export saves it."""
 

@@ -6,11 +6,10 @@ position projections of their own."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import max_error, on_lavapipe, reference, tiny_config
+from conftest import max_error, on_lavapipe, padded_pair, reference, tiny_config
 
 import bertc
 
@@ -37,12 +36,7 @@ def tiny_deberta(**config):
 
 
 def _inputs(length: int, pad: int, seed: int):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(3, 120, size=(2, length)).astype(np.int64)
-    mask = np.ones_like(ids)
-    mask[1, pad:] = 0
-    ids[1, pad:] = 0  # tiny_config's padding id
-    return ids, mask
+    return padded_pair(length, pad, seed, 0)  # tiny_config's padding id
 
 
 def test_the_position_terms_matter():

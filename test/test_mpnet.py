@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import max_error, on_lavapipe, reference
+from conftest import max_error, on_lavapipe, padded_pair, reference
 
 import bertc
 
@@ -26,12 +26,7 @@ def tiny_mpnet(seed: int = 0):
 
 
 def _inputs(length: int, pad: int, seed: int):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(3, 120, size=(2, length)).astype(np.int64)
-    mask = np.ones_like(ids)
-    mask[1, pad:] = 0
-    ids[1, pad:] = 1  # MPNet's padding id
-    return ids, mask
+    return padded_pair(length, pad, seed, 1)  # MPNet's padding id
 
 
 def test_the_bias_matters():

@@ -1086,8 +1086,6 @@ void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float
 /* out[b] = a[b] @ bm[b] for the matmuls left unfused (DeBERTa's c2p and p2c scores: Q or K heads [S, D] against
  * W position keys or queries [D, W], per (batch, head)). Work is blocks of up to 4 rows of one batch entry; each
  * keeps a 4 x 16 tile of outputs in 8 accumulators over all of K (a row of b read once per 4 rows, not per row). */
-typedef struct { const float *a, *b; float *out; int64_t M, N, K, as, bs; } mm_args;
-
 ALWAYS_INLINE void mm_tile(const int R, const int NV, const float *a, const float *b, float *o, int64_t N, int64_t K,
                            int64_t n0) {
   __m256 acc[4][2];
@@ -1121,26 +1119,7 @@ ALWAYS_INLINE void mm_rows(const int R, const float *a, const float *b, float *o
     }
 }
 
-static void mm_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
-  (void)scratch;
-  const mm_args *m = raw;
-  const int64_t blocks = (m->M + 3) / 4;
-  for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, block of 4 rows) */
-    const int64_t bi = t / blocks, m0 = (t % blocks) * 4, rows = m->M - m0 < 4 ? m->M - m0 : 4;
-    const float *a = m->a + bi * m->as + m0 * m->K, *b = m->b + bi * m->bs;
-    float *o = m->out + (bi * m->M + m0) * m->N;
-    if (rows == 4) mm_rows(4, a, b, o, m->N, m->K);
-    else if (rows == 3) mm_rows(3, a, b, o, m->N, m->K);
-    else if (rows == 2) mm_rows(2, a, b, o, m->N, m->K);
-    else mm_rows(1, a, b, o, m->N, m->K);
-  }
-}
-
-void bertc_matmul(bertc_pool *p, const float *a, const float *bm, float *out, int64_t batch, int64_t M, int64_t N,
-                  int64_t K, int64_t a_batch_stride, int64_t b_batch_stride) {
-  mm_args m = {a, bm, out, M, N, K, a_batch_stride, b_batch_stride};
-  bertc_parallel_rows(p, batch * ((M + 3) / 4), mm_blocks, &m);
-}
+#include "../batched_matmul.h"
 
 const char *bertc_kernel_impl(const char *kernel) {
   static const char *const ours[] = {"bertc_linear_packed", "bertc_linear_packed_i8", "bertc_linear_sparse", "bertc_layer_norm",
