@@ -35,7 +35,7 @@ from torch_mlir import ir
 from .cpu import mismatch_note, read_cpu
 from .dialects import bertc as B
 from .errors import BertcError
-from .ir import annotate, make_context
+from .ir import annotate, make_context, set_weight_dtype
 from .passes import PassContext
 from .passes.common import func_ops, shape_of, sparsity, weight_dtype
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
@@ -477,17 +477,12 @@ def _pipeline(target: str, prune: str | None, dtype: str = "fp32") -> list[str]:
     return [f for f in pipeline_for(get_target(target), options) if not is_emitter(f)]
 
 
-def _set_dtype(module, dtype: str) -> None:
-    """The module's GEMM weight type, as ``bertc compile --dtype`` stamps it (pack-weights reads it)."""
-    module.operation.attributes["bertc.dtype"] = ir.StringAttr.get({"fp16": "f16", "int8": "i8"}.get(dtype, "f32"))
-
-
 def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
                cache_bytes: int | None = None, dtype: str = "fp32") -> list[OpCost]:
     """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py."""
     with make_context(), ir.Location.unknown():
         module, _ = _config_module(config, target, seq_len, 1)
-        _set_dtype(module, dtype)
+        set_weight_dtype(module, dtype)
         ctx = PassContext()
         for flag in lowering(_pipeline(target, prune, dtype)):
             run_pass(module, flag, ctx)
@@ -511,7 +506,7 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
     with context, ir.Location.unknown():
         if _is_config(model):
             module, weights = _config_module(model, target, seq_len, batch)
-            _set_dtype(module, dtype)
+            set_weight_dtype(module, dtype)
             passes = lowering(passes)  # synth.py writes the raised IR
         else:
             from .frontend import export_model, import_torch  # torch: only for a model, not a config

@@ -26,6 +26,11 @@ def make_context() -> ir.Context:
     return ctx
 
 
+def set_weight_dtype(module: ir.Module, dtype: str) -> None:
+    """The module's GEMM weight type (``bertc.dtype``, which pack-weights reads) for --dtype fp32 | fp16 | int8."""
+    module.operation.attributes["bertc.dtype"] = ir.StringAttr.get({"fp16": "f16", "int8": "i8"}.get(dtype, "f32"))
+
+
 def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = None) -> None:
     """Stamp an imported program with what the passes read besides its ops: on the function, the
     program's input and output names and vocabulary sizes (from the frontend's LoadedModel or an
@@ -42,6 +47,6 @@ def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = No
     f.attributes["bertc.type_vocab_size"] = ir.IntegerAttr.get(i64, max(loaded.max_token_type, 1))
     module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
     if dtype is not None:
-        module.operation.attributes["bertc.dtype"] = ir.StringAttr.get({"fp16": "f16", "int8": "i8"}.get(dtype, "f32"))
+        set_weight_dtype(module, dtype)
     if getattr(loaded, "max_seq_len", None) is not None:
         module.operation.attributes["bertc.max_seq_len"] = ir.IntegerAttr.get(i64, loaded.max_seq_len)

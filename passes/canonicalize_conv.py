@@ -51,7 +51,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from .fx_graph import value_of
+from .fx_graph import like, value_of
 
 _A = torch.ops.aten
 
@@ -103,13 +103,6 @@ def _plain(conv: fx.Node, pad: int, groups: int) -> bool:
             and list(_arg(conv, 5, [1])) == [1] and _arg(conv, 6, 1) == groups)
 
 
-def _like(node: fx.Node, was: fx.Node, val) -> None:
-    """A new node's value and the module it stands for (error messages name it)."""
-    node.meta["val"] = val
-    if "nn_module_stack" in was.meta:
-        node.meta["nn_module_stack"] = was.meta["nn_module_stack"]
-
-
 def _dims(val) -> list[str]:
     return [str(d) for d in val.shape]
 
@@ -129,7 +122,7 @@ def _separable(ep: torch.export.ExportedProgram, g: fx.Graph, conv: fx.Node) -> 
         return False
     with g.inserting_before(conv):
         dw = g.call_function(torch.ops.bertc.depthwise_conv1d.default, (x, weight.detach().reshape(c, k).clone()))
-    _like(dw, conv, x.meta["val"])
+    like(dw, conv, x.meta["val"])
     # the pointwise conv1d (kernel 1) and its [O, 1] bias, transposed back: one linear on the rows
     pw = _sole_user(conv)
     pw_w = value_of(ep, _arg(pw, 1, None)) if _is(pw, (_A.conv1d.default,)) else None
@@ -143,14 +136,14 @@ def _separable(ep: torch.export.ExportedProgram, g: fx.Graph, conv: fx.Node) -> 
             and _untransposed(back) is add and len(add.args) == 2):
         with g.inserting_before(back):
             lin = g.call_function(_A.linear.default, (dw, pw_w.detach()[:, :, 0].clone(), bias.detach()[:, 0].clone()))
-        _like(lin, pw, back.meta["val"])
+        like(lin, pw, back.meta["val"])
         back.replace_all_uses_with(lin)
         for dead in (back, add, pw, conv):  # the in-place add_ is not dead code to FX: take it out by hand
             g.erase_node(dead)
         return True
     with g.inserting_before(conv):  # the depthwise conv alone: back to the [B, C, S] layout its users read
         t = g.call_function(_A.transpose.int, (dw, 1, 2))
-    _like(t, conv, conv.meta["val"])
+    like(t, conv, conv.meta["val"])
     conv.replace_all_uses_with(t)
     return True
 
@@ -210,7 +203,7 @@ def _span(g: fx.Graph, matmul: fx.Node) -> bool:
         split.meta["val"] = lv.reshape(b, s, heads, k)
         soft.meta["val"] = torch.empty_like(split.meta["val"])
     for node in (split, soft, out, back):
-        _like(node, matmul, node.meta.get("val", xv if node is out else rows.meta["val"]))
+        like(node, matmul, node.meta.get("val", xv if node is out else rows.meta["val"]))
     rows.replace_all_uses_with(back)
     return True
 
@@ -236,11 +229,11 @@ def _split_concat(ep: torch.export.ExportedProgram, g: fx.Graph, cat: fx.Node) -
             bias = lin.args[2:3] if i == 0 else ()
             term = g.call_function(_A.linear.default, (rows, weight.detach()[:, start:start + width].clone(), *bias))
             with vals[0].fake_mode:
-                _like(rows, cat, vals[i].reshape(b, s, width))
-            _like(term, lin, lin.meta["val"])
+                like(rows, cat, vals[i].reshape(b, s, width))
+            like(term, lin, lin.meta["val"])
             if total is not None:
                 term = g.call_function(_A.add.Tensor, (total, term))
-                _like(term, lin, lin.meta["val"])
+                like(term, lin, lin.meta["val"])
             total, start = term, start + width
     lin.replace_all_uses_with(total)
     return True
@@ -267,7 +260,7 @@ def _grouped_linear(ep: torch.export.ExportedProgram, g: fx.Graph, matmul: fx.No
     done = add if bias is not None and bias.shape == (groups * o,) else rows
     with g.inserting_before(done):
         lin = g.call_function(_A.linear.default, (x, full, *([bias.detach()] if done is add else [])))
-    _like(lin, matmul, done.meta["val"])
+    like(lin, matmul, done.meta["val"])
     done.replace_all_uses_with(lin)
     return True
 

@@ -29,7 +29,7 @@ import operator
 import torch
 from torch import fx
 
-from .fx_graph import value_of
+from .fx_graph import like, value_of
 
 _A = torch.ops.aten
 
@@ -54,9 +54,7 @@ def _halves(ep: torch.export.ExportedProgram, g: fx.Graph, chunk: fx.Node) -> bo
         args = (lin.args[0], weight.detach()[rows].clone(), *(() if bias is None else (bias.detach()[rows].clone(),)))
         with g.inserting_before(item):
             node = g.call_function(_A.linear.default, args)
-        # the linear's module and source line for error messages; its value is the item's (not its tensor_meta)
-        node.meta = {k: v for k, v in lin.meta.items() if k in ("nn_module_stack", "stack_trace")}
-        node.meta["val"] = item.meta["val"]
+        like(node, lin, item.meta["val"])  # the item's value (not the linear's tensor_meta), the linear's module
         item.replace_all_uses_with(node)
     return True
 

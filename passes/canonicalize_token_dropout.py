@@ -35,6 +35,7 @@ import torch
 from torch import fx
 
 from .canonicalize_inputs import evaluate_nodes, trial_inputs, trial_length
+from .fx_graph import like
 
 
 @torch.library.custom_op("bertc::token_dropout", mutates_args=())
@@ -98,18 +99,18 @@ def canonicalize_token_dropout(ep: torch.export.ExportedProgram, input_names: li
     if not found:
         return
     trials = trial_inputs(ep, input_names, trial_length(ep), trials=3)
+    at_ids, at_mask = input_names.index("input_ids"), input_names.index("attention_mask")
     for fill, token, keep, divided in found:
         for ins in trials:  # every trial holds the token, so that a denominator blind to it shows
-            ins[input_names.index("input_ids")][:, 1::3] = token
+            ins[at_ids][:, 1::3] = token
         shares = [evaluate_nodes(ep, ins, {divided.args[1]})[divided.args[1]] for ins in trials]
-        if not all(_is_one_minus_share(s, ins[input_names.index("input_ids")], ins[input_names.index("attention_mask")],
-                                       token) for s, ins in zip(shares, trials)):
+        if not all(_is_one_minus_share(s, ins[at_ids], ins[at_mask], token) for s, ins in zip(shares, trials)):
             continue
         with g.inserting_before(divided):
             scale = g.call_function(torch.ops.bertc.token_dropout.default, (ids, mask, token, keep))
             node = g.call_function(_A.mul.Tensor, (fill.args[0], scale))
-        scale.meta["val"] = ids.meta["val"].new_empty(*ids.meta["val"].shape, 1, dtype=torch.float32)
-        node.meta["val"] = divided.meta["val"]
+        like(scale, divided, ids.meta["val"].new_empty(*ids.meta["val"].shape, 1, dtype=torch.float32))
+        like(node, divided, divided.meta["val"])
         divided.replace_all_uses_with(node)
     g.eliminate_dead_code()
     g.lint()

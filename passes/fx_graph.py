@@ -49,6 +49,13 @@ def run(nodes: list[fx.Node], env: dict[fx.Node, Any]) -> dict[fx.Node, Any]:
     return env
 
 
+def like(node: fx.Node, was: fx.Node, val) -> None:
+    """A new node's value and the module it stands for (``was``'s: error messages name it)."""
+    node.meta["val"] = val
+    if "nn_module_stack" in was.meta:
+        node.meta["nn_module_stack"] = was.meta["nn_module_stack"]
+
+
 def value_of(ep: torch.export.ExportedProgram, node: Any) -> torch.Tensor | None:
     """The tensor a placeholder of a weight, buffer or constant holds (a model input or a computed node: None)."""
     if not isinstance(node, fx.Node) or node.op != "placeholder":
