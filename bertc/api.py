@@ -26,7 +26,7 @@ from .heads import text_limit, write_head_bin
 from .ir import annotate, make_context
 from .passes import PassContext
 from .passes.common import func_ops, producer, shape_of, sparsity, weight_dtype
-from .passes.emit_vulkan import half_weights
+from .passes.emit_vulkan import gpu_weight_dtype
 from .passes.seqlen import bound, dims_of, prod
 from .pipeline import AUTO, CompileOptions, passes_after, pipeline_for, run_pipeline
 from .runtime import CompiledModel
@@ -95,19 +95,21 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
     }
 
 
-def _precision_report(ops: collections.Counter, linears, gpu_f16: bool = False) -> dict[str, Any]:
-    """What runs in which precision: the linears by weight type (--dtype: packed on a CPU, ``gpu_f16`` on a GPU)
-    and the ops that stay fp32."""
-    weights = collections.Counter("fp16" if half_weights(op, gpu_f16) else
-                                  {"f32": "fp32", "f16": "fp16", "i8": "int8"}[weight_dtype(op)] for op in linears)
+def _precision_report(ops: collections.Counter, linears, gpu_dtype: str | None = None) -> dict[str, Any]:
+    """What runs in which precision: the linears by weight type (--dtype: packed on a CPU, or the module's
+    ``gpu_dtype`` on a GPU) and the ops that stay fp32."""
+    weights = collections.Counter({"f32": "fp32", "f16": "fp16", "i8": "int8"}[
+        gpu_weight_dtype(op, gpu_dtype) if gpu_dtype else weight_dtype(op)] for op in linears)
     fp32 = {name: n for name, n in ops.items() if name not in (B.LinearOp.OPERATION_NAME, "func.return")
             and not any(k in name for k in ("weight", "constant", "reshape", "view", "concat"))}
     if weights.get("fp32"):
         fp32[B.LinearOp.OPERATION_NAME] = weights["fp32"]
     return {
         "linears": dict(sorted(weights.items())),
-        # int8 GEMMs quantize their input per row at run time (kernels.h bertc_linear_packed_i8)
-        "int8_activations": "dynamic, per row" if weights.get("int8") else None,
+        # int8 GEMMs quantize their input per row at run time (kernels.h bertc_linear_packed_i8); the GPU's
+        # gemm_i8 is weight-only, its input fp32
+        "int8_activations": None if not weights.get("int8") else "fp32 (weight-only int8)" if gpu_dtype
+        else "dynamic, per row",
         "fp32_ops": dict(sorted(fp32.items())),
     }
 
@@ -130,7 +132,7 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
     ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
     linears = [op for op in func_ops(module.operation) if isinstance(op, B.LinearOp)]
     attrs = module.operation.attributes
-    gpu_f16 = target is not None and target.is_gpu and "bertc.dtype" in attrs and attrs["bertc.dtype"].value == "f16"
+    gpu_dtype = attrs["bertc.dtype"].value if target is not None and target.is_gpu and "bertc.dtype" in attrs else None
     return {
         "ops": dict(sorted(ops.items())),
         "fusion": {
@@ -148,7 +150,7 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
             "weights_bytes": len(emitted.weights),
         },
         "sparsity": _sparsity_report(linears, target) if target is not None else None,
-        "precision": _precision_report(ops, linears, gpu_f16),
+        "precision": _precision_report(ops, linears, gpu_dtype),
         "kernels": emitted.kernels,
         "compile_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -168,7 +170,9 @@ def compile(model: Any, target: str = "host", seq_len: int | None = None, out: s
     were fixed when saved, gets one length, 128.
 
     ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
-    arithmetic (ARM64 targets) or on the GPU's shaderFloat16 (GPU targets); activations stay fp32.
+    arithmetic (ARM64 targets) or on the GPU's shaderFloat16 (GPU targets); activations stay fp32. ``dtype="int8"``
+    stores them as int8 with a scale per output feature, and quantizes each GEMM's input per row on a CPU target
+    (integer GEMMs); on a GPU target it is weight-only (storageBuffer8BitAccess; input and sums fp32).
     ``prune`` is a --prune-patterns SPEC (bertc/sparsity.py): the linears it names are pruned by block
     magnitude and stored sparse where the target's sparse kernel is faster (everywhere with
     ``force_sparse``). GPU targets (vulkan, android-vulkan) also store golden inputs and PyTorch's
@@ -207,7 +211,8 @@ def compile(model: Any, target: str = "host", seq_len: int | None = None, out: s
             manifest = replace(manifest, golden=_store_golden(tmp, golden, options.dtype, manifest))
         if options.fallback:
             cpu = get_target(tgt.cpu)
-            cpu_options = replace(options, target=cpu.name, dtype=options.dtype if cpu.fp16_tile else "fp32",
+            keep = {"fp16": cpu.fp16_tile, "int8": cpu.int8_tile}.get(options.dtype)  # the CPU build's own GEMMs
+            cpu_options = replace(options, target=cpu.name, dtype=options.dtype if keep else "fp32",
                                   fallback=None, dump_dir=None)
             cpu_manifest = _build_into(tmp / "cpu", loaded, cpu, find_toolchain(cpu), cpu_options,
                                        pipeline_for(cpu, cpu_options))
@@ -323,7 +328,7 @@ def compile_ir(program: IRProgram, target, out: str | Path, batch: int, seq_len:
 
 # Max |error| against the golden outputs that `bertc run --verify` accepts: fp32 shaders agree with
 # PyTorch to ~2e-6 on lavapipe, a wrong driver is off by far more; fp16 GEMMs cost ~4e-3 on MiniLM (README).
-VERIFY_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}  # (no GPU target takes int8)
+VERIFY_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.25}
 
 
 def golden_inputs(loaded, b: int, s: int, seed: int = 0) -> dict[str, np.ndarray]:

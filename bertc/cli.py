@@ -478,10 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=at_least(1), default=1, help="compiled batch size (default: 1)")
     c.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32", help="GEMM precision: fp16 stores "
                    "the weights as half floats and multiplies on ARMv8.2-A FP16 arithmetic (ARM64 targets) or on the "
-                   "GPU's shaderFloat16 (GPU targets); int8 (CPU targets) stores them as int8 with a scale per output "
-                   "feature and quantizes each GEMM's input per row at run time (VNNI or AVX2 integer kernels on x86; "
-                   "SDOT on ARM64, which needs the ARMv8.2-A dot product: Cortex-A55/A75 and later; SMMLA where the "
-                   "phone's CPU has ARMv8.6-A i8mm, chosen at run time); "
+                   "GPU's shaderFloat16 (GPU targets); int8 stores them as int8 with a scale per output feature: on "
+                   "CPU targets each GEMM's input is quantized per row at run time (VNNI or AVX2 integer kernels on "
+                   "x86; SDOT on ARM64, which needs the ARMv8.2-A dot product: Cortex-A55/A75 and later; SMMLA where "
+                   "the phone's CPU has ARMv8.6-A i8mm, chosen at run time); on GPU targets int8 is weight-only "
+                   "(the shader widens the weights to fp32, input and sums fp32; the device needs "
+                   "storageBuffer8BitAccess); "
                    "embeddings, layer norm and attention stay fp32 (report.json's precision). Default: fp32")
     c.add_argument("--prune-patterns", metavar="SPEC", help="prune the encoder's linear weights in blocks by "
                    "magnitude and store them sparse where the target's sparse kernel beats dense at that density "

@@ -63,7 +63,7 @@ class CompileOptions:
     # (frontend.default_max_seq_len), resolved when the model is loaded
     max_seq_len: int | str | None = None
     batch: int = 1
-    dtype: str = "fp32"  # GEMM weights: fp32, fp16 on ARM64 and GPU targets, int8 on CPU targets
+    dtype: str = "fp32"  # GEMM weights: fp32, fp16 on ARM64 and GPU targets, int8
     prune: str | None = None  # a --prune-patterns SPEC (bertc/sparsity.py)
     force_sparse: bool = False  # store every pruned matrix sparse, even where dense is faster
     fallback: str | None = None  # "cpu": GPU targets also carry their CPU build in cpu/
@@ -80,9 +80,6 @@ class CompileOptions:
                              "of one token only, compile with --seq-len 1)")
         if self.dtype not in ("fp32", "fp16", "int8"):
             raise BertcError(f"unknown dtype '{self.dtype}': use fp32, fp16 or int8")
-        if self.dtype == "int8" and tgt.int8_tile is None:
-            raise BertcError(f"--dtype int8 runs on CPU targets (host, android-arm64, linux-arm64); target "
-                             f"'{self.target}' is a GPU, whose shaders have no int8 GEMM yet: use --dtype fp16 there")
         if self.dtype == "fp16" and tgt.fp16_tile is None and not tgt.is_gpu:
             raise BertcError(f"--dtype fp16 needs an ARM64 target (ARMv8.2-A FP16 arithmetic) or a GPU target; "
                              f"target '{self.target}' is {tgt.arch} with {tgt.isa} kernels: use --target "

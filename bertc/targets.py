@@ -90,7 +90,7 @@ class Target:
 
     @property
     def int8_tile(self) -> Tile | None:
-        """The tile for int8 weights (--dtype int8), or None where bertc has no int8 kernels (GPU targets).
+        """The tile for int8 weights (--dtype int8), or None where bertc has no int8 kernels (GPU targets: gemm_i8).
         The x86 kernels are built for the host's CPU (-march=native), so its features pick the tile."""
         if self.is_gpu:
             return None

@@ -79,6 +79,9 @@ class WeightsImage:
             arr = self.fold(value)
             if layout in ("kn", "kn:f16"):  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N
                 arr = arr.T.astype(np.float16) if layout == "kn:f16" else arr.T  # (half floats: emit-vulkan)
+            elif layout in ("kn:i8", "scales:i8"):  # emit-vulkan's int8: q [K, N] bytes, or the scales [N]
+                q, scale = quantize_int8(arr)
+                arr = q.T if layout == "kn:i8" else scale
             elif layout.startswith("panels"):  # kernels.h: [N, K] -> [ceil(N/nr), K, nr], zero-padded
                 _, nr, dtype = layout.split(":")
                 n, k = arr.shape

@@ -25,7 +25,10 @@ each used shader to SPIR-V with glslangValidator (bertc/toolchain.py) and compil
 program (``BERTC_SPV_SHA256_<shader>``), so the runtime refuses SPIR-V it was not built with.
 
 Linear weights are stored [K, N] (half floats with ``bertc.dtype = "f16"``: the ``gemm_f16``
-shader, which needs the device's storageBuffer16BitAccess and shaderFloat16).
+shader, which needs the device's storageBuffer16BitAccess and shaderFloat16; int8 with ``bertc.dtype = "i8"``,
+quantized as the CPU path's are (codegen.quantize_int8), [K, N] bytes and an fp32 scale per output feature n:
+the ``gemm_i8`` shader, one more push constant (the scales' word offset), and storageBuffer8BitAccess). An int8
+GEMM here is weight-only: its input stays fp32 (the CPU's int8 kernels quantize it per row).
 
 A module whose length is dynamic (``tensor<1x?x32xf32>``, ``bertc.max_seq_len = N``) gets the same
 tables, their values at N, and one more: each push constant or workgroup count that depends on the
@@ -81,6 +84,9 @@ MAX_GROUPS = 65535  # Vulkan's smallest maxComputeWorkGroupCount; the elementwis
 # and gemm.comp's variant for half-float weights
 SHADERS = {B.traits_of(n).shader: (f"{B.traits_of(n).shader}.comp", ()) for n in B.names_in("kernel")}
 SHADERS["gemm_f16"] = ("gemm.comp", ("WEIGHT_F16",))
+SHADERS["gemm_i8"] = ("gemm.comp", ("WEIGHT_I8",))
+# a GEMM variant's device features, as vk_program.h's BERTC_VK_NEEDS_* bits the executor checks at open
+NEEDS = {"gemm_f16": "BERTC_VK_NEEDS_F16", "gemm_i8": "BERTC_VK_NEEDS_I8"}
 # attention.comp's variants, each define a suffix: the run's length L in a push constant (a dynamic program); MPNet's
 # relative-position bias (2 more push constants); MobileBERT's V rows apart from Q|K (1 more); ModernBERT's local
 # layers' window (1 more); DeBERTa's c2p and p2c scores (6 more). The extra push constants follow push[6] (the run's
@@ -168,7 +174,7 @@ class EmittedVulkan:
     dispatches: list[Dispatch] = field(default_factory=list)
     kernels: list[str] = field(default_factory=list)
     missing_weights: list[str] = field(default_factory=list)
-    needs_f16: bool = False
+    needs: list[str] = field(default_factory=list)  # BERTC_VK_NEEDS_* (device features)
 
 
 def _bits(x: float) -> int:
@@ -196,7 +202,7 @@ class VkEmitter(Codegen):
             raise BertcError(f"--emit-vulkan needs a GPU target (vulkan, android-vulkan); the module's is "
                              f"'{self.target.name}'")
         self.gpu = self.target.gpu
-        self.f16 = "bertc.dtype" in module.attributes and module.attributes["bertc.dtype"].value == "f16"
+        self.dtype = module.attributes["bertc.dtype"].value if "bertc.dtype" in module.attributes else "f32"
 
     def byte(self, value: ir.Value, layout: str = "as-is") -> int:
         """The operand's byte offset in the device buffer."""
@@ -225,20 +231,21 @@ class VkEmitter(Codegen):
         groups = LenGroups(rows, 1) if isinstance(rows, Len) else min(rows, MAX_GROUPS)
         return self.dispatch(op, (wg, 1), tuple(push), (groups, 1, 1), 4 * wg)
 
-    def gemm(self, op, f16: bool, m: Size, n: Size, k: Size, batch: int, push: tuple[Size, ...]) -> Dispatch:
+    def gemm(self, op, weights: str, m: Size, n: Size, k: Size, batch: int, push: tuple[Size, ...]) -> Dispatch:
+        """gemm.comp for weights of type ``weights`` (f32; f16: gemm_f16; i8: gemm_i8, which stages them as fp32)."""
         g = self.gpu
         (wx, wy), tm, tn, bk = g.gemm_wg, g.gemm_tm, g.gemm_tn, g.gemm_bk
         bm, bn = wy * tm, wx * tn
-        shared = bk * (bm + bn) * (2 if f16 else 4)
-        return Dispatch(op_label(op), "gemm_f16" if f16 else B.traits_of(op).shader, (wx, wy, tm, tn, bk), push,
-                        (_ceil(n, bn), _ceil(m, bm), batch), shared)
+        shared = bk * (bm + bn) * (2 if weights == "f16" else 4)
+        shader = B.traits_of(op).shader if weights == "f32" else f"gemm_{weights}"
+        return Dispatch(op_label(op), shader, (wx, wy, tm, tn, bk), push, (_ceil(n, bn), _ceil(m, bm), batch), shared)
 
 
-def half_weights(op, f16: bool) -> bool:
-    """Whether a linear's weights go to the GPU as half floats: in an f16 module (``f16``), a constant's are (a
-    weight computed at run time stays f32)."""
+def gpu_weight_dtype(op, dtype: str) -> str:
+    """A linear's weight type on the GPU in a module of ``bertc.dtype`` ``dtype`` (f32, f16, i8): a constant's is
+    the module's; a weight computed at run time stays f32."""
     w = producer(op.operands[1])
-    return f16 and w is not None and B.category_of(w) == "constant"
+    return dtype if w is not None and B.category_of(w) == "constant" else "f32"
 
 
 def emit_linear(e: VkEmitter, op) -> Dispatch:
@@ -246,18 +253,20 @@ def emit_linear(e: VkEmitter, op) -> Dispatch:
         raise BertcError("--emit-vulkan has no sparse GEMM: compile without --prune-patterns for a GPU target")
     n, k = dims_of(op.operands[1])
     m = prod(dims_of(op.operands[0])[:-1])
-    f16 = half_weights(op, e.f16)
-    wkn = e.byte(op.operands[1], "kn:f16") // 2 if f16 else e.word(op.operands[1], "kn")
-    push = (m, n, k, e.word(op.operands[0]), wkn, e.opt(op.bias), e.opt(op.residual), e.word(op.results[0]),
-            ACT[op.attributes["activation"].value], 0, 0, 0)
-    return e.gemm(op, f16, m, n, k, 1, push)
+    weights = gpu_weight_dtype(op, e.dtype)
+    w = op.operands[1]  # the weights' offset in elements: words, halves or bytes; int8's scales after the push
+    wkn = {"f32": lambda: e.word(w, "kn"), "f16": lambda: e.byte(w, "kn:f16") // 2, "i8": lambda: e.byte(w, "kn:i8")}
+    scales = (e.word(w, "scales:i8"),) if weights == "i8" else ()
+    push = (m, n, k, e.word(op.operands[0]), wkn[weights](), e.opt(op.bias), e.opt(op.residual), e.word(op.results[0]),
+            ACT[op.attributes["activation"].value], 0, 0, 0, *scales)
+    return e.gemm(op, weights, m, n, k, 1, push)
 
 
 def emit_matmul(e: VkEmitter, op) -> Dispatch:
     batch, m, n, k, sa, sb = matmul_dims(op)
     push = (m, n, k, e.word(op.operands[0]), e.word(op.operands[1]), NONE, NONE, e.word(op.results[0]), ACT["none"],
             sa, sb, m * n)
-    return e.gemm(op, False, m, n, k, batch, push)
+    return e.gemm(op, "f32", m, n, k, batch, push)
 
 
 def emit_attention(e: VkEmitter, op) -> Dispatch:
@@ -459,7 +468,7 @@ def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
     shaders = sorted({d.shader for d in dispatches})
     pipelines = sorted({(d.shader, d.spec) for d in dispatches})
     h = e.header([(d.label, d.shader) for d in dispatches])
-    needs_f16 = "gemm_f16" in shaders
+    needs = [NEEDS[n] for n in shaders if n in NEEDS]
     lines = [
         "/* Generated by bertc --emit-vulkan. Do not edit: recompile the model instead.",
         f" * Target {e.target.name}; shaders (runtime/vulkan/shaders/): "
@@ -496,7 +505,7 @@ def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
                         f"    .num_pipelines = {len(pipelines)},", "    .pipelines = pipelines,"],
             "ops": ["    .dispatches = dispatches,",
                     *([f"    .num_seq_sizes = {len(sizes)},", "    .seq_sizes = seq_sizes,"] if sizes else []),
-                    f"    .needs = {'BERTC_VK_NEEDS_F16' if needs_f16 else 0},",
+                    f"    .needs = {' | '.join(needs) or 0},",
                     f"    .shared_bytes = {max((d.shared_bytes for d in dispatches), default=0)},",
                     f"    .max_invocations = {max((d.spec[0] * d.spec[1] for d in dispatches), default=1)},"]}),
         "};",
@@ -504,4 +513,4 @@ def emit_vulkan(module: ir.Operation, ctx: PassContext) -> None:
     ]
     ctx.outputs["emit-vulkan"] = EmittedVulkan("\n".join(lines), {n: SHADERS[n] for n in shaders}, h.weights,
                                                h.weights_sha256, h.arena_bytes, dispatches, shaders,
-                                               e.missing_weights(), needs_f16)
+                                               e.missing_weights(), needs)

@@ -1,7 +1,7 @@
 """--dtype int8 (issue 19): GEMM weights in int8 with a scale per output feature, each GEMM's input quantized
 per row at run time. On the real MiniLM and real rt-sentiment snippets, against PyTorch's fp32: on the host's
 integer kernels (VNNI or AVX2; the kernels themselves are held to the reference bit for bit by kernel_check,
-test_kernels.py) and on ARM64 under qemu; and where it is refused."""
+test_kernels.py) and on ARM64 under qemu. The GPU's weight-only int8 (gemm_i8) is test_vulkan.py's."""
 
 from __future__ import annotations
 
@@ -77,9 +77,3 @@ def test_minilm_int8_on_arm64_under_qemu(minilm_path, tmp_path, monkeypatch):
     a76 = art.load(threads=2)
     assert cosines(a76, minilm_path, snippets(2), pad_to=24) == got
     assert a76.last_report["kernels"]["bertc_linear_packed_i8"] == "neon"  # SDOT (ARMv8.2-A dot product)
-
-
-@pytest.mark.parametrize("target", ["vulkan", "android-vulkan"])
-def test_int8_is_refused_on_gpu_targets(target, tmp_path):
-    with pytest.raises(bertc.BertcError, match="--dtype int8 runs on CPU targets.*use --dtype fp16"):
-        bertc.compile("unused", target=target, seq_len=8, dtype="int8", out=tmp_path / "x.bertc")

@@ -12,7 +12,10 @@
 
 #include "../src/program.h"
 
-enum { BERTC_VK_NEEDS_F16 = 1 }; /* storageBuffer16BitAccess and shaderFloat16 (--dtype fp16) */
+enum {
+  BERTC_VK_NEEDS_F16 = 1, /* storageBuffer16BitAccess and shaderFloat16 (--dtype fp16) */
+  BERTC_VK_NEEDS_I8 = 2   /* storageBuffer8BitAccess (--dtype int8: gemm_i8 loads int8 weights, widening them) */
+};
 #define BERTC_VK_MAX_SPEC 8
 #define BERTC_VK_MAX_PUSH 32 /* 128 bytes: the smallest maxPushConstantsSize Vulkan allows */
 

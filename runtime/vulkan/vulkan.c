@@ -18,7 +18,7 @@
  * costs microseconds of CPU against the run's milliseconds, and a cache of up to N buffers would hold
  * driver memory for lengths that may never come back.
  *
- * BERTC_VULKAN_LIBRARY=PATH loads another Vulkan loader; BERTC_VULKAN_DISABLE=shaderFloat16,...
+ * BERTC_VULKAN_LIBRARY=PATH loads another Vulkan loader; BERTC_VULKAN_DISABLE=shaderFloat16,storageBuffer8BitAccess,...
  * makes the executor treat the device as lacking those features (to test what users of such a
  * device see). */
 #define _GNU_SOURCE
@@ -93,6 +93,8 @@ struct bertc_backend_state {
   uint64_t *ts;                 /* [num_ops + 1] */
   double *op_seconds;           /* [num_ops], the model's (api.c) */
   char device[300];
+  const char *exts[2];          /* device extensions the program's features need (before Vulkan 1.2) */
+  uint32_t num_exts;
   char *error;                  /* the model's message buffer (api.c) */
 };
 
@@ -159,7 +161,7 @@ static int type_rank(VkPhysicalDeviceType t) {
 }
 
 /* Choose the device and its compute queue; check what the program needs. */
-static bertc_status select_device(vk_model *m, int *use_f16_ext) {
+static bertc_status select_device(vk_model *m) {
   uint32_t n = 0;
   VkResult r = m->vk.vkEnumeratePhysicalDevices(m->instance, &n, NULL);
   if (r != VK_SUCCESS || n == 0)
@@ -211,40 +213,55 @@ static bertc_status select_device(vk_model *m, int *use_f16_ext) {
                 "compile for --target android-vulkan", props.deviceName,
                 props.limits.maxComputeWorkGroupInvocations, prog->max_invocations);
 
-  *use_f16_ext = 0;
-  if (prog->needs & BERTC_VK_NEEDS_F16) {
-    VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16 = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR};
-    VkPhysicalDevice16BitStorageFeatures s16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
-                                                .pNext = &f16};
-    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &s16};
-    m->vk.vkGetPhysicalDeviceFeatures2(m->phys, &f2);
-    if (!s16.storageBuffer16BitAccess || disabled("storageBuffer16BitAccess"))
-      return fail(m->error, BERTC_ERR_DEVICE, "%s lacks storageBuffer16BitAccess (VK_KHR_16bit_storage), which "
-                  "--dtype fp16 needs: compile with --dtype fp32, or run the CPU build (--fallback cpu)",
-                  props.deviceName);
-    if (!f16.shaderFloat16 || disabled("shaderFloat16"))
-      return fail(m->error, BERTC_ERR_DEVICE, "%s lacks shaderFloat16 (VK_KHR_shader_float16_int8), which "
-                  "--dtype fp16 needs: compile with --dtype fp32, or run the CPU build (--fallback cpu)",
-                  props.deviceName);
-    *use_f16_ext = props.apiVersion < VK_API_VERSION_1_2;
+  VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16 = {
+      .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR};
+  VkPhysicalDevice16BitStorageFeatures s16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
+                                              .pNext = &f16};
+  VkPhysicalDevice8BitStorageFeaturesKHR s8 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES_KHR,
+                                               .pNext = &s16};
+  VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &s8};
+  if (prog->needs) m->vk.vkGetPhysicalDeviceFeatures2(m->phys, &f2);
+  /* what each --dtype's GEMM shader needs (gemm_i8 only loads int8, widening it: no shaderInt8), and its way out */
+  const struct {
+    uint32_t need;
+    VkBool32 has;
+    const char *feature, *ext, *dtype, *instead;
+  } feats[] = {{BERTC_VK_NEEDS_F16, s16.storageBuffer16BitAccess, "storageBuffer16BitAccess", "VK_KHR_16bit_storage",
+                "fp16", "--dtype fp32"},
+               {BERTC_VK_NEEDS_F16, f16.shaderFloat16, "shaderFloat16", VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME,
+                "fp16", "--dtype fp32"},
+               {BERTC_VK_NEEDS_I8, s8.storageBuffer8BitAccess, "storageBuffer8BitAccess",
+                VK_KHR_8BIT_STORAGE_EXTENSION_NAME, "int8", "--dtype fp16 (where the device has shaderFloat16) or fp32"}};
+  m->num_exts = 0;
+  for (size_t i = 0; i < sizeof feats / sizeof *feats; i++) {
+    if (!(prog->needs & feats[i].need)) continue;
+    if (!feats[i].has || disabled(feats[i].feature))
+      return fail(m->error, BERTC_ERR_DEVICE, "%s lacks %s (%s), which --dtype %s needs: recompile with %s, or run "
+                  "the CPU build (an artifact compiled with --fallback cpu: run with --fallback cpu)",
+                  props.deviceName, feats[i].feature, feats[i].ext, feats[i].dtype, feats[i].instead);
+    /* core from Vulkan 1.2, extensions before (feats[0], 16-bit storage, is core in 1.1) */
+    if (props.apiVersion < VK_API_VERSION_1_2 && i > 0) m->exts[m->num_exts++] = feats[i].ext;
   }
   return BERTC_OK;
 }
 
-static bertc_status create_device(vk_model *m, int f16_ext) {
+static bertc_status create_device(vk_model *m) {
   float priority = 1.0f;
   VkDeviceQueueCreateInfo q = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                .queueFamilyIndex = m->queue_family, .queueCount = 1, .pQueuePriorities = &priority};
+  const uint32_t needs = m->prog->needs; /* enable what the program needs, chain only those features */
   VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16 = {
       .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR, .shaderFloat16 = VK_TRUE};
   VkPhysicalDevice16BitStorageFeatures s16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
                                               .pNext = &f16, .storageBuffer16BitAccess = VK_TRUE};
-  const char *ext = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
-  const int needs_f16 = (m->prog->needs & BERTC_VK_NEEDS_F16) != 0;
-  VkDeviceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .pNext = needs_f16 ? &s16 : NULL,
+  VkPhysicalDevice8BitStorageFeaturesKHR s8 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES_KHR,
+                                               .pNext = needs & BERTC_VK_NEEDS_F16 ? &s16 : NULL,
+                                               .storageBuffer8BitAccess = VK_TRUE};
+  VkDeviceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                           .pNext = needs & BERTC_VK_NEEDS_I8 ? (void *)&s8 : needs & BERTC_VK_NEEDS_F16 ? (void *)&s16
+                                                                                                        : NULL,
                            .queueCreateInfoCount = 1, .pQueueCreateInfos = &q,
-                           .enabledExtensionCount = f16_ext ? 1 : 0, .ppEnabledExtensionNames = &ext};
+                           .enabledExtensionCount = m->num_exts, .ppEnabledExtensionNames = m->exts};
   VK_TRY(m->vk.vkCreateDevice(m->phys, &ci, NULL, &m->dev), "vkCreateDevice");
 #define LOAD(f)                                                                \
   m->vk.f = (PFN_##f)m->vk.vkGetDeviceProcAddr(m->dev, #f);                     \
@@ -488,11 +505,10 @@ static bertc_status record(vk_model *m, int64_t seq) {
 
 static bertc_status open_device(vk_model *m, const char *dir, const void *weights) {
   const bertc_vk_program *p = m->prog;
-  int f16_ext = 0;
   bertc_status st = load_library(m);
   if (st == BERTC_OK) st = create_instance(m);
-  if (st == BERTC_OK) st = select_device(m, &f16_ext);
-  if (st == BERTC_OK) st = create_device(m, f16_ext);
+  if (st == BERTC_OK) st = select_device(m);
+  if (st == BERTC_OK) st = create_device(m);
   if (st != BERTC_OK) return st;
   VkCommandPoolCreateInfo cp = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                 .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, /* record() again */

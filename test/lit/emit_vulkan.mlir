@@ -67,6 +67,26 @@ func.func @main(%ids: tensor<1x40xi64>, %x: tensor<1x40x6xf32>) -> tensor<1x40x7
 
 // -----
 
+// int8 (bertc.dtype = "i8"): the gemm_i8 shader (gemm.comp -DWEIGHT_I8) reads a constant weight as [K, N] bytes, its
+// offset in bytes, and the scales' word offset in a 13th push constant; the program needs storageBuffer8BitAccess. A
+// weight computed at run time stays fp32 (gemm).
+// CHECK: Target android-vulkan; shaders (runtime/vulkan/shaders/): gemm (gemm.comp), gemm_i8 (gemm.comp -DWEIGHT_I8).
+// CHECK: /* 1 */ {1, 5, {8, 8, 4, 4, 16}},  /* gemm_i8 */
+// CHECK: /* 0: bertc.linear [1, 40, 70] */ {1, {3, 2, 1}, 13, {40, 70, 6, {{[0-9]+}}, {{[0-9]+}}, NONE, NONE, {{[0-9]+}}, 0, 0, 0, 0, {{[0-9]+}}}},
+// CHECK-NEXT: /* 1: bertc.linear [1, 40, 5] */ {0, {1, 2, 1}, 12, {40, 5, 70, {{[0-9]+}}, {{[0-9]+}}, NONE, NONE, {{[0-9]+}}, 0, 0, 0, 0}},
+// CHECK: .needs = BERTC_VK_NEEDS_I8,
+// CHECK-NEXT: .shared_bytes = 4096,
+module attributes {bertc.target = "android-vulkan", bertc.dtype = "i8"} {
+func.func @main(%ids: tensor<1x40xi64>, %x: tensor<1x40x6xf32>, %v: tensor<5x70xf32>) -> tensor<1x40x5xf32> {
+  %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<70x6xf32>
+  %y = "bertc.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x40x6xf32>, tensor<70x6xf32>) -> tensor<1x40x70xf32>
+  %z = "bertc.linear"(%y, %v) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x40x70xf32>, tensor<5x70xf32>) -> tensor<1x40x5xf32>
+  return %z : tensor<1x40x5xf32>
+}
+}
+
+// -----
+
 // V's rows apart from the Q|K rows (MobileBERT): the attention_v shader (attention.comp built with -DV_APART) reads
 // Q|K rows of 2H and takes V's word offset in a seventh push constant.
 // CHECK: Target vulkan; shaders (runtime/vulkan/shaders/): attention_v (attention.comp -DV_APART), gemm (gemm.comp).

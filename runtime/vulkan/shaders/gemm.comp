@@ -6,10 +6,16 @@
 // slices of BK staged in shared memory; loads past M, N or K read zeros, so any shape works.
 // With WEIGHT_F16 (--dtype fp16) the weights are half floats (VK_KHR_16bit_storage), products are
 // summed in fp16 over one BK slice (shaderFloat16) and the slice sums are added in fp32.
+// With WEIGHT_I8 (--dtype int8) the weights are int8 (VK_KHR_8bit_storage: a widening load only, no
+// shaderInt8 arithmetic) with an fp32 scale per column n; activations and sums stay fp32, and as the
+// scale is one per column, sum_k x[m,k] * q[k,n] * scale[n] takes it once, in the epilogue.
 #extension GL_GOOGLE_include_directive : require
 #ifdef WEIGHT_F16
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_EXT_shader_16bit_storage : require
+#endif
+#ifdef WEIGHT_I8
+#extension GL_EXT_shader_8bit_storage : require
 #endif
 #include "common.glsl"
 
@@ -22,6 +28,10 @@ const uint BM = WG_Y * TM, BN = WG_X * TN;
 layout(std430, set = 0, binding = 0) buffer Halves { float16_t h[]; };
 #define T float16_t
 #define LD_W(i) h[i]
+#elif defined(WEIGHT_I8)
+layout(std430, set = 0, binding = 0) buffer Bytes { int8_t q[]; };
+#define T float
+#define LD_W(i) float(int(q[i]))
 #else
 #define T float
 #define LD_W(i) LD(i)
@@ -29,7 +39,10 @@ layout(std430, set = 0, binding = 0) buffer Halves { float16_t h[]; };
 
 layout(push_constant) uniform P {
   uint M, N, K, x, wkn, bias, res, y, act;
-  uint x_batch, w_batch, y_batch;  // batch strides in elements (w in halves with WEIGHT_F16)
+  uint x_batch, w_batch, y_batch;  // batch strides in elements (w in halves with WEIGHT_F16, bytes with WEIGHT_I8)
+#ifdef WEIGHT_I8
+  uint scale;  // word offset of the N column scales
+#endif
 } p;
 
 shared T As[BK * BM];  // As[k * BM + m]
@@ -73,6 +86,9 @@ void main() {
     for (uint c = 0; c < TN; c++) {
       uint n = n0 + tx + c * WG_X;
       if (n >= p.N) continue;
+#ifdef WEIGHT_I8
+      acc[r][c] *= LD(p.scale + n);
+#endif
       float v = acc[r][c] + (p.bias != NONE ? LD(p.bias + n) : 0.0);
       v = activate(v, p.act);
       uint o = b * p.y_batch + m * p.N + n;
