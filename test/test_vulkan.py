@@ -1,6 +1,6 @@
 """The Vulkan target on Mesa's lavapipe (a CPU Vulkan device; `make setup` installs it): every model of
 the host suite agrees with PyTorch within 1e-4; every shader agrees with the C reference kernel on random
-shapes that do not divide the workgroup tiles; fp16 accuracy; an artifact of dynamic length (--max-seq-len)
+shapes that do not divide the workgroup tiles; fp16 and int8 accuracy; an artifact of dynamic length (--max-seq-len)
 at several lengths of one run after another; --verify, --fallback cpu, per-dispatch GPU times; and the
 errors for a missing library, device or feature."""
 
@@ -16,7 +16,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 import transformers as T
+from bertc.passes.codegen import quantize_int8
 from conftest import ARCHS, max_error, random_inputs, reference, tiny_model
 
 import bertc
@@ -92,6 +94,51 @@ def test_fp16_accuracy_and_missing_feature(tmp_path, monkeypatch):
             art.load()
     fp32.load()  # fp32 needs neither
 
+
+def test_minilm_int8_weights_on_lavapipe(minilm_path, tmp_path, monkeypatch):
+    """--dtype int8 (issue 19): gemm_i8 reads int8 weights and a scale per output feature, its input fp32 (weight-only,
+    unlike the CPU's int8); each snippet's embedding within test_int8's MIN_COSINE of PyTorch's and --verify passing at
+    the int8 tolerance; a device without storageBuffer8BitAccess told so and the way out; --fallback cpu runs an int8
+    CPU build."""
+    from test_int8 import MIN_COSINE, cosines, snippets
+
+    art = bertc.compile(minilm_path, target="vulkan", max_seq_len=64, dtype="int8", fallback="cpu",
+                        out=tmp_path / "q.bertc")
+    assert art.report["precision"]["linears"] == {"int8": 25}  # each linear of the 6 layers, and the pooler
+    assert art.report["precision"]["int8_activations"] == "fp32 (weight-only int8)"
+    assert "gemm_i8" in art.manifest.shaders and "gemm" not in art.manifest.shaders
+    model = art.load()
+    got = cosines(model, minilm_path, snippets(4))
+    print(f"MiniLM int8 weights on lavapipe: sentence cosine min {min(got):.5f}")
+    assert min(got) >= MIN_COSINE, got
+    assert verify(model, art.manifest, art.path)["passed"]
+    monkeypatch.setenv("BERTC_VULKAN_DISABLE", "storageBuffer8BitAccess")  # lavapipe pretends to lack it
+    with pytest.raises(DeviceUnavailable, match="llvmpipe.* lacks storageBuffer8BitAccess .*--dtype int8 needs: "
+                                                "recompile with --dtype fp16.*fp32.*--fallback cpu"):
+        art.load()
+    cpu = load(art.path, fallback="cpu")
+    assert cpu.device_name == "cpu" and cpu.manifest.dtype == "int8" and "bertc_linear_packed_i8" in cpu.kernels()
+    assert min(cosines(cpu, minilm_path, snippets(2))) >= MIN_COSINE
+
+def test_gemm_i8_is_the_dequantized_gemm(tmp_path):
+    """gemm_i8 on shapes no tile divides: GELU(x @ (q * scale)^T + bias) + residual, q and scale the CPU path's
+    quantization (codegen.quantize_int8), to fp32 rounding (the same sums in another order)."""
+    rng = np.random.default_rng(19)
+    m, k, n = 37, 70, 83
+    arrays = {name: rng.standard_normal(shape).astype(np.float32)
+              for name, shape in (("x", (1, m, k)), ("w", (n, k)), ("bias", (n,)), ("res", (1, m, n)))}
+    ty = {name: f"tensor<{'x'.join(map(str, a.shape))}xf32>" for name, a in arrays.items()}
+    text = ("func.func @main(%ids: tensor<1x2xi64>) -> " + ty["res"] + " {\n" + "".join(
+        f'  %{name} = "bertc.weight"() {{name = "{name}"}} : () -> {ty[name]}\n' for name in arrays)
+        + '  %y = "bertc.linear"(%x, %w, %bias, %res) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1, 1>}'
+        + f' : ({ty["x"]}, {ty["w"]}, {ty["bias"]}, {ty["res"]}) -> {ty["res"]}\n  return %y : {ty["res"]}\n}}\n')
+    art = compile_ir(IRProgram(text, arrays, ["input_ids"], ["y"]), "vulkan", tmp_path / "g.bertc", 1, 2, dtype="int8")
+    assert art.manifest.shaders == ["gemm_i8"]
+    got = load(art.path)(np.zeros((1, 2), np.int64))["y"]
+    q, scale = quantize_int8(arrays["w"])
+    pre = torch.from_numpy(arrays["x"].astype(np.float64) @ (q * scale[:, None].astype(np.float64)).T + arrays["bias"])
+    want = torch.nn.functional.gelu(pre).numpy() + arrays["res"]
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 # ---------------------------------------------------------------- dynamic length (--max-seq-len, issue 17)
 DYNAMIC_BOUND = 72  # past the vulkan target's 64-row GEMM tile: a run of 72 tokens has two row tiles, of 7 one
