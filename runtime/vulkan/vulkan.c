@@ -219,7 +219,8 @@ static bertc_status select_device(vk_model *m) {
                                               .pNext = &f16};
   VkPhysicalDevice8BitStorageFeaturesKHR s8 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES_KHR,
                                                .pNext = &s16};
-  VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &s8};
+  VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, /* 8-bit: only if needed */
+                                  .pNext = prog->needs & BERTC_VK_NEEDS_I8 ? (void *)&s8 : (void *)&s16};
   if (prog->needs) m->vk.vkGetPhysicalDeviceFeatures2(m->phys, &f2);
   /* what each --dtype's GEMM shader needs (gemm_i8 only loads int8, widening it: no shaderInt8), and its way out */
   const struct {
