@@ -6,6 +6,7 @@ import glob
 import inspect
 import os
 import shutil
+import tempfile
 
 # Under pytest-xdist (make test runs one worker per CPU) every core is busy with another test: PyTorch's
 # threads (and those of the subprocesses, which inherit this) would wait at each barrier for a thread that
@@ -168,6 +169,15 @@ def on_lavapipe(monkeypatch) -> None:
         pytest.skip("needs Mesa lavapipe and glslangValidator (make setup installs them)")
     monkeypatch.setenv("VK_ICD_FILENAMES", lvp[0])
     monkeypatch.setenv("VK_DRIVER_FILES", lvp[0])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temp_files_in_pytests_tree(tmp_path_factory):
+    """What the code under test writes with tempfile (a failing pass's bertc-repro-* IR, kept for the user on
+    purpose) goes under pytest's own temporary tree, which pytest prunes, not into /tmp for good."""
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
+    yield
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")
