@@ -155,9 +155,9 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
   }
 }
 
-/* An ISA's sums for r x 1 blocks in GCC/Clang generic vectors: each block's r weights widened to int16, times each
- * row's x (|products| <= 127 * 127 fit), widened into int32 accumulators (NEON: SMULL + SADDW; the x86 file has
- * its own VPMADDWD for r = 16). The integer sums are exact in any order: the reference's bits. */
+/* An ISA's sums for r x 1 blocks in GCC/Clang generic vectors, two blocks at a time: each block's r weights times
+ * each row's x, the pair summed in int16 (|sum| <= 2 * 127 * 127 < 32768: x is never -128) and widened into int32
+ * accumulators (NEON: SMULL, SMLAL, SADDW). The integer sums are exact in any order: the reference's bits. */
 #define Q8S_VECTOR_SUMS(R)                                                                                       \
   static void q8s_sums_##R(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {                        \
     typedef int8_t v8 __attribute__((vector_size(R), aligned(1)));                                               \
@@ -167,9 +167,13 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
     const int32_t *idx = a->w->index + b0;                                                                       \
     const int8_t *v = a->w->values + b0 * R;                                                                     \
     v32 s[Q8S_MR] = {0};                                                                                         \
-    for (int64_t b = 0; b < nb; b++) {                                                                           \
-      const v16 wv = __builtin_convertvector(*(const v8 *)(v + b * R), v16);                                     \
-      for (int m = 0; m < Q8S_MR; m++) s[m] += __builtin_convertvector(wv * (int16_t)q[m * Kq + idx[b]], v32); \
+    for (int64_t b = 0; b < nb; b += 2) {                                                                        \
+      const int two = b + 1 < nb;                                                                                \
+      const v16 w0 = __builtin_convertvector(*(const v8 *)(v + b * R), v16);                                     \
+      const v16 w1 = two ? __builtin_convertvector(*(const v8 *)(v + b * R + R), v16) : (v16){0};               \
+      const int64_t k0 = idx[b], k1 = idx[two ? b + 1 : b];                                                      \
+      for (int m = 0; m < Q8S_MR; m++)                                                                           \
+        s[m] += __builtin_convertvector(w0 * (int16_t)q[m * Kq + k0] + w1 * (int16_t)q[m * Kq + k1], v32);       \
     }                                                                                                            \
     memcpy(acc, s, sizeof s);                                                                                    \
   }
