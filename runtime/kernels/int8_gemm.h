@@ -100,7 +100,7 @@ static inline void q8_linear_rows(bertc_pool *p, q8_rows_args *a) {
 /* ---- block-sparse int8 (bertc_linear_sparse_i8) --------------------------------------------------------------
  * The same two passes: x quantized by q8_quantize_rows (rows Kq apart, whatever the ISA), then work items of
  * (Q8S_MR-row tile, chunk of block rows). An implementation gives the int32 sums of a tile's rows over one block
- * row (q8s_sums_ref, or its ISA's vectors); q8s_store turns them into y with q8_dot_row's fma. */
+ * row (q8s_sums_ref, or its ISA's vectors); q8s_items turns them into y with q8_dot_row's fma. r <= Q8S_R_MAX. */
 #define Q8S_MR 4
 #define Q8S_R_MAX 16
 typedef struct q8s_args q8s_args;
