@@ -7,7 +7,9 @@ MiniLM beside the dense one.
    with ``--prune-patterns {force=1}`` (the sparse kernel), plus the embedding alone; bertc_run times them
    round-robin (``--rounds`` rounds of ``--runs`` runs each) and the linear's time is the model's median
    minus the embedding's. The table gives dense time / sparse time; ``--save`` writes the averages
-   over the shapes to bertc/data/sparse_rates.json, which --prune-patterns reads for this ISA.
+   over the shapes to bertc/data/sparse_rates.json, which --prune-patterns reads for this ISA. With
+   ``--dtype int8`` both are int8 (sparse int8 blocks against the dense int8 GEMM; r x 1 patterns) and
+   ``--save`` writes the ISA's ``int8`` rates, which --prune-patterns reads under --dtype int8.
 2. End to end. The packaged MiniLM compiled dense and with ``--prune-patterns SPEC`` (default
    16x1@0.25: 75% of the encoder's linear weights pruned in blocks; with --pruned FOLDER, the output
    of ``bertc prune`` instead), timed the same way at 1 and 2 threads.
@@ -18,6 +20,7 @@ MiniLM beside the dense one.
 
     .venv/bin/python benchmarks/sparse.py                       # both parts, prints markdown
     .venv/bin/python benchmarks/sparse.py --part kernels --save # re-measure the rates bertc uses
+    .venv/bin/python benchmarks/sparse.py --part kernels --dtype int8 --save  # and the int8 ones
     .venv/bin/python benchmarks/sparse.py --part e2e --pruned minilm-16x1.pruned
     .venv/bin/python benchmarks/sparse.py --part short --rounds 3   # dense / sparse per length and thread count
 """
@@ -82,13 +85,13 @@ def kernels(args, work: Path) -> dict:
     for k, n in SHAPES:
         torch.manual_seed(0)
         arts = {"embedding": bertc.compile(OneLinear(k, None), seq_len=SEQ, out=work / f"emb{k}.bertc"),
-                "dense": bertc.compile(OneLinear(k, n), seq_len=SEQ, out=work / f"d{k}x{n}.bertc")}
+                "dense": bertc.compile(OneLinear(k, n), seq_len=SEQ, out=work / f"d{k}x{n}.bertc", dtype=args.dtype)}
         for pattern in args.patterns:
             for d in ([0.5] if ":" in pattern else args.densities):
                 spec = pattern if ":" in pattern else f"{pattern}@{d}"
                 torch.manual_seed(0)
                 arts[spec] = bertc.compile(OneLinear(k, n), seq_len=SEQ, out=work / f"s{k}x{n}-{spec}.bertc",
-                                           prune=spec, force_sparse=True)
+                                           prune=spec, force_sparse=True, dtype=args.dtype)
         models = {name: DeviceModel(a.path, device="host", threads=args.threads) for name, a in arts.items()}
         t = timed_round_robin(models, args.rounds, args.runs, f"K={k} N={n}")
         dense = t["dense"] - t["embedding"]
@@ -174,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=["kernels", "e2e", "all", "short"], default="all",
                    help="all: kernels and e2e; short: the hidden-768 encoder at 1-128 tokens")
-    p.add_argument("--patterns", nargs="+", default=PATTERNS)
+    p.add_argument("--patterns", nargs="+", help=f"default {' '.join(PATTERNS)} (int8: without 1x4)")
+    p.add_argument("--dtype", choices=["fp32", "int8"], default="fp32", help="the kernel part's weights")
     p.add_argument("--densities", nargs="+", type=float, default=DENSITIES)
     p.add_argument("--threads", type=int, default=1, help="threads for the kernel part (default: 1)")
     p.add_argument("--e2e-threads", nargs="+", type=int, default=[1, 2])
@@ -186,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="where the results go (default: benchmarks/sparse_results.json, "
                    "sparse_short.json for --part short)")
     args = p.parse_args(argv)
+    args.patterns = args.patterns or [q for q in PATTERNS if args.dtype == "fp32" or q != "1x4"]
     results = {"machine": host_target().description, "date": date.today().isoformat()}
     with tempfile.TemporaryDirectory(prefix="bertc-sparse-bench-") as tmp:
         if args.part in ("kernels", "all"):
@@ -196,10 +201,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.save:
                 isa = host_target().isa
                 saved = json.loads(RATES_FILE.read_text()) if RATES_FILE.exists() else {}
-                saved[isa] = {"source": f"benchmarks/sparse.py --save on {platform.node() or 'this host'} "
-                              f"({host_target().description}), {date.today().isoformat()}: mean of dense/sparse "
-                              f"time over MiniLM's four linear shapes at M = {SEQ}, 1 thread",
-                              "gains": {k: {str(d): g for d, g in sorted(v.items())} for k, v in rates.items()}}
+                entry = {"source": f"benchmarks/sparse.py --dtype {args.dtype} --save on {platform.node() or 'this host'} "
+                         f"({host_target().description}), {date.today().isoformat()}: mean of dense/sparse "
+                         f"time over MiniLM's four linear shapes at M = {SEQ}, 1 thread",
+                         "gains": {k: {str(d): g for d, g in sorted(v.items())} for k, v in rates.items()}}
+                if args.dtype == "int8":  # beside the fp32 rates, which keep theirs
+                    saved.setdefault(isa, {})["int8"] = entry
+                else:
+                    saved[isa] = {**entry, **{k: v for k, v in saved.get(isa, {}).items() if k == "int8"}}
                 RATES_FILE.write_text(json.dumps(saved, indent=2) + "\n")
                 print(f"wrote {RATES_FILE}")
         if args.part in ("e2e", "all"):

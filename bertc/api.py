@@ -83,15 +83,17 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
         if sp is not None:
             rows.append({"weights": _weight_names(op.operands[1]), "shape": shape_of(op.operands[1]),
                          "pattern": sp["pattern"], "density": sp["density"], "format": sp["format"],
+                         "dtype": {"i8": "int8", "f16": "fp16"}.get(weight_dtype(op), "fp32"),
                          "expected_gain": sp.get("gain")})
     if not rows:
         return None
     total = sum(math.prod(r["shape"]) for r in rows)
+    dtype = "i8" if any(r["dtype"] == "int8" for r in rows) else "f32"  # whose rates the choice read
     return {
         "matrices": rows,
         "pruned_fraction": round(1 - sum(r["density"] * math.prod(r["shape"]) for r in rows) / total, 4),
         "sparse_matrices": sum(r["format"] == "sparse" for r in rows),
-        "rates": target.sparse_gain_source,
+        "rates": target.sparse_gain_source(dtype),
     }
 
 

@@ -83,7 +83,7 @@ def _compile(args: argparse.Namespace) -> int:
         for row in sp["matrices"]:
             gain = f"expected {row['expected_gain']:.2f}x" if row["expected_gain"] else "no measured rate"
             print(f"  {'+'.join(row['weights']) or 'constant'} {row['shape']}: {row['pattern']} keeps "
-                  f"{row['density']:.0%}, {row['format']} ({gain})")
+                  f"{row['density']:.0%}, {row['format']} {row['dtype']} ({gain})")
     return 0
 
 

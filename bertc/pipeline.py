@@ -19,7 +19,7 @@ from torch_mlir.passmanager import PassManager
 from .errors import BertcError
 from .passes import PASSES, PassContext
 from .passes.common import parse_options
-from .sparsity import parse_spec
+from .sparsity import check_int8_pattern, parse_spec
 from .targets import Target, get_target
 
 # Every CPU target runs the same passes; what differs (the ISA's kernels, the GEMM tile) is
@@ -94,9 +94,11 @@ class CompileOptions:
             if tgt.is_gpu:
                 raise BertcError(f"--prune-patterns: target '{self.target}' has no sparse GEMM shader; compile for "
                                  "a CPU target, or without --prune-patterns")
-            if self.dtype != "fp32":
-                raise BertcError("--prune-patterns: the sparse kernels are fp32; compile with --dtype fp32 "
-                                 "(or leave out --prune-patterns)")
+            if self.dtype == "fp16":
+                raise BertcError("--prune-patterns: the sparse kernels are fp32 and int8; compile with --dtype fp32 "
+                                 "or int8 (or leave out --prune-patterns)")
+            if self.dtype == "int8":
+                check_int8_pattern(parse_spec(self.prune).pattern)
         elif self.force_sparse:
             raise BertcError("--force applies to --prune-patterns; give a SPEC too, e.g. --prune-patterns 16x1@0.25")
         return tgt

@@ -144,6 +144,17 @@ def parse_spec(spec: str) -> PruneSpec:
     return PruneSpec(pattern, density, tuple(rules), spec.strip())
 
 
+INT8_BLOCK_ROWS = (4, 8, 16)  # r of the r x 1 blocks bertc_linear_sparse_i8 runs (runtime/kernels/kernels.h)
+
+
+def check_int8_pattern(pattern: Pattern) -> None:
+    """Refuse a pattern the sparse int8 kernel does not run (--dtype int8 with --prune-patterns)."""
+    if pattern.c != 1 or pattern.r not in INT8_BLOCK_ROWS:
+        raise BertcError(f"--prune-patterns {pattern} with --dtype int8: the sparse int8 kernel runs r x 1 blocks "
+                         "with r = 4, 8 or 16 (16x1, 8x1, 4x1, and N:M with those rows: 2:4, 2:4x16); use one of "
+                         "those, or --dtype fp32 for this pattern")
+
+
 # --------------------------------------------------------------------------- masks
 
 

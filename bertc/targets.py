@@ -63,12 +63,12 @@ class Target:
     gpu: GpuParams | None = None  # GPU targets (isa "vulkan"): the shaders' workgroup and tile sizes
     cpu: str | None = None  # GPU targets: the CPU target of the fallback build (--fallback cpu)
 
-    def sparse_gain(self, pattern, density: float) -> float | None:
+    def sparse_gain(self, pattern, density: float, dtype: str = "f32") -> float | None:
         """Dense time over sparse time for a linear of this pattern and density (kept fraction) on this
         target, interpolated in density from RATES_FILE; None where bertc has no rate for the
         pattern (the pattern stays dense unless forced). The rates were measured on MiniLM's shapes
-        and are used as they are for every GEMM shape."""
-        table = _gains(self.isa).get(str(pattern))
+        and are used as they are for every GEMM shape. ``dtype="i8"``: sparse int8 against dense int8."""
+        table = _gains(self.isa, dtype).get(str(pattern))
         if not table:
             return None
         points = sorted(table.items())
@@ -79,9 +79,10 @@ class Target:
                 return g0 + (g1 - g0) * (density - d0) / (d1 - d0)
         return points[-1][1]
 
-    @property
-    def sparse_gain_source(self) -> str:
-        return _sparse_rates().get(self.isa, {}).get("source", f"no sparse kernel rates for {self.isa}")
+    def sparse_gain_source(self, dtype: str = "f32") -> str:
+        entry = _sparse_rates().get(self.isa, {})
+        entry = entry.get("int8", {}) if dtype == "i8" else entry
+        return entry.get("source", f"no {'int8 ' if dtype == 'i8' else ''}sparse kernel rates for {self.isa}")
 
     @property
     def fp16_tile(self) -> Tile | None:
@@ -142,8 +143,9 @@ def _sparse_rates() -> dict:
                          "re-measure with benchmarks/sparse.py --part kernels --save") from None
 
 
-def _gains(isa: str) -> dict[str, dict[float, float]]:
+def _gains(isa: str, dtype: str = "f32") -> dict[str, dict[float, float]]:
     entry = _sparse_rates().get(isa, {})
+    entry = entry.get("int8", {}) if dtype == "i8" else entry
     return {p: {float(d): float(g) for d, g in t.items()} for p, t in entry.get("gains", {}).items()}
 
 # Desktop GPUs and Mesa's lavapipe: 64 x 64 GEMM tiles from 8 x 8 invocations of 8 x 8 sums, K slices of

@@ -123,6 +123,18 @@ class WeightsImage:
         return self.offsets[key]
 
 
+    def place_sparse_int8(self, value: ir.Value, r: int, c: int) -> tuple:
+        """A pruned weight as kernels.h's bertc_block_sparse_i8: quantized per output feature (the pruned weights
+        are zeros, so the scale is the kept ones'), then its nonzero blocks; place_sparse's tuple and the scales."""
+        key = (value, f"sparse_i8:{r}:{c}")
+        if key not in self.offsets:
+            q, scale = quantize_int8(self.fold(value))
+            s = compress(q, r, c)  # (float32 holds int8 exactly; a block rounded to zeros is dropped)
+            self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
+                                 self.append(s.values.astype(np.int8)), self.append(scale))
+        return self.offsets[key]
+
+
 def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """W[N, K] ~ scale[n] * q[n, k]: symmetric int8 per output feature (q in [-127, 127], rounded half to
     even; a zero row has scale 0), as kernels.h's bertc_qweight holds it."""

@@ -137,6 +137,12 @@ def emit_linear(e: CEmitter, op) -> str:
     sp = sparsity(op)
     if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
         pattern = parse_pattern(sp["pattern"])
+        if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature
+            r, c, rows, o_off, o_idx, o_val, o_s = e.image.place_sparse_int8(op.operands[1], pattern.r, pattern.c)
+            w = (f"&(const bertc_block_sparse_i8){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
+                 f"W(int8_t, {o_val}), W(float, {o_s})}}")
+            return e.call("bertc_linear_sparse_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
+                          f"A(int8_t, {e.i8_work})")
         r, c, rows, o_off, o_idx, o_val = e.image.place_sparse(op.operands[1], pattern.r, pattern.c)
         w = (f"&(const bertc_block_sparse){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
              f"W(float, {o_val})}}")
@@ -320,9 +326,11 @@ def scratch_floats(module: ir.Operation) -> str:
             bounds.add(f"BERTC_SCRATCH_ATTENTION({bound(seq, module)}, {head})")
         elif isinstance(op, B.LinearOp):
             sp = sparsity(op)
+            if weight_dtype(op) == "i8":  # (the int8 GEMMs, dense or sparse, work in the arena: CEmitter.i8_work)
+                continue
             if sp is not None and sp["format"] == "sparse":
                 bounds.add(f"BERTC_SCRATCH_SPARSE({shape_of(op.operands[1])[1]}, {parse_pattern(sp['pattern']).c})")
-            elif weight_dtype(op) != "i8":  # (the int8 GEMM works in the arena: CEmitter.i8_work)
+            else:
                 bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")
     scratch = "64"
     for each in sorted(bounds):

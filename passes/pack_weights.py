@@ -12,7 +12,8 @@ The weight keeps its logical [N, K] type: ``bertc.tile`` says how emit-c lays it
 weights.bin (panels of nr columns, K-major inside a panel, the last panel zero-padded; see
 runtime/kernels/kernels.h) and which micro-kernel tile the call uses. Only a linear whose weight is
 a constant (weight, concat of weights) can be packed ahead of time; others are left alone, and so
-is a linear that --prune-patterns made sparse (emit-c stores its kept blocks instead).
+is a linear that --prune-patterns made sparse (emit-c stores its kept blocks instead; with dtype=i8 it gets
+``bertc.weight_dtype = "i8"`` alone: int8 blocks).
 
 With ``dtype=f16`` (``bertc compile --dtype fp16``: the module's ``bertc.dtype``) the packed
 weights are stored as IEEE half floats, ``bertc.weight_dtype = "f16"``, and the GEMM runs on the
@@ -69,8 +70,12 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
     tile = _option_tile(ctx, _target_tile(module, dtype))
     attr = ir.DenseI64ArrayAttr.get(list(tile))
     for op in func_ops(module):
-        if not isinstance(op, B.LinearOp) or (sparsity(op) or {}).get("format") == "sparse":
-            continue  # a sparse weight is laid out by emit-c as blocks (--prune-patterns)
+        if not isinstance(op, B.LinearOp):
+            continue
+        if (sparsity(op) or {}).get("format") == "sparse":  # laid out by emit-c as blocks (--prune-patterns)
+            if dtype == "i8":  # int8 blocks, bertc_linear_sparse_i8 (no tile: the blocks are its layout)
+                op.attributes["bertc.weight_dtype"] = ir.StringAttr.get(dtype)
+            continue
         w = producer(op.operands[1])
         if w is not None and B.category_of(w) == "constant":
             op.attributes["bertc.tile"] = attr

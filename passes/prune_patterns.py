@@ -20,7 +20,9 @@ per projection, each with its own density.
 and calls ``bertc_linear_sparse``) when the target's sparse kernel for this pattern is faster than
 its dense GEMM at this density, by the measured rates in bertc/targets.py (``gain``: dense time
 over sparse time); else ``"dense"`` (the zeros stay in the dense packed weights). ``force=1``
-keeps every pruned matrix sparse.
+keeps every pruned matrix sparse. With ``--dtype int8`` (the module's ``bertc.dtype = "i8"``) the same rule
+reads the int8 rates (sparse int8 against dense int8; r x 1 blocks, r = 4, 8, 16, the others refused), and
+emit-c stores a sparse matrix as int8 blocks with a scale per output feature (``bertc_linear_sparse_i8``).
 
 Options: ``--prune-patterns=SPEC`` or ``--prune-patterns{spec=SPEC force=1}`` (``{force=1}=SPEC``).
 """
@@ -32,7 +34,7 @@ from bertc.dialects import bertc as B
 from torch_mlir import ir
 
 from bertc.errors import BertcError
-from bertc.sparsity import SPEC_HELP, PruneSpec, block_mask, parse_spec
+from bertc.sparsity import SPEC_HELP, PruneSpec, block_mask, check_int8_pattern, parse_spec
 
 from .common import PassContext, func_ops, module_target, producer, shape_of
 
@@ -95,9 +97,12 @@ def _options(ctx: PassContext) -> tuple[PruneSpec, bool]:
 
 def prune_patterns(module: ir.Operation, ctx: PassContext) -> None:
     spec, force = _options(ctx)
-    if "bertc.dtype" in module.attributes and module.attributes["bertc.dtype"].value != "f32":
-        raise BertcError("--prune-patterns: the sparse kernels are fp32; compile with --dtype fp32 "
-                         "(or leave out --prune-patterns)")
+    dtype = module.attributes["bertc.dtype"].value if "bertc.dtype" in module.attributes else "f32"
+    if dtype == "f16":
+        raise BertcError("--prune-patterns: the sparse kernels are fp32 and int8; compile with --dtype fp32 "
+                         "or int8 (or leave out --prune-patterns)")
+    if dtype == "i8":
+        check_int8_pattern(spec.pattern)
     target = module_target(module)
     for op in func_ops(module):
         if not isinstance(op, B.LinearOp):
@@ -110,7 +115,7 @@ def prune_patterns(module: ir.Operation, ctx: PassContext) -> None:
             continue
         sizes = [int(np.prod(shape_of(p.results[0]))) for p in parts]  # an unpruned part keeps everything
         density = sum(c[0] if c else s for c, s in zip(counts, sizes)) / sum(sizes)
-        gain = target.sparse_gain(spec.pattern, density)
+        gain = target.sparse_gain(spec.pattern, density, dtype)
         sparse = force or (gain is not None and gain > 1.0)
         attrs = {
             "pattern": ir.StringAttr.get(str(spec.pattern)),

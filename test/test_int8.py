@@ -1,7 +1,9 @@
 """--dtype int8 (issue 19): GEMM weights in int8 with a scale per output feature, each GEMM's input quantized
 per row at run time. On the real MiniLM and real rt-sentiment snippets, against PyTorch's fp32: on the host's
 integer kernels (VNNI or AVX2; the kernels themselves are held to the reference bit for bit by kernel_check,
-test_kernels.py) and on ARM64 under qemu. The GPU's weight-only int8 (gemm_i8) is test_vulkan.py's."""
+test_kernels.py) and on ARM64 under qemu. With --prune-patterns (and --force): pruned
+matrices as sparse int8 blocks, against PyTorch running the same pruned weights in fp32. The GPU's
+weight-only int8 (gemm_i8) is test_vulkan.py's."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import torch
 import transformers as T
 
 import bertc
-from bertc.targets import host_target
+from bertc.sparsity import apply_masks, model_masks, parse_spec
+from bertc.targets import get_target, host_target
 from search.tasks import load_task
 
 # Mean-pooled sentence embeddings (sentence-transformers' MiniLM pooling) against PyTorch fp32. Over the whole
@@ -27,9 +30,12 @@ def snippets(n: int) -> list[str]:
     return [text for text, _ in load_task("rt-sentiment").test[:n]]
 
 
-def cosines(model, minilm_path, texts: list[str], pad_to: int | None = None) -> list[float]:
+def cosines(model, minilm_path, texts: list[str], pad_to: int | None = None, prune: str | None = None) -> list[float]:
+    """Each text's mean-pooled embedding against PyTorch's fp32 (with ``prune``, its weights pruned by that SPEC)."""
     tok = T.AutoTokenizer.from_pretrained(minilm_path)
     ref_model = T.AutoModel.from_pretrained(minilm_path).eval()
+    if prune:
+        apply_masks(ref_model, model_masks(ref_model, prune))
     out = []
     for text in texts:
         enc = tok(text, return_tensors="np", **({"padding": "max_length", "truncation": True, "max_length": pad_to} if pad_to else {}))
@@ -77,3 +83,42 @@ def test_minilm_int8_on_arm64_under_qemu(minilm_path, tmp_path, monkeypatch):
     a76 = art.load(threads=2)
     assert cosines(a76, minilm_path, snippets(2), pad_to=24) == got
     assert a76.last_report["kernels"]["bertc_linear_packed_i8"] == "neon"  # SDOT (ARMv8.2-A dot product)
+
+
+def check_sparse_report(art, target: str, spec: str) -> None:
+    """report.json: every pruned matrix (6 layers x 4; the pooler stays dense) int8, stored sparse (--force), with
+    the int8 rate the rule read (an estimate on x86, none on ARM64)."""
+    sp = json.loads((art.path / "report.json").read_text())["sparsity"]
+    pattern, tgt = parse_spec(spec).pattern, get_target(target)
+    assert len(sp["matrices"]) == sp["sparse_matrices"] == 24 and sp["rates"] == tgt.sparse_gain_source("i8")
+    for row in sp["matrices"]:
+        assert (row["pattern"], row["format"], row["dtype"]) == (str(pattern), "sparse", "int8")
+        assert row["density"] == pytest.approx(parse_spec(spec).density, abs=0.01)
+        gain = tgt.sparse_gain(pattern, row["density"], "i8")
+        assert row["expected_gain"] == (None if gain is None else round(gain, 2))
+
+
+def test_pruned_minilm_as_sparse_int8_blocks_on_the_host(minilm_path, tmp_path):
+    spec = "16x1@0.5"
+    art = bertc.compile(minilm_path, target="host", max_seq_len=64, dtype="int8", prune=spec, force_sparse=True,
+                        out=tmp_path / "p.bertc")
+    check_sparse_report(art, "host", spec)
+    model = art.load(threads=2)
+    got = cosines(model, minilm_path, snippets(6), prune=spec)
+    assert model.kernels()["bertc_linear_sparse_i8"] == ("avx2" if host_target().isa == "avx2" else "ref")
+    print(f"sparse int8 16x1@0.5 vs PyTorch fp32 on the same pruned weights: min {min(got):.5f}")
+    assert min(got) >= MIN_COSINE, got
+
+
+@pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="qemu-aarch64 is not installed")
+def test_pruned_minilm_as_sparse_int8_blocks_on_arm64_under_qemu(minilm_path, tmp_path):
+    spec = "2:4"  # 8x1 blocks, 2 of every 4 kept
+    art = bertc.compile(minilm_path, target="linux-arm64", seq_len=24, dtype="int8", prune=spec, force_sparse=True,
+                        out=tmp_path / "a.bertc")
+    check_sparse_report(art, "linux-arm64", spec)
+    phone = art.load(threads=2)
+    got = cosines(phone, minilm_path, snippets(2), pad_to=24, prune=spec)
+    assert phone.last_report["kernels"]["bertc_linear_sparse_i8"] == "neon"
+    print(f"sparse int8 2:4 on ARM64 (qemu) vs PyTorch fp32 on the same pruned weights: min {min(got):.5f}")
+    assert min(got) >= MIN_COSINE, got
+

@@ -148,5 +148,8 @@ def test_compile_cli_refuses_bad_specs_before_the_slow_steps(tmp_path, capsys):
     assert "--force applies to --prune-patterns" in capsys.readouterr().err
     assert cli(["compile", str(model_dir), "-o", str(tmp_path / "x.bertc"), "--target", "android-arm64",
                 "--dtype", "fp16", "--prune-patterns", "8x1@0.5", "-q"]) == 2
-    assert "the sparse kernels are fp32" in capsys.readouterr().err
+    assert "the sparse kernels are fp32 and int8" in capsys.readouterr().err
+    assert cli(["compile", str(model_dir), "-o", str(tmp_path / "x.bertc"), "--dtype", "int8", "--prune-patterns",
+                "1x4@0.5", "-q"]) == 2  # int8 blocks are r x 1
+    assert "runs r x 1 blocks with r = 4, 8 or 16 (16x1, 8x1, 4x1" in capsys.readouterr().err
     assert not (tmp_path / "x.bertc").exists()

@@ -97,4 +97,99 @@ static inline void q8_linear_rows(bertc_pool *p, q8_rows_args *a) {
   bertc_parallel_rows(p, a->M, q8_dot_rows, a);
 }
 
+/* ---- block-sparse int8 (bertc_linear_sparse_i8) --------------------------------------------------------------
+ * The same two passes: x quantized by q8_quantize_rows (rows Kq apart, whatever the ISA), then work items of
+ * (Q8S_MR-row tile, chunk of block rows). An implementation gives the int32 sums of a tile's rows over one block
+ * row (q8s_sums_ref, or its ISA's vectors); q8s_items turns them into y with q8_dot_row's fma. r <= Q8S_R_MAX. */
+#define Q8S_MR 4
+#define Q8S_R_MAX 16
+typedef struct q8s_args q8s_args;
+/* acc[m * r + j] = sum over the blocks of block row i of q[m * Kq + k] * W[i r + j, k], m < Q8S_MR (rows past
+ * the tile's are read from the work buffer's padding and not stored) */
+typedef void (*q8s_sums_fn)(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc);
+struct q8s_args {
+  const float *bias, *res;
+  const bertc_block_sparse_i8 *w;
+  float *y;
+  void *work;
+  int64_t M, N, K, chunks;
+  int act;
+  q8_epilogue epilogue;
+  q8s_sums_fn sums;
+};
+
+static inline void q8s_sums_ref(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {
+  const bertc_block_sparse_i8 *w = a->w;
+  const int64_t r = w->r, c = w->c, Kq = q8_kq(a->K);
+  memset(acc, 0, (size_t)(Q8S_MR * r) * sizeof(int32_t));
+  for (int64_t b = w->offsets[i]; b < w->offsets[i + 1]; b++)
+    for (int64_t l = 0; l < c && w->index[b] + l < a->K; l++) {
+      const int8_t *v = w->values + (b * c + l) * r;
+      for (int64_t m = 0; m < Q8S_MR; m++)
+        for (int64_t j = 0; j < r; j++) acc[m * r + j] += (int32_t)q[m * Kq + w->index[b] + l] * v[j];
+    }
+}
+
+static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
+  (void)scratch;
+  const q8s_args *a = raw;
+  const bertc_block_sparse_i8 *w = a->w;
+  const int64_t r = w->r, N = a->N, Kq = q8_kq(a->K);
+  const float *scales = q8_scales(a->work, a->M, a->K);
+  int32_t acc[Q8S_MR * Q8S_R_MAX];
+  for (int64_t t = lo; t < hi; t++) {
+    const int64_t m0 = t / a->chunks * Q8S_MR, rows = a->M - m0 < Q8S_MR ? a->M - m0 : Q8S_MR, g = t % a->chunks;
+    const int64_t i0 = w->block_rows * g / a->chunks, i1 = w->block_rows * (g + 1) / a->chunks;
+    for (int64_t i = i0; i < i1; i++) {
+      a->sums(a, q8_rows(a->work) + m0 * Kq, i, acc);
+      const int64_t cols = N - i * r < r ? N - i * r : r;
+      for (int64_t m = 0; m < rows; m++)
+        for (int64_t j = 0; j < cols; j++) {
+          const int64_t n = i * r + j;
+          a->y[(m0 + m) * N + n] = fmaf((float)acc[m * r + j], scales[m0 + m] * w->scale[n], a->bias ? a->bias[n] : 0.0f);
+        }
+    }
+    const int64_t n0 = i0 * r, n1 = i1 * r < N ? i1 * r : N;
+    for (int64_t m = m0; m < m0 + rows && n0 < n1; m++)
+      a->epilogue(a->y + m * N + n0, a->res ? a->res + m * N + n0 : NULL, n1 - n0, a->act);
+  }
+}
+
+/* An ISA's sums for r x 1 blocks in GCC/Clang generic vectors, two blocks at a time: each block's r weights times
+ * each row's x, the pair summed in int16 (|sum| <= 2 * 127 * 127 < 32768: x is never -128) and widened into int32
+ * accumulators (NEON: SMULL, SMLAL, SADDW). The integer sums are exact in any order: the reference's bits. */
+#define Q8S_VECTOR_SUMS(R)                                                                                       \
+  static void q8s_sums_##R(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {                        \
+    typedef int8_t v8 __attribute__((vector_size(R), aligned(1)));                                               \
+    typedef int16_t v16 __attribute__((vector_size(2 * R)));                                                     \
+    typedef int32_t v32 __attribute__((vector_size(4 * R)));                                                     \
+    const int64_t Kq = q8_kq(a->K), b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                     \
+    const int32_t *idx = a->w->index + b0;                                                                       \
+    const int8_t *v = a->w->values + b0 * R;                                                                     \
+    v32 s[Q8S_MR] = {0};                                                                                         \
+    for (int64_t b = 0; b < nb; b += 2) {                                                                        \
+      const int two = b + 1 < nb;                                                                                \
+      const v16 w0 = __builtin_convertvector(*(const v8 *)(v + b * R), v16);                                     \
+      const v16 w1 = two ? __builtin_convertvector(*(const v8 *)(v + b * R + R), v16) : (v16){0};               \
+      const int64_t k0 = idx[b], k1 = idx[two ? b + 1 : b];                                                      \
+      for (int m = 0; m < Q8S_MR; m++)                                                                           \
+        s[m] += __builtin_convertvector(w0 * (int16_t)q[m * Kq + k0] + w1 * (int16_t)q[m * Kq + k1], v32);       \
+    }                                                                                                            \
+    memcpy(acc, s, sizeof s);                                                                                    \
+  }
+
+/* The ISA's sums for w's block (q8s_sums_4, _8, _16 defined), the reference's for any other. */
+#define Q8S_SUMS_FOR(w) \
+  ((w)->c != 1 ? q8s_sums_ref : (w)->r == 16 ? q8s_sums_16 : (w)->r == 8 ? q8s_sums_8 : (w)->r == 4 ? q8s_sums_4 : q8s_sums_ref)
+
+/* Tiles x chunks: whole row tiles while there are at least 4 per thread, else block rows split too (a few tokens). */
+static inline void q8_linear_sparse(bertc_pool *p, const float *x, q8s_args *a) {
+  q8_rows_args qa = {.x = x, .work = a->work, .M = a->M, .K = a->K};
+  bertc_parallel_rows(p, a->M, q8_quantize_rows, &qa);
+  const int64_t tiles = (a->M + Q8S_MR - 1) / Q8S_MR, want = 4 * (int64_t)bertc_pool_threads(p);
+  a->chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
+  if (a->chunks > a->w->block_rows) a->chunks = a->w->block_rows > 0 ? a->w->block_rows : 1;
+  bertc_parallel_rows(p, tiles * a->chunks, q8s_items, a);
+}
+
 #endif

@@ -83,6 +83,20 @@ typedef struct {
 void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse *w, const float *bias,
                          const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act);
 
+/* Block-sparse int8 weights (--dtype int8 with --prune-patterns): bertc_block_sparse's blocks, r x 1 with r = 4, 8
+ * or 16, their values int8 with a scale per output feature as bertc_qweight's (from the kept weights). x is quantized
+ * per row into work (BERTC_I8_WORK, rows Kq apart) as bertc_linear_packed_i8 does, and y is its formula:
+ *     y[m,n] = act(fma((float)sum over kept k of qx[m,k] q[n,k], s * scale[n], bias[n])) + residual[m,n],
+ * the integer sums exact, so every implementation gives the reference's bits before the activation. */
+typedef struct {
+  int32_t r, c, block_rows;
+  const int32_t *offsets, *index; /* as bertc_block_sparse's */
+  const int8_t *values;           /* [blocks][c][r], as bertc_block_sparse's */
+  const float *scale;             /* [N] */
+} bertc_block_sparse_i8;
+void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
+                            const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work);
+
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */
 #define BERTC_SCRATCH_LINEAR(K) (16 * (K) + 64)                 /* packing up to 16 rows of x */

@@ -8,6 +8,7 @@
 #define bertc_linear_packed_f16 ref_bertc_linear_packed_f16
 #define bertc_linear_packed_i8 ref_bertc_linear_packed_i8
 #define bertc_linear_sparse ref_bertc_linear_sparse
+#define bertc_linear_sparse_i8 ref_bertc_linear_sparse_i8
 #define bertc_embedding ref_bertc_embedding
 #define bertc_layer_norm ref_bertc_layer_norm
 #define bertc_rms_norm ref_bertc_rms_norm

@@ -587,6 +587,75 @@ static void sparse_epilogue(float *y, const float *bias, const float *res, int64
 }
 #include "../sparse_gemm.h"
 
+/* ---- block-sparse int8: ../int8_gemm.h's two passes; its sums on VPMADDWD ----------------- */
+/* r = 4, 8: two blocks at a time, their int16 weights interleaved against the pair of x values, so one VPMADDWD
+ * adds both blocks' products (|sum| <= 2 * 127 * 127) for 4 outputs, in order. An odd last block pairs with zeros. */
+static inline __m128i q8s_load_i8x8(const int8_t *p, int r) {
+  int64_t v = 0;
+  memcpy(&v, p, (size_t)r);
+  return _mm_cvtepi8_epi16(_mm_cvtsi64_si128(v));
+}
+static inline __m128i q8s_pair(const int8_t *q, int64_t k0, int64_t k1) {
+  return _mm_set1_epi32((int32_t)((uint16_t)q[k0] | (uint32_t)(uint16_t)q[k1] << 16));
+}
+#define Q8S_SUMS_XMM(R)                                                                                      \
+  static void q8s_sums_##R(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {                    \
+    const int64_t Kq = q8_kq(a->K), b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                 \
+    const int32_t *idx = a->w->index + b0;                                                                   \
+    const int8_t *v = a->w->values + b0 * R;                                                                 \
+    __m128i lo[Q8S_MR], hi[Q8S_MR];                                                                          \
+    for (int m = 0; m < Q8S_MR; m++) lo[m] = hi[m] = _mm_setzero_si128();                                    \
+    for (int64_t b = 0; b < nb; b += 2) {                                                                    \
+      const int two = b + 1 < nb;                                                                            \
+      const __m128i w0 = q8s_load_i8x8(v + b * R, R), w1 = two ? q8s_load_i8x8(v + b * R + R, R) : _mm_setzero_si128(); \
+      const __m128i wl = _mm_unpacklo_epi16(w0, w1), wh = _mm_unpackhi_epi16(w0, w1);                        \
+      const int64_t k0 = idx[b], k1 = idx[two ? b + 1 : b];                                                  \
+      for (int m = 0; m < Q8S_MR; m++) {                                                                     \
+        const __m128i xp = q8s_pair(q + m * Kq, k0, k1);                                                     \
+        lo[m] = _mm_add_epi32(lo[m], _mm_madd_epi16(wl, xp));                                                \
+        if (R == 8) hi[m] = _mm_add_epi32(hi[m], _mm_madd_epi16(wh, xp));                                    \
+      }                                                                                                      \
+    }                                                                                                        \
+    for (int m = 0; m < Q8S_MR; m++) {                                                                       \
+      _mm_storeu_si128((__m128i *)(acc + m * R), lo[m]);                                                     \
+      if (R == 8) _mm_storeu_si128((__m128i *)(acc + m * R + 4), hi[m]);                                     \
+    }                                                                                                        \
+  }
+Q8S_SUMS_XMM(4)
+Q8S_SUMS_XMM(8)
+/* r = 16: the same on 256-bit registers, interleaved within each 128-bit lane: lo holds outputs 0-3 | 8-11, hi
+ * 4-7 | 12-15. */
+static void q8s_sums_16(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {
+  const int64_t Kq = q8_kq(a->K), b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;
+  const int32_t *idx = a->w->index + b0;
+  const int8_t *v = a->w->values + b0 * 16;
+  __m256i lo[Q8S_MR], hi[Q8S_MR];
+  for (int m = 0; m < Q8S_MR; m++) lo[m] = hi[m] = _mm256_setzero_si256();
+  for (int64_t b = 0; b < nb; b += 2) {
+    const int two = b + 1 < nb;
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + b * 16)));
+    const __m256i w1 = two ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + b * 16 + 16)))
+                           : _mm256_setzero_si256();
+    const __m256i wl = _mm256_unpacklo_epi16(w0, w1), wh = _mm256_unpackhi_epi16(w0, w1);
+    const int64_t k0 = idx[b], k1 = idx[two ? b + 1 : b];
+    for (int m = 0; m < Q8S_MR; m++) {
+      const __m256i xp = _mm256_broadcastd_epi32(q8s_pair(q + m * Kq, k0, k1));
+      lo[m] = _mm256_add_epi32(lo[m], _mm256_madd_epi16(wl, xp));
+      hi[m] = _mm256_add_epi32(hi[m], _mm256_madd_epi16(wh, xp));
+    }
+  }
+  for (int m = 0; m < Q8S_MR; m++) {
+    _mm256_storeu_si256((__m256i *)(acc + m * 16), _mm256_permute2x128_si256(lo[m], hi[m], 0x20));
+    _mm256_storeu_si256((__m256i *)(acc + m * 16 + 8), _mm256_permute2x128_si256(lo[m], hi[m], 0x31));
+  }
+}
+
+void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
+                            const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work) {
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, Q8S_SUMS_FOR(w)};
+  q8_linear_sparse(p, x, &a);
+}
+
 /* ---- layer norm ----------------------------------------------------------------------- */
 typedef struct {
   const float *x, *res, *g, *b;
@@ -1123,7 +1192,7 @@ ALWAYS_INLINE void mm_rows(const int R, const float *a, const float *b, float *o
 
 const char *bertc_kernel_impl(const char *kernel) {
   static const char *const ours[] = {"bertc_linear_packed", "bertc_linear_packed_i8", "bertc_linear_sparse", "bertc_layer_norm",
-                                     "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_attention", "bertc_matmul"};
+                                     "bertc_linear_sparse_i8", "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_attention", "bertc_matmul"};
   for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
     if (strcmp(kernel, ours[i]) == 0) return "avx2";
   return "ref";

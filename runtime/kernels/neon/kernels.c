@@ -10,7 +10,7 @@
 
 static const char *const neon_kernels[] = {
     "bertc_linear_packed", "bertc_linear_sparse", "bertc_attention", "bertc_layer_norm", "bertc_rms_norm", "bertc_softmax",
-    "bertc_unary", "bertc_matmul",
+    "bertc_unary", "bertc_matmul", "bertc_linear_sparse_i8",
 #if defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC) /* built with -march=armv8.2-a+fp16 (--dtype fp16) */
     "bertc_linear_packed_f16",
 #endif
@@ -686,6 +686,18 @@ static void sparse_epilogue(float *y, const float *bias, const float *res, int64
   epilogue_row(y, bias, res, n, act);
 }
 #include "../sparse_gemm.h"
+
+/* ---- block-sparse int8: ../int8_gemm.h's two passes and generic-vector sums, in every NEON build (SDOT needs four
+ * consecutive inputs per output, which an r x 1 block does not have) ---------------------------------------- */
+Q8S_VECTOR_SUMS(4)
+Q8S_VECTOR_SUMS(8)
+Q8S_VECTOR_SUMS(16)
+static void q8s_epilogue_neon(float *y, const float *res, int64_t n, int act) { epilogue_row(y, NULL, res, n, act); }
+void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
+                            const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work) {
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8s_epilogue_neon, Q8S_SUMS_FOR(w)};
+  q8_linear_sparse(p, x, &a);
+}
 
 /* ---- layer norm ------------------------------------------------------------------------ */
 typedef struct { const float *x, *res, *g, *b; float *y; int64_t n; float eps; } ln_args;

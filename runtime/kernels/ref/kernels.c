@@ -183,6 +183,13 @@ BERTC_WEAK void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bert
   q8_linear_rows(p, &a);
 }
 
+BERTC_WEAK void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
+                                       const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
+                                       void *work) {
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_ref_epilogue, q8s_sums_ref};
+  q8_linear_sparse(p, x, &a);
+}
+
 /* ---- block-sparse linear: the format kernels.h documents ------------------------------ */
 typedef struct {
   const float *x, *bias, *res;
