@@ -129,7 +129,7 @@ def open_all(b: C.Bundle, peers: list[str], threads: int, rebuild: bool, dynamic
 def accuracy(b: C.Bundle, peers: list[str], sentences: int, rebuild: bool) -> dict[str, dict[str, float]]:
     binds = open_all(b, peers, 2, rebuild, dynamic=True)
     cos: dict[str, list[float]] = {n: [] for n in peers}
-    for x in C.load_sentences(sentences, b.config.vocab_size):
+    for x in C.load_sentences(sentences, b):
         with torch.inference_mode():
             ref = b.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()[0].mean(0)
         for name, bind in binds.items():
@@ -156,7 +156,7 @@ def task_accuracy(peers: list[str], sentences: int, args) -> dict[str, float]:
     binds = open_all(b, peers, 2, args.rebuild, dynamic=True)
     right = dict.fromkeys(["pytorch", *peers], 0)
     labels = [label for _, label in task.test[:sentences]]
-    for x, label in zip(C.load_sentences(sentences, b.config.vocab_size), labels):
+    for x, label in zip(C.load_sentences(sentences, b), labels):
         with torch.inference_mode():
             cls = {"pytorch": b.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()}
         cls.update({name: np.asarray(bind(x)(), np.float32) for name, bind in binds.items()})
@@ -173,7 +173,7 @@ def speed(b: C.Bundle, peers: list[str], threads: int, args, idle: C.IdleWaiter)
     torch.set_num_threads(threads)
     fixed = C.time_round_robin(runs, args.warmup, args.runs, idle, label).ms["after-idle"]
     del runs
-    sentences = C.load_sentences(args.timed_sentences, b.config.vocab_size)
+    sentences = C.load_sentences(args.timed_sentences, b)
     refs = [np.zeros((1, x["input_ids"].shape[1], b.config.hidden_size), np.float32) for x in sentences]
     binds = open_all(b, peers, threads, args.rebuild, dynamic=True)
     torch.set_num_threads(threads)

@@ -58,7 +58,7 @@ def read_texts(source: str | Path | CalibrationTexts | Sequence[str]) -> Calibra
                              "line, or task:NAME (e.g. task:rt-sentiment)") from None
         texts, name = tuple(t for t in texts if t), str(source)
     else:
-        texts, name = tuple(source), f"{len(source)} given texts"
+        texts, name = tuple(source), "the texts given"
     if not texts:
         raise BertcError(f"--calibrate {name}: no texts in it; give one text per line, typical of what the model "
                          "will see")

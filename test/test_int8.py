@@ -121,7 +121,7 @@ def test_minilm_int8_on_arm64_under_qemu(minilm_path, tmp_path, monkeypatch):
     (tmp_path / "texts.txt").write_text("\n".join(text for text, _ in load_task("rt-sentiment").train[:32]) + "\n")
     cal = bertc.compile(minilm_path, target="linux-arm64", seq_len=24, dtype="int8", out=tmp_path / "s.bertc",
                         calibrate=str(tmp_path / "texts.txt"))
-    assert cal.report["precision"]["int8_activations"].endswith("texts.txt (32 texts)")
+    assert "texts.txt (32 texts); " in cal.report["precision"]["int8_activations"]
     static_a76 = cosines(cal.load(threads=2), minilm_path, snippets(2), pad_to=24)
     monkeypatch.delenv("QEMU_CPU")
     assert cosines(cal.load(threads=2), minilm_path, snippets(2), pad_to=24) == static_a76
