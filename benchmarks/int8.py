@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.timed_sentences} rt-sentiment snippets at their own lengths) and the ratio to bertc-int8; "
               f"sentence cosine vs PyTorch fp32 over {args.sentences} snippets\n")
         cols = [(t, w) for t in rows for w in ("fixed", "real-text")]
-        print("| runtime | " + " | ".join(f"{w}, {t} thr | x" for t, w in cols) + " | cosine mean | cosine min |")
+        print("| runtime | " + "".join(f"{w}, {t} thr | x | " for t, w in cols) + "cosine mean | cosine min |")
         print("|---" * (len(cols) * 2 + 3) + "|")
         for name in peers:
             cells = []
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{ms:.2f} | {ms / base:.2f}" if ms and base else "- | -")
             a = acc.get(name)
             tail = f"{a['mean']:.5f} | {a['min']:.5f}" if a else "- | -"
-            print(f"| {name} | " + " | ".join(cells) + f" | {tail} |")
+            print(f"| {name} | " + "".join(f"{c} | " for c in cells) + f"{tail} |")
         results.append({"model": model, "seq_len": C.SEQ_LEN, "median_ms": rows, "cosine": acc})
     out: dict[str, Any] = {"results": results, "teacher_test_accuracy": task, "environment": C.environment(), "idle_wait": idle.summary(),
                            "command": "benchmarks/int8.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -99,7 +99,7 @@ def _precision_report(ops: collections.Counter, linears, gpu_f16: bool = False, 
         fp32[B.LinearOp.OPERATION_NAME] = weights["fp32"]
     static = {"+".join(weight_names(op.operands[1])): x_scale(op) for op in linears if x_scale(op) is not None}
     mode = "dynamic, per row"  # kernels.h bertc_linear_packed_i8: each row's max|x| at run time
-    if static:
+    if calibrated is not None and weights.get("int8"):  # (every GEMM may have stayed per row)
         dynamic = weights["int8"] - len(static)
         mode = (f"static, per tensor, calibrated on {calibrated.source} ({len(calibrated.texts)} texts)" +
                 (f"; {dynamic} of {weights['int8']} GEMMs dynamic, per row (a static scale's noise was less than "
