@@ -3,6 +3,7 @@
 Runtimes (--peers):
   bertc       bertc.compile(folder, target='host'), fp32 (compare.py's)
   bertc-int8  the same with dtype='int8': int8 weights per output feature, inputs quantized per row at run time
+  bertc-int8-static  the same with calibrate='task:rt-sentiment': static input scales where they keep 28 dB SQNR
   ort-opt     ONNX Runtime after its transformer optimizer, fp32 (compare.py's)
   ort-int8    that model after onnxruntime.quantization.quantize_dynamic(weight_type=QInt8), ORT's documented
               recipe for BERT (default per_channel=False, reduce_range=False; DefaultTensorType float, which its
@@ -47,15 +48,16 @@ import transformers as T
 
 import bertc
 
-PEERS = ("bertc", "bertc-int8", "ort-opt", "ort-int8", "ort-int8-pc", "ov-int8", "litert-int8")
+PEERS = ("bertc", "bertc-int8", "bertc-int8-static", "ort-opt", "ort-int8", "ort-int8-pc", "ov-int8", "litert-int8")
 CALIBRATION = 300  # rt-sentiment train snippets for OpenVINO's calibration
 
 
-def convert_bertc(b: C.Bundle, rebuild: bool, dynamic: bool, dtype: str) -> Path:
-    suffix = "dyn" if dynamic else f"s{C.SEQ_LEN}"
+def convert_bertc(b: C.Bundle, rebuild: bool, dynamic: bool, dtype: str, calibrate: str | None = None) -> Path:
+    suffix = ("dyn" if dynamic else f"s{C.SEQ_LEN}") + ("-static" if calibrate else "")
     path = b.cache / f"bertc-{dtype}-{suffix}-{C.bertc_sources_digest()}.bertc"
     if C._fresh(path, rebuild):
-        bertc.compile(b.folder, target="host", out=path, dtype=dtype, **({} if dynamic else {"seq_len": C.SEQ_LEN}))
+        bertc.compile(b.folder, target="host", out=path, dtype=dtype, calibrate=calibrate,
+                      **({} if dynamic else {"seq_len": C.SEQ_LEN}))
     return path
 
 
@@ -110,7 +112,8 @@ def open_all(b: C.Bundle, peers: list[str], threads: int, rebuild: bool, dynamic
     binds = {}
     for name in peers:
         if name.startswith("bertc"):
-            path = convert_bertc(b, rebuild, dynamic, "int8" if name == "bertc-int8" else "fp32")
+            path = convert_bertc(b, rebuild, dynamic, "int8" if "int8" in name else "fp32",
+                                 "task:rt-sentiment" if name.endswith("-static") else None)
             binds[name] = C.open_bertc(b, path, threads)[0]
         elif name == "litert-int8":
             binds[name] = C.open_litert(b, convert_litert_int8(b, rebuild), threads)[0]
@@ -126,7 +129,7 @@ def open_all(b: C.Bundle, peers: list[str], threads: int, rebuild: bool, dynamic
 def accuracy(b: C.Bundle, peers: list[str], sentences: int, rebuild: bool) -> dict[str, dict[str, float]]:
     binds = open_all(b, peers, 2, rebuild, dynamic=True)
     cos: dict[str, list[float]] = {n: [] for n in peers}
-    for x in C.load_sentences(sentences, b.config.vocab_size):
+    for x in C.load_sentences(sentences, b):
         with torch.inference_mode():
             ref = b.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()[0].mean(0)
         for name, bind in binds.items():
@@ -153,7 +156,7 @@ def task_accuracy(peers: list[str], sentences: int, args) -> dict[str, float]:
     binds = open_all(b, peers, 2, args.rebuild, dynamic=True)
     right = dict.fromkeys(["pytorch", *peers], 0)
     labels = [label for _, label in task.test[:sentences]]
-    for x, label in zip(C.load_sentences(sentences, b.config.vocab_size), labels):
+    for x, label in zip(C.load_sentences(sentences, b), labels):
         with torch.inference_mode():
             cls = {"pytorch": b.model(**{k: torch.from_numpy(v) for k, v in x.items()}).last_hidden_state.numpy()}
         cls.update({name: np.asarray(bind(x)(), np.float32) for name, bind in binds.items()})
@@ -170,7 +173,7 @@ def speed(b: C.Bundle, peers: list[str], threads: int, args, idle: C.IdleWaiter)
     torch.set_num_threads(threads)
     fixed = C.time_round_robin(runs, args.warmup, args.runs, idle, label).ms["after-idle"]
     del runs
-    sentences = C.load_sentences(args.timed_sentences, b.config.vocab_size)
+    sentences = C.load_sentences(args.timed_sentences, b)
     refs = [np.zeros((1, x["input_ids"].shape[1], b.config.hidden_size), np.float32) for x in sentences]
     binds = open_all(b, peers, threads, args.rebuild, dynamic=True)
     torch.set_num_threads(threads)
@@ -190,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the fine-tuned teacher's rt-sentiment accuracy (fine-tuning it the first time takes ~8 min)")
     p.add_argument("--timed-sentences", type=int, default=200, help="real-text timing: the first N snippets "
                    "(default: %(default)s)")
+    p.add_argument("--no-speed", dest="speed", action="store_false", help="accuracy only, no timing")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--cache", type=Path, default=C.ROOT / "benchmarks" / ".cache")
@@ -211,12 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models.split(","):
         b = C.load_bundle(C.MODELS[model], args.cache, args.rebuild)
         acc = accuracy(b, peers, args.sentences, args.rebuild) if C.MODELS[model].config is None else {}
-        rows = {t: speed(b, peers, t, args, idle) for t in (int(x) for x in args.threads.split(","))}
+        rows = {t: speed(b, peers, t, args, idle) for t in (int(x) for x in args.threads.split(","))} if args.speed else {}
         print(f"\n### {model}: median ms of after-idle calls (fixed: sequence 128, {args.runs} rounds; real text: "
               f"{args.timed_sentences} rt-sentiment snippets at their own lengths) and the ratio to bertc-int8; "
               f"sentence cosine vs PyTorch fp32 over {args.sentences} snippets\n")
         cols = [(t, w) for t in rows for w in ("fixed", "real-text")]
-        print("| runtime | " + " | ".join(f"{w}, {t} thr | x" for t, w in cols) + " | cosine mean | cosine min |")
+        print("| runtime | " + "".join(f"{w}, {t} thr | x | " for t, w in cols) + "cosine mean | cosine min |")
         print("|---" * (len(cols) * 2 + 3) + "|")
         for name in peers:
             cells = []
@@ -225,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{ms:.2f} | {ms / base:.2f}" if ms and base else "- | -")
             a = acc.get(name)
             tail = f"{a['mean']:.5f} | {a['min']:.5f}" if a else "- | -"
-            print(f"| {name} | " + " | ".join(cells) + f" | {tail} |")
+            print(f"| {name} | " + "".join(f"{c} | " for c in cells) + f"{tail} |")
         results.append({"model": model, "seq_len": C.SEQ_LEN, "median_ms": rows, "cosine": acc})
     out: dict[str, Any] = {"results": results, "teacher_test_accuracy": task, "environment": C.environment(), "idle_wait": idle.summary(),
                            "command": "benchmarks/int8.py " + " ".join(argv if argv is not None else sys.argv[1:]),

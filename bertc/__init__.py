@@ -11,10 +11,15 @@ __version__ = "0.1.0"
 from .errors import BertcError
 
 
-def compile(*args, **kwargs):
+def compile(*args, calibrate=None, **kwargs):
+    """bertc.api.compile; ``calibrate="task:NAME"`` (--dtype int8) is read here, from search/tasks.py."""
     from .api import compile as _compile
 
-    return _compile(*args, **kwargs)
+    if isinstance(calibrate, str) and calibrate.startswith("task:"):
+        from .search.tasks import calibration_texts
+
+        calibrate = calibration_texts(calibrate.removeprefix("task:"))
+    return _compile(*args, calibrate=calibrate, **kwargs)
 
 
 def load(*args, **kwargs):

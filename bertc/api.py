@@ -23,9 +23,10 @@ from .dialects import bertc as B
 from .errors import BertcError, DeviceUnavailable
 from .frontend import export_model, import_torch
 from .heads import text_limit, write_head_bin
+from .int8_scales import MIN_SQNR_DB, calibrate_scales, read_texts
 from .ir import annotate, make_context
 from .passes import PassContext
-from .passes.common import func_ops, producer, shape_of, sparsity, weight_dtype
+from .passes.common import func_ops, shape_of, sparsity, weight_dtype, weight_names, x_scale
 from .passes.emit_vulkan import gpu_weight_dtype
 from .passes.seqlen import bound, dims_of, prod
 from .pipeline import AUTO, CompileOptions, passes_after, pipeline_for, run_pipeline
@@ -66,22 +67,13 @@ def _progress(enabled: bool, passes: int):
     return step
 
 
-def _weight_names(value) -> list[str]:
-    op = producer(value)
-    if op is None:
-        return []
-    if isinstance(op, B.WeightOp):
-        return [op.attributes["name"].value]
-    return [n for v in op.operands for n in _weight_names(v)] if isinstance(op, B.ConcatOp) else []
-
-
 def _sparsity_report(linears, target) -> dict[str, Any] | None:
     """--prune-patterns' choice per matrix: the pattern, the kept fraction, sparse or dense, the gain."""
     rows = []
     for op in linears:
         sp = sparsity(op)
         if sp is not None:
-            rows.append({"weights": _weight_names(op.operands[1]), "shape": shape_of(op.operands[1]),
+            rows.append({"weights": weight_names(op.operands[1]), "shape": shape_of(op.operands[1]),
                          "pattern": sp["pattern"], "density": sp["density"], "format": sp["format"],
                          "dtype": {"i8": "int8", "f16": "fp16"}.get(weight_dtype(op), "fp32"),
                          "expected_gain": sp.get("gain")})
@@ -97,21 +89,28 @@ def _sparsity_report(linears, target) -> dict[str, Any] | None:
     }
 
 
-def _precision_report(ops: collections.Counter, linears, gpu_dtype: str | None = None) -> dict[str, Any]:
+def _precision_report(ops: collections.Counter, linears, gpu_dtype: str | None = None, calibrated=None) -> dict[str, Any]:
     """What runs in which precision: the linears by weight type (--dtype: packed on a CPU, or the module's
-    ``gpu_dtype`` on a GPU) and the ops that stay fp32."""
+    ``gpu_dtype`` on a GPU), how the int8 GEMMs quantize their inputs (with ``calibrated``, the --calibrate texts:
+    each GEMM's static scale by the weights it reads) and the ops that stay fp32."""
     weights = collections.Counter({"f32": "fp32", "f16": "fp16", "i8": "int8"}[
         gpu_weight_dtype(op, gpu_dtype) if gpu_dtype else weight_dtype(op)] for op in linears)
     fp32 = {name: n for name, n in ops.items() if name not in (B.LinearOp.OPERATION_NAME, "func.return")
             and not any(k in name for k in ("weight", "constant", "reshape", "view", "concat"))}
     if weights.get("fp32"):
         fp32[B.LinearOp.OPERATION_NAME] = weights["fp32"]
+    static = {"+".join(weight_names(op.operands[1])): x_scale(op) for op in linears if x_scale(op) is not None}
+    # kernels.h bertc_linear_packed_i8: each row's max|x| at run time; the GPU's gemm_i8 is weight-only, its input fp32
+    mode = "fp32 (weight-only int8)" if gpu_dtype else "dynamic, per row"
+    if calibrated is not None and weights.get("int8"):  # (every GEMM may have stayed per row)
+        dynamic = weights["int8"] - len(static)
+        mode = (f"static, per tensor, calibrated on {calibrated.source} ({len(calibrated.texts)} texts)" +
+                (f"; {dynamic} of {weights['int8']} GEMMs dynamic, per row (a static scale's noise was less than "
+                 f"{MIN_SQNR_DB:g} dB under their input)" if dynamic else ""))
     return {
         "linears": dict(sorted(weights.items())),
-        # int8 GEMMs quantize their input per row at run time (kernels.h bertc_linear_packed_i8); the GPU's
-        # gemm_i8 is weight-only, its input fp32
-        "int8_activations": None if not weights.get("int8") else "fp32 (weight-only int8)" if gpu_dtype
-        else "dynamic, per row",
+        "int8_activations": mode if weights.get("int8") else None,
+        **({"int8_input_scales": static} if static else {}),
         "fp32_ops": dict(sorted(fp32.items())),
     }
 
@@ -130,7 +129,7 @@ def _tokenizer_bin(source: Path, folder: Path, max_length: int) -> dict[str, Any
             "seconds": round(time.perf_counter() - t, 3)}
 
 
-def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) -> dict[str, Any]:
+def _report(module: ir.Module, emitted, timings: dict[str, float], target=None, calibrated=None) -> dict[str, Any]:
     ops = collections.Counter(op.operation.name for op in func_ops(module.operation))
     linears = [op for op in func_ops(module.operation) if isinstance(op, B.LinearOp)]
     attrs = module.operation.attributes
@@ -152,7 +151,7 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
             "weights_bytes": len(emitted.weights),
         },
         "sparsity": _sparsity_report(linears, target) if target is not None else None,
-        "precision": _precision_report(ops, linears, gpu_dtype),
+        "precision": _precision_report(ops, linears, gpu_dtype, calibrated),
         "kernels": emitted.kernels,
         "compile_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -161,7 +160,8 @@ def _report(module: ir.Module, emitted, timings: dict[str, float], target=None) 
 def compile(model: Any, target: str = "host", seq_len: int | None = None, out: str | Path | None = None, *,
             batch: int = 1, trust_pickle: bool = False, config: str | Path | None = None,
             dump_dir: str | Path | None = None, progress: bool = False, dtype: str = "fp32", prune: str | None = None,
-            force_sparse: bool = False, fallback: str | None = None, max_seq_len: int | None = None) -> Artifact:
+            force_sparse: bool = False, fallback: str | None = None, max_seq_len: int | None = None,
+            calibrate: Any = None) -> Artifact:
     """Compile a model (transformers object or MODEL path) into an artifact folder.
 
     ``max_seq_len=N``: one artifact runs every length from 1 to N, each at the cost of its own length
@@ -180,11 +180,16 @@ def compile(model: Any, target: str = "host", seq_len: int | None = None, out: s
     ``force_sparse``). GPU targets (vulkan, android-vulkan) also store golden inputs and PyTorch's
     outputs for ``bertc run --verify``; ``fallback="cpu"`` adds the CPU build of the same model in
     ``cpu/``, which ``load(..., fallback="cpu")`` runs when the device cannot.
+
+    ``dtype="int8"`` quantizes each GEMM's input per row at run time; with ``calibrate`` (a text file, one text
+    per line, a list of texts, or, through ``bertc.compile``, "task:NAME": that task's first train texts) the
+    fp32 model is run over them first and each GEMM's input gets one static scale (bertc/int8_scales.py).
     """
     if max_seq_len is None and seq_len is None:
         max_seq_len = AUTO
+    texts = read_texts(calibrate) if calibrate is not None else None
     options = CompileOptions(target=target, seq_len=seq_len or 128, max_seq_len=max_seq_len, batch=batch, dtype=dtype,
-                             prune=prune,
+                             prune=prune, calibrate=texts,
                              force_sparse=force_sparse, fallback=fallback, trust_pickle=trust_pickle, config=config,
                              dump_dir=dump_dir, progress=progress)
     tgt = options.check()
@@ -204,11 +209,16 @@ def compile(model: Any, target: str = "host", seq_len: int | None = None, out: s
     loaded = export_model(model, batch=options.batch, seq_len=options.seq_len, trust_pickle=options.trust_pickle,
                           config=options.config, max_seq_len=options.max_seq_len)
     timings["export"] = time.perf_counter() - t
+    scales = None
+    if texts is not None:  # the fp32 program over the texts: each int8 GEMM input's static scale
+        t = time.perf_counter()
+        scales = calibrate_scales(loaded, texts, loaded.max_seq_len or loaded.seq_len, options.batch)
+        timings["calibrate"] = time.perf_counter() - t
     options = replace(options, max_seq_len=loaded.max_seq_len, seq_len=loaded.seq_len)  # AUTO resolved
     # before the import changes it; a dynamic program's at the length it was traced at
     golden = _golden(loaded, options.batch, loaded.seq_len) if tgt.is_gpu else None
     with staging(out) as tmp:
-        manifest = _build_into(tmp, loaded, tgt, toolchain, options, passes, timings, step)
+        manifest = _build_into(tmp, loaded, tgt, toolchain, options, passes, timings, step, scales)
         if golden is not None:
             manifest = replace(manifest, golden=_store_golden(tmp, golden, options.dtype, manifest))
         if options.fallback:
@@ -226,10 +236,11 @@ def compile(model: Any, target: str = "host", seq_len: int | None = None, out: s
 
 
 def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOptions, passes: list[str],
-                timings: dict[str, float] | None = None, step=lambda name: None) -> Manifest:
+                timings: dict[str, float] | None = None, step=lambda name: None, act_scales=None) -> Manifest:
     """Import, run ``passes`` and build one target's artifact files into ``folder`` (report.json
     included); return its manifest without the file list (write_manifest adds it). ``tgt`` is
-    ``options.target`` resolved, or a Target of compile_ir's own (the reference kernels)."""
+    ``options.target`` resolved, or a Target of compile_ir's own (the reference kernels); ``act_scales``:
+    --calibrate's static int8 input scales by weight name."""
     timings = {} if timings is None else timings
     dtype, dump_dir = options.dtype, options.dump_dir
     step("import")
@@ -243,7 +254,7 @@ def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOp
     ctx = PassContext(weights=weights)
     t = time.perf_counter()
     with context, ir.Location.unknown():
-        annotate(module, loaded, tgt.name, dtype)
+        annotate(module, loaded, tgt.name, dtype, act_scales)
         run_pipeline(module, passes, ctx, Path(dump_dir) if dump_dir else None, progress=step)
     timings["passes"] = time.perf_counter() - t
     emitted = ctx.outputs["emit-vulkan" if tgt.is_gpu else "emit-c"]
@@ -274,7 +285,7 @@ def _build_into(folder: Path, loaded, tgt: Target, toolchain, options: CompileOp
             if (loaded.tokenizer_dir / name).exists():
                 shutil.copy(loaded.tokenizer_dir / name, tok / name)
     timings["build"] = time.perf_counter() - t
-    report = _report(module, emitted, timings, tgt)
+    report = _report(module, emitted, timings, tgt, options.calibrate)
     if loaded.tokenizer_dir is not None:
         longest = options.max_seq_len or options.seq_len
         limit = text_limit(getattr(loaded, "folder", None))  # a sentence-transformers model's max_seq_length

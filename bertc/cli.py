@@ -51,7 +51,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from .api import compile as compile_model
+    from . import compile as compile_model  # the facade: it reads --calibrate task:NAME
 
     if args.seq_len is not None and args.max_seq_len is not None:
         raise BertcError(f"give --seq-len (one length, shorter inputs padded to it) or --max-seq-len (every length "
@@ -61,7 +61,7 @@ def _compile(args: argparse.Namespace) -> int:
                         batch=args.batch, out=args.output,
                         trust_pickle=args.trust_pickle, config=args.config, dump_dir=args.dump_dir,
                         progress=not args.quiet, dtype=args.dtype, prune=args.prune_patterns,
-                        force_sparse=args.force, fallback=args.fallback)
+                        force_sparse=args.force, fallback=args.fallback, calibrate=args.calibrate)
     rep = art.report
     mem = rep["memory"]
     print(f"wrote {art.path} in {time.perf_counter() - t:.1f} s: target {args.target}, batch {args.batch}, "
@@ -485,6 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the shader widens the weights to fp32, input and sums fp32; the device needs "
                    "storageBuffer8BitAccess); "
                    "embeddings, layer norm and attention stay fp32 (report.json's precision). Default: fp32")
+    c.add_argument("--calibrate", metavar="SOURCE", help="with --dtype int8: one static scale per GEMM input, "
+                   "chosen ahead of time, instead of each row's max|x| at run time: the fp32 model is run over "
+                   "SOURCE's texts (tokenized with the model's own tokenizer) and each GEMM input's largest |value| "
+                   "becomes its scale; larger values saturate at run time. A GEMM whose static scale leaves less "
+                   "than 28 dB between its input and the rounding noise (on MiniLM: the FFN's) stays per row. "
+                   "SOURCE: task:NAME (the task's first 256 train texts, e.g. task:rt-sentiment) or a UTF-8 text "
+                   "file, one text per line. report.json's precision says which GEMMs are static, with their scales")
     c.add_argument("--prune-patterns", metavar="SPEC", help="prune the encoder's linear weights in blocks by "
                    "magnitude and store them sparse where the target's sparse kernel beats dense at that density "
                    "(report.json lists each matrix's choice and expected gain). " + SPEC_HELP.replace("%", "%%")

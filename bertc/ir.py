@@ -31,13 +31,15 @@ def set_weight_dtype(module: ir.Module, dtype: str) -> None:
     module.operation.attributes["bertc.dtype"] = ir.StringAttr.get({"fp16": "f16", "int8": "i8"}.get(dtype, "f32"))
 
 
-def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = None) -> None:
+def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = None,
+             act_scales: dict[str, float] | None = None) -> None:
     """Stamp an imported program with what the passes read besides its ops: on the function, the
     program's input and output names and vocabulary sizes (from the frontend's LoadedModel or an
     IRProgram); on the module, the target (``bertc.target``: the ISA and tile) and, when given, the
     GEMM weights' dtype ("fp32" | "fp16" | "int8"; pack-weights reads f32 when it is absent) and, for a program
     whose length is dynamic (``loaded.max_seq_len``), its bound ``bertc.max_seq_len``: what --plan-memory
-    lays the arena out for and the longest run the program takes. Call inside the module's context."""
+    lays the arena out for and the longest run the program takes; ``act_scales`` (--calibrate): the static int8
+    input scale of the linear reading each named weight, ``bertc.act_scales``. Call inside the module's context."""
     f = next(op for op in module.body.operations if op.operation.name == "func.func")
     strs = lambda xs: ir.ArrayAttr.get([ir.StringAttr.get(x) for x in xs])
     i64 = ir.IntegerType.get_signless(64)
@@ -48,5 +50,9 @@ def annotate(module: ir.Module, loaded: Any, target: str, dtype: str | None = No
     module.operation.attributes["bertc.target"] = ir.StringAttr.get(target)
     if dtype is not None:
         set_weight_dtype(module, dtype)
+    if act_scales:
+        f32 = ir.F32Type.get()
+        module.operation.attributes["bertc.act_scales"] = ir.DictAttr.get(
+            {name: ir.FloatAttr.get(f32, s) for name, s in act_scales.items()})
     if getattr(loaded, "max_seq_len", None) is not None:
         module.operation.attributes["bertc.max_seq_len"] = ir.IntegerAttr.get(i64, loaded.max_seq_len)

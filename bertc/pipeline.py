@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch_mlir import ir
 from torch_mlir.passmanager import PassManager
@@ -63,7 +64,8 @@ class CompileOptions:
     # (frontend.default_max_seq_len), resolved when the model is loaded
     max_seq_len: int | str | None = None
     batch: int = 1
-    dtype: str = "fp32"  # GEMM weights: fp32, fp16 on ARM64 and GPU targets, int8
+    dtype: str = "fp32"  # GEMM weights: fp32, fp16 on ARM64 and GPU targets, int8 (weight-only on GPU targets)
+    calibrate: Any = None  # int8: texts to choose static activation scales on (bertc/int8_scales.py); None: per row
     prune: str | None = None  # a --prune-patterns SPEC (bertc/sparsity.py)
     force_sparse: bool = False  # store every pruned matrix sparse, even where dense is faster
     fallback: str | None = None  # "cpu": GPU targets also carry their CPU build in cpu/
@@ -80,6 +82,13 @@ class CompileOptions:
                              "of one token only, compile with --seq-len 1)")
         if self.dtype not in ("fp32", "fp16", "int8"):
             raise BertcError(f"unknown dtype '{self.dtype}': use fp32, fp16 or int8")
+        if self.calibrate is not None and self.dtype != "int8":
+            raise BertcError(f"--calibrate chooses the int8 GEMMs' activation scales ahead of time; it needs "
+                             f"--dtype int8 (this compile is --dtype {self.dtype}): add --dtype int8, or leave out "
+                             "--calibrate")
+        if self.calibrate is not None and tgt.is_gpu:
+            raise BertcError(f"--calibrate: target '{self.target}' is a GPU, whose int8 GEMMs are weight-only (their "
+                             "inputs stay fp32, so there are no activation scales to choose): leave out --calibrate")
         if self.dtype == "fp16" and tgt.fp16_tile is None and not tgt.is_gpu:
             raise BertcError(f"--dtype fp16 needs an ARM64 target (ARMv8.2-A FP16 arithmetic) or a GPU target; "
                              f"target '{self.target}' is {tgt.arch} with {tgt.isa} kernels: use --target "

@@ -59,6 +59,19 @@ def weight_dtype(op) -> str:
     return op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"
 
 
+def weight_names(value: ir.Value) -> list[str]:
+    """The ``bertc.weight`` names a linear's weight operand is made of (one, or a concat's: fused Q, K, V)."""
+    op = producer(value)
+    if isinstance(op, B.WeightOp):
+        return [op.attributes["name"].value]
+    return [n for v in op.operands for n in weight_names(v)] if isinstance(op, B.ConcatOp) else []
+
+
+def x_scale(op) -> float | None:
+    """An int8 linear's static input scale (``bertc.x_scale`` from --pack-weights, --calibrate), or None: per row."""
+    return ir.FloatAttr(op.attributes["bertc.x_scale"]).value if "bertc.x_scale" in op.attributes else None
+
+
 def func_ops(module: ir.Operation) -> Iterator[ir.Operation]:
     """The ops of every func body in the module, in order (a snapshot: safe to mutate)."""
     for f in module.regions[0].blocks[0].operations:

@@ -51,7 +51,7 @@ from .codegen import (
     transpose_strides,
     unary_activation,
 )
-from .common import PassContext, dtype_of, func_ops, module_target, shape_of, sparsity, weight_dtype
+from .common import PassContext, dtype_of, func_ops, module_target, shape_of, sparsity, weight_dtype, x_scale
 from .seqlen import bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
@@ -153,7 +153,7 @@ def emit_linear(e: CEmitter, op) -> str:
         tile = f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}"
         if wdtype == "i8":  # int8 panels, scales and column sums (kernels.h's bertc_qweight)
             o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr)
-            w = f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c})}}"
+            w = f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c}), {_f(x_scale(op) or 0.0)}}}"
             return e.call("bertc_linear_packed_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
                           tile, f"A(int8_t, {e.i8_work})")
         f16 = wdtype == "f16"

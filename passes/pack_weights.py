@@ -19,7 +19,12 @@ With ``dtype=f16`` (``bertc compile --dtype fp16``: the module's ``bertc.dtype``
 weights are stored as IEEE half floats, ``bertc.weight_dtype = "f16"``, and the GEMM runs on the
 target's FP16 arithmetic; activations, bias and residual stay fp32. With ``dtype=i8`` (``--dtype int8``)
 they are stored as int8 with a scale per output feature, ``bertc.weight_dtype = "i8"``, and the GEMM
-quantizes its input per row at run time (kernels.h, bertc_linear_packed_i8).
+quantizes its input per row at run time (kernels.h, bertc_linear_packed_i8); or, where the module's
+``bertc.act_scales`` (``--calibrate``: bertc/int8_scales.py) holds a scale for each weight the linear is made
+of, with the largest of them, ``bertc.x_scale`` (static)::
+
+    module attributes {bertc.act_scales = {"l0.q.weight" = 5.0e-02 : f32, "l0.k.weight" = 4.0e-02 : f32}, ...}
+    %2 = "bertc.linear"(%x, %qk, %b) {bertc.weight_dtype = "i8", bertc.x_scale = 5.0e-02 : f32, ...}
 
 Options: ``pack-weights{mr=8 nr=12 kc=256 dtype=f32}`` (dtype f32, f16 or i8); each defaults to the target's / module's value.
 """
@@ -31,7 +36,7 @@ from torch_mlir import ir
 
 from bertc.errors import BertcError
 
-from .common import PassContext, func_ops, module_target, producer, sparsity
+from .common import PassContext, func_ops, module_target, producer, sparsity, weight_names
 
 
 def _target_tile(module: ir.Operation, dtype: str) -> tuple[int, int, int]:
@@ -69,6 +74,7 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
     dtype = _weight_dtype(module, ctx)
     tile = _option_tile(ctx, _target_tile(module, dtype))
     attr = ir.DenseI64ArrayAttr.get(list(tile))
+    scales = ir.DictAttr(module.attributes["bertc.act_scales"]) if "bertc.act_scales" in module.attributes else {}
     for op in func_ops(module):
         if not isinstance(op, B.LinearOp):
             continue
@@ -81,3 +87,7 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
             op.attributes["bertc.tile"] = attr
             if dtype != "f32":
                 op.attributes["bertc.weight_dtype"] = ir.StringAttr.get(dtype)
+            names = weight_names(op.operands[1])
+            if dtype == "i8" and names and all(n in scales for n in names):
+                s = max(ir.FloatAttr(scales[n]).value for n in names)
+                op.attributes["bertc.x_scale"] = ir.FloatAttr.get(ir.F32Type.get(), s)

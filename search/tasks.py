@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bertc.errors import BertcError
+from bertc.int8_scales import TASK_TEXTS, CalibrationTexts
 
 Example = tuple[str, int]
 
@@ -103,6 +104,11 @@ def load_task(name: str) -> Task:
     if name not in TASKS:
         raise BertcError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
     return TASKS[name]()
+
+
+def calibration_texts(name: str) -> CalibrationTexts:
+    """--calibrate task:NAME: the task's first TASK_TEXTS train texts (fixed, so every compile sees the same)."""
+    return CalibrationTexts(tuple(text for text, _ in load_task(name).train[:TASK_TEXTS]), f"task:{name}")
 
 
 def train_examples(task: Task, max_train: int | None) -> tuple[Example, ...]:

@@ -70,6 +70,46 @@ def test_minilm_int8_on_the_host(minilm_path, tmp_path):
     assert padded == pytest.approx(dynamic[:4], abs=1e-5)  # the padding changes nothing: rows quantize alone
 
 
+def test_minilm_int8_calibrated_on_the_host(minilm_path, tmp_path):
+    """--calibrate task:rt-sentiment: one static scale per GEMM input from the task's train texts, named in
+    report.json and stamped on its int8 linear, where it keeps the noise 28 dB under the input: the attention's
+    GEMMs, not the FFN's (README); the embeddings of test snippets within MIN_COSINE of PyTorch's."""
+    art = bertc.compile(minilm_path, target="host", max_seq_len=64, dtype="int8", calibrate="task:rt-sentiment",
+                        out=tmp_path / "c.bertc")
+    precision = art.report["precision"]
+    scales = precision["int8_input_scales"]
+    assert precision["int8_activations"] == "static, per tensor, calibrated on task:rt-sentiment (256 texts); " \
+        f"{25 - len(scales)} of 25 GEMMs dynamic, per row (a static scale's noise was less than 28 dB under their input)"
+    assert len(scales) >= 10 and all(0 < s < 10 for s in scales.values())
+    assert not [w for w in scales if "intermediate" in w or "output.dense" in w and "attention" not in w]  # FFN
+    qkv = "encoder.layer.0.attention.self.query.weight+encoder.layer.0.attention.self.key.weight+" \
+          "encoder.layer.0.attention.self.value.weight"
+    assert qkv in scales and "encoder.layer.0.attention.output.dense.weight" in scales  # fused Q/K/V: one input
+    assert (art.path / "src" / "model.mlir").read_text().count("bertc.x_scale") == len(scales)
+    got = cosines(art.load(threads=2), minilm_path, snippets(12))
+    print(f"static int8 vs PyTorch fp32, sentence cosine: min {min(got):.5f} mean {np.mean(got):.5f}")
+    assert min(got) >= MIN_COSINE, got
+
+
+@pytest.mark.parametrize("calibrate, dtype, error", [
+    ("task:rt-sentiment", "fp32", "--calibrate chooses the int8 GEMMs' activation scales ahead of time; it needs --dtype int8"),
+    ("task:no-such-task", "int8", "unknown task 'no-such-task'; known tasks: rt-sentiment"),
+    ("missing.txt", "int8", r"--calibrate .*missing.txt: cannot read it \(No such file or directory\)"),
+    ("empty.txt", "int8", "--calibrate .*empty.txt: no texts in it"),
+    ("latin1.txt", "int8", r"--calibrate .*latin1.txt: not UTF-8 \(byte 3\); convert it with `iconv -t UTF-8`"),
+    (["a gripping, funny film"], "int8", "--calibrate needs the model's tokenizer to read the texts"),
+])
+def test_calibrate_refuses_bad_input(calibrate, dtype, error, tmp_path, monkeypatch):
+    """Each before the slow steps but the last, which finds a model with no tokenizer only once it is loaded."""
+    from conftest import tiny_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(bertc.BertcError, match=error):
+        bertc.compile(tiny_model("bert"), seq_len=8, dtype=dtype, calibrate=calibrate, out=tmp_path / "x.bertc")
+
+
 @pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="qemu-aarch64 is not installed")
 def test_minilm_int8_on_arm64_under_qemu(minilm_path, tmp_path, monkeypatch):
     """One artifact, two CPUs: qemu's default CPU has i8mm (SMMLA), a Cortex-A76 only SDOT; the kernel is chosen at
@@ -83,6 +123,15 @@ def test_minilm_int8_on_arm64_under_qemu(minilm_path, tmp_path, monkeypatch):
     a76 = art.load(threads=2)
     assert cosines(a76, minilm_path, snippets(2), pad_to=24) == got
     assert a76.last_report["kernels"]["bertc_linear_packed_i8"] == "neon"  # SDOT (ARMv8.2-A dot product)
+    # static scales (--calibrate on a file of texts): the same bits from SDOT and SMMLA again
+    (tmp_path / "texts.txt").write_text("\n".join(text for text, _ in load_task("rt-sentiment").train[:32]) + "\n")
+    cal = bertc.compile(minilm_path, target="linux-arm64", seq_len=24, dtype="int8", out=tmp_path / "s.bertc",
+                        calibrate=str(tmp_path / "texts.txt"))
+    assert "texts.txt (32 texts); " in cal.report["precision"]["int8_activations"]
+    static_a76 = cosines(cal.load(threads=2), minilm_path, snippets(2), pad_to=24)
+    monkeypatch.delenv("QEMU_CPU")
+    assert cosines(cal.load(threads=2), minilm_path, snippets(2), pad_to=24) == static_a76
+    assert min(static_a76) >= MIN_COSINE and static_a76 != got, static_a76
 
 
 def check_sparse_report(art, target: str, spec: str) -> None:

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # DeBERTa-v2's c2p / p2c scores read by the fused attention: their match in fuse-attention, the batched matmul kernels;
 # ModernBERT: canonicalize_glu; issue 19: the SMMLA int8 kernel, the cost model's int8 GEMMs and calibrate --int8;
 # the tests of all of these).
-BUDGETS = {"bertc": 6850, "dialects": 750, "passes": 4750, "runtime": 9250, "test": 6000, "benchmarks": 2450,
-           "search": 2700}
+BUDGETS = {"bertc": 7000, "dialects": 750, "passes": 4800, "runtime": 9250, "test": 6000, "benchmarks": 2450,
+           "search": 2750}
 
 
 def test_every_pass_has_file_docstring_and_lit_test():

@@ -21,14 +21,26 @@ static inline float *q8_scales(void *work, int64_t M, int64_t K) {
   return (float *)((int8_t *)work + (M + 15) / 16 * 16 * q8_kq(K));
 }
 
-/* q[0, Kq) = round-half-even(x * 127 / max|x|), zero past K; returns the row's scale max|x| / 127. */
-static inline float q8_quantize_row(const float *x, int64_t K, int8_t *q) {
-  float amax = 0.0f;
-  for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
-  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-  for (int64_t k = 0; k < K; k++) q[k] = (int8_t)nearbyintf(x[k] * inv);
-  for (int64_t k = K; k < q8_kq(K); k++) q[k] = 0;
+/* x * inv clamped to [-127, 127] before it is rounded: a static scale's outliers saturate (a dynamic scale
+ * never needs it; the clamp changes none of its values). NaN becomes -127, as fmaxf / maxps / vmaxnm make it. */
+static inline float q8_clamp(float v) { return fminf(fmaxf(v, -127.0f), 127.0f); }
+
+/* The row's scale and the factor its values are multiplied by: the static x_scale and its inverse, or for
+ * a dynamic GEMM (x_scale 0) max|x| / 127 and 127 / max|x| (0 and 0 for a zero row). */
+static inline float q8_row_scale(float x_scale, float amax, float *inv) {
+  if (x_scale > 0.0f) return *inv = 1.0f / x_scale, x_scale;
+  *inv = amax > 0.0f ? 127.0f / amax : 0.0f;
   return amax / 127.0f;
+}
+
+/* q[0, Kq) = round-half-even(clamp(x * inv)), zero past K; returns the row's scale (q8_row_scale). */
+static inline float q8_quantize_row(const float *x, int64_t K, float x_scale, int8_t *q) {
+  float amax = 0.0f, inv;
+  for (int64_t k = 0; x_scale <= 0.0f && k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+  const float s = q8_row_scale(x_scale, amax, &inv);
+  for (int64_t k = 0; k < K; k++) q[k] = (int8_t)nearbyintf(q8_clamp(x[k] * inv));
+  for (int64_t k = K; k < q8_kq(K); k++) q[k] = 0;
+  return s;
 }
 
 /* y[0, N) = fma(sum_k q[k] * w[n,k], s * scale[n], bias[n]): one quantized row against every column,
@@ -73,12 +85,15 @@ typedef struct {
   q8_epilogue epilogue;
 } q8_rows_args;
 
-/* The first pass: rows [lo, hi) of x into the work buffer, row by row. */
+/* The first pass: rows [lo, hi) of x into the work buffer, row by row; per row where there is no dense w (the
+ * sparse int8 GEMM's rows: pack-weights gives its linears no static scale). */
 static inline void q8_quantize_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const q8_rows_args *a = raw;
+  const float x_scale = a->w ? a->w->x_scale : 0.0f;
   for (int64_t m = lo; m < hi; m++)
-    q8_scales(a->work, a->M, a->K)[m] = q8_quantize_row(a->x + m * a->K, a->K, q8_rows(a->work) + m * q8_kq(a->K));
+    q8_scales(a->work, a->M, a->K)[m] = q8_quantize_row(a->x + m * a->K, a->K, x_scale,
+                                                        q8_rows(a->work) + m * q8_kq(a->K));
 }
 
 static inline void q8_dot_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {

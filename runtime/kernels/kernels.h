@@ -55,9 +55,11 @@ typedef struct {
   const int8_t *w;
   const float *scale;     /* [N] */
   const int32_t *colsum;  /* [N] */
+  float x_scale;          /* the input's scale calibrated ahead of time (--calibrate), or 0: per row at run time */
 } bertc_qweight;
-/* Activations are quantized per row at run time (dynamic): s = max|x[m,:]| / 127 (0 for a zero row),
- * qx = round-half-even(x * (127 / max|x|)) in [-127, 127], and
+/* Activations are quantized per row at run time (dynamic): s = max|x[m,:]| / 127 (0 for a zero row) and
+ * qx = round-half-even(x * (127 / max|x|)); or with one scale for every row (static): s = x_scale and
+ * qx = round-half-even(x * (1 / x_scale)) saturated to [-127, 127] (either way qx is in [-127, 127]), and
  *     y[m,n] = act(fma((float)sum_k qx[m,k] q[n,k], s * scale[n], bias[n])) + residual[m,n].
  * The integer sums are exact, so every implementation gives the reference's bits before the activation
  * (runtime/tests/kernel_check.c holds them to it); bias/residual may be NULL.

@@ -197,23 +197,30 @@ static qweights quantize_weights(const float *w, int64_t N, int64_t K, int nr) {
       q.colsum[n] += v;
     }
   }
-  q.q = (bertc_qweight){q.w, q.scale, q.colsum};
+  q.q = (bertc_qweight){q.w, q.scale, q.colsum, 0.0f};
   return q;
 }
 
-/* kernels.h's definition, computed here independently: x quantized per row, exact int64 sums. */
+/* kernels.h's definition, computed here independently: x quantized per row (or with the static x_scale,
+ * saturated), exact int64 sums. */
 static void q8_definition(bertc_pool *p, const float *x, const qweights *q, const float *bias, const float *res,
                           float *y, int64_t M, int64_t N, int64_t K, int nr, int act) {
   const int64_t Kq = (K + 3) / 4 * 4;
+  const float x_scale = q->q.x_scale;
   int8_t *qx = malloc((size_t)K);
   for (int64_t m = 0; m < M; m++) {
     float amax = 0.0f;
     for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[m * K + k]));
-    for (int64_t k = 0; k < K; k++) qx[k] = (int8_t)(amax > 0 ? nearbyintf(x[m * K + k] * (127.0f / amax)) : 0);
+    if (x_scale > 0) amax = 127.0f * x_scale; /* (only its use below: s = amax / 127) */
+    for (int64_t k = 0; k < K; k++) {
+      const float v = x_scale > 0 ? x[m * K + k] * (1.0f / x_scale) : amax > 0 ? x[m * K + k] * (127.0f / amax) : 0;
+      qx[k] = (int8_t)nearbyintf(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+    }
     for (int64_t n = 0; n < N; n++) {
       int64_t acc = 0;
       for (int64_t k = 0; k < K; k++) acc += qx[k] * q->w[(n / nr) * Kq * nr + (k / 4) * 4 * nr + (n % nr) * 4 + k % 4];
-      y[m * N + n] = (float)((double)acc * (amax / 127.0f) * q->scale[n] + (bias ? bias[n] : 0.0));
+      y[m * N + n] = (float)((double)acc * (x_scale > 0 ? x_scale : amax / 127.0f) * q->scale[n] +
+                             (bias ? bias[n] : 0.0));
     }
   }
   ref_bertc_unary(p, act, y, y, M * N);
@@ -221,8 +228,9 @@ static void q8_definition(bertc_pool *p, const float *x, const qweights *q, cons
   free(qx);
 }
 
+/* x_scale 0: dynamic; else the static scale, small enough that some of x (in [-1, 1]) saturates. */
 static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_gemm_tile tile, int64_t M, int64_t N,
-                                 int64_t K, int act) {
+                                 int64_t K, int act, float x_scale) {
   const int with_bias = rand_int(0, 2) > 0, with_res = rand_int(0, 1);
   const float ws = 2.0f / sqrtf((float)K);
   float *x = rand_array(M * K, -1, 1), *w = rand_array(N * K, -ws, ws), *bias = rand_array(N, -1, 1);
@@ -230,6 +238,7 @@ static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_ge
   float *exact = nan_array(M * N);
   if (M > 2) memset(x + K, 0, (size_t)K * sizeof(float)); /* a zero row: scale 0 */
   qweights q = quantize_weights(w, N, K, tile.nr);
+  q.q.x_scale = x_scale;
   const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
   /* the work buffers start as garbage, so that reading a byte the first pass did not write shows */
   void *work = malloc((size_t)BERTC_I8_WORK(M, K)), *ref_work = malloc((size_t)BERTC_I8_WORK(M, K));
@@ -239,8 +248,8 @@ static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_ge
   ref_bertc_linear_packed_i8(p, x, &q.q, b, rs, want, M, N, K, act, &tile, ref_work);
   q8_definition(p, x, &q, b, rs, exact, M, N, K, tile.nr, act);
   char shape[96];
-  snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld act=%d bias=%d res=%d", (long long)M, (long long)N,
-           (long long)K, act, with_bias, with_res);
+  snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld act=%d bias=%d res=%d x_scale=%g", (long long)M, (long long)N,
+           (long long)K, act, with_bias, with_res, (double)x_scale);
   /* the integer sums are exact: without an activation the bits must be the reference's */
   if (act == BERTC_ACT_NONE) record_bits(r, got, want, M * N, shape);
   else record(r, got, want, M * N, shape);
@@ -254,12 +263,12 @@ static int check_linear_packed_i8(bertc_pool *p, int mr, int nr, int with_defini
   snprintf(r.label, sizeof r.label, "bertc_linear_packed_i8 %dx%d", mr, nr);
   for (int c = 0; c < RANDOM_CASES; c++)
     check_packed_i8_case(p, &r, with_definition ? &def : NULL, (bertc_gemm_tile){mr, nr, 256}, rand_int(1, 37),
-                         rand_int(1, 70), rand_int(1, 90), c % 5);
+                         rand_int(1, 70), rand_int(1, 90), c % 5, c % 2 ? (float)rand_int(40, 130) / 127e2f : 0.0f);
   static const int64_t bert[][4] = {{128, 384, 384, BERTC_ACT_NONE}, {200, 96, 384, BERTC_ACT_NONE},
                                     {13, 1536, 384, BERTC_ACT_GELU}, {24, 384, 1536, BERTC_ACT_NONE}};
   for (size_t c = 0; c < sizeof bert / sizeof *bert; c++)
     check_packed_i8_case(p, &r, with_definition ? &def : NULL, (bertc_gemm_tile){mr, nr, 256}, bert[c][0],
-                         bert[c][1], bert[c][2], (int)bert[c][3]);
+                         bert[c][1], bert[c][2], (int)bert[c][3], c % 2 ? 0.6f / 127.0f : 0.0f);
   const int failed = report(&r, "bertc_linear_packed_i8");
   return with_definition ? failed | report(&def, "bertc_linear_packed_i8") : failed;
 }

@@ -45,3 +45,25 @@ module attributes {bertc.target = "android-arm64"} {
     return %y, %z : tensor<1x8x32xf32>, tensor<1x8x16xf32>
   }
 }
+
+// -----
+
+// --calibrate's static int8 input scales (bertc.act_scales, by weight name) land on the int8 linears whose
+// every weight has one: the largest of a concat's (fused Q, K, V read one input). A linear with a weight
+// that has none keeps its per-row scales at run time; fp32 or fp16 weights take no input scale.
+// CHECK-LABEL: func.func @calibrated
+// CHECK: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", bertc.tile = array<i64: 8, 12, 256>, bertc.weight_dtype = "i8", bertc.x_scale = 5.000000e-01 : f32
+// CHECK: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", bertc.tile = array<i64: 8, 12, 256>, bertc.weight_dtype = "i8", operandSegmentSizes
+// F16-LABEL: func.func @calibrated
+// F16-NOT: bertc.x_scale
+module attributes {bertc.target = "android-arm64", bertc.dtype = "i8", bertc.act_scales = {"l0.q.weight" = 2.5e-01 : f32, "l0.k.weight" = 5.0e-01 : f32, "out.weight" = 1.0 : f32}} {
+  func.func @calibrated(%x: tensor<1x8x32xf32>) -> (tensor<1x8x64xf32>, tensor<1x8x32xf32>) {
+    %wq = "bertc.weight"() {name = "l0.q.weight"} : () -> tensor<32x32xf32>
+    %wk = "bertc.weight"() {name = "l0.k.weight"} : () -> tensor<32x32xf32>
+    %wqk = "bertc.concat"(%wq, %wk) {dim = 0 : i64, operandSegmentSizes = array<i32: 2>} : (tensor<32x32xf32>, tensor<32x32xf32>) -> tensor<64x32xf32>
+    %qk = "bertc.linear"(%x, %wqk) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x8x32xf32>, tensor<64x32xf32>) -> tensor<1x8x64xf32>
+    %wu = "bertc.weight"() {name = "uncalibrated.weight"} : () -> tensor<32x32xf32>
+    %u = "bertc.linear"(%x, %wu) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x8x32xf32>, tensor<32x32xf32>) -> tensor<1x8x32xf32>
+    return %qk, %u : tensor<1x8x64xf32>, tensor<1x8x32xf32>
+  }
+}

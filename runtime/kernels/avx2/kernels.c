@@ -425,28 +425,33 @@ static void q8_quantize_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const qgemm_args *g = raw;
   const int64_t K = g->K, Kq = g->Kq; /* (locals: q may alias *g, which would keep the loops below scalar) */
+  const float x_scale = g->w->x_scale;
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 qlo = _mm256_set1_ps(-127.0f), qhi = _mm256_set1_ps(127.0f);
   for (int64_t m = lo; m < hi; m++) {
     const float *x = g->x + m * K;
     int8_t *q = g->rows + m * Kq;
-    __m256 mx = _mm256_setzero_ps();
+    float amax = 0.0f, inv;
     int64_t k = 0;
-    for (; k + 8 <= K; k += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + k), absmask));
-    float amax = _mm256_cvtss_f32(hmax_broadcast(mx));
-    for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    if (x_scale <= 0.0f) { /* dynamic: the row's max|x| (a static scale skips this pass) */
+      __m256 mx = _mm256_setzero_ps();
+      for (; k + 8 <= K; k += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + k), absmask));
+      amax = _mm256_cvtss_f32(hmax_broadcast(mx));
+      for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+    }
+    g->scales[m] = q8_row_scale(x_scale, amax, &inv);
     const __m256 vinv = _mm256_set1_ps(inv);
-    for (k = 0; k + 8 <= K; k += 8) { /* cvtps rounds half to even, as nearbyintf does */
-      const __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv));
+    for (k = 0; k + 8 <= K; k += 8) { /* q8_clamp's order of max and min; cvtps rounds half to even as nearbyintf */
+      const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv), qlo), qhi);
+      const __m256i v = _mm256_cvtps_epi32(c);
       const __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
       _mm_storel_epi64((__m128i *)(q + k), _mm_packs_epi16(h, h));
     }
-    for (; k < K; k++) q[k] = (int8_t)nearbyintf(x[k] * inv);
+    for (; k < K; k++) q[k] = (int8_t)nearbyintf(q8_clamp(x[k] * inv));
     for (; k < Kq; k++) q[k] = 0;
 #if Q8_MR == 12
     for (k = 0; k < Kq; k++) q[k] = (int8_t)(q[k] ^ 0x80);
 #endif
-    g->scales[m] = amax / 127.0f;
   }
 }
 

@@ -469,24 +469,29 @@ static void q8_pack_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const qgemm_args *g = raw;
   const int64_t K = g->K;
+  const float x_scale = g->w->x_scale;
+  const float32x4_t qlo = vdupq_n_f32(-127.0f), qhi = vdupq_n_f32(127.0f);
   for (int64_t m = lo; m < hi; m++) {
     const float *x = g->x + m * K;
     /* row m's group 0: its tile, then 4 bytes per row before it (group i at q + 4 i * Q8_MR = q + k * Q8_MR) */
     int8_t *q = g->rows + m / Q8_MR * Q8_MR * g->Kq + m % Q8_MR * 4;
-    float32x4_t mx = vdupq_n_f32(0.0f);
+    float amax = 0.0f, inv;
     int64_t k = 0;
-    for (; k + 4 <= K; k += 4) mx = vmaxnmq_f32(mx, vabsq_f32(vld1q_f32(x + k)));
-    float amax = vmaxnmvq_f32(mx);
-    for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (k = 0; k + 4 <= K; k += 4) {
-      const int16x4_t h = vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + k), inv)));
+    if (x_scale <= 0.0f) { /* dynamic: the row's max|x| (a static scale skips this pass) */
+      float32x4_t mx = vdupq_n_f32(0.0f);
+      for (; k + 4 <= K; k += 4) mx = vmaxnmq_f32(mx, vabsq_f32(vld1q_f32(x + k)));
+      amax = vmaxnmvq_f32(mx);
+      for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+    }
+    g->scales[m] = q8_row_scale(x_scale, amax, &inv);
+    for (k = 0; k + 4 <= K; k += 4) { /* q8_clamp: vmaxnm / vminnm treat NaN as fmaxf / fminf do */
+      const float32x4_t c = vminnmq_f32(vmaxnmq_f32(vmulq_n_f32(vld1q_f32(x + k), inv), qlo), qhi);
+      const int16x4_t h = vqmovn_s32(vcvtnq_s32_f32(c));
       vst1_lane_s32((int32_t *)(q + k * Q8_MR), vreinterpret_s32_s8(vqmovn_s16(vcombine_s16(h, h))), 0);
     }
     int8_t tail[4] = {0, 0, 0, 0}; /* the last group, zero past K */
-    for (int64_t i = 0; k + i < K; i++) tail[i] = (int8_t)nearbyintf(x[k + i] * inv);
+    for (int64_t i = 0; k + i < K; i++) tail[i] = (int8_t)nearbyintf(q8_clamp(x[k + i] * inv));
     if (k < K) memcpy(q + k * Q8_MR, tail, 4);
-    g->scales[m] = amax / 127.0f;
   }
 }
 
