@@ -171,3 +171,10 @@ def test_pruned_minilm_as_sparse_int8_blocks_on_arm64_under_qemu(minilm_path, tm
     print(f"sparse int8 2:4 on ARM64 (qemu) vs PyTorch fp32 on the same pruned weights: min {min(got):.5f}")
     assert min(got) >= MIN_COSINE, got
 
+
+
+def test_calibrate_is_refused_on_a_gpu_target(tmp_path):
+    """Vulkan's int8 is weight-only: its GEMM inputs stay fp32, so there is no activation scale to calibrate."""
+    with pytest.raises(bertc.BertcError, match="target 'vulkan' is a GPU, whose int8 GEMMs are weight-only"):
+        bertc.compile("unused", target="vulkan", seq_len=8, dtype="int8", calibrate="task:rt-sentiment",
+                      out=tmp_path / "x.bertc")
