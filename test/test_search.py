@@ -26,10 +26,10 @@ import bertc
 from bertc.errors import BertcError
 
 # lengths: the mean over rt-sentiment's dev lengths, each at its own length (students compiled with --max-seq-len);
-# the resume test runs the older fixed length (FIXED)
+# the resume test runs the older fixed length (FIXED), every student int8
 SPACE = {"lengths": "mean", "layers": [1, 2, 4], "hidden": [32, 64], "heads": [2, 4], "ffn": [64, 128],
-         "sparsity": ["none", "16x1@0.5"], "threads": [1]}
-FIXED = {**{k: v for k, v in SPACE.items() if k != "lengths"}, "seq_len": 32}
+         "sparsity": ["none", "16x1@0.5"], "threads": [1], "precision": ["fp32", "int8"]}
+FIXED = {**{k: v for k, v in SPACE.items() if k != "lengths"}, "seq_len": 32, "precision": ["int8"]}
 BERTC = [sys.executable, "-m", "bertc.cli"]
 
 
@@ -71,6 +71,7 @@ def teacher_and_importance(tiny_teacher):
     ({"lengths": "p0"}, "'lengths'"),
     ({"lengths": 0}, "'lengths'"),
     ({"seq_len": 32, "lengths": "mean"}, "has both 'seq_len' and 'lengths'"),
+    ({"precision": ["fp32", "fp16"]}, "'precision' in the search space x.yaml must be a non-empty list of fp32, int8"),
 ])
 def test_bad_space_files_say_what_is_wrong(data, message):
     with pytest.raises(BertcError, match=None) as e:
@@ -92,6 +93,27 @@ def test_space_file_yaml_and_sampling(tmp_path):
     assert cfg.intermediate_sizes == list(cands[0].ffn) and cfg.attention_head_size == 32
     with pytest.raises(BertcError, match="does not fit the teacher: layers up to 3, but the teacher has 2"):
         space.check_teacher(T.BertConfig(hidden_size=384, num_attention_heads=12, num_hidden_layers=2))
+
+
+def test_precision_is_sampled_and_int8_is_never_sparse():
+    """Both precisions drawn; an int8 draw with a sparsity SPEC is made dense (the sparse kernels are fp32 only);
+    the warm start's dense candidates come in both; a candidate from before precision existed reads as fp32."""
+    space = parse_space({"layers": [2], "hidden": [256], "heads": [4], "ffn": [512], "threads": [1],
+                         "sparsity": ["16x1@0.5"]})
+    assert space.precision == ["fp32", "int8"]  # the default: phones ship int8
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = [study.ask() for _ in range(30)]
+    cands = [space.sample(t) for t in trials]
+    assert {c.precision for c in cands} == {"fp32", "int8"}
+    assert all(c.sparsity == (None if c.precision == "int8" else "16x1@0.5") for c in cands)
+    assert any(t.params["sparsity"] == "16x1@0.5" for t, c in zip(trials, cands) if c.precision == "int8")
+    assert all(set(t.params) == set(trials[0].params) for t in trials)  # every parameter drawn every time
+    int8 = next(c for c in cands if c.precision == "int8")
+    assert int8.describe() == "L2 H256 A4 F512 t1 int8" and Candidate.from_dict(int8.asdict()) == int8
+    assert space.params(int8)["precision"] == "int8"
+    assert [c.precision for c in space.dense_uniform()] == ["int8"]  # fp32 is sparse only in this space
+    old = {"layers": 2, "hidden": 256, "heads": 4, "ffn": [512, 512], "sparsity": None, "threads": 1}
+    assert Candidate.from_dict(old) == Candidate(2, 256, 4, (512, 512), None, 1, "fp32")
 
 
 def test_study_lengths_mean_percentile_and_fixed():
@@ -226,9 +248,10 @@ def _trials(out: Path, storage=None):
     return optuna.load_study(study_name="bertc-search", storage=storage).get_trials(deepcopy=False)
 
 
-def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measurements():
-    """Timings made 10% slower than predicted for dense ops and 30% faster for sparse GEMMs: the re-fitted
-    profile must predict every timed candidate through the cost model's own op_ms."""
+def test_recalibration_fits_dense_sparse_and_int8_scales_that_reproduce_the_measurements():
+    """Timings made 10% slower than predicted for fp32 dense ops, 30% faster for sparse GEMMs and 40% faster for
+    int8 ones (which the built-in profile prices by its roofline, unfitted): the re-fitted profile must predict
+    every timed candidate through the cost model's own op_ms, whichever kinds were timed."""
     from bertc.search.recalibrate import refit_profile
     from bertc.search.trials import TrialRecord
 
@@ -238,25 +261,43 @@ def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measureme
     config = T.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                           intermediate_size=256, max_position_embeddings=64)
     timed, ops_of = [], {}
-    for ffn, prune in [(256, None), (128, None), (256, "16x1@0.5"), (128, "4x1@0.5")]:
+    assert "linear_i8" not in base.data["fitted"]["1"]
+    for ffn, prune, dtype in [(256, None, "fp32"), (128, None, "fp32"), (256, "16x1@0.5", "fp32"),
+                              (128, "4x1@0.5", "fp32"), (256, None, "int8"), (128, None, "int8")]:
         config.intermediate_size = ffn
-        ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache_bytes=base.cache_bytes)
+        ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache_bytes=base.cache_bytes, dtype=dtype)
         total = base.overhead_ms(1) + sum(base.op_ms(o, 1) for o in ops)
-        sparse = sum(base.op_ms(o, 1) for o in ops if o.kind == "linear_sparse")
-        assert (sparse > 0) == (prune is not None)
+        sparse, int8 = (sum(base.op_ms(o, 1) for o in ops if o.kind == k) for k in ("linear_sparse", "linear_i8"))
+        assert (sparse > 0) == (prune is not None) and (int8 > 0) == (dtype == "int8")
         ops_of[len(timed)] = ops
         timed.append(TrialRecord(len(timed), "COMPLETE", "timed", threads=1, base_predicted_ms=total,
-                                 base_sparse_ms=sparse, measured_ms=1.1 * (total - sparse + 0.7 * sparse)))
+                                 base_sparse_ms=sparse, base_int8_ms=int8,
+                                 measured_ms=1.1 * (total - sparse - int8 + 0.7 * sparse) + 0.6 * int8))
     data, scales = refit_profile(base.data, timed)
-    assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_sparse": pytest.approx(0.7, rel=1e-3)}
+    assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_sparse": pytest.approx(0.7, rel=1e-3),
+                      "1:linear_i8": pytest.approx(0.6, rel=1e-3)}
     refit = Profile("refit", data)
     for r in timed:
         predicted = refit.overhead_ms(1) + sum(refit.op_ms(o, 1) for o in ops_of[r.number])
         # the overhead is not scaled, so the dense scale is fitted through it: within a few per cent
         assert predicted == pytest.approx(r.measured_ms, rel=0.02)
-    # with no dense candidate timed yet, every candidate fits the run scale and no sparse scale is guessed
-    data, scales = refit_profile(base.data, timed[2:])
-    assert set(scales) == {"1"} and "kind_scale" not in data
+    # with no fp32 dense candidate timed yet, every candidate fits the run scale and no kind scale is guessed
+    for only in (timed[2:], timed[4:], timed[2:4]):
+        data, scales = refit_profile(base.data, only)
+        assert set(scales) == {"1"} and "kind_scale" not in data
+    assert set(refit_profile(base.data, timed[:2] + timed[4:])[1]) == {"1", "1:linear_i8"}  # no sparse timed
+    # a profile with int8 fitted (`bertc calibrate --int8`; here fp32's rates): its int8 price is run-scaled too
+    fitted = {**base.data["fitted"]["1"], "linear_i8": base.data["fitted"]["1"]["linear"]}
+    calibrated = Profile("int8", {**base.data, "fitted": {"1": fitted}})
+    for r in timed[4:]:
+        total, int8 = (sum(calibrated.op_ms(o, 1) for o in ops_of[r.number] if k in (None, o.kind)) for k in
+                       (None, "linear_i8"))
+        timed[r.number] = TrialRecord(r.number, "COMPLETE", "timed", threads=1, base_predicted_ms=total,
+                                      base_int8_ms=int8, measured_ms=1.1 * (total - int8 + 0.6 * int8))
+    data, scales = refit_profile(calibrated.data, timed[:2] + timed[4:])
+    assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_i8": pytest.approx(0.6, rel=1e-3)}
+    for r in timed[4:]:
+        assert sum(Profile("refit", data).op_ms(o, 1) for o in ops_of[r.number]) == pytest.approx(r.measured_ms, rel=1e-3)
     # a thread count with nothing timed at it takes the nearest one's run scale (the teacher's, at first)
     data, scales = refit_profile(base.data, timed[:1], [1, 2, 4])
     assert scales["2"] == scales["4"] == scales["1"] == pytest.approx(1.1, rel=1e-3)
@@ -343,7 +384,7 @@ def test_a_space_of_one_candidate_ends_when_it_is_scored_and_a_budget_nothing_fi
 
     teacher_config = T.AutoConfig.from_pretrained(tiny_teacher)
     one = {"lengths": "mean", "layers": [1], "hidden": [32], "heads": [2], "ffn": [64], "sparsity": ["none"],
-           "threads": [1]}
+           "threads": [1], "precision": ["fp32"]}
 
     class Pool:  # scores and times without training or compiling
         def __init__(self, *args):
