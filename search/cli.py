@@ -213,7 +213,8 @@ PRUNE_HELP = f"""what happens:
      with the pruned weights held at exactly zero; the best epoch on dev is kept
   4. OUT: a Hugging Face folder (classifier + tokenizer) for `bertc compile OUT`, and
      OUT/prune_report.json: densities per matrix, dev/test accuracy of the teacher and of the
-     student before and after recovery, training time
+     student before and after recovery, training time; with --int8 also the test accuracy of
+     the recovered model compiled fp32 and int8 (both dense: the sparse kernels are fp32), side by side
 
 threads: PyTorch trains on every core; on a machine busy with other jobs OMP_NUM_THREADS=1 can be
   faster (threads that wait at barriers for a descheduled one)
@@ -233,7 +234,8 @@ def _run_prune(args: argparse.Namespace) -> int:
     from .prune import prune  # torch and transformers: only when a prune runs
 
     prune(args.model, args.task, args.spec, args.output or f"{Path(args.model).name}-pruned", epochs=args.epochs,
-          max_train=args.max_train, seed=args.seed, hidden_weight=args.hidden_weight, progress=not args.quiet)
+          max_train=args.max_train, seed=args.seed, hidden_weight=args.hidden_weight, progress=not args.quiet,
+          int8=args.int8)
     return 0
 
 
@@ -255,6 +257,8 @@ def add_prune(sub) -> argparse.ArgumentParser:
     p.add_argument("--hidden-weight", type=at_least(0, float), default=0.0, metavar="W", help="add the hidden states' mean squared error "
                    "to the distillation loss with this weight (default: 0, logits only; > 0 runs the teacher "
                    "at every step, which is slower)")
+    p.add_argument("--int8", action="store_true", help="also compile the recovered model fp32 and --dtype int8 (host) "
+                   "and report both artifacts' test accuracy (prune_report.json's compiled_test_accuracy)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_prune)
     return p

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from transformers import AutoConfig
 
-from bertc.api import load
 from bertc.artifact import publish
 from bertc.errors import BertcError
 from bertc.sparsity import model_masks, parse_spec
@@ -31,7 +30,7 @@ from .report import format_table, pareto_front, write_csv, write_plots
 from .space import Candidate
 from .study import Study
 from .tasks import Task, load_task, train_examples
-from .teacher import load_classifier, quiet_transformers, split_accuracy
+from .teacher import compiled_accuracy, load_classifier, quiet_transformers, split_accuracy
 from .timing import INTERLEAVED_ROUNDS, compile_quiet, interleaved_ratio, time_artifact, torch_ms
 from .trials import SCORED_STAGES, TrialRecord, trial_records
 
@@ -193,14 +192,3 @@ def _measure(st: Study, cand: Candidate, folder: Path, student, teacher, tokeniz
     shutil.rmtree(work, ignore_errors=True)
     out["accuracy_kept"] = round(out["test_accuracy"] / t["test_accuracy"], 4)
 
-
-def compiled_accuracy(art_path: Path, examples, threads: int) -> float:
-    """Accuracy of the student's artifact on ``examples`` as a device would answer: its own C tokenizer and
-    classifier head (tokenizer.bin, head.bin), each text at its own length (a --max-seq-len artifact) or padded
-    to the artifact's one length."""
-    model = load(art_path, threads=threads)
-    labels = model.labels
-    if not labels:
-        raise BertcError(f"{art_path} has no classifier head: {json.loads((art_path / 'report.json').read_text())}")
-    answers = model.classify([text for text, _ in examples])
-    return sum(labels.index(a["label"]) == label for a, (_, label) in zip(answers, examples)) / len(examples)

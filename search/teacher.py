@@ -118,6 +118,20 @@ def split_accuracy(model, tokenizer, task: Task, split: str, progress: bool = Fa
     return accuracy(predict_logits(model, enc, progress=progress, desc=split), enc.labels)
 
 
+def compiled_accuracy(art_path: Path, examples, threads: int) -> float:
+    """Accuracy of a classifier's artifact on ``examples`` as a device would answer: its own C tokenizer and
+    classifier head (tokenizer.bin, head.bin), each text at its own length (a --max-seq-len artifact) or padded
+    to the artifact's one length."""
+    from bertc.api import load  # the compiler's runtime: only when an artifact is measured
+
+    model = load(art_path, threads=threads)
+    labels = model.labels
+    if not labels:
+        raise BertcError(f"{art_path} has no classifier head: {json.loads((art_path / 'report.json').read_text())}")
+    answers = model.classify([text for text, _ in examples])
+    return sum(labels.index(a["label"]) == label for a, (_, label) in zip(answers, examples)) / len(examples)
+
+
 def finetune(model_dir: str | Path, task: Task, out: str | Path, config: TrainConfig = TEACHER_CONFIG,
              progress: bool = True, checkpoint: Path | None = None) -> dict:
     """Fine-tune the folder's model (a new head if it is an encoder) on task.train; write ``out``.
