@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertc.api import compile as compile_model
 from bertc.artifact import give_umask_mode, publish, staging_folder
 from bertc.errors import BertcError
 from bertc.sparsity import apply_masks, model_masks, parse_spec
@@ -45,8 +46,6 @@ def _accuracies(model, tokenizer, task, progress: bool) -> dict[str, float]:
 def _compiled_accuracies(folder: Path, task) -> dict[str, float]:
     """Test accuracy of the model in ``folder`` through its host artifact compiled fp32 and --dtype int8, side by
     side; both dense (no --prune-patterns), since the sparse kernels are fp32 only: the zeros stay zeros in int8."""
-    from bertc.api import compile as compile_model  # the compiler: only when --int8 asks for it
-
     with tempfile.TemporaryDirectory() as tmp, quiet_transformers():
         return {d: round(compiled_accuracy(compile_model(str(folder), out=Path(tmp) / d, dtype=d,
                                                          max_seq_len=task.max_length).path, task.test, 1), 4)

@@ -25,6 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bertc.api import load
 from bertc.artifact import give_umask_mode, staging_folder
 from bertc.errors import BertcError
 
@@ -122,8 +123,6 @@ def compiled_accuracy(art_path: Path, examples, threads: int) -> float:
     """Accuracy of a classifier's artifact on ``examples`` as a device would answer: its own C tokenizer and
     classifier head (tokenizer.bin, head.bin), each text at its own length (a --max-seq-len artifact) or padded
     to the artifact's one length."""
-    from bertc.api import load  # the compiler's runtime: only when an artifact is measured
-
     model = load(art_path, threads=threads)
     labels = model.labels
     if not labels:
