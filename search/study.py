@@ -89,7 +89,11 @@ class Study:
         src = Path(self.settings.teacher) if self.settings.teacher else packaged_minilm()
         check_folder(src)
         for dtype in self.space.precision:  # int8 on a GPU target fails here, not after the teacher's fine-tuning
-            CompileOptions(target=self.settings.target, dtype=dtype).check()
+            try:
+                CompileOptions(target=self.settings.target, dtype=dtype).check()
+            except BertcError as e:
+                raise BertcError(f"the search space ({self.space.source}) has precision {dtype}: {e}. Give the space "
+                                 "`precision: [fp32]` for this target") from None
         self.space.check_teacher(AutoConfig.from_pretrained(str(src), local_files_only=True))
 
     def setup(self) -> None:
@@ -303,7 +307,7 @@ class Study:
         if cand in taken:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # drawn twice in one round
             return "repeat"
-        earlier = next((t for t in scored_trials(study) if t.user_attrs.get("candidate") == cand.asdict()), None)
+        earlier = next((t for t in scored_trials(study) if Candidate.from_dict(t.user_attrs["candidate"]) == cand), None)
         if earlier is not None:  # drawn again: the sampler learns the same value, nothing is retrained
             known = TrialRecord.from_trial(earlier)
             for k in ("dev_accuracy", "latency_ms", "measured_ms"):

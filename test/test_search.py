@@ -114,6 +114,12 @@ def test_precision_is_sampled_and_int8_is_never_sparse():
     assert [c.precision for c in space.dense_uniform()] == ["int8"]  # fp32 is sparse only in this space
     old = {"layers": 2, "hidden": 256, "heads": 4, "ffn": [512, 512], "sparsity": None, "threads": 1}
     assert Candidate.from_dict(old) == Candidate(2, 256, 4, (512, 512), None, 1, "fp32")
+    from bertc.search.settings import Settings
+    from bertc.search.study import Study
+
+    gpu = Study(Path("unused"), Settings(None, "rt-sentiment", "vulkan", {}, None, profile="vulkan-mobile"), False)
+    with pytest.raises(BertcError, match=r"precision int8: --dtype int8 runs on CPU targets.*`precision: \[fp32\]`"):
+        gpu.check()  # before anything is written or trained
 
 
 def test_study_lengths_mean_percentile_and_fixed():
@@ -445,12 +451,17 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     state = json.loads((out / "search.json").read_text())
     teacher, anchor = state["teacher"], state["teacher_anchor"]
     assert anchor["measured_ms"] == teacher["latency_ms"] and anchor["base_predicted_ms"] == teacher["base_predicted_ms"] > 0
-    record = TrialRecord(-1, "COMPLETE", "timed", threads=teacher["threads"], base_predicted_ms=teacher["base_predicted_ms"],
-                         base_sparse_ms=0.0, measured_ms=teacher["latency_ms"])
-    data, scales = refit_profile(base.data, [record], SPACE["threads"])
-    assert scales == anchor["scale"] and set(scales) == {str(t) for t in SPACE["threads"]}
+    # the teacher timed fp32 and int8: the run scale and the int8 GEMMs' scale before the first round
+    records = [TrialRecord(-1, "COMPLETE", "timed", threads=1, base_predicted_ms=r["base_predicted_ms"],
+                           base_int8_ms=r.get("base_int8_ms"), measured_ms=r["latency_ms"])
+               for r in (teacher, teacher["int8"])]
+    data, scales = refit_profile(base.data, records, SPACE["threads"])
+    assert scales == anchor["scale"] and set(scales) == {"1", "1:linear_i8"} and teacher["int8"]["base_int8_ms"] > 0
     profile = Profile("anchored", data)
-    assert all(t.user_attrs["candidate"]["sparsity"] is None for t in seeds)
+    assert all(t.user_attrs["candidate"]["sparsity"] is None for t in seeds if "candidate" in t.user_attrs)
+    cands = [Candidate.from_dict(t.user_attrs["candidate"]) for t in trials if "candidate" in t.user_attrs]
+    assert {c.precision for c in cands} == {"fp32", "int8"}
+    assert not any(c.sparsity for c in cands if c.precision == "int8")
     # every latency is the mean over the dev split's lengths: priced and timed at four of them, up to the
     # task's 64 tokens (the tiny teacher's positions too)
     lat = Lengths.from_json(report["lengths"])
@@ -459,15 +470,19 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     def predicted(c: Candidate, prof=profile) -> float:
         config = c.config(teacher_config).to_dict()
         return lat.combine([prof.overhead_ms(1) + sum(prof.op_ms(o, 1) for o in config_ops(
-            config, "host", n, prune=c.sparsity, cache_bytes=prof.cache_bytes)) for n in lat.points])
+            config, "host", n, prune=c.sparsity, cache_bytes=prof.cache_bytes, dtype=c.precision)) for n in lat.points])
 
-    for n in SPACE["layers"]:
-        fits = [predicted(Candidate(n, h, a, (f,) * n, None, 1)) for h in SPACE["hidden"] for a in SPACE["heads"]
+    largest = {}  # per depth and precision, the largest price under budget
+    for n, p in [(n, p) for n in SPACE["layers"] for p in SPACE["precision"]]:
+        fits = [predicted(Candidate(n, h, a, (f,) * n, None, 1, p)) for h in SPACE["hidden"] for a in SPACE["heads"]
                 for f in SPACE["ffn"]]
-        fits = [ms for ms in fits if ms <= report["budget_ms"]]
-        mine = [predicted(Candidate.from_dict(t.user_attrs["candidate"])) for t in seeds
-                if t.user_attrs["candidate"]["layers"] == n]
-        assert mine == ([pytest.approx(max(fits), rel=1e-3, abs=1e-4)] if fits else []), n  # rounded to 0.1 us
+        under = [ms for ms in fits if ms <= report["budget_ms"]]
+        if under:
+            largest[n, p] = max(under)
+    assert len(seeds) == len(largest)
+    # the seeds past --trials wait in the study, unsampled
+    for c in [Candidate.from_dict(t.user_attrs["candidate"]) for t in seeds if "candidate" in t.user_attrs]:
+        assert predicted(c) == pytest.approx(largest[c.layers, c.precision], rel=1e-3, abs=1e-4)  # rounded to 0.1 us
     # which candidates are over budget depends on the teacher's measured latency: the screen is checked on its
     # inputs here, and on a budget the test sets in test_the_screen_never_trains_a_candidate_the_cost_model_puts_...
     _screened_by_their_prediction(trials, report["budget_ms"])
@@ -488,18 +503,24 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
         return
     final = report["final"]
     assert final["latency_ms"] > 0 and 0 <= final["test_accuracy"] <= 1
-    assert final["compiled_test_accuracy"] == pytest.approx(final["test_accuracy"], abs=0.01)
+    # through the artifact, in the student's precision; an int8 one also compiled fp32, which PyTorch's matches
+    fp32 = final["compiled_test_accuracy" if final["precision"] == "fp32" else "compiled_test_accuracy_fp32"]
+    assert fp32 == pytest.approx(final["test_accuracy"], abs=0.01)
+    assert final["compiled_test_accuracy"] == pytest.approx(fp32, abs=0.03)
+    print("compiled accuracy", final["precision"], final["compiled_test_accuracy"], "fp32", fp32)
     both = final["interleaved"]  # the teacher and the student timed alternately
     assert both["min"] <= both["speedup"] <= both["max"] and both["teacher_ms"] > 0 and both["student_ms"] > 0
     assert report["chosen"]["measured_ms"] <= report["budget_ms"] * 0.98  # under by more than the timing noise
     assert (out / "pareto.png").stat().st_size > 10_000 and "plotly" in (out / "pareto.html").read_text()[:100_000]
     assert "Pareto front" in run.stderr + run.stdout
     # the student was timed as a --max-seq-len 64 artifact, and the command printed makes that artifact
-    assert final["compile_command"].endswith("--target host --max-seq-len 64")
+    dtype = "" if final["precision"] == "fp32" else " --dtype int8"
+    assert final["compile_command"].endswith(f"--target host --max-seq-len 64{dtype}")
     assert final["compile_command"] in run.stderr + run.stdout
     from bertc.artifact import read_manifest
 
-    assert read_manifest(Path(final["artifact"])).max_seq_len == 64
+    manifest = read_manifest(Path(final["artifact"]))
+    assert manifest.max_seq_len == 64 and manifest.dtype == final["precision"]
     # the saved student is what `bertc compile` takes
     art = bertc.compile(out / "student", seq_len=16, out=tmp_path / "student.bertc")
     assert art.manifest.seq_len == 16
@@ -533,9 +554,20 @@ def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
     for t in after:  # what was finished before the kill is still there, unchanged
         if t.number in before:
             assert (t.values, t.user_attrs.get("stage")) == before[t.number]
+    # the space is int8 only: every candidate int8 and dense (its sparsity draws made dense)
+    assert all(t.user_attrs["candidate"] == {**t.user_attrs["candidate"], "precision": "int8", "sparsity": None}
+               for t in after if "candidate" in t.user_attrs)
     if shipped:
+        from bertc.artifact import read_manifest
+
         final = json.loads((out / "search_report.json").read_text())["final"]
         assert final["trial"] is not None and len(final["final_training"]["history"]) == 1
+        # the int8 artifact, its accuracy and the same student's compiled fp32, side by side
+        assert read_manifest(Path(final["artifact"])).dtype == "int8"
+        assert final["compile_command"].endswith("--dtype int8")
+        assert final["compiled_test_accuracy_fp32"] == pytest.approx(final["test_accuracy"], abs=0.01)
+        assert final["compiled_test_accuracy"] == pytest.approx(final["compiled_test_accuracy_fp32"], abs=0.03)
+        print("int8", final["compiled_test_accuracy"], "fp32", final["compiled_test_accuracy_fp32"])
 
 
 def test_search_refuses_bad_input(tiny_teacher, tmp_path):
