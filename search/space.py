@@ -72,7 +72,7 @@ class Candidate:
     def describe(self) -> str:
         ffn = str(self.ffn[0]) if len(set(self.ffn)) == 1 else "/".join(map(str, self.ffn))
         return (f"L{self.layers} H{self.hidden} A{self.heads} F{ffn}" + (f" {self.sparsity}" if self.sparsity else "")
-                + f" t{self.threads}" + ("" if self.precision == "fp32" else f" {self.precision}"))
+                + ("" if self.precision == "fp32" else f" {self.precision}") + f" t{self.threads}")
 
     def asdict(self) -> dict:
         return {**asdict(self), "ffn": list(self.ffn)}

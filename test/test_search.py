@@ -109,7 +109,7 @@ def test_precision_is_sampled_and_int8_is_never_sparse():
     assert any(t.params["sparsity"] == "16x1@0.5" for t, c in zip(trials, cands) if c.precision == "int8")
     assert all(set(t.params) == set(trials[0].params) for t in trials)  # every parameter drawn every time
     int8 = next(c for c in cands if c.precision == "int8")
-    assert int8.describe() == "L2 H256 A4 F512 t1 int8" and Candidate.from_dict(int8.asdict()) == int8
+    assert int8.describe() == "L2 H256 A4 F512 int8 t1" and Candidate.from_dict(int8.asdict()) == int8
     assert space.params(int8)["precision"] == "int8"
     assert [c.precision for c in space.dense_uniform()] == ["int8"]  # fp32 is sparse only in this space
     old = {"layers": 2, "hidden": 256, "heads": 4, "ffn": [512, 512], "sparsity": None, "threads": 1}
