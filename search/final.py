@@ -111,8 +111,9 @@ def final_student(st: Study, chosen: TrialRecord) -> dict:
                                                                    ("fp32", "compiled_test_accuracy_fp32")) if k in out)
     st.log(f"chosen: {cand.describe()} (trial {chosen.number}): test accuracy {out['test_accuracy']:.4f} "
            f"({out['accuracy_kept']:.1%} of the teacher's {t['test_accuracy']:.4f}{compiled}), "
-           f"{out['latency_ms']:.3f} ms with bertc at {cand.threads} thread(s) ({out['speedup_vs_teacher']:.2f}x faster "
-           f"than the compiled teacher's {t['latency_ms']:.3f} ms; PyTorch runs the teacher in {out['torch_ms']['teacher']:.3f} ms); timed "
+           f"{out['latency_ms']:.3f} ms with bertc at {cand.threads} thread(s) ({out['speedup_vs_teacher']:.2f}x "
+           f"faster than the compiled teacher's {t['latency_ms']:.3f} ms; PyTorch runs the teacher in "
+           f"{out['torch_ms']['teacher']:.3f} ms); timed "
            f"alternately with the teacher, {out['interleaved']['speedup']:.2f}x (range "
            f"{out['interleaved']['min']:.2f}-{out['interleaved']['max']:.2f}x over {INTERLEAVED_ROUNDS} pairs)\n"
            f"saved {folder}: `{out['compile_command']}` makes the artifact these times are of")

@@ -189,8 +189,8 @@ def parse_space(data: Any, source: str = "built-in default") -> Space:
             raise BertcError(f"sparsity entry {s!r} in the search space {source}: {e}") from None
     pr = d["precision"]
     if not isinstance(pr, list) or not pr or any(p not in PRECISIONS for p in pr):
-        raise BertcError(f"'precision' in the search space {source} must be a non-empty list of {', '.join(PRECISIONS)} "
-                         f"(bertc compile --dtype; fp16 is not searched), got {pr!r}")
+        raise BertcError(f"'precision' in the search space {source} must be a non-empty list of "
+                         f"{', '.join(PRECISIONS)} (bertc compile --dtype; fp16 is not searched), got {pr!r}")
     return Space(lengths, *(sorted(set(d[k])) for k in ("layers", "hidden", "heads", "ffn")), d["ffn_per_layer"],
                  list(dict.fromkeys(sparsity)), sorted(set(d["threads"])), list(dict.fromkeys(pr)), source)
 

@@ -307,7 +307,9 @@ class Study:
         if cand in taken:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # drawn twice in one round
             return "repeat"
-        earlier = next((t for t in scored_trials(study) if Candidate.from_dict(t.user_attrs["candidate"]) == cand), None)
+        # compared as Candidates: one saved before precision was searched reads as fp32
+        earlier = next((t for t in scored_trials(study) if Candidate.from_dict(t.user_attrs["candidate"]) == cand),
+                       None)
         if earlier is not None:  # drawn again: the sampler learns the same value, nothing is retrained
             known = TrialRecord.from_trial(earlier)
             for k in ("dev_accuracy", "latency_ms", "measured_ms"):

@@ -303,7 +303,8 @@ def test_recalibration_fits_dense_sparse_and_int8_scales_that_reproduce_the_meas
     data, scales = refit_profile(calibrated.data, timed[:2] + timed[4:])
     assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_i8": pytest.approx(0.6, rel=1e-3)}
     for r in timed[4:]:
-        assert sum(Profile("refit", data).op_ms(o, 1) for o in ops_of[r.number]) == pytest.approx(r.measured_ms, rel=1e-3)
+        predicted = sum(Profile("refit", data).op_ms(o, 1) for o in ops_of[r.number])
+        assert predicted == pytest.approx(r.measured_ms, rel=1e-3)
     # a thread count with nothing timed at it takes the nearest one's run scale (the teacher's, at first)
     data, scales = refit_profile(base.data, timed[:1], [1, 2, 4])
     assert scales["2"] == scales["4"] == scales["1"] == pytest.approx(1.1, rel=1e-3)
