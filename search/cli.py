@@ -29,7 +29,8 @@ SEARCH_HELP = """how it works:
   setup   the teacher (--teacher) is fine-tuned on the task (once, cached; a sequence classifier
           is taken as it is), compiled for --target and timed at the space's largest thread count;
           the budget is --latency-budget (default 1/3 of that); the cost model's profile is scaled
-          by the teacher's measured / predicted time (OUT/profile.json) before the first round; the
+          by the teacher's measured / predicted time (OUT/profile.json) before the first round (its
+          int8 GEMMs by the teacher's, compiled --dtype int8, when the space has int8); the
           teacher's Taylor importance (heads, FFN neurons, hidden channels) and its logits on the
           train split are kept in OUT
   latency every latency (the teacher's, each prediction and timing, the budget) is in the terms of
@@ -38,8 +39,8 @@ SEARCH_HELP = """how it works:
           at the mean lengths of 4 equal groups of the sorted dev lengths); `p90` (any pNN): the
           ms of a sentence at that percentile of the dev lengths; a number N: every input padded
           to N (students compiled with --seq-len N)
-  warm    a new study first tries, for each depth and thread count, the largest dense student the
-          cost model prices under the budget (--no-warm-start: none)
+  warm    a new study first tries, for each depth, thread count and precision, the largest dense
+          student the cost model prices under the budget (--no-warm-start: none)
   screen  Optuna's TPE sampler proposes students from the space; the cost model, with the study's
           re-fitted profile, predicts each one's latency (ms each); those more than 10% over budget
           (about the model's error) are pruned trials (stage screened-out), never trained, and a
@@ -52,21 +53,23 @@ SEARCH_HELP = """how it works:
   time    the best --timed-per-round of each round by dev accuracy are compiled and timed with
           bertc_run after the training, so nothing competes for cores (stage timed); predicted and
           measured ms are kept on the trial, and OUT/profile.json, the next round's screen, is
-          re-fitted from measured / predicted of every timed trial and the teacher (sparse GEMMs
-          scaled apart); each round logs the cost model's error on its timed trials first
+          re-fitted from measured / predicted of every timed trial and the teacher (sparse and
+          int8 GEMMs scaled apart); each round logs the cost model's error on its timed trials first
   tell    every trial is told to Optuna: dev accuracy, and a latency (measured when timed, else
           predicted) that is a constraint (--objective constrained) or a second objective (pareto)
   end     the best timed student under the budget by more than the timing noise (2%) is distilled
           longer (--final-epochs, on the train texts and --augment perturbed copies of them
           labelled by the teacher; --hidden-weight adds the hidden states), scored on dev and
-          test (in PyTorch and through the compiled artifact), compiled, timed again and
-          alternately with the teacher (10 pairs), and saved in OUT/student; the Pareto front is
-          printed and written to OUT/pareto.{csv,png,html}; everything is in OUT/search_report.json
+          test (in PyTorch and through the compiled artifact; an int8 one compiled fp32 too, side
+          by side), compiled, timed again and alternately with the teacher (10 pairs), and saved
+          in OUT/student; the Pareto front is printed and written to OUT/pareto.{csv,png,html};
+          everything is in OUT/search_report.json
 
 the space (--space FILE, YAML or JSON; every key optional):
   lengths: mean         layers: [2, 3, 4, 5]          hidden: [256, 320, 384]
   heads: [4, 6, 8, 12]  ffn: [512, 768, 1024, 1536]   ffn_per_layer: false
-  sparsity: [none, 16x1@0.5]                          threads: [1, 2]
+  sparsity: [none, 16x1@0.5]   threads: [1, 2]        precision: [fp32, int8]
+  precision: --dtype of the GEMM weights; an int8 student is dense (sparse int8 is not priced yet)
   lengths: mean, pNN (p50, p90, p99) or N (see latency above; `seq_len: N` is read as N)
   the teacher's latency (and so a relative budget) is measured at the largest thread count
 
@@ -210,7 +213,8 @@ PRUNE_HELP = f"""what happens:
      with the pruned weights held at exactly zero; the best epoch on dev is kept
   4. OUT: a Hugging Face folder (classifier + tokenizer) for `bertc compile OUT`, and
      OUT/prune_report.json: densities per matrix, dev/test accuracy of the teacher and of the
-     student before and after recovery, training time
+     student before and after recovery, training time; with --int8 also the test accuracy of
+     the recovered model compiled fp32 and int8 (both dense: the zeros stay zeros), side by side
 
 threads: PyTorch trains on every core; on a machine busy with other jobs OMP_NUM_THREADS=1 can be
   faster (threads that wait at barriers for a descheduled one)
@@ -230,7 +234,8 @@ def _run_prune(args: argparse.Namespace) -> int:
     from .prune import prune  # torch and transformers: only when a prune runs
 
     prune(args.model, args.task, args.spec, args.output or f"{Path(args.model).name}-pruned", epochs=args.epochs,
-          max_train=args.max_train, seed=args.seed, hidden_weight=args.hidden_weight, progress=not args.quiet)
+          max_train=args.max_train, seed=args.seed, hidden_weight=args.hidden_weight, progress=not args.quiet,
+          int8=args.int8)
     return 0
 
 
@@ -252,6 +257,8 @@ def add_prune(sub) -> argparse.ArgumentParser:
     p.add_argument("--hidden-weight", type=at_least(0, float), default=0.0, metavar="W", help="add the hidden states' mean squared error "
                    "to the distillation loss with this weight (default: 0, logits only; > 0 runs the teacher "
                    "at every step, which is slower)")
+    p.add_argument("--int8", action="store_true", help="also compile the recovered model fp32 and --dtype int8 (host) "
+                   "and report both artifacts' test accuracy (prune_report.json's compiled_test_accuracy)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_prune)
     return p

@@ -48,6 +48,7 @@ def _resume(out: Path, progress: bool, final: dict | None) -> Study:
         raise BertcError(f"--resume: '{out}' holds no search (no search.json); start one without --resume")
     data = json.loads(saved.read_text())
     settings = Settings(**{**data["settings"], **(final or {})})
+    settings.space.setdefault("precision", ["fp32"])  # a study begun before precision was searched stays fp32
     if settings.format != FORMAT:
         raise BertcError(f"'{out}' was made by another version of bertc search (format {settings.format}); "
                          "start a new search in another folder")

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from transformers import AutoConfig
 
-from bertc.api import load
 from bertc.artifact import publish
 from bertc.errors import BertcError
 from bertc.sparsity import model_masks, parse_spec
@@ -31,7 +30,7 @@ from .report import format_table, pareto_front, write_csv, write_plots
 from .space import Candidate
 from .study import Study
 from .tasks import Task, load_task, train_examples
-from .teacher import load_classifier, quiet_transformers, split_accuracy
+from .teacher import compiled_accuracy, load_classifier, quiet_transformers, split_accuracy
 from .timing import INTERLEAVED_ROUNDS, compile_quiet, interleaved_ratio, time_artifact, torch_ms
 from .trials import SCORED_STAGES, TrialRecord, trial_records
 
@@ -108,14 +107,16 @@ def final_student(st: Study, chosen: TrialRecord) -> dict:
     _measure(st, cand, folder, student, teacher, tokenizer, task, out)
     t = st.state["teacher"]
     (folder / "student_report.json").write_text(json.dumps(out, indent=2) + "\n")
+    compiled = "".join(f"; compiled {d} {out[k]:.4f}" for d, k in ((cand.precision, "compiled_test_accuracy"),
+                                                                   ("fp32", "compiled_test_accuracy_fp32")) if k in out)
     st.log(f"chosen: {cand.describe()} (trial {chosen.number}): test accuracy {out['test_accuracy']:.4f} "
-           f"({out['accuracy_kept']:.1%} of the teacher's {t['test_accuracy']:.4f}), {out['latency_ms']:.3f} ms with "
-           f"bertc at {cand.threads} thread(s) ({out['speedup_vs_teacher']:.2f}x faster than the compiled teacher's "
-           f"{t['latency_ms']:.3f} ms; PyTorch runs the teacher in {out['torch_ms']['teacher']:.3f} ms); timed "
+           f"({out['accuracy_kept']:.1%} of the teacher's {t['test_accuracy']:.4f}{compiled}), "
+           f"{out['latency_ms']:.3f} ms with bertc at {cand.threads} thread(s) ({out['speedup_vs_teacher']:.2f}x "
+           f"faster than the compiled teacher's {t['latency_ms']:.3f} ms; PyTorch runs the teacher in "
+           f"{out['torch_ms']['teacher']:.3f} ms); timed "
            f"alternately with the teacher, {out['interleaved']['speedup']:.2f}x (range "
            f"{out['interleaved']['min']:.2f}-{out['interleaved']['max']:.2f}x over {INTERLEAVED_ROUNDS} pairs)\n"
-           f"saved {folder}: `bertc compile {folder} --target {s.target} {st.lengths.compile_flags()}` makes the "
-           "artifact these times are of")
+           f"saved {folder}: `{out['compile_command']}` makes the artifact these times are of")
     return out
 
 
@@ -167,15 +168,21 @@ def _save(st: Study, student, tokenizer, out: dict) -> Path:
 
 def _measure(st: Study, cand: Candidate, folder: Path, student, teacher, tokenizer, task: Task, out: dict) -> None:
     """The saved student compiled and timed again, its compiled accuracy (on the host), PyTorch's times and the
-    teacher/student pairs timed alternately, added to ``out``."""
+    teacher/student pairs timed alternately, added to ``out``. An int8 student's accuracy is also measured
+    compiled fp32 (``compiled_test_accuracy_fp32``): what its int8 GEMMs cost in accuracy, side by side."""
     s, lengths, t = st.settings, st.lengths, st.state["teacher"]
-    art = compile_quiet(folder, st.out / "student.bertc", s.target, lengths, cand.sparsity)
-    out["artifact"] = str(art.path)
-    out["compile_command"] = f"bertc compile {folder} --target {s.target} {lengths.compile_flags()}"
+    art = compile_quiet(folder, st.out / "student.bertc", s.target, lengths, cand.sparsity, cand.precision)
+    out["artifact"], out["precision"] = str(art.path), cand.precision
+    dtype = "" if cand.precision == "fp32" else f" --dtype {cand.precision}"
+    out["compile_command"] = f"bertc compile {folder} --target {s.target} {lengths.compile_flags()}{dtype}"
     out["latency"] = lengths.describe()
     out["latency_ms"] = round(time_artifact(art.path, cand.threads, lengths, s.device, s.runs), 4)
     if not s.device or s.device == "host":
         out["compiled_test_accuracy"] = compiled_accuracy(art.path, task.test, cand.threads)
+        if cand.precision != "fp32":
+            fp32 = compile_quiet(folder, st.out / ".student-fp32.bertc", s.target, lengths, cand.sparsity)
+            out["compiled_test_accuracy_fp32"] = compiled_accuracy(fp32.path, task.test, cand.threads)
+            shutil.rmtree(fp32.path, ignore_errors=True)
     out["torch_ms"] = {"teacher": round(torch_ms(teacher.bert, lengths, t["threads"]), 4),
                        "student": round(torch_ms(student.bert, lengths, cand.threads), 4)}
     out["speedup_vs_teacher"] = round(t["latency_ms"] / out["latency_ms"], 3)
@@ -186,14 +193,3 @@ def _measure(st: Study, cand: Candidate, folder: Path, student, teacher, tokeniz
     shutil.rmtree(work, ignore_errors=True)
     out["accuracy_kept"] = round(out["test_accuracy"] / t["test_accuracy"], 4)
 
-
-def compiled_accuracy(art_path: Path, examples, threads: int) -> float:
-    """Accuracy of the student's artifact on ``examples`` as a device would answer: its own C tokenizer and
-    classifier head (tokenizer.bin, head.bin), each text at its own length (a --max-seq-len artifact) or padded
-    to the artifact's one length."""
-    model = load(art_path, threads=threads)
-    labels = model.labels
-    if not labels:
-        raise BertcError(f"{art_path} has no classifier head: {json.loads((art_path / 'report.json').read_text())}")
-    answers = model.classify([text for text, _ in examples])
-    return sum(labels.index(a["label"]) == label for a, (_, label) in zip(answers, examples)) / len(examples)

@@ -125,7 +125,7 @@ class Pool:
         """Compile and time the student saved in ``folder/student``; only the student folder is kept."""
         s = self.settings
         args = (folder / "student", folder / "student.bertc", s.target, self.lengths, cand.threads, cand.sparsity,
-                s.device, s.runs)
+                s.device, s.runs, cand.precision)
         try:
             if self.ray is not None and s.device and s.device.startswith("adb"):
                 return self.ray.get(self.remote_time.remote(*args))

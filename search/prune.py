@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bertc.api import compile as compile_model
 from bertc.artifact import give_umask_mode, publish, staging_folder
 from bertc.errors import BertcError
 from bertc.sparsity import apply_masks, model_masks, parse_spec
@@ -26,6 +28,7 @@ from .distill import TrainConfig, train
 from .tasks import load_task
 from .teacher import (
     TEACHER_CONFIG,
+    compiled_accuracy,
     finetuned_teacher,
     is_classifier,
     load_classifier,
@@ -40,6 +43,15 @@ def _accuracies(model, tokenizer, task, progress: bool) -> dict[str, float]:
     return {s: round(split_accuracy(model, tokenizer, task, s, progress), 4) for s in ("dev", "test")}
 
 
+def _compiled_accuracies(folder: Path, task) -> dict[str, float]:
+    """Test accuracy of the model in ``folder`` through its host artifact compiled fp32 and --dtype int8, side by
+    side; both dense (no --prune-patterns): the zeros stay zeros in int8."""
+    with tempfile.TemporaryDirectory() as tmp, quiet_transformers():
+        return {d: round(compiled_accuracy(compile_model(str(folder), out=Path(tmp) / d, dtype=d,
+                                                         max_seq_len=task.max_length).path, task.test, 1), 4)
+                for d in ("fp32", "int8")}
+
+
 def _check_output(out: Path) -> None:
     if out.exists() and not (out / "prune_report.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise BertcError(f"'{out}' exists and is not an earlier `bertc prune` output; choose another -o or remove it")
@@ -52,8 +64,9 @@ def _staging(out: Path) -> Path:
 
 def prune(model: str | Path, task: str, spec: str, out: str | Path, *, epochs: int = 3, max_train: int | None = None,
           seed: int = 0, hidden_weight: float = 0.0, lr: float = RECOVERY_LR, teacher_config=None,
-          progress: bool = True) -> dict:
-    """Prune ``model`` to ``spec``, recover on ``task`` and write ``out``; returns prune_report.json's content."""
+          progress: bool = True, int8: bool = False) -> dict:
+    """Prune ``model`` to ``spec``, recover on ``task`` and write ``out``; returns prune_report.json's content.
+    ``int8``: also the recovered model's compiled test accuracy, fp32 and int8 (``compiled_test_accuracy``)."""
     parsed = parse_spec(spec)  # a bad SPEC fails before any training
     if epochs < 1:
         raise BertcError(f"--epochs must be at least 1 (got {epochs})")
@@ -100,6 +113,8 @@ def prune(model: str | Path, task: str, spec: str, out: str | Path, *, epochs: i
         with quiet_transformers():
             student.save_pretrained(str(staging))
             tokenizer.save_pretrained(str(staging))
+        if int8:
+            report["compiled_test_accuracy"] = _compiled_accuracies(staging, the_task)
         (staging / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
         give_umask_mode(staging)  # mkdtemp made it private
         publish(staging, out)
@@ -107,5 +122,7 @@ def prune(model: str | Path, task: str, spec: str, out: str | Path, *, epochs: i
         shutil.rmtree(staging, ignore_errors=True)
     if progress:
         print(f"after recovery: dev {report['after_recovery']['dev']:.4f}, test {report['after_recovery']['test']:.4f} "
-              f"({report['seconds']:.0f} s); wrote {out} (compile it with `bertc compile {out} --target host`)")
+              f"({report['seconds']:.0f} s)" + "".join(f"; compiled {d} test {a:.4f}" for d, a in
+                                                     report.get("compiled_test_accuracy", {}).items())
+              + f"; wrote {out} (compile it with `bertc compile {out} --target host`)")
     return report

@@ -21,32 +21,40 @@ from bertc.cost import Profile, load_profile
 
 from .trials import TrialRecord
 
+# The GEMM kinds re-fitted apart from the run scale, and the TrialRecord field with their part of the base price
+APART = {"linear_sparse": "base_sparse_ms", "linear_i8": "base_int8_ms"}
+
 
 def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] = ()) -> tuple[dict, dict[str, float]]:
     """A copy of the profile ``base`` re-fitted from timed trials, per thread count, and the scales applied.
     A thread count in ``threads`` with nothing timed at it takes the run scale of the nearest one timed (the
     teacher, timed at the space's most threads, sets the 1-thread scale too until a 1-thread student is timed).
 
-    The run scale is multiplied by the median measured / predicted of the dense candidates (of all, while
-    none is dense). The sparse GEMMs get their own scale (``kind_scale``): the median k that makes each
-    sparse candidate's ``scale x (dense part + k x sparse part)`` equal its measurement; the sparse kernels'
-    rates are fitted on fewer shapes and were the cost model's largest error. Predictions are the base
-    profile's (``base_predicted_ms``, ``base_sparse_ms``), so the fit does not chase its own corrections."""
+    The run scale is multiplied by the median measured / predicted of the plain candidates (fp32 dense; of all,
+    while none is plain). The sparse and the int8 GEMMs (APART) each get their own scale (``kind_scale``): the
+    median k that makes each such candidate's ``scale x (rest + k x its part)`` equal its measurement; their
+    rates are fitted on fewer shapes (int8's not at all in a profile without `bertc calibrate --int8`: then
+    its roofline price, which the run scale does not scale, is what k scales). Predictions are the base
+    profile's (``base_predicted_ms`` and the parts), so the fit does not chase its own corrections."""
     data = json.loads(json.dumps(base))
     scales = {}
+    part = lambda r, kind: getattr(r, APART[kind]) or 0.0
     for t in sorted({r.threads for r in timed}):
         mine = [r for r in timed if r.threads == t]
-        dense = [r for r in mine if not r.base_sparse_ms] or mine
-        scale = statistics.median(r.measured_ms / r.base_predicted_ms for r in dense)
+        plain = [r for r in mine if not any(part(r, k) for k in APART)] or mine
+        scale = statistics.median(r.measured_ms / r.base_predicted_ms for r in plain)
         data.setdefault("run_scale", {})[str(t)] = round(base.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
         scales[str(t)] = round(scale, 4)
-        sparse = [r for r in mine if r.base_sparse_ms]
-        if sparse and len(dense) < len(mine):
-            k = statistics.median((r.measured_ms / scale - (r.base_predicted_ms - r.base_sparse_ms))
-                                  / r.base_sparse_ms for r in sparse)
-            k = min(4.0, max(0.25, k))  # a wild measurement must not zero or explode the sparse kernels' cost
-            data.setdefault("kind_scale", {}).setdefault(str(t), {})["linear_sparse"] = round(k, 4)
-            scales[f"{t}:linear_sparse"] = round(k, 4)
+        for kind in APART:
+            some = [r for r in mine if part(r, kind)]
+            if not some or len(plain) == len(mine):
+                continue
+            k = statistics.median((r.measured_ms / scale - (r.base_predicted_ms - part(r, kind))) / part(r, kind)
+                                  for r in some) * (1 if kind in base.get("fitted", {}).get(str(t), {}) else scale)
+            k *= base.get("kind_scale", {}).get(str(t), {}).get(kind, 1.0)
+            k = min(4.0, max(0.25, k))  # a wild measurement must not zero or explode these kernels' cost
+            data.setdefault("kind_scale", {}).setdefault(str(t), {})[kind] = round(k, 4)
+            scales[f"{t}:{kind}"] = round(k, 4)
     fitted = sorted(int(t) for t in scales if ":" not in t)
     for t in sorted(set(threads) - set(fitted)):
         if fitted:
@@ -56,7 +64,7 @@ def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] =
             scales[str(t)] = scales[near]
     data.setdefault("sources", {})["search"] = (
         f"run_scale and kind_scale re-fitted by bertc search from {len(timed)} timed candidates (median "
-        "measured / predicted of the dense ones per thread count; the sparse GEMMs' scale from the sparse ones)")
+        "measured / predicted of the fp32 dense ones per thread count; the sparse and int8 GEMMs' scales from theirs)")
     return data, scales
 
 

@@ -29,11 +29,11 @@ def pareto_front(rows: list[TrialRecord]) -> list[TrialRecord]:
 
 
 def format_table(front: list[TrialRecord], budget_ms: float) -> str:
-    lines = [f"{'trial':>5}  {'architecture':<34} {'dev acc':>7} {'ms':>8} {'':<9} {'predicted':>9}  budget"]
+    lines = [f"{'trial':>5}  {'architecture':<40} {'dev acc':>7} {'ms':>8} {'':<9} {'predicted':>9}  budget"]
     for r in front:
         how = "measured" if r.measured_ms is not None else "predicted"
         ok = "within" if r.latency_ms <= budget_ms else "over"
-        lines.append(f"{r.number:>5}  {r.describe[:34]:<34} {r.dev_accuracy:>7.4f} {r.latency_ms:>8.3f} "
+        lines.append(f"{r.number:>5}  {r.describe[:40]:<40} {r.dev_accuracy:>7.4f} {r.latency_ms:>8.3f} "
                      f"{how:<9} {r.predicted_ms:>9.3f}  {ok}")
     return "\n".join(lines)
 

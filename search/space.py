@@ -14,6 +14,7 @@ A space file (every key optional; the defaults are DEFAULT_SPACE's)::
     ffn: [512, 768, 1024, 1536]   # FFN width
     ffn_per_layer: false          # true: one FFN width per layer, each drawn from `ffn`
     sparsity: [none, 16x1@0.5]    # `none` or a --prune-patterns SPEC (pattern@kept fraction)
+    precision: [fp32, int8]       # GEMM weights (bertc compile --dtype); an int8 student is dense (see `supported`)
     threads: [1, 2]               # runtime threads the student is timed and shipped with
 """
 
@@ -38,8 +39,17 @@ DEFAULT_SPACE: dict[str, Any] = {
     "ffn_per_layer": False,
     "sparsity": ["none", "16x1@0.5"],
     "threads": [1, 2],
+    "precision": ["fp32", "int8"],  # phones ship int8: 2.5-2.9x faster GEMMs for ~0.5 points (README's int8)
 }
 LISTS = ("layers", "hidden", "heads", "ffn", "threads")
+PRECISIONS = ("fp32", "int8")
+
+
+def supported(precision: str, sparsity: str | None) -> bool:
+    """Whether the search samples this pair. The compiler builds int8 with --prune-patterns (sparse int8 blocks),
+    but the cost model prices those as fp32 sparse GEMMs and the per-round re-fit would mix the two, so an int8
+    sample is made dense. The one place to change when the cost model prices sparse int8."""
+    return precision == "fp32" or sparsity is None
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Candidate:
     ffn: tuple[int, ...]  # one width per layer
     sparsity: str | None  # a --prune-patterns SPEC, or None for dense
     threads: int
+    precision: str = "fp32"  # the GEMM weights' --dtype
 
     def config(self, teacher_config):
         # inherit brings torch; space.py is read by `bertc search`'s flags, which must not pay for it
@@ -62,14 +73,15 @@ class Candidate:
     def describe(self) -> str:
         ffn = str(self.ffn[0]) if len(set(self.ffn)) == 1 else "/".join(map(str, self.ffn))
         return (f"L{self.layers} H{self.hidden} A{self.heads} F{ffn}" + (f" {self.sparsity}" if self.sparsity else "")
-                + f" t{self.threads}")
+                + ("" if self.precision == "fp32" else f" {self.precision}") + f" t{self.threads}")
 
     def asdict(self) -> dict:
         return {**asdict(self), "ffn": list(self.ffn)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Candidate:
-        return cls(d["layers"], d["hidden"], d["heads"], tuple(d["ffn"]), d["sparsity"], d["threads"])
+        return cls(d["layers"], d["hidden"], d["heads"], tuple(d["ffn"]), d["sparsity"], d["threads"],
+                   d.get("precision", "fp32"))  # a candidate of a search.json from before precision: fp32
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,7 @@ class Space:
     ffn_per_layer: bool
     sparsity: list[str | None]
     threads: list[int]
+    precision: list[str]
     source: str = field(default="built-in default", compare=False)
 
     def sample(self, trial) -> Candidate:
@@ -91,15 +104,18 @@ class Space:
             ffn = tuple(trial.suggest_categorical(f"ffn_{i}", self.ffn) for i in range(max(self.layers)))[:layers]
         else:
             ffn = (trial.suggest_categorical("ffn", self.ffn),) * layers
+        # both drawn always, an unsupported pair made dense, so the parameters never change shape (as ffn_i's)
         sparsity = trial.suggest_categorical("sparsity", [s or "none" for s in self.sparsity])
+        precision = trial.suggest_categorical("precision", self.precision)
+        sparsity = None if sparsity == "none" or not supported(precision, sparsity) else sparsity
         return Candidate(layers, trial.suggest_categorical("hidden", self.hidden),
-                         trial.suggest_categorical("heads", self.heads), ffn,
-                         None if sparsity == "none" else sparsity, trial.suggest_categorical("threads", self.threads))
+                         trial.suggest_categorical("heads", self.heads), ffn, sparsity,
+                         trial.suggest_categorical("threads", self.threads), precision)
 
     def params(self, cand: Candidate) -> dict:
         """The Optuna parameters that make ``sample`` return ``cand`` (for Study.enqueue_trial)."""
         p = {"layers": cand.layers, "sparsity": cand.sparsity or "none", "hidden": cand.hidden, "heads": cand.heads,
-             "threads": cand.threads}
+             "threads": cand.threads, "precision": cand.precision}
         if self.ffn_per_layer:  # the layers past cand's are drawn but unused: give them its last width
             p.update({f"ffn_{i}": cand.ffn[min(i, cand.layers - 1)] for i in range(max(self.layers))})
         else:
@@ -107,11 +123,11 @@ class Space:
         return p
 
     def dense_uniform(self) -> list[Candidate]:
-        """Every dense candidate with one FFN width for all layers (the space's sparsity allowing dense)."""
-        if None not in self.sparsity:
-            return []
-        return [Candidate(n, h, a, (f,) * n, None, t) for n in self.layers for h in self.hidden for a in self.heads
-                for f in self.ffn for t in self.threads]
+        """Every dense candidate with one FFN width for all layers, in every precision (an int8 one is dense
+        whatever the space's sparsity; an fp32 one when the sparsity allows dense)."""
+        return [Candidate(n, h, a, (f,) * n, None, t, p) for p in self.precision
+                if any(s is None or not supported(p, s) for s in self.sparsity) for n in self.layers
+                for h in self.hidden for a in self.heads for f in self.ffn for t in self.threads]
 
     def check_teacher(self, config) -> None:
         """Errors for dimensions this teacher cannot supply (a student is cut out of it)."""
@@ -172,8 +188,12 @@ def parse_space(data: Any, source: str = "built-in default") -> Space:
             sparsity.append(parse_spec(str(s)).text)
         except BertcError as e:
             raise BertcError(f"sparsity entry {s!r} in the search space {source}: {e}") from None
+    pr = d["precision"]
+    if not isinstance(pr, list) or not pr or any(p not in PRECISIONS for p in pr):
+        raise BertcError(f"'precision' in the search space {source} must be a non-empty list of "
+                         f"{', '.join(PRECISIONS)} (bertc compile --dtype; fp16 is not searched), got {pr!r}")
     return Space(lengths, *(sorted(set(d[k])) for k in ("layers", "hidden", "heads", "ffn")), d["ffn_per_layer"],
-                 list(dict.fromkeys(sparsity)), sorted(set(d["threads"])), source)
+                 list(dict.fromkeys(sparsity)), sorted(set(d["threads"])), list(dict.fromkeys(pr)), source)
 
 
 def load_space(path: str | Path | None) -> Space:

@@ -8,7 +8,8 @@ score, time and re-fit, told to Optuna. What each step does for the user: ``bert
 
 ``st.state`` is what search.json keeps besides the settings: ``teacher_dir``, ``lengths`` (what a latency
 is measured on: search/lengths.py), ``teacher`` (its latency, threads, accuracies and shape), ``budget_ms``,
-``teacher_anchor`` (the profile scaled by the teacher's measured / predicted time before the first round),
+``teacher_anchor`` (the profile scaled by the teacher's measured / predicted time before the first round; with
+int8 in the space the teacher is timed in int8 too, ``teacher["int8"]``, and its int8 GEMMs' scale anchored),
 ``sampler``, ``warm_start`` and ``recalibrations`` (one per round: its error, then the re-fit).
 """
 
@@ -30,12 +31,13 @@ from transformers import AutoConfig
 
 from bertc.cost import config_ops, load_profile, profile_cpu_note, quality
 from bertc.errors import BertcError
+from bertc.pipeline import CompileOptions
 
 from .distill import encode, predict_logits
 from .inherit import importance
 from .lengths import Lengths, study_lengths, token_counts
 from .pool import Pool, save_student
-from .recalibrate import recalibrate, study_profile
+from .recalibrate import APART, recalibrate, study_profile
 from .settings import Settings
 from .space import Candidate, Space, parse_space
 from .tasks import load_task, train_examples
@@ -86,6 +88,14 @@ class Study:
         load_profile(self.settings.profile, self.settings.target)  # a missing or bad --profile file fails here
         src = Path(self.settings.teacher) if self.settings.teacher else packaged_minilm()
         check_folder(src)
+        for dtype in self.space.precision:  # fails here, not after the teacher's fine-tuning
+            try:
+                if CompileOptions(target=self.settings.target, dtype=dtype).check().is_gpu and dtype == "int8":
+                    raise BertcError(f"target '{self.settings.target}' is a GPU, whose int8 is weight-only, and the "
+                                     "cost model prices it as fp32, so the search could not weigh it")
+            except BertcError as e:
+                raise BertcError(f"the search space ({self.space.source}) has precision {dtype}: {e}. Give the space "
+                                 "`precision: [fp32]` for this target") from None
         self.space.check_teacher(AutoConfig.from_pretrained(str(src), local_files_only=True))
 
     def setup(self) -> None:
@@ -126,26 +136,37 @@ class Study:
         if "teacher" not in self.state:
             self.state["teacher"] = self._teacher_facts(teacher, tokenizer, task)
         t = self.state["teacher"]
+        c, base = teacher.config, load_profile(s.profile, s.target)
+        whole = lambda dtype: Candidate(c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
+                                        (c.intermediate_size,) * c.num_hidden_layers, None, t["threads"], dtype)
         if "base_predicted_ms" not in t:  # the teacher priced as the candidate of its own shape
-            c = teacher.config
-            whole = Candidate(c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
-                              (c.intermediate_size,) * c.num_hidden_layers, None, t["threads"])
-            t["base_predicted_ms"] = round(self.predict(whole, c, (load_profile(s.profile, s.target),))[0], 4)
+            t["base_predicted_ms"] = round(self.predict(whole("fp32"), c, (base,))[0], 4)
+        if "int8" in self.space.precision and "int8" not in t:  # what anchors the int8 GEMMs' price before round 1
+            self.log(f"teacher: compiling it --dtype int8 and timing it at {t['threads']} threads")
+            work = self.out / "teacher-int8.bertc"
+            ms = compile_and_time(Path(self.state["teacher_dir"]), work, s.target, self.lengths, t["threads"], None,
+                                  s.device, s.runs, "int8")
+            shutil.rmtree(work, ignore_errors=True)
+            w8 = whole("int8")
+            t["int8"] = {"latency_ms": round(ms, 4), "base_predicted_ms": round(self.predict(w8, c, (base,))[0], 4),
+                         "base_int8_ms": round(self.kind_ms(w8, c, base, "linear_i8"), 4)}
         self.budget_ms = s.budget_ms or s.budget_fraction * t["latency_ms"]
         self.state["budget_ms"] = round(self.budget_ms, 4)
         if "teacher_anchor" not in self.state:  # the first re-fit, before the first round's screen
-            scale = recalibrate(self.out, s.target, s.profile, [self.teacher_record()], self.space.threads)
+            scale = recalibrate(self.out, s.target, s.profile, self.teacher_records(), self.space.threads)
             self.state["teacher_anchor"] = {"measured_ms": t["latency_ms"], "base_predicted_ms": t["base_predicted_ms"],
                                             "scale": scale}
             self.log(f"cost model: the teacher measured {t['latency_ms']:.3f} ms, predicted "
                      f"{t['base_predicted_ms']:.3f} ms; the first round screens with the profile scaled by {scale}")
         self.write_state()
 
-    def teacher_record(self) -> TrialRecord:
-        """The teacher's timing as a timed dense trial: a measurement every re-fit of the profile counts."""
+    def teacher_records(self) -> list[TrialRecord]:
+        """The teacher's timings (fp32, and int8 when the space has it) as timed dense trials: measurements every
+        re-fit of the profile counts."""
         t = self.state["teacher"]
-        return TrialRecord(-1, "COMPLETE", "timed", describe="teacher", threads=t["threads"],
-                           base_predicted_ms=t["base_predicted_ms"], base_sparse_ms=0.0, measured_ms=t["latency_ms"])
+        return [TrialRecord(-1, "COMPLETE", "timed", describe=f"teacher {d}", threads=t["threads"],
+                            base_predicted_ms=r["base_predicted_ms"], base_int8_ms=r.get("base_int8_ms"),
+                            measured_ms=r["latency_ms"]) for d, r in (("fp32", t), ("int8", t.get("int8"))) if r]
 
     def _teacher_facts(self, teacher, tokenizer, task) -> dict:
         threads = max(self.space.threads)
@@ -174,31 +195,41 @@ class Study:
         if ops is None:
             config = cand.config(teacher_config).to_dict()
             ops = self._ops[cand] = [config_ops(config, self.settings.target, n, prune=cand.sparsity,
-                                                cache_bytes=cache_bytes) for n in self.lengths.points]
+                                                cache_bytes=cache_bytes, dtype=cand.precision)
+                                     for n in self.lengths.points]
         return ops
 
-    def sparse_ms(self, cand: Candidate, teacher_config, profile) -> float:
-        """The part of ``cand``'s prediction under ``profile`` spent in sparse GEMMs (0 for a dense one)."""
+    def kind_ms(self, cand: Candidate, teacher_config, profile, kind: str) -> float:
+        """The part of ``cand``'s prediction under ``profile`` spent in ops of ``kind`` (linear_sparse, linear_i8)."""
         per_length = self._ops_of(cand, teacher_config, profile.cache_bytes)
-        return self.lengths.combine([sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == "linear_sparse")
+        return self.lengths.combine([sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == kind)
                                      for ops in per_length])
 
     def seed_frontier(self, study, teacher_config) -> None:
         """The compiler-aware warm start: before the sampler's first (random) trials, enqueue, for every
-        layer count and thread count, the dense student the cost model prices closest under the budget:
-        the largest of each depth that fits. Accuracy mostly grows with size, so these are the likely
-        winners, and random sampling can take tens of trials to land near the budget line."""
+        layer count and thread count, the dense student the cost model prices closest under the budget (in the
+        precision whose is the larger model): the largest of each depth that fits. Accuracy mostly grows with
+        size, so these are the likely winners, and random sampling can take tens of trials to land near the
+        budget line."""
         profile = study_profile(self.out, self.settings.target, self.settings.profile)  # scaled by the teacher's time
-        best: dict[tuple[int, int], tuple[float, Candidate]] = {}
+        best: dict[tuple[int, int, str], tuple[float, Candidate]] = {}
         for cand in self.space.dense_uniform():
             ms = self.predict(cand, teacher_config, (profile,))[0]
-            key = (cand.layers, cand.threads)
+            key = (cand.layers, cand.threads, cand.precision)
             if ms <= self.budget_ms and ms > best.get(key, (0.0, None))[0]:
                 best[key] = (ms, cand)
-        for key in sorted(best):
-            study.enqueue_trial(self.space.params(best[key][1]), user_attrs={"warm_start": True})
+        # one seed per depth and thread count, as before precision was searched: the precision whose best is the
+        # larger model (int8's, when it buys width; fp32's on a tie), so the seeds never crowd out the sampler
+        size = lambda c: (4 * c.hidden + 2 * c.ffn[0]) * c.hidden  # a layer's weights
+        seeds = {}
+        for (n, t, _), (ms, c) in sorted(best.items()):
+            rank = (size(c), c.precision == "fp32")
+            if (n, t) not in seeds or rank > (size(seeds[n, t][1]), seeds[n, t][1].precision == "fp32"):
+                seeds[n, t] = (ms, c)
+        for key in sorted(seeds):
+            study.enqueue_trial(self.space.params(seeds[key][1]), user_attrs={"warm_start": True})
         self.state["warm_start"] = [f"{c.describe()} ({ms:.3f} ms predicted)" for ms, c in
-                                    (best[k] for k in sorted(best))]
+                                    (seeds[k] for k in sorted(seeds))]
         self.log("warm start: the largest dense student of each depth under budget, by the cost model: "
                  + ", ".join(self.state["warm_start"]))
 
@@ -275,7 +306,7 @@ class Study:
         pred, base_pred = self.predict(cand, teacher_config, profiles)
         for k, v in {"owner": owner(), "candidate": cand.asdict(), "describe": cand.describe(),
                      "predicted_ms": round(pred, 4), "base_predicted_ms": round(base_pred, 4),
-                     "base_sparse_ms": round(self.sparse_ms(cand, teacher_config, profiles[1]), 4),
+                     **{f: round(self.kind_ms(cand, teacher_config, profiles[1], k), 4) for k, f in APART.items()},
                      "threads": cand.threads}.items():
             trial.set_user_attr(k, v)
         if pred > SCREEN_SLACK * self.budget_ms:
@@ -287,7 +318,9 @@ class Study:
         if cand in taken:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # drawn twice in one round
             return "repeat"
-        earlier = next((t for t in scored_trials(study) if t.user_attrs.get("candidate") == cand.asdict()), None)
+        # compared as Candidates: one saved before precision was searched reads as fp32
+        earlier = next((t for t in scored_trials(study) if Candidate.from_dict(t.user_attrs["candidate"]) == cand),
+                       None)
         if earlier is not None:  # drawn again: the sampler learns the same value, nothing is retrained
             known = TrialRecord.from_trial(earlier)
             for k in ("dev_accuracy", "latency_ms", "measured_ms"):
@@ -330,8 +363,9 @@ class Study:
         """Say how far the cost model was off on this round's timed candidates, then re-fit the study's profile
         from every timed trial so far (the next round's screen uses it)."""
         timed = [r for r in trial_records(study) if r.stage == "timed"]
+        s = self.settings
         entry: dict[str, Any] = {"timed": len(timed), "scale": recalibrate(
-            self.out, self.settings.target, self.settings.profile, [*timed, self.teacher_record()], self.space.threads)}
+            self.out, s.target, s.profile, [*timed, *self.teacher_records()], self.space.threads)}
         mine = [r for r in timed if r.number in round_trials]
         if mine:
             q = quality([r.predicted_ms for r in mine], [r.measured_ms for r in mine])

@@ -25,6 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bertc.api import load
 from bertc.artifact import give_umask_mode, staging_folder
 from bertc.errors import BertcError
 
@@ -116,6 +117,18 @@ def load_classifier(folder: str | Path, task: Task):
 def split_accuracy(model, tokenizer, task: Task, split: str, progress: bool = False) -> float:
     enc = encode(tokenizer, task.split(split), task.max_length)
     return accuracy(predict_logits(model, enc, progress=progress, desc=split), enc.labels)
+
+
+def compiled_accuracy(art_path: Path, examples, threads: int) -> float:
+    """Accuracy of a classifier's artifact on ``examples`` as a device would answer: its own C tokenizer and
+    classifier head (tokenizer.bin, head.bin), each text at its own length (a --max-seq-len artifact) or padded
+    to the artifact's one length."""
+    model = load(art_path, threads=threads)
+    labels = model.labels
+    if not labels:
+        raise BertcError(f"{art_path} has no classifier head: {json.loads((art_path / 'report.json').read_text())}")
+    answers = model.classify([text for text, _ in examples])
+    return sum(labels.index(a["label"]) == label for a, (_, label) in zip(answers, examples)) / len(examples)
 
 
 def finetune(model_dir: str | Path, task: Task, out: str | Path, config: TrainConfig = TEACHER_CONFIG,

@@ -1,7 +1,7 @@
 """Timing for the search: candidates compiled and timed with bertc_run, the final teacher/student pairs,
 and PyTorch eager as the peer.
 
-    ms = compile_and_time(folder, out, "host", lengths, threads=1, prune=None, device=None, runs=30)
+    ms = compile_and_time(folder, out, "host", lengths, threads=1, prune=None, device=None, runs=30, dtype="int8")
     pairs = interleaved_ratio(teacher_art, 1, student_art, 1, lengths=lengths, device=None, runs=30)
 
 ``lengths`` (search/lengths.py) says what a latency is: a time at each of its points, combined (the mean
@@ -39,18 +39,18 @@ def time_artifact(path: Path, threads: int, lengths: Lengths, device: str | None
                             for n in lengths.points])
 
 
-def compile_quiet(model_dir: Path, out: Path, target: str, lengths: Lengths, prune: str | None):
-    """bertc.compile for the lengths (every length up to their bound, or exactly a fixed one), without
-    transformers' report of the unused head (a classifier loads as its encoder)."""
+def compile_quiet(model_dir: Path, out: Path, target: str, lengths: Lengths, prune: str | None, dtype: str = "fp32"):
+    """bertc.compile for the lengths (every length up to their bound, or exactly a fixed one) with ``dtype``
+    GEMM weights, without transformers' report of the unused head (a classifier loads as its encoder)."""
     size = {"max_seq_len": lengths.bound} if lengths.dynamic else {"seq_len": lengths.bound}
     with quiet_transformers():
-        return compile_model(str(model_dir), target=target, out=out, prune=prune, **size)
+        return compile_model(str(model_dir), target=target, out=out, prune=prune, dtype=dtype, **size)
 
 
 def compile_and_time(model_dir: Path, out: Path, target: str, lengths: Lengths, threads: int, prune: str | None,
-                     device: str | None, runs: int) -> float:
+                     device: str | None, runs: int, dtype: str = "fp32") -> float:
     """Compile ``model_dir`` into ``out`` and time it (a Ray task when a phone's node does the timing)."""
-    art = compile_quiet(model_dir, out, target, lengths, prune)
+    art = compile_quiet(model_dir, out, target, lengths, prune, dtype)
     return time_artifact(art.path, threads, lengths, device, runs)
 
 

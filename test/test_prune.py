@@ -127,8 +127,12 @@ def test_prune_end_to_end(minilm_path, tmp_path, monkeypatch):
     # again: the teacher comes from the cache; a classifier folder is its own teacher
     monkeypatch.setattr(teacher, "finetune", lambda *a, **k: pytest.fail("the cached teacher was trained again"))
     assert main(args) == 0
-    again = prune(cached[0], "rt-sentiment", "2:4", tmp_path / "nm", epochs=1, max_train=32, progress=False)
+    again = prune(cached[0], "rt-sentiment", "2:4", tmp_path / "nm", epochs=1, max_train=32, progress=False, int8=True)
     assert again["teacher"] == str(cached[0]) and set(again["densities"].values()) == {0.5}
+    # --int8: the recovered model through its artifacts, fp32 (PyTorch's accuracy) and int8, side by side
+    compiled = json.loads((tmp_path / "nm" / "prune_report.json").read_text())["compiled_test_accuracy"]
+    assert compiled["fp32"] == pytest.approx(again["after_recovery"]["test"], abs=0.01)
+    assert compiled["int8"] == pytest.approx(compiled["fp32"], abs=0.03)
 
 
 def test_prune_errors(minilm_path, tmp_path):

@@ -26,10 +26,10 @@ import bertc
 from bertc.errors import BertcError
 
 # lengths: the mean over rt-sentiment's dev lengths, each at its own length (students compiled with --max-seq-len);
-# the resume test runs the older fixed length (FIXED)
+# the resume test runs the older fixed length (FIXED), every student int8
 SPACE = {"lengths": "mean", "layers": [1, 2, 4], "hidden": [32, 64], "heads": [2, 4], "ffn": [64, 128],
-         "sparsity": ["none", "16x1@0.5"], "threads": [1]}
-FIXED = {**{k: v for k, v in SPACE.items() if k != "lengths"}, "seq_len": 32}
+         "sparsity": ["none", "16x1@0.5"], "threads": [1], "precision": ["fp32", "int8"]}
+FIXED = {**{k: v for k, v in SPACE.items() if k != "lengths"}, "seq_len": 32, "precision": ["int8"]}
 BERTC = [sys.executable, "-m", "bertc.cli"]
 
 
@@ -71,6 +71,7 @@ def teacher_and_importance(tiny_teacher):
     ({"lengths": "p0"}, "'lengths'"),
     ({"lengths": 0}, "'lengths'"),
     ({"seq_len": 32, "lengths": "mean"}, "has both 'seq_len' and 'lengths'"),
+    ({"precision": ["fp32", "fp16"]}, "'precision' in the search space x.yaml must be a non-empty list of fp32, int8"),
 ])
 def test_bad_space_files_say_what_is_wrong(data, message):
     with pytest.raises(BertcError, match=None) as e:
@@ -92,6 +93,33 @@ def test_space_file_yaml_and_sampling(tmp_path):
     assert cfg.intermediate_sizes == list(cands[0].ffn) and cfg.attention_head_size == 32
     with pytest.raises(BertcError, match="does not fit the teacher: layers up to 3, but the teacher has 2"):
         space.check_teacher(T.BertConfig(hidden_size=384, num_attention_heads=12, num_hidden_layers=2))
+
+
+def test_precision_is_sampled_and_int8_is_never_sparse():
+    """Both precisions drawn; an int8 draw with a sparsity SPEC is made dense (space.supported: sparse int8 is not priced yet);
+    the warm start's dense candidates come in both; a candidate from before precision existed reads as fp32."""
+    space = parse_space({"layers": [2], "hidden": [256], "heads": [4], "ffn": [512], "threads": [1],
+                         "sparsity": ["16x1@0.5"]})
+    assert space.precision == ["fp32", "int8"]  # the default: phones ship int8
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = [study.ask() for _ in range(30)]
+    cands = [space.sample(t) for t in trials]
+    assert {c.precision for c in cands} == {"fp32", "int8"}
+    assert all(c.sparsity == (None if c.precision == "int8" else "16x1@0.5") for c in cands)
+    assert any(t.params["sparsity"] == "16x1@0.5" for t, c in zip(trials, cands) if c.precision == "int8")
+    assert all(set(t.params) == set(trials[0].params) for t in trials)  # every parameter drawn every time
+    int8 = next(c for c in cands if c.precision == "int8")
+    assert int8.describe() == "L2 H256 A4 F512 int8 t1" and Candidate.from_dict(int8.asdict()) == int8
+    assert space.params(int8)["precision"] == "int8"
+    assert [c.precision for c in space.dense_uniform()] == ["int8"]  # fp32 is sparse only in this space
+    old = {"layers": 2, "hidden": 256, "heads": 4, "ffn": [512, 512], "sparsity": None, "threads": 1}
+    assert Candidate.from_dict(old) == Candidate(2, 256, 4, (512, 512), None, 1, "fp32")
+    from bertc.search.settings import Settings
+    from bertc.search.study import Study
+
+    gpu = Study(Path("unused"), Settings(None, "rt-sentiment", "vulkan", {}, None, profile="vulkan-mobile"), False)
+    with pytest.raises(BertcError, match=r"precision int8: target 'vulkan' is a GPU, whose int8 is weight-only.*`precision: \[fp32\]`"):
+        gpu.check()  # before anything is written or trained
 
 
 def test_study_lengths_mean_percentile_and_fixed():
@@ -226,9 +254,10 @@ def _trials(out: Path, storage=None):
     return optuna.load_study(study_name="bertc-search", storage=storage).get_trials(deepcopy=False)
 
 
-def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measurements():
-    """Timings made 10% slower than predicted for dense ops and 30% faster for sparse GEMMs: the re-fitted
-    profile must predict every timed candidate through the cost model's own op_ms."""
+def test_recalibration_fits_dense_sparse_and_int8_scales_that_reproduce_the_measurements():
+    """Timings made 10% slower than predicted for fp32 dense ops, 30% faster for sparse GEMMs and 40% faster for
+    int8 ones (which the built-in profile prices by its roofline, unfitted): the re-fitted profile must predict
+    every timed candidate through the cost model's own op_ms, whichever kinds were timed."""
     from bertc.search.recalibrate import refit_profile
     from bertc.search.trials import TrialRecord
 
@@ -238,25 +267,44 @@ def test_recalibration_fits_dense_and_sparse_scales_that_reproduce_the_measureme
     config = T.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                           intermediate_size=256, max_position_embeddings=64)
     timed, ops_of = [], {}
-    for ffn, prune in [(256, None), (128, None), (256, "16x1@0.5"), (128, "4x1@0.5")]:
+    assert "linear_i8" not in base.data["fitted"]["1"]
+    for ffn, prune, dtype in [(256, None, "fp32"), (128, None, "fp32"), (256, "16x1@0.5", "fp32"),
+                              (128, "4x1@0.5", "fp32"), (256, None, "int8"), (128, None, "int8")]:
         config.intermediate_size = ffn
-        ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache_bytes=base.cache_bytes)
+        ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache_bytes=base.cache_bytes, dtype=dtype)
         total = base.overhead_ms(1) + sum(base.op_ms(o, 1) for o in ops)
-        sparse = sum(base.op_ms(o, 1) for o in ops if o.kind == "linear_sparse")
-        assert (sparse > 0) == (prune is not None)
+        sparse, int8 = (sum(base.op_ms(o, 1) for o in ops if o.kind == k) for k in ("linear_sparse", "linear_i8"))
+        assert (sparse > 0) == (prune is not None) and (int8 > 0) == (dtype == "int8")
         ops_of[len(timed)] = ops
         timed.append(TrialRecord(len(timed), "COMPLETE", "timed", threads=1, base_predicted_ms=total,
-                                 base_sparse_ms=sparse, measured_ms=1.1 * (total - sparse + 0.7 * sparse)))
+                                 base_sparse_ms=sparse, base_int8_ms=int8,
+                                 measured_ms=1.1 * (total - sparse - int8 + 0.7 * sparse) + 0.6 * int8))
     data, scales = refit_profile(base.data, timed)
-    assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_sparse": pytest.approx(0.7, rel=1e-3)}
+    assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_sparse": pytest.approx(0.7, rel=1e-3),
+                      "1:linear_i8": pytest.approx(0.6, rel=1e-3)}
     refit = Profile("refit", data)
     for r in timed:
         predicted = refit.overhead_ms(1) + sum(refit.op_ms(o, 1) for o in ops_of[r.number])
         # the overhead is not scaled, so the dense scale is fitted through it: within a few per cent
         assert predicted == pytest.approx(r.measured_ms, rel=0.02)
-    # with no dense candidate timed yet, every candidate fits the run scale and no sparse scale is guessed
-    data, scales = refit_profile(base.data, timed[2:])
-    assert set(scales) == {"1"} and "kind_scale" not in data
+    # with no fp32 dense candidate timed yet, every candidate fits the run scale and no kind scale is guessed
+    for only in (timed[2:], timed[4:], timed[2:4]):
+        data, scales = refit_profile(base.data, only)
+        assert set(scales) == {"1"} and "kind_scale" not in data
+    assert set(refit_profile(base.data, timed[:2] + timed[4:])[1]) == {"1", "1:linear_i8"}  # no sparse timed
+    # a profile with int8 fitted (`bertc calibrate --int8`; here fp32's rates): its int8 price is run-scaled too
+    fitted = {**base.data["fitted"]["1"], "linear_i8": base.data["fitted"]["1"]["linear"]}
+    calibrated = Profile("int8", {**base.data, "fitted": {"1": fitted}})
+    for r in timed[4:]:
+        total, int8 = (sum(calibrated.op_ms(o, 1) for o in ops_of[r.number] if k in (None, o.kind)) for k in
+                       (None, "linear_i8"))
+        timed[r.number] = TrialRecord(r.number, "COMPLETE", "timed", threads=1, base_predicted_ms=total,
+                                      base_int8_ms=int8, measured_ms=1.1 * (total - int8 + 0.6 * int8))
+    data, scales = refit_profile(calibrated.data, timed[:2] + timed[4:])
+    assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_i8": pytest.approx(0.6, rel=1e-3)}
+    for r in timed[4:]:
+        predicted = sum(Profile("refit", data).op_ms(o, 1) for o in ops_of[r.number])
+        assert predicted == pytest.approx(r.measured_ms, rel=1e-3)
     # a thread count with nothing timed at it takes the nearest one's run scale (the teacher's, at first)
     data, scales = refit_profile(base.data, timed[:1], [1, 2, 4])
     assert scales["2"] == scales["4"] == scales["1"] == pytest.approx(1.1, rel=1e-3)
@@ -343,7 +391,7 @@ def test_a_space_of_one_candidate_ends_when_it_is_scored_and_a_budget_nothing_fi
 
     teacher_config = T.AutoConfig.from_pretrained(tiny_teacher)
     one = {"lengths": "mean", "layers": [1], "hidden": [32], "heads": [2], "ffn": [64], "sparsity": ["none"],
-           "threads": [1]}
+           "threads": [1], "precision": ["fp32"]}
 
     class Pool:  # scores and times without training or compiling
         def __init__(self, *args):
@@ -404,12 +452,17 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     state = json.loads((out / "search.json").read_text())
     teacher, anchor = state["teacher"], state["teacher_anchor"]
     assert anchor["measured_ms"] == teacher["latency_ms"] and anchor["base_predicted_ms"] == teacher["base_predicted_ms"] > 0
-    record = TrialRecord(-1, "COMPLETE", "timed", threads=teacher["threads"], base_predicted_ms=teacher["base_predicted_ms"],
-                         base_sparse_ms=0.0, measured_ms=teacher["latency_ms"])
-    data, scales = refit_profile(base.data, [record], SPACE["threads"])
-    assert scales == anchor["scale"] and set(scales) == {str(t) for t in SPACE["threads"]}
+    # the teacher timed fp32 and int8: the run scale and the int8 GEMMs' scale before the first round
+    records = [TrialRecord(-1, "COMPLETE", "timed", threads=1, base_predicted_ms=r["base_predicted_ms"],
+                           base_int8_ms=r.get("base_int8_ms"), measured_ms=r["latency_ms"])
+               for r in (teacher, teacher["int8"])]
+    data, scales = refit_profile(base.data, records, SPACE["threads"])
+    assert scales == anchor["scale"] and set(scales) == {"1", "1:linear_i8"} and teacher["int8"]["base_int8_ms"] > 0
     profile = Profile("anchored", data)
-    assert all(t.user_attrs["candidate"]["sparsity"] is None for t in seeds)
+    assert all(t.user_attrs["candidate"]["sparsity"] is None for t in seeds if "candidate" in t.user_attrs)
+    cands = [Candidate.from_dict(t.user_attrs["candidate"]) for t in trials if "candidate" in t.user_attrs]
+    assert {c.precision for c in cands} == {"fp32", "int8"}
+    assert not any(c.sparsity for c in cands if c.precision == "int8")
     # every latency is the mean over the dev split's lengths: priced and timed at four of them, up to the
     # task's 64 tokens (the tiny teacher's positions too)
     lat = Lengths.from_json(report["lengths"])
@@ -418,15 +471,19 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     def predicted(c: Candidate, prof=profile) -> float:
         config = c.config(teacher_config).to_dict()
         return lat.combine([prof.overhead_ms(1) + sum(prof.op_ms(o, 1) for o in config_ops(
-            config, "host", n, prune=c.sparsity, cache_bytes=prof.cache_bytes)) for n in lat.points])
+            config, "host", n, prune=c.sparsity, cache_bytes=prof.cache_bytes, dtype=c.precision)) for n in lat.points])
 
-    for n in SPACE["layers"]:
-        fits = [predicted(Candidate(n, h, a, (f,) * n, None, 1)) for h in SPACE["hidden"] for a in SPACE["heads"]
+    largest = {}  # per depth and precision, the largest price under budget
+    for n, p in [(n, p) for n in SPACE["layers"] for p in SPACE["precision"]]:
+        fits = [predicted(Candidate(n, h, a, (f,) * n, None, 1, p)) for h in SPACE["hidden"] for a in SPACE["heads"]
                 for f in SPACE["ffn"]]
-        fits = [ms for ms in fits if ms <= report["budget_ms"]]
-        mine = [predicted(Candidate.from_dict(t.user_attrs["candidate"])) for t in seeds
-                if t.user_attrs["candidate"]["layers"] == n]
-        assert mine == ([pytest.approx(max(fits), rel=1e-3, abs=1e-4)] if fits else []), n  # rounded to 0.1 us
+        under = [ms for ms in fits if ms <= report["budget_ms"]]
+        if under:
+            largest[n, p] = max(under)
+    assert len(seeds) == len({n for n, _ in largest})  # one per depth: the precision whose largest is the larger model
+    # the seeds past --trials wait in the study, unsampled
+    for c in [Candidate.from_dict(t.user_attrs["candidate"]) for t in seeds if "candidate" in t.user_attrs]:
+        assert predicted(c) == pytest.approx(largest[c.layers, c.precision], rel=1e-3, abs=1e-4)  # rounded to 0.1 us
     # which candidates are over budget depends on the teacher's measured latency: the screen is checked on its
     # inputs here, and on a budget the test sets in test_the_screen_never_trains_a_candidate_the_cost_model_puts_...
     _screened_by_their_prediction(trials, report["budget_ms"])
@@ -447,18 +504,24 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
         return
     final = report["final"]
     assert final["latency_ms"] > 0 and 0 <= final["test_accuracy"] <= 1
-    assert final["compiled_test_accuracy"] == pytest.approx(final["test_accuracy"], abs=0.01)
+    # through the artifact, in the student's precision; an int8 one also compiled fp32, which PyTorch's matches
+    fp32 = final["compiled_test_accuracy" if final["precision"] == "fp32" else "compiled_test_accuracy_fp32"]
+    assert fp32 == pytest.approx(final["test_accuracy"], abs=0.01)
+    assert final["compiled_test_accuracy"] == pytest.approx(fp32, abs=0.03)
+    print("compiled accuracy", final["precision"], final["compiled_test_accuracy"], "fp32", fp32)
     both = final["interleaved"]  # the teacher and the student timed alternately
     assert both["min"] <= both["speedup"] <= both["max"] and both["teacher_ms"] > 0 and both["student_ms"] > 0
     assert report["chosen"]["measured_ms"] <= report["budget_ms"] * 0.98  # under by more than the timing noise
     assert (out / "pareto.png").stat().st_size > 10_000 and "plotly" in (out / "pareto.html").read_text()[:100_000]
     assert "Pareto front" in run.stderr + run.stdout
     # the student was timed as a --max-seq-len 64 artifact, and the command printed makes that artifact
-    assert final["compile_command"].endswith("--target host --max-seq-len 64")
+    dtype = "" if final["precision"] == "fp32" else " --dtype int8"
+    assert final["compile_command"].endswith(f"--target host --max-seq-len 64{dtype}")
     assert final["compile_command"] in run.stderr + run.stdout
     from bertc.artifact import read_manifest
 
-    assert read_manifest(Path(final["artifact"])).max_seq_len == 64
+    manifest = read_manifest(Path(final["artifact"]))
+    assert manifest.max_seq_len == 64 and manifest.dtype == final["precision"]
     # the saved student is what `bertc compile` takes
     art = bertc.compile(out / "student", seq_len=16, out=tmp_path / "student.bertc")
     assert art.manifest.seq_len == 16
@@ -492,9 +555,20 @@ def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
     for t in after:  # what was finished before the kill is still there, unchanged
         if t.number in before:
             assert (t.values, t.user_attrs.get("stage")) == before[t.number]
+    # the space is int8 only: every candidate int8 and dense (its sparsity draws made dense)
+    assert all(t.user_attrs["candidate"] == {**t.user_attrs["candidate"], "precision": "int8", "sparsity": None}
+               for t in after if "candidate" in t.user_attrs)
     if shipped:
+        from bertc.artifact import read_manifest
+
         final = json.loads((out / "search_report.json").read_text())["final"]
         assert final["trial"] is not None and len(final["final_training"]["history"]) == 1
+        # the int8 artifact, its accuracy and the same student's compiled fp32, side by side
+        assert read_manifest(Path(final["artifact"])).dtype == "int8"
+        assert final["compile_command"].endswith("--dtype int8")
+        assert final["compiled_test_accuracy_fp32"] == pytest.approx(final["test_accuracy"], abs=0.01)
+        assert final["compiled_test_accuracy"] == pytest.approx(final["compiled_test_accuracy_fp32"], abs=0.03)
+        print("int8", final["compiled_test_accuracy"], "fp32", final["compiled_test_accuracy_fp32"])
 
 
 def test_search_refuses_bad_input(tiny_teacher, tmp_path):
