@@ -144,7 +144,7 @@ bench: setup $(VENV)/.bench-installed ## compare bertc with PyTorch, ONNX Runtim
 bench-real-text: setup $(VENV)/.bench-installed ## the same peers on 200 rt-sentiment snippets at their own lengths, bertc dynamic (MiniLM)
 	$(PY) benchmarks/compare.py --workload real-text --sentences 200 --models minilm --threads 1,2
 
-bench-int8: setup $(VENV)/.bench-installed ## bertc int8 vs fp32 vs ONNX Runtime int8: speed (MiniLM seq 128) and accuracy on rt-sentiment
+bench-int8: setup $(VENV)/.bench-installed ## bertc int8 (per row and static) vs fp32 vs ONNX Runtime, OpenVINO and LiteRT int8: speed (MiniLM, seq 128 and real text) and accuracy on rt-sentiment
 	$(PY) benchmarks/int8.py
 
 bench-text: setup ## text in: the C tokenizer's time beside MiniLM's text-to-embedding time, per rt-sentiment snippet
