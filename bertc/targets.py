@@ -80,9 +80,7 @@ class Target:
         return points[-1][1]
 
     def sparse_gain_source(self, dtype: str = "f32") -> str:
-        entry = _sparse_rates().get(self.isa, {})
-        entry = entry.get("int8", {}) if dtype == "i8" else entry
-        return entry.get("source", f"no {'int8 ' if dtype == 'i8' else ''}sparse kernel rates for {self.isa}")
+        return _rates_entry(self.isa, dtype).get("source", f"no {'int8 ' if dtype == 'i8' else ''}sparse kernel rates for {self.isa}")
 
     @property
     def fp16_tile(self) -> Tile | None:
@@ -143,10 +141,14 @@ def _sparse_rates() -> dict:
                          "re-measure with benchmarks/sparse.py --part kernels --save") from None
 
 
-def _gains(isa: str, dtype: str = "f32") -> dict[str, dict[float, float]]:
+def _rates_entry(isa: str, dtype: str) -> dict:
+    """RATES_FILE's entry for the ISA's sparse kernels: the fp32 ones, or (``dtype="i8"``) its "int8" entry."""
     entry = _sparse_rates().get(isa, {})
-    entry = entry.get("int8", {}) if dtype == "i8" else entry
-    return {p: {float(d): float(g) for d, g in t.items()} for p, t in entry.get("gains", {}).items()}
+    return entry.get("int8", {}) if dtype == "i8" else entry
+
+
+def _gains(isa: str, dtype: str = "f32") -> dict[str, dict[float, float]]:
+    return {p: {float(d): float(g) for d, g in t.items()} for p, t in _rates_entry(isa, dtype).get("gains", {}).items()}
 
 # Desktop GPUs and Mesa's lavapipe: 64 x 64 GEMM tiles from 8 x 8 invocations of 8 x 8 sums, K slices of
 # 32 (16 KiB shared). On lavapipe (MiniLM's 128 x 384 x 1536 GEMM) 16x16 invocations of 4x4 with K slices

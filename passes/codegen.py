@@ -79,9 +79,11 @@ class WeightsImage:
             arr = self.fold(value)
             if layout in ("kn", "kn:f16"):  # linear weights [N, K] -> [K, N]: the GEMM streams rows of N
                 arr = arr.T.astype(np.float16) if layout == "kn:f16" else arr.T  # (half floats: emit-vulkan)
-            elif layout in ("kn:i8", "scales:i8"):  # emit-vulkan's int8: q [K, N] bytes, or the scales [N]
-                q, scale = quantize_int8(arr)
-                arr = q.T if layout == "kn:i8" else scale
+            elif layout in ("kn:i8", "scales:i8"):  # emit-vulkan's int8: q [K, N] bytes and the scales [N], both
+                q, scale = quantize_int8(arr)  # placed at once (the shader reads both): one quantization
+                for part, a in (("kn:i8", q.T), ("scales:i8", scale)):
+                    self.offsets[key[:-1] + (part,)] = self.append(a)
+                return self.offsets[key]
             elif layout.startswith("panels"):  # kernels.h: [N, K] -> [ceil(N/nr), K, nr], zero-padded
                 _, nr, dtype = layout.split(":")
                 n, k = arr.shape
@@ -112,26 +114,17 @@ class WeightsImage:
                                  self.append(q.sum(axis=1, dtype=np.int32)))
         return self.offsets[key]
 
-    def place_sparse(self, value: ir.Value, r: int, c: int) -> tuple:
+    def place_sparse(self, value: ir.Value, r: int, c: int, int8: bool = False) -> tuple:
         """A pruned weight as kernels.h's bertc_block_sparse: (r, c, block rows, and the image offsets of
-        the block offsets, the indices and the values)."""
-        key = (value, f"sparse:{r}:{c}")
+        the block offsets, the indices and the values). ``int8``: bertc_block_sparse_i8, quantized per output
+        feature first (the pruned weights are zeros, so the scale is the kept ones'), and the scales' offset after."""
+        key = (value, f"sparse{':i8' * int8}:{r}:{c}")
         if key not in self.offsets:
-            s = compress(self.fold(value), r, c)
+            w, scale = quantize_int8(self.fold(value)) if int8 else (self.fold(value), None)
+            s = compress(w, r, c)  # (float32 holds int8 exactly; a block rounded to zeros is dropped)
             self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
-                                 self.append(s.values))
-        return self.offsets[key]
-
-
-    def place_sparse_int8(self, value: ir.Value, r: int, c: int) -> tuple:
-        """A pruned weight as kernels.h's bertc_block_sparse_i8: quantized per output feature (the pruned weights
-        are zeros, so the scale is the kept ones'), then its nonzero blocks; place_sparse's tuple and the scales."""
-        key = (value, f"sparse_i8:{r}:{c}")
-        if key not in self.offsets:
-            q, scale = quantize_int8(self.fold(value))
-            s = compress(q, r, c)  # (float32 holds int8 exactly; a block rounded to zeros is dropped)
-            self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
-                                 self.append(s.values.astype(np.int8)), self.append(scale))
+                                 self.append(s.values.astype(np.int8) if int8 else s.values),
+                                 *((self.append(scale),) if int8 else ()))
         return self.offsets[key]
 
 

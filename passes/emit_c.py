@@ -138,7 +138,7 @@ def emit_linear(e: CEmitter, op) -> str:
     if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
         pattern = parse_pattern(sp["pattern"])
         if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature
-            r, c, rows, o_off, o_idx, o_val, o_s = e.image.place_sparse_int8(op.operands[1], pattern.r, pattern.c)
+            r, c, rows, o_off, o_idx, o_val, o_s = e.image.place_sparse(op.operands[1], pattern.r, pattern.c, int8=True)
             w = (f"&(const bertc_block_sparse_i8){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
                  f"W(int8_t, {o_val}), W(float, {o_s})}}")
             return e.call("bertc_linear_sparse_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,

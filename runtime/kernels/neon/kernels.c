@@ -447,6 +447,10 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
 }
 #endif
 
+/* The int8 kernels' epilogue (int8_gemm.h: rows outside the micro-kernels, and the sparse int8 kernel): the bias
+ * is in the fma before it. */
+static void q8_epilogue_neon(float *y, const float *res, int64_t n, int act) { epilogue_row(y, NULL, res, n, act); }
+
 #if defined(__ARM_FEATURE_DOTPROD) /* built with -march=armv8.2-a+dotprod (--dtype int8) */
 /* ---- int8 linear (ARMv8.2-A SDOT): kernels.h's format, ../int8_gemm.h's arithmetic ---------- */
 /* SDOT multiplies signed by signed bytes (four products into each int32 lane), so x is used as quantized:
@@ -664,7 +668,6 @@ static int64_t q8_row_block(int64_t M, int64_t panels, int threads, int64_t row_
 
 /* Tiles other than Q8_MR x Q8_NR take int8_gemm.h's rows (quantized row by row), one at a time, with this
  * epilogue. */
-static void q8_epilogue_neon(float *y, const float *res, int64_t n, int act) { epilogue_row(y, NULL, res, n, act); }
 
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
@@ -697,10 +700,9 @@ static void sparse_epilogue(float *y, const float *bias, const float *res, int64
 Q8S_VECTOR_SUMS(4)
 Q8S_VECTOR_SUMS(8)
 Q8S_VECTOR_SUMS(16)
-static void q8s_epilogue_neon(float *y, const float *res, int64_t n, int act) { epilogue_row(y, NULL, res, n, act); }
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work) {
-  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8s_epilogue_neon, Q8S_SUMS_FOR(w)};
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_neon, Q8S_SUMS_FOR(w)};
   q8_linear_sparse(p, x, &a);
 }
 
