@@ -100,7 +100,7 @@ def _precision_report(ops: collections.Counter, linears, gpu_dtype: str | None =
     if weights.get("fp32"):
         fp32[B.LinearOp.OPERATION_NAME] = weights["fp32"]
     static = {"+".join(weight_names(op.operands[1])): x_scale(op) for op in linears if x_scale(op) is not None}
-    # kernels.h bertc_linear_packed_i8: each row's max|x| at run time; the GPU's gemm_i8 is weight-only, its input fp32
+    # kernels.h bertc_linear_packed_i8: each row's range at run time; the GPU's gemm_i8 is weight-only, its input fp32
     mode = "fp32 (weight-only int8)" if gpu_dtype else "dynamic, per row"
     if calibrated is not None and weights.get("int8"):  # (every GEMM may have stayed per row)
         dynamic = weights["int8"] - len(static)
@@ -174,7 +174,7 @@ def compile(model: Any, target: str = "host", seq_len: int | None = None, out: s
     ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
     arithmetic (ARM64 targets) or on the GPU's shaderFloat16 (GPU targets); activations stay fp32. ``dtype="int8"``
     stores them as int8 with a scale per output feature, and quantizes each GEMM's input per row on a CPU target
-    (integer GEMMs); on a GPU target it is weight-only (storageBuffer8BitAccess; input and sums fp32).
+    (over the row's range, with a zero point; integer GEMMs); on a GPU target it is weight-only (storageBuffer8BitAccess; input and sums fp32).
     ``prune`` is a --prune-patterns SPEC (bertc/sparsity.py): the linears it names are pruned by block
     magnitude and stored sparse where the target's sparse kernel is faster (everywhere with
     ``force_sparse``). GPU targets (vulkan, android-vulkan) also store golden inputs and PyTorch's

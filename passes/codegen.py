@@ -99,12 +99,12 @@ class WeightsImage:
         self.blob.extend(np.ascontiguousarray(arr).tobytes())
         return offset
 
-    def place_int8(self, value: ir.Value, nr: int) -> tuple[int, int, int]:
+    def place_int8(self, value: ir.Value, nr: int, qmax: int = 127) -> tuple[int, int, int]:
         """A linear weight as kernels.h's bertc_qweight: the image offsets of the int8 panels, the scales and
-        the column sums."""
-        key = (value, f"int8:{nr}")
+        the column sums, quantized to [-qmax, qmax]."""
+        key = (value, f"int8:{nr}:{qmax}")
         if key not in self.offsets:
-            q, scale = quantize_int8(self.fold(value))
+            q, scale = quantize_int8(self.fold(value), qmax)
             n, k = q.shape
             kq = -(-k // 4) * 4
             panels = np.zeros((-(-n // nr) * nr, kq), np.int8)
@@ -117,24 +117,25 @@ class WeightsImage:
     def place_sparse(self, value: ir.Value, r: int, c: int, int8: bool = False) -> tuple:
         """A pruned weight as kernels.h's bertc_block_sparse: (r, c, block rows, and the image offsets of
         the block offsets, the indices and the values). ``int8``: bertc_block_sparse_i8, quantized per output
-        feature first (the pruned weights are zeros, so the scale is the kept ones'), and the scales' offset after."""
+        feature first (the pruned weights are zeros, so the scale is the kept ones'), and the offsets of the scales
+        and the column sums after."""
         key = (value, f"sparse{':i8' * int8}:{r}:{c}")
         if key not in self.offsets:
             w, scale = quantize_int8(self.fold(value)) if int8 else (self.fold(value), None)
             s = compress(w, r, c)  # (float32 holds int8 exactly; a block rounded to zeros is dropped)
             self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
                                  self.append(s.values.astype(np.int8) if int8 else s.values),
-                                 *((self.append(scale),) if int8 else ()))
+                                 *((self.append(scale), self.append(w.sum(axis=1, dtype=np.int32))) if int8 else ()))
         return self.offsets[key]
 
 
-def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """W[N, K] ~ scale[n] * q[n, k]: symmetric int8 per output feature (q in [-127, 127], rounded half to
+def quantize_int8(w: np.ndarray, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """W[N, K] ~ scale[n] * q[n, k]: symmetric int8 per output feature (q in [-qmax, qmax], rounded half to
     even; a zero row has scale 0), as kernels.h's bertc_qweight holds it."""
     amax = np.abs(w).max(axis=1).astype(np.float32)
-    inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
-    q = np.clip(np.rint(w.astype(np.float32) * inv[:, None]), -127, 127).astype(np.int8)
-    return q, (amax / np.float32(127)).astype(np.float32)
+    inv = np.divide(np.float32(qmax), amax, out=np.zeros_like(amax), where=amax > 0)
+    q = np.clip(np.rint(w.astype(np.float32) * inv[:, None]), -qmax, qmax).astype(np.int8)
+    return q, (amax / np.float32(qmax)).astype(np.float32)
 
 
 @dataclass(frozen=True)

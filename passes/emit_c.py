@@ -125,8 +125,9 @@ def emit_embedding(e: CEmitter, op) -> str:
 
 
 def _i8_work(m: int, k: int) -> int:
-    """kernels.h's BERTC_I8_WORK(M, K): M rounded up to 16 rows of K rounded up to 4 bytes, and a scale each."""
-    return -(-m // 16) * 16 * (-(-k // 4) * 4 + 4)
+    """kernels.h's BERTC_I8_WORK(M, K): M rounded up to 16 rows of K rounded up to 4 bytes, a scale and a zero
+    point each."""
+    return -(-m // 16) * 16 * (-(-k // 4) * 4 + 8)
 
 
 def emit_linear(e: CEmitter, op) -> str:
@@ -138,9 +139,10 @@ def emit_linear(e: CEmitter, op) -> str:
     if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
         pattern = parse_pattern(sp["pattern"])
         if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature
-            r, c, rows, o_off, o_idx, o_val, o_s = e.image.place_sparse(op.operands[1], pattern.r, pattern.c, int8=True)
+            r, c, rows, o_off, o_idx, o_val, o_s, o_c = e.image.place_sparse(op.operands[1], pattern.r, pattern.c,
+                                                                             int8=True)
             w = (f"&(const bertc_block_sparse_i8){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
-                 f"W(int8_t, {o_val}), W(float, {o_s})}}")
+                 f"W(int8_t, {o_val}), W(float, {o_s}), W(int32_t, {o_c})}}")
             return e.call("bertc_linear_sparse_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
                           f"A(int8_t, {e.i8_work})")
         r, c, rows, o_off, o_idx, o_val = e.image.place_sparse(op.operands[1], pattern.r, pattern.c)
@@ -152,8 +154,10 @@ def emit_linear(e: CEmitter, op) -> str:
         wdtype = weight_dtype(op)
         tile = f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}"
         if wdtype == "i8":  # int8 panels, scales and column sums (kernels.h's bertc_qweight)
-            o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr)
-            w = f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c}), {_f(x_scale(op) or 0.0)}}}"
+            qmax = ir.IntegerAttr(op.attributes["bertc.qmax"]).value if "bertc.qmax" in op.attributes else 127
+            o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr, qmax)
+            w = (f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c}), "
+                 f"{_f(x_scale(op) or 0.0)}, {qmax}}}")
             return e.call("bertc_linear_packed_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
                           tile, f"A(int8_t, {e.i8_work})")
         f16 = wdtype == "f16"

@@ -26,6 +26,9 @@ of, with the largest of them, ``bertc.x_scale`` (static)::
     module attributes {bertc.act_scales = {"l0.q.weight" = 5.0e-02 : f32, "l0.k.weight" = 4.0e-02 : f32}, ...}
     %2 = "bertc.linear"(%x, %qk, %b) {bertc.weight_dtype = "i8", bertc.x_scale = 5.0e-02 : f32, ...}
 
+Where the target's int8 kernel needs weights narrower than [-127, 127] (AVX2 without VNNI: targets.py's
+AVX2_I8_TILE), the int8 linear also carries ``bertc.qmax = 63 : i32``, and emit-c quantizes its weight to it.
+
 Options: ``pack-weights{mr=8 nr=12 kc=256 dtype=f32}`` (dtype f32, f16 or i8); each defaults to the target's / module's value.
 """
 
@@ -74,6 +77,7 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
     dtype = _weight_dtype(module, ctx)
     tile = _option_tile(ctx, _target_tile(module, dtype))
     attr = ir.DenseI64ArrayAttr.get(list(tile))
+    qmax = getattr(module_target(module).int8_tile, "qmax", 127) if dtype == "i8" else 127
     scales = ir.DictAttr(module.attributes["bertc.act_scales"]) if "bertc.act_scales" in module.attributes else {}
     for op in func_ops(module):
         if not isinstance(op, B.LinearOp):
@@ -87,6 +91,8 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
             op.attributes["bertc.tile"] = attr
             if dtype != "f32":
                 op.attributes["bertc.weight_dtype"] = ir.StringAttr.get(dtype)
+            if qmax != 127:  # the target's int8 kernel reads narrower weights (AVX2 without VNNI: 63)
+                op.attributes["bertc.qmax"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32), qmax)
             names = weight_names(op.operands[1])
             if dtype == "i8" and names and all(n in scales for n in names):
                 s = max(ir.FloatAttr(scales[n]).value for n in names)

@@ -5,8 +5,10 @@
  *
  * The work buffer (BERTC_I8_WORK bytes): the quantized rows of x, M rounded up to 16 rows of Kq bytes,
  * in the order the kernel's micro-tiles read them (row by row here and on x86, 8-row tiles on NEON), then
- * one float scale per row. Every kernel runs in two passes over the pool: the rows are quantized once,
- * then every thread's share of the GEMM reads them. */
+ * one float scale per row, then one int32 zero point per row. A row's bytes are its unsigned values q
+ * (0..255: here, on x86, whose VPMADDUBSW / VPDPBUSD multiply unsigned by signed), or q - 128 (NEON's SDOT and
+ * SMMLA, and the sparse sums, multiply signed by signed). Every kernel runs in two passes over the pool: the rows
+ * are quantized once, then every thread's share of the GEMM reads them. */
 #ifndef BERTC_INT8_GEMM_H
 #define BERTC_INT8_GEMM_H
 
@@ -20,40 +22,62 @@ static inline int8_t *q8_rows(void *work) { return (int8_t *)work; }
 static inline float *q8_scales(void *work, int64_t M, int64_t K) {
   return (float *)((int8_t *)work + (M + 15) / 16 * 16 * q8_kq(K));
 }
-
-/* x * inv clamped to [-127, 127] before it is rounded: a static scale's outliers saturate (a dynamic scale
- * never needs it; the clamp changes none of its values). NaN becomes -127, as fmaxf / maxps / vmaxnm make it. */
-static inline float q8_clamp(float v) { return fminf(fmaxf(v, -127.0f), 127.0f); }
-
-/* The row's scale and the factor its values are multiplied by: the static x_scale and its inverse, or for
- * a dynamic GEMM (x_scale 0) max|x| / 127 and 127 / max|x| (0 and 0 for a zero row). */
-static inline float q8_row_scale(float x_scale, float amax, float *inv) {
-  if (x_scale > 0.0f) return *inv = 1.0f / x_scale, x_scale;
-  *inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-  return amax / 127.0f;
+static inline int32_t *q8_zps(void *work, int64_t M, int64_t K) {
+  return (int32_t *)(q8_scales(work, M, K) + (M + 15) / 16 * 16);
 }
 
-/* q[0, Kq) = round-half-even(clamp(x * inv)), zero past K; returns the row's scale (q8_row_scale). */
-static inline float q8_quantize_row(const float *x, int64_t K, float x_scale, int8_t *q) {
-  float amax = 0.0f, inv;
-  for (int64_t k = 0; x_scale <= 0.0f && k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
-  const float s = q8_row_scale(x_scale, amax, &inv);
-  for (int64_t k = 0; k < K; k++) q[k] = (int8_t)nearbyintf(q8_clamp(x[k] * inv));
-  for (int64_t k = K; k < q8_kq(K); k++) q[k] = 0;
-  return s;
+/* How a row is quantized (kernels.h): q = round-half-even(min(max(x * inv, lo), hi)) + zp, in [0, 255].
+ * Dynamic (x_scale 0), asymmetric over the row's range with 0 in it: s = (max - min) / 255, inv = 255 / (max - min),
+ * zp = round-half-even(-min * inv), [lo, hi] = [-zp, 255 - zp]; a constant zero row has s = inv = zp = 0.
+ * Static (x_scale > 0): s = x_scale, inv = 1 / x_scale, zp = 128, [lo, hi] = [-127, 127] (x's outliers saturate).
+ * NaN becomes lo, as fmaxf / maxps / vmaxnm make it. */
+typedef struct {
+  float s, inv, lo, hi;
+  int32_t zp;
+} q8_row;
+
+static inline q8_row q8_row_params(float x_scale, float xmin, float xmax) {
+  if (x_scale > 0.0f) return (q8_row){x_scale, 1.0f / x_scale, -127.0f, 127.0f, 128};
+  xmin = fminf(xmin, 0.0f), xmax = fmaxf(xmax, 0.0f);
+  const float range = xmax - xmin;
+  if (!(range > 0.0f)) return (q8_row){0.0f, 0.0f, 0.0f, 0.0f, 0};
+  const float inv = 255.0f / range;
+  const int32_t zp = (int32_t)nearbyintf(fminf(-xmin * inv, 255.0f));
+  return (q8_row){range / 255.0f, inv, (float)-zp, (float)(255 - zp), zp};
 }
 
-/* y[0, N) = fma(sum_k q[k] * w[n,k], s * scale[n], bias[n]): one quantized row against every column,
- * before the activation. */
-static inline void q8_dot_row(const int8_t *q, float s, const bertc_qweight *w, const float *bias, float *y,
+/* x's value in a row's bytes before zp is added: round-half-even of x * inv clamped to [lo, hi] */
+static inline int32_t q8_value(float x, const q8_row *r) { return (int32_t)nearbyintf(fminf(fmaxf(x * r->inv, r->lo), r->hi)); }
+
+/* q[0, Kq) = the row's bytes, q ^ flip (flip 0: unsigned q; 0x80: q - 128), past K as x = 0 would be (zp);
+ * returns the row's parameters. */
+static inline q8_row q8_quantize_row(const float *x, int64_t K, float x_scale, int8_t *q, int flip) {
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t k = 0; x_scale <= 0.0f && k < K; k++) lo = fminf(lo, x[k]), hi = fmaxf(hi, x[k]);
+  const q8_row r = q8_row_params(x_scale, lo, hi);
+  for (int64_t k = 0; k < K; k++) q[k] = (int8_t)((q8_value(x[k], &r) + r.zp) ^ flip);
+  for (int64_t k = K; k < q8_kq(K); k++) q[k] = (int8_t)(r.zp ^ flip);
+  return r;
+}
+
+/* The int32 sum of a row's GEMM from the sum over its bytes: unsigned bytes (flip 0) give sum q w, from which
+ * zp colsum[n] is taken; bytes q - 128 give sum (q - 128) w, to which (128 - zp) colsum[n] is added. Both are
+ * sum (q - zp) w, exactly (|sum| < 2^31 for K < 66000). */
+static inline int32_t q8_offset(int32_t acc, int32_t zp, int32_t colsum, int flip) {
+  return acc + (flip ? 128 - zp : -zp) * colsum;
+}
+
+/* y[0, N) = fma(sum_k (q[k] - zp) * w[n,k], s * scale[n], bias[n]): one quantized row (unsigned bytes) against
+ * every column, before the activation. */
+static inline void q8_dot_row(const int8_t *q, const q8_row *r, const bertc_qweight *w, const float *bias, float *y,
                               int64_t N, int64_t K, int64_t nr) {
   const int64_t Kq = q8_kq(K);
   for (int64_t n = 0; n < N; n++) {
     const int8_t *col = w->w + (n / nr) * Kq * nr + (n % nr) * 4;
     int32_t acc = 0;
     for (int64_t g = 0; g < Kq / 4; g++)
-      for (int64_t i = 0; i < 4; i++) acc += (int32_t)q[4 * g + i] * col[g * 4 * nr + i];
-    y[n] = fmaf((float)acc, s * w->scale[n], bias ? bias[n] : 0.0f);
+      for (int64_t i = 0; i < 4; i++) acc += (int32_t)(uint8_t)q[4 * g + i] * col[g * 4 * nr + i];
+    y[n] = fmaf((float)q8_offset(acc, r->zp, w->colsum[n], 0), r->s * w->scale[n], bias ? bias[n] : 0.0f);
   }
 }
 
@@ -69,6 +93,7 @@ typedef struct {
   float *y;
   int8_t *rows;
   float *scales;
+  int32_t *zps;
   int64_t M, N, K, Kq, panels, row_block;
   int act;
 } qgemm_args;
@@ -85,15 +110,18 @@ typedef struct {
   q8_epilogue epilogue;
 } q8_rows_args;
 
-/* The first pass: rows [lo, hi) of x into the work buffer, row by row; per row where there is no dense w (the
- * sparse int8 GEMM's rows: pack-weights gives its linears no static scale). */
+/* The first pass: rows [lo, hi) of x into the work buffer, row by row, unsigned; where there is no dense w (the
+ * sparse int8 GEMM's rows: pack-weights gives its linears no static scale), dynamic and as q - 128. */
 static inline void q8_quantize_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const q8_rows_args *a = raw;
   const float x_scale = a->w ? a->w->x_scale : 0.0f;
-  for (int64_t m = lo; m < hi; m++)
-    q8_scales(a->work, a->M, a->K)[m] = q8_quantize_row(a->x + m * a->K, a->K, x_scale,
-                                                        q8_rows(a->work) + m * q8_kq(a->K));
+  for (int64_t m = lo; m < hi; m++) {
+    const q8_row r = q8_quantize_row(a->x + m * a->K, a->K, x_scale, q8_rows(a->work) + m * q8_kq(a->K),
+                                     a->w ? 0 : 0x80);
+    q8_scales(a->work, a->M, a->K)[m] = r.s;
+    q8_zps(a->work, a->M, a->K)[m] = r.zp;
+  }
 }
 
 static inline void q8_dot_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
@@ -101,8 +129,8 @@ static inline void q8_dot_rows(void *raw, int64_t lo, int64_t hi, float *scratch
   const q8_rows_args *a = raw;
   for (int64_t m = lo; m < hi; m++) {
     float *y = a->y + m * a->N;
-    q8_dot_row(q8_rows(a->work) + m * q8_kq(a->K), q8_scales(a->work, a->M, a->K)[m], a->w, a->bias, y, a->N, a->K,
-               a->nr);
+    const q8_row r = {.s = q8_scales(a->work, a->M, a->K)[m], .zp = q8_zps(a->work, a->M, a->K)[m]};
+    q8_dot_row(q8_rows(a->work) + m * q8_kq(a->K), &r, a->w, a->bias, y, a->N, a->K, a->nr);
     a->epilogue(y, a->res ? a->res + m * a->N : NULL, a->N, a->act);
   }
 }
@@ -151,6 +179,7 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
   const bertc_block_sparse_i8 *w = a->w;
   const int64_t r = w->r, N = a->N, Kq = q8_kq(a->K);
   const float *scales = q8_scales(a->work, a->M, a->K);
+  const int32_t *zps = q8_zps(a->work, a->M, a->K);
   int32_t acc[Q8S_MR * Q8S_R_MAX];
   for (int64_t t = lo; t < hi; t++) {
     const int64_t m0 = t / a->chunks * Q8S_MR, rows = a->M - m0 < Q8S_MR ? a->M - m0 : Q8S_MR, g = t % a->chunks;
@@ -161,7 +190,8 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
       for (int64_t m = 0; m < rows; m++)
         for (int64_t j = 0; j < cols; j++) {
           const int64_t n = i * r + j;
-          a->y[(m0 + m) * N + n] = fmaf((float)acc[m * r + j], scales[m0 + m] * w->scale[n], a->bias ? a->bias[n] : 0.0f);
+          a->y[(m0 + m) * N + n] = fmaf((float)q8_offset(acc[m * r + j], zps[m0 + m], w->colsum[n], 0x80),
+                                        scales[m0 + m] * w->scale[n], a->bias ? a->bias[n] : 0.0f);
         }
     }
     const int64_t n0 = i0 * r, n1 = i1 * r < N ? i1 * r : N;
@@ -171,7 +201,7 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
 }
 
 /* An ISA's sums for r x 1 blocks in GCC/Clang generic vectors, two blocks at a time: each block's r weights times
- * each row's x, the pair summed in int16 (|sum| <= 2 * 127 * 127 < 32768: x is never -128) and widened into int32
+ * each row's byte (q - 128), the pair summed in int16 (|sum| <= 2 * 128 * 127 < 32768) and widened into int32
  * accumulators (NEON: SMULL, SMLAL, SADDW). The integer sums are exact in any order: the reference's bits. */
 #define Q8S_VECTOR_SUMS(R)                                                                                       \
   static void q8s_sums_##R(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {                        \

@@ -175,7 +175,7 @@ static void poison_scratch(void *n, int64_t lo, int64_t hi, float *scratch) {
 }
 
 /* ---- packed linear with int8 weights ----------------------------------------------------- */
-/* kernels.h's int8 format from float weights: per-row symmetric scales, K in groups of four. */
+/* kernels.h's int8 format from float weights: per-row symmetric scales to [-qmax, qmax], K in groups of four. */
 typedef struct {
   int8_t *w;
   float *scale;
@@ -183,44 +183,46 @@ typedef struct {
   bertc_qweight q;
 } qweights;
 
-static qweights quantize_weights(const float *w, int64_t N, int64_t K, int nr) {
+static qweights quantize_weights(const float *w, int64_t N, int64_t K, int nr, int qmax) {
   const int64_t Kq = (K + 3) / 4 * 4, panels = (N + nr - 1) / nr;
   qweights q = {calloc((size_t)(panels * Kq * nr), 1), calloc((size_t)N, sizeof(float)),
                 calloc((size_t)N, sizeof(int32_t)), {0}};
   for (int64_t n = 0; n < N; n++) {
     float amax = 0.0f;
     for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(w[n * K + k]));
-    q.scale[n] = amax / 127.0f;
+    q.scale[n] = amax / (float)qmax;
     for (int64_t k = 0; k < K; k++) {
-      const int8_t v = (int8_t)(amax > 0 ? nearbyintf(w[n * K + k] * 127.0f / amax) : 0);
+      const int8_t v = (int8_t)(amax > 0 ? nearbyintf(w[n * K + k] * (float)qmax / amax) : 0);
       q.w[(n / nr) * Kq * nr + (k / 4) * 4 * nr + (n % nr) * 4 + k % 4] = v;
       q.colsum[n] += v;
     }
   }
-  q.q = (bertc_qweight){q.w, q.scale, q.colsum, 0.0f};
+  q.q = (bertc_qweight){q.w, q.scale, q.colsum, 0.0f, qmax};
   return q;
 }
 
-/* kernels.h's definition, computed here independently: x quantized per row (or with the static x_scale,
- * saturated), exact int64 sums. */
+/* kernels.h's definition, computed here independently: x quantized per row over its range with 0 in it (or with the
+ * static x_scale, zp 128, saturated), exact int64 sums of (qx - zp) w. */
 static void q8_definition(bertc_pool *p, const float *x, const qweights *q, const float *bias, const float *res,
                           float *y, int64_t M, int64_t N, int64_t K, int nr, int act) {
   const int64_t Kq = (K + 3) / 4 * 4;
   const float x_scale = q->q.x_scale;
-  int8_t *qx = malloc((size_t)K);
+  int32_t *qx = malloc((size_t)K * sizeof(int32_t));
   for (int64_t m = 0; m < M; m++) {
-    float amax = 0.0f;
-    for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[m * K + k]));
-    if (x_scale > 0) amax = 127.0f * x_scale; /* (only its use below: s = amax / 127) */
-    for (int64_t k = 0; k < K; k++) {
-      const float v = x_scale > 0 ? x[m * K + k] * (1.0f / x_scale) : amax > 0 ? x[m * K + k] * (127.0f / amax) : 0;
-      qx[k] = (int8_t)nearbyintf(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+    float lo = 0.0f, hi = 0.0f, s = x_scale, inv = x_scale > 0 ? 1.0f / x_scale : 0.0f, qlo = -127, qhi = 127;
+    for (int64_t k = 0; k < K; k++) lo = fminf(lo, x[m * K + k]), hi = fmaxf(hi, x[m * K + k]);
+    if (x_scale <= 0) {
+      const int zp = hi > lo ? (int)nearbyintf(fminf(-lo * (255.0f / (hi - lo)), 255.0f)) : 0;
+      s = (hi - lo) / 255.0f, inv = hi > lo ? 255.0f / (hi - lo) : 0.0f, qlo = (float)-zp, qhi = (float)(255 - zp);
+    }
+    for (int64_t k = 0; k < K; k++) { /* q - zp */
+      const float v = x[m * K + k] * inv;
+      qx[k] = (int32_t)nearbyintf(v > qhi ? qhi : v < qlo ? qlo : v);
     }
     for (int64_t n = 0; n < N; n++) {
       int64_t acc = 0;
       for (int64_t k = 0; k < K; k++) acc += qx[k] * q->w[(n / nr) * Kq * nr + (k / 4) * 4 * nr + (n % nr) * 4 + k % 4];
-      y[m * N + n] = (float)((double)acc * (x_scale > 0 ? x_scale : amax / 127.0f) * q->scale[n] +
-                             (bias ? bias[n] : 0.0));
+      y[m * N + n] = (float)((double)acc * s * q->scale[n] + (bias ? bias[n] : 0.0));
     }
   }
   ref_bertc_unary(p, act, y, y, M * N);
@@ -228,16 +230,17 @@ static void q8_definition(bertc_pool *p, const float *x, const qweights *q, cons
   free(qx);
 }
 
-/* x_scale 0: dynamic; else the static scale, small enough that some of x (in [-1, 1]) saturates. */
+/* x_scale 0: dynamic; else the static scale, small enough that some of x (in [-1, 1]) saturates. qmax: the
+ * weights' bound (63 takes AVX2's VPMADDUBSW kernel, 127 its rows). */
 static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_gemm_tile tile, int64_t M, int64_t N,
-                                 int64_t K, int act, float x_scale) {
+                                 int64_t K, int act, float x_scale, int qmax) {
   const int with_bias = rand_int(0, 2) > 0, with_res = rand_int(0, 1);
   const float ws = 2.0f / sqrtf((float)K);
   float *x = rand_array(M * K, -1, 1), *w = rand_array(N * K, -ws, ws), *bias = rand_array(N, -1, 1);
   float *res = rand_array(M * N, -1, 1), *got = nan_array(M * N), *want = nan_array(M * N);
   float *exact = nan_array(M * N);
   if (M > 2) memset(x + K, 0, (size_t)K * sizeof(float)); /* a zero row: scale 0 */
-  qweights q = quantize_weights(w, N, K, tile.nr);
+  qweights q = quantize_weights(w, N, K, tile.nr, qmax);
   q.q.x_scale = x_scale;
   const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
   /* the work buffers start as garbage, so that reading a byte the first pass did not write shows */
@@ -248,8 +251,8 @@ static void check_packed_i8_case(bertc_pool *p, result *r, result *def, bertc_ge
   ref_bertc_linear_packed_i8(p, x, &q.q, b, rs, want, M, N, K, act, &tile, ref_work);
   q8_definition(p, x, &q, b, rs, exact, M, N, K, tile.nr, act);
   char shape[96];
-  snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld act=%d bias=%d res=%d x_scale=%g", (long long)M, (long long)N,
-           (long long)K, act, with_bias, with_res, (double)x_scale);
+  snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld act=%d bias=%d res=%d x_scale=%g qmax=%d", (long long)M,
+           (long long)N, (long long)K, act, with_bias, with_res, (double)x_scale, qmax);
   /* the integer sums are exact: without an activation the bits must be the reference's */
   if (act == BERTC_ACT_NONE) record_bits(r, got, want, M * N, shape);
   else record(r, got, want, M * N, shape);
@@ -263,12 +266,13 @@ static int check_linear_packed_i8(bertc_pool *p, int mr, int nr, int with_defini
   snprintf(r.label, sizeof r.label, "bertc_linear_packed_i8 %dx%d", mr, nr);
   for (int c = 0; c < RANDOM_CASES; c++)
     check_packed_i8_case(p, &r, with_definition ? &def : NULL, (bertc_gemm_tile){mr, nr, 256}, rand_int(1, 37),
-                         rand_int(1, 70), rand_int(1, 90), c % 5, c % 2 ? (float)rand_int(40, 130) / 127e2f : 0.0f);
+                         rand_int(1, 70), rand_int(1, 90), c % 5, c % 2 ? (float)rand_int(40, 130) / 127e2f : 0.0f,
+                         c % 3 ? 63 : 127);
   static const int64_t bert[][4] = {{128, 384, 384, BERTC_ACT_NONE}, {200, 96, 384, BERTC_ACT_NONE},
                                     {13, 1536, 384, BERTC_ACT_GELU}, {24, 384, 1536, BERTC_ACT_NONE}};
   for (size_t c = 0; c < sizeof bert / sizeof *bert; c++)
     check_packed_i8_case(p, &r, with_definition ? &def : NULL, (bertc_gemm_tile){mr, nr, 256}, bert[c][0],
-                         bert[c][1], bert[c][2], (int)bert[c][3], c % 2 ? 0.6f / 127.0f : 0.0f);
+                         bert[c][1], bert[c][2], (int)bert[c][3], c % 2 ? 0.6f / 127.0f : 0.0f, c == 2 ? 127 : 63);
   const int failed = report(&r, "bertc_linear_packed_i8");
   return with_definition ? failed | report(&def, "bertc_linear_packed_i8") : failed;
 }
@@ -492,13 +496,13 @@ static void check_sparse_i8_case(bertc_pool *p, result *r, result *vs_dense, int
   float *res = rand_array(M * N, -1, 1), *got = nan_array(M * N), *want = nan_array(M * N), *dense = nan_array(M * N);
   if (M > 2) memset(x + K, 0, (size_t)K * sizeof(float)); /* a zero row: scale 0 */
   sparse_weights s = compress_blocks(w, N, K, br, 1, density);
-  qweights q = quantize_weights(w, N, K, 1);
+  qweights q = quantize_weights(w, N, K, 1, 127);
   const int64_t Kq = (K + 3) / 4 * 4, blocks = s.offsets[s.w.block_rows];
   int8_t *values = calloc((size_t)(blocks * br + 1), 1);
   for (int64_t i = 0; i < s.w.block_rows; i++)
     for (int64_t b = s.offsets[i]; b < s.offsets[i + 1]; b++)
       for (int64_t j = 0; j < br && i * br + j < N; j++) values[b * br + j] = q.w[(i * br + j) * Kq + s.index[b]];
-  const bertc_block_sparse_i8 wq = {br, 1, s.w.block_rows, s.offsets, s.index, values, q.scale};
+  const bertc_block_sparse_i8 wq = {br, 1, s.w.block_rows, s.offsets, s.index, values, q.scale, q.colsum};
   const float *b = with_bias ? bias : NULL, *rs = with_res ? res : NULL;
   const bertc_gemm_tile tile = {1, 1, 256};
   void *work = malloc((size_t)BERTC_I8_WORK(M, K)), *ref_work = malloc((size_t)BERTC_I8_WORK(M, K));

@@ -61,11 +61,11 @@ func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
 // weights.bin as kernels.h's bertc_qweight, int8 panels with K in groups of four (3 panels x K = 6
 // padded to 8 x 4 columns: 96 bytes at 64), then the 10 scales (at 192) and column sums (at 256).
 // It quantizes x into a work buffer past the planned values (y at 0, x at 128: 192 bytes): 2 rows rounded up
-// to 16, of K = 6 rounded up to 8 bytes and a scale, 192 bytes at 192; it needs no per-thread scratch.
+// to 16, of K = 6 rounded up to 8 bytes, a scale and a zero point, 256 bytes at 192; it needs no per-thread scratch.
 // The qweight's x_scale is 0: x is quantized per row at run time (no bertc.x_scale, no --calibrate).
-// CHECK: BERTC_TIMED(0, bertc_linear_packed_i8(p, A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, 64), W(float, 192), W(int32_t, 256), 0.0f}, W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}, A(int8_t, 192)));
+// CHECK: BERTC_TIMED(0, bertc_linear_packed_i8(p, A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, 64), W(float, 192), W(int32_t, 256), 0.0f, 127}, W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}, A(int8_t, 192)));
 // CHECK: {"bertc.linear [1, 2, 10]", "bertc_linear_packed_i8"},
-// CHECK: .header.arena_bytes = 384,
+// CHECK: .header.arena_bytes = 448,
 // CHECK: .header.weights_bytes = 296,
 // CHECK: .scratch_floats = 64,
 func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
@@ -77,11 +77,12 @@ func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
 
 // -----
 
-// A static input scale (bertc.x_scale, from --calibrate) is the qweight's x_scale, as a float literal.
-// CHECK: bertc_linear_packed_i8(p, A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, {{[0-9]+}}), W(float, {{[0-9]+}}), W(int32_t, {{[0-9]+}}), 0.25f}, NULL,
+// A static input scale (bertc.x_scale, from --calibrate) is the qweight's x_scale, as a float literal; bertc.qmax
+// (pack-weights, for AVX2's VPMADDUBSW kernel) its weights' bound.
+// CHECK: bertc_linear_packed_i8(p, A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, {{[0-9]+}}), W(float, {{[0-9]+}}), W(int32_t, {{[0-9]+}}), 0.25f, 63}, NULL,
 func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<10x6xf32>
-  %y = "bertc.linear"(%x, %w) {activation = "none", bertc.tile = array<i64: 2, 4, 128>, bertc.weight_dtype = "i8", bertc.x_scale = 2.5e-01 : f32, operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x2x6xf32>, tensor<10x6xf32>) -> tensor<1x2x10xf32>
+  %y = "bertc.linear"(%x, %w) {activation = "none", bertc.qmax = 63 : i32, bertc.tile = array<i64: 2, 4, 128>, bertc.weight_dtype = "i8", bertc.x_scale = 2.5e-01 : f32, operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x2x6xf32>, tensor<10x6xf32>) -> tensor<1x2x10xf32>
   return %y : tensor<1x2x10xf32>
 }
 

@@ -43,8 +43,9 @@
 // F16: --prune-patterns: the sparse kernels are fp32 and int8; compile with --dtype fp32 or int8
 
 // int8 (bertc.dtype = "i8"): the same rule on the int8 rates (an estimate on the host, below 1 at 50%); a pruned
-// matrix kept dense is packed as int8 with a tile, a sparse one gets the int8 weight type and no tile (int8 blocks).
-// I8DENSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", bertc.sparsity = {density = 5.000000e-01 : f64, format = "dense", gain = {{(0\.[0-9]+|[0-9]\.[0-9]+e-01)}} : f64, pattern = "16x1"}, bertc.tile = array<i64: {{.*}}>, bertc.weight_dtype = "i8"
+// matrix kept dense is packed as int8 with a tile, a sparse one gets the int8 weight type and no tile (int8 blocks);
+// on an AVX2 host without VNNI the packed one is 7-bit (bertc.qmax).
+// I8DENSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", {{(bertc.qmax = 63 : i32, )?}}bertc.sparsity = {density = 5.000000e-01 : f64, format = "dense", gain = {{(0\.[0-9]+|[0-9]\.[0-9]+e-01)}} : f64, pattern = "16x1"}, bertc.tile = array<i64: {{.*}}>, bertc.weight_dtype = "i8"
 // I8SPARSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", bertc.sparsity = {density = 1.000000e-01 : f64, format = "sparse", gain = {{[1-9](\.[0-9]+)?(e\+00)?}} : f64, pattern = "16x1"}, bertc.weight_dtype = "i8", operandSegmentSizes
 // I8REFUSED: --prune-patterns 1x4 with --dtype int8: the sparse int8 kernel runs r x 1 blocks with r = 4, 8 or 16
 module attributes {bertc.target = "android-arm64"} {
@@ -77,9 +78,9 @@ module attributes {bertc.target = "android-arm64"} {
 // EMIT: bertc_linear_sparse(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(float, 128)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE)
 // EMIT: .scratch_floats = MAX2(64, BERTC_SCRATCH_SPARSE(4, 1)),
 // With int8 weights: the blocks as int8 (rows scaled by their kept weights' max: 4 / 127 and 4.5 / 127), the
-// scales after them, and the int8 work buffer past the planned values; no sparse scratch.
+// scales and the column sums after them, and the int8 work buffer past the planned values; no sparse scratch.
 // RUN: sed 's/"android-arm64"/"android-arm64", bertc.dtype = "i8"/' %s | bertc-opt - --split-input-file "--prune-patterns{force=1}=4x1@0.5,constant=0.5" --pack-weights --plan-memory --emit-c | FileCheck %s --check-prefix=EMIT8
-// EMIT8: bertc_linear_sparse_i8(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse_i8){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(int8_t, 128), W(float, 192)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE, A(int8_t, {{[0-9]+}}))
+// EMIT8: bertc_linear_sparse_i8(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse_i8){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(int8_t, 128), W(float, 192), W(int32_t, 256)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE, A(int8_t, {{[0-9]+}}))
 // EMIT8: .scratch_floats = 64,
 module attributes {bertc.target = "android-arm64"} {
   func.func @tiny(%x: tensor<1x2x4xf32>) -> tensor<1x2x8xf32> {

@@ -403,9 +403,11 @@ void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, c
 /* ---- int8 linear: kernels.h's format, ../int8_gemm.h's arithmetic --------------------------- */
 /* One micro-kernel, by what the CPU has:
  * - AVX-512 VNNI, 12 x 32 (24 accumulators): VPDPBUSD sums four u8 x s8 products into each int32
- *   lane, so x is stored with 128 added (q ^ 0x80) and 128 * colsum[n] is taken back at the end.
- * - AVX2, 4 x 16 (8 accumulators): VPMADDUBSW of |q| with w carrying q's sign (|q|, |w| <= 127, so a
- *   pair's sum, at most 2 * 127 * 127, never saturates int16), then VPMADDWD with ones.
+ *   lane: x's unsigned bytes q by w; zp * colsum[n] is taken back at the end.
+ * - AVX2, 4 x 16 (8 accumulators): VPMADDUBSW of q (unsigned, as VNNI) by w, then VPMADDWD with ones,
+ *   for weights quantized to |w| <= 63 (bertc_qweight.qmax; targets.py's AVX2_I8_TILE): a pair's sum, at most
+ *   2 * 255 * 63, never saturates int16. 7 instructions per row and K group, where the sign trick that full-range
+ *   weights need (|x| by w carrying x's sign) took 10. Wider weights take int8_gemm.h's rows.
  * Two passes over the pool: x's rows are quantized into the work buffer once (int8_gemm.h), then the work
  * items, (row block, panel) pairs as in the fp32 GEMM, read them: each panel's weights (Kq x nr bytes)
  * serve every row tile of its block. The int32 sums run over the whole of K in registers. (Quantizing
@@ -419,39 +421,40 @@ void bertc_linear_packed(bertc_pool *p, const float *x, const float *w_packed, c
 #define Q8_NR 16
 #endif
 
-/* The first pass: rows [lo, hi) of x into the work buffer with q8_quantize_row's bits (VNNI: with 128
- * added, the unsigned form VPDPBUSD reads). */
+/* The first pass: rows [lo, hi) of x into the work buffer with q8_quantize_row's bits, unsigned: the form
+ * VPDPBUSD and VPMADDUBSW read. */
 static void q8_quantize_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const qgemm_args *g = raw;
   const int64_t K = g->K, Kq = g->Kq; /* (locals: q may alias *g, which would keep the loops below scalar) */
   const float x_scale = g->w->x_scale;
-  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 qlo = _mm256_set1_ps(-127.0f), qhi = _mm256_set1_ps(127.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t m = lo; m < hi; m++) {
     const float *x = g->x + m * K;
     int8_t *q = g->rows + m * Kq;
-    float amax = 0.0f, inv;
+    float xmin = 0.0f, xmax = 0.0f;
     int64_t k = 0;
-    if (x_scale <= 0.0f) { /* dynamic: the row's max|x| (a static scale skips this pass) */
-      __m256 mx = _mm256_setzero_ps();
-      for (; k + 8 <= K; k += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + k), absmask));
-      amax = _mm256_cvtss_f32(hmax_broadcast(mx));
-      for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+    if (x_scale <= 0.0f) { /* dynamic: the row's range (a static scale skips this pass); x first, so NaN is skipped */
+      __m256 mn = _mm256_setzero_ps(), mx = _mm256_setzero_ps();
+      for (; k + 8 <= K; k += 8) {
+        const __m256 v = _mm256_loadu_ps(x + k);
+        mn = _mm256_min_ps(v, mn), mx = _mm256_max_ps(v, mx);
+      }
+      xmin = -_mm256_cvtss_f32(hmax_broadcast(_mm256_xor_ps(mn, sign))), xmax = _mm256_cvtss_f32(hmax_broadcast(mx));
+      for (; k < K; k++) xmin = fminf(xmin, x[k]), xmax = fmaxf(xmax, x[k]);
     }
-    g->scales[m] = q8_row_scale(x_scale, amax, &inv);
-    const __m256 vinv = _mm256_set1_ps(inv);
-    for (k = 0; k + 8 <= K; k += 8) { /* q8_clamp's order of max and min; cvtps rounds half to even as nearbyintf */
+    const q8_row r = q8_row_params(x_scale, xmin, xmax);
+    g->scales[m] = r.s, g->zps[m] = r.zp;
+    const __m256 vinv = _mm256_set1_ps(r.inv), qlo = _mm256_set1_ps(r.lo), qhi = _mm256_set1_ps(r.hi);
+    const __m256i zp = _mm256_set1_epi32(r.zp);
+    for (k = 0; k + 8 <= K; k += 8) { /* q8_value's order of max and min; cvtps rounds half to even as nearbyintf */
       const __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv), qlo), qhi);
-      const __m256i v = _mm256_cvtps_epi32(c);
+      const __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(c), zp);
       const __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-      _mm_storel_epi64((__m128i *)(q + k), _mm_packs_epi16(h, h));
+      _mm_storel_epi64((__m128i *)(q + k), _mm_packus_epi16(h, h));
     }
-    for (; k < K; k++) q[k] = (int8_t)nearbyintf(q8_clamp(x[k] * inv));
-    for (; k < Kq; k++) q[k] = 0;
-#if Q8_MR == 12
-    for (k = 0; k < Kq; k++) q[k] = (int8_t)(q[k] ^ 0x80);
-#endif
+    for (; k < K; k++) q[k] = (int8_t)(q8_value(x[k], &r) + r.zp);
+    for (; k < Kq; k++) q[k] = (int8_t)r.zp;
   }
 }
 
@@ -486,10 +489,11 @@ ALWAYS_INLINE void q8_tile(const int rows, const qgemm_args *g, const int8_t *a,
     const __mmask16 k = (__mmask16)(cols - 16 * v >= 16 ? 0xffff : (1u << (cols - 16 * v)) - 1);
     const int64_t n = n0 + 16 * v;
     const __m512 scale = _mm512_maskz_loadu_ps(k, g->w->scale + n);
-    const __m512i back = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(k, g->w->colsum + n), 7);
+    const __m512i colsum = _mm512_maskz_loadu_epi32(k, g->w->colsum + n);
     const __m512 bias = g->bias ? _mm512_maskz_loadu_ps(k, g->bias + n) : _mm512_setzero_ps();
 #pragma GCC unroll 12
-    for (int r = 0; r < rows; r++) {
+    for (int r = 0; r < rows; r++) { /* sum (q - zp) w = sum q w - zp colsum */
+      const __m512i back = _mm512_mullo_epi32(colsum, _mm512_set1_epi32(g->zps[m + r]));
       const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(sums[r] + 16 * v), back));
       _mm512_mask_storeu_ps(y + r * g->N + 16 * v, k,
                             _mm512_fmadd_ps(sum, _mm512_mul_ps(_mm512_set1_ps(s[r]), scale), bias));
@@ -507,9 +511,9 @@ ALWAYS_INLINE void q8_tile(const int rows, const qgemm_args *g, const int8_t *a,
     for (int r = 0; r < rows; r++) {
       int32_t a4;
       memcpy(&a4, a + r * Kq + 4 * t, 4);
-      const __m256i av = _mm256_set1_epi32(a4), mag = _mm256_sign_epi8(av, av);
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(b0, av)), ones));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(b1, av)), ones));
+      const __m256i av = _mm256_set1_epi32(a4);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));
     }
   }
   int32_t sums[Q8_MR][Q8_NR]; /* through memory, as above */
@@ -522,11 +526,14 @@ ALWAYS_INLINE void q8_tile(const int rows, const qgemm_args *g, const int8_t *a,
     const int64_t n = n0 + 8 * v, lanes = min64(8, cols - 8 * v);
     const __m256i k = lanes == 8 ? _mm256_set1_epi32(-1) : tail_mask(lanes);
     const __m256 scale = _mm256_maskload_ps(g->w->scale + n, k);
+    const __m256i colsum = _mm256_maskload_epi32(g->w->colsum + n, k);
     const __m256 bias = g->bias ? _mm256_maskload_ps(g->bias + n, k) : _mm256_setzero_ps();
 #pragma GCC unroll 4
-    for (int r = 0; r < rows; r++)
-      _mm256_maskstore_ps(y + r * g->N + 8 * v, k, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(sums[r] + 8 * v))),
-                                                                 _mm256_mul_ps(_mm256_set1_ps(s[r]), scale), bias));
+    for (int r = 0; r < rows; r++) { /* sum (q - zp) w = sum q w - zp colsum */
+      const __m256i back = _mm256_mullo_epi32(colsum, _mm256_set1_epi32(g->zps[m + r]));
+      const __m256 sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(sums[r] + 8 * v)), back));
+      _mm256_maskstore_ps(y + r * g->N + 8 * v, k, _mm256_fmadd_ps(sum, _mm256_mul_ps(_mm256_set1_ps(s[r]), scale), bias));
+    }
   }
 #endif
   for (int r = 0; r < rows; r++)
@@ -567,12 +574,12 @@ static void q8_epilogue_avx2(float *y, const float *res, int64_t n, int act) { a
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                             const bertc_gemm_tile *tile, void *work) {
-  if (tile->mr != Q8_MR || tile->nr != Q8_NR) {
+  if (tile->mr != Q8_MR || tile->nr != Q8_NR || (Q8_MR == 4 && w->qmax > 63)) {
     q8_rows_args a = {x, bias, residual, w, y, work, M, N, K, tile->nr, act, q8_epilogue_avx2};
     q8_linear_rows(p, &a);
     return;
   }
-  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
+  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), q8_zps(work, M, K), M, N, K, q8_kq(K),
                   (N + Q8_NR - 1) / Q8_NR, 0, act};
   bertc_parallel_rows(p, M, q8_quantize_x, &g);
   g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), Q8_MR, bertc_pool_tuning(p)->gemm_row_block);

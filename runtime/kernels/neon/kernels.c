@@ -453,8 +453,8 @@ static void q8_epilogue_neon(float *y, const float *res, int64_t n, int act) { e
 
 #if defined(__ARM_FEATURE_DOTPROD) /* built with -march=armv8.2-a+dotprod (--dtype int8) */
 /* ---- int8 linear (ARMv8.2-A SDOT): kernels.h's format, ../int8_gemm.h's arithmetic ---------- */
-/* SDOT multiplies signed by signed bytes (four products into each int32 lane), so x is used as quantized:
- * no + 128, no colsum. vdotq_laneq_s32(acc, w, a, l) multiplies the K group of each of w's four columns by
+/* SDOT multiplies signed by signed bytes (four products into each int32 lane), so x's bytes are q - 128, and
+ * (128 - zp) colsum[n] is added at the end. vdotq_laneq_s32(acc, w, a, l) multiplies the K group of each of w's four columns by
  * lane l of a, so x is repacked as it is quantized, in tiles of Q8_MR rows: row r's 4 bytes of K group g
  * at tile + 32 g + 4 r, so that one q-register holds a group of rows 0-3 and the next of rows 4-7.
  * 8 x 12: 24 accumulators + 3 of weights + 2 of x = 29 of the 32 q-registers (the fp32 kernel's tile),
@@ -466,41 +466,47 @@ static void q8_epilogue_neon(float *y, const float *res, int64_t n, int act) { e
 #define Q8_NR 12
 #define Q8_NV (Q8_NR / 4)
 
-/* The first pass: rows [lo, hi) of x into the work buffer in Q8_MR-row tiles, with q8_quantize_row's bits:
- * vmaxnm ignores NaN as fmaxf does, and vcvtnq rounds half to even as nearbyintf does. Rows past M in the
- * last tile are left as they are: the micro-kernel for fewer rows never uses their lanes. */
+/* The first pass: rows [lo, hi) of x into the work buffer in Q8_MR-row tiles, with q8_quantize_row's bits as
+ * q - 128: vminnm / vmaxnm ignore NaN as fminf / fmaxf do, and vcvtnq rounds half to even as nearbyintf does. Rows
+ * past M in the last tile are left as they are: the micro-kernel for fewer rows never uses their lanes. */
 static void q8_pack_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
   (void)scratch;
   const qgemm_args *g = raw;
   const int64_t K = g->K;
   const float x_scale = g->w->x_scale;
-  const float32x4_t qlo = vdupq_n_f32(-127.0f), qhi = vdupq_n_f32(127.0f);
   for (int64_t m = lo; m < hi; m++) {
     const float *x = g->x + m * K;
     /* row m's group 0: its tile, then 4 bytes per row before it (group i at q + 4 i * Q8_MR = q + k * Q8_MR) */
     int8_t *q = g->rows + m / Q8_MR * Q8_MR * g->Kq + m % Q8_MR * 4;
-    float amax = 0.0f, inv;
+    float xmin = 0.0f, xmax = 0.0f;
     int64_t k = 0;
-    if (x_scale <= 0.0f) { /* dynamic: the row's max|x| (a static scale skips this pass) */
-      float32x4_t mx = vdupq_n_f32(0.0f);
-      for (; k + 4 <= K; k += 4) mx = vmaxnmq_f32(mx, vabsq_f32(vld1q_f32(x + k)));
-      amax = vmaxnmvq_f32(mx);
-      for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+    if (x_scale <= 0.0f) { /* dynamic: the row's range (a static scale skips this pass) */
+      float32x4_t mn = vdupq_n_f32(0.0f), mx = vdupq_n_f32(0.0f);
+      for (; k + 4 <= K; k += 4) {
+        const float32x4_t v = vld1q_f32(x + k);
+        mn = vminnmq_f32(mn, v), mx = vmaxnmq_f32(mx, v);
+      }
+      xmin = vminnmvq_f32(mn), xmax = vmaxnmvq_f32(mx);
+      for (; k < K; k++) xmin = fminf(xmin, x[k]), xmax = fmaxf(xmax, x[k]);
     }
-    g->scales[m] = q8_row_scale(x_scale, amax, &inv);
-    for (k = 0; k + 4 <= K; k += 4) { /* q8_clamp: vmaxnm / vminnm treat NaN as fmaxf / fminf do */
-      const float32x4_t c = vminnmq_f32(vmaxnmq_f32(vmulq_n_f32(vld1q_f32(x + k), inv), qlo), qhi);
-      const int16x4_t h = vqmovn_s32(vcvtnq_s32_f32(c));
+    const q8_row r = q8_row_params(x_scale, xmin, xmax);
+    g->scales[m] = r.s, g->zps[m] = r.zp;
+    const float32x4_t qlo = vdupq_n_f32(r.lo), qhi = vdupq_n_f32(r.hi);
+    const int32x4_t off = vdupq_n_s32(r.zp - 128);
+    for (k = 0; k + 4 <= K; k += 4) { /* q8_value, then + zp - 128: in [-128, 127] */
+      const float32x4_t c = vminnmq_f32(vmaxnmq_f32(vmulq_n_f32(vld1q_f32(x + k), r.inv), qlo), qhi);
+      const int16x4_t h = vqmovn_s32(vaddq_s32(vcvtnq_s32_f32(c), off));
       vst1_lane_s32((int32_t *)(q + k * Q8_MR), vreinterpret_s32_s8(vqmovn_s16(vcombine_s16(h, h))), 0);
     }
-    int8_t tail[4] = {0, 0, 0, 0}; /* the last group, zero past K */
-    for (int64_t i = 0; k + i < K; i++) tail[i] = (int8_t)nearbyintf(q8_clamp(x[k + i] * inv));
+    int8_t tail[4]; /* the last group, past K as x = 0 */
+    for (int64_t i = 0; i < 4; i++) tail[i] = (int8_t)(((k + i < K ? q8_value(x[k + i], &r) : 0) + r.zp) ^ 0x80);
     if (k < K) memcpy(q + k * Q8_MR, tail, 4);
   }
 }
 
-/* rows x Q8_NR of y at (m, panel p) from the tile's int32 sums: kernels.h's fma((float)acc, s * scale[n], bias[n]),
- * then act and the residual as epilogue_row. Shared by the SDOT and SMMLA micro-kernels. */
+/* rows x Q8_NR of y at (m, panel p) from the tile's int32 sums over x's bytes q - 128: kernels.h's
+ * fma((float)(acc + (128 - zp) colsum[n]), s * scale[n], bias[n]), then act and the residual as epilogue_row.
+ * Shared by the SDOT and SMMLA micro-kernels. */
 static inline __attribute__((always_inline)) void q8_store(const int rows, const qgemm_args *g,
                                                            int32_t sums[Q8_MR][Q8_NR], const float *s, int64_t m,
                                                            int64_t p) {
@@ -511,8 +517,12 @@ static inline __attribute__((always_inline)) void q8_store(const int rows, const
     const float32x4_t scale = lanes == 4 ? vld1q_f32(g->w->scale + n) : load_tail(g->w->scale + n, lanes);
     const float32x4_t bias = !g->bias ? vdupq_n_f32(0.0f) : lanes == 4 ? vld1q_f32(g->bias + n)
                                                                        : load_tail(g->bias + n, lanes);
+    int32_t cs[4] = {0, 0, 0, 0};
+    memcpy(cs, g->w->colsum + n, (size_t)lanes * sizeof(int32_t));
+    const int32x4_t colsum = vld1q_s32(cs);
     for (int r = 0; r < rows; r++) {
-      float32x4_t v = vfmaq_f32(bias, vcvtq_f32_s32(vld1q_s32(sums[r] + j)), vmulq_n_f32(scale, s[r]));
+      const int32x4_t sum = vmlaq_n_s32(vld1q_s32(sums[r] + j), colsum, 128 - g->zps[m + r]);
+      float32x4_t v = vfmaq_f32(bias, vcvtq_f32_s32(sum), vmulq_n_f32(scale, s[r]));
       v = activate_f32x4(v, g->act);
       const float *res = g->res ? g->res + (m + r) * N + n : NULL;
       if (res) v = vaddq_f32(v, lanes == 4 ? vld1q_f32(res) : load_tail(res, lanes));
@@ -677,7 +687,7 @@ void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *
     q8_linear_rows(p, &a);
     return;
   }
-  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), M, N, K, q8_kq(K),
+  qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), q8_zps(work, M, K), M, N, K, q8_kq(K),
                   (N + Q8_NR - 1) / Q8_NR, 0, act};
   bertc_parallel_rows(p, M, q8_pack_x, &g);
   g.row_block = q8_row_block(M, g.panels, bertc_pool_threads(p), bertc_pool_tuning(p)->gemm_row_block);
