@@ -46,11 +46,12 @@ void bertc_linear_packed_f16(bertc_pool *p, const float *x, const uint16_t *w_pa
                              const bertc_gemm_tile *tile);
 
 /* int8 weights (--dtype int8). W[N,K] is quantized per output feature, symmetrically:
- * W[n,k] ~ scale[n] * q[n,k] with q in [-qmax, qmax] (127; 63 for AVX2's VPMADDUBSW kernel). q is stored in panels of nr columns with K in groups of
- * four (the bytes one SDOT / VPDPBUSD lane sums), K padded with zeros to Kq = K rounded up to 4:
+ * W[n,k] ~ scale[n] * q[n,k] with q in [-qmax, qmax] (127; 63 for AVX2's VPMADDUBSW kernel). q is stored in
+ * panels of nr columns with K in groups of four (the bytes one SDOT / VPDPBUSD lane sums), K padded with zeros
+ * to Kq = K rounded up to 4:
  *     q[n,k] at w[p * Kq * nr + (k / 4) * 4 * nr + (n % nr) * 4 + k % 4],  p = n / nr,
- * the last panel zero-padded past N. colsum[n] = sum over k of q[n,k] (kernels that add 128 to the
- * activations to use an unsigned-by-signed product take it back with it). */
+ * the last panel zero-padded past N. colsum[n] = sum over k of q[n,k] (the activations' zero point times it
+ * is taken from the sums). */
 typedef struct {
   const int8_t *w;
   const float *scale;     /* [N] */
@@ -59,10 +60,11 @@ typedef struct {
   int32_t qmax;           /* |q| <= qmax: 127, or 63 where the target's kernel needs it (AVX2 without VNNI) */
 } bertc_qweight;
 /* Activations are quantized per row at run time (dynamic), asymmetrically: over the row's range with 0 in it,
- * lo = min(x[m,:], 0) and hi = max(x[m,:], 0), s = (hi - lo) / 255 and zp = round-half-even(-lo * 255 / (hi - lo));
- * or with one scale for every row (static): s = x_scale, zp = 128, saturated to zp +- 127. Either way
- *     qx[m,k] = round-half-even(clamp(x[m,k] * inv, -zp, 255 - zp)) + zp in [0, 255] (inv = 1 / s as computed in
- *               int8_gemm.h's q8_row_params; a zero row has s = zp = 0), and
+ * lo = min(x[m,:], 0) and hi = max(x[m,:], 0), s = (hi - lo) / 255, inv = 255 / (hi - lo), zp =
+ * round-half-even(-lo * inv) and [a, b] = [-zp, 255 - zp]; or with one scale for every row (static): s = x_scale,
+ * inv = 1 / x_scale, zp = 128 and [a, b] = [-127, 127] (outliers saturate). Either way (int8_gemm.h's
+ * q8_row_params; a zero row has s = inv = zp = 0)
+ *     qx[m,k] = round-half-even(min(max(x[m,k] * inv, a), b)) + zp, in [0, 255], and
  *     y[m,n] = act(fma((float)sum_k (qx[m,k] - zp) q[n,k], s * scale[n], bias[n])) + residual[m,n].
  * (Per row, asymmetric: all-MiniLM-L6-v2's sentence embeddings keep a cosine to PyTorch of 0.99870 mean, 0.99586 min
  * over the rt-sentiment test snippets, against 0.99682 / 0.98620 with a symmetric [-127, 127] per row.)
