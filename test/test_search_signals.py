@@ -121,7 +121,7 @@ def test_sigterm_while_the_teacher_fine_tunes_leaves_a_study_that_resume_continu
     teachers = cache / "teachers"
     env = {**os.environ, "BERTC_CACHE": str(cache)}
     cmd = [*BERTC, "search", "-o", str(out), "--teacher", str(encoder), "--space", str(space), "--max-train", "2000",
-           "--trials", "1", "--round-size", "1", "--timed-per-round", "1", "--final-epochs", "0", "--runs", "3",
+           "--trials", "100", "--round-size", "1", "--timed-per-round", "1", "--final-epochs", "0", "--runs", "3",
            "--epochs", "0.05", "--latency-budget", "1x"]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
@@ -142,7 +142,8 @@ def test_sigterm_while_the_teacher_fine_tunes_leaves_a_study_that_resume_continu
     assert len(checkpoint) == 1 and checkpoint[0].endswith(".checkpoint")  # no staging folder left
     assert _state(out)["settings"]["teacher"] == str(encoder)
 
-    # --resume continues: the fine-tuning from its checkpoint, then the rest of the setup; Ctrl-C after it
+    # --resume continues: the fine-tuning from its checkpoint, then the rest of the setup; Ctrl-C after it, among the
+    # trials (100 of them: with 1, a busy machine's test noticed the setup's end only after the search had ended)
     with open(log, "w") as f:
         proc = subprocess.Popen([*BERTC, "search", "--resume", "-o", str(out)], env=env, stdout=f,
                                 stderr=subprocess.STDOUT)

@@ -227,14 +227,20 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
 #define Q8S_SUMS_FOR(w) \
   ((w)->c != 1 ? q8s_sums_ref : (w)->r == 16 ? q8s_sums_16 : (w)->r == 8 ? q8s_sums_8 : (w)->r == 4 ? q8s_sums_4 : q8s_sums_ref)
 
-/* Tiles x chunks: whole row tiles while there are at least 4 per thread, else block rows split too (a few tokens). */
-static inline void q8_linear_sparse(bertc_pool *p, const float *x, q8s_args *a) {
-  q8_rows_args qa = {.x = x, .work = a->work, .M = a->M, .K = a->K};
-  bertc_parallel_rows(p, a->M, q8_quantize_rows, &qa);
+/* The second pass over x's quantized rows (q - 128, Kq apart, in a->work): tiles x chunks, whole row tiles while
+ * there are at least 4 per thread, else block rows split too (a few tokens). */
+static inline void q8_sparse_items(bertc_pool *p, q8s_args *a) {
   const int64_t tiles = (a->M + Q8S_MR - 1) / Q8S_MR, want = 4 * (int64_t)bertc_pool_threads(p);
   a->chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
   if (a->chunks > a->w->block_rows) a->chunks = a->w->block_rows > 0 ? a->w->block_rows : 1;
   bertc_parallel_rows(p, tiles * a->chunks, q8s_items, a);
+}
+
+/* Both passes, x quantized row by row here (an ISA with a vector quantizer runs its own, then q8_sparse_items). */
+static inline void q8_linear_sparse(bertc_pool *p, const float *x, q8s_args *a) {
+  q8_rows_args qa = {.x = x, .work = a->work, .M = a->M, .K = a->K};
+  bertc_parallel_rows(p, a->M, q8_quantize_rows, &qa);
+  q8_sparse_items(p, a);
 }
 
 #endif
