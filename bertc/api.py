@@ -174,7 +174,8 @@ def compile(model: Any, target: str = "host", seq_len: int | None = None, out: s
     ``dtype="fp16"`` stores the GEMM weights as half floats and runs the GEMMs on ARMv8.2-A FP16
     arithmetic (ARM64 targets) or on the GPU's shaderFloat16 (GPU targets); activations stay fp32. ``dtype="int8"``
     stores them as int8 with a scale per output feature, and quantizes each GEMM's input per row on a CPU target
-    (over the row's range, with a zero point; integer GEMMs); on a GPU target it is weight-only (storageBuffer8BitAccess; input and sums fp32).
+    (over the row's range, with a zero point; integer GEMMs); on a GPU target it is weight-only
+    (storageBuffer8BitAccess; input and sums fp32).
     ``prune`` is a --prune-patterns SPEC (bertc/sparsity.py): the linears it names are pruned by block
     magnitude and stored sparse where the target's sparse kernel is faster (everywhere with
     ``force_sparse``). GPU targets (vulkan, android-vulkan) also store golden inputs and PyTorch's

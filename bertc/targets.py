@@ -81,7 +81,8 @@ class Target:
         return points[-1][1]
 
     def sparse_gain_source(self, dtype: str = "f32") -> str:
-        return _rates_entry(self.isa, dtype).get("source", f"no {'int8 ' if dtype == 'i8' else ''}sparse kernel rates for {self.isa}")
+        missing = f"no {'int8 ' if dtype == 'i8' else ''}sparse kernel rates for {self.isa}"
+        return _rates_entry(self.isa, dtype).get("source", missing)
 
     @property
     def fp16_tile(self) -> Tile | None:

@@ -47,7 +47,9 @@ static inline q8_row q8_row_params(float x_scale, float xmin, float xmax) {
 }
 
 /* x's value in a row's bytes before zp is added: round-half-even of x * inv clamped to [lo, hi] */
-static inline int32_t q8_value(float x, const q8_row *r) { return (int32_t)nearbyintf(fminf(fmaxf(x * r->inv, r->lo), r->hi)); }
+static inline int32_t q8_value(float x, const q8_row *r) {
+  return (int32_t)nearbyintf(fminf(fmaxf(x * r->inv, r->lo), r->hi));
+}
 
 /* q[0, Kq) = the row's bytes, q ^ flip (flip 0: unsigned q; 0x80: q - 128), past K as x = 0 would be (zp);
  * returns the row's parameters. */

@@ -454,8 +454,8 @@ static void q8_epilogue_neon(float *y, const float *res, int64_t n, int act) { e
 #if defined(__ARM_FEATURE_DOTPROD) /* built with -march=armv8.2-a+dotprod (--dtype int8) */
 /* ---- int8 linear (ARMv8.2-A SDOT): kernels.h's format, ../int8_gemm.h's arithmetic ---------- */
 /* SDOT multiplies signed by signed bytes (four products into each int32 lane), so x's bytes are q - 128, and
- * (128 - zp) colsum[n] is added at the end. vdotq_laneq_s32(acc, w, a, l) multiplies the K group of each of w's four columns by
- * lane l of a, so x is repacked as it is quantized, in tiles of Q8_MR rows: row r's 4 bytes of K group g
+ * (128 - zp) colsum[n] is added at the end. vdotq_laneq_s32(acc, w, a, l) multiplies the K group of each of w's
+ * four columns by lane l of a, so x is repacked as it is quantized, in tiles of Q8_MR rows: row r's 4 bytes of K group g
  * at tile + 32 g + 4 r, so that one q-register holds a group of rows 0-3 and the next of rows 4-7.
  * 8 x 12: 24 accumulators + 3 of weights + 2 of x = 29 of the 32 q-registers (the fp32 kernel's tile),
  * 5 loads per 24 SDOTs; 8 x 16 would need 32 accumulators, and 4 x 16 (x row-major) loads 5 per 16.
@@ -676,9 +676,8 @@ static int64_t q8_row_block(int64_t M, int64_t panels, int threads, int64_t row_
   return ((M + blocks - 1) / blocks + Q8_MR - 1) / Q8_MR * Q8_MR;
 }
 
-/* Tiles other than Q8_MR x Q8_NR take int8_gemm.h's rows (quantized row by row), one at a time, with this
- * epilogue. */
-
+/* Tiles other than Q8_MR x Q8_NR take int8_gemm.h's rows (quantized row by row), one at a time, with
+ * q8_epilogue_neon. */
 void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                             const bertc_gemm_tile *tile, void *work) {
