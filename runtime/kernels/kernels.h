@@ -112,7 +112,8 @@ void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_spa
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */
 #define BERTC_SCRATCH_LINEAR(K) (16 * (K) + 64)                 /* packing up to 16 rows of x */
-#define BERTC_SCRATCH_ATTENTION(S, D) (2 * (S) + 2 * (S) * (D) + 64) /* scores, K and V of a head, key indices */
+/* scores of up to 8 queries, K and V of a head, key indices */
+#define BERTC_SCRATCH_ATTENTION(S, D) (10 * (S) + 2 * (S) * (D) + 64)
 /* up to 32 rows of x over K rounded up to the block's c, plus a 32-row x 16-column output tile */
 #define BERTC_SCRATCH_SPARSE(K, C) (32 * ((K) + (C)) + 32 * 16 + 64)
 

@@ -901,6 +901,7 @@ typedef struct {
 typedef struct {
   float *kt, *scores;
   int32_t *keep; /* all ones where the key is attended to */
+  float *vp;     /* the blocked paths: the head's V rows packed [S, D], or NULL */
 } attn_scratch;
 
 static void attn_pack_head(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h) {
@@ -909,6 +910,11 @@ static void attn_pack_head(const attn_args *a, const attn_scratch *w, int64_t b,
   for (int64_t j = 0; j < S; j++)
     for (int64_t d = 0; d < D; d++) w->kt[d * S + j] = k[j * row + d];
   for (int64_t j = 0; j < S; j++) w->keep[j] = a->mask[b * S + j] ? -1 : 0;
+  /* V in place is rows v_row floats apart (3H in a fused QKV): 4.5 KB for MiniLM, which maps all S rows of a
+   * head to 8 of L1's 64 sets, so at S = 128 each pass over them missed L1. Packed, they are contiguous. */
+  if (w->vp)
+    for (int64_t j = 0; j < S; j++)
+      memcpy(w->vp + j * D, a->v + b * S * a->v_row + h * D + j * a->v_row, (size_t)D * sizeof(float));
 }
 
 /* scores[j0, j0 + 8 nv) = masked(scale * q . K_j): nv independent accumulators over D. */
@@ -999,7 +1005,7 @@ static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int
 static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const attn_args *a = raw;
   const int64_t S = a->S, D = a->H / a->heads;
-  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + S)};
+  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + S), NULL};
   for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query) */
     const int64_t i = t % S, h = (t / S) % a->heads, b = t / (S * a->heads);
     if (t == lo || i == 0) attn_pack_head(a, &w, b, h);
@@ -1014,8 +1020,8 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
  * two products run as register-blocked GEMMs: scores [QB, S] = Q_blk K^T (8 x 32 per step: 16 zmm
  * accumulators, 2 K^T loads, 8 broadcasts of q) and out [QB, D] = P V (8 x 32 per step likewise).
  * The softmax's 1/sum is applied to the QB x D output rather than to the QB x S probabilities.
- * Scratch: K^T (S*D), the probabilities (QB*S), the key mask (S); used when it fits
- * BERTC_SCRATCH_ATTENTION, i.e. for head sizes of 8 and up. */
+ * Scratch: K^T (S*D), the probabilities (QB*S), the key mask (S), V packed (S*D): within
+ * BERTC_SCRATCH_ATTENTION. */
 #define ATTN_QB 8 /* the largest QB: sizes the arrays */
 
 /* exp8's Cephes expf on 16 lanes; the same clamps and underflow to exactly 0. */
@@ -1126,9 +1132,145 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
     }
     inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
   }
-  const float *v = attn_values_of(a, b, h);
-  for (int64_t d0 = 0; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, v, a->v_row, S, D, d0, o, inv);
+  for (int64_t d0 = 0; d0 < D; d0 += 32) attn_values_qb(QB, w->scores, w->vp, D, S, D, d0, o, inv);
 }
+
+#else
+/* ---- attention, AVX2: QB queries at a time --------------------------------------------------- */
+/* The AVX-512 path's blocking on 8-lane registers: 8 ymm accumulators, QB queries by 64 / QB keys
+ * (scores) or head lanes (values) per step, 4 x 16 or 8 x 8. The loads of a step's last, partial
+ * chunk are masked (TAIL); a full chunk's are plain. Scratch as above. */
+#define ATTN_QB 8
+
+ALWAYS_INLINE __m256i lanes8(int64_t n) { return tail_mask(n < 0 ? 0 : n > 8 ? 8 : n); }
+
+ALWAYS_INLINE __m256 attn_load(const int TAIL, const float *x, __m256i m) {
+  return TAIL ? _mm256_maskload_ps(x, m) : _mm256_loadu_ps(x);
+}
+
+/* scores[r, j0 .. j0 + 64 / QB) for the QB query rows q[r]. */
+ALWAYS_INLINE void attn_scores_qb(const int QB, const int TAIL, const float *const q[ATTN_QB], const float *kt,
+                                  int64_t S, int64_t D, int64_t j0, float *scores) {
+  const int NV = 8 / QB;
+  const __m256i m[2] = {lanes8(S - j0), lanes8(S - j0 - 8)};
+  __m256 acc[ATTN_QB][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < D; d++) {
+    __m256 k[2];
+#pragma GCC unroll 2
+    for (int c = 0; c < NV; c++) k[c] = attn_load(TAIL, kt + d * S + j0 + 8 * c, m[c]);
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++) {
+      const __m256 qv = _mm256_broadcast_ss(q[r] + d);
+#pragma GCC unroll 2
+      for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(qv, k[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < QB; r++)
+#pragma GCC unroll 2
+    for (int c = 0; c < NV; c++) {
+      if (TAIL) _mm256_maskstore_ps(scores + r * S + j0 + 8 * c, m[c], acc[r][c]);
+      else _mm256_storeu_ps(scores + r * S + j0 + 8 * c, acc[r][c]);
+    }
+}
+
+/* out[r, d0 .. d0 + 64 / QB) = sum_j p[r, j] V[j, d0 ..] * inv[r]. */
+ALWAYS_INLINE void attn_values_qb(const int QB, const int TAIL, const float *p, const float *v, int64_t row,
+                                  int64_t S, int64_t D, int64_t d0, float *const o[ATTN_QB],
+                                  const float inv[ATTN_QB]) {
+  const int NV = 8 / QB;
+  const __m256i m[2] = {lanes8(D - d0), lanes8(D - d0 - 8)};
+  __m256 acc[ATTN_QB][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < S; j++) {
+    __m256 vv[2];
+#pragma GCC unroll 2
+    for (int c = 0; c < NV; c++) vv[c] = attn_load(TAIL, v + j * row + d0 + 8 * c, m[c]);
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++) {
+      const __m256 pv = _mm256_broadcast_ss(p + r * S + j);
+#pragma GCC unroll 2
+      for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(pv, vv[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < QB; r++)
+#pragma GCC unroll 2
+    for (int c = 0; c < NV; c++) {
+      const __m256 y = _mm256_mul_ps(acc[r][c], _mm256_set1_ps(inv[r]));
+      if (TAIL) _mm256_maskstore_ps(o[r] + d0 + 8 * c, m[c], y);
+      else _mm256_storeu_ps(o[r] + d0 + 8 * c, y);
+    }
+}
+
+/* Scores [j, j + 8) of the row sr scaled, masked to -inf where a key is not kept (and past S), the bias rel added;
+ * stored back and returned. Full chunks take plain loads and stores: a masked store costs ~10x one on Zen. */
+ALWAYS_INLINE __m256 attn_logits(const int TAIL, const attn_args *a, const attn_scratch *w, float *sr, const float *rel,
+                                 int64_t j) {
+  const __m256i m = lanes8(a->S - j);
+  const __m256 keep = _mm256_castsi256_ps(TAIL ? _mm256_maskload_epi32(w->keep + j, m)
+                                               : _mm256_loadu_si256((const __m256i *)(w->keep + j)));
+  __m256 sv = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_mul_ps(attn_load(TAIL, sr + j, m),
+                                                                          _mm256_set1_ps(a->scale)), keep);
+  if (rel) sv = _mm256_add_ps(sv, attn_load(TAIL, rel + j, m));
+  if (TAIL) _mm256_maskstore_ps(sr + j, m, sv);
+  else _mm256_storeu_ps(sr + j, sv);
+  return sv;
+}
+
+/* sr[j, j + 8) = exp(sr - vmx), returned with 0 past S. */
+ALWAYS_INLINE __m256 attn_exp(const int TAIL, float *sr, int64_t S, int64_t j, __m256 vmx) {
+  const __m256i m = lanes8(S - j);
+  const __m256 x = TAIL ? _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(sr + j, m),
+                                           _mm256_castsi256_ps(m))
+                        : _mm256_loadu_ps(sr + j);
+  const __m256 e = exp8(_mm256_sub_ps(x, vmx));
+  if (TAIL) _mm256_maskstore_ps(sr + j, m, e);
+  else _mm256_storeu_ps(sr + j, e);
+  return e;
+}
+
+/* Queries [i0, i0 + rows) of head h, as the AVX-512 path's attn_query_block. */
+ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
+                                    int64_t i0, int64_t rows) {
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row, step = 64 / QB;
+  const float *base = a->qk + b * S * row;
+  const float *q[ATTN_QB];
+  float *o[ATTN_QB], inv[ATTN_QB];
+  for (int r = 0; r < QB; r++) {
+    q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
+    o[r] = a->out + (b * S + i0 + (r < rows ? r : 0)) * H + h * D;
+  }
+  int64_t j0 = 0;
+  for (; j0 + step <= S; j0 += step) attn_scores_qb(QB, 0, q, w->kt, S, D, j0, w->scores);
+  if (j0 < S) attn_scores_qb(QB, 1, q, w->kt, S, D, j0, w->scores);
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  for (int r = 0; r < QB; r++) {
+    float *sr = w->scores + r * S;
+    const float *rel = attention_rel_row(a->rel, a->R, h, i0 + (r < rows ? r : 0));
+    attention_position_row(a->pos, b * a->heads + h, S, i0 + (r < rows ? r : 0), 0, S, 1.0f, sr); /* scaled below */
+    __m256 mx = ninf;
+    for (int64_t j = 0; j < S; j += 8) /* scale, bias and mask; masked keys and lanes past S: -inf */
+      mx = _mm256_max_ps(mx, j + 8 <= S ? attn_logits(0, a, w, sr, rel, j) : attn_logits(1, a, w, sr, rel, j));
+    const __m256 vmx = hmax_broadcast(mx);
+    if (_mm256_cvtss_f32(vmx) == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
+      memset(sr, 0, (size_t)S * sizeof(float));
+      inv[r] = 0.0f;
+      continue;
+    }
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < S; j += 8)
+      sum = _mm256_add_ps(sum, j + 8 <= S ? attn_exp(0, sr, S, j, vmx) : attn_exp(1, sr, S, j, vmx));
+    inv[r] = 1.0f / _mm256_cvtss_f32(hsum_broadcast(sum));
+  }
+  int64_t d0 = 0;
+  for (; d0 + step <= D; d0 += step) attn_values_qb(QB, 0, w->scores, w->vp, D, S, D, d0, o, inv);
+  if (d0 < D) attn_values_qb(QB, 1, w->scores, w->vp, D, S, D, d0, o, inv);
+}
+#endif
 
 static void attn_query_block4(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i0,
                               int64_t rows) {
@@ -1142,7 +1284,8 @@ static void attn_query_block8(const attn_args *a, const attn_scratch *w, int64_t
 static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const attn_args *a = raw;
   const int64_t S = a->S, D = a->H / a->heads, qb = a->qb, blocks = (S + qb - 1) / qb;
-  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + qb * S)};
+  const attn_scratch w = {scratch, scratch + S * D, (int32_t *)(scratch + S * D + qb * S),
+                          scratch + S * D + (qb + 1) * S};
   for (int64_t t = lo; t < hi; t++) { /* t enumerates (batch, head, query block) */
     const int64_t blk = t % blocks, h = (t / blocks) % a->heads, b = t / (blocks * a->heads);
     if (t == lo || blk == 0) attn_pack_head(a, &w, b, h);
@@ -1151,22 +1294,19 @@ static void attn_blocks(void *raw, int64_t lo, int64_t hi, float *scratch) {
     else attn_query_block8(a, &w, b, h, i0, rows);
   }
 }
-#endif
 
 void bertc_attention(bertc_pool *p, const float *qk, int64_t qk_row, const float *v, int64_t v_row,
                      const int64_t *mask, const float *rel, int64_t R, const bertc_disentangled *pos, int64_t window,
                      float *out, int64_t B, int64_t S, int64_t H, int64_t heads, float scale) {
   attn_args a = {qk, v, qk_row, v_row, mask, rel, R, pos, window, out, S, H, heads, scale, 1};
-#ifdef __AVX512F__
   /* A query block shares its keys; a local layer's queries each reach a different window, which the
    * per-query path below computes alone (window + 1 keys, not S). */
   const int64_t D = H / heads;
   a.qb = bertc_pool_tuning(p)->attention_block == 4 ? 4 : ATTN_QB;
-  if (window == 0 && S * D + (a.qb + 1) * S <= BERTC_SCRATCH_ATTENTION(S, D)) {
+  if (window == 0 && 2 * S * D + (a.qb + 1) * S <= BERTC_SCRATCH_ATTENTION(S, D)) {
     bertc_parallel_rows(p, B * heads * ((S + a.qb - 1) / a.qb), attn_blocks, &a);
     return;
   }
-#endif
   bertc_parallel_rows(p, B * heads * S, attn_rows, &a);
 }
 
