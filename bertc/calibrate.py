@@ -13,7 +13,8 @@
    as ``bertc bench`` times them, and the fitted model predicts each from its config alone (the search's
    fast path). The share within +-10%, Spearman rank correlation and mean absolute percentage error are
    printed and kept in the profile, per thread count, dense and sparse, and per band of length, with
-   whether GOAL was met.
+   whether GOAL was met. Each is timed in PASSES passes: how often they agree within 10% is the machine's
+   own noise floor, printed beside the fit, and a miss on a machine noisier than GOAL allows says so.
 
 The profile records the CPU it was fitted on (bertc/cpu.py); ``bertc estimate`` and ``bertc search`` say
 when it is used on another. The measurements are kept beside it (PROFILE.measurements.json), so that
@@ -275,13 +276,14 @@ def check(profile: Profile, cases: list[Case], target: str, device: str | None, 
         art = _compile(case.config, case.prune, target, work / f"case{j}.bertc", 1000 + j, case.dtype, seq_len=case.seq)
         model = DeviceModel(art.path, device=device, threads=case.threads)
         first = _bench(model, case.seq, runs)
-        measured = min([first["p50_ms"]] + [_bench(model, case.seq, runs, first["p50_ms"])["p50_ms"]
-                                            for _ in range(PASSES - 1)])
+        passes = [first["p50_ms"]] + [_bench(model, case.seq, runs, first["p50_ms"])["p50_ms"] for _ in range(PASSES - 1)]
+        measured = min(passes)
         predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
                              dtype=case.dtype).total_ms
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
                      "int8": case.dtype == "int8",
                      "measured_ms": round(measured, 4), "predicted_ms": round(predicted, 4),
+                     "spread": round(max(passes) / measured - 1, 4),
                      "error": round((predicted - measured) / measured, 4)})
         shutil.rmtree(art.path, ignore_errors=True)
         bar.update(1)
@@ -412,10 +414,21 @@ def goal_misses(groups: dict[str, dict[str, Any]]) -> list[str]:
     return misses
 
 
+def repeatability(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How well the machine agrees with itself: the share of held-out configurations whose PASSES pass medians lie
+    within 10% of each other, and the median spread (slowest over fastest, less 1). Where fewer than GOAL's
+    share agree, no model can be shown to meet GOAL on this machine until it is quieter."""
+    spreads = [r["spread"] for r in rows if r.get("spread") is not None]
+    if not spreads:
+        return None
+    return {"within_10pct": round(sum(s <= 0.1 for s in spreads) / len(spreads), 4),
+            "median_spread": round(statistics.median(spreads), 4), "configs": len(spreads)}
+
+
 def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     groups = quality_groups(rows)
     return {**groups.get("all", {}), "groups": groups, "goal": GOAL, "goal_misses": goal_misses(groups),
-            "measured": rows}
+            "repeatability": repeatability(rows), "measured": rows}
 
 
 def format_quality(q: dict[str, Any]) -> str:
@@ -432,10 +445,17 @@ def format_quality(q: dict[str, Any]) -> str:
         lines.append("fit error by kind (MAPE over the grid's ops): " + "; ".join(
             f"{t} thread(s): " + ", ".join(f"{k} {v:.1%}" for k, v in kinds.items())
             for t, kinds in q["fit_mape_by_kind"].items()))
+    noise = q.get("repeatability")
+    if noise:
+        lines.append(f"timing noise: the {PASSES} passes of {noise['within_10pct']:.0%} of the held-out configurations "
+                     f"agreed within 10% (median spread {noise['median_spread']:.1%})")
     if q.get("goal_misses"):
         lines.append("\nGOAL MISSED: " + "; ".join(q["goal_misses"]) + ". A busy machine scatters the timings: "
                      "run again when it is idle (and with more --runs); if it still misses, the cost model does not "
                      "capture this CPU well, so rank candidates by real timings (bertc search times its best).")
+        if noise and noise["within_10pct"] < GOAL["within_10pct"]:
+            lines.append(f"This machine's own timings of one model agreed within 10% for only "
+                         f"{noise['within_10pct']:.0%} of the configurations: it is too noisy now to show the goal.")
     elif q.get("groups"):
         lines.append(f"\ngoal met: at least {GOAL['within_10pct']:.0%} within 10%, Spearman at least "
                      f"{GOAL['spearman']} per thread count and for dense and sparse models")

@@ -200,6 +200,21 @@ def test_the_report_counts_within_10_percent_per_group_and_says_when_the_goal_is
     assert any("33% of the held-out configurations within 10% (goal 90%)" in m for m in q["goal_misses"])
     assert any(m.startswith("Spearman") and "sparse" in m for m in q["goal_misses"])
     assert "GOAL MISSED" in format_quality(q) and "+30.0%  > 10%" in format_quality(q)
+    assert q["repeatability"] is None and "timing noise" not in format_quality(q)  # rows without pass spreads
+
+
+def test_the_report_says_how_well_the_machine_repeats_its_own_timings():
+    rows = _rows([(1, False, 4, 0.3), (1, True, 30, 0.0), (2, False, 50, 0.0), (2, True, 100, 0.0)])
+    for r, spread in zip(rows, [0.02, 0.05, 0.25, 0.4]):
+        r["spread"] = spread
+    q = report(rows)
+    assert q["repeatability"] == {"within_10pct": 0.5, "median_spread": 0.15, "configs": 4}
+    text = format_quality(q)
+    assert "passes of 50% of the held-out configurations agreed within 10% (median spread 15.0%)" in text
+    assert "too noisy now to show the goal" in text
+    for r in rows:
+        r["spread"] = 0.01
+    assert "too noisy" not in format_quality(report(rows))
 
 
 def test_a_deliberately_wrong_profile_is_reported_as_wrong(tmp_path):
