@@ -41,7 +41,7 @@ from .passes.common import func_ops, shape_of, sparsity, weight_dtype
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
 from .sparsity import parse_pattern, parse_spec
 from .synth import bert_ir
-from .targets import get_target
+from .targets import AVX512_TILE, get_target
 
 PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
 BUILTIN = {"host": "host", "android-arm64": "cortex-a76", "linux-arm64": "cortex-a76"}
@@ -221,8 +221,13 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         # away from the cache line of the last), about what a score's own exp and bookkeeping cost, so each counts
         # as one more score; their [B*heads, S, W] inputs are read once
         terms = [x for x in (op.c2p, op.p2c) if x is not None]
-        f = {"dispatch": 1, "flops": 4.0 * b * s * keys * h, "scores": b * heads * s * keys * (1 + len(terms)),
-             "values": b * s * h, "heads": b * heads, "head_rows": b * heads * s}
+        rows, cols = s, keys
+        if target.isa == "avx2" and not window:  # x86 blocks of queries (a short one recomputes spare rows) by keys
+            qb = target.attention_block  # in whole vectors: AVX-512 32 keys a step, AVX2 64 / qb (8 at qb = 8)
+            step = 32 if target.tile == AVX512_TILE else 64 // qb
+            rows, cols = -(-s // qb) * qb, -(-keys // step) * step
+        f = {"dispatch": 1, "flops": 4.0 * b * rows * cols * h, "scores": b * heads * rows * cols * (1 + len(terms)),
+             "values": b * s * h, "heads": b * heads, "head_rows": b * heads * rows}
         # MPNet's relative-position bias is one load and add per score, beside its D multiply-adds and its exp: the
         # scores feature prices it with them
         rel = ", rel-pos bias" if op.rel_bias is not None else ""

@@ -86,6 +86,24 @@ def test_roofline_arithmetic_by_hand():
     assert est.arena_bytes > 0 and est.weights_bytes >= 4 * (100 * 64 + 64 * 64 * 4 + 2 * 64 * 128)
 
 
+def test_x86_attention_is_priced_in_its_query_blocks_and_key_vectors():
+    """The x86 attention runs queries in blocks of 8 (a short block recomputes spare rows) over whole vectors of
+    keys, so 3 tokens cost what 8 do there; NEON's per-query kernel is priced at the tokens themselves."""
+    from bertc.targets import AVX512_TILE, get_target
+
+    def attention(target):
+        return next(o for o in estimate(SMALL, target=target, seq_len=3, profile=_profile()).ops
+                    if o.kind == "attention").features
+
+    assert attention("android-arm64")["scores"] == 2 * 3 * 3  # SMALL: 2 heads
+    host = get_target("host")
+    if host.isa != "avx2":
+        pytest.skip("the blocked attention is x86's")
+    keys = 32 if host.tile == AVX512_TILE else 8
+    f = attention("host")
+    assert f["scores"] == 2 * 8 * keys and f["head_rows"] == 2 * 8 and f["flops"] == 4 * 8 * keys * 64
+
+
 def test_gemm_rows_follow_the_kernels_tiles():
     """The FMA rows a GEMM is priced at: the x86 kernel merges a short remainder with the last full tile and
     splits the two (gemm_tile_rows), NEON takes whole tiles and one remainder; no tile counts under 4 rows."""
