@@ -161,8 +161,8 @@ bench-sparse: setup ## sparse kernels against dense per block shape and density;
 
 # the built-in host profile of this CPU kind (bertc picks the host-* profile fitted on the CPU most like the one it runs on)
 HOST_KIND := $(if $(filter x86_64,$(ARCH)),$(if $(shell grep -m1 -ow avx512f /proc/cpuinfo),avx512,avx2),$(ARCH))
-calibrate: setup ## re-fit the built-in host cost profile of this CPU kind; prints its error on 30 held-out models
-	$(VENV)/bin/bertc calibrate --target host -o bertc/data/profiles/host-$(HOST_KIND).json
+calibrate: setup ## re-fit the built-in host cost profile of this CPU kind (int8 GEMMs too); prints its error on 30 held-out models
+	$(VENV)/bin/bertc calibrate --target host --int8 -o bertc/data/profiles/host-$(HOST_KIND).json
 
 search: setup ## bertc search: the best MiniLM student on rt-sentiment under 1/3 of the teacher's host latency (~1 h)
 	$(VENV)/bin/bertc search -o minilm.search --space search/spaces/host-1thread.yaml --trials 60 --timeout 28
