@@ -199,8 +199,12 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
                           2.0 * m * kept, 4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} "
                           f"sparse{' int8' if i8 else ''} {sp['density']:.0%}")
         if weight_dtype(op) == "i8":
+            # x86's int8 tile has an instance per row count (q8_tile_any) and spends its instructions per row, so a
+            # 1-row GEMM costs a quarter of a 4-row one there (the grid: MiniLM-like 4 x 384 at 1 thread, 0.24 ms at
+            # 1 token, 0.56 at 4), not the whole tile the fp32 kernel's loads cost; NEON's SDOT tile is whole
             tile = target.int8_tile
-            mp, np_, kq = gemm_rows(m, tile.mr, "int8"), -(-n // tile.nr) * tile.nr, -(-k // 4) * 4
+            mp = m if target.isa == "avx2" else gemm_rows(m, tile.mr, "int8")
+            np_, kq = -(-n // tile.nr) * tile.nr, -(-k // 4) * 4
             f = {"dispatch": 1, "macs": float(mp * np_ * kq), "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
                  **weight_stream(wkey, n * k, m)}
             return OpCost(index, label, f"{traits.kernel}_packed_i8", "linear_i8", f, 2.0 * m * n * k,
