@@ -1148,61 +1148,35 @@ ALWAYS_INLINE __m256 attn_load(const int TAIL, const float *x, __m256i m) {
   return TAIL ? _mm256_maskload_ps(x, m) : _mm256_loadu_ps(x);
 }
 
-/* scores[r, j0 .. j0 + 64 / QB) for the QB query rows q[r]. */
-ALWAYS_INLINE void attn_scores_qb(const int QB, const int TAIL, const float *const q[ATTN_QB], const float *kt,
-                                  int64_t S, int64_t D, int64_t j0, float *scores) {
+/* out[r][0 .. 64 / QB) = sum_t a[r][t] b[t * b_row ..] (times scale[r] where scale is given) for the QB rows a[r],
+ * over T terms: the scores (a = q, b = K^T, terms over D) and the values (a = p, b = V, terms over S) alike.
+ * n: the columns left from b's first; under 64 / QB the step is the last, partial one (TAIL). */
+ALWAYS_INLINE void attn_product(const int QB, const int TAIL, const float *const a[ATTN_QB], const float *b,
+                                int64_t b_row, int64_t T, int64_t n, float *const out[ATTN_QB],
+                                const float *scale) {
   const int NV = 8 / QB;
-  const __m256i m[2] = {lanes8(S - j0), lanes8(S - j0 - 8)};
+  const __m256i m[2] = {lanes8(n), lanes8(n - 8)};
   __m256 acc[ATTN_QB][2];
 #pragma GCC unroll 8
   for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int64_t d = 0; d < D; d++) {
-    __m256 k[2];
+  for (int64_t t = 0; t < T; t++) {
+    __m256 bv[2];
 #pragma GCC unroll 2
-    for (int c = 0; c < NV; c++) k[c] = attn_load(TAIL, kt + d * S + j0 + 8 * c, m[c]);
+    for (int c = 0; c < NV; c++) bv[c] = attn_load(TAIL, b + t * b_row + 8 * c, m[c]);
 #pragma GCC unroll 8
     for (int r = 0; r < QB; r++) {
-      const __m256 qv = _mm256_broadcast_ss(q[r] + d);
+      const __m256 av = _mm256_broadcast_ss(a[r] + t);
 #pragma GCC unroll 2
-      for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(qv, k[c], acc[r][c]);
+      for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(av, bv[c], acc[r][c]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < QB; r++)
 #pragma GCC unroll 2
     for (int c = 0; c < NV; c++) {
-      if (TAIL) _mm256_maskstore_ps(scores + r * S + j0 + 8 * c, m[c], acc[r][c]);
-      else _mm256_storeu_ps(scores + r * S + j0 + 8 * c, acc[r][c]);
-    }
-}
-
-/* out[r, d0 .. d0 + 64 / QB) = sum_j p[r, j] V[j, d0 ..] * inv[r]. */
-ALWAYS_INLINE void attn_values_qb(const int QB, const int TAIL, const float *p, const float *v, int64_t row,
-                                  int64_t S, int64_t D, int64_t d0, float *const o[ATTN_QB],
-                                  const float inv[ATTN_QB]) {
-  const int NV = 8 / QB;
-  const __m256i m[2] = {lanes8(D - d0), lanes8(D - d0 - 8)};
-  __m256 acc[ATTN_QB][2];
-#pragma GCC unroll 8
-  for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int64_t j = 0; j < S; j++) {
-    __m256 vv[2];
-#pragma GCC unroll 2
-    for (int c = 0; c < NV; c++) vv[c] = attn_load(TAIL, v + j * row + d0 + 8 * c, m[c]);
-#pragma GCC unroll 8
-    for (int r = 0; r < QB; r++) {
-      const __m256 pv = _mm256_broadcast_ss(p + r * S + j);
-#pragma GCC unroll 2
-      for (int c = 0; c < NV; c++) acc[r][c] = _mm256_fmadd_ps(pv, vv[c], acc[r][c]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < QB; r++)
-#pragma GCC unroll 2
-    for (int c = 0; c < NV; c++) {
-      const __m256 y = _mm256_mul_ps(acc[r][c], _mm256_set1_ps(inv[r]));
-      if (TAIL) _mm256_maskstore_ps(o[r] + d0 + 8 * c, m[c], y);
-      else _mm256_storeu_ps(o[r] + d0 + 8 * c, y);
+      const __m256 y = scale ? _mm256_mul_ps(acc[r][c], _mm256_set1_ps(scale[r])) : acc[r][c];
+      if (TAIL) _mm256_maskstore_ps(out[r] + 8 * c, m[c], y);
+      else _mm256_storeu_ps(out[r] + 8 * c, y);
     }
 }
 
@@ -1244,9 +1218,12 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
     q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
     o[r] = a->out + (b * S + i0 + (r < rows ? r : 0)) * H + h * D;
   }
-  int64_t j0 = 0;
-  for (; j0 + step <= S; j0 += step) attn_scores_qb(QB, 0, q, w->kt, S, D, j0, w->scores);
-  if (j0 < S) attn_scores_qb(QB, 1, q, w->kt, S, D, j0, w->scores);
+  for (int64_t j0 = 0; j0 < S; j0 += step) {
+    float *sc[ATTN_QB];
+    for (int r = 0; r < QB; r++) sc[r] = w->scores + r * S + j0;
+    if (j0 + step <= S) attn_product(QB, 0, q, w->kt + j0, S, D, S - j0, sc, NULL);
+    else attn_product(QB, 1, q, w->kt + j0, S, D, S - j0, sc, NULL);
+  }
   const __m256 ninf = _mm256_set1_ps(-INFINITY);
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
@@ -1266,9 +1243,14 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
       sum = _mm256_add_ps(sum, j + 8 <= S ? attn_exp(0, sr, S, j, vmx) : attn_exp(1, sr, S, j, vmx));
     inv[r] = 1.0f / _mm256_cvtss_f32(hsum_broadcast(sum));
   }
-  int64_t d0 = 0;
-  for (; d0 + step <= D; d0 += step) attn_values_qb(QB, 0, w->scores, w->vp, D, S, D, d0, o, inv);
-  if (d0 < D) attn_values_qb(QB, 1, w->scores, w->vp, D, S, D, d0, o, inv);
+  const float *p[ATTN_QB];
+  for (int r = 0; r < QB; r++) p[r] = w->scores + r * S;
+  for (int64_t d0 = 0; d0 < D; d0 += step) {
+    float *od[ATTN_QB];
+    for (int r = 0; r < QB; r++) od[r] = o[r] + d0;
+    if (d0 + step <= D) attn_product(QB, 0, p, w->vp + d0, D, S, D - d0, od, inv);
+    else attn_product(QB, 1, p, w->vp + d0, D, S, D - d0, od, inv);
+  }
 }
 #endif
 
