@@ -1013,6 +1013,19 @@ static void attn_rows(void *raw, int64_t lo, int64_t hi, float *scratch) {
   }
 }
 
+/* The query rows q[r] and output rows o[r] of a block of QB queries from i0 (rows of them real): a short last block
+ * repeats its first query in the spare rows, which compute that query's output bit for bit again and write it to
+ * the same place. */
+static inline void attn_block_rows(int QB, const attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t rows,
+                                   const float **q, float **o) {
+  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
+  for (int r = 0; r < QB; r++) {
+    const int64_t i = i0 + (r < rows ? r : 0);
+    q[r] = a->qk + b * S * row + i * row + h * D;
+    o[r] = a->out + (b * S + i) * H + h * D;
+  }
+}
+
 #ifdef __AVX512F__
 /* ---- attention, AVX-512: QB queries at a time --------------------------------------------- */
 /* One query at a time, a score costs a K^T load per FMA; QB queries share each load (QB is
@@ -1088,18 +1101,13 @@ ALWAYS_INLINE void attn_values_qb(const int QB, const float *p, const float *v, 
   }
 }
 
-/* Queries [i0, i0 + rows) of head h. A short last block repeats its first query in the spare
- * rows, which compute that query's output bit for bit again and write it to the same place. */
+/* Queries [i0, i0 + rows) of head h (attn_block_rows). */
 ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
                                     int64_t i0, int64_t rows) {
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row;
-  const float *base = a->qk + b * S * row;
+  const int64_t S = a->S, D = a->H / a->heads;
   const float *q[ATTN_QB];
   float *o[ATTN_QB], inv[ATTN_QB];
-  for (int r = 0; r < QB; r++) {
-    q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
-    o[r] = a->out + (b * S + i0 + (r < rows ? r : 0)) * H + h * D;
-  }
+  attn_block_rows(QB, a, b, h, i0, rows, q, o);
   for (int64_t j0 = 0; j0 < S; j0 += 32) attn_scores_qb(QB, q, w->kt, S, D, j0, w->scores);
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
@@ -1210,14 +1218,10 @@ ALWAYS_INLINE __m256 attn_exp(const int TAIL, float *sr, int64_t S, int64_t j, _
 /* Queries [i0, i0 + rows) of head h, as the AVX-512 path's attn_query_block. */
 ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
                                     int64_t i0, int64_t rows) {
-  const int64_t S = a->S, H = a->H, D = H / a->heads, row = a->qk_row, step = 64 / QB;
-  const float *base = a->qk + b * S * row;
+  const int64_t S = a->S, D = a->H / a->heads, step = 64 / QB;
   const float *q[ATTN_QB];
   float *o[ATTN_QB], inv[ATTN_QB];
-  for (int r = 0; r < QB; r++) {
-    q[r] = base + (i0 + (r < rows ? r : 0)) * row + h * D;
-    o[r] = a->out + (b * S + i0 + (r < rows ? r : 0)) * H + h * D;
-  }
+  attn_block_rows(QB, a, b, h, i0, rows, q, o);
   for (int64_t j0 = 0; j0 < S; j0 += step) {
     float *sc[ATTN_QB];
     for (int r = 0; r < QB; r++) sc[r] = w->scores + r * S + j0;
