@@ -904,6 +904,11 @@ typedef struct {
   float *vp;     /* the blocked paths: the head's V rows packed [S, D], or NULL */
 } attn_scratch;
 
+/* Head h's V rows of batch b: row j at attn_values_of(...) + j * a->v_row. */
+static inline const float *attn_values_of(const attn_args *a, int64_t b, int64_t h) {
+  return a->v + b * a->S * a->v_row + h * (a->H / a->heads);
+}
+
 static void attn_pack_head(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h) {
   const int64_t S = a->S, D = a->H / a->heads, row = a->qk_row;
   const float *k = a->qk + b * S * row + a->H + h * D;
@@ -914,7 +919,7 @@ static void attn_pack_head(const attn_args *a, const attn_scratch *w, int64_t b,
    * head to 8 of L1's 64 sets, so at S = 128 each pass over them missed L1. Packed, they are contiguous. */
   if (w->vp)
     for (int64_t j = 0; j < S; j++)
-      memcpy(w->vp + j * D, a->v + b * S * a->v_row + h * D + j * a->v_row, (size_t)D * sizeof(float));
+      memcpy(w->vp + j * D, attn_values_of(a, b, h) + j * a->v_row, (size_t)D * sizeof(float));
 }
 
 /* scores[j0, j0 + 8 nv) = masked(scale * q . K_j): nv independent accumulators over D. */
@@ -974,11 +979,6 @@ static void attn_values(const float *p, const float *v, int64_t row, int64_t S, 
     for (int64_t j = 0; j < S; j++) s += p[j] * v[j * row + d];
     o[d] = s;
   }
-}
-
-/* Head h's V rows of batch b: row j at attn_values_of(...) + j * a->v_row. */
-static inline const float *attn_values_of(const attn_args *a, int64_t b, int64_t h) {
-  return a->v + b * a->S * a->v_row + h * (a->H / a->heads);
 }
 
 static void attn_query(const attn_args *a, const attn_scratch *w, int64_t b, int64_t h, int64_t i) {
@@ -1203,18 +1203,6 @@ ALWAYS_INLINE __m256 attn_logits(const int TAIL, const attn_args *a, const attn_
   return sv;
 }
 
-/* sr[j, j + 8) = exp(sr - vmx), returned with 0 past S. */
-ALWAYS_INLINE __m256 attn_exp(const int TAIL, float *sr, int64_t S, int64_t j, __m256 vmx) {
-  const __m256i m = lanes8(S - j);
-  const __m256 x = TAIL ? _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(sr + j, m),
-                                           _mm256_castsi256_ps(m))
-                        : _mm256_loadu_ps(sr + j);
-  const __m256 e = exp8(_mm256_sub_ps(x, vmx));
-  if (TAIL) _mm256_maskstore_ps(sr + j, m, e);
-  else _mm256_storeu_ps(sr + j, e);
-  return e;
-}
-
 /* Queries [i0, i0 + rows) of head h, as the AVX-512 path's attn_query_block. */
 ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn_scratch *w, int64_t b, int64_t h,
                                     int64_t i0, int64_t rows) {
@@ -1228,24 +1216,20 @@ ALWAYS_INLINE void attn_query_block(const int QB, const attn_args *a, const attn
     if (j0 + step <= S) attn_product(QB, 0, q, w->kt + j0, S, D, S - j0, sc, NULL);
     else attn_product(QB, 1, q, w->kt + j0, S, D, S - j0, sc, NULL);
   }
-  const __m256 ninf = _mm256_set1_ps(-INFINITY);
   for (int r = 0; r < QB; r++) {
     float *sr = w->scores + r * S;
     const float *rel = attention_rel_row(a->rel, a->R, h, i0 + (r < rows ? r : 0));
     attention_position_row(a->pos, b * a->heads + h, S, i0 + (r < rows ? r : 0), 0, S, 1.0f, sr); /* scaled below */
-    __m256 mx = ninf;
+    __m256 mx = _mm256_set1_ps(-INFINITY);
     for (int64_t j = 0; j < S; j += 8) /* scale, bias and mask; masked keys and lanes past S: -inf */
       mx = _mm256_max_ps(mx, j + 8 <= S ? attn_logits(0, a, w, sr, rel, j) : attn_logits(1, a, w, sr, rel, j));
-    const __m256 vmx = hmax_broadcast(mx);
-    if (_mm256_cvtss_f32(vmx) == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
+    const float rmax = _mm256_cvtss_f32(hmax_broadcast(mx));
+    if (rmax == -INFINITY) { /* every key masked: PyTorch gives NaN, the reference zeros */
       memset(sr, 0, (size_t)S * sizeof(float));
       inv[r] = 0.0f;
       continue;
     }
-    __m256 sum = _mm256_setzero_ps();
-    for (int64_t j = 0; j < S; j += 8)
-      sum = _mm256_add_ps(sum, j + 8 <= S ? attn_exp(0, sr, S, j, vmx) : attn_exp(1, sr, S, j, vmx));
-    inv[r] = 1.0f / _mm256_cvtss_f32(hsum_broadcast(sum));
+    inv[r] = 1.0f / exp_shifted(sr, sr, S, rmax);
   }
   const float *p[ATTN_QB];
   for (int r = 0; r < QB; r++) p[r] = w->scores + r * S;
