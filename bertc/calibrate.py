@@ -4,7 +4,8 @@
    and each op runs after the one before it), dense and pruned, each compiled once with --max-seq-len and
    run with bertc_run on the device at a ladder of lengths (1-256) and at each thread count. Every run
    times each of its ops (``bertc_run --bench`` reports each op's median), so one run yields a sample per
-   kernel call, in the context the kernel really runs in.
+   kernel call, in the context the kernel really runs in. Every point is timed in PASSES passes over the
+   whole grid, minutes apart, and its fastest pass counts: a busy minute does not become the model.
 2. **Fit.** Per kind of kernel and thread count, non-negative coefficients over its shape features
    (bertc/cost.py FEATURES: tile rows, weights from cache or from memory, ...) minimising relative
    error; the per-run overhead and the scale from the sum of ops to a whole run.
@@ -13,8 +14,9 @@
    as ``bertc bench`` times them, and the fitted model predicts each from its config alone (the search's
    fast path). The share within +-10%, Spearman rank correlation and mean absolute percentage error are
    printed and kept in the profile, per thread count, dense and sparse, and per band of length, with
-   whether GOAL was met. Each is timed in PASSES passes: how often they agree within 10% is the machine's
-   own noise floor, printed beside the fit, and a miss on a machine noisier than GOAL allows says so.
+   whether GOAL was met. They are timed in PASSES passes too: how often a configuration's passes agree within
+   10% is the machine's own noise floor, printed beside the fit (with the grid's), and a miss on a machine
+   noisier than GOAL allows says so.
 
 The profile records the CPU it was fitted on (bertc/cpu.py); ``bertc estimate`` and ``bertc search`` say
 when it is used on another. The measurements are kept beside it (PROFILE.measurements.json), so that
@@ -54,9 +56,9 @@ VOCAB = 4096  # small tables: the gather's cost does not depend on the vocabular
 # the candidates ranked right at each thread count and for dense and sparse models alike.
 GOAL = {"within_10pct": 0.9, "spearman": 0.97}
 MIN_BENCH_S = 0.3  # a short model is run this long at least: its median then rests on enough runs
-# A held-out measurement is the lower median of PASSES passes: on a shared machine a neighbour's burst slows a
-# whole pass (2-core cloud EPYC: one held-out model's pass medians 17.2, 19.5 and 24.2 ms), and a model can only
-# predict the machine undisturbed. The grid is timed once per point: its fit rests on thousands of op timings.
+# Every grid point and held-out configuration is timed in PASSES passes minutes apart (timed_passes), and its
+# fastest counts: on a shared machine a neighbour's burst slows a whole pass (2-core cloud EPYC: one held-out
+# model's pass medians 17.2, 19.5 and 24.2 ms), and a model can only predict the machine undisturbed.
 PASSES = 2
 LENGTH_BANDS = ((1, 16), (17, 64), (65, 512))  # real text's few tokens, a paragraph's, the fixed-length benchmark's
 
@@ -178,23 +180,55 @@ def _bench(model: DeviceModel, seq: int, runs: int, expect_ms: float | None = No
     return report
 
 
+def timed_passes(n: int, time_one, bar) -> list[list[dict[str, Any]]]:
+    """Each of ``n`` points timed in PASSES passes over all of them, every other pass in reverse order, so that a
+    point's timings lie minutes apart and a slow minute on a shared machine slows one of them, not all (2-core
+    cloud EPYC: grid points timed again 35 minutes later moved by up to 40%, both ways). Returns each point's
+    reports in pass order; ``time_one(i, reports)`` times point i, ``reports`` being the timings so far."""
+    reports: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for p in range(PASSES):
+        for i in range(n) if p % 2 == 0 else reversed(range(n)):
+            reports[i].append(time_one(i, reports))
+            bar.update(1)
+    return reports
+
+
+def fastest(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
+    """A point's pass with the lowest p50 (a model can only predict the machine undisturbed) and the spread of
+    its passes' p50s: slowest over fastest, less 1."""
+    best = min(reports, key=lambda r: r["p50_ms"])
+    return best, max(r["p50_ms"] for r in reports) / best["p50_ms"] - 1
+
+
 def measure(models: list[GridModel], threads: list[int], target: str, device: str | None, runs: int, work: Path,
             bar) -> list[dict[str, Any]]:
-    """One record per grid model, length and thread count: the run's p50 and mean, and each op's median."""
-    records = []
-    for i, gm in enumerate(models):
+    """One record per grid model, length and thread count: the run's p50 and mean, and each op's median, from
+    the fastest of its PASSES passes (``timed_passes``), with the spread of the passes."""
+    arts = []
+    for i, gm in enumerate(models):  # all compiled first: the passes then run back to back
         bar.set_postfix_str(f"grid {gm.label}: compiling")
-        art = _compile(gm.config, gm.prune, target, work / f"grid{i}.bertc", i, gm.dtype, max_seq_len=max(gm.lengths))
-        for t in threads:
-            model, last = DeviceModel(art.path, device=device, threads=t), None
-            for seq in sorted(gm.lengths):
-                bar.set_postfix_str(f"grid {gm.label} S{seq} T{t}")
-                r = _bench(model, seq, runs, last)
-                last = r["p50_ms"]
-                records.append({"config": gm.config, "prune": gm.prune, "dtype": gm.dtype, "seq": seq, "threads": t,
-                                "p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"], "ops_ms": r["ops_ms"],
-                                "ops": [[o["name"], o.get("p50_ms", o["ms"])] for o in r["ops"]]})
-                bar.update(1)
+        arts.append(_compile(gm.config, gm.prune, target, work / f"grid{i}.bertc", i, gm.dtype,
+                             max_seq_len=max(gm.lengths)))
+    points = [(i, t, seq) for i, gm in enumerate(models) for t in threads for seq in sorted(gm.lengths)]
+    loaded: dict[tuple[int, int], DeviceModel] = {}
+
+    def time_one(j: int, reports: list) -> dict[str, Any]:
+        i, t, seq = points[j]
+        bar.set_postfix_str(f"grid {models[i].label} S{seq} T{t}")
+        if (i, t) not in loaded:
+            loaded[i, t] = DeviceModel(arts[i].path, device=device, threads=t)
+        # the runs of a call sized by this point's earlier pass, or in the first by the shorter length's time
+        before = reports[j] or (reports[j - 1] if j and points[j - 1][:2] == (i, t) else [])
+        return _bench(loaded[i, t], seq, runs, before[0]["p50_ms"] if before else None)
+
+    records = []
+    for (i, t, seq), reps in zip(points, timed_passes(len(points), time_one, bar)):
+        r, spread = fastest(reps)
+        records.append({"config": models[i].config, "prune": models[i].prune, "dtype": models[i].dtype, "seq": seq,
+                        "threads": t, "p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"], "ops_ms": r["ops_ms"],
+                        "ops": [[o["name"], o.get("p50_ms", o["ms"])] for o in r["ops"]],
+                        "passes_p50_ms": [x["p50_ms"] for x in reps], "spread": round(spread, 4)})
+    for art in arts:
         shutil.rmtree(art.path, ignore_errors=True)
     return records
 
@@ -269,24 +303,30 @@ def _best_gflops(samples) -> float | None:
 
 def check(profile: Profile, cases: list[Case], target: str, device: str | None, runs: int, work: Path,
           bar) -> list[dict[str, Any]]:
-    """Each held-out case compiled at its length, timed end to end, and predicted from its config."""
-    rows = []
+    """Each held-out case compiled at its length, timed end to end as ``bertc bench`` times it (the fastest
+    p50 of PASSES passes over all cases, ``timed_passes``), and predicted from its config."""
+    models = []
     for j, case in enumerate(cases):
-        bar.set_postfix_str(f"held out {case.label}")
+        bar.set_postfix_str(f"held out {case.label}: compiling")
         art = _compile(case.config, case.prune, target, work / f"case{j}.bertc", 1000 + j, case.dtype, seq_len=case.seq)
-        model = DeviceModel(art.path, device=device, threads=case.threads)
-        first = _bench(model, case.seq, runs)
-        passes = [first["p50_ms"]] + [_bench(model, case.seq, runs, first["p50_ms"])["p50_ms"] for _ in range(PASSES - 1)]
-        measured = min(passes)
+        models.append(DeviceModel(art.path, device=device, threads=case.threads))
+
+    def time_one(j: int, reports: list) -> dict[str, Any]:
+        bar.set_postfix_str(f"held out {cases[j].label}")
+        return _bench(models[j], cases[j].seq, runs, reports[j][0]["p50_ms"] if reports[j] else None)
+
+    rows = []
+    for case, model, reps in zip(cases, models, timed_passes(len(cases), time_one, bar)):
+        best, spread = fastest(reps)
+        measured = best["p50_ms"]
         predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
                              dtype=case.dtype).total_ms
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
                      "int8": case.dtype == "int8",
                      "measured_ms": round(measured, 4), "predicted_ms": round(predicted, 4),
-                     "spread": round(max(passes) / measured - 1, 4),
+                     "spread": round(spread, 4),
                      "error": round((predicted - measured) / measured, 4)})
-        shutil.rmtree(art.path, ignore_errors=True)
-        bar.update(1)
+        shutil.rmtree(model.path, ignore_errors=True)
     return rows
 
 
@@ -307,7 +347,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     records = _read_measurements(refit) if refit else None
     models = [] if records else grid(size, int8)
     checks = holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
-    bar = tqdm(total=sum(len(m.lengths) for m in models) * len(threads) + len(checks), desc="bertc calibrate",
+    bar = tqdm(total=(sum(len(m.lengths) for m in models) * len(threads) + len(checks)) * PASSES, desc="bertc calibrate",
                unit="run", file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bertc-calibrate-") as tmp:
@@ -325,7 +365,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                        "run_overhead_ms": "median over the grid of a run's mean time minus the sum of its ops' means",
                        "run_scale": "median over the grid of a run's p50 over the sum of its fitted ops",
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
-    data["quality"] = {**report(rows), "holdout_seed": seed, "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
+    data["quality"] = {**report(rows), "grid_repeatability": repeatability(records), "holdout_seed": seed, "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
                        "seconds": round(time.perf_counter() - t0, 1)}
     data["calibrated"] = {"device": where, "date": date.today().isoformat()}
     if out is not None:
@@ -347,7 +387,7 @@ def check_profile(spec: str | Path, target: str = "host", device: str | None = N
 
     profile = load_profile(spec, target)
     checks = holdout(holdout_n, threads or [1, 2], seed, **(holdout_limits or {}), int8=int8)
-    bar = tqdm(total=len(checks), desc="bertc calibrate --check", unit="run", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=len(checks) * PASSES, desc="bertc calibrate --check", unit="run", file=sys.stderr, disable=not progress)
     with tempfile.TemporaryDirectory(prefix="bertc-check-") as tmp:
         rows = check(profile, checks, target, device, runs, Path(tmp), bar)
     bar.close()
@@ -415,9 +455,9 @@ def goal_misses(groups: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def repeatability(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """How well the machine agrees with itself: the share of held-out configurations whose PASSES pass medians lie
-    within 10% of each other, and the median spread (slowest over fastest, less 1). Where fewer than GOAL's
-    share agree, no model can be shown to meet GOAL on this machine until it is quieter."""
+    """How well the machine agrees with itself: the share of held-out configurations (or grid points) whose PASSES
+    pass medians lie within 10% of each other, and the median spread (slowest over fastest, less 1). Where fewer
+    than GOAL's share agree, no model can be shown to meet GOAL on this machine until it is quieter."""
     spreads = [r["spread"] for r in rows if r.get("spread") is not None]
     if not spreads:
         return None
@@ -449,6 +489,10 @@ def format_quality(q: dict[str, Any]) -> str:
     if noise:
         lines.append(f"timing noise: the {PASSES} passes of {noise['within_10pct']:.0%} of the held-out configurations "
                      f"agreed within 10% (median spread {noise['median_spread']:.1%})")
+    grid = q.get("grid_repeatability")
+    if grid:
+        lines.append(f"and those of {grid['within_10pct']:.0%} of the grid's {grid['configs']} points (median spread "
+                     f"{grid['median_spread']:.1%}); each counts at its fastest pass")
     if q.get("goal_misses"):
         lines.append("\nGOAL MISSED: " + "; ".join(q["goal_misses"]) + ". A busy machine scatters the timings: "
                      "run again when it is idle (and with more --runs); if it still misses, the cost model does not "

@@ -15,7 +15,7 @@ from bertc.passes import PassContext
 from torch_mlir import ir
 
 import bertc
-from bertc.calibrate import calibrate, format_quality, measurements_path, report
+from bertc.calibrate import PASSES, calibrate, format_quality, measurements_path, report
 from bertc.cli import main as cli
 from bertc.cost import COST_MODEL, FEATURES, Profile, estimate, load_profile, quality
 from bertc.cpu import parse_cpuinfo, read_cpu
@@ -277,6 +277,9 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     # the measurements are kept: --refit fits the same coefficients from them without timing the grid
     kept = json.loads(measurements_path(out).read_text())
     assert kept["cpu"] == saved.data["cpu"] and all(r["p50_ms"] > 0 and r["ops"] for r in kept["records"])
+    # each grid point was timed in PASSES passes, and its fastest is what was fitted; the report says how they agreed
+    assert all(len(r["passes_p50_ms"]) == PASSES and r["p50_ms"] == min(r["passes_p50_ms"]) for r in kept["records"])
+    assert q["grid_repeatability"]["configs"] == len(kept["records"]) and "of the grid's" in format_quality(q)
     again, _ = calibrate("host", None, [1], holdout_n=1, out=tmp_path / "again.json", progress=False,
                          refit=measurements_path(out), holdout_limits={"max_layers": 1, "max_hidden": 128, "max_seq": 8})
     assert again.data["fitted"] == saved.data["fitted"]
