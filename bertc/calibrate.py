@@ -29,6 +29,7 @@ when it is used on another. The measurements are kept beside it (PROFILE.measure
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -45,10 +46,22 @@ from typing import Any
 import numpy as np
 
 from .api import compile as compile_model
-from .cost import COST_MODEL, Profile, config_ops, device_cpu, estimate, fit_kind, fitted_cost, load_profile, quality
+from .cost import (
+    COST_MODEL,
+    Profile,
+    closest_builtin,
+    config_ops,
+    device_cpu,
+    estimate,
+    fit_kind,
+    fitted_cost,
+    load_profile,
+    quality,
+)
 from .cpu import describe
 from .device import DeviceModel
 from .errors import BertcError
+from .targets import host_cpu_as
 
 PATTERNS = ["16x1", "8x1", "4x1", "1x4", "2:4"]
 VOCAB = 4096  # small tables: the gather's cost does not depend on the vocabulary
@@ -330,6 +343,27 @@ def check(profile: Profile, cases: list[Case], target: str, device: str | None, 
     return rows
 
 
+def repredict(profile: Profile, earlier: str | Path | None, target: str) -> list[dict[str, Any]]:
+    """The held-out timings an earlier profile at ``earlier`` kept (its quality's rows, timed on its own CPU),
+    predicted again by ``profile``: how a re-fit on another machine does on them. [] where there are none, or they
+    are not the held-out set of its seed."""
+    try:
+        q = json.loads(Path(earlier).read_text())["quality"]
+        rows, seed = q["measured"], q["holdout_seed"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return []
+    cases = holdout(len(rows), sorted({r["threads"] for r in rows}), seed, int8=any(r.get("int8") for r in rows))
+    if not rows or [c.label for c in cases] != [r["config"] for r in rows]:
+        return []
+    out = []
+    for case, r in zip(cases, rows):
+        predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
+                             dtype=case.dtype).total_ms
+        out.append({**r, "predicted_ms": round(predicted, 4),
+                    "error": round((predicted - r["measured_ms"]) / r["measured_ms"], 4)})
+    return out
+
+
 def calibrate(target: str = "host", device: str | None = None, threads: list[int] | None = None, size: str = "full",
               holdout_n: int = 30, out: str | Path | None = None, runs: int = 5, seed: int = 7,
               progress: bool = True, holdout_limits: dict[str, int] | None = None,
@@ -344,28 +378,41 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     cores = (cpu or {}).get("cores") or base.data["cores"]
     if max(threads) > cores and device in (None, "host"):
         raise BertcError(f"--threads {max(threads)} is more than this machine's {cores} cores")
-    records = _read_measurements(refit) if refit else None
+    records, measured_on = _read_measurements(refit) if refit else (None, None)
+    # another CPU's measurements (the kernels they ran differ from this one's): fitted with that CPU's kernels and
+    # tiles (host_cpu_as), its caches and record; the held-out set cannot be timed here, so it is not checked
+    foreign = bool(measured_on and cpu and target == "host" and set(measured_on.get("features", [])) != set(
+        cpu.get("features", [])))
+    if foreign:
+        cpu, base = measured_on, load_profile(closest_builtin("host", measured_on), target)
     models = [] if records else grid(size, int8)
-    checks = holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
+    checks = [] if foreign else holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
     bar = tqdm(total=(sum(len(m.lengths) for m in models) * len(threads) + len(checks)) * PASSES, desc="bertc calibrate",
                unit="run", file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bertc-calibrate-") as tmp:
         if records is None:
             records = measure(models, threads, target, device, runs, Path(tmp), bar)
-        data = fit_profile(base.data, records, target, cpu)
-        profile = Profile(data["name"], data)
-        rows = check(profile, checks, target, device, runs, Path(tmp), bar)
+        with host_cpu_as(cpu["features"]) if foreign else contextlib.nullcontext():
+            data = fit_profile(base.data, records, target, cpu)
+            profile = Profile(data["name"], data)
+            rows = repredict(profile, out, target) if foreign else check(profile, checks, target, device, runs,
+                                                                          Path(tmp), bar)
     bar.close()
     where = device or "host"
     data["sources"] = {**data.get("sources", {}),
-                       "fitted": f"bertc calibrate --target {target} --device {where} on {date.today().isoformat()}: "
+                       "fitted": ("refitted on another CPU from these measurements " if foreign else "") +
+                                 f"bertc calibrate --target {target} --device {where} on {date.today().isoformat()}: "
                                  f"{len(records)} runs of grid models at their lengths and thread counts, per-op "
                                  "medians from bertc_run --bench, non-negative least squares on relative error",
                        "run_overhead_ms": "median over the grid of a run's mean time minus the sum of its ops' means",
                        "run_scale": "median over the grid of a run's p50 over the sum of its fitted ops",
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
-    data["quality"] = {**report(rows), "grid_repeatability": repeatability(records), "holdout_seed": seed, "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
+    data["quality"] = {**report(rows), "grid_repeatability": repeatability(records), "holdout_seed": seed,
+                       **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "
+                           "held-out set can only be timed on it (`bertc calibrate --check PROFILE` there)" + (
+                               f"; its timings kept in {out} are predicted again" if rows else "")}
+                          if foreign else {}), "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
                        "seconds": round(time.perf_counter() - t0, 1)}
     data["calibrated"] = {"device": where, "date": date.today().isoformat()}
     if out is not None:
@@ -399,15 +446,18 @@ def measurements_path(profile_path: str | Path) -> Path:
     return p.with_name(p.stem + ".measurements.json")
 
 
-def _read_measurements(path: str | Path) -> list[dict[str, Any]]:
+def _read_measurements(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The records of a measurements file and the CPU they were measured on (None where not recorded)."""
     try:
         data = json.loads(Path(path).read_text())
         records = data["records"]
         assert isinstance(records, list) and records and all("ops" in r and "seq" in r for r in records)
+        cpu = data.get("cpu")
+        assert cpu is None or isinstance(cpu, dict) and isinstance(cpu.get("features", []), list)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
         raise BertcError(f"--refit {path}: not the measurements file `bertc calibrate` writes beside its profile "
                          f"(PROFILE.measurements.json): {e}") from None
-    return records
+    return records, cpu
 
 
 def _write(path: Path, data: dict[str, Any], indent: int | None = 1) -> None:
@@ -472,7 +522,7 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_quality(q: dict[str, Any]) -> str:
-    lines = [f"{'held-out configuration':<44} {'measured ms':>12} {'predicted ms':>13} {'error':>8}"]
+    lines = [f"{'held-out configuration':<44} {'measured ms':>12} {'predicted ms':>13} {'error':>8}"] if q.get("measured") else []
     for r in q.get("measured", []):
         flag = "" if abs(r["error"]) <= 0.1 else "  > 10%"
         lines.append(f"{r['config']:<44} {r['measured_ms']:>12.3f} {r['predicted_ms']:>13.3f} {r['error']:>+8.1%}{flag}")
@@ -493,6 +543,8 @@ def format_quality(q: dict[str, Any]) -> str:
     if grid:
         lines.append(f"and those of {grid['within_10pct']:.0%} of the grid's {grid['configs']} points (median spread "
                      f"{grid['median_spread']:.1%}); each counts at its fastest pass")
+    if q.get("not_checked"):
+        lines.append(f"\nnot checked: {q['not_checked']}")
     if q.get("goal_misses"):
         lines.append("\nGOAL MISSED: " + "; ".join(q["goal_misses"]) + ". A busy machine scatters the timings: "
                      "run again when it is idle (and with more --runs); if it still misses, the cost model does not "

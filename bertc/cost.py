@@ -192,9 +192,10 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
             blocks = max(1, round(sp["density"] * rows * cols))
             kept = blocks * p.r * p.c
             klass = f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"
-            f = {"dispatch": 1, klass: 2.0 * m * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks,
-                 "blocks": blocks, **weight_stream(wkey, kept, m)}
             i8 = weight_dtype(op) == "i8"  # (priced as the fp32 sparse kernel: no int8 sparse timings fitted yet)
+            work = m if i8 else sparse_rows(m, p.r, p.c, target)
+            f = {"dispatch": 1, klass: 2.0 * work * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks,
+                 "blocks": blocks, **weight_stream(wkey, kept, m)}
             return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""), "linear_sparse", f,
                           2.0 * m * kept, 4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} "
                           f"sparse{' int8' if i8 else ''} {sp['density']:.0%}")
@@ -276,6 +277,28 @@ def gemm_rows(m: int, mr: int, isa: str) -> int:
         rows += max(t, min(MIN_TILE_ROWS, mr))
         left -= t
     return rows
+
+
+def sparse_rows(m: int, r: int, c: int, target) -> int:
+    """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
+    sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 9
+    tokens cost 32 rows of 1x4 blocks on AVX2; at a few rows a few-rows tile does m. The grid times 1-8 and
+    multiples of 32 tokens, where the two agree; held-out lengths between them missed by up to -63%. Other
+    kernels (int8 sparse, the portable C): m."""
+    if target.isa not in ("avx2", "neon"):
+        return m
+    lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
+    if r in (lanes, 2 * lanes) or (r == 4 * lanes and r <= 16):  # by columns: rows in registers
+        nv = r // lanes
+        mr = min((vregs - nv - 3) // nv, 16)
+    elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
+        mr = min((vregs - 4) // (r + 1), 32 // lanes) * lanes
+        few_lanes = 4 if r == 1 and c == 4 else r
+        if 1 <= m <= 8 and (1 if r >= 4 or few_lanes == 4 else 2) * m * lanes <= mr * few_lanes:
+            return m  # the few-rows tile
+    else:
+        mr = 16  # the generic tile
+    return -(-m // mr) * mr
 
 
 WEIGHT_BYTES = {"f32": 4, "f16": 2, "i8": 1}  # a packed weight's bytes by its --dtype

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import platform
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -178,8 +180,28 @@ CROSS = {
 }
 
 
-@cache
+# host_cpu_as's stack: the CPU features the host target is built for, where not this machine's
+_FLAGS_AS: list[frozenset[str]] = []
+
+
+@contextmanager
+def host_cpu_as(features: Iterable[str]) -> Iterator[None]:
+    """Within it, the host target is that of a CPU with these kernel features (bertc/cpu.py's record): `bertc
+    calibrate --refit` prices another CPU's measurements with the kernels and tiles that CPU ran. Not for use
+    from several threads at once: the host target is process-wide."""
+    _FLAGS_AS.append(frozenset(features))
+    try:
+        yield
+    finally:
+        _FLAGS_AS.pop()
+
+
 def _host_flags() -> frozenset[str]:
+    return _FLAGS_AS[-1] if _FLAGS_AS else _cpuinfo_flags()
+
+
+@cache
+def _cpuinfo_flags() -> frozenset[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -116,6 +116,8 @@ def test_gemm_rows_follow_the_kernels_tiles():
 
 
 def test_fitted_arithmetic_and_sparse_forms_by_hand():
+    from bertc.cost import sparse_rows
+
     coef = {k: [0.0] * len(v) for k, v in FEATURES.items()}
     coef["linear"][:2] = [0.5, 1e-6]  # dispatch and FLOPs only
     coef["linear_sparse"][:2] = [0.25, 2e-6]
@@ -131,7 +133,8 @@ def test_fitted_arithmetic_and_sparse_forms_by_hand():
     if "linear_sparse" in kinds:  # the host's measured rates keep 16x1 at 25% sparse
         sp = next(o for o in forced.ops if o.kind == "linear_sparse" and o.op == "bertc.linear [1, 8, 128]")
         blocks = round(0.25 * (128 // 16) * 64)
-        assert sp.flops == 2 * 8 * blocks * 16 and sp.ms == pytest.approx(0.25 + 2e-6 * sp.flops)
+        work = 2 * sparse_rows(8, 16, 1, get_target("host")) * blocks * 16  # FMAs at the tile's rows, FLOPs at 8
+        assert sp.flops == 2 * 8 * blocks * 16 and sp.ms == pytest.approx(0.25 + 2e-6 * work)
         assert forced.weights_bytes < dense.weights_bytes
 
 
@@ -439,3 +442,52 @@ def test_bad_length_options_say_what_is_wrong(argv, message, tmp_path, capsys, m
     (tmp_path / "config.json").write_text(json.dumps(SMALL))
     assert cli(["estimate", "config.json", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
+    """runtime/kernels/sparse_gemm.h computes whole row tiles whatever the rows: on AVX2 1x4 blocks by rows of 32 (9
+    tokens cost what 32 do), 4x1 of 16, 16x1 by columns of 5; at 1-8 tokens a few-rows tile computes just those
+    (1x1 at 1-2 only). On AVX-512 16x1 goes by columns of 16. The grid times 1-8 and multiples of 32 tokens,
+    where rows and tiles agree, so only the held-out lengths between them showed it (-63% at 9 tokens)."""
+    from bertc.cost import config_ops, sparse_rows
+    from bertc.targets import host_cpu_as
+
+    with host_cpu_as(["avx2", "fma"]):
+        t = get_target("host")
+        assert [sparse_rows(m, 1, 4, t) for m in (1, 8, 9, 32, 33)] == [1, 8, 32, 32, 64]
+        assert [sparse_rows(m, 4, 1, t) for m in (4, 8, 9, 17)] == [4, 8, 16, 32]
+        assert [sparse_rows(m, 16, 1, t) for m in (1, 5, 6)] == [5, 5, 10]
+        assert (sparse_rows(2, 1, 1, t), sparse_rows(3, 1, 1, t)) == (2, 32)
+        nine, full = ([o for o in config_ops(SMALL, "host", n, prune="1x4@0.25") if o.kind == "linear_sparse"]
+                      for n in (9, 32))
+        assert nine and all(a.features["flops_r1"] == b.features["flops_r1"] and a.flops < b.flops
+                            for a, b in zip(nine, full))
+    with host_cpu_as(["avx2", "fma", "avx512f"]):
+        assert [sparse_rows(m, 16, 1, get_target("host")) for m in (1, 16, 17)] == [16, 16, 32]
+
+
+def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_path):
+    """`bertc calibrate --refit` of measurements taken on another kind of CPU fits them with that CPU's kernels and
+    tiles, records that CPU, and, since its held-out set cannot be timed here, predicts again the held-out timings
+    the profile at -o kept from it, saying so."""
+    from bertc.calibrate import fit_profile
+    from bertc.cost import PROFILES_DIR
+    from bertc.targets import host_cpu_as
+
+    meas = json.loads((PROFILES_DIR / "host-avx512.measurements.json").read_text())
+    here = read_cpu()
+    other = {**meas["cpu"], "features": ["avx2", "f16c", "fma"] if "avx512f" in here["features"]
+             else meas["cpu"]["features"]}
+    records = [r for r in meas["records"] if r["seq"] <= 8][:24]
+    (tmp_path / "m.json").write_text(json.dumps({**meas, "cpu": other, "records": records}))
+    out = tmp_path / "p.json"
+    out.write_text((PROFILES_DIR / "host-avx512.json").read_text())  # the earlier profile, with its held-out timings
+    earlier = json.loads(out.read_text())["quality"]["measured"]
+    profile, q = calibrate("host", None, [1, 2], refit=tmp_path / "m.json", out=out, progress=False)
+    assert profile.data["cpu"] == other and "another CPU" in q["not_checked"] and "not checked" in format_quality(q)
+    with host_cpu_as(other["features"]):
+        theirs = fit_profile(load_profile("host-avx2").data, records, "host", other)["fitted"]
+    mine = fit_profile(load_profile("host-avx2").data, records, "host", here)["fitted"]
+    assert profile.data["fitted"] == theirs != mine  # its tiles, not this machine's
+    assert [r["measured_ms"] for r in q["measured"]] == [r["measured_ms"] for r in earlier]
+    assert [r["predicted_ms"] for r in q["measured"]] != [r["predicted_ms"] for r in earlier]
