@@ -284,7 +284,7 @@ def sparse_rows(m: int, r: int, c: int, target) -> int:
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 9
     tokens cost 32 rows of 1x4 blocks on AVX2; at a few rows a few-rows tile does m. The grid times 1-8 and
     multiples of 32 tokens, where the two agree; held-out lengths between them missed by up to -63%. Other
-    kernels (int8 sparse, the portable C): m."""
+    kernels (int8 sparse, the portable C, the generic tile of any other r): m."""
     if target.isa not in ("avx2", "neon"):
         return m
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
@@ -297,7 +297,7 @@ def sparse_rows(m: int, r: int, c: int, target) -> int:
         if 1 <= m <= 8 and (1 if r >= 4 or few_lanes == 4 else 2) * m * lanes <= mr * few_lanes:
             return m  # the few-rows tile
     else:
-        mr = 16  # the generic tile
+        return m  # the generic tile: a scalar loop over the rows there are
     return -(-m // mr) * mr
 
 
