@@ -331,16 +331,18 @@ def check(profile: Profile, cases: list[Case], target: str, device: str | None, 
     rows = []
     for case, model, reps in zip(cases, models, timed_passes(len(cases), time_one, bar)):
         best, spread = fastest(reps)
-        measured = best["p50_ms"]
-        predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
-                             dtype=case.dtype).total_ms
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
-                     "int8": case.dtype == "int8",
-                     "measured_ms": round(measured, 4), "predicted_ms": round(predicted, 4),
-                     "spread": round(spread, 4),
-                     "error": round((predicted - measured) / measured, 4)})
+                     "int8": case.dtype == "int8", "measured_ms": round(best["p50_ms"], 4), "spread": round(spread, 4),
+                     **_predicted(profile, case, target, best["p50_ms"])})
         shutil.rmtree(model.path, ignore_errors=True)
     return rows
+
+
+def _predicted(profile: Profile, case: Case, target: str, measured_ms: float) -> dict[str, float]:
+    """``profile``'s prediction of a held-out case from its config alone (the search's fast path), and its error."""
+    predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
+                         dtype=case.dtype).total_ms
+    return {"predicted_ms": round(predicted, 4), "error": round((predicted - measured_ms) / measured_ms, 4)}
 
 
 def repredict(profile: Profile, earlier: str | Path | None, target: str) -> list[dict[str, Any]]:
@@ -355,13 +357,7 @@ def repredict(profile: Profile, earlier: str | Path | None, target: str) -> list
     cases = holdout(len(rows), sorted({r["threads"] for r in rows}), seed, int8=any(r.get("int8") for r in rows))
     if not rows or [c.label for c in cases] != [r["config"] for r in rows]:
         return []
-    out = []
-    for case, r in zip(cases, rows):
-        predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
-                             dtype=case.dtype).total_ms
-        out.append({**r, "predicted_ms": round(predicted, 4),
-                    "error": round((predicted - r["measured_ms"]) / r["measured_ms"], 4)})
-    return out
+    return [{**r, **_predicted(profile, case, target, r["measured_ms"])} for case, r in zip(cases, rows)]
 
 
 def calibrate(target: str = "host", device: str | None = None, threads: list[int] | None = None, size: str = "full",
@@ -541,8 +537,8 @@ def format_quality(q: dict[str, Any]) -> str:
                      f"agreed within 10% (median spread {noise['median_spread']:.1%})")
     grid = q.get("grid_repeatability")
     if grid:
-        lines.append(f"and those of {grid['within_10pct']:.0%} of the grid's {grid['configs']} points (median spread "
-                     f"{grid['median_spread']:.1%}); each counts at its fastest pass")
+        lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "
+                     f"agreed within 10% (median spread {grid['median_spread']:.1%}); each counts at its fastest")
     if q.get("not_checked"):
         lines.append(f"\nnot checked: {q['not_checked']}")
     if q.get("goal_misses"):
