@@ -103,6 +103,52 @@ def weight_stream(key: str, weights: float, m: int) -> dict[str, float]:
     return {key: weights, **{f"{key}_h{h}": weights * max(0.0, 1.0 - m / h) for h in WEIGHT_HINGES}}
 
 
+_CACHED = _weight_features("weights")
+
+
+def spill(features: dict[str, float], share: float) -> dict[str, float]:
+    """A GEMM's features with ``share`` of its weight stream moved from the cached features to the weights_dram
+    ones (WeightCache.dram_share)."""
+    if share <= 0.0:
+        return features
+    out = dict(features)
+    for key in _CACHED:
+        v = features.get(key, 0.0)
+        out[key] = v * (1.0 - share)
+        out[key.replace("weights", "weights_dram")] = out.get(key.replace("weights", "weights_dram"), 0.0) + v * share
+    return out
+
+
+@dataclass(frozen=True)
+class WeightCache:
+    """How much of a model's GEMM weights stays cached from one run to the next. ``all_or_nothing``: all of it
+    up to ``bytes`` (the last-level cache), none beyond; else the share of the weights beyond ``bytes`` streams
+    from memory and the rest stays cached, so a 28 MiB model pays part of what a 60 MiB one does. On a 2-vCPU
+    cloud EPYC (32 MiB L3 shared with other guests) 1-token GEMMs stream their weights at 40-46 GB/s a core up to
+    20 MiB of weights, 22 GB/s at 28 MiB and 15-20 GB/s from 50 MiB: no one size splits them in two.
+    ``bertc calibrate`` chooses the split that predicts the grid best (calibrate.choose_weight_cache)."""
+
+    bytes: int
+    all_or_nothing: bool = False
+
+    def dram_share(self, weight_bytes: float) -> float:
+        """The share of the weights that each run streams from memory."""
+        if weight_bytes <= 0:
+            return 0.0
+        if self.all_or_nothing:
+            return 1.0 if weight_bytes > self.bytes else 0.0
+        return max(0.0, 1.0 - self.bytes / weight_bytes)
+
+    def label(self) -> str:
+        mib = self.bytes / 2**20
+        return f"all or none at {mib:g} MiB" if self.all_or_nothing else f"the share beyond {mib:g} MiB"
+
+    def describe(self) -> str:
+        mib = self.bytes / 2**20
+        return (f"all of them cached up to {mib:g} MiB, none beyond" if self.all_or_nothing else
+                f"the share beyond {mib:g} MiB streamed from memory")
+
+
 @dataclass
 class OpCost:
     index: int  # position among the ops that run a kernel (bertc_run's per-op order)
@@ -114,6 +160,7 @@ class OpCost:
     bytes: float
     ms: float = 0.0
     detail: str = ""  # "gelu", "16x1 sparse 25%", ...
+    weight_bytes: int = 0  # the GEMM weights it reads, as stored (all of them cached: see module_ops)
 
     @property
     def gflops(self) -> float:
@@ -165,10 +212,10 @@ class Estimate:
 _shape = shape_of
 
 
-def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | None:
+def op_features(op, index: int, target) -> OpCost | None:
     """The kind, kernel, features, FLOPs and bytes of one op after --plan-memory; None for ops that
-    run no kernel (the dialect's constant and view ops, func.return). ``from_dram``: the GEMM weights
-    do not stay cached. The kind and kernel are the op's OpTraits (dialects/bertc.py); a linear runs
+    run no kernel (the dialect's constant and view ops, func.return). A GEMM's weights are priced as cached
+    here; module_ops moves the share that streams from memory. The kind and kernel are the op's OpTraits (dialects/bertc.py); a linear runs
     the packed or the sparse variant of its kernel (runtime/kernels/kernels.h)."""
     name = op.operation.name
     traits = B.traits_of(name)
@@ -184,8 +231,8 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
         m = math.prod(_shape(op.operands[0])[:-1])
         act = op.attributes["activation"].value
         gelu = m * n if act in TRANSCENDENTAL else 0
-        wkey = "weights_dram" if from_dram else "weights"
         sp = sparsity(op)
+        stored = n * k * WEIGHT_BYTES[weight_dtype(op)]  # as gemm_weight_bytes counts them
         if sp is not None and sp["format"] == "sparse":
             p = parse_pattern(sp["pattern"])
             rows, cols = -(-n // p.r), -(-k // p.c)
@@ -195,10 +242,10 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
             i8 = weight_dtype(op) == "i8"  # (priced as the fp32 sparse kernel: no int8 sparse timings fitted yet)
             work = m if i8 else sparse_rows(m, p.r, p.c, target)
             f = {"dispatch": 1, klass: 2.0 * work * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks,
-                 "blocks": blocks, **weight_stream(wkey, kept, m)}
+                 "blocks": blocks, **weight_stream("weights", kept, m)}
             return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""), "linear_sparse", f,
                           2.0 * m * kept, 4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} "
-                          f"sparse{' int8' if i8 else ''} {sp['density']:.0%}")
+                          f"sparse{' int8' if i8 else ''} {sp['density']:.0%}", weight_bytes=int(stored * sp["density"]))
         if weight_dtype(op) == "i8":
             # x86's int8 tile has an instance per row count (q8_tile_any) and spends its instructions per row, so a
             # 1-row GEMM costs a quarter of a 4-row one there (the grid: MiniLM-like 4 x 384 at 1 thread, 0.24 ms at
@@ -207,16 +254,16 @@ def op_features(op, index: int, target, from_dram: bool = False) -> OpCost | Non
             mp = m if target.isa == "avx2" else gemm_rows(m, tile.mr, "int8")
             np_, kq = -(-n // tile.nr) * tile.nr, -(-k // 4) * 4
             f = {"dispatch": 1, "macs": float(mp * np_ * kq), "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
-                 **weight_stream(wkey, n * k, m)}
+                 **weight_stream("weights", n * k, m)}
             return OpCost(index, label, f"{traits.kernel}_packed_i8", "linear_i8", f, 2.0 * m * n * k,
-                          4.0 * (m * k + m * n) + n * k, detail=f"{act}, int8")
+                          4.0 * (m * k + m * n) + n * k, detail=f"{act}, int8", weight_bytes=stored)
         tile = target.tile
         mp, np_ = gemm_rows(m, tile.mr, target.isa), -(-n // tile.nr) * tile.nr  # whole panels of nr columns
         f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
-             **weight_stream(wkey, n * k, m)}
+             **weight_stream("weights", n * k, m)}
         detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
         return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
-                      detail=detail)
+                      detail=detail, weight_bytes=stored)
     if kind == "attention":
         # Q|K|V rows [B,S,3H], or Q|K rows and V's apart (MobileBERT): the same reads, FLOPs and features
         b, s, h = _shape(op.results[0])
@@ -317,15 +364,25 @@ def gemm_weight_bytes(module, as_stored: bool = True) -> int:
     return total
 
 
-def module_ops(module, target, cache_bytes: int | None = None) -> list[OpCost]:
-    """The priced ops of a module after --plan-memory; ``cache_bytes`` is the device's last-level cache."""
-    from_dram = cache_bytes is not None and gemm_weight_bytes(module) > cache_bytes
+def module_ops(module, target, cache: WeightCache | None = None) -> list[OpCost]:
+    """The priced ops of a module after --plan-memory; ``cache``: how much of its GEMM weights the device keeps
+    cached between runs (None: all of them)."""
     ops, i = [], 0
     for op in func_ops(module.operation):
-        c = op_features(op, i, target, from_dram)
+        c = op_features(op, i, target)
         if c is not None:
             ops.append(c)
             i += 1
+    return with_cache(ops, cache)
+
+
+def with_cache(ops: list[OpCost], cache: WeightCache | None) -> list[OpCost]:
+    """``ops`` (priced with all weights cached) with the share of each GEMM's weight stream that ``cache`` sends
+    to memory moved to its weights_dram features."""
+    share = cache.dram_share(sum(o.weight_bytes for o in ops)) if cache else 0.0
+    for o in ops:
+        if o.weight_bytes:
+            o.features = spill(o.features, share)
     return ops
 
 
@@ -365,9 +422,14 @@ class Profile:
         return kind * (roof["dispatch_us"] / 1e3 + max(compute, memory))
 
     @property
-    def cache_bytes(self) -> int | None:
-        """The last-level cache: GEMM weights beyond it are streamed from memory on every run."""
-        return max(self.data.get("caches", {}).values(), default=None)
+    def weight_cache(self) -> WeightCache | None:
+        """How much of a model's GEMM weights stays cached between runs: the split ``bertc calibrate`` chose
+        (its "weight_cache"), else all of them up to the last-level cache and none beyond."""
+        chosen = self.data.get("weight_cache")
+        if chosen is not None:
+            return WeightCache(int(chosen["bytes"]), bool(chosen.get("all_or_nothing", False)))
+        llc = max(self.data.get("caches", {}).values(), default=None)
+        return None if llc is None else WeightCache(int(llc), all_or_nothing=True)
 
     def overhead_ms(self, threads: int) -> float:
         return float(self.data.get("run_overhead_ms", {}).get(str(threads), self.data["roofline"].get("run_overhead_ms", 0.0)))
@@ -511,7 +573,7 @@ def _pipeline(target: str, prune: str | None, dtype: str = "fp32") -> list[str]:
 
 
 def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
-               cache_bytes: int | None = None, dtype: str = "fp32") -> list[OpCost]:
+               cache: WeightCache | None = None, dtype: str = "fp32") -> list[OpCost]:
     """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py."""
     with make_context(), ir.Location.unknown():
         module, _ = _config_module(config, target, seq_len, 1)
@@ -519,7 +581,7 @@ def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
         ctx = PassContext()
         for flag in lowering(_pipeline(target, prune, dtype)):
             run_pass(module, flag, ctx)
-        return module_ops(module, get_target(target), cache_bytes)
+        return module_ops(module, get_target(target), cache)
 
 
 def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 128, batch: int = 1, *,
@@ -550,7 +612,7 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         ctx = PassContext(weights=weights)
         for flag in passes:
             run_pass(module, flag, ctx)
-        ops = module_ops(module, tgt, prof.cache_bytes)
+        ops = module_ops(module, tgt, prof.weight_cache)
         for o in ops:
             o.ms = prof.op_ms(o, threads)
         arena = module.operation.attributes["bertc.arena_bytes"].value

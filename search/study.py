@@ -186,22 +186,22 @@ class Study:
         """Milliseconds for ``cand`` under each profile, in the study's terms (its lengths' points, combined).
         The passes run once per candidate and length (the ops do not depend on the profile); each round prices
         them with that round's re-fitted profile."""
-        per_length = self._ops_of(cand, teacher_config, profiles[0].cache_bytes)
+        per_length = self._ops_of(cand, teacher_config, profiles[0].weight_cache)
         return [self.lengths.combine([p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops)
                                       for ops in per_length]) for p in profiles]
 
-    def _ops_of(self, cand: Candidate, teacher_config, cache_bytes) -> list[list]:
+    def _ops_of(self, cand: Candidate, teacher_config, cache) -> list[list]:
         ops = self._ops.get(cand)
         if ops is None:
             config = cand.config(teacher_config).to_dict()
             ops = self._ops[cand] = [config_ops(config, self.settings.target, n, prune=cand.sparsity,
-                                                cache_bytes=cache_bytes, dtype=cand.precision)
+                                                cache=cache, dtype=cand.precision)
                                      for n in self.lengths.points]
         return ops
 
     def kind_ms(self, cand: Candidate, teacher_config, profile, kind: str) -> float:
         """The part of ``cand``'s prediction under ``profile`` spent in ops of ``kind`` (linear_sparse, linear_i8)."""
-        per_length = self._ops_of(cand, teacher_config, profile.cache_bytes)
+        per_length = self._ops_of(cand, teacher_config, profile.weight_cache)
         return self.lengths.combine([sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == kind)
                                      for ops in per_length])
 

@@ -4,6 +4,7 @@ configs and targets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -491,3 +492,75 @@ def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_p
     assert profile.data["fitted"] == theirs != mine  # its tiles, not this machine's
     assert [r["measured_ms"] for r in q["measured"]] == [r["measured_ms"] for r in earlier]
     assert [r["predicted_ms"] for r in q["measured"]] != [r["predicted_ms"] for r in earlier]
+
+
+def test_a_weight_cache_sends_the_share_of_weights_beyond_it_to_memory(tmp_path):
+    """A profile without a chosen split keeps all GEMM weights cached up to its last-level cache and none beyond
+    (the model before); with calibrate's "weight_cache", the share of a model's weights beyond its bytes is priced
+    as streamed from memory and the rest as cached, each GEMM alike, and the estimate grows with that share."""
+    from bertc.cost import WeightCache, gemm_weight_bytes, spill
+
+    cfg = {**SMALL, "num_hidden_layers": 2}
+    assert WeightCache(100).dram_share(400) == 0.75 and WeightCache(100).dram_share(80) == 0.0
+    assert [WeightCache(100, all_or_nothing=True).dram_share(w) for w in (80, 101)] == [0.0, 1.0]
+    f = {"flops": 5.0, "weights": 8.0, "weights_h2": 4.0}
+    assert spill(f, 0.25) == {"flops": 5.0, "weights": 6.0, "weights_h2": 3.0, "weights_h4": 0.0, "weights_h8": 0.0,
+                              "weights_h16": 0.0, "weights_h32": 0.0, "weights_dram": 2.0, "weights_dram_h2": 1.0,
+                              "weights_dram_h4": 0.0, "weights_dram_h8": 0.0, "weights_dram_h16": 0.0,
+                              "weights_dram_h32": 0.0} and spill(f, 0.0) is f
+    with make_context(), ir.Location.unknown():
+        module = ir.Module.parse(bert_ir(cfg, seq_len=4, batch=1, target="host"))
+        for flag in lowering(pipeline_for(get_target("host"), CompileOptions(target="host"))):
+            if not flag.startswith("--emit"):
+                run_pass(module, flag, PassContext())
+        stored = gemm_weight_bytes(module)
+    data = load_profile("host-avx2").data
+    data.pop("weight_cache", None)
+    assert Profile("p", data).weight_cache == WeightCache(data["caches"]["l3_bytes"], all_or_nothing=True)
+    totals, shares = [], []
+    for cached in (stored * 2, stored // 2, stored // 4):
+        (tmp_path / "p.json").write_text(json.dumps({**data, "weight_cache": {"bytes": cached}}))
+        est = estimate(cfg, seq_len=4, profile=tmp_path / "p.json")
+        gemms = [o for o in est.ops if o.kind == "linear"]
+        assert sum(o.weight_bytes for o in gemms) == stored
+        shares.append({round(o.features.get("weights_dram", 0.0) / o.weight_bytes * 4, 6) for o in gemms})
+        totals.append(est.total_ms)
+    assert shares == [{0.0}, {0.5}, {0.75}] and totals[0] < totals[1] < totals[2]
+
+
+def _synthetic_runs(cached_bytes: int, all_or_nothing: bool):
+    """Grid runs of small models at 1-8 tokens, each op's time made by a known cost model whose weights beyond
+    ``cached_bytes`` stream from memory at a quarter of the cached rate."""
+    from bertc.cost import WeightCache, config_ops, fitted_cost, with_cache
+
+    rate = {"dispatch": 2e-3, "flops": 2e-8, "outputs": 1e-6, "elements": 1e-6, "weights": 1e-7, "weights_dram": 4e-7,
+            "scores": 1e-6, "heads": 1e-4}
+    runs = []
+    for layers, hidden in ((1, 128), (2, 128), (4, 128), (1, 256), (3, 192), (2, 256), (4, 256)):
+        config = {**SMALL, "hidden_size": hidden, "num_hidden_layers": layers, "intermediate_size": 4 * hidden,
+                  "num_attention_heads": 4}
+        key = (json.dumps(config, sort_keys=True), None, "fp32")
+        for seq in (1, 2, 4, 8):
+            ops = config_ops(config, "host", seq)
+            truth = with_cache([dataclasses.replace(o) for o in ops], WeightCache(cached_bytes, all_or_nothing))
+            times = [fitted_cost([rate.get(n, 0.0) for n in FEATURES[o.kind]], o.kind, o.features) for o in truth]
+            total = sum(times)
+            rec = {"config": config, "prune": None, "dtype": "fp32", "seq": seq, "threads": 1, "p50_ms": total,
+                   "mean_ms": total, "ops_ms": total, "ops": [[o.op, t] for o, t in zip(ops, times)]}
+            runs.append((rec, key, ops))
+    return runs
+
+
+def test_calibrate_chooses_the_weight_cache_the_grid_shows():
+    """choose_weight_cache fits the grid with each model left out in turn, under each split: on runs made by a model
+    whose weights beyond 2 MiB stream from memory it finds that split, and on runs made by the all-or-nothing model
+    at the last-level cache it keeps that one (a split must do better by CACHE_MARGIN to replace it)."""
+    from bertc.calibrate import choose_weight_cache
+
+    llc = 4 << 20
+    chosen, record = choose_weight_cache(_synthetic_runs(2 << 20, False), llc)
+    assert (chosen.bytes, chosen.all_or_nothing) == (2 << 20, False) and record["bytes"] == 2 << 20
+    scores = {c["label"]: c["within_10pct"] for c in record["leave_one_model_out"]}
+    assert scores["the share beyond 2 MiB"] == 1.0 and scores["all or none at 4 MiB"] < 1.0
+    chosen, record = choose_weight_cache(_synthetic_runs(llc, True), llc)
+    assert chosen.all_or_nothing and chosen.bytes == llc and "none beyond" in record["rule"]

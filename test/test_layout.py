@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # depthwise_conv1d and span_conv ops; DeBERTa v1: canonicalize_norms' LayerNorm, canonicalize-inputs' moving window;
 # DeBERTa-v2's c2p / p2c scores read by the fused attention: their match in fuse-attention, the batched matmul kernels;
 # ModernBERT: canonicalize_glu; issue 19: the SMMLA int8 kernel, the cost model's int8 GEMMs and calibrate --int8;
-# the AVX2 blocked attention, the int8 GEMM's real rows in the cost model; the tests of all of these).
-BUDGETS = {"bertc": 7150, "dialects": 750, "passes": 4800, "runtime": 9450, "test": 6050, "benchmarks": 2520,
+# the AVX2 blocked attention, the int8 GEMM's real rows in the cost model; the weight cache's split chosen per machine
+# by calibrate; the tests of all of these).
+BUDGETS = {"bertc": 7280, "dialects": 750, "passes": 4800, "runtime": 9450, "test": 6120, "benchmarks": 2520,
            "search": 2820}
 
 

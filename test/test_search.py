@@ -270,7 +270,7 @@ def test_recalibration_fits_dense_sparse_and_int8_scales_that_reproduce_the_meas
     for ffn, prune, dtype in [(256, None, "fp32"), (128, None, "fp32"), (256, "16x1@0.5", "fp32"),
                               (128, "4x1@0.5", "fp32"), (256, None, "int8"), (128, None, "int8")]:
         config.intermediate_size = ffn
-        ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache_bytes=base.cache_bytes, dtype=dtype)
+        ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache=base.weight_cache, dtype=dtype)
         total = base.overhead_ms(1) + sum(base.op_ms(o, 1) for o in ops)
         sparse, int8 = (sum(base.op_ms(o, 1) for o in ops if o.kind == k) for k in ("linear_sparse", "linear_i8"))
         assert (sparse > 0) == (prune is not None) and (int8 > 0) == (dtype == "int8")
@@ -472,7 +472,7 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     def predicted(c: Candidate, prof=profile) -> float:
         config = c.config(teacher_config).to_dict()
         return lat.combine([prof.overhead_ms(1) + sum(prof.op_ms(o, 1) for o in config_ops(
-            config, "host", n, prune=c.sparsity, cache_bytes=prof.cache_bytes, dtype=c.precision)) for n in lat.points])
+            config, "host", n, prune=c.sparsity, cache=prof.weight_cache, dtype=c.precision)) for n in lat.points])
 
     largest = {}  # per depth and precision, the largest price under budget
     for n, p in [(n, p) for n in SPACE["layers"] for p in SPACE["precision"]]:
