@@ -425,7 +425,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     written to ``out``, its measurements beside it) and the quality report."""
     from tqdm import tqdm
 
-    base = load_profile(None, target)
+    base = load_profile(None, target, as_base=True)
     threads = threads or [1, 2]
     cpu = device_cpu(target, device)
     cores = (cpu or {}).get("cores") or base.data["cores"]
@@ -437,7 +437,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     foreign = bool(measured_on and cpu and target == "host" and set(measured_on.get("features", [])) != set(
         cpu.get("features", [])))
     if foreign:
-        cpu, base = measured_on, load_profile(closest_builtin("host", measured_on), target)
+        cpu, base = measured_on, load_profile(closest_builtin("host", measured_on), target, as_base=True)
     models = [] if records else grid(size, int8)
     checks = [] if foreign else holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
     bar = tqdm(total=(sum(len(m.lengths) for m in models) * len(threads) + len(checks)) * PASSES, desc="bertc calibrate",

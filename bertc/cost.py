@@ -74,9 +74,11 @@ FEATURES = {
     # quantizes each row of x before the GEMM reads it; the weight stream is a byte a weight
     "linear_i8": ["dispatch", "macs", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
                   *_weight_features("weights_dram")],
+    # few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a register), r lanes
+    # wide or scalar, one row's accumulator a chain: its own rate, not the by-rows tile's (L lanes)
     "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
                       "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
-                      *_weight_features("weights_dram")],
+                      *_weight_features("weights_dram"), "few_fmas"],
     # heads and head_rows: a head's setup, and each query row's softmax pass, apart from the FLOPs
     "attention": ["dispatch", "flops", "scores", "values", "heads", "head_rows"],
     "layer_norm": ["dispatch", "elements"],
@@ -88,9 +90,10 @@ FEATURES = {
 # faster: int8 GEMMs at twice the fp32 ones' rate (VNNI and AVX2's maddubs multiply-add twice the lanes, SDOT
 # four times; bertc int8 measured 2.5-2.9x its fp32 on MiniLM, README), until `bertc calibrate` fits them.
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0)}
-# 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21). A profile fitted for another version
-# has coefficients for other features: bertc calibrate --refit fits it again from its measurements.
-COST_MODEL = 2
+# 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs. A
+# profile fitted for another version has coefficients for other features: bertc calibrate --refit fits it again
+# from its measurements.
+COST_MODEL = 3
 
 
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
@@ -240,9 +243,13 @@ def op_features(op, index: int, target) -> OpCost | None:
             kept = blocks * p.r * p.c
             klass = f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"
             i8 = weight_dtype(op) == "i8"  # (priced as the fp32 sparse kernel: no int8 sparse timings fitted yet)
-            work = m if i8 else sparse_rows(m, p.r, p.c, target)
-            f = {"dispatch": 1, klass: 2.0 * work * kept, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks,
-                 "blocks": blocks, **weight_stream("weights", kept, m)}
+            work, few = (m, False) if i8 else sparse_tile(m, p.r, p.c, target)
+            f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks, "blocks": blocks,
+                 **weight_stream("weights", kept, m)}
+            if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
+                f["few_fmas"] = float(m * blocks * (1 if p.r == 1 and p.c == 4 else p.c * (1 if p.r >= 4 else p.r)))
+            else:
+                f[klass] = 2.0 * work * kept
             return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""), "linear_sparse", f,
                           2.0 * m * kept, 4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} "
                           f"sparse{' int8' if i8 else ''} {sp['density']:.0%}", weight_bytes=int(stored * sp["density"]))
@@ -327,13 +334,19 @@ def gemm_rows(m: int, mr: int, isa: str) -> int:
 
 
 def sparse_rows(m: int, r: int, c: int, target) -> int:
+    """The rows an m-row block-sparse GEMM's tiles compute (sparse_tile)."""
+    return sparse_tile(m, r, c, target)[0]
+
+
+def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
     """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 9
     tokens cost 32 rows of 1x4 blocks on AVX2; at a few rows a few-rows tile does m. The grid times 1-8 and
     multiples of 32 tokens, where the two agree; held-out lengths between them missed by up to -63%. Other
-    kernels (int8 sparse, the portable C, the generic tile of any other r): m."""
+    kernels (int8 sparse, the portable C, the generic tile of any other r): m. And whether it is the few-rows
+    tile, whose FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar."""
     if target.isa not in ("avx2", "neon"):
-        return m
+        return m, False
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
     if r in (lanes, 2 * lanes) or (r == 4 * lanes and r <= 16):  # by columns: rows in registers
         nv = r // lanes
@@ -342,10 +355,10 @@ def sparse_rows(m: int, r: int, c: int, target) -> int:
         mr = min((vregs - 4) // (r + 1), 32 // lanes) * lanes
         few_lanes = 4 if r == 1 and c == 4 else r
         if 1 <= m <= 8 and (1 if r >= 4 or few_lanes == 4 else 2) * m * lanes <= mr * few_lanes:
-            return m  # the few-rows tile
+            return m, True  # the few-rows tile
     else:
-        return m  # the generic tile: a scalar loop over the rows there are
-    return -(-m // mr) * mr
+        return m, False  # the generic tile: a scalar loop over the rows there are
+    return -(-m // mr) * mr, False
 
 
 WEIGHT_BYTES = {"f32": 4, "f16": 2, "i8": 1}  # a packed weight's bytes by its --dtype
@@ -499,8 +512,10 @@ def _check_profile(data: Any, where: str) -> None:
                 raise bad(f"kind_scale[{threads}][{kind}] must be a positive number for one of {sorted(FEATURES)}")
 
 
-def load_profile(spec: str | Path | None, target: str = "host") -> Profile:
-    """A profile by file path, by built-in name (host, cortex-a76, vulkan-mobile), or the target's default."""
+def load_profile(spec: str | Path | None, target: str = "host", as_base: bool = False) -> Profile:
+    """A profile by file path, by built-in name (host, cortex-a76, vulkan-mobile), or the target's default.
+    ``as_base``: the base of a new fit (bertc calibrate), which replaces its fitted costs, so they may be of
+    another cost model version."""
     get_target(target)  # an unknown target is named here
     if spec is None:
         spec = BUILTIN.get(target)
@@ -520,6 +535,8 @@ def load_profile(spec: str | Path | None, target: str = "host") -> Profile:
         raise BertcError(f"cannot read profile {path}: {e.strerror}") from None
     except ValueError as e:
         raise BertcError(f"bad profile {path}: not JSON ({e}); re-run `bertc calibrate` to make a fresh one") from None
+    if as_base and isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in ("fitted", "kind_scale")}
     _check_profile(data, str(path))
     return Profile(data["name"], data, path)
 

@@ -358,7 +358,7 @@ def test_the_runtime_is_compiled_once_per_cpu_through_ccache(monkeypatch):
     (lambda d: d.pop("roofline"), "no 'roofline'"),
     (lambda d: d["roofline"].update(bandwidth_gbs=0), "roofline.bandwidth_gbs must be a positive number"),
     (lambda d: d.update(fitted={"1": {"linear": [1.0]}}), f"fitted[1][linear] needs {len(FEATURES['linear'])} coefficients"),
-    (lambda d: d.pop("cost_model"), "fitted for cost model version 1, this bertc's is 2"),
+    (lambda d: d.pop("cost_model"), f"fitted for cost model version 1, this bertc's is {COST_MODEL}"),
     (lambda d: d.update(fitted={"1": {"conv": [1.0]}}), "fitted kind 'conv' is not one of"),
     (lambda d: d.update(fitted={"one": {}}), "fitted thread count 'one' is not an integer"),
 ])
@@ -370,6 +370,18 @@ def test_bad_profiles_say_what_is_wrong(edit, message, tmp_path):
     with pytest.raises(BertcError) as e:
         load_profile(path)
     assert message in str(e.value) and "bertc calibrate" in str(e.value)
+
+
+def test_a_profile_fitted_for_another_cost_model_is_still_the_base_of_its_refit(tmp_path):
+    """After the features change (COST_MODEL), the built-in profiles' fits are stale until re-fitted; `bertc
+    calibrate` replaces the fit, so it takes such a profile as its base (its target, roofline and sources)."""
+    data = json.loads(load_profile("host").path.read_text())
+    data["cost_model"] = COST_MODEL - 1
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    with pytest.raises(BertcError, match="--refit old.measurements.json"):
+        load_profile(tmp_path / "old.json")
+    base = load_profile(tmp_path / "old.json", as_base=True)
+    assert "fitted" not in base.data and base.data["roofline"] == data["roofline"]
 
 
 def test_bad_inputs_say_what_is_wrong(tmp_path, capsys):
@@ -448,7 +460,7 @@ def test_bad_length_options_say_what_is_wrong(argv, message, tmp_path, capsys, m
 def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
     """runtime/kernels/sparse_gemm.h computes whole row tiles whatever the rows: on AVX2 1x4 blocks by rows of 32 (9
     tokens cost what 32 do), 4x1 of 16, 16x1 by columns of 5; at 1-8 tokens a few-rows tile computes just those
-    (1x1 at 1-2 only). On AVX-512 16x1 goes by columns of 16. The grid times 1-8 and multiples of 32 tokens,
+    (1x1 at 1-2 only), in FMAs narrower than a register, priced apart. On AVX-512 16x1 goes by columns of 16. The grid times 1-8 and multiples of 32 tokens,
     where rows and tiles agree, so only the held-out lengths between them showed it (-63% at 9 tokens)."""
     from bertc.cost import config_ops, sparse_rows
     from bertc.targets import host_cpu_as
@@ -463,6 +475,13 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
                       for n in (9, 32))
         assert nine and all(a.features["flops_r1"] == b.features["flops_r1"] and a.flops < b.flops
                             for a, b in zip(nine, full))
+        # at 1-8 tokens 4x1 blocks run the few-rows tile: one 4-lane FMA a block and row, its own feature
+        four, nine = ([o for o in config_ops(SMALL, "host", n, prune="4x1@0.25") if o.kind == "linear_sparse"]
+                      for n in (4, 9))
+        assert four and all(o.features["few_fmas"] == 4 * o.features["blocks"] and "flops_r4" not in o.features
+                            for o in four)
+        assert all(o.features["flops_r4"] == 2 * 16 * 4 * o.features["blocks"] and "few_fmas" not in o.features
+                   for o in nine)
     with host_cpu_as(["avx2", "fma", "avx512f"]):
         assert [sparse_rows(m, 16, 1, get_target("host")) for m in (1, 16, 17)] == [16, 16, 32]
 
