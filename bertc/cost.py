@@ -68,14 +68,15 @@ FEATURES = {
     # weights outgrow the last-level cache: every run then streams them from memory.
     "linear": ["dispatch", "flops", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
                *_weight_features("weights_dram")],
-    # one FLOP rate per block height: the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M;
-    # blocks: reading a block's index, whatever the rows
     # int8 weights (--dtype int8): macs counts the kernel's whole tiles and K groups of 4; inputs, the pass that
     # quantizes each row of x before the GEMM reads it; the weight stream is a byte a weight
     "linear_i8": ["dispatch", "macs", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
                   *_weight_features("weights_dram")],
-    # few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a register), r lanes
-    # wide or scalar, one row's accumulator a chain: its own rate, not the by-rows tile's (L lanes)
+    # one FLOP rate per block height: the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M;
+    # blocks: reading a block's index, whatever the rows; blocks_x_m: a block's loads of x, per row of the tile (the
+    # tile's rows, as the FLOPs: a 9-row GEMM of 4x1 blocks on AVX2 does 16 rows' work, 5.9 ms as at 16, and m
+    # there priced it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower
+    # than a register), r lanes wide or scalar, one row's accumulator a chain: its own rate, not the by-rows tile's
     "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
                       "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
                       *_weight_features("weights_dram"), "few_fmas"],
@@ -244,7 +245,7 @@ def op_features(op, index: int, target) -> OpCost | None:
             klass = f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"
             i8 = weight_dtype(op) == "i8"  # (priced as the fp32 sparse kernel: no int8 sparse timings fitted yet)
             work, few = (m, False) if i8 else sparse_tile(m, p.r, p.c, target)
-            f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": m * blocks, "blocks": blocks,
+            f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks, "blocks": blocks,
                  **weight_stream("weights", kept, m)}
             if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
                 f["few_fmas"] = float(m * blocks * (1 if p.r == 1 and p.c == 4 else p.c * (1 if p.r >= 4 else p.r)))
@@ -354,7 +355,8 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
     elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
         mr = min((vregs - 4) // (r + 1), 32 // lanes) * lanes
         few_lanes = 4 if r == 1 and c == 4 else r
-        if 1 <= m <= 8 and (1 if r >= 4 or few_lanes == 4 else 2) * m * lanes <= mr * few_lanes:
+        few = (1 if r == 1 and c == 4 else 2) * m * lanes
+        if 1 <= m <= 8 and (few < mr * few_lanes if r >= 4 else few <= mr * few_lanes):
             return m, True  # the few-rows tile
     else:
         return m, False  # the generic tile: a scalar loop over the rows there are

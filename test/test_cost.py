@@ -460,7 +460,7 @@ def test_bad_length_options_say_what_is_wrong(argv, message, tmp_path, capsys, m
 def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
     """runtime/kernels/sparse_gemm.h computes whole row tiles whatever the rows: on AVX2 1x4 blocks by rows of 32 (9
     tokens cost what 32 do), 4x1 of 16, 16x1 by columns of 5; at 1-8 tokens a few-rows tile computes just those
-    (1x1 at 1-2 only), in FMAs narrower than a register, priced apart. On AVX-512 16x1 goes by columns of 16. The grid times 1-8 and multiples of 32 tokens,
+    (4x1 at 1-3, 1x1 at 1-2 only), in FMAs narrower than a register, priced apart. On AVX-512 16x1 goes by columns of 16. The grid times 1-8 and multiples of 32 tokens,
     where rows and tiles agree, so only the held-out lengths between them showed it (-63% at 9 tokens)."""
     from bertc.cost import config_ops, sparse_rows
     from bertc.targets import host_cpu_as
@@ -468,20 +468,21 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
     with host_cpu_as(["avx2", "fma"]):
         t = get_target("host")
         assert [sparse_rows(m, 1, 4, t) for m in (1, 8, 9, 32, 33)] == [1, 8, 32, 32, 64]
-        assert [sparse_rows(m, 4, 1, t) for m in (4, 8, 9, 17)] == [4, 8, 16, 32]
+        assert [sparse_rows(m, 4, 1, t) for m in (3, 4, 8, 9, 17)] == [3, 16, 16, 16, 32]  # few-rows tile to 3
         assert [sparse_rows(m, 16, 1, t) for m in (1, 5, 6)] == [5, 5, 10]
         assert (sparse_rows(2, 1, 1, t), sparse_rows(3, 1, 1, t)) == (2, 32)
         nine, full = ([o for o in config_ops(SMALL, "host", n, prune="1x4@0.25") if o.kind == "linear_sparse"]
                       for n in (9, 32))
         assert nine and all(a.features["flops_r1"] == b.features["flops_r1"] and a.flops < b.flops
                             for a, b in zip(nine, full))
-        # at 1-8 tokens 4x1 blocks run the few-rows tile: one 4-lane FMA a block and row, its own feature
-        four, nine = ([o for o in config_ops(SMALL, "host", n, prune="4x1@0.25") if o.kind == "linear_sparse"]
-                      for n in (4, 9))
-        assert four and all(o.features["few_fmas"] == 4 * o.features["blocks"] and "flops_r4" not in o.features
-                            for o in four)
-        assert all(o.features["flops_r4"] == 2 * 16 * 4 * o.features["blocks"] and "few_fmas" not in o.features
-                   for o in nine)
+        # at 1-3 tokens 4x1 blocks run the few-rows tile: one 4-lane FMA a block and row, its own feature; from 4
+        # the by-rows tile, whose FLOPs and loads of x are its 16 rows'
+        three, nine = ([o for o in config_ops(SMALL, "host", n, prune="4x1@0.25") if o.kind == "linear_sparse"]
+                       for n in (3, 9))
+        assert three and all(o.features["few_fmas"] == 3 * o.features["blocks"] == o.features["blocks_x_m"] and
+                             "flops_r4" not in o.features for o in three)
+        assert all(o.features["flops_r4"] == 2 * 4 * o.features["blocks_x_m"] == 2 * 16 * 4 * o.features["blocks"]
+                   and "few_fmas" not in o.features for o in nine)
     with host_cpu_as(["avx2", "fma", "avx512f"]):
         assert [sparse_rows(m, 16, 1, get_target("host")) for m in (1, 16, 17)] == [16, 16, 32]
 
