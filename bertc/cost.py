@@ -355,8 +355,9 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
     elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
         mr = min((vregs - 4) // (r + 1), 32 // lanes) * lanes
         few_lanes = 4 if r == 1 and c == 4 else r
-        few = (1 if r == 1 and c == 4 else 2) * m * lanes
-        if 1 <= m <= 8 and (few < mr * few_lanes if r >= 4 else few <= mr * few_lanes):
+        halved = not (r == 1 and c == 4) and (r < 4 or lanes == 8)  # AVX2's r x 1 blocks: at half the FMAs
+        few = (2 if halved else 1) * m * lanes
+        if 1 <= m <= 8 and (few < mr * few_lanes if r >= 4 and lanes == 8 else few <= mr * few_lanes):
             return m, True  # the few-rows tile
     else:
         return m, False  # the generic tile: a scalar loop over the rows there are

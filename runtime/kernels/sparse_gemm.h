@@ -443,11 +443,12 @@ static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr) {
 
 /* The few-rows tile for an r < L block at M <= SPARSE_FEW_MAX rows, where it does less work than the
  * by-rows tile: that one's FMAs are L lanes over MR rows, this one's r lanes (4 for 1x4 blocks) over M rows,
- * so break-even is at M = MR r / L in FMAs. But an r x 1 block's FMAs here are one chain a row, each after a
- * broadcast load, and cost about twice the by-rows tile's: its break-even is at half of that, and by rows from
- * there (AVX2, 4x1 blocks at 50%, 5 layers of 704, 1 thread: 1-8 rows 4.5, 4.8, 5.4, 6.3, 7.1, 10.4, 9.8, 10.8
- * ms, by rows 5.9 ms; at 4 rows by rows was 8-10% faster in four models), as for the r = 1, 2 blocks, whose FMAs
- * here are scalar. 1x4 blocks keep four chains a row. NULL: by rows.
+ * so break-even is at M = MR r / L in FMAs. On AVX2 an r x 1 block's FMAs here (one chain a row, each after a
+ * broadcast load) cost about twice the by-rows tile's: its break-even is at half of that, and by rows from there
+ * (4x1 blocks at 50%, 5 layers of 704, 1 thread: 1-8 rows 4.5, 4.8, 5.4, 6.3, 7.1, 10.4, 9.8, 10.8 ms, by rows
+ * 5.9 ms; at 4 rows by rows was 8-10% faster in four models), as for the r = 1, 2 blocks, whose FMAs here are
+ * scalar. AVX-512 (Zen 4/5 run a 512-bit FMA as two halves) breaks even at M = MR r / L: 4x1 blocks at 8 rows
+ * 15.6 ms, by rows 15.4 (README, Sparsity). 1x4 blocks keep four chains a row. NULL: by rows.
  * AVX-512, BERT-base-sized layers (6 x 768, FFN 3072), 1 thread, 1-4 tokens: 8x1 and 2:4 blocks 2.1-3.4x
  * faster than by rows, now faster than dense; 4x1 1.35-2.6x; 1x4 at 1 token 0.28x of dense's speed with
  * scalar FMAs, 1.48x with the four 4-lane chains. */
@@ -461,8 +462,9 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr) {
   const int which = r == 1 ? 0 : r == 2 ? 1 : r == 4 ? 2 : r == 8 ? 3 : -1;
   if (which < 0 || r >= SPARSE_L || M < 1 || M > SPARSE_FEW_MAX) return NULL;
   const int lanes = r == 1 && c == 4 ? 4 : (int)r, chains = r == 1 && c == 4;
-  const int64_t by_rows = (int64_t)mr * lanes, few_work = (chains ? 1 : 2) * M * SPARSE_L;
-  if (r >= 4 ? few_work >= by_rows : few_work > by_rows) return NULL;
+  const int halved = !chains && (r < 4 || SPARSE_L == 8);
+  const int64_t by_rows = (int64_t)mr * lanes, few_work = (halved ? 2 : 1) * M * SPARSE_L;
+  if (r >= 4 && SPARSE_L == 8 ? few_work >= by_rows : few_work > by_rows) return NULL;
   return few[which][M - 1];
 }
 
