@@ -8,7 +8,8 @@
    whole grid, minutes apart, and its fastest pass counts: a busy minute does not become the model.
 2. **Fit.** Per kind of kernel and thread count, non-negative coefficients over its shape features
    (bertc/cost.py FEATURES: tile rows, weights from cache or from memory, ...) minimising relative
-   error; the per-run overhead and the scale from the sum of ops to a whole run.
+   error; the per-run overhead and the scale from the sum of ops to a whole run. How much of a model's weights
+   stays cached between runs (cost.WeightCache) is chosen by leave-one-model-out error on the grid.
 3. **Check.** Held-out random configurations (seeded; layers 1-12, hidden 128-768, heads, FFN 2-4x,
    sequence 1-256 drawn log-uniformly, threads, half of them pruned) are compiled and timed end to end
    as ``bertc bench`` times them, and the fitted model predicts each from its config alone (the search's
