@@ -219,8 +219,8 @@ _shape = shape_of
 def op_features(op, index: int, target) -> OpCost | None:
     """The kind, kernel, features, FLOPs and bytes of one op after --plan-memory; None for ops that
     run no kernel (the dialect's constant and view ops, func.return). A GEMM's weights are priced as cached
-    here; module_ops moves the share that streams from memory. The kind and kernel are the op's OpTraits (dialects/bertc.py); a linear runs
-    the packed or the sparse variant of its kernel (runtime/kernels/kernels.h)."""
+    here; module_ops moves the share that streams from memory. The kind and kernel are the op's OpTraits
+    (dialects/bertc.py); a linear runs the packed or the sparse variant of its kernel (runtime/kernels/kernels.h)."""
     name = op.operation.name
     traits = B.traits_of(name)
     if traits is None and name != "func.return":
@@ -509,6 +509,9 @@ def _check_profile(data: Any, where: str) -> None:
             if not isinstance(coef, list) or len(coef) != len(FEATURES[kind]):
                 raise bad(f"fitted[{threads}][{kind}] needs {len(FEATURES[kind])} coefficients "
                           f"({', '.join(FEATURES[kind])})")
+    cache = data.get("weight_cache")
+    if cache is not None and not (isinstance(cache, dict) and isinstance(cache.get("bytes"), int) and cache["bytes"] > 0):
+        raise bad(f"weight_cache needs a positive integer 'bytes' (the weights that stay cached), got {cache!r}")
     for threads, kinds in data.get("kind_scale", {}).items():
         for kind, scale in kinds.items():
             if kind not in FEATURES or not isinstance(scale, (int, float)) or scale <= 0:

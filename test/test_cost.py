@@ -361,6 +361,7 @@ def test_the_runtime_is_compiled_once_per_cpu_through_ccache(monkeypatch):
     (lambda d: d.pop("cost_model"), f"fitted for cost model version 1, this bertc's is {COST_MODEL}"),
     (lambda d: d.update(fitted={"1": {"conv": [1.0]}}), "fitted kind 'conv' is not one of"),
     (lambda d: d.update(fitted={"one": {}}), "fitted thread count 'one' is not an integer"),
+    (lambda d: d.update(weight_cache={"bytes": "8M"}), "weight_cache needs a positive integer 'bytes'"),
 ])
 def test_bad_profiles_say_what_is_wrong(edit, message, tmp_path):
     data = json.loads(load_profile("host").path.read_text())
