@@ -282,9 +282,9 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
     for rec in records:
         dtype = rec.get("dtype", "fp32")  # measurements from before int8 have none
         key = (json.dumps(rec["config"], sort_keys=True), rec["prune"], dtype)
-        if key + (rec["seq"],) not in priced:  # the same model and length at another thread count
-            priced[key + (rec["seq"],)] = config_ops(rec["config"], target, rec["seq"], rec["prune"], None, dtype)
-        runs.append((rec, key, priced[key + (rec["seq"],)]))
+        if (key, rec["seq"]) not in priced:  # the same model and length at another thread count
+            priced[key, rec["seq"]] = config_ops(rec["config"], target, rec["seq"], rec["prune"], None, dtype)
+        runs.append((rec, key, priced[key, rec["seq"]]))
     if llc is not None:
         cache, data["weight_cache"] = choose_weight_cache(runs, llc.bytes)
     else:

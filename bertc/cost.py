@@ -334,11 +334,6 @@ def gemm_rows(m: int, mr: int, isa: str) -> int:
     return rows
 
 
-def sparse_rows(m: int, r: int, c: int, target) -> int:
-    """The rows an m-row block-sparse GEMM's tiles compute (sparse_tile)."""
-    return sparse_tile(m, r, c, target)[0]
-
-
 def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
     """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 9
@@ -354,10 +349,10 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
         mr = min((vregs - nv - 3) // nv, 16)
     elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
         mr = min((vregs - 4) // (r + 1), 32 // lanes) * lanes
-        few_lanes = 4 if r == 1 and c == 4 else r
-        halved = not (r == 1 and c == 4) and (r < 4 or lanes == 8)  # AVX2's r x 1 blocks: at half the FMAs
-        few = (2 if halved else 1) * m * lanes
-        if 1 <= m <= 8 and (few < mr * few_lanes if r >= 4 and lanes == 8 else few <= mr * few_lanes):
+        chains, avx2_rx1 = r == 1 and c == 4, r >= 4 and lanes == 8  # 1x4's four chains; AVX2's r x 1 blocks
+        halved = avx2_rx1 or (r < 4 and not chains)  # and the scalar FMAs of r = 1, 2: at half the break-even
+        few, by_rows = (2 if halved else 1) * m * lanes, mr * (4 if chains else r)
+        if 1 <= m <= 8 and (few < by_rows if avx2_rx1 else few <= by_rows):
             return m, True  # the few-rows tile
     else:
         return m, False  # the generic tile: a scalar loop over the rows there are

@@ -117,7 +117,7 @@ def test_gemm_rows_follow_the_kernels_tiles():
 
 
 def test_fitted_arithmetic_and_sparse_forms_by_hand():
-    from bertc.cost import sparse_rows
+    from bertc.cost import sparse_tile
 
     coef = {k: [0.0] * len(v) for k, v in FEATURES.items()}
     coef["linear"][:2] = [0.5, 1e-6]  # dispatch and FLOPs only
@@ -134,7 +134,7 @@ def test_fitted_arithmetic_and_sparse_forms_by_hand():
     if "linear_sparse" in kinds:  # the host's measured rates keep 16x1 at 25% sparse
         sp = next(o for o in forced.ops if o.kind == "linear_sparse" and o.op == "bertc.linear [1, 8, 128]")
         blocks = round(0.25 * (128 // 16) * 64)
-        work = 2 * sparse_rows(8, 16, 1, get_target("host")) * blocks * 16  # FMAs at the tile's rows, FLOPs at 8
+        work = 2 * sparse_tile(8, 16, 1, get_target("host"))[0] * blocks * 16  # FMAs at the tile's rows, FLOPs at 8
         assert sp.flops == 2 * 8 * blocks * 16 and sp.ms == pytest.approx(0.25 + 2e-6 * work)
         assert forced.weights_bytes < dense.weights_bytes
 
@@ -463,15 +463,15 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
     tokens cost what 32 do), 4x1 of 16, 16x1 by columns of 5; at 1-8 tokens a few-rows tile computes just those
     (4x1 at 1-3 on AVX2, 1x1 at 1-2 only), in FMAs narrower than a register, priced apart. On AVX-512 16x1 goes by columns of 16. The grid times 1-8 and multiples of 32 tokens,
     where rows and tiles agree, so only the held-out lengths between them showed it (-63% at 9 tokens)."""
-    from bertc.cost import config_ops, sparse_rows
+    from bertc.cost import config_ops, sparse_tile
     from bertc.targets import host_cpu_as
 
     with host_cpu_as(["avx2", "fma"]):
         t = get_target("host")
-        assert [sparse_rows(m, 1, 4, t) for m in (1, 8, 9, 32, 33)] == [1, 8, 32, 32, 64]
-        assert [sparse_rows(m, 4, 1, t) for m in (3, 4, 8, 9, 17)] == [3, 16, 16, 16, 32]  # few-rows tile to 3
-        assert [sparse_rows(m, 16, 1, t) for m in (1, 5, 6)] == [5, 5, 10]
-        assert (sparse_rows(2, 1, 1, t), sparse_rows(3, 1, 1, t)) == (2, 32)
+        assert [sparse_tile(m, 1, 4, t)[0] for m in (1, 8, 9, 32, 33)] == [1, 8, 32, 32, 64]
+        assert [sparse_tile(m, 4, 1, t)[0] for m in (3, 4, 8, 9, 17)] == [3, 16, 16, 16, 32]  # few-rows tile to 3
+        assert [sparse_tile(m, 16, 1, t)[0] for m in (1, 5, 6)] == [5, 5, 10]
+        assert (sparse_tile(2, 1, 1, t)[0], sparse_tile(3, 1, 1, t)[0]) == (2, 32)
         nine, full = ([o for o in config_ops(SMALL, "host", n, prune="1x4@0.25") if o.kind == "linear_sparse"]
                       for n in (9, 32))
         assert nine and all(a.features["flops_r1"] == b.features["flops_r1"] and a.flops < b.flops
@@ -485,8 +485,8 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
         assert all(o.features["flops_r4"] == 2 * 4 * o.features["blocks_x_m"] == 2 * 16 * 4 * o.features["blocks"]
                    and "few_fmas" not in o.features for o in nine)
     with host_cpu_as(["avx2", "fma", "avx512f"]):
-        assert [sparse_rows(m, 16, 1, get_target("host")) for m in (1, 16, 17)] == [16, 16, 32]
-        assert [sparse_rows(m, 4, 1, get_target("host")) for m in (4, 8, 9)] == [4, 8, 32]  # few-rows tile to 8
+        assert [sparse_tile(m, 16, 1, get_target("host"))[0] for m in (1, 16, 17)] == [16, 16, 32]
+        assert [sparse_tile(m, 4, 1, get_target("host"))[0] for m in (4, 8, 9)] == [4, 8, 32]  # few-rows tile to 8
 
 
 def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_path):

@@ -461,10 +461,10 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr) {
 #undef SPARSE_FEW_ROW
   const int which = r == 1 ? 0 : r == 2 ? 1 : r == 4 ? 2 : r == 8 ? 3 : -1;
   if (which < 0 || r >= SPARSE_L || M < 1 || M > SPARSE_FEW_MAX) return NULL;
-  const int lanes = r == 1 && c == 4 ? 4 : (int)r, chains = r == 1 && c == 4;
-  const int halved = !chains && (r < 4 || SPARSE_L == 8);
-  const int64_t by_rows = (int64_t)mr * lanes, few_work = (halved ? 2 : 1) * M * SPARSE_L;
-  if (r >= 4 && SPARSE_L == 8 ? few_work >= by_rows : few_work > by_rows) return NULL;
+  const int chains = r == 1 && c == 4, avx2_rx1 = r >= 4 && SPARSE_L == 8; /* 1x4's four chains; AVX2's r x 1 */
+  const int halved = avx2_rx1 || (r < 4 && !chains); /* and the scalar FMAs of r = 1, 2 */
+  const int64_t by_rows = (int64_t)mr * (chains ? 4 : r), few_work = (halved ? 2 : 1) * M * SPARSE_L;
+  if (avx2_rx1 ? few_work >= by_rows : few_work > by_rows) return NULL;
   return few[which][M - 1];
 }
 
