@@ -330,9 +330,12 @@ def scratch_floats(module: ir.Operation) -> str:
             bounds.add(f"BERTC_SCRATCH_ATTENTION({bound(seq, module)}, {head})")
         elif isinstance(op, B.LinearOp):
             sp = sparsity(op)
-            if weight_dtype(op) == "i8":  # (the int8 GEMMs, dense or sparse, work in the arena: CEmitter.i8_work)
+            sparse = sp is not None and sp["format"] == "sparse"
+            if weight_dtype(op) == "i8":  # (their quantized rows are in the arena: CEmitter.i8_work)
+                if sparse:
+                    bounds.add(f"BERTC_SCRATCH_SPARSE_I8({shape_of(op.operands[1])[1]})")
                 continue
-            if sp is not None and sp["format"] == "sparse":
+            if sparse:
                 bounds.add(f"BERTC_SCRATCH_SPARSE({shape_of(op.operands[1])[1]}, {parse_pattern(sp['pattern']).c})")
             else:
                 bounds.add(f"BERTC_SCRATCH_LINEAR({shape_of(op.operands[1])[1]})")

@@ -150,8 +150,11 @@ static inline void q8_linear_rows(bertc_pool *p, q8_rows_args *a) {
 #define Q8S_R_MAX 16
 typedef struct q8s_args q8s_args;
 /* acc[m * r + j] = sum over the blocks of block row i of q[m * Kq + k] * W[i r + j, k], m < Q8S_MR (rows past
- * the tile's are read from the work buffer's padding and not stored) */
-typedef void (*q8s_sums_fn)(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc);
+ * the tile's are read from the work buffer's padding and not stored). ``tile`` is the tile's rows (q, Kq apart),
+ * or what the ISA's q8s_prep_fn made of them. */
+typedef void (*q8s_sums_fn)(const q8s_args *a, const void *tile, int64_t i, int32_t *acc);
+/* An ISA's own layout of a tile's rows, made once per work item in the thread's scratch (sums then read it). */
+typedef const void *(*q8s_prep_fn)(const q8s_args *a, const int8_t *q, float *scratch);
 struct q8s_args {
   const float *bias, *res;
   const bertc_block_sparse_i8 *w;
@@ -161,9 +164,11 @@ struct q8s_args {
   int act;
   q8_epilogue epilogue;
   q8s_sums_fn sums;
+  q8s_prep_fn prep; /* NULL: sums reads the rows as they are */
 };
 
-static inline void q8s_sums_ref(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {
+static inline void q8s_sums_ref(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {
+  const int8_t *q = tile;
   const bertc_block_sparse_i8 *w = a->w;
   const int64_t r = w->r, c = w->c, Kq = q8_kq(a->K);
   memset(acc, 0, (size_t)(Q8S_MR * r) * sizeof(int32_t));
@@ -176,7 +181,6 @@ static inline void q8s_sums_ref(const q8s_args *a, const int8_t *q, int64_t i, i
 }
 
 static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
-  (void)scratch;
   const q8s_args *a = raw;
   const bertc_block_sparse_i8 *w = a->w;
   const int64_t r = w->r, N = a->N, Kq = q8_kq(a->K);
@@ -186,8 +190,10 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
   for (int64_t t = lo; t < hi; t++) {
     const int64_t m0 = t / a->chunks * Q8S_MR, rows = a->M - m0 < Q8S_MR ? a->M - m0 : Q8S_MR, g = t % a->chunks;
     const int64_t i0 = w->block_rows * g / a->chunks, i1 = w->block_rows * (g + 1) / a->chunks;
+    const int8_t *q = q8_rows(a->work) + m0 * Kq;
+    const void *tile = a->prep ? a->prep(a, q, scratch) : q;
     for (int64_t i = i0; i < i1; i++) {
-      a->sums(a, q8_rows(a->work) + m0 * Kq, i, acc);
+      a->sums(a, tile, i, acc);
       const int64_t cols = N - i * r < r ? N - i * r : r;
       for (int64_t m = 0; m < rows; m++)
         for (int64_t j = 0; j < cols; j++) {
@@ -206,7 +212,8 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
  * each row's byte (q - 128), the pair summed in int16 (|sum| <= 2 * 128 * 127 < 32768) and widened into int32
  * accumulators (NEON: SMULL, SMLAL, SADDW). The integer sums are exact in any order: the reference's bits. */
 #define Q8S_VECTOR_SUMS(R)                                                                                       \
-  static void q8s_sums_##R(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {                        \
+  static void q8s_sums_##R(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {                      \
+    const int8_t *q = tile;                                                                                      \
     typedef int8_t v8 __attribute__((vector_size(R), aligned(1)));                                               \
     typedef int16_t v16 __attribute__((vector_size(2 * R)));                                                     \
     typedef int32_t v32 __attribute__((vector_size(4 * R)));                                                     \

@@ -604,20 +604,52 @@ static void sparse_epilogue(float *y, const float *bias, const float *res, int64
 #include "../sparse_gemm.h"
 
 /* ---- block-sparse int8: ../int8_gemm.h's two passes; its sums on VPMADDWD ----------------- */
-/* r = 4, 8: two blocks at a time, their int16 weights interleaved against the pair of x values, so one VPMADDWD
- * adds both blocks' products (|sum| <= 2 * 127 * 127) for 4 outputs, in order. An odd last block pairs with zeros. */
+/* Two blocks at a time, their int16 weights interleaved against the pair of x values (columns k0, k1), so one
+ * VPMADDWD adds both blocks' products (|sum| <= 2 * 128 * 127) for its outputs, in order. An odd last block pairs
+ * with zeros. x's pairs come from the tile's rows transposed once per work item (q8s_transpose4: xt[k] holds the 4
+ * rows' bytes of column k), so a pair of blocks takes its 4 rows' x pairs in two loads, an unpack and a widening
+ * (q8s_pairs4) and each row's pair in one shuffle, where gathering them row by row took 4 x 2 byte loads and
+ * their assembly: the most of the kernel's instructions. */
+static const void *q8s_transpose4(const q8s_args *a, const int8_t *q, float *scratch) {
+  const int64_t Kq = q8_kq(a->K);
+  int32_t *xt = (int32_t *)scratch; /* Kq dwords: BERTC_SCRATCH_SPARSE(K, 1) floats hold them */
+  int64_t k = 0;
+  for (; k + 16 <= Kq; k += 16) {
+    const __m128i r0 = _mm_loadu_si128((const __m128i *)(q + k)), r1 = _mm_loadu_si128((const __m128i *)(q + Kq + k));
+    const __m128i r2 = _mm_loadu_si128((const __m128i *)(q + 2 * Kq + k));
+    const __m128i r3 = _mm_loadu_si128((const __m128i *)(q + 3 * Kq + k));
+    const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+    const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+    _mm_storeu_si128((__m128i *)(xt + k), _mm_unpacklo_epi16(t0, t2));
+    _mm_storeu_si128((__m128i *)(xt + k + 4), _mm_unpackhi_epi16(t0, t2));
+    _mm_storeu_si128((__m128i *)(xt + k + 8), _mm_unpacklo_epi16(t1, t3));
+    _mm_storeu_si128((__m128i *)(xt + k + 12), _mm_unpackhi_epi16(t1, t3));
+  }
+  for (; k < Kq; k++)
+    xt[k] = (int32_t)((uint32_t)(uint8_t)q[k] | (uint32_t)(uint8_t)q[Kq + k] << 8 |
+                      (uint32_t)(uint8_t)q[2 * Kq + k] << 16 | (uint32_t)(uint8_t)q[3 * Kq + k] << 24);
+  return xt;
+}
+/* the 4 rows' x pairs (x[m, k0], x[m, k1]) as int16, row m in dword m */
+static inline __m128i q8s_pairs4(const int32_t *xt, int64_t k0, int64_t k1) {
+  return _mm_cvtepi8_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(xt[k0]), _mm_cvtsi32_si128(xt[k1])));
+}
 static inline __m128i q8s_load_i8x8(const int8_t *p, int r) {
   int64_t v = 0;
   memcpy(&v, p, (size_t)r);
   return _mm_cvtepi8_epi16(_mm_cvtsi64_si128(v));
 }
-static inline __m128i q8s_pair(const int8_t *q, int64_t k0, int64_t k1) {
-  return _mm_set1_epi32((int32_t)((uint16_t)q[k0] | (uint32_t)(uint16_t)q[k1] << 16));
-}
+/* r = 4, 8 on 128-bit registers: lo holds outputs 0-3, hi (r = 8) 4-7 */
+#define Q8S_ROW_XMM(m, IMM, R)                                                                                \
+  do {                                                                                                       \
+    const __m128i xp = _mm_shuffle_epi32(p, IMM);                                                            \
+    lo[m] = _mm_add_epi32(lo[m], _mm_madd_epi16(wl, xp));                                                    \
+    if (R == 8) hi[m] = _mm_add_epi32(hi[m], _mm_madd_epi16(wh, xp));                                        \
+  } while (0)
 #define Q8S_SUMS_XMM(R)                                                                                      \
-  static void q8s_sums_##R(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {                    \
-    const int64_t Kq = q8_kq(a->K), b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                 \
-    const int32_t *idx = a->w->index + b0;                                                                   \
+  static void q8s_sums_##R(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {                   \
+    const int64_t b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                                     \
+    const int32_t *idx = a->w->index + b0, *xt = tile;                                                       \
     const int8_t *v = a->w->values + b0 * R;                                                                 \
     __m128i lo[Q8S_MR], hi[Q8S_MR];                                                                          \
     for (int m = 0; m < Q8S_MR; m++) lo[m] = hi[m] = _mm_setzero_si128();                                    \
@@ -625,12 +657,8 @@ static inline __m128i q8s_pair(const int8_t *q, int64_t k0, int64_t k1) {
       const int two = b + 1 < nb;                                                                            \
       const __m128i w0 = q8s_load_i8x8(v + b * R, R), w1 = two ? q8s_load_i8x8(v + b * R + R, R) : _mm_setzero_si128(); \
       const __m128i wl = _mm_unpacklo_epi16(w0, w1), wh = _mm_unpackhi_epi16(w0, w1);                        \
-      const int64_t k0 = idx[b], k1 = idx[two ? b + 1 : b];                                                  \
-      for (int m = 0; m < Q8S_MR; m++) {                                                                     \
-        const __m128i xp = q8s_pair(q + m * Kq, k0, k1);                                                     \
-        lo[m] = _mm_add_epi32(lo[m], _mm_madd_epi16(wl, xp));                                                \
-        if (R == 8) hi[m] = _mm_add_epi32(hi[m], _mm_madd_epi16(wh, xp));                                    \
-      }                                                                                                      \
+      const __m128i p = q8s_pairs4(xt, idx[b], idx[two ? b + 1 : b]);                                        \
+      Q8S_ROW_XMM(0, 0x00, R); Q8S_ROW_XMM(1, 0x55, R); Q8S_ROW_XMM(2, 0xAA, R); Q8S_ROW_XMM(3, 0xFF, R);            \
     }                                                                                                        \
     for (int m = 0; m < Q8S_MR; m++) {                                                                       \
       _mm_storeu_si128((__m128i *)(acc + m * R), lo[m]);                                                     \
@@ -640,10 +668,16 @@ static inline __m128i q8s_pair(const int8_t *q, int64_t k0, int64_t k1) {
 Q8S_SUMS_XMM(4)
 Q8S_SUMS_XMM(8)
 /* r = 16: the same on 256-bit registers, interleaved within each 128-bit lane: lo holds outputs 0-3 | 8-11, hi
- * 4-7 | 12-15. */
-static void q8s_sums_16(const q8s_args *a, const int8_t *q, int64_t i, int32_t *acc) {
-  const int64_t Kq = q8_kq(a->K), b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;
-  const int32_t *idx = a->w->index + b0;
+ * 4-7 | 12-15; the rows' pairs in both lanes. */
+#define Q8S_ROW_YMM(m, IMM)                                                                                  \
+  do {                                                                                                       \
+    const __m256i xp = _mm256_shuffle_epi32(p, IMM);                                                         \
+    lo[m] = _mm256_add_epi32(lo[m], _mm256_madd_epi16(wl, xp));                                              \
+    hi[m] = _mm256_add_epi32(hi[m], _mm256_madd_epi16(wh, xp));                                              \
+  } while (0)
+static void q8s_sums_16(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {
+  const int64_t b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;
+  const int32_t *idx = a->w->index + b0, *xt = tile;
   const int8_t *v = a->w->values + b0 * 16;
   __m256i lo[Q8S_MR], hi[Q8S_MR];
   for (int m = 0; m < Q8S_MR; m++) lo[m] = hi[m] = _mm256_setzero_si256();
@@ -653,12 +687,8 @@ static void q8s_sums_16(const q8s_args *a, const int8_t *q, int64_t i, int32_t *
     const __m256i w1 = two ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + b * 16 + 16)))
                            : _mm256_setzero_si256();
     const __m256i wl = _mm256_unpacklo_epi16(w0, w1), wh = _mm256_unpackhi_epi16(w0, w1);
-    const int64_t k0 = idx[b], k1 = idx[two ? b + 1 : b];
-    for (int m = 0; m < Q8S_MR; m++) {
-      const __m256i xp = _mm256_broadcastd_epi32(q8s_pair(q + m * Kq, k0, k1));
-      lo[m] = _mm256_add_epi32(lo[m], _mm256_madd_epi16(wl, xp));
-      hi[m] = _mm256_add_epi32(hi[m], _mm256_madd_epi16(wh, xp));
-    }
+    const __m256i p = _mm256_broadcastsi128_si256(q8s_pairs4(xt, idx[b], idx[two ? b + 1 : b]));
+    Q8S_ROW_YMM(0, 0x00); Q8S_ROW_YMM(1, 0x55); Q8S_ROW_YMM(2, 0xAA); Q8S_ROW_YMM(3, 0xFF);
   }
   for (int m = 0; m < Q8S_MR; m++) {
     _mm256_storeu_si256((__m256i *)(acc + m * 16), _mm256_permute2x128_si256(lo[m], hi[m], 0x20));
@@ -671,7 +701,9 @@ void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_spa
   qgemm_args g = {.x = x, .rows = q8_rows(work), .scales = q8_scales(work, M, K), .zps = q8_zps(work, M, K),
                   .M = M, .K = K, .Kq = q8_kq(K)};
   bertc_parallel_rows(p, M, q8_quantize_x, &g);
-  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, Q8S_SUMS_FOR(w)};
+  const q8s_sums_fn sums = Q8S_SUMS_FOR(w);
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, sums,
+                sums == q8s_sums_ref ? NULL : q8s_transpose4};
   q8_sparse_items(p, &a);
 }
 
