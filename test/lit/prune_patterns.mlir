@@ -78,10 +78,11 @@ module attributes {bertc.target = "android-arm64"} {
 // EMIT: bertc_linear_sparse(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(float, 128)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE)
 // EMIT: .scratch_floats = MAX2(64, BERTC_SCRATCH_SPARSE(4, 1)),
 // With int8 weights: the blocks as int8 (rows scaled by their kept weights' max: 4 / 127 and 4.5 / 127), the
-// scales and the column sums after them, and the int8 work buffer past the planned values; no sparse scratch.
+// scales and the column sums after them, and the int8 work buffer past the planned values; the scratch holds a
+// 4-row tile of x transposed (the x86 kernel's; a dword per column of K).
 // RUN: sed 's/"android-arm64"/"android-arm64", bertc.dtype = "i8"/' %s | bertc-opt - --split-input-file "--prune-patterns{force=1}=4x1@0.5,constant=0.5" --pack-weights --plan-memory --emit-c | FileCheck %s --check-prefix=EMIT8
 // EMIT8: bertc_linear_sparse_i8(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse_i8){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(int8_t, 128), W(float, 192), W(int32_t, 256)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE, A(int8_t, {{[0-9]+}}))
-// EMIT8: .scratch_floats = 64,
+// EMIT8: .scratch_floats = MAX2(64, BERTC_SCRATCH_SPARSE_I8(4)),
 module attributes {bertc.target = "android-arm64"} {
   func.func @tiny(%x: tensor<1x2x4xf32>) -> tensor<1x2x8xf32> {
     %w = "bertc.constant"() {value = dense<[[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [4.5, 3.5, 2.5, 1.5], [4.5, 3.5, 2.5, 1.5], [4.5, 3.5, 2.5, 1.5], [4.5, 3.5, 2.5, 1.5]]> : tensor<8x4xf32>} : () -> tensor<8x4xf32>
