@@ -131,7 +131,8 @@ def grid(size: str, int8: bool = False) -> list[GridModel]:
         return [GridModel(bert_config(1, 64, 2, 128), None, (4, 32)),
                 GridModel(bert_config(2, 128, 4, 256), "16x1@0.3", (8, 48)),
                 GridModel(bert_config(1, 128, 4, 512), "1x4@0.5", (2, 16))] + (
-                    [GridModel(bert_config(1, 128, 2, 256), None, (4, 24), "int8")] if int8 else [])
+                    [GridModel(bert_config(1, 128, 2, 256), None, (4, 24), "int8"),
+                     GridModel(bert_config(1, 128, 2, 512), "16x1@0.2", (2, 16), "int8")] if int8 else [])
     if size != "full":
         raise BertcError(f"unknown grid '{size}': small or full")
     # a few tokens in detail (tile remainders, the weight stream), then doublings; 256 only where it is cheap
@@ -145,16 +146,19 @@ def grid(size: str, int8: bool = False) -> list[GridModel]:
     fp32 = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short)
             for n, h, m, spec in models]
     # int8 GEMMs' own fit: small and large rows, weights in and out of cache
-    quantized = [GridModel(bert_config(n, h, _heads(h), h * m), None, long if n * h <= 2000 else short, "int8")
-                 for n, h, m in [(4, 384, 4), (2, 448, 2), (6, 768, 4), (1, 128, 2), (8, 512, 3)]]
+    # int8 blocks at densities the AVX2 rates keep sparse (sparse_rates.json): 16 and 8 rows, two at a time
+    quantized = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short, "int8")
+                 for n, h, m, spec in [(4, 384, 4, None), (2, 448, 2, None), (6, 768, 4, None), (1, 128, 2, None),
+                                       (8, 512, 3, None), (4, 384, 4, "16x1@0.2"), (5, 576, 3, "8x1@0.1")]]
     return fp32 + (quantized if int8 else [])
 
 
 def holdout(n: int, threads: list[int], seed: int = 7, max_layers: int = 12, max_hidden: int = 768,
             max_seq: int = 256, int8: bool = False) -> list[Case]:
     """Random configurations the fit never saw: half dense, half pruned; with ``int8``, half the dense ones
-    at --dtype int8."""
-    rng = random.Random(seed)
+    at --dtype int8, and every fourth pruned one int8 blocks at a density the AVX2 rates keep sparse (their own
+    draw, so the other configurations stay as they were)."""
+    rng, blocks = random.Random(seed), random.Random(seed + 1)
     cases = []
     for i in range(n):
         hidden = rng.choice([h for h in range(128, max_hidden + 1, 64)]) if max_hidden >= 128 else max_hidden
@@ -164,8 +168,11 @@ def holdout(n: int, threads: list[int], seed: int = 7, max_layers: int = 12, max
         if i % 2:
             p = rng.choice(PATTERNS)
             prune = p if ":" in p else f"{p}@{rng.choice([0.1, 0.2, 0.3, 0.5])}"
+        dtype = "int8" if int8 and i % 4 == 2 else "fp32"
+        if int8 and i % 8 == 3:
+            prune, dtype = f"{blocks.choice(['16x1', '8x1'])}@{blocks.choice([0.1, 0.2])}", "int8"
         cases.append(Case(bert_config(rng.randint(1, max_layers), hidden, _heads(hidden, rng), ffn), seq,
-                          rng.choice(threads), prune, "int8" if int8 and i % 4 == 2 else "fp32"))
+                          rng.choice(threads), prune, dtype))
     return cases
 
 

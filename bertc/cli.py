@@ -623,8 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--grid", choices=["small", "full"], default="full", help="the measured grid (default: full; "
                    "small is for tests: it fits nothing you should trust)")
     k.add_argument("--int8", action="store_true", help="also fit the int8 GEMMs (--dtype int8): five of the grid's "
-                   "dense models again in int8, and a quarter of the held-out set (reported as its own group); "
-                   "about a fifth more time")
+                   "dense models again in int8 and two with int8 blocks (16x1, 8x1), and a third of the held-out set "
+                   "(reported as its own group); about a fifth more time")
     k.add_argument("--holdout", type=at_least(1), default=30, help="held-out random configurations (default: 30)")
     k.add_argument("--runs", type=at_least(1), default=5, help="timed runs per measurement, more for a short model "
                    "(default: 5)")

@@ -80,6 +80,11 @@ FEATURES = {
     "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
                       "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
                       *_weight_features("weights_dram"), "few_fmas"],
+    # int8 blocks (--dtype int8 --prune-patterns: bertc_linear_sparse_i8, r x 1 blocks): tiles of 4 rows whatever m
+    # leaves of them, the blocks of a block row taken two at a time. x_pairs: a pair of x bytes gathered, per row of
+    # the tile, the kernel's main cost on x86 (whatever r); macs: the tile's multiply-adds; inputs: the row pass
+    "linear_sparse_i8": ["dispatch", "x_pairs", "macs", "outputs", "gelu_outputs", "inputs",
+                         *_weight_features("weights"), *_weight_features("weights_dram")],
     # heads and head_rows: a head's setup, and each query row's softmax pass, apart from the FLOPs
     "attention": ["dispatch", "flops", "scores", "values", "heads", "head_rows"],
     "layer_norm": ["dispatch", "elements"],
@@ -89,8 +94,10 @@ FEATURES = {
 }
 # A kind a profile has neither fitted nor a roofline efficiency for is priced as another kind, this many times
 # faster: int8 GEMMs at twice the fp32 ones' rate (VNNI and AVX2's maddubs multiply-add twice the lanes, SDOT
-# four times; bertc int8 measured 2.5-2.9x its fp32 on MiniLM, README), until `bertc calibrate` fits them.
-ROOFLINE_AS = {"linear_i8": ("linear", 2.0)}
+# four times; bertc int8 measured 2.5-2.9x its fp32 on MiniLM, README), until `bertc calibrate` fits them; int8
+# blocks at the fp32 blocks' rate (their kernel gathers x a pair of bytes at a time: on the AVX2 EPYC 16x1 at 25%
+# kept ran 2.4x dense fp32, where fp32 blocks run about 3x, benchmarks/sparse_results*.json).
+ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs. A
 # profile fitted for another version has coefficients for other features: bertc calibrate --refit fits it again
 # from its measurements.
@@ -242,17 +249,22 @@ def op_features(op, index: int, target) -> OpCost | None:
             rows, cols = -(-n // p.r), -(-k // p.c)
             blocks = max(1, round(sp["density"] * rows * cols))
             kept = blocks * p.r * p.c
-            klass = f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"
-            i8 = weight_dtype(op) == "i8"  # (priced as the fp32 sparse kernel: no int8 sparse timings fitted yet)
-            work, few = (m, False) if i8 else sparse_tile(m, p.r, p.c, target)
-            f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks, "blocks": blocks,
-                 **weight_stream("weights", kept, m)}
-            if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
-                f["few_fmas"] = float(m * blocks * (1 if p.r == 1 and p.c == 4 else p.c * (1 if p.r >= 4 else p.r)))
+            i8 = weight_dtype(op) == "i8"
+            if i8:  # tiles of Q8S_MR rows, the blocks of a block row two at a time
+                tile_rows = -(-m // Q8S_MR) * Q8S_MR
+                f = {"dispatch": 1, "x_pairs": float(tile_rows * -(-blocks // 2)), "macs": float(tile_rows * kept),
+                     "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}
             else:
-                f[klass] = 2.0 * work * kept
-            return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""), "linear_sparse", f,
-                          2.0 * m * kept, 4.0 * (m * k + kept + m * n + blocks), detail=f"{act}, {sp['pattern']} "
+                work, few = sparse_tile(m, p.r, p.c, target)
+                f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks,
+                     "blocks": blocks, **weight_stream("weights", kept, m)}
+                if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
+                    f["few_fmas"] = float(m * blocks * (1 if p.r == 1 and p.c == 4 else p.c * (1 if p.r >= 4 else p.r)))
+                else:
+                    f[f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"] = 2.0 * work * kept
+            return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""),
+                          "linear_sparse" + ("_i8" if i8 else ""), f,
+                          2.0 * m * kept, 4.0 * (m * k + m * n + blocks) + kept * (1 if i8 else 4), detail=f"{act}, {sp['pattern']} "
                           f"sparse{' int8' if i8 else ''} {sp['density']:.0%}", weight_bytes=int(stored * sp["density"]))
         if weight_dtype(op) == "i8":
             # x86's int8 tile has an instance per row count (q8_tile_any) and spends its instructions per row, so a
@@ -318,6 +330,7 @@ def op_features(op, index: int, target) -> OpCost | None:
 # (rows x 2 vectors on the x86 tiles) are too few chains to hide the FMA latency (4 cycles on 2 pipes:
 # 8 chains). benchmarks/gemm_rows.py: MiniLM's linears at M = 4 and M = 1 differ by DRAM time, not FMAs.
 MIN_TILE_ROWS = 4
+Q8S_MR = 4  # the rows of the int8 sparse kernel's tile (runtime/kernels/int8_gemm.h)
 
 
 def gemm_rows(m: int, mr: int, isa: str) -> int:
@@ -339,8 +352,8 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 9
     tokens cost 32 rows of 1x4 blocks on AVX2; at a few rows a few-rows tile does m. The grid times 1-8 and
     multiples of 32 tokens, where the two agree; held-out lengths between them missed by up to -63%. Other
-    kernels (int8 sparse, the portable C, the generic tile of any other r): m. And whether it is the few-rows
-    tile, whose FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar."""
+    kernels (the portable C, the generic tile of any other r): m. And whether it is the few-rows tile, whose
+    FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar. (int8 blocks: op_features.)"""
     if target.isa not in ("avx2", "neon"):
         return m, False
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)

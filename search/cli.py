@@ -69,7 +69,7 @@ the space (--space FILE, YAML or JSON; every key optional):
   lengths: mean         layers: [2, 3, 4, 5]          hidden: [256, 320, 384]
   heads: [4, 6, 8, 12]  ffn: [512, 768, 1024, 1536]   ffn_per_layer: false
   sparsity: [none, 16x1@0.5]   threads: [1, 2]        precision: [fp32, int8]
-  precision: --dtype of the GEMM weights; an int8 student is dense (sparse int8 is not priced yet)
+  precision: --dtype of the GEMM weights; int8 keeps r x 1 blocks (16x1, 8x1, 4x1, 2:4), else is dense
   lengths: mean, pNN (p50, p90, p99) or N (see latency above; `seq_len: N` is read as N)
   the teacher's latency (and so a relative budget) is measured at the largest thread count
 

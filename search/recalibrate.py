@@ -22,7 +22,8 @@ from bertc.cost import Profile, load_profile
 from .trials import TrialRecord
 
 # The GEMM kinds re-fitted apart from the run scale, and the TrialRecord field with their part of the base price
-APART = {"linear_sparse": "base_sparse_ms", "linear_i8": "base_int8_ms"}
+APART = {"linear_sparse": "base_sparse_ms", "linear_i8": "base_int8_ms",
+         "linear_sparse_i8": "base_sparse_int8_ms"}
 
 
 def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] = ()) -> tuple[dict, dict[str, float]]:
@@ -31,10 +32,10 @@ def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] =
     teacher, timed at the space's most threads, sets the 1-thread scale too until a 1-thread student is timed).
 
     The run scale is multiplied by the median measured / predicted of the plain candidates (fp32 dense; of all,
-    while none is plain). The sparse and the int8 GEMMs (APART) each get their own scale (``kind_scale``): the
-    median k that makes each such candidate's ``scale x (rest + k x its part)`` equal its measurement; their
-    rates are fitted on fewer shapes (int8's not at all in a profile without `bertc calibrate --int8`: then
-    its roofline price, which the run scale does not scale, is what k scales). Predictions are the base
+    while none is plain). The sparse, the int8 and the int8 sparse GEMMs (APART) each get their own scale
+    (``kind_scale``): the median k that makes each such candidate's ``scale x (rest + k x its part)`` equal its
+    measurement; their rates are fitted on fewer shapes (the int8 ones not at all in a profile without `bertc
+    calibrate --int8`: then their roofline price, which the run scale does not scale, is what k scales). Predictions are the base
     profile's (``base_predicted_ms`` and the parts), so the fit does not chase its own corrections."""
     data = json.loads(json.dumps(base))
     scales = {}
@@ -46,7 +47,9 @@ def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] =
         data.setdefault("run_scale", {})[str(t)] = round(base.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
         scales[str(t)] = round(scale, 4)
         for kind in APART:
-            some = [r for r in mine if part(r, kind)]
+            # a candidate informs the kind that takes most of its APART time: an int8 sparse student's pooler is a
+            # dense int8 GEMM, too small a part to fit that kind's scale from
+            some = [r for r in mine if part(r, kind) and part(r, kind) == max(part(r, k) for k in APART)]
             if not some or len(plain) == len(mine):
                 continue
             k = statistics.median((r.measured_ms / scale - (r.base_predicted_ms - part(r, kind))) / part(r, kind)

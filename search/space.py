@@ -14,7 +14,7 @@ A space file (every key optional; the defaults are DEFAULT_SPACE's)::
     ffn: [512, 768, 1024, 1536]   # FFN width
     ffn_per_layer: false          # true: one FFN width per layer, each drawn from `ffn`
     sparsity: [none, 16x1@0.5]    # `none` or a --prune-patterns SPEC (pattern@kept fraction)
-    precision: [fp32, int8]       # GEMM weights (bertc compile --dtype); an int8 student is dense (see `supported`)
+    precision: [fp32, int8]       # GEMM weights (bertc compile --dtype); int8 with r x 1 blocks only (`supported`)
     threads: [1, 2]               # runtime threads the student is timed and shipped with
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bertc.errors import BertcError
-from bertc.sparsity import parse_spec
+from bertc.sparsity import check_int8_pattern, parse_spec
 
 from .lengths import parse_measure
 
@@ -46,10 +46,16 @@ PRECISIONS = ("fp32", "int8")
 
 
 def supported(precision: str, sparsity: str | None) -> bool:
-    """Whether the search samples this pair. The compiler builds int8 with --prune-patterns (sparse int8 blocks),
-    but the cost model prices those as fp32 sparse GEMMs and the per-round re-fit would mix the two, so an int8
-    sample is made dense. The one place to change when the cost model prices sparse int8."""
-    return precision == "fp32" or sparsity is None
+    """Whether the search samples this pair. int8 with --prune-patterns is int8 blocks (priced as
+    linear_sparse_i8, re-fitted apart), which the compiler builds for r x 1 blocks of 4, 8 or 16 rows (16x1, 8x1,
+    4x1, 2:4) and refuses for others (1x4, ...): an int8 sample of those is made dense."""
+    if precision == "fp32" or sparsity is None:
+        return True
+    try:
+        check_int8_pattern(parse_spec(sparsity).pattern)
+    except BertcError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,8 @@ class Space:
         return p
 
     def dense_uniform(self) -> list[Candidate]:
-        """Every dense candidate with one FFN width for all layers, in every precision (an int8 one is dense
-        whatever the space's sparsity; an fp32 one when the sparsity allows dense)."""
+        """Every dense candidate with one FFN width for all layers, in every precision whose sparsity allows
+        dense (`none`, or a pattern it cannot build, which its samples make dense)."""
         return [Candidate(n, h, a, (f,) * n, None, t, p) for p in self.precision
                 if any(s is None or not supported(p, s) for s in self.sparsity) for n in self.layers
                 for h in self.hidden for a in self.heads for f in self.ffn for t in self.threads]

@@ -200,7 +200,7 @@ class Study:
         return ops
 
     def kind_ms(self, cand: Candidate, teacher_config, profile, kind: str) -> float:
-        """The part of ``cand``'s prediction under ``profile`` spent in ops of ``kind`` (linear_sparse, linear_i8)."""
+        """The part of ``cand``'s prediction under ``profile`` spent in ops of ``kind`` (APART's)."""
         per_length = self._ops_of(cand, teacher_config, profile.weight_cache)
         return self.lengths.combine([sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == kind)
                                      for ops in per_length])

@@ -37,6 +37,7 @@ class TrialRecord:
     base_predicted_ms: float | None = None  # the cost model, with the built-in profile (what the re-fit fits)
     base_sparse_ms: float | None = None  # the part of base_predicted_ms spent in sparse GEMMs
     base_int8_ms: float | None = None  # the part of base_predicted_ms spent in int8 GEMMs
+    base_sparse_int8_ms: float | None = None  # ... in int8 sparse GEMMs (int8 blocks)
     measured_ms: float | None = None  # bertc_run's median, when timed
     latency_ms: float | None = None  # what the sampler was told: measured when timed, else predicted
     dev_accuracy: float | None = None

@@ -262,8 +262,8 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
                            holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 48}, int8=True)
     saved = load_profile(out)
     assert saved.data["fitted"] == profile.data["fitted"]  # what was written is what was fitted
-    assert set(saved.data["fitted"]["1"]) >= {"linear", "linear_i8", "linear_sparse", "attention", "layer_norm",
-                                              "embedding"}
+    assert set(saved.data["fitted"]["1"]) >= {"linear", "linear_i8", "linear_sparse", "linear_sparse_i8", "attention",
+                                              "layer_norm", "embedding"}
     assert q["groups"]["int8"]["configs"] == 1 and [r["int8"] for r in q["measured"]] == [False, False, True]
     assert all(c >= 0 for coef in saved.data["fitted"]["1"].values() for c in coef)
     # the profile records this CPU, and its caches are this CPU's, not the built-in profile's
@@ -487,6 +487,32 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
     with host_cpu_as(["avx2", "fma", "avx512f"]):
         assert [sparse_tile(m, 16, 1, get_target("host"))[0] for m in (1, 16, 17)] == [16, 16, 32]
         assert [sparse_tile(m, 4, 1, get_target("host"))[0] for m in (4, 8, 9)] == [4, 8, 32]  # few-rows tile to 8
+
+
+def test_int8_blocks_are_their_own_kind_priced_at_the_tiles_and_pairs_their_kernel_runs():
+    """--dtype int8 --prune-patterns: bertc_linear_sparse_i8 (runtime/kernels/int8_gemm.h) computes tiles of 4 rows
+    whatever m leaves of them and takes a block row's blocks two at a time, a gathered pair of x bytes per row of the
+    tile: linear_sparse_i8, not the fp32 blocks' kind. A profile with no fit for it prices it at the fp32 blocks'
+    roofline rate and says so; a fitted one prices it from its own coefficients."""
+    from bertc.cost import config_ops, fitted_cost
+
+    one, four, five = ([o for o in config_ops(SMALL, "host", n, prune="16x1@0.25", dtype="int8")
+                        if o.kernel.endswith("_sparse_i8")] for n in (1, 4, 5))
+    assert one and all(o.kind == "linear_sparse_i8" for o in one + four + five)
+    for a, b, c in zip(one, four, five):
+        assert a.features["macs"] == b.features["macs"] == c.features["macs"] / 2  # 1 and 4 rows: one tile; 5: two
+        blocks = a.features["macs"] / (4 * 16)
+        assert a.features["x_pairs"] == 4 * math.ceil(blocks / 2) and c.features["x_pairs"] == 2 * a.features["x_pairs"]
+        assert a.features["inputs"] * 4 == b.features["inputs"] and a.weight_bytes == blocks * 16  # a byte a weight
+    assert "linear_sparse_i8 as linear_sparse x1" in " ".join(
+        estimate(SMALL, seq_len=4, prune="16x1@0.25", dtype="int8", profile="host-avx512").notes)
+    base = load_profile("host-avx512")
+    coef = [0.0] * len(FEATURES["linear_sparse_i8"])
+    coef[FEATURES["linear_sparse_i8"].index("x_pairs")] = 1e-6
+    fitted = Profile("f", {**base.data, "fitted": {"1": {**base.data["fitted"]["1"], "linear_sparse_i8": coef}},
+                           "run_scale": {"1": 1.0}})
+    assert fitted.op_ms(five[0], 1) == pytest.approx(fitted_cost(coef, "linear_sparse_i8", five[0].features))
+    assert fitted.op_ms(five[0], 1) == pytest.approx(1e-6 * five[0].features["x_pairs"]) and five[0].features["x_pairs"]
 
 
 def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_path):

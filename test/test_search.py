@@ -17,7 +17,7 @@ import torch
 import transformers as T
 from bertc.search.inherit import build_student, importance, load_student, select_layers
 from bertc.search.lengths import Lengths, study_lengths
-from bertc.search.space import Candidate, load_space, parse_space
+from bertc.search.space import Candidate, load_space, parse_space, supported
 from bertc.search.study import BUDGET_MARGIN, SCREEN_SLACK
 from bertc.search.tasks import load_task
 from test_cost import _normalized
@@ -95,18 +95,24 @@ def test_space_file_yaml_and_sampling(tmp_path):
         space.check_teacher(T.BertConfig(hidden_size=384, num_attention_heads=12, num_hidden_layers=2))
 
 
-def test_precision_is_sampled_and_int8_is_never_sparse():
-    """Both precisions drawn; an int8 draw with a sparsity SPEC is made dense (space.supported: sparse int8 is not priced yet);
-    the warm start's dense candidates come in both; a candidate from before precision existed reads as fp32."""
-    space = parse_space({"layers": [2], "hidden": [256], "heads": [4], "ffn": [512], "threads": [1],
-                         "sparsity": ["16x1@0.5"]})
+def test_precision_is_sampled_and_int8_is_sparse_only_in_blocks_its_kernel_runs():
+    """Both precisions drawn; an int8 draw keeps r x 1 blocks (int8 blocks, priced as their own kind) and is made
+    dense with a pattern the compiler refuses in int8 (1x4: space.supported); the warm start's dense candidates come
+    in both; a candidate from before precision existed reads as fp32."""
+    shape = {"layers": [2], "hidden": [256], "heads": [4], "ffn": [512], "threads": [1]}
+    space = parse_space({**shape, "sparsity": ["1x4@0.5"]})
+    assert supported("int8", "16x1@0.25") and supported("int8", "2:4") and not supported("int8", "1x4@0.5")
+    blocks = parse_space({**shape, "sparsity": ["16x1@0.5"]})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert {(c.precision, c.sparsity) for c in (blocks.sample(study.ask()) for _ in range(20))} == {
+        ("fp32", "16x1@0.5"), ("int8", "16x1@0.5")}
     assert space.precision == ["fp32", "int8"]  # the default: phones ship int8
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trials = [study.ask() for _ in range(30)]
     cands = [space.sample(t) for t in trials]
     assert {c.precision for c in cands} == {"fp32", "int8"}
-    assert all(c.sparsity == (None if c.precision == "int8" else "16x1@0.5") for c in cands)
-    assert any(t.params["sparsity"] == "16x1@0.5" for t, c in zip(trials, cands) if c.precision == "int8")
+    assert all(c.sparsity == (None if c.precision == "int8" else "1x4@0.5") for c in cands)
+    assert any(t.params["sparsity"] == "1x4@0.5" for t, c in zip(trials, cands) if c.precision == "int8")
     assert all(set(t.params) == set(trials[0].params) for t in trials)  # every parameter drawn every time
     int8 = next(c for c in cands if c.precision == "int8")
     assert int8.describe() == "L2 H256 A4 F512 int8 t1" and Candidate.from_dict(int8.asdict()) == int8
@@ -255,8 +261,9 @@ def _trials(out: Path, storage=None):
 
 
 def test_recalibration_fits_dense_sparse_and_int8_scales_that_reproduce_the_measurements():
-    """Timings made 10% slower than predicted for fp32 dense ops, 30% faster for sparse GEMMs and 40% faster for
-    int8 ones (fitted or priced by its roofline, as the built-in profile has them): the re-fitted profile must predict
+    """Timings made 10% slower than predicted for fp32 dense ops, 30% faster for sparse GEMMs, 40% faster for
+    int8 ones and 50% for int8 blocks (fitted or priced by their roofline, as the built-in profile has them; an
+    int8 sparse student's dense int8 pooler left to the int8 scale): the re-fitted profile must predict
     every timed candidate through the cost model's own op_ms, whichever kinds were timed."""
     from bertc.search.recalibrate import refit_profile
     from bertc.search.trials import TrialRecord
@@ -268,21 +275,25 @@ def test_recalibration_fits_dense_sparse_and_int8_scales_that_reproduce_the_meas
                           intermediate_size=256, max_position_embeddings=64)
     timed, ops_of = [], {}
     for ffn, prune, dtype in [(256, None, "fp32"), (128, None, "fp32"), (256, "16x1@0.5", "fp32"),
-                              (128, "4x1@0.5", "fp32"), (256, None, "int8"), (128, None, "int8")]:
+                              (128, "4x1@0.5", "fp32"), (256, None, "int8"), (128, None, "int8"),
+                              (256, "16x1@0.25", "int8"), (128, "16x1@0.25", "int8")]:
         config.intermediate_size = ffn
         ops = config_ops(config.to_dict(), "host", 32, prune=prune, cache=base.weight_cache, dtype=dtype)
         total = base.overhead_ms(1) + sum(base.op_ms(o, 1) for o in ops)
-        sparse, int8 = (sum(base.op_ms(o, 1) for o in ops if o.kind == k) for k in ("linear_sparse", "linear_i8"))
-        assert (sparse > 0) == (prune is not None) and (int8 > 0) == (dtype == "int8")
+        sparse, int8, sp8 = (sum(base.op_ms(o, 1) for o in ops if o.kind == k)
+                             for k in ("linear_sparse", "linear_i8", "linear_sparse_i8"))
+        assert (sparse > 0) == (prune is not None and dtype == "fp32") and (sp8 > 0) == (prune is not None and
+                                                                                         dtype == "int8")
         ops_of[len(timed)] = ops
         timed.append(TrialRecord(len(timed), "COMPLETE", "timed", threads=1, base_predicted_ms=total,
-                                 base_sparse_ms=sparse, base_int8_ms=int8,
-                                 measured_ms=1.1 * (total - sparse - int8 + 0.7 * sparse) + 0.6 * int8))
+                                 base_sparse_ms=sparse, base_int8_ms=int8, base_sparse_int8_ms=sp8,
+                                 measured_ms=1.1 * (total - sparse - int8 - sp8 + 0.7 * sparse) + 0.6 * int8
+                                 + 0.5 * sp8))
     data, scales = refit_profile(base.data, timed)
     # a fitted kind's scale rides on the run scale; a roofline-priced one's (no int8 fit in the profile) does not
-    i8 = 0.6 / 1.1 if "linear_i8" in base.data["fitted"]["1"] else 0.6
+    i8, s8 = (f / 1.1 if k in base.data["fitted"]["1"] else f for k, f in (("linear_i8", 0.6), ("linear_sparse_i8", 0.5)))
     assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_sparse": pytest.approx(0.7, rel=1e-3),
-                      "1:linear_i8": pytest.approx(i8, rel=1e-3)}
+                      "1:linear_i8": pytest.approx(i8, rel=1e-3), "1:linear_sparse_i8": pytest.approx(s8, rel=0.02)}
     refit = Profile("refit", data)
     for r in timed:
         predicted = refit.overhead_ms(1) + sum(refit.op_ms(o, 1) for o in ops_of[r.number])
@@ -292,18 +303,18 @@ def test_recalibration_fits_dense_sparse_and_int8_scales_that_reproduce_the_meas
     for only in (timed[2:], timed[4:], timed[2:4]):
         data, scales = refit_profile(base.data, only)
         assert set(scales) == {"1"} and "kind_scale" not in data
-    assert set(refit_profile(base.data, timed[:2] + timed[4:])[1]) == {"1", "1:linear_i8"}  # no sparse timed
+    assert set(refit_profile(base.data, timed[:2] + timed[4:6])[1]) == {"1", "1:linear_i8"}  # no sparse timed
     # a profile with int8 fitted (`bertc calibrate --int8`; here fp32's rates): its int8 price is run-scaled too
     fitted = {**base.data["fitted"]["1"], "linear_i8": base.data["fitted"]["1"]["linear"]}
     calibrated = Profile("int8", {**base.data, "fitted": {"1": fitted}})
-    for r in timed[4:]:
+    for r in timed[4:6]:
         total, int8 = (sum(calibrated.op_ms(o, 1) for o in ops_of[r.number] if k in (None, o.kind)) for k in
                        (None, "linear_i8"))
         timed[r.number] = TrialRecord(r.number, "COMPLETE", "timed", threads=1, base_predicted_ms=total,
                                       base_int8_ms=int8, measured_ms=1.1 * (total - int8 + 0.6 * int8))
-    data, scales = refit_profile(calibrated.data, timed[:2] + timed[4:])
+    data, scales = refit_profile(calibrated.data, timed[:2] + timed[4:6])
     assert scales == {"1": pytest.approx(1.1, rel=1e-3), "1:linear_i8": pytest.approx(0.6, rel=1e-3)}
-    for r in timed[4:]:
+    for r in timed[4:6]:
         predicted = sum(Profile("refit", data).op_ms(o, 1) for o in ops_of[r.number])
         assert predicted == pytest.approx(r.measured_ms, rel=1e-3)
     # a thread count with nothing timed at it takes the nearest one's run scale (the teacher's, at first)
@@ -556,9 +567,9 @@ def test_search_resumes_after_a_kill_with_nothing_lost(tiny_teacher, tmp_path):
     for t in after:  # what was finished before the kill is still there, unchanged
         if t.number in before:
             assert (t.values, t.user_attrs.get("stage")) == before[t.number]
-    # the space is int8 only: every candidate int8 and dense (its sparsity draws made dense)
-    assert all(t.user_attrs["candidate"] == {**t.user_attrs["candidate"], "precision": "int8", "sparsity": None}
-               for t in after if "candidate" in t.user_attrs)
+    # the space is int8 only: every candidate int8, dense or in 16x1 blocks (int8 blocks, priced as their own kind)
+    cands = [t.user_attrs["candidate"] for t in after if "candidate" in t.user_attrs]
+    assert cands and all(c["precision"] == "int8" and c["sparsity"] in (None, "16x1@0.5") for c in cands)
     if shipped:
         from bertc.artifact import read_manifest
 
