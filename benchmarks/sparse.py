@@ -12,7 +12,8 @@ MiniLM beside the dense one.
    ``--save`` writes the ISA's ``int8`` rates, which --prune-patterns reads under --dtype int8.
 2. End to end. The packaged MiniLM compiled dense and with ``--prune-patterns SPEC`` (default
    16x1@0.25: 75% of the encoder's linear weights pruned in blocks; with --pruned FOLDER, the output
-   of ``bertc prune`` instead), timed the same way at 1 and 2 threads.
+   of ``bertc prune`` instead), timed the same way at 1 and 2 threads; with ``--dtype int8`` both again in int8
+   (dense int8, and int8 blocks where the int8 rates keep them).
 3. Short inputs (``--part short``). A BERT-base-wide encoder (6 layers, hidden 768, FFN 3072, random
    weights: its 170 MB of weights stream from memory as a phone's do) compiled with --max-seq-len 128, dense
    and with each pattern at 50% kept (every matrix sparse), timed round-robin at 1-128 tokens: real text
@@ -22,6 +23,7 @@ MiniLM beside the dense one.
     .venv/bin/python benchmarks/sparse.py --part kernels --save # re-measure the rates bertc uses
     .venv/bin/python benchmarks/sparse.py --part kernels --dtype int8 --save  # and the int8 ones
     .venv/bin/python benchmarks/sparse.py --part e2e --pruned minilm-16x1.pruned
+    .venv/bin/python benchmarks/sparse.py --part e2e --dtype int8   # fp32 and int8, dense and 16x1@0.25
     .venv/bin/python benchmarks/sparse.py --part short --rounds 3   # dense / sparse per length and thread count
 """
 
@@ -127,6 +129,11 @@ def e2e(args, work: Path) -> dict:
     label = f"pruned {args.spec}" + (f" ({args.pruned})" if args.pruned else "")
     arts[label] = bertc.compile(pruned_src, seq_len=SEQ, out=work / "minilm-pruned.bertc", prune=args.spec)
     out = {"report": arts[label].report["sparsity"]}
+    if args.dtype == "int8":  # the same two in int8: dense int8, and int8 blocks where the int8 rates keep them
+        arts["int8 dense"] = bertc.compile(minilm, seq_len=SEQ, out=work / "minilm-i8.bertc", dtype="int8")
+        arts[f"int8 {label}"] = bertc.compile(pruned_src, seq_len=SEQ, out=work / "minilm-pruned-i8.bertc",
+                                              prune=args.spec, dtype="int8")
+        out["report_int8"] = arts[f"int8 {label}"].report["sparsity"]
     for threads in args.e2e_threads:
         models = {n: DeviceModel(a.path, device="host", threads=threads) for n, a in arts.items()}
         out[f"{threads}t"] = timed_round_robin(models, args.rounds, args.runs, f"MiniLM {threads} thread(s)")
@@ -166,11 +173,18 @@ def print_e2e(res: dict) -> None:
     print(f"\n### MiniLM (all-MiniLM-L6-v2), sequence {SEQ}: dense against pruned "
           f"({rep['pruned_fraction']:.0%} of the encoder's linear weights pruned; "
           f"{rep['sparse_matrices']} of {len(rep['matrices'])} matrices stored sparse)\n")
-    print("| threads | dense ms | pruned ms | speedup |\n|---|---|---|---|")
+    if "report_int8" in res:
+        rep8 = res["report_int8"]
+        rest = len(rep8["matrices"]) - rep8["sparse_matrices"]
+        print(f"int8: {rep8['sparse_matrices']} of {len(rep8['matrices'])} matrices stored as int8 blocks"
+              + (f", {rest} dense int8" if rest else "") + ". Each runtime's median ms, and fp32 dense's over it\n")
+    runs = [t for k, t in res.items() if not k.startswith("report")]
+    names = list(runs[0])
+    print("| threads | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for key, t in res.items():
-        if key != "report":
-            dense, pruned = t["dense"], next(v for k, v in t.items() if k != "dense")
-            print(f"| {key[:-1]} | {dense:.2f} | {pruned:.2f} | **{dense / pruned:.2f}x** |")
+        if not key.startswith("report"):
+            print(f"| {key[:-1]} | " + " | ".join(f"{t[n]:.2f}" + ("" if n == "dense" else f" (**{t['dense'] / t[n]:.2f}x**)")
+                                                   for n in names) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", choices=["kernels", "e2e", "all", "short"], default="all",
                    help="all: kernels and e2e; short: the hidden-768 encoder at 1-128 tokens")
     p.add_argument("--patterns", nargs="+", help=f"default {' '.join(PATTERNS)} (int8: without 1x4)")
-    p.add_argument("--dtype", choices=["fp32", "int8"], default="fp32", help="the kernel part's weights")
+    p.add_argument("--dtype", choices=["fp32", "int8"], default="fp32", help="the kernel part's weights; int8: the "
+                   "end-to-end part times the dense and pruned MiniLM in int8 too")
     p.add_argument("--densities", nargs="+", type=float, default=DENSITIES)
     p.add_argument("--threads", type=int, default=1, help="threads for the kernel part (default: 1)")
     p.add_argument("--e2e-threads", nargs="+", type=int, default=[1, 2])
