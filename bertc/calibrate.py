@@ -8,7 +8,7 @@
    whole grid, minutes apart, and its fastest pass counts: a busy minute does not become the model.
 2. **Fit.** Per kind of kernel and thread count, non-negative coefficients over its shape features
    (bertc/cost.py FEATURES: tile rows, weights from cache or from memory, ...) minimising relative
-   error; the per-run overhead and the scale from the sum of ops to a whole run. How much of a model's weights
+   error; the per-run overhead and the scale from the sum of ops to a run's p50, fitted the same way. How much of a model's weights
    stays cached between runs (cost.WeightCache) is chosen by leave-one-model-out error on the grid.
 3. **Check.** Held-out random configurations (seeded; layers 1-12, hidden 128-768, heads, FFN 2-4x,
    sequence 1-256 drawn log-uniformly, threads, half of them pruned) are compiled and timed end to end
@@ -329,11 +329,25 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
         coef = fitted[t][kind] = fit_kind(kind, rows)
         errs = [abs(fitted_cost(coef, kind, f) - ms) / ms for f, ms in rows]
         error.setdefault(str(t), {})[kind] = round(statistics.fmean(errs), 4)
-    # means add up (medians do not): what a run spends outside its ops
-    overhead = {t: max(0.0, statistics.median(r["mean_ms"] - r["ops_ms"] for r, _ in v)) for t, v in by_threads.items()}
-    scale = {t: statistics.median((r["p50_ms"] - overhead[t]) / sum(fitted_cost(fitted[t][k], k, f) for k, f, _ in ops)
-                                  for r, ops in v) for t, v in by_threads.items()}
+    overhead, scale = {}, {}
+    for t, v in by_threads.items():
+        overhead[t], scale[t] = _run_fit([(r["p50_ms"], sum(fitted_cost(fitted[t][k], k, f) for k, f, _ in ops))
+                                          for r, ops in v])
     return {"fitted": fitted, "overhead": overhead, "scale": scale, "error": error, "samples": samples}
+
+
+def _run_fit(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """A run's p50 from its fitted ops' sum, (p50, sum) per grid run: p50 = overhead + scale x sum, by least squares on
+    relative error as the ops are fitted, overhead >= 0; where the best overhead is negative, none, and the median
+    p50 / sum. (The median of a run's mean less its ops' means, 1-12 us on the AVX2 EPYC, was the overhead before:
+    it put 4-6 us too many on the smallest models at 2 threads, which are 10-20 us, and their p50 is at or below
+    their ops' sum; the ops' fitted dispatch costs already hold what a run spends between them.)"""
+    p = np.array([r for r, _ in runs], dtype=np.float64)
+    f = np.array([s for _, s in runs], dtype=np.float64)
+    (a, s), *_ = np.linalg.lstsq(np.stack([1 / p, f / p], 1), np.ones_like(p), rcond=None)
+    if a >= 0 and s > 0:
+        return float(a), float(s)
+    return 0.0, float(np.median(p / f))
 
 
 def _run_ms(fit: dict[str, Any], rec: dict[str, Any], ops: list) -> float:
@@ -466,8 +480,9 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                                  f"bertc calibrate --target {target} --device {where} on {date.today().isoformat()}: "
                                  f"{len(records)} runs of grid models at their lengths and thread counts, per-op "
                                  "medians from bertc_run --bench, non-negative least squares on relative error",
-                       "run_overhead_ms": "median over the grid of a run's mean time minus the sum of its ops' means",
-                       "run_scale": "median over the grid of a run's p50 over the sum of its fitted ops",
+                       "run_overhead_ms": "with run_scale, a run's p50 from the sum of its fitted ops by least "
+                                          "squares on relative error over the grid (>= 0; else 0)",
+                       "run_scale": "see run_overhead_ms (with no overhead: the grid's median p50 over fitted ops)",
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
     data["quality"] = {**report(rows), "grid_repeatability": repeatability(records), "holdout_seed": seed,
                        **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "

@@ -599,6 +599,19 @@ def _synthetic_runs(cached_bytes: int, all_or_nothing: bool):
     return runs
 
 
+def test_a_runs_overhead_and_scale_are_fitted_to_the_grids_p50s():
+    """calibrate._run_fit: p50 = overhead + scale x the run's fitted ops, by least squares on relative error. Runs made
+    with an overhead give it back; where the best overhead would be negative (the ops' own dispatch costs already
+    hold more than the run spends between them) it is none, and the scale the median ratio."""
+    from bertc.calibrate import _run_fit
+
+    ops = [0.01, 0.05, 0.3, 2.0, 15.0, 80.0]
+    a, s = _run_fit([(0.004 + 1.2 * f, f) for f in ops])
+    assert a == pytest.approx(0.004, rel=1e-6) and s == pytest.approx(1.2, rel=1e-6)
+    a, s = _run_fit([(1.1 * f - 0.001 * (f < 1), f) for f in ops])
+    assert a == 0.0 and s == pytest.approx(1.1, rel=0.05)
+
+
 def test_calibrate_chooses_the_weight_cache_the_grid_shows():
     """choose_weight_cache fits the grid with each model left out in turn, under each split: on runs made by a model
     whose weights beyond 2 MiB stream from memory it finds that split, and on runs made by the all-or-nothing model
