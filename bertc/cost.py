@@ -81,9 +81,10 @@ FEATURES = {
                       "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
                       *_weight_features("weights_dram"), "few_fmas"],
     # int8 blocks (--dtype int8 --prune-patterns: bertc_linear_sparse_i8, r x 1 blocks): tiles of 4 rows whatever m
-    # leaves of them, the blocks of a block row taken two at a time. x_pairs: a pair of x bytes gathered, per row of
-    # the tile, the kernel's main cost on x86 (whatever r); macs: the tile's multiply-adds; inputs: the row pass
-    "linear_sparse_i8": ["dispatch", "x_pairs", "macs", "outputs", "gelu_outputs", "inputs",
+    # leaves of them, the blocks of a block row taken two at a time (four on x86 without VNNI, a block row padded to
+    # a multiple of 4). x_gathers: the x bytes of such a group gathered, per row of the tile, the kernel's main cost
+    # on x86 (whatever r); macs: the tile's multiply-adds, padding included; inputs: the row pass
+    "linear_sparse_i8": ["dispatch", "x_gathers", "macs", "outputs", "gelu_outputs", "inputs",
                          *_weight_features("weights"), *_weight_features("weights_dram")],
     # heads and head_rows: a head's setup, and each query row's softmax pass, apart from the FLOPs
     "attention": ["dispatch", "flops", "scores", "values", "heads", "head_rows"],
@@ -250,9 +251,10 @@ def op_features(op, index: int, target) -> OpCost | None:
             blocks = max(1, round(sp["density"] * rows * cols))
             kept = blocks * p.r * p.c
             i8 = weight_dtype(op) == "i8"
-            if i8:  # tiles of Q8S_MR rows, the blocks of a block row two at a time
-                tile_rows = -(-m // Q8S_MR) * Q8S_MR
-                f = {"dispatch": 1, "x_pairs": float(tile_rows * -(-blocks // 2)), "macs": float(tile_rows * kept),
+            if i8:  # tiles of Q8S_MR rows, the blocks of a block row two or four at a time
+                tile_rows, group = -(-m // Q8S_MR) * Q8S_MR, 4 if target.int8_tile.qmax <= 63 else 2
+                groups = rows * math.ceil(blocks / rows / group)
+                f = {"dispatch": 1, "x_gathers": float(tile_rows * groups), "macs": float(tile_rows * groups * group * p.r),
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}
             else:
                 work, few = sparse_tile(m, p.r, p.c, target)

@@ -114,19 +114,39 @@ class WeightsImage:
                                  self.append(q.sum(axis=1, dtype=np.int32)))
         return self.offsets[key]
 
-    def place_sparse(self, value: ir.Value, r: int, c: int, int8: bool = False) -> tuple:
+    def place_sparse(self, value: ir.Value, r: int, c: int, int8: bool = False, qmax: int = 127) -> tuple:
         """A pruned weight as kernels.h's bertc_block_sparse: (r, c, block rows, and the image offsets of
         the block offsets, the indices and the values). ``int8``: bertc_block_sparse_i8, quantized per output
-        feature first (the pruned weights are zeros, so the scale is the kept ones'), and the offsets of the scales
-        and the column sums after."""
-        key = (value, f"sparse{':i8' * int8}:{r}:{c}")
+        feature to [-qmax, qmax] first (the pruned weights are zeros, so the scale is the kept ones'), and the
+        offsets of the scales and the column sums after, and the group: 4 for 7-bit weights (qmax 63: x86 without
+        VNNI, whose VPMADDUBSW takes them four blocks at a time, group_blocks), else 1."""
+        key = (value, f"sparse{':i8' * int8}:{r}:{c}:{qmax}")
         if key not in self.offsets:
-            w, scale = quantize_int8(self.fold(value)) if int8 else (self.fold(value), None)
+            w, scale = quantize_int8(self.fold(value), qmax) if int8 else (self.fold(value), None)
             s = compress(w, r, c)  # (float32 holds int8 exactly; a block rounded to zeros is dropped)
-            self.offsets[key] = (r, c, s.offsets.size - 1, self.append(s.offsets), self.append(s.index),
-                                 self.append(s.values.astype(np.int8) if int8 else s.values),
-                                 *((self.append(scale), self.append(w.sum(axis=1, dtype=np.int32))) if int8 else ()))
+            group = 4 if int8 and qmax <= 63 and c == 1 else 1
+            offsets, index, values = group_blocks(s, group) if group > 1 else (s.offsets, s.index, s.values)
+            self.offsets[key] = (r, c, s.offsets.size - 1, self.append(offsets), self.append(index),
+                                 self.append(values.astype(np.int8) if int8 else values),
+                                 *((self.append(scale), self.append(w.sum(axis=1, dtype=np.int32)), group)
+                                   if int8 else ()))
         return self.offsets[key]
+
+
+def group_blocks(s, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """kernels.h's bertc_block_sparse_i8 in groups: r x 1 blocks ``s`` (sparsity.compress) with each block row's
+    blocks padded with zero blocks (at its last block's column) to a multiple of ``group``, and each ``group`` of
+    them interleaved per output, block b's weight j at values[(b // group * r + j) * group + b % group]: the offsets,
+    the indices and the values."""
+    counts = np.diff(s.offsets)
+    offsets = np.concatenate([[0], np.cumsum(-(-counts // group) * group)]).astype(np.int32)
+    index = np.zeros(offsets[-1], np.int32)
+    values = np.zeros((offsets[-1], s.r), s.values.dtype)
+    for i, (a, n) in enumerate(zip(s.offsets[:-1], counts)):
+        o = offsets[i]
+        index[o:o + n], values[o:o + n] = s.index[a:a + n], s.values[a:a + n].reshape(n, s.r)
+        index[o + n:offsets[i + 1]] = s.index[a + n - 1] if n else 0
+    return offsets, index, values.reshape(-1, group, s.r).transpose(0, 2, 1).reshape(-1)
 
 
 def quantize_int8(w: np.ndarray, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:

@@ -138,11 +138,12 @@ def emit_linear(e: CEmitter, op) -> str:
     sp = sparsity(op)
     if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
         pattern = parse_pattern(sp["pattern"])
-        if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature
-            r, c, rows, o_off, o_idx, o_val, o_s, o_c = e.image.place_sparse(op.operands[1], pattern.r, pattern.c,
-                                                                             int8=True)
+        if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature (7-bit ones in groups of 4)
+            qmax = ir.IntegerAttr(op.attributes["bertc.qmax"]).value if "bertc.qmax" in op.attributes else 127
+            r, c, rows, o_off, o_idx, o_val, o_s, o_c, group = e.image.place_sparse(
+                op.operands[1], pattern.r, pattern.c, int8=True, qmax=qmax)
             w = (f"&(const bertc_block_sparse_i8){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
-                 f"W(int8_t, {o_val}), W(float, {o_s}), W(int32_t, {o_c})}}")
+                 f"W(int8_t, {o_val}), W(float, {o_s}), W(int32_t, {o_c}), {group}}}")
             return e.call("bertc_linear_sparse_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
                           f"A(int8_t, {e.i8_work})")
         r, c, rows, o_off, o_idx, o_val = e.image.place_sparse(op.operands[1], pattern.r, pattern.c)

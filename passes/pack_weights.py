@@ -85,6 +85,8 @@ def pack_weights(module: ir.Operation, ctx: PassContext) -> None:
         if (sparsity(op) or {}).get("format") == "sparse":  # laid out by emit-c as blocks (--prune-patterns)
             if dtype == "i8":  # int8 blocks, bertc_linear_sparse_i8 (no tile: the blocks are its layout)
                 op.attributes["bertc.weight_dtype"] = ir.StringAttr.get(dtype)
+                if qmax != 127:  # 7-bit: AVX2 without VNNI runs them in groups of 4 on VPMADDUBSW
+                    op.attributes["bertc.qmax"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(32), qmax)
             continue
         w = producer(op.operands[1])
         if w is not None and B.category_of(w) == "constant":

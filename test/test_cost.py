@@ -489,30 +489,36 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
         assert [sparse_tile(m, 4, 1, get_target("host"))[0] for m in (4, 8, 9)] == [4, 8, 32]  # few-rows tile to 8
 
 
-def test_int8_blocks_are_their_own_kind_priced_at_the_tiles_and_pairs_their_kernel_runs():
+def test_int8_blocks_are_their_own_kind_priced_at_the_tiles_and_groups_their_kernel_runs():
     """--dtype int8 --prune-patterns: bertc_linear_sparse_i8 (runtime/kernels/int8_gemm.h) computes tiles of 4 rows
-    whatever m leaves of them and takes a block row's blocks two at a time, a gathered pair of x bytes per row of the
-    tile: linear_sparse_i8, not the fp32 blocks' kind. A profile with no fit for it prices it at the fp32 blocks'
-    roofline rate and says so; a fitted one prices it from its own coefficients."""
+    whatever m leaves of them and takes a block row's blocks two at a time (four, the row padded to a multiple of 4,
+    on x86 without VNNI, whose weights are 7-bit), gathering x bytes per group and row of the tile: linear_sparse_i8,
+    not the fp32 blocks' kind. A profile with no fit for it prices it at the fp32 blocks' roofline rate and says so;
+    a fitted one prices it from its own coefficients."""
     from bertc.cost import config_ops, fitted_cost
+    from bertc.targets import host_cpu_as
 
-    one, four, five = ([o for o in config_ops(SMALL, "host", n, prune="16x1@0.25", dtype="int8")
-                        if o.kernel.endswith("_sparse_i8")] for n in (1, 4, 5))
-    assert one and all(o.kind == "linear_sparse_i8" for o in one + four + five)
-    for a, b, c in zip(one, four, five):
-        assert a.features["macs"] == b.features["macs"] == c.features["macs"] / 2  # 1 and 4 rows: one tile; 5: two
-        blocks = a.features["macs"] / (4 * 16)
-        assert a.features["x_pairs"] == 4 * math.ceil(blocks / 2) and c.features["x_pairs"] == 2 * a.features["x_pairs"]
-        assert a.features["inputs"] * 4 == b.features["inputs"] and a.weight_bytes == blocks * 16  # a byte a weight
+    for features, group in ((["avx2", "fma"], 4), (["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"], 2)):
+        with host_cpu_as(features):
+            one, four, five = ([o for o in config_ops(SMALL, "host", n, prune="16x1@0.25", dtype="int8")
+                                if o.kernel.endswith("_sparse_i8")] for n in (1, 4, 5))
+        assert one and all(o.kind == "linear_sparse_i8" for o in one + four + five)
+        for a, b, c in zip(one, four, five):
+            assert a.features["macs"] == b.features["macs"] == c.features["macs"] / 2  # 1, 4 rows: one tile; 5: two
+            assert a.features["macs"] == 16 * group * a.features["x_gathers"]  # a group's blocks, each tile row
+            assert c.features["x_gathers"] == 2 * a.features["x_gathers"] > 0
+            blocks = a.weight_bytes / 16  # a byte a kept weight
+            assert 4 * 16 * blocks <= a.features["macs"] < 4 * 16 * (blocks + group * 64)  # padded to whole groups
+            assert a.features["inputs"] * 4 == b.features["inputs"]
     assert "linear_sparse_i8 as linear_sparse x1" in " ".join(
         estimate(SMALL, seq_len=4, prune="16x1@0.25", dtype="int8", profile="host-avx512").notes)
     base = load_profile("host-avx512")
     coef = [0.0] * len(FEATURES["linear_sparse_i8"])
-    coef[FEATURES["linear_sparse_i8"].index("x_pairs")] = 1e-6
+    coef[FEATURES["linear_sparse_i8"].index("x_gathers")] = 1e-6
     fitted = Profile("f", {**base.data, "fitted": {"1": {**base.data["fitted"]["1"], "linear_sparse_i8": coef}},
                            "run_scale": {"1": 1.0}})
     assert fitted.op_ms(five[0], 1) == pytest.approx(fitted_cost(coef, "linear_sparse_i8", five[0].features))
-    assert fitted.op_ms(five[0], 1) == pytest.approx(1e-6 * five[0].features["x_pairs"]) and five[0].features["x_pairs"]
+    assert fitted.op_ms(five[0], 1) == pytest.approx(1e-6 * five[0].features["x_gathers"])
 
 
 def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_path):

@@ -98,6 +98,7 @@ typedef struct {
   int32_t *zps;
   int64_t M, N, K, Kq, panels, row_block;
   int act;
+  int flip; /* the rows without a dense w (the sparse int8 GEMM's): 0x80, q - 128; 0, unsigned */
 } qgemm_args;
 
 /* The whole kernel one row at a time, for any tile: the reference, and an ISA kernel's tiles without a
@@ -165,7 +166,13 @@ struct q8s_args {
   q8_epilogue epilogue;
   q8s_sums_fn sums;
   q8s_prep_fn prep; /* NULL: sums reads the rows as they are */
+  int flip;         /* the rows' bytes (q8_offset): 0x80, q - 128; 0, unsigned (x86's VPMADDUBSW sums) */
 };
+
+/* block b's weight j (column index[b] + l): kernels.h's layouts, plain or in groups of 4 */
+static inline int8_t q8s_value(const bertc_block_sparse_i8 *w, int64_t b, int64_t l, int64_t j) {
+  return w->group == 4 ? w->values[(b / 4 * w->r + j) * 4 + b % 4] : w->values[(b * w->c + l) * w->r + j];
+}
 
 static inline void q8s_sums_ref(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {
   const int8_t *q = tile;
@@ -173,11 +180,9 @@ static inline void q8s_sums_ref(const q8s_args *a, const void *tile, int64_t i, 
   const int64_t r = w->r, c = w->c, Kq = q8_kq(a->K);
   memset(acc, 0, (size_t)(Q8S_MR * r) * sizeof(int32_t));
   for (int64_t b = w->offsets[i]; b < w->offsets[i + 1]; b++)
-    for (int64_t l = 0; l < c && w->index[b] + l < a->K; l++) {
-      const int8_t *v = w->values + (b * c + l) * r;
+    for (int64_t l = 0; l < c && w->index[b] + l < a->K; l++)
       for (int64_t m = 0; m < Q8S_MR; m++)
-        for (int64_t j = 0; j < r; j++) acc[m * r + j] += (int32_t)q[m * Kq + w->index[b] + l] * v[j];
-    }
+        for (int64_t j = 0; j < r; j++) acc[m * r + j] += (int32_t)q[m * Kq + w->index[b] + l] * q8s_value(w, b, l, j);
 }
 
 static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
@@ -198,7 +203,7 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
       for (int64_t m = 0; m < rows; m++)
         for (int64_t j = 0; j < cols; j++) {
           const int64_t n = i * r + j;
-          a->y[(m0 + m) * N + n] = fmaf((float)q8_offset(acc[m * r + j], zps[m0 + m], w->colsum[n], 0x80),
+          a->y[(m0 + m) * N + n] = fmaf((float)q8_offset(acc[m * r + j], zps[m0 + m], w->colsum[n], a->flip),
                                         scales[m0 + m] * w->scale[n], a->bias ? a->bias[n] : 0.0f);
         }
     }
@@ -232,9 +237,9 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
     memcpy(acc, s, sizeof s);                                                                                    \
   }
 
-/* The ISA's sums for w's block (q8s_sums_4, _8, _16 defined), the reference's for any other. */
+/* The ISA's sums for w's block (q8s_sums_4, _8, _16 defined), the reference's for any other (and groups of 4). */
 #define Q8S_SUMS_FOR(w) \
-  ((w)->c != 1 ? q8s_sums_ref : (w)->r == 16 ? q8s_sums_16 : (w)->r == 8 ? q8s_sums_8 : (w)->r == 4 ? q8s_sums_4 : q8s_sums_ref)
+  ((w)->c != 1 || (w)->group == 4 ? q8s_sums_ref : (w)->r == 16 ? q8s_sums_16 : (w)->r == 8 ? q8s_sums_8 : (w)->r == 4 ? q8s_sums_4 : q8s_sums_ref)
 
 /* The second pass over x's quantized rows (q - 128, Kq apart, in a->work): tiles x chunks, whole row tiles while
  * there are at least 4 per thread, else block rows split too (a few tokens). */

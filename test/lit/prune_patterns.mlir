@@ -44,9 +44,9 @@
 
 // int8 (bertc.dtype = "i8"): the same rule on the int8 rates (an estimate on the host, below 1 at 50%); a pruned
 // matrix kept dense is packed as int8 with a tile, a sparse one gets the int8 weight type and no tile (int8 blocks);
-// on an AVX2 host without VNNI the packed one is 7-bit (bertc.qmax).
+// on an AVX2 host without VNNI both are 7-bit (bertc.qmax; the blocks then go in groups of 4).
 // I8DENSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", {{(bertc.qmax = 63 : i32, )?}}bertc.sparsity = {density = 5.000000e-01 : f64, format = "dense", gain = {{(0\.[0-9]+|[0-9]\.[0-9]+e-01)}} : f64, pattern = "16x1"}, bertc.tile = array<i64: {{.*}}>, bertc.weight_dtype = "i8"
-// I8SPARSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", bertc.sparsity = {density = 1.000000e-01 : f64, format = "sparse", gain = {{[1-9](\.[0-9]+)?(e\+00)?}} : f64, pattern = "16x1"}, bertc.weight_dtype = "i8", operandSegmentSizes
+// I8SPARSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", {{(bertc.qmax = 63 : i32, )?}}bertc.sparsity = {density = 1.000000e-01 : f64, format = "sparse", gain = {{[1-9](\.[0-9]+)?(e\+00)?}} : f64, pattern = "16x1"}, bertc.weight_dtype = "i8", operandSegmentSizes
 // I8REFUSED: --prune-patterns 1x4 with --dtype int8: the sparse int8 kernel runs r x 1 blocks with r = 4, 8 or 16
 module attributes {bertc.target = "android-arm64"} {
   func.func @encoder(%x: tensor<1x8x32xf32>, %dyn: tensor<16x32xf32>) -> (tensor<1x8x96xf32>, tensor<1x8x64xf32>, tensor<1x8x32xf32>, tensor<1x8x16xf32>) {
@@ -81,7 +81,7 @@ module attributes {bertc.target = "android-arm64"} {
 // scales and the column sums after them, and the int8 work buffer past the planned values; the scratch holds a
 // 4-row tile of x transposed (the x86 kernel's; a dword per column of K).
 // RUN: sed 's/"android-arm64"/"android-arm64", bertc.dtype = "i8"/' %s | bertc-opt - --split-input-file "--prune-patterns{force=1}=4x1@0.5,constant=0.5" --pack-weights --plan-memory --emit-c | FileCheck %s --check-prefix=EMIT8
-// EMIT8: bertc_linear_sparse_i8(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse_i8){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(int8_t, 128), W(float, 192), W(int32_t, 256)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE, A(int8_t, {{[0-9]+}}))
+// EMIT8: bertc_linear_sparse_i8(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse_i8){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(int8_t, 128), W(float, 192), W(int32_t, 256), 1}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE, A(int8_t, {{[0-9]+}}))
 // EMIT8: .scratch_floats = MAX2(64, BERTC_SCRATCH_SPARSE_I8(4)),
 module attributes {bertc.target = "android-arm64"} {
   func.func @tiny(%x: tensor<1x2x4xf32>) -> tensor<1x2x8xf32> {

@@ -430,7 +430,7 @@ static void q8_quantize_x(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const qgemm_args *g = raw;
   const int64_t K = g->K, Kq = g->Kq; /* (locals: q may alias *g, which would keep the loops below scalar) */
   const float x_scale = g->w ? g->w->x_scale : 0.0f;
-  const int flip = g->w ? 0 : 0x80;
+  const int flip = g->w ? 0 : g->flip;
   const __m128i vflip = _mm_set1_epi8((char)flip);
   const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t m = lo; m < hi; m++) {
@@ -584,7 +584,7 @@ void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *
     return;
   }
   qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), q8_zps(work, M, K), M, N, K, q8_kq(K),
-                  (N + Q8_NR - 1) / Q8_NR, 0, act};
+                  (N + Q8_NR - 1) / Q8_NR, 0, act, 0};
   bertc_parallel_rows(p, M, q8_quantize_x, &g);
   g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), Q8_MR, bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
@@ -696,14 +696,72 @@ static void q8s_sums_16(const q8s_args *a, const void *tile, int64_t i, int32_t 
   }
 }
 
+/* Groups of 4 (kernels.h: 7-bit weights interleaved per output, x86 without VNNI): four blocks at a time against the 4
+ * rows' unsigned x bytes of their 4 columns (q8s_quads4: row m's in dword m), VPMADDUBSW summing pairs in int16
+ * (2 * 255 * 63 < 32768) and VPMADDWD by ones the two pairs into int32: 4 x r multiply-adds a row in two multiplies,
+ * where the pairs above take four. */
+static inline __m128i q8s_quads4(const int32_t *xt, const int32_t *idx) {
+  const __m128i t01 = _mm_unpacklo_epi8(_mm_cvtsi32_si128(xt[idx[0]]), _mm_cvtsi32_si128(xt[idx[1]]));
+  const __m128i t23 = _mm_unpacklo_epi8(_mm_cvtsi32_si128(xt[idx[2]]), _mm_cvtsi32_si128(xt[idx[3]]));
+  return _mm_unpacklo_epi16(t01, t23);
+}
+#define Q8S_G4_ROW(m, IMM, R)                                                                                 \
+  do {                                                                                                       \
+    const __m256i xp = _mm256_shuffle_epi32(p, IMM);                                                         \
+    a0[m] = _mm256_add_epi32(a0[m], _mm256_madd_epi16(_mm256_maddubs_epi16(xp, w0), ones));                  \
+    if (R == 16) a1[m] = _mm256_add_epi32(a1[m], _mm256_madd_epi16(_mm256_maddubs_epi16(xp, w1), ones));     \
+  } while (0)
+/* r = 8, 16: a group's 4 x r bytes in one or two 256-bit registers, outputs 0-7 and 8-15 in order */
+#define Q8S_SUMS_G4(R)                                                                                       \
+  static void q8s_sums_g4_##R(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {                \
+    const int64_t b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                                     \
+    const int32_t *idx = a->w->index + b0, *xt = tile;                                                       \
+    const int8_t *v = a->w->values + b0 * R;                                                                 \
+    const __m256i ones = _mm256_set1_epi16(1);                                                               \
+    __m256i a0[Q8S_MR], a1[Q8S_MR];                                                                          \
+    for (int m = 0; m < Q8S_MR; m++) a0[m] = a1[m] = _mm256_setzero_si256();                                 \
+    for (int64_t b = 0; b < nb; b += 4) {                                                                    \
+      const __m256i w0 = _mm256_loadu_si256((const __m256i *)(v + b * R));                                   \
+      const __m256i w1 = R == 16 ? _mm256_loadu_si256((const __m256i *)(v + b * R + 32)) : w0;               \
+      const __m256i p = _mm256_broadcastsi128_si256(q8s_quads4(xt, idx + b));                                \
+      Q8S_G4_ROW(0, 0x00, R); Q8S_G4_ROW(1, 0x55, R); Q8S_G4_ROW(2, 0xAA, R); Q8S_G4_ROW(3, 0xFF, R);        \
+    }                                                                                                        \
+    for (int m = 0; m < Q8S_MR; m++) {                                                                       \
+      _mm256_storeu_si256((__m256i *)(acc + m * R), a0[m]);                                                  \
+      if (R == 16) _mm256_storeu_si256((__m256i *)(acc + m * R + 8), a1[m]);                                 \
+    }                                                                                                        \
+  }
+Q8S_SUMS_G4(8)
+Q8S_SUMS_G4(16)
+/* r = 4: a group's 16 bytes in one 128-bit register */
+static void q8s_sums_g4_4(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {
+  const int64_t b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;
+  const int32_t *idx = a->w->index + b0, *xt = tile;
+  const int8_t *v = a->w->values + b0 * 4;
+  const __m128i ones = _mm_set1_epi16(1);
+  __m128i s[Q8S_MR];
+  for (int m = 0; m < Q8S_MR; m++) s[m] = _mm_setzero_si128();
+  for (int64_t b = 0; b < nb; b += 4) {
+    const __m128i w = _mm_loadu_si128((const __m128i *)(v + b * 4)), p = q8s_quads4(xt, idx + b);
+    s[0] = _mm_add_epi32(s[0], _mm_madd_epi16(_mm_maddubs_epi16(_mm_shuffle_epi32(p, 0x00), w), ones));
+    s[1] = _mm_add_epi32(s[1], _mm_madd_epi16(_mm_maddubs_epi16(_mm_shuffle_epi32(p, 0x55), w), ones));
+    s[2] = _mm_add_epi32(s[2], _mm_madd_epi16(_mm_maddubs_epi16(_mm_shuffle_epi32(p, 0xAA), w), ones));
+    s[3] = _mm_add_epi32(s[3], _mm_madd_epi16(_mm_maddubs_epi16(_mm_shuffle_epi32(p, 0xFF), w), ones));
+  }
+  for (int m = 0; m < Q8S_MR; m++) _mm_storeu_si128((__m128i *)(acc + m * 4), s[m]);
+}
+
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work) {
+  const q8s_sums_fn g4 = w->group != 4 || w->c != 1 ? NULL : w->r == 16 ? q8s_sums_g4_16 : w->r == 8 ? q8s_sums_g4_8
+                                                          : w->r == 4 ? q8s_sums_g4_4 : NULL;
+  const q8s_sums_fn sums = g4 ? g4 : Q8S_SUMS_FOR(w);
+  const int flip = g4 ? 0 : 0x80; /* unsigned bytes for VPMADDUBSW; q - 128 for the pairs and the reference */
   qgemm_args g = {.x = x, .rows = q8_rows(work), .scales = q8_scales(work, M, K), .zps = q8_zps(work, M, K),
-                  .M = M, .K = K, .Kq = q8_kq(K)};
+                  .M = M, .K = K, .Kq = q8_kq(K), .flip = flip};
   bertc_parallel_rows(p, M, q8_quantize_x, &g);
-  const q8s_sums_fn sums = Q8S_SUMS_FOR(w);
   q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, sums,
-                sums == q8s_sums_ref ? NULL : q8s_transpose4};
+                sums == q8s_sums_ref ? NULL : q8s_transpose4, flip};
   q8_sparse_items(p, &a);
 }
 

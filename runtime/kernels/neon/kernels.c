@@ -687,7 +687,7 @@ void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *
     return;
   }
   qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), q8_zps(work, M, K), M, N, K, q8_kq(K),
-                  (N + Q8_NR - 1) / Q8_NR, 0, act};
+                  (N + Q8_NR - 1) / Q8_NR, 0, act, 0};
   bertc_parallel_rows(p, M, q8_pack_x, &g);
   g.row_block = q8_row_block(M, g.panels, bertc_pool_threads(p), bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, cpu_has_i8mm() ? q8_items_mmla : q8_items,
@@ -711,7 +711,7 @@ Q8S_VECTOR_SUMS(8)
 Q8S_VECTOR_SUMS(16)
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work) {
-  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_neon, Q8S_SUMS_FOR(w), NULL};
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_neon, Q8S_SUMS_FOR(w), NULL, 0x80};
   q8_linear_sparse(p, x, &a);
 }
 
