@@ -125,7 +125,8 @@ REF_TILE = Tile(mr=4, nr=16, kc=256)
 # int8 (runtime/kernels/avx2/kernels.c, Q8_MR x Q8_NR): the int32 sums run over all of K in registers, so kc
 # is unused. AVX-512 VNNI: 12 x 32 -> 24 accumulators of 16 lanes; AVX2 (VPMADDUBSW): 4 x 16 -> 8 of 8 lanes.
 # AVX2's VPMADDUBSW multiplies x's unsigned bytes by w and sums pairs in int16, which 7-bit weights keep from
-# saturating (2 * 255 * 63 < 32768): qmax 63 there. It saves 3 of the 10 instructions per row and K group that
+# saturating (2 * 255 * 63 < 32768): qmax 63 there (and for int8 blocks, which then go in groups of 4 on the same
+# instruction: kernels.h bertc_block_sparse_i8.group). It saves 3 of the 10 instructions per row and K group that
 # full-range weights need (|x| by w carrying x's sign). MiniLM's sentence embeddings against PyTorch, cosine mean / min
 # over the rt-sentiment test snippets: 0.99726 / 0.98981 through bertc (PyTorch-simulated, 8-bit weights:
 # 0.99870 / 0.99586); the fine-tuned teacher's accuracy -0.16 points.
