@@ -146,7 +146,7 @@ def grid(size: str, int8: bool = False) -> list[GridModel]:
     fp32 = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short)
             for n, h, m, spec in models]
     # int8 GEMMs' own fit: small and large rows, weights in and out of cache
-    # int8 blocks at densities the AVX2 rates keep sparse (sparse_rates.json): 16 and 8 rows, two at a time
+    # and int8 blocks of 16 and 8 rows at densities the AVX2 int8 rates keep sparse (sparse_rates.json)
     quantized = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short, "int8")
                  for n, h, m, spec in [(4, 384, 4, None), (2, 448, 2, None), (6, 768, 4, None), (1, 128, 2, None),
                                        (8, 512, 3, None), (4, 384, 4, "16x1@0.2"), (5, 576, 3, "8x1@0.1")]]

@@ -96,8 +96,8 @@ FEATURES = {
 # A kind a profile has neither fitted nor a roofline efficiency for is priced as another kind, this many times
 # faster: int8 GEMMs at twice the fp32 ones' rate (VNNI and AVX2's maddubs multiply-add twice the lanes, SDOT
 # four times; bertc int8 measured 2.5-2.9x its fp32 on MiniLM, README), until `bertc calibrate` fits them; int8
-# blocks at the fp32 blocks' rate (their kernel gathers x a pair of bytes at a time: on the AVX2 EPYC 16x1 at 25%
-# kept ran 2.4x dense fp32, where fp32 blocks run about 3x, benchmarks/sparse_results*.json).
+# blocks at the fp32 blocks' rate, the cautious side (on the AVX2 EPYC their groups of 4 ran 16x1 blocks 1.3-1.4x
+# faster than fp32's and 8x1 0.9-1.0x at 128 tokens; the pairs other CPUs run are unmeasured, README int8).
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs. A
 # profile fitted for another version has coefficients for other features: bertc calibrate --refit fits it again
