@@ -7,7 +7,7 @@
 // RUN: not bertc-opt %s --split-input-file "--prune-patterns{density=0.5}" 2>&1 | FileCheck %s --check-prefix=UNKNOWN
 // RUN: not bertc-opt %s --split-input-file "--prune-patterns=16x2@1.5" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: sed 's/"android-arm64"/"android-arm64", bertc.dtype = "f16"/' %s | not bertc-opt - --split-input-file "--prune-patterns=16x1@0.5" 2>&1 | FileCheck %s --check-prefix=F16
-// RUN: sed 's/"android-arm64"/"host", bertc.dtype = "i8"/' %s | bertc-opt - --split-input-file "--prune-patterns=16x1@0.5" --pack-weights | FileCheck %s --check-prefix=I8DENSE
+// RUN: sed 's/"android-arm64"/"host", bertc.dtype = "i8"/' %s | bertc-opt - --split-input-file "--prune-patterns=16x1@0.75" --pack-weights | FileCheck %s --check-prefix=I8DENSE
 // RUN: sed 's/"android-arm64"/"host", bertc.dtype = "i8"/' %s | bertc-opt - --split-input-file "--prune-patterns=16x1@0.1" --pack-weights | FileCheck %s --check-prefix=I8SPARSE
 // RUN: sed 's/"android-arm64"/"android-arm64", bertc.dtype = "i8"/' %s | not bertc-opt - --split-input-file "--prune-patterns=1x4@0.5" 2>&1 | FileCheck %s --check-prefix=I8REFUSED
 
@@ -42,10 +42,10 @@
 // BAD: bad prune SPEC '16x2@1.5': density '1.5' is not in (0, 1]
 // F16: --prune-patterns: the sparse kernels are fp32 and int8; compile with --dtype fp32 or int8
 
-// int8 (bertc.dtype = "i8"): the same rule on the int8 rates (an estimate on the host, below 1 at 50%); a pruned
+// int8 (bertc.dtype = "i8"): the same rule on the int8 rates (an estimate on the host, below 1 at 75%); a pruned
 // matrix kept dense is packed as int8 with a tile, a sparse one gets the int8 weight type and no tile (int8 blocks);
 // on an AVX2 host without VNNI both are 7-bit (bertc.qmax; the blocks then go in groups of 4).
-// I8DENSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", {{(bertc.qmax = 63 : i32, )?}}bertc.sparsity = {density = 5.000000e-01 : f64, format = "dense", gain = {{(0\.[0-9]+|[0-9]\.[0-9]+e-01)}} : f64, pattern = "16x1"}, bertc.tile = array<i64: {{.*}}>, bertc.weight_dtype = "i8"
+// I8DENSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", {{(bertc.qmax = 63 : i32, )?}}bertc.sparsity = {density = 7.500000e-01 : f64, format = "dense", gain = {{(0\.[0-9]+|[0-9]\.[0-9]+e-01)}} : f64, pattern = "16x1"}, bertc.tile = array<i64: {{.*}}>, bertc.weight_dtype = "i8"
 // I8SPARSE: "bertc.linear"(%arg0, %{{.*}}) {activation = "none", {{(bertc.qmax = 63 : i32, )?}}bertc.sparsity = {density = 1.000000e-01 : f64, format = "sparse", gain = {{[1-9](\.[0-9]+)?(e\+00)?}} : f64, pattern = "16x1"}, bertc.weight_dtype = "i8", operandSegmentSizes
 // I8REFUSED: --prune-patterns 1x4 with --dtype int8: the sparse int8 kernel runs r x 1 blocks with r = 4, 8 or 16
 module attributes {bertc.target = "android-arm64"} {
