@@ -37,9 +37,9 @@ from .dialects import bertc as B
 from .errors import BertcError
 from .ir import annotate, make_context, set_weight_dtype
 from .passes import PassContext
-from .passes.common import func_ops, shape_of, sparsity, weight_dtype
+from .passes.common import func_ops, shape_of, sparsity, weight_dtype, weight_qmax
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
-from .sparsity import parse_pattern, parse_spec
+from .sparsity import int8_block_group, parse_pattern, parse_spec
 from .synth import bert_ir
 from .targets import AVX512_TILE, get_target
 
@@ -252,7 +252,8 @@ def op_features(op, index: int, target) -> OpCost | None:
             kept = blocks * p.r * p.c
             i8 = weight_dtype(op) == "i8"
             if i8:  # tiles of Q8S_MR rows, the blocks of a block row two or four at a time
-                tile_rows, group = -(-m // Q8S_MR) * Q8S_MR, 4 if target.int8_tile.qmax <= 63 else 2
+                # (as emit-c lays them out; the plain layout runs blocks in pairs)
+                tile_rows, group = -(-m // Q8S_MR) * Q8S_MR, max(2, int8_block_group(weight_qmax(op), p.c))
                 groups = rows * math.ceil(blocks / rows / group)
                 f = {"dispatch": 1, "x_gathers": float(tile_rows * groups), "macs": float(tile_rows * groups * group * p.r),
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}

@@ -147,6 +147,12 @@ def parse_spec(spec: str) -> PruneSpec:
 INT8_BLOCK_ROWS = (4, 8, 16)  # r of the r x 1 blocks bertc_linear_sparse_i8 runs (runtime/kernels/kernels.h)
 
 
+def int8_block_group(qmax: int, c: int) -> int:
+    """bertc_block_sparse_i8.group of int8 blocks whose weights are |q| <= qmax: 4 for 7-bit r x 1 blocks (x86
+    without VNNI takes them four at a time on VPMADDUBSW), else 1 (the plain layout, run two blocks at a time)."""
+    return 4 if qmax <= 63 and c == 1 else 1
+
+
 def check_int8_pattern(pattern: Pattern) -> None:
     """Refuse a pattern the sparse int8 kernel does not run (--dtype int8 with --prune-patterns)."""
     if pattern.c != 1 or pattern.r not in INT8_BLOCK_ROWS:

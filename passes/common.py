@@ -59,6 +59,12 @@ def weight_dtype(op) -> str:
     return op.attributes["bertc.weight_dtype"].value if "bertc.weight_dtype" in op.attributes else "f32"
 
 
+def weight_qmax(op) -> int:
+    """An int8 linear's weight bound, |q| <= qmax (``bertc.qmax`` from --pack-weights: 63 where the target's int8
+    kernel reads 7-bit weights), else 127."""
+    return ir.IntegerAttr(op.attributes["bertc.qmax"]).value if "bertc.qmax" in op.attributes else 127
+
+
 def weight_names(value: ir.Value) -> list[str]:
     """The ``bertc.weight`` names a linear's weight operand is made of (one, or a concat's: fused Q, K, V)."""
     op = producer(value)

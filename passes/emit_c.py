@@ -51,7 +51,17 @@ from .codegen import (
     transpose_strides,
     unary_activation,
 )
-from .common import PassContext, dtype_of, func_ops, module_target, shape_of, sparsity, weight_dtype, x_scale
+from .common import (
+    PassContext,
+    dtype_of,
+    func_ops,
+    module_target,
+    shape_of,
+    sparsity,
+    weight_dtype,
+    weight_qmax,
+    x_scale,
+)
 from .seqlen import bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
@@ -139,9 +149,8 @@ def emit_linear(e: CEmitter, op) -> str:
     if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
         pattern = parse_pattern(sp["pattern"])
         if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature (7-bit ones in groups of 4)
-            qmax = ir.IntegerAttr(op.attributes["bertc.qmax"]).value if "bertc.qmax" in op.attributes else 127
             r, c, rows, o_off, o_idx, o_val, o_s, o_c, group = e.image.place_sparse(
-                op.operands[1], pattern.r, pattern.c, int8=True, qmax=qmax)
+                op.operands[1], pattern.r, pattern.c, int8=True, qmax=weight_qmax(op))
             w = (f"&(const bertc_block_sparse_i8){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
                  f"W(int8_t, {o_val}), W(float, {o_s}), W(int32_t, {o_c}), {group}}}")
             return e.call("bertc_linear_sparse_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
@@ -155,7 +164,7 @@ def emit_linear(e: CEmitter, op) -> str:
         wdtype = weight_dtype(op)
         tile = f"&(const bertc_gemm_tile){{{mr}, {nr}, {kc}}}"
         if wdtype == "i8":  # int8 panels, scales and column sums (kernels.h's bertc_qweight)
-            qmax = ir.IntegerAttr(op.attributes["bertc.qmax"]).value if "bertc.qmax" in op.attributes else 127
+            qmax = weight_qmax(op)
             o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr, qmax)
             w = (f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c}), "
                  f"{_f(x_scale(op) or 0.0)}, {qmax}}}")

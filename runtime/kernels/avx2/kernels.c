@@ -630,9 +630,13 @@ static const void *q8s_transpose4(const q8s_args *a, const int8_t *q, float *scr
                       (uint32_t)(uint8_t)q[2 * Kq + k] << 16 | (uint32_t)(uint8_t)q[3 * Kq + k] << 24);
   return xt;
 }
+/* the 4 rows' bytes of columns k0, k1 interleaved: x[m, k0], x[m, k1] at bytes 2m, 2m + 1 */
+static inline __m128i q8s_bytes2(const int32_t *xt, int64_t k0, int64_t k1) {
+  return _mm_unpacklo_epi8(_mm_cvtsi32_si128(xt[k0]), _mm_cvtsi32_si128(xt[k1]));
+}
 /* the 4 rows' x pairs (x[m, k0], x[m, k1]) as int16, row m in dword m */
 static inline __m128i q8s_pairs4(const int32_t *xt, int64_t k0, int64_t k1) {
-  return _mm_cvtepi8_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(xt[k0]), _mm_cvtsi32_si128(xt[k1])));
+  return _mm_cvtepi8_epi16(q8s_bytes2(xt, k0, k1));
 }
 static inline __m128i q8s_load_i8x8(const int8_t *p, int r) {
   int64_t v = 0;
@@ -701,9 +705,7 @@ static void q8s_sums_16(const q8s_args *a, const void *tile, int64_t i, int32_t 
  * (2 * 255 * 63 < 32768) and VPMADDWD by ones the two pairs into int32: 4 x r multiply-adds a row in two multiplies,
  * where the pairs above take four. */
 static inline __m128i q8s_quads4(const int32_t *xt, const int32_t *idx) {
-  const __m128i t01 = _mm_unpacklo_epi8(_mm_cvtsi32_si128(xt[idx[0]]), _mm_cvtsi32_si128(xt[idx[1]]));
-  const __m128i t23 = _mm_unpacklo_epi8(_mm_cvtsi32_si128(xt[idx[2]]), _mm_cvtsi32_si128(xt[idx[3]]));
-  return _mm_unpacklo_epi16(t01, t23);
+  return _mm_unpacklo_epi16(q8s_bytes2(xt, idx[0], idx[1]), q8s_bytes2(xt, idx[2], idx[3]));
 }
 #define Q8S_G4_ROW(m, IMM, R)                                                                                 \
   do {                                                                                                       \
