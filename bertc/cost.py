@@ -37,7 +37,7 @@ from .dialects import bertc as B
 from .errors import BertcError
 from .ir import annotate, make_context, set_weight_dtype
 from .passes import PassContext
-from .passes.common import func_ops, shape_of, sparsity, weight_dtype, weight_qmax
+from .passes.common import func_ops, shape_of, sparsity, weight_dtype
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
 from .sparsity import int8_block_group, parse_pattern, parse_spec
 from .synth import bert_ir
@@ -253,7 +253,7 @@ def op_features(op, index: int, target) -> OpCost | None:
             i8 = weight_dtype(op) == "i8"
             if i8:  # tiles of Q8S_MR rows, the blocks of a block row two or four at a time
                 # (as emit-c lays them out; the plain layout runs blocks in pairs)
-                tile_rows, group = -(-m // Q8S_MR) * Q8S_MR, max(2, int8_block_group(weight_qmax(op), p.c))
+                tile_rows, group = -(-m // Q8S_MR) * Q8S_MR, max(2, int8_block_group(target.isa, p.c))
                 groups = rows * math.ceil(blocks / rows / group)
                 f = {"dispatch": 1, "x_gathers": float(tile_rows * groups), "macs": float(tile_rows * groups * group * p.r),
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}

@@ -147,10 +147,11 @@ def parse_spec(spec: str) -> PruneSpec:
 INT8_BLOCK_ROWS = (4, 8, 16)  # r of the r x 1 blocks bertc_linear_sparse_i8 runs (runtime/kernels/kernels.h)
 
 
-def int8_block_group(qmax: int, c: int) -> int:
-    """bertc_block_sparse_i8.group of int8 blocks whose weights are |q| <= qmax: 4 for 7-bit r x 1 blocks (x86
-    without VNNI takes them four at a time on VPMADDUBSW), else 1 (the plain layout, run two blocks at a time)."""
-    return 4 if qmax <= 63 and c == 1 else 1
+def int8_block_group(isa: str, c: int) -> int:
+    """bertc_block_sparse_i8.group of int8 r x c blocks on a target of kernels ``isa``: 4 for r x 1 blocks on x86,
+    which takes them four at a time (VNNI's VPDPBUSD; without VNNI VPMADDUBSW, on the 7-bit weights that --pack-weights
+    gives every int8 linear there), else 1 (the plain layout, run two blocks at a time)."""
+    return 4 if isa == "avx2" and c == 1 else 1
 
 
 def check_int8_pattern(pattern: Pattern) -> None:

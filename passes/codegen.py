@@ -27,7 +27,7 @@ from torch_mlir import ir
 
 from bertc.artifact import FORMAT_VERSION  # the runtime refuses a program of any other version
 from bertc.errors import BertcError
-from bertc.sparsity import compress, int8_block_group
+from bertc.sparsity import compress
 
 from .common import PassContext, dtype_of, func_ops, producer, shape_of, source_location
 from .seqlen import Len, Size, bound, dims_of, max_seq_len, prod
@@ -114,16 +114,15 @@ class WeightsImage:
                                  self.append(q.sum(axis=1, dtype=np.int32)))
         return self.offsets[key]
 
-    def place_sparse(self, value: ir.Value, r: int, c: int, int8: bool = False, qmax: int = 127) -> tuple:
+    def place_sparse(self, value: ir.Value, r: int, c: int, int8: bool = False, qmax: int = 127, group: int = 1) -> tuple:
         """A pruned weight as kernels.h's bertc_block_sparse: (r, c, block rows, and the image offsets of
         the block offsets, the indices and the values). ``int8``: bertc_block_sparse_i8, quantized per output
         feature to [-qmax, qmax] first (the pruned weights are zeros, so the scale is the kept ones'), and the
-        offsets of the scales and the column sums after, and the group (int8_block_group; group_blocks)."""
-        key = (value, f"sparse{':i8' * int8}:{r}:{c}:{qmax}")
+        offsets of the scales and the column sums after, and the ``group`` (sparsity.int8_block_group; group_blocks)."""
+        key = (value, f"sparse{':i8' * int8}:{r}:{c}:{qmax}:{group}")
         if key not in self.offsets:
             w, scale = quantize_int8(self.fold(value), qmax) if int8 else (self.fold(value), None)
             s = compress(w, r, c)  # (float32 holds int8 exactly; a block rounded to zeros is dropped)
-            group = int8_block_group(qmax, c) if int8 else 1
             offsets, index, values = group_blocks(s, group) if group > 1 else (s.offsets, s.index, s.values)
             self.offsets[key] = (r, c, s.offsets.size - 1, self.append(offsets), self.append(index),
                                  self.append(values.astype(np.int8) if int8 else values),

@@ -35,7 +35,7 @@ from bertc.dialects import bertc as B
 from torch_mlir import ir
 
 from bertc.errors import BertcError
-from bertc.sparsity import parse_pattern
+from bertc.sparsity import int8_block_group, parse_pattern
 
 from .codegen import (
     Codegen,
@@ -88,6 +88,7 @@ class CEmitter(Codegen):
     def __init__(self, module: ir.Operation, ctx: PassContext) -> None:
         super().__init__(module, ctx, "emit-c")
         self.kernels: set[str] = set()
+        self.isa = module_target(module).isa
         # int8 linears quantize their input into a work buffer (kernels.h BERTC_I8_WORK): one region past the
         # planned values, as large as the largest needs at the longest length; ops run one at a time
         work = [_i8_work(bound(prod(dims_of(op.operands[0])[:-1]), module), shape_of(op.operands[1])[1])
@@ -148,9 +149,10 @@ def emit_linear(e: CEmitter, op) -> str:
     sp = sparsity(op)
     if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
         pattern = parse_pattern(sp["pattern"])
-        if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature (7-bit ones in groups of 4)
+        if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature (on x86 in groups of 4)
             r, c, rows, o_off, o_idx, o_val, o_s, o_c, group = e.image.place_sparse(
-                op.operands[1], pattern.r, pattern.c, int8=True, qmax=weight_qmax(op))
+                op.operands[1], pattern.r, pattern.c, int8=True, qmax=weight_qmax(op),
+                group=int8_block_group(e.isa, pattern.c))
             w = (f"&(const bertc_block_sparse_i8){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
                  f"W(int8_t, {o_val}), W(float, {o_s}), W(int32_t, {o_c}), {group}}}")
             return e.call("bertc_linear_sparse_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,

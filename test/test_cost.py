@@ -491,14 +491,18 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
 
 def test_int8_blocks_are_their_own_kind_priced_at_the_tiles_and_groups_their_kernel_runs():
     """--dtype int8 --prune-patterns: bertc_linear_sparse_i8 (runtime/kernels/int8_gemm.h) computes tiles of 4 rows
-    whatever m leaves of them and takes a block row's blocks two at a time (four, the row padded to a multiple of 4,
-    on x86 without VNNI, whose weights are 7-bit), gathering x bytes per group and row of the tile: linear_sparse_i8,
+    whatever m leaves of them and takes a block row's blocks four at a time on x86, the row padded to a multiple of 4
+    (VNNI's VPDPBUSD, or VPMADDUBSW on 7-bit weights without it), two at a time elsewhere (ARM64), gathering x bytes
+    per group and row of the tile: linear_sparse_i8,
     not the fp32 blocks' kind. A profile with no fit for it prices it at the fp32 blocks' roofline rate and says so;
     a fitted one prices it from its own coefficients."""
     from bertc.cost import config_ops, fitted_cost
+    from bertc.sparsity import int8_block_group
     from bertc.targets import host_cpu_as
 
-    for features, group in ((["avx2", "fma"], 4), (["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"], 2)):
+    for features in (["avx2", "fma"], ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"]):
+        group = int8_block_group("avx2", 1)
+        assert group == 4 and int8_block_group("neon", 1) == 1 and int8_block_group("avx2", 4) == 1
         with host_cpu_as(features):
             one, four, five = ([o for o in config_ops(SMALL, "host", n, prune="16x1@0.25", dtype="int8")
                                 if o.kernel.endswith("_sparse_i8")] for n in (1, 4, 5))

@@ -105,9 +105,9 @@ typedef struct {
   const int8_t *values;           /* [blocks][c][r], as bertc_block_sparse's (group 0 or 1) */
   const float *scale;             /* [N] */
   const int32_t *colsum;          /* [N]: sum of row n's kept q */
-  /* 4 (x86 without VNNI, its VPMADDUBSW): r x 1 blocks whose weights are 7-bit (|q| <= 63), each block row's blocks
-   * padded with zero blocks (at its last block's column) to a multiple of 4, and each 4 interleaved per output:
-   * block b's weight j at values[(b / 4 * r + j) * 4 + b % 4]. 0 or 1: as above. */
+  /* 4 (x86: VNNI's VPDPBUSD, or without VNNI VPMADDUBSW, whose weights must then be 7-bit, |q| <= 63): r x 1 blocks,
+   * each block row's blocks padded with zero blocks (at its last block's column) to a multiple of 4, and each 4
+   * interleaved per output: block b's weight j at values[(b / 4 * r + j) * 4 + b % 4]. 0 or 1: as above. */
   int32_t group;
 } bertc_block_sparse_i8;
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
