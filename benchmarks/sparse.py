@@ -9,7 +9,8 @@ MiniLM beside the dense one.
    minus the embedding's. The table gives dense time / sparse time; ``--save`` writes the averages
    over the shapes to bertc/data/sparse_rates.json, which --prune-patterns reads for this ISA. With
    ``--dtype int8`` both are int8 (sparse int8 blocks against the dense int8 GEMM; r x 1 patterns) and
-   ``--save`` writes the ISA's ``int8`` rates, which --prune-patterns reads under --dtype int8.
+   ``--save`` writes the ISA's ``int8`` rates (``int8_vnni`` on an AVX-512 VNNI host), which --prune-patterns reads
+   under --dtype int8.
 2. End to end. The packaged MiniLM compiled dense and with ``--prune-patterns SPEC`` (default
    16x1@0.25: 75% of the encoder's linear weights pruned in blocks; with --pruned FOLDER, the output
    of ``bertc prune`` instead), timed the same way at 1 and 2 threads; with ``--dtype int8`` both again in int8
@@ -220,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"({host_target().description}), {date.today().isoformat()}: mean of dense/sparse "
                          f"time over MiniLM's four linear shapes at M = {SEQ}, 1 thread",
                          "gains": {k: {str(d): g for d, g in sorted(v.items())} for k, v in rates.items()}}
-                if args.dtype == "int8":  # beside the fp32 rates, which keep theirs
-                    saved.setdefault(isa, {})["int8"] = entry
+                if args.dtype == "int8":  # beside the fp32 rates and the other int8 kernels' (VNNI or not), which keep theirs
+                    saved.setdefault(isa, {})[host_target().rates_key("i8")] = entry
                 else:
-                    saved[isa] = {**entry, **{k: v for k, v in saved.get(isa, {}).items() if k == "int8"}}
+                    saved[isa] = {**entry, **{k: v for k, v in saved.get(isa, {}).items() if k.startswith("int8")}}
                 RATES_FILE.write_text(json.dumps(saved, indent=2) + "\n")
                 print(f"wrote {RATES_FILE}")
         if args.part in ("e2e", "all"):

@@ -41,7 +41,7 @@ from .passes.common import func_ops, shape_of, sparsity, weight_dtype
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
 from .sparsity import int8_block_group, parse_pattern, parse_spec
 from .synth import bert_ir
-from .targets import AVX512_TILE, get_target
+from .targets import AVX512_I8_TILE, AVX512_TILE, get_target
 
 PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
 BUILTIN = {"host": "host", "android-arm64": "cortex-a76", "linux-arm64": "cortex-a76"}
@@ -251,9 +251,11 @@ def op_features(op, index: int, target) -> OpCost | None:
             blocks = max(1, round(sp["density"] * rows * cols))
             kept = blocks * p.r * p.c
             i8 = weight_dtype(op) == "i8"
-            if i8:  # tiles of Q8S_MR rows, the blocks of a block row two or four at a time
+            if i8:  # tiles of 4 or 16 rows (int8_block_tile), the blocks of a block row two or four at a time
                 # (as emit-c lays them out; the plain layout runs blocks in pairs)
-                tile_rows, group = -(-m // Q8S_MR) * Q8S_MR, max(2, int8_block_group(target.isa, p.c))
+                group = max(2, int8_block_group(target.isa, p.c))
+                mr = int8_block_tile(m, group, target)
+                tile_rows = -(-m // mr) * mr
                 groups = rows * math.ceil(blocks / rows / group)
                 f = {"dispatch": 1, "x_gathers": float(tile_rows * groups), "macs": float(tile_rows * groups * group * p.r),
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}
@@ -334,6 +336,12 @@ def op_features(op, index: int, target) -> OpCost | None:
 # 8 chains). benchmarks/gemm_rows.py: MiniLM's linears at M = 4 and M = 1 differ by DRAM time, not FMAs.
 MIN_TILE_ROWS = 4
 Q8S_MR = 4  # the rows of the int8 sparse kernel's tile (runtime/kernels/int8_gemm.h)
+Q8S_MR_WIDE = 16  # ... with AVX-512 VNNI, in groups of 4, above Q8S_MR rows (avx2/kernels.c bertc_linear_sparse_i8)
+
+
+def int8_block_tile(m: int, group: int, target) -> int:
+    """The rows of the int8 sparse kernel's tile for an m-row GEMM of blocks in ``group``s on ``target``."""
+    return Q8S_MR_WIDE if group == 4 and m > Q8S_MR and target.int8_tile == AVX512_I8_TILE else Q8S_MR
 
 
 def gemm_rows(m: int, mr: int, isa: str) -> int:
@@ -599,21 +607,22 @@ def _config_module(model: Any, target: str, seq_len: int, batch: int):
     return ir.Module.parse(bert_ir(model, seq_len=seq_len, batch=batch, target=target)), None
 
 
-def _pipeline(target: str, prune: str | None, dtype: str = "fp32") -> list[str]:
-    """What ``bertc compile --target TARGET [--prune-patterns SPEC] [--dtype D]`` runs, up to (not including) its
-    emitter."""
-    options = CompileOptions(target=target, prune=prune, dtype=dtype)
+def _pipeline(target: str, prune: str | None, dtype: str = "fp32", force: bool = False) -> list[str]:
+    """What ``bertc compile --target TARGET [--prune-patterns SPEC [--force]] [--dtype D]`` runs, up to (not
+    including) its emitter."""
+    options = CompileOptions(target=target, prune=prune, dtype=dtype, force_sparse=force)
     return [f for f in pipeline_for(get_target(target), options) if not is_emitter(f)]
 
 
 def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
-               cache: WeightCache | None = None, dtype: str = "fp32") -> list[OpCost]:
-    """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py."""
+               cache: WeightCache | None = None, dtype: str = "fp32", force: bool = False) -> list[OpCost]:
+    """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py; ``force``:
+    every pruned matrix stored sparse, as --force compiles it."""
     with make_context(), ir.Location.unknown():
         module, _ = _config_module(config, target, seq_len, 1)
         set_weight_dtype(module, dtype)
         ctx = PassContext()
-        for flag in lowering(_pipeline(target, prune, dtype)):
+        for flag in lowering(_pipeline(target, prune, dtype, force)):
             run_pass(module, flag, ctx)
         return module_ops(module, get_target(target), cache)
 

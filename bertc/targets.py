@@ -72,7 +72,7 @@ class Target:
         target, interpolated in density from RATES_FILE; None where bertc has no rate for the
         pattern (the pattern stays dense unless forced). The rates were measured on MiniLM's shapes
         and are used as they are for every GEMM shape. ``dtype="i8"``: sparse int8 against dense int8."""
-        table = _gains(self.isa, dtype).get(str(pattern))
+        table = _gains(self.isa, self.rates_key(dtype)).get(str(pattern))
         if not table:
             return None
         points = sorted(table.items())
@@ -85,7 +85,15 @@ class Target:
 
     def sparse_gain_source(self, dtype: str = "f32") -> str:
         missing = f"no {'int8 ' if dtype == 'i8' else ''}sparse kernel rates for {self.isa}"
-        return _rates_entry(self.isa, dtype).get("source", missing)
+        return _rates_entry(self.isa, self.rates_key(dtype)).get("source", missing)
+
+    def rates_key(self, dtype: str = "f32") -> str:
+        """RATES_FILE's entry, within the ISA's, for this target's sparse kernels against its dense ones: "f32" (the
+        ISA's own), or for int8 "int8", and "int8_vnni" on x86 with AVX-512 VNNI, whose dense int8 (and blocks: 8-bit,
+        VPDPBUSD) differ from AVX2's (7-bit, VPMADDUBSW)."""
+        if dtype != "i8":
+            return "f32"
+        return "int8_vnni" if self.int8_tile == AVX512_I8_TILE else "int8"
 
     @property
     def fp16_tile(self) -> Tile | None:
@@ -152,14 +160,15 @@ def _sparse_rates() -> dict:
                          "re-measure with benchmarks/sparse.py --part kernels --save") from None
 
 
-def _rates_entry(isa: str, dtype: str) -> dict:
-    """RATES_FILE's entry for the ISA's sparse kernels: the fp32 ones, or (``dtype="i8"``) its "int8" entry."""
+def _rates_entry(isa: str, key: str) -> dict:
+    """RATES_FILE's entry for the ISA's sparse kernels: the fp32 ones (``key="f32"``), or its int8 entry ``key``
+    (Target.rates_key)."""
     entry = _sparse_rates().get(isa, {})
-    return entry.get("int8", {}) if dtype == "i8" else entry
+    return entry if key == "f32" else entry.get(key, {})
 
 
-def _gains(isa: str, dtype: str = "f32") -> dict[str, dict[float, float]]:
-    return {p: {float(d): float(g) for d, g in t.items()} for p, t in _rates_entry(isa, dtype).get("gains", {}).items()}
+def _gains(isa: str, key: str = "f32") -> dict[str, dict[float, float]]:
+    return {p: {float(d): float(g) for d, g in t.items()} for p, t in _rates_entry(isa, key).get("gains", {}).items()}
 
 # Desktop GPUs and Mesa's lavapipe: 64 x 64 GEMM tiles from 8 x 8 invocations of 8 x 8 sums, K slices of
 # 32 (16 KiB shared). On lavapipe (MiniLM's 128 x 384 x 1536 GEMM) 16x16 invocations of 4x4 with K slices

@@ -147,6 +147,35 @@ def check_sparse_report(art, target: str, spec: str) -> None:
         assert row["expected_gain"] == (None if gain is None else round(gain, 2))
 
 
+def test_int8_block_rates_are_read_for_the_int8_kernel_the_host_runs(tmp_path, monkeypatch):
+    """x86 with and without AVX-512 VNNI run other dense int8 and int8-block kernels (8-bit VPDPBUSD, 7-bit
+    VPMADDUBSW), so each reads its own int8 rates ("int8_vnni", "int8"); a host without its entry keeps int8 blocks
+    dense and says why."""
+    from bertc import targets
+
+    rates = {"avx2": {"gains": {"16x1": {"0.25": 3.0}}, "source": "fp32 here",
+                      "int8": {"gains": {"16x1": {"0.25": 2.0}}, "source": "AVX2 int8 here"}}}
+    monkeypatch.setattr(targets, "RATES_FILE", tmp_path / "rates.json")
+    (tmp_path / "rates.json").write_text(json.dumps(rates))
+    targets._sparse_rates.cache_clear()  # and again after, when RATES_FILE is the real one once more
+    try:
+        pattern = parse_spec("16x1@0.25").pattern
+        with targets.host_cpu_as(["avx2", "fma"]):
+            t = get_target("host")
+            assert t.rates_key("i8") == "int8" and t.sparse_gain(pattern, 0.25, "i8") == 2.0
+            assert t.sparse_gain(pattern, 0.25) == 3.0 and t.sparse_gain_source("i8") == "AVX2 int8 here"
+        with targets.host_cpu_as(["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"]):
+            t = get_target("host")
+            assert t.rates_key("i8") == "int8_vnni" and t.sparse_gain(pattern, 0.25, "i8") is None
+            assert "no int8 sparse kernel rates" in t.sparse_gain_source("i8")
+            rates["avx2"]["int8_vnni"] = {"gains": {"16x1": {"0.25": 1.5}}, "source": "VNNI int8 here"}
+            (tmp_path / "rates.json").write_text(json.dumps(rates))
+            targets._sparse_rates.cache_clear()
+            assert t.sparse_gain(pattern, 0.25, "i8") == 1.5 and t.sparse_gain(pattern, 0.25) == 3.0
+    finally:
+        targets._sparse_rates.cache_clear()
+
+
 def test_pruned_minilm_as_sparse_int8_blocks_on_the_host(minilm_path, tmp_path):
     spec = "16x1@0.5"
     art = bertc.compile(minilm_path, target="host", max_seq_len=64, dtype="int8", prune=spec, force_sparse=True,

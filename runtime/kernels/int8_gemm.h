@@ -145,12 +145,14 @@ static inline void q8_linear_rows(bertc_pool *p, q8_rows_args *a) {
 
 /* ---- block-sparse int8 (bertc_linear_sparse_i8) --------------------------------------------------------------
  * The same two passes: x quantized by q8_quantize_rows (rows Kq apart, whatever the ISA), then work items of
- * (Q8S_MR-row tile, chunk of block rows). An implementation gives the int32 sums of a tile's rows over one block
- * row (q8s_sums_ref, or its ISA's vectors); q8s_items turns them into y with q8_dot_row's fma. r <= Q8S_R_MAX. */
+ * (row tile, chunk of block rows), a tile Q8S_MR rows (an ISA may take Q8S_MR_WIDE: q8s_args.mr). An implementation
+ * gives the int32 sums of a tile's rows over one block row (q8s_sums_ref, or its ISA's vectors); q8s_items turns them
+ * into y with q8_dot_row's fma. r <= Q8S_R_MAX. */
 #define Q8S_MR 4
+#define Q8S_MR_WIDE 16 /* the work buffer holds M rounded up to 16 rows */
 #define Q8S_R_MAX 16
 typedef struct q8s_args q8s_args;
-/* acc[m * r + j] = sum over the blocks of block row i of q[m * Kq + k] * W[i r + j, k], m < Q8S_MR (rows past
+/* acc[m * r + j] = sum over the blocks of block row i of q[m * Kq + k] * W[i r + j, k], m < a->mr (rows past
  * the tile's are read from the work buffer's padding and not stored). ``tile`` is the tile's rows (q, Kq apart),
  * or what the ISA's q8s_prep_fn made of them. */
 typedef void (*q8s_sums_fn)(const q8s_args *a, const void *tile, int64_t i, int32_t *acc);
@@ -167,6 +169,7 @@ struct q8s_args {
   q8s_sums_fn sums;
   q8s_prep_fn prep; /* NULL: sums reads the rows as they are */
   int flip;         /* the rows' bytes (q8_offset): 0x80, q - 128; 0, unsigned (x86's VPMADDUBSW sums) */
+  int mr;           /* rows per tile: Q8S_MR, or Q8S_MR_WIDE */
 };
 
 /* block b's weight j (column index[b] + l): kernels.h's layouts, plain or in groups of 4 */
@@ -178,10 +181,10 @@ static inline void q8s_sums_ref(const q8s_args *a, const void *tile, int64_t i, 
   const int8_t *q = tile;
   const bertc_block_sparse_i8 *w = a->w;
   const int64_t r = w->r, c = w->c, Kq = q8_kq(a->K);
-  memset(acc, 0, (size_t)(Q8S_MR * r) * sizeof(int32_t));
+  memset(acc, 0, (size_t)(a->mr * r) * sizeof(int32_t));
   for (int64_t b = w->offsets[i]; b < w->offsets[i + 1]; b++)
     for (int64_t l = 0; l < c && w->index[b] + l < a->K; l++)
-      for (int64_t m = 0; m < Q8S_MR; m++)
+      for (int64_t m = 0; m < a->mr; m++)
         for (int64_t j = 0; j < r; j++) acc[m * r + j] += (int32_t)q[m * Kq + w->index[b] + l] * q8s_value(w, b, l, j);
 }
 
@@ -191,21 +194,26 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
   const int64_t r = w->r, N = a->N, Kq = q8_kq(a->K);
   const float *scales = q8_scales(a->work, a->M, a->K);
   const int32_t *zps = q8_zps(a->work, a->M, a->K);
-  int32_t acc[Q8S_MR * Q8S_R_MAX];
+  int32_t acc[Q8S_MR_WIDE * Q8S_R_MAX];
   for (int64_t t = lo; t < hi; t++) {
-    const int64_t m0 = t / a->chunks * Q8S_MR, rows = a->M - m0 < Q8S_MR ? a->M - m0 : Q8S_MR, g = t % a->chunks;
+    const int64_t m0 = t / a->chunks * a->mr, rows = a->M - m0 < a->mr ? a->M - m0 : a->mr, g = t % a->chunks;
     const int64_t i0 = w->block_rows * g / a->chunks, i1 = w->block_rows * (g + 1) / a->chunks;
     const int8_t *q = q8_rows(a->work) + m0 * Kq;
     const void *tile = a->prep ? a->prep(a, q, scratch) : q;
     for (int64_t i = i0; i < i1; i++) {
       a->sums(a, tile, i, acc);
       const int64_t cols = N - i * r < r ? N - i * r : r;
-      for (int64_t m = 0; m < rows; m++)
-        for (int64_t j = 0; j < cols; j++) {
-          const int64_t n = i * r + j;
-          a->y[(m0 + m) * N + n] = fmaf((float)q8_offset(acc[m * r + j], zps[m0 + m], w->colsum[n], a->flip),
-                                        scales[m0 + m] * w->scale[n], a->bias ? a->bias[n] : 0.0f);
-        }
+      const int32_t *cs = w->colsum + i * r;
+      const float *sc = w->scale + i * r, *bias = a->bias ? a->bias + i * r : NULL;
+      for (int64_t m = 0; m < rows; m++) { /* q8_offset's sums and q8_dot_row's fma, in loops the compiler vectorizes */
+        const int32_t *s = acc + m * r, off = q8_offset(0, zps[m0 + m], 1, a->flip);
+        const float xs = scales[m0 + m];
+        float *yr = a->y + (m0 + m) * N + i * r;
+        if (bias)
+          for (int64_t j = 0; j < cols; j++) yr[j] = fmaf((float)(s[j] + off * cs[j]), xs * sc[j], bias[j]);
+        else
+          for (int64_t j = 0; j < cols; j++) yr[j] = fmaf((float)(s[j] + off * cs[j]), xs * sc[j], 0.0f);
+      }
     }
     const int64_t n0 = i0 * r, n1 = i1 * r < N ? i1 * r : N;
     for (int64_t m = m0; m < m0 + rows && n0 < n1; m++)
@@ -244,7 +252,7 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
 /* The second pass over x's quantized rows (q - 128, Kq apart, in a->work): tiles x chunks, whole row tiles while
  * there are at least 4 per thread, else block rows split too (a few tokens). */
 static inline void q8_sparse_items(bertc_pool *p, q8s_args *a) {
-  const int64_t tiles = (a->M + Q8S_MR - 1) / Q8S_MR, want = 4 * (int64_t)bertc_pool_threads(p);
+  const int64_t tiles = (a->M + a->mr - 1) / a->mr, want = 4 * (int64_t)bertc_pool_threads(p);
   a->chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
   if (a->chunks > a->w->block_rows) a->chunks = a->w->block_rows > 0 ? a->w->block_rows : 1;
   bertc_parallel_rows(p, tiles * a->chunks, q8s_items, a);

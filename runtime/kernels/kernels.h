@@ -120,8 +120,8 @@ void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_spa
 #define BERTC_SCRATCH_ATTENTION(S, D) (10 * (S) + 2 * (S) * (D) + 64)
 /* up to 32 rows of x over K rounded up to the block's c, plus a 32-row x 16-column output tile */
 #define BERTC_SCRATCH_SPARSE(K, C) (32 * ((K) + (C)) + 32 * 16 + 64)
-/* int8 blocks: a 4-row tile of quantized x transposed, a dword per column (x86) */
-#define BERTC_SCRATCH_SPARSE_I8(K) (((K) + 3) / 4 * 4 + 64)
+/* int8 blocks: a tile of quantized x transposed (x86): 4 rows, a dword per column, or with VNNI 16 rows, 16 bytes */
+#define BERTC_SCRATCH_SPARSE_I8(K) (((K) + 3) / 4 * 16 + 64)
 
 /* The implementation a kernel resolved to when the program was linked: "ref", or the ISA
  * folder's name ("neon", "avx2") for the kernels that folder overrides. The reference

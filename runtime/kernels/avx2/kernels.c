@@ -784,7 +784,119 @@ Q8S_SUMS_G4_DP(4, __m128i)
 #undef DP
 #undef STORE
 #undef ADD
+/* Tiles of 16 rows (Q8S_MR_WIDE, for more than 4): a group's x comes from 4 loads of the rows transposed 16 at a time
+ * (q8s_transpose16: xt[k] the 16 rows' bytes of column k) and 6 unpacks for all 16 rows, where the 4-row tiles take
+ * 4 loads and 3 unpacks per 4; each row's 4 bytes are then broadcast from memory (a load, no shuffle). */
+static const void *q8s_transpose16(const q8s_args *a, const int8_t *q, float *scratch) {
+  const int64_t Kq = q8_kq(a->K);
+  int8_t *xt = (int8_t *)scratch; /* Kq x 16 bytes: BERTC_SCRATCH_SPARSE_I8(K) floats */
+  int64_t k = 0;
+  for (; k + 16 <= Kq; k += 16) {
+    __m128i t[4][4]; /* t[j][c]: columns k + 4c .. k + 4c + 3 of rows 4j .. 4j + 3, a dword per column */
+    for (int j = 0; j < 4; j++) {
+      const int8_t *r = q + 4 * j * Kq + k;
+      const __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + Kq));
+      const __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * Kq));
+      const __m128i r3 = _mm_loadu_si128((const __m128i *)(r + 3 * Kq));
+      const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+      const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+      t[j][0] = _mm_unpacklo_epi16(t0, t2), t[j][1] = _mm_unpackhi_epi16(t0, t2);
+      t[j][2] = _mm_unpacklo_epi16(t1, t3), t[j][3] = _mm_unpackhi_epi16(t1, t3);
+    }
+    for (int c = 0; c < 4; c++) { /* a 4 x 4 dword transpose: column k + 4c + i's 16 rows */
+      const __m128i u0 = _mm_unpacklo_epi32(t[0][c], t[1][c]), u1 = _mm_unpackhi_epi32(t[0][c], t[1][c]);
+      const __m128i u2 = _mm_unpacklo_epi32(t[2][c], t[3][c]), u3 = _mm_unpackhi_epi32(t[2][c], t[3][c]);
+      _mm_storeu_si128((__m128i *)(xt + (k + 4 * c) * 16), _mm_unpacklo_epi64(u0, u2));
+      _mm_storeu_si128((__m128i *)(xt + (k + 4 * c + 1) * 16), _mm_unpackhi_epi64(u0, u2));
+      _mm_storeu_si128((__m128i *)(xt + (k + 4 * c + 2) * 16), _mm_unpacklo_epi64(u1, u3));
+      _mm_storeu_si128((__m128i *)(xt + (k + 4 * c + 3) * 16), _mm_unpackhi_epi64(u1, u3));
+    }
+  }
+  for (; k < Kq; k++)
+    for (int m = 0; m < 16; m++) xt[k * 16 + m] = q[m * Kq + k];
+  return xt;
+}
+/* the 16 rows' bytes of a group's 4 columns, row m's 4 in dword m of x */
+static inline void q8s_quads16(const int8_t *xt, const int32_t *idx, int32_t *x) {
+  const __m128i c0 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[0] * 16));
+  const __m128i c1 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[1] * 16));
+  const __m128i c2 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[2] * 16));
+  const __m128i c3 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[3] * 16));
+  const __m128i t0 = _mm_unpacklo_epi8(c0, c1), t1 = _mm_unpackhi_epi8(c0, c1);
+  const __m128i t2 = _mm_unpacklo_epi8(c2, c3), t3 = _mm_unpackhi_epi8(c2, c3);
+  _mm_storeu_si128((__m128i *)x, _mm_unpacklo_epi16(t0, t2));
+  _mm_storeu_si128((__m128i *)(x + 4), _mm_unpackhi_epi16(t0, t2));
+  _mm_storeu_si128((__m128i *)(x + 8), _mm_unpacklo_epi16(t1, t3));
+  _mm_storeu_si128((__m128i *)(x + 12), _mm_unpackhi_epi16(t1, t3));
+}
+/* 16 accumulators by name (an array of them was kept in memory); WT, WR and the instructions defined per width */
+#define Q8S_X16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define Q8S_W16_DECL(m) WT s##m = ZERO();
+#define Q8S_W16_DP(m) s##m = DP(s##m, SET1(x[m]), w);
+#define Q8S_W16_STORE(m) STORE((void *)(acc + m * WR), s##m);
+#define Q8S_SUMS_WIDE(NAME)                                                                                  \
+  static void NAME(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {                           \
+    const int64_t b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                                     \
+    const int32_t *idx = a->w->index + b0;                                                                   \
+    const int8_t *v = a->w->values + b0 * WR, *xt = tile;                                                    \
+    int32_t x[16];                                                                                           \
+    Q8S_X16(Q8S_W16_DECL)                                                                                    \
+    for (int64_t b = 0; b < nb; b += 4) {                                                                    \
+      const WT w = LOAD((const void *)(v + b * WR));                                                         \
+      q8s_quads16(xt, idx + b, x);                                                                           \
+      __asm__("" : "+m"(*(int32_t(*)[16])x)); /* each row broadcast from memory, not by shifts of a register */  \
+      Q8S_X16(Q8S_W16_DP)                                                                                    \
+    }                                                                                                        \
+    Q8S_X16(Q8S_W16_STORE)                                                                                   \
+  }
+#define WT __m512i
+#define WR 16
+#define ZERO _mm512_setzero_si512
+#define LOAD _mm512_loadu_si512
+#define SET1 _mm512_set1_epi32
+#define DP _mm512_dpbusd_epi32
+#define STORE _mm512_storeu_si512
+Q8S_SUMS_WIDE(q8s_sums_w16_16)
+#undef WT
+#undef WR
+#undef ZERO
+#undef LOAD
+#undef SET1
+#undef DP
+#undef STORE
+#define WT __m256i
+#define WR 8
+#define ZERO _mm256_setzero_si256
+#define LOAD(p) _mm256_loadu_si256(p)
+#define SET1 _mm256_set1_epi32
+#define DP _mm256_dpbusd_epi32
+#define STORE(p, v) _mm256_storeu_si256(p, v)
+Q8S_SUMS_WIDE(q8s_sums_w16_8)
+#undef WT
+#undef WR
+#undef ZERO
+#undef LOAD
+#undef SET1
+#undef DP
+#undef STORE
+#define WT __m128i
+#define WR 4
+#define ZERO _mm_setzero_si128
+#define LOAD(p) _mm_loadu_si128(p)
+#define SET1 _mm_set1_epi32
+#define DP _mm_dpbusd_epi32
+#define STORE(p, v) _mm_storeu_si128(p, v)
+Q8S_SUMS_WIDE(q8s_sums_w16_4)
+#undef WT
+#undef WR
+#undef ZERO
+#undef LOAD
+#undef SET1
+#undef DP
+#undef STORE
+#define Q8S_WIDE 1
 #else
+#define Q8S_WIDE 0
 #define Q8S_G4_ROW(m, IMM, R)                                                                                 \
   do {                                                                                                       \
     const __m256i xp = _mm256_shuffle_epi32(p, IMM);                                                         \
@@ -834,15 +946,21 @@ static void q8s_sums_g4_4(const q8s_args *a, const void *tile, int64_t i, int32_
 
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work) {
-  const q8s_sums_fn g4 = w->group != 4 || w->c != 1 ? NULL : w->r == 16 ? q8s_sums_g4_16 : w->r == 8 ? q8s_sums_g4_8
+  q8s_sums_fn g4 = w->group != 4 || w->c != 1 ? NULL : w->r == 16 ? q8s_sums_g4_16 : w->r == 8 ? q8s_sums_g4_8
                                                           : w->r == 4 ? q8s_sums_g4_4 : NULL;
+#if Q8S_WIDE
+  const int wide = g4 && M > Q8S_MR; /* 16-row tiles */
+  if (wide) g4 = w->r == 16 ? q8s_sums_w16_16 : w->r == 8 ? q8s_sums_w16_8 : q8s_sums_w16_4;
+#else
+  const int wide = 0;
+#endif
   const q8s_sums_fn sums = g4 ? g4 : Q8S_SUMS_FOR(w);
-  const int flip = g4 ? 0 : 0x80; /* unsigned bytes for VPMADDUBSW; q - 128 for the pairs and the reference */
+  const int flip = g4 ? 0 : 0x80; /* unsigned bytes for VPMADDUBSW / VPDPBUSD; q - 128 for the pairs and reference */
   qgemm_args g = {.x = x, .rows = q8_rows(work), .scales = q8_scales(work, M, K), .zps = q8_zps(work, M, K),
                   .M = M, .K = K, .Kq = q8_kq(K), .flip = flip};
   bertc_parallel_rows(p, M, q8_quantize_x, &g);
   q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, sums,
-                sums == q8s_sums_ref ? NULL : q8s_transpose4, flip};
+                sums == q8s_sums_ref ? NULL : wide ? q8s_transpose16 : q8s_transpose4, flip, wide ? Q8S_MR_WIDE : Q8S_MR};
   q8_sparse_items(p, &a);
 }
 
