@@ -1373,15 +1373,22 @@ ALWAYS_INLINE void attn_values_qb(const int QB, const float *p, const float *v, 
   __m512 acc[ATTN_QB][2];
 #pragma GCC unroll 8
   for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int64_t j = 0; j < S; j++) {
-    const __m512 v0 = _mm512_maskz_loadu_ps(m0, v + j * row + d0), v1 = _mm512_maskz_loadu_ps(m1, v + j * row + d0 + 16);
-#pragma GCC unroll 8
-    for (int r = 0; r < QB; r++) {
-      const __m512 pv = _mm512_set1_ps(p[r * S + j]);
-      acc[r][0] = _mm512_fmadd_ps(pv, v0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(pv, v1, acc[r][1]);
-    }
+  /* Whole 32-lane steps (every head of 32 or 64) load V unmasked: GCC kept the masked loads' registers on the stack,
+   * which made every FMA of the loop a load (MiniLM's 6 attentions at 128 tokens 1.53 -> 1.18 ms on the Zen 5 EPYC). */
+#define ATTN_VALUES_STEP(LOAD0, LOAD1)                                                                       \
+  for (int64_t j = 0; j < S; j++) {                                                                         \
+    const __m512 v0 = LOAD0, v1 = LOAD1;                                                                    \
+    _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++) {                                                  \
+      const __m512 pv = _mm512_set1_ps(p[r * S + j]);                                                       \
+      acc[r][0] = _mm512_fmadd_ps(pv, v0, acc[r][0]);                                                       \
+      acc[r][1] = _mm512_fmadd_ps(pv, v1, acc[r][1]);                                                       \
+    }                                                                                                       \
   }
+  if (m0 == 0xffff && m1 == 0xffff)
+    ATTN_VALUES_STEP(_mm512_loadu_ps(v + j * row + d0), _mm512_loadu_ps(v + j * row + d0 + 16))
+  else
+    ATTN_VALUES_STEP(_mm512_maskz_loadu_ps(m0, v + j * row + d0), _mm512_maskz_loadu_ps(m1, v + j * row + d0 + 16))
+#undef ATTN_VALUES_STEP
 #pragma GCC unroll 8
   for (int r = 0; r < QB; r++) {
     const __m512 s = _mm512_set1_ps(inv[r]);
