@@ -731,14 +731,14 @@ static inline __m128i q8s_quads4(const int32_t *xt, const int32_t *idx) {
  * weights (no VPMADDUBSW to saturate): one instruction a row for 4 x r multiply-adds, 16, 8 or 4 outputs on 512-,
  * 256- or 128-bit registers. Two groups per step into two sets of accumulators, against VPDPBUSD's latency. */
 static inline __m128i q8s_xmm(__m128i p) { return p; }
-#define Q8S_G4_DP_ROWS(S, p, w)                                                                              \
+#define Q8S_G4_DP_ROWS(S, p, w, DP, SHUF)                                                                    \
   do {                                                                                                       \
     S[0] = DP(S[0], SHUF(p, 0x00), w);                                                                       \
     S[1] = DP(S[1], SHUF(p, 0x55), w);                                                                       \
     S[2] = DP(S[2], SHUF(p, 0xAA), w);                                                                       \
     S[3] = DP(S[3], SHUF(p, 0xFF), w);                                                                       \
   } while (0)
-#define Q8S_SUMS_G4_DP(R, T)                                                                                 \
+#define Q8S_SUMS_G4_DP(R, T, ZERO, LOAD, BCAST, SHUF, DP, STORE, ADD)                                        \
   static void q8s_sums_g4_##R(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {                \
     const int64_t b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                                     \
     const int32_t *idx = a->w->index + b0, *xt = tile;                                                       \
@@ -749,60 +749,21 @@ static inline __m128i q8s_xmm(__m128i p) { return p; }
     for (; b + 8 <= nb; b += 8) {                                                                            \
       const T w0 = LOAD((const void *)(v + b * R)), w1 = LOAD((const void *)(v + b * R + 4 * R));            \
       const T p0 = BCAST(q8s_quads4(xt, idx + b)), p1 = BCAST(q8s_quads4(xt, idx + b + 4));                  \
-      Q8S_G4_DP_ROWS(s, p0, w0);                                                                             \
-      Q8S_G4_DP_ROWS(t, p1, w1);                                                                             \
+      Q8S_G4_DP_ROWS(s, p0, w0, DP, SHUF);                                                                   \
+      Q8S_G4_DP_ROWS(t, p1, w1, DP, SHUF);                                                                   \
     }                                                                                                        \
     if (b < nb) {                                                                                            \
       const T w0 = LOAD((const void *)(v + b * R)), p0 = BCAST(q8s_quads4(xt, idx + b));                     \
-      Q8S_G4_DP_ROWS(s, p0, w0);                                                                             \
+      Q8S_G4_DP_ROWS(s, p0, w0, DP, SHUF);                                                                   \
     }                                                                                                        \
     for (int m = 0; m < Q8S_MR; m++) STORE((void *)(acc + m * R), ADD(s[m], t[m]));                          \
   }
-#define ZERO _mm512_setzero_si512
-#define LOAD _mm512_loadu_si512
-#define BCAST _mm512_broadcast_i32x4
-#define SHUF _mm512_shuffle_epi32
-#define DP _mm512_dpbusd_epi32
-#define STORE _mm512_storeu_si512
-#define ADD _mm512_add_epi32
-Q8S_SUMS_G4_DP(16, __m512i)
-#undef ZERO
-#undef LOAD
-#undef BCAST
-#undef SHUF
-#undef DP
-#undef STORE
-#undef ADD
-#define ZERO _mm256_setzero_si256
-#define LOAD(p) _mm256_loadu_si256(p)
-#define BCAST _mm256_broadcastsi128_si256
-#define SHUF _mm256_shuffle_epi32
-#define DP _mm256_dpbusd_epi32
-#define STORE(p, v) _mm256_storeu_si256(p, v)
-#define ADD _mm256_add_epi32
-Q8S_SUMS_G4_DP(8, __m256i)
-#undef ZERO
-#undef LOAD
-#undef BCAST
-#undef SHUF
-#undef DP
-#undef STORE
-#undef ADD
-#define ZERO _mm_setzero_si128
-#define LOAD(p) _mm_loadu_si128(p)
-#define BCAST q8s_xmm
-#define SHUF _mm_shuffle_epi32
-#define DP _mm_dpbusd_epi32
-#define STORE(p, v) _mm_storeu_si128(p, v)
-#define ADD _mm_add_epi32
-Q8S_SUMS_G4_DP(4, __m128i)
-#undef ZERO
-#undef LOAD
-#undef BCAST
-#undef SHUF
-#undef DP
-#undef STORE
-#undef ADD
+Q8S_SUMS_G4_DP(16, __m512i, _mm512_setzero_si512, _mm512_loadu_si512, _mm512_broadcast_i32x4, _mm512_shuffle_epi32,
+               _mm512_dpbusd_epi32, _mm512_storeu_si512, _mm512_add_epi32)
+Q8S_SUMS_G4_DP(8, __m256i, _mm256_setzero_si256, _mm256_loadu_si256, _mm256_broadcastsi128_si256, _mm256_shuffle_epi32,
+               _mm256_dpbusd_epi32, _mm256_storeu_si256, _mm256_add_epi32)
+Q8S_SUMS_G4_DP(4, __m128i, _mm_setzero_si128, _mm_loadu_si128, q8s_xmm, _mm_shuffle_epi32, _mm_dpbusd_epi32,
+               _mm_storeu_si128, _mm_add_epi32)
 /* Tiles of 16 rows (Q8S_MR_WIDE, for more than 4): a group's x comes from 4 loads of the rows transposed 16 at a time
  * (q8s_transpose16: xt[k] the 16 rows' bytes of column k) and 6 unpacks for all 16 rows, where the 4-row tiles take
  * 4 loads and 3 unpacks per 4; each row's 4 bytes are then broadcast from memory (a load, no shuffle). */
@@ -848,71 +809,32 @@ static inline void q8s_quads16(const int8_t *xt, const int32_t *idx, int32_t *x)
   _mm_storeu_si128((__m128i *)(x + 8), _mm_unpacklo_epi16(t1, t3));
   _mm_storeu_si128((__m128i *)(x + 12), _mm_unpackhi_epi16(t1, t3));
 }
-/* 16 accumulators by name (an array of them was kept in memory); WT, WR and the instructions defined per width */
-#define Q8S_X16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
-#define Q8S_W16_DECL(m) WT s##m = ZERO();
-#define Q8S_W16_DP(m) s##m = DP(s##m, SET1(x[m]), w);
-#define Q8S_W16_STORE(m) STORE((void *)(acc + m * WR), s##m);
-#define Q8S_SUMS_WIDE(NAME)                                                                                  \
-  static void NAME(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {                           \
+/* 16 accumulators by name (an array of them was kept in memory) */
+#define Q8S_X16(X, A, B) X(0, A, B) X(1, A, B) X(2, A, B) X(3, A, B) X(4, A, B) X(5, A, B) X(6, A, B) X(7, A, B) \
+  X(8, A, B) X(9, A, B) X(10, A, B) X(11, A, B) X(12, A, B) X(13, A, B) X(14, A, B) X(15, A, B)
+#define Q8S_W16_DECL(m, T, ZERO) T s##m = ZERO();
+#define Q8S_W16_DP(m, DP, SET1) s##m = DP(s##m, SET1(x[m]), w);
+#define Q8S_W16_STORE(m, STORE, R) STORE((void *)(acc + m * R), s##m);
+#define Q8S_SUMS_WIDE(R, T, ZERO, LOAD, SET1, DP, STORE)                                                      \
+  static void q8s_sums_w16_##R(const q8s_args *a, const void *tile, int64_t i, int32_t *acc) {               \
     const int64_t b0 = a->w->offsets[i], nb = a->w->offsets[i + 1] - b0;                                     \
     const int32_t *idx = a->w->index + b0;                                                                   \
-    const int8_t *v = a->w->values + b0 * WR, *xt = tile;                                                    \
+    const int8_t *v = a->w->values + b0 * R, *xt = tile;                                                     \
     int32_t x[16];                                                                                           \
-    Q8S_X16(Q8S_W16_DECL)                                                                                    \
+    Q8S_X16(Q8S_W16_DECL, T, ZERO)                                                                           \
     for (int64_t b = 0; b < nb; b += 4) {                                                                    \
-      const WT w = LOAD((const void *)(v + b * WR));                                                         \
+      const T w = LOAD((const void *)(v + b * R));                                                           \
       q8s_quads16(xt, idx + b, x);                                                                           \
       __asm__("" : "+m"(*(int32_t(*)[16])x)); /* each row broadcast from memory, not by shifts of a register */  \
-      Q8S_X16(Q8S_W16_DP)                                                                                    \
+      Q8S_X16(Q8S_W16_DP, DP, SET1)                                                                          \
     }                                                                                                        \
-    Q8S_X16(Q8S_W16_STORE)                                                                                   \
+    Q8S_X16(Q8S_W16_STORE, STORE, R)                                                                         \
   }
-#define WT __m512i
-#define WR 16
-#define ZERO _mm512_setzero_si512
-#define LOAD _mm512_loadu_si512
-#define SET1 _mm512_set1_epi32
-#define DP _mm512_dpbusd_epi32
-#define STORE _mm512_storeu_si512
-Q8S_SUMS_WIDE(q8s_sums_w16_16)
-#undef WT
-#undef WR
-#undef ZERO
-#undef LOAD
-#undef SET1
-#undef DP
-#undef STORE
-#define WT __m256i
-#define WR 8
-#define ZERO _mm256_setzero_si256
-#define LOAD(p) _mm256_loadu_si256(p)
-#define SET1 _mm256_set1_epi32
-#define DP _mm256_dpbusd_epi32
-#define STORE(p, v) _mm256_storeu_si256(p, v)
-Q8S_SUMS_WIDE(q8s_sums_w16_8)
-#undef WT
-#undef WR
-#undef ZERO
-#undef LOAD
-#undef SET1
-#undef DP
-#undef STORE
-#define WT __m128i
-#define WR 4
-#define ZERO _mm_setzero_si128
-#define LOAD(p) _mm_loadu_si128(p)
-#define SET1 _mm_set1_epi32
-#define DP _mm_dpbusd_epi32
-#define STORE(p, v) _mm_storeu_si128(p, v)
-Q8S_SUMS_WIDE(q8s_sums_w16_4)
-#undef WT
-#undef WR
-#undef ZERO
-#undef LOAD
-#undef SET1
-#undef DP
-#undef STORE
+Q8S_SUMS_WIDE(16, __m512i, _mm512_setzero_si512, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_dpbusd_epi32,
+              _mm512_storeu_si512)
+Q8S_SUMS_WIDE(8, __m256i, _mm256_setzero_si256, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_dpbusd_epi32,
+              _mm256_storeu_si256)
+Q8S_SUMS_WIDE(4, __m128i, _mm_setzero_si128, _mm_loadu_si128, _mm_set1_epi32, _mm_dpbusd_epi32, _mm_storeu_si128)
 #define Q8S_WIDE 1
 #else
 #define Q8S_WIDE 0
