@@ -405,6 +405,8 @@ def test_a_space_of_one_candidate_ends_when_it_is_scored_and_a_budget_nothing_fi
     one = {"lengths": "mean", "layers": [1], "hidden": [32], "heads": [2], "ffn": [64], "sparsity": ["none"],
            "threads": [1], "precision": ["fp32"]}
 
+    measured = {"ms": 0.01}  # the candidate "runs" at its own price, so the round's re-fit keeps that price
+
     class Pool:  # scores and times without training or compiling
         def __init__(self, *args):
             pass
@@ -413,7 +415,7 @@ def test_a_space_of_one_candidate_ends_when_it_is_scored_and_a_budget_nothing_fi
             return [{"dev_accuracy": 0.5, "train_seconds": 0.0} for _ in jobs]
 
         def time(self, folder, cand):
-            return 0.01
+            return measured["ms"]
 
         def close(self):
             pass
@@ -427,7 +429,7 @@ def test_a_space_of_one_candidate_ends_when_it_is_scored_and_a_budget_nothing_fi
         (tmp_path / name).mkdir()
         st.lengths = study_lengths("mean", [5, 9, 12, 20], 64, "a few lengths")
         priced = st.predict(Candidate(1, 32, 2, (64,), None, 1), teacher_config, (load_profile(None, "host"),))[0]
-        st.budget_ms = fraction * priced
+        st.budget_ms, measured["ms"] = fraction * priced, priced
         st.state = {"teacher_dir": str(tiny_teacher), "budget_ms": st.budget_ms,
                     "teacher": {"threads": 1, "latency_ms": priced, "base_predicted_ms": priced}}
         if name == "fits":

@@ -891,9 +891,11 @@ void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_spa
                                                           : w->r == 4 ? q8s_sums_g4_4 : NULL;
 #if Q8S_WIDE
   const int wide = g4 && M > Q8S_MR; /* 16-row tiles */
+  const q8s_prep_fn wide_prep = q8s_transpose16;
   if (wide) g4 = w->r == 16 ? q8s_sums_w16_16 : w->r == 8 ? q8s_sums_w16_8 : q8s_sums_w16_4;
 #else
   const int wide = 0;
+  const q8s_prep_fn wide_prep = NULL;
 #endif
   const q8s_sums_fn sums = g4 ? g4 : Q8S_SUMS_FOR(w);
   const int flip = g4 ? 0 : 0x80; /* unsigned bytes for VPMADDUBSW / VPDPBUSD; q - 128 for the pairs and reference */
@@ -901,7 +903,7 @@ void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_spa
                   .M = M, .K = K, .Kq = q8_kq(K), .flip = flip};
   bertc_parallel_rows(p, M, q8_quantize_x, &g);
   q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, sums,
-                sums == q8s_sums_ref ? NULL : wide ? q8s_transpose16 : q8s_transpose4, flip, wide ? Q8S_MR_WIDE : Q8S_MR};
+                sums == q8s_sums_ref ? NULL : wide ? wide_prep : q8s_transpose4, flip, wide ? Q8S_MR_WIDE : Q8S_MR};
   q8_sparse_items(p, &a);
 }
 
