@@ -629,20 +629,26 @@ static void sparse_epilogue(float *y, const float *bias, const float *res, int64
  * rows' bytes of column k), so a pair of blocks takes its 4 rows' x pairs in two loads, an unpack and a widening
  * (q8s_pairs4) and each row's pair in one shuffle, where gathering them row by row took 4 x 2 byte loads and
  * their assembly: the most of the kernel's instructions. */
+/* 4 vectors of 16 bytes transposed to 16 dwords: byte k of v0 .. v3 become dword k (out[k / 4], lane k % 4) */
+static inline void q8s_interleave4(__m128i v0, __m128i v1, __m128i v2, __m128i v3, __m128i out[4]) {
+  const __m128i t0 = _mm_unpacklo_epi8(v0, v1), t1 = _mm_unpackhi_epi8(v0, v1);
+  const __m128i t2 = _mm_unpacklo_epi8(v2, v3), t3 = _mm_unpackhi_epi8(v2, v3);
+  out[0] = _mm_unpacklo_epi16(t0, t2), out[1] = _mm_unpackhi_epi16(t0, t2);
+  out[2] = _mm_unpacklo_epi16(t1, t3), out[3] = _mm_unpackhi_epi16(t1, t3);
+}
+/* 4 rows Kq apart from q: columns k .. k + 15 as a dword each (their 4 rows' bytes) */
+static inline void q8s_rows4(const int8_t *q, int64_t Kq, __m128i out[4]) {
+  q8s_interleave4(_mm_loadu_si128((const __m128i *)q), _mm_loadu_si128((const __m128i *)(q + Kq)),
+                  _mm_loadu_si128((const __m128i *)(q + 2 * Kq)), _mm_loadu_si128((const __m128i *)(q + 3 * Kq)), out);
+}
 static const void *q8s_transpose4(const q8s_args *a, const int8_t *q, float *scratch) {
   const int64_t Kq = q8_kq(a->K);
   int32_t *xt = (int32_t *)scratch; /* Kq dwords: BERTC_SCRATCH_SPARSE(K, 1) floats hold them */
   int64_t k = 0;
   for (; k + 16 <= Kq; k += 16) {
-    const __m128i r0 = _mm_loadu_si128((const __m128i *)(q + k)), r1 = _mm_loadu_si128((const __m128i *)(q + Kq + k));
-    const __m128i r2 = _mm_loadu_si128((const __m128i *)(q + 2 * Kq + k));
-    const __m128i r3 = _mm_loadu_si128((const __m128i *)(q + 3 * Kq + k));
-    const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
-    const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
-    _mm_storeu_si128((__m128i *)(xt + k), _mm_unpacklo_epi16(t0, t2));
-    _mm_storeu_si128((__m128i *)(xt + k + 4), _mm_unpackhi_epi16(t0, t2));
-    _mm_storeu_si128((__m128i *)(xt + k + 8), _mm_unpacklo_epi16(t1, t3));
-    _mm_storeu_si128((__m128i *)(xt + k + 12), _mm_unpackhi_epi16(t1, t3));
+    __m128i t[4];
+    q8s_rows4(q + k, Kq, t);
+    for (int c = 0; c < 4; c++) _mm_storeu_si128((__m128i *)(xt + k + 4 * c), t[c]);
   }
   for (; k < Kq; k++)
     xt[k] = (int32_t)((uint32_t)(uint8_t)q[k] | (uint32_t)(uint8_t)q[Kq + k] << 8 |
@@ -773,16 +779,7 @@ static const void *q8s_transpose16(const q8s_args *a, const int8_t *q, float *sc
   int64_t k = 0;
   for (; k + 16 <= Kq; k += 16) {
     __m128i t[4][4]; /* t[j][c]: columns k + 4c .. k + 4c + 3 of rows 4j .. 4j + 3, a dword per column */
-    for (int j = 0; j < 4; j++) {
-      const int8_t *r = q + 4 * j * Kq + k;
-      const __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + Kq));
-      const __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * Kq));
-      const __m128i r3 = _mm_loadu_si128((const __m128i *)(r + 3 * Kq));
-      const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
-      const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
-      t[j][0] = _mm_unpacklo_epi16(t0, t2), t[j][1] = _mm_unpackhi_epi16(t0, t2);
-      t[j][2] = _mm_unpacklo_epi16(t1, t3), t[j][3] = _mm_unpackhi_epi16(t1, t3);
-    }
+    for (int j = 0; j < 4; j++) q8s_rows4(q + 4 * j * Kq + k, Kq, t[j]);
     for (int c = 0; c < 4; c++) { /* a 4 x 4 dword transpose: column k + 4c + i's 16 rows */
       const __m128i u0 = _mm_unpacklo_epi32(t[0][c], t[1][c]), u1 = _mm_unpackhi_epi32(t[0][c], t[1][c]);
       const __m128i u2 = _mm_unpacklo_epi32(t[2][c], t[3][c]), u3 = _mm_unpackhi_epi32(t[2][c], t[3][c]);
@@ -798,16 +795,12 @@ static const void *q8s_transpose16(const q8s_args *a, const int8_t *q, float *sc
 }
 /* the 16 rows' bytes of a group's 4 columns, row m's 4 in dword m of x */
 static inline void q8s_quads16(const int8_t *xt, const int32_t *idx, int32_t *x) {
-  const __m128i c0 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[0] * 16));
-  const __m128i c1 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[1] * 16));
-  const __m128i c2 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[2] * 16));
-  const __m128i c3 = _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[3] * 16));
-  const __m128i t0 = _mm_unpacklo_epi8(c0, c1), t1 = _mm_unpackhi_epi8(c0, c1);
-  const __m128i t2 = _mm_unpacklo_epi8(c2, c3), t3 = _mm_unpackhi_epi8(c2, c3);
-  _mm_storeu_si128((__m128i *)x, _mm_unpacklo_epi16(t0, t2));
-  _mm_storeu_si128((__m128i *)(x + 4), _mm_unpackhi_epi16(t0, t2));
-  _mm_storeu_si128((__m128i *)(x + 8), _mm_unpacklo_epi16(t1, t3));
-  _mm_storeu_si128((__m128i *)(x + 12), _mm_unpackhi_epi16(t1, t3));
+  __m128i t[4];
+  q8s_interleave4(_mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[0] * 16)),
+                  _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[1] * 16)),
+                  _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[2] * 16)),
+                  _mm_loadu_si128((const __m128i *)(xt + (int64_t)idx[3] * 16)), t);
+  for (int c = 0; c < 4; c++) _mm_storeu_si128((__m128i *)(x + 4 * c), t[c]);
 }
 /* 16 accumulators by name (an array of them was kept in memory) */
 #define Q8S_X16(X, A, B) X(0, A, B) X(1, A, B) X(2, A, B) X(3, A, B) X(4, A, B) X(5, A, B) X(6, A, B) X(7, A, B) \
