@@ -80,9 +80,9 @@ FEATURES = {
     "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
                       "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
                       *_weight_features("weights_dram"), "few_fmas"],
-    # int8 blocks (--dtype int8 --prune-patterns: bertc_linear_sparse_i8, r x 1 blocks): tiles of 4 rows whatever m
-    # leaves of them, the blocks of a block row taken two at a time (four on x86 without VNNI, a block row padded to
-    # a multiple of 4). x_gathers: the x bytes of such a group gathered, per row of the tile, the kernel's main cost
+    # int8 blocks (--dtype int8 --prune-patterns: bertc_linear_sparse_i8, r x 1 blocks): tiles of 4 rows (16 above
+    # 4 with AVX-512 VNNI: int8_block_tile) whatever m leaves of them, the blocks of a block row taken two at a time
+    # (four on x86, a block row padded to a multiple of 4: sparsity.int8_block_group). x_gathers: the x bytes of such a group gathered, per row of the tile, the kernel's main cost
     # on x86 (whatever r); macs: the tile's multiply-adds, padding included; inputs: the row pass
     "linear_sparse_i8": ["dispatch", "x_gathers", "macs", "outputs", "gelu_outputs", "inputs",
                          *_weight_features("weights"), *_weight_features("weights_dram")],
@@ -96,8 +96,8 @@ FEATURES = {
 # A kind a profile has neither fitted nor a roofline efficiency for is priced as another kind, this many times
 # faster: int8 GEMMs at twice the fp32 ones' rate (VNNI and AVX2's maddubs multiply-add twice the lanes, SDOT
 # four times; bertc int8 measured 2.5-2.9x its fp32 on MiniLM, README), until `bertc calibrate` fits them; int8
-# blocks at the fp32 blocks' rate, the cautious side (on the AVX2 EPYC their groups of 4 ran 16x1 blocks 1.3-1.4x
-# faster than fp32's and 8x1 0.9-1.0x at 128 tokens; the pairs other CPUs run are unmeasured, README int8).
+# blocks at the fp32 blocks' rate, the cautious side (their groups of 4 at 128 tokens: on the AVX2 EPYC 16x1 blocks
+# 1.3-1.4x faster than fp32's and 8x1 0.9-1.0x; on the Zen 5 VNNI EPYC 1.2x and 0.76x; NEON's pairs unmeasured).
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs. A
 # profile fitted for another version has coefficients for other features: bertc calibrate --refit fits it again
