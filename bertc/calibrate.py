@@ -251,9 +251,37 @@ def measure(models: list[GridModel], threads: list[int], target: str, device: st
                         "threads": t, "p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"], "ops_ms": r["ops_ms"],
                         "ops": [[o["name"], o.get("p50_ms", o["ms"])] for o in r["ops"]],
                         "passes_p50_ms": [x["p50_ms"] for x in reps], "spread": round(spread, 4)})
-    for art in arts:
+    for art in arts[1:]:  # the first stays for drift(), in the calibration's temporary folder
         shutil.rmtree(art.path, ignore_errors=True)
     return records
+
+
+# A grid point's length that drift() times again after the check: a few tokens and a full sequence
+DRIFT_LENGTHS = (8, 128)
+
+
+def drift(model: GridModel, path: Path, records: list[dict[str, Any]], threads: list[int], device: str | None,
+          runs: int, bar) -> dict[str, Any] | None:
+    """The first grid model timed again after the held-out check, at up to two of its lengths and each thread count,
+    against its grid timing (the fastest pass): per thread count, the median of new / grid - 1. The held-out set is
+    timed minutes after the grid, and a shared machine can change speed in between (2-core Zen 5 EPYC: 2 threads
+    10-60% slower through one check, in agreement with itself, and back to the grid's speed an hour later): the
+    passes of each phase then agree, and only this shows it."""
+    lengths = [n for n in model.lengths if n in DRIFT_LENGTHS] or [max(model.lengths)]
+    grid_ms = {(r["threads"], r["seq"]): r["p50_ms"] for r in records
+               if r["config"] == model.config and r["prune"] == model.prune and r.get("dtype", "fp32") == model.dtype}
+    out: dict[str, Any] = {"model": model.label, "lengths": lengths}
+    for t in threads:
+        dm = DeviceModel(path, device=device, threads=t)
+        ratios = []
+        for n in lengths:
+            bar.set_postfix_str(f"grid {model.label} S{n} T{t} again")
+            if (t, n) in grid_ms:
+                ratios.append(_bench(dm, n, runs, grid_ms[t, n])["p50_ms"] / grid_ms[t, n] - 1)
+            bar.update(1)
+        if ratios:
+            out[str(t)] = round(statistics.median(ratios), 4)
+    return out if len(out) > 2 else None
 
 
 def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float]]:
@@ -462,7 +490,8 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
         cpu, base = measured_on, load_profile(closest_builtin("host", measured_on), target, as_base=True)
     models = [] if records else grid(size, int8)
     checks = [] if foreign else holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
-    bar = tqdm(total=(sum(len(m.lengths) for m in models) * len(threads) + len(checks)) * PASSES, desc="bertc calibrate",
+    again = len(threads) * len([n for n in models[0].lengths if n in DRIFT_LENGTHS] or [0]) if models else 0
+    bar = tqdm(total=(sum(len(m.lengths) for m in models) * len(threads) + len(checks)) * PASSES + again, desc="bertc calibrate",
                unit="run", file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bertc-calibrate-") as tmp:
@@ -473,6 +502,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
             profile = Profile(data["name"], data)
             rows = repredict(profile, out, target) if foreign else check(profile, checks, target, device, runs,
                                                                           Path(tmp), bar)
+        moved = drift(models[0], Path(tmp) / "grid0.bertc", records, threads, device, runs, bar) if models else None
     bar.close()
     where = device or "host"
     data["sources"] = {**data.get("sources", {}),
@@ -484,7 +514,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                                           "squares on relative error over the grid (>= 0; else 0)",
                        "run_scale": "see run_overhead_ms (with no overhead: the grid's median p50 over fitted ops)",
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
-    data["quality"] = {**report(rows), "grid_repeatability": repeatability(records), "holdout_seed": seed,
+    data["quality"] = {**report(rows, moved), "grid_repeatability": repeatability(records), "holdout_seed": seed,
                        **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "
                            "held-out set can only be timed on it (`bertc calibrate --check PROFILE` there)" + (
                                f"; its timings kept in {out} are predicted again" if rows else "")}
@@ -592,10 +622,15 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             "median_spread": round(statistics.median(spreads), 4), "configs": len(spreads)}
 
 
-def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def report(rows: list[dict[str, Any]], moved: dict[str, Any] | None = None) -> dict[str, Any]:
     groups = quality_groups(rows)
     return {**groups.get("all", {}), "groups": groups, "goal": GOAL, "goal_misses": goal_misses(groups),
-            "repeatability": repeatability(rows), "measured": rows}
+            "repeatability": repeatability(rows), **({"drift": moved} if moved else {}), "measured": rows}
+
+
+def drifted(moved: dict[str, Any] | None) -> list[str]:
+    """The thread counts at which the grid model timed again after the check (drift) moved more than 10%."""
+    return [t for t, v in (moved or {}).items() if t.isdigit() and abs(v) > 0.1]
 
 
 def format_quality(q: dict[str, Any]) -> str:
@@ -621,6 +656,12 @@ def format_quality(q: dict[str, Any]) -> str:
     if noise:
         lines.append(f"timing noise: the {PASSES} passes of {noise['within_10pct']:.0%} of the held-out configurations "
                      f"agreed within 10% (median spread {noise['median_spread']:.1%})")
+    moved = q.get("drift")
+    if moved:
+        lines.append(f"machine drift: the grid's {moved['model']} timed again after the check (at "
+                     f"{', '.join(map(str, moved['lengths']))} tokens) ran " + ", ".join(
+                         f"{moved[t]:+.0%} at {t} thread{'s' if t != '1' else ''}" for t in moved if t.isdigit()) +
+                     " against its grid timing")
     grid = q.get("grid_repeatability")
     if grid:
         lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "
@@ -631,6 +672,10 @@ def format_quality(q: dict[str, Any]) -> str:
         lines.append("\nGOAL MISSED: " + "; ".join(q["goal_misses"]) + ". A busy machine scatters the timings: "
                      "run again when it is idle (and with more --runs); if it still misses, the cost model does not "
                      "capture this CPU well, so rank candidates by real timings (bertc search times its best).")
+        for t in drifted(moved):
+            lines.append(f"The machine changed speed at {t} thread{'s' if t != '1' else ''} between the grid and the "
+                         f"check ({moved[t]:+.0%}): the errors there are the machine's as much as the model's; "
+                         "calibrate again when it is steady (`bertc calibrate --refit` times the check again).")
         if noise and noise["within_10pct"] < GOAL["within_10pct"]:
             lines.append(f"This machine's own timings of one model agreed within 10% for only "
                          f"{noise['within_10pct']:.0%} of the configurations: it is too noisy now to show the goal.")
