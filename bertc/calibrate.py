@@ -17,7 +17,8 @@
    printed and kept in the profile, per thread count, dense and sparse, and per band of length, with
    whether GOAL was met. They are timed in PASSES passes too: how often a configuration's passes agree within
    10% is the machine's own noise floor, printed beside the fit (with the grid's), and a miss on a machine
-   noisier than GOAL allows says so.
+   noisier than GOAL allows says so. Then the first grid model is timed again (``drift``): a machine that changed
+   speed between the grid and the check, which neither phase's passes can show, is named too.
 
 The profile records the CPU it was fitted on (bertc/cpu.py); ``bertc estimate`` and ``bertc search`` say
 when it is used on another. The measurements are kept beside it (PROFILE.measurements.json), so that
