@@ -129,6 +129,11 @@ static inline __m512 erf16(__m512 x) {
   return _mm512_mul_ps(_mm512_mul_ps(x, p), _mm512_fnmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, r)));
 }
 
+/* The mask of the first n of 16 lanes (none for n <= 0, all for n >= 16). */
+ALWAYS_INLINE __mmask16 lanes(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
 static inline __m512 gelu16(__m512 v) {
   const __m512 half_v = _mm512_mul_ps(_mm512_set1_ps(0.5f), v);
   return _mm512_fmadd_ps(half_v, erf16(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f))), half_v);
@@ -494,8 +499,7 @@ ALWAYS_INLINE void q8_tile(const int rows, const qgemm_args *g, const int8_t *a,
   float *y = g->y + m * g->N + n0;
 #if Q8_MR == 12
   /* The accumulators start at -zp colsum, so the loop leaves sum (q - zp) w (the same int32 sums, wrapping alike) */
-  const __mmask16 k0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
-  const __mmask16 k1 = (__mmask16)(cols >= 32 ? 0xffff : cols <= 16 ? 0 : (1u << (cols - 16)) - 1);
+  const __mmask16 k0 = lanes(cols), k1 = lanes(cols - 16);
   const __m512i cs0 = _mm512_maskz_loadu_epi32(k0, g->w->colsum + n0), cs1 = _mm512_maskz_loadu_epi32(k1, g->w->colsum + n0 + 16);
   __m512i acc[Q8_MR][2];
 #pragma GCC unroll 12
@@ -1342,15 +1346,13 @@ static inline __m512 exp16(__m512 x) {
   return _mm512_maskz_mul_ps((__mmask16)~underflow, q, _mm512_castsi512_ps(e));
 }
 
-ALWAYS_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
-
 /* scores[r, j0 .. j0 + 32) for the QB query rows q[r] (masked past S). With mx (a plain attention: no position
  * terms) they are stored as the logits, scaled by scale and -inf where the key is not kept (keep), and mx[r] takes
  * their running maximum: the pass over the scores that did this alone was a tenth of attention's time. */
 ALWAYS_INLINE void attn_scores_qb(const int QB, const float *const q[ATTN_QB], const float *kt, int64_t S,
                                   int64_t D, int64_t j0, float *scores, float scale, const int32_t *keep,
                                   __m512 mx[ATTN_QB]) {
-  const __mmask16 m0 = lanes(S - j0), m1 = lanes(S - j0 - 16 > 0 ? S - j0 - 16 : 0);
+  const __mmask16 m0 = lanes(S - j0), m1 = lanes(S - j0 - 16);
   __m512 acc[ATTN_QB][2];
 #pragma GCC unroll 8
   for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -1383,7 +1385,7 @@ ALWAYS_INLINE void attn_scores_qb(const int QB, const float *const q[ATTN_QB], c
 /* out[r, d0 .. d0 + 32) = sum_j p[r, j] V[j, d0 ..] * inv[r] (masked past D). */
 ALWAYS_INLINE void attn_values_qb(const int QB, const float *p, const float *v, int64_t row, int64_t S, int64_t D,
                                   int64_t d0, float *const o[ATTN_QB], const float inv[ATTN_QB]) {
-  const __mmask16 m0 = lanes(D - d0), m1 = lanes(D - d0 - 16 > 0 ? D - d0 - 16 : 0);
+  const __mmask16 m0 = lanes(D - d0), m1 = lanes(D - d0 - 16);
   __m512 acc[ATTN_QB][2];
 #pragma GCC unroll 8
   for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
