@@ -261,28 +261,31 @@ def measure(models: list[GridModel], threads: list[int], target: str, device: st
 DRIFT_LENGTHS = (8, 128)
 
 
+def drift_lengths(model: GridModel) -> list[int]:
+    """The lengths of ``model`` that drift() times again: DRIFT_LENGTHS where the grid has them, else its longest."""
+    return [n for n in model.lengths if n in DRIFT_LENGTHS] or [max(model.lengths)]
+
+
 def drift(model: GridModel, path: Path, records: list[dict[str, Any]], threads: list[int], device: str | None,
-          runs: int, bar) -> dict[str, Any] | None:
-    """The first grid model timed again after the held-out check, at up to two of its lengths and each thread count,
-    against its grid timing (the fastest pass): per thread count, the median of new / grid - 1. The held-out set is
-    timed minutes after the grid, and a shared machine can change speed in between (2-core Zen 5 EPYC: 2 threads
-    10-60% slower through one check, in agreement with itself, and back to the grid's speed an hour later): the
-    passes of each phase then agree, and only this shows it."""
-    lengths = [n for n in model.lengths if n in DRIFT_LENGTHS] or [max(model.lengths)]
+          runs: int, bar) -> dict[str, Any]:
+    """The first grid model timed again after the held-out check, at drift_lengths and each thread count, against its
+    grid timing (the fastest pass): per thread count, the median of new / grid - 1. The held-out set is timed
+    minutes after the grid, and a shared machine can change speed in between (2-core Zen 5 EPYC: 2 threads 10-60%
+    slower through one check, in agreement with itself, and back to the grid's speed an hour later): the passes of
+    each phase then agree, and only this shows it."""
+    lengths = drift_lengths(model)
     grid_ms = {(r["threads"], r["seq"]): r["p50_ms"] for r in records
                if r["config"] == model.config and r["prune"] == model.prune and r.get("dtype", "fp32") == model.dtype}
-    out: dict[str, Any] = {"model": model.label, "lengths": lengths}
+    by_threads = {}
     for t in threads:
         dm = DeviceModel(path, device=device, threads=t)
         ratios = []
         for n in lengths:
             bar.set_postfix_str(f"grid {model.label} S{n} T{t} again")
-            if (t, n) in grid_ms:
-                ratios.append(_bench(dm, n, runs, grid_ms[t, n])["p50_ms"] / grid_ms[t, n] - 1)
+            ratios.append(_bench(dm, n, runs, grid_ms[t, n])["p50_ms"] / grid_ms[t, n] - 1)
             bar.update(1)
-        if ratios:
-            out[str(t)] = round(statistics.median(ratios), 4)
-    return out if len(out) > 2 else None
+        by_threads[str(t)] = round(statistics.median(ratios), 4)
+    return {"model": model.label, "lengths": lengths, "threads": by_threads}
 
 
 def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float]]:
@@ -491,7 +494,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
         cpu, base = measured_on, load_profile(closest_builtin("host", measured_on), target, as_base=True)
     models = [] if records else grid(size, int8)
     checks = [] if foreign else holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
-    again = len(threads) * len([n for n in models[0].lengths if n in DRIFT_LENGTHS] or [0]) if models else 0
+    again = len(threads) * len(drift_lengths(models[0])) if models else 0
     bar = tqdm(total=(sum(len(m.lengths) for m in models) * len(threads) + len(checks)) * PASSES + again, desc="bertc calibrate",
                unit="run", file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
@@ -631,7 +634,7 @@ def report(rows: list[dict[str, Any]], moved: dict[str, Any] | None = None) -> d
 
 def drifted(moved: dict[str, Any] | None) -> list[str]:
     """The thread counts at which the grid model timed again after the check (drift) moved more than 10%."""
-    return [t for t, v in (moved or {}).items() if t.isdigit() and abs(v) > 0.1]
+    return [t for t, v in (moved or {}).get("threads", {}).items() if abs(v) > 0.1]
 
 
 def format_quality(q: dict[str, Any]) -> str:
@@ -661,7 +664,7 @@ def format_quality(q: dict[str, Any]) -> str:
     if moved:
         lines.append(f"machine drift: the grid's {moved['model']} timed again after the check (at "
                      f"{', '.join(map(str, moved['lengths']))} tokens) ran " + ", ".join(
-                         f"{moved[t]:+.0%} at {t} thread{'s' if t != '1' else ''}" for t in moved if t.isdigit()) +
+                         f"{v:+.0%} at {t} thread{'s' if t != '1' else ''}" for t, v in moved["threads"].items()) +
                      " against its grid timing")
     grid = q.get("grid_repeatability")
     if grid:
@@ -675,7 +678,7 @@ def format_quality(q: dict[str, Any]) -> str:
                      "capture this CPU well, so rank candidates by real timings (bertc search times its best).")
         for t in drifted(moved):
             lines.append(f"The machine changed speed at {t} thread{'s' if t != '1' else ''} between the grid and the "
-                         f"check ({moved[t]:+.0%}): the errors there are the machine's as much as the model's; "
+                         f"check ({moved['threads'][t]:+.0%}): the errors there are the machine's as much as the model's; "
                          "calibrate again when it is steady (`bertc calibrate --refit` times the check again).")
         if noise and noise["within_10pct"] < GOAL["within_10pct"]:
             lines.append(f"This machine's own timings of one model agreed within 10% for only "

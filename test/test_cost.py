@@ -240,7 +240,8 @@ def test_the_report_says_how_well_the_machine_repeats_its_own_timings():
         r["spread"] = 0.01
     assert "too noisy" not in format_quality(report(rows))
     # passes that agree within each phase, and a machine that slowed at 2 threads between the grid and the check
-    text = format_quality(report(rows, {"model": "L4 H384 A8 F1536", "lengths": [8, 128], "1": 0.02, "2": 0.35}))
+    text = format_quality(report(rows, {"model": "L4 H384 A8 F1536", "lengths": [8, 128],
+                                        "threads": {"1": 0.02, "2": 0.35}}))
     assert "ran +2% at 1 thread, +35% at 2 threads against its grid timing" in text
     assert "changed speed at 2 threads between the grid and the check (+35%)" in text
     assert "changed speed at 1 thread" not in text
@@ -292,7 +293,7 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     assert all(len(r["passes_p50_ms"]) == PASSES and r["p50_ms"] == min(r["passes_p50_ms"]) for r in kept["records"])
     assert q["grid_repeatability"]["configs"] == len(kept["records"]) and "of the grid's" in format_quality(q)
     # the first grid model was timed again after the check: how far the machine moved since the grid (any amount)
-    assert q["drift"]["model"] == "L1 H64 A2 F128" and q["drift"]["lengths"] == [32] and math.isfinite(q["drift"]["1"])
+    assert q["drift"]["model"] == "L1 H64 A2 F128" and q["drift"]["lengths"] == [32] and math.isfinite(q["drift"]["threads"]["1"])
     assert "machine drift: the grid's L1 H64 A2 F128 timed again after the check (at 32 tokens) ran" in format_quality(q)
     again, _ = calibrate("host", None, [1], holdout_n=1, out=tmp_path / "again.json", progress=False,
                          refit=measurements_path(out), holdout_limits={"max_layers": 1, "max_hidden": 128, "max_seq": 8})
