@@ -465,7 +465,8 @@ def repredict(profile: Profile, earlier: str | Path | None, target: str) -> list
         rows, seed = q["measured"], q["holdout_seed"]
     except (TypeError, OSError, ValueError, KeyError):
         return []
-    cases = holdout(len(rows), sorted({r["threads"] for r in rows}), seed, int8=any(r.get("int8") for r in rows))
+    cases = holdout(len(rows), sorted({r["threads"] for r in rows}), seed, **q.get("holdout_limits", {}),
+                    int8=any(r.get("int8") for r in rows))
     if not rows or [c.label for c in cases] != [r["config"] for r in rows]:
         return []
     return [{**r, **_predicted(profile, case, target, r["measured_ms"])} for case, r in zip(cases, rows)]
@@ -474,9 +475,10 @@ def repredict(profile: Profile, earlier: str | Path | None, target: str) -> list
 def calibrate(target: str = "host", device: str | None = None, threads: list[int] | None = None, size: str = "full",
               holdout_n: int = 30, out: str | Path | None = None, runs: int = 5, seed: int = 7,
               progress: bool = True, holdout_limits: dict[str, int] | None = None,
-              refit: str | Path | None = None, int8: bool = False) -> tuple[Profile, dict[str, Any]]:
+              refit: str | Path | None = None, int8: bool = False, retime: bool = True) -> tuple[Profile, dict[str, Any]]:
     """Measure (or, with ``refit``, read earlier measurements), fit, check; returns the new profile (also
-    written to ``out``, its measurements beside it) and the quality report."""
+    written to ``out``, its measurements beside it) and the quality report. ``retime=False`` (with ``refit``):
+    time nothing, and predict the held-out timings the profile at ``out`` kept instead (repredict)."""
     from tqdm import tqdm
 
     base = load_profile(None, target, as_base=True)
@@ -485,6 +487,8 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     cores = (cpu or {}).get("cores") or base.data["cores"]
     if max(threads) > cores and device in (None, "host"):
         raise BertcError(f"--threads {max(threads)} is more than this machine's {cores} cores")
+    if not retime and not refit:
+        raise BertcError("--no-retime goes with --refit: without kept measurements there is nothing to fit untimed")
     records, measured_on = _read_measurements(refit) if refit else (None, None)
     # another CPU's measurements (the kernels they ran differ from this one's): fitted with that CPU's kernels and
     # tiles (host_cpu_as), its caches and record; the held-out set cannot be timed here, so it is not checked
@@ -493,7 +497,8 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     if foreign:
         cpu, base = measured_on, load_profile(closest_builtin("host", measured_on), target, as_base=True)
     models = [] if records else grid(size, int8)
-    checks = [] if foreign else holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
+    untimed = foreign or not retime
+    checks = [] if untimed else holdout(holdout_n, threads, seed, **(holdout_limits or {}), int8=int8)
     again = len(threads) * len(drift_lengths(models[0])) if models else 0
     bar = tqdm(total=(sum(len(m.lengths) for m in models) * len(threads) + len(checks)) * PASSES + again, desc="bertc calibrate",
                unit="run", file=sys.stderr, disable=not progress)
@@ -504,9 +509,12 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
         with host_cpu_as(cpu["features"]) if foreign else contextlib.nullcontext():
             data = fit_profile(base.data, records, target, cpu)
             profile = Profile(data["name"], data)
-            rows = repredict(profile, out, target) if foreign else check(profile, checks, target, device, runs,
+            rows = repredict(profile, out, target) if untimed else check(profile, checks, target, device, runs,
                                                                           Path(tmp), bar)
         moved = drift(models[0], Path(tmp) / "grid0.bertc", records, threads, device, runs, bar) if models else None
+    if untimed and rows:  # the kept timings' drift, measured with them, and the limits of their held-out set
+        kept = json.loads(Path(out).read_text())["quality"]
+        moved, holdout_limits = kept.get("drift"), kept.get("holdout_limits")
     bar.close()
     where = device or "host"
     data["sources"] = {**data.get("sources", {}),
@@ -519,10 +527,13 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                        "run_scale": "see run_overhead_ms (with no overhead: the grid's median p50 over fitted ops)",
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
     data["quality"] = {**report(rows, moved), "grid_repeatability": repeatability(records), "holdout_seed": seed,
+                       **({"holdout_limits": holdout_limits} if holdout_limits else {}),
                        **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "
                            "held-out set can only be timed on it (`bertc calibrate --check PROFILE` there)" + (
                                f"; its timings kept in {out} are predicted again" if rows else "")}
-                          if foreign else {}), "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
+                          if foreign else {"not_checked": f"refitted with --no-retime: the held-out timings kept in {out}, "
+                                            "from its own calibration, predicted again"} if untimed else {}),
+                       "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
                        **({"weight_cache": data["weight_cache"]} if "weight_cache" in data else {}),
                        "seconds": round(time.perf_counter() - t0, 1)}
     data["calibrated"] = {"device": where, "date": date.today().isoformat()}

@@ -415,7 +415,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 0 if not q["goal_misses"] else 1
     out = args.output or f"bertc-profile-{args.target}-{(args.device or 'host').replace(':', '-')}.json"
     _profile, q = calibrate(args.target, args.device, threads, args.grid, args.holdout, out, runs=args.runs,
-                            seed=args.seed, progress=not args.quiet, refit=args.refit, int8=args.int8)
+                            seed=args.seed, progress=not args.quiet, refit=args.refit, int8=args.int8,
+                            retime=not args.no_retime)
     print(format_quality(q))
     kept = "" if args.refit else f" (and its measurements, {measurements_path(out)}, for --refit)"
     print(f"\nwrote {out}{kept}: use it with `bertc estimate ... --profile {out}` and "
@@ -616,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  bertc estimate config.json --profile here.json\n"
                               "  bertc calibrate --check here.json                   # does it still hold? (~4 min)\n"
                               "  bertc calibrate --refit here.measurements.json -o again.json   # fit again, no grid\n"
+                              "  bertc calibrate --refit here.measurements.json -o here.json --no-retime  # time nothing\n"
                               "  bertc calibrate --target android-arm64 --device adb --threads 1,4 -o phone.json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     k.add_argument("--target", default="host", help="host, android-arm64 or linux-arm64 (default: host)")
@@ -634,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "PROFILE (a file or a built-in name) predicts it here; exit status 1 if it misses the goal")
     k.add_argument("--refit", metavar="MEASUREMENTS", help="fit from the measurements an earlier calibration kept "
                    "(PROFILE.measurements.json) instead of timing the grid again; the held-out set is timed")
+    k.add_argument("--no-retime", action="store_true", help="with --refit: time nothing, and predict the held-out "
+                   "timings kept in the -o profile again (how a changed cost model does on the same timings, on a "
+                   "machine too busy to time them fairly now)")
     k.add_argument("-o", "--output", help="profile file to write (default: bertc-profile-TARGET-DEVICE.json)")
     k.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=_calibrate)

@@ -298,6 +298,13 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     again, _ = calibrate("host", None, [1], holdout_n=1, out=tmp_path / "again.json", progress=False,
                          refit=measurements_path(out), holdout_limits={"max_layers": 1, "max_hidden": 128, "max_seq": 8})
     assert again.data["fitted"] == saved.data["fitted"]
+    # --no-retime times nothing: the held-out timings p.json kept are predicted again, and the report says so
+    untimed, uq = calibrate("host", None, [1], out=out, progress=False, refit=measurements_path(out), retime=False)
+    assert untimed.data["fitted"] == saved.data["fitted"] and uq["measured"] == q["measured"]
+    assert uq["holdout_limits"] == q["holdout_limits"] == {"max_layers": 2, "max_hidden": 128, "max_seq": 48}
+    assert uq["drift"] == q["drift"] and "--no-retime" in uq["not_checked"] and "not checked" in format_quality(uq)
+    with pytest.raises(BertcError, match="--no-retime goes with --refit"):
+        calibrate("host", None, [1], out=out, progress=False, retime=False)
     with pytest.raises(BertcError, match="--refit .*not the measurements file"):
         calibrate("host", None, [1], refit=out, progress=False)
 
