@@ -55,6 +55,17 @@ def _weight_features(prefix: str) -> list[str]:
     return [prefix, *(f"{prefix}_h{h}" for h in WEIGHT_HINGES)]
 
 
+# The fp32 block-sparse kernels by block height (runtime/kernels/sparse_gemm.h's sparse_tile_for): 16 rows and
+# more by columns, 8 (8x1 and 2:4's 8-row groups) and 4 by rows in lanes, 1 and 2 by rows with 1x4's chains or
+# scalar FMAs. The grid has blocks of each height (calibrate.grid), so each has its own coefficients.
+SPARSE_FAMILIES = ("r16", "r8", "r4", "r1")
+
+
+def sparse_family(r: int) -> str:
+    """The family of an r-row block's kernel (SPARSE_FAMILIES): the nearest height the grid fits."""
+    return "r16" if r >= 16 else "r8" if r >= 8 else "r4" if r >= 3 else "r1"
+
+
 # Epilogues that evaluate an exp, erf or tanh per output, which the "gelu_outputs" feature prices (named for the first
 # of them, as fitted profiles know it); ReLU's max is free beside the FMAs.
 TRANSCENDENTAL = ("gelu", "gelu_tanh", "tanh", "silu")
@@ -72,14 +83,17 @@ FEATURES = {
     # quantizes each row of x before the GEMM reads it; the weight stream is a byte a weight
     "linear_i8": ["dispatch", "macs", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
                   *_weight_features("weights_dram")],
-    # one FLOP rate per block height: the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M;
-    # blocks: reading a block's index, whatever the rows; blocks_x_m: a block's loads of x, per row of the tile (the
-    # tile's rows, as the FLOPs: a 9-row GEMM of 4x1 blocks on AVX2 does 16 rows' work, 5.9 ms as at 16, and m
-    # there priced it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower
-    # than a register), r lanes wide or scalar, one row's accumulator a chain: its own rate, not the by-rows tile's
-    "linear_sparse": ["dispatch", "flops_r16", "flops_r8", "flops_r4", "flops_r1", "flops_other", "outputs",
-                      "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
-                      *_weight_features("weights_dram"), "few_fmas"],
+    # fp32 blocks: each block height's kernel fitted apart (sparse_family), its own copy of these features:
+    # flops: the tile's FMAs (the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M); blocks:
+    # reading a block's index, whatever the rows; blocks_x_m: a block's loads of x, per row of the tile (the tile's
+    # rows, as the FLOPs: a 9-row GEMM of 4x1 blocks on AVX2 does 16 rows' work, 5.9 ms as at 16, and m there priced
+    # it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a
+    # register), r lanes wide or scalar, one row's accumulator a chain; row_tiles: a block row's start and stores,
+    # per tile of rows. One set of coefficients for every height priced the heights' short inputs 15-37% off on the
+    # Zen 5 EPYC's grid (1x4 blocks at 1 token at 0.1 density 37% under, 0.3 density 1% over)
+    "linear_sparse": [f"{family}:{n}" for family in SPARSE_FAMILIES for n in (
+        "dispatch", "flops", "outputs", "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
+        *_weight_features("weights_dram"), "few_fmas", "row_tiles")],
     # int8 blocks (--dtype int8 --prune-patterns: bertc_linear_sparse_i8, r x 1 blocks): tiles of 4 rows (16 above
     # 4 with AVX-512 VNNI: int8_block_tile) whatever m leaves of them, the blocks of a block row taken two at a time
     # (four on x86, a block row padded to a multiple of 4: sparsity.int8_block_group). x_gathers: the x bytes of such a group gathered, per row of the tile, the kernel's main cost
@@ -99,10 +113,10 @@ FEATURES = {
 # blocks at the fp32 blocks' rate, the cautious side (their groups of 4 at 128 tokens: on the AVX2 EPYC 16x1 blocks
 # 1.3-1.4x faster than fp32's and 8x1 0.9-1.0x; on the Zen 5 VNNI EPYC 1.2x and 0.76x; NEON's pairs unmeasured).
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
-# 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs. A
-# profile fitted for another version has coefficients for other features: bertc calibrate --refit fits it again
-# from its measurements.
-COST_MODEL = 3
+# 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs; 4: fp32
+# blocks fitted per block height, with row tiles. A profile fitted for another version has coefficients for other
+# features: bertc calibrate --refit fits it again from its measurements.
+COST_MODEL = 4
 
 
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
@@ -124,7 +138,9 @@ def spill(features: dict[str, float], share: float) -> dict[str, float]:
     if share <= 0.0:
         return features
     out = dict(features)
-    for key in _CACHED:
+    # a sparse family's features are "family:name": each family's stream moves to its own weights_dram ones
+    prefixes = {k[:k.index(":") + 1] for k in features if ":" in k} or {""}
+    for key in (p + k for p in prefixes for k in _CACHED):
         v = features.get(key, 0.0)
         out[key] = v * (1.0 - share)
         out[key.replace("weights", "weights_dram")] = out.get(key.replace("weights", "weights_dram"), 0.0) + v * share
@@ -260,13 +276,15 @@ def op_features(op, index: int, target) -> OpCost | None:
                 f = {"dispatch": 1, "x_gathers": float(tile_rows * groups), "macs": float(tile_rows * groups * group * p.r),
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}
             else:
-                work, few = sparse_tile(m, p.r, p.c, target)
+                work, few, tiles = sparse_tile(m, p.r, p.c, target)
                 f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks,
-                     "blocks": blocks, **weight_stream("weights", kept, m)}
+                     "blocks": blocks, "row_tiles": float(rows * tiles), **weight_stream("weights", kept, m)}
                 if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
                     f["few_fmas"] = float(m * blocks * (1 if p.r == 1 and p.c == 4 else p.c * (1 if p.r >= 4 else p.r)))
                 else:
-                    f[f"flops_r{p.r}" if p.r in (16, 8, 4, 1) else "flops_other"] = 2.0 * work * kept
+                    f["flops"] = 2.0 * work * kept
+                family = sparse_family(p.r)
+                f = {f"{family}:{k}": v for k, v in f.items()}
             return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""),
                           "linear_sparse" + ("_i8" if i8 else ""), f,
                           2.0 * m * kept, 4.0 * (m * k + m * n + blocks) + kept * (1 if i8 else 4), detail=f"{act}, {sp['pattern']} "
@@ -358,15 +376,16 @@ def gemm_rows(m: int, mr: int, isa: str) -> int:
     return rows
 
 
-def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
+def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 9
     tokens cost 32 rows of 1x4 blocks on AVX2; at a few rows a few-rows tile does m. The grid times 1-8 and
     multiples of 32 tokens, where the two agree; held-out lengths between them missed by up to -63%. Other
-    kernels (the portable C, the generic tile of any other r): m. And whether it is the few-rows tile, whose
-    FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar. (int8 blocks: op_features.)"""
+    kernels (the portable C, the generic tile of any other r): m. Then whether it is the few-rows tile, whose
+    FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it runs (the
+    generic tile: one per 16 rows). (int8 blocks: op_features.)"""
     if target.isa not in ("avx2", "neon"):
-        return m, False
+        return m, False, -(-m // 16)
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
     if r in (lanes, 2 * lanes) or (r == 4 * lanes and r <= 16):  # by columns: rows in registers
         nv = r // lanes
@@ -377,10 +396,10 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool]:
         halved = avx2_rx1 or (r < 4 and not chains)  # and the scalar FMAs of r = 1, 2: at half the break-even
         few, by_rows = (2 if halved else 1) * m * lanes, mr * (4 if chains else r)
         if 1 <= m <= 8 and (few < by_rows if avx2_rx1 else few <= by_rows):
-            return m, True  # the few-rows tile
+            return m, True, 1  # the few-rows tile
     else:
-        return m, False  # the generic tile: a scalar loop over the rows there are
-    return -(-m // mr) * mr, False
+        return m, False, -(-m // 16)  # the generic tile: a scalar loop over the rows there are
+    return -(-m // mr) * mr, False, -(-m // mr)
 
 
 WEIGHT_BYTES = {"f32": 4, "f16": 2, "i8": 1}  # a packed weight's bytes by its --dtype
