@@ -227,6 +227,36 @@ def test_the_report_counts_within_10_percent_per_group_and_says_when_the_goal_is
     assert q["repeatability"] is None and "timing noise" not in format_quality(q)  # rows without pass spreads
 
 
+def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts():
+    """calibrate.settle: after the passes, each point whose passes' p50s lie more than 10% apart is timed again, after
+    all the others, and fastest() then takes the best of its three; points that agree are left alone."""
+    from bertc.calibrate import fastest, settle
+
+    class Bar:
+        total, n = 4, 0
+
+        def refresh(self):
+            pass
+
+        def update(self, k):
+            self.n += k
+
+    reports = [[{"p50_ms": a}, {"p50_ms": b}] for a, b in [(1.0, 1.05), (2.0, 3.0), (5.0, 4.0), (1.0, 1.08)]]
+    third = {1: 2.1, 2: 3.5}
+    timed = []
+
+    def time_one(i, reps):
+        timed.append(i)
+        assert len(reps[i]) == PASSES  # its passes so far
+        return {"p50_ms": third[i]}
+
+    bar = Bar()
+    assert settle(reports, time_one, bar) == 2 and timed == [1, 2] and bar.total == 6 and bar.n == 2
+    assert [len(r) for r in reports] == [2, 3, 3, 2]  # 8% apart agrees
+    assert [fastest(r)[0]["p50_ms"] for r in reports] == [1.0, 2.0, 3.5, 1.0]
+    assert fastest(reports[2])[1] == pytest.approx(5.0 / 3.5 - 1)
+
+
 def test_the_report_says_how_well_the_machine_repeats_its_own_timings():
     rows = _rows([(1, False, 4, 0.3), (1, True, 30, 0.0), (2, False, 50, 0.0), (2, True, 100, 0.0)])
     for r, spread in zip(rows, [0.02, 0.05, 0.25, 0.4]):
@@ -235,7 +265,10 @@ def test_the_report_says_how_well_the_machine_repeats_its_own_timings():
     assert q["repeatability"] == {"within_10pct": 0.5, "median_spread": 0.15, "configs": 4}
     text = format_quality(q)
     assert "passes of 50% of the held-out configurations agreed within 10% (median spread 15.0%)" in text
-    assert "too noisy now to show the goal" in text
+    assert "too noisy now to show the goal" in text and "third time" not in text
+    rows[2]["passes"] = rows[3]["passes"] = PASSES + 1  # settle timed the two that disagreed again
+    assert report(rows)["repeatability"]["timed_again"] == 2
+    assert "the 2 that did not were timed a third time, the fastest counting" in format_quality(report(rows))
     for r in rows:
         r["spread"] = 0.01
     assert "too noisy" not in format_quality(report(rows))
