@@ -486,14 +486,23 @@ def _predicted(profile: Profile, case: Case, target: str, measured_ms: float) ->
     return {"predicted_ms": round(predicted, 4), "error": round((predicted - measured_ms) / measured_ms, 4)}
 
 
-def repredict(profile: Profile, earlier: str | Path | None, target: str) -> list[dict[str, Any]]:
-    """The held-out timings an earlier profile at ``earlier`` kept (its quality's rows, timed on its own CPU),
-    predicted again by ``profile``: how a re-fit on another machine does on them. [] where there are none, or they
-    are not the held-out set of its seed."""
+def kept_quality(earlier: str | Path | None) -> dict[str, Any]:
+    """The quality record of the profile at ``earlier`` ({} where there is none): its held-out timings, their
+    seed, limits and drift."""
     try:
         q = json.loads(Path(earlier).read_text())["quality"]
-        rows, seed = q["measured"], q["holdout_seed"]
     except (TypeError, OSError, ValueError, KeyError):
+        return {}
+    return q if isinstance(q, dict) else {}
+
+
+def repredict(profile: Profile, q: dict[str, Any], target: str) -> list[dict[str, Any]]:
+    """The held-out timings an earlier profile kept (``q``, its kept_quality: rows timed on its own CPU), predicted
+    again by ``profile``: how a re-fit on another machine, or of another cost model, does on them. [] where there
+    are none, or they are not the held-out set of its seed."""
+    try:
+        rows, seed = q["measured"], q["holdout_seed"]
+    except KeyError:
         return []
     cases = holdout(len(rows), sorted({r["threads"] for r in rows}), seed, **q.get("holdout_limits", {}),
                     int8=any(r.get("int8") for r in rows))
@@ -539,11 +548,11 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
         with host_cpu_as(cpu["features"]) if foreign else contextlib.nullcontext():
             data = fit_profile(base.data, records, target, cpu)
             profile = Profile(data["name"], data)
-            rows = repredict(profile, out, target) if untimed else check(profile, checks, target, device, runs,
+            kept = kept_quality(out) if untimed else {}
+            rows = repredict(profile, kept, target) if untimed else check(profile, checks, target, device, runs,
                                                                           Path(tmp), bar)
         moved = drift(models[0], Path(tmp) / "grid0.bertc", records, threads, device, runs, bar) if models else None
-    if untimed and rows:  # the kept timings' drift, measured with them, and the limits of their held-out set
-        kept = json.loads(Path(out).read_text())["quality"]
+    if rows and kept:  # the kept timings' drift, measured with them, and the limits of their held-out set
         moved, holdout_limits = kept.get("drift"), kept.get("holdout_limits")
     bar.close()
     where = device or "host"
