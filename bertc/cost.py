@@ -376,16 +376,20 @@ def gemm_rows(m: int, mr: int, isa: str) -> int:
     return rows
 
 
+SPARSE_GENERIC_MR = 16  # rows of sparse_gemm.h's generic tile (sparse_tile_for's default)
+
+
 def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 9
     tokens cost 32 rows of 1x4 blocks on AVX2; at a few rows a few-rows tile does m. The grid times 1-8 and
     multiples of 32 tokens, where the two agree; held-out lengths between them missed by up to -63%. Other
     kernels (the portable C, the generic tile of any other r): m. Then whether it is the few-rows tile, whose
-    FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it runs (the
-    generic tile: one per 16 rows). (int8 blocks: op_features.)"""
+    FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it runs over
+    every block row (the portable C's: one a row; the generic tile's: one per SPARSE_GENERIC_MR rows). (int8 blocks:
+    op_features.)"""
     if target.isa not in ("avx2", "neon"):
-        return m, False, -(-m // 16)
+        return m, False, m  # runtime/kernels/ref: each row of x runs over every block row
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
     if r in (lanes, 2 * lanes) or (r == 4 * lanes and r <= 16):  # by columns: rows in registers
         nv = r // lanes
@@ -398,7 +402,7 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
         if 1 <= m <= 8 and (few < by_rows if avx2_rx1 else few <= by_rows):
             return m, True, 1  # the few-rows tile
     else:
-        return m, False, -(-m // 16)  # the generic tile: a scalar loop over the rows there are
+        return m, False, -(-m // SPARSE_GENERIC_MR)  # the generic tile: a scalar loop over the rows there are
     return -(-m // mr) * mr, False, -(-m // mr)
 
 
