@@ -15,10 +15,11 @@
    as ``bertc bench`` times them, and the fitted model predicts each from its config alone (the search's
    fast path). The share within +-10%, Spearman rank correlation and mean absolute percentage error are
    printed and kept in the profile, per thread count, dense and sparse, and per band of length, with
-   whether GOAL was met. They are timed in PASSES passes too: how often a configuration's passes agree within
-   10% is the machine's own noise floor, printed beside the fit (with the grid's), and a miss on a machine
-   noisier than GOAL allows says so. Then the first grid model is timed again (``drift``): a machine that changed
-   speed between the grid and the check, which neither phase's passes can show, is named too.
+   whether GOAL was met. They are timed in the grid's passes, spread evenly among its points (``interleaved``),
+   so that a machine changing speed meanwhile moves the fit and the check alike: how often a configuration's
+   passes agree within 10% is the machine's own noise floor, printed beside the fit (with the grid's), and a
+   miss on a machine noisier than GOAL allows says so. Then the first grid model is timed again (``drift``): a
+   machine that changed speed over the calibration, which the passes' fastest hides, is named too.
 
 The profile records the CPU it was fitted on (bertc/cpu.py); ``bertc estimate`` and ``bertc search`` say
 when it is used on another. The measurements are kept beside it (PROFILE.measurements.json), so that
@@ -35,7 +36,6 @@ import contextlib
 import json
 import math
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -206,12 +206,12 @@ def _bench(model: DeviceModel, seq: int, runs: int, expect_ms: float | None = No
     return report
 
 
-def timed_passes(n: int, time_one, bar) -> list[list[dict[str, Any]]]:
+def timed_passes(n: int, time_one, bar, reports: list | None = None) -> list[list[dict[str, Any]]]:
     """Each of ``n`` points timed in PASSES passes over all of them, every other pass in reverse order, so that a
     point's timings lie minutes apart and a slow minute on a shared machine slows one of them, not all (2-core
     cloud EPYC: grid points timed again 35 minutes later moved by up to 40%, both ways). Returns each point's
     reports in pass order; ``time_one(i, reports)`` times point i, ``reports`` being the timings so far."""
-    reports: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    reports = [[] for _ in range(n)] if reports is None else reports
     for p in range(PASSES):
         for i in range(n) if p % 2 == 0 else reversed(range(n)):
             reports[i].append(time_one(i, reports))
@@ -245,12 +245,12 @@ def fastest(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
     return best, max(r["p50_ms"] for r in reports) / best["p50_ms"] - 1
 
 
-def measure(models: list[GridModel], threads: list[int], target: str, device: str | None, runs: int, work: Path,
-            bar) -> list[dict[str, Any]]:
-    """One record per grid model, length and thread count: the run's p50 and mean, and each op's median, from
-    the fastest of its PASSES passes (``timed_passes``), with the spread of the passes."""
+def grid_points(models: list[GridModel], threads: list[int], target: str, device: str | None, runs: int, work: Path,
+                bar) -> tuple[list[tuple[int, int, int]], Any]:
+    """Each grid model compiled (all first: the passes then run back to back), and its points (model, threads,
+    length) with the ``time_one`` that times one of them for timed_passes."""
     arts = []
-    for i, gm in enumerate(models):  # all compiled first: the passes then run back to back
+    for i, gm in enumerate(models):
         bar.set_postfix_str(f"grid {gm.label}: compiling")
         arts.append(_compile(gm.config, gm.prune, target, work / f"grid{i}.bertc", i, gm.dtype,
                              max_seq_len=max(gm.lengths)))
@@ -263,19 +263,37 @@ def measure(models: list[GridModel], threads: list[int], target: str, device: st
         if (i, t) not in loaded:
             loaded[i, t] = DeviceModel(arts[i].path, device=device, threads=t)
         # the runs of a call sized by this point's earlier pass, or in the first by the shorter length's time
-        before = reports[j] or (reports[j - 1] if j and points[j - 1][:2] == (i, t) else [])
+        before = reports[j] or (reports[j - 1] if j and points[j - 1][:2] == (i, t) and reports[j - 1] else [])
         return _bench(loaded[i, t], seq, runs, before[0]["p50_ms"] if before else None)
+    return points, time_one
 
+
+def grid_records(models: list[GridModel], points: list[tuple[int, int, int]], reports: list) -> list[dict[str, Any]]:
+    """One record per grid point: the run's p50 and mean, and each op's median, from the fastest of its passes,
+    with their spread."""
     records = []
-    for (i, t, seq), reps in zip(points, timed_passes(len(points), time_one, bar)):
+    for (i, t, seq), reps in zip(points, reports):
         r, spread = fastest(reps)
         records.append({"config": models[i].config, "prune": models[i].prune, "dtype": models[i].dtype, "seq": seq,
                         "threads": t, "p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"], "ops_ms": r["ops_ms"],
                         "ops": [[o["name"], o.get("p50_ms", o["ms"])] for o in r["ops"]],
                         "passes_p50_ms": [x["p50_ms"] for x in reps], "spread": round(spread, 4)})
-    for art in arts[1:]:  # the first stays for drift(), in the calibration's temporary folder
-        shutil.rmtree(art.path, ignore_errors=True)
     return records
+
+
+def interleaved(sets: list[tuple[int, Any]], bar) -> list[list[list[dict[str, Any]]]]:
+    """The points of several sets ((count, time_one) each: the grid's, the held-out check's) timed in the same
+    timed_passes, each set spread evenly through every pass, so that a machine changing speed during the
+    calibration slows the grid and the check alike. Until the grid and the check shared their passes, a 2-core
+    Zen 5 EPYC ran the held-out set 13-18% slower at 2 threads than the grid timed minutes before, and the fit,
+    right for the grid, missed the check by as much. Returns each set's reports, as timed_passes would."""
+    order = sorted(((k + 0.5) / n, s, k) for s, (n, _) in enumerate(sets) for k in range(n))
+    flat: list[list[dict[str, Any]]] = [[] for _ in order]
+    mine: list[list] = [[None] * n for n, _ in sets]
+    for j, (_, s, k) in enumerate(order):
+        mine[s][k] = flat[j]
+    timed_passes(len(order), lambda j, _: sets[order[j][1]][1](order[j][2], mine[order[j][1]]), bar, flat)
+    return mine
 
 
 # A grid point's length that drift() times again after the check: a few tokens and a full sequence
@@ -289,11 +307,10 @@ def drift_lengths(model: GridModel) -> list[int]:
 
 def drift(model: GridModel, path: Path, records: list[dict[str, Any]], threads: list[int], device: str | None,
           runs: int, bar) -> dict[str, Any]:
-    """The first grid model timed again after the held-out check, at drift_lengths and each thread count, against its
-    grid timing (the fastest pass): per thread count, the median of new / grid - 1. The held-out set is timed
-    minutes after the grid, and a shared machine can change speed in between (2-core Zen 5 EPYC: 2 threads 10-60%
-    slower through one check, in agreement with itself, and back to the grid's speed an hour later): the passes of
-    each phase then agree, and only this shows it."""
+    """The first grid model timed again after the passes, at drift_lengths and each thread count, against its grid
+    timing (the fastest pass): per thread count, the median of new / grid - 1. A shared machine can change speed
+    for minutes (2-core Zen 5 EPYC: 2 threads 10-60% slower through one held-out check, in agreement with itself,
+    and back to the grid's speed an hour later), which the fastest of a point's passes hides: this shows it."""
     lengths = drift_lengths(model)
     grid_ms = {(r["threads"], r["seq"]): r["p50_ms"] for r in records
                if r["config"] == model.config and r["prune"] == model.prune and r.get("dtype", "fp32") == model.dtype}
@@ -451,11 +468,9 @@ def _best_gflops(samples) -> float | None:
     return max((f["flops"] / (ms * 1e6) for f, ms in rows if ms > 0 and f["outputs"] >= 128 * 256), default=None)
 
 
-def check(profile: Profile, cases: list[Case], target: str, device: str | None, runs: int, work: Path,
-          bar) -> list[dict[str, Any]]:
-    """Each held-out case compiled at its length, timed end to end as ``bertc bench`` times it (the fastest
-    p50 of PASSES passes over all cases, ``timed_passes``, and of a third where they disagree, ``settle``), and
-    predicted from its config."""
+def check_points(cases: list[Case], target: str, device: str | None, runs: int, work: Path, bar):
+    """Each held-out case compiled at its length, and the ``time_one`` that times one of them end to end as
+    ``bertc bench`` does, for timed_passes (alone, or interleaved with the grid) and settle."""
     models = []
     for j, case in enumerate(cases):
         bar.set_postfix_str(f"held out {case.label}: compiling")
@@ -465,17 +480,18 @@ def check(profile: Profile, cases: list[Case], target: str, device: str | None, 
     def time_one(j: int, reports: list) -> dict[str, Any]:
         bar.set_postfix_str(f"held out {cases[j].label}")
         return _bench(models[j], cases[j].seq, runs, reports[j][0]["p50_ms"] if reports[j] else None)
+    return time_one
 
-    reports = timed_passes(len(cases), time_one, bar)
-    settle(reports, time_one, bar)
+
+def check_rows(profile: Profile, cases: list[Case], reports: list, target: str) -> list[dict[str, Any]]:
+    """Each held-out case's fastest p50 of its passes (and of a third where they disagreed, ``settle``), and
+    ``profile``'s prediction of it from its config."""
     rows = []
-    for case, model, reps in zip(cases, models, reports):
+    for case, reps in zip(cases, reports):
         best, spread = fastest(reps)
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
                      "int8": case.dtype == "int8", "measured_ms": round(best["p50_ms"], 4), "spread": round(spread, 4),
-                     "passes": len(reps),
-                     **_predicted(profile, case, target, best["p50_ms"])})
-        shutil.rmtree(model.path, ignore_errors=True)
+                     "passes": len(reps), **_predicted(profile, case, target, best["p50_ms"])})
     return rows
 
 
@@ -543,14 +559,22 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                unit="run", file=sys.stderr, disable=not progress)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bertc-calibrate-") as tmp:
+        sets = []  # the grid's points and the held-out set's, timed in the same passes
         if records is None:
-            records = measure(models, threads, target, device, runs, Path(tmp), bar)
+            points, grid_one = grid_points(models, threads, target, device, runs, Path(tmp), bar)
+            sets.append((len(points), grid_one))
+        if checks:
+            sets.append((len(checks), check_points(checks, target, device, runs, Path(tmp), bar)))
+        timed = interleaved(sets, bar)
+        if checks:
+            settle(timed[-1], sets[-1][1], bar)
+        if records is None:
+            records = grid_records(models, points, timed[0])
         with host_cpu_as(cpu["features"]) if foreign else contextlib.nullcontext():
             data = fit_profile(base.data, records, target, cpu)
             profile = Profile(data["name"], data)
             kept = kept_quality(out) if untimed else {}
-            rows = repredict(profile, kept, target) if untimed else check(profile, checks, target, device, runs,
-                                                                          Path(tmp), bar)
+            rows = repredict(profile, kept, target) if untimed else check_rows(profile, checks, timed[-1], target)
         moved = drift(models[0], Path(tmp) / "grid0.bertc", records, threads, device, runs, bar) if models else None
     if rows and kept:  # the kept timings' drift, measured with them, and the limits of their held-out set
         moved, holdout_limits = kept.get("drift"), kept.get("holdout_limits")
@@ -597,7 +621,10 @@ def check_profile(spec: str | Path, target: str = "host", device: str | None = N
     checks = holdout(holdout_n, threads or [1, 2], seed, **(holdout_limits or {}), int8=int8)
     bar = tqdm(total=len(checks) * PASSES, desc="bertc calibrate --check", unit="run", file=sys.stderr, disable=not progress)
     with tempfile.TemporaryDirectory(prefix="bertc-check-") as tmp:
-        rows = check(profile, checks, target, device, runs, Path(tmp), bar)
+        time_one = check_points(checks, target, device, runs, Path(tmp), bar)
+        reports = timed_passes(len(checks), time_one, bar)
+        settle(reports, time_one, bar)
+        rows = check_rows(profile, checks, reports, target)
     bar.close()
     return {**report(rows), "holdout_seed": seed}
 
@@ -716,7 +743,7 @@ def format_quality(q: dict[str, Any]) -> str:
                          f"; the {again} that did not were timed a third time, the fastest counting" if again else ""))
     moved = q.get("drift")
     if moved:
-        lines.append(f"machine drift: the grid's {moved['model']} timed again after the check (at "
+        lines.append(f"machine drift: the grid's {moved['model']} timed again after the passes (at "
                      f"{', '.join(map(str, moved['lengths']))} tokens) ran " + ", ".join(
                          f"{v:+.0%} at {t} thread{'s' if t != '1' else ''}" for t, v in moved["threads"].items()) +
                      " against its grid timing")
@@ -731,8 +758,8 @@ def format_quality(q: dict[str, Any]) -> str:
                      "run again when it is idle (and with more --runs); if it still misses, the cost model does not "
                      "capture this CPU well, so rank candidates by real timings (bertc search times its best).")
         for t in drifted(moved):
-            lines.append(f"The machine changed speed at {t} thread{'s' if t != '1' else ''} between the grid and the "
-                         f"check ({moved['threads'][t]:+.0%}): the errors there are the machine's as much as the model's; "
+            lines.append(f"The machine changed speed at {t} thread{'s' if t != '1' else ''} during the "
+                         f"calibration ({moved['threads'][t]:+.0%}): the errors there are the machine's as much as the model's; "
                          "calibrate again when it is steady (`bertc calibrate --refit` times the check again).")
         if noise and noise["within_10pct"] < GOAL["within_10pct"]:
             lines.append(f"This machine's own timings of one model agreed within 10% for only "

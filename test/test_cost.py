@@ -257,6 +257,31 @@ def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts
     assert fastest(reports[2])[1] == pytest.approx(5.0 / 3.5 - 1)
 
 
+def test_the_grid_and_the_check_are_timed_in_the_same_passes_spread_among_each_other():
+    """calibrate.interleaved: the held-out configurations lie evenly among the grid's points in every pass (each
+    pass the reverse of the one before), so a machine that changes speed for minutes moves both alike; each set's
+    time_one sees its own points' earlier reports."""
+    from bertc.calibrate import interleaved
+
+    class Bar:
+        def update(self, k):
+            pass
+
+    order = []
+
+    def timer(name):
+        def time_one(k, reports):
+            assert len(reports[k]) == len(order) // 11  # its earlier passes
+            order.append(f"{name}{k}")
+            return {"p50_ms": 1.0}
+        return time_one
+
+    grid, held = interleaved([(8, timer("g")), (3, timer("h"))], Bar())
+    first = ["g0", "h0", "g1", "g2", "g3", "h1", "g4", "g5", "g6", "h2", "g7"]
+    assert order == first + first[::-1] and PASSES == 2
+    assert [len(r) for r in grid + held] == [PASSES] * 11
+
+
 def test_the_report_says_how_well_the_machine_repeats_its_own_timings():
     rows = _rows([(1, False, 4, 0.3), (1, True, 30, 0.0), (2, False, 50, 0.0), (2, True, 100, 0.0)])
     for r, spread in zip(rows, [0.02, 0.05, 0.25, 0.4]):
@@ -272,11 +297,11 @@ def test_the_report_says_how_well_the_machine_repeats_its_own_timings():
     for r in rows:
         r["spread"] = 0.01
     assert "too noisy" not in format_quality(report(rows))
-    # passes that agree within each phase, and a machine that slowed at 2 threads between the grid and the check
+    # passes that agree, and a machine that slowed at 2 threads over the calibration
     text = format_quality(report(rows, {"model": "L4 H384 A8 F1536", "lengths": [8, 128],
                                         "threads": {"1": 0.02, "2": 0.35}}))
     assert "ran +2% at 1 thread, +35% at 2 threads against its grid timing" in text
-    assert "changed speed at 2 threads between the grid and the check (+35%)" in text
+    assert "changed speed at 2 threads during the calibration (+35%)" in text
     assert "changed speed at 1 thread" not in text
 
 
@@ -327,7 +352,7 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     assert q["grid_repeatability"]["configs"] == len(kept["records"]) and "of the grid's" in format_quality(q)
     # the first grid model was timed again after the check: how far the machine moved since the grid (any amount)
     assert q["drift"]["model"] == "L1 H64 A2 F128" and q["drift"]["lengths"] == [32] and math.isfinite(q["drift"]["threads"]["1"])
-    assert "machine drift: the grid's L1 H64 A2 F128 timed again after the check (at 32 tokens) ran" in format_quality(q)
+    assert "machine drift: the grid's L1 H64 A2 F128 timed again after the passes (at 32 tokens) ran" in format_quality(q)
     again, _ = calibrate("host", None, [1], holdout_n=1, out=tmp_path / "again.json", progress=False,
                          refit=measurements_path(out), holdout_limits={"max_layers": 1, "max_hidden": 128, "max_seq": 8})
     assert again.data["fitted"] == saved.data["fitted"]
