@@ -74,9 +74,9 @@ TRANSCENDENTAL = ("gelu", "gelu_tanh", "tanh", "silu")
 FEATURES = {
     # weights: the weight stream's time where compute does not hide it. At a few rows a GEMM streams its
     # weights faster than it does FMAs on them, and as the rows grow the prefetch hides the stream behind the
-    # FMAs (benchmarks/gemm_rows.py): weights x max(0, 1 - m / h) for each hinge h lets the fit find where it
-    # fades, a piecewise-linear max(compute, stream). weights_dram instead of weights when the model's GEMM
-    # weights outgrow the last-level cache: every run then streams them from memory.
+    # FMAs (benchmarks/gemm_rows.py): weights x max(0, 1 - m / h) for each hinge h (m: the rows the FMAs run, the
+    # tile's for dense fp32) lets the fit find where it fades, a piecewise-linear max(compute, stream).
+    # weights_dram instead of weights for the share streamed from memory (WeightCache).
     "linear": ["dispatch", "flops", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
                *_weight_features("weights_dram")],
     # int8 weights (--dtype int8): macs counts the kernel's whole tiles and K groups of 4; inputs, the pass that
@@ -114,9 +114,9 @@ FEATURES = {
 # 1.3-1.4x faster than fp32's and 8x1 0.9-1.0x; on the Zen 5 VNNI EPYC 1.2x and 0.76x; NEON's pairs unmeasured).
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs; 4: fp32
-# blocks fitted per block height, with row tiles. A profile fitted for another version has coefficients for other
+# blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows. A profile fitted for another version has coefficients for other
 # features: bertc calibrate --refit fits it again from its measurements.
-COST_MODEL = 4
+COST_MODEL = 5
 
 
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
@@ -302,8 +302,10 @@ def op_features(op, index: int, target) -> OpCost | None:
                           4.0 * (m * k + m * n) + n * k, detail=f"{act}, int8", weight_bytes=stored)
         tile = target.tile
         mp, np_ = gemm_rows(m, tile.mr, target.isa), -(-n // tile.nr) * tile.nr  # whole panels of nr columns
+        # the stream fades behind the tile's FMAs, so by its rows: below MIN_TILE_ROWS neither moves (m fading it
+        # priced DRAM-bound GEMMs at 4 tokens 10-19% under their 1-token time, which they match on the Zen 5 EPYC)
         f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
-             **weight_stream("weights", n * k, m)}
+             **weight_stream("weights", n * k, mp)}
         detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
         return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
                       detail=detail, weight_bytes=stored)

@@ -137,6 +137,15 @@ def test_fitted_arithmetic_and_sparse_forms_by_hand():
         work = 2 * sparse_tile(8, 16, 1, get_target("host"))[0] * blocks * 16  # FMAs at the tile's rows, FLOPs at 8
         assert sp.flops == 2 * 8 * blocks * 16 and sp.ms == pytest.approx(0.25 + 2e-6 * work)
         assert forced.weights_bytes < dense.weights_bytes
+    # a dense GEMM's weight hinges fade over the rows its tile runs (NEON's: 4 at least), not over m
+    hinge = {k: [0.0] * len(v) for k, v in FEATURES.items()}
+    for name in ("weights_h8", "weights_dram_h8"):
+        hinge["linear"][FEATURES["linear"].index(name)] = 1e-6
+    gemms = {s: sum(o.ms for o in estimate(SMALL, target="android-arm64", seq_len=s, profile=_profile(**hinge)).ops
+                    if o.kind == "linear") for s in (1, 2, 4, 6, 8)}
+    pooler = gemms[8]  # the pooler's 1-row GEMM, at 4 rows whatever the length: the rest is 0 from 8 rows on
+    assert gemms[1] == gemms[2] == gemms[4] > gemms[6] > pooler
+    assert gemms[4] - pooler == pytest.approx(2 * (gemms[6] - pooler))
 
 
 def test_int8_gemms_are_their_own_kind():
