@@ -114,8 +114,9 @@ FEATURES = {
 # 1.3-1.4x faster than fp32's and 8x1 0.9-1.0x; on the Zen 5 VNNI EPYC 1.2x and 0.76x; NEON's pairs unmeasured).
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs; 4: fp32
-# blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows. A profile fitted for another version has coefficients for other
-# features: bertc calibrate --refit fits it again from its measurements.
+# blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows. A profile
+# fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
+# measurements.
 COST_MODEL = 5
 
 
