@@ -212,7 +212,8 @@ def timed_passes(n: int, time_one, bar, reports: list | None = None) -> list[lis
     """Each of ``n`` points timed in PASSES passes over all of them, every other pass in reverse order, so that a
     point's timings lie minutes apart and a slow minute on a shared machine slows one of them, not all (2-core
     cloud EPYC: grid points timed again 35 minutes later moved by up to 40%, both ways). Returns each point's
-    reports in pass order; ``time_one(i, reports)`` times point i, ``reports`` being the timings so far."""
+    reports in pass order; ``time_one(i, reports)`` times point i, ``reports`` being the timings so far (the lists
+    given, where ``interleaved`` shares them with each set's own view)."""
     reports = [[] for _ in range(n)] if reports is None else reports
     for p in range(PASSES):
         for i in range(n) if p % 2 == 0 else reversed(range(n)):
@@ -265,7 +266,7 @@ def grid_points(models: list[GridModel], threads: list[int], target: str, device
         if (i, t) not in loaded:
             loaded[i, t] = DeviceModel(arts[i].path, device=device, threads=t)
         # the runs of a call sized by this point's earlier pass, or in the first by the shorter length's time
-        before = reports[j] or (reports[j - 1] if j and points[j - 1][:2] == (i, t) and reports[j - 1] else [])
+        before = reports[j] or (reports[j - 1] if j and points[j - 1][:2] == (i, t) else [])
         return _bench(loaded[i, t], seq, runs, before[0]["p50_ms"] if before else None)
     return points, time_one
 
@@ -298,7 +299,7 @@ def interleaved(sets: list[tuple[int, Any]], bar) -> list[list[list[dict[str, An
     return mine
 
 
-# A grid point's length that drift() times again after the check: a few tokens and a full sequence
+# A grid point's length that drift() times again after the passes: a few tokens and a full sequence
 DRIFT_LENGTHS = (8, 128)
 
 
