@@ -389,24 +389,29 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     multiples of 32 tokens, where the two agree; held-out lengths between them missed by up to -63%. Other
     kernels (the portable C, the generic tile of any other r): m. Then whether it is the few-rows tile, whose
     FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it runs over
-    every block row (the portable C's: one a row; the generic tile's: one per SPARSE_GENERIC_MR rows). (int8 blocks:
-    op_features.)"""
+    every block row (the portable C's: one a row; the generic tile's: one per SPARSE_GENERIC_MR rows). A by-rows
+    tile's last tile of at most half its rows is the half-height tail tile (9 tokens: 16 rows of work, not 32).
+    (int8 blocks: op_features.)"""
     if target.isa not in ("avx2", "neon"):
         return m, False, m  # runtime/kernels/ref: each row of x runs over every block row
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
+    tail = 0
     if r in (lanes, 2 * lanes) or (r == 4 * lanes and r <= 16):  # by columns: rows in registers
         nv = r // lanes
         mr = min((vregs - nv - 3) // nv, 16)
     elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
-        mr = min((vregs - 4) // (r + 1), 32 // lanes) * lanes
+        v = min((vregs - 4) // (r + 1), 32 // lanes)
+        mr, tail = v * lanes, v // 2 * lanes
         chains, avx2_rx1 = r == 1 and c == 4, r >= 4 and lanes == 8  # 1x4's four chains; AVX2's r x 1 blocks
-        halved = avx2_rx1 or (r < 4 and not chains)  # and the scalar FMAs of r = 1, 2: at half the break-even
-        few, by_rows = (2 if halved else 1) * m * lanes, mr * (4 if chains else r)
+        tail_rx1 = r >= 4 and lanes == 16 and 0 < m <= tail  # AVX-512's r x 1 blocks against the tail tile
+        halved = avx2_rx1 or tail_rx1 or (r < 4 and not chains)  # and the scalar FMAs of r = 1, 2: at half the break-even
+        few, by_rows = (2 if halved else 1) * m * lanes, (tail if tail_rx1 else mr) * (4 if chains else r)
         if 1 <= m <= 8 and (few < by_rows if avx2_rx1 else few <= by_rows):
             return m, True, 1  # the few-rows tile
     else:
         return m, False, -(-m // SPARSE_GENERIC_MR)  # the generic tile: a scalar loop over the rows there are
-    return -(-m // mr) * mr, False, -(-m // mr)
+    full, left = divmod(m, mr)
+    return full * mr + (0 if left == 0 else tail if left <= tail else mr), False, -(-m // mr)
 
 
 WEIGHT_BYTES = {"f32": 4, "f16": 2, "i8": 1}  # a packed weight's bytes by its --dtype

@@ -14,7 +14,8 @@
  *   block column is V vector loads of x (MR rows at one k) and r broadcast weights, each feeding V
  *   FMAs. The tile of y comes out transposed ([column][row]) and goes to y 16 columns at a time
  *   through L x L register transposes. When r * V accumulators are too few to hide the FMA latency, S sets of them take
- *   alternate blocks and are summed at the end.
+ *   alternate blocks and are summed at the end. A last row tile of at most MR / 2 rows takes a tile of V / 2
+ *   registers (the tail tile), which computes half the padding.
  * - any other r: a scalar loop (correct, not fast).
  * Both vector tiles read x from a packed copy of the row tile, xp[k * MR + row] (rows past M and
  * columns past K zero, so the padding of a block reads zeros, never another row or past the end),
@@ -58,8 +59,10 @@ typedef float sparse_vec __attribute__((vector_size(SPARSE_VREG_BYTES), aligned(
 #ifndef SPARSE_CHAINS
 #define SPARSE_CHAINS 8
 #endif
-#define SPARSE_SETS(R) \
-  ((R) * SPARSE_V_ROWS(R) >= SPARSE_CHAINS ? 1 : SPARSE_CHAINS / ((R) * SPARSE_V_ROWS(R)))
+#define SPARSE_SETS(R, V) ((R) * (V) >= SPARSE_CHAINS ? 1 : SPARSE_CHAINS / ((R) * (V)))
+/* The by-rows tail tile's row registers: half the tile's, for a last row tile of at most half its rows (9-16
+ * tokens, where the tile is 32 rows). 2 layers of 768 at 1x4@0.5, 9 tokens, Zen 5: 6.9 -> 3.5 ms at 1 thread. */
+#define SPARSE_V_TAIL(R) (SPARSE_V_ROWS(R) / 2)
 
 typedef struct sparse_args sparse_args;
 /* Rows [m0, m0 + rows) x block rows [i0, i1), epilogue included. */
@@ -73,6 +76,8 @@ struct sparse_args {
   int act, mr;           /* mr: rows per tile */
   int64_t chunks;        /* block-row chunks per row tile */
   sparse_tile_fn tile;
+  sparse_tile_fn tail;   /* for a last row tile of at most tail_mr rows, where the kernel has one (else NULL) */
+  int tail_mr;
 };
 
 SPARSE_INLINE sparse_vec sparse_load(const float *p) { return *(const sparse_vec *)p; }
@@ -120,8 +125,8 @@ SPARSE_INLINE void sparse_transpose_copy(const float *src, int64_t src_stride, f
 /* xp[k * mr + m] = x[m0 + m, k]; zero for m >= rows or k >= K. L x L blocks go through registers
  * (a strided scalar copy costs more than the FMAs at low density); the rows and columns left over
  * are copied one by one. */
-static void sparse_pack_x(const sparse_args *a, float *xp, int64_t m0, int64_t rows) {
-  const int64_t mr = a->mr, K = a->K, full = rows / SPARSE_L * SPARSE_L;
+static void sparse_pack_x(const sparse_args *a, float *xp, int64_t mr, int64_t m0, int64_t rows) {
+  const int64_t K = a->K, full = rows / SPARSE_L * SPARSE_L;
   const float *x = a->x + m0 * K;
   int64_t k0 = 0;
   for (; k0 + SPARSE_L <= K; k0 += SPARSE_L) {
@@ -192,7 +197,7 @@ SPARSE_INLINE void sparse_block_row_cols(const int MR, const int NV, const int C
 
 SPARSE_INLINE void sparse_tile_cols(const int NV, const int C, const sparse_args *a, float *xp, int64_t m0,
                                     int64_t rows, int64_t i0, int64_t i1) {
-  sparse_pack_x(a, xp, m0, rows);
+  sparse_pack_x(a, xp, a->mr, m0, rows);
   for (int64_t i = i0; i < i1; i++) sparse_block_row_cols(SPARSE_MR_COLS(NV), NV, C, a, xp, m0, rows, i);
   sparse_epilogue_rows(a, m0, rows, i0, i1);
 }
@@ -264,15 +269,15 @@ static void sparse_store_transposed(const float *t, int64_t mr, float *y, int64_
     for (int64_t j = m < full_rows ? full_cols : 0; j < cols; j++) y[m * ldy + j] = t[j * mr + m];
 }
 
-SPARSE_INLINE void sparse_tile_rows(const int R, const int C, const sparse_args *a, float *scratch, int64_t m0,
-                                    int64_t rows, int64_t i0, int64_t i1) {
-  const int V = SPARSE_V_ROWS(R), MR = V * SPARSE_L, G = SPARSE_T_COLS / R; /* G block rows per t */
+SPARSE_INLINE void sparse_tile_rows(const int R, const int V, const int C, const sparse_args *a, float *scratch,
+                                    int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
+  const int MR = V * SPARSE_L, G = SPARSE_T_COLS / R; /* G block rows per t */
   float *xp = scratch, *t = scratch + SPARSE_MR_MAX * (a->K + a->w->c);
-  sparse_pack_x(a, xp, m0, rows);
+  sparse_pack_x(a, xp, MR, m0, rows);
   for (int64_t g = i0; g < i1; g += G) {
     const int64_t gn = i1 - g < G ? i1 - g : G;
     for (int64_t i = g; i < g + gn; i++)
-      sparse_block_row_rows(R, V, SPARSE_SETS(R), C, a, xp, i, t + (i - g) * R * MR);
+      sparse_block_row_rows(R, V, SPARSE_SETS(R, V), C, a, xp, i, t + (i - g) * R * MR);
     const int64_t n0 = g * R, cols = a->N - n0 < gn * R ? a->N - n0 : gn * R;
     sparse_store_transposed(t, MR, a->y + m0 * a->N + n0, a->N, rows, cols);
   }
@@ -393,7 +398,11 @@ static void sparse_tile_generic(const sparse_args *a, float *scratch, int64_t m0
 #define SPARSE_ROWS_FN(R, C)                                                                        \
   static void sparse_rows_##R##_##C(const sparse_args *a, float *s, int64_t m0, int64_t rows, int64_t i0, \
                                     int64_t i1) {                                                   \
-    sparse_tile_rows(R, C, a, s, m0, rows, i0, i1);                                                 \
+    sparse_tile_rows(R, SPARSE_V_ROWS(R), C, a, s, m0, rows, i0, i1);                               \
+  }                                                                                                 \
+  static void sparse_tail_##R##_##C(const sparse_args *a, float *s, int64_t m0, int64_t rows, int64_t i0, \
+                                    int64_t i1) {                                                   \
+    sparse_tile_rows(R, SPARSE_V_TAIL(R) ? SPARSE_V_TAIL(R) : 1, C, a, s, m0, rows, i0, i1);        \
   }
 SPARSE_COLS_FN(1, 1) SPARSE_COLS_FN(1, 0) SPARSE_COLS_FN(2, 1) SPARSE_COLS_FN(2, 0)
 SPARSE_COLS_FN(4, 1) SPARSE_COLS_FN(4, 0)
@@ -419,8 +428,17 @@ SPARSE_FEW_FNS(1) SPARSE_FEW_FNS(2) SPARSE_FEW_FNS(4) SPARSE_FEW_FNS(8)
 #undef SPARSE_FEW_FNS
 
 /* The tile function for an r x c block, and its rows per tile. */
-static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr) {
+/* The by-rows tile of an r x c block and its tail tile (*tail, *tail_mr rows), where it has rows to halve. */
+#define SPARSE_BY_ROWS(R, FULL, TAIL)                                                               \
+  do {                                                                                              \
+    *mr = SPARSE_V_ROWS(R) * SPARSE_L;                                                              \
+    if (SPARSE_V_TAIL(R) > 0) *tail = TAIL, *tail_mr = SPARSE_V_TAIL(R) * SPARSE_L;                  \
+    return FULL;                                                                                    \
+  } while (0)
+static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr, sparse_tile_fn *tail, int *tail_mr) {
   const int c1 = c == 1;
+  *tail = NULL;
+  *tail_mr = 0;
   if (r == SPARSE_L || r == 2 * SPARSE_L || (r == 4 * SPARSE_L && r <= 16)) {
     const int nv = (int)(r / SPARSE_L);
     *mr = nv == 1 ? SPARSE_MR_COLS(1) : nv == 2 ? SPARSE_MR_COLS(2) : SPARSE_MR_COLS(4);
@@ -429,17 +447,27 @@ static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr) {
     return c1 ? sparse_cols_4_1 : sparse_cols_4_0;
   }
   switch (r) {
-    case 1: *mr = SPARSE_V_ROWS(1) * SPARSE_L; return c1 ? sparse_rows_1_1 : c == 4 ? sparse_rows_1_4 : sparse_rows_1_0;
-    case 2: *mr = SPARSE_V_ROWS(2) * SPARSE_L; return c1 ? sparse_rows_2_1 : sparse_rows_2_0;
+    case 1:
+      if (c1) SPARSE_BY_ROWS(1, sparse_rows_1_1, sparse_tail_1_1);
+      if (c == 4) SPARSE_BY_ROWS(1, sparse_rows_1_4, sparse_tail_1_4);
+      SPARSE_BY_ROWS(1, sparse_rows_1_0, sparse_tail_1_0);
+    case 2:
+      if (c1) SPARSE_BY_ROWS(2, sparse_rows_2_1, sparse_tail_2_1);
+      SPARSE_BY_ROWS(2, sparse_rows_2_0, sparse_tail_2_0);
 #if SPARSE_L > 4
-    case 4: *mr = SPARSE_V_ROWS(4) * SPARSE_L; return c1 ? sparse_rows_4_1 : sparse_rows_4_0;
+    case 4:
+      if (c1) SPARSE_BY_ROWS(4, sparse_rows_4_1, sparse_tail_4_1);
+      SPARSE_BY_ROWS(4, sparse_rows_4_0, sparse_tail_4_0);
 #endif
 #if SPARSE_L > 8
-    case 8: *mr = SPARSE_V_ROWS(8) * SPARSE_L; return c1 ? sparse_rows_8_1 : sparse_rows_8_0;
+    case 8:
+      if (c1) SPARSE_BY_ROWS(8, sparse_rows_8_1, sparse_tail_8_1);
+      SPARSE_BY_ROWS(8, sparse_rows_8_0, sparse_tail_8_0);
 #endif
     default: *mr = 16; return sparse_tile_generic;
   }
 }
+#undef SPARSE_BY_ROWS
 
 /* The few-rows tile for an r < L block at M <= SPARSE_FEW_MAX rows, where it does less work than the
  * by-rows tile: that one's FMAs are L lanes over MR rows, this one's r lanes (4 for 1x4 blocks) over M rows,
@@ -451,8 +479,13 @@ static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr) {
  * 15.6 ms, by rows 15.4 (README, Sparsity). 1x4 blocks keep four chains a row. NULL: by rows.
  * AVX-512, BERT-base-sized layers (6 x 768, FFN 3072), 1 thread, 1-4 tokens: 8x1 and 2:4 blocks 2.1-3.4x
  * faster than by rows, now faster than dense; 4x1 1.35-2.6x; 1x4 at 1 token 0.28x of dense's speed with
- * scalar FMAs, 1.48x with the four 4-lane chains. */
-static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr) {
+ * scalar FMAs, 1.48x with the four 4-lane chains.
+ * Against the 16-row tail tile (AVX-512: half the FMAs of the 32-row one), an r x 1 block's few-rows FMAs cost
+ * about twice its FMAs there, as on AVX2: by rows from M = r / 2 + 1 (2 x 768 layers at 50%, 1 thread, Zen 5: 8x1
+ * blocks at 4-8 rows 1.29, 1.35, 1.52, 1.71, 2.12 ms here, 1.29, 1.35, 1.34, 1.34, 1.34 by rows; 4x1 at 2-4 rows
+ * 1.87, 1.97, 2.23 here, 1.98, 2.03, 1.97 by rows). 1x4 blocks stay here to 8 rows (5-7 rows: 2.1, 2.5, 2.9 ms
+ * here, 3.6, 3.4, 3.4 by rows: the tail tile's x loads, one per FMA, set its speed). */
+static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr, int tail_mr) {
 #define SPARSE_FEW_ROW(R) \
   {sparse_few_##R##_1, sparse_few_##R##_2, sparse_few_##R##_3, sparse_few_##R##_4, sparse_few_##R##_5, \
    sparse_few_##R##_6, sparse_few_##R##_7, sparse_few_##R##_8}
@@ -462,8 +495,9 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr) {
   const int which = r == 1 ? 0 : r == 2 ? 1 : r == 4 ? 2 : r == 8 ? 3 : -1;
   if (which < 0 || r >= SPARSE_L || M < 1 || M > SPARSE_FEW_MAX) return NULL;
   const int chains = r == 1 && c == 4, avx2_rx1 = r >= 4 && SPARSE_L == 8; /* 1x4's four chains; AVX2's r x 1 */
-  const int halved = avx2_rx1 || (r < 4 && !chains); /* and the scalar FMAs of r = 1, 2 */
-  const int64_t by_rows = (int64_t)mr * (chains ? 4 : r), few_work = (halved ? 2 : 1) * M * SPARSE_L;
+  const int tail_rx1 = r >= 4 && SPARSE_L == 16 && tail_mr > 0 && M <= tail_mr; /* AVX-512's r x 1, the tail tile */
+  const int halved = avx2_rx1 || tail_rx1 || (r < 4 && !chains); /* and the scalar FMAs of r = 1, 2 */
+  const int64_t by_rows = (int64_t)(tail_rx1 ? tail_mr : mr) * (chains ? 4 : r), few_work = (halved ? 2 : 1) * M * SPARSE_L;
   if (avx2_rx1 ? few_work >= by_rows : few_work > by_rows) return NULL;
   return few[which][M - 1];
 }
@@ -487,7 +521,7 @@ static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
     const int64_t tile = t / a->chunks, g0 = t % a->chunks, g1 = g0 + hi - t < a->chunks ? g0 + hi - t : a->chunks;
     const int64_t m0 = tile * a->mr, rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
     const int64_t i0 = sparse_chunk_start(a->w, g0, a->chunks), i1 = sparse_chunk_start(a->w, g1, a->chunks);
-    if (i0 < i1) a->tile(a, scratch, m0, rows, i0, i1);
+    if (i0 < i1) (a->tail && rows <= a->tail_mr ? a->tail : a->tile)(a, scratch, m0, rows, i0, i1);
     t += g1 - g0;
   }
 }
@@ -496,11 +530,12 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
                          const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act) {
   sparse_args a = {.x = x, .bias = bias, .res = residual, .w = w, .y = y, .M = M, .N = N, .K = K,
                    .kpad = (K + w->c - 1) / w->c * w->c, .act = act};
-  a.tile = sparse_tile_for(w->r, w->c, &a.mr);
-  const sparse_tile_fn few = sparse_few_for(w->r, w->c, M, a.mr);
+  a.tile = sparse_tile_for(w->r, w->c, &a.mr, &a.tail, &a.tail_mr);
+  const sparse_tile_fn few = sparse_few_for(w->r, w->c, M, a.mr, a.tail ? a.tail_mr : 0);
   if (few) { /* every row in one tile */
     a.tile = few;
     a.mr = (int)M;
+    a.tail = NULL;
   }
   /* Whole row tiles per item while there are enough of them; else (short inputs) split the block
    * rows too. Four items per pool chunk keep the threads even when the tiles do not divide. */

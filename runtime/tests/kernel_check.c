@@ -467,11 +467,15 @@ static int check_linear_sparse(bertc_pool *p) {
       const int64_t K = c == 7 ? 1 : rand_int(1, 90);
       check_sparse_case(p, &r, &vs_dense, blocks[sh][0], blocks[sh][1], densities[c % 4], M, N, K, c % 5);
     }
-  /* every row count of 1-9 (real text's few tokens: the few-rows tile of r < L blocks, and the switch back) */
+  /* every row count of 1-17 (real text's few tokens: the few-rows tile of r < L blocks, the switch back, and the
+   * by-rows tile's half-height tail at 9-16) and a tail of 1, 16 and 17 rows after a whole 32-row tile */
+  static const int more_rows[] = {33, 48, 49};
   for (size_t sh = 0; sh < sizeof blocks / sizeof *blocks; sh++)
-    for (int M = 1; M <= 9; M++)
+    for (int j = 0; j < 20; j++) {
+      const int M = j < 17 ? j + 1 : more_rows[j - 17];
       check_sparse_case(p, &r, &vs_dense, blocks[sh][0], blocks[sh][1], densities[1 + M % 3], M, rand_int(1, 70),
                         rand_int(1, 90), M % 5);
+    }
   /* BERT-sized: MiniLM's FFN projections at 128 tokens, its QKV projection at 37, a 4x1 one at 9 (fewer
    * rows than a tile: the block rows are split between threads). The reference is the loop checked
    * above, so only the kernel is compared. */
