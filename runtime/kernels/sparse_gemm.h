@@ -285,9 +285,9 @@ SPARSE_INLINE void sparse_tile_rows(const int R, const int V, const int C, const
 }
 
 /* ---- few rows, r < L: by columns, r accumulators per row ------------------------------------ */
-/* The by-rows tile computes MR = V * L rows whatever M is: at the few tokens of real text most of its FMAs
- * are padding (AVX-512, 8x1 blocks at M = 1: 1 row of 32; a pruned BERT-base layer ran 1.7x slower than
- * the dense one). Here each of the MF (= M, at most SPARSE_FEW_MAX) rows keeps r accumulators (an r-lane
+/* The by-rows tile computes MR = V * L rows (its tail tile MR / 2) whatever M is: at the few tokens of real
+ * text most of its FMAs are padding (AVX-512, 8x1 blocks at M = 1: 1 row of 32; a pruned BERT-base layer ran 1.7x
+ * slower than the dense one). Here each of the MF (= M, at most SPARSE_FEW_MAX) rows keeps r accumulators (an r-lane
  * vector for r = 4, 8), x is read in place, and each weight is read once for all the rows: the weights'
  * stream sets the speed, as in the dense GEMM at a few rows. */
 #define SPARSE_FEW_MAX 8
@@ -427,8 +427,8 @@ SPARSE_FEW_FNS(1) SPARSE_FEW_FNS(2) SPARSE_FEW_FNS(4) SPARSE_FEW_FNS(8)
 #undef SPARSE_FEW_FN
 #undef SPARSE_FEW_FNS
 
-/* The tile function for an r x c block, and its rows per tile. */
-/* The by-rows tile of an r x c block and its tail tile (*tail, *tail_mr rows), where it has rows to halve. */
+/* The tile function for an r x c block, and its rows per tile; for the by-rows tile, its tail tile too (*tail,
+ * *tail_mr rows; NULL where the tile has no registers to halve). */
 #define SPARSE_BY_ROWS(R, FULL, TAIL)                                                               \
   do {                                                                                              \
     *mr = SPARSE_V_ROWS(R) * SPARSE_L;                                                              \
@@ -497,7 +497,8 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr, in
   const int chains = r == 1 && c == 4, avx2_rx1 = r >= 4 && SPARSE_L == 8; /* 1x4's four chains; AVX2's r x 1 */
   const int tail_rx1 = r >= 4 && SPARSE_L == 16 && tail_mr > 0 && M <= tail_mr; /* AVX-512's r x 1, the tail tile */
   const int halved = avx2_rx1 || tail_rx1 || (r < 4 && !chains); /* and the scalar FMAs of r = 1, 2 */
-  const int64_t by_rows = (int64_t)(tail_rx1 ? tail_mr : mr) * (chains ? 4 : r), few_work = (halved ? 2 : 1) * M * SPARSE_L;
+  const int64_t by_rows = (int64_t)(tail_rx1 ? tail_mr : mr) * (chains ? 4 : r);
+  const int64_t few_work = (halved ? 2 : 1) * M * SPARSE_L;
   if (avx2_rx1 ? few_work >= by_rows : few_work > by_rows) return NULL;
   return few[which][M - 1];
 }
