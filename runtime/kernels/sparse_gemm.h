@@ -495,7 +495,7 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr, in
   const int which = r == 1 ? 0 : r == 2 ? 1 : r == 4 ? 2 : r == 8 ? 3 : -1;
   if (which < 0 || r >= SPARSE_L || M < 1 || M > SPARSE_FEW_MAX) return NULL;
   const int chains = r == 1 && c == 4, avx2_rx1 = r >= 4 && SPARSE_L == 8; /* 1x4's four chains; AVX2's r x 1 */
-  const int tail_rx1 = r >= 4 && SPARSE_L == 16 && tail_mr > 0 && M <= tail_mr; /* AVX-512's r x 1, the tail tile */
+  const int tail_rx1 = r >= 4 && SPARSE_L == 16 && M <= tail_mr; /* AVX-512's r x 1, the tail tile (0: none) */
   const int halved = avx2_rx1 || tail_rx1 || (r < 4 && !chains); /* and the scalar FMAs of r = 1, 2 */
   const int64_t by_rows = (int64_t)(tail_rx1 ? tail_mr : mr) * (chains ? 4 : r);
   const int64_t few_work = (halved ? 2 : 1) * M * SPARSE_L;
@@ -532,7 +532,7 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
   sparse_args a = {.x = x, .bias = bias, .res = residual, .w = w, .y = y, .M = M, .N = N, .K = K,
                    .kpad = (K + w->c - 1) / w->c * w->c, .act = act};
   a.tile = sparse_tile_for(w->r, w->c, &a.mr, &a.tail, &a.tail_mr);
-  const sparse_tile_fn few = sparse_few_for(w->r, w->c, M, a.mr, a.tail ? a.tail_mr : 0);
+  const sparse_tile_fn few = sparse_few_for(w->r, w->c, M, a.mr, a.tail_mr);
   if (few) { /* every row in one tile */
     a.tile = few;
     a.mr = (int)M;
