@@ -59,6 +59,7 @@ from .cost import (
     fit_kind,
     fitted_cost,
     load_profile,
+    op_threads,
     quality,
     with_cache,
 )
@@ -329,9 +330,11 @@ def drift(model: GridModel, path: Path, records: list[dict[str, Any]], threads: 
     return {"model": model.label, "lengths": lengths, "threads": by_threads}
 
 
-def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float]]:
-    """(kind, features, measured ms) per op of a record, matched to the cost model's ops by position. A
-    --max-seq-len artifact runs one op more than the cost model prices: the slice of the position ids."""
+def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float, int]]:
+    """(kind, features, measured ms, the threads it ran on) per op of a record, matched to the cost model's ops by
+    position: an op too small to split ran on one thread whatever the run's (op_threads), and is fitted with the
+    1-thread runs' ops. A --max-seq-len artifact runs one op more than the cost model prices: the slice of the
+    position ids."""
     measured = record["ops"]
     if len(measured) == len(ops) + 1 and measured[0][0].startswith("bertc.slice"):
         measured = measured[1:]
@@ -342,7 +345,7 @@ def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, flo
     for o, (name, ms) in zip(ops, measured):
         if name.split(" ")[0] != o.op.split(" ")[0]:
             raise BertcError(f"{where}: op {o.index} is {name} in the artifact, {o.op} in the cost model")
-        out.append((o.kind, o.features, float(ms)))
+        out.append((o.kind, o.features, float(ms), op_threads(o, record["threads"])))
     return out
 
 
@@ -393,9 +396,12 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
     samples: dict[tuple[int, str], list] = {}
     by_threads: dict[int, list] = {}
     for rec, ops in runs:
-        for kind, feats, ms in ops:
-            samples.setdefault((rec["threads"], kind), []).append((feats, ms))
         by_threads.setdefault(rec["threads"], []).append((rec, ops))
+    for t, v in by_threads.items():  # a grid without 1-thread runs fits its serial ops with their runs' threads
+        v[:] = [(rec, [(k, f, ms, u if u in by_threads else t) for k, f, ms, u in ops]) for rec, ops in v]
+        for rec, ops in v:
+            for kind, feats, ms, u in ops:
+                samples.setdefault((u, kind), []).append((feats, ms))
     fitted: dict[int, dict[str, list[float]]] = {t: {} for t in sorted(by_threads)}
     error: dict[str, dict[str, float]] = {}
     for (t, kind), rows in sorted(samples.items()):
@@ -404,7 +410,7 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
         error.setdefault(str(t), {})[kind] = round(statistics.fmean(errs), 4)
     overhead, scale = {}, {}
     for t, v in by_threads.items():
-        overhead[t], scale[t] = _run_fit([(r["p50_ms"], sum(fitted_cost(fitted[t][k], k, f) for k, f, _ in ops))
+        overhead[t], scale[t] = _run_fit([(r["p50_ms"], sum(fitted_cost(fitted[u][k], k, f) for k, f, _, u in ops))
                                           for r, ops in v])
     return {"fitted": fitted, "overhead": overhead, "scale": scale, "error": error, "samples": samples}
 
@@ -425,8 +431,10 @@ def _run_fit(runs: list[tuple[float, float]]) -> tuple[float, float]:
 
 def _run_ms(fit: dict[str, Any], rec: dict[str, Any], ops: list) -> float:
     t = rec["threads"]
-    return fit["overhead"][t] + fit["scale"][t] * sum(fitted_cost(fit["fitted"][t][k], k, f) for k, f, _ in ops
-                                                      if k in fit["fitted"][t])
+    fitted = fit["fitted"]
+    return fit["overhead"][t] + fit["scale"][t] * sum(fitted_cost(fitted[u][k], k, f) for k, f, _, u in
+                                                      ((k, f, ms, u if u in fitted else t) for k, f, ms, u in ops)
+                                                      if k in fitted[u])
 
 
 # The weight caches calibrate weighs (WeightCache): the share beyond these fractions of the last-level cache

@@ -39,7 +39,7 @@ from .ir import annotate, make_context, set_weight_dtype
 from .passes import PassContext
 from .passes.common import func_ops, shape_of, sparsity, weight_dtype
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
-from .sparsity import int8_block_group, parse_pattern, parse_spec
+from .sparsity import int8_block_group, kept_blocks, parse_pattern, parse_spec
 from .synth import bert_ir
 from .targets import AVX512_I8_TILE, AVX512_TILE, get_target
 
@@ -118,6 +118,25 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
 COST_MODEL = 5
+
+
+# The kernels whose calls run on the calling thread alone, whatever the run's threads, below this much work: output
+# elements, or a GEMM's multiply-adds (of the kept blocks where sparse). The generated code sizes their pool
+# (passes/emit_c.py SERIAL_POOL names runtime/src/pool.h's macros, whose values these are: test_cost checks them)
+SERIAL_BELOW = {**dict.fromkeys(("bertc_layer_norm", "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_rotary"),
+                                8192),  # BERTC_SERIAL_ELEMENTS
+                **dict.fromkeys(("bertc_binary", "bertc_embedding"), 32768),  # BERTC_SERIAL_COPY_ELEMENTS
+                **dict.fromkeys(("bertc_linear_packed", "bertc_linear_sparse"), 32768),  # BERTC_SERIAL_MACS
+                **dict.fromkeys(("bertc_linear_packed_i8", "bertc_linear_sparse_i8"), 65536)}  # BERTC_SERIAL_MACS_I8
+
+
+def op_threads(op: OpCost, threads: int) -> int:
+    """The threads ``op`` runs on in a run of ``threads``: one where it is too small to split (SERIAL_BELOW)."""
+    below = SERIAL_BELOW.get(op.kernel)
+    if below is None:
+        return threads
+    work = op.flops / 2 if op.kind.startswith("linear") else op.features.get("elements", below)
+    return 1 if work < below else threads
 
 
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
@@ -264,8 +283,8 @@ def op_features(op, index: int, target) -> OpCost | None:
         stored = n * k * WEIGHT_BYTES[weight_dtype(op)]  # as gemm_weight_bytes counts them
         if sp is not None and sp["format"] == "sparse":
             p = parse_pattern(sp["pattern"])
-            rows, cols = -(-n // p.r), -(-k // p.c)
-            blocks = max(1, round(sp["density"] * rows * cols))
+            rows = -(-n // p.r)
+            blocks = kept_blocks(sp["density"], p, n, k)
             kept = blocks * p.r * p.c
             i8 = weight_dtype(op) == "i8"
             if i8:  # tiles of 4 or 16 rows (int8_block_tile), the blocks of a block row two or four at a time
@@ -472,14 +491,17 @@ class Profile:
         return sorted(int(t) for t in self.data.get("fitted", {})) or list(range(1, self.data["cores"] + 1))
 
     def op_ms(self, op: OpCost, threads: int) -> float:
-        fitted = self.data.get("fitted", {}).get(str(threads), {}).get(op.kind)
+        """``op``'s ms in a run of ``threads``, from the fit at the threads it runs on (op_threads) where the
+        profile has one; the run's own scale and kind scale either way."""
+        fits, runs_on = self.data.get("fitted", {}), op_threads(op, threads)
+        fitted = fits.get(str(runs_on), {}).get(op.kind) or fits.get(str(threads), {}).get(op.kind)
         # kind_scale: a per-kind correction on top, e.g. bertc search's re-fit of sparse GEMMs from timed candidates
         kind = self.data.get("kind_scale", {}).get(str(threads), {}).get(op.kind, 1.0)
         if fitted is not None:
             scale = self.data.get("run_scale", {}).get(str(threads), 1.0)  # bertc/calibrate.py _run_scale
             return kind * scale * fitted_cost(fitted, op.kind, op.features)
         roof = self.data["roofline"]
-        peak = roof["peak_gflops_per_core"] * threads * roof.get("parallel_efficiency", {}).get(str(threads), 1.0)
+        peak = roof["peak_gflops_per_core"] * runs_on * roof.get("parallel_efficiency", {}).get(str(runs_on), 1.0)
         like, speedup = ROOFLINE_AS.get(op.kind, (op.kind, 1.0))
         eff = roof["efficiency"].get(op.kind, roof["efficiency"].get(like, roof["efficiency"]["elementwise"]) * speedup)
         compute = op.flops / (peak * eff * 1e6) if op.flops else 0.0

@@ -147,6 +147,12 @@ def parse_spec(spec: str) -> PruneSpec:
 INT8_BLOCK_ROWS = (4, 8, 16)  # r of the r x 1 blocks bertc_linear_sparse_i8 runs (runtime/kernels/kernels.h)
 
 
+def kept_blocks(density: float, pattern: Pattern, n: int, k: int) -> int:
+    """The blocks kept of an [n, k] weight's at ``density`` (of its block rows x block columns), at least one: what
+    the cost model prices and the generated code sizes the GEMM's work by (emit_c's bertc_pool_sized)."""
+    return max(1, round(density * -(-n // pattern.r) * -(-k // pattern.c)))
+
+
 def int8_block_group(isa: str, c: int) -> int:
     """bertc_block_sparse_i8.group of int8 r x c blocks on a target of kernels ``isa``: 4 for r x 1 blocks on x86,
     which takes them four at a time (VNNI's VPDPBUSD; without VNNI VPMADDUBSW, on the 7-bit weights that --pack-weights

@@ -35,7 +35,7 @@ from bertc.dialects import bertc as B
 from torch_mlir import ir
 
 from bertc.errors import BertcError
-from bertc.sparsity import int8_block_group, parse_pattern
+from bertc.sparsity import int8_block_group, kept_blocks, parse_pattern
 
 from .codegen import (
     Codegen,
@@ -62,7 +62,7 @@ from .common import (
     weight_qmax,
     x_scale,
 )
-from .seqlen import bound, dims_of, max_seq_len, prod
+from .seqlen import Size, bound, dims_of, max_seq_len, prod
 
 C_TYPES = {"f32": "float", "i64": "int64_t"}
 ACT = {"none": "BERTC_ACT_NONE", "gelu": "BERTC_ACT_GELU", "gelu_tanh": "BERTC_ACT_GELU_TANH",
@@ -115,8 +115,29 @@ class CEmitter(Codegen):
         return f"{kernel}({', '.join(str(a) for a in args)})"
 
     def kernel(self, op, *args) -> str:
-        """A call of the op's own kernel (its ``traits.kernel`` in the dialect)."""
-        return self.call(B.traits_of(op).kernel, *args)
+        """A call of the op's own kernel (its ``traits.kernel`` in the dialect); the pool sized by the op's elements
+        where the kernel is one that SERIAL_POOL names."""
+        kernel = B.traits_of(op).kernel
+        if SERIAL_POOL.get(kernel) in ELEMENTWISE_POOL and args and args[0] == "p":
+            args = (sized_pool(prod(dims_of(op.results[0])), SERIAL_POOL[kernel]), *args[1:])
+        return self.call(kernel, *args)
+
+
+# Kernels whose calls run on the calling thread alone when their work is below the pool.h macro named
+# (bertc_pool_sized: splitting less costs more than it saves): output elements, or a GEMM's multiply-adds (the kept
+# blocks' where sparse). bertc/cost.py SERIAL_BELOW prices them so.
+SERIAL_POOL = {**dict.fromkeys(("bertc_layer_norm", "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_rotary"),
+                               "BERTC_SERIAL_ELEMENTS"),
+               **dict.fromkeys(("bertc_binary", "bertc_embedding"), "BERTC_SERIAL_COPY_ELEMENTS"),
+               **dict.fromkeys(("bertc_linear", "bertc_linear_packed", "bertc_linear_packed_f16",
+                                "bertc_linear_sparse"), "BERTC_SERIAL_MACS"),
+               **dict.fromkeys(("bertc_linear_packed_i8", "bertc_linear_sparse_i8"), "BERTC_SERIAL_MACS_I8")}
+ELEMENTWISE_POOL = ("BERTC_SERIAL_ELEMENTS", "BERTC_SERIAL_COPY_ELEMENTS")  # sized by their output's elements
+
+
+def sized_pool(work: Size, below: str) -> str:
+    """The pool argument of a call whose work (a C expression in L) decides whether it splits."""
+    return f"bertc_pool_sized(p, (int64_t){work}, {below})"
 
 
 def _f(x: float) -> str:
@@ -149,18 +170,20 @@ def emit_linear(e: CEmitter, op) -> str:
     sp = sparsity(op)
     if sp is not None and sp["format"] == "sparse":  # --prune-patterns: the kept blocks, offsets and indices
         pattern = parse_pattern(sp["pattern"])
+        kept = kept_blocks(sp["density"], pattern, n, k) * pattern.r * pattern.c  # as the cost model prices it
         if weight_dtype(op) == "i8":  # int8 blocks and a scale per output feature (on x86 in groups of 4)
             r, c, rows, o_off, o_idx, o_val, o_s, o_c, group = e.image.place_sparse(
                 op.operands[1], pattern.r, pattern.c, int8=True, qmax=weight_qmax(op),
                 group=int8_block_group(e.isa, pattern.c))
             w = (f"&(const bertc_block_sparse_i8){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
                  f"W(int8_t, {o_val}), W(float, {o_s}), W(int32_t, {o_c}), {group}}}")
-            return e.call("bertc_linear_sparse_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
-                          f"A(int8_t, {e.i8_work})")
+            return e.call("bertc_linear_sparse_i8", sized_pool(m * kept, SERIAL_POOL["bertc_linear_sparse_i8"]),
+                          e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act, f"A(int8_t, {e.i8_work})")
         r, c, rows, o_off, o_idx, o_val = e.image.place_sparse(op.operands[1], pattern.r, pattern.c)
         w = (f"&(const bertc_block_sparse){{{r}, {c}, {rows}, W(int32_t, {o_off}), W(int32_t, {o_idx}), "
              f"W(float, {o_val})}}")
-        return e.call("bertc_linear_sparse", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act)
+        return e.call("bertc_linear_sparse", sized_pool(m * kept, SERIAL_POOL["bertc_linear_sparse"]),
+                      e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act)
     if "bertc.tile" in op.attributes:  # --pack-weights chose a tile (and maybe half-float weights)
         mr, nr, kc = ir.DenseI64ArrayAttr(op.attributes["bertc.tile"])
         wdtype = weight_dtype(op)
@@ -170,13 +193,15 @@ def emit_linear(e: CEmitter, op) -> str:
             o_w, o_s, o_c = e.image.place_int8(op.operands[1], nr, qmax)
             w = (f"&(const bertc_qweight){{W(int8_t, {o_w}), W(float, {o_s}), W(int32_t, {o_c}), "
                  f"{_f(x_scale(op) or 0.0)}, {qmax}}}")
-            return e.call("bertc_linear_packed_i8", "p", e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act,
-                          tile, f"A(int8_t, {e.i8_work})")
+            return e.call("bertc_linear_packed_i8", sized_pool(m * (n * k), SERIAL_POOL["bertc_linear_packed_i8"]),
+                          e.ptr(op.operands[0]), w, bias, res, e.out(op), m, n, k, act, tile, f"A(int8_t, {e.i8_work})")
         f16 = wdtype == "f16"
         w = e.ptr(op.operands[1], f"panels:{nr}:{'f16' if f16 else 'f32'}")
-        return e.call("bertc_linear_packed_f16" if f16 else "bertc_linear_packed", "p", e.ptr(op.operands[0]), w,
-                      bias, res, e.out(op), m, n, k, act, tile)
-    return e.kernel(op, "p", e.ptr(op.operands[0]), e.ptr(op.operands[1], "kn"), bias, res, e.out(op), m, n, k, act)
+        kernel = "bertc_linear_packed_f16" if f16 else "bertc_linear_packed"
+        return e.call(kernel, sized_pool(m * (n * k), SERIAL_POOL[kernel]), e.ptr(op.operands[0]), w, bias, res,
+                      e.out(op), m, n, k, act, tile)
+    return e.kernel(op, sized_pool(m * (n * k), SERIAL_POOL["bertc_linear"]), e.ptr(op.operands[0]),
+                    e.ptr(op.operands[1], "kn"), bias, res, e.out(op), m, n, k, act)
 
 
 def emit_layer_norm(e: CEmitter, op) -> str:

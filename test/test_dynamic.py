@@ -133,8 +133,9 @@ def test_the_artifact_says_it_is_dynamic(bert_dynamic):
     source = (art.path / "src" / "model.c").read_text()
     assert "const int64_t L = x->seq;" in source and ".header.dynamic = 1," in source
     assert "bertc.linear [2, ?, 96]" in source  # the per-op report names the run's length ?
-    # the GEMMs take the run's rows: batch 2 x L
-    assert re.search(r"bertc_linear_packed\(p, [^;]*\(2\*L\), 96, 32,", source), source
+    # the GEMMs take the run's rows, batch 2 x L, and split them over threads by their work at that length
+    assert re.search(r"bertc_linear_packed\(bertc_pool_sized\(p, \(int64_t\)\(6144\*L\), BERTC_SERIAL_MACS\), "
+                     r"[^;]*\(2\*L\), 96, 32,", source), source
 
 
 def test_a_length_beyond_the_bound_is_refused(bert_dynamic, tmp_path):

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # their 16-row tiles (VPDPBUSD sums at three widths) and own rates (int8_vnni); the tests of all of these; the VNNI
 # GEMM's register epilogue and the AVX-512 attention's 16 x 16 K^T transpose; calibrate's drift check; cost model 4's
 # per-height sparse families, calibrate's --no-retime and third timing of a held-out configuration, their tests;
-# the grid and the held-out check timed in the same passes, interleaved, and its test).
-BUDGETS = {"bertc": 7550, "dialects": 750, "passes": 4800, "runtime": 9800, "test": 6350, "benchmarks": 2550,
+# the grid and the held-out check timed in the same passes, interleaved, and its test; ops too small to split run on
+# one thread: bertc_pool_sized, emit-c's sizing, the cost model's and calibrate's mirror, their tests).
+BUDGETS = {"bertc": 7580, "dialects": 750, "passes": 4850, "runtime": 9850, "test": 6400, "benchmarks": 2550,
            "search": 2820}
 
 

@@ -42,6 +42,7 @@ struct bertc_pool {
    * bertc_run --cores, taskset) other than the one the caller is on. */
   int cpus[MAX_THREADS], ncpus; /* the allowed CPUs, or ncpus = 0: placement left to the OS */
   _Atomic int caller_cpu;       /* sched_getcpu() of the caller at bertc_pool_begin */
+  struct bertc_pool *serial;    /* bertc_pool_sized's one-thread view: the caller's scratch, the same tuning */
 };
 
 typedef struct { bertc_pool *p; int id; } worker_arg;
@@ -169,6 +170,13 @@ bertc_pool *bertc_pool_create(int threads, int64_t scratch_floats, const bertc_t
     for (int c = 0; c < CPU_SETSIZE && p->ncpus < MAX_THREADS; c++)
       if (CPU_ISSET(c, &allowed)) p->cpus[p->ncpus++] = c;
   atomic_store(&p->caller_cpu, -1);
+  if (threads > 1) {
+    p->serial = calloc(1, sizeof *p->serial);
+    if (!p->serial) { bertc_pool_destroy(p); return NULL; }
+    p->serial->threads = 1;
+    p->serial->tuning = t;
+    p->serial->scratch = p->scratch; /* scratch[0]: the caller's */
+  }
   for (int i = 1; i < threads; i++) { /* thread 0 is the caller */
     worker_arg *w = malloc(sizeof *w);
     w->p = p;
@@ -195,6 +203,7 @@ void bertc_pool_destroy(bertc_pool *p) {
     for (int i = 1; i < p->threads; i++)
       if (p->workers[i]) pthread_join(p->workers[i], NULL);
   }
+  free(p->serial); /* its scratch is p's */
   if (p->scratch)
     for (int i = 0; i < p->threads; i++) free(p->scratch[i]);
   free(p->scratch);
@@ -216,6 +225,10 @@ void bertc_pool_begin(bertc_pool *p) {
 }
 
 void bertc_pool_end(bertc_pool *p) { atomic_store_explicit(&p->active, 0, memory_order_relaxed); }
+
+bertc_pool *bertc_pool_sized(bertc_pool *p, int64_t work, int64_t serial_below) {
+  return work < serial_below && p->serial ? p->serial : p;
+}
 
 void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *arg) {
   if (p->threads == 1 || rows < 2) { fn(arg, 0, rows, p->scratch[0]); return; }

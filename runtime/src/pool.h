@@ -32,6 +32,20 @@ const bertc_tuning *bertc_pool_tuning(const bertc_pool *p);
 void bertc_pool_destroy(bertc_pool *p);
 int bertc_pool_threads(const bertc_pool *p);
 void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *arg);
+
+/* p, or for an op of less work than serial_below (elements, or a GEMM's multiply-adds) a view of p whose calls
+ * run on the calling thread alone: splitting so little costs more than it saves. A parallel call wakes the
+ * spinning workers and ends in a barrier, and the next op reads on one core what the other wrote: 0.2-0.3 us a
+ * call, 1-2 us where the two vCPUs sit far apart, while a layer norm of 4096 elements takes 1 us on a Zen 5 core.
+ * On that EPYC's calibration grid 2 threads ran layer norms below 8192 elements 1.5-2x slower than one did, adds
+ * and embedding lookups (loads and stores) no faster below 32768, fp32 GEMMs below 32768 multiply-adds (1 us) and
+ * int8 ones below 65536 no faster. The generated code sizes the pool of each such op (passes/emit_c.py); the
+ * cost model prices these ops at one thread (bertc/cost.py SERIAL_BELOW mirrors the values). */
+#define BERTC_SERIAL_ELEMENTS 8192       /* norms, softmax, activations, rotary */
+#define BERTC_SERIAL_COPY_ELEMENTS 32768 /* adds and the like, embedding lookups */
+#define BERTC_SERIAL_MACS 32768          /* fp32 GEMMs, dense or the kept blocks' */
+#define BERTC_SERIAL_MACS_I8 65536       /* int8 GEMMs */
+bertc_pool *bertc_pool_sized(bertc_pool *p, int64_t work, int64_t serial_below);
 /* Bracket one model run: between the two, idle workers spin for the next op instead of sleeping. */
 void bertc_pool_begin(bertc_pool *p);
 void bertc_pool_end(bertc_pool *p);

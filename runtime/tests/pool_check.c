@@ -17,6 +17,7 @@
 
 #define MAX_ROWS 700
 #define COLS 5
+#define SERIAL_BELOW 350 /* the work (here rows) below which a sized pool runs a call on the caller alone */
 
 typedef struct {
   float *out; /* [rows][COLS] */
@@ -60,7 +61,15 @@ int main(void) {
         bertc_pool_begin(pool);
         for (int op = 0; op < 8; op++) {
           const int64_t rows = 1 + (run * 131 + op * 37 + ti) % MAX_ROWS;
-          if (!check_call(pool, out, rows, ++calls)) return 1;
+          /* every other op sized as a model's are (bertc_pool_sized): below its work, a one-thread view */
+          bertc_pool *use = op % 2 ? bertc_pool_sized(pool, rows, SERIAL_BELOW) : pool;
+          const int want = op % 2 && rows < SERIAL_BELOW ? 1 : thread_counts[ti];
+          if (bertc_pool_threads(use) != want) {
+            fprintf(stderr, "pool_check: a pool sized for %lld rows has %d threads, expected %d\n", (long long)rows,
+                    bertc_pool_threads(use), want);
+            return 1;
+          }
+          if (!check_call(use, out, rows, ++calls)) return 1;
         }
         bertc_pool_end(pool);
         if (run % 4 == 3) { /* past BERTC_POOL_SPIN_US: the workers go to sleep, and the next run wakes them */
@@ -71,6 +80,7 @@ int main(void) {
       bertc_pool_destroy(pool);
     }
   free(out);
-  printf("pool_check: %d parallel calls on 2, 3 and 5 threads, every row written once by its own call\n", calls);
+  printf("pool_check: %d parallel calls on 2, 3 and 5 threads (half of them sized: the small ones on one), every row "
+         "written once by its own call\n", calls);
   return 0;
 }

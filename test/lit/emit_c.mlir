@@ -2,11 +2,13 @@
 
 // One kernel call per op with shapes in the arguments; linear weights are read as [K,N]. Each call
 // is timed into op_seconds[i], i counting the ops in order; the ops table names op i and its kernel.
+// A GEMM's, norm's or elementwise op's pool is sized by its work (multiply-adds: 4 x 8 x 4; elements: 4 x 8), which
+// runs a call below the macro's on the calling thread alone.
 // CHECK: #include "kernels.h"
 // CHECK: static void model_run(const bertc_exec *x) {
 // CHECK: /* bertc.linear [1, 4, 8] */
-// CHECK-NEXT: BERTC_TIMED(0, bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), 4, 8, 4, BERTC_ACT_GELU));
-// CHECK: BERTC_TIMED(1, bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 8, 9.999999960041972e-13f));
+// CHECK-NEXT: BERTC_TIMED(0, bertc_linear(bertc_pool_sized(p, (int64_t)128, BERTC_SERIAL_MACS), A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), 4, 8, 4, BERTC_ACT_GELU));
+// CHECK: BERTC_TIMED(1, bertc_layer_norm(bertc_pool_sized(p, (int64_t)32, BERTC_SERIAL_ELEMENTS), A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), 4, 8, 9.999999960041972e-13f));
 // CHECK: BERTC_TIMED(2, bertc_linear(
 // CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, NULL, 0, A(float, {{[0-9]+}}), 1, 4, 8, 2, 0.5f));
 // CHECK: static const char *const kernels[] = {"bertc_attention", "bertc_layer_norm", "bertc_linear"};
@@ -45,7 +47,7 @@ func.func @main(%ids: tensor<1x4xi64>, %mask: tensor<1x4xi64>, %x: tensor<1x4x4x
 // A linear with bertc.tile (from --pack-weights) calls the packed GEMM with that tile; its
 // weight goes to weights.bin as panels: ceil(10/4) = 3 panels of 6x4 floats, 288 bytes after the
 // bias (40 bytes, padded to 64), so 352 bytes in all.
-// CHECK: BERTC_TIMED(0, bertc_linear_packed(p, A(float, {{[0-9]+}}), W(float, 64), W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}));
+// CHECK: BERTC_TIMED(0, bertc_linear_packed(bertc_pool_sized(p, (int64_t)120, BERTC_SERIAL_MACS), A(float, {{[0-9]+}}), W(float, 64), W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}));
 // CHECK: {"bertc.linear [1, 2, 10]", "bertc_linear_packed"},
 // CHECK: .header.weights_bytes = 352,
 func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
@@ -63,7 +65,7 @@ func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
 // It quantizes x into a work buffer past the planned values (y at 0, x at 128: 192 bytes): 2 rows rounded up
 // to 16, of K = 6 rounded up to 8 bytes, a scale and a zero point, 256 bytes at 192; it needs no per-thread scratch.
 // The qweight's x_scale is 0: x is quantized per row at run time (no bertc.x_scale, no --calibrate).
-// CHECK: BERTC_TIMED(0, bertc_linear_packed_i8(p, A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, 64), W(float, 192), W(int32_t, 256), 0.0f, 127}, W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}, A(int8_t, 192)));
+// CHECK: BERTC_TIMED(0, bertc_linear_packed_i8(bertc_pool_sized(p, (int64_t)120, BERTC_SERIAL_MACS_I8), A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, 64), W(float, 192), W(int32_t, 256), 0.0f, 127}, W(float, 0), NULL, A(float, {{[0-9]+}}), 2, 10, 6, BERTC_ACT_NONE, &(const bertc_gemm_tile){2, 4, 128}, A(int8_t, 192)));
 // CHECK: {"bertc.linear [1, 2, 10]", "bertc_linear_packed_i8"},
 // CHECK: .header.arena_bytes = 448,
 // CHECK: .header.weights_bytes = 296,
@@ -79,7 +81,7 @@ func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
 
 // A static input scale (bertc.x_scale, from --calibrate) is the qweight's x_scale, as a float literal; bertc.qmax
 // (pack-weights, for AVX2's VPMADDUBSW kernel) its weights' bound.
-// CHECK: bertc_linear_packed_i8(p, A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, {{[0-9]+}}), W(float, {{[0-9]+}}), W(int32_t, {{[0-9]+}}), 0.25f, 63}, NULL,
+// CHECK: bertc_linear_packed_i8(bertc_pool_sized(p, (int64_t)120, BERTC_SERIAL_MACS_I8), A(float, {{[0-9]+}}), &(const bertc_qweight){W(int8_t, {{[0-9]+}}), W(float, {{[0-9]+}}), W(int32_t, {{[0-9]+}}), 0.25f, 63}, NULL,
 func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
   %w = "bertc.weight"() {name = "fc.weight"} : () -> tensor<10x6xf32>
   %y = "bertc.linear"(%x, %w) {activation = "none", bertc.qmax = 63 : i32, bertc.tile = array<i64: 2, 4, 128>, bertc.weight_dtype = "i8", bertc.x_scale = 2.5e-01 : f32, operandSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<1x2x6xf32>, tensor<10x6xf32>) -> tensor<1x2x10xf32>
@@ -91,7 +93,7 @@ func.func @main(%x: tensor<1x2x6xf32>) -> tensor<1x2x10xf32> {
 // bertc.cast: the i64 mask as floats (one element per token), then the broadcasting mul reads them.
 // CHECK: BERTC_TIMED(0, bertc_cast(A(int64_t, {{[0-9]+}}), A(float, {{[0-9]+}}), 4));
 // CHECK-NEXT: /* bertc.mul [1, 4, 8] */
-// CHECK-NEXT: BERTC_TIMED(1, bertc_binary(p, BERTC_MUL, A(float, {{[0-9]+}}), (const int64_t[4]){0, 32, 8, 1}, A(float, {{[0-9]+}}), (const int64_t[4]){0, 4, 1, 0}
+// CHECK-NEXT: BERTC_TIMED(1, bertc_binary(bertc_pool_sized(p, (int64_t)32, BERTC_SERIAL_COPY_ELEMENTS), BERTC_MUL, A(float, {{[0-9]+}}), (const int64_t[4]){0, 32, 8, 1}, A(float, {{[0-9]+}}), (const int64_t[4]){0, 4, 1, 0}
 func.func @main(%x: tensor<1x4x8xf32>, %m: tensor<1x4x1xi64>) -> tensor<1x4x8xf32> {
   %f = "bertc.cast"(%m) : (tensor<1x4x1xi64>) -> tensor<1x4x1xf32>
   %0 = "bertc.mul"(%x, %f) : (tensor<1x4x8xf32>, tensor<1x4x1xf32>) -> tensor<1x4x8xf32>

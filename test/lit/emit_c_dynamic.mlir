@@ -5,15 +5,16 @@
 // each GEMM and attends over L keys. The arena, the attention scratch and the header's seq_len are
 // at the bound; the header says the program is dynamic, and the output slot's last field names the
 // dimension that is L (bertc_output reports the run's length there). The ops table shows ? for L.
+// A pool is sized by the op's work at this length: L x 8 x 4 multiply-adds, L x 8 elements.
 // CHECK: static void model_run(const bertc_exec *x) {
 // CHECK: const int64_t L = x->seq;
 // CHECK-NEXT: (void)L;
 // CHECK: /* bertc.linear [1, ?, 8] */
-// CHECK-NEXT: BERTC_TIMED(0, bertc_linear(p, A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), (L), 8, 4, BERTC_ACT_GELU));
-// CHECK: BERTC_TIMED(1, bertc_layer_norm(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (L), 8, 9.999999960041972e-13f));
+// CHECK-NEXT: BERTC_TIMED(0, bertc_linear(bertc_pool_sized(p, (int64_t)(32*L), BERTC_SERIAL_MACS), A(float, {{[0-9]+}}), W(float, 0), NULL, NULL, A(float, {{[0-9]+}}), (L), 8, 4, BERTC_ACT_GELU));
+// CHECK: BERTC_TIMED(1, bertc_layer_norm(bertc_pool_sized(p, (int64_t)(8*L), BERTC_SERIAL_ELEMENTS), A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), W(float, {{[0-9]+}}), W(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (L), 8, 9.999999960041972e-13f));
 // CHECK: BERTC_TIMED(3, bertc_attention(p, A(float, [[QKV:[0-9]+]]), 24, A(float, [[QKV]]) + 16, 24, A(int64_t, {{[0-9]+}}), NULL, 0, NULL, 0, A(float, {{[0-9]+}}), 1, (L), 8, 2, 0.5f));
 // Scores [1, 2, L, L]: a softmax over 2*L rows of L each.
-// CHECK: BERTC_TIMED(4, bertc_softmax(p, A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (2*L), (L)));
+// CHECK: BERTC_TIMED(4, bertc_softmax(bertc_pool_sized(p, (int64_t)(2*L*L), BERTC_SERIAL_ELEMENTS), A(float, {{[0-9]+}}), A(float, {{[0-9]+}}), (2*L), (L)));
 // CHECK: static const bertc_tensor_slot outputs[] = {
 // CHECK-NEXT: {"output_0", {{[0-9]+}}, 3, {1, 16, 8, 0}, 1},
 // CHECK: {"bertc.linear [1, ?, 8]", "bertc_linear"},
@@ -41,8 +42,8 @@ module attributes {bertc.max_seq_len = 16 : i64} {
 // their first L rows, and two reads of one table are stored once) and the run's length: B, L, C, D, columns, style.
 // CHECK: static void model_run
 // CHECK: /* bertc.rotary [1, ?, 24] */
-// CHECK-NEXT: BERTC_TIMED(0, bertc_rotary(p, A(float, {{[0-9]+}}), W(float, [[COS:[0-9]+]]), W(float, [[SIN:[0-9]+]]), A(float, {{[0-9]+}}), 1, (L), 24, 4, 16, 1));
-// CHECK: BERTC_TIMED(1, bertc_rotary(p, A(float, {{[0-9]+}}), W(float, [[COS]]), W(float, [[SIN]]), A(float, {{[0-9]+}}), 1, (L), 24, 4, 24, 0));
+// CHECK-NEXT: BERTC_TIMED(0, bertc_rotary(bertc_pool_sized(p, (int64_t)(24*L), BERTC_SERIAL_ELEMENTS), A(float, {{[0-9]+}}), W(float, [[COS:[0-9]+]]), W(float, [[SIN:[0-9]+]]), A(float, {{[0-9]+}}), 1, (L), 24, 4, 16, 1));
+// CHECK: BERTC_TIMED(1, bertc_rotary(bertc_pool_sized(p, (int64_t)(24*L), BERTC_SERIAL_ELEMENTS), A(float, {{[0-9]+}}), W(float, [[COS]]), W(float, [[SIN]]), A(float, {{[0-9]+}}), 1, (L), 24, 4, 24, 0));
 module attributes {bertc.max_seq_len = 16 : i64} {
   func.func @main(%ids: tensor<1x?xi64>, %mask: tensor<1x?xi64>, %qkv: tensor<1x?x24xf32>) -> tensor<1x?x24xf32> {
     %cos = "bertc.weight"() {name = "constant.0"} : () -> tensor<16x4xf32>
@@ -88,7 +89,7 @@ module attributes {bertc.max_seq_len = 16 : i64} {
 
 // EuroBERT's RMSNorm at the run's length: rows L, width 4, eps.
 // CHECK: /* bertc.rms_norm [1, ?, 4] */
-// CHECK-NEXT: BERTC_TIMED(0, bertc_rms_norm(p, A(float, {{[0-9]+}}), W(float, 0), A(float, {{[0-9]+}}), (L), 4, 9.999999747378752e-06f));
+// CHECK-NEXT: BERTC_TIMED(0, bertc_rms_norm(bertc_pool_sized(p, (int64_t)(4*L), BERTC_SERIAL_ELEMENTS), A(float, {{[0-9]+}}), W(float, 0), A(float, {{[0-9]+}}), (L), 4, 9.999999747378752e-06f));
 module attributes {bertc.max_seq_len = 16 : i64} {
   func.func @main(%ids: tensor<1x?xi64>, %mask: tensor<1x?xi64>, %x: tensor<1x?x4xf32>) -> tensor<1x?x4xf32> {
     %g = "bertc.weight"() {name = "norm.weight"} : () -> tensor<4xf32>

@@ -75,13 +75,13 @@ module attributes {bertc.target = "android-arm64"} {
 // CONST-LABEL: func.func @tiny
 // CONST: dense<{{\[}}[0.000000e+00, 0.000000e+00, 3.000000e+00, 4.000000e+00], [0.000000e+00, 0.000000e+00, 3.000000e+00, 4.000000e+00], [0.000000e+00, 0.000000e+00, 3.000000e+00, 4.000000e+00], [0.000000e+00, 0.000000e+00, 3.000000e+00, 4.000000e+00], [4.500000e+00, 3.500000e+00, 0.000000e+00, 0.000000e+00], [4.500000e+00, 3.500000e+00, 0.000000e+00, 0.000000e+00], [4.500000e+00, 3.500000e+00, 0.000000e+00, 0.000000e+00], [4.500000e+00, 3.500000e+00, 0.000000e+00, 0.000000e+00]]>
 // CONST: bertc.sparsity = {density = 5.000000e-01 : f64, format = "sparse", pattern = "4x1"}
-// EMIT: bertc_linear_sparse(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(float, 128)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE)
+// EMIT: bertc_linear_sparse(bertc_pool_sized(p, (int64_t)32, BERTC_SERIAL_MACS), A(float, {{[0-9]+}}), &(const bertc_block_sparse){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(float, 128)}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE)
 // EMIT: .scratch_floats = MAX2(64, BERTC_SCRATCH_SPARSE(4, 1)),
 // With int8 weights: the blocks as int8 (rows scaled by their kept weights' max: 4 / 127 and 4.5 / 127), the
 // scales and the column sums after them, and the int8 work buffer past the planned values; the scratch holds a
 // 4-row tile of x transposed (the x86 kernel's; a dword per column of K).
 // RUN: sed 's/"android-arm64"/"android-arm64", bertc.dtype = "i8"/' %s | bertc-opt - --split-input-file "--prune-patterns{force=1}=4x1@0.5,constant=0.5" --pack-weights --plan-memory --emit-c | FileCheck %s --check-prefix=EMIT8
-// EMIT8: bertc_linear_sparse_i8(p, A(float, {{[0-9]+}}), &(const bertc_block_sparse_i8){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(int8_t, 128), W(float, 192), W(int32_t, 256), 1}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE, A(int8_t, {{[0-9]+}}))
+// EMIT8: bertc_linear_sparse_i8(bertc_pool_sized(p, (int64_t)32, BERTC_SERIAL_MACS_I8), A(float, {{[0-9]+}}), &(const bertc_block_sparse_i8){4, 1, 2, W(int32_t, 0), W(int32_t, 64), W(int8_t, 128), W(float, 192), W(int32_t, 256), 1}, NULL, NULL, A(float, {{[0-9]+}}), 2, 8, 4, BERTC_ACT_NONE, A(int8_t, {{[0-9]+}}))
 // EMIT8: .scratch_floats = MAX2(64, BERTC_SCRATCH_SPARSE_I8(4)),
 module attributes {bertc.target = "android-arm64"} {
   func.func @tiny(%x: tensor<1x2x4xf32>) -> tensor<1x2x8xf32> {
