@@ -59,7 +59,7 @@ from .cost import (
     fit_kind,
     fitted_cost,
     load_profile,
-    op_threads,
+    priced_as,
     quality,
     with_cache,
 )
@@ -331,10 +331,9 @@ def drift(model: GridModel, path: Path, records: list[dict[str, Any]], threads: 
 
 
 def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float, int]]:
-    """(kind, features, measured ms, the threads it ran on) per op of a record, matched to the cost model's ops by
-    position: an op too small to split ran on one thread whatever the run's (op_threads), and is fitted with the
-    1-thread runs' ops. A --max-seq-len artifact runs one op more than the cost model prices: the slice of the
-    position ids."""
+    """(kind, features, measured ms, the threads of the fit that prices it) per op of a record, matched to the cost
+    model's ops by position: an op too small to split ran on one thread whatever the run's, and is fitted as priced_as
+    says. A --max-seq-len artifact runs one op more than the cost model prices: the slice of the position ids."""
     measured = record["ops"]
     if len(measured) == len(ops) + 1 and measured[0][0].startswith("bertc.slice"):
         measured = measured[1:]
@@ -345,7 +344,8 @@ def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, flo
     for o, (name, ms) in zip(ops, measured):
         if name.split(" ")[0] != o.op.split(" ")[0]:
             raise BertcError(f"{where}: op {o.index} is {name} in the artifact, {o.op} in the cost model")
-        out.append((o.kind, o.features, float(ms), op_threads(o, record["threads"])))
+        t, features = priced_as(o, record["threads"])
+        out.append((o.kind, features, float(ms), t))
     return out
 
 

@@ -102,9 +102,10 @@ FEATURES = {
                          *_weight_features("weights"), *_weight_features("weights_dram")],
     # heads and head_rows: a head's setup, and each query row's softmax pass, apart from the FLOPs
     "attention": ["dispatch", "flops", "scores", "values", "heads", "head_rows"],
-    "layer_norm": ["dispatch", "elements"],
-    "embedding": ["dispatch", "elements"],
-    "elementwise": ["dispatch", "elements"],
+    # serial_*: an op's features where it runs on one thread in a run of more (priced_as)
+    "layer_norm": ["dispatch", "elements", "serial_dispatch", "serial_elements"],
+    "embedding": ["dispatch", "elements", "serial_dispatch", "serial_elements"],
+    "elementwise": ["dispatch", "elements", "serial_dispatch", "serial_elements"],
     "matmul": ["dispatch", "flops"],
 }
 # A kind a profile has neither fitted nor a roofline efficiency for is priced as another kind, this many times
@@ -114,10 +115,11 @@ FEATURES = {
 # 1.3-1.4x faster than fp32's and 8x1 0.9-1.0x; on the Zen 5 VNNI EPYC 1.2x and 0.76x; NEON's pairs unmeasured).
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs; 4: fp32
-# blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows. A profile
+# blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows; 6: ops too
+# small to split run on one thread (op_threads), norms and elementwise ops there at a rate of their own. A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 5
+COST_MODEL = 6
 
 
 # The kernels whose calls run on the calling thread alone, whatever the run's threads, below this much work: output
@@ -137,6 +139,22 @@ def op_threads(op: OpCost, threads: int) -> int:
         return threads
     work = op.flops / 2 if op.kind.startswith("linear") else op.features.get("elements", below)
     return 1 if work < below else threads
+
+
+# Kinds whose ops, run on one thread in a run of more, read what the other threads wrote: a layer norm after a
+# 2-thread GEMM ran 1.7x its 1-thread runs' time on the Zen 5 EPYC, adds and lookups 1.1-1.2x. Their features count
+# as serial_dispatch and serial_elements there, rates of the run's own fit. A GEMM on one thread reads its weights and
+# a few rows of x, and runs as in a 1-thread run (0.93-1.02x its time there): the 1-thread fit prices it.
+SERIAL_RATE_KINDS = ("layer_norm", "elementwise", "embedding")
+
+
+def priced_as(op: OpCost, threads: int) -> tuple[int, dict[str, float]]:
+    """The fit (by threads) and the features that price ``op`` in a run of ``threads`` (op_threads)."""
+    if op_threads(op, threads) == threads:
+        return threads, op.features
+    if op.kind in SERIAL_RATE_KINDS:
+        return threads, {f"serial_{k}": v for k, v in op.features.items()}
+    return 1, op.features
 
 
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
@@ -493,13 +511,13 @@ class Profile:
     def op_ms(self, op: OpCost, threads: int) -> float:
         """``op``'s ms in a run of ``threads``, from the fit at the threads it runs on (op_threads) where the
         profile has one; the run's own scale and kind scale either way."""
-        fits, runs_on = self.data.get("fitted", {}), op_threads(op, threads)
+        fits, (runs_on, features) = self.data.get("fitted", {}), priced_as(op, threads)
         fitted = fits.get(str(runs_on), {}).get(op.kind) or fits.get(str(threads), {}).get(op.kind)
         # kind_scale: a per-kind correction on top, e.g. bertc search's re-fit of sparse GEMMs from timed candidates
         kind = self.data.get("kind_scale", {}).get(str(threads), {}).get(op.kind, 1.0)
         if fitted is not None:
             scale = self.data.get("run_scale", {}).get(str(threads), 1.0)  # bertc/calibrate.py _run_scale
-            return kind * scale * fitted_cost(fitted, op.kind, op.features)
+            return kind * scale * fitted_cost(fitted, op.kind, features)
         roof = self.data["roofline"]
         peak = roof["peak_gflops_per_core"] * runs_on * roof.get("parallel_efficiency", {}).get(str(runs_on), 1.0)
         like, speedup = ROOFLINE_AS.get(op.kind, (op.kind, 1.0))

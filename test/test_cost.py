@@ -722,12 +722,13 @@ def test_a_runs_overhead_and_scale_are_fitted_to_the_grids_p50s():
 
 def test_an_op_too_small_to_split_runs_and_is_priced_on_one_thread():
     """Below the work pool.h names for its kernel, an op's calls run on the calling thread alone (bertc_pool_sized,
-    which the generated code calls with emit_c's SERIAL_POOL macro), so in a 2-thread run the cost model prices it
-    with the 1-thread fit (cost.SERIAL_BELOW holds pool.h's values), and calibrate fits it with the 1-thread runs'
-    ops: a layer norm and a GEMM just below the line priced at one thread, just above it at the run's."""
+    which the generated code calls with emit_c's SERIAL_POOL macro; cost.SERIAL_BELOW holds pool.h's values). In a
+    2-thread run the cost model prices such a GEMM with the 1-thread fit, and such a layer norm with the run's own
+    fit at its serial rates (it reads what both threads wrote); calibrate fits each from those runs' ops so. Just
+    above the line both are priced as the run's."""
     from bertc.passes.emit_c import ELEMENTWISE_POOL, SERIAL_POOL
 
-    from bertc.calibrate import _fit
+    from bertc.calibrate import _fit, _samples
     from bertc.cost import SERIAL_BELOW, OpCost, op_threads
     from bertc.toolchain import RUNTIME
 
@@ -738,31 +739,33 @@ def test_an_op_too_small_to_split_runs_and_is_priced_on_one_thread():
     assert {k for k, m in SERIAL_POOL.items() if m in ELEMENTWISE_POOL} <= set(SERIAL_BELOW)
 
     def norm(elements: int) -> OpCost:
-        return OpCost(0, "bertc.layer_norm", "bertc_layer_norm", "layer_norm", {"dispatch": 1, "elements": elements},
-                      8.0 * elements, 8.0 * elements)
+        return OpCost(0, "bertc.layer_norm [1, 4, 8]", "bertc_layer_norm", "layer_norm",
+                      {"dispatch": 1, "elements": elements}, 8.0 * elements, 8.0 * elements)
 
     def gemm(macs: int, kernel: str = "bertc_linear_packed_i8") -> OpCost:
-        return OpCost(0, "bertc.linear", kernel, "linear_i8", {"dispatch": 1, "macs": macs}, 2.0 * macs, 0.0)
+        return OpCost(0, "bertc.linear [1, 4, 8]", kernel, "linear_i8", {"dispatch": 1, "macs": macs}, 2.0 * macs, 0.0)
 
     below, macs = SERIAL_BELOW["bertc_layer_norm"], SERIAL_BELOW["bertc_linear_packed_i8"]
-    assert [op_threads(o, 2) for o in (norm(below - 1), norm(below), gemm(macs - 1), gemm(macs))] == [1, 2, 1, 2]
+    ops = [norm(below - 1), norm(below), gemm(macs - 1), gemm(macs)]
+    assert [op_threads(o, 2) for o in ops] == [1, 2, 1, 2]
     assert op_threads(norm(below - 1), 1) == 1 and op_threads(gemm(1, "bertc_attention"), 2) == 2
     base = load_profile("host-avx512").data
-    fitted = {str(t): {"layer_norm": [0.0, 1e-6 * t], "linear_i8": [0.0, 1e-8 * t]} for t in (1, 2)}
+    fitted = {"1": {"layer_norm": [0.0, 1e-6, 0.0, 0.0], "linear_i8": [0.0, 1e-8]},
+              "2": {"layer_norm": [0.0, 2e-6, 0.0, 3e-6], "linear_i8": [0.0, 2e-8]}}
     prof = Profile("p", {**base, "fitted": fitted, "run_scale": {"1": 1.0, "2": 1.5}})
-    # the 1-thread fit, and the run's scale
-    assert prof.op_ms(norm(below - 1), 2) == pytest.approx(1.5 * 1e-6 * (below - 1))
-    assert prof.op_ms(norm(below), 2) == pytest.approx(1.5 * 2e-6 * below)
-    assert prof.op_ms(gemm(macs - 1), 2) == pytest.approx(1.5 * 1e-8 * (macs - 1))
-    assert prof.op_ms(gemm(macs), 2) == pytest.approx(1.5 * 2e-8 * macs)
-    # calibrate: a 2-thread run's small layer norms fit with the 1-thread runs'; without 1-thread runs, with their own
-    small, large = {"dispatch": 1, "elements": 100.0}, {"dispatch": 1, "elements": 50000.0}
-    runs = [({"threads": t, "p50_ms": 1.0}, [("layer_norm", small, 0.001, 1), ("layer_norm", large, 0.01, t)])
-            for t in (1, 2)]
-    fit = _fit(runs)
-    assert len(fit["samples"][1, "layer_norm"]) == 3 and len(fit["samples"][2, "layer_norm"]) == 1
-    fit = _fit(runs[1:])
-    assert set(fit["fitted"]) == {2} and len(fit["samples"][2, "layer_norm"]) == 2
+    assert [prof.op_ms(o, 2) for o in ops] == pytest.approx(  # each times the run's scale
+        [1.5 * 3e-6 * (below - 1), 1.5 * 2e-6 * below, 1.5 * 1e-8 * (macs - 1), 1.5 * 2e-8 * macs])
+    # calibrate: a 2-thread run's small layer norm fits the 2-thread serial rates, its small GEMM the 1-thread fit
+    records = [{"config": SMALL, "prune": None, "seq": 4, "threads": t, "p50_ms": 1.0,
+                "ops": [[o.op, 0.001 * (i + 1)] for i, o in enumerate(ops)]} for t in (1, 2)]
+    samples = [_samples(rec, ops) for rec in records]
+    assert [(t, sorted(f)) for _, f, _, t in samples[1]] == [
+        (2, ["serial_dispatch", "serial_elements"]), (2, ["dispatch", "elements"]), (1, ["dispatch", "macs"]),
+        (2, ["dispatch", "macs"])]
+    fit = _fit(list(zip(records, samples)))
+    assert [len(fit["samples"][t, k]) for t in (1, 2) for k in ("layer_norm", "linear_i8")] == [2, 3, 2, 1]
+    fit = _fit([(records[1], samples[1])])  # a grid without 1-thread runs: its small GEMM with its own runs' ops
+    assert set(fit["fitted"]) == {2} and len(fit["samples"][2, "linear_i8"]) == 2
 
 
 def test_calibrate_chooses_the_weight_cache_the_grid_shows():
