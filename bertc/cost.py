@@ -509,8 +509,8 @@ class Profile:
         return sorted(int(t) for t in self.data.get("fitted", {})) or list(range(1, self.data["cores"] + 1))
 
     def op_ms(self, op: OpCost, threads: int) -> float:
-        """``op``'s ms in a run of ``threads``, from the fit at the threads it runs on (op_threads) where the
-        profile has one; the run's own scale and kind scale either way."""
+        """``op``'s ms in a run of ``threads``: from the fit and features priced_as gives (the 1-thread fit for a
+        GEMM too small to split, where the profile has one), times the run's scale and kind scale."""
         fits, (runs_on, features) = self.data.get("fitted", {}), priced_as(op, threads)
         fitted = fits.get(str(runs_on), {}).get(op.kind) or fits.get(str(threads), {}).get(op.kind)
         # kind_scale: a per-kind correction on top, e.g. bertc search's re-fit of sparse GEMMs from timed candidates

@@ -40,7 +40,7 @@ void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *ar
  * On that EPYC's calibration grid 2 threads ran layer norms below 8192 elements 1.5-2x slower than one did, adds
  * and embedding lookups (loads and stores) no faster below 32768, fp32 GEMMs below 32768 multiply-adds (1 us) and
  * int8 ones below 65536 no faster. The generated code sizes the pool of each such op (passes/emit_c.py); the
- * cost model prices these ops at one thread (bertc/cost.py SERIAL_BELOW mirrors the values). */
+ * cost model prices these ops as run on one thread (bertc/cost.py SERIAL_BELOW holds the values, priced_as). */
 #define BERTC_SERIAL_ELEMENTS 8192       /* norms, softmax, activations, rotary */
 #define BERTC_SERIAL_COPY_ELEMENTS 32768 /* adds and the like, embedding lookups */
 #define BERTC_SERIAL_MACS 32768          /* fp32 GEMMs, dense or the kept blocks' */
