@@ -397,8 +397,8 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
     by_threads: dict[int, list] = {}
     for rec, ops in runs:
         by_threads.setdefault(rec["threads"], []).append((rec, ops))
-    for t, v in by_threads.items():  # a grid without 1-thread runs fits its serial ops with their runs' threads
-        v[:] = [(rec, [(k, f, ms, u if u in by_threads else t) for k, f, ms, u in ops]) for rec, ops in v]
+    for t, v in by_threads.items():
+        v[:] = [(rec, _fitted_at(ops, t, by_threads)) for rec, ops in v]
         for rec, ops in v:
             for kind, feats, ms, u in ops:
                 samples.setdefault((u, kind), []).append((feats, ms))
@@ -429,12 +429,16 @@ def _run_fit(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return 0.0, float(np.median(p / f))
 
 
+def _fitted_at(ops: list, t: int, fitted_threads) -> list:
+    """A ``t``-thread run's _samples with each op's fit among ``fitted_threads``: a grid without 1-thread runs fits
+    the small GEMMs its runs did on one thread with their runs' own ops."""
+    return [(k, f, ms, u if u in fitted_threads else t) for k, f, ms, u in ops]
+
+
 def _run_ms(fit: dict[str, Any], rec: dict[str, Any], ops: list) -> float:
-    t = rec["threads"]
-    fitted = fit["fitted"]
-    return fit["overhead"][t] + fit["scale"][t] * sum(fitted_cost(fitted[u][k], k, f) for k, f, _, u in
-                                                      ((k, f, ms, u if u in fitted else t) for k, f, ms, u in ops)
-                                                      if k in fitted[u])
+    t, fitted = rec["threads"], fit["fitted"]
+    return fit["overhead"][t] + fit["scale"][t] * sum(fitted_cost(fitted[u][k], k, f)
+                                                      for k, f, _, u in _fitted_at(ops, t, fitted) if k in fitted[u])
 
 
 # The weight caches calibrate weighs (WeightCache): the share beyond these fractions of the last-level cache

@@ -38,6 +38,7 @@ from .errors import BertcError
 from .ir import annotate, make_context, set_weight_dtype
 from .passes import PassContext
 from .passes.common import func_ops, shape_of, sparsity, weight_dtype
+from .passes.emit_c import SERIAL_POOL
 from .pipeline import PIPELINE, CompileOptions, is_emitter, lowering, pipeline_for, run_pass
 from .sparsity import int8_block_group, kept_blocks, parse_pattern, parse_spec
 from .synth import bert_ir
@@ -122,14 +123,12 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 COST_MODEL = 6
 
 
-# The kernels whose calls run on the calling thread alone, whatever the run's threads, below this much work: output
-# elements, or a GEMM's multiply-adds (of the kept blocks where sparse). The generated code sizes their pool
-# (passes/emit_c.py SERIAL_POOL names runtime/src/pool.h's macros, whose values these are: test_cost checks them)
-SERIAL_BELOW = {**dict.fromkeys(("bertc_layer_norm", "bertc_rms_norm", "bertc_softmax", "bertc_unary", "bertc_rotary"),
-                                8192),  # BERTC_SERIAL_ELEMENTS
-                **dict.fromkeys(("bertc_binary", "bertc_embedding"), 32768),  # BERTC_SERIAL_COPY_ELEMENTS
-                **dict.fromkeys(("bertc_linear_packed", "bertc_linear_sparse"), 32768),  # BERTC_SERIAL_MACS
-                **dict.fromkeys(("bertc_linear_packed_i8", "bertc_linear_sparse_i8"), 65536)}  # BERTC_SERIAL_MACS_I8
+# runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
+# alone, whatever the run's threads. Output elements, or a GEMM's multiply-adds (of the kept blocks where sparse)
+SERIAL_LINES = {"BERTC_SERIAL_ELEMENTS": 8192, "BERTC_SERIAL_COPY_ELEMENTS": 32768, "BERTC_SERIAL_MACS": 32768,
+                "BERTC_SERIAL_MACS_I8": 65536}
+# Each kernel's line, by the macro the generated code sizes its pool with (passes/emit_c.py SERIAL_POOL)
+SERIAL_BELOW = {kernel: SERIAL_LINES[macro] for kernel, macro in SERIAL_POOL.items()}
 
 
 def op_threads(op: OpCost, threads: int) -> int:
