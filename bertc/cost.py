@@ -67,6 +67,17 @@ def sparse_family(r: int) -> str:
     return "r16" if r >= 16 else "r8" if r >= 8 else "r4" if r >= 3 else "r1"
 
 
+# The int8 block kernel's heights (bertc_linear_sparse_i8: 4, 8 and 16 x 1) fitted apart as the fp32 ones are: one set
+# of coefficients for both heights the grid has priced its 16x1 GEMMs 5-9% over and its 8x1 ones 4-12% under on the
+# Zen 5 EPYC's grid, and a 6-layer 8x1 model at 207 tokens 8-11% under in three calibrations
+INT8_FAMILIES = ("r16", "r8")
+
+
+def int8_family(r: int) -> str:
+    """The family of an r x 1 int8 block's kernel (INT8_FAMILIES): 4-row blocks as 8-row ones, the nearest the grid fits."""
+    return "r16" if r >= 16 else "r8"
+
+
 # Epilogues that evaluate an exp, erf or tanh per output, which the "gelu_outputs" feature prices (named for the first
 # of them, as fitted profiles know it); ReLU's max is free beside the FMAs.
 TRANSCENDENTAL = ("gelu", "gelu_tanh", "tanh", "silu")
@@ -90,17 +101,22 @@ FEATURES = {
     # rows, as the FLOPs: a 9-row GEMM of 4x1 blocks on AVX2 does 16 rows' work, 5.9 ms as at 16, and m there priced
     # it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a
     # register), r lanes wide or scalar, one row's accumulator a chain; row_tiles: a block row's start and stores,
-    # per tile of rows. One set of coefficients for every height priced the heights' short inputs 15-37% off on the
+    # per tile of rows; few_rows: the same, per block row of the few-rows tile, apart (a 1x4 block row's end there
+    # costs 14 ns at one thread on the Zen 5 EPYC, so a 1-token GEMM of 768 outputs and 3072 inputs takes 30% less
+    # than one of 3072 and 768, while at 8-128 tokens the long rows' x, 12 KiB a token, makes it the slower one;
+    # fitted as one row_tiles the two cancelled and a 1-token 1x4 model at 2 threads was priced 16-35% over). One set of coefficients for every height priced the heights' short inputs 15-37% off on the
     # Zen 5 EPYC's grid (1x4 blocks at 1 token at 0.1 density 37% under, 0.3 density 1% over)
     "linear_sparse": [f"{family}:{n}" for family in SPARSE_FAMILIES for n in (
         "dispatch", "flops", "outputs", "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
-        *_weight_features("weights_dram"), "few_fmas", "row_tiles")],
+        *_weight_features("weights_dram"), "few_fmas", "row_tiles", "few_rows")],
     # int8 blocks (--dtype int8 --prune-patterns: bertc_linear_sparse_i8, r x 1 blocks): tiles of 4 rows (16 above
     # 4 with AVX-512 VNNI: int8_block_tile) whatever m leaves of them, the blocks of a block row taken two at a time
-    # (four on x86, a block row padded to a multiple of 4: sparsity.int8_block_group). x_gathers: the x bytes of such a group gathered, per row of the tile, the kernel's main cost
-    # on x86 (whatever r); macs: the tile's multiply-adds, padding included; inputs: the row pass
-    "linear_sparse_i8": ["dispatch", "x_gathers", "macs", "outputs", "gelu_outputs", "inputs",
-                         *_weight_features("weights"), *_weight_features("weights_dram")],
+    # (four on x86, a block row padded to a multiple of 4: sparsity.int8_block_group). x_gathers: the x bytes of such
+    # a group gathered, per row of the tile, the kernel's main cost on x86 (whatever r); macs: the tile's
+    # multiply-adds, padding included; inputs: the row pass. Each height its own copy (int8_family)
+    "linear_sparse_i8": [f"{family}:{n}" for family in INT8_FAMILIES for n in (
+        "dispatch", "x_gathers", "macs", "outputs", "gelu_outputs", "inputs",
+        *_weight_features("weights"), *_weight_features("weights_dram"))],
     # heads and head_rows: a head's setup, and each query row's softmax pass, apart from the FLOPs
     "attention": ["dispatch", "flops", "scores", "values", "heads", "head_rows"],
     # serial_*: an op's features where it runs on one thread in a run of more (priced_as)
@@ -117,10 +133,11 @@ FEATURES = {
 ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse", 1.0)}
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs; 4: fp32
 # blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows; 6: ops too
-# small to split run on one thread (op_threads), norms and elementwise ops there at a rate of their own. A profile
+# small to split run on one thread (op_threads), norms and elementwise ops there at a rate of their own; 7: the
+# few-rows sparse tile's block rows apart (few_rows), int8 blocks fitted per block height (int8_family). A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 6
+COST_MODEL = 7
 
 
 # runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
@@ -312,12 +329,14 @@ def op_features(op, index: int, target) -> OpCost | None:
                 groups = rows * math.ceil(blocks / rows / group)
                 f = {"dispatch": 1, "x_gathers": float(tile_rows * groups), "macs": float(tile_rows * groups * group * p.r),
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}
+                f = {f"{int8_family(p.r)}:{k}": v for k, v in f.items()}
             else:
                 work, few, tiles = sparse_tile(m, p.r, p.c, target)
                 f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks,
                      "blocks": blocks, "row_tiles": float(rows * tiles), **weight_stream("weights", kept, m)}
                 if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
                     f["few_fmas"] = float(m * blocks * (1 if p.r == 1 and p.c == 4 else p.c * (1 if p.r >= 4 else p.r)))
+                    f["few_rows"] = f.pop("row_tiles")
                 else:
                     f["flops"] = 2.0 * work * kept
                 family = sparse_family(p.r)

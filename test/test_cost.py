@@ -573,6 +573,10 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
                        for n in (3, 9))
         assert three and all(o.features["r4:few_fmas"] == 3 * o.features["r4:blocks"] == o.features["r4:blocks_x_m"]
                              and "r4:flops" not in o.features for o in three)
+        # the few-rows tile's block rows are their own feature (cost model 7), the by-rows tiles' row_tiles
+        assert all(o.features["r4:few_rows"] == int(o.op.split()[-1].rstrip("]")) // 4 and "r4:row_tiles" not in
+                   o.features for o in three)
+        assert all("r4:few_rows" not in o.features and o.features["r4:row_tiles"] > 0 for o in nine)
         assert all(o.features["r4:flops"] == 2 * 4 * o.features["r4:blocks_x_m"] == 2 * 16 * 4 * o.features["r4:blocks"]
                    and "r4:few_fmas" not in o.features for o in nine)
         assert all(set(FEATURES["linear_sparse"]) >= set(o.features) and all(k.startswith("r4:") for k in o.features)
@@ -605,22 +609,28 @@ def test_int8_blocks_are_their_own_kind_priced_at_the_tiles_and_groups_their_ker
                                 if o.kernel.endswith("_sparse_i8")] for n in (1, 4, 5))
         assert one and all(o.kind == "linear_sparse_i8" for o in one + four + five)
         for a, b, c in zip(one, four, five):
-            assert a.features["macs"] == b.features["macs"] == c.features["macs"] / five_tiles  # 1, 4 rows: a tile
-            assert a.features["macs"] == 16 * group * a.features["x_gathers"]  # a group's blocks, each tile row
-            assert c.features["x_gathers"] == five_tiles * a.features["x_gathers"] > 0
+            assert a.features["r16:macs"] == b.features["r16:macs"] == c.features["r16:macs"] / five_tiles  # 1, 4 rows: a tile
+            assert a.features["r16:macs"] == 16 * group * a.features["r16:x_gathers"]  # a group's blocks, each tile row
+            assert c.features["r16:x_gathers"] == five_tiles * a.features["r16:x_gathers"] > 0
             blocks = a.weight_bytes / 16  # a byte a kept weight
-            assert 4 * 16 * blocks <= a.features["macs"] < 4 * 16 * (blocks + group * 64)  # padded to whole groups
-            assert a.features["inputs"] * 4 == b.features["inputs"]
+            assert 4 * 16 * blocks <= a.features["r16:macs"] < 4 * 16 * (blocks + group * 64)  # padded to whole groups
+            assert a.features["r16:inputs"] * 4 == b.features["r16:inputs"]
+        # each height its own coefficients (int8_family): 8- and 4-row blocks share the 8-row ones
+        for spec, family in (("8x1@0.25", "r8"), ("4x1@0.25", "r8")):
+            ops = [o for o in config_ops(SMALL, "host", 4, prune=spec, dtype="int8", force=True)
+                   if o.kind == "linear_sparse_i8"]
+            assert ops and all(set(o.features) <= set(FEATURES["linear_sparse_i8"]) for o in ops)
+            assert all({k.split(":")[0] for k in o.features} == {family} for o in ops)
     with host_cpu_as(["avx2", "fma"]):  # whose int8 rates keep 16x1 blocks at 25% sparse
         assert "linear_sparse_i8 as linear_sparse x1" in " ".join(
             estimate(SMALL, seq_len=4, prune="16x1@0.25", dtype="int8", profile="host-avx512-zen4").notes)
     base = load_profile("host-avx512")
     coef = [0.0] * len(FEATURES["linear_sparse_i8"])
-    coef[FEATURES["linear_sparse_i8"].index("x_gathers")] = 1e-6
+    coef[FEATURES["linear_sparse_i8"].index("r16:x_gathers")] = 1e-6
     fitted = Profile("f", {**base.data, "fitted": {"1": {**base.data["fitted"]["1"], "linear_sparse_i8": coef}},
                            "run_scale": {"1": 1.0}})
     assert fitted.op_ms(five[0], 1) == pytest.approx(fitted_cost(coef, "linear_sparse_i8", five[0].features))
-    assert fitted.op_ms(five[0], 1) == pytest.approx(1e-6 * five[0].features["x_gathers"])
+    assert fitted.op_ms(five[0], 1) == pytest.approx(1e-6 * five[0].features["r16:x_gathers"])
 
 
 def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_path):
