@@ -74,7 +74,7 @@ INT8_FAMILIES = ("r16", "r8")
 
 
 def int8_family(r: int) -> str:
-    """The family of an r x 1 int8 block's kernel (INT8_FAMILIES): 4-row blocks as 8-row ones, the nearest the grid fits."""
+    """The family of an r x 1 int8 block's kernel (INT8_FAMILIES): 4-row blocks as 8-row ones, the nearest fitted."""
     return "r16" if r >= 16 else "r8"
 
 
@@ -102,10 +102,11 @@ FEATURES = {
     # it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a
     # register), r lanes wide or scalar, one row's accumulator a chain; row_tiles: a block row's start and stores,
     # per tile of rows; few_rows: the same, per block row of the few-rows tile, apart (a 1x4 block row's end there
-    # costs 14 ns at one thread on the Zen 5 EPYC, so a 1-token GEMM of 768 outputs and 3072 inputs takes 30% less
-    # than one of 3072 and 768, while at 8-128 tokens the long rows' x, 12 KiB a token, makes it the slower one;
-    # fitted as one row_tiles the two cancelled and a 1-token 1x4 model at 2 threads was priced 16-35% over). One set of coefficients for every height priced the heights' short inputs 15-37% off on the
-    # Zen 5 EPYC's grid (1x4 blocks at 1 token at 0.1 density 37% under, 0.3 density 1% over)
+    # costs about 15 ns at one thread on the Zen 5 EPYC, so a 1-token GEMM of 768 outputs and 3072 inputs takes 30%
+    # less than one of 3072 and 768, while at 8-128 tokens the long rows' x, 12 KiB a token, makes it the slower one;
+    # fitted as one row_tiles the two cancelled and 1-token 1x4 models at 2 threads were priced 16-35% over). One set
+    # of coefficients for every height priced the heights' short inputs 15-37% off on the Zen 5 EPYC's grid (1x4
+    # blocks at 1 token at 0.1 density 37% under, 0.3 density 1% over)
     "linear_sparse": [f"{family}:{n}" for family in SPARSE_FAMILIES for n in (
         "dispatch", "flops", "outputs", "gelu_outputs", "blocks_x_m", "blocks", *_weight_features("weights"),
         *_weight_features("weights_dram"), "few_fmas", "row_tiles", "few_rows")],
@@ -329,7 +330,7 @@ def op_features(op, index: int, target) -> OpCost | None:
                 groups = rows * math.ceil(blocks / rows / group)
                 f = {"dispatch": 1, "x_gathers": float(tile_rows * groups), "macs": float(tile_rows * groups * group * p.r),
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}
-                f = {f"{int8_family(p.r)}:{k}": v for k, v in f.items()}
+                f = {f"{int8_family(p.r)}:{name}": v for name, v in f.items()}
             else:
                 work, few, tiles = sparse_tile(m, p.r, p.c, target)
                 f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks,
@@ -340,7 +341,7 @@ def op_features(op, index: int, target) -> OpCost | None:
                 else:
                     f["flops"] = 2.0 * work * kept
                 family = sparse_family(p.r)
-                f = {f"{family}:{k}": v for k, v in f.items()}
+                f = {f"{family}:{name}": v for name, v in f.items()}
             return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""),
                           "linear_sparse" + ("_i8" if i8 else ""), f,
                           2.0 * m * kept, 4.0 * (m * k + m * n + blocks) + kept * (1 if i8 else 4), detail=f"{act}, {sp['pattern']} "
