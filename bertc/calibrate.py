@@ -284,8 +284,27 @@ def grid_records(models: list[GridModel], points: list[tuple[int, int, int]], re
         records.append({"config": models[i].config, "prune": models[i].prune, "dtype": models[i].dtype, "seq": seq,
                         "threads": t, "p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"], "ops_ms": r["ops_ms"],
                         "ops": [[o["name"], o.get("p50_ms", o["ms"])] for o in r["ops"]],
-                        "passes_p50_ms": [x["p50_ms"] for x in reps], "spread": round(spread, 4)})
+                        "passes_p50_ms": [x["p50_ms"] for x in reps], "spread": round(spread, 4),
+                        **_handoff(r)})
     return records
+
+
+def _handoff(report: dict[str, Any]) -> dict[str, float]:
+    """bertc_run's measure of a parallel call's cost right after the timed runs ({} from an older runtime)."""
+    return {"handoff_us": report["handoff_us"]} if report.get("handoff_us") is not None else {}
+
+
+def handoffs(grid: list[dict[str, Any]], check: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The median hand-off (bertc_handoff_us) of the grid's runs and of the held-out runs, per thread count above 1:
+    the machine's cost of splitting an op, which moves by the hour on a shared VM (0.3-1.2 us on a 2-vCPU EPYC), and
+    most of what moves a few-token model's time at 2 threads between calibrations."""
+    out: dict[str, dict[str, float]] = {}
+    for name, rows in (("grid", grid), ("check", check)):
+        for t in sorted({r["threads"] for r in rows if r["threads"] > 1}):
+            us = [r["handoff_us"] for r in rows if r["threads"] == t and r.get("handoff_us") is not None]
+            if us:
+                out.setdefault(str(t), {})[name] = round(statistics.median(us), 3)
+    return out
 
 
 def interleaved(sets: list[tuple[int, Any]], bar) -> list[list[list[dict[str, Any]]]]:
@@ -511,7 +530,7 @@ def check_rows(profile: Profile, cases: list[Case], reports: list, target: str) 
         best, spread = fastest(reps)
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
                      "int8": case.dtype == "int8", "measured_ms": round(best["p50_ms"], 4), "spread": round(spread, 4),
-                     "passes": len(reps), **_predicted(profile, case, target, best["p50_ms"])})
+                     "passes": len(reps), **_handoff(best), **_predicted(profile, case, target, best["p50_ms"])})
     return rows
 
 
@@ -609,7 +628,9 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                                           "squares on relative error over the grid (>= 0; else 0)",
                        "run_scale": "see run_overhead_ms (with no overhead: the grid's median p50 over fitted ops)",
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
+    handoff = handoffs(records, rows)
     data["quality"] = {**report(rows, moved), "grid_repeatability": repeatability(records), "holdout_seed": seed,
+                       **({"handoff_us": handoff} if handoff else {}),
                        **({"holdout_limits": holdout_limits} if holdout_limits else {}),
                        **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "
                            "held-out set can only be timed on it (`bertc calibrate --check PROFILE` there)" + (
@@ -767,6 +788,9 @@ def format_quality(q: dict[str, Any]) -> str:
                      f"{', '.join(map(str, moved['lengths']))} tokens) ran " + ", ".join(
                          f"{v:+.0%} at {t} thread{'s' if t != '1' else ''}" for t, v in moved["threads"].items()) +
                      " against its grid timing")
+    for t, h in q.get("handoff_us", {}).items():
+        lines.append(f"thread hand-off at {t} threads (bertc_handoff_us, median): " + ", ".join(
+            f"{v:.2f} us a parallel call during the {'grid' if k == 'grid' else 'held-out runs'}" for k, v in h.items()))
     grid = q.get("grid_repeatability")
     if grid:
         lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "

@@ -45,6 +45,8 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.bertc_timed_runs.argtypes = [ctypes.c_void_p]
     lib.bertc_timed_runs.restype = ctypes.c_int64
     lib.bertc_reset_op_times.argtypes = [ctypes.c_void_p]
+    lib.bertc_handoff_us.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.bertc_handoff_us.restype = ctypes.c_double
     lib.bertc_has_tokenizer.argtypes = [ctypes.c_void_p]
     lib.bertc_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64, i64p, i64p, i64p]
     lib.bertc_text_error.restype = ctypes.c_char_p
@@ -319,6 +321,12 @@ class CompiledModel(TextTasks):
                 out[name.decode()] = impl.value.decode()
                 i += 1
         return out
+
+    def handoff_us(self, calls: int = 2000) -> float:
+        """What one op split across this model's threads costs now beyond its share of the work, in microseconds
+        (bertc_handoff_us): 0 on one thread. It moves with the machine's load and the hour on a shared VM."""
+        with self._lock:
+            return float(self.lib.bertc_handoff_us(self._handle(), calls))
 
     def reset_op_times(self) -> None:
         """Zero the per-op timers, e.g. after warm-up runs."""

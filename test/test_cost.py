@@ -234,6 +234,22 @@ def test_the_report_counts_within_10_percent_per_group_and_says_when_the_goal_is
     assert any(m.startswith("Spearman") and "sparse" in m for m in q["goal_misses"])
     assert "GOAL MISSED" in format_quality(q) and "+30.0%  > 10%" in format_quality(q)
     assert q["repeatability"] is None and "timing noise" not in format_quality(q)  # rows without pass spreads
+    assert "hand-off" not in format_quality(q)  # none measured
+
+
+def test_calibrate_reports_the_thread_hand_off_of_its_grid_and_of_its_check():
+    """bertc_run --bench measures a parallel call's cost after its timings (bertc_handoff_us); calibrate keeps it
+    with each grid record and held-out row, and prints the medians at each thread count above 1: the machine's
+    state when it timed each, which moves a few-token 2-thread model's time between calibrations."""
+    from bertc.calibrate import handoffs
+
+    grid = [{"threads": 1, "handoff_us": 0.0}, {"threads": 2, "handoff_us": 0.3}, {"threads": 2, "handoff_us": 0.5},
+            {"threads": 2, "handoff_us": 0.4}, {"threads": 2}]  # the last from a runtime before it: none
+    check = [{"threads": 2, "handoff_us": 1.2}, {"threads": 1, "handoff_us": 0.0}]
+    assert handoffs(grid, check) == {"2": {"grid": 0.4, "check": 1.2}} and handoffs(grid[:1], check[1:]) == {}
+    q = {**report(_rows([(2, False, 4, 0.0)])), "handoff_us": handoffs(grid, check)}
+    assert ("thread hand-off at 2 threads (bertc_handoff_us, median): 0.40 us a parallel call during the grid, 1.20 us "
+            "a parallel call during the held-out runs") in format_quality(q)
 
 
 def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts():

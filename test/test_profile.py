@@ -65,6 +65,8 @@ def test_every_op_timed_in_process(art):
     # busy the machine is: a thread preempted between two ops adds wall time that no op owns)
     assert 0 < total <= wall_ms, (total, wall_ms)
     lib, n = model.lib, len(ops)
+    assert model.handoff_us(10) == 0.0 and CompiledModel(art, threads=2).handoff_us(10) >= 0.0
+    assert lib.bertc_handoff_us(model._h, 0) == -1.0 and lib.bertc_handoff_us(None, 10) == -1.0
     assert lib.bertc_op_name(model._h, n) is None and lib.bertc_op_kernel(model._h, -1) is None
     assert lib.bertc_op_seconds(model._h, n) == -1.0 and lib.bertc_num_ops(None) == 0
 
@@ -78,6 +80,9 @@ def test_bertc_run_reports_ops(art, tmp_path):
     # take printing's rounding (no lower bound: how much time falls between ops depends on the machine's load)
     assert 0 < sum(o["ms"] for o in ops) <= report["mean_ms"] + 1e-3 + len(ops) * 1e-5
     assert "ops" not in bertc_run(art, tmp_path)
+    # beside the timings, what a parallel call cost just after them: none on one thread, a cost on two (any amount)
+    assert report["handoff_us"] == 0 and bertc_run(art, tmp_path, "--bench", "3", "--threads", "2")["handoff_us"] >= 0
+    assert "handoff_us" not in bertc_run(art, tmp_path)  # only with --bench
     assert [o["name"] for o in bertc_run(art, tmp_path, "--ops")["ops"]] == ir_ops(art)
 
 

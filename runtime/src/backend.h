@@ -43,6 +43,8 @@ typedef struct bertc_backend {
   /* The i-th kernel (or shader) the program calls and its implementation, NULL past the last (i >= 0). */
   const char *(*kernel)(int i, const char **impl);
   const char *(*device)(const bertc_backend_state *s); /* bertc_device's text */
+  /* bertc_handoff_us for threads > 1 (NULL: the backend splits no op across CPU threads) */
+  double (*handoff_us)(bertc_backend_state *s, int calls);
   void (*close)(bertc_backend_state *s);
 } bertc_backend;
 

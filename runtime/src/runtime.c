@@ -60,8 +60,11 @@ static const char *cpu_kernel(int i, const char **impl) {
 
 static const char *cpu_device(const bertc_backend_state *s) { return "cpu"; }
 
+static double cpu_handoff_us(bertc_backend_state *s, int calls) { return bertc_pool_handoff_us(s->exec.pool, calls); }
+
 static const bertc_backend cpu = {.program = &bertc_compiled_program.header, .keeps_weights = 1, .open = cpu_open,
                                   .inputs = cpu_inputs, .run = cpu_run, .output = cpu_output,
-                                  .kernel = cpu_kernel, .device = cpu_device, .close = cpu_close};
+                                  .kernel = cpu_kernel, .device = cpu_device, .handoff_us = cpu_handoff_us,
+                                  .close = cpu_close};
 
 const bertc_backend *bertc_backend_of_program(void) { return &cpu; }

@@ -72,6 +72,12 @@ int main(void) {
           if (!check_call(use, out, rows, ++calls)) return 1;
         }
         bertc_pool_end(pool);
+        /* the hand-off probe between runs: a cost, never negative, and none through a one-thread view */
+        const double handoff = bertc_pool_handoff_us(pool, 20);
+        if (!(handoff >= 0.0) || bertc_pool_handoff_us(bertc_pool_sized(pool, 0, 1), 20) != 0.0) {
+          fprintf(stderr, "pool_check: bertc_pool_handoff_us gave %g on %d threads\n", handoff, thread_counts[ti]);
+          return 1;
+        }
         if (run % 4 == 3) { /* past BERTC_POOL_SPIN_US: the workers go to sleep, and the next run wakes them */
           struct timespec pause = {0, (BERTC_POOL_SPIN_US + 3000) * 1000L};
           nanosleep(&pause, NULL);

@@ -214,8 +214,9 @@ int main(int argc, char **argv) {
            "       bertc_run ART.bertc --input-ids ids.bin [--attention-mask m.bin] [--token-type-ids t.bin] [--seq N]\n"
            "                 ... [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]\n"
            "--text (once per row of the batch) is tokenized by the artifact's tokenizer.bin; input files are raw\n"
-           "int64 files of batch*seq values. Prints JSON. --bench reports per-op mean times (\"ops\") too; --ops\n"
-           "reports them for a single run.");
+           "int64 files of batch*seq values. Prints JSON. --bench reports per-op mean times (\"ops\") too, and what\n"
+           "a parallel call cost just after the runs (\"handoff_us\", 0 on one thread); --ops reports them for a\n"
+           "single run.");
       return 0;
     }
     if (!strcmp(a, "--ops")) { ops = 1; continue; }
@@ -292,6 +293,8 @@ int main(int argc, char **argv) {
     qsort(times, (size_t)bench, sizeof(double), cmp_double);
     printf(", \"runs\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"min_ms\": %.3f, \"mean_ms\": %.3f", bench,
            times[bench / 2], times[(int)(bench * 0.9)], times[0], sum / bench);
+    const double handoff = bertc_handoff_us(m, 2000); /* the machine's cost of a parallel call, right after */
+    if (handoff >= 0) printf(", \"handoff_us\": %.4f", handoff);
     free(times);
     ops = 1;
   }
