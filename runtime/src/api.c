@@ -312,7 +312,6 @@ int bertc_threads(const bertc_model *m) { return m ? m->threads : 0; }
 
 double bertc_handoff_us(bertc_model *m, int calls) {
   if (!m || calls < 1 || calls > 1000000 || !m->backend->handoff_us) return -1.0;
-  if (m->threads == 1) return 0.0;
   pthread_mutex_lock(&m->run_lock); /* the pool is the runs' */
   const double us = m->backend->handoff_us(m->state, calls);
   pthread_mutex_unlock(&m->run_lock);

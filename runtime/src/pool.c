@@ -55,10 +55,10 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static int64_t now_us(void) {
+static int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static uint32_t generation_of(uint64_t owned) { return (uint32_t)(owned >> 32); }
@@ -96,8 +96,8 @@ static uint32_t next_generation(bertc_pool *p, uint32_t seen) {
       cpu_relax();
       if ((i & 1023) == 1023) { /* and let a thread that shares this core run (see the wait below) */
         sched_yield();
-        if (start < 0) start = now_us();
-        else if (now_us() - start > BERTC_POOL_SPIN_US) break;
+        if (start < 0) start = now_ns();
+        else if (now_ns() - start > BERTC_POOL_SPIN_US * 1000) break;
       }
     }
     /* sleepers goes up before generation and runs are read again, and the caller changes them before
@@ -239,23 +239,17 @@ static void probe_row(void *arg, int64_t lo, int64_t hi, float *scratch) {
   probe_sink = x;
 }
 
-static double seconds(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 double bertc_pool_handoff_us(bertc_pool *p, int calls) {
   if (p->threads == 1 || calls < 1) return 0.0;
   bertc_pool_begin(p);
-  double t0 = seconds();
+  int64_t t0 = now_ns();
   for (int i = 0; i < calls; i++) probe_row(NULL, 0, p->threads, NULL);
-  const double serial = seconds() - t0;
-  t0 = seconds();
+  const double serial = (double)(now_ns() - t0);
+  t0 = now_ns();
   for (int i = 0; i < calls; i++) bertc_parallel_rows(p, p->threads, probe_row, NULL);
-  const double parallel = seconds() - t0;
+  const double parallel = (double)(now_ns() - t0);
   bertc_pool_end(p);
-  const double us = (parallel - serial / p->threads) * 1e6 / calls;
+  const double us = (parallel - serial / p->threads) * 1e-3 / calls;
   return us > 0 ? us : 0.0;
 }
 
