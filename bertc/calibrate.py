@@ -59,6 +59,7 @@ from .cost import (
     fit_kind,
     fitted_cost,
     load_profile,
+    parallel_calls,
     priced_as,
     quality,
     with_cache,
@@ -352,22 +353,26 @@ def drift(model: GridModel, path: Path, records: list[dict[str, Any]], threads: 
     return {"model": model.label, "lengths": lengths, "threads": by_threads}
 
 
-def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float, int]]:
-    """(kind, features, measured ms, the threads of the fit that prices it) per op of a record, matched to the cost
-    model's ops by position: an op too small to split ran on one thread whatever the run's, and is fitted as priced_as
-    says. A --max-seq-len artifact runs one op more than the cost model prices: the slice of the position ids."""
+def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, float], float, int, float]]:
+    """(kind, features, measured ms less its hand-off, the threads of the fit that prices it, the hand-off's ms) per
+    op of a record, matched to the cost model's ops by position: an op too small to split ran on one thread whatever
+    the run's, and is fitted as priced_as says. Each parallel call (parallel_calls) paid the hand-off the record's
+    run measured (bertc_handoff_us), which moves by the hour on a shared VM: the fit prices the rest, and a
+    prediction adds the hand-off of its own hour (Profile.op_ms). A --max-seq-len artifact runs one op more than the
+    cost model prices: the slice of the position ids."""
     measured = record["ops"]
     if len(measured) == len(ops) + 1 and measured[0][0].startswith("bertc.slice"):
         measured = measured[1:]
     where = f"{_label(record['config'], record['prune'], record.get('dtype', 'fp32'))} S{record['seq']}"
     if len(measured) != len(ops):
         raise BertcError(f"{where}: the artifact ran {len(measured)} ops, the cost model sees {len(ops)}")
-    out = []
+    out, handoff = [], record.get("handoff_us", 0.0) / 1e3
     for o, (name, ms) in zip(ops, measured):
         if name.split(" ")[0] != o.op.split(" ")[0]:
             raise BertcError(f"{where}: op {o.index} is {name} in the artifact, {o.op} in the cost model")
         t, features = priced_as(o, record["threads"])
-        out.append((o.kind, features, float(ms), t))
+        paid = parallel_calls(o, record["threads"]) * handoff
+        out.append((o.kind, features, float(ms) - paid, t, paid))
     return out
 
 
@@ -400,6 +405,11 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
     data["run_scale"] = {str(t): round(v, 4) for t, v in fit["scale"].items()}
     data.pop("kind_scale", None)
     data["fit_mape_by_kind"] = fit["error"]
+    handoff = handoffs(records, [])
+    if handoff:  # what each parallel call paid while the grid ran, taken out of its ops' fitted costs (_samples)
+        data["handoff_us"] = {t: h["grid"] for t, h in handoff.items()}
+    else:
+        data.pop("handoff_us", None)
     peak = _best_gflops(fit["samples"])
     if peak:
         data["roofline"]["peak_gflops_per_core"] = round(peak, 1)
@@ -422,7 +432,7 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
     for t, v in by_threads.items():
         v[:] = [(rec, _fitted_at(ops, t, by_threads)) for rec, ops in v]
         for rec, ops in v:
-            for kind, feats, ms, u in ops:
+            for kind, feats, ms, u, _ in ops:
                 samples.setdefault((u, kind), []).append((feats, ms))
     fitted: dict[int, dict[str, list[float]]] = {t: {} for t in sorted(by_threads)}
     error: dict[str, dict[str, float]] = {}
@@ -432,8 +442,8 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
         error.setdefault(str(t), {})[kind] = round(statistics.fmean(errs), 4)
     overhead, scale = {}, {}
     for t, v in by_threads.items():
-        overhead[t], scale[t] = _run_fit([(r["p50_ms"], sum(fitted_cost(fitted[u][k], k, f) for k, f, _, u in ops))
-                                          for r, ops in v])
+        overhead[t], scale[t] = _run_fit([(r["p50_ms"] - sum(o[4] for o in ops),
+                                           sum(fitted_cost(fitted[u][k], k, f) for k, f, _, u, _ in ops)) for r, ops in v])
     return {"fitted": fitted, "overhead": overhead, "scale": scale, "error": error, "samples": samples}
 
 
@@ -454,13 +464,13 @@ def _run_fit(runs: list[tuple[float, float]]) -> tuple[float, float]:
 def _fitted_at(ops: list, t: int, fitted_threads) -> list:
     """A ``t``-thread run's _samples with each op's fit among ``fitted_threads``: a grid without 1-thread runs fits
     the small GEMMs its runs did on one thread with their runs' own ops."""
-    return [(k, f, ms, u if u in fitted_threads else t) for k, f, ms, u in ops]
+    return [(k, f, ms, u if u in fitted_threads else t, h) for k, f, ms, u, h in ops]
 
 
 def _run_ms(fit: dict[str, Any], rec: dict[str, Any], ops: list) -> float:
     t, fitted = rec["threads"], fit["fitted"]
-    return fit["overhead"][t] + fit["scale"][t] * sum(fitted_cost(fitted[u][k], k, f)
-                                                      for k, f, _, u in _fitted_at(ops, t, fitted) if k in fitted[u])
+    return fit["overhead"][t] + sum(h for *_, h in ops) + fit["scale"][t] * sum(
+        fitted_cost(fitted[u][k], k, f) for k, f, _, u, _ in _fitted_at(ops, t, fitted) if k in fitted[u])
 
 
 # The weight caches calibrate weighs (WeightCache): the share beyond these fractions of the last-level cache
@@ -530,15 +540,24 @@ def check_rows(profile: Profile, cases: list[Case], reports: list, target: str) 
         best, spread = fastest(reps)
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
                      "int8": case.dtype == "int8", "measured_ms": round(best["p50_ms"], 4), "spread": round(spread, 4),
-                     "passes": len(reps), **_handoff(best), **_predicted(profile, case, target, best["p50_ms"])})
+                     "passes": len(reps), **_handoff(best), **_predicted(profile, case, target, best["p50_ms"],
+                                                                         best.get("handoff_us"))})
     return rows
 
 
-def _predicted(profile: Profile, case: Case, target: str, measured_ms: float) -> dict[str, float]:
-    """``profile``'s prediction of a held-out case from its config alone (the search's fast path), and its error."""
-    predicted = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile,
-                         dtype=case.dtype).total_ms
-    return {"predicted_ms": round(predicted, 4), "error": round((predicted - measured_ms) / measured_ms, 4)}
+def _predicted(profile: Profile, case: Case, target: str, measured_ms: float,
+               handoff_us: float | None = None) -> dict[str, float]:
+    """``profile``'s prediction of a held-out case from its config alone (the search's fast path) and its error, as
+    `bertc estimate` prices it by default (each parallel call at the grid's hand-off); and where the run measured
+    its own hand-off (``handoff_us``) and the profile prices one apart, the error priced at that one, as `bertc
+    estimate --handoff-us` would."""
+    kw = {"prune": case.prune, "profile": profile, "dtype": case.dtype}
+    predicted = estimate(case.config, target, case.threads, case.seq, **kw).total_ms
+    out = {"predicted_ms": round(predicted, 4), "error": round((predicted - measured_ms) / measured_ms, 4)}
+    if handoff_us is not None and profile.handoff_us(case.threads):
+        own = estimate(case.config, target, case.threads, case.seq, **kw, handoff_us=handoff_us).total_ms
+        out["error_at_own_handoff"] = round((own - measured_ms) / measured_ms, 4)
+    return out
 
 
 def kept_quality(earlier: str | Path | None) -> dict[str, Any]:
@@ -563,7 +582,8 @@ def repredict(profile: Profile, q: dict[str, Any], target: str) -> list[dict[str
                     int8=any(r.get("int8") for r in rows))
     if not rows or [c.label for c in cases] != [r["config"] for r in rows]:
         return []
-    return [{**r, **_predicted(profile, case, target, r["measured_ms"])} for case, r in zip(cases, rows)]
+    return [{**r, **_predicted(profile, case, target, r["measured_ms"], r.get("handoff_us"))}
+            for case, r in zip(cases, rows)]
 
 
 def calibrate(target: str = "host", device: str | None = None, threads: list[int] | None = None, size: str = "full",
@@ -746,10 +766,25 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             **({"timed_again": again} if again else {})}
 
 
+def at_own_handoff(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The share within 10% and the MAPE of the rows at each thread count above 1 priced at the hand-off each run
+    measured (_predicted's error_at_own_handoff), beside the same rows' errors at the grid's: what knowing the
+    hour's hand-off is worth. {} where none were priced so."""
+    out = {}
+    for t in sorted({r["threads"] for r in rows if "error_at_own_handoff" in r}):
+        mine = [r for r in rows if r["threads"] == t and "error_at_own_handoff" in r]
+        for key, name in (("error", "at_grid"), ("error_at_own_handoff", "at_own")):
+            e = [abs(r[key]) for r in mine]
+            out.setdefault(str(t), {"configs": len(mine)})[name] = {
+                "within_10pct": round(sum(x <= 0.1 for x in e) / len(e), 4), "mape": round(statistics.fmean(e), 4)}
+    return out
+
+
 def report(rows: list[dict[str, Any]], moved: dict[str, Any] | None = None) -> dict[str, Any]:
-    groups = quality_groups(rows)
+    groups, own = quality_groups(rows), at_own_handoff(rows)
     return {**groups.get("all", {}), "groups": groups, "goal": GOAL, "goal_misses": goal_misses(groups),
-            "repeatability": repeatability(rows), **({"drift": moved} if moved else {}), "measured": rows}
+            "repeatability": repeatability(rows), **({"drift": moved} if moved else {}),
+            **({"at_own_handoff": own} if own else {}), "measured": rows}
 
 
 def drifted(moved: dict[str, Any] | None) -> list[str]:
@@ -791,6 +826,10 @@ def format_quality(q: dict[str, Any]) -> str:
     for t, h in q.get("handoff_us", {}).items():
         lines.append(f"thread hand-off at {t} threads (bertc_handoff_us, median): " + ", ".join(
             f"{v:.2f} us a parallel call during the {'grid' if k == 'grid' else 'held-out runs'}" for k, v in h.items()))
+    for t, g in q.get("at_own_handoff", {}).items():
+        lines.append(f"priced at each run's own hand-off (`bertc estimate --handoff-us`), the {g['configs']} {t}-thread "
+                     f"configurations: {g['at_own']['within_10pct']:.0%} within 10%, MAPE {g['at_own']['mape']:.1%} "
+                     f"(at the grid's: {g['at_grid']['within_10pct']:.0%}, {g['at_grid']['mape']:.1%})")
     grid = q.get("grid_repeatability")
     if grid:
         lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "

@@ -328,7 +328,8 @@ def _estimate(args: argparse.Namespace) -> int:
         raise BertcError("--tokenizer tokenizes the sentences of --lengths-from; without it leave --tokenizer out")
     if args.lengths is None and args.lengths_from is None:
         est = estimate(args.model, target=args.target, threads=args.threads, seq_len=args.seq_len or 128,
-                       batch=args.batch, prune=args.prune_patterns, profile=args.profile, dtype=args.dtype)
+                       batch=args.batch, prune=args.prune_patterns, profile=args.profile, dtype=args.dtype,
+                       handoff_us=args.handoff_us)
         print(json.dumps(est.to_json(), indent=2) if args.json else format_table(est, top=args.top))
         return 0
     if args.lengths is not None:
@@ -337,7 +338,7 @@ def _estimate(args: argparse.Namespace) -> int:
         lengths, source = _lengths_from(args)
     le = estimate_lengths(args.model, lengths, source, target=args.target, threads=args.threads, batch=args.batch,
                           prune=args.prune_patterns, profile=args.profile, progress=sys.stderr.isatty(),
-                          dtype=args.dtype)
+                          dtype=args.dtype, handoff_us=args.handoff_us)
     print(json.dumps(le.to_json(), indent=2) if args.json else format_lengths(le))
     return 0
 
@@ -593,6 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", help="a profile file from `bertc calibrate`, or a built-in name (default: the "
                    "target's built-in profile; for host, the one of host-avx2 / host-avx512 fitted on the CPU most "
                    "like this one)")
+    e.add_argument("--handoff-us", type=float, metavar="US", help="price each op split across --threads at this "
+                   "hand-off a call (microseconds: what waking the other threads and the barrier cost now, which "
+                   "moves by the hour on a shared VM; `bertc_run --bench` prints it as \"handoff_us\"). Default: "
+                   "the hand-off measured while the profile's grid was timed")
     e.add_argument("--top", type=at_least(1), help="show only the N most expensive ops")
     e.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
     e.set_defaults(func=_estimate)

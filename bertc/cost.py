@@ -174,6 +174,18 @@ def priced_as(op: OpCost, threads: int) -> tuple[int, dict[str, float]]:
     return 1, op.features
 
 
+# The thread pool's calls an op makes where it runs split: an int8 GEMM quantizes its rows of x in a call of its own
+# before the GEMM's (runtime/kernels int8_gemm.h, q8_quantize_*); every other kernel makes one
+POOL_CALLS = {"linear_i8": 2, "linear_sparse_i8": 2}
+
+
+def parallel_calls(op: OpCost, threads: int) -> int:
+    """The parallel calls ``op`` makes in a run of ``threads``, each paying the machine's hand-off
+    (bertc_handoff_us: waking the spinning workers, the barrier, the next op reading what another core wrote): none
+    on one thread, or where it is too small to split (op_threads)."""
+    return 0 if threads == 1 or op_threads(op, threads) == 1 else POOL_CALLS.get(op.kind, 1)
+
+
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
     """The ms a profile's fitted coefficients for ``kind`` give an op with these features (before scales)."""
     return float(sum(c * features.get(n, 0.0) for n, c in zip(FEATURES[kind], coef)))
@@ -263,6 +275,7 @@ class Estimate:
     weights_bytes: int
     seconds: float = 0.0  # time the estimate itself took
     notes: list[str] = field(default_factory=list)
+    handoff_us: float = 0.0  # the hand-off each parallel call was priced at (Profile.op_ms); 0 where none
 
     @property
     def total_ms(self) -> float:
@@ -284,7 +297,7 @@ class Estimate:
                 "by_kind_ms": {k: round(v, 4) for k, v in self.by_kind().items()},
                 "memory": {"arena_bytes": self.arena_bytes, "weights_bytes": self.weights_bytes,
                            "peak_bytes": self.peak_memory_bytes},
-                "estimate_seconds": round(self.seconds, 3), "notes": self.notes,
+                "estimate_seconds": round(self.seconds, 3), "notes": self.notes, "handoff_us": self.handoff_us,
                 "ops": [{**{k: v for k, v in asdict(o).items() if k != "features"}, "ms": round(o.ms, 5),
                          "features": o.features} for o in self.ops]}
 
@@ -527,16 +540,25 @@ class Profile:
     def threads(self) -> list[int]:
         return sorted(int(t) for t in self.data.get("fitted", {})) or list(range(1, self.data["cores"] + 1))
 
-    def op_ms(self, op: OpCost, threads: int) -> float:
+    def handoff_us(self, threads: int) -> float:
+        """The hand-off a parallel call paid while the profile's grid was timed (the median of its runs'
+        bertc_handoff_us at ``threads``), which its fit took out of each op's time; 0 where it has none (a profile
+        fitted before cost model 8, whose fitted costs hold their grid's hand-off)."""
+        return float(self.data.get("handoff_us", {}).get(str(threads), 0.0))
+
+    def op_ms(self, op: OpCost, threads: int, handoff_us: float | None = None) -> float:
         """``op``'s ms in a run of ``threads``: from the fit and features priced_as gives (the 1-thread fit for a
-        GEMM too small to split, where the profile has one), times the run's scale and kind scale."""
+        GEMM too small to split, where the profile has one), times the run's scale and kind scale, and the hand-off
+        of each parallel call it makes: ``handoff_us`` a call (one measured now), else the grid's."""
+        calls = parallel_calls(op, threads) if self.handoff_us(threads) else 0
+        handoff = calls * (self.handoff_us(threads) if handoff_us is None else handoff_us) / 1e3
         fits, (runs_on, features) = self.data.get("fitted", {}), priced_as(op, threads)
         fitted = fits.get(str(runs_on), {}).get(op.kind) or fits.get(str(threads), {}).get(op.kind)
         # kind_scale: a per-kind correction on top, e.g. bertc search's re-fit of sparse GEMMs from timed candidates
         kind = self.data.get("kind_scale", {}).get(str(threads), {}).get(op.kind, 1.0)
         if fitted is not None:
             scale = self.data.get("run_scale", {}).get(str(threads), 1.0)  # bertc/calibrate.py _run_scale
-            return kind * scale * fitted_cost(fitted, op.kind, features)
+            return kind * scale * fitted_cost(fitted, op.kind, features) + handoff
         roof = self.data["roofline"]
         peak = roof["peak_gflops_per_core"] * runs_on * roof.get("parallel_efficiency", {}).get(str(runs_on), 1.0)
         like, speedup = ROOFLINE_AS.get(op.kind, (op.kind, 1.0))
@@ -717,15 +739,19 @@ def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
 
 
 def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 128, batch: int = 1, *,
-             prune: str | None = None, profile: str | Path | Profile | None = None, dtype: str = "fp32") -> Estimate:
+             prune: str | None = None, profile: str | Path | Profile | None = None, dtype: str = "fp32",
+             handoff_us: float | None = None) -> Estimate:
     """Estimate the latency of ``model`` (a transformers config or its dict or config.json: fast path; or
     any MODEL ``bertc compile`` takes) compiled for ``target`` with ``dtype`` GEMM weights and run with
-    ``threads``."""
+    ``threads``; ``handoff_us``: the hand-off of a parallel call now (bertc_handoff_us), else the profile's grid's."""
     t0 = time.perf_counter()
     tgt = get_target(target)
     prof = profile if isinstance(profile, Profile) else load_profile(profile, target)
     if threads < 1:
         raise BertcError(f"--threads {threads}: must be at least 1")
+    if handoff_us is not None and not 0 <= handoff_us < 1e4:
+        raise BertcError(f"--handoff-us {handoff_us:g}: must be the microseconds of a parallel call, 0 or more "
+                         "(bertc_run --bench prints it as \"handoff_us\")")
     if prune is not None:
         parse_spec(prune)
     passes = _pipeline(target, prune, dtype)
@@ -746,10 +772,15 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
             run_pass(module, flag, ctx)
         ops = module_ops(module, tgt, prof.weight_cache)
         for o in ops:
-            o.ms = prof.op_ms(o, threads)
+            o.ms = prof.op_ms(o, threads, handoff_us)
         arena = module.operation.attributes["bertc.arena_bytes"].value
         weights_bytes = _weights_bytes(module)
     notes = [n for n in [profile_cpu_note(prof, target)] if n]
+    priced = prof.handoff_us(threads) if handoff_us is None else handoff_us
+    if handoff_us is not None and not prof.handoff_us(threads) and threads > 1:
+        notes.append(f"--handoff-us: profile '{prof.name}' holds no hand-off at {threads} threads to price apart (it "
+                     "was fitted before bertc measured one: its costs hold their grid's); `bertc calibrate` again")
+        priced = 0.0
     fitted = prof.data.get("fitted", {}).get(str(threads))
     if fitted is None:
         notes.append(f"profile '{prof.name}' has no calibrated costs at {threads} thread(s): roofline estimate")
@@ -758,7 +789,7 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
                      f"({', '.join(f'{k} as {ROOFLINE_AS[k][0]} x{ROOFLINE_AS[k][1]:g}' for k in unfitted if k in ROOFLINE_AS)}"
                      f"); `bertc calibrate --int8` fits them on this machine")
     return Estimate(target, prof.name, threads, seq_len, batch, ops, prof.overhead_ms(threads), arena, weights_bytes,
-                    time.perf_counter() - t0, notes)
+                    time.perf_counter() - t0, notes, priced if threads > 1 else 0.0)
 
 
 @dataclass
@@ -793,7 +824,7 @@ class LengthsEstimate:
 
 def estimate_lengths(model: Any, lengths: list[int], source: str, target: str = "host", threads: int = 1,
                      batch: int = 1, *, prune: str | None = None, profile: str | Path | Profile | None = None,
-                     progress: bool = False, dtype: str = "fp32") -> LengthsEstimate:
+                     progress: bool = False, dtype: str = "fp32", handoff_us: float | None = None) -> LengthsEstimate:
     """``estimate`` at each distinct length of ``lengths`` (one entry per input, e.g. a task's sentences
     tokenized), weighted by how many inputs have it. A config takes the fast path (~0.2 s a length); any
     other MODEL is exported once per distinct length."""
@@ -803,7 +834,8 @@ def estimate_lengths(model: Any, lengths: list[int], source: str, target: str = 
     counts = dict(sorted(collections.Counter(int(n) for n in lengths).items()))
     from tqdm import tqdm  # only a distribution of lengths shows a bar
 
-    estimates = {n: estimate(model, target, threads, n, batch, prune=prune, profile=prof, dtype=dtype)
+    estimates = {n: estimate(model, target, threads, n, batch, prune=prune, profile=prof, dtype=dtype,
+                             handoff_us=handoff_us)
                  for n in tqdm(counts, desc="pricing lengths", unit="length", disable=not progress, leave=False)}
     return LengthsEstimate(source, counts, estimates)
 
@@ -844,6 +876,10 @@ def format_table(est: Estimate, top: int | None = None) -> str:
                  f"{est.profile}; {est.overhead_ms:.3f} ms per-run overhead included); peak memory "
                  f"{est.peak_memory_bytes / 2**20:.1f} MiB (weights {est.weights_bytes / 2**20:.1f} MiB, arena "
                  f"{est.arena_bytes / 2**20:.2f} MiB); estimated in {est.seconds:.2f} s")
+    if est.handoff_us:
+        calls = sum(parallel_calls(o, est.threads) for o in est.ops)
+        lines.append(f"thread hand-off: {calls} parallel calls at {est.handoff_us:.2f} us each, "
+                     f"{calls * est.handoff_us / 1e3:.3f} ms of the total (--handoff-us prices another)")
     lines += [f"note: {n}" for n in est.notes]
     return "\n".join(lines)
 

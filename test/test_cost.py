@@ -18,7 +18,18 @@ from torch_mlir import ir
 import bertc
 from bertc.calibrate import PASSES, calibrate, format_quality, measurements_path, report
 from bertc.cli import main as cli
-from bertc.cost import COST_MODEL, FEATURES, Profile, estimate, load_profile, quality
+from bertc.cost import (
+    COST_MODEL,
+    FEATURES,
+    Profile,
+    estimate,
+    fitted_cost,
+    format_table,
+    load_profile,
+    parallel_calls,
+    priced_as,
+    quality,
+)
 from bertc.cpu import parse_cpuinfo, read_cpu
 from bertc.errors import BertcError
 from bertc.ir import make_context
@@ -250,6 +261,15 @@ def test_calibrate_reports_the_thread_hand_off_of_its_grid_and_of_its_check():
     q = {**report(_rows([(2, False, 4, 0.0)])), "handoff_us": handoffs(grid, check)}
     assert ("thread hand-off at 2 threads (bertc_handoff_us, median): 0.40 us a parallel call during the grid, 1.20 us "
             "a parallel call during the held-out runs") in format_quality(q)
+    # priced at each run's own hand-off beside the grid's: the 2-thread rows' share within 10% and MAPE both ways
+    rows = _rows([(1, False, 4, 0.02), (2, False, 4, -0.2), (2, True, 8, 0.05)])
+    rows[1]["error_at_own_handoff"], rows[2]["error_at_own_handoff"] = -0.04, 0.06
+    q = report(rows)
+    assert q["at_own_handoff"] == {"2": {"configs": 2, "at_grid": {"within_10pct": 0.5, "mape": 0.125},
+                                         "at_own": {"within_10pct": 1.0, "mape": 0.05}}}
+    assert ("priced at each run's own hand-off (`bertc estimate --handoff-us`), the 2 2-thread configurations: 100% "
+            "within 10%, MAPE 5.0% (at the grid's: 50%, 12.5%)") in format_quality(q)
+    assert "at_own_handoff" not in report(_rows([(2, False, 4, 0.0)]))
 
 
 def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts():
@@ -612,7 +632,7 @@ def test_int8_blocks_are_their_own_kind_priced_at_the_tiles_and_groups_their_ker
     per group and row of the tile: linear_sparse_i8,
     not the fp32 blocks' kind. A profile with no fit for it prices it at the fp32 blocks' roofline rate and says so;
     a fitted one prices it from its own coefficients."""
-    from bertc.cost import config_ops, fitted_cost
+    from bertc.cost import config_ops
     from bertc.sparsity import int8_block_group
     from bertc.targets import host_cpu_as
 
@@ -713,7 +733,7 @@ def test_a_weight_cache_sends_the_share_of_weights_beyond_it_to_memory(tmp_path)
 def _synthetic_runs(cached_bytes: int, all_or_nothing: bool):
     """Grid runs of small models at 1-8 tokens, each op's time made by a known cost model whose weights beyond
     ``cached_bytes`` stream from memory at a quarter of the cached rate."""
-    from bertc.cost import WeightCache, config_ops, fitted_cost, with_cache
+    from bertc.cost import WeightCache, config_ops, with_cache
 
     rate = {"dispatch": 2e-3, "flops": 2e-8, "outputs": 1e-6, "elements": 1e-6, "weights": 1e-7, "weights_dram": 4e-7,
             "scores": 1e-6, "heads": 1e-4}
@@ -785,13 +805,76 @@ def test_an_op_too_small_to_split_runs_and_is_priced_on_one_thread():
     records = [{"config": SMALL, "prune": None, "seq": 4, "threads": t, "p50_ms": 1.0,
                 "ops": [[o.op, 0.001 * (i + 1)] for i, o in enumerate(ops)]} for t in (1, 2)]
     samples = [_samples(rec, ops) for rec in records]
-    assert [(t, sorted(f)) for _, f, _, t in samples[1]] == [
+    assert [(t, sorted(f)) for _, f, _, t, _ in samples[1]] == [
         (2, ["serial_dispatch", "serial_elements"]), (2, ["dispatch", "elements"]), (1, ["dispatch", "macs"]),
         (2, ["dispatch", "macs"])]
     fit = _fit(list(zip(records, samples)))
     assert [len(fit["samples"][t, k]) for t in (1, 2) for k in ("layer_norm", "linear_i8")] == [2, 3, 2, 1]
     fit = _fit([(records[1], samples[1])])  # a grid without 1-thread runs: its small GEMM with its own runs' ops
     assert set(fit["fitted"]) == {2} and len(fit["samples"][2, "linear_i8"]) == 2
+
+
+def test_each_parallel_call_pays_the_hand_off_of_its_runs_hour():
+    """Cost model 8: an op split across T > 1 threads pays the hand-off of each of its pool calls (two for an int8 GEMM,
+    which quantizes x in a call of its own; none where the op runs on one thread, or in a 1-thread run). calibrate
+    takes each record's measured hand-off out of its ops' times before the fit, so runs of the same model timed at
+    other hours' hand-offs fit one cost; the profile keeps the grid's median, and a prediction adds the hand-off it is
+    given (`bertc estimate --handoff-us`, a held-out run's own) or that one."""
+    from bertc.calibrate import _fit, _run_ms, _samples
+    from bertc.cost import SERIAL_BELOW, OpCost
+
+    below = SERIAL_BELOW["bertc_layer_norm"]
+    ops = [OpCost(0, "bertc.layer_norm [1, 4, 8]", "bertc_layer_norm", "layer_norm", {"dispatch": 1, "elements": e},
+                  8.0 * e, 8.0 * e) for e in (below, 2 * below, 4 * below, below - 1)]
+    ops.append(OpCost(4, "bertc.linear [1, 4, 8]", "bertc_linear_packed_i8", "linear_i8", {"dispatch": 1, "macs": 1e6},
+                      2e6, 0.0))
+    assert [parallel_calls(o, 2) for o in ops] == [1, 1, 1, 0, 2] and {parallel_calls(o, 1) for o in ops} == {0}
+    true = {"layer_norm": [0.0, 2e-6, 0.0, 3e-6], "linear_i8": [0.001, 1e-8]}  # ms: the work, without hand-offs
+
+    def run_ms(o, h):
+        return fitted_cost(true[o.kind], o.kind, priced_as(o, 2)[1]) + parallel_calls(o, 2) * h / 1e3
+
+    records = [{"config": SMALL, "prune": None, "seq": 4, "threads": 2, "handoff_us": h,
+                "p50_ms": sum(run_ms(o, h) for o in ops), "ops": [[o.op, run_ms(o, h)] for o in ops]}
+               for h in (0.3, 1.2, 0.5, 2.0)]
+    samples = [_samples(rec, ops) for rec in records]
+    for rec, smp in zip(records, samples):  # each op's time less the hand-off its run measured, and that hand-off
+        assert [s[2] for s in smp] == pytest.approx([run_ms(o, 0.0) for o in ops])
+        assert [s[4] for s in smp] == pytest.approx([parallel_calls(o, 2) * rec["handoff_us"] / 1e3 for o in ops])
+    fit = _fit(list(zip(records, samples)))
+    for smp in samples:  # one cost per op whatever its run's hand-off: the hours' runs agree once it is out
+        assert [fitted_cost(fit["fitted"][u][k], k, f) for k, f, _, u, _ in smp] == pytest.approx(
+            [run_ms(o, 0.0) for o in ops], rel=1e-4)
+    assert [_run_ms(fit, r, s) for r, s in zip(records, samples)] == pytest.approx([r["p50_ms"] for r in records])
+    # the profile: priced at the grid's hand-off, or at the one it is given; a 1-thread run and a serial op pay none
+    base = load_profile("host-avx512").data
+    prof = Profile("p", {**base, "fitted": {"1": true, "2": true}, "run_scale": {"1": 1.0, "2": 1.0},
+                         "handoff_us": {"2": 0.5}})
+    assert [prof.op_ms(o, 2) for o in ops] == pytest.approx([run_ms(o, 0.5) for o in ops])
+    assert [prof.op_ms(o, 2, 1.7) for o in ops] == pytest.approx([run_ms(o, 1.7) for o in ops])
+    assert prof.op_ms(ops[0], 1, 1.7) == pytest.approx(fitted_cost(true["layer_norm"], "layer_norm", ops[0].features))
+    # a profile fitted before the hand-off was measured (none recorded) prices none apart: its costs hold it
+    old = Profile("old", {k: v for k, v in prof.data.items() if k != "handoff_us"})
+    assert old.op_ms(ops[4], 2, 1.7) == pytest.approx(run_ms(ops[4], 0.0))
+
+
+def test_estimate_prices_the_hand_off_it_is_given():
+    """`bertc estimate --threads 2 --handoff-us US`: every parallel call at that hand-off, the rest as the profile
+    fits it; the JSON and the table say what it was priced at; a negative value is refused; a profile without a
+    recorded hand-off says it cannot price one apart."""
+    base = load_profile("host-avx512").data
+    prof = Profile("h", {**base, "handoff_us": {"2": 0.4}})
+    at = {h: estimate(SMALL, threads=2, seq_len=16, profile=prof, handoff_us=h) for h in (None, 0.0, 2.0)}
+    calls = sum(parallel_calls(o, 2) for o in at[0.0].ops)
+    assert calls >= 4 and at[None].handoff_us == 0.4 and at[2.0].to_json()["handoff_us"] == 2.0
+    assert at[2.0].total_ms - at[0.0].total_ms == pytest.approx(calls * 2.0 / 1e3, rel=1e-6)
+    assert at[None].total_ms - at[0.0].total_ms == pytest.approx(calls * 0.4 / 1e3, rel=1e-6)
+    assert f"thread hand-off: {calls} parallel calls at 2.00 us each" in format_table(at[2.0])
+    assert estimate(SMALL, threads=1, seq_len=16, profile=prof, handoff_us=2.0).handoff_us == 0.0
+    with pytest.raises(BertcError, match="--handoff-us -1: must be the microseconds of a parallel call"):
+        estimate(SMALL, threads=2, seq_len=16, profile=prof, handoff_us=-1.0)
+    old = estimate(SMALL, threads=2, seq_len=16, profile=Profile("old", base), handoff_us=2.0)
+    assert old.handoff_us == 0.0 and any("holds no hand-off at 2 threads" in n for n in old.notes)
 
 
 def test_calibrate_chooses_the_weight_cache_the_grid_shows():
