@@ -175,15 +175,20 @@ def priced_as(op: OpCost, threads: int) -> tuple[int, dict[str, float]]:
 
 
 # The thread pool's calls an op makes where it runs split: an int8 GEMM quantizes its rows of x in a call of its own
-# before the GEMM's (runtime/kernels int8_gemm.h, q8_quantize_*); every other kernel makes one
+# before the GEMM's (runtime/kernels int8_gemm.h, q8_quantize_*); the kernels that take no pool (kernels.h: copies,
+# casts, masks, index tables) none; every other kernel one
 POOL_CALLS = {"linear_i8": 2, "linear_sparse_i8": 2}
+UNPOOLED = {"bertc_cast", "bertc_mask_bias", "bertc_position_ids", "bertc_pow", "bertc_relative_bias",
+            "bertc_relative_gather", "bertc_slice", "bertc_token_dropout", "bertc_transpose", "bertc_trigram"}
 
 
 def parallel_calls(op: OpCost, threads: int) -> int:
     """The parallel calls ``op`` makes in a run of ``threads``, each paying the machine's hand-off
     (bertc_handoff_us: waking the spinning workers, the barrier, the next op reading what another core wrote): none
-    on one thread, or where it is too small to split (op_threads)."""
-    return 0 if threads == 1 or op_threads(op, threads) == 1 else POOL_CALLS.get(op.kind, 1)
+    on one thread, where it is too small to split (op_threads), or where its kernel takes no pool."""
+    if threads == 1 or op.kernel in UNPOOLED or op_threads(op, threads) == 1:
+        return 0
+    return POOL_CALLS.get(op.kind, 1)
 
 
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
@@ -543,7 +548,7 @@ class Profile:
     def handoff_us(self, threads: int) -> float:
         """The hand-off a parallel call paid while the profile's grid was timed (the median of its runs'
         bertc_handoff_us at ``threads``), which its fit took out of each op's time; 0 where it has none (a profile
-        fitted before cost model 8, whose fitted costs hold their grid's hand-off)."""
+        fitted before bertc measured the hand-off, whose fitted costs hold their grid's)."""
         return float(self.data.get("handoff_us", {}).get(str(threads), 0.0))
 
     def op_ms(self, op: OpCost, threads: int, handoff_us: float | None = None) -> float:

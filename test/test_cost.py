@@ -815,13 +815,14 @@ def test_an_op_too_small_to_split_runs_and_is_priced_on_one_thread():
 
 
 def test_each_parallel_call_pays_the_hand_off_of_its_runs_hour():
-    """Cost model 8: an op split across T > 1 threads pays the hand-off of each of its pool calls (two for an int8 GEMM,
+    """An op split across T > 1 threads pays the hand-off of each of its pool calls (two for an int8 GEMM,
     which quantizes x in a call of its own; none where the op runs on one thread, or in a 1-thread run). calibrate
     takes each record's measured hand-off out of its ops' times before the fit, so runs of the same model timed at
     other hours' hand-offs fit one cost; the profile keeps the grid's median, and a prediction adds the hand-off it is
     given (`bertc estimate --handoff-us`, a held-out run's own) or that one."""
     from bertc.calibrate import _fit, _run_ms, _samples
-    from bertc.cost import SERIAL_BELOW, OpCost
+    from bertc.cost import SERIAL_BELOW, UNPOOLED, OpCost
+    from bertc.toolchain import RUNTIME
 
     below = SERIAL_BELOW["bertc_layer_norm"]
     ops = [OpCost(0, "bertc.layer_norm [1, 4, 8]", "bertc_layer_norm", "layer_norm", {"dispatch": 1, "elements": e},
@@ -829,6 +830,10 @@ def test_each_parallel_call_pays_the_hand_off_of_its_runs_hour():
     ops.append(OpCost(4, "bertc.linear [1, 4, 8]", "bertc_linear_packed_i8", "linear_i8", {"dispatch": 1, "macs": 1e6},
                       2e6, 0.0))
     assert [parallel_calls(o, 2) for o in ops] == [1, 1, 1, 0, 2] and {parallel_calls(o, 1) for o in ops} == {0}
+    kernels_h = (RUNTIME / "kernels" / "kernels.h").read_text()  # the kernels that take no pool make no calls
+    declared = re.findall(r"^void (bertc_\w+)\(([^)]*)", kernels_h, re.MULTILINE)
+    assert UNPOOLED == {k for k, args in declared if "bertc_pool" not in args}
+    assert parallel_calls(dataclasses.replace(ops[0], kernel="bertc_slice"), 2) == 0
     true = {"layer_norm": [0.0, 2e-6, 0.0, 3e-6], "linear_i8": [0.001, 1e-8]}  # ms: the work, without hand-offs
 
     def run_ms(o, h):
@@ -873,7 +878,8 @@ def test_estimate_prices_the_hand_off_it_is_given():
     assert estimate(SMALL, threads=1, seq_len=16, profile=prof, handoff_us=2.0).handoff_us == 0.0
     with pytest.raises(BertcError, match="--handoff-us -1: must be the microseconds of a parallel call"):
         estimate(SMALL, threads=2, seq_len=16, profile=prof, handoff_us=-1.0)
-    old = estimate(SMALL, threads=2, seq_len=16, profile=Profile("old", base), handoff_us=2.0)
+    before = Profile("old", {k: v for k, v in base.items() if k != "handoff_us"})  # fitted before the hand-off was measured
+    old = estimate(SMALL, threads=2, seq_len=16, profile=before, handoff_us=2.0)
     assert old.handoff_us == 0.0 and any("holds no hand-off at 2 threads" in n for n in old.notes)
 
 

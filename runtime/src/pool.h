@@ -47,7 +47,8 @@ void bertc_parallel_rows(bertc_pool *p, int64_t rows, bertc_rows_fn fn, void *ar
 #define BERTC_SERIAL_MACS_I8 65536       /* int8 GEMMs */
 bertc_pool *bertc_pool_sized(bertc_pool *p, int64_t work, int64_t serial_below);
 /* What a parallel call costs beyond its share of the work, in microseconds, measured now: `calls` calls of a row
- * of 0.2 us per thread, less the same rows run on the calling thread divided among the threads (bertc_handoff_us). */
+ * of 0.2 us per thread, less the same rows run on the calling thread divided among the threads; the median of up
+ * to 16 batches of them, so one preempted batch does not move it (bertc_handoff_us). */
 double bertc_pool_handoff_us(bertc_pool *p, int calls);
 /* Bracket one model run: between the two, idle workers spin for the next op instead of sleeping. */
 void bertc_pool_begin(bertc_pool *p);
