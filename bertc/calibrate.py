@@ -291,20 +291,8 @@ def grid_records(models: list[GridModel], points: list[tuple[int, int, int]], re
 
 
 def _handoff(report: dict[str, Any]) -> dict[str, float]:
-    """bertc_run's measures of the machine right after the timed runs: a parallel call's cost (handoff_us) and one
-    thread's read from memory (read_gbs); each absent from an older runtime."""
-    return {k: report[k] for k in ("handoff_us", "read_gbs") if report.get(k) is not None}
-
-
-def reads(grid: list[dict[str, Any]], check: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """The median, slowest and fastest read from memory (bertc_run's read_gbs) of the grid's runs and of the held-out
-    runs: what a model that streams its weights got, which on a shared VM moves by a quarter minute to minute."""
-    out = {}
-    for name, rows in (("grid", grid), ("check", check)):
-        gbs = [r["read_gbs"] for r in rows if r.get("read_gbs") is not None]
-        if gbs:
-            out[name] = {"median": round(statistics.median(gbs), 1), "min": min(gbs), "max": max(gbs)}
-    return out
+    """bertc_run's measure of a parallel call's cost right after the timed runs ({} from an older runtime)."""
+    return {"handoff_us": report["handoff_us"]} if report.get("handoff_us") is not None else {}
 
 
 def handoffs(grid: list[dict[str, Any]], check: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -660,9 +648,9 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                                           "squares on relative error over the grid (>= 0; else 0)",
                        "run_scale": "see run_overhead_ms (with no overhead: the grid's median p50 over fitted ops)",
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
-    handoff, read = handoffs(records, rows), reads(records, rows)
+    handoff = handoffs(records, rows)
     data["quality"] = {**report(rows, moved), "grid_repeatability": repeatability(records), "holdout_seed": seed,
-                       **({"handoff_us": handoff} if handoff else {}), **({"read_gbs": read} if read else {}),
+                       **({"handoff_us": handoff} if handoff else {}),
                        **({"holdout_limits": holdout_limits} if holdout_limits else {}),
                        **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "
                            "held-out set can only be timed on it (`bertc calibrate --check PROFILE` there)" + (
@@ -699,9 +687,8 @@ def check_profile(spec: str | Path, target: str = "host", device: str | None = N
         settle(reports, time_one, bar)
         rows = check_rows(profile, checks, reports, target)
     bar.close()
-    handoff, read = handoffs([], rows), reads([], rows)
-    return {**report(rows), "holdout_seed": seed, **({"handoff_us": handoff} if handoff else {}),
-            **({"read_gbs": read} if read else {})}
+    handoff = handoffs([], rows)  # the hand-off of the check's hour, beside the profile's grid's
+    return {**report(rows), "holdout_seed": seed, **({"handoff_us": handoff} if handoff else {})}
 
 
 def measurements_path(profile_path: str | Path) -> Path:
@@ -840,11 +827,6 @@ def format_quality(q: dict[str, Any]) -> str:
     for t, h in q.get("handoff_us", {}).items():
         lines.append(f"thread hand-off at {t} threads (bertc_handoff_us, median): " + ", ".join(
             f"{v:.2f} us a parallel call during the {'grid' if k == 'grid' else 'held-out runs'}" for k, v in h.items()))
-    if q.get("read_gbs"):
-        lines.append("memory read by one thread after each bench (bertc_run's read_gbs, 32 MiB): " + ", ".join(
-            f"{v['median']:.1f} GB/s (median; {v['min']:.1f}-{v['max']:.1f}) during the "
-            f"{'grid' if k == 'grid' else 'held-out runs'}" for k, v in q["read_gbs"].items()) +
-            "; a model whose weights do not stay cached moves with it")
     for t, g in q.get("at_own_handoff", {}).items():
         lines.append(f"priced at each run's own hand-off (`bertc estimate --handoff-us`), the {g['configs']} {t}-thread "
                      f"configurations: {g['at_own']['within_10pct']:.0%} within 10%, MAPE {g['at_own']['mape']:.1%} "

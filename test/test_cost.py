@@ -270,15 +270,6 @@ def test_calibrate_reports_the_thread_hand_off_of_its_grid_and_of_its_check():
     assert ("priced at each run's own hand-off (`bertc estimate --handoff-us`), the 2 2-thread configurations: 100% "
             "within 10%, MAPE 5.0% (at the grid's: 50%, 12.5%)") in format_quality(q)
     assert "at_own_handoff" not in report(_rows([(2, False, 4, 0.0)]))
-    # and what one thread read from memory after each bench, which a streaming model's time follows
-    from bertc.calibrate import _handoff, reads
-
-    assert _handoff({"p50_ms": 1.0, "handoff_us": 0.2, "read_gbs": 21.5}) == {"handoff_us": 0.2, "read_gbs": 21.5}
-    assert _handoff({"p50_ms": 1.0}) == {} and reads([{"threads": 1}], []) == {}
-    read = reads([{"read_gbs": g} for g in (18.0, 25.0, 20.0)], [{"read_gbs": 16.2}, {}])
-    assert read == {"grid": {"median": 20.0, "min": 18.0, "max": 25.0}, "check": {"median": 16.2, "min": 16.2, "max": 16.2}}
-    assert ("memory read by one thread after each bench (bertc_run's read_gbs, 32 MiB): 20.0 GB/s (median; 18.0-25.0) "
-            "during the grid, 16.2 GB/s (median; 16.2-16.2) during the held-out runs") in format_quality({"read_gbs": read})
 
 
 def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts():

@@ -82,8 +82,7 @@ def test_bertc_run_reports_ops(art, tmp_path):
     assert "ops" not in bertc_run(art, tmp_path)
     # beside the timings, what a parallel call cost just after them: none on one thread, a cost on two (any amount)
     assert report["handoff_us"] == 0 and bertc_run(art, tmp_path, "--bench", "3", "--threads", "2")["handoff_us"] >= 0
-    assert report["read_gbs"] > 0  # and what one thread read from memory then (any speed)
-    assert not {"handoff_us", "read_gbs"} & set(bertc_run(art, tmp_path))  # only with --bench
+    assert "handoff_us" not in bertc_run(art, tmp_path)  # only with --bench
     assert [o["name"] for o in bertc_run(art, tmp_path, "--ops")["ops"]] == ir_ops(art)
 
 

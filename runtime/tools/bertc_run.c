@@ -87,30 +87,6 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* What one thread reads from memory now, in GB/s: READ_PROBE_BYTES that no run touched, read three times after a
- * pass that maps them, the median. A model whose weights do not stay cached streams them at this speed, which on a
- * shared VM moves by a quarter from minute to minute (the neighbours' share of the memory and the last-level cache),
- * so --bench reports it beside its timings. -1 where the buffer cannot be had. */
-#define READ_PROBE_BYTES ((size_t)32 << 20)
-static double read_gbs(void) {
-  const size_t n = READ_PROBE_BYTES / sizeof(uint64_t);
-  uint64_t *buf = malloc(READ_PROBE_BYTES);
-  if (!buf) return -1.0;
-  for (size_t i = 0; i < n; i++) buf[i] = i;
-  double gbs[3];
-  volatile uint64_t sink = 0;
-  for (int r = 0; r < 4; r++) {
-    const double t0 = now_ms();
-    uint64_t sum = 0;
-    for (size_t i = 0; i < n; i++) sum += buf[i];
-    sink += sum;
-    if (r) gbs[r - 1] = (double)READ_PROBE_BYTES / ((now_ms() - t0) * 1e6);
-  }
-  free(buf);
-  qsort(gbs, 3, sizeof(double), cmp_double);
-  return gbs[1];
-}
-
 /* ", "outputs": [...]" (names and shapes), each written to DIR/NAME.bin with --out; 1 when a write fails */
 static int print_outputs(bertc_model *m, const char *out_dir) {
   printf(", \"outputs\": [");
@@ -239,8 +215,8 @@ int main(int argc, char **argv) {
            "                 ... [--threads T] [--cores LIST] [--out DIR] [--bench RUNS] [--warmup N] [--ops]\n"
            "--text (once per row of the batch) is tokenized by the artifact's tokenizer.bin; input files are raw\n"
            "int64 files of batch*seq values. Prints JSON. --bench reports per-op mean times (\"ops\") too, and what\n"
-           "a parallel call cost just after the runs (\"handoff_us\", 0 on one thread) and how fast one thread\n"
-           "read 32 MiB from memory then (\"read_gbs\"); --ops reports the per-op times for a single run.");
+           "a parallel call cost just after the runs (\"handoff_us\", 0 on one thread); --ops reports them for a\n"
+           "single run.");
       return 0;
     }
     if (!strcmp(a, "--ops")) { ops = 1; continue; }
@@ -322,12 +298,8 @@ int main(int argc, char **argv) {
     free(times);
     ops = 1;
   }
-  struct rusage ru; /* the model's peak, before the read probe's buffer */
+  struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  if (bench > 0) {
-    const double gbs = read_gbs(); /* and what a read from memory got, right after */
-    if (gbs > 0) printf(", \"read_gbs\": %.2f", gbs);
-  }
   printf(", \"peak_rss_kb\": %ld, \"kernels\": {", ru.ru_maxrss);
   const char *impl, *kernel;
   for (int i = 0; (kernel = bertc_kernel(m, i, &impl)); i++) printf("%s\"%s\": \"%s\"", i ? ", " : "", kernel, impl);
