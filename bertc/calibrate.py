@@ -551,11 +551,11 @@ def _predicted(profile: Profile, case: Case, target: str, measured_ms: float,
     `bertc estimate` prices it by default (each parallel call at the grid's hand-off); and where the run measured
     its own hand-off (``handoff_us``) and the profile prices one apart, the error priced at that one, as `bertc
     estimate --handoff-us` would."""
-    kw = {"prune": case.prune, "profile": profile, "dtype": case.dtype}
-    predicted = estimate(case.config, target, case.threads, case.seq, **kw).total_ms
+    est = estimate(case.config, target, case.threads, case.seq, prune=case.prune, profile=profile, dtype=case.dtype)
+    predicted = est.total_ms
     out = {"predicted_ms": round(predicted, 4), "error": round((predicted - measured_ms) / measured_ms, 4)}
-    if handoff_us is not None and profile.handoff_us(case.threads):
-        own = estimate(case.config, target, case.threads, case.seq, **kw, handoff_us=handoff_us).total_ms
+    if handoff_us is not None and profile.handoff_us(case.threads):  # the same ops, priced again
+        own = est.overhead_ms + sum(profile.op_ms(o, case.threads, handoff_us) for o in est.ops)
         out["error_at_own_handoff"] = round((own - measured_ms) / measured_ms, 4)
     return out
 

@@ -781,11 +781,10 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         arena = module.operation.attributes["bertc.arena_bytes"].value
         weights_bytes = _weights_bytes(module)
     notes = [n for n in [profile_cpu_note(prof, target)] if n]
-    priced = prof.handoff_us(threads) if handoff_us is None else handoff_us
-    if handoff_us is not None and not prof.handoff_us(threads) and threads > 1:
+    apart = threads > 1 and prof.handoff_us(threads) > 0  # as Profile.op_ms prices it
+    if handoff_us is not None and threads > 1 and not apart:
         notes.append(f"--handoff-us: profile '{prof.name}' holds no hand-off at {threads} threads to price apart (it "
                      "was fitted before bertc measured one: its costs hold their grid's); `bertc calibrate` again")
-        priced = 0.0
     fitted = prof.data.get("fitted", {}).get(str(threads))
     if fitted is None:
         notes.append(f"profile '{prof.name}' has no calibrated costs at {threads} thread(s): roofline estimate")
@@ -794,7 +793,8 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
                      f"({', '.join(f'{k} as {ROOFLINE_AS[k][0]} x{ROOFLINE_AS[k][1]:g}' for k in unfitted if k in ROOFLINE_AS)}"
                      f"); `bertc calibrate --int8` fits them on this machine")
     return Estimate(target, prof.name, threads, seq_len, batch, ops, prof.overhead_ms(threads), arena, weights_bytes,
-                    time.perf_counter() - t0, notes, priced if threads > 1 else 0.0)
+                    time.perf_counter() - t0, notes,
+                    (prof.handoff_us(threads) if handoff_us is None else handoff_us) if apart else 0.0)
 
 
 @dataclass

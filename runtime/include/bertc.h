@@ -116,8 +116,8 @@ int bertc_threads(const bertc_model *m);
 /* What one parallel call costs on m's threads now beyond its share of the work, in microseconds: over `calls`
  * (1..1000000) calls that hand each thread a row of 0.2 us, less that work run on one thread divided among them
  * (the median of up to 16 batches; waking the spinning workers, the barrier, the rows crossing cores), as
- * every op split across threads pays once. It moves with the machine (on a 2-vCPU cloud EPYC 0.3 us in one hour, 1.2 in another),
- * which is why bertc_run --bench reports it beside its timings. 0 for a model on one thread, -1 where the backend
+ * every op split across threads pays once. It moves with the machine (on a 2-vCPU cloud EPYC 0.3 us in one hour,
+ * 1.2 in another), which is why bertc_run --bench reports it beside its timings. 0 for a model on one thread, -1 where the backend
  * splits no op across CPU threads (Vulkan) or for a bad argument. Waits for a run in progress. */
 double bertc_handoff_us(bertc_model *m, int calls);
 const char *bertc_last_error(const bertc_model *m);
