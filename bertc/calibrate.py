@@ -33,6 +33,7 @@ when it is used on another. The measurements are kept beside it (PROFILE.measure
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import math
 import random
@@ -377,8 +378,9 @@ def _samples(record: dict[str, Any], ops: list) -> list[tuple[str, dict[str, flo
 
 
 def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str,
-                cpu: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy of the profile ``base`` with costs fitted from the grid's records (and ``cpu``'s caches)."""
+                cpu: dict[str, Any] | None, priced: dict[tuple, list] | None = None) -> dict[str, Any]:
+    """A copy of the profile ``base`` with costs fitted from the grid's records (and ``cpu``'s caches); ``priced``:
+    the grid's ops by model and length, shared by fits of the same grid on one CPU (--cross)."""
     data = json.loads(json.dumps(base))
     data["cost_model"] = COST_MODEL
     if cpu:
@@ -387,7 +389,7 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
             data["caches"] = cpu["caches"]
     data.pop("weight_cache", None)
     llc = Profile("fit", data).weight_cache
-    priced: dict[tuple, list] = {}
+    priced = {} if priced is None else priced
     runs = []  # (record, its model's key, its ops priced with all weights cached)
     for rec in records:
         dtype = rec.get("dtype", "fp32")  # measurements from before int8 have none
@@ -665,9 +667,9 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
         data["name"] = Path(out).stem  # what `bertc estimate` and the CPU note call it
     profile = Profile(data["name"], data)
     if out is not None:
-        _write(Path(out), data)
+        write_json(Path(out), data)
         if not refit:
-            _write(measurements_path(out), {"target": target, "device": where, "cpu": cpu, "records": records}, None)
+            write_json(measurements_path(out), {"target": target, "device": where, "cpu": cpu, "records": records}, None)
         profile.path = Path(out)
     return profile, data["quality"]
 
@@ -691,26 +693,96 @@ def check_profile(spec: str | Path, target: str = "host", device: str | None = N
     return {**report(rows), "holdout_seed": seed, **({"handoff_us": handoff} if handoff else {})}
 
 
+def cross(paths: list[str | Path], target: str = "host", progress: bool = True) -> dict[str, Any]:
+    """``bertc calibrate --cross``: each calibration among ``paths`` (a profile with its measurements beside it)
+    fitted again, and its fit asked for every held-out set among them (a calibration's own, or a check's kept with
+    ``--check PROFILE -o FILE``), timed in other hours. The fit that predicts the other hours best is the one to
+    keep: a calibration's own held-out set shares its hour's speed, and a quiet hour's fit prices every later one
+    too fast (README, cost model)."""
+    from tqdm import tqdm
+
+    sets = {}
+    for path in paths:
+        q = kept_quality(path)
+        if not q.get("measured") or "holdout_seed" not in q:
+            raise BertcError(f"--cross {path}: holds no held-out timings: give profiles from `bertc calibrate` or the "
+                             "files `bertc calibrate --check PROFILE -o FILE` keeps")
+        sets[Path(path).name] = q
+    fits = [(Path(p).name, found) for p in paths for found in [_measurements_of(p)] if found]
+    if not fits:
+        raise BertcError("--cross: none of these has its measurements beside it (PROFILE.measurements.json or .gz, "
+                         "which `bertc calibrate` writes): there is no fit to compare")
+    bar = tqdm(total=len(fits) * (1 + len(sets)), desc="bertc calibrate --cross", unit="step", file=sys.stderr,
+               disable=not progress)
+    table, priced = [], {}
+    for name, found in fits:
+        records, cpu = _read_measurements(found, "--cross")
+        features = frozenset((cpu or {}).get("features") or ()) or None  # the kernels they ran, where recorded
+        with host_cpu_as(features) if target == "host" and features else contextlib.nullcontext():
+            base = load_profile(closest_builtin(target, cpu) if target == "host" and cpu else None, target, as_base=True)
+            profile = Profile(name, fit_profile(base.data, records, target, cpu, priced.setdefault(features, {})))
+            bar.update()
+            row = {}
+            for set_name, q in sets.items():
+                rows = repredict(profile, q, target)
+                if not rows:
+                    raise BertcError(f"--cross {set_name}: its held-out timings are not the held-out set of their seed")
+                errors = [abs(r["error"]) for r in rows]
+                row[set_name] = {"within_10pct": sum(e <= 0.1 for e in errors) / len(errors),
+                                 "mape": statistics.fmean(errors)}
+                bar.update()
+        others = [v["within_10pct"] for k, v in row.items() if k != name]
+        table.append({"fit": name, "path": str(found.with_name(name)), "measurements": str(found), "sets": row, "mean": statistics.fmean(v["within_10pct"] for v in row.values()),
+                      "others_mean": statistics.fmean(others) if others else None})
+    bar.close()
+    ranked = [t for t in table if t["others_mean"] is not None]
+    best = max(ranked, key=lambda t: t["others_mean"]) if ranked else None
+    return {"sets": list(sets), "fits": table, "best": best}
+
+
+def format_cross(c: dict[str, Any]) -> str:
+    """The --cross table: a row per fit, a column per held-out set, each cell the share within 10%."""
+    head = ["fit \\ held-out set", *c["sets"], "mean", "mean of the others"]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for t in c["fits"]:
+        cells = [f"{t['sets'][s]['within_10pct']:.0%}" for s in c["sets"]]
+        lines.append("| " + " | ".join([t["fit"], *cells, f"{t['mean']:.1%}",
+                                         "-" if t["others_mean"] is None else f"{t['others_mean']:.1%}"]) + " |")
+    lines.append("each cell: the share of that held-out set the row's fit predicts within 10% of its timing")
+    if c["best"]:
+        b = c["best"]
+        lines.append(f"predicts the other hours best: {b['fit']}, the one to keep (after a change to the cost "
+                     f"model, `bertc calibrate --refit {b['measurements']} -o {b['path']} --no-retime` fits it again)")
+    return "\n".join(lines)
+
+
 def measurements_path(profile_path: str | Path) -> Path:
     p = Path(profile_path)
     return p.with_name(p.stem + ".measurements.json")
 
 
-def _read_measurements(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def _measurements_of(profile_path: str | Path) -> Path | None:
+    """The measurements kept beside a profile, as written or gzipped; None where there are none."""
+    plain = measurements_path(profile_path)
+    return next((p for p in (plain, plain.with_name(plain.name + ".gz")) if p.is_file()), None)
+
+
+def _read_measurements(path: str | Path, flag: str = "--refit") -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The records of a measurements file and the CPU they were measured on (None where not recorded)."""
     try:
-        data = json.loads(Path(path).read_text())
+        raw = Path(path).read_bytes()
+        data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)  # kept gzipped or as written
         records = data["records"]
         assert isinstance(records, list) and records and all("ops" in r and "seq" in r for r in records)
         cpu = data.get("cpu")
         assert cpu is None or isinstance(cpu, dict) and isinstance(cpu.get("features", []), list)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
-        raise BertcError(f"--refit {path}: not the measurements file `bertc calibrate` writes beside its profile "
+        raise BertcError(f"{flag} {path}: not the measurements file `bertc calibrate` writes beside its profile "
                          f"(PROFILE.measurements.json): {e}") from None
     return records, cpu
 
 
-def _write(path: Path, data: dict[str, Any], indent: int | None = 1) -> None:
+def write_json(path: Path, data: dict[str, Any], indent: int | None = 1) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # a failed write leaves the old file whole
     tmp.write_text(json.dumps(data, indent=indent) + "\n")
     tmp.replace(path)

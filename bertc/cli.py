@@ -400,7 +400,7 @@ def _lengths_from(args: argparse.Namespace) -> tuple[list[int], str]:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate, check_profile, format_quality, measurements_path
+    from .calibrate import calibrate, check_profile, cross, format_cross, format_quality, measurements_path, write_json
 
     try:
         threads = [int(t) for t in args.threads.split(",")]
@@ -409,10 +409,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not threads or min(threads) < 1:
         raise BertcError(f"--threads {args.threads}: expected a comma-separated list of thread counts of at least 1, "
                          "such as 1,2")
+    if args.cross:
+        print(format_cross(cross(args.cross, args.target, progress=not args.quiet)))
+        return 0
     if args.check:
+        if args.output and not Path(args.output).resolve().parent.is_dir():  # before minutes of timing
+            raise BertcError(f"-o {args.output}: its folder does not exist")
         q = check_profile(args.check, args.target, args.device, threads, args.holdout, args.runs, args.seed,
                           progress=not args.quiet, int8=args.int8)
         print(format_quality(q))
+        if args.output:  # its timings kept, for --cross
+            write_json(Path(args.output), {"checked": args.check, "quality": q})
+            print(f"\nwrote {args.output}: this hour's held-out timings, for `bertc calibrate --cross`")
         return 0 if not q["goal_misses"] else 1
     out = args.output or f"bertc-profile-{args.target}-{(args.device or 'host').replace(':', '-')}.json"
     _profile, q = calibrate(args.target, args.device, threads, args.grid, args.holdout, out, runs=args.runs,
@@ -621,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  bertc calibrate --target host -o here.json          # 5-12 min on 2 cores\n"
                               "  bertc estimate config.json --profile here.json\n"
                               "  bertc calibrate --check here.json                   # does it still hold? (~4 min)\n"
+                              "  bertc calibrate --check here.json -o later.json     # ... and keep its timings\n"
+                              "  bertc calibrate --cross here.json there.json later.json   # which fit holds across hours\n"
                               "  bertc calibrate --refit here.measurements.json -o again.json   # fit again, no grid\n"
                               "  bertc calibrate --refit here.measurements.json -o here.json --no-retime  # time nothing\n"
                               "  bertc calibrate --target android-arm64 --device adb --threads 1,4 -o phone.json",
@@ -644,7 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--no-retime", action="store_true", help="with --refit: time nothing, and predict the held-out "
                    "timings kept in the -o profile again (how a changed cost model does on the same timings, on a "
                    "machine too busy to time them fairly now)")
-    k.add_argument("-o", "--output", help="profile file to write (default: bertc-profile-TARGET-DEVICE.json)")
+    k.add_argument("--cross", nargs="+", metavar="FILE", help="time nothing: fit each calibration's measurements "
+                   "again (PROFILE.measurements.json or .gz beside each profile) and print how each fit predicts "
+                   "every held-out set among FILEs (profiles, and checks kept with --check PROFILE -o FILE), timed in "
+                   "other hours; names the fit that predicts the other hours best, the one to keep")
+    k.add_argument("-o", "--output", help="profile file to write (default: bertc-profile-TARGET-DEVICE.json); with "
+                   "--check, a file that keeps the check's held-out timings (for --cross)")
     k.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=_calibrate)
 

@@ -681,7 +681,7 @@ def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_p
     here = read_cpu()
     other = {**meas["cpu"], "features": ["avx2", "f16c", "fma"] if "avx512f" in here["features"]
              else meas["cpu"]["features"]}
-    records = [r for r in meas["records"] if r["seq"] <= 8][:24]
+    records = [r for r in meas["records"] if r["seq"] in (1, 8, 32)]
     (tmp_path / "m.json").write_text(json.dumps({**meas, "cpu": other, "records": records}))
     out = tmp_path / "p.json"
     out.write_text((PROFILES_DIR / "host-avx512.json").read_text())  # the earlier profile, with its held-out timings
@@ -694,6 +694,59 @@ def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_p
     assert profile.data["fitted"] == theirs != mine  # its tiles, not this machine's
     assert [r["measured_ms"] for r in q["measured"]] == [r["measured_ms"] for r in earlier]
     assert [r["predicted_ms"] for r in q["measured"]] != [r["predicted_ms"] for r in earlier]
+
+
+def test_cross_names_the_fit_that_predicts_the_other_hours_best(tmp_path, monkeypatch):
+    """`bertc calibrate --cross`: each calibration's kept measurements fitted again and asked for every held-out
+    set given (its own and other hours', checks' too). A fit prices its own hour's timings; one made from timings
+    30% slower prices them all 30% slower, and the table shows it."""
+    import gzip
+
+    from bertc.calibrate import cross, format_cross
+    from bertc.cost import PROFILES_DIR
+
+    meas = json.loads((PROFILES_DIR / "host-avx512.measurements.json").read_text())
+    prof = json.loads((PROFILES_DIR / "host-avx512.json").read_text())
+    records = [r for r in meas["records"] if r["seq"] in (1, 8, 32)]
+    held = prof["quality"]["measured"][:8]  # the held-out set's first 8 configurations are the set of 8 (holdout)
+
+    def slower(x, s):  # every timing of a record or a held-out row, s times slower
+        if isinstance(x, dict):
+            return {k: v if k in ("config", "seq", "threads", "prune", "dtype") else slower(v, s) for k, v in x.items()}
+        return [slower(v, s) for v in x] if isinstance(x, list) else x * s if isinstance(x, float) else x
+
+    def kept(name, s, measured=True, gz=False):
+        q = {"measured": [{**r, "measured_ms": r["measured_ms"] * s, "handoff_us": r.get("handoff_us", 0) * s}
+                          for r in held], "holdout_seed": 7}
+        (tmp_path / name).write_text(json.dumps({"quality": q}))
+        if measured:
+            body = json.dumps({**meas, "records": [slower(r, s) for r in records]}).encode()
+            m = measurements_path(tmp_path / name)
+            (m.with_name(m.name + ".gz").write_bytes(gzip.compress(body)) if gz else m.write_bytes(body))
+        return tmp_path / name
+
+    paths = [kept("quiet.json", 1.0), kept("busy.json", 1.3, gz=True), tmp_path / "later.json"]
+    # a check's timings, kept by `bertc calibrate --check PROFILE -o FILE` (its timing stood in for: minutes)
+    later = json.loads(kept("timed.json", 1.04, measured=False).read_text())["quality"]
+    monkeypatch.setattr("bertc.calibrate.check_profile", lambda *a, **k: {**later, **report(later["measured"])})
+    assert cli(["calibrate", "--check", "host-avx512", "-o", str(paths[2]), "-q"]) == 1  # it misses the goal
+    assert json.loads(paths[2].read_text())["checked"] == "host-avx512"
+    c = cross(paths, progress=False)
+    assert c["sets"] == ["quiet.json", "busy.json", "later.json"] and [t["fit"] for t in c["fits"]] == ["quiet.json", "busy.json"]
+    (quiet, busy) = ({k: v["within_10pct"] for k, v in t["sets"].items()} for t in c["fits"])
+    assert quiet["quiet.json"] == pytest.approx(busy["busy.json"], abs=0.13)  # the same fit, 1.3 times over
+    assert quiet["quiet.json"] > 0.5 and quiet["busy.json"] <= 0.125 and busy["quiet.json"] <= 0.125 >= busy["later.json"]
+    assert quiet["later.json"] > 0 and c["best"]["fit"] == "quiet.json"
+    assert c["fits"][0]["others_mean"] == pytest.approx((quiet["busy.json"] + quiet["later.json"]) / 2)
+    text = format_cross(c)
+    assert "| quiet.json |" in text and "predicts the other hours best: quiet.json" in text
+    assert f"--refit {measurements_path(paths[0])} -o {paths[0]} --no-retime" in text
+    (tmp_path / "bare.json").write_text(json.dumps({"name": "bare"}))
+    with pytest.raises(BertcError, match="bare.json: holds no held-out timings"):
+        cross([paths[0], tmp_path / "bare.json"], progress=False)
+    with pytest.raises(BertcError, match="none of these has its measurements"):
+        cross([paths[2]], progress=False)
+    assert cli(["calibrate", "--cross", str(paths[2]), "-q"]) == 2  # the same error, from the command
 
 
 def test_a_weight_cache_sends_the_share_of_weights_beyond_it_to_memory(tmp_path):
