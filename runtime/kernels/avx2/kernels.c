@@ -188,12 +188,13 @@ typedef struct {
 
 /* c[rows, 8 nv] (+)= a[rows, kc] @ b[kc, 8 nv]: rows * nv accumulators live in registers;
  * a rows are lda apart, b rows ldb apart. Inlined with constant rows/nv, so the loops unroll
- * into straight FMA code. pf, when not NULL, is the next kc x nr weight slice (laid out as b):
- * step k prefetches its row k, so the slice arrives from DRAM spread over this tile's FMAs
- * (see gemm_block). */
+ * into straight FMA code. pf, when not NULL, is this tile's share of the next kc x nr weight slice
+ * (laid out as b): every pfs-th step k prefetches its row k, so the slice arrives from DRAM spread
+ * over the FMAs of all the tiles that sweep this one (see gemm_block). */
 ALWAYS_INLINE void gemm_micro(const int rows, const int nv, int64_t kc, const float *a, int64_t lda, const float *b,
-                              int64_t ldb, float *c, int64_t ldc, int accumulate, const char *pf) {
+                              int64_t ldb, float *c, int64_t ldc, int accumulate, const char *pf, int pfs) {
   __m256 acc[8][3];
+  int64_t next_pf = 0;
 #pragma GCC unroll 8
   for (int r = 0; r < rows; r++)
 #pragma GCC unroll 3
@@ -201,7 +202,8 @@ ALWAYS_INLINE void gemm_micro(const int rows, const int nv, int64_t kc, const fl
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     __m256 bv[3];
-    if (pf) { /* a row of nv * 32 bytes: one cache line, or two when it is 96 bytes */
+    if (pf && k == next_pf) { /* a row of nv * 32 bytes: one cache line, or two when it is 96 bytes */
+      next_pf += pfs;
       _mm_prefetch(pf + k * ldb * (int64_t)sizeof(float), _MM_HINT_T0);
       if (nv == 3) _mm_prefetch(pf + k * ldb * (int64_t)sizeof(float) + 64, _MM_HINT_T0);
     }
@@ -221,20 +223,20 @@ ALWAYS_INLINE void gemm_micro(const int rows, const int nv, int64_t kc, const fl
 }
 
 /* One instantiation per (rows, nr) a supported tile can produce: rows < mr at the bottom edge. */
-#define GEMM_ROWS_CASE(R, NV) case R: gemm_micro(R, NV, kc, a, lda, b, nr, c, ldc, acc, pf); return
+#define GEMM_ROWS_CASE(R, NV) case R: gemm_micro(R, NV, kc, a, lda, b, nr, c, ldc, acc, pf, pfs); return
 static void gemm_micro_16(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
-                          int64_t ldc, int acc, const char *pf) {
+                          int64_t ldc, int acc, const char *pf, int pfs) {
   switch (rows) {
     GEMM_ROWS_CASE(1, 2); GEMM_ROWS_CASE(2, 2); GEMM_ROWS_CASE(3, 2);
     GEMM_ROWS_CASE(4, 2); GEMM_ROWS_CASE(5, 2); GEMM_ROWS_CASE(6, 2);
   }
 }
 static void gemm_micro_24(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
-                          int64_t ldc, int acc, const char *pf) {
+                          int64_t ldc, int acc, const char *pf, int pfs) {
   switch (rows) { GEMM_ROWS_CASE(1, 3); GEMM_ROWS_CASE(2, 3); GEMM_ROWS_CASE(3, 3); GEMM_ROWS_CASE(4, 3); }
 }
 static void gemm_micro_8(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
-                         int64_t ldc, int acc, const char *pf) {
+                         int64_t ldc, int acc, const char *pf, int pfs) {
   switch (rows) {
     GEMM_ROWS_CASE(1, 1); GEMM_ROWS_CASE(2, 1); GEMM_ROWS_CASE(3, 1); GEMM_ROWS_CASE(4, 1);
     GEMM_ROWS_CASE(5, 1); GEMM_ROWS_CASE(6, 1); GEMM_ROWS_CASE(7, 1); GEMM_ROWS_CASE(8, 1);
@@ -246,8 +248,9 @@ static void gemm_micro_8(int rows, int64_t kc, const float *a, int64_t lda, cons
 /* The 512-bit twin of gemm_micro, for the (12, 32) tile: 24 zmm accumulators. A host with
  * AVX-512 doubles the FMA width, and the peers (oneDNN, MKL, XNNPACK) use it. */
 ALWAYS_INLINE void gemm_micro512(const int rows, int64_t kc, const float *a, int64_t lda, const float *b, float *c,
-                                 int64_t ldc, int accumulate, const char *pf) {
+                                 int64_t ldc, int accumulate, const char *pf, int pfs) {
   __m512 acc[12][2];
+  int64_t next_pf = 0;
   /* Four base pointers, rows r = 3i + j at row3[i] + j * lda, so that the twelve addresses
    * are base + index * {0, 1, 2} and fit in the GPRs without reloading offsets each step. */
   const float *row3[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda};
@@ -257,7 +260,8 @@ ALWAYS_INLINE void gemm_micro512(const int rows, int64_t kc, const float *a, int
     for (int v = 0; v < 2; v++) acc[r][v] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * v) : _mm512_setzero_ps();
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; k++) {
-    if (pf) { /* as gemm_micro: the next slice's row k, two cache lines */
+    if (pf && k == next_pf) { /* as gemm_micro: the next slice's row k, two cache lines */
+      next_pf += pfs;
       _mm_prefetch(pf + k * 128, _MM_HINT_T0);
       _mm_prefetch(pf + k * 128 + 64, _MM_HINT_T0);
     }
@@ -275,9 +279,9 @@ ALWAYS_INLINE void gemm_micro512(const int rows, int64_t kc, const float *a, int
     for (int v = 0; v < 2; v++) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
 }
 
-#define GEMM_ROWS_CASE(R) case R: gemm_micro512(R, kc, a, lda, b, c, ldc, acc, pf); return
+#define GEMM_ROWS_CASE(R) case R: gemm_micro512(R, kc, a, lda, b, c, ldc, acc, pf, pfs); return
 static void gemm_micro_32(int rows, int64_t kc, const float *a, int64_t lda, const float *b, float *c, int64_t ldc,
-                          int acc, const char *pf) {
+                          int acc, const char *pf, int pfs) {
   switch (rows) {
     GEMM_ROWS_CASE(1); GEMM_ROWS_CASE(2); GEMM_ROWS_CASE(3); GEMM_ROWS_CASE(4); GEMM_ROWS_CASE(5); GEMM_ROWS_CASE(6);
     GEMM_ROWS_CASE(7); GEMM_ROWS_CASE(8); GEMM_ROWS_CASE(9); GEMM_ROWS_CASE(10); GEMM_ROWS_CASE(11); GEMM_ROWS_CASE(12);
@@ -287,31 +291,32 @@ static void gemm_micro_32(int rows, int64_t kc, const float *a, int64_t lda, con
 #endif
 
 static void gemm_micro_any(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t nr, float *c,
-                           int64_t ldc, int acc, const char *pf) {
+                           int64_t ldc, int acc, const char *pf, int pfs) {
   switch (nr) {
 #ifdef __AVX512F__
-    case 32: gemm_micro_32(rows, kc, a, lda, b, c, ldc, acc, pf); return;
+    case 32: gemm_micro_32(rows, kc, a, lda, b, c, ldc, acc, pf, pfs); return;
 #endif
-    case 16: gemm_micro_16(rows, kc, a, lda, b, nr, c, ldc, acc, pf); return;
-    case 24: gemm_micro_24(rows, kc, a, lda, b, nr, c, ldc, acc, pf); return;
-    default: gemm_micro_8(rows, kc, a, lda, b, nr, c, ldc, acc, pf);
+    case 16: gemm_micro_16(rows, kc, a, lda, b, nr, c, ldc, acc, pf, pfs); return;
+    case 24: gemm_micro_24(rows, kc, a, lda, b, nr, c, ldc, acc, pf, pfs); return;
+    default: gemm_micro_8(rows, kc, a, lda, b, nr, c, ldc, acc, pf, pfs);
   }
 }
 
 /* One rows x nr tile at (m, panel p) for K block [k0, k0 + kb), prefetching pf (gemm_micro). The last panel may be
  * narrower than nr: its weights are zero-padded, so it is computed full width into a
  * stack tile and only the valid columns are copied to y. */
-static void gemm_tile(const gemm_args *g, int64_t m, int rows, int64_t p, int64_t k0, int64_t kb, const char *pf) {
+static void gemm_tile(const gemm_args *g, int64_t m, int rows, int64_t p, int64_t k0, int64_t kb, const char *pf,
+                      int pfs) {
   const int64_t nr = g->nr, n0 = p * nr, cols = min64(nr, g->N - n0);
   const float *a = g->x + m * g->K + k0, *b = g->w + p * g->K * nr + k0 * nr;
   float *y = g->y + m * g->N + n0;
   const int first = k0 == 0, last = k0 + kb == g->K;
   if (cols == nr) {
-    gemm_micro_any(rows, kb, a, g->K, b, nr, y, g->N, !first, pf);
+    gemm_micro_any(rows, kb, a, g->K, b, nr, y, g->N, !first, pf, pfs);
   } else {
     float tile[12 * 32];
     for (int r = 0; r < rows && !first; r++) memcpy(tile + r * nr, y + r * g->N, (size_t)cols * sizeof(float));
-    gemm_micro_any(rows, kb, a, g->K, b, nr, tile, nr, !first, pf);
+    gemm_micro_any(rows, kb, a, g->K, b, nr, tile, nr, !first, pf, pfs);
     for (int r = 0; r < rows; r++) memcpy(y + r * g->N, tile + r * nr, (size_t)cols * sizeof(float));
   }
   if (!last) return;
@@ -330,21 +335,25 @@ static int gemm_tile_rows(int64_t left, int mr) { return (int)(left > mr && left
  * sweeps over it; the panel's y columns stay in cache across its K blocks.
  * The weights come from DRAM (a model's are far larger than the caches), and a short sentence has
  * only one or two row tiles to hide their arrival behind. The panels are contiguous, so the next
- * slice is the next kc * nr floats: the first row tile of each slice prefetches it, one row per k
- * step. Issued all at once before the tile (as this did before), the 16 KB burst overran the
- * core's miss buffers and stalled it: MiniLM's linears at M = 8 ran at 25-27 GFLOP/s with the
- * weights from DRAM, 31-38 spread out (benchmarks/gemm_rows.py --cold). */
+ * slice is the next kc * nr floats, prefetched a row per k step spread over all the row tiles (of T
+ * tiles, tile i takes rows i, i + T, ...). Issued all at once before the tile, the 16 KB burst overran
+ * the core's miss buffers and stalled it: MiniLM's linears at M = 8 ran at 25-27 GFLOP/s with the
+ * weights from DRAM, 31-38 spread out (benchmarks/gemm_rows.py --cold). All of it by the first tile
+ * (as this did before) was a burst too where two short tiles split 13-23 rows: 6 x 384 at 14 tokens,
+ * 1 thread, took 13-18% longer than now (interleaved; 24-48 tokens 2-6%). */
 static void gemm_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   const char *w_end = (const char *)(g->w + g->panels * g->K * g->nr);
+  int tiles = 0;
+  for (int64_t m = m0; m < m1; tiles++) m += gemm_tile_rows(m1 - m, g->mr);
   for (int64_t p = p0; p < p1; p++)
     for (int64_t k0 = 0; k0 < g->K; k0 += g->kc) {
       const int64_t kb = min64(g->kc, g->K - k0);
       const char *next = (const char *)(g->w + p * g->K * g->nr + (k0 + kb) * g->nr);
       /* kb rows of nr floats ahead, unless that runs past the last weight (the final slice) */
       const char *pf = w_end - next >= kb * g->nr * (int64_t)sizeof(float) ? next : NULL;
-      for (int64_t m = m0; m < m1;) {
+      for (int64_t m = m0, i = 0; m < m1; i++) { /* tile i prefetches rows i, i + tiles, ... of the next slice */
         const int rows = gemm_tile_rows(m1 - m, g->mr);
-        gemm_tile(g, m, rows, p, k0, kb, m == m0 ? pf : NULL);
+        gemm_tile(g, m, rows, p, k0, kb, pf && i < kb ? pf + i * g->nr * (int64_t)sizeof(float) : NULL, tiles);
         m += rows;
       }
     }
