@@ -154,8 +154,10 @@ def grid(size: str, int8: bool = False) -> list[GridModel]:
               (6, 640, 4, "4x1@0.5"), (4, 512, 4, "16x1@0.5"), (3, 640, 3, "4x1@0.15"), (5, 448, 2, "1x4@0.1"),
               (6, 192, 4, "8x1@0.2")]
     models = [(n, h, m, None) for n, h, m in dense] + sparse
-    fp32 = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short)
-            for n, h, m, spec in models]
+    # the sparse models at 12 tokens too: a by-rows tile's tail tile (12 of 16 rows of 1x4 and r x 1 blocks on
+    # AVX-512 and of 1x4 on AVX2), whose blocks cost as a full tile's (cost model 8: blocks per row tile)
+    fp32 = [GridModel(bert_config(n, h, _heads(h), h * m), spec, tuple(sorted(
+        (long if n * h <= 2000 else short) + ((12,) if spec else ())))) for n, h, m, spec in models]
     # int8 GEMMs' own fit: small and large rows, weights in and out of cache
     # and int8 blocks of 16 and 8 rows at densities the AVX2 int8 rates keep sparse (sparse_rates.json)
     quantized = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short, "int8")
@@ -702,6 +704,7 @@ def cross(paths: list[str | Path], target: str = "host", progress: bool = True) 
     from tqdm import tqdm
 
     sets = {}
+    paths = [p for p in paths if not str(p).endswith(".measurements.json")]  # a fit's data, found beside its profile
     for path in paths:
         q = kept_quality(path)
         if not q.get("measured") or "holdout_seed" not in q:

@@ -97,7 +97,9 @@ FEATURES = {
                   *_weight_features("weights_dram")],
     # fp32 blocks: each block height's kernel fitted apart (sparse_family), its own copy of these features:
     # flops: the tile's FMAs (the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M); blocks:
-    # reading a block's index, whatever the rows; blocks_x_m: a block's loads of x, per row of the tile (the tile's
+    # reading a block's index, whatever the rows, by each row tile that sweeps the blocks (a tail tile of 16 rows of
+    # 1x4 blocks took 62-70% of a full 32-row one's time on the Zen 5 EPYC, not half; counted once, the fit put it in
+    # blocks_x_m, and 9-16 tokens were priced 18-25% under); blocks_x_m: a block's loads of x, per row of the tile (the tile's
     # rows, as the FLOPs: a 9-row GEMM of 4x1 blocks on AVX2 does 16 rows' work, 5.9 ms as at 16, and m there priced
     # it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a
     # register), r lanes wide or scalar, one row's accumulator a chain; row_tiles: a block row's start and stores,
@@ -135,10 +137,11 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 # 2: tile rows, weight hinges, sparse blocks, attention heads (issue 21); 3: the few-rows sparse tile's FMAs; 4: fp32
 # blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows; 6: ops too
 # small to split run on one thread (op_threads), norms and elementwise ops there at a rate of their own; 7: the
-# few-rows sparse tile's block rows apart (few_rows), int8 blocks fitted per block height (int8_family). A profile
+# few-rows sparse tile's block rows apart (few_rows), int8 blocks fitted per block height (int8_family); 8: a fp32 block's
+# index read once per row tile that sweeps it (blocks), so a tail tile costs its blocks as a full one does. A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 7
+COST_MODEL = 8
 
 
 # runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
@@ -352,7 +355,7 @@ def op_features(op, index: int, target) -> OpCost | None:
             else:
                 work, few, tiles = sparse_tile(m, p.r, p.c, target)
                 f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks,
-                     "blocks": blocks, "row_tiles": float(rows * tiles), **weight_stream("weights", kept, m)}
+                     "blocks": blocks * tiles, "row_tiles": float(rows * tiles), **weight_stream("weights", kept, m)}
                 if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
                     f["few_fmas"] = float(m * blocks * (1 if p.r == 1 and p.c == 4 else p.c * (1 if p.r >= 4 else p.r)))
                     f["few_rows"] = f.pop("row_tiles")

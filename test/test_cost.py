@@ -601,8 +601,10 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
         assert nine and all(2 * a.features["r1:flops"] == b.features["r1:flops"] and a.flops < b.flops
                             for a, b in zip(nine, full))
         assert [sparse_tile(m, 1, 4, t)[2] for m in (1, 8, 9, 32, 33)] == [1, 1, 1, 1, 2]
-        assert all(o.features["r1:row_tiles"] == 2 * int(o.op.split()[-1].rstrip("]")) for o in
-                   config_ops(SMALL, "host", 33, prune="1x4@0.25") if o.kind == "linear_sparse")  # N block rows, 2 tiles
+        two = [o for o in config_ops(SMALL, "host", 33, prune="1x4@0.25") if o.kind == "linear_sparse"]
+        assert all(o.features["r1:row_tiles"] == 2 * int(o.op.split()[-1].rstrip("]")) for o in two)  # N block rows, 2 tiles
+        # each row tile sweeps every block: two tiles read each block's index twice (cost model 8)
+        assert two and all(b.features["r1:blocks"] == 2 * a.features["r1:blocks"] for a, b in zip(nine, two))
         # at 1-3 tokens 4x1 blocks run the few-rows tile: one 4-lane FMA a block and row, its own feature; from 4
         # the by-rows tile, whose FLOPs and loads of x are its 16 rows'
         three, nine = ([o for o in config_ops(SMALL, "host", n, prune="4x1@0.25") if o.kind == "linear_sparse"]
@@ -731,7 +733,7 @@ def test_cross_names_the_fit_that_predicts_the_other_hours_best(tmp_path, monkey
     monkeypatch.setattr("bertc.calibrate.check_profile", lambda *a, **k: {**later, **report(later["measured"])})
     assert cli(["calibrate", "--check", "host-avx512", "-o", str(paths[2]), "-q"]) == 1  # it misses the goal
     assert json.loads(paths[2].read_text())["checked"] == "host-avx512"
-    c = cross(paths, progress=False)
+    c = cross(paths + [measurements_path(paths[0])], progress=False)  # as `dir/*.json` gives them: skipped
     assert c["sets"] == ["quiet.json", "busy.json", "later.json"] and [t["fit"] for t in c["fits"]] == ["quiet.json", "busy.json"]
     (quiet, busy) = ({k: v["within_10pct"] for k, v in t["sets"].items()} for t in c["fits"])
     assert quiet["quiet.json"] == pytest.approx(busy["busy.json"], abs=0.13)  # the same fit, 1.3 times over
