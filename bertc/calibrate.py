@@ -735,7 +735,8 @@ def cross(paths: list[str | Path], target: str = "host", progress: bool = True) 
                                  "mape": statistics.fmean(errors)}
                 bar.update()
         others = [v["within_10pct"] for k, v in row.items() if k != name]
-        table.append({"fit": name, "path": str(found.with_name(name)), "measurements": str(found), "sets": row, "mean": statistics.fmean(v["within_10pct"] for v in row.values()),
+        table.append({"fit": name, "path": str(found.with_name(name)), "measurements": str(found), "sets": row,
+                      "mean": statistics.fmean(v["within_10pct"] for v in row.values()),
                       "others_mean": statistics.fmean(others) if others else None})
     bar.close()
     ranked = [t for t in table if t["others_mean"] is not None]

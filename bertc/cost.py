@@ -99,9 +99,9 @@ FEATURES = {
     # flops: the tile's FMAs (the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M); blocks:
     # reading a block's index, whatever the rows, by each row tile that sweeps the blocks (a tail tile of 16 rows of
     # 1x4 blocks took 62-70% of a full 32-row one's time on the Zen 5 EPYC, not half; counted once, the fit put it in
-    # blocks_x_m, and 9-16 tokens were priced 18-25% under); blocks_x_m: a block's loads of x, per row of the tile (the tile's
-    # rows, as the FLOPs: a 9-row GEMM of 4x1 blocks on AVX2 does 16 rows' work, 5.9 ms as at 16, and m there priced
-    # it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a
+    # blocks_x_m, and 9-16 tokens were priced 18-25% under); blocks_x_m: a block's loads of x, per row of the tile
+    # (the tile's rows, as the FLOPs: a 9-row GEMM of 4x1 blocks on AVX2 does 16 rows' work, 5.9 ms as at 16, and m
+    # there priced it 23% under); few_fmas: the FMA instructions of the few-rows tile (1-8 tokens, blocks narrower than a
     # register), r lanes wide or scalar, one row's accumulator a chain; row_tiles: a block row's start and stores,
     # per tile of rows; few_rows: the same, per block row of the few-rows tile, apart (a 1x4 block row's end there
     # costs about 15 ns at one thread on the Zen 5 EPYC, so a 1-token GEMM of 768 outputs and 3072 inputs takes 30%
