@@ -36,11 +36,14 @@ import contextlib
 import gzip
 import json
 import math
+import multiprocessing
+import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -199,6 +202,27 @@ def _compile(config: dict[str, Any], prune: str | None, target: str, out: Path, 
     return compile_model(model, target=target, out=out, prune=prune, dtype=dtype, **shape)
 
 
+def _compiled(job: tuple[tuple, dict[str, Any]]) -> Path:
+    return _compile(*job[0], **job[1]).path
+
+
+COMPILE_POOL_MIN = 4  # fewer compiles run in this process
+
+
+def compile_all(jobs: list[tuple[tuple, dict[str, Any]]], bar) -> list[Path]:
+    """Each job's artifact (_compile's arguments and keywords), on a forked process a core: all before any timing,
+    so that nothing runs beside a timed model. torch.export, over half of a compile, takes one core: one at a time,
+    the 56 compiles of `bertc calibrate --int8` took 140 s of 592 on the 2-core Zen 4 EPYC. Forked as PyTorch's
+    DataLoader workers are (torch keeps a forked child off the parent's thread pool); spawned ones would import the
+    caller's main module again, and break a script without a __main__ guard, so elsewhere they run one at a time."""
+    workers = min(os.cpu_count() or 1, len(jobs))
+    bar.set_postfix_str(f"compiling {len(jobs)} models")
+    if workers < 2 or len(jobs) < COMPILE_POOL_MIN or "fork" not in multiprocessing.get_all_start_methods():
+        return [_compiled(job) for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_compiled, jobs))
+
+
 def _bench(model: DeviceModel, seq: int, runs: int, expect_ms: float | None = None) -> dict[str, Any]:
     """bertc_run --bench at ``seq`` tokens: ``runs`` runs, more for a short model (MIN_BENCH_S in all). Each call
     starts bertc_run, which loads and checks the weights: ``expect_ms`` (a shorter length's time) sizes the
@@ -256,15 +280,15 @@ def fastest(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
     return best, max(r["p50_ms"] for r in reports) / best["p50_ms"] - 1
 
 
-def grid_points(models: list[GridModel], threads: list[int], target: str, device: str | None, runs: int, work: Path,
+def grid_jobs(models: list[GridModel], target: str, work: Path) -> list[tuple[tuple, dict[str, Any]]]:
+    return [((gm.config, gm.prune, target, work / f"grid{i}.bertc", i, gm.dtype), {"max_seq_len": max(gm.lengths)})
+            for i, gm in enumerate(models)]
+
+
+def grid_points(models: list[GridModel], paths: list[Path], threads: list[int], device: str | None, runs: int,
                 bar) -> tuple[list[tuple[int, int, int]], Any]:
-    """Each grid model compiled (all first: the passes then run back to back), and its points (model, threads,
-    length) with the ``time_one`` that times one of them for timed_passes."""
-    arts = []
-    for i, gm in enumerate(models):
-        bar.set_postfix_str(f"grid {gm.label}: compiling")
-        arts.append(_compile(gm.config, gm.prune, target, work / f"grid{i}.bertc", i, gm.dtype,
-                             max_seq_len=max(gm.lengths)))
+    """The grid models' points (model, threads, length), their artifacts at ``paths`` (grid_jobs, compiled), with
+    the ``time_one`` that times one of them for timed_passes."""
     points = [(i, t, seq) for i, gm in enumerate(models) for t in threads for seq in sorted(gm.lengths)]
     loaded: dict[tuple[int, int], DeviceModel] = {}
 
@@ -272,7 +296,7 @@ def grid_points(models: list[GridModel], threads: list[int], target: str, device
         i, t, seq = points[j]
         bar.set_postfix_str(f"grid {models[i].label} S{seq} T{t}")
         if (i, t) not in loaded:
-            loaded[i, t] = DeviceModel(arts[i].path, device=device, threads=t)
+            loaded[i, t] = DeviceModel(paths[i], device=device, threads=t)
         # the runs of a call sized by this point's earlier pass, or in the first by the shorter length's time
         before = reports[j] or (reports[j - 1] if j and points[j - 1][:2] == (i, t) else [])
         return _bench(loaded[i, t], seq, runs, before[0]["p50_ms"] if before else None)
@@ -521,14 +545,15 @@ def _best_gflops(samples) -> float | None:
     return max((f["flops"] / (ms * 1e6) for f, ms in rows if ms > 0 and f["outputs"] >= 128 * 256), default=None)
 
 
-def check_points(cases: list[Case], target: str, device: str | None, runs: int, work: Path, bar):
-    """Each held-out case compiled at its length, and the ``time_one`` that times one of them end to end as
-    ``bertc bench`` does, for timed_passes (alone, or interleaved with the grid) and settle."""
-    models = []
-    for j, case in enumerate(cases):
-        bar.set_postfix_str(f"held out {case.label}: compiling")
-        art = _compile(case.config, case.prune, target, work / f"case{j}.bertc", 1000 + j, case.dtype, seq_len=case.seq)
-        models.append(DeviceModel(art.path, device=device, threads=case.threads))
+def check_jobs(cases: list[Case], target: str, work: Path) -> list[tuple[tuple, dict[str, Any]]]:
+    return [((c.config, c.prune, target, work / f"case{j}.bertc", 1000 + j, c.dtype), {"seq_len": c.seq})
+            for j, c in enumerate(cases)]
+
+
+def check_points(cases: list[Case], paths: list[Path], device: str | None, runs: int, bar):
+    """The ``time_one`` that times one held-out case (compiled at its length to ``paths``: check_jobs) end to end
+    as ``bertc bench`` does, for timed_passes (alone, or interleaved with the grid) and settle."""
+    models = [DeviceModel(path, device=device, threads=case.threads) for case, path in zip(cases, paths)]
 
     def time_one(j: int, reports: list) -> dict[str, Any]:
         bar.set_postfix_str(f"held out {cases[j].label}")
@@ -623,11 +648,12 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bertc-calibrate-") as tmp:
         sets = []  # the grid's points and the held-out set's, timed in the same passes
+        paths = compile_all(grid_jobs(models, target, Path(tmp)) + check_jobs(checks, target, Path(tmp)), bar)
         if records is None:
-            points, grid_one = grid_points(models, threads, target, device, runs, Path(tmp), bar)
+            points, grid_one = grid_points(models, paths[:len(models)], threads, device, runs, bar)
             sets.append((len(points), grid_one))
         if checks:
-            sets.append((len(checks), check_points(checks, target, device, runs, Path(tmp), bar)))
+            sets.append((len(checks), check_points(checks, paths[len(models):], device, runs, bar)))
         timed = interleaved(sets, bar)
         if checks:
             settle(timed[-1], sets[-1][1], bar)
@@ -686,7 +712,7 @@ def check_profile(spec: str | Path, target: str = "host", device: str | None = N
     checks = holdout(holdout_n, threads or [1, 2], seed, **(holdout_limits or {}), int8=int8)
     bar = tqdm(total=len(checks) * PASSES, desc="bertc calibrate --check", unit="run", file=sys.stderr, disable=not progress)
     with tempfile.TemporaryDirectory(prefix="bertc-check-") as tmp:
-        time_one = check_points(checks, target, device, runs, Path(tmp), bar)
+        time_one = check_points(checks, compile_all(check_jobs(checks, target, Path(tmp)), bar), device, runs, bar)
         reports = timed_passes(len(checks), time_one, bar)
         settle(reports, time_one, bar)
         rows = check_rows(profile, checks, reports, target)

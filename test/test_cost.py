@@ -367,6 +367,24 @@ def test_a_deliberately_wrong_profile_is_reported_as_wrong(tmp_path):
     assert q["within_10pct"] == 0 and q["goal_misses"] and "GOAL MISSED" in format_quality(q)
 
 
+def test_calibrate_compiles_on_a_process_a_core_what_it_would_compile_alone(tmp_path, monkeypatch):
+    """compile_all: the grid's and held-out set's artifacts, compiled by forked workers, hold the same weights and
+    code as compiled one at a time (a calibration's 56 compiles took 140 s of 592 on a 2-core EPYC, one by one)."""
+    import bertc.calibrate as C
+
+    class Bar:
+        def set_postfix_str(self, s): pass
+
+    jobs = lambda d: C.grid_jobs(C.grid("small")[:2], "host", tmp_path / d) + C.check_jobs(C.holdout(2, [1], 3, 1, 96, 16), "host", tmp_path / d)
+    monkeypatch.setattr(C.os, "cpu_count", lambda: 2)
+    files = []
+    for d, least in (("forked", 2), ("alone", 99)):
+        monkeypatch.setattr(C, "COMPILE_POOL_MIN", least)
+        paths = C.compile_all(jobs(d), Bar())
+        files.append({f"{p.name}/{n}": (p / n).read_bytes() for p in paths for n in ("weights.bin", "src/model.c")})
+    assert len(files[0]) == 8 and files[0] == files[1]
+
+
 def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     out = tmp_path / "p.json"
     profile, q = calibrate("host", None, [1], "small", holdout_n=3, out=out, runs=3, progress=False,
@@ -701,7 +719,8 @@ def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_p
 def test_cross_names_the_fit_that_predicts_the_other_hours_best(tmp_path, monkeypatch):
     """`bertc calibrate --cross`: each calibration's kept measurements fitted again and asked for every held-out
     set given (its own and other hours', checks' too). A fit prices its own hour's timings; one made from timings
-    30% slower prices them all 30% slower, and the table shows it."""
+    60% slower prices them all 60% slower, and the table shows it (at 1.3 times, a small 2-thread model the quiet fit
+    priced 17-22% under on the Zen 4 EPYC landed within 10% of the slower hours)."""
     import gzip
 
     from bertc.calibrate import cross, format_cross
@@ -727,7 +746,7 @@ def test_cross_names_the_fit_that_predicts_the_other_hours_best(tmp_path, monkey
             (m.with_name(m.name + ".gz").write_bytes(gzip.compress(body)) if gz else m.write_bytes(body))
         return tmp_path / name
 
-    paths = [kept("quiet.json", 1.0), kept("busy.json", 1.3, gz=True), tmp_path / "later.json"]
+    paths = [kept("quiet.json", 1.0), kept("busy.json", 1.6, gz=True), tmp_path / "later.json"]
     # a check's timings, kept by `bertc calibrate --check PROFILE -o FILE` (its timing stood in for: minutes)
     later = json.loads(kept("timed.json", 1.04, measured=False).read_text())["quality"]
     monkeypatch.setattr("bertc.calibrate.check_profile", lambda *a, **k: {**later, **report(later["measured"])})
@@ -736,7 +755,7 @@ def test_cross_names_the_fit_that_predicts_the_other_hours_best(tmp_path, monkey
     c = cross(paths + [measurements_path(paths[0])], progress=False)  # as `dir/*.json` gives them: skipped
     assert c["sets"] == ["quiet.json", "busy.json", "later.json"] and [t["fit"] for t in c["fits"]] == ["quiet.json", "busy.json"]
     (quiet, busy) = ({k: v["within_10pct"] for k, v in t["sets"].items()} for t in c["fits"])
-    assert quiet["quiet.json"] == pytest.approx(busy["busy.json"], abs=0.13)  # the same fit, 1.3 times over
+    assert quiet["quiet.json"] == pytest.approx(busy["busy.json"], abs=0.13)  # the same fit, 1.6 times over
     assert quiet["quiet.json"] > 0.5 and quiet["busy.json"] <= 0.125 and busy["quiet.json"] <= 0.125 >= busy["later.json"]
     assert quiet["later.json"] > 0 and c["best"]["fit"] == "quiet.json"
     assert c["fits"][0]["others_mean"] == pytest.approx((quiet["busy.json"] + quiet["later.json"]) / 2)
