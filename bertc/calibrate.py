@@ -36,14 +36,14 @@ import contextlib
 import gzip
 import json
 import math
-import multiprocessing
 import os
+import pickle
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -207,20 +207,36 @@ def _compiled(job: tuple[tuple, dict[str, Any]]) -> Path:
 
 
 COMPILE_POOL_MIN = 4  # fewer compiles run in this process
+# A worker: _compiled over the pickled jobs on stdin, the artifacts' paths pickled to stdout
+_WORKER = ("import pickle, sys; from bertc.calibrate import _compiled; "
+           "pickle.dump([_compiled(j) for j in pickle.load(sys.stdin.buffer)], sys.stdout.buffer)")
 
 
 def compile_all(jobs: list[tuple[tuple, dict[str, Any]]], bar) -> list[Path]:
-    """Each job's artifact (_compile's arguments and keywords), on a forked process a core: all before any timing,
-    so that nothing runs beside a timed model. torch.export, over half of a compile, takes one core: one at a time,
-    the 56 compiles of `bertc calibrate --int8` took 140 s of 592 on the 2-core Zen 4 EPYC. Forked as PyTorch's
-    DataLoader workers are (torch keeps a forked child off the parent's thread pool); spawned ones would import the
-    caller's main module again, and break a script without a __main__ guard, so elsewhere they run one at a time."""
+    """Each job's artifact (_compile's arguments and keywords), on a process a core: all before any timing, so that
+    nothing runs beside a timed model. torch.export, over half of a compile, takes one core: one at a time, the 56
+    compiles of `bertc calibrate --int8` took 140 s of 592 on the 2-core Zen 4 EPYC. Fresh interpreters, not a
+    multiprocessing pool: a child forked from a process that had compiled before hung (the test suite's second
+    calibration), and spawned ones import the caller's main module again (a script without a __main__ guard)."""
     workers = min(os.cpu_count() or 1, len(jobs))
     bar.set_postfix_str(f"compiling {len(jobs)} models")
-    if workers < 2 or len(jobs) < COMPILE_POOL_MIN or "fork" not in multiprocessing.get_all_start_methods():
+    if workers < 2 or len(jobs) < COMPILE_POOL_MIN:
         return [_compiled(job) for job in jobs]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_compiled, jobs))
+    with tempfile.TemporaryFile() as log:  # the children's warnings: read only if one fails
+        procs = [subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=log) for _ in range(workers)]
+        for i, p in enumerate(procs):  # every worker's jobs first: they run while the first is waited for
+            p.stdin.write(pickle.dumps(jobs[i::workers]))
+            p.stdin.close()
+        done = [(p.stdout.read(), p.wait()) for p in procs]
+        if any(rc for _, rc in done):
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise BertcError(f"compiling the calibration's models failed in a worker process: {tail[0]}")
+    paths: list[Path] = [None] * len(jobs)  # type: ignore[list-item]
+    for i, (out, _) in enumerate(done):
+        paths[i::workers] = pickle.loads(out)
+    return paths
 
 
 def _bench(model: DeviceModel, seq: int, runs: int, expect_ms: float | None = None) -> dict[str, Any]:
@@ -756,9 +772,7 @@ def cross(paths: list[str | Path], target: str = "host", progress: bool = True) 
                 rows = repredict(profile, q, target)
                 if not rows:
                     raise BertcError(f"--cross {set_name}: its held-out timings are not the held-out set of their seed")
-                errors = [abs(r["error"]) for r in rows]
-                row[set_name] = {"within_10pct": sum(e <= 0.1 for e in errors) / len(errors),
-                                 "mape": statistics.fmean(errors)}
+                row[set_name] = error_shares([r["error"] for r in rows])
                 bar.update()
         others = [v["within_10pct"] for k, v in row.items() if k != name]
         table.append({"fit": name, "path": str(found.with_name(name)), "measurements": str(found), "sets": row,
@@ -869,6 +883,12 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             **({"timed_again": again} if again else {})}
 
 
+def error_shares(errors: list[float]) -> dict[str, float]:
+    """The share of relative ``errors`` within 10% and their mean absolute value (quality's, from rows' errors)."""
+    e = [abs(x) for x in errors]
+    return {"within_10pct": sum(x <= 0.1 for x in e) / len(e), "mape": statistics.fmean(e)}
+
+
 def at_own_handoff(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The share within 10% and the MAPE of the rows at each thread count above 1 priced at the hand-off each run
     measured (_predicted's error_at_own_handoff), beside the same rows' errors at the grid's: what knowing the
@@ -877,9 +897,8 @@ def at_own_handoff(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for t in sorted({r["threads"] for r in rows if "error_at_own_handoff" in r}):
         mine = [r for r in rows if r["threads"] == t and "error_at_own_handoff" in r]
         for key, name in (("error", "at_grid"), ("error_at_own_handoff", "at_own")):
-            e = [abs(r[key]) for r in mine]
             out.setdefault(str(t), {"configs": len(mine)})[name] = {
-                "within_10pct": round(sum(x <= 0.1 for x in e) / len(e), 4), "mape": round(statistics.fmean(e), 4)}
+                k: round(v, 4) for k, v in error_shares([r[key] for r in mine]).items()}
     return out
 
 
