@@ -207,9 +207,10 @@ def _compiled(job: tuple[tuple, dict[str, Any]]) -> Path:
 
 
 COMPILE_POOL_MIN = 4  # fewer compiles run in this process
-# A worker: _compiled over the pickled jobs on stdin, the artifacts' paths pickled to stdout
-_WORKER = ("import pickle, sys; from bertc.calibrate import _compiled; "
-           "pickle.dump([_compiled(j) for j in pickle.load(sys.stdin.buffer)], sys.stdout.buffer)")
+# A worker: _compiled over the pickled jobs on stdin, the artifacts' paths pickled to the file argv[1] (stdout would
+# take whatever a compile prints)
+_WORKER = ("import pickle, sys; from bertc.calibrate import _compiled; paths = [_compiled(j) for j in "
+           "pickle.load(sys.stdin.buffer)]; open(sys.argv[1], 'wb').write(pickle.dumps(paths))")
 
 
 def compile_all(jobs: list[tuple[tuple, dict[str, Any]]], bar) -> list[Path]:
@@ -222,20 +223,20 @@ def compile_all(jobs: list[tuple[tuple, dict[str, Any]]], bar) -> list[Path]:
     bar.set_postfix_str(f"compiling {len(jobs)} models")
     if workers < 2 or len(jobs) < COMPILE_POOL_MIN:
         return [_compiled(job) for job in jobs]
-    with tempfile.TemporaryFile() as log:  # the children's warnings: read only if one fails
-        procs = [subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=log) for _ in range(workers)]
+    paths: list[Path] = [None] * len(jobs)  # type: ignore[list-item]
+    with tempfile.TemporaryDirectory(prefix="bertc-compile-") as tmp, open(Path(tmp) / "log", "w+b") as log:
+        procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(Path(tmp) / f"{i}.pkl")], stdin=subprocess.PIPE,
+                                  stdout=log, stderr=log) for i in range(workers)]
         for i, p in enumerate(procs):  # every worker's jobs first: they run while the first is waited for
             p.stdin.write(pickle.dumps(jobs[i::workers]))
             p.stdin.close()
-        done = [(p.stdout.read(), p.wait()) for p in procs]
-        if any(rc for _, rc in done):
+        codes = [p.wait() for p in procs]  # every one, before the folder goes
+        if any(codes):  # the children's output: read only if one fails
             log.seek(0)
             tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise BertcError(f"compiling the calibration's models failed in a worker process: {tail[0]}")
-    paths: list[Path] = [None] * len(jobs)  # type: ignore[list-item]
-    for i, (out, _) in enumerate(done):
-        paths[i::workers] = pickle.loads(out)
+        for i in range(workers):
+            paths[i::workers] = pickle.loads((Path(tmp) / f"{i}.pkl").read_bytes())
     return paths
 
 

@@ -390,6 +390,11 @@ def test_calibrate_compiles_on_a_process_a_core_what_it_would_compile_alone(tmp_
         paths = C.compile_all(jobs(d), Bar())
         files.append({f"{p.name}/{n}": (p / n).read_bytes() for p in paths for n in ("weights.bin", "src/model.c")})
     assert len(files[0]) == 8 and files[0] == files[1]
+    bad = jobs("bad")
+    bad[1] = (bad[1][0][:1] + ("16x1@1.5",) + bad[1][0][2:], bad[1][1])  # a density past 1, in a worker
+    monkeypatch.setattr(C, "COMPILE_POOL_MIN", 2)
+    with pytest.raises(BertcError, match="failed in a worker process: .*16x1@1.5"):
+        C.compile_all(bad[:2], Bar())
 
 
 def test_calibration_end_to_end_on_a_small_grid(tmp_path):
