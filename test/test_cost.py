@@ -385,7 +385,7 @@ def test_calibrate_compiles_on_a_process_a_core_what_it_would_compile_alone(tmp_
     jobs = lambda d: C.grid_jobs(C.grid("small")[:2], "host", tmp_path / d) + C.check_jobs(C.holdout(2, [1], 3, 1, 96, 16), "host", tmp_path / d)
     monkeypatch.setattr(C.os, "cpu_count", lambda: 2)
     files = []
-    for d, least in (("forked", 2), ("alone", 99)):
+    for d, least in (("workers", 2), ("alone", 99)):
         monkeypatch.setattr(C, "COMPILE_POOL_MIN", least)
         paths = C.compile_all(jobs(d), Bar())
         files.append({f"{p.name}/{n}": (p / n).read_bytes() for p in paths for n in ("weights.bin", "src/model.c")})
