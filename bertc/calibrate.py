@@ -59,6 +59,7 @@ from .cost import (
     closest_builtin,
     config_ops,
     device_cpu,
+    error_shares,
     estimate,
     fit_kind,
     fitted_cost,
@@ -882,12 +883,6 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"within_10pct": round(sum(s <= 0.1 for s in spreads) / len(spreads), 4),
             "median_spread": round(statistics.median(spreads), 4), "configs": len(spreads),
             **({"timed_again": again} if again else {})}
-
-
-def error_shares(errors: list[float]) -> dict[str, float]:
-    """The share of relative ``errors`` within 10% and their mean absolute value (quality's, from rows' errors)."""
-    e = [abs(x) for x in errors]
-    return {"within_10pct": sum(x <= 0.1 for x in e) / len(e), "mape": statistics.fmean(e)}
 
 
 def at_own_handoff(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
