@@ -33,8 +33,8 @@ def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] =
 
     The run scale is multiplied by the median measured / predicted of the plain candidates (fp32 dense; of all,
     while none is plain). The sparse, the int8 and the int8 sparse GEMMs (APART) each get their own scale
-    (``kind_scale``): the median k that makes each such candidate's ``scale x (rest + k x its part)`` equal its
-    measurement; their rates are fitted on fewer shapes (the int8 ones not at all in a profile without `bertc
+    (``kind_scale``): the median k that makes each such candidate's ``scale x (rest + k x its part + its other APART
+    parts at their kinds' k)`` equal its measurement, in three rounds; their rates are fitted on fewer shapes (the int8 ones not at all in a profile without `bertc
     calibrate --int8`: then their roofline price, which the run scale does not scale, is what k scales). Predictions are the base
     profile's (``base_predicted_ms`` and the parts), so the fit does not chase its own corrections."""
     data = json.loads(json.dumps(base))
@@ -46,14 +46,19 @@ def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] =
         scale = statistics.median(r.measured_ms / r.base_predicted_ms for r in plain)
         data.setdefault("run_scale", {})[str(t)] = round(base.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
         scales[str(t)] = round(scale, 4)
-        for kind in APART:
-            # a candidate informs the kind that takes most of its APART time: an int8 sparse student's pooler is a
-            # dense int8 GEMM, too small a part to fit that kind's scale from
-            some = [r for r in mine if part(r, kind) and part(r, kind) == max(part(r, k) for k in APART)]
-            if not some or len(plain) == len(mine):
-                continue
-            k = statistics.median((r.measured_ms / scale - (r.base_predicted_ms - part(r, kind))) / part(r, kind)
-                                  for r in some) * (1 if kind in base.get("fitted", {}).get(str(t), {}) else scale)
+        factor = {}  # each APART kind's price factor at the run scale, from the candidates it takes most time of
+        for _ in range(3) if len(plain) < len(mine) else ():
+            for kind in APART:
+                # those candidates' other APART parts (an int8 sparse student's dense int8 pooler) are priced at
+                # their own kinds' factors, which the next round has: left in this kind's, they would bias it
+                some = [r for r in mine if part(r, kind) and part(r, kind) == max(part(r, k) for k in APART)]
+                if some:
+                    factor[kind] = statistics.median(
+                        (r.measured_ms / scale - (r.base_predicted_ms - sum(part(r, o) for o in APART))
+                         - sum(part(r, o) * factor.get(o, 1.0) for o in APART if o != kind)) / part(r, kind)
+                        for r in some)
+        for kind, f in factor.items():
+            k = f * (1 if kind in base.get("fitted", {}).get(str(t), {}) else scale)
             k *= base.get("kind_scale", {}).get(str(t), {}).get(kind, 1.0)
             k = min(4.0, max(0.25, k))  # a wild measurement must not zero or explode these kernels' cost
             data.setdefault("kind_scale", {}).setdefault(str(t), {})[kind] = round(k, 4)

@@ -161,6 +161,15 @@ def max_error(ours: dict, ref: dict, mask: np.ndarray) -> float:
     return err
 
 
+def without_int8():
+    """host-avx512 as `bertc calibrate` without --int8 would fit it: no int8 GEMM costs (their roofline price)."""
+    from bertc.cost import Profile, load_profile
+
+    d = load_profile("host-avx512").data
+    return Profile("no-int8", {**d, "fitted": {t: {k: c for k, c in kinds.items() if not k.endswith("_i8")}
+                                              for t, kinds in d["fitted"].items()}})
+
+
 def on_lavapipe(monkeypatch) -> None:
     """Run this test's vulkan artifacts on Mesa lavapipe, even where a GPU is present (the tolerances are
     lavapipe's); skip it where lavapipe or glslangValidator is missing."""

@@ -13,6 +13,7 @@ import pytest
 import torch
 import transformers as T
 from bertc.passes import PassContext
+from conftest import without_int8
 from torch_mlir import ir
 
 import bertc
@@ -365,13 +366,6 @@ def test_a_deliberately_wrong_profile_is_reported_as_wrong(tmp_path):
                       holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 32})
     assert q["configs"] == 3 and all(r["error"] > 1 for r in q["measured"])
     assert q["within_10pct"] == 0 and q["goal_misses"] and "GOAL MISSED" in format_quality(q)
-
-
-def without_int8() -> Profile:
-    """host-avx512 as `bertc calibrate` without --int8 would fit it: no int8 GEMM costs."""
-    d = load_profile("host-avx512").data
-    return Profile("no-int8", {**d, "fitted": {t: {k: c for k, c in kinds.items() if not k.endswith("_i8")}
-                                              for t, kinds in d["fitted"].items()}})
 
 
 def test_calibrate_compiles_on_a_process_a_core_what_it_would_compile_alone(tmp_path, monkeypatch):
