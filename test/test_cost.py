@@ -726,7 +726,8 @@ def test_cross_names_the_fit_that_predicts_the_other_hours_best(tmp_path, monkey
     """`bertc calibrate --cross`: each calibration's kept measurements fitted again and asked for every held-out
     set given (its own and other hours', checks' too). A fit prices its own hour's timings; one made from timings
     60% slower prices them all 60% slower, and the table shows it (at 1.3 times, a small 2-thread model the quiet fit
-    priced 17-22% under on the Zen 4 EPYC landed within 10% of the slower hours)."""
+    priced 17-22% under on the Zen 4 EPYC landed within 10% of the slower hours). Its last row, each configuration's
+    median timing over the sets, shows what the hours' own spread leaves any fit."""
     import gzip
 
     from bertc.calibrate import cross, format_cross
@@ -765,8 +766,13 @@ def test_cross_names_the_fit_that_predicts_the_other_hours_best(tmp_path, monkey
     assert quiet["quiet.json"] > 0.5 and quiet["busy.json"] <= 0.125 and busy["quiet.json"] <= 0.125 >= busy["later.json"]
     assert quiet["later.json"] > 0 and c["best"]["fit"] == "quiet.json"
     assert c["fits"][0]["others_mean"] == pytest.approx((quiet["busy.json"] + quiet["later.json"]) / 2)
+    # the timings' own spread: each configuration's median over the three sets is the 1.04 times one
+    assert {k: v["within_10pct"] for k, v in c["spread"]["sets"].items()} == {"quiet.json": 1.0, "busy.json": 0.0,
+                                                                              "later.json": 1.0}
+    assert c["spread"]["mean"] == pytest.approx(2 / 3) and c["spread"]["configs"] == 8
     text = format_cross(c)
     assert "| quiet.json |" in text and "predicts the other hours best: quiet.json" in text
+    assert "| each configuration's median timing | 100% | 0% | 100% | 66.7% | - |" in text
     assert f"--refit {measurements_path(paths[0])} -o {paths[0]} --no-retime" in text
     (tmp_path / "bare.json").write_text(json.dumps({"name": "bare"}))
     with pytest.raises(BertcError, match="bare.json: holds no held-out timings"):

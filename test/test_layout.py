@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # bertc 7740 -> 7830, test 6500 -> 6560: calibrate --cross (which calibration's fit holds across hours) and its test
 # runtime 9900 -> 9920: the packed GEMM's prefetch of the next weight slice spread over all its row tiles
 # bertc 7830 -> 7880, test 6560 -> 6580: calibrate compiles its models on a process a core (compile_all), its test
-BUDGETS = {"bertc": 7880, "dialects": 750, "passes": 4850, "runtime": 9920, "test": 6580, "benchmarks": 2550,
+# bertc 7880 -> 7920, test 6580 -> 6600: calibrate --cross's last row (timings_spread), refit_profile by kind, tests
+BUDGETS = {"bertc": 7920, "dialects": 750, "passes": 4850, "runtime": 9920, "test": 6600, "benchmarks": 2550,
            "search": 2820}
 
 
