@@ -791,8 +791,8 @@ def timings_spread(sets: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """How far apart the held-out sets' own timings lie: each set's share of timings within 10% of their
     configuration's median over the sets that timed it (one seed's sets time the same configurations). A fit that
     predicted each of those medians exactly would score that, so no fit of any cost model does much better there on
-    average: on the Zen 4 EPYC's six calibrations of one night, 84%; on the Zen 5's ten sets of one day, 91%. None where no
-    configuration was timed by two sets."""
+    average: on the Zen 4 EPYC's six calibrations of one night, 84%; on the Zen 5's ten sets of one day, 91%. None
+    where no configuration was timed by two sets."""
     timed: dict[tuple, list[float]] = {}
     for q in sets.values():
         for r in q["measured"]:

@@ -34,9 +34,10 @@ def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] =
     The run scale is multiplied by the median measured / predicted of the plain candidates (fp32 dense; of all,
     while none is plain). The sparse, the int8 and the int8 sparse GEMMs (APART) each get their own scale
     (``kind_scale``): the median k that makes each such candidate's ``scale x (rest + k x its part + its other APART
-    parts at their kinds' k)`` equal its measurement, in three rounds; their rates are fitted on fewer shapes (the int8 ones not at all in a profile without `bertc
-    calibrate --int8`: then their roofline price, which the run scale does not scale, is what k scales). Predictions are the base
-    profile's (``base_predicted_ms`` and the parts), so the fit does not chase its own corrections."""
+    parts at their kinds' k)`` equal its measurement, in three rounds; their rates are fitted on fewer shapes (the
+    int8 ones not at all in a profile without `bertc calibrate --int8`: then their roofline price, which the run
+    scale does not scale, is what k scales). Predictions are the base profile's (``base_predicted_ms`` and the
+    parts), so the fit does not chase its own corrections."""
     data = json.loads(json.dumps(base))
     scales = {}
     part = lambda r, kind: getattr(r, APART[kind]) or 0.0
