@@ -549,7 +549,8 @@ def choose_weight_cache(runs: list[tuple[dict[str, Any], tuple, list]], llc: int
             fit = _fit([(rec, ops) for rec, key, ops in data if key != model])
             errors += [abs(_run_ms(fit, rec, ops) / rec["p50_ms"] - 1) for rec, key, ops in data if key == model
                        if rec["threads"] in fit["fitted"]]
-        scores.append((sum(e <= 0.1 for e in errors) / max(1, len(errors)), statistics.fmean(errors) if errors else 0.0))
+        shares = error_shares(errors) if errors else {"within_10pct": 0.0, "mape": 0.0}
+        scores.append((shares["within_10pct"], shares["mape"]))
     best = max(range(1, len(candidates)), key=lambda i: (scores[i][0], -scores[i][1]))
     pick = best if scores[best][0] >= scores[0][0] + CACHE_MARGIN else 0
     chosen = candidates[pick]

@@ -47,17 +47,19 @@ def refit_profile(base: dict, timed: list[TrialRecord], threads: Iterable[int] =
         scale = statistics.median(r.measured_ms / r.base_predicted_ms for r in plain)
         data.setdefault("run_scale", {})[str(t)] = round(base.get("run_scale", {}).get(str(t), 1.0) * scale, 4)
         scales[str(t)] = round(scale, 4)
-        factor = {}  # each APART kind's price factor at the run scale, from the candidates it takes most time of
-        for _ in range(3) if len(plain) < len(mine) else ():
-            for kind in APART:
+        # each APART kind is fitted from the candidates it takes most of the APART time of (none while every
+        # candidate is plain)
+        informs = {kind: some for kind in APART if len(plain) < len(mine) for some in [
+            [r for r in mine if part(r, kind) and part(r, kind) == max(part(r, k) for k in APART)]] if some}
+        factor = {}  # each kind's price factor at the run scale
+        for _ in range(3):
+            for kind, some in informs.items():
                 # those candidates' other APART parts (an int8 sparse student's dense int8 pooler) are priced at
                 # their own kinds' factors, which the next round has: left in this kind's, they would bias it
-                some = [r for r in mine if part(r, kind) and part(r, kind) == max(part(r, k) for k in APART)]
-                if some:
-                    factor[kind] = statistics.median(
-                        (r.measured_ms / scale - (r.base_predicted_ms - sum(part(r, o) for o in APART))
-                         - sum(part(r, o) * factor.get(o, 1.0) for o in APART if o != kind)) / part(r, kind)
-                        for r in some)
+                factor[kind] = statistics.median(
+                    (r.measured_ms / scale - (r.base_predicted_ms - sum(part(r, o) for o in APART))
+                     - sum(part(r, o) * factor.get(o, 1.0) for o in APART if o != kind)) / part(r, kind)
+                    for r in some)
         for kind, f in factor.items():
             k = f * (1 if kind in base.get("fitted", {}).get(str(t), {}) else scale)
             k *= base.get("kind_scale", {}).get(str(t), {}).get(kind, 1.0)
