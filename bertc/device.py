@@ -296,7 +296,8 @@ def format_op_table(report: dict[str, Any], top: int) -> str:
         outside = "input checks and copies, submit and wait" if gpu else "input checks, pool wake-up"
         lines.append(f"\nper run over {report['runs']} runs: mean {report['mean_ms']:.3f} ms = ops {means:.3f} ms + "
                      f"{report['mean_ms'] - means:.3f} ms outside them ({outside}); p50 "
-                     f"{report['p50_ms']:.3f} ms")
+                     f"{report['p50_ms']:.3f} ms" + (f", quietest stretch's median {report['quiet_ms']:.3f} ms"
+                                                      if "quiet_ms" in report else ""))
     if report.get("emulated"):
         lines.append("note: emulated CPU: these timings check that it runs, they say nothing about speed")
     return "\n".join(lines)

@@ -303,6 +303,24 @@ def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts
     assert fastest(reports[2])[1] == pytest.approx(5.0 / 3.5 - 1)
 
 
+def test_a_timing_counts_its_quietest_stretch_and_the_report_gives_the_calls_p50_beside_it():
+    """calibrate.point_ms: a bertc_run report (or grid record) counts as its quiet_ms, the median of its quietest
+    stretch of runs, where it has one (its p50 in measurements from before it); fastest() and the spread compare
+    passes by it. The report adds the share within 10% against the calls' p50 over all their runs."""
+    from bertc.calibrate import fastest, point_ms
+
+    noisy, calm = {"p50_ms": 1.0, "quiet_ms": 0.9}, {"p50_ms": 0.95, "quiet_ms": 0.92}
+    assert point_ms(noisy) == 0.9 and point_ms({"p50_ms": 0.95}) == 0.95
+    best, spread = fastest([calm, noisy])
+    assert best is noisy and spread == pytest.approx(0.92 / 0.9 - 1)
+    rows = _rows([(1, False, 4, 0.02), (2, False, 4, 0.05)])
+    rows[0]["error_at_p50"], rows[1]["error_at_p50"] = -0.2, 0.04
+    q = report(rows)
+    assert q["at_p50"] == {"within_10pct": 0.5, "mape": 0.12} and "at_p50" not in report(_rows([(1, False, 4, 0.0)]))
+    assert ("against its calls' p50 over all their runs (`bertc bench`'s p50_ms) instead: 50% within 10%, MAPE "
+            "12.0%") in format_quality(q)
+
+
 def test_the_grid_and_the_check_are_timed_in_the_same_passes_spread_among_each_other():
     """calibrate.interleaved: the held-out configurations lie evenly among the grid's points in every pass (each
     pass the reverse of the one before), so a machine that changes speed for minutes moves both alike; each set's
@@ -417,7 +435,9 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     kept = json.loads(measurements_path(out).read_text())
     assert kept["cpu"] == saved.data["cpu"] and all(r["p50_ms"] > 0 and r["ops"] for r in kept["records"])
     # each grid point was timed in PASSES passes, and its fastest is what was fitted; the report says how they agreed
-    assert all(len(r["passes_p50_ms"]) == PASSES and r["p50_ms"] == min(r["passes_p50_ms"]) for r in kept["records"])
+    assert all(len(r["passes_quiet_ms"]) == PASSES and r["quiet_ms"] == min(r["passes_quiet_ms"]) and
+               r["p50_ms"] in r["passes_p50_ms"] for r in kept["records"])
+    assert all("p50_ms" in r and "error_at_p50" in r for r in q["measured"])  # beside measured_ms, its calls' p50
     assert q["grid_repeatability"]["configs"] == len(kept["records"]) and "of the grid's" in format_quality(q)
     # the first grid model was timed again after the check: how far the machine moved since the grid (any amount)
     assert q["drift"]["model"] == "L1 H64 A2 F128" and q["drift"]["lengths"] == [32] and math.isfinite(q["drift"]["threads"]["1"])
