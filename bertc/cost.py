@@ -265,6 +265,7 @@ class OpCost:
     ms: float = 0.0
     detail: str = ""  # "gelu", "16x1 sparse 25%", ...
     weight_bytes: int = 0  # the GEMM weights it reads, as stored (all of them cached: see module_ops)
+    tile: tuple | None = None  # a dense fp32 GEMM's tile_features arguments (m, mr, isa, panel weights, weights)
 
     @property
     def gflops(self) -> float:
@@ -380,14 +381,12 @@ def op_features(op, index: int, target) -> OpCost | None:
             return OpCost(index, label, f"{traits.kernel}_packed_i8", "linear_i8", f, 2.0 * m * n * k,
                           4.0 * (m * k + m * n) + n * k, detail=f"{act}, int8", weight_bytes=stored)
         tile = target.tile
-        mp, np_ = gemm_rows(m, tile.mr, target.isa), -(-n // tile.nr) * tile.nr  # whole panels of nr columns
-        # the stream fades behind the tile's FMAs, so by its rows: below MIN_TILE_ROWS neither moves (m fading it
-        # priced DRAM-bound GEMMs at 4 tokens 10-19% under their 1-token time, which they match on the Zen 5 EPYC)
-        f = {"dispatch": 1, "flops": 2.0 * mp * np_ * k, "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
-             **weight_stream("weights", n * k, mp)}
+        np_ = -(-n // tile.nr) * tile.nr  # whole panels of nr columns
+        f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
+             **tile_features(m, tile.mr, target.isa, np_ * k, n * k, MIN_TILE_ROWS)}
         detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
         return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
-                      detail=detail, weight_bytes=stored)
+                      detail=detail, weight_bytes=stored, tile=(m, tile.mr, target.isa, np_ * k, n * k))
     if kind == "attention":
         # Q|K|V rows [B,S,3H], or Q|K rows and V's apart (MobileBERT): the same reads, FLOPs and features
         b, s, h = _shape(op.results[0])
@@ -443,18 +442,35 @@ def int8_block_tile(m: int, group: int, target) -> int:
     return Q8S_MR_WIDE if group == 4 and m > Q8S_MR and target.int8_tile == AVX512_I8_TILE else Q8S_MR
 
 
-def gemm_rows(m: int, mr: int, isa: str) -> int:
+def gemm_rows(m: int, mr: int, isa: str, floor: int = MIN_TILE_ROWS) -> int:
     """The rows of an m-row GEMM's FMA work, as the micro-kernel's tiles cost them. The x86 kernel
     (runtime/kernels/avx2, gemm_tile_rows) merges a short remainder with the last full tile and splits
     the two evenly (7 rows at mr = 6: 4 + 3); the others take whole tiles of mr and one remainder. Each
-    tile counts at least MIN_TILE_ROWS rows. Padding every input to whole tiles instead put a step of
-    mr rows into the price of a length (7 tokens priced as 12), which no kernel has."""
+    tile counts at least ``floor`` rows (MIN_TILE_ROWS, or the profile's: Profile.row_floor). Padding every
+    input to whole tiles instead put a step of mr rows into the price of a length (7 tokens priced as 12),
+    which no kernel has."""
     rows, left = 0, m
     while left > 0:
         t = (left + 1) // 2 if isa == "avx2" and mr < left < 2 * mr else min(mr, left)
-        rows += max(t, min(MIN_TILE_ROWS, mr))
+        rows += max(t, min(floor, mr))
         left -= t
     return rows
+
+
+# The floors calibrate weighs (calibrate.choose_row_floor): the 4 rows of MIN_TILE_ROWS (8 FMA chains, two FMAs a
+# cycle), or 2 where a core issues one 512-bit FMA a cycle (Zen 4 runs each as two 256-bit halves: 4 chains, two
+# rows of the 12 x 32 tile's two accumulators, hide the latency). On the 2-core Zen 4 EPYC a cached 384 x 128 GEMM
+# took 2.9, 3.1, 4.0, 4.9 us at 1-4 rows (bertc_run quiet_ms), where the 4-row floor prices 1-3 rows as 4.
+ROW_FLOORS = (MIN_TILE_ROWS, 2)
+
+
+def tile_features(m: int, mr: int, isa: str, panel_weights: int, weights: int, floor: int) -> dict[str, float]:
+    """A dense fp32 GEMM's FLOPs and weight stream at its tile's rows (gemm_rows with ``floor``): the FLOPs over
+    ``panel_weights``, its ``weights`` padded to whole panels (n rounded up to nr, times k). The stream fades behind
+    the tile's FMAs, so by its rows: below the floor neither moves (m fading it priced DRAM-bound GEMMs at 4
+    tokens 10-19% under their 1-token time, which they match on the Zen 5 EPYC)."""
+    mp = gemm_rows(m, mr, isa, floor)
+    return {"flops": 2.0 * mp * panel_weights, **weight_stream("weights", weights, mp)}
 
 
 SPARSE_GENERIC_MR = 16  # rows of sparse_gemm.h's generic tile (sparse_tile_for's default)
@@ -507,16 +523,26 @@ def gemm_weight_bytes(module, as_stored: bool = True) -> int:
     return total
 
 
-def module_ops(module, target, cache: WeightCache | None = None) -> list[OpCost]:
+def module_ops(module, target, cache: WeightCache | None = None, floor: int = MIN_TILE_ROWS) -> list[OpCost]:
     """The priced ops of a module after --plan-memory; ``cache``: how much of its GEMM weights the device keeps
-    cached between runs (None: all of them)."""
+    cached between runs (None: all of them); ``floor``: the fewest rows a dense fp32 GEMM's tile costs."""
     ops, i = [], 0
     for op in func_ops(module.operation):
         c = op_features(op, i, target)
         if c is not None:
             ops.append(c)
             i += 1
-    return with_cache(ops, cache)
+    return with_cache(with_row_floor(ops, floor), cache)
+
+
+def with_row_floor(ops: list[OpCost], floor: int) -> list[OpCost]:
+    """``ops`` (priced at MIN_TILE_ROWS) with each dense fp32 GEMM's FLOPs and weight stream at ``floor`` rows
+    a tile at least (gemm_rows); before with_cache, which splits the stream."""
+    if floor != MIN_TILE_ROWS:
+        for o in ops:
+            if o.tile is not None:
+                o.features = {**o.features, **tile_features(*o.tile, floor)}
+    return ops
 
 
 def with_cache(ops: list[OpCost], cache: WeightCache | None) -> list[OpCost]:
@@ -585,6 +611,12 @@ class Profile:
             return WeightCache(int(chosen["bytes"]), bool(chosen.get("all_or_nothing", False)))
         llc = max(self.data.get("caches", {}).values(), default=None)
         return None if llc is None else WeightCache(int(llc), all_or_nothing=True)
+
+    @property
+    def row_floor(self) -> int:
+        """The fewest rows a dense fp32 GEMM's tile costs (gemm_rows): the floor ``bertc calibrate`` chose (its
+        "row_floor"), else MIN_TILE_ROWS."""
+        return int(self.data.get("row_floor", {}).get("rows", MIN_TILE_ROWS))
 
     def overhead_ms(self, threads: int) -> float:
         return float(self.data.get("run_overhead_ms", {}).get(str(threads), self.data["roofline"].get("run_overhead_ms", 0.0)))
@@ -735,16 +767,17 @@ def _pipeline(target: str, prune: str | None, dtype: str = "fp32", force: bool =
 
 
 def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
-               cache: WeightCache | None = None, dtype: str = "fp32", force: bool = False) -> list[OpCost]:
+               cache: WeightCache | None = None, dtype: str = "fp32", force: bool = False,
+               floor: int = MIN_TILE_ROWS) -> list[OpCost]:
     """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py; ``force``:
-    every pruned matrix stored sparse, as --force compiles it."""
+    every pruned matrix stored sparse, as --force compiles it; ``cache`` and ``floor`` as module_ops takes them."""
     with make_context(), ir.Location.unknown():
         module, _ = _config_module(config, target, seq_len, 1)
         set_weight_dtype(module, dtype)
         ctx = PassContext()
         for flag in lowering(_pipeline(target, prune, dtype, force)):
             run_pass(module, flag, ctx)
-        return module_ops(module, get_target(target), cache)
+        return module_ops(module, get_target(target), cache, floor)
 
 
 def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 128, batch: int = 1, *,
@@ -779,7 +812,7 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         ctx = PassContext(weights=weights)
         for flag in passes:
             run_pass(module, flag, ctx)
-        ops = module_ops(module, tgt, prof.weight_cache)
+        ops = module_ops(module, tgt, prof.weight_cache, prof.row_floor)
         for o in ops:
             o.ms = prof.op_ms(o, threads, handoff_us)
         arena = module.operation.attributes["bertc.arena_bytes"].value

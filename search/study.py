@@ -186,22 +186,24 @@ class Study:
         """Milliseconds for ``cand`` under each profile, in the study's terms (its lengths' points, combined).
         The passes run once per candidate and length (the ops do not depend on the profile); each round prices
         them with that round's re-fitted profile."""
-        per_length = self._ops_of(cand, teacher_config, profiles[0].weight_cache)
+        per_length = self._ops_of(cand, teacher_config, profiles[0])
         return [self.lengths.combine([p.overhead_ms(cand.threads) + sum(p.op_ms(o, cand.threads) for o in ops)
                                       for ops in per_length]) for p in profiles]
 
-    def _ops_of(self, cand: Candidate, teacher_config, cache) -> list[list]:
+    def _ops_of(self, cand: Candidate, teacher_config, profile) -> list[list]:
+        """``cand``'s ops at each length, priced with ``profile``'s weight cache and tile row floor."""
         ops = self._ops.get(cand)
         if ops is None:
             config = cand.config(teacher_config).to_dict()
             ops = self._ops[cand] = [config_ops(config, self.settings.target, n, prune=cand.sparsity,
-                                                cache=cache, dtype=cand.precision)
+                                                cache=profile.weight_cache, dtype=cand.precision,
+                                                floor=profile.row_floor)
                                      for n in self.lengths.points]
         return ops
 
     def kind_ms(self, cand: Candidate, teacher_config, profile, kind: str) -> float:
         """The part of ``cand``'s prediction under ``profile`` spent in ops of ``kind`` (APART's)."""
-        per_length = self._ops_of(cand, teacher_config, profile.weight_cache)
+        per_length = self._ops_of(cand, teacher_config, profile)
         return self.lengths.combine([sum(profile.op_ms(o, cand.threads) for o in ops if o.kind == kind)
                                      for ops in per_length])
 

@@ -128,6 +128,25 @@ def test_gemm_rows_follow_the_kernels_tiles():
     assert [gemm_rows(m, 12, "avx2") for m in (3, 13, 27)] == [4, 13, 27]  # the AVX-512 path's 12-row tile
 
 
+def test_a_profile_chooses_the_fewest_rows_a_dense_tile_costs():
+    """Profile.row_floor (calibrate.choose_row_floor): at 2 rows a dense fp32 GEMM of 1-2 tokens costs its FLOPs and
+    weight stream at 2 rows, not MIN_TILE_ROWS; 3 tokens at 3; longer ones and sparse GEMMs as before."""
+    from bertc.cost import MIN_TILE_ROWS, Profile, config_ops, gemm_rows
+
+    assert [gemm_rows(m, 12, "avx2", 2) for m in (1, 2, 3, 13)] == [2, 2, 3, 13]
+    base = load_profile("host-avx512")
+    two = Profile("two", {**base.data, "row_floor": {"rows": 2}})
+    assert base.row_floor == MIN_TILE_ROWS == 4 and two.row_floor == 2
+    for seq, rows in ((1, 2), (3, 3), (8, 8)):
+        four, floored = (estimate(SMALL, seq_len=seq, profile=p).ops for p in (base, two))
+        linear = [(a, b) for a, b in zip(four, floored) if a.tile is not None and a.tile[0] == seq]  # not the pooler
+        assert linear and all(b.features["flops"] == a.features["flops"] * rows / max(rows, 4) for a, b in linear)
+        assert all(b.features["weights_h4"] == a.features["weights"] * (1 - rows / 4) or rows >= 4 for a, b in linear)
+    blocks = [[o.features for o in config_ops(SMALL, "host", 1, "16x1@0.5", force=True, floor=f)
+               if o.kind == "linear_sparse"] for f in (2, 4)]
+    assert blocks[0] and blocks[0] == blocks[1]
+
+
 def test_fitted_arithmetic_and_sparse_forms_by_hand():
     from bertc.cost import sparse_tile
 
@@ -419,6 +438,9 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
                                               "layer_norm", "embedding"}
     assert q["groups"]["int8"]["configs"] == 1 and [r["int8"] for r in q["measured"]] == [False, False, True]
     assert all(c >= 0 for coef in saved.data["fitted"]["1"].values() for c in coef)
+    # the tile's row floor, chosen by the left-out models' errors over the runs it prices differently
+    assert saved.data["row_floor"]["rows"] in (2, 4) and saved.row_floor == saved.data["row_floor"]["rows"]
+    assert [c["rows"] for c in saved.data["row_floor"]["leave_one_model_out"]] == [4, 2]
     # the profile records this CPU, and its caches are this CPU's, not the built-in profile's
     here = read_cpu()
     assert saved.data["cpu"]["features"] == here["features"] and saved.data["caches"] == here["caches"]
