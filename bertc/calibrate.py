@@ -757,6 +757,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                                             "from its own calibration, predicted again"} if untimed else {}),
                        "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
                        **({"weight_cache": data["weight_cache"]} if "weight_cache" in data else {}),
+                       **({"row_floor": data["row_floor"]} if "row_floor" in data else {}),
                        "seconds": round(time.perf_counter() - t0, 1)}
     data["calibrated"] = {"device": where, "date": date.today().isoformat()}
     if out is not None:
@@ -1018,6 +1019,11 @@ def format_quality(q: dict[str, Any]) -> str:
         lines.append(f"measured is each configuration's quietest stretch of runs (bertc_run's quiet_ms, the fastest of "
                      f"its passes); against its calls' p50 over all their runs (`bertc bench`'s p50_ms) instead: "
                      f"{at_p50['within_10pct']:.0%} within 10%, MAPE {at_p50['mape']:.1%}")
+    floor = q.get("row_floor")
+    if floor and all("mape" in c for c in floor["leave_one_model_out"]):
+        lines.append(f"GEMM tiles: {floor['rule']}; chosen by the mean error of the {floor['leave_one_model_out'][0]['runs']} "
+                     "grid runs the floors price differently when each model is left out of the fit (" + ", ".join(
+                         f"{c['rows']} rows {c['mape']:.1%}" for c in floor["leave_one_model_out"]) + ")")
     noise = q.get("repeatability")
     if noise:
         again = noise.get("timed_again")

@@ -441,6 +441,7 @@ def test_calibration_end_to_end_on_a_small_grid(tmp_path):
     # the tile's row floor, chosen by the left-out models' errors over the runs it prices differently
     assert saved.data["row_floor"]["rows"] in (2, 4) and saved.row_floor == saved.data["row_floor"]["rows"]
     assert [c["rows"] for c in saved.data["row_floor"]["leave_one_model_out"]] == [4, 2]
+    assert q["row_floor"] == saved.data["row_floor"] and "GEMM tiles: a dense fp32 GEMM's tile costs" in format_quality(q)
     # the profile records this CPU, and its caches are this CPU's, not the built-in profile's
     here = read_cpu()
     assert saved.data["cpu"]["features"] == here["features"] and saved.data["caches"] == here["caches"]
