@@ -8,7 +8,8 @@ come first: LD_PRELOAD) and the build step needs torch, which is better left out
 build compiles bert.bertc (batch 1) and bert2.bertc (batch 2), seq 16, and bert2dyn.bertc (batch 2, every
 length up to 16: --max-seq-len, run at the input's own length), and writes PyTorch's outputs
 for each edge case to DIR/reference.npz; run checks the artifacts against them (the real tokens of
-every row; a fully masked row only has to be finite) and then runs threads_check.py's three checks.
+every row; a fully masked row only has to be finite), times bert2dyn with its bertc_run --bench and then runs
+threads_check.py's three checks.
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ def run(out: Path) -> int:
             problems.append(f"{name}: differs from PyTorch by {err:.2e}")
     for m in models.values():
         m.close()
+    import subprocess  # bertc_run --bench, built with the same sanitizers: its quiet window and per-op medians
+
+    art, ids = out / "bert2dyn.bertc", out / "bench_ids.bin"
+    np.full(2 * 9, 7, np.int64).tofile(ids)
+    r = subprocess.run([str(art / "bertc_run"), str(art), "--input-ids", str(ids), "--seq", "9", "--bench", "40"],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0 or '"quiet_ms"' not in r.stdout:
+        problems.append(f"bertc_run --bench: exit {r.returncode}, {r.stderr[-400:]}")
     print(f"sanitize_models: {len(edge_cases())} edge cases, {len(problems)} problems")
     for p in problems:
         print(f"  {p}")
