@@ -457,10 +457,10 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
             priced[key, rec["seq"]] = config_ops(rec["config"], target, rec["seq"], rec["prune"], None, dtype)
         runs.append((rec, key, priced[key, rec["seq"]]))
     if llc is not None:
-        cache, data["weight_cache"] = choose_weight_cache(runs, llc.bytes)
+        cache, data["weight_cache"], at_min = choose_weight_cache(runs, llc.bytes)
     else:
-        cache = None
-    floor, data["row_floor"] = choose_row_floor(runs, cache)
+        cache, at_min = None, None
+    floor, data["row_floor"] = choose_row_floor(runs, cache, at_min)
     fit = _fit([(rec, _samples(rec, _cached(ops, cache, floor))) for rec, _, ops in runs])
     data["fitted"] = {str(t): kinds for t, kinds in fit["fitted"].items()}
     data["run_overhead_ms"] = {str(t): round(v, 4) for t, v in fit["overhead"].items()}
@@ -552,30 +552,36 @@ DEFAULT_CACHE = 0.5  # the split chosen unless another predicts the grid's left-
 CACHE_MARGIN = 0.10
 
 
-def _left_out_errors(data: list[tuple[dict[str, Any], tuple, list]], keep=lambda rec: True) -> list[float]:
-    """Each grid run's relative error (those ``keep`` takes) when its model is left out of the fit, from (record,
-    its model's key, its _samples)."""
+def _left_out_errors(data: list[tuple[dict[str, Any], tuple, list]]) -> list[tuple[dict[str, Any], float]]:
+    """(record, its relative error) for each grid run when its model is left out of the fit, from (record, its
+    model's key, its _samples)."""
     errors = []
     for model in sorted({key for _, key, _ in data}, key=str):
         fit = _fit([(rec, ops) for rec, key, ops in data if key != model])
-        errors += [abs(_run_ms(fit, rec, ops) / point_ms(rec) - 1) for rec, key, ops in data if key == model
-                   if rec["threads"] in fit["fitted"] and keep(rec)]
+        errors += [(rec, abs(_run_ms(fit, rec, ops) / point_ms(rec) - 1)) for rec, key, ops in data if key == model
+                   if rec["threads"] in fit["fitted"]]
     return errors
 
 
-def choose_row_floor(runs: list[tuple[dict[str, Any], tuple, list]], cache: WeightCache | None) -> tuple[int, dict[str, Any]]:
+def choose_row_floor(runs: list[tuple[dict[str, Any], tuple, list]], cache: WeightCache | None,
+                     at_min: list[tuple[dict[str, Any], float]] | None = None) -> tuple[int, dict[str, Any]]:
     """The fewest rows a dense fp32 GEMM's tile costs (cost.ROW_FLOORS), chosen by the mean error of the grid's
     runs it prices differently (every fp32 model's: its pooler is a 1-row GEMM) when each model is left out of the
     fit, and the record of the choice for the profile. With 2 rows that error fell on three of the Zen 4's four
     calibrations (12.0% -> 11.5%, 13.8% -> 13.5%, 14.0% -> 13.5%; the fourth, the noisiest hour, 15.05% -> 15.08%)
     and rose on the Zen 5's two and the AVX2 EPYC's, and the held-out sets followed: the two Zen 4 calibrations
-    timed by quiet_ms 73% and 70% within 10% -> 80% and 80%."""
+    timed by quiet_ms 73% and 70% within 10% -> 80% and 80%. ``at_min``: the _left_out_errors at MIN_TILE_ROWS
+    with ``cache``, where choose_weight_cache has them already."""
     moved = {id(rec) for rec, _, ops in runs if len({sum(gemm_rows(*o.tile[:3], f) for o in ops if o.tile is not None)
                                                      for f in ROW_FLOORS}) > 1}
     scores = []
     for floor in ROW_FLOORS:
-        errors = _left_out_errors([(rec, key, _samples(rec, _cached(ops, cache, floor))) for rec, key, ops in runs],
-                                  lambda rec: id(rec) in moved) if moved else []
+        if not moved:
+            scores.append(None)
+            continue
+        pairs = at_min if floor == MIN_TILE_ROWS and at_min is not None else _left_out_errors(
+            [(rec, key, _samples(rec, _cached(ops, cache, floor))) for rec, key, ops in runs])
+        errors = [e for rec, e in pairs if id(rec) in moved]
         scores.append(error_shares(errors) if errors else None)
     best = min(range(len(ROW_FLOORS)), key=lambda i: (scores[i]["mape"], i) if scores[i] else (math.inf, i))
     floor = ROW_FLOORS[best]
@@ -585,14 +591,17 @@ def choose_row_floor(runs: list[tuple[dict[str, Any], tuple, list]], cache: Weig
                                            for f, sc in zip(ROW_FLOORS, scores)]}
 
 
-def choose_weight_cache(runs: list[tuple[dict[str, Any], tuple, list]], llc: int) -> tuple[WeightCache, dict[str, Any]]:
+def choose_weight_cache(runs: list[tuple[dict[str, Any], tuple, list]],
+                        llc: int) -> tuple[WeightCache, dict[str, Any], list[tuple[dict[str, Any], float]]]:
     """The WeightCache that predicts the grid's runs best when each model is left out of the fit in turn (so a
-    split that only learns the grid's noise loses), and the record of the choice for the profile."""
+    split that only learns the grid's noise loses), the record of the choice for the profile, and its
+    _left_out_errors (choose_row_floor's at MIN_TILE_ROWS)."""
     candidates = [WeightCache(int(DEFAULT_CACHE * llc))] + [WeightCache(llc, all_or_nothing=True)] + [
         WeightCache(int(f * llc)) for f in CACHE_FRACTIONS if f != DEFAULT_CACHE]
-    scores = []
+    scores, left_out = [], []
     for cache in candidates:
-        errors = _left_out_errors([(rec, key, _samples(rec, _cached(ops, cache))) for rec, key, ops in runs])
+        left_out.append(_left_out_errors([(rec, key, _samples(rec, _cached(ops, cache))) for rec, key, ops in runs]))
+        errors = [e for _, e in left_out[-1]]
         shares = error_shares(errors) if errors else {"within_10pct": 0.0, "mape": 0.0}
         scores.append((shares["within_10pct"], shares["mape"]))
     best = max(range(1, len(candidates)), key=lambda i: (scores[i][0], -scores[i][1]))
@@ -600,7 +609,7 @@ def choose_weight_cache(runs: list[tuple[dict[str, Any], tuple, list]], llc: int
     chosen = candidates[pick]
     return chosen, {"bytes": chosen.bytes, "all_or_nothing": chosen.all_or_nothing, "rule": chosen.describe(),
                     "leave_one_model_out": [{"label": c.label(), "within_10pct": round(w, 4), "mape": round(m, 4)}
-                                            for c, (w, m) in zip(candidates, scores)]}
+                                            for c, (w, m) in zip(candidates, scores)]}, left_out[pick]
 
 
 def _best_gflops(samples) -> float | None:

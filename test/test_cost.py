@@ -1020,12 +1020,12 @@ def test_calibrate_chooses_the_weight_cache_the_grid_shows():
     from bertc.calibrate import CACHE_MARGIN, choose_weight_cache
 
     llc = 4 << 20
-    chosen, record = choose_weight_cache(_synthetic_runs(1 << 20, False), llc)
+    chosen, record, _ = choose_weight_cache(_synthetic_runs(1 << 20, False), llc)
     assert (chosen.bytes, chosen.all_or_nothing) == (1 << 20, False) and record["bytes"] == 1 << 20
     scores = {c["label"]: c["within_10pct"] for c in record["leave_one_model_out"]}
     assert scores["the share beyond 1 MiB"] == 1.0 and scores["all or none at 4 MiB"] < 1.0
     assert scores["the share beyond 2 MiB"] < 1.0 - CACHE_MARGIN
-    chosen, record = choose_weight_cache(_synthetic_runs(llc, True), llc)
+    chosen, record, _ = choose_weight_cache(_synthetic_runs(llc, True), llc)
     assert chosen.all_or_nothing and chosen.bytes == llc and "none beyond" in record["rule"]
-    chosen, _ = choose_weight_cache(_synthetic_runs(2 << 20, False), llc)
+    chosen, *_ = choose_weight_cache(_synthetic_runs(2 << 20, False), llc)
     assert (chosen.bytes, chosen.all_or_nothing) == (2 << 20, False)

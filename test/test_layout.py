@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # runtime 9900 -> 9920: the packed GEMM's prefetch of the next weight slice spread over all its row tiles
 # bertc 7830 -> 7880, test 6560 -> 6580: calibrate compiles its models on a process a core (compile_all), its test
 # bertc 7880 -> 7920, test 6580 -> 6600: calibrate --cross's last row (timings_spread), refit_profile by kind, tests
-# bertc 7920 -> 8000, runtime 9920 -> 9960, test 6600 -> 6660: quiet_ms (bertc_run's quietest stretch, calibrate's
+# bertc 7920 -> 8010, runtime 9920 -> 9960, test 6600 -> 6660: quiet_ms (bertc_run's quietest stretch, calibrate's
 # point_ms and the report against the calls' p50) and the dense tile's row floor a profile chooses, their tests
-BUDGETS = {"bertc": 8000, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6660, "benchmarks": 2550,
+BUDGETS = {"bertc": 8010, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6660, "benchmarks": 2550,
            "search": 2820}
 
 
