@@ -51,7 +51,9 @@ SEARCH_HELP = """how it works:
           important heads/neurons/channels) and distilled briefly from the teacher's logits
           (--epochs); its score is dev accuracy (stage trained)
   time    the best --timed-per-round of each round by dev accuracy are compiled and timed with
-          bertc_run after the training, so nothing competes for cores (stage timed); predicted and
+          bertc_run after the training, so nothing competes for cores (stage timed): at each length
+          the median of the quietest 10 ms stretch of --runs runs (bertc_run's quiet_ms, what
+          `bertc calibrate` fits the cost model to; the teacher's and PyTorch's times too); predicted and
           measured ms are kept on the trial, and OUT/profile.json, the next round's screen, is
           re-fitted from measured / predicted of every timed trial and the teacher (sparse and
           int8 GEMMs scaled apart); each round logs the cost model's error on its timed trials first

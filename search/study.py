@@ -56,8 +56,11 @@ from .trials import TrialRecord, owner, requeue_interrupted, sampler, scored_tri
 STARTUP = 4  # random trials before TPE models the space: a search trains tens of candidates, not hundreds
 MAX_ASKS = 400  # samples screened for one round before the space is declared (almost) empty under budget
 SCREEN_SLACK = 1.10  # train candidates predicted up to 10% over budget: the cost model's error is about that
-# The p50 of 30 runs moves by up to 2% from one timing to the next here (ten alternate timings of the same
-# student: 2.108-2.195 ms), so a candidate measured within 2% of the budget is not reliably under it.
+# The p50 of 30 runs moved by up to 2% from one timing to the next on a quiet host (ten alternate timings of the same
+# student: 2.108-2.195 ms), so a candidate measured within 2% of the budget is not reliably under it. (On the Zen 4
+# EPYC in a busy hour ten timings of a 6 x 384 student at the four dev-length points spread 5-7% by p50 and 5-9%
+# by the quietest stretch's median, which the search times by, 1.5-4% below the p50: a margin for such an hour
+# would refuse most students near the budget, so the final check re-times the chosen one beside the teacher.)
 BUDGET_MARGIN = 0.02
 
 

@@ -5,8 +5,10 @@ and PyTorch eager as the peer.
     pairs = interleaved_ratio(teacher_art, 1, student_art, 1, lengths=lengths, device=None, runs=30)
 
 ``lengths`` (search/lengths.py) says what a latency is: a time at each of its points, combined (the mean
-over the dev lengths, or one percentile length, or one fixed length). Every bertc time at a point is the
-median of ``runs`` runs after warm-up on one sequence of that many tokens.
+over the dev lengths, or one percentile length, or one fixed length). Every time at a point is of ``runs``
+runs after warm-up on one sequence of that many tokens, the median of their quietest stretch (bertc_run's
+quiet_ms; PyTorch's by quiet_ms here), as `bertc calibrate` fits the cost model and judges it: the screen's
+predictions and the timings that re-fit it are then of one statistic.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from bertc.api import compile as compile_model
+from bertc.calibrate import point_ms
 from bertc.device import DeviceModel
 from bertc.errors import BertcError
 
@@ -26,16 +29,31 @@ from .lengths import Lengths
 from .teacher import quiet_transformers
 
 INTERLEAVED_ROUNDS = 10  # final check: the teacher and the student timed alternately, this many times each
+# runtime/tools/bertc_run.c's quiet_window: windows of this many ms of runs, this many runs at least
+QUIET_WINDOW_MS, QUIET_MIN_RUNS = 10.0, 3
+
+
+def quiet_ms(times: list[float]) -> float:
+    """The median of the quietest stretch of ``times`` (ms, in run order), as bertc_run counts its quiet_ms: the
+    runs cut, in order, into windows of QUIET_WINDOW_MS (QUIET_MIN_RUNS runs at least), the lowest of their
+    medians; the median of all where fewer than two windows fit. (A shared VM's host slows every run by 20-70% in
+    stretches of 10-100 ms: bertc/calibrate.py point_ms.)"""
+    n = len(times)
+    median = sorted(times)[n // 2]
+    size = max(int(QUIET_WINDOW_MS / max(median, 1e-6)) + 1, QUIET_MIN_RUNS)
+    if size > n // 2:
+        return median
+    return min(sorted(times[s:s + size])[size // 2] for s in range(0, n - size + 1, size))
 
 
 def time_artifact(path: Path, threads: int, lengths: Lengths, device: str | None, runs: int) -> float:
-    """The artifact's latency with bertc_run: the median ms of ``runs`` runs (after warm-up) at each of the
-    lengths' points, combined."""
+    """The artifact's latency with bertc_run: the ms of ``runs`` runs (after warm-up) at each of the lengths'
+    points, the median of their quietest stretch (point_ms), combined."""
     model = DeviceModel(path, device=device, threads=threads)
     if model.device.emulated:
         raise BertcError(f"{model.device.name} emulates the CPU: it cannot time a search's candidates; "
                          "search with --device host or --device adb[:SERIAL]")
-    return lengths.combine([float(model.bench(np.full((1, n), 7, np.int64), runs=runs, warmup=5)["p50_ms"])
+    return lengths.combine([float(point_ms(model.bench(np.full((1, n), 7, np.int64), runs=runs, warmup=5)))
                             for n in lengths.points])
 
 
@@ -67,8 +85,9 @@ def interleaved_ratio(teacher_art: Path, teacher_threads: int, student_art: Path
 
 
 def torch_ms(model, lengths: Lengths, threads: int, runs: int = 30) -> float:
-    """PyTorch eager's latency in the same terms (the peer the teacher would otherwise run on): the median ms
-    at each point (a sequence of exactly that length, as eager runs it), combined."""
+    """PyTorch eager's latency in the same terms (the peer the teacher would otherwise run on): at each point (a
+    sequence of exactly that length, as eager runs it) the median of the quietest stretch of its runs (quiet_ms),
+    combined."""
     torch.set_num_threads(threads)
     at = []
     for n in lengths.points:
@@ -81,5 +100,5 @@ def torch_ms(model, lengths: Lengths, threads: int, runs: int = 30) -> float:
                 model(input_ids=ids, attention_mask=mask)
                 if i >= 3:
                     times.append((time.perf_counter() - t0) * 1e3)
-        at.append(statistics.median(times))
+        at.append(quiet_ms(times))
     return lengths.combine(at)

@@ -144,6 +144,25 @@ def test_study_lengths_mean_percentile_and_fixed():
     assert parse_space({"seq_len": 48}).lengths == 48  # an older space (or study) reads as a fixed length
 
 
+def test_timings_count_the_quietest_stretch_as_bertc_run_and_calibrate_do(tmp_path, monkeypatch):
+    """PyTorch's times (search/timing.py quiet_ms) take bertc_run's quiet_window, with its constants; the search's
+    candidates are timed by calibrate.point_ms, the statistic the cost model is fitted to."""
+    from bertc.search import timing
+    from conftest import tiny_model
+
+    src = (Path(__file__).resolve().parents[1] / "runtime" / "tools" / "bertc_run.c").read_text()
+    assert f"#define QUIET_WINDOW_MS {timing.QUIET_WINDOW_MS}\n" in src and f"#define QUIET_MIN_RUNS {timing.QUIET_MIN_RUNS}\n" in src
+    # runs of 3 ms (the median) but a quiet stretch of 2: windows of 4 runs (10 ms / 3 + 1), the quiet one's median
+    # 2.0; the last 2 runs are no whole window, so not one
+    assert timing.quiet_ms([3.0] * 6 + [2.0] * 5 + [2.1] + [3.0] * 8 + [1.0] * 2) == 2.0
+    assert timing.quiet_ms([3.0, 1.0, 2.0, 2.5]) == 2.5  # under two windows: every run's median
+    art = bertc.compile(tiny_model("bert"), target="host", max_seq_len=16, out=tmp_path / "m.bertc")
+    calls, real = [], timing.DeviceModel.bench
+    monkeypatch.setattr(timing.DeviceModel, "bench", lambda self, *a, **k: calls.append(real(self, *a, **k)) or calls[-1])
+    ms = timing.time_artifact(art.path, 1, study_lengths("mean", [4, 9], 16, "x"), None, 20)
+    assert len(calls) == 2 and ms == pytest.approx(sum(r["quiet_ms"] for r in calls) / 2)
+
+
 def test_four_length_groups_price_the_dev_split_as_every_length_does(tiny_teacher):
     """The study prices a candidate at BINS points; on rt-sentiment's real dev lengths that must agree with
     the cost model's mean over every sentence at its own length (each distinct length priced)."""
