@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # bertc 7880 -> 7920, test 6580 -> 6600: calibrate --cross's last row (timings_spread), refit_profile by kind, tests
 # bertc 7920 -> 8010, runtime 9920 -> 9960, test 6600 -> 6660: quiet_ms (bertc_run's quietest stretch, calibrate's
 # point_ms and the report against the calls' p50) and the dense tile's row floor a profile chooses, their tests
-BUDGETS = {"bertc": 8010, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6660, "benchmarks": 2550,
-           "search": 2820}
+# test 6660 -> 6690, search 2820 -> 2850: the search times by quiet_ms (timing.quiet_ms for PyTorch's runs), its test
+BUDGETS = {"bertc": 8010, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6690, "benchmarks": 2550,
+           "search": 2850}
 
 
 def test_every_pass_has_file_docstring_and_lit_test():
