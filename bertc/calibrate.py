@@ -467,6 +467,7 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
     data["run_scale"] = {str(t): round(v, 4) for t, v in fit["scale"].items()}
     data.pop("kind_scale", None)
     data["fit_mape_by_kind"] = fit["error"]
+    data["fit_left_out"] = fit["left_out"]
     handoff = handoffs(records, [])
     if handoff:  # what each parallel call paid while the grid ran, taken out of its ops' fitted costs (_samples)
         data["handoff_us"] = {t: h["grid"] for t, h in handoff.items()}
@@ -492,11 +493,19 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
     by_threads: dict[int, list] = {}
     for rec, ops in runs:
         by_threads.setdefault(rec["threads"], []).append((rec, ops))
+    left_out = 0
     for t, v in by_threads.items():
         v[:] = [(rec, _fitted_at(ops, t, by_threads)) for rec, ops in v]
         for rec, ops in v:
             for kind, feats, ms, u, _ in ops:
-                samples.setdefault((u, kind), []).append((feats, ms))
+                # an op's time at or below the hand-off its run measured holds nothing of the op's cost (the probe
+                # after the runs hit a busy stretch the op's quiet stretch missed); fit_kind would weigh it as
+                # 1 / sqrt(1 ns), thousands of times a microsecond op: one such 2-thread int8 GEMM priced the Zen 4's
+                # 1-token int8 models at 2 threads 46% under
+                if ms > 0:
+                    samples.setdefault((u, kind), []).append((feats, ms))
+                else:
+                    left_out += 1
     fitted: dict[int, dict[str, list[float]]] = {t: {} for t in sorted(by_threads)}
     error: dict[str, dict[str, float]] = {}
     for (t, kind), rows in sorted(samples.items()):
@@ -507,7 +516,8 @@ def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
     for t, v in by_threads.items():
         overhead[t], scale[t] = _run_fit([(point_ms(r) - sum(o[4] for o in ops),
                                            sum(fitted_cost(fitted[u][k], k, f) for k, f, _, u, _ in ops)) for r, ops in v])
-    return {"fitted": fitted, "overhead": overhead, "scale": scale, "error": error, "samples": samples}
+    return {"fitted": fitted, "overhead": overhead, "scale": scale, "error": error, "samples": samples,
+            "left_out": left_out}
 
 
 def _run_fit(runs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -765,6 +775,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                           if foreign else {"not_checked": f"refitted with --no-retime: the held-out timings kept in {out}, "
                                             "from its own calibration, predicted again"} if untimed else {}),
                        "fit_mape_by_kind": data.pop("fit_mape_by_kind"),
+                       **({"fit_left_out": left} if (left := data.pop("fit_left_out", 0)) else {}),
                        **({"weight_cache": data["weight_cache"]} if "weight_cache" in data else {}),
                        **({"row_floor": data["row_floor"]} if "row_floor" in data else {}),
                        "seconds": round(time.perf_counter() - t0, 1)}
@@ -1018,6 +1029,9 @@ def format_quality(q: dict[str, Any]) -> str:
         lines.append("fit error by kind (MAPE over the grid's ops): " + "; ".join(
             f"{t} thread(s): " + ", ".join(f"{k} {v:.1%}" for k, v in kinds.items())
             for t, kinds in q["fit_mape_by_kind"].items()))
+    if q.get("fit_left_out"):
+        lines.append(f"left out of the fit: {q['fit_left_out']} op timing(s) at or below the hand-off their run measured "
+                     "(bertc_handoff_us, probed after the runs), which hold nothing of the op's cost")
     cache = q.get("weight_cache")
     if cache:
         lines.append(f"GEMM weights: {cache['rule']}; chosen by the share of the grid's runs within 10% when each "

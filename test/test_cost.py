@@ -990,6 +990,15 @@ def test_each_parallel_call_pays_the_hand_off_of_its_runs_hour():
     # a profile fitted before the hand-off was measured (none recorded) prices none apart: its costs hold it
     old = Profile("old", {k: v for k, v in prof.data.items() if k != "handoff_us"})
     assert old.op_ms(ops[4], 2, 1.7) == pytest.approx(run_ms(ops[4], 0.0))
+    # a run whose hand-off probe read more than its int8 GEMM took (the probe in a busy stretch, the op's quiet one
+    # not): that timing, at or below zero once the hand-off is out, is left out of the fit instead of outweighing
+    # the rest (fit_kind weighs a sample by 1 / sqrt of its time), and the fit is as without it
+    busy = {**records[0], "handoff_us": 7.0}  # its ops took what they took at 0.3 us
+    bad = _samples(busy, ops)
+    assert bad[4][2] < 0 and all(s[2] > 0 for s in bad[:4])
+    fit2 = _fit(list(zip(records, samples)) + [(busy, bad)])
+    assert fit2["left_out"] == 1 and fit["left_out"] == 0
+    assert fit2["fitted"][2]["linear_i8"] == pytest.approx(fit["fitted"][2]["linear_i8"], rel=1e-6)
 
 
 def test_estimate_prices_the_hand_off_it_is_given():
