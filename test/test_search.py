@@ -507,7 +507,8 @@ def test_search_end_to_end_on_a_local_ray_screened_then_timed(tiny_teacher, tmp_
     def predicted(c: Candidate, prof=profile) -> float:
         config = c.config(teacher_config).to_dict()
         return lat.combine([prof.overhead_ms(1) + sum(prof.op_ms(o, 1) for o in config_ops(
-            config, "host", n, prune=c.sparsity, cache=prof.weight_cache, dtype=c.precision)) for n in lat.points])
+            config, "host", n, prune=c.sparsity, cache=prof.weight_cache, dtype=c.precision, floor=prof.row_floor))
+            for n in lat.points])
 
     largest = {}  # per depth and precision, the largest price under budget
     for n, p in [(n, p) for n in SPACE["layers"] for p in SPACE["precision"]]:
