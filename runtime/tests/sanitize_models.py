@@ -14,6 +14,7 @@ threads_check.py's three checks.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -95,8 +96,7 @@ def run(out: Path) -> int:
             problems.append(f"{name}: differs from PyTorch by {err:.2e}")
     for m in models.values():
         m.close()
-    import subprocess  # bertc_run --bench, built with the same sanitizers: its quiet window and per-op medians
-
+    # bertc_run --bench, built with the same sanitizers: its quiet window and per-op medians
     art, ids = out / "bert2dyn.bertc", out / "bench_ids.bin"
     np.full(2 * 9, 7, np.int64).tofile(ids)
     r = subprocess.run([str(art / "bertc_run"), str(art), "--input-ids", str(ids), "--seq", "9", "--bench", "40"],
