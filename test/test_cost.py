@@ -322,6 +322,51 @@ def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts
     assert fastest(reports[2])[1] == pytest.approx(5.0 / 3.5 - 1)
 
 
+def test_points_timed_in_the_slow_placement_are_timed_once_more_grid_and_held_out_alike():
+    """calibrate.settle: a point whose fastest pass measured a hand-off over SLOW_HANDOFF x the median of all the
+    passes at its thread count (a shared VM's vCPUs placed apart: 2-thread runs 1.3-1.5x slower) is timed again, in
+    the grid too (disagree=False), where passes that merely disagree are not; the report counts those still slow."""
+    from bertc.calibrate import SLOW_HANDOFF, fastest, settle, slow_counts
+
+    class Bar:
+        total, n = 0, 0
+
+        def refresh(self):
+            pass
+
+        def update(self, k):
+            self.n += k
+
+    def point(t, *passes):  # (quiet_ms, handoff_us) per pass
+        return [{"threads": t, "quiet_ms": ms, "p50_ms": ms, "handoff_us": h} for ms, h in passes]
+
+    def passes():
+        return [point(2, (1.0, 0.25), (1.02, 0.26)), point(2, (1.5, 0.9), (1.48, 0.95)),  # both passes placed apart
+                point(2, (1.0, 0.24), (1.4, 0.9)),  # its slow pass is not its fastest (and disagrees)
+                point(2, (1.0, 0.25), (2.0, 0.25)),  # disagrees, at the usual hand-off
+                point(1, (3.0, 0.0), (3.01, 0.0)), point(2, (2.0, 0.27), (2.01, 0.3))]
+    reports, timed = passes(), []
+
+    def time_one(i, reps):
+        timed.append(i)
+        return {"threads": 2, "quiet_ms": 1.02, "p50_ms": 1.02, "handoff_us": 0.26}
+
+    assert settle(reports, time_one, Bar(), disagree=False) == 1 and timed == [1]
+    assert fastest(reports[1])[0]["handoff_us"] == 0.26 and [len(r) for r in reports] == [2, 3, 2, 2, 2, 2]
+    timed.clear()
+    assert settle(passes(), time_one, Bar()) == 3 and timed == [1, 2, 3]  # the held-out set's: disagreeing ones too
+    timed.clear()
+    bar = Bar()
+    assert settle(passes(), time_one, bar, budget_s=0.0) == 0 and timed == [] and bar.total == 0  # out of time
+    rows = [fastest(r)[0] for r in reports]
+    assert slow_counts(rows) == {"slow": 0, "of": 5} and slow_counts(rows[4:5]) is None
+    rows[5] = {**rows[5], "handoff_us": 0.27 * SLOW_HANDOFF * 1.1}
+    q = {**report(_rows([(2, False, 4, 0.0)])), "slow_placement": slow_counts(rows)}
+    assert q["slow_placement"] == {"slow": 1, "of": 5}
+    assert (f"slow placement: 1 of the 5 held-out configurations at more than one thread still ran with a parallel "
+            f"call's hand-off over {SLOW_HANDOFF:g}x the median at their fastest") in format_quality(q)
+
+
 def test_a_timing_counts_its_quietest_stretch_and_the_report_gives_the_calls_p50_beside_it():
     """calibrate.point_ms: a bertc_run report (or grid record) counts as its quiet_ms, the median of its quietest
     stretch of runs, where it has one (its p50 in measurements from before it); fastest() and the spread compare
