@@ -834,11 +834,14 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
 
 def check_profile(spec: str | Path, target: str = "host", device: str | None = None, threads: list[int] | None = None,
                   holdout_n: int = 30, runs: int = 5, seed: int = 7, progress: bool = True,
-                  holdout_limits: dict[str, int] | None = None, int8: bool = False) -> dict[str, Any]:
-    """``bertc calibrate --check PROFILE``: time the held-out set and report how PROFILE predicts it."""
+                  holdout_limits: dict[str, int] | None = None, int8: bool | None = None) -> dict[str, Any]:
+    """``bertc calibrate --check PROFILE``: time the held-out set and report how PROFILE predicts it. ``int8``
+    None: the set PROFILE's calibration checked, with int8 configurations where it fitted the int8 GEMMs."""
     from tqdm import tqdm
 
     profile = load_profile(spec, target)
+    if int8 is None:
+        int8 = any("linear_i8" in kinds for kinds in profile.data.get("fitted", {}).values())
     checks = holdout(holdout_n, threads or [1, 2], seed, **(holdout_limits or {}), int8=int8)
     bar = tqdm(total=len(checks) * PASSES, desc="bertc calibrate --check", unit="run", file=sys.stderr, disable=not progress)
     with tempfile.TemporaryDirectory(prefix="bertc-check-") as tmp:

@@ -418,7 +418,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         if args.output and not Path(args.output).resolve().parent.is_dir():  # before minutes of timing
             raise BertcError(f"-o {args.output}: its folder does not exist")
         q = check_profile(args.check, args.target, args.device, threads, args.holdout, args.runs, args.seed,
-                          progress=not args.quiet, int8=args.int8)
+                          progress=not args.quiet, int8=args.int8 or None)
         print(format_quality(q))
         if args.output:  # its timings kept, for --cross
             write_json(Path(args.output), {"checked": args.check, "quality": q})
@@ -644,7 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "small is for tests: it fits nothing you should trust)")
     k.add_argument("--int8", action="store_true", help="also fit the int8 GEMMs (--dtype int8): five of the grid's "
                    "dense models again in int8 and two with int8 blocks (16x1, 8x1), and a third of the held-out set "
-                   "(reported as its own group); about a fifth more time")
+                   "(reported as its own group); about a fifth more time. --check follows the profile: int8 configurations where "
+                   "it fitted the int8 GEMMs")
     k.add_argument("--holdout", type=at_least(1), default=30, help="held-out random configurations (default: 30)")
     k.add_argument("--runs", type=at_least(1), default=5, help="timed runs per measurement, more for a short model "
                    "(default: 5)")

@@ -444,10 +444,33 @@ def test_a_deliberately_wrong_profile_is_reported_as_wrong(tmp_path):
     data["run_overhead_ms"] = {t: 100.0 * v for t, v in data["run_overhead_ms"].items()}
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps(data))
-    q = check_profile(wrong, threads=[1], holdout_n=3, runs=2, progress=False,
+    q = check_profile(wrong, threads=[1], holdout_n=3, runs=2, progress=False, int8=False,
                       holdout_limits={"max_layers": 2, "max_hidden": 128, "max_seq": 32})
     assert q["configs"] == 3 and all(r["error"] > 1 for r in q["measured"])
     assert q["within_10pct"] == 0 and q["goal_misses"] and "GOAL MISSED" in format_quality(q)
+
+
+def test_check_times_the_held_out_set_the_profile_was_calibrated_with(tmp_path, monkeypatch):
+    """bertc calibrate --check PROFILE without --int8 times the set PROFILE's calibration did: int8 configurations
+    where it fitted the int8 GEMMs (an --int8 calibration checked without them timed another set); --int8 forces them."""
+    import bertc.calibrate as C
+
+    asked = []
+
+    def holdout(*args, int8=False, **kw):
+        asked.append(int8)
+        raise KeyboardInterrupt  # the set is all this test needs
+
+    monkeypatch.setattr(C, "holdout", holdout)
+    data = load_profile("host-avx512-zen4").data
+    assert any("linear_i8" in kinds for kinds in data["fitted"].values())
+    fp32 = {**data, "fitted": {t: {k: v for k, v in kinds.items() if "_i8" not in k} for t, kinds in data["fitted"].items()}}
+    for name, d in (("int8", data), ("fp32", fp32)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+    for spec, int8 in ((tmp_path / "int8.json", None), (tmp_path / "fp32.json", None), (tmp_path / "fp32.json", True)):
+        with pytest.raises(KeyboardInterrupt):
+            C.check_profile(spec, progress=False, int8=int8)
+    assert asked == [True, False, True]
 
 
 def test_calibrate_compiles_on_a_process_a_core_what_it_would_compile_alone(tmp_path, monkeypatch):
