@@ -281,7 +281,7 @@ AGREE = 0.1
 
 
 # A shared VM's host at times places the guest's vCPUs so that a parallel call costs 3-4x its usual hand-off, and a
-# whole 2-thread run then takes 1.3-1.5x as long, for seconds to minutes. On the 2-vCPU Zen 4 EPYC the hand-off of one
+# whole 2-thread run then takes 1.3-1.5x as long, for seconds to minutes (no steal time; both vCPUs busy either way). On the 2-vCPU Zen 4 EPYC the hand-off of one
 # calibration's 178 2-thread grid points read 0.17-0.29 us for 139 of them and 0.83-0.97 us for the other 39 (their
 # fastest passes); two held-out configurations timed in that placement in both passes, 31% and 34% under their
 # prediction, ran 1.51x and 1.39x as fast at the usual hand-off in a check 20 minutes later, within 4% and 9% of it.
