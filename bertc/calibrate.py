@@ -287,6 +287,7 @@ AGREE = 0.1
 # prediction, ran 1.51x and 1.39x as fast at the usual hand-off in a check 20 minutes later, within 4% and 9% of it.
 # A timing whose hand-off reads over SLOW_HANDOFF times the median of its set's at its thread count ran so.
 SLOW_HANDOFF = 2.0
+SLOW_TRIES = 3  # timings after the passes, at most, of a point still in the slow placement (settle)
 GRID_SETTLE_S = 30.0  # the grid's slow-placement points timed again for this long at most (a calibration: 10 minutes)
 
 
@@ -313,23 +314,30 @@ def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = 
            budget_s: float = math.inf) -> int:
     """One more timing of each point whose fastest pass ran in the slow placement (slow_placement, judged against
     all the passes), and with ``disagree`` of each whose passes disagree by more than AGREE (slowest over fastest,
-    less 1), after all the others, for ``budget_s`` seconds at most: the fastest of three then counts. The held-out
-    set's disagreeing points are few (on a busy Zen 5 EPYC 11 of 30, about 6 s more) and each is a whole
-    configuration's score; the grid's would cost a minute, its slow placement's (42 of 356 points on the Zen 4 EPYC)
-    30 s. Returns how many were timed again."""
-    slow = set(slow_placement([fastest(reps)[0] for reps in reports], [r for reps in reports for r in reps]))
+    less 1), after all the others, for ``budget_s`` seconds at most: the fastest then counts. A point still slow is
+    timed again, SLOW_TRIES timings in all (the slow mode lasts 2-25 s). The held-out set's disagreeing points are
+    few (on a busy Zen 5 EPYC 11 of 30, about 6 s more) and each is a whole configuration's score; the grid's would
+    cost a minute, its slow placement's (42 of 356 points on the Zen 4 EPYC) 30 s. Returns how many timings it
+    added."""
+    passes = [r for reps in reports for r in reps]  # the medians slow_placement judges by
+    slow = set(slow_placement([fastest(reps)[0] for reps in reports], passes))
     again = [i for i, reps in enumerate(reports) if i in slow or (disagree and fastest(reps)[1] > AGREE)]
-    if again:
+    t0, done = time.perf_counter(), 0
+    for _ in range(SLOW_TRIES):
+        if not again:
+            break
         bar.total += len(again)
         bar.refresh()
-    t0 = time.perf_counter()
-    for done, i in enumerate(again):
-        if time.perf_counter() - t0 >= budget_s:
-            bar.total -= len(again) - done
-            return done
-        reports[i].append(time_one(i, reports))
-        bar.update(1)
-    return len(again)
+        for k, i in enumerate(again):
+            if time.perf_counter() - t0 >= budget_s:
+                bar.total -= len(again) - k
+                return done
+            reports[i].append(time_one(i, reports))
+            bar.update(1)
+            done += 1
+        best = [fastest(reports[i])[0] for i in again]
+        again = [again[k] for k in slow_placement(best, passes)]
+    return done
 
 
 def point_ms(report: dict[str, Any]) -> float:

@@ -326,7 +326,7 @@ def test_points_timed_in_the_slow_placement_are_timed_once_more_grid_and_held_ou
     """calibrate.settle: a point whose fastest pass measured a hand-off over SLOW_HANDOFF x the median of all the
     passes at its thread count (a shared VM's vCPUs placed apart: 2-thread runs 1.3-1.5x slower) is timed again, in
     the grid too (disagree=False), where passes that merely disagree are not; the report counts those still slow."""
-    from bertc.calibrate import SLOW_HANDOFF, fastest, settle, slow_counts
+    from bertc.calibrate import SLOW_HANDOFF, SLOW_TRIES, fastest, settle, slow_counts
 
     class Bar:
         total, n = 0, 0
@@ -365,6 +365,20 @@ def test_points_timed_in_the_slow_placement_are_timed_once_more_grid_and_held_ou
     assert q["slow_placement"] == {"slow": 1, "of": 5}
     assert (f"slow placement: 1 of the 5 held-out configurations at more than one thread still ran with a parallel "
             f"call's hand-off over {SLOW_HANDOFF:g}x the median at their fastest") in format_quality(q)
+    # a point still slow is timed again, SLOW_TRIES timings in all; one that comes back at the usual hand-off is not
+    slow = {1: 5, 2: 1}  # point 1 slow in every timing, point 2 in its first
+    reports, timed = passes(), []
+
+    def stays_slow(i, reps):
+        timed.append(i)
+        slow[i] = slow.get(i, 0) - 1
+        ms, us = (1.3, 0.9) if slow[i] >= 0 else (1.0, 0.26)
+        return {"threads": 2, "quiet_ms": ms, "p50_ms": ms, "handoff_us": us}
+
+    reports[2] = point(2, (1.5, 0.9), (1.48, 0.95))
+    bar = Bar()
+    assert settle(reports, stays_slow, bar, disagree=False) == SLOW_TRIES + 2 and bar.total == bar.n == SLOW_TRIES + 2
+    assert timed == [1, 2, 1, 2] + [1] * (SLOW_TRIES - 2) and fastest(reports[2])[0]["handoff_us"] == 0.26
 
 
 def test_a_timing_counts_its_quietest_stretch_and_the_report_gives_the_calls_p50_beside_it():

@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # point_ms and the report against the calls' p50) and the dense tile's row floor a profile chooses, their tests
 # test 6660 -> 6690, search 2820 -> 2850: the search times by quiet_ms (timing.quiet_ms for PyTorch's runs), its test
 # bertc 8010 -> 8030: the fit leaves out op timings at or below their run's hand-off, and the report counts them
-# bertc 8030 -> 8080, test 6690 -> 6760: calibrate times again what ran in the slow placement (settle, slow_placement),
+# bertc 8030 -> 8090, test 6690 -> 6780: calibrate times again what ran in the slow placement (settle, slow_placement),
 # the report counts it, --check follows the profile's int8; their tests
-BUDGETS = {"bertc": 8080, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6760, "benchmarks": 2550,
+BUDGETS = {"bertc": 8090, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6780, "benchmarks": 2550,
            "search": 2850}
 
 
