@@ -1105,7 +1105,8 @@ def format_quality(q: dict[str, Any]) -> str:
         again = noise.get("timed_again")
         lines.append(f"timing noise: the {PASSES} passes of {noise['within_10pct']:.0%} of the held-out configurations "
                      f"agreed within 10% (median spread {noise['median_spread']:.1%})" + (
-                         f"; the {again} that did not were timed a third time, the fastest counting" if again else ""))
+                         f"; {again} timed again (those that did not, and any in the slow placement), the fastest counting"
+                         if again else ""))
     moved = q.get("drift")
     if moved:
         lines.append(f"machine drift: the grid's {moved['model']} timed again after the passes (at "
@@ -1124,7 +1125,7 @@ def format_quality(q: dict[str, Any]) -> str:
         again = grid.get("timed_again")
         lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "
                      f"agreed within 10% (median spread {grid['median_spread']:.1%}); each counts at its fastest" + (
-                         f", {again} timed in the slow placement (below) timed a third time" if again else ""))
+                         f", {again} in the slow placement (below) timed again" if again else ""))
     for key, name in (("grid_slow_placement", "grid points"), ("slow_placement", "held-out configurations")):
         if q.get(key, {}).get("slow"):
             lines.append(f"slow placement: {q[key]['slow']} of the {q[key]['of']} {name} at more than one thread still "
