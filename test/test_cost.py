@@ -292,19 +292,21 @@ def test_calibrate_reports_the_thread_hand_off_of_its_grid_and_of_its_check():
     assert "at_own_handoff" not in report(_rows([(2, False, 4, 0.0)]))
 
 
+class SettleBar:
+    """settle's progress bar: its total and count of runs."""
+    total, n = 0, 0
+
+    def refresh(self):
+        pass
+
+    def update(self, k):
+        self.n += k
+
+
 def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts():
     """calibrate.settle: after the passes, each point whose passes' p50s lie more than 10% apart is timed again, after
     all the others, and fastest() then takes the best of its three; points that agree are left alone."""
     from bertc.calibrate import fastest, settle
-
-    class Bar:
-        total, n = 4, 0
-
-        def refresh(self):
-            pass
-
-        def update(self, k):
-            self.n += k
 
     reports = [[{"p50_ms": a}, {"p50_ms": b}] for a, b in [(1.0, 1.05), (2.0, 3.0), (5.0, 4.0), (1.0, 1.08)]]
     third = {1: 2.1, 2: 3.5}
@@ -315,8 +317,8 @@ def test_points_whose_passes_disagree_are_timed_once_more_and_the_fastest_counts
         assert len(reps[i]) == PASSES  # its passes so far
         return {"p50_ms": third[i]}
 
-    bar = Bar()
-    assert settle(reports, time_one, bar) == 2 and timed == [1, 2] and bar.total == 6 and bar.n == 2
+    bar = SettleBar()
+    assert settle(reports, time_one, bar) == 2 and timed == [1, 2] and bar.total == 2 and bar.n == 2
     assert [len(r) for r in reports] == [2, 3, 3, 2]  # 8% apart agrees
     assert [fastest(r)[0]["p50_ms"] for r in reports] == [1.0, 2.0, 3.5, 1.0]
     assert fastest(reports[2])[1] == pytest.approx(5.0 / 3.5 - 1)
@@ -327,15 +329,6 @@ def test_points_timed_in_the_slow_placement_are_timed_once_more_grid_and_held_ou
     passes at its thread count (a shared VM's vCPUs placed apart: 2-thread runs 1.3-1.5x slower) is timed again, in
     the grid too (disagree=False), where passes that merely disagree are not; the report counts those still slow."""
     from bertc.calibrate import SLOW_HANDOFF, SLOW_TRIES, fastest, settle, slow_counts
-
-    class Bar:
-        total, n = 0, 0
-
-        def refresh(self):
-            pass
-
-        def update(self, k):
-            self.n += k
 
     def point(t, *passes):  # (quiet_ms, handoff_us) per pass
         return [{"threads": t, "quiet_ms": ms, "p50_ms": ms, "handoff_us": h} for ms, h in passes]
@@ -351,12 +344,12 @@ def test_points_timed_in_the_slow_placement_are_timed_once_more_grid_and_held_ou
         timed.append(i)
         return {"threads": 2, "quiet_ms": 1.02, "p50_ms": 1.02, "handoff_us": 0.26}
 
-    assert settle(reports, time_one, Bar(), disagree=False) == 1 and timed == [1]
+    assert settle(reports, time_one, SettleBar(), disagree=False) == 1 and timed == [1]
     assert fastest(reports[1])[0]["handoff_us"] == 0.26 and [len(r) for r in reports] == [2, 3, 2, 2, 2, 2]
     timed.clear()
-    assert settle(passes(), time_one, Bar()) == 3 and timed == [1, 2, 3]  # the held-out set's: disagreeing ones too
+    assert settle(passes(), time_one, SettleBar()) == 3 and timed == [1, 2, 3]  # the held-out set's: disagreeing ones too
     timed.clear()
-    bar = Bar()
+    bar = SettleBar()
     assert settle(passes(), time_one, bar, budget_s=0.0) == 0 and timed == [] and bar.total == 0  # out of time
     rows = [fastest(r)[0] for r in reports]
     assert slow_counts(rows) == {"slow": 0, "of": 5} and slow_counts(rows[4:5]) is None
@@ -376,7 +369,7 @@ def test_points_timed_in_the_slow_placement_are_timed_once_more_grid_and_held_ou
         return {"threads": 2, "quiet_ms": ms, "p50_ms": ms, "handoff_us": us}
 
     reports[2] = point(2, (1.5, 0.9), (1.48, 0.95))
-    bar = Bar()
+    bar = SettleBar()
     assert settle(reports, stays_slow, bar, disagree=False) == SLOW_TRIES + 2 and bar.total == bar.n == SLOW_TRIES + 2
     assert timed == [1, 2, 1, 2] + [1] * (SLOW_TRIES - 2) and fastest(reports[2])[0]["handoff_us"] == 0.26
 
