@@ -281,9 +281,9 @@ AGREE = 0.1
 
 
 # A shared VM's host at times places the guest's vCPUs so that a parallel call costs 3-4x its usual hand-off, and a
-# whole 2-thread run then takes 1.3-1.5x as long, for seconds to minutes (no steal time; both vCPUs busy either way). On the 2-vCPU Zen 4 EPYC the hand-off of one
-# calibration's 178 2-thread grid points read 0.17-0.29 us for 139 of them and 0.83-0.97 us for the other 39 (their
-# fastest passes); two held-out configurations timed in that placement in both passes, 31% and 34% under their
+# whole 2-thread run then takes 1.3-1.5x as long, for seconds to minutes (no steal time; both vCPUs busy either way).
+# On the 2-vCPU Zen 4 EPYC the hand-off of one calibration's 178 2-thread grid points read 0.17-0.29 us for 139 of
+# them and 0.83-0.97 us for the other 39 (their fastest passes); two held-out configurations timed in that placement in both passes, 31% and 34% under their
 # prediction, ran 1.51x and 1.39x as fast at the usual hand-off in a check 20 minutes later, within 4% and 9% of it.
 # A timing whose hand-off reads over SLOW_HANDOFF times the median of its set's at its thread count ran so.
 SLOW_HANDOFF = 2.0
@@ -294,9 +294,9 @@ GRID_SETTLE_S = 30.0  # the grid's slow-placement points timed again for this lo
 def slow_placement(rows: list[dict[str, Any]], among: list[dict[str, Any]] | None = None) -> list[int]:
     """The indices of the timings among ``rows`` (bertc_run reports, grid records or held-out rows) that ran in the
     slow placement: a hand-off over SLOW_HANDOFF x the median of ``among``'s (``rows``') at their thread count."""
-    median = {}
-    for t in {r.get("threads", 1) for r in among or rows} - {1}:
-        us = [r["handoff_us"] for r in among or rows if r.get("threads") == t and r.get("handoff_us") is not None]
+    among, median = among or rows, {}
+    for t in {r.get("threads", 1) for r in among} - {1}:
+        us = [r["handoff_us"] for r in among if r.get("threads") == t and r.get("handoff_us") is not None]
         if us:
             median[t] = statistics.median(us)
     return [i for i, r in enumerate(rows) if r.get("handoff_us") is not None and median.get(r.get("threads", 1))
