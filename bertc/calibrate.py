@@ -5,7 +5,8 @@
    run with bertc_run on the device at a ladder of lengths (1-256) and at each thread count. Every run
    times each of its ops (``bertc_run --bench`` reports each op's median), so one run yields a sample per
    kernel call, in the context the kernel really runs in. Every point is timed in PASSES passes over the
-   whole grid, minutes apart, and its fastest pass counts: a busy minute does not become the model.
+   whole grid, minutes apart, and its fastest pass counts (with the vCPUs near, where it has one: settle): a busy
+   minute does not become the model.
 2. **Fit.** Per kind of kernel and thread count, non-negative coefficients over its shape features
    (bertc/cost.py FEATURES: tile rows, weights from cache or from memory, ...) minimising relative
    error; the per-run overhead and the scale from the sum of ops to a run's p50, fitted the same way. How much of a model's weights
@@ -46,6 +47,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -280,48 +282,66 @@ def timed_passes(n: int, time_one, bar, reports: list | None = None) -> list[lis
 AGREE = 0.1
 
 
-# A shared VM's host at times places the guest's vCPUs so that a parallel call costs 3-4x its usual hand-off, and a
-# whole 2-thread run then takes 1.3-1.5x as long, for seconds to minutes (no steal time; both vCPUs busy either way).
-# On the 2-vCPU Zen 4 EPYC the hand-off of one calibration's 178 2-thread grid points read 0.17-0.29 us for 139 of
-# them and 0.83-0.97 us for the other 39 (their fastest passes); two held-out configurations timed in that placement in both passes, 31% and 34% under their
-# prediction, ran 1.51x and 1.39x as fast at the usual hand-off in a check 20 minutes later, within 4% and 9% of it.
-# A timing whose hand-off reads over SLOW_HANDOFF times the median of its set's at its thread count ran so.
+# A shared VM's host places the guest's two vCPUs near each other or apart, and moves them when they idle, for
+# seconds to minutes (no steal time; both vCPUs busy either way). Apart, a parallel call's hand-off costs 3-4x (on the
+# 2-vCPU Zen 4 EPYC 0.67-1.0 us against 0.17-0.29, nothing between), a small model's 2-thread run takes 1.3-1.7x as
+# long, and one whose weights spill the last-level cache runs faster: 1.45-1.55x at 77-164 MiB of weights, the same at
+# 28 MiB (twice the cache and the memory links: in all likelihood two of the host's core complexes). A fit prices one
+# machine, so a point counts its fastest timing in the near placement where it has one (fastest): while the fastest
+# of all counted, a 34 MiB grid model's 2-thread timings were those apart and a 1 MiB one's those near.
+# A timing whose hand-off is over SLOW_HANDOFF x the median of its set's near group (placement_lines) ran apart.
 SLOW_HANDOFF = 2.0
-SLOW_TRIES = 3  # timings after the passes, at most, of a point still in the slow placement (settle)
-GRID_SETTLE_S = 30.0  # the grid's slow-placement points timed again for this long at most (a calibration: 10 minutes)
+SLOW_TRIES = 3  # timings after the passes, at most, of a point still timed only apart (settle)
+GRID_SETTLE_S = 30.0  # the grid's points timed only apart are timed again this long at most (a calibration: 10 minutes)
+NEAR_SHARE = 0.1  # the near group holds this share of a set's hand-offs at least: a lone low outlier is not a group
 
 
-def slow_placement(rows: list[dict[str, Any]], among: list[dict[str, Any]] | None = None) -> list[int]:
-    """The indices of the timings among ``rows`` (bertc_run reports, grid records or held-out rows) that ran in the
-    slow placement: a hand-off over SLOW_HANDOFF x the median of ``among``'s (``rows``') at their thread count."""
-    among, median = among or rows, {}
+def placement_lines(among: list[dict[str, Any]]) -> dict[int, float]:
+    """Per thread count above 1, the hand-off over which a timing among ``among`` (bertc_run reports, grid records
+    or held-out rows) ran apart: SLOW_HANDOFF x the median of the near group, the hand-offs below the widest gap
+    between neighbours (by ratio) where that is wider than SLOW_HANDOFF; of all of them where there is no such gap.
+    (Of all: in an hour when most timings ran apart, the near ones would never count as the exception.)"""
+    lines = {}
     for t in {r.get("threads", 1) for r in among} - {1}:
-        us = [r["handoff_us"] for r in among if r.get("threads") == t and r.get("handoff_us") is not None]
+        us = sorted(r["handoff_us"] for r in among if r.get("threads") == t and r.get("handoff_us"))
+        gaps = [(b / a, k) for k, (a, b) in enumerate(pairwise(us), 1) if k >= NEAR_SHARE * len(us)]
+        ratio, cut = max(gaps, default=(0.0, len(us)))
         if us:
-            median[t] = statistics.median(us)
-    return [i for i, r in enumerate(rows) if r.get("handoff_us") is not None and median.get(r.get("threads", 1))
-            and r["handoff_us"] > SLOW_HANDOFF * median[r["threads"]]]
+            lines[t] = SLOW_HANDOFF * statistics.median(us[:cut] if ratio > SLOW_HANDOFF else us)
+    return lines
 
 
-def slow_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
-    """How many of ``rows`` at more than one thread still ran in the slow placement (slow_placement), of how many
-    measured a hand-off; None where none did."""
+def apart(report: dict[str, Any], lines: dict[int, float] | None) -> bool:
+    """Whether a timing ran with the vCPUs apart: its hand-off over ``lines``' (placement_lines) at its threads."""
+    line = (lines or {}).get(report.get("threads", 1))
+    return line is not None and report.get("handoff_us") is not None and report["handoff_us"] > line
+
+
+def far_placement(rows: list[dict[str, Any]], among: list[dict[str, Any]] | None = None) -> list[int]:
+    """The indices of the timings among ``rows`` that ran apart, judged by ``among``'s (``rows``') hand-offs."""
+    lines = placement_lines(among or rows)
+    return [i for i, r in enumerate(rows) if apart(r, lines)]
+
+
+def far_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """How many of ``rows`` at more than one thread still ran apart (far_placement), of how many measured a
+    hand-off; None where none did."""
     n = sum(r.get("threads", 1) > 1 and r.get("handoff_us") is not None for r in rows)
-    return {"slow": len(slow_placement(rows)), "of": n} if n else None
+    return {"apart": len(far_placement(rows)), "of": n} if n else None
 
 
 def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = True,
            budget_s: float = math.inf) -> int:
-    """One more timing of each point whose fastest pass ran in the slow placement (slow_placement, judged against
-    all the passes), and with ``disagree`` of each whose passes disagree by more than AGREE (slowest over fastest,
-    less 1), after all the others, for ``budget_s`` seconds at most: the fastest then counts. A point still slow is
-    timed again, SLOW_TRIES timings in all (the slow mode lasts 2-25 s). The held-out set's disagreeing points are
-    few (on a busy Zen 5 EPYC 11 of 30, about 6 s more) and each is a whole configuration's score; the grid's would
-    cost a minute, its slow placement's (42 of 356 points on the Zen 4 EPYC) 30 s. Returns how many timings it
-    added."""
-    passes = [r for reps in reports for r in reps]  # the medians slow_placement judges by
-    slow = set(slow_placement([fastest(reps)[0] for reps in reports], passes))
-    again = [i for i, reps in enumerate(reports) if i in slow or (disagree and fastest(reps)[1] > AGREE)]
+    """One more timing of each point timed only with the vCPUs apart (placement_lines, judged against all the
+    passes), and with ``disagree`` of each whose passes disagree by more than AGREE (slowest over fastest, less 1),
+    after all the others, for ``budget_s`` seconds at most: the fastest near one then counts (fastest). A point still
+    timed only apart is timed again, SLOW_TRIES timings in all (a placement lasts 2-25 s). The held-out set's
+    disagreeing points are few (on a busy Zen 5 EPYC 11 of 30, about 6 s more) and each is a whole configuration's
+    score; the grid's would cost a minute, those apart (42 of 356 points on the Zen 4 EPYC) 30 s. Returns how many
+    timings it added."""
+    lines = placement_lines([r for reps in reports for r in reps])
+    again = [i for i, reps in enumerate(reports) if apart(fastest(reps, lines)[0], lines)
+             or (disagree and fastest(reps, lines)[1] > AGREE)]
     t0, done = time.perf_counter(), 0
     for _ in range(SLOW_TRIES):
         if not again:
@@ -335,8 +355,7 @@ def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = 
             reports[i].append(time_one(i, reports))
             bar.update(1)
             done += 1
-        best = [fastest(reports[i])[0] for i in again]
-        again = [again[k] for k in slow_placement(best, passes)]
+        again = [i for i in again if apart(fastest(reports[i], lines)[0], lines)]
     return done
 
 
@@ -349,10 +368,11 @@ def point_ms(report: dict[str, Any]) -> float:
     return report.get("quiet_ms", report["p50_ms"])
 
 
-def fastest(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
-    """A point's pass of the lowest point_ms (a model can only predict the machine undisturbed) and the spread of
-    its passes' point_ms: slowest over fastest, less 1."""
-    best = min(reports, key=point_ms)
+def fastest(reports: list[dict[str, Any]], lines: dict[int, float] | None = None) -> tuple[dict[str, Any], float]:
+    """A point's pass of the lowest point_ms (a model can only predict the machine undisturbed) among those with the
+    vCPUs near (not ``apart`` by ``lines``; among all where none is), and the spread of its passes' point_ms: slowest
+    over that one, less 1."""
+    best = min([r for r in reports if not apart(r, lines)] or reports, key=point_ms)
     return best, max(map(point_ms, reports)) / point_ms(best) - 1
 
 
@@ -382,9 +402,9 @@ def grid_points(models: list[GridModel], paths: list[Path], threads: list[int], 
 def grid_records(models: list[GridModel], points: list[tuple[int, int, int]], reports: list) -> list[dict[str, Any]]:
     """One record per grid point: the run's p50, mean and quiet_ms (point_ms), and each op's median over the
     quiet stretch (over all runs where there is none), from the fastest of its passes, with their spread."""
-    records = []
+    records, lines = [], placement_lines([r for reps in reports for r in reps])
     for (i, t, seq), reps in zip(points, reports):
-        r, spread = fastest(reps)
+        r, spread = fastest(reps, lines)
         records.append({"config": models[i].config, "prune": models[i].prune, "dtype": models[i].dtype, "seq": seq,
                         "threads": t, "p50_ms": r["p50_ms"], "mean_ms": r["mean_ms"], "ops_ms": r["ops_ms"],
                         **({"quiet_ms": r["quiet_ms"]} if "quiet_ms" in r else {}),
@@ -693,10 +713,11 @@ def check_rows(profile: Profile, cases: list[Case], reports: list, target: str) 
     """Each held-out case's fastest point_ms of its passes (and of a third where they disagreed, ``settle``), and
     ``profile``'s prediction of it from its config; beside them the lowest p50 of its passes' whole calls
     (``p50_ms``: what `bertc bench` reports) and the prediction's error against it."""
-    rows = []
+    rows, lines = [], placement_lines([r for reps in reports for r in reps])
     for case, reps in zip(cases, reports):
-        best, spread = fastest(reps)
-        p50 = {"p50_ms": min(r["p50_ms"] for r in reps)} if "quiet_ms" in best else {}
+        best, spread = fastest(reps, lines)
+        same = [r for r in reps if apart(r, lines) == apart(best, lines)]  # its calls in the placement that counts
+        p50 = {"p50_ms": min(r["p50_ms"] for r in same)} if "quiet_ms" in best else {}
         measured = round(point_ms(best), 5)  # as kept: --no-retime and --cross predict the same errors from it
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
                      "int8": case.dtype == "int8", "measured_ms": measured, **p50, "spread": round(spread, 4),
@@ -815,7 +836,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
     handoff = handoffs(records, rows)
     data["quality"] = {**report(rows, moved), "grid_repeatability": repeatability(records), "holdout_seed": seed,
-                       **({"grid_slow_placement": slow} if (slow := slow_counts(records)) else {}),
+                       **({"grid_far_placement": far} if (far := far_counts(records)) else {}),
                        **({"handoff_us": handoff} if handoff else {}),
                        **({"holdout_limits": holdout_limits} if holdout_limits else {}),
                        **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "
@@ -1057,7 +1078,7 @@ def report(rows: list[dict[str, Any]], moved: dict[str, Any] | None = None) -> d
     at_p50 = [r["error_at_p50"] for r in rows if "error_at_p50" in r]  # against the whole calls' p50 (check_rows)
     return {**groups.get("all", {}), "groups": groups, "goal": GOAL, "goal_misses": goal_misses(groups),
             "repeatability": repeatability(rows), **({"drift": moved} if moved else {}),
-            **({"slow_placement": slow} if (slow := slow_counts(rows)) else {}),
+            **({"far_placement": far} if (far := far_counts(rows)) else {}),
             **({"at_own_handoff": own} if own else {}),
             **({"at_p50": {k: round(v, 4) for k, v in error_shares(at_p50).items()}} if at_p50 else {}),
             "measured": rows}
@@ -1105,7 +1126,7 @@ def format_quality(q: dict[str, Any]) -> str:
         again = noise.get("timed_again")
         lines.append(f"timing noise: the {PASSES} passes of {noise['within_10pct']:.0%} of the held-out configurations "
                      f"agreed within 10% (median spread {noise['median_spread']:.1%})" + (
-                         f"; {again} timed again (those that did not, and any in the slow placement), the fastest counting"
+                         f"; {again} timed again (those that did not, and any timed only with the vCPUs apart), the fastest near counting"
                          if again else ""))
     moved = q.get("drift")
     if moved:
@@ -1124,14 +1145,14 @@ def format_quality(q: dict[str, Any]) -> str:
     if grid:
         again = grid.get("timed_again")
         lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "
-                     f"agreed within 10% (median spread {grid['median_spread']:.1%}); each counts at its fastest" + (
-                         f", {again} in the slow placement (below) timed again" if again else ""))
-    for key, name in (("grid_slow_placement", "grid points"), ("slow_placement", "held-out configurations")):
-        if q.get(key, {}).get("slow"):
-            lines.append(f"slow placement: {q[key]['slow']} of the {q[key]['of']} {name} at more than one thread still "
-                         f"ran with a parallel call's hand-off over {SLOW_HANDOFF:g}x the median at their fastest (a "
-                         "shared VM's host placing its vCPUs apart for seconds to minutes, 2-thread runs 1.3-1.5x "
-                         "slower; calibrate.SLOW_HANDOFF)")
+                     f"agreed within 10% (median spread {grid['median_spread']:.1%}); each counts at its fastest near" + (
+                         f", {again} timed again for a timing with the vCPUs near" if again else ""))
+    for key, name in (("grid_far_placement", "grid points"), ("far_placement", "held-out configurations")):
+        if q.get(key, {}).get("apart"):
+            lines.append(f"vCPUs apart: {q[key]['apart']} of the {q[key]['of']} {name} at more than one thread were timed "
+                         f"only with a parallel call's hand-off over {SLOW_HANDOFF:g}x the near ones' median (a shared "
+                         "VM's host placing its vCPUs apart for seconds to minutes: a small model's 2-thread run 1.3-1.7x "
+                         "slower, one whose weights spill the cache up to 1.5x faster; calibrate.SLOW_HANDOFF)")
     if q.get("not_checked"):
         lines.append(f"\nnot checked: {q['not_checked']}")
     if q.get("goal_misses"):

@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # bertc 8010 -> 8030: the fit leaves out op timings at or below their run's hand-off, and the report counts them
 # bertc 8030 -> 8090, test 6690 -> 6780: calibrate times again what ran in the slow placement (settle, slow_placement),
 # the report counts it, --check follows the profile's int8; their tests
-BUDGETS = {"bertc": 8090, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6780, "benchmarks": 2550,
+# bertc 8090 -> 8130, test 6780 -> 6820: a point counts its timing with the vCPUs near (placement_lines), its test
+BUDGETS = {"bertc": 8130, "dialects": 750, "passes": 4850, "runtime": 9960, "test": 6820, "benchmarks": 2550,
            "search": 2850}
 
 
