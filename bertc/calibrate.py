@@ -289,45 +289,51 @@ AGREE = 0.1
 # 28 MiB (twice the cache and the memory links: in all likelihood two of the host's core complexes). A fit prices one
 # machine, so a point counts its fastest timing in the near placement where it has one (fastest): while the fastest
 # of all counted, a 34 MiB grid model's 2-thread timings were those apart and a 1 MiB one's those near.
-# A timing whose hand-off is over SLOW_HANDOFF x the median of its set's near group (placement_lines) ran apart.
+# A timing whose hand-off is over SLOW_HANDOFF x the median of its set's near group (placement_lines) ran apart; one
+# under that median / SLOW_HANDOFF, on one core's two SMT threads, in all likelihood: a 1-token 1x4@0.3 model read a
+# hand-off of 0.105 us against the near 0.20-0.29 and ran 1.47x as long in both passes (0.90 ms, earlier 0.61).
 SLOW_HANDOFF = 2.0
 SLOW_TRIES = 3  # timings after the passes, at most, of a point still timed only apart (settle)
 GRID_SETTLE_S = 30.0  # the grid's points timed only apart are timed again this long at most (a calibration: 10 minutes)
 NEAR_SHARE = 0.1  # the near group holds this share of a set's hand-offs at least: a lone low outlier is not a group
 
 
-def placement_lines(among: list[dict[str, Any]]) -> dict[int, float]:
-    """Per thread count above 1, the hand-off over which a timing among ``among`` (bertc_run reports, grid records
-    or held-out rows) ran apart: SLOW_HANDOFF x the median of the near group, the hand-offs below the widest gap
-    between neighbours (by ratio) where that is wider than SLOW_HANDOFF; of all of them where there is no such gap.
-    (Of all: in an hour when most timings ran apart, the near ones would never count as the exception.)"""
+def placement_lines(among: list[dict[str, Any]]) -> dict[int, tuple[float, float]]:
+    """Per thread count above 1, the hand-offs (low, high) outside which a timing among ``among`` (bertc_run reports,
+    grid records or held-out rows) ran with the vCPUs placed otherwise than near: the median of the near group /
+    SLOW_HANDOFF and x SLOW_HANDOFF. The near group: the hand-offs below the widest gap between neighbours (by ratio)
+    where that is wider than SLOW_HANDOFF; all of them where there is no such gap. (Of all: in an hour when most
+    timings ran apart, the near ones would never count as the exception.)"""
     lines = {}
     for t in {r.get("threads", 1) for r in among} - {1}:
         us = sorted(r["handoff_us"] for r in among if r.get("threads") == t and r.get("handoff_us"))
         gaps = [(b / a, k) for k, (a, b) in enumerate(pairwise(us), 1) if k >= NEAR_SHARE * len(us)]
         ratio, cut = max(gaps, default=(0.0, len(us)))
         if us:
-            lines[t] = SLOW_HANDOFF * statistics.median(us[:cut] if ratio > SLOW_HANDOFF else us)
+            median = statistics.median(us[:cut] if ratio > SLOW_HANDOFF else us)
+            lines[t] = (median / SLOW_HANDOFF, median * SLOW_HANDOFF)
     return lines
 
 
-def apart(report: dict[str, Any], lines: dict[int, float] | None) -> bool:
-    """Whether a timing ran with the vCPUs apart: its hand-off over ``lines``' (placement_lines) at its threads."""
+def placed_otherwise(report: dict[str, Any], lines: dict[int, tuple[float, float]] | None) -> bool:
+    """Whether a timing ran with the vCPUs apart or on one core: its hand-off outside ``lines``' (placement_lines)
+    at its threads."""
     line = (lines or {}).get(report.get("threads", 1))
-    return line is not None and report.get("handoff_us") is not None and report["handoff_us"] > line
+    us = report.get("handoff_us")
+    return line is not None and us is not None and not line[0] <= us <= line[1]
 
 
 def far_placement(rows: list[dict[str, Any]], among: list[dict[str, Any]] | None = None) -> list[int]:
-    """The indices of the timings among ``rows`` that ran apart, judged by ``among``'s (``rows``') hand-offs."""
+    """The indices of the timings among ``rows`` placed otherwise, judged by ``among``'s (``rows``') hand-offs."""
     lines = placement_lines(among or rows)
-    return [i for i, r in enumerate(rows) if apart(r, lines)]
+    return [i for i, r in enumerate(rows) if placed_otherwise(r, lines)]
 
 
 def far_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
-    """How many of ``rows`` at more than one thread still ran apart (far_placement), of how many measured a
+    """How many of ``rows`` at more than one thread were still placed otherwise (far_placement), of how many measured a
     hand-off; None where none did."""
     n = sum(r.get("threads", 1) > 1 and r.get("handoff_us") is not None for r in rows)
-    return {"apart": len(far_placement(rows)), "of": n} if n else None
+    return {"otherwise": len(far_placement(rows)), "of": n} if n else None
 
 
 def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = True,
@@ -340,7 +346,7 @@ def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = 
     score; the grid's would cost a minute, those apart (42 of 356 points on the Zen 4 EPYC) 30 s. Returns how many
     timings it added."""
     lines = placement_lines([r for reps in reports for r in reps])
-    again = [i for i, reps in enumerate(reports) if apart(fastest(reps, lines)[0], lines)
+    again = [i for i, reps in enumerate(reports) if placed_otherwise(fastest(reps, lines)[0], lines)
              or (disagree and fastest(reps, lines)[1] > AGREE)]
     t0, done = time.perf_counter(), 0
     for _ in range(SLOW_TRIES):
@@ -355,7 +361,7 @@ def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = 
             reports[i].append(time_one(i, reports))
             bar.update(1)
             done += 1
-        again = [i for i in again if apart(fastest(reports[i], lines)[0], lines)]
+        again = [i for i in again if placed_otherwise(fastest(reports[i], lines)[0], lines)]
     return done
 
 
@@ -370,9 +376,9 @@ def point_ms(report: dict[str, Any]) -> float:
 
 def fastest(reports: list[dict[str, Any]], lines: dict[int, float] | None = None) -> tuple[dict[str, Any], float]:
     """A point's pass of the lowest point_ms (a model can only predict the machine undisturbed) among those with the
-    vCPUs near (not ``apart`` by ``lines``; among all where none is), and the spread of its passes' point_ms: slowest
+    vCPUs near (not ``placed_otherwise`` by ``lines``; among all where none is), and the spread of its passes' point_ms: slowest
     over that one, less 1."""
-    best = min([r for r in reports if not apart(r, lines)] or reports, key=point_ms)
+    best = min([r for r in reports if not placed_otherwise(r, lines)] or reports, key=point_ms)
     return best, max(map(point_ms, reports)) / point_ms(best) - 1
 
 
@@ -716,7 +722,7 @@ def check_rows(profile: Profile, cases: list[Case], reports: list, target: str) 
     rows, lines = [], placement_lines([r for reps in reports for r in reps])
     for case, reps in zip(cases, reports):
         best, spread = fastest(reps, lines)
-        same = [r for r in reps if apart(r, lines) == apart(best, lines)]  # its calls in the placement that counts
+        same = [r for r in reps if placed_otherwise(r, lines) == placed_otherwise(best, lines)]  # its calls in the placement that counts
         p50 = {"p50_ms": min(r["p50_ms"] for r in same)} if "quiet_ms" in best else {}
         measured = round(point_ms(best), 5)  # as kept: --no-retime and --cross predict the same errors from it
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
@@ -1126,7 +1132,7 @@ def format_quality(q: dict[str, Any]) -> str:
         again = noise.get("timed_again")
         lines.append(f"timing noise: the {PASSES} passes of {noise['within_10pct']:.0%} of the held-out configurations "
                      f"agreed within 10% (median spread {noise['median_spread']:.1%})" + (
-                         f"; {again} timed again (those that did not, and any timed only with the vCPUs apart), the fastest near counting"
+                         f"; {again} timed again (those that did not, and any timed only with the vCPUs placed otherwise), the fastest near counting"
                          if again else ""))
     moved = q.get("drift")
     if moved:
@@ -1148,11 +1154,12 @@ def format_quality(q: dict[str, Any]) -> str:
                      f"agreed within 10% (median spread {grid['median_spread']:.1%}); each counts at its fastest near" + (
                          f", {again} timed again for a timing with the vCPUs near" if again else ""))
     for key, name in (("grid_far_placement", "grid points"), ("far_placement", "held-out configurations")):
-        if q.get(key, {}).get("apart"):
-            lines.append(f"vCPUs apart: {q[key]['apart']} of the {q[key]['of']} {name} at more than one thread were timed "
-                         f"only with a parallel call's hand-off over {SLOW_HANDOFF:g}x the near ones' median (a shared "
-                         "VM's host placing its vCPUs apart for seconds to minutes: a small model's 2-thread run 1.3-1.7x "
-                         "slower, one whose weights spill the cache up to 1.5x faster; calibrate.SLOW_HANDOFF)")
+        if q.get(key, {}).get("otherwise"):
+            lines.append(f"vCPUs placed otherwise: {q[key]['otherwise']} of the {q[key]['of']} {name} at more than one "
+                         f"thread were timed only with a parallel call's hand-off over {SLOW_HANDOFF:g}x the near ones' "
+                         "median (apart: a small model's 2-thread run 1.3-1.7x slower, one whose weights spill the cache "
+                         f"up to 1.5x faster) or under 1/{SLOW_HANDOFF:g} of it (on one core, in all likelihood); a shared "
+                         "VM's host places its vCPUs so for seconds to minutes (calibrate.SLOW_HANDOFF)")
     if q.get("not_checked"):
         lines.append(f"\nnot checked: {q['not_checked']}")
     if q.get("goal_misses"):
