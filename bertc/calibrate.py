@@ -293,8 +293,8 @@ AGREE = 0.1
 # under that median / SLOW_HANDOFF, on one core's two SMT threads, in all likelihood: a 1-token 1x4@0.3 model read a
 # hand-off of 0.105 us against the near 0.20-0.29 and ran 1.47x as long in both passes (0.90 ms, earlier 0.61).
 SLOW_HANDOFF = 2.0
-SLOW_TRIES = 3  # timings after the passes, at most, of a point still timed only apart (settle)
-GRID_SETTLE_S = 30.0  # the grid's points timed only apart are timed again this long at most (a calibration: 10 minutes)
+SLOW_TRIES = 3  # timings after the passes, at most, of a point still timed only placed otherwise (settle)
+GRID_SETTLE_S = 30.0  # the grid's points placed otherwise are timed again this long at most (a calibration: 10 min)
 NEAR_SHARE = 0.1  # the near group holds this share of a set's hand-offs at least: a lone low outlier is not a group
 
 
@@ -323,25 +323,25 @@ def placed_otherwise(report: dict[str, Any], lines: dict[int, tuple[float, float
     return line is not None and us is not None and not line[0] <= us <= line[1]
 
 
-def far_placement(rows: list[dict[str, Any]], among: list[dict[str, Any]] | None = None) -> list[int]:
+def placed_otherwise_rows(rows: list[dict[str, Any]], among: list[dict[str, Any]] | None = None) -> list[int]:
     """The indices of the timings among ``rows`` placed otherwise, judged by ``among``'s (``rows``') hand-offs."""
     lines = placement_lines(among or rows)
     return [i for i, r in enumerate(rows) if placed_otherwise(r, lines)]
 
 
-def far_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
-    """How many of ``rows`` at more than one thread were still placed otherwise (far_placement), of how many measured a
-    hand-off; None where none did."""
+def otherwise_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """How many of ``rows`` at more than one thread were still placed otherwise (placed_otherwise_rows), of how many
+    measured a hand-off; None where none did."""
     n = sum(r.get("threads", 1) > 1 and r.get("handoff_us") is not None for r in rows)
-    return {"otherwise": len(far_placement(rows)), "of": n} if n else None
+    return {"otherwise": len(placed_otherwise_rows(rows)), "of": n} if n else None
 
 
 def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = True,
            budget_s: float = math.inf) -> int:
-    """One more timing of each point timed only with the vCPUs apart (placement_lines, judged against all the
-    passes), and with ``disagree`` of each whose passes disagree by more than AGREE (slowest over fastest, less 1),
+    """One more timing of each point timed only with the vCPUs placed otherwise (placement_lines, judged against all
+    the passes), and with ``disagree`` of each whose passes disagree by more than AGREE (slowest over fastest, less 1),
     after all the others, for ``budget_s`` seconds at most: the fastest near one then counts (fastest). A point still
-    timed only apart is timed again, SLOW_TRIES timings in all (a placement lasts 2-25 s). The held-out set's
+    placed otherwise is timed again, SLOW_TRIES timings in all (a placement lasts 2-25 s). The held-out set's
     disagreeing points are few (on a busy Zen 5 EPYC 11 of 30, about 6 s more) and each is a whole configuration's
     score; the grid's would cost a minute, those apart (42 of 356 points on the Zen 4 EPYC) 30 s. Returns how many
     timings it added."""
@@ -374,10 +374,11 @@ def point_ms(report: dict[str, Any]) -> float:
     return report.get("quiet_ms", report["p50_ms"])
 
 
-def fastest(reports: list[dict[str, Any]], lines: dict[int, float] | None = None) -> tuple[dict[str, Any], float]:
+def fastest(reports: list[dict[str, Any]],
+            lines: dict[int, tuple[float, float]] | None = None) -> tuple[dict[str, Any], float]:
     """A point's pass of the lowest point_ms (a model can only predict the machine undisturbed) among those with the
-    vCPUs near (not ``placed_otherwise`` by ``lines``; among all where none is), and the spread of its passes' point_ms: slowest
-    over that one, less 1."""
+    vCPUs near (not ``placed_otherwise`` by ``lines``; among all where none is), and the spread of its passes'
+    point_ms: slowest over that one, less 1."""
     best = min([r for r in reports if not placed_otherwise(r, lines)] or reports, key=point_ms)
     return best, max(map(point_ms, reports)) / point_ms(best) - 1
 
@@ -722,7 +723,7 @@ def check_rows(profile: Profile, cases: list[Case], reports: list, target: str) 
     rows, lines = [], placement_lines([r for reps in reports for r in reps])
     for case, reps in zip(cases, reports):
         best, spread = fastest(reps, lines)
-        same = [r for r in reps if placed_otherwise(r, lines) == placed_otherwise(best, lines)]  # its calls in the placement that counts
+        same = [r for r in reps if placed_otherwise(r, lines) == placed_otherwise(best, lines)]  # as best was placed
         p50 = {"p50_ms": min(r["p50_ms"] for r in same)} if "quiet_ms" in best else {}
         measured = round(point_ms(best), 5)  # as kept: --no-retime and --cross predict the same errors from it
         rows.append({"config": case.label, "seq": case.seq, "threads": case.threads, "sparse": case.prune is not None,
@@ -842,7 +843,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
     handoff = handoffs(records, rows)
     data["quality"] = {**report(rows, moved), "grid_repeatability": repeatability(records), "holdout_seed": seed,
-                       **({"grid_far_placement": far} if (far := far_counts(records)) else {}),
+                       **({"grid_placed_otherwise": o} if (o := otherwise_counts(records)) else {}),
                        **({"handoff_us": handoff} if handoff else {}),
                        **({"holdout_limits": holdout_limits} if holdout_limits else {}),
                        **({"not_checked": f"fitted here from the measurements of another CPU ({describe(cpu)}), whose "
@@ -1084,7 +1085,7 @@ def report(rows: list[dict[str, Any]], moved: dict[str, Any] | None = None) -> d
     at_p50 = [r["error_at_p50"] for r in rows if "error_at_p50" in r]  # against the whole calls' p50 (check_rows)
     return {**groups.get("all", {}), "groups": groups, "goal": GOAL, "goal_misses": goal_misses(groups),
             "repeatability": repeatability(rows), **({"drift": moved} if moved else {}),
-            **({"far_placement": far} if (far := far_counts(rows)) else {}),
+            **({"placed_otherwise": o} if (o := otherwise_counts(rows)) else {}),
             **({"at_own_handoff": own} if own else {}),
             **({"at_p50": {k: round(v, 4) for k, v in error_shares(at_p50).items()}} if at_p50 else {}),
             "measured": rows}
@@ -1153,7 +1154,7 @@ def format_quality(q: dict[str, Any]) -> str:
         lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "
                      f"agreed within 10% (median spread {grid['median_spread']:.1%}); each counts at its fastest near" + (
                          f", {again} timed again for a timing with the vCPUs near" if again else ""))
-    for key, name in (("grid_far_placement", "grid points"), ("far_placement", "held-out configurations")):
+    for key, name in (("grid_placed_otherwise", "grid points"), ("placed_otherwise", "held-out configurations")):
         if q.get(key, {}).get("otherwise"):
             lines.append(f"vCPUs placed otherwise: {q[key]['otherwise']} of the {q[key]['of']} {name} at more than one "
                          f"thread were timed only with a parallel call's hand-off over {SLOW_HANDOFF:g}x the near ones' "

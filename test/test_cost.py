@@ -328,7 +328,7 @@ def test_points_timed_only_with_the_vcpus_apart_are_timed_once_more_grid_and_hel
     """calibrate.settle: a point whose passes all measured a hand-off over SLOW_HANDOFF x the near group's median at
     its thread count (a shared VM's vCPUs placed apart) is timed again, in the grid too (disagree=False), where passes
     that merely disagree are not; the report counts those still timed only apart."""
-    from bertc.calibrate import SLOW_HANDOFF, SLOW_TRIES, far_counts, fastest, settle
+    from bertc.calibrate import SLOW_HANDOFF, SLOW_TRIES, fastest, otherwise_counts, settle
 
     def point(t, *passes):  # (quiet_ms, handoff_us) per pass
         return [{"threads": t, "quiet_ms": ms, "p50_ms": ms, "handoff_us": h} for ms, h in passes]
@@ -352,10 +352,10 @@ def test_points_timed_only_with_the_vcpus_apart_are_timed_once_more_grid_and_hel
     bar = SettleBar()
     assert settle(passes(), time_one, bar, budget_s=0.0) == 0 and timed == [] and bar.total == 0  # out of time
     rows = [fastest(r)[0] for r in reports]
-    assert far_counts(rows) == {"otherwise": 0, "of": 5} and far_counts(rows[4:5]) is None
+    assert otherwise_counts(rows) == {"otherwise": 0, "of": 5} and otherwise_counts(rows[4:5]) is None
     rows[5] = {**rows[5], "handoff_us": 0.27 * SLOW_HANDOFF * 1.1}
-    q = {**report(_rows([(2, False, 4, 0.0)])), "far_placement": far_counts(rows)}
-    assert q["far_placement"] == {"otherwise": 1, "of": 5}
+    q = {**report(_rows([(2, False, 4, 0.0)])), "placed_otherwise": otherwise_counts(rows)}
+    assert q["placed_otherwise"] == {"otherwise": 1, "of": 5}
     assert (f"vCPUs placed otherwise: 1 of the 5 held-out configurations at more than one thread were timed only with a "
             f"parallel call's hand-off over {SLOW_HANDOFF:g}x the near ones' median") in format_quality(q)
     # a point still timed only apart is timed again, SLOW_TRIES timings in all; one that comes back near is not
