@@ -323,17 +323,12 @@ def placed_otherwise(report: dict[str, Any], lines: dict[int, tuple[float, float
     return line is not None and us is not None and not line[0] <= us <= line[1]
 
 
-def placed_otherwise_rows(rows: list[dict[str, Any]], among: list[dict[str, Any]] | None = None) -> list[int]:
-    """The indices of the timings among ``rows`` placed otherwise, judged by ``among``'s (``rows``') hand-offs."""
-    lines = placement_lines(among or rows)
-    return [i for i, r in enumerate(rows) if placed_otherwise(r, lines)]
-
-
 def otherwise_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
-    """How many of ``rows`` at more than one thread were still placed otherwise (placed_otherwise_rows), of how many
-    measured a hand-off; None where none did."""
+    """How many of ``rows`` at more than one thread were still placed otherwise (placed_otherwise, by the lines of
+    their own hand-offs), of how many measured a hand-off; None where none did."""
     n = sum(r.get("threads", 1) > 1 and r.get("handoff_us") is not None for r in rows)
-    return {"otherwise": len(placed_otherwise_rows(rows)), "of": n} if n else None
+    lines = placement_lines(rows)
+    return {"otherwise": sum(placed_otherwise(r, lines) for r in rows), "of": n} if n else None
 
 
 def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = True,
@@ -346,8 +341,8 @@ def settle(reports: list[list[dict[str, Any]]], time_one, bar, disagree: bool = 
     score; the grid's would cost a minute, those apart (42 of 356 points on the Zen 4 EPYC) 30 s. Returns how many
     timings it added."""
     lines = placement_lines([r for reps in reports for r in reps])
-    again = [i for i, reps in enumerate(reports) if placed_otherwise(fastest(reps, lines)[0], lines)
-             or (disagree and fastest(reps, lines)[1] > AGREE)]
+    best = [fastest(reps, lines) for reps in reports]
+    again = [i for i, (r, spread) in enumerate(best) if placed_otherwise(r, lines) or (disagree and spread > AGREE)]
     t0, done = time.perf_counter(), 0
     for _ in range(SLOW_TRIES):
         if not again:
@@ -1133,8 +1128,8 @@ def format_quality(q: dict[str, Any]) -> str:
         again = noise.get("timed_again")
         lines.append(f"timing noise: the {PASSES} passes of {noise['within_10pct']:.0%} of the held-out configurations "
                      f"agreed within 10% (median spread {noise['median_spread']:.1%})" + (
-                         f"; {again} timed again (those that did not, and any timed only with the vCPUs placed otherwise), the fastest near counting"
-                         if again else ""))
+                         f"; {again} timed again (those that did not, and any timed only with the vCPUs placed otherwise), "
+                         "the fastest near counting" if again else ""))
     moved = q.get("drift")
     if moved:
         lines.append(f"machine drift: the grid's {moved['model']} timed again after the passes (at "

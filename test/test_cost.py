@@ -460,7 +460,8 @@ def test_the_report_says_how_well_the_machine_repeats_its_own_timings():
     assert "too noisy now to show the goal" in text and "third time" not in text
     rows[2]["passes"] = rows[3]["passes"] = PASSES + 1  # settle timed the two that disagreed again
     assert report(rows)["repeatability"]["timed_again"] == 2
-    assert ("2 timed again (those that did not, and any timed only with the vCPUs placed otherwise), the fastest near counting"
+    assert ("2 timed again (those that did not, and any timed only with the vCPUs placed otherwise), the fastest near "
+            "counting"
             in format_quality(report(rows)))
     for r in rows:
         r["spread"] = 0.01
