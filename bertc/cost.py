@@ -479,7 +479,8 @@ SPARSE_GENERIC_MR = 16  # rows of sparse_gemm.h's generic tile (sparse_tile_for'
 def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 17
-    tokens cost 32 rows of 1x4 blocks on AVX2 (9 cost 16: the tail tile, below); at a few rows a few-rows tile does
+    tokens cost 32 rows of 1x4 blocks on AVX2 (9 cost 16: the tail tile, below; a by-columns tile's last one is 4
+    or 8 rows where that holds what is left: 17 tokens of 16x1 blocks cost 20 rows); at a few rows a few-rows tile does
     m. The grid times 1-8 and multiples of 32 tokens, where the two agree; held-out lengths between them missed by
     up to -63%. Other kernels (the portable C, the generic tile of any other r): m. Then whether it is the few-rows
     tile, whose FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it
@@ -504,7 +505,10 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     else:
         return m, False, -(-m // SPARSE_GENERIC_MR)  # the generic tile: a scalar loop over the rows there are
     full, left = divmod(m, mr)
-    return full * mr + (0 if left == 0 else tail if left <= tail else mr), False, -(-m // mr)
+    last = 0 if left == 0 else tail if left <= tail else mr
+    if tail == 0 and left:  # by columns: the last tile is 4 or 8 rows where one holds what is left
+        last = min([t for t in (4, 8) if left <= t < mr] or [mr])
+    return full * mr + last, False, -(-m // mr)
 
 
 WEIGHT_BYTES = {"f32": 4, "f16": 2, "i8": 1}  # a packed weight's bytes by its --dtype

@@ -758,7 +758,7 @@ def test_bad_length_options_say_what_is_wrong(argv, message, tmp_path, capsys, m
 def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
     """runtime/kernels/sparse_gemm.h computes whole row tiles whatever the rows: on AVX2 1x4 blocks by rows of 32 (17
     tokens cost what 32 do), a last tile of at most half of that by a tail tile of 16 (9 tokens cost what 16 do), 4x1
-    of 16 and 8, 16x1 by columns of 5; at 1-8 tokens a few-rows tile computes just those
+    of 16 and 8, 16x1 by columns of 5 (a last tile of 4); at 1-8 tokens a few-rows tile computes just those
     (4x1 at 1-3 on AVX2, 1x1 at 1-2 only), in FMAs narrower than a register, priced apart. On AVX-512 16x1 goes by columns of 16. The grid times 1-8 and multiples of 32 tokens,
     where rows and tiles agree, so only the held-out lengths between them showed it (-63% at 9 tokens). Each block
     height's features are its own (cost model 4: 1x4 blocks are family r1, 4x1 r4), with the row tiles it runs."""
@@ -770,7 +770,7 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
         assert [sparse_tile(m, 1, 4, t)[0] for m in (1, 8, 9, 16, 17, 32, 33, 48, 49)] == [1, 8, 16, 16, 32, 32, 48,
                                                                                              48, 64]
         assert [sparse_tile(m, 4, 1, t)[0] for m in (3, 4, 8, 9, 17)] == [3, 8, 8, 16, 24]  # few-rows tile to 3
-        assert [sparse_tile(m, 16, 1, t)[0] for m in (1, 5, 6)] == [5, 5, 10]
+        assert [sparse_tile(m, 16, 1, t)[0] for m in (1, 5, 6)] == [4, 5, 9]  # by columns: a last tile of 4 rows
         assert (sparse_tile(2, 1, 1, t)[0], sparse_tile(3, 1, 1, t)[0]) == (2, 16)
         nine, full = ([o for o in config_ops(SMALL, "host", n, prune="1x4@0.25") if o.kind == "linear_sparse"]
                       for n in (9, 32))
@@ -796,7 +796,9 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
         assert all(set(FEATURES["linear_sparse"]) >= set(o.features) and all(k.startswith("r4:") for k in o.features)
                    for o in three + nine)
     with host_cpu_as(["avx2", "fma", "avx512f"]):
-        assert [sparse_tile(m, 16, 1, get_target("host"))[0] for m in (1, 16, 17)] == [16, 16, 32]
+        # 16x1 by columns of 16, a last tile of 4 or 8 rows where that holds what is left
+        assert [sparse_tile(m, 16, 1, get_target("host"))[0] for m in (1, 5, 12, 16, 17, 24, 25)] == [4, 8, 16, 16, 20,
+                                                                                                    24, 32]
         # r x 1 blocks: the few-rows tile to r / 2 rows, then the 16-row tail tile; 1x4 the few-rows tile to 8
         assert [sparse_tile(m, 4, 1, get_target("host"))[0] for m in (2, 3, 4, 16, 17)] == [2, 16, 16, 16, 32]
         assert [sparse_tile(m, 8, 1, get_target("host"))[0] for m in (4, 5, 8, 33)] == [4, 16, 16, 48]

@@ -9,7 +9,7 @@
  * Two register tiles, by the block's r against the L = SPARSE_VREG_BYTES / 4 lanes of a register:
  * - r = L, 2L or 4L (4, 8, 16 on NEON; 8, 16 on AVX2; 16, 32 on AVX-512): vectorised over
  *   N. MR rows x r columns of accumulators; each block column is r / L vector loads of weights and MR
- *   broadcasts of x, one per row, each feeding r / L FMAs.
+ *   broadcasts of x, one per row, each feeding r / L FMAs. A tile of at most 4 or 8 rows takes a tile of those.
  * - r = 1, 2, 4, 8 below L: vectorised over M. r columns x MR = V * L rows of accumulators; each
  *   block column is V vector loads of x (MR rows at one k) and r broadcast weights, each feeding V
  *   FMAs. The tile of y comes out transposed ([column][row]) and goes to y 16 columns at a time
@@ -22,10 +22,11 @@
  * so a block's MR values of x are adjacent and its address is one multiply away from index[b].
  * Rows past M are computed into the padding and not stored.
  *
- * Threads: a work item is (row tile, chunk of block rows), the chunks cut at equal shares of the
- * blocks (plus one per block row, for its stores and epilogue) by the offsets prefix sums, so a
- * thread's share of the FMAs is even when the density differs between block rows. A thread packs a
- * row tile once for all its consecutive items of that tile, then sweeps their block rows. The
+ * Threads: a work item is (row tile, chunk of block rows) where the tiles share out evenly, else a chunk of block
+ * rows for every row tile (bertc_linear_sparse), the chunks cut at equal shares of the blocks (plus one per block
+ * row, for its stores and epilogue) by the offsets prefix sums, so a thread's share of the FMAs is even when the
+ * density differs between block rows or the last row tile is a short one. A thread packs each row tile once for
+ * all its consecutive items, then sweeps their block rows. The
  * weights are not blocked for the cache: each 4r-byte weight vector feeds MR FMAs, so streaming them
  * from L2 or L3 keeps up with the FMAs once the next block row's are prefetched.
  *
@@ -74,7 +75,8 @@ struct sparse_args {
   float *y;
   int64_t M, N, K, kpad; /* kpad: K rounded up to c, the packed columns */
   int act, mr;           /* mr: rows per tile */
-  int64_t chunks;        /* block-row chunks per row tile */
+  int64_t chunks;        /* chunks of block rows: per row tile (by_tiles), else each for every tile */
+  int by_tiles;          /* work items are (row tile, chunk), else chunks */
   sparse_tile_fn tile;
   sparse_tile_fn tail;   /* for a last row tile of at most tail_mr rows, where the kernel has one (else NULL) */
   int tail_mr;
@@ -207,10 +209,18 @@ SPARSE_INLINE void sparse_block_row_cols(const int MR, const int NV, const int C
   }
 }
 
+/* A tile of 4 or 8 rows where that holds the rows there are, else of MR: the last tile of 17-24 tokens of 16x1 blocks
+ * (AVX-512, MR 16) computes 4 or 8 rows, not 16. Its weights come from the last-level cache, where the first tile left
+ * them, and feed fewer FMAs, so it costs more than its rows' share (the hidden-768 encoder at 50%, 1 thread, Zen 4:
+ * 16, 17 and 24 tokens 7.1, 11.0 and 11.2 ms, 13.8 with the 16-row tile); at 9-12 rows, where the weights stream
+ * from memory, a 12-row tile ran about as fast as the 16-row one. */
 SPARSE_INLINE void sparse_tile_cols(const int NV, const int C, const sparse_args *a, float *xp, int64_t m0,
                                     int64_t rows, int64_t i0, int64_t i1) {
-  sparse_pack_x(a, xp, a->mr, m0, rows);
-  for (int64_t i = i0; i < i1; i++) sparse_block_row_cols(SPARSE_MR_COLS(NV), NV, C, a, xp, m0, rows, i);
+  const int MR = SPARSE_MR_COLS(NV), mt = rows <= 4 && MR > 4 ? 4 : rows <= 8 && MR > 8 ? 8 : MR;
+  sparse_pack_x(a, xp, mt, m0, rows);
+  if (mt == 4) for (int64_t i = i0; i < i1; i++) sparse_block_row_cols(4, NV, C, a, xp, m0, rows, i);
+  else if (mt == 8) for (int64_t i = i0; i < i1; i++) sparse_block_row_cols(8, NV, C, a, xp, m0, rows, i);
+  else for (int64_t i = i0; i < i1; i++) sparse_block_row_cols(MR, NV, C, a, xp, m0, rows, i);
   sparse_epilogue_rows(a, m0, rows, i0, i1);
 }
 
@@ -530,11 +540,14 @@ static int64_t sparse_chunk_start(const bertc_block_sparse *w, int64_t g, int64_
 
 static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const sparse_args *a = raw;
-  for (int64_t t = lo; t < hi;) { /* t enumerates (row tile, chunk); a tile's consecutive chunks run as one */
-    const int64_t tile = t / a->chunks, g0 = t % a->chunks, g1 = g0 + hi - t < a->chunks ? g0 + hi - t : a->chunks;
-    const int64_t m0 = tile * a->mr, rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
+  for (int64_t t = lo; t < hi;) { /* t enumerates (row tile, chunk) or chunks; a tile's consecutive chunks run as one */
+    const int64_t tile = a->by_tiles ? t / a->chunks : 0, g0 = t % a->chunks;
+    const int64_t g1 = g0 + hi - t < a->chunks ? g0 + hi - t : a->chunks, end = a->by_tiles ? (tile + 1) * a->mr : a->M;
     const int64_t i0 = sparse_chunk_start(a->w, g0, a->chunks), i1 = sparse_chunk_start(a->w, g1, a->chunks);
-    if (i0 < i1) (a->tail && rows <= a->tail_mr ? a->tail : a->tile)(a, scratch, m0, rows, i0, i1);
+    for (int64_t m0 = tile * a->mr; m0 < end && m0 < a->M && i0 < i1; m0 += a->mr) {
+      const int64_t rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
+      (a->tail && rows <= a->tail_mr ? a->tail : a->tile)(a, scratch, m0, rows, i0, i1);
+    }
     t += g1 - g0;
   }
 }
@@ -550,14 +563,19 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
     a.mr = (int)M;
     a.tail = NULL;
   }
-  /* Whole row tiles per item while there are enough of them; else (short inputs) split the block
-   * rows too. Four items per pool chunk keep the threads even when the tiles do not divide. */
+  /* Items are (row tile, chunk of block rows) where the tiles share out evenly: all whole and a multiple of the
+   * threads, or 4 a thread at least; there a thread writes the rows of y that the next op reads on its core (split by
+   * block rows alone, 64 and 128 tokens of 16x1 blocks ran 0.95x as fast at 2 threads). Else they are chunks of
+   * block rows, each for every tile: split by tiles, one thread took the 16-row tile of 17 tokens of 16x1 blocks and
+   * the other the 4-row one, and 2 threads ran them 1.07x faster than two 16-row tiles, against 1.14-1.20x so. Four
+   * items per pool chunk keep the threads even when they do not divide. */
   const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
   const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
-  a.chunks = (want + tiles - 1) / (tiles > 0 ? tiles : 1);
+  a.by_tiles = threads > 1 && ((M % a.mr == 0 && tiles % threads == 0) || tiles >= 4 * threads);
+  a.chunks = a.by_tiles ? (want + tiles - 1) / tiles : want;
   if (a.chunks > w->block_rows) a.chunks = w->block_rows;
   if (a.chunks < 1) a.chunks = 1;
-  bertc_parallel_rows(p, tiles * a.chunks, sparse_items, &a);
+  bertc_parallel_rows(p, (a.by_tiles ? tiles : 1) * a.chunks, sparse_items, &a);
 }
 
 #endif

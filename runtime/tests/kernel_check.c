@@ -468,10 +468,11 @@ static int check_linear_sparse(bertc_pool *p) {
       check_sparse_case(p, &r, &vs_dense, blocks[sh][0], blocks[sh][1], densities[c % 4], M, N, K, c % 5);
     }
   /* every row count of 1-17 (real text's few tokens: the few-rows tile of r < L blocks, the switch back, and the
-   * by-rows tile's half-height tail at 9-16) and a tail of 1, 16 and 17 rows after a whole 32-row tile */
-  static const int more_rows[] = {33, 48, 49};
+   * by-rows tile's half-height tail at 9-16), a tail of 1, 16 and 17 rows after a whole 32-row tile, the by-columns
+   * tile's last tile of 4 and 8 rows after whole ones (21, 33, 40, 49), and a short tail after two (65, 80) */
+  static const int more_rows[] = {21, 33, 40, 48, 49, 65, 80};
   for (size_t sh = 0; sh < sizeof blocks / sizeof *blocks; sh++)
-    for (int j = 0; j < 20; j++) {
+    for (int j = 0; j < 24; j++) {
       const int M = j < 17 ? j + 1 : more_rows[j - 17];
       check_sparse_case(p, &r, &vs_dense, blocks[sh][0], blocks[sh][1], densities[1 + M % 3], M, rand_int(1, 70),
                         rand_int(1, 90), M % 5);
@@ -484,6 +485,9 @@ static int check_linear_sparse(bertc_pool *p) {
   check_sparse_case(p, &r, NULL, 8, 1, 0.5, 37, 1152, 384, BERTC_ACT_NONE);
   check_sparse_case(p, &r, NULL, 1, MAX_SPARSE_C, 0.25, 128, 384, 384, BERTC_ACT_NONE);
   check_sparse_case(p, &r, NULL, 4, 1, 0.25, 9, 384, 384, BERTC_ACT_NONE);
+  /* 96 rows: whole tiles that share out over 3 threads (6 of 16 rows, 3 of 32), split by tile */
+  check_sparse_case(p, &r, NULL, 16, 1, 0.25, 96, 384, 384, BERTC_ACT_NONE);
+  check_sparse_case(p, &r, NULL, 1, 4, 0.25, 96, 384, 384, BERTC_ACT_NONE);
   const int failed = report(&r, "bertc_linear_sparse");
   return failed | report(&vs_dense, "bertc_linear_sparse");
 }
