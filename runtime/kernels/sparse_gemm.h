@@ -209,11 +209,9 @@ SPARSE_INLINE void sparse_block_row_cols(const int MR, const int NV, const int C
   }
 }
 
-/* A tile of 4 or 8 rows where that holds the rows there are, else of MR: the last tile of 17-24 tokens of 16x1 blocks
- * (AVX-512, MR 16) computes 4 or 8 rows, not 16. Its weights come from the last-level cache, where the first tile left
- * them, and feed fewer FMAs, so it costs more than its rows' share (the hidden-768 encoder at 50%, 1 thread, Zen 4:
- * 16, 17 and 24 tokens 7.1, 11.0 and 11.2 ms, 13.8 with the 16-row tile); at 9-12 rows, where the weights stream
- * from memory, a 12-row tile ran about as fast as the 16-row one. */
+/* A tile of 4 or 8 rows where that holds the rows, else of MR: the last tile of 17-24 tokens of 16x1 blocks (AVX-512)
+ * computes 4 or 8 rows, not 16 (hidden-768 encoder at 50%, 1 thread, Zen 4: 16, 17, 24 tokens 7.1, 11.0, 11.2 ms,
+ * 13.8 with the 16-row tile). A 12-row tile ran no faster than 16 rows at 9-12, the weights streamed from memory. */
 SPARSE_INLINE void sparse_tile_cols(const int NV, const int C, const sparse_args *a, float *xp, int64_t m0,
                                     int64_t rows, int64_t i0, int64_t i1) {
   const int MR = SPARSE_MR_COLS(NV), mt = rows <= 4 && MR > 4 ? 4 : rows <= 8 && MR > 8 ? 8 : MR;
@@ -563,12 +561,10 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
     a.mr = (int)M;
     a.tail = NULL;
   }
-  /* Items are (row tile, chunk of block rows) where the tiles share out evenly: all whole and a multiple of the
-   * threads, or 4 a thread at least; there a thread writes the rows of y that the next op reads on its core (split by
-   * block rows alone, 64 and 128 tokens of 16x1 blocks ran 0.95x as fast at 2 threads). Else they are chunks of
-   * block rows, each for every tile: split by tiles, one thread took the 16-row tile of 17 tokens of 16x1 blocks and
-   * the other the 4-row one, and 2 threads ran them 1.07x faster than two 16-row tiles, against 1.14-1.20x so. Four
-   * items per pool chunk keep the threads even when they do not divide. */
+  /* Items are (row tile, chunk of block rows) where the tiles share out evenly (all whole and a multiple of the
+   * threads, or 4 a thread), so a thread writes the rows the next op reads on its core (else 64 and 128 tokens of 16x1
+   * ran 0.95x as fast, 2 threads); else chunks of block rows for every tile (17 tokens of 16x1: 1.14-1.20x faster
+   * than two 16-row tiles, 1.07x split as a 16- and a 4-row tile). Four items a pool chunk keep the threads even. */
   const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
   const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
   a.by_tiles = threads > 1 && ((M % a.mr == 0 && tiles % threads == 0) || tiles >= 4 * threads);
