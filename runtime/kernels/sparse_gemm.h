@@ -567,7 +567,7 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
    * than two 16-row tiles, 1.07x split as a 16- and a 4-row tile). Four items a pool chunk keep the threads even. */
   const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
   const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
-  a.by_tiles = threads > 1 && ((M % a.mr == 0 && tiles % threads == 0) || tiles >= 4 * threads);
+  a.by_tiles = threads > 1 && tiles > 0 && ((M % a.mr == 0 && tiles % threads == 0) || tiles >= 4 * threads);
   a.chunks = a.by_tiles ? (want + tiles - 1) / tiles : want;
   if (a.chunks > w->block_rows) a.chunks = w->block_rows;
   if (a.chunks < 1) a.chunks = 1;
