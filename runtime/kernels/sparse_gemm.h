@@ -22,8 +22,8 @@
  * so a block's MR values of x are adjacent and its address is one multiply away from index[b].
  * Rows past M are computed into the padding and not stored.
  *
- * Threads: a work item is (row tile, chunk of block rows) where the tiles share out evenly, else a chunk of block
- * rows for every row tile (bertc_linear_sparse), the chunks cut at equal shares of the blocks (plus one per block
+ * Threads: a work item is (row tile, chunk of block rows), or where a GEMM of 1 MiB has a short last tile a chunk of
+ * block rows for every row tile (bertc_linear_sparse), the chunks cut at equal shares of the blocks (plus one per block
  * row, for its stores and epilogue) by the offsets prefix sums, so a thread's share of the FMAs is even when the
  * density differs between block rows or the last row tile is a short one. A thread packs each row tile once for
  * all its consecutive items, then sweeps their block rows. The
@@ -561,13 +561,13 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
     a.mr = (int)M;
     a.tail = NULL;
   }
-  /* Items are (row tile, chunk of block rows) where the tiles share out evenly (all whole and a multiple of the
-   * threads, or 4 a thread), so a thread writes the rows the next op reads on its core (else 64 and 128 tokens of 16x1
-   * ran 0.95x as fast, 2 threads); else chunks of block rows for every tile (17 tokens of 16x1: 1.14-1.20x faster
-   * than two 16-row tiles, 1.07x split as a 16- and a 4-row tile). Four items a pool chunk keep the threads even. */
+  /* Items are (row tile, chunk of block rows): a thread writes the rows the next op reads on its core. With a short
+   * last tile, < 4 tiles a thread and >= 1 MiB of weights, chunks of block rows for every tile (hidden 768 at 50%, 2
+   * threads, 17 tokens of 16x1: 1.14-1.20x, by tile 1.07x; hidden 384 at 10%: 0.8x). 4 items a pool chunk. */
   const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
   const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
-  a.by_tiles = threads > 1 && tiles > 0 && ((M % a.mr == 0 && tiles % threads == 0) || tiles >= 4 * threads);
+  const int64_t weight_bytes = (int64_t)w->offsets[w->block_rows] * w->r * w->c * (int64_t)sizeof(float);
+  a.by_tiles = threads > 1 && tiles > 0 && (M % a.mr == 0 || tiles >= 4 * threads || weight_bytes < (1 << 20));
   a.chunks = a.by_tiles ? (want + tiles - 1) / tiles : want;
   if (a.chunks > w->block_rows) a.chunks = w->block_rows;
   if (a.chunks < 1) a.chunks = 1;

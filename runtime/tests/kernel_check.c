@@ -485,8 +485,8 @@ static int check_linear_sparse(bertc_pool *p) {
   check_sparse_case(p, &r, NULL, 8, 1, 0.5, 37, 1152, 384, BERTC_ACT_NONE);
   check_sparse_case(p, &r, NULL, 1, MAX_SPARSE_C, 0.25, 128, 384, 384, BERTC_ACT_NONE);
   check_sparse_case(p, &r, NULL, 4, 1, 0.25, 9, 384, 384, BERTC_ACT_NONE);
-  check_sparse_case(p, &r, NULL, 16, 1, 0.25, 96, 384, 384, BERTC_ACT_NONE); /* 96 rows: whole tiles that share out */
-  check_sparse_case(p, &r, NULL, 1, 4, 0.25, 96, 384, 384, BERTC_ACT_NONE);  /* over 3 threads, split by tile */
+  check_sparse_case(p, &r, NULL, 16, 1, 0.5, 37, 1152, 512, BERTC_ACT_NONE); /* 1.1 MiB kept, a short last tile: */
+  check_sparse_case(p, &r, NULL, 1, 4, 0.5, 40, 1152, 512, BERTC_ACT_NONE);  /* block rows split for every tile */
   const int failed = report(&r, "bertc_linear_sparse");
   return failed | report(&vs_dense, "bertc_linear_sparse");
 }
