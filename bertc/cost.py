@@ -489,13 +489,13 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     if target.isa not in ("avx2", "neon"):
         return m, False, m  # runtime/kernels/ref: each row of x runs over every block row
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
-    tail = 0
     if r in (lanes, 2 * lanes) or (r == 4 * lanes and r <= 16):  # by columns: rows in registers
         nv = r // lanes
-        mr = min((vregs - nv - 3) // nv, 16)
+        mr, shorter = min((vregs - nv - 3) // nv, 16), (4, 8)  # and tiles of 4 and 8 rows (sparse_tile_cols)
     elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
         v = min((vregs - 4) // (r + 1), 32 // lanes)
         mr, tail = v * lanes, v // 2 * lanes
+        shorter = (tail,)  # the half-height tail tile (none where v is 1)
         chains, avx2_rx1 = r == 1 and c == 4, r >= 4 and lanes == 8  # 1x4's four chains; AVX2's r x 1 blocks
         tail_rx1 = r >= 4 and lanes == 16 and 0 < m <= tail  # AVX-512's r x 1 blocks against the tail tile
         halved = avx2_rx1 or tail_rx1 or (r < 4 and not chains)  # and r = 1, 2's scalar FMAs: half the break-even
@@ -505,9 +505,7 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     else:
         return m, False, -(-m // SPARSE_GENERIC_MR)  # the generic tile: a scalar loop over the rows there are
     full, left = divmod(m, mr)
-    last = 0 if left == 0 else tail if left <= tail else mr
-    if tail == 0 and left:  # by columns: the last tile is 4 or 8 rows where one holds what is left
-        last = min([t for t in (4, 8) if left <= t < mr] or [mr])
+    last = min([t for t in shorter if left <= t < mr] or [mr]) if left else 0  # the fewest rows holding what is left
     return full * mr + last, False, -(-m // mr)
 
 

@@ -542,7 +542,7 @@ static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
     const int64_t tile = a->by_tiles ? t / a->chunks : 0, g0 = t % a->chunks;
     const int64_t g1 = g0 + hi - t < a->chunks ? g0 + hi - t : a->chunks, end = a->by_tiles ? (tile + 1) * a->mr : a->M;
     const int64_t i0 = sparse_chunk_start(a->w, g0, a->chunks), i1 = sparse_chunk_start(a->w, g1, a->chunks);
-    for (int64_t m0 = tile * a->mr; m0 < end && m0 < a->M && i0 < i1; m0 += a->mr) {
+    for (int64_t m0 = tile * a->mr; m0 < end && i0 < i1; m0 += a->mr) {
       const int64_t rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
       (a->tail && rows <= a->tail_mr ? a->tail : a->tile)(a, scratch, m0, rows, i0, i1);
     }
