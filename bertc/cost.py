@@ -479,13 +479,14 @@ SPARSE_GENERIC_MR = 16  # rows of sparse_gemm.h's generic tile (sparse_tile_for'
 def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 17
-    tokens cost 32 rows of 1x4 blocks on AVX2 (9 cost 16: the tail tile, below; a by-columns tile's last one is 4
+    tokens cost 32 rows of 1x4 blocks on AVX-512 (9 cost 16: the tail tile, below; a by-columns tile's last one is 4
     or 8 rows where that holds what is left: 17 tokens of 16x1 blocks cost 20 rows); at a few rows a few-rows tile does
     m. The grid times 1-8 and multiples of 32 tokens, where the two agree; held-out lengths between them missed by
     up to -63%. Other kernels (the portable C, the generic tile of any other r): m. Then whether it is the few-rows
     tile, whose FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it
     runs over every block row (the portable C's: one a row; the generic tile's: one per SPARSE_GENERIC_MR rows). A
-    by-rows tile's last tile of at most half its rows is the half-height tail tile. (int8 blocks: op_features.)"""
+    by-rows tile's last tile takes a quarter, half, three quarters or all of its registers, the fewest that hold what
+    is left (AVX2: 17 tokens of 1x4 blocks cost 24 rows). (int8 blocks: op_features.)"""
     if target.isa not in ("avx2", "neon"):
         return m, False, m  # runtime/kernels/ref: each row of x runs over every block row
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
@@ -495,7 +496,8 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
         v = min((vregs - 4) // (r + 1), 32 // lanes)
         mr, tail = v * lanes, v // 2 * lanes
-        shorter = (tail,)  # the half-height tail tile (none where v is 1)
+        # a quarter, half (the tail tile) and three quarters of the v registers, whole ones (sparse_tile_rows)
+        shorter = tuple(k * v // 4 * lanes for k in (1, 2, 3) if k * v % 4 == 0)
         chains, avx2_rx1 = r == 1 and c == 4, r >= 4 and lanes == 8  # 1x4's four chains; AVX2's r x 1 blocks
         tail_rx1 = r >= 4 and lanes == 16 and 0 < m <= tail  # AVX-512's r x 1 blocks against the tail tile
         halved = avx2_rx1 or tail_rx1 or (r < 4 and not chains)  # and r = 1, 2's scalar FMAs: half the break-even

@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # bertc 8090 -> 8130, test 6780 -> 6820: a point counts its timing with the vCPUs near (placement_lines), its test
 # runtime 9960 -> 9980: the sparse tiles pack a partial tile's rows of x through the transpose too (sparse_pack_x)
 # benchmarks 2550 -> 2650: ab.py, a runtime change before and after (two checkouts' artifacts timed in turn)
-BUDGETS = {"bertc": 8130, "dialects": 750, "passes": 4850, "runtime": 9980, "test": 6820, "benchmarks": 2650,
+# runtime 9980 -> 10000: the by-rows sparse tile's last tile of a quarter, half or three quarters of its registers
+BUDGETS = {"bertc": 8130, "dialects": 750, "passes": 4850, "runtime": 10000, "test": 6820, "benchmarks": 2650,
            "search": 2850}
 
 

@@ -14,8 +14,8 @@
  *   block column is V vector loads of x (MR rows at one k) and r broadcast weights, each feeding V
  *   FMAs. The tile of y comes out transposed ([column][row]) and goes to y 16 columns at a time
  *   through L x L register transposes. When r * V accumulators are too few to hide the FMA latency, S sets of them take
- *   alternate blocks and are summed at the end. A last row tile of at most MR / 2 rows takes a tile of V / 2
- *   registers (the tail tile), which computes half the padding.
+ *   alternate blocks and are summed at the end. A last row tile takes the fewest of V / 4, V / 2 (the tail tile),
+ *   3 V / 4 or V registers that hold its rows, so it computes less padding.
  * - any other r: a scalar loop (correct, not fast).
  * Both vector tiles read x from a packed copy of the row tile, xp[k * MR + row] (rows past M and
  * columns past K zero, so the padding of a block reads zeros, never another row or past the end),
@@ -61,8 +61,7 @@ typedef float sparse_vec __attribute__((vector_size(SPARSE_VREG_BYTES), aligned(
 #define SPARSE_CHAINS 8
 #endif
 #define SPARSE_SETS(R, V) ((R) * (V) >= SPARSE_CHAINS ? 1 : SPARSE_CHAINS / ((R) * (V)))
-/* The by-rows tail tile's row registers: half the tile's, for a last row tile of at most half its rows (9-16
- * tokens, where the tile is 32 rows). 2 layers of 768 at 1x4@0.5, 9 tokens, Zen 5: 6.9 -> 3.5 ms at 1 thread. */
+/* The by-rows tail tile's row registers: half the tile's (sparse_tile_rows), which sparse_few_for weighs. */
 #define SPARSE_V_TAIL(R) (SPARSE_V_ROWS(R) / 2)
 
 typedef struct sparse_args sparse_args;
@@ -77,9 +76,7 @@ struct sparse_args {
   int act, mr;           /* mr: rows per tile */
   int64_t chunks;        /* chunks of block rows: per row tile (by_tiles), else each for every tile */
   int by_tiles;          /* work items are (row tile, chunk), else chunks */
-  sparse_tile_fn tile;
-  sparse_tile_fn tail;   /* for a last row tile of at most tail_mr rows, where the kernel has one (else NULL) */
-  int tail_mr;
+  sparse_tile_fn tile;   /* a tile's function picks the registers its rows need (sparse_tile_rows, _cols) */
 };
 
 SPARSE_INLINE sparse_vec sparse_load(const float *p) { return *(const sparse_vec *)p; }
@@ -289,8 +286,8 @@ static void sparse_store_transposed(const float *t, int64_t mr, float *y, int64_
     for (int64_t j = m < full_rows ? full_cols : 0; j < cols; j++) y[m * ldy + j] = t[j * mr + m];
 }
 
-SPARSE_INLINE void sparse_tile_rows(const int R, const int V, const int C, const sparse_args *a, float *scratch,
-                                    int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
+SPARSE_INLINE void sparse_tile_rows_v(const int R, const int V, const int C, const sparse_args *a, float *scratch,
+                                      int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
   const int MR = V * SPARSE_L, G = SPARSE_T_COLS / R; /* G block rows per t */
   float *xp = scratch, *t = scratch + SPARSE_MR_MAX * (a->K + a->w->c);
   sparse_pack_x(a, xp, MR, m0, rows);
@@ -302,6 +299,18 @@ SPARSE_INLINE void sparse_tile_rows(const int R, const int V, const int C, const
     sparse_store_transposed(t, MR, a->y + m0 * a->N + n0, a->N, rows, cols);
   }
   sparse_epilogue_rows(a, m0, rows, i0, i1);
+}
+
+/* The fewest of a quarter, half, three quarters or all of the V row registers (whole ones) that hold the rows: a last
+ * tile of 9-16 rows computes 16, not 32 (2 layers of 768 at 1x4@0.5, 9 tokens, Zen 5: 6.9 -> 3.5 ms at 1 thread), and
+ * where V is 4 (AVX2) or 8 (NEON) 17-24 rows compute 24. */
+SPARSE_INLINE void sparse_tile_rows(const int R, const int V, const int C, const sparse_args *a, float *scratch,
+                                    int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
+  const int64_t need = (rows + SPARSE_L - 1) / SPARSE_L;
+  if (V % 4 == 0 && need <= V / 4) sparse_tile_rows_v(R, V % 4 ? 1 : V / 4, C, a, scratch, m0, rows, i0, i1);
+  else if (V % 2 == 0 && need <= V / 2) sparse_tile_rows_v(R, V % 2 ? 1 : V / 2, C, a, scratch, m0, rows, i0, i1);
+  else if (V % 4 == 0 && need <= 3 * V / 4) sparse_tile_rows_v(R, V % 4 ? 1 : 3 * V / 4, C, a, scratch, m0, rows, i0, i1);
+  else sparse_tile_rows_v(R, V, C, a, scratch, m0, rows, i0, i1);
 }
 
 /* ---- few rows, r < L: by columns, r accumulators per row ------------------------------------ */
@@ -419,10 +428,6 @@ static void sparse_tile_generic(const sparse_args *a, float *scratch, int64_t m0
   static void sparse_rows_##R##_##C(const sparse_args *a, float *s, int64_t m0, int64_t rows, int64_t i0, \
                                     int64_t i1) {                                                   \
     sparse_tile_rows(R, SPARSE_V_ROWS(R), C, a, s, m0, rows, i0, i1);                               \
-  }                                                                                                 \
-  static void sparse_tail_##R##_##C(const sparse_args *a, float *s, int64_t m0, int64_t rows, int64_t i0, \
-                                    int64_t i1) {                                                   \
-    sparse_tile_rows(R, SPARSE_V_TAIL(R) ? SPARSE_V_TAIL(R) : 1, C, a, s, m0, rows, i0, i1);        \
   }
 SPARSE_COLS_FN(1, 1) SPARSE_COLS_FN(1, 0) SPARSE_COLS_FN(2, 1) SPARSE_COLS_FN(2, 0)
 SPARSE_COLS_FN(4, 1) SPARSE_COLS_FN(4, 0)
@@ -447,17 +452,16 @@ SPARSE_FEW_FNS(1) SPARSE_FEW_FNS(2) SPARSE_FEW_FNS(4) SPARSE_FEW_FNS(8)
 #undef SPARSE_FEW_FN
 #undef SPARSE_FEW_FNS
 
-/* The tile function for an r x c block, and its rows per tile; for the by-rows tile, its tail tile too (*tail,
- * *tail_mr rows; NULL where the tile has no registers to halve). */
-#define SPARSE_BY_ROWS(R, FULL, TAIL)                                                               \
+/* The tile function for an r x c block, and its rows per tile; for the by-rows tile, the rows of its half-height
+ * tile too (*tail_mr; 0 where it has none: sparse_few_for weighs it). */
+#define SPARSE_BY_ROWS(R, FULL)                                                                     \
   do {                                                                                              \
     *mr = SPARSE_V_ROWS(R) * SPARSE_L;                                                              \
-    if (SPARSE_V_TAIL(R) > 0) *tail = TAIL, *tail_mr = SPARSE_V_TAIL(R) * SPARSE_L;                  \
+    *tail_mr = SPARSE_V_TAIL(R) * SPARSE_L;                                                         \
     return FULL;                                                                                    \
   } while (0)
-static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr, sparse_tile_fn *tail, int *tail_mr) {
+static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr, int *tail_mr) {
   const int c1 = c == 1;
-  *tail = NULL;
   *tail_mr = 0;
   if (r == SPARSE_L || r == 2 * SPARSE_L || (r == 4 * SPARSE_L && r <= 16)) {
     const int nv = (int)(r / SPARSE_L);
@@ -468,21 +472,21 @@ static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr, sparse_tile
   }
   switch (r) {
     case 1:
-      if (c1) SPARSE_BY_ROWS(1, sparse_rows_1_1, sparse_tail_1_1);
-      if (c == 4) SPARSE_BY_ROWS(1, sparse_rows_1_4, sparse_tail_1_4);
-      SPARSE_BY_ROWS(1, sparse_rows_1_0, sparse_tail_1_0);
+      if (c1) SPARSE_BY_ROWS(1, sparse_rows_1_1);
+      if (c == 4) SPARSE_BY_ROWS(1, sparse_rows_1_4);
+      SPARSE_BY_ROWS(1, sparse_rows_1_0);
     case 2:
-      if (c1) SPARSE_BY_ROWS(2, sparse_rows_2_1, sparse_tail_2_1);
-      SPARSE_BY_ROWS(2, sparse_rows_2_0, sparse_tail_2_0);
+      if (c1) SPARSE_BY_ROWS(2, sparse_rows_2_1);
+      SPARSE_BY_ROWS(2, sparse_rows_2_0);
 #if SPARSE_L > 4
     case 4:
-      if (c1) SPARSE_BY_ROWS(4, sparse_rows_4_1, sparse_tail_4_1);
-      SPARSE_BY_ROWS(4, sparse_rows_4_0, sparse_tail_4_0);
+      if (c1) SPARSE_BY_ROWS(4, sparse_rows_4_1);
+      SPARSE_BY_ROWS(4, sparse_rows_4_0);
 #endif
 #if SPARSE_L > 8
     case 8:
-      if (c1) SPARSE_BY_ROWS(8, sparse_rows_8_1, sparse_tail_8_1);
-      SPARSE_BY_ROWS(8, sparse_rows_8_0, sparse_tail_8_0);
+      if (c1) SPARSE_BY_ROWS(8, sparse_rows_8_1);
+      SPARSE_BY_ROWS(8, sparse_rows_8_0);
 #endif
     default: *mr = 16; return sparse_tile_generic;
   }
@@ -544,7 +548,7 @@ static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
     const int64_t i0 = sparse_chunk_start(a->w, g0, a->chunks), i1 = sparse_chunk_start(a->w, g1, a->chunks);
     for (int64_t m0 = tile * a->mr; m0 < end && i0 < i1; m0 += a->mr) {
       const int64_t rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
-      (a->tail && rows <= a->tail_mr ? a->tail : a->tile)(a, scratch, m0, rows, i0, i1);
+      a->tile(a, scratch, m0, rows, i0, i1);
     }
     t += g1 - g0;
   }
@@ -554,12 +558,12 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
                          const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act) {
   sparse_args a = {.x = x, .bias = bias, .res = residual, .w = w, .y = y, .M = M, .N = N, .K = K,
                    .kpad = (K + w->c - 1) / w->c * w->c, .act = act};
-  a.tile = sparse_tile_for(w->r, w->c, &a.mr, &a.tail, &a.tail_mr);
-  const sparse_tile_fn few = sparse_few_for(w->r, w->c, M, a.mr, a.tail_mr);
+  int tail_mr;
+  a.tile = sparse_tile_for(w->r, w->c, &a.mr, &tail_mr);
+  const sparse_tile_fn few = sparse_few_for(w->r, w->c, M, a.mr, tail_mr);
   if (few) { /* every row in one tile */
     a.tile = few;
     a.mr = (int)M;
-    a.tail = NULL;
   }
   /* Items are (row tile, chunk of block rows): a thread writes the rows the next op reads on its core. With a short
    * last tile, < 4 tiles a thread and >= 1 MiB of weights, chunks of block rows for every tile (hidden 768 at 50%, 2
