@@ -486,7 +486,7 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     tile, whose FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it
     runs over every block row (the portable C's: one a row; the generic tile's: one per SPARSE_GENERIC_MR rows). A
     by-rows tile's last tile takes a quarter, half, three quarters or all of its registers, the fewest that hold what
-    is left (AVX2: 17 tokens of 1x4 blocks cost 24 rows). (int8 blocks: op_features.)"""
+    is left (AVX2: 17 tokens of 1x4 blocks cost 24 rows; AVX-512 on 256-bit halves too). (int8 blocks: op_features.)"""
     if target.isa not in ("avx2", "neon"):
         return m, False, m  # runtime/kernels/ref: each row of x runs over every block row
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
@@ -496,8 +496,10 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     elif r in (1, 2, 4, 8) and r < lanes:  # by rows: V registers of `lanes` rows
         v = min((vregs - 4) // (r + 1), 32 // lanes)
         mr, tail = v * lanes, v // 2 * lanes
-        # a quarter, half (the tail tile) and three quarters of the v registers, whole ones (sparse_tile_rows)
+        # a quarter, half (the tail tile) and three quarters of the v registers, whole ones (sparse_tile_rows); AVX-512's
+        # 2 take one and a half for 17-24 rows, priced as 24 where the half costs half (avx512_split), else as 32
         shorter = tuple(k * v // 4 * lanes for k in (1, 2, 3) if k * v % 4 == 0)
+        shorter += (24,) if lanes == 16 and v == 2 and target.avx512_split else ()
         chains, avx2_rx1 = r == 1 and c == 4, r >= 4 and lanes == 8  # 1x4's four chains; AVX2's r x 1 blocks
         tail_rx1 = r >= 4 and lanes == 16 and 0 < m <= tail  # AVX-512's r x 1 blocks against the tail tile
         halved = avx2_rx1 or tail_rx1 or (r < 4 and not chains)  # and r = 1, 2's scalar FMAs: half the break-even

@@ -21,10 +21,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Flags that choose a kernel (runtime/kernels: avx2 / avx512 tiles, NEON dot products) or change its speed.
+# Flags that choose a kernel (runtime/kernels: avx2 / avx512 tiles, NEON dot products) or change its speed. And one of
+# bertc's own: avx512_split, AVX-512 run as two 256-bit halves (AMD family 25, Zen 4: a 256-bit FMA costs half a
+# 512-bit one there, the same elsewhere), which prices the sparse tiles' half registers (cost.sparse_tile).
 KERNEL_FEATURES = {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
                    "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve",
-                   "sve2"}
+                   "sve2", "avx512_split"}
+
+
+def split_512(fields: dict[str, list[str]], flags: set[str]) -> bool:
+    """Whether /proc/cpuinfo's ``fields`` (lower-case keys, values per processor) and ``flags`` are a CPU that runs
+    AVX-512 as two 256-bit halves: AMD's family 25 (Zen 4; Zen 3, the same family, has no AVX-512)."""
+    return ("avx512f" in flags and (fields.get("vendor_id") or [""])[0] == "AuthenticAMD"
+            and (fields.get("cpu family") or [""])[0] == "25")
+
+
+def cpuinfo_fields(text: str) -> dict[str, list[str]]:
+    """/proc/cpuinfo's ``key: value`` lines, keys lower-case, each key's values in processor order."""
+    fields: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), []).append(value.strip())
+    return fields
+
+
+def cpuinfo_flags(text: str) -> set[str]:
+    """The first processor's flags (x86) or features (ARM), with avx512_split where split_512 holds."""
+    fields = cpuinfo_fields(text)
+    flags = set((fields.get("flags") or fields.get("features") or [""])[0].split())
+    return flags | ({"avx512_split"} if split_512(fields, flags) else set())
 CACHE_LEVELS = ("l1d", "l2", "l3")
 
 
@@ -43,12 +69,7 @@ def _size(text: str) -> int | None:
 def parse_cpuinfo(text: str) -> dict[str, Any]:
     """The model name (x86) or the implementer:part ids of the cores (ARM), the kernel-relevant features and
     the number of processors, from /proc/cpuinfo's text."""
-    fields: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), []).append(value.strip())
-    flags = set((fields.get("flags") or fields.get("features") or [""])[0].split())
+    fields, flags = cpuinfo_fields(text), cpuinfo_flags(text)
     if "model name" in fields:
         model = fields["model name"][0]
     else:  # ARM: one implementer:part per core type (big.LITTLE has two or three)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .cpu import cpuinfo_flags
 from .errors import BertcError
 
 
@@ -64,6 +65,8 @@ class Target:
     attention_block: int = 8
     # Rows of x per GEMM work item on x86: bounds the x block kept in L2 (192 x 3072 floats = 2.3 MB).
     gemm_row_block: int = 192
+    # AVX-512 run as two 256-bit halves (bertc/cpu.py split_512): the sparse tiles' half registers cost half there
+    avx512_split: bool = False
     gpu: GpuParams | None = None  # GPU targets (isa "vulkan"): the shaders' workgroup and tile sizes
     cpu: str | None = None  # GPU targets: the CPU target of the fallback build (--fallback cpu)
 
@@ -216,8 +219,7 @@ def _cpuinfo_flags() -> frozenset[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return frozenset()
-    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
-    return frozenset(line.split(":", 1)[-1].split())
+    return frozenset(cpuinfo_flags(text))
 
 
 def host_target() -> Target:
@@ -225,7 +227,8 @@ def host_target() -> Target:
     if arch in ("aarch64", "arm64"):
         return Target("host", "aarch64", "neon", NEON_TILE, False, "this machine (ARM64, NEON)")
     if arch == "x86_64" and {"avx512f", "avx2", "fma"} <= _host_flags():
-        return Target("host", "x86_64", "avx2", AVX512_TILE, False, "this machine (x86-64, AVX-512 path of avx2/)")
+        return Target("host", "x86_64", "avx2", AVX512_TILE, False, "this machine (x86-64, AVX-512 path of avx2/)",
+                      avx512_split="avx512_split" in _host_flags())
     if arch == "x86_64" and {"avx2", "fma"} <= _host_flags():
         return Target("host", "x86_64", "avx2", AVX2_TILE, False, "this machine (x86-64, AVX2/FMA)")
     return Target("host", arch, "ref", REF_TILE, False, f"this machine ({arch}, portable kernels)")

@@ -593,6 +593,10 @@ def test_a_profile_from_another_cpu_is_named_in_the_estimate(tmp_path):
     none) makes `bertc estimate` say so and how to calibrate this one."""
     text = "processor : 0\nmodel name : AMD EPYC\nflags : fpu sse avx2 fma avx512f\nprocessor : 1\n"
     assert parse_cpuinfo(text) == {"model": "AMD EPYC", "features": ["avx2", "avx512f", "fma"], "cores": 2}
+    # AMD's family 25 with AVX-512 (Zen 4) runs it as two 256-bit halves: bertc's own feature avx512_split
+    zen = "vendor_id : AuthenticAMD\ncpu family : {}\nflags : fpu avx2 fma {}\n"
+    assert [parse_cpuinfo(zen.format(f, x))["features"] for f, x in ((25, "avx512f"), (26, "avx512f"), (25, ""))] == [
+        ["avx2", "avx512_split", "avx512f", "fma"], ["avx2", "avx512f", "fma"], ["avx2", "fma"]]
     arm = "processor : 0\nFeatures : fp asimd asimddp\nCPU implementer : 0x41\nCPU part : 0xd0b\n"
     assert parse_cpuinfo(arm) == {"model": "0x41:0xd0b", "features": ["asimd", "asimddp"], "cores": 1}
     files = {"/proc/cpuinfo": text, **{f"/sys/devices/system/cpu/cpu1/cache/index{i}/{k}": v for i, row in enumerate(
@@ -803,6 +807,11 @@ def test_a_sparse_gemm_is_priced_at_the_rows_its_tile_computes():
         assert [sparse_tile(m, 4, 1, get_target("host"))[0] for m in (2, 3, 4, 16, 17)] == [2, 16, 16, 16, 32]
         assert [sparse_tile(m, 8, 1, get_target("host"))[0] for m in (4, 5, 8, 33)] == [4, 16, 16, 48]
         assert [sparse_tile(m, 1, 4, get_target("host"))[0] for m in (8, 9, 17)] == [8, 16, 32]
+    with host_cpu_as(["avx2", "fma", "avx512f", "avx512_split"]):
+        # AVX-512 on 256-bit halves (Zen 4): 17-24 rows by rows take one register and a half, priced as 24 rows
+        assert [sparse_tile(m, r, 1, get_target("host"))[0] for r, m in ((4, 17), (8, 24), (4, 25), (4, 49))] == [
+            24, 24, 32, 56]
+        assert [sparse_tile(m, 16, 1, get_target("host"))[0] for m in (17, 24)] == [20, 24]  # by columns as before
     # NEON: 1x1 blocks by rows of 32 (8 registers of 4), a last tile of 8, 16 or 24 rows
     assert [sparse_tile(m, 1, 1, get_target("android-arm64"))[0] for m in (9, 17, 21, 25, 33)] == [16, 24, 24, 32, 40]
 

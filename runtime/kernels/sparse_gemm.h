@@ -15,7 +15,8 @@
  *   FMAs. The tile of y comes out transposed ([column][row]) and goes to y 16 columns at a time
  *   through L x L register transposes. When r * V accumulators are too few to hide the FMA latency, S sets of them take
  *   alternate blocks and are summed at the end. A last row tile takes the fewest of V / 4, V / 2 (the tail tile),
- *   3 V / 4 or V registers that hold its rows, so it computes less padding.
+ *   3 V / 4 or V registers that hold its rows, so it computes less padding; on AVX-512 17-24 rows take one register
+ *   and a half one (256 bits, sparse_hvec).
  * - any other r: a scalar loop (correct, not fast).
  * Both vector tiles read x from a packed copy of the row tile, xp[k * MR + row] (rows past M and
  * columns past K zero, so the padding of a block reads zeros, never another row or past the end),
@@ -47,8 +48,9 @@
 #define SPARSE_ACC_MAX 32 /* accumulator registers, an upper bound for the arrays below */
 #define SPARSE_T_COLS 16  /* columns of the transposed y tile of the by-rows kernel */
 
-/* A native register of floats; aligned(4) because a block inside values is only 4r-byte aligned. */
+/* A native register of floats; aligned(4) because a block inside values is only 4r-byte aligned. And half of one. */
 typedef float sparse_vec __attribute__((vector_size(SPARSE_VREG_BYTES), aligned(4)));
+typedef float sparse_hvec __attribute__((vector_size(SPARSE_VREG_BYTES / 2), aligned(4)));
 
 #define SPARSE_MIN(a, b) ((a) < (b) ? (a) : (b))
 /* Rows of the by-columns tile with NV = r / L registers per row: what the registers leave after NV
@@ -220,19 +222,23 @@ SPARSE_INLINE void sparse_tile_cols(const int NV, const int C, const sparse_args
 }
 
 /* ---- by rows: r < L ----------------------------------------------------------------------- */
-/* acc[j * V + v] += the block's c columns: x rows at xk (MR per column), weights at wb (R per column). */
-SPARSE_INLINE void sparse_block_rows(const int R, const int V, const int C, int64_t c, const float *xk,
-                                     const float *wb, sparse_vec *acc) {
-  const int MR = V * SPARSE_L;
+/* acc[j * V + v] += the block's c columns: x rows at xk (MR per column), weights at wb (R per column); with H, the
+ * L / 2 rows after the V registers' in half a register, hacc[j]. */
+SPARSE_INLINE void sparse_block_rows(const int R, const int V, const int H, const int C, int64_t c, const float *xk,
+                                     const float *wb, sparse_vec *acc, sparse_hvec *hacc) {
+  const int MR = V * SPARSE_L + H * SPARSE_L / 2;
   for (int64_t l = 0; l < (C ? C : c); l++, xk += MR, wb += R) {
     sparse_vec xv[SPARSE_MR_MAX / SPARSE_L];
+    sparse_hvec xh = {0};
 #pragma GCC unroll 8
     for (int v = 0; v < V; v++) xv[v] = sparse_load(xk + v * SPARSE_L);
+    if (H) xh = *(const sparse_hvec *)(xk + V * SPARSE_L);
 #pragma GCC unroll 8
     for (int j = 0; j < R; j++) {
       const float ws = wb[j];
 #pragma GCC unroll 8
       for (int v = 0; v < V; v++) acc[j * V + v] += xv[v] * ws;
+      if (H) hacc[j] += xh * ws;
     }
   }
 }
@@ -240,16 +246,19 @@ SPARSE_INLINE void sparse_block_rows(const int R, const int V, const int C, int6
 /* The blocks of block row i into t[j * MR + m] (column j of the block row, row m of the tile).
  * Blocks go round-robin to S accumulator sets; the x addresses are formed S blocks ahead and the
  * next block row's weights prefetched, as in sparse_block_row_cols. */
-SPARSE_INLINE void sparse_block_row_rows(const int R, const int V, const int S, const int C, const sparse_args *a,
-                                         const float *xp, int64_t i, float *t) {
-  const int MR = V * SPARSE_L;
+SPARSE_INLINE void sparse_block_row_rows(const int R, const int V, const int H, const int S, const int C,
+                                         const sparse_args *a, const float *xp, int64_t i, float *t) {
+  const int MR = V * SPARSE_L + H * SPARSE_L / 2;
   const bertc_block_sparse *w = a->w;
   const int64_t c = C ? C : w->c, b0 = w->offsets[i], nb = w->offsets[i + 1] - b0;
   const int32_t *idx = w->index + b0;
   const float *wv = w->values + b0 * c * R;
   sparse_vec acc[SPARSE_ACC_MAX]; /* acc[(s * R + j) * V + v] */
+  sparse_hvec hacc[SPARSE_ACC_MAX]; /* hacc[s * R + j] */
 #pragma GCC unroll 32
   for (int q = 0; q < S * R * V; q++) acc[q] = (sparse_vec){0};
+#pragma GCC unroll 32
+  for (int q = 0; q < S * R * H; q++) hacc[q] = (sparse_hvec){0};
   int64_t b = 0;
   if (nb >= S) {
     const float *xs[SPARSE_ACC_MAX];
@@ -261,19 +270,24 @@ SPARSE_INLINE void sparse_block_row_rows(const int R, const int V, const int S, 
         const float *xk = xs[s];
         xs[s] = xp + (int64_t)idx[b + s + S < nb ? b + s + S : nb - 1] * MR;
         __builtin_prefetch(wv + (b + s + nb) * c * R);
-        sparse_block_rows(R, V, C, c, xk, wv + (b + s) * c * R, acc + s * R * V);
+        sparse_block_rows(R, V, H, C, c, xk, wv + (b + s) * c * R, acc + s * R * V, hacc + s * R);
       }
     }
   }
-  for (; b < nb; b++) sparse_block_rows(R, V, C, c, xp + (int64_t)idx[b] * MR, wv + b * c * R, acc);
+  for (; b < nb; b++) sparse_block_rows(R, V, H, C, c, xp + (int64_t)idx[b] * MR, wv + b * c * R, acc, hacc);
 #pragma GCC unroll 8
-  for (int s = 1; s < S; s++)
+  for (int s = 1; s < S; s++) {
 #pragma GCC unroll 32
     for (int q = 0; q < R * V; q++) acc[q] += acc[s * R * V + q];
 #pragma GCC unroll 8
-  for (int j = 0; j < R; j++)
+    for (int q = 0; q < R * H; q++) hacc[q] += hacc[s * R + q];
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < R; j++) {
 #pragma GCC unroll 8
     for (int v = 0; v < V; v++) sparse_store(t + j * MR + v * SPARSE_L, acc[j * V + v]);
+    if (H) *(sparse_hvec *)(t + j * MR + V * SPARSE_L) = hacc[j];
+  }
 }
 
 /* y[m, j] = t[j * mr + m] for m < rows, j < cols: L x L blocks through registers, the ragged
@@ -286,15 +300,15 @@ static void sparse_store_transposed(const float *t, int64_t mr, float *y, int64_
     for (int64_t j = m < full_rows ? full_cols : 0; j < cols; j++) y[m * ldy + j] = t[j * mr + m];
 }
 
-SPARSE_INLINE void sparse_tile_rows_v(const int R, const int V, const int C, const sparse_args *a, float *scratch,
-                                      int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
-  const int MR = V * SPARSE_L, G = SPARSE_T_COLS / R; /* G block rows per t */
+SPARSE_INLINE void sparse_tile_rows_v(const int R, const int V, const int H, const int C, const sparse_args *a,
+                                      float *scratch, int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
+  const int MR = V * SPARSE_L + H * SPARSE_L / 2, G = SPARSE_T_COLS / R; /* G block rows per t */
   float *xp = scratch, *t = scratch + SPARSE_MR_MAX * (a->K + a->w->c);
   sparse_pack_x(a, xp, MR, m0, rows);
   for (int64_t g = i0; g < i1; g += G) {
     const int64_t gn = i1 - g < G ? i1 - g : G;
     for (int64_t i = g; i < g + gn; i++)
-      sparse_block_row_rows(R, V, SPARSE_SETS(R, V), C, a, xp, i, t + (i - g) * R * MR);
+      sparse_block_row_rows(R, V, H, SPARSE_SETS(R, V + H), C, a, xp, i, t + (i - g) * R * MR);
     const int64_t n0 = g * R, cols = a->N - n0 < gn * R ? a->N - n0 : gn * R;
     sparse_store_transposed(t, MR, a->y + m0 * a->N + n0, a->N, rows, cols);
   }
@@ -303,14 +317,18 @@ SPARSE_INLINE void sparse_tile_rows_v(const int R, const int V, const int C, con
 
 /* The fewest of a quarter, half, three quarters or all of the V row registers (whole ones) that hold the rows: a last
  * tile of 9-16 rows computes 16, not 32 (2 layers of 768 at 1x4@0.5, 9 tokens, Zen 5: 6.9 -> 3.5 ms at 1 thread), and
- * where V is 4 (AVX2) or 8 (NEON) 17-24 rows compute 24. */
+ * where V is 4 (AVX2) or 8 (NEON) 17-24 rows compute 24. AVX-512's 2 registers take one and a half (256 bits) for
+ * 17-24 rows: the same instructions as two where a core runs 512-bit FMAs whole, three quarters of the work on Zen 4
+ * (cost.sparse_tile prices it by the CPU: avx512_split). Not for 1-8 rows, which the grid of bertc calibrate times. */
 SPARSE_INLINE void sparse_tile_rows(const int R, const int V, const int C, const sparse_args *a, float *scratch,
                                     int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
-  const int64_t need = (rows + SPARSE_L - 1) / SPARSE_L;
-  if (V % 4 == 0 && need <= V / 4) sparse_tile_rows_v(R, V % 4 ? 1 : V / 4, C, a, scratch, m0, rows, i0, i1);
-  else if (V % 2 == 0 && need <= V / 2) sparse_tile_rows_v(R, V % 2 ? 1 : V / 2, C, a, scratch, m0, rows, i0, i1);
-  else if (V % 4 == 0 && need <= 3 * V / 4) sparse_tile_rows_v(R, V % 4 ? 1 : 3 * V / 4, C, a, scratch, m0, rows, i0, i1);
-  else sparse_tile_rows_v(R, V, C, a, scratch, m0, rows, i0, i1);
+  const int64_t need = (rows + SPARSE_L - 1) / SPARSE_L, halves = SPARSE_L == 16 && V == 2;
+  if (halves && rows > 16 && rows <= 24) sparse_tile_rows_v(R, 1, 1, C, a, scratch, m0, rows, i0, i1);
+  else if (V % 4 == 0 && need <= V / 4) sparse_tile_rows_v(R, V % 4 ? 1 : V / 4, 0, C, a, scratch, m0, rows, i0, i1);
+  else if (V % 2 == 0 && need <= V / 2) sparse_tile_rows_v(R, V % 2 ? 1 : V / 2, 0, C, a, scratch, m0, rows, i0, i1);
+  else if (V % 4 == 0 && need <= 3 * V / 4)
+    sparse_tile_rows_v(R, V % 4 ? 1 : 3 * V / 4, 0, C, a, scratch, m0, rows, i0, i1);
+  else sparse_tile_rows_v(R, V, 0, C, a, scratch, m0, rows, i0, i1);
 }
 
 /* ---- few rows, r < L: by columns, r accumulators per row ------------------------------------ */
