@@ -517,7 +517,7 @@ static sparse_tile_fn sparse_tile_for(int64_t r, int64_t c, int *mr, int *tail_m
  * broadcast load) cost about twice the by-rows tile's: its break-even is at half of that, and by rows from there
  * (4x1 blocks at 50%, 5 layers of 704, 1 thread: 1-8 rows 4.5, 4.8, 5.4, 6.3, 7.1, 10.4, 9.8, 10.8 ms, by rows
  * 5.9 ms; at 4 rows by rows was 8-10% faster in four models), as for the r = 1, 2 blocks, whose FMAs here are
- * scalar. AVX-512 (Zen 4/5 run a 512-bit FMA as two halves) breaks even at M = MR r / L: 4x1 blocks at 8 rows
+ * scalar. AVX-512 (Zen 4 runs a 512-bit FMA as two halves) breaks even at M = MR r / L: 4x1 blocks at 8 rows
  * 15.6 ms, by rows 15.4 (README, Sparsity). 1x4 blocks keep four chains a row. NULL: by rows.
  * AVX-512, BERT-base-sized layers (6 x 768, FFN 3072), 1 thread, 1-4 tokens: 8x1 and 2:4 blocks 2.1-3.4x
  * faster than by rows, now faster than dense; 4x1 1.35-2.6x; 1x4 at 1 token 0.28x of dense's speed with
