@@ -51,6 +51,8 @@ def cpuinfo_flags(text: str) -> set[str]:
     fields = cpuinfo_fields(text)
     flags = set((fields.get("flags") or fields.get("features") or [""])[0].split())
     return flags | ({"avx512_split"} if split_512(fields, flags) else set())
+
+
 CACHE_LEVELS = ("l1d", "l2", "l3")
 
 
