@@ -46,11 +46,16 @@ def cpuinfo_fields(text: str) -> dict[str, list[str]]:
     return fields
 
 
-def cpuinfo_flags(text: str) -> set[str]:
-    """The first processor's flags (x86) or features (ARM), with avx512_split where split_512 holds."""
-    fields = cpuinfo_fields(text)
+def fields_flags(fields: dict[str, list[str]]) -> set[str]:
+    """The first processor's flags (x86) or features (ARM) among cpuinfo_fields, with avx512_split where split_512
+    holds."""
     flags = set((fields.get("flags") or fields.get("features") or [""])[0].split())
     return flags | ({"avx512_split"} if split_512(fields, flags) else set())
+
+
+def cpuinfo_flags(text: str) -> set[str]:
+    """fields_flags of /proc/cpuinfo's text."""
+    return fields_flags(cpuinfo_fields(text))
 
 
 CACHE_LEVELS = ("l1d", "l2", "l3")
@@ -71,7 +76,8 @@ def _size(text: str) -> int | None:
 def parse_cpuinfo(text: str) -> dict[str, Any]:
     """The model name (x86) or the implementer:part ids of the cores (ARM), the kernel-relevant features and
     the number of processors, from /proc/cpuinfo's text."""
-    fields, flags = cpuinfo_fields(text), cpuinfo_flags(text)
+    fields = cpuinfo_fields(text)
+    flags = fields_flags(fields)
     if "model name" in fields:
         model = fields["model name"][0]
     else:  # ARM: one implementer:part per core type (big.LITTLE has two or three)

@@ -469,7 +469,8 @@ static int check_linear_sparse(bertc_pool *p) {
     }
   /* every row count of 1-17 (real text's few tokens: the few-rows tile of r < L blocks, the switch back, and the
    * by-rows tile's half-height tail at 9-16), a tail of 1, 16 and 17 rows after a whole 32-row tile, the by-columns
-   * tile's last tile of 4 and 8 rows after whole ones (21, 33, 40, 49), a short tail after two (65, 80), no rows */
+   * tile's last tile of 4 and 8 rows after whole ones (21, 33, 40, 49) and the by-rows tile's of a quarter, three
+   * quarters or (AVX-512) one and a half registers (33, 40; 21, 49), a short tail after two (65, 80), no rows */
   static const int more_rows[] = {21, 33, 40, 48, 49, 65, 80, 0};
   for (size_t sh = 0; sh < sizeof blocks / sizeof *blocks; sh++)
     for (int j = 0; j < 25; j++) {
