@@ -160,7 +160,10 @@ def grid(size: str, int8: bool = False) -> list[GridModel]:
     # 71 MB model before left 2:4 from cache unfitted: a 19 MB 2:4 model at 1 token was priced 10-18% under)
     # (A cached 1x4@0.3 model beside the streaming one, for 1-token 1x4@0.3 models of 17-21 MiB priced 16-35% over,
     # predicted one calibration's held-out set 3 points better and the next one's 7 points worse: not kept.)
-    sparse = [(6, 768, 4, "8x1@0.4"), (4, 512, 4, "2:4"), (4, 768, 4, "1x4@0.3"), (4, 384, 3, "16x1@0.2"),
+    # 16x1's cached model at 10%, the held-out set's lowest density: at 20% the fit had nothing to tell a block's cost
+    # from a block row's, and the Xeon's 16x1@0.1 models were priced 15-16% under (a 384 x 1152 one, the grid model's
+    # shape at 20%, within 10% at every length)
+    sparse = [(6, 768, 4, "8x1@0.4"), (4, 512, 4, "2:4"), (4, 768, 4, "1x4@0.3"), (4, 384, 3, "16x1@0.1"),
               (6, 640, 4, "4x1@0.5"), (4, 512, 4, "16x1@0.5"), (3, 640, 3, "4x1@0.15"), (5, 448, 2, "1x4@0.1"),
               (6, 192, 4, "8x1@0.2")]
     models = [(n, h, m, None) for n, h, m in dense] + sparse
@@ -526,10 +529,16 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
         runs.append((rec, key, priced[key, rec["seq"]]))
     if llc is not None:
         cache, data["weight_cache"], at_min = choose_weight_cache(runs, llc.bytes)
+        l2 = int(data.get("caches", {}).get("l2_bytes") or 0)
+        cache, tier = choose_l2_tier(runs, cache, l2)
+        data["weight_cache"]["l2_tier"] = tier
+        if cache.l2:
+            data["weight_cache"]["l2_bytes"] = cache.l2
+            at_min = None  # choose_weight_cache's errors were without the tier
     else:
         cache, at_min = None, None
     floor, data["row_floor"] = choose_row_floor(runs, cache, at_min)
-    fit = _fit([(rec, _samples(rec, _cached(ops, cache, floor))) for rec, _, ops in runs])
+    fit = _fit([(rec, _samples(rec, _cached(ops, cache, floor, rec["threads"]))) for rec, _, ops in runs])
     data["fitted"] = {str(t): kinds for t, kinds in fit["fitted"].items()}
     data["run_overhead_ms"] = {str(t): round(v, 4) for t, v in fit["overhead"].items()}
     data["run_scale"] = {str(t): round(v, 4) for t, v in fit["scale"].items()}
@@ -548,10 +557,10 @@ def fit_profile(base: dict[str, Any], records: list[dict[str, Any]], target: str
     return data
 
 
-def _cached(ops: list, cache: WeightCache | None, floor: int = MIN_TILE_ROWS) -> list:
+def _cached(ops: list, cache: WeightCache | None, floor: int = MIN_TILE_ROWS, threads: int = 1) -> list:
     """Copies of ``ops`` (priced with all weights cached, at MIN_TILE_ROWS) with ``cache``'s share of their weights
-    from memory and dense fp32 tiles of ``floor`` rows at least."""
-    return with_cache(with_row_floor([replace(o) for o in ops], floor), cache)
+    from memory (and in the L2s of ``threads`` cores) and dense fp32 tiles of ``floor`` rows at least."""
+    return with_cache(with_row_floor([replace(o) for o in ops], floor), cache, threads)
 
 
 def _fit(runs: list[tuple[dict[str, Any], list]]) -> dict[str, Any]:
@@ -658,7 +667,7 @@ def choose_row_floor(runs: list[tuple[dict[str, Any], tuple, list]], cache: Weig
             scores.append(None)
             continue
         pairs = at_min if floor == MIN_TILE_ROWS and at_min is not None else _left_out_errors(
-            [(rec, key, _samples(rec, _cached(ops, cache, floor))) for rec, key, ops in runs])
+            [(rec, key, _samples(rec, _cached(ops, cache, floor, rec["threads"]))) for rec, key, ops in runs])
         errors = [e for rec, e in pairs if id(rec) in moved]
         scores.append(error_shares(errors) if errors else None)
     best = min(range(len(ROW_FLOORS)), key=lambda i: (scores[i]["mape"], i) if scores[i] else (math.inf, i))
@@ -678,7 +687,8 @@ def choose_weight_cache(runs: list[tuple[dict[str, Any], tuple, list]],
         WeightCache(int(f * llc)) for f in CACHE_FRACTIONS if f != DEFAULT_CACHE]
     scores, left_out = [], []
     for cache in candidates:
-        left_out.append(_left_out_errors([(rec, key, _samples(rec, _cached(ops, cache))) for rec, key, ops in runs]))
+        left_out.append(_left_out_errors([(rec, key, _samples(rec, _cached(ops, cache, threads=rec["threads"])))
+                                          for rec, key, ops in runs]))
         errors = [e for _, e in left_out[-1]]
         shares = error_shares(errors) if errors else {"within_10pct": 0.0, "mape": 0.0}
         scores.append((shares["within_10pct"], shares["mape"]))
@@ -688,6 +698,42 @@ def choose_weight_cache(runs: list[tuple[dict[str, Any], tuple, list]],
     return chosen, {"bytes": chosen.bytes, "all_or_nothing": chosen.all_or_nothing, "rule": chosen.describe(),
                     "leave_one_model_out": [{"label": c.label(), "within_10pct": round(w, 4), "mape": round(m, 4)}
                                             for c, (w, m) in zip(candidates, scores)]}, left_out[pick]
+
+
+# How much faster a 1-token GEMM must stream weights from a core's L2 than from the rest of the cache for the L2 to be
+# a tier of its own (WeightCache.l2): 3.4x on the Xeon (2 MiB L2s, a 480 MiB mesh L3), 1.2x on the Zen 4 EPYC and
+# 1.3x on the Zen 5. There the tier, fitted anyway, cost eight calibrations' held-out sets 0-2 configurations each
+# (tiny models: 4 layers of hidden 128 at 1 token, 2.2 MB of weights, beyond it and priced 7-9 points slower)
+L2_TIER_SPEEDUP = 2.0
+
+
+def choose_l2_tier(runs: list[tuple[dict[str, Any], tuple, list]], cache: WeightCache,
+                   l2: int) -> tuple[WeightCache, dict[str, Any]]:
+    """``cache`` with the L2 tier where the grid's 1-thread dense fp32 runs at 1 token stream a model's weights that
+    a core's L2 (``l2`` bytes) holds L2_TIER_SPEEDUP times faster than the median model's beyond twice that and
+    cached (no share from memory), and the record of the measurement; the grid's smallest model (one layer of
+    hidden 128, 0.6 MB) is the one in the L2. Leaving a model out cannot choose it: the grid has one such model, and
+    without it the tier has nothing to fit from."""
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for rec, _, ops in runs:
+        if rec["threads"] != 1 or rec["seq"] != 1 or rec["prune"] or rec.get("dtype", "fp32") != "fp32" or not l2:
+            continue
+        weights = sum(o.weight_bytes for o in ops)
+        if weights > 2 * l2 and cache.dram_share(weights) > 0:
+            continue
+        ms = sum(m for (kind, *_, m, _u, _h), o in zip(_samples(rec, ops), ops) if kind == "linear")
+        if weights <= l2 or weights > 2 * l2:
+            rates[weights <= l2].append(weights / ms if ms > 0 else 0.0)
+    speedup = (statistics.median(rates[True]) / statistics.median(rates[False])
+               if rates[True] and rates[False] and min(rates[False]) > 0 else 0.0)
+    on = speedup >= L2_TIER_SPEEDUP
+    return replace(cache, l2=l2 if on else 0), {
+        "speedup": round(speedup, 2), "on": on,
+        "rule": (f"a core's L2 ({l2 / 2**20:g} MiB) holds its part of a model's weights, streamed {speedup:.1f}x "
+                 f"faster than the cache's beyond it, at least {L2_TIER_SPEEDUP:g}x: priced apart" if on else
+                 f"a core's L2 streams a model's weights {speedup:.1f}x as fast as the cache beyond it, under "
+                 f"{L2_TIER_SPEEDUP:g}x: priced with it" if speedup else
+                 "no 1-thread 1-token dense runs to compare a core's L2 with the cache beyond it: priced with it")}
 
 
 def _best_gflops(samples) -> float | None:
@@ -1113,6 +1159,8 @@ def format_quality(q: dict[str, Any]) -> str:
         lines.append(f"GEMM weights: {cache['rule']}; chosen by the share of the grid's runs within 10% when each "
                      "model is left out of the fit (" + ", ".join(
                          f"{c['label']} {c['within_10pct']:.0%}" for c in cache["leave_one_model_out"]) + ")")
+        if cache.get("l2_tier"):
+            lines.append(f"L2: {cache['l2_tier']['rule']} (the grid's 1-token dense runs at 1 thread)")
     at_p50 = q.get("at_p50")
     if at_p50:
         lines.append(f"measured is each configuration's quietest stretch of runs (bertc_run's quiet_ms, the fastest of "

@@ -90,12 +90,14 @@ FEATURES = {
     # FMAs (benchmarks/gemm_rows.py): weights x max(0, 1 - m / h) for each hinge h (m: the rows the FMAs run, the
     # tile's for dense fp32) lets the fit find where it fades, a piecewise-linear max(compute, stream).
     # weights_dram instead of weights for the share streamed from memory (WeightCache).
+    # weights_l2 instead of weights for the share a run's L2 caches hold, where calibrate found them faster
+    # (WeightCache.l2)
     "linear": ["dispatch", "flops", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
-               *_weight_features("weights_dram")],
+               *_weight_features("weights_dram"), *_weight_features("weights_l2")],
     # int8 weights (--dtype int8): macs counts the kernel's whole tiles and K groups of 4; inputs, the pass that
     # quantizes each row of x before the GEMM reads it; the weight stream is a byte a weight
     "linear_i8": ["dispatch", "macs", "outputs", "gelu_outputs", "inputs", *_weight_features("weights"),
-                  *_weight_features("weights_dram")],
+                  *_weight_features("weights_dram"), *_weight_features("weights_l2")],
     # fp32 blocks: each block height's kernel fitted apart (sparse_family), its own copy of these features:
     # flops: the tile's FMAs (the kernels vectorise 16-, 8- and 4-row blocks over N, 1-row ones over M); blocks:
     # reading a block's index, whatever the rows, by each row tile that sweeps the blocks (a tail tile of 16 rows of
@@ -139,10 +141,11 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 # blocks fitted per block height, with row tiles; 5: a dense fp32 GEMM's weight hinges over its tile's rows; 6: ops too
 # small to split run on one thread (op_threads), norms and elementwise ops there at a rate of their own; 7: the
 # few-rows sparse tile's block rows apart (few_rows), int8 blocks fitted per block height (int8_family); 8: a fp32 block's
-# index read once per row tile that sweeps it (blocks), so a tail tile costs its blocks as a full one does. A profile
+# index read once per row tile that sweeps it (blocks), so a tail tile costs its blocks as a full one does; 9: a dense
+# GEMM's weights in the run's L2 caches apart (weights_l2), where calibrate finds them faster (WeightCache.l2). A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 8
+COST_MODEL = 9
 
 
 # runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
@@ -208,9 +211,9 @@ def weight_stream(key: str, weights: float, m: int) -> dict[str, float]:
 _CACHED = _weight_features("weights")
 
 
-def spill(features: dict[str, float], share: float) -> dict[str, float]:
+def spill(features: dict[str, float], share: float, to: str = "weights_dram") -> dict[str, float]:
     """A GEMM's features with ``share`` of its weight stream moved from the cached features to the weights_dram
-    ones (WeightCache.dram_share)."""
+    ones (WeightCache.dram_share), or to the weights_l2 ones (``to``; WeightCache.l2_share)."""
     if share <= 0.0:
         return features
     out = dict(features)
@@ -219,7 +222,7 @@ def spill(features: dict[str, float], share: float) -> dict[str, float]:
     for key in (p + k for p in prefixes for k in _CACHED):
         v = features.get(key, 0.0)
         out[key] = v * (1.0 - share)
-        out[key.replace("weights", "weights_dram")] = out.get(key.replace("weights", "weights_dram"), 0.0) + v * share
+        out[key.replace("weights", to)] = out.get(key.replace("weights", to), 0.0) + v * share
     return out
 
 
@@ -234,6 +237,20 @@ class WeightCache:
 
     bytes: int
     all_or_nothing: bool = False
+    # A core's L2 where the weights it holds stream faster than the rest of the cache's (calibrate.choose_l2_tier),
+    # else 0. An Intel Xeon of 2 MiB L2s and a 480 MiB L3 shared over a mesh streamed a 1-token GEMM's weights from
+    # its L2 3.3x faster than from the L3 (0.6 MB of weights: 24 G weights/s, 2-80 MB: 7.3); the Zen 4 and Zen 5 EPYCs'
+    # L3s 1.2x and 1.3x slower than their L2s, which the cached stream's one set of coefficients already prices
+    l2: int = 0
+
+    def l2_share(self, weight_bytes: float, threads: int = 1) -> float:
+        """The share of the weights that stays in the L2s of a run's ``threads`` cores (each holds the part of a GEMM
+        it computes): all of them up to the L2s' bytes, none from twice that, in between a straight line (on the
+        Xeon 2.2 MB of weights at 1 thread ran a 1-token GEMM at 12.4 G weights/s, halfway)."""
+        if not self.l2 or weight_bytes <= 0:
+            return 0.0
+        x = weight_bytes / (self.l2 * threads)
+        return 1.0 if x <= 1.0 else max(0.0, 2.0 - x)
 
     def dram_share(self, weight_bytes: float) -> float:
         """The share of the weights that each run streams from memory."""
@@ -529,16 +546,18 @@ def gemm_weight_bytes(module, as_stored: bool = True) -> int:
     return total
 
 
-def module_ops(module, target, cache: WeightCache | None = None, floor: int = MIN_TILE_ROWS) -> list[OpCost]:
+def module_ops(module, target, cache: WeightCache | None = None, floor: int = MIN_TILE_ROWS,
+               threads: int = 1) -> list[OpCost]:
     """The priced ops of a module after --plan-memory; ``cache``: how much of its GEMM weights the device keeps
-    cached between runs (None: all of them); ``floor``: the fewest rows a dense fp32 GEMM's tile costs."""
+    cached between runs (None: all of them); ``floor``: the fewest rows a dense fp32 GEMM's tile costs; ``threads``:
+    the run's, whose cores' L2s hold the weights (WeightCache.l2_share)."""
     ops, i = [], 0
     for op in func_ops(module.operation):
         c = op_features(op, i, target)
         if c is not None:
             ops.append(c)
             i += 1
-    return with_cache(with_row_floor(ops, floor), cache)
+    return with_cache(with_row_floor(ops, floor), cache, threads)
 
 
 def with_row_floor(ops: list[OpCost], floor: int) -> list[OpCost]:
@@ -551,14 +570,22 @@ def with_row_floor(ops: list[OpCost], floor: int) -> list[OpCost]:
     return ops
 
 
-def with_cache(ops: list[OpCost], cache: WeightCache | None) -> list[OpCost]:
+def with_cache(ops: list[OpCost], cache: WeightCache | None, threads: int = 1) -> list[OpCost]:
     """``ops`` (priced with all weights cached) with the share of each GEMM's weight stream that ``cache`` sends
-    to memory moved to its weights_dram features."""
-    share = cache.dram_share(sum(o.weight_bytes for o in ops)) if cache else 0.0
+    to memory moved to its weights_dram features, and of a dense GEMM's the share the L2s of the run's ``threads``
+    cores keep to its weights_l2 ones (none where ``cache`` has no L2 tier)."""
+    total = sum(o.weight_bytes for o in ops)
+    share = cache.dram_share(total) if cache else 0.0
+    l2 = cache.l2_share(total, threads) if cache else 0.0
     for o in ops:
         if o.weight_bytes:
             o.features = spill(o.features, share)
+            if l2 and o.kind in L2_KINDS:
+                o.features = spill(o.features, l2, "weights_l2")
     return ops
+
+
+L2_KINDS = ("linear", "linear_i8")  # the kinds with weights_l2 features (block-sparse ones have none: no grid model fits an L2)
 
 
 def _weights_bytes(module) -> int:
@@ -614,7 +641,8 @@ class Profile:
         (its "weight_cache"), else all of them up to the last-level cache and none beyond."""
         chosen = self.data.get("weight_cache")
         if chosen is not None:
-            return WeightCache(int(chosen["bytes"]), bool(chosen.get("all_or_nothing", False)))
+            return WeightCache(int(chosen["bytes"]), bool(chosen.get("all_or_nothing", False)),
+                               int(chosen.get("l2_bytes", 0)))
         llc = max(self.data.get("caches", {}).values(), default=None)
         return None if llc is None else WeightCache(int(llc), all_or_nothing=True)
 
@@ -774,16 +802,17 @@ def _pipeline(target: str, prune: str | None, dtype: str = "fp32", force: bool =
 
 def config_ops(config: Any, target: str, seq_len: int, prune: str | None = None,
                cache: WeightCache | None = None, dtype: str = "fp32", force: bool = False,
-               floor: int = MIN_TILE_ROWS) -> list[OpCost]:
+               floor: int = MIN_TILE_ROWS, threads: int = 1) -> list[OpCost]:
     """The priced ops of a BERT config compiled for ``target`` (unpriced: ms = 0), via bertc/synth.py; ``force``:
-    every pruned matrix stored sparse, as --force compiles it; ``cache`` and ``floor`` as module_ops takes them."""
+    every pruned matrix stored sparse, as --force compiles it; ``cache``, ``floor`` and ``threads`` as module_ops
+    takes them."""
     with make_context(), ir.Location.unknown():
         module, _ = _config_module(config, target, seq_len, 1)
         set_weight_dtype(module, dtype)
         ctx = PassContext()
         for flag in lowering(_pipeline(target, prune, dtype, force)):
             run_pass(module, flag, ctx)
-        return module_ops(module, get_target(target), cache, floor)
+        return module_ops(module, get_target(target), cache, floor, threads)
 
 
 def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 128, batch: int = 1, *,
@@ -818,7 +847,7 @@ def estimate(model: Any, target: str = "host", threads: int = 1, seq_len: int = 
         ctx = PassContext(weights=weights)
         for flag in passes:
             run_pass(module, flag, ctx)
-        ops = module_ops(module, tgt, prof.weight_cache, prof.row_floor)
+        ops = module_ops(module, tgt, prof.weight_cache, prof.row_floor, threads)
         for o in ops:
             o.ms = prof.op_ms(o, threads, handoff_us)
         arena = module.operation.attributes["bertc.arena_bytes"].value

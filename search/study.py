@@ -200,7 +200,7 @@ class Study:
             config = cand.config(teacher_config).to_dict()
             ops = self._ops[cand] = [config_ops(config, self.settings.target, n, prune=cand.sparsity,
                                                 cache=profile.weight_cache, dtype=cand.precision,
-                                                floor=profile.row_floor)
+                                                floor=profile.row_floor, threads=cand.threads)
                                      for n in self.lengths.points]
         return ops
 

@@ -981,13 +981,14 @@ def test_a_weight_cache_sends_the_share_of_weights_beyond_it_to_memory(tmp_path)
     assert shares == [{0.0}, {0.5}, {0.75}] and totals[0] < totals[1] < totals[2]
 
 
-def _synthetic_runs(cached_bytes: int, all_or_nothing: bool):
+def _synthetic_runs(cached_bytes: int, all_or_nothing: bool, l2: int = 0, **rates: float):
     """Grid runs of small models at 1-8 tokens, each op's time made by a known cost model whose weights beyond
-    ``cached_bytes`` stream from memory at a quarter of the cached rate."""
+    ``cached_bytes`` stream from memory at a quarter of the cached rate (and those ``l2`` bytes of a core's L2 hold
+    at the cached rate, or ``rates``' weights_l2; ``rates`` replace the model's)."""
     from bertc.cost import WeightCache, config_ops, with_cache
 
     rate = {"dispatch": 2e-3, "flops": 2e-8, "outputs": 1e-6, "elements": 1e-6, "weights": 1e-7, "weights_dram": 4e-7,
-            "scores": 1e-6, "heads": 1e-4}
+            "weights_l2": 1e-7, "scores": 1e-6, "heads": 1e-4, **rates}
     runs = []
     for layers, hidden in ((1, 128), (2, 128), (4, 128), (1, 256), (3, 192), (2, 256), (4, 256)):
         config = {**SMALL, "hidden_size": hidden, "num_hidden_layers": layers, "intermediate_size": 4 * hidden,
@@ -995,7 +996,7 @@ def _synthetic_runs(cached_bytes: int, all_or_nothing: bool):
         key = (json.dumps(config, sort_keys=True), None, "fp32")
         for seq in (1, 2, 4, 8):
             ops = config_ops(config, "host", seq)
-            truth = with_cache([dataclasses.replace(o) for o in ops], WeightCache(cached_bytes, all_or_nothing))
+            truth = with_cache([dataclasses.replace(o) for o in ops], WeightCache(cached_bytes, all_or_nothing, l2))
             times = [fitted_cost([rate.get(n, 0.0) for n in FEATURES[o.kind]], o.kind, o.features) for o in truth]
             total = sum(times)
             rec = {"config": config, "prune": None, "dtype": "fp32", "seq": seq, "threads": 1, "p50_ms": total,
@@ -1160,3 +1161,29 @@ def test_calibrate_chooses_the_weight_cache_the_grid_shows():
     assert chosen.all_or_nothing and chosen.bytes == llc and "none beyond" in record["rule"]
     chosen, *_ = choose_weight_cache(_synthetic_runs(2 << 20, False), llc)
     assert (chosen.bytes, chosen.all_or_nothing) == (2 << 20, False)
+
+
+def test_calibrate_prices_a_cores_l2_apart_where_the_grid_shows_it_faster():
+    """A model whose weights a core's L2 holds (the grid's smallest) streams them on the Xeon 3.4x faster than from
+    its L3, and on the Zen EPYCs 1.2-1.3x. choose_l2_tier compares the grid's 1-token 1-thread dense runs: on runs
+    made by a model whose L2 streams ten times faster it takes the tier, and the fit that prices the tier predicts
+    the smallest model's runs where the one without it does not; on runs made with one rate it keeps none. The
+    share the L2s hold: all up to a run's cores' L2s, none from twice that."""
+    from bertc.calibrate import L2_TIER_SPEEDUP, _cached, _fit, _run_ms, _samples, choose_l2_tier
+    from bertc.cost import WeightCache
+
+    assert [WeightCache(1 << 30, l2=100).l2_share(w, t) for w, t in ((100, 1), (150, 1), (200, 1), (300, 2))] == [
+        1.0, 0.5, 0.0, 0.5] and WeightCache(1 << 30).l2_share(10) == 0.0
+    l2, llc = 1 << 20, 64 << 20
+    weight_bound = {"flops": 2e-9, "dispatch": 1e-5}  # a 1-token GEMM streams its weights, as measured
+    runs = _synthetic_runs(llc, True, l2, weights_l2=1e-8, **weight_bound)
+    cache, tier = choose_l2_tier(runs, WeightCache(llc, True), l2)
+    assert cache.l2 == l2 and tier["on"] and tier["speedup"] >= L2_TIER_SPEEDUP and "priced apart" in tier["rule"]
+    small = [(rec, _samples(rec, _cached(ops, c))) for rec, _, ops in runs for c in (cache, WeightCache(llc, True))]
+    with_tier, without = _fit(small[0::2]), _fit(small[1::2])
+    errors = [[abs(_run_ms(fit, rec, ops) / rec["p50_ms"] - 1) for rec, ops in pairs if rec["config"]["hidden_size"]
+               == 128 and rec["config"]["num_hidden_layers"] == 1] for fit, pairs in ((with_tier, small[0::2]),
+                                                                                 (without, small[1::2]))]
+    assert max(errors[0]) < 0.01 < max(errors[1])
+    cache, tier = choose_l2_tier(_synthetic_runs(llc, True, l2, **weight_bound), WeightCache(llc, True), l2)
+    assert cache.l2 == 0 and not tier["on"] and tier["speedup"] == pytest.approx(1.0, abs=0.3)
