@@ -123,7 +123,8 @@ FEATURES = {
     "linear_sparse_i8": [f"{family}:{n}" for family in INT8_FAMILIES for n in (
         "dispatch", "x_gathers", "macs", "outputs", "gelu_outputs", "inputs",
         *_weight_features("weights"), *_weight_features("weights_dram"))],
-    # heads and head_rows: a head's setup, and each query row's softmax pass, apart from the FLOPs
+    # heads and head_rows: a head's setup, and each query row's softmax pass, apart from the FLOPs; values: the outputs,
+    # and the K and V a head packs (as many), with those a parallel call's chunks pack again (priced_as, head_packs)
     "attention": ["dispatch", "flops", "scores", "values", "heads", "head_rows"],
     # serial_*: an op's features where it runs on one thread in a run of more (priced_as)
     "layer_norm": ["dispatch", "elements", "serial_dispatch", "serial_elements"],
@@ -142,10 +143,11 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 # small to split run on one thread (op_threads), norms and elementwise ops there at a rate of their own; 7: the
 # few-rows sparse tile's block rows apart (few_rows), int8 blocks fitted per block height (int8_family); 8: a fp32 block's
 # index read once per row tile that sweeps it (blocks), so a tail tile costs its blocks as a full one does; 9: a dense
-# GEMM's weights in the run's L2 caches apart (weights_l2), where calibrate finds them faster (WeightCache.l2). A profile
+# GEMM's weights in the run's L2 caches apart (weights_l2), where calibrate finds them faster (WeightCache.l2); 10: the
+# heads x86's attention packs again in a parallel call's chunks (priced_as: values). A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 9
+COST_MODEL = 10
 
 
 # runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
@@ -172,9 +174,26 @@ def op_threads(op: OpCost, threads: int) -> int:
 SERIAL_RATE_KINDS = ("layer_norm", "elementwise", "embedding")
 
 
+def head_packs(units: int, blocks: int, threads: int, chunks_per_thread: int) -> int:
+    """The packs of a head's K and V that x86's blocked attention does over ``units`` (batch x heads) of ``blocks``
+    query blocks each in a run of ``threads``: one at each head's first block and one at each chunk's start
+    (runtime/kernels/avx2 attn_blocks; runtime/src/pool.c's chunks, chunks_per_thread a thread). On the Xeon 2 heads of
+    128 at 117 tokens split 1.35x faster on 2 threads than on 1, priced 1.88x: 5 packs, not 2."""
+    rows = units * blocks
+    if threads == 1 or rows < 2:
+        return units
+    chunks = threads * chunks_per_thread
+    chunk = -(-rows // chunks)
+    return len({c * chunk for c in range(chunks) if c * chunk < rows} | {u * blocks for u in range(units)})
+
+
 def priced_as(op: OpCost, threads: int) -> tuple[int, dict[str, float]]:
     """The fit (by threads) and the features that price ``op`` in a run of ``threads`` (op_threads)."""
     if op_threads(op, threads) == threads:
+        if op.packs is not None and threads > 1:  # (units, blocks, chunks a thread, a head's values)
+            units, blocks, cpt, size = op.packs
+            again = head_packs(units, blocks, threads, cpt) - units
+            return threads, {**op.features, "values": op.features["values"] + again * size} if again else op.features
         return threads, op.features
     if op.kind in SERIAL_RATE_KINDS:
         return threads, {f"serial_{k}": v for k, v in op.features.items()}
@@ -283,6 +302,7 @@ class OpCost:
     detail: str = ""  # "gelu", "16x1 sparse 25%", ...
     weight_bytes: int = 0  # the GEMM weights it reads, as stored (all of them cached: see module_ops)
     tile: tuple | None = None  # a dense fp32 GEMM's tile_features arguments (m, mr, isa, panel weights, weights)
+    packs: tuple | None = None  # x86 blocked attention's (batch x heads, query blocks, chunks a thread, a head's values)
 
     @property
     def gflops(self) -> float:
@@ -413,11 +433,12 @@ def op_features(op, index: int, target) -> OpCost | None:
         # away from the cache line of the last), about what a score's own exp and bookkeeping cost, so each counts
         # as one more score; their [B*heads, S, W] inputs are read once
         terms = [x for x in (op.c2p, op.p2c) if x is not None]
-        rows, cols = s, keys
+        rows, cols, packs = s, keys, None
         if target.isa == "avx2" and not window:  # x86 blocks of queries (a short one recomputes spare rows) by keys
             qb = target.attention_block  # in whole vectors: AVX-512 32 keys a step, AVX2 64 / qb (8 at qb = 8)
             step = 32 if target.tile == AVX512_TILE else 64 // qb
             rows, cols = -(-s // qb) * qb, -(-keys // step) * step
+            packs = (b * heads, -(-s // qb), target.chunks_per_thread, s * (h // heads))
         f = {"dispatch": 1, "flops": 4.0 * b * rows * cols * h, "scores": b * heads * rows * cols * (1 + len(terms)),
              "values": b * s * h, "heads": b * heads, "head_rows": b * heads * rows}
         # MPNet's relative-position bias is one load and add per score, beside its D multiply-adds and its exp: the
@@ -426,7 +447,8 @@ def op_features(op, index: int, target) -> OpCost | None:
         rel += f", window {window}" if window else ""
         rel += ", " + "+".join(k for k in ("c2p", "p2c") if getattr(op, k) is not None) if terms else ""
         moved = 4.0 * (b * s * 3 * h + b * s * h + sum(math.prod(_shape(x)) for x in terms))
-        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * keys * h, moved, detail=f"{heads} heads{rel}")
+        return OpCost(index, label, traits.kernel, kind, f, 4.0 * b * s * keys * h, moved, detail=f"{heads} heads{rel}",
+                      packs=packs)
     if kind == "layer_norm":
         e = math.prod(out)
         return OpCost(index, label, traits.kernel, kind, {"dispatch": 1, "elements": e}, 8.0 * e,

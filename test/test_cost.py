@@ -1187,3 +1187,19 @@ def test_calibrate_prices_a_cores_l2_apart_where_the_grid_shows_it_faster():
     assert max(errors[0]) < 0.01 < max(errors[1])
     cache, tier = choose_l2_tier(_synthetic_runs(llc, True, l2, **weight_bound), WeightCache(llc, True), l2)
     assert cache.l2 == 0 and not tier["on"] and tier["speedup"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_attention_prices_the_heads_a_parallel_calls_chunks_pack_again():
+    """x86's blocked attention packs a head's K and V at its first query block and again at each chunk of a parallel
+    call that starts inside a head (attn_blocks, pool.c's chunks): 2 heads of 15 blocks in 4 chunks of 8 pack 5 times,
+    12 heads of 16 blocks in 4 chunks of 48 (whole heads) 12. priced_as adds the repacked values at 2 threads, and
+    only there."""
+    from bertc.cost import config_ops, head_packs, priced_as
+
+    assert head_packs(2, 15, 2, 2) == 5 and head_packs(12, 16, 2, 2) == 12 and head_packs(2, 15, 1, 2) == 2
+    assert head_packs(3, 1, 2, 2) == 3  # one block a head: the chunks start at heads
+    config = {**SMALL, "hidden_size": 256, "num_attention_heads": 2, "intermediate_size": 512, "max_position_embeddings": 128}
+    att = next(o for o in config_ops(config, "host", 117) if o.kind == "attention")
+    assert att.packs == (2, 15, 2, 117 * 128) and priced_as(att, 1) == (1, att.features)
+    t, two = priced_as(att, 2)
+    assert t == 2 and two["values"] == att.features["values"] + 3 * 117 * 128
