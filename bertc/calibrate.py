@@ -733,6 +733,7 @@ def choose_l2_tier(runs: list[tuple[dict[str, Any], tuple, list]], cache: Weight
                  f"faster than the cache's beyond it, at least {L2_TIER_SPEEDUP:g}x: priced apart" if on else
                  f"a core's L2 streams a model's weights {speedup:.1f}x as fast as the cache beyond it, under "
                  f"{L2_TIER_SPEEDUP:g}x: priced with it" if speedup else
+                 "the CPU record has no L2 size: a core's L2 priced with the cache beyond it" if not l2 else
                  "no 1-thread 1-token dense runs to compare a core's L2 with the cache beyond it: priced with it")}
 
 

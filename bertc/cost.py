@@ -258,8 +258,8 @@ class WeightCache:
     all_or_nothing: bool = False
     # A core's L2 where the weights it holds stream faster than the rest of the cache's (calibrate.choose_l2_tier),
     # else 0. An Intel Xeon of 2 MiB L2s and a 480 MiB L3 shared over a mesh streamed a 1-token GEMM's weights from
-    # its L2 3.3x faster than from the L3 (0.6 MB of weights: 24 G weights/s, 2-80 MB: 7.3); the Zen 4 and Zen 5 EPYCs'
-    # L3s 1.2x and 1.3x slower than their L2s, which the cached stream's one set of coefficients already prices
+    # its L2 3.3-3.4x faster than from the L3 (0.6 MB of weights: 24 G weights/s, 9-80 MB: 7.2-7.7); the Zen 4 and
+    # Zen 5 EPYCs' L3s are 1.2x and 1.3x slower than their L2s, which the cached stream's one set of coefficients prices
     l2: int = 0
 
     def l2_share(self, weight_bytes: float, threads: int = 1) -> float:
