@@ -716,13 +716,11 @@ def choose_l2_tier(runs: list[tuple[dict[str, Any], tuple, list]], cache: Weight
     without it the tier has nothing to fit from."""
     rates: dict[bool, list[float]] = {True: [], False: []}
     for rec, _, ops in runs:
-        if rec["threads"] != 1 or rec["seq"] != 1 or rec["prune"] or rec.get("dtype", "fp32") != "fp32" or not l2:
+        if not l2 or rec["threads"] != 1 or rec["seq"] != 1 or rec["prune"] or rec.get("dtype", "fp32") != "fp32":
             continue
         weights = sum(o.weight_bytes for o in ops)
-        if weights > 2 * l2 and cache.dram_share(weights) > 0:
-            continue
-        ms = sum(m for (kind, *_, m, _u, _h), o in zip(_samples(rec, ops), ops) if kind == "linear")
-        if weights <= l2 or weights > 2 * l2:
+        if weights <= l2 or (weights > 2 * l2 and cache.dram_share(weights) == 0):
+            ms = sum(t for kind, _, t, _, _ in _samples(rec, ops) if kind == "linear")
             rates[weights <= l2].append(weights / ms if ms > 0 else 0.0)
     speedup = (statistics.median(rates[True]) / statistics.median(rates[False])
                if rates[True] and rates[False] and min(rates[False]) > 0 else 0.0)

@@ -27,6 +27,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,7 @@ def op_threads(op: OpCost, threads: int) -> int:
 SERIAL_RATE_KINDS = ("layer_norm", "elementwise", "embedding")
 
 
+@cache  # pure; priced_as asks again for each op of each run a fit or a search prices (so does sparse_balance)
 def head_packs(units: int, blocks: int, threads: int, chunks_per_thread: int) -> int:
     """The packs of a head's K and V that x86's blocked attention does over ``units`` (batch x heads) of ``blocks``
     query blocks each in a run of ``threads``: one at each head's first block and one at each chunk's start
@@ -188,6 +190,7 @@ def head_packs(units: int, blocks: int, threads: int, chunks_per_thread: int) ->
     return len({c * chunk for c in range(chunks) if c * chunk < rows} | {u * blocks for u in range(units)})
 
 
+@cache
 def sparse_balance(tile_rows: tuple, whole: bool, weight_bytes: int, block_rows: int, cpt: int, threads: int) -> float:
     """The busiest thread's share of a fp32 block-sparse GEMM's tile work over an even split, in a run of ``threads``:
     bertc_linear_sparse's items (a row tile's chunks of block rows, where it splits by tiles), the pool's chunks of
