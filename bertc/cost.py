@@ -146,10 +146,11 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 # index read once per row tile that sweeps it (blocks), so a tail tile costs its blocks as a full one does; 9: a dense
 # GEMM's weights in the run's L2 caches apart (weights_l2), where calibrate finds them faster (WeightCache.l2); 10: the
 # heads x86's attention packs again in a parallel call's chunks (priced_as: values); 11: a fp32 block-sparse GEMM's
-# split over threads by the busiest one's share of its row tiles (sparse_balance). A profile
+# split over threads by the busiest one's share of its row tiles; 12: that split even again, the runtime's items being
+# equal shares of the tiles' work (runtime/kernels/sparse_gemm.h sparse_items), and 11's pricing of it gone. A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 11
+COST_MODEL = 12
 
 
 # runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
@@ -176,7 +177,7 @@ def op_threads(op: OpCost, threads: int) -> int:
 SERIAL_RATE_KINDS = ("layer_norm", "elementwise", "embedding")
 
 
-@cache  # pure; priced_as asks again for each op of each run a fit or a search prices (so does sparse_balance)
+@cache  # pure; priced_as asks again for each op of each run a fit or a search prices
 def head_packs(units: int, blocks: int, threads: int, chunks_per_thread: int) -> int:
     """The packs of a head's K and V that x86's blocked attention does over ``units`` (batch x heads) of ``blocks``
     query blocks each in a run of ``threads``: one at each head's first block and one at each chunk's start
@@ -190,30 +191,6 @@ def head_packs(units: int, blocks: int, threads: int, chunks_per_thread: int) ->
     return len({c * chunk for c in range(chunks) if c * chunk < rows} | {u * blocks for u in range(units)})
 
 
-@cache
-def sparse_balance(tile_rows: tuple, whole: bool, weight_bytes: int, block_rows: int, cpt: int, threads: int) -> float:
-    """The busiest thread's share of a fp32 block-sparse GEMM's tile work over an even split, in a run of ``threads``:
-    bertc_linear_sparse's items (a row tile's chunks of block rows, where it splits by tiles), the pool's chunks of
-    items (``cpt`` a thread, each thread its own in order, then others' not yet started; runtime/src/pool.c), each
-    item its tile's rows over its chunks. On the Xeon 1x4 blocks at 161 tokens (5 tiles of 32 and one of 16 in 18
-    items) ran 1.62x faster on 2 threads than on 1, where an even split says 1.9x: one thread had 3.3 tiles' work,
-    the other 2.2."""
-    tiles = len(tile_rows)
-    if threads == 1 or tiles == 0 or not (whole or tiles >= 4 * threads or weight_bytes < 1 << 20):
-        return 1.0  # chunks of block rows for every tile, cut by their blocks: even
-    chunks = max(1, min(-(-4 * threads * cpt // tiles), block_rows))
-    items = [tile_rows[i // chunks] / chunks for i in range(tiles * chunks)]
-    per = -(-len(items) // (threads * cpt))
-    pool = [sum(items[k * per:(k + 1) * per]) for k in range(threads * cpt)]
-    left = [list(range(t * cpt, (t + 1) * cpt)) for t in range(threads)]
-    clock = [0.0] * threads
-    while any(left):
-        t = min(range(threads), key=lambda i: clock[i])
-        owner = next(o % threads for o in range(t, t + threads) if left[o % threads])
-        clock[t] += pool[left[owner].pop(0)]
-    return max(clock) / (sum(items) / threads)
-
-
 def priced_as(op: OpCost, threads: int) -> tuple[int, dict[str, float]]:
     """The fit (by threads) and the features that price ``op`` in a run of ``threads`` (op_threads)."""
     if op_threads(op, threads) == threads:
@@ -221,9 +198,6 @@ def priced_as(op: OpCost, threads: int) -> tuple[int, dict[str, float]]:
             units, blocks, cpt, size = op.packs
             again = head_packs(units, blocks, threads, cpt) - units
             return threads, {**op.features, "values": op.features["values"] + again * size} if again else op.features
-        if op.split is not None and threads > 1:
-            k = sparse_balance(*op.split, threads)
-            return threads, {n: v if n.endswith(":dispatch") else v * k for n, v in op.features.items()} if k > 1 else op.features
         return threads, op.features
     if op.kind in SERIAL_RATE_KINDS:
         return threads, {f"serial_{k}": v for k, v in op.features.items()}
@@ -333,8 +307,6 @@ class OpCost:
     weight_bytes: int = 0  # the GEMM weights it reads, as stored (all of them cached: see module_ops)
     tile: tuple | None = None  # a dense fp32 GEMM's tile_features arguments (m, mr, isa, panel weights, weights)
     packs: tuple | None = None  # x86 blocked attention's (batch x heads, query blocks, chunks a thread, a head's values)
-    # a fp32 block-sparse GEMM's (rows of each tile, m whole tiles, weight bytes, block rows, chunks a thread)
-    split: tuple | None = None
 
     @property
     def gflops(self) -> float:
@@ -424,7 +396,7 @@ def op_features(op, index: int, target) -> OpCost | None:
                      "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k, **weight_stream("weights", kept, m)}
                 f = {f"{int8_family(p.r)}:{name}": v for name, v in f.items()}
             else:
-                work, few, tiles, mr = sparse_tile(m, p.r, p.c, target)
+                work, few, tiles = sparse_tile(m, p.r, p.c, target)
                 f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "blocks_x_m": work * blocks,
                      "blocks": blocks * tiles, "row_tiles": float(rows * tiles), **weight_stream("weights", kept, m)}
                 if few:  # a 4-lane FMA a 1x4 block, an r-lane one an r x 1 block (r = 4, 8), else r x c scalar ones
@@ -434,13 +406,10 @@ def op_features(op, index: int, target) -> OpCost | None:
                     f["flops"] = 2.0 * work * kept
                 family = sparse_family(p.r)
                 f = {f"{family}:{name}": v for name, v in f.items()}
-            split = None if i8 or few else (tuple([mr] * (tiles - 1) + [work - (tiles - 1) * mr]), m % mr == 0,
-                                            int(kept * 4), rows, target.chunks_per_thread)
             return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""),
                           "linear_sparse" + ("_i8" if i8 else ""), f,
                           2.0 * m * kept, 4.0 * (m * k + m * n + blocks) + kept * (1 if i8 else 4), detail=f"{act}, {sp['pattern']} "
-                          f"sparse{' int8' if i8 else ''} {sp['density']:.0%}", weight_bytes=int(stored * sp["density"]),
-                          split=split)
+                          f"sparse{' int8' if i8 else ''} {sp['density']:.0%}", weight_bytes=int(stored * sp["density"]))
         if weight_dtype(op) == "i8":
             # x86's int8 tile has an instance per row count (q8_tile_any) and spends its instructions per row, so a
             # 1-row GEMM costs a quarter of a 4-row one there (the grid: MiniLM-like 4 x 384 at 1 thread, 0.24 ms at
@@ -550,7 +519,7 @@ def tile_features(m: int, mr: int, isa: str, panel_weights: int, weights: int, f
 SPARSE_GENERIC_MR = 16  # rows of sparse_gemm.h's generic tile (sparse_tile_for's default)
 
 
-def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int, int]:
+def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int]:
     """The rows of an m-row block-sparse GEMM's FMA work, as runtime/kernels/sparse_gemm.h's tiles do it (its
     sparse_tile_for and sparse_few_for, mirrored): a tile computes all its rows whatever m leaves of them, so 17
     tokens cost 32 rows of 1x4 blocks on AVX-512 (9 cost 16: the tail tile, below; a by-columns tile's last one is 4
@@ -560,10 +529,10 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int, int]:
     tile, whose FMAs are narrower than a register: r lanes (4 for 1x4 blocks) or scalar; and the tiles of rows it
     runs over every block row (the portable C's: one a row; the generic tile's: one per SPARSE_GENERIC_MR rows). A
     by-rows tile's last tile takes a quarter, half, three quarters or all of its registers, the fewest that hold what
-    is left (AVX2: 17 tokens of 1x4 blocks cost 24 rows; AVX-512 on 256-bit halves too). Last, the tile's rows.
+    is left (AVX2: 17 tokens of 1x4 blocks cost 24 rows; AVX-512 on 256-bit halves too).
     (int8 blocks: op_features.)"""
     if target.isa not in ("avx2", "neon"):
-        return m, False, m, 1  # runtime/kernels/ref: each row of x runs over every block row
+        return m, False, m  # runtime/kernels/ref: each row of x runs over every block row
     lanes, vregs = (16, 32) if target.tile == AVX512_TILE else (8, 16) if target.isa == "avx2" else (4, 32)
     if r in (lanes, 2 * lanes) or (r == 4 * lanes and r <= 16):  # by columns: rows in registers
         nv = r // lanes
@@ -580,12 +549,12 @@ def sparse_tile(m: int, r: int, c: int, target) -> tuple[int, bool, int, int]:
         halved = avx2_rx1 or tail_rx1 or (r < 4 and not chains)  # and r = 1, 2's scalar FMAs: half the break-even
         few, by_rows = (2 if halved else 1) * m * lanes, (tail if tail_rx1 else mr) * (4 if chains else r)
         if 1 <= m <= 8 and (few < by_rows if avx2_rx1 else few <= by_rows):
-            return m, True, 1, m  # the few-rows tile
+            return m, True, 1  # the few-rows tile
     else:
-        return m, False, -(-m // SPARSE_GENERIC_MR), SPARSE_GENERIC_MR  # the generic tile: a scalar loop over the rows
+        return m, False, -(-m // SPARSE_GENERIC_MR)  # the generic tile: a scalar loop over the rows
     full, left = divmod(m, mr)
     last = min([t for t in shorter if left <= t < mr] or [mr]) if left else 0  # the fewest rows holding what is left
-    return full * mr + last, False, -(-m // mr), mr
+    return full * mr + last, False, -(-m // mr)
 
 
 WEIGHT_BYTES = {"f32": 4, "f16": 2, "i8": 1}  # a packed weight's bytes by its --dtype

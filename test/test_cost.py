@@ -1203,25 +1203,3 @@ def test_attention_prices_the_heads_a_parallel_calls_chunks_pack_again():
     assert att.packs == (2, 15, 2, 117 * 128) and priced_as(att, 1) == (1, att.features)
     t, two = priced_as(att, 2)
     assert t == 2 and two["values"] == att.features["values"] + 3 * 117 * 128
-
-
-def test_a_sparse_gemms_split_is_priced_by_its_busiest_thread():
-    """bertc_linear_sparse splits a light GEMM by row tiles (a tile's chunks of block rows) and the pool hands each
-    thread consecutive items: 5 tiles of 32 rows and one of 16 (1x4 blocks at 161 tokens) in 18 items leave one of
-    2 threads 3.3 tiles' work against 2.2, 1.21x an even split; whole tiles split evenly, and so does a GEMM of 1 MiB
-    of blocks or more with a short last tile (chunks of block rows for every tile). priced_as scales the features of
-    such a GEMM, not its dispatch, by that share at 2 threads, and leaves 1 thread alone."""
-    from bertc.cost import config_ops, priced_as, sparse_balance
-
-    assert sparse_balance((32,) * 5 + (16,), False, 300_000, 384, 2, 2) == pytest.approx(3.3333 / 2.75, rel=1e-3)
-    assert sparse_balance((32,) * 4, True, 300_000, 384, 2, 2) == 1.0
-    assert sparse_balance((32,) * 5 + (16,), False, 2 << 20, 384, 2, 2) == 1.0
-    assert sparse_balance((32,) * 5 + (16,), False, 300_000, 384, 2, 1) == 1.0
-    config = {**SMALL, "hidden_size": 512, "num_attention_heads": 8, "intermediate_size": 1536,
-              "max_position_embeddings": 256}
-    ops = [o for o in config_ops(config, "host", 161, prune="1x4@0.1") if o.kind == "linear_sparse"]
-    assert ops and all(o.split is not None for o in ops)
-    k = sparse_balance(*ops[0].split, 2)
-    t, two = priced_as(ops[0], 2)
-    assert priced_as(ops[0], 1) == (1, ops[0].features) and t == 2 and k > 1.0
-    assert all(two[n] == (v if n.endswith(":dispatch") else pytest.approx(v * k)) for n, v in ops[0].features.items())

@@ -23,11 +23,12 @@
  * so a block's MR values of x are adjacent and its address is one multiply away from index[b].
  * Rows past M are computed into the padding and not stored.
  *
- * Threads: a work item is (row tile, chunk of block rows), or where a GEMM of 1 MiB has a short last tile a chunk of
- * block rows for every row tile (bertc_linear_sparse), the chunks cut at equal shares of the blocks (plus one per block
- * row, for its stores and epilogue) by the offsets prefix sums, so a thread's share of the FMAs is even when the
- * density differs between block rows or the last row tile is a short one. A thread packs each row tile once for
- * all its consecutive items, then sweeps their block rows. The
+ * Threads: the work items are equal shares of the row tiles' work laid end to end, a short last tile weighing what
+ * its tile computes (sparse_items), or where a GEMM of 1 MiB has a short last tile chunks of block rows for every row
+ * tile (bertc_linear_sparse); block rows are cut at equal shares of the blocks (plus one per block row, for its stores
+ * and epilogue) by the offsets prefix sums, so a thread's share of the FMAs is even when the density differs between
+ * block rows or the last row tile is a short one. A thread packs each row tile once for all its consecutive items,
+ * then sweeps their block rows. The
  * weights are not blocked for the cache: each 4r-byte weight vector feeds MR FMAs, so streaming them
  * from L2 or L3 keeps up with the FMAs once the next block row's are prefetched.
  *
@@ -76,8 +77,9 @@ struct sparse_args {
   float *y;
   int64_t M, N, K, kpad; /* kpad: K rounded up to c, the packed columns */
   int act, mr;           /* mr: rows per tile */
-  int64_t chunks;        /* chunks of block rows: per row tile (by_tiles), else each for every tile */
-  int by_tiles;          /* work items are (row tile, chunk), else chunks */
+  int64_t chunks;        /* work items: equal shares of the tiles' work (by_tiles), else chunks of block rows */
+  int by_tiles;          /* items split the row tiles' work (sparse_items), else each a chunk for every tile */
+  int64_t tiles, last_rows, work; /* by_tiles: the row tiles, the last one's rows, their weights' sum (tile_weight) */
   sparse_tile_fn tile;   /* a tile's function picks the registers its rows need (sparse_tile_rows, _cols) */
 };
 
@@ -545,30 +547,60 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr, in
   return few[which][M - 1];
 }
 
-/* First block row of chunk g of `chunks`: the cost of block row i is its blocks plus one. */
-static int64_t sparse_chunk_start(const bertc_block_sparse *w, int64_t g, int64_t chunks) {
-  if (g >= chunks) return w->block_rows;
-  const int64_t target = ((int64_t)w->offsets[w->block_rows] + w->block_rows) * g / chunks;
-  int64_t lo = 0, hi = w->block_rows; /* smallest i with offsets[i] + i >= target */
+/* First block row at share num / den of the block rows' cost (its blocks plus one, for its stores and epilogue). */
+static int64_t sparse_row_at(const bertc_block_sparse *w, int64_t num, int64_t den) {
+  if (num >= den) return w->block_rows;
+  const int64_t target = ((int64_t)w->offsets[w->block_rows] + w->block_rows) * num;
+  int64_t lo = 0, hi = w->block_rows; /* smallest i with (offsets[i] + i) * den >= target */
   while (lo < hi) {
     const int64_t mid = (lo + hi) / 2;
-    if (w->offsets[mid] + mid >= target) hi = mid;
+    if (((int64_t)w->offsets[mid] + mid) * den >= target) hi = mid;
     else lo = mid + 1;
   }
   return lo;
 }
 
+/* A row tile's share of the work where items split the tiles (by_tiles): the rows its tile function computes (a short
+ * tile runs a quarter, half or three quarters of the registers: sparse_tile_rows, sparse_tile_cols), plus half a full
+ * tile's rows for what a tile costs whatever its rows (a block's index and weights read, once per tile): a 16-row tail
+ * tile of 1x4 blocks took 62-70% of a 32-row one's time on the Zen 5 EPYC, which this weighs (16 + 16) / (32 + 16). */
+static int64_t sparse_tile_weight(const sparse_args *a, int64_t rows) {
+  int64_t done = a->mr;
+  if (rows >= a->mr) done = a->mr;
+  else if (a->tile == sparse_tile_generic) done = rows; /* a scalar loop over its rows */
+  else if (a->w->r < SPARSE_L) { /* by rows: whole registers of SPARSE_L rows */
+    const int64_t v = a->mr / SPARSE_L, need = (rows + SPARSE_L - 1) / SPARSE_L;
+    done = SPARSE_L == 16 && v == 2 && rows > 16 && rows <= 24 ? 24
+           : v % 4 == 0 && need <= v / 4 ? v / 4 * SPARSE_L
+           : v % 2 == 0 && need <= v / 2 ? v / 2 * SPARSE_L
+           : v % 4 == 0 && need <= 3 * v / 4 ? 3 * v / 4 * SPARSE_L : a->mr;
+  } else { /* by columns: tiles of 4 and 8 rows */
+    done = rows <= 4 && a->mr > 4 ? 4 : rows <= 8 && a->mr > 8 ? 8 : a->mr;
+  }
+  return 2 * done + a->mr; /* in half rows */
+}
+
+/* Items [lo, hi). by_tiles: item t is the t-th of `chunks` equal shares of the tiles' work laid end to end (tile j
+ * weighing sparse_tile_weight), so a range of items is a run of consecutive tiles' block rows, the first and last in
+ * part, and the pool's equal ranges of items are equal work, a short last tile included; each tile in the range is
+ * packed once. Else each item is a chunk of block rows for every tile. */
 static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const sparse_args *a = raw;
-  for (int64_t t = lo; t < hi;) { /* t enumerates (row tile, chunk) or chunks; a tile's consecutive chunks run as one */
-    const int64_t tile = a->by_tiles ? t / a->chunks : 0, g0 = t % a->chunks;
-    const int64_t g1 = g0 + hi - t < a->chunks ? g0 + hi - t : a->chunks, end = a->by_tiles ? (tile + 1) * a->mr : a->M;
-    const int64_t i0 = sparse_chunk_start(a->w, g0, a->chunks), i1 = sparse_chunk_start(a->w, g1, a->chunks);
-    for (int64_t m0 = tile * a->mr; m0 < end && i0 < i1; m0 += a->mr) {
-      const int64_t rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
-      a->tile(a, scratch, m0, rows, i0, i1);
-    }
-    t += g1 - g0;
+  if (!a->by_tiles) {
+    const int64_t i0 = sparse_row_at(a->w, lo, a->chunks), i1 = sparse_row_at(a->w, hi, a->chunks);
+    for (int64_t m0 = 0; m0 < a->M && i0 < i1; m0 += a->mr)
+      a->tile(a, scratch, m0, a->M - m0 < a->mr ? a->M - m0 : a->mr, i0, i1);
+    return;
+  }
+  /* positions on the work axis times `chunks`: item t spans [t, t + 1) * work, tile j [start, start + weight) * chunks */
+  const int64_t full = sparse_tile_weight(a, a->mr), p0 = lo * a->work, p1 = hi * a->work;
+  for (int64_t j = p0 / (full * a->chunks) < a->tiles ? p0 / (full * a->chunks) : a->tiles - 1; j < a->tiles; j++) {
+    const int64_t rows = j == a->tiles - 1 ? a->last_rows : a->mr;
+    const int64_t start = j * full * a->chunks, span = (j == a->tiles - 1 ? sparse_tile_weight(a, rows) : full) * a->chunks;
+    if (start >= p1) break;
+    const int64_t i0 = sparse_row_at(a->w, (p0 > start ? p0 : start) - start, span);
+    const int64_t i1 = sparse_row_at(a->w, (p1 < start + span ? p1 : start + span) - start, span);
+    if (i0 < i1) a->tile(a, scratch, j * a->mr, rows, i0, i1);
   }
 }
 
@@ -583,17 +615,21 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
     a.tile = few;
     a.mr = (int)M;
   }
-  /* Items are (row tile, chunk of block rows): a thread writes the rows the next op reads on its core. With a short
-   * last tile, < 4 tiles a thread and >= 1 MiB of weights, chunks of block rows for every tile (hidden 768 at 50%, 2
-   * threads, 17 tokens of 16x1: 1.14-1.20x, by tile 1.07x; hidden 384 at 10%: 0.8x). 4 items a pool chunk. */
+  /* Items split the row tiles' work (sparse_items): a thread writes the rows the next op reads on its core. With a short
+   * last tile, < 4 tiles a thread and >= 1 MiB of weights, chunks of block rows for every tile instead (hidden 768 at
+   * 50%, 2 threads, 17 tokens of 16x1: 1.14-1.20x, by tile 1.07x; hidden 384 at 10%: 0.8x). 4 items a pool chunk. */
   const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
   const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
   const int64_t weight_bytes = (int64_t)w->offsets[w->block_rows] * w->r * w->c * (int64_t)sizeof(float);
   a.by_tiles = threads > 1 && tiles > 0 && (M % a.mr == 0 || tiles >= 4 * threads || weight_bytes < (1 << 20));
-  a.chunks = a.by_tiles ? (want + tiles - 1) / tiles : want;
-  if (a.chunks > w->block_rows) a.chunks = w->block_rows;
+  a.chunks = want < w->block_rows * (a.by_tiles ? tiles : 1) ? want : w->block_rows * (a.by_tiles ? tiles : 1);
   if (a.chunks < 1) a.chunks = 1;
-  bertc_parallel_rows(p, (a.by_tiles ? tiles : 1) * a.chunks, sparse_items, &a);
+  if (a.by_tiles) {
+    a.tiles = tiles;
+    a.last_rows = M - (tiles - 1) * a.mr;
+    a.work = (tiles - 1) * sparse_tile_weight(&a, a.mr) + sparse_tile_weight(&a, a.last_rows);
+  }
+  bertc_parallel_rows(p, a.chunks, sparse_items, &a);
 }
 
 #endif

@@ -488,6 +488,9 @@ static int check_linear_sparse(bertc_pool *p) {
   check_sparse_case(p, &r, NULL, 4, 1, 0.25, 9, 384, 384, BERTC_ACT_NONE);
   check_sparse_case(p, &r, NULL, 16, 1, 0.5, 37, 1152, 512, BERTC_ACT_NONE); /* 1.1 MiB kept, a short last tile: */
   check_sparse_case(p, &r, NULL, 1, 4, 0.5, 40, 1152, 512, BERTC_ACT_NONE);  /* block rows split for every tile */
+  /* light GEMMs split by their tiles' work (sparse_items): a one-row last tile of 1x4 blocks, 16x1's of 9 rows */
+  check_sparse_case(p, &r, NULL, 1, 4, 0.1, 161, 512, 512, BERTC_ACT_NONE);
+  check_sparse_case(p, &r, NULL, 16, 1, 0.1, 105, 1536, 512, BERTC_ACT_GELU);
   const int failed = report(&r, "bertc_linear_sparse");
   return failed | report(&vs_dense, "bertc_linear_sparse");
 }
