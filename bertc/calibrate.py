@@ -172,10 +172,13 @@ def grid(size: str, int8: bool = False) -> list[GridModel]:
     fp32 = [GridModel(bert_config(n, h, _heads(h), h * m), spec, tuple(sorted(
         (long if n * h <= 2000 else short) + ((12,) if spec else ())))) for n, h, m, spec in models]
     # int8 GEMMs' own fit: small and large rows, weights in and out of cache
-    # and int8 blocks of 16 and 8 rows at densities the AVX2 int8 rates keep sparse (sparse_rates.json)
+    # and int8 blocks of 16 and 8 rows at densities the AVX2 int8 rates keep sparse (sparse_rates.json); a small 16x1
+    # one too, whose GEMMs take a microsecond or two (its GEMMs' fixed cost, which the larger ones' hardly show: without
+    # it the Xeon's 10 layers of 128 at 2 tokens were priced 15-21% under; 12 grid points, about 9 s)
     quantized = [GridModel(bert_config(n, h, _heads(h), h * m), spec, long if n * h <= 2000 else short, "int8")
                  for n, h, m, spec in [(4, 384, 4, None), (2, 448, 2, None), (6, 768, 4, None), (1, 128, 2, None),
                                        (8, 512, 3, None), (4, 384, 4, "16x1@0.2"), (5, 576, 3, "8x1@0.1")]]
+    quantized.append(GridModel(bert_config(2, 128, _heads(128), 512), "16x1@0.2", (1, 2, 4, 8, 32, 128), "int8"))
     return fp32 + (quantized if int8 else [])
 
 
