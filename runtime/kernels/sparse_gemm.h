@@ -79,7 +79,7 @@ struct sparse_args {
   int act, mr;           /* mr: rows per tile */
   int64_t chunks;        /* work items: equal shares of the tiles' work (by_tiles), else chunks of block rows */
   int by_tiles;          /* items split the row tiles' work (sparse_items), else each a chunk for every tile */
-  int64_t tiles, last_rows, work; /* by_tiles: the row tiles, the last one's rows, their weights' sum (tile_weight) */
+  int64_t tiles, last_rows, work; /* by_tiles: the row tiles, the last one's rows, their sparse_tile_weight sum */
   sparse_tile_fn tile;   /* a tile's function picks the registers its rows need (sparse_tile_rows, _cols) */
 };
 
@@ -565,10 +565,11 @@ static int64_t sparse_row_at(const bertc_block_sparse *w, int64_t num, int64_t d
  * tile's rows for what a tile costs whatever its rows (a block's index and weights read, once per tile): a 16-row tail
  * tile of 1x4 blocks took 62-70% of a 32-row one's time on the Zen 5 EPYC, which this weighs (16 + 16) / (32 + 16). */
 static int64_t sparse_tile_weight(const sparse_args *a, int64_t rows) {
-  int64_t done = a->mr;
-  if (rows >= a->mr) done = a->mr;
-  else if (a->tile == sparse_tile_generic) done = rows; /* a scalar loop over its rows */
-  else if (a->w->r < SPARSE_L) { /* by rows: whole registers of SPARSE_L rows */
+  int64_t done = a->mr; /* a whole tile */
+  if (rows >= a->mr) {
+  } else if (a->tile == sparse_tile_generic) {
+    done = rows; /* a scalar loop over its rows */
+  } else if (a->w->r < SPARSE_L) { /* by rows: whole registers of SPARSE_L rows */
     const int64_t v = a->mr / SPARSE_L, need = (rows + SPARSE_L - 1) / SPARSE_L;
     done = SPARSE_L == 16 && v == 2 && rows > 16 && rows <= 24 ? 24
            : v % 4 == 0 && need <= v / 4 ? v / 4 * SPARSE_L
@@ -592,11 +593,12 @@ static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
       a->tile(a, scratch, m0, a->M - m0 < a->mr ? a->M - m0 : a->mr, i0, i1);
     return;
   }
-  /* positions on the work axis times `chunks`: item t spans [t, t + 1) * work, tile j [start, start + weight) * chunks */
+  /* on the work axis times `chunks`: item t spans [t, t + 1) * work, tile j [start, start + weight) * chunks */
   const int64_t full = sparse_tile_weight(a, a->mr), p0 = lo * a->work, p1 = hi * a->work;
   for (int64_t j = p0 / (full * a->chunks) < a->tiles ? p0 / (full * a->chunks) : a->tiles - 1; j < a->tiles; j++) {
     const int64_t rows = j == a->tiles - 1 ? a->last_rows : a->mr;
-    const int64_t start = j * full * a->chunks, span = (j == a->tiles - 1 ? sparse_tile_weight(a, rows) : full) * a->chunks;
+    const int64_t start = j * full * a->chunks;
+    const int64_t span = (j == a->tiles - 1 ? sparse_tile_weight(a, rows) : full) * a->chunks;
     if (start >= p1) break;
     const int64_t i0 = sparse_row_at(a->w, (p0 > start ? p0 : start) - start, span);
     const int64_t i1 = sparse_row_at(a->w, (p1 < start + span ? p1 : start + span) - start, span);
@@ -615,9 +617,10 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
     a.tile = few;
     a.mr = (int)M;
   }
-  /* Items split the row tiles' work (sparse_items): a thread writes the rows the next op reads on its core. With a short
-   * last tile, < 4 tiles a thread and >= 1 MiB of weights, chunks of block rows for every tile instead (hidden 768 at
-   * 50%, 2 threads, 17 tokens of 16x1: 1.14-1.20x, by tile 1.07x; hidden 384 at 10%: 0.8x). 4 items a pool chunk. */
+  /* Items split the row tiles' work (sparse_items): a thread writes the rows the next op reads on its core. With a
+   * short last tile, < 4 tiles a thread and >= 1 MiB of weights, chunks of block rows for every tile instead (hidden
+   * 768 at 50%, 2 threads, 17 tokens of 16x1: 1.14-1.20x, by tile 1.07x; hidden 384 at 10%: 0.8x). 4 items a pool
+   * chunk. */
   const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
   const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
   const int64_t weight_bytes = (int64_t)w->offsets[w->block_rows] * w->r * w->c * (int64_t)sizeof(float);
