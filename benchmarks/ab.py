@@ -10,6 +10,7 @@ median p50 before and after, at 1 / 2 threads, and the speed-up.
 
     .venv/bin/python benchmarks/ab.py --before HEAD~1 --patterns 16x1,1x4 --lengths 16,24,32,64
     .venv/bin/python benchmarks/ab.py --before main --patterns dense --hidden 384 --layers 4
+    .venv/bin/python benchmarks/ab.py --before HEAD~1 --dtype int8 --patterns 16x1@0.2,8x1@0.1 --lengths 1,40,161
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def compile_encoder(spec: str, layers: int, hidden: int, max_seq: int, out: Path) -> None:
-    """The encoder with ``spec`` (or "dense"), compiled by the bertc on sys.path: the checkout that runs this."""
+def compile_encoder(spec: str, layers: int, hidden: int, max_seq: int, out: Path, dtype: str = "fp32") -> None:
+    """The encoder with ``spec`` (or "dense"), compiled by the bertc on sys.path (the checkout that runs this) at
+    ``dtype``."""
     import torch
     import transformers as T
 
@@ -38,7 +40,7 @@ def compile_encoder(spec: str, layers: int, hidden: int, max_seq: int, out: Path
     torch.manual_seed(0)
     prune = None if spec == "dense" else spec
     bertc.compile(T.BertModel(config).eval(), max_seq_len=max_seq, prune=prune, force_sparse=prune is not None,
-                  out=out)
+                  out=out, dtype=dtype)
 
 
 def spec_of(pattern: str) -> str:
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--hidden", type=int, default=768, help="a multiple of 64 (heads of 64, FFN 4x)")
+    p.add_argument("--dtype", choices=("fp32", "int8"), default="fp32", help="the GEMMs' weights (int8: --dtype int8)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--runs", type=int, default=10, help="bertc_run's runs per timing")
     p.add_argument("--save", type=Path, help="write the timings here as JSON")
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.hidden % 64:
         p.error(f"--hidden {args.hidden} is not a multiple of 64: the encoder's heads are 64 wide")
     if args.compile:
-        compile_encoder(args.compile[0], args.layers, args.hidden, max(lengths), Path(args.compile[1]))
+        compile_encoder(args.compile[0], args.layers, args.hidden, max(lengths), Path(args.compile[1]), args.dtype)
         return 0
 
     from sparse import timed_round_robin  # benchmarks/sparse.py
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     out = work / f"{pattern.replace(':', 'of').replace('@', '_')}-{name}.bertc"
                     print(f"compiling {spec_of(pattern)} with the {name} checkout", file=sys.stderr)
                     subprocess.run([sys.executable, __file__, "--before", args.before, "--lengths", args.lengths,
-                                    "--layers", str(args.layers), "--hidden", str(args.hidden),
+                                    "--layers", str(args.layers), "--hidden", str(args.hidden), "--dtype", args.dtype,
                                     "--compile", spec_of(pattern), str(out)],
                                    check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
                     arts[pattern, name] = out
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     threads = args.threads.split(",")
-    print(f"\n### {args.layers} layers of {args.hidden}, before ({args.before}) and after, ms at "
+    dtype = " (int8)" if args.dtype == "int8" else ""
+    print(f"\n### {args.layers} layers of {args.hidden}{dtype}, before ({args.before}) and after, ms at "
           f"{' / '.join(threads)} threads ({platform.processor() or platform.machine()})\n")
     print("| pattern | tokens | before | after | speed-up |\n|---|---:|---:|---:|---:|")
     for pattern in args.patterns.split(","):
@@ -104,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                                                              for k in ("before", "after"))
                   + " | " + " / ".join(f"{c['before'] / c['after']:.2f}x" for c in cells) + " |")
     if args.save:
-        args.save.write_text(json.dumps({"before": args.before, "machine": platform.processor(), "timings": res},
-                                        indent=1) + "\n")
+        args.save.write_text(json.dumps({"before": args.before, "dtype": args.dtype, "machine": platform.processor(),
+                                         "timings": res}, indent=1) + "\n")
     return 0
 
 

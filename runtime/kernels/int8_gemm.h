@@ -144,10 +144,10 @@ static inline void q8_linear_rows(bertc_pool *p, q8_rows_args *a) {
 }
 
 /* ---- block-sparse int8 (bertc_linear_sparse_i8) --------------------------------------------------------------
- * The same two passes: x quantized by q8_quantize_rows (rows Kq apart, whatever the ISA), then work items of
- * (row tile, chunk of block rows), a tile Q8S_MR rows (an ISA may take Q8S_MR_WIDE: q8s_args.mr). An implementation
- * gives the int32 sums of a tile's rows over one block row (q8s_sums_ref, or its ISA's vectors); q8s_items turns them
- * into y with q8_dot_row's fma. r <= Q8S_R_MAX. */
+ * The same two passes: x quantized by q8_quantize_rows (rows Kq apart, whatever the ISA), then work items of row
+ * tiles' block rows (q8_sparse_items), a tile Q8S_MR rows (an ISA may take Q8S_MR_WIDE: q8s_args.mr). An
+ * implementation gives the int32 sums of a tile's rows over one block row (q8s_sums_ref, or its ISA's vectors);
+ * q8s_items turns them into y with q8_dot_row's fma. r <= Q8S_R_MAX. */
 #define Q8S_MR 4
 #define Q8S_MR_WIDE 16 /* the work buffer holds M rounded up to 16 rows */
 #define Q8S_R_MAX 16
@@ -195,9 +195,13 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
   const float *scales = q8_scales(a->work, a->M, a->K);
   const int32_t *zps = q8_zps(a->work, a->M, a->K);
   int32_t acc[Q8S_MR_WIDE * Q8S_R_MAX];
-  for (int64_t t = lo; t < hi; t++) {
-    const int64_t m0 = t / a->chunks * a->mr, rows = a->M - m0 < a->mr ? a->M - m0 : a->mr, g = t % a->chunks;
-    const int64_t i0 = w->block_rows * g / a->chunks, i1 = w->block_rows * (g + 1) / a->chunks;
+  /* on the tiles axis times `chunks`: item k spans [k, k + 1) * tiles, tile t [t, t + 1) * chunks */
+  const int64_t tiles = (a->M + a->mr - 1) / a->mr, n = a->chunks, p0 = lo * tiles, p1 = hi * tiles;
+  for (int64_t t = p0 / n; t < tiles && t * n < p1; t++) {
+    const int64_t m0 = t * a->mr, rows = a->M - m0 < a->mr ? a->M - m0 : a->mr;
+    const int64_t i0 = sparse_row_at(w->offsets, w->block_rows, p0 > t * n ? p0 - t * n : 0, n);
+    const int64_t i1 = sparse_row_at(w->offsets, w->block_rows, p1 < (t + 1) * n ? p1 - t * n : n, n);
+    if (i0 >= i1) continue;
     const int8_t *q = q8_rows(a->work) + m0 * Kq;
     const void *tile = a->prep ? a->prep(a, q, scratch) : q;
     for (int64_t i = i0; i < i1; i++) {
@@ -249,13 +253,17 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
 #define Q8S_SUMS_FOR(w) \
   ((w)->c != 1 || (w)->group == 4 ? q8s_sums_ref : (w)->r == 16 ? q8s_sums_16 : (w)->r == 8 ? q8s_sums_8 : (w)->r == 4 ? q8s_sums_4 : q8s_sums_ref)
 
-/* The second pass over x's quantized rows (q - 128, Kq apart, in a->work): tiles x chunks, whole row tiles while
- * there are at least 4 per thread, else block rows split too (a few tokens). */
+/* The second pass over x's quantized rows (q - 128, Kq apart, in a->work): `chunks` items, each an equal share of
+ * the tiles' block rows laid end to end (weighed by sparse_row_at; a short last tile sums all its mr rows, so it
+ * weighs as a full one), 4 a pool chunk, so the pool's equal ranges of items are equal work. Before, whole tiles
+ * while there were 4 a thread (161 tokens in 16-row tiles, 2 threads: 6 tiles' work and 4 tiles and a row), and
+ * else a tile's chunks of block rows, cut by rows, not blocks. */
 static inline void q8_sparse_items(bertc_pool *p, q8s_args *a) {
-  const int64_t tiles = (a->M + a->mr - 1) / a->mr, want = 4 * (int64_t)bertc_pool_threads(p);
-  a->chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
-  if (a->chunks > a->w->block_rows) a->chunks = a->w->block_rows > 0 ? a->w->block_rows : 1;
-  bertc_parallel_rows(p, tiles * a->chunks, q8s_items, a);
+  const int64_t tiles = (a->M + a->mr - 1) / a->mr, threads = bertc_pool_threads(p);
+  const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
+  a->chunks = want < a->w->block_rows * tiles ? want : a->w->block_rows * tiles;
+  if (a->chunks < 1) a->chunks = 1;
+  bertc_parallel_rows(p, a->chunks, q8s_items, a);
 }
 
 /* Both passes, x quantized row by row here (an ISA with a vector quantizer runs its own, then q8_sparse_items). */

@@ -112,6 +112,19 @@ typedef struct {
 } bertc_block_sparse_i8;
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work);
+/* First block row at share num / den of the block rows' cost (its blocks plus one, for its stores and epilogue), of
+ * either kind's ``offsets``: how the sparse GEMMs cut their block rows into a thread's share. */
+static inline int64_t sparse_row_at(const int32_t *offsets, int64_t block_rows, int64_t num, int64_t den) {
+  if (num >= den) return block_rows;
+  const int64_t target = ((int64_t)offsets[block_rows] + block_rows) * num;
+  int64_t lo = 0, hi = block_rows; /* smallest i with (offsets[i] + i) * den >= target */
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (((int64_t)offsets[mid] + mid) * den >= target) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
 
 /* Per-thread scratch the pool hands to every row function, in floats. emit-c sizes it as the
  * maximum over the program's ops of these bounds; kernels may use up to this much. */

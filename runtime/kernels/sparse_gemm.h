@@ -547,19 +547,6 @@ static sparse_tile_fn sparse_few_for(int64_t r, int64_t c, int64_t M, int mr, in
   return few[which][M - 1];
 }
 
-/* First block row at share num / den of the block rows' cost (its blocks plus one, for its stores and epilogue). */
-static int64_t sparse_row_at(const bertc_block_sparse *w, int64_t num, int64_t den) {
-  if (num >= den) return w->block_rows;
-  const int64_t target = ((int64_t)w->offsets[w->block_rows] + w->block_rows) * num;
-  int64_t lo = 0, hi = w->block_rows; /* smallest i with (offsets[i] + i) * den >= target */
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (((int64_t)w->offsets[mid] + mid) * den >= target) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
-}
-
 /* A row tile's share of the work where items split the tiles (by_tiles): the rows its tile function computes (a short
  * tile runs a quarter, half or three quarters of the registers: sparse_tile_rows, sparse_tile_cols), plus half a full
  * tile's rows for what a tile costs whatever its rows (a block's index and weights read, once per tile): a 16-row tail
@@ -587,8 +574,10 @@ static int64_t sparse_tile_weight(const sparse_args *a, int64_t rows) {
  * packed once. Else each item is a chunk of block rows for every tile. */
 static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
   const sparse_args *a = raw;
+  const int32_t *offsets = a->w->offsets;
+  const int64_t br = a->w->block_rows;
   if (!a->by_tiles) {
-    const int64_t i0 = sparse_row_at(a->w, lo, a->chunks), i1 = sparse_row_at(a->w, hi, a->chunks);
+    const int64_t i0 = sparse_row_at(offsets, br, lo, a->chunks), i1 = sparse_row_at(offsets, br, hi, a->chunks);
     for (int64_t m0 = 0; m0 < a->M && i0 < i1; m0 += a->mr)
       a->tile(a, scratch, m0, a->M - m0 < a->mr ? a->M - m0 : a->mr, i0, i1);
     return;
@@ -600,8 +589,8 @@ static void sparse_items(void *raw, int64_t lo, int64_t hi, float *scratch) {
     const int64_t start = j * full * a->chunks;
     const int64_t span = (j == a->tiles - 1 ? sparse_tile_weight(a, rows) : full) * a->chunks;
     if (start >= p1) break;
-    const int64_t i0 = sparse_row_at(a->w, (p0 > start ? p0 : start) - start, span);
-    const int64_t i1 = sparse_row_at(a->w, (p1 < start + span ? p1 : start + span) - start, span);
+    const int64_t i0 = sparse_row_at(offsets, br, (p0 > start ? p0 : start) - start, span);
+    const int64_t i1 = sparse_row_at(offsets, br, (p1 < start + span ? p1 : start + span) - start, span);
     if (i0 < i1) a->tile(a, scratch, j * a->mr, rows, i0, i1);
   }
 }

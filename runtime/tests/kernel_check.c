@@ -566,6 +566,7 @@ static int check_linear_sparse_i8(bertc_pool *p) {
     check_sparse_i8_case(p, &r, &vs_dense, 16, 0.25, 128, 1536, 384, BERTC_ACT_NONE, group, qmax);
     check_sparse_i8_case(p, &r, &vs_dense, 8, 0.5, 37, 384, 1536, BERTC_ACT_GELU, group, qmax);
     check_sparse_i8_case(p, &r, &vs_dense, 4, 0.3, 3, 1152, 384, BERTC_ACT_NONE, group, qmax);
+    check_sparse_i8_case(p, &r, &vs_dense, 16, 0.2, 161, 512, 256, BERTC_ACT_NONE, group, qmax); /* a 1-row tail tile */
   }
   const int failed = report(&r, "bertc_linear_sparse_i8");
   return failed | report(&vs_dense, "bertc_linear_sparse_i8");
