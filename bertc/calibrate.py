@@ -600,6 +600,17 @@ def off_fit(records: list[dict[str, Any]], base: dict[str, Any], target: str, cp
     return [i for e, i in sorted(((e, i) for i, e in enumerate(best[1])), reverse=True) if e > OFF_FIT]
 
 
+def retimed(slow: list[int], before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """What timing again the grid's points off its first fit (``slow``, off_fit) did: how many there were, were
+    timed again (settle's budget allowing), and now count a timing over 10% faster (``before`` and ``after``: the
+    grid's records), with the labels of those."""
+    again = [i for i in slow if after[i]["passes"] > before[i]["passes"]]
+    faster = [i for i in again if point_ms(after[i]) < 0.9 * point_ms(before[i])]
+    return {"points": len(slow), "timed_again": len(again), "faster": len(faster), "line": OFF_FIT,
+            "faster_points": [f"{_label(r['config'], r['prune'], r.get('dtype', 'fp32'))} S{r['seq']} T{r['threads']}"
+                              for r in (after[i] for i in faster)]}
+
+
 def _cached(ops: list, cache: WeightCache | None, floor: int = MIN_TILE_ROWS, threads: int = 1) -> list:
     """Copies of ``ops`` (priced with all weights cached, at MIN_TILE_ROWS) with ``cache``'s share of their weights
     from memory (and in the L2s of ``threads`` cores) and dense fp32 tiles of ``floor`` rows at least."""
@@ -905,13 +916,15 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
             sets.append((len(checks), check_points(checks, paths[len(models):], device, runs, bar)))
         timed = interleaved(sets, bar)
         priced: dict[tuple, list] = {}  # the grid's ops by model and length, for off_fit and fit_profile
+        off = None
         if records is None:
-            slow = off_fit(grid_records(models, points, timed[0]), base.data, target, cpu, priced)
+            first = grid_records(models, points, timed[0])
+            slow = off_fit(first, base.data, target, cpu, priced)
             settle(timed[0], sets[0][1], bar, disagree=False, budget_s=GRID_SETTLE_S, also=slow)
+            records = grid_records(models, points, timed[0])
+            off = retimed(slow, first, records) if slow else None
         if checks:
             settle(timed[-1], sets[-1][1], bar)
-        if records is None:
-            records = grid_records(models, points, timed[0])
         with host_cpu_as(cpu["features"]) if foreign else contextlib.nullcontext():
             data = fit_profile(base.data, records, target, cpu, priced)
             profile = Profile(data["name"], data)
@@ -933,6 +946,7 @@ def calibrate(target: str = "host", device: str | None = None, threads: list[int
                        "caches": f"read from the device: {describe(cpu)}" if cpu else data.get("sources", {}).get("caches")}
     handoff = handoffs(records, rows)
     data["quality"] = {**report(rows, moved), "grid_repeatability": repeatability(records), "holdout_seed": seed,
+                       **({"grid_off_fit": off} if off else {}),
                        **({"grid_placed_otherwise": o} if (o := otherwise_counts(records)) else {}),
                        **({"handoff_us": handoff} if handoff else {}),
                        **({"holdout_limits": holdout_limits} if holdout_limits else {}),
@@ -1245,7 +1259,12 @@ def format_quality(q: dict[str, Any]) -> str:
         again = grid.get("timed_again")
         lines.append(f"timing noise of the grid's {grid['configs']} points: the {PASSES} passes of {grid['within_10pct']:.0%} "
                      f"agreed within 10% (median spread {grid['median_spread']:.1%}); each counts at its fastest near" + (
-                         f", {again} timed again for a timing with the vCPUs near" if again else ""))
+                         f", {again} timed again (placed otherwise, or far over a first fit)" if again else ""))
+    off = q.get("grid_off_fit")
+    if off:
+        lines.append(f"grid points timed over {off['line']:.0%} above a first fit of the grid: {off['points']}, "
+                     f"{off['timed_again']} timed again, {off['faster']} of them over 10% faster (that timing counts)"
+                     + (f": {', '.join(off['faster_points'])}" if off["faster_points"] else ""))
     for key, name in (("grid_placed_otherwise", "grid points"), ("placed_otherwise", "held-out configurations")):
         if q.get(key, {}).get("otherwise"):
             lines.append(f"vCPUs placed otherwise: {q[key]['otherwise']} of the {q[key]['of']} {name} at more than one "

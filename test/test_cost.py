@@ -866,7 +866,7 @@ def test_grid_points_timed_far_over_a_first_fit_are_the_ones_timed_again():
     """calibrate.off_fit: a grid point timed more than OFF_FIT over a first fit of the whole grid (a shared machine
     slowed one model in both its passes) is timed once more, the farthest first; as measured, the built-in profile's
     grid has few such points, and the one made 1.8x slower leads them."""
-    from bertc.calibrate import OFF_FIT, off_fit
+    from bertc.calibrate import OFF_FIT, bert_config, off_fit, retimed
     from bertc.cost import PROFILES_DIR
 
     meas = json.loads((PROFILES_DIR / "host-avx512.measurements.json").read_text())
@@ -879,6 +879,15 @@ def test_grid_points_timed_far_over_a_first_fit_are_the_ones_timed_again():
                              if f in records[k]}, "ops": [[n, ms * 1.8] for n, ms in records[k]["ops"]]}
     flagged = off_fit(records[:k] + [slow] + records[k + 1:], base, "host", meas["cpu"], {})
     assert flagged[0] == k and 1.8 - 1 > OFF_FIT
+    # the report: how many were off, timed again (settle's budget allowing), and now count a faster timing
+    def rec(ms, passes):
+        return {"config": bert_config(1, 128, 2, 256), "prune": None, "seq": 8, "threads": 1, "p50_ms": ms,
+                "passes": passes}
+
+    off = retimed([0, 1, 2], [rec(2.0, 2), rec(1.0, 2), rec(3.0, 2)], [rec(1.2, 3), rec(0.95, 3), rec(3.0, 2)])
+    assert off == {"points": 3, "timed_again": 2, "faster": 1, "line": OFF_FIT, "faster_points": ["L1 H128 A2 F256 S8 T1"]}
+    text = format_quality({**report(_rows([(2, False, 4, 0.0)])), "grid_off_fit": off})
+    assert f"grid points timed over {OFF_FIT:.0%} above a first fit of the grid: 3, 2 timed again, 1 of them" in text
 
 
 def test_a_refit_of_another_cpus_measurements_prices_them_with_its_kernels(tmp_path):

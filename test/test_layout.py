@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # bertc 8250 -> 8280, test 6870 -> 6880: cost model 11, a sparse GEMM's split priced by its busiest thread, its test
 # runtime 10020 -> 10045: the sparse GEMM's items equal shares of its row tiles' work, a short tile weighed as it runs
 # runtime 10045 -> 10060: the int8 block-sparse GEMM's items equal shares of its tiles' block rows as the fp32 one's
-# bertc 8280 -> 8310: calibrate retimes the grid's points far over a first fit (off_fit)
-BUDGETS = {"bertc": 8310, "dialects": 750, "passes": 4850, "runtime": 10060, "test": 6880, "benchmarks": 2650,
+# bertc 8280 -> 8320, test 6880 -> 6890: calibrate retimes the grid's points far over a first fit (off_fit), reports it
+BUDGETS = {"bertc": 8320, "dialects": 750, "passes": 4850, "runtime": 10060, "test": 6890, "benchmarks": 2650,
            "search": 2850}
 
 
