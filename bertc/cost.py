@@ -147,10 +147,11 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 # GEMM's weights in the run's L2 caches apart (weights_l2), where calibrate finds them faster (WeightCache.l2); 10: the
 # heads x86's attention packs again in a parallel call's chunks (priced_as: values); 11: a fp32 block-sparse GEMM's
 # split over threads by the busiest one's share of its row tiles; 12: that split even again, the runtime's items being
-# equal shares of the tiles' work (runtime/kernels/sparse_gemm.h sparse_items), and 11's pricing of it gone. A profile
+# equal shares of the tiles' work (runtime/kernels/sparse_gemm.h sparse_items), and 11's pricing of it gone; 13: the
+# L2s' share of the weights at more than one thread falling from 0.8 to 1.5 of their bytes (L2_LINES). A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 12
+COST_MODEL = 13
 
 
 # runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
@@ -268,12 +269,13 @@ class WeightCache:
 
     def l2_share(self, weight_bytes: float, threads: int = 1) -> float:
         """The share of the weights that stays in the L2s of a run's ``threads`` cores (each holds the part of a GEMM
-        it computes): all of them up to the L2s' bytes, none from twice that, in between a straight line (on the
-        Xeon 2.2 MB of weights at 1 thread ran a 1-token GEMM at 12.4 G weights/s, halfway)."""
+        it computes): all of them up to L2_LINES[0] times the L2s' bytes, none from L2_LINES[1] times, in between a
+        straight line (on the Xeon 2.2 MB of weights at 1 thread ran a 1-token GEMM at 12.4 G weights/s, halfway)."""
         if not self.l2 or weight_bytes <= 0:
             return 0.0
+        lo, hi = L2_LINES[threads > 1]
         x = weight_bytes / (self.l2 * threads)
-        return 1.0 if x <= 1.0 else max(0.0, 2.0 - x)
+        return 1.0 if x <= lo else max(0.0, (hi - x) / (hi - lo))
 
     def dram_share(self, weight_bytes: float) -> float:
         """The share of the weights that each run streams from memory."""
@@ -291,6 +293,16 @@ class WeightCache:
         mib = self.bytes / 2**20
         return (f"all of them cached up to {mib:g} MiB, none beyond" if self.all_or_nothing else
                 f"the share beyond {mib:g} MiB streamed from memory")
+
+
+# Where the L2s' share of a model's weights (WeightCache.l2_share) starts to fall and where it is gone, in the run's
+# cores' L2 bytes: on one core from 1 to 2, on more from 0.8 to 1.5 (cost model 13). On the Xeon 2 layers of 512 in
+# int8 (5 MB, 1.2 of the 2 cores' L2s) ran each 1-token GEMM at 2 threads in half its 1-thread time, as GEMMs whose
+# weights stream from the L3, where the line from 1 to 2 held 81% of them in the L2s: it was priced 10-19% under in
+# every Xeon calibration. The line, scored by refitting the eight Xeon calibrations' measurements and predicting
+# their held-out sets: 79.6% within 10% on average from 1 to 2, 82.3% from 1 to 1.5, 82.5% from 0.6 to 1.5, 83.0%
+# from 0.8 to 1.5 (no set lower than from 1 to 2), 82.1% from 0.8 to 1.8; on one core too from 0.8 to 2, 82.1%.
+L2_LINES = {False: (1.0, 2.0), True: (0.8, 1.5)}
 
 
 @dataclass

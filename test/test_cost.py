@@ -1198,12 +1198,14 @@ def test_calibrate_prices_a_cores_l2_apart_where_the_grid_shows_it_faster():
     its L3, and on the Zen EPYCs 1.2-1.3x. choose_l2_tier compares the grid's 1-token 1-thread dense runs: on runs
     made by a model whose L2 streams ten times faster it takes the tier, and the fit that prices the tier predicts
     the smallest model's runs where the one without it does not; on runs made with one rate it keeps none. The
-    share the L2s hold: all up to a run's cores' L2s, none from twice that."""
+    share the L2s hold: on one core all up to its L2, none from twice that; on more, all up to 0.8 of their L2s, none
+    from 1.5 (cost.L2_LINES)."""
     from bertc.calibrate import L2_TIER_SPEEDUP, _cached, _fit, _run_ms, _samples, choose_l2_tier
     from bertc.cost import WeightCache
 
-    assert [WeightCache(1 << 30, l2=100).l2_share(w, t) for w, t in ((100, 1), (150, 1), (200, 1), (300, 2))] == [
-        1.0, 0.5, 0.0, 0.5] and WeightCache(1 << 30).l2_share(10) == 0.0
+    assert [WeightCache(1 << 30, l2=100).l2_share(w, t) for w, t in ((100, 1), (150, 1), (200, 1), (160, 2),
+                                                                      (230, 2), (300, 2))] == pytest.approx(
+        [1.0, 0.5, 0.0, 1.0, 0.5, 0.0]) and WeightCache(1 << 30).l2_share(10) == 0.0  # 2 cores: 0.8 to 1.5 L2s
     l2, llc = 1 << 20, 64 << 20
     weight_bound = {"flops": 2e-9, "dispatch": 1e-5}  # a 1-token GEMM streams its weights, as measured
     runs = _synthetic_runs(llc, True, l2, weights_l2=1e-8, **weight_bound)
