@@ -79,11 +79,14 @@ def _export_module(module: torch.nn.Module, example: tuple, max_seq_len: int | N
     Tracing may guard on a length only to reason about strides: MobileBERT's trigram pads ``emb[:, 1:]``,
     of length L - 1, whose contiguity check asks whether L - 1 == 1, and torch.export refuses a range that
     the guard cuts (L != 2). The graph is the same at every length, so such a program is exported for
-    lengths 3..N and runs at 1 and 2 as well (test_dynamic.py compares those lengths with PyTorch)."""
+    lengths 3..N and runs at 1 and 2 as well (test_dynamic.py compares those lengths with PyTorch).
+    The range reaches 3 at least: traced for lengths up to 2, transformers' BERT built its mask through a bool
+    conversion and index arithmetic bertc does not lower (``--max-seq-len 2`` failed in raise-torch); the program is
+    the same at every length, and the compiled bound stays ``max_seq_len``."""
     if max_seq_len is None:
         return torch.export.export(module, example, strict=False)
     def export(shortest: int) -> torch.export.ExportedProgram:
-        seq = torch.export.Dim("seq", min=shortest, max=max_seq_len)
+        seq = torch.export.Dim("seq", min=shortest, max=max(max_seq_len, 3))
         return torch.export.export(module, example, dynamic_shapes=tuple({1: seq} for _ in example), strict=False)
 
     try:

@@ -166,6 +166,18 @@ def test_bench_prices_each_length(bert_dynamic, capsys):
     assert f"every length must be in 1..{BOUND}" in capsys.readouterr().err
 
 
+def test_a_bound_of_two_tokens_compiles_and_runs_both_lengths(tmp_path):
+    """--max-seq-len 2: traced for lengths up to 2, BERT's mask took a path raise-torch does not lower; exported for
+    up to 3 it is the same program, bounded at 2."""
+    model = tiny_model("bert")
+    compiled = bertc.compile(model, target="host", max_seq_len=2, out=tmp_path / "two.bertc").load()
+    for length in (1, 2):
+        ids, mask, types = random_inputs(1, length, 120, seed=length)
+        assert max_error(compiled(ids, mask, types), reference(model, ids, mask, types), mask) <= TOL
+    with pytest.raises(BertcError, match=r"sequence length 3 is outside 1..2"):
+        compiled(np.full((1, 3), 5, np.int64))
+
+
 def test_roberta_positions_from_the_ids_at_a_run_length(tmp_path):
     model = tiny_model("roberta", "sdpa")
     compiled = bertc.compile(model, target="host", seq_len=8, max_seq_len=32, out=tmp_path / "r.bertc").load()

@@ -57,7 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # runtime 10045 -> 10060: the int8 block-sparse GEMM's items equal shares of its tiles' block rows as the fp32 one's
 # bertc 8280 -> 8320, test 6880 -> 6890: calibrate retimes the grid's points far over a first fit (off_fit), reports it
 # bertc 8320 -> 8335: cost model 13, the L2s' share of the weights at more than one thread on a line of its own
-BUDGETS = {"bertc": 8335, "dialects": 750, "passes": 4850, "runtime": 10060, "test": 6890, "benchmarks": 2650,
+# test 6890 -> 6905: --max-seq-len 2 compiles (exported for up to 3 tokens), its test
+BUDGETS = {"bertc": 8335, "dialects": 750, "passes": 4850, "runtime": 10060, "test": 6905, "benchmarks": 2650,
            "search": 2850}
 
 
