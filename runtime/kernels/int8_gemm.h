@@ -259,10 +259,7 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
  * while there were 4 a thread (161 tokens in 16-row tiles, 2 threads: 6 tiles' work and 4 tiles and a row), and
  * else a tile's chunks of block rows, cut by rows, not blocks. */
 static inline void q8_sparse_items(bertc_pool *p, q8s_args *a) {
-  const int64_t tiles = (a->M + a->mr - 1) / a->mr, threads = bertc_pool_threads(p);
-  const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
-  a->chunks = want < a->w->block_rows * tiles ? want : a->w->block_rows * tiles;
-  if (a->chunks < 1) a->chunks = 1;
+  a->chunks = sparse_item_count(p, a->w->block_rows * ((a->M + a->mr - 1) / a->mr));
   bertc_parallel_rows(p, a->chunks, q8s_items, a);
 }
 

@@ -112,6 +112,13 @@ typedef struct {
 } bertc_block_sparse_i8;
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work);
+/* How many work items a sparse GEMM of ``units`` (block rows, times the row tiles where items split those) cuts for
+ * the pool: 4 a pool chunk at more than one thread, as many as there are units at most; one on one thread. */
+static inline int64_t sparse_item_count(bertc_pool *p, int64_t units) {
+  const int64_t threads = bertc_pool_threads(p);
+  const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
+  return want < units ? want : units > 1 ? units : 1;
+}
 /* First block row at share num / den of the block rows' cost (its blocks plus one, for its stores and epilogue), of
  * either kind's ``offsets``: how the sparse GEMMs cut their block rows into a thread's share. */
 static inline int64_t sparse_row_at(const int32_t *offsets, int64_t block_rows, int64_t num, int64_t den) {

@@ -611,11 +611,9 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
    * 768 at 50%, 2 threads, 17 tokens of 16x1: 1.14-1.20x, by tile 1.07x; hidden 384 at 10%: 0.8x). 4 items a pool
    * chunk. */
   const int64_t tiles = (M + a.mr - 1) / a.mr, threads = bertc_pool_threads(p);
-  const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
   const int64_t weight_bytes = (int64_t)w->offsets[w->block_rows] * w->r * w->c * (int64_t)sizeof(float);
   a.by_tiles = threads > 1 && tiles > 0 && (M % a.mr == 0 || tiles >= 4 * threads || weight_bytes < (1 << 20));
-  a.chunks = want < w->block_rows * (a.by_tiles ? tiles : 1) ? want : w->block_rows * (a.by_tiles ? tiles : 1);
-  if (a.chunks < 1) a.chunks = 1;
+  a.chunks = sparse_item_count(p, w->block_rows * (a.by_tiles ? tiles : 1));
   if (a.by_tiles) {
     a.tiles = tiles;
     a.last_rows = M - (tiles - 1) * a.mr;
