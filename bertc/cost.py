@@ -148,10 +148,11 @@ ROOFLINE_AS = {"linear_i8": ("linear", 2.0), "linear_sparse_i8": ("linear_sparse
 # heads x86's attention packs again in a parallel call's chunks (priced_as: values); 11: a fp32 block-sparse GEMM's
 # split over threads by the busiest one's share of its row tiles; 12: that split even again, the runtime's items being
 # equal shares of the tiles' work (runtime/kernels/sparse_gemm.h sparse_items), and 11's pricing of it gone; 13: the
-# L2s' share of the weights at more than one thread falling from 0.8 to 1.5 of their bytes (L2_LINES). A profile
+# L2s' share of the weights at more than one thread falling from 0.8 to 1.5 of their bytes (L2_LINES); 14: an int8
+# GEMM's quantizing of x in a parallel call of its own only from QUANTIZE_SPLIT elements (parallel_calls). A profile
 # fitted for another version has coefficients for other features: bertc calibrate --refit fits it again from its
 # measurements.
-COST_MODEL = 13
+COST_MODEL = 14
 
 
 # runtime/src/pool.h's lines (test_cost checks them against it): a call of less work runs on the calling thread
@@ -205,10 +206,11 @@ def priced_as(op: OpCost, threads: int) -> tuple[int, dict[str, float]]:
     return 1, op.features
 
 
-# The thread pool's calls an op makes where it runs split: an int8 GEMM quantizes its rows of x in a call of its own
-# before the GEMM's (runtime/kernels int8_gemm.h, q8_quantize_*); the kernels that take no pool (kernels.h: copies,
-# casts, masks, index tables) none; every other kernel one
-POOL_CALLS = {"linear_i8": 2, "linear_sparse_i8": 2}
+# The thread pool's calls an op makes where it runs split: one, and an int8 GEMM's quantizing of its rows of x a call
+# of its own before it from QUANTIZE_SPLIT elements of x (runtime/kernels/int8_gemm.h q8_quantize_pool: below, on the
+# calling thread); the kernels that take no pool (kernels.h: copies, casts, masks, index tables) none
+QUANTIZES = ("linear_i8", "linear_sparse_i8")
+QUANTIZE_SPLIT = SERIAL_LINES["BERTC_SERIAL_ELEMENTS"]
 UNPOOLED = {"bertc_cast", "bertc_mask_bias", "bertc_position_ids", "bertc_pow", "bertc_relative_bias",
             "bertc_relative_gather", "bertc_slice", "bertc_token_dropout", "bertc_transpose", "bertc_trigram"}
 
@@ -219,7 +221,7 @@ def parallel_calls(op: OpCost, threads: int) -> int:
     on one thread, where it is too small to split (op_threads), or where its kernel takes no pool."""
     if threads == 1 or op.kernel in UNPOOLED or op_threads(op, threads) == 1:
         return 0
-    return POOL_CALLS.get(op.kind, 1)
+    return 2 if op.kind in QUANTIZES and op.x_elements >= QUANTIZE_SPLIT else 1
 
 
 def fitted_cost(coef: list[float], kind: str, features: dict[str, float]) -> float:
@@ -319,6 +321,7 @@ class OpCost:
     weight_bytes: int = 0  # the GEMM weights it reads, as stored (all of them cached: see module_ops)
     tile: tuple | None = None  # a dense fp32 GEMM's tile_features arguments (m, mr, isa, panel weights, weights)
     packs: tuple | None = None  # x86 blocked attention's (batch x heads, query blocks, chunks a thread, a head's values)
+    x_elements: int = 0  # a GEMM's x, M x K (an int8 one quantizes it: parallel_calls)
 
     @property
     def gflops(self) -> float:
@@ -421,7 +424,8 @@ def op_features(op, index: int, target) -> OpCost | None:
             return OpCost(index, label, f"{traits.kernel}_sparse" + ("_i8" if i8 else ""),
                           "linear_sparse" + ("_i8" if i8 else ""), f,
                           2.0 * m * kept, 4.0 * (m * k + m * n + blocks) + kept * (1 if i8 else 4), detail=f"{act}, {sp['pattern']} "
-                          f"sparse{' int8' if i8 else ''} {sp['density']:.0%}", weight_bytes=int(stored * sp["density"]))
+                          f"sparse{' int8' if i8 else ''} {sp['density']:.0%}", weight_bytes=int(stored * sp["density"]),
+                          x_elements=m * k)
         if weight_dtype(op) == "i8":
             # x86's int8 tile has an instance per row count (q8_tile_any) and spends its instructions per row, so a
             # 1-row GEMM costs a quarter of a 4-row one there (the grid: MiniLM-like 4 x 384 at 1 thread, 0.24 ms at
@@ -432,14 +436,16 @@ def op_features(op, index: int, target) -> OpCost | None:
             f = {"dispatch": 1, "macs": float(mp * np_ * kq), "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
                  **weight_stream("weights", n * k, m)}
             return OpCost(index, label, f"{traits.kernel}_packed_i8", "linear_i8", f, 2.0 * m * n * k,
-                          4.0 * (m * k + m * n) + n * k, detail=f"{act}, int8", weight_bytes=stored)
+                          4.0 * (m * k + m * n) + n * k, detail=f"{act}, int8", weight_bytes=stored,
+                          x_elements=m * k)
         tile = target.tile
         np_ = -(-n // tile.nr) * tile.nr  # whole panels of nr columns
         f = {"dispatch": 1, "outputs": m * n, "gelu_outputs": gelu, "inputs": m * k,
              **tile_features(m, tile.mr, target.isa, np_ * k, n * k, MIN_TILE_ROWS)}
         detail = act + (f", pruned dense {sp['density']:.0%}" if sp else "")
         return OpCost(index, label, f"{traits.kernel}_packed", kind, f, 2.0 * m * n * k, 4.0 * (m * k + n * k + m * n),
-                      detail=detail, weight_bytes=stored, tile=(m, tile.mr, target.isa, np_ * k, n * k))
+                      detail=detail, weight_bytes=stored, tile=(m, tile.mr, target.isa, np_ * k, n * k),
+                      x_elements=m * k)
     if kind == "attention":
         # Q|K|V rows [B,S,3H], or Q|K rows and V's apart (MobileBERT): the same reads, FLOPs and features
         b, s, h = _shape(op.results[0])

@@ -1098,20 +1098,25 @@ def test_an_op_too_small_to_split_runs_and_is_priced_on_one_thread():
 
 def test_each_parallel_call_pays_the_hand_off_of_its_runs_hour():
     """An op split across T > 1 threads pays the hand-off of each of its pool calls (two for an int8 GEMM,
-    which quantizes x in a call of its own; none where the op runs on one thread, or in a 1-thread run). calibrate
+    which quantizes x in a call of its own from QUANTIZE_SPLIT elements of it, below that on the calling thread; none
+    where the op runs on one thread, or in a 1-thread run). calibrate
     takes each record's measured hand-off out of its ops' times before the fit, so runs of the same model timed at
     other hours' hand-offs fit one cost; the profile keeps the grid's median, and a prediction adds the hand-off it is
     given (`bertc estimate --handoff-us`, a held-out run's own) or that one."""
     from bertc.calibrate import _fit, _run_ms, _samples
-    from bertc.cost import SERIAL_BELOW, UNPOOLED, OpCost
+    from bertc.cost import QUANTIZE_SPLIT, SERIAL_BELOW, SERIAL_LINES, UNPOOLED, OpCost
     from bertc.toolchain import RUNTIME
 
     below = SERIAL_BELOW["bertc_layer_norm"]
     ops = [OpCost(0, "bertc.layer_norm [1, 4, 8]", "bertc_layer_norm", "layer_norm", {"dispatch": 1, "elements": e},
                   8.0 * e, 8.0 * e) for e in (below, 2 * below, 4 * below, below - 1)]
     ops.append(OpCost(4, "bertc.linear [1, 4, 8]", "bertc_linear_packed_i8", "linear_i8", {"dispatch": 1, "macs": 1e6},
-                      2e6, 0.0))
+                      2e6, 0.0, x_elements=QUANTIZE_SPLIT))
     assert [parallel_calls(o, 2) for o in ops] == [1, 1, 1, 0, 2] and {parallel_calls(o, 1) for o in ops} == {0}
+    assert parallel_calls(dataclasses.replace(ops[4], x_elements=QUANTIZE_SPLIT - 1), 2) == 1
+    int8_h = (RUNTIME / "kernels" / "int8_gemm.h").read_text()  # the runtime's line for the quantizing call
+    line = re.search(r"q8_quantize_pool\(.*?\{\s*return bertc_pool_sized\(p, M \* K, (BERTC_SERIAL_\w+)\);", int8_h, re.S)
+    assert line and SERIAL_LINES[line.group(1)] == QUANTIZE_SPLIT
     kernels_h = (RUNTIME / "kernels" / "kernels.h").read_text()  # the kernels that take no pool make no calls
     declared = re.findall(r"^void (bertc_\w+)\(([^)]*)", kernels_h, re.MULTILINE)
     assert UNPOOLED == {k for k, args in declared if "bertc_pool" not in args}

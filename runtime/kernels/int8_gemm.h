@@ -138,8 +138,15 @@ static inline void q8_dot_rows(void *raw, int64_t lo, int64_t hi, float *scratch
   }
 }
 
+/* The pool of the first pass: the calling thread alone below BERTC_SERIAL_ELEMENTS of x, like a norm's, where a
+ * parallel call's hand-off costs more than quantizing the rows (each thread's share of the GEMM reads every row
+ * either way). */
+static inline bertc_pool *q8_quantize_pool(bertc_pool *p, int64_t M, int64_t K) {
+  return bertc_pool_sized(p, M * K, BERTC_SERIAL_ELEMENTS);
+}
+
 static inline void q8_linear_rows(bertc_pool *p, q8_rows_args *a) {
-  bertc_parallel_rows(p, a->M, q8_quantize_rows, a);
+  bertc_parallel_rows(q8_quantize_pool(p, a->M, a->K), a->M, q8_quantize_rows, a);
   bertc_parallel_rows(p, a->M, q8_dot_rows, a);
 }
 
@@ -266,7 +273,7 @@ static inline void q8_sparse_items(bertc_pool *p, q8s_args *a) {
 /* Both passes, x quantized row by row here (an ISA with a vector quantizer runs its own, then q8_sparse_items). */
 static inline void q8_linear_sparse(bertc_pool *p, const float *x, q8s_args *a) {
   q8_rows_args qa = {.x = x, .work = a->work, .M = a->M, .K = a->K};
-  bertc_parallel_rows(p, a->M, q8_quantize_rows, &qa);
+  bertc_parallel_rows(q8_quantize_pool(p, a->M, a->K), a->M, q8_quantize_rows, &qa);
   q8_sparse_items(p, a);
 }
 

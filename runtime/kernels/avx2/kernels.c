@@ -647,7 +647,7 @@ void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *
   }
   qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), q8_zps(work, M, K), M, N, K, q8_kq(K),
                   (N + Q8_NR - 1) / Q8_NR, 0, act, 0};
-  bertc_parallel_rows(p, M, q8_quantize_x, &g);
+  bertc_parallel_rows(q8_quantize_pool(p, M, K), M, q8_quantize_x, &g);
   g.row_block = gemm_row_block(M, g.panels, bertc_pool_threads(p), Q8_MR, bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, q8_items, &g);
 }
@@ -937,7 +937,7 @@ void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_spa
   const int flip = g4 ? 0 : 0x80; /* unsigned bytes for VPMADDUBSW / VPDPBUSD; q - 128 for the pairs and reference */
   qgemm_args g = {.x = x, .rows = q8_rows(work), .scales = q8_scales(work, M, K), .zps = q8_zps(work, M, K),
                   .M = M, .K = K, .Kq = q8_kq(K), .flip = flip};
-  bertc_parallel_rows(p, M, q8_quantize_x, &g);
+  bertc_parallel_rows(q8_quantize_pool(p, M, K), M, q8_quantize_x, &g);
   q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, sums,
                 sums == q8s_sums_ref ? NULL : wide ? wide_prep : q8s_transpose4, flip, wide ? Q8S_MR_WIDE : Q8S_MR};
   q8_sparse_items(p, &a);

@@ -688,7 +688,7 @@ void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bertc_qweight *
   }
   qgemm_args g = {x, bias, residual, w, y, q8_rows(work), q8_scales(work, M, K), q8_zps(work, M, K), M, N, K, q8_kq(K),
                   (N + Q8_NR - 1) / Q8_NR, 0, act, 0};
-  bertc_parallel_rows(p, M, q8_pack_x, &g);
+  bertc_parallel_rows(q8_quantize_pool(p, M, K), M, q8_pack_x, &g);
   g.row_block = q8_row_block(M, g.panels, bertc_pool_threads(p), bertc_pool_tuning(p)->gemm_row_block);
   bertc_parallel_rows(p, (M + g.row_block - 1) / g.row_block * g.panels, cpu_has_i8mm() ? q8_items_mmla : q8_items,
                       &g);
