@@ -1115,7 +1115,8 @@ def test_each_parallel_call_pays_the_hand_off_of_its_runs_hour():
     assert [parallel_calls(o, 2) for o in ops] == [1, 1, 1, 0, 2] and {parallel_calls(o, 1) for o in ops} == {0}
     assert parallel_calls(dataclasses.replace(ops[4], x_elements=QUANTIZE_SPLIT - 1), 2) == 1
     int8_h = (RUNTIME / "kernels" / "int8_gemm.h").read_text()  # the runtime's line for the quantizing call
-    line = re.search(r"q8_quantize_pool\(.*?\{\s*return bertc_pool_sized\(p, M \* K, (BERTC_SERIAL_\w+)\);", int8_h, re.S)
+    line = re.search(r"q8_quantize_pool\(.*?\{\s*return bertc_pool_sized\(p, M \* K, (BERTC_SERIAL_\w+)\);", int8_h,
+                     re.DOTALL)
     assert line and SERIAL_LINES[line.group(1)] == QUANTIZE_SPLIT
     kernels_h = (RUNTIME / "kernels" / "kernels.h").read_text()  # the kernels that take no pool make no calls
     declared = re.findall(r"^void (bertc_\w+)\(([^)]*)", kernels_h, re.MULTILINE)

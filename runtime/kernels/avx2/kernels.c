@@ -939,7 +939,7 @@ void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_spa
                   .M = M, .K = K, .Kq = q8_kq(K), .flip = flip};
   bertc_parallel_rows(q8_quantize_pool(p, M, K), M, q8_quantize_x, &g);
   q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_avx2, sums,
-                sums == q8s_sums_ref ? NULL : wide ? wide_prep : q8s_transpose4, flip, wide ? Q8S_MR_WIDE : Q8S_MR};
+                sums == q8s_sums_ref ? NULL : wide ? wide_prep : q8s_transpose4, flip, wide ? Q8S_MR_WIDE : Q8S_MR, 0};
   q8_sparse_items(p, &a);
 }
 

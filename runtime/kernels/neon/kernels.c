@@ -711,7 +711,7 @@ Q8S_VECTOR_SUMS(8)
 Q8S_VECTOR_SUMS(16)
 void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                             const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act, void *work) {
-  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_neon, Q8S_SUMS_FOR(w), NULL, 0x80, Q8S_MR};
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_epilogue_neon, Q8S_SUMS_FOR(w), NULL, 0x80, Q8S_MR, 0};
   q8_linear_sparse(p, x, &a);
 }
 

@@ -186,7 +186,7 @@ BERTC_WEAK void bertc_linear_packed_i8(bertc_pool *p, const float *x, const bert
 BERTC_WEAK void bertc_linear_sparse_i8(bertc_pool *p, const float *x, const bertc_block_sparse_i8 *w, const float *bias,
                                        const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act,
                                        void *work) {
-  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_ref_epilogue, q8s_sums_ref, NULL, 0x80, Q8S_MR};
+  q8s_args a = {bias, residual, w, y, work, M, N, K, 1, act, q8_ref_epilogue, q8s_sums_ref, NULL, 0x80, Q8S_MR, 0};
   q8_linear_sparse(p, x, &a);
 }
 
