@@ -13,7 +13,6 @@
 #define BERTC_INT8_GEMM_H
 
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -178,7 +177,7 @@ struct q8s_args {
   q8s_prep_fn prep; /* NULL: sums reads the rows as they are */
   int flip;         /* the rows' bytes (q8_offset): 0x80, q - 128; 0, unsigned (x86's VPMADDUBSW sums) */
   int mr;           /* rows per tile: Q8S_MR, or Q8S_MR_WIDE */
-  uint64_t call;    /* this call's number (q8s_calls), which q8s_tile tags a prepared tile with */
+  uint64_t call;    /* this call's number (sparse_call_number), which q8s_tile tags a prepared tile with */
 };
 
 /* block b's weight j (column index[b] + l): kernels.h's layouts, plain or in groups of 4 */
@@ -197,20 +196,13 @@ static inline void q8s_sums_ref(const q8s_args *a, const void *tile, int64_t i, 
         for (int64_t j = 0; j < r; j++) acc[m * r + j] += (int32_t)q[m * Kq + w->index[b] + l] * q8s_value(w, b, l, j);
 }
 
-/* bertc_linear_sparse_i8's calls, numbered from 1 (q8_sparse_items), and the call and row tile whose rows this thread
- * last prepared in its scratch: its next items of the same tile in the same parallel call find them there, as the fp32
- * block kernel's find their packed x (sparse_gemm.h sparse_pack_once). */
-static _Atomic uint64_t q8s_calls;
-static _Thread_local struct { uint64_t call; int64_t m0; const void *tile; } q8s_prepared;
+/* The tile of rows from m0 as the sums read it: the ISA's prep of them, made once a call on each thread (kernels.h
+ * sparse_tile_ready), as the fp32 block kernel packs its x (sparse_gemm.h sparse_pack_once). */
+static _Thread_local struct { sparse_ready at; const void *tile; } q8s_prepared;
 
-/* The tile of rows from m0 as the sums read it: the ISA's prep of them, made once a call on each thread. */
 static inline const void *q8s_tile(const q8s_args *a, const int8_t *q, int64_t m0, float *scratch) {
   if (!a->prep) return q;
-  if (q8s_prepared.call != a->call || q8s_prepared.m0 != m0) {
-    q8s_prepared.tile = a->prep(a, q, scratch);
-    q8s_prepared.call = a->call;
-    q8s_prepared.m0 = m0;
-  }
+  if (!sparse_tile_ready(&q8s_prepared.at, a->call, m0)) q8s_prepared.tile = a->prep(a, q, scratch);
   return q8s_prepared.tile;
 }
 
@@ -286,7 +278,7 @@ static inline void q8s_items(void *raw, int64_t lo, int64_t hi, float *scratch) 
  * else a tile's chunks of block rows, cut by rows, not blocks. */
 static inline void q8_sparse_items(bertc_pool *p, q8s_args *a) {
   a->chunks = sparse_item_count(p, a->w->block_rows * ((a->M + a->mr - 1) / a->mr));
-  a->call = atomic_fetch_add_explicit(&q8s_calls, 1, memory_order_relaxed) + 1;
+  a->call = sparse_call_number();
   bertc_parallel_rows(p, a->chunks, q8s_items, a);
 }
 

@@ -9,6 +9,7 @@
 #ifndef BERTC_KERNELS_H
 #define BERTC_KERNELS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -118,6 +119,22 @@ static inline int64_t sparse_item_count(bertc_pool *p, int64_t units) {
   const int64_t threads = bertc_pool_threads(p);
   const int64_t want = threads > 1 ? 4 * threads * bertc_pool_tuning(p)->chunks_per_thread : 1;
   return want < units ? want : units > 1 ? units : 1;
+}
+/* The block-sparse GEMMs' items each make a row tile's x ready in the thread's scratch (the fp32 kernel packs it, the
+ * int8 one prepares its quantized rows): a call takes a number (sparse_call_number, from 1, per translation unit), and
+ * sparse_tile_ready says whether this thread made the tile from m0 ready in that call already, marking it so where
+ * not. A thread's next items of the same tile in one parallel call skip the work (2 threads take 2 pool chunks each,
+ * and at a few tokens one row tile holds every row); between one call's items a thread runs nothing else. */
+typedef struct { uint64_t call; int64_t m0; } sparse_ready;
+static inline uint64_t sparse_call_number(void) {
+  static _Atomic uint64_t calls;
+  return atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) + 1;
+}
+static inline int sparse_tile_ready(sparse_ready *last, uint64_t call, int64_t m0) {
+  if (last->call == call && last->m0 == m0) return 1;
+  last->call = call;
+  last->m0 = m0;
+  return 0;
 }
 /* First block row at share num / den of the block rows' cost (its blocks plus one, for its stores and epilogue), of
  * either kind's ``offsets``: how the sparse GEMMs cut their block rows into a thread's share. */

@@ -39,7 +39,6 @@
 #ifndef BERTC_SPARSE_GEMM_H
 #define BERTC_SPARSE_GEMM_H
 
-#include <stdatomic.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -82,7 +81,7 @@ struct sparse_args {
   int by_tiles;          /* items split the row tiles' work (sparse_items), else each a chunk for every tile */
   int64_t tiles, last_rows, work; /* by_tiles: the row tiles, the last one's rows, their sparse_tile_weight sum */
   sparse_tile_fn tile;   /* a tile's function picks the registers its rows need (sparse_tile_rows, _cols) */
-  uint64_t call;         /* this call's number (sparse_calls), which sparse_pack_once tags a packed tile with */
+  uint64_t call;         /* this call's number (sparse_call_number), which sparse_pack_once tags a packed tile with */
 };
 
 SPARSE_INLINE sparse_vec sparse_load(const float *p) { return *(const sparse_vec *)p; }
@@ -155,18 +154,12 @@ static void sparse_pack_x(const sparse_args *a, float *xp, int64_t mr, int64_t m
     for (int64_t m = 0; m < mr; m++) xp[k0 * mr + m] = m < rows && k0 < K ? x[m * K + k0] : 0.0f;
 }
 
-/* bertc_linear_sparse's calls, numbered from 1, and the call and row tile whose x this thread last packed into its
- * scratch: a thread's next items of the same tile in the same parallel call find it packed (2 threads take 2 pool
- * chunks each, and at a few tokens one row tile holds them all: it packed the tile twice, as many packs as the 1-thread
- * run's FMAs at 8 tokens of 4 layers of 384 at 10%; between one call's items a thread runs nothing else). */
-static _Atomic uint64_t sparse_calls;
-static _Thread_local struct { uint64_t call; int64_t m0; } sparse_packed;
+/* The row tile from m0 packed once a call on each thread (kernels.h sparse_tile_ready): packed at each of a thread's
+ * pool chunks, 2 threads did as many packs as the 1-thread run's FMAs at 8 tokens of 4 layers of 384 at 10%. */
+static _Thread_local sparse_ready sparse_packed;
 
 SPARSE_INLINE void sparse_pack_once(const sparse_args *a, float *xp, int64_t mr, int64_t m0, int64_t rows) {
-  if (sparse_packed.call == a->call && sparse_packed.m0 == m0) return;
-  sparse_pack_x(a, xp, mr, m0, rows);
-  sparse_packed.call = a->call;
-  sparse_packed.m0 = m0;
+  if (!sparse_tile_ready(&sparse_packed, a->call, m0)) sparse_pack_x(a, xp, mr, m0, rows);
 }
 
 static void sparse_epilogue_rows(const sparse_args *a, int64_t m0, int64_t rows, int64_t i0, int64_t i1) {
@@ -615,7 +608,7 @@ void bertc_linear_sparse(bertc_pool *p, const float *x, const bertc_block_sparse
                          const float *residual, float *y, int64_t M, int64_t N, int64_t K, int act) {
   sparse_args a = {.x = x, .bias = bias, .res = residual, .w = w, .y = y, .M = M, .N = N, .K = K,
                    .kpad = (K + w->c - 1) / w->c * w->c, .act = act,
-                   .call = atomic_fetch_add_explicit(&sparse_calls, 1, memory_order_relaxed) + 1};
+                   .call = sparse_call_number()};
   int tail_mr;
   a.tile = sparse_tile_for(w->r, w->c, &a.mr, &tail_mr);
   const sparse_tile_fn few = sparse_few_for(w->r, w->c, M, a.mr, tail_mr);
